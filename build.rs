@@ -1,0 +1,33 @@
+//! Records build metadata (version, git commit, features) that every result's environment carries.
+
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn main() {
+    let sha = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
+    let sha = if dirty { format!("{sha}-dirty") } else { sha };
+    let mut features: Vec<String> = std::env::vars()
+        .filter_map(|(k, _)| k.strip_prefix("CARGO_FEATURE_").map(|f| f.to_lowercase()))
+        .collect();
+    features.sort();
+    println!("cargo:rustc-env=KVXFER_GIT_SHA={sha}");
+    println!("cargo:rustc-env=KVXFER_FEATURES={}", features.join(","));
+    println!(
+        "cargo:rustc-env=KVXFER_PROFILE={}",
+        std::env::var("PROFILE").unwrap_or_default()
+    );
+    if let Some(head) = git(&["rev-parse", "--git-dir"]) {
+        println!("cargo:rerun-if-changed={head}/HEAD");
+        println!("cargo:rerun-if-changed={head}/index");
+    }
+}

@@ -1,0 +1,135 @@
+//! `kvxfer info`: what libfabric offers on this machine.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use kvxfer::fabric::{self, EndpointType, Hints, InfoList};
+use serde::Serialize;
+
+/// Options of `kvxfer info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Only this provider (e.g. tcp, shm, efa).
+    #[arg(short, long)]
+    provider: Option<String>,
+    /// Only this endpoint type.
+    #[arg(short, long, value_enum)]
+    endpoint: Option<EpArg>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EpArg {
+    Rdm,
+    Msg,
+}
+
+/// One provider entry as `kvxfer info` reports it.
+#[derive(Debug, Serialize)]
+struct Entry {
+    provider: String,
+    provider_version: String,
+    fabric: String,
+    domain: String,
+    endpoint_type: String,
+    protocol: String,
+    addr_format: String,
+    src_addr: Option<String>,
+    caps: Vec<String>,
+    mr_mode: Vec<String>,
+    max_msg_size: usize,
+    inject_size: usize,
+    cq_data_size: usize,
+    tx_size: usize,
+    rx_size: usize,
+    hmem: bool,
+}
+
+pub fn run(a: InfoArgs) -> anyhow::Result<ExitCode> {
+    let hints = Hints {
+        provider: a.provider.clone(),
+        ep_type: a.endpoint.map(|e| match e {
+            EpArg::Rdm => EndpointType::Rdm,
+            EpArg::Msg => EndpointType::Msg,
+        }),
+        ..Default::default()
+    };
+    let list = InfoList::query(&hints).context("querying libfabric (fi_getinfo)")?;
+    if list.is_empty() {
+        let avail = fabric::available_providers().join(", ");
+        anyhow::bail!(
+            "no libfabric provider matches{}{}; available providers: {avail}",
+            a.provider
+                .as_deref()
+                .map(|p| format!(" provider {p:?}"))
+                .unwrap_or_default(),
+            a.endpoint
+                .map(|e| format!(" endpoint {e:?}").to_lowercase())
+                .unwrap_or_default(),
+        );
+    }
+    let entries: Vec<Entry> = list
+        .iter()
+        .map(|e| {
+            let (tx, rx) = e.queue_sizes();
+            Entry {
+                provider: e.provider(),
+                provider_version: e.provider_version(),
+                fabric: e.fabric_name(),
+                domain: e.domain_name(),
+                endpoint_type: e.ep_type_name().to_string(),
+                protocol: e.protocol(),
+                addr_format: e.addr_format_name().to_string(),
+                src_addr: e.src_addr().map(|s| s.to_string()),
+                caps: e.caps_names(),
+                mr_mode: fabric::mr_mode::names(e.mr_mode())
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                max_msg_size: e.max_msg_size(),
+                inject_size: e.inject_size(),
+                cq_data_size: e.cq_data_size(),
+                tx_size: tx,
+                rx_size: rx,
+                hmem: e.hmem(),
+            }
+        })
+        .collect();
+    if a.json {
+        let doc = serde_json::json!({
+            "libfabric_version": fabric::runtime_version(),
+            "providers": entries,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("libfabric {}", fabric::runtime_version());
+    for e in &entries {
+        println!("provider: {}", e.provider);
+        println!("    fabric: {}", e.fabric);
+        println!("    domain: {}", e.domain);
+        println!("    version: {}", e.provider_version);
+        println!("    type: {}", e.endpoint_type);
+        println!("    protocol: {}", e.protocol);
+        if let Some(a) = &e.src_addr {
+            println!("    src_addr: {a}");
+        }
+        println!("    max_msg_size: {}", e.max_msg_size);
+        println!("    inject_size: {}", e.inject_size);
+        println!("    mr_mode: {}", join_or_none(&e.mr_mode));
+        println!("    hmem: {}", if e.hmem { "yes" } else { "no" });
+        println!("    caps: {}", join_or_none(&e.caps));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn join_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(" | ")
+    }
+}

@@ -1,0 +1,29 @@
+//! Command-line options and dispatch; no measurement logic lives here.
+
+mod info;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// kvxfer: measure the network under disaggregated LLM inference.
+#[derive(Debug, Parser)]
+#[command(name = "kvxfer", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KVXFER_GIT_SHA"), ")"))]
+#[command(about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Providers, fabrics, domains and endpoint attributes libfabric offers here.
+    Info(info::InfoArgs),
+}
+
+/// Runs the chosen subcommand.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Info(a) => info::run(a),
+    }
+}

@@ -1,0 +1,345 @@
+//! Endpoints (RDM and MSG) and passive endpoints, with the data-path posts kvxfer's loops use.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use libfabric_sys as sys;
+
+use super::cq::{AddressVector, AvInner, CompletionQueue, CqInner, EqInner, EventQueue};
+use super::domain::{close_fid, Domain, DomainInner, Fabric, FabricInner};
+use super::error::{call_error, check, Result};
+use super::info::Info;
+
+/// Peer address handle (fi_addr_t).
+pub type FiAddr = sys::fi_addr_t;
+
+/// Bind flags for [`Endpoint::bind_cq`].
+pub mod bind {
+    use libfabric_sys as sys;
+    /// Completions of sends and RMA initiated here.
+    pub const TRANSMIT: u64 = sys::FI_TRANSMIT as u64;
+    /// Completions of receives (and remote CQ data).
+    pub const RECV: u64 = sys::FI_RECV as u64;
+    /// Only operations posted with FI_COMPLETION generate entries.
+    pub const SELECTIVE_COMPLETION: u64 = sys::FI_SELECTIVE_COMPLETION;
+}
+
+/// Reads an fid's name (fi_getname).
+fn getname(fid: *mut sys::fid, call: &'static str) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    let mut len = buf.len();
+    // SAFETY: buf has len bytes; fid is live.
+    let mut ret = unsafe { sys::fi_getname(fid, buf.as_mut_ptr() as *mut libc::c_void, &mut len) };
+    if ret == -(sys::FI_ETOOSMALL as i32) {
+        buf.resize(len, 0);
+        // SAFETY: as above, with the size the provider asked for.
+        ret = unsafe { sys::fi_getname(fid, buf.as_mut_ptr() as *mut libc::c_void, &mut len) };
+    }
+    check(call, ret)?;
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// A data endpoint, bound to its completion queues and address vector or event queue.
+pub struct Endpoint {
+    raw: NonNull<sys::fid_ep>,
+    _domain: Arc<DomainInner>,
+    _cqs: Vec<Arc<CqInner>>,
+    _av: Option<Arc<AvInner>>,
+    _eq: Option<Arc<EqInner>>,
+}
+
+// SAFETY: an endpoint is driven by one thread at a time (FI_THREAD_DOMAIN or safer).
+unsafe impl Send for Endpoint {}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // SAFETY: raw is live; CQs, AV and EQ it is bound to are held by this struct until after.
+        close_fid(unsafe { &mut (*self.raw.as_ptr()).fid }, "endpoint");
+    }
+}
+
+impl Endpoint {
+    /// Opens an endpoint (fi_endpoint) from an info entry, not yet bound or enabled.
+    pub fn open(domain: &Domain, info: &Info) -> Result<Endpoint> {
+        let mut raw: *mut sys::fid_ep = std::ptr::null_mut();
+        // SAFETY: domain and info are live; raw receives a handle we close in Drop.
+        let ret = unsafe {
+            sys::fi_endpoint(
+                domain.inner.raw.as_ptr(),
+                info.as_raw(),
+                &mut raw,
+                std::ptr::null_mut(),
+            )
+        };
+        check("fi_endpoint", ret)?;
+        Ok(Endpoint {
+            raw: NonNull::new(raw).expect("fi_endpoint succeeded with NULL"),
+            _domain: domain.inner.clone(),
+            _cqs: Vec::new(),
+            _av: None,
+            _eq: None,
+        })
+    }
+
+    /// Binds a completion queue for transmit and/or receive completions (`bind::*`).
+    pub fn bind_cq(&mut self, cq: &CompletionQueue, flags: u64) -> Result<()> {
+        // SAFETY: both handles are live; we keep the CQ alive as long as the endpoint.
+        let ret = unsafe {
+            sys::fi_ep_bind(
+                self.raw.as_ptr(),
+                &mut (*cq.inner.raw.as_ptr()).fid,
+                flags,
+            )
+        };
+        check("fi_ep_bind(cq)", ret)?;
+        self._cqs.push(cq.inner.clone());
+        Ok(())
+    }
+
+    /// Binds the address vector of an RDM endpoint.
+    pub fn bind_av(&mut self, av: &AddressVector) -> Result<()> {
+        // SAFETY: both handles are live; we keep the AV alive as long as the endpoint.
+        let ret =
+            unsafe { sys::fi_ep_bind(self.raw.as_ptr(), &mut (*av.inner.raw.as_ptr()).fid, 0) };
+        check("fi_ep_bind(av)", ret)?;
+        self._av = Some(av.inner.clone());
+        Ok(())
+    }
+
+    /// Binds the event queue of a MSG endpoint.
+    pub fn bind_eq(&mut self, eq: &EventQueue) -> Result<()> {
+        // SAFETY: both handles are live; we keep the EQ alive as long as the endpoint.
+        let ret =
+            unsafe { sys::fi_ep_bind(self.raw.as_ptr(), &mut (*eq.inner.raw.as_ptr()).fid, 0) };
+        check("fi_ep_bind(eq)", ret)?;
+        self._eq = Some(eq.inner.clone());
+        Ok(())
+    }
+
+    /// Enables the endpoint (fi_enable).
+    pub fn enable(&self) -> Result<()> {
+        // SAFETY: raw is live.
+        check("fi_enable", unsafe { sys::fi_enable(self.raw.as_ptr()) })
+    }
+
+    /// The endpoint's address as peers insert it (fi_getname).
+    pub fn name(&self) -> Result<Vec<u8>> {
+        // SAFETY: raw is live.
+        getname(unsafe { &mut (*self.raw.as_ptr()).fid }, "fi_getname")
+    }
+
+    /// Starts connecting a MSG endpoint to a passive endpoint's name.
+    pub fn connect(&self, peer: &[u8]) -> Result<()> {
+        // SAFETY: peer holds an address of the provider's format; raw is live.
+        let ret = unsafe {
+            sys::fi_connect(
+                self.raw.as_ptr(),
+                peer.as_ptr() as *const libc::c_void,
+                std::ptr::null(),
+                0,
+            )
+        };
+        check("fi_connect", ret)
+    }
+
+    /// Accepts the connection request this endpoint was opened for.
+    pub fn accept(&self) -> Result<()> {
+        // SAFETY: raw is live.
+        check("fi_accept", unsafe {
+            sys::fi_accept(self.raw.as_ptr(), std::ptr::null(), 0)
+        })
+    }
+
+    /// Raw handle, for calls nobody wrapped yet.
+    pub fn as_raw(&self) -> *mut sys::fid_ep {
+        self.raw.as_ptr()
+    }
+}
+
+/// Maps a post's return value: Ok(true) posted, Ok(false) queue full (retry after progress).
+#[inline]
+fn posted(call: &'static str, ret: isize) -> Result<bool> {
+    if ret == 0 {
+        Ok(true)
+    } else if ret == -(sys::FI_EAGAIN as isize) {
+        Ok(false)
+    } else {
+        Err(call_error(call, ret as i64))
+    }
+}
+
+/// Data-path posts. Each returns Ok(false) when the provider asks to retry (FI_EAGAIN).
+///
+/// # Safety (all posts)
+/// `buf..buf+len` must stay valid, and not be written (sends) or read (receives) by the CPU,
+/// until the operation's completion is read from the bound CQ; `desc` must be the descriptor
+/// of a region covering it (or NULL where the provider does not require local registration);
+/// `ctx` must stay valid until the completion. Inject calls copy the buffer before returning.
+impl Endpoint {
+    /// fi_send.
+    ///
+    /// # Safety
+    /// See the section above.
+    #[inline]
+    pub unsafe fn send(
+        &self,
+        buf: *const u8,
+        len: usize,
+        desc: *mut libc::c_void,
+        dest: FiAddr,
+        ctx: *mut libc::c_void,
+    ) -> Result<bool> {
+        posted(
+            "fi_send",
+            sys::fi_send(self.raw.as_ptr(), buf as _, len, desc, dest, ctx),
+        )
+    }
+
+    /// fi_inject: no completion, the buffer is reusable on return.
+    ///
+    /// # Safety
+    /// `buf..buf+len` must be readable for the call.
+    #[inline]
+    pub unsafe fn inject(&self, buf: *const u8, len: usize, dest: FiAddr) -> Result<bool> {
+        posted(
+            "fi_inject",
+            sys::fi_inject(self.raw.as_ptr(), buf as _, len, dest),
+        )
+    }
+
+    /// fi_recv.
+    ///
+    /// # Safety
+    /// See the section above.
+    #[inline]
+    pub unsafe fn recv(
+        &self,
+        buf: *mut u8,
+        len: usize,
+        desc: *mut libc::c_void,
+        src: FiAddr,
+        ctx: *mut libc::c_void,
+    ) -> Result<bool> {
+        posted(
+            "fi_recv",
+            sys::fi_recv(self.raw.as_ptr(), buf as _, len, desc, src, ctx),
+        )
+    }
+
+    /// fi_tsend.
+    ///
+    /// # Safety
+    /// See the section above.
+    #[inline]
+    pub unsafe fn tsend(
+        &self,
+        buf: *const u8,
+        len: usize,
+        desc: *mut libc::c_void,
+        dest: FiAddr,
+        tag: u64,
+        ctx: *mut libc::c_void,
+    ) -> Result<bool> {
+        posted(
+            "fi_tsend",
+            sys::fi_tsend(self.raw.as_ptr(), buf as _, len, desc, dest, tag, ctx),
+        )
+    }
+
+    /// fi_tinject.
+    ///
+    /// # Safety
+    /// `buf..buf+len` must be readable for the call.
+    #[inline]
+    pub unsafe fn tinject(
+        &self,
+        buf: *const u8,
+        len: usize,
+        dest: FiAddr,
+        tag: u64,
+    ) -> Result<bool> {
+        posted(
+            "fi_tinject",
+            sys::fi_tinject(self.raw.as_ptr(), buf as _, len, dest, tag),
+        )
+    }
+
+    /// fi_trecv.
+    ///
+    /// # Safety
+    /// See the section above.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn trecv(
+        &self,
+        buf: *mut u8,
+        len: usize,
+        desc: *mut libc::c_void,
+        src: FiAddr,
+        tag: u64,
+        ignore: u64,
+        ctx: *mut libc::c_void,
+    ) -> Result<bool> {
+        posted(
+            "fi_trecv",
+            sys::fi_trecv(self.raw.as_ptr(), buf as _, len, desc, src, tag, ignore, ctx),
+        )
+    }
+}
+
+/// A passive (listening) endpoint for MSG connections.
+pub struct PassiveEndpoint {
+    raw: NonNull<sys::fid_pep>,
+    _fabric: Arc<FabricInner>,
+    _eq: Option<Arc<EqInner>>,
+}
+
+// SAFETY: used by one thread at a time.
+unsafe impl Send for PassiveEndpoint {}
+
+impl Drop for PassiveEndpoint {
+    fn drop(&mut self) {
+        // SAFETY: raw is live and closed once; its EQ is held until after.
+        close_fid(
+            unsafe { &mut (*self.raw.as_ptr()).fid },
+            "passive endpoint",
+        );
+    }
+}
+
+impl PassiveEndpoint {
+    /// Opens a passive endpoint, binds its event queue and starts listening.
+    pub fn listen(fabric: &Fabric, info: &Info, eq: &EventQueue) -> Result<PassiveEndpoint> {
+        let mut raw: *mut sys::fid_pep = std::ptr::null_mut();
+        // SAFETY: fabric and info are live; raw receives a handle we close in Drop.
+        let ret = unsafe {
+            sys::fi_passive_ep(
+                fabric.inner.raw.as_ptr(),
+                info.as_raw(),
+                &mut raw,
+                std::ptr::null_mut(),
+            )
+        };
+        check("fi_passive_ep", ret)?;
+        let mut pep = PassiveEndpoint {
+            raw: NonNull::new(raw).expect("fi_passive_ep succeeded with NULL"),
+            _fabric: fabric.inner.clone(),
+            _eq: None,
+        };
+        // SAFETY: both handles are live; the EQ is kept alive by pep.
+        let ret =
+            unsafe { sys::fi_pep_bind(pep.raw.as_ptr(), &mut (*eq.inner.raw.as_ptr()).fid, 0) };
+        check("fi_pep_bind", ret)?;
+        pep._eq = Some(eq.inner.clone());
+        // SAFETY: raw is live and bound.
+        check("fi_listen", unsafe { sys::fi_listen(pep.raw.as_ptr()) })?;
+        Ok(pep)
+    }
+
+    /// The address peers connect to.
+    pub fn name(&self) -> Result<Vec<u8>> {
+        // SAFETY: raw is live.
+        getname(unsafe { &mut (*self.raw.as_ptr()).fid }, "fi_getname(pep)")
+    }
+}

@@ -1,0 +1,23 @@
+//! The safe libfabric layer: every `unsafe` call into libfabric lives under this module.
+
+mod cq;
+mod domain;
+mod endpoint;
+mod error;
+mod info;
+mod mr;
+
+pub use cq::{AddressVector, CmEvent, CompletionQueue, CqEntry, EventQueue};
+pub use domain::{Domain, Fabric};
+pub use endpoint::{bind, Endpoint, FiAddr, PassiveEndpoint};
+pub use error::{strerror, FabricError, Result};
+pub use info::{
+    available_providers, caps, mr_mode, runtime_version, EndpointType, Hints, Info, InfoList,
+    InfoRef,
+};
+pub use mr::MemoryRegion;
+
+/// FI_ADDR_UNSPEC: no particular peer.
+pub fn addr_unspec() -> FiAddr {
+    libfabric_sys::fi_addr_unspec()
+}

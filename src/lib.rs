@@ -1,0 +1,6 @@
+//! kvxfer: a benchmark harness for the network under disaggregated LLM inference.
+
+pub mod fabric;
+pub mod mem;
+pub mod report;
+pub mod stats;

@@ -1,0 +1,8 @@
+//! Results: the `kvxfer.result/v1` schema, atomic files, and terminal tables.
+
+mod atomic;
+pub mod schema;
+pub mod table;
+
+pub use atomic::write_atomic;
+pub use schema::{Environment, ErrorEntry, ResultDoc, SizeResult, Status, SCHEMA};
