@@ -1,6 +1,10 @@
 //! kvxfer: a benchmark harness for the network under disaggregated LLM inference.
 
+pub mod bench;
+pub mod bootstrap;
 pub mod fabric;
 pub mod mem;
 pub mod report;
+pub mod run;
 pub mod stats;
+pub mod units;

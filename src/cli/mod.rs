@@ -1,6 +1,8 @@
 //! Command-line options and dispatch; no measurement logic lives here.
 
+mod common;
 mod info;
+mod pingpong;
 
 use std::process::ExitCode;
 
@@ -19,11 +21,14 @@ pub struct Cli {
 enum Command {
     /// Providers, fabrics, domains and endpoint attributes libfabric offers here.
     Info(info::InfoArgs),
+    /// fi_pingpong's latency measurement (L0): half round trips of messages, per size.
+    Pingpong(pingpong::PingPongArgs),
 }
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info(a) => info::run(a),
+        Command::Pingpong(a) => pingpong::run(a),
     }
 }

@@ -1,5 +1,7 @@
 //! The safe libfabric layer: every `unsafe` call into libfabric lives under this module.
 
+mod channel;
+mod connect;
 mod cq;
 mod domain;
 mod endpoint;
@@ -7,6 +9,8 @@ mod error;
 mod info;
 mod mr;
 
+pub use channel::{LocalBuf, MsgChannel, MsgMode};
+pub use connect::{connect, select_info, Connection, EndpointSpec, Exchange, Side};
 pub use cq::{AddressVector, CmEvent, CompletionQueue, CqEntry, EventQueue};
 pub use domain::{Domain, Fabric};
 pub use endpoint::{bind, Endpoint, FiAddr, PassiveEndpoint};

@@ -166,10 +166,7 @@ impl ResultDoc {
     pub fn from_json(bytes: &[u8]) -> Result<ResultDoc, String> {
         let doc: ResultDoc = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if doc.schema != SCHEMA {
-            return Err(format!(
-                "schema is {:?}, expected {SCHEMA:?}",
-                doc.schema
-            ));
+            return Err(format!("schema is {:?}, expected {SCHEMA:?}", doc.schema));
         }
         Ok(doc)
     }
@@ -195,7 +192,10 @@ mod tests {
         d.environment.extra.insert("kernel".into(), "6.1".into());
         let bytes = d.to_json();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(!text.contains("bandwidth_gbps"), "absent figure serialised: {text}");
+        assert!(
+            !text.contains("bandwidth_gbps"),
+            "absent figure serialised: {text}"
+        );
         assert!(text.contains("\"kernel\": \"6.1\""));
         assert_eq!(ResultDoc::from_json(&bytes).unwrap(), d);
     }
@@ -204,6 +204,8 @@ mod tests {
     fn wrong_schema_is_refused() {
         let mut d = ResultDoc::new("kvxfer", "pingpong", "L0");
         d.schema = "other/v9".into();
-        assert!(ResultDoc::from_json(&d.to_json()).unwrap_err().contains("other/v9"));
+        assert!(ResultDoc::from_json(&d.to_json())
+            .unwrap_err()
+            .contains("other/v9"));
     }
 }

@@ -1,0 +1,25 @@
+//! The measurement loops: each takes set-up objects and returns samples; none parses options
+//! or prints.
+
+pub mod pattern;
+pub mod pingpong;
+
+/// Errors of a measurement loop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// The fabric failed.
+    #[error(transparent)]
+    Fabric(#[from] crate::fabric::FabricError),
+    /// A received payload differs from what was sent.
+    #[error("data check failed at iteration {iteration}, byte {offset}: expected {expected:#04x}, got {got:#04x}")]
+    Verify {
+        iteration: u64,
+        offset: usize,
+        expected: u8,
+        got: u8,
+    },
+    /// A message arrived with the wrong length.
+    #[error("received {got} bytes where {expected} were sent")]
+    Length { expected: usize, got: usize },
+}

@@ -1,0 +1,305 @@
+//! The ping-pong loop of fi_pingpong: one message each way per iteration, half the round trip
+//! recorded per iteration.
+
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+
+use super::{pattern, BenchError};
+use crate::stats::new_histogram;
+
+/// What a ping-pong loop needs from a transport.
+pub trait PingPongTransport {
+    /// Posts a receive for the next message (the whole receive buffer).
+    fn post_recv(&mut self) -> Result<(), BenchError>;
+    /// Sends the first `len` bytes of the send buffer; returns when the buffer may be reused.
+    fn send(&mut self, len: usize) -> Result<(), BenchError>;
+    /// Busy-polls until the posted receive completes; returns its length.
+    fn wait_recv(&mut self) -> Result<usize, BenchError>;
+    /// The send buffer.
+    fn send_buf(&mut self) -> &mut [u8];
+    /// The receive buffer, between a completed receive and the next post.
+    fn recv_buf(&self) -> &[u8];
+}
+
+/// Which side of the ping-pong this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends first, times the round trips.
+    Initiator,
+    /// Answers each message.
+    Target,
+}
+
+/// One size's parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct SizeParams {
+    /// Message size in bytes.
+    pub size: usize,
+    /// Timed iterations.
+    pub iterations: u64,
+    /// Untimed iterations before them.
+    pub warmup: u64,
+    /// Fill and check the payload of every message.
+    pub verify: bool,
+}
+
+/// What one size measured.
+pub struct SizeSamples {
+    /// Half round trips, nanoseconds, one per timed iteration.
+    pub half_rtt_ns: Histogram<u64>,
+    /// Wall time of the timed iterations, nanoseconds (fi_pingpong's "time").
+    pub elapsed_ns: u64,
+    /// Timed iterations.
+    pub iterations: u64,
+}
+
+/// Runs one size. The transport must already have a receive posted; one stays posted after.
+pub fn run_size<T: PingPongTransport>(
+    t: &mut T,
+    role: Role,
+    p: &SizeParams,
+) -> Result<SizeSamples, BenchError> {
+    let mut hist = new_histogram();
+    let total = p.warmup + p.iterations;
+    let mut timed_start = Instant::now();
+    let mut prev = timed_start;
+    // Message sequence numbers: the initiator's are even, the target's odd.
+    for i in 0..total {
+        if i == p.warmup {
+            timed_start = Instant::now();
+            prev = timed_start;
+        }
+        match role {
+            Role::Initiator => {
+                if p.verify {
+                    pattern::fill(&mut t.send_buf()[..p.size], 2 * i);
+                }
+                t.send(p.size)?;
+                let got = t.wait_recv()?;
+                check(t, p, got, 2 * i + 1, i)?;
+                t.post_recv()?;
+                let now = Instant::now();
+                if i >= p.warmup {
+                    let rtt = now.duration_since(prev).as_nanos() as u64;
+                    // Half a round trip; 1 ns floor keeps the histogram's lower bound.
+                    hist.saturating_record((rtt / 2).max(1));
+                }
+                prev = now;
+            }
+            Role::Target => {
+                let got = t.wait_recv()?;
+                check(t, p, got, 2 * i, i)?;
+                t.post_recv()?;
+                if p.verify {
+                    pattern::fill(&mut t.send_buf()[..p.size], 2 * i + 1);
+                }
+                t.send(p.size)?;
+            }
+        }
+    }
+    Ok(SizeSamples {
+        half_rtt_ns: hist,
+        elapsed_ns: timed_start.elapsed().as_nanos() as u64,
+        iterations: p.iterations,
+    })
+}
+
+#[inline]
+fn check<T: PingPongTransport>(
+    t: &T,
+    p: &SizeParams,
+    got: usize,
+    seq: u64,
+    iteration: u64,
+) -> Result<(), BenchError> {
+    if got != p.size {
+        return Err(BenchError::Length {
+            expected: p.size,
+            got,
+        });
+    }
+    if p.verify {
+        if let Some((offset, expected, got)) = pattern::check(&t.recv_buf()[..p.size], seq) {
+            return Err(BenchError::Verify {
+                iteration,
+                offset,
+                expected,
+                got,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// fi_pingpong's figures for one size, from the elapsed time of the timed iterations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FabtestsFigures {
+    /// usec/xfer: elapsed / iterations / 2.
+    pub usec_per_xfer: f64,
+    /// MB/sec (10^6): iterations x size x 2 / elapsed.
+    pub mb_per_sec: f64,
+    /// Mxfers/sec: 1 / usec_per_xfer.
+    pub mxfers_per_sec: f64,
+    /// Bytes counted: iterations x size x 2.
+    pub bytes: u64,
+}
+
+impl FabtestsFigures {
+    /// Computes the figures as fabtests does.
+    pub fn new(size: u64, iterations: u64, elapsed_ns: u64) -> FabtestsFigures {
+        let us = elapsed_ns as f64 / 1000.0;
+        let bytes = iterations * size * 2;
+        let usec_per_xfer = us / iterations as f64 / 2.0;
+        FabtestsFigures {
+            usec_per_xfer,
+            mb_per_sec: bytes as f64 / us,
+            mxfers_per_sec: 1.0 / usec_per_xfer,
+            bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// An in-memory transport: two queues between two threads, with an optional delay per send.
+    struct MemTransport {
+        tx: Arc<Mutex<VecDeque<Vec<u8>>>>,
+        rx: Arc<Mutex<VecDeque<Vec<u8>>>>,
+        sbuf: Vec<u8>,
+        rbuf: Vec<u8>,
+        posted: bool,
+        delay: Duration,
+        corrupt_at: Option<u64>,
+        sent: u64,
+    }
+
+    impl PingPongTransport for MemTransport {
+        fn post_recv(&mut self) -> Result<(), BenchError> {
+            self.posted = true;
+            Ok(())
+        }
+        fn send(&mut self, len: usize) -> Result<(), BenchError> {
+            if !self.delay.is_zero() {
+                std::thread::sleep(self.delay);
+            }
+            let mut m = self.sbuf[..len].to_vec();
+            if self.corrupt_at == Some(self.sent) {
+                m[len / 2] ^= 0xff;
+            }
+            self.sent += 1;
+            self.tx.lock().unwrap().push_back(m);
+            Ok(())
+        }
+        fn wait_recv(&mut self) -> Result<usize, BenchError> {
+            assert!(self.posted, "receive completed without a posted buffer");
+            let start = std::time::Instant::now();
+            loop {
+                if start.elapsed() > Duration::from_secs(2) {
+                    return Err(crate::fabric::FabricError::Timeout {
+                        what: "a message",
+                        secs: 2.0,
+                    }
+                    .into());
+                }
+                if let Some(m) = self.rx.lock().unwrap().pop_front() {
+                    self.rbuf[..m.len()].copy_from_slice(&m);
+                    self.posted = false;
+                    return Ok(m.len());
+                }
+                std::thread::yield_now();
+            }
+        }
+        fn send_buf(&mut self) -> &mut [u8] {
+            &mut self.sbuf
+        }
+        fn recv_buf(&self) -> &[u8] {
+            &self.rbuf
+        }
+    }
+
+    fn pair(delay: Duration, corrupt_at: Option<u64>) -> (MemTransport, MemTransport) {
+        let a = Arc::new(Mutex::new(VecDeque::new()));
+        let b = Arc::new(Mutex::new(VecDeque::new()));
+        let mk = |tx: &Arc<_>, rx: &Arc<_>, d, c| MemTransport {
+            tx: Arc::clone(tx),
+            rx: Arc::clone(rx),
+            sbuf: vec![0; 4096],
+            rbuf: vec![0; 4096],
+            posted: true,
+            delay: d,
+            corrupt_at: c,
+            sent: 0,
+        };
+        (
+            mk(&a, &b, Duration::ZERO, None),
+            mk(&b, &a, delay, corrupt_at),
+        )
+    }
+
+    #[test]
+    fn records_one_half_round_trip_per_timed_iteration() {
+        let (mut ini, mut tgt) = pair(Duration::from_millis(2), None);
+        let p = SizeParams {
+            size: 100,
+            iterations: 20,
+            warmup: 3,
+            verify: true,
+        };
+        let h = std::thread::spawn(move || run_size(&mut tgt, Role::Target, &p).map(|_| ()));
+        let s = run_size(&mut ini, Role::Initiator, &p).unwrap();
+        h.join().unwrap().unwrap();
+        assert_eq!(s.half_rtt_ns.len(), 20);
+        // The target sleeps 2 ms before each reply: every half round trip is >= 1 ms.
+        assert!(
+            s.half_rtt_ns.min() >= 1_000_000,
+            "min {}",
+            s.half_rtt_ns.min()
+        );
+        // The per-iteration samples add up to the elapsed time (the clock is read once per step).
+        let sum_half: f64 = s.half_rtt_ns.mean() * 20.0;
+        let half_elapsed = s.elapsed_ns as f64 / 2.0;
+        assert!((sum_half - half_elapsed).abs() / half_elapsed < 0.01);
+    }
+
+    #[test]
+    fn corrupted_payload_is_reported() {
+        let (mut ini, mut tgt) = pair(Duration::ZERO, Some(4));
+        let p = SizeParams {
+            size: 64,
+            iterations: 10,
+            warmup: 0,
+            verify: true,
+        };
+        let h = std::thread::spawn(move || run_size(&mut tgt, Role::Target, &p).map(|_| ()));
+        let e = run_size(&mut ini, Role::Initiator, &p).err().unwrap();
+        assert!(
+            matches!(
+                e,
+                BenchError::Verify {
+                    iteration: 4,
+                    offset: 32,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        drop(ini);
+        let _ = h.join();
+    }
+
+    #[test]
+    fn fabtests_arithmetic() {
+        // 1000 iterations of 64 B in 1.42 ms: 0.71 usec/xfer, 90.14 MB/sec.
+        let f = FabtestsFigures::new(64, 1000, 1_420_000);
+        assert!((f.usec_per_xfer - 0.71).abs() < 1e-9);
+        assert!((f.mb_per_sec - 128_000.0 / 1420.0).abs() < 1e-9);
+        assert!((f.mxfers_per_sec - 1.0 / 0.71).abs() < 1e-9);
+        assert_eq!(f.bytes, 128_000);
+    }
+}

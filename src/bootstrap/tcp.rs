@@ -1,0 +1,421 @@
+//! The TCP control channel: the target listens, the initiator connects; they compare the run's
+//! parameters, then exchange endpoint names and synchronise through length-prefixed frames.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// The control port a target listens on when none is given.
+pub const DEFAULT_PORT: u16 = 47590;
+
+/// Largest frame accepted: endpoint names and keys are small.
+const MAX_FRAME: usize = 1 << 20;
+
+/// How long a barrier waits for the other side (a size's measurement may take this long).
+const BARRIER_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Errors of the control channel.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootstrapError {
+    /// The control port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// The peer did not answer in time.
+    #[error("no kvxfer target answered at {peer} within {secs:.1} s (last error: {last})")]
+    Unreachable {
+        peer: String,
+        secs: f64,
+        last: String,
+    },
+    /// No initiator arrived in time.
+    #[error("no kvxfer initiator connected to {addr} within {secs:.1} s")]
+    NoInitiator { addr: String, secs: f64 },
+    /// The peer was started with other parameters.
+    #[error("the peer was started with different parameters: {param} is {here} here but {peer} on the peer")]
+    Mismatch {
+        param: String,
+        here: String,
+        peer: String,
+    },
+    /// The peer is not a kvxfer of a compatible version.
+    #[error("the peer does not speak kvxfer's control protocol: {0}")]
+    Protocol(String),
+    /// The peer reported an error and gave up.
+    #[error("the peer failed: {0}")]
+    PeerFailed(String),
+    /// The connection failed.
+    #[error("control connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer address could not be resolved.
+    #[error("cannot resolve {0:?}")]
+    Resolve(String),
+}
+
+type Result<T> = std::result::Result<T, BootstrapError>;
+
+/// The parameters two sides must agree on, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint(pub BTreeMap<String, String>);
+
+impl Fingerprint {
+    /// Adds a parameter.
+    pub fn with(mut self, name: &str, value: impl ToString) -> Self {
+        self.0.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    /// The first parameter that differs: (name, here, peer).
+    fn first_difference(&self, peer: &Fingerprint) -> Option<(String, String, String)> {
+        let mut names: Vec<&String> = self.0.keys().chain(peer.0.keys()).collect();
+        names.sort();
+        names.dedup();
+        let missing = "(not set)".to_string();
+        names.into_iter().find_map(|n| {
+            let a = self.0.get(n).unwrap_or(&missing);
+            let b = peer.0.get(n).unwrap_or(&missing);
+            (a != b).then(|| (n.clone(), a.clone(), b.clone()))
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Hello {
+    kvxfer: String,
+    proto: u32,
+    params: Fingerprint,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Verdict {
+    ok: bool,
+    #[serde(default)]
+    param: String,
+    #[serde(default)]
+    target_value: String,
+    #[serde(default)]
+    initiator_value: String,
+}
+
+const PROTO: u32 = 1;
+
+/// A bound control port waiting for an initiator.
+pub struct OobListener {
+    listener: TcpListener,
+}
+
+impl OobListener {
+    /// Binds the control port (`ADDR:PORT`; port 0 picks a free one).
+    pub fn bind(addr: SocketAddr) -> Result<OobListener> {
+        let listener = TcpListener::bind(addr).map_err(|source| BootstrapError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+        Ok(OobListener { listener })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Waits up to `timeout` for an initiator and checks that its parameters equal ours.
+    pub fn accept(&self, ours: &Fingerprint, timeout: Duration) -> Result<Oob> {
+        self.listener.set_nonblocking(true)?;
+        let start = Instant::now();
+        let stream = loop {
+            match self.listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if start.elapsed() > timeout {
+                        return Err(BootstrapError::NoInitiator {
+                            addr: self.local_addr().to_string(),
+                            secs: timeout.as_secs_f64(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        stream.set_nonblocking(false)?;
+        let mut oob = Oob::new(stream, timeout)?;
+        let hello: Hello = oob.recv_json()?;
+        if hello.proto != PROTO {
+            return Err(BootstrapError::Protocol(format!(
+                "protocol {} (kvxfer {}), this kvxfer speaks {PROTO}",
+                hello.proto, hello.kvxfer
+            )));
+        }
+        if let Some((param, here, peer)) = ours.first_difference(&hello.params) {
+            oob.send_json(&Verdict {
+                ok: false,
+                param: param.clone(),
+                target_value: here.clone(),
+                initiator_value: peer.clone(),
+            })?;
+            return Err(BootstrapError::Mismatch { param, here, peer });
+        }
+        oob.send_json(&Verdict {
+            ok: true,
+            param: String::new(),
+            target_value: String::new(),
+            initiator_value: String::new(),
+        })?;
+        oob.stream.set_read_timeout(Some(BARRIER_TIMEOUT))?;
+        Ok(oob)
+    }
+}
+
+/// An established control connection.
+pub struct Oob {
+    stream: TcpStream,
+}
+
+impl Oob {
+    fn new(stream: TcpStream, timeout: Duration) -> Result<Oob> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout.max(Duration::from_millis(10))))?;
+        Ok(Oob { stream })
+    }
+
+    /// Connects to a target at `HOST[:PORT]`, retrying until `timeout`, and compares parameters.
+    pub fn connect(peer: &str, ours: &Fingerprint, timeout: Duration) -> Result<Oob> {
+        let target = with_default_port(peer);
+        let start = Instant::now();
+        let mut last = String::from("no attempt");
+        let stream = loop {
+            let remaining = timeout.saturating_sub(start.elapsed());
+            if remaining.is_zero() {
+                return Err(BootstrapError::Unreachable {
+                    peer: target,
+                    secs: timeout.as_secs_f64(),
+                    last,
+                });
+            }
+            let addrs: Vec<SocketAddr> = target
+                .to_socket_addrs()
+                .map_err(|_| BootstrapError::Resolve(target.clone()))?
+                .collect();
+            let attempt = addrs
+                .iter()
+                .map(|a| TcpStream::connect_timeout(a, remaining.min(Duration::from_secs(2))))
+                .find(|r| r.is_ok());
+            match attempt {
+                Some(Ok(s)) => break s,
+                _ => {
+                    last = addrs
+                        .first()
+                        .map(|a| {
+                            TcpStream::connect_timeout(a, Duration::from_millis(50))
+                                .err()
+                                .map(|e| e.to_string())
+                                .unwrap_or_else(|| "connection closed".into())
+                        })
+                        .unwrap_or_else(|| "no address".into());
+                    std::thread::sleep(Duration::from_millis(50).min(remaining));
+                }
+            }
+        };
+        let mut oob = Oob::new(stream, timeout)?;
+        oob.send_json(&Hello {
+            kvxfer: env!("CARGO_PKG_VERSION").to_string(),
+            proto: PROTO,
+            params: ours.clone(),
+        })?;
+        let v: Verdict = oob.recv_json()?;
+        if !v.ok {
+            return Err(BootstrapError::Mismatch {
+                param: v.param,
+                here: v.initiator_value,
+                peer: v.target_value,
+            });
+        }
+        oob.stream.set_read_timeout(Some(BARRIER_TIMEOUT))?;
+        Ok(oob)
+    }
+
+    /// Our address on the control connection: the interface the fabric should use too.
+    pub fn local_ip(&self) -> Result<IpAddr> {
+        Ok(self.stream.local_addr()?.ip())
+    }
+
+    /// Sends one frame.
+    pub fn send_frame(&mut self, bytes: &[u8]) -> Result<()> {
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| BootstrapError::Protocol("frame too large".into()))?;
+        self.stream.write_all(&len.to_be_bytes())?;
+        self.stream.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Receives one frame.
+    pub fn recv_frame(&mut self) -> Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).map_err(eof_is_peer_gone)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_FRAME {
+            return Err(BootstrapError::Protocol(format!("frame of {len} bytes")));
+        }
+        let mut buf = vec![0u8; len];
+        self.stream.read_exact(&mut buf).map_err(eof_is_peer_gone)?;
+        Ok(buf)
+    }
+
+    /// Sends a value as a JSON frame.
+    pub fn send_json<T: Serialize>(&mut self, v: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(v).map_err(|e| BootstrapError::Protocol(e.to_string()))?;
+        self.send_frame(&bytes)
+    }
+
+    /// Receives a JSON frame.
+    pub fn recv_json<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T> {
+        let bytes = self.recv_frame()?;
+        serde_json::from_slice(&bytes).map_err(|e| BootstrapError::Protocol(e.to_string()))
+    }
+
+    /// Sends our bytes and returns the peer's (both sides call this).
+    pub fn exchange(&mut self, ours: &[u8]) -> Result<Vec<u8>> {
+        self.send_frame(ours)?;
+        self.recv_frame()
+    }
+
+    /// Waits until both sides reach this point; an error on the peer's side is reported here.
+    pub fn barrier(&mut self) -> Result<()> {
+        self.send_frame(b"")?;
+        let got = self.recv_frame()?;
+        if got.is_empty() {
+            Ok(())
+        } else {
+            Err(BootstrapError::PeerFailed(
+                String::from_utf8_lossy(&got).into_owned(),
+            ))
+        }
+    }
+
+    /// Tells the peer we failed, so its next barrier reports it instead of hanging.
+    pub fn report_failure(&mut self, message: &str) {
+        let msg = if message.is_empty() { "error" } else { message };
+        let _ = self.send_frame(msg.as_bytes());
+    }
+}
+
+fn eof_is_peer_gone(e: std::io::Error) -> BootstrapError {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            BootstrapError::PeerFailed("the peer closed the control connection".into())
+        }
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            BootstrapError::PeerFailed(
+                "the peer stopped answering on the control connection".into(),
+            )
+        }
+        _ => BootstrapError::Io(e),
+    }
+}
+
+/// `HOST` becomes `HOST:DEFAULT_PORT`; `HOST:PORT` and `[v6]:PORT` stay.
+fn with_default_port(peer: &str) -> String {
+    if peer.parse::<SocketAddr>().is_ok() {
+        return peer.to_string();
+    }
+    if let Ok(ip) = peer.parse::<IpAddr>() {
+        return SocketAddr::new(ip, DEFAULT_PORT).to_string();
+    }
+    if peer.contains(':') {
+        peer.to_string()
+    } else {
+        format!("{peer}:{DEFAULT_PORT}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(iters: u32) -> Fingerprint {
+        Fingerprint::default()
+            .with("provider", "tcp")
+            .with("iterations", iters)
+    }
+
+    #[test]
+    fn matching_peers_exchange_and_synchronise() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().to_string();
+        let t = std::thread::spawn(move || {
+            let mut o = l.accept(&fp(10), Duration::from_secs(5)).unwrap();
+            let got = o.exchange(b"target-name").unwrap();
+            o.barrier().unwrap();
+            got
+        });
+        let mut o = Oob::connect(&addr, &fp(10), Duration::from_secs(5)).unwrap();
+        assert_eq!(o.exchange(b"initiator-name").unwrap(), b"target-name");
+        o.barrier().unwrap();
+        assert_eq!(t.join().unwrap(), b"initiator-name");
+        assert!(o.local_ip().unwrap().is_loopback());
+    }
+
+    #[test]
+    fn mismatch_names_the_parameter_on_both_sides() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().to_string();
+        let t = std::thread::spawn(move || l.accept(&fp(10), Duration::from_secs(5)).err());
+        let e = Oob::connect(&addr, &fp(20), Duration::from_secs(5))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("iterations is 20 here but 10 on the peer"),
+            "{e}"
+        );
+        let te = t.join().unwrap().unwrap().to_string();
+        assert!(
+            te.contains("iterations is 10 here but 20 on the peer"),
+            "{te}"
+        );
+    }
+
+    #[test]
+    fn unreachable_peer_fails_within_timeout() {
+        // Bind then drop to find a port nobody listens on.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let start = Instant::now();
+        let e = Oob::connect(
+            &format!("127.0.0.1:{port}"),
+            &fp(1),
+            Duration::from_millis(500),
+        )
+        .err()
+        .unwrap();
+        assert!(start.elapsed() < Duration::from_secs(3));
+        assert!(matches!(e, BootstrapError::Unreachable { .. }), "{e}");
+    }
+
+    #[test]
+    fn port_in_use_is_reported() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let e = OobListener::bind(l.local_addr()).err().unwrap().to_string();
+        assert!(e.contains("cannot listen on 127.0.0.1:"), "{e}");
+    }
+
+    #[test]
+    fn default_port_is_added() {
+        assert_eq!(with_default_port("127.0.0.1"), "127.0.0.1:47590");
+        assert_eq!(with_default_port("localhost"), "localhost:47590");
+        assert_eq!(with_default_port("127.0.0.1:9"), "127.0.0.1:9");
+        assert_eq!(with_default_port("::1"), "[::1]:47590");
+    }
+}

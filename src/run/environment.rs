@@ -1,0 +1,66 @@
+//! The environment every result carries: build metadata, host, fabric and variables.
+
+use std::collections::BTreeMap;
+
+use crate::report::Environment;
+
+/// Build metadata and host facts, before any fabric is known.
+pub fn base() -> Environment {
+    let mut env = Environment {
+        host: hostname(),
+        kvxfer_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_sha: env!("KVXFER_GIT_SHA").to_string(),
+        features: env!("KVXFER_FEATURES")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        env: fabric_variables(),
+        ..Default::default()
+    };
+    env.extra
+        .insert("build_profile".into(), env!("KVXFER_PROFILE").into());
+    if let Some(k) = read_trim("/proc/sys/kernel/osrelease") {
+        env.extra.insert("kernel".into(), k.into());
+    }
+    if let Some(cpu) = cpu_model() {
+        env.extra.insert("cpu".into(), cpu.into());
+    }
+    env.extra.insert(
+        "cpus".into(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+            .into(),
+    );
+    env
+}
+
+/// FI_*, UCX_* and NCCL_*/CUDA_VISIBLE_DEVICES variables of this process.
+pub fn fabric_variables() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("FI_") || k.starts_with("UCX_") || k == "CUDA_VISIBLE_DEVICES"
+        })
+        .collect()
+}
+
+fn read_trim(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn hostname() -> String {
+    read_trim("/proc/sys/kernel/hostname")
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default()
+}
+
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+}

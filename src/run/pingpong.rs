@@ -1,0 +1,340 @@
+//! `pingpong`: fi_pingpong's measurement, in one process over the loopback or across two.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::{environment, RunError};
+use crate::bench::pingpong::{run_size, FabtestsFigures, PingPongTransport, Role, SizeParams};
+use crate::bench::BenchError;
+use crate::bootstrap::{Fingerprint, Oob, OobListener};
+use crate::fabric::{
+    self, caps, select_info, EndpointSpec, EndpointType, MsgChannel, MsgMode, Side,
+};
+use crate::report::{ResultDoc, SizeResult, Status};
+use crate::stats::{encode_histogram, LatencySummary};
+use crate::units::human_size;
+
+/// Everything a ping-pong run is asked to do.
+#[derive(Debug, Clone)]
+pub struct PingPongConfig {
+    /// Provider name.
+    pub provider: String,
+    /// RDM or MSG endpoints.
+    pub endpoint: EndpointType,
+    /// Message or tagged mode.
+    pub mode: MsgMode,
+    /// Domain to use (`lo`, ...); by default the one bound to the control connection's address.
+    pub domain: Option<String>,
+    /// Message sizes in bytes.
+    pub sizes: Vec<u64>,
+    /// Timed iterations per size.
+    pub iterations: u64,
+    /// Untimed iterations before them.
+    pub warmup: u64,
+    /// Check every payload.
+    pub verify: bool,
+    /// Use fi_inject for messages up to the inject size.
+    pub inject: bool,
+    /// Connection and completion time-out.
+    pub timeout: Duration,
+}
+
+impl PingPongConfig {
+    /// The parameters both sides must share.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::default()
+            .with("bench", "pingpong")
+            .with("provider", &self.provider)
+            .with("endpoint", self.endpoint_name())
+            .with("mode", self.mode_name())
+            .with(
+                "sizes",
+                self.sizes
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+            .with("iterations", self.iterations)
+            .with("warmup", self.warmup)
+            .with("verify", self.verify)
+    }
+
+    fn endpoint_name(&self) -> &'static str {
+        match self.endpoint {
+            EndpointType::Rdm => "rdm",
+            EndpointType::Msg => "msg",
+        }
+    }
+
+    fn mode_name(&self) -> &'static str {
+        match self.mode {
+            MsgMode::Msg => "msg",
+            MsgMode::Tagged => "tagged",
+        }
+    }
+
+    fn spec(&self, oob: &Oob) -> Result<EndpointSpec, RunError> {
+        Ok(EndpointSpec {
+            provider: self.provider.clone(),
+            ep_type: self.endpoint,
+            caps: self.caps(),
+            local_ip: Some(oob.local_ip()?),
+            domain: self.domain.clone(),
+            timeout: self.timeout,
+        })
+    }
+
+    fn caps(&self) -> u64 {
+        match self.mode {
+            MsgMode::Msg => caps::MSG,
+            MsgMode::Tagged => caps::TAGGED,
+        }
+    }
+
+    /// Checks the provider exists and every size fits its maximum message size, before any
+    /// connection is made.
+    pub fn validate(&self) -> Result<ProviderFacts, RunError> {
+        if self.sizes.is_empty() {
+            return Err(RunError::Config("no message size given".into()));
+        }
+        if self.iterations == 0 {
+            return Err(RunError::Config("--iterations must be at least 1".into()));
+        }
+        let info = select_info(&EndpointSpec {
+            provider: self.provider.clone(),
+            ep_type: self.endpoint,
+            caps: self.caps(),
+            local_ip: None,
+            domain: self.domain.clone(),
+            timeout: self.timeout,
+        })?;
+        let v = info.view();
+        let facts = ProviderFacts {
+            max_msg_size: v.max_msg_size() as u64,
+            inject_size: v.inject_size() as u64,
+        };
+        if let Some(&big) = self.sizes.iter().find(|&&s| s > facts.max_msg_size) {
+            return Err(RunError::Config(format!(
+                "size {} ({big} bytes) exceeds provider {}'s maximum message size of {} bytes",
+                human_size(big),
+                self.provider,
+                facts.max_msg_size
+            )));
+        }
+        Ok(facts)
+    }
+}
+
+/// Limits of the selected provider.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderFacts {
+    /// Largest message.
+    pub max_msg_size: u64,
+    /// Largest injected message.
+    pub inject_size: u64,
+}
+
+/// Progress of a run, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Sizes finished.
+    pub done: usize,
+    /// Sizes in all.
+    pub total: usize,
+    /// The size just finished.
+    pub size: u64,
+}
+
+/// What a side measured, with the facts of the fabric it ran on.
+pub struct SideOutcome {
+    /// The result document (status complete, or partial with errors).
+    pub doc: ResultDoc,
+}
+
+impl PingPongTransport for MsgChannel {
+    #[inline]
+    fn post_recv(&mut self) -> Result<(), BenchError> {
+        Ok(MsgChannel::post_recv(self)?)
+    }
+    #[inline]
+    fn send(&mut self, len: usize) -> Result<(), BenchError> {
+        Ok(MsgChannel::send(self, len)?)
+    }
+    #[inline]
+    fn wait_recv(&mut self) -> Result<usize, BenchError> {
+        Ok(MsgChannel::wait_recv(self)?)
+    }
+    fn send_buf(&mut self) -> &mut [u8] {
+        MsgChannel::send_buf(self)
+    }
+    fn recv_buf(&self) -> &[u8] {
+        self.received()
+    }
+}
+
+/// Runs the target side on a bound control port.
+pub fn run_target(
+    cfg: &PingPongConfig,
+    listener: &OobListener,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.validate()?;
+    let mut oob = listener.accept(&cfg.fingerprint(), cfg.timeout)?;
+    run_side(cfg, Role::Target, &mut oob, progress)
+}
+
+/// Runs the initiator side against a target at `HOST[:PORT]`.
+pub fn run_initiator(
+    cfg: &PingPongConfig,
+    peer: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.validate()?;
+    let mut oob = Oob::connect(peer, &cfg.fingerprint(), cfg.timeout)?;
+    run_side(cfg, Role::Initiator, &mut oob, progress)
+}
+
+/// Runs both sides in this process over the loopback; returns the initiator's outcome.
+pub fn run_local(
+    cfg: &PingPongConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.validate()?;
+    let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr().to_string();
+    let tcfg = cfg.clone();
+    let target = std::thread::Builder::new()
+        .name("kvxfer-target".into())
+        .spawn(move || run_target(&tcfg, &listener, &mut |_| {}))
+        .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
+    let ours = run_initiator(cfg, &addr, progress);
+    let theirs = target.join().map_err(|_| RunError::Crashed("target"))?;
+    match (ours, theirs) {
+        (Ok(o), Ok(_)) => Ok(o),
+        // The initiator's error names the cause unless it only saw the target go away.
+        (Err(RunError::Bootstrap(_)), Err(t)) => Err(t),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(t)) => Err(t),
+    }
+}
+
+fn run_side(
+    cfg: &PingPongConfig,
+    role: Role,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    let result = measure(cfg, role, oob, progress);
+    if let Err(e) = &result {
+        oob.report_failure(&e.to_string());
+    }
+    result
+}
+
+fn measure(
+    cfg: &PingPongConfig,
+    role: Role,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    let spec = cfg.spec(oob)?;
+    let side = match role {
+        Role::Initiator => Side::Initiator,
+        Role::Target => Side::Target,
+    };
+    let conn = fabric::connect(&spec, side, &mut |ours: &[u8]| {
+        oob.exchange(ours).map_err(|e| e.to_string())
+    })?;
+    let mut doc = ResultDoc::new("kvxfer", "pingpong", "L0");
+    doc.config = config_map(cfg, role);
+    doc.environment = environment::base();
+    {
+        let v = conn.info.view();
+        doc.environment.libfabric_version = Some(fabric::runtime_version());
+        doc.environment.provider = Some(v.provider());
+        doc.environment.fabric = Some(v.fabric_name());
+        doc.environment.domain = Some(v.domain_name());
+        doc.environment
+            .extra
+            .insert("max_msg_size".into(), (v.max_msg_size() as u64).into());
+        doc.environment
+            .extra
+            .insert("inject_size".into(), v.inject_size().into());
+    }
+    let max = *cfg.sizes.iter().max().expect("validated: sizes not empty") as usize;
+    let mut ch = MsgChannel::new(conn, max, cfg.mode, cfg.inject, cfg.timeout)?;
+    let inject_size = ch.inject_size() as u64;
+    ch.post_recv()?;
+    for (i, &size) in cfg.sizes.iter().enumerate() {
+        oob.barrier()?;
+        let p = SizeParams {
+            size: size as usize,
+            iterations: cfg.iterations,
+            warmup: cfg.warmup,
+            verify: cfg.verify,
+        };
+        let samples = run_size(&mut ch, role, &p).map_err(|source| RunError::Bench {
+            at: format!("size {}", human_size(size)),
+            source,
+        })?;
+        doc.results
+            .push(size_result(size, &samples, size <= inject_size));
+        progress(Progress {
+            done: i + 1,
+            total: cfg.sizes.len(),
+            size,
+        });
+    }
+    oob.barrier()?;
+    doc.status = Status::Complete;
+    doc.finished_at = crate::report::schema::now_rfc3339();
+    Ok(SideOutcome { doc })
+}
+
+fn size_result(size: u64, s: &crate::bench::pingpong::SizeSamples, injected: bool) -> SizeResult {
+    let f = FabtestsFigures::new(size, s.iterations, s.elapsed_ns);
+    let mut extra = Map::new();
+    extra.insert("time_s".into(), json!(s.elapsed_ns as f64 / 1e9));
+    extra.insert("usec_per_xfer".into(), json!(f.usec_per_xfer));
+    extra.insert("mb_per_sec".into(), json!(f.mb_per_sec));
+    extra.insert("mxfers_per_sec".into(), json!(f.mxfers_per_sec));
+    extra.insert("bytes_counted".into(), json!(f.bytes));
+    extra.insert("injected".into(), json!(injected));
+    SizeResult {
+        message_size: size,
+        iterations: s.iterations,
+        latency_us: LatencySummary::from_histogram(&s.half_rtt_ns),
+        bandwidth_gbps: Some(f.mb_per_sec / 1000.0),
+        bandwidth_mbps: Some(f.mb_per_sec),
+        transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
+        histogram: encode_histogram(&s.half_rtt_ns).ok(),
+        extra,
+    }
+}
+
+fn config_map(cfg: &PingPongConfig, role: Role) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("provider".into(), json!(cfg.provider));
+    m.insert("backend".into(), json!("libfabric"));
+    m.insert("endpoint".into(), json!(cfg.endpoint_name()));
+    m.insert("mode".into(), json!(cfg.mode_name()));
+    m.insert("domain".into(), json!(cfg.domain));
+    m.insert("sizes".into(), json!(cfg.sizes));
+    m.insert("iterations".into(), json!(cfg.iterations));
+    m.insert("warmup".into(), json!(cfg.warmup));
+    m.insert("verify".into(), json!(cfg.verify));
+    m.insert("inject".into(), json!(cfg.inject));
+    m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
+    m.insert(
+        "role".into(),
+        json!(match role {
+            Role::Initiator => "initiator",
+            Role::Target => "target",
+        }),
+    );
+    m.insert("latency".into(), json!("half round trip per iteration"));
+    m
+}
