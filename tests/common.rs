@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use assert_cmd::Command;
+use kvxfer::report::ResultDoc;
+
+static FABRIC: Mutex<()> = Mutex::new(());
+
+/// Serialises tests that busy-poll: two cores cannot run several ping-pongs at once.
+pub fn fabric_lock() -> MutexGuard<'static, ()> {
+    FABRIC.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The kvxfer binary under test.
+pub fn kvxfer() -> Command {
+    Command::cargo_bin("kvxfer").expect("kvxfer binary built")
+}
+
+/// The path of the kvxfer binary, for spawning background processes.
+pub fn kvxfer_path() -> std::path::PathBuf {
+    assert_cmd::cargo::cargo_bin("kvxfer")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Reads a result document.
+pub fn read_doc(path: &Path) -> ResultDoc {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ResultDoc::from_json(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Checks the figures of a ping-pong document against each other.
+pub fn assert_pingpong_consistent(doc: &ResultDoc, sizes: &[u64], iterations: u64) {
+    assert_eq!(doc.schema, "kvxfer.result/v1");
+    assert_eq!(doc.bench, "pingpong");
+    assert_eq!(doc.layer, "L0");
+    assert_eq!(
+        doc.status,
+        kvxfer::report::Status::Complete,
+        "errors: {:?}",
+        doc.errors
+    );
+    assert!(doc.environment.libfabric_version.is_some());
+    assert!(doc.environment.provider.is_some());
+    assert!(!doc.environment.git_sha.is_empty());
+    let got: Vec<u64> = doc.results.iter().map(|r| r.message_size).collect();
+    assert_eq!(got, sizes);
+    for r in &doc.results {
+        assert_eq!(r.iterations, iterations);
+        let l = r.latency_us.expect("latency measured");
+        assert!(l.min > 0.0 && l.min <= l.p50, "{l:?}");
+        assert!(l.p50 <= l.p95 && l.p95 <= l.p99 && l.p99 <= l.max, "{l:?}");
+        let time_s = r.extra["time_s"].as_f64().unwrap();
+        let usec = r.extra["usec_per_xfer"].as_f64().unwrap();
+        // fi_pingpong's arithmetic: usec/xfer = time / iterations / 2.
+        assert!((usec - time_s * 1e6 / iterations as f64 / 2.0).abs() <= usec * 1e-9);
+        // bandwidth = bytes / time, bytes = iterations x size x 2.
+        let bytes = (iterations * r.message_size * 2) as f64;
+        let mbps = r.bandwidth_mbps.unwrap();
+        assert!((mbps - bytes / time_s / 1e6).abs() <= mbps * 1e-9, "{mbps}");
+        assert!((r.bandwidth_gbps.unwrap() * 1000.0 - mbps).abs() <= mbps * 1e-9);
+        // The mean of the half round trips is the fi_pingpong figure (within histogram precision).
+        assert!(
+            (l.mean - usec).abs() <= usec * 0.02 + 0.01,
+            "mean {} vs {usec}",
+            l.mean
+        );
+        let h = kvxfer::stats::decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
+        assert_eq!(h.len(), iterations);
+    }
+}

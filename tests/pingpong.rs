@@ -1,0 +1,278 @@
+//! `kvxfer pingpong` on the real tcp, udp and shm providers over the loopback.
+
+mod common;
+
+use std::process::{Command as Std, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use predicates::prelude::*;
+
+fn one_process(provider: &str, endpoint: &str, mode: &str, sizes: &str, expect: &[u64]) {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    kvxfer()
+        .args(["pingpong", "-p", provider, "-e", endpoint, "-m", mode])
+        .args([
+            "-S",
+            sizes,
+            "-I",
+            "40",
+            "-w",
+            "3",
+            "--verify",
+            "--timeout",
+            "60",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("bytes   #sent   #ack"));
+    let doc = read_doc(&json);
+    assert_pingpong_consistent(&doc, expect, 40);
+    assert_eq!(doc.config["mode"], mode);
+    assert_eq!(doc.config["endpoint"], endpoint);
+    let prov = doc.environment.provider.clone().unwrap();
+    assert!(prov.starts_with(provider), "{prov}");
+    if provider != "shm" {
+        // Loopback runs select the lo domain, never the outward interface.
+        assert_eq!(doc.environment.domain.as_deref(), Some("lo"));
+    }
+}
+
+#[test]
+fn tcp_rdm_msg_one_process() {
+    one_process("tcp", "rdm", "msg", "64,4K,1M", &[64, 4096, 1 << 20]);
+}
+
+#[test]
+fn tcp_msg_endpoint_one_process() {
+    one_process("tcp", "msg", "msg", "1,64K", &[1, 65536]);
+}
+
+#[test]
+fn udp_rdm_tagged_one_process() {
+    one_process("udp", "rdm", "tagged", "64,8K", &[64, 8192]);
+}
+
+#[test]
+fn shm_rdm_msg_one_process() {
+    one_process("shm", "rdm", "msg", "64,5000,1M", &[64, 5000, 1 << 20]);
+}
+
+fn two_processes(provider: &str, endpoint: &str, mode: &str) {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args = [
+        "pingpong", "-p", provider, "-e", endpoint, "-m", mode, "-S", "64,64K", "-I", "30",
+        "--verify",
+    ];
+    let target = Std::new(kvxfer_path())
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--json"])
+        .arg(dir.path().join("t.json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ini = kvxfer()
+        .args(args)
+        .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])
+        .arg(dir.path().join("i.json"))
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let t = target.wait_with_output().unwrap();
+    assert!(
+        ini.status.success(),
+        "initiator: {}",
+        String::from_utf8_lossy(&ini.stderr)
+    );
+    assert!(
+        t.status.success(),
+        "target: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let doc = read_doc(&dir.path().join("i.json"));
+    assert_pingpong_consistent(&doc, &[64, 65536], 30);
+    assert_eq!(doc.config["role"], "initiator");
+    // Both sides print a table, as fi_pingpong's client and server do.
+    assert!(String::from_utf8_lossy(&t.stdout).starts_with("bytes"));
+    let tdoc = read_doc(&dir.path().join("t.json"));
+    assert_eq!(tdoc.config["role"], "target");
+    assert_eq!(tdoc.results.len(), 2);
+}
+
+#[test]
+fn tcp_rdm_two_processes() {
+    two_processes("tcp", "rdm", "tagged");
+}
+
+#[test]
+fn tcp_msg_two_processes() {
+    two_processes("tcp", "msg", "msg");
+}
+
+#[test]
+fn udp_two_processes() {
+    two_processes("udp", "rdm", "msg");
+}
+
+#[test]
+fn shm_two_processes() {
+    two_processes("shm", "rdm", "tagged");
+}
+
+#[test]
+fn unknown_provider_lists_available_ones() {
+    kvxfer()
+        .args(["pingpong", "-p", "nosuchfabric", "-S", "64"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("nosuchfabric"))
+        .stderr(predicate::str::contains("available providers:"))
+        .stderr(predicate::str::contains("tcp"))
+        .stderr(predicate::str::contains("shm"));
+}
+
+#[test]
+fn bad_sizes_are_refused() {
+    for (sizes, what) in [
+        ("0", "size 0 is not a message size"),
+        ("10X", "unknown unit"),
+        ("64,,1K", "empty size"),
+    ] {
+        kvxfer()
+            .args(["pingpong", "-p", "tcp", "-S", sizes])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(what));
+    }
+}
+
+#[test]
+fn size_above_provider_maximum_is_refused_before_the_run() {
+    // The sockets provider's maximum is 2^64 - 4097 bytes.
+    let start = Instant::now();
+    kvxfer()
+        .args(["pingpong", "-p", "sockets", "-S", "64,18446744073709551615"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "exceeds provider sockets's maximum message size",
+        ))
+        .stdout(predicate::str::is_empty());
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn unreachable_peer_fails_within_timeout() {
+    let port = free_port();
+    let start = Instant::now();
+    kvxfer()
+        .args(["pingpong", "-p", "tcp", "-S", "64", "--timeout", "1"])
+        .args(["--peer", &format!("127.0.0.1:{port}")])
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no kvxfer target answered"));
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "gave up early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "too slow: {took:?}");
+}
+
+#[test]
+fn peer_with_other_parameters_is_refused_naming_the_parameter() {
+    let port = free_port();
+    let target = Std::new(kvxfer_path())
+        .args([
+            "pingpong",
+            "-p",
+            "tcp",
+            "-S",
+            "64",
+            "-I",
+            "100",
+            "--timeout",
+            "20",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    kvxfer()
+        .args([
+            "pingpong",
+            "-p",
+            "tcp",
+            "-S",
+            "64",
+            "-I",
+            "200",
+            "--timeout",
+            "20",
+        ])
+        .args(["--peer", &format!("127.0.0.1:{port}")])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "iterations is 200 here but 100 on the peer",
+        ));
+    let t = target.wait_with_output().unwrap();
+    assert!(!t.status.success());
+    assert!(
+        String::from_utf8_lossy(&t.stderr).contains("iterations is 100 here but 200 on the peer")
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "refusal was not immediate"
+    );
+}
+
+#[test]
+fn port_already_in_use_is_reported() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    kvxfer()
+        .args(["pingpong", "-p", "tcp", "-S", "64"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(format!(
+            "cannot listen on 127.0.0.1:{port}"
+        )))
+        .stderr(predicate::str::contains("in use"));
+}
+
+#[test]
+fn tagged_mode_on_an_endpoint_without_it_is_refused() {
+    // tcp's MSG endpoints do not offer FI_TAGGED in libfabric 1.17.
+    kvxfer()
+        .args([
+            "pingpong", "-p", "tcp", "-e", "msg", "-m", "tagged", "-S", "64",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("FI_EP_MSG"));
+}
+
+#[test]
+fn json_write_failure_is_one_clear_error() {
+    let _g = fabric_lock();
+    kvxfer()
+        .args(["pingpong", "-p", "tcp", "-S", "64", "-I", "5"])
+        .args(["--json", "/nonexistent-dir/r.json"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("writing /nonexistent-dir/r.json"));
+}
