@@ -11,12 +11,14 @@ use super::error::MlflowError;
 const MAX_BODY: u64 = 1 << 30;
 /// Upper bound on runs/search pages read for one query.
 const MAX_PAGES: usize = 1000;
-/// Per-request limits of runs/log-batch.
+/// Per-request limit on metrics in runs/log-batch.
 const BATCH_METRICS: usize = 1000;
 /// Per-request limit on params in runs/log-batch.
 const BATCH_PARAMS: usize = 100;
 /// Per-request limit on tags in runs/log-batch.
 const BATCH_TAGS: usize = 100;
+/// Per-request limit on metrics, params and tags together in runs/log-batch.
+const BATCH_ITEMS: usize = 1000;
 
 /// How transient failures (refused or reset connections, timeouts, HTTP 5xx and 429) are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -555,14 +557,16 @@ fn encode_path(path: &str) -> String {
     out
 }
 
-/// The log-batch request bodies for one run: each within the per-request limits.
+/// The log-batch request bodies for one run: each within the per-kind limits and within
+/// MLflow's limit of 1000 items (metrics, params and tags together) per request.
 fn batches(run_id: &str, metrics: &[Metric], params: &[KeyValue], tags: &[KeyValue]) -> Vec<Value> {
     let mut out = Vec::new();
     let (mut m, mut p, mut t) = (metrics, params, tags);
     while !(m.is_empty() && p.is_empty() && t.is_empty()) {
-        let (mh, mr) = m.split_at(m.len().min(BATCH_METRICS));
-        let (ph, pr) = p.split_at(p.len().min(BATCH_PARAMS));
         let (th, tr) = t.split_at(t.len().min(BATCH_TAGS));
+        let (ph, pr) = p.split_at(p.len().min(BATCH_PARAMS));
+        let room = BATCH_ITEMS - th.len() - ph.len();
+        let (mh, mr) = m.split_at(m.len().min(BATCH_METRICS).min(room));
         out.push(json!({ "run_id": run_id, "metrics": mh, "params": ph, "tags": th }));
         (m, p, t) = (mr, pr, tr);
     }
@@ -570,127 +574,5 @@ fn batches(run_id: &str, metrics: &[Metric], params: &[KeyValue], tags: &[KeyVal
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kv(n: usize, prefix: &str) -> Vec<KeyValue> {
-        (0..n)
-            .map(|i| KeyValue {
-                key: format!("{prefix}{i}"),
-                value: i.to_string(),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn batches_respect_limits_and_keep_everything() {
-        let metrics: Vec<Metric> = (0..2500)
-            .map(|i| Metric {
-                key: format!("m{i}"),
-                value: i as f64,
-                timestamp: 1,
-                step: 0,
-            })
-            .collect();
-        let b = batches("r", &metrics, &kv(250, "p"), &kv(30, "t"));
-        assert_eq!(b.len(), 3);
-        let count = |k: &str| {
-            b.iter()
-                .map(|x| x[k].as_array().unwrap().len())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(count("metrics"), [1000, 1000, 500]);
-        assert_eq!(count("params"), [100, 100, 50]);
-        assert_eq!(count("tags"), [30, 0, 0]);
-        assert_eq!(b[2]["metrics"][499]["key"], "m2499");
-        assert_eq!(b[1]["params"][0]["key"], "p100");
-        assert!(batches("r", &[], &[], &[]).is_empty());
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let r = RetryPolicy {
-            attempts: 10,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(700),
-        };
-        let waits: Vec<u128> = (0..5).map(|i| r.backoff(i).as_millis()).collect();
-        assert_eq!(waits, [100, 200, 400, 700, 700]);
-        assert_eq!(r.backoff(u32::MAX), Duration::from_millis(700));
-    }
-
-    #[test]
-    fn uris_are_checked() {
-        assert!(Client::new("http://127.0.0.1:5000/", RetryPolicy::default()).is_ok());
-        assert_eq!(
-            Client::new("https://mlflow.example/prefix/", RetryPolicy::default())
-                .unwrap()
-                .base(),
-            "https://mlflow.example/prefix"
-        );
-        for bad in ["", "127.0.0.1:5000", "ftp://x", "http://", "http:///x"] {
-            assert!(
-                matches!(
-                    Client::new(bad, RetryPolicy::default()),
-                    Err(MlflowError::BadUri { .. })
-                ),
-                "{bad:?} accepted"
-            );
-        }
-    }
-
-    #[test]
-    fn artifact_endpoints_follow_the_run_root() {
-        let c = Client::new("http://h:1", RetryPolicy::default()).unwrap();
-        let mut run = RunInfo {
-            run_id: "abc".into(),
-            experiment_id: "3".into(),
-            run_name: String::new(),
-            status: "RUNNING".into(),
-            artifact_uri: "mlflow-artifacts:/3/abc/artifacts".into(),
-            start_time: None,
-            end_time: None,
-        };
-        assert_eq!(
-            c.artifact_endpoint(&run, "histogram 64.hdr").unwrap(),
-            "/api/2.0/mlflow-artifacts/artifacts/3/abc/artifacts/histogram%2064.hdr"
-        );
-        run.artifact_uri = "mlflow-artifacts://other:5000/3/abc/artifacts".into();
-        assert_eq!(
-            c.artifact_endpoint(&run, "r.json").unwrap(),
-            "/api/2.0/mlflow-artifacts/artifacts/3/abc/artifacts/r.json"
-        );
-        run.artifact_uri = "s3://bucket/3/abc/artifacts".into();
-        assert!(matches!(
-            c.artifact_endpoint(&run, "r.json"),
-            Err(MlflowError::ArtifactsNotProxied { .. })
-        ));
-    }
-
-    #[test]
-    fn metric_values_may_be_strings() {
-        let m: Metric =
-            serde_json::from_str(r#"{"key":"x","value":"NaN","timestamp":1,"step":0}"#).unwrap();
-        assert!(m.value.is_nan());
-        let m: Metric = serde_json::from_str(r#"{"key":"x","value":2.5}"#).unwrap();
-        assert_eq!(m.value, 2.5);
-        assert!(serde_json::from_str::<Metric>(r#"{"key":"x","value":true}"#).is_err());
-    }
-
-    #[test]
-    fn api_errors_keep_code_and_first_line() {
-        let e = api_error(
-            "/x",
-            400,
-            br#"{"error_code":"RESOURCE_ALREADY_EXISTS","message":"exists\n[SQL: INSERT]"}"#,
-        );
-        assert_eq!(e.api_code(), Some("RESOURCE_ALREADY_EXISTS"));
-        assert_eq!(
-            e.to_string(),
-            "MLflow /x failed: HTTP 400 RESOURCE_ALREADY_EXISTS: exists"
-        );
-        let e = api_error("/x", 502, b"<html>bad gateway</html>");
-        assert!(e.to_string().contains("HTTP 502"), "{e}");
-        assert!(e.to_string().contains("bad gateway"), "{e}");
-    }
-}
+#[path = "client_tests.rs"]
+mod tests;
