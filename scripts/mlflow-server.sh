@@ -8,7 +8,8 @@
 #
 # The virtual environment lives in $KVXFER_MLFLOW_VENV, or .cache/mlflow-venv under the
 # repository; installing skips when it already holds a working `mlflow`.
-# $KVXFER_MLFLOW_VERSION pins the mlflow version pip installs (default: the newest).
+# $KVXFER_MLFLOW_VERSION is the mlflow version pip installs (default 3.17.2, the one the tests
+# were written against; set it empty for the newest).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +28,8 @@ install() {
     mkdir -p "$(dirname "$venv")"
     python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install python3-venv)"
     "$venv/bin/pip" install --quiet --upgrade pip
-    "$venv/bin/pip" install --quiet "mlflow${KVXFER_MLFLOW_VERSION:+==$KVXFER_MLFLOW_VERSION}"
+    local version="${KVXFER_MLFLOW_VERSION-3.17.2}"
+    "$venv/bin/pip" install --quiet "mlflow${version:+==$version}"
     echo "mlflow $("$venv/bin/python" -c 'import mlflow; print(mlflow.__version__)') installed in $venv ($((SECONDS - started)) s)"
 }
 

@@ -124,3 +124,102 @@ fn api_errors_keep_code_and_first_line() {
     assert!(e.to_string().contains("HTTP 502"), "{e}");
     assert!(e.to_string().contains("bad gateway"), "{e}");
 }
+
+/// An HTTP server on 127.0.0.1 answering one request per connection with the given
+/// (status, body) pairs in turn, then closing; joining it gives the requests served.
+fn scripted_server(answers: Vec<(u16, &'static str)>) -> (String, std::thread::JoinHandle<usize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut served = 0;
+        for (status, body) in answers {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            served += 1;
+        }
+        served
+    });
+    (uri, handle)
+}
+
+fn retry(attempts: u32, ms: u64) -> RetryPolicy {
+    RetryPolicy {
+        attempts,
+        initial_backoff: Duration::from_millis(ms),
+        max_backoff: Duration::from_millis(ms * 4),
+    }
+}
+
+#[test]
+fn transient_statuses_are_retried() {
+    let (uri, server) = scripted_server(vec![
+        (503, "{}"),
+        (429, "{}"),
+        (
+            200,
+            r#"{"experiment":{"experiment_id":"7","lifecycle_stage":"active"}}"#,
+        ),
+    ]);
+    let c = Client::new(&uri, retry(3, 1)).unwrap();
+    assert_eq!(c.experiment_id("e").unwrap(), Some("7".to_string()));
+    assert_eq!(server.join().unwrap(), 3);
+}
+
+#[test]
+fn client_errors_are_not_retried_and_retries_are_bounded() {
+    let (uri, server) = scripted_server(vec![(
+        400,
+        r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"bad key"}"#,
+    )]);
+    let c = Client::new(&uri, retry(3, 1)).unwrap();
+    let e = c.delete_run("r").unwrap_err();
+    assert_eq!(e.api_code(), Some("INVALID_PARAMETER_VALUE"));
+    assert_eq!(server.join().unwrap(), 1);
+
+    let (uri, server) = scripted_server(vec![(500, "oops"), (502, "gateway")]);
+    let c = Client::new(&uri, retry(2, 1)).unwrap();
+    match c.experiment_id("e").unwrap_err() {
+        MlflowError::Api {
+            status, message, ..
+        } => {
+            assert_eq!((status, message.as_str()), (502, "gateway"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.join().unwrap(), 2);
+}
+
+#[test]
+fn refused_connections_back_off_then_fail() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = Client::new(&format!("http://127.0.0.1:{port}"), retry(3, 20)).unwrap();
+    let t = std::time::Instant::now();
+    match c.get_or_create_experiment("e").unwrap_err() {
+        MlflowError::Unreachable { attempts, base, .. } => {
+            assert_eq!(attempts, 3);
+            assert_eq!(base, format!("http://127.0.0.1:{port}"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        t.elapsed() >= Duration::from_millis(60),
+        "waited 20 + 40 ms"
+    );
+}

@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::client::{Client, RetryPolicy, RunInfo};
+use super::client::{Client, RetryPolicy, Run, RunInfo};
 use super::error::MlflowError;
 use super::mapping::{plan_run, MapOptions, RunPlan, CONTENT_HASH_TAG};
 use crate::report::ResultDoc;
@@ -54,7 +54,7 @@ pub enum Outcome {
         run_id: String,
         /// Its name.
         run_name: String,
-        /// Unfinished runs of the same content that were deleted first.
+        /// Unfinished runs of the same content that were deleted.
         replaced: usize,
     },
     /// A finished run already holds this content; nothing was sent.
@@ -109,16 +109,11 @@ impl Recorder {
 
     /// Records `plan` unless a finished run already holds its content hash.
     pub fn record(&self, plan: &RunPlan) -> Result<Outcome, MlflowError> {
-        let filter = format!("tags.{CONTENT_HASH_TAG} = '{}'", plan.content_hash);
-        let found = self
-            .client
-            .search_runs(std::slice::from_ref(&self.experiment_id), &filter)?;
-        let (finished, unfinished): (Vec<_>, Vec<_>) =
-            found.into_iter().partition(|r| r.info.status == "FINISHED");
+        let (finished, unfinished) = self.holders(&plan.content_hash)?;
         for r in &unfinished {
             self.client.delete_run(&r.info.run_id)?;
         }
-        let replaced = unfinished.len();
+        let mut replaced = unfinished.len();
         if let Some(done) = finished.first() {
             return Ok(Outcome::AlreadyRecorded {
                 run_id: done.info.run_id.clone(),
@@ -134,11 +129,26 @@ impl Recorder {
         self.fill(&run, plan)?;
         self.client
             .update_run(&run.run_id, "FINISHED", plan.end_time_ms)?;
+        // A runs/create retried after a lost answer may have left a twin behind.
+        let (_, twins) = self.holders(&plan.content_hash)?;
+        for r in twins.iter().filter(|r| r.info.run_id != run.run_id) {
+            self.client.delete_run(&r.info.run_id)?;
+            replaced += 1;
+        }
         Ok(Outcome::Recorded {
             run_id: run.run_id,
             run_name: plan.run_name.clone(),
             replaced,
         })
+    }
+
+    /// The active runs holding content hash `hash`: (finished, not finished).
+    fn holders(&self, hash: &str) -> Result<(Vec<Run>, Vec<Run>), MlflowError> {
+        let filter = format!("tags.{CONTENT_HASH_TAG} = '{hash}'");
+        let found = self
+            .client
+            .search_runs(std::slice::from_ref(&self.experiment_id), &filter)?;
+        Ok(found.into_iter().partition(|r| r.info.status == "FINISHED"))
     }
 
     fn fill(&self, run: &RunInfo, plan: &RunPlan) -> Result<(), MlflowError> {
