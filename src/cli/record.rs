@@ -52,6 +52,7 @@ struct Loaded {
     doc: ResultDoc,
 }
 
+/// Records every result file of the folder, or prints the plan with `--dry-run`.
 pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
     let (loaded, skipped) = load_folder(&a.results)?;
     for (name, why) in &skipped {
