@@ -225,7 +225,28 @@ fn records_a_folder_once_with_every_value_and_artifact() {
         stdout.starts_with("recorded=0 already_recorded=6 "),
         "{stdout}"
     );
-    assert_eq!(all_runs(&c).len(), 6);
+    let runs = all_runs(&c);
+    assert_eq!(runs.len(), 6);
+
+    // Paging: six runs two at a time are the same six runs.
+    let exp = c
+        .experiment_id(mlflow::DEFAULT_EXPERIMENT)
+        .unwrap()
+        .unwrap();
+    let paged = c
+        .search_runs_paged(std::slice::from_ref(&exp), "", 2)
+        .unwrap();
+    let ids = |rs: &[Run]| {
+        let mut v: Vec<String> = rs.iter().map(|r| r.info.run_id.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&paged), ids(&runs));
+    let l0 = c
+        .search_runs_paged(&[exp], "tags.layer = 'L0' and tags.tool = 'kvxfer'", 1)
+        .unwrap();
+    assert_eq!(l0.len(), 1, "only big-sweep is a kvxfer L0 run");
+    assert_eq!(l0[0].data.tag("pattern_id"), Some("big-sweep"));
 }
 
 #[test]

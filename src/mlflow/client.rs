@@ -313,12 +313,22 @@ impl Client {
         experiment_ids: &[String],
         filter: &str,
     ) -> Result<Vec<Run>, MlflowError> {
+        self.search_runs_paged(experiment_ids, filter, 1000)
+    }
+
+    /// As [`Client::search_runs`], asking for at most `page_size` runs per request.
+    pub fn search_runs_paged(
+        &self,
+        experiment_ids: &[String],
+        filter: &str,
+        page_size: u32,
+    ) -> Result<Vec<Run>, MlflowError> {
         let endpoint = "/api/2.0/mlflow/runs/search";
         let mut runs = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let mut body = json!({ "experiment_ids": experiment_ids, "filter": filter,
-                                   "max_results": 1000, "run_view_type": "ACTIVE_ONLY" });
+                                   "max_results": page_size.max(1), "run_view_type": "ACTIVE_ONLY" });
             if let Some(t) = &token {
                 body["page_token"] = Value::String(t.clone());
             }
