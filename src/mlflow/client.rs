@@ -181,10 +181,15 @@ pub struct Client {
     retry: RetryPolicy,
 }
 
-enum Payload<'a> {
-    Empty,
-    Json(&'a Value),
-    Bytes(&'a [u8]),
+/// One kind of request the client makes.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    /// GET with query parameters.
+    Get(&'a [(&'a str, &'a str)]),
+    /// POST of a JSON body.
+    PostJson(&'a Value),
+    /// PUT of raw bytes.
+    PutBytes(&'a [u8]),
 }
 
 impl Client {
@@ -351,14 +356,13 @@ impl Client {
         bytes: &[u8],
     ) -> Result<(), MlflowError> {
         let url = self.artifact_endpoint(run, path)?;
-        self.request("PUT", &url, &[], Payload::Bytes(bytes))
-            .map(|_| ())
+        self.request(&url, Call::PutBytes(bytes)).map(|_| ())
     }
 
     /// Downloads artifact `path` of `run` through the server's artifact proxy.
     pub fn download_artifact(&self, run: &RunInfo, path: &str) -> Result<Vec<u8>, MlflowError> {
         let url = self.artifact_endpoint(run, path)?;
-        self.request("GET", &url, &[], Payload::Empty)
+        self.request(&url, Call::Get(&[]))
     }
 
     /// The artifacts of run `run_id` under `path` (its root when None), one level, all pages.
@@ -413,42 +417,35 @@ impl Client {
     }
 
     fn get_json(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
-        let bytes = self.request("GET", endpoint, query, Payload::Empty)?;
+        let bytes = self.request(endpoint, Call::Get(query))?;
         parse(endpoint, &bytes)
     }
 
     fn post_json(&self, endpoint: &str, body: &Value) -> Result<Value, MlflowError> {
-        let bytes = self.request("POST", endpoint, &[], Payload::Json(body))?;
+        let bytes = self.request(endpoint, Call::PostJson(body))?;
         parse(endpoint, &bytes)
     }
 
     /// One call with retries; returns the body of a 2xx answer.
-    fn request(
-        &self,
-        method: &str,
-        endpoint: &str,
-        query: &[(&str, &str)],
-        payload: Payload<'_>,
-    ) -> Result<Vec<u8>, MlflowError> {
+    fn request(&self, endpoint: &str, call: Call<'_>) -> Result<Vec<u8>, MlflowError> {
         let url = format!("{}{}", self.base, endpoint);
         let mut last: Option<MlflowError> = None;
         for attempt in 1..=self.retry.attempts {
             if attempt > 1 {
                 std::thread::sleep(self.retry.backoff(attempt - 2));
             }
-            let sent = match (method, &payload) {
-                ("GET", _) => self
+            let sent = match call {
+                Call::Get(query) => self
                     .agent
                     .get(&url)
                     .query_pairs(query.iter().copied())
                     .call(),
-                ("PUT", Payload::Bytes(b)) => self
+                Call::PostJson(v) => self.agent.post(&url).send_json(v),
+                Call::PutBytes(b) => self
                     .agent
                     .put(&url)
                     .content_type("application/octet-stream")
-                    .send(*b),
-                (_, Payload::Json(v)) => self.agent.post(&url).send_json(v),
-                _ => self.agent.post(&url).send_empty(),
+                    .send(b),
             };
             let mut answer = match sent {
                 Ok(a) => a,
