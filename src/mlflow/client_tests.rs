@@ -223,3 +223,25 @@ fn refused_connections_back_off_then_fail() {
         "waited 20 + 40 ms"
     );
 }
+
+#[test]
+fn a_deleted_experiment_is_refused_and_a_missing_one_is_none() {
+    let (uri, server) = scripted_server(vec![
+        (
+            200,
+            r#"{"experiment":{"experiment_id":"4","lifecycle_stage":"deleted"}}"#,
+        ),
+        (
+            404,
+            r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"Could not find experiment"}"#,
+        ),
+    ]);
+    let c = Client::new(&uri, retry(1, 1)).unwrap();
+    let e = c.get_or_create_experiment("old").unwrap_err();
+    assert!(
+        matches!(e, MlflowError::ExperimentDeleted { ref name } if name == "old"),
+        "{e}"
+    );
+    assert_eq!(c.experiment_id("new").unwrap(), None);
+    assert_eq!(server.join().unwrap(), 2);
+}
