@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bootstrap;
 pub mod fabric;
 pub mod mem;
+pub mod mlflow;
 pub mod report;
 pub mod run;
 pub mod stats;

@@ -3,6 +3,7 @@
 mod common;
 mod info;
 mod pingpong;
+mod record;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,8 @@ enum Command {
     Info(info::InfoArgs),
     /// fi_pingpong's latency measurement (L0): half round trips of messages, per size.
     Pingpong(pingpong::PingPongArgs),
+    /// Record result files to an MLflow tracking server, each exactly once.
+    Record(record::RecordArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -30,5 +33,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info(a) => info::run(a),
         Command::Pingpong(a) => pingpong::run(a),
+        Command::Record(a) => record::run(a),
     }
 }
