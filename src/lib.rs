@@ -2,5 +2,6 @@
 
 pub mod fabric;
 pub mod mem;
+pub mod reference;
 pub mod report;
 pub mod stats;

@@ -85,13 +85,8 @@ impl Endpoint {
     /// Binds a completion queue for transmit and/or receive completions (`bind::*`).
     pub fn bind_cq(&mut self, cq: &CompletionQueue, flags: u64) -> Result<()> {
         // SAFETY: both handles are live; we keep the CQ alive as long as the endpoint.
-        let ret = unsafe {
-            sys::fi_ep_bind(
-                self.raw.as_ptr(),
-                &mut (*cq.inner.raw.as_ptr()).fid,
-                flags,
-            )
-        };
+        let ret =
+            unsafe { sys::fi_ep_bind(self.raw.as_ptr(), &mut (*cq.inner.raw.as_ptr()).fid, flags) };
         check("fi_ep_bind(cq)", ret)?;
         self._cqs.push(cq.inner.clone());
         Ok(())
@@ -283,7 +278,16 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_trecv",
-            sys::fi_trecv(self.raw.as_ptr(), buf as _, len, desc, src, tag, ignore, ctx),
+            sys::fi_trecv(
+                self.raw.as_ptr(),
+                buf as _,
+                len,
+                desc,
+                src,
+                tag,
+                ignore,
+                ctx,
+            ),
         )
     }
 }
@@ -301,10 +305,7 @@ unsafe impl Send for PassiveEndpoint {}
 impl Drop for PassiveEndpoint {
     fn drop(&mut self) {
         // SAFETY: raw is live and closed once; its EQ is held until after.
-        close_fid(
-            unsafe { &mut (*self.raw.as_ptr()).fid },
-            "passive endpoint",
-        );
+        close_fid(unsafe { &mut (*self.raw.as_ptr()).fid }, "passive endpoint");
     }
 }
 

@@ -23,8 +23,8 @@ impl HostBuffer {
     /// Allocates `len` bytes (at least one page), page-aligned, every page touched.
     pub fn new(len: usize) -> Result<HostBuffer, MemError> {
         let size = len.max(1).div_ceil(PAGE) * PAGE;
-        let layout =
-            Layout::from_size_align(size, PAGE).map_err(|_| MemError::OutOfMemory { bytes: len })?;
+        let layout = Layout::from_size_align(size, PAGE)
+            .map_err(|_| MemError::OutOfMemory { bytes: len })?;
         // SAFETY: layout has non-zero size.
         let raw = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).ok_or(MemError::OutOfMemory { bytes: len })?;

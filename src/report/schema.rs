@@ -69,7 +69,8 @@ pub struct Environment {
 pub struct SizeResult {
     /// Bytes per message or transfer.
     pub message_size: u64,
-    /// Timed iterations (warm-up excluded).
+    /// Timed iterations (warm-up excluded); 0 when the tool does not say, and then absent.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub iterations: u64,
     /// Latency summary in microseconds; absent when not measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,13 +167,15 @@ impl ResultDoc {
     pub fn from_json(bytes: &[u8]) -> Result<ResultDoc, String> {
         let doc: ResultDoc = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         if doc.schema != SCHEMA {
-            return Err(format!(
-                "schema is {:?}, expected {SCHEMA:?}",
-                doc.schema
-            ));
+            return Err(format!("schema is {:?}, expected {SCHEMA:?}", doc.schema));
         }
         Ok(doc)
     }
+}
+
+/// True for an iteration count the tool did not give.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The current UTC time in RFC 3339 with microseconds.
@@ -195,7 +198,10 @@ mod tests {
         d.environment.extra.insert("kernel".into(), "6.1".into());
         let bytes = d.to_json();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(!text.contains("bandwidth_gbps"), "absent figure serialised: {text}");
+        assert!(
+            !text.contains("bandwidth_gbps"),
+            "absent figure serialised: {text}"
+        );
         assert!(text.contains("\"kernel\": \"6.1\""));
         assert_eq!(ResultDoc::from_json(&bytes).unwrap(), d);
     }
@@ -204,6 +210,8 @@ mod tests {
     fn wrong_schema_is_refused() {
         let mut d = ResultDoc::new("kvxfer", "pingpong", "L0");
         d.schema = "other/v9".into();
-        assert!(ResultDoc::from_json(&d.to_json()).unwrap_err().contains("other/v9"));
+        assert!(ResultDoc::from_json(&d.to_json())
+            .unwrap_err()
+            .contains("other/v9"));
     }
 }

@@ -2,4 +2,4 @@
 
 mod summary;
 
-pub use summary::{encode_histogram, decode_histogram, new_histogram, LatencySummary, StatsError};
+pub use summary::{decode_histogram, encode_histogram, new_histogram, LatencySummary, StatsError};

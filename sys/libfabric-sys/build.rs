@@ -72,7 +72,8 @@ fn main() {
     };
     println!("cargo:warning=libfabric-sys: using {}", found.how);
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let here = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let here =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let extern_c = out.join("extern");
 
     let mut builder = bindgen::Builder::default()

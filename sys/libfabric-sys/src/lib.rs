@@ -3,7 +3,12 @@
 //! The static-inline half of the API (`fi_domain`, `fi_send`, `fi_cq_read`, ...) is reached
 //! through a generated C shim whose symbols carry bindgen's `__extern` suffix; this crate
 //! re-exports them under their libfabric names. Use the safe layer in `kvxfer::fabric`.
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 #![allow(clippy::all)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
