@@ -353,6 +353,19 @@ iterations,50.0_percentile_lat,avg_lat,overall_lat,avg_bw,overall_bw,avg_mr,over
     }
 
     #[test]
+    fn progress_rows_before_final_are_not_results() {
+        // A loaded machine made the client print a progress row, labelled by thread.
+        let progress = LAT.replace(
+            "Final:",
+            "[thread 0]                81   6001.862  6237.797  6237.797        0.01       0.01         160         160\nFinal:",
+        );
+        let d = parse(&progress, Some(64)).unwrap();
+        assert_eq!(d.results.len(), 1);
+        assert_eq!(d.results[0].iterations, 100);
+        assert_eq!(d.results[0].latency_us.unwrap().mean, 5.699);
+    }
+
+    #[test]
     fn final_only_layout_of_tag_bw_has_no_latency() {
         let d = parse(BW_F, Some(64)).unwrap();
         assert_eq!(d.bench, "tag_bw");
