@@ -1,6 +1,7 @@
 //! Command-line options and dispatch; no measurement logic lives here.
 
 mod info;
+mod parse;
 
 use std::process::ExitCode;
 
@@ -19,11 +20,14 @@ pub struct Cli {
 enum Command {
     /// Providers, fabrics, domains and endpoint attributes libfabric offers here.
     Info(info::InfoArgs),
+    /// A reference tool's printed output into a result document.
+    Parse(parse::ParseArgs),
 }
 
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info(a) => info::run(a),
+        Command::Parse(a) => parse::run(a),
     }
 }

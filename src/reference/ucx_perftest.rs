@@ -34,6 +34,9 @@ struct Layout {
     final_only: bool,
 }
 
+/// A layout found in the text (None: not this layout), with the final values and their line.
+type Found = Option<Result<(Layout, Vec<String>, usize), ParseError>>;
+
 /// Parses ucx_perftest's output. The client does not print the message size: it comes from
 /// the server's `Message size:` line when the text holds it, else from `message_size`.
 pub fn parse(raw: &str, message_size: Option<u64>) -> Result<ResultDoc, ParseError> {
@@ -94,8 +97,7 @@ fn cells(text: &str) -> Vec<(usize, usize, String)> {
 
 /// The boxed table: header cells named by their group (`latency (usec)`) and their own name
 /// (`average`); then the `Final:` line, or the last row in the `-f` layout.
-#[allow(clippy::type_complexity)]
-fn boxed(lines: &[Line<'_>]) -> Option<Result<(Layout, Vec<String>, usize), ParseError>> {
+fn boxed(lines: &[Line<'_>]) -> Found {
     let sub_at = lines
         .iter()
         .position(|l| l.text.trim_start().starts_with('|') && l.text.contains("# iterations"))?;
@@ -172,8 +174,7 @@ fn boxed_field(group: &str, name: &str) -> Field {
 }
 
 /// The `-v` CSV: a header line starting `iterations,` and rows under it; the last row is final.
-#[allow(clippy::type_complexity)]
-fn csv(lines: &[Line<'_>]) -> Option<Result<(Layout, Vec<String>, usize), ParseError>> {
+fn csv(lines: &[Line<'_>]) -> Found {
     let at = lines
         .iter()
         .position(|l| l.text.trim().starts_with("iterations,"))?;
@@ -203,8 +204,7 @@ fn csv(lines: &[Line<'_>]) -> Option<Result<(Layout, Vec<String>, usize), ParseE
     };
     let last = lines[at + 1..]
         .iter()
-        .filter(|l| l.text.trim().split(',').count() > 1)
-        .next_back();
+        .rfind(|l| l.text.trim().split(',').count() > 1);
     Some(match last {
         Some(l) => {
             let v = l
