@@ -2,6 +2,7 @@
 
 pub mod fabric;
 pub mod mem;
+pub mod plan;
 pub mod reference;
 pub mod report;
 pub mod stats;

@@ -2,6 +2,7 @@
 
 mod info;
 mod parse;
+mod plan;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ enum Command {
     Info(info::InfoArgs),
     /// A reference tool's printed output into a result document.
     Parse(parse::ParseArgs),
+    /// Experiment plans: validate, generate task definitions.
+    Plan(plan::PlanArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -29,5 +32,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info(a) => info::run(a),
         Command::Parse(a) => parse::run(a),
+        Command::Plan(a) => plan::run(a),
     }
 }
