@@ -3,6 +3,7 @@
 mod info;
 mod parse;
 mod plan;
+mod task;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ enum Command {
     Parse(parse::ParseArgs),
     /// Experiment plans: validate, generate task definitions.
     Plan(plan::PlanArgs),
+    /// Task definitions: run one on this host.
+    Task(task::TaskArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -33,5 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(a) => info::run(a),
         Command::Parse(a) => parse::run(a),
         Command::Plan(a) => plan::run(a),
+        Command::Task(a) => task::run(a),
     }
 }

@@ -2,6 +2,7 @@
 //! team's task-runner semantics.
 
 pub mod render;
+pub mod runner;
 pub mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
