@@ -135,22 +135,7 @@ pub fn validate(plan: &Value) -> Vec<Problem> {
         );
     }
     if let Some(env) = plan.pointer("/common/env") {
-        match env.as_object() {
-            None => v.err("$.common.env", "must be an object of NAME: value"),
-            Some(m) => {
-                for (k, x) in m {
-                    if !is_env_name(k) {
-                        v.err(
-                            &format!("$.common.env.{k}"),
-                            "not an environment variable name",
-                        );
-                    }
-                    if !x.is_string() {
-                        v.err(&format!("$.common.env.{k}"), "must be a string");
-                    }
-                }
-            }
-        }
+        v.env(env, "$.common.env");
     }
     if let Some(n) = plan.pointer("/kv_cache_reference/bytes_per_token") {
         if n.as_u64().unwrap_or(0) == 0 {
@@ -233,7 +218,26 @@ impl Checker {
         }
     }
 
+    /// An `env` object: environment variable names to string values.
+    fn env(&mut self, env: &Value, path: &str) {
+        let Some(m) = env.as_object() else {
+            self.err(path, "must be an object of NAME: value");
+            return;
+        };
+        for (k, x) in m {
+            if !is_env_name(k) {
+                self.err(&format!("{path}.{k}"), "not an environment variable name");
+            }
+            if !x.is_string() {
+                self.err(&format!("{path}.{k}"), "must be a string");
+            }
+        }
+    }
+
     fn pattern(&mut self, p: &Value, path: &str, layer: &str, ids: &mut BTreeSet<String>) {
+        if let Some(env) = p.get("env") {
+            self.env(env, &format!("{path}.env"));
+        }
         match p.get("id").and_then(Value::as_str) {
             Some(id) if valid_id(id) => {
                 if !ids.insert(id.to_string()) {
@@ -353,6 +357,7 @@ mod tests {
         dup["tool"] = json!("ucx_perftest");
         dup["params"]["mem"] = json!("gpu");
         dup["description"] = json!("a\nb");
+        dup["env"] = json!({"BAD NAME": "x"});
         p["layers"][0]["patterns"].as_array_mut().unwrap().push(dup);
         let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
         let want = [
@@ -362,6 +367,7 @@ mod tests {
             "$.layers[0].patterns[0].params.backend: missing",
             "$.layers[0].patterns[1].id: duplicate pattern id \"pll-ucx-lat\"",
             "$.layers[0].patterns[1].params.mem: must be one of host, cuda",
+            "$.layers[0].patterns[1].env.BAD NAME: not an environment variable name",
             "$.layers[0].patterns[1].params.sizes: must be a non-empty list of positive integers",
         ];
         for w in want {
