@@ -136,4 +136,9 @@ fn loopback_plan_runs_the_stock_tools_and_parses_them() {
             }
         }
     }
+    // The client's last task wrote the cross-check report (no kvxfer results to pair yet).
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("crosscheck.json")).unwrap()).unwrap();
+    assert_eq!(report["schema"], "kvxfer.crosscheck/v1");
+    assert_eq!(report["tolerance"], 0.1);
 }

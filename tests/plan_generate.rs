@@ -141,6 +141,7 @@ fn stock_tools_get_their_real_option_names() {
         "--etcd_endpoints http://{{PEER_IP}}:2379",
         "kvxfer xfer --size 704643072 --concurrency 16 --scheme many_to_one --op write",
         "kvxfer parse --tool nixlbench",
+        "kvxfer crosscheck /tmp/low-level-results --tolerance 0.1",
     ] {
         assert!(nb.contains(opt), "{opt:?} missing from\n{nb}");
     }

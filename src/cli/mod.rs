@@ -1,5 +1,6 @@
 //! Command-line options and dispatch; no measurement logic lives here.
 
+mod crosscheck;
 mod info;
 mod parse;
 mod plan;
@@ -28,6 +29,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Task definitions: run one on this host.
     Task(task::TaskArgs),
+    /// kvxfer's results beside the stock tools': ratios and verdicts.
+    Crosscheck(crosscheck::CrosscheckArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -37,5 +40,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Parse(a) => parse::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Task(a) => task::run(a),
+        Command::Crosscheck(a) => crosscheck::run(a),
     }
 }

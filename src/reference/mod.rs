@@ -1,6 +1,7 @@
 //! The stock reference tools: their printed output parsed into the result schema, units
 //! normalised, the tool's own figures kept in `results[].extra`.
 
+pub mod crosscheck;
 mod fabtests;
 pub mod fi_pingpong;
 pub mod fi_rma_pingpong;
