@@ -21,6 +21,7 @@ pub struct CrosscheckArgs {
     strict: bool,
 }
 
+/// Runs the subcommand.
 pub fn run(a: CrosscheckArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         a.tolerance.is_finite() && a.tolerance >= 0.0,

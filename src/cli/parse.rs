@@ -31,6 +31,7 @@ fn parse_tool(s: &str) -> Result<Tool, String> {
     s.parse()
 }
 
+/// Runs the subcommand.
 pub fn run(a: ParseArgs) -> anyhow::Result<ExitCode> {
     let raw = if a.raw.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading standard input")?

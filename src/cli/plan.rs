@@ -34,6 +34,7 @@ enum PlanCommand {
     },
 }
 
+/// Runs the subcommand.
 pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
     match a.command {
         PlanCommand::Validate { plan } => validate(&plan),

@@ -33,6 +33,7 @@ enum TaskCommand {
     },
 }
 
+/// Runs the subcommand.
 pub fn run(a: TaskArgs) -> anyhow::Result<ExitCode> {
     let TaskCommand::Run {
         file,

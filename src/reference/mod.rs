@@ -92,6 +92,14 @@ pub enum ParseError {
         /// What is missing.
         what: String,
     },
+    /// The output holds more than one run where one document holds one.
+    #[error("{tool}: {what}")]
+    Ambiguous {
+        /// Tool whose output was parsed.
+        tool: &'static str,
+        /// What was found.
+        what: String,
+    },
     /// A figure the document needs is not in the output and was not given.
     #[error("{tool}: {what}")]
     Missing {

@@ -130,13 +130,29 @@ fn boxed(lines: &[Line<'_>]) -> Found {
         group: group_word,
         final_only,
     };
+    let finals: Vec<&Line<'_>> = lines[sub_at + 1..]
+        .iter()
+        .filter(|l| l.text.trim().starts_with("Final:"))
+        .collect();
+    if finals.len() > 1 {
+        return Some(Err(ParseError::Ambiguous {
+            tool: TOOL,
+            what: format!(
+                "{} runs in one output (\"Final:\" at lines {} and {}): parse each run on its own",
+                finals.len(),
+                finals[0].no,
+                finals[1].no
+            ),
+        }));
+    }
+    if let Some(l) = finals.first() {
+        let rest = l.text.trim().trim_start_matches("Final:");
+        let v = rest.split_whitespace().map(String::from).collect();
+        return Some(Ok((layout, v, l.no)));
+    }
     let mut last_row = None;
     for l in &lines[sub_at + 1..] {
         let t = l.text.trim();
-        if let Some(rest) = t.strip_prefix("Final:") {
-            let v = rest.split_whitespace().map(String::from).collect();
-            return Some(Ok((layout, v, l.no)));
-        }
         let first = t.split_whitespace().next().unwrap_or("");
         if first.parse::<u64>().is_ok() {
             last_row = Some((t.split_whitespace().map(String::from).collect(), l.no));
@@ -402,5 +418,8 @@ iterations,50.0_percentile_lat,avg_lat,overall_lat,avg_bw,overall_bw,avg_mr,over
             parse("oops\n", Some(64)),
             Err(ParseError::NoTable { .. })
         ));
+        let two = format!("{LAT}{}\n", LAT.lines().last().unwrap());
+        let e = parse(&two, Some(64)).unwrap_err().to_string();
+        assert!(e.contains("2 runs in one output"), "{e}");
     }
 }
