@@ -80,3 +80,30 @@ fn bad_input_is_one_clear_line_and_nonzero() {
         .failure()
         .stderr(predicates::str::contains("reading /no/such/file"));
 }
+
+#[test]
+fn every_nixlbench_fixture_through_the_cli() {
+    let dir = fixture("");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        println!(
+            "SKIPPED every_nixlbench_fixture_through_the_cli: {} absent",
+            dir.display()
+        );
+        return;
+    };
+    let mut n = 0;
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "txt") {
+            Command::cargo_bin("kvxfer")
+                .unwrap()
+                .args(["parse", "--tool", "nixlbench"])
+                .arg(&p)
+                .assert()
+                .success()
+                .stdout(predicates::str::contains("nixlbench xfer (L1)"));
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "{n} fixtures");
+}

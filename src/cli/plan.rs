@@ -25,9 +25,10 @@ enum PlanCommand {
     Generate {
         /// The plan.
         plan: PathBuf,
-        /// Output folder (server files at the top, client files under client/).
+        /// Output folder (server files at the top, client files under client/);
+        /// default task-definitions/<plan name>/.
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// Template folder; default: templates/ beside the plan's folder, else ./templates.
         #[arg(long)]
         templates: Option<PathBuf>,
@@ -44,6 +45,9 @@ pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
             templates,
         } => {
             let doc = plan::load_plan(&plan)?;
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("task-definitions").join(doc["name"].as_str().unwrap_or("plan"))
+            });
             let dir = templates.unwrap_or_else(|| default_templates(&plan));
             let files = plan::generate(&doc, &dir)?;
             let written = plan::write_generated(&out, &files)

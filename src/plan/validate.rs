@@ -109,6 +109,17 @@ pub fn validate(plan: &Value) -> Vec<Problem> {
         return v.problems;
     };
     v.text(plan, "$", "name");
+    if let Some(n) = plan.get("name").and_then(Value::as_str) {
+        let safe = n
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        if !safe {
+            v.err(
+                "$.name",
+                "must hold only letters, digits, - and _ (it names a folder)",
+            );
+        }
+    }
     v.text(plan, "$", "description");
     for key in [
         "infrastructure",
@@ -350,6 +361,7 @@ mod tests {
     fn every_problem_has_its_path() {
         let mut p = minimal();
         p["common"]["output_dir"] = json!("relative");
+        p["name"] = json!("../up");
         let pat = &mut p["layers"][0]["patterns"][0];
         pat["tool"] = json!("nixlbench");
         let mut dup = p["layers"][0]["patterns"][0].clone();
@@ -362,6 +374,7 @@ mod tests {
         let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
         let want = [
             "$.common.output_dir: must be an absolute path",
+            "$.name: must hold only letters, digits, - and _ (it names a folder)",
             "$.layers[0].patterns[1].description: holds a control character (a command must be one line)",
             "$.layers[0].patterns[0].tool: nixlbench belongs to layer L1, not L3",
             "$.layers[0].patterns[0].params.backend: missing",
