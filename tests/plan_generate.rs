@@ -250,3 +250,46 @@ fn a_broken_template_names_file_and_line() {
         "{e}"
     );
 }
+
+#[test]
+fn kvbench_model_files_hold_the_reference_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = plan::load_plan(&root().join("plans/phase-low-level.json")).unwrap();
+    p["common"]["output_dir"] = dir.path().display().to_string().into();
+    let files = plan::generate(&p, &root().join("templates")).unwrap();
+    let g = files
+        .iter()
+        .find(|g| g.path == Path::new("client/pll-kvbench-ucx-tcp-12k-client.json"))
+        .unwrap();
+    let def = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
+    let task = def.tasks.iter().find(|t| t.id == "model-files").unwrap();
+    for c in &task.commands {
+        let ok = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(c)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{c}");
+    }
+    let model =
+        std::fs::read_to_string(dir.path().join("pll-kvbench-ucx-tcp-12k.model.yaml")).unwrap();
+    assert_eq!(
+        model,
+        "model_name: QWEN2_5_7B\nnum_layers: 28\nnum_query_heads: 28\nnum_kv_heads: 4\n\
+         query_head_dimension: 128\nnum_model_params: 7615616512\n"
+    );
+    let cfg =
+        std::fs::read_to_string(dir.path().join("pll-kvbench-ucx-tcp-12k.config.yaml")).unwrap();
+    assert!(
+        cfg.starts_with("strategy:\n  tp_size: 1\n  pp_size: 1\n"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("runtime:\n  isl: 12288\n  osl: 128\n  num_requests: 1\n"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("  access_pattern: block\n  page_size: 16\n"),
+        "{cfg}"
+    );
+}

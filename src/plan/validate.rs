@@ -88,6 +88,11 @@ fn params_of(tool: &str) -> &'static [(&'static str, Kind)] {
             ("pp", Int(1)),
             ("access_pattern", OneOf(&["block", "layer"])),
             ("kv_bytes", Int(1)),
+            ("osl", Int(1)),
+            ("model_quant_mode", Text),
+            ("kvcache_quant_mode", Text),
+            ("hardware", Text),
+            ("serving_backend", Text),
         ],
         "ucx_perftest" => &[
             ("test", OneOf(&["tag_lat", "tag_bw"])),
