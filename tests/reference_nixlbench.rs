@@ -264,3 +264,25 @@ fn empty_and_garbage_inputs_are_errors() {
         assert!(e.to_string().starts_with(tool.name()), "{e}");
     }
 }
+
+#[test]
+fn two_runs_pasted_together() {
+    let (Some(w), Some(r)) = (
+        fixture("ucx-vram-pairwise-write-prep-post-tx.txt"),
+        fixture("ucx-vram-pairwise-read-prep-post-tx.txt"),
+    ) else {
+        return;
+    };
+    // The thread's code block holds the WRITE run, a blank line, then the READ run.
+    let e = parse(
+        Tool::Nixlbench,
+        &format!("{w}\n{r}"),
+        &ParseOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ParseError::Ambiguous { .. }), "{e}");
+    assert!(e.to_string().contains("lines 1 and 46"), "{e}");
+    // The same configuration twice is one run's table printed twice: rows are kept.
+    let d = nixl(&format!("{w}\n{w}"));
+    assert_eq!(d.results.len(), 24);
+}

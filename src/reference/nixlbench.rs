@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::table::{self, Columns, Line};
 use super::{document, num, set_bandwidth, ParseError, Tool, NIXL_GB};
-use crate::report::{ErrorEntry, ResultDoc, SizeResult};
+use crate::report::{ResultDoc, SizeResult};
 use crate::stats::LatencySummary;
 
 /// The header cells nixlbench prints, and the `extra` key each figure is kept under.
@@ -81,19 +81,18 @@ pub(crate) fn parse_lines(
             expected: "\"Block Size (B)\" and \"Batch Size\"",
         });
     }
-    let mut errors = Vec::new();
     let config = match configs.split_first() {
         None => Map::new(),
-        Some(((_, first), rest)) => {
-            for (line, other) in rest {
-                if other != first {
-                    errors.push(ErrorEntry {
-                        at: format!("line {line}"),
-                        message: "the output holds another run with a different \
-                                  configuration; config shows the first"
-                            .into(),
-                    });
-                }
+        Some(((first_line, first), rest)) => {
+            if let Some((line, _)) = rest.iter().find(|(_, other)| other != first) {
+                // One document holds one run: rows of a WRITE and a READ run must not mix.
+                return Err(ParseError::Ambiguous {
+                    tool: name,
+                    what: format!(
+                        "runs with different configurations (lines {first_line} and {line}): \
+                         parse each run on its own"
+                    ),
+                });
             }
             first.clone()
         }
@@ -102,7 +101,6 @@ pub(crate) fn parse_lines(
     if !warnings.is_empty() {
         doc.config.insert("warnings".into(), Value::Array(warnings));
     }
-    doc.errors = errors;
     Ok(doc)
 }
 
