@@ -55,9 +55,9 @@ fn every_pattern_of_every_layer_gives_a_valid_server_client_pair() {
             let def = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
             let declared: BTreeSet<String> = def.variables.keys().cloned().collect();
             for c in commands(g) {
-                for v in render::runner_variables(&c).keys() {
+                for v in render::runner_variables(&c) {
                     assert!(
-                        declared.contains(v),
+                        declared.contains(&v),
                         "{want:?}: {{{{{v}}}}} not declared: {c}"
                     );
                 }

@@ -2,7 +2,7 @@
 //! off). Every plan value that reaches a command goes through the `sh` filter; runner variables
 //! are written with `var("PEER_IP")` and left as `{{PEER_IP}}` for the runner.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use minijinja::{context, AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
@@ -175,13 +175,13 @@ pub fn generate(plan: &Json, templates: &Path) -> Result<Vec<Generated>, PlanErr
 }
 
 /// Variables a definition's commands use that the runner must fill (`{{NAME}}`).
-pub fn runner_variables(command: &str) -> BTreeMap<String, ()> {
-    let mut found = BTreeMap::new();
+pub fn runner_variables(command: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
     let mut rest = command;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else { break };
-        found.insert(after[..end].trim().to_string(), ());
+        found.insert(after[..end].trim().to_string());
         rest = &after[end + 2..];
     }
     found
@@ -217,6 +217,9 @@ mod tests {
         assert_eq!(var_fn("PEER_IP".into()).unwrap(), "{{PEER_IP}}");
         assert!(var_fn("peer; rm".into()).is_err());
         let v = runner_variables("ping {{PEER_IP}} {{ NODE1_PRIVATE }}");
-        assert_eq!(v.keys().collect::<Vec<_>>(), ["NODE1_PRIVATE", "PEER_IP"]);
+        assert_eq!(
+            v.into_iter().collect::<Vec<_>>(),
+            ["NODE1_PRIVATE", "PEER_IP"]
+        );
     }
 }
