@@ -292,30 +292,31 @@ impl Checker {
         for (name, kind) in params_of(tool) {
             let at = format!("{path}.params.{name}");
             let value = params.get(*name);
-            let ok = match (kind, value) {
-                (_, None) => {
-                    self.err(&at, "missing");
-                    continue;
-                }
-                (Kind::OneOf(allowed), Some(x)) => {
-                    x.as_str().is_some_and(|s| allowed.contains(&s)) || {
-                        self.err(&at, &format!("must be one of {}", allowed.join(", ")));
-                        true
-                    }
-                }
-                (Kind::Text, Some(x)) => x.as_str().is_some_and(|s| !s.is_empty()),
-                (Kind::Int(min), Some(x)) => x.as_u64().is_some_and(|n| n >= *min),
-                (Kind::Sizes, Some(x)) => x.as_array().is_some_and(|a| {
-                    !a.is_empty() && a.iter().all(|n| n.as_u64().is_some_and(|n| n >= 1))
-                }),
+            let Some(x) = value else {
+                self.err(&at, "missing");
+                continue;
+            };
+            let (ok, want) = match kind {
+                Kind::OneOf(allowed) => (
+                    x.as_str().is_some_and(|s| allowed.contains(&s)),
+                    format!("one of {}", allowed.join(", ")),
+                ),
+                Kind::Text => (
+                    x.as_str().is_some_and(|s| !s.is_empty()),
+                    "a non-empty string".to_string(),
+                ),
+                Kind::Int(min) => (
+                    x.as_u64().is_some_and(|n| n >= *min),
+                    format!("an integer >= {min}"),
+                ),
+                Kind::Sizes => (
+                    x.as_array().is_some_and(|a| {
+                        !a.is_empty() && a.iter().all(|n| n.as_u64().is_some_and(|n| n >= 1))
+                    }),
+                    "a non-empty list of positive integers".to_string(),
+                ),
             };
             if !ok {
-                let want = match kind {
-                    Kind::Text => "a non-empty string".to_string(),
-                    Kind::Int(min) => format!("an integer >= {min}"),
-                    Kind::Sizes => "a non-empty list of positive integers".to_string(),
-                    Kind::OneOf(_) => unreachable!("reported above"),
-                };
                 self.err(&at, &format!("must be {want}"));
             }
         }
