@@ -5,9 +5,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kvxfer::fabric::{
-    CompletionQueue, CqEntry, Domain, EndpointType, Fabric, Hints, InfoList,
-};
+use kvxfer::fabric::{CompletionQueue, CqEntry, Domain, EndpointType, Fabric, Hints, InfoList};
 use kvxfer::stats::new_histogram;
 
 fn shm_cq() -> Option<(Fabric, Domain, CompletionQueue)> {
@@ -27,7 +25,9 @@ fn overhead(c: &mut Criterion) {
     let mut v: u64 = 180;
     g.bench_function("histogram_record", |b| {
         b.iter(|| {
-            v = v.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            v = v
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             h.saturating_record(black_box(150 + (v >> 56)));
         })
     });

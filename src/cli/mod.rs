@@ -1,9 +1,13 @@
 //! Command-line options and dispatch; no measurement logic lives here.
 
 mod common;
+mod crosscheck;
 mod info;
+mod parse;
 mod pingpong;
+mod plan;
 mod record;
+mod task;
 
 use std::process::ExitCode;
 
@@ -26,6 +30,14 @@ enum Command {
     Pingpong(pingpong::PingPongArgs),
     /// Record result files to an MLflow tracking server, each exactly once.
     Record(record::RecordArgs),
+    /// A reference tool's printed output into a result document.
+    Parse(parse::ParseArgs),
+    /// Experiment plans: validate, generate task definitions.
+    Plan(plan::PlanArgs),
+    /// Task definitions: run one on this host.
+    Task(task::TaskArgs),
+    /// kvxfer's results beside the stock tools': ratios and verdicts.
+    Crosscheck(crosscheck::CrosscheckArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -34,5 +46,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(a) => info::run(a),
         Command::Pingpong(a) => pingpong::run(a),
         Command::Record(a) => record::run(a),
+        Command::Parse(a) => parse::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Task(a) => task::run(a),
+        Command::Crosscheck(a) => crosscheck::run(a),
     }
 }
