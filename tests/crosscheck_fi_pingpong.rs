@@ -84,7 +84,9 @@ fn kvxfer_and_fi_pingpong_agree_on_tcp_msg_and_shm() {
         return;
     }
     let _g = fabric_lock();
-    for (provider, endpoint, size, iters) in [("tcp", "msg", "64", "2000"), ("shm", "rdm", "64", "20000")] {
+    for (provider, endpoint, size, iters) in
+        [("tcp", "msg", "64", "2000"), ("shm", "rdm", "64", "20000")]
+    {
         let (mut fi, mut kv, mut p50) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {
             fi.push(fi_pingpong_usec(provider, endpoint, size, iters));

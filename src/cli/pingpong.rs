@@ -1,18 +1,16 @@
 //! `kvxfer pingpong`: fi_pingpong's measurement (L0).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::fabric::{EndpointType, MsgMode};
-use kvxfer::report::{table, write_atomic};
+use kvxfer::report::table;
 use kvxfer::run::pingpong::{self, PingPongConfig};
 
-use super::common::{parse_listen, parse_sizes, progress_bar, EndpointArg, ModeArg};
+use super::common::{parse_listen, parse_sizes, progress_bar, EndpointArg, ModeArg, OutputArgs};
 
 /// Options of `kvxfer pingpong`.
 #[derive(Debug, Args)]
@@ -53,12 +51,8 @@ pub struct PingPongArgs {
     /// Seconds to wait for the peer and for each completion.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
-    /// Write the kvxfer.result/v1 document here.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Plan pattern id recorded in the result.
-    #[arg(long)]
-    pattern_id: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
@@ -105,11 +99,7 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
     };
     bar.finish_and_clear();
     let mut doc = outcome?.doc;
-    doc.pattern_id = a.pattern_id.clone();
     print!("{}", table::pingpong(&doc));
-    if let Some(path) = &a.json {
-        write_atomic(path, &doc.to_json())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)
 }
