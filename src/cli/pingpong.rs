@@ -30,9 +30,9 @@ pub struct PingPongArgs {
     /// Message sizes: a comma-separated list with binary suffixes (1K = 1024), or `all`.
     #[arg(short = 'S', long, default_value = "64,1K,64K,1M,10M,100M", value_parser = parse_sizes)]
     sizes: std::vec::Vec<u64>,
-    /// Timed iterations per size.
-    #[arg(short = 'I', long, default_value_t = 1000)]
-    iterations: u64,
+    /// Timed iterations per size [default: 10000 below 64K, 1000 below 1M, 100 from 1M].
+    #[arg(short = 'I', long)]
+    iterations: Option<u64>,
     /// Untimed iterations before each size (0 reproduces fi_pingpong, which has none).
     #[arg(short, long, default_value_t = 10)]
     warmup: u64,
@@ -78,6 +78,7 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs_f64(a.timeout),
     };
     let bar = progress_bar(cfg.sizes.len() as u64, "pingpong");
+    bar.enable_steady_tick(Duration::from_millis(250));
     let mut progress = |p: pingpong::Progress| {
         bar.set_position(p.done as u64);
         bar.set_message(format!("size {} done", kvxfer::units::human_size(p.size)));
