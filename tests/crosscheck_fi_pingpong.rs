@@ -80,7 +80,10 @@ fn best(v: Vec<f64>) -> f64 {
 #[test]
 fn kvxfer_and_fi_pingpong_agree_on_tcp_msg_and_shm() {
     if !have("fi_pingpong") {
-        eprintln!("SKIPPED kvxfer_and_fi_pingpong_agree_on_tcp_msg_and_shm: fi_pingpong not installed (bash scripts/setup.sh)");
+        skip(
+            "kvxfer_and_fi_pingpong_agree_on_tcp_msg_and_shm",
+            "fi_pingpong not installed (bash scripts/setup.sh)",
+        );
         return;
     }
     let _g = fabric_lock();

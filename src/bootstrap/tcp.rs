@@ -271,7 +271,9 @@ impl Oob {
         match self.write_frame(FRAME_DATA, bytes) {
             Ok(()) => Ok(()),
             Err(e) => {
-                let _ = self.stream.set_read_timeout(Some(Duration::from_millis(200)));
+                let _ = self
+                    .stream
+                    .set_read_timeout(Some(Duration::from_millis(200)));
                 loop {
                     match self.recv_frame() {
                         Ok(_) => continue,
