@@ -73,7 +73,7 @@ pub struct IterParams {
 }
 
 /// What one iteration measured on the initiator.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct IterSample {
     /// Building the chunk plan (nixlbench's "prep"), ns.
     pub prep_ns: u64,

@@ -249,8 +249,13 @@ impl XferInitiatorEp {
         Ok(())
     }
 
-    /// Tells the target to expect `chunks` remote completions for `transfer`.
+    /// Tells the target that `transfer`'s `chunks` are complete here: it is to count that many
+    /// remote completions for writes, none for reads (reads leave no trace on the target).
     pub fn notify(&mut self, transfer: u32, chunks: u64) -> Result<()> {
+        let chunks = match self.op {
+            RmaOp::Write => chunks,
+            RmaOp::Read => 0,
+        };
         self.ctrl.send(
             &self.conn,
             transfer as usize,
