@@ -3,6 +3,7 @@
 
 pub mod pattern;
 pub mod pingpong;
+pub mod xfer;
 
 /// Errors of a measurement loop.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,9 @@ pub enum BenchError {
         expected: u8,
         got: u8,
     },
+    /// The loop was driven in a way it cannot measure, or the peer broke the protocol.
+    #[error("{0}")]
+    Invalid(String),
     /// A message arrived with the wrong length.
     #[error("received {got} bytes where {expected} were sent")]
     Length { expected: usize, got: usize },

@@ -8,22 +8,29 @@ mod pingpong;
 mod plan;
 mod record;
 mod task;
+mod xfer;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 /// kvxfer: measure the network under disaggregated LLM inference.
+///
+/// With no subcommand, kvxfer runs `xfer`: `kvxfer --provider efa --size 672M --concurrency 16`.
 #[derive(Debug, Parser)]
 #[command(name = "kvxfer", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KVXFER_GIT_SHA"), ")"))]
-#[command(about, long_about = None, propagate_version = true)]
+#[command(about, long_about = None, propagate_version = true, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    xfer: xfer::XferArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// KV-sized transfers by RMA (L1); the default when no subcommand is given.
+    Xfer(xfer::XferArgs),
     /// Providers, fabrics, domains and endpoint attributes libfabric offers here.
     Info(info::InfoArgs),
     /// fi_pingpong's latency measurement (L0): half round trips of messages, per size.
@@ -43,12 +50,14 @@ enum Command {
 /// Runs the chosen subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Info(a) => info::run(a),
-        Command::Pingpong(a) => pingpong::run(a),
-        Command::Record(a) => record::run(a),
-        Command::Parse(a) => parse::run(a),
-        Command::Plan(a) => plan::run(a),
-        Command::Task(a) => task::run(a),
-        Command::Crosscheck(a) => crosscheck::run(a),
+        None => xfer::run(cli.xfer),
+        Some(Command::Xfer(a)) => xfer::run(a),
+        Some(Command::Info(a)) => info::run(a),
+        Some(Command::Pingpong(a)) => pingpong::run(a),
+        Some(Command::Record(a)) => record::run(a),
+        Some(Command::Parse(a)) => parse::run(a),
+        Some(Command::Plan(a)) => plan::run(a),
+        Some(Command::Task(a)) => task::run(a),
+        Some(Command::Crosscheck(a)) => crosscheck::run(a),
     }
 }

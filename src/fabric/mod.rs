@@ -8,6 +8,8 @@ mod endpoint;
 mod error;
 mod info;
 mod mr;
+mod rma;
+mod xfer;
 
 pub use channel::{LocalBuf, MsgChannel, MsgMode};
 pub use connect::{connect, select_info, Connection, EndpointSpec, Exchange, Side};
@@ -19,7 +21,9 @@ pub use info::{
     available_providers, caps, mr_mode, runtime_version, EndpointType, Hints, Info, InfoList,
     InfoRef,
 };
-pub use mr::MemoryRegion;
+pub use mr::{MemoryRegion, RemoteRegion};
+pub use rma::cq_flags;
+pub use xfer::{RmaOp, XferInitiatorEp, XferTargetEp};
 
 /// FI_ADDR_UNSPEC: no particular peer.
 pub fn addr_unspec() -> FiAddr {

@@ -1,13 +1,74 @@
 //! Registered memory: a region owns its buffer, so the memory cannot move or vanish under the NIC.
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use libfabric_sys as sys;
 
 use super::domain::{close_fid, Domain, DomainInner};
+use super::endpoint::Endpoint;
 use super::error::{check, Result};
+use super::info::{mr_mode, Info};
 use crate::mem::{Buffer, MemIface};
+
+/// Keys requested from providers that let the user choose (no FI_MR_PROV_KEY): unique in the
+/// process, so regions of one domain never collide. Providers with PROV_KEY ignore them.
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+/// What a peer needs to reach a registered region by RMA: its address and key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteRegion {
+    /// Address of the region's first byte as the peer passes it: the virtual address under
+    /// FI_MR_VIRT_ADDR, 0 (offset addressing) otherwise.
+    pub addr: u64,
+    /// The region's remote key.
+    pub key: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl RemoteRegion {
+    /// The address of byte `offset` of the region, if `offset + len` stays inside it.
+    pub fn at(&self, offset: u64, len: u64) -> Option<u64> {
+        (offset.checked_add(len)? <= self.len).then(|| self.addr + offset)
+    }
+}
+
+/// Registers `len` bytes at `ptr` (fi_mr_regattr); the caller keeps the memory alive.
+fn regattr(
+    domain: &Domain,
+    ptr: *mut u8,
+    len: usize,
+    iface: MemIface,
+    access: u64,
+) -> Result<NonNull<sys::fid_mr>> {
+    let iov = libc::iovec {
+        iov_base: ptr as *mut libc::c_void,
+        iov_len: len,
+    };
+    let mut attr = sys::fi_mr_attr {
+        mr_iov: &iov as *const libc::iovec as *const sys::iovec,
+        iov_count: 1,
+        access,
+        requested_key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
+        ..Default::default()
+    };
+    match iface {
+        MemIface::System => attr.iface = sys::FI_HMEM_SYSTEM,
+        MemIface::Cuda(dev) => {
+            attr.iface = sys::FI_HMEM_CUDA;
+            attr.device.cuda = dev;
+        }
+    }
+    let mut raw: *mut sys::fid_mr = std::ptr::null_mut();
+    // SAFETY: attr points at iov, valid for the call; the caller keeps ptr..ptr+len alive for
+    // as long as the returned region is open.
+    let ret = unsafe { sys::fi_mr_regattr(domain.inner.raw.as_ptr(), &attr, 0, &mut raw) };
+    check("fi_mr_regattr", ret)?;
+    Ok(NonNull::new(raw).expect("fi_mr_regattr succeeded with NULL"))
+}
 
 /// A buffer registered with a domain (fi_mr_regattr).
 pub struct MemoryRegion<B: Buffer> {
@@ -29,32 +90,51 @@ impl<B: Buffer> Drop for MemoryRegion<B> {
 impl<B: Buffer> MemoryRegion<B> {
     /// Registers the whole buffer with the given access bits (`caps::SEND | caps::RECV | ...`).
     pub fn register(domain: &Domain, mut buf: B, access: u64) -> Result<Self> {
-        let iov = libc::iovec {
-            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let mut attr = sys::fi_mr_attr {
-            mr_iov: &iov as *const libc::iovec as *const sys::iovec,
-            iov_count: 1,
-            access,
-            ..Default::default()
-        };
-        match buf.iface() {
-            MemIface::System => attr.iface = sys::FI_HMEM_SYSTEM,
-            MemIface::Cuda(dev) => {
-                attr.iface = sys::FI_HMEM_CUDA;
-                attr.device.cuda = dev;
-            }
-        }
-        let mut raw: *mut sys::fid_mr = std::ptr::null_mut();
-        // SAFETY: attr points at iov, valid for the call; the buffer outlives the region.
-        let ret = unsafe { sys::fi_mr_regattr(domain.inner.raw.as_ptr(), &attr, 0, &mut raw) };
-        check("fi_mr_regattr", ret)?;
+        let (ptr, len, iface) = (buf.as_mut_ptr(), buf.len(), buf.iface());
+        let raw = regattr(domain, ptr, len, iface, access)?;
         Ok(MemoryRegion {
-            raw: NonNull::new(raw).expect("fi_mr_regattr succeeded with NULL"),
+            raw,
             buf,
             _domain: domain.inner.clone(),
         })
+    }
+
+    /// Registers the same memory a second time, closes that registration, and returns how long
+    /// the registration took: the cost of a registration the provider may serve from its cache.
+    pub fn time_reregistration(&mut self, domain: &Domain, access: u64) -> Result<Duration> {
+        let (ptr, len, iface) = (self.buf.as_mut_ptr(), self.buf.len(), self.buf.iface());
+        let start = Instant::now();
+        let raw = regattr(domain, ptr, len, iface, access)?;
+        let took = start.elapsed();
+        // SAFETY: raw was just opened and is closed once; self.buf outlives it.
+        close_fid(unsafe { &mut (*raw.as_ptr()).fid }, "memory region");
+        Ok(took)
+    }
+
+    /// Binds the region to an endpoint and enables it, as FI_MR_ENDPOINT providers require;
+    /// a no-op for other providers.
+    pub fn bind_endpoint(&self, ep: &Endpoint, info: &Info) -> Result<()> {
+        if info.view().mr_mode() & mr_mode::ENDPOINT == 0 {
+            return Ok(());
+        }
+        // SAFETY: both handles are live; the endpoint is closed before the region by callers
+        // that keep them in one struct with the endpoint first.
+        let ret = unsafe { sys::fi_mr_bind(self.raw.as_ptr(), &mut (*ep.as_raw()).fid, 0) };
+        check("fi_mr_bind", ret)?;
+        // SAFETY: raw is live and bound.
+        check("fi_mr_enable", unsafe {
+            sys::fi_mr_enable(self.raw.as_ptr())
+        })
+    }
+
+    /// How a peer reaches this region: virtual or offset addressing, per the domain's mr_mode.
+    pub fn remote(&self, info: &Info) -> RemoteRegion {
+        let virt = info.view().mr_mode() & mr_mode::VIRT_ADDR != 0;
+        RemoteRegion {
+            addr: if virt { self.buf.as_ptr() as u64 } else { 0 },
+            key: self.key(),
+            len: self.buf.len() as u64,
+        }
     }
 
     /// The local descriptor passed with data-path calls.

@@ -1,8 +1,10 @@
 //! Buffers that the fabric reads and writes: host memory now, device memory behind `cuda`.
 
 mod host;
+mod shared;
 
 pub use host::HostBuffer;
+pub use shared::{available_memory, SharedRegion};
 
 /// Where a buffer's memory lives, as registration needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

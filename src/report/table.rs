@@ -6,6 +6,8 @@ use crate::units::{cnt_str, size_str};
 
 use super::ResultDoc;
 
+pub use super::table_xfer::xfer;
+
 fn extra_f64(r: &super::SizeResult, key: &str) -> Option<f64> {
     r.extra.get(key).and_then(|v| v.as_f64())
 }

@@ -64,3 +64,22 @@ fn cpu_model() -> Option<String> {
         .and_then(|l| l.split(':').nth(1))
         .map(|s| s.trim().to_string())
 }
+
+/// [`base`] plus the facts of the fabric a connection was opened on.
+pub fn with_fabric(info: &crate::fabric::Info) -> Environment {
+    let mut env = base();
+    let v = info.view();
+    env.libfabric_version = Some(crate::fabric::runtime_version());
+    env.provider = Some(v.provider());
+    env.fabric = Some(v.fabric_name());
+    env.domain = Some(v.domain_name());
+    env.extra
+        .insert("max_msg_size".into(), (v.max_msg_size() as u64).into());
+    env.extra
+        .insert("inject_size".into(), v.inject_size().into());
+    env.extra.insert(
+        "mr_mode".into(),
+        crate::fabric::mr_mode::names(v.mr_mode()).into(),
+    );
+    env
+}

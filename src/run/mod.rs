@@ -3,6 +3,10 @@
 
 pub mod environment;
 pub mod pingpong;
+mod sync;
+pub mod xfer;
+mod xfer_report;
+mod xfer_worker;
 
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]
@@ -15,10 +19,10 @@ pub enum RunError {
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
     /// The measurement loop failed.
-    #[error("{at}: {source}")]
+    #[error("{at}: {error}")]
     Bench {
         at: String,
-        source: crate::bench::BenchError,
+        error: crate::bench::BenchError,
     },
     /// The configuration cannot run.
     #[error("{0}")]
@@ -26,4 +30,19 @@ pub enum RunError {
     /// A thread of the run panicked.
     #[error("the {0} side of the run crashed")]
     Crashed(&'static str),
+}
+
+/// Joins a local run's target thread and picks the error that names the cause: the
+/// initiator's, unless it only saw the target go away.
+pub(crate) fn join_local<T, U>(
+    ours: Result<T, RunError>,
+    target: std::thread::JoinHandle<Result<U, RunError>>,
+) -> Result<T, RunError> {
+    let theirs = target.join().map_err(|_| RunError::Crashed("target"))?;
+    match (ours, theirs) {
+        (Ok(o), Ok(_)) => Ok(o),
+        (Err(RunError::Bootstrap(_)), Err(t)) => Err(t),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(t)) => Err(t),
+    }
 }

@@ -229,14 +229,7 @@ pub fn run_local(
         .spawn(move || run_target(&tcfg, &listener, &mut |_| {}))
         .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
     let ours = run_initiator(cfg, &addr, progress);
-    let theirs = target.join().map_err(|_| RunError::Crashed("target"))?;
-    match (ours, theirs) {
-        (Ok(o), Ok(_)) => Ok(o),
-        // The initiator's error names the cause unless it only saw the target go away.
-        (Err(RunError::Bootstrap(_)), Err(t)) => Err(t),
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(t)) => Err(t),
-    }
+    super::join_local(ours, target)
 }
 
 fn run_side(
@@ -268,20 +261,7 @@ fn measure(
     })?;
     let mut doc = ResultDoc::new("kvxfer", "pingpong", "L0");
     doc.config = config_map(cfg, role);
-    doc.environment = environment::base();
-    {
-        let v = conn.info.view();
-        doc.environment.libfabric_version = Some(fabric::runtime_version());
-        doc.environment.provider = Some(v.provider());
-        doc.environment.fabric = Some(v.fabric_name());
-        doc.environment.domain = Some(v.domain_name());
-        doc.environment
-            .extra
-            .insert("max_msg_size".into(), (v.max_msg_size() as u64).into());
-        doc.environment
-            .extra
-            .insert("inject_size".into(), v.inject_size().into());
-    }
+    doc.environment = environment::with_fabric(&conn.info);
     let max = *cfg.sizes.iter().max().expect("validated: sizes not empty") as usize;
     let mut ch = MsgChannel::new(conn, max, cfg.mode, cfg.inject, cfg.timeout)?;
     let inject_size = ch.inject_size() as u64;
@@ -294,9 +274,9 @@ fn measure(
             warmup: cfg.warmup,
             verify: cfg.verify,
         };
-        let samples = run_size(&mut ch, role, &p).map_err(|source| RunError::Bench {
+        let samples = run_size(&mut ch, role, &p).map_err(|error| RunError::Bench {
             at: format!("size {}", human_size(size)),
-            source,
+            error,
         })?;
         doc.results
             .push(size_result(size, &samples, size <= inject_size));

@@ -1,0 +1,254 @@
+//! The KV-sized transfer loop: one or more transfers of `size` bytes, each cut into chunks of at
+//! most `block` bytes, with at most `window` chunks in flight; the target counts each
+//! transfer's chunks (as one notification tells it) and confirms, so times are end to end.
+
+use std::time::{Duration, Instant};
+
+use super::BenchError;
+use crate::fabric::FabricError;
+
+/// What the initiator's side of the loop needs from a transport (libfabric RMA, UCX, ...).
+pub trait XferInitiator {
+    /// Posts chunk `chunk` of `transfer`: `len` bytes at `offset` of the transfer's region.
+    /// Ok(false): the transport is busy; the loop polls and retries.
+    fn post(
+        &mut self,
+        transfer: u32,
+        chunk: u32,
+        offset: usize,
+        len: usize,
+    ) -> Result<bool, BenchError>;
+    /// Appends the (transfer, chunk) of chunks completed locally since the last call.
+    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), BenchError>;
+    /// Tells the target how many chunks of `transfer` to count.
+    fn notify(&mut self, transfer: u32, chunks: u64) -> Result<(), BenchError>;
+    /// Appends the transfers the target confirmed since the last call.
+    fn poll_confirmed(&mut self, confirmed: &mut Vec<u32>) -> Result<(), BenchError>;
+}
+
+/// A remote event the target sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetEvent {
+    /// A chunk of the transfer landed.
+    Data(u32),
+    /// The initiator says the transfer has this many chunks.
+    Notify {
+        /// Transfer index.
+        transfer: u32,
+        /// Chunks to count.
+        chunks: u64,
+    },
+}
+
+/// What the target's side of the loop needs from a transport.
+pub trait XferTarget {
+    /// Appends the remote events since the last call.
+    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), BenchError>;
+    /// Confirms a complete transfer to the initiator.
+    fn confirm(&mut self, transfer: u32) -> Result<(), BenchError>;
+}
+
+/// The chunks of one transfer: (offset, length), in order, none longer than `block`.
+pub fn plan_chunks(size: usize, block: usize) -> Vec<(usize, usize)> {
+    let block = block.max(1);
+    (0..size)
+        .step_by(block)
+        .map(|off| (off, block.min(size - off)))
+        .collect()
+}
+
+/// One iteration's parameters on the initiator.
+#[derive(Debug, Clone, Copy)]
+pub struct IterParams {
+    /// Bytes per transfer.
+    pub size: usize,
+    /// Largest chunk.
+    pub block: usize,
+    /// Chunks in flight at most.
+    pub window: usize,
+    /// Transfers driven together on this transport.
+    pub transfers: usize,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+/// What one iteration measured on the initiator.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IterSample {
+    /// Building the chunk plan (nixlbench's "prep"), ns.
+    pub prep_ns: u64,
+    /// Time spent inside post calls (nixlbench's "post"), ns.
+    pub post_ns: u64,
+    /// Per transfer: first post to its last local completion, ns.
+    pub local_ns: Vec<u64>,
+    /// Per transfer: first post to the target's confirmation, ns.
+    pub confirmed_ns: Vec<u64>,
+    /// Chunks per transfer.
+    pub chunks: usize,
+    /// Post attempts the transport refused (queue full).
+    pub busy_retries: u64,
+}
+
+fn timeout_error(what: &'static str, timeout: Duration) -> BenchError {
+    BenchError::Fabric(FabricError::Timeout {
+        what,
+        secs: timeout.as_secs_f64(),
+    })
+}
+
+/// Runs one iteration: every transfer posted, completed, notified and confirmed.
+pub fn run_initiator_iteration<T: XferInitiator>(
+    t: &mut T,
+    p: &IterParams,
+) -> Result<IterSample, BenchError> {
+    if p.transfers == 0 || p.window == 0 || p.size == 0 {
+        return Err(BenchError::Invalid(
+            "transfers, window and size must be at least 1".into(),
+        ));
+    }
+    let prep = Instant::now();
+    let chunks = plan_chunks(p.size, p.block);
+    let prep_ns = prep.elapsed().as_nanos() as u64;
+    let n = chunks.len();
+    let nt = p.transfers;
+    let mut next = vec![0usize; nt];
+    let mut done = vec![0usize; nt];
+    let mut local_ns = vec![0u64; nt];
+    let mut confirmed_ns: Vec<Option<u64>> = vec![None; nt];
+    let mut unconfirmed = nt;
+    let mut to_post = nt * n;
+    let mut inflight = 0usize;
+    let mut rr = 0usize;
+    let mut post_ns = 0u64;
+    let mut busy_retries = 0u64;
+    let mut completed = Vec::with_capacity(64);
+    let mut confirmed = Vec::with_capacity(nt);
+    let mut spins = 0u32;
+    let start = Instant::now();
+    while unconfirmed > 0 {
+        while inflight < p.window && to_post > 0 {
+            // Round robin over the transfers that still have chunks to post.
+            let tr = (0..nt)
+                .map(|k| (rr + k) % nt)
+                .find(|&k| next[k] < n)
+                .expect("to_post > 0 means some transfer has chunks left");
+            let (off, len) = chunks[next[tr]];
+            let a = Instant::now();
+            let ok = t.post(tr as u32, next[tr] as u32, off, len)?;
+            post_ns += a.elapsed().as_nanos() as u64;
+            if !ok {
+                busy_retries += 1;
+                break;
+            }
+            next[tr] += 1;
+            inflight += 1;
+            to_post -= 1;
+            rr = (tr + 1) % nt;
+        }
+        t.poll(&mut completed)?;
+        for (tr, _chunk) in completed.drain(..) {
+            let tr = tr as usize;
+            if tr >= nt || done[tr] >= next[tr] {
+                return Err(BenchError::Invalid(format!(
+                    "a completion for transfer {tr} that was not posted"
+                )));
+            }
+            inflight -= 1;
+            done[tr] += 1;
+            if done[tr] == n {
+                local_ns[tr] = start.elapsed().as_nanos() as u64;
+                t.notify(tr as u32, n as u64)?;
+            }
+        }
+        t.poll_confirmed(&mut confirmed)?;
+        for tr in confirmed.drain(..) {
+            let tr = tr as usize;
+            match confirmed_ns.get_mut(tr) {
+                Some(slot @ None) if done[tr] == n => {
+                    *slot = Some(start.elapsed().as_nanos() as u64);
+                    unconfirmed -= 1;
+                }
+                _ => {
+                    return Err(BenchError::Invalid(format!(
+                        "the target confirmed transfer {tr} before it was complete"
+                    )))
+                }
+            }
+        }
+        spins = spins.wrapping_add(1);
+        if spins & 0x3ff == 0 && start.elapsed() > p.timeout {
+            return Err(timeout_error("the transfers to complete", p.timeout));
+        }
+    }
+    Ok(IterSample {
+        prep_ns,
+        post_ns,
+        local_ns,
+        confirmed_ns: confirmed_ns.into_iter().map(|c| c.unwrap_or(0)).collect(),
+        chunks: n,
+        busy_retries,
+    })
+}
+
+/// What one iteration saw on the target: chunks counted per transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSample {
+    /// Chunks counted per transfer.
+    pub chunks: Vec<u64>,
+}
+
+/// Runs one iteration on the target: counts each transfer's chunks until its notification's
+/// count is reached, then confirms it.
+pub fn run_target_iteration<T: XferTarget>(
+    t: &mut T,
+    transfers: usize,
+    timeout: Duration,
+) -> Result<TargetSample, BenchError> {
+    let mut counted = vec![0u64; transfers];
+    let mut expected: Vec<Option<u64>> = vec![None; transfers];
+    let mut confirmed = vec![false; transfers];
+    let mut left = transfers;
+    let mut events = Vec::with_capacity(64);
+    let mut spins = 0u32;
+    let start = Instant::now();
+    while left > 0 {
+        t.poll(&mut events)?;
+        for ev in events.drain(..) {
+            let tr = match ev {
+                TargetEvent::Data(tr) => tr as usize,
+                TargetEvent::Notify { transfer, .. } => transfer as usize,
+            };
+            if tr >= transfers || confirmed[tr] {
+                return Err(BenchError::Invalid(format!(
+                    "an event for transfer {tr}, which is not expected now"
+                )));
+            }
+            match ev {
+                TargetEvent::Data(_) => counted[tr] += 1,
+                TargetEvent::Notify { chunks, .. } => expected[tr] = Some(chunks),
+            }
+            if let Some(e) = expected[tr] {
+                if counted[tr] > e {
+                    return Err(BenchError::Invalid(format!(
+                        "transfer {tr}: {} chunks arrived where {e} were announced",
+                        counted[tr]
+                    )));
+                }
+                if counted[tr] == e {
+                    t.confirm(tr as u32)?;
+                    confirmed[tr] = true;
+                    left -= 1;
+                }
+            }
+        }
+        spins = spins.wrapping_add(1);
+        if spins & 0x3ff == 0 && start.elapsed() > timeout {
+            return Err(timeout_error("the initiator's transfers", timeout));
+        }
+    }
+    Ok(TargetSample { chunks: counted })
+}
+
+#[cfg(test)]
+#[path = "xfer_tests.rs"]
+mod tests;

@@ -1,0 +1,194 @@
+//! `kvxfer xfer` (the default subcommand): KV-sized transfers by RMA (L1).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
+use kvxfer::fabric::{EndpointType, RmaOp};
+use kvxfer::report::{table, write_atomic};
+use kvxfer::run::xfer::{self, ConcurrencyMode, Scheme, Sides, XferConfig};
+use kvxfer::units::human_size;
+
+use super::common::{parse_listen, EndpointArg};
+
+/// `--op`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum XferOpArg {
+    /// RMA write with remote CQ data; the target counts chunks and confirms.
+    Write,
+    /// RMA read from the target's memory.
+    Read,
+}
+
+/// `--concurrency-mode`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    /// One worker per transfer, each with its own endpoint and completion queues.
+    Endpoints,
+    /// N transfers outstanding on one endpoint.
+    Outstanding,
+}
+
+/// `--scheme`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemeArg {
+    /// Initiator worker i with target worker i.
+    Pairwise,
+    /// N initiators into one target (incast).
+    ManyToOne,
+    /// One initiator into N targets.
+    OneToMany,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    kvxfer::units::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// Options of `kvxfer xfer`.
+#[derive(Debug, Args)]
+pub struct XferArgs {
+    /// libfabric provider (tcp, shm, efa, ...).
+    #[arg(short, long, default_value = "tcp")]
+    provider: String,
+    /// Endpoint type.
+    #[arg(short, long, value_enum, default_value = "rdm")]
+    endpoint: EndpointArg,
+    /// Domain (interface) to use; by default the one holding the control connection's address.
+    #[arg(short, long)]
+    domain: Option<String>,
+    /// Bytes per transfer (binary suffixes: 55M, 224M, 672M).
+    #[arg(short = 's', long, default_value = "55M", value_parser = parse_size)]
+    size: u64,
+    /// Largest chunk (nixlbench's block size); default 4M or the size if smaller. Chunks are
+    /// also capped at the provider's max_msg_size.
+    #[arg(short = 'b', long, value_parser = parse_size)]
+    block: Option<u64>,
+    /// Chunks in flight per worker.
+    #[arg(short = 'W', long, default_value_t = 16)]
+    window: usize,
+    /// RMA write (the target confirms by counting remote CQ data) or read.
+    #[arg(short = 'o', long, value_enum, default_value = "write")]
+    op: XferOpArg,
+    /// Transfers at once: this process's workers (or outstanding transfers).
+    #[arg(short = 'c', long, default_value_t = 1)]
+    concurrency: usize,
+    /// A worker (endpoint + CQs) per transfer, or all transfers outstanding on one endpoint.
+    #[arg(long, value_enum, default_value = "endpoints")]
+    concurrency_mode: ModeArg,
+    /// Who sends to whom.
+    #[arg(long, value_enum, default_value = "pairwise")]
+    scheme: SchemeArg,
+    /// Timed iterations.
+    #[arg(short = 'I', long, default_value_t = 10)]
+    iterations: u64,
+    /// Untimed iterations first (the first one is reported as the cold transfer).
+    #[arg(short, long, default_value_t = 2)]
+    warmup: u64,
+    /// Check every byte at the destination after every iteration.
+    #[arg(long)]
+    verify: bool,
+    /// The target's regions are disjoint parts of one allocation.
+    #[arg(long)]
+    reuse: bool,
+    /// Be the target: listen for initiator workers on [ADDR][:PORT] (default 0.0.0.0:47590).
+    #[arg(long, value_name = "[ADDR][:PORT]", num_args = 0..=1, default_missing_value = "", conflicts_with = "peer")]
+    listen: Option<String>,
+    /// Be an initiator: connect to the target at HOST[:PORT]; repeat for several targets
+    /// (workers are spread round robin).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    peer: Vec<String>,
+    /// Seconds to wait for peers, barriers and each transfer.
+    #[arg(long, default_value_t = 120.0)]
+    timeout: f64,
+    /// Write the kvxfer.result/v1 document here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Plan pattern id recorded in the result.
+    #[arg(long)]
+    pattern_id: Option<String>,
+}
+
+/// Runs `kvxfer xfer`.
+pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
+    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
+        anyhow::bail!("--timeout must be a positive number of seconds");
+    }
+    let cfg = XferConfig {
+        provider: a.provider.clone(),
+        endpoint: match a.endpoint {
+            EndpointArg::Rdm => EndpointType::Rdm,
+            EndpointArg::Msg => EndpointType::Msg,
+        },
+        domain: a.domain.clone(),
+        op: match a.op {
+            XferOpArg::Write => RmaOp::Write,
+            XferOpArg::Read => RmaOp::Read,
+        },
+        size: a.size,
+        block: a.block,
+        window: a.window,
+        concurrency: a.concurrency,
+        mode: match a.concurrency_mode {
+            ModeArg::Endpoints => ConcurrencyMode::Endpoints,
+            ModeArg::Outstanding => ConcurrencyMode::Outstanding,
+        },
+        scheme: match a.scheme {
+            SchemeArg::Pairwise => Scheme::Pairwise,
+            SchemeArg::ManyToOne => Scheme::ManyToOne,
+            SchemeArg::OneToMany => Scheme::OneToMany,
+        },
+        iterations: a.iterations,
+        warmup: a.warmup,
+        verify: a.verify,
+        reuse: a.reuse,
+        timeout: Duration::from_secs_f64(a.timeout),
+    };
+    let sides = if a.listen.is_some() {
+        Sides::Target
+    } else if !a.peer.is_empty() {
+        Sides::Initiator
+    } else {
+        Sides::Both
+    };
+    let plan = cfg.validate(sides)?;
+    eprintln!(
+        "kvxfer: xfer {} x {} over {} ({} chunks of {}, window {}); host memory: {} of {} available",
+        cfg.concurrency,
+        human_size(cfg.size),
+        cfg.provider,
+        plan.chunks,
+        human_size(plan.block),
+        cfg.window,
+        human_size(plan.bytes),
+        plan.available
+            .map(human_size)
+            .unwrap_or_else(|| "an unknown amount".into())
+    );
+    let doc = match sides {
+        Sides::Target => {
+            let listen = a.listen.as_deref().unwrap_or_default();
+            let addr: SocketAddr = parse_listen(listen, DEFAULT_PORT)?;
+            let listener = OobListener::bind(addr)?;
+            eprintln!(
+                "kvxfer: xfer target waiting for {} worker(s) on {}",
+                plan.workers,
+                listener.local_addr()
+            );
+            xfer::run_target(&cfg, &listener)
+        }
+        Sides::Initiator => xfer::run_initiator(&cfg, &a.peer),
+        Sides::Both => xfer::run_local(&cfg),
+    };
+    let mut doc = doc?;
+    doc.pattern_id = a.pattern_id.clone();
+    print!("{}", table::xfer(&doc));
+    if let Some(path) = &a.json {
+        write_atomic(path, &doc.to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

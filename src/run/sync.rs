@@ -1,0 +1,117 @@
+//! A barrier for the threads of one process that gives up after a time-out and can be broken
+//! by a thread that failed, so no thread waits forever for one that is gone.
+
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::RunError;
+
+struct State {
+    waiting: usize,
+    generation: u64,
+    broken: bool,
+}
+
+/// A reusable barrier for `n` threads with a time-out.
+pub struct TimedBarrier {
+    n: usize,
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+impl TimedBarrier {
+    /// A barrier for `n` threads.
+    pub fn new(n: usize) -> TimedBarrier {
+        TimedBarrier {
+            n,
+            state: Mutex::new(State {
+                waiting: 0,
+                generation: 0,
+                broken: false,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Waits until all `n` threads arrive, the barrier is broken, or `timeout` passes.
+    pub fn wait(&self, timeout: Duration) -> Result<(), RunError> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.broken {
+            return Err(RunError::Config("another worker failed".into()));
+        }
+        s.waiting += 1;
+        if s.waiting == self.n {
+            s.waiting = 0;
+            s.generation += 1;
+            self.cv.notify_all();
+            return Ok(());
+        }
+        let gen = s.generation;
+        let start = Instant::now();
+        while s.generation == gen && !s.broken {
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                s.broken = true;
+                self.cv.notify_all();
+                return Err(RunError::Config(format!(
+                    "workers did not meet within {:.1} s",
+                    timeout.as_secs_f64()
+                )));
+            }
+            s = self
+                .cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if s.generation == gen {
+            return Err(RunError::Config("another worker failed".into()));
+        }
+        Ok(())
+    }
+
+    /// Releases every waiter with an error, now and for later waits.
+    pub fn break_all(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.broken = true;
+        self.cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn releases_all_then_reuses() {
+        let b = Arc::new(TimedBarrier::new(3));
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    b.wait(Duration::from_secs(5)).unwrap();
+                    b.wait(Duration::from_secs(5)).unwrap();
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn times_out_and_breaks() {
+        let b = Arc::new(TimedBarrier::new(2));
+        let start = Instant::now();
+        assert!(b.wait(Duration::from_millis(50)).is_err());
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(b.wait(Duration::from_secs(5)).is_err(), "stays broken");
+        let c = Arc::new(TimedBarrier::new(2));
+        let c2 = c.clone();
+        let h = std::thread::spawn(move || c2.wait(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(20));
+        c.break_all();
+        assert!(h.join().unwrap().is_err());
+    }
+}

@@ -1,0 +1,378 @@
+//! `xfer`: KV-sized transfers by RMA, N workers at once, in one process or across several.
+//!
+//! Topology: a target process accepts one control connection per initiator worker (its
+//! `concurrency`); an initiator process opens `concurrency` workers against one or more
+//! targets (`peers`, round robin). Many-to-one in separate processes is one target with
+//! `--concurrency N` and initiator processes whose concurrencies add up to N.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::sync::TimedBarrier;
+use super::xfer_worker::{initiator_worker, target_worker, TargetMem, WorkerReport};
+use super::RunError;
+use crate::bootstrap::{Fingerprint, Oob, OobListener};
+use crate::fabric::{caps, select_info, EndpointSpec, EndpointType, RmaOp};
+use crate::mem::{available_memory, HostBuffer, SharedRegion};
+use crate::report::ResultDoc;
+use crate::units::human_size;
+
+/// Default largest chunk: 4 MiB (or the size, when smaller).
+pub const DEFAULT_BLOCK: u64 = 4 << 20;
+
+/// How N concurrent transfers are carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcurrencyMode {
+    /// One worker per transfer, each with its own endpoint and completion queues.
+    Endpoints,
+    /// One worker, N transfers outstanding on its one endpoint.
+    Outstanding,
+}
+
+/// Who sends to whom (recorded; on one host every scheme runs over the same loopback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Worker i of the initiator pairs with worker i of the target.
+    Pairwise,
+    /// N initiators into one target (incast).
+    ManyToOne,
+    /// One initiator into N targets.
+    OneToMany,
+}
+
+impl Scheme {
+    /// The name in results (nixlbench spells them without separators).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Pairwise => "pairwise",
+            Scheme::ManyToOne => "many_to_one",
+            Scheme::OneToMany => "one_to_many",
+        }
+    }
+}
+
+/// Everything an xfer run is asked to do.
+#[derive(Debug, Clone)]
+pub struct XferConfig {
+    /// Provider name.
+    pub provider: String,
+    /// RDM or MSG endpoints.
+    pub endpoint: EndpointType,
+    /// Domain to use, if not the one of the control connection's address.
+    pub domain: Option<String>,
+    /// RMA write (default) or read.
+    pub op: RmaOp,
+    /// Bytes per transfer.
+    pub size: u64,
+    /// Largest chunk asked for (None: [`DEFAULT_BLOCK`] or the size).
+    pub block: Option<u64>,
+    /// Chunks in flight per worker.
+    pub window: usize,
+    /// Transfers at once (this process's workers, or outstanding transfers).
+    pub concurrency: usize,
+    /// How concurrent transfers are carried.
+    pub mode: ConcurrencyMode,
+    /// Scheme.
+    pub scheme: Scheme,
+    /// Timed iterations.
+    pub iterations: u64,
+    /// Untimed iterations before them.
+    pub warmup: u64,
+    /// Check every byte at the destination after every iteration.
+    pub verify: bool,
+    /// Target regions are disjoint parts of one allocation.
+    pub reuse: bool,
+    /// Connection, barrier and completion time-out.
+    pub timeout: Duration,
+}
+
+/// Limits found before any connection, and what the run will allocate.
+#[derive(Debug, Clone, Copy)]
+pub struct XferPlan {
+    /// Chunk size in use: min(block, provider's max_msg_size).
+    pub block: u64,
+    /// Chunks per transfer.
+    pub chunks: u64,
+    /// Workers (threads with an endpoint each) on one side.
+    pub workers: usize,
+    /// Transfers per worker.
+    pub transfers_per_worker: usize,
+    /// Host bytes this process will allocate.
+    pub bytes: u64,
+    /// Host bytes available (MemAvailable), when known.
+    pub available: Option<u64>,
+}
+
+/// Which sides run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sides {
+    /// Only the target.
+    Target,
+    /// Only the initiator.
+    Initiator,
+    /// Both (a local run).
+    Both,
+}
+
+impl XferConfig {
+    /// The parameters every process of a run must share.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut f = Fingerprint::default()
+            .with("bench", "xfer")
+            .with("provider", &self.provider)
+            .with("endpoint", endpoint_name(self.endpoint))
+            .with("op", op_name(self.op))
+            .with("size", self.size)
+            .with(
+                "block",
+                self.block.map(|b| b.to_string()).unwrap_or_default(),
+            )
+            .with("window", self.window)
+            .with("concurrency_mode", self.mode_name())
+            .with("scheme", self.scheme.name())
+            .with("iterations", self.iterations)
+            .with("warmup", self.warmup)
+            .with("verify", self.verify)
+            .with("reuse", self.reuse);
+        if self.mode == ConcurrencyMode::Outstanding {
+            f = f.with("outstanding", self.concurrency);
+        }
+        f
+    }
+
+    /// `endpoints` or `outstanding`.
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            ConcurrencyMode::Endpoints => "endpoints",
+            ConcurrencyMode::Outstanding => "outstanding",
+        }
+    }
+
+    pub(crate) fn caps(&self) -> u64 {
+        caps::RMA | caps::MSG
+    }
+
+    pub(crate) fn spec(&self, oob: &Oob) -> Result<EndpointSpec, RunError> {
+        Ok(EndpointSpec {
+            provider: self.provider.clone(),
+            ep_type: self.endpoint,
+            caps: self.caps(),
+            local_ip: Some(oob.local_ip()?),
+            domain: self.domain.clone(),
+            timeout: self.timeout,
+        })
+    }
+
+    /// (workers, transfers per worker) on one side.
+    pub fn layout(&self) -> (usize, usize) {
+        match self.mode {
+            ConcurrencyMode::Endpoints => (self.concurrency, 1),
+            ConcurrencyMode::Outstanding => (1, self.concurrency),
+        }
+    }
+
+    /// Checks the parameters, the provider and the memory, before anything is allocated.
+    pub fn validate(&self, sides: Sides) -> Result<XferPlan, RunError> {
+        let bad = |m: &str| Err(RunError::Config(m.to_string()));
+        if self.concurrency == 0 {
+            return bad("--concurrency must be at least 1");
+        }
+        if self.window == 0 {
+            return bad("--window must be at least 1");
+        }
+        if self.iterations == 0 {
+            return bad("--iterations must be at least 1");
+        }
+        if self.size == 0 {
+            return bad("--size must be at least 1 byte");
+        }
+        let block = match self.block {
+            Some(0) => return bad("--block must be at least 1 byte"),
+            Some(b) if b > self.size => {
+                return Err(RunError::Config(format!(
+                    "--block {} is larger than --size {}: a transfer is never cut into chunks \
+                     larger than itself",
+                    human_size(b),
+                    human_size(self.size)
+                )))
+            }
+            Some(b) => b,
+            None => DEFAULT_BLOCK.min(self.size),
+        };
+        let (workers, per) = self.layout();
+        let transfers = (workers * per) as u64;
+        let side_bytes = transfers.checked_mul(self.size);
+        let bytes = match sides {
+            Sides::Both => side_bytes.and_then(|b| b.checked_mul(2)),
+            _ => side_bytes,
+        }
+        .ok_or_else(|| RunError::Config("the run's memory does not fit in 64 bits".into()))?;
+        let available = available_memory();
+        if let Some(avail) = available {
+            if bytes > avail {
+                return Err(RunError::Config(format!(
+                    "this run needs {} of host memory ({} transfers of {} on {}) but only {} is \
+                     available: lower --size or --concurrency, or run the sides on different hosts",
+                    human_size(bytes),
+                    transfers,
+                    human_size(self.size),
+                    match sides {
+                        Sides::Both => "both sides",
+                        _ => "this side",
+                    },
+                    human_size(avail)
+                )));
+            }
+        }
+        let info = select_info(&EndpointSpec {
+            provider: self.provider.clone(),
+            ep_type: self.endpoint,
+            caps: self.caps(),
+            local_ip: None,
+            domain: self.domain.clone(),
+            timeout: self.timeout,
+        })?;
+        let v = info.view();
+        if self.op == RmaOp::Write && v.cq_data_size() < 4 {
+            return Err(RunError::Config(format!(
+                "provider {} carries {} bytes of remote CQ data; the write protocol needs 4",
+                self.provider,
+                v.cq_data_size()
+            )));
+        }
+        let block = block.min(v.max_msg_size() as u64).max(1);
+        Ok(XferPlan {
+            block,
+            chunks: self.size.div_ceil(block),
+            workers,
+            transfers_per_worker: per,
+            bytes,
+            available,
+        })
+    }
+}
+
+pub(crate) fn endpoint_name(e: EndpointType) -> &'static str {
+    match e {
+        EndpointType::Rdm => "rdm",
+        EndpointType::Msg => "msg",
+    }
+}
+
+pub(crate) fn op_name(op: RmaOp) -> &'static str {
+    match op {
+        RmaOp::Write => "write",
+        RmaOp::Read => "read",
+    }
+}
+
+/// Runs the target side: accepts `concurrency` workers (one in outstanding mode) on the
+/// listener, serves them, and returns the document of all their reports.
+pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc, RunError> {
+    let plan = cfg.validate(Sides::Target)?;
+    let (workers, per) = (plan.workers, plan.transfers_per_worker);
+    let size = cfg.size as usize;
+    // With --reuse, every worker's regions are disjoint parts of one allocation.
+    let mut shared: Option<std::vec::IntoIter<SharedRegion>> = if cfg.reuse {
+        let all = workers * per;
+        let buf = alloc(all * size)?;
+        let parts = SharedRegion::split(buf, all, size)
+            .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?;
+        Some(parts.into_iter())
+    } else {
+        None
+    };
+    let barrier = Arc::new(TimedBarrier::new(workers));
+    let mut handles = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let oob = match listener.accept(&cfg.fingerprint(), cfg.timeout) {
+            Ok(o) => o,
+            Err(e) => {
+                barrier.break_all();
+                let _ = join_all(handles);
+                return Err(e.into());
+            }
+        };
+        let mem = match shared.as_mut() {
+            Some(parts) => TargetMem::Regions(parts.by_ref().take(per).collect()),
+            None => TargetMem::Allocate,
+        };
+        let (cfg, barrier) = (cfg.clone(), barrier.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("kvxfer-target-{w}"))
+            .spawn(move || target_worker(&cfg, &plan, w, oob, mem, &barrier))
+            .map_err(|e| RunError::Config(format!("cannot start a target worker: {e}")))?;
+        handles.push(h);
+    }
+    let reports = join_all(handles)?;
+    Ok(super::xfer_report::build(cfg, &plan, "target", &reports))
+}
+
+/// Runs the initiator side: `concurrency` workers (one in outstanding mode) against the
+/// targets at `peers`, round robin; returns the document of its workers.
+pub fn run_initiator(cfg: &XferConfig, peers: &[String]) -> Result<ResultDoc, RunError> {
+    if peers.is_empty() {
+        return Err(RunError::Config("no target given".into()));
+    }
+    let plan = cfg.validate(Sides::Initiator)?;
+    let mut handles = Vec::with_capacity(plan.workers);
+    for w in 0..plan.workers {
+        let peer = peers[w % peers.len()].clone();
+        let cfg = cfg.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("kvxfer-initiator-{w}"))
+            .spawn(move || {
+                let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
+                initiator_worker(&cfg, &plan, oob)
+            })
+            .map_err(|e| RunError::Config(format!("cannot start an initiator worker: {e}")))?;
+        handles.push(h);
+    }
+    let reports = join_all(handles)?;
+    Ok(super::xfer_report::build(cfg, &plan, "initiator", &reports))
+}
+
+/// Runs both sides in this process over the loopback; returns the initiator's document.
+pub fn run_local(cfg: &XferConfig) -> Result<ResultDoc, RunError> {
+    cfg.validate(Sides::Both)?;
+    let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr().to_string();
+    let tcfg = cfg.clone();
+    let target = std::thread::Builder::new()
+        .name("kvxfer-target".into())
+        .spawn(move || run_target(&tcfg, &listener))
+        .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
+    let ours = run_initiator(cfg, &[addr]);
+    super::join_local(ours, target)
+}
+
+pub(crate) fn alloc(bytes: usize) -> Result<HostBuffer, RunError> {
+    HostBuffer::new(bytes).map_err(|e| RunError::Config(e.to_string()))
+}
+
+fn join_all(
+    handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
+) -> Result<Vec<WorkerReport>, RunError> {
+    let mut reports = Vec::with_capacity(handles.len());
+    let mut errors = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(Ok(r)) => reports.push(r),
+            Ok(Err(e)) => errors.push(e),
+            Err(_) => errors.push(RunError::Crashed("worker")),
+        }
+    }
+    // A worker's own failure names the cause; "another worker failed" and a peer that went
+    // away are its echoes.
+    let echo = |e: &RunError| {
+        matches!(e, RunError::Bootstrap(_)) || e.to_string().contains("another worker failed")
+    };
+    match errors.iter().position(|e| !echo(e)) {
+        Some(i) => Err(errors.swap_remove(i)),
+        None => match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(reports),
+        },
+    }
+}

@@ -1,0 +1,371 @@
+//! One worker of an xfer run on each side: connect, register, exchange regions, then per
+//! iteration prepare (verify), meet at the barrier, transfer, check.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::environment;
+use super::sync::TimedBarrier;
+use super::xfer::{alloc, XferConfig, XferPlan};
+use super::RunError;
+use crate::bench::xfer::{
+    run_initiator_iteration, run_target_iteration, IterParams, IterSample, TargetEvent,
+    XferInitiator, XferTarget,
+};
+use crate::bench::{pattern, BenchError};
+use crate::bootstrap::{BootstrapError, Oob};
+use crate::fabric::{
+    self, caps, MemoryRegion, RemoteRegion, RmaOp, Side, XferInitiatorEp, XferTargetEp,
+};
+use crate::mem::SharedRegion;
+use crate::report::Environment;
+
+/// Empty polls before a worker yields its core (many workers share few cores).
+const IDLE_POLLS_BEFORE_YIELD: u32 = 64;
+
+/// Where a target worker's regions come from.
+pub enum TargetMem {
+    /// Allocate its own.
+    Allocate,
+    /// Parts of a shared allocation (`--reuse`).
+    Regions(Vec<SharedRegion>),
+}
+
+/// What one worker measured, as the initiator reports it to the target and the result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerReport {
+    /// Worker index (the target's numbering in the target's document).
+    pub worker: usize,
+    /// Transfers this worker drove per iteration.
+    pub transfers: usize,
+    /// Fabric connection set-up, ns.
+    pub connect_ns: u64,
+    /// Registering the initiator's buffer the first time, ns.
+    pub registration_first_ns: u64,
+    /// Registering the same buffer again (a cache hit where the provider caches), ns.
+    pub registration_cached_ns: u64,
+    /// The target's first registration of its first region, ns.
+    pub target_registration_first_ns: u64,
+    /// The target's second registration of it, ns.
+    pub target_registration_cached_ns: u64,
+    /// The first iteration after the connection was made (warm-up or not).
+    pub cold: Option<IterSample>,
+    /// The timed iterations.
+    pub timed: Vec<IterSample>,
+    /// Bytes checked at the destination (--verify).
+    pub verified_bytes: u64,
+    /// The fabric the worker ran on.
+    pub environment: Environment,
+}
+
+/// The target's offer: its worker index and its regions, with its registration costs.
+#[derive(Serialize, Deserialize)]
+struct Offer {
+    worker: usize,
+    regions: Vec<RemoteRegion>,
+    registration_first_ns: u64,
+    registration_cached_ns: u64,
+}
+
+/// What the target tells the initiator at the end.
+#[derive(Serialize, Deserialize)]
+struct TargetSummary {
+    verified_bytes: u64,
+}
+
+fn seq(worker: usize, transfers: usize, t: usize, iteration: u64) -> u64 {
+    (((worker * transfers + t) as u64) << 32) | iteration
+}
+
+fn bench_err(at: String) -> impl FnOnce(BenchError) -> RunError {
+    move |error| RunError::Bench { at, error }
+}
+
+/// A connected worker: its connection, its registered regions, and (connect, first
+/// registration, second registration) times in ns.
+type Connected = (
+    fabric::Connection,
+    Vec<MemoryRegion<SharedRegion>>,
+    [u64; 3],
+);
+
+/// Connects one worker and registers `regions`; returns the connection, regions, and times.
+fn connect_and_register(
+    cfg: &XferConfig,
+    oob: &mut Oob,
+    side: Side,
+    regions: Vec<SharedRegion>,
+    access: u64,
+) -> Result<Connected, RunError> {
+    let spec = cfg.spec(oob)?;
+    let t0 = Instant::now();
+    let conn = fabric::connect(&spec, side, &mut |ours: &[u8]| {
+        oob.exchange(ours).map_err(|e| e.to_string())
+    })?;
+    let connect_ns = t0.elapsed().as_nanos() as u64;
+    let mut mrs = Vec::with_capacity(regions.len());
+    let mut first_ns = 0;
+    for r in regions {
+        let a = Instant::now();
+        mrs.push(MemoryRegion::register(&conn.domain, r, access)?);
+        if first_ns == 0 {
+            first_ns = a.elapsed().as_nanos() as u64;
+        }
+    }
+    let cached_ns = mrs[0].time_reregistration(&conn.domain, access)?.as_nanos() as u64;
+    Ok((conn, mrs, [connect_ns, first_ns, cached_ns]))
+}
+
+/// Serves one initiator worker on the target; returns that worker's report.
+pub fn target_worker(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    w: usize,
+    mut oob: Oob,
+    mem: TargetMem,
+    barrier: &TimedBarrier,
+) -> Result<WorkerReport, RunError> {
+    let r = target_inner(cfg, plan, w, &mut oob, mem, barrier);
+    if let Err(e) = &r {
+        barrier.break_all();
+        oob.report_failure(&e.to_string());
+    }
+    r
+}
+
+fn target_inner(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    w: usize,
+    oob: &mut Oob,
+    mem: TargetMem,
+    barrier: &TimedBarrier,
+) -> Result<WorkerReport, RunError> {
+    let per = plan.transfers_per_worker;
+    let size = cfg.size as usize;
+    let regions = match mem {
+        TargetMem::Regions(r) => r,
+        TargetMem::Allocate => SharedRegion::split(alloc(per * size)?, per, size)
+            .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?,
+    };
+    let access = caps::REMOTE_WRITE | caps::REMOTE_READ;
+    let (conn, mrs, [_, reg_first, reg_cached]) =
+        connect_and_register(cfg, oob, Side::Target, regions, access)?;
+    let mut ep = XferTargetEp::new(conn, mrs, cfg.timeout)?;
+    oob.send_json(&Offer {
+        worker: w,
+        regions: ep.remote_regions(),
+        registration_first_ns: reg_first,
+        registration_cached_ns: reg_cached,
+    })?;
+    let mut verified = 0u64;
+    let mut adapter = TargetAdapter {
+        ep: &mut ep,
+        idle: 0,
+    };
+    for i in 0..cfg.warmup + cfg.iterations {
+        if cfg.verify {
+            for t in 0..per {
+                let r = adapter.ep.region_mut(t).expect("one region per transfer");
+                match cfg.op {
+                    RmaOp::Write => r.as_mut_slice().fill(0),
+                    RmaOp::Read => pattern::fill(r.as_mut_slice(), seq(w, per, t, i)),
+                }
+            }
+        }
+        let got = oob.recv_frame()?;
+        if !got.is_empty() {
+            return Err(BootstrapError::PeerFailed(String::from_utf8_lossy(&got).into()).into());
+        }
+        barrier.wait(cfg.timeout)?;
+        oob.send_frame(b"")?;
+        run_target_iteration(&mut adapter, per, cfg.timeout)
+            .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
+        if cfg.verify && cfg.op == RmaOp::Write {
+            for t in 0..per {
+                let r = adapter.ep.region_mut(t).expect("one region per transfer");
+                check(r.as_slice(), seq(w, per, t, i), i)
+                    .map_err(bench_err(format!("target worker {w}, transfer {t}")))?;
+                verified += size as u64;
+            }
+        }
+    }
+    let mut report: WorkerReport = oob.recv_json()?;
+    oob.send_json(&TargetSummary {
+        verified_bytes: verified,
+    })?;
+    report.worker = w;
+    report.verified_bytes += verified;
+    Ok(report)
+}
+
+fn check(buf: &[u8], seq: u64, iteration: u64) -> Result<(), BenchError> {
+    match pattern::check(buf, seq) {
+        None => Ok(()),
+        Some((offset, expected, got)) => Err(BenchError::Verify {
+            iteration,
+            offset,
+            expected,
+            got,
+        }),
+    }
+}
+
+/// Runs one initiator worker against the target on `oob`; returns its report.
+pub fn initiator_worker(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    mut oob: Oob,
+) -> Result<WorkerReport, RunError> {
+    let r = initiator_inner(cfg, plan, &mut oob);
+    if let Err(e) = &r {
+        oob.report_failure(&e.to_string());
+    }
+    r
+}
+
+fn initiator_inner(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    oob: &mut Oob,
+) -> Result<WorkerReport, RunError> {
+    let per = plan.transfers_per_worker;
+    let size = cfg.size as usize;
+    let local = SharedRegion::split(alloc(per * size)?, 1, per * size)
+        .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
+    let access = caps::WRITE | caps::READ;
+    let (conn, mut mrs, [connect_ns, reg_first, reg_cached]) =
+        connect_and_register(cfg, oob, Side::Initiator, local, access)?;
+    let environment = environment::with_fabric(&conn.info);
+    let mr = mrs.pop().expect("one local region");
+    let mut ep = XferInitiatorEp::new(conn, mr, per, size, cfg.op, cfg.timeout)?;
+    let offer: Offer = oob.recv_json()?;
+    ep.set_remote(offer.regions)?;
+    let w = offer.worker;
+    let params = IterParams {
+        size,
+        block: plan.block as usize,
+        window: cfg.window,
+        transfers: per,
+        timeout: cfg.timeout,
+    };
+    let mut cold = None;
+    let mut timed = Vec::with_capacity(cfg.iterations as usize);
+    let mut verified = 0u64;
+    for i in 0..cfg.warmup + cfg.iterations {
+        if cfg.verify {
+            let local = ep
+                .local_mut()
+                .expect("nothing in flight between iterations");
+            for (t, part) in local.as_mut_slice().chunks_mut(size).enumerate() {
+                match cfg.op {
+                    RmaOp::Write => pattern::fill(part, seq(w, per, t, i)),
+                    RmaOp::Read => part.fill(0),
+                }
+            }
+        }
+        oob.barrier()?;
+        let mut adapter = InitiatorAdapter {
+            ep: &mut ep,
+            idle: 0,
+        };
+        let sample = run_initiator_iteration(&mut adapter, &params)
+            .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
+        ep.drain()?;
+        if cfg.verify && cfg.op == RmaOp::Read {
+            let local = ep.local_mut().expect("drained");
+            for (t, part) in local.as_slice().chunks(size).enumerate() {
+                check(part, seq(w, per, t, i), i)
+                    .map_err(bench_err(format!("worker {w}, transfer {t}")))?;
+                verified += size as u64;
+            }
+        }
+        if i == 0 {
+            cold = Some(sample.clone());
+        }
+        if i >= cfg.warmup {
+            timed.push(sample);
+        }
+    }
+    let mut report = WorkerReport {
+        worker: w,
+        transfers: per,
+        connect_ns,
+        registration_first_ns: reg_first,
+        registration_cached_ns: reg_cached,
+        target_registration_first_ns: offer.registration_first_ns,
+        target_registration_cached_ns: offer.registration_cached_ns,
+        cold,
+        timed,
+        verified_bytes: verified,
+        environment,
+    };
+    oob.send_json(&report)?;
+    let summary: TargetSummary = oob.recv_json()?;
+    report.verified_bytes += summary.verified_bytes;
+    Ok(report)
+}
+
+fn idle_tick(idle: &mut u32, got: bool) {
+    if got {
+        *idle = 0;
+    } else {
+        *idle += 1;
+        if *idle >= IDLE_POLLS_BEFORE_YIELD {
+            *idle = 0;
+            std::thread::yield_now();
+        }
+    }
+}
+
+struct InitiatorAdapter<'a> {
+    ep: &'a mut XferInitiatorEp,
+    idle: u32,
+}
+
+impl XferInitiator for InitiatorAdapter<'_> {
+    #[inline]
+    fn post(&mut self, tr: u32, c: u32, off: usize, len: usize) -> Result<bool, BenchError> {
+        Ok(self.ep.post(tr, c, off, len)?)
+    }
+    #[inline]
+    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), BenchError> {
+        let before = done.len();
+        self.ep.poll(done)?;
+        idle_tick(&mut self.idle, done.len() > before);
+        Ok(())
+    }
+    fn notify(&mut self, tr: u32, chunks: u64) -> Result<(), BenchError> {
+        Ok(self.ep.notify(tr, chunks)?)
+    }
+    #[inline]
+    fn poll_confirmed(&mut self, out: &mut Vec<u32>) -> Result<(), BenchError> {
+        Ok(self.ep.poll_confirmed(out)?)
+    }
+}
+
+struct TargetAdapter<'a> {
+    ep: &'a mut XferTargetEp,
+    idle: u32,
+}
+
+impl XferTarget for TargetAdapter<'_> {
+    #[inline]
+    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), BenchError> {
+        let mut raw = Vec::new();
+        self.ep.poll(&mut raw)?;
+        idle_tick(&mut self.idle, !raw.is_empty());
+        out.extend(raw.into_iter().map(|(t, n)| match n {
+            None => TargetEvent::Data(t),
+            Some(chunks) => TargetEvent::Notify {
+                transfer: t,
+                chunks,
+            },
+        }));
+        Ok(())
+    }
+    fn confirm(&mut self, tr: u32) -> Result<(), BenchError> {
+        Ok(self.ep.confirm(tr)?)
+    }
+}

@@ -1,0 +1,420 @@
+//! `kvxfer xfer` on the real tcp and shm providers over the loopback: one process and several,
+//! 1M to 672M, c = 1, 4, 16, --verify, many-to-one with separate initiator processes, bad input.
+
+mod common;
+mod xfer_support;
+
+use std::path::Path;
+use std::process::{Command as Std, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use predicates::prelude::*;
+use xfer_support::*;
+
+/// Runs one local xfer with `args` and returns its document.
+fn local(args: &[&str], json: &Path) -> kvxfer::report::ResultDoc {
+    kvxfer()
+        .args(args)
+        .args(["--timeout", "120", "--json"])
+        .arg(json)
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("Block Size (B)  Batch Size"));
+    read_doc(json)
+}
+
+#[test]
+fn shm_1m_verify_one_process() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = local(
+        &[
+            "xfer", "-p", "shm", "-s", "1M", "-b", "256K", "-W", "2", "-I", "4", "-w", "1",
+            "--verify",
+        ],
+        &dir.path().join("r.json"),
+    );
+    let e = Expect {
+        size: 1 << 20,
+        iterations: 4,
+        warmup: 1,
+        transfers: 1,
+        verify: true,
+        op: "write",
+    };
+    assert_xfer_consistent(&doc, &e);
+    assert_eq!(doc.config["block"], 256 << 10);
+    assert_eq!(doc.config["chunks"], 4);
+    assert!(doc
+        .environment
+        .provider
+        .as_deref()
+        .unwrap()
+        .starts_with("shm"));
+}
+
+#[test]
+fn tcp_4m_c4_verify_one_process() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = local(
+        &[
+            "xfer", "-p", "tcp", "-s", "4M", "-b", "1M", "-c", "4", "-I", "3", "-w", "1",
+            "--verify",
+        ],
+        &dir.path().join("r.json"),
+    );
+    let e = Expect {
+        size: 4 << 20,
+        iterations: 3,
+        warmup: 1,
+        transfers: 4,
+        verify: true,
+        op: "write",
+    };
+    assert_xfer_consistent(&doc, &e);
+    assert_eq!(doc.environment.domain.as_deref(), Some("lo"));
+    assert_eq!(doc.config["workers"], 4);
+}
+
+#[test]
+fn tcp_read_verify_one_process() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = local(
+        &[
+            "xfer", "-p", "tcp", "-o", "read", "-s", "3M", "-b", "1M", "-I", "3", "-w", "1",
+            "--verify",
+        ],
+        &dir.path().join("r.json"),
+    );
+    let e = Expect {
+        size: 3 << 20,
+        iterations: 3,
+        warmup: 1,
+        transfers: 1,
+        verify: true,
+        op: "read",
+    };
+    assert_xfer_consistent(&doc, &e);
+}
+
+#[test]
+fn shm_outstanding_on_one_endpoint_with_reuse() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = local(
+        &[
+            "xfer",
+            "-p",
+            "shm",
+            "-s",
+            "2M",
+            "-b",
+            "512K",
+            "-c",
+            "4",
+            "--concurrency-mode",
+            "outstanding",
+            "--reuse",
+            "-I",
+            "3",
+            "-w",
+            "1",
+            "--verify",
+        ],
+        &dir.path().join("r.json"),
+    );
+    let e = Expect {
+        size: 2 << 20,
+        iterations: 3,
+        warmup: 1,
+        transfers: 4,
+        verify: true,
+        op: "write",
+    };
+    assert_xfer_consistent(&doc, &e);
+    assert_eq!(doc.config["workers"], 1);
+    assert_eq!(doc.config["concurrency_mode"], "outstanding");
+}
+
+#[test]
+fn tcp_55m_c16_has_sixteen_workers_and_tiers() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = local(
+        &[
+            "xfer",
+            "-p",
+            "tcp",
+            "-s",
+            "55M",
+            "-c",
+            "16",
+            "-I",
+            "2",
+            "-w",
+            "1",
+            "--scheme",
+            "many-to-one",
+        ],
+        &dir.path().join("r.json"),
+    );
+    let e = Expect {
+        size: 55 << 20,
+        iterations: 2,
+        warmup: 1,
+        transfers: 16,
+        verify: false,
+        op: "write",
+    };
+    assert_xfer_consistent(&doc, &e);
+    assert_eq!(doc.config["scheme"], "many_to_one");
+    assert_eq!(
+        extra(&doc, "tiers_per_iteration").as_array().unwrap().len(),
+        2
+    );
+}
+
+#[test]
+fn shm_672m_is_the_default_subcommand() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    kvxfer()
+        .args([
+            "--provider",
+            "shm",
+            "--size",
+            "672M",
+            "-I",
+            "2",
+            "-w",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("host memory: 1344M"));
+    let doc = read_doc(&json);
+    let e = Expect {
+        size: 704_643_072,
+        iterations: 2,
+        warmup: 1,
+        transfers: 1,
+        verify: false,
+        op: "write",
+    };
+    assert_xfer_consistent(&doc, &e);
+    assert_eq!(extra(&doc, "nixlbench")["batch_size"], 168);
+}
+
+fn spawn_target(args: &[&str], port: u16, json: &Path) -> std::process::Child {
+    Std::new(kvxfer_path())
+        .args(args)
+        .args([
+            "--timeout",
+            "120",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--json",
+        ])
+        .arg(json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn initiator(args: &[&str], port: u16, json: &Path) -> std::process::Output {
+    kvxfer()
+        .args(args)
+        .args([
+            "--timeout",
+            "120",
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+            "--json",
+        ])
+        .arg(json)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &std::process::Output, who: &str) {
+    assert!(
+        o.status.success(),
+        "{who}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn tcp_two_processes_verify() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args = [
+        "xfer", "-p", "tcp", "-s", "8M", "-I", "3", "-w", "1", "--verify",
+    ];
+    let t = spawn_target(&args, port, &dir.path().join("t.json"));
+    let i = initiator(&args, port, &dir.path().join("i.json"));
+    let t = t.wait_with_output().unwrap();
+    ok(&i, "initiator");
+    ok(&t, "target");
+    let e = Expect {
+        size: 8 << 20,
+        iterations: 3,
+        warmup: 1,
+        transfers: 1,
+        verify: true,
+        op: "write",
+    };
+    let idoc = read_doc(&dir.path().join("i.json"));
+    let tdoc = read_doc(&dir.path().join("t.json"));
+    assert_xfer_consistent(&idoc, &e);
+    assert_xfer_consistent(&tdoc, &e);
+    assert_eq!(idoc.config["role"], "initiator");
+    assert_eq!(tdoc.config["role"], "target");
+    // The target's document carries the initiator's measurements.
+    assert_eq!(
+        idoc.results[0].extra["workers"],
+        tdoc.results[0].extra["workers"]
+    );
+}
+
+#[test]
+fn shm_672m_two_processes() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args = ["xfer", "-p", "shm", "-s", "672M", "-I", "1", "-w", "1"];
+    let t = spawn_target(&args, port, &dir.path().join("t.json"));
+    let i = initiator(&args, port, &dir.path().join("i.json"));
+    let t = t.wait_with_output().unwrap();
+    ok(&i, "initiator");
+    ok(&t, "target");
+    let e = Expect {
+        size: 704_643_072,
+        iterations: 1,
+        warmup: 1,
+        transfers: 1,
+        verify: false,
+        op: "write",
+    };
+    assert_xfer_consistent(&read_doc(&dir.path().join("i.json")), &e);
+}
+
+#[test]
+fn many_to_one_with_initiators_in_separate_processes() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let common = [
+        "xfer",
+        "-p",
+        "tcp",
+        "-s",
+        "2M",
+        "-I",
+        "2",
+        "-w",
+        "1",
+        "--verify",
+        "--scheme",
+        "many-to-one",
+        "--reuse",
+    ];
+    let mut targs = common.to_vec();
+    targs.extend(["-c", "3"]);
+    let t = spawn_target(&targs, port, &dir.path().join("t.json"));
+    let inis: Vec<_> = (0..3)
+        .map(|k| {
+            Std::new(kvxfer_path())
+                .args(common)
+                .args([
+                    "-c",
+                    "1",
+                    "--timeout",
+                    "120",
+                    "--peer",
+                    &format!("127.0.0.1:{port}"),
+                    "--json",
+                ])
+                .arg(dir.path().join(format!("i{k}.json")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (k, c) in inis.into_iter().enumerate() {
+        ok(&c.wait_with_output().unwrap(), &format!("initiator {k}"));
+    }
+    let t = t.wait_with_output().unwrap();
+    ok(&t, "target");
+    // The target sees the incast: all three workers, each checked byte for byte.
+    let tdoc = read_doc(&dir.path().join("t.json"));
+    let e = Expect {
+        size: 2 << 20,
+        iterations: 2,
+        warmup: 1,
+        transfers: 3,
+        verify: true,
+        op: "write",
+    };
+    assert_xfer_consistent(&tdoc, &e);
+    let mut seen = Vec::new();
+    for k in 0..3 {
+        let d = read_doc(&dir.path().join(format!("i{k}.json")));
+        let one = Expect { transfers: 1, ..e };
+        assert_xfer_consistent(&d, &one);
+        seen.push(extra(&d, "workers")[0]["worker"].as_u64().unwrap());
+    }
+    // Each initiator process is told its place at the target.
+    seen.sort_unstable();
+    assert_eq!(seen, vec![0, 1, 2]);
+}
+
+#[test]
+fn bad_input_is_refused_before_any_connection() {
+    for (args, what) in [
+        (vec!["-c", "0"], "--concurrency must be at least 1"),
+        (vec!["-W", "0"], "--window must be at least 1"),
+        (vec!["-s", "1M", "-b", "2M"], "is larger than --size 1M"),
+        (vec!["-s", "4000G"], "of host memory"),
+        (vec!["-s", "0"], "size"),
+        (vec!["-I", "0"], "--iterations must be at least 1"),
+    ] {
+        let start = Instant::now();
+        kvxfer()
+            .args(["xfer", "-p", "tcp"])
+            .args(&args)
+            .timeout(Duration::from_secs(20))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(what))
+            .stdout(predicate::str::is_empty());
+        assert!(start.elapsed() < Duration::from_secs(10), "{args:?} slow");
+    }
+}
+
+#[test]
+fn target_gives_up_when_initiators_are_missing() {
+    let _g = fabric_lock();
+    let port = free_port();
+    let start = Instant::now();
+    kvxfer()
+        .args(["xfer", "-p", "tcp", "-s", "1M", "-c", "2", "--timeout", "1"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no kvxfer initiator connected"));
+    assert!(start.elapsed() < Duration::from_secs(8));
+}
