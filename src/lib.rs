@@ -8,4 +8,5 @@ pub mod mlflow;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod ucx;
 pub mod units;

@@ -3,6 +3,7 @@
 
 pub mod pattern;
 pub mod pingpong;
+pub mod tag_bw;
 
 /// Errors of a measurement loop.
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +12,9 @@ pub enum BenchError {
     /// The fabric failed.
     #[error(transparent)]
     Fabric(#[from] crate::fabric::FabricError),
+    /// UCX failed.
+    #[error(transparent)]
+    Ucx(#[from] crate::ucx::UcxError),
     /// A received payload differs from what was sent.
     #[error("data check failed at iteration {iteration}, byte {offset}: expected {expected:#04x}, got {got:#04x}")]
     Verify {

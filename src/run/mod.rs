@@ -11,6 +11,9 @@ pub enum RunError {
     /// The fabric failed.
     #[error(transparent)]
     Fabric(#[from] crate::fabric::FabricError),
+    /// UCX failed.
+    #[error(transparent)]
+    Ucx(#[from] crate::ucx::UcxError),
     /// The control channel failed.
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
