@@ -4,6 +4,7 @@ mod common;
 mod info;
 mod pingpong;
 mod record;
+mod ucx_perf;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,8 @@ enum Command {
     Pingpong(pingpong::PingPongArgs),
     /// Record result files to an MLflow tracking server, each exactly once.
     Record(record::RecordArgs),
+    /// ucx_perftest's tag_lat and tag_bw over UCX (L3), configured by UCX_TLS and friends.
+    UcxPerf(ucx_perf::UcxPerfArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -34,5 +37,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(a) => info::run(a),
         Command::Pingpong(a) => pingpong::run(a),
         Command::Record(a) => record::run(a),
+        Command::UcxPerf(a) => ucx_perf::run(a),
     }
 }

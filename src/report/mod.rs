@@ -3,6 +3,7 @@
 mod atomic;
 pub mod schema;
 pub mod table;
+pub mod ucx_table;
 
 pub use atomic::write_atomic;
 pub use schema::{Environment, ErrorEntry, ResultDoc, SizeResult, Status, SCHEMA};

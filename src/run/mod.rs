@@ -3,6 +3,7 @@
 
 pub mod environment;
 pub mod pingpong;
+pub mod ucx_perf;
 
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]

@@ -19,12 +19,9 @@ pub(crate) struct EndpointInner {
 
 impl Drop for EndpointInner {
     fn drop(&mut self) {
-        // Force-close: local only, never waits for a peer that may be gone.
-        let param = sys::ucp_request_param_t {
-            op_attr_mask: sys::UCP_OP_ATTR_FIELD_FLAGS,
-            flags: sys::UCP_EP_CLOSE_FLAG_FORCE,
-            ..Default::default()
-        };
+        // Flush-close (a forced close needs peer error handling, which kvxfer does not ask
+        // for); bounded, so a vanished peer cannot hang the exit.
+        let param = sys::ucp_request_param_t::default();
         // SAFETY: raw is a live endpoint of a live worker (we hold an Rc of it); remote keys
         // hold an Rc of this, so none is left.
         let ptr = unsafe { sys::ucp_ep_close_nbx(self.raw.as_ptr(), &param) };

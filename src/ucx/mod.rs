@@ -4,12 +4,14 @@
 //! a remote key its endpoint, a memory handle its context and its buffer.
 
 mod capture;
+mod channel;
 mod context;
 mod endpoint;
 mod error;
 mod memory;
 mod worker;
 
+pub use channel::{SlotSpec, TagChannel};
 pub use context::{parse_resources, version, Context, Features, Resource};
 pub use endpoint::{parse_lanes, Endpoint};
 pub use error::{status_string, Result, UcxError};

@@ -216,6 +216,15 @@ impl<'w> Request<'w> {
         })
     }
 
+    /// Asks UCX to cancel the request if it is still in flight (receives stop matching; the
+    /// request then completes with a cancellation status).
+    pub fn cancel(&mut self) {
+        if let State::Pending(p) = self.state {
+            // SAFETY: p is a live request of this (live, borrowed) worker.
+            unsafe { sys::ucp_request_cancel(self.worker.raw.as_ptr(), p.as_ptr()) };
+        }
+    }
+
     /// Whether the request has completed (successfully).
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done(_))
