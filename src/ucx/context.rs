@@ -130,8 +130,8 @@ fn init_hint() -> String {
     }
     if !hint.is_empty() {
         hint.push_str(
-            ": UCX found no usable transport among these (`kvxfer info --ucx` lists the \
-             transports and devices of this machine)",
+            ": UCX found no usable transport among these (UCX's warning above names the \
+             available ones; `kvxfer info --ucx` without these variables lists them by device)",
         );
     }
     hint
