@@ -10,4 +10,5 @@ pub mod reference;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod ucx;
 pub mod units;

@@ -3,6 +3,7 @@
 
 pub mod pattern;
 pub mod pingpong;
+pub mod tag_bw;
 pub mod xfer;
 
 /// Errors of a measurement loop.
@@ -12,6 +13,9 @@ pub enum BenchError {
     /// The fabric failed.
     #[error(transparent)]
     Fabric(#[from] crate::fabric::FabricError),
+    /// UCX failed.
+    #[error(transparent)]
+    Ucx(#[from] crate::ucx::UcxError),
     /// A received payload differs from what was sent.
     #[error("data check failed at iteration {iteration}, byte {offset}: expected {expected:#04x}, got {got:#04x}")]
     Verify {

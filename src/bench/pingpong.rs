@@ -6,7 +6,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 
 use super::{pattern, BenchError};
-use crate::stats::new_histogram;
+use crate::stats::{new_histogram, Recent, UCX_PERFTEST_WINDOW};
 
 /// What a ping-pong loop needs from a transport.
 pub trait PingPongTransport {
@@ -52,6 +52,8 @@ pub struct SizeSamples {
     pub elapsed_ns: u64,
     /// Timed iterations.
     pub iterations: u64,
+    /// The last 2048 half round trips in order (ucx_perftest's percentile window).
+    pub recent_half_rtt_ns: Recent,
 }
 
 /// Runs one size. The transport must already have a receive posted; one stays posted after.
@@ -61,6 +63,7 @@ pub fn run_size<T: PingPongTransport>(
     p: &SizeParams,
 ) -> Result<SizeSamples, BenchError> {
     let mut hist = new_histogram();
+    let mut recent = Recent::new(UCX_PERFTEST_WINDOW);
     let total = p.warmup + p.iterations;
     let mut timed_start = Instant::now();
     let mut prev = timed_start;
@@ -83,7 +86,9 @@ pub fn run_size<T: PingPongTransport>(
                 if i >= p.warmup {
                     let rtt = now.duration_since(prev).as_nanos() as u64;
                     // Half a round trip; 1 ns floor keeps the histogram's lower bound.
-                    hist.saturating_record((rtt / 2).max(1));
+                    let half = (rtt / 2).max(1);
+                    hist.saturating_record(half);
+                    recent.push(half);
                 }
                 prev = now;
             }
@@ -102,6 +107,7 @@ pub fn run_size<T: PingPongTransport>(
         half_rtt_ns: hist,
         elapsed_ns: timed_start.elapsed().as_nanos() as u64,
         iterations: p.iterations,
+        recent_half_rtt_ns: recent,
     })
 }
 
@@ -255,6 +261,8 @@ mod tests {
         let s = run_size(&mut ini, Role::Initiator, &p).unwrap();
         h.join().unwrap().unwrap();
         assert_eq!(s.half_rtt_ns.len(), 20);
+        assert_eq!(s.recent_half_rtt_ns.len(), 20);
+        assert!(s.recent_half_rtt_ns.percentile(50.0).unwrap() >= 1_000_000);
         // The target sleeps 2 ms before each reply: every half round trip is >= 1 ms.
         assert!(
             s.half_rtt_ns.min() >= 1_000_000,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use kvxfer::fabric::{self, EndpointType, Hints, InfoList};
+use kvxfer::ucx;
 use serde::Serialize;
 
 /// Options of `kvxfer info`.
@@ -19,6 +20,10 @@ pub struct InfoArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// List UCX's transports and devices (what `ucx_info -d` tells) instead of libfabric's
+    /// providers; UCX_TLS and UCX_NET_DEVICES narrow the list as they narrow a run.
+    #[arg(long, conflicts_with_all = ["provider", "endpoint"])]
+    ucx: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -49,6 +54,9 @@ struct Entry {
 }
 
 pub fn run(a: InfoArgs) -> anyhow::Result<ExitCode> {
+    if a.ucx {
+        return ucx_info(a.json);
+    }
     let hints = Hints {
         provider: a.provider.clone(),
         ep_type: a.endpoint.map(|e| match e {
@@ -132,4 +140,32 @@ fn join_or_none(v: &[String]) -> String {
     } else {
         v.join(" | ")
     }
+}
+
+/// `kvxfer info --ucx`: UCX's version, then each transport and the device it runs on.
+fn ucx_info(json: bool) -> anyhow::Result<ExitCode> {
+    let ctx = ucx::Context::new(ucx::Features::default()).context("initialising UCX (ucp_init)")?;
+    let resources = ctx.resources();
+    let filters: std::collections::BTreeMap<&str, String> = ["UCX_TLS", "UCX_NET_DEVICES"]
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)))
+        .collect();
+    if json {
+        let doc = serde_json::json!({
+            "ucx_version": ucx::version(),
+            "filters": filters,
+            "transports": resources,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("UCX {}", ucx::version());
+    for (k, v) in &filters {
+        println!("# {k}={v}");
+    }
+    for r in &resources {
+        println!("transport: {}", r.transport);
+        println!("    device: {}", r.device);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ mod pingpong;
 mod plan;
 mod record;
 mod task;
+mod ucx_perf;
 mod xfer;
 
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ enum Command {
     Task(task::TaskArgs),
     /// kvxfer's results beside the stock tools': ratios and verdicts.
     Crosscheck(crosscheck::CrosscheckArgs),
+    /// ucx_perftest's tag_lat and tag_bw over UCX (L3), configured by UCX_TLS and friends.
+    UcxPerf(ucx_perf::UcxPerfArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -59,5 +62,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Plan(a)) => plan::run(a),
         Some(Command::Task(a)) => task::run(a),
         Some(Command::Crosscheck(a)) => crosscheck::run(a),
+        Some(Command::UcxPerf(a)) => ucx_perf::run(a),
     }
 }

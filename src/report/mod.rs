@@ -4,6 +4,7 @@ mod atomic;
 pub mod schema;
 pub mod table;
 mod table_xfer;
+pub mod ucx_table;
 
 pub use atomic::write_atomic;
 pub use schema::{Environment, ErrorEntry, ResultDoc, SizeResult, Status, SCHEMA};

@@ -4,6 +4,7 @@
 pub mod environment;
 pub mod pingpong;
 mod sync;
+pub mod ucx_perf;
 pub mod xfer;
 mod xfer_report;
 mod xfer_worker;
@@ -15,6 +16,9 @@ pub enum RunError {
     /// The fabric failed.
     #[error(transparent)]
     Fabric(#[from] crate::fabric::FabricError),
+    /// UCX failed.
+    #[error(transparent)]
+    Ucx(#[from] crate::ucx::UcxError),
     /// The control channel failed.
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),

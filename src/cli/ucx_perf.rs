@@ -1,0 +1,132 @@
+//! `kvxfer ucx-perf`: ucx_perftest's tag_lat and tag_bw (L3).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
+use kvxfer::report::{ucx_table, write_atomic};
+use kvxfer::run::pingpong::Progress;
+use kvxfer::run::ucx_perf::{self, MemoryKind, UcxPerfConfig, UcxTest};
+
+use super::common::{parse_listen, parse_sizes, progress_bar};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TestArg {
+    /// Tagged ping-pong; latency is half the round trip.
+    #[value(name = "tag_lat")]
+    TagLat,
+    /// Tagged stream with a window of outstanding sends, acknowledged at the end.
+    #[value(name = "tag_bw")]
+    TagBw,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum MemoryArg {
+    /// Host memory.
+    Host,
+    /// CUDA device memory (needs a CUDA build and a UCX with CUDA transports).
+    Cuda,
+}
+
+/// Options of `kvxfer ucx-perf`. UCX itself is configured by its environment (UCX_TLS,
+/// UCX_NET_DEVICES, ...), as ucx_perftest is.
+#[derive(Debug, Args)]
+pub struct UcxPerfArgs {
+    /// The test (ucx_perftest's -t).
+    #[arg(short, long, value_enum)]
+    test: TestArg,
+    /// Message sizes: a comma-separated list with binary suffixes (1K = 1024).
+    #[arg(short, long, default_value = "64", value_parser = parse_sizes)]
+    sizes: std::vec::Vec<u64>,
+    /// Timed iterations per size (default by size: 10000 below 64K, 1000 below 1M, 100 below
+    /// 64M, 10 above).
+    #[arg(short = 'n', long)]
+    iterations: Option<u64>,
+    /// Untimed iterations before each size (default: a tenth of the iterations).
+    #[arg(short, long)]
+    warmup: Option<u64>,
+    /// tag_bw: most sends outstanding at once (ucx_perftest's -O).
+    #[arg(short = 'O', long, default_value_t = 32)]
+    outstanding: usize,
+    /// Where the buffers live (ucx_perftest's -m).
+    #[arg(short, long, value_enum, default_value = "host")]
+    memory: MemoryArg,
+    /// Fill and check the payload of every message.
+    #[arg(short = 'c', long)]
+    verify: bool,
+    /// Be the target: listen for the initiator on [ADDR][:PORT] (default 0.0.0.0:47590).
+    #[arg(long, value_name = "[ADDR][:PORT]", num_args = 0..=1, default_missing_value = "", conflicts_with = "peer")]
+    listen: Option<String>,
+    /// Be the initiator: connect to the target at HOST[:PORT].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    peer: Option<String>,
+    /// Seconds to wait for the peer and for each completion.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Write the kvxfer.result/v1 document here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Plan pattern id recorded in the result.
+    #[arg(long)]
+    pattern_id: Option<String>,
+}
+
+pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
+    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
+        anyhow::bail!("--timeout must be a positive number of seconds");
+    }
+    let cfg = UcxPerfConfig {
+        test: match a.test {
+            TestArg::TagLat => UcxTest::TagLat,
+            TestArg::TagBw => UcxTest::TagBw,
+        },
+        sizes: a.sizes.clone(),
+        iterations: a.iterations,
+        warmup: a.warmup,
+        outstanding: a.outstanding,
+        memory: match a.memory {
+            MemoryArg::Host => MemoryKind::Host,
+            MemoryArg::Cuda => MemoryKind::Cuda,
+        },
+        verify: a.verify,
+        timeout: Duration::from_secs_f64(a.timeout),
+    };
+    cfg.validate()?;
+    let bar = progress_bar(cfg.sizes.len() as u64, cfg.test.name());
+    let mut progress = |p: Progress| {
+        bar.set_position(p.done as u64);
+        bar.set_message(format!("size {} done", kvxfer::units::human_size(p.size)));
+    };
+    let outcome = if let Some(listen) = &a.listen {
+        let addr: SocketAddr = parse_listen(listen, DEFAULT_PORT)?;
+        let listener = OobListener::bind(addr)?;
+        eprintln!(
+            "kvxfer: ucx-perf target waiting on {} ({})",
+            listener.local_addr(),
+            cfg.test.name()
+        );
+        ucx_perf::run_target(&cfg, &listener, &mut progress)
+    } else if let Some(peer) = &a.peer {
+        ucx_perf::run_initiator(&cfg, peer, &mut progress)
+    } else {
+        ucx_perf::run_local(&cfg, &mut progress)
+    };
+    bar.finish_and_clear();
+    let mut doc = outcome?.doc;
+    doc.pattern_id = a.pattern_id.clone();
+    // Only the initiator measures, as only ucx_perftest's client prints.
+    if a.listen.is_none() {
+        print!("{}", ucx_table::ucx_perf(&doc));
+    } else {
+        eprintln!("kvxfer: ucx-perf target done; the initiator reports the figures");
+    }
+    if let Some(path) = &a.json {
+        write_atomic(path, &doc.to_json())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

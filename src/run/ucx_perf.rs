@@ -1,0 +1,507 @@
+//! `ucx-perf`: ucx_perftest's tag_lat and tag_bw over UCP, in one process over the loopback or
+//! across two. Worker addresses travel over kvxfer's TCP control channel.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::pingpong::{Progress, SideOutcome};
+use super::{environment, RunError};
+use crate::bench::pingpong::{self as pp, PingPongTransport, Role, SizeParams};
+use crate::bench::tag_bw::{self, BwFigures, BwParams, WindowTransport};
+use crate::bench::BenchError;
+use crate::bootstrap::{Fingerprint, Oob, OobListener};
+use crate::report::{ResultDoc, SizeResult, Status};
+use crate::stats::{encode_histogram, LatencySummary, UCX_PERFTEST_WINDOW};
+use crate::ucx::{self, Context, Endpoint, Features, MemoryType, SlotSpec, TagChannel, Worker};
+use crate::units::human_size;
+
+/// Which ucx_perftest test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UcxTest {
+    /// Ping-pong of tagged messages; latency is half the round trip.
+    TagLat,
+    /// A stream of tagged messages with a window outstanding, acknowledged at the end.
+    TagBw,
+}
+
+impl UcxTest {
+    /// ucx_perftest's name of the test.
+    pub fn name(self) -> &'static str {
+        match self {
+            UcxTest::TagLat => "tag_lat",
+            UcxTest::TagBw => "tag_bw",
+        }
+    }
+}
+
+/// Where the measured buffers live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Host memory.
+    Host,
+    /// CUDA device memory.
+    Cuda,
+}
+
+impl MemoryKind {
+    /// The option's spelling (ucx_perftest's -m).
+    pub fn name(self) -> &'static str {
+        match self {
+            MemoryKind::Host => "host",
+            MemoryKind::Cuda => "cuda",
+        }
+    }
+}
+
+/// Everything a ucx-perf run is asked to do.
+#[derive(Debug, Clone)]
+pub struct UcxPerfConfig {
+    /// tag_lat or tag_bw.
+    pub test: UcxTest,
+    /// Message sizes in bytes.
+    pub sizes: Vec<u64>,
+    /// Timed iterations per size; by size when absent (see [`default_iterations`]).
+    pub iterations: Option<u64>,
+    /// Untimed iterations before them; a tenth of the iterations when absent.
+    pub warmup: Option<u64>,
+    /// tag_bw: most sends outstanding (ucx_perftest's -O).
+    pub outstanding: usize,
+    /// Where buffers live.
+    pub memory: MemoryKind,
+    /// Fill and check every payload.
+    pub verify: bool,
+    /// Connection and completion time-out.
+    pub timeout: Duration,
+}
+
+/// Iterations when none are given: enough for a stable figure, few enough for big messages.
+pub fn default_iterations(size: u64) -> u64 {
+    match size {
+        s if s < 64 << 10 => 10_000,
+        s if s < 1 << 20 => 1_000,
+        s if s < 64 << 20 => 100,
+        _ => 10,
+    }
+}
+
+/// Largest memory `--verify` may give tag_bw's slots (a window of messages on each side).
+const VERIFY_SLOT_LIMIT: u64 = 1 << 30;
+
+impl UcxPerfConfig {
+    /// The parameters both sides must share.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "auto".into());
+        Fingerprint::default()
+            .with("bench", "ucx-perf")
+            .with("test", self.test.name())
+            .with(
+                "sizes",
+                self.sizes
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+            .with("iterations", opt(self.iterations))
+            .with("warmup", opt(self.warmup))
+            .with("outstanding", self.outstanding)
+            .with("memory", self.memory.name())
+            .with("verify", self.verify)
+    }
+
+    fn iterations_for(&self, size: u64) -> u64 {
+        self.iterations.unwrap_or_else(|| default_iterations(size))
+    }
+
+    fn warmup_for(&self, size: u64) -> u64 {
+        self.warmup
+            .unwrap_or_else(|| (self.iterations_for(size) / 10).max(1))
+    }
+
+    /// Checks what can be checked before any connection.
+    pub fn validate(&self) -> Result<(), RunError> {
+        if self.sizes.is_empty() {
+            return Err(RunError::Config("no message size given".into()));
+        }
+        if self.iterations == Some(0) {
+            return Err(RunError::Config("--iterations must be at least 1".into()));
+        }
+        if self.outstanding == 0 {
+            return Err(RunError::Config("--outstanding must be at least 1".into()));
+        }
+        if self.memory == MemoryKind::Cuda {
+            let why = if cfg!(feature = "cuda") {
+                "this build has no CUDA buffer type yet, and UCX here reports no cuda transport"
+            } else {
+                "kvxfer was built without the `cuda` feature (cargo build --features cuda)"
+            };
+            return Err(RunError::Config(format!(
+                "--memory cuda is not available: {why}; use --memory host"
+            )));
+        }
+        if self.verify && self.test == UcxTest::TagBw {
+            let max = *self.sizes.iter().max().expect("sizes not empty");
+            if max.saturating_mul(self.outstanding as u64) > VERIFY_SLOT_LIMIT {
+                return Err(RunError::Config(format!(
+                    "--verify with tag_bw keeps --outstanding ({}) messages of {} per side; \
+                     more than {} in all: lower --outstanding or the size",
+                    self.outstanding,
+                    human_size(max),
+                    human_size(VERIFY_SLOT_LIMIT)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn slot_spec(&self, role: Role) -> SlotSpec {
+        let max = *self.sizes.iter().max().expect("validated") as usize;
+        let memory = match self.memory {
+            MemoryKind::Host => MemoryType::Host,
+            MemoryKind::Cuda => MemoryType::Cuda,
+        };
+        match self.test {
+            UcxTest::TagLat => SlotSpec {
+                send_slots: 1,
+                send_bytes: max,
+                recv_slots: 1,
+                recv_bytes: max,
+                memory,
+            },
+            UcxTest::TagBw => {
+                // Unverified streams reuse one buffer, as ucx_perftest does.
+                let slots = if self.verify { self.outstanding } else { 1 };
+                let (s, r) = match role {
+                    Role::Initiator => (max, 1),
+                    Role::Target => (1, max),
+                };
+                SlotSpec {
+                    send_slots: slots,
+                    send_bytes: s,
+                    recv_slots: slots,
+                    recv_bytes: r,
+                    memory,
+                }
+            }
+        }
+    }
+}
+
+/// The tag_lat loop over a UCX channel.
+struct Lat<'c, 'a>(&'c mut TagChannel<'a>, usize);
+
+impl PingPongTransport for Lat<'_, '_> {
+    #[inline]
+    fn post_recv(&mut self) -> Result<(), BenchError> {
+        Ok(self.0.post_recv(0, self.1)?)
+    }
+    #[inline]
+    fn send(&mut self, len: usize) -> Result<(), BenchError> {
+        Ok(self.0.send(len)?)
+    }
+    #[inline]
+    fn wait_recv(&mut self) -> Result<usize, BenchError> {
+        Ok(self.0.complete_recv()?)
+    }
+    fn send_buf(&mut self) -> &mut [u8] {
+        self.0.send_slot(0)
+    }
+    fn recv_buf(&self) -> &[u8] {
+        self.0.last_received()
+    }
+}
+
+impl WindowTransport for TagChannel<'_> {
+    #[inline]
+    fn post_send(&mut self, slot: usize, len: usize) -> Result<(), BenchError> {
+        Ok(TagChannel::post_send(self, slot, len)?)
+    }
+    #[inline]
+    fn complete_send(&mut self) -> Result<(), BenchError> {
+        Ok(TagChannel::complete_send(self)?)
+    }
+    #[inline]
+    fn post_recv(&mut self, slot: usize, len: usize) -> Result<(), BenchError> {
+        Ok(TagChannel::post_recv(self, slot, len)?)
+    }
+    #[inline]
+    fn complete_recv(&mut self) -> Result<usize, BenchError> {
+        Ok(TagChannel::complete_recv(self)?)
+    }
+    fn post_ack_recv(&mut self) -> Result<(), BenchError> {
+        Ok(TagChannel::post_ack_recv(self)?)
+    }
+    fn send_ack(&mut self) -> Result<(), BenchError> {
+        Ok(TagChannel::send_ack(self)?)
+    }
+    fn wait_ack(&mut self) -> Result<(), BenchError> {
+        Ok(TagChannel::wait_ack(self)?)
+    }
+    fn slots(&self) -> usize {
+        TagChannel::slots(self)
+    }
+    fn send_slot(&mut self, slot: usize) -> &mut [u8] {
+        TagChannel::send_slot(self, slot)
+    }
+    fn recv_slot(&self, slot: usize) -> &[u8] {
+        TagChannel::recv_slot(self, slot)
+    }
+}
+
+/// Runs the target side on a bound control port (ucx_perftest's server).
+pub fn run_target(
+    cfg: &UcxPerfConfig,
+    listener: &OobListener,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.validate()?;
+    let mut oob = listener.accept(&cfg.fingerprint(), cfg.timeout)?;
+    run_side(cfg, Role::Target, &mut oob, progress)
+}
+
+/// Runs the initiator side against a target at `HOST[:PORT]` (ucx_perftest's client).
+pub fn run_initiator(
+    cfg: &UcxPerfConfig,
+    peer: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.validate()?;
+    let mut oob = Oob::connect(peer, &cfg.fingerprint(), cfg.timeout)?;
+    run_side(cfg, Role::Initiator, &mut oob, progress)
+}
+
+/// Runs both sides in this process (a thread each, a UCP context each); returns the
+/// initiator's outcome.
+pub fn run_local(
+    cfg: &UcxPerfConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.validate()?;
+    let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr().to_string();
+    let tcfg = cfg.clone();
+    let target = std::thread::Builder::new()
+        .name("kvxfer-target".into())
+        .spawn(move || run_target(&tcfg, &listener, &mut |_| {}))
+        .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
+    let ours = run_initiator(cfg, &addr, progress);
+    let theirs = target.join().map_err(|_| RunError::Crashed("target"))?;
+    match (ours, theirs) {
+        (Ok(o), Ok(_)) => Ok(o),
+        (Err(RunError::Bootstrap(_)), Err(t)) => Err(t),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(t)) => Err(t),
+    }
+}
+
+fn run_side(
+    cfg: &UcxPerfConfig,
+    role: Role,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    let result = measure(cfg, role, oob, progress);
+    if let Err(e) = &result {
+        oob.report_failure(&e.to_string());
+    }
+    result
+}
+
+fn measure(
+    cfg: &UcxPerfConfig,
+    role: Role,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    let ctx = Context::new(Features::default())?;
+    let worker = Worker::new(&ctx)?;
+    let peer = oob.exchange(&worker.address()?)?;
+    let ep = Endpoint::connect(&worker, &peer)?;
+    let mut ch = TagChannel::new(&ctx, &worker, &ep, cfg.slot_spec(role), cfg.timeout)?;
+    let mut doc = ResultDoc::new("kvxfer", cfg.test.name(), "L3");
+    doc.config = config_map(cfg, role);
+    doc.environment = environment::base();
+    doc.environment.ucx_version = Some(ucx::version());
+    let max = *cfg.sizes.iter().max().expect("validated") as usize;
+    for (i, &size) in cfg.sizes.iter().enumerate() {
+        oob.barrier()?;
+        let at = || format!("size {}", human_size(size));
+        let iterations = cfg.iterations_for(size);
+        let warmup = cfg.warmup_for(size);
+        let r = match cfg.test {
+            UcxTest::TagLat => {
+                let mut t = Lat(&mut ch, max);
+                t.post_recv()
+                    .map_err(|error| RunError::Bench { at: at(), error })?;
+                let p = SizeParams {
+                    size: size as usize,
+                    iterations,
+                    warmup,
+                    verify: cfg.verify,
+                };
+                let s = pp::run_size(&mut t, role, &p)
+                    .map_err(|error| RunError::Bench { at: at(), error })?;
+                // run_size leaves one receive posted; it would match the next size's messages.
+                ch.cancel_receives();
+                lat_result(size, warmup, &s)
+            }
+            UcxTest::TagBw => {
+                let p = BwParams {
+                    size: size as usize,
+                    iterations,
+                    warmup,
+                    window: cfg.outstanding,
+                    verify: cfg.verify,
+                };
+                let s = tag_bw::run_size(&mut ch, role, &p)
+                    .map_err(|error| RunError::Bench { at: at(), error })?;
+                bw_result(size, iterations, warmup, s.as_ref())
+            }
+        };
+        doc.results.push(r);
+        progress(Progress {
+            done: i + 1,
+            total: cfg.sizes.len(),
+            size,
+        });
+    }
+    // After traffic, the endpoint's lanes are the transports UCX settled on.
+    record_transports(&mut doc, &ctx, &ep);
+    oob.barrier()?;
+    drop(ch);
+    doc.status = Status::Complete;
+    doc.finished_at = crate::report::schema::now_rfc3339();
+    Ok(SideOutcome { doc })
+}
+
+fn record_transports(doc: &mut ResultDoc, ctx: &Context, ep: &Endpoint) {
+    let extra = &mut doc.environment.extra;
+    extra.insert("ucx_transports".into(), json!(ep.transports()));
+    extra.insert("ucx_endpoint_info".into(), json!(ep.print_info().trim()));
+    extra.insert(
+        "ucx_resources".into(),
+        json!(ctx
+            .resources()
+            .iter()
+            .map(|r| format!("{}/{}", r.transport, r.device))
+            .collect::<Vec<_>>()),
+    );
+}
+
+fn lat_result(size: u64, warmup: u64, s: &pp::SizeSamples) -> SizeResult {
+    let iters = s.iterations;
+    let overall_us = s.elapsed_ns as f64 / 1000.0 / iters as f64 / 2.0;
+    let mut extra = Map::new();
+    extra.insert("warmup".into(), json!(warmup));
+    extra.insert("time_s".into(), json!(s.elapsed_ns as f64 / 1e9));
+    extra.insert("overall_latency_us".into(), json!(overall_us));
+    if let Some(p) = s.recent_half_rtt_ns.percentile(50.0) {
+        extra.insert(
+            "ucx_perftest_percentile_us".into(),
+            json!(p as f64 / 1000.0),
+        );
+        extra.insert(
+            "ucx_perftest_percentile_window".into(),
+            json!(s.recent_half_rtt_ns.len()),
+        );
+    }
+    // ucx_perftest's bandwidth of a ping-pong: one message per one-way latency.
+    let bytes_per_sec = size as f64 / (overall_us / 1e6);
+    extra.insert(
+        "bandwidth_mib_s".into(),
+        json!(bytes_per_sec / (1u64 << 20) as f64),
+    );
+    extra.insert("msg_per_sec".into(), json!(1e6 / overall_us));
+    SizeResult {
+        message_size: size,
+        iterations: iters,
+        latency_us: LatencySummary::from_histogram(&s.half_rtt_ns),
+        bandwidth_gbps: Some(bytes_per_sec / 1e9),
+        bandwidth_mbps: Some(bytes_per_sec / 1e6),
+        transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
+        histogram: encode_histogram(&s.half_rtt_ns).ok(),
+        extra,
+    }
+}
+
+fn bw_result(size: u64, iterations: u64, warmup: u64, s: Option<&tag_bw::BwSamples>) -> SizeResult {
+    let mut extra = Map::new();
+    extra.insert("warmup".into(), json!(warmup));
+    let Some(s) = s else {
+        // The receiver times nothing: its figures are absent, not zero.
+        return SizeResult {
+            message_size: size,
+            iterations,
+            extra,
+            ..Default::default()
+        };
+    };
+    let f = BwFigures::new(size, s.iterations, s.elapsed_ns);
+    extra.insert("time_s".into(), json!(s.elapsed_ns as f64 / 1e9));
+    extra.insert("bandwidth_mib_s".into(), json!(f.mib_per_sec));
+    extra.insert("msg_per_sec".into(), json!(f.msg_per_sec));
+    extra.insert("overall_overhead_us".into(), json!(f.usec_per_msg));
+    if let Some(o) = LatencySummary::from_histogram(&s.post_interval_ns) {
+        extra.insert("overhead_us".into(), json!(o));
+    }
+    if let Ok(h) = encode_histogram(&s.post_interval_ns) {
+        extra.insert("overhead_histogram".into(), json!(h));
+    }
+    extra.insert("acknowledged".into(), json!(true));
+    SizeResult {
+        message_size: size,
+        iterations: s.iterations,
+        latency_us: None,
+        bandwidth_gbps: Some(f.gb_per_sec),
+        bandwidth_mbps: Some(f.bytes_per_sec / 1e6),
+        transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
+        histogram: None,
+        extra,
+    }
+}
+
+fn config_map(cfg: &UcxPerfConfig, role: Role) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("backend".into(), json!("ucx"));
+    m.insert("test_type".into(), json!(cfg.test.name()));
+    m.insert("sizes".into(), json!(cfg.sizes));
+    m.insert(
+        "iterations".into(),
+        json!(cfg
+            .iterations
+            .map(Value::from)
+            .unwrap_or_else(|| "auto".into())),
+    );
+    m.insert(
+        "warmup".into(),
+        json!(cfg.warmup.map(Value::from).unwrap_or_else(|| "auto".into())),
+    );
+    if cfg.test == UcxTest::TagBw {
+        m.insert("outstanding".into(), json!(cfg.outstanding));
+    }
+    m.insert("memory_type".into(), json!(cfg.memory.name()));
+    m.insert("verify".into(), json!(cfg.verify));
+    m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
+    m.insert(
+        "role".into(),
+        json!(match role {
+            Role::Initiator => "initiator",
+            Role::Target => "target",
+        }),
+    );
+    m.insert(
+        "latency".into(),
+        json!(match cfg.test {
+            UcxTest::TagLat => format!(
+                "half round trip per iteration; ucx_perftest_percentile_us is its figure: the \
+                 median of the last {UCX_PERFTEST_WINDOW} iterations"
+            ),
+            UcxTest::TagBw => "none: overhead_us is the time between posts (ucx_perftest's \
+                               overhead); bandwidth runs to the receiver's acknowledgement"
+                .to_string(),
+        }),
+    );
+    m
+}

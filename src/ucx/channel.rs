@@ -1,0 +1,255 @@
+//! A tagged-message channel over one endpoint: mapped send and receive slots, the requests in
+//! flight in posting order, and an acknowledgement message; the safe face of tag send/receive
+//! that the tag_lat and tag_bw loops drive.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::endpoint::Endpoint;
+use super::error::{Result, UcxError};
+use super::memory::{MemHandle, MemoryType};
+use super::worker::{Request, Worker};
+use super::Context;
+use crate::mem::{Buffer, HostBuffer};
+
+/// The tag of measurement messages.
+const DATA_TAG: u64 = 0x6b76_7866_0000_0001;
+/// The tag of end-of-phase acknowledgements.
+const ACK_TAG: u64 = 0x6b76_7866_0000_0002;
+
+/// Slot sizes of a channel.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotSpec {
+    /// Send slots.
+    pub send_slots: usize,
+    /// Bytes per send slot.
+    pub send_bytes: usize,
+    /// Receive slots.
+    pub recv_slots: usize,
+    /// Bytes per receive slot.
+    pub recv_bytes: usize,
+    /// Where the slots live.
+    pub memory: MemoryType,
+}
+
+/// Tagged send/receive on one endpoint, with its buffers.
+pub struct TagChannel<'a> {
+    // Requests first: they are settled (see Drop) before the buffers they point into go.
+    sends: VecDeque<Request<'a>>,
+    recvs: VecDeque<(usize, Request<'a>)>,
+    ack: Option<Request<'a>>,
+    worker: &'a Worker,
+    ep: &'a Endpoint,
+    tx: Vec<MemHandle<HostBuffer>>,
+    rx: Vec<MemHandle<HostBuffer>>,
+    ack_rx: Box<[u8; 8]>,
+    ack_tx: Box<[u8; 8]>,
+    last_recv_slot: usize,
+    timeout: Duration,
+}
+
+fn map_slots(ctx: &Context, n: usize, bytes: usize) -> Result<Vec<MemHandle<HostBuffer>>> {
+    (0..n.max(1))
+        .map(|_| {
+            let buf =
+                HostBuffer::new(bytes.max(1)).map_err(|e| UcxError::Invalid(e.to_string()))?;
+            MemHandle::map(ctx, buf)
+        })
+        .collect()
+}
+
+impl<'a> TagChannel<'a> {
+    /// Allocates and maps the slots (host memory; device memory is refused until a device
+    /// buffer type exists).
+    pub fn new(
+        ctx: &Context,
+        worker: &'a Worker,
+        ep: &'a Endpoint,
+        spec: SlotSpec,
+        timeout: Duration,
+    ) -> Result<TagChannel<'a>> {
+        if spec.memory != MemoryType::Host {
+            return Err(UcxError::Invalid(
+                "only host memory can be mapped by this build (no CUDA buffer type yet)".into(),
+            ));
+        }
+        Ok(TagChannel {
+            sends: VecDeque::new(),
+            recvs: VecDeque::new(),
+            ack: None,
+            worker,
+            ep,
+            tx: map_slots(ctx, spec.send_slots, spec.send_bytes)?,
+            rx: map_slots(ctx, spec.recv_slots, spec.recv_bytes)?,
+            ack_rx: Box::new([0; 8]),
+            ack_tx: Box::new(*b"kvxf-ack"),
+            last_recv_slot: 0,
+            timeout,
+        })
+    }
+
+    /// Posts a send of the first `len` bytes of send slot `slot`.
+    #[inline]
+    pub fn post_send(&mut self, slot: usize, len: usize) -> Result<()> {
+        let m = self.tx.get(slot).ok_or_else(|| bad_slot("send", slot))?;
+        if len > m.buf().len() {
+            return Err(too_long(len, m.buf().len()));
+        }
+        // SAFETY: the slot is owned by self and outlives the request: requests are settled in
+        // Drop before the slots are released.
+        let r = unsafe {
+            self.ep
+                .tag_send(m.buf().as_ptr(), len, DATA_TAG, Some(m.handle()))
+        }?;
+        self.sends.push_back(r);
+        Ok(())
+    }
+
+    /// Waits for the oldest outstanding send.
+    #[inline]
+    pub fn complete_send(&mut self) -> Result<()> {
+        let Some(mut r) = self.sends.pop_front() else {
+            return Err(UcxError::Invalid("no send outstanding".into()));
+        };
+        self.worker.wait(&mut r, self.timeout)?;
+        Ok(())
+    }
+
+    /// Sends of the first `len` bytes of slot 0 and waits for it to complete.
+    #[inline]
+    pub fn send(&mut self, len: usize) -> Result<()> {
+        self.post_send(0, len)?;
+        self.complete_send()
+    }
+
+    /// Posts a receive of up to `len` bytes into receive slot `slot`.
+    #[inline]
+    pub fn post_recv(&mut self, slot: usize, len: usize) -> Result<()> {
+        let m = self
+            .rx
+            .get_mut(slot)
+            .ok_or_else(|| bad_slot("receive", slot))?;
+        if len > m.buf().len() {
+            return Err(too_long(len, m.buf().len()));
+        }
+        let h = m.handle();
+        let ptr = m.buf_mut().as_mut_ptr();
+        // SAFETY: as in post_send, the slot outlives the request.
+        let r = unsafe { self.worker.tag_recv(ptr, len, DATA_TAG, u64::MAX, Some(h)) }?;
+        self.recvs.push_back((slot, r));
+        Ok(())
+    }
+
+    /// Waits for the oldest outstanding receive; returns its length.
+    #[inline]
+    pub fn complete_recv(&mut self) -> Result<usize> {
+        let Some((slot, mut r)) = self.recvs.pop_front() else {
+            return Err(UcxError::Invalid("no receive outstanding".into()));
+        };
+        let n = self.worker.wait(&mut r, self.timeout)?;
+        self.last_recv_slot = slot;
+        Ok(n)
+    }
+
+    /// Cancels every receive still posted (data and acknowledgement) and settles it.
+    pub fn cancel_receives(&mut self) {
+        let mut pending: Vec<Request<'a>> = self.recvs.drain(..).map(|(_, r)| r).collect();
+        pending.extend(self.ack.take());
+        for r in &mut pending {
+            r.cancel();
+        }
+        let start = Instant::now();
+        while !pending.is_empty() && start.elapsed() < self.timeout {
+            self.worker.progress();
+            pending.retain_mut(|r| matches!(r.test(), Ok(None)));
+        }
+    }
+
+    /// Posts the receive of the acknowledgement.
+    pub fn post_ack_recv(&mut self) -> Result<()> {
+        let ptr = self.ack_rx.as_mut_ptr();
+        // SAFETY: ack_rx is owned by self and outlives the request (settled in Drop).
+        let r = unsafe { self.worker.tag_recv(ptr, 8, ACK_TAG, u64::MAX, None) }?;
+        self.ack = Some(r);
+        Ok(())
+    }
+
+    /// Sends the acknowledgement and waits until it left.
+    pub fn send_ack(&mut self) -> Result<()> {
+        // SAFETY: ack_tx is owned by self and the request is completed before returning.
+        let mut r = unsafe { self.ep.tag_send(self.ack_tx.as_ptr(), 8, ACK_TAG, None) }?;
+        self.worker.wait(&mut r, self.timeout)?;
+        Ok(())
+    }
+
+    /// Waits for the acknowledgement posted with `post_ack_recv`.
+    pub fn wait_ack(&mut self) -> Result<()> {
+        let Some(mut r) = self.ack.take() else {
+            return Err(UcxError::Invalid(
+                "no acknowledgement receive posted".into(),
+            ));
+        };
+        let n = self.worker.wait(&mut r, self.timeout)?;
+        if n != 8 || &*self.ack_rx != b"kvxf-ack" {
+            return Err(UcxError::Invalid(format!(
+                "malformed acknowledgement ({n} bytes)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Send slots.
+    pub fn slots(&self) -> usize {
+        self.tx.len().min(self.rx.len())
+    }
+
+    /// Send slot `slot`, for writing a payload.
+    pub fn send_slot(&mut self, slot: usize) -> &mut [u8] {
+        self.tx[slot].buf_mut().as_mut_slice()
+    }
+
+    /// Receive slot `slot`.
+    pub fn recv_slot(&self, slot: usize) -> &[u8] {
+        self.rx[slot].buf().as_slice()
+    }
+
+    /// The receive slot of the last completed receive.
+    pub fn last_received(&self) -> &[u8] {
+        self.recv_slot(self.last_recv_slot)
+    }
+}
+
+fn bad_slot(what: &str, slot: usize) -> UcxError {
+    UcxError::Invalid(format!("no {what} slot {slot}"))
+}
+
+fn too_long(len: usize, cap: usize) -> UcxError {
+    UcxError::Invalid(format!("{len} bytes do not fit a {cap}-byte slot"))
+}
+
+impl Drop for TagChannel<'_> {
+    fn drop(&mut self) {
+        // Settle every request before the buffers go: receives are cancelled, sends finish.
+        let mut pending: Vec<Request<'_>> = self.sends.drain(..).collect();
+        pending.extend(self.recvs.drain(..).map(|(_, r)| r));
+        pending.extend(self.ack.take());
+        if pending.is_empty() {
+            return;
+        }
+        for r in &mut pending {
+            r.cancel();
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(1) {
+            self.worker.progress();
+            if pending.iter_mut().all(|r| !matches!(r.test(), Ok(None))) {
+                return;
+            }
+        }
+        // UCX still owns some: leaking the buffers is safe, freeing them would not be.
+        eprintln!("kvxfer: warning: UCX requests still in flight at exit; leaking their buffers");
+        std::mem::forget(std::mem::take(&mut self.tx));
+        std::mem::forget(std::mem::take(&mut self.rx));
+        std::mem::forget(pending);
+    }
+}

@@ -1,0 +1,188 @@
+//! The UCP context: UCX's configuration (read from the `UCX_*` environment) and its transports.
+
+use std::ffi::CStr;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use ucx_sys as sys;
+
+use super::capture::capture;
+use super::error::{call_error, check, Result};
+
+pub(crate) struct ContextInner {
+    pub(crate) raw: NonNull<sys::ucp_context>,
+}
+
+// SAFETY: a UCP context may be shared between threads; kvxfer creates it with
+// mt_workers_shared = 0 and gives each worker to one thread.
+unsafe impl Send for ContextInner {}
+// SAFETY: as above; the context itself is only read after creation.
+unsafe impl Sync for ContextInner {}
+
+impl Drop for ContextInner {
+    fn drop(&mut self) {
+        // SAFETY: raw is a live context; every worker and memory handle holds an Arc of this,
+        // so none is left when it drops.
+        unsafe { sys::ucp_cleanup(self.raw.as_ptr()) };
+    }
+}
+
+/// Which UCP features a context is created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// Tagged send/receive (tag_lat, tag_bw).
+    pub tag: bool,
+    /// Remote memory access (put/get with remote keys).
+    pub rma: bool,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Features {
+            tag: true,
+            rma: true,
+        }
+    }
+}
+
+/// One transport resource UCX found: a transport on a device (`tcp/lo`, `posix/memory`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Resource {
+    /// Transport name (`tcp`, `posix`, `cma`, `self`, `rc_mlx5`, `srd`, ...).
+    pub transport: String,
+    /// Device name (`lo`, `eth0`, `memory`, `mlx5_0:1`, ...).
+    pub device: String,
+}
+
+/// A UCP application context (ucp_init).
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) inner: Arc<ContextInner>,
+}
+
+impl Context {
+    /// Creates a context with the given features, configured from the `UCX_*` environment
+    /// (UCX_TLS, UCX_NET_DEVICES, ...), as ucx_perftest does.
+    pub fn new(features: Features) -> Result<Context> {
+        let mut config: *mut sys::ucp_config_t = std::ptr::null_mut();
+        // SAFETY: NULL prefix and file mean "UCX_ environment"; config receives a handle
+        // released below.
+        let status =
+            unsafe { sys::ucp_config_read(std::ptr::null(), std::ptr::null(), &mut config) };
+        check("ucp_config_read", status)?;
+        let mut f: u64 = 0;
+        if features.tag {
+            f |= sys::UCP_FEATURE_TAG as u64;
+        }
+        if features.rma {
+            f |= sys::UCP_FEATURE_RMA as u64;
+        }
+        let params = sys::ucp_params_t {
+            field_mask: (sys::UCP_PARAM_FIELD_FEATURES
+                | sys::UCP_PARAM_FIELD_MT_WORKERS_SHARED
+                | sys::UCP_PARAM_FIELD_ESTIMATED_NUM_EPS) as u64,
+            features: f,
+            mt_workers_shared: 0,
+            estimated_num_eps: 1,
+            ..Default::default()
+        };
+        let mut raw: sys::ucp_context_h = std::ptr::null_mut();
+        // SAFETY: params and config are valid for the call; raw receives a context released in
+        // Drop; config is released right after, as UCP copies what it needs.
+        let status = unsafe {
+            let s = sys::ucp_init(&params, config, &mut raw);
+            sys::ucp_config_release(config);
+            s
+        };
+        if status != sys::UCS_OK as sys::ucs_status_t {
+            return Err(call_error("ucp_init", status, init_hint()));
+        }
+        Ok(Context {
+            inner: Arc::new(ContextInner {
+                raw: NonNull::new(raw).expect("ucp_init succeeded with NULL"),
+            }),
+        })
+    }
+
+    /// UCP's own description of the context (components, memory domains, resources).
+    pub fn print_info(&self) -> String {
+        // SAFETY: the context is live; the stream is valid for the call.
+        capture(|f| unsafe { sys::ucp_context_print_info(self.inner.raw.as_ptr(), f as _) })
+    }
+
+    /// The transports and devices this context may use, after UCX_TLS and UCX_NET_DEVICES.
+    pub fn resources(&self) -> Vec<Resource> {
+        parse_resources(&self.print_info())
+    }
+
+    /// Raw handle, for calls nobody wrapped yet.
+    pub fn as_raw(&self) -> sys::ucp_context_h {
+        self.inner.raw.as_ptr()
+    }
+}
+
+fn init_hint() -> String {
+    let mut hint = String::new();
+    for var in ["UCX_TLS", "UCX_NET_DEVICES"] {
+        if let Ok(v) = std::env::var(var) {
+            hint.push_str(&format!("; {var}={v}"));
+        }
+    }
+    if !hint.is_empty() {
+        hint.push_str(
+            ": UCX found no usable transport among these (UCX's warning above names the \
+             available ones; `kvxfer info --ucx` without these variables lists them by device)",
+        );
+    }
+    hint
+}
+
+/// UCX's version at run time (`1.13.1`).
+pub fn version() -> String {
+    // SAFETY: returns a pointer to a static NUL-terminated string.
+    unsafe {
+        let p = sys::ucp_get_version_string();
+        if p.is_null() {
+            return String::new();
+        }
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// Reads the `resource N : md M dev D flags -- tl/dev` lines of ucp_context_print_info.
+pub fn parse_resources(info: &str) -> Vec<Resource> {
+    info.lines()
+        .filter(|l| l.contains("resource") && l.contains("--"))
+        .filter_map(|l| l.rsplit("--").next())
+        .filter_map(|tail| {
+            let (tl, dev) = tail.trim().split_once('/')?;
+            Some(Resource {
+                transport: tl.to_string(),
+                device: dev.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_are_read_from_print_info() {
+        let info = "#\n# UCP context\n#\n#     component 1  :  tcp\n#            md 1  :  component 1  tcp \n#\n#      resource 1  :  md 1  dev 1  flags -- tcp/lo\n#      resource 4  :  md 3  dev 3  flags -- posix/memory\n#\n";
+        assert_eq!(
+            parse_resources(info),
+            vec![
+                Resource {
+                    transport: "tcp".into(),
+                    device: "lo".into()
+                },
+                Resource {
+                    transport: "posix".into(),
+                    device: "memory".into()
+                }
+            ]
+        );
+    }
+}

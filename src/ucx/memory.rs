@@ -1,0 +1,193 @@
+//! Memory mapped for UCX (ucp_mem_map) and remote keys (packed, exchanged, unpacked).
+
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ucx_sys as sys;
+
+use super::context::{Context, ContextInner};
+use super::endpoint::{Endpoint, EndpointInner};
+use super::error::{check, Result, UcxError};
+use crate::mem::{Buffer, MemIface};
+
+/// Where mapped memory lives, as UCX names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryType {
+    /// Host memory.
+    Host,
+    /// CUDA device memory.
+    Cuda,
+}
+
+impl MemoryType {
+    /// The memory type of a buffer's interface.
+    pub fn of(iface: MemIface) -> MemoryType {
+        match iface {
+            MemIface::System => MemoryType::Host,
+            MemIface::Cuda(_) => MemoryType::Cuda,
+        }
+    }
+
+    fn raw(self) -> sys::ucs_memory_type_t {
+        match self {
+            MemoryType::Host => sys::UCS_MEMORY_TYPE_HOST,
+            MemoryType::Cuda => sys::UCS_MEMORY_TYPE_CUDA,
+        }
+    }
+}
+
+/// A borrowed view of a memory handle, passed with data-path calls.
+#[derive(Clone, Copy)]
+pub struct MemHandleRef {
+    pub(crate) raw: sys::ucp_mem_h,
+    pub(crate) memory_type: sys::ucs_memory_type_t,
+}
+
+/// A buffer mapped with a context (ucp_mem_map); owns the buffer, so it cannot move or vanish
+/// while UCX may touch it.
+pub struct MemHandle<B: Buffer> {
+    raw: NonNull<sys::ucp_mem>,
+    memory_type: MemoryType,
+    buf: B,
+    context: Arc<ContextInner>,
+}
+
+// SAFETY: a memory handle belongs to the (thread-safe) context, not to a worker; it moves
+// between threads with its owner.
+unsafe impl<B: Buffer> Send for MemHandle<B> {}
+
+impl<B: Buffer> Drop for MemHandle<B> {
+    fn drop(&mut self) {
+        // SAFETY: raw is a live mapping of this context, unmapped once, before `buf` drops.
+        let status = unsafe { sys::ucp_mem_unmap(self.context.raw.as_ptr(), self.raw.as_ptr()) };
+        if status != sys::UCS_OK as sys::ucs_status_t {
+            eprintln!(
+                "kvxfer: warning: ucp_mem_unmap failed: {}",
+                super::error::status_string(status)
+            );
+        }
+    }
+}
+
+impl<B: Buffer> MemHandle<B> {
+    /// Maps the whole buffer; its memory type comes from the buffer's interface.
+    pub fn map(context: &Context, mut buf: B) -> Result<MemHandle<B>> {
+        if buf.is_empty() {
+            return Err(UcxError::Invalid("cannot map an empty buffer".into()));
+        }
+        let memory_type = MemoryType::of(buf.iface());
+        let params = sys::ucp_mem_map_params_t {
+            field_mask: (sys::UCP_MEM_MAP_PARAM_FIELD_ADDRESS
+                | sys::UCP_MEM_MAP_PARAM_FIELD_LENGTH
+                | sys::UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE) as u64,
+            address: buf.as_mut_ptr() as *mut libc::c_void,
+            length: buf.len(),
+            memory_type: memory_type.raw(),
+            ..Default::default()
+        };
+        let mut raw: sys::ucp_mem_h = std::ptr::null_mut();
+        // SAFETY: the context is live; params describe memory this handle owns for its whole
+        // life; raw receives a mapping released in Drop.
+        let status = unsafe { sys::ucp_mem_map(context.inner.raw.as_ptr(), &params, &mut raw) };
+        check("ucp_mem_map", status)?;
+        Ok(MemHandle {
+            raw: NonNull::new(raw).expect("ucp_mem_map succeeded with NULL"),
+            memory_type,
+            buf,
+            context: context.inner.clone(),
+        })
+    }
+
+    /// The view passed with data-path calls.
+    #[inline]
+    pub fn handle(&self) -> MemHandleRef {
+        MemHandleRef {
+            raw: self.raw.as_ptr(),
+            memory_type: self.memory_type.raw(),
+        }
+    }
+
+    /// Where the memory lives.
+    pub fn memory_type(&self) -> MemoryType {
+        self.memory_type
+    }
+
+    /// The mapped buffer.
+    pub fn buf(&self) -> &B {
+        &self.buf
+    }
+
+    /// The mapped buffer, for writing.
+    pub fn buf_mut(&mut self) -> &mut B {
+        &mut self.buf
+    }
+
+    /// The remote key a peer unpacks to reach this memory with put/get.
+    pub fn pack_rkey(&self) -> Result<Vec<u8>> {
+        let mut ptr: *mut libc::c_void = std::ptr::null_mut();
+        let mut len: usize = 0;
+        // SAFETY: context and mapping are live; the packed buffer is copied, then released once.
+        unsafe {
+            check(
+                "ucp_rkey_pack",
+                sys::ucp_rkey_pack(
+                    self.context.raw.as_ptr(),
+                    self.raw.as_ptr(),
+                    &mut ptr,
+                    &mut len,
+                ),
+            )?;
+            let bytes = std::slice::from_raw_parts(ptr as *const u8, len).to_vec();
+            sys::ucp_rkey_buffer_release(ptr);
+            Ok(bytes)
+        }
+    }
+
+    /// Raw handle, for calls nobody wrapped yet.
+    pub fn as_raw(&self) -> sys::ucp_mem_h {
+        self.raw.as_ptr()
+    }
+}
+
+/// A peer's remote key, unpacked on the endpoint that reaches it (ucp_ep_rkey_unpack).
+pub struct RemoteKey {
+    pub(crate) raw: NonNull<sys::ucp_rkey>,
+    _endpoint: Rc<EndpointInner>,
+}
+
+impl Drop for RemoteKey {
+    fn drop(&mut self) {
+        // SAFETY: raw is a live rkey; the endpoint it was unpacked on is kept alive by our Rc.
+        unsafe { sys::ucp_rkey_destroy(self.raw.as_ptr()) };
+    }
+}
+
+impl RemoteKey {
+    /// Unpacks a key the peer packed with [`MemHandle::pack_rkey`].
+    pub fn unpack(endpoint: &Endpoint, packed: &[u8]) -> Result<RemoteKey> {
+        if packed.is_empty() {
+            return Err(UcxError::Invalid("empty packed remote key".into()));
+        }
+        let mut raw: sys::ucp_rkey_h = std::ptr::null_mut();
+        // SAFETY: the endpoint is live; packed is valid for the call; raw receives a key
+        // destroyed in Drop.
+        let status = unsafe {
+            sys::ucp_ep_rkey_unpack(
+                endpoint.inner.raw.as_ptr(),
+                packed.as_ptr() as *const libc::c_void,
+                &mut raw,
+            )
+        };
+        check("ucp_ep_rkey_unpack", status)?;
+        Ok(RemoteKey {
+            raw: NonNull::new(raw).expect("ucp_ep_rkey_unpack succeeded with NULL"),
+            _endpoint: endpoint.inner.clone(),
+        })
+    }
+
+    /// Raw handle, for calls nobody wrapped yet.
+    pub fn as_raw(&self) -> sys::ucp_rkey_h {
+        self.raw.as_ptr()
+    }
+}

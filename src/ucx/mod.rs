@@ -1,0 +1,22 @@
+//! The safe UCX (UCP) layer: every `unsafe` call into UCX lives under this module.
+//!
+//! Ownership enforces UCX's release order: a worker holds its context, an endpoint its worker,
+//! a remote key its endpoint, a memory handle its context and its buffer.
+
+mod capture;
+mod channel;
+mod context;
+mod endpoint;
+mod error;
+mod memory;
+mod worker;
+
+pub use channel::{SlotSpec, TagChannel};
+pub use context::{parse_resources, version, Context, Features, Resource};
+pub use endpoint::{parse_lanes, Endpoint};
+pub use error::{status_string, Result, UcxError};
+pub use memory::{MemHandle, MemHandleRef, MemoryType, RemoteKey};
+pub use worker::{Request, Worker};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,276 @@
+//! The UCP worker (one per thread: it is created single-threaded) and request completion by
+//! busy-polling its progress.
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ucx_sys as sys;
+
+use super::capture::capture;
+use super::context::{Context, ContextInner};
+use super::error::{check, request_error, Result, UcxError};
+use super::memory::MemHandleRef;
+use std::sync::Arc;
+
+pub(crate) struct WorkerInner {
+    pub(crate) raw: NonNull<sys::ucp_worker>,
+    _context: Arc<ContextInner>,
+}
+
+impl Drop for WorkerInner {
+    fn drop(&mut self) {
+        // SAFETY: raw is a live worker; endpoints and requests hold an Rc of (or borrow) this,
+        // so none is left when it drops.
+        unsafe { sys::ucp_worker_destroy(self.raw.as_ptr()) };
+    }
+}
+
+/// A UCP worker (ucp_worker_create) in single-thread mode.
+///
+/// Worker-level handles are reference-counted with `Rc`, not `Arc`: a single-threaded worker
+/// must stay on the thread that created it, and the types say so (they are not `Send`).
+#[derive(Clone)]
+pub struct Worker {
+    pub(crate) inner: Rc<WorkerInner>,
+}
+
+impl Worker {
+    /// Creates a single-threaded worker on a context.
+    pub fn new(context: &Context) -> Result<Worker> {
+        let params = sys::ucp_worker_params_t {
+            field_mask: sys::UCP_WORKER_PARAM_FIELD_THREAD_MODE as u64,
+            thread_mode: sys::UCS_THREAD_MODE_SINGLE,
+            ..Default::default()
+        };
+        let mut raw: sys::ucp_worker_h = std::ptr::null_mut();
+        // SAFETY: context is live; params valid for the call; raw receives a worker destroyed
+        // in Drop.
+        let status =
+            unsafe { sys::ucp_worker_create(context.inner.raw.as_ptr(), &params, &mut raw) };
+        check("ucp_worker_create", status)?;
+        Ok(Worker {
+            inner: Rc::new(WorkerInner {
+                raw: NonNull::new(raw).expect("ucp_worker_create succeeded with NULL"),
+                _context: context.inner.clone(),
+            }),
+        })
+    }
+
+    /// The worker's address, for the peer's ucp_ep_create.
+    pub fn address(&self) -> Result<Vec<u8>> {
+        let mut addr: *mut sys::ucp_address_t = std::ptr::null_mut();
+        let mut len: usize = 0;
+        // SAFETY: the worker is live; addr/len receive a buffer we copy and release at once.
+        unsafe {
+            check(
+                "ucp_worker_get_address",
+                sys::ucp_worker_get_address(self.inner.raw.as_ptr(), &mut addr, &mut len),
+            )?;
+            let bytes = std::slice::from_raw_parts(addr as *const u8, len).to_vec();
+            sys::ucp_worker_release_address(self.inner.raw.as_ptr(), addr);
+            Ok(bytes)
+        }
+    }
+
+    /// Progresses communication once; returns whether anything happened.
+    #[inline]
+    pub fn progress(&self) -> u32 {
+        // SAFETY: the worker is live and used from its own thread only (the type is !Send).
+        unsafe { sys::ucp_worker_progress(self.inner.raw.as_ptr()) }
+    }
+
+    /// Posts a tagged receive of up to `len` bytes at `buf` for messages whose tag matches
+    /// `tag` under `mask`.
+    ///
+    /// # Safety
+    /// `buf` must be valid for writes of `len` bytes until the request completes, or, if the
+    /// request is dropped unfinished (which cancels it), until this worker is destroyed.
+    #[inline]
+    pub unsafe fn tag_recv(
+        &self,
+        buf: *mut u8,
+        len: usize,
+        tag: u64,
+        mask: u64,
+        memh: Option<MemHandleRef>,
+    ) -> Result<Request<'_>> {
+        let mut info = sys::ucp_tag_recv_info_t::default();
+        let mut param = op_param(memh);
+        param.op_attr_mask |= sys::UCP_OP_ATTR_FIELD_RECV_INFO;
+        param.recv_info.tag_info = &mut info;
+        // SAFETY: the worker is live; buf per this function's contract; param and info valid for
+        // the call (info is read only when the receive completes at once).
+        let ptr = sys::ucp_tag_recv_nbx(
+            self.inner.raw.as_ptr(),
+            buf as *mut c_void,
+            len,
+            tag,
+            mask,
+            &param,
+        );
+        Request::from_status_ptr(ptr, &self.inner, Kind::Recv, info.length, "tag receive")
+    }
+
+    /// Busy-polls the worker until `req` completes; returns its length in bytes (received, or
+    /// sent). Gives up after `timeout`.
+    #[inline]
+    pub fn wait(&self, req: &mut Request<'_>, timeout: Duration) -> Result<usize> {
+        if let Some(n) = req.test()? {
+            return Ok(n);
+        }
+        let mut spins: u32 = 0;
+        let mut start: Option<Instant> = None;
+        loop {
+            self.progress();
+            if let Some(n) = req.test()? {
+                return Ok(n);
+            }
+            spins = spins.wrapping_add(1);
+            // Reading the clock costs more than a progress call: look at it now and then.
+            if spins % 1024 == 0 {
+                let s = *start.get_or_insert_with(Instant::now);
+                if s.elapsed() > timeout {
+                    return Err(UcxError::Timeout {
+                        what: req.op,
+                        secs: timeout.as_secs_f64(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// UCP's own description of the worker.
+    pub fn print_info(&self) -> String {
+        // SAFETY: the worker is live; the stream is valid for the call.
+        capture(|f| unsafe { sys::ucp_worker_print_info(self.inner.raw.as_ptr(), f as _) })
+    }
+
+    /// Raw handle, for calls nobody wrapped yet.
+    pub fn as_raw(&self) -> sys::ucp_worker_h {
+        self.inner.raw.as_ptr()
+    }
+}
+
+/// Request parameters for a contiguous byte buffer, with its memory handle when there is one.
+#[inline]
+pub(crate) fn op_param(memh: Option<MemHandleRef>) -> sys::ucp_request_param_t {
+    let mut param = sys::ucp_request_param_t {
+        op_attr_mask: sys::UCP_OP_ATTR_FIELD_DATATYPE,
+        datatype: sys::ucp_dt_make_contig(1),
+        ..Default::default()
+    };
+    if let Some(m) = memh {
+        param.op_attr_mask |= sys::UCP_OP_ATTR_FIELD_MEMH | sys::UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+        param.memh = m.raw;
+        param.memory_type = m.memory_type;
+    }
+    param
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Send,
+    Recv,
+    Other,
+}
+
+enum State {
+    Done(usize),
+    Pending(NonNull<c_void>),
+}
+
+/// An operation in flight (or already complete) on a worker.
+pub struct Request<'w> {
+    state: State,
+    kind: Kind,
+    len: usize,
+    op: &'static str,
+    worker: &'w WorkerInner,
+}
+
+impl<'w> Request<'w> {
+    /// Interprets what a `*_nbx` call returned: NULL (done), an error, or a request.
+    #[inline]
+    pub(crate) fn from_status_ptr(
+        ptr: sys::ucs_status_ptr_t,
+        worker: &'w WorkerInner,
+        kind: Kind,
+        len: usize,
+        op: &'static str,
+    ) -> Result<Request<'w>> {
+        if sys::UCS_PTR_IS_ERR(ptr) {
+            return Err(request_error(op, sys::UCS_PTR_STATUS(ptr)));
+        }
+        let state = match NonNull::new(ptr) {
+            None => State::Done(len),
+            Some(p) => State::Pending(p),
+        };
+        Ok(Request {
+            state,
+            kind,
+            len,
+            op,
+            worker,
+        })
+    }
+
+    /// Asks UCX to cancel the request if it is still in flight (receives stop matching; the
+    /// request then completes with a cancellation status).
+    pub fn cancel(&mut self) {
+        if let State::Pending(p) = self.state {
+            // SAFETY: p is a live request of this (live, borrowed) worker.
+            unsafe { sys::ucp_request_cancel(self.worker.raw.as_ptr(), p.as_ptr()) };
+        }
+    }
+
+    /// Whether the request has completed (successfully).
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done(_))
+    }
+
+    /// Checks for completion without progressing: Some(length) once complete.
+    #[inline]
+    pub fn test(&mut self) -> Result<Option<usize>> {
+        let p = match self.state {
+            State::Done(n) => return Ok(Some(n)),
+            State::Pending(p) => p,
+        };
+        let (status, len) = if self.kind == Kind::Recv {
+            let mut info = sys::ucp_tag_recv_info_t::default();
+            // SAFETY: p is a live tag-receive request of this worker; info is a local.
+            let s = unsafe { sys::ucp_tag_recv_request_test(p.as_ptr(), &mut info) };
+            (s, info.length)
+        } else {
+            // SAFETY: p is a live request of this worker.
+            (
+                unsafe { sys::ucp_request_check_status(p.as_ptr()) },
+                self.len,
+            )
+        };
+        if status == sys::UCS_INPROGRESS as sys::ucs_status_t {
+            return Ok(None);
+        }
+        // SAFETY: the request completed; we free it exactly once and forget the pointer.
+        unsafe { sys::ucp_request_free(p.as_ptr()) };
+        self.state = State::Done(len);
+        if status != sys::UCS_OK as sys::ucs_status_t {
+            return Err(request_error(self.op, status));
+        }
+        Ok(Some(len))
+    }
+}
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        if let State::Pending(p) = self.state {
+            // SAFETY: p is a live request of a live worker (the borrow proves it); cancelling
+            // then freeing lets UCX release it when it finishes.
+            unsafe {
+                sys::ucp_request_cancel(self.worker.raw.as_ptr(), p.as_ptr());
+                sys::ucp_request_free(p.as_ptr());
+            }
+        }
+    }
+}
