@@ -23,16 +23,21 @@ command -v fi_pingpong >/dev/null || { echo "fi_pingpong not found: bash scripts
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null || true' EXIT
 
+# Real-time priority for both tools where allowed (root on Linux): a loaded 2-core machine
+# otherwise measures its scheduler. KVXFER_NO_RT=1 runs both at normal priority.
+rt=()
+if [ -z "${KVXFER_NO_RT:-}" ] && chrt -f 1 true 2>/dev/null; then rt=(chrt -f 1); fi
+
 domain=()
 case "$provider" in tcp|udp|sockets|net) domain=(-d lo) ;; esac
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 fi_round() {
     local p; p=$(port)
-    timeout 120 fi_pingpong -p "$provider" -e "$endpoint" "${domain[@]}" -I "$iters" -S "$size" -B "$p" >/dev/null 2>&1 &
+    "${rt[@]}" timeout 120 fi_pingpong -p "$provider" -e "$endpoint" "${domain[@]}" -I "$iters" -S "$size" -B "$p" >/dev/null 2>&1 &
     local srv=$!
     sleep 0.3
-    timeout 120 fi_pingpong -p "$provider" -e "$endpoint" "${domain[@]}" -I "$iters" -S "$size" -P "$p" 127.0.0.1 >"$tmp/fi.out"
+    "${rt[@]}" timeout 120 fi_pingpong -p "$provider" -e "$endpoint" "${domain[@]}" -I "$iters" -S "$size" -P "$p" 127.0.0.1 >"$tmp/fi.out"
     wait $srv
     # The data row: its 7th column is usec/xfer.
     awk 'NR==2 {print $7}' "$tmp/fi.out"
@@ -40,9 +45,9 @@ fi_round() {
 
 kv_round() {
     local p; p=$(port)
-    "$kvxfer" pingpong -p "$provider" -e "$endpoint" -S "$size" -I "$iters" --listen "127.0.0.1:$p" >/dev/null 2>&1 &
+    "${rt[@]}" "$kvxfer" pingpong -p "$provider" -e "$endpoint" -S "$size" -I "$iters" --listen "127.0.0.1:$p" >/dev/null 2>&1 &
     local srv=$!
-    "$kvxfer" pingpong -p "$provider" -e "$endpoint" -S "$size" -I "$iters" --peer "127.0.0.1:$p" \
+    "${rt[@]}" "$kvxfer" pingpong -p "$provider" -e "$endpoint" -S "$size" -I "$iters" --peer "127.0.0.1:$p" \
         --json "$tmp/kv.json" >/dev/null
     wait $srv
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(r["latency_us"]["p50"], r["extra"]["usec_per_xfer"])' "$tmp/kv.json"
@@ -50,7 +55,7 @@ kv_round() {
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-echo "provider=$provider endpoint=$endpoint size=$size iterations=$iters rounds=$rounds"
+echo "provider=$provider endpoint=$endpoint size=$size iterations=$iters rounds=$rounds priority=${rt[*]:-normal}"
 printf "%-6s %18s %18s %18s\n" round "fi usec/xfer" "kvxfer p50" "kvxfer usec/xfer"
 : >"$tmp/fi"; : >"$tmp/p50"; : >"$tmp/mean"
 for r in $(seq 1 "$rounds"); do

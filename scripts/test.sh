@@ -7,4 +7,4 @@ cd "$repo"
 bash scripts/setup.sh --test
 # The MLflow environment was just installed: its tests must run, not skip.
 export KVXFER_REQUIRE_MLFLOW=1
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"

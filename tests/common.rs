@@ -95,3 +95,31 @@ pub fn skip(test: &str, reason: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
 }
+
+/// `chrt -f 1` where this machine allows real-time priority, else nothing: two busy-polling
+/// processes on a loaded 2-core machine measure the scheduler, not the fabric, unless both run
+/// above everything else.
+pub fn realtime_prefix() -> Vec<String> {
+    let ok = std::process::Command::new("chrt")
+        .args(["-f", "1", "true"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        vec!["chrt".into(), "-f".into(), "1".into()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A command for `program`, prefixed by `prefix` (e.g. [`realtime_prefix`]).
+pub fn prefixed(prefix: &[String], program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = std::process::Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => std::process::Command::new(program),
+    }
+}

@@ -6,21 +6,20 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
 use kvxfer::reference::{parse, ParseOptions, Tool};
 
-fn fi_pingpong_usec(provider: &str, endpoint: &str, size: &str, iters: &str) -> f64 {
+fn fi_pingpong_usec(rt: &[String], provider: &str, endpoint: &str, size: &str, iters: &str) -> f64 {
     let port = free_port().to_string();
     let mut args = vec!["-p", provider, "-e", endpoint, "-I", iters, "-S", size];
     if provider != "shm" {
         args.extend(["-d", "lo"]);
     }
-    let server = Command::new("timeout")
-        .arg("60")
-        .arg("fi_pingpong")
+    let server = prefixed(rt, "timeout")
+        .args(["60", "fi_pingpong"])
         .args(&args)
         .args(["-B", &port])
         .stdout(Stdio::null())
@@ -28,9 +27,8 @@ fn fi_pingpong_usec(provider: &str, endpoint: &str, size: &str, iters: &str) -> 
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg("fi_pingpong")
+    let out = prefixed(rt, "timeout")
+        .args(["60", "fi_pingpong"])
         .args(&args)
         .args(["-P", &port, "127.0.0.1"])
         .output()
@@ -42,7 +40,13 @@ fn fi_pingpong_usec(provider: &str, endpoint: &str, size: &str, iters: &str) -> 
     doc.results[0].extra["usec_per_xfer"].as_f64().unwrap()
 }
 
-fn kvxfer_usec(provider: &str, endpoint: &str, size: &str, iters: &str) -> (f64, f64) {
+fn kvxfer_usec(
+    rt: &[String],
+    provider: &str,
+    endpoint: &str,
+    size: &str,
+    iters: &str,
+) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("r.json");
     let port = free_port().to_string();
@@ -50,20 +54,26 @@ fn kvxfer_usec(provider: &str, endpoint: &str, size: &str, iters: &str) -> (f64,
     let common = [
         "pingpong", "-p", provider, "-e", endpoint, "-S", size, "-I", iters, "--warmup", "0",
     ];
-    let target = Command::new(kvxfer_path())
+    let target = prefixed(rt, kvxfer_path())
         .args(common)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    kvxfer()
+    let ini = prefixed(rt, "timeout")
+        .arg("60")
+        .arg(kvxfer_path())
         .args(common)
         .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])
         .arg(&json)
-        .timeout(Duration::from_secs(60))
-        .assert()
-        .success();
+        .output()
+        .unwrap();
+    assert!(
+        ini.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ini.stderr)
+    );
     assert!(target.wait_with_output().unwrap().status.success());
     let doc = read_doc(&json);
     let r = &doc.results[0];
@@ -87,13 +97,23 @@ fn kvxfer_and_fi_pingpong_agree_on_tcp_msg_and_shm() {
         return;
     }
     let _g = fabric_lock();
+    // Both tools at real-time priority where allowed, so neither is preempted mid-run.
+    let rt = realtime_prefix();
+    eprintln!(
+        "priority: {}",
+        if rt.is_empty() {
+            "normal"
+        } else {
+            "SCHED_FIFO 1"
+        }
+    );
     for (provider, endpoint, size, iters) in
         [("tcp", "msg", "64", "2000"), ("shm", "rdm", "64", "20000")]
     {
         let (mut fi, mut kv, mut p50) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {
-            fi.push(fi_pingpong_usec(provider, endpoint, size, iters));
-            let (mean, median50) = kvxfer_usec(provider, endpoint, size, iters);
+            fi.push(fi_pingpong_usec(&rt, provider, endpoint, size, iters));
+            let (mean, median50) = kvxfer_usec(&rt, provider, endpoint, size, iters);
             kv.push(mean);
             p50.push(median50);
         }
