@@ -64,10 +64,11 @@ fn every_pattern_of_every_layer_gives_a_valid_server_client_pair() {
             }
             let ids: Vec<&str> = def.tasks.iter().map(|t| t.id.as_str()).collect();
             assert_eq!(ids[0], "prepare-output");
-            assert!(
-                ids.contains(&"kvxfer") && ids.contains(&"reference"),
-                "{ids:?}"
-            );
+            let task = |name: &str| {
+                ids.iter()
+                    .any(|i| *i == name || i.strip_prefix(name).is_some_and(|r| r == "-r1"))
+            };
+            assert!(task("kvxfer") && task("reference"), "{ids:?}");
         }
     }
     // The spec's headline patterns are there.
@@ -158,6 +159,17 @@ fn stock_tools_get_their_real_option_names() {
         fi.contains("kvxfer pingpong --provider efa --endpoint rdm --mode tagged"),
         "{fi}"
     );
+    // kvxfer pingpong's real interface: the server listens, the client names its peer, both
+    // bounded; the stock tool meets its peer on another port.
+    let fis = text("pll-fi-pingpong-efa-tagged-server.json");
+    for (t, want) in [
+        (&fi, "timeout 900 kvxfer pingpong --provider efa --endpoint rdm --mode tagged --sizes 64,1024,65536,1048576,10485760,104857600 --iterations 1000 --warmup 10 --timeout 300 --pattern-id pll-fi-pingpong-efa-tagged --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.json"),
+        (&fis, "kvxfer pingpong --provider efa --endpoint rdm --mode tagged --sizes 64,1024,65536,1048576,10485760,104857600 --iterations 1000 --warmup 10 --timeout 300 --pattern-id pll-fi-pingpong-efa-tagged --listen :47590 --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.json"),
+        (&fis, "fi_pingpong -p efa -e rdm -m tagged -I 1000 -S \"$s\" -B 47592; done ) > /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.ref.txt"),
+        (&fis, "kvxfer parse --tool fi_pingpong /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.ref.txt --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.ref.json"),
+    ] {
+        assert!(t.contains(want), "{want:?} missing from\n{t}");
+    }
     let rma = text("pll-fi-rma-pingpong-efa-read-server.json");
     assert!(
         rma.contains("fi_rma_pingpong -p efa -e rdm -o read -w 10 -E -I 1000 -S \"$s\""),
