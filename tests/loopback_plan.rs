@@ -1,10 +1,13 @@
 //! plans/loopback.json end to end on this host, as shipped: each one-host definition runs
 //! through `kvxfer task run` (kvxfer pingpong and fi_pingpong in alternating rounds, ucx_perftest
-//! parsed), and the cross-check report's verdicts are asserted.
+//! parsed), and the cross-check report's verdicts are asserted. Then the same plan in its
+//! two-node shape, server and client definitions side by side. The tests take turns: two
+//! busy-polling measurements at once on a small machine would judge nothing.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kvxfer::plan;
@@ -12,6 +15,9 @@ use kvxfer::report::ResultDoc;
 use serde_json::Value;
 
 const KVXFER: &str = env!("CARGO_BIN_EXE_kvxfer");
+
+/// Held by each test for its whole run.
+static TURN: Mutex<()> = Mutex::new(());
 
 /// Below this reference latency a debug build's own loop cost (about 0.1 us per iteration)
 /// exceeds the tolerance: such rows are held to agreement only in optimised builds.
@@ -30,13 +36,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Runs one definition to its end (bounded), returning its stderr.
+/// Runs one definition to its end (bounded), returning its stderr. A client definition's peer
+/// is this host, as the launcher would export it.
 fn task_run(def: &Path, state: &Path) -> String {
     let mut child = Command::new(KVXFER)
         .args(["task", "run"])
         .arg(def)
         .arg("--state")
         .arg(state)
+        .env("PEER_IP", "127.0.0.1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -79,6 +87,7 @@ fn u64s(v: &Value) -> Vec<u64> {
 
 #[test]
 fn loopback_plan_runs_end_to_end_and_kvxfer_agrees_with_fi_pingpong() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     if !installed("fi_pingpong") || !installed("ucx_perftest") {
         println!("SKIPPED loopback_plan_runs_end_to_end_and_kvxfer_agrees_with_fi_pingpong: fi_pingpong or ucx_perftest not installed");
         return;
@@ -195,4 +204,135 @@ fn loopback_plan_runs_end_to_end_and_kvxfer_agrees_with_fi_pingpong() {
         assert!(u["reason"].as_str().unwrap().contains("no kvxfer result"));
     }
     println!("loopback plan end to end in {:?}", started.elapsed());
+}
+
+/// The two-node shape on one host: the server and client definitions of a pattern started side
+/// by side (PEER_IP = 127.0.0.1), ordered only by their own waits and retries.
+#[test]
+fn two_node_definitions_meet_each_other_in_order() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    if !installed("fi_pingpong") {
+        println!(
+            "SKIPPED two_node_definitions_meet_each_other_in_order: fi_pingpong not installed"
+        );
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    let mut p = plan::load_plan(&root.join("plans/loopback.json")).unwrap();
+    p["infrastructure"]["topology"] = "two-node".into();
+    p["common"]["output_dir"] = out.display().to_string().into();
+    p["common"]["control_port"] = free_port().into();
+    p["common"]["reference_port"] = free_port().into();
+    p["infrastructure"]["tools"]["kvxfer"] = KVXFER.into();
+    let mut tcp = p["layers"][0]["patterns"][0].clone();
+    let id = tcp["id"].as_str().unwrap().to_string();
+    tcp["params"]["iterations"] = 500.into();
+    tcp["params"]["runs"] = 2.into();
+    p["layers"] = serde_json::json!([{"id": "L0", "name": "tcp", "patterns": [tcp]}]);
+    assert_eq!(plan::validate(&p), []);
+    let defs = dir.path().join("defs");
+    plan::write_generated(&defs, &plan::generate(&p, &root.join("templates")).unwrap()).unwrap();
+
+    let spawn = |def: PathBuf, state: &str| {
+        let state = dir.path().join(state);
+        std::thread::spawn(move || task_run(&def, &state))
+    };
+    // The client first: its kvxfer and fi_pingpong wait for the server that starts after it.
+    let client = spawn(
+        defs.join("client").join(format!("{id}-client.json")),
+        "client.json",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let server = spawn(defs.join(format!("{id}-server.json")), "server.json");
+    client.join().unwrap();
+    server.join().unwrap();
+
+    let sizes = u64s(&p["layers"][0]["patterns"][0]["params"]["sizes"]);
+    for r in 1..=2 {
+        for (file, tool, role) in [
+            (format!("{id}.run{r}.json"), "kvxfer", Some("initiator")),
+            (format!("{id}.run{r}.server.json"), "kvxfer", Some("target")),
+            (format!("{id}.run{r}.ref.json"), "fi_pingpong", None),
+            (format!("{id}.run{r}.server.ref.json"), "fi_pingpong", None),
+        ] {
+            let d = doc(&out.join(&file));
+            assert_eq!(d.tool, tool, "{file}");
+            let got: Vec<u64> = d.results.iter().map(|x| x.message_size).collect();
+            assert_eq!(got, sizes, "{file}");
+            assert!(d.results.iter().all(|x| x.iterations == 500), "{file}");
+            if let Some(role) = role {
+                assert_eq!(d.config["role"], role, "{file}");
+            }
+        }
+    }
+    // Each side pairs with its own twin; the figures are there, two runs each.
+    Command::new(KVXFER)
+        .arg("crosscheck")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("crosscheck.json")).unwrap()).unwrap();
+    for pattern in [id.clone(), format!("{id} (server)")] {
+        let rows: Vec<&Value> = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["pattern"] == *pattern.as_str() && r["metric"] == "extra.usec_per_xfer")
+            .collect();
+        assert_eq!(rows.len(), sizes.len(), "{pattern}: {report:#}");
+        for r in rows {
+            assert_eq!(r["kvxfer_runs"].as_array().unwrap().len(), 2);
+            assert_eq!(r["reference_runs"].as_array().unwrap().len(), 2);
+            assert!(r["ratio"].as_f64().unwrap() > 0.0);
+        }
+    }
+    assert_eq!(report["unpaired"], serde_json::json!([]));
+}
+
+/// Plan values that try to break out of their quotes reach the shipped template's commands as
+/// data: a results folder named `'; touch MARKER #` is created and filled, nothing is touched.
+#[test]
+fn hostile_plan_values_run_as_data_through_the_shipped_template() {
+    if !installed("fi_pingpong") {
+        println!("SKIPPED hostile_plan_values_run_as_data_through_the_shipped_template: fi_pingpong not installed");
+        return;
+    }
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("x");
+    let out = dir.path().join(format!("'; touch {} #", marker.display()));
+    let mut p = plan::load_plan(&root.join("plans/loopback.json")).unwrap();
+    p["common"]["output_dir"] = out.display().to_string().into();
+    p["common"]["control_port"] = free_port().into();
+    p["common"]["reference_port"] = free_port().into();
+    p["infrastructure"]["tools"]["kvxfer"] = KVXFER.into();
+    let mut tcp = p["layers"][0]["patterns"][0].clone();
+    tcp["description"] = format!(
+        "\"; touch {}; \\\"$(touch {})",
+        marker.display(),
+        marker.display()
+    )
+    .into();
+    tcp["params"]["sizes"] = serde_json::json!([64]);
+    tcp["params"]["iterations"] = 10.into();
+    tcp["params"]["runs"] = 1.into();
+    let id = tcp["id"].as_str().unwrap().to_string();
+    p["layers"] = serde_json::json!([{"id": "L0", "name": "tcp", "patterns": [tcp]}]);
+    assert_eq!(plan::validate(&p), []);
+    let defs = dir.path().join("defs");
+    plan::write_generated(&defs, &plan::generate(&p, &root.join("templates")).unwrap()).unwrap();
+    task_run(
+        &defs.join(format!("{id}.json")),
+        &dir.path().join("state.json"),
+    );
+    assert!(!marker.exists(), "a plan value ran as a command");
+    for f in ["run1.json", "run1.ref.json", "run1.ref.txt"] {
+        assert!(out.join(format!("{id}.{f}")).is_file(), "{f}");
+    }
+    assert!(out.join("crosscheck.json").is_file());
 }

@@ -305,3 +305,60 @@ fn kvbench_model_files_hold_the_reference_model() {
         "{cfg}"
     );
 }
+
+#[test]
+fn a_one_host_plan_gives_one_definition_per_pattern() {
+    let plan = plan::load_plan(&root().join("plans/loopback.json")).unwrap();
+    let files = plan::generate(&plan, &root().join("templates")).unwrap();
+    let paths: Vec<String> = files.iter().map(|g| g.path.display().to_string()).collect();
+    assert_eq!(
+        paths,
+        [
+            "pll-lo-fi-pingpong-tcp-msg.json",
+            "pll-lo-fi-pingpong-shm-rdm.json",
+            "pll-lo-ucx-perftest-tcp-tag-lat.json",
+            "pll-lo-ucx-perftest-posix-tag-bw.json"
+        ]
+    );
+    assert_eq!(
+        files,
+        plan::generate(&plan, &root().join("templates")).unwrap()
+    );
+    let def = TaskDefinition::from_json(std::str::from_utf8(&files[0].bytes).unwrap()).unwrap();
+    assert!(def.variables.is_empty(), "no runner variable on one host");
+    let ids: Vec<&str> = def.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "prepare-output",
+            "forget-old-results",
+            "check-tools",
+            "check-fabric",
+            "priority",
+            "kvxfer-r1",
+            "reference-r1",
+            "kvxfer-r2",
+            "reference-r2",
+            "kvxfer-r3",
+            "reference-r3",
+            "kvxfer-r4",
+            "reference-r4",
+            "kvxfer-r5",
+            "reference-r5",
+            "crosscheck"
+        ]
+    );
+    let all = commands(&files[0]).join("\n");
+    for want in [
+        // kvxfer: both sides in one process, no warm-up like fi_pingpong, under the priority.
+        "timeout 30 $KVXFER_RT kvxfer pingpong --provider tcp --endpoint msg --mode msg --sizes 64,1024 --iterations 5000 --warmup 0 --timeout 20 --pattern-id pll-lo-fi-pingpong-tcp-msg --json /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.json",
+        // fi_pingpong: the server in the background, the client retried while it lives, waited.
+        "fi_pingpong -p tcp -e msg -m msg -I 5000 -S \"$s\" -B 47601 >> /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.server.ref.txt 2>&1 & srv=$!",
+        "fi_pingpong -p tcp -e msg -m msg -I 5000 -S \"$s\" -P 47601 127.0.0.1 > /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.ref.last 2>&1; then ok=1; break; fi; kill -0 \"$srv\"",
+        "wait \"$srv\"",
+        "kvxfer crosscheck /tmp/kvxfer-loopback --tolerance 0.1",
+    ] {
+        assert!(all.contains(want), "{want:?} missing from\n{all}");
+    }
+    assert!(!all.contains("{{"), "{all}");
+}
