@@ -345,6 +345,10 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
             "reference-r4",
             "kvxfer-r5",
             "reference-r5",
+            "kvxfer-r6",
+            "reference-r6",
+            "kvxfer-r7",
+            "reference-r7",
             "crosscheck"
         ]
     );
