@@ -64,10 +64,11 @@ fn every_pattern_of_every_layer_gives_a_valid_server_client_pair() {
             }
             let ids: Vec<&str> = def.tasks.iter().map(|t| t.id.as_str()).collect();
             assert_eq!(ids[0], "prepare-output");
-            assert!(
-                ids.contains(&"kvxfer") && ids.contains(&"reference"),
-                "{ids:?}"
-            );
+            let task = |name: &str| {
+                ids.iter()
+                    .any(|i| *i == name || i.strip_prefix(name).is_some_and(|r| r == "-r1"))
+            };
+            assert!(task("kvxfer") && task("reference"), "{ids:?}");
         }
     }
     // The spec's headline patterns are there.
@@ -158,6 +159,17 @@ fn stock_tools_get_their_real_option_names() {
         fi.contains("kvxfer pingpong --provider efa --endpoint rdm --mode tagged"),
         "{fi}"
     );
+    // kvxfer pingpong's real interface: the server listens, the client names its peer, both
+    // bounded; the stock tool meets its peer on another port.
+    let fis = text("pll-fi-pingpong-efa-tagged-server.json");
+    for (t, want) in [
+        (&fi, "timeout 900 kvxfer pingpong --provider efa --endpoint rdm --mode tagged --sizes 64,1024,65536,1048576,10485760,104857600 --iterations 1000 --warmup 10 --timeout 300 --pattern-id pll-fi-pingpong-efa-tagged --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.json"),
+        (&fis, "kvxfer pingpong --provider efa --endpoint rdm --mode tagged --sizes 64,1024,65536,1048576,10485760,104857600 --iterations 1000 --warmup 10 --timeout 300 --pattern-id pll-fi-pingpong-efa-tagged --listen :47590 --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.json"),
+        (&fis, "fi_pingpong -p efa -e rdm -m tagged -I 1000 -S \"$s\" -B 47592; done ) > /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.ref.txt"),
+        (&fis, "kvxfer parse --tool fi_pingpong /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.ref.txt --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.ref.json"),
+    ] {
+        assert!(t.contains(want), "{want:?} missing from\n{t}");
+    }
     let rma = text("pll-fi-rma-pingpong-efa-read-server.json");
     assert!(
         rma.contains("fi_rma_pingpong -p efa -e rdm -o read -w 10 -E -I 1000 -S \"$s\""),
@@ -292,4 +304,65 @@ fn kvbench_model_files_hold_the_reference_model() {
         cfg.contains("  access_pattern: block\n  page_size: 16\n"),
         "{cfg}"
     );
+}
+
+#[test]
+fn a_one_host_plan_gives_one_definition_per_pattern() {
+    let plan = plan::load_plan(&root().join("plans/loopback.json")).unwrap();
+    let files = plan::generate(&plan, &root().join("templates")).unwrap();
+    let paths: Vec<String> = files.iter().map(|g| g.path.display().to_string()).collect();
+    assert_eq!(
+        paths,
+        [
+            "pll-lo-fi-pingpong-tcp-msg.json",
+            "pll-lo-fi-pingpong-shm-rdm.json",
+            "pll-lo-ucx-perftest-tcp-tag-lat.json",
+            "pll-lo-ucx-perftest-posix-tag-bw.json"
+        ]
+    );
+    assert_eq!(
+        files,
+        plan::generate(&plan, &root().join("templates")).unwrap()
+    );
+    let def = TaskDefinition::from_json(std::str::from_utf8(&files[0].bytes).unwrap()).unwrap();
+    assert!(def.variables.is_empty(), "no runner variable on one host");
+    let ids: Vec<&str> = def.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "prepare-output",
+            "forget-old-results",
+            "check-tools",
+            "check-fabric",
+            "priority",
+            "kvxfer-r1",
+            "reference-r1",
+            "kvxfer-r2",
+            "reference-r2",
+            "kvxfer-r3",
+            "reference-r3",
+            "kvxfer-r4",
+            "reference-r4",
+            "kvxfer-r5",
+            "reference-r5",
+            "kvxfer-r6",
+            "reference-r6",
+            "kvxfer-r7",
+            "reference-r7",
+            "crosscheck"
+        ]
+    );
+    let all = commands(&files[0]).join("\n");
+    for want in [
+        // kvxfer: both sides in one process, no warm-up like fi_pingpong, under the priority.
+        "timeout 30 $KVXFER_RT kvxfer pingpong --provider tcp --endpoint msg --mode msg --sizes 64,1024 --iterations 5000 --warmup 0 --timeout 20 --pattern-id pll-lo-fi-pingpong-tcp-msg --json /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.json",
+        // fi_pingpong: the server in the background, the client retried while it lives, waited.
+        "fi_pingpong -p tcp -e msg -m msg -I 5000 -S \"$s\" -B 47601 >> /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.server.ref.txt 2>&1 & srv=$!",
+        "fi_pingpong -p tcp -e msg -m msg -I 5000 -S \"$s\" -P 47601 127.0.0.1 > /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.ref.last 2>&1; then ok=1; break; fi; kill -0 \"$srv\"",
+        "wait \"$srv\"",
+        "kvxfer crosscheck /tmp/kvxfer-loopback --tolerance 0.1",
+    ] {
+        assert!(all.contains(want), "{want:?} missing from\n{all}");
+    }
+    assert!(!all.contains("{{"), "{all}");
 }

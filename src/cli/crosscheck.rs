@@ -11,7 +11,8 @@ use kvxfer::report::write_atomic;
 /// Options of `kvxfer crosscheck`.
 #[derive(Debug, Args)]
 pub struct CrosscheckArgs {
-    /// Folder holding `<id>.json` (kvxfer) and `<id>.ref[.<size>].json` (stock tool) documents.
+    /// Folder holding `<id>[.run<k>][.server].json` (kvxfer) and
+    /// `<id>[.run<k>][.server].ref[.<size>].json` (stock tool) documents.
     dir: PathBuf,
     /// Relative tolerance for agreement (0.10 = 10 %).
     #[arg(long, default_value_t = 0.10)]
@@ -35,8 +36,8 @@ pub fn run(a: CrosscheckArgs) -> anyhow::Result<ExitCode> {
     write_atomic(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
     println!(
-        "{:<40} {:<16} {:>12} {:>12} {:>12} {:>8}  verdict",
-        "pattern", "metric", "bytes", "kvxfer", "reference", "ratio"
+        "{:<40} {:<20} {:>10} {:>12} {:>12} {:>7} {:>5}  verdict",
+        "pattern", "metric", "bytes", "kvxfer", "reference", "ratio", "runs"
     );
     for r in &report.rows {
         let verdict = match r.verdict {
@@ -45,13 +46,14 @@ pub fn run(a: CrosscheckArgs) -> anyhow::Result<ExitCode> {
             Verdict::NotComparable => "not comparable",
         };
         println!(
-            "{:<40} {:<16} {:>12} {:>12} {:>12} {:>8}  {verdict}{}",
+            "{:<40} {:<20} {:>10} {:>12} {:>12} {:>7} {:>5}  {verdict}{}",
             r.pattern,
             r.metric,
             r.message_size,
             f(r.kvxfer),
             f(r.reference),
-            f(r.ratio),
+            r.ratio.map_or("-".to_string(), |x| format!("{x:.3}")),
+            format!("{}/{}", r.kvxfer_runs.len(), r.reference_runs.len()),
             r.reason
                 .as_deref()
                 .map(|s| format!(" ({s})"))
@@ -59,7 +61,13 @@ pub fn run(a: CrosscheckArgs) -> anyhow::Result<ExitCode> {
         );
     }
     for u in &report.unpaired {
-        eprintln!("kvxfer crosscheck: {u} has no twin");
+        eprintln!(
+            "kvxfer crosscheck: {} ({}, {} file(s)) not compared: {}",
+            u.pattern,
+            u.tool,
+            u.files.len(),
+            u.reason
+        );
     }
     eprintln!("kvxfer crosscheck: report written to {}", out.display());
     let differ = report.rows.iter().any(|r| r.verdict == Verdict::Differ);

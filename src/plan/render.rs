@@ -14,7 +14,7 @@ use super::TaskDefinition;
 /// One generated file: its path relative to the output folder and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generated {
-    /// `<id>-server.json`, `client/<id>-client.json` or `<id>.json`.
+    /// `<id>-server.json`, `client/<id>-client.json` or, for a one-host plan, `<id>.json`.
     pub path: PathBuf,
     /// Pretty JSON with a trailing newline.
     pub bytes: Vec<u8>,
@@ -127,7 +127,8 @@ fn template_for(tool: &str) -> String {
     format!("{}.json.jinja2", tool.replace('_', "-"))
 }
 
-/// Renders every pattern of a validated plan. Two-node patterns give a server and a client file.
+/// Renders every pattern of a validated plan: a server and a client file per pattern, or one
+/// `<id>.json` per pattern (role `local`) when the plan's topology is `one-host`.
 pub fn generate(plan: &Json, templates: &Path) -> Result<Vec<Generated>, PlanError> {
     let env = environment(templates)?;
     let mut out = Vec::new();
@@ -141,7 +142,14 @@ pub fn generate(plan: &Json, templates: &Path) -> Result<Vec<Generated>, PlanErr
                 path: templates.join(&name),
                 message: describe(&e),
             })?;
-            for role in ["server", "client"] {
+            let one_host =
+                plan.pointer("/infrastructure/topology") == Some(&Json::String("one-host".into()));
+            let roles: &[&str] = if one_host {
+                &["local"]
+            } else {
+                &["server", "client"]
+            };
+            for &role in roles {
                 let text = tmpl
                     .render(context! {
                         plan => Value::from_serialize(plan),
@@ -162,7 +170,8 @@ pub fn generate(plan: &Json, templates: &Path) -> Result<Vec<Generated>, PlanErr
                 })?;
                 let path = match role {
                     "server" => PathBuf::from(format!("{id}-server.json")),
-                    _ => PathBuf::from("client").join(format!("{id}-client.json")),
+                    "client" => PathBuf::from("client").join(format!("{id}-client.json")),
+                    _ => PathBuf::from(format!("{id}.json")),
                 };
                 out.push(Generated {
                     path,

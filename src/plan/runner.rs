@@ -243,6 +243,15 @@ pub fn run(def: &TaskDefinition, opts: &RunOptions) -> Result<RunReport, PlanErr
         }
         if let Some(test) = skip {
             if shell.run(test, true)? == 0 {
+                let why = if t.description.is_empty() {
+                    &t.name
+                } else {
+                    &t.description
+                };
+                eprintln!(
+                    "kvxfer task: [{}] skipped ({why}): skip_if succeeded: {test}",
+                    t.id
+                );
                 set(&mut state, &t.id, TaskStatus::Success, true)?;
                 report.outcomes.push((t.id.clone(), "skipped"));
                 continue;

@@ -29,6 +29,9 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("ucx_perftest", "L3"),
 ];
 
+/// The tools whose templates render a one-host definition (both sides on this host).
+pub const ONE_HOST_TOOLS: &[&str] = &["fi_pingpong", "ucx_perftest"];
+
 /// What a parameter must hold.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -153,6 +156,34 @@ pub fn validate(plan: &Value) -> Vec<Problem> {
     if let Some(env) = plan.pointer("/common/env") {
         v.env(env, "$.common.env");
     }
+    for (key, min, max) in [
+        ("peer_timeout_s", 1, u64::MAX),
+        ("realtime_priority", 1, 99),
+        ("reference_port", 1, 65535),
+    ] {
+        if let Some(x) = plan.pointer(&format!("/common/{key}")) {
+            if !x.as_u64().is_some_and(|n| (min..=max).contains(&n)) {
+                let range = if max == u64::MAX {
+                    format!("an integer >= {min}")
+                } else {
+                    format!("an integer from {min} to {max}")
+                };
+                v.err(&format!("$.common.{key}"), &format!("must be {range}"));
+            }
+        }
+    }
+    let one_host = match plan.pointer("/infrastructure/topology") {
+        None => false,
+        Some(t) if t == "two-node" => false,
+        Some(t) if t == "one-host" => true,
+        Some(_) => {
+            v.err(
+                "$.infrastructure.topology",
+                "must be one of two-node, one-host",
+            );
+            false
+        }
+    };
     if let Some(n) = plan.pointer("/kv_cache_reference/bytes_per_token") {
         if n.as_u64().unwrap_or(0) == 0 {
             v.err(
@@ -181,7 +212,19 @@ pub fn validate(plan: &Value) -> Vec<Problem> {
             continue;
         };
         for (pi, p) in patterns.iter().enumerate() {
-            v.pattern(p, &format!("{lp}.patterns[{pi}]"), lid, &mut ids);
+            let path = format!("{lp}.patterns[{pi}]");
+            v.pattern(p, &path, lid, &mut ids);
+            let tool = p.get("tool").and_then(Value::as_str).unwrap_or("");
+            if one_host && !ONE_HOST_TOOLS.contains(&tool) && TOOLS.iter().any(|(t, _)| *t == tool)
+            {
+                v.err(
+                    &format!("{path}.tool"),
+                    &format!(
+                        "a one-host plan runs only {} patterns",
+                        ONE_HOST_TOOLS.join(", ")
+                    ),
+                );
+            }
         }
     }
     v.problems
@@ -289,6 +332,14 @@ impl Checker {
             self.err(&format!("{path}.params"), "missing or not an object");
             return;
         };
+        if let Some(x) = params.get("runs") {
+            if !x.as_u64().is_some_and(|n| (1..=100).contains(&n)) {
+                self.err(
+                    &format!("{path}.params.runs"),
+                    "must be an integer from 1 to 100 (alternating runs of kvxfer and the stock tool)",
+                );
+            }
+        }
         for (name, kind) in params_of(tool) {
             let at = format!("{path}.params.{name}");
             let value = params.get(*name);
@@ -392,6 +443,40 @@ mod tests {
         for w in want {
             assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");
         }
+    }
+
+    #[test]
+    fn optional_settings_are_checked() {
+        let mut p = minimal();
+        assert_eq!(validate(&p), []);
+        p["infrastructure"]["topology"] = json!("one-host");
+        p["common"]["peer_timeout_s"] = json!(30);
+        p["common"]["realtime_priority"] = json!(1);
+        p["layers"][0]["patterns"][0]["params"]["runs"] = json!(5);
+        assert_eq!(validate(&p), []);
+        p["infrastructure"]["topology"] = json!("three-node");
+        p["common"]["peer_timeout_s"] = json!(0);
+        p["common"]["realtime_priority"] = json!(100);
+        p["layers"][0]["patterns"][0]["params"]["runs"] = json!(0);
+        let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "$.common.peer_timeout_s: must be an integer >= 1",
+                "$.common.realtime_priority: must be an integer from 1 to 99",
+                "$.infrastructure.topology: must be one of two-node, one-host",
+                "$.layers[0].patterns[0].params.runs: must be an integer from 1 to 100 (alternating runs of kvxfer and the stock tool)",
+            ]
+        );
+        let mut q = minimal();
+        q["infrastructure"]["topology"] = json!("one-host");
+        q["layers"][0]["id"] = json!("L1");
+        q["layers"][0]["patterns"][0]["tool"] = json!("nixlbench");
+        let got: Vec<String> = validate(&q).iter().map(|x| x.to_string()).collect();
+        assert!(
+            got.contains(&"$.layers[0].patterns[0].tool: a one-host plan runs only fi_pingpong, ucx_perftest patterns".to_string()),
+            "{got:#?}"
+        );
     }
 
     #[test]

@@ -1,5 +1,9 @@
-//! The cross-check: each kvxfer result beside its stock-tool twin, metric by metric, with a
-//! verdict against a tolerance and the reason when a pair cannot be compared.
+//! The cross-check: kvxfer's results beside their stock-tool twins, figure by figure, read by
+//! name and put in one unit, with a verdict against a tolerance and the reason when a pair
+//! cannot be compared. Repeated runs of a pattern are compared by their medians.
+//!
+//! Files pair by name: `<id>[.run<k>][.server].json` is kvxfer's, `<id>[.run<k>][.server].ref
+//! [.<size>].json` the stock tool's; every run of a pattern and side forms one group.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,59 +20,108 @@ pub enum Verdict {
     Agree,
     /// Outside the tolerance.
     Differ,
-    /// The figures do not measure the same thing; `reason` says why.
+    /// The figures do not measure the same thing, or one is missing; `reason` says why.
     NotComparable,
 }
 
 /// One row of the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Row {
-    /// Pattern id (or the file stem when the document has none).
+    /// Pattern id, with ` (server)` for the target side of a two-node run.
     pub pattern: String,
     /// Reference tool.
     pub tool: String,
-    /// `latency_us.mean` or `bandwidth_gbps`.
+    /// The figure, named as in the result documents (`extra.usec_per_xfer`, ...).
     pub metric: String,
+    /// Unit of `kvxfer` and `reference`.
+    pub unit: &'static str,
     /// Message size in bytes.
     pub message_size: u64,
-    /// kvxfer's figure.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// kvxfer's figure (median over its runs).
     pub kvxfer: Option<f64>,
-    /// The stock tool's figure, in the same unit.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The stock tool's figure in the same unit (median over its runs).
     pub reference: Option<f64>,
     /// kvxfer / reference.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ratio: Option<f64>,
     /// The verdict.
     pub verdict: Verdict,
     /// Why a pair is not comparable, or what to keep in mind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// kvxfer's figure in each run, in file-name order.
+    pub kvxfer_runs: Vec<f64>,
+    /// The stock tool's figure in each run, in file-name order.
+    pub reference_runs: Vec<f64>,
+}
+
+/// A group of results with no twin to compare with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unpaired {
+    /// Pattern id (and side).
+    pub pattern: String,
+    /// The tool whose results are alone.
+    pub tool: String,
+    /// Their files.
+    pub files: Vec<String>,
+    /// Why nothing was compared.
+    pub reason: String,
 }
 
 /// The whole report, as written to `crosscheck.json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// `kvxfer.crosscheck/v1`.
+    /// `kvxfer.crosscheck/v2`.
     pub schema: &'static str,
     /// Relative tolerance (0.10 = 10 %).
     pub tolerance: f64,
+    /// How repeated runs are summarised.
+    pub statistic: &'static str,
     /// Every comparison.
     pub rows: Vec<Row>,
-    /// Result files with no twin.
-    pub unpaired: Vec<String>,
+    /// Results with no twin.
+    pub unpaired: Vec<Unpaired>,
 }
 
-/// The twin of `<stem>.json` is `<stem>.ref.json` or `<stem>.ref.<size>.json`.
-fn twin_stem(name: &str) -> Option<(String, bool)> {
+/// What a result file's name says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileName {
+    /// `<id>` or `<id> (server)`.
+    group: String,
+    /// A stock tool's result.
+    is_ref: bool,
+}
+
+/// Reads `<id>[.run<k>][.server][.ref[.<size>]].json`; None for any other name.
+fn file_name(name: &str) -> Option<FileName> {
     let stem = name.strip_suffix(".json")?;
-    match stem.find(".ref") {
-        Some(i) if stem[i..] == *".ref" || stem[i + 4..].starts_with('.') => {
-            Some((stem[..i].to_string(), true))
+    let mut parts = stem.split('.');
+    let id = parts.next().filter(|s| !s.is_empty())?;
+    let (mut server, mut is_ref, mut run, mut size) = (false, false, false, false);
+    for p in parts {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        match p {
+            "server" if !server && !is_ref => server = true,
+            "ref" if !is_ref => is_ref = true,
+            _ if is_ref && !size && digits(p) => size = true,
+            _ if !run && !server && !is_ref && p.strip_prefix("run").is_some_and(digits) => {
+                run = true
+            }
+            _ => return None,
         }
-        _ => Some((stem.to_string(), false)),
     }
+    let group = if server {
+        format!("{id} (server)")
+    } else {
+        id.to_string()
+    };
+    Some(FileName { group, is_ref })
+}
+
+/// Result documents of one group, from one side.
+#[derive(Default)]
+struct Side {
+    files: Vec<String>,
+    docs: Vec<ResultDoc>,
 }
 
 /// Reads every result document in `dir` (other JSON files are left alone) and compares.
@@ -78,101 +131,255 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     names.sort();
-    let mut own: BTreeMap<String, ResultDoc> = BTreeMap::new();
-    let mut refs: BTreeMap<String, Vec<ResultDoc>> = BTreeMap::new();
+    let mut own: BTreeMap<String, Side> = BTreeMap::new();
+    // Keyed by group, then reference tool.
+    let mut refs: BTreeMap<(String, String), Side> = BTreeMap::new();
     for p in names {
         let name = p
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let Some((stem, is_ref)) = twin_stem(&name) else {
-            continue;
-        };
+        let Some(f) = file_name(&name) else { continue };
         let Ok(doc) = ResultDoc::from_json(&std::fs::read(&p)?) else {
             continue;
         };
-        if is_ref {
-            refs.entry(stem).or_default().push(doc);
-        } else {
-            own.insert(stem, doc);
-        }
+        let side = match (f.is_ref, doc.tool == "kvxfer") {
+            (false, true) => own.entry(f.group).or_default(),
+            (true, false) => refs.entry((f.group, doc.tool.clone())).or_default(),
+            _ => continue,
+        };
+        side.files.push(name);
+        side.docs.push(doc);
     }
     let mut report = Report {
-        schema: "kvxfer.crosscheck/v1",
+        schema: "kvxfer.crosscheck/v2",
         tolerance,
+        statistic: "median over runs",
         rows: Vec::new(),
         unpaired: Vec::new(),
     };
-    for (stem, doc) in &own {
-        match refs.remove(stem) {
-            Some(rs) => {
-                for r in &rs {
-                    report.rows.extend(compare(stem, doc, r, tolerance));
-                }
+    let mut paired = std::collections::BTreeSet::new();
+    for ((group, tool), r) in &refs {
+        match own.get(group) {
+            Some(k) => {
+                paired.insert(group.clone());
+                report
+                    .rows
+                    .extend(compare(group, &k.docs, &r.docs, tolerance));
             }
-            None => report.unpaired.push(format!("{stem}.json")),
+            None => report.unpaired.push(Unpaired {
+                pattern: group.clone(),
+                tool: tool.clone(),
+                files: r.files.clone(),
+                reason: format!(
+                    "no kvxfer result beside it (kvxfer's measurement of {} did not run)",
+                    r.docs.first().map_or("it", |d| d.bench.as_str())
+                ),
+            }),
         }
     }
-    report
-        .unpaired
-        .extend(refs.keys().map(|s| format!("{s}.ref.json")));
+    for (group, k) in own.iter().filter(|(g, _)| !paired.contains(*g)) {
+        report.unpaired.push(Unpaired {
+            pattern: group.clone(),
+            tool: "kvxfer".into(),
+            files: k.files.clone(),
+            reason: "no stock-tool result beside it".into(),
+        });
+    }
     Ok(report)
 }
 
-/// Compares one kvxfer document with one reference document, size by size.
-pub fn compare(stem: &str, own: &ResultDoc, reference: &ResultDoc, tolerance: f64) -> Vec<Row> {
-    let pattern = own
-        .pattern_id
-        .clone()
-        .or_else(|| reference.pattern_id.clone())
-        .unwrap_or_else(|| stem.to_string());
+/// One figure both sides may report.
+struct Metric {
+    name: &'static str,
+    unit: &'static str,
+    own: fn(&SizeResult) -> Option<f64>,
+    reference: fn(&SizeResult) -> Option<f64>,
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+fn extra(r: &SizeResult, key: &str) -> Option<f64> {
+    r.extra.get(key).and_then(serde_json::Value::as_f64)
+}
+
+fn mbps(r: &SizeResult) -> Option<f64> {
+    r.bandwidth_mbps
+        .or(r.bandwidth_gbps.map(|g| g * 1000.0))
+        .and_then(finite)
+}
+
+/// The fabtests' usec/xfer at its best precision. Both it and MB/sec are printed with two
+/// decimals and MB/sec = size / usec_per_xfer, so the larger of the two carries more digits.
+fn fabtests_usec(r: &SizeResult) -> Option<f64> {
+    let printed = extra(r, "usec_per_xfer").or(r.latency_us.and_then(|l| finite(l.mean)));
+    let from_mbps = extra(r, "mb_per_sec")
+        .filter(|m| *m > 0.0 && r.message_size > 0)
+        .map(|m| r.message_size as f64 / m);
+    match (printed, from_mbps, extra(r, "mb_per_sec")) {
+        (Some(u), Some(d), Some(m)) if m > u => Some(d),
+        (Some(u), _, _) => Some(u),
+        (None, d, _) => d,
+    }
+}
+
+/// The figures compared for a reference tool, the sound one next to the compatibility one.
+fn metrics(tool: &str) -> Vec<Metric> {
+    let mean = Metric {
+        name: "latency_us.mean",
+        unit: "us",
+        own: |r| r.latency_us.and_then(|l| finite(l.mean)),
+        reference: |r| r.latency_us.and_then(|l| finite(l.mean)),
+    };
+    let p50 = Metric {
+        name: "latency_us.p50",
+        unit: "us",
+        own: |r| r.latency_us.and_then(|l| finite(l.p50)),
+        reference: |r| r.latency_us.and_then(|l| finite(l.p50)),
+    };
+    let bw = Metric {
+        name: "bandwidth_mbps",
+        unit: "10^6 B/s",
+        own: mbps,
+        reference: mbps,
+    };
+    match tool {
+        "fi_pingpong" | "fi_rma_pingpong" => vec![
+            Metric {
+                name: "extra.usec_per_xfer",
+                unit: "us",
+                own: |r| extra(r, "usec_per_xfer"),
+                reference: fabtests_usec,
+            },
+            p50,
+            bw,
+        ],
+        _ => vec![mean, p50, bw],
+    }
+}
+
+/// Why a reference figure cannot stand beside kvxfer's, whatever the numbers say.
+fn not_comparable(reference: &ResultDoc, metric: &str) -> Option<String> {
+    match (reference.tool.as_str(), reference.bench.as_str(), metric) {
+        ("ucx_perftest", "tag_bw", "bandwidth_mbps") => Some(
+            "ucx_perftest tag_bw without a final acknowledgement (1.13 and other builds before \
+             Dec 2024, openucx/ucx#10184) times local send completion and overstates bandwidth"
+                .into(),
+        ),
+        ("fi_rma_pingpong", _, "extra.usec_per_xfer")
+            if reference.config.get("op").and_then(|v| v.as_str()) == Some("read") =>
+        {
+            Some("fi_rma_pingpong read times a whole round trip, not half of one".into())
+        }
+        _ => None,
+    }
+}
+
+/// What to keep in mind about a comparable pair.
+fn caveat(own: &[ResultDoc], reference: &ResultDoc, metric: &str) -> Option<String> {
+    let warmup = own
+        .iter()
+        .filter_map(|d| d.config.get("warmup").and_then(|v| v.as_u64()))
+        .max()
+        .unwrap_or(0);
+    match (reference.tool.as_str(), metric) {
+        ("fi_pingpong", "extra.usec_per_xfer" | "bandwidth_mbps") if warmup > 0 => Some(format!(
+            "kvxfer warmed up ({warmup} iterations per size), fi_pingpong has no warm-up: its \
+             cold first iterations are counted (ofiwg/libfabric#5568)"
+        )),
+        ("nixlbench" | "kvbench", "latency_us.mean") => Some(
+            "nixlbench's latency is the timed span per block, posts and polling included".into(),
+        ),
+        _ => None,
+    }
+}
+
+/// The median; None for no value.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Compares kvxfer's runs of a pattern with the stock tool's, size by size, figure by figure.
+pub fn compare(pattern: &str, own: &[ResultDoc], refs: &[ResultDoc], tolerance: f64) -> Vec<Row> {
+    let Some(first) = refs.first() else {
+        return Vec::new();
+    };
+    let mut sizes: Vec<u64> = refs
+        .iter()
+        .flat_map(|d| d.results.iter().map(|r| r.message_size))
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let of = |docs: &[ResultDoc], size: u64, f: fn(&SizeResult) -> Option<f64>| -> Vec<f64> {
+        docs.iter()
+            .flat_map(|d| d.results.iter().filter(move |r| r.message_size == size))
+            .filter_map(f)
+            .collect()
+    };
     let mut rows = Vec::new();
-    let first_size = reference.results.first().map(|r| r.message_size);
-    for r in &reference.results {
-        let Some(k) = own
-            .results
+    for size in sizes {
+        let measured = own
             .iter()
-            .find(|k| k.message_size == r.message_size)
-        else {
-            continue;
-        };
-        let lat = |x: &SizeResult| x.latency_us.map(|l| l.mean).filter(|m| m.is_finite());
-        for (metric, kv, rf) in [
-            ("latency_us.mean", lat(k), lat(r)),
-            ("bandwidth_gbps", k.bandwidth_gbps, r.bandwidth_gbps),
-        ] {
-            if kv.is_none() && rf.is_none() {
+            .any(|d| d.results.iter().any(|r| r.message_size == size));
+        for m in metrics(&first.tool) {
+            let kvxfer_runs = of(own, size, m.own);
+            let reference_runs = of(refs, size, m.reference);
+            let (kv, rf) = (median(&kvxfer_runs), median(&reference_runs));
+            if kv.is_none() && rf.is_none() && measured {
                 continue;
             }
             let mut row = Row {
-                pattern: pattern.clone(),
-                tool: reference.tool.clone(),
-                metric: metric.to_string(),
-                message_size: r.message_size,
+                pattern: pattern.to_string(),
+                tool: first.tool.clone(),
+                metric: m.name.to_string(),
+                unit: m.unit,
+                message_size: size,
                 kvxfer: kv,
                 reference: rf,
                 ratio: None,
                 verdict: Verdict::NotComparable,
                 reason: None,
+                kvxfer_runs,
+                reference_runs,
             };
-            row.reason = caveat(reference, metric, Some(r.message_size) == first_size);
-            let blocking = reference.tool == "ucx_perftest"
-                && reference.bench == "tag_bw"
-                && metric == "bandwidth_gbps";
+            let blocking = not_comparable(first, m.name);
             match (kv, rf) {
-                (Some(a), Some(b)) if b > 0.0 && !blocking => {
+                _ if !measured => row.reason = Some("kvxfer did not measure this size".into()),
+                (Some(a), Some(b)) if b > 0.0 => {
                     let ratio = a / b;
                     row.ratio = Some(ratio);
-                    row.verdict = if (ratio - 1.0).abs() <= tolerance {
-                        Verdict::Agree
+                    if blocking.is_some() {
+                        row.reason = blocking;
                     } else {
-                        Verdict::Differ
-                    };
+                        row.verdict = if (ratio - 1.0).abs() <= tolerance {
+                            Verdict::Agree
+                        } else {
+                            Verdict::Differ
+                        };
+                        row.reason = caveat(own, first, m.name);
+                    }
                 }
-                (Some(a), Some(b)) if b > 0.0 => row.ratio = Some(a / b),
-                (None, _) => row.reason = Some("kvxfer did not measure it".into()),
-                (_, None) => row.reason = Some(format!("{} does not print it", reference.tool)),
+                (None, _) => row.reason = Some(format!("kvxfer's result has no {}", m.name)),
+                (_, None) if m.name == "latency_us.p50" => {
+                    row.reason = Some(format!(
+                        "{} prints no median, only a mean over the run",
+                        first.tool
+                    ))
+                }
+                (_, None) => row.reason = Some(format!("{} does not print it", first.tool)),
                 _ => row.reason = Some("the reference figure is zero".into()),
             }
             rows.push(row);
@@ -181,91 +388,5 @@ pub fn compare(stem: &str, own: &ResultDoc, reference: &ResultDoc, tolerance: f6
     rows
 }
 
-/// What to keep in mind about a reference figure.
-fn caveat(reference: &ResultDoc, metric: &str, first: bool) -> Option<String> {
-    match (reference.tool.as_str(), reference.bench.as_str(), metric) {
-        ("ucx_perftest", "tag_bw", "bandwidth_gbps") => Some(
-            "ucx_perftest tag_bw without a final acknowledgement (builds before Dec 2024, \
-             openucx/ucx#10184) times local send completion and overstates bandwidth"
-                .into(),
-        ),
-        ("fi_pingpong", _, _) if first => Some(
-            "fi_pingpong has no warm-up: its first size is inflated (ofiwg/libfabric#5568)".into(),
-        ),
-        ("nixlbench" | "kvbench", _, "latency_us.mean") => Some(
-            "nixlbench's latency is the timed span per block, posts and polling included".into(),
-        ),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::stats::LatencySummary;
-
-    fn doc(tool: &str, bench: &str, rows: &[(u64, f64, f64)]) -> ResultDoc {
-        let mut d = ResultDoc::new(tool, bench, "L0");
-        for &(size, lat, gbps) in rows {
-            d.results.push(SizeResult {
-                message_size: size,
-                iterations: 10,
-                latency_us: Some(LatencySummary::mean_only(lat)),
-                bandwidth_gbps: Some(gbps),
-                ..Default::default()
-            });
-        }
-        d
-    }
-
-    #[test]
-    fn ratios_and_verdicts() {
-        let own = doc("kvxfer", "pingpong", &[(64, 5.0, 0.02), (1024, 10.0, 0.2)]);
-        let rf = doc(
-            "fi_pingpong",
-            "pingpong",
-            &[(64, 8.0, 0.0125), (1024, 10.5, 0.19)],
-        );
-        let rows = compare("p", &own, &rf, 0.10);
-        assert_eq!(rows.len(), 4);
-        assert_eq!(rows[0].metric, "latency_us.mean");
-        assert_eq!(rows[0].ratio, Some(0.625));
-        assert_eq!(rows[0].verdict, Verdict::Differ);
-        assert!(rows[0].reason.as_deref().unwrap().contains("no warm-up"));
-        assert_eq!(rows[2].verdict, Verdict::Agree);
-        assert!(rows[2].reason.is_none());
-        assert!((rows[3].ratio.unwrap() - 0.2 / 0.19).abs() < 1e-12);
-    }
-
-    #[test]
-    fn tag_bw_bandwidth_is_not_comparable_and_missing_figures_say_why() {
-        let own = doc("kvxfer", "tag_bw", &[(1 << 20, 3.0, 4.0)]);
-        let mut rf = doc("ucx_perftest", "tag_bw", &[(1 << 20, 3.0, 4.1)]);
-        rf.results[0].latency_us = None;
-        let rows = compare("p", &own, &rf, 0.10);
-        assert_eq!(rows[0].verdict, Verdict::NotComparable);
-        assert_eq!(
-            rows[0].reason.as_deref(),
-            Some("ucx_perftest does not print it")
-        );
-        assert_eq!(rows[1].verdict, Verdict::NotComparable);
-        assert!(rows[1].ratio.is_some());
-        assert!(rows[1].reason.as_deref().unwrap().contains("10184"));
-    }
-
-    #[test]
-    fn twins_by_file_name() {
-        assert_eq!(twin_stem("pll-a.json"), Some(("pll-a".into(), false)));
-        assert_eq!(twin_stem("pll-a.ref.json"), Some(("pll-a".into(), true)));
-        assert_eq!(twin_stem("pll-a.ref.64.json"), Some(("pll-a".into(), true)));
-        assert_eq!(
-            twin_stem("pll-a.server.ref.json"),
-            Some(("pll-a.server".into(), true))
-        );
-        assert_eq!(
-            twin_stem("pll-a.server.json"),
-            Some(("pll-a.server".into(), false))
-        );
-        assert_eq!(twin_stem("pll-a.txt"), None);
-    }
-}
+mod tests;

@@ -1,0 +1,168 @@
+use serde_json::json;
+
+use super::*;
+use crate::stats::LatencySummary;
+
+/// A fabtests-like reference row: usec/xfer and MB/sec as printed (two decimals).
+fn fab(size: u64, usec: f64, mbps: f64) -> SizeResult {
+    let mut r = SizeResult {
+        message_size: size,
+        iterations: 1000,
+        latency_us: Some(LatencySummary::mean_only(usec)),
+        bandwidth_mbps: Some(mbps),
+        bandwidth_gbps: Some(mbps / 1000.0),
+        ..Default::default()
+    };
+    r.extra.insert("usec_per_xfer".into(), json!(usec));
+    r.extra.insert("mb_per_sec".into(), json!(mbps));
+    r
+}
+
+/// kvxfer's row: fabtests arithmetic in extra, histogram median in latency_us.
+fn own(size: u64, usec: f64, p50: f64) -> SizeResult {
+    let mut lat = LatencySummary::mean_only(usec * 1.01);
+    lat.p50 = p50;
+    let mut r = SizeResult {
+        message_size: size,
+        iterations: 1000,
+        latency_us: Some(lat),
+        bandwidth_mbps: Some(size as f64 / usec),
+        bandwidth_gbps: Some(size as f64 / usec / 1000.0),
+        ..Default::default()
+    };
+    r.extra.insert("usec_per_xfer".into(), json!(usec));
+    r
+}
+
+fn doc(tool: &str, bench: &str, warmup: u64, rows: Vec<SizeResult>) -> ResultDoc {
+    let mut d = ResultDoc::new(tool, bench, "L0");
+    d.config.insert("warmup".into(), json!(warmup));
+    d.results = rows;
+    d
+}
+
+#[test]
+fn file_names_give_group_and_side() {
+    let f = |n: &str| file_name(n).map(|f| (f.group, f.is_ref));
+    assert_eq!(f("pll-a.json"), Some(("pll-a".into(), false)));
+    assert_eq!(f("pll-a.ref.json"), Some(("pll-a".into(), true)));
+    assert_eq!(f("pll-a.run3.json"), Some(("pll-a".into(), false)));
+    assert_eq!(
+        f("pll-a.run12.ref.65536.json"),
+        Some(("pll-a".into(), true))
+    );
+    assert_eq!(
+        f("pll-a.run1.server.ref.json"),
+        Some(("pll-a (server)".into(), true))
+    );
+    assert_eq!(
+        f("pll-a.server.json"),
+        Some(("pll-a (server)".into(), false))
+    );
+    for other in [
+        "pll-a.txt",
+        "pll-a.model.json",
+        "pll-a.ref.x.json",
+        "pll-a.server.run1.json",
+        "pll-a.runx.json",
+        ".json",
+    ] {
+        assert_eq!(f(other), None, "{other}");
+    }
+}
+
+#[test]
+fn median_of_odd_even_and_empty() {
+    assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+    assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    assert_eq!(median(&[f64::NAN]), None);
+    assert_eq!(median(&[]), None);
+}
+
+#[test]
+fn fabtests_usec_takes_the_more_precise_printed_figure() {
+    // 64 B at 0.35 us prints 182.86 MB/sec: five digits against two.
+    let r = fab(64, 0.35, 182.86);
+    assert!((fabtests_usec(&r).unwrap() - 64.0 / 182.86).abs() < 1e-12);
+    // 64 B at 120.5 us prints 0.53 MB/sec: the usec column is the precise one.
+    assert_eq!(fabtests_usec(&fab(64, 120.5, 0.53)), Some(120.5));
+}
+
+#[test]
+fn medians_of_runs_ratios_and_verdicts() {
+    let kv: Vec<ResultDoc> = [5.0, 5.2, 9.0]
+        .iter()
+        .map(|&u| doc("kvxfer", "pingpong", 0, vec![own(1024, u, u - 0.1)]))
+        .collect();
+    // fi_pingpong: 4.0 (outlier), 5.0, 5.1 us, MB/sec printed consistently.
+    let rf: Vec<ResultDoc> = [4.0, 5.0, 5.1]
+        .iter()
+        .map(|&u| {
+            let m = (1024.0 / u * 100.0_f64).round() / 100.0;
+            doc("fi_pingpong", "pingpong", 0, vec![fab(1024, u, m)])
+        })
+        .collect();
+    let rows = compare("pll-x", &kv, &rf, 0.10);
+    let names: Vec<&str> = rows.iter().map(|r| r.metric.as_str()).collect();
+    assert_eq!(
+        names,
+        ["extra.usec_per_xfer", "latency_us.p50", "bandwidth_mbps"]
+    );
+    let u = &rows[0];
+    assert_eq!(u.kvxfer, Some(5.2));
+    assert_eq!(u.kvxfer_runs, [5.0, 5.2, 9.0]);
+    assert!((u.reference.unwrap() - 1024.0 / 204.8).abs() < 1e-9);
+    assert!((u.ratio.unwrap() - 5.2 / (1024.0 / 204.8)).abs() < 1e-9);
+    assert_eq!(u.verdict, Verdict::Agree);
+    assert_eq!(u.reason, None, "no warm-up on either side");
+    let p = &rows[1];
+    assert!((p.kvxfer.unwrap() - 5.1).abs() < 1e-12);
+    assert_eq!(p.verdict, Verdict::NotComparable);
+    assert!(p.reason.as_deref().unwrap().contains("prints no median"));
+    assert_eq!(rows[2].verdict, Verdict::Agree);
+    // A tolerance of 1 % judges the same medians different.
+    assert_eq!(compare("pll-x", &kv, &rf, 0.01)[0].verdict, Verdict::Differ);
+}
+
+#[test]
+fn warm_up_is_said_and_missing_sizes_have_a_reason() {
+    let kv = [doc("kvxfer", "pingpong", 10, vec![own(64, 5.0, 4.9)])];
+    let rf = [doc(
+        "fi_pingpong",
+        "pingpong",
+        0,
+        vec![fab(64, 5.5, 11.64), fab(1024, 10.0, 102.4)],
+    )];
+    let rows = compare("pll-x", &kv, &rf, 0.10);
+    assert_eq!(rows[0].verdict, Verdict::Agree);
+    assert!(rows[0].reason.as_deref().unwrap().contains("warmed up (10"));
+    let missing: Vec<&Row> = rows.iter().filter(|r| r.message_size == 1024).collect();
+    assert_eq!(missing.len(), 3);
+    for r in missing {
+        assert_eq!(r.verdict, Verdict::NotComparable);
+        assert_eq!(r.kvxfer, None);
+        assert_eq!(
+            r.reason.as_deref(),
+            Some("kvxfer did not measure this size")
+        );
+    }
+}
+
+#[test]
+fn tag_bw_bandwidth_is_not_comparable_whatever_the_figures() {
+    let mk = |tool: &str| {
+        let mut d = doc(tool, "tag_bw", 0, vec![]);
+        d.results.push(SizeResult {
+            message_size: 1 << 20,
+            bandwidth_mbps: Some(4000.0),
+            ..Default::default()
+        });
+        d
+    };
+    let rows = compare("pll-u", &[mk("kvxfer")], &[mk("ucx_perftest")], 0.10);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].metric, "bandwidth_mbps");
+    assert_eq!(rows[0].ratio, Some(1.0));
+    assert_eq!(rows[0].verdict, Verdict::NotComparable);
+    assert!(rows[0].reason.as_deref().unwrap().contains("10184"));
+}
