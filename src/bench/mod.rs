@@ -3,6 +3,7 @@
 
 pub mod pattern;
 pub mod pingpong;
+pub mod rma_pingpong;
 pub mod xfer;
 
 /// Errors of a measurement loop.

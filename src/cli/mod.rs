@@ -4,6 +4,7 @@ mod common;
 mod info;
 mod pingpong;
 mod record;
+mod rma_pingpong;
 mod xfer;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Info(info::InfoArgs),
     /// fi_pingpong's latency measurement (L0): half round trips of messages, per size.
     Pingpong(pingpong::PingPongArgs),
+    /// fi_rma_pingpong's latency measurement (L0): RMA write, writedata or read, per size.
+    RmaPingpong(rma_pingpong::RmaPingPongArgs),
     /// Record result files to an MLflow tracking server, each exactly once.
     Record(record::RecordArgs),
 }
@@ -42,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Xfer(a)) => xfer::run(a),
         Some(Command::Info(a)) => info::run(a),
         Some(Command::Pingpong(a)) => pingpong::run(a),
+        Some(Command::RmaPingpong(a)) => rma_pingpong::run(a),
         Some(Command::Record(a)) => record::run(a),
     }
 }

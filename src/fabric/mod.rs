@@ -9,6 +9,7 @@ mod error;
 mod info;
 mod mr;
 mod rma;
+mod rma_channel;
 mod xfer;
 
 pub use channel::{LocalBuf, MsgChannel, MsgMode};
@@ -23,6 +24,7 @@ pub use info::{
 };
 pub use mr::{MemoryRegion, RemoteRegion};
 pub use rma::cq_flags;
+pub use rma_channel::{RmaChannel, RmaPingPongOp};
 pub use xfer::{RmaOp, XferInitiatorEp, XferTargetEp};
 
 /// FI_ADDR_UNSPEC: no particular peer.
