@@ -2,6 +2,7 @@
 
 mod common;
 mod info;
+mod memcpy;
 mod pingpong;
 mod record;
 mod rma_pingpong;
@@ -34,6 +35,8 @@ enum Command {
     Pingpong(pingpong::PingPongArgs),
     /// fi_rma_pingpong's latency measurement (L0): RMA write, writedata or read, per size.
     RmaPingpong(rma_pingpong::RmaPingPongArgs),
+    /// A single-thread memcpy of --size bytes: the one-core limit transfers are compared with.
+    Memcpy(memcpy::MemcpyArgs),
     /// Record result files to an MLflow tracking server, each exactly once.
     Record(record::RecordArgs),
 }
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Info(a)) => info::run(a),
         Some(Command::Pingpong(a)) => pingpong::run(a),
         Some(Command::RmaPingpong(a)) => rma_pingpong::run(a),
+        Some(Command::Memcpy(a)) => memcpy::run(a),
         Some(Command::Record(a)) => record::run(a),
     }
 }
