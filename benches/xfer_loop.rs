@@ -8,7 +8,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kvxfer::bench::xfer::{run_initiator_iteration, IterParams, XferInitiator};
 use kvxfer::bench::BenchError;
-use kvxfer::fabric::{EndpointType, RmaOp};
+use kvxfer::fabric::{EndpointType, XferOp};
 use kvxfer::run::xfer::{run_local, ConcurrencyMode, Scheme, XferConfig};
 
 /// Completes every chunk at the next poll and confirms every notified transfer at once.
@@ -64,7 +64,7 @@ fn config(provider: &str, size: u64) -> XferConfig {
         provider: provider.into(),
         endpoint: EndpointType::Rdm,
         domain: None,
-        op: RmaOp::Write,
+        op: XferOp::Write,
         size,
         block: None,
         window: 16,
