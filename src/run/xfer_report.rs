@@ -298,3 +298,7 @@ fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> 
     m.insert("host_bytes".into(), json!(plan.bytes));
     m
 }
+
+#[cfg(test)]
+#[path = "xfer_report_tests.rs"]
+mod tests;
