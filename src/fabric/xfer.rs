@@ -78,6 +78,18 @@ impl Ctrl {
         }
     }
 
+    /// The receive slot a completion's context token names.
+    fn slot_of(&self, token: u64) -> Result<usize> {
+        (token as usize)
+            .checked_sub(1)
+            .filter(|&s| s < self.slots)
+            .ok_or_else(|| {
+                FabricError::Invalid(format!(
+                    "a receive completion with unknown context {token:#x}"
+                ))
+            })
+    }
+
     fn slot_message(&self, i: usize) -> (u64, u64) {
         let b = &self.rx.buf().as_slice()[i * SLOT..(i + 1) * SLOT];
         let word = |k: usize| u64::from_le_bytes(b[k * 8..k * 8 + 8].try_into().expect("8 bytes"));
@@ -288,7 +300,7 @@ impl XferInitiatorEp {
         let mut e = [CqEntry::default(); 8];
         let n = self.conn.rxcq.read(&mut e)?;
         for entry in &e[..n] {
-            let slot = entry.op_context as usize - 1;
+            let slot = self.ctrl.slot_of(entry.op_context as u64)?;
             let (transfer, _) = self.ctrl.slot_message(slot);
             self.ctrl.post_recv(&self.conn, slot, self.timeout)?;
             confirmed.push(transfer as u32);
@@ -444,7 +456,7 @@ impl XferTargetEp {
                 repost = true;
                 out.push(((token >> 32) as u32 & 0x7fff_ffff, None));
             } else if e.flags & cq_flags::RECV != 0 {
-                let slot = e.op_context as usize - 1;
+                let slot = self.ctrl.slot_of(token)?;
                 let (transfer, count) = self.ctrl.slot_message(slot);
                 self.ctrl.post_recv(&self.conn, slot, self.timeout)?;
                 out.push((transfer as u32, Some(count)));
