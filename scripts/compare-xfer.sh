@@ -22,7 +22,8 @@ if [[ ! -x $KVXFER || ${BUILD:-1} == 1 ]]; then
 fi
 command -v jq >/dev/null || { echo "compare-xfer: jq is required" >&2; exit 1; }
 
-fig() { jq -r "$1" "$2"; }
+# A figure from a result document, rounded to 3 decimals ("-" when absent).
+fig() { jq -r "($1) // \"-\" | if type == \"number\" then (. * 1000 | round / 1000) else . end" "$2"; }
 
 # fi_pingpong's MB/sec for 64 MiB messages (server in the background, client prints).
 fi_pingpong_mbps() {
@@ -46,7 +47,7 @@ for r in $(seq 1 "$ROUNDS"); do
     "$KVXFER" memcpy --size "$SIZE" -I 5 -w 1 --json "$work/m.json" >/dev/null
     memcpy_gbps+=("$(fig '.results[0].bandwidth_gbps' "$work/m.json")")
     mb=$(fi_pingpong_mbps)
-    fipp_gbps+=("$( [[ $mb == - ]] && echo - || awk -v m="$mb" 'BEGIN{print m/1000}')")
+    fipp_gbps+=("$( [[ $mb == - ]] && echo - || awk -v m="$mb" 'BEGIN{printf "%.3f", m/1000}')")
     "$KVXFER" rma-pingpong -p "$PROVIDER" -o write -S 64 -I 10000 --json "$work/r.json" >/dev/null 2>&1
     rma_us+=("$(fig '.results[0].extra.usec_per_xfer' "$work/r.json")")
     rma_p50+=("$(fig '.results[0].latency_us.p50' "$work/r.json")")
