@@ -138,6 +138,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
                         "transfer": t,
                         "completion_ms": e.iter().map(|&v| v as f64 / 1e6).collect::<Vec<_>>(),
                         "initiator_side_ms": l.iter().map(|&v| v as f64 / 1e6).collect::<Vec<_>>(),
+                        "latency_us": LatencySummary::from_histogram(&hist_of(e.iter().copied())),
                     })
                 })
                 .collect(),

@@ -114,6 +114,11 @@ fn bandwidth_spans_tiers_and_costs() {
     assert!((lat.max - 2020.0).abs() < 2.0 && (lat.min - 1000.0).abs() < 1.0);
     let init = &r.extra["initiator_side_us"];
     assert!((init["min"].as_f64().unwrap() - 900.0).abs() < 1.0);
+    // Each stream carries its own summary: worker 1 finished at 2 ms both times.
+    let w1 = &r.extra["workers"][1];
+    assert_eq!(w1["worker"], 1);
+    assert!((w1["latency_us"]["p50"].as_f64().unwrap() - 2000.0).abs() < 2.0);
+    assert_eq!(w1["completion_ms"], json!([2.0, 2.0]));
     assert_eq!(doc.status, Status::Complete);
 }
 
