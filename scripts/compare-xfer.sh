@@ -70,7 +70,8 @@ printf '%-44s %12s %s\n' "memcpy $SIZE, one thread (GB/s)" "$M" "${memcpy_gbps[*
 printf '%-44s %12s %s\n' "kvxfer rma-pingpong write 64 B (usec/xfer)" "$RU" "${rma_us[*]}"
 printf '%-44s %12s %s\n' "kvxfer pingpong msg 64 B (usec/xfer)" "$MU" "${msg_us[*]}"
 printf '%-44s %12s %s\n' "  same, p50 of half round trips (rma / msg)" "$RP / $MP" ""
-echo "ratios: xfer/memcpy $(ratio "$X" "$M"), xfer/fi_pingpong $(ratio "$X" "$F"), rma/msg latency $(ratio "$RU" "$MU")"
+echo "ratios: xfer/memcpy $(ratio "$X" "$M"), xfer/fi_pingpong $(ratio "$X" "$F"), rma/msg latency $(ratio "$RU" "$MU") (p50: $(ratio "$RP" "$MP"))"
+echo "(usec/xfer is a mean over the run and carries every scheduling stall of a busy machine; the p50 is robust)"
 if ! command -v fi_rma_pingpong >/dev/null; then
     echo "note: fi_rma_pingpong is not installed (Debian's libfabric-bin ships fi_pingpong only)"
 fi
