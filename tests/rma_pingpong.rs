@@ -68,7 +68,20 @@ fn one_process(provider: &str, op: &str) {
         .assert()
         .success()
         .stdout(predicate::str::starts_with("bytes   #sent   #ack"));
-    assert_rma_consistent(&read_doc(&json), op, &[1, 64, 5000, 256 << 10], 30);
+    let doc = read_doc(&json);
+    assert_rma_consistent(&doc, op, &[1, 64, 5000, 256 << 10], 30);
+    // As fi_rma_pingpong, small writes are injected; reads never are.
+    let injected: Vec<Option<bool>> = doc
+        .results
+        .iter()
+        .map(|r| r.extra.get("injected").and_then(|v| v.as_bool()))
+        .collect();
+    if op == "read" {
+        assert!(injected.iter().all(|i| i.is_none()), "{injected:?}");
+    } else {
+        assert_eq!(injected[1], Some(true), "64 bytes: {injected:?}");
+        assert_eq!(injected[3], Some(false), "256K: {injected:?}");
+    }
 }
 
 #[test]
@@ -159,6 +172,34 @@ fn shm_read_two_processes() {
 #[test]
 fn shm_writedata_two_processes() {
     two_processes("shm", "writedata");
+}
+
+#[test]
+fn no_inject_posts_every_write_with_a_completion() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    kvxfer()
+        .args([
+            "rma-pingpong",
+            "-p",
+            "shm",
+            "-o",
+            "writedata",
+            "-S",
+            "64",
+            "-I",
+            "50",
+        ])
+        .args(["--no-inject", "--verify", "--json"])
+        .arg(&json)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    let doc = read_doc(&json);
+    assert_rma_consistent(&doc, "writedata", &[64], 50);
+    assert_eq!(doc.config["inject"], false);
+    assert_eq!(doc.results[0].extra["injected"], false);
 }
 
 #[test]

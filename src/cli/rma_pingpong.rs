@@ -27,12 +27,17 @@ pub struct RmaPingPongArgs {
     /// The RMA operation (fi_rma_pingpong -o).
     #[arg(short, long, value_enum, default_value = "write")]
     op: RmaOpArg,
+    /// Never inject writes (fi_inject_write), even below the inject size.
+    #[arg(long)]
+    no_inject: bool,
 }
 
 /// Runs `kvxfer rma-pingpong`.
 pub fn run(a: RmaPingPongArgs) -> anyhow::Result<ExitCode> {
+    let mut base = base_config(&a.pair)?;
+    base.inject = !a.no_inject;
     let cfg = RmaPingPongConfig {
-        base: base_config(&a.pair)?,
+        base,
         op: match a.op {
             RmaOpArg::Write => RmaPingPongOp::Write,
             RmaOpArg::Writedata => RmaPingPongOp::WriteData,

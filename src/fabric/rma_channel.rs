@@ -37,6 +37,8 @@ pub struct RmaChannel {
     op: RmaPingPongOp,
     timeout: Duration,
     ctrl_posted: bool,
+    /// Writes up to this size are injected (no local completion); 0 disables.
+    inject_size: usize,
 }
 
 fn host(len: usize) -> Result<HostBuffer> {
@@ -44,11 +46,13 @@ fn host(len: usize) -> Result<HostBuffer> {
 }
 
 impl RmaChannel {
-    /// Registers two `max_size` buffers (and a small control buffer) on the connection.
+    /// Registers two `max_size` buffers (and a small control buffer) on the connection;
+    /// `inject` injects writes up to the provider's inject size, as fi_rma_pingpong does.
     pub fn new(
         conn: Connection,
         max_size: usize,
         op: RmaPingPongOp,
+        inject: bool,
         timeout: Duration,
     ) -> Result<RmaChannel> {
         let d = &conn.domain;
@@ -59,7 +63,13 @@ impl RmaChannel {
         for mr in [&tx, &rx, &ctrl] {
             mr.bind_endpoint(&conn.ep, &conn.info)?;
         }
+        let inject_size = if inject && op != RmaPingPongOp::Read {
+            conn.info.view().inject_size()
+        } else {
+            0
+        };
         Ok(RmaChannel {
+            inject_size,
             conn,
             tx,
             rx,
@@ -69,6 +79,11 @@ impl RmaChannel {
             timeout,
             ctrl_posted: false,
         })
+    }
+
+    /// The largest injected write (0: none).
+    pub fn inject_size(&self) -> usize {
+        self.inject_size
     }
 
     /// How the peer reaches our receive buffer.
@@ -114,6 +129,28 @@ impl RmaChannel {
         let desc = self.tx.desc();
         let ptr = self.tx.buf_mut().as_mut_ptr();
         let start = Instant::now();
+        if len <= self.inject_size {
+            loop {
+                let (ep, peer) = (&self.conn.ep, self.conn.peer);
+                // SAFETY: ptr..ptr+len lies in the tx buffer (checked above) and is copied by
+                // the provider before the call returns; raddr..raddr+len is in the peer's region.
+                let ok = unsafe {
+                    match self.op {
+                        RmaPingPongOp::WriteData => {
+                            ep.inject_writedata(ptr, len, data, peer, raddr, r.key)?
+                        }
+                        _ => ep.inject_write(ptr, len, peer, raddr, r.key)?,
+                    }
+                };
+                if ok {
+                    return Ok(());
+                }
+                let mut e = [CqEntry::default()];
+                self.conn.txcq.read(&mut e)?;
+                self.conn.rxcq.read(&mut e)?;
+                self.deadline_check(start, "room to inject an RMA write")?;
+            }
+        }
         loop {
             let ep = &self.conn.ep;
             let peer = self.conn.peer;

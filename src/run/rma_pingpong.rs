@@ -204,7 +204,6 @@ fn measure(
     let mut doc = ResultDoc::new("kvxfer", "rma_pingpong", "L0");
     doc.config = config_map(base, role);
     doc.config.remove("mode");
-    doc.config.remove("inject");
     doc.config.insert("op".into(), json!(op_name(cfg.op)));
     doc.config.insert(
         "latency".into(),
@@ -215,7 +214,9 @@ fn measure(
     );
     doc.environment = environment::with_fabric(&conn.info);
     let max = *base.sizes.iter().max().expect("validated: sizes not empty") as usize;
-    let mut ch = RmaChannel::new(conn, max, cfg.op, base.timeout)?;
+    let mut ch = RmaChannel::new(conn, max, cfg.op, base.inject, base.timeout)?;
+    let inject_size = ch.inject_size() as u64;
+    doc.config.insert("inject".into(), json!(base.inject));
     let ours = serde_json::to_vec(&ch.local_region()).expect("a region serialises");
     let theirs: RemoteRegion = serde_json::from_slice(&oob.exchange(&ours)?)
         .map_err(|e| BootstrapError::Protocol(format!("the peer's region: {e}")))?;
@@ -268,7 +269,8 @@ fn measure(
         // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
         if let Some(s) = samples {
             let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
-            doc.results.push(size_result(size, &s, None, xfers));
+            let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
+            doc.results.push(size_result(size, &s, injected, xfers));
         }
         progress(Progress {
             done: i + 1,
