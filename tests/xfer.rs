@@ -374,7 +374,7 @@ fn many_to_one_with_initiators_in_separate_processes() {
         let d = read_doc(&dir.path().join(format!("i{k}.json")));
         let one = Expect { transfers: 1, ..e };
         assert_xfer_consistent(&d, &one);
-        seen.push(extra(&d, "workers")[0]["worker"].as_u64().unwrap());
+        seen.push(extra(&d, "workers")[0]["target_worker"].as_u64().unwrap());
     }
     // Each initiator process is told its place at the target.
     seen.sort_unstable();
@@ -417,4 +417,121 @@ fn target_gives_up_when_initiators_are_missing() {
         .failure()
         .stderr(predicate::str::contains("no kvxfer initiator connected"));
     assert!(start.elapsed() < Duration::from_secs(8));
+}
+
+#[test]
+fn send_verify_on_tcp_and_shm() {
+    let _g = fabric_lock();
+    for (provider, extra_args) in [
+        ("tcp", vec!["-c", "2"]),
+        ("shm", vec!["-c", "3", "--concurrency-mode", "outstanding"]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "xfer", "-p", provider, "-o", "send", "-s", "2M", "-b", "128K", "-I", "2", "-w", "1",
+            "--verify",
+        ];
+        args.extend(extra_args);
+        let doc = local(&args, &dir.path().join("r.json"));
+        let transfers = if provider == "tcp" { 2 } else { 3 };
+        let e = Expect {
+            size: 2 << 20,
+            iterations: 2,
+            warmup: 1,
+            transfers,
+            verify: true,
+            op: "send",
+        };
+        assert_xfer_consistent(&doc, &e);
+        assert_eq!(extra(&doc, "nixlbench")["batch_size"], 16);
+    }
+}
+
+#[test]
+fn msg_endpoints_carry_transfers_too() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = local(
+        &[
+            "xfer", "-p", "tcp", "-e", "msg", "-s", "2M", "-c", "2", "-I", "2", "-w", "1",
+            "--verify",
+        ],
+        &dir.path().join("r.json"),
+    );
+    let e = Expect {
+        size: 2 << 20,
+        iterations: 2,
+        warmup: 1,
+        transfers: 2,
+        verify: true,
+        op: "write",
+    };
+    assert_xfer_consistent(&doc, &e);
+    assert_eq!(doc.config["endpoint"], "msg");
+}
+
+#[test]
+fn one_to_many_spreads_workers_over_target_processes() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "xfer",
+        "-p",
+        "tcp",
+        "-s",
+        "1M",
+        "-I",
+        "2",
+        "-w",
+        "1",
+        "--verify",
+        "--scheme",
+        "one-to-many",
+    ];
+    let ports = [free_port(), free_port()];
+    let targets: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(k, &p)| spawn_target(&common, p, &dir.path().join(format!("t{k}.json"))))
+        .collect();
+    let mut args = common.to_vec();
+    args.extend(["-c", "2"]);
+    let peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let out = kvxfer()
+        .args(&args)
+        .args([
+            "--timeout",
+            "120",
+            "--peer",
+            &peers[0],
+            "--peer",
+            &peers[1],
+            "--json",
+        ])
+        .arg(dir.path().join("i.json"))
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    ok(&out, "initiator");
+    for t in targets {
+        ok(&t.wait_with_output().unwrap(), "target");
+    }
+    let e = Expect {
+        size: 1 << 20,
+        iterations: 2,
+        warmup: 1,
+        transfers: 2,
+        verify: true,
+        op: "write",
+    };
+    let idoc = read_doc(&dir.path().join("i.json"));
+    assert_eq!(idoc.config["scheme"], "one_to_many");
+    assert_xfer_consistent(&idoc, &e);
+    // Both workers are worker 0 of their own target.
+    let w = extra(&idoc, "workers").as_array().unwrap();
+    assert!(w.iter().all(|x| x["target_worker"] == 0));
+    for k in 0..2 {
+        let t = read_doc(&dir.path().join(format!("t{k}.json")));
+        assert_xfer_consistent(&t, &Expect { transfers: 1, ..e });
+    }
 }

@@ -1,8 +1,10 @@
 //! The measurement loops: each takes set-up objects and returns samples; none parses options
 //! or prints.
 
+pub mod memcpy;
 pub mod pattern;
 pub mod pingpong;
+pub mod rma_pingpong;
 pub mod tag_bw;
 pub mod xfer;
 

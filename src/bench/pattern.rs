@@ -9,6 +9,13 @@ pub fn fill(buf: &mut [u8], seq: u64) {
     }
 }
 
+/// Byte `j` of message `seq`'s pattern.
+#[inline]
+pub fn byte_at(seq: u64, j: usize) -> u8 {
+    let seed = seq.wrapping_mul(0x9e37_79b9) as u8;
+    seed.wrapping_add(j as u8).wrapping_add((j >> 8) as u8)
+}
+
 /// The first byte of `buf` that differs from the pattern of message `seq`: (offset, expected, got).
 #[inline]
 pub fn check(buf: &[u8], seq: u64) -> Option<(usize, u8, u8)> {
@@ -32,6 +39,8 @@ mod tests {
             check(&b, 8).is_some(),
             "another message's pattern must differ"
         );
+        assert_eq!(byte_at(7, 4095), b[4095]);
+        assert_eq!(byte_at(7, 300), b[300]);
         b[1234] ^= 1;
         assert_eq!(check(&b, 7).map(|c| c.0), Some(1234));
     }

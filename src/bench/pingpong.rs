@@ -20,6 +20,11 @@ pub trait PingPongTransport {
     fn send_buf(&mut self) -> &mut [u8];
     /// The receive buffer, between a completed receive and the next post.
     fn recv_buf(&self) -> &[u8];
+    /// Called before a size's first message, while the peer cannot be sending (before the
+    /// size's barrier); transports that watch memory for arrivals reset it here.
+    fn prepare(&mut self, _size: usize) -> Result<(), BenchError> {
+        Ok(())
+    }
 }
 
 /// Which side of the ping-pong this is.
@@ -45,15 +50,17 @@ pub struct SizeParams {
 }
 
 /// What one size measured.
+#[derive(Debug)]
 pub struct SizeSamples {
-    /// Half round trips, nanoseconds, one per timed iteration.
-    pub half_rtt_ns: Histogram<u64>,
+    /// Latency per timed iteration, nanoseconds: half round trips for ping-pongs, full round
+    /// trips for RMA reads.
+    pub latency_ns: Histogram<u64>,
     /// Wall time of the timed iterations, nanoseconds (fi_pingpong's "time").
     pub elapsed_ns: u64,
     /// Timed iterations.
     pub iterations: u64,
-    /// The last 2048 half round trips in order (ucx_perftest's percentile window).
-    pub recent_half_rtt_ns: Recent,
+    /// The last 2048 samples of `latency_ns`, in order (ucx_perftest's percentile window).
+    pub recent_ns: Recent,
 }
 
 /// Runs one size. The transport must already have a receive posted; one stays posted after.
@@ -104,10 +111,10 @@ pub fn run_size<T: PingPongTransport>(
         }
     }
     Ok(SizeSamples {
-        half_rtt_ns: hist,
+        latency_ns: hist,
         elapsed_ns: timed_start.elapsed().as_nanos() as u64,
         iterations: p.iterations,
-        recent_half_rtt_ns: recent,
+        recent_ns: recent,
     })
 }
 
@@ -152,11 +159,16 @@ pub struct FabtestsFigures {
 }
 
 impl FabtestsFigures {
-    /// Computes the figures as fabtests does.
+    /// Computes the figures as fabtests does for a ping-pong (two transfers per iteration).
     pub fn new(size: u64, iterations: u64, elapsed_ns: u64) -> FabtestsFigures {
+        FabtestsFigures::with_xfers(size, iterations, elapsed_ns, 2)
+    }
+
+    /// The figures with `xfers` transfers per iteration (fi_rma_pingpong's read: 1).
+    pub fn with_xfers(size: u64, iterations: u64, elapsed_ns: u64, xfers: u64) -> FabtestsFigures {
         let us = elapsed_ns as f64 / 1000.0;
-        let bytes = iterations * size * 2;
-        let usec_per_xfer = us / iterations as f64 / 2.0;
+        let bytes = iterations * size * xfers;
+        let usec_per_xfer = us / iterations as f64 / xfers as f64;
         FabtestsFigures {
             usec_per_xfer,
             mb_per_sec: bytes as f64 / us,
@@ -260,17 +272,17 @@ mod tests {
         let h = std::thread::spawn(move || run_size(&mut tgt, Role::Target, &p).map(|_| ()));
         let s = run_size(&mut ini, Role::Initiator, &p).unwrap();
         h.join().unwrap().unwrap();
-        assert_eq!(s.half_rtt_ns.len(), 20);
-        assert_eq!(s.recent_half_rtt_ns.len(), 20);
-        assert!(s.recent_half_rtt_ns.percentile(50.0).unwrap() >= 1_000_000);
+        assert_eq!(s.latency_ns.len(), 20);
+        assert_eq!(s.recent_ns.len(), 20);
+        assert!(s.recent_ns.percentile(50.0).unwrap() >= 1_000_000);
         // The target sleeps 2 ms before each reply: every half round trip is >= 1 ms.
         assert!(
-            s.half_rtt_ns.min() >= 1_000_000,
+            s.latency_ns.min() >= 1_000_000,
             "min {}",
-            s.half_rtt_ns.min()
+            s.latency_ns.min()
         );
         // The per-iteration samples add up to the elapsed time (the clock is read once per step).
-        let sum_half: f64 = s.half_rtt_ns.mean() * 20.0;
+        let sum_half: f64 = s.latency_ns.mean() * 20.0;
         let half_elapsed = s.elapsed_ns as f64 / 2.0;
         assert!((sum_half - half_elapsed).abs() / half_elapsed < 0.01);
     }
@@ -309,5 +321,10 @@ mod tests {
         assert!((f.mb_per_sec - 128_000.0 / 1420.0).abs() < 1e-9);
         assert!((f.mxfers_per_sec - 1.0 / 0.71).abs() < 1e-9);
         assert_eq!(f.bytes, 128_000);
+        // A read is one transfer per iteration: not halved.
+        let r = FabtestsFigures::with_xfers(64, 1000, 1_420_000, 1);
+        assert!((r.usec_per_xfer - 1.42).abs() < 1e-9);
+        assert_eq!(r.bytes, 64_000);
+        assert!((r.mb_per_sec - 64_000.0 / 1420.0).abs() < 1e-9);
     }
 }

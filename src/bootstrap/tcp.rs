@@ -313,9 +313,17 @@ impl Oob {
     }
 
     /// Receives a JSON frame.
+    ///
+    /// A frame that is plain text rather than JSON is the peer's failure report
+    /// ([`report_failure`](Self::report_failure)) and comes back as [`BootstrapError::PeerFailed`].
     pub fn recv_json<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T> {
         let bytes = self.recv_frame()?;
-        serde_json::from_slice(&bytes).map_err(|e| BootstrapError::Protocol(e.to_string()))
+        serde_json::from_slice(&bytes).map_err(|e| match std::str::from_utf8(&bytes) {
+            Ok(text) if !text.trim_start().starts_with(['{', '[', '"']) => {
+                BootstrapError::PeerFailed(text.to_string())
+            }
+            _ => BootstrapError::Protocol(e.to_string()),
+        })
     }
 
     /// Sends our bytes and returns the peer's (both sides call this).
@@ -452,6 +460,23 @@ mod tests {
         let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let e = OobListener::bind(l.local_addr()).err().unwrap().to_string();
         assert!(e.contains("cannot listen on 127.0.0.1:"), "{e}");
+    }
+
+    #[test]
+    fn a_failure_report_where_json_was_due_names_the_peers_error() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().to_string();
+        let t = std::thread::spawn(move || {
+            let mut o = l.accept(&fp(1), Duration::from_secs(5)).unwrap();
+            o.report_failure("fi_mr_regattr failed: No space left");
+        });
+        let mut o = Oob::connect(&addr, &fp(1), Duration::from_secs(5)).unwrap();
+        let e = o.recv_json::<Vec<u32>>().unwrap_err();
+        t.join().unwrap();
+        assert!(
+            matches!(&e, BootstrapError::PeerFailed(m) if m.contains("fi_mr_regattr")),
+            "{e}"
+        );
     }
 
     #[test]

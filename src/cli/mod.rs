@@ -3,10 +3,12 @@
 mod common;
 mod crosscheck;
 mod info;
+mod memcpy;
 mod parse;
 mod pingpong;
 mod plan;
 mod record;
+mod rma_pingpong;
 mod task;
 mod ucx_perf;
 mod xfer;
@@ -36,6 +38,10 @@ enum Command {
     Info(info::InfoArgs),
     /// fi_pingpong's latency measurement (L0): half round trips of messages, per size.
     Pingpong(pingpong::PingPongArgs),
+    /// fi_rma_pingpong's latency measurement (L0): RMA write, writedata or read, per size.
+    RmaPingpong(rma_pingpong::RmaPingPongArgs),
+    /// A single-thread memcpy of --size bytes: the one-core limit transfers are compared with.
+    Memcpy(memcpy::MemcpyArgs),
     /// Record result files to an MLflow tracking server, each exactly once.
     Record(record::RecordArgs),
     /// A reference tool's printed output into a result document.
@@ -57,6 +63,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Xfer(a)) => xfer::run(a),
         Some(Command::Info(a)) => info::run(a),
         Some(Command::Pingpong(a)) => pingpong::run(a),
+        Some(Command::RmaPingpong(a)) => rma_pingpong::run(a),
+        Some(Command::Memcpy(a)) => memcpy::run(a),
         Some(Command::Record(a)) => record::run(a),
         Some(Command::Parse(a)) => parse::run(a),
         Some(Command::Plan(a)) => plan::run(a),

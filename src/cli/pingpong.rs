@@ -12,72 +12,97 @@ use kvxfer::run::pingpong::{self, PingPongConfig};
 
 use super::common::{parse_listen, parse_sizes, progress_bar, EndpointArg, ModeArg, OutputArgs};
 
+/// Options shared by `pingpong` and `rma-pingpong`.
+#[derive(Debug, Args)]
+pub struct PairArgs {
+    /// libfabric provider (tcp, shm, udp, efa, ...).
+    #[arg(short, long, default_value = "tcp")]
+    pub provider: String,
+    /// Endpoint type.
+    #[arg(short, long, value_enum, default_value = "rdm")]
+    pub endpoint: EndpointArg,
+    /// Domain (interface) to use; by default the one holding the control connection's address.
+    #[arg(short, long)]
+    pub domain: Option<String>,
+    /// Message sizes: a comma-separated list with binary suffixes (1K = 1024), or `all`.
+    #[arg(short = 'S', long, default_value = "64,1K,64K,1M,10M,100M", value_parser = parse_sizes)]
+    pub sizes: std::vec::Vec<u64>,
+    /// Timed iterations per size [default: 10000 below 64K, 1000 below 1M, 100 from 1M].
+    #[arg(short = 'I', long)]
+    pub iterations: Option<u64>,
+    /// Untimed iterations before each size (0 reproduces fi_pingpong, which has none).
+    #[arg(short, long, default_value_t = 10)]
+    pub warmup: u64,
+    /// Fill and check the payload of every message.
+    #[arg(short = 'c', long)]
+    pub verify: bool,
+    /// Be the target: listen for the initiator on [ADDR][:PORT] (default 0.0.0.0:47590).
+    #[arg(long, value_name = "[ADDR][:PORT]", num_args = 0..=1, default_missing_value = "", conflicts_with = "peer")]
+    pub listen: Option<String>,
+    /// Be the initiator: connect to the target at HOST[:PORT].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub peer: Option<String>,
+    /// Seconds to wait for the peer and for each completion.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 /// Options of `kvxfer pingpong`.
 #[derive(Debug, Args)]
 pub struct PingPongArgs {
-    /// libfabric provider (tcp, shm, udp, efa, ...).
-    #[arg(short, long, default_value = "tcp")]
-    provider: String,
-    /// Endpoint type.
-    #[arg(short, long, value_enum, default_value = "rdm")]
-    endpoint: EndpointArg,
+    #[command(flatten)]
+    pair: PairArgs,
     /// Send/receive (msg) or tagged send/receive.
     #[arg(short, long, value_enum, default_value = "msg")]
     mode: ModeArg,
-    /// Domain (interface) to use; by default the one holding the control connection's address.
-    #[arg(short, long)]
-    domain: Option<String>,
-    /// Message sizes: a comma-separated list with binary suffixes (1K = 1024), or `all`.
-    #[arg(short = 'S', long, default_value = "64,1K,64K,1M,10M,100M", value_parser = parse_sizes)]
-    sizes: std::vec::Vec<u64>,
-    /// Timed iterations per size [default: 10000 below 64K, 1000 below 1M, 100 from 1M].
-    #[arg(short = 'I', long)]
-    iterations: Option<u64>,
-    /// Untimed iterations before each size (0 reproduces fi_pingpong, which has none).
-    #[arg(short, long, default_value_t = 10)]
-    warmup: u64,
-    /// Fill and check the payload of every message.
-    #[arg(short = 'c', long)]
-    verify: bool,
     /// Never use fi_inject, even below the inject size.
     #[arg(long)]
     no_inject: bool,
-    /// Be the target: listen for the initiator on [ADDR][:PORT] (default 0.0.0.0:47590).
-    #[arg(long, value_name = "[ADDR][:PORT]", num_args = 0..=1, default_missing_value = "", conflicts_with = "peer")]
-    listen: Option<String>,
-    /// Be the initiator: connect to the target at HOST[:PORT].
-    #[arg(long, value_name = "HOST[:PORT]")]
-    peer: Option<String>,
-    /// Seconds to wait for the peer and for each completion.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
-    #[command(flatten)]
-    output: OutputArgs,
 }
 
-pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
+/// The ping-pong configuration the shared options describe (message mode, inject on).
+pub fn base_config(a: &PairArgs) -> anyhow::Result<PingPongConfig> {
     if !(a.timeout > 0.0 && a.timeout.is_finite()) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
-    let cfg = PingPongConfig {
+    Ok(PingPongConfig {
         provider: a.provider.clone(),
         endpoint: match a.endpoint {
             EndpointArg::Rdm => EndpointType::Rdm,
             EndpointArg::Msg => EndpointType::Msg,
         },
-        mode: match a.mode {
-            ModeArg::Msg => MsgMode::Msg,
-            ModeArg::Tagged => MsgMode::Tagged,
-        },
+        mode: MsgMode::Msg,
         domain: a.domain.clone(),
         sizes: a.sizes.clone(),
         iterations: a.iterations,
         warmup: a.warmup,
         verify: a.verify,
-        inject: !a.no_inject,
+        inject: true,
         timeout: Duration::from_secs_f64(a.timeout),
-    };
-    let bar = progress_bar(cfg.sizes.len() as u64, "pingpong");
+    })
+}
+
+type Outcome = Result<pingpong::SideOutcome, kvxfer::run::RunError>;
+/// Runs the target side on a listener.
+pub type TargetFn<'a> = &'a dyn Fn(&OobListener, &mut dyn FnMut(pingpong::Progress)) -> Outcome;
+/// Runs the initiator side against a peer.
+pub type InitiatorFn<'a> = &'a dyn Fn(&str, &mut dyn FnMut(pingpong::Progress)) -> Outcome;
+/// Runs both sides in this process.
+pub type LocalFn<'a> = &'a dyn Fn(&mut dyn FnMut(pingpong::Progress)) -> Outcome;
+
+/// Runs one side or both of a pair measurement as the options say, prints the table and
+/// writes the document.
+pub fn drive(
+    a: &PairArgs,
+    what: &str,
+    sizes: usize,
+    target: TargetFn<'_>,
+    initiator: InitiatorFn<'_>,
+    local: LocalFn<'_>,
+) -> anyhow::Result<ExitCode> {
+    let bar = progress_bar(sizes as u64, what);
     bar.enable_steady_tick(Duration::from_millis(250));
     let mut progress = |p: pingpong::Progress| {
         bar.set_position(p.done as u64);
@@ -87,20 +112,38 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
         let addr: SocketAddr = parse_listen(listen, DEFAULT_PORT)?;
         let listener = OobListener::bind(addr)?;
         eprintln!(
-            "kvxfer: pingpong target waiting on {} ({} {})",
+            "kvxfer: {what} target waiting on {} ({} {})",
             listener.local_addr(),
-            cfg.provider,
+            a.provider,
             a.endpoint.name()
         );
-        pingpong::run_target(&cfg, &listener, &mut progress)
+        target(&listener, &mut progress)
     } else if let Some(peer) = &a.peer {
-        pingpong::run_initiator(&cfg, peer, &mut progress)
+        initiator(peer, &mut progress)
     } else {
-        pingpong::run_local(&cfg, &mut progress)
+        local(&mut progress)
     };
     bar.finish_and_clear();
     let mut doc = outcome?.doc;
     print!("{}", table::pingpong(&doc));
     a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `kvxfer pingpong`.
+pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = base_config(&a.pair)?;
+    cfg.mode = match a.mode {
+        ModeArg::Msg => MsgMode::Msg,
+        ModeArg::Tagged => MsgMode::Tagged,
+    };
+    cfg.inject = !a.no_inject;
+    drive(
+        &a.pair,
+        "pingpong",
+        cfg.sizes.len(),
+        &|l, p| pingpong::run_target(&cfg, l, p),
+        &|peer, p| pingpong::run_initiator(&cfg, peer, p),
+        &|p| pingpong::run_local(&cfg, p),
+    )
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
-use kvxfer::fabric::{EndpointType, RmaOp};
+use kvxfer::fabric::{EndpointType, XferOp};
 use kvxfer::report::{table, write_atomic};
 use kvxfer::run::xfer::{self, ConcurrencyMode, Scheme, Sides, XferConfig};
 use kvxfer::units::human_size;
@@ -22,6 +22,8 @@ pub enum XferOpArg {
     Write,
     /// RMA read from the target's memory.
     Read,
+    /// Tagged sends into receives the target posts at each chunk's place.
+    Send,
 }
 
 /// `--concurrency-mode`.
@@ -70,7 +72,7 @@ pub struct XferArgs {
     /// Chunks in flight per worker.
     #[arg(short = 'W', long, default_value_t = 16)]
     window: usize,
-    /// RMA write (the target confirms by counting remote CQ data) or read.
+    /// RMA write (the target confirms by counting remote CQ data), RMA read, or send.
     #[arg(short = 'o', long, value_enum, default_value = "write")]
     op: XferOpArg,
     /// Transfers at once: this process's workers (or outstanding transfers).
@@ -125,8 +127,9 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         },
         domain: a.domain.clone(),
         op: match a.op {
-            XferOpArg::Write => RmaOp::Write,
-            XferOpArg::Read => RmaOp::Read,
+            XferOpArg::Write => XferOp::Write,
+            XferOpArg::Read => XferOp::Read,
+            XferOpArg::Send => XferOp::Send,
         },
         size: a.size,
         block: a.block,

@@ -9,6 +9,7 @@ mod error;
 mod info;
 mod mr;
 mod rma;
+mod rma_channel;
 mod xfer;
 
 pub use channel::{LocalBuf, MsgChannel, MsgMode};
@@ -23,7 +24,8 @@ pub use info::{
 };
 pub use mr::{MemoryRegion, RemoteRegion};
 pub use rma::cq_flags;
-pub use xfer::{RmaOp, XferInitiatorEp, XferTargetEp};
+pub use rma_channel::{RmaChannel, RmaPingPongOp};
+pub use xfer::{XferInitiatorEp, XferOp, XferTargetEp};
 
 /// FI_ADDR_UNSPEC: no particular peer.
 pub fn addr_unspec() -> FiAddr {

@@ -164,3 +164,64 @@ impl<B: Buffer> MemoryRegion<B> {
         self.raw.as_ptr()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::HostBuffer;
+
+    #[test]
+    fn remote_addresses_stay_inside_the_region() {
+        let virt = RemoteRegion {
+            addr: 0x7f00_0000_0000,
+            key: 9,
+            len: 4096,
+        };
+        assert_eq!(virt.at(0, 4096), Some(0x7f00_0000_0000));
+        assert_eq!(virt.at(4000, 96), Some(0x7f00_0000_0000 + 4000));
+        assert_eq!(virt.at(4000, 97), None);
+        assert_eq!(virt.at(u64::MAX, 2), None, "no overflow");
+        // Offset addressing (no FI_MR_VIRT_ADDR): the address is the offset.
+        let offset = RemoteRegion { addr: 0, ..virt };
+        assert_eq!(offset.at(100, 10), Some(100));
+    }
+
+    /// Opens a domain of `provider` with RMA, as xfer does.
+    fn domain(provider: &str) -> (Info, Domain) {
+        let spec = crate::fabric::EndpointSpec {
+            provider: provider.into(),
+            ep_type: crate::fabric::EndpointType::Rdm,
+            caps: crate::fabric::caps::RMA | crate::fabric::caps::MSG,
+            local_ip: None,
+            domain: None,
+            timeout: Duration::from_secs(5),
+        };
+        let info = crate::fabric::select_info(&spec).unwrap();
+        let fabric = crate::fabric::Fabric::open(&info).unwrap();
+        let d = Domain::open(&fabric, &info).unwrap();
+        (info, d)
+    }
+
+    #[test]
+    fn offset_addressing_and_distinct_keys_on_tcp_virtual_addresses_on_shm() {
+        use crate::fabric::caps;
+        let access = caps::REMOTE_WRITE | caps::REMOTE_READ;
+        // tcp (rxm) offers neither FI_MR_VIRT_ADDR nor FI_MR_PROV_KEY: kvxfer picks the keys.
+        let (info, d) = domain("tcp");
+        assert_eq!(
+            info.view().mr_mode() & (mr_mode::VIRT_ADDR | mr_mode::PROV_KEY),
+            0
+        );
+        let a = MemoryRegion::register(&d, HostBuffer::new(8192).unwrap(), access).unwrap();
+        let mut b = MemoryRegion::register(&d, HostBuffer::new(4096).unwrap(), access).unwrap();
+        assert_ne!(a.key(), b.key(), "two regions of one domain share a key");
+        let ra = a.remote(&info);
+        assert_eq!((ra.addr, ra.len, ra.key), (0, 8192, a.key()));
+        assert!(b.time_reregistration(&d, access).unwrap() > Duration::ZERO);
+        // shm uses virtual addresses.
+        let (info, d) = domain("shm");
+        assert_ne!(info.view().mr_mode() & mr_mode::VIRT_ADDR, 0);
+        let m = MemoryRegion::register(&d, HostBuffer::new(4096).unwrap(), access).unwrap();
+        assert_eq!(m.remote(&info).addr, m.buf().as_ptr() as u64);
+    }
+}

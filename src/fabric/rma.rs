@@ -114,4 +114,44 @@ impl Endpoint {
             sys::fi_read(self.as_raw(), buf as _, len, desc, src, raddr, key, ctx),
         )
     }
+
+    /// fi_inject_write: fi_write with no completion; the buffer is reusable on return.
+    ///
+    /// # Safety
+    /// `buf..buf+len` must be readable for the call and `raddr..raddr+len` lie inside the
+    /// peer's region of key `key`.
+    #[inline]
+    pub unsafe fn inject_write(
+        &self,
+        buf: *const u8,
+        len: usize,
+        dest: FiAddr,
+        raddr: u64,
+        key: u64,
+    ) -> Result<bool> {
+        posted(
+            "fi_inject_write",
+            sys::fi_inject_write(self.as_raw(), buf as _, len, dest, raddr, key),
+        )
+    }
+
+    /// fi_inject_writedata: fi_writedata with no local completion.
+    ///
+    /// # Safety
+    /// As [`inject_write`](Self::inject_write).
+    #[inline]
+    pub unsafe fn inject_writedata(
+        &self,
+        buf: *const u8,
+        len: usize,
+        data: u64,
+        dest: FiAddr,
+        raddr: u64,
+        key: u64,
+    ) -> Result<bool> {
+        posted(
+            "fi_inject_writedata",
+            sys::fi_inject_writedata(self.as_raw(), buf as _, len, data, dest, raddr, key),
+        )
+    }
 }

@@ -17,13 +17,24 @@ const SLOT: usize = 16;
 /// Context token of control sends (chunk tokens are below it).
 const CTRL_TOKEN: u64 = u64::MAX - 1;
 
-/// The RMA operation of a transfer.
+/// The operation that moves a transfer's chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RmaOp {
+pub enum XferOp {
     /// fi_writedata into the target's memory; the target counts the remote CQ data.
     Write,
     /// fi_read from the target's memory.
     Read,
+    /// fi_tsend into receives the target posts at each chunk's place (tag = transfer and
+    /// chunk); the target counts the receive completions.
+    Send,
+}
+
+/// Context tokens of data receives carry this bit (control slots are small numbers).
+const DATA_BIT: u64 = 1 << 63;
+
+/// The tag of chunk `chunk` of `transfer`.
+fn chunk_tag(transfer: u32, chunk: u32) -> u64 {
+    ((transfer as u64) << 32) | chunk as u64
 }
 
 /// Small registered slots for control messages, one per transfer each way.
@@ -65,6 +76,18 @@ impl Ctrl {
             }
             timed_out(start, timeout, "room to post a control receive")?;
         }
+    }
+
+    /// The receive slot a completion's context token names.
+    fn slot_of(&self, token: u64) -> Result<usize> {
+        (token as usize)
+            .checked_sub(1)
+            .filter(|&s| s < self.slots)
+            .ok_or_else(|| {
+                FabricError::Invalid(format!(
+                    "a receive completion with unknown context {token:#x}"
+                ))
+            })
     }
 
     fn slot_message(&self, i: usize) -> (u64, u64) {
@@ -123,7 +146,7 @@ pub struct XferInitiatorEp {
     local: MemoryRegion<SharedRegion>,
     ctrl: Ctrl,
     remote: Vec<RemoteRegion>,
-    op: RmaOp,
+    op: XferOp,
     /// Posted operations (chunks and control sends) whose completion is not yet reaped.
     outstanding: usize,
     /// Chunks of transfer t start at t * stride in the local buffer.
@@ -140,7 +163,7 @@ impl XferInitiatorEp {
         local: MemoryRegion<SharedRegion>,
         transfers: usize,
         stride: usize,
-        op: RmaOp,
+        op: XferOp,
         timeout: Duration,
     ) -> Result<XferInitiatorEp> {
         if transfers == 0 || transfers.checked_mul(stride) != Some(local.buf().len()) {
@@ -216,7 +239,7 @@ impl XferInitiatorEp {
         let ok = unsafe {
             let p = ptr.add(local_off);
             match self.op {
-                RmaOp::Write => self.conn.ep.writedata(
+                XferOp::Write => self.conn.ep.writedata(
                     p,
                     len,
                     desc,
@@ -226,7 +249,11 @@ impl XferInitiatorEp {
                     key,
                     token,
                 )?,
-                RmaOp::Read => self.conn.ep.read(p, len, desc, peer, raddr, key, token)?,
+                XferOp::Read => self.conn.ep.read(p, len, desc, peer, raddr, key, token)?,
+                XferOp::Send => {
+                    let tag = chunk_tag(transfer, chunk);
+                    self.conn.ep.tsend(p, len, desc, peer, tag, token)?
+                }
             }
         };
         if ok {
@@ -253,8 +280,8 @@ impl XferInitiatorEp {
     /// remote completions for writes, none for reads (reads leave no trace on the target).
     pub fn notify(&mut self, transfer: u32, chunks: u64) -> Result<()> {
         let chunks = match self.op {
-            RmaOp::Write => chunks,
-            RmaOp::Read => 0,
+            XferOp::Write | XferOp::Send => chunks,
+            XferOp::Read => 0,
         };
         self.ctrl.send(
             &self.conn,
@@ -273,7 +300,7 @@ impl XferInitiatorEp {
         let mut e = [CqEntry::default(); 8];
         let n = self.conn.rxcq.read(&mut e)?;
         for entry in &e[..n] {
-            let slot = entry.op_context as usize - 1;
+            let slot = self.ctrl.slot_of(entry.op_context as u64)?;
             let (transfer, _) = self.ctrl.slot_message(slot);
             self.ctrl.post_recv(&self.conn, slot, self.timeout)?;
             confirmed.push(transfer as u32);
@@ -305,7 +332,15 @@ pub struct XferTargetEp {
     ctrl: Ctrl,
     timeout: Duration,
     entries: Vec<CqEntry>,
+    /// Send mode: the chunk plan, and per transfer the next chunk to post a receive for.
+    recv_plan: Vec<(usize, usize)>,
+    next_recv: Vec<usize>,
+    /// Data receives posted and not yet completed.
+    recvs_posted: usize,
 }
+
+/// Data receives a target keeps posted at most (providers buffer what arrives early).
+const MAX_POSTED_RECVS: usize = 256;
 
 impl XferTargetEp {
     /// Wraps a connection and the registered regions; posts a control receive per transfer.
@@ -326,12 +361,16 @@ impl XferTargetEp {
         for i in 0..regions.len() {
             ctrl.post_recv(&conn, i, timeout)?;
         }
+        let n = regions.len();
         Ok(XferTargetEp {
             conn,
             regions,
             ctrl,
             timeout,
             entries: vec![CqEntry::default(); 64],
+            recv_plan: Vec::new(),
+            next_recv: vec![0; n],
+            recvs_posted: 0,
         })
     }
 
@@ -348,21 +387,85 @@ impl XferTargetEp {
             .collect()
     }
 
+    /// Send mode: posts receives for an iteration's chunks (`plan`: offset and length of
+    /// each chunk of a transfer), as many as the provider takes up to a bound; the rest are
+    /// posted as earlier ones complete. Call before the iteration's barrier.
+    pub fn arm_receives(&mut self, plan: &[(usize, usize)]) -> Result<()> {
+        if self.recvs_posted != 0 {
+            return Err(FabricError::Invalid(
+                "receives of the previous iteration are still posted".into(),
+            ));
+        }
+        let len = self.regions[0].buf().len();
+        if plan.iter().any(|&(off, l)| off + l > len) {
+            return Err(FabricError::Invalid(
+                "a chunk lies outside its region".into(),
+            ));
+        }
+        self.recv_plan = plan.to_vec();
+        self.next_recv.iter_mut().for_each(|n| *n = 0);
+        self.post_pending()
+    }
+
+    /// Posts receives round robin over the transfers while the bound and the provider allow.
+    fn post_pending(&mut self) -> Result<()> {
+        let chunks = self.recv_plan.len();
+        let mut progressed = true;
+        while progressed && self.recvs_posted < MAX_POSTED_RECVS {
+            progressed = false;
+            for t in 0..self.regions.len() {
+                let c = self.next_recv[t];
+                if c >= chunks || self.recvs_posted >= MAX_POSTED_RECVS {
+                    continue;
+                }
+                let (off, len) = self.recv_plan[c];
+                let desc = self.regions[t].desc();
+                let ptr = self.regions[t].buf_mut().as_mut_ptr();
+                let token = (DATA_BIT | chunk_tag(t as u32, c as u32)) as *mut libc::c_void;
+                let tag = chunk_tag(t as u32, c as u32);
+                // SAFETY: off + len lies inside region t (checked in arm_receives); the region
+                // is owned by self and read by the CPU only between iterations, after every
+                // receive of the iteration has completed (recvs_posted back to 0).
+                let ok = unsafe {
+                    self.conn
+                        .ep
+                        .trecv(ptr.add(off), len, desc, self.conn.peer, tag, 0, token)?
+                };
+                if !ok {
+                    return Ok(());
+                }
+                self.next_recv[t] += 1;
+                self.recvs_posted += 1;
+                progressed = true;
+            }
+        }
+        Ok(())
+    }
+
     /// Reaps remote completions: (transfer, None) for a chunk that landed, (transfer,
     /// Some(count)) for the initiator's notification.
     #[inline]
     pub fn poll(&mut self, out: &mut Vec<(u32, Option<u64>)>) -> Result<()> {
         let n = self.conn.rxcq.read(&mut self.entries)?;
+        let mut repost = false;
         for i in 0..n {
             let e = self.entries[i];
-            if e.flags & cq_flags::RECV != 0 {
-                let slot = e.op_context as usize - 1;
+            let token = e.op_context as u64;
+            if e.flags & cq_flags::RECV != 0 && token & DATA_BIT != 0 {
+                self.recvs_posted -= 1;
+                repost = true;
+                out.push(((token >> 32) as u32 & 0x7fff_ffff, None));
+            } else if e.flags & cq_flags::RECV != 0 {
+                let slot = self.ctrl.slot_of(token)?;
                 let (transfer, count) = self.ctrl.slot_message(slot);
                 self.ctrl.post_recv(&self.conn, slot, self.timeout)?;
                 out.push((transfer as u32, Some(count)));
             } else if e.flags & cq_flags::REMOTE_CQ_DATA != 0 {
                 out.push((e.data as u32, None));
             }
+        }
+        if repost {
+            self.post_pending()?;
         }
         // Reap our own control sends as they complete.
         let mut tx = [CqEntry::default(); 8];

@@ -43,7 +43,12 @@ pub fn pingpong(doc: &ResultDoc) -> String {
             size_str(r.message_size),
             cnt_str(r.iterations),
             format!("={}", cnt_str(r.iterations)),
-            size_str(r.iterations * r.message_size * 2),
+            size_str(
+                r.extra
+                    .get("bytes_counted")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(r.iterations * r.message_size * 2)
+            ),
             extra_f64(r, "time_s").unwrap_or(f64::NAN),
             r.bandwidth_mbps.unwrap_or(f64::NAN),
             extra_f64(r, "usec_per_xfer").unwrap_or(f64::NAN),

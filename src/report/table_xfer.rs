@@ -125,3 +125,67 @@ pub fn xfer(doc: &ResultDoc) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::SizeResult;
+    use crate::stats::LatencySummary;
+    use serde_json::json;
+
+    #[test]
+    fn nixlbench_columns_then_kvxfer_figures_and_tiers() {
+        let mut doc = ResultDoc::new("kvxfer", "xfer", "L1");
+        doc.config.insert("concurrency".into(), json!(16));
+        doc.config.insert("op".into(), json!("write"));
+        doc.config
+            .insert("concurrency_mode".into(), json!("endpoints"));
+        let mut r = SizeResult {
+            message_size: 57_671_680,
+            iterations: 3,
+            bandwidth_gbps: Some(2.5),
+            latency_us: Some(LatencySummary {
+                p50: 300_000.0,
+                p99: 410_000.0,
+                max: 420_000.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        r.extra.insert("bandwidth_gibps".into(), json!(2.3283));
+        r.extra.insert(
+            "nixlbench".into(),
+            json!({"block_size": 4194304, "batch_size": 14, "avg_lat_us": 1234.5,
+                   "prep_us": {"avg": 4.5, "p99": 12.5}, "post_us": {"avg": 130.0, "p99": 1900.0},
+                   "tx_us": {"avg": 326000.6, "p99": 409468.9}}),
+        );
+        r.extra
+            .insert("initiator_side_us".into(), json!({"p50": 290_000.0}));
+        r.extra.insert(
+            "tiers".into(),
+            json!([{"centre_ms": 357.1, "min_ms": 323.6, "max_ms": 389.0, "members": [0, 2]},
+                   {"centre_ms": 409.5, "min_ms": 409.5, "max_ms": 409.5, "members": [1]}]),
+        );
+        doc.results.push(r);
+        let t = xfer(&doc);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with(
+            "Block Size (B)  Batch Size  B/W (GB/Sec)  B/W (GiB/Sec)  Avg Lat. (us)  Avg Prep (us)"
+        ));
+        assert!(
+            lines[1]
+                .starts_with("4194304         14          2.500         2.328          1234.50"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].contains("326000.6"));
+        assert_eq!(
+            lines[2],
+            "transfer 55M x 16 (write, endpoints): end-to-end ms p50 300.000 p99 410.000 max \
+             420.000; initiator-side ms p50 290.000"
+        );
+        assert_eq!(lines[3], "tiers: 2");
+        assert!(lines[5].starts_with("1          357.100     323.600     389.000  0,2"));
+        assert!(lines[6].ends_with("  1"));
+    }
+}

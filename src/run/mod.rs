@@ -3,6 +3,7 @@
 
 pub mod environment;
 pub mod pingpong;
+pub mod rma_pingpong;
 mod sync;
 pub mod ucx_perf;
 pub mod xfer;

@@ -106,6 +106,11 @@ impl PingPongConfig {
     /// Checks the provider exists and every size fits its maximum message size, before any
     /// connection is made.
     pub fn validate(&self) -> Result<ProviderFacts, RunError> {
+        self.validate_with_caps(self.caps())
+    }
+
+    /// [`validate`](Self::validate) for endpoints with capabilities `caps`.
+    pub(crate) fn validate_with_caps(&self, caps: u64) -> Result<ProviderFacts, RunError> {
         if self.sizes.is_empty() {
             return Err(RunError::Config("no message size given".into()));
         }
@@ -115,7 +120,7 @@ impl PingPongConfig {
         let info = select_info(&EndpointSpec {
             provider: self.provider.clone(),
             ep_type: self.endpoint,
-            caps: self.caps(),
+            caps,
             local_ip: None,
             domain: self.domain.clone(),
             timeout: self.timeout,
@@ -193,15 +198,102 @@ impl PingPongTransport for MsgChannel {
     }
 }
 
+/// A two-sided L0 run (message or RMA ping-pong): what the shared orchestration needs.
+pub(crate) trait PairRun: Clone + Send + 'static {
+    /// Checks the configuration and the provider before any connection.
+    fn check(&self) -> Result<(), RunError>;
+    /// The parameters both sides must share.
+    fn params(&self) -> Fingerprint;
+    /// Connection time-out.
+    fn timeout(&self) -> Duration;
+    /// Measures one side over an established control connection.
+    fn measure(
+        &self,
+        role: Role,
+        oob: &mut Oob,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<SideOutcome, RunError>;
+}
+
+/// Runs a pair's target side on a bound control port.
+pub(crate) fn pair_target<C: PairRun>(
+    cfg: &C,
+    listener: &OobListener,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.check()?;
+    let mut oob = listener.accept(&cfg.params(), cfg.timeout())?;
+    side(cfg, Role::Target, &mut oob, progress)
+}
+
+/// Runs a pair's initiator side against a target at `HOST[:PORT]`.
+pub(crate) fn pair_initiator<C: PairRun>(
+    cfg: &C,
+    peer: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.check()?;
+    let mut oob = Oob::connect(peer, &cfg.params(), cfg.timeout())?;
+    side(cfg, Role::Initiator, &mut oob, progress)
+}
+
+/// Runs both sides of a pair in this process over the loopback; the initiator's outcome.
+pub(crate) fn pair_local<C: PairRun>(
+    cfg: &C,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.check()?;
+    let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr().to_string();
+    let tcfg = cfg.clone();
+    let target = std::thread::Builder::new()
+        .name("kvxfer-target".into())
+        .spawn(move || pair_target(&tcfg, &listener, &mut |_| {}))
+        .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
+    let ours = pair_initiator(cfg, &addr, progress);
+    super::join_local(ours, target)
+}
+
+fn side<C: PairRun>(
+    cfg: &C,
+    role: Role,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    let result = cfg.measure(role, oob, progress);
+    if let Err(e) = &result {
+        oob.report_failure(&e.to_string());
+    }
+    result
+}
+
+impl PairRun for PingPongConfig {
+    fn check(&self) -> Result<(), RunError> {
+        self.validate().map(|_| ())
+    }
+    fn params(&self) -> Fingerprint {
+        self.fingerprint()
+    }
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    fn measure(
+        &self,
+        role: Role,
+        oob: &mut Oob,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<SideOutcome, RunError> {
+        measure(self, role, oob, progress)
+    }
+}
+
 /// Runs the target side on a bound control port.
 pub fn run_target(
     cfg: &PingPongConfig,
     listener: &OobListener,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
-    cfg.validate()?;
-    let mut oob = listener.accept(&cfg.fingerprint(), cfg.timeout)?;
-    run_side(cfg, Role::Target, &mut oob, progress)
+    pair_target(cfg, listener, progress)
 }
 
 /// Runs the initiator side against a target at `HOST[:PORT]`.
@@ -210,9 +302,7 @@ pub fn run_initiator(
     peer: &str,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
-    cfg.validate()?;
-    let mut oob = Oob::connect(peer, &cfg.fingerprint(), cfg.timeout)?;
-    run_side(cfg, Role::Initiator, &mut oob, progress)
+    pair_initiator(cfg, peer, progress)
 }
 
 /// Runs both sides in this process over the loopback; returns the initiator's outcome.
@@ -220,29 +310,7 @@ pub fn run_local(
     cfg: &PingPongConfig,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
-    cfg.validate()?;
-    let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let addr = listener.local_addr().to_string();
-    let tcfg = cfg.clone();
-    let target = std::thread::Builder::new()
-        .name("kvxfer-target".into())
-        .spawn(move || run_target(&tcfg, &listener, &mut |_| {}))
-        .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
-    let ours = run_initiator(cfg, &addr, progress);
-    super::join_local(ours, target)
-}
-
-fn run_side(
-    cfg: &PingPongConfig,
-    role: Role,
-    oob: &mut Oob,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    let result = measure(cfg, role, oob, progress);
-    if let Err(e) = &result {
-        oob.report_failure(&e.to_string());
-    }
-    result
+    pair_local(cfg, progress)
 }
 
 fn measure(
@@ -279,7 +347,7 @@ fn measure(
             error,
         })?;
         doc.results
-            .push(size_result(size, &samples, size <= inject_size));
+            .push(size_result(size, &samples, Some(size <= inject_size), 2));
         progress(Progress {
             done: i + 1,
             total: cfg.sizes.len(),
@@ -292,28 +360,37 @@ fn measure(
     Ok(SideOutcome { doc })
 }
 
-fn size_result(size: u64, s: &crate::bench::pingpong::SizeSamples, injected: bool) -> SizeResult {
-    let f = FabtestsFigures::new(size, s.iterations, s.elapsed_ns);
+/// One size's figures, fabtests' arithmetic with `xfers` transfers per iteration.
+pub(crate) fn size_result(
+    size: u64,
+    s: &crate::bench::pingpong::SizeSamples,
+    injected: Option<bool>,
+    xfers: u64,
+) -> SizeResult {
+    let f = FabtestsFigures::with_xfers(size, s.iterations, s.elapsed_ns, xfers);
     let mut extra = Map::new();
     extra.insert("time_s".into(), json!(s.elapsed_ns as f64 / 1e9));
     extra.insert("usec_per_xfer".into(), json!(f.usec_per_xfer));
     extra.insert("mb_per_sec".into(), json!(f.mb_per_sec));
     extra.insert("mxfers_per_sec".into(), json!(f.mxfers_per_sec));
     extra.insert("bytes_counted".into(), json!(f.bytes));
-    extra.insert("injected".into(), json!(injected));
+    if let Some(injected) = injected {
+        extra.insert("injected".into(), json!(injected));
+    }
     SizeResult {
         message_size: size,
         iterations: s.iterations,
-        latency_us: LatencySummary::from_histogram(&s.half_rtt_ns),
+        latency_us: LatencySummary::from_histogram(&s.latency_ns),
         bandwidth_gbps: Some(f.mb_per_sec / 1000.0),
         bandwidth_mbps: Some(f.mb_per_sec),
         transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
-        histogram: encode_histogram(&s.half_rtt_ns).ok(),
+        histogram: encode_histogram(&s.latency_ns).ok(),
         extra,
     }
 }
 
-fn config_map(cfg: &PingPongConfig, role: Role) -> Map<String, Value> {
+/// The configuration block of a ping-pong document.
+pub(crate) fn config_map(cfg: &PingPongConfig, role: Role) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("provider".into(), json!(cfg.provider));
     m.insert("backend".into(), json!("libfabric"));

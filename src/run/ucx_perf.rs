@@ -397,14 +397,14 @@ fn lat_result(size: u64, warmup: u64, s: &pp::SizeSamples) -> SizeResult {
     extra.insert("warmup".into(), json!(warmup));
     extra.insert("time_s".into(), json!(s.elapsed_ns as f64 / 1e9));
     extra.insert("overall_latency_us".into(), json!(overall_us));
-    if let Some(p) = s.recent_half_rtt_ns.percentile(50.0) {
+    if let Some(p) = s.recent_ns.percentile(50.0) {
         extra.insert(
             "ucx_perftest_percentile_us".into(),
             json!(p as f64 / 1000.0),
         );
         extra.insert(
             "ucx_perftest_percentile_window".into(),
-            json!(s.recent_half_rtt_ns.len()),
+            json!(s.recent_ns.len()),
         );
     }
     // ucx_perftest's bandwidth of a ping-pong: one message per one-way latency.
@@ -417,11 +417,11 @@ fn lat_result(size: u64, warmup: u64, s: &pp::SizeSamples) -> SizeResult {
     SizeResult {
         message_size: size,
         iterations: iters,
-        latency_us: LatencySummary::from_histogram(&s.half_rtt_ns),
+        latency_us: LatencySummary::from_histogram(&s.latency_ns),
         bandwidth_gbps: Some(bytes_per_sec / 1e9),
         bandwidth_mbps: Some(bytes_per_sec / 1e6),
         transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
-        histogram: encode_histogram(&s.half_rtt_ns).ok(),
+        histogram: encode_histogram(&s.latency_ns).ok(),
         extra,
     }
 }

@@ -13,7 +13,7 @@ use super::sync::TimedBarrier;
 use super::xfer_worker::{initiator_worker, target_worker, TargetMem, WorkerReport};
 use super::RunError;
 use crate::bootstrap::{Fingerprint, Oob, OobListener};
-use crate::fabric::{caps, select_info, EndpointSpec, EndpointType, RmaOp};
+use crate::fabric::{caps, select_info, EndpointSpec, EndpointType, XferOp};
 use crate::mem::{available_memory, HostBuffer, SharedRegion};
 use crate::report::ResultDoc;
 use crate::units::human_size;
@@ -62,7 +62,7 @@ pub struct XferConfig {
     /// Domain to use, if not the one of the control connection's address.
     pub domain: Option<String>,
     /// RMA write (default) or read.
-    pub op: RmaOp,
+    pub op: XferOp,
     /// Bytes per transfer.
     pub size: u64,
     /// Largest chunk asked for (None: [`DEFAULT_BLOCK`] or the size).
@@ -150,7 +150,10 @@ impl XferConfig {
     }
 
     pub(crate) fn caps(&self) -> u64 {
-        caps::RMA | caps::MSG
+        match self.op {
+            XferOp::Send => caps::RMA | caps::MSG | caps::TAGGED,
+            _ => caps::RMA | caps::MSG,
+        }
     }
 
     pub(crate) fn spec(&self, oob: &Oob) -> Result<EndpointSpec, RunError> {
@@ -234,7 +237,7 @@ impl XferConfig {
             timeout: self.timeout,
         })?;
         let v = info.view();
-        if self.op == RmaOp::Write && v.cq_data_size() < 4 {
+        if self.op == XferOp::Write && v.cq_data_size() < 4 {
             return Err(RunError::Config(format!(
                 "provider {} carries {} bytes of remote CQ data; the write protocol needs 4",
                 self.provider,
@@ -260,10 +263,11 @@ pub(crate) fn endpoint_name(e: EndpointType) -> &'static str {
     }
 }
 
-pub(crate) fn op_name(op: RmaOp) -> &'static str {
+pub(crate) fn op_name(op: XferOp) -> &'static str {
     match op {
-        RmaOp::Write => "write",
-        RmaOp::Read => "read",
+        XferOp::Write => "write",
+        XferOp::Read => "read",
+        XferOp::Send => "send",
     }
 }
 
@@ -324,7 +328,7 @@ pub fn run_initiator(cfg: &XferConfig, peers: &[String]) -> Result<ResultDoc, Ru
             .name(format!("kvxfer-initiator-{w}"))
             .spawn(move || {
                 let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
-                initiator_worker(&cfg, &plan, oob)
+                initiator_worker(&cfg, &plan, w, oob)
             })
             .map_err(|e| RunError::Config(format!("cannot start an initiator worker: {e}")))?;
         handles.push(h);

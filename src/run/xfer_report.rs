@@ -9,18 +9,19 @@ use super::environment;
 use super::xfer::{endpoint_name, op_name, XferConfig, XferPlan};
 use super::xfer_worker::WorkerReport;
 use crate::bench::xfer::IterSample;
-use crate::fabric::RmaOp;
+use crate::fabric::XferOp;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::stats::{detect_tiers, encode_histogram, new_histogram, LatencySummary};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-/// End-to-end time of transfer `t` in a sample: the target's confirmation for writes, the
+/// End-to-end time of transfer `t` in a sample: the target's confirmation for writes and
+/// sends, the
 /// local completion for reads (the initiator holds the data then).
-fn e2e(op: RmaOp, s: &IterSample, t: usize) -> u64 {
+fn e2e(op: XferOp, s: &IterSample, t: usize) -> u64 {
     match op {
-        RmaOp::Write => s.confirmed_ns[t],
-        RmaOp::Read => s.local_ns[t],
+        XferOp::Write | XferOp::Send => s.confirmed_ns[t],
+        XferOp::Read => s.local_ns[t],
     }
 }
 
@@ -63,6 +64,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
 
     // Every (worker, transfer) stream's end-to-end times, one per timed iteration.
     let mut streams: Vec<(usize, usize, Vec<u64>, Vec<u64>)> = Vec::new();
+    let at_target: Vec<usize> = reports.iter().map(|r| r.target_worker).collect();
     for r in &reports {
         for t in 0..r.transfers {
             let e: Vec<u64> = r.timed.iter().map(|s| e2e(op, s, t)).collect();
@@ -100,15 +102,17 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
     extra.insert(
         "latency".into(),
         json!(match op {
-            RmaOp::Write => "first post to the target's confirmation, per transfer",
-            RmaOp::Read => "first post to the last local read completion, per transfer",
+            XferOp::Write | XferOp::Send => {
+                "first post to the target's confirmation, per transfer"
+            }
+            XferOp::Read => "first post to the last local read completion, per transfer",
         }),
     );
     extra.insert(
         "initiator_side_us".into(),
         json!(LatencySummary::from_histogram(&local_hist)),
     );
-    if op == RmaOp::Write {
+    if op != XferOp::Read {
         extra.insert(
             "target_confirmed_us".into(),
             json!(LatencySummary::from_histogram(&e2e_hist)),
@@ -124,11 +128,17 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
             streams
                 .iter()
                 .map(|(w, t, e, l)| {
+                    let tw = reports
+                        .iter()
+                        .position(|r| r.worker == *w)
+                        .map(|k| at_target[k]);
                     json!({
                         "worker": w,
+                        "target_worker": tw,
                         "transfer": t,
                         "completion_ms": e.iter().map(|&v| v as f64 / 1e6).collect::<Vec<_>>(),
                         "initiator_side_ms": l.iter().map(|&v| v as f64 / 1e6).collect::<Vec<_>>(),
+                        "latency_us": LatencySummary::from_histogram(&hist_of(e.iter().copied())),
                     })
                 })
                 .collect(),
@@ -235,7 +245,7 @@ fn nixlbench(
 
 /// Registration (first vs again) on both sides, connection set-up, and the cold first
 /// transfer against the steady state.
-fn costs(op: RmaOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Value {
+fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Value {
     let m = |f: &dyn Fn(&WorkerReport) -> u64| {
         mean(&reports.iter().map(|r| us(f(r) as f64)).collect::<Vec<_>>())
     };
@@ -289,3 +299,7 @@ fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> 
     m.insert("host_bytes".into(), json!(plan.bytes));
     m
 }
+
+#[cfg(test)]
+#[path = "xfer_report_tests.rs"]
+mod tests;

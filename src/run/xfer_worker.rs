@@ -10,13 +10,13 @@ use super::sync::TimedBarrier;
 use super::xfer::{alloc, XferConfig, XferPlan};
 use super::RunError;
 use crate::bench::xfer::{
-    run_initiator_iteration, run_target_iteration, IterParams, IterSample, TargetEvent,
-    XferInitiator, XferTarget,
+    plan_chunks, run_initiator_iteration, run_target_iteration, IterParams, IterSample,
+    TargetEvent, XferInitiator, XferTarget,
 };
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Oob};
 use crate::fabric::{
-    self, caps, MemoryRegion, RemoteRegion, RmaOp, Side, XferInitiatorEp, XferTargetEp,
+    self, caps, MemoryRegion, RemoteRegion, Side, XferInitiatorEp, XferOp, XferTargetEp,
 };
 use crate::mem::SharedRegion;
 use crate::report::Environment;
@@ -35,8 +35,10 @@ pub enum TargetMem {
 /// What one worker measured, as the initiator reports it to the target and the result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerReport {
-    /// Worker index (the target's numbering in the target's document).
+    /// Worker index: the initiator's numbering in its document, the target's in the target's.
     pub worker: usize,
+    /// The worker's index at its target.
+    pub target_worker: usize,
     /// Transfers this worker drove per iteration.
     pub transfers: usize,
     /// Fabric connection set-up, ns.
@@ -169,10 +171,15 @@ fn target_inner(
             for t in 0..per {
                 let r = adapter.ep.region_mut(t).expect("one region per transfer");
                 match cfg.op {
-                    RmaOp::Write => r.as_mut_slice().fill(0),
-                    RmaOp::Read => pattern::fill(r.as_mut_slice(), seq(w, per, t, i)),
+                    XferOp::Write | XferOp::Send => r.as_mut_slice().fill(0),
+                    XferOp::Read => pattern::fill(r.as_mut_slice(), seq(w, per, t, i)),
                 }
             }
+        }
+        if cfg.op == XferOp::Send {
+            adapter
+                .ep
+                .arm_receives(&plan_chunks(size, plan.block as usize))?;
         }
         let got = oob.recv_frame()?;
         if !got.is_empty() {
@@ -182,7 +189,7 @@ fn target_inner(
         oob.send_frame(b"")?;
         run_target_iteration(&mut adapter, per, cfg.timeout)
             .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
-        if cfg.verify && cfg.op == RmaOp::Write {
+        if cfg.verify && cfg.op != XferOp::Read {
             for t in 0..per {
                 let r = adapter.ep.region_mut(t).expect("one region per transfer");
                 check(r.as_slice(), seq(w, per, t, i), i)
@@ -216,9 +223,10 @@ fn check(buf: &[u8], seq: u64, iteration: u64) -> Result<(), BenchError> {
 pub fn initiator_worker(
     cfg: &XferConfig,
     plan: &XferPlan,
+    local_index: usize,
     mut oob: Oob,
 ) -> Result<WorkerReport, RunError> {
-    let r = initiator_inner(cfg, plan, &mut oob);
+    let r = initiator_inner(cfg, plan, local_index, &mut oob);
     if let Err(e) = &r {
         oob.report_failure(&e.to_string());
     }
@@ -228,6 +236,7 @@ pub fn initiator_worker(
 fn initiator_inner(
     cfg: &XferConfig,
     plan: &XferPlan,
+    local_index: usize,
     oob: &mut Oob,
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
@@ -260,8 +269,8 @@ fn initiator_inner(
                 .expect("nothing in flight between iterations");
             for (t, part) in local.as_mut_slice().chunks_mut(size).enumerate() {
                 match cfg.op {
-                    RmaOp::Write => pattern::fill(part, seq(w, per, t, i)),
-                    RmaOp::Read => part.fill(0),
+                    XferOp::Write | XferOp::Send => pattern::fill(part, seq(w, per, t, i)),
+                    XferOp::Read => part.fill(0),
                 }
             }
         }
@@ -273,7 +282,7 @@ fn initiator_inner(
         let sample = run_initiator_iteration(&mut adapter, &params)
             .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
         ep.drain()?;
-        if cfg.verify && cfg.op == RmaOp::Read {
+        if cfg.verify && cfg.op == XferOp::Read {
             let local = ep.local_mut().expect("drained");
             for (t, part) in local.as_slice().chunks(size).enumerate() {
                 check(part, seq(w, per, t, i), i)
@@ -289,7 +298,8 @@ fn initiator_inner(
         }
     }
     let mut report = WorkerReport {
-        worker: w,
+        worker: local_index,
+        target_worker: w,
         transfers: per,
         connect_ns,
         registration_first_ns: reg_first,

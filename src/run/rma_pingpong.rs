@@ -1,0 +1,285 @@
+//! `rma-pingpong`: fi_rma_pingpong's measurement (write, writedata, read), in one process over
+//! the loopback or across two, on the orchestration of [`super::pingpong`].
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::environment;
+use super::pingpong::{
+    config_map, pair_initiator, pair_local, pair_target, size_result, PairRun, PingPongConfig,
+    Progress, SideOutcome,
+};
+use super::RunError;
+use crate::bench::pingpong::{run_size, PingPongTransport, Role, SizeParams};
+use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
+use crate::bench::{pattern, BenchError};
+use crate::bootstrap::{BootstrapError, Fingerprint, Oob, OobListener};
+use crate::fabric::{self, caps, EndpointSpec, RemoteRegion, RmaChannel, RmaPingPongOp, Side};
+use crate::report::{ResultDoc, Status};
+use crate::units::human_size;
+
+/// An RMA ping-pong run: the ping-pong parameters (mode and inject unused) and the operation.
+#[derive(Debug, Clone)]
+pub struct RmaPingPongConfig {
+    /// Provider, endpoint, sizes, iterations, warm-up, verify, time-out.
+    pub base: PingPongConfig,
+    /// write, writedata or read.
+    pub op: RmaPingPongOp,
+}
+
+/// The operation's name, as fi_rma_pingpong's `-o` spells it.
+pub fn op_name(op: RmaPingPongOp) -> &'static str {
+    match op {
+        RmaPingPongOp::Write => "write",
+        RmaPingPongOp::WriteData => "writedata",
+        RmaPingPongOp::Read => "read",
+    }
+}
+
+impl PairRun for RmaPingPongConfig {
+    fn check(&self) -> Result<(), RunError> {
+        self.base
+            .validate_with_caps(caps::RMA | caps::MSG)
+            .map(|_| ())
+    }
+    fn params(&self) -> Fingerprint {
+        self.base
+            .fingerprint()
+            .with("bench", "rma_pingpong")
+            .with("op", op_name(self.op))
+    }
+    fn timeout(&self) -> Duration {
+        self.base.timeout
+    }
+    fn measure(
+        &self,
+        role: Role,
+        oob: &mut Oob,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<SideOutcome, RunError> {
+        measure(self, role, oob, progress)
+    }
+}
+
+/// Runs the target side on a bound control port.
+pub fn run_target(
+    cfg: &RmaPingPongConfig,
+    listener: &OobListener,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    pair_target(cfg, listener, progress)
+}
+
+/// Runs the initiator side against a target at `HOST[:PORT]`.
+pub fn run_initiator(
+    cfg: &RmaPingPongConfig,
+    peer: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    pair_initiator(cfg, peer, progress)
+}
+
+/// Runs both sides in this process over the loopback; returns the initiator's outcome.
+pub fn run_local(
+    cfg: &RmaPingPongConfig,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    pair_local(cfg, progress)
+}
+
+/// The write/writedata ping-pong over an RMA channel: each message's last byte (write) or
+/// remote CQ data (writedata) tells the receiver it has arrived.
+struct RmaPingPong {
+    ch: RmaChannel,
+    role: Role,
+    writedata: bool,
+    size: usize,
+    sent: u64,
+    received: u64,
+}
+
+impl RmaPingPong {
+    /// Sequence number of our n-th message of a size (the loop's numbering: initiator even).
+    fn my_seq(&self, n: u64) -> u64 {
+        match self.role {
+            Role::Initiator => 2 * n,
+            Role::Target => 2 * n + 1,
+        }
+    }
+    fn peer_seq(&self, n: u64) -> u64 {
+        match self.role {
+            Role::Initiator => 2 * n + 1,
+            Role::Target => 2 * n,
+        }
+    }
+    /// Arms the last byte for the next message: anything but what it will carry.
+    fn arm(&mut self) {
+        let next = pattern::byte_at(self.peer_seq(self.received), self.size - 1);
+        self.ch.set_last_byte(self.size, !next);
+    }
+}
+
+impl PingPongTransport for RmaPingPong {
+    fn prepare(&mut self, size: usize) -> Result<(), BenchError> {
+        self.size = size;
+        self.sent = 0;
+        self.received = 0;
+        self.arm();
+        Ok(())
+    }
+    fn post_recv(&mut self) -> Result<(), BenchError> {
+        self.arm();
+        Ok(())
+    }
+    #[inline]
+    fn send(&mut self, len: usize) -> Result<(), BenchError> {
+        let seq = self.my_seq(self.sent);
+        // The stamp is the pattern's last byte, so --verify sees an intact message.
+        self.ch.transfer(len, pattern::byte_at(seq, len - 1), seq)?;
+        self.sent += 1;
+        Ok(())
+    }
+    #[inline]
+    fn wait_recv(&mut self) -> Result<usize, BenchError> {
+        let seq = self.peer_seq(self.received);
+        let stamp = pattern::byte_at(seq, self.size - 1);
+        let data = self.ch.wait_arrival(self.size, stamp)?;
+        if self.writedata && data as u32 != seq as u32 {
+            return Err(BenchError::Invalid(format!(
+                "remote CQ data {data} where message {seq} was due"
+            )));
+        }
+        self.received += 1;
+        Ok(self.size)
+    }
+    fn send_buf(&mut self) -> &mut [u8] {
+        self.ch.tx_buf()
+    }
+    fn recv_buf(&self) -> &[u8] {
+        self.ch.rx_buf()
+    }
+}
+
+struct Reader<'a>(&'a mut RmaChannel);
+
+impl RmaReadTransport for Reader<'_> {
+    #[inline]
+    fn read(&mut self, len: usize) -> Result<(), BenchError> {
+        Ok(self.0.transfer(len, 0, 0)?)
+    }
+    fn read_buf(&self) -> &[u8] {
+        self.0.tx_view()
+    }
+}
+
+fn measure(
+    cfg: &RmaPingPongConfig,
+    role: Role,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    let base = &cfg.base;
+    let spec = EndpointSpec {
+        provider: base.provider.clone(),
+        ep_type: base.endpoint,
+        caps: caps::RMA | caps::MSG,
+        local_ip: Some(oob.local_ip()?),
+        domain: base.domain.clone(),
+        timeout: base.timeout,
+    };
+    let side = match role {
+        Role::Initiator => Side::Initiator,
+        Role::Target => Side::Target,
+    };
+    let conn = fabric::connect(&spec, side, &mut |ours: &[u8]| {
+        oob.exchange(ours).map_err(|e| e.to_string())
+    })?;
+    if cfg.op == RmaPingPongOp::WriteData && conn.info.view().cq_data_size() < 4 {
+        return Err(RunError::Config(format!(
+            "provider {} carries no remote CQ data: writedata is not possible",
+            base.provider
+        )));
+    }
+    let mut doc = ResultDoc::new("kvxfer", "rma_pingpong", "L0");
+    doc.config = config_map(base, role);
+    doc.config.remove("mode");
+    doc.config.insert("op".into(), json!(op_name(cfg.op)));
+    doc.config.insert(
+        "latency".into(),
+        json!(match cfg.op {
+            RmaPingPongOp::Read => "full round trip of a read",
+            _ => "half round trip per iteration",
+        }),
+    );
+    doc.environment = environment::with_fabric(&conn.info);
+    let max = *base.sizes.iter().max().expect("validated: sizes not empty") as usize;
+    let mut ch = RmaChannel::new(conn, max, cfg.op, base.inject, base.timeout)?;
+    let inject_size = ch.inject_size() as u64;
+    doc.config.insert("inject".into(), json!(base.inject));
+    let ours = serde_json::to_vec(&ch.local_region()).expect("a region serialises");
+    let theirs: RemoteRegion = serde_json::from_slice(&oob.exchange(&ours)?)
+        .map_err(|e| BootstrapError::Protocol(format!("the peer's region: {e}")))?;
+    ch.set_remote(theirs);
+    let mut pp = RmaPingPong {
+        ch,
+        role,
+        writedata: cfg.op == RmaPingPongOp::WriteData,
+        size: 1,
+        sent: 0,
+        received: 0,
+    };
+    for (i, &size) in base.sizes.iter().enumerate() {
+        let p = SizeParams {
+            size: size as usize,
+            iterations: base.iterations_for(size),
+            warmup: base.warmup,
+            verify: base.verify,
+        };
+        let at = || format!("size {}", human_size(size));
+        let samples = match cfg.op {
+            RmaPingPongOp::Write | RmaPingPongOp::WriteData => {
+                pp.prepare(p.size)
+                    .map_err(|error| RunError::Bench { at: at(), error })?;
+                oob.barrier()?;
+                Some(
+                    run_size(&mut pp, role, &p)
+                        .map_err(|error| RunError::Bench { at: at(), error })?,
+                )
+            }
+            RmaPingPongOp::Read => match role {
+                Role::Target => {
+                    if base.verify {
+                        pattern::fill(&mut pp.ch.rx_buf_mut()[..p.size], READ_SEQ);
+                    }
+                    pp.ch.post_done()?;
+                    oob.barrier()?;
+                    pp.ch.wait_done()?;
+                    None
+                }
+                Role::Initiator => {
+                    oob.barrier()?;
+                    let s = run_read_size(&mut Reader(&mut pp.ch), &p)
+                        .map_err(|error| RunError::Bench { at: at(), error })?;
+                    pp.ch.send_done()?;
+                    Some(s)
+                }
+            },
+        };
+        // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
+        if let Some(s) = samples {
+            let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
+            let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
+            doc.results.push(size_result(size, &s, injected, xfers));
+        }
+        progress(Progress {
+            done: i + 1,
+            total: base.sizes.len(),
+            size,
+        });
+    }
+    oob.barrier()?;
+    doc.status = Status::Complete;
+    doc.finished_at = crate::report::schema::now_rfc3339();
+    Ok(SideOutcome { doc })
+}

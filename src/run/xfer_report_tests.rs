@@ -1,0 +1,140 @@
+//! The xfer document's arithmetic on synthetic reports with known times.
+
+use std::time::Duration;
+
+use super::*;
+use crate::fabric::EndpointType;
+use crate::run::xfer::{ConcurrencyMode, Scheme};
+
+fn cfg(op: XferOp) -> XferConfig {
+    XferConfig {
+        provider: "tcp".into(),
+        endpoint: EndpointType::Rdm,
+        domain: None,
+        op,
+        size: 1_000_000,
+        block: Some(250_000),
+        window: 4,
+        concurrency: 4,
+        mode: ConcurrencyMode::Endpoints,
+        scheme: Scheme::ManyToOne,
+        iterations: 2,
+        warmup: 1,
+        verify: false,
+        reuse: false,
+        timeout: Duration::from_secs(1),
+    }
+}
+
+fn plan() -> XferPlan {
+    XferPlan {
+        block: 250_000,
+        chunks: 4,
+        workers: 4,
+        transfers_per_worker: 1,
+        bytes: 4_000_000,
+        available: None,
+    }
+}
+
+fn sample(local_ms: f64, confirmed_ms: f64) -> IterSample {
+    IterSample {
+        prep_ns: 1_000,
+        post_ns: 20_000,
+        local_ns: vec![(local_ms * 1e6) as u64],
+        confirmed_ns: vec![(confirmed_ms * 1e6) as u64],
+        chunks: 4,
+        busy_retries: 0,
+    }
+}
+
+/// Four workers: two finish at ~1 ms, two at ~2 ms (a two-step staircase); the first
+/// transfer after connecting took 10 ms.
+fn reports() -> Vec<WorkerReport> {
+    let finish = [1.0, 2.0, 1.02, 2.02];
+    (0..4)
+        .map(|w| WorkerReport {
+            worker: w,
+            target_worker: w,
+            transfers: 1,
+            connect_ns: 5_000_000,
+            registration_first_ns: 40_000,
+            registration_cached_ns: 4_000,
+            target_registration_first_ns: 30_000,
+            target_registration_cached_ns: 3_000,
+            cold: Some(sample(9.0, 10.0)),
+            timed: vec![
+                sample(finish[w] - 0.1, finish[w]),
+                sample(finish[w] - 0.1, finish[w]),
+            ],
+            verified_bytes: 0,
+            environment: Default::default(),
+        })
+        .collect()
+}
+
+#[test]
+fn bandwidth_spans_tiers_and_costs() {
+    let doc = build(&cfg(XferOp::Write), &plan(), "initiator", &reports());
+    let r = &doc.results[0];
+    // Each iteration lasts until the slowest confirmation: 2.02 ms; 4 MB per iteration.
+    let spans = r.extra["iteration_span_ms"].as_array().unwrap();
+    assert_eq!(spans.len(), 2);
+    assert!((spans[0].as_f64().unwrap() - 2.02).abs() < 1e-6);
+    let want = 8_000_000.0 / 4.04e-3 / 1e9;
+    assert!(
+        (r.bandwidth_gbps.unwrap() - want).abs() < 1e-6,
+        "{:?}",
+        r.bandwidth_gbps
+    );
+    assert!((r.extra["bandwidth_gibps"].as_f64().unwrap() - want * 1e9 / GIB).abs() < 1e-6);
+    // Two tiers: workers 0 and 2 near 1 ms, 1 and 3 near 2 ms.
+    let tiers = r.extra["tiers"].as_array().unwrap();
+    assert_eq!(tiers.len(), 2);
+    assert_eq!(tiers[0]["members"], json!([0, 2]));
+    assert_eq!(tiers[1]["members"], json!([1, 3]));
+    assert!((tiers[1]["centre_ms"].as_f64().unwrap() - 2.01).abs() < 1e-3);
+    assert_eq!(r.extra["tiers_per_iteration"], json!([2, 2]));
+    // nixlbench: span / (iterations x blocks) per block.
+    let nx = &r.extra["nixlbench"];
+    assert!((nx["avg_lat_us"].as_f64().unwrap() - 4040.0 / 8.0).abs() < 0.01);
+    assert_eq!(nx["batch_size"], 4);
+    assert!((nx["post_us"]["avg"].as_f64().unwrap() - 20.0).abs() < 0.1);
+    // Costs: means over the workers, the cold transfer against the median.
+    let c = &r.extra["costs"];
+    assert!((c["registration_first_us"].as_f64().unwrap() - 40.0).abs() < 1e-9);
+    assert!((c["registration_cached_us"].as_f64().unwrap() - 4.0).abs() < 1e-9);
+    assert!((c["first_transfer_us"].as_f64().unwrap() - 10_000.0).abs() < 1e-6);
+    let steady = c["steady_state_p50_us"].as_f64().unwrap();
+    assert!((steady - 1020.0).abs() < 2.0, "{steady}");
+    let ratio = c["first_over_steady"].as_f64().unwrap();
+    assert!((ratio - 10_000.0 / steady).abs() < 1e-9);
+    // The latency summary is of end-to-end (confirmed) times.
+    let lat = r.latency_us.unwrap();
+    assert!((lat.max - 2020.0).abs() < 2.0 && (lat.min - 1000.0).abs() < 1.0);
+    let init = &r.extra["initiator_side_us"];
+    assert!((init["min"].as_f64().unwrap() - 900.0).abs() < 1.0);
+    // Each stream carries its own summary: worker 1 finished at 2 ms both times.
+    let w1 = &r.extra["workers"][1];
+    assert_eq!(w1["worker"], 1);
+    assert!((w1["latency_us"]["p50"].as_f64().unwrap() - 2000.0).abs() < 2.0);
+    assert_eq!(w1["completion_ms"], json!([2.0, 2.0]));
+    assert_eq!(doc.status, Status::Complete);
+}
+
+#[test]
+fn reads_are_timed_by_local_completion_and_have_no_confirmed_figure() {
+    let doc = build(&cfg(XferOp::Read), &plan(), "initiator", &reports());
+    let r = &doc.results[0];
+    assert!(r.extra.get("target_confirmed_us").is_none());
+    assert!((r.latency_us.unwrap().min - 900.0).abs() < 1.0);
+}
+
+#[test]
+fn no_reports_give_a_failed_document_without_figures() {
+    let doc = build(&cfg(XferOp::Write), &plan(), "target", &[]);
+    assert_eq!(doc.status, Status::Failed);
+    let r = &doc.results[0];
+    assert!(r.bandwidth_gbps.is_none() && r.latency_us.is_none() && r.histogram.is_none());
+    assert!(r.extra["costs"]["first_transfer_us"].is_null());
+}
