@@ -1,19 +1,17 @@
 //! `kvxfer xfer` (the default subcommand): KV-sized transfers by RMA (L1).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::fabric::{EndpointType, XferOp};
-use kvxfer::report::{table, write_atomic};
+use kvxfer::report::table;
 use kvxfer::run::xfer::{self, ConcurrencyMode, Scheme, Sides, XferConfig};
 use kvxfer::units::human_size;
 
-use super::common::{parse_listen, EndpointArg};
+use super::common::{parse_listen, EndpointArg, OutputArgs};
 
 /// `--op`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -106,12 +104,8 @@ pub struct XferArgs {
     /// Seconds to wait for peers, barriers and each transfer.
     #[arg(long, default_value_t = 120.0)]
     timeout: f64,
-    /// Write the kvxfer.result/v1 document here.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Plan pattern id recorded in the result.
-    #[arg(long)]
-    pattern_id: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 /// Runs `kvxfer xfer`.
@@ -187,11 +181,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         Sides::Both => xfer::run_local(&cfg),
     };
     let mut doc = doc?;
-    doc.pattern_id = a.pattern_id.clone();
     print!("{}", table::xfer(&doc));
-    if let Some(path) = &a.json {
-        write_atomic(path, &doc.to_json())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)
 }
