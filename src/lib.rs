@@ -5,6 +5,8 @@ pub mod bootstrap;
 pub mod fabric;
 pub mod mem;
 pub mod mlflow;
+pub mod plan;
+pub mod reference;
 pub mod report;
 pub mod run;
 pub mod stats;

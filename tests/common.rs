@@ -89,3 +89,9 @@ pub fn assert_pingpong_consistent(doc: &ResultDoc, sizes: &[u64], iterations: u6
         assert_eq!(h.len(), iterations);
     }
 }
+
+/// Reports a skipped test by name with its reason, past the harness's output capture.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}

@@ -436,3 +436,45 @@ fn dry_run_prints_the_runs_and_contacts_nothing() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn a_measurement_records_directly_and_record_does_not_double_it() {
+    let Some(server) =
+        Server::start("a_measurement_records_directly_and_record_does_not_double_it")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("pp.json");
+    Command::cargo_bin("kvxfer")
+        .unwrap()
+        .args(["pingpong", "-p", "tcp", "-S", "64,1K", "-I", "20", "--json"])
+        .arg(&json)
+        .args(["--mlflow-uri", &server.uri(), "--pattern-id", "pll-l0-tcp"])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(
+            "recorded in MLflow as run pll-l0-tcp-",
+        ));
+    // The file pingpong wrote is the content it recorded: `record` finds it already there.
+    record(&server.uri(), dir.path()).success();
+    let c = server.client();
+    let runs = all_runs(&c);
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let bytes = std::fs::read(&json).unwrap();
+    let run = run_of(&runs, &bytes);
+    assert_eq!(run.data.tag("tool"), Some("kvxfer"));
+    assert_eq!(run.data.tag("layer"), Some("L0"));
+    assert_eq!(run.data.tag("pattern_id"), Some("pll-l0-tcp"));
+    let doc = ResultDoc::from_json(&bytes).unwrap();
+    let want = doc.results[0].latency_us.unwrap().mean;
+    let got = run
+        .data
+        .metrics
+        .iter()
+        .find(|m| m.key == "latency_us_64")
+        .expect("latency_us_64 recorded")
+        .value;
+    assert!((got - want).abs() <= want * 1e-9, "{got} vs {want}");
+}

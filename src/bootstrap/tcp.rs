@@ -105,6 +105,10 @@ struct Verdict {
 
 const PROTO: u32 = 1;
 
+/// Frame kinds: data, or the peer's failure message.
+const FRAME_DATA: u8 = 0;
+const FRAME_FAILURE: u8 = 1;
+
 /// A bound control port waiting for an initiator.
 pub struct OobListener {
     listener: TcpListener,
@@ -248,26 +252,58 @@ impl Oob {
         Ok(self.stream.local_addr()?.ip())
     }
 
-    /// Sends one frame.
-    pub fn send_frame(&mut self, bytes: &[u8]) -> Result<()> {
+    fn write_frame(&mut self, kind: u8, bytes: &[u8]) -> Result<()> {
         let len = u32::try_from(bytes.len())
-            .map_err(|_| BootstrapError::Protocol("frame too large".into()))?;
-        self.stream.write_all(&len.to_be_bytes())?;
+            .ok()
+            .filter(|&l| l as usize <= MAX_FRAME)
+            .ok_or_else(|| BootstrapError::Protocol("frame too large".into()))?;
+        let mut head = [0u8; 5];
+        head[0] = kind;
+        head[1..].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&head)?;
         self.stream.write_all(bytes)?;
         Ok(())
     }
 
-    /// Receives one frame.
+    /// Sends one frame of data. If the peer has gone, the failure it reported (if any) is
+    /// returned rather than the broken pipe.
+    pub fn send_frame(&mut self, bytes: &[u8]) -> Result<()> {
+        match self.write_frame(FRAME_DATA, bytes) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = self
+                    .stream
+                    .set_read_timeout(Some(Duration::from_millis(200)));
+                loop {
+                    match self.recv_frame() {
+                        Ok(_) => continue,
+                        Err(peer @ BootstrapError::PeerFailed(_)) => return Err(peer),
+                        Err(_) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives one frame of data; a failure the peer reported comes back as an error.
     pub fn recv_frame(&mut self) -> Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).map_err(eof_is_peer_gone)?;
-        let len = u32::from_be_bytes(len) as usize;
+        let mut head = [0u8; 5];
+        self.stream
+            .read_exact(&mut head)
+            .map_err(eof_is_peer_gone)?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         if len > MAX_FRAME {
             return Err(BootstrapError::Protocol(format!("frame of {len} bytes")));
         }
         let mut buf = vec![0u8; len];
         self.stream.read_exact(&mut buf).map_err(eof_is_peer_gone)?;
-        Ok(buf)
+        match head[0] {
+            FRAME_DATA => Ok(buf),
+            FRAME_FAILURE => Err(BootstrapError::PeerFailed(
+                String::from_utf8_lossy(&buf).into_owned(),
+            )),
+            k => Err(BootstrapError::Protocol(format!("unknown frame kind {k}"))),
+        }
     }
 
     /// Sends a value as a JSON frame.
@@ -291,20 +327,13 @@ impl Oob {
     /// Waits until both sides reach this point; an error on the peer's side is reported here.
     pub fn barrier(&mut self) -> Result<()> {
         self.send_frame(b"")?;
-        let got = self.recv_frame()?;
-        if got.is_empty() {
-            Ok(())
-        } else {
-            Err(BootstrapError::PeerFailed(
-                String::from_utf8_lossy(&got).into_owned(),
-            ))
-        }
+        self.recv_frame().map(|_| ())
     }
 
-    /// Tells the peer we failed, so its next barrier reports it instead of hanging.
+    /// Tells the peer we failed, so its next receive reports it instead of hanging.
     pub fn report_failure(&mut self, message: &str) {
         let msg = if message.is_empty() { "error" } else { message };
-        let _ = self.send_frame(msg.as_bytes());
+        let _ = self.write_frame(FRAME_FAILURE, msg.as_bytes());
     }
 }
 
@@ -382,6 +411,20 @@ mod tests {
             te.contains("iterations is 10 here but 20 on the peer"),
             "{te}"
         );
+    }
+
+    #[test]
+    fn a_failure_reaches_the_peer_waiting_for_data() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().to_string();
+        let t = std::thread::spawn(move || {
+            let mut o = l.accept(&fp(1), Duration::from_secs(5)).unwrap();
+            o.report_failure("provider tcp has no domain lo");
+        });
+        let mut o = Oob::connect(&addr, &fp(1), Duration::from_secs(5)).unwrap();
+        let e = o.exchange(b"name").err().unwrap().to_string();
+        assert_eq!(e, "the peer failed: provider tcp has no domain lo");
+        t.join().unwrap();
     }
 
     #[test]

@@ -99,3 +99,63 @@ mod tests {
         assert!(parse_listen(":99999", 1).is_err());
     }
 }
+
+/// `--json` and `--mlflow-uri`, shared by the measurement subcommands.
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    /// Write the kvxfer.result/v1 document here (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// Also record the result in this MLflow tracking server (e.g. http://127.0.0.1:5000).
+    #[arg(long, value_name = "URI")]
+    pub mlflow_uri: Option<String>,
+    /// MLflow experiment for --mlflow-uri.
+    #[arg(long, default_value = kvxfer::mlflow::DEFAULT_EXPERIMENT, requires = "mlflow_uri")]
+    pub experiment: String,
+    /// Plan pattern id recorded in the result.
+    #[arg(long)]
+    pub pattern_id: Option<String>,
+}
+
+impl OutputArgs {
+    /// Writes the JSON file, then records to MLflow; the file is written first, so a failed
+    /// recording loses nothing (`kvxfer record` catches up later).
+    pub fn export(&self, doc: &mut kvxfer::report::ResultDoc) -> anyhow::Result<()> {
+        use anyhow::Context;
+        if self.pattern_id.is_some() {
+            doc.pattern_id = self.pattern_id.clone();
+        }
+        if let Some(path) = &self.json {
+            kvxfer::report::write_atomic(path, &doc.to_json())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(uri) = &self.mlflow_uri {
+            let mut cfg = kvxfer::mlflow::RecordConfig::new(uri);
+            cfg.experiment = self.experiment.clone();
+            let name = self
+                .json
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("{}.json", doc.bench));
+            let outcome = kvxfer::mlflow::record_doc(&cfg, doc, &name).with_context(|| {
+                match &self.json {
+                    Some(p) => format!(
+                        "recording to MLflow at {uri} (the result is kept in {}; `kvxfer record` can add it later)",
+                        p.display()
+                    ),
+                    None => format!("recording to MLflow at {uri} (use --json to keep a local copy)"),
+                }
+            })?;
+            match outcome {
+                kvxfer::mlflow::Outcome::Recorded {
+                    run_id, run_name, ..
+                } => {
+                    eprintln!("kvxfer: recorded in MLflow as run {run_name} ({run_id})")
+                }
+                other => eprintln!("kvxfer: MLflow: {other:?}"),
+            }
+        }
+        Ok(())
+    }
+}

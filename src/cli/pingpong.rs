@@ -1,18 +1,16 @@
 //! `kvxfer pingpong`: fi_pingpong's measurement (L0).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::fabric::{EndpointType, MsgMode};
-use kvxfer::report::{table, write_atomic};
+use kvxfer::report::table;
 use kvxfer::run::pingpong::{self, PingPongConfig};
 
-use super::common::{parse_listen, parse_sizes, progress_bar, EndpointArg, ModeArg};
+use super::common::{parse_listen, parse_sizes, progress_bar, EndpointArg, ModeArg, OutputArgs};
 
 /// Options of `kvxfer pingpong`.
 #[derive(Debug, Args)]
@@ -32,9 +30,9 @@ pub struct PingPongArgs {
     /// Message sizes: a comma-separated list with binary suffixes (1K = 1024), or `all`.
     #[arg(short = 'S', long, default_value = "64,1K,64K,1M,10M,100M", value_parser = parse_sizes)]
     sizes: std::vec::Vec<u64>,
-    /// Timed iterations per size.
-    #[arg(short = 'I', long, default_value_t = 1000)]
-    iterations: u64,
+    /// Timed iterations per size [default: 10000 below 64K, 1000 below 1M, 100 from 1M].
+    #[arg(short = 'I', long)]
+    iterations: Option<u64>,
     /// Untimed iterations before each size (0 reproduces fi_pingpong, which has none).
     #[arg(short, long, default_value_t = 10)]
     warmup: u64,
@@ -53,12 +51,8 @@ pub struct PingPongArgs {
     /// Seconds to wait for the peer and for each completion.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
-    /// Write the kvxfer.result/v1 document here.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Plan pattern id recorded in the result.
-    #[arg(long)]
-    pattern_id: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
@@ -84,6 +78,7 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs_f64(a.timeout),
     };
     let bar = progress_bar(cfg.sizes.len() as u64, "pingpong");
+    bar.enable_steady_tick(Duration::from_millis(250));
     let mut progress = |p: pingpong::Progress| {
         bar.set_position(p.done as u64);
         bar.set_message(format!("size {} done", kvxfer::units::human_size(p.size)));
@@ -105,11 +100,7 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
     };
     bar.finish_and_clear();
     let mut doc = outcome?.doc;
-    doc.pattern_id = a.pattern_id.clone();
     print!("{}", table::pingpong(&doc));
-    if let Some(path) = &a.json {
-        write_atomic(path, &doc.to_json())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)
 }

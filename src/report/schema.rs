@@ -69,7 +69,8 @@ pub struct Environment {
 pub struct SizeResult {
     /// Bytes per message or transfer.
     pub message_size: u64,
-    /// Timed iterations (warm-up excluded).
+    /// Timed iterations (warm-up excluded); 0 when the tool does not say, and then absent.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub iterations: u64,
     /// Latency summary in microseconds; absent when not measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +171,11 @@ impl ResultDoc {
         }
         Ok(doc)
     }
+}
+
+/// True for an iteration count the tool did not give.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The current UTC time in RFC 3339 with microseconds.

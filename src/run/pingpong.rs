@@ -29,8 +29,8 @@ pub struct PingPongConfig {
     pub domain: Option<String>,
     /// Message sizes in bytes.
     pub sizes: Vec<u64>,
-    /// Timed iterations per size.
-    pub iterations: u64,
+    /// Timed iterations per size; None: by size, as fabtests chooses (see [`default_iterations`]).
+    pub iterations: Option<u64>,
     /// Untimed iterations before them.
     pub warmup: u64,
     /// Check every payload.
@@ -57,9 +57,18 @@ impl PingPongConfig {
                     .collect::<Vec<_>>()
                     .join(","),
             )
-            .with("iterations", self.iterations)
+            .with(
+                "iterations",
+                self.iterations
+                    .map_or_else(|| "by size".to_string(), |n| n.to_string()),
+            )
             .with("warmup", self.warmup)
             .with("verify", self.verify)
+    }
+
+    /// Timed iterations for one size.
+    pub fn iterations_for(&self, size: u64) -> u64 {
+        self.iterations.unwrap_or_else(|| default_iterations(size))
     }
 
     fn endpoint_name(&self) -> &'static str {
@@ -100,7 +109,7 @@ impl PingPongConfig {
         if self.sizes.is_empty() {
             return Err(RunError::Config("no message size given".into()));
         }
-        if self.iterations == 0 {
+        if self.iterations == Some(0) {
             return Err(RunError::Config("--iterations must be at least 1".into()));
         }
         let info = select_info(&EndpointSpec {
@@ -125,6 +134,15 @@ impl PingPongConfig {
             )));
         }
         Ok(facts)
+    }
+}
+
+/// fabtests' iteration counts by size: 10000 below 64 KiB, 1000 below 1 MiB, 100 from 1 MiB.
+pub fn default_iterations(size: u64) -> u64 {
+    match size {
+        s if s < 64 << 10 => 10_000,
+        s if s < 1 << 20 => 1_000,
+        _ => 100,
     }
 }
 
@@ -272,7 +290,7 @@ fn measure(
         oob.barrier()?;
         let p = SizeParams {
             size: size as usize,
-            iterations: cfg.iterations,
+            iterations: cfg.iterations_for(size),
             warmup: cfg.warmup,
             verify: cfg.verify,
         };
@@ -323,7 +341,13 @@ fn config_map(cfg: &PingPongConfig, role: Role) -> Map<String, Value> {
     m.insert("mode".into(), json!(cfg.mode_name()));
     m.insert("domain".into(), json!(cfg.domain));
     m.insert("sizes".into(), json!(cfg.sizes));
-    m.insert("iterations".into(), json!(cfg.iterations));
+    m.insert(
+        "iterations".into(),
+        match cfg.iterations {
+            Some(n) => json!(n),
+            None => json!("by size: 10000 below 64K, 1000 below 1M, 100 from 1M"),
+        },
+    );
     m.insert("warmup".into(), json!(cfg.warmup));
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("inject".into(), json!(cfg.inject));

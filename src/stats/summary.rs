@@ -23,27 +23,62 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// Latency figures in microseconds, from a histogram of nanoseconds.
+///
+/// A figure that was not measured (a reference tool that prints only a mean) is NaN in memory
+/// and absent from the JSON: never a zero. [`LatencySummary::mean_only`] builds such a summary.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct LatencySummary {
     /// Smallest sample.
+    #[serde(default = "absent", skip_serializing_if = "is_absent")]
     pub min: f64,
     /// Median.
+    #[serde(default = "absent", skip_serializing_if = "is_absent")]
     pub p50: f64,
     /// 95th percentile.
+    #[serde(default = "absent", skip_serializing_if = "is_absent")]
     pub p95: f64,
     /// 99th percentile.
+    #[serde(default = "absent", skip_serializing_if = "is_absent")]
     pub p99: f64,
     /// 99.9th percentile.
+    #[serde(default = "absent", skip_serializing_if = "is_absent")]
     pub p999: f64,
     /// Largest sample.
+    #[serde(default = "absent", skip_serializing_if = "is_absent")]
     pub max: f64,
     /// Mean.
+    #[serde(default = "absent", skip_serializing_if = "is_absent")]
     pub mean: f64,
     /// Standard deviation.
+    #[serde(default = "absent", skip_serializing_if = "is_absent")]
     pub stdev: f64,
 }
 
+/// The in-memory value of a figure that was not measured.
+fn absent() -> f64 {
+    f64::NAN
+}
+
+/// True for a figure that was not measured.
+fn is_absent(v: &f64) -> bool {
+    v.is_nan()
+}
+
 impl LatencySummary {
+    /// A summary holding only a mean (what most reference tools print); the rest is absent.
+    pub fn mean_only(mean_us: f64) -> LatencySummary {
+        LatencySummary {
+            min: f64::NAN,
+            p50: f64::NAN,
+            p95: f64::NAN,
+            p99: f64::NAN,
+            p999: f64::NAN,
+            max: f64::NAN,
+            mean: mean_us,
+            stdev: f64::NAN,
+        }
+    }
+
     /// Summarises a histogram of nanoseconds; None when it holds no sample.
     pub fn from_histogram(h: &Histogram<u64>) -> Option<LatencySummary> {
         if h.is_empty() {
@@ -99,6 +134,16 @@ mod tests {
         assert!((s.max - 1000.0).abs() / 1000.0 < 0.002);
         assert!((s.mean - 500.5).abs() < 0.5);
         assert!(s.min <= s.p50 && s.p50 <= s.p95 && s.p95 <= s.p99 && s.p99 <= s.max);
+    }
+
+    #[test]
+    fn unmeasured_figures_are_absent_not_zero() {
+        let s = LatencySummary::mean_only(4.5);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, r#"{"mean":4.5}"#);
+        let back: LatencySummary = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.mean, 4.5);
+        assert!(back.p50.is_nan() && back.max.is_nan());
     }
 
     #[test]

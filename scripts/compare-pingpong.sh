@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# kvxfer pingpong and Debian's fi_pingpong, interleaved (A B A B ...), on the same provider,
+# endpoint, size and iteration count over the loopback; prints each round and the ratio of the
+# medians. Run it on an idle machine: two busy-polling processes need both cores.
+#
+#   scripts/compare-pingpong.sh [PROVIDER] [ENDPOINT] [SIZE] [ITERATIONS] [ROUNDS]
+#   defaults:                    shm        rdm        64     20000        5
+#
+# Compared: kvxfer's p50 of the per-iteration half round trips and its usec/xfer (fi_pingpong's
+# arithmetic over the same timed iterations, after kvxfer's 10 warm-up iterations) against
+# fi_pingpong's usec/xfer (client side). Both run as two processes on 127.0.0.1.
+set -euo pipefail
+
+provider=${1:-shm}
+endpoint=${2:-rdm}
+size=${3:-64}
+iters=${4:-20000}
+rounds=${5:-5}
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+kvxfer=${KVXFER:-$repo/target/release/kvxfer}
+[ -x "$kvxfer" ] || (cd "$repo" && cargo build --release --quiet)
+command -v fi_pingpong >/dev/null || { echo "fi_pingpong not found: bash scripts/setup.sh" >&2; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null || true' EXIT
+
+domain=()
+case "$provider" in tcp|udp|sockets|net) domain=(-d lo) ;; esac
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+fi_round() {
+    local p; p=$(port)
+    timeout 120 fi_pingpong -p "$provider" -e "$endpoint" "${domain[@]}" -I "$iters" -S "$size" -B "$p" >/dev/null 2>&1 &
+    local srv=$!
+    sleep 0.3
+    timeout 120 fi_pingpong -p "$provider" -e "$endpoint" "${domain[@]}" -I "$iters" -S "$size" -P "$p" 127.0.0.1 >"$tmp/fi.out"
+    wait $srv
+    # The data row: its 7th column is usec/xfer.
+    awk 'NR==2 {print $7}' "$tmp/fi.out"
+}
+
+kv_round() {
+    local p; p=$(port)
+    "$kvxfer" pingpong -p "$provider" -e "$endpoint" -S "$size" -I "$iters" --listen "127.0.0.1:$p" >/dev/null 2>&1 &
+    local srv=$!
+    "$kvxfer" pingpong -p "$provider" -e "$endpoint" -S "$size" -I "$iters" --peer "127.0.0.1:$p" \
+        --json "$tmp/kv.json" >/dev/null
+    wait $srv
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(r["latency_us"]["p50"], r["extra"]["usec_per_xfer"])' "$tmp/kv.json"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "provider=$provider endpoint=$endpoint size=$size iterations=$iters rounds=$rounds"
+printf "%-6s %18s %18s %18s\n" round "fi usec/xfer" "kvxfer p50" "kvxfer usec/xfer"
+: >"$tmp/fi"; : >"$tmp/p50"; : >"$tmp/mean"
+for r in $(seq 1 "$rounds"); do
+    f=$(fi_round)
+    read -r p50 mean < <(kv_round)
+    echo "$f" >>"$tmp/fi"; echo "$p50" >>"$tmp/p50"; echo "$mean" >>"$tmp/mean"
+    printf "%-6s %18s %18.3f %18.3f\n" "$r" "$f" "$p50" "$mean"
+done
+mf=$(median <"$tmp/fi"); mp=$(median <"$tmp/p50"); mm=$(median <"$tmp/mean")
+printf "%-6s %18s %18.3f %18.3f\n" median "$mf" "$mp" "$mm"
+awk -v f="$mf" -v p="$mp" -v m="$mm" 'BEGIN {
+    printf "ratio kvxfer p50 / fi_pingpong usec/xfer:       %.3f\n", p / f
+    printf "ratio kvxfer usec/xfer / fi_pingpong usec/xfer: %.3f\n", m / f
+}'

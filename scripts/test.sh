@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian 12 machine or a used one: installs what is missing,
+# then builds and runs every test. Tests that need a server start their own on 127.0.0.1.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+bash scripts/setup.sh --test
+# The MLflow environment was just installed: its tests must run, not skip.
+export KVXFER_REQUIRE_MLFLOW=1
+cargo test --workspace --all-targets "$@"

@@ -1,0 +1,100 @@
+//! `kvxfer parse`: a reference tool's printed output into a `kvxfer.result/v1` document.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use kvxfer::reference::{self, ParseOptions, Tool};
+use kvxfer::report::{write_atomic, ResultDoc};
+
+/// Options of `kvxfer parse`.
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    /// Which tool printed the output.
+    #[arg(long, value_parser = parse_tool)]
+    tool: Tool,
+    /// The tool's raw output (a file; `-` reads standard input).
+    raw: PathBuf,
+    /// Write the result document here (atomically) instead of printing a summary.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Plan pattern the run belongs to.
+    #[arg(long)]
+    pattern_id: Option<String>,
+    /// Message size in bytes, for output that does not print it (ucx_perftest's client).
+    #[arg(long)]
+    message_size: Option<u64>,
+}
+
+fn parse_tool(s: &str) -> Result<Tool, String> {
+    s.parse()
+}
+
+/// Runs the subcommand.
+pub fn run(a: ParseArgs) -> anyhow::Result<ExitCode> {
+    let raw = if a.raw.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        let bytes =
+            std::fs::read(&a.raw).with_context(|| format!("reading {}", a.raw.display()))?;
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let opts = ParseOptions {
+        message_size: a.message_size,
+        pattern_id: a.pattern_id.clone(),
+    };
+    let mut doc = reference::parse(a.tool, &raw, &opts)
+        .with_context(|| format!("parsing {} as {} output", a.raw.display(), a.tool))?;
+    doc.environment.kvxfer_version = env!("CARGO_PKG_VERSION").to_string();
+    doc.environment.git_sha = env!("KVXFER_GIT_SHA").to_string();
+    match &a.json {
+        Some(out) => {
+            write_atomic(out, &doc.to_json())
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "kvxfer: {} sizes of {} written to {}",
+                doc.results.len(),
+                doc.tool,
+                out.display()
+            );
+        }
+        None => print!("{}", summary(&doc)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A short table: size, iterations, mean latency, bandwidth; `-` where the tool gave nothing.
+fn summary(doc: &ResultDoc) -> String {
+    let mut s = format!(
+        "{} {} ({}): {} sizes\n",
+        doc.tool,
+        doc.bench,
+        doc.layer,
+        doc.results.len()
+    );
+    s.push_str(&format!(
+        "{:>14} {:>10} {:>14} {:>12} {:>12}\n",
+        "bytes", "iters", "lat mean us", "GB/s", "MB/s"
+    ));
+    let opt = |v: Option<f64>, prec: usize| match v {
+        Some(x) if x.is_finite() => format!("{x:.prec$}"),
+        _ => "-".to_string(),
+    };
+    for r in &doc.results {
+        let iters = if r.iterations == 0 {
+            "-".to_string()
+        } else {
+            r.iterations.to_string()
+        };
+        s.push_str(&format!(
+            "{:>14} {:>10} {:>14} {:>12} {:>12}\n",
+            r.message_size,
+            iters,
+            opt(r.latency_us.map(|l| l.mean), 2),
+            opt(r.bandwidth_gbps, 4),
+            opt(r.bandwidth_mbps, 2),
+        ));
+    }
+    s
+}

@@ -1,0 +1,101 @@
+//! `kvxfer plan validate|generate`: experiment plans into task definitions.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use kvxfer::plan::{self, PlanError};
+
+/// Options of `kvxfer plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(subcommand)]
+    command: PlanCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PlanCommand {
+    /// Check a plan; every problem is printed with its JSON path.
+    Validate {
+        /// The plan (e.g. plans/phase-low-level.json).
+        plan: PathBuf,
+    },
+    /// Render every pattern into task definitions (byte-identical on rerun).
+    Generate {
+        /// The plan.
+        plan: PathBuf,
+        /// Output folder (server files at the top, client files under client/);
+        /// default task-definitions/<plan name>/.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Template folder; default: templates/ beside the plan's folder, else ./templates.
+        #[arg(long)]
+        templates: Option<PathBuf>,
+    },
+}
+
+/// Runs the subcommand.
+pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
+    match a.command {
+        PlanCommand::Validate { plan } => validate(&plan),
+        PlanCommand::Generate {
+            plan,
+            out,
+            templates,
+        } => {
+            let doc = plan::load_plan(&plan)?;
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from("task-definitions").join(doc["name"].as_str().unwrap_or("plan"))
+            });
+            let dir = templates.unwrap_or_else(|| default_templates(&plan));
+            let files = plan::generate(&doc, &dir)?;
+            let written = plan::write_generated(&out, &files)
+                .with_context(|| format!("writing into {}", out.display()))?;
+            println!(
+                "{} task definitions from {} written under {}",
+                written.len(),
+                plan.display(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn validate(path: &Path) -> anyhow::Result<ExitCode> {
+    match plan::load_plan(path) {
+        Ok(doc) => {
+            let n: usize = doc["layers"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .map(|x| x["patterns"].as_array().map_or(0, Vec::len))
+                        .sum()
+                })
+                .unwrap_or(0);
+            println!("{}: valid, {n} patterns", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(PlanError::Invalid { path, problems }) => {
+            for p in &problems {
+                eprintln!("{}: {p}", path.display());
+            }
+            eprintln!("{}: {} problem(s)", path.display(), problems.len());
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `templates/` beside the plan's folder (plans/x.json -> templates/), else ./templates.
+fn default_templates(plan: &Path) -> PathBuf {
+    let beside = plan
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("templates"));
+    match beside {
+        Some(d) if d.is_dir() => d,
+        _ => PathBuf::from("templates"),
+    }
+}

@@ -1,0 +1,404 @@
+//! Checks of an experiment plan, every problem reported with its JSON path.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde_json::Value;
+
+/// One problem of a plan, at a JSON path such as `$.layers[1].patterns[0].params.sizes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where, as a JSON path.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The tools a pattern may name, with the layer each belongs to.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("fi_pingpong", "L0"),
+    ("fi_rma_pingpong", "L0"),
+    ("nixlbench", "L1"),
+    ("kvbench", "L2"),
+    ("ucx_perftest", "L3"),
+];
+
+/// What a parameter must hold.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A string of one of these values.
+    OneOf(&'static [&'static str]),
+    /// A non-empty string.
+    Text,
+    /// An integer of at least this value.
+    Int(u64),
+    /// A non-empty list of integers of at least 1.
+    Sizes,
+}
+
+/// The parameters each tool's patterns need.
+fn params_of(tool: &str) -> &'static [(&'static str, Kind)] {
+    use Kind::*;
+    match tool {
+        "fi_pingpong" => &[
+            ("provider", Text),
+            ("endpoint", OneOf(&["rdm", "msg", "dgram"])),
+            ("mode", OneOf(&["msg", "tagged"])),
+            ("sizes", Sizes),
+            ("iterations", Int(1)),
+            ("warmup", Int(0)),
+        ],
+        "fi_rma_pingpong" => &[
+            ("provider", Text),
+            ("endpoint", OneOf(&["rdm", "msg"])),
+            ("op", OneOf(&["write", "writedata", "read"])),
+            ("sizes", Sizes),
+            ("iterations", Int(1)),
+            ("warmup", Int(0)),
+        ],
+        "nixlbench" => &[
+            ("backend", OneOf(&["UCX", "LIBFABRIC"])),
+            ("transport", Text),
+            ("initiator_seg_type", OneOf(&["DRAM", "VRAM"])),
+            ("target_seg_type", OneOf(&["DRAM", "VRAM"])),
+            (
+                "scheme",
+                OneOf(&["pairwise", "manytoone", "onetomany", "tp"]),
+            ),
+            ("op_type", OneOf(&["READ", "WRITE"])),
+            ("block_size", Int(1)),
+            ("batch_size", Int(1)),
+            ("num_iter", Int(1)),
+            ("warmup_iter", Int(0)),
+            ("concurrency", Int(1)),
+        ],
+        "kvbench" => &[
+            ("backend", OneOf(&["UCX"])),
+            ("ucx_tls", Text),
+            ("isl", Int(1)),
+            ("num_requests", Int(1)),
+            ("page_size", Int(1)),
+            ("tp", Int(1)),
+            ("pp", Int(1)),
+            ("access_pattern", OneOf(&["block", "layer"])),
+            ("kv_bytes", Int(1)),
+            ("osl", Int(1)),
+            ("model_quant_mode", Text),
+            ("kvcache_quant_mode", Text),
+            ("hardware", Text),
+            ("serving_backend", Text),
+        ],
+        "ucx_perftest" => &[
+            ("test", OneOf(&["tag_lat", "tag_bw"])),
+            ("ucx_tls", Text),
+            ("mem", OneOf(&["host", "cuda"])),
+            ("sizes", Sizes),
+            ("iterations", Int(1)),
+            ("warmup", Int(0)),
+        ],
+        _ => &[],
+    }
+}
+
+/// Every problem of `plan`; empty when it is valid.
+pub fn validate(plan: &Value) -> Vec<Problem> {
+    let mut v = Checker::default();
+    let Some(top) = plan.as_object() else {
+        v.err("$", "a plan is a JSON object");
+        return v.problems;
+    };
+    v.text(plan, "$", "name");
+    if let Some(n) = plan.get("name").and_then(Value::as_str) {
+        let safe = n
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        if !safe {
+            v.err(
+                "$.name",
+                "must hold only letters, digits, - and _ (it names a folder)",
+            );
+        }
+    }
+    v.text(plan, "$", "description");
+    for key in [
+        "infrastructure",
+        "common",
+        "kv_cache_reference",
+        "validation_targets",
+    ] {
+        if !top.get(key).is_some_and(Value::is_object) {
+            v.err(&format!("$.{key}"), "missing or not an object");
+        }
+    }
+    match plan.pointer("/common/output_dir").and_then(Value::as_str) {
+        Some(d) if d.starts_with('/') => {}
+        _ => v.err("$.common.output_dir", "must be an absolute path"),
+    }
+    if !plan
+        .pointer("/common/timeout_s")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n >= 1)
+    {
+        v.err(
+            "$.common.timeout_s",
+            "must be an integer >= 1 (seconds per tool run)",
+        );
+    }
+    if let Some(env) = plan.pointer("/common/env") {
+        v.env(env, "$.common.env");
+    }
+    if let Some(n) = plan.pointer("/kv_cache_reference/bytes_per_token") {
+        if n.as_u64().unwrap_or(0) == 0 {
+            v.err(
+                "$.kv_cache_reference.bytes_per_token",
+                "must be a positive integer",
+            );
+        }
+    }
+    v.strings(plan, "$");
+    let Some(layers) = top.get("layers").and_then(Value::as_array) else {
+        v.err("$.layers", "missing or not a list");
+        return v.problems;
+    };
+    if layers.is_empty() {
+        v.err("$.layers", "no layer");
+    }
+    let mut ids = BTreeSet::new();
+    for (li, layer) in layers.iter().enumerate() {
+        let lp = format!("$.layers[{li}]");
+        let lid = layer.get("id").and_then(Value::as_str).unwrap_or("");
+        if !["L0", "L1", "L2", "L3"].contains(&lid) {
+            v.err(&format!("{lp}.id"), "must be one of L0, L1, L2, L3");
+        }
+        let Some(patterns) = layer.get("patterns").and_then(Value::as_array) else {
+            v.err(&format!("{lp}.patterns"), "missing or not a list");
+            continue;
+        };
+        for (pi, p) in patterns.iter().enumerate() {
+            v.pattern(p, &format!("{lp}.patterns[{pi}]"), lid, &mut ids);
+        }
+    }
+    v.problems
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn err(&mut self, path: &str, message: &str) {
+        self.problems.push(Problem {
+            path: path.to_string(),
+            message: message.to_string(),
+        });
+    }
+
+    fn text(&mut self, obj: &Value, path: &str, key: &str) {
+        if !obj
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty())
+        {
+            self.err(
+                &format!("{path}.{key}"),
+                "missing or not a non-empty string",
+            );
+        }
+    }
+
+    /// No string anywhere may hold a control character: a command is one line.
+    fn strings(&mut self, v: &Value, path: &str) {
+        match v {
+            Value::String(s) if s.chars().any(char::is_control) => self.err(
+                path,
+                "holds a control character (a command must be one line)",
+            ),
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    self.strings(x, &format!("{path}[{i}]"));
+                }
+            }
+            Value::Object(o) => {
+                for (k, x) in o {
+                    self.strings(x, &format!("{path}.{k}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An `env` object: environment variable names to string values.
+    fn env(&mut self, env: &Value, path: &str) {
+        let Some(m) = env.as_object() else {
+            self.err(path, "must be an object of NAME: value");
+            return;
+        };
+        for (k, x) in m {
+            if !is_env_name(k) {
+                self.err(&format!("{path}.{k}"), "not an environment variable name");
+            }
+            if !x.is_string() {
+                self.err(&format!("{path}.{k}"), "must be a string");
+            }
+        }
+    }
+
+    fn pattern(&mut self, p: &Value, path: &str, layer: &str, ids: &mut BTreeSet<String>) {
+        if let Some(env) = p.get("env") {
+            self.env(env, &format!("{path}.env"));
+        }
+        match p.get("id").and_then(Value::as_str) {
+            Some(id) if valid_id(id) => {
+                if !ids.insert(id.to_string()) {
+                    self.err(
+                        &format!("{path}.id"),
+                        &format!("duplicate pattern id {id:?}"),
+                    );
+                }
+            }
+            _ => self.err(
+                &format!("{path}.id"),
+                "must start with pll- and hold only a-z, 0-9 and -",
+            ),
+        }
+        self.text(p, path, "description");
+        let tool = p.get("tool").and_then(Value::as_str).unwrap_or("");
+        match TOOLS.iter().find(|(t, _)| *t == tool) {
+            None => {
+                let names: Vec<_> = TOOLS.iter().map(|(t, _)| *t).collect();
+                self.err(
+                    &format!("{path}.tool"),
+                    &format!("must be one of {}", names.join(", ")),
+                );
+                return;
+            }
+            Some((_, l)) if *l != layer => self.err(
+                &format!("{path}.tool"),
+                &format!("{tool} belongs to layer {l}, not {layer}"),
+            ),
+            Some(_) => {}
+        }
+        let Some(params) = p.get("params").and_then(Value::as_object) else {
+            self.err(&format!("{path}.params"), "missing or not an object");
+            return;
+        };
+        for (name, kind) in params_of(tool) {
+            let at = format!("{path}.params.{name}");
+            let value = params.get(*name);
+            let Some(x) = value else {
+                self.err(&at, "missing");
+                continue;
+            };
+            let (ok, want) = match kind {
+                Kind::OneOf(allowed) => (
+                    x.as_str().is_some_and(|s| allowed.contains(&s)),
+                    format!("one of {}", allowed.join(", ")),
+                ),
+                Kind::Text => (
+                    x.as_str().is_some_and(|s| !s.is_empty()),
+                    "a non-empty string".to_string(),
+                ),
+                Kind::Int(min) => (
+                    x.as_u64().is_some_and(|n| n >= *min),
+                    format!("an integer >= {min}"),
+                ),
+                Kind::Sizes => (
+                    x.as_array().is_some_and(|a| {
+                        !a.is_empty() && a.iter().all(|n| n.as_u64().is_some_and(|n| n >= 1))
+                    }),
+                    "a non-empty list of positive integers".to_string(),
+                ),
+            };
+            if !ok {
+                self.err(&at, &format!("must be {want}"));
+            }
+        }
+    }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(k: &str) -> bool {
+    let mut c = k.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// `pll-` followed by lower-case letters, digits and dashes.
+fn valid_id(id: &str) -> bool {
+    id.strip_prefix("pll-").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn minimal() -> Value {
+        json!({
+            "name": "p", "description": "d",
+            "infrastructure": {}, "common": {"output_dir": "/tmp/r", "timeout_s": 60},
+            "kv_cache_reference": {"bytes_per_token": 57344}, "validation_targets": {},
+            "layers": [{"id": "L3", "patterns": [{
+                "id": "pll-ucx-lat", "tool": "ucx_perftest", "description": "x",
+                "params": {"test": "tag_lat", "ucx_tls": "tcp", "mem": "host",
+                           "sizes": [64], "iterations": 10, "warmup": 0}}]}]
+        })
+    }
+
+    #[test]
+    fn a_minimal_plan_is_valid() {
+        assert_eq!(validate(&minimal()), []);
+    }
+
+    #[test]
+    fn every_problem_has_its_path() {
+        let mut p = minimal();
+        p["common"]["output_dir"] = json!("relative");
+        p["name"] = json!("../up");
+        let pat = &mut p["layers"][0]["patterns"][0];
+        pat["tool"] = json!("nixlbench");
+        let mut dup = p["layers"][0]["patterns"][0].clone();
+        dup["params"]["sizes"] = json!([]);
+        dup["tool"] = json!("ucx_perftest");
+        dup["params"]["mem"] = json!("gpu");
+        dup["description"] = json!("a\nb");
+        dup["env"] = json!({"BAD NAME": "x"});
+        p["layers"][0]["patterns"].as_array_mut().unwrap().push(dup);
+        let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+        let want = [
+            "$.common.output_dir: must be an absolute path",
+            "$.name: must hold only letters, digits, - and _ (it names a folder)",
+            "$.layers[0].patterns[1].description: holds a control character (a command must be one line)",
+            "$.layers[0].patterns[0].tool: nixlbench belongs to layer L1, not L3",
+            "$.layers[0].patterns[0].params.backend: missing",
+            "$.layers[0].patterns[1].id: duplicate pattern id \"pll-ucx-lat\"",
+            "$.layers[0].patterns[1].params.mem: must be one of host, cuda",
+            "$.layers[0].patterns[1].env.BAD NAME: not an environment variable name",
+            "$.layers[0].patterns[1].params.sizes: must be a non-empty list of positive integers",
+        ];
+        for w in want {
+            assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");
+        }
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(valid_id("pll-fi-pingpong-efa-msg"));
+        assert!(!valid_id("pll-"));
+        assert!(!valid_id("pll-A"));
+        assert!(!valid_id("x-1"));
+    }
+}

@@ -1,0 +1,295 @@
+//! The shipped plan and templates: validation, generation, determinism, stock-tool option names,
+//! and errors that name the file and the place.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use kvxfer::plan::{self, render, Generated, PlanError, TaskDefinition};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shipped() -> Vec<Generated> {
+    let plan = plan::load_plan(&root().join("plans/phase-low-level.json")).unwrap();
+    plan::generate(&plan, &root().join("templates")).unwrap()
+}
+
+fn commands(g: &Generated) -> Vec<String> {
+    let def = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
+    def.tasks
+        .iter()
+        .flat_map(|t| t.commands.iter().chain(t.skip_if.iter()).cloned())
+        .collect()
+}
+
+#[test]
+fn every_pattern_of_every_layer_gives_a_valid_server_client_pair() {
+    let plan = plan::load_plan(&root().join("plans/phase-low-level.json")).unwrap();
+    let files = shipped();
+    let mut ids = BTreeSet::new();
+    for layer in plan["layers"].as_array().unwrap() {
+        let pats = layer["patterns"].as_array().unwrap();
+        assert!(!pats.is_empty(), "layer {} has no pattern", layer["id"]);
+        for p in pats {
+            ids.insert(p["id"].as_str().unwrap().to_string());
+        }
+    }
+    let layers: Vec<&str> = plan["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, ["L0", "L1", "L2", "L3"]);
+    assert_eq!(files.len(), 2 * ids.len());
+    for id in &ids {
+        let server = PathBuf::from(format!("{id}-server.json"));
+        let client = Path::new("client").join(format!("{id}-client.json"));
+        for want in [&server, &client] {
+            let g = files
+                .iter()
+                .find(|g| &g.path == want)
+                .unwrap_or_else(|| panic!("{want:?}"));
+            let def = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
+            let declared: BTreeSet<String> = def.variables.keys().cloned().collect();
+            for c in commands(g) {
+                for v in render::runner_variables(&c) {
+                    assert!(
+                        declared.contains(&v),
+                        "{want:?}: {{{{{v}}}}} not declared: {c}"
+                    );
+                }
+            }
+            let ids: Vec<&str> = def.tasks.iter().map(|t| t.id.as_str()).collect();
+            assert_eq!(ids[0], "prepare-output");
+            assert!(
+                ids.contains(&"kvxfer") && ids.contains(&"reference"),
+                "{ids:?}"
+            );
+        }
+    }
+    // The spec's headline patterns are there.
+    for id in [
+        "pll-fi-pingpong-efa-msg",
+        "pll-fi-rma-pingpong-efa-write",
+        "pll-nixlbench-efa-672m",
+        "pll-nixlbench-tcp-672m-c16",
+        "pll-kvbench-ucx-tcp-12k",
+        "pll-ucx-perftest-srd-cuda-tag-bw",
+    ] {
+        assert!(ids.contains(id), "{id} missing");
+    }
+}
+
+#[test]
+fn generation_is_byte_identical_and_written_where_the_runner_expects() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for dir in [a.path(), b.path()] {
+        Command::cargo_bin("kvxfer")
+            .unwrap()
+            .args(["plan", "generate"])
+            .arg(root().join("plans/phase-low-level.json"))
+            .arg("--out")
+            .arg(dir)
+            .assert()
+            .success();
+    }
+    let list = |d: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v = Vec::new();
+        for sub in [d.to_path_buf(), d.join("client")] {
+            for e in std::fs::read_dir(&sub).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_file() {
+                    v.push((
+                        p.strip_prefix(d).unwrap().to_path_buf(),
+                        std::fs::read(&p).unwrap(),
+                    ));
+                }
+            }
+        }
+        v.sort();
+        v
+    };
+    let (la, lb) = (list(a.path()), list(b.path()));
+    assert_eq!(la.len(), 64);
+    assert!(la == lb, "a second generation differs");
+    assert!(la
+        .iter()
+        .any(|(p, _)| p == Path::new("client/pll-nixlbench-efa-55m-client.json")));
+}
+
+#[test]
+fn stock_tools_get_their_real_option_names() {
+    let files = shipped();
+    let text = |name: &str| -> String {
+        let g = files.iter().find(|g| g.path == Path::new(name)).unwrap();
+        commands(g).join("\n")
+    };
+    let nb = text("client/pll-nixlbench-efa-672m-c16-client.json");
+    for opt in [
+        "nixlbench --benchmark_group pll-nixlbench-efa-672m-c16",
+        "--backend LIBFABRIC",
+        "--initiator_seg_type VRAM --target_seg_type VRAM",
+        "--scheme manytoone",
+        "--op_type WRITE",
+        "--start_block_size 704643072 --max_block_size 704643072",
+        "--num_iter 64 --warmup_iter 16",
+        "--num_initiator_dev 16",
+        "--etcd_endpoints http://{{PEER_IP}}:2379",
+        "kvxfer xfer --size 704643072 --concurrency 16 --scheme many_to_one --op write",
+        "kvxfer parse --tool nixlbench",
+        "kvxfer crosscheck /tmp/low-level-results --tolerance 0.1",
+    ] {
+        assert!(nb.contains(opt), "{opt:?} missing from\n{nb}");
+    }
+    assert!(
+        !nb.contains("--scheme many_to_one --op_type"),
+        "kvxfer's scheme name given to nixlbench"
+    );
+    let fi = text("client/pll-fi-pingpong-efa-tagged-client.json");
+    assert!(
+        fi.contains("fi_pingpong -p efa -e rdm -m tagged -I 1000 -S \"$s\" -P 47592 {{PEER_IP}}"),
+        "{fi}"
+    );
+    assert!(
+        fi.contains("kvxfer pingpong --provider efa --endpoint rdm --mode tagged"),
+        "{fi}"
+    );
+    let rma = text("pll-fi-rma-pingpong-efa-read-server.json");
+    assert!(
+        rma.contains("fi_rma_pingpong -p efa -e rdm -o read -w 10 -E -I 1000 -S \"$s\""),
+        "{rma}"
+    );
+    let ucx = text("client/pll-ucx-perftest-tcp-host-tag-bw-client.json");
+    assert!(ucx.contains("UCX_TLS=tcp timeout 900 ucx_perftest -p 47592 -t tag_bw -s \"$s\" -n 20 -w 2 -m host {{PEER_IP}}"), "{ucx}");
+    assert!(ucx.contains("kvxfer ucx-perf --test tag_bw"), "{ucx}");
+    let kvb = text("pll-kvbench-ucx-srd-1k-server.json");
+    assert!(kvb.contains("main.py profile --model"), "{kvb}");
+    assert!(kvb.contains(
+        "--isl 1000 --num_requests 1 --page_size 16 --tp 1 --pp 1 --access_pattern block"
+    ));
+    assert!(
+        kvb.contains("curl -sf http://127.0.0.1:2379/health"),
+        "etcd health as skip_if"
+    );
+}
+
+#[test]
+fn a_broken_plan_names_file_and_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_json = dir.path().join("bad.json");
+    std::fs::write(&bad_json, "{\n  \"name\": \"x\",\n  oops\n}\n").unwrap();
+    match plan::load_plan(&bad_json) {
+        Err(e @ PlanError::Json { line: 3, .. }) => {
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("{}:3:", bad_json.display())),
+                "{e}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut p: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root().join("plans/phase-low-level.json")).unwrap())
+            .unwrap();
+    p["layers"][1]["patterns"][0]["params"]["scheme"] = "many_to_one".into();
+    p["layers"][3]["patterns"][2]["params"]["sizes"] = serde_json::json!([]);
+    let invalid = dir.path().join("invalid.json");
+    std::fs::write(&invalid, serde_json::to_vec(&p).unwrap()).unwrap();
+    let out = Command::cargo_bin("kvxfer")
+        .unwrap()
+        .args(["plan", "validate"])
+        .arg(&invalid)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("$.layers[1].patterns[0].params.scheme: must be one of pairwise, manytoone, onetomany, tp"),
+        "{err}"
+    );
+    assert!(
+        err.contains("$.layers[3].patterns[2].params.sizes: must be a non-empty list"),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s)"), "{err}");
+}
+
+#[test]
+fn a_broken_template_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(root().join("templates")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let broken = dir.path().join("kvbench.json.jinja2");
+    std::fs::write(
+        &broken,
+        "{\n  \"name\": {{ pattern.id|tojson }},\n  {% if %}\n}\n",
+    )
+    .unwrap();
+    let plan = plan::load_plan(&root().join("plans/phase-low-level.json")).unwrap();
+    let e = plan::generate(&plan, dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("kvbench.json.jinja2") && e.contains("line 3"),
+        "{e}"
+    );
+    // A template that renders no valid definition is refused too, naming the pattern.
+    std::fs::write(
+        &broken,
+        "{\"name\": {{ pattern.id|tojson }}, \"tasks\": []}",
+    )
+    .unwrap();
+    let e = plan::generate(&plan, dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("kvbench.json.jinja2") && e.contains("pll-kvbench-ucx-tcp-1k"),
+        "{e}"
+    );
+}
+
+#[test]
+fn kvbench_model_files_hold_the_reference_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = plan::load_plan(&root().join("plans/phase-low-level.json")).unwrap();
+    p["common"]["output_dir"] = dir.path().display().to_string().into();
+    let files = plan::generate(&p, &root().join("templates")).unwrap();
+    let g = files
+        .iter()
+        .find(|g| g.path == Path::new("client/pll-kvbench-ucx-tcp-12k-client.json"))
+        .unwrap();
+    let def = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
+    let task = def.tasks.iter().find(|t| t.id == "model-files").unwrap();
+    for c in &task.commands {
+        let ok = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(c)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{c}");
+    }
+    let model =
+        std::fs::read_to_string(dir.path().join("pll-kvbench-ucx-tcp-12k.model.yaml")).unwrap();
+    assert_eq!(
+        model,
+        "model_name: QWEN2_5_7B\nnum_layers: 28\nnum_query_heads: 28\nnum_kv_heads: 4\n\
+         query_head_dimension: 128\nnum_model_params: 7615616512\n"
+    );
+    let cfg =
+        std::fs::read_to_string(dir.path().join("pll-kvbench-ucx-tcp-12k.config.yaml")).unwrap();
+    assert!(
+        cfg.starts_with("strategy:\n  tp_size: 1\n  pp_size: 1\n"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("runtime:\n  isl: 12288\n  osl: 128\n  num_requests: 1\n"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("  access_pattern: block\n  page_size: 16\n"),
+        "{cfg}"
+    );
+}
