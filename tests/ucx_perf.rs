@@ -452,3 +452,34 @@ fn info_lists_ucx_transports_and_devices() {
         .success()
         .stdout(predicate::str::starts_with("libfabric "));
 }
+
+#[test]
+fn sides_with_transports_that_cannot_meet_are_reported_on_both() {
+    let port = free_port();
+    let target = Std::new(kvxfer_path())
+        .env_remove("UCX_NET_DEVICES")
+        .env("UCX_TLS", "posix")
+        .args(["ucx-perf", "-t", "tag_lat", "-n", "10", "--timeout", "10"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    ucx_cmd(&TCP)
+        .args(["ucx-perf", "-t", "tag_lat", "-n", "10", "--timeout", "10"])
+        .args(["--peer", &format!("127.0.0.1:{port}")])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "ucp_ep_create failed: Destination is unreachable",
+        ))
+        .stderr(predicate::str::contains(
+            "compare UCX_TLS and UCX_NET_DEVICES",
+        ));
+    let t = target.wait_with_output().unwrap();
+    assert!(!t.status.success());
+    assert!(String::from_utf8_lossy(&t.stderr).contains("Destination is unreachable"));
+    assert!(start.elapsed() < Duration::from_secs(15));
+}
