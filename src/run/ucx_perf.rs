@@ -133,7 +133,7 @@ impl UcxPerfConfig {
         }
         if self.memory == MemoryKind::Cuda {
             let why = if cfg!(feature = "cuda") {
-                "this build has no CUDA buffer type yet, and UCX here reports no cuda transport"
+                "kvxfer has no CUDA buffer type yet (src/mem holds host buffers only)"
             } else {
                 "kvxfer was built without the `cuda` feature (cargo build --features cuda)"
             };
