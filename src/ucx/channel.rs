@@ -51,8 +51,13 @@ pub struct TagChannel<'a> {
 fn map_slots(ctx: &Context, n: usize, bytes: usize) -> Result<Vec<MemHandle<HostBuffer>>> {
     (0..n.max(1))
         .map(|_| {
-            let buf =
-                HostBuffer::new(bytes.max(1)).map_err(|e| UcxError::Invalid(e.to_string()))?;
+            // Large slots get huge pages, as ucx_perftest's buffers do through UCX's allocator.
+            let buf = if bytes >= 2 << 20 {
+                HostBuffer::with_huge_pages(bytes)
+            } else {
+                HostBuffer::new(bytes.max(1))
+            }
+            .map_err(|e| UcxError::Invalid(e.to_string()))?;
             MemHandle::map(ctx, buf)
         })
         .collect()
