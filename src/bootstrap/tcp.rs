@@ -209,22 +209,24 @@ impl Oob {
                 .to_socket_addrs()
                 .map_err(|_| BootstrapError::Resolve(target.clone()))?
                 .collect();
-            let attempt = addrs
-                .iter()
-                .map(|a| TcpStream::connect_timeout(a, remaining.min(Duration::from_secs(2))))
-                .find(|r| r.is_ok());
-            match attempt {
-                Some(Ok(s)) => break s,
-                _ => {
-                    last = addrs
-                        .first()
-                        .map(|a| {
-                            TcpStream::connect_timeout(a, Duration::from_millis(50))
-                                .err()
-                                .map(|e| e.to_string())
-                                .unwrap_or_else(|| "connection closed".into())
-                        })
-                        .unwrap_or_else(|| "no address".into());
+            // The error of the attempt itself is kept: a second, diagnostic connection could
+            // be the one a target that just started accepts, and it would fail on it.
+            let mut connected = None;
+            for a in &addrs {
+                match TcpStream::connect_timeout(a, remaining.min(Duration::from_secs(2))) {
+                    Ok(s) => {
+                        connected = Some(s);
+                        break;
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            match connected {
+                Some(s) => break s,
+                None => {
+                    if addrs.is_empty() {
+                        last = "no address".into();
+                    }
                     std::thread::sleep(Duration::from_millis(50).min(remaining));
                 }
             }
@@ -433,6 +435,26 @@ mod tests {
         let e = o.exchange(b"name").err().unwrap().to_string();
         assert_eq!(e, "the peer failed: provider tcp has no domain lo");
         t.join().unwrap();
+    }
+
+    #[test]
+    fn an_initiator_started_first_meets_a_target_that_binds_later() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let ini = std::thread::spawn(move || {
+            let mut o = Oob::connect(&addr, &fp(3), Duration::from_secs(10))?;
+            o.exchange(b"late")
+        });
+        // The target binds while the initiator is retrying; its one accept must be the run.
+        std::thread::sleep(Duration::from_millis(120));
+        let l = OobListener::bind(format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
+        let mut o = l.accept(&fp(3), Duration::from_secs(10)).unwrap();
+        assert_eq!(o.exchange(b"target").unwrap(), b"late");
+        assert_eq!(ini.join().unwrap().unwrap(), b"target");
     }
 
     #[test]

@@ -51,8 +51,13 @@ pub struct TagChannel<'a> {
 fn map_slots(ctx: &Context, n: usize, bytes: usize) -> Result<Vec<MemHandle<HostBuffer>>> {
     (0..n.max(1))
         .map(|_| {
-            let buf =
-                HostBuffer::new(bytes.max(1)).map_err(|e| UcxError::Invalid(e.to_string()))?;
+            // Large slots get huge pages, as ucx_perftest's buffers do through UCX's allocator.
+            let buf = if bytes >= 2 << 20 {
+                HostBuffer::with_huge_pages(bytes)
+            } else {
+                HostBuffer::new(bytes.max(1))
+            }
+            .map_err(|e| UcxError::Invalid(e.to_string()))?;
             MemHandle::map(ctx, buf)
         })
         .collect()
@@ -115,11 +120,41 @@ impl<'a> TagChannel<'a> {
         Ok(())
     }
 
-    /// Sends of the first `len` bytes of slot 0 and waits for it to complete.
+    /// Sends the first `len` bytes of slot 0 and waits for it to complete (the ping-pong path:
+    /// no queue, nothing else in flight).
     #[inline]
     pub fn send(&mut self, len: usize) -> Result<()> {
-        self.post_send(0, len)?;
-        self.complete_send()
+        let m = &self.tx[0];
+        if len > m.buf().len() {
+            return Err(too_long(len, m.buf().len()));
+        }
+        // SAFETY: slot 0 is owned by self and the request completes (or fails) before return.
+        let mut r = unsafe {
+            self.ep
+                .tag_send(m.buf().as_ptr(), len, DATA_TAG, Some(m.handle()))
+        }?;
+        if !r.is_done() {
+            self.worker.wait(&mut r, self.timeout)?;
+        }
+        Ok(())
+    }
+
+    /// Receives one message of up to `len` bytes into slot 0 and waits for it (the ping-pong
+    /// path); returns its length.
+    #[inline]
+    pub fn recv(&mut self, len: usize) -> Result<usize> {
+        let m = &mut self.rx[0];
+        if len > m.buf().len() {
+            return Err(too_long(len, m.buf().len()));
+        }
+        let h = m.handle();
+        let ptr = m.buf_mut().as_mut_ptr();
+        // SAFETY: slot 0 is owned by self; the request is waited for here, and if the wait
+        // fails, dropping the request cancels it before self (and the slot) can go.
+        let mut r = unsafe { self.worker.tag_recv(ptr, len, DATA_TAG, u64::MAX, Some(h)) }?;
+        let n = self.worker.wait(&mut r, self.timeout)?;
+        self.last_recv_slot = 0;
+        Ok(n)
     }
 
     /// Posts a receive of up to `len` bytes into receive slot `slot`.

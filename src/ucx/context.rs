@@ -80,8 +80,11 @@ impl Context {
         let params = sys::ucp_params_t {
             field_mask: (sys::UCP_PARAM_FIELD_FEATURES
                 | sys::UCP_PARAM_FIELD_MT_WORKERS_SHARED
-                | sys::UCP_PARAM_FIELD_ESTIMATED_NUM_EPS) as u64,
+                | sys::UCP_PARAM_FIELD_ESTIMATED_NUM_EPS
+                | sys::UCP_PARAM_FIELD_REQUEST_SIZE) as u64,
             features: f,
+            // Room in every request for what its completion callback records (see worker.rs).
+            request_size: super::worker::REQUEST_PRIV_BYTES,
             mt_workers_shared: 0,
             estimated_num_eps: 1,
             ..Default::default()

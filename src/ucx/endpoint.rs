@@ -162,6 +162,33 @@ impl Endpoint {
         Request::from_status_ptr(ptr, &self.inner.worker, Kind::Other, len, "put")
     }
 
+    /// Reads `len` bytes at `remote_addr` in the peer's memory that `rkey` covers into `buf`.
+    ///
+    /// # Safety
+    /// `buf` must be valid for writes of `len` bytes until the request completes;
+    /// `remote_addr..+len` must lie inside the peer's mapped region.
+    pub unsafe fn get(
+        &self,
+        buf: *mut u8,
+        len: usize,
+        remote_addr: u64,
+        rkey: &super::memory::RemoteKey,
+        memh: Option<MemHandleRef>,
+    ) -> Result<Request<'_>> {
+        let param = op_param(memh);
+        // SAFETY: endpoint and rkey are live (the rkey was unpacked on this endpoint); buffer
+        // and remote range per this function's contract.
+        let ptr = sys::ucp_get_nbx(
+            self.inner.raw.as_ptr(),
+            buf as *mut c_void,
+            len,
+            remote_addr,
+            rkey.raw.as_ptr(),
+            &param,
+        );
+        Request::from_status_ptr(ptr, &self.inner.worker, Kind::Other, len, "get")
+    }
+
     /// Completes every operation issued on this endpoint (remotely, for puts).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         let param = sys::ucp_request_param_t::default();

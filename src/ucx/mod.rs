@@ -2,6 +2,12 @@
 //!
 //! Ownership enforces UCX's release order: a worker holds its context, an endpoint its worker,
 //! a remote key its endpoint, a memory handle its context and its buffer.
+//!
+//! What `kvxfer ucx-perf` drives is [`TagChannel`] (tagged messages, a window of them in
+//! flight, an acknowledgement). The UCX backend of `xfer` has its pieces here too: memory mapped
+//! with a memory type ([`MemHandle`]; host now, CUDA once a device buffer exists), packed and
+//! unpacked remote keys ([`RemoteKey`]), one-sided [`Endpoint::put`] / [`Endpoint::get`] and
+//! [`Endpoint::flush`]; it needs only an implementation of the xfer loop's transport trait.
 
 mod capture;
 mod channel;

@@ -64,6 +64,11 @@ fn a_receive_with_another_tag_does_not_match() {
     assert_eq!(r.test().unwrap(), None);
     drop(r);
     assert_eq!(dst, [0u8; 8]);
+    // The message waits for its own tag.
+    // SAFETY: dst outlives the request, driven to completion here.
+    let mut r2 = unsafe { b.tag_recv(dst.as_mut_ptr(), 8, 2, u64::MAX, None) }.unwrap();
+    assert_eq!(drive(&[&a, &b], &mut r2), 8);
+    assert_eq!(dst, [1u8; 8]);
 }
 
 #[test]
@@ -115,6 +120,14 @@ fn put_through_an_unpacked_remote_key_lands_in_mapped_memory() {
     let got = &target.buf().as_slice()[1000..1256];
     assert!(got.iter().enumerate().all(|(i, &x)| x == i as u8 ^ 0x5a));
     assert!(target.buf().as_slice()[..1000].iter().all(|&x| x == 0));
+    // And back: a get of the same range lands in a fresh local buffer.
+    let mut back = MemHandle::map(&ca, HostBuffer::new(256).unwrap()).unwrap();
+    let h = back.handle();
+    let dst = back.buf_mut().as_mut_ptr();
+    // SAFETY: back outlives the request, driven to completion here; the range is mapped.
+    let mut g = unsafe { ab.get(dst, 256, remote, &rkey, Some(h)) }.unwrap();
+    drive(&[&a, &b], &mut g);
+    assert_eq!(back.buf().as_slice(), got);
 }
 
 #[test]

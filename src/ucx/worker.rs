@@ -14,6 +14,28 @@ use super::error::{check, request_error, Result, UcxError};
 use super::memory::MemHandleRef;
 use std::sync::Arc;
 
+/// Bytes kvxfer keeps in each UCX request: the received length, written by [`recv_done`].
+pub(crate) const REQUEST_PRIV_BYTES: usize = 16;
+
+/// Completion callback of tagged receives: records the received length in the request.
+///
+/// UCX 1.13 fills neither `recv_info` on immediate completion nor the info of
+/// `ucp_tag_recv_request_test` for a message taken from the unexpected queue; the callback's
+/// info is the one reliable source, so receives carry it and never complete immediately.
+unsafe extern "C" fn recv_done(
+    request: *mut c_void,
+    _status: sys::ucs_status_t,
+    info: *const sys::ucp_tag_recv_info_t,
+    _user_data: *mut c_void,
+) {
+    if request.is_null() || info.is_null() {
+        return;
+    }
+    // SAFETY: every request of a kvxfer context has REQUEST_PRIV_BYTES (>= 8, suitably aligned
+    // by UCX) of private space at `request`; info is valid during the callback.
+    unsafe { (request as *mut usize).write((*info).length) };
+}
+
 pub(crate) struct WorkerInner {
     pub(crate) raw: NonNull<sys::ucp_worker>,
     _context: Arc<ContextInner>,
@@ -96,12 +118,11 @@ impl Worker {
         mask: u64,
         memh: Option<MemHandleRef>,
     ) -> Result<Request<'_>> {
-        let mut info = sys::ucp_tag_recv_info_t::default();
         let mut param = op_param(memh);
-        param.op_attr_mask |= sys::UCP_OP_ATTR_FIELD_RECV_INFO;
-        param.recv_info.tag_info = &mut info;
-        // SAFETY: the worker is live; buf per this function's contract; param and info valid for
-        // the call (info is read only when the receive completes at once).
+        param.op_attr_mask |= sys::UCP_OP_ATTR_FIELD_CALLBACK | sys::UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+        param.cb.recv = Some(recv_done);
+        // SAFETY: the worker is live; buf per this function's contract; param valid for the
+        // call; recv_done only writes into the request's private space.
         let ptr = sys::ucp_tag_recv_nbx(
             self.inner.raw.as_ptr(),
             buf as *mut c_void,
@@ -110,7 +131,7 @@ impl Worker {
             mask,
             &param,
         );
-        Request::from_status_ptr(ptr, &self.inner, Kind::Recv, info.length, "tag receive")
+        Request::from_status_ptr(ptr, &self.inner, Kind::Recv, 0, "tag receive")
     }
 
     /// Busy-polls the worker until `req` completes; returns its length in bytes (received, or
@@ -237,21 +258,18 @@ impl<'w> Request<'w> {
             State::Done(n) => return Ok(Some(n)),
             State::Pending(p) => p,
         };
-        let (status, len) = if self.kind == Kind::Recv {
-            let mut info = sys::ucp_tag_recv_info_t::default();
-            // SAFETY: p is a live tag-receive request of this worker; info is a local.
-            let s = unsafe { sys::ucp_tag_recv_request_test(p.as_ptr(), &mut info) };
-            (s, info.length)
-        } else {
-            // SAFETY: p is a live request of this worker.
-            (
-                unsafe { sys::ucp_request_check_status(p.as_ptr()) },
-                self.len,
-            )
-        };
+        // SAFETY: p is a live request of this worker.
+        let status = unsafe { sys::ucp_request_check_status(p.as_ptr()) };
         if status == sys::UCS_INPROGRESS as sys::ucs_status_t {
             return Ok(None);
         }
+        let len = if self.kind == Kind::Recv && status == sys::UCS_OK as sys::ucs_status_t {
+            // SAFETY: a completed receive ran recv_done, which wrote the length into the
+            // request's private space; the request is not freed yet.
+            unsafe { (p.as_ptr() as *const usize).read() }
+        } else {
+            self.len
+        };
         // SAFETY: the request completed; we free it exactly once and forget the pointer.
         unsafe { sys::ucp_request_free(p.as_ptr()) };
         self.state = State::Done(len);
