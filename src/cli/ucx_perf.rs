@@ -1,18 +1,16 @@
 //! `kvxfer ucx-perf`: ucx_perftest's tag_lat and tag_bw (L3).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
-use kvxfer::report::{ucx_table, write_atomic};
+use kvxfer::report::ucx_table;
 use kvxfer::run::pingpong::Progress;
 use kvxfer::run::ucx_perf::{self, MemoryKind, UcxPerfConfig, UcxTest};
 
-use super::common::{parse_listen, parse_sizes, progress_bar};
+use super::common::{parse_listen, parse_sizes, progress_bar, OutputArgs};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum TestArg {
@@ -67,12 +65,8 @@ pub struct UcxPerfArgs {
     /// Seconds to wait for the peer and for each completion.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
-    /// Write the kvxfer.result/v1 document here.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Plan pattern id recorded in the result.
-    #[arg(long)]
-    pattern_id: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
@@ -117,16 +111,12 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
     };
     bar.finish_and_clear();
     let mut doc = outcome?.doc;
-    doc.pattern_id = a.pattern_id.clone();
     // Only the initiator measures, as only ucx_perftest's client prints.
     if a.listen.is_none() {
         print!("{}", ucx_table::ucx_perf(&doc));
     } else {
         eprintln!("kvxfer: ucx-perf target done; the initiator reports the figures");
     }
-    if let Some(path) = &a.json {
-        write_atomic(path, &doc.to_json())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)
 }
