@@ -316,4 +316,20 @@ fn schemes_are_spelled_for_each_tool() {
             .contains("UCX backend has no kvxfer twin"),
         "{k}"
     );
+    // LIBFABRIC patterns: skipped for their VRAM only.
+    let (efa, _) = defs
+        .iter()
+        .find(|(g, _)| g.path == Path::new("pll-nixlbench-efa-55m-server.json"))
+        .unwrap();
+    let efa: Value = serde_json::from_slice(&efa.bytes).unwrap();
+    let k = efa["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "kvxfer")
+        .unwrap();
+    assert_eq!(
+        k["description"],
+        "skipped: kvxfer xfer moves host memory only so far; this pattern is VRAM to VRAM"
+    );
 }
