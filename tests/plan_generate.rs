@@ -140,14 +140,16 @@ fn stock_tools_get_their_real_option_names() {
         "--num_iter 64 --warmup_iter 16",
         "--num_initiator_dev 16",
         "--etcd_endpoints http://{{PEER_IP}}:2379",
-        "kvxfer xfer --size 704643072 --concurrency 16 --scheme many_to_one --op write",
+        // kvxfer xfer's real flags; the iterations nixlbench really runs for a block over 1 MiB
+        // (64 / 16, 16 / 16).
+        "kvxfer xfer --provider efa --endpoint rdm --size 704643072 --block 704643072 --concurrency 16 --scheme many-to-one --op write --iterations 4 --warmup 1 --timeout 300",
         "kvxfer parse --tool nixlbench",
         "kvxfer crosscheck /tmp/low-level-results --tolerance 0.1",
     ] {
         assert!(nb.contains(opt), "{opt:?} missing from\n{nb}");
     }
     assert!(
-        !nb.contains("--scheme many_to_one --op_type"),
+        !nb.contains("--scheme many-to-one --op_type"),
         "kvxfer's scheme name given to nixlbench"
     );
     let fi = text("client/pll-fi-pingpong-efa-tagged-client.json");
@@ -177,12 +179,16 @@ fn stock_tools_get_their_real_option_names() {
     );
     let ucx = text("client/pll-ucx-perftest-tcp-host-tag-bw-client.json");
     assert!(ucx.contains("UCX_TLS=tcp timeout 900 ucx_perftest -p 47592 -t tag_bw -s \"$s\" -n 20 -w 2 -m host {{PEER_IP}}"), "{ucx}");
-    assert!(ucx.contains("kvxfer ucx-perf --test tag_bw"), "{ucx}");
+    assert!(ucx.contains("kvxfer ucx-perf --test tag_bw --sizes 57344000,234881024,704643072 --iterations 20 --warmup 2 --memory host --timeout 300 --pattern-id pll-ucx-perftest-tcp-host-tag-bw --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-ucx-perftest-tcp-host-tag-bw.run1.json"), "{ucx}");
     let kvb = text("pll-kvbench-ucx-srd-1k-server.json");
     assert!(kvb.contains("main.py profile --model"), "{kvb}");
     assert!(kvb.contains(
-        "--isl 1000 --num_requests 1 --page_size 16 --tp 1 --pp 1 --access_pattern block"
+        "--isl 1000 --osl 128 --num_requests 1 --page_size 16 --tp 1 --pp 1 --access_pattern block"
     ));
+    assert!(
+        kvb.contains("--etcd-endpoints http://127.0.0.1:2379"),
+        "{kvb}"
+    );
     assert!(
         kvb.contains("curl -sf http://127.0.0.1:2379/health"),
         "etcd health as skip_if"
@@ -316,8 +322,12 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
         [
             "pll-lo-fi-pingpong-tcp-msg.json",
             "pll-lo-fi-pingpong-shm-rdm.json",
+            "pll-lo-kvxfer-xfer-tcp.json",
+            "pll-lo-kvxfer-xfer-shm.json",
             "pll-lo-ucx-perftest-tcp-tag-lat.json",
-            "pll-lo-ucx-perftest-posix-tag-bw.json"
+            "pll-lo-ucx-perftest-shm-tag-lat.json",
+            "pll-lo-ucx-perftest-tcp-tag-bw.json",
+            "pll-lo-ucx-perftest-shm-tag-bw.json"
         ]
     );
     assert_eq!(

@@ -25,12 +25,13 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("fi_pingpong", "L0"),
     ("fi_rma_pingpong", "L0"),
     ("nixlbench", "L1"),
+    ("kvxfer_xfer", "L1"),
     ("kvbench", "L2"),
     ("ucx_perftest", "L3"),
 ];
 
 /// The tools whose templates render a one-host definition (both sides on this host).
-pub const ONE_HOST_TOOLS: &[&str] = &["fi_pingpong", "ucx_perftest"];
+pub const ONE_HOST_TOOLS: &[&str] = &["fi_pingpong", "kvxfer_xfer", "ucx_perftest"];
 
 /// What a parameter must hold.
 #[derive(Clone, Copy)]
@@ -80,6 +81,16 @@ fn params_of(tool: &str) -> &'static [(&'static str, Kind)] {
             ("num_iter", Int(1)),
             ("warmup_iter", Int(0)),
             ("concurrency", Int(1)),
+        ],
+        "kvxfer_xfer" => &[
+            ("provider", Text),
+            ("endpoint", OneOf(&["rdm", "msg"])),
+            ("op", OneOf(&["write", "read"])),
+            ("size", Int(1)),
+            ("concurrency", Int(1)),
+            ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
+            ("iterations", Int(1)),
+            ("warmup", Int(0)),
         ],
         "kvbench" => &[
             ("backend", OneOf(&["UCX"])),
@@ -474,7 +485,7 @@ mod tests {
         q["layers"][0]["patterns"][0]["tool"] = json!("nixlbench");
         let got: Vec<String> = validate(&q).iter().map(|x| x.to_string()).collect();
         assert!(
-            got.contains(&"$.layers[0].patterns[0].tool: a one-host plan runs only fi_pingpong, ucx_perftest patterns".to_string()),
+            got.contains(&"$.layers[0].patterns[0].tool: a one-host plan runs only fi_pingpong, kvxfer_xfer, ucx_perftest patterns".to_string()),
             "{got:#?}"
         );
     }

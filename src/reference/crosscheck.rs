@@ -184,7 +184,13 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
             pattern: group.clone(),
             tool: "kvxfer".into(),
             files: k.files.clone(),
-            reason: "no stock-tool result beside it".into(),
+            reason: match k.docs.first().map(|d| d.bench.as_str()) {
+                Some("xfer") => "no stock-tool result beside it: the twin of kvxfer xfer is \
+                                 nixlbench, which needs an etcd server and a NIXL build (GPU \
+                                 memory, EFA or UCX); a loopback host has neither"
+                    .into(),
+                _ => "no stock-tool result beside it".into(),
+            },
         });
     }
     Ok(report)
@@ -257,6 +263,25 @@ fn metrics(tool: &str) -> Vec<Metric> {
             p50,
             bw,
         ],
+        // tag_lat is judged by the median of the last 2048 half round trips, kvxfer's
+        // compatibility figure beside ucx_perftest's percentile column; the overall figures (a
+        // mean over the run) are shown but not judged, see `not_comparable`.
+        "ucx_perftest" => vec![
+            Metric {
+                name: "extra.overall_latency_us",
+                unit: "us",
+                own: |r| extra(r, "overall_latency_us"),
+                reference: |r| extra(r, "latency_overall_us"),
+            },
+            Metric {
+                name: "extra.ucx_perftest_percentile_us",
+                unit: "us",
+                own: |r| extra(r, "ucx_perftest_percentile_us"),
+                reference: |r| extra(r, "latency_percentile_last2048_us"),
+            },
+            p50,
+            bw,
+        ],
         _ => vec![mean, p50, bw],
     }
 }
@@ -267,6 +292,12 @@ fn not_comparable(reference: &ResultDoc, metric: &str) -> Option<String> {
         ("ucx_perftest", "tag_bw", "bandwidth_mbps") => Some(
             "ucx_perftest tag_bw without a final acknowledgement (1.13 and other builds before \
              Dec 2024, openucx/ucx#10184) times local send completion and overstates bandwidth"
+                .into(),
+        ),
+        ("ucx_perftest", "tag_lat", "extra.overall_latency_us" | "bandwidth_mbps") => Some(
+            "not judged: both are the run's mean (span / iterations / 2; bandwidth = size / \
+             that), which preemption on a shared host skews; tag_lat is judged by \
+             extra.ucx_perftest_percentile_us, the median of the last 2048 on both sides"
                 .into(),
         ),
         ("fi_rma_pingpong", _, "extra.usec_per_xfer")
@@ -290,6 +321,11 @@ fn caveat(own: &[ResultDoc], reference: &ResultDoc, metric: &str) -> Option<Stri
             "kvxfer warmed up ({warmup} iterations per size), fi_pingpong has no warm-up: its \
              cold first iterations are counted (ofiwg/libfabric#5568)"
         )),
+        ("ucx_perftest", "extra.ucx_perftest_percentile_us") => Some(
+            "both: the median half round trip of the last 2048 iterations (ucx_perftest's \
+             percentile column, typical in old builds; kvxfer's compatibility figure)"
+                .into(),
+        ),
         ("nixlbench" | "kvbench", "latency_us.mean") => Some(
             "nixlbench's latency is the timed span per block, posts and polling included".into(),
         ),
@@ -373,6 +409,13 @@ pub fn compare(pattern: &str, own: &[ResultDoc], refs: &[ResultDoc], tolerance: 
                     }
                 }
                 (None, _) => row.reason = Some(format!("kvxfer's result has no {}", m.name)),
+                (_, None) if m.name == "latency_us.p50" && first.tool == "ucx_perftest" => {
+                    row.reason = Some(
+                        "ucx_perftest prints no median over all iterations, only its percentile \
+                         of the last 2048 (compared as extra.ucx_perftest_percentile_us)"
+                            .into(),
+                    )
+                }
                 (_, None) if m.name == "latency_us.p50" => {
                     row.reason = Some(format!(
                         "{} prints no median, only a mean over the run",

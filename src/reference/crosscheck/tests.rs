@@ -166,3 +166,65 @@ fn tag_bw_bandwidth_is_not_comparable_whatever_the_figures() {
     assert_eq!(rows[0].verdict, Verdict::NotComparable);
     assert!(rows[0].reason.as_deref().unwrap().contains("10184"));
 }
+
+#[test]
+fn tag_lat_is_judged_by_the_last_2048_median_only() {
+    let mut k = SizeResult {
+        message_size: 64,
+        iterations: 3000,
+        latency_us: Some(LatencySummary::mean_only(724.0)),
+        bandwidth_mbps: Some(0.088),
+        ..Default::default()
+    };
+    if let Some(l) = k.latency_us.as_mut() {
+        l.p50 = 7.1;
+    }
+    k.extra.insert("overall_latency_us".into(), json!(724.0));
+    k.extra
+        .insert("ucx_perftest_percentile_us".into(), json!(6.9));
+    let mut u = SizeResult {
+        message_size: 64,
+        iterations: 3000,
+        latency_us: Some(LatencySummary::mean_only(23.8)),
+        bandwidth_mbps: Some(2.68),
+        ..Default::default()
+    };
+    u.extra.insert("latency_overall_us".into(), json!(23.8));
+    u.extra
+        .insert("latency_percentile_last2048_us".into(), json!(6.0));
+    let rows = compare(
+        "pll-l",
+        &[doc("kvxfer", "tag_lat", 300, vec![k])],
+        &[doc("ucx_perftest", "tag_lat", 0, vec![u])],
+        0.10,
+    );
+    let by = |m: &str| rows.iter().find(|r| r.metric == m).unwrap();
+    let last = by("extra.ucx_perftest_percentile_us");
+    assert_eq!((last.kvxfer, last.reference), (Some(6.9), Some(6.0)));
+    assert_eq!(last.verdict, Verdict::Differ, "6.9 / 6.0 = 1.15");
+    assert!(last.reason.as_deref().unwrap().contains("last 2048"));
+    let overall = by("extra.overall_latency_us");
+    assert_eq!(overall.ratio, Some(724.0 / 23.8));
+    assert_eq!(overall.verdict, Verdict::NotComparable);
+    assert!(overall.reason.as_deref().unwrap().starts_with("not judged"));
+    assert_eq!(by("bandwidth_mbps").verdict, Verdict::NotComparable);
+    let p50 = by("latency_us.p50");
+    assert_eq!((p50.kvxfer, p50.reference), (Some(7.1), None));
+    assert!(p50.reason.as_deref().unwrap().contains("last 2048"));
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+}
+
+#[test]
+fn a_lone_xfer_result_names_its_missing_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = doc("kvxfer", "xfer", 2, vec![own(1 << 20, 100.0, 99.0)]);
+    d.pattern_id = Some("pll-lo-x".into());
+    std::fs::write(dir.path().join("pll-lo-x.run1.json"), d.to_json()).unwrap();
+    let report = crosscheck_dir(dir.path(), 0.1).unwrap();
+    assert!(report.rows.is_empty());
+    assert_eq!(report.unpaired.len(), 1);
+    assert_eq!(report.unpaired[0].files, ["pll-lo-x.run1.json"]);
+    assert!(report.unpaired[0]
+        .reason
+        .contains("nixlbench, which needs an etcd server"));
+}

@@ -1,0 +1,335 @@
+//! Every command line the shipped templates give kvxfer and nixlbench, checked against the real
+//! interfaces: each kvxfer measurement line is evaluated by a shell exactly as the runner would,
+//! its words handed to the real binary's argument parser, and the flags of every other kvxfer
+//! line found in its subcommand's --help; nixlbench and KVBench lines use only their real names.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use kvxfer::plan::{self, Generated, TaskDefinition};
+use serde_json::Value;
+
+const KVXFER: &str = env!("CARGO_BIN_EXE_kvxfer");
+
+/// nixlbench's option names (../shared/REFERENCE.md).
+const NIXLBENCH_OPTIONS: &[&str] = &[
+    "--backend",
+    "--initiator_seg_type",
+    "--target_seg_type",
+    "--scheme",
+    "--op_type",
+    "--start_block_size",
+    "--max_block_size",
+    "--start_batch_size",
+    "--max_batch_size",
+    "--total_buffer_size",
+    "--num_iter",
+    "--warmup_iter",
+    "--num_threads",
+    "--num_initiator_dev",
+    "--num_target_dev",
+    "--check_consistency",
+    "--etcd_endpoints",
+    "--benchmark_group",
+    "--runtime_type",
+];
+
+/// KVBench profile's option names (its argparse; etcd spelled with a hyphen there).
+const KVBENCH_OPTIONS: &[&str] = &[
+    "--model",
+    "--model_config",
+    "--backend",
+    "--isl",
+    "--osl",
+    "--num_requests",
+    "--page_size",
+    "--tp",
+    "--pp",
+    "--access_pattern",
+    "--initiator_seg_type",
+    "--target_seg_type",
+    "--etcd-endpoints",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The definitions of a shipped plan, kvxfer named by `tool`, optionally in the two-node shape.
+fn generate(name: &str, tool: &str, two_node: bool) -> Vec<(Generated, TaskDefinition)> {
+    let mut p = plan::load_plan(&root().join("plans").join(name)).unwrap();
+    p["infrastructure"]["tools"]["kvxfer"] = tool.into();
+    if two_node {
+        p["infrastructure"]["topology"] = "two-node".into();
+    }
+    plan::generate(&p, &root().join("templates"))
+        .unwrap()
+        .into_iter()
+        .map(|g| {
+            let def = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
+            (g, def)
+        })
+        .collect()
+}
+
+/// The `--flag` words of each `kvxfer SUB ...` invocation in `cmd`, up to the end of that
+/// simple command.
+fn invocations<'a>(cmd: &'a str, tool: &str) -> Vec<(&'a str, Vec<&'a str>)> {
+    let mut out = Vec::new();
+    let mut rest = cmd;
+    let needle = format!("{tool} ");
+    while let Some(i) = rest.find(&needle) {
+        let after = &rest[i + needle.len()..];
+        let end = after.find([';', '|', '>', ')', '&']).unwrap_or(after.len());
+        let mut words = after[..end].split_whitespace();
+        let sub = words.next().unwrap_or("");
+        let flags = words.filter(|w| w.starts_with("--")).collect();
+        out.push((sub, flags));
+        rest = &after[end..];
+    }
+    out
+}
+
+fn help(sub: &str) -> Option<String> {
+    static CACHE: Mutex<BTreeMap<String, Option<String>>> = Mutex::new(BTreeMap::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry(sub.to_string())
+        .or_insert_with(|| {
+            let out = Command::new(KVXFER).args([sub, "--help"]).output().unwrap();
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+        .clone()
+}
+
+/// The words a shell gives the kvxfer of `cmd` (runner variables filled in as on one host).
+fn argv_of(cmd: &str, record: &Path) -> Vec<String> {
+    let _ = std::fs::remove_file(record);
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(cmd.replace("{{PEER_IP}}", "127.0.0.1"))
+        .env("KVXFER_ARGV", record)
+        .env_remove("KVXFER_RT")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{cmd}");
+    let text = std::fs::read_to_string(record).unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    text.split('\0')
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `word` with the round number of a result file name (`.run<k>`) taken out.
+fn without_round(word: &str) -> String {
+    match word.find(".run") {
+        Some(i) => {
+            let rest = word[i + 4..].trim_start_matches(|c: char| c.is_ascii_digit());
+            format!("{}.run{rest}", &word[..i])
+        }
+        None => word.to_string(),
+    }
+}
+
+#[test]
+fn every_kvxfer_command_line_passes_the_real_argument_parser() {
+    let dir = tempfile::tempdir().unwrap();
+    let stub = dir.path().join("kvxfer");
+    std::fs::write(
+        &stub,
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done > \"$KVXFER_ARGV\"\n",
+    )
+    .unwrap();
+    let chmod = Command::new("chmod").arg("+x").arg(&stub).status().unwrap();
+    assert!(chmod.success());
+    let tool = stub.to_str().unwrap();
+    let record = dir.path().join("argv");
+    let mut parsed = BTreeSet::new();
+    let mut skipped = BTreeSet::new();
+    let mut shapes = BTreeSet::new();
+    for (plan_name, two_node) in [
+        ("phase-low-level.json", true),
+        ("loopback.json", false),
+        ("loopback.json", true),
+    ] {
+        for (g, def) in generate(plan_name, tool, two_node) {
+            let at = |t: &str| format!("{} {}", g.path.display(), t);
+            for t in &def.tasks {
+                for cmd in &t.commands {
+                    for (sub, flags) in invocations(cmd, tool) {
+                        let Some(text) = help(sub) else {
+                            // A subcommand this kvxfer lacks: only behind its skip test.
+                            let skip = t.skip_if.as_deref().unwrap_or("");
+                            assert!(
+                                skip.contains(&format!("{tool} {sub} --help")),
+                                "{}",
+                                at(&t.id)
+                            );
+                            skipped.insert(sub.to_string());
+                            continue;
+                        };
+                        for f in flags {
+                            let name = f.split('=').next().unwrap();
+                            assert!(
+                                text.contains(name),
+                                "{}: {name} not in kvxfer {sub} --help",
+                                at(&t.id)
+                            );
+                        }
+                    }
+                }
+                // The measurement itself: the real parser reads every word, then the run
+                // stops at its first check, the timeout, set to 0 here.
+                let Some(sub) =
+                    t.id.starts_with("kvxfer")
+                        .then(|| t.name.trim_start_matches("kvxfer "))
+                else {
+                    continue;
+                };
+                if help(sub).is_none() {
+                    continue;
+                }
+                assert_eq!(t.commands.len(), 1, "{}", at(&t.id));
+                let mut argv = argv_of(&t.commands[0], &record);
+                assert_eq!(argv[0], sub, "{}", at(&t.id));
+                // Rounds of a pattern differ only in their file names: parse one of them.
+                if !shapes.insert(argv.iter().map(|w| without_round(w)).collect::<Vec<_>>()) {
+                    continue;
+                }
+                let i = argv
+                    .iter()
+                    .position(|w| w == "--timeout")
+                    .unwrap_or_else(|| panic!("{}: no --timeout", at(&t.id)));
+                argv[i + 1] = "0".into();
+                let out = Command::new(KVXFER).args(&argv).output().unwrap();
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(1), "{}: {argv:?}\n{err}", at(&t.id));
+                assert!(
+                    err.contains("--timeout must be a positive number"),
+                    "{}: {argv:?}\n{err}",
+                    at(&t.id)
+                );
+                parsed.insert(sub.to_string());
+            }
+        }
+    }
+    assert_eq!(
+        parsed,
+        ["pingpong", "ucx-perf", "xfer"].map(String::from).into(),
+        "every measuring subcommand of the templates went through the parser"
+    );
+    if help("rma-pingpong").is_none() {
+        assert!(skipped.contains("rma-pingpong"), "{skipped:?}");
+    }
+}
+
+#[test]
+fn nixlbench_and_kvbench_lines_use_only_their_real_option_names() {
+    let mut seen = (BTreeSet::new(), BTreeSet::new());
+    for (g, def) in generate("phase-low-level.json", "kvxfer", true) {
+        for cmd in def.tasks.iter().flat_map(|t| t.commands.iter()) {
+            for (tool, known, seen) in [
+                (
+                    "nixlbench --benchmark_group ",
+                    NIXLBENCH_OPTIONS,
+                    &mut seen.0,
+                ),
+                ("main.py profile ", KVBENCH_OPTIONS, &mut seen.1),
+            ] {
+                let Some(i) = cmd.find(tool) else { continue };
+                let line = &cmd[i..];
+                let line = &line[..line.find([';', '>', '&']).unwrap_or(line.len())];
+                for w in line.split_whitespace().filter(|w| w.starts_with("--")) {
+                    assert!(
+                        known.contains(&w),
+                        "{}: {w} is not an option of {tool}",
+                        g.path.display()
+                    );
+                    seen.insert(w.to_string());
+                }
+            }
+        }
+    }
+    // Every pattern's essentials are there.
+    for want in [
+        "--backend",
+        "--scheme",
+        "--op_type",
+        "--start_block_size",
+        "--num_iter",
+        "--etcd_endpoints",
+        "--benchmark_group",
+        "--runtime_type",
+        "--num_initiator_dev",
+    ] {
+        assert!(seen.0.contains(want), "{want}: {:?}", seen.0);
+    }
+    assert!(!seen.0.contains("--large_blk_iter_ftr"));
+    for want in [
+        "--model",
+        "--model_config",
+        "--isl",
+        "--osl",
+        "--etcd-endpoints",
+    ] {
+        assert!(seen.1.contains(want), "{want}: {:?}", seen.1);
+    }
+}
+
+/// The scheme names on each side of a many-to-one pattern: nixlbench's and kvxfer's.
+#[test]
+fn schemes_are_spelled_for_each_tool() {
+    let defs = generate("phase-low-level.json", "kvxfer", true);
+    let (_, def) = defs
+        .iter()
+        .find(|(g, _)| g.path == Path::new("pll-nixlbench-tcp-672m-c16-server.json"))
+        .unwrap();
+    let all: Vec<&String> = def.tasks.iter().flat_map(|t| t.commands.iter()).collect();
+    let json = serde_json::to_string(&all).unwrap();
+    assert!(json.contains("--scheme manytoone"), "{json}");
+    assert!(json.contains("kvxfer xfer --provider tcp"), "{json}");
+    assert!(json.contains("--scheme many-to-one"), "{json}");
+    let task: &Value = &serde_json::from_slice::<Value>(
+        &defs
+            .iter()
+            .find(|(g, _)| g.path == Path::new("pll-nixlbench-tcp-672m-c16-server.json"))
+            .unwrap()
+            .0
+            .bytes,
+    )
+    .unwrap()["tasks"];
+    let k = task
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "kvxfer")
+        .unwrap();
+    assert_eq!(k["skip_if"], "true");
+    assert!(
+        k["description"]
+            .as_str()
+            .unwrap()
+            .contains("UCX backend has no kvxfer twin"),
+        "{k}"
+    );
+    // LIBFABRIC patterns: skipped for their VRAM only.
+    let (efa, _) = defs
+        .iter()
+        .find(|(g, _)| g.path == Path::new("pll-nixlbench-efa-55m-server.json"))
+        .unwrap();
+    let efa: Value = serde_json::from_slice(&efa.bytes).unwrap();
+    let k = efa["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "kvxfer")
+        .unwrap();
+    assert_eq!(
+        k["description"],
+        "skipped: kvxfer xfer moves host memory only so far; this pattern is VRAM to VRAM"
+    );
+}
