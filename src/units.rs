@@ -84,7 +84,8 @@ fn scaled(v: u64, units: &[(u64, char)]) -> String {
         if v >= base {
             let whole = v / base;
             let frac = (v % base) * 10 / base;
-            return if frac > 0 {
+            // fabtests prints a decimal only below ten units (1.5k, 12k, 37k).
+            return if frac > 0 && whole < 10 {
                 format!("{whole}.{frac}{mag}")
             } else {
                 format!("{whole}{mag}")
@@ -94,7 +95,8 @@ fn scaled(v: u64, units: &[(u64, char)]) -> String {
     v.to_string()
 }
 
-/// A byte count as fabtests prints it: binary units, one truncated decimal (`1.5k`, `6m`).
+/// A byte count as fabtests prints it: binary units, one truncated decimal below ten units
+/// (`1.5k`, `6m`, `12k` for 12800).
 pub fn size_str(v: u64) -> String {
     scaled(v, &[(1 << 30, 'g'), (1 << 20, 'm'), (1 << 10, 'k')])
 }
@@ -160,6 +162,10 @@ mod tests {
         assert_eq!(size_str(1200), "1.1k"); // truncated, as fabtests prints
         assert_eq!(size_str(128_000), "125k");
         assert_eq!(size_str(3_276_800), "3.1m");
+        // Seen in fi_pingpong's output: 64 B x 100 x 2 = 12800 is "12k", 38400 is "37k".
+        assert_eq!(size_str(12_800), "12k");
+        assert_eq!(size_str(38_400), "37k");
+        assert_eq!(size_str(1_179_648), "1.1m");
         assert_eq!(cnt_str(1000), "1k");
         assert_eq!(cnt_str(100), "100");
         assert_eq!(cnt_str(20_000), "20k");

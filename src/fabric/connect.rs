@@ -58,8 +58,22 @@ pub fn select_info(spec: &EndpointSpec) -> Result<Info> {
         available: available_providers().join(", "),
     })?;
     // Providers without IP addresses (shm) take the first entry.
-    if first.src_addr().is_none() || spec.domain.is_some() {
+    if first.src_addr().is_none() {
         return first.to_owned();
+    }
+    // A named domain: its entry on the control connection's address family and address when
+    // it has one (lo offers 127.0.0.1 and ::1), else its first.
+    if spec.domain.is_some() {
+        let want = spec.local_ip;
+        return any
+            .iter()
+            .find(|e| e.src_addr().map(|a| a.ip()) == want)
+            .or_else(|| {
+                any.iter()
+                    .find(|e| e.src_addr().map(|a| a.is_ipv4()) == want.map(|w| w.is_ipv4()))
+            })
+            .unwrap_or(first)
+            .to_owned();
     }
     let ip = spec
         .local_ip
