@@ -123,3 +123,30 @@ pub fn prefixed(prefix: &[String], program: impl AsRef<std::ffi::OsStr>) -> std:
         None => std::process::Command::new(program),
     }
 }
+
+/// Runs a two-process measurement on the loopback: the target (`ARGS --listen`, JSON in
+/// `dir/t.json`) in the background, the initiator (`ARGS --peer`, JSON in `dir/i.json`) in the
+/// foreground; returns (initiator, target) outputs.
+pub fn target_and_initiator(
+    args: &[&str],
+    dir: &Path,
+) -> (std::process::Output, std::process::Output) {
+    use std::process::Stdio;
+    let port = free_port();
+    let target = std::process::Command::new(kvxfer_path())
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--json"])
+        .arg(dir.join("t.json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ini = kvxfer()
+        .args(args)
+        .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])
+        .arg(dir.join("i.json"))
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    (ini, target.wait_with_output().unwrap())
+}

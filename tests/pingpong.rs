@@ -65,27 +65,11 @@ fn shm_rdm_msg_one_process() {
 fn two_processes(provider: &str, endpoint: &str, mode: &str) {
     let _g = fabric_lock();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let args = [
         "pingpong", "-p", provider, "-e", endpoint, "-m", mode, "-S", "64,64K", "-I", "30",
         "--verify",
     ];
-    let target = Std::new(kvxfer_path())
-        .args(args)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--json"])
-        .arg(dir.path().join("t.json"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ini = kvxfer()
-        .args(args)
-        .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])
-        .arg(dir.path().join("i.json"))
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    let t = target.wait_with_output().unwrap();
+    let (ini, t) = target_and_initiator(&args, dir.path());
     assert!(
         ini.status.success(),
         "initiator: {}",
