@@ -1,10 +1,12 @@
-//! What the ping-pong loop itself costs per iteration, apart from the fabric: the clock read,
+//! What the ping-pong loop itself costs per iteration, apart from the fabric: the clock read
+//! (the OS monotonic clock and the loop's TSC clock),
 //! the histogram record and an empty completion-queue poll (on the shm provider).
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use kvxfer::bench::clock::LoopClock;
 use kvxfer::fabric::{CompletionQueue, CqEntry, Domain, EndpointType, Fabric, Hints, InfoList};
 use kvxfer::stats::new_histogram;
 
@@ -20,6 +22,8 @@ fn shm_cq() -> Option<(Fabric, Domain, CompletionQueue)> {
 fn overhead(c: &mut Criterion) {
     let mut g = c.benchmark_group("pingpong_iteration");
     g.bench_function("clock_now", |b| b.iter(|| black_box(Instant::now())));
+    let clock = LoopClock::new();
+    g.bench_function("loop_clock_now", |b| b.iter(|| black_box(clock.now())));
 
     let mut h = new_histogram();
     let mut v: u64 = 180;

@@ -1,6 +1,7 @@
 //! The measurement loops: each takes set-up objects and returns samples; none parses options
 //! or prints.
 
+pub mod clock;
 pub mod memcpy;
 pub mod pattern;
 pub mod pingpong;

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
+use super::clock::LoopClock;
 use super::{pattern, BenchError};
 use crate::stats::{new_histogram, Recent, UCX_PERFTEST_WINDOW};
 
@@ -73,12 +74,20 @@ pub fn run_size<T: PingPongTransport>(
     let mut recent = Recent::new(UCX_PERFTEST_WINDOW);
     let total = p.warmup + p.iterations;
     let mut timed_start = Instant::now();
-    let mut prev = timed_start;
+    let clock = LoopClock::new();
+    let mut prev = clock.now();
+    // The initiator's sample of iteration i is recorded in iteration i + 1, after its ping
+    // left: the bookkeeping then overlaps the message's flight instead of delaying the ping.
+    let mut pending: Option<u64> = None;
+    let mut record = |half: u64| {
+        hist.saturating_record(half);
+        recent.push(half);
+    };
     // Message sequence numbers: the initiator's are even, the target's odd.
     for i in 0..total {
         if i == p.warmup {
             timed_start = Instant::now();
-            prev = timed_start;
+            prev = clock.now();
         }
         match role {
             Role::Initiator => {
@@ -86,16 +95,17 @@ pub fn run_size<T: PingPongTransport>(
                     pattern::fill(&mut t.send_buf()[..p.size], 2 * i);
                 }
                 t.send(p.size)?;
+                if let Some(half) = pending.take() {
+                    record(half);
+                }
                 let got = t.wait_recv()?;
+                let now = clock.now();
                 check(t, p, got, 2 * i + 1, i)?;
                 t.post_recv()?;
-                let now = Instant::now();
                 if i >= p.warmup {
-                    let rtt = now.duration_since(prev).as_nanos() as u64;
+                    let rtt = clock.nanos_between(prev, now);
                     // Half a round trip; 1 ns floor keeps the histogram's lower bound.
-                    let half = (rtt / 2).max(1);
-                    hist.saturating_record(half);
-                    recent.push(half);
+                    pending = Some((rtt / 2).max(1));
                 }
                 prev = now;
             }
@@ -110,9 +120,13 @@ pub fn run_size<T: PingPongTransport>(
             }
         }
     }
+    let elapsed_ns = timed_start.elapsed().as_nanos() as u64;
+    if let Some(half) = pending {
+        record(half);
+    }
     Ok(SizeSamples {
         latency_ns: hist,
-        elapsed_ns: timed_start.elapsed().as_nanos() as u64,
+        elapsed_ns,
         iterations: p.iterations,
         recent_ns: recent,
     })

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::clock::LoopClock;
 use super::pingpong::{SizeParams, SizeSamples};
 use super::{pattern, BenchError};
 use crate::stats::new_histogram;
@@ -27,13 +28,14 @@ pub fn run_read_size<T: RmaReadTransport>(
     let mut hist = new_histogram();
     let mut recent = crate::stats::Recent::new(crate::stats::UCX_PERFTEST_WINDOW);
     let mut timed_start = Instant::now();
-    let mut prev = timed_start;
+    let clock = LoopClock::new();
+    let mut prev = clock.now();
     // The clock is read once per iteration, so the samples add up to the elapsed time (a
     // --verify check is inside its iteration's sample, as in the ping-pong loop).
     for i in 0..p.warmup + p.iterations {
         if i == p.warmup {
             timed_start = Instant::now();
-            prev = timed_start;
+            prev = clock.now();
         }
         t.read(p.size)?;
         if p.verify {
@@ -47,9 +49,9 @@ pub fn run_read_size<T: RmaReadTransport>(
                 });
             }
         }
-        let now = Instant::now();
+        let now = clock.now();
         if i >= p.warmup {
-            let rtt = (now.duration_since(prev).as_nanos() as u64).max(1);
+            let rtt = clock.nanos_between(prev, now).max(1);
             hist.saturating_record(rtt);
             recent.push(rtt);
         }

@@ -122,17 +122,59 @@ impl Endpoint {
         tag: u64,
         memh: Option<MemHandleRef>,
     ) -> Result<Request<'_>> {
-        let param = op_param(memh);
-        // SAFETY: the endpoint is live; buf per this function's contract; param valid for the
-        // call.
-        let ptr = sys::ucp_tag_send_nbx(
-            self.inner.raw.as_ptr(),
-            buf as *const c_void,
-            len,
-            tag,
-            &param,
-        );
+        // SAFETY: forwarded contract.
+        let ptr = unsafe { self.tag_send_status(buf, len, tag, memh) };
         Request::from_status_ptr(ptr, &self.inner.worker, Kind::Send, len, "tag send")
+    }
+
+    /// Sends `len` bytes at `buf` with `tag`; `None` when UCX completed the send in place
+    /// (the eager path of small messages), else the request still in flight.
+    ///
+    /// The latency loop's send: the common case returns without building a request, so no
+    /// store of the request's fields has to wait behind the message's own stores.
+    ///
+    /// # Safety
+    /// As [`Endpoint::tag_send`].
+    #[inline]
+    pub unsafe fn tag_send_now(
+        &self,
+        buf: *const u8,
+        len: usize,
+        tag: u64,
+        memh: Option<MemHandleRef>,
+    ) -> Result<Option<Request<'_>>> {
+        // SAFETY: forwarded contract.
+        let ptr = unsafe { self.tag_send_status(buf, len, tag, memh) };
+        if ptr.is_null() {
+            return Ok(None);
+        }
+        Request::from_status_ptr(ptr, &self.inner.worker, Kind::Send, len, "tag send").map(Some)
+    }
+
+    /// Posts the send and returns UCX's status pointer as is.
+    ///
+    /// # Safety
+    /// As [`Endpoint::tag_send`].
+    #[inline(always)]
+    unsafe fn tag_send_status(
+        &self,
+        buf: *const u8,
+        len: usize,
+        tag: u64,
+        memh: Option<MemHandleRef>,
+    ) -> sys::ucs_status_ptr_t {
+        let param = op_param(memh);
+        // SAFETY: the endpoint is live; buf per the caller's contract; param valid for the
+        // call.
+        unsafe {
+            sys::ucp_tag_send_nbx(
+                self.inner.raw.as_ptr(),
+                buf as *const c_void,
+                len,
+                tag,
+                &param,
+            )
+        }
     }
 
     /// Writes `len` bytes at `buf` to `remote_addr` in the peer's memory that `rkey` covers.
