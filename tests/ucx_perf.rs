@@ -244,10 +244,13 @@ fn tag_bw_shared_memory_two_processes() {
     let (doc, tdoc, _) = two_processes(
         &SHM,
         &[
-            "-t", "tag_bw", "-s", "4M", "-n", "40", "-O", "8", "--verify",
+            "-t", "tag_bw", "-s", "4M", "-n", "40", "-O", "8", "--verify", "--prereg",
         ],
     );
     assert_bw_consistent(&doc, &[4 << 20], 40, 8);
+    // With --prereg every rendezvous carries the slots' own memory handles.
+    assert_eq!(doc.config["prereg"], true);
+    assert_eq!(tdoc.config["prereg"], true);
     // The receiver times nothing: its figures are absent, not zero.
     let r = &tdoc.results[0];
     assert!(r.bandwidth_gbps.is_none() && r.transfer_time_ms.is_none());

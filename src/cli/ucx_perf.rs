@@ -56,6 +56,10 @@ pub struct UcxPerfArgs {
     /// Fill and check the payload of every message.
     #[arg(short = 'c', long)]
     verify: bool,
+    /// Pass the buffers' memory handles with every send and receive (ucx_perftest's -z);
+    /// without it UCX looks the registration up itself, as ucx_perftest does by default.
+    #[arg(short = 'z', long)]
+    prereg: bool,
     /// Be the target: listen for the initiator on [ADDR][:PORT] (default 0.0.0.0:47590).
     #[arg(long, value_name = "[ADDR][:PORT]", num_args = 0..=1, default_missing_value = "", conflicts_with = "peer")]
     listen: Option<String>,
@@ -87,6 +91,7 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
             MemoryArg::Cuda => MemoryKind::Cuda,
         },
         verify: a.verify,
+        prereg: a.prereg,
         timeout: Duration::from_secs_f64(a.timeout),
     };
     cfg.validate()?;

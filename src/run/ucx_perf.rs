@@ -72,6 +72,8 @@ pub struct UcxPerfConfig {
     pub memory: MemoryKind,
     /// Fill and check every payload.
     pub verify: bool,
+    /// Pass the buffers' memory handles with every operation (ucx_perftest's -z).
+    pub prereg: bool,
     /// Connection and completion time-out.
     pub timeout: Duration,
 }
@@ -109,6 +111,7 @@ impl UcxPerfConfig {
             .with("outstanding", self.outstanding)
             .with("memory", self.memory.name())
             .with("verify", self.verify)
+            .with("prereg", self.prereg)
     }
 
     fn iterations_for(&self, size: u64) -> u64 {
@@ -169,6 +172,7 @@ impl UcxPerfConfig {
                 recv_slots: 1,
                 recv_bytes: max,
                 memory,
+                prereg: self.prereg,
             },
             UcxTest::TagBw => {
                 // Unverified streams reuse one buffer, as ucx_perftest does.
@@ -183,6 +187,7 @@ impl UcxPerfConfig {
                     recv_slots: slots,
                     recv_bytes: r,
                     memory,
+                    prereg: self.prereg,
                 }
             }
         }
@@ -504,6 +509,7 @@ fn config_map(cfg: &UcxPerfConfig, role: Role) -> Map<String, Value> {
     }
     m.insert("memory_type".into(), json!(cfg.memory.name()));
     m.insert("verify".into(), json!(cfg.verify));
+    m.insert("prereg".into(), json!(cfg.prereg));
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
     m.insert(
         "role".into(),

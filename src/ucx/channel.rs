@@ -30,6 +30,9 @@ pub struct SlotSpec {
     pub recv_bytes: usize,
     /// Where the slots live.
     pub memory: MemoryType,
+    /// Pass the slots' memory handles with every operation (ucx_perftest's -z); without them
+    /// UCX finds (and caches) the registration itself, as ucx_perftest does by default.
+    pub prereg: bool,
 }
 
 /// Tagged send/receive on one endpoint, with its buffers.
@@ -45,6 +48,7 @@ pub struct TagChannel<'a> {
     ack_rx: Box<[u8; 8]>,
     ack_tx: Box<[u8; 8]>,
     last_recv_slot: usize,
+    prereg: bool,
     timeout: Duration,
 }
 
@@ -89,6 +93,7 @@ impl<'a> TagChannel<'a> {
             ack_rx: Box::new([0; 8]),
             ack_tx: Box::new(*b"kvxf-ack"),
             last_recv_slot: 0,
+            prereg: spec.prereg,
             timeout,
         })
     }
@@ -100,12 +105,10 @@ impl<'a> TagChannel<'a> {
         if len > m.buf().len() {
             return Err(too_long(len, m.buf().len()));
         }
+        let h = self.prereg.then(|| m.handle());
         // SAFETY: the slot is owned by self and outlives the request: requests are settled in
         // Drop before the slots are released.
-        let r = unsafe {
-            self.ep
-                .tag_send(m.buf().as_ptr(), len, DATA_TAG, Some(m.handle()))
-        }?;
+        let r = unsafe { self.ep.tag_send(m.buf().as_ptr(), len, DATA_TAG, h) }?;
         self.sends.push_back(r);
         Ok(())
     }
@@ -122,17 +125,15 @@ impl<'a> TagChannel<'a> {
 
     /// Sends the first `len` bytes of slot 0 and waits for it to complete (the ping-pong path:
     /// no queue, nothing else in flight).
-    ///
-    /// The ping-pong path passes no memory handle, as ucx_perftest by default: UCX copies
-    /// eager messages anyway, and a handle only adds bookkeeping to a 150 ns round.
     #[inline]
     pub fn send(&mut self, len: usize) -> Result<()> {
         let m = &self.tx[0];
         if len > m.buf().len() {
             return Err(too_long(len, m.buf().len()));
         }
+        let h = self.prereg.then(|| m.handle());
         // SAFETY: slot 0 is owned by self and the request completes (or fails) before return.
-        let pending = unsafe { self.ep.tag_send_now(m.buf().as_ptr(), len, DATA_TAG, None) }?;
+        let pending = unsafe { self.ep.tag_send_now(m.buf().as_ptr(), len, DATA_TAG, h) }?;
         if let Some(mut r) = pending {
             self.worker.wait(&mut r, self.timeout)?;
         }
@@ -140,17 +141,18 @@ impl<'a> TagChannel<'a> {
     }
 
     /// Receives one message of up to `len` bytes into slot 0 and waits for it (the ping-pong
-    /// path, without a memory handle as in [`TagChannel::send`]); returns its length.
+    /// path); returns its length.
     #[inline]
     pub fn recv(&mut self, len: usize) -> Result<usize> {
         let m = &mut self.rx[0];
         if len > m.buf().len() {
             return Err(too_long(len, m.buf().len()));
         }
+        let h = self.prereg.then(|| m.handle());
         let ptr = m.buf_mut().as_mut_ptr();
         // SAFETY: slot 0 is owned by self; the request is waited for here, and if the wait
         // fails, dropping the request cancels it before self (and the slot) can go.
-        let mut r = unsafe { self.worker.tag_recv(ptr, len, DATA_TAG, u64::MAX, None) }?;
+        let mut r = unsafe { self.worker.tag_recv(ptr, len, DATA_TAG, u64::MAX, h) }?;
         let n = self.worker.wait(&mut r, self.timeout)?;
         self.last_recv_slot = 0;
         Ok(n)
@@ -166,10 +168,10 @@ impl<'a> TagChannel<'a> {
         if len > m.buf().len() {
             return Err(too_long(len, m.buf().len()));
         }
-        let h = m.handle();
+        let h = self.prereg.then(|| m.handle());
         let ptr = m.buf_mut().as_mut_ptr();
         // SAFETY: as in post_send, the slot outlives the request.
-        let r = unsafe { self.worker.tag_recv(ptr, len, DATA_TAG, u64::MAX, Some(h)) }?;
+        let r = unsafe { self.worker.tag_recv(ptr, len, DATA_TAG, u64::MAX, h) }?;
         self.recvs.push_back((slot, r));
         Ok(())
     }
