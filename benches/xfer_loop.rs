@@ -61,6 +61,7 @@ fn loop_overhead(c: &mut Criterion) {
 
 fn config(provider: &str, size: u64) -> XferConfig {
     XferConfig {
+        backend: kvxfer::run::xfer::XferBackend::Libfabric,
         provider: provider.into(),
         endpoint: EndpointType::Rdm,
         domain: None,

@@ -8,7 +8,7 @@ use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::fabric::{EndpointType, XferOp};
 use kvxfer::report::table;
-use kvxfer::run::xfer::{self, ConcurrencyMode, Scheme, Sides, XferConfig};
+use kvxfer::run::xfer::{self, ConcurrencyMode, Scheme, Sides, XferBackend, XferConfig};
 use kvxfer::units::human_size;
 
 use super::common::{parse_listen, EndpointArg, OutputArgs};
@@ -22,6 +22,15 @@ pub enum XferOpArg {
     Read,
     /// Tagged sends into receives the target posts at each chunk's place.
     Send,
+}
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// libfabric: --provider, --endpoint and --domain choose the fabric (EFA on AWS).
+    Libfabric,
+    /// UCX: UCX_TLS and UCX_NET_DEVICES choose the transports (tcp, posix, cma, ...).
+    Ucx,
 }
 
 /// `--concurrency-mode`.
@@ -51,13 +60,17 @@ fn parse_size(s: &str) -> Result<u64, String> {
 /// Options of `kvxfer xfer`.
 #[derive(Debug, Args)]
 pub struct XferArgs {
-    /// libfabric provider (tcp, shm, efa, ...).
-    #[arg(short, long, default_value = "tcp")]
-    provider: String,
-    /// Endpoint type.
-    #[arg(short, long, value_enum, default_value = "rdm")]
-    endpoint: EndpointArg,
-    /// Domain (interface) to use; by default the one holding the control connection's address.
+    /// Library that moves the bytes (nixlbench's --backend): libfabric or UCX.
+    #[arg(short = 'B', long, value_enum, default_value = "libfabric")]
+    backend: BackendArg,
+    /// libfabric provider (tcp, shm, efa, ...) [default: tcp].
+    #[arg(short, long)]
+    provider: Option<String>,
+    /// libfabric endpoint type [default: rdm].
+    #[arg(short, long, value_enum)]
+    endpoint: Option<EndpointArg>,
+    /// libfabric domain (interface) to use; by default the one holding the control
+    /// connection's address.
     #[arg(short, long)]
     domain: Option<String>,
     /// Bytes per transfer (binary suffixes: 55M, 224M, 672M).
@@ -113,9 +126,26 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
     if !(a.timeout > 0.0 && a.timeout.is_finite()) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
+    if a.backend == BackendArg::Ucx {
+        let given = [
+            a.provider.as_ref().map(|_| "--provider"),
+            a.endpoint.map(|_| "--endpoint"),
+            a.domain.as_ref().map(|_| "--domain"),
+        ];
+        if let Some(opt) = given.into_iter().flatten().next() {
+            anyhow::bail!(
+                "{opt} chooses a libfabric fabric; with --backend ucx, UCX_TLS and \
+                 UCX_NET_DEVICES choose the transports (e.g. UCX_TLS=tcp UCX_NET_DEVICES=lo)"
+            );
+        }
+    }
     let cfg = XferConfig {
-        provider: a.provider.clone(),
-        endpoint: match a.endpoint {
+        backend: match a.backend {
+            BackendArg::Libfabric => XferBackend::Libfabric,
+            BackendArg::Ucx => XferBackend::Ucx,
+        },
+        provider: a.provider.clone().unwrap_or_else(|| "tcp".into()),
+        endpoint: match a.endpoint.unwrap_or(EndpointArg::Rdm) {
             EndpointArg::Rdm => EndpointType::Rdm,
             EndpointArg::Msg => EndpointType::Msg,
         },
@@ -156,7 +186,13 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         "kvxfer: xfer {} x {} over {} ({} chunks of {}, window {}); host memory: {} of {} available",
         cfg.concurrency,
         human_size(cfg.size),
-        cfg.provider,
+        match cfg.backend {
+            XferBackend::Libfabric => cfg.provider.clone(),
+            XferBackend::Ucx => format!(
+                "UCX (UCX_TLS={})",
+                std::env::var("UCX_TLS").unwrap_or_else(|_| "all".into())
+            ),
+        },
         plan.chunks,
         human_size(plan.block),
         cfg.window,

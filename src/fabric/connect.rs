@@ -129,8 +129,7 @@ pub struct Connection {
     _fabric: Fabric,
 }
 
-/// Out-of-band byte exchange: sends ours, returns the peer's.
-pub type Exchange<'a> = dyn FnMut(&[u8]) -> std::result::Result<Vec<u8>, String> + 'a;
+pub use crate::bootstrap::Exchange;
 
 fn exchanged(r: std::result::Result<Vec<u8>, String>) -> Result<Vec<u8>> {
     r.map_err(|e| FabricError::Invalid(format!("exchanging endpoint addresses: {e}")))

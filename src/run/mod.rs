@@ -7,6 +7,7 @@ pub mod rma_pingpong;
 mod sync;
 pub mod ucx_perf;
 pub mod xfer;
+mod xfer_ends;
 mod xfer_report;
 mod xfer_worker;
 

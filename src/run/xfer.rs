@@ -52,10 +52,31 @@ impl Scheme {
     }
 }
 
+/// Which library moves the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XferBackend {
+    /// libfabric RMA (EFA, tcp, shm, ...), with remote CQ data for writes.
+    Libfabric,
+    /// UCX put/get/tagged send (UCX_TLS and UCX_NET_DEVICES choose the transports).
+    Ucx,
+}
+
+impl XferBackend {
+    /// The name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            XferBackend::Libfabric => "libfabric",
+            XferBackend::Ucx => "ucx",
+        }
+    }
+}
+
 /// Everything an xfer run is asked to do.
 #[derive(Debug, Clone)]
 pub struct XferConfig {
-    /// Provider name.
+    /// libfabric or UCX.
+    pub backend: XferBackend,
+    /// Provider name (libfabric).
     pub provider: String,
     /// RDM or MSG endpoints.
     pub endpoint: EndpointType,
@@ -120,6 +141,7 @@ impl XferConfig {
     pub fn fingerprint(&self) -> Fingerprint {
         let mut f = Fingerprint::default()
             .with("bench", "xfer")
+            .with("backend", self.backend.name())
             .with("provider", &self.provider)
             .with("endpoint", endpoint_name(self.endpoint))
             .with("op", op_name(self.op))
@@ -228,23 +250,39 @@ impl XferConfig {
                 )));
             }
         }
-        let info = select_info(&EndpointSpec {
-            provider: self.provider.clone(),
-            ep_type: self.endpoint,
-            caps: self.caps(),
-            local_ip: None,
-            domain: self.domain.clone(),
-            timeout: self.timeout,
-        })?;
-        let v = info.view();
-        if self.op == XferOp::Write && v.cq_data_size() < 4 {
-            return Err(RunError::Config(format!(
-                "provider {} carries {} bytes of remote CQ data; the write protocol needs 4",
-                self.provider,
-                v.cq_data_size()
-            )));
-        }
-        let block = block.min(v.max_msg_size() as u64).max(1);
+        let block = match self.backend {
+            XferBackend::Libfabric => {
+                let info = select_info(&EndpointSpec {
+                    provider: self.provider.clone(),
+                    ep_type: self.endpoint,
+                    caps: self.caps(),
+                    local_ip: None,
+                    domain: self.domain.clone(),
+                    timeout: self.timeout,
+                })?;
+                let v = info.view();
+                if self.op == XferOp::Write && v.cq_data_size() < 4 {
+                    return Err(RunError::Config(format!(
+                        "provider {} carries {} bytes of remote CQ data; the write protocol \
+                         needs 4",
+                        self.provider,
+                        v.cq_data_size()
+                    )));
+                }
+                block.min(v.max_msg_size() as u64).max(1)
+            }
+            // UCX has no message size limit of its own (it fragments), and its transports are
+            // checked when the context opens them.
+            XferBackend::Ucx => {
+                if per > crate::ucx::xfer::MAX_TRANSFERS {
+                    return bad("--concurrency is above what one UCX worker can tag");
+                }
+                if self.size.div_ceil(block) > u64::from(u32::MAX) {
+                    return bad("--block is too small: more than 2^32 chunks per transfer");
+                }
+                block
+            }
+        };
         Ok(XferPlan {
             block,
             chunks: self.size.div_ceil(block),

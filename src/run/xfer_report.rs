@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 use super::environment;
-use super::xfer::{endpoint_name, op_name, XferConfig, XferPlan};
+use super::xfer::{endpoint_name, op_name, XferBackend, XferConfig, XferPlan};
 use super::xfer_worker::WorkerReport;
 use crate::bench::xfer::IterSample;
 use crate::fabric::XferOp;
@@ -275,9 +275,21 @@ fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Va
 
 fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("provider".into(), json!(cfg.provider));
-    m.insert("backend".into(), json!("libfabric"));
-    m.insert("endpoint".into(), json!(endpoint_name(cfg.endpoint)));
+    m.insert("backend".into(), json!(cfg.backend.name()));
+    match cfg.backend {
+        XferBackend::Libfabric => {
+            m.insert("provider".into(), json!(cfg.provider));
+            m.insert("endpoint".into(), json!(endpoint_name(cfg.endpoint)));
+            m.insert("domain".into(), json!(cfg.domain));
+        }
+        XferBackend::Ucx => {
+            // What UCX was asked for; what it chose is in environment.ucx_transports.
+            for var in ["UCX_TLS", "UCX_NET_DEVICES"] {
+                let v = std::env::var(var).ok();
+                m.insert(var.to_ascii_lowercase(), json!(v));
+            }
+        }
+    }
     m.insert("op".into(), json!(op_name(cfg.op)));
     m.insert("mem".into(), json!("dram"));
     m.insert("scheme".into(), json!(cfg.scheme.name()));
@@ -293,7 +305,6 @@ fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> 
     m.insert("warmup".into(), json!(cfg.warmup));
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("reuse".into(), json!(cfg.reuse));
-    m.insert("domain".into(), json!(cfg.domain));
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
     m.insert("role".into(), json!(side));
     m.insert("host_bytes".into(), json!(plan.bytes));

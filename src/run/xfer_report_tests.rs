@@ -8,6 +8,7 @@ use crate::run::xfer::{ConcurrencyMode, Scheme};
 
 fn cfg(op: XferOp) -> XferConfig {
     XferConfig {
+        backend: crate::run::xfer::XferBackend::Libfabric,
         provider: "tcp".into(),
         endpoint: EndpointType::Rdm,
         domain: None,

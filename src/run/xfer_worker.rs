@@ -1,13 +1,11 @@
 //! One worker of an xfer run on each side: connect, register, exchange regions, then per
 //! iteration prepare (verify), meet at the barrier, transfer, check.
 
-use std::time::Instant;
-
 use serde::{Deserialize, Serialize};
 
-use super::environment;
 use super::sync::TimedBarrier;
 use super::xfer::{alloc, XferConfig, XferPlan};
+use super::xfer_ends::{connect_initiator, connect_target, InitiatorEnd, TargetEnd};
 use super::RunError;
 use crate::bench::xfer::{
     plan_chunks, run_initiator_iteration, run_target_iteration, IterParams, IterSample,
@@ -15,9 +13,7 @@ use crate::bench::xfer::{
 };
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Oob};
-use crate::fabric::{
-    self, caps, MemoryRegion, RemoteRegion, Side, XferInitiatorEp, XferOp, XferTargetEp,
-};
+use crate::fabric::XferOp;
 use crate::mem::SharedRegion;
 use crate::report::Environment;
 
@@ -61,11 +57,12 @@ pub struct WorkerReport {
     pub environment: Environment,
 }
 
-/// The target's offer: its worker index and its regions, with its registration costs.
+/// The target's offer: its worker index and its regions (in the backend's form), with its
+/// registration costs.
 #[derive(Serialize, Deserialize)]
 struct Offer {
     worker: usize,
-    regions: Vec<RemoteRegion>,
+    regions: serde_json::Value,
     registration_first_ns: u64,
     registration_cached_ns: u64,
 }
@@ -82,41 +79,6 @@ fn seq(worker: usize, transfers: usize, t: usize, iteration: u64) -> u64 {
 
 fn bench_err(at: String) -> impl FnOnce(BenchError) -> RunError {
     move |error| RunError::Bench { at, error }
-}
-
-/// A connected worker: its connection, its registered regions, and (connect, first
-/// registration, second registration) times in ns.
-type Connected = (
-    fabric::Connection,
-    Vec<MemoryRegion<SharedRegion>>,
-    [u64; 3],
-);
-
-/// Connects one worker and registers `regions`; returns the connection, regions, and times.
-fn connect_and_register(
-    cfg: &XferConfig,
-    oob: &mut Oob,
-    side: Side,
-    regions: Vec<SharedRegion>,
-    access: u64,
-) -> Result<Connected, RunError> {
-    let spec = cfg.spec(oob)?;
-    let t0 = Instant::now();
-    let conn = fabric::connect(&spec, side, &mut |ours: &[u8]| {
-        oob.exchange(ours).map_err(|e| e.to_string())
-    })?;
-    let connect_ns = t0.elapsed().as_nanos() as u64;
-    let mut mrs = Vec::with_capacity(regions.len());
-    let mut first_ns = 0;
-    for r in regions {
-        let a = Instant::now();
-        mrs.push(MemoryRegion::register(&conn.domain, r, access)?);
-        if first_ns == 0 {
-            first_ns = a.elapsed().as_nanos() as u64;
-        }
-    }
-    let cached_ns = mrs[0].time_reregistration(&conn.domain, access)?.as_nanos() as u64;
-    Ok((conn, mrs, [connect_ns, first_ns, cached_ns]))
 }
 
 /// Serves one initiator worker on the target; returns that worker's report.
@@ -151,34 +113,31 @@ fn target_inner(
         TargetMem::Allocate => SharedRegion::split(alloc(per * size)?, per, size)
             .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?,
     };
-    let access = caps::REMOTE_WRITE | caps::REMOTE_READ;
-    let (conn, mrs, [_, reg_first, reg_cached]) =
-        connect_and_register(cfg, oob, Side::Target, regions, access)?;
-    let mut ep = XferTargetEp::new(conn, mrs, cfg.timeout)?;
+    let (mut end, setup) = connect_target(cfg, oob, regions)?;
     oob.send_json(&Offer {
         worker: w,
-        regions: ep.remote_regions(),
-        registration_first_ns: reg_first,
-        registration_cached_ns: reg_cached,
+        regions: end.offer()?,
+        registration_first_ns: setup.registration_first_ns,
+        registration_cached_ns: setup.registration_cached_ns,
     })?;
     let mut verified = 0u64;
-    let mut adapter = TargetAdapter {
-        ep: &mut ep,
+    let mut adapter = Idle {
+        end: &mut *end,
         idle: 0,
     };
     for i in 0..cfg.warmup + cfg.iterations {
         if cfg.verify {
             for t in 0..per {
-                let r = adapter.ep.region_mut(t).expect("one region per transfer");
+                let r = adapter.end.region_mut(t).expect("one region per transfer");
                 match cfg.op {
-                    XferOp::Write | XferOp::Send => r.as_mut_slice().fill(0),
-                    XferOp::Read => pattern::fill(r.as_mut_slice(), seq(w, per, t, i)),
+                    XferOp::Write | XferOp::Send => r.fill(0),
+                    XferOp::Read => pattern::fill(r, seq(w, per, t, i)),
                 }
             }
         }
         if cfg.op == XferOp::Send {
             adapter
-                .ep
+                .end
                 .arm_receives(&plan_chunks(size, plan.block as usize))?;
         }
         let got = oob.recv_frame()?;
@@ -191,8 +150,8 @@ fn target_inner(
             .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
         if cfg.verify && cfg.op != XferOp::Read {
             for t in 0..per {
-                let r = adapter.ep.region_mut(t).expect("one region per transfer");
-                check(r.as_slice(), seq(w, per, t, i), i)
+                let r = adapter.end.region_mut(t).expect("one region per transfer");
+                check(r, seq(w, per, t, i), i)
                     .map_err(bench_err(format!("target worker {w}, transfer {t}")))?;
                 verified += size as u64;
             }
@@ -243,12 +202,11 @@ fn initiator_inner(
     let size = cfg.size as usize;
     let local = SharedRegion::split(alloc(per * size)?, 1, per * size)
         .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
-    let access = caps::WRITE | caps::READ;
-    let (conn, mut mrs, [connect_ns, reg_first, reg_cached]) =
-        connect_and_register(cfg, oob, Side::Initiator, local, access)?;
-    let environment = environment::with_fabric(&conn.info);
-    let mr = mrs.pop().expect("one local region");
-    let mut ep = XferInitiatorEp::new(conn, mr, per, size, cfg.op, cfg.timeout)?;
+    let local = local
+        .into_iter()
+        .next()
+        .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
+    let (mut ep, setup) = connect_initiator(cfg, oob, local, per)?;
     let offer: Offer = oob.recv_json()?;
     ep.set_remote(offer.regions)?;
     let w = offer.worker;
@@ -267,7 +225,7 @@ fn initiator_inner(
             let local = ep
                 .local_mut()
                 .expect("nothing in flight between iterations");
-            for (t, part) in local.as_mut_slice().chunks_mut(size).enumerate() {
+            for (t, part) in local.chunks_mut(size).enumerate() {
                 match cfg.op {
                     XferOp::Write | XferOp::Send => pattern::fill(part, seq(w, per, t, i)),
                     XferOp::Read => part.fill(0),
@@ -275,8 +233,8 @@ fn initiator_inner(
             }
         }
         oob.barrier()?;
-        let mut adapter = InitiatorAdapter {
-            ep: &mut ep,
+        let mut adapter = Idle {
+            end: &mut *ep,
             idle: 0,
         };
         let sample = run_initiator_iteration(&mut adapter, &params)
@@ -284,7 +242,7 @@ fn initiator_inner(
         ep.drain()?;
         if cfg.verify && cfg.op == XferOp::Read {
             let local = ep.local_mut().expect("drained");
-            for (t, part) in local.as_slice().chunks(size).enumerate() {
+            for (t, part) in local.chunks(size).enumerate() {
                 check(part, seq(w, per, t, i), i)
                     .map_err(bench_err(format!("worker {w}, transfer {t}")))?;
                 verified += size as u64;
@@ -301,15 +259,15 @@ fn initiator_inner(
         worker: local_index,
         target_worker: w,
         transfers: per,
-        connect_ns,
-        registration_first_ns: reg_first,
-        registration_cached_ns: reg_cached,
+        connect_ns: setup.connect_ns,
+        registration_first_ns: setup.registration_first_ns,
+        registration_cached_ns: setup.registration_cached_ns,
         target_registration_first_ns: offer.registration_first_ns,
         target_registration_cached_ns: offer.registration_cached_ns,
         cold,
         timed,
         verified_bytes: verified,
-        environment,
+        environment: ep.environment(),
     };
     oob.send_json(&report)?;
     let summary: TargetSummary = oob.recv_json()?;
@@ -329,53 +287,43 @@ fn idle_tick(idle: &mut u32, got: bool) {
     }
 }
 
-struct InitiatorAdapter<'a> {
-    ep: &'a mut XferInitiatorEp,
+/// An end with its idle count: many workers share few cores, so one that keeps finding
+/// nothing yields now and then.
+struct Idle<'a, E: ?Sized> {
+    end: &'a mut E,
     idle: u32,
 }
 
-impl XferInitiator for InitiatorAdapter<'_> {
+impl<E: InitiatorEnd + ?Sized> XferInitiator for Idle<'_, E> {
     #[inline]
     fn post(&mut self, tr: u32, c: u32, off: usize, len: usize) -> Result<bool, BenchError> {
-        Ok(self.ep.post(tr, c, off, len)?)
+        self.end.post(tr, c, off, len)
     }
     #[inline]
     fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), BenchError> {
         let before = done.len();
-        self.ep.poll(done)?;
+        self.end.poll(done)?;
         idle_tick(&mut self.idle, done.len() > before);
         Ok(())
     }
     fn notify(&mut self, tr: u32, chunks: u64) -> Result<(), BenchError> {
-        Ok(self.ep.notify(tr, chunks)?)
+        self.end.notify(tr, chunks)
     }
     #[inline]
     fn poll_confirmed(&mut self, out: &mut Vec<u32>) -> Result<(), BenchError> {
-        Ok(self.ep.poll_confirmed(out)?)
+        self.end.poll_confirmed(out)
     }
 }
 
-struct TargetAdapter<'a> {
-    ep: &'a mut XferTargetEp,
-    idle: u32,
-}
-
-impl XferTarget for TargetAdapter<'_> {
+impl<E: TargetEnd + ?Sized> XferTarget for Idle<'_, E> {
     #[inline]
     fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), BenchError> {
-        let mut raw = Vec::new();
-        self.ep.poll(&mut raw)?;
-        idle_tick(&mut self.idle, !raw.is_empty());
-        out.extend(raw.into_iter().map(|(t, n)| match n {
-            None => TargetEvent::Data(t),
-            Some(chunks) => TargetEvent::Notify {
-                transfer: t,
-                chunks,
-            },
-        }));
+        let before = out.len();
+        self.end.poll(out)?;
+        idle_tick(&mut self.idle, out.len() > before);
         Ok(())
     }
     fn confirm(&mut self, tr: u32) -> Result<(), BenchError> {
-        Ok(self.ep.confirm(tr)?)
+        self.end.confirm(tr)
     }
 }

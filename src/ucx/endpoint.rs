@@ -156,7 +156,7 @@ impl Endpoint {
     /// # Safety
     /// As [`Endpoint::tag_send`].
     #[inline(always)]
-    unsafe fn tag_send_status(
+    pub(crate) unsafe fn tag_send_status(
         &self,
         buf: *const u8,
         len: usize,
@@ -190,18 +190,37 @@ impl Endpoint {
         rkey: &super::memory::RemoteKey,
         memh: Option<MemHandleRef>,
     ) -> Result<Request<'_>> {
+        // SAFETY: forwarded contract.
+        let ptr = unsafe { self.put_status(buf, len, remote_addr, rkey, memh) };
+        Request::from_status_ptr(ptr, &self.inner.worker, Kind::Other, len, "put")
+    }
+
+    /// [`Endpoint::put`], returning UCX's status pointer as is.
+    ///
+    /// # Safety
+    /// As [`Endpoint::put`].
+    #[inline]
+    pub(crate) unsafe fn put_status(
+        &self,
+        buf: *const u8,
+        len: usize,
+        remote_addr: u64,
+        rkey: &super::memory::RemoteKey,
+        memh: Option<MemHandleRef>,
+    ) -> sys::ucs_status_ptr_t {
         let param = op_param(memh);
         // SAFETY: endpoint and rkey are live (the rkey was unpacked on this endpoint); buffer
-        // and remote range per this function's contract.
-        let ptr = sys::ucp_put_nbx(
-            self.inner.raw.as_ptr(),
-            buf as *const c_void,
-            len,
-            remote_addr,
-            rkey.raw.as_ptr(),
-            &param,
-        );
-        Request::from_status_ptr(ptr, &self.inner.worker, Kind::Other, len, "put")
+        // and remote range per the caller's contract.
+        unsafe {
+            sys::ucp_put_nbx(
+                self.inner.raw.as_ptr(),
+                buf as *const c_void,
+                len,
+                remote_addr,
+                rkey.raw.as_ptr(),
+                &param,
+            )
+        }
     }
 
     /// Reads `len` bytes at `remote_addr` in the peer's memory that `rkey` covers into `buf`.
@@ -217,25 +236,50 @@ impl Endpoint {
         rkey: &super::memory::RemoteKey,
         memh: Option<MemHandleRef>,
     ) -> Result<Request<'_>> {
+        // SAFETY: forwarded contract.
+        let ptr = unsafe { self.get_status(buf, len, remote_addr, rkey, memh) };
+        Request::from_status_ptr(ptr, &self.inner.worker, Kind::Other, len, "get")
+    }
+
+    /// [`Endpoint::get`], returning UCX's status pointer as is.
+    ///
+    /// # Safety
+    /// As [`Endpoint::get`].
+    #[inline]
+    pub(crate) unsafe fn get_status(
+        &self,
+        buf: *mut u8,
+        len: usize,
+        remote_addr: u64,
+        rkey: &super::memory::RemoteKey,
+        memh: Option<MemHandleRef>,
+    ) -> sys::ucs_status_ptr_t {
         let param = op_param(memh);
         // SAFETY: endpoint and rkey are live (the rkey was unpacked on this endpoint); buffer
-        // and remote range per this function's contract.
-        let ptr = sys::ucp_get_nbx(
-            self.inner.raw.as_ptr(),
-            buf as *mut c_void,
-            len,
-            remote_addr,
-            rkey.raw.as_ptr(),
-            &param,
-        );
-        Request::from_status_ptr(ptr, &self.inner.worker, Kind::Other, len, "get")
+        // and remote range per the caller's contract.
+        unsafe {
+            sys::ucp_get_nbx(
+                self.inner.raw.as_ptr(),
+                buf as *mut c_void,
+                len,
+                remote_addr,
+                rkey.raw.as_ptr(),
+                &param,
+            )
+        }
+    }
+
+    /// Starts a flush of this endpoint (every operation issued so far completes, remotely for
+    /// puts); returns UCX's status pointer as is.
+    pub(crate) fn flush_status(&self) -> sys::ucs_status_ptr_t {
+        let param = sys::ucp_request_param_t::default();
+        // SAFETY: the endpoint is live; param valid for the call.
+        unsafe { sys::ucp_ep_flush_nbx(self.inner.raw.as_ptr(), &param) }
     }
 
     /// Completes every operation issued on this endpoint (remotely, for puts).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
-        let param = sys::ucp_request_param_t::default();
-        // SAFETY: the endpoint is live; param valid for the call.
-        let ptr = unsafe { sys::ucp_ep_flush_nbx(self.inner.raw.as_ptr(), &param) };
+        let ptr = self.flush_status();
         finish(&self.inner.worker, ptr, timeout, "endpoint flush")
     }
 

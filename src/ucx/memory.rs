@@ -77,26 +77,30 @@ impl<B: Buffer> MemHandle<B> {
             return Err(UcxError::Invalid("cannot map an empty buffer".into()));
         }
         let memory_type = MemoryType::of(buf.iface());
-        let params = sys::ucp_mem_map_params_t {
-            field_mask: (sys::UCP_MEM_MAP_PARAM_FIELD_ADDRESS
-                | sys::UCP_MEM_MAP_PARAM_FIELD_LENGTH
-                | sys::UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE) as u64,
-            address: buf.as_mut_ptr() as *mut libc::c_void,
-            length: buf.len(),
-            memory_type: memory_type.raw(),
-            ..Default::default()
-        };
-        let mut raw: sys::ucp_mem_h = std::ptr::null_mut();
-        // SAFETY: the context is live; params describe memory this handle owns for its whole
-        // life; raw receives a mapping released in Drop.
-        let status = unsafe { sys::ucp_mem_map(context.inner.raw.as_ptr(), &params, &mut raw) };
-        check("ucp_mem_map", status)?;
+        let raw = map_range(&context.inner, buf.as_mut_ptr(), buf.len(), memory_type)?;
         Ok(MemHandle {
-            raw: NonNull::new(raw).expect("ucp_mem_map succeeded with NULL"),
+            raw,
             memory_type,
             buf,
             context: context.inner.clone(),
         })
+    }
+
+    /// Maps the same memory a second time and unmaps it again; returns how long the mapping
+    /// took (what a registration costs once UCX has seen the memory).
+    pub fn time_remap(&mut self) -> Result<std::time::Duration> {
+        let start = std::time::Instant::now();
+        let raw = map_range(
+            &self.context,
+            self.buf.as_mut_ptr(),
+            self.buf.len(),
+            self.memory_type,
+        )?;
+        let took = start.elapsed();
+        // SAFETY: raw is the mapping just made, unmapped once; the buffer stays mapped by self.
+        let status = unsafe { sys::ucp_mem_unmap(self.context.raw.as_ptr(), raw.as_ptr()) };
+        check("ucp_mem_unmap", status)?;
+        Ok(took)
     }
 
     /// The view passed with data-path calls.
@@ -148,6 +152,30 @@ impl<B: Buffer> MemHandle<B> {
     pub fn as_raw(&self) -> sys::ucp_mem_h {
         self.raw.as_ptr()
     }
+}
+
+/// Maps `len` bytes at `ptr` with `context`.
+fn map_range(
+    context: &ContextInner,
+    ptr: *mut u8,
+    len: usize,
+    memory_type: MemoryType,
+) -> Result<NonNull<sys::ucp_mem>> {
+    let params = sys::ucp_mem_map_params_t {
+        field_mask: (sys::UCP_MEM_MAP_PARAM_FIELD_ADDRESS
+            | sys::UCP_MEM_MAP_PARAM_FIELD_LENGTH
+            | sys::UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE) as u64,
+        address: ptr as *mut libc::c_void,
+        length: len,
+        memory_type: memory_type.raw(),
+        ..Default::default()
+    };
+    let mut raw: sys::ucp_mem_h = std::ptr::null_mut();
+    // SAFETY: the context is live; params describe memory the caller keeps valid while the
+    // mapping lives; raw receives a mapping the caller releases.
+    let status = unsafe { sys::ucp_mem_map(context.raw.as_ptr(), &params, &mut raw) };
+    check("ucp_mem_map", status)?;
+    Ok(NonNull::new(raw).expect("ucp_mem_map succeeded with NULL"))
 }
 
 /// A peer's remote key, unpacked on the endpoint that reaches it (ucp_ep_rkey_unpack).

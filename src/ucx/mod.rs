@@ -4,10 +4,9 @@
 //! a remote key its endpoint, a memory handle its context and its buffer.
 //!
 //! What `kvxfer ucx-perf` drives is [`TagChannel`] (tagged messages, a window of them in
-//! flight, an acknowledgement). The UCX backend of `xfer` has its pieces here too: memory mapped
-//! with a memory type ([`MemHandle`]; host now, CUDA once a device buffer exists), packed and
-//! unpacked remote keys ([`RemoteKey`]), one-sided [`Endpoint::put`] / [`Endpoint::get`] and
-//! [`Endpoint::flush`]; it needs only an implementation of the xfer loop's transport trait.
+//! flight, an acknowledgement); what the UCX backend of `xfer` drives is [`xfer`] (put, get or
+//! tagged send per chunk over mapped memory and unpacked remote keys, with notifications and
+//! confirmations), whose operations an [`OpTable`] tracks without borrowing the worker.
 
 mod capture;
 mod channel;
@@ -15,13 +14,16 @@ mod context;
 mod endpoint;
 mod error;
 mod memory;
+mod ops;
 mod worker;
+pub mod xfer;
 
 pub use channel::{SlotSpec, TagChannel};
 pub use context::{parse_resources, version, Context, Features, Resource};
 pub use endpoint::{parse_lanes, Endpoint};
 pub use error::{status_string, Result, UcxError};
 pub use memory::{MemHandle, MemHandleRef, MemoryType, RemoteKey};
+pub use ops::{OpKind, OpTable};
 pub use worker::{Request, Worker};
 
 #[cfg(test)]

@@ -118,20 +118,40 @@ impl Worker {
         mask: u64,
         memh: Option<MemHandleRef>,
     ) -> Result<Request<'_>> {
+        // SAFETY: forwarded contract.
+        let ptr = unsafe { self.tag_recv_status(buf, len, tag, mask, memh) };
+        Request::from_status_ptr(ptr, &self.inner, Kind::Recv, 0, "tag receive")
+    }
+
+    /// [`Worker::tag_recv`], returning UCX's status pointer as is (never NULL: receives do not
+    /// complete in place, so their length is always recorded).
+    ///
+    /// # Safety
+    /// As [`Worker::tag_recv`].
+    #[inline]
+    pub(crate) unsafe fn tag_recv_status(
+        &self,
+        buf: *mut u8,
+        len: usize,
+        tag: u64,
+        mask: u64,
+        memh: Option<MemHandleRef>,
+    ) -> sys::ucs_status_ptr_t {
         let mut param = op_param(memh);
         param.op_attr_mask |= sys::UCP_OP_ATTR_FIELD_CALLBACK | sys::UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
         param.cb.recv = Some(recv_done);
-        // SAFETY: the worker is live; buf per this function's contract; param valid for the
+        // SAFETY: the worker is live; buf per the caller's contract; param valid for the
         // call; recv_done only writes into the request's private space.
-        let ptr = sys::ucp_tag_recv_nbx(
-            self.inner.raw.as_ptr(),
-            buf as *mut c_void,
-            len,
-            tag,
-            mask,
-            &param,
-        );
-        Request::from_status_ptr(ptr, &self.inner, Kind::Recv, 0, "tag receive")
+        unsafe {
+            sys::ucp_tag_recv_nbx(
+                self.inner.raw.as_ptr(),
+                buf as *mut c_void,
+                len,
+                tag,
+                mask,
+                &param,
+            )
+        }
     }
 
     /// Busy-polls the worker until `req` completes; returns its length in bytes (received, or
@@ -258,26 +278,49 @@ impl<'w> Request<'w> {
             State::Done(n) => return Ok(Some(n)),
             State::Pending(p) => p,
         };
-        // SAFETY: p is a live request of this worker.
-        let status = unsafe { sys::ucp_request_check_status(p.as_ptr()) };
-        if status == sys::UCS_INPROGRESS as sys::ucs_status_t {
-            return Ok(None);
+        // SAFETY: p is a live request of this worker, not freed yet; once settled it is
+        // forgotten (state Done) so it is never touched again.
+        match unsafe { settle(p, self.kind, self.len, self.op) } {
+            None => Ok(None),
+            Some(r) => {
+                self.state = State::Done(*r.as_ref().unwrap_or(&self.len));
+                r.map(Some)
+            }
         }
-        let len = if self.kind == Kind::Recv && status == sys::UCS_OK as sys::ucs_status_t {
-            // SAFETY: a completed receive ran recv_done, which wrote the length into the
-            // request's private space; the request is not freed yet.
-            unsafe { (p.as_ptr() as *const usize).read() }
-        } else {
-            self.len
-        };
-        // SAFETY: the request completed; we free it exactly once and forget the pointer.
-        unsafe { sys::ucp_request_free(p.as_ptr()) };
-        self.state = State::Done(len);
-        if status != sys::UCS_OK as sys::ucs_status_t {
-            return Err(request_error(self.op, status));
-        }
-        Ok(Some(len))
     }
+}
+
+/// Checks a request without progressing; once it completed, frees it and returns its
+/// outcome (the received length for receives, `len` otherwise). None while in flight.
+///
+/// # Safety
+/// `p` must be a live request of a live worker that nobody freed; after `Some` it is freed
+/// and must not be used again.
+#[inline]
+pub(crate) unsafe fn settle(
+    p: NonNull<c_void>,
+    kind: Kind,
+    len: usize,
+    op: &'static str,
+) -> Option<Result<usize>> {
+    // SAFETY: per this function's contract.
+    let status = unsafe { sys::ucp_request_check_status(p.as_ptr()) };
+    if status == sys::UCS_INPROGRESS as sys::ucs_status_t {
+        return None;
+    }
+    let len = if kind == Kind::Recv && status == sys::UCS_OK as sys::ucs_status_t {
+        // SAFETY: a completed receive ran recv_done, which wrote the length into the
+        // request's private space; the request is not freed yet.
+        unsafe { (p.as_ptr() as *const usize).read() }
+    } else {
+        len
+    };
+    // SAFETY: the request completed; freed exactly once here.
+    unsafe { sys::ucp_request_free(p.as_ptr()) };
+    if status != sys::UCS_OK as sys::ucs_status_t {
+        return Some(Err(request_error(op, status)));
+    }
+    Some(Ok(len))
 }
 
 impl Drop for Request<'_> {
