@@ -75,9 +75,7 @@ pub struct SetupTimes {
 
 /// A context with tag matching and RMA, a worker, and an endpoint to the peer's worker whose
 /// address `exchange` swaps for ours.
-fn connect(
-    exchange: &mut Exchange<'_>,
-) -> Result<(Context, Worker, Endpoint, u64)> {
+fn connect(exchange: &mut Exchange<'_>) -> Result<(Context, Worker, Endpoint, u64)> {
     let ctx = Context::new(Features {
         tag: true,
         rma: true,

@@ -1,0 +1,361 @@
+//! `kvxfer xfer --backend ucx` on UCX's tcp (lo) and shared-memory (posix, cma) transports:
+//! put, get and tagged send with --verify, four workers into one target, transfers
+//! outstanding on one worker, two processes, 672M, and bad input.
+
+mod common;
+mod xfer_support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kvxfer::report::ResultDoc;
+use predicates::prelude::*;
+use xfer_support::*;
+
+const TCP: [(&str, &str); 2] = [("UCX_TLS", "tcp"), ("UCX_NET_DEVICES", "lo")];
+const SHM: [(&str, &str); 1] = [("UCX_TLS", "posix,cma")];
+
+fn ucx(env: &[(&str, &str)]) -> assert_cmd::Command {
+    let mut c = kvxfer();
+    c.env_remove("UCX_TLS").env_remove("UCX_NET_DEVICES");
+    // UCX warns on stdout unless told otherwise; stdout is for the figures.
+    c.env("UCX_LOG_FILE", "stderr");
+    c.envs(env.iter().copied());
+    c
+}
+
+/// Runs one local UCX xfer with `args` and returns its document.
+fn local(env: &[(&str, &str)], args: &[&str], json: &Path) -> ResultDoc {
+    ucx(env)
+        .args(["xfer", "--backend", "ucx"])
+        .args(args)
+        .args(["--timeout", "120", "--json"])
+        .arg(json)
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("Block Size (B)  Batch Size"));
+    read_doc(json)
+}
+
+fn transports(doc: &ResultDoc) -> Vec<String> {
+    serde_json::from_value(doc.environment.extra["ucx_transports"].clone()).unwrap()
+}
+
+#[test]
+fn tcp_put_get_and_send_verify_one_process() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    for op in ["write", "read", "send"] {
+        let doc = local(
+            &TCP,
+            &[
+                "-s", "4M", "-b", "1M", "-W", "3", "-I", "3", "-w", "1", "--op", op, "--verify",
+            ],
+            &dir.path().join(format!("{op}.json")),
+        );
+        let e = Expect {
+            size: 4 << 20,
+            iterations: 3,
+            warmup: 1,
+            transfers: 1,
+            verify: true,
+            op,
+        };
+        assert_xfer_consistent(&doc, &e);
+        assert_eq!(doc.config["backend"], "ucx");
+        assert_eq!(doc.config["ucx_tls"], "tcp");
+        assert_eq!(doc.config["ucx_net_devices"], "lo");
+        assert_eq!(doc.config["chunks"], 4);
+        // libfabric's fields have no meaning here and are absent.
+        assert!(doc.config.get("provider").is_none());
+        assert!(doc.environment.provider.is_none());
+        assert_eq!(transports(&doc), ["tcp/lo"], "{op}");
+        assert!(doc
+            .environment
+            .ucx_version
+            .as_deref()
+            .unwrap()
+            .starts_with("1."));
+    }
+}
+
+#[test]
+fn shared_memory_four_workers_into_one_target() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = local(
+        &SHM,
+        &[
+            "-s",
+            "8M",
+            "-c",
+            "4",
+            "--scheme",
+            "many-to-one",
+            "-I",
+            "2",
+            "-w",
+            "1",
+            "--verify",
+        ],
+        &dir.path().join("r.json"),
+    );
+    let e = Expect {
+        size: 8 << 20,
+        iterations: 2,
+        warmup: 1,
+        transfers: 4,
+        verify: true,
+        op: "write",
+    };
+    assert_xfer_consistent(&doc, &e);
+    assert_eq!(doc.config["scheme"], "many_to_one");
+    let t = transports(&doc);
+    assert!(
+        t.iter().any(|t| t == "posix/memory" || t == "cma/memory"),
+        "{t:?}"
+    );
+}
+
+#[test]
+fn transfers_outstanding_on_one_worker_with_reuse() {
+    // Three transfers on one endpoint: a flush for one waits for the others' puts too, and
+    // each transfer must still be confirmed on its own.
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    for op in ["write", "send"] {
+        let doc = local(
+            &SHM,
+            &[
+                "-s",
+                "2M",
+                "-b",
+                "512K",
+                "-c",
+                "3",
+                "--concurrency-mode",
+                "outstanding",
+                "--reuse",
+                "-I",
+                "3",
+                "-w",
+                "1",
+                "--op",
+                op,
+                "--verify",
+            ],
+            &dir.path().join(format!("{op}.json")),
+        );
+        let e = Expect {
+            size: 2 << 20,
+            iterations: 3,
+            warmup: 1,
+            transfers: 3,
+            verify: true,
+            op,
+        };
+        assert_xfer_consistent(&doc, &e);
+        assert_eq!(doc.config["workers"], 1);
+    }
+}
+
+#[test]
+fn tcp_two_processes_verify() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args = [
+        "xfer",
+        "--backend",
+        "ucx",
+        "-s",
+        "8M",
+        "-I",
+        "3",
+        "-w",
+        "1",
+        "--verify",
+        "--timeout",
+        "120",
+    ];
+    let target = std::process::Command::new(kvxfer_path())
+        .env_remove("UCX_TLS")
+        .envs(TCP)
+        .env("UCX_LOG_FILE", "stderr")
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--json"])
+        .arg(dir.path().join("t.json"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ini = ucx(&TCP)
+        .args(args)
+        .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])
+        .arg(dir.path().join("i.json"))
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let t = target.wait_with_output().unwrap();
+    assert!(
+        ini.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ini.stderr)
+    );
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let e = Expect {
+        size: 8 << 20,
+        iterations: 3,
+        warmup: 1,
+        transfers: 1,
+        verify: true,
+        op: "write",
+    };
+    let idoc = read_doc(&dir.path().join("i.json"));
+    let tdoc = read_doc(&dir.path().join("t.json"));
+    assert_xfer_consistent(&idoc, &e);
+    assert_xfer_consistent(&tdoc, &e);
+    assert_eq!(tdoc.config["role"], "target");
+    assert_eq!(transports(&idoc), ["tcp/lo"]);
+}
+
+#[test]
+fn shared_memory_672m_two_processes() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (i, t) = target_and_initiator_env(
+        &SHM,
+        &[
+            "xfer",
+            "--backend",
+            "ucx",
+            "-s",
+            "672M",
+            "-I",
+            "1",
+            "-w",
+            "1",
+            "--timeout",
+            "120",
+        ],
+        dir.path(),
+    );
+    assert!(i.status.success(), "{}", String::from_utf8_lossy(&i.stderr));
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let doc = read_doc(&dir.path().join("i.json"));
+    let e = Expect {
+        size: 672 << 20,
+        iterations: 1,
+        warmup: 1,
+        transfers: 1,
+        verify: false,
+        op: "write",
+    };
+    assert_xfer_consistent(&doc, &e);
+    assert_eq!(doc.config["chunks"], 168);
+}
+
+/// [`target_and_initiator`] with a UCX environment on both sides.
+fn target_and_initiator_env(
+    env: &[(&str, &str)],
+    args: &[&str],
+    dir: &Path,
+) -> (std::process::Output, std::process::Output) {
+    let port = free_port();
+    let target = std::process::Command::new(kvxfer_path())
+        .env_remove("UCX_TLS")
+        .env_remove("UCX_NET_DEVICES")
+        .envs(env.iter().copied())
+        .env("UCX_LOG_FILE", "stderr")
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--json"])
+        .arg(dir.join("t.json"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ini = ucx(env)
+        .args(args)
+        .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])
+        .arg(dir.join("i.json"))
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    (ini, target.wait_with_output().unwrap())
+}
+
+#[test]
+fn libfabric_options_are_refused_with_the_ucx_backend() {
+    for (opt, val) in [
+        ("--provider", "efa"),
+        ("--endpoint", "msg"),
+        ("--domain", "lo"),
+    ] {
+        let start = Instant::now();
+        ucx(&TCP)
+            .args(["xfer", "--backend", "ucx", "-s", "1M", opt, val])
+            .timeout(Duration::from_secs(20))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(format!(
+                "{opt} chooses a libfabric fabric"
+            )))
+            .stderr(predicate::str::contains("UCX_TLS"))
+            .stdout(predicate::str::is_empty());
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn unknown_transport_in_ucx_tls_is_reported() {
+    let _g = fabric_lock();
+    ucx(&[("UCX_TLS", "nosuchtl")])
+        .args([
+            "xfer",
+            "--backend",
+            "ucx",
+            "-s",
+            "1M",
+            "-I",
+            "1",
+            "--timeout",
+            "10",
+        ])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("ucp_init failed"))
+        .stderr(predicate::str::contains("UCX_TLS=nosuchtl"))
+        .stdout(predicate::str::is_empty());
+}
+
+#[test]
+fn a_libfabric_initiator_is_refused_by_a_ucx_target() {
+    let _g = fabric_lock();
+    let port = free_port();
+    let common = ["xfer", "-s", "1M", "-I", "1", "--timeout", "10"];
+    let target = std::process::Command::new(kvxfer_path())
+        .envs(TCP)
+        .args(common)
+        .args(["--backend", "ucx", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ini = kvxfer()
+        .args(common)
+        .args(["-p", "tcp", "--peer", &format!("127.0.0.1:{port}")])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let t = target.wait_with_output().unwrap();
+    assert!(!ini.status.success() && !t.status.success());
+    let both = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ini.stderr),
+        String::from_utf8_lossy(&t.stderr)
+    );
+    assert!(both.contains("backend"), "{both}");
+}
