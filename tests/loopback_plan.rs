@@ -276,21 +276,22 @@ fn loopback_plan_runs_end_to_end_and_kvxfer_agrees_with_the_stock_tools() {
                 "{lat}"
             );
             assert!(lat["reason"].as_str().unwrap().contains("last 2048"));
-            // Judged, and within a factor of two. Agreement within the plan's tolerance is not
-            // asserted: both UCX tools run at normal priority (ucx_perftest 1.13 can hang in
-            // set-up under SCHED_FIFO), so their medians carry the host's noise (a clean clone
-            // saw tcp 6.7 vs 5.1 us), and kvxfer's tag_lat within 10 % of ucx_perftest is still
-            // open (scripts/compare-ucx.sh measures it side by side).
+            // Judged. An optimised build must agree within the plan's tolerance (the median of
+            // per-run ratios: run k of each tool back to back). A debug build's loop costs more
+            // than the 0.15 us of a shared-memory half round trip, so there only sane bounds
+            // hold: within a factor of two at tcp's microseconds, below 2 us on shared memory.
             assert!(
                 lat["verdict"] == "agree" || lat["verdict"] == "differ",
                 "tag_lat must be judged: {lat}"
             );
             let ratio = lat["ratio"].as_f64().unwrap();
-            if optimised || lat["reference"].as_f64().unwrap() >= DEBUG_FLOOR_US {
+            if optimised {
+                assert_eq!(lat["verdict"], "agree", "{lat}");
+            } else if lat["reference"].as_f64().unwrap() >= DEBUG_FLOOR_US {
                 assert!((0.5..=2.0).contains(&ratio), "tag_lat off by 2x: {lat}");
             } else {
-                // Shared memory: 0.17 to 0.66 us for ucx_perftest from one run to the next on
-                // this host, 0.26 us for an optimised kvxfer, 0.4 to 0.9 us for a debug one.
+                // Shared memory: 0.08 to 0.66 us for ucx_perftest from one run to the next on
+                // this host, 0.19 us for an optimised kvxfer, 0.4 to 0.9 us for a debug one.
                 let k = lat["kvxfer"].as_f64().unwrap();
                 assert!(
                     k > 0.0 && k < DEBUG_FLOOR_US,

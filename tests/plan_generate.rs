@@ -365,10 +365,10 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
     let all = commands(&files[0]).join("\n");
     for want in [
         // kvxfer: both sides in one process, no warm-up like fi_pingpong, under the priority.
-        "timeout 30 $KVXFER_RT kvxfer pingpong --provider tcp --endpoint msg --mode msg --sizes 64,1024 --iterations 5000 --warmup 0 --domain lo --timeout 20 --pattern-id pll-lo-fi-pingpong-tcp-msg --json /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.json",
+        "timeout 30 $KVXFER_RT kvxfer pingpong --provider tcp --endpoint msg --mode msg --sizes 64,1024 --iterations 10000 --warmup 0 --domain lo --timeout 20 --pattern-id pll-lo-fi-pingpong-tcp-msg --json /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.json",
         // fi_pingpong: the server in the background, the client retried while it lives, waited.
-        "fi_pingpong -p tcp -e msg -m msg -I 5000 -d lo -S \"$s\" -B 47601 >> /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.server.ref.txt 2>&1 & srv=$!",
-        "fi_pingpong -p tcp -e msg -m msg -I 5000 -d lo -S \"$s\" -P 47601 127.0.0.1 > /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.ref.last 2>&1; then ok=1; break; fi; kill -0 \"$srv\"",
+        "fi_pingpong -p tcp -e msg -m msg -I 10000 -d lo -S \"$s\" -B 47601 >> /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.server.ref.txt 2>&1 & srv=$!",
+        "fi_pingpong -p tcp -e msg -m msg -I 10000 -d lo -S \"$s\" -P 47601 127.0.0.1 > /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.ref.last 2>&1; then ok=1; break; fi; kill -0 \"$srv\"",
         "wait \"$srv\"",
         "kvxfer crosscheck /tmp/kvxfer-loopback --tolerance 0.1",
     ] {

@@ -1,6 +1,7 @@
 //! The cross-check: kvxfer's results beside their stock-tool twins, figure by figure, read by
 //! name and put in one unit, with a verdict against a tolerance and the reason when a pair
-//! cannot be compared. Repeated runs of a pattern are compared by their medians.
+//! cannot be compared. Repeated runs of a pattern are compared run by run: the ratio is the
+//! median of the per-run ratios (see [`paired_ratio`]); the figures shown are medians over runs.
 //!
 //! Files pair by name: `<id>[.run<k>][.server].json` is kvxfer's, `<id>[.run<k>][.server].ref
 //! [.<size>].json` the stock tool's; every run of a pattern and side forms one group.
@@ -41,7 +42,8 @@ pub struct Row {
     pub kvxfer: Option<f64>,
     /// The stock tool's figure in the same unit (median over its runs).
     pub reference: Option<f64>,
-    /// kvxfer / reference.
+    /// kvxfer / reference: the median of per-run ratios where runs pair up, else the ratio of
+    /// the medians.
     pub ratio: Option<f64>,
     /// The verdict.
     pub verdict: Verdict,
@@ -155,7 +157,8 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
     let mut report = Report {
         schema: "kvxfer.crosscheck/v2",
         tolerance,
-        statistic: "median over runs",
+        statistic: "ratio: median of per-run ratios (run k against run k) where every run has \
+                    both figures, else the ratio of the medians; figures: medians over runs",
         rows: Vec::new(),
         unpaired: Vec::new(),
     };
@@ -333,6 +336,24 @@ fn caveat(own: &[ResultDoc], reference: &ResultDoc, metric: &str) -> Option<Stri
     }
 }
 
+/// The median of run-by-run ratios (kvxfer's run k over the stock tool's run k) when every
+/// run has both figures; None otherwise.
+///
+/// Run k of each tool runs back to back, so a pair shares the host's state: a shared two-core
+/// VM switches between speed modes for minutes at a time (shm 64 B at 0.08, 0.17 or 0.6 us),
+/// and the medians of two sets of runs can fall in different modes where no pair does.
+pub fn paired_ratio(kvxfer_runs: &[f64], reference_runs: &[f64]) -> Option<f64> {
+    if kvxfer_runs.is_empty() || kvxfer_runs.len() != reference_runs.len() {
+        return None;
+    }
+    let ratios: Option<Vec<f64>> = kvxfer_runs
+        .iter()
+        .zip(reference_runs)
+        .map(|(&a, &b)| (b > 0.0 && a.is_finite() && b.is_finite()).then(|| a / b))
+        .collect();
+    median(&ratios?)
+}
+
 /// The median; None for no value.
 pub fn median(values: &[f64]) -> Option<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
@@ -395,7 +416,8 @@ pub fn compare(pattern: &str, own: &[ResultDoc], refs: &[ResultDoc], tolerance: 
             match (kv, rf) {
                 _ if !measured => row.reason = Some("kvxfer did not measure this size".into()),
                 (Some(a), Some(b)) if b > 0.0 => {
-                    let ratio = a / b;
+                    let ratio =
+                        paired_ratio(&row.kvxfer_runs, &row.reference_runs).unwrap_or(a / b);
                     row.ratio = Some(ratio);
                     if blocking.is_some() {
                         row.reason = blocking;

@@ -90,7 +90,7 @@ fn fabtests_usec_takes_the_more_precise_printed_figure() {
 
 #[test]
 fn medians_of_runs_ratios_and_verdicts() {
-    let kv: Vec<ResultDoc> = [5.0, 5.2, 9.0]
+    let kv: Vec<ResultDoc> = [4.1, 5.2, 9.0]
         .iter()
         .map(|&u| doc("kvxfer", "pingpong", 0, vec![own(1024, u, u - 0.1)]))
         .collect();
@@ -110,8 +110,9 @@ fn medians_of_runs_ratios_and_verdicts() {
     );
     let u = &rows[0];
     assert_eq!(u.kvxfer, Some(5.2));
-    assert_eq!(u.kvxfer_runs, [5.0, 5.2, 9.0]);
+    assert_eq!(u.kvxfer_runs, [4.1, 5.2, 9.0]);
     assert!((u.reference.unwrap() - 1024.0 / 204.8).abs() < 1e-9);
+    // Run by run: 4.1/4.0, 5.2/5.0, 9.0/5.1; the median pair is the second.
     assert!((u.ratio.unwrap() - 5.2 / (1024.0 / 204.8)).abs() < 1e-9);
     assert_eq!(u.verdict, Verdict::Agree);
     assert_eq!(u.reason, None, "no warm-up on either side");
@@ -122,6 +123,34 @@ fn medians_of_runs_ratios_and_verdicts() {
     assert_eq!(rows[2].verdict, Verdict::Agree);
     // A tolerance of 1 % judges the same medians different.
     assert_eq!(compare("pll-x", &kv, &rf, 0.01)[0].verdict, Verdict::Differ);
+}
+
+#[test]
+fn runs_are_compared_pair_by_pair_across_a_change_of_speed() {
+    // The host slowed down between kvxfer's third run and the stock tool's: the medians over
+    // runs fall in different speed modes (0.6 vs 0.165), no pair does.
+    let kv: Vec<ResultDoc> = [0.17, 0.6, 0.6]
+        .iter()
+        .map(|&u| doc("kvxfer", "pingpong", 0, vec![own(64, u, u)]))
+        .collect();
+    let rf: Vec<ResultDoc> = [0.16, 0.58, 0.165]
+        .iter()
+        .map(|&u| doc("fi_pingpong", "pingpong", 0, vec![fab(64, u, 64.0 / u)]))
+        .collect();
+    let u = &compare("pll-x", &kv, &rf, 0.10)[0];
+    assert_eq!(u.kvxfer, Some(0.6));
+    assert!((u.reference.unwrap() - 0.165).abs() < 1e-9);
+    assert!(
+        (u.ratio.unwrap() - 0.17 / 0.16).abs() < 1e-9,
+        "{:?}",
+        u.ratio
+    );
+    assert_eq!(u.verdict, Verdict::Agree);
+    // Runs that do not pair up fall back to the ratio of the medians.
+    let u = &compare("pll-x", &kv[..2], &rf, 0.10)[0];
+    assert!((u.ratio.unwrap() - (0.17 + 0.6) / 2.0 / 0.165).abs() < 1e-9);
+    assert_eq!(paired_ratio(&[1.0], &[0.0]), None);
+    assert_eq!(paired_ratio(&[], &[]), None);
 }
 
 #[test]
