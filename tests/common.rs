@@ -131,9 +131,23 @@ pub fn target_and_initiator(
     args: &[&str],
     dir: &Path,
 ) -> (std::process::Output, std::process::Output) {
+    target_and_initiator_with(&[], args, dir)
+}
+
+/// [`target_and_initiator`] with `env` set on both sides (UCX_TLS and UCX_NET_DEVICES only as
+/// `env` says; UCX logs to stderr, leaving stdout to the figures).
+pub fn target_and_initiator_with(
+    env: &[(&str, &str)],
+    args: &[&str],
+    dir: &Path,
+) -> (std::process::Output, std::process::Output) {
     use std::process::Stdio;
     let port = free_port();
     let target = std::process::Command::new(kvxfer_path())
+        .env_remove("UCX_TLS")
+        .env_remove("UCX_NET_DEVICES")
+        .env("UCX_LOG_FILE", "stderr")
+        .envs(env.iter().copied())
         .args(args)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--json"])
         .arg(dir.join("t.json"))
@@ -142,10 +156,14 @@ pub fn target_and_initiator(
         .spawn()
         .unwrap();
     let ini = kvxfer()
+        .env_remove("UCX_TLS")
+        .env_remove("UCX_NET_DEVICES")
+        .env("UCX_LOG_FILE", "stderr")
+        .envs(env.iter().copied())
         .args(args)
         .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])
         .arg(dir.join("i.json"))
-        .timeout(std::time::Duration::from_secs(60))
+        .timeout(std::time::Duration::from_secs(300))
         .output()
         .unwrap();
     (ini, target.wait_with_output().unwrap())

@@ -184,28 +184,10 @@ fn tag_bw_small_messages_overtake_their_receives_and_still_verify() {
 
 fn two_processes(env: &[(&str, &str)], args: &[&str]) -> (ResultDoc, ResultDoc, String) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut target = Std::new(kvxfer_path());
-    target.env_remove("UCX_TLS").env_remove("UCX_NET_DEVICES");
-    let target = target
-        .envs(env.iter().copied())
-        .args(["ucx-perf"])
-        .args(args)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--json"])
-        .arg(dir.path().join("t.json"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ini = ucx_cmd(env)
-        .args(["ucx-perf"])
-        .args(args)
-        .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])
-        .arg(dir.path().join("i.json"))
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    let t = target.wait_with_output().unwrap();
+    let all: Vec<&str> = std::iter::once("ucx-perf")
+        .chain(args.iter().copied())
+        .collect();
+    let (ini, t) = target_and_initiator_with(env, &all, dir.path());
     let ini_err = String::from_utf8_lossy(&ini.stderr);
     assert!(ini.status.success(), "initiator: {ini_err}");
     assert!(

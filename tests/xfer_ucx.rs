@@ -165,40 +165,24 @@ fn transfers_outstanding_on_one_worker_with_reuse() {
 fn tcp_two_processes_verify() {
     let _g = fabric_lock();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let args = [
-        "xfer",
-        "--backend",
-        "ucx",
-        "-s",
-        "8M",
-        "-I",
-        "3",
-        "-w",
-        "1",
-        "--verify",
-        "--timeout",
-        "120",
-    ];
-    let target = std::process::Command::new(kvxfer_path())
-        .env_remove("UCX_TLS")
-        .envs(TCP)
-        .env("UCX_LOG_FILE", "stderr")
-        .args(args)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--json"])
-        .arg(dir.path().join("t.json"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ini = ucx(&TCP)
-        .args(args)
-        .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])
-        .arg(dir.path().join("i.json"))
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
-    let t = target.wait_with_output().unwrap();
+    let (ini, t) = target_and_initiator_with(
+        &TCP,
+        &[
+            "xfer",
+            "--backend",
+            "ucx",
+            "-s",
+            "8M",
+            "-I",
+            "3",
+            "-w",
+            "1",
+            "--verify",
+            "--timeout",
+            "120",
+        ],
+        dir.path(),
+    );
     assert!(
         ini.status.success(),
         "{}",
@@ -225,7 +209,7 @@ fn tcp_two_processes_verify() {
 fn shared_memory_672m_two_processes() {
     let _g = fabric_lock();
     let dir = tempfile::tempdir().unwrap();
-    let (i, t) = target_and_initiator_env(
+    let (i, t) = target_and_initiator_with(
         &SHM,
         &[
             "xfer",
@@ -255,35 +239,6 @@ fn shared_memory_672m_two_processes() {
     };
     assert_xfer_consistent(&doc, &e);
     assert_eq!(doc.config["chunks"], 168);
-}
-
-/// [`target_and_initiator`] with a UCX environment on both sides.
-fn target_and_initiator_env(
-    env: &[(&str, &str)],
-    args: &[&str],
-    dir: &Path,
-) -> (std::process::Output, std::process::Output) {
-    let port = free_port();
-    let target = std::process::Command::new(kvxfer_path())
-        .env_remove("UCX_TLS")
-        .env_remove("UCX_NET_DEVICES")
-        .envs(env.iter().copied())
-        .env("UCX_LOG_FILE", "stderr")
-        .args(args)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--json"])
-        .arg(dir.join("t.json"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ini = ucx(env)
-        .args(args)
-        .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])
-        .arg(dir.join("i.json"))
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
-    (ini, target.wait_with_output().unwrap())
 }
 
 #[test]
