@@ -230,22 +230,6 @@ fn spawn_target(args: &[&str], port: u16, json: &Path) -> std::process::Child {
         .unwrap()
 }
 
-fn initiator(args: &[&str], port: u16, json: &Path) -> std::process::Output {
-    kvxfer()
-        .args(args)
-        .args([
-            "--timeout",
-            "120",
-            "--peer",
-            &format!("127.0.0.1:{port}"),
-            "--json",
-        ])
-        .arg(json)
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap()
-}
-
 fn ok(o: &std::process::Output, who: &str) {
     assert!(
         o.status.success(),
@@ -257,16 +241,6 @@ fn ok(o: &std::process::Output, who: &str) {
 #[test]
 fn tcp_two_processes_verify() {
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let args = [
-        "xfer", "-p", "tcp", "-s", "8M", "-I", "3", "-w", "1", "--verify",
-    ];
-    let t = spawn_target(&args, port, &dir.path().join("t.json"));
-    let i = initiator(&args, port, &dir.path().join("i.json"));
-    let t = t.wait_with_output().unwrap();
-    ok(&i, "initiator");
-    ok(&t, "target");
     let e = Expect {
         size: 8 << 20,
         iterations: 3,
@@ -275,12 +249,13 @@ fn tcp_two_processes_verify() {
         verify: true,
         op: "write",
     };
-    let idoc = read_doc(&dir.path().join("i.json"));
-    let tdoc = read_doc(&dir.path().join("t.json"));
-    assert_xfer_consistent(&idoc, &e);
-    assert_xfer_consistent(&tdoc, &e);
-    assert_eq!(idoc.config["role"], "initiator");
-    assert_eq!(tdoc.config["role"], "target");
+    let (idoc, tdoc) = two_processes_consistent(
+        &[],
+        &[
+            "xfer", "-p", "tcp", "-s", "8M", "-I", "3", "-w", "1", "--verify",
+        ],
+        &e,
+    );
     // The target's document carries the initiator's measurements.
     assert_eq!(
         idoc.results[0].extra["workers"],
@@ -291,14 +266,6 @@ fn tcp_two_processes_verify() {
 #[test]
 fn shm_672m_two_processes() {
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let args = ["xfer", "-p", "shm", "-s", "672M", "-I", "1", "-w", "1"];
-    let t = spawn_target(&args, port, &dir.path().join("t.json"));
-    let i = initiator(&args, port, &dir.path().join("i.json"));
-    let t = t.wait_with_output().unwrap();
-    ok(&i, "initiator");
-    ok(&t, "target");
     let e = Expect {
         size: 704_643_072,
         iterations: 1,
@@ -307,7 +274,11 @@ fn shm_672m_two_processes() {
         verify: false,
         op: "write",
     };
-    assert_xfer_consistent(&read_doc(&dir.path().join("i.json")), &e);
+    two_processes_consistent(
+        &[],
+        &["xfer", "-p", "shm", "-s", "672M", "-I", "1", "-w", "1"],
+        &e,
+    );
 }
 
 #[test]

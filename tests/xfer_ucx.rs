@@ -164,8 +164,15 @@ fn transfers_outstanding_on_one_worker_with_reuse() {
 #[test]
 fn tcp_two_processes_verify() {
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let (ini, t) = target_and_initiator_with(
+    let e = Expect {
+        size: 8 << 20,
+        iterations: 3,
+        warmup: 1,
+        transfers: 1,
+        verify: true,
+        op: "write",
+    };
+    let (idoc, _) = two_processes_consistent(
         &TCP,
         &[
             "xfer",
@@ -178,38 +185,24 @@ fn tcp_two_processes_verify() {
             "-w",
             "1",
             "--verify",
-            "--timeout",
-            "120",
         ],
-        dir.path(),
+        &e,
     );
-    assert!(
-        ini.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ini.stderr)
-    );
-    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-    let e = Expect {
-        size: 8 << 20,
-        iterations: 3,
-        warmup: 1,
-        transfers: 1,
-        verify: true,
-        op: "write",
-    };
-    let idoc = read_doc(&dir.path().join("i.json"));
-    let tdoc = read_doc(&dir.path().join("t.json"));
-    assert_xfer_consistent(&idoc, &e);
-    assert_xfer_consistent(&tdoc, &e);
-    assert_eq!(tdoc.config["role"], "target");
     assert_eq!(transports(&idoc), ["tcp/lo"]);
 }
 
 #[test]
 fn shared_memory_672m_two_processes() {
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let (i, t) = target_and_initiator_with(
+    let e = Expect {
+        size: 672 << 20,
+        iterations: 1,
+        warmup: 1,
+        transfers: 1,
+        verify: false,
+        op: "write",
+    };
+    let (idoc, _) = two_processes_consistent(
         &SHM,
         &[
             "xfer",
@@ -221,24 +214,10 @@ fn shared_memory_672m_two_processes() {
             "1",
             "-w",
             "1",
-            "--timeout",
-            "120",
         ],
-        dir.path(),
+        &e,
     );
-    assert!(i.status.success(), "{}", String::from_utf8_lossy(&i.stderr));
-    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-    let doc = read_doc(&dir.path().join("i.json"));
-    let e = Expect {
-        size: 672 << 20,
-        iterations: 1,
-        warmup: 1,
-        transfers: 1,
-        verify: false,
-        op: "write",
-    };
-    assert_xfer_consistent(&doc, &e);
-    assert_eq!(doc.config["chunks"], 168);
+    assert_eq!(idoc.config["chunks"], 168);
 }
 
 #[test]

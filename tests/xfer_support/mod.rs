@@ -4,6 +4,33 @@
 use kvxfer::report::{ResultDoc, Status};
 use serde_json::Value;
 
+/// Runs `args` as a target process and an initiator process on the loopback (with `env` on
+/// both), asserts that both succeeded and that both documents are consistent with `e`;
+/// returns (initiator, target) documents.
+pub fn two_processes_consistent(
+    env: &[(&str, &str)],
+    args: &[&str],
+    e: &Expect,
+) -> (ResultDoc, ResultDoc) {
+    let dir = tempfile::tempdir().unwrap();
+    let all: Vec<&str> = args.iter().copied().chain(["--timeout", "120"]).collect();
+    let (ini, t) = crate::common::target_and_initiator_with(env, &all, dir.path());
+    for (o, who) in [(&ini, "initiator"), (&t, "target")] {
+        assert!(
+            o.status.success(),
+            "{who}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let idoc = crate::common::read_doc(&dir.path().join("i.json"));
+    let tdoc = crate::common::read_doc(&dir.path().join("t.json"));
+    assert_xfer_consistent(&idoc, e);
+    assert_xfer_consistent(&tdoc, e);
+    assert_eq!(idoc.config["role"], "initiator");
+    assert_eq!(tdoc.config["role"], "target");
+    (idoc, tdoc)
+}
+
 /// What a run was asked to do, to check its document against.
 pub struct Expect {
     pub size: u64,
