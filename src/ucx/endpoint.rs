@@ -12,6 +12,15 @@ use super::error::{call_error, request_error, Result, UcxError};
 use super::memory::MemHandleRef;
 use super::worker::{op_param, Kind, Request, Worker, WorkerInner};
 
+/// One-sided operation direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rma {
+    /// Local buffer to remote memory.
+    Put,
+    /// Remote memory to local buffer.
+    Get,
+}
+
 pub(crate) struct EndpointInner {
     pub(crate) raw: NonNull<sys::ucp_ep>,
     pub(crate) worker: Rc<WorkerInner>,
@@ -190,37 +199,10 @@ impl Endpoint {
         rkey: &super::memory::RemoteKey,
         memh: Option<MemHandleRef>,
     ) -> Result<Request<'_>> {
-        // SAFETY: forwarded contract.
-        let ptr = unsafe { self.put_status(buf, len, remote_addr, rkey, memh) };
+        // SAFETY: forwarded contract (a put only reads buf).
+        let ptr =
+            unsafe { self.rma_status(Rma::Put, buf as *mut u8, len, remote_addr, rkey, memh) };
         Request::from_status_ptr(ptr, &self.inner.worker, Kind::Other, len, "put")
-    }
-
-    /// [`Endpoint::put`], returning UCX's status pointer as is.
-    ///
-    /// # Safety
-    /// As [`Endpoint::put`].
-    #[inline]
-    pub(crate) unsafe fn put_status(
-        &self,
-        buf: *const u8,
-        len: usize,
-        remote_addr: u64,
-        rkey: &super::memory::RemoteKey,
-        memh: Option<MemHandleRef>,
-    ) -> sys::ucs_status_ptr_t {
-        let param = op_param(memh);
-        // SAFETY: endpoint and rkey are live (the rkey was unpacked on this endpoint); buffer
-        // and remote range per the caller's contract.
-        unsafe {
-            sys::ucp_put_nbx(
-                self.inner.raw.as_ptr(),
-                buf as *const c_void,
-                len,
-                remote_addr,
-                rkey.raw.as_ptr(),
-                &param,
-            )
-        }
     }
 
     /// Reads `len` bytes at `remote_addr` in the peer's memory that `rkey` covers into `buf`.
@@ -237,17 +219,19 @@ impl Endpoint {
         memh: Option<MemHandleRef>,
     ) -> Result<Request<'_>> {
         // SAFETY: forwarded contract.
-        let ptr = unsafe { self.get_status(buf, len, remote_addr, rkey, memh) };
+        let ptr = unsafe { self.rma_status(Rma::Get, buf, len, remote_addr, rkey, memh) };
         Request::from_status_ptr(ptr, &self.inner.worker, Kind::Other, len, "get")
     }
 
-    /// [`Endpoint::get`], returning UCX's status pointer as is.
+    /// A put (from `buf`) or a get (into `buf`), returning UCX's status pointer as is.
     ///
     /// # Safety
-    /// As [`Endpoint::get`].
+    /// As [`Endpoint::put`] or [`Endpoint::get`]: `buf` valid for reads (put) or writes (get)
+    /// of `len` bytes until the operation completes; the remote range inside the peer's region.
     #[inline]
-    pub(crate) unsafe fn get_status(
+    pub(crate) unsafe fn rma_status(
         &self,
+        op: Rma,
         buf: *mut u8,
         len: usize,
         remote_addr: u64,
@@ -255,17 +239,18 @@ impl Endpoint {
         memh: Option<MemHandleRef>,
     ) -> sys::ucs_status_ptr_t {
         let param = op_param(memh);
+        let (ep, rkey) = (self.inner.raw.as_ptr(), rkey.raw.as_ptr());
         // SAFETY: endpoint and rkey are live (the rkey was unpacked on this endpoint); buffer
         // and remote range per the caller's contract.
         unsafe {
-            sys::ucp_get_nbx(
-                self.inner.raw.as_ptr(),
-                buf as *mut c_void,
-                len,
-                remote_addr,
-                rkey.raw.as_ptr(),
-                &param,
-            )
+            match op {
+                Rma::Put => {
+                    sys::ucp_put_nbx(ep, buf as *const c_void, len, remote_addr, rkey, &param)
+                }
+                Rma::Get => {
+                    sys::ucp_get_nbx(ep, buf as *mut c_void, len, remote_addr, rkey, &param)
+                }
+            }
         }
     }
 

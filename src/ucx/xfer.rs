@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::endpoint::Rma;
 use super::error::{Result, UcxError};
 use super::memory::{MemHandle, RemoteKey};
 use super::ops::{OpKind, OpTable};
@@ -217,17 +218,17 @@ impl UcxXferInitiator {
                     return Err(UcxError::Invalid("no remote regions yet".into()));
                 };
                 let remote = addr + offset as u64;
+                let rma = if self.op == UcxXferOp::Put {
+                    Rma::Put
+                } else {
+                    Rma::Get
+                };
                 // SAFETY: the local range lies inside the mapped buffer this end owns, kept
                 // until every operation settled (Drop); the remote range inside the region
                 // the target offered for this transfer (its length was checked).
                 unsafe {
-                    if self.op == UcxXferOp::Put {
-                        let src = local.buf().as_ptr().add(at);
-                        self.ep.put_status(src, len, remote, rkey, memh)
-                    } else {
-                        let dst = local.buf_mut().as_mut_ptr().add(at);
-                        self.ep.get_status(dst, len, remote, rkey, memh)
-                    }
+                    let at = local.buf_mut().as_mut_ptr().add(at);
+                    self.ep.rma_status(rma, at, len, remote, rkey, memh)
                 }
             }
             UcxXferOp::TagSend => {
