@@ -8,6 +8,7 @@ use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::fabric::{EndpointType, MsgMode};
 use kvxfer::report::table;
+use kvxfer::run::pair;
 use kvxfer::run::pingpong::{self, PingPongConfig};
 
 use super::common::{parse_listen, parse_sizes, progress_bar, EndpointArg, ModeArg, OutputArgs};
@@ -142,8 +143,8 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
         &a.pair,
         "pingpong",
         cfg.sizes.len(),
-        &|l, p| pingpong::run_target(&cfg, l, p),
-        &|peer, p| pingpong::run_initiator(&cfg, peer, p),
-        &|p| pingpong::run_local(&cfg, p),
+        &|l, p| pair::run_target(&cfg, l, p),
+        &|peer, p| pair::run_initiator(&cfg, peer, p),
+        &|p| pair::run_local(&cfg, p),
     )
 }

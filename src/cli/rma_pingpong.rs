@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use kvxfer::fabric::RmaPingPongOp;
-use kvxfer::run::rma_pingpong::{self, RmaPingPongConfig};
+use kvxfer::run::pair;
+use kvxfer::run::rma_pingpong::RmaPingPongConfig;
 
 use super::pingpong::{base_config, drive, PairArgs};
 
@@ -48,8 +49,8 @@ pub fn run(a: RmaPingPongArgs) -> anyhow::Result<ExitCode> {
         &a.pair,
         "rma-pingpong",
         cfg.base.sizes.len(),
-        &|l, p| rma_pingpong::run_target(&cfg, l, p),
-        &|peer, p| rma_pingpong::run_initiator(&cfg, peer, p),
-        &|p| rma_pingpong::run_local(&cfg, p),
+        &|l, p| pair::run_target(&cfg, l, p),
+        &|peer, p| pair::run_initiator(&cfg, peer, p),
+        &|p| pair::run_local(&cfg, p),
     )
 }

@@ -1,14 +1,15 @@
 //! `pingpong`: fi_pingpong's measurement, in one process over the loopback or across two.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use super::pair::PairRun;
+pub use super::pair::{Progress, SideOutcome};
 use super::{environment, RunError};
 use crate::bench::pingpong::{run_size, FabtestsFigures, PingPongTransport, Role, SizeParams};
 use crate::bench::BenchError;
-use crate::bootstrap::{Fingerprint, Oob, OobListener};
+use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{
     self, caps, select_info, EndpointSpec, EndpointType, MsgChannel, MsgMode, Side,
 };
@@ -160,23 +161,6 @@ pub struct ProviderFacts {
     pub inject_size: u64,
 }
 
-/// Progress of a run, for a progress bar.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    /// Sizes finished.
-    pub done: usize,
-    /// Sizes in all.
-    pub total: usize,
-    /// The size just finished.
-    pub size: u64,
-}
-
-/// What a side measured, with the facts of the fabric it ran on.
-pub struct SideOutcome {
-    /// The result document (status complete, or partial with errors).
-    pub doc: ResultDoc,
-}
-
 impl PingPongTransport for MsgChannel {
     #[inline]
     fn post_recv(&mut self) -> Result<(), BenchError> {
@@ -198,75 +182,6 @@ impl PingPongTransport for MsgChannel {
     }
 }
 
-/// A two-sided L0 run (message or RMA ping-pong): what the shared orchestration needs.
-pub(crate) trait PairRun: Clone + Send + 'static {
-    /// Checks the configuration and the provider before any connection.
-    fn check(&self) -> Result<(), RunError>;
-    /// The parameters both sides must share.
-    fn params(&self) -> Fingerprint;
-    /// Connection time-out.
-    fn timeout(&self) -> Duration;
-    /// Measures one side over an established control connection.
-    fn measure(
-        &self,
-        role: Role,
-        oob: &mut Oob,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<SideOutcome, RunError>;
-}
-
-/// Runs a pair's target side on a bound control port.
-pub(crate) fn pair_target<C: PairRun>(
-    cfg: &C,
-    listener: &OobListener,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    cfg.check()?;
-    let mut oob = listener.accept(&cfg.params(), cfg.timeout())?;
-    side(cfg, Role::Target, &mut oob, progress)
-}
-
-/// Runs a pair's initiator side against a target at `HOST[:PORT]`.
-pub(crate) fn pair_initiator<C: PairRun>(
-    cfg: &C,
-    peer: &str,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    cfg.check()?;
-    let mut oob = Oob::connect(peer, &cfg.params(), cfg.timeout())?;
-    side(cfg, Role::Initiator, &mut oob, progress)
-}
-
-/// Runs both sides of a pair in this process over the loopback; the initiator's outcome.
-pub(crate) fn pair_local<C: PairRun>(
-    cfg: &C,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    cfg.check()?;
-    let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let addr = listener.local_addr().to_string();
-    let tcfg = cfg.clone();
-    let target = std::thread::Builder::new()
-        .name("kvxfer-target".into())
-        .spawn(move || pair_target(&tcfg, &listener, &mut |_| {}))
-        .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
-    let ours = pair_initiator(cfg, &addr, progress);
-    super::join_local(ours, target)
-}
-
-fn side<C: PairRun>(
-    cfg: &C,
-    role: Role,
-    oob: &mut Oob,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    let result = cfg.measure(role, oob, progress);
-    if let Err(e) = &result {
-        oob.report_failure(&e.to_string());
-    }
-    result
-}
-
 impl PairRun for PingPongConfig {
     fn check(&self) -> Result<(), RunError> {
         self.validate().map(|_| ())
@@ -285,32 +200,6 @@ impl PairRun for PingPongConfig {
     ) -> Result<SideOutcome, RunError> {
         measure(self, role, oob, progress)
     }
-}
-
-/// Runs the target side on a bound control port.
-pub fn run_target(
-    cfg: &PingPongConfig,
-    listener: &OobListener,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    pair_target(cfg, listener, progress)
-}
-
-/// Runs the initiator side against a target at `HOST[:PORT]`.
-pub fn run_initiator(
-    cfg: &PingPongConfig,
-    peer: &str,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    pair_initiator(cfg, peer, progress)
-}
-
-/// Runs both sides in this process over the loopback; returns the initiator's outcome.
-pub fn run_local(
-    cfg: &PingPongConfig,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    pair_local(cfg, progress)
 }
 
 fn measure(

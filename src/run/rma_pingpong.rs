@@ -6,15 +6,13 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::environment;
-use super::pingpong::{
-    config_map, pair_initiator, pair_local, pair_target, size_result, PairRun, PingPongConfig,
-    Progress, SideOutcome,
-};
+use super::pair::PairRun;
+use super::pingpong::{config_map, size_result, PingPongConfig, Progress, SideOutcome};
 use super::RunError;
 use crate::bench::pingpong::{run_size, PingPongTransport, Role, SizeParams};
 use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
-use crate::bootstrap::{BootstrapError, Fingerprint, Oob, OobListener};
+use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
 use crate::fabric::{self, caps, EndpointSpec, RemoteRegion, RmaChannel, RmaPingPongOp, Side};
 use crate::report::{ResultDoc, Status};
 use crate::units::human_size;
@@ -60,32 +58,6 @@ impl PairRun for RmaPingPongConfig {
     ) -> Result<SideOutcome, RunError> {
         measure(self, role, oob, progress)
     }
-}
-
-/// Runs the target side on a bound control port.
-pub fn run_target(
-    cfg: &RmaPingPongConfig,
-    listener: &OobListener,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    pair_target(cfg, listener, progress)
-}
-
-/// Runs the initiator side against a target at `HOST[:PORT]`.
-pub fn run_initiator(
-    cfg: &RmaPingPongConfig,
-    peer: &str,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    pair_initiator(cfg, peer, progress)
-}
-
-/// Runs both sides in this process over the loopback; returns the initiator's outcome.
-pub fn run_local(
-    cfg: &RmaPingPongConfig,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    pair_local(cfg, progress)
 }
 
 /// The write/writedata ping-pong over an RMA channel: each message's last byte (write) or

@@ -1,0 +1,98 @@
+//! Two-sided measurements (a target and an initiator meeting over the control connection):
+//! the parameters check, the meeting, one side or both in this process, and the failure one
+//! side tells the other.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::RunError;
+use crate::bench::pingpong::Role;
+use crate::bootstrap::{Fingerprint, Oob, OobListener};
+use crate::report::ResultDoc;
+
+/// Progress of a run, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Sizes finished.
+    pub done: usize,
+    /// Sizes in all.
+    pub total: usize,
+    /// The size just finished.
+    pub size: u64,
+}
+
+/// What a side measured, with the facts of the fabric it ran on.
+pub struct SideOutcome {
+    /// The result document (status complete, or partial with errors).
+    pub doc: ResultDoc,
+}
+
+/// A two-sided run (message or RMA ping-pong, UCX tag_lat/tag_bw): what the shared
+/// orchestration needs.
+pub trait PairRun: Clone + Send + 'static {
+    /// Checks the configuration and the provider before any connection.
+    fn check(&self) -> Result<(), RunError>;
+    /// The parameters both sides must share.
+    fn params(&self) -> Fingerprint;
+    /// Connection time-out.
+    fn timeout(&self) -> Duration;
+    /// Measures one side over an established control connection.
+    fn measure(
+        &self,
+        role: Role,
+        oob: &mut Oob,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<SideOutcome, RunError>;
+}
+
+/// Runs a pair's target side on a bound control port.
+pub fn run_target<C: PairRun>(
+    cfg: &C,
+    listener: &OobListener,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.check()?;
+    let mut oob = listener.accept(&cfg.params(), cfg.timeout())?;
+    side(cfg, Role::Target, &mut oob, progress)
+}
+
+/// Runs a pair's initiator side against a target at `HOST[:PORT]`.
+pub fn run_initiator<C: PairRun>(
+    cfg: &C,
+    peer: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.check()?;
+    let mut oob = Oob::connect(peer, &cfg.params(), cfg.timeout())?;
+    side(cfg, Role::Initiator, &mut oob, progress)
+}
+
+/// Runs both sides of a pair in this process over the loopback; the initiator's outcome.
+pub fn run_local<C: PairRun>(
+    cfg: &C,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    cfg.check()?;
+    let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr().to_string();
+    let tcfg = cfg.clone();
+    let target = std::thread::Builder::new()
+        .name("kvxfer-target".into())
+        .spawn(move || run_target(&tcfg, &listener, &mut |_| {}))
+        .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
+    let ours = run_initiator(cfg, &addr, progress);
+    super::join_local(ours, target)
+}
+
+fn side<C: PairRun>(
+    cfg: &C,
+    role: Role,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<SideOutcome, RunError> {
+    let result = cfg.measure(role, oob, progress);
+    if let Err(e) = &result {
+        oob.report_failure(&e.to_string());
+    }
+    result
+}
