@@ -137,12 +137,12 @@ fn stock_tools_get_their_real_option_names() {
         "--scheme manytoone",
         "--op_type WRITE",
         "--start_block_size 704643072 --max_block_size 704643072",
-        "--num_iter 64 --warmup_iter 16",
+        "--num_iter 160 --warmup_iter 32",
         "--num_initiator_dev 16",
         "--etcd_endpoints http://{{PEER_IP}}:2379",
         // kvxfer xfer's real flags; the iterations nixlbench really runs for a block over 1 MiB
-        // (64 / 16, 16 / 16).
-        "kvxfer xfer --provider efa --endpoint rdm --size 704643072 --block 704643072 --concurrency 16 --scheme many-to-one --op write --iterations 4 --warmup 1 --timeout 300",
+        // (160 / 16, 32 / 16).
+        "kvxfer xfer --provider efa --endpoint rdm --size 704643072 --block 704643072 --concurrency 16 --scheme many-to-one --op write --iterations 10 --warmup 2 --timeout 300",
         "kvxfer parse --tool nixlbench",
         "kvxfer crosscheck /tmp/low-level-results --tolerance 0.1",
     ] {
