@@ -81,7 +81,7 @@ pub enum MemError {
     #[error("no CUDA driver: libcuda.so.1 not found (is the NVIDIA driver installed?)")]
     NoCudaDriver,
     /// The driver loaded but there is no such device.
-    #[error("no CUDA device {device}: the driver sees {count}")]
+    #[error("no CUDA device {device}: the driver sees {count} device(s)")]
     NoCudaDevice { device: i32, count: i32 },
     /// A CUDA driver call failed.
     #[error("{call} failed: {message}")]
