@@ -393,8 +393,7 @@ fn peer_with_other_parameters_is_refused_naming_the_parameter() {
 
 #[test]
 fn bad_options_are_refused_before_any_connection() {
-    for (args, what) in [
-        (vec!["-m", "cuda"], "--memory cuda is not available"),
+    let mut cases = vec![
         (
             vec!["-t", "tag_bw", "-O", "0"],
             "--outstanding must be at least 1",
@@ -405,7 +404,19 @@ fn bad_options_are_refused_before_any_connection() {
             vec!["-t", "tag_bw", "-s", "672M", "--verify"],
             "lower --outstanding",
         ),
-    ] {
+        (
+            vec!["-m", "cuda", "--device=-1"],
+            "invalid value '-1' for '--device <N>'",
+        ),
+    ];
+    if !cfg!(feature = "cuda") {
+        cases.push((
+            vec!["-m", "cuda"],
+            "--memory cuda is not available: kvxfer was built without the `cuda` feature \
+             (cargo build --features cuda)",
+        ));
+    }
+    for (args, what) in cases {
         let mut c = ucx_cmd(&TCP);
         c.arg("ucx-perf");
         if !args.contains(&"-t") {
@@ -490,4 +501,96 @@ fn sides_with_transports_that_cannot_meet_are_reported_on_both() {
     assert!(!t.status.success());
     assert!(String::from_utf8_lossy(&t.stderr).contains("Destination is unreachable"));
     assert!(start.elapsed() < Duration::from_secs(15));
+}
+
+/// Whether this UCX has a transport of that name (`kvxfer info --ucx --json`).
+#[cfg(feature = "cuda")]
+fn ucx_has_transport(name: &str) -> bool {
+    let out = ucx_cmd(&[]).args(["info", "--ucx", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["transports"]
+        .as_array()
+        .is_some_and(|ts| ts.iter().any(|t| t["transport"] == name))
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_memory_without_a_driver_or_device_fails_with_one_line() {
+    const TEST: &str = "cuda_memory_without_a_driver_or_device_fails_with_one_line";
+    if kvxfer::mem::cuda::CudaDevice::open(0).is_ok() {
+        println!("SKIPPED {TEST}: this machine has CUDA device 0");
+        return;
+    }
+    for test in ["tag_lat", "tag_bw"] {
+        let out = ucx_cmd(&TCP)
+            .args(["ucx-perf", "-t", test, "-m", "cuda", "--verify", "--timeout", "20"])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line, no panic: {err}");
+        assert!(
+            lines[0].starts_with("kvxfer: error: --memory cuda: no CUDA"),
+            "{err}"
+        );
+        if !kvxfer::mem::cuda::driver_present() {
+            assert!(
+                lines[0].contains("no CUDA driver: libcuda.so.1 not found"),
+                "{err}"
+            );
+        }
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn tag_lat_and_tag_bw_verify_in_cuda_memory() {
+    const TEST: &str = "tag_lat_and_tag_bw_verify_in_cuda_memory";
+    let device = match kvxfer::mem::cuda::CudaDevice::open(0) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("SKIPPED {TEST}: no CUDA device ({e})");
+            return;
+        }
+    };
+    if !ucx_has_transport("cuda_copy") {
+        println!("SKIPPED {TEST}: this UCX has no cuda_copy transport (built without CUDA)");
+        return;
+    }
+    let _g = fabric_lock();
+    let env = [("UCX_TLS", "tcp,cuda_copy"), ("UCX_NET_DEVICES", "lo")];
+    let dir = tempfile::tempdir().unwrap();
+    for (test, sizes, extra) in [
+        ("tag_lat", "64,8K,1M", vec!["-n", "200", "-w", "20"]),
+        ("tag_bw", "64,1M", vec!["-n", "64", "-w", "8", "-O", "8"]),
+    ] {
+        let json = dir.path().join(format!("{test}.json"));
+        ucx_cmd(&env)
+            .args(["ucx-perf", "-t", test, "-s", sizes, "-m", "cuda", "--device", "0"])
+            .args(&extra)
+            .args(["--verify", "--timeout", "60", "--json"])
+            .arg(&json)
+            .timeout(Duration::from_secs(180))
+            .assert()
+            .success();
+        let doc = read_doc(&json);
+        assert_eq!(doc.status, Status::Complete, "{:?}", doc.errors);
+        assert_eq!(doc.environment.gpu, [device.name().to_string()]);
+        assert_eq!(doc.config["memory_type"], "cuda");
+        assert_eq!(doc.config["verify"], true);
+        assert_eq!(doc.results.len(), sizes.split(',').count());
+        for r in &doc.results {
+            assert!(r.bandwidth_gbps.is_some_and(|b| b > 0.0), "{r:?}");
+        }
+    }
+    // A device the machine does not have is one clear line.
+    ucx_cmd(&env)
+        .args(["ucx-perf", "-t", "tag_lat", "-m", "cuda", "--device", "4096"])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no CUDA device 4096"));
 }

@@ -26,7 +26,8 @@ enum TestArg {
 enum MemoryArg {
     /// Host memory.
     Host,
-    /// CUDA device memory (needs a CUDA build and a UCX with CUDA transports).
+    /// CUDA device memory (needs a `--features cuda` build, a CUDA driver and a UCX with CUDA
+    /// transports).
     Cuda,
 }
 
@@ -53,6 +54,9 @@ pub struct UcxPerfArgs {
     /// Where the buffers live (ucx_perftest's -m).
     #[arg(short, long, value_enum, default_value = "host")]
     memory: MemoryArg,
+    /// The CUDA device of --memory cuda (its ordinal, as the driver counts them).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(i32).range(0..))]
+    device: i32,
     /// Fill and check the payload of every message.
     #[arg(short = 'c', long)]
     verify: bool,
@@ -90,6 +94,7 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
             MemoryArg::Host => MemoryKind::Host,
             MemoryArg::Cuda => MemoryKind::Cuda,
         },
+        device: a.device,
         verify: a.verify,
         prereg: a.prereg,
         timeout: Duration::from_secs_f64(a.timeout),

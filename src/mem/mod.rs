@@ -1,5 +1,7 @@
 //! Buffers that the fabric reads and writes: host memory now, device memory behind `cuda`.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod host;
 mod shared;
 
@@ -31,6 +33,43 @@ pub trait Buffer: Send {
     fn iface(&self) -> MemIface;
 }
 
+/// A buffer whose payload the host fills and checks: host memory in place, device memory
+/// through a host staging copy that [`push`](HostStaged::push) and [`pull`](HostStaged::pull)
+/// move. For host memory both are no-ops the compiler removes (`STAGED` is false).
+pub trait HostStaged: Buffer {
+    /// Whether `push` and `pull` copy anything (false for host memory).
+    const STAGED: bool;
+    /// The host bytes to check after a receive (the staging copy for device memory).
+    fn host(&self) -> &[u8];
+    /// The host bytes to fill before a send (the staging copy for device memory).
+    fn host_mut(&mut self) -> &mut [u8];
+    /// Copies the first `len` host bytes into the buffer if they were written since the last
+    /// push.
+    fn push(&mut self, len: usize) -> Result<(), MemError>;
+    /// Copies the buffer's first `len` bytes into the host bytes.
+    fn pull(&mut self, len: usize) -> Result<(), MemError>;
+}
+
+impl HostStaged for HostBuffer {
+    const STAGED: bool = false;
+    #[inline(always)]
+    fn host(&self) -> &[u8] {
+        self.as_slice()
+    }
+    #[inline(always)]
+    fn host_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+    #[inline(always)]
+    fn push(&mut self, _len: usize) -> Result<(), MemError> {
+        Ok(())
+    }
+    #[inline(always)]
+    fn pull(&mut self, _len: usize) -> Result<(), MemError> {
+        Ok(())
+    }
+}
+
 /// Errors of buffer allocation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -38,4 +77,20 @@ pub enum MemError {
     /// The allocator could not provide the memory.
     #[error("cannot allocate {bytes} bytes of host memory")]
     OutOfMemory { bytes: usize },
+    /// The CUDA driver library could not be loaded.
+    #[error("no CUDA driver: libcuda.so.1 not found (is the NVIDIA driver installed?)")]
+    NoCudaDriver,
+    /// The driver loaded but there is no such device.
+    #[error("no CUDA device {device}: the driver sees {count} device(s)")]
+    NoCudaDevice { device: i32, count: i32 },
+    /// A CUDA driver call failed.
+    #[error("{call} failed: {message}")]
+    Cuda { call: &'static str, message: String },
+    /// Device memory could not be allocated.
+    #[error("cannot allocate {bytes} bytes on CUDA device {device}: {message}")]
+    CudaOutOfMemory {
+        bytes: usize,
+        device: i32,
+        message: String,
+    },
 }

@@ -12,6 +12,7 @@ use crate::bench::pingpong::{self as pp, PingPongTransport, Role, SizeParams};
 use crate::bench::tag_bw::{self, BwFigures, BwParams, WindowTransport};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob, OobListener};
+use crate::mem::HostStaged;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::stats::{encode_histogram, LatencySummary, UCX_PERFTEST_WINDOW};
 use crate::ucx::{self, Context, Endpoint, Features, MemoryType, SlotSpec, TagChannel, Worker};
@@ -70,6 +71,8 @@ pub struct UcxPerfConfig {
     pub outstanding: usize,
     /// Where buffers live.
     pub memory: MemoryKind,
+    /// The CUDA device of `--memory cuda` (each side picks its own).
+    pub device: i32,
     /// Fill and check every payload.
     pub verify: bool,
     /// Pass the buffers' memory handles with every operation (ucx_perftest's -z).
@@ -134,15 +137,15 @@ impl UcxPerfConfig {
         if self.outstanding == 0 {
             return Err(RunError::Config("--outstanding must be at least 1".into()));
         }
-        if self.memory == MemoryKind::Cuda {
-            let why = if cfg!(feature = "cuda") {
-                "kvxfer has no CUDA buffer type yet (src/mem holds host buffers only)"
-            } else {
-                "kvxfer was built without the `cuda` feature (cargo build --features cuda)"
-            };
-            return Err(RunError::Config(format!(
-                "--memory cuda is not available: {why}; use --memory host"
-            )));
+        if self.memory == MemoryKind::Cuda && !cfg!(feature = "cuda") {
+            return Err(RunError::Config(
+                "--memory cuda is not available: kvxfer was built without the `cuda` feature \
+                 (cargo build --features cuda); use --memory host"
+                    .into(),
+            ));
+        }
+        if self.device < 0 {
+            return Err(RunError::Config("--device must be 0 or more".into()));
         }
         if self.verify && self.test == UcxTest::TagBw {
             let max = *self.sizes.iter().max().expect("sizes not empty");
@@ -173,6 +176,7 @@ impl UcxPerfConfig {
                 recv_bytes: max,
                 memory,
                 prereg: self.prereg,
+                staging: self.verify,
             },
             UcxTest::TagBw => {
                 // Unverified streams reuse one buffer, as ucx_perftest does.
@@ -188,6 +192,7 @@ impl UcxPerfConfig {
                     recv_bytes: r,
                     memory,
                     prereg: self.prereg,
+                    staging: self.verify,
                 }
             }
         }
@@ -200,13 +205,13 @@ impl UcxPerfConfig {
 /// ucx_perftest does: UCX keeps a message that arrives first on its unexpected queue, so the
 /// receive is never late, and posting it stays off the path between a message's arrival and
 /// the reply.
-struct Lat<'c, 'a> {
-    ch: &'c mut TagChannel<'a>,
+struct Lat<'c, 'a, B: HostStaged> {
+    ch: &'c mut TagChannel<'a, B>,
     len: usize,
     recv_due: bool,
 }
 
-impl PingPongTransport for Lat<'_, '_> {
+impl<B: HostStaged> PingPongTransport for Lat<'_, '_, B> {
     #[inline]
     fn post_recv(&mut self) -> Result<(), BenchError> {
         self.recv_due = true;
@@ -233,7 +238,7 @@ impl PingPongTransport for Lat<'_, '_> {
     }
 }
 
-impl WindowTransport for TagChannel<'_> {
+impl<B: HostStaged> WindowTransport for TagChannel<'_, B> {
     #[inline]
     fn post_send(&mut self, slot: usize, len: usize) -> Result<(), BenchError> {
         Ok(TagChannel::post_send(self, slot, len)?)
@@ -335,6 +340,15 @@ fn measure(
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
+    // The device first: a machine without one fails before any UCX set-up.
+    #[cfg(feature = "cuda")]
+    let device = match cfg.memory {
+        MemoryKind::Cuda => Some(
+            crate::mem::cuda::CudaDevice::open(cfg.device)
+                .map_err(|e| RunError::Config(format!("--memory cuda: {e}")))?,
+        ),
+        MemoryKind::Host => None,
+    };
     // Tag matching only, as ucx_perftest asks for its tag tests: RMA would add lanes to poll.
     let ctx = Context::new(Features {
         tag: true,
@@ -343,63 +357,114 @@ fn measure(
     let worker = Worker::new(&ctx)?;
     let peer = oob.exchange(&worker.address()?)?;
     let ep = Endpoint::connect(&worker, &peer)?;
-    let mut ch = TagChannel::new(&ctx, &worker, &ep, cfg.slot_spec(role), cfg.timeout)?;
     let mut doc = ResultDoc::new("kvxfer", cfg.test.name(), "L3");
     doc.config = config_map(cfg, role);
     doc.environment = environment::base();
     doc.environment.ucx_version = Some(ucx::version());
-    let max = *cfg.sizes.iter().max().expect("validated") as usize;
-    for (i, &size) in cfg.sizes.iter().enumerate() {
-        oob.barrier()?;
-        let at = || format!("size {}", human_size(size));
-        let iterations = cfg.iterations_for(size);
-        let warmup = cfg.warmup_for(size);
-        let r = match cfg.test {
-            UcxTest::TagLat => {
-                let mut t = Lat {
-                    ch: &mut ch,
-                    len: max,
-                    recv_due: true,
-                };
-                let p = SizeParams {
-                    size: size as usize,
-                    iterations,
-                    warmup,
-                    verify: cfg.verify,
-                };
-                let s = pp::run_size(&mut t, role, &p)
-                    .map_err(|error| RunError::Bench { at: at(), error })?;
-                // Nothing is left posted (the last receive is only due); settle anything anyway.
-                ch.cancel_receives();
-                lat_result(size, warmup, &s)
-            }
-            UcxTest::TagBw => {
-                let p = BwParams {
-                    size: size as usize,
-                    iterations,
-                    warmup,
-                    window: cfg.outstanding,
-                    verify: cfg.verify,
-                };
-                let s = tag_bw::run_size(&mut ch, role, &p)
-                    .map_err(|error| RunError::Bench { at: at(), error })?;
-                bw_result(size, iterations, warmup, s.as_ref())
-            }
-        };
-        doc.results.push(r);
-        progress(Progress {
-            done: i + 1,
-            total: cfg.sizes.len(),
-            size,
-        });
+    let spec = cfg.slot_spec(role);
+    let side = Side {
+        cfg,
+        role,
+        ctx: &ctx,
+        ep: &ep,
+    };
+    match cfg.memory {
+        MemoryKind::Host => {
+            let ch = TagChannel::new(&ctx, &worker, &ep, spec, cfg.timeout)?;
+            side.run(ch, oob, &mut doc, progress)?;
+        }
+        #[cfg(feature = "cuda")]
+        MemoryKind::Cuda => {
+            let device = device.expect("opened above");
+            doc.environment.gpu.push(device.name().to_string());
+            doc.environment
+                .extra
+                .insert("cuda_device".into(), json!(device.ordinal()));
+            let ch = TagChannel::on_device(&ctx, &worker, &ep, spec, &device, cfg.timeout)?;
+            side.run(ch, oob, &mut doc, progress)?;
+        }
+        #[cfg(not(feature = "cuda"))]
+        MemoryKind::Cuda => {
+            // validate() refuses this first; kept as an error, never a panic.
+            return Err(RunError::Config(
+                "--memory cuda needs a build with --features cuda".into(),
+            ));
+        }
     }
-    // After traffic, the endpoint's lanes are the transports UCX settled on.
-    record_transports(&mut doc, &ctx, &ep);
-    oob.barrier()?;
-    drop(ch);
     doc.status = Status::Complete;
     doc.finished_at = crate::report::schema::now_rfc3339();
     Ok(SideOutcome { doc })
+}
+
+/// One side's set-up, for running the sizes over a channel of either memory.
+struct Side<'s> {
+    cfg: &'s UcxPerfConfig,
+    role: Role,
+    ctx: &'s Context,
+    ep: &'s Endpoint,
+}
+
+impl Side<'_> {
+    fn run<B: HostStaged>(
+        &self,
+        mut ch: TagChannel<'_, B>,
+        oob: &mut Oob,
+        doc: &mut ResultDoc,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), RunError> {
+        let (cfg, role) = (self.cfg, self.role);
+        let max = *cfg.sizes.iter().max().expect("validated") as usize;
+        for (i, &size) in cfg.sizes.iter().enumerate() {
+            oob.barrier()?;
+            let at = || format!("size {}", human_size(size));
+            let iterations = cfg.iterations_for(size);
+            let warmup = cfg.warmup_for(size);
+            let r = match cfg.test {
+                UcxTest::TagLat => {
+                    let mut t = Lat {
+                        ch: &mut ch,
+                        len: max,
+                        recv_due: true,
+                    };
+                    let p = SizeParams {
+                        size: size as usize,
+                        iterations,
+                        warmup,
+                        verify: cfg.verify,
+                    };
+                    let s = pp::run_size(&mut t, role, &p)
+                        .map_err(|error| RunError::Bench { at: at(), error })?;
+                    // Nothing is left posted (the last receive is only due); settle anything
+                    // anyway.
+                    ch.cancel_receives();
+                    lat_result(size, warmup, &s)
+                }
+                UcxTest::TagBw => {
+                    let p = BwParams {
+                        size: size as usize,
+                        iterations,
+                        warmup,
+                        window: cfg.outstanding,
+                        verify: cfg.verify,
+                    };
+                    let s = tag_bw::run_size(&mut ch, role, &p)
+                        .map_err(|error| RunError::Bench { at: at(), error })?;
+                    bw_result(size, iterations, warmup, s.as_ref())
+                }
+            };
+            doc.results.push(r);
+            progress(Progress {
+                done: i + 1,
+                total: cfg.sizes.len(),
+                size,
+            });
+        }
+        // After traffic, the endpoint's lanes are the transports UCX settled on.
+        record_transports(doc, self.ctx, self.ep);
+        oob.barrier()?;
+        drop(ch);
+        Ok(())
+    }
 }
 
 fn record_transports(doc: &mut ResultDoc, ctx: &Context, ep: &Endpoint) {
@@ -508,6 +573,9 @@ fn config_map(cfg: &UcxPerfConfig, role: Role) -> Map<String, Value> {
         m.insert("outstanding".into(), json!(cfg.outstanding));
     }
     m.insert("memory_type".into(), json!(cfg.memory.name()));
+    if cfg.memory == MemoryKind::Cuda {
+        m.insert("cuda_device".into(), json!(cfg.device));
+    }
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("prereg".into(), json!(cfg.prereg));
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));

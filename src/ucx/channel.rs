@@ -10,7 +10,9 @@ use super::error::{Result, UcxError};
 use super::memory::{MemHandle, MemoryType};
 use super::worker::{Request, Worker};
 use super::Context;
-use crate::mem::{Buffer, HostBuffer};
+#[cfg(feature = "cuda")]
+use crate::mem::cuda::{CudaDevice, DeviceSlot};
+use crate::mem::{HostBuffer, HostStaged};
 
 /// The tag of measurement messages.
 const DATA_TAG: u64 = 0x6b76_7866_0000_0001;
@@ -33,18 +35,21 @@ pub struct SlotSpec {
     /// Pass the slots' memory handles with every operation (ucx_perftest's -z); without them
     /// UCX finds (and caches) the registration itself, as ucx_perftest does by default.
     pub prereg: bool,
+    /// Device slots keep a host staging copy, so payloads can be filled and checked (--verify).
+    pub staging: bool,
 }
 
-/// Tagged send/receive on one endpoint, with its buffers.
-pub struct TagChannel<'a> {
+/// Tagged send/receive on one endpoint, with its buffers: host memory, or device memory whose
+/// payloads go through host staging copies (`B`; the host path has no staging code at all).
+pub struct TagChannel<'a, B: HostStaged = HostBuffer> {
     // Requests first: they are settled (see Drop) before the buffers they point into go.
     sends: VecDeque<Request<'a>>,
     recvs: VecDeque<(usize, Request<'a>)>,
     ack: Option<Request<'a>>,
     worker: &'a Worker,
     ep: &'a Endpoint,
-    tx: Vec<MemHandle<HostBuffer>>,
-    rx: Vec<MemHandle<HostBuffer>>,
+    tx: Vec<MemHandle<B>>,
+    rx: Vec<MemHandle<B>>,
     ack_rx: Box<[u8; 8]>,
     ack_tx: Box<[u8; 8]>,
     last_recv_slot: usize,
@@ -52,58 +57,111 @@ pub struct TagChannel<'a> {
     timeout: Duration,
 }
 
-fn map_slots(ctx: &Context, n: usize, bytes: usize) -> Result<Vec<MemHandle<HostBuffer>>> {
+fn map_slots<B: HostStaged>(
+    ctx: &Context,
+    n: usize,
+    mut alloc: impl FnMut() -> std::result::Result<B, crate::mem::MemError>,
+) -> Result<Vec<MemHandle<B>>> {
     (0..n.max(1))
         .map(|_| {
-            // Large slots get huge pages, as ucx_perftest's buffers do through UCX's allocator.
-            let buf = if bytes >= 2 << 20 {
-                HostBuffer::with_huge_pages(bytes)
-            } else {
-                HostBuffer::new(bytes.max(1))
-            }
-            .map_err(|e| UcxError::Invalid(e.to_string()))?;
+            let buf = alloc().map_err(|e| UcxError::Invalid(e.to_string()))?;
             MemHandle::map(ctx, buf)
         })
         .collect()
 }
 
-impl<'a> TagChannel<'a> {
-    /// Allocates and maps the slots (host memory; device memory is refused until a device
-    /// buffer type exists).
+fn host_slot(bytes: usize) -> std::result::Result<HostBuffer, crate::mem::MemError> {
+    // Large slots get huge pages, as ucx_perftest's buffers do through UCX's allocator.
+    if bytes >= 2 << 20 {
+        HostBuffer::with_huge_pages(bytes)
+    } else {
+        HostBuffer::new(bytes.max(1))
+    }
+}
+
+impl<'a> TagChannel<'a, HostBuffer> {
+    /// Allocates and maps host slots; device memory is made by `on_device` (feature `cuda`).
     pub fn new(
         ctx: &Context,
         worker: &'a Worker,
         ep: &'a Endpoint,
         spec: SlotSpec,
         timeout: Duration,
-    ) -> Result<TagChannel<'a>> {
+    ) -> Result<TagChannel<'a, HostBuffer>> {
         if spec.memory != MemoryType::Host {
+            let why = if cfg!(feature = "cuda") {
+                "device slots are made by TagChannel::on_device"
+            } else {
+                "kvxfer was built without the `cuda` feature (cargo build --features cuda)"
+            };
+            return Err(UcxError::Invalid(format!(
+                "CUDA memory cannot be mapped here: {why}"
+            )));
+        }
+        let tx = map_slots(ctx, spec.send_slots, || host_slot(spec.send_bytes))?;
+        let rx = map_slots(ctx, spec.recv_slots, || host_slot(spec.recv_bytes))?;
+        Ok(TagChannel::with_slots(worker, ep, tx, rx, spec.prereg, timeout))
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl<'a> TagChannel<'a, DeviceSlot> {
+    /// Allocates and maps slots in `device`'s memory, with host staging copies when
+    /// `spec.staging` asks for them.
+    pub fn on_device(
+        ctx: &Context,
+        worker: &'a Worker,
+        ep: &'a Endpoint,
+        spec: SlotSpec,
+        device: &CudaDevice,
+        timeout: Duration,
+    ) -> Result<TagChannel<'a, DeviceSlot>> {
+        if spec.memory != MemoryType::Cuda {
             return Err(UcxError::Invalid(
-                "only host memory can be mapped by this build (no CUDA buffer type yet)".into(),
+                "host slots are made by TagChannel::new".into(),
             ));
         }
-        Ok(TagChannel {
+        let slot = |bytes: usize| DeviceSlot::new(device, bytes, spec.staging);
+        let tx = map_slots(ctx, spec.send_slots, || slot(spec.send_bytes))?;
+        let rx = map_slots(ctx, spec.recv_slots, || slot(spec.recv_bytes))?;
+        Ok(TagChannel::with_slots(worker, ep, tx, rx, spec.prereg, timeout))
+    }
+}
+
+impl<'a, B: HostStaged> TagChannel<'a, B> {
+    fn with_slots(
+        worker: &'a Worker,
+        ep: &'a Endpoint,
+        tx: Vec<MemHandle<B>>,
+        rx: Vec<MemHandle<B>>,
+        prereg: bool,
+        timeout: Duration,
+    ) -> TagChannel<'a, B> {
+        TagChannel {
             sends: VecDeque::new(),
             recvs: VecDeque::new(),
             ack: None,
             worker,
             ep,
-            tx: map_slots(ctx, spec.send_slots, spec.send_bytes)?,
-            rx: map_slots(ctx, spec.recv_slots, spec.recv_bytes)?,
+            tx,
+            rx,
             ack_rx: Box::new([0; 8]),
             ack_tx: Box::new(*b"kvxf-ack"),
             last_recv_slot: 0,
-            prereg: spec.prereg,
+            prereg,
             timeout,
-        })
+        }
     }
 
     /// Posts a send of the first `len` bytes of send slot `slot`.
     #[inline]
     pub fn post_send(&mut self, slot: usize, len: usize) -> Result<()> {
-        let m = self.tx.get(slot).ok_or_else(|| bad_slot("send", slot))?;
+        let m = self.tx.get_mut(slot).ok_or_else(|| bad_slot("send", slot))?;
         if len > m.buf().len() {
             return Err(too_long(len, m.buf().len()));
+        }
+        if B::STAGED {
+            m.buf_mut().push(len).map_err(staging)?;
         }
         let h = self.prereg.then(|| m.handle());
         // SAFETY: the slot is owned by self and outlives the request: requests are settled in
@@ -127,9 +185,12 @@ impl<'a> TagChannel<'a> {
     /// no queue, nothing else in flight).
     #[inline]
     pub fn send(&mut self, len: usize) -> Result<()> {
-        let m = &self.tx[0];
+        let m = &mut self.tx[0];
         if len > m.buf().len() {
             return Err(too_long(len, m.buf().len()));
+        }
+        if B::STAGED {
+            m.buf_mut().push(len).map_err(staging)?;
         }
         let h = self.prereg.then(|| m.handle());
         // SAFETY: slot 0 is owned by self and the request completes (or fails) before return.
@@ -155,6 +216,9 @@ impl<'a> TagChannel<'a> {
         let mut r = unsafe { self.worker.tag_recv(ptr, len, DATA_TAG, u64::MAX, h) }?;
         let n = self.worker.wait(&mut r, self.timeout)?;
         self.last_recv_slot = 0;
+        if B::STAGED {
+            self.rx[0].buf_mut().pull(n).map_err(staging)?;
+        }
         Ok(n)
     }
 
@@ -184,6 +248,9 @@ impl<'a> TagChannel<'a> {
         };
         let n = self.worker.wait(&mut r, self.timeout)?;
         self.last_recv_slot = slot;
+        if B::STAGED {
+            self.rx[slot].buf_mut().pull(n).map_err(staging)?;
+        }
         Ok(n)
     }
 
@@ -239,14 +306,16 @@ impl<'a> TagChannel<'a> {
         self.tx.len().min(self.rx.len())
     }
 
-    /// Send slot `slot`, for writing a payload.
+    /// Send slot `slot`, for writing a payload (its host staging copy for device memory,
+    /// copied in by the next send of the slot).
     pub fn send_slot(&mut self, slot: usize) -> &mut [u8] {
-        self.tx[slot].buf_mut().as_mut_slice()
+        self.tx[slot].buf_mut().host_mut()
     }
 
-    /// Receive slot `slot`.
+    /// Receive slot `slot` (its host staging copy for device memory, copied out when a
+    /// receive into it completes).
     pub fn recv_slot(&self, slot: usize) -> &[u8] {
-        self.rx[slot].buf().as_slice()
+        self.rx[slot].buf().host()
     }
 
     /// The receive slot of the last completed receive.
@@ -263,7 +332,12 @@ fn too_long(len: usize, cap: usize) -> UcxError {
     UcxError::Invalid(format!("{len} bytes do not fit a {cap}-byte slot"))
 }
 
-impl Drop for TagChannel<'_> {
+#[cold]
+fn staging(e: crate::mem::MemError) -> UcxError {
+    UcxError::Invalid(format!("staging copy failed: {e}"))
+}
+
+impl<B: HostStaged> Drop for TagChannel<'_, B> {
     fn drop(&mut self) {
         // Settle every request before the buffers go: receives are cancelled, sends finish.
         let mut pending: Vec<Request<'_>> = self.sends.drain(..).collect();

@@ -1,0 +1,339 @@
+//! CUDA device memory through the driver API (cudarc, libcuda loaded at run time, so a build
+//! needs no CUDA). Allocation is synchronous (cuMemAlloc), which GPUDirect RDMA can register.
+
+use std::sync::Arc;
+
+use cudarc::driver::{result as cu, sys};
+
+use super::{Buffer, HostBuffer, HostStaged, MemError, MemIface};
+
+/// A CUDA device with its primary context retained, current on the thread that opened it.
+#[derive(Clone)]
+pub struct CudaDevice {
+    inner: Arc<DeviceInner>,
+}
+
+struct DeviceInner {
+    ordinal: i32,
+    dev: sys::CUdevice,
+    ctx: sys::CUcontext,
+    name: String,
+}
+
+// SAFETY: a CUDA context may be made current on any thread; the handle is only passed to the
+// driver, which is thread-safe.
+unsafe impl Send for DeviceInner {}
+// SAFETY: as for Send: the inner holds no Rust-visible mutable state.
+unsafe impl Sync for DeviceInner {}
+
+fn driver_error(call: &'static str, e: cu::DriverError) -> MemError {
+    MemError::Cuda {
+        call,
+        message: describe(e),
+    }
+}
+
+fn describe(e: cu::DriverError) -> String {
+    match (e.error_name(), e.error_string()) {
+        (Ok(name), Ok(text)) => format!(
+            "{} ({})",
+            text.to_string_lossy(),
+            name.to_string_lossy()
+        ),
+        _ => format!("{:?}", e.0),
+    }
+}
+
+/// Whether the CUDA driver library can be loaded on this machine.
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen the driver's library names; nothing is called in it.
+    unsafe { sys::is_culib_present() }
+}
+
+impl CudaDevice {
+    /// Loads the driver and opens device `ordinal`: retains its primary context and makes it
+    /// current on this thread (UCX's CUDA transports use the current context).
+    pub fn open(ordinal: i32) -> Result<CudaDevice, MemError> {
+        // Checked first: cudarc panics when a driver call finds no library.
+        if !driver_present() {
+            return Err(MemError::NoCudaDriver);
+        }
+        if let Err(e) = cu::init() {
+            if e.0 == sys::CUresult::CUDA_ERROR_NO_DEVICE {
+                return Err(MemError::NoCudaDevice {
+                    device: ordinal,
+                    count: 0,
+                });
+            }
+            return Err(driver_error("cuInit", e));
+        }
+        let count = cu::device::get_count().map_err(|e| driver_error("cuDeviceGetCount", e))?;
+        if ordinal < 0 || ordinal >= count {
+            return Err(MemError::NoCudaDevice {
+                device: ordinal,
+                count,
+            });
+        }
+        let dev = cu::device::get(ordinal).map_err(|e| driver_error("cuDeviceGet", e))?;
+        let name = cu::device::get_name(dev).map_err(|e| driver_error("cuDeviceGetName", e))?;
+        // SAFETY: dev came from cuDeviceGet; the retained context is released once, in Drop.
+        let ctx = unsafe { cu::primary_ctx::retain(dev) }
+            .map_err(|e| driver_error("cuDevicePrimaryCtxRetain", e))?;
+        let device = CudaDevice {
+            inner: Arc::new(DeviceInner {
+                ordinal,
+                dev,
+                ctx,
+                name,
+            }),
+        };
+        device.make_current()?;
+        Ok(device)
+    }
+
+    /// The device's name, as the driver gives it.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The device's ordinal.
+    pub fn ordinal(&self) -> i32 {
+        self.inner.ordinal
+    }
+
+    /// Makes the device's context current on the calling thread.
+    pub fn make_current(&self) -> Result<(), MemError> {
+        self.inner.make_current()
+    }
+
+    /// Allocates `len` bytes (at least one) of device memory, zero-filled.
+    pub fn alloc(&self, len: usize) -> Result<DeviceBuffer, MemError> {
+        self.make_current()?;
+        let bytes = len.max(1);
+        // SAFETY: the context is current; the memory is freed once, in DeviceBuffer's Drop.
+        let ptr = unsafe { cu::malloc_sync(bytes) }.map_err(|e| MemError::CudaOutOfMemory {
+            bytes,
+            device: self.ordinal(),
+            message: describe(e),
+        })?;
+        let buf = DeviceBuffer {
+            ptr,
+            len,
+            device: self.inner.clone(),
+        };
+        // SAFETY: ptr is a live allocation of `bytes` bytes in the current context.
+        unsafe { cu::memset_d8_sync(ptr, 0, bytes) }
+            .map_err(|e| driver_error("cuMemsetD8", e))?;
+        Ok(buf)
+    }
+}
+
+impl DeviceInner {
+    fn make_current(&self) -> Result<(), MemError> {
+        // SAFETY: ctx is the retained primary context, live until self drops.
+        unsafe { cu::ctx::set_current(self.ctx) }.map_err(|e| driver_error("cuCtxSetCurrent", e))
+    }
+}
+
+impl Drop for DeviceInner {
+    fn drop(&mut self) {
+        // SAFETY: dev came from cuDeviceGet and its primary context was retained once in open.
+        if let Err(e) = unsafe { cu::primary_ctx::release(self.dev) } {
+            eprintln!(
+                "kvxfer: warning: cuDevicePrimaryCtxRelease failed: {}",
+                describe(e)
+            );
+        }
+    }
+}
+
+/// Device memory from cuMemAlloc, freed on drop; keeps its device's context alive.
+pub struct DeviceBuffer {
+    ptr: sys::CUdeviceptr,
+    len: usize,
+    device: Arc<DeviceInner>,
+}
+
+impl DeviceBuffer {
+    /// Copies `src` to the start of the buffer (synchronous).
+    pub fn copy_from_host(&mut self, src: &[u8]) -> Result<(), MemError> {
+        assert!(src.len() <= self.len, "copy past the end of a device buffer");
+        self.device.make_current()?;
+        // SAFETY: src.len() bytes fit the allocation, which is live; the copy is synchronous.
+        unsafe { cu::memcpy_htod_sync(self.ptr, src) }
+            .map_err(|e| driver_error("cuMemcpyHtoD", e))
+    }
+
+    /// Copies the start of the buffer into `dst` (synchronous).
+    pub fn copy_to_host(&self, dst: &mut [u8]) -> Result<(), MemError> {
+        assert!(dst.len() <= self.len, "copy past the end of a device buffer");
+        self.device.make_current()?;
+        // SAFETY: dst.len() bytes lie inside the live allocation; the copy is synchronous.
+        unsafe { cu::memcpy_dtoh_sync(dst, self.ptr) }
+            .map_err(|e| driver_error("cuMemcpyDtoH", e))
+    }
+}
+
+impl Drop for DeviceBuffer {
+    fn drop(&mut self) {
+        let freed = self.device.make_current().and_then(|()| {
+            // SAFETY: ptr came from cuMemAlloc in this context and is freed once; whoever
+            // handed it to a NIC (a memory handle) owns this buffer and went first.
+            unsafe { cu::free_sync(self.ptr) }.map_err(|e| driver_error("cuMemFree", e))
+        });
+        if let Err(e) = freed {
+            eprintln!("kvxfer: warning: {e}");
+        }
+    }
+}
+
+impl Buffer for DeviceBuffer {
+    fn as_ptr(&self) -> *const u8 {
+        self.ptr as usize as *const u8
+    }
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr as usize as *mut u8
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn iface(&self) -> MemIface {
+        MemIface::Cuda(self.device.ordinal)
+    }
+}
+
+/// A device buffer with an optional host staging copy, for payloads the host fills and checks.
+pub struct DeviceSlot {
+    dev: DeviceBuffer,
+    staging: Option<HostBuffer>,
+    dirty: bool,
+}
+
+impl DeviceSlot {
+    /// Allocates `len` bytes on `device`, with a host staging copy when `staged`.
+    pub fn new(device: &CudaDevice, len: usize, staged: bool) -> Result<DeviceSlot, MemError> {
+        let dev = device.alloc(len)?;
+        let staging = if staged {
+            Some(HostBuffer::new(len)?)
+        } else {
+            None
+        };
+        Ok(DeviceSlot {
+            dev,
+            staging,
+            dirty: false,
+        })
+    }
+
+    /// The device memory.
+    pub fn device_buffer(&self) -> &DeviceBuffer {
+        &self.dev
+    }
+}
+
+impl Buffer for DeviceSlot {
+    fn as_ptr(&self) -> *const u8 {
+        self.dev.as_ptr()
+    }
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.dev.as_mut_ptr()
+    }
+    fn len(&self) -> usize {
+        self.dev.len()
+    }
+    fn iface(&self) -> MemIface {
+        self.dev.iface()
+    }
+}
+
+impl HostStaged for DeviceSlot {
+    const STAGED: bool = true;
+    /// The staging copy; empty when the slot has none.
+    fn host(&self) -> &[u8] {
+        self.staging.as_ref().map_or(&[], |s| s.as_slice())
+    }
+    /// The staging copy (marked for the next push); empty when the slot has none.
+    fn host_mut(&mut self) -> &mut [u8] {
+        match &mut self.staging {
+            Some(s) => {
+                self.dirty = true;
+                s.as_mut_slice()
+            }
+            None => &mut [],
+        }
+    }
+    fn push(&mut self, len: usize) -> Result<(), MemError> {
+        if let (true, Some(s)) = (self.dirty, &self.staging) {
+            self.dev.copy_from_host(&s.as_slice()[..len])?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+    fn pull(&mut self, len: usize) -> Result<(), MemError> {
+        if let Some(s) = &mut self.staging {
+            self.dev.copy_to_host(&mut s.as_mut_slice()[..len])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens device 0, or says by name why the test is skipped.
+    fn device(test: &str) -> Option<CudaDevice> {
+        match CudaDevice::open(0) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                println!("SKIPPED {test}: no CUDA device ({e})");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn absent_driver_or_device_is_a_typed_error_not_a_panic() {
+        match CudaDevice::open(0) {
+            Ok(d) => assert!(!d.name().is_empty()),
+            Err(e) => {
+                assert!(matches!(
+                    e,
+                    MemError::NoCudaDriver | MemError::NoCudaDevice { .. }
+                ));
+                if !driver_present() {
+                    assert_eq!(
+                        e.to_string(),
+                        "no CUDA driver: libcuda.so.1 not found (is the NVIDIA driver installed?)"
+                    );
+                }
+            }
+        }
+        // An ordinal no machine has is refused however many devices there are.
+        assert!(CudaDevice::open(-1).is_err());
+    }
+
+    #[test]
+    fn device_round_trip_through_staging() {
+        let Some(d) = device("mem::cuda::tests::device_round_trip_through_staging") else {
+            return;
+        };
+        let mut tx = DeviceSlot::new(&d, 10_000, true).unwrap();
+        let mut rx = DeviceSlot::new(&d, 10_000, true).unwrap();
+        assert_eq!(tx.iface(), MemIface::Cuda(0));
+        for (i, b) in tx.host_mut().iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        tx.push(10_000).unwrap();
+        // Device to device through the host, as a transport would move it.
+        let mut bounce = vec![0u8; 10_000];
+        tx.device_buffer().copy_to_host(&mut bounce).unwrap();
+        rx.dev.copy_from_host(&bounce).unwrap();
+        rx.pull(10_000).unwrap();
+        assert!(rx.host().iter().enumerate().all(|(i, &b)| b == i as u8));
+        let fresh = d.alloc(64).unwrap();
+        let mut z = [1u8; 64];
+        fresh.copy_to_host(&mut z).unwrap();
+        assert_eq!(z, [0u8; 64], "device memory starts zeroed");
+    }
+}
