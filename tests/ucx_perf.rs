@@ -506,7 +506,10 @@ fn sides_with_transports_that_cannot_meet_are_reported_on_both() {
 /// Whether this UCX has a transport of that name (`kvxfer info --ucx --json`).
 #[cfg(feature = "cuda")]
 fn ucx_has_transport(name: &str) -> bool {
-    let out = ucx_cmd(&[]).args(["info", "--ucx", "--json"]).output().unwrap();
+    let out = ucx_cmd(&[])
+        .args(["info", "--ucx", "--json"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     v["transports"]
         .as_array()
@@ -523,7 +526,16 @@ fn cuda_memory_without_a_driver_or_device_fails_with_one_line() {
     }
     for test in ["tag_lat", "tag_bw"] {
         let out = ucx_cmd(&TCP)
-            .args(["ucx-perf", "-t", test, "-m", "cuda", "--verify", "--timeout", "20"])
+            .args([
+                "ucx-perf",
+                "-t",
+                test,
+                "-m",
+                "cuda",
+                "--verify",
+                "--timeout",
+                "20",
+            ])
             .timeout(Duration::from_secs(60))
             .output()
             .unwrap();
@@ -569,7 +581,9 @@ fn tag_lat_and_tag_bw_verify_in_cuda_memory() {
     ] {
         let json = dir.path().join(format!("{test}.json"));
         ucx_cmd(&env)
-            .args(["ucx-perf", "-t", test, "-s", sizes, "-m", "cuda", "--device", "0"])
+            .args([
+                "ucx-perf", "-t", test, "-s", sizes, "-m", "cuda", "--device", "0",
+            ])
             .args(&extra)
             .args(["--verify", "--timeout", "60", "--json"])
             .arg(&json)
@@ -588,7 +602,9 @@ fn tag_lat_and_tag_bw_verify_in_cuda_memory() {
     }
     // A device the machine does not have is one clear line.
     ucx_cmd(&env)
-        .args(["ucx-perf", "-t", "tag_lat", "-m", "cuda", "--device", "4096"])
+        .args([
+            "ucx-perf", "-t", "tag_lat", "-m", "cuda", "--device", "4096",
+        ])
         .timeout(Duration::from_secs(60))
         .assert()
         .code(1)

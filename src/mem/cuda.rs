@@ -35,11 +35,7 @@ fn driver_error(call: &'static str, e: cu::DriverError) -> MemError {
 
 fn describe(e: cu::DriverError) -> String {
     match (e.error_name(), e.error_string()) {
-        (Ok(name), Ok(text)) => format!(
-            "{} ({})",
-            text.to_string_lossy(),
-            name.to_string_lossy()
-        ),
+        (Ok(name), Ok(text)) => format!("{} ({})", text.to_string_lossy(), name.to_string_lossy()),
         _ => format!("{:?}", e.0),
     }
 }
@@ -122,8 +118,7 @@ impl CudaDevice {
             device: self.inner.clone(),
         };
         // SAFETY: ptr is a live allocation of `bytes` bytes in the current context.
-        unsafe { cu::memset_d8_sync(ptr, 0, bytes) }
-            .map_err(|e| driver_error("cuMemsetD8", e))?;
+        unsafe { cu::memset_d8_sync(ptr, 0, bytes) }.map_err(|e| driver_error("cuMemsetD8", e))?;
         Ok(buf)
     }
 }
@@ -157,20 +152,24 @@ pub struct DeviceBuffer {
 impl DeviceBuffer {
     /// Copies `src` to the start of the buffer (synchronous).
     pub fn copy_from_host(&mut self, src: &[u8]) -> Result<(), MemError> {
-        assert!(src.len() <= self.len, "copy past the end of a device buffer");
+        assert!(
+            src.len() <= self.len,
+            "copy past the end of a device buffer"
+        );
         self.device.make_current()?;
         // SAFETY: src.len() bytes fit the allocation, which is live; the copy is synchronous.
-        unsafe { cu::memcpy_htod_sync(self.ptr, src) }
-            .map_err(|e| driver_error("cuMemcpyHtoD", e))
+        unsafe { cu::memcpy_htod_sync(self.ptr, src) }.map_err(|e| driver_error("cuMemcpyHtoD", e))
     }
 
     /// Copies the start of the buffer into `dst` (synchronous).
     pub fn copy_to_host(&self, dst: &mut [u8]) -> Result<(), MemError> {
-        assert!(dst.len() <= self.len, "copy past the end of a device buffer");
+        assert!(
+            dst.len() <= self.len,
+            "copy past the end of a device buffer"
+        );
         self.device.make_current()?;
         // SAFETY: dst.len() bytes lie inside the live allocation; the copy is synchronous.
-        unsafe { cu::memcpy_dtoh_sync(dst, self.ptr) }
-            .map_err(|e| driver_error("cuMemcpyDtoH", e))
+        unsafe { cu::memcpy_dtoh_sync(dst, self.ptr) }.map_err(|e| driver_error("cuMemcpyDtoH", e))
     }
 }
 

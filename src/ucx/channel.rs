@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::endpoint::Endpoint;
 use super::error::{Result, UcxError};
 use super::memory::{MemHandle, MemoryType};
-use super::worker::{Request, Worker};
+use super::worker::{Kind, Request, Worker};
 use super::Context;
 #[cfg(feature = "cuda")]
 use crate::mem::cuda::{CudaDevice, DeviceSlot};
@@ -100,7 +100,14 @@ impl<'a> TagChannel<'a, HostBuffer> {
         }
         let tx = map_slots(ctx, spec.send_slots, || host_slot(spec.send_bytes))?;
         let rx = map_slots(ctx, spec.recv_slots, || host_slot(spec.recv_bytes))?;
-        Ok(TagChannel::with_slots(worker, ep, tx, rx, spec.prereg, timeout))
+        Ok(TagChannel::with_slots(
+            worker,
+            ep,
+            tx,
+            rx,
+            spec.prereg,
+            timeout,
+        ))
     }
 }
 
@@ -124,7 +131,14 @@ impl<'a> TagChannel<'a, DeviceSlot> {
         let slot = |bytes: usize| DeviceSlot::new(device, bytes, spec.staging);
         let tx = map_slots(ctx, spec.send_slots, || slot(spec.send_bytes))?;
         let rx = map_slots(ctx, spec.recv_slots, || slot(spec.recv_bytes))?;
-        Ok(TagChannel::with_slots(worker, ep, tx, rx, spec.prereg, timeout))
+        Ok(TagChannel::with_slots(
+            worker,
+            ep,
+            tx,
+            rx,
+            spec.prereg,
+            timeout,
+        ))
     }
 }
 
@@ -156,7 +170,10 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
     /// Posts a send of the first `len` bytes of send slot `slot`.
     #[inline]
     pub fn post_send(&mut self, slot: usize, len: usize) -> Result<()> {
-        let m = self.tx.get_mut(slot).ok_or_else(|| bad_slot("send", slot))?;
+        let m = self
+            .tx
+            .get_mut(slot)
+            .ok_or_else(|| bad_slot("send", slot))?;
         if len > m.buf().len() {
             return Err(too_long(len, m.buf().len()));
         }
@@ -211,10 +228,12 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
         }
         let h = self.prereg.then(|| m.handle());
         let ptr = m.buf_mut().as_mut_ptr();
-        // SAFETY: slot 0 is owned by self; the request is waited for here, and if the wait
-        // fails, dropping the request cancels it before self (and the slot) can go.
-        let mut r = unsafe { self.worker.tag_recv(ptr, len, DATA_TAG, u64::MAX, h) }?;
-        let n = self.worker.wait(&mut r, self.timeout)?;
+        // SAFETY: slot 0 is owned by self; the receive is waited for here, and a wait that
+        // times out cancels and releases it before self (and the slot) can go.
+        let st = unsafe { self.worker.tag_recv_status(ptr, len, DATA_TAG, u64::MAX, h) };
+        let n = self
+            .worker
+            .wait_status(st, Kind::Recv, 0, "tag receive", self.timeout)?;
         self.last_recv_slot = 0;
         if B::STAGED {
             self.rx[0].buf_mut().pull(n).map_err(staging)?;

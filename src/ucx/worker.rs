@@ -182,6 +182,52 @@ impl Worker {
         }
     }
 
+    /// Busy-polls the worker until the operation a `*_nbx` call returned (`ptr`) completes;
+    /// returns its outcome as [`Request::test`] would. Builds no [`Request`]: the latency
+    /// loop's receive, where moving one through the stack stalled behind the send's stores.
+    /// On time-out the operation is cancelled and released.
+    #[inline]
+    pub(crate) fn wait_status(
+        &self,
+        ptr: sys::ucs_status_ptr_t,
+        kind: Kind,
+        len: usize,
+        op: &'static str,
+        timeout: Duration,
+    ) -> Result<usize> {
+        if sys::UCS_PTR_IS_ERR(ptr) {
+            return Err(request_error(op, sys::UCS_PTR_STATUS(ptr)));
+        }
+        let Some(p) = NonNull::new(ptr) else {
+            return Ok(len);
+        };
+        let mut spins: u32 = 0;
+        let mut start: Option<Instant> = None;
+        loop {
+            self.progress();
+            // SAFETY: p is a live request of this worker, not freed yet; once settled it is
+            // freed and we return without touching it again.
+            if let Some(r) = unsafe { settle(p, kind, len, op) } {
+                return r;
+            }
+            spins = spins.wrapping_add(1);
+            if spins % 1024 == 0 {
+                let s = *start.get_or_insert_with(Instant::now);
+                if s.elapsed() > timeout {
+                    // SAFETY: p is live and unreleased; cancel, then hand it back to UCX.
+                    unsafe {
+                        sys::ucp_request_cancel(self.inner.raw.as_ptr(), p.as_ptr());
+                        sys::ucp_request_free(p.as_ptr());
+                    }
+                    return Err(UcxError::Timeout {
+                        what: op,
+                        secs: timeout.as_secs_f64(),
+                    });
+                }
+            }
+        }
+    }
+
     /// UCP's own description of the worker.
     pub fn print_info(&self) -> String {
         // SAFETY: the worker is live; the stream is valid for the call.
