@@ -8,3 +8,6 @@ bash scripts/setup.sh --test
 # The MLflow environment was just installed: its tests must run, not skip.
 export KVXFER_REQUIRE_MLFLOW=1
 cargo test --workspace --all-targets --no-fail-fast "$@"
+# The CUDA build (cudarc loads libcuda at run time): it must keep compiling, and its tests run
+# here too; those that need a GPU skip by name.
+cargo test --features cuda --lib --test ucx_perf --no-fail-fast "$@"
