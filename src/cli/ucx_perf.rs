@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::report::ucx_table;
-use kvxfer::run::pingpong::Progress;
-use kvxfer::run::ucx_perf::{self, MemoryKind, UcxPerfConfig, UcxTest};
+use kvxfer::run::pair::{self, Progress};
+use kvxfer::run::ucx_perf::{MemoryKind, UcxPerfConfig, UcxTest};
 
 use super::common::{parse_listen, parse_sizes, progress_bar, OutputArgs};
 
@@ -113,11 +113,11 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
             listener.local_addr(),
             cfg.test.name()
         );
-        ucx_perf::run_target(&cfg, &listener, &mut progress)
+        pair::run_target(&cfg, &listener, &mut progress)
     } else if let Some(peer) = &a.peer {
-        ucx_perf::run_initiator(&cfg, peer, &mut progress)
+        pair::run_initiator(&cfg, peer, &mut progress)
     } else {
-        ucx_perf::run_local(&cfg, &mut progress)
+        pair::run_local(&cfg, &mut progress)
     };
     bar.finish_and_clear();
     let mut doc = outcome?.doc;

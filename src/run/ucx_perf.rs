@@ -1,17 +1,16 @@
 //! `ucx-perf`: ucx_perftest's tag_lat and tag_bw over UCP, in one process over the loopback or
 //! across two. Worker addresses travel over kvxfer's TCP control channel.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::pingpong::{Progress, SideOutcome};
+use super::pair::{PairRun, Progress, SideOutcome};
 use super::{environment, RunError};
 use crate::bench::pingpong::{self as pp, PingPongTransport, Role, SizeParams};
 use crate::bench::tag_bw::{self, BwFigures, BwParams, WindowTransport};
 use crate::bench::BenchError;
-use crate::bootstrap::{Fingerprint, Oob, OobListener};
+use crate::bootstrap::{Fingerprint, Oob};
 use crate::mem::HostStaged;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::stats::{encode_histogram, LatencySummary, UCX_PERFTEST_WINDOW};
@@ -275,63 +274,24 @@ impl<B: HostStaged> WindowTransport for TagChannel<'_, B> {
     }
 }
 
-/// Runs the target side on a bound control port (ucx_perftest's server).
-pub fn run_target(
-    cfg: &UcxPerfConfig,
-    listener: &OobListener,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    cfg.validate()?;
-    let mut oob = listener.accept(&cfg.fingerprint(), cfg.timeout)?;
-    run_side(cfg, Role::Target, &mut oob, progress)
-}
-
-/// Runs the initiator side against a target at `HOST[:PORT]` (ucx_perftest's client).
-pub fn run_initiator(
-    cfg: &UcxPerfConfig,
-    peer: &str,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    cfg.validate()?;
-    let mut oob = Oob::connect(peer, &cfg.fingerprint(), cfg.timeout)?;
-    run_side(cfg, Role::Initiator, &mut oob, progress)
-}
-
-/// Runs both sides in this process (a thread each, a UCP context each); returns the
-/// initiator's outcome.
-pub fn run_local(
-    cfg: &UcxPerfConfig,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    cfg.validate()?;
-    let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let addr = listener.local_addr().to_string();
-    let tcfg = cfg.clone();
-    let target = std::thread::Builder::new()
-        .name("kvxfer-target".into())
-        .spawn(move || run_target(&tcfg, &listener, &mut |_| {}))
-        .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
-    let ours = run_initiator(cfg, &addr, progress);
-    let theirs = target.join().map_err(|_| RunError::Crashed("target"))?;
-    match (ours, theirs) {
-        (Ok(o), Ok(_)) => Ok(o),
-        (Err(RunError::Bootstrap(_)), Err(t)) => Err(t),
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(t)) => Err(t),
+impl PairRun for UcxPerfConfig {
+    fn check(&self) -> Result<(), RunError> {
+        self.validate()
     }
-}
-
-fn run_side(
-    cfg: &UcxPerfConfig,
-    role: Role,
-    oob: &mut Oob,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<SideOutcome, RunError> {
-    let result = measure(cfg, role, oob, progress);
-    if let Err(e) = &result {
-        oob.report_failure(&e.to_string());
+    fn params(&self) -> Fingerprint {
+        self.fingerprint()
     }
-    result
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    fn measure(
+        &self,
+        role: Role,
+        oob: &mut Oob,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<SideOutcome, RunError> {
+        measure(self, role, oob, progress)
+    }
 }
 
 fn measure(
