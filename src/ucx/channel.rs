@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::endpoint::Endpoint;
 use super::error::{Result, UcxError};
 use super::memory::{MemHandle, MemoryType};
-use super::worker::{Kind, Request, Worker};
+use super::worker::{Kind, RecvParams, Request, SendParams, Worker};
 use super::Context;
 #[cfg(feature = "cuda")]
 use crate::mem::cuda::{CudaDevice, DeviceSlot};
@@ -54,6 +54,9 @@ pub struct TagChannel<'a, B: HostStaged = HostBuffer> {
     ack_tx: Box<[u8; 8]>,
     last_recv_slot: usize,
     prereg: bool,
+    // The ping-pong path's parameters (slot 0), built once.
+    send_params: SendParams,
+    recv_params: RecvParams,
     timeout: Duration,
 }
 
@@ -151,6 +154,9 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
         prereg: bool,
         timeout: Duration,
     ) -> TagChannel<'a, B> {
+        let slot0 = |v: &Vec<MemHandle<B>>| v.first().filter(|_| prereg).map(|m| m.handle());
+        let send_params = SendParams::new(slot0(&tx));
+        let recv_params = RecvParams::new(slot0(&rx));
         TagChannel {
             sends: VecDeque::new(),
             recvs: VecDeque::new(),
@@ -163,6 +169,8 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
             ack_tx: Box::new(*b"kvxf-ack"),
             last_recv_slot: 0,
             prereg,
+            send_params,
+            recv_params,
             timeout,
         }
     }
@@ -209,9 +217,12 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
         if B::STAGED {
             m.buf_mut().push(len).map_err(staging)?;
         }
-        let h = self.prereg.then(|| m.handle());
+        let params = &self.send_params;
         // SAFETY: slot 0 is owned by self and the request completes (or fails) before return.
-        let pending = unsafe { self.ep.tag_send_now(m.buf().as_ptr(), len, DATA_TAG, h) }?;
+        let pending = unsafe {
+            self.ep
+                .tag_send_now(m.buf().as_ptr(), len, DATA_TAG, params)
+        }?;
         if let Some(mut r) = pending {
             self.worker.wait(&mut r, self.timeout)?;
         }
@@ -226,11 +237,14 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
         if len > m.buf().len() {
             return Err(too_long(len, m.buf().len()));
         }
-        let h = self.prereg.then(|| m.handle());
         let ptr = m.buf_mut().as_mut_ptr();
+        let params = &self.recv_params;
         // SAFETY: slot 0 is owned by self; the receive is waited for here, and a wait that
         // times out cancels and releases it before self (and the slot) can go.
-        let st = unsafe { self.worker.tag_recv_status(ptr, len, DATA_TAG, u64::MAX, h) };
+        let st = unsafe {
+            self.worker
+                .tag_recv_with(ptr, len, DATA_TAG, u64::MAX, params)
+        };
         let n = self
             .worker
             .wait_status(st, Kind::Recv, 0, "tag receive", self.timeout)?;

@@ -10,7 +10,7 @@ use ucx_sys as sys;
 use super::capture::capture;
 use super::error::{call_error, request_error, Result, UcxError};
 use super::memory::MemHandleRef;
-use super::worker::{op_param, Kind, Request, Worker, WorkerInner};
+use super::worker::{op_param, Kind, Request, SendParams, Worker, WorkerInner};
 
 /// One-sided operation direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,10 +150,10 @@ impl Endpoint {
         buf: *const u8,
         len: usize,
         tag: u64,
-        memh: Option<MemHandleRef>,
+        params: &SendParams,
     ) -> Result<Option<Request<'_>>> {
         // SAFETY: forwarded contract.
-        let ptr = unsafe { self.tag_send_status(buf, len, tag, memh) };
+        let ptr = unsafe { self.tag_send_with(buf, len, tag, params) };
         if ptr.is_null() {
             return Ok(None);
         }
@@ -172,8 +172,23 @@ impl Endpoint {
         tag: u64,
         memh: Option<MemHandleRef>,
     ) -> sys::ucs_status_ptr_t {
-        let param = op_param(memh);
-        // SAFETY: the endpoint is live; buf per the caller's contract; param valid for the
+        // SAFETY: forwarded contract.
+        unsafe { self.tag_send_with(buf, len, tag, &SendParams::new(memh)) }
+    }
+
+    /// [`Endpoint::tag_send_status`] with parameters built beforehand.
+    ///
+    /// # Safety
+    /// As [`Endpoint::tag_send`].
+    #[inline(always)]
+    pub(crate) unsafe fn tag_send_with(
+        &self,
+        buf: *const u8,
+        len: usize,
+        tag: u64,
+        params: &SendParams,
+    ) -> sys::ucs_status_ptr_t {
+        // SAFETY: the endpoint is live; buf per the caller's contract; params valid for the
         // call.
         unsafe {
             sys::ucp_tag_send_nbx(
@@ -181,7 +196,7 @@ impl Endpoint {
                 buf as *const c_void,
                 len,
                 tag,
-                &param,
+                &params.0,
             )
         }
     }

@@ -24,7 +24,7 @@ pub use endpoint::{parse_lanes, Endpoint};
 pub use error::{status_string, Result, UcxError};
 pub use memory::{MemHandle, MemHandleRef, MemoryType, RemoteKey};
 pub use ops::{OpKind, OpTable};
-pub use worker::{Request, Worker};
+pub use worker::{RecvParams, Request, SendParams, Worker};
 
 #[cfg(test)]
 mod tests;
