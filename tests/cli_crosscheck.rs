@@ -1,5 +1,5 @@
 //! `kvxfer crosscheck DIR` through the real binary: runs paired by file name, figures read by
-//! name, medians over runs, verdicts and reasons in `DIR/crosscheck.json`.
+//! name, medians over runs, ratios run by run, verdicts and reasons in `DIR/crosscheck.json`.
 
 use assert_cmd::Command;
 use kvxfer::report::{ResultDoc, SizeResult};
@@ -44,7 +44,7 @@ fn own(usec: [(u64, f64); 2]) -> ResultDoc {
 }
 
 #[test]
-fn pairs_runs_by_name_and_judges_medians() {
+fn pairs_runs_by_name_and_judges_them_run_by_run() {
     let dir = tempfile::tempdir().unwrap();
     for (i, text) in FI_RUNS.iter().enumerate() {
         Command::cargo_bin("kvxfer")
@@ -110,7 +110,11 @@ fn pairs_runs_by_name_and_judges_medians() {
     assert_eq!(rows[0]["unit"], "us");
     close(&rows[0]["kvxfer"], 4.1);
     close(&rows[0]["reference"], ref64);
-    close(&rows[0]["ratio"], 4.1 / ref64);
+    // The ratio pairs run k with run k: 4.0 against 5.00, 4.2 against 4.75.
+    close(
+        &rows[0]["ratio"],
+        (4.0 / (64.0 / 12.80) + 4.2 / (64.0 / 13.47)) / 2.0,
+    );
     assert_eq!(rows[0]["verdict"], "differ");
     assert_eq!(rows[0]["kvxfer_runs"], json!([4.0, 4.2]));
     // The histogram's median has no counterpart in fi_pingpong's output.
@@ -119,8 +123,12 @@ fn pairs_runs_by_name_and_judges_medians() {
     assert_eq!(rows[1]["verdict"], "not_comparable");
     assert!(rows[1]["reason"].as_str().unwrap().contains("no median"));
     // 1 KiB: 10.4 us against 10.25 us agree within 10 %, and so does the bandwidth.
-    let ref1k = (1024.0 / 102.40 + 1024.0 / 97.52) / 2.0;
-    close(&rows[3]["ratio"], 10.4 / ref1k);
+    let ref1k: f64 = (1024.0 / 102.40 + 1024.0 / 97.52) / 2.0;
+    close(
+        &rows[3]["ratio"],
+        (10.3 / (1024.0 / 102.40) + 10.5 / (1024.0 / 97.52)) / 2.0,
+    );
+    assert!((ref1k - 10.25).abs() < 0.01);
     assert_eq!(rows[3]["verdict"], "agree");
     assert_eq!(rows[5]["verdict"], "agree");
     close(&rows[5]["reference"], (102.40 + 97.52) / 2.0);
