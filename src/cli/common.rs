@@ -3,6 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
+use kvxfer::run::pair::{self, PairRun, Progress, SideOutcome};
 
 /// `--endpoint`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -71,6 +73,39 @@ pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     );
     bar.set_prefix(what.to_string());
     bar
+}
+
+/// Runs one side of a two-sided measurement or both, as `--listen` / `--peer` say, with a
+/// progress bar over its sizes; `waiting` tells what a target waits for.
+pub fn run_pair<C: PairRun>(
+    cfg: &C,
+    listen: Option<&str>,
+    peer: Option<&str>,
+    what: &str,
+    sizes: usize,
+    waiting: &str,
+) -> anyhow::Result<SideOutcome> {
+    let bar = progress_bar(sizes as u64, what);
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
+    let mut progress = |p: Progress| {
+        bar.set_position(p.done as u64);
+        bar.set_message(format!("size {} done", kvxfer::units::human_size(p.size)));
+    };
+    let outcome = if let Some(listen) = listen {
+        let addr = parse_listen(listen, DEFAULT_PORT)?;
+        let listener = OobListener::bind(addr)?;
+        eprintln!(
+            "kvxfer: {what} target waiting on {} ({waiting})",
+            listener.local_addr()
+        );
+        pair::run_target(cfg, &listener, &mut progress)
+    } else if let Some(peer) = peer {
+        pair::run_initiator(cfg, peer, &mut progress)
+    } else {
+        pair::run_local(cfg, &mut progress)
+    };
+    bar.finish_and_clear();
+    Ok(outcome?)
 }
 
 #[cfg(test)]

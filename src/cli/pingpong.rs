@@ -1,17 +1,15 @@
 //! `kvxfer pingpong`: fi_pingpong's measurement (L0).
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::fabric::{EndpointType, MsgMode};
 use kvxfer::report::table;
-use kvxfer::run::pair;
-use kvxfer::run::pingpong::{self, PingPongConfig};
+use kvxfer::run::pair::PairRun;
+use kvxfer::run::pingpong::PingPongConfig;
 
-use super::common::{parse_listen, parse_sizes, progress_bar, EndpointArg, ModeArg, OutputArgs};
+use super::common::{parse_sizes, run_pair, EndpointArg, ModeArg, OutputArgs};
 
 /// Options shared by `pingpong` and `rma-pingpong`.
 #[derive(Debug, Args)]
@@ -85,47 +83,24 @@ pub fn base_config(a: &PairArgs) -> anyhow::Result<PingPongConfig> {
     })
 }
 
-type Outcome = Result<pingpong::SideOutcome, kvxfer::run::RunError>;
-/// Runs the target side on a listener.
-pub type TargetFn<'a> = &'a dyn Fn(&OobListener, &mut dyn FnMut(pingpong::Progress)) -> Outcome;
-/// Runs the initiator side against a peer.
-pub type InitiatorFn<'a> = &'a dyn Fn(&str, &mut dyn FnMut(pingpong::Progress)) -> Outcome;
-/// Runs both sides in this process.
-pub type LocalFn<'a> = &'a dyn Fn(&mut dyn FnMut(pingpong::Progress)) -> Outcome;
-
 /// Runs one side or both of a pair measurement as the options say, prints the table and
 /// writes the document.
-pub fn drive(
+pub fn drive<C: PairRun>(
     a: &PairArgs,
+    cfg: &C,
     what: &str,
     sizes: usize,
-    target: TargetFn<'_>,
-    initiator: InitiatorFn<'_>,
-    local: LocalFn<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let bar = progress_bar(sizes as u64, what);
-    bar.enable_steady_tick(Duration::from_millis(250));
-    let mut progress = |p: pingpong::Progress| {
-        bar.set_position(p.done as u64);
-        bar.set_message(format!("size {} done", kvxfer::units::human_size(p.size)));
-    };
-    let outcome = if let Some(listen) = &a.listen {
-        let addr: SocketAddr = parse_listen(listen, DEFAULT_PORT)?;
-        let listener = OobListener::bind(addr)?;
-        eprintln!(
-            "kvxfer: {what} target waiting on {} ({} {})",
-            listener.local_addr(),
-            a.provider,
-            a.endpoint.name()
-        );
-        target(&listener, &mut progress)
-    } else if let Some(peer) = &a.peer {
-        initiator(peer, &mut progress)
-    } else {
-        local(&mut progress)
-    };
-    bar.finish_and_clear();
-    let mut doc = outcome?.doc;
+    let waiting = format!("{} {}", a.provider, a.endpoint.name());
+    let outcome = run_pair(
+        cfg,
+        a.listen.as_deref(),
+        a.peer.as_deref(),
+        what,
+        sizes,
+        &waiting,
+    )?;
+    let mut doc = outcome.doc;
     print!("{}", table::pingpong(&doc));
     a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)
@@ -139,12 +114,5 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
         ModeArg::Tagged => MsgMode::Tagged,
     };
     cfg.inject = !a.no_inject;
-    drive(
-        &a.pair,
-        "pingpong",
-        cfg.sizes.len(),
-        &|l, p| pair::run_target(&cfg, l, p),
-        &|peer, p| pair::run_initiator(&cfg, peer, p),
-        &|p| pair::run_local(&cfg, p),
-    )
+    drive(&a.pair, &cfg, "pingpong", cfg.sizes.len())
 }

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use clap::Args;
 use kvxfer::fabric::RmaPingPongOp;
-use kvxfer::run::pair;
 use kvxfer::run::rma_pingpong::RmaPingPongConfig;
 
 use super::pingpong::{base_config, drive, PairArgs};
@@ -45,12 +44,5 @@ pub fn run(a: RmaPingPongArgs) -> anyhow::Result<ExitCode> {
             RmaOpArg::Read => RmaPingPongOp::Read,
         },
     };
-    drive(
-        &a.pair,
-        "rma-pingpong",
-        cfg.base.sizes.len(),
-        &|l, p| pair::run_target(&cfg, l, p),
-        &|peer, p| pair::run_initiator(&cfg, peer, p),
-        &|p| pair::run_local(&cfg, p),
-    )
+    drive(&a.pair, &cfg, "rma-pingpong", cfg.base.sizes.len())
 }

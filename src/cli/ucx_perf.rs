@@ -1,16 +1,13 @@
 //! `kvxfer ucx-perf`: ucx_perftest's tag_lat and tag_bw (L3).
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::report::ucx_table;
-use kvxfer::run::pair::{self, Progress};
 use kvxfer::run::ucx_perf::{MemoryKind, UcxPerfConfig, UcxTest};
 
-use super::common::{parse_listen, parse_sizes, progress_bar, OutputArgs};
+use super::common::{parse_sizes, run_pair, OutputArgs};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum TestArg {
@@ -100,27 +97,15 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs_f64(a.timeout),
     };
     cfg.validate()?;
-    let bar = progress_bar(cfg.sizes.len() as u64, cfg.test.name());
-    let mut progress = |p: Progress| {
-        bar.set_position(p.done as u64);
-        bar.set_message(format!("size {} done", kvxfer::units::human_size(p.size)));
-    };
-    let outcome = if let Some(listen) = &a.listen {
-        let addr: SocketAddr = parse_listen(listen, DEFAULT_PORT)?;
-        let listener = OobListener::bind(addr)?;
-        eprintln!(
-            "kvxfer: ucx-perf target waiting on {} ({})",
-            listener.local_addr(),
-            cfg.test.name()
-        );
-        pair::run_target(&cfg, &listener, &mut progress)
-    } else if let Some(peer) = &a.peer {
-        pair::run_initiator(&cfg, peer, &mut progress)
-    } else {
-        pair::run_local(&cfg, &mut progress)
-    };
-    bar.finish_and_clear();
-    let mut doc = outcome?.doc;
+    let outcome = run_pair(
+        &cfg,
+        a.listen.as_deref(),
+        a.peer.as_deref(),
+        "ucx-perf",
+        cfg.sizes.len(),
+        cfg.test.name(),
+    )?;
+    let mut doc = outcome.doc;
     // Only the initiator measures, as only ucx_perftest's client prints.
     if a.listen.is_none() {
         print!("{}", ucx_table::ucx_perf(&doc));
