@@ -20,6 +20,15 @@ impl LoopClock {
         self.0.raw()
     }
 
+    /// Nanoseconds in `ticks` (a difference of two readings).
+    #[inline]
+    pub fn ticks_to_nanos(&self, ticks: u64) -> u64 {
+        if ticks == 0 {
+            return 0;
+        }
+        self.0.delta_as_nanos(0, ticks)
+    }
+
     /// Nanoseconds from reading `start` to reading `end` (0 if `end` is earlier).
     #[inline]
     pub fn nanos_between(&self, start: u64, end: u64) -> u64 {
@@ -54,5 +63,7 @@ mod tests {
             "tsc {ours} ns vs monotonic {os} ns"
         );
         assert_eq!(c.nanos_between(t1, t0), 0);
+        let d = c.ticks_to_nanos(t1 - t0) as f64;
+        assert!((d / ours - 1.0).abs() < 1e-6, "{d} vs {ours}");
     }
 }

@@ -79,7 +79,9 @@ pub fn run_size<T: PingPongTransport>(
     // The initiator's sample of iteration i is recorded in iteration i + 1, after its ping
     // left: the bookkeeping then overlaps the message's flight instead of delaying the ping.
     let mut pending: Option<u64> = None;
-    let mut record = |half: u64| {
+    let mut record = |rtt_ticks: u64| {
+        // Half a round trip; 1 ns floor keeps the histogram's lower bound.
+        let half = (clock.ticks_to_nanos(rtt_ticks) / 2).max(1);
         hist.saturating_record(half);
         recent.push(half);
     };
@@ -103,9 +105,8 @@ pub fn run_size<T: PingPongTransport>(
                 check(t, p, got, 2 * i + 1, i)?;
                 t.post_recv()?;
                 if i >= p.warmup {
-                    let rtt = clock.nanos_between(prev, now);
-                    // Half a round trip; 1 ns floor keeps the histogram's lower bound.
-                    pending = Some((rtt / 2).max(1));
+                    // Converted to nanoseconds when recorded, while the next ping flies.
+                    pending = Some(now.saturating_sub(prev));
                 }
                 prev = now;
             }
