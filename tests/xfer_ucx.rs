@@ -293,3 +293,60 @@ fn a_libfabric_initiator_is_refused_by_a_ucx_target() {
     );
     assert!(both.contains("backend"), "{both}");
 }
+
+#[test]
+fn a_target_whose_initiator_dies_mid_run_fails_within_its_timeout() {
+    let _g = fabric_lock();
+    let port = free_port();
+    let args = [
+        "xfer",
+        "--backend",
+        "ucx",
+        "-s",
+        "64M",
+        "-I",
+        "100000",
+        "-w",
+        "0",
+        "--timeout",
+        "3",
+    ];
+    // The target runs under `timeout`, which bounds a hang: the test then fails on the elapsed
+    // time instead of waiting. The initiator is the process itself, so that killing it kills it.
+    let spawn = |wrap: bool, side: &[&str]| {
+        let mut c = if wrap {
+            let mut c = std::process::Command::new("timeout");
+            c.arg("30").arg(kvxfer_path());
+            c
+        } else {
+            std::process::Command::new(kvxfer_path())
+        };
+        c.envs(TCP)
+            .env("UCX_LOG_FILE", "stderr")
+            .args(args)
+            .args(side)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let target = spawn(true, &["--listen", &format!("127.0.0.1:{port}")]);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut ini = spawn(false, &["--peer", &format!("127.0.0.1:{port}")]);
+    std::thread::sleep(Duration::from_millis(1500));
+    ini.kill().unwrap();
+    ini.wait().unwrap();
+    let killed = Instant::now();
+    let t = target.wait_with_output().unwrap();
+    assert!(!t.status.success());
+    // Three seconds of time-out, then the report: not a hang.
+    assert!(
+        killed.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        killed.elapsed()
+    );
+    let err = String::from_utf8_lossy(&t.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("kvxfer: error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
