@@ -83,3 +83,19 @@ pub fn with_fabric(info: &crate::fabric::Info) -> Environment {
     );
     env
 }
+
+/// Records what UCX chose and offered: the endpoint's lanes (`ucx_transports`), its
+/// description with the protocol thresholds (`ucx_endpoint_info`), the context's resources
+/// (`ucx_resources`), and the UCX version.
+pub fn add_ucx(env: &mut Environment, ctx: &crate::ucx::Context, ep: &crate::ucx::Endpoint) {
+    env.ucx_version = Some(crate::ucx::version());
+    let extra = &mut env.extra;
+    extra.insert("ucx_transports".into(), ep.transports().into());
+    extra.insert("ucx_endpoint_info".into(), ep.print_info().trim().into());
+    let resources: Vec<String> = ctx
+        .resources()
+        .iter()
+        .map(|r| format!("{}/{}", r.transport, r.device))
+        .collect();
+    extra.insert("ucx_resources".into(), resources.into());
+}

@@ -420,25 +420,11 @@ impl Side<'_> {
             });
         }
         // After traffic, the endpoint's lanes are the transports UCX settled on.
-        record_transports(doc, self.ctx, self.ep);
+        environment::add_ucx(&mut doc.environment, self.ctx, self.ep);
         oob.barrier()?;
         drop(ch);
         Ok(())
     }
-}
-
-fn record_transports(doc: &mut ResultDoc, ctx: &Context, ep: &Endpoint) {
-    let extra = &mut doc.environment.extra;
-    extra.insert("ucx_transports".into(), json!(ep.transports()));
-    extra.insert("ucx_endpoint_info".into(), json!(ep.print_info().trim()));
-    extra.insert(
-        "ucx_resources".into(),
-        json!(ctx
-            .resources()
-            .iter()
-            .map(|r| format!("{}/{}", r.transport, r.device))
-            .collect::<Vec<_>>()),
-    );
 }
 
 fn lat_result(size: u64, warmup: u64, s: &pp::SizeSamples) -> SizeResult {

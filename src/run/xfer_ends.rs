@@ -286,9 +286,8 @@ impl InitiatorEnd for UcxInitiator {
     }
     fn environment(&self) -> Environment {
         let mut env = environment::base();
-        env.ucx_version = Some(crate::ucx::version());
-        env.extra
-            .insert("ucx_transports".into(), self.end.transports().into());
+        let (ctx, ep) = self.end.ucx();
+        environment::add_ucx(&mut env, ctx, ep);
         env
     }
 }

@@ -125,7 +125,7 @@ pub struct UcxXferInitiator {
     size: usize,
     ep: Endpoint,
     worker: Worker,
-    _ctx: Context,
+    ctx: Context,
 }
 
 impl UcxXferInitiator {
@@ -163,7 +163,7 @@ impl UcxXferInitiator {
                 size,
                 ep,
                 worker,
-                _ctx: ctx,
+                ctx,
             },
             SetupTimes {
                 connect_ns,
@@ -355,9 +355,9 @@ impl UcxXferInitiator {
         (self.data_inflight == 0).then(|| self.local[0].buf_mut().as_mut_slice())
     }
 
-    /// The transports UCX chose for the endpoint (`tcp/lo`, `posix/memory`, ...).
-    pub fn transports(&self) -> Vec<String> {
-        self.ep.transports()
+    /// The context and the endpoint, for recording what UCX chose.
+    pub fn ucx(&self) -> (&Context, &Endpoint) {
+        (&self.ctx, &self.ep)
     }
 }
 
@@ -410,7 +410,7 @@ pub struct UcxXferTarget {
     regions: Vec<MemHandle<SharedRegion>>,
     ep: Endpoint,
     worker: Worker,
-    _ctx: Context,
+    ctx: Context,
 }
 
 impl UcxXferTarget {
@@ -441,7 +441,7 @@ impl UcxXferTarget {
                 regions,
                 ep,
                 worker,
-                _ctx: ctx,
+                ctx,
             },
             SetupTimes {
                 connect_ns,
@@ -538,9 +538,9 @@ impl UcxXferTarget {
         self.regions.get_mut(i).map(|m| m.buf_mut().as_mut_slice())
     }
 
-    /// The transports UCX chose for the endpoint.
-    pub fn transports(&self) -> Vec<String> {
-        self.ep.transports()
+    /// The context and the endpoint, for recording what UCX chose.
+    pub fn ucx(&self) -> (&Context, &Endpoint) {
+        (&self.ctx, &self.ep)
     }
 }
 
