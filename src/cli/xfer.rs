@@ -8,10 +8,12 @@ use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::fabric::{EndpointType, XferOp};
 use kvxfer::report::table;
-use kvxfer::run::xfer::{self, ConcurrencyMode, Scheme, Sides, XferBackend, XferConfig};
+use kvxfer::run::xfer::{
+    self, ConcurrencyMode, Scheme, Sides, XferBackend, XferConfig, XferProgress,
+};
 use kvxfer::units::human_size;
 
-use super::common::{parse_listen, EndpointArg, OutputArgs};
+use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs};
 
 /// `--op`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -213,8 +215,30 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
             );
             xfer::run_target(&cfg, &listener)
         }
-        Sides::Initiator => xfer::run_initiator(&cfg, &a.peer),
-        Sides::Both => xfer::run_local(&cfg),
+        Sides::Initiator | Sides::Both => {
+            // Iterations of every worker, warm-up included, on a bar a watcher thread moves.
+            let total = plan.workers as u64 * (cfg.warmup + cfg.iterations);
+            let progress = XferProgress::default();
+            let bar = progress_bar(total, "xfer");
+            bar.enable_steady_tick(Duration::from_millis(250));
+            let done = std::sync::atomic::AtomicBool::new(false);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        bar.set_position(progress.done());
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+                let r = if sides == Sides::Initiator {
+                    xfer::run_initiator_with(&cfg, &a.peer, &progress)
+                } else {
+                    xfer::run_local_with(&cfg, &progress)
+                };
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                bar.finish_and_clear();
+                r
+            })
+        }
     };
     let mut doc = doc?;
     print!("{}", table::xfer(&doc));

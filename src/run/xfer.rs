@@ -18,6 +18,21 @@ use crate::mem::{available_memory, HostBuffer, SharedRegion};
 use crate::report::ResultDoc;
 use crate::units::human_size;
 
+/// Counts the iterations the initiator's workers have finished, for a progress display.
+#[derive(Debug, Clone, Default)]
+pub struct XferProgress(Arc<std::sync::atomic::AtomicU64>);
+
+impl XferProgress {
+    /// Worker iterations finished so far (warm-up included).
+    pub fn done(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn tick(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Default largest chunk: 4 MiB (or the size, when smaller).
 pub const DEFAULT_BLOCK: u64 = 4 << 20;
 
@@ -354,6 +369,15 @@ pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc,
 /// Runs the initiator side: `concurrency` workers (one in outstanding mode) against the
 /// targets at `peers`, round robin; returns the document of its workers.
 pub fn run_initiator(cfg: &XferConfig, peers: &[String]) -> Result<ResultDoc, RunError> {
+    run_initiator_with(cfg, peers, &XferProgress::default())
+}
+
+/// [`run_initiator`], counting finished iterations in `progress`.
+pub fn run_initiator_with(
+    cfg: &XferConfig,
+    peers: &[String],
+    progress: &XferProgress,
+) -> Result<ResultDoc, RunError> {
     if peers.is_empty() {
         return Err(RunError::Config("no target given".into()));
     }
@@ -362,11 +386,12 @@ pub fn run_initiator(cfg: &XferConfig, peers: &[String]) -> Result<ResultDoc, Ru
     for w in 0..plan.workers {
         let peer = peers[w % peers.len()].clone();
         let cfg = cfg.clone();
+        let progress = progress.clone();
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-initiator-{w}"))
             .spawn(move || {
                 let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
-                initiator_worker(&cfg, &plan, w, oob)
+                initiator_worker(&cfg, &plan, w, oob, &progress)
             })
             .map_err(|e| RunError::Config(format!("cannot start an initiator worker: {e}")))?;
         handles.push(h);
@@ -377,6 +402,11 @@ pub fn run_initiator(cfg: &XferConfig, peers: &[String]) -> Result<ResultDoc, Ru
 
 /// Runs both sides in this process over the loopback; returns the initiator's document.
 pub fn run_local(cfg: &XferConfig) -> Result<ResultDoc, RunError> {
+    run_local_with(cfg, &XferProgress::default())
+}
+
+/// [`run_local`], counting the initiator's finished iterations in `progress`.
+pub fn run_local_with(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDoc, RunError> {
     cfg.validate(Sides::Both)?;
     let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr().to_string();
@@ -385,7 +415,7 @@ pub fn run_local(cfg: &XferConfig) -> Result<ResultDoc, RunError> {
         .name("kvxfer-target".into())
         .spawn(move || run_target(&tcfg, &listener))
         .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
-    let ours = run_initiator(cfg, &[addr]);
+    let ours = run_initiator_with(cfg, &[addr], progress);
     super::join_local(ours, target)
 }
 

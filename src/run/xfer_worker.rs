@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::sync::TimedBarrier;
-use super::xfer::{alloc, XferConfig, XferPlan};
+use super::xfer::{alloc, XferConfig, XferPlan, XferProgress};
 use super::xfer_ends::{connect_initiator, connect_target, InitiatorEnd, TargetEnd};
 use super::RunError;
 use crate::bench::xfer::{
@@ -184,8 +184,9 @@ pub fn initiator_worker(
     plan: &XferPlan,
     local_index: usize,
     mut oob: Oob,
+    progress: &XferProgress,
 ) -> Result<WorkerReport, RunError> {
-    let r = initiator_inner(cfg, plan, local_index, &mut oob);
+    let r = initiator_inner(cfg, plan, local_index, &mut oob, progress);
     if let Err(e) = &r {
         oob.report_failure(&e.to_string());
     }
@@ -197,6 +198,7 @@ fn initiator_inner(
     plan: &XferPlan,
     local_index: usize,
     oob: &mut Oob,
+    progress: &XferProgress,
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
@@ -254,6 +256,7 @@ fn initiator_inner(
         if i >= cfg.warmup {
             timed.push(sample);
         }
+        progress.tick();
     }
     let mut report = WorkerReport {
         worker: local_index,
