@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kvxfer::plan;
 use kvxfer::report::ResultDoc;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const KVXFER: &str = env!("CARGO_BIN_EXE_kvxfer");
 
@@ -172,8 +172,16 @@ fn loopback_plan_runs_end_to_end_and_kvxfer_agrees_with_the_stock_tools() {
                     for r in 1..=runs {
                         let k = doc(&out.join(format!("{id}.run{r}.json")));
                         assert_eq!((k.tool.as_str(), k.bench.as_str()), ("kvxfer", "xfer"));
-                        assert_eq!(k.config["provider"], params["provider"]);
+                        if params["backend"] == "ucx" {
+                            // UCX: the transports asked for, and those UCX chose.
+                            assert_eq!(k.config["backend"], "ucx");
+                            assert_eq!(k.config["ucx_tls"], params["ucx_tls"]);
+                            assert_eq!(k.environment.extra["ucx_transports"], json!(["tcp/lo"]));
+                        } else {
+                            assert_eq!(k.config["provider"], params["provider"]);
+                        }
                         assert_eq!(k.config["concurrency"], params["concurrency"]);
+                        assert_eq!(k.config["op"], params["op"]);
                         assert_eq!(k.results[0].message_size, params["size"].as_u64().unwrap());
                         assert_eq!(k.results[0].iterations, iters);
                         assert!(k.results[0].bandwidth_gbps.unwrap() > 0.0);
@@ -185,7 +193,7 @@ fn loopback_plan_runs_end_to_end_and_kvxfer_agrees_with_the_stock_tools() {
         }
     }
     assert_eq!(fi_patterns.len(), 2, "tcp and shm");
-    assert_eq!(xfer_patterns.len(), 2, "tcp and shm");
+    assert_eq!(xfer_patterns.len(), 3, "libfabric tcp and shm, UCX tcp");
     assert_eq!(ucx_patterns.len(), 4, "tcp and shm, tag_lat and tag_bw");
 
     let read_report = || -> Value {

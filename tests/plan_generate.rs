@@ -324,6 +324,7 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
             "pll-lo-fi-pingpong-shm-rdm.json",
             "pll-lo-kvxfer-xfer-tcp.json",
             "pll-lo-kvxfer-xfer-shm.json",
+            "pll-lo-kvxfer-xfer-ucx-tcp.json",
             "pll-lo-ucx-perftest-tcp-tag-lat.json",
             "pll-lo-ucx-perftest-shm-tag-lat.json",
             "pll-lo-ucx-perftest-tcp-tag-bw.json",
@@ -334,6 +335,14 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
         files,
         plan::generate(&plan, &root().join("templates")).unwrap()
     );
+    // xfer over UCX: UCX_TLS from the pattern, UCX_NET_DEVICES from its env, normal priority.
+    let ucx = commands(&files[4]).join("\n");
+    assert!(
+        ucx.contains("env UCX_TLS=tcp UCX_NET_DEVICES=lo timeout 30 kvxfer xfer --backend ucx --size 1048576"),
+        "{ucx}"
+    );
+    assert!(ucx.contains("kvxfer info --ucx"), "{ucx}");
+    assert!(!ucx.contains("$KVXFER_RT kvxfer xfer"), "{ucx}");
     let def = TaskDefinition::from_json(std::str::from_utf8(&files[0].bytes).unwrap()).unwrap();
     assert!(def.variables.is_empty(), "no runner variable on one host");
     let ids: Vec<&str> = def.tasks.iter().map(|t| t.id.as_str()).collect();

@@ -46,10 +46,24 @@ enum Kind {
     Sizes,
 }
 
-/// The parameters each tool's patterns need.
-fn params_of(tool: &str) -> &'static [(&'static str, Kind)] {
+/// The parameters each tool's patterns need (kvxfer_xfer's depend on its `backend`).
+fn params_of(
+    tool: &str,
+    params: &serde_json::Map<String, Value>,
+) -> &'static [(&'static str, Kind)] {
     use Kind::*;
+    let ucx = params.get("backend").and_then(Value::as_str) == Some("ucx");
     match tool {
+        "kvxfer_xfer" if ucx => &[
+            ("backend", OneOf(&["libfabric", "ucx"])),
+            ("ucx_tls", Text),
+            ("op", OneOf(&["write", "read", "send"])),
+            ("size", Int(1)),
+            ("concurrency", Int(1)),
+            ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
+            ("iterations", Int(1)),
+            ("warmup", Int(0)),
+        ],
         "fi_pingpong" => &[
             ("provider", Text),
             ("endpoint", OneOf(&["rdm", "msg", "dgram"])),
@@ -85,7 +99,7 @@ fn params_of(tool: &str) -> &'static [(&'static str, Kind)] {
         "kvxfer_xfer" => &[
             ("provider", Text),
             ("endpoint", OneOf(&["rdm", "msg"])),
-            ("op", OneOf(&["write", "read"])),
+            ("op", OneOf(&["write", "read", "send"])),
             ("size", Int(1)),
             ("concurrency", Int(1)),
             ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
@@ -351,7 +365,15 @@ impl Checker {
                 );
             }
         }
-        for (name, kind) in params_of(tool) {
+        if let Some(b) = params.get("backend") {
+            if tool == "kvxfer_xfer" && !matches!(b.as_str(), Some("libfabric" | "ucx")) {
+                self.err(
+                    &format!("{path}.params.backend"),
+                    "must be one of libfabric, ucx",
+                );
+            }
+        }
+        for (name, kind) in params_of(tool, params) {
             let at = format!("{path}.params.{name}");
             let value = params.get(*name);
             let Some(x) = value else {
@@ -454,6 +476,41 @@ mod tests {
         for w in want {
             assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");
         }
+    }
+
+    #[test]
+    fn an_xfer_pattern_names_a_provider_or_ucx_transports_by_its_backend() {
+        let mut p = minimal();
+        p["layers"][0]["id"] = json!("L1");
+        p["layers"][0]["patterns"][0] = json!({
+            "id": "pll-x", "tool": "kvxfer_xfer", "description": "x",
+            "params": {"backend": "ucx", "ucx_tls": "tcp", "op": "send", "size": 1024,
+                       "concurrency": 1, "scheme": "pairwise", "iterations": 1, "warmup": 0}});
+        assert_eq!(validate(&p), []);
+        // libfabric (the default) needs a provider and an endpoint type; UCX needs UCX_TLS.
+        let x = &mut p["layers"][0]["patterns"][0]["params"];
+        x.as_object_mut().unwrap().remove("backend");
+        let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+        assert_eq!(
+            got,
+            [
+                "$.layers[0].patterns[0].params.provider: missing",
+                "$.layers[0].patterns[0].params.endpoint: missing",
+            ]
+        );
+        let x = &mut p["layers"][0]["patterns"][0]["params"];
+        x["backend"] = json!("ucx");
+        x.as_object_mut().unwrap().remove("ucx_tls");
+        x["op"] = json!("atomic");
+        let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].ends_with("params.ucx_tls: missing"), "{got:#?}");
+        assert!(got[1].contains("params.op"), "{got:#?}");
+        p["layers"][0]["patterns"][0]["params"]["backend"] = json!("verbs");
+        let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+        assert!(got
+            .iter()
+            .any(|g| g == "$.layers[0].patterns[0].params.backend: must be one of libfabric, ucx"));
     }
 
     #[test]
