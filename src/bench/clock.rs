@@ -32,10 +32,7 @@ impl LoopClock {
     /// Nanoseconds from reading `start` to reading `end` (0 if `end` is earlier).
     #[inline]
     pub fn nanos_between(&self, start: u64, end: u64) -> u64 {
-        if end <= start {
-            return 0;
-        }
-        self.0.delta_as_nanos(start, end)
+        self.ticks_to_nanos(end.saturating_sub(start))
     }
 }
 

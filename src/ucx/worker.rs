@@ -353,11 +353,6 @@ impl<'w> Request<'w> {
         }
     }
 
-    /// Whether the request has completed (successfully).
-    pub fn is_done(&self) -> bool {
-        matches!(self.state, State::Done(_))
-    }
-
     /// Checks for completion without progressing: Some(length) once complete.
     #[inline]
     pub fn test(&mut self) -> Result<Option<usize>> {
