@@ -1,0 +1,164 @@
+//! `kv profile`: transfers shaped like a model's KV cache, per prompt length, over xfer's
+//! machinery: the descriptor list back to back and after idle gaps, and the same bytes as one
+//! contiguous transfer. Every run is a fresh xfer run (new connection, new registration), so
+//! the cold transfer and the registration of each are a request's first.
+
+use std::time::Duration;
+
+use super::kv_profile_report;
+use super::xfer::{self, XferConfig};
+use super::RunError;
+use crate::bootstrap::OobListener;
+use crate::model::kvbench::KvLayout;
+use crate::model::KvGeometry;
+use crate::report::ResultDoc;
+
+/// What a profile is asked to do.
+#[derive(Debug, Clone)]
+pub struct KvProfileConfig {
+    /// The model whose cache is moved.
+    pub model: KvGeometry,
+    /// Parallelism and paging: the descriptor size.
+    pub layout: KvLayout,
+    /// Prompt lengths.
+    pub tokens: Vec<u64>,
+    /// Idle gaps before each timed transfer, ms (0: back to back, always run).
+    pub idle_ms: Vec<u64>,
+    /// The link rate the theoretical time is computed at, 10^9 bytes/s.
+    pub link_gbps: f64,
+    /// xfer's settings (backend, provider, op, window, iterations, ...); size, block and the
+    /// idle gap are set per run.
+    pub base: XferConfig,
+}
+
+/// Which shape a run moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The model's descriptor list, with this idle gap (ms) before each timed transfer.
+    Descriptors {
+        /// Idle gap, ms.
+        idle_ms: u64,
+    },
+    /// The same bytes as one contiguous transfer (cut only at the provider's maximum).
+    Contiguous,
+}
+
+/// One xfer run of a profile.
+#[derive(Debug, Clone)]
+pub struct ProfileRun {
+    /// Prompt tokens.
+    pub tokens: u64,
+    /// Descriptor list or contiguous.
+    pub shape: Shape,
+    /// The xfer configuration it runs.
+    pub cfg: XferConfig,
+}
+
+impl KvProfileConfig {
+    /// Bytes of one descriptor.
+    pub fn io_size(&self) -> Result<u64, RunError> {
+        self.layout
+            .io_size(&self.model)
+            .map_err(|e| RunError::Config(e.to_string()))
+    }
+
+    /// The runs, in the order both sides follow: per prompt length, the descriptor list back
+    /// to back, the contiguous transfer, then the descriptor list after each idle gap.
+    pub fn runs(&self) -> Result<Vec<ProfileRun>, RunError> {
+        let bad = |m: String| Err(RunError::Config(m));
+        if self.tokens.is_empty() || self.tokens.contains(&0) {
+            return bad("--tokens must be positive counts".into());
+        }
+        if !(self.link_gbps.is_finite() && self.link_gbps > 0.0) {
+            return bad("--link-gbps must be a positive rate".into());
+        }
+        if let Some(g) = self.idle_ms.iter().find(|&&g| g > 600_000) {
+            return bad(format!("--idle-ms {g} is above 10 minutes"));
+        }
+        let io = self.io_size()?;
+        let mut idle: Vec<u64> = self.idle_ms.iter().copied().filter(|&g| g > 0).collect();
+        idle.sort_unstable();
+        idle.dedup();
+        let mut runs = Vec::new();
+        for &t in &self.tokens {
+            let bytes = self.model.bytes(t).ok_or_else(|| {
+                RunError::Config(format!("{t} tokens: the cache does not fit in 64 bits"))
+            })?;
+            let cfg = |block: u64, idle_ms: u64| XferConfig {
+                size: bytes,
+                block: Some(block.min(bytes)),
+                idle_before_timed: Duration::from_millis(idle_ms),
+                concurrency: 1,
+                ..self.base.clone()
+            };
+            let shapes = [Shape::Descriptors { idle_ms: 0 }, Shape::Contiguous]
+                .into_iter()
+                .chain(idle.iter().map(|&g| Shape::Descriptors { idle_ms: g }));
+            for shape in shapes {
+                let c = match shape {
+                    Shape::Descriptors { idle_ms } => cfg(io, idle_ms),
+                    Shape::Contiguous => cfg(bytes, 0),
+                };
+                runs.push(ProfileRun {
+                    tokens: t,
+                    shape,
+                    cfg: c,
+                });
+            }
+        }
+        Ok(runs)
+    }
+}
+
+/// Runs both sides in this process over the loopback; `progress` hears of each run as it
+/// starts (index, count, run).
+pub fn run_local(
+    cfg: &KvProfileConfig,
+    progress: &mut dyn FnMut(usize, usize, &ProfileRun),
+) -> Result<ResultDoc, RunError> {
+    drive(cfg, xfer::Sides::Both, progress, |r| {
+        xfer::run_local(&r.cfg)
+    })
+}
+
+/// Runs the initiator side against the target at `peer`.
+pub fn run_initiator(
+    cfg: &KvProfileConfig,
+    peer: &str,
+    progress: &mut dyn FnMut(usize, usize, &ProfileRun),
+) -> Result<ResultDoc, RunError> {
+    let peers = [peer.to_string()];
+    drive(cfg, xfer::Sides::Initiator, progress, |r| {
+        xfer::run_initiator(&r.cfg, &peers)
+    })
+}
+
+/// Runs the target side: serves the same runs, in the same order, on `listener`.
+pub fn run_target(
+    cfg: &KvProfileConfig,
+    listener: &OobListener,
+    progress: &mut dyn FnMut(usize, usize, &ProfileRun),
+) -> Result<ResultDoc, RunError> {
+    drive(cfg, xfer::Sides::Target, progress, |r| {
+        xfer::run_target(&r.cfg, listener)
+    })
+}
+
+fn drive(
+    cfg: &KvProfileConfig,
+    sides: xfer::Sides,
+    progress: &mut dyn FnMut(usize, usize, &ProfileRun),
+    mut one: impl FnMut(&ProfileRun) -> Result<ResultDoc, RunError>,
+) -> Result<ResultDoc, RunError> {
+    let runs = cfg.runs()?;
+    for r in &runs {
+        r.cfg.validate(sides)?;
+    }
+    let mut done = Vec::with_capacity(runs.len());
+    for (k, r) in runs.iter().enumerate() {
+        progress(k, runs.len(), r);
+        let doc = one(r)?;
+        done.push((r.clone(), doc));
+    }
+    kv_profile_report::build(cfg, &done)
+}
