@@ -311,6 +311,12 @@ fn token_result(
         }),
     );
     extra.insert("slow_start".into(), Value::Array(slow_start));
+    let verified: u64 = runs
+        .iter()
+        .filter(|(r, _)| r.tokens == tokens)
+        .filter_map(|(_, d)| d.results.first()?.extra.get("verified_bytes")?.as_u64())
+        .sum();
+    extra.insert("verified_bytes".into(), json!(verified));
     extra.insert("decomposition".into(), json!(decomposition));
     extra.insert(
         "xfer".into(),
