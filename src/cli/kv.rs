@@ -387,6 +387,10 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     };
     bar.finish_and_clear();
     let mut doc = doc.context("kv profile")?;
+    if let Some(p) = &a.layout.model_config {
+        doc.config
+            .insert("model_config".into(), p.display().to_string().into());
+    }
     print!("{}", render::profile_text(&doc));
     a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)

@@ -200,6 +200,8 @@ pub fn build(
     c.insert("access_pattern".into(), json!(cfg.layout.access.name()));
     c.insert("io_size".into(), json!(io));
     c.insert("tokens".into(), json!(cfg.tokens));
+    let joined: Vec<String> = cfg.tokens.iter().map(u64::to_string).collect();
+    c.insert("prompt_tokens".into(), json!(joined.join(",")));
     c.insert("idle_ms".into(), json!(cfg.idle_ms));
     c.insert("link_gbps".into(), json!(cfg.link_gbps));
     doc.config = c;
