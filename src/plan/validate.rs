@@ -27,11 +27,12 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("nixlbench", "L1"),
     ("kvxfer_xfer", "L1"),
     ("kvbench", "L2"),
+    ("kvxfer_kv", "L2"),
     ("ucx_perftest", "L3"),
 ];
 
 /// The tools whose templates render a one-host definition (both sides on this host).
-pub const ONE_HOST_TOOLS: &[&str] = &["fi_pingpong", "kvxfer_xfer", "ucx_perftest"];
+pub const ONE_HOST_TOOLS: &[&str] = &["fi_pingpong", "kvxfer_xfer", "kvxfer_kv", "ucx_perftest"];
 
 /// What a parameter must hold.
 #[derive(Clone, Copy)]
@@ -103,6 +104,30 @@ fn params_of(
             ("size", Int(1)),
             ("concurrency", Int(1)),
             ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
+            ("iterations", Int(1)),
+            ("warmup", Int(0)),
+        ],
+        "kvxfer_kv" if ucx => &[
+            ("backend", OneOf(&["libfabric", "ucx"])),
+            ("ucx_tls", Text),
+            ("model", Text),
+            ("tokens", Int(1)),
+            ("page_size", Int(1)),
+            ("tp", Int(1)),
+            ("pp", Int(1)),
+            ("access_pattern", OneOf(&["block", "layer"])),
+            ("iterations", Int(1)),
+            ("warmup", Int(0)),
+        ],
+        "kvxfer_kv" => &[
+            ("provider", Text),
+            ("endpoint", OneOf(&["rdm", "msg"])),
+            ("model", Text),
+            ("tokens", Int(1)),
+            ("page_size", Int(1)),
+            ("tp", Int(1)),
+            ("pp", Int(1)),
+            ("access_pattern", OneOf(&["block", "layer"])),
             ("iterations", Int(1)),
             ("warmup", Int(0)),
         ],
