@@ -195,6 +195,10 @@ struct ProfileArgs {
     /// Idle gaps before each timed transfer, ms (0: back to back, always measured).
     #[arg(long, value_delimiter = ',', default_value = "0,100,1000")]
     idle_ms: Vec<u64>,
+    /// K and V in descriptors of their own (separate K and V tensors per layer, half the IO
+    /// size each); by default together, as KVBench counts them.
+    #[arg(long)]
+    kv_split: bool,
     /// Link rate of the theoretical time, 10^9 bytes/s [default: 4.4 on efa, else 2.9].
     #[arg(long)]
     link_gbps: Option<f64>,
@@ -346,6 +350,7 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     let cfg = KvProfileConfig {
         model: g,
         layout: c.layout,
+        split_kv: a.kv_split,
         tokens: a.tokens.clone(),
         idle_ms: a.idle_ms.clone(),
         link_gbps,

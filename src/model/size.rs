@@ -12,6 +12,9 @@ pub struct LinkTime {
     pub link_gbps: f64,
     /// bytes / rate, ms.
     pub theoretical_ms: f64,
+    /// bytes / (rate x 2^30), ms: the spec's section-7 figures read the rate as GiB/s
+    /// (704,643,072 B at 4.4 gives its 149 ms).
+    pub spec_gib_ms: f64,
 }
 
 /// One prompt length.
@@ -68,6 +71,7 @@ pub fn table(model: &KvGeometry, tokens: &[u64], links: &[f64]) -> Result<SizeTa
                 .map(|&g| LinkTime {
                     link_gbps: g,
                     theoretical_ms: theoretical_ms(bytes, g),
+                    spec_gib_ms: theoretical_ms(bytes, g * (1u64 << 30) as f64 / 1e9),
                 })
                 .collect();
             let difference_ms = (times.len() > 1).then(|| {
@@ -107,6 +111,9 @@ mod tests {
         assert!((r.links[0].theoretical_ms - 160.1461527).abs() < 1e-6);
         assert!((r.links[1].theoretical_ms - 242.9803697).abs() < 1e-6);
         assert!((r.difference_ms.unwrap() - 82.834217).abs() < 1e-5);
+        // The spec's table: 149 ms and 226 ms (the rate read as GiB/s).
+        assert_eq!(r.links[0].spec_gib_ms.round(), 149.0);
+        assert_eq!(r.links[1].spec_gib_ms.round(), 226.0);
     }
 
     #[test]

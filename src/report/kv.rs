@@ -38,6 +38,19 @@ pub fn size_text(t: &SizeTable) -> String {
         }
         let _ = writeln!(out);
     }
+    if let Some(r) = t.rows.first() {
+        let spec: Vec<String> = r
+            .links
+            .iter()
+            .map(|l| format!("{:.0} ms at {}", l.spec_gib_ms, l.link_gbps))
+            .collect();
+        let _ = writeln!(
+            out,
+            "rates in 10^9 B/s; the spec's section-7 table reads them as GiB/s ({} tokens: {})",
+            r.tokens,
+            spec.join(", ")
+        );
+    }
     out
 }
 

@@ -10,7 +10,7 @@ use super::xfer::{self, XferConfig};
 use super::RunError;
 use crate::bootstrap::OobListener;
 use crate::model::kvbench::KvLayout;
-use crate::model::KvGeometry;
+use crate::model::{Attention, KvGeometry};
 use crate::report::ResultDoc;
 
 /// What a profile is asked to do.
@@ -20,6 +20,9 @@ pub struct KvProfileConfig {
     pub model: KvGeometry,
     /// Parallelism and paging: the descriptor size.
     pub layout: KvLayout,
+    /// K and V in descriptors of their own (half KVBench's IO size each), as a runtime that
+    /// keeps separate K and V tensors per layer moves them; GQA models only.
+    pub split_kv: bool,
     /// Prompt lengths.
     pub tokens: Vec<u64>,
     /// Idle gaps before each timed transfer, ms (0: back to back, always run).
@@ -57,13 +60,29 @@ pub struct ProfileRun {
 impl KvProfileConfig {
     /// Bytes of one descriptor.
     pub fn io_size(&self) -> Result<u64, RunError> {
-        self.layout
+        let io = self
+            .layout
             .io_size(&self.model)
-            .map_err(|e| RunError::Config(e.to_string()))
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        if !self.split_kv {
+            return Ok(io);
+        }
+        match self.model.attention {
+            Attention::Mla { .. } => Err(RunError::Config(format!(
+                "--kv-split: {} caches one latent vector per token (MLA), no separate K and V",
+                self.model.name
+            ))),
+            Attention::Gqa { .. } if io < 2 => Err(RunError::Config(
+                "--kv-split leaves descriptors of less than one byte".into(),
+            )),
+            Attention::Gqa { .. } => Ok(io / 2),
+        }
     }
 
     /// The runs, in the order both sides follow: per prompt length, the descriptor list back
-    /// to back, the contiguous transfer, then the descriptor list after each idle gap.
+    /// to back, the contiguous transfer, then the descriptor list after each idle gap. The
+    /// descriptors are KVBench's: ceil(bytes / IO size), all full but the last (a runtime
+    /// moving whole pages would move each layer's last page whole).
     pub fn runs(&self) -> Result<Vec<ProfileRun>, RunError> {
         let bad = |m: String| Err(RunError::Config(m));
         if self.tokens.is_empty() || self.tokens.contains(&0) {
@@ -161,4 +180,92 @@ fn drive(
         done.push((r.clone(), doc));
     }
     kv_profile_report::build(cfg, &done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fabric::{EndpointType, XferOp};
+    use crate::model::kvbench::AccessPattern;
+    use crate::model::preset;
+    use crate::run::xfer::{ConcurrencyMode, Scheme, XferBackend};
+
+    fn cfg(model: &str, split_kv: bool) -> KvProfileConfig {
+        KvProfileConfig {
+            model: preset(model).unwrap(),
+            layout: KvLayout {
+                tp: 1,
+                pp: 1,
+                page_size: 16,
+                access: AccessPattern::Layer,
+            },
+            split_kv,
+            tokens: vec![1000, 4096],
+            idle_ms: vec![1000, 0, 100, 100],
+            link_gbps: 2.9,
+            base: XferConfig {
+                backend: XferBackend::Libfabric,
+                provider: "tcp".into(),
+                endpoint: EndpointType::Rdm,
+                domain: None,
+                op: XferOp::Write,
+                size: 1,
+                block: None,
+                window: 64,
+                concurrency: 4,
+                mode: ConcurrencyMode::Endpoints,
+                scheme: Scheme::Pairwise,
+                iterations: 3,
+                warmup: 1,
+                verify: false,
+                reuse: false,
+                timeout: Duration::from_secs(5),
+                idle_before_timed: Duration::ZERO,
+            },
+        }
+    }
+
+    #[test]
+    fn runs_per_prompt_length_in_order() {
+        let runs = cfg("qwen2.5-7b", false).runs().unwrap();
+        let shapes: Vec<(u64, Shape)> = runs.iter().map(|r| (r.tokens, r.shape)).collect();
+        let d = |idle_ms| Shape::Descriptors { idle_ms };
+        assert_eq!(
+            shapes,
+            [
+                (1000, d(0)),
+                (1000, Shape::Contiguous),
+                (1000, d(100)),
+                (1000, d(1000)),
+                (4096, d(0)),
+                (4096, Shape::Contiguous),
+                (4096, d(100)),
+                (4096, d(1000)),
+            ]
+        );
+        // 28 layers' 2,048 B x 16 tokens per descriptor; the contiguous run in one piece.
+        assert_eq!(runs[0].cfg.block, Some(32_768));
+        assert_eq!(runs[0].cfg.size, 57_344_000);
+        assert_eq!(runs[1].cfg.block, Some(57_344_000));
+        assert_eq!(runs[3].cfg.idle_before_timed, Duration::from_secs(1));
+        assert_eq!(runs[0].cfg.idle_before_timed, Duration::ZERO);
+        assert!(runs.iter().all(|r| r.cfg.concurrency == 1));
+    }
+
+    #[test]
+    fn split_kv_halves_descriptors_and_refuses_mla() {
+        assert_eq!(cfg("qwen2.5-7b", true).io_size().unwrap(), 16_384);
+        let e = cfg("deepseek-r1", true).io_size().unwrap_err();
+        assert!(e.to_string().contains("MLA"), "{e}");
+        let mut c = cfg("qwen2.5-7b", false);
+        c.tokens = vec![0];
+        assert!(c.runs().is_err());
+        c.tokens = vec![1, 2];
+        // Descriptors as KVBench counts them: ceil(bytes / IO size), all full but the last.
+        let runs = c.runs().unwrap();
+        assert_eq!(runs[0].cfg.block, Some(32_768));
+        assert_eq!(runs[0].cfg.size.div_ceil(32_768), 2);
+        // The contiguous transfer of one token's 57,344 bytes.
+        assert_eq!(runs[1].cfg.block, Some(57_344));
+    }
 }

@@ -199,6 +199,7 @@ pub fn build(
     c.insert("page_size".into(), json!(cfg.layout.page_size));
     c.insert("access_pattern".into(), json!(cfg.layout.access.name()));
     c.insert("io_size".into(), json!(io));
+    c.insert("kv_split".into(), json!(cfg.split_kv));
     c.insert("tokens".into(), json!(cfg.tokens));
     let joined: Vec<String> = cfg.tokens.iter().map(u64::to_string).collect();
     c.insert("prompt_tokens".into(), json!(joined.join(",")));
