@@ -65,6 +65,14 @@ fn size_qwen_12k_is_672_mib() {
         .collect();
     assert!((ms[0] - 160.146_152_7).abs() < 1e-6, "{ms:?}");
     assert!((ms[1] - 242.980_369_7).abs() < 1e-6, "{ms:?}");
+    // The spec's own figures (149 and 226 ms) read the rates as GiB/s.
+    let spec: Vec<f64> = r["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["spec_gib_ms"].as_f64().unwrap().round())
+        .collect();
+    assert_eq!(spec, [149.0, 226.0]);
     kvxfer()
         .args(["kv", "size", "--model", "qwen2.5-7b"])
         .assert()
@@ -342,6 +350,18 @@ fn bad_input_is_one_clear_line() {
             "tcp",
         ],
         "UCX_TLS",
+    );
+    fail(
+        &[
+            "kv",
+            "profile",
+            "--model",
+            "deepseek-r1",
+            "--kv-split",
+            "--provider",
+            "tcp",
+        ],
+        "MLA",
     );
     let cfg = write(
         dir.path(),
