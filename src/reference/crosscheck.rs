@@ -356,17 +356,7 @@ pub fn paired_ratio(kvxfer_runs: &[f64], reference_runs: &[f64]) -> Option<f64> 
 
 /// The median; None for no value.
 pub fn median(values: &[f64]) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    crate::stats::median(values)
 }
 
 /// Compares kvxfer's runs of a pattern with the stock tool's, size by size, figure by figure.

@@ -135,19 +135,6 @@ pub fn decompose(i: &DecompositionInput) -> Decomposition {
     }
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
 fn sysctl(name: &str) -> Value {
     let path = format!("/proc/sys/net/ipv4/{name}");
     match std::fs::read_to_string(&path) {
@@ -245,7 +232,7 @@ fn token_result(
         .filter_map(|(_, d)| figures(d).ok())
         .filter_map(|f| Some(f.registration_first_us? + f.target_registration_first_us?))
         .collect();
-    let per_request_us = median(per_request);
+    let per_request_us = crate::stats::median(&per_request);
     let cold_extra_us = f0.first_us.map(|c| c - f0.p50_us);
     let extra_descs = f0.chunks.saturating_sub(fc.chunks);
     let per_descriptor_us = (extra_descs > 0).then(|| (f0.p50_us - fc.p50_us) / extra_descs as f64);
@@ -385,12 +372,5 @@ mod tests {
         assert_eq!(d.slow_start_ms, 0.0);
         assert_eq!(d.measured_ms, 0.003);
         assert!(d.measured_is.contains("back to back"));
-    }
-
-    #[test]
-    fn median_of_even_and_odd() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
-        assert_eq!(median(vec![]), None);
     }
 }
