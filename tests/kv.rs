@@ -577,3 +577,57 @@ fn profile_two_processes() {
         i.results[0].extra["descriptors"]
     );
 }
+
+#[test]
+fn a_failure_keeps_the_prompt_lengths_done() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let common = [
+        "kv",
+        "profile",
+        "--model",
+        "qwen2.5-7b",
+        "--idle-ms",
+        "0",
+        "-I",
+        "2",
+        "--provider",
+        "tcp",
+        "--timeout",
+        "3",
+    ];
+    // The target serves the 32-token runs only; the initiator then finds no one for 64.
+    let target = std::process::Command::new(kvxfer_path())
+        .args(common)
+        .args(["--tokens", "32", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let json = dir.path().join("i.json");
+    kvxfer()
+        .args(common)
+        .args([
+            "--tokens",
+            "32,64",
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+            "--json",
+        ])
+        .arg(&json)
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .failure()
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "the prompt lengths finished before the failure are in",
+        ));
+    let t = target.wait_with_output().unwrap();
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let doc = read_doc(&json);
+    assert_eq!(doc.status, kvxfer::report::Status::Partial);
+    assert_eq!(doc.results.len(), 1);
+    assert_eq!(doc.results[0].extra["tokens"], 32);
+    assert_eq!(doc.results[0].message_size, 32 * 57_344);
+}

@@ -11,7 +11,7 @@ use kvxfer::fabric::{EndpointType, XferOp};
 use kvxfer::model::kvbench::{self, AccessPattern, KvLayout, ModelConfig, NixlbenchOptions};
 use kvxfer::model::{self, KvDtype, KvGeometry};
 use kvxfer::report::kv as render;
-use kvxfer::run::kv_profile::{self, KvProfileConfig, ProfileRun, Shape};
+use kvxfer::run::kv_profile::{self, KvProfileConfig, ProfileEvent, Shape};
 use kvxfer::run::xfer::{ConcurrencyMode, Scheme, XferBackend, XferConfig};
 use kvxfer::units::human_size;
 
@@ -366,17 +366,35 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         human_size(cfg.io_size()?)
     );
     let bar = progress_bar(runs.len() as u64, "kv profile");
-    let mut progress = |k: usize, _n: usize, r: &ProfileRun| {
-        bar.set_position(k as u64);
-        bar.set_message(format!(
-            "{} tokens, {}",
-            r.tokens,
-            match r.shape {
-                Shape::Descriptors { idle_ms: 0 } => "descriptor list".to_string(),
-                Shape::Descriptors { idle_ms } => format!("after {idle_ms} ms idle"),
-                Shape::Contiguous => "contiguous".to_string(),
+    let mut saved: anyhow::Result<()> = Ok(());
+    let mut checkpointed = false;
+    let mut events = |e: ProfileEvent<'_>| match e {
+        ProfileEvent::Starting { index, run, .. } => {
+            bar.set_position(index as u64);
+            bar.set_message(format!(
+                "{} tokens, {}",
+                run.tokens,
+                match run.shape {
+                    Shape::Descriptors { idle_ms: 0 } => "descriptor list".to_string(),
+                    Shape::Descriptors { idle_ms } => format!("after {idle_ms} ms idle"),
+                    Shape::Contiguous => "contiguous".to_string(),
+                }
+            ));
+        }
+        // The prompt lengths done so far reach the file now: a later failure keeps them.
+        ProfileEvent::Checkpoint(doc) => {
+            if let (Some(path), Ok(())) = (&a.output.json, &saved) {
+                let mut doc = doc.clone();
+                doc.pattern_id = a.output.pattern_id.clone();
+                if let Some(p) = &a.layout.model_config {
+                    doc.config
+                        .insert("model_config".into(), p.display().to_string().into());
+                }
+                saved = kvxfer::report::write_atomic(path, &doc.to_json())
+                    .with_context(|| format!("writing {}", path.display()));
+                checkpointed = saved.is_ok();
             }
-        ));
+        }
     };
     let doc = if let Some(listen) = &a.listen {
         let listener = OobListener::bind(parse_listen(listen, DEFAULT_PORT)?)?;
@@ -384,14 +402,21 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
             "kvxfer: kv profile target waiting on {}",
             listener.local_addr()
         );
-        kv_profile::run_target(&cfg, &listener, &mut progress)
+        kv_profile::run_target(&cfg, &listener, &mut events)
     } else if let Some(peer) = &a.peer {
-        kv_profile::run_initiator(&cfg, peer, &mut progress)
+        kv_profile::run_initiator(&cfg, peer, &mut events)
     } else {
-        kv_profile::run_local(&cfg, &mut progress)
+        kv_profile::run_local(&cfg, &mut events)
     };
     bar.finish_and_clear();
-    let mut doc = doc.context("kv profile")?;
+    saved?;
+    let mut doc = doc.with_context(|| match &a.output.json {
+        Some(p) if checkpointed => format!(
+            "kv profile (the prompt lengths finished before the failure are in {})",
+            p.display()
+        ),
+        _ => "kv profile".to_string(),
+    })?;
     if let Some(p) = &a.layout.model_config {
         doc.config
             .insert("model_config".into(), p.display().to_string().into());

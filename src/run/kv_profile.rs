@@ -129,25 +129,39 @@ impl KvProfileConfig {
     }
 }
 
-/// Runs both sides in this process over the loopback; `progress` hears of each run as it
-/// starts (index, count, run).
+/// What a profile tells its caller as it goes.
+#[derive(Debug)]
+pub enum ProfileEvent<'a> {
+    /// Run `index` of `count` starts.
+    Starting {
+        /// Its place in the sequence.
+        index: usize,
+        /// Runs in all.
+        count: usize,
+        /// The run.
+        run: &'a ProfileRun,
+    },
+    /// Every run of a prompt length is done: the document of the lengths done so far (status
+    /// partial until the last), so a failure later loses none of them.
+    Checkpoint(&'a ResultDoc),
+}
+
+/// Runs both sides in this process over the loopback.
 pub fn run_local(
     cfg: &KvProfileConfig,
-    progress: &mut dyn FnMut(usize, usize, &ProfileRun),
+    events: &mut dyn FnMut(ProfileEvent<'_>),
 ) -> Result<ResultDoc, RunError> {
-    drive(cfg, xfer::Sides::Both, progress, |r| {
-        xfer::run_local(&r.cfg)
-    })
+    drive(cfg, xfer::Sides::Both, events, |r| xfer::run_local(&r.cfg))
 }
 
 /// Runs the initiator side against the target at `peer`.
 pub fn run_initiator(
     cfg: &KvProfileConfig,
     peer: &str,
-    progress: &mut dyn FnMut(usize, usize, &ProfileRun),
+    events: &mut dyn FnMut(ProfileEvent<'_>),
 ) -> Result<ResultDoc, RunError> {
     let peers = [peer.to_string()];
-    drive(cfg, xfer::Sides::Initiator, progress, |r| {
+    drive(cfg, xfer::Sides::Initiator, events, |r| {
         xfer::run_initiator(&r.cfg, &peers)
     })
 }
@@ -156,9 +170,9 @@ pub fn run_initiator(
 pub fn run_target(
     cfg: &KvProfileConfig,
     listener: &OobListener,
-    progress: &mut dyn FnMut(usize, usize, &ProfileRun),
+    events: &mut dyn FnMut(ProfileEvent<'_>),
 ) -> Result<ResultDoc, RunError> {
-    drive(cfg, xfer::Sides::Target, progress, |r| {
+    drive(cfg, xfer::Sides::Target, events, |r| {
         xfer::run_target(&r.cfg, listener)
     })
 }
@@ -166,7 +180,7 @@ pub fn run_target(
 fn drive(
     cfg: &KvProfileConfig,
     sides: xfer::Sides,
-    progress: &mut dyn FnMut(usize, usize, &ProfileRun),
+    events: &mut dyn FnMut(ProfileEvent<'_>),
     mut one: impl FnMut(&ProfileRun) -> Result<ResultDoc, RunError>,
 ) -> Result<ResultDoc, RunError> {
     let runs = cfg.runs()?;
@@ -174,10 +188,20 @@ fn drive(
         r.cfg.validate(sides)?;
     }
     let mut done = Vec::with_capacity(runs.len());
-    for (k, r) in runs.iter().enumerate() {
-        progress(k, runs.len(), r);
+    for (index, r) in runs.iter().enumerate() {
+        events(ProfileEvent::Starting {
+            index,
+            count: runs.len(),
+            run: r,
+        });
         let doc = one(r)?;
         done.push((r.clone(), doc));
+        let length_done = runs.get(index + 1).map_or(true, |n| n.tokens != r.tokens);
+        if length_done && index + 1 < runs.len() {
+            events(ProfileEvent::Checkpoint(&kv_profile_report::build(
+                cfg, &done,
+            )?));
+        }
     }
     kv_profile_report::build(cfg, &done)
 }

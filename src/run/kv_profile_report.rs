@@ -193,7 +193,18 @@ pub fn build(
     c.insert("idle_ms".into(), json!(cfg.idle_ms));
     c.insert("link_gbps".into(), json!(cfg.link_gbps));
     doc.config = c;
-    for &t in &cfg.tokens {
+    // Prompt lengths whose runs are all done (a checkpoint holds those finished so far).
+    let expected = cfg.runs()?;
+    let finished: Vec<u64> = cfg
+        .tokens
+        .iter()
+        .copied()
+        .filter(|&t| {
+            let want = expected.iter().filter(|r| r.tokens == t).count();
+            runs.iter().filter(|(r, _)| r.tokens == t).count() == want
+        })
+        .collect();
+    for &t in &finished {
         let of = |want: Shape| runs.iter().find(|(r, _)| r.tokens == t && r.shape == want);
         let (_, d0) = of(Shape::Descriptors { idle_ms: 0 })
             .ok_or_else(|| RunError::Config(format!("{t} tokens: no back-to-back run")))?;
@@ -201,7 +212,11 @@ pub fn build(
             .ok_or_else(|| RunError::Config(format!("{t} tokens: no contiguous run")))?;
         doc.results.push(token_result(cfg, t, runs, d0, dc)?);
     }
-    doc.status = Status::Complete;
+    doc.status = if finished.len() == cfg.tokens.len() {
+        Status::Complete
+    } else {
+        Status::Partial
+    };
     doc.finished_at = crate::report::schema::now_rfc3339();
     Ok(doc)
 }
