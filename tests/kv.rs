@@ -631,3 +631,83 @@ fn a_failure_keeps_the_prompt_lengths_done() {
     assert_eq!(doc.results[0].extra["tokens"], 32);
     assert_eq!(doc.results[0].message_size, 32 * 57_344);
 }
+
+#[test]
+fn xfer_idles_before_each_timed_iteration() {
+    use kvxfer::fabric::{EndpointType, XferOp};
+    use kvxfer::run::xfer::{run_local, ConcurrencyMode, Scheme, XferBackend, XferConfig};
+    let _g = fabric_lock();
+    let cfg = XferConfig {
+        backend: XferBackend::Libfabric,
+        provider: "tcp".into(),
+        endpoint: EndpointType::Rdm,
+        domain: Some("lo".into()),
+        op: XferOp::Write,
+        size: 64 << 10,
+        block: None,
+        window: 4,
+        concurrency: 1,
+        mode: ConcurrencyMode::Endpoints,
+        scheme: Scheme::Pairwise,
+        iterations: 3,
+        warmup: 1,
+        verify: false,
+        reuse: false,
+        timeout: Duration::from_secs(30),
+        idle_before_timed: Duration::from_millis(600),
+    };
+    let t = std::time::Instant::now();
+    let doc = run_local(&cfg).unwrap();
+    // Three timed iterations, each after 600 ms of idle; the gap is not in the samples.
+    assert!(
+        t.elapsed() >= Duration::from_millis(1800),
+        "{:?}",
+        t.elapsed()
+    );
+    let p50_ms = doc.results[0].latency_us.unwrap().p50 / 1e3;
+    assert!(p50_ms < 600.0, "{p50_ms}");
+}
+
+#[test]
+fn peers_with_different_idle_gaps_are_refused() {
+    let _g = fabric_lock();
+    let port = free_port().to_string();
+    let args = |idle: &str| {
+        [
+            "kv",
+            "profile",
+            "--model",
+            "qwen2.5-7b",
+            "--tokens",
+            "8",
+            "-I",
+            "1",
+            "--provider",
+            "tcp",
+            "--timeout",
+            "20",
+            "--idle-ms",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain([idle.to_string()])
+        .collect::<Vec<_>>()
+    };
+    let target = std::process::Command::new(kvxfer_path())
+        .args(args("0,100"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The back-to-back and contiguous runs agree; the idle run's parameters do not.
+    kvxfer()
+        .args(args("0,200"))
+        .args(["--peer", &format!("127.0.0.1:{port}")])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("idle_ms"));
+    let t = target.wait_with_output().unwrap();
+    assert!(!t.status.success());
+}

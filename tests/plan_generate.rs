@@ -331,6 +331,23 @@ fn kvbench_model_files_hold_the_reference_model() {
         cfg.contains("  access_pattern: block\n  page_size: 16\n"),
         "{cfg}"
     );
+    // kvxfer reads the same files as KVBench: 57,344 B/token (fp16), block descriptors of
+    // 2,048 B x 28 layers x 16 tokens, 704,643,072 / 917,504 of them.
+    let out = Command::cargo_bin("kvxfer")
+        .unwrap()
+        .args(["kv", "plan", "--format", "json", "--model"])
+        .arg(dir.path().join("pll-kvbench-ucx-tcp-12k.model.yaml"))
+        .arg("--model-config")
+        .arg(dir.path().join("pll-kvbench-ucx-tcp-12k.config.yaml"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v[0]["kvxfer"]["kv_bytes_per_token"], 57_344);
+    assert_eq!(v[0]["start_block_size"], 917_504);
+    assert_eq!(v[0]["start_batch_size"], 768);
 }
 
 #[test]
