@@ -567,8 +567,31 @@ mod tests {
         q["layers"][0]["patterns"][0]["tool"] = json!("nixlbench");
         let got: Vec<String> = validate(&q).iter().map(|x| x.to_string()).collect();
         assert!(
-            got.contains(&"$.layers[0].patterns[0].tool: a one-host plan runs only fi_pingpong, kvxfer_xfer, ucx_perftest patterns".to_string()),
+            got.contains(&"$.layers[0].patterns[0].tool: a one-host plan runs only fi_pingpong, kvxfer_xfer, kvxfer_kv, ucx_perftest patterns".to_string()),
             "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn kvxfer_kv_patterns_need_their_model_and_layout() {
+        let mut p = minimal();
+        p["layers"][0]["id"] = json!("L2");
+        p["layers"][0]["patterns"][0] = json!({
+            "id": "pll-kvbench-efa-1k", "tool": "kvxfer_kv", "description": "x",
+            "params": {"provider": "efa", "endpoint": "rdm", "model": "qwen2.5-7b",
+                       "tokens": 1000, "page_size": 16, "tp": 1, "pp": 1,
+                       "access_pattern": "block", "iterations": 20, "warmup": 2}});
+        assert_eq!(validate(&p), []);
+        let pat = &mut p["layers"][0]["patterns"][0]["params"];
+        pat.as_object_mut().unwrap().remove("tokens");
+        pat["access_pattern"] = json!("diagonal");
+        let got: Vec<String> = validate(&p).iter().map(|x| x.path.clone()).collect();
+        assert_eq!(
+            got,
+            [
+                "$.layers[0].patterns[0].params.tokens",
+                "$.layers[0].patterns[0].params.access_pattern"
+            ]
         );
     }
 
