@@ -234,6 +234,13 @@ pub fn profile_text(doc: &crate::report::ResultDoc) -> String {
             f(&e, &["decomposition", "measured_over_theoretical"], 1.0, 2),
         );
     }
+    let _ = writeln!(
+        out,
+        "p50/p99: the descriptor list back to back; cold: the first transfer on the connection; \
+         reg: first registration, regc: the same memory again, regrq: both ends registering a \
+         request's fresh memory; contig: the same bytes as one transfer; desc: cost per extra \
+         descriptor; idleN: p50 after N ms idle; x: measured / theoretical"
+    );
     let _ = writeln!(out, "decomposition (ms): theoretical + registration + slow start + per descriptor + remainder = measured");
     for r in &doc.results {
         let e = Value::Object(r.extra.clone());
