@@ -302,7 +302,8 @@ fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
+/// The profile's configuration from its options: the model, its layout, and xfer's settings.
+fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
     if !(a.timeout > 0.0 && a.timeout.is_finite()) {
         anyhow::bail!("--timeout must be a positive number of seconds");
     }
@@ -347,7 +348,7 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs_f64(a.timeout),
         idle_before_timed: Duration::ZERO,
     };
-    let cfg = KvProfileConfig {
+    Ok(KvProfileConfig {
         model: g,
         layout: c.layout,
         split_kv: a.kv_split,
@@ -355,7 +356,11 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         idle_ms: a.idle_ms.clone(),
         link_gbps,
         base,
-    };
+    })
+}
+
+fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
+    let cfg = profile_config(&a)?;
     let runs = cfg.runs()?;
     eprintln!(
         "kvxfer: kv profile of {} ({} B/token, {} cache): {} runs, descriptors of {}",

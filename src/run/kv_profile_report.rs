@@ -221,18 +221,32 @@ pub fn build(
     Ok(doc)
 }
 
-fn token_result(
+/// One prompt length's runs, read.
+struct Length {
+    tokens: u64,
+    bytes: u64,
+    /// The descriptor list back to back.
+    f0: RunFigures,
+    /// The contiguous transfer.
+    fc: RunFigures,
+    /// The descriptor list after each idle gap (ms), shortest first.
+    idle: Vec<(u64, RunFigures)>,
+    /// Both ends' first registration, median over the runs.
+    per_request_us: Option<f64>,
+    /// Bytes checked at the destination over all runs.
+    verified: u64,
+}
+
+fn gather(
     cfg: &KvProfileConfig,
     tokens: u64,
     runs: &[(ProfileRun, ResultDoc)],
     d0: &ResultDoc,
     dc: &ResultDoc,
-) -> Result<SizeResult, RunError> {
-    let bytes = cfg.model.bytes(tokens).unwrap_or(0);
-    let f0 = figures(d0)?;
-    let fc = figures(dc)?;
+) -> Result<Length, RunError> {
+    let mine = || runs.iter().filter(move |(r, _)| r.tokens == tokens);
     let mut idle = Vec::new();
-    for (r, d) in runs.iter().filter(|(r, _)| r.tokens == tokens) {
+    for (r, d) in mine() {
         if let Shape::Descriptors { idle_ms } = r.shape {
             if idle_ms > 0 {
                 idle.push((idle_ms, figures(d)?));
@@ -241,35 +255,93 @@ fn token_result(
     }
     idle.sort_by_key(|x| x.0);
     // Every run registered fresh memory of this request's size on both ends.
-    let per_request: Vec<f64> = runs
-        .iter()
-        .filter(|(r, _)| r.tokens == tokens)
+    let per_request: Vec<f64> = mine()
         .filter_map(|(_, d)| figures(d).ok())
         .filter_map(|f| Some(f.registration_first_us? + f.target_registration_first_us?))
         .collect();
-    let per_request_us = crate::stats::median(&per_request);
-    let cold_extra_us = f0.first_us.map(|c| c - f0.p50_us);
+    Ok(Length {
+        tokens,
+        bytes: cfg.model.bytes(tokens).unwrap_or(0),
+        f0: figures(d0)?,
+        fc: figures(dc)?,
+        idle,
+        per_request_us: crate::stats::median(&per_request),
+        verified: mine()
+            .filter_map(|(_, d)| d.results.first()?.extra.get("verified_bytes")?.as_u64())
+            .sum(),
+    })
+}
+
+/// cold_warm, registration, per_descriptor and slow_start of one length.
+fn parts(l: &Length) -> Vec<(&'static str, Value)> {
+    let (f0, fc) = (&l.f0, &l.fc);
     let extra_descs = f0.chunks.saturating_sub(fc.chunks);
     let per_descriptor_us = (extra_descs > 0).then(|| (f0.p50_us - fc.p50_us) / extra_descs as f64);
-    let slow_start: Vec<Value> = idle
-        .iter()
-        .map(|(g, f)| {
+    vec![
+        ("transfer_us", json!({"p50": f0.p50_us, "p99": f0.p99_us})),
+        (
+            "cold_warm",
             json!({
-                "idle_ms": g, "p50_us": f.p50_us, "p99_us": f.p99_us,
-                "over_back_to_back_us": f.p50_us - f0.p50_us,
-                "ratio_to_back_to_back": f.p50_us / f0.p50_us,
-            })
-        })
-        .collect();
-    let decomposition = per_request_us.map(|reg| {
+                "cold_us": f0.first_us, "warm_p50_us": f0.p50_us,
+                "cold_extra_us": f0.first_us.map(|c| c - f0.p50_us),
+                "cold_over_warm": f0.first_us.map(|c| c / f0.p50_us),
+            }),
+        ),
+        (
+            "registration",
+            json!({
+                "cold_us": f0.registration_first_us,
+                "cached_us": f0.registration_cached_us,
+                "target_cold_us": f0.target_registration_first_us,
+                "target_cached_us": f0.target_registration_cached_us,
+                "per_request_us": l.per_request_us,
+                "per_request_is": "median over this prompt length's runs of both ends' first \
+                    registration of fresh memory of the request's size",
+            }),
+        ),
+        (
+            "per_descriptor",
+            json!({
+                "descriptor_list_p50_us": f0.p50_us, "descriptors": f0.chunks,
+                "contiguous_p50_us": fc.p50_us, "contiguous_p99_us": fc.p99_us,
+                "contiguous_chunks": fc.chunks,
+                "difference_us": f0.p50_us - fc.p50_us,
+                "per_descriptor_us": per_descriptor_us,
+            }),
+        ),
+        (
+            "slow_start",
+            l.idle
+                .iter()
+                .map(|(g, f)| {
+                    json!({
+                        "idle_ms": g, "p50_us": f.p50_us, "p99_us": f.p99_us,
+                        "over_back_to_back_us": f.p50_us - f0.p50_us,
+                        "ratio_to_back_to_back": f.p50_us / f0.p50_us,
+                    })
+                })
+                .collect(),
+        ),
+    ]
+}
+
+fn token_result(
+    cfg: &KvProfileConfig,
+    tokens: u64,
+    runs: &[(ProfileRun, ResultDoc)],
+    d0: &ResultDoc,
+    dc: &ResultDoc,
+) -> Result<SizeResult, RunError> {
+    let l = gather(cfg, tokens, runs, d0, dc)?;
+    let decomposition = l.per_request_us.map(|reg| {
         decompose(&DecompositionInput {
-            bytes,
+            bytes: l.bytes,
             link_gbps: cfg.link_gbps,
             registration_us: reg,
-            descriptors_p50_us: f0.p50_us,
-            contiguous_p50_us: fc.p50_us,
-            longest_idle: idle.last().map(|(g, f)| (*g, f.p50_us)),
-            cold_extra_us,
+            descriptors_p50_us: l.f0.p50_us,
+            contiguous_p50_us: l.fc.p50_us,
+            longest_idle: l.idle.last().map(|(g, f)| (*g, f.p50_us)),
+            cold_extra_us: l.f0.first_us.map(|c| c - l.f0.p50_us),
         })
     });
     let base = d0.results.first().cloned().ok_or_else(|| {
@@ -278,57 +350,21 @@ fn token_result(
         ))
     })?;
     let mut extra = serde_json::Map::new();
-    extra.insert("tokens".into(), json!(tokens));
-    extra.insert("kv_cache_size_bytes".into(), json!(bytes));
-    extra.insert("descriptors".into(), json!(f0.chunks));
-    extra.insert("io_size".into(), json!(cfg.io_size()?.min(bytes)));
-    extra.insert(
-        "transfer_us".into(),
-        json!({"p50": f0.p50_us, "p99": f0.p99_us}),
-    );
-    extra.insert(
-        "cold_warm".into(),
-        json!({
-            "cold_us": f0.first_us, "warm_p50_us": f0.p50_us, "cold_extra_us": cold_extra_us,
-            "cold_over_warm": f0.first_us.map(|c| c / f0.p50_us),
-        }),
-    );
-    extra.insert(
-        "registration".into(),
-        json!({
-            "cold_us": f0.registration_first_us,
-            "cached_us": f0.registration_cached_us,
-            "target_cold_us": f0.target_registration_first_us,
-            "target_cached_us": f0.target_registration_cached_us,
-            "per_request_us": per_request_us,
-            "per_request_is": "median over this prompt length's runs of both ends' first \
-                registration of fresh memory of the request's size",
-        }),
-    );
-    extra.insert(
-        "per_descriptor".into(),
-        json!({
-            "descriptor_list_p50_us": f0.p50_us, "descriptors": f0.chunks,
-            "contiguous_p50_us": fc.p50_us, "contiguous_p99_us": fc.p99_us,
-            "contiguous_chunks": fc.chunks,
-            "difference_us": f0.p50_us - fc.p50_us,
-            "per_descriptor_us": per_descriptor_us,
-        }),
-    );
-    extra.insert("slow_start".into(), Value::Array(slow_start));
-    let verified: u64 = runs
-        .iter()
-        .filter(|(r, _)| r.tokens == tokens)
-        .filter_map(|(_, d)| d.results.first()?.extra.get("verified_bytes")?.as_u64())
-        .sum();
-    extra.insert("verified_bytes".into(), json!(verified));
+    extra.insert("tokens".into(), json!(l.tokens));
+    extra.insert("kv_cache_size_bytes".into(), json!(l.bytes));
+    extra.insert("descriptors".into(), json!(l.f0.chunks));
+    extra.insert("io_size".into(), json!(cfg.io_size()?.min(l.bytes)));
+    for (k, v) in parts(&l) {
+        extra.insert(k.into(), v);
+    }
+    extra.insert("verified_bytes".into(), json!(l.verified));
     extra.insert("decomposition".into(), json!(decomposition));
     extra.insert(
         "xfer".into(),
         json!({"descriptor_list": base.extra.get("costs"), "nixlbench": base.extra.get("nixlbench")}),
     );
     Ok(SizeResult {
-        message_size: bytes,
+        message_size: l.bytes,
         iterations: base.iterations,
         latency_us: base.latency_us,
         bandwidth_gbps: base.bandwidth_gbps,
