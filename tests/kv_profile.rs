@@ -28,8 +28,11 @@ fn assert_profile(doc: &ResultDoc, tokens: &[u64], io: u64, gaps: &[u64], iterat
     assert_eq!(ss.is_i64(), on_linux, "{ss}");
     assert_eq!(doc.results.len(), tokens.len());
     for (r, &t) in doc.results.iter().zip(tokens) {
-        let bytes = 57_344 * t;
+        // The cache, and what a transfer moves: KVBench's batch of whole descriptors.
+        let cache = 57_344 * t;
+        let bytes = cache.div_ceil(io) * io;
         assert_eq!(r.message_size, bytes);
+        assert_eq!(r.extra["kv_cache_size_bytes"], cache);
         assert_eq!(r.iterations, iterations);
         let e = &r.extra;
         assert_eq!(e["tokens"], t);
@@ -339,4 +342,83 @@ fn peers_with_different_idle_gaps_are_refused() {
         .stderr(predicate::str::contains("idle_ms"));
     let t = target.wait_with_output().unwrap();
     assert!(!t.status.success());
+}
+
+#[test]
+fn kvbench_and_the_profile_pair_in_the_crosscheck() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // KVBench's printed output for Qwen2.5-7B, 100 tokens, layer pattern, page 16: 175 blocks
+    // of 32,768 B (the older six-column nixlbench table).
+    let raw = "Model Config: layer.yaml\nISL: 100 tokens\nPage Size: 16\nRequests: 1\nTP: 1\n\
+        PP: 1\n================================================================================\n\
+        Loaded plugin UCX\n\
+        Block Size (B)      Batch Size     Avg Lat. (us)  B/W (MiB/Sec)  B/W (GiB/Sec)  B/W (GB/Sec)\n\
+        --------------------------------------------------------------------------------\n\
+        32768               175            12.5           2500.0         2.441406       2.621440\n";
+    let txt = dir.path().join("kvb.txt");
+    std::fs::write(&txt, raw).unwrap();
+    kvxfer()
+        .args(["parse", "--tool", "kvbench"])
+        .arg(&txt)
+        .arg("--json")
+        .arg(dir.path().join("pll-kvbench-lo-100.ref.json"))
+        .assert()
+        .success();
+    let own = dir.path().join("pll-kvbench-lo-100.json");
+    kvxfer()
+        .args([
+            "kv",
+            "profile",
+            "--model",
+            "qwen2.5-7b",
+            "--tokens",
+            "100",
+            "--idle-ms",
+            "0",
+            "-I",
+            "3",
+            "--provider",
+            "tcp",
+            "--domain",
+            "lo",
+            "--pattern-id",
+            "pll-kvbench-lo-100",
+            "--json",
+        ])
+        .arg(&own)
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    kvxfer()
+        .arg("crosscheck")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("crosscheck.json")).unwrap())
+            .unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let row = |m: &str| {
+        rows.iter()
+            .find(|r| r["metric"] == m)
+            .unwrap_or_else(|| panic!("{m}: {report}"))
+    };
+    // 100 tokens x 57,344 B = 175 x 32,768: both sides moved the same bytes.
+    let bw = row("bandwidth_mbps");
+    assert_eq!(bw["message_size"], 5_734_400);
+    assert_eq!(bw["reference"], 2621.44);
+    let kv = bw["kvxfer"].as_f64().unwrap();
+    assert!((bw["ratio"].as_f64().unwrap() - kv / 2621.44).abs() < 1e-9);
+    assert_ne!(bw["verdict"], "not_comparable");
+    let lat = row("latency_us.mean");
+    assert_eq!(lat["verdict"], "not_comparable");
+    assert!(
+        lat["reason"].as_str().unwrap().contains("per block"),
+        "{lat}"
+    );
+    assert!(
+        report["unpaired"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
 }

@@ -303,6 +303,11 @@ fn not_comparable(reference: &ResultDoc, metric: &str) -> Option<String> {
              extra.ucx_perftest_percentile_us, the median of the last 2048 on both sides"
                 .into(),
         ),
+        ("kvbench", _, "latency_us.mean" | "latency_us.p50") => Some(
+            "KVBench's latency is nixlbench's span per block (descriptor); kvxfer kv profile's \
+             is per transfer of the whole iteration: bandwidth is the figure they share"
+                .into(),
+        ),
         ("fi_rma_pingpong", _, "extra.usec_per_xfer")
             if reference.config.get("op").and_then(|v| v.as_str()) == Some("read") =>
         {

@@ -81,8 +81,8 @@ impl KvProfileConfig {
 
     /// The runs, in the order both sides follow: per prompt length, the descriptor list back
     /// to back, the contiguous transfer, then the descriptor list after each idle gap. The
-    /// descriptors are KVBench's: ceil(bytes / IO size), all full but the last (a runtime
-    /// moving whole pages would move each layer's last page whole).
+    /// descriptors are KVBench's batch, ceil(bytes / IO size), each whole: a transfer moves
+    /// that many full descriptors, as nixlbench does for KVBench (the last one padded).
     pub fn runs(&self) -> Result<Vec<ProfileRun>, RunError> {
         let bad = |m: String| Err(RunError::Config(m));
         if self.tokens.is_empty() || self.tokens.contains(&0) {
@@ -100,9 +100,13 @@ impl KvProfileConfig {
         idle.dedup();
         let mut runs = Vec::new();
         for &t in &self.tokens {
-            let bytes = self.model.bytes(t).ok_or_else(|| {
-                RunError::Config(format!("{t} tokens: the cache does not fit in 64 bits"))
-            })?;
+            let bytes = self
+                .model
+                .bytes(t)
+                .and_then(|b| b.div_ceil(io).checked_mul(io))
+                .ok_or_else(|| {
+                    RunError::Config(format!("{t} tokens: the cache does not fit in 64 bits"))
+                })?;
             let cfg = |block: u64, idle_ms: u64| XferConfig {
                 size: bytes,
                 block: Some(block.min(bytes)),
@@ -285,11 +289,13 @@ mod tests {
         c.tokens = vec![0];
         assert!(c.runs().is_err());
         c.tokens = vec![1, 2];
-        // Descriptors as KVBench counts them: ceil(bytes / IO size), all full but the last.
+        // KVBench's batch: ceil(57,344 / 32,768) = 2 whole descriptors for one token.
         let runs = c.runs().unwrap();
         assert_eq!(runs[0].cfg.block, Some(32_768));
-        assert_eq!(runs[0].cfg.size.div_ceil(32_768), 2);
-        // The contiguous transfer of one token's 57,344 bytes.
-        assert_eq!(runs[1].cfg.block, Some(57_344));
+        assert_eq!(runs[0].cfg.size, 65_536);
+        // The contiguous transfer moves the same bytes; two tokens' 114,688 B take 4.
+        assert_eq!(runs[1].cfg.block, Some(65_536));
+        assert_eq!(runs[4].tokens, 2);
+        assert_eq!(runs[4].cfg.size, 4 * 32_768);
     }
 }

@@ -190,6 +190,12 @@ pub fn build(
     c.insert("tokens".into(), json!(cfg.tokens));
     let joined: Vec<String> = cfg.tokens.iter().map(u64::to_string).collect();
     c.insert("prompt_tokens".into(), json!(joined.join(",")));
+    let sizes: Vec<String> = cfg
+        .tokens
+        .iter()
+        .filter_map(|&t| cfg.model.bytes(t).map(|b| b.to_string()))
+        .collect();
+    c.insert("kv_cache_size_bytes".into(), json!(sizes.join(",")));
     c.insert("idle_ms".into(), json!(cfg.idle_ms));
     c.insert("link_gbps".into(), json!(cfg.link_gbps));
     doc.config = c;
@@ -224,7 +230,10 @@ pub fn build(
 /// One prompt length's runs, read.
 struct Length {
     tokens: u64,
+    /// Bytes of the cache.
     bytes: u64,
+    /// Bytes each transfer moved: whole descriptors.
+    moved: u64,
     /// The descriptor list back to back.
     f0: RunFigures,
     /// The contiguous transfer.
@@ -262,6 +271,7 @@ fn gather(
     Ok(Length {
         tokens,
         bytes: cfg.model.bytes(tokens).unwrap_or(0),
+        moved: d0.results.first().map_or(0, |r| r.message_size),
         f0: figures(d0)?,
         fc: figures(dc)?,
         idle,
@@ -335,7 +345,7 @@ fn token_result(
     let l = gather(cfg, tokens, runs, d0, dc)?;
     let decomposition = l.per_request_us.map(|reg| {
         decompose(&DecompositionInput {
-            bytes: l.bytes,
+            bytes: l.moved,
             link_gbps: cfg.link_gbps,
             registration_us: reg,
             descriptors_p50_us: l.f0.p50_us,
@@ -353,7 +363,7 @@ fn token_result(
     extra.insert("tokens".into(), json!(l.tokens));
     extra.insert("kv_cache_size_bytes".into(), json!(l.bytes));
     extra.insert("descriptors".into(), json!(l.f0.chunks));
-    extra.insert("io_size".into(), json!(cfg.io_size()?.min(l.bytes)));
+    extra.insert("io_size".into(), json!(cfg.io_size()?.min(l.moved)));
     for (k, v) in parts(&l) {
         extra.insert(k.into(), v);
     }
@@ -364,7 +374,7 @@ fn token_result(
         json!({"descriptor_list": base.extra.get("costs"), "nixlbench": base.extra.get("nixlbench")}),
     );
     Ok(SizeResult {
-        message_size: l.bytes,
+        message_size: l.moved,
         iterations: base.iterations,
         latency_us: base.latency_us,
         bandwidth_gbps: base.bandwidth_gbps,
