@@ -77,6 +77,7 @@ fn config(provider: &str, size: u64) -> XferConfig {
         verify: false,
         reuse: false,
         timeout: Duration::from_secs(60),
+        idle_before_timed: Duration::ZERO,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod fabric;
 pub mod mem;
 pub mod mlflow;
+pub mod model;
 pub mod plan;
 pub mod reference;
 pub mod report;

@@ -29,13 +29,19 @@ fn every_pattern_of_every_layer_gives_a_valid_server_client_pair() {
     let plan = plan::load_plan(&root().join("plans/phase-low-level.json")).unwrap();
     let files = shipped();
     let mut ids = BTreeSet::new();
+    // Patterns kvxfer runs alone (no stock tool can: KVBench has no LIBFABRIC path).
+    let mut alone = BTreeSet::new();
     for layer in plan["layers"].as_array().unwrap() {
         let pats = layer["patterns"].as_array().unwrap();
         assert!(!pats.is_empty(), "layer {} has no pattern", layer["id"]);
         for p in pats {
             ids.insert(p["id"].as_str().unwrap().to_string());
+            if p["tool"] == "kvxfer_kv" {
+                alone.insert(p["id"].as_str().unwrap().to_string());
+            }
         }
     }
+    assert_eq!(alone.len(), 3, "{alone:?}");
     let layers: Vec<&str> = plan["layers"]
         .as_array()
         .unwrap()
@@ -68,7 +74,8 @@ fn every_pattern_of_every_layer_gives_a_valid_server_client_pair() {
                 ids.iter()
                     .any(|i| *i == name || i.strip_prefix(name).is_some_and(|r| r == "-r1"))
             };
-            assert!(task("kvxfer") && task("reference"), "{ids:?}");
+            assert!(task("kvxfer"), "{ids:?}");
+            assert_eq!(task("reference"), !alone.contains(id), "{ids:?}");
         }
     }
     // The spec's headline patterns are there.
@@ -79,6 +86,12 @@ fn every_pattern_of_every_layer_gives_a_valid_server_client_pair() {
         "pll-nixlbench-tcp-672m-c16",
         "pll-kvbench-ucx-tcp-12k",
         "pll-ucx-perftest-srd-cuda-tag-bw",
+        // The spec's example ids.
+        "pll-fi-pingpong-efa-default",
+        "pll-nixlbench-efa-55m",
+        "pll-kvbench-efa-1k",
+        "pll-kvbench-efa-4k",
+        "pll-kvbench-efa-12k",
     ] {
         assert!(ids.contains(id), "{id} missing");
     }
@@ -115,7 +128,7 @@ fn generation_is_byte_identical_and_written_where_the_runner_expects() {
         v
     };
     let (la, lb) = (list(a.path()), list(b.path()));
-    assert_eq!(la.len(), 64);
+    assert_eq!(la.len(), 72);
     assert!(la == lb, "a second generation differs");
     assert!(la
         .iter()
@@ -182,6 +195,14 @@ fn stock_tools_get_their_real_option_names() {
     assert!(ucx.contains("kvxfer ucx-perf --test tag_bw --sizes 57344000,234881024,704643072 --iterations 20 --warmup 2 --memory host --timeout 300 --pattern-id pll-ucx-perftest-tcp-host-tag-bw --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-ucx-perftest-tcp-host-tag-bw.run1.json"), "{ucx}");
     let kvb = text("pll-kvbench-ucx-srd-1k-server.json");
     assert!(kvb.contains("main.py profile --model"), "{kvb}");
+    // KVBench's twin: kvxfer kv profile over UCX reading the same model and config files.
+    assert!(kvb.contains("UCX_TLS=srd timeout 900 kvxfer kv profile --backend ucx --model /tmp/low-level-results/pll-kvbench-ucx-srd-1k.model.yaml --model-config /tmp/low-level-results/pll-kvbench-ucx-srd-1k.config.yaml --tokens 1000 --timeout 300 --pattern-id pll-kvbench-ucx-srd-1k --json /tmp/low-level-results/pll-kvbench-ucx-srd-1k.server.json --listen :47590"), "{kvb}");
+    // On EFA, kvxfer's own profile over libfabric (KVBench has no LIBFABRIC path).
+    let efa = text("client/pll-kvbench-efa-4k-client.json");
+    assert!(efa.contains("kvxfer kv profile --model qwen2.5-7b --tokens 4096 --page-size 16 --tp 1 --pp 1 --access-pattern block --idle-ms 0,100,1000 --link-gbps 4.4 --provider efa --endpoint rdm --iterations 20 --warmup 2 --timeout 300 --pattern-id pll-kvbench-efa-4k --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-kvbench-efa-4k.run1.json"), "{efa}");
+    assert!(!efa.contains("main.py"), "{efa}");
+    let fpp = text("client/pll-fi-pingpong-efa-default-client.json");
+    assert!(fpp.contains("fi_pingpong -p efa -e rdm"), "{fpp}");
     assert!(kvb.contains(
         "--isl 1000 --osl 128 --num_requests 1 --page_size 16 --tp 1 --pp 1 --access_pattern block"
     ));
@@ -310,6 +331,23 @@ fn kvbench_model_files_hold_the_reference_model() {
         cfg.contains("  access_pattern: block\n  page_size: 16\n"),
         "{cfg}"
     );
+    // kvxfer reads the same files as KVBench: 57,344 B/token (fp16), block descriptors of
+    // 2,048 B x 28 layers x 16 tokens, 704,643,072 / 917,504 of them.
+    let out = Command::cargo_bin("kvxfer")
+        .unwrap()
+        .args(["kv", "plan", "--format", "json", "--model"])
+        .arg(dir.path().join("pll-kvbench-ucx-tcp-12k.model.yaml"))
+        .arg("--model-config")
+        .arg(dir.path().join("pll-kvbench-ucx-tcp-12k.config.yaml"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v[0]["kvxfer"]["kv_bytes_per_token"], 57_344);
+    assert_eq!(v[0]["start_block_size"], 917_504);
+    assert_eq!(v[0]["start_batch_size"], 768);
 }
 
 #[test]

@@ -157,8 +157,13 @@ fn kvbench_preamble_warnings_and_storage_config() {
         ("kvbench", "kv_profile", "L2")
     );
     assert_eq!(d.results.len(), 1);
+    // KVBench's rows are sized by iteration: 36,864-byte blocks x 954.
+    let mut r = d.results[0].clone();
+    assert_eq!(r.message_size, 36864 * 954);
+    assert_eq!(r.extra["block_size"], 36864);
+    r.message_size = 36864;
     check_row(
-        &d.results[0],
+        &r,
         (
             36864, 954, 9.711935, 3.8, 58.0, 58.0, 3466.6, 3627.0, 154.5, 177.0,
         ),

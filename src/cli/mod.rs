@@ -3,6 +3,7 @@
 mod common;
 mod crosscheck;
 mod info;
+mod kv;
 mod memcpy;
 mod parse;
 mod pingpong;
@@ -52,6 +53,8 @@ enum Command {
     Task(task::TaskArgs),
     /// kvxfer's results beside the stock tools': ratios and verdicts.
     Crosscheck(crosscheck::CrosscheckArgs),
+    /// The KV cache of real models (L2): size, KVBench's plan, and a profile of its transfer.
+    Kv(kv::KvArgs),
     /// ucx_perftest's tag_lat and tag_bw over UCX (L3), configured by UCX_TLS and friends.
     UcxPerf(ucx_perf::UcxPerfArgs),
 }
@@ -71,5 +74,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Task(a)) => task::run(a),
         Some(Command::Crosscheck(a)) => crosscheck::run(a),
         Some(Command::UcxPerf(a)) => ucx_perf::run(a),
+        Some(Command::Kv(a)) => kv::run(a),
     }
 }

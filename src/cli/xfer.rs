@@ -175,6 +175,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         verify: a.verify,
         reuse: a.reuse,
         timeout: Duration::from_secs_f64(a.timeout),
+        idle_before_timed: Duration::ZERO,
     };
     let sides = if a.listen.is_some() {
         Sides::Target

@@ -9,7 +9,11 @@
 //! - xfer (kvxfer, nixlbench): params `backend`, `message_size`, `num_threads`, `scheme`; metrics
 //!   `latency_p50_us`, `latency_p95_us`, `latency_p99_us`, `bandwidth_gbps`, `transfer_time_ms`.
 //! - kv_profile (kvxfer, kvbench): params `backend`, `model_config`, `prompt_tokens`,
-//!   `kv_cache_size_bytes`; metrics `kv_transfer_time_ms`, `bandwidth_gbps`.
+//!   `kv_cache_size_bytes`; metrics `kv_transfer_time_ms`, `bandwidth_gbps`, and where kvxfer
+//!   measured them the decomposition (`kv_theoretical_ms`, `kv_measured_ms`,
+//!   `kv_registration_ms`, `kv_slow_start_ms`, `kv_per_descriptor_ms`, `kv_remainder_ms`,
+//!   `kv_cold_connection_extra_ms`), `kv_per_descriptor_us` and `kv_registration_cached_us`;
+//!   `kv_cache_equivalent_tokens` is then the profile's own prompt lengths.
 //! - tag_lat / tag_bw (kvxfer, ucx_perftest): params `test_type`, `message_size`, `memory_type`,
 //!   `transport`; metrics `latency_us` (the mean), `latency_p50_us`, `latency_p99_us`,
 //!   `bandwidth_gbps`.
@@ -211,8 +215,20 @@ pub fn plan_run(
     if let Some(i) = instance.filter(|i| !i.is_empty()) {
         tag("instance_type", &i);
     }
+    let own_tokens: Option<Vec<String>> = doc
+        .results
+        .iter()
+        .map(|r| {
+            r.extra
+                .get("tokens")
+                .and_then(Value::as_u64)
+                .map(|t| t.to_string())
+        })
+        .collect();
     if matches!(doc.layer.as_str(), "L1" | "L2") && !doc.results.is_empty() {
-        if opts.bytes_per_token == 0 {
+        if let Some(t) = own_tokens.filter(|_| fam == Family::Kv) {
+            tag("kv_cache_equivalent_tokens", &t.join(","));
+        } else if opts.bytes_per_token == 0 {
             notes.push("bytes per token is 0: kv_cache_equivalent_tokens left out".into());
         } else {
             let tokens: Vec<String> = distinct_sizes(&doc.results)
@@ -374,6 +390,11 @@ fn gbps(r: &SizeResult) -> Option<f64> {
     r.bandwidth_gbps.or(r.bandwidth_mbps.map(|m| m / 1000.0))
 }
 
+/// A figure of a kv_profile result: `extra[group][key]`.
+fn kv_part(r: &SizeResult, group: &str, key: &str) -> Option<f64> {
+    r.extra.get(group)?.get(key)?.as_f64()
+}
+
 fn metrics(
     doc: &ResultDoc,
     fam: Family,
@@ -406,7 +427,37 @@ fn metrics(
             false,
         ),
         Family::Kv => (
-            vec![("kv_transfer_time_ms", xfer_ms), ("bandwidth_gbps", gbps)],
+            vec![
+                ("kv_transfer_time_ms", xfer_ms),
+                ("bandwidth_gbps", gbps),
+                ("kv_theoretical_ms", |r| {
+                    kv_part(r, "decomposition", "theoretical_ms")
+                }),
+                ("kv_measured_ms", |r| {
+                    kv_part(r, "decomposition", "measured_ms")
+                }),
+                ("kv_registration_ms", |r| {
+                    kv_part(r, "decomposition", "registration_ms")
+                }),
+                ("kv_slow_start_ms", |r| {
+                    kv_part(r, "decomposition", "slow_start_ms")
+                }),
+                ("kv_per_descriptor_ms", |r| {
+                    kv_part(r, "decomposition", "per_descriptor_ms")
+                }),
+                ("kv_remainder_ms", |r| {
+                    kv_part(r, "decomposition", "remainder_ms")
+                }),
+                ("kv_cold_connection_extra_ms", |r| {
+                    kv_part(r, "decomposition", "cold_connection_extra_ms")
+                }),
+                ("kv_per_descriptor_us", |r| {
+                    kv_part(r, "per_descriptor", "per_descriptor_us")
+                }),
+                ("kv_registration_cached_us", |r| {
+                    kv_part(r, "registration", "cached_us")
+                }),
+            ],
             false,
         ),
         Family::Ucx => (

@@ -202,6 +202,50 @@ fn kv_profile_and_bytes_per_token_override() {
 }
 
 #[test]
+fn kvxfer_kv_profile_records_the_decomposition_per_prompt_length() {
+    let mut d = doc("kvxfer", "kv_profile", "L2");
+    d.config.insert("backend".into(), "libfabric".into());
+    d.config.insert("model".into(), "qwen2.5-7b".into());
+    d.config
+        .insert("tokens".into(), serde_json::json!([1000, 4096]));
+    d.config.insert("prompt_tokens".into(), "1000,4096".into());
+    for (tokens, ms) in [(1000u64, 20.0), (4096, 80.0)] {
+        let mut r = SizeResult {
+            message_size: 57_344 * tokens,
+            iterations: 10,
+            transfer_time_ms: Some(ms),
+            bandwidth_gbps: Some(2.0),
+            ..Default::default()
+        };
+        r.extra.insert("tokens".into(), tokens.into());
+        r.extra.insert(
+            "decomposition".into(),
+            serde_json::json!({"theoretical_ms": ms / 2.0, "measured_ms": ms * 1.5,
+                "registration_ms": 0.1, "slow_start_ms": 3.0, "per_descriptor_ms": 4.0,
+                "remainder_ms": 1.0, "cold_connection_extra_ms": null}),
+        );
+        r.extra.insert(
+            "per_descriptor".into(),
+            serde_json::json!({"per_descriptor_us": 2.5}),
+        );
+        d.results.push(r);
+    }
+    let p = plan_run(&d, b"x", "k.json", &MapOptions::default(), now());
+    assert_eq!(metric(&p, "kv_transfer_time_ms_57344000"), Some(20.0));
+    assert_eq!(metric(&p, "kv_theoretical_ms_234881024"), Some(40.0));
+    assert_eq!(metric(&p, "kv_measured_ms_57344000"), Some(30.0));
+    assert_eq!(metric(&p, "kv_slow_start_ms_57344000"), Some(3.0));
+    assert_eq!(metric(&p, "kv_per_descriptor_us_234881024"), Some(2.5));
+    // Absent (null) figures are absent metrics, never zeros.
+    assert_eq!(metric(&p, "kv_cold_connection_extra_ms_57344000"), None);
+    assert_eq!(metric(&p, "kv_registration_cached_us_57344000"), None);
+    assert_eq!(param(&p, "prompt_tokens"), Some("1000,4096"));
+    assert_eq!(param(&p, "model_config"), Some("qwen2.5-7b"));
+    assert_eq!(tag(&p, "kv_cache_equivalent_tokens"), Some("1000,4096"));
+    assert_eq!(tag(&p, "layer"), Some("L2"));
+}
+
+#[test]
 fn ucx_takes_test_type_from_bench_and_transport_from_env() {
     let mut d = doc("kvxfer", "tag_lat", "L3");
     d.config.insert("mem".into(), "host".into());

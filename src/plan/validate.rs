@@ -27,11 +27,12 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("nixlbench", "L1"),
     ("kvxfer_xfer", "L1"),
     ("kvbench", "L2"),
+    ("kvxfer_kv", "L2"),
     ("ucx_perftest", "L3"),
 ];
 
 /// The tools whose templates render a one-host definition (both sides on this host).
-pub const ONE_HOST_TOOLS: &[&str] = &["fi_pingpong", "kvxfer_xfer", "ucx_perftest"];
+pub const ONE_HOST_TOOLS: &[&str] = &["fi_pingpong", "kvxfer_xfer", "kvxfer_kv", "ucx_perftest"];
 
 /// What a parameter must hold.
 #[derive(Clone, Copy)]
@@ -103,6 +104,30 @@ fn params_of(
             ("size", Int(1)),
             ("concurrency", Int(1)),
             ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
+            ("iterations", Int(1)),
+            ("warmup", Int(0)),
+        ],
+        "kvxfer_kv" if ucx => &[
+            ("backend", OneOf(&["libfabric", "ucx"])),
+            ("ucx_tls", Text),
+            ("model", Text),
+            ("tokens", Int(1)),
+            ("page_size", Int(1)),
+            ("tp", Int(1)),
+            ("pp", Int(1)),
+            ("access_pattern", OneOf(&["block", "layer"])),
+            ("iterations", Int(1)),
+            ("warmup", Int(0)),
+        ],
+        "kvxfer_kv" => &[
+            ("provider", Text),
+            ("endpoint", OneOf(&["rdm", "msg"])),
+            ("model", Text),
+            ("tokens", Int(1)),
+            ("page_size", Int(1)),
+            ("tp", Int(1)),
+            ("pp", Int(1)),
+            ("access_pattern", OneOf(&["block", "layer"])),
             ("iterations", Int(1)),
             ("warmup", Int(0)),
         ],
@@ -542,8 +567,31 @@ mod tests {
         q["layers"][0]["patterns"][0]["tool"] = json!("nixlbench");
         let got: Vec<String> = validate(&q).iter().map(|x| x.to_string()).collect();
         assert!(
-            got.contains(&"$.layers[0].patterns[0].tool: a one-host plan runs only fi_pingpong, kvxfer_xfer, ucx_perftest patterns".to_string()),
+            got.contains(&"$.layers[0].patterns[0].tool: a one-host plan runs only fi_pingpong, kvxfer_xfer, kvxfer_kv, ucx_perftest patterns".to_string()),
             "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn kvxfer_kv_patterns_need_their_model_and_layout() {
+        let mut p = minimal();
+        p["layers"][0]["id"] = json!("L2");
+        p["layers"][0]["patterns"][0] = json!({
+            "id": "pll-kvbench-efa-1k", "tool": "kvxfer_kv", "description": "x",
+            "params": {"provider": "efa", "endpoint": "rdm", "model": "qwen2.5-7b",
+                       "tokens": 1000, "page_size": 16, "tp": 1, "pp": 1,
+                       "access_pattern": "block", "iterations": 20, "warmup": 2}});
+        assert_eq!(validate(&p), []);
+        let pat = &mut p["layers"][0]["patterns"][0]["params"];
+        pat.as_object_mut().unwrap().remove("tokens");
+        pat["access_pattern"] = json!("diagonal");
+        let got: Vec<String> = validate(&p).iter().map(|x| x.path.clone()).collect();
+        assert_eq!(
+            got,
+            [
+                "$.layers[0].patterns[0].params.tokens",
+                "$.layers[0].patterns[0].params.access_pattern"
+            ]
         );
     }
 

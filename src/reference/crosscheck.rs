@@ -303,6 +303,11 @@ fn not_comparable(reference: &ResultDoc, metric: &str) -> Option<String> {
              extra.ucx_perftest_percentile_us, the median of the last 2048 on both sides"
                 .into(),
         ),
+        ("kvbench", _, "latency_us.mean" | "latency_us.p50") => Some(
+            "KVBench's latency is nixlbench's span per block (descriptor); kvxfer kv profile's \
+             is per transfer of the whole iteration: bandwidth is the figure they share"
+                .into(),
+        ),
         ("fi_rma_pingpong", _, "extra.usec_per_xfer")
             if reference.config.get("op").and_then(|v| v.as_str()) == Some("read") =>
         {
@@ -356,17 +361,7 @@ pub fn paired_ratio(kvxfer_runs: &[f64], reference_runs: &[f64]) -> Option<f64> 
 
 /// The median; None for no value.
 pub fn median(values: &[f64]) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    crate::stats::median(values)
 }
 
 /// Compares kvxfer's runs of a pattern with the stock tool's, size by size, figure by figure.

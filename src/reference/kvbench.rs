@@ -8,11 +8,25 @@ use super::{nixlbench, ParseError, Tool};
 use crate::report::ResultDoc;
 
 /// Parses KVBench's output into a `kv_profile` document; the preamble goes into `config`.
+/// A row's message size is the bytes of one iteration, block x batch (the requests' KV
+/// caches, what `kvxfer kv profile` moves per transfer); the block stays in `block_size`.
 pub fn parse(raw: &str) -> Result<ResultDoc, ParseError> {
     let lines = table::lines(raw);
     let mut doc = nixlbench::parse_lines(Tool::Kvbench, "kv_profile", &lines)?;
     for (k, v) in preamble(&lines) {
         doc.config.insert(format!("kvbench_{k}"), v);
+    }
+    for r in &mut doc.results {
+        let batch = r.extra.get("batch_size").and_then(Value::as_u64);
+        if let Some(bytes) = batch.and_then(|b| b.checked_mul(r.message_size)) {
+            r.extra
+                .insert("block_size".into(), Value::from(r.message_size));
+            r.extra.insert(
+                "message_size_is".into(),
+                Value::from("block_size x batch_size: the bytes of one iteration"),
+            );
+            r.message_size = bytes;
+        }
     }
     Ok(doc)
 }
@@ -83,7 +97,9 @@ Block Size (B)      Batch Size     Avg Lat. (us)  B/W (MiB/Sec)  B/W (GiB/Sec)  
             "examples/block-tp1-pp8.yaml"
         );
         let r = &d.results[0];
-        assert_eq!(r.message_size, 131_072);
+        // 131,072-byte blocks x 5,000: the iteration's bytes.
+        assert_eq!(r.message_size, 655_360_000);
+        assert_eq!(r.extra["block_size"], 131_072);
         assert_eq!(r.extra["batch_size"], 5000);
         assert_eq!(r.latency_us.unwrap().mean, 40.5);
         assert_eq!(r.bandwidth_gbps, Some(3.236345));

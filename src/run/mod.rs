@@ -2,6 +2,8 @@
 //! made from the samples. The CLI calls these; they print nothing.
 
 pub mod environment;
+pub mod kv_profile;
+mod kv_profile_report;
 pub mod pair;
 pub mod pingpong;
 pub mod rma_pingpong;

@@ -121,6 +121,9 @@ pub struct XferConfig {
     pub reuse: bool,
     /// Connection, barrier and completion time-out.
     pub timeout: Duration,
+    /// The initiator sleeps this long before each timed iteration (zero: back to back), so
+    /// the connection goes idle as between requests (TCP slow start after idle).
+    pub idle_before_timed: Duration,
 }
 
 /// Limits found before any connection, and what the run will allocate.
@@ -174,6 +177,9 @@ impl XferConfig {
             .with("reuse", self.reuse);
         if self.mode == ConcurrencyMode::Outstanding {
             f = f.with("outstanding", self.concurrency);
+        }
+        if !self.idle_before_timed.is_zero() {
+            f = f.with("idle_ms", self.idle_before_timed.as_millis());
         }
         f
     }

@@ -24,6 +24,7 @@ fn cfg(op: XferOp) -> XferConfig {
         verify: false,
         reuse: false,
         timeout: Duration::from_secs(1),
+        idle_before_timed: Duration::ZERO,
     }
 }
 

@@ -234,6 +234,9 @@ fn initiator_inner(
                 }
             }
         }
+        if i >= cfg.warmup && !cfg.idle_before_timed.is_zero() {
+            std::thread::sleep(cfg.idle_before_timed);
+        }
         oob.barrier()?;
         let mut adapter = Idle {
             end: &mut *ep,

@@ -1,0 +1,301 @@
+//! `kv profile`: transfers shaped like a model's KV cache, per prompt length, over xfer's
+//! machinery: the descriptor list back to back and after idle gaps, and the same bytes as one
+//! contiguous transfer. Every run is a fresh xfer run (new connection, new registration), so
+//! the cold transfer and the registration of each are a request's first.
+
+use std::time::Duration;
+
+use super::kv_profile_report;
+use super::xfer::{self, XferConfig};
+use super::RunError;
+use crate::bootstrap::OobListener;
+use crate::model::kvbench::KvLayout;
+use crate::model::{Attention, KvGeometry};
+use crate::report::ResultDoc;
+
+/// What a profile is asked to do.
+#[derive(Debug, Clone)]
+pub struct KvProfileConfig {
+    /// The model whose cache is moved.
+    pub model: KvGeometry,
+    /// Parallelism and paging: the descriptor size.
+    pub layout: KvLayout,
+    /// K and V in descriptors of their own (half KVBench's IO size each), as a runtime that
+    /// keeps separate K and V tensors per layer moves them; GQA models only.
+    pub split_kv: bool,
+    /// Prompt lengths.
+    pub tokens: Vec<u64>,
+    /// Idle gaps before each timed transfer, ms (0: back to back, always run).
+    pub idle_ms: Vec<u64>,
+    /// The link rate the theoretical time is computed at, 10^9 bytes/s.
+    pub link_gbps: f64,
+    /// xfer's settings (backend, provider, op, window, iterations, ...); size, block and the
+    /// idle gap are set per run.
+    pub base: XferConfig,
+}
+
+/// Which shape a run moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The model's descriptor list, with this idle gap (ms) before each timed transfer.
+    Descriptors {
+        /// Idle gap, ms.
+        idle_ms: u64,
+    },
+    /// The same bytes as one contiguous transfer (cut only at the provider's maximum).
+    Contiguous,
+}
+
+/// One xfer run of a profile.
+#[derive(Debug, Clone)]
+pub struct ProfileRun {
+    /// Prompt tokens.
+    pub tokens: u64,
+    /// Descriptor list or contiguous.
+    pub shape: Shape,
+    /// The xfer configuration it runs.
+    pub cfg: XferConfig,
+}
+
+impl KvProfileConfig {
+    /// Bytes of one descriptor.
+    pub fn io_size(&self) -> Result<u64, RunError> {
+        let io = self
+            .layout
+            .io_size(&self.model)
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        if !self.split_kv {
+            return Ok(io);
+        }
+        match self.model.attention {
+            Attention::Mla { .. } => Err(RunError::Config(format!(
+                "--kv-split: {} caches one latent vector per token (MLA), no separate K and V",
+                self.model.name
+            ))),
+            Attention::Gqa { .. } if io < 2 => Err(RunError::Config(
+                "--kv-split leaves descriptors of less than one byte".into(),
+            )),
+            Attention::Gqa { .. } => Ok(io / 2),
+        }
+    }
+
+    /// The runs, in the order both sides follow: per prompt length, the descriptor list back
+    /// to back, the contiguous transfer, then the descriptor list after each idle gap. The
+    /// descriptors are KVBench's batch, ceil(bytes / IO size), each whole: a transfer moves
+    /// that many full descriptors, as nixlbench does for KVBench (the last one padded).
+    pub fn runs(&self) -> Result<Vec<ProfileRun>, RunError> {
+        let bad = |m: String| Err(RunError::Config(m));
+        if self.tokens.is_empty() || self.tokens.contains(&0) {
+            return bad("--tokens must be positive counts".into());
+        }
+        if !(self.link_gbps.is_finite() && self.link_gbps > 0.0) {
+            return bad("--link-gbps must be a positive rate".into());
+        }
+        if let Some(g) = self.idle_ms.iter().find(|&&g| g > 600_000) {
+            return bad(format!("--idle-ms {g} is above 10 minutes"));
+        }
+        let io = self.io_size()?;
+        let mut idle: Vec<u64> = self.idle_ms.iter().copied().filter(|&g| g > 0).collect();
+        idle.sort_unstable();
+        idle.dedup();
+        let mut runs = Vec::new();
+        for &t in &self.tokens {
+            let bytes = self
+                .model
+                .bytes(t)
+                .and_then(|b| b.div_ceil(io).checked_mul(io))
+                .ok_or_else(|| {
+                    RunError::Config(format!("{t} tokens: the cache does not fit in 64 bits"))
+                })?;
+            let cfg = |block: u64, idle_ms: u64| XferConfig {
+                size: bytes,
+                block: Some(block.min(bytes)),
+                idle_before_timed: Duration::from_millis(idle_ms),
+                concurrency: 1,
+                ..self.base.clone()
+            };
+            let shapes = [Shape::Descriptors { idle_ms: 0 }, Shape::Contiguous]
+                .into_iter()
+                .chain(idle.iter().map(|&g| Shape::Descriptors { idle_ms: g }));
+            for shape in shapes {
+                let c = match shape {
+                    Shape::Descriptors { idle_ms } => cfg(io, idle_ms),
+                    Shape::Contiguous => cfg(bytes, 0),
+                };
+                runs.push(ProfileRun {
+                    tokens: t,
+                    shape,
+                    cfg: c,
+                });
+            }
+        }
+        Ok(runs)
+    }
+}
+
+/// What a profile tells its caller as it goes.
+#[derive(Debug)]
+pub enum ProfileEvent<'a> {
+    /// Run `index` of `count` starts.
+    Starting {
+        /// Its place in the sequence.
+        index: usize,
+        /// Runs in all.
+        count: usize,
+        /// The run.
+        run: &'a ProfileRun,
+    },
+    /// Every run of a prompt length is done: the document of the lengths done so far (status
+    /// partial until the last), so a failure later loses none of them.
+    Checkpoint(&'a ResultDoc),
+}
+
+/// Runs both sides in this process over the loopback.
+pub fn run_local(
+    cfg: &KvProfileConfig,
+    events: &mut dyn FnMut(ProfileEvent<'_>),
+) -> Result<ResultDoc, RunError> {
+    drive(cfg, xfer::Sides::Both, events, |r| xfer::run_local(&r.cfg))
+}
+
+/// Runs the initiator side against the target at `peer`.
+pub fn run_initiator(
+    cfg: &KvProfileConfig,
+    peer: &str,
+    events: &mut dyn FnMut(ProfileEvent<'_>),
+) -> Result<ResultDoc, RunError> {
+    let peers = [peer.to_string()];
+    drive(cfg, xfer::Sides::Initiator, events, |r| {
+        xfer::run_initiator(&r.cfg, &peers)
+    })
+}
+
+/// Runs the target side: serves the same runs, in the same order, on `listener`.
+pub fn run_target(
+    cfg: &KvProfileConfig,
+    listener: &OobListener,
+    events: &mut dyn FnMut(ProfileEvent<'_>),
+) -> Result<ResultDoc, RunError> {
+    drive(cfg, xfer::Sides::Target, events, |r| {
+        xfer::run_target(&r.cfg, listener)
+    })
+}
+
+fn drive(
+    cfg: &KvProfileConfig,
+    sides: xfer::Sides,
+    events: &mut dyn FnMut(ProfileEvent<'_>),
+    mut one: impl FnMut(&ProfileRun) -> Result<ResultDoc, RunError>,
+) -> Result<ResultDoc, RunError> {
+    let runs = cfg.runs()?;
+    for r in &runs {
+        r.cfg.validate(sides)?;
+    }
+    let mut done = Vec::with_capacity(runs.len());
+    for (index, r) in runs.iter().enumerate() {
+        events(ProfileEvent::Starting {
+            index,
+            count: runs.len(),
+            run: r,
+        });
+        let doc = one(r)?;
+        done.push((r.clone(), doc));
+        let length_done = runs.get(index + 1).map_or(true, |n| n.tokens != r.tokens);
+        if length_done && index + 1 < runs.len() {
+            events(ProfileEvent::Checkpoint(&kv_profile_report::build(
+                cfg, &done,
+            )?));
+        }
+    }
+    kv_profile_report::build(cfg, &done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fabric::{EndpointType, XferOp};
+    use crate::model::kvbench::AccessPattern;
+    use crate::model::preset;
+    use crate::run::xfer::{ConcurrencyMode, Scheme, XferBackend};
+
+    fn cfg(model: &str, split_kv: bool) -> KvProfileConfig {
+        KvProfileConfig {
+            model: preset(model).unwrap(),
+            layout: KvLayout {
+                tp: 1,
+                pp: 1,
+                page_size: 16,
+                access: AccessPattern::Layer,
+            },
+            split_kv,
+            tokens: vec![1000, 4096],
+            idle_ms: vec![1000, 0, 100, 100],
+            link_gbps: 2.9,
+            base: XferConfig {
+                backend: XferBackend::Libfabric,
+                provider: "tcp".into(),
+                endpoint: EndpointType::Rdm,
+                domain: None,
+                op: XferOp::Write,
+                size: 1,
+                block: None,
+                window: 64,
+                concurrency: 4,
+                mode: ConcurrencyMode::Endpoints,
+                scheme: Scheme::Pairwise,
+                iterations: 3,
+                warmup: 1,
+                verify: false,
+                reuse: false,
+                timeout: Duration::from_secs(5),
+                idle_before_timed: Duration::ZERO,
+            },
+        }
+    }
+
+    #[test]
+    fn runs_per_prompt_length_in_order() {
+        let runs = cfg("qwen2.5-7b", false).runs().unwrap();
+        let shapes: Vec<(u64, Shape)> = runs.iter().map(|r| (r.tokens, r.shape)).collect();
+        let d = |idle_ms| Shape::Descriptors { idle_ms };
+        assert_eq!(
+            shapes,
+            [
+                (1000, d(0)),
+                (1000, Shape::Contiguous),
+                (1000, d(100)),
+                (1000, d(1000)),
+                (4096, d(0)),
+                (4096, Shape::Contiguous),
+                (4096, d(100)),
+                (4096, d(1000)),
+            ]
+        );
+        // 28 layers' 2,048 B x 16 tokens per descriptor; the contiguous run in one piece.
+        assert_eq!(runs[0].cfg.block, Some(32_768));
+        assert_eq!(runs[0].cfg.size, 57_344_000);
+        assert_eq!(runs[1].cfg.block, Some(57_344_000));
+        assert_eq!(runs[3].cfg.idle_before_timed, Duration::from_secs(1));
+        assert_eq!(runs[0].cfg.idle_before_timed, Duration::ZERO);
+        assert!(runs.iter().all(|r| r.cfg.concurrency == 1));
+    }
+
+    #[test]
+    fn split_kv_halves_descriptors_and_refuses_mla() {
+        assert_eq!(cfg("qwen2.5-7b", true).io_size().unwrap(), 16_384);
+        let e = cfg("deepseek-r1", true).io_size().unwrap_err();
+        assert!(e.to_string().contains("MLA"), "{e}");
+        let mut c = cfg("qwen2.5-7b", false);
+        c.tokens = vec![0];
+        assert!(c.runs().is_err());
+        c.tokens = vec![1, 2];
+        // KVBench's batch: ceil(57,344 / 32,768) = 2 whole descriptors for one token.
+        let runs = c.runs().unwrap();
+        assert_eq!(runs[0].cfg.block, Some(32_768));
+        assert_eq!(runs[0].cfg.size, 65_536);
+        // The contiguous transfer moves the same bytes; two tokens' 114,688 B take 4.
+        assert_eq!(runs[1].cfg.block, Some(65_536));
+        assert_eq!(runs[4].tokens, 2);
+        assert_eq!(runs[4].cfg.size, 4 * 32_768);
+    }
+}
