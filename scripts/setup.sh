@@ -80,4 +80,15 @@ fi
 
 if [ "$want_tests" = 1 ]; then
     bash "$repo/scripts/mlflow-server.sh" --install >&2
+    # NIXL's engine (xfer's twin, scripts/nixl_xfer.py) in the same venv: the nixl-cu12 wheel
+    # (cp311) without its declared dependencies (torch: DRAM transfers need neither it nor
+    # CUDA), plus numpy.
+    venv="${KVXFER_MLFLOW_VENV:-$repo/.cache/mlflow-venv}"
+    if "$venv/bin/python" "$repo/scripts/nixl_xfer.py" --check 2>/dev/null; then
+        echo "setup.sh: NIXL present in $venv" >&2
+    else
+        echo "setup.sh: installing NIXL 1.5.1 (PyPI nixl-cu12, --no-deps) and numpy into $venv" >&2
+        "$venv/bin/pip" install --quiet --disable-pip-version-check numpy >&2
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps nixl-cu12==1.5.1 >&2
+    fi
 fi
