@@ -44,11 +44,11 @@ one_nixl() {
     env UCX_TLS="$1" UCX_NET_DEVICES=lo UCX_LOG_FILE=stderr timeout 600 "$py" "$repo/scripts/nixl_xfer.py" \
         --op_type WRITE --block_size "$3" --batch_size $(($2 / $3)) --num_iter "$iters" \
         --warmup_iter "$warmup" >"$tmp/n.txt" 2>"$tmp/err" || { cat "$tmp/err" >&2; die "nixl_xfer.py failed"; }
-    "$kvxfer" parse --tool nixlbench "$tmp/n.txt" --json "$tmp/n.json" >/dev/null
+    "$kvxfer" parse --tool nixlbench "$tmp/n.txt" --json "$tmp/n.json" >/dev/null 2>&1 || die "kvxfer parse of NIXL's table failed: $(cat "$tmp/n.txt")"
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["bandwidth_gbps"])' "$tmp/n.json"
 }
 
-echo "# $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg); UCX $("$kvxfer" info --ucx | head -1)"
+echo "# $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg); $("$kvxfer" info --ucx 2>/dev/null | sed -n 1p)"
 for tls in ${TLS:-tcp tcp,cma}; do
     for size in ${SIZES:-55M 224M 672M}; do
         b=$(bytes "$size")

@@ -21,10 +21,15 @@ fn from_prefix(prefix: &Path, how: &str) -> Option<Found> {
     if !prefix.join("include/ucp/api/ucp.h").exists() {
         return None;
     }
-    let libdir = ["lib", "lib64"]
-        .iter()
-        .map(|d| prefix.join(d))
-        .find(|d| d.join("libucp.so").exists())?;
+    let libdir = [
+        "lib",
+        "lib64",
+        "lib/x86_64-linux-gnu",
+        "lib/aarch64-linux-gnu",
+    ]
+    .iter()
+    .map(|d| prefix.join(d))
+    .find(|d| d.join("libucp.so").exists())?;
     println!("cargo:rustc-link-search=native={}", libdir.display());
     for lib in ["ucp", "uct", "ucs"] {
         println!("cargo:rustc-link-lib={lib}");
