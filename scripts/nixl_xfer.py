@@ -26,6 +26,7 @@ tcp,cma; posix alone fails). Exit status 3 when NIXL's Python API is not install
 
 import argparse
 import json
+import mmap
 import os
 import socket
 import struct
@@ -67,6 +68,8 @@ def options(argv):
     p.add_argument("--warmup_iter", type=int, default=2, help="untimed transfers first")
     p.add_argument("--enable_pt", type=int, choices=[0, 1], default=0, help="progress thread")
     p.add_argument("--check_consistency", type=int, choices=[0, 1], default=0)
+    p.add_argument("--huge_pages", type=int, choices=[0, 1], default=1,
+                   help="back buffers of 2 MiB and more with transparent huge pages, as kvxfer does")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds for the whole run")
     p.add_argument("--check", action="store_true", help="exit 0 if NIXL is installed, else 3")
     side = p.add_mutually_exclusive_group()
@@ -123,10 +126,16 @@ def recv_msg(sock):
 class Segment:
     """One registered DRAM buffer of BLOCK x BATCH bytes."""
 
-    def __init__(self, agent, size, fill):
+    def __init__(self, agent, size, fill, huge):
         import numpy as np
 
-        self.array = np.full(size, fill, dtype=np.uint8)
+        # Anonymous memory, with transparent huge pages asked for as kvxfer's bulk buffers
+        # are (a CMA copy pins 2 MiB pages then, not 4 KiB ones); every page touched by the fill.
+        self.map = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if huge and size >= 2 << 20 and hasattr(mmap, "MADV_HUGEPAGE"):
+            self.map.madvise(mmap.MADV_HUGEPAGE)
+        self.array = np.frombuffer(self.map, dtype=np.uint8, count=size)
+        self.array[:] = fill
         self.addr = self.array.ctypes.data
         self.size = size
         self.agent = agent
@@ -234,6 +243,7 @@ def config_block(a, mode):
         ("Warmup iter (--warmup_iter=N)", a.warmup_iter),
         ("Large block iter factor (--large_blk_iter_ftr=N)", 1),
         ("Num threads (--num_threads=N)", 1),
+        ("Huge pages (--huge_pages=[0,1])", a.huge_pages),
     ]
     out = ["NIXLBench Configuration", rule]
     out += [f"{k:<60}: {v}" for k, v in rows]
@@ -267,8 +277,8 @@ def one_process(api, a, deadline):
     initiator = make_agent(*api, "kvxfer-nixl-initiator", a)
     target = make_agent(*api, "kvxfer-nixl-target", a)
     size = a.block_size * a.batch_size
-    src = Segment(initiator, size, 0x5A)
-    dst = Segment(target, size, 0)
+    src = Segment(initiator, size, 0x5A, a.huge_pages)
+    dst = Segment(target, size, 0, a.huge_pages)
     ini_name = add_remote(target, initiator.get_agent_metadata())
     tgt_name = add_remote(initiator, target.get_agent_metadata())
     remote = initiator.get_xfer_descs(dst.descs(a.block_size, a.batch_size), "DRAM")
@@ -290,7 +300,7 @@ def one_process(api, a, deadline):
 def target_side(api, a, deadline):
     host, port = address(a.listen)
     agent = make_agent(*api, "kvxfer-nixl-target", a)
-    seg = Segment(agent, a.block_size * a.batch_size, 0x5A if a.op_type == "READ" else 0)
+    seg = Segment(agent, a.block_size * a.batch_size, 0x5A if a.op_type == "READ" else 0, a.huge_pages)
     srv = socket.create_server((host, port))
     srv.settimeout(max(1.0, deadline.end - time.monotonic()))
     try:
@@ -319,7 +329,7 @@ def target_side(api, a, deadline):
 def initiator_side(api, a, deadline):
     host, port = address(a.peer)
     agent = make_agent(*api, "kvxfer-nixl-initiator", a)
-    seg = Segment(agent, a.block_size * a.batch_size, 0 if a.op_type == "READ" else 0x5A)
+    seg = Segment(agent, a.block_size * a.batch_size, 0 if a.op_type == "READ" else 0x5A, a.huge_pages)
     while True:
         try:
             conn = socket.create_connection((host, port), timeout=1.0)
