@@ -10,6 +10,22 @@ fn git(args: &[&str]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Embeds the folder of the UCX that ucx-sys linked (its `links` metadata) as an rpath of every
+/// binary, test and bench of kvxfer, so they load that UCX without LD_LIBRARY_PATH. A system
+/// folder needs none. `KVXFER_UCX_LIBDIR` keeps the folder (empty when pkg-config named none).
+fn ucx_rpath() {
+    println!("cargo:rerun-if-env-changed=DEP_UCX_LIBDIR");
+    let libdir = std::env::var("DEP_UCX_LIBDIR").unwrap_or_default();
+    println!("cargo:rustc-env=KVXFER_UCX_LIBDIR={libdir}");
+    if libdir.is_empty() {
+        return;
+    }
+    let system = ["/usr/lib", "/lib", "/usr/lib64", "/lib64"];
+    if !system.iter().any(|d| libdir.starts_with(d)) {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{libdir}");
+    }
+}
+
 fn main() {
     let sha = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
@@ -26,6 +42,7 @@ fn main() {
         "cargo:rustc-env=KVXFER_PROFILE={}",
         std::env::var("PROFILE").unwrap_or_default()
     );
+    ucx_rpath();
     if let Some(head) = git(&["rev-parse", "--git-dir"]) {
         println!("cargo:rerun-if-changed={head}/HEAD");
         println!("cargo:rerun-if-changed={head}/index");

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kvxfer ucx-perf against Debian's ucx_perftest, side by side: the two tools run interleaved
+# kvxfer ucx-perf against the ucx_perftest of the same UCX (the set-up's 1.22), side by side: the two tools run interleaved
 # (A B A B ...) on the same UCX transport, size and iteration count, each as a server and a
 # client on 127.0.0.1, and the script prints the median of each tool's figure and their ratio.
 #
@@ -11,9 +11,11 @@
 #   tag_lat  kvxfer's p50 over all iterations (HDR)  vs  ucx_perftest's percentile column
 #            (median of its last 2048 iterations); microseconds, lower is better.
 #   tag_bw   kvxfer's bandwidth, which runs to the receiver's acknowledgement, vs ucx_perftest's
-#            overall MB/s (Debian's 1.13 stops at local send completion, no acknowledgement);
+#            overall MB/s (1.18+ acknowledges the end; Debian's 1.13 stops at local send
+#            completion, no acknowledgement);
 #            both in MiB/s (ucx_perftest's MB/s is 2^20 bytes/s); higher is better.
-# Env: KVXFER (binary; default target/release/kvxfer, built if missing), LAT_ITERS (20000),
+# Env: KVXFER (binary; default target/release/kvxfer, built if missing), UCX_PERFTEST (default
+# .cache/ucx/bin/ucx_perftest, the launcher of scripts/setup.sh's UCX 1.22), LAT_ITERS (20000),
 # BW_ITERS (10), BW_SIZE (672M), CASES (default "lat-tcp lat-posix bw-tcp": a subset to run). Two busy-polling processes need both cores: run it on an idle
 # machine and read the ratios, not the absolute figures.
 set -euo pipefail
@@ -28,7 +30,8 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 die() { echo "compare-ucx.sh: $*" >&2; exit 1; }
-command -v ucx_perftest >/dev/null || die "ucx_perftest not found (apt-get install ucx-utils)"
+perftest="${UCX_PERFTEST:-$repo/.cache/ucx/bin/ucx_perftest}"
+[ -x "$perftest" ] || die "$perftest not found (scripts/setup.sh installs UCX 1.22)"
 command -v python3 >/dev/null || die "python3 not found"
 if [ ! -x "$kvxfer" ]; then
     (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
@@ -46,10 +49,10 @@ run_ucx_perftest() {
     local test=$1 size=$2 iters=$3 p out
     for _ in 1 2 3; do
         p=$(port)
-        timeout 120 ucx_perftest -p "$p" >/dev/null 2>&1 &
+        timeout 120 "$perftest" -p "$p" >/dev/null 2>&1 &
         local srv=$!
         sleep 0.5
-        out=$(timeout 120 ucx_perftest 127.0.0.1 -p "$p" -t "$test" -s "$size" -n "$iters" 2>&1 || true)
+        out=$(timeout 120 "$perftest" 127.0.0.1 -p "$p" -t "$test" -s "$size" -n "$iters" 2>&1 || true)
         wait "$srv" 2>/dev/null || true
         local final
         final=$(grep -E '^ *Final:' <<<"$out" || true)

@@ -49,6 +49,17 @@ pub fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The reference ucx_perftest of the UCX kvxfer links: the set-up's UCX 1.22 launcher
+/// (`.cache/ucx/bin`) when ucx-sys built against that copy, else the one on PATH; None if absent.
+pub fn ucx_perftest() -> Option<std::path::PathBuf> {
+    let libdir = env!("KVXFER_UCX_LIBDIR");
+    let copy = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/ucx/bin/ucx_perftest");
+    if libdir.contains(".cache/ucx/") {
+        return copy.is_file().then_some(copy);
+    }
+    have("ucx_perftest").then(|| "ucx_perftest".into())
+}
+
 /// Checks the figures of a ping-pong document against each other.
 pub fn assert_pingpong_consistent(doc: &ResultDoc, sizes: &[u64], iterations: u64) {
     assert_eq!(doc.schema, "kvxfer.result/v1");

@@ -363,6 +363,12 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
             "pll-lo-kvxfer-xfer-tcp.json",
             "pll-lo-kvxfer-xfer-shm.json",
             "pll-lo-kvxfer-xfer-ucx-tcp.json",
+            "pll-lo-xfer-nixl-tcp-55m.json",
+            "pll-lo-xfer-nixl-tcp-224m.json",
+            "pll-lo-xfer-nixl-tcp-672m.json",
+            "pll-lo-xfer-nixl-tcp-cma-55m.json",
+            "pll-lo-xfer-nixl-tcp-cma-224m.json",
+            "pll-lo-xfer-nixl-tcp-cma-672m.json",
             "pll-lo-ucx-perftest-tcp-tag-lat.json",
             "pll-lo-ucx-perftest-shm-tag-lat.json",
             "pll-lo-ucx-perftest-tcp-tag-bw.json",
@@ -381,6 +387,18 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
     );
     assert!(ucx.contains("kvxfer info --ucx"), "{ucx}");
     assert!(!ucx.contains("$KVXFER_RT kvxfer xfer"), "{ucx}");
+    assert!(!ucx.contains("nixl_xfer.py"), "{ucx}");
+    // xfer's NIXL twin: the same transfer as size / block descriptors, UCX_TLS alike, skipped
+    // where NIXL is missing, parsed as nixlbench's table beside kvxfer's result.
+    let twin = commands(&files[10]).join("\n");
+    for want in [
+        "env UCX_TLS=tcp,cma UCX_NET_DEVICES=lo timeout 30 kvxfer xfer --backend ucx --size 704643072 --block 4194304 --op write",
+        "! env UCX_TLS=tcp,cma UCX_NET_DEVICES=lo timeout 30 .cache/mlflow-venv/bin/python scripts/nixl_xfer.py --check",
+        "scripts/nixl_xfer.py --op_type WRITE --block_size 4194304 --batch_size 168 --num_iter 3 --warmup_iter 1 --check_consistency 0 --timeout 20 > /tmp/kvxfer-loopback/pll-lo-xfer-nixl-tcp-cma-672m.run1.ref.txt",
+        "kvxfer parse --tool nixlbench /tmp/kvxfer-loopback/pll-lo-xfer-nixl-tcp-cma-672m.run1.ref.txt --pattern-id pll-lo-xfer-nixl-tcp-cma-672m --json /tmp/kvxfer-loopback/pll-lo-xfer-nixl-tcp-cma-672m.run1.ref.json",
+    ] {
+        assert!(twin.contains(want), "{want}\n{twin}");
+    }
     let def = TaskDefinition::from_json(std::str::from_utf8(&files[0].bytes).unwrap()).unwrap();
     assert!(def.variables.is_empty(), "no runner variable on one host");
     let ids: Vec<&str> = def.tasks.iter().map(|t| t.id.as_str()).collect();

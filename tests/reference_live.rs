@@ -1,5 +1,5 @@
-//! The fi_pingpong and ucx_perftest parsers on live output of the Debian tools, run on loopback
-//! with tiny iteration counts.
+//! The fi_pingpong and ucx_perftest parsers on live output of the stock tools (Debian's fi_pingpong,
+//! the set-up's UCX 1.22 ucx_perftest), run on loopback with tiny iteration counts.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -164,8 +164,17 @@ fn fi_pingpong_shm_rdm_live() {
     fi_pingpong("fi_pingpong_shm_rdm_live", "shm", "rdm", None);
 }
 
+/// The set-up's UCX 1.22 ucx_perftest (`.cache/ucx/bin`) when installed, else PATH's.
+fn ucx_perftest(test_name: &str) -> Option<PathBuf> {
+    let copy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/ucx/bin/ucx_perftest");
+    if copy.is_file() {
+        return Some(copy);
+    }
+    installed(test_name, "ucx_perftest")
+}
+
 fn ucx(test_name: &str, test: &str, extra: &[&str]) -> Option<(String, String)> {
-    let bin = installed(test_name, "ucx_perftest")?;
+    let bin = ucx_perftest(test_name)?;
     let port = free_port().to_string();
     let env = |c: &mut Command| {
         c.env("UCX_TLS", "tcp").env("UCX_NET_DEVICES", "lo");

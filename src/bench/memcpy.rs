@@ -20,8 +20,9 @@ pub struct MemcpySamples {
 
 /// Copies `size` bytes from one buffer to another `warmup + iterations` times, timing each.
 pub fn run_memcpy(size: usize, iterations: u64, warmup: u64) -> Result<MemcpySamples, BenchError> {
-    let alloc =
-        |n| HostBuffer::new(n).map_err(|e| BenchError::Invalid(format!("memcpy buffers: {e}")));
+    let alloc = |n| {
+        HostBuffer::for_bulk(n).map_err(|e| BenchError::Invalid(format!("memcpy buffers: {e}")))
+    };
     let mut src = alloc(size)?;
     let mut dst = alloc(size)?;
     src.as_mut_slice()

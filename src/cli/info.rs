@@ -150,16 +150,27 @@ fn ucx_info(json: bool) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)))
         .collect();
+    let version = ucx::version();
+    let library = ucx::library_path();
+    let lacks = ucx::version_lacks(&version);
     if json {
         let doc = serde_json::json!({
-            "ucx_version": ucx::version(),
+            "ucx_version": version,
+            "ucx_library": library,
+            "ucx_headers": ucx::header_version(),
+            "ucx_lacks": lacks,
             "filters": filters,
             "transports": resources,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("UCX {}", ucx::version());
+    println!("UCX {version}");
+    println!("library: {}", library.as_deref().unwrap_or("unknown"));
+    println!("built against: UCX {} headers", ucx::header_version());
+    for l in &lacks {
+        println!("lacks: {l}");
+    }
     for (k, v) in &filters {
         println!("# {k}={v}");
     }

@@ -59,6 +59,16 @@ impl HostBuffer {
         Ok(HostBuffer { ptr, len, layout })
     }
 
+    /// Allocates `len` bytes for bulk copies: huge pages from 2 MiB up (as UCX's allocator
+    /// gives ucx_perftest's buffers), ordinary pages below.
+    pub fn for_bulk(len: usize) -> Result<HostBuffer, MemError> {
+        if len >= HUGE_PAGE {
+            HostBuffer::with_huge_pages(len)
+        } else {
+            HostBuffer::new(len)
+        }
+    }
+
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: ptr is valid for len initialised bytes while self lives.
@@ -117,6 +127,17 @@ mod tests {
         b.as_mut_slice()[(3 << 20) - 1] = 9;
         assert_eq!(b.as_slice()[(3 << 20) - 1], 9);
         assert!(HostBuffer::with_huge_pages(usize::MAX / 2).is_err());
+    }
+
+    #[test]
+    fn bulk_buffers_take_huge_pages_from_2_mib() {
+        let small = HostBuffer::for_bulk(HUGE_PAGE - 1).unwrap();
+        assert_eq!(small.layout.align(), PAGE);
+        assert_eq!(small.len(), HUGE_PAGE - 1);
+        let big = HostBuffer::for_bulk(HUGE_PAGE).unwrap();
+        assert_eq!(big.layout.align(), HUGE_PAGE);
+        assert_eq!(big.as_ptr() as usize % HUGE_PAGE, 0);
+        assert!(big.as_slice().iter().all(|&x| x == 0));
     }
 
     #[test]

@@ -429,7 +429,50 @@ impl Checker {
                 self.err(&at, &format!("must be {want}"));
             }
         }
+        if tool == "kvxfer_xfer" {
+            for (key, message) in twin_problems(params) {
+                self.err(&format!("{path}.params.{key}"), &message);
+            }
+        }
     }
+}
+
+/// What stops a kvxfer_xfer pattern's `twin` from running: NIXL's driver
+/// (scripts/nixl_xfer.py) is a pairwise, one-transfer UCX twin of `batch` equal blocks.
+fn twin_problems(params: &serde_json::Map<String, Value>) -> Vec<(&'static str, String)> {
+    let Some(twin) = params.get("twin") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if twin.as_str() != Some("nixl") {
+        out.push(("twin", "must be nixl".to_string()));
+        return out;
+    }
+    let s = |k: &str| params.get(k).and_then(Value::as_str);
+    if s("backend") != Some("ucx") {
+        out.push((
+            "backend",
+            "must be ucx for the nixl twin (NIXL's UCX backend)".into(),
+        ));
+    }
+    if !matches!(s("op"), Some("write" | "read")) {
+        out.push(("op", "must be write or read for the nixl twin".into()));
+    }
+    if s("scheme") != Some("pairwise") || params.get("concurrency") != Some(&Value::from(1)) {
+        out.push((
+            "scheme",
+            "the nixl twin runs one pairwise transfer (concurrency 1)".into(),
+        ));
+    }
+    let size = params.get("size").and_then(Value::as_u64).unwrap_or(0);
+    match params.get("block").and_then(Value::as_u64) {
+        Some(b) if b > 0 && size % b == 0 => {}
+        _ => out.push((
+            "block",
+            "the nixl twin needs a block that divides size (its batch of equal blocks)".into(),
+        )),
+    }
+    out
 }
 
 /// `[A-Za-z_][A-Za-z0-9_]*`.
@@ -601,5 +644,27 @@ mod tests {
         assert!(!valid_id("pll-"));
         assert!(!valid_id("pll-A"));
         assert!(!valid_id("x-1"));
+    }
+
+    #[test]
+    fn nixl_twin_needs_a_pairwise_ucx_transfer_of_equal_blocks() {
+        let ok = json!({"backend": "ucx", "ucx_tls": "tcp", "op": "write", "size": 704643072,
+                        "block": 4194304, "concurrency": 1, "scheme": "pairwise", "twin": "nixl"});
+        let probs = |v: &Value| twin_problems(v.as_object().unwrap());
+        assert!(probs(&ok).is_empty(), "{:?}", probs(&ok));
+        let mut no_twin = ok.clone();
+        no_twin.as_object_mut().unwrap().remove("twin");
+        no_twin["op"] = json!("send");
+        assert!(probs(&no_twin).is_empty());
+        let mut bad = ok.clone();
+        bad["backend"] = json!("libfabric");
+        bad["op"] = json!("send");
+        bad["concurrency"] = json!(4);
+        bad["block"] = json!(4000000);
+        let keys: Vec<&str> = probs(&bad).iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["backend", "op", "scheme", "block"]);
+        let mut other = ok.clone();
+        other["twin"] = json!("nixlbench");
+        assert_eq!(probs(&other), [("twin", "must be nixl".to_string())]);
     }
 }

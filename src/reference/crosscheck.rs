@@ -143,9 +143,12 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
             .to_string_lossy()
             .into_owned();
         let Some(f) = file_name(&name) else { continue };
-        let Ok(doc) = ResultDoc::from_json(&std::fs::read(&p)?) else {
+        let Ok(mut doc) = ResultDoc::from_json(&std::fs::read(&p)?) else {
             continue;
         };
+        if doc.tool == "nixlbench" {
+            per_transfer(&mut doc);
+        }
         let side = match (f.is_ref, doc.tool == "kvxfer") {
             (false, true) => own.entry(f.group).or_default(),
             (true, false) => refs.entry((f.group, doc.tool.clone())).or_default(),
@@ -197,6 +200,27 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
         });
     }
     Ok(report)
+}
+
+/// nixlbench's rows as kvxfer xfer counts: one transfer is its descriptor list, `batch`
+/// blocks, so the size is block x batch and the mean latency (nixlbench's Avg Lat. is per
+/// block) x batch; the block size stays in `extra.block_size`.
+fn per_transfer(doc: &mut ResultDoc) {
+    for r in &mut doc.results {
+        let batch = r
+            .extra
+            .get("batch_size")
+            .and_then(serde_json::Value::as_u64);
+        let Some(batch) = batch.filter(|b| *b > 1) else {
+            continue;
+        };
+        r.extra
+            .insert("block_size".into(), serde_json::Value::from(r.message_size));
+        r.message_size *= batch;
+        if let Some(l) = r.latency_us.as_mut() {
+            l.mean *= batch as f64;
+        }
+    }
 }
 
 /// One figure both sides may report.
@@ -289,14 +313,24 @@ fn metrics(tool: &str) -> Vec<Metric> {
     }
 }
 
+/// The UCX version kvxfer's runs report (the plan runs the stock tool with the same UCX).
+fn ucx_version(own: &[ResultDoc]) -> Option<&str> {
+    own.iter()
+        .find_map(|d| d.environment.ucx_version.as_deref())
+}
+
 /// Why a reference figure cannot stand beside kvxfer's, whatever the numbers say.
-fn not_comparable(reference: &ResultDoc, metric: &str) -> Option<String> {
+fn not_comparable(own: &[ResultDoc], reference: &ResultDoc, metric: &str) -> Option<String> {
     match (reference.tool.as_str(), reference.bench.as_str(), metric) {
-        ("ucx_perftest", "tag_bw", "bandwidth_mbps") => Some(
-            "ucx_perftest tag_bw without a final acknowledgement (1.13 and other builds before \
-             Dec 2024, openucx/ucx#10184) times local send completion and overstates bandwidth"
-                .into(),
-        ),
+        ("ucx_perftest", "tag_bw", "bandwidth_mbps")
+            if !ucx_version(own).is_some_and(|v| crate::ucx::version_lacks(v).is_empty()) =>
+        {
+            Some(format!(
+                "ucx_perftest tag_bw without a final acknowledgement (UCX {}: before 1.18, \
+                 openucx/ucx#10184) times local send completion and overstates bandwidth",
+                ucx_version(own).unwrap_or("version unknown")
+            ))
+        }
         ("ucx_perftest", "tag_lat", "extra.overall_latency_us" | "bandwidth_mbps") => Some(
             "not judged: both are the run's mean (span / iterations / 2; bandwidth = size / \
              that), which preemption on a shared host skews; tag_lat is judged by \
@@ -329,12 +363,22 @@ fn caveat(own: &[ResultDoc], reference: &ResultDoc, metric: &str) -> Option<Stri
             "kvxfer warmed up ({warmup} iterations per size), fi_pingpong has no warm-up: its \
              cold first iterations are counted (ofiwg/libfabric#5568)"
         )),
+        ("ucx_perftest", "bandwidth_mbps") if reference.bench == "tag_bw" => Some(format!(
+            "both acknowledged at the end of the stream (UCX {} on kvxfer's side; ucx_perftest \
+             1.18+ acks tag_bw)",
+            ucx_version(own).unwrap_or("?")
+        )),
         ("ucx_perftest", "extra.ucx_perftest_percentile_us") => Some(
             "both: the median half round trip of the last 2048 iterations (ucx_perftest's \
              percentile column, typical in old builds; kvxfer's compatibility figure)"
                 .into(),
         ),
-        ("nixlbench" | "kvbench", "latency_us.mean") => Some(
+        ("nixlbench", "latency_us.mean") => Some(
+            "nixlbench's latency is the timed span per block, posts and polling included; here \
+             per transfer (x batch), as kvxfer's"
+                .into(),
+        ),
+        ("kvbench", "latency_us.mean") => Some(
             "nixlbench's latency is the timed span per block, posts and polling included".into(),
         ),
         _ => None,
@@ -407,7 +451,7 @@ pub fn compare(pattern: &str, own: &[ResultDoc], refs: &[ResultDoc], tolerance: 
                 kvxfer_runs,
                 reference_runs,
             };
-            let blocking = not_comparable(first, m.name);
+            let blocking = not_comparable(own, first, m.name);
             match (kv, rf) {
                 _ if !measured => row.reason = Some("kvxfer did not measure this size".into()),
                 (Some(a), Some(b)) if b > 0.0 => {

@@ -53,6 +53,9 @@ pub struct Environment {
     /// UCX version, for UCX runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ucx_version: Option<String>,
+    /// The UCP library file loaded at run time, for UCX runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ucx_library: Option<String>,
     /// GPUs used.
     #[serde(default)]
     pub gpu: Vec<String>,

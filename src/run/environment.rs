@@ -84,11 +84,17 @@ pub fn with_fabric(info: &crate::fabric::Info) -> Environment {
     env
 }
 
+/// Records the UCX loaded at run time: its version and library file.
+pub fn set_ucx_runtime(env: &mut Environment) {
+    env.ucx_version = Some(crate::ucx::version());
+    env.ucx_library = crate::ucx::library_path();
+}
+
 /// Records what UCX chose and offered: the endpoint's lanes (`ucx_transports`), its
 /// description with the protocol thresholds (`ucx_endpoint_info`), the context's resources
 /// (`ucx_resources`), and the UCX version.
 pub fn add_ucx(env: &mut Environment, ctx: &crate::ucx::Context, ep: &crate::ucx::Endpoint) {
-    env.ucx_version = Some(crate::ucx::version());
+    set_ucx_runtime(env);
     let extra = &mut env.extra;
     extra.insert("ucx_transports".into(), ep.transports().into());
     extra.insert("ucx_endpoint_info".into(), ep.print_info().trim().into());

@@ -14,7 +14,7 @@ use crate::bootstrap::{Fingerprint, Oob};
 use crate::mem::HostStaged;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::stats::{encode_histogram, LatencySummary, UCX_PERFTEST_WINDOW};
-use crate::ucx::{self, Context, Endpoint, Features, MemoryType, SlotSpec, TagChannel, Worker};
+use crate::ucx::{Context, Endpoint, Features, MemoryType, SlotSpec, TagChannel, Worker};
 use crate::units::human_size;
 
 /// Which ucx_perftest test.
@@ -320,7 +320,7 @@ fn measure(
     let mut doc = ResultDoc::new("kvxfer", cfg.test.name(), "L3");
     doc.config = config_map(cfg, role);
     doc.environment = environment::base();
-    doc.environment.ucx_version = Some(ucx::version());
+    environment::set_ucx_runtime(&mut doc.environment);
     let spec = cfg.slot_spec(role);
     let side = Side {
         cfg,

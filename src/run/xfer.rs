@@ -426,7 +426,7 @@ pub fn run_local_with(cfg: &XferConfig, progress: &XferProgress) -> Result<Resul
 }
 
 pub(crate) fn alloc(bytes: usize) -> Result<HostBuffer, RunError> {
-    HostBuffer::new(bytes).map_err(|e| RunError::Config(e.to_string()))
+    HostBuffer::for_bulk(bytes).map_err(|e| RunError::Config(e.to_string()))
 }
 
 fn join_all(

@@ -74,12 +74,7 @@ fn map_slots<B: HostStaged>(
 }
 
 fn host_slot(bytes: usize) -> std::result::Result<HostBuffer, crate::mem::MemError> {
-    // Large slots get huge pages, as ucx_perftest's buffers do through UCX's allocator.
-    if bytes >= 2 << 20 {
-        HostBuffer::with_huge_pages(bytes)
-    } else {
-        HostBuffer::new(bytes.max(1))
-    }
+    HostBuffer::for_bulk(bytes.max(1))
 }
 
 impl<'a> TagChannel<'a, HostBuffer> {

@@ -152,6 +152,50 @@ pub fn version() -> String {
     }
 }
 
+/// The UCX API version of the headers kvxfer was built against (`1.22`).
+pub fn header_version() -> String {
+    format!("{}.{}", sys::UCP_API_MAJOR, sys::UCP_API_MINOR)
+}
+
+/// The file of the UCP library loaded at run time (`/usr/lib/x86_64-linux-gnu/libucp.so.0`).
+pub fn library_path() -> Option<String> {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    let addr = sys::ucp_get_version_string as *const libc::c_void;
+    // SAFETY: dladdr only reads the address and fills `info`; on success dli_fname points to a
+    // NUL-terminated path owned by the loader, valid while the library stays loaded (for good).
+    unsafe {
+        if libc::dladdr(addr, info.as_mut_ptr()) == 0 {
+            return None;
+        }
+        let info = info.assume_init();
+        if info.dli_fname.is_null() {
+            return None;
+        }
+        Some(
+            CStr::from_ptr(info.dli_fname)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+/// What a UCX of this version (`1.13.1`) lacks that kvxfer's figures rely on; empty from 1.18.
+pub fn version_lacks(version: &str) -> Vec<&'static str> {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) else {
+        return vec!["an unreadable version: nothing known about it"];
+    };
+    if (major, minor) >= (1, 18) {
+        return Vec::new();
+    }
+    vec![
+        "ucx_perftest's tag_bw ends at local send completion, with no final acknowledgement \
+         (1.18+ acknowledges), so its bandwidth is not comparable",
+        "fast RMA over tcp (1.13 emulates puts at a fraction of tagged sends' speed)",
+        "messages over 4 GB break (fixed in 1.18)",
+    ]
+}
+
 /// Reads the `resource N : md M dev D flags -- tl/dev` lines of ucp_context_print_info.
 pub fn parse_resources(info: &str) -> Vec<Resource> {
     info.lines()

@@ -19,7 +19,10 @@ mod worker;
 pub mod xfer;
 
 pub use channel::{SlotSpec, TagChannel};
-pub use context::{parse_resources, version, Context, Features, Resource};
+pub use context::{
+    header_version, library_path, parse_resources, version, version_lacks, Context, Features,
+    Resource,
+};
 pub use endpoint::{parse_lanes, Endpoint};
 pub use error::{status_string, Result, UcxError};
 pub use memory::{MemHandle, MemHandleRef, MemoryType, RemoteKey};

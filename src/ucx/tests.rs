@@ -145,3 +145,34 @@ fn bad_input_is_an_error_not_a_crash() {
     assert!(!version().is_empty());
     assert!(!c.resources().is_empty(), "{}", c.print_info());
 }
+
+#[test]
+fn version_and_library_describe_the_ucx_loaded() {
+    // The library file is the one the loader chose, and its version matches the headers'
+    // major version (a minor below the headers' means a mismatched load).
+    let lib = library_path().expect("dladdr finds libucp");
+    assert!(lib.contains("libucp.so"), "{lib}");
+    let v = version();
+    let headers = header_version();
+    let (hmaj, hmin) = headers.split_once('.').unwrap();
+    let mut parts = v.split('.');
+    assert_eq!(parts.next(), Some(hmaj), "{v} vs headers {headers}");
+    let minor: u32 = parts.next().unwrap().parse().unwrap();
+    assert!(
+        minor >= hmin.parse().unwrap(),
+        "{v} loaded, built against {headers}"
+    );
+}
+
+#[test]
+fn versions_before_1_18_say_what_they_lack() {
+    let old = version_lacks("1.13.1");
+    assert_eq!(old.len(), 3, "{old:?}");
+    assert!(old[0].contains("tag_bw"), "{old:?}");
+    assert!(old[1].contains("RMA over tcp"), "{old:?}");
+    assert_eq!(version_lacks("1.17.0").len(), 3);
+    assert!(version_lacks("1.18.0").is_empty());
+    assert!(version_lacks("1.22.0").is_empty());
+    assert!(version_lacks("2.0.1").is_empty());
+    assert_eq!(version_lacks("garbage").len(), 1);
+}

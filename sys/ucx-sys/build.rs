@@ -1,70 +1,109 @@
-//! Finds UCX (pkg-config `ucx`, then `$UCX_DIR`) and generates bindings for its UCP API.
+//! Finds UCX ($UCX_DIR, then the set-up's copy in `.cache/ucx`, then pkg-config `ucx`) and
+//! generates bindings for its UCP API.
+//!
+//! The library folder goes to dependents as `DEP_UCX_LIBDIR` (`links = "ucx"`): a dependency's
+//! link arguments never reach the final binary, so the top crate's build script embeds the
+//! rpath from it.
 
 use std::env;
 use std::path::{Path, PathBuf};
+use std::process::exit;
 
-/// Where UCX's headers were found, and how.
+/// Where UCX's headers and libraries were found, and how.
 struct Found {
     include: Vec<PathBuf>,
+    libdir: Option<PathBuf>,
     how: String,
 }
 
-fn from_prefix(prefix: &Path) -> Option<Found> {
+/// A UCX installed under `prefix` (include/ucp/api/ucp.h, lib/libucp.so), or None.
+fn from_prefix(prefix: &Path, how: &str) -> Option<Found> {
     if !prefix.join("include/ucp/api/ucp.h").exists() {
         return None;
     }
-    let libdir = ["lib", "lib64"]
-        .iter()
-        .map(|d| prefix.join(d))
-        .find(|d| d.join("libucp.so").exists() || d.join("libucp.a").exists())?;
+    let libdir = [
+        "lib",
+        "lib64",
+        "lib/x86_64-linux-gnu",
+        "lib/aarch64-linux-gnu",
+    ]
+    .iter()
+    .map(|d| prefix.join(d))
+    .find(|d| d.join("libucp.so").exists())?;
     println!("cargo:rustc-link-search=native={}", libdir.display());
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", libdir.display());
     for lib in ["ucp", "uct", "ucs"] {
         println!("cargo:rustc-link-lib={lib}");
     }
     Some(Found {
         include: vec![prefix.join("include")],
-        how: format!("$UCX_DIR ({})", prefix.display()),
+        libdir: Some(libdir),
+        how: format!("{how} ({})", prefix.display()),
     })
+}
+
+/// The copy scripts/setup.sh unpacks from the libucx-cu12 wheel: `<workspace>/.cache/ucx/libucx`.
+fn setup_copy() -> PathBuf {
+    let here =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = here.join("../..");
+    root.canonicalize()
+        .unwrap_or(root)
+        .join(".cache/ucx/libucx")
 }
 
 fn find() -> Result<Found, String> {
     println!("cargo:rerun-if-env-changed=UCX_DIR");
-    if env::var_os("UCX_DIR").is_none() {
-        if let Ok(lib) = pkg_config::Config::new()
-            .atleast_version("1.10")
-            .probe("ucx")
-        {
-            return Ok(Found {
-                include: lib.include_paths,
-                how: format!("pkg-config ucx {}", lib.version),
-            });
-        }
-    }
     if let Some(dir) = env::var_os("UCX_DIR") {
         let dir = PathBuf::from(dir);
-        return from_prefix(&dir).ok_or_else(|| {
+        return from_prefix(&dir, "$UCX_DIR").ok_or_else(|| {
             format!(
-                "UCX_DIR={} has no include/ucp/api/ucp.h with lib/libucp.so beside it",
+                "UCX_DIR={} names no UCX: it has no include/ucp/api/ucp.h with lib/libucp.so \
+                 beside it. Set UCX_DIR to a UCX prefix, or unset it to use the set-up's UCX \
+                 (scripts/setup.sh) or pkg-config's",
                 dir.display()
             )
         });
     }
-    Err("UCX (1.10 or later) was not found by pkg-config (package `ucx`) or $UCX_DIR".into())
+    let copy = setup_copy();
+    let header = copy.join("include/ucp/api/ucp.h");
+    if header.exists() {
+        println!("cargo:rerun-if-changed={}", header.display());
+        if let Some(found) = from_prefix(&copy, "the set-up's UCX") {
+            return Ok(found);
+        }
+    }
+    if let Ok(lib) = pkg_config::Config::new()
+        .atleast_version("1.10")
+        .probe("ucx")
+    {
+        return Ok(Found {
+            include: lib.include_paths,
+            libdir: lib.link_paths.first().cloned(),
+            how: format!("pkg-config ucx {}", lib.version),
+        });
+    }
+    Err(
+        "UCX (1.10 or later) was not found: not by $UCX_DIR (unset), not in .cache/ucx (run \
+         scripts/setup.sh, which installs UCX 1.22), not by pkg-config (package `ucx`)"
+            .into(),
+    )
 }
 
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     let found = match find() {
         Ok(f) => f,
-        Err(why) => panic!(
-            "\n\nucx-sys: {why}.\n\
-             Install it (Debian/Ubuntu: `apt-get install libucx-dev pkg-config`; `ucx-utils` adds \
-             ucx_info and ucx_perftest), or set UCX_DIR to a UCX prefix, or PKG_CONFIG_PATH to its \
-             pkgconfig folder.\n"
-        ),
+        Err(why) => {
+            eprintln!("error: ucx-sys: {why}");
+            exit(1);
+        }
     };
     println!("cargo:warning=ucx-sys: using {}", found.how);
+    if let Some(libdir) = &found.libdir {
+        // Our own tests; kvxfer's build script does the same for its binaries.
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", libdir.display());
+        println!("cargo:libdir={}", libdir.display());
+    }
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let here =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

@@ -178,22 +178,47 @@ fn warm_up_is_said_and_missing_sizes_have_a_reason() {
 }
 
 #[test]
-fn tag_bw_bandwidth_is_not_comparable_whatever_the_figures() {
-    let mk = |tool: &str| {
+fn tag_bw_bandwidth_is_judged_only_where_ucx_perftest_acks_the_end() {
+    let mk = |tool: &str, mbps: f64, ucx: Option<&str>| {
         let mut d = doc(tool, "tag_bw", 0, vec![]);
+        d.environment.ucx_version = ucx.map(String::from);
         d.results.push(SizeResult {
             message_size: 1 << 20,
-            bandwidth_mbps: Some(4000.0),
+            bandwidth_mbps: Some(mbps),
             ..Default::default()
         });
         d
     };
-    let rows = compare("pll-u", &[mk("kvxfer")], &[mk("ucx_perftest")], 0.10);
-    assert_eq!(rows.len(), 1, "{rows:#?}");
-    assert_eq!(rows[0].metric, "bandwidth_mbps");
-    assert_eq!(rows[0].ratio, Some(1.0));
-    assert_eq!(rows[0].verdict, Verdict::NotComparable);
-    assert!(rows[0].reason.as_deref().unwrap().contains("10184"));
+    // UCX 1.13 (or unknown): the stock figure stops at local completion, never judged.
+    for ucx in [Some("1.13.1"), None] {
+        let rows = compare(
+            "pll-u",
+            &[mk("kvxfer", 4000.0, ucx)],
+            &[mk("ucx_perftest", 4000.0, None)],
+            0.10,
+        );
+        assert_eq!(rows.len(), 1, "{rows:#?}");
+        assert_eq!(rows[0].metric, "bandwidth_mbps");
+        assert_eq!(rows[0].ratio, Some(1.0));
+        assert_eq!(rows[0].verdict, Verdict::NotComparable);
+        assert!(rows[0].reason.as_deref().unwrap().contains("10184"));
+    }
+    // UCX 1.22: judged, both ways.
+    let judge = |theirs: f64| {
+        compare(
+            "pll-u",
+            &[mk("kvxfer", 4000.0, Some("1.22.0"))],
+            &[mk("ucx_perftest", theirs, None)],
+            0.10,
+        )
+        .remove(0)
+    };
+    let agree = judge(3900.0);
+    assert_eq!(agree.verdict, Verdict::Agree, "{agree:#?}");
+    assert!(agree.reason.as_deref().unwrap().contains("1.22.0"));
+    let differ = judge(2000.0);
+    assert_eq!(differ.verdict, Verdict::Differ);
+    assert_eq!(differ.ratio, Some(2.0));
 }
 
 #[test]
@@ -256,4 +281,41 @@ fn a_lone_xfer_result_names_its_missing_twin() {
     assert!(report.unpaired[0]
         .reason
         .contains("nixlbench, which needs an etcd server"));
+}
+
+#[test]
+fn nixlbench_rows_pair_with_xfer_as_whole_transfers() {
+    // The driver's row: 168 blocks of 4 MiB, Avg Lat. per block.
+    let mut theirs = doc("nixlbench", "xfer", 0, vec![]);
+    let mut row = SizeResult {
+        message_size: 4 << 20,
+        iterations: 10,
+        latency_us: Some(LatencySummary::mean_only(500.0)),
+        bandwidth_mbps: Some(8000.0),
+        ..Default::default()
+    };
+    row.extra.insert("batch_size".into(), json!(168));
+    theirs.results.push(row);
+    per_transfer(&mut theirs);
+    let r = &theirs.results[0];
+    assert_eq!(r.message_size, 168 * (4 << 20));
+    assert_eq!(r.extra["block_size"], json!(4 << 20));
+    assert_eq!(r.latency_us.unwrap().mean, 500.0 * 168.0);
+    // kvxfer's transfer of the same size now meets it, bandwidth judged.
+    let mut ours = doc("kvxfer", "xfer", 0, vec![]);
+    ours.results.push(SizeResult {
+        message_size: 168 * (4 << 20),
+        iterations: 10,
+        latency_us: Some(LatencySummary::mean_only(84_000.0)),
+        bandwidth_mbps: Some(8400.0),
+        ..Default::default()
+    });
+    let rows = compare("pll-x", &[ours], &[theirs], 0.10);
+    let bw = rows.iter().find(|r| r.metric == "bandwidth_mbps").unwrap();
+    assert_eq!(bw.message_size, 168 * (4 << 20));
+    assert_eq!(bw.verdict, Verdict::Agree);
+    assert!((bw.ratio.unwrap() - 1.05).abs() < 1e-9);
+    let lat = rows.iter().find(|r| r.metric == "latency_us.mean").unwrap();
+    assert!((lat.ratio.unwrap() - 1.0).abs() < 1e-9, "{lat:#?}");
+    assert!(lat.reason.as_deref().unwrap().contains("per transfer"));
 }
