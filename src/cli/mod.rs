@@ -1,5 +1,6 @@
 //! Command-line options and dispatch; no measurement logic lives here.
 
+mod analyze;
 mod common;
 mod crosscheck;
 mod info;
@@ -54,6 +55,8 @@ enum Command {
     Crosscheck(crosscheck::CrosscheckArgs),
     /// ucx_perftest's tag_lat and tag_bw over UCX (L3), configured by UCX_TLS and friends.
     UcxPerf(ucx_perf::UcxPerfArgs),
+    /// E2E results against low-level ones: the four claims judged, plots and a report.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -71,5 +74,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Task(a)) => task::run(a),
         Some(Command::Crosscheck(a)) => crosscheck::run(a),
         Some(Command::UcxPerf(a)) => ucx_perf::run(a),
+        Some(Command::Analyze(a)) => analyze::run(a),
     }
 }
