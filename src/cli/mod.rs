@@ -10,6 +10,7 @@ mod pingpong;
 mod plan;
 mod record;
 mod rma_pingpong;
+mod run_plan;
 mod task;
 mod ucx_perf;
 mod xfer;
@@ -57,6 +58,8 @@ enum Command {
     UcxPerf(ucx_perf::UcxPerfArgs),
     /// E2E results against low-level ones: the four claims judged, plots and a report.
     Analyze(analyze::AnalyzeArgs),
+    /// A plan's patterns on this node, L0 to L3, each result recorded, then the cross-check.
+    Run(run_plan::RunArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -75,5 +78,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Crosscheck(a)) => crosscheck::run(a),
         Some(Command::UcxPerf(a)) => ucx_perf::run(a),
         Some(Command::Analyze(a)) => analyze::run(a),
+        Some(Command::Run(a)) => run_plan::run(a),
     }
 }
