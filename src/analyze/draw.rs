@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
 /// Width and height of every plot, in pixels.
@@ -163,17 +163,24 @@ fn lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, p: &LinePlot) -> Dra
         chart.draw_series(s.points.iter().map(|&q| Circle::new(q, 4, c.filled())))?;
     }
     if p.series.is_empty() {
-        no_data(root)?;
+        no_data(root)
     } else {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
-    Ok(())
+}
+
+/// The legend box of a chart's labelled series.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> DrawResult<DB> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .position(at)
+        .draw()
 }
 
 fn no_data<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
@@ -258,17 +265,10 @@ fn bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, p: &BarPlot) -> DrawR
         )))?;
     }
     if p.bars.is_empty() {
-        no_data(root)?;
+        no_data(root)
     } else {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 15))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     }
-    Ok(())
 }
 
 /// The unit in an axis description's parentheses (`TTFT (ms)` gives `ms`).

@@ -39,7 +39,7 @@ pub struct Degradation {
 }
 
 fn med(points: &[&LowPoint], f: impl Fn(&LowPoint) -> Option<f64>) -> Option<f64> {
-    median(points.iter().filter_map(|p| f(p)).collect())
+    median(&points.iter().filter_map(|p| f(p)).collect::<Vec<_>>())
 }
 
 /// Degradation at c over c=1 over `t`, at the largest size measured at both.

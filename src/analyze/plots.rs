@@ -50,7 +50,7 @@ fn by_series(
             points: sizes
                 .into_iter()
                 .filter_map(|(s, v)| {
-                    let y = median(v)?;
+                    let y = median(&v)?;
                     Some(((s as f64).log10(), if log_y { y.log10() } else { y }))
                 })
                 .collect(),
@@ -117,7 +117,7 @@ fn net_degradation(low: &[LowPoint], t: Transport) -> Option<(u64, Points, Point
     }
     let line = per_c
         .into_iter()
-        .filter_map(|(c, v)| Some((c as f64, median(v)?)))
+        .filter_map(|(c, v)| Some((c as f64, median(&v)?)))
         .collect::<Vec<_>>();
     (line.len() >= 2).then_some((size, line, marks))
 }
@@ -188,7 +188,7 @@ fn tpot(inputs: &Inputs) -> Chart {
         let v: Vec<f64> = select::matching(&inputs.e2e, b, None, None)
             .filter_map(|r| r.tpot.central().map(|c| c.0))
             .collect();
-        if let Some(m) = median(v) {
+        if let Some(m) = median(&v) {
             let name = if b == "none" { "unified" } else { b };
             bars.push((
                 name.to_string(),

@@ -71,20 +71,7 @@ pub fn prompt_lengths(e2e: &[E2eRecord], backend: &str) -> BTreeSet<u64> {
         .collect()
 }
 
-/// Median of finite values.
-pub fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
+pub use crate::reference::crosscheck::median;
 
 /// L1/L2 transfer points over `t` (many-to-one or single-stream shapes when `incast`).
 pub fn transfers(low: &[LowPoint], t: Transport, incast: bool) -> impl Iterator<Item = &LowPoint> {
@@ -100,10 +87,10 @@ pub fn transfers(low: &[LowPoint], t: Transport, incast: bool) -> impl Iterator<
 /// `size` bytes over `t`.
 pub fn transfer_ms(low: &[LowPoint], t: Transport, size: u64) -> Option<f64> {
     median(
-        transfers(low, t, false)
+        &transfers(low, t, false)
             .filter(|p| p.size == size && p.concurrency.unwrap_or(1) == 1)
             .filter_map(|p| p.transfer_time_ms)
-            .collect(),
+            .collect::<Vec<_>>(),
     )
 }
 
@@ -114,10 +101,10 @@ pub fn largest_transfer(low: &[LowPoint], t: Transport) -> Option<(u64, f64)> {
         .map(|p| p.size)
         .max()?;
     let ms = median(
-        transfers(low, t, false)
+        &transfers(low, t, false)
             .filter(|p| p.size == size)
             .filter_map(|p| p.transfer_time_ms)
-            .collect(),
+            .collect::<Vec<_>>(),
     )?;
     Some((size, ms))
 }

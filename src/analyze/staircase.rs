@@ -28,7 +28,7 @@ pub fn network_tiers(low: &[LowPoint], t: Transport) -> (Option<u64>, BTreeMap<u
             .filter(|p| !p.tier_centres_ms.is_empty())
             .map(|p| p.tier_centres_ms.len() as f64)
             .collect();
-        if let Some(n) = median(counts) {
+        if let Some(n) = median(&counts) {
             out.insert(c, n as usize);
         }
     }
