@@ -42,8 +42,8 @@ pub struct Decomposition {
     pub descriptors_ms: Option<f64>,
     /// Protocol overhead.
     pub protocol_ms: Option<f64>,
-    /// First transfer's excess over the steady state (when slow start and registration are
-    /// not measured apart).
+    /// First transfer's excess over the steady state (shown when slow start is not measured
+    /// apart).
     pub cold_excess_ms: Option<f64>,
     /// The rest: runtime (vLLM) overhead.
     pub runtime_overhead_ms: Option<f64>,
@@ -62,19 +62,21 @@ impl Decomposition {
             Some(t) => v.push(("network transfer (measured)", t)),
             None => v.push(("transfer at theoretical rate", self.theoretical_ms)),
         }
+        // Without slow start measured apart, the cold first transfer's excess stands for it
+        // (slow start and MR cache warm-up together).
+        let cold = self
+            .slow_start_ms
+            .is_none()
+            .then_some(self.cold_excess_ms)
+            .flatten();
         let extra = [
             ("TCP slow start", self.slow_start_ms),
+            ("cold first transfer (slow start + MR warm-up)", cold),
             ("MR registration", self.registration_ms),
             ("descriptors", self.descriptors_ms),
             ("protocol", self.protocol_ms),
         ];
-        let split = extra.iter().any(|(_, x)| x.is_some());
         v.extend(extra.iter().filter_map(|(n, x)| x.map(|x| (*n, x))));
-        if !split {
-            if let Some(c) = self.cold_excess_ms {
-                v.push(("cold start (slow start + MR warm-up)", c));
-            }
-        }
         match self.runtime_overhead_ms {
             Some(r) => v.push(("runtime overhead", r)),
             None => v.push((
@@ -84,6 +86,15 @@ impl Decomposition {
         }
         v
     }
+}
+
+/// A part's name as a metric key: lower case words joined by `_`.
+fn slug(name: &str) -> String {
+    name.to_ascii_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 fn near(tokens: u64, target: u64) -> bool {
@@ -187,16 +198,13 @@ pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
             Some(t) => {
                 m.insert(k("measured_transfer_ms"), t);
                 line.push_str(&format!(", measured transfer {}", ms(t)));
+                // The L2 profile's own parts; registration alone comes from any xfer run.
                 let profiled = d.slow_start_ms.is_some()
-                    || d.registration_ms.is_some()
                     || d.descriptors_ms.is_some()
                     || d.protocol_ms.is_some();
                 for (n, x) in d.parts().iter().skip(2) {
                     line.push_str(&format!(", {n} {}", ms(*x)));
-                    m.insert(
-                        k(&format!("{}_ms", n.replace([' ', '(', ')', '+'], "_"))),
-                        *x,
-                    );
+                    m.insert(k(&format!("{}_ms", slug(n))), *x);
                 }
                 if !profiled {
                     needed.push(s.catalogue.profile_run(
@@ -235,11 +243,16 @@ pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
         text.push(line);
         verdicts.push(v);
     }
-    // A contradiction on either backend stands; else the better-founded verdict.
+    // The claim names one ratio, not the backend: the backend that bears it out best decides.
+    let rank = |v: &Verdict| match v {
+        Verdict::Supported => 3,
+        Verdict::Inconclusive => 2,
+        Verdict::Contradicted => 1,
+        Verdict::InsufficientData => 0,
+    };
     let (best, after) = verdicts
         .iter()
-        .find(|v| v.0 == Verdict::Contradicted)
-        .or_else(|| verdicts.iter().max_by_key(|v| v.1))
+        .max_by_key(|v| (rank(&v.0), v.1))
         .copied()
         .unwrap_or((Verdict::InsufficientData, Confidence::Low));
     let explanation = if found == 0 {

@@ -213,7 +213,38 @@ fn token_gap_splits_the_12k_ttft_and_moves_with_the_ratio() {
     let d = token_gap::decompose(&i, &with_prefill, "tcp").unwrap();
     assert!((d.gap_ms - (ttft - 400.0)).abs() < 1e-9);
 
+    // Registration alone (any xfer run gives it) is not the L2 profile.
+    i.low[0].profile = Some(KvProfile {
+        registration_ms: Some(50.0),
+        cold_excess_ms: Some(30.0),
+        ..KvProfile::default()
+    });
+    let a = token_gap::assess(&i, &s);
+    assert_eq!(
+        (a.verdict, a.confidence_after),
+        (Verdict::Supported, Confidence::Medium)
+    );
+    assert_eq!(
+        a.key_metrics["cold_first_transfer_slow_start_mr_warm_up_ms_tcp"],
+        30.0
+    );
+
+    // The ratio holds over efa, not over tcp: the claim names no backend, efa bears it out.
+    i.e2e.push(rec(
+        "efa",
+        12288,
+        1,
+        7.31 * KV12K as f64 / 4.4e9 * 1e3,
+        12.0,
+    ));
     i.e2e[1].ttft.mean = Some(3.0 * theoretical);
+    let a = token_gap::assess(&i, &s);
+    assert_eq!(
+        a.verdict,
+        Verdict::Inconclusive,
+        "efa holds, its transfer unmeasured"
+    );
+    i.e2e.pop();
     let a = token_gap::assess(&i, &s);
     assert_eq!(a.verdict, Verdict::Contradicted);
 
