@@ -94,6 +94,9 @@ pub struct LowPoint {
     pub backend: Option<String>,
     /// The network it ran on.
     pub transport: Transport,
+    /// Measured over the loopback interface (or shared memory): one host, not the nodes'
+    /// network.
+    pub loopback: bool,
     /// `pairwise`, `manytoone`, ... (separators removed), when said.
     pub scheme: Option<String>,
     /// Concurrent streams, when said.
@@ -157,6 +160,26 @@ fn transport_of(doc: &ResultDoc) -> Transport {
         .unwrap_or(Transport::Other)
 }
 
+/// True when the document ran on one host: the `lo` domain or device, shared memory, or a
+/// loopback plan's pattern (`pll-lo-...`).
+fn loopback_of(doc: &ResultDoc, t: Transport) -> bool {
+    let c = &doc.config;
+    let lo = |v: Option<&str>| v.is_some_and(|v| v.split(',').any(|d| d.trim() == "lo"));
+    t == Transport::Shm
+        || lo(c.get("domain").and_then(Value::as_str))
+        || lo(c.get("ucx_net_devices").and_then(Value::as_str))
+        || lo(doc.environment.domain.as_deref())
+        || lo(doc
+            .environment
+            .env
+            .get("UCX_NET_DEVICES")
+            .map(String::as_str))
+        || doc
+            .pattern_id
+            .as_deref()
+            .is_some_and(|p| p.starts_with("pll-lo-"))
+}
+
 fn concurrency_of(c: &Map<String, Value>) -> Option<u64> {
     ["concurrency", "num_threads", "workers"]
         .iter()
@@ -217,6 +240,7 @@ pub fn points(source: &str, doc: &ResultDoc) -> Vec<LowPoint> {
                 pattern_id: doc.pattern_id.clone(),
                 backend: backend.clone(),
                 transport,
+                loopback: loopback_of(doc, transport),
                 scheme: scheme.clone(),
                 concurrency: concurrency_of(c),
                 size: r.message_size,
@@ -266,6 +290,7 @@ mod tests {
     fn transport_scheme_tiers_and_costs_are_read() {
         let mut d = ResultDoc::new("kvxfer", "xfer", "L1");
         d.config.insert("provider".into(), json!("tcp"));
+        d.config.insert("domain".into(), json!("lo"));
         d.config.insert("backend".into(), json!("libfabric"));
         d.config.insert("scheme".into(), json!("many_to_one"));
         d.config.insert("concurrency".into(), json!(4));
@@ -282,6 +307,7 @@ mod tests {
         });
         let p = &points("x.json", &d)[0];
         assert_eq!(p.transport, Transport::Tcp);
+        assert!(p.loopback);
         assert_eq!(p.scheme.as_deref(), Some("manytoone"));
         assert_eq!(p.concurrency, Some(4));
         assert_eq!(p.tier_centres_ms, vec![1.0, 3.5]);
@@ -301,6 +327,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(points("n.json", &d)[0].transport, Transport::Efa);
+        assert!(!points("n.json", &d)[0].loopback);
         d.pattern_id = Some("pll-lo-ucx-perftest-shm-tag-lat".into());
         assert_eq!(points("n.json", &d)[0].transport, Transport::Shm);
         d.pattern_id = None;

@@ -151,14 +151,30 @@ impl Settings {
     }
 }
 
-/// Runs one analysis.
+/// Runs one analysis. Network figures measured only on one host (loopback, shared memory)
+/// stand in for the nodes' network: the verdict is kept, its confidence is at most medium and
+/// the explanation says so.
 pub fn assess(a: Analysis, inputs: &Inputs, s: &Settings) -> Assessment {
-    match a {
+    let mut out = match a {
         Analysis::TpotIndependence => tpot::assess(inputs, s),
         Analysis::TcpIncast => incast::assess(inputs, s),
         Analysis::TokenGap => token_gap::assess(inputs, s),
         Analysis::Staircase => staircase::assess(inputs, s),
+    };
+    let mut network = inputs
+        .low
+        .iter()
+        .filter(|p| matches!(p.transport, Transport::Tcp | Transport::Efa))
+        .peekable();
+    let one_host = network.peek().is_some() && network.all(|p| p.loopback);
+    if one_host && out.evidence_type == EvidenceType::Measured {
+        out.confidence_after = out.confidence_after.min(Confidence::Medium);
+        out.explanation.push_str(
+            " (the network figures come from one host's loopback, not the nodes' network: \
+             repeat them on the nodes)",
+        );
     }
+    out
 }
 
 /// Formats a millisecond figure for explanations.

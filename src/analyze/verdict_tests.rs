@@ -38,6 +38,7 @@ fn xfer(t: Transport, size: u64, c: u64, ms: f64, gbps: f64, tiers: usize) -> Lo
         pattern_id: None,
         backend: Some("libfabric".into()),
         transport: t,
+        loopback: false,
         scheme: Some(if c == 1 { "pairwise" } else { "manytoone" }.into()),
         concurrency: Some(c),
         size,
@@ -144,6 +145,24 @@ fn tcp_incast_moves_with_the_networks_collapse_and_never_mixes_lengths() {
     assert_eq!(
         a.key_metrics[&format!("net_time_c16_over_c1_tcp_{KV12K}B")],
         32.0
+    );
+
+    // The same figures from one host's loopback: the verdict stands, at most medium.
+    for p in &mut i.low {
+        p.loopback = true;
+    }
+    let a = assess(Analysis::TcpIncast, &i, &s);
+    assert_eq!(
+        (a.verdict, a.confidence_after),
+        (Verdict::Supported, Confidence::Medium)
+    );
+    assert!(a.explanation.contains("loopback"), "{}", a.explanation);
+    for p in &mut i.low {
+        p.loopback = false;
+    }
+    assert_eq!(
+        assess(Analysis::TcpIncast, &i, &s).confidence_after,
+        Confidence::High
     );
 
     i.low[1].bandwidth_gbps = Some(1.9);
