@@ -111,62 +111,16 @@ fn loopback() -> &'static Path {
         let _turn = fabric_lock();
         let dir = tempfile::tempdir().unwrap();
         let out = |n: &str| dir.path().join(n).display().to_string();
-        let runs: Vec<Vec<String>> = vec![
-            vec![
-                "pingpong",
-                "--provider",
-                "shm",
-                "--sizes",
-                "64,1K,64K",
-                "--iterations",
-                "300",
-            ],
-            vec![
-                "xfer",
-                "--provider",
-                "shm",
-                "--size",
-                "4M",
-                "--iterations",
-                "8",
-            ],
-            vec![
-                "xfer",
-                "--provider",
-                "tcp",
-                "--domain",
-                "lo",
-                "--size",
-                "1M",
-                "--scheme",
-                "many-to-one",
-                "--concurrency",
-                "1",
-                "--iterations",
-                "8",
-            ],
-            vec![
-                "xfer",
-                "--provider",
-                "tcp",
-                "--domain",
-                "lo",
-                "--size",
-                "1M",
-                "--scheme",
-                "many-to-one",
-                "--concurrency",
-                "16",
-                "--iterations",
-                "8",
-            ],
-        ]
-        .into_iter()
-        .map(|v| v.into_iter().map(String::from).collect())
-        .collect();
+        let m2o = "xfer --provider tcp --domain lo --size 1M --scheme many-to-one --iterations 8";
+        let runs = [
+            "pingpong --provider shm --sizes 64,1K,64K --iterations 300".to_string(),
+            "xfer --provider shm --size 4M --iterations 8".to_string(),
+            format!("{m2o} --concurrency 1"),
+            format!("{m2o} --concurrency 16"),
+        ];
         for (i, args) in runs.iter().enumerate() {
             kvxfer()
-                .args(args)
+                .args(args.split_whitespace())
                 .args(["--json", &out(&format!("r{i}.json"))])
                 .timeout(Duration::from_secs(120))
                 .assert()
