@@ -419,6 +419,30 @@ fn e2e_and_low_level_runs_are_read_from_a_real_mlflow_server() {
             n += 1;
         }
     }
+    // An efa run whose params say little and whose artifact, the team's JSON, holds raw TTFT
+    // samples in two waves: the staircase reads them.
+    let run = c
+        .create_run(
+            &exp,
+            "p15-efa-12k-c16-20250102-030405",
+            1_700_000_000_000,
+            &[],
+        )
+        .unwrap();
+    c.log_batch(&run.run_id, &[], &[kv("backend", "efa".into())], &[])
+        .unwrap();
+    let raw: Vec<f64> = (0..16).map(|k| [100.0, 200.0][k % 2]).collect();
+    let doc = json!({"metadata": {"mode": "disaggregated", "prompt_tokens": 12288,
+        "concurrency": 16}, "results": {"ttft": {"mean": 150.0, "raw": raw}}});
+    c.upload_artifact(
+        &run,
+        "p15-efa-12k-c16.json",
+        &serde_json::to_vec(&doc).unwrap(),
+    )
+    .unwrap();
+    c.update_run(&run.run_id, "FINISHED", 1_700_000_001_000)
+        .unwrap();
+    n += 1;
     let low = loopback();
     kvxfer()
         .args([
@@ -454,6 +478,8 @@ fn e2e_and_low_level_runs_are_read_from_a_real_mlflow_server() {
         .unwrap();
     assert!((r - 2.72).abs() < 1e-9, "{r}");
     assert!(a["key_metrics"]["net_bandwidth_c16_over_c1_tcp_1048576B"].is_number());
+    let s = assessment(&v, "staircase");
+    assert_eq!(s["key_metrics"]["e2e_ttft_tiers_efa_c16"], 2.0, "{s}");
     let g = assessment(&v, "token-gap");
     let gap = g["key_metrics"]["gap_ms_tcp"].as_f64().unwrap();
     assert!((gap - (ttft("tcp", 12288, 1) - ttft("none", 12288, 1))).abs() < 1e-6);

@@ -54,7 +54,22 @@ pub fn e2e_records(
             } else {
                 run.info.run_name.clone()
             };
-            let mut r = e2e::from_mlflow(&name, &params, &metrics);
+            let from_params = e2e::from_mlflow(&name, &params, &metrics);
+            let mut r = match artifact_record(client, run)? {
+                // The team's JSON keeps what params and metrics drop (the raw samples); the
+                // params fill what it lacks.
+                Some(mut a) => {
+                    let p = from_params;
+                    a.pattern_id = a.pattern_id.or(p.pattern_id);
+                    a.phase = a.phase.or(p.phase);
+                    a.mode = a.mode.or(p.mode);
+                    a.backend = a.backend.or(p.backend);
+                    a.prompt_tokens = a.prompt_tokens.or(p.prompt_tokens);
+                    a.concurrency = a.concurrency.or(p.concurrency);
+                    a
+                }
+                None => from_params,
+            };
             r.source = format!("mlflow:{exp}/{name}");
             if r.phase.is_none() {
                 r.phase = exp.rsplit('-').next().map(str::to_string);
@@ -63,6 +78,26 @@ pub fn e2e_records(
         }
     }
     Ok((recs, skipped))
+}
+
+/// The E2E record in a run's `.json` artifact (the team's result file), when it has one that
+/// parses as one.
+fn artifact_record(client: &Client, run: &Run) -> Result<Option<E2eRecord>, AnalyzeError> {
+    let files = client.list_artifacts(&run.info.run_id, None)?;
+    for f in files
+        .iter()
+        .filter(|f| !f.is_dir && f.path.ends_with(".json"))
+    {
+        let bytes = client.download_artifact(&run.info, &f.path)?;
+        let parsed = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| e2e::parse_value(&f.path, &v).ok())
+            .and_then(|mut v| (v.len() == 1).then(|| v.remove(0)));
+        if parsed.is_some() {
+            return Ok(parsed);
+        }
+    }
+    Ok(None)
 }
 
 /// The low-level points of every finished run of `experiment`, read from the result document
