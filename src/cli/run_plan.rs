@@ -43,9 +43,9 @@ pub struct RunArgs {
     /// Results folder (default: the plan's common.output_dir).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Templates folder.
-    #[arg(long, default_value = "templates")]
-    templates: PathBuf,
+    /// Template folder; default: templates/ beside the plan's folder, else ./templates.
+    #[arg(long)]
+    templates: Option<PathBuf>,
     /// Keep the task state of earlier runs (tasks done are not run again); default: every
     /// pattern runs afresh and its result files are overwritten.
     #[arg(long)]
@@ -194,7 +194,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "the plan is two-node: give --role server (node 1) or --role client (node 2)",
         )?,
     };
-    let chosen = select::select(&plan, &a.templates, role, &layers, &a.pattern)
+    let templates = a
+        .templates
+        .clone()
+        .unwrap_or_else(|| super::plan::default_templates(&a.plan));
+    let chosen = select::select(&plan, &templates, role, &layers, &a.pattern)
         .with_context(|| format!("plan {}", a.plan.display()))?;
     anyhow::ensure!(
         !chosen.is_empty(),
