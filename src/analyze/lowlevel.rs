@@ -59,13 +59,13 @@ impl Transport {
 /// L2 profile figures (`kv_profile` documents, or an xfer run's cost breakdown), in ms.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct KvProfile {
-    /// TCP slow start: the first transfer's excess over the steady state, when measured apart.
+    /// TCP slow start: the transfer after an idle gap over one back to back.
     pub slow_start_ms: Option<f64>,
     /// Memory registration on first use (MR cache cold).
     pub registration_ms: Option<f64>,
-    /// Per-descriptor cost times the descriptors of one transfer.
+    /// The descriptor list over the same bytes moved as one contiguous transfer.
     pub descriptors_ms: Option<f64>,
-    /// Protocol overhead (handshakes, notifications) beyond the wire time.
+    /// The contiguous transfer over the theoretical time: protocol, copies, the path's rate.
     pub protocol_ms: Option<f64>,
     /// The first transfer's excess over the steady state, slow start and MR warm-up together.
     pub cold_excess_ms: Option<f64>,
@@ -197,26 +197,24 @@ fn extra_num(extra: &Map<String, Value>, path: &str) -> Option<f64> {
     num(Some(cur))
 }
 
-/// The L2 figures of one result, read defensively: the `kv_profile` names first
-/// (`slow_start_ms`, `registration_ms`, `descriptors_ms` or `per_descriptor_us` x
-/// `descriptors`, `protocol_ms`), then an xfer run's `costs` (first registration, cold first
-/// transfer against the steady state).
+/// The L2 figures of one result, read defensively: `kvxfer kv profile`'s `decomposition`
+/// (registration, slow start after the longest idle gap, per-descriptor cost, the remainder
+/// beyond the theoretical time, the cold connection's extra), else an xfer run's `costs`
+/// (first registration, the cold first transfer against the steady state).
 fn profile_of(r: &SizeResult) -> Option<KvProfile> {
     let x = &r.extra;
     let first = |keys: &[&str]| keys.iter().find_map(|k| extra_num(x, k));
-    let per_desc = first(&["per_descriptor_us", "profile.per_descriptor_us"]);
-    let descs = first(&["descriptors", "descriptor_count", "profile.descriptors"]);
     let p = KvProfile {
-        slow_start_ms: first(&["slow_start_ms", "profile.slow_start_ms"]),
-        registration_ms: first(&["registration_ms", "profile.registration_ms"]).or_else(|| {
-            first(&["costs.registration_first_us", "registration_us"]).map(|us| us / 1e3)
+        slow_start_ms: first(&["decomposition.slow_start_ms"]),
+        registration_ms: first(&["decomposition.registration_ms"])
+            .or_else(|| first(&["costs.registration_first_us"]).map(|us| us / 1e3)),
+        descriptors_ms: first(&["decomposition.per_descriptor_ms"]),
+        protocol_ms: first(&["decomposition.remainder_ms"]),
+        cold_excess_ms: first(&["decomposition.cold_connection_extra_ms"]).or_else(|| {
+            first(&["costs.first_transfer_us"])
+                .zip(first(&["costs.steady_state_p50_us"]))
+                .map(|(f, s)| (f - s) / 1e3)
         }),
-        descriptors_ms: first(&["descriptors_ms", "profile.descriptors_ms"])
-            .or_else(|| per_desc.zip(descs).map(|(u, n)| u * n / 1e3)),
-        protocol_ms: first(&["protocol_ms", "profile.protocol_ms"]),
-        cold_excess_ms: first(&["costs.first_transfer_us"])
-            .zip(first(&["costs.steady_state_p50_us"]))
-            .map(|(f, s)| (f - s) / 1e3),
     };
     (!p.is_empty()).then_some(p)
 }
@@ -243,7 +241,10 @@ pub fn points(source: &str, doc: &ResultDoc) -> Vec<LowPoint> {
                 loopback: loopback_of(doc, transport),
                 scheme: scheme.clone(),
                 concurrency: concurrency_of(c),
-                size: r.message_size,
+                // A profile moves whole pages; the cache's exact bytes name its size.
+                size: extra_num(&r.extra, "kv_cache_size_bytes")
+                    .filter(|b| *b >= 1.0)
+                    .map_or(r.message_size, |b| b as u64),
                 latency_p50_us: lat.and_then(|l| finite(l.p50)),
                 latency_mean_us: lat.and_then(|l| finite(l.mean)),
                 bandwidth_gbps: r.bandwidth_gbps.filter(|b| b.is_finite()),
@@ -316,6 +317,32 @@ mod tests {
         assert_eq!(prof.cold_excess_ms, Some(3.0));
         assert_eq!(prof.slow_start_ms, None);
         assert_eq!(p.series(), "kvxfer libfabric tcp");
+    }
+
+    #[test]
+    fn a_kv_profile_gives_its_decomposition_and_the_caches_exact_size() {
+        let mut d = ResultDoc::new("kvxfer", "kv_profile", "L2");
+        d.config.insert("provider".into(), json!("efa"));
+        d.results.push(SizeResult {
+            message_size: 704_643_072 + 4096,
+            transfer_time_ms: Some(200.0),
+            extra: json!({"tokens": 12288, "kv_cache_size_bytes": 704_643_072u64,
+                "decomposition": {"theoretical_ms": 160.1, "registration_ms": 12.0,
+                    "slow_start_ms": 3.0, "per_descriptor_ms": 9.0, "remainder_ms": 30.9,
+                    "cold_connection_extra_ms": 40.0}})
+            .as_object()
+            .unwrap()
+            .clone(),
+            ..Default::default()
+        });
+        let p = &points("k.json", &d)[0];
+        assert_eq!((p.size, p.transport), (704_643_072, Transport::Efa));
+        let prof = p.profile.as_ref().unwrap();
+        assert_eq!(prof.registration_ms, Some(12.0));
+        assert_eq!(prof.slow_start_ms, Some(3.0));
+        assert_eq!(prof.descriptors_ms, Some(9.0));
+        assert_eq!(prof.protocol_ms, Some(30.9));
+        assert_eq!(prof.cold_excess_ms, Some(40.0));
     }
 
     #[test]

@@ -55,28 +55,12 @@ impl Decomposition {
         self.ttft_ms / self.theoretical_ms
     }
 
-    /// The stacked parts in drawing order, measured ones only: (name, ms).
+    /// The stacked parts in drawing order, measured ones only: (name, ms). They add up to
+    /// the TTFT.
     pub fn parts(&self) -> Vec<(&'static str, f64)> {
         let mut v = vec![("prefill", self.prefill_ms)];
-        match self.measured_transfer_ms {
-            Some(t) => v.push(("network transfer (measured)", t)),
-            None => v.push(("transfer at theoretical rate", self.theoretical_ms)),
-        }
-        // Without slow start measured apart, the cold first transfer's excess stands for it
-        // (slow start and MR cache warm-up together).
-        let cold = self
-            .slow_start_ms
-            .is_none()
-            .then_some(self.cold_excess_ms)
-            .flatten();
-        let extra = [
-            ("TCP slow start", self.slow_start_ms),
-            ("cold first transfer (slow start + MR warm-up)", cold),
-            ("MR registration", self.registration_ms),
-            ("descriptors", self.descriptors_ms),
-            ("protocol", self.protocol_ms),
-        ];
-        v.extend(extra.iter().filter_map(|(n, x)| x.map(|x| (*n, x))));
+        v.extend(self.transfer_parts());
+        v.extend(self.cost_parts());
         match self.runtime_overhead_ms {
             Some(r) => v.push(("runtime overhead", r)),
             None => v.push((
@@ -85,6 +69,43 @@ impl Decomposition {
             )),
         }
         v
+    }
+
+    /// The steady transfer: with the profile's per-descriptor cost or remainder, split into
+    /// the wire time at the theoretical rate, the descriptors and the rest (protocol, copies,
+    /// the path's own rate), adding up to the measured time.
+    fn transfer_parts(&self) -> Vec<(&'static str, f64)> {
+        match self.measured_transfer_ms {
+            Some(t) if self.descriptors_ms.is_some() || self.protocol_ms.is_some() => {
+                let d = self.descriptors_ms.unwrap_or(0.0);
+                let mut v = vec![("transfer at theoretical rate", self.theoretical_ms)];
+                if let Some(d) = self.descriptors_ms {
+                    v.push(("per-descriptor cost", d));
+                }
+                v.push(("protocol, copies, path rate", t - self.theoretical_ms - d));
+                v
+            }
+            Some(t) => vec![("network transfer (measured)", t)],
+            None => vec![("transfer at theoretical rate", self.theoretical_ms)],
+        }
+    }
+
+    /// Costs a request pays beyond the steady transfer: slow start (the cold first transfer
+    /// stands for it, with MR cache warm-up, when it is not measured apart) and registration.
+    fn cost_parts(&self) -> Vec<(&'static str, f64)> {
+        let cold = self
+            .slow_start_ms
+            .is_none()
+            .then_some(self.cold_excess_ms)
+            .flatten();
+        [
+            ("TCP slow start", self.slow_start_ms),
+            ("cold first transfer (slow start + MR warm-up)", cold),
+            ("MR registration", self.registration_ms),
+        ]
+        .into_iter()
+        .filter_map(|(n, x)| x.map(|x| (n, x)))
+        .collect()
     }
 }
 
@@ -118,10 +139,20 @@ pub fn decompose(inputs: &Inputs, s: &Settings, backend: &str) -> Option<Decompo
     let bytes = tokens * s.bytes_per_token;
     let theoretical = bytes as f64 / (s.rate_gbps(backend)? * 1e9) * 1e3;
     let t = select::transport(backend);
-    let measured = select::transfer_ms(&inputs.low, t, bytes);
-    let profile = select::transfers(&inputs.low, t, false)
-        .filter(|p| p.size == bytes)
-        .find_map(|p| p.profile.clone())
+    // The L2 profile's figures first, with its own steady transfer (the descriptor list back
+    // to back, which its per-descriptor cost and remainder split); an xfer run's otherwise.
+    let mut sized: Vec<_> = select::transfers(&inputs.low, t, false)
+        .filter(|p| p.size == bytes && p.profile.is_some())
+        .collect();
+    sized.sort_by_key(|p| p.bench != "kv_profile");
+    let from_profile = sized
+        .first()
+        .filter(|p| p.bench == "kv_profile")
+        .and_then(|p| p.latency_p50_us.map(|us| us / 1e3).or(p.transfer_time_ms));
+    let measured = from_profile.or_else(|| select::transfer_ms(&inputs.low, t, bytes));
+    let profile = sized
+        .first()
+        .and_then(|p| p.profile.clone())
         .unwrap_or_default();
     let mut d = Decomposition {
         backend: backend.to_string(),
@@ -141,12 +172,8 @@ pub fn decompose(inputs: &Inputs, s: &Settings, backend: &str) -> Option<Decompo
         runtime_overhead_ms: None,
     };
     if let Some(m) = measured {
-        let named: f64 = d.parts()[2..]
-            .iter()
-            .filter(|(n, _)| !n.starts_with("unexplained"))
-            .map(|(_, v)| v)
-            .sum();
-        d.runtime_overhead_ms = Some(d.gap_ms - m - named);
+        let costs: f64 = d.cost_parts().iter().map(|(_, v)| v).sum();
+        d.runtime_overhead_ms = Some(d.gap_ms - m - costs);
     }
     Some(d)
 }
@@ -202,9 +229,15 @@ pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
                 let profiled = d.slow_start_ms.is_some()
                     || d.descriptors_ms.is_some()
                     || d.protocol_ms.is_some();
-                for (n, x) in d.parts().iter().skip(2) {
+                for (n, x) in d.parts().iter().skip(1) {
                     line.push_str(&format!(", {n} {}", ms(*x)));
                     m.insert(k(&format!("{}_ms", slug(n))), *x);
+                }
+                if d.runtime_overhead_ms.is_some_and(|r| r < 0.0) {
+                    line.push_str(
+                        " (the measured parts exceed the gap: the low-level figures were not \
+                         taken where the E2E ones were)",
+                    );
                 }
                 if !profiled {
                     needed.push(s.catalogue.profile_run(

@@ -220,10 +220,36 @@ fn token_gap_splits_the_12k_ttft_and_moves_with_the_ratio() {
         (Verdict::Supported, Confidence::High)
     );
     let d = token_gap::decompose(&i, &s, "tcp").unwrap();
-    let rest = ttft - 1000.0 - 300.0 - 20.0 - 50.0 - 5.0;
+    // The descriptors are inside the measured transfer; slow start and registration beside it.
+    let rest = ttft - 1000.0 - 300.0 - 20.0 - 50.0;
     assert!((d.runtime_overhead_ms.unwrap() - rest).abs() < 1e-9);
-    let sum: f64 = d.parts().iter().map(|p| p.1).sum();
+    let parts = d.parts();
+    let part = |n: &str| parts.iter().find(|p| p.0 == n).map(|p| p.1);
+    assert_eq!(part("per-descriptor cost"), Some(5.0));
+    let rest_of_transfer = part("protocol, copies, path rate").unwrap();
+    assert!((rest_of_transfer - (300.0 - theoretical - 5.0)).abs() < 1e-9);
+    let sum: f64 = parts.iter().map(|p| p.1).sum();
     assert!((sum - ttft).abs() < 1e-9, "parts add up to the TTFT");
+
+    // A kv profile of the same bytes: its own descriptor list (p50) is the transfer its
+    // per-descriptor cost splits, whatever other xfer runs measured.
+    let mut kp = xfer(Transport::Tcp, KV12K, 1, 520.0, 1.4, 1);
+    kp.bench = "kv_profile".into();
+    kp.layer = "L2".into();
+    kp.latency_p50_us = Some(500e3);
+    kp.profile = Some(KvProfile {
+        descriptors_ms: Some(100.0),
+        slow_start_ms: Some(7.0),
+        ..KvProfile::default()
+    });
+    let mut j = i.clone();
+    j.low.push(kp);
+    let d = token_gap::decompose(&j, &s, "tcp").unwrap();
+    assert_eq!(d.measured_transfer_ms, Some(500.0));
+    assert_eq!(
+        (d.descriptors_ms, d.slow_start_ms),
+        (Some(100.0), Some(7.0))
+    );
 
     let with_prefill = Settings {
         prefill_ms: Some(400.0),
