@@ -92,6 +92,8 @@ pub struct Assessment {
 #[derive(Debug, Clone)]
 pub struct Catalogue {
     patterns: Vec<(String, String, Value)>,
+    /// KV bytes per token of the plan's reference model (sizes of `tokens` params).
+    bytes_per_token: u64,
 }
 
 /// The plan the spec ships, used when no other is given.
@@ -120,7 +122,14 @@ impl Catalogue {
                 ))
             })
             .collect();
-        Catalogue { patterns }
+        let bytes_per_token = plan
+            .pointer("/kv_cache_reference/bytes_per_token")
+            .and_then(Value::as_u64)
+            .unwrap_or(57_344);
+        Catalogue {
+            patterns,
+            bytes_per_token,
+        }
     }
 
     /// Pattern ids of `tool` whose transport is `transport` (efa/tcp) and whose params match
@@ -151,6 +160,7 @@ impl Catalogue {
                 let s = size.map_or(true, |s| {
                     p["block_size"].as_u64() == Some(s)
                         || p["kv_bytes"].as_u64() == Some(s)
+                        || p["tokens"].as_u64().map(|t| t * self.bytes_per_token) == Some(s)
                         || p["sizes"]
                             .as_array()
                             .is_some_and(|a| a.iter().any(|x| x.as_u64() == Some(s)))
@@ -183,17 +193,20 @@ impl Catalogue {
         }
     }
 
-    /// An L2 profile run at `size` bytes over `transport`: KVBench's pattern ids, and kvxfer's
-    /// model-driven profile.
+    /// An L2 profile run at `size` bytes over `transport`: the plan's KVBench and kvxfer kv
+    /// pattern ids, and kvxfer's model-driven profile.
     pub fn profile_run(&self, transport: &str, size: u64, why: &str) -> NeededRun {
+        let mut ids = self.ids("kvbench", transport, Some(size), None);
+        ids.extend(self.ids("kvxfer_kv", transport, Some(size), None));
+        let tokens = size / self.bytes_per_token.max(1);
         NeededRun {
-            pattern_ids: self.ids("kvbench", transport, Some(size), None),
+            pattern_ids: ids,
             tool: "kvbench".into(),
             size_bytes: Some(size),
             concurrency: Some(1),
             kvxfer: Some(kvxfer_cmd(
                 transport,
-                "kv profile --model Qwen/Qwen2.5-7B-Instruct",
+                &format!("kv profile --model qwen2.5-7b --tokens {tokens}"),
             )),
             why: why.to_string(),
         }
@@ -242,5 +255,17 @@ mod tests {
             c.profile_run("tcp", 704643072, "x").pattern_ids,
             vec!["pll-kvbench-ucx-tcp-12k"]
         );
+    }
+
+    #[test]
+    fn kvxfer_kv_patterns_are_matched_by_their_tokens() {
+        let plan = serde_json::json!({"layers": [{"id": "L2", "patterns": [
+            {"id": "pll-kvbench-efa-12k", "tool": "kvxfer_kv",
+             "params": {"provider": "efa", "tokens": 12288}},
+            {"id": "pll-kvbench-efa-1k", "tool": "kvxfer_kv",
+             "params": {"provider": "efa", "tokens": 1000}}]}]});
+        let r = Catalogue::from_plan(&plan).profile_run("efa", 12288 * 57344, "x");
+        assert_eq!(r.pattern_ids, vec!["pll-kvbench-efa-12k"]);
+        assert!(r.kvxfer.unwrap().contains("--tokens 12288"));
     }
 }
