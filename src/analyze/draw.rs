@@ -257,10 +257,21 @@ fn bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, p: &BarPlot) -> DrawR
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], c.filled()));
     }
     for (i, (_, ps)) in p.bars.iter().enumerate() {
-        let total: f64 = ps.iter().map(|(_, v)| v.max(0.0)).sum();
+        // The label is the parts' true sum; a negative part is not drawn, and says so.
+        let drawn: f64 = ps.iter().map(|(_, v)| v.max(0.0)).sum();
+        let sum: f64 = ps.iter().map(|(_, v)| v).sum();
+        let negative = ps
+            .iter()
+            .filter(|(_, v)| *v < 0.0)
+            .map(|(n, v)| format!("{n} {}", trim(*v)))
+            .collect::<Vec<_>>();
+        let mut text = format!("{} {}", trim(sum), unit_of(&p.y_label));
+        if !negative.is_empty() {
+            text.push_str(&format!(" (not drawn: {})", negative.join(", ")));
+        }
         chart.draw_series(std::iter::once(Text::new(
-            format!("{} {}", trim(total), unit_of(&p.y_label)),
-            (SegmentValue::CenterOf(i as u32), total + top * 0.02),
+            text,
+            (SegmentValue::CenterOf(i as u32), drawn + top * 0.02),
             ("sans-serif", 16),
         )))?;
     }
