@@ -25,6 +25,8 @@ done
 # Build: libfabric headers and library, clang/libclang for bindgen, pkg-config.
 # Run: the fabric libraries; the reference tools (fi_pingpong, ucx_perftest) for cross-checks.
 packages=(libfabric-dev libfabric-bin libclang-dev clang pkg-config libucx-dev ucx-utils python3 python3-pip)
+# Plots (kvxfer analyze): plotters finds a font through fontconfig and draws it with FreeType.
+packages+=(libfontconfig-dev libfreetype-dev fonts-dejavu-core)
 if [ "$want_tests" = 1 ]; then
     packages+=(python3 python3-venv iproute2)
 fi

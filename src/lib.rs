@@ -1,5 +1,6 @@
 //! kvxfer: a benchmark harness for the network under disaggregated LLM inference.
 
+pub mod analyze;
 pub mod bench;
 pub mod bootstrap;
 pub mod fabric;

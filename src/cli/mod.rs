@@ -1,5 +1,6 @@
 //! Command-line options and dispatch; no measurement logic lives here.
 
+mod analyze;
 mod common;
 mod crosscheck;
 mod info;
@@ -10,6 +11,7 @@ mod pingpong;
 mod plan;
 mod record;
 mod rma_pingpong;
+mod run_plan;
 mod task;
 mod ucx_perf;
 mod xfer;
@@ -57,6 +59,10 @@ enum Command {
     Kv(kv::KvArgs),
     /// ucx_perftest's tag_lat and tag_bw over UCX (L3), configured by UCX_TLS and friends.
     UcxPerf(ucx_perf::UcxPerfArgs),
+    /// E2E results against low-level ones: the four claims judged, plots and a report.
+    Analyze(analyze::AnalyzeArgs),
+    /// A plan's patterns on this node, L0 to L3, each result recorded, then the cross-check.
+    Run(run_plan::RunArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -75,5 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Crosscheck(a)) => crosscheck::run(a),
         Some(Command::UcxPerf(a)) => ucx_perf::run(a),
         Some(Command::Kv(a)) => kv::run(a),
+        Some(Command::Analyze(a)) => analyze::run(a),
+        Some(Command::Run(a)) => run_plan::run(a),
     }
 }

@@ -89,7 +89,7 @@ fn validate(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// `templates/` beside the plan's folder (plans/x.json -> templates/), else ./templates.
-fn default_templates(plan: &Path) -> PathBuf {
+pub(super) fn default_templates(plan: &Path) -> PathBuf {
     let beside = plan
         .parent()
         .and_then(Path::parent)

@@ -43,13 +43,16 @@ pub struct RecordArgs {
 }
 
 /// A file left out, with the reason.
-type Skipped = (String, String);
+pub(super) type Skipped = (String, String);
 
 /// One result file read from the folder.
-struct Loaded {
-    name: String,
-    bytes: Vec<u8>,
-    doc: ResultDoc,
+pub(super) struct Loaded {
+    /// File name.
+    pub(super) name: String,
+    /// Its bytes, as recorded.
+    pub(super) bytes: Vec<u8>,
+    /// The parsed document.
+    pub(super) doc: ResultDoc,
 }
 
 /// Records every result file of the folder, or prints the plan with `--dry-run`.
@@ -152,7 +155,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
 
 /// Reads every `*.json` of `dir` (sorted by name); files that are not result documents are
 /// returned with the reason instead.
-fn load_folder(dir: &Path) -> anyhow::Result<(Vec<Loaded>, Vec<Skipped>)> {
+pub(super) fn load_folder(dir: &Path) -> anyhow::Result<(Vec<Loaded>, Vec<Skipped>)> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("reading results folder {}", dir.display()))?;
     let mut paths = Vec::new();

@@ -44,8 +44,16 @@ pub fn run(a: TaskArgs) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     let def = TaskDefinition::from_json(&text).with_context(|| format!("{}", file.display()))?;
-    let report = runner::run(&def, &RunOptions { from, reset, state })
-        .with_context(|| format!("running {}", file.display()))?;
+    let report = runner::run(
+        &def,
+        &RunOptions {
+            from,
+            reset,
+            state,
+            ..RunOptions::default()
+        },
+    )
+    .with_context(|| format!("running {}", file.display()))?;
     for (id, outcome) in &report.outcomes {
         eprintln!("kvxfer task: {id}: {outcome}");
     }

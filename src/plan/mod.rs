@@ -3,6 +3,7 @@
 
 pub mod render;
 pub mod runner;
+pub mod select;
 pub mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -51,6 +51,9 @@ pub struct RunOptions {
     pub reset: bool,
     /// State file; default `/tmp/task-state-<hostname>.json`.
     pub state: Option<PathBuf>,
+    /// Forward the commands' output to stderr instead of stdout (a caller whose stdout
+    /// carries its own results).
+    pub output_to_stderr: bool,
 }
 
 /// What a run did, per task id in order.
@@ -99,10 +102,11 @@ struct Shell {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     marker: String,
+    to_stderr: bool,
 }
 
 impl Shell {
-    fn start() -> Result<Shell, PlanError> {
+    fn start(to_stderr: bool) -> Result<Shell, PlanError> {
         let mut child = Command::new("bash")
             .args(["--noprofile", "--norc"])
             .stdin(Stdio::piped())
@@ -117,6 +121,7 @@ impl Shell {
             stdin,
             stdout,
             marker,
+            to_stderr,
         })
     }
 
@@ -147,12 +152,23 @@ impl Shell {
             }
             // The marker's leading newline: hold one blank line back until we know.
             if held_blank {
-                println!();
+                self.forward("\n");
             }
             held_blank = line == "\n";
             if !held_blank {
-                print!("{line}");
+                self.forward(&line);
             }
+        }
+    }
+}
+
+impl Shell {
+    /// Passes a line of the commands' output on.
+    fn forward(&self, text: &str) {
+        if self.to_stderr {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
         }
     }
 }
@@ -217,7 +233,7 @@ pub fn run(def: &TaskDefinition, opts: &RunOptions) -> Result<RunReport, PlanErr
         let skip = t.skip_if.as_ref().map(ex).transpose()?;
         expanded.push((cmds, skip));
     }
-    let mut shell = Shell::start()?;
+    let mut shell = Shell::start(opts.output_to_stderr)?;
     let mut report = RunReport {
         outcomes: Vec::new(),
     };
