@@ -249,7 +249,7 @@ mod tests {
         );
         assert_eq!(
             c.profile_run("efa", 704643072, "x").pattern_ids,
-            vec!["pll-kvbench-ucx-srd-12k"]
+            vec!["pll-kvbench-ucx-srd-12k", "pll-kvbench-efa-12k"]
         );
         assert_eq!(
             c.profile_run("tcp", 704643072, "x").pattern_ids,
