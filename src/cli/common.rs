@@ -39,6 +39,26 @@ pub fn parse_sizes(s: &str) -> Result<Vec<u64>, String> {
     kvxfer::units::parse_size_list(s).map_err(|e| e.to_string())
 }
 
+/// The longest `--timeout` accepted: a week, far past any run and far inside what a clock can add.
+pub const MAX_TIMEOUT_S: f64 = 7.0 * 24.0 * 3600.0;
+
+/// clap value parser for `--timeout`: positive seconds, at most [`MAX_TIMEOUT_S`].
+pub fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("{s} is not a positive number of seconds"));
+    }
+    if secs > MAX_TIMEOUT_S {
+        return Err(format!(
+            "{s} seconds is more than the longest time-out, {MAX_TIMEOUT_S} s (a week)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// `[ADDR][:PORT]` for --listen: empty means all addresses on the default port.
 pub fn parse_listen(s: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
     let s = s.trim();
@@ -132,6 +152,27 @@ mod tests {
         );
         assert!(parse_listen("host:port", 1).is_err());
         assert!(parse_listen(":99999", 1).is_err());
+    }
+
+    #[test]
+    fn timeouts_beyond_a_week_or_not_positive_are_refused() {
+        assert_eq!(
+            parse_timeout("1.5").unwrap(),
+            std::time::Duration::from_millis(1500)
+        );
+        assert_eq!(parse_timeout("604800").unwrap().as_secs(), 604800);
+        for bad in [
+            "1e300",
+            "18446744073709551615",
+            "604801",
+            "0",
+            "-1",
+            "nan",
+            "inf",
+            "x",
+        ] {
+            assert!(parse_timeout(bad).is_err(), "{bad} accepted");
+        }
     }
 }
 

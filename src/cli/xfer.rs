@@ -117,17 +117,14 @@ pub struct XferArgs {
     #[arg(long, value_name = "HOST[:PORT]")]
     peer: Vec<String>,
     /// Seconds to wait for peers, barriers and each transfer.
-    #[arg(long, default_value_t = 120.0)]
-    timeout: f64,
+    #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
+    timeout: Duration,
     #[command(flatten)]
     output: OutputArgs,
 }
 
 /// Runs `kvxfer xfer`.
 pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
-    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
     if a.backend == BackendArg::Ucx {
         let given = [
             a.provider.as_ref().map(|_| "--provider"),
@@ -174,7 +171,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         warmup: a.warmup,
         verify: a.verify,
         reuse: a.reuse,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
     };
     let sides = if a.listen.is_some() {
         Sides::Target
