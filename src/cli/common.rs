@@ -194,8 +194,22 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
+    /// Checks, before anything is measured, that the JSON file can be written where asked and
+    /// that the MLflow URI is an http(s) URL, so a bad option never costs a whole run.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(path) = &self.json {
+            check_writable(path)?;
+        }
+        if let Some(uri) = &self.mlflow_uri {
+            kvxfer::mlflow::Client::new(uri, kvxfer::mlflow::RetryPolicy::default())
+                .map_err(|e| anyhow::anyhow!("--mlflow-uri: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Writes the JSON file, then records to MLflow; the file is written first, so a failed
-    /// recording loses nothing (`kvxfer record` catches up later).
+    /// recording loses nothing (`kvxfer record` catches up later). Without --json, a failed
+    /// recording leaves the document in `kvxfer-<bench>-<time>.json` in the current directory.
     pub fn export(&self, doc: &mut kvxfer::report::ResultDoc) -> anyhow::Result<()> {
         use anyhow::Context;
         if self.pattern_id.is_some() {
@@ -214,15 +228,18 @@ impl OutputArgs {
                 .and_then(|p| p.file_name())
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| format!("{}.json", doc.bench));
-            let outcome = kvxfer::mlflow::record_doc(&cfg, doc, &name).with_context(|| {
-                match &self.json {
-                    Some(p) => format!(
-                        "recording to MLflow at {uri} (the result is kept in {}; `kvxfer record` can add it later)",
-                        p.display()
-                    ),
-                    None => format!("recording to MLflow at {uri} (use --json to keep a local copy)"),
+            let outcome = match kvxfer::mlflow::record_doc(&cfg, doc, &name) {
+                Ok(o) => o,
+                Err(e) => {
+                    let kept = match &self.json {
+                        Some(p) => format!("the result is kept in {}", p.display()),
+                        None => keep_fallback(doc),
+                    };
+                    anyhow::bail!(
+                        "recording to MLflow at {uri}: {e} ({kept}; `kvxfer record` can add it later)"
+                    );
                 }
-            })?;
+            };
             match outcome {
                 kvxfer::mlflow::Outcome::Recorded {
                     run_id, run_name, ..
@@ -233,5 +250,48 @@ impl OutputArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// Fails unless a file can be created at `path` (its folder exists and takes new files).
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("--json {}: is a directory, not a file", path.display());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!("--json {}: no directory {}", path.display(), dir.display());
+    }
+    let probe = dir.join(format!(".kvxfer-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => anyhow::bail!(
+            "--json {}: cannot create files in {}: {e}",
+            path.display(),
+            dir.display()
+        ),
+    }
+}
+
+/// Writes `doc` to `kvxfer-<bench>-<time>.json` in the current directory; says where, or why not.
+fn keep_fallback(doc: &kvxfer::report::ResultDoc) -> String {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let path = std::path::PathBuf::from(format!("kvxfer-{}-{stamp}.json", doc.bench));
+    match kvxfer::report::write_atomic(&path, &doc.to_json()) {
+        Ok(()) => format!("the result is kept in {}", path.display()),
+        Err(e) => format!(
+            "the result could not be kept in {} either: {e}",
+            path.display()
+        ),
     }
 }

@@ -89,6 +89,7 @@ pub fn drive<C: PairRun>(
     sizes: usize,
 ) -> anyhow::Result<ExitCode> {
     let waiting = format!("{} {}", a.provider, a.endpoint.name());
+    a.output.check()?;
     let outcome = run_pair(
         cfg,
         a.listen.as_deref(),

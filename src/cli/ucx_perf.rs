@@ -93,6 +93,7 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         prereg: a.prereg,
         timeout: a.timeout,
     };
+    a.output.check()?;
     cfg.validate()?;
     let outcome = run_pair(
         &cfg,

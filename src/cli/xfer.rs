@@ -180,6 +180,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
     } else {
         Sides::Both
     };
+    a.output.check()?;
     let plan = cfg.validate(sides)?;
     eprintln!(
         "kvxfer: xfer {} x {} over {} ({} chunks of {}, window {}); host memory: {} of {} available",
