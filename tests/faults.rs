@@ -145,3 +145,59 @@ fn a_failed_recording_keeps_the_result() {
     );
     assert_eq!(read_doc(&kept[0]).results.len(), 1);
 }
+
+// Case 7: a value from the environment or from `variables` never becomes shell syntax.
+#[test]
+fn substituted_values_cannot_inject_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let marker = dir.path().join("injected");
+    let def = dir.path().join("def.json");
+    let evil = format!("127.0.0.1;touch {};#", marker.display());
+    std::fs::write(
+        &def,
+        serde_json::json!({
+            "name": "inject", "description": "",
+            "variables": {"PEER_IP": "", "WORD": format!("$(touch {m})`touch {m}`;touch {m}", m = marker.display())},
+            "tasks": [
+                {"id": "word", "name": "word", "commands": [format!("echo {{{{WORD}}}} > {d}/word")]},
+                {"id": "peer", "name": "peer", "commands": ["echo --peer {{PEER_IP}}:47590"]}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let state = dir.path().join("state.json");
+    // A host-shaped variable that is not a host stops the run before any task.
+    let out = kvxfer()
+        .env("PEER_IP", &evil)
+        .args(["task", "run"])
+        .arg(&def)
+        .arg("--state")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let err = no_panic(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("PEER_IP"), "{err}");
+    assert!(!marker.exists(), "PEER_IP was run as a command");
+    assert!(
+        !dir.path().join("word").exists(),
+        "a task ran before the check"
+    );
+    // A free-form value is pasted as one word, never run.
+    let out = kvxfer()
+        .env("PEER_IP", "127.0.0.1")
+        .args(["task", "run"])
+        .arg(&def)
+        .arg("--state")
+        .arg(&state)
+        .output()
+        .unwrap();
+    let err = no_panic(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!marker.exists(), "WORD was run as a command");
+    let word = std::fs::read_to_string(dir.path().join("word")).unwrap();
+    assert!(word.starts_with("$(touch "), "{word}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--peer 127.0.0.1:47590"));
+}
