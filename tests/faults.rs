@@ -201,3 +201,63 @@ fn substituted_values_cannot_inject_commands() {
     assert!(word.starts_with("$(touch "), "{word}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("--peer 127.0.0.1:47590"));
 }
+
+// Case 9: plan validation names the field of each gap, before anything is generated.
+#[test]
+fn plan_validation_names_each_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let base: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/plans/loopback.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let edits: &[(&str, serde_json::Value, &str)] = &[
+        (
+            "/common/control_port",
+            serde_json::json!("47600; id"),
+            "$.common.control_port",
+        ),
+        (
+            "/common/control_port",
+            serde_json::json!(99999),
+            "$.common.control_port",
+        ),
+        (
+            "/infrastructure/tools/kvxfer",
+            serde_json::Value::Null,
+            "$.infrastructure.tools.kvxfer",
+        ),
+        (
+            "/validation_targets/crosscheck_tolerance",
+            serde_json::json!(-0.5),
+            "$.validation_targets.crosscheck_tolerance",
+        ),
+    ];
+    for (at, value, field) in edits {
+        let mut plan = base.clone();
+        let (parent, key) = at.rsplit_once('/').unwrap();
+        let obj = plan.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+        if value.is_null() {
+            obj.remove(key);
+        } else {
+            obj.insert(key.to_string(), value.clone());
+        }
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, plan.to_string()).unwrap();
+        for sub in ["validate", "generate"] {
+            let mut c = kvxfer();
+            c.args(["plan", sub]).arg(&path);
+            if sub == "generate" {
+                c.arg("--out").arg(dir.path().join("defs")).args([
+                    "--templates",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/templates"),
+                ]);
+            }
+            let out = c.output().unwrap();
+            let err = no_panic(&out);
+            assert!(!out.status.success(), "{sub} {at}");
+            assert!(err.contains(field), "{sub} {at}: {err}");
+            assert!(!dir.path().join("defs").exists(), "{sub} {at} generated");
+        }
+    }
+}
