@@ -14,8 +14,9 @@ pub const DEFAULT_PORT: u16 = 47590;
 /// Largest frame accepted: endpoint names and keys are small.
 const MAX_FRAME: usize = 1 << 20;
 
-/// How long a barrier waits for the other side (a size's measurement may take this long).
-const BARRIER_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The longest a connection may take to present kvxfer's hello before the target drops it
+/// (a health check or a port scan) and waits on.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors of the control channel.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub enum BootstrapError {
     /// The peer reported an error and gave up.
     #[error("the peer failed: {0}")]
     PeerFailed(String),
+    /// The peer sent nothing for the whole time-out (stopped, hung or cut off).
+    #[error("the peer sent nothing on the control connection for {secs:.1} s (--timeout): it stopped, hung or was cut off")]
+    Silent { secs: f64 },
     /// The connection failed.
     #[error("control connection: {0}")]
     Io(#[from] std::io::Error),
@@ -132,12 +136,37 @@ impl OobListener {
     }
 
     /// Waits up to `timeout` for an initiator and checks that its parameters equal ours.
+    /// Connections that do not present kvxfer's hello within a few seconds (health checks,
+    /// port scans) are dropped, and the wait goes on.
     pub fn accept(&self, ours: &Fingerprint, timeout: Duration) -> Result<Oob> {
-        self.listener.set_nonblocking(true)?;
         let start = Instant::now();
-        let stream = loop {
+        loop {
+            let stream = self.next_connection(start, timeout)?;
+            let left = timeout.saturating_sub(start.elapsed());
+            let mut oob = Oob::new(stream, timeout)?;
+            let hello = match oob.recv_json_by::<Hello>(Instant::now() + left.min(HELLO_TIMEOUT)) {
+                Ok(h) => h,
+                // Not a kvxfer initiator: forget it.
+                Err(BootstrapError::Io(_))
+                | Err(BootstrapError::Protocol(_))
+                | Err(BootstrapError::PeerFailed(_))
+                | Err(BootstrapError::Silent { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            return Self::judge(oob, hello, ours);
+        }
+    }
+
+    /// The next TCP connection, or [`BootstrapError::NoInitiator`] once `timeout` has passed
+    /// since `start`.
+    fn next_connection(&self, start: Instant, timeout: Duration) -> Result<TcpStream> {
+        self.listener.set_nonblocking(true)?;
+        loop {
             match self.listener.accept() {
-                Ok((s, _)) => break s,
+                Ok((s, _)) => {
+                    s.set_nonblocking(false)?;
+                    return Ok(s);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if start.elapsed() > timeout {
                         return Err(BootstrapError::NoInitiator {
@@ -147,12 +176,15 @@ impl OobListener {
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
+                // A connection reset before it was accepted: wait for the next one.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
                 Err(e) => return Err(e.into()),
             }
-        };
-        stream.set_nonblocking(false)?;
-        let mut oob = Oob::new(stream, timeout)?;
-        let hello: Hello = oob.recv_json()?;
+        }
+    }
+
+    /// Compares a kvxfer initiator's hello with our parameters and tells it the verdict.
+    fn judge(mut oob: Oob, hello: Hello, ours: &Fingerprint) -> Result<Oob> {
         if hello.proto != PROTO {
             return Err(BootstrapError::Protocol(format!(
                 "protocol {} (kvxfer {}), this kvxfer speaks {PROTO}",
@@ -174,21 +206,21 @@ impl OobListener {
             target_value: String::new(),
             initiator_value: String::new(),
         })?;
-        oob.stream.set_read_timeout(Some(BARRIER_TIMEOUT))?;
         Ok(oob)
     }
 }
 
-/// An established control connection.
+/// An established control connection; every wait on it ends after the run's time-out.
 pub struct Oob {
     stream: TcpStream,
+    timeout: Duration,
 }
 
 impl Oob {
     fn new(stream: TcpStream, timeout: Duration) -> Result<Oob> {
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout.max(Duration::from_millis(10))))?;
-        Ok(Oob { stream })
+        stream.set_write_timeout(Some(timeout.max(Duration::from_millis(10))))?;
+        Ok(Oob { stream, timeout })
     }
 
     /// Connects to a target at `HOST[:PORT]`, retrying until `timeout`, and compares parameters.
@@ -245,7 +277,6 @@ impl Oob {
                 peer: v.target_value,
             });
         }
-        oob.stream.set_read_timeout(Some(BARRIER_TIMEOUT))?;
         Ok(oob)
     }
 
@@ -273,11 +304,9 @@ impl Oob {
         match self.write_frame(FRAME_DATA, bytes) {
             Ok(()) => Ok(()),
             Err(e) => {
-                let _ = self
-                    .stream
-                    .set_read_timeout(Some(Duration::from_millis(200)));
+                let until = Instant::now() + Duration::from_millis(200);
                 loop {
-                    match self.recv_frame() {
+                    match self.recv_frame_by(until) {
                         Ok(_) => continue,
                         Err(peer @ BootstrapError::PeerFailed(_)) => return Err(peer),
                         Err(_) => return Err(e),
@@ -287,18 +316,24 @@ impl Oob {
         }
     }
 
-    /// Receives one frame of data; a failure the peer reported comes back as an error.
+    /// Receives one frame of data, waiting at most the run's time-out; a failure the peer
+    /// reported comes back as an error.
     pub fn recv_frame(&mut self) -> Result<Vec<u8>> {
+        self.recv_frame_by(Instant::now() + self.timeout)
+    }
+
+    /// [`recv_frame`](Self::recv_frame) that gives up at `deadline`, however slowly the bytes
+    /// trickle in.
+    fn recv_frame_by(&mut self, deadline: Instant) -> Result<Vec<u8>> {
+        let secs = self.timeout.as_secs_f64();
         let mut head = [0u8; 5];
-        self.stream
-            .read_exact(&mut head)
-            .map_err(eof_is_peer_gone)?;
+        read_exact_by(&mut self.stream, &mut head, deadline).map_err(|e| gone(e, secs))?;
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         if len > MAX_FRAME {
             return Err(BootstrapError::Protocol(format!("frame of {len} bytes")));
         }
         let mut buf = vec![0u8; len];
-        self.stream.read_exact(&mut buf).map_err(eof_is_peer_gone)?;
+        read_exact_by(&mut self.stream, &mut buf, deadline).map_err(|e| gone(e, secs))?;
         match head[0] {
             FRAME_DATA => Ok(buf),
             FRAME_FAILURE => Err(BootstrapError::PeerFailed(
@@ -319,7 +354,11 @@ impl Oob {
     /// A frame that is plain text rather than JSON is the peer's failure report
     /// ([`report_failure`](Self::report_failure)) and comes back as [`BootstrapError::PeerFailed`].
     pub fn recv_json<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T> {
-        let bytes = self.recv_frame()?;
+        self.recv_json_by(Instant::now() + self.timeout)
+    }
+
+    fn recv_json_by<T: for<'de> Deserialize<'de>>(&mut self, deadline: Instant) -> Result<T> {
+        let bytes = self.recv_frame_by(deadline)?;
         serde_json::from_slice(&bytes).map_err(|e| match std::str::from_utf8(&bytes) {
             Ok(text) if !text.trim_start().starts_with(['{', '[', '"']) => {
                 BootstrapError::PeerFailed(text.to_string())
@@ -347,15 +386,33 @@ impl Oob {
     }
 }
 
-fn eof_is_peer_gone(e: std::io::Error) -> BootstrapError {
+/// Fills `buf` from `stream`, failing with `TimedOut` once `deadline` has passed.
+fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A failed read, as what it says about the peer (`secs`: the time-out waited).
+fn gone(e: std::io::Error, secs: f64) -> BootstrapError {
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof => {
             BootstrapError::PeerFailed("the peer closed the control connection".into())
         }
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            BootstrapError::PeerFailed(
-                "the peer stopped answering on the control connection".into(),
-            )
+            BootstrapError::Silent { secs }
         }
         _ => BootstrapError::Io(e),
     }
@@ -499,6 +556,97 @@ mod tests {
             matches!(&e, BootstrapError::PeerFailed(m) if m.contains("fi_mr_regattr")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connections_without_a_hello_are_dropped_and_the_target_waits_on() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr();
+        let t = std::thread::spawn(move || {
+            let mut o = l.accept(&fp(2), Duration::from_secs(20))?;
+            o.exchange(b"target")
+        });
+        // A health check (connect, close), an HTTP probe, and a silent connection.
+        drop(TcpStream::connect(addr).unwrap());
+        let mut http = TcpStream::connect(addr).unwrap();
+        http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let silent = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        let mut o = Oob::connect(&addr.to_string(), &fp(2), Duration::from_secs(20)).unwrap();
+        assert_eq!(o.exchange(b"initiator").unwrap(), b"target");
+        assert_eq!(t.join().unwrap().unwrap(), b"initiator");
+        // The silent one held the target for at most the hello time-out.
+        assert!(start.elapsed() < HELLO_TIMEOUT + Duration::from_secs(3));
+        drop((http, silent));
+    }
+
+    #[test]
+    fn a_target_with_only_strays_gives_up_at_its_timeout() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr();
+        let _silent = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        let e = l.accept(&fp(1), Duration::from_millis(800)).err().unwrap();
+        assert!(matches!(e, BootstrapError::NoInitiator { .. }), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_silent_peer_ends_a_barrier_at_the_timeout() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().to_string();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let o = l.accept(&fp(1), Duration::from_secs(5)).unwrap();
+            // Holds the connection open, answering nothing, until told.
+            let _ = rx.recv();
+            drop(o);
+        });
+        let mut o = Oob::connect(&addr, &fp(1), Duration::from_millis(700)).unwrap();
+        let start = Instant::now();
+        let e = o.barrier().unwrap_err();
+        let waited = start.elapsed();
+        tx.send(()).unwrap();
+        t.join().unwrap();
+        assert!(matches!(e, BootstrapError::Silent { .. }), "{e}");
+        assert!(e.to_string().contains("0.7 s"), "{e}");
+        assert!(
+            waited >= Duration::from_millis(650) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn a_trickling_peer_cannot_stretch_a_wait() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().to_string();
+        let t = std::thread::spawn(move || {
+            let mut o = l.accept(&fp(1), Duration::from_secs(5)).unwrap();
+            // A frame header announcing 100 bytes, then one byte every 200 ms.
+            let _ = o.stream.write_all(&[FRAME_DATA, 0, 0, 0, 100]);
+            for _ in 0..20 {
+                if o.stream.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let mut o = Oob::connect(&addr, &fp(1), Duration::from_millis(900)).unwrap();
+        let start = Instant::now();
+        let e = o.recv_frame().unwrap_err();
+        assert!(matches!(e, BootstrapError::Silent { .. }), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            start.elapsed()
+        );
+        t.join().unwrap();
     }
 
     #[test]
