@@ -261,3 +261,124 @@ fn plan_validation_names_each_field() {
         }
     }
 }
+
+/// What a two-sided run's initiator did after its target was signalled mid-run.
+struct Faulted {
+    out: std::process::Output,
+    took: std::time::Duration,
+    doc: Option<kvxfer::report::ResultDoc>,
+}
+
+/// Starts `ARGS --listen` as the target (a process this test owns), runs `ARGS --peer
+/// --timeout T --json` as the initiator, sends `signal` (STOP or KILL) to the target after
+/// `after`, and returns how the initiator ended. The target is killed afterwards.
+fn fault_target(
+    env: &[(&str, &str)],
+    args: &[&str],
+    signal: &str,
+    after: std::time::Duration,
+    timeout_s: u64,
+) -> Faulted {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let t = timeout_s.to_string();
+    let mut target = std::process::Command::new(kvxfer_path())
+        .envs(env.iter().copied())
+        .args(args)
+        .args(["--timeout", &t, "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let json = dir.path().join("i.json");
+    let start = std::time::Instant::now();
+    let ini = std::process::Command::new(kvxfer_path())
+        .envs(env.iter().copied())
+        .args(args)
+        .args([
+            "--timeout",
+            &t,
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let pid = target.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
+    let out = ini.wait_with_output().unwrap();
+    let took = start.elapsed();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status();
+    let _ = target.wait();
+    let doc = json
+        .exists()
+        .then(|| kvxfer::report::ResultDoc::from_json(&std::fs::read(&json).unwrap()).unwrap());
+    Faulted { out, took, doc }
+}
+
+/// Checks a faulted initiator: ended within its time-out (plus set-up and a margin), one
+/// error line, non-zero exit, and a partial document holding what was measured.
+fn assert_partial(f: &Faulted, timeout_s: u64, after: std::time::Duration, what: &str) {
+    let err = no_panic(&f.out);
+    assert!(!f.out.status.success(), "{what}: {err}");
+    let limit = after + std::time::Duration::from_secs(timeout_s + 6);
+    assert!(
+        f.took < limit,
+        "{what}: took {:?} (limit {limit:?}): {err}",
+        f.took
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("kvxfer: error: "), "{what}: {err}");
+    assert!(last.contains("with status partial"), "{what}: {err}");
+    let doc = f
+        .doc
+        .as_ref()
+        .unwrap_or_else(|| panic!("{what}: no JSON: {err}"));
+    assert_eq!(doc.status, kvxfer::report::Status::Partial, "{what}");
+    assert!(!doc.results.is_empty(), "{what}");
+    assert!(doc.results.iter().all(|r| r.iterations > 0), "{what}");
+    assert_eq!(doc.errors.len(), 1, "{what}");
+    assert!(
+        !String::from_utf8_lossy(&f.out.stdout).is_empty(),
+        "{what}: nothing printed"
+    );
+}
+
+const PINGPONG_LONG: &[&str] = &[
+    "pingpong", "--domain", "lo", "--sizes", "64,16M", "-I", "2000", "-w", "1",
+];
+const XFER_LONG: &[&str] = &[
+    "xfer", "--domain", "lo", "-s", "64K", "-I", "10000000", "-w", "1",
+];
+
+// Cases 2 and 4: a target killed or stopped mid-run ends the initiator within --timeout,
+// with what was measured kept (pingpong: the sizes done; xfer: the iterations done).
+#[test]
+fn killed_or_stopped_targets_leave_partial_results_in_time() {
+    let _g = fabric_lock();
+    let after = std::time::Duration::from_secs(4);
+    for signal in ["KILL", "STOP"] {
+        let f = fault_target(&[], PINGPONG_LONG, signal, after, 5);
+        assert_partial(&f, 5, after, &format!("pingpong, target {signal}"));
+        let doc = f.doc.unwrap();
+        assert_eq!(doc.results.len(), 1);
+        assert_eq!(doc.results[0].message_size, 64);
+        assert_eq!(doc.results[0].iterations, 2000);
+
+        let f = fault_target(&[], XFER_LONG, signal, after, 5);
+        assert_partial(&f, 5, after, &format!("xfer, target {signal}"));
+        let doc = f.doc.unwrap();
+        assert!(doc.results[0].iterations < 10_000_000);
+    }
+}

@@ -253,6 +253,49 @@ impl OutputArgs {
     }
 }
 
+impl OutputArgs {
+    /// Ends a failed run: when the run had set up, prints what was measured (`table`), writes
+    /// it with its status (partial or failed) and error to --json, and returns the error,
+    /// saying where the measurements are. A partial document is not sent to MLflow.
+    pub fn fail(
+        &self,
+        e: anyhow::Error,
+        table: impl Fn(&kvxfer::report::ResultDoc) -> String,
+    ) -> anyhow::Result<std::process::ExitCode> {
+        let (mut doc, error) = match e.downcast::<kvxfer::run::RunError>() {
+            Ok(kvxfer::run::RunError::Partial { doc, error }) => (doc, error),
+            Ok(other) => return Err(other.into()),
+            Err(e) => return Err(e),
+        };
+        if !doc.results.is_empty() {
+            print!("{}", table(&doc));
+        }
+        if self.pattern_id.is_some() {
+            doc.pattern_id = self.pattern_id.clone();
+        }
+        let status = match doc.status {
+            kvxfer::report::Status::Partial => "partial",
+            _ => "failed",
+        };
+        let kept = match &self.json {
+            Some(p) => match kvxfer::report::write_atomic(p, &doc.to_json()) {
+                Ok(()) => format!(
+                    "{} result(s) kept in {} with status {status}",
+                    doc.results.len(),
+                    p.display()
+                ),
+                Err(w) => format!("writing {} failed too: {w}", p.display()),
+            },
+            None if doc.results.is_empty() => "nothing was measured".to_string(),
+            None => format!(
+                "{} result(s) printed; use --json to keep them",
+                doc.results.len()
+            ),
+        };
+        Err(anyhow::anyhow!("{error} ({kept})"))
+    }
+}
+
 /// Fails unless a file can be created at `path` (its folder exists and takes new files).
 fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
     if path.is_dir() {

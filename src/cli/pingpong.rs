@@ -97,8 +97,11 @@ pub fn drive<C: PairRun>(
         what,
         sizes,
         &waiting,
-    )?;
-    let mut doc = outcome.doc;
+    );
+    let mut doc = match outcome {
+        Ok(o) => o.doc,
+        Err(e) => return a.output.fail(e, table::pingpong),
+    };
     print!("{}", table::pingpong(&doc));
     a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)

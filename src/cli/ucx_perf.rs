@@ -102,8 +102,18 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         "ucx-perf",
         cfg.sizes.len(),
         cfg.test.name(),
-    )?;
-    let mut doc = outcome.doc;
+    );
+    let table = |d: &kvxfer::report::ResultDoc| {
+        if a.listen.is_none() {
+            ucx_table::ucx_perf(d)
+        } else {
+            String::new()
+        }
+    };
+    let mut doc = match outcome {
+        Ok(o) => o.doc,
+        Err(e) => return a.output.fail(e, table),
+    };
     // Only the initiator measures, as only ucx_perftest's client prints.
     if a.listen.is_none() {
         print!("{}", ucx_table::ucx_perf(&doc));

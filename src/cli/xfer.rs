@@ -238,7 +238,10 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
             })
         }
     };
-    let mut doc = doc?;
+    let mut doc = match doc {
+        Ok(d) => d,
+        Err(e) => return a.output.fail(e.into(), table::xfer),
+    };
     print!("{}", table::xfer(&doc));
     a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)

@@ -13,7 +13,7 @@ use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{
     self, caps, select_info, EndpointSpec, EndpointType, MsgChannel, MsgMode, Side,
 };
-use crate::report::{ResultDoc, SizeResult, Status};
+use crate::report::{ResultDoc, SizeResult};
 use crate::stats::{encode_histogram, LatencySummary};
 use crate::units::human_size;
 
@@ -220,33 +220,35 @@ fn measure(
     doc.config = config_map(cfg, role);
     doc.environment = environment::with_fabric(&conn.info);
     let max = *cfg.sizes.iter().max().expect("validated: sizes not empty") as usize;
-    let mut ch = MsgChannel::new(conn, max, cfg.mode, cfg.inject, cfg.timeout)?;
-    let inject_size = ch.inject_size() as u64;
-    ch.post_recv()?;
-    for (i, &size) in cfg.sizes.iter().enumerate() {
-        oob.barrier()?;
-        let p = SizeParams {
-            size: size as usize,
-            iterations: cfg.iterations_for(size),
-            warmup: cfg.warmup,
-            verify: cfg.verify,
-        };
-        let samples = run_size(&mut ch, role, &p).map_err(|error| RunError::Bench {
-            at: format!("size {}", human_size(size)),
-            error,
-        })?;
-        doc.results
-            .push(size_result(size, &samples, Some(size <= inject_size), 2));
-        progress(Progress {
-            done: i + 1,
-            total: cfg.sizes.len(),
-            size,
-        });
-    }
-    oob.barrier()?;
-    doc.status = Status::Complete;
-    doc.finished_at = crate::report::schema::now_rfc3339();
-    Ok(SideOutcome { doc })
+    let outcome = (|| -> Result<(), RunError> {
+        let mut ch = MsgChannel::new(conn, max, cfg.mode, cfg.inject, cfg.timeout)?;
+        let inject_size = ch.inject_size() as u64;
+        ch.post_recv()?;
+        for (i, &size) in cfg.sizes.iter().enumerate() {
+            oob.barrier()?;
+            let p = SizeParams {
+                size: size as usize,
+                iterations: cfg.iterations_for(size),
+                warmup: cfg.warmup,
+                verify: cfg.verify,
+            };
+            let samples = run_size(&mut ch, role, &p).map_err(|error| RunError::Bench {
+                at: format!("size {}", human_size(size)),
+                error,
+            })?;
+            doc.results
+                .push(size_result(size, &samples, Some(size <= inject_size), 2));
+            progress(Progress {
+                done: i + 1,
+                total: cfg.sizes.len(),
+                size,
+            });
+        }
+        Ok(oob.barrier()?)
+    })();
+    Ok(SideOutcome {
+        doc: super::conclude(doc, outcome)?,
+    })
 }
 
 /// One size's figures, fabtests' arithmetic with `xfers` transfers per iteration.

@@ -12,7 +12,7 @@ use crate::bench::tag_bw::{self, BwFigures, BwParams, WindowTransport};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::mem::HostStaged;
-use crate::report::{ResultDoc, SizeResult, Status};
+use crate::report::{ResultDoc, SizeResult};
 use crate::stats::{encode_histogram, LatencySummary, UCX_PERFTEST_WINDOW};
 use crate::ucx::{self, Context, Endpoint, Features, MemoryType, SlotSpec, TagChannel, Worker};
 use crate::units::human_size;
@@ -328,11 +328,10 @@ fn measure(
         ctx: &ctx,
         ep: &ep,
     };
-    match cfg.memory {
-        MemoryKind::Host => {
-            let ch = TagChannel::new(&ctx, &worker, &ep, spec, cfg.timeout)?;
-            side.run(ch, oob, &mut doc, progress)?;
-        }
+    let outcome = match cfg.memory {
+        MemoryKind::Host => TagChannel::new(&ctx, &worker, &ep, spec, cfg.timeout)
+            .map_err(RunError::from)
+            .and_then(|ch| side.run(ch, oob, &mut doc, progress)),
         #[cfg(feature = "cuda")]
         MemoryKind::Cuda => {
             let device = device.expect("opened above");
@@ -340,8 +339,9 @@ fn measure(
             doc.environment
                 .extra
                 .insert("cuda_device".into(), json!(device.ordinal()));
-            let ch = TagChannel::on_device(&ctx, &worker, &ep, spec, &device, cfg.timeout)?;
-            side.run(ch, oob, &mut doc, progress)?;
+            TagChannel::on_device(&ctx, &worker, &ep, spec, &device, cfg.timeout)
+                .map_err(RunError::from)
+                .and_then(|ch| side.run(ch, oob, &mut doc, progress))
         }
         #[cfg(not(feature = "cuda"))]
         MemoryKind::Cuda => {
@@ -350,10 +350,10 @@ fn measure(
                 "--memory cuda needs a build with --features cuda".into(),
             ));
         }
-    }
-    doc.status = Status::Complete;
-    doc.finished_at = crate::report::schema::now_rfc3339();
-    Ok(SideOutcome { doc })
+    };
+    Ok(SideOutcome {
+        doc: super::conclude(doc, outcome)?,
+    })
 }
 
 /// One side's set-up, for running the sizes over a channel of either memory.

@@ -382,22 +382,39 @@ pub fn run_initiator_with(
         return Err(RunError::Config("no target given".into()));
     }
     let plan = cfg.validate(Sides::Initiator)?;
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut handles = Vec::with_capacity(plan.workers);
     for w in 0..plan.workers {
         let peer = peers[w % peers.len()].clone();
         let cfg = cfg.clone();
         let progress = progress.clone();
+        let kept = kept.clone();
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-initiator-{w}"))
             .spawn(move || {
                 let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
-                initiator_worker(&cfg, &plan, w, oob, &progress)
+                let mut mine = None;
+                let r = initiator_worker(&cfg, &plan, w, oob, &progress, &mut mine);
+                if let Some(report) = mine {
+                    kept.lock().unwrap_or_else(|p| p.into_inner()).push(report);
+                }
+                r
             })
             .map_err(|e| RunError::Config(format!("cannot start an initiator worker: {e}")))?;
         handles.push(h);
     }
-    let reports = join_all(handles)?;
-    Ok(super::xfer_report::build(cfg, &plan, "initiator", &reports))
+    let (mut reports, error) = join_each(handles);
+    let Some(e) = error else {
+        return Ok(super::xfer_report::build(cfg, &plan, "initiator", &reports));
+    };
+    // The finished workers' reports and what the failed ones measured: a partial document
+    // over the iterations every worker completed.
+    reports.append(&mut kept.lock().unwrap_or_else(|p| p.into_inner()));
+    if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
+        return Err(e);
+    }
+    let doc = super::xfer_report::build(cfg, &plan, "initiator", &reports);
+    super::conclude(doc, Err(e))
 }
 
 /// Runs both sides in this process over the loopback; returns the initiator's document.
@@ -426,6 +443,18 @@ pub(crate) fn alloc(bytes: usize) -> Result<HostBuffer, RunError> {
 fn join_all(
     handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
 ) -> Result<Vec<WorkerReport>, RunError> {
+    let (reports, error) = join_each(handles);
+    match error {
+        Some(e) => Err(e),
+        None => Ok(reports),
+    }
+}
+
+/// Joins every worker: the reports of those that finished, and the error that names the
+/// cause when any failed.
+fn join_each(
+    handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
+) -> (Vec<WorkerReport>, Option<RunError>) {
     let mut reports = Vec::with_capacity(handles.len());
     let mut errors = Vec::new();
     for h in handles {
@@ -440,11 +469,9 @@ fn join_all(
     let echo = |e: &RunError| {
         matches!(e, RunError::Bootstrap(_)) || e.to_string().contains("another worker failed")
     };
-    match errors.iter().position(|e| !echo(e)) {
-        Some(i) => Err(errors.swap_remove(i)),
-        None => match errors.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(reports),
-        },
-    }
+    let error = match errors.iter().position(|e| !echo(e)) {
+        Some(i) => Some(errors.swap_remove(i)),
+        None => errors.into_iter().next(),
+    };
+    (reports, error)
 }
