@@ -382,3 +382,36 @@ fn killed_or_stopped_targets_leave_partial_results_in_time() {
         assert!(doc.results[0].iterations < 10_000_000);
     }
 }
+
+// Case 6: `kvxfer record` against a server that accepts and never answers ends at its
+// --timeout with one line.
+#[test]
+fn record_gives_up_on_a_silent_server() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept() {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = kvxfer::report::ResultDoc::new("kvxfer", "pingpong", "L0");
+    doc.status = kvxfer::report::Status::Complete;
+    std::fs::write(dir.path().join("r.json"), doc.to_json()).unwrap();
+    let start = std::time::Instant::now();
+    let out = kvxfer()
+        .args(["record", "--results"])
+        .arg(dir.path())
+        .args(["--mlflow-uri", &uri, "--timeout", "3"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let err = no_panic(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(&uri), "{err}");
+}
