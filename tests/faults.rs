@@ -10,6 +10,8 @@ use common::*;
 fn no_panic(out: &std::process::Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(!err.contains("Caught signal"), "crash: {err}");
+    assert!(!err.contains("Fatal:"), "abort: {err}");
     err
 }
 
@@ -262,19 +264,31 @@ fn plan_validation_names_each_field() {
     }
 }
 
-/// What a two-sided run's initiator did after its target was signalled mid-run.
+/// What the surviving side of a two-sided run did after its peer was signalled mid-run.
 struct Faulted {
     out: std::process::Output,
     took: std::time::Duration,
     doc: Option<kvxfer::report::ResultDoc>,
 }
 
-/// Starts `ARGS --listen` as the target (a process this test owns), runs `ARGS --peer
-/// --timeout T --json` as the initiator, sends `signal` (STOP or KILL) to the target after
-/// `after`, and returns how the initiator ended. The target is killed afterwards.
-fn fault_target(
+/// Waits until something listens on 127.0.0.1:`port` (a probe that connects and closes at
+/// once, which a target drops), at most `limit`.
+fn wait_listening(port: u16, limit: std::time::Duration) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < limit, "nothing listens on {port}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Runs `ARGS --listen` (the target) and `ARGS --peer` (the initiator) with `--timeout T` and
+/// `--json`, both processes this test starts; `after` the initiator started, sends `signal`
+/// (STOP or KILL) to the target (`kill_target`) or to the initiator, and returns how the other
+/// side ended. The signalled process is killed afterwards.
+fn fault_run(
     env: &[(&str, &str)],
     args: &[&str],
+    kill_target: bool,
     signal: &str,
     after: std::time::Duration,
     timeout_s: u64,
@@ -283,48 +297,57 @@ fn fault_target(
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let t = timeout_s.to_string();
-    let mut target = std::process::Command::new(kvxfer_path())
-        .envs(env.iter().copied())
-        .args(args)
-        .args(["--timeout", &t, "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let json = dir.path().join("i.json");
+    let side = |role: &str, addr: String, json: &std::path::Path| {
+        std::process::Command::new(kvxfer_path())
+            .current_dir(dir.path())
+            .env("UCX_LOG_FILE", "stderr")
+            .envs(env.iter().copied())
+            .args(args)
+            .args(["--timeout", &t, role, &addr, "--json"])
+            .arg(json)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (tjson, ijson) = (dir.path().join("t.json"), dir.path().join("i.json"));
+    let target = side("--listen", format!("127.0.0.1:{port}"), &tjson);
+    wait_listening(port, std::time::Duration::from_secs(60));
     let start = std::time::Instant::now();
-    let ini = std::process::Command::new(kvxfer_path())
-        .envs(env.iter().copied())
-        .args(args)
-        .args([
-            "--timeout",
-            &t,
-            "--peer",
-            &format!("127.0.0.1:{port}"),
-            "--json",
-        ])
-        .arg(&json)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let initiator = side("--peer", format!("127.0.0.1:{port}"), &ijson);
+    let (victim, survivor, json) = if kill_target {
+        (target, initiator, ijson)
+    } else {
+        (initiator, target, tjson)
+    };
     std::thread::sleep(after);
-    let pid = target.id().to_string();
+    let pid = victim.id().to_string();
     let sent = std::process::Command::new("kill")
         .args([&format!("-{signal}"), &pid])
         .status()
         .unwrap();
     assert!(sent.success(), "kill -{signal} {pid}");
-    let out = ini.wait_with_output().unwrap();
+    let out = survivor.wait_with_output().unwrap();
     let took = start.elapsed();
     let _ = std::process::Command::new("kill")
         .args(["-KILL", &pid])
         .status();
-    let _ = target.wait();
+    let _ = victim.wait_with_output();
     let doc = json
         .exists()
         .then(|| kvxfer::report::ResultDoc::from_json(&std::fs::read(&json).unwrap()).unwrap());
     Faulted { out, took, doc }
+}
+
+/// [`fault_run`] with the target signalled.
+fn fault_target(
+    env: &[(&str, &str)],
+    args: &[&str],
+    signal: &str,
+    after: std::time::Duration,
+    timeout_s: u64,
+) -> Faulted {
+    fault_run(env, args, true, signal, after, timeout_s)
 }
 
 /// Checks a faulted initiator: ended within its time-out (plus set-up and a margin), one
@@ -414,4 +437,55 @@ fn record_gives_up_on_a_silent_server() {
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "{err}");
     assert!(lines[0].contains(&uri), "{err}");
+}
+
+const RMA_LONG: &[&str] = &[
+    "rma-pingpong", "--domain", "lo", "--sizes", "64,16M", "-I", "2000", "-w", "1",
+];
+const UCX_LAT_LONG: &[&str] = &["ucx-perf", "-t", "tag_lat", "-s", "64,16M", "-n", "2000"];
+const UCX_BW_LONG: &[&str] = &["ucx-perf", "-t", "tag_bw", "-s", "64,64M", "-n", "2000"];
+const UCX_TCP: &[(&str, &str)] = &[("UCX_TLS", "tcp"), ("UCX_NET_DEVICES", "lo")];
+
+// Cases 2 and 4 on rma-pingpong and ucx-perf: the same with their targets.
+#[test]
+fn rma_and_ucx_targets_killed_or_stopped_leave_partial_results_in_time() {
+    let _g = fabric_lock();
+    let after = std::time::Duration::from_secs(4);
+    for signal in ["KILL", "STOP"] {
+        let f = fault_target(&[], RMA_LONG, signal, after, 5);
+        assert_partial(&f, 5, after, &format!("rma-pingpong, target {signal}"));
+        assert_eq!(f.doc.unwrap().results[0].message_size, 64);
+        for args in [UCX_LAT_LONG, UCX_BW_LONG] {
+            let f = fault_target(UCX_TCP, args, signal, after, 5);
+            assert_partial(&f, 5, after, &format!("{args:?}, target {signal}"));
+            assert_eq!(f.doc.unwrap().results[0].message_size, 64);
+        }
+    }
+}
+
+// Case 2 seen from the target: an initiator killed or stopped mid-run ends the target within
+// --timeout, with one line and a non-zero exit.
+#[test]
+fn killed_or_stopped_initiators_end_their_targets_in_time() {
+    let _g = fabric_lock();
+    let after = std::time::Duration::from_secs(4);
+    let cases: &[(&[(&str, &str)], &[&str])] = &[
+        (&[], PINGPONG_LONG),
+        (&[], RMA_LONG),
+        (&[], XFER_LONG),
+        (UCX_TCP, UCX_LAT_LONG),
+        (UCX_TCP, UCX_BW_LONG),
+    ];
+    for signal in ["KILL", "STOP"] {
+        for (env, args) in cases {
+            let what = format!("{} target, initiator {signal}", args[0]);
+            let f = fault_run(env, args, false, signal, after, 5);
+            let err = no_panic(&f.out);
+            assert!(!f.out.status.success(), "{what}: {err}");
+            let limit = after + std::time::Duration::from_secs(5 + 6);
+            assert!(f.took < limit, "{what}: took {:?}: {err}", f.took);
+            let last = err.lines().last().unwrap_or_default();
+            assert!(last.starts_with("kvxfer: error: "), "{what}: {err}");
+        }
+    }
 }
