@@ -440,7 +440,15 @@ fn record_gives_up_on_a_silent_server() {
 }
 
 const RMA_LONG: &[&str] = &[
-    "rma-pingpong", "--domain", "lo", "--sizes", "64,16M", "-I", "2000", "-w", "1",
+    "rma-pingpong",
+    "--domain",
+    "lo",
+    "--sizes",
+    "64,16M",
+    "-I",
+    "2000",
+    "-w",
+    "1",
 ];
 const UCX_LAT_LONG: &[&str] = &["ucx-perf", "-t", "tag_lat", "-s", "64,16M", "-n", "2000"];
 const UCX_BW_LONG: &[&str] = &["ucx-perf", "-t", "tag_bw", "-s", "64,64M", "-n", "2000"];

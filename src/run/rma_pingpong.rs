@@ -254,6 +254,9 @@ fn measure(
         oob.barrier()?;
         Ok(())
     })();
+    if outcome.is_err() {
+        super::pingpong::abandon(pp);
+    }
     Ok(SideOutcome {
         doc: super::conclude(doc, outcome)?,
     })
