@@ -454,6 +454,12 @@ const UCX_LAT_LONG: &[&str] = &["ucx-perf", "-t", "tag_lat", "-s", "64,16M", "-n
 const UCX_BW_LONG: &[&str] = &["ucx-perf", "-t", "tag_bw", "-s", "64,64M", "-n", "2000"];
 const UCX_TCP: &[(&str, &str)] = &[("UCX_TLS", "tcp"), ("UCX_NET_DEVICES", "lo")];
 
+/// A command's environment and arguments.
+type Case = (
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
 // Cases 2 and 4 on rma-pingpong and ucx-perf: the same with their targets.
 #[test]
 fn rma_and_ucx_targets_killed_or_stopped_leave_partial_results_in_time() {
@@ -477,7 +483,7 @@ fn rma_and_ucx_targets_killed_or_stopped_leave_partial_results_in_time() {
 fn killed_or_stopped_initiators_end_their_targets_in_time() {
     let _g = fabric_lock();
     let after = std::time::Duration::from_secs(4);
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    let cases: &[Case] = &[
         (&[], PINGPONG_LONG),
         (&[], RMA_LONG),
         (&[], XFER_LONG),
