@@ -503,3 +503,61 @@ fn killed_or_stopped_initiators_end_their_targets_in_time() {
         }
     }
 }
+
+// Case 8: stray connections (a health check, an HTTP probe, a silent one) do not end a
+// listening target; the real initiator then runs with it.
+#[test]
+fn stray_connections_leave_a_target_waiting() {
+    use std::io::Write;
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let args = [
+        "pingpong", "--domain", "lo", "--sizes", "64", "-I", "50", "-w", "1",
+    ];
+    let target = std::process::Command::new(kvxfer_path())
+        .args(args)
+        .args([
+            "--timeout",
+            "30",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--json",
+        ])
+        .arg(dir.path().join("t.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(port, std::time::Duration::from_secs(60));
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let ini = kvxfer()
+        .args(args)
+        .args([
+            "--timeout",
+            "30",
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+            "--json",
+        ])
+        .arg(dir.path().join("i.json"))
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    drop((http, silent));
+    let t = target.wait_with_output().unwrap();
+    assert!(ini.status.success(), "{}", no_panic(&ini));
+    assert!(t.status.success(), "{}", no_panic(&t));
+    assert_eq!(
+        read_doc(&dir.path().join("i.json")).results[0].iterations,
+        50
+    );
+    assert_eq!(
+        read_doc(&dir.path().join("t.json")).results[0].iterations,
+        50
+    );
+}
