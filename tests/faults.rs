@@ -454,11 +454,10 @@ const UCX_LAT_LONG: &[&str] = &["ucx-perf", "-t", "tag_lat", "-s", "64,16M", "-n
 const UCX_BW_LONG: &[&str] = &["ucx-perf", "-t", "tag_bw", "-s", "64,64M", "-n", "2000"];
 const UCX_TCP: &[(&str, &str)] = &[("UCX_TLS", "tcp"), ("UCX_NET_DEVICES", "lo")];
 
+/// A command's environment.
+type Env = &'static [(&'static str, &'static str)];
 /// A command's environment and arguments.
-type Case = (
-    &'static [(&'static str, &'static str)],
-    &'static [&'static str],
-);
+type Case = (Env, &'static [&'static str]);
 
 // Cases 2 and 4 on rma-pingpong and ucx-perf: the same with their targets.
 #[test]
@@ -560,4 +559,109 @@ fn stray_connections_leave_a_target_waiting() {
         read_doc(&dir.path().join("t.json")).results[0].iterations,
         50
     );
+}
+
+/// MemAvailable in bytes.
+fn available_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+// Case 1: a run the machine cannot hold is refused in one line before anything is allocated:
+// per-endpoint costs (a tcp endpoint holds about 88 MB) count, and every command checks.
+#[test]
+fn runs_larger_than_memory_are_refused_before_allocating() {
+    let avail = available_bytes();
+    // Sizes in whole GiB that just exceed what is available on each command's arithmetic.
+    let gib = |bytes: u64| format!("{}G", bytes.div_ceil(1 << 30));
+    let endpoints = (avail / (96 << 20) / 2 + 1).to_string();
+    let cases: Vec<(Vec<String>, Env)> = vec![
+        // 4K transfers, but each tcp worker's two endpoints hold ~190 MB.
+        (
+            [
+                "xfer", "-s", "4K", "--domain", "lo", "-I", "2", "-w", "1", "-c", &endpoints,
+            ]
+            .map(String::from)
+            .to_vec(),
+            &[],
+        ),
+        // Four buffers of the size (a send and a receive buffer per side).
+        (
+            [
+                "pingpong",
+                "--domain",
+                "lo",
+                "-I",
+                "1",
+                "-w",
+                "0",
+                "--sizes",
+                &gib(avail / 4 + 1),
+            ]
+            .map(String::from)
+            .to_vec(),
+            &[],
+        ),
+        (
+            [
+                "rma-pingpong",
+                "--domain",
+                "lo",
+                "-I",
+                "1",
+                "-w",
+                "0",
+                "--sizes",
+                &gib(avail / 4 + 1),
+            ]
+            .map(String::from)
+            .to_vec(),
+            &[],
+        ),
+        // tag_bw: a send buffer on one side, a receive buffer on the other.
+        (
+            [
+                "ucx-perf",
+                "-t",
+                "tag_bw",
+                "-n",
+                "1",
+                "-w",
+                "0",
+                "-s",
+                &gib(avail / 2 + 1),
+            ]
+            .map(String::from)
+            .to_vec(),
+            &[("UCX_TLS", "posix,cma")],
+        ),
+    ];
+    for (args, env) in &cases {
+        let start = std::time::Instant::now();
+        let out = kvxfer()
+            .envs(env.iter().copied())
+            .args(args)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let err = no_panic(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        assert!(lines[0].contains("of host memory"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?}"
+        );
+    }
 }

@@ -196,9 +196,9 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         plan.chunks,
         human_size(plan.block),
         cfg.window,
-        human_size(plan.bytes),
+        kvxfer::run::memory::approx(plan.bytes),
         plan.available
-            .map(human_size)
+            .map(kvxfer::run::memory::approx)
             .unwrap_or_else(|| "an unknown amount".into())
     );
     let doc = match sides {

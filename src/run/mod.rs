@@ -2,6 +2,7 @@
 //! made from the samples. The CLI calls these; they print nothing.
 
 pub mod environment;
+pub mod memory;
 pub mod pair;
 pub mod pingpong;
 pub mod rma_pingpong;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use super::memory::{libfabric_endpoint_bytes, MemoryNeed};
 use super::pair::PairRun;
 pub use super::pair::{Progress, SideOutcome};
 use super::{environment, RunError};
@@ -191,6 +192,15 @@ impl PairRun for PingPongConfig {
     }
     fn timeout(&self) -> Duration {
         self.timeout
+    }
+    fn memory(&self) -> MemoryNeed {
+        // A send and a receive buffer of the largest size.
+        let max = self.sizes.iter().copied().max().unwrap_or(0);
+        MemoryNeed {
+            buffers: max.saturating_mul(2),
+            endpoints: 1,
+            per_endpoint: libfabric_endpoint_bytes(&self.provider),
+        }
     }
     fn measure(
         &self,

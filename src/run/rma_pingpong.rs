@@ -50,6 +50,10 @@ impl PairRun for RmaPingPongConfig {
     fn timeout(&self) -> Duration {
         self.base.timeout
     }
+    fn memory(&self) -> super::memory::MemoryNeed {
+        // The write source and the region the peer writes into, of the largest size.
+        self.base.memory()
+    }
     fn measure(
         &self,
         role: Role,

@@ -284,6 +284,27 @@ impl PairRun for UcxPerfConfig {
     fn timeout(&self) -> Duration {
         self.timeout
     }
+    fn memory(&self) -> super::memory::MemoryNeed {
+        // The larger side's slots in host memory (a CUDA run holds its buffers on the device;
+        // its staging copies, with --verify, are counted as host buffers).
+        let slots = |spec: &SlotSpec| {
+            (spec.send_slots as u64).saturating_mul(spec.send_bytes as u64)
+                + (spec.recv_slots as u64).saturating_mul(spec.recv_bytes as u64)
+        };
+        let side = |role| {
+            let spec = self.slot_spec(role);
+            match self.memory {
+                MemoryKind::Host => slots(&spec),
+                MemoryKind::Cuda if self.verify => slots(&spec),
+                MemoryKind::Cuda => 0,
+            }
+        };
+        super::memory::MemoryNeed {
+            buffers: side(Role::Initiator).max(side(Role::Target)),
+            endpoints: 1,
+            per_endpoint: super::memory::UCX_ENDPOINT_BYTES,
+        }
+    }
     fn measure(
         &self,
         role: Role,

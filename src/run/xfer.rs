@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
 use super::sync::TimedBarrier;
 use super::xfer_worker::{initiator_worker, target_worker, TargetMem, WorkerReport};
 use super::RunError;
@@ -134,7 +135,7 @@ pub struct XferPlan {
     pub workers: usize,
     /// Transfers per worker.
     pub transfers_per_worker: usize,
-    /// Host bytes this process will allocate.
+    /// Host bytes this process will hold: buffers and endpoints.
     pub bytes: u64,
     /// Host bytes available (MemAvailable), when known.
     pub available: Option<u64>,
@@ -242,29 +243,21 @@ impl XferConfig {
         };
         let (workers, per) = self.layout();
         let transfers = (workers * per) as u64;
-        let side_bytes = transfers.checked_mul(self.size);
-        let bytes = match sides {
-            Sides::Both => side_bytes.and_then(|b| b.checked_mul(2)),
-            _ => side_bytes,
-        }
-        .ok_or_else(|| RunError::Config("the run's memory does not fit in 64 bits".into()))?;
+        let need = MemoryNeed {
+            buffers: transfers.saturating_mul(self.size),
+            endpoints: workers as u64,
+            per_endpoint: match self.backend {
+                XferBackend::Libfabric => libfabric_endpoint_bytes(&self.provider),
+                XferBackend::Ucx => UCX_ENDPOINT_BYTES,
+            },
+        };
+        let need = match sides {
+            Sides::Both => need.both_sides(),
+            _ => need,
+        };
         let available = available_memory();
-        if let Some(avail) = available {
-            if bytes > avail {
-                return Err(RunError::Config(format!(
-                    "this run needs {} of host memory ({} transfers of {} on {}) but only {} is \
-                     available: lower --size or --concurrency, or run the sides on different hosts",
-                    human_size(bytes),
-                    transfers,
-                    human_size(self.size),
-                    match sides {
-                        Sides::Both => "both sides",
-                        _ => "this side",
-                    },
-                    human_size(avail)
-                )));
-            }
-        }
+        need.check(available)?;
+        let bytes = need.total().unwrap_or(u64::MAX);
         let block = match self.backend {
             XferBackend::Libfabric => {
                 let info = select_info(&EndpointSpec {
