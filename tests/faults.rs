@@ -665,3 +665,29 @@ fn runs_larger_than_memory_are_refused_before_allocating() {
         );
     }
 }
+
+// Case 2: -c 10000 transfers outstanding on one endpoint are refused before the run (they
+// used to wait the whole --timeout for room in the receive queue).
+#[test]
+fn outstanding_transfers_beyond_the_receive_queue_are_refused() {
+    let start = std::time::Instant::now();
+    let out = kvxfer()
+        .args([
+            "xfer",
+            "-s",
+            "4K",
+            "-c",
+            "10000",
+            "--concurrency-mode",
+            "outstanding",
+        ])
+        .args(["--domain", "lo", "-I", "2", "-w", "1", "--timeout", "20"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = no_panic(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("receive queue holds"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+}

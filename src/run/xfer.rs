@@ -277,6 +277,15 @@ impl XferConfig {
                         v.cq_data_size()
                     )));
                 }
+                let rx_size = v.queue_sizes().1 as u64;
+                if per as u64 > rx_size {
+                    return Err(RunError::Config(format!(
+                        "--concurrency {per} in outstanding mode keeps {per} control receives \
+                         posted on one endpoint, but provider {}'s receive queue holds {rx_size}: \
+                         lower --concurrency or use --concurrency-mode endpoints",
+                        self.provider
+                    )));
+                }
                 block.min(v.max_msg_size() as u64).max(1)
             }
             // UCX has no message size limit of its own (it fragments), and its transports are
