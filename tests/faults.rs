@@ -691,3 +691,77 @@ fn outstanding_transfers_beyond_the_receive_queue_are_refused() {
     assert!(err.contains("receive queue holds"), "{err}");
     assert!(start.elapsed() < std::time::Duration::from_secs(10));
 }
+
+// Case 11: `kvxfer parse` reads at most 16 MiB (one clear line past it, from a file or from
+// a stdin that keeps coming), and a document keeps at most 256 KiB of the raw output.
+#[test]
+fn parse_input_and_raw_output_are_bounded() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let table = "bytes   #sent   #ack     total       time     MB/sec    usec/xfer   Mxfers/sec\n\
+                 64      20      =20      2.5k        0.00s      2.77      23.10       0.04\n";
+    // Under the cap: a table after 4 MiB of chatter parses; the document stays small.
+    let noise =
+        "libfabric:1234:1700000000::tcp:core:progress(): a warning line\n".repeat(4 << 20 >> 6);
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, format!("{noise}{table}")).unwrap();
+    let json = dir.path().join("big.json");
+    let out = kvxfer()
+        .args(["parse", "--tool", "fi_pingpong"])
+        .arg(&big)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", no_panic(&out));
+    let doc = read_doc(&json);
+    assert_eq!(doc.results.len(), 1);
+    let raw = doc.raw_output.unwrap();
+    assert!(
+        raw.len() <= kvxfer::reference::MAX_RAW_OUTPUT + 64,
+        "{}",
+        raw.len()
+    );
+    assert!(raw.contains("bytes of output left out"));
+    assert!(raw.ends_with(table), "the tail with the table is kept");
+    assert!(std::fs::metadata(&json).unwrap().len() < 1 << 20);
+    // Over the cap: a file, then an endless stdin.
+    let huge = dir.path().join("huge.txt");
+    std::fs::write(&huge, "x".repeat((16 << 20) + 1)).unwrap();
+    let out = kvxfer()
+        .args(["parse", "--tool", "fi_pingpong"])
+        .arg(&huge)
+        .output()
+        .unwrap();
+    let err = no_panic(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("more than 16 MiB"), "{err}");
+    let start = std::time::Instant::now();
+    let mut child = std::process::Command::new(kvxfer_path())
+        .args(["parse", "--tool", "fi_pingpong", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'y'; 1 << 20];
+        // 2 GiB, or until kvxfer stops reading.
+        for _ in 0..2048 {
+            if stdin.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let err = no_panic(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("standard input holds more than 16 MiB"),
+        "{err}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}
