@@ -254,6 +254,13 @@ pub(crate) fn set_bandwidth(r: &mut SizeResult, bytes_per_s: f64) {
     r.bandwidth_mbps = Some(bytes_per_s / 1e6);
 }
 
+/// A JSON number for `extra`.
+pub(crate) fn num(v: f64) -> Value {
+    serde_json::Number::from_f64(v)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
 #[cfg(test)]
 mod bounded_tests {
     use super::*;
@@ -273,11 +280,4 @@ mod bounded_tests {
         );
         assert!(kept == want, "{} bytes kept", kept.len());
     }
-}
-
-/// A JSON number for `extra`.
-pub(crate) fn num(v: f64) -> Value {
-    serde_json::Number::from_f64(v)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
 }
