@@ -765,3 +765,103 @@ fn parse_input_and_raw_output_are_bounded() {
     );
     assert!(start.elapsed() < std::time::Duration::from_secs(30));
 }
+
+// Case 10: messages say what is wrong, once: another subcommand on the peer, FI_PROVIDER,
+// a port out of range, OS errors (ports, plan files, --state, --out) printed once.
+#[test]
+fn messages_name_the_cause_once() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let one_line = |out: &std::process::Output| -> String {
+        let err = no_panic(out);
+        assert!(!out.status.success(), "{err}");
+        let last = err.lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("kvxfer: error: "), "{err}");
+        last
+    };
+    // pingpong meets an xfer target.
+    let port = free_port();
+    let target = std::process::Command::new(kvxfer_path())
+        .args(["xfer", "-s", "4K", "-I", "2", "--timeout", "20"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ini = kvxfer()
+        .args(["pingpong", "--sizes", "64", "--timeout", "20"])
+        .args(["--peer", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    let t = target.wait_with_output().unwrap();
+    let e = one_line(&ini);
+    assert!(
+        e.contains("the peer runs `kvxfer xfer`, this side `kvxfer pingpong`"),
+        "{e}"
+    );
+    let e = one_line(&t);
+    assert!(
+        e.contains("the peer runs `kvxfer pingpong`, this side `kvxfer xfer`"),
+        "{e}"
+    );
+    // FI_PROVIDER narrows libfabric to nothing.
+    let out = kvxfer()
+        .env("FI_PROVIDER", "bogus")
+        .args(["pingpong", "--domain", "lo", "--sizes", "64"])
+        .output()
+        .unwrap();
+    let e = one_line(&out);
+    assert!(e.contains("FI_PROVIDER=\"bogus\""), "{e}");
+    // A port out of range.
+    let out = kvxfer()
+        .args(["xfer", "--listen", "127.0.0.1:70000"])
+        .output()
+        .unwrap();
+    let e = one_line(&out);
+    assert!(e.contains("\"70000\" is not a port number"), "{e}");
+    // OS errors once.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let state = dir.path().join("no/dir/state.json");
+    let def = dir.path().join("def.json");
+    std::fs::write(
+        &def,
+        r#"{"name": "d", "description": "", "variables": {}, "tasks": [{"id": "a", "name": "a", "commands": ["true"]}]}"#,
+    )
+    .unwrap();
+    let missing = dir.path().join("missing-plan.json");
+    let runs: Vec<Vec<std::ffi::OsString>> = vec![
+        vec!["pingpong".into(), "--listen".into(), addr.clone().into()],
+        vec!["plan".into(), "validate".into(), missing.clone().into()],
+        vec![
+            "task".into(),
+            "run".into(),
+            def.clone().into(),
+            "--state".into(),
+            state.into(),
+        ],
+        vec![
+            "plan".into(),
+            "generate".into(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/plans/loopback.json").into(),
+            "--out".into(),
+            "/proc/kvxfer-cannot-be-here".into(),
+        ],
+    ];
+    for args in runs {
+        let out = kvxfer().args(&args).output().unwrap();
+        let e = one_line(&out);
+        assert_eq!(e.matches("(os error").count(), 1, "{args:?}: {e}");
+    }
+    drop(busy);
+    // A folder of garbage says what it skipped.
+    let garbage = dir.path().join("results");
+    std::fs::create_dir(&garbage).unwrap();
+    std::fs::write(garbage.join("x.json"), "garbage").unwrap();
+    let out = kvxfer().arg("crosscheck").arg(&garbage).output().unwrap();
+    let err = no_panic(&out);
+    assert!(
+        err.contains("skipped x.json: not a kvxfer.result/v1 document"),
+        "{err}"
+    );
+}

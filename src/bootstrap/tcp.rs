@@ -23,11 +23,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 #[non_exhaustive]
 pub enum BootstrapError {
     /// The control port could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr}: {err}")]
+    Listen { addr: String, err: std::io::Error },
     /// The peer did not answer in time.
     #[error("no kvxfer target answered at {peer} within {secs:.1} s (last error: {last})")]
     Unreachable {
@@ -45,6 +42,9 @@ pub enum BootstrapError {
         here: String,
         peer: String,
     },
+    /// The peer runs another measurement (another subcommand).
+    #[error("the peer runs `kvxfer {peer}`, this side `kvxfer {here}`: start both sides with the same subcommand and options")]
+    OtherCommand { here: String, peer: String },
     /// The peer is not a kvxfer of a compatible version.
     #[error("the peer does not speak kvxfer's control protocol: {0}")]
     Protocol(String),
@@ -54,15 +54,21 @@ pub enum BootstrapError {
     /// The peer sent nothing for the whole time-out (stopped, hung or cut off).
     #[error("the peer sent nothing on the control connection for {secs:.1} s (--timeout): it stopped, hung or was cut off")]
     Silent { secs: f64 },
-    /// The connection failed.
+    /// The connection failed (the OS error in the message only, so it prints once).
     #[error("control connection: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The peer address could not be resolved.
     #[error("cannot resolve {0:?}")]
     Resolve(String),
 }
 
 type Result<T> = std::result::Result<T, BootstrapError>;
+
+impl From<std::io::Error> for BootstrapError {
+    fn from(e: std::io::Error) -> Self {
+        BootstrapError::Io(e)
+    }
+}
 
 /// The parameters two sides must agree on, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,10 +81,10 @@ impl Fingerprint {
         self
     }
 
-    /// The first parameter that differs: (name, here, peer).
+    /// The first parameter that differs: (name, here, peer); the measurement (`bench`) first.
     fn first_difference(&self, peer: &Fingerprint) -> Option<(String, String, String)> {
         let mut names: Vec<&String> = self.0.keys().chain(peer.0.keys()).collect();
-        names.sort();
+        names.sort_by_key(|n| (n.as_str() != BENCH, n.as_str()));
         names.dedup();
         let missing = "(not set)".to_string();
         names.into_iter().find_map(|n| {
@@ -109,6 +115,22 @@ struct Verdict {
 
 const PROTO: u32 = 1;
 
+/// The fingerprint parameter naming the measurement (the subcommand).
+const BENCH: &str = "bench";
+
+/// The error for a parameter that differs: another subcommand, or another option.
+fn mismatch(param: String, here: String, peer: String) -> BootstrapError {
+    if param == BENCH {
+        let cmd = |b: String| b.replace('_', "-");
+        BootstrapError::OtherCommand {
+            here: cmd(here),
+            peer: cmd(peer),
+        }
+    } else {
+        BootstrapError::Mismatch { param, here, peer }
+    }
+}
+
 /// Frame kinds: data, or the peer's failure message.
 const FRAME_DATA: u8 = 0;
 const FRAME_FAILURE: u8 = 1;
@@ -121,9 +143,9 @@ pub struct OobListener {
 impl OobListener {
     /// Binds the control port (`ADDR:PORT`; port 0 picks a free one).
     pub fn bind(addr: SocketAddr) -> Result<OobListener> {
-        let listener = TcpListener::bind(addr).map_err(|source| BootstrapError::Listen {
+        let listener = TcpListener::bind(addr).map_err(|err| BootstrapError::Listen {
             addr: addr.to_string(),
-            source,
+            err,
         })?;
         Ok(OobListener { listener })
     }
@@ -198,7 +220,7 @@ impl OobListener {
                 target_value: here.clone(),
                 initiator_value: peer.clone(),
             })?;
-            return Err(BootstrapError::Mismatch { param, here, peer });
+            return Err(mismatch(param, here, peer));
         }
         oob.send_json(&Verdict {
             ok: true,
@@ -271,11 +293,7 @@ impl Oob {
         })?;
         let v: Verdict = oob.recv_json()?;
         if !v.ok {
-            return Err(BootstrapError::Mismatch {
-                param: v.param,
-                here: v.initiator_value,
-                peer: v.target_value,
-            });
+            return Err(mismatch(v.param, v.initiator_value, v.target_value));
         }
         Ok(oob)
     }
@@ -476,6 +494,30 @@ mod tests {
         let te = t.join().unwrap().unwrap().to_string();
         assert!(
             te.contains("iterations is 10 here but 20 on the peer"),
+            "{te}"
+        );
+    }
+
+    #[test]
+    fn another_subcommand_is_named_before_any_parameter() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().to_string();
+        let xfer = Fingerprint::default()
+            .with("bench", "xfer")
+            .with("backend", "libfabric");
+        let pp = Fingerprint::default().with("bench", "rma_pingpong");
+        let t = std::thread::spawn(move || l.accept(&xfer, Duration::from_secs(5)).err());
+        let e = Oob::connect(&addr, &pp, Duration::from_secs(5))
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "the peer runs `kvxfer xfer`, this side `kvxfer rma-pingpong`: start both sides \
+             with the same subcommand and options"
+        );
+        let te = t.join().unwrap().unwrap().to_string();
+        assert!(
+            te.starts_with("the peer runs `kvxfer rma-pingpong`, this side `kvxfer xfer`"),
             "{te}"
         );
     }

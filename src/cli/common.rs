@@ -75,12 +75,20 @@ pub fn parse_listen(s: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
         return Ok(SocketAddr::new(ip, default_port));
     }
     if let Some(port) = s.strip_prefix(':') {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--listen {s:?}: {port:?} is not a port number"))?;
+        let port: u16 = port.parse().map_err(|_| {
+            anyhow::anyhow!("--listen {s:?}: {port:?} is not a port number (0 to 65535)")
+        })?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
     }
-    anyhow::bail!("--listen {s:?}: expected ADDR, ADDR:PORT or :PORT with a numeric address")
+    if let Some((host, port)) = s.rsplit_once(':') {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<IpAddr>().is_ok() && port.parse::<u16>().is_err() {
+            anyhow::bail!("--listen {s:?}: {port:?} is not a port number (0 to 65535)");
+        }
+    }
+    anyhow::bail!(
+        "--listen {s:?}: expected ADDR, ADDR:PORT or :PORT, with ADDR a numeric IP address"
+    )
 }
 
 /// A progress bar on stderr (drawn only when stderr is a terminal).
@@ -152,6 +160,12 @@ mod tests {
         );
         assert!(parse_listen("host:port", 1).is_err());
         assert!(parse_listen(":99999", 1).is_err());
+        for bad in ["127.0.0.1:70000", "[::1]:70000", "127.0.0.1:x"] {
+            let e = parse_listen(bad, 1).unwrap_err().to_string();
+            assert!(e.contains("is not a port number"), "{e}");
+        }
+        let e = parse_listen("node1:5", 1).unwrap_err().to_string();
+        assert!(e.contains("numeric IP address"), "{e}");
     }
 
     #[test]
