@@ -170,15 +170,18 @@ fn substituted_values_cannot_inject_commands() {
     )
     .unwrap();
     let state = dir.path().join("state.json");
+    let run = |peer: &str| {
+        kvxfer()
+            .env("PEER_IP", peer)
+            .args(["task", "run"])
+            .arg(&def)
+            .arg("--state")
+            .arg(&state)
+            .output()
+            .unwrap()
+    };
     // A host-shaped variable that is not a host stops the run before any task.
-    let out = kvxfer()
-        .env("PEER_IP", &evil)
-        .args(["task", "run"])
-        .arg(&def)
-        .arg("--state")
-        .arg(&state)
-        .output()
-        .unwrap();
+    let out = run(&evil);
     let err = no_panic(&out);
     assert!(!out.status.success());
     assert!(err.contains("PEER_IP"), "{err}");
@@ -188,14 +191,7 @@ fn substituted_values_cannot_inject_commands() {
         "a task ran before the check"
     );
     // A free-form value is pasted as one word, never run.
-    let out = kvxfer()
-        .env("PEER_IP", "127.0.0.1")
-        .args(["task", "run"])
-        .arg(&def)
-        .arg("--state")
-        .arg(&state)
-        .output()
-        .unwrap();
+    let out = run("127.0.0.1");
     let err = no_panic(&out);
     assert!(out.status.success(), "{err}");
     assert!(!marker.exists(), "WORD was run as a command");
@@ -584,64 +580,34 @@ fn runs_larger_than_memory_are_refused_before_allocating() {
     // Sizes in whole GiB that just exceed what is available on each command's arithmetic.
     let gib = |bytes: u64| format!("{}G", bytes.div_ceil(1 << 30));
     let endpoints = (avail / (96 << 20) / 2 + 1).to_string();
+    let words = |s: String| s.split_whitespace().map(String::from).collect::<Vec<_>>();
     let cases: Vec<(Vec<String>, Env)> = vec![
         // 4K transfers, but each tcp worker's two endpoints hold ~190 MB.
         (
-            [
-                "xfer", "-s", "4K", "--domain", "lo", "-I", "2", "-w", "1", "-c", &endpoints,
-            ]
-            .map(String::from)
-            .to_vec(),
+            words(format!("xfer -s 4K --domain lo -I 2 -w 1 -c {endpoints}")),
             &[],
         ),
         // Four buffers of the size (a send and a receive buffer per side).
         (
-            [
-                "pingpong",
-                "--domain",
-                "lo",
-                "-I",
-                "1",
-                "-w",
-                "0",
-                "--sizes",
-                &gib(avail / 4 + 1),
-            ]
-            .map(String::from)
-            .to_vec(),
+            words(format!(
+                "pingpong --domain lo -I 1 -w 0 --sizes {}",
+                gib(avail / 4 + 1)
+            )),
             &[],
         ),
         (
-            [
-                "rma-pingpong",
-                "--domain",
-                "lo",
-                "-I",
-                "1",
-                "-w",
-                "0",
-                "--sizes",
-                &gib(avail / 4 + 1),
-            ]
-            .map(String::from)
-            .to_vec(),
+            words(format!(
+                "rma-pingpong --domain lo -I 1 -w 0 --sizes {}",
+                gib(avail / 4 + 1)
+            )),
             &[],
         ),
         // tag_bw: a send buffer on one side, a receive buffer on the other.
         (
-            [
-                "ucx-perf",
-                "-t",
-                "tag_bw",
-                "-n",
-                "1",
-                "-w",
-                "0",
-                "-s",
-                &gib(avail / 2 + 1),
-            ]
-            .map(String::from)
-            .to_vec(),
+            words(format!(
+                "ucx-perf -t tag_bw -n 1 -w 0 -s {}",
+                gib(avail / 2 + 1)
+            )),
             &[("UCX_TLS", "posix,cma")],
         ),
     ];
