@@ -51,9 +51,10 @@ pub enum BootstrapError {
     /// The peer reported an error and gave up.
     #[error("the peer failed: {0}")]
     PeerFailed(String),
-    /// The peer sent nothing for the whole time-out (stopped, hung or cut off).
-    #[error("the peer sent nothing on the control connection for {secs:.1} s (--timeout): it stopped, hung or was cut off")]
-    Silent { secs: f64 },
+    /// The peer sent nothing for the whole time-out (stopped, hung or cut off; or, in a
+    /// one-process run, this process's own target side still setting up).
+    #[error("{}", silent_text(*secs, *in_process))]
+    Silent { secs: f64, in_process: bool },
     /// The connection failed (the OS error in the message only, so it prints once).
     #[error("control connection: {0}")]
     Io(std::io::Error),
@@ -63,6 +64,29 @@ pub enum BootstrapError {
 }
 
 type Result<T> = std::result::Result<T, BootstrapError>;
+
+fn silent_text(secs: f64, in_process: bool) -> String {
+    if in_process {
+        format!(
+            "the target side of this one-process run sent nothing on the control connection \
+             for {secs:.1} s (--timeout): its set-up took longer than that on this host; raise \
+             --timeout or lower --concurrency"
+        )
+    } else {
+        format!(
+            "the peer sent nothing on the control connection for {secs:.1} s (--timeout): it \
+             stopped, hung or was cut off"
+        )
+    }
+}
+
+/// Control ports bound by this process, so that a connection to one is known to be a
+/// one-process run (its peer is not another host).
+static BOUND_HERE: std::sync::Mutex<Vec<SocketAddr>> = std::sync::Mutex::new(Vec::new());
+
+fn bound_here() -> std::sync::MutexGuard<'static, Vec<SocketAddr>> {
+    BOUND_HERE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl From<std::io::Error> for BootstrapError {
     fn from(e: std::io::Error) -> Self {
@@ -147,6 +171,9 @@ impl OobListener {
             addr: addr.to_string(),
             err,
         })?;
+        if let Ok(a) = listener.local_addr() {
+            bound_here().push(a);
+        }
         Ok(OobListener { listener })
     }
 
@@ -232,17 +259,32 @@ impl OobListener {
     }
 }
 
+impl Drop for OobListener {
+    fn drop(&mut self) {
+        if let Ok(a) = self.listener.local_addr() {
+            bound_here().retain(|b| *b != a);
+        }
+    }
+}
+
 /// An established control connection; every wait on it ends after the run's time-out.
 pub struct Oob {
     stream: TcpStream,
     timeout: Duration,
+    /// The peer is a listener of this process (a one-process run).
+    in_process: bool,
 }
 
 impl Oob {
     fn new(stream: TcpStream, timeout: Duration) -> Result<Oob> {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(timeout.max(Duration::from_millis(10))))?;
-        Ok(Oob { stream, timeout })
+        let in_process = stream.peer_addr().is_ok_and(|p| bound_here().contains(&p));
+        Ok(Oob {
+            stream,
+            timeout,
+            in_process,
+        })
     }
 
     /// Connects to a target at `HOST[:PORT]`, retrying until `timeout`, and compares parameters.
@@ -343,15 +385,15 @@ impl Oob {
     /// [`recv_frame`](Self::recv_frame) that gives up at `deadline`, however slowly the bytes
     /// trickle in.
     fn recv_frame_by(&mut self, deadline: Instant) -> Result<Vec<u8>> {
-        let secs = self.timeout.as_secs_f64();
+        let (secs, here) = (self.timeout.as_secs_f64(), self.in_process);
         let mut head = [0u8; 5];
-        read_exact_by(&mut self.stream, &mut head, deadline).map_err(|e| gone(e, secs))?;
+        read_exact_by(&mut self.stream, &mut head, deadline).map_err(|e| gone(e, secs, here))?;
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         if len > MAX_FRAME {
             return Err(BootstrapError::Protocol(format!("frame of {len} bytes")));
         }
         let mut buf = vec![0u8; len];
-        read_exact_by(&mut self.stream, &mut buf, deadline).map_err(|e| gone(e, secs))?;
+        read_exact_by(&mut self.stream, &mut buf, deadline).map_err(|e| gone(e, secs, here))?;
         match head[0] {
             FRAME_DATA => Ok(buf),
             FRAME_FAILURE => Err(BootstrapError::PeerFailed(
@@ -423,14 +465,15 @@ fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> s
     Ok(())
 }
 
-/// A failed read, as what it says about the peer (`secs`: the time-out waited).
-fn gone(e: std::io::Error, secs: f64) -> BootstrapError {
+/// A failed read, as what it says about the peer (`secs`: the time-out waited;
+/// `in_process`: the peer is this process's own target side).
+fn gone(e: std::io::Error, secs: f64, in_process: bool) -> BootstrapError {
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof => {
             BootstrapError::PeerFailed("the peer closed the control connection".into())
         }
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            BootstrapError::Silent { secs }
+            BootstrapError::Silent { secs, in_process }
         }
         _ => BootstrapError::Io(e),
     }
@@ -656,8 +699,19 @@ mod tests {
         let waited = start.elapsed();
         tx.send(()).unwrap();
         t.join().unwrap();
-        assert!(matches!(e, BootstrapError::Silent { .. }), "{e}");
+        // The listener is this process's: a one-process run's wording.
+        assert!(
+            matches!(
+                e,
+                BootstrapError::Silent {
+                    in_process: true,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("0.7 s"), "{e}");
+        assert!(e.to_string().contains("this one-process run"), "{e}");
         assert!(
             waited >= Duration::from_millis(650) && waited < Duration::from_secs(3),
             "{waited:?}"
