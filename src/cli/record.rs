@@ -41,7 +41,7 @@ pub struct RecordArgs {
     #[arg(long, default_value_t = 500)]
     retry_backoff_ms: u64,
     /// Seconds one request to the server may take, its retries included.
-    #[arg(long, default_value = "60", value_parser = super::common::parse_timeout)]
+    #[arg(long, default_value = "30", value_parser = super::common::parse_timeout)]
     timeout: Duration,
 }
 

@@ -43,7 +43,7 @@ impl Default for RetryPolicy {
             attempts: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
-            deadline: Duration::from_secs(60),
+            deadline: Duration::from_secs(30),
         }
     }
 }
