@@ -258,5 +258,8 @@ fn json_write_failure_is_one_clear_error() {
         .args(["--json", "/nonexistent-dir/r.json"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("writing /nonexistent-dir/r.json"));
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains(
+            "--json /nonexistent-dir/r.json: no directory",
+        ));
 }

@@ -198,7 +198,7 @@ fn every_kvxfer_command_line_passes_the_real_argument_parser() {
                     }
                 }
                 // The measurement itself: the real parser reads every word, then the run
-                // stops at its first check, the timeout, set to 0 here.
+                // stops at its first check, the --json file, put in a missing folder here.
                 let Some(sub) =
                     t.id.starts_with("kvxfer")
                         .then(|| t.name.trim_start_matches("kvxfer "))
@@ -216,16 +216,21 @@ fn every_kvxfer_command_line_passes_the_real_argument_parser() {
                 if !shapes.insert(argv.iter().map(|w| without_round(w)).collect::<Vec<_>>()) {
                     continue;
                 }
+                assert!(
+                    argv.iter().any(|w| w == "--timeout"),
+                    "{}: no --timeout",
+                    at(&t.id)
+                );
                 let i = argv
                     .iter()
-                    .position(|w| w == "--timeout")
-                    .unwrap_or_else(|| panic!("{}: no --timeout", at(&t.id)));
-                argv[i + 1] = "0".into();
+                    .position(|w| w == "--json")
+                    .unwrap_or_else(|| panic!("{}: no --json", at(&t.id)));
+                argv[i + 1] = "/nonexistent-kvxfer-folder/r.json".into();
                 let out = Command::new(KVXFER).args(&argv).output().unwrap();
                 let err = String::from_utf8_lossy(&out.stderr);
                 assert_eq!(out.status.code(), Some(1), "{}: {argv:?}\n{err}", at(&t.id));
                 assert!(
-                    err.contains("--timeout must be a positive number"),
+                    err.contains("--json /nonexistent-kvxfer-folder/r.json: no directory"),
                     "{}: {argv:?}\n{err}",
                     at(&t.id)
                 );

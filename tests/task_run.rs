@@ -153,7 +153,7 @@ fn a_plan_value_runs_as_data_not_as_a_command() {
     let out = dir.path().join("out");
     let plan_json = json!({
         "name": "inject", "description": "d",
-        "infrastructure": {"tools": {"kvxfer": "kvxfer"}},
+        "infrastructure": {"tools": {"kvxfer": "kvxfer", "ucx_perftest": "ucx_perftest"}},
         "common": {"output_dir": out.display().to_string(), "timeout_s": 30},
         "kv_cache_reference": {}, "validation_targets": {},
         "layers": [{"id": "L3", "patterns": [{

@@ -199,7 +199,8 @@ fn shm_672m_is_the_default_subcommand() {
         .timeout(Duration::from_secs(300))
         .assert()
         .success()
-        .stderr(predicate::str::contains("host memory: 1344M"));
+        // Two 672M regions and two shm endpoints (8M each).
+        .stderr(predicate::str::contains("host memory: 1.3 GiB"));
     let doc = read_doc(&json);
     let e = Expect {
         size: 704_643_072,

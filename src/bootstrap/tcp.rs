@@ -14,19 +14,17 @@ pub const DEFAULT_PORT: u16 = 47590;
 /// Largest frame accepted: endpoint names and keys are small.
 const MAX_FRAME: usize = 1 << 20;
 
-/// How long a barrier waits for the other side (a size's measurement may take this long).
-const BARRIER_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The longest a connection may take to present kvxfer's hello before the target drops it
+/// (a health check or a port scan) and waits on.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors of the control channel.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BootstrapError {
     /// The control port could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot listen on {addr}: {err}")]
+    Listen { addr: String, err: std::io::Error },
     /// The peer did not answer in time.
     #[error("no kvxfer target answered at {peer} within {secs:.1} s (last error: {last})")]
     Unreachable {
@@ -44,21 +42,57 @@ pub enum BootstrapError {
         here: String,
         peer: String,
     },
+    /// The peer runs another measurement (another subcommand).
+    #[error("the peer runs `kvxfer {peer}`, this side `kvxfer {here}`: start both sides with the same subcommand and options")]
+    OtherCommand { here: String, peer: String },
     /// The peer is not a kvxfer of a compatible version.
     #[error("the peer does not speak kvxfer's control protocol: {0}")]
     Protocol(String),
     /// The peer reported an error and gave up.
     #[error("the peer failed: {0}")]
     PeerFailed(String),
-    /// The connection failed.
+    /// The peer sent nothing for the whole time-out (stopped, hung or cut off; or, in a
+    /// one-process run, this process's own target side still setting up).
+    #[error("{}", silent_text(*secs, *in_process))]
+    Silent { secs: f64, in_process: bool },
+    /// The connection failed (the OS error in the message only, so it prints once).
     #[error("control connection: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The peer address could not be resolved.
     #[error("cannot resolve {0:?}")]
     Resolve(String),
 }
 
 type Result<T> = std::result::Result<T, BootstrapError>;
+
+fn silent_text(secs: f64, in_process: bool) -> String {
+    if in_process {
+        format!(
+            "the target side of this one-process run sent nothing on the control connection \
+             for {secs:.1} s (--timeout): its set-up took longer than that on this host; raise \
+             --timeout or lower --concurrency"
+        )
+    } else {
+        format!(
+            "the peer sent nothing on the control connection for {secs:.1} s (--timeout): it \
+             stopped, hung or was cut off"
+        )
+    }
+}
+
+/// Control ports bound by this process, so that a connection to one is known to be a
+/// one-process run (its peer is not another host).
+static BOUND_HERE: std::sync::Mutex<Vec<SocketAddr>> = std::sync::Mutex::new(Vec::new());
+
+fn bound_here() -> std::sync::MutexGuard<'static, Vec<SocketAddr>> {
+    BOUND_HERE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl From<std::io::Error> for BootstrapError {
+    fn from(e: std::io::Error) -> Self {
+        BootstrapError::Io(e)
+    }
+}
 
 /// The parameters two sides must agree on, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,10 +105,10 @@ impl Fingerprint {
         self
     }
 
-    /// The first parameter that differs: (name, here, peer).
+    /// The first parameter that differs: (name, here, peer); the measurement (`bench`) first.
     fn first_difference(&self, peer: &Fingerprint) -> Option<(String, String, String)> {
         let mut names: Vec<&String> = self.0.keys().chain(peer.0.keys()).collect();
-        names.sort();
+        names.sort_by_key(|n| (n.as_str() != BENCH, n.as_str()));
         names.dedup();
         let missing = "(not set)".to_string();
         names.into_iter().find_map(|n| {
@@ -105,6 +139,22 @@ struct Verdict {
 
 const PROTO: u32 = 1;
 
+/// The fingerprint parameter naming the measurement (the subcommand).
+const BENCH: &str = "bench";
+
+/// The error for a parameter that differs: another subcommand, or another option.
+fn mismatch(param: String, here: String, peer: String) -> BootstrapError {
+    if param == BENCH {
+        let cmd = |b: String| b.replace('_', "-");
+        BootstrapError::OtherCommand {
+            here: cmd(here),
+            peer: cmd(peer),
+        }
+    } else {
+        BootstrapError::Mismatch { param, here, peer }
+    }
+}
+
 /// Frame kinds: data, or the peer's failure message.
 const FRAME_DATA: u8 = 0;
 const FRAME_FAILURE: u8 = 1;
@@ -117,10 +167,13 @@ pub struct OobListener {
 impl OobListener {
     /// Binds the control port (`ADDR:PORT`; port 0 picks a free one).
     pub fn bind(addr: SocketAddr) -> Result<OobListener> {
-        let listener = TcpListener::bind(addr).map_err(|source| BootstrapError::Listen {
+        let listener = TcpListener::bind(addr).map_err(|err| BootstrapError::Listen {
             addr: addr.to_string(),
-            source,
+            err,
         })?;
+        if let Ok(a) = listener.local_addr() {
+            bound_here().push(a);
+        }
         Ok(OobListener { listener })
     }
 
@@ -132,12 +185,37 @@ impl OobListener {
     }
 
     /// Waits up to `timeout` for an initiator and checks that its parameters equal ours.
+    /// Connections that do not present kvxfer's hello within a few seconds (health checks,
+    /// port scans) are dropped, and the wait goes on.
     pub fn accept(&self, ours: &Fingerprint, timeout: Duration) -> Result<Oob> {
-        self.listener.set_nonblocking(true)?;
         let start = Instant::now();
-        let stream = loop {
+        loop {
+            let stream = self.next_connection(start, timeout)?;
+            let left = timeout.saturating_sub(start.elapsed());
+            let mut oob = Oob::new(stream, timeout)?;
+            let hello = match oob.recv_json_by::<Hello>(Instant::now() + left.min(HELLO_TIMEOUT)) {
+                Ok(h) => h,
+                // Not a kvxfer initiator: forget it.
+                Err(BootstrapError::Io(_))
+                | Err(BootstrapError::Protocol(_))
+                | Err(BootstrapError::PeerFailed(_))
+                | Err(BootstrapError::Silent { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            return Self::judge(oob, hello, ours);
+        }
+    }
+
+    /// The next TCP connection, or [`BootstrapError::NoInitiator`] once `timeout` has passed
+    /// since `start`.
+    fn next_connection(&self, start: Instant, timeout: Duration) -> Result<TcpStream> {
+        self.listener.set_nonblocking(true)?;
+        loop {
             match self.listener.accept() {
-                Ok((s, _)) => break s,
+                Ok((s, _)) => {
+                    s.set_nonblocking(false)?;
+                    return Ok(s);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if start.elapsed() > timeout {
                         return Err(BootstrapError::NoInitiator {
@@ -147,12 +225,15 @@ impl OobListener {
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
+                // A connection reset before it was accepted: wait for the next one.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
                 Err(e) => return Err(e.into()),
             }
-        };
-        stream.set_nonblocking(false)?;
-        let mut oob = Oob::new(stream, timeout)?;
-        let hello: Hello = oob.recv_json()?;
+        }
+    }
+
+    /// Compares a kvxfer initiator's hello with our parameters and tells it the verdict.
+    fn judge(mut oob: Oob, hello: Hello, ours: &Fingerprint) -> Result<Oob> {
         if hello.proto != PROTO {
             return Err(BootstrapError::Protocol(format!(
                 "protocol {} (kvxfer {}), this kvxfer speaks {PROTO}",
@@ -166,7 +247,7 @@ impl OobListener {
                 target_value: here.clone(),
                 initiator_value: peer.clone(),
             })?;
-            return Err(BootstrapError::Mismatch { param, here, peer });
+            return Err(mismatch(param, here, peer));
         }
         oob.send_json(&Verdict {
             ok: true,
@@ -174,21 +255,36 @@ impl OobListener {
             target_value: String::new(),
             initiator_value: String::new(),
         })?;
-        oob.stream.set_read_timeout(Some(BARRIER_TIMEOUT))?;
         Ok(oob)
     }
 }
 
-/// An established control connection.
+impl Drop for OobListener {
+    fn drop(&mut self) {
+        if let Ok(a) = self.listener.local_addr() {
+            bound_here().retain(|b| *b != a);
+        }
+    }
+}
+
+/// An established control connection; every wait on it ends after the run's time-out.
 pub struct Oob {
     stream: TcpStream,
+    timeout: Duration,
+    /// The peer is a listener of this process (a one-process run).
+    in_process: bool,
 }
 
 impl Oob {
     fn new(stream: TcpStream, timeout: Duration) -> Result<Oob> {
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout.max(Duration::from_millis(10))))?;
-        Ok(Oob { stream })
+        stream.set_write_timeout(Some(timeout.max(Duration::from_millis(10))))?;
+        let in_process = stream.peer_addr().is_ok_and(|p| bound_here().contains(&p));
+        Ok(Oob {
+            stream,
+            timeout,
+            in_process,
+        })
     }
 
     /// Connects to a target at `HOST[:PORT]`, retrying until `timeout`, and compares parameters.
@@ -239,13 +335,8 @@ impl Oob {
         })?;
         let v: Verdict = oob.recv_json()?;
         if !v.ok {
-            return Err(BootstrapError::Mismatch {
-                param: v.param,
-                here: v.initiator_value,
-                peer: v.target_value,
-            });
+            return Err(mismatch(v.param, v.initiator_value, v.target_value));
         }
-        oob.stream.set_read_timeout(Some(BARRIER_TIMEOUT))?;
         Ok(oob)
     }
 
@@ -273,11 +364,9 @@ impl Oob {
         match self.write_frame(FRAME_DATA, bytes) {
             Ok(()) => Ok(()),
             Err(e) => {
-                let _ = self
-                    .stream
-                    .set_read_timeout(Some(Duration::from_millis(200)));
+                let until = Instant::now() + Duration::from_millis(200);
                 loop {
-                    match self.recv_frame() {
+                    match self.recv_frame_by(until) {
                         Ok(_) => continue,
                         Err(peer @ BootstrapError::PeerFailed(_)) => return Err(peer),
                         Err(_) => return Err(e),
@@ -287,18 +376,24 @@ impl Oob {
         }
     }
 
-    /// Receives one frame of data; a failure the peer reported comes back as an error.
+    /// Receives one frame of data, waiting at most the run's time-out; a failure the peer
+    /// reported comes back as an error.
     pub fn recv_frame(&mut self) -> Result<Vec<u8>> {
+        self.recv_frame_by(Instant::now() + self.timeout)
+    }
+
+    /// [`recv_frame`](Self::recv_frame) that gives up at `deadline`, however slowly the bytes
+    /// trickle in.
+    fn recv_frame_by(&mut self, deadline: Instant) -> Result<Vec<u8>> {
+        let (secs, here) = (self.timeout.as_secs_f64(), self.in_process);
         let mut head = [0u8; 5];
-        self.stream
-            .read_exact(&mut head)
-            .map_err(eof_is_peer_gone)?;
+        read_exact_by(&mut self.stream, &mut head, deadline).map_err(|e| gone(e, secs, here))?;
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         if len > MAX_FRAME {
             return Err(BootstrapError::Protocol(format!("frame of {len} bytes")));
         }
         let mut buf = vec![0u8; len];
-        self.stream.read_exact(&mut buf).map_err(eof_is_peer_gone)?;
+        read_exact_by(&mut self.stream, &mut buf, deadline).map_err(|e| gone(e, secs, here))?;
         match head[0] {
             FRAME_DATA => Ok(buf),
             FRAME_FAILURE => Err(BootstrapError::PeerFailed(
@@ -319,7 +414,11 @@ impl Oob {
     /// A frame that is plain text rather than JSON is the peer's failure report
     /// ([`report_failure`](Self::report_failure)) and comes back as [`BootstrapError::PeerFailed`].
     pub fn recv_json<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T> {
-        let bytes = self.recv_frame()?;
+        self.recv_json_by(Instant::now() + self.timeout)
+    }
+
+    fn recv_json_by<T: for<'de> Deserialize<'de>>(&mut self, deadline: Instant) -> Result<T> {
+        let bytes = self.recv_frame_by(deadline)?;
         serde_json::from_slice(&bytes).map_err(|e| match std::str::from_utf8(&bytes) {
             Ok(text) if !text.trim_start().starts_with(['{', '[', '"']) => {
                 BootstrapError::PeerFailed(text.to_string())
@@ -347,15 +446,34 @@ impl Oob {
     }
 }
 
-fn eof_is_peer_gone(e: std::io::Error) -> BootstrapError {
+/// Fills `buf` from `stream`, failing with `TimedOut` once `deadline` has passed.
+fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A failed read, as what it says about the peer (`secs`: the time-out waited;
+/// `in_process`: the peer is this process's own target side).
+fn gone(e: std::io::Error, secs: f64, in_process: bool) -> BootstrapError {
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof => {
             BootstrapError::PeerFailed("the peer closed the control connection".into())
         }
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            BootstrapError::PeerFailed(
-                "the peer stopped answering on the control connection".into(),
-            )
+            BootstrapError::Silent { secs, in_process }
         }
         _ => BootstrapError::Io(e),
     }
@@ -419,6 +537,30 @@ mod tests {
         let te = t.join().unwrap().unwrap().to_string();
         assert!(
             te.contains("iterations is 10 here but 20 on the peer"),
+            "{te}"
+        );
+    }
+
+    #[test]
+    fn another_subcommand_is_named_before_any_parameter() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().to_string();
+        let xfer = Fingerprint::default()
+            .with("bench", "xfer")
+            .with("backend", "libfabric");
+        let pp = Fingerprint::default().with("bench", "rma_pingpong");
+        let t = std::thread::spawn(move || l.accept(&xfer, Duration::from_secs(5)).err());
+        let e = Oob::connect(&addr, &pp, Duration::from_secs(5))
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "the peer runs `kvxfer xfer`, this side `kvxfer rma-pingpong`: start both sides \
+             with the same subcommand and options"
+        );
+        let te = t.join().unwrap().unwrap().to_string();
+        assert!(
+            te.starts_with("the peer runs `kvxfer rma-pingpong`, this side `kvxfer xfer`"),
             "{te}"
         );
     }
@@ -499,6 +641,108 @@ mod tests {
             matches!(&e, BootstrapError::PeerFailed(m) if m.contains("fi_mr_regattr")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connections_without_a_hello_are_dropped_and_the_target_waits_on() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr();
+        let t = std::thread::spawn(move || {
+            let mut o = l.accept(&fp(2), Duration::from_secs(20))?;
+            o.exchange(b"target")
+        });
+        // A health check (connect, close), an HTTP probe, and a silent connection.
+        drop(TcpStream::connect(addr).unwrap());
+        let mut http = TcpStream::connect(addr).unwrap();
+        http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let silent = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        let mut o = Oob::connect(&addr.to_string(), &fp(2), Duration::from_secs(20)).unwrap();
+        assert_eq!(o.exchange(b"initiator").unwrap(), b"target");
+        assert_eq!(t.join().unwrap().unwrap(), b"initiator");
+        // The silent one held the target for at most the hello time-out.
+        assert!(start.elapsed() < HELLO_TIMEOUT + Duration::from_secs(3));
+        drop((http, silent));
+    }
+
+    #[test]
+    fn a_target_with_only_strays_gives_up_at_its_timeout() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr();
+        let _silent = TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        let e = l.accept(&fp(1), Duration::from_millis(800)).err().unwrap();
+        assert!(matches!(e, BootstrapError::NoInitiator { .. }), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_silent_peer_ends_a_barrier_at_the_timeout() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().to_string();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let o = l.accept(&fp(1), Duration::from_secs(5)).unwrap();
+            // Holds the connection open, answering nothing, until told.
+            let _ = rx.recv();
+            drop(o);
+        });
+        let mut o = Oob::connect(&addr, &fp(1), Duration::from_millis(700)).unwrap();
+        let start = Instant::now();
+        let e = o.barrier().unwrap_err();
+        let waited = start.elapsed();
+        tx.send(()).unwrap();
+        t.join().unwrap();
+        // The listener is this process's: a one-process run's wording.
+        assert!(
+            matches!(
+                e,
+                BootstrapError::Silent {
+                    in_process: true,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("0.7 s"), "{e}");
+        assert!(e.to_string().contains("this one-process run"), "{e}");
+        assert!(
+            waited >= Duration::from_millis(650) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn a_trickling_peer_cannot_stretch_a_wait() {
+        let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().to_string();
+        let t = std::thread::spawn(move || {
+            let mut o = l.accept(&fp(1), Duration::from_secs(5)).unwrap();
+            // A frame header announcing 100 bytes, then one byte every 200 ms.
+            let _ = o.stream.write_all(&[FRAME_DATA, 0, 0, 0, 100]);
+            for _ in 0..20 {
+                if o.stream.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let mut o = Oob::connect(&addr, &fp(1), Duration::from_millis(900)).unwrap();
+        let start = Instant::now();
+        let e = o.recv_frame().unwrap_err();
+        assert!(matches!(e, BootstrapError::Silent { .. }), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            start.elapsed()
+        );
+        t.join().unwrap();
     }
 
     #[test]

@@ -75,6 +75,7 @@ fn client(uri: &str) -> anyhow::Result<Client> {
         attempts: 3,
         initial_backoff: Duration::from_millis(300),
         max_backoff: Duration::from_secs(2),
+        ..RetryPolicy::default()
     };
     Client::new(uri, retry).with_context(|| format!("MLflow server {uri}"))
 }

@@ -39,6 +39,26 @@ pub fn parse_sizes(s: &str) -> Result<Vec<u64>, String> {
     kvxfer::units::parse_size_list(s).map_err(|e| e.to_string())
 }
 
+/// The longest `--timeout` accepted: a week, far past any run and far inside what a clock can add.
+pub const MAX_TIMEOUT_S: f64 = 7.0 * 24.0 * 3600.0;
+
+/// clap value parser for `--timeout`: positive seconds, at most [`MAX_TIMEOUT_S`].
+pub fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("{s} is not a positive number of seconds"));
+    }
+    if secs > MAX_TIMEOUT_S {
+        return Err(format!(
+            "{s} seconds is more than the longest time-out, {MAX_TIMEOUT_S} s (a week)"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// `[ADDR][:PORT]` for --listen: empty means all addresses on the default port.
 pub fn parse_listen(s: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
     let s = s.trim();
@@ -55,12 +75,20 @@ pub fn parse_listen(s: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
         return Ok(SocketAddr::new(ip, default_port));
     }
     if let Some(port) = s.strip_prefix(':') {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--listen {s:?}: {port:?} is not a port number"))?;
+        let port: u16 = port.parse().map_err(|_| {
+            anyhow::anyhow!("--listen {s:?}: {port:?} is not a port number (0 to 65535)")
+        })?;
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
     }
-    anyhow::bail!("--listen {s:?}: expected ADDR, ADDR:PORT or :PORT with a numeric address")
+    if let Some((host, port)) = s.rsplit_once(':') {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<IpAddr>().is_ok() && port.parse::<u16>().is_err() {
+            anyhow::bail!("--listen {s:?}: {port:?} is not a port number (0 to 65535)");
+        }
+    }
+    anyhow::bail!(
+        "--listen {s:?}: expected ADDR, ADDR:PORT or :PORT, with ADDR a numeric IP address"
+    )
 }
 
 /// A progress bar on stderr (drawn only when stderr is a terminal).
@@ -132,6 +160,33 @@ mod tests {
         );
         assert!(parse_listen("host:port", 1).is_err());
         assert!(parse_listen(":99999", 1).is_err());
+        for bad in ["127.0.0.1:70000", "[::1]:70000", "127.0.0.1:x"] {
+            let e = parse_listen(bad, 1).unwrap_err().to_string();
+            assert!(e.contains("is not a port number"), "{e}");
+        }
+        let e = parse_listen("node1:5", 1).unwrap_err().to_string();
+        assert!(e.contains("numeric IP address"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_beyond_a_week_or_not_positive_are_refused() {
+        assert_eq!(
+            parse_timeout("1.5").unwrap(),
+            std::time::Duration::from_millis(1500)
+        );
+        assert_eq!(parse_timeout("604800").unwrap().as_secs(), 604800);
+        for bad in [
+            "1e300",
+            "18446744073709551615",
+            "604801",
+            "0",
+            "-1",
+            "nan",
+            "inf",
+            "x",
+        ] {
+            assert!(parse_timeout(bad).is_err(), "{bad} accepted");
+        }
     }
 }
 
@@ -153,8 +208,22 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
+    /// Checks, before anything is measured, that the JSON file can be written where asked and
+    /// that the MLflow URI is an http(s) URL, so a bad option never costs a whole run.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(path) = &self.json {
+            check_writable(path)?;
+        }
+        if let Some(uri) = &self.mlflow_uri {
+            kvxfer::mlflow::Client::new(uri, kvxfer::mlflow::RetryPolicy::default())
+                .map_err(|e| anyhow::anyhow!("--mlflow-uri: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Writes the JSON file, then records to MLflow; the file is written first, so a failed
-    /// recording loses nothing (`kvxfer record` catches up later).
+    /// recording loses nothing (`kvxfer record` catches up later). Without --json, a failed
+    /// recording leaves the document in `kvxfer-<bench>-<time>.json` in the current directory.
     pub fn export(&self, doc: &mut kvxfer::report::ResultDoc) -> anyhow::Result<()> {
         use anyhow::Context;
         if self.pattern_id.is_some() {
@@ -173,15 +242,18 @@ impl OutputArgs {
                 .and_then(|p| p.file_name())
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| format!("{}.json", doc.bench));
-            let outcome = kvxfer::mlflow::record_doc(&cfg, doc, &name).with_context(|| {
-                match &self.json {
-                    Some(p) => format!(
-                        "recording to MLflow at {uri} (the result is kept in {}; `kvxfer record` can add it later)",
-                        p.display()
-                    ),
-                    None => format!("recording to MLflow at {uri} (use --json to keep a local copy)"),
+            let outcome = match kvxfer::mlflow::record_doc(&cfg, doc, &name) {
+                Ok(o) => o,
+                Err(e) => {
+                    let kept = match &self.json {
+                        Some(p) => format!("the result is kept in {}", p.display()),
+                        None => keep_fallback(doc),
+                    };
+                    anyhow::bail!(
+                        "recording to MLflow at {uri}: {e} ({kept}; `kvxfer record` can add it later)"
+                    );
                 }
-            })?;
+            };
             match outcome {
                 kvxfer::mlflow::Outcome::Recorded {
                     run_id, run_name, ..
@@ -192,5 +264,91 @@ impl OutputArgs {
             }
         }
         Ok(())
+    }
+}
+
+impl OutputArgs {
+    /// Ends a failed run: when the run had set up, prints what was measured (`table`), writes
+    /// it with its status (partial or failed) and error to --json, and returns the error,
+    /// saying where the measurements are. A partial document is not sent to MLflow.
+    pub fn fail(
+        &self,
+        e: anyhow::Error,
+        table: impl Fn(&kvxfer::report::ResultDoc) -> String,
+    ) -> anyhow::Result<std::process::ExitCode> {
+        let (mut doc, error) = match e.downcast::<kvxfer::run::RunError>() {
+            Ok(kvxfer::run::RunError::Partial { doc, error }) => (doc, error),
+            Ok(other) => return Err(other.into()),
+            Err(e) => return Err(e),
+        };
+        if !doc.results.is_empty() {
+            print!("{}", table(&doc));
+        }
+        if self.pattern_id.is_some() {
+            doc.pattern_id = self.pattern_id.clone();
+        }
+        let status = match doc.status {
+            kvxfer::report::Status::Partial => "partial",
+            _ => "failed",
+        };
+        let kept = match &self.json {
+            Some(p) => match kvxfer::report::write_atomic(p, &doc.to_json()) {
+                Ok(()) => format!(
+                    "{} result(s) kept in {} with status {status}",
+                    doc.results.len(),
+                    p.display()
+                ),
+                Err(w) => format!("writing {} failed too: {w}", p.display()),
+            },
+            None if doc.results.is_empty() => "nothing was measured".to_string(),
+            None => format!(
+                "{} result(s) printed; use --json to keep them",
+                doc.results.len()
+            ),
+        };
+        Err(anyhow::anyhow!("{error} ({kept})"))
+    }
+}
+
+/// Fails unless a file can be created at `path` (its folder exists and takes new files).
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("--json {}: is a directory, not a file", path.display());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!("--json {}: no directory {}", path.display(), dir.display());
+    }
+    let probe = dir.join(format!(".kvxfer-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => anyhow::bail!(
+            "--json {}: cannot create files in {}: {e}",
+            path.display(),
+            dir.display()
+        ),
+    }
+}
+
+/// Writes `doc` to `kvxfer-<bench>-<time>.json` in the current directory; says where, or why not.
+fn keep_fallback(doc: &kvxfer::report::ResultDoc) -> String {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let path = std::path::PathBuf::from(format!("kvxfer-{}-{stamp}.json", doc.bench));
+    match kvxfer::report::write_atomic(&path, &doc.to_json()) {
+        Ok(()) => format!("the result is kept in {}", path.display()),
+        Err(e) => format!(
+            "the result could not be kept in {} either: {e}",
+            path.display()
+        ),
     }
 }

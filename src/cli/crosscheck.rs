@@ -30,7 +30,10 @@ pub fn run(a: CrosscheckArgs) -> anyhow::Result<ExitCode> {
     );
     let report = crosscheck::crosscheck_dir(&a.dir, a.tolerance)
         .with_context(|| format!("reading results in {}", a.dir.display()))?;
-    let out = a.dir.join("crosscheck.json");
+    for sk in &report.skipped {
+        eprintln!("kvxfer crosscheck: skipped {}: {}", sk.file, sk.reason);
+    }
+    let out = a.dir.join(crosscheck::REPORT_FILE);
     let mut bytes = serde_json::to_vec_pretty(&report)?;
     bytes.push(b'\n');
     write_atomic(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;

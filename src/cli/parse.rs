@@ -34,11 +34,11 @@ fn parse_tool(s: &str) -> Result<Tool, String> {
 /// Runs the subcommand.
 pub fn run(a: ParseArgs) -> anyhow::Result<ExitCode> {
     let raw = if a.raw.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+        read_capped(std::io::stdin().lock(), "standard input")?
     } else {
-        let bytes =
-            std::fs::read(&a.raw).with_context(|| format!("reading {}", a.raw.display()))?;
-        String::from_utf8_lossy(&bytes).into_owned()
+        let f =
+            std::fs::File::open(&a.raw).with_context(|| format!("reading {}", a.raw.display()))?;
+        read_capped(f, &a.raw.display().to_string())?
     };
     let opts = ParseOptions {
         message_size: a.message_size,
@@ -62,6 +62,22 @@ pub fn run(a: ParseArgs) -> anyhow::Result<ExitCode> {
         None => print!("{}", summary(&doc)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads at most [`reference::MAX_RAW_INPUT`] bytes of tool output; more is an error.
+fn read_capped(from: impl std::io::Read, what: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    from.take(reference::MAX_RAW_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {what}"))?;
+    if bytes.len() as u64 > reference::MAX_RAW_INPUT {
+        anyhow::bail!(
+            "{what} holds more than {} MiB: not the output of one reference tool run",
+            reference::MAX_RAW_INPUT >> 20
+        );
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// A short table: size, iterations, mean latency, bandwidth; `-` where the tool gave nothing.

@@ -42,8 +42,8 @@ pub struct PairArgs {
     #[arg(long, value_name = "HOST[:PORT]")]
     pub peer: Option<String>,
     /// Seconds to wait for the peer and for each completion.
-    #[arg(long, default_value_t = 30.0)]
-    pub timeout: f64,
+    #[arg(long, default_value = "30", value_parser = super::common::parse_timeout)]
+    pub timeout: Duration,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -63,9 +63,6 @@ pub struct PingPongArgs {
 
 /// The ping-pong configuration the shared options describe (message mode, inject on).
 pub fn base_config(a: &PairArgs) -> anyhow::Result<PingPongConfig> {
-    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
     Ok(PingPongConfig {
         provider: a.provider.clone(),
         endpoint: match a.endpoint {
@@ -79,7 +76,7 @@ pub fn base_config(a: &PairArgs) -> anyhow::Result<PingPongConfig> {
         warmup: a.warmup,
         verify: a.verify,
         inject: true,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
     })
 }
 
@@ -92,6 +89,7 @@ pub fn drive<C: PairRun>(
     sizes: usize,
 ) -> anyhow::Result<ExitCode> {
     let waiting = format!("{} {}", a.provider, a.endpoint.name());
+    a.output.check()?;
     let outcome = run_pair(
         cfg,
         a.listen.as_deref(),
@@ -99,8 +97,11 @@ pub fn drive<C: PairRun>(
         what,
         sizes,
         &waiting,
-    )?;
-    let mut doc = outcome.doc;
+    );
+    let mut doc = match outcome {
+        Ok(o) => o.doc,
+        Err(e) => return a.output.fail(e, table::pingpong),
+    };
     print!("{}", table::pingpong(&doc));
     a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use kvxfer::plan::{self, PlanError};
 
@@ -50,8 +49,8 @@ pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
             });
             let dir = templates.unwrap_or_else(|| default_templates(&plan));
             let files = plan::generate(&doc, &dir)?;
-            let written = plan::write_generated(&out, &files)
-                .with_context(|| format!("writing into {}", out.display()))?;
+            // The error names the file it could not write.
+            let written = plan::write_generated(&out, &files)?;
             println!(
                 "{} task definitions from {} written under {}",
                 written.len(),

@@ -40,6 +40,9 @@ pub struct RecordArgs {
     /// Wait before the first retry in milliseconds; doubled each retry, at most 8 s.
     #[arg(long, default_value_t = 500)]
     retry_backoff_ms: u64,
+    /// Seconds one request to the server may take, its retries included.
+    #[arg(long, default_value = "30", value_parser = super::common::parse_timeout)]
+    timeout: Duration,
 }
 
 /// A file left out, with the reason.
@@ -72,6 +75,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
             attempts: a.retries,
             initial_backoff: Duration::from_millis(a.retry_backoff_ms),
             max_backoff: Duration::from_secs(8).max(Duration::from_millis(a.retry_backoff_ms)),
+            deadline: a.timeout,
         },
     };
     let now = chrono::Utc::now();

@@ -84,6 +84,7 @@ impl Recording {
             attempts: 3,
             initial_backoff: Duration::from_millis(300),
             max_backoff: Duration::from_secs(2),
+            ..RetryPolicy::default()
         };
         Recording {
             cfg,

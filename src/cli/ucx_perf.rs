@@ -68,16 +68,13 @@ pub struct UcxPerfArgs {
     #[arg(long, value_name = "HOST[:PORT]")]
     peer: Option<String>,
     /// Seconds to wait for the peer and for each completion.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
+    #[arg(long, default_value = "30", value_parser = super::common::parse_timeout)]
+    timeout: Duration,
     #[command(flatten)]
     output: OutputArgs,
 }
 
 pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
-    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
     let cfg = UcxPerfConfig {
         test: match a.test {
             TestArg::TagLat => UcxTest::TagLat,
@@ -94,8 +91,9 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         device: a.device,
         verify: a.verify,
         prereg: a.prereg,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
     };
+    a.output.check()?;
     cfg.validate()?;
     let outcome = run_pair(
         &cfg,
@@ -104,8 +102,18 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         "ucx-perf",
         cfg.sizes.len(),
         cfg.test.name(),
-    )?;
-    let mut doc = outcome.doc;
+    );
+    let table = |d: &kvxfer::report::ResultDoc| {
+        if a.listen.is_none() {
+            ucx_table::ucx_perf(d)
+        } else {
+            String::new()
+        }
+    };
+    let mut doc = match outcome {
+        Ok(o) => o.doc,
+        Err(e) => return a.output.fail(e, table),
+    };
     // Only the initiator measures, as only ucx_perftest's client prints.
     if a.listen.is_none() {
         print!("{}", ucx_table::ucx_perf(&doc));

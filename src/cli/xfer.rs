@@ -117,17 +117,14 @@ pub struct XferArgs {
     #[arg(long, value_name = "HOST[:PORT]")]
     peer: Vec<String>,
     /// Seconds to wait for peers, barriers and each transfer.
-    #[arg(long, default_value_t = 120.0)]
-    timeout: f64,
+    #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
+    timeout: Duration,
     #[command(flatten)]
     output: OutputArgs,
 }
 
 /// Runs `kvxfer xfer`.
 pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
-    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
     if a.backend == BackendArg::Ucx {
         let given = [
             a.provider.as_ref().map(|_| "--provider"),
@@ -174,7 +171,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         warmup: a.warmup,
         verify: a.verify,
         reuse: a.reuse,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
         idle_before_timed: Duration::ZERO,
     };
     let sides = if a.listen.is_some() {
@@ -184,6 +181,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
     } else {
         Sides::Both
     };
+    a.output.check()?;
     let plan = cfg.validate(sides)?;
     eprintln!(
         "kvxfer: xfer {} x {} over {} ({} chunks of {}, window {}); host memory: {} of {} available",
@@ -199,9 +197,9 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         plan.chunks,
         human_size(plan.block),
         cfg.window,
-        human_size(plan.bytes),
+        kvxfer::run::memory::approx(plan.bytes),
         plan.available
-            .map(human_size)
+            .map(kvxfer::run::memory::approx)
             .unwrap_or_else(|| "an unknown amount".into())
     );
     let doc = match sides {
@@ -241,7 +239,10 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
             })
         }
     };
-    let mut doc = doc?;
+    let mut doc = match doc {
+        Ok(d) => d,
+        Err(e) => return a.output.fail(e.into(), table::xfer),
+    };
     print!("{}", table::xfer(&doc));
     a.output.export(&mut doc)?;
     Ok(ExitCode::SUCCESS)

@@ -55,7 +55,7 @@ pub fn select_info(spec: &EndpointSpec) -> Result<Info> {
             spec.provider,
             spec.ep_type.fi_name()
         ),
-        available: available_providers().join(", "),
+        available: providers_offered(),
     })?;
     // Providers without IP addresses (shm) take the first entry.
     if first.src_addr().is_none() {
@@ -236,4 +236,21 @@ fn connect_msg(
         _eq: Some(eq),
         ..conn
     })
+}
+
+/// The providers libfabric offers, naming FI_PROVIDER when it narrows them.
+fn providers_offered() -> String {
+    let names = available_providers();
+    let list = if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    };
+    match std::env::var("FI_PROVIDER") {
+        Ok(v) => format!(
+            "{list}, as FI_PROVIDER={v:?} in the environment limits libfabric to the providers \
+             it names: unset it or name an installed provider"
+        ),
+        Err(_) => list,
+    }
 }

@@ -11,6 +11,10 @@ use super::error::MlflowError;
 const MAX_BODY: u64 = 1 << 30;
 /// Upper bound on runs/search pages read for one query.
 const MAX_PAGES: usize = 1000;
+/// Longest wait for a TCP connection to the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the server to start answering a request (a silent server ends here).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Per-request limit on metrics in runs/log-batch.
 const BATCH_METRICS: usize = 1000;
 /// Per-request limit on params in runs/log-batch.
@@ -29,6 +33,8 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Longest wait between two tries.
     pub max_backoff: Duration,
+    /// Longest time one call may take, its tries and waits together.
+    pub deadline: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -37,6 +43,7 @@ impl Default for RetryPolicy {
             attempts: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
+            deadline: Duration::from_secs(30),
         }
     }
 }
@@ -207,8 +214,8 @@ impl Client {
         }
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(600)))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(ANSWER_TIMEOUT))
             .build();
         Ok(Client {
             base,
@@ -430,20 +437,43 @@ impl Client {
     fn request(&self, endpoint: &str, call: Call<'_>) -> Result<Vec<u8>, MlflowError> {
         let url = format!("{}{}", self.base, endpoint);
         let mut last: Option<MlflowError> = None;
+        let start = std::time::Instant::now();
         for attempt in 1..=self.retry.attempts {
             if attempt > 1 {
-                std::thread::sleep(self.retry.backoff(attempt - 2));
+                let wait = self.retry.backoff(attempt - 2);
+                if start.elapsed() + wait >= self.retry.deadline {
+                    break;
+                }
+                std::thread::sleep(wait);
             }
+            // Each try ends by the call's deadline, however the server trickles its answer.
+            let left = self.retry.deadline.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            let within = Some(left.max(Duration::from_millis(1)));
             let sent = match call {
                 Call::Get(query) => self
                     .agent
                     .get(&url)
+                    .config()
+                    .timeout_global(within)
+                    .build()
                     .query_pairs(query.iter().copied())
                     .call(),
-                Call::PostJson(v) => self.agent.post(&url).send_json(v),
+                Call::PostJson(v) => self
+                    .agent
+                    .post(&url)
+                    .config()
+                    .timeout_global(within)
+                    .build()
+                    .send_json(v),
                 Call::PutBytes(b) => self
                     .agent
                     .put(&url)
+                    .config()
+                    .timeout_global(within)
+                    .build()
                     .content_type("application/octet-stream")
                     .send(b),
             };
@@ -491,7 +521,7 @@ impl Client {
         }
         Err(last.unwrap_or_else(|| MlflowError::Unreachable {
             base: self.base.clone(),
-            reason: "no attempt made".into(),
+            reason: format!("no answer within {} s", self.retry.deadline.as_secs_f64()),
             attempts: 0,
         }))
     }

@@ -44,6 +44,7 @@ fn backoff_doubles_and_is_capped() {
         attempts: 10,
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(700),
+        ..RetryPolicy::default()
     };
     let waits: Vec<u128> = (0..5).map(|i| r.backoff(i).as_millis()).collect();
     assert_eq!(waits, [100, 200, 400, 700, 700]);
@@ -160,6 +161,7 @@ fn retry(attempts: u32, ms: u64) -> RetryPolicy {
         attempts,
         initial_backoff: Duration::from_millis(ms),
         max_backoff: Duration::from_millis(ms * 4),
+        ..RetryPolicy::default()
     }
 }
 
@@ -244,4 +246,31 @@ fn a_deleted_experiment_is_refused_and_a_missing_one_is_none() {
     );
     assert_eq!(c.experiment_id("new").unwrap(), None);
     assert_eq!(server.join().unwrap(), 2);
+}
+
+#[test]
+fn a_silent_server_is_given_up_at_the_call_deadline() {
+    // Accepts every connection and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept() {
+            held.push(s);
+        }
+    });
+    let policy = RetryPolicy {
+        attempts: 5,
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(100),
+        deadline: Duration::from_millis(1500),
+    };
+    let c = Client::new(&uri, policy).unwrap();
+    let t = std::time::Instant::now();
+    let e = c.experiment_id("e").unwrap_err();
+    let took = t.elapsed();
+    assert!(matches!(e, MlflowError::Unreachable { .. }), "{e}");
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_eq!(e.to_string().lines().count(), 1, "{e}");
 }

@@ -23,8 +23,7 @@ pub enum PlanError {
     Io {
         /// The file.
         path: PathBuf,
-        /// What failed.
-        #[source]
+        /// What failed (in the message, so not also a source: it would print twice).
         err: std::io::Error,
     },
     /// A JSON file does not parse.

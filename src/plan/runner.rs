@@ -72,7 +72,9 @@ pub fn default_state_path() -> PathBuf {
 }
 
 /// Replaces `{{KEY}}` from `variables`, then from the environment (a launcher exports
-/// NODE1_PRIVATE and friends); an unresolved key is an error.
+/// NODE1_PRIVATE and friends); an unresolved key is an error. Every value is shell-quoted, so it
+/// stays one word whatever it holds, and values of a known shape (`*_IP`, `*_PRIVATE`,
+/// `*_HOST`: an address or host name; `*_PORT`: a port) are checked against it.
 pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
@@ -89,11 +91,46 @@ pub fn expand(text: &str, vars: &BTreeMap<String, String>) -> Result<String, Str
             .cloned()
             .or_else(|| std::env::var(key).ok())
             .ok_or_else(|| format!("variable {key} is not set (variables or environment)"))?;
-        out.push_str(&value);
+        check_shape(key, &value)?;
+        out.push_str(&super::shell_quote(&value));
         rest = &after[end + 2..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Checks a variable whose name says what it holds: a host (`*_IP`, `*_PRIVATE`, `*_HOST`)
+/// is an IP address or a DNS name, a `*_PORT` is 1..=65535.
+fn check_shape(key: &str, value: &str) -> Result<(), String> {
+    let host = ["_IP", "_PRIVATE", "_HOST"]
+        .iter()
+        .any(|s| key.ends_with(s));
+    if host && !is_host(value) {
+        return Err(format!(
+            "variable {key} is {value:?}, which is neither an IP address nor a host name"
+        ));
+    }
+    if key.ends_with("_PORT") && !matches!(value.parse::<u16>(), Ok(p) if p > 0) {
+        return Err(format!(
+            "variable {key} is {value:?}, which is not a port (1 to 65535)"
+        ));
+    }
+    Ok(())
+}
+
+/// An IP address (v4 or v6) or a DNS name (letters, digits, `-` and `.`, at most 253 bytes).
+fn is_host(s: &str) -> bool {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// One shell for the whole definition.
@@ -314,5 +351,45 @@ mod tests {
             "an empty variable is unset"
         );
         assert!(expand("{{A", &v).is_err());
+    }
+
+    #[test]
+    fn substituted_values_stay_one_shell_word() {
+        let mut v = BTreeMap::new();
+        for value in ["a b;touch /tmp/x;#'", "$(id)`id`", "x\"y\" *", "plain"] {
+            v.insert("MSG".to_string(), value.to_string());
+            let cmd = expand("printf '%s|' {{MSG}}", &v).unwrap();
+            let out = Command::new("bash").args(["-c", &cmd]).output().unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{value}|"));
+        }
+    }
+
+    #[test]
+    fn hosts_and_ports_are_checked_by_their_shape() {
+        let mut v = BTreeMap::new();
+        for ok in ["127.0.0.1", "::1", "node-1.cluster.local", "ip-10-0-0-1"] {
+            v.insert("PEER_IP".to_string(), ok.to_string());
+            assert!(expand("{{PEER_IP}}", &v).is_ok(), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1;touch /tmp/x;#",
+            "a b",
+            "-oProxyCommand=x",
+            "h..x",
+            "$(id)",
+        ] {
+            v.insert("PEER_IP".to_string(), bad.to_string());
+            let e = expand("{{PEER_IP}}", &v).unwrap_err();
+            assert!(e.contains("PEER_IP"), "{e}");
+        }
+        for (port, ok) in [
+            ("47590", true),
+            ("0", false),
+            ("70000", false),
+            ("1;id", false),
+        ] {
+            v.insert("CONTROL_PORT".to_string(), port.to_string());
+            assert_eq!(expand("{{CONTROL_PORT}}", &v).is_ok(), ok, "{port}");
+        }
     }
 }

@@ -67,7 +67,7 @@ fn params_of(
         ],
         "fi_pingpong" => &[
             ("provider", Text),
-            ("endpoint", OneOf(&["rdm", "msg", "dgram"])),
+            ("endpoint", OneOf(&["rdm", "msg"])),
             ("mode", OneOf(&["msg", "tagged"])),
             ("sizes", Sizes),
             ("iterations", Int(1)),
@@ -210,6 +210,7 @@ pub fn validate(plan: &Value) -> Vec<Problem> {
         ("peer_timeout_s", 1, u64::MAX),
         ("realtime_priority", 1, 99),
         ("reference_port", 1, 65535),
+        ("control_port", 1, 65535),
     ] {
         if let Some(x) = plan.pointer(&format!("/common/{key}")) {
             if !x.as_u64().is_some_and(|n| (min..=max).contains(&n)) {
@@ -242,6 +243,15 @@ pub fn validate(plan: &Value) -> Vec<Problem> {
             );
         }
     }
+    if let Some(t) = plan.pointer("/validation_targets/crosscheck_tolerance") {
+        if !t.as_f64().is_some_and(|x| x > 0.0) {
+            v.err(
+                "$.validation_targets.crosscheck_tolerance",
+                "must be a number > 0 (the largest relative difference accepted)",
+            );
+        }
+    }
+    v.tool_path(plan, "kvxfer");
     v.strings(plan, "$");
     let Some(layers) = top.get("layers").and_then(Value::as_array) else {
         v.err("$.layers", "missing or not a list");
@@ -265,6 +275,9 @@ pub fn validate(plan: &Value) -> Vec<Problem> {
             let path = format!("{lp}.patterns[{pi}]");
             v.pattern(p, &path, lid, &mut ids);
             let tool = p.get("tool").and_then(Value::as_str).unwrap_or("");
+            for key in tool_keys(tool) {
+                v.tool_path(plan, key);
+            }
             if one_host && !ONE_HOST_TOOLS.contains(&tool) && TOOLS.iter().any(|(t, _)| *t == tool)
             {
                 v.err(
@@ -286,6 +299,21 @@ struct Checker {
 }
 
 impl Checker {
+    /// `infrastructure.tools.<key>` names a program: a non-empty string. Reported once.
+    fn tool_path(&mut self, plan: &Value, key: &str) {
+        let ok = plan
+            .pointer(&format!("/infrastructure/tools/{key}"))
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.trim().is_empty());
+        let path = format!("$.infrastructure.tools.{key}");
+        if !ok && !self.problems.iter().any(|p| p.path == path) {
+            self.err(
+                &path,
+                "missing or not a non-empty string (the program to run)",
+            );
+        }
+    }
+
     fn err(&mut self, path: &str, message: &str) {
         self.problems.push(Problem {
             path: path.to_string(),
@@ -475,6 +503,18 @@ fn twin_problems(params: &serde_json::Map<String, Value>) -> Vec<(&'static str, 
     out
 }
 
+/// The `infrastructure.tools` entries a pattern of `tool` runs, beside kvxfer.
+fn tool_keys(tool: &str) -> &'static [&'static str] {
+    match tool {
+        "fi_pingpong" => &["fi_pingpong"],
+        "fi_rma_pingpong" => &["fi_rma_pingpong"],
+        "nixlbench" => &["nixlbench"],
+        "kvbench" => &["kvbench_dir", "python"],
+        "ucx_perftest" => &["ucx_perftest"],
+        _ => &[],
+    }
+}
+
 /// `[A-Za-z_][A-Za-z0-9_]*`.
 fn is_env_name(k: &str) -> bool {
     let mut c = k.chars();
@@ -501,7 +541,8 @@ mod tests {
     fn minimal() -> Value {
         json!({
             "name": "p", "description": "d",
-            "infrastructure": {}, "common": {"output_dir": "/tmp/r", "timeout_s": 60},
+            "infrastructure": {"tools": {"kvxfer": "kvxfer", "ucx_perftest": "ucx_perftest"}},
+            "common": {"output_dir": "/tmp/r", "timeout_s": 60},
             "kv_cache_reference": {"bytes_per_token": 57344}, "validation_targets": {},
             "layers": [{"id": "L3", "patterns": [{
                 "id": "pll-ucx-lat", "tool": "ucx_perftest", "description": "x",
@@ -513,6 +554,62 @@ mod tests {
     #[test]
     fn a_minimal_plan_is_valid() {
         assert_eq!(validate(&minimal()), []);
+    }
+
+    #[test]
+    fn ports_tools_tolerance_and_endpoints_are_checked_by_field() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("/common/control_port", json!(-1), "$.common.control_port"),
+            (
+                "/common/control_port",
+                json!(99999),
+                "$.common.control_port",
+            ),
+            (
+                "/common/control_port",
+                json!("1; rm -rf /"),
+                "$.common.control_port",
+            ),
+            (
+                "/infrastructure/tools/kvxfer",
+                Value::Null,
+                "$.infrastructure.tools.kvxfer",
+            ),
+            (
+                "/infrastructure/tools/ucx_perftest",
+                json!(""),
+                "$.infrastructure.tools.ucx_perftest",
+            ),
+            (
+                "/validation_targets/crosscheck_tolerance",
+                json!(-0.5),
+                "$.validation_targets.crosscheck_tolerance",
+            ),
+        ];
+        for (at, value, path) in cases {
+            let mut p = minimal();
+            let (parent, key) = at.rsplit_once('/').unwrap();
+            let obj = p.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+            if value.is_null() {
+                obj.remove(key);
+            } else {
+                obj.insert(key.to_string(), value.clone());
+            }
+            let got = validate(&p);
+            assert_eq!(got.len(), 1, "{at}={value}: {got:?}");
+            assert_eq!(got[0].path, path, "{at}={value}");
+        }
+        let mut p = minimal();
+        p["validation_targets"]["crosscheck_tolerance"] = json!(0.1);
+        p["common"]["control_port"] = json!(47600);
+        assert_eq!(validate(&p), []);
+        p["layers"][0] = json!({"id": "L0", "patterns": [{
+            "id": "pll-fi", "tool": "fi_pingpong", "description": "x",
+            "params": {"provider": "tcp", "endpoint": "dgram", "mode": "msg",
+                       "sizes": [64], "iterations": 1, "warmup": 0}}]});
+        p["infrastructure"]["tools"]["fi_pingpong"] = json!("fi_pingpong");
+        let got: Vec<String> = validate(&p).iter().map(|x| x.path.clone()).collect();
+        assert_eq!(got, ["$.layers[0].patterns[0].params.endpoint"]);
     }
 
     #[test]

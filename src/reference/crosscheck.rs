@@ -82,7 +82,21 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Results with no twin.
     pub unpaired: Vec<Unpaired>,
+    /// JSON files of the folder that were not read as results, with the reason.
+    pub skipped: Vec<Skipped>,
 }
+
+/// A JSON file left out of the comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The file's name.
+    pub file: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// The report's own file, which the folder holds after a first run.
+pub const REPORT_FILE: &str = "crosscheck.json";
 
 /// What a result file's name says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,15 +150,32 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
     let mut own: BTreeMap<String, Side> = BTreeMap::new();
     // Keyed by group, then reference tool.
     let mut refs: BTreeMap<(String, String), Side> = BTreeMap::new();
+    let mut skipped = Vec::new();
     for p in names {
         let name = p
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let Some(f) = file_name(&name) else { continue };
-        let Ok(mut doc) = ResultDoc::from_json(&std::fs::read(&p)?) else {
+        if name == REPORT_FILE {
             continue;
+        }
+        let mut skip = |reason: String| {
+            skipped.push(Skipped {
+                file: name.clone(),
+                reason,
+            })
+        };
+        let Some(f) = file_name(&name) else {
+            skip("not named <pattern>[.runN][.server][.ref[.SIZE]].json".into());
+            continue;
+        };
+        let mut doc = match ResultDoc::from_json(&std::fs::read(&p)?) {
+            Ok(d) => d,
+            Err(e) => {
+                skip(format!("not a kvxfer.result/v1 document: {e}"));
+                continue;
+            }
         };
         if doc.tool == "nixlbench" {
             per_transfer(&mut doc);
@@ -152,7 +183,17 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
         let side = match (f.is_ref, doc.tool == "kvxfer") {
             (false, true) => own.entry(f.group).or_default(),
             (true, false) => refs.entry((f.group, doc.tool.clone())).or_default(),
-            _ => continue,
+            (true, true) => {
+                skip("named as a stock tool's result (.ref) but holds kvxfer's".into());
+                continue;
+            }
+            (false, false) => {
+                skip(format!(
+                    "holds {}'s result but is not named as a stock tool's (.ref)",
+                    doc.tool
+                ));
+                continue;
+            }
         };
         side.files.push(name);
         side.docs.push(doc);
@@ -164,6 +205,7 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
                     both figures, else the ratio of the medians; figures: medians over runs",
         rows: Vec::new(),
         unpaired: Vec::new(),
+        skipped,
     };
     let mut paired = std::collections::BTreeSet::new();
     for ((group, tool), r) in &refs {
@@ -484,7 +526,11 @@ pub fn compare(pattern: &str, own: &[ResultDoc], refs: &[ResultDoc], tolerance: 
                     ))
                 }
                 (_, None) => row.reason = Some(format!("{} does not print it", first.tool)),
-                _ => row.reason = Some("the reference figure is zero".into()),
+                (_, Some(b)) => {
+                    row.reason = Some(format!(
+                        "the reference figure is {b}, not positive: no ratio is taken"
+                    ))
+                }
             }
             rows.push(row);
         }

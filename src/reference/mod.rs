@@ -186,6 +186,37 @@ pub struct ParseOptions {
     pub pattern_id: Option<String>,
 }
 
+/// Largest tool output `kvxfer parse` reads: a reference tool prints kilobytes, a long
+/// nixlbench or ucx_perftest run a few megabytes.
+pub const MAX_RAW_INPUT: u64 = 16 << 20;
+
+/// Largest part of the tool's output kept in a document's `raw_output`: its head and tail,
+/// half each, with a line saying how much was left out between them.
+pub const MAX_RAW_OUTPUT: usize = 256 << 10;
+
+/// `raw` as kept in a document: whole when at most [`MAX_RAW_OUTPUT`] bytes, else its head and
+/// tail around a line saying how many bytes were left out.
+pub fn bounded_raw(raw: &str) -> String {
+    if raw.len() <= MAX_RAW_OUTPUT {
+        return raw.to_string();
+    }
+    let half = MAX_RAW_OUTPUT / 2;
+    let mut head = half;
+    while !raw.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = raw.len() - half;
+    while !raw.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}\n[kvxfer: {} bytes of output left out]\n{}",
+        &raw[..head],
+        tail - head,
+        &raw[tail..]
+    )
+}
+
 /// Parses `raw`, the output of `tool`, into a result document.
 pub fn parse(tool: Tool, raw: &str, opts: &ParseOptions) -> Result<ResultDoc, ParseError> {
     if raw.trim().is_empty() {
@@ -199,7 +230,7 @@ pub fn parse(tool: Tool, raw: &str, opts: &ParseOptions) -> Result<ResultDoc, Pa
         Tool::UcxPerftest => ucx_perftest::parse(raw, opts.message_size)?,
     };
     doc.pattern_id = opts.pattern_id.clone();
-    doc.raw_output = Some(raw.to_string());
+    doc.raw_output = Some(bounded_raw(raw));
     Ok(doc)
 }
 
@@ -228,4 +259,25 @@ pub(crate) fn num(v: f64) -> Value {
     serde_json::Number::from_f64(v)
         .map(Value::Number)
         .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn raw_output_keeps_head_and_tail_within_the_bound() {
+        assert_eq!(bounded_raw("short"), "short");
+        // A two-byte character straddles the head's cut: the head stops before it.
+        let half = MAX_RAW_OUTPUT / 2;
+        let big = format!("{}é{}", "a".repeat(half - 1), "z".repeat(half + 999));
+        let kept = bounded_raw(&big);
+        // The é (2 bytes) and 999 z's are left out.
+        let want = format!(
+            "{}\n[kvxfer: 1001 bytes of output left out]\n{}",
+            "a".repeat(half - 1),
+            "z".repeat(half)
+        );
+        assert!(kept == want, "{} bytes kept", kept.len());
+    }
 }

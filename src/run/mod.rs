@@ -4,6 +4,7 @@
 pub mod environment;
 pub mod kv_profile;
 mod kv_profile_report;
+pub mod memory;
 pub mod pair;
 pub mod pingpong;
 pub mod rma_pingpong;
@@ -39,6 +40,56 @@ pub enum RunError {
     /// A thread of the run panicked.
     #[error("the {0} side of the run crashed")]
     Crashed(&'static str),
+    /// The run failed after it had set up: `doc` holds what was measured (status partial, or
+    /// failed when nothing was), with the error in its `errors`.
+    #[error("{error}")]
+    Partial {
+        /// What was measured.
+        doc: Box<crate::report::ResultDoc>,
+        /// Why the run stopped.
+        error: Box<RunError>,
+    },
+}
+
+impl RunError {
+    /// The cause, looking through [`RunError::Partial`].
+    pub fn cause(&self) -> &RunError {
+        match self {
+            RunError::Partial { error, .. } => error.cause(),
+            e => e,
+        }
+    }
+}
+
+/// Closes a run's document: complete when `outcome` is Ok; otherwise partial (or failed when
+/// it holds no result), the error recorded in it, and returned inside [`RunError::Partial`].
+pub(crate) fn conclude(
+    mut doc: crate::report::ResultDoc,
+    outcome: Result<(), RunError>,
+) -> Result<crate::report::ResultDoc, RunError> {
+    use crate::report::{ErrorEntry, Status};
+    doc.finished_at = crate::report::schema::now_rfc3339();
+    match outcome {
+        Ok(()) => {
+            doc.status = Status::Complete;
+            Ok(doc)
+        }
+        Err(error) => {
+            doc.status = if doc.results.is_empty() {
+                Status::Failed
+            } else {
+                Status::Partial
+            };
+            doc.errors.push(ErrorEntry {
+                at: "run".into(),
+                message: error.to_string(),
+            });
+            Err(RunError::Partial {
+                doc: Box::new(doc),
+                error: Box::new(error),
+            })
+        }
+    }
 }
 
 /// Joins a local run's target thread and picks the error that names the cause: the
@@ -51,6 +102,15 @@ pub(crate) fn join_local<T, U>(
     match (ours, theirs) {
         (Ok(o), Ok(_)) => Ok(o),
         (Err(RunError::Bootstrap(_)), Err(t)) => Err(t),
+        // What the initiator measured stays; the target's error names the cause.
+        (Err(RunError::Partial { doc, error }), Err(t))
+            if matches!(*error, RunError::Bootstrap(_)) =>
+        {
+            Err(RunError::Partial {
+                doc,
+                error: Box::new(t),
+            })
+        }
         (Err(e), _) => Err(e),
         (Ok(_), Err(t)) => Err(t),
     }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::memory::MemoryNeed;
 use super::RunError;
 use crate::bench::pingpong::Role;
 use crate::bootstrap::{Fingerprint, Oob, OobListener};
@@ -36,6 +37,10 @@ pub trait PairRun: Clone + Send + 'static {
     fn params(&self) -> Fingerprint;
     /// Connection time-out.
     fn timeout(&self) -> Duration;
+    /// Host memory one side holds (buffers, endpoints); nothing unless the run says.
+    fn memory(&self) -> MemoryNeed {
+        MemoryNeed::default()
+    }
     /// Measures one side over an established control connection.
     fn measure(
         &self,
@@ -52,6 +57,7 @@ pub fn run_target<C: PairRun>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
     cfg.check()?;
+    cfg.memory().check_available()?;
     let mut oob = listener.accept(&cfg.params(), cfg.timeout())?;
     side(cfg, Role::Target, &mut oob, progress)
 }
@@ -63,6 +69,7 @@ pub fn run_initiator<C: PairRun>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
     cfg.check()?;
+    cfg.memory().check_available()?;
     let mut oob = Oob::connect(peer, &cfg.params(), cfg.timeout())?;
     side(cfg, Role::Initiator, &mut oob, progress)
 }
@@ -73,6 +80,7 @@ pub fn run_local<C: PairRun>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
     cfg.check()?;
+    cfg.memory().both_sides().check_available()?;
     let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr().to_string();
     let tcfg = cfg.clone();

@@ -14,7 +14,7 @@ use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
 use crate::fabric::{self, caps, EndpointSpec, RemoteRegion, RmaChannel, RmaPingPongOp, Side};
-use crate::report::{ResultDoc, Status};
+use crate::report::ResultDoc;
 use crate::units::human_size;
 
 /// An RMA ping-pong run: the ping-pong parameters (mode and inject unused) and the operation.
@@ -49,6 +49,10 @@ impl PairRun for RmaPingPongConfig {
     }
     fn timeout(&self) -> Duration {
         self.base.timeout
+    }
+    fn memory(&self) -> super::memory::MemoryNeed {
+        // The write source and the region the peer writes into, of the largest size.
+        self.base.memory()
     }
     fn measure(
         &self,
@@ -201,57 +205,63 @@ fn measure(
         sent: 0,
         received: 0,
     };
-    for (i, &size) in base.sizes.iter().enumerate() {
-        let p = SizeParams {
-            size: size as usize,
-            iterations: base.iterations_for(size),
-            warmup: base.warmup,
-            verify: base.verify,
-        };
-        let at = || format!("size {}", human_size(size));
-        let samples = match cfg.op {
-            RmaPingPongOp::Write | RmaPingPongOp::WriteData => {
-                pp.prepare(p.size)
-                    .map_err(|error| RunError::Bench { at: at(), error })?;
-                oob.barrier()?;
-                Some(
-                    run_size(&mut pp, role, &p)
-                        .map_err(|error| RunError::Bench { at: at(), error })?,
-                )
-            }
-            RmaPingPongOp::Read => match role {
-                Role::Target => {
-                    if base.verify {
-                        pattern::fill(&mut pp.ch.rx_buf_mut()[..p.size], READ_SEQ);
-                    }
-                    pp.ch.post_done()?;
-                    oob.barrier()?;
-                    pp.ch.wait_done()?;
-                    None
-                }
-                Role::Initiator => {
-                    oob.barrier()?;
-                    let s = run_read_size(&mut Reader(&mut pp.ch), &p)
+    let outcome = (|| -> Result<(), RunError> {
+        for (i, &size) in base.sizes.iter().enumerate() {
+            let p = SizeParams {
+                size: size as usize,
+                iterations: base.iterations_for(size),
+                warmup: base.warmup,
+                verify: base.verify,
+            };
+            let at = || format!("size {}", human_size(size));
+            let samples = match cfg.op {
+                RmaPingPongOp::Write | RmaPingPongOp::WriteData => {
+                    pp.prepare(p.size)
                         .map_err(|error| RunError::Bench { at: at(), error })?;
-                    pp.ch.send_done()?;
-                    Some(s)
+                    oob.barrier()?;
+                    Some(
+                        run_size(&mut pp, role, &p)
+                            .map_err(|error| RunError::Bench { at: at(), error })?,
+                    )
                 }
-            },
-        };
-        // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
-        if let Some(s) = samples {
-            let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
-            let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
-            doc.results.push(size_result(size, &s, injected, xfers));
+                RmaPingPongOp::Read => match role {
+                    Role::Target => {
+                        if base.verify {
+                            pattern::fill(&mut pp.ch.rx_buf_mut()[..p.size], READ_SEQ);
+                        }
+                        pp.ch.post_done()?;
+                        oob.barrier()?;
+                        pp.ch.wait_done()?;
+                        None
+                    }
+                    Role::Initiator => {
+                        oob.barrier()?;
+                        let s = run_read_size(&mut Reader(&mut pp.ch), &p)
+                            .map_err(|error| RunError::Bench { at: at(), error })?;
+                        pp.ch.send_done()?;
+                        Some(s)
+                    }
+                },
+            };
+            // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
+            if let Some(s) = samples {
+                let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
+                let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
+                doc.results.push(size_result(size, &s, injected, xfers));
+            }
+            progress(Progress {
+                done: i + 1,
+                total: base.sizes.len(),
+                size,
+            });
         }
-        progress(Progress {
-            done: i + 1,
-            total: base.sizes.len(),
-            size,
-        });
+        oob.barrier()?;
+        Ok(())
+    })();
+    if outcome.is_err() {
+        super::pingpong::abandon(pp);
     }
-    oob.barrier()?;
-    doc.status = Status::Complete;
-    doc.finished_at = crate::report::schema::now_rfc3339();
-    Ok(SideOutcome { doc })
+    Ok(SideOutcome {
+        doc: super::conclude(doc, outcome)?,
+    })
 }

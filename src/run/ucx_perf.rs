@@ -12,7 +12,7 @@ use crate::bench::tag_bw::{self, BwFigures, BwParams, WindowTransport};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::mem::HostStaged;
-use crate::report::{ResultDoc, SizeResult, Status};
+use crate::report::{ResultDoc, SizeResult};
 use crate::stats::{encode_histogram, LatencySummary, UCX_PERFTEST_WINDOW};
 use crate::ucx::{Context, Endpoint, Features, MemoryType, SlotSpec, TagChannel, Worker};
 use crate::units::human_size;
@@ -284,6 +284,27 @@ impl PairRun for UcxPerfConfig {
     fn timeout(&self) -> Duration {
         self.timeout
     }
+    fn memory(&self) -> super::memory::MemoryNeed {
+        // The larger side's slots in host memory (a CUDA run holds its buffers on the device;
+        // its staging copies, with --verify, are counted as host buffers).
+        let slots = |spec: &SlotSpec| {
+            (spec.send_slots as u64).saturating_mul(spec.send_bytes as u64)
+                + (spec.recv_slots as u64).saturating_mul(spec.recv_bytes as u64)
+        };
+        let side = |role| {
+            let spec = self.slot_spec(role);
+            match self.memory {
+                MemoryKind::Host => slots(&spec),
+                MemoryKind::Cuda if self.verify => slots(&spec),
+                MemoryKind::Cuda => 0,
+            }
+        };
+        super::memory::MemoryNeed {
+            buffers: side(Role::Initiator).max(side(Role::Target)),
+            endpoints: 1,
+            per_endpoint: super::memory::UCX_ENDPOINT_BYTES,
+        }
+    }
     fn measure(
         &self,
         role: Role,
@@ -328,11 +349,10 @@ fn measure(
         ctx: &ctx,
         ep: &ep,
     };
-    match cfg.memory {
-        MemoryKind::Host => {
-            let ch = TagChannel::new(&ctx, &worker, &ep, spec, cfg.timeout)?;
-            side.run(ch, oob, &mut doc, progress)?;
-        }
+    let outcome = match cfg.memory {
+        MemoryKind::Host => TagChannel::new(&ctx, &worker, &ep, spec, cfg.timeout)
+            .map_err(RunError::from)
+            .and_then(|ch| side.run(ch, oob, &mut doc, progress)),
         #[cfg(feature = "cuda")]
         MemoryKind::Cuda => {
             let device = device.expect("opened above");
@@ -340,8 +360,9 @@ fn measure(
             doc.environment
                 .extra
                 .insert("cuda_device".into(), json!(device.ordinal()));
-            let ch = TagChannel::on_device(&ctx, &worker, &ep, spec, &device, cfg.timeout)?;
-            side.run(ch, oob, &mut doc, progress)?;
+            TagChannel::on_device(&ctx, &worker, &ep, spec, &device, cfg.timeout)
+                .map_err(RunError::from)
+                .and_then(|ch| side.run(ch, oob, &mut doc, progress))
         }
         #[cfg(not(feature = "cuda"))]
         MemoryKind::Cuda => {
@@ -350,10 +371,10 @@ fn measure(
                 "--memory cuda needs a build with --features cuda".into(),
             ));
         }
-    }
-    doc.status = Status::Complete;
-    doc.finished_at = crate::report::schema::now_rfc3339();
-    Ok(SideOutcome { doc })
+    };
+    Ok(SideOutcome {
+        doc: super::conclude(doc, outcome)?,
+    })
 }
 
 /// One side's set-up, for running the sizes over a channel of either memory.

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
 use super::sync::TimedBarrier;
 use super::xfer_worker::{initiator_worker, target_worker, TargetMem, WorkerReport};
 use super::RunError;
@@ -137,7 +138,7 @@ pub struct XferPlan {
     pub workers: usize,
     /// Transfers per worker.
     pub transfers_per_worker: usize,
-    /// Host bytes this process will allocate.
+    /// Host bytes this process will hold: buffers and endpoints.
     pub bytes: u64,
     /// Host bytes available (MemAvailable), when known.
     pub available: Option<u64>,
@@ -248,29 +249,21 @@ impl XferConfig {
         };
         let (workers, per) = self.layout();
         let transfers = (workers * per) as u64;
-        let side_bytes = transfers.checked_mul(self.size);
-        let bytes = match sides {
-            Sides::Both => side_bytes.and_then(|b| b.checked_mul(2)),
-            _ => side_bytes,
-        }
-        .ok_or_else(|| RunError::Config("the run's memory does not fit in 64 bits".into()))?;
+        let need = MemoryNeed {
+            buffers: transfers.saturating_mul(self.size),
+            endpoints: workers as u64,
+            per_endpoint: match self.backend {
+                XferBackend::Libfabric => libfabric_endpoint_bytes(&self.provider),
+                XferBackend::Ucx => UCX_ENDPOINT_BYTES,
+            },
+        };
+        let need = match sides {
+            Sides::Both => need.both_sides(),
+            _ => need,
+        };
         let available = available_memory();
-        if let Some(avail) = available {
-            if bytes > avail {
-                return Err(RunError::Config(format!(
-                    "this run needs {} of host memory ({} transfers of {} on {}) but only {} is \
-                     available: lower --size or --concurrency, or run the sides on different hosts",
-                    human_size(bytes),
-                    transfers,
-                    human_size(self.size),
-                    match sides {
-                        Sides::Both => "both sides",
-                        _ => "this side",
-                    },
-                    human_size(avail)
-                )));
-            }
-        }
+        need.check(available)?;
+        let bytes = need.total().unwrap_or(u64::MAX);
         let block = match self.backend {
             XferBackend::Libfabric => {
                 let info = select_info(&EndpointSpec {
@@ -288,6 +281,15 @@ impl XferConfig {
                          needs 4",
                         self.provider,
                         v.cq_data_size()
+                    )));
+                }
+                let rx_size = v.queue_sizes().1 as u64;
+                if per as u64 > rx_size {
+                    return Err(RunError::Config(format!(
+                        "--concurrency {per} in outstanding mode keeps {per} control receives \
+                         posted on one endpoint, but provider {}'s receive queue holds {rx_size}: \
+                         lower --concurrency or use --concurrency-mode endpoints",
+                        self.provider
                     )));
                 }
                 block.min(v.max_msg_size() as u64).max(1)
@@ -388,22 +390,39 @@ pub fn run_initiator_with(
         return Err(RunError::Config("no target given".into()));
     }
     let plan = cfg.validate(Sides::Initiator)?;
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut handles = Vec::with_capacity(plan.workers);
     for w in 0..plan.workers {
         let peer = peers[w % peers.len()].clone();
         let cfg = cfg.clone();
         let progress = progress.clone();
+        let kept = kept.clone();
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-initiator-{w}"))
             .spawn(move || {
                 let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
-                initiator_worker(&cfg, &plan, w, oob, &progress)
+                let mut mine = None;
+                let r = initiator_worker(&cfg, &plan, w, oob, &progress, &mut mine);
+                if let Some(report) = mine {
+                    kept.lock().unwrap_or_else(|p| p.into_inner()).push(report);
+                }
+                r
             })
             .map_err(|e| RunError::Config(format!("cannot start an initiator worker: {e}")))?;
         handles.push(h);
     }
-    let reports = join_all(handles)?;
-    Ok(super::xfer_report::build(cfg, &plan, "initiator", &reports))
+    let (mut reports, error) = join_each(handles);
+    let Some(e) = error else {
+        return Ok(super::xfer_report::build(cfg, &plan, "initiator", &reports));
+    };
+    // The finished workers' reports and what the failed ones measured: a partial document
+    // over the iterations every worker completed.
+    reports.append(&mut kept.lock().unwrap_or_else(|p| p.into_inner()));
+    if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
+        return Err(e);
+    }
+    let doc = super::xfer_report::build(cfg, &plan, "initiator", &reports);
+    super::conclude(doc, Err(e))
 }
 
 /// Runs both sides in this process over the loopback; returns the initiator's document.
@@ -432,6 +451,18 @@ pub(crate) fn alloc(bytes: usize) -> Result<HostBuffer, RunError> {
 fn join_all(
     handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
 ) -> Result<Vec<WorkerReport>, RunError> {
+    let (reports, error) = join_each(handles);
+    match error {
+        Some(e) => Err(e),
+        None => Ok(reports),
+    }
+}
+
+/// Joins every worker: the reports of those that finished, and the error that names the
+/// cause when any failed.
+fn join_each(
+    handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
+) -> (Vec<WorkerReport>, Option<RunError>) {
     let mut reports = Vec::with_capacity(handles.len());
     let mut errors = Vec::new();
     for h in handles {
@@ -446,11 +477,9 @@ fn join_all(
     let echo = |e: &RunError| {
         matches!(e, RunError::Bootstrap(_)) || e.to_string().contains("another worker failed")
     };
-    match errors.iter().position(|e| !echo(e)) {
-        Some(i) => Err(errors.swap_remove(i)),
-        None => match errors.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(reports),
-        },
-    }
+    let error = match errors.iter().position(|e| !echo(e)) {
+        Some(i) => Some(errors.swap_remove(i)),
+        None => errors.into_iter().next(),
+    };
+    (reports, error)
 }

@@ -59,7 +59,13 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
         .map(|r| r.environment.clone())
         .unwrap_or_else(environment::base);
     let op = cfg.op;
-    let iterations = cfg.iterations as usize;
+    // Iterations every worker finished: all of them, unless the run stopped early.
+    let iterations = reports
+        .iter()
+        .map(|r| r.timed.len())
+        .min()
+        .unwrap_or(0)
+        .min(cfg.iterations as usize);
     let size = cfg.size;
 
     // Every (worker, transfer) stream's end-to-end times, one per timed iteration.
@@ -67,8 +73,9 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
     let at_target: Vec<usize> = reports.iter().map(|r| r.target_worker).collect();
     for r in &reports {
         for t in 0..r.transfers {
-            let e: Vec<u64> = r.timed.iter().map(|s| e2e(op, s, t)).collect();
-            let l: Vec<u64> = r.timed.iter().map(|s| s.local_ns[t]).collect();
+            let timed = &r.timed[..iterations];
+            let e: Vec<u64> = timed.iter().map(|s| e2e(op, s, t)).collect();
+            let l: Vec<u64> = timed.iter().map(|s| s.local_ns[t]).collect();
             streams.push((r.worker, t, e, l));
         }
     }
@@ -199,7 +206,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
 
     doc.results.push(SizeResult {
         message_size: size,
-        iterations: cfg.iterations,
+        iterations: iterations as u64,
         latency_us: LatencySummary::from_histogram(&e2e_hist),
         bandwidth_gbps: bps.map(|b| b / 1e9),
         bandwidth_mbps: bps.map(|b| b / 1e6),

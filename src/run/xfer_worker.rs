@@ -178,15 +178,17 @@ fn check(buf: &[u8], seq: u64, iteration: u64) -> Result<(), BenchError> {
     }
 }
 
-/// Runs one initiator worker against the target on `oob`; returns its report.
+/// Runs one initiator worker against the target on `oob`; returns its report. When it fails
+/// after connecting, what it measured so far is left in `kept`.
 pub fn initiator_worker(
     cfg: &XferConfig,
     plan: &XferPlan,
     local_index: usize,
     mut oob: Oob,
     progress: &XferProgress,
+    kept: &mut Option<WorkerReport>,
 ) -> Result<WorkerReport, RunError> {
-    let r = initiator_inner(cfg, plan, local_index, &mut oob, progress);
+    let r = initiator_inner(cfg, plan, local_index, &mut oob, progress, kept);
     if let Err(e) = &r {
         oob.report_failure(&e.to_string());
     }
@@ -199,6 +201,7 @@ fn initiator_inner(
     local_index: usize,
     oob: &mut Oob,
     progress: &XferProgress,
+    kept: &mut Option<WorkerReport>,
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
@@ -219,48 +222,6 @@ fn initiator_inner(
         transfers: per,
         timeout: cfg.timeout,
     };
-    let mut cold = None;
-    let mut timed = Vec::with_capacity(cfg.iterations as usize);
-    let mut verified = 0u64;
-    for i in 0..cfg.warmup + cfg.iterations {
-        if cfg.verify {
-            let local = ep
-                .local_mut()
-                .expect("nothing in flight between iterations");
-            for (t, part) in local.chunks_mut(size).enumerate() {
-                match cfg.op {
-                    XferOp::Write | XferOp::Send => pattern::fill(part, seq(w, per, t, i)),
-                    XferOp::Read => part.fill(0),
-                }
-            }
-        }
-        if i >= cfg.warmup && !cfg.idle_before_timed.is_zero() {
-            std::thread::sleep(cfg.idle_before_timed);
-        }
-        oob.barrier()?;
-        let mut adapter = Idle {
-            end: &mut *ep,
-            idle: 0,
-        };
-        let sample = run_initiator_iteration(&mut adapter, &params)
-            .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
-        ep.drain()?;
-        if cfg.verify && cfg.op == XferOp::Read {
-            let local = ep.local_mut().expect("drained");
-            for (t, part) in local.chunks(size).enumerate() {
-                check(part, seq(w, per, t, i), i)
-                    .map_err(bench_err(format!("worker {w}, transfer {t}")))?;
-                verified += size as u64;
-            }
-        }
-        if i == 0 {
-            cold = Some(sample.clone());
-        }
-        if i >= cfg.warmup {
-            timed.push(sample);
-        }
-        progress.tick();
-    }
     let mut report = WorkerReport {
         worker: local_index,
         target_worker: w,
@@ -270,15 +231,65 @@ fn initiator_inner(
         registration_cached_ns: setup.registration_cached_ns,
         target_registration_first_ns: offer.registration_first_ns,
         target_registration_cached_ns: offer.registration_cached_ns,
-        cold,
-        timed,
-        verified_bytes: verified,
+        cold: None,
+        timed: Vec::with_capacity(cfg.iterations as usize),
+        verified_bytes: 0,
         environment: ep.environment(),
     };
-    oob.send_json(&report)?;
-    let summary: TargetSummary = oob.recv_json()?;
-    report.verified_bytes += summary.verified_bytes;
-    Ok(report)
+    let run = (|| -> Result<(), RunError> {
+        for i in 0..cfg.warmup + cfg.iterations {
+            if cfg.verify {
+                let local = ep
+                    .local_mut()
+                    .expect("nothing in flight between iterations");
+                for (t, part) in local.chunks_mut(size).enumerate() {
+                    match cfg.op {
+                        XferOp::Write | XferOp::Send => pattern::fill(part, seq(w, per, t, i)),
+                        XferOp::Read => part.fill(0),
+                    }
+                }
+            }
+            if i >= cfg.warmup && !cfg.idle_before_timed.is_zero() {
+                std::thread::sleep(cfg.idle_before_timed);
+            }
+            oob.barrier()?;
+            let mut adapter = Idle {
+                end: &mut *ep,
+                idle: 0,
+            };
+            let sample = run_initiator_iteration(&mut adapter, &params)
+                .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
+            ep.drain()?;
+            if cfg.verify && cfg.op == XferOp::Read {
+                let local = ep.local_mut().expect("drained");
+                for (t, part) in local.chunks(size).enumerate() {
+                    check(part, seq(w, per, t, i), i)
+                        .map_err(bench_err(format!("worker {w}, transfer {t}")))?;
+                    report.verified_bytes += size as u64;
+                }
+            }
+            if i == 0 {
+                report.cold = Some(sample.clone());
+            }
+            if i >= cfg.warmup {
+                report.timed.push(sample);
+            }
+            progress.tick();
+        }
+        report.environment = ep.environment();
+        oob.send_json(&report)?;
+        let summary: TargetSummary = oob.recv_json()?;
+        report.verified_bytes += summary.verified_bytes;
+        Ok(())
+    })();
+    match run {
+        Ok(()) => Ok(report),
+        Err(e) => {
+            report.environment = ep.environment();
+            *kept = Some(report);
+            Err(e)
+        }
+    }
 }
 
 fn idle_tick(idle: &mut u32, got: bool) {

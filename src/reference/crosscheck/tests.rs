@@ -319,3 +319,42 @@ fn nixlbench_rows_pair_with_xfer_as_whole_transfers() {
     assert!((lat.ratio.unwrap() - 1.0).abs() < 1e-9, "{lat:#?}");
     assert!(lat.reason.as_deref().unwrap().contains("per transfer"));
 }
+
+#[test]
+fn a_negative_reference_figure_is_named_not_called_zero() {
+    let kv = vec![doc("kvxfer", "pingpong", 0, vec![own(64, 5.0, 5.0)])];
+    // A garbled line: negative time and rate.
+    let rf = vec![doc(
+        "fi_pingpong",
+        "pingpong",
+        0,
+        vec![fab(64, -3.5, -12.0)],
+    )];
+    let rows = compare("pll-x", &kv, &rf, 0.10);
+    let u = rows.iter().find(|r| r.metric == "bandwidth_mbps").unwrap();
+    assert_eq!(u.verdict, Verdict::NotComparable);
+    assert_eq!(
+        u.reason.as_deref(),
+        Some("the reference figure is -12, not positive: no ratio is taken")
+    );
+}
+
+#[test]
+fn files_that_are_not_results_are_listed_as_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("garbage.json"), "not json").unwrap();
+    std::fs::write(
+        dir.path().join("pll-a.ref.json"),
+        doc("kvxfer", "pingpong", 0, vec![]).to_json(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(REPORT_FILE), "{}").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+    let r = crosscheck_dir(dir.path(), 0.1).unwrap();
+    let files: Vec<&str> = r.skipped.iter().map(|s| s.file.as_str()).collect();
+    assert_eq!(files, ["garbage.json", "pll-a.ref.json"]);
+    assert!(r.skipped[0]
+        .reason
+        .starts_with("not a kvxfer.result/v1 document"));
+    assert!(r.skipped[1].reason.contains("holds kvxfer's"));
+}
