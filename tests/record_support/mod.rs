@@ -115,7 +115,6 @@ pub fn quick_retry() -> RetryPolicy {
         attempts: 2,
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(50),
-        ..RetryPolicy::default()
     }
 }
 
