@@ -72,8 +72,8 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
             attempts: a.retries,
             initial_backoff: Duration::from_millis(a.retry_backoff_ms),
             max_backoff: Duration::from_secs(8).max(Duration::from_millis(a.retry_backoff_ms)),
+            deadline: a.timeout,
         },
-        deadline: a.timeout,
     };
     let now = chrono::Utc::now();
     if a.dry_run {

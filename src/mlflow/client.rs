@@ -33,11 +33,9 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Longest wait between two tries.
     pub max_backoff: Duration,
+    /// Longest time one call may take, its tries and waits together.
+    pub deadline: Duration,
 }
-
-/// Longest time one call may take, its tries and waits together, unless
-/// [`Client::with_deadline`] says otherwise.
-pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(30);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -45,6 +43,7 @@ impl Default for RetryPolicy {
             attempts: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
+            deadline: Duration::from_secs(30),
         }
     }
 }
@@ -187,8 +186,6 @@ pub struct Client {
     base: String,
     agent: ureq::Agent,
     retry: RetryPolicy,
-    /// Longest time one call may take, its tries and waits together.
-    deadline: Duration,
 }
 
 /// One kind of request the client makes.
@@ -227,14 +224,7 @@ impl Client {
                 attempts: retry.attempts.max(1),
                 ..retry
             },
-            deadline: DEFAULT_CALL_DEADLINE,
         })
-    }
-
-    /// This client with each call (tries and waits together) bounded by `deadline`.
-    pub fn with_deadline(mut self, deadline: Duration) -> Client {
-        self.deadline = deadline;
-        self
     }
 
     /// The server's base URL.
@@ -451,13 +441,13 @@ impl Client {
         for attempt in 1..=self.retry.attempts {
             if attempt > 1 {
                 let wait = self.retry.backoff(attempt - 2);
-                if start.elapsed() + wait >= self.deadline {
+                if start.elapsed() + wait >= self.retry.deadline {
                     break;
                 }
                 std::thread::sleep(wait);
             }
             // Each try ends by the call's deadline, however the server trickles its answer.
-            let left = self.deadline.saturating_sub(start.elapsed());
+            let left = self.retry.deadline.saturating_sub(start.elapsed());
             if left.is_zero() {
                 break;
             }
@@ -531,7 +521,7 @@ impl Client {
         }
         Err(last.unwrap_or_else(|| MlflowError::Unreachable {
             base: self.base.clone(),
-            reason: format!("no answer within {} s", self.deadline.as_secs_f64()),
+            reason: format!("no answer within {} s", self.retry.deadline.as_secs_f64()),
             attempts: 0,
         }))
     }

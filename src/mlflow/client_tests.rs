@@ -44,6 +44,7 @@ fn backoff_doubles_and_is_capped() {
         attempts: 10,
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(700),
+        ..RetryPolicy::default()
     };
     let waits: Vec<u128> = (0..5).map(|i| r.backoff(i).as_millis()).collect();
     assert_eq!(waits, [100, 200, 400, 700, 700]);
@@ -160,6 +161,7 @@ fn retry(attempts: u32, ms: u64) -> RetryPolicy {
         attempts,
         initial_backoff: Duration::from_millis(ms),
         max_backoff: Duration::from_millis(ms * 4),
+        ..RetryPolicy::default()
     }
 }
 
@@ -261,10 +263,9 @@ fn a_silent_server_is_given_up_at_the_call_deadline() {
         attempts: 5,
         initial_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(100),
+        deadline: Duration::from_millis(1500),
     };
-    let c = Client::new(&uri, policy)
-        .unwrap()
-        .with_deadline(Duration::from_millis(1500));
+    let c = Client::new(&uri, policy).unwrap();
     let t = std::time::Instant::now();
     let e = c.experiment_id("e").unwrap_err();
     let took = t.elapsed();

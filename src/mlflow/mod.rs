@@ -7,9 +7,7 @@ mod error;
 mod mapping;
 mod record;
 
-pub use client::{
-    Client, FileInfo, KeyValue, Metric, RetryPolicy, Run, RunData, RunInfo, DEFAULT_CALL_DEADLINE,
-};
+pub use client::{Client, FileInfo, KeyValue, Metric, RetryPolicy, Run, RunData, RunInfo};
 pub use error::MlflowError;
 pub use mapping::{
     content_hash, plan_run, sanitize_key, Artifact, MapOptions, RunPlan, CONTENT_HASH_TAG,

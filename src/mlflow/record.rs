@@ -31,8 +31,6 @@ pub struct RecordConfig {
     pub map: MapOptions,
     /// Retrying of transient failures.
     pub retry: RetryPolicy,
-    /// Longest time one request may take, its retries included.
-    pub deadline: std::time::Duration,
 }
 
 impl RecordConfig {
@@ -43,7 +41,6 @@ impl RecordConfig {
             experiment: DEFAULT_EXPERIMENT.to_string(),
             map: MapOptions::default(),
             retry: RetryPolicy::default(),
-            deadline: super::client::DEFAULT_CALL_DEADLINE,
         }
     }
 }
@@ -80,7 +77,7 @@ pub struct Recorder {
 impl Recorder {
     /// Connects and gets (or creates) the experiment.
     pub fn connect(cfg: &RecordConfig) -> Result<Recorder, MlflowError> {
-        let client = Client::new(&cfg.tracking_uri, cfg.retry)?.with_deadline(cfg.deadline);
+        let client = Client::new(&cfg.tracking_uri, cfg.retry)?;
         let experiment_id = client.get_or_create_experiment(&cfg.experiment)?;
         Ok(Recorder {
             client,

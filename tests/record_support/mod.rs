@@ -115,6 +115,7 @@ pub fn quick_retry() -> RetryPolicy {
         attempts: 2,
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(50),
+        ..RetryPolicy::default()
     }
 }
 
