@@ -23,7 +23,7 @@ pub use context::{
     header_version, library_path, parse_resources, version, version_lacks, Context, Features,
     Resource,
 };
-pub use endpoint::{parse_lanes, Endpoint, PeerFailure};
+pub use endpoint::{parse_lanes, Endpoint};
 pub use error::{status_string, Result, UcxError};
 pub use memory::{MemHandle, MemHandleRef, MemoryType, RemoteKey};
 pub use ops::{OpKind, OpTable};
