@@ -140,6 +140,7 @@ fn loopback_plan_runs_end_to_end_and_kvxfer_agrees_with_the_stock_tools() {
     let mut ucx_patterns = Vec::new();
     let mut xfer_patterns = Vec::new();
     let mut twin_patterns = Vec::new();
+    let mut kv_patterns = Vec::new();
     for layer in p["layers"].as_array().unwrap() {
         for pat in layer["patterns"].as_array().unwrap() {
             let id = pat["id"].as_str().unwrap();
@@ -255,6 +256,33 @@ fn loopback_plan_runs_end_to_end_and_kvxfer_agrees_with_the_stock_tools() {
                     }
                     twin_patterns.push(id.to_string());
                 }
+                "kvxfer_kv" => {
+                    // kvxfer kv profile (L2): the cache's bytes at the plan's prompt length, and
+                    // a decomposition whose parts add up to what was measured.
+                    let k = doc(&out.join(format!("{id}.run1.json")));
+                    assert_eq!(
+                        (k.tool.as_str(), k.bench.as_str(), k.layer.as_str()),
+                        ("kvxfer", "kv_profile", "L2")
+                    );
+                    assert_eq!(k.status, kvxfer::report::Status::Complete, "{:?}", k.errors);
+                    let r = &k.results[0];
+                    let tokens = params["tokens"].as_u64().unwrap();
+                    assert_eq!(r.message_size, tokens * 57_344, "Qwen2.5-7B, bf16");
+                    assert_eq!(r.iterations, iters);
+                    let d = &r.extra["decomposition"];
+                    let f = |key: &str| d[key].as_f64().unwrap();
+                    let link = params["link_gbps"].as_f64().unwrap();
+                    let theoretical = r.message_size as f64 / (link * 1e9) * 1e3;
+                    assert!((f("theoretical_ms") - theoretical).abs() < 1e-6, "{d}");
+                    let parts = f("theoretical_ms")
+                        + f("registration_ms")
+                        + f("slow_start_ms")
+                        + f("per_descriptor_ms")
+                        + f("remainder_ms");
+                    assert!((parts - f("measured_ms")).abs() < 1e-6, "{d}");
+                    assert!(f("measured_ms") > 0.0, "{d}");
+                    kv_patterns.push(id.to_string());
+                }
                 other => panic!("no check for {other}"),
             }
         }
@@ -267,6 +295,7 @@ fn loopback_plan_runs_end_to_end_and_kvxfer_agrees_with_the_stock_tools() {
         "55M, 224M, 672M over UCX tcp and tcp,cma"
     );
     assert_eq!(ucx_patterns.len(), 4, "tcp and shm, tag_lat and tag_bw");
+    assert_eq!(kv_patterns.len(), 1, "kv profile over tcp");
 
     let read_report = || -> Value {
         serde_json::from_slice(&std::fs::read(out.join("crosscheck.json")).unwrap()).unwrap()
@@ -424,6 +453,7 @@ fn loopback_plan_runs_end_to_end_and_kvxfer_agrees_with_the_stock_tools() {
         .iter()
         .map(|u| u["pattern"].as_str().unwrap())
         .collect();
+    xfer_patterns.extend(kv_patterns.iter().cloned());
     xfer_patterns.sort();
     assert_eq!(alone, xfer_patterns, "{unpaired:#?}");
     for u in unpaired {

@@ -369,6 +369,7 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
             "pll-lo-xfer-nixl-tcp-cma-55m.json",
             "pll-lo-xfer-nixl-tcp-cma-224m.json",
             "pll-lo-xfer-nixl-tcp-cma-672m.json",
+            "pll-lo-kv-profile-tcp.json",
             "pll-lo-ucx-perftest-tcp-tag-lat.json",
             "pll-lo-ucx-perftest-shm-tag-lat.json",
             "pll-lo-ucx-perftest-tcp-tag-bw.json",

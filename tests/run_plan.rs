@@ -27,6 +27,14 @@ fn installed(tool: &str) -> bool {
 fn plan(dir: &Path) -> (PathBuf, PathBuf) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut p = kvxfer::plan::load_plan(&root.join("plans/loopback.json")).unwrap();
+    // The NIXL twins at 224M and 672M take minutes and run in tests/loopback_plan.rs already:
+    // this test keeps the 55M pair of each transport, so every tool and layer still runs.
+    for layer in p["layers"].as_array_mut().unwrap() {
+        layer["patterns"].as_array_mut().unwrap().retain(|pat| {
+            let id = pat["id"].as_str().unwrap();
+            !(id.contains("-nixl-") && !id.ends_with("-55m"))
+        });
+    }
     let out = dir.join("results");
     p["common"]["output_dir"] = out.display().to_string().into();
     p["common"]["control_port"] = free_port().into();
@@ -98,11 +106,20 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
     let _turn = fabric_lock();
     let dir = tempfile::tempdir().unwrap();
     let (plan, out) = plan(dir.path());
+    let planned: usize = kvxfer::plan::load_plan(&plan).unwrap()["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["patterns"].as_array().unwrap().len())
+        .sum();
     let uri = server.uri();
     let (ok, v, err) = run(&plan, &["--layer", "all", "--mlflow-uri", &uri]);
     assert!(ok, "{err}");
     let pats = v["patterns"].as_array().unwrap();
-    assert_eq!(pats.len(), 9, "{v}");
+    assert_eq!(pats.len(), planned, "{v}");
+    // Every layer of the spec runs, L2 (kvxfer kv profile) among them.
+    let ran: BTreeSet<&str> = pats.iter().map(|p| p["layer"].as_str().unwrap()).collect();
+    assert_eq!(ran, BTreeSet::from(["L0", "L1", "L2", "L3"]), "{v}");
     assert!(pats.iter().all(|p| p["outcome"]["status"] == "ok"), "{v}");
     let layers: Vec<&str> = pats.iter().map(|p| p["layer"].as_str().unwrap()).collect();
     let mut sorted = layers.clone();
@@ -110,7 +127,7 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
     assert_eq!(layers, sorted, "L0, L1, L2, L3 order");
     for (k, p) in pats.iter().enumerate() {
         let line = format!(
-            "kvxfer run: [{}/9] {} {}",
+            "kvxfer run: [{}/{planned}] {} {}",
             k + 1,
             p["layer"].as_str().unwrap(),
             p["pattern"].as_str().unwrap()

@@ -237,6 +237,10 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
                                  nixlbench, which needs an etcd server and a NIXL build (GPU \
                                  memory, EFA or UCX); a loopback host has neither"
                     .into(),
+                Some("kv_profile") => "no stock-tool result beside it: the twin of kvxfer kv \
+                                       profile is KVBench, which drives nixlbench (an etcd \
+                                       server and a NIXL build) and cannot drive libfabric"
+                    .into(),
                 _ => "no stock-tool result beside it".into(),
             },
         });
