@@ -14,3 +14,4 @@ pub mod run;
 pub mod stats;
 pub mod ucx;
 pub mod units;
+pub mod xfer;

@@ -6,47 +6,7 @@ use std::time::Duration;
 
 use super::clock::LoopClock;
 use super::BenchError;
-
-/// What the initiator's side of the loop needs from a transport (libfabric RMA, UCX, ...).
-pub trait XferInitiator {
-    /// Posts chunk `chunk` of `transfer`: `len` bytes at `offset` of the transfer's region.
-    /// Ok(false): the transport is busy; the loop polls and retries.
-    fn post(
-        &mut self,
-        transfer: u32,
-        chunk: u32,
-        offset: usize,
-        len: usize,
-    ) -> Result<bool, BenchError>;
-    /// Appends the (transfer, chunk) of chunks completed locally since the last call.
-    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), BenchError>;
-    /// Tells the target how many chunks of `transfer` to count.
-    fn notify(&mut self, transfer: u32, chunks: u64) -> Result<(), BenchError>;
-    /// Appends the transfers the target confirmed since the last call.
-    fn poll_confirmed(&mut self, confirmed: &mut Vec<u32>) -> Result<(), BenchError>;
-}
-
-/// A remote event the target sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetEvent {
-    /// A chunk of the transfer landed.
-    Data(u32),
-    /// The initiator says the transfer has this many chunks.
-    Notify {
-        /// Transfer index.
-        transfer: u32,
-        /// Chunks to count.
-        chunks: u64,
-    },
-}
-
-/// What the target's side of the loop needs from a transport.
-pub trait XferTarget {
-    /// Appends the remote events since the last call.
-    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), BenchError>;
-    /// Confirms a complete transfer to the initiator.
-    fn confirm(&mut self, transfer: u32) -> Result<(), BenchError>;
-}
+use crate::xfer::{TargetEvent, XferInitiator, XferTarget};
 
 /// The chunks of one transfer: (offset, length), in order, none longer than `block`.
 pub fn plan_chunks(size: usize, block: usize) -> Vec<(usize, usize)> {
@@ -90,10 +50,10 @@ pub struct IterSample {
 }
 
 fn timeout_error(what: &'static str, timeout: Duration) -> BenchError {
-    BenchError::Fabric(crate::fabric::FabricError::Timeout {
+    BenchError::Timeout {
         what,
-        secs: timeout.as_secs_f64(),
-    })
+        after: timeout,
+    }
 }
 
 /// Whether more than `timeout` passed since reading `start` of `clock`.

@@ -7,13 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
-use kvxfer::fabric::{EndpointType, XferOp};
+use kvxfer::fabric::EndpointType;
 use kvxfer::model::kvbench::{self, AccessPattern, KvLayout, ModelConfig, NixlbenchOptions};
 use kvxfer::model::{self, KvDtype, KvGeometry};
 use kvxfer::report::kv as render;
 use kvxfer::run::kv_profile::{self, KvProfileConfig, ProfileEvent, Shape};
 use kvxfer::run::xfer::{ConcurrencyMode, Scheme, XferBackend, XferConfig};
 use kvxfer::units::human_size;
+use kvxfer::xfer::XferOp;
 
 use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs};
 use super::xfer::{BackendArg, XferOpArg};

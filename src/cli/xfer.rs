@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
-use kvxfer::fabric::{EndpointType, XferOp};
+use kvxfer::fabric::EndpointType;
 use kvxfer::report::table;
 use kvxfer::run::xfer::{
     self, ConcurrencyMode, Scheme, Sides, XferBackend, XferConfig, XferProgress,
 };
 use kvxfer::units::human_size;
+use kvxfer::xfer::XferOp;
 
 use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs};
 

@@ -6,12 +6,12 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 use super::environment;
-use super::xfer::{endpoint_name, op_name, XferBackend, XferConfig, XferPlan};
+use super::xfer_config::{endpoint_name, XferBackend, XferConfig, XferPlan};
 use super::xfer_worker::WorkerReport;
 use crate::bench::xfer::IterSample;
-use crate::fabric::XferOp;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::stats::{detect_tiers, encode_histogram, new_histogram, LatencySummary};
+use crate::xfer::XferOp;
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -297,7 +297,7 @@ fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> 
             }
         }
     }
-    m.insert("op".into(), json!(op_name(cfg.op)));
+    m.insert("op".into(), json!(cfg.op.name()));
     m.insert("mem".into(), json!("dram"));
     m.insert("scheme".into(), json!(cfg.scheme.name()));
     m.insert("concurrency".into(), json!(cfg.concurrency));
