@@ -1,4 +1,5 @@
 //! The safe libfabric layer: every `unsafe` call into libfabric lives under this module.
+#![warn(missing_docs)]
 
 mod channel;
 mod connect;

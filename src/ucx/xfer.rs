@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::endpoint::RemoteKey;
 use super::endpoint::Rma;
 use super::error::{Result, UcxError};
-use super::memory::{MemHandle, RemoteKey};
+use super::memory::MemHandle;
 use super::ops::{OpKind, OpTable};
 use super::{Context, Endpoint, Features, Worker};
 use crate::mem::{Buffer, SharedRegion};

@@ -2,6 +2,7 @@
 //! operation, the target's events, the set-up times, the typed region offer, and the pair of
 //! traits the transfer loop (`bench::xfer`) drives; one initiator end and one target end per
 //! backend implement them directly.
+#![warn(missing_docs)]
 
 pub mod libfabric;
 pub mod ucx;
