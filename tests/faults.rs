@@ -39,6 +39,16 @@ fn huge_timeouts_are_refused_at_parse_time() {
         ],
         &["xfer", "-s", "4K", "--timeout", "18446744073709551615"],
         &["ucx-perf", "-s", "64", "--timeout", "1e300"],
+        &[
+            "kv",
+            "profile",
+            "--model",
+            "qwen2.5-7b",
+            "--tokens",
+            "16",
+            "--timeout",
+            "1e300",
+        ],
         &["pingpong", "--sizes", "64", "--timeout=-3"],
     ];
     for args in cases {
@@ -85,9 +95,15 @@ fn unwritable_outputs_are_refused_before_measuring() {
         ),
     ];
     for (extra, says) in &cases {
-        for cmd in ["pingpong", "xfer"] {
+        for cmd in ["pingpong", "xfer", "kv"] {
             let mut c = if cmd == "pingpong" {
                 tiny_pingpong()
+            } else if cmd == "kv" {
+                let mut c = kvxfer();
+                c.args(["kv", "profile", "--model", "qwen2.5-7b", "--tokens", "16"])
+                    .args(["--domain", "lo", "-I", "1", "-w", "0"])
+                    .timeout(std::time::Duration::from_secs(60));
+                c
             } else {
                 let mut c = kvxfer();
                 c.args(["xfer", "-s", "4K", "-I", "2", "-w", "0", "--domain", "lo"])

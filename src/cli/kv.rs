@@ -237,8 +237,8 @@ struct ProfileArgs {
     #[arg(long, value_name = "HOST[:PORT]")]
     peer: Option<String>,
     /// Seconds to wait for the peer and for each transfer.
-    #[arg(long, default_value_t = 120.0)]
-    timeout: f64,
+    #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
+    timeout: Duration,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -305,9 +305,8 @@ fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
 
 /// The profile's configuration from its options: the model, its layout, and xfer's settings.
 fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
-    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
-        anyhow::bail!("--timeout must be a positive number of seconds");
-    }
+    // Outputs first: a run that could not keep its result is refused before anything is read.
+    a.output.check()?;
     if a.backend == BackendArg::Ucx && (a.provider.is_some() || a.domain.is_some()) {
         anyhow::bail!(
             "--provider and --domain choose a libfabric fabric; with --backend ucx, UCX_TLS and \
@@ -346,7 +345,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         warmup: a.warmup,
         verify: a.verify,
         reuse: false,
-        timeout: Duration::from_secs_f64(a.timeout),
+        timeout: a.timeout,
         idle_before_timed: Duration::ZERO,
     };
     Ok(KvProfileConfig {
