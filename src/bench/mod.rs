@@ -46,26 +46,14 @@ pub enum BenchError {
 impl From<crate::fabric::FabricError> for BenchError {
     /// A libfabric time-out becomes the loop's own [`BenchError::Timeout`].
     fn from(e: crate::fabric::FabricError) -> BenchError {
-        match e {
-            crate::fabric::FabricError::Timeout { what, secs } => BenchError::Timeout {
-                what,
-                after: std::time::Duration::from_secs_f64(secs),
-            },
-            e => BenchError::Fabric(e),
-        }
+        crate::xfer::XferError::from(e).into()
     }
 }
 
 impl From<crate::ucx::UcxError> for BenchError {
     /// A UCX time-out becomes the loop's own [`BenchError::Timeout`].
     fn from(e: crate::ucx::UcxError) -> BenchError {
-        match e {
-            crate::ucx::UcxError::Timeout { what, secs } => BenchError::Timeout {
-                what,
-                after: std::time::Duration::from_secs_f64(secs),
-            },
-            e => BenchError::Ucx(e),
-        }
+        crate::xfer::XferError::from(e).into()
     }
 }
 
