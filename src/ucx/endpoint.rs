@@ -79,77 +79,22 @@ fn finish(
     }
 }
 
-/// UCX's peer-failure callback: nothing to do here, the requests in flight complete with
-/// the error and the loop that waits on them reports it.
-unsafe extern "C" fn peer_failed(
-    _arg: *mut c_void,
-    _ep: sys::ucp_ep_h,
-    _status: sys::ucs_status_t,
-) {
-}
-
 /// A connection to one peer worker (ucp_ep_create).
 pub struct Endpoint {
     pub(crate) inner: Rc<EndpointInner>,
 }
 
-/// What UCX does when the peer fails (ucp_err_handling_mode_t).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerFailure {
-    /// No error reporting (UCP_ERR_HANDLING_MODE_NONE): the least overhead, and UCX aborts
-    /// the process when a transport reports the peer gone.
-    Fatal,
-    /// Requests complete with an error when the peer fails (UCP_ERR_HANDLING_MODE_PEER), as
-    /// NIXL's endpoints are made; only transports that can detect a failed peer qualify.
-    Reported,
-}
-
 impl Endpoint {
     /// Connects to the worker whose address (from [`Worker::address`]) the peer sent us.
     pub fn connect(worker: &Worker, peer_address: &[u8]) -> Result<Endpoint> {
-        Self::connect_with(worker, peer_address, PeerFailure::Fatal)
-    }
-
-    /// Connects with peer failures reported where the transports can detect them, else as
-    /// [`Endpoint::connect`]; says which it got.
-    pub fn connect_reporting(
-        worker: &Worker,
-        peer_address: &[u8],
-    ) -> Result<(Endpoint, PeerFailure)> {
-        match Self::connect_with(worker, peer_address, PeerFailure::Reported) {
-            Ok(ep) => Ok((ep, PeerFailure::Reported)),
-            Err(UcxError::Call { .. }) => {
-                Self::connect_with(worker, peer_address, PeerFailure::Fatal)
-                    .map(|ep| (ep, PeerFailure::Fatal))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Connects with the given handling of peer failures.
-    pub fn connect_with(
-        worker: &Worker,
-        peer_address: &[u8],
-        failure: PeerFailure,
-    ) -> Result<Endpoint> {
         if peer_address.is_empty() {
             return Err(UcxError::Invalid("empty UCX worker address".into()));
         }
         let params = sys::ucp_ep_params_t {
             field_mask: (sys::UCP_EP_PARAM_FIELD_REMOTE_ADDRESS
-                | sys::UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE
-                | sys::UCP_EP_PARAM_FIELD_ERR_HANDLER) as u64,
-            // UCX handles a failed peer only where a handler is installed; the failure then
-            // reaches kvxfer as the status of the requests in flight.
-            err_handler: sys::ucp_err_handler {
-                cb: Some(peer_failed),
-                arg: std::ptr::null_mut(),
-            },
+                | sys::UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE) as u64,
             address: peer_address.as_ptr() as *const sys::ucp_address_t,
-            err_mode: match failure {
-                PeerFailure::Fatal => sys::UCP_ERR_HANDLING_MODE_NONE,
-                PeerFailure::Reported => sys::UCP_ERR_HANDLING_MODE_PEER,
-            },
+            err_mode: sys::UCP_ERR_HANDLING_MODE_NONE,
             ..Default::default()
         };
         let mut raw: sys::ucp_ep_h = std::ptr::null_mut();

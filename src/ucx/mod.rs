@@ -24,7 +24,7 @@ pub use context::{
     header_version, library_path, parse_resources, version, version_lacks, Context, Features,
     Resource,
 };
-pub use endpoint::{parse_lanes, Endpoint, PeerFailure, RemoteKey};
+pub use endpoint::{parse_lanes, Endpoint, RemoteKey};
 pub use error::{status_string, Result, UcxError};
 pub use memory::{MemHandle, MemHandleRef, MemoryType};
 pub use ops::{OpKind, OpTable};

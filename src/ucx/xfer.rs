@@ -87,8 +87,7 @@ fn connect(exchange: &mut Exchange<'_>) -> Result<(Context, Worker, Endpoint, u6
     let worker = Worker::new(&ctx)?;
     let t0 = Instant::now();
     let peer = exchange(&worker.address()?).map_err(UcxError::Invalid)?;
-    // As NIXL's endpoints: a vanished peer fails the requests instead of aborting the process.
-    let (ep, _) = Endpoint::connect_reporting(&worker, &peer)?;
+    let ep = Endpoint::connect(&worker, &peer)?;
     Ok((ctx, worker, ep, t0.elapsed().as_nanos() as u64))
 }
 
