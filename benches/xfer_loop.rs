@@ -6,10 +6,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kvxfer::bench::xfer::{run_initiator_iteration, IterParams, XferInitiator};
-use kvxfer::bench::BenchError;
-use kvxfer::fabric::{EndpointType, XferOp};
+use kvxfer::bench::xfer::{run_initiator_iteration, IterParams};
+use kvxfer::fabric::EndpointType;
 use kvxfer::run::xfer::{run_local, ConcurrencyMode, Scheme, XferConfig};
+use kvxfer::xfer::{XferError, XferInitiator, XferOp};
 
 /// Completes every chunk at the next poll and confirms every notified transfer at once.
 struct Instant {
@@ -18,19 +18,19 @@ struct Instant {
 }
 
 impl XferInitiator for Instant {
-    fn post(&mut self, t: u32, c: u32, _: usize, _: usize) -> Result<bool, BenchError> {
+    fn post(&mut self, t: u32, c: u32, _: usize, _: usize) -> Result<bool, XferError> {
         self.done.push((t, c));
         Ok(true)
     }
-    fn poll(&mut self, out: &mut Vec<(u32, u32)>) -> Result<(), BenchError> {
+    fn poll(&mut self, out: &mut Vec<(u32, u32)>) -> Result<(), XferError> {
         out.append(&mut self.done);
         Ok(())
     }
-    fn notify(&mut self, t: u32, _: u64) -> Result<(), BenchError> {
+    fn notify(&mut self, t: u32, _: u64) -> Result<(), XferError> {
         self.confirmed.push(t);
         Ok(())
     }
-    fn poll_confirmed(&mut self, out: &mut Vec<u32>) -> Result<(), BenchError> {
+    fn poll_confirmed(&mut self, out: &mut Vec<u32>) -> Result<(), XferError> {
         out.append(&mut self.confirmed);
         Ok(())
     }

@@ -12,5 +12,7 @@ pub mod reference;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod teardown;
 pub mod ucx;
 pub mod units;
+pub mod xfer;

@@ -266,8 +266,9 @@ fn a_failure_keeps_the_prompt_lengths_done() {
 
 #[test]
 fn xfer_idles_before_each_timed_iteration() {
-    use kvxfer::fabric::{EndpointType, XferOp};
+    use kvxfer::fabric::EndpointType;
     use kvxfer::run::xfer::{run_local, ConcurrencyMode, Scheme, XferBackend, XferConfig};
+    use kvxfer::xfer::XferOp;
     let _g = fabric_lock();
     let cfg = XferConfig {
         backend: XferBackend::Libfabric,

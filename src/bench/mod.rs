@@ -15,10 +15,18 @@ pub mod xfer;
 pub enum BenchError {
     /// The fabric failed.
     #[error(transparent)]
-    Fabric(#[from] crate::fabric::FabricError),
+    Fabric(crate::fabric::FabricError),
     /// UCX failed.
     #[error(transparent)]
-    Ucx(#[from] crate::ucx::UcxError),
+    Ucx(crate::ucx::UcxError),
+    /// The loop, or the library under it, waited longer than the run allows.
+    #[error("timed out after {:.1} s waiting for {what}", after.as_secs_f64())]
+    Timeout {
+        /// What did not arrive.
+        what: &'static str,
+        /// How long it waited.
+        after: std::time::Duration,
+    },
     /// A received payload differs from what was sent.
     #[error("data check failed at iteration {iteration}, byte {offset}: expected {expected:#04x}, got {got:#04x}")]
     Verify {
@@ -33,4 +41,31 @@ pub enum BenchError {
     /// A message arrived with the wrong length.
     #[error("received {got} bytes where {expected} were sent")]
     Length { expected: usize, got: usize },
+}
+
+impl From<crate::fabric::FabricError> for BenchError {
+    /// A libfabric time-out becomes the loop's own [`BenchError::Timeout`].
+    fn from(e: crate::fabric::FabricError) -> BenchError {
+        crate::xfer::XferError::from(e).into()
+    }
+}
+
+impl From<crate::ucx::UcxError> for BenchError {
+    /// A UCX time-out becomes the loop's own [`BenchError::Timeout`].
+    fn from(e: crate::ucx::UcxError) -> BenchError {
+        crate::xfer::XferError::from(e).into()
+    }
+}
+
+impl From<crate::xfer::XferError> for BenchError {
+    /// A transfer end's time-out stays the loop's own [`BenchError::Timeout`].
+    fn from(e: crate::xfer::XferError) -> BenchError {
+        use crate::xfer::XferError;
+        match e {
+            XferError::Fabric(e) => BenchError::Fabric(e),
+            XferError::Ucx(e) => BenchError::Ucx(e),
+            XferError::Timeout { what, after } => BenchError::Timeout { what, after },
+            e => BenchError::Invalid(e.to_string()),
+        }
+    }
 }

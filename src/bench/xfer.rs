@@ -2,51 +2,11 @@
 //! most `block` bytes, with at most `window` chunks in flight; the target counts each
 //! transfer's chunks (as one notification tells it) and confirms, so times are end to end.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::clock::LoopClock;
 use super::BenchError;
-use crate::fabric::FabricError;
-
-/// What the initiator's side of the loop needs from a transport (libfabric RMA, UCX, ...).
-pub trait XferInitiator {
-    /// Posts chunk `chunk` of `transfer`: `len` bytes at `offset` of the transfer's region.
-    /// Ok(false): the transport is busy; the loop polls and retries.
-    fn post(
-        &mut self,
-        transfer: u32,
-        chunk: u32,
-        offset: usize,
-        len: usize,
-    ) -> Result<bool, BenchError>;
-    /// Appends the (transfer, chunk) of chunks completed locally since the last call.
-    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), BenchError>;
-    /// Tells the target how many chunks of `transfer` to count.
-    fn notify(&mut self, transfer: u32, chunks: u64) -> Result<(), BenchError>;
-    /// Appends the transfers the target confirmed since the last call.
-    fn poll_confirmed(&mut self, confirmed: &mut Vec<u32>) -> Result<(), BenchError>;
-}
-
-/// A remote event the target sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetEvent {
-    /// A chunk of the transfer landed.
-    Data(u32),
-    /// The initiator says the transfer has this many chunks.
-    Notify {
-        /// Transfer index.
-        transfer: u32,
-        /// Chunks to count.
-        chunks: u64,
-    },
-}
-
-/// What the target's side of the loop needs from a transport.
-pub trait XferTarget {
-    /// Appends the remote events since the last call.
-    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), BenchError>;
-    /// Confirms a complete transfer to the initiator.
-    fn confirm(&mut self, transfer: u32) -> Result<(), BenchError>;
-}
+use crate::xfer::{TargetEvent, XferInitiator, XferTarget};
 
 /// The chunks of one transfer: (offset, length), in order, none longer than `block`.
 pub fn plan_chunks(size: usize, block: usize) -> Vec<(usize, usize)> {
@@ -90,10 +50,16 @@ pub struct IterSample {
 }
 
 fn timeout_error(what: &'static str, timeout: Duration) -> BenchError {
-    BenchError::Fabric(FabricError::Timeout {
+    BenchError::Timeout {
         what,
-        secs: timeout.as_secs_f64(),
-    })
+        after: timeout,
+    }
+}
+
+/// Whether more than `timeout` passed since reading `start` of `clock`.
+#[inline]
+fn past(clock: &LoopClock, start: u64, timeout: Duration) -> bool {
+    u128::from(clock.nanos_between(start, clock.now())) > timeout.as_nanos()
 }
 
 /// Runs one iteration: every transfer posted, completed, notified and confirmed.
@@ -106,9 +72,10 @@ pub fn run_initiator_iteration<T: XferInitiator>(
             "transfers, window and size must be at least 1".into(),
         ));
     }
-    let prep = Instant::now();
+    let clock = LoopClock::new();
+    let prep = clock.now();
     let chunks = plan_chunks(p.size, p.block);
-    let prep_ns = prep.elapsed().as_nanos() as u64;
+    let prep_ns = clock.nanos_between(prep, clock.now());
     let n = chunks.len();
     let nt = p.transfers;
     let mut next = vec![0usize; nt];
@@ -124,7 +91,7 @@ pub fn run_initiator_iteration<T: XferInitiator>(
     let mut completed = Vec::with_capacity(64);
     let mut confirmed = Vec::with_capacity(nt);
     let mut spins = 0u32;
-    let start = Instant::now();
+    let start = clock.now();
     while unconfirmed > 0 {
         while inflight < p.window && to_post > 0 {
             // Round robin over the transfers that still have chunks to post.
@@ -133,9 +100,9 @@ pub fn run_initiator_iteration<T: XferInitiator>(
                 .find(|&k| next[k] < n)
                 .expect("to_post > 0 means some transfer has chunks left");
             let (off, len) = chunks[next[tr]];
-            let a = Instant::now();
+            let a = clock.now();
             let ok = t.post(tr as u32, next[tr] as u32, off, len)?;
-            post_ns += a.elapsed().as_nanos() as u64;
+            post_ns += clock.nanos_between(a, clock.now());
             if !ok {
                 busy_retries += 1;
                 break;
@@ -156,7 +123,7 @@ pub fn run_initiator_iteration<T: XferInitiator>(
             inflight -= 1;
             done[tr] += 1;
             if done[tr] == n {
-                local_ns[tr] = start.elapsed().as_nanos() as u64;
+                local_ns[tr] = clock.nanos_between(start, clock.now());
                 t.notify(tr as u32, n as u64)?;
             }
         }
@@ -165,7 +132,7 @@ pub fn run_initiator_iteration<T: XferInitiator>(
             let tr = tr as usize;
             match confirmed_ns.get_mut(tr) {
                 Some(slot @ None) if done[tr] == n => {
-                    *slot = Some(start.elapsed().as_nanos() as u64);
+                    *slot = Some(clock.nanos_between(start, clock.now()));
                     unconfirmed -= 1;
                 }
                 _ => {
@@ -176,7 +143,7 @@ pub fn run_initiator_iteration<T: XferInitiator>(
             }
         }
         spins = spins.wrapping_add(1);
-        if spins & 0x3ff == 0 && start.elapsed() > p.timeout {
+        if spins & 0x3ff == 0 && past(&clock, start, p.timeout) {
             return Err(timeout_error("the transfers to complete", p.timeout));
         }
     }
@@ -210,7 +177,8 @@ pub fn run_target_iteration<T: XferTarget>(
     let mut left = transfers;
     let mut events = Vec::with_capacity(64);
     let mut spins = 0u32;
-    let start = Instant::now();
+    let clock = LoopClock::new();
+    let start = clock.now();
     while left > 0 {
         t.poll(&mut events)?;
         for ev in events.drain(..) {
@@ -242,7 +210,7 @@ pub fn run_target_iteration<T: XferTarget>(
             }
         }
         spins = spins.wrapping_add(1);
-        if spins & 0x3ff == 0 && start.elapsed() > timeout {
+        if spins & 0x3ff == 0 && past(&clock, start, timeout) {
             return Err(timeout_error("the initiator's transfers", timeout));
         }
     }

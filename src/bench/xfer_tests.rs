@@ -33,7 +33,13 @@ impl Fake {
 }
 
 impl XferInitiator for Fake {
-    fn post(&mut self, tr: u32, c: u32, off: usize, len: usize) -> Result<bool, BenchError> {
+    fn post(
+        &mut self,
+        tr: u32,
+        c: u32,
+        off: usize,
+        len: usize,
+    ) -> Result<bool, crate::xfer::XferError> {
         self.posts += 1;
         if self.posts % self.refuse_every == 0 {
             return Ok(false);
@@ -43,7 +49,7 @@ impl XferInitiator for Fake {
         self.max_inflight = self.max_inflight.max(self.inflight.len());
         Ok(true)
     }
-    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), BenchError> {
+    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), crate::xfer::XferError> {
         for _ in 0..2 {
             if let Some((tr, c, _, len)) = self.inflight.pop_front() {
                 self.bytes[tr as usize] += len;
@@ -52,14 +58,14 @@ impl XferInitiator for Fake {
         }
         Ok(())
     }
-    fn notify(&mut self, tr: u32, chunks: u64) -> Result<(), BenchError> {
+    fn notify(&mut self, tr: u32, chunks: u64) -> Result<(), crate::xfer::XferError> {
         self.notified.push((tr, chunks));
         if self.bytes[tr as usize] == self.size {
             self.pending_confirm.push(tr);
         }
         Ok(())
     }
-    fn poll_confirmed(&mut self, out: &mut Vec<u32>) -> Result<(), BenchError> {
+    fn poll_confirmed(&mut self, out: &mut Vec<u32>) -> Result<(), crate::xfer::XferError> {
         out.append(&mut self.pending_confirm);
         Ok(())
     }
@@ -129,13 +135,13 @@ struct Script {
 }
 
 impl XferTarget for Script {
-    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), BenchError> {
+    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), crate::xfer::XferError> {
         if let Some(batch) = self.events.pop_front() {
             out.extend(batch);
         }
         Ok(())
     }
-    fn confirm(&mut self, tr: u32) -> Result<(), BenchError> {
+    fn confirm(&mut self, tr: u32) -> Result<(), crate::xfer::XferError> {
         self.confirmed.push(tr);
         Ok(())
     }
@@ -191,5 +197,33 @@ fn target_refuses_more_chunks_than_announced_and_times_out_when_short() {
         confirmed: vec![],
     };
     let e = run_target_iteration(&mut short, 1, Duration::from_millis(50)).unwrap_err();
-    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(
+        matches!(e, BenchError::Timeout { after, .. } if after == Duration::from_millis(50)),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_timeout_of_either_library_is_the_loops_own() {
+    let after = Duration::from_millis(1500);
+    let from_fabric = BenchError::from(crate::fabric::FabricError::Timeout {
+        what: "completions",
+        secs: 1.5,
+    });
+    let from_ucx = BenchError::from(crate::ucx::UcxError::Timeout {
+        what: "completions",
+        secs: 1.5,
+    });
+    for e in [from_fabric, from_ucx] {
+        assert!(
+            matches!(e, BenchError::Timeout { what: "completions", after: a } if a == after),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "timed out after 1.5 s waiting for completions"
+        );
+    }
+    let other = BenchError::from(crate::ucx::UcxError::Invalid("x".into()));
+    assert!(matches!(other, BenchError::Ucx(_)), "{other:?}");
 }

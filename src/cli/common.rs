@@ -15,6 +15,15 @@ pub enum EndpointArg {
     Msg,
 }
 
+impl From<EndpointArg> for kvxfer::fabric::EndpointType {
+    fn from(a: EndpointArg) -> Self {
+        match a {
+            EndpointArg::Rdm => Self::Rdm,
+            EndpointArg::Msg => Self::Msg,
+        }
+    }
+}
+
 impl EndpointArg {
     /// The option's spelling.
     pub fn name(self) -> &'static str {

@@ -7,12 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
-use kvxfer::fabric::{EndpointType, XferOp};
 use kvxfer::model::kvbench::{self, AccessPattern, KvLayout, ModelConfig, NixlbenchOptions};
 use kvxfer::model::{self, KvDtype, KvGeometry};
 use kvxfer::report::kv as render;
 use kvxfer::run::kv_profile::{self, KvProfileConfig, ProfileEvent, Shape};
-use kvxfer::run::xfer::{ConcurrencyMode, Scheme, XferBackend, XferConfig};
+use kvxfer::run::xfer::{ConcurrencyMode, Scheme, XferConfig};
 use kvxfer::units::human_size;
 
 use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs};
@@ -319,21 +318,11 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         .link_gbps
         .unwrap_or(if provider == "efa" { 4.4 } else { 2.9 });
     let base = XferConfig {
-        backend: match a.backend {
-            BackendArg::Libfabric => XferBackend::Libfabric,
-            BackendArg::Ucx => XferBackend::Ucx,
-        },
+        backend: a.backend.into(),
         provider,
-        endpoint: match a.endpoint.unwrap_or(EndpointArg::Rdm) {
-            EndpointArg::Rdm => EndpointType::Rdm,
-            EndpointArg::Msg => EndpointType::Msg,
-        },
+        endpoint: a.endpoint.unwrap_or(EndpointArg::Rdm).into(),
         domain: a.domain.clone(),
-        op: match a.op {
-            XferOpArg::Write => XferOp::Write,
-            XferOpArg::Read => XferOp::Read,
-            XferOpArg::Send => XferOp::Send,
-        },
+        op: a.op.into(),
         size: 1,
         block: None,
         window: a.window,

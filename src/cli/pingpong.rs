@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kvxfer::fabric::{EndpointType, MsgMode};
+use kvxfer::fabric::MsgMode;
 use kvxfer::report::table;
 use kvxfer::run::pair::PairRun;
 use kvxfer::run::pingpong::PingPongConfig;
@@ -65,10 +65,7 @@ pub struct PingPongArgs {
 pub fn base_config(a: &PairArgs) -> anyhow::Result<PingPongConfig> {
     Ok(PingPongConfig {
         provider: a.provider.clone(),
-        endpoint: match a.endpoint {
-            EndpointArg::Rdm => EndpointType::Rdm,
-            EndpointArg::Msg => EndpointType::Msg,
-        },
+        endpoint: a.endpoint.into(),
         mode: MsgMode::Msg,
         domain: a.domain.clone(),
         sizes: a.sizes.clone(),

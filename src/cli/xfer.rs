@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
-use kvxfer::fabric::{EndpointType, XferOp};
 use kvxfer::report::table;
 use kvxfer::run::xfer::{
     self, ConcurrencyMode, Scheme, Sides, XferBackend, XferConfig, XferProgress,
 };
 use kvxfer::units::human_size;
+use kvxfer::xfer::XferOp;
 
 use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs};
 
@@ -53,6 +53,44 @@ pub enum SchemeArg {
     ManyToOne,
     /// One initiator into N targets.
     OneToMany,
+}
+
+impl From<XferOpArg> for XferOp {
+    fn from(a: XferOpArg) -> Self {
+        match a {
+            XferOpArg::Write => Self::Write,
+            XferOpArg::Read => Self::Read,
+            XferOpArg::Send => Self::Send,
+        }
+    }
+}
+
+impl From<BackendArg> for XferBackend {
+    fn from(a: BackendArg) -> Self {
+        match a {
+            BackendArg::Libfabric => Self::Libfabric,
+            BackendArg::Ucx => Self::Ucx,
+        }
+    }
+}
+
+impl From<ModeArg> for ConcurrencyMode {
+    fn from(a: ModeArg) -> Self {
+        match a {
+            ModeArg::Endpoints => Self::Endpoints,
+            ModeArg::Outstanding => Self::Outstanding,
+        }
+    }
+}
+
+impl From<SchemeArg> for Scheme {
+    fn from(a: SchemeArg) -> Self {
+        match a {
+            SchemeArg::Pairwise => Self::Pairwise,
+            SchemeArg::ManyToOne => Self::ManyToOne,
+            SchemeArg::OneToMany => Self::OneToMany,
+        }
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -139,34 +177,17 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let cfg = XferConfig {
-        backend: match a.backend {
-            BackendArg::Libfabric => XferBackend::Libfabric,
-            BackendArg::Ucx => XferBackend::Ucx,
-        },
+        backend: a.backend.into(),
         provider: a.provider.clone().unwrap_or_else(|| "tcp".into()),
-        endpoint: match a.endpoint.unwrap_or(EndpointArg::Rdm) {
-            EndpointArg::Rdm => EndpointType::Rdm,
-            EndpointArg::Msg => EndpointType::Msg,
-        },
+        endpoint: a.endpoint.unwrap_or(EndpointArg::Rdm).into(),
         domain: a.domain.clone(),
-        op: match a.op {
-            XferOpArg::Write => XferOp::Write,
-            XferOpArg::Read => XferOp::Read,
-            XferOpArg::Send => XferOp::Send,
-        },
+        op: a.op.into(),
         size: a.size,
         block: a.block,
         window: a.window,
         concurrency: a.concurrency,
-        mode: match a.concurrency_mode {
-            ModeArg::Endpoints => ConcurrencyMode::Endpoints,
-            ModeArg::Outstanding => ConcurrencyMode::Outstanding,
-        },
-        scheme: match a.scheme {
-            SchemeArg::Pairwise => Scheme::Pairwise,
-            SchemeArg::ManyToOne => Scheme::ManyToOne,
-            SchemeArg::OneToMany => Scheme::OneToMany,
-        },
+        mode: a.concurrency_mode.into(),
+        scheme: a.scheme.into(),
         iterations: a.iterations,
         warmup: a.warmup,
         verify: a.verify,

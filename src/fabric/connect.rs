@@ -129,7 +129,8 @@ pub struct Connection {
     _fabric: Fabric,
 }
 
-pub use crate::bootstrap::Exchange;
+/// Swaps this side's endpoint address for the peer's, out of band (the caller's channel).
+pub type Exchange<'a> = dyn FnMut(&[u8]) -> std::result::Result<Vec<u8>, String> + 'a;
 
 fn exchanged(r: std::result::Result<Vec<u8>, String>) -> Result<Vec<u8>> {
     r.map_err(|e| FabricError::Invalid(format!("exchanging endpoint addresses: {e}")))

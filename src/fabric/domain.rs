@@ -8,15 +8,15 @@ use libfabric_sys as sys;
 use super::error::{check, Result};
 use super::info::Info;
 
-/// Closes a fid, reporting (never panicking on) a failure.
+/// Closes a fid, recording (never panicking on) a failure.
 pub(crate) fn close_fid(fid: *mut sys::fid, what: &str) {
     // SAFETY: callers pass a fid they own and close exactly once, after all children closed.
     let ret = unsafe { sys::fi_close(fid) };
     if ret != 0 {
-        eprintln!(
-            "kvxfer: warning: closing {what} failed: {}",
+        crate::teardown::record(format!(
+            "closing {what} failed: {}",
             super::error::strerror(ret)
-        );
+        ));
     }
 }
 

@@ -187,7 +187,8 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_send",
-            sys::fi_send(self.raw.as_ptr(), buf as _, len, desc, dest, ctx),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe { sys::fi_send(self.raw.as_ptr(), buf as _, len, desc, dest, ctx) },
         )
     }
 
@@ -199,7 +200,8 @@ impl Endpoint {
     pub unsafe fn inject(&self, buf: *const u8, len: usize, dest: FiAddr) -> Result<bool> {
         posted(
             "fi_inject",
-            sys::fi_inject(self.raw.as_ptr(), buf as _, len, dest),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe { sys::fi_inject(self.raw.as_ptr(), buf as _, len, dest) },
         )
     }
 
@@ -218,7 +220,8 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_recv",
-            sys::fi_recv(self.raw.as_ptr(), buf as _, len, desc, src, ctx),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe { sys::fi_recv(self.raw.as_ptr(), buf as _, len, desc, src, ctx) },
         )
     }
 
@@ -238,7 +241,8 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_tsend",
-            sys::fi_tsend(self.raw.as_ptr(), buf as _, len, desc, dest, tag, ctx),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe { sys::fi_tsend(self.raw.as_ptr(), buf as _, len, desc, dest, tag, ctx) },
         )
     }
 
@@ -256,7 +260,8 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_tinject",
-            sys::fi_tinject(self.raw.as_ptr(), buf as _, len, dest, tag),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe { sys::fi_tinject(self.raw.as_ptr(), buf as _, len, dest, tag) },
         )
     }
 
@@ -278,16 +283,19 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_trecv",
-            sys::fi_trecv(
-                self.raw.as_ptr(),
-                buf as _,
-                len,
-                desc,
-                src,
-                tag,
-                ignore,
-                ctx,
-            ),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe {
+                sys::fi_trecv(
+                    self.raw.as_ptr(),
+                    buf as _,
+                    len,
+                    desc,
+                    src,
+                    tag,
+                    ignore,
+                    ctx,
+                )
+            },
         )
     }
 }

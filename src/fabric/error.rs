@@ -9,27 +9,44 @@ pub enum FabricError {
     /// A libfabric call returned a negative error code.
     #[error("{call} failed: {message} (-{code})")]
     Call {
+        /// The libfabric function.
         call: &'static str,
+        /// Its error code, positive.
         code: i32,
+        /// fi_strerror's text.
         message: String,
     },
     /// A completion queue reported a failed operation.
     #[error("{op} completed with an error: {message} (-{code}, provider errno {prov_errno})")]
     Completion {
+        /// The operation that failed.
         op: &'static str,
+        /// Its error code, positive.
         code: i32,
+        /// The provider's own errno.
         prov_errno: i32,
+        /// The provider's text for it.
         message: String,
     },
     /// No provider matched the query.
     #[error("no libfabric provider matches {what}; available providers: {available}")]
-    NoMatch { what: String, available: String },
+    NoMatch {
+        /// What was asked for.
+        what: String,
+        /// The providers this libfabric offers.
+        available: String,
+    },
     /// A value passed to the safe layer is out of range.
     #[error("{0}")]
     Invalid(String),
     /// A busy-poll gave up waiting.
     #[error("timed out after {secs:.1} s waiting for {what}")]
-    Timeout { what: &'static str, secs: f64 },
+    Timeout {
+        /// What did not arrive.
+        what: &'static str,
+        /// How long it waited, seconds.
+        secs: f64,
+    },
 }
 
 /// Result alias of the fabric layer.

@@ -475,9 +475,8 @@ impl Info {
     /// Borrowed view with the accessors of [`InfoRef`].
     pub fn view(&self) -> InfoRef<'_> {
         // SAFETY: raw is valid for as long as self.
-        InfoRef {
-            raw: unsafe { self.raw.as_ref() },
-        }
+        let raw = unsafe { self.raw.as_ref() };
+        InfoRef { raw }
     }
 
     /// Takes ownership of an fi_info libfabric handed us (e.g. a connection request's).

@@ -1,4 +1,5 @@
 //! The safe libfabric layer: every `unsafe` call into libfabric lives under this module.
+#![warn(missing_docs)]
 
 mod channel;
 mod connect;
@@ -25,7 +26,7 @@ pub use info::{
 pub use mr::{MemoryRegion, RemoteRegion};
 pub use rma::cq_flags;
 pub use rma_channel::{RmaChannel, RmaPingPongOp};
-pub use xfer::{XferInitiatorEp, XferOp, XferTargetEp};
+pub use xfer::{ChunkOp, XferInitiatorEp, XferTargetEp};
 
 /// FI_ADDR_UNSPEC: no particular peer.
 pub fn addr_unspec() -> FiAddr {

@@ -55,7 +55,8 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_write",
-            sys::fi_write(self.as_raw(), buf as _, len, desc, dest, raddr, key, ctx),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe { sys::fi_write(self.as_raw(), buf as _, len, desc, dest, raddr, key, ctx) },
         )
     }
 
@@ -79,17 +80,20 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_writedata",
-            sys::fi_writedata(
-                self.as_raw(),
-                buf as _,
-                len,
-                desc,
-                data,
-                dest,
-                raddr,
-                key,
-                ctx,
-            ),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe {
+                sys::fi_writedata(
+                    self.as_raw(),
+                    buf as _,
+                    len,
+                    desc,
+                    data,
+                    dest,
+                    raddr,
+                    key,
+                    ctx,
+                )
+            },
         )
     }
 
@@ -111,7 +115,8 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_read",
-            sys::fi_read(self.as_raw(), buf as _, len, desc, src, raddr, key, ctx),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe { sys::fi_read(self.as_raw(), buf as _, len, desc, src, raddr, key, ctx) },
         )
     }
 
@@ -131,7 +136,8 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_inject_write",
-            sys::fi_inject_write(self.as_raw(), buf as _, len, dest, raddr, key),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe { sys::fi_inject_write(self.as_raw(), buf as _, len, dest, raddr, key) },
         )
     }
 
@@ -151,7 +157,10 @@ impl Endpoint {
     ) -> Result<bool> {
         posted(
             "fi_inject_writedata",
-            sys::fi_inject_writedata(self.as_raw(), buf as _, len, data, dest, raddr, key),
+            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
+            unsafe {
+                sys::fi_inject_writedata(self.as_raw(), buf as _, len, data, dest, raddr, key)
+            },
         )
     }
 }

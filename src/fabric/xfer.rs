@@ -17,16 +17,16 @@ const SLOT: usize = 16;
 /// Context token of control sends (chunk tokens are below it).
 const CTRL_TOKEN: u64 = u64::MAX - 1;
 
-/// The operation that moves a transfer's chunks.
+/// The libfabric call that moves a transfer's chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XferOp {
+pub enum ChunkOp {
     /// fi_writedata into the target's memory; the target counts the remote CQ data.
-    Write,
+    WriteData,
     /// fi_read from the target's memory.
     Read,
     /// fi_tsend into receives the target posts at each chunk's place (tag = transfer and
     /// chunk); the target counts the receive completions.
-    Send,
+    TaggedSend,
 }
 
 /// Context tokens of data receives carry this bit (control slots are small numbers).
@@ -146,7 +146,7 @@ pub struct XferInitiatorEp {
     local: MemoryRegion<SharedRegion>,
     ctrl: Ctrl,
     remote: Vec<RemoteRegion>,
-    op: XferOp,
+    op: ChunkOp,
     /// Posted operations (chunks and control sends) whose completion is not yet reaped.
     outstanding: usize,
     /// Chunks of transfer t start at t * stride in the local buffer.
@@ -163,7 +163,7 @@ impl XferInitiatorEp {
         local: MemoryRegion<SharedRegion>,
         transfers: usize,
         stride: usize,
-        op: XferOp,
+        op: ChunkOp,
         timeout: Duration,
     ) -> Result<XferInitiatorEp> {
         if transfers == 0 || transfers.checked_mul(stride) != Some(local.buf().len()) {
@@ -239,7 +239,7 @@ impl XferInitiatorEp {
         let ok = unsafe {
             let p = ptr.add(local_off);
             match self.op {
-                XferOp::Write => self.conn.ep.writedata(
+                ChunkOp::WriteData => self.conn.ep.writedata(
                     p,
                     len,
                     desc,
@@ -249,8 +249,8 @@ impl XferInitiatorEp {
                     key,
                     token,
                 )?,
-                XferOp::Read => self.conn.ep.read(p, len, desc, peer, raddr, key, token)?,
-                XferOp::Send => {
+                ChunkOp::Read => self.conn.ep.read(p, len, desc, peer, raddr, key, token)?,
+                ChunkOp::TaggedSend => {
                     let tag = chunk_tag(transfer, chunk);
                     self.conn.ep.tsend(p, len, desc, peer, tag, token)?
                 }
@@ -280,8 +280,8 @@ impl XferInitiatorEp {
     /// remote completions for writes, none for reads (reads leave no trace on the target).
     pub fn notify(&mut self, transfer: u32, chunks: u64) -> Result<()> {
         let chunks = match self.op {
-            XferOp::Write | XferOp::Send => chunks,
-            XferOp::Read => 0,
+            ChunkOp::WriteData | ChunkOp::TaggedSend => chunks,
+            ChunkOp::Read => 0,
         };
         self.ctrl.send(
             &self.conn,

@@ -134,10 +134,7 @@ impl Drop for DeviceInner {
     fn drop(&mut self) {
         // SAFETY: dev came from cuDeviceGet and its primary context was retained once in open.
         if let Err(e) = unsafe { cu::primary_ctx::release(self.dev) } {
-            eprintln!(
-                "kvxfer: warning: cuDevicePrimaryCtxRelease failed: {}",
-                describe(e)
-            );
+            crate::teardown::record(format!("cuDevicePrimaryCtxRelease failed: {}", describe(e)));
         }
     }
 }
@@ -181,12 +178,13 @@ impl Drop for DeviceBuffer {
             unsafe { cu::free_sync(self.ptr) }.map_err(|e| driver_error("cuMemFree", e))
         });
         if let Err(e) = freed {
-            eprintln!("kvxfer: warning: {e}");
+            crate::teardown::record(e.to_string());
         }
     }
 }
 
-impl Buffer for DeviceBuffer {
+// SAFETY: the device allocation is owned by the buffer and freed only in Drop.
+unsafe impl Buffer for DeviceBuffer {
     fn as_ptr(&self) -> *const u8 {
         self.ptr as usize as *const u8
     }
@@ -230,7 +228,8 @@ impl DeviceSlot {
     }
 }
 
-impl Buffer for DeviceSlot {
+// SAFETY: the slot owns its device buffer (never moved or resized) and reports its pointers.
+unsafe impl Buffer for DeviceSlot {
     fn as_ptr(&self) -> *const u8 {
         self.dev.as_ptr()
     }

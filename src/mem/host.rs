@@ -89,7 +89,9 @@ impl Drop for HostBuffer {
     }
 }
 
-impl Buffer for HostBuffer {
+// SAFETY: the allocation is uniquely owned by the buffer, never moved or resized, and freed only
+// in Drop.
+unsafe impl Buffer for HostBuffer {
     fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
     }

@@ -1,4 +1,5 @@
 //! Buffers that the fabric reads and writes: host memory now, device memory behind `cuda`.
+#![warn(missing_docs)]
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -18,7 +19,14 @@ pub enum MemIface {
 }
 
 /// Memory that can be registered with a fabric and handed to the NIC.
-pub trait Buffer: Send {
+///
+/// # Safety
+///
+/// Registration trusts this trait: an implementation promises that `as_ptr()` and
+/// `as_mut_ptr()` point at `len()` bytes of memory of the kind `iface()` names, that the memory
+/// is owned by (or borrowed for the whole life of) the value, and that it neither moves nor
+/// shrinks while the value lives, so a region registered over it stays valid for the NIC.
+pub unsafe trait Buffer: Send {
     /// Start of the memory.
     fn as_ptr(&self) -> *const u8;
     /// Start of the memory, for writing.
@@ -76,21 +84,37 @@ impl HostStaged for HostBuffer {
 pub enum MemError {
     /// The allocator could not provide the memory.
     #[error("cannot allocate {bytes} bytes of host memory")]
-    OutOfMemory { bytes: usize },
+    OutOfMemory {
+        /// Bytes asked for.
+        bytes: usize,
+    },
     /// The CUDA driver library could not be loaded.
     #[error("no CUDA driver: libcuda.so.1 not found (is the NVIDIA driver installed?)")]
     NoCudaDriver,
     /// The driver loaded but there is no such device.
     #[error("no CUDA device {device}: the driver sees {count} device(s)")]
-    NoCudaDevice { device: i32, count: i32 },
+    NoCudaDevice {
+        /// The ordinal asked for.
+        device: i32,
+        /// Devices the driver sees.
+        count: i32,
+    },
     /// A CUDA driver call failed.
     #[error("{call} failed: {message}")]
-    Cuda { call: &'static str, message: String },
+    Cuda {
+        /// The driver function.
+        call: &'static str,
+        /// The driver's text.
+        message: String,
+    },
     /// Device memory could not be allocated.
     #[error("cannot allocate {bytes} bytes on CUDA device {device}: {message}")]
     CudaOutOfMemory {
+        /// Bytes asked for.
         bytes: usize,
+        /// The device ordinal.
         device: i32,
+        /// The driver's text.
         message: String,
     },
 }

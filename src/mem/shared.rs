@@ -53,7 +53,8 @@ impl SharedRegion {
     }
 }
 
-impl Buffer for SharedRegion {
+// SAFETY: the part lies inside an allocation the Arc keeps alive, which is never moved or resized.
+unsafe impl Buffer for SharedRegion {
     fn as_ptr(&self) -> *const u8 {
         self.as_slice().as_ptr()
     }

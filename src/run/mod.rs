@@ -3,6 +3,7 @@
 
 pub mod environment;
 pub mod kv_profile;
+mod kv_profile_config;
 mod kv_profile_report;
 pub mod memory;
 pub mod pair;
@@ -11,7 +12,7 @@ pub mod rma_pingpong;
 mod sync;
 pub mod ucx_perf;
 pub mod xfer;
-mod xfer_ends;
+mod xfer_config;
 mod xfer_report;
 mod xfer_worker;
 
@@ -28,6 +29,9 @@ pub enum RunError {
     /// The control channel failed.
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    /// A transfer end failed outside the loop (set-up, region offer).
+    #[error(transparent)]
+    Xfer(crate::xfer::XferError),
     /// The measurement loop failed.
     #[error("{at}: {error}")]
     Bench {
@@ -37,6 +41,27 @@ pub enum RunError {
     /// The configuration cannot run.
     #[error("{0}")]
     Config(String),
+    /// Memory for the run could not be allocated.
+    #[error(transparent)]
+    Alloc(#[from] crate::mem::MemError),
+    /// A thread of the run could not be started.
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// Why the system refused it.
+        source: std::io::Error,
+    },
+    /// The workers of one side did not all reach a barrier in time.
+    #[error("workers did not meet within {:.1} s", after.as_secs_f64())]
+    Barrier {
+        /// How long the barrier waited.
+        after: std::time::Duration,
+    },
+    /// This worker stopped because another worker of the run failed (that one's error names
+    /// the cause).
+    #[error("another worker failed")]
+    Aborted,
     /// A thread of the run panicked.
     #[error("the {0} side of the run crashed")]
     Crashed(&'static str),
@@ -49,6 +74,18 @@ pub enum RunError {
         /// Why the run stopped.
         error: Box<RunError>,
     },
+}
+
+impl From<crate::xfer::XferError> for RunError {
+    /// A library's failure under a transfer end stays that library's error.
+    fn from(e: crate::xfer::XferError) -> RunError {
+        use crate::xfer::XferError;
+        match e {
+            XferError::Fabric(e) => RunError::Fabric(e),
+            XferError::Ucx(e) => RunError::Ucx(e),
+            e => RunError::Xfer(e),
+        }
+    }
 }
 
 impl RunError {

@@ -87,7 +87,10 @@ pub fn run_local<C: PairRun>(
     let target = std::thread::Builder::new()
         .name("kvxfer-target".into())
         .spawn(move || run_target(&tcfg, &listener, &mut |_| {}))
-        .map_err(|e| RunError::Config(format!("cannot start the target thread: {e}")))?;
+        .map_err(|source| RunError::Spawn {
+            what: "the target thread",
+            source,
+        })?;
     let ours = run_initiator(cfg, &addr, progress);
     super::join_local(ours, target)
 }

@@ -37,7 +37,7 @@ impl TimedBarrier {
     pub fn wait(&self, timeout: Duration) -> Result<(), RunError> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.broken {
-            return Err(RunError::Config("another worker failed".into()));
+            return Err(RunError::Aborted);
         }
         s.waiting += 1;
         if s.waiting == self.n {
@@ -53,10 +53,7 @@ impl TimedBarrier {
             if left.is_zero() {
                 s.broken = true;
                 self.cv.notify_all();
-                return Err(RunError::Config(format!(
-                    "workers did not meet within {:.1} s",
-                    timeout.as_secs_f64()
-                )));
+                return Err(RunError::Barrier { after: timeout });
             }
             s = self
                 .cv
@@ -65,7 +62,7 @@ impl TimedBarrier {
                 .0;
         }
         if s.generation == gen {
-            return Err(RunError::Config("another worker failed".into()));
+            return Err(RunError::Aborted);
         }
         Ok(())
     }
@@ -104,14 +101,20 @@ mod tests {
     fn times_out_and_breaks() {
         let b = Arc::new(TimedBarrier::new(2));
         let start = Instant::now();
-        assert!(b.wait(Duration::from_millis(50)).is_err());
+        let e = b.wait(Duration::from_millis(50)).unwrap_err();
+        assert!(
+            matches!(e, RunError::Barrier { after } if after == Duration::from_millis(50)),
+            "{e:?}"
+        );
         assert!(start.elapsed() < Duration::from_secs(2));
-        assert!(b.wait(Duration::from_secs(5)).is_err(), "stays broken");
+        let e = b.wait(Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(e, RunError::Aborted), "stays broken: {e:?}");
         let c = Arc::new(TimedBarrier::new(2));
         let c2 = c.clone();
         let h = std::thread::spawn(move || c2.wait(Duration::from_secs(10)));
         std::thread::sleep(Duration::from_millis(20));
         c.break_all();
-        assert!(h.join().unwrap().is_err());
+        let e = h.join().unwrap().unwrap_err();
+        assert!(matches!(e, RunError::Aborted), "{e:?}");
     }
 }

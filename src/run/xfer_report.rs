@@ -3,15 +3,16 @@
 //! of registration and of the first transfer.
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::environment;
-use super::xfer::{endpoint_name, op_name, XferBackend, XferConfig, XferPlan};
+use super::xfer_config::{endpoint_name, XferBackend, XferConfig, XferPlan};
 use super::xfer_worker::WorkerReport;
 use crate::bench::xfer::IterSample;
-use crate::fabric::XferOp;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::stats::{detect_tiers, encode_histogram, new_histogram, LatencySummary};
+use crate::xfer::XferOp;
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -41,11 +42,96 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-fn avg_p99(h: &Histogram<u64>) -> Value {
-    if h.is_empty() {
-        return Value::Null;
-    }
-    json!({"avg": us(h.mean()), "p99": us(h.value_at_quantile(0.99) as f64)})
+/// Average and p99 of a histogram, microseconds.
+#[derive(Serialize)]
+struct AvgP99 {
+    avg: f64,
+    p99: f64,
+}
+
+fn avg_p99(h: &Histogram<u64>) -> Option<AvgP99> {
+    (!h.is_empty()).then(|| AvgP99 {
+        avg: us(h.mean()),
+        p99: us(h.value_at_quantile(0.99) as f64),
+    })
+}
+
+/// One (worker, transfer) stream's times, one per timed iteration, ns.
+struct Stream {
+    worker: usize,
+    transfer: usize,
+    e2e_ns: Vec<u64>,
+    local_ns: Vec<u64>,
+}
+
+/// A stream as the document lists it.
+#[derive(Serialize)]
+struct StreamOut {
+    worker: usize,
+    target_worker: Option<usize>,
+    transfer: usize,
+    completion_ms: Vec<f64>,
+    initiator_side_ms: Vec<f64>,
+    latency_us: Option<LatencySummary>,
+}
+
+/// A tier of the staircase, as the document lists it.
+#[derive(Serialize)]
+struct TierOut {
+    centre_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    members: Vec<usize>,
+}
+
+/// nixlbench's columns.
+#[derive(Serialize)]
+struct Nixlbench {
+    block_size: u64,
+    batch_size: u64,
+    bw_gbps: Option<f64>,
+    avg_lat_us: Option<f64>,
+    prep_us: Option<AvgP99>,
+    post_us: Option<AvgP99>,
+    tx_us: Option<AvgP99>,
+}
+
+/// What set-up and the first transfer cost, microseconds.
+#[derive(Serialize)]
+struct Costs {
+    registration_first_us: Option<f64>,
+    registration_cached_us: Option<f64>,
+    target_registration_first_us: Option<f64>,
+    target_registration_cached_us: Option<f64>,
+    connect_us: Option<f64>,
+    first_transfer_us: Option<f64>,
+    steady_state_p50_us: Option<f64>,
+    first_over_steady: Option<f64>,
+}
+
+/// The xfer-specific figures of a result (its `extra`).
+#[derive(Serialize)]
+struct XferExtra {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bandwidth_gibps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_transfer_gbps: Option<f64>,
+    transfers_per_iteration: u64,
+    bytes_counted: u64,
+    latency: &'static str,
+    initiator_side_us: Option<LatencySummary>,
+    /// Absent for reads (the target sees none); null when nothing was measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_confirmed_us: Option<Option<LatencySummary>>,
+    iteration_span_ms: Vec<f64>,
+    workers: Vec<StreamOut>,
+    tier_count: usize,
+    tiers: Vec<TierOut>,
+    tiers_per_iteration: Vec<usize>,
+    nixlbench: Nixlbench,
+    costs: Costs,
+    verified_bytes: u64,
+    busy_retries: u64,
 }
 
 /// Builds the document of one side from its workers' reports.
@@ -58,7 +144,6 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
         .first()
         .map(|r| r.environment.clone())
         .unwrap_or_else(environment::base);
-    let op = cfg.op;
     // Iterations every worker finished: all of them, unless the run stopped early.
     let iterations = reports
         .iter()
@@ -66,146 +151,51 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
         .min()
         .unwrap_or(0)
         .min(cfg.iterations as usize);
-    let size = cfg.size;
-
-    // Every (worker, transfer) stream's end-to-end times, one per timed iteration.
-    let mut streams: Vec<(usize, usize, Vec<u64>, Vec<u64>)> = Vec::new();
-    let at_target: Vec<usize> = reports.iter().map(|r| r.target_worker).collect();
-    for r in &reports {
-        for t in 0..r.transfers {
-            let timed = &r.timed[..iterations];
-            let e: Vec<u64> = timed.iter().map(|s| e2e(op, s, t)).collect();
-            let l: Vec<u64> = timed.iter().map(|s| s.local_ns[t]).collect();
-            streams.push((r.worker, t, e, l));
-        }
-    }
-    let transfers = streams.len() as u64;
-    let e2e_hist = hist_of(streams.iter().flat_map(|s| s.2.iter().copied()));
-    let local_hist = hist_of(streams.iter().flat_map(|s| s.3.iter().copied()));
+    let streams = streams(cfg.op, &reports, iterations);
+    let e2e_hist = hist_of(streams.iter().flat_map(|s| s.e2e_ns.iter().copied()));
+    let local_hist = hist_of(streams.iter().flat_map(|s| s.local_ns.iter().copied()));
     // An iteration lasts until its slowest transfer is confirmed (all start at one barrier).
     let spans: Vec<u64> = (0..iterations)
         .map(|i| {
-            streams
-                .iter()
-                .filter_map(|s| s.2.get(i))
-                .copied()
-                .max()
-                .unwrap_or(0)
+            let ends = streams.iter().filter_map(|s| s.e2e_ns.get(i));
+            ends.copied().max().unwrap_or(0)
         })
         .collect();
     let span_total: u64 = spans.iter().sum();
-    let bytes = transfers * size * iterations as u64;
+    let bytes = streams.len() as u64 * cfg.size * iterations as u64;
     let bps = (span_total > 0).then(|| bytes as f64 / (span_total as f64 / 1e9));
-
-    let mut extra = Map::new();
-    if let Some(bps) = bps {
-        extra.insert("bandwidth_gibps".into(), json!(bps / GIB));
-    }
-    if let Some(m) = (!e2e_hist.is_empty()).then(|| e2e_hist.mean()) {
-        extra.insert("per_transfer_gbps".into(), json!(size as f64 / m));
-    }
-    extra.insert("transfers_per_iteration".into(), json!(transfers));
-    extra.insert("bytes_counted".into(), json!(bytes));
-    extra.insert(
-        "latency".into(),
-        json!(match op {
-            XferOp::Write | XferOp::Send => {
-                "first post to the target's confirmation, per transfer"
-            }
+    let tiers = tiers(plan, &streams);
+    let extra = XferExtra {
+        bandwidth_gibps: bps.map(|b| b / GIB),
+        per_transfer_gbps: (!e2e_hist.is_empty()).then(|| cfg.size as f64 / e2e_hist.mean()),
+        transfers_per_iteration: streams.len() as u64,
+        bytes_counted: bytes,
+        latency: match cfg.op {
+            XferOp::Write | XferOp::Send => "first post to the target's confirmation, per transfer",
             XferOp::Read => "first post to the last local read completion, per transfer",
-        }),
-    );
-    extra.insert(
-        "initiator_side_us".into(),
-        json!(LatencySummary::from_histogram(&local_hist)),
-    );
-    if op != XferOp::Read {
-        extra.insert(
-            "target_confirmed_us".into(),
-            json!(LatencySummary::from_histogram(&e2e_hist)),
-        );
-    }
-    extra.insert(
-        "iteration_span_ms".into(),
-        json!(spans.iter().map(|&s| s as f64 / 1e6).collect::<Vec<_>>()),
-    );
-    extra.insert(
-        "workers".into(),
-        Value::Array(
-            streams
-                .iter()
-                .map(|(w, t, e, l)| {
-                    let tw = reports
-                        .iter()
-                        .position(|r| r.worker == *w)
-                        .map(|k| at_target[k]);
-                    json!({
-                        "worker": w,
-                        "target_worker": tw,
-                        "transfer": t,
-                        "completion_ms": e.iter().map(|&v| v as f64 / 1e6).collect::<Vec<_>>(),
-                        "initiator_side_ms": l.iter().map(|&v| v as f64 / 1e6).collect::<Vec<_>>(),
-                        "latency_us": LatencySummary::from_histogram(&hist_of(e.iter().copied())),
-                    })
-                })
-                .collect(),
-        ),
-    );
-    // The staircase: tiers among the streams' median completion times, and per iteration.
-    let per_stream: Vec<(usize, f64)> = streams
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.2.is_empty())
-        .map(|(k, s)| {
-            let mut v = s.2.clone();
-            v.sort_unstable();
-            (k, v[v.len() / 2] as f64 / 1e6)
-        })
-        .collect();
-    let label = |k: usize| streams[k].0 * plan.transfers_per_worker + streams[k].1;
-    let tiers: Vec<Value> = detect_tiers(&per_stream)
-        .into_iter()
-        .map(|t| {
-            json!({
-                "centre_ms": t.centre, "min_ms": t.min, "max_ms": t.max,
-                "members": t.members.iter().map(|&k| label(k)).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    extra.insert("tier_count".into(), json!(tiers.len()));
-    extra.insert("tiers".into(), Value::Array(tiers));
-    extra.insert(
-        "tiers_per_iteration".into(),
-        json!((0..iterations)
-            .map(|i| {
-                let v: Vec<(usize, f64)> = streams
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(k, s)| s.2.get(i).map(|&x| (k, x as f64)))
-                    .collect();
-                detect_tiers(&v).len()
-            })
-            .collect::<Vec<_>>()),
-    );
-    extra.insert(
-        "nixlbench".into(),
-        nixlbench(plan, &reports, &spans, iterations, bps),
-    );
-    extra.insert("costs".into(), costs(op, &reports, &e2e_hist));
-    extra.insert(
-        "verified_bytes".into(),
-        json!(reports.iter().map(|r| r.verified_bytes).sum::<u64>()),
-    );
-    extra.insert(
-        "busy_retries".into(),
-        json!(reports
+        },
+        initiator_side_us: LatencySummary::from_histogram(&local_hist),
+        target_confirmed_us: (cfg.op != XferOp::Read)
+            .then(|| LatencySummary::from_histogram(&e2e_hist)),
+        iteration_span_ms: spans.iter().map(|&s| s as f64 / 1e6).collect(),
+        workers: streams.iter().map(|s| stream_out(&reports, s)).collect(),
+        tier_count: tiers.len(),
+        tiers,
+        tiers_per_iteration: tiers_per_iteration(&streams, iterations),
+        nixlbench: nixlbench(plan, &reports, &spans, iterations, bps),
+        costs: costs(cfg.op, &reports, &e2e_hist),
+        verified_bytes: reports.iter().map(|r| r.verified_bytes).sum(),
+        busy_retries: reports
             .iter()
             .flat_map(|r| r.timed.iter().map(|s| s.busy_retries))
-            .sum::<u64>()),
-    );
-
+            .sum(),
+    };
+    let extra = match serde_json::to_value(&extra) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
     doc.results.push(SizeResult {
-        message_size: size,
+        message_size: cfg.size,
         iterations: iterations as u64,
         latency_us: LatencySummary::from_histogram(&e2e_hist),
         bandwidth_gbps: bps.map(|b| b / 1e9),
@@ -225,6 +215,76 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
     doc
 }
 
+/// Every (worker, transfer) stream's end-to-end and initiator-side times.
+fn streams(op: XferOp, reports: &[&WorkerReport], iterations: usize) -> Vec<Stream> {
+    let mut out = Vec::new();
+    for r in reports {
+        let timed = &r.timed[..iterations];
+        for t in 0..r.transfers {
+            out.push(Stream {
+                worker: r.worker,
+                transfer: t,
+                e2e_ns: timed.iter().map(|s| e2e(op, s, t)).collect(),
+                local_ns: timed.iter().map(|s| s.local_ns[t]).collect(),
+            });
+        }
+    }
+    out
+}
+
+fn stream_out(reports: &[&WorkerReport], s: &Stream) -> StreamOut {
+    let ms = |v: &[u64]| v.iter().map(|&x| x as f64 / 1e6).collect();
+    StreamOut {
+        worker: s.worker,
+        target_worker: reports
+            .iter()
+            .find(|r| r.worker == s.worker)
+            .map(|r| r.target_worker),
+        transfer: s.transfer,
+        completion_ms: ms(&s.e2e_ns),
+        initiator_side_ms: ms(&s.local_ns),
+        latency_us: LatencySummary::from_histogram(&hist_of(s.e2e_ns.iter().copied())),
+    }
+}
+
+/// The staircase: tiers among the streams' median completion times.
+fn tiers(plan: &XferPlan, streams: &[Stream]) -> Vec<TierOut> {
+    let per_stream: Vec<(usize, f64)> = streams
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.e2e_ns.is_empty())
+        .map(|(k, s)| {
+            let mut v = s.e2e_ns.clone();
+            v.sort_unstable();
+            (k, v[v.len() / 2] as f64 / 1e6)
+        })
+        .collect();
+    let label = |k: usize| streams[k].worker * plan.transfers_per_worker + streams[k].transfer;
+    detect_tiers(&per_stream)
+        .into_iter()
+        .map(|t| TierOut {
+            centre_ms: t.centre,
+            min_ms: t.min,
+            max_ms: t.max,
+            members: t.members.iter().map(|&k| label(k)).collect(),
+        })
+        .collect()
+}
+
+/// The number of tiers within each iteration.
+fn tiers_per_iteration(streams: &[Stream], iterations: usize) -> Vec<usize> {
+    (0..iterations)
+        .map(|i| {
+            let v: Vec<(usize, f64)> = streams
+                .iter()
+                .enumerate()
+                .filter_map(|(k, s)| s.e2e_ns.get(i).map(|&x| (k, x as f64)))
+                .collect();
+            detect_tiers(&v).len()
+        })
+        .collect()
+}
+
 /// nixlbench's columns: block and batch size, bandwidth, average latency per block, and the
 /// prep/post/tx averages and p99 over the timed iterations.
 fn nixlbench(
@@ -233,26 +293,26 @@ fn nixlbench(
     spans: &[u64],
     iterations: usize,
     bps: Option<f64>,
-) -> Value {
+) -> Nixlbench {
     let samples = || reports.iter().flat_map(|r| r.timed.iter());
     let prep = hist_of(samples().map(|s| s.prep_ns));
     let post = hist_of(samples().map(|s| s.post_ns));
     let tx = hist_of(samples().map(|s| s.local_ns.iter().copied().max().unwrap_or(0)));
     let blocks = iterations as f64 * plan.chunks as f64;
-    json!({
-        "block_size": plan.block,
-        "batch_size": plan.chunks,
-        "bw_gbps": bps.map(|b| b / 1e9),
-        "avg_lat_us": (blocks > 0.0).then(|| us(spans.iter().sum::<u64>() as f64) / blocks),
-        "prep_us": avg_p99(&prep),
-        "post_us": avg_p99(&post),
-        "tx_us": avg_p99(&tx),
-    })
+    Nixlbench {
+        block_size: plan.block,
+        batch_size: plan.chunks,
+        bw_gbps: bps.map(|b| b / 1e9),
+        avg_lat_us: (blocks > 0.0).then(|| us(spans.iter().sum::<u64>() as f64) / blocks),
+        prep_us: avg_p99(&prep),
+        post_us: avg_p99(&post),
+        tx_us: avg_p99(&tx),
+    }
 }
 
 /// Registration (first vs again) on both sides, connection set-up, and the cold first
 /// transfer against the steady state.
-fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Value {
+fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Costs {
     let m = |f: &dyn Fn(&WorkerReport) -> u64| {
         mean(&reports.iter().map(|r| us(f(r) as f64)).collect::<Vec<_>>())
     };
@@ -268,16 +328,16 @@ fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Va
         .collect();
     let first = mean(&cold);
     let steady = (!e2e_hist.is_empty()).then(|| us(e2e_hist.value_at_quantile(0.5) as f64));
-    json!({
-        "registration_first_us": m(&|r| r.registration_first_ns),
-        "registration_cached_us": m(&|r| r.registration_cached_ns),
-        "target_registration_first_us": m(&|r| r.target_registration_first_ns),
-        "target_registration_cached_us": m(&|r| r.target_registration_cached_ns),
-        "connect_us": m(&|r| r.connect_ns),
-        "first_transfer_us": first,
-        "steady_state_p50_us": steady,
-        "first_over_steady": first.zip(steady).map(|(f, s)| f / s),
-    })
+    Costs {
+        registration_first_us: m(&|r| r.registration_first_ns),
+        registration_cached_us: m(&|r| r.registration_cached_ns),
+        target_registration_first_us: m(&|r| r.target_registration_first_ns),
+        target_registration_cached_us: m(&|r| r.target_registration_cached_ns),
+        connect_us: m(&|r| r.connect_ns),
+        first_transfer_us: first,
+        steady_state_p50_us: steady,
+        first_over_steady: first.zip(steady).map(|(f, s)| f / s),
+    }
 }
 
 fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> Map<String, Value> {
@@ -297,7 +357,7 @@ fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> 
             }
         }
     }
-    m.insert("op".into(), json!(op_name(cfg.op)));
+    m.insert("op".into(), json!(cfg.op.name()));
     m.insert("mem".into(), json!("dram"));
     m.insert("scheme".into(), json!(cfg.scheme.name()));
     m.insert("concurrency".into(), json!(cfg.concurrency));

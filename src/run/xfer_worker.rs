@@ -4,18 +4,21 @@
 use serde::{Deserialize, Serialize};
 
 use super::sync::TimedBarrier;
-use super::xfer::{alloc, XferConfig, XferPlan, XferProgress};
-use super::xfer_ends::{connect_initiator, connect_target, InitiatorEnd, TargetEnd};
+use super::xfer_config::{alloc, XferBackend, XferConfig, XferPlan, XferProgress};
 use super::RunError;
 use crate::bench::xfer::{
     plan_chunks, run_initiator_iteration, run_target_iteration, IterParams, IterSample,
-    TargetEvent, XferInitiator, XferTarget,
 };
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Oob};
-use crate::fabric::XferOp;
 use crate::mem::SharedRegion;
 use crate::report::Environment;
+use crate::xfer::libfabric::{FabricInitiator, FabricTarget};
+use crate::xfer::ucx::{UcxInitiator, UcxTarget};
+use crate::xfer::{
+    InitiatorEnd, Library, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError,
+    XferInitiator, XferOp, XferTarget,
+};
 
 /// Empty polls before a worker yields its core (many workers share few cores).
 const IDLE_POLLS_BEFORE_YIELD: u32 = 64;
@@ -62,7 +65,7 @@ pub struct WorkerReport {
 #[derive(Serialize, Deserialize)]
 struct Offer {
     worker: usize,
-    regions: serde_json::Value,
+    regions: RegionOffer,
     registration_first_ns: u64,
     registration_cached_ns: u64,
 }
@@ -77,8 +80,73 @@ fn seq(worker: usize, transfers: usize, t: usize, iteration: u64) -> u64 {
     (((worker * transfers + t) as u64) << 32) | iteration
 }
 
-fn bench_err(at: String) -> impl FnOnce(BenchError) -> RunError {
-    move |error| RunError::Bench { at, error }
+fn bench_err<E: Into<BenchError>>(at: String) -> impl FnOnce(E) -> RunError {
+    move |error| RunError::Bench {
+        at,
+        error: error.into(),
+    }
+}
+
+/// The exchange of the ends' addresses over `oob`.
+fn exchange(oob: &mut Oob) -> impl FnMut(&[u8]) -> Result<Vec<u8>, String> + '_ {
+    |ours: &[u8]| oob.exchange(ours).map_err(|e| e.to_string())
+}
+
+/// Connects an initiator end of `cfg`'s backend and registers `local`.
+fn connect_initiator(
+    cfg: &XferConfig,
+    oob: &mut Oob,
+    local: SharedRegion,
+    transfers: usize,
+) -> Result<(Box<dyn InitiatorEnd>, SetupTimes), RunError> {
+    let (size, op, timeout) = (cfg.size as usize, cfg.op, cfg.timeout);
+    Ok(match cfg.backend {
+        XferBackend::Libfabric => {
+            let spec = cfg.spec(oob)?;
+            let mut ex = exchange(oob);
+            let (end, t) =
+                FabricInitiator::connect(&spec, &mut ex, local, transfers, size, op, timeout)?;
+            (Box::new(end), t)
+        }
+        XferBackend::Ucx => {
+            let mut ex = exchange(oob);
+            let (end, t) = UcxInitiator::connect(&mut ex, local, transfers, size, op, timeout)?;
+            (Box::new(end), t)
+        }
+    })
+}
+
+/// Connects a target end of `cfg`'s backend and registers `regions`.
+fn connect_target(
+    cfg: &XferConfig,
+    oob: &mut Oob,
+    regions: Vec<SharedRegion>,
+) -> Result<(Box<dyn TargetEnd>, SetupTimes), RunError> {
+    Ok(match cfg.backend {
+        XferBackend::Libfabric => {
+            let spec = cfg.spec(oob)?;
+            let mut ex = exchange(oob);
+            let (end, t) = FabricTarget::connect(&spec, &mut ex, regions, cfg.timeout)?;
+            (Box::new(end), t)
+        }
+        XferBackend::Ucx => {
+            let mut ex = exchange(oob);
+            let (end, t) = UcxTarget::connect(&mut ex, regions)?;
+            (Box::new(end), t)
+        }
+    })
+}
+
+/// The environment of the library `end` runs on.
+fn environment(end: &dyn InitiatorEnd) -> Environment {
+    match end.library() {
+        Library::Libfabric(info) => super::environment::with_fabric(info),
+        Library::Ucx(ctx, ep) => {
+            let mut env = super::environment::base();
+            super::environment::add_ucx(&mut env, ctx, ep);
+            env
+        }
+    }
 }
 
 /// Serves one initiator worker on the target; returns that worker's report.
@@ -234,7 +302,7 @@ fn initiator_inner(
         cold: None,
         timed: Vec::with_capacity(cfg.iterations as usize),
         verified_bytes: 0,
-        environment: ep.environment(),
+        environment: environment(&*ep),
     };
     let run = (|| -> Result<(), RunError> {
         for i in 0..cfg.warmup + cfg.iterations {
@@ -259,7 +327,8 @@ fn initiator_inner(
             };
             let sample = run_initiator_iteration(&mut adapter, &params)
                 .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
-            ep.drain()?;
+            ep.drain()
+                .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
             if cfg.verify && cfg.op == XferOp::Read {
                 let local = ep.local_mut().expect("drained");
                 for (t, part) in local.chunks(size).enumerate() {
@@ -276,7 +345,7 @@ fn initiator_inner(
             }
             progress.tick();
         }
-        report.environment = ep.environment();
+        report.environment = environment(&*ep);
         oob.send_json(&report)?;
         let summary: TargetSummary = oob.recv_json()?;
         report.verified_bytes += summary.verified_bytes;
@@ -285,7 +354,7 @@ fn initiator_inner(
     match run {
         Ok(()) => Ok(report),
         Err(e) => {
-            report.environment = ep.environment();
+            report.environment = environment(&*ep);
             *kept = Some(report);
             Err(e)
         }
@@ -313,34 +382,34 @@ struct Idle<'a, E: ?Sized> {
 
 impl<E: InitiatorEnd + ?Sized> XferInitiator for Idle<'_, E> {
     #[inline]
-    fn post(&mut self, tr: u32, c: u32, off: usize, len: usize) -> Result<bool, BenchError> {
+    fn post(&mut self, tr: u32, c: u32, off: usize, len: usize) -> Result<bool, XferError> {
         self.end.post(tr, c, off, len)
     }
     #[inline]
-    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), BenchError> {
+    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), XferError> {
         let before = done.len();
         self.end.poll(done)?;
         idle_tick(&mut self.idle, done.len() > before);
         Ok(())
     }
-    fn notify(&mut self, tr: u32, chunks: u64) -> Result<(), BenchError> {
+    fn notify(&mut self, tr: u32, chunks: u64) -> Result<(), XferError> {
         self.end.notify(tr, chunks)
     }
     #[inline]
-    fn poll_confirmed(&mut self, out: &mut Vec<u32>) -> Result<(), BenchError> {
+    fn poll_confirmed(&mut self, out: &mut Vec<u32>) -> Result<(), XferError> {
         self.end.poll_confirmed(out)
     }
 }
 
 impl<E: TargetEnd + ?Sized> XferTarget for Idle<'_, E> {
     #[inline]
-    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), BenchError> {
+    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), XferError> {
         let before = out.len();
         self.end.poll(out)?;
         idle_tick(&mut self.idle, out.len() > before);
         Ok(())
     }
-    fn confirm(&mut self, tr: u32) -> Result<(), BenchError> {
+    fn confirm(&mut self, tr: u32) -> Result<(), XferError> {
         self.end.confirm(tr)
     }
 }

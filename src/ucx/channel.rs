@@ -385,7 +385,9 @@ impl<B: HostStaged> Drop for TagChannel<'_, B> {
             }
         }
         // UCX still owns some: leaking the buffers is safe, freeing them would not be.
-        eprintln!("kvxfer: warning: UCX requests still in flight at exit; leaking their buffers");
+        crate::teardown::record(
+            "UCX requests still in flight at exit; their buffers were leaked".into(),
+        );
         std::mem::forget(std::mem::take(&mut self.tx));
         std::mem::forget(std::mem::take(&mut self.rx));
         std::mem::forget(pending);

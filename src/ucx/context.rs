@@ -27,6 +27,10 @@ impl Drop for ContextInner {
     }
 }
 
+/// Bytes kvxfer keeps in each UCX request: the received length, written by the worker's
+/// receive callback.
+pub(crate) const REQUEST_PRIV_BYTES: usize = 16;
+
 /// Which UCP features a context is created with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Features {
@@ -84,7 +88,7 @@ impl Context {
                 | sys::UCP_PARAM_FIELD_REQUEST_SIZE) as u64,
             features: f,
             // Room in every request for what its completion callback records (see worker.rs).
-            request_size: super::worker::REQUEST_PRIV_BYTES,
+            request_size: REQUEST_PRIV_BYTES,
             mt_workers_shared: 0,
             estimated_num_eps: 1,
             ..Default::default()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ucx_sys as sys;
 
 use super::capture::capture;
-use super::error::{call_error, request_error, Result, UcxError};
+use super::error::{call_error, check, request_error, Result, UcxError};
 use super::memory::MemHandleRef;
 use super::worker::{op_param, Kind, Request, SendParams, Worker, WorkerInner};
 
@@ -35,7 +35,7 @@ impl Drop for EndpointInner {
         // hold an Rc of this, so none is left.
         let ptr = unsafe { sys::ucp_ep_close_nbx(self.raw.as_ptr(), &param) };
         if let Err(e) = finish(&self.worker, ptr, Duration::from_secs(2), "endpoint close") {
-            eprintln!("kvxfer: warning: closing a UCX endpoint: {e}");
+            crate::teardown::record(format!("closing a UCX endpoint: {e}"));
         }
     }
 }
@@ -211,7 +211,7 @@ impl Endpoint {
         buf: *const u8,
         len: usize,
         remote_addr: u64,
-        rkey: &super::memory::RemoteKey,
+        rkey: &RemoteKey,
         memh: Option<MemHandleRef>,
     ) -> Result<Request<'_>> {
         // SAFETY: forwarded contract (a put only reads buf).
@@ -230,7 +230,7 @@ impl Endpoint {
         buf: *mut u8,
         len: usize,
         remote_addr: u64,
-        rkey: &super::memory::RemoteKey,
+        rkey: &RemoteKey,
         memh: Option<MemHandleRef>,
     ) -> Result<Request<'_>> {
         // SAFETY: forwarded contract.
@@ -250,7 +250,7 @@ impl Endpoint {
         buf: *mut u8,
         len: usize,
         remote_addr: u64,
-        rkey: &super::memory::RemoteKey,
+        rkey: &RemoteKey,
         memh: Option<MemHandleRef>,
     ) -> sys::ucs_status_ptr_t {
         let param = op_param(memh);
@@ -326,6 +326,48 @@ pub fn parse_lanes(info: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A peer's remote key, unpacked on the endpoint that reaches it (ucp_ep_rkey_unpack).
+pub struct RemoteKey {
+    pub(crate) raw: NonNull<sys::ucp_rkey>,
+    _endpoint: Rc<EndpointInner>,
+}
+
+impl Drop for RemoteKey {
+    fn drop(&mut self) {
+        // SAFETY: raw is a live rkey; the endpoint it was unpacked on is kept alive by our Rc.
+        unsafe { sys::ucp_rkey_destroy(self.raw.as_ptr()) };
+    }
+}
+
+impl RemoteKey {
+    /// Unpacks a key the peer packed with [`MemHandle::pack_rkey`].
+    pub fn unpack(endpoint: &Endpoint, packed: &[u8]) -> Result<RemoteKey> {
+        if packed.is_empty() {
+            return Err(UcxError::Invalid("empty packed remote key".into()));
+        }
+        let mut raw: sys::ucp_rkey_h = std::ptr::null_mut();
+        // SAFETY: the endpoint is live; packed is valid for the call; raw receives a key
+        // destroyed in Drop.
+        let status = unsafe {
+            sys::ucp_ep_rkey_unpack(
+                endpoint.inner.raw.as_ptr(),
+                packed.as_ptr() as *const libc::c_void,
+                &mut raw,
+            )
+        };
+        check("ucp_ep_rkey_unpack", status)?;
+        Ok(RemoteKey {
+            raw: NonNull::new(raw).expect("ucp_ep_rkey_unpack succeeded with NULL"),
+            _endpoint: endpoint.inner.clone(),
+        })
+    }
+
+    /// Raw handle, for calls nobody wrapped yet.
+    pub fn as_raw(&self) -> sys::ucp_rkey_h {
+        self.raw.as_ptr()
+    }
 }
 
 #[cfg(test)]

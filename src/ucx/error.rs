@@ -11,21 +11,33 @@ pub enum UcxError {
     /// A UCX call returned an error status.
     #[error("{call} failed: {message} (status {status}){hint}")]
     Call {
+        /// The UCX function.
         call: &'static str,
+        /// Its status code.
         status: i32,
+        /// ucs_status_string's text.
         message: String,
+        /// What to try, or empty.
         hint: String,
     },
     /// A request (send, receive, close) completed with an error.
     #[error("{op} completed with an error: {message} (status {status})")]
     Request {
+        /// The operation that failed.
         op: &'static str,
+        /// Its status code.
         status: i32,
+        /// ucs_status_string's text.
         message: String,
     },
     /// A busy-poll gave up waiting.
     #[error("timed out after {secs:.1} s waiting for {what}")]
-    Timeout { what: &'static str, secs: f64 },
+    Timeout {
+        /// What did not arrive.
+        what: &'static str,
+        /// How long it waited, seconds.
+        secs: f64,
+    },
     /// A value passed to the safe layer is out of range or unsupported.
     #[error("{0}")]
     Invalid(String),

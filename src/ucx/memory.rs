@@ -1,13 +1,11 @@
 //! Memory mapped for UCX (ucp_mem_map) and remote keys (packed, exchanged, unpacked).
 
 use std::ptr::NonNull;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use ucx_sys as sys;
 
 use super::context::{Context, ContextInner};
-use super::endpoint::{Endpoint, EndpointInner};
 use super::error::{check, Result, UcxError};
 use crate::mem::{Buffer, MemIface};
 
@@ -62,10 +60,10 @@ impl<B: Buffer> Drop for MemHandle<B> {
         // SAFETY: raw is a live mapping of this context, unmapped once, before `buf` drops.
         let status = unsafe { sys::ucp_mem_unmap(self.context.raw.as_ptr(), self.raw.as_ptr()) };
         if status != sys::UCS_OK as sys::ucs_status_t {
-            eprintln!(
-                "kvxfer: warning: ucp_mem_unmap failed: {}",
+            crate::teardown::record(format!(
+                "ucp_mem_unmap failed: {}",
                 super::error::status_string(status)
-            );
+            ));
         }
     }
 }
@@ -176,46 +174,4 @@ fn map_range(
     let status = unsafe { sys::ucp_mem_map(context.raw.as_ptr(), &params, &mut raw) };
     check("ucp_mem_map", status)?;
     Ok(NonNull::new(raw).expect("ucp_mem_map succeeded with NULL"))
-}
-
-/// A peer's remote key, unpacked on the endpoint that reaches it (ucp_ep_rkey_unpack).
-pub struct RemoteKey {
-    pub(crate) raw: NonNull<sys::ucp_rkey>,
-    _endpoint: Rc<EndpointInner>,
-}
-
-impl Drop for RemoteKey {
-    fn drop(&mut self) {
-        // SAFETY: raw is a live rkey; the endpoint it was unpacked on is kept alive by our Rc.
-        unsafe { sys::ucp_rkey_destroy(self.raw.as_ptr()) };
-    }
-}
-
-impl RemoteKey {
-    /// Unpacks a key the peer packed with [`MemHandle::pack_rkey`].
-    pub fn unpack(endpoint: &Endpoint, packed: &[u8]) -> Result<RemoteKey> {
-        if packed.is_empty() {
-            return Err(UcxError::Invalid("empty packed remote key".into()));
-        }
-        let mut raw: sys::ucp_rkey_h = std::ptr::null_mut();
-        // SAFETY: the endpoint is live; packed is valid for the call; raw receives a key
-        // destroyed in Drop.
-        let status = unsafe {
-            sys::ucp_ep_rkey_unpack(
-                endpoint.inner.raw.as_ptr(),
-                packed.as_ptr() as *const libc::c_void,
-                &mut raw,
-            )
-        };
-        check("ucp_ep_rkey_unpack", status)?;
-        Ok(RemoteKey {
-            raw: NonNull::new(raw).expect("ucp_ep_rkey_unpack succeeded with NULL"),
-            _endpoint: endpoint.inner.clone(),
-        })
-    }
-
-    /// Raw handle, for calls nobody wrapped yet.
-    pub fn as_raw(&self) -> sys::ucp_rkey_h {
-        self.raw.as_ptr()
-    }
 }

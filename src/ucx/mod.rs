@@ -7,6 +7,7 @@
 //! flight, an acknowledgement); what the UCX backend of `xfer` drives is [`xfer`] (put, get or
 //! tagged send per chunk over mapped memory and unpacked remote keys, with notifications and
 //! confirmations), whose operations an [`OpTable`] tracks without borrowing the worker.
+#![warn(missing_docs)]
 
 mod capture;
 mod channel;
@@ -23,9 +24,9 @@ pub use context::{
     header_version, library_path, parse_resources, version, version_lacks, Context, Features,
     Resource,
 };
-pub use endpoint::{parse_lanes, Endpoint};
+pub use endpoint::{parse_lanes, Endpoint, RemoteKey};
 pub use error::{status_string, Result, UcxError};
-pub use memory::{MemHandle, MemHandleRef, MemoryType, RemoteKey};
+pub use memory::{MemHandle, MemHandleRef, MemoryType};
 pub use ops::{OpKind, OpTable};
 pub use worker::{RecvParams, Request, SendParams, Worker};
 

@@ -139,10 +139,10 @@ impl Drop for OpTable {
     fn drop(&mut self) {
         if !self.settle_all(Duration::from_secs(1)) {
             // UCX still owns these requests; the worker's destruction releases them.
-            eprintln!(
-                "kvxfer: warning: {} UCX operations still in flight at exit",
+            crate::teardown::record(format!(
+                "{} UCX operations still in flight at exit",
                 self.pending.len()
-            );
+            ));
         }
     }
 }

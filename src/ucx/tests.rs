@@ -40,6 +40,7 @@ fn tagged_messages_arrive_intact_with_their_length() {
         let mut dst = vec![0u8; len + 10];
         // SAFETY: both buffers outlive the requests, which are driven to completion here.
         let mut r = unsafe { b.tag_recv(dst.as_mut_ptr(), dst.len(), 5, u64::MAX, None) }.unwrap();
+        // SAFETY: as above.
         let mut s = unsafe { ab.tag_send(src.as_ptr(), len, 5, None) }.unwrap();
         drive(&[&a, &b], &mut s);
         assert_eq!(drive(&[&a, &b], &mut r), len);
@@ -55,6 +56,7 @@ fn a_receive_with_another_tag_does_not_match() {
     let mut dst = [0u8; 8];
     // SAFETY: buffers outlive the requests; the unmatched receive is cancelled on drop.
     let mut r = unsafe { b.tag_recv(dst.as_mut_ptr(), 8, 1, u64::MAX, None) }.unwrap();
+    // SAFETY: as above.
     let mut s = unsafe { ab.tag_send(src.as_ptr(), 8, 2, None) }.unwrap();
     drive(&[&a, &b], &mut s);
     for _ in 0..1000 {

@@ -14,9 +14,6 @@ use super::error::{check, request_error, Result, UcxError};
 use super::memory::MemHandleRef;
 use std::sync::Arc;
 
-/// Bytes kvxfer keeps in each UCX request: the received length, written by [`recv_done`].
-pub(crate) const REQUEST_PRIV_BYTES: usize = 16;
-
 /// Completion callback of tagged receives: records the received length in the request.
 ///
 /// UCX 1.13 fills neither `recv_info` on immediate completion nor the info of

@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::endpoint::RemoteKey;
 use super::endpoint::Rma;
 use super::error::{Result, UcxError};
-use super::memory::{MemHandle, RemoteKey};
+use super::memory::MemHandle;
 use super::ops::{OpKind, OpTable};
 use super::{Context, Endpoint, Features, Worker};
-use crate::bootstrap::Exchange;
 use crate::mem::{Buffer, SharedRegion};
+
+/// Swaps this side's worker address for the peer's, out of band (the caller's channel).
+pub type Exchange<'a> = dyn FnMut(&[u8]) -> std::result::Result<Vec<u8>, String> + 'a;
 
 /// How chunks move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +57,7 @@ fn split(token: u64) -> (u64, u32, u32) {
 
 /// One target region as the initiator reaches it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegionOffer {
+pub struct RemoteRegion {
     /// Virtual address of the region's first byte at the target.
     pub addr: u64,
     /// Length in bytes.
@@ -174,7 +177,7 @@ impl UcxXferInitiator {
     }
 
     /// Unpacks the target's regions, one per transfer.
-    pub fn set_remote(&mut self, regions: &[RegionOffer]) -> Result<()> {
+    pub fn set_remote(&mut self, regions: &[RemoteRegion]) -> Result<()> {
         if regions.len() != self.notify_tx.len() {
             return Err(UcxError::Invalid(format!(
                 "the target offers {} regions for {} transfers",
@@ -452,11 +455,11 @@ impl UcxXferTarget {
     }
 
     /// The regions as the initiator reaches them.
-    pub fn offer(&self) -> Result<Vec<RegionOffer>> {
+    pub fn offer(&self) -> Result<Vec<RemoteRegion>> {
         self.regions
             .iter()
             .map(|m| {
-                Ok(RegionOffer {
+                Ok(RemoteRegion {
                     addr: m.buf().as_ptr() as u64,
                     len: m.buf().len() as u64,
                     rkey: base64::engine::general_purpose::STANDARD.encode(m.pack_rkey()?),

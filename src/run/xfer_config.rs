@@ -1,0 +1,323 @@
+//! What an xfer run is asked to do and the limits found before it connects: the
+//! configuration, its plan, its fingerprint, and the buffers it allocates. A leaf of `run`:
+//! the workers, the report and the run itself read it; it reads none of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
+use super::RunError;
+use crate::bootstrap::{Fingerprint, Oob};
+use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
+use crate::mem::{available_memory, HostBuffer};
+use crate::units::human_size;
+use crate::xfer::XferOp;
+
+/// Counts the iterations the initiator's workers have finished, for a progress display.
+#[derive(Debug, Clone, Default)]
+pub struct XferProgress(Arc<std::sync::atomic::AtomicU64>);
+
+impl XferProgress {
+    /// Worker iterations finished so far (warm-up included).
+    pub fn done(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn tick(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Default largest chunk: 4 MiB (or the size, when smaller).
+pub const DEFAULT_BLOCK: u64 = 4 << 20;
+
+/// How N concurrent transfers are carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConcurrencyMode {
+    /// One worker per transfer, each with its own endpoint and completion queues.
+    Endpoints,
+    /// One worker, N transfers outstanding on its one endpoint.
+    Outstanding,
+}
+
+/// Who sends to whom (recorded; on one host every scheme runs over the same loopback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Worker i of the initiator pairs with worker i of the target.
+    Pairwise,
+    /// N initiators into one target (incast).
+    ManyToOne,
+    /// One initiator into N targets.
+    OneToMany,
+}
+
+impl Scheme {
+    /// The name in results (nixlbench spells them without separators).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Pairwise => "pairwise",
+            Scheme::ManyToOne => "many_to_one",
+            Scheme::OneToMany => "one_to_many",
+        }
+    }
+}
+
+/// Which library moves the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XferBackend {
+    /// libfabric RMA (EFA, tcp, shm, ...), with remote CQ data for writes.
+    Libfabric,
+    /// UCX put/get/tagged send (UCX_TLS and UCX_NET_DEVICES choose the transports).
+    Ucx,
+}
+
+impl XferBackend {
+    /// The name in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            XferBackend::Libfabric => "libfabric",
+            XferBackend::Ucx => "ucx",
+        }
+    }
+}
+
+/// Everything an xfer run is asked to do.
+#[derive(Debug, Clone)]
+pub struct XferConfig {
+    /// libfabric or UCX.
+    pub backend: XferBackend,
+    /// Provider name (libfabric).
+    pub provider: String,
+    /// RDM or MSG endpoints.
+    pub endpoint: EndpointType,
+    /// Domain to use, if not the one of the control connection's address.
+    pub domain: Option<String>,
+    /// RMA write (default) or read.
+    pub op: XferOp,
+    /// Bytes per transfer.
+    pub size: u64,
+    /// Largest chunk asked for (None: [`DEFAULT_BLOCK`] or the size).
+    pub block: Option<u64>,
+    /// Chunks in flight per worker.
+    pub window: usize,
+    /// Transfers at once (this process's workers, or outstanding transfers).
+    pub concurrency: usize,
+    /// How concurrent transfers are carried.
+    pub mode: ConcurrencyMode,
+    /// Scheme.
+    pub scheme: Scheme,
+    /// Timed iterations.
+    pub iterations: u64,
+    /// Untimed iterations before them.
+    pub warmup: u64,
+    /// Check every byte at the destination after every iteration.
+    pub verify: bool,
+    /// Target regions are disjoint parts of one allocation.
+    pub reuse: bool,
+    /// Connection, barrier and completion time-out.
+    pub timeout: Duration,
+    /// The initiator sleeps this long before each timed iteration (zero: back to back), so
+    /// the connection goes idle as between requests (TCP slow start after idle).
+    pub idle_before_timed: Duration,
+}
+
+/// Limits found before any connection, and what the run will allocate.
+#[derive(Debug, Clone, Copy)]
+pub struct XferPlan {
+    /// Chunk size in use: min(block, provider's max_msg_size).
+    pub block: u64,
+    /// Chunks per transfer.
+    pub chunks: u64,
+    /// Workers (threads with an endpoint each) on one side.
+    pub workers: usize,
+    /// Transfers per worker.
+    pub transfers_per_worker: usize,
+    /// Host bytes this process will hold: buffers and endpoints.
+    pub bytes: u64,
+    /// Host bytes available (MemAvailable), when known.
+    pub available: Option<u64>,
+}
+
+/// Which sides run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sides {
+    /// Only the target.
+    Target,
+    /// Only the initiator.
+    Initiator,
+    /// Both (a local run).
+    Both,
+}
+
+impl XferConfig {
+    /// The parameters every process of a run must share.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut f = Fingerprint::default()
+            .with("bench", "xfer")
+            .with("backend", self.backend.name())
+            .with("provider", &self.provider)
+            .with("endpoint", endpoint_name(self.endpoint))
+            .with("op", self.op.name())
+            .with("size", self.size)
+            .with(
+                "block",
+                self.block.map(|b| b.to_string()).unwrap_or_default(),
+            )
+            .with("window", self.window)
+            .with("concurrency_mode", self.mode_name())
+            .with("scheme", self.scheme.name())
+            .with("iterations", self.iterations)
+            .with("warmup", self.warmup)
+            .with("verify", self.verify)
+            .with("reuse", self.reuse);
+        if self.mode == ConcurrencyMode::Outstanding {
+            f = f.with("outstanding", self.concurrency);
+        }
+        if !self.idle_before_timed.is_zero() {
+            f = f.with("idle_ms", self.idle_before_timed.as_millis());
+        }
+        f
+    }
+
+    /// `endpoints` or `outstanding`.
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            ConcurrencyMode::Endpoints => "endpoints",
+            ConcurrencyMode::Outstanding => "outstanding",
+        }
+    }
+
+    pub(crate) fn caps(&self) -> u64 {
+        match self.op {
+            XferOp::Send => caps::RMA | caps::MSG | caps::TAGGED,
+            _ => caps::RMA | caps::MSG,
+        }
+    }
+
+    pub(crate) fn spec(&self, oob: &Oob) -> Result<EndpointSpec, RunError> {
+        Ok(EndpointSpec {
+            provider: self.provider.clone(),
+            ep_type: self.endpoint,
+            caps: self.caps(),
+            local_ip: Some(oob.local_ip()?),
+            domain: self.domain.clone(),
+            timeout: self.timeout,
+        })
+    }
+
+    /// (workers, transfers per worker) on one side.
+    pub fn layout(&self) -> (usize, usize) {
+        match self.mode {
+            ConcurrencyMode::Endpoints => (self.concurrency, 1),
+            ConcurrencyMode::Outstanding => (1, self.concurrency),
+        }
+    }
+
+    /// Checks the parameters, the provider and the memory, before anything is allocated.
+    pub fn validate(&self, sides: Sides) -> Result<XferPlan, RunError> {
+        let bad = |m: &str| Err(RunError::Config(m.to_string()));
+        if self.concurrency == 0 {
+            return bad("--concurrency must be at least 1");
+        }
+        if self.window == 0 {
+            return bad("--window must be at least 1");
+        }
+        if self.iterations == 0 {
+            return bad("--iterations must be at least 1");
+        }
+        if self.size == 0 {
+            return bad("--size must be at least 1 byte");
+        }
+        let block = match self.block {
+            Some(0) => return bad("--block must be at least 1 byte"),
+            Some(b) if b > self.size => {
+                return Err(RunError::Config(format!(
+                    "--block {} is larger than --size {}: a transfer is never cut into chunks \
+                     larger than itself",
+                    human_size(b),
+                    human_size(self.size)
+                )))
+            }
+            Some(b) => b,
+            None => DEFAULT_BLOCK.min(self.size),
+        };
+        let (workers, per) = self.layout();
+        let transfers = (workers * per) as u64;
+        let need = MemoryNeed {
+            buffers: transfers.saturating_mul(self.size),
+            endpoints: workers as u64,
+            per_endpoint: match self.backend {
+                XferBackend::Libfabric => libfabric_endpoint_bytes(&self.provider),
+                XferBackend::Ucx => UCX_ENDPOINT_BYTES,
+            },
+        };
+        let need = match sides {
+            Sides::Both => need.both_sides(),
+            _ => need,
+        };
+        let available = available_memory();
+        need.check(available)?;
+        let bytes = need.total().unwrap_or(u64::MAX);
+        let block = match self.backend {
+            XferBackend::Libfabric => {
+                let info = select_info(&EndpointSpec {
+                    provider: self.provider.clone(),
+                    ep_type: self.endpoint,
+                    caps: self.caps(),
+                    local_ip: None,
+                    domain: self.domain.clone(),
+                    timeout: self.timeout,
+                })?;
+                let v = info.view();
+                if self.op == XferOp::Write && v.cq_data_size() < 4 {
+                    return Err(RunError::Config(format!(
+                        "provider {} carries {} bytes of remote CQ data; the write protocol \
+                         needs 4",
+                        self.provider,
+                        v.cq_data_size()
+                    )));
+                }
+                let rx_size = v.queue_sizes().1 as u64;
+                if per as u64 > rx_size {
+                    return Err(RunError::Config(format!(
+                        "--concurrency {per} in outstanding mode keeps {per} control receives \
+                         posted on one endpoint, but provider {}'s receive queue holds {rx_size}: \
+                         lower --concurrency or use --concurrency-mode endpoints",
+                        self.provider
+                    )));
+                }
+                block.min(v.max_msg_size() as u64).max(1)
+            }
+            // UCX has no message size limit of its own (it fragments), and its transports are
+            // checked when the context opens them.
+            XferBackend::Ucx => {
+                if per > crate::ucx::xfer::MAX_TRANSFERS {
+                    return bad("--concurrency is above what one UCX worker can tag");
+                }
+                if self.size.div_ceil(block) > u64::from(u32::MAX) {
+                    return bad("--block is too small: more than 2^32 chunks per transfer");
+                }
+                block
+            }
+        };
+        Ok(XferPlan {
+            block,
+            chunks: self.size.div_ceil(block),
+            workers,
+            transfers_per_worker: per,
+            bytes,
+            available,
+        })
+    }
+}
+
+pub(crate) fn endpoint_name(e: EndpointType) -> &'static str {
+    match e {
+        EndpointType::Rdm => "rdm",
+        EndpointType::Msg => "msg",
+    }
+}
+
+pub(crate) fn alloc(bytes: usize) -> Result<HostBuffer, RunError> {
+    Ok(HostBuffer::for_bulk(bytes)?)
+}

@@ -1,0 +1,216 @@
+//! The KV-sized transfer protocol above the safe layers, shared by every backend: the
+//! operation, the target's events, the set-up times, the typed region offer, and the pair of
+//! traits the transfer loop (`bench::xfer`) drives; one initiator end and one target end per
+//! backend implement them directly.
+#![warn(missing_docs)]
+
+pub mod libfabric;
+pub mod ucx;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The operation that moves a transfer's chunks, whichever library carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XferOp {
+    /// The initiator writes into the target's memory (libfabric writedata, UCX put).
+    Write,
+    /// The initiator reads from the target's memory (libfabric read, UCX get).
+    Read,
+    /// Tagged sends into receives the target posts at each chunk's place.
+    Send,
+}
+
+impl XferOp {
+    /// The name in results and fingerprints.
+    pub fn name(self) -> &'static str {
+        match self {
+            XferOp::Write => "write",
+            XferOp::Read => "read",
+            XferOp::Send => "send",
+        }
+    }
+}
+
+/// A remote event the target sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetEvent {
+    /// A chunk of the transfer landed.
+    Data(u32),
+    /// The initiator says the transfer has this many chunks.
+    Notify {
+        /// Transfer index.
+        transfer: u32,
+        /// Chunks to count.
+        chunks: u64,
+    },
+}
+
+/// Set-up costs of one end, nanoseconds: connection, first registration, a second one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetupTimes {
+    /// Connection set-up (address exchange and endpoint creation).
+    pub connect_ns: u64,
+    /// Registering the first region.
+    pub registration_first_ns: u64,
+    /// Registering the same region again (a cache hit where the library caches).
+    pub registration_cached_ns: u64,
+}
+
+/// The target's regions, one per transfer, in the form its backend reaches them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", content = "regions", rename_all = "lowercase")]
+pub enum RegionOffer {
+    /// libfabric: address (or offset) and key of each registered region.
+    Libfabric(Vec<crate::fabric::RemoteRegion>),
+    /// UCX: address, length and packed remote key of each mapped region.
+    Ucx(Vec<crate::ucx::xfer::RemoteRegion>),
+}
+
+/// Errors of a transfer end.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum XferError {
+    /// libfabric failed.
+    #[error(transparent)]
+    Fabric(crate::fabric::FabricError),
+    /// UCX failed.
+    #[error(transparent)]
+    Ucx(crate::ucx::UcxError),
+    /// An end, or the library under it, waited longer than the run allows.
+    #[error("timed out after {:.1} s waiting for {what}", after.as_secs_f64())]
+    Timeout {
+        /// What did not arrive.
+        what: &'static str,
+        /// How long it waited.
+        after: Duration,
+    },
+    /// The peer's offer does not fit this end (another backend, or too few regions).
+    #[error("the target's region offer: {0}")]
+    Offer(String),
+}
+
+impl From<crate::fabric::FabricError> for XferError {
+    /// A libfabric time-out becomes the transfer's own [`XferError::Timeout`].
+    fn from(e: crate::fabric::FabricError) -> XferError {
+        match e {
+            crate::fabric::FabricError::Timeout { what, secs } => XferError::Timeout {
+                what,
+                after: Duration::from_secs_f64(secs),
+            },
+            e => XferError::Fabric(e),
+        }
+    }
+}
+
+impl From<crate::ucx::UcxError> for XferError {
+    /// A UCX time-out becomes the transfer's own [`XferError::Timeout`].
+    fn from(e: crate::ucx::UcxError) -> XferError {
+        match e {
+            crate::ucx::UcxError::Timeout { what, secs } => XferError::Timeout {
+                what,
+                after: Duration::from_secs_f64(secs),
+            },
+            e => XferError::Ucx(e),
+        }
+    }
+}
+
+/// What the initiator's side of the transfer loop needs from a transport.
+pub trait XferInitiator {
+    /// Posts chunk `chunk` of `transfer`: `len` bytes at `offset` of the transfer's region.
+    /// Ok(false): the transport is busy; the loop polls and retries.
+    fn post(
+        &mut self,
+        transfer: u32,
+        chunk: u32,
+        offset: usize,
+        len: usize,
+    ) -> Result<bool, XferError>;
+    /// Appends the (transfer, chunk) of chunks completed locally since the last call.
+    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), XferError>;
+    /// Tells the target how many chunks of `transfer` to count.
+    fn notify(&mut self, transfer: u32, chunks: u64) -> Result<(), XferError>;
+    /// Appends the transfers the target confirmed since the last call.
+    fn poll_confirmed(&mut self, confirmed: &mut Vec<u32>) -> Result<(), XferError>;
+}
+
+/// What the target's side of the transfer loop needs from a transport.
+pub trait XferTarget {
+    /// Appends the remote events since the last call.
+    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), XferError>;
+    /// Confirms a complete transfer to the initiator.
+    fn confirm(&mut self, transfer: u32) -> Result<(), XferError>;
+}
+
+/// The library an end runs on, for recording what it chose.
+pub enum Library<'a> {
+    /// libfabric, with the provider's info.
+    Libfabric(&'a crate::fabric::Info),
+    /// UCX, with the context and the endpoint.
+    Ucx(&'a crate::ucx::Context, &'a crate::ucx::Endpoint),
+}
+
+/// An initiator end, connected and registered.
+pub trait InitiatorEnd: XferInitiator {
+    /// Takes the target's region offer.
+    fn set_remote(&mut self, offer: RegionOffer) -> Result<(), XferError>;
+    /// The local buffer (every transfer back to back), while nothing is in flight.
+    fn local_mut(&mut self) -> Option<&mut [u8]>;
+    /// Completes what is still in flight (between iterations).
+    fn drain(&mut self) -> Result<(), XferError>;
+    /// The library this end runs on.
+    fn library(&self) -> Library<'_>;
+}
+
+/// A target end, connected and registered.
+pub trait TargetEnd: XferTarget {
+    /// The regions as the initiator reaches them.
+    fn offer(&self) -> Result<RegionOffer, XferError>;
+    /// Region `i`, for filling and checking.
+    fn region_mut(&mut self, i: usize) -> Option<&mut [u8]>;
+    /// Posts the receives of a send-based iteration.
+    fn arm_receives(&mut self, plan: &[(usize, usize)]) -> Result<(), XferError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offer_names_its_backend_and_refuses_the_other_form() {
+        let offer = RegionOffer::Ucx(vec![crate::ucx::xfer::RemoteRegion {
+            addr: 4096,
+            len: 1 << 20,
+            rkey: "AAE=".into(),
+        }]);
+        let json = serde_json::to_value(&offer).unwrap();
+        assert_eq!(json["backend"], "ucx");
+        assert_eq!(json["regions"][0]["len"], 1 << 20);
+        let back: RegionOffer = serde_json::from_value(json).unwrap();
+        assert_eq!(back, offer);
+        let fabric = serde_json::json!({"backend": "libfabric", "regions": [{"addr": 1}]});
+        assert!(serde_json::from_value::<RegionOffer>(fabric).is_err());
+    }
+
+    #[test]
+    fn a_timeout_of_either_library_is_the_transfers_own() {
+        let after = Duration::from_millis(2500);
+        for e in [
+            XferError::from(crate::fabric::FabricError::Timeout {
+                what: "completions",
+                secs: 2.5,
+            }),
+            XferError::from(crate::ucx::UcxError::Timeout {
+                what: "completions",
+                secs: 2.5,
+            }),
+        ] {
+            assert!(
+                matches!(e, XferError::Timeout { what: "completions", after: a } if a == after),
+                "{e:?}"
+            );
+        }
+    }
+}
