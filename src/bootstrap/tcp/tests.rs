@@ -1,0 +1,256 @@
+use super::*;
+
+fn fp(iters: u32) -> Fingerprint {
+    Fingerprint::default()
+        .with("provider", "tcp")
+        .with("iterations", iters)
+}
+
+#[test]
+fn matching_peers_exchange_and_synchronise() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().to_string();
+    let t = std::thread::spawn(move || {
+        let mut o = l.accept(&fp(10), Duration::from_secs(5)).unwrap();
+        let got = o.exchange(b"target-name").unwrap();
+        o.barrier().unwrap();
+        got
+    });
+    let mut o = Oob::connect(&addr, &fp(10), Duration::from_secs(5)).unwrap();
+    assert_eq!(o.exchange(b"initiator-name").unwrap(), b"target-name");
+    o.barrier().unwrap();
+    assert_eq!(t.join().unwrap(), b"initiator-name");
+    assert!(o.local_ip().unwrap().is_loopback());
+}
+
+#[test]
+fn mismatch_names_the_parameter_on_both_sides() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().to_string();
+    let t = std::thread::spawn(move || l.accept(&fp(10), Duration::from_secs(5)).err());
+    let e = Oob::connect(&addr, &fp(20), Duration::from_secs(5))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("iterations is 20 here but 10 on the peer"),
+        "{e}"
+    );
+    let te = t.join().unwrap().unwrap().to_string();
+    assert!(
+        te.contains("iterations is 10 here but 20 on the peer"),
+        "{te}"
+    );
+}
+
+#[test]
+fn another_subcommand_is_named_before_any_parameter() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().to_string();
+    let xfer = Fingerprint::default()
+        .with("bench", "xfer")
+        .with("backend", "libfabric");
+    let pp = Fingerprint::default().with("bench", "rma_pingpong");
+    let t = std::thread::spawn(move || l.accept(&xfer, Duration::from_secs(5)).err());
+    let e = Oob::connect(&addr, &pp, Duration::from_secs(5))
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "the peer runs `kvxfer xfer`, this side `kvxfer rma-pingpong`: start both sides \
+         with the same subcommand and options"
+    );
+    let te = t.join().unwrap().unwrap().to_string();
+    assert!(
+        te.starts_with("the peer runs `kvxfer rma-pingpong`, this side `kvxfer xfer`"),
+        "{te}"
+    );
+}
+
+#[test]
+fn a_failure_reaches_the_peer_waiting_for_data() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().to_string();
+    let t = std::thread::spawn(move || {
+        let mut o = l.accept(&fp(1), Duration::from_secs(5)).unwrap();
+        o.report_failure("provider tcp has no domain lo");
+    });
+    let mut o = Oob::connect(&addr, &fp(1), Duration::from_secs(5)).unwrap();
+    let e = o.exchange(b"name").err().unwrap().to_string();
+    assert_eq!(e, "the peer failed: provider tcp has no domain lo");
+    t.join().unwrap();
+}
+
+#[test]
+fn an_initiator_started_first_meets_a_target_that_binds_later() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let ini = std::thread::spawn(move || {
+        let mut o = Oob::connect(&addr, &fp(3), Duration::from_secs(10))?;
+        o.exchange(b"late")
+    });
+    // The target binds while the initiator is retrying; its one accept must be the run.
+    std::thread::sleep(Duration::from_millis(120));
+    let l = OobListener::bind(format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
+    let mut o = l.accept(&fp(3), Duration::from_secs(10)).unwrap();
+    assert_eq!(o.exchange(b"target").unwrap(), b"late");
+    assert_eq!(ini.join().unwrap().unwrap(), b"target");
+}
+
+#[test]
+fn unreachable_peer_fails_within_timeout() {
+    // Bind then drop to find a port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = Instant::now();
+    let e = Oob::connect(
+        &format!("127.0.0.1:{port}"),
+        &fp(1),
+        Duration::from_millis(500),
+    )
+    .err()
+    .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(matches!(e, BootstrapError::Unreachable { .. }), "{e}");
+}
+
+#[test]
+fn port_in_use_is_reported() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let e = OobListener::bind(l.local_addr()).err().unwrap().to_string();
+    assert!(e.contains("cannot listen on 127.0.0.1:"), "{e}");
+}
+
+#[test]
+fn a_failure_report_where_json_was_due_names_the_peers_error() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().to_string();
+    let t = std::thread::spawn(move || {
+        let mut o = l.accept(&fp(1), Duration::from_secs(5)).unwrap();
+        o.report_failure("fi_mr_regattr failed: No space left");
+    });
+    let mut o = Oob::connect(&addr, &fp(1), Duration::from_secs(5)).unwrap();
+    let e = o.recv_json::<Vec<u32>>().unwrap_err();
+    t.join().unwrap();
+    assert!(
+        matches!(&e, BootstrapError::PeerFailed(m) if m.contains("fi_mr_regattr")),
+        "{e}"
+    );
+}
+
+#[test]
+fn connections_without_a_hello_are_dropped_and_the_target_waits_on() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr();
+    let t = std::thread::spawn(move || {
+        let mut o = l.accept(&fp(2), Duration::from_secs(20))?;
+        o.exchange(b"target")
+    });
+    // A health check (connect, close), an HTTP probe, and a silent connection.
+    drop(TcpStream::connect(addr).unwrap());
+    let mut http = TcpStream::connect(addr).unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let silent = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    let mut o = Oob::connect(&addr.to_string(), &fp(2), Duration::from_secs(20)).unwrap();
+    assert_eq!(o.exchange(b"initiator").unwrap(), b"target");
+    assert_eq!(t.join().unwrap().unwrap(), b"initiator");
+    // The silent one held the target for at most the hello time-out.
+    assert!(start.elapsed() < HELLO_TIMEOUT + Duration::from_secs(3));
+    drop((http, silent));
+}
+
+#[test]
+fn a_target_with_only_strays_gives_up_at_its_timeout() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr();
+    let _silent = TcpStream::connect(addr).unwrap();
+    let start = Instant::now();
+    let e = l.accept(&fp(1), Duration::from_millis(800)).err().unwrap();
+    assert!(matches!(e, BootstrapError::NoInitiator { .. }), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_silent_peer_ends_a_barrier_at_the_timeout() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().to_string();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        let o = l.accept(&fp(1), Duration::from_secs(5)).unwrap();
+        // Holds the connection open, answering nothing, until told.
+        let _ = rx.recv();
+        drop(o);
+    });
+    let mut o = Oob::connect(&addr, &fp(1), Duration::from_millis(700)).unwrap();
+    let start = Instant::now();
+    let e = o.barrier().unwrap_err();
+    let waited = start.elapsed();
+    tx.send(()).unwrap();
+    t.join().unwrap();
+    // The listener is this process's: a one-process run's wording.
+    assert!(
+        matches!(
+            e,
+            BootstrapError::Silent {
+                in_process: true,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("0.7 s"), "{e}");
+    assert!(e.to_string().contains("this one-process run"), "{e}");
+    assert!(
+        waited >= Duration::from_millis(650) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn a_trickling_peer_cannot_stretch_a_wait() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().to_string();
+    let t = std::thread::spawn(move || {
+        let mut o = l.accept(&fp(1), Duration::from_secs(5)).unwrap();
+        // A frame header announcing 100 bytes, then one byte every 200 ms.
+        let _ = o.stream.write_all(&[FRAME_DATA, 0, 0, 0, 100]);
+        for _ in 0..20 {
+            if o.stream.write_all(b"x").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut o = Oob::connect(&addr, &fp(1), Duration::from_millis(900)).unwrap();
+    let start = Instant::now();
+    let e = o.recv_frame().unwrap_err();
+    assert!(matches!(e, BootstrapError::Silent { .. }), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+    t.join().unwrap();
+}
+
+#[test]
+fn default_port_is_added() {
+    assert_eq!(with_default_port("127.0.0.1"), "127.0.0.1:47590");
+    assert_eq!(with_default_port("localhost"), "localhost:47590");
+    assert_eq!(with_default_port("127.0.0.1:9"), "127.0.0.1:9");
+    assert_eq!(with_default_port("::1"), "[::1]:47590");
+}

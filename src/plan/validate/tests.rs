@@ -1,0 +1,229 @@
+use super::*;
+use serde_json::json;
+
+fn minimal() -> Value {
+    json!({
+        "name": "p", "description": "d",
+        "infrastructure": {"tools": {"kvxfer": "kvxfer", "ucx_perftest": "ucx_perftest"}},
+        "common": {"output_dir": "/tmp/r", "timeout_s": 60},
+        "kv_cache_reference": {"bytes_per_token": 57344}, "validation_targets": {},
+        "layers": [{"id": "L3", "patterns": [{
+            "id": "pll-ucx-lat", "tool": "ucx_perftest", "description": "x",
+            "params": {"test": "tag_lat", "ucx_tls": "tcp", "mem": "host",
+                       "sizes": [64], "iterations": 10, "warmup": 0}}]}]
+    })
+}
+
+#[test]
+fn a_minimal_plan_is_valid() {
+    assert_eq!(validate(&minimal()), []);
+}
+
+#[test]
+fn ports_tools_tolerance_and_endpoints_are_checked_by_field() {
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("/common/control_port", json!(-1), "$.common.control_port"),
+        (
+            "/common/control_port",
+            json!(99999),
+            "$.common.control_port",
+        ),
+        (
+            "/common/control_port",
+            json!("1; rm -rf /"),
+            "$.common.control_port",
+        ),
+        (
+            "/infrastructure/tools/kvxfer",
+            Value::Null,
+            "$.infrastructure.tools.kvxfer",
+        ),
+        (
+            "/infrastructure/tools/ucx_perftest",
+            json!(""),
+            "$.infrastructure.tools.ucx_perftest",
+        ),
+        (
+            "/validation_targets/crosscheck_tolerance",
+            json!(-0.5),
+            "$.validation_targets.crosscheck_tolerance",
+        ),
+    ];
+    for (at, value, path) in cases {
+        let mut p = minimal();
+        let (parent, key) = at.rsplit_once('/').unwrap();
+        let obj = p.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+        if value.is_null() {
+            obj.remove(key);
+        } else {
+            obj.insert(key.to_string(), value.clone());
+        }
+        let got = validate(&p);
+        assert_eq!(got.len(), 1, "{at}={value}: {got:?}");
+        assert_eq!(got[0].path, path, "{at}={value}");
+    }
+    let mut p = minimal();
+    p["validation_targets"]["crosscheck_tolerance"] = json!(0.1);
+    p["common"]["control_port"] = json!(47600);
+    assert_eq!(validate(&p), []);
+    p["layers"][0] = json!({"id": "L0", "patterns": [{
+        "id": "pll-fi", "tool": "fi_pingpong", "description": "x",
+        "params": {"provider": "tcp", "endpoint": "dgram", "mode": "msg",
+                   "sizes": [64], "iterations": 1, "warmup": 0}}]});
+    p["infrastructure"]["tools"]["fi_pingpong"] = json!("fi_pingpong");
+    let got: Vec<String> = validate(&p).iter().map(|x| x.path.clone()).collect();
+    assert_eq!(got, ["$.layers[0].patterns[0].params.endpoint"]);
+}
+
+#[test]
+fn every_problem_has_its_path() {
+    let mut p = minimal();
+    p["common"]["output_dir"] = json!("relative");
+    p["name"] = json!("../up");
+    let pat = &mut p["layers"][0]["patterns"][0];
+    pat["tool"] = json!("nixlbench");
+    let mut dup = p["layers"][0]["patterns"][0].clone();
+    dup["params"]["sizes"] = json!([]);
+    dup["tool"] = json!("ucx_perftest");
+    dup["params"]["mem"] = json!("gpu");
+    dup["description"] = json!("a\nb");
+    dup["env"] = json!({"BAD NAME": "x"});
+    p["layers"][0]["patterns"].as_array_mut().unwrap().push(dup);
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    let want = [
+        "$.common.output_dir: must be an absolute path",
+        "$.name: must hold only letters, digits, - and _ (it names a folder)",
+        "$.layers[0].patterns[1].description: holds a control character (a command must be one line)",
+        "$.layers[0].patterns[0].tool: nixlbench belongs to layer L1, not L3",
+        "$.layers[0].patterns[0].params.backend: missing",
+        "$.layers[0].patterns[1].id: duplicate pattern id \"pll-ucx-lat\"",
+        "$.layers[0].patterns[1].params.mem: must be one of host, cuda",
+        "$.layers[0].patterns[1].env.BAD NAME: not an environment variable name",
+        "$.layers[0].patterns[1].params.sizes: must be a non-empty list of positive integers",
+    ];
+    for w in want {
+        assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");
+    }
+}
+
+#[test]
+fn an_xfer_pattern_names_a_provider_or_ucx_transports_by_its_backend() {
+    let mut p = minimal();
+    p["layers"][0]["id"] = json!("L1");
+    p["layers"][0]["patterns"][0] = json!({
+        "id": "pll-x", "tool": "kvxfer_xfer", "description": "x",
+        "params": {"backend": "ucx", "ucx_tls": "tcp", "op": "send", "size": 1024,
+                   "concurrency": 1, "scheme": "pairwise", "iterations": 1, "warmup": 0}});
+    assert_eq!(validate(&p), []);
+    // libfabric (the default) needs a provider and an endpoint type; UCX needs UCX_TLS.
+    let x = &mut p["layers"][0]["patterns"][0]["params"];
+    x.as_object_mut().unwrap().remove("backend");
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "$.layers[0].patterns[0].params.provider: missing",
+            "$.layers[0].patterns[0].params.endpoint: missing",
+        ]
+    );
+    let x = &mut p["layers"][0]["patterns"][0]["params"];
+    x["backend"] = json!("ucx");
+    x.as_object_mut().unwrap().remove("ucx_tls");
+    x["op"] = json!("atomic");
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(got[0].ends_with("params.ucx_tls: missing"), "{got:#?}");
+    assert!(got[1].contains("params.op"), "{got:#?}");
+    p["layers"][0]["patterns"][0]["params"]["backend"] = json!("verbs");
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert!(got
+        .iter()
+        .any(|g| g == "$.layers[0].patterns[0].params.backend: must be one of libfabric, ucx"));
+}
+
+#[test]
+fn optional_settings_are_checked() {
+    let mut p = minimal();
+    assert_eq!(validate(&p), []);
+    p["infrastructure"]["topology"] = json!("one-host");
+    p["common"]["peer_timeout_s"] = json!(30);
+    p["common"]["realtime_priority"] = json!(1);
+    p["layers"][0]["patterns"][0]["params"]["runs"] = json!(5);
+    assert_eq!(validate(&p), []);
+    p["infrastructure"]["topology"] = json!("three-node");
+    p["common"]["peer_timeout_s"] = json!(0);
+    p["common"]["realtime_priority"] = json!(100);
+    p["layers"][0]["patterns"][0]["params"]["runs"] = json!(0);
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "$.common.peer_timeout_s: must be an integer >= 1",
+            "$.common.realtime_priority: must be an integer from 1 to 99",
+            "$.infrastructure.topology: must be one of two-node, one-host",
+            "$.layers[0].patterns[0].params.runs: must be an integer from 1 to 100 (alternating runs of kvxfer and the stock tool)",
+        ]
+    );
+    let mut q = minimal();
+    q["infrastructure"]["topology"] = json!("one-host");
+    q["layers"][0]["id"] = json!("L1");
+    q["layers"][0]["patterns"][0]["tool"] = json!("nixlbench");
+    let got: Vec<String> = validate(&q).iter().map(|x| x.to_string()).collect();
+    assert!(
+        got.contains(&"$.layers[0].patterns[0].tool: a one-host plan runs only fi_pingpong, kvxfer_xfer, kvxfer_kv, ucx_perftest patterns".to_string()),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn kvxfer_kv_patterns_need_their_model_and_layout() {
+    let mut p = minimal();
+    p["layers"][0]["id"] = json!("L2");
+    p["layers"][0]["patterns"][0] = json!({
+        "id": "pll-kvbench-efa-1k", "tool": "kvxfer_kv", "description": "x",
+        "params": {"provider": "efa", "endpoint": "rdm", "model": "qwen2.5-7b",
+                   "tokens": 1000, "page_size": 16, "tp": 1, "pp": 1,
+                   "access_pattern": "block", "iterations": 20, "warmup": 2}});
+    assert_eq!(validate(&p), []);
+    let pat = &mut p["layers"][0]["patterns"][0]["params"];
+    pat.as_object_mut().unwrap().remove("tokens");
+    pat["access_pattern"] = json!("diagonal");
+    let got: Vec<String> = validate(&p).iter().map(|x| x.path.clone()).collect();
+    assert_eq!(
+        got,
+        [
+            "$.layers[0].patterns[0].params.tokens",
+            "$.layers[0].patterns[0].params.access_pattern"
+        ]
+    );
+}
+
+#[test]
+fn ids_are_checked() {
+    assert!(valid_id("pll-fi-pingpong-efa-msg"));
+    assert!(!valid_id("pll-"));
+    assert!(!valid_id("pll-A"));
+    assert!(!valid_id("x-1"));
+}
+
+#[test]
+fn nixl_twin_needs_a_pairwise_ucx_transfer_of_equal_blocks() {
+    let ok = json!({"backend": "ucx", "ucx_tls": "tcp", "op": "write", "size": 704643072,
+                    "block": 4194304, "concurrency": 1, "scheme": "pairwise", "twin": "nixl"});
+    let probs = |v: &Value| twin_problems(v.as_object().unwrap());
+    assert!(probs(&ok).is_empty(), "{:?}", probs(&ok));
+    let mut no_twin = ok.clone();
+    no_twin.as_object_mut().unwrap().remove("twin");
+    no_twin["op"] = json!("send");
+    assert!(probs(&no_twin).is_empty());
+    let mut bad = ok.clone();
+    bad["backend"] = json!("libfabric");
+    bad["op"] = json!("send");
+    bad["concurrency"] = json!(4);
+    bad["block"] = json!(4000000);
+    let keys: Vec<&str> = probs(&bad).iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, ["backend", "op", "scheme", "block"]);
+    let mut other = ok.clone();
+    other["twin"] = json!("nixlbench");
+    assert_eq!(probs(&other), [("twin", "must be nixl".to_string())]);
+}
