@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
+use kvxfer::report::export::{export_all, ExportError, Exporter, JsonFile};
+use kvxfer::report::ResultDoc;
 use kvxfer::run::pair::{self, PairRun, Progress, SideOutcome};
 
 /// `--endpoint`.
@@ -233,46 +235,46 @@ impl OutputArgs {
     /// Writes the JSON file, then records to MLflow; the file is written first, so a failed
     /// recording loses nothing (`kvxfer record` catches up later). Without --json, a failed
     /// recording leaves the document in `kvxfer-<bench>-<time>.json` in the current directory.
-    pub fn export(&self, doc: &mut kvxfer::report::ResultDoc) -> anyhow::Result<()> {
-        use anyhow::Context;
+    pub fn export(&self, doc: &mut ResultDoc) -> anyhow::Result<()> {
+        self.publish(doc, None)
+    }
+
+    /// The output pipeline: the terminal table (when given), the JSON file, then MLflow, each
+    /// an [`Exporter`], as [`export`](Self::export) says.
+    pub fn publish(&self, doc: &mut ResultDoc, table: Option<&dyn Exporter>) -> anyhow::Result<()> {
         if self.pattern_id.is_some() {
             doc.pattern_id = self.pattern_id.clone();
         }
-        if let Some(path) = &self.json {
-            kvxfer::report::write_atomic(path, &doc.to_json())
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        if let Some(uri) = &self.mlflow_uri {
+        let json = self.json.clone().map(JsonFile);
+        let mlflow = self.mlflow_uri.as_ref().map(|uri| {
             let mut cfg = kvxfer::mlflow::RecordConfig::new(uri);
             cfg.experiment = self.experiment.clone();
-            let name = self
+            let file_name = self
                 .json
                 .as_ref()
                 .and_then(|p| p.file_name())
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| format!("{}.json", doc.bench));
-            let outcome = match kvxfer::mlflow::record_doc(&cfg, doc, &name) {
-                Ok(o) => o,
-                Err(e) => {
-                    let kept = match &self.json {
-                        Some(p) => format!("the result is kept in {}", p.display()),
-                        None => keep_fallback(doc),
-                    };
-                    anyhow::bail!(
-                        "recording to MLflow at {uri}: {e} ({kept}; `kvxfer record` can add it later)"
-                    );
-                }
-            };
-            match outcome {
-                kvxfer::mlflow::Outcome::Recorded {
-                    run_id, run_name, ..
-                } => {
-                    eprintln!("kvxfer: recorded in MLflow as run {run_name} ({run_id})")
-                }
-                other => eprintln!("kvxfer: MLflow: {other:?}"),
+            kvxfer::mlflow::Mlflow { cfg, file_name }
+        });
+        let exporters: Vec<&dyn Exporter> = [
+            table,
+            json.as_ref().map(|j| j as &dyn Exporter),
+            mlflow.as_ref().map(|m| m as &dyn Exporter),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        export_all(&exporters, doc, &mut |line| eprintln!("kvxfer: {line}")).map_err(|e| match e {
+            ExportError::Record { .. } => {
+                let kept = match &self.json {
+                    Some(p) => format!("the result is kept in {}", p.display()),
+                    None => keep_fallback(doc),
+                };
+                anyhow::anyhow!("{e} ({kept}; `kvxfer record` can add it later)")
             }
-        }
-        Ok(())
+            other => other.into(),
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use kvxfer::bench::memcpy::run_memcpy;
 use kvxfer::mem::available_memory;
-use kvxfer::report::{write_atomic, ResultDoc, SizeResult, Status};
+use kvxfer::report::{export, ResultDoc, SizeResult, Status};
 use kvxfer::stats::{encode_histogram, LatencySummary};
 use kvxfer::units::human_size;
 use serde_json::json;
@@ -73,17 +73,18 @@ pub fn run(a: MemcpyArgs) -> anyhow::Result<ExitCode> {
     );
     doc.results.push(r);
     doc.status = Status::Complete;
-    println!(
-        "memcpy {} one thread: median {:.3} ms = {:.2} GB/s ({:.2} GiB/s), best {:.2} GB/s",
+    let line = format!(
+        "memcpy {} one thread: median {:.3} ms = {:.2} GB/s ({:.2} GiB/s), best {:.2} GB/s\n",
         human_size(a.size),
         h.value_at_quantile(0.5) as f64 / 1e6,
         gbps(h.value_at_quantile(0.5)),
         gbps(h.value_at_quantile(0.5)) * 1e9 / (1u64 << 30) as f64,
         gbps(h.min())
     );
-    if let Some(path) = &a.json {
-        write_atomic(path, &doc.to_json())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    let terminal = export::Table(|_: &ResultDoc| line.clone());
+    let json = a.json.clone().map(export::JsonFile);
+    let mut exporters: Vec<&dyn export::Exporter> = vec![&terminal];
+    exporters.extend(json.as_ref().map(|j| j as &dyn export::Exporter));
+    export::export_all(&exporters, &doc, &mut |l| eprintln!("kvxfer: {l}"))?;
     Ok(ExitCode::SUCCESS)
 }

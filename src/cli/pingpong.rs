@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use kvxfer::fabric::MsgMode;
-use kvxfer::report::table;
+use kvxfer::report::{export, table};
 use kvxfer::run::pair::PairRun;
 use kvxfer::run::pingpong::PingPongConfig;
 
@@ -99,8 +99,8 @@ pub fn drive<C: PairRun>(
         Ok(o) => o.doc,
         Err(e) => return a.output.fail(e, table::pingpong),
     };
-    print!("{}", table::pingpong(&doc));
-    a.output.export(&mut doc)?;
+    a.output
+        .publish(&mut doc, Some(&export::Table(table::pingpong)))?;
     Ok(ExitCode::SUCCESS)
 }
 

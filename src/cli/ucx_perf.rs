@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kvxfer::report::ucx_table;
+use kvxfer::report::{export, ucx_table};
 use kvxfer::run::ucx_perf::{MemoryKind, UcxPerfConfig, UcxTest};
 
 use super::common::{parse_sizes, run_pair, OutputArgs};
@@ -115,11 +115,14 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return a.output.fail(e, table),
     };
     // Only the initiator measures, as only ucx_perftest's client prints.
-    if a.listen.is_none() {
-        print!("{}", ucx_table::ucx_perf(&doc));
-    } else {
+    let terminal = export::Table(ucx_table::ucx_perf);
+    if a.listen.is_some() {
         eprintln!("kvxfer: ucx-perf target done; the initiator reports the figures");
     }
-    a.output.export(&mut doc)?;
+    let table = a
+        .listen
+        .is_none()
+        .then_some(&terminal as &dyn export::Exporter);
+    a.output.publish(&mut doc, table)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,11 +4,13 @@
 
 mod client;
 mod error;
+mod export;
 mod mapping;
 mod record;
 
 pub use client::{Client, FileInfo, KeyValue, Metric, RetryPolicy, Run, RunData, RunInfo};
 pub use error::MlflowError;
+pub use export::Mlflow;
 pub use mapping::{
     content_hash, plan_run, sanitize_key, Artifact, MapOptions, RunPlan, CONTENT_HASH_TAG,
     DEFAULT_BYTES_PER_TOKEN, NONFINITE_TAG,

@@ -166,19 +166,7 @@ pub fn validate(plan: &Value) -> Vec<Problem> {
         v.err("$", "a plan is a JSON object");
         return v.problems;
     };
-    v.text(plan, "$", "name");
-    if let Some(n) = plan.get("name").and_then(Value::as_str) {
-        let safe = n
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
-        if !safe {
-            v.err(
-                "$.name",
-                "must hold only letters, digits, - and _ (it names a folder)",
-            );
-        }
-    }
-    v.text(plan, "$", "description");
+    v.check_identity(plan);
     for key in [
         "infrastructure",
         "common",
@@ -189,108 +177,152 @@ pub fn validate(plan: &Value) -> Vec<Problem> {
             v.err(&format!("$.{key}"), "missing or not an object");
         }
     }
-    match plan.pointer("/common/output_dir").and_then(Value::as_str) {
-        Some(d) if d.starts_with('/') => {}
-        _ => v.err("$.common.output_dir", "must be an absolute path"),
-    }
-    if !plan
-        .pointer("/common/timeout_s")
-        .and_then(Value::as_u64)
-        .is_some_and(|n| n >= 1)
-    {
-        v.err(
-            "$.common.timeout_s",
-            "must be an integer >= 1 (seconds per tool run)",
-        );
-    }
-    if let Some(env) = plan.pointer("/common/env") {
-        v.env(env, "$.common.env");
-    }
-    for (key, min, max) in [
-        ("peer_timeout_s", 1, u64::MAX),
-        ("realtime_priority", 1, 99),
-        ("reference_port", 1, 65535),
-        ("control_port", 1, 65535),
-    ] {
-        if let Some(x) = plan.pointer(&format!("/common/{key}")) {
-            if !x.as_u64().is_some_and(|n| (min..=max).contains(&n)) {
-                let range = if max == u64::MAX {
-                    format!("an integer >= {min}")
-                } else {
-                    format!("an integer from {min} to {max}")
-                };
-                v.err(&format!("$.common.{key}"), &format!("must be {range}"));
-            }
-        }
-    }
-    let one_host = match plan.pointer("/infrastructure/topology") {
-        None => false,
-        Some(t) if t == "two-node" => false,
-        Some(t) if t == "one-host" => true,
-        Some(_) => {
-            v.err(
-                "$.infrastructure.topology",
-                "must be one of two-node, one-host",
-            );
-            false
-        }
-    };
-    if let Some(n) = plan.pointer("/kv_cache_reference/bytes_per_token") {
-        if n.as_u64().unwrap_or(0) == 0 {
-            v.err(
-                "$.kv_cache_reference.bytes_per_token",
-                "must be a positive integer",
-            );
-        }
-    }
-    if let Some(t) = plan.pointer("/validation_targets/crosscheck_tolerance") {
-        if !t.as_f64().is_some_and(|x| x > 0.0) {
-            v.err(
-                "$.validation_targets.crosscheck_tolerance",
-                "must be a number > 0 (the largest relative difference accepted)",
-            );
-        }
-    }
+    v.check_common(plan);
+    let one_host = v.one_host(plan);
+    v.check_targets(plan);
     v.tool_path(plan, "kvxfer");
     v.strings(plan, "$");
     let Some(layers) = top.get("layers").and_then(Value::as_array) else {
         v.err("$.layers", "missing or not a list");
         return v.problems;
     };
-    if layers.is_empty() {
-        v.err("$.layers", "no layer");
-    }
-    let mut ids = BTreeSet::new();
-    for (li, layer) in layers.iter().enumerate() {
-        let lp = format!("$.layers[{li}]");
-        let lid = layer.get("id").and_then(Value::as_str).unwrap_or("");
-        if !["L0", "L1", "L2", "L3"].contains(&lid) {
-            v.err(&format!("{lp}.id"), "must be one of L0, L1, L2, L3");
-        }
-        let Some(patterns) = layer.get("patterns").and_then(Value::as_array) else {
-            v.err(&format!("{lp}.patterns"), "missing or not a list");
-            continue;
-        };
-        for (pi, p) in patterns.iter().enumerate() {
-            let path = format!("{lp}.patterns[{pi}]");
-            v.pattern(p, &path, lid, &mut ids);
-            let tool = p.get("tool").and_then(Value::as_str).unwrap_or("");
-            for key in tool_keys(tool) {
-                v.tool_path(plan, key);
+    v.check_layers(plan, layers, one_host);
+    v.problems
+}
+
+/// The steps of [`validate`], one part of the plan each.
+impl Checker {
+    /// `name` (a folder name) and `description`.
+    fn check_identity(&mut self, plan: &Value) {
+        self.text(plan, "$", "name");
+        if let Some(n) = plan.get("name").and_then(Value::as_str) {
+            let safe = n
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+            if !safe {
+                self.err(
+                    "$.name",
+                    "must hold only letters, digits, - and _ (it names a folder)",
+                );
             }
-            if one_host && !ONE_HOST_TOOLS.contains(&tool) && TOOLS.iter().any(|(t, _)| *t == tool)
-            {
-                v.err(
-                    &format!("{path}.tool"),
-                    &format!(
-                        "a one-host plan runs only {} patterns",
-                        ONE_HOST_TOOLS.join(", ")
-                    ),
+        }
+        self.text(plan, "$", "description");
+    }
+
+    /// `common`: the output folder, the per-run timeout, the environment and the ports.
+    fn check_common(&mut self, plan: &Value) {
+        match plan.pointer("/common/output_dir").and_then(Value::as_str) {
+            Some(d) if d.starts_with('/') => {}
+            _ => self.err("$.common.output_dir", "must be an absolute path"),
+        }
+        if !plan
+            .pointer("/common/timeout_s")
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n >= 1)
+        {
+            self.err(
+                "$.common.timeout_s",
+                "must be an integer >= 1 (seconds per tool run)",
+            );
+        }
+        if let Some(env) = plan.pointer("/common/env") {
+            self.env(env, "$.common.env");
+        }
+        for (key, min, max) in [
+            ("peer_timeout_s", 1, u64::MAX),
+            ("realtime_priority", 1, 99),
+            ("reference_port", 1, 65535),
+            ("control_port", 1, 65535),
+        ] {
+            if let Some(x) = plan.pointer(&format!("/common/{key}")) {
+                if !x.as_u64().is_some_and(|n| (min..=max).contains(&n)) {
+                    let range = if max == u64::MAX {
+                        format!("an integer >= {min}")
+                    } else {
+                        format!("an integer from {min} to {max}")
+                    };
+                    self.err(&format!("$.common.{key}"), &format!("must be {range}"));
+                }
+            }
+        }
+    }
+
+    /// Whether `infrastructure.topology` names a one-host plan (two-node when absent).
+    fn one_host(&mut self, plan: &Value) -> bool {
+        match plan.pointer("/infrastructure/topology") {
+            None => false,
+            Some(t) if t == "two-node" => false,
+            Some(t) if t == "one-host" => true,
+            Some(_) => {
+                self.err(
+                    "$.infrastructure.topology",
+                    "must be one of two-node, one-host",
+                );
+                false
+            }
+        }
+    }
+
+    /// The KV cache reference's bytes per token and the cross-check tolerance.
+    fn check_targets(&mut self, plan: &Value) {
+        if let Some(n) = plan.pointer("/kv_cache_reference/bytes_per_token") {
+            if n.as_u64().unwrap_or(0) == 0 {
+                self.err(
+                    "$.kv_cache_reference.bytes_per_token",
+                    "must be a positive integer",
+                );
+            }
+        }
+        if let Some(t) = plan.pointer("/validation_targets/crosscheck_tolerance") {
+            if !t.as_f64().is_some_and(|x| x > 0.0) {
+                self.err(
+                    "$.validation_targets.crosscheck_tolerance",
+                    "must be a number > 0 (the largest relative difference accepted)",
                 );
             }
         }
     }
-    v.problems
+
+    /// Each layer's id and patterns, the tools' paths, and what a one-host plan may run.
+    fn check_layers(&mut self, plan: &Value, layers: &[Value], one_host: bool) {
+        if layers.is_empty() {
+            self.err("$.layers", "no layer");
+        }
+        let mut ids = BTreeSet::new();
+        for (li, layer) in layers.iter().enumerate() {
+            let lp = format!("$.layers[{li}]");
+            let lid = layer.get("id").and_then(Value::as_str).unwrap_or("");
+            if !["L0", "L1", "L2", "L3"].contains(&lid) {
+                self.err(&format!("{lp}.id"), "must be one of L0, L1, L2, L3");
+            }
+            let Some(patterns) = layer.get("patterns").and_then(Value::as_array) else {
+                self.err(&format!("{lp}.patterns"), "missing or not a list");
+                continue;
+            };
+            for (pi, p) in patterns.iter().enumerate() {
+                let path = format!("{lp}.patterns[{pi}]");
+                self.pattern(p, &path, lid, &mut ids);
+                let tool = p.get("tool").and_then(Value::as_str).unwrap_or("");
+                for key in tool_keys(tool) {
+                    self.tool_path(plan, key);
+                }
+                self.check_one_host(one_host, tool, &path);
+            }
+        }
+    }
+
+    /// A one-host plan runs only the tools whose templates render both sides on this host.
+    fn check_one_host(&mut self, one_host: bool, tool: &str, path: &str) {
+        if one_host && !ONE_HOST_TOOLS.contains(&tool) && TOOLS.iter().any(|(t, _)| *t == tool) {
+            self.err(
+                &format!("{path}.tool"),
+                &format!(
+                    "a one-host plan runs only {} patterns",
+                    ONE_HOST_TOOLS.join(", ")
+                ),
+            );
+        }
+    }
 }
 
 #[derive(Default)]

@@ -1,6 +1,7 @@
 //! Results: the `kvxfer.result/v1` schema, atomic files, and terminal tables.
 
 mod atomic;
+pub mod export;
 pub mod kv;
 pub mod schema;
 pub mod table;

@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use super::ResultDoc;
+use serde_json::Value;
+
+use super::{ResultDoc, SizeResult};
 
 fn f_or_dash(v: Option<&serde_json::Value>, digits: usize) -> String {
     v.and_then(|x| x.as_f64())
@@ -10,12 +12,22 @@ fn f_or_dash(v: Option<&serde_json::Value>, digits: usize) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The column format of nixlbench's table, header and rows alike.
+macro_rules! nixl_row {
+    ($out:expr, $($v:expr),* $(,)?) => {
+        writeln!(
+            $out,
+            "{:<16}{:<12}{:<14}{:<15}{:<15}{:<15}{:<15}{:<15}{:<15}{:<13}{:<12}",
+            $($v),*
+        )
+    };
+}
+
 /// The xfer table: nixlbench's columns, then kvxfer's end-to-end figures, costs and tiers.
 pub fn xfer(doc: &ResultDoc) -> String {
     let mut out = String::new();
-    let _ = writeln!(
+    let _ = nixl_row!(
         out,
-        "{:<16}{:<12}{:<14}{:<15}{:<15}{:<15}{:<15}{:<15}{:<15}{:<13}{:<12}",
         "Block Size (B)",
         "Batch Size",
         "B/W (GB/Sec)",
@@ -29,107 +41,127 @@ pub fn xfer(doc: &ResultDoc) -> String {
         "P99 Tx (us)"
     );
     for r in &doc.results {
-        let nx = r.extra.get("nixlbench");
-        let g = |path: &[&str]| {
-            let mut v = nx;
-            for p in path {
-                v = v.and_then(|x| x.get(*p));
-            }
-            v
-        };
-        let _ = writeln!(
-            out,
-            "{:<16}{:<12}{:<14}{:<15}{:<15}{:<15}{:<15}{:<15}{:<15}{:<13}{:<12}",
-            f_or_dash(g(&["block_size"]), 0),
-            f_or_dash(g(&["batch_size"]), 0),
-            r.bandwidth_gbps
-                .map(|b| format!("{b:.3}"))
-                .unwrap_or_else(|| "-".into()),
-            f_or_dash(r.extra.get("bandwidth_gibps"), 3),
-            f_or_dash(g(&["avg_lat_us"]), 2),
-            f_or_dash(g(&["prep_us", "avg"]), 2),
-            f_or_dash(g(&["prep_us", "p99"]), 2),
-            f_or_dash(g(&["post_us", "avg"]), 2),
-            f_or_dash(g(&["post_us", "p99"]), 2),
-            f_or_dash(g(&["tx_us", "avg"]), 1),
-            f_or_dash(g(&["tx_us", "p99"]), 1),
-        );
-        let ms = |v: Option<f64>| {
-            v.map(|x| format!("{:.3}", x / 1000.0))
-                .unwrap_or_else(|| "-".into())
-        };
-        let lat = r.latency_us.as_ref();
-        let _ = writeln!(
-            out,
-            "transfer {} x {} ({}, {}): end-to-end ms p50 {} p99 {} max {}; initiator-side ms p50 {}",
-            crate::units::human_size(r.message_size),
-            doc.config
-                .get("concurrency")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0),
-            doc.config.get("op").and_then(|v| v.as_str()).unwrap_or("-"),
-            doc.config
-                .get("concurrency_mode")
-                .and_then(|v| v.as_str())
-                .unwrap_or("-"),
-            ms(lat.map(|l| l.p50)),
-            ms(lat.map(|l| l.p99)),
-            ms(lat.map(|l| l.max)),
-            ms(r.extra
-                .get("initiator_side_us")
-                .and_then(|v| v.get("p50"))
-                .and_then(|v| v.as_f64())),
-        );
+        nixlbench_row(&mut out, r);
+        transfer_line(&mut out, doc, r);
         if let Some(c) = r.extra.get("costs") {
-            let _ = writeln!(
-                out,
-                "registration us: first {} cached {} (target: first {} cached {}); connect ms {}; \
-                 first transfer ms {} vs steady p50 ms {} (x{})",
-                f_or_dash(c.get("registration_first_us"), 1),
-                f_or_dash(c.get("registration_cached_us"), 1),
-                f_or_dash(c.get("target_registration_first_us"), 1),
-                f_or_dash(c.get("target_registration_cached_us"), 1),
-                ms(c.get("connect_us").and_then(|v| v.as_f64())),
-                ms(c.get("first_transfer_us").and_then(|v| v.as_f64())),
-                ms(c.get("steady_state_p50_us").and_then(|v| v.as_f64())),
-                f_or_dash(c.get("first_over_steady"), 2),
-            );
+            costs_line(&mut out, c);
         }
         if let Some(tiers) = r.extra.get("tiers").and_then(|v| v.as_array()) {
-            let _ = writeln!(
-                out,
-                "tiers: {}\n{:<6}{:>12}{:>12}{:>12}  members",
-                tiers.len(),
-                "tier",
-                "centre(ms)",
-                "min(ms)",
-                "max(ms)"
-            );
-            for (i, t) in tiers.iter().enumerate() {
-                let members: Vec<String> = t
-                    .get("members")
-                    .and_then(|m| m.as_array())
-                    .map(|m| m.iter().map(|x| x.to_string()).collect())
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "{:<6}{:>12}{:>12}{:>12}  {}",
-                    i + 1,
-                    f_or_dash(t.get("centre_ms"), 3),
-                    f_or_dash(t.get("min_ms"), 3),
-                    f_or_dash(t.get("max_ms"), 3),
-                    members.join(",")
-                );
-            }
+            tiers_table(&mut out, tiers);
         }
     }
     out
 }
 
+/// Microseconds as milliseconds with three decimals, or "-".
+fn ms(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.3}", x / 1000.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// One size's row in nixlbench's columns.
+fn nixlbench_row(out: &mut String, r: &SizeResult) {
+    let nx = r.extra.get("nixlbench");
+    let g = |path: &[&str]| {
+        let mut v = nx;
+        for p in path {
+            v = v.and_then(|x| x.get(*p));
+        }
+        v
+    };
+    let _ = nixl_row!(
+        out,
+        f_or_dash(g(&["block_size"]), 0),
+        f_or_dash(g(&["batch_size"]), 0),
+        r.bandwidth_gbps
+            .map(|b| format!("{b:.3}"))
+            .unwrap_or_else(|| "-".into()),
+        f_or_dash(r.extra.get("bandwidth_gibps"), 3),
+        f_or_dash(g(&["avg_lat_us"]), 2),
+        f_or_dash(g(&["prep_us", "avg"]), 2),
+        f_or_dash(g(&["prep_us", "p99"]), 2),
+        f_or_dash(g(&["post_us", "avg"]), 2),
+        f_or_dash(g(&["post_us", "p99"]), 2),
+        f_or_dash(g(&["tx_us", "avg"]), 1),
+        f_or_dash(g(&["tx_us", "p99"]), 1),
+    );
+}
+
+/// The transfer's shape and its end-to-end and initiator-side milliseconds.
+fn transfer_line(out: &mut String, doc: &ResultDoc, r: &SizeResult) {
+    let lat = r.latency_us.as_ref();
+    let _ = writeln!(
+        out,
+        "transfer {} x {} ({}, {}): end-to-end ms p50 {} p99 {} max {}; initiator-side ms p50 {}",
+        crate::units::human_size(r.message_size),
+        doc.config
+            .get("concurrency")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0),
+        doc.config.get("op").and_then(|v| v.as_str()).unwrap_or("-"),
+        doc.config
+            .get("concurrency_mode")
+            .and_then(|v| v.as_str())
+            .unwrap_or("-"),
+        ms(lat.map(|l| l.p50)),
+        ms(lat.map(|l| l.p99)),
+        ms(lat.map(|l| l.max)),
+        ms(r.extra
+            .get("initiator_side_us")
+            .and_then(|v| v.get("p50"))
+            .and_then(|v| v.as_f64())),
+    );
+}
+
+/// Registration, connection and first-transfer costs against the steady state.
+fn costs_line(out: &mut String, c: &Value) {
+    let _ = writeln!(
+        out,
+        "registration us: first {} cached {} (target: first {} cached {}); connect ms {}; \
+         first transfer ms {} vs steady p50 ms {} (x{})",
+        f_or_dash(c.get("registration_first_us"), 1),
+        f_or_dash(c.get("registration_cached_us"), 1),
+        f_or_dash(c.get("target_registration_first_us"), 1),
+        f_or_dash(c.get("target_registration_cached_us"), 1),
+        ms(c.get("connect_us").and_then(|v| v.as_f64())),
+        ms(c.get("first_transfer_us").and_then(|v| v.as_f64())),
+        ms(c.get("steady_state_p50_us").and_then(|v| v.as_f64())),
+        f_or_dash(c.get("first_over_steady"), 2),
+    );
+}
+
+/// The latency tiers: each one's centre, range and member iterations.
+fn tiers_table(out: &mut String, tiers: &[Value]) {
+    let _ = writeln!(
+        out,
+        "tiers: {}\n{:<6}{:>12}{:>12}{:>12}  members",
+        tiers.len(),
+        "tier",
+        "centre(ms)",
+        "min(ms)",
+        "max(ms)"
+    );
+    for (i, t) in tiers.iter().enumerate() {
+        let members: Vec<String> = t
+            .get("members")
+            .and_then(|m| m.as_array())
+            .map(|m| m.iter().map(|x| x.to_string()).collect())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<6}{:>12}{:>12}{:>12}  {}",
+            i + 1,
+            f_or_dash(t.get("centre_ms"), 3),
+            f_or_dash(t.get("min_ms"), 3),
+            f_or_dash(t.get("max_ms"), 3),
+            members.join(",")
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::SizeResult;
     use crate::stats::LatencySummary;
     use serde_json::json;
 

@@ -9,7 +9,7 @@ use super::environment;
 use super::pair::PairRun;
 use super::pingpong::{config_map, size_result, PingPongConfig, Progress, SideOutcome};
 use super::RunError;
-use crate::bench::pingpong::{run_size, PingPongTransport, Role, SizeParams};
+use crate::bench::pingpong::{run_size, PingPongTransport, Role, SizeParams, SizeSamples};
 use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
@@ -156,6 +156,36 @@ fn measure(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
     let base = &cfg.base;
+    let conn = connect(cfg, role, oob)?;
+    let mut doc = result_doc(cfg, role, &conn);
+    let max = *base.sizes.iter().max().expect("validated: sizes not empty") as usize;
+    let ch = RmaChannel::new(conn, max, cfg.op, base.inject, base.timeout)?;
+    let inject_size = ch.inject_size() as u64;
+    doc.config.insert("inject".into(), json!(base.inject));
+    let mut pp = RmaPingPong {
+        ch: exchange_regions(ch, oob)?,
+        role,
+        writedata: cfg.op == RmaPingPongOp::WriteData,
+        size: 1,
+        sent: 0,
+        received: 0,
+    };
+    let outcome = measure_sizes(&mut pp, cfg, oob, inject_size, &mut doc, progress);
+    if outcome.is_err() {
+        super::pingpong::abandon(pp);
+    }
+    Ok(SideOutcome {
+        doc: super::conclude(doc, outcome)?,
+    })
+}
+
+/// Connects to the peer with RMA and message capabilities; writedata needs remote CQ data.
+fn connect(
+    cfg: &RmaPingPongConfig,
+    role: Role,
+    oob: &mut Oob,
+) -> Result<fabric::Connection, RunError> {
+    let base = &cfg.base;
     let spec = EndpointSpec {
         provider: base.provider.clone(),
         ep_type: base.endpoint,
@@ -177,8 +207,13 @@ fn measure(
             base.provider
         )));
     }
+    Ok(conn)
+}
+
+/// The result document before any size: the run's configuration and the fabric's environment.
+fn result_doc(cfg: &RmaPingPongConfig, role: Role, conn: &fabric::Connection) -> ResultDoc {
     let mut doc = ResultDoc::new("kvxfer", "rma_pingpong", "L0");
-    doc.config = config_map(base, role);
+    doc.config = config_map(&cfg.base, role);
     doc.config.remove("mode");
     doc.config.insert("op".into(), json!(op_name(cfg.op)));
     doc.config.insert(
@@ -189,79 +224,82 @@ fn measure(
         }),
     );
     doc.environment = environment::with_fabric(&conn.info);
-    let max = *base.sizes.iter().max().expect("validated: sizes not empty") as usize;
-    let mut ch = RmaChannel::new(conn, max, cfg.op, base.inject, base.timeout)?;
-    let inject_size = ch.inject_size() as u64;
-    doc.config.insert("inject".into(), json!(base.inject));
+    doc
+}
+
+/// Trades our buffer's region for the peer's, which the channel's writes and reads then target.
+fn exchange_regions(mut ch: RmaChannel, oob: &mut Oob) -> Result<RmaChannel, RunError> {
     let ours = serde_json::to_vec(&ch.local_region()).expect("a region serialises");
     let theirs: RemoteRegion = serde_json::from_slice(&oob.exchange(&ours)?)
         .map_err(|e| BootstrapError::Protocol(format!("the peer's region: {e}")))?;
     ch.set_remote(theirs);
-    let mut pp = RmaPingPong {
-        ch,
-        role,
-        writedata: cfg.op == RmaPingPongOp::WriteData,
-        size: 1,
-        sent: 0,
-        received: 0,
-    };
-    let outcome = (|| -> Result<(), RunError> {
-        for (i, &size) in base.sizes.iter().enumerate() {
-            let p = SizeParams {
-                size: size as usize,
-                iterations: base.iterations_for(size),
-                warmup: base.warmup,
-                verify: base.verify,
-            };
-            let at = || format!("size {}", human_size(size));
-            let samples = match cfg.op {
-                RmaPingPongOp::Write | RmaPingPongOp::WriteData => {
-                    pp.prepare(p.size)
-                        .map_err(|error| RunError::Bench { at: at(), error })?;
-                    oob.barrier()?;
-                    Some(
-                        run_size(&mut pp, role, &p)
-                            .map_err(|error| RunError::Bench { at: at(), error })?,
-                    )
-                }
-                RmaPingPongOp::Read => match role {
-                    Role::Target => {
-                        if base.verify {
-                            pattern::fill(&mut pp.ch.rx_buf_mut()[..p.size], READ_SEQ);
-                        }
-                        pp.ch.post_done()?;
-                        oob.barrier()?;
-                        pp.ch.wait_done()?;
-                        None
-                    }
-                    Role::Initiator => {
-                        oob.barrier()?;
-                        let s = run_read_size(&mut Reader(&mut pp.ch), &p)
-                            .map_err(|error| RunError::Bench { at: at(), error })?;
-                        pp.ch.send_done()?;
-                        Some(s)
-                    }
-                },
-            };
-            // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
-            if let Some(s) = samples {
-                let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
-                let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
-                doc.results.push(size_result(size, &s, injected, xfers));
-            }
-            progress(Progress {
-                done: i + 1,
-                total: base.sizes.len(),
-                size,
-            });
+    Ok(ch)
+}
+
+/// Every size in turn, each one's samples added to `doc` (the read target measures nothing).
+fn measure_sizes(
+    pp: &mut RmaPingPong,
+    cfg: &RmaPingPongConfig,
+    oob: &mut Oob,
+    inject_size: u64,
+    doc: &mut ResultDoc,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), RunError> {
+    let base = &cfg.base;
+    for (i, &size) in base.sizes.iter().enumerate() {
+        let p = SizeParams {
+            size: size as usize,
+            iterations: base.iterations_for(size),
+            warmup: base.warmup,
+            verify: base.verify,
+        };
+        // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
+        if let Some(s) = measure_size(pp, cfg.op, oob, &p)? {
+            let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
+            let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
+            doc.results.push(size_result(size, &s, injected, xfers));
         }
-        oob.barrier()?;
-        Ok(())
-    })();
-    if outcome.is_err() {
-        super::pingpong::abandon(pp);
+        progress(Progress {
+            done: i + 1,
+            total: base.sizes.len(),
+            size,
+        });
     }
-    Ok(SideOutcome {
-        doc: super::conclude(doc, outcome)?,
-    })
+    oob.barrier()?;
+    Ok(())
+}
+
+/// One size, both sides in step: the samples where this side measures, else None.
+fn measure_size(
+    pp: &mut RmaPingPong,
+    op: RmaPingPongOp,
+    oob: &mut Oob,
+    p: &SizeParams,
+) -> Result<Option<SizeSamples>, RunError> {
+    let bench = |error| RunError::Bench {
+        at: format!("size {}", human_size(p.size as u64)),
+        error,
+    };
+    match (op, pp.role) {
+        (RmaPingPongOp::Write | RmaPingPongOp::WriteData, role) => {
+            pp.prepare(p.size).map_err(bench)?;
+            oob.barrier()?;
+            Ok(Some(run_size(pp, role, p).map_err(bench)?))
+        }
+        (RmaPingPongOp::Read, Role::Target) => {
+            if p.verify {
+                pattern::fill(&mut pp.ch.rx_buf_mut()[..p.size], READ_SEQ);
+            }
+            pp.ch.post_done()?;
+            oob.barrier()?;
+            pp.ch.wait_done()?;
+            Ok(None)
+        }
+        (RmaPingPongOp::Read, Role::Initiator) => {
+            oob.barrier()?;
+            let s = run_read_size(&mut Reader(&mut pp.ch), p).map_err(bench)?;
+            pp.ch.send_done()?;
+            Ok(Some(s))
+        }
+    }
 }

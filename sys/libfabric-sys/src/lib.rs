@@ -13,6 +13,9 @@
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
+/// Where the build found libfabric: "pkg-config libfabric 1.17.0", "$LIBFABRIC_DIR (/path)", ...
+pub const FOUND: &str = env!("LIBFABRIC_SYS_FOUND");
+
 /// libfabric API version kvxfer was built against, as FI_VERSION(major, minor).
 pub fn fi_version_built() -> u32 {
     // SAFETY: a pure function of compile-time constants in the shim.

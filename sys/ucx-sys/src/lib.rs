@@ -13,6 +13,9 @@
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
+/// Where the build found UCX: "the set-up's UCX (/path)", "pkg-config ucx 1.13.1", ...
+pub const FOUND: &str = env!("UCX_SYS_FOUND");
+
 /// UCS_PTR_IS_ERR: the pointer encodes an error status (the top 100 values of the address space).
 #[inline]
 pub fn UCS_PTR_IS_ERR(ptr: ucs_status_ptr_t) -> bool {
