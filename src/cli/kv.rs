@@ -335,6 +335,8 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         reuse: false,
         timeout: a.timeout,
         idle_before_timed: Duration::ZERO,
+        rails: None,
+        stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
     };
     Ok(KvProfileConfig {
         model: g,

@@ -8,7 +8,7 @@ use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::report::table;
 use kvxfer::run::xfer::{
-    self, ConcurrencyMode, Scheme, Sides, XferBackend, XferConfig, XferProgress,
+    self, ConcurrencyMode, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferProgress,
 };
 use kvxfer::units::human_size;
 use kvxfer::xfer::XferOp;
@@ -154,6 +154,14 @@ pub struct XferArgs {
     /// (workers are spread round robin).
     #[arg(long, value_name = "HOST[:PORT]")]
     peer: Vec<String>,
+    /// Stripe over several libfabric rails: auto (every domain the provider offers), a count
+    /// (on the loopback: 127.0.0.1, 127.0.0.2, ...), or domains (efa0,efa1).
+    #[arg(long, value_name = "auto|N|DEV,DEV,...", value_parser = RailSpec::parse)]
+    rails: Option<RailSpec>,
+    /// Transfers of at least this size are split evenly across the rails; smaller ones go
+    /// round robin, chunk by chunk.
+    #[arg(long, default_value = "128K", value_parser = parse_size)]
+    stripe_threshold: u64,
     /// Seconds to wait for peers, barriers and each transfer.
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
@@ -194,6 +202,8 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         reuse: a.reuse,
         timeout: a.timeout,
         idle_before_timed: Duration::ZERO,
+        rails: a.rails.clone(),
+        stripe_threshold: a.stripe_threshold,
     };
     let sides = if a.listen.is_some() {
         Sides::Target
