@@ -80,6 +80,7 @@ fn config(provider: &str, size: u64) -> XferConfig {
         idle_before_timed: Duration::ZERO,
         rails: None,
         stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
+        mem: Default::default(),
     }
 }
 

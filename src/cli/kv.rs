@@ -337,6 +337,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         idle_before_timed: Duration::ZERO,
         rails: None,
         stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
+        mem: Default::default(),
     };
     Ok(KvProfileConfig {
         model: g,

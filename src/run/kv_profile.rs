@@ -131,6 +131,7 @@ mod tests {
                 idle_before_timed: Duration::ZERO,
                 rails: None,
                 stripe_threshold: crate::run::xfer_config::DEFAULT_STRIPE_THRESHOLD,
+                mem: Default::default(),
             },
         }
     }

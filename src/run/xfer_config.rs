@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
+use super::xfer_mem::{check_device, check_hmem, MemKinds};
 use super::RunError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
@@ -182,6 +183,8 @@ pub struct XferConfig {
     pub rails: Option<RailSpec>,
     /// Transfers of at least this many bytes are split evenly across the rails.
     pub stripe_threshold: u64,
+    /// Host or GPU memory on each side, and the GPU.
+    pub mem: MemKinds,
 }
 
 /// Limits found before any connection, and what the run will allocate.
@@ -291,6 +294,42 @@ impl XferConfig {
         Ok(())
     }
 
+    /// Refuses device memory with one line naming what is missing: the `cuda` feature, the
+    /// driver, the device, the provider's FI_HMEM, or (all present) the VRAM transfer path.
+    fn check_mem(&self, sides: Sides) -> Result<(), RunError> {
+        if self.mem.gpu < 0 {
+            return Err(RunError::Config("--gpu must be 0 or more".into()));
+        }
+        let (initiator, target) = match sides {
+            Sides::Both => (true, true),
+            Sides::Initiator => (true, false),
+            Sides::Target => (false, true),
+        };
+        let Some(option) = self.mem.vram_option(initiator, target) else {
+            return Ok(());
+        };
+        check_device(option, self.mem.gpu)?;
+        if self.backend == XferBackend::Libfabric {
+            check_hmem(option, &self.probe_spec())?;
+        }
+        Err(RunError::Config(format!(
+            "{option}: device and provider are ready, but kvxfer xfer does not move GPU \
+             memory yet; use DRAM on both sides"
+        )))
+    }
+
+    /// The spec that finds the provider before any connection (no local address yet).
+    fn probe_spec(&self) -> EndpointSpec {
+        EndpointSpec {
+            provider: self.provider.clone(),
+            ep_type: self.endpoint,
+            caps: self.caps(),
+            local_ip: None,
+            domain: self.domain.clone(),
+            timeout: self.timeout,
+        }
+    }
+
     /// One endpoint spec per rail, or None without `--rails`.
     pub(crate) fn rail_specs(&self, oob: &Oob) -> Result<Option<Vec<EndpointSpec>>, RunError> {
         let Some(rails) = &self.rails else {
@@ -338,6 +377,7 @@ impl XferConfig {
     /// Checks the parameters, the provider and the memory, before anything is allocated.
     pub fn validate(&self, sides: Sides) -> Result<XferPlan, RunError> {
         self.check_rails()?;
+        self.check_mem(sides)?;
         let bad = |m: &str| Err(RunError::Config(m.to_string()));
         if self.concurrency == 0 {
             return bad("--concurrency must be at least 1");
@@ -383,14 +423,7 @@ impl XferConfig {
         let bytes = need.total().unwrap_or(u64::MAX);
         let block = match self.backend {
             XferBackend::Libfabric => {
-                let info = select_info(&EndpointSpec {
-                    provider: self.provider.clone(),
-                    ep_type: self.endpoint,
-                    caps: self.caps(),
-                    local_ip: None,
-                    domain: self.domain.clone(),
-                    timeout: self.timeout,
-                })?;
+                let info = select_info(&self.probe_spec())?;
                 let v = info.view();
                 if self.op == XferOp::Write && v.cq_data_size() < 4 {
                     return Err(RunError::Config(format!(

@@ -27,6 +27,7 @@ fn cfg(op: XferOp) -> XferConfig {
         idle_before_timed: Duration::ZERO,
         rails: None,
         stripe_threshold: crate::run::xfer_config::DEFAULT_STRIPE_THRESHOLD,
+        mem: Default::default(),
     }
 }
 
