@@ -5,25 +5,12 @@
 mod common;
 mod xfer_support;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use predicates::prelude::*;
 use serde_json::Value;
 use xfer_support::*;
-
-/// Runs one local xfer with `args` and returns its document.
-fn local(args: &[&str], json: &Path) -> kvxfer::report::ResultDoc {
-    kvxfer()
-        .args(args)
-        .args(["--timeout", "120", "--json"])
-        .arg(json)
-        .timeout(Duration::from_secs(300))
-        .assert()
-        .success();
-    read_doc(json)
-}
 
 /// The document's per-rail entries: (via, bytes, chunks, busy_ns).
 fn rails(doc: &kvxfer::report::ResultDoc) -> Vec<(String, u64, u64, u64)> {
