@@ -36,7 +36,7 @@ impl SharedRegion {
     ///
     /// The rails' handles reach the same memory: a caller writes through one handle only,
     /// and only while no rail has an operation on it in flight.
-    pub fn rail_view(&self) -> SharedRegion {
+    pub(crate) fn rail_view(&self) -> SharedRegion {
         SharedRegion {
             base: Arc::clone(&self.base),
             offset: self.offset,
