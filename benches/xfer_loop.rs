@@ -78,6 +78,9 @@ fn config(provider: &str, size: u64) -> XferConfig {
         reuse: false,
         timeout: Duration::from_secs(60),
         idle_before_timed: Duration::ZERO,
+        rails: None,
+        stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
+        mem: Default::default(),
     }
 }
 

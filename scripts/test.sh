@@ -13,6 +13,6 @@ if [ $# -eq 0 ]; then set -- -- --show-output; fi
 cargo test --workspace --all-targets --no-fail-fast "$@"
 # The CUDA build (cudarc loads libcuda at run time): it must keep compiling, and its tests run
 # here too; those that need a GPU skip by name.
-cargo test --features cuda --lib --test ucx_perf --no-fail-fast "$@"
+cargo test --features cuda --lib --test ucx_perf --test xfer_mem --no-fail-fast "$@"
 # No import circles between the modules of src/ (scripts/import_cycles.py prints any).
 python3 scripts/import_cycles.py

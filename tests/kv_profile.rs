@@ -288,6 +288,9 @@ fn xfer_idles_before_each_timed_iteration() {
         reuse: false,
         timeout: Duration::from_secs(30),
         idle_before_timed: Duration::from_millis(600),
+        rails: None,
+        stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
+        mem: Default::default(),
     };
     let t = std::time::Instant::now();
     let doc = run_local(&cfg).unwrap();

@@ -12,19 +12,6 @@ use common::*;
 use predicates::prelude::*;
 use xfer_support::*;
 
-/// Runs one local xfer with `args` and returns its document.
-fn local(args: &[&str], json: &Path) -> kvxfer::report::ResultDoc {
-    kvxfer()
-        .args(args)
-        .args(["--timeout", "120", "--json"])
-        .arg(json)
-        .timeout(Duration::from_secs(300))
-        .assert()
-        .success()
-        .stdout(predicate::str::starts_with("Block Size (B)  Batch Size"));
-    read_doc(json)
-}
-
 #[test]
 fn shm_1m_verify_one_process() {
     let _g = fabric_lock();

@@ -335,6 +335,9 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         reuse: false,
         timeout: a.timeout,
         idle_before_timed: Duration::ZERO,
+        rails: None,
+        stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
+        mem: Default::default(),
     };
     Ok(KvProfileConfig {
         model: g,

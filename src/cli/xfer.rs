@@ -8,8 +8,9 @@ use clap::Args;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::report::table;
 use kvxfer::run::xfer::{
-    self, ConcurrencyMode, Scheme, Sides, XferBackend, XferConfig, XferProgress,
+    self, ConcurrencyMode, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferProgress,
 };
+use kvxfer::run::xfer_mem::{MemKinds, SegKind};
 use kvxfer::units::human_size;
 use kvxfer::xfer::XferOp;
 
@@ -97,6 +98,24 @@ fn parse_size(s: &str) -> Result<u64, String> {
     kvxfer::units::parse_size(s).map_err(|e| e.to_string())
 }
 
+/// `--initiator-seg` / `--target-seg` (nixlbench's segment types, any case).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SegArg {
+    /// Host memory.
+    Dram,
+    /// GPU memory (CUDA).
+    Vram,
+}
+
+impl From<SegArg> for SegKind {
+    fn from(a: SegArg) -> Self {
+        match a {
+            SegArg::Dram => Self::Dram,
+            SegArg::Vram => Self::Vram,
+        }
+    }
+}
+
 /// Options of `kvxfer xfer`.
 #[derive(Debug, Args)]
 pub struct XferArgs {
@@ -154,6 +173,23 @@ pub struct XferArgs {
     /// (workers are spread round robin).
     #[arg(long, value_name = "HOST[:PORT]")]
     peer: Vec<String>,
+    /// Stripe over several libfabric rails: auto (every domain the provider offers), a count
+    /// (on the loopback: 127.0.0.1, 127.0.0.2, ...), or domains (efa0,efa1).
+    #[arg(long, value_name = "auto|N|DEV,DEV,...", value_parser = RailSpec::parse)]
+    rails: Option<RailSpec>,
+    /// Transfers of at least this size are split evenly across the rails; smaller ones go
+    /// round robin, chunk by chunk.
+    #[arg(long, default_value = "128K", value_parser = parse_size)]
+    stripe_threshold: u64,
+    /// The initiator's memory: DRAM (host) or VRAM (GPU), as nixlbench's --initiator_seg_type.
+    #[arg(long, value_enum, ignore_case = true, default_value = "dram")]
+    initiator_seg: SegArg,
+    /// The target's memory: DRAM (host) or VRAM (GPU), as nixlbench's --target_seg_type.
+    #[arg(long, value_enum, ignore_case = true, default_value = "dram")]
+    target_seg: SegArg,
+    /// CUDA device that holds VRAM segments.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    gpu: i32,
     /// Seconds to wait for peers, barriers and each transfer.
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
@@ -194,6 +230,13 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         reuse: a.reuse,
         timeout: a.timeout,
         idle_before_timed: Duration::ZERO,
+        rails: a.rails.clone(),
+        stripe_threshold: a.stripe_threshold,
+        mem: MemKinds {
+            initiator: a.initiator_seg.into(),
+            target: a.target_seg.into(),
+            gpu: a.gpu,
+        },
     };
     let sides = if a.listen.is_some() {
         Sides::Target

@@ -109,6 +109,27 @@ pub fn select_info(spec: &EndpointSpec) -> Result<Info> {
     }
 }
 
+/// The distinct domains `spec`'s provider offers for its endpoint type and capabilities, in
+/// the provider's order (every NIC it would use for host memory).
+pub fn domains_offered(spec: &EndpointSpec) -> Result<Vec<String>> {
+    let hints = Hints {
+        provider: Some(spec.provider.clone()),
+        ep_type: Some(spec.ep_type),
+        caps: spec.caps,
+        mr_mode: mr_mode::LOCAL | mr_mode::BASIC_MAP,
+        thread_domain: true,
+        ..Default::default()
+    };
+    let mut out: Vec<String> = Vec::new();
+    for e in InfoList::query(&hints)?.iter() {
+        let d = e.domain_name();
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
 /// An endpoint connected to one peer, with its queues and the objects it depends on.
 pub struct Connection {
     /// The endpoint (declared first: it is closed before what it is bound to).

@@ -14,7 +14,9 @@ mod rma_channel;
 mod xfer;
 
 pub use channel::{LocalBuf, MsgChannel, MsgMode};
-pub use connect::{connect, select_info, Connection, EndpointSpec, Exchange, Side};
+pub use connect::{
+    connect, domains_offered, select_info, Connection, EndpointSpec, Exchange, Side,
+};
 pub use cq::{AddressVector, CmEvent, CompletionQueue, CqEntry, EventQueue};
 pub use domain::{Domain, Fabric};
 pub use endpoint::{bind, Endpoint, FiAddr, PassiveEndpoint};

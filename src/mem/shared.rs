@@ -32,6 +32,18 @@ impl SharedRegion {
         )
     }
 
+    /// Another handle on the same bytes, for registering them with a second rail (domain).
+    ///
+    /// The rails' handles reach the same memory: a caller writes through one handle only,
+    /// and only while no rail has an operation on it in flight.
+    pub(crate) fn rail_view(&self) -> SharedRegion {
+        SharedRegion {
+            base: Arc::clone(&self.base),
+            offset: self.offset,
+            len: self.len,
+        }
+    }
+
     /// Offset of this region in the allocation.
     pub fn offset(&self) -> usize {
         self.offset

@@ -129,6 +129,9 @@ mod tests {
                 reuse: false,
                 timeout: Duration::from_secs(5),
                 idle_before_timed: Duration::ZERO,
+                rails: None,
+                stripe_threshold: crate::run::xfer_config::DEFAULT_STRIPE_THRESHOLD,
+                mem: Default::default(),
             },
         }
     }

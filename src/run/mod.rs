@@ -13,6 +13,7 @@ mod sync;
 pub mod ucx_perf;
 pub mod xfer;
 mod xfer_config;
+pub mod xfer_mem;
 mod xfer_report;
 mod xfer_worker;
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use super::sync::TimedBarrier;
 use super::xfer_config::alloc;
 pub use super::xfer_config::{
-    ConcurrencyMode, Scheme, Sides, XferBackend, XferConfig, XferPlan, XferProgress, DEFAULT_BLOCK,
+    ConcurrencyMode, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan, XferProgress,
+    DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD,
 };
 use super::xfer_worker::{initiator_worker, target_worker, TargetMem, WorkerReport};
 use super::RunError;

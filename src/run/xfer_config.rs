@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
+use super::xfer_mem::{check_device, check_hmem, MemKinds};
 use super::RunError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
@@ -25,6 +26,17 @@ impl XferProgress {
 
     pub(crate) fn tick(&self) {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Rail `r`'s local address: on an IPv4 loopback control address with no domain named,
+/// 127.0.0.(1 + r) (the whole 127/8 answers locally); elsewhere the control address itself.
+fn rail_address(ip: std::net::IpAddr, r: usize) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(v4) if v4.is_loopback() && r < 254 => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1 + r as u8))
+        }
+        other => other,
     }
 }
 
@@ -81,6 +93,54 @@ impl XferBackend {
     }
 }
 
+/// Default size from which a transfer's chunks are spread evenly across rails: 128 KiB
+/// (NIXL's LIBFABRIC striping threshold).
+pub const DEFAULT_STRIPE_THRESHOLD: u64 = 128 << 10;
+
+/// Which rails (libfabric endpoints) a worker stripes over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RailSpec {
+    /// Every domain the provider offers.
+    Auto,
+    /// This many rails: on a loopback control address, 127.0.0.1, 127.0.0.2, ...; elsewhere
+    /// endpoints of their own on the one domain.
+    Count(usize),
+    /// One rail per named domain.
+    Domains(Vec<String>),
+}
+
+impl RailSpec {
+    /// Parses `auto`, a count, or a comma-separated list of domains.
+    pub fn parse(s: &str) -> Result<RailSpec, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(RailSpec::Auto);
+        }
+        if let Ok(n) = s.parse::<usize>() {
+            return match n {
+                0 => Err("--rails must be at least 1".into()),
+                n => Ok(RailSpec::Count(n)),
+            };
+        }
+        let domains: Vec<String> = s.split(',').map(|d| d.trim().to_string()).collect();
+        if domains.iter().any(|d| d.is_empty()) {
+            return Err(format!(
+                "--rails {s:?}: expected auto, a count, or dev,dev,..."
+            ));
+        }
+        Ok(RailSpec::Domains(domains))
+    }
+
+    /// The form in results and fingerprints.
+    pub fn name(&self) -> String {
+        match self {
+            RailSpec::Auto => "auto".into(),
+            RailSpec::Count(n) => n.to_string(),
+            RailSpec::Domains(d) => d.join(","),
+        }
+    }
+}
+
 /// Everything an xfer run is asked to do.
 #[derive(Debug, Clone)]
 pub struct XferConfig {
@@ -119,6 +179,12 @@ pub struct XferConfig {
     /// The initiator sleeps this long before each timed iteration (zero: back to back), so
     /// the connection goes idle as between requests (TCP slow start after idle).
     pub idle_before_timed: Duration,
+    /// Rails to stripe over (libfabric); None: one endpoint, as without `--rails`.
+    pub rails: Option<RailSpec>,
+    /// Transfers of at least this many bytes are split evenly across the rails.
+    pub stripe_threshold: u64,
+    /// Host or GPU memory on each side, and the GPU.
+    pub mem: MemKinds,
 }
 
 /// Limits found before any connection, and what the run will allocate.
@@ -176,6 +242,11 @@ impl XferConfig {
         if !self.idle_before_timed.is_zero() {
             f = f.with("idle_ms", self.idle_before_timed.as_millis());
         }
+        if let Some(r) = &self.rails {
+            f = f
+                .with("rails", r.name())
+                .with("stripe_threshold", self.stripe_threshold);
+        }
         f
     }
 
@@ -205,6 +276,96 @@ impl XferConfig {
         })
     }
 
+    /// Refuses rails where they cannot be honoured.
+    fn check_rails(&self) -> Result<(), RunError> {
+        let Some(r) = &self.rails else { return Ok(()) };
+        if self.backend == XferBackend::Ucx && *r != RailSpec::Count(1) {
+            return Err(RunError::Config(
+                "--rails stripes libfabric endpoints; UCX stripes by itself (set \
+                 UCX_MAX_RMA_RAILS and UCX_NET_DEVICES instead)"
+                    .into(),
+            ));
+        }
+        if self.op == XferOp::Send {
+            return Err(RunError::Config(
+                "--rails stripes RMA: use --op write or --op read".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses device memory with one line naming what is missing: the `cuda` feature, the
+    /// driver, the device, the provider's FI_HMEM, or (all present) the VRAM transfer path.
+    fn check_mem(&self, sides: Sides) -> Result<(), RunError> {
+        if self.mem.gpu < 0 {
+            return Err(RunError::Config("--gpu must be 0 or more".into()));
+        }
+        let (initiator, target) = match sides {
+            Sides::Both => (true, true),
+            Sides::Initiator => (true, false),
+            Sides::Target => (false, true),
+        };
+        let Some(option) = self.mem.vram_option(initiator, target) else {
+            return Ok(());
+        };
+        check_device(option, self.mem.gpu)?;
+        if self.backend == XferBackend::Libfabric {
+            check_hmem(option, &self.probe_spec())?;
+        }
+        Err(RunError::Config(format!(
+            "{option}: device and provider are ready, but kvxfer xfer does not move GPU \
+             memory yet; use DRAM on both sides"
+        )))
+    }
+
+    /// The spec that finds the provider before any connection (no local address yet).
+    fn probe_spec(&self) -> EndpointSpec {
+        EndpointSpec {
+            provider: self.provider.clone(),
+            ep_type: self.endpoint,
+            caps: self.caps(),
+            local_ip: None,
+            domain: self.domain.clone(),
+            timeout: self.timeout,
+        }
+    }
+
+    /// One endpoint spec per rail, or None without `--rails`.
+    pub(crate) fn rail_specs(&self, oob: &Oob) -> Result<Option<Vec<EndpointSpec>>, RunError> {
+        let Some(rails) = &self.rails else {
+            return Ok(None);
+        };
+        let base = self.spec(oob)?;
+        let specs = match rails {
+            RailSpec::Count(n) => (0..*n)
+                .map(|r| EndpointSpec {
+                    // A named domain keeps its own address: the rails are endpoints of their
+                    // own on it.
+                    local_ip: match base.domain {
+                        Some(_) => base.local_ip,
+                        None => base.local_ip.map(|ip| rail_address(ip, r)),
+                    },
+                    ..base.clone()
+                })
+                .collect(),
+            RailSpec::Domains(d) => d
+                .iter()
+                .map(|d| EndpointSpec {
+                    domain: Some(d.clone()),
+                    ..base.clone()
+                })
+                .collect(),
+            RailSpec::Auto => crate::fabric::domains_offered(&base)?
+                .into_iter()
+                .map(|d| EndpointSpec {
+                    domain: Some(d),
+                    ..base.clone()
+                })
+                .collect(),
+        };
+        Ok(Some(specs))
+    }
+
     /// (workers, transfers per worker) on one side.
     pub fn layout(&self) -> (usize, usize) {
         match self.mode {
@@ -215,6 +376,8 @@ impl XferConfig {
 
     /// Checks the parameters, the provider and the memory, before anything is allocated.
     pub fn validate(&self, sides: Sides) -> Result<XferPlan, RunError> {
+        self.check_rails()?;
+        self.check_mem(sides)?;
         let bad = |m: &str| Err(RunError::Config(m.to_string()));
         if self.concurrency == 0 {
             return bad("--concurrency must be at least 1");
@@ -260,14 +423,7 @@ impl XferConfig {
         let bytes = need.total().unwrap_or(u64::MAX);
         let block = match self.backend {
             XferBackend::Libfabric => {
-                let info = select_info(&EndpointSpec {
-                    provider: self.provider.clone(),
-                    ep_type: self.endpoint,
-                    caps: self.caps(),
-                    local_ip: None,
-                    domain: self.domain.clone(),
-                    timeout: self.timeout,
-                })?;
+                let info = select_info(&self.probe_spec())?;
                 let v = info.view();
                 if self.op == XferOp::Write && v.cq_data_size() < 4 {
                     return Err(RunError::Config(format!(

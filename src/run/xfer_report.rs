@@ -12,6 +12,7 @@ use super::xfer_worker::WorkerReport;
 use crate::bench::xfer::IterSample;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::stats::{detect_tiers, encode_histogram, new_histogram, LatencySummary};
+use crate::xfer::rails::{sum_rails, RailStats};
 use crate::xfer::XferOp;
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -132,6 +133,9 @@ struct XferExtra {
     costs: Costs,
     verified_bytes: u64,
     busy_retries: u64,
+    /// Per rail, summed over workers and timed iterations (only with `--rails`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rails: Option<Vec<RailStats>>,
 }
 
 /// Builds the document of one side from its workers' reports.
@@ -189,6 +193,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
             .iter()
             .flat_map(|r| r.timed.iter().map(|s| s.busy_retries))
             .sum(),
+        rails: rails(&reports),
     };
     let extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,
@@ -213,6 +218,15 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
     };
     doc.finished_at = crate::report::schema::now_rfc3339();
     doc
+}
+
+/// Every worker's per-rail counts, summed rail by rail (None without `--rails`).
+fn rails(reports: &[&WorkerReport]) -> Option<Vec<RailStats>> {
+    let mut total = None;
+    for r in reports.iter().filter_map(|r| r.rails.as_ref()) {
+        sum_rails(&mut total, r);
+    }
+    total
 }
 
 /// Every (worker, transfer) stream's end-to-end and initiator-side times.
@@ -373,6 +387,10 @@ fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> 
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("reuse".into(), json!(cfg.reuse));
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
+    if let Some(r) = &cfg.rails {
+        m.insert("rails".into(), json!(r.name()));
+        m.insert("stripe_threshold".into(), json!(cfg.stripe_threshold));
+    }
     m.insert("role".into(), json!(side));
     m.insert("host_bytes".into(), json!(plan.bytes));
     m

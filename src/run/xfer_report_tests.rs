@@ -25,6 +25,9 @@ fn cfg(op: XferOp) -> XferConfig {
         reuse: false,
         timeout: Duration::from_secs(1),
         idle_before_timed: Duration::ZERO,
+        rails: None,
+        stripe_threshold: crate::run::xfer_config::DEFAULT_STRIPE_THRESHOLD,
+        mem: Default::default(),
     }
 }
 
@@ -71,6 +74,7 @@ fn reports() -> Vec<WorkerReport> {
             ],
             verified_bytes: 0,
             environment: Default::default(),
+            rails: None,
         })
         .collect()
 }

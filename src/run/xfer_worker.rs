@@ -14,6 +14,7 @@ use crate::bootstrap::{BootstrapError, Oob};
 use crate::mem::SharedRegion;
 use crate::report::Environment;
 use crate::xfer::libfabric::{FabricInitiator, FabricTarget};
+use crate::xfer::rails::{sum_rails, RailStats, RailedInitiator, RailedTarget};
 use crate::xfer::ucx::{UcxInitiator, UcxTarget};
 use crate::xfer::{
     InitiatorEnd, Library, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError,
@@ -58,6 +59,9 @@ pub struct WorkerReport {
     pub verified_bytes: u64,
     /// The fabric the worker ran on.
     pub environment: Environment,
+    /// Per rail, what the timed iterations carried (only with `--rails`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rails: Option<Vec<RailStats>>,
 }
 
 /// The target's offer: its worker index and its regions (in the backend's form), with its
@@ -101,13 +105,23 @@ fn connect_initiator(
 ) -> Result<(Box<dyn InitiatorEnd>, SetupTimes), RunError> {
     let (size, op, timeout) = (cfg.size as usize, cfg.op, cfg.timeout);
     Ok(match cfg.backend {
-        XferBackend::Libfabric => {
-            let spec = cfg.spec(oob)?;
-            let mut ex = exchange(oob);
-            let (end, t) =
-                FabricInitiator::connect(&spec, &mut ex, local, transfers, size, op, timeout)?;
-            (Box::new(end), t)
-        }
+        XferBackend::Libfabric => match cfg.rail_specs(oob)? {
+            Some(specs) => {
+                let threshold = cfg.stripe_threshold as usize;
+                let mut ex = exchange(oob);
+                let (end, t) = RailedInitiator::connect(
+                    &specs, &mut ex, local, transfers, size, op, timeout, threshold,
+                )?;
+                (Box::new(end), t)
+            }
+            None => {
+                let spec = cfg.spec(oob)?;
+                let mut ex = exchange(oob);
+                let (end, t) =
+                    FabricInitiator::connect(&spec, &mut ex, local, transfers, size, op, timeout)?;
+                (Box::new(end), t)
+            }
+        },
         XferBackend::Ucx => {
             let mut ex = exchange(oob);
             let (end, t) = UcxInitiator::connect(&mut ex, local, transfers, size, op, timeout)?;
@@ -123,12 +137,19 @@ fn connect_target(
     regions: Vec<SharedRegion>,
 ) -> Result<(Box<dyn TargetEnd>, SetupTimes), RunError> {
     Ok(match cfg.backend {
-        XferBackend::Libfabric => {
-            let spec = cfg.spec(oob)?;
-            let mut ex = exchange(oob);
-            let (end, t) = FabricTarget::connect(&spec, &mut ex, regions, cfg.timeout)?;
-            (Box::new(end), t)
-        }
+        XferBackend::Libfabric => match cfg.rail_specs(oob)? {
+            Some(specs) => {
+                let mut ex = exchange(oob);
+                let (end, t) = RailedTarget::connect(&specs, &mut ex, regions, cfg.timeout)?;
+                (Box::new(end), t)
+            }
+            None => {
+                let spec = cfg.spec(oob)?;
+                let mut ex = exchange(oob);
+                let (end, t) = FabricTarget::connect(&spec, &mut ex, regions, cfg.timeout)?;
+                (Box::new(end), t)
+            }
+        },
         XferBackend::Ucx => {
             let mut ex = exchange(oob);
             let (end, t) = UcxTarget::connect(&mut ex, regions)?;
@@ -303,6 +324,7 @@ fn initiator_inner(
         timed: Vec::with_capacity(cfg.iterations as usize),
         verified_bytes: 0,
         environment: environment(&*ep),
+        rails: None,
     };
     let run = (|| -> Result<(), RunError> {
         for i in 0..cfg.warmup + cfg.iterations {
@@ -340,8 +362,12 @@ fn initiator_inner(
             if i == 0 {
                 report.cold = Some(sample.clone());
             }
+            let rails = ep.take_rail_stats();
             if i >= cfg.warmup {
                 report.timed.push(sample);
+                if let Some(now) = rails {
+                    sum_rails(&mut report.rails, &now);
+                }
             }
             progress.tick();
         }

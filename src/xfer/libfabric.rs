@@ -107,6 +107,9 @@ impl InitiatorEnd for FabricInitiator {
             RegionOffer::Ucx(_) => Err(XferError::Offer(
                 "a UCX offer reached a libfabric initiator".into(),
             )),
+            RegionOffer::LibfabricRails(_) => Err(XferError::Offer(
+                "a multi-rail offer reached a one-rail initiator".into(),
+            )),
         }
     }
     fn local_mut(&mut self) -> Option<&mut [u8]> {

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod libfabric;
+pub mod rails;
 pub mod ucx;
 
 use std::time::Duration;
@@ -64,6 +65,8 @@ pub struct SetupTimes {
 pub enum RegionOffer {
     /// libfabric: address (or offset) and key of each registered region.
     Libfabric(Vec<crate::fabric::RemoteRegion>),
+    /// libfabric over several rails: each rail's regions, in rail order.
+    LibfabricRails(Vec<Vec<crate::fabric::RemoteRegion>>),
     /// UCX: address, length and packed remote key of each mapped region.
     Ucx(Vec<crate::ucx::xfer::RemoteRegion>),
 }
@@ -162,6 +165,10 @@ pub trait InitiatorEnd: XferInitiator {
     fn drain(&mut self) -> Result<(), XferError>;
     /// The library this end runs on.
     fn library(&self) -> Library<'_>;
+    /// What each rail carried since the last call (None: the end has one rail).
+    fn take_rail_stats(&mut self) -> Option<Vec<rails::RailStats>> {
+        None
+    }
 }
 
 /// A target end, connected and registered.

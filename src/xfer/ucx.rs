@@ -75,7 +75,7 @@ impl InitiatorEnd for UcxInitiator {
     fn set_remote(&mut self, offer: RegionOffer) -> Result<(), XferError> {
         match offer {
             RegionOffer::Ucx(regions) => Ok(self.end.set_remote(&regions)?),
-            RegionOffer::Libfabric(_) => Err(XferError::Offer(
+            RegionOffer::Libfabric(_) | RegionOffer::LibfabricRails(_) => Err(XferError::Offer(
                 "a libfabric offer reached a UCX initiator".into(),
             )),
         }

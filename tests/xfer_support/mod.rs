@@ -31,6 +31,19 @@ pub fn two_processes_consistent(
     (idoc, tdoc)
 }
 
+/// Runs one local xfer with `args` and returns its document (stdout: the result table).
+pub fn local(args: &[&str], json: &std::path::Path) -> ResultDoc {
+    crate::common::kvxfer()
+        .args(args)
+        .args(["--timeout", "120", "--json"])
+        .arg(json)
+        .timeout(std::time::Duration::from_secs(300))
+        .assert()
+        .success()
+        .stdout(predicates::str::starts_with("Block Size (B)  Batch Size"));
+    crate::common::read_doc(json)
+}
+
 /// What a run was asked to do, to check its document against.
 pub struct Expect {
     pub size: u64,
