@@ -35,6 +35,15 @@ fn plan(dir: &Path) -> (PathBuf, PathBuf) {
             !id.contains("-nixl-") || id.ends_with("-55m")
         });
     }
+    // Two rounds of each pattern are enough to show each result recorded once; the loopback
+    // plan's seven rounds of latency are judged in tests/loopback_plan.rs.
+    for layer in p["layers"].as_array_mut().unwrap() {
+        for pat in layer["patterns"].as_array_mut().unwrap() {
+            if pat["params"].get("runs").is_some() {
+                pat["params"]["runs"] = 2.into();
+            }
+        }
+    }
     let out = dir.join("results");
     p["common"]["output_dir"] = out.display().to_string().into();
     p["common"]["control_port"] = free_port().into();
@@ -140,7 +149,7 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
 
     // Every result document is in MLflow once, none twice.
     let docs = result_docs(&out);
-    assert!(docs.len() >= 30, "{} result documents", docs.len());
+    assert!(docs.len() >= 20, "{} result documents", docs.len());
     let c = server.client();
     let recorded = hashes(&c);
     assert_eq!(recorded.len(), docs.len(), "one run per result document");
