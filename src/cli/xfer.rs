@@ -99,7 +99,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `--initiator-seg` / `--target-seg` (nixlbench's segment types, any case).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SegArg {
     /// Host memory.
     Dram,
@@ -187,9 +187,10 @@ pub struct XferArgs {
     /// The target's memory: DRAM (host) or VRAM (GPU), as nixlbench's --target_seg_type.
     #[arg(long, value_enum, ignore_case = true, default_value = "dram")]
     target_seg: SegArg,
-    /// CUDA device that holds VRAM segments.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    gpu: i32,
+    /// CUDA device that holds VRAM segments (default: the launcher's local rank, LOCAL_RANK,
+    /// SLURM_LOCALID or OMPI_COMM_WORLD_LOCAL_RANK, modulo the GPU count; else 0).
+    #[arg(long, allow_negative_numbers = true)]
+    gpu: Option<i32>,
     /// Seconds to wait for peers, barriers and each transfer.
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
@@ -235,7 +236,14 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         mem: MemKinds {
             initiator: a.initiator_seg.into(),
             target: a.target_seg.into(),
-            gpu: a.gpu,
+            gpu: a.gpu.unwrap_or_else(|| {
+                let vram = [a.initiator_seg, a.target_seg].contains(&SegArg::Vram);
+                if vram {
+                    kvxfer::topo::GpuListing::host().default_gpu()
+                } else {
+                    0
+                }
+            }),
         },
     };
     let sides = if a.listen.is_some() {

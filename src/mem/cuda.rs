@@ -46,24 +46,74 @@ pub fn driver_present() -> bool {
     unsafe { sys::is_culib_present() }
 }
 
+/// Loads and initialises the driver; returns how many devices it sees. `ordinal` is only named
+/// in the error when there are none.
+fn init(ordinal: i32) -> Result<i32, MemError> {
+    // Checked first: cudarc panics when a driver call finds no library.
+    if !driver_present() {
+        return Err(MemError::NoCudaDriver);
+    }
+    if let Err(e) = cu::init() {
+        if e.0 == sys::CUresult::CUDA_ERROR_NO_DEVICE {
+            return Err(MemError::NoCudaDevice {
+                device: ordinal,
+                count: 0,
+            });
+        }
+        return Err(driver_error("cuInit", e));
+    }
+    cu::device::get_count().map_err(|e| driver_error("cuDeviceGetCount", e))
+}
+
+/// A CUDA device as the driver describes it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceInfo {
+    /// The CUDA ordinal.
+    pub ordinal: i32,
+    /// The device's name.
+    pub name: String,
+    /// Total device memory in bytes.
+    pub memory_bytes: u64,
+    /// PCI bus id as the driver writes it (`00000000:18:00.0`).
+    pub pci_bus_id: String,
+}
+
+/// Every device the driver sees (none when there is no device; an error without a driver).
+pub fn devices() -> Result<Vec<DeviceInfo>, MemError> {
+    let count = match init(0) {
+        Ok(n) => n,
+        Err(MemError::NoCudaDevice { .. }) => 0,
+        Err(e) => return Err(e),
+    };
+    (0..count)
+        .map(|ordinal| {
+            let dev = cu::device::get(ordinal).map_err(|e| driver_error("cuDeviceGet", e))?;
+            let name = cu::device::get_name(dev).map_err(|e| driver_error("cuDeviceGetName", e))?;
+            // SAFETY: dev came from cuDeviceGet.
+            let memory = unsafe { cu::device::total_mem(dev) }
+                .map_err(|e| driver_error("cuDeviceTotalMem", e))?;
+            let mut bus = [0 as std::ffi::c_char; 32];
+            // SAFETY: the driver writes at most bus.len() bytes, NUL-terminated, into bus.
+            unsafe { sys::cuDeviceGetPCIBusId(bus.as_mut_ptr(), bus.len() as i32, dev) }
+                .result()
+                .map_err(|e| driver_error("cuDeviceGetPCIBusId", e))?;
+            // SAFETY: bus is NUL-terminated (zero-filled, and the driver terminates it).
+            let bus = unsafe { std::ffi::CStr::from_ptr(bus.as_ptr()) };
+            Ok(DeviceInfo {
+                ordinal,
+                name,
+                memory_bytes: memory as u64,
+                pci_bus_id: bus.to_string_lossy().into_owned(),
+            })
+        })
+        .collect()
+}
+
 impl CudaDevice {
     /// Loads the driver and opens device `ordinal`: retains its primary context and makes it
     /// current on this thread (UCX's CUDA transports use the current context).
     pub fn open(ordinal: i32) -> Result<CudaDevice, MemError> {
-        // Checked first: cudarc panics when a driver call finds no library.
-        if !driver_present() {
-            return Err(MemError::NoCudaDriver);
-        }
-        if let Err(e) = cu::init() {
-            if e.0 == sys::CUresult::CUDA_ERROR_NO_DEVICE {
-                return Err(MemError::NoCudaDevice {
-                    device: ordinal,
-                    count: 0,
-                });
-            }
-            return Err(driver_error("cuInit", e));
-        }
-        let count = cu::device::get_count().map_err(|e| driver_error("cuDeviceGetCount", e))?;
+        let count = init(ordinal)?;
         if ordinal < 0 || ordinal >= count {
             return Err(MemError::NoCudaDevice {
                 device: ordinal,

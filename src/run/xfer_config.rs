@@ -331,7 +331,12 @@ impl XferConfig {
     }
 
     /// One endpoint spec per rail, or None without `--rails`.
-    pub(crate) fn rail_specs(&self, oob: &Oob) -> Result<Option<Vec<EndpointSpec>>, RunError> {
+    /// `vram`: this side's memory is on the GPU (`auto` then takes the NICs nearest it).
+    pub(crate) fn rail_specs(
+        &self,
+        oob: &Oob,
+        vram: bool,
+    ) -> Result<Option<Vec<EndpointSpec>>, RunError> {
         let Some(rails) = &self.rails else {
             return Ok(None);
         };
@@ -355,13 +360,22 @@ impl XferConfig {
                     ..base.clone()
                 })
                 .collect(),
-            RailSpec::Auto => crate::fabric::domains_offered(&base)?
-                .into_iter()
-                .map(|d| EndpointSpec {
-                    domain: Some(d),
-                    ..base.clone()
-                })
-                .collect(),
+            RailSpec::Auto => {
+                let offered = crate::fabric::domains_offered(&base)?;
+                if vram {
+                    let topo = crate::topo::Topology::scan_host();
+                    let gpus = crate::topo::GpuListing::build(&topo, crate::topo::driver_gpus());
+                    super::xfer_mem::rails_near_gpu(&topo, &gpus, self.mem.gpu, offered)
+                } else {
+                    offered
+                }
+            }
+            .into_iter()
+            .map(|d| EndpointSpec {
+                domain: Some(d),
+                ..base.clone()
+            })
+            .collect(),
         };
         Ok(Some(specs))
     }

@@ -3,6 +3,7 @@
 
 use super::RunError;
 use crate::fabric::{caps, select_info, EndpointSpec, FabricError};
+use crate::topo::{GpuListing, Topology};
 
 /// A side's segment type.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,6 +45,37 @@ impl MemKinds {
             Some("--target-seg VRAM")
         } else {
             None
+        }
+    }
+}
+
+/// `--rails auto` for a side in VRAM: of the `offered` domains, those whose NIC is nearest GPU
+/// `gpu` on the PCIe tree; every one (said on stderr) where those places are unknown.
+pub fn rails_near_gpu(
+    topo: &Topology,
+    gpus: &GpuListing,
+    gpu: i32,
+    offered: Vec<String>,
+) -> Vec<String> {
+    let near = gpus
+        .by_ordinal(gpu)
+        .and_then(|g| g.place())
+        .and_then(|p| topo.nearest_domains(p, &offered));
+    match near {
+        Some(n) => {
+            eprintln!(
+                "kvxfer: --rails auto: {} ({} from GPU {gpu})",
+                n.domains.join(","),
+                n.distance.name()
+            );
+            n.domains
+        }
+        None => {
+            eprintln!(
+                "kvxfer: --rails auto: the PCIe places of GPU {gpu} or of the provider's domains \
+                 are unknown; striping over every domain"
+            );
+            offered
         }
     }
 }
@@ -103,6 +135,29 @@ mod tests {
         assert_eq!(m.vram_option(true, false), None);
         assert_eq!(m.vram_option(false, true), Some("--target-seg VRAM"));
         assert_eq!(MemKinds::default().vram_option(true, true), None);
+    }
+
+    #[test]
+    fn rails_auto_in_vram_takes_the_nics_nearest_the_gpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let topo = Topology::scan(crate::topo::tests::two_socket(dir.path()).root());
+        let gpus = GpuListing::build(&topo, Err("no driver".into()));
+        let offered: Vec<String> = ["rdmap0-rdm", "rdmap1-rdm", "rdmap2-rdm", "rdmap3-rdm"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            rails_near_gpu(&topo, &gpus, 0, offered.clone()),
+            ["rdmap0-rdm"]
+        );
+        assert_eq!(
+            rails_near_gpu(&topo, &gpus, 1, offered.clone()),
+            ["rdmap3-rdm"]
+        );
+        // A GPU sysfs does not show, or domains with no PCI place: every domain.
+        assert_eq!(rails_near_gpu(&topo, &gpus, 7, offered.clone()), offered);
+        let lo = vec!["lo".to_string()];
+        assert_eq!(rails_near_gpu(&topo, &gpus, 0, lo.clone()), lo);
     }
 
     #[test]

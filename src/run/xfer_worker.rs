@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sync::TimedBarrier;
 use super::xfer_config::{alloc, XferBackend, XferConfig, XferPlan, XferProgress};
+use super::xfer_mem::SegKind;
 use super::RunError;
 use crate::bench::xfer::{
     plan_chunks, run_initiator_iteration, run_target_iteration, IterParams, IterSample,
@@ -104,8 +105,9 @@ fn connect_initiator(
     transfers: usize,
 ) -> Result<(Box<dyn InitiatorEnd>, SetupTimes), RunError> {
     let (size, op, timeout) = (cfg.size as usize, cfg.op, cfg.timeout);
+    let vram = cfg.mem.initiator == SegKind::Vram;
     Ok(match cfg.backend {
-        XferBackend::Libfabric => match cfg.rail_specs(oob)? {
+        XferBackend::Libfabric => match cfg.rail_specs(oob, vram)? {
             Some(specs) => {
                 let threshold = cfg.stripe_threshold as usize;
                 let mut ex = exchange(oob);
@@ -136,8 +138,9 @@ fn connect_target(
     oob: &mut Oob,
     regions: Vec<SharedRegion>,
 ) -> Result<(Box<dyn TargetEnd>, SetupTimes), RunError> {
+    let vram = cfg.mem.target == SegKind::Vram;
     Ok(match cfg.backend {
-        XferBackend::Libfabric => match cfg.rail_specs(oob)? {
+        XferBackend::Libfabric => match cfg.rail_specs(oob, vram)? {
             Some(specs) => {
                 let mut ex = exchange(oob);
                 let (end, t) = RailedTarget::connect(&specs, &mut ex, regions, cfg.timeout)?;
