@@ -1,13 +1,16 @@
-//! `kvxfer xfer --initiator-seg/--target-seg DRAM|VRAM --gpu N`: device memory refused before
-//! any connection with one line naming what is missing (the `cuda` feature, the driver or
-//! the device); a GPU host skips these by name.
+//! `kvxfer xfer --initiator-seg/--target-seg DRAM|VRAM --gpu N [--vmm]`: without a GPU, device
+//! memory is refused before any connection with one line naming what is missing (the `cuda`
+//! feature, the driver or the device); with one, UCX moves VRAM to VRAM (tcp + cuda_copy) and
+//! `--verify` checks it through host copies. Each side skips the other's tests by name.
 
 mod common;
+mod xfer_support;
 
 use std::time::Duration;
 
 use common::*;
 use predicates::prelude::*;
+use xfer_support::*;
 
 /// Runs xfer with `args`, expects failure, returns stderr.
 fn refused(args: &[&str]) -> String {
@@ -70,4 +73,87 @@ fn dram_is_spelled_any_case_and_bad_kinds_or_gpus_are_refused() {
     // DRAM in any case is accepted: the run is refused later for a bad size, not the kind.
     let err = refused(&["--initiator-seg", "dRaM", "--target-seg", "DRAM", "-I", "0"]);
     assert!(err.contains("--iterations must be at least 1"), "{err}");
+}
+
+/// Whether the CUDA driver opens a GPU for this kvxfer (`info --gpu --check`).
+fn gpu_usable() -> bool {
+    kvxfer()
+        .args(["info", "--gpu", "--check"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// One local UCX xfer over tcp + cuda_copy on lo with `args`, checked and returned.
+fn ucx_vram(name: &str, args: &[&str], size: u64) -> Option<kvxfer::report::ResultDoc> {
+    if !gpu_usable() {
+        skip(
+            name,
+            "no GPU the CUDA driver opens (kvxfer info --gpu --check)",
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("x.json");
+    let size_arg = size.to_string();
+    let mut all = vec![
+        "xfer", "-B", "ucx", "-s", &size_arg, "--verify", "-I", "3", "-w", "1",
+    ];
+    all.extend_from_slice(args);
+    std::env::set_var("UCX_TLS", "tcp,cuda_copy");
+    std::env::set_var("UCX_NET_DEVICES", "lo");
+    let doc = local(&all, &json);
+    assert_xfer_consistent(
+        &doc,
+        &Expect {
+            size,
+            iterations: 3,
+            warmup: 1,
+            transfers: 1,
+            verify: true,
+            op: "write",
+        },
+    );
+    assert!(
+        doc.config["verify_copies"]
+            .as_str()
+            .is_some_and(|v| v.contains("outside the timed span")),
+        "{:?}",
+        doc.config
+    );
+    Some(doc)
+}
+
+#[test]
+fn ucx_vram_to_vram_with_verify_on_a_gpu() {
+    let name = "ucx_vram_to_vram_with_verify_on_a_gpu";
+    let args = [
+        "--initiator-seg",
+        "VRAM",
+        "--target-seg",
+        "VRAM",
+        "--gpu",
+        "0",
+    ];
+    let Some(doc) = ucx_vram(name, &args, 64 << 20) else {
+        return;
+    };
+    assert_eq!(doc.config["mem"], "vram");
+    assert_eq!(doc.config["vram_alloc"], "cuMemAlloc");
+    let lanes = doc.environment.extra["ucx_endpoint_info"]
+        .as_str()
+        .unwrap_or("");
+    assert!(lanes.contains("cuda_copy"), "UCX's lanes: {lanes}");
+}
+
+#[test]
+fn ucx_vmm_memory_and_dram_to_vram_on_a_gpu() {
+    let name = "ucx_vmm_memory_and_dram_to_vram_on_a_gpu";
+    let args = ["--target-seg", "VRAM", "--vmm"];
+    let Some(doc) = ucx_vram(name, &args, 8 << 20) else {
+        return;
+    };
+    assert_eq!(doc.config["mem"], "mixed");
+    assert_eq!(doc.config["initiator_seg"], "DRAM");
+    assert_eq!(doc.config["vram_alloc"], "cuMemCreate");
 }

@@ -29,6 +29,10 @@ pub struct InfoArgs {
     /// as `nvidia-smi topo -m` shows it (sysfs root: $KVXFER_SYSFS_ROOT, default /sys).
     #[arg(long, conflicts_with_all = ["provider", "endpoint", "ucx"])]
     gpu: bool,
+    /// With --gpu: print nothing on stdout; exit 0 when the CUDA driver opens a GPU, else 1
+    /// with one line saying why (plans skip their VRAM tasks by it).
+    #[arg(long, requires = "gpu")]
+    check: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -63,7 +67,7 @@ pub fn run(a: InfoArgs) -> anyhow::Result<ExitCode> {
         return ucx_info(a.json);
     }
     if a.gpu {
-        return gpu_info(a.json);
+        return gpu_info(a.json, a.check);
     }
     let hints = Hints {
         provider: a.provider.clone(),
@@ -190,8 +194,24 @@ fn ucx_info(json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `kvxfer info --gpu`: the GPUs, then a GPU x NIC matrix of PCIe distances.
-fn gpu_info(json: bool) -> anyhow::Result<ExitCode> {
+fn gpu_info(json: bool, check: bool) -> anyhow::Result<ExitCode> {
     let l = GpuListing::host();
+    if check {
+        let usable = l.gpus.iter().filter(|g| g.ordinal.is_some()).count();
+        if usable > 0 {
+            eprintln!("kvxfer: {usable} GPU(s) usable through the CUDA driver");
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "kvxfer: no usable GPU: {} ({} NVIDIA PCI device(s) under {})",
+            l.driver_error
+                .as_deref()
+                .unwrap_or("the CUDA driver lists no device"),
+            l.gpus.len(),
+            kvxfer::topo::sysfs_root().display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     if l.gpus.is_empty() {
         eprintln!(
             "kvxfer: no GPU found (sysfs {}: no NVIDIA PCI device; CUDA: {})",

@@ -191,6 +191,10 @@ pub struct XferArgs {
     /// SLURM_LOCALID or OMPI_COMM_WORLD_LOCAL_RANK, modulo the GPU count; else 0).
     #[arg(long, allow_negative_numbers = true)]
     gpu: Option<i32>,
+    /// VRAM through the CUDA virtual memory API (cuMemCreate + cuMemMap, GPUDirect RDMA
+    /// capable) instead of cuMemAlloc, as nixlbench's --enable_vmm.
+    #[arg(long)]
+    vmm: bool,
     /// Seconds to wait for peers, barriers and each transfer.
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
@@ -244,6 +248,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
                     0
                 }
             }),
+            vmm: a.vmm,
         },
     };
     let sides = if a.listen.is_some() {

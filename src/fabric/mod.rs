@@ -25,7 +25,7 @@ pub use info::{
     available_providers, caps, mr_mode, runtime_version, EndpointType, Hints, Info, InfoList,
     InfoRef,
 };
-pub use mr::{MemoryRegion, RemoteRegion};
+pub use mr::{MemoryRegion, RegMode, RemoteRegion};
 pub use rma::cq_flags;
 pub use rma_channel::{RmaChannel, RmaPingPongOp};
 pub use xfer::{ChunkOp, XferInitiatorEp, XferTargetEp};

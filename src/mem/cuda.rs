@@ -157,19 +157,131 @@ impl CudaDevice {
         self.make_current()?;
         let bytes = len.max(1);
         // SAFETY: the context is current; the memory is freed once, in DeviceBuffer's Drop.
-        let ptr = unsafe { cu::malloc_sync(bytes) }.map_err(|e| MemError::CudaOutOfMemory {
-            bytes,
-            device: self.ordinal(),
-            message: describe(e),
-        })?;
+        let ptr = unsafe { cu::malloc_sync(bytes) }.map_err(|e| self.oom(bytes, e))?;
         let buf = DeviceBuffer {
             ptr,
             len,
             device: self.inner.clone(),
+            backing: Backing::Malloc,
         };
-        // SAFETY: ptr is a live allocation of `bytes` bytes in the current context.
-        unsafe { cu::memset_d8_sync(ptr, 0, bytes) }.map_err(|e| driver_error("cuMemsetD8", e))?;
+        buf.zero(bytes)?;
         Ok(buf)
+    }
+
+    /// Allocates `len` bytes (at least one) through the virtual memory API, as nixlbench's
+    /// `--enable_vmm`: cuMemCreate (pinned, GPUDirect RDMA capable) mapped by cuMemMap into a
+    /// reserved range, read-write for this device; zero-filled.
+    pub fn alloc_vmm(&self, len: usize) -> Result<DeviceBuffer, MemError> {
+        self.make_current()?;
+        let location = sys::CUmemLocation {
+            type_: sys::CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE,
+            id: self.ordinal(),
+        };
+        let prop = sys::CUmemAllocationProp {
+            type_: sys::CUmemAllocationType::CU_MEM_ALLOCATION_TYPE_PINNED,
+            requestedHandleTypes: sys::CUmemAllocationHandleType::CU_MEM_HANDLE_TYPE_NONE,
+            location,
+            win32HandleMetaData: std::ptr::null_mut(),
+            allocFlags: sys::CUmemAllocationProp_st__bindgen_ty_1 {
+                compressionType: 0,
+                gpuDirectRDMACapable: 1,
+                usage: 0,
+                reserved: [0; 4],
+            },
+        };
+        let mut granularity = 0usize;
+        // SAFETY: prop is a complete allocation description; the driver writes one usize.
+        unsafe {
+            sys::cuMemGetAllocationGranularity(
+                &mut granularity,
+                &prop,
+                sys::CUmemAllocationGranularity_flags::CU_MEM_ALLOC_GRANULARITY_MINIMUM,
+            )
+        }
+        .result()
+        .map_err(|e| driver_error("cuMemGetAllocationGranularity", e))?;
+        let size = len.max(1).div_ceil(granularity.max(1)) * granularity.max(1);
+        let mut handle: sys::CUmemGenericAllocationHandle = 0;
+        // SAFETY: as above; the handle is released once (here on failure, else in Drop).
+        unsafe { sys::cuMemCreate(&mut handle, size, &prop, 0) }
+            .result()
+            .map_err(|e| self.oom(size, e))?;
+        let mut ptr: sys::CUdeviceptr = 0;
+        // SAFETY: reserves a fresh range of `size` bytes; freed once, in Drop or below.
+        let reserved = unsafe { sys::cuMemAddressReserve(&mut ptr, size, 0, 0, 0) }.result();
+        if let Err(e) = reserved {
+            // SAFETY: handle was created above and is not mapped anywhere.
+            unsafe { sys::cuMemRelease(handle) };
+            return Err(driver_error("cuMemAddressReserve", e));
+        }
+        // From here Drop unmaps, frees the range and releases the handle.
+        let mut buf = DeviceBuffer {
+            ptr,
+            len,
+            device: self.inner.clone(),
+            backing: Backing::Vmm {
+                handle,
+                size,
+                mapped: false,
+            },
+        };
+        // SAFETY: ptr..ptr+size is the range just reserved, handle an allocation of size bytes.
+        unsafe { sys::cuMemMap(ptr, size, 0, handle, 0) }
+            .result()
+            .map_err(|e| driver_error("cuMemMap", e))?;
+        if let Backing::Vmm { mapped, .. } = &mut buf.backing {
+            *mapped = true;
+        }
+        let access = sys::CUmemAccessDesc {
+            location,
+            flags: sys::CUmemAccess_flags::CU_MEM_ACCESS_FLAGS_PROT_READWRITE,
+        };
+        // SAFETY: the range is mapped; one access descriptor is passed.
+        unsafe { sys::cuMemSetAccess(ptr, size, &access, 1) }
+            .result()
+            .map_err(|e| driver_error("cuMemSetAccess", e))?;
+        buf.zero(size)?;
+        Ok(buf)
+    }
+
+    fn oom(&self, bytes: usize, e: cu::DriverError) -> MemError {
+        MemError::CudaOutOfMemory {
+            bytes,
+            device: self.ordinal(),
+            message: describe(e),
+        }
+    }
+}
+
+/// How a device buffer's memory was obtained.
+enum Backing {
+    /// cuMemAlloc.
+    Malloc,
+    /// cuMemCreate mapped into a reserved range of `size` bytes.
+    Vmm {
+        handle: sys::CUmemGenericAllocationHandle,
+        size: usize,
+        mapped: bool,
+    },
+}
+
+/// A dmabuf file descriptor covering a device buffer, for FI_MR_DMABUF registration; the
+/// descriptor is closed on drop (a provider that imported it keeps its own reference).
+pub struct Dmabuf {
+    /// The file descriptor.
+    pub fd: i32,
+    /// Offset of the buffer's first byte in the dmabuf.
+    pub offset: u64,
+    /// Length of the dmabuf in bytes.
+    pub len: usize,
+    /// Device address of the dmabuf's first byte.
+    pub base: u64,
+}
+
+impl Drop for Dmabuf {
+    fn drop(&mut self) {
+        // SAFETY: fd came from cuMemGetHandleForAddressRange and is closed once.
+        unsafe { libc::close(self.fd) };
     }
 }
 
@@ -189,44 +301,145 @@ impl Drop for DeviceInner {
     }
 }
 
-/// Device memory from cuMemAlloc, freed on drop; keeps its device's context alive.
+/// Device memory from cuMemAlloc or the virtual memory API, freed on drop; keeps its device's
+/// context alive.
 pub struct DeviceBuffer {
     ptr: sys::CUdeviceptr,
     len: usize,
     device: Arc<DeviceInner>,
+    backing: Backing,
 }
 
 impl DeviceBuffer {
+    fn zero(&self, bytes: usize) -> Result<(), MemError> {
+        // SAFETY: ptr is a live, mapped allocation of at least `bytes` bytes in the current
+        // context.
+        unsafe { cu::memset_d8_sync(self.ptr, 0, bytes) }.map_err(|e| driver_error("cuMemsetD8", e))
+    }
+
     /// Copies `src` to the start of the buffer (synchronous).
     pub fn copy_from_host(&mut self, src: &[u8]) -> Result<(), MemError> {
-        assert!(
-            src.len() <= self.len,
-            "copy past the end of a device buffer"
-        );
-        self.device.make_current()?;
-        // SAFETY: src.len() bytes fit the allocation, which is live; the copy is synchronous.
-        unsafe { cu::memcpy_htod_sync(self.ptr, src) }.map_err(|e| driver_error("cuMemcpyHtoD", e))
+        self.copy_from_host_at(0, src)
     }
 
     /// Copies the start of the buffer into `dst` (synchronous).
     pub fn copy_to_host(&self, dst: &mut [u8]) -> Result<(), MemError> {
-        assert!(
-            dst.len() <= self.len,
-            "copy past the end of a device buffer"
-        );
+        self.copy_to_host_at(0, dst)
+    }
+
+    /// Copies `src` to byte `offset` of the buffer (synchronous).
+    pub fn copy_from_host_at(&self, offset: usize, src: &[u8]) -> Result<(), MemError> {
+        self.check_range(offset, src.len())?;
         self.device.make_current()?;
-        // SAFETY: dst.len() bytes lie inside the live allocation; the copy is synchronous.
-        unsafe { cu::memcpy_dtoh_sync(dst, self.ptr) }.map_err(|e| driver_error("cuMemcpyDtoH", e))
+        // SAFETY: offset + src.len() bytes fit the live allocation; the copy is synchronous.
+        unsafe { cu::memcpy_htod_sync(self.ptr + offset as u64, src) }
+            .map_err(|e| driver_error("cuMemcpyHtoD", e))
+    }
+
+    /// Copies the buffer's bytes from `offset` into `dst` (synchronous).
+    pub fn copy_to_host_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), MemError> {
+        self.check_range(offset, dst.len())?;
+        self.device.make_current()?;
+        // SAFETY: offset + dst.len() bytes lie inside the live allocation; synchronous copy.
+        unsafe { cu::memcpy_dtoh_sync(dst, self.ptr + offset as u64) }
+            .map_err(|e| driver_error("cuMemcpyDtoH", e))
+    }
+
+    fn check_range(&self, offset: usize, len: usize) -> Result<(), MemError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(MemError::OutOfRange {
+                offset,
+                len,
+                size: self.len,
+            }),
+        }
+    }
+
+    /// The device ordinal.
+    pub fn ordinal(&self) -> i32 {
+        self.device.ordinal
+    }
+
+    /// Whether the memory came from the virtual memory API (`--vmm`).
+    pub fn is_vmm(&self) -> bool {
+        matches!(self.backing, Backing::Vmm { .. })
+    }
+
+    /// Makes the buffer's context current on the calling thread (UCX's CUDA transports use
+    /// the current context).
+    pub fn make_current(&self) -> Result<(), MemError> {
+        self.device.make_current()
+    }
+
+    /// A dmabuf descriptor for the whole allocation holding byte `offset` of this buffer
+    /// (cuMemGetAddressRange, then cuMemGetHandleForAddressRange).
+    pub fn dmabuf(&self, offset: usize) -> Result<Dmabuf, MemError> {
+        self.check_range(offset, 0)?;
+        self.device.make_current()?;
+        let addr = self.ptr + offset as u64;
+        let (mut base, mut size): (sys::CUdeviceptr, usize) = (0, 0);
+        // SAFETY: addr lies inside a live allocation; the driver writes two values.
+        unsafe { sys::cuMemGetAddressRange_v2(&mut base, &mut size, addr) }
+            .result()
+            .map_err(|e| driver_error("cuMemGetAddressRange", e))?;
+        let mut fd: i32 = -1;
+        // SAFETY: base..base+size is one live allocation; the driver writes an int fd.
+        unsafe {
+            sys::cuMemGetHandleForAddressRange(
+                &mut fd as *mut i32 as *mut std::ffi::c_void,
+                base,
+                size,
+                sys::CUmemRangeHandleType::CU_MEM_RANGE_HANDLE_TYPE_DMA_BUF_FD,
+                0,
+            )
+        }
+        .result()
+        .map_err(|e| driver_error("cuMemGetHandleForAddressRange", e))?;
+        Ok(Dmabuf {
+            fd,
+            offset: addr - base,
+            len: size,
+            base,
+        })
     }
 }
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
-        let freed = self.device.make_current().and_then(|()| {
-            // SAFETY: ptr came from cuMemAlloc in this context and is freed once; whoever
-            // handed it to a NIC (a memory handle) owns this buffer and went first.
-            unsafe { cu::free_sync(self.ptr) }.map_err(|e| driver_error("cuMemFree", e))
-        });
+        let ptr = self.ptr;
+        let freed = self
+            .device
+            .make_current()
+            .and_then(|()| match self.backing {
+                Backing::Malloc => {
+                    // SAFETY: ptr came from cuMemAlloc in this context and is freed once;
+                    // whoever handed it to a NIC (a memory handle) owns this buffer and went
+                    // first.
+                    unsafe { cu::free_sync(ptr) }.map_err(|e| driver_error("cuMemFree", e))
+                }
+                Backing::Vmm {
+                    handle,
+                    size,
+                    mapped,
+                } => {
+                    // SAFETY: the range was reserved (and mapped when `mapped`) for this buffer
+                    // only; each is undone once, in reverse order.
+                    unsafe {
+                        if mapped {
+                            sys::cuMemUnmap(ptr, size)
+                                .result()
+                                .map_err(|e| driver_error("cuMemUnmap", e))?;
+                        }
+                        sys::cuMemAddressFree(ptr, size)
+                            .result()
+                            .map_err(|e| driver_error("cuMemAddressFree", e))?;
+                        sys::cuMemRelease(handle)
+                            .result()
+                            .map_err(|e| driver_error("cuMemRelease", e))
+                    }
+                }
+            });
         if let Err(e) = freed {
             crate::teardown::record(e.to_string());
         }
@@ -246,6 +459,9 @@ unsafe impl Buffer for DeviceBuffer {
     }
     fn iface(&self) -> MemIface {
         MemIface::Cuda(self.device.ordinal)
+    }
+    fn dmabuf(&self) -> Option<Dmabuf> {
+        DeviceBuffer::dmabuf(self, 0).ok()
     }
 }
 

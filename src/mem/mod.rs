@@ -7,7 +7,7 @@ mod host;
 mod shared;
 
 pub use host::HostBuffer;
-pub use shared::{available_memory, SharedRegion};
+pub use shared::{available_memory, Allocation, SharedRegion};
 
 /// Where a buffer's memory lives, as registration needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,12 @@ pub unsafe trait Buffer: Send {
     }
     /// Where the memory lives.
     fn iface(&self) -> MemIface;
+    /// A dmabuf descriptor covering the memory, for registration by dmabuf (device memory
+    /// whose driver exports one); None otherwise.
+    #[cfg(feature = "cuda")]
+    fn dmabuf(&self) -> Option<cuda::Dmabuf> {
+        None
+    }
 }
 
 /// A buffer whose payload the host fills and checks: host memory in place, device memory
@@ -106,6 +112,18 @@ pub enum MemError {
         call: &'static str,
         /// The driver's text.
         message: String,
+    },
+    /// A copy would reach past the end of a buffer.
+    #[error(
+        "a copy of {len} bytes at offset {offset} reaches past the end of a {size}-byte buffer"
+    )]
+    OutOfRange {
+        /// Offset asked for.
+        offset: usize,
+        /// Bytes asked for.
+        len: usize,
+        /// The buffer's length.
+        size: usize,
     },
     /// Device memory could not be allocated.
     #[error("cannot allocate {bytes} bytes on CUDA device {device}: {message}")]

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
-use super::xfer_mem::{check_device, check_hmem, MemKinds};
+use super::xfer_mem::{check_device, check_hmem, check_ucx_cuda, MemKinds};
 use super::RunError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
-use crate::mem::{available_memory, HostBuffer};
+use crate::mem::available_memory;
 use crate::units::human_size;
 use crate::xfer::XferOp;
 
@@ -259,9 +259,15 @@ impl XferConfig {
     }
 
     pub(crate) fn caps(&self) -> u64 {
-        match self.op {
+        let base = match self.op {
             XferOp::Send => caps::RMA | caps::MSG | caps::TAGGED,
             _ => caps::RMA | caps::MSG,
+        };
+        // Device memory is registered with FI_HMEM: the provider must offer it.
+        if self.mem.any_vram() {
+            base | caps::HMEM
+        } else {
+            base
         }
     }
 
@@ -295,7 +301,7 @@ impl XferConfig {
     }
 
     /// Refuses device memory with one line naming what is missing: the `cuda` feature, the
-    /// driver, the device, the provider's FI_HMEM, or (all present) the VRAM transfer path.
+    /// driver, the device, the provider's FI_HMEM, or UCX's CUDA support.
     fn check_mem(&self, sides: Sides) -> Result<(), RunError> {
         if self.mem.gpu < 0 {
             return Err(RunError::Config("--gpu must be 0 or more".into()));
@@ -309,13 +315,10 @@ impl XferConfig {
             return Ok(());
         };
         check_device(option, self.mem.gpu)?;
-        if self.backend == XferBackend::Libfabric {
-            check_hmem(option, &self.probe_spec())?;
+        match self.backend {
+            XferBackend::Libfabric => check_hmem(option, &self.probe_spec()),
+            XferBackend::Ucx => check_ucx_cuda(option),
         }
-        Err(RunError::Config(format!(
-            "{option}: device and provider are ready, but kvxfer xfer does not move GPU \
-             memory yet; use DRAM on both sides"
-        )))
     }
 
     /// The spec that finds the provider before any connection (no local address yet).
@@ -486,8 +489,4 @@ pub(crate) fn endpoint_name(e: EndpointType) -> &'static str {
         EndpointType::Rdm => "rdm",
         EndpointType::Msg => "msg",
     }
-}
-
-pub(crate) fn alloc(bytes: usize) -> Result<HostBuffer, RunError> {
-    Ok(HostBuffer::for_bulk(bytes)?)
 }

@@ -3,6 +3,7 @@
 
 use super::RunError;
 use crate::fabric::{caps, select_info, EndpointSpec, FabricError};
+use crate::mem::{Allocation, HostBuffer};
 use crate::topo::{GpuListing, Topology};
 
 /// A side's segment type.
@@ -34,9 +35,41 @@ pub struct MemKinds {
     pub target: SegKind,
     /// CUDA device ordinal for VRAM.
     pub gpu: i32,
+    /// VRAM from cuMemCreate + cuMemMap instead of cuMemAlloc (nixlbench's --enable_vmm).
+    pub vmm: bool,
 }
 
 impl MemKinds {
+    /// Whether either side is in VRAM.
+    pub fn any_vram(&self) -> bool {
+        self.initiator == SegKind::Vram || self.target == SegKind::Vram
+    }
+
+    /// Allocates `bytes` of `kind` memory: host memory, or VRAM on `self.gpu` (its context made
+    /// current on the calling thread).
+    pub fn alloc(&self, kind: SegKind, bytes: usize) -> Result<Allocation, RunError> {
+        match kind {
+            SegKind::Dram => Ok(HostBuffer::for_bulk(bytes)?.into()),
+            SegKind::Vram => self.alloc_device(bytes),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn alloc_device(&self, bytes: usize) -> Result<Allocation, RunError> {
+        let dev = crate::mem::cuda::CudaDevice::open(self.gpu)?;
+        let buf = if self.vmm {
+            dev.alloc_vmm(bytes)?
+        } else {
+            dev.alloc(bytes)?
+        };
+        Ok(buf.into())
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn alloc_device(&self, _bytes: usize) -> Result<Allocation, RunError> {
+        check_device("VRAM", self.gpu).map(|()| unreachable!("refused without the cuda feature"))
+    }
+
     /// The option of the first side (of those this process runs) that asks for VRAM.
     pub fn vram_option(&self, initiator: bool, target: bool) -> Option<&'static str> {
         if initiator && self.initiator == SegKind::Vram {
@@ -46,6 +79,52 @@ impl MemKinds {
         } else {
             None
         }
+    }
+}
+
+/// The result's memory keys: `mem` (this document's side: dram, vram, or mixed when one
+/// process runs both sides in different kinds); with VRAM anywhere also both segment types,
+/// the GPU, the allocator, and where `--verify`'s copies happen.
+pub fn config_keys(
+    m: &mut serde_json::Map<String, serde_json::Value>,
+    mem: &MemKinds,
+    side: &str,
+    verify: bool,
+) {
+    use serde_json::json;
+    let mine = match side {
+        "target" => mem.target,
+        "initiator" => mem.initiator,
+        _ if mem.initiator == mem.target => mem.initiator,
+        _ => {
+            m.insert("mem".into(), json!("mixed"));
+            return config_vram(m, mem, verify);
+        }
+    };
+    m.insert("mem".into(), json!(mine.name().to_ascii_lowercase()));
+    config_vram(m, mem, verify);
+}
+
+fn config_vram(m: &mut serde_json::Map<String, serde_json::Value>, mem: &MemKinds, verify: bool) {
+    use serde_json::json;
+    if !mem.any_vram() {
+        return;
+    }
+    m.insert("initiator_seg".into(), json!(mem.initiator.name()));
+    m.insert("target_seg".into(), json!(mem.target.name()));
+    m.insert("gpu".into(), json!(mem.gpu));
+    m.insert(
+        "vram_alloc".into(),
+        json!(if mem.vmm { "cuMemCreate" } else { "cuMemAlloc" }),
+    );
+    if verify {
+        m.insert(
+            "verify_copies".into(),
+            json!(
+                "pattern copied host to device before, and device to host after, each \
+                   iteration, outside the timed span"
+            ),
+        );
     }
 }
 
@@ -101,6 +180,26 @@ pub fn check_device(option: &str, gpu: i32) -> Result<(), RunError> {
     }
 }
 
+/// Checks that UCX (as UCX_TLS configures it) can map CUDA memory; the error names the UCX.
+pub fn check_ucx_cuda(option: &str) -> Result<(), RunError> {
+    let ctx = crate::ucx::Context::new(crate::ucx::Features {
+        tag: true,
+        rma: true,
+    })
+    .map_err(|e| RunError::Config(format!("{option}: {e}")))?;
+    match ctx.supports_cuda() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(RunError::Config(format!(
+            "{option}: UCX {} ({}) cannot map CUDA memory: it was built without CUDA or its \
+             cuda_copy transport did not load (UCX_TLS must allow cuda_copy; see `kvxfer info \
+             --ucx`)",
+            crate::ucx::version(),
+            crate::ucx::library_path().unwrap_or_else(|| "library unknown".into())
+        ))),
+        Err(e) => Err(RunError::Config(format!("{option}: {e}"))),
+    }
+}
+
 /// Checks that `spec`'s provider can register device memory (FI_HMEM); the error names the
 /// provider and what would work.
 pub fn check_hmem(option: &str, spec: &EndpointSpec) -> Result<(), RunError> {
@@ -113,7 +212,7 @@ pub fn check_hmem(option: &str, spec: &EndpointSpec) -> Result<(), RunError> {
         Ok(_) | Err(FabricError::NoMatch { .. }) => Err(RunError::Config(format!(
             "{option}: libfabric provider {} here offers no FI_HMEM (device memory); use a \
              libfabric built with it (the EFA installer's), or stage through host memory \
-             (--staging host, once kvxfer has it)",
+             (--staging host)",
             spec.provider
         ))),
         Err(e) => Err(e.into()),
@@ -131,6 +230,7 @@ mod tests {
             initiator: SegKind::Dram,
             target: SegKind::Vram,
             gpu: 0,
+            vmm: false,
         };
         assert_eq!(m.vram_option(true, false), None);
         assert_eq!(m.vram_option(false, true), Some("--target-seg VRAM"));
@@ -158,6 +258,61 @@ mod tests {
         assert_eq!(rails_near_gpu(&topo, &gpus, 7, offered.clone()), offered);
         let lo = vec!["lo".to_string()];
         assert_eq!(rails_near_gpu(&topo, &gpus, 0, lo.clone()), lo);
+    }
+
+    #[test]
+    fn vram_results_name_both_segments_the_allocator_and_where_verify_copies() {
+        let keys = |mem: &MemKinds, side: &str, verify: bool| {
+            let mut m = serde_json::Map::new();
+            config_keys(&mut m, mem, side, verify);
+            serde_json::Value::Object(m)
+        };
+        let dram = MemKinds::default();
+        assert_eq!(
+            keys(&dram, "both", true),
+            serde_json::json!({"mem": "dram"})
+        );
+        let vram = MemKinds {
+            initiator: SegKind::Vram,
+            target: SegKind::Dram,
+            gpu: 3,
+            vmm: true,
+        };
+        let t = keys(&vram, "target", true);
+        assert_eq!(t["mem"], "dram");
+        assert_eq!(t["initiator_seg"], "VRAM");
+        assert_eq!(t["target_seg"], "DRAM");
+        assert_eq!(
+            (t["gpu"].as_i64(), t["vram_alloc"].as_str()),
+            (Some(3), Some("cuMemCreate"))
+        );
+        assert!(t["verify_copies"]
+            .as_str()
+            .unwrap()
+            .contains("outside the timed span"));
+        assert_eq!(keys(&vram, "initiator", false)["mem"], "vram");
+        assert!(keys(&vram, "initiator", false)
+            .get("verify_copies")
+            .is_none());
+        assert_eq!(keys(&vram, "both", false)["mem"], "mixed");
+    }
+
+    #[test]
+    fn ucx_without_cuda_support_is_one_line_naming_the_ucx() {
+        match check_ucx_cuda("--initiator-seg VRAM") {
+            Ok(()) => eprintln!(
+                "SKIPPED ucx_without_cuda_support_is_one_line_naming_the_ucx: this UCX maps \
+                 CUDA memory (a GPU and its driver are present)"
+            ),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.starts_with("--initiator-seg VRAM: UCX "), "{e}");
+                assert!(
+                    e.contains("cannot map CUDA memory") && !e.contains('\n'),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -143,7 +143,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
     let mut doc = ResultDoc::new("kvxfer", "xfer", "L1");
-    doc.config = config_map(cfg, plan, side, reports.len());
+    doc.config = config_map(cfg, plan, side, &reports);
     doc.environment = reports
         .first()
         .map(|r| r.environment.clone())
@@ -354,7 +354,13 @@ fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Co
     }
 }
 
-fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> Map<String, Value> {
+fn config_map(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    side: &str,
+    reports: &[&WorkerReport],
+) -> Map<String, Value> {
+    let workers = reports.len();
     let mut m = Map::new();
     m.insert("backend".into(), json!(cfg.backend.name()));
     match cfg.backend {
@@ -372,7 +378,11 @@ fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> 
         }
     }
     m.insert("op".into(), json!(cfg.op.name()));
-    m.insert("mem".into(), json!("dram"));
+    super::xfer_mem::config_keys(&mut m, &cfg.mem, side, cfg.verify);
+    if cfg.mem.any_vram() {
+        let reg = reports.iter().find_map(|r| r.registration.clone());
+        m.insert("mem_registration".into(), json!(reg));
+    }
     m.insert("scheme".into(), json!(cfg.scheme.name()));
     m.insert("concurrency".into(), json!(cfg.concurrency));
     m.insert("concurrency_mode".into(), json!(cfg.mode_name()));

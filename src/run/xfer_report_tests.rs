@@ -74,6 +74,7 @@ fn reports() -> Vec<WorkerReport> {
             ],
             verified_bytes: 0,
             environment: Default::default(),
+            registration: None,
             rails: None,
         })
         .collect()

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::sync::TimedBarrier;
-use super::xfer_config::{alloc, XferBackend, XferConfig, XferPlan, XferProgress};
+use super::xfer_config::{XferBackend, XferConfig, XferPlan, XferProgress};
 use super::xfer_mem::SegKind;
 use super::RunError;
 use crate::bench::xfer::{
@@ -60,6 +60,9 @@ pub struct WorkerReport {
     pub verified_bytes: u64,
     /// The fabric the worker ran on.
     pub environment: Environment,
+    /// How this side registered its memory (libfabric: host, hmem or dmabuf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<String>,
     /// Per rail, what the timed iterations carried (only with `--rails`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rails: Option<Vec<RailStats>>,
@@ -202,9 +205,16 @@ fn target_inner(
     let size = cfg.size as usize;
     let regions = match mem {
         TargetMem::Regions(r) => r,
-        TargetMem::Allocate => SharedRegion::split(alloc(per * size)?, per, size)
-            .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?,
+        TargetMem::Allocate => {
+            SharedRegion::split(cfg.mem.alloc(cfg.mem.target, per * size)?, per, size)
+                .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?
+        }
     };
+    if let Some(r) = regions.first() {
+        // Device memory's context current on this worker's thread, as UCX's CUDA transports
+        // expect.
+        r.bind_thread()?;
+    }
     let (mut end, setup) = connect_target(cfg, oob, regions)?;
     oob.send_json(&Offer {
         worker: w,
@@ -221,10 +231,10 @@ fn target_inner(
         if cfg.verify {
             for t in 0..per {
                 let r = adapter.end.region_mut(t).expect("one region per transfer");
-                match cfg.op {
+                r.fill_with(|r| match cfg.op {
                     XferOp::Write | XferOp::Send => r.fill(0),
                     XferOp::Read => pattern::fill(r, seq(w, per, t, i)),
-                }
+                })?;
             }
         }
         if cfg.op == XferOp::Send {
@@ -243,7 +253,7 @@ fn target_inner(
         if cfg.verify && cfg.op != XferOp::Read {
             for t in 0..per {
                 let r = adapter.end.region_mut(t).expect("one region per transfer");
-                check(r, seq(w, per, t, i), i)
+                r.read_with(|r| check(r, seq(w, per, t, i), i))?
                     .map_err(bench_err(format!("target worker {w}, transfer {t}")))?;
                 verified += size as u64;
             }
@@ -255,6 +265,7 @@ fn target_inner(
     })?;
     report.worker = w;
     report.verified_bytes += verified;
+    report.registration = setup.registration.map(String::from);
     Ok(report)
 }
 
@@ -297,7 +308,7 @@ fn initiator_inner(
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
-    let local = SharedRegion::split(alloc(per * size)?, 1, per * size)
+    let local = SharedRegion::split(cfg.mem.alloc(cfg.mem.initiator, per * size)?, 1, per * size)
         .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
     let local = local
         .into_iter()
@@ -327,6 +338,7 @@ fn initiator_inner(
         timed: Vec::with_capacity(cfg.iterations as usize),
         verified_bytes: 0,
         environment: environment(&*ep),
+        registration: setup.registration.map(String::from),
         rails: None,
     };
     let run = (|| -> Result<(), RunError> {
@@ -335,12 +347,14 @@ fn initiator_inner(
                 let local = ep
                     .local_mut()
                     .expect("nothing in flight between iterations");
-                for (t, part) in local.chunks_mut(size).enumerate() {
-                    match cfg.op {
-                        XferOp::Write | XferOp::Send => pattern::fill(part, seq(w, per, t, i)),
-                        XferOp::Read => part.fill(0),
+                local.fill_with(|local| {
+                    for (t, part) in local.chunks_mut(size).enumerate() {
+                        match cfg.op {
+                            XferOp::Write | XferOp::Send => pattern::fill(part, seq(w, per, t, i)),
+                            XferOp::Read => part.fill(0),
+                        }
                     }
-                }
+                })?;
             }
             if i >= cfg.warmup && !cfg.idle_before_timed.is_zero() {
                 std::thread::sleep(cfg.idle_before_timed);
@@ -356,11 +370,13 @@ fn initiator_inner(
                 .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
             if cfg.verify && cfg.op == XferOp::Read {
                 let local = ep.local_mut().expect("drained");
-                for (t, part) in local.chunks(size).enumerate() {
-                    check(part, seq(w, per, t, i), i)
-                        .map_err(bench_err(format!("worker {w}, transfer {t}")))?;
-                    report.verified_bytes += size as u64;
-                }
+                local.read_with(|local| {
+                    local.chunks(size).enumerate().try_for_each(|(t, part)| {
+                        check(part, seq(w, per, t, i), i)
+                            .map_err(bench_err(format!("worker {w}, transfer {t}")))
+                    })
+                })??;
+                report.verified_bytes += (per * size) as u64;
             }
             if i == 0 {
                 report.cold = Some(sample.clone());

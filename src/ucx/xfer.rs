@@ -354,8 +354,8 @@ impl UcxXferInitiator {
     }
 
     /// The local buffer, while no chunk is in flight (None otherwise).
-    pub fn local_mut(&mut self) -> Option<&mut [u8]> {
-        (self.data_inflight == 0).then(|| self.local[0].buf_mut().as_mut_slice())
+    pub fn local_mut(&mut self) -> Option<&mut SharedRegion> {
+        (self.data_inflight == 0).then(|| self.local[0].buf_mut())
     }
 
     /// The context and the endpoint, for recording what UCX chose.
@@ -537,8 +537,8 @@ impl UcxXferTarget {
     }
 
     /// Region `i`, for filling and checking.
-    pub fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
-        self.regions.get_mut(i).map(|m| m.buf_mut().as_mut_slice())
+    pub fn region_mut(&mut self, i: usize) -> Option<&mut SharedRegion> {
+        self.regions.get_mut(i).map(|m| m.buf_mut())
     }
 
     /// The context and the endpoint, for recording what UCX chose.

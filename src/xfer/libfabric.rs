@@ -47,6 +47,7 @@ fn connect(
         Some(m) => m.time_reregistration(&conn.domain, access)?.as_nanos() as u64,
         None => 0,
     };
+    let registration = mrs.first().map(|m| m.mode().name());
     Ok((
         conn,
         mrs,
@@ -54,6 +55,7 @@ fn connect(
             connect_ns,
             registration_first_ns: first_ns,
             registration_cached_ns: cached_ns,
+            registration,
         },
     ))
 }
@@ -112,8 +114,8 @@ impl InitiatorEnd for FabricInitiator {
             )),
         }
     }
-    fn local_mut(&mut self) -> Option<&mut [u8]> {
-        self.ep.local_mut().map(|r| r.as_mut_slice())
+    fn local_mut(&mut self) -> Option<&mut SharedRegion> {
+        self.ep.local_mut()
     }
     fn drain(&mut self) -> Result<(), XferError> {
         Ok(self.ep.drain()?)
@@ -173,8 +175,8 @@ impl TargetEnd for FabricTarget {
     fn offer(&self) -> Result<RegionOffer, XferError> {
         Ok(RegionOffer::Libfabric(self.ep.remote_regions()))
     }
-    fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
-        self.ep.region_mut(i).map(|r| r.as_mut_slice())
+    fn region_mut(&mut self, i: usize) -> Option<&mut SharedRegion> {
+        self.ep.region_mut(i)
     }
     fn arm_receives(&mut self, plan: &[(usize, usize)]) -> Result<(), XferError> {
         Ok(self.ep.arm_receives(plan)?)

@@ -26,6 +26,7 @@ fn setup(t: xfer::SetupTimes) -> SetupTimes {
         connect_ns: t.connect_ns,
         registration_first_ns: t.registration_first_ns,
         registration_cached_ns: t.registration_cached_ns,
+        registration: None,
     }
 }
 
@@ -80,7 +81,7 @@ impl InitiatorEnd for UcxInitiator {
             )),
         }
     }
-    fn local_mut(&mut self) -> Option<&mut [u8]> {
+    fn local_mut(&mut self) -> Option<&mut SharedRegion> {
         self.end.local_mut()
     }
     fn drain(&mut self) -> Result<(), XferError> {
@@ -136,7 +137,7 @@ impl TargetEnd for UcxTarget {
     fn offer(&self) -> Result<RegionOffer, XferError> {
         Ok(RegionOffer::Ucx(self.end.offer()?))
     }
-    fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+    fn region_mut(&mut self, i: usize) -> Option<&mut SharedRegion> {
         self.end.region_mut(i)
     }
     fn arm_receives(&mut self, plan: &[(usize, usize)]) -> Result<(), XferError> {
