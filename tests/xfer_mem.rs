@@ -68,6 +68,10 @@ fn vram_without_a_gpu_ends_with_one_line_naming_what_is_missing() {
 fn dram_is_spelled_any_case_and_bad_kinds_or_gpus_are_refused() {
     let err = refused(&["--initiator-seg", "HBM"]);
     assert!(err.contains("invalid value 'HBM'"), "{err}");
+    let err = refused(&["--staging", "host"]);
+    assert!(err.contains("--staging host bounces VRAM"), "{err}");
+    let err = refused(&["--staging", "device"]);
+    assert!(err.contains("invalid value 'device'"), "{err}");
     let err = refused(&["--target-seg", "VRAM", "--gpu", "-2"]);
     assert!(err.contains("--gpu must be 0 or more"), "{err}");
     // DRAM in any case is accepted: the run is refused later for a bad size, not the kind.
@@ -153,7 +157,64 @@ fn ucx_vmm_memory_and_dram_to_vram_on_a_gpu() {
     let Some(doc) = ucx_vram(name, &args, 8 << 20) else {
         return;
     };
-    assert_eq!(doc.config["mem"], "mixed");
+    // One process runs both sides; its document is the initiator's, in DRAM.
+    assert_eq!(doc.config["mem"], "dram");
     assert_eq!(doc.config["initiator_seg"], "DRAM");
+    assert_eq!(doc.config["target_seg"], "VRAM");
     assert_eq!(doc.config["vram_alloc"], "cuMemCreate");
+}
+
+#[test]
+fn staged_vram_over_libfabric_tcp_on_a_gpu() {
+    let name = "staged_vram_over_libfabric_tcp_on_a_gpu";
+    if !gpu_usable() {
+        skip(
+            name,
+            "no GPU the CUDA driver opens (kvxfer info --gpu --check)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("x.json");
+    let args = [
+        "xfer",
+        "--provider",
+        "tcp",
+        "--domain",
+        "lo",
+        "-s",
+        "16M",
+        "--verify",
+        "-I",
+        "3",
+        "-w",
+        "1",
+        "--initiator-seg",
+        "VRAM",
+        "--target-seg",
+        "VRAM",
+        "--staging",
+        "host",
+    ];
+    let doc = local(&args, &json);
+    assert_xfer_consistent(
+        &doc,
+        &Expect {
+            size: 16 << 20,
+            iterations: 3,
+            warmup: 1,
+            transfers: 1,
+            verify: true,
+            op: "write",
+        },
+    );
+    assert_eq!(doc.config["staging"], "host");
+    assert_eq!(
+        doc.config["mem_registration"], "host",
+        "the network moved host memory"
+    );
+    let s = &doc.results[0].extra["staging"];
+    assert_eq!(s["direction"], "device_to_host");
+    assert_eq!(s["samples"], 3);
+    assert!(s["copy_gbps_p50"].as_f64().unwrap() > 0.0, "{s}");
 }

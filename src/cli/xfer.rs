@@ -98,6 +98,13 @@ fn parse_size(s: &str) -> Result<u64, String> {
     kvxfer::units::parse_size(s).map_err(|e| e.to_string())
 }
 
+/// `--staging`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StagingArg {
+    /// A bounce through pinned host memory.
+    Host,
+}
+
 /// `--initiator-seg` / `--target-seg` (nixlbench's segment types, any case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SegArg {
@@ -195,6 +202,11 @@ pub struct XferArgs {
     /// capable) instead of cuMemAlloc, as nixlbench's --enable_vmm.
     #[arg(long)]
     vmm: bool,
+    /// Move VRAM sides' data through pinned host memory: copied device to host before sending
+    /// and host to device after receiving, each copy timed apart (results[0].extra.staging);
+    /// for providers without FI_HMEM or a UCX without CUDA.
+    #[arg(long, value_enum, value_name = "host")]
+    staging: Option<StagingArg>,
     /// Seconds to wait for peers, barriers and each transfer.
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
@@ -249,6 +261,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
                 }
             }),
             vmm: a.vmm,
+            staging: a.staging.is_some(),
         },
     };
     let sides = if a.listen.is_some() {

@@ -113,6 +113,12 @@ pub enum MemError {
         /// The driver's text.
         message: String,
     },
+    /// Memory that must be host memory (a staging bounce buffer) is not.
+    #[error("{what} is not host memory")]
+    NotHost {
+        /// What was expected in host memory.
+        what: &'static str,
+    },
     /// A copy would reach past the end of a buffer.
     #[error(
         "a copy of {len} bytes at offset {offset} reaches past the end of a {size}-byte buffer"

@@ -158,6 +158,45 @@ impl SharedRegion {
         }
     }
 
+    /// Copies the region's bytes into `dst` (its length at most the region's): a memcpy for
+    /// host memory, a device-to-host copy for device memory.
+    pub fn copy_out(&self, dst: &mut [u8]) -> Result<(), MemError> {
+        self.check_copy(dst.len())?;
+        match &*self.base {
+            Allocation::Host(_) => {
+                dst.copy_from_slice(&self.as_slice().expect("host memory")[..dst.len()]);
+                Ok(())
+            }
+            #[cfg(feature = "cuda")]
+            Allocation::Device(dev) => dev.copy_to_host_at(self.offset, dst),
+        }
+    }
+
+    /// Copies `src` (its length at most the region's) to the region's start: a memcpy for
+    /// host memory, a host-to-device copy for device memory.
+    pub fn copy_in(&mut self, src: &[u8]) -> Result<(), MemError> {
+        self.check_copy(src.len())?;
+        match &*self.base {
+            Allocation::Host(_) => {
+                self.as_mut_slice().expect("host memory")[..src.len()].copy_from_slice(src);
+                Ok(())
+            }
+            #[cfg(feature = "cuda")]
+            Allocation::Device(dev) => dev.copy_from_host_at(self.offset, src),
+        }
+    }
+
+    fn check_copy(&self, len: usize) -> Result<(), MemError> {
+        if len > self.len {
+            return Err(MemError::OutOfRange {
+                offset: self.offset,
+                len,
+                size: self.len,
+            });
+        }
+        Ok(())
+    }
+
     /// Lets `f` write the region's bytes: in place for host memory; for device memory into
     /// host bytes then copied to the device (host to device, synchronous).
     pub fn fill_with(&mut self, f: impl FnOnce(&mut [u8])) -> Result<(), MemError> {

@@ -15,6 +15,7 @@ pub mod xfer;
 mod xfer_config;
 pub mod xfer_mem;
 mod xfer_report;
+pub mod xfer_staging;
 mod xfer_worker;
 
 /// Errors of a run.

@@ -264,7 +264,7 @@ impl XferConfig {
             _ => caps::RMA | caps::MSG,
         };
         // Device memory is registered with FI_HMEM: the provider must offer it.
-        if self.mem.any_vram() {
+        if self.mem.network_vram() {
             base | caps::HMEM
         } else {
             base
@@ -312,9 +312,20 @@ impl XferConfig {
             Sides::Target => (false, true),
         };
         let Some(option) = self.mem.vram_option(initiator, target) else {
+            if self.mem.staging && !self.mem.any_vram() {
+                return Err(RunError::Config(
+                    "--staging host bounces VRAM through host memory: give --initiator-seg VRAM \
+                     or --target-seg VRAM"
+                        .into(),
+                ));
+            }
             return Ok(());
         };
         check_device(option, self.mem.gpu)?;
+        if self.mem.staging {
+            // The network moves pinned host memory: no FI_HMEM or CUDA-aware UCX needed.
+            return Ok(());
+        }
         match self.backend {
             XferBackend::Libfabric => check_hmem(option, &self.probe_spec()),
             XferBackend::Ucx => check_ucx_cuda(option),

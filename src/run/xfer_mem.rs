@@ -37,12 +37,28 @@ pub struct MemKinds {
     pub gpu: i32,
     /// VRAM from cuMemCreate + cuMemMap instead of cuMemAlloc (nixlbench's --enable_vmm).
     pub vmm: bool,
+    /// `--staging host`: VRAM sides move their data through pinned host memory.
+    pub staging: bool,
 }
 
 impl MemKinds {
     /// Whether either side is in VRAM.
     pub fn any_vram(&self) -> bool {
         self.initiator == SegKind::Vram || self.target == SegKind::Vram
+    }
+
+    /// Whether the network itself moves device memory (VRAM and no staging).
+    pub fn network_vram(&self) -> bool {
+        self.any_vram() && !self.staging
+    }
+
+    /// The memory the network moves for a side of `kind`: host memory when staged.
+    pub fn network(&self, kind: SegKind) -> SegKind {
+        if self.staging {
+            SegKind::Dram
+        } else {
+            kind
+        }
     }
 
     /// Allocates `bytes` of `kind` memory: host memory, or VRAM on `self.gpu` (its context made
@@ -109,6 +125,9 @@ fn config_vram(m: &mut serde_json::Map<String, serde_json::Value>, mem: &MemKind
     use serde_json::json;
     if !mem.any_vram() {
         return;
+    }
+    if mem.staging {
+        m.insert("staging".into(), json!("host"));
     }
     m.insert("initiator_seg".into(), json!(mem.initiator.name()));
     m.insert("target_seg".into(), json!(mem.target.name()));
@@ -231,6 +250,7 @@ mod tests {
             target: SegKind::Vram,
             gpu: 0,
             vmm: false,
+            staging: false,
         };
         assert_eq!(m.vram_option(true, false), None);
         assert_eq!(m.vram_option(false, true), Some("--target-seg VRAM"));
@@ -277,6 +297,7 @@ mod tests {
             target: SegKind::Dram,
             gpu: 3,
             vmm: true,
+            staging: false,
         };
         let t = keys(&vram, "target", true);
         assert_eq!(t["mem"], "dram");
@@ -295,6 +316,14 @@ mod tests {
             .get("verify_copies")
             .is_none());
         assert_eq!(keys(&vram, "both", false)["mem"], "mixed");
+        assert!(t.get("staging").is_none());
+        let staged = MemKinds {
+            staging: true,
+            ..vram
+        };
+        assert_eq!(keys(&staged, "initiator", false)["staging"], "host");
+        assert!(staged.any_vram() && !staged.network_vram());
+        assert_eq!(staged.network(SegKind::Vram), SegKind::Dram);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::environment;
 use super::xfer_config::{endpoint_name, XferBackend, XferConfig, XferPlan};
+use super::xfer_staging::{Direction, StagingFigures};
 use super::xfer_worker::WorkerReport;
 use crate::bench::xfer::IterSample;
 use crate::report::{ResultDoc, SizeResult, Status};
@@ -133,6 +134,9 @@ struct XferExtra {
     costs: Costs,
     verified_bytes: u64,
     busy_retries: u64,
+    /// `--staging host`: this side's copies between device and bounce buffer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    staging: Option<StagingFigures>,
     /// Per rail, summed over workers and timed iterations (only with `--rails`).
     #[serde(skip_serializing_if = "Option::is_none")]
     rails: Option<Vec<RailStats>>,
@@ -194,6 +198,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
             .flat_map(|r| r.timed.iter().map(|s| s.busy_retries))
             .sum(),
         rails: rails(&reports),
+        staging: staging(cfg, side, &reports),
     };
     let extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,
@@ -218,6 +223,22 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
     };
     doc.finished_at = crate::report::schema::now_rfc3339();
     doc
+}
+
+/// The staging figures of this side (None unless staged).
+fn staging(cfg: &XferConfig, side: &str, reports: &[&WorkerReport]) -> Option<StagingFigures> {
+    let ns: Vec<u64> = reports
+        .iter()
+        .flat_map(|r| r.staging_ns.iter().copied())
+        .collect();
+    let sends = (side == "target") == (cfg.op == crate::xfer::XferOp::Read);
+    let direction = if sends {
+        Direction::DeviceToHost
+    } else {
+        Direction::HostToDevice
+    };
+    let per = cfg.layout().1;
+    StagingFigures::of(direction, per as u64 * cfg.size, &ns)
 }
 
 /// Every worker's per-rail counts, summed rail by rail (None without `--rails`).

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::sync::TimedBarrier;
 use super::xfer_config::{XferBackend, XferConfig, XferPlan, XferProgress};
 use super::xfer_mem::SegKind;
+use super::xfer_staging::Staging;
 use super::RunError;
 use crate::bench::xfer::{
     plan_chunks, run_initiator_iteration, run_target_iteration, IterParams, IterSample,
@@ -60,6 +61,10 @@ pub struct WorkerReport {
     pub verified_bytes: u64,
     /// The fabric the worker ran on.
     pub environment: Environment,
+    /// `--staging host`: this side's copy time between device and bounce buffer per timed
+    /// iteration, ns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staging_ns: Vec<u64>,
     /// How this side registered its memory (libfabric: host, hmem or dmabuf).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<String>,
@@ -206,10 +211,12 @@ fn target_inner(
     let regions = match mem {
         TargetMem::Regions(r) => r,
         TargetMem::Allocate => {
-            SharedRegion::split(cfg.mem.alloc(cfg.mem.target, per * size)?, per, size)
+            let kind = cfg.mem.network(cfg.mem.target);
+            SharedRegion::split(cfg.mem.alloc(kind, per * size)?, per, size)
                 .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?
         }
     };
+    let mut staging = Staging::for_side(&cfg.mem, cfg.mem.target, per, size)?;
     if let Some(r) = regions.first() {
         // Device memory's context current on this worker's thread, as UCX's CUDA transports
         // expect.
@@ -228,13 +235,30 @@ fn target_inner(
         idle: 0,
     };
     for i in 0..cfg.warmup + cfg.iterations {
+        let timed = i >= cfg.warmup;
         if cfg.verify {
             for t in 0..per {
-                let r = adapter.end.region_mut(t).expect("one region per transfer");
+                let r = match staging.as_mut() {
+                    Some(s) => s.device_mut(t),
+                    None => adapter.end.region_mut(t),
+                };
+                let r = r.expect("one region per transfer");
                 r.fill_with(|r| match cfg.op {
                     XferOp::Write | XferOp::Send => r.fill(0),
                     XferOp::Read => pattern::fill(r, seq(w, per, t, i)),
                 })?;
+            }
+        }
+        if let Some(s) = staging.as_mut().filter(|_| cfg.op == XferOp::Read) {
+            let mut ns = 0;
+            for t in 0..per {
+                ns += s.out(
+                    t,
+                    adapter.end.region_mut(t).expect("one region per transfer"),
+                )?;
+            }
+            if timed {
+                s.record(ns);
             }
         }
         if cfg.op == XferOp::Send {
@@ -250,9 +274,25 @@ fn target_inner(
         oob.send_frame(b"")?;
         run_target_iteration(&mut adapter, per, cfg.timeout)
             .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
+        if let Some(s) = staging.as_mut().filter(|_| cfg.op != XferOp::Read) {
+            let mut ns = 0;
+            for t in 0..per {
+                ns += s.back(
+                    t,
+                    adapter.end.region_mut(t).expect("one region per transfer"),
+                )?;
+            }
+            if timed {
+                s.record(ns);
+            }
+        }
         if cfg.verify && cfg.op != XferOp::Read {
             for t in 0..per {
-                let r = adapter.end.region_mut(t).expect("one region per transfer");
+                let r = match staging.as_mut() {
+                    Some(s) => s.device_mut(t),
+                    None => adapter.end.region_mut(t),
+                };
+                let r = r.expect("one region per transfer");
                 r.read_with(|r| check(r, seq(w, per, t, i), i))?
                     .map_err(bench_err(format!("target worker {w}, transfer {t}")))?;
                 verified += size as u64;
@@ -266,6 +306,7 @@ fn target_inner(
     report.worker = w;
     report.verified_bytes += verified;
     report.registration = setup.registration.map(String::from);
+    report.staging_ns = staging.map(Staging::take).unwrap_or_default();
     Ok(report)
 }
 
@@ -308,7 +349,9 @@ fn initiator_inner(
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
-    let local = SharedRegion::split(cfg.mem.alloc(cfg.mem.initiator, per * size)?, 1, per * size)
+    let kind = cfg.mem.network(cfg.mem.initiator);
+    let mut staging = Staging::for_side(&cfg.mem, cfg.mem.initiator, 1, per * size)?;
+    let local = SharedRegion::split(cfg.mem.alloc(kind, per * size)?, 1, per * size)
         .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
     let local = local
         .into_iter()
@@ -339,14 +382,18 @@ fn initiator_inner(
         verified_bytes: 0,
         environment: environment(&*ep),
         registration: setup.registration.map(String::from),
+        staging_ns: Vec::new(),
         rails: None,
     };
     let run = (|| -> Result<(), RunError> {
         for i in 0..cfg.warmup + cfg.iterations {
+            let timed = i >= cfg.warmup;
             if cfg.verify {
-                let local = ep
-                    .local_mut()
-                    .expect("nothing in flight between iterations");
+                let local = match staging.as_mut() {
+                    Some(s) => s.device_mut(0),
+                    None => ep.local_mut(),
+                };
+                let local = local.expect("nothing in flight between iterations");
                 local.fill_with(|local| {
                     for (t, part) in local.chunks_mut(size).enumerate() {
                         match cfg.op {
@@ -355,6 +402,12 @@ fn initiator_inner(
                         }
                     }
                 })?;
+            }
+            if let Some(s) = staging.as_mut().filter(|_| cfg.op != XferOp::Read) {
+                let ns = s.out(0, ep.local_mut().expect("nothing in flight"))?;
+                if timed {
+                    s.record(ns);
+                }
             }
             if i >= cfg.warmup && !cfg.idle_before_timed.is_zero() {
                 std::thread::sleep(cfg.idle_before_timed);
@@ -368,8 +421,18 @@ fn initiator_inner(
                 .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
             ep.drain()
                 .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
+            if let Some(s) = staging.as_mut().filter(|_| cfg.op == XferOp::Read) {
+                let ns = s.back(0, ep.local_mut().expect("drained"))?;
+                if timed {
+                    s.record(ns);
+                }
+            }
             if cfg.verify && cfg.op == XferOp::Read {
-                let local = ep.local_mut().expect("drained");
+                let local = match staging.as_mut() {
+                    Some(s) => s.device_mut(0),
+                    None => ep.local_mut(),
+                };
+                let local = local.expect("drained");
                 local.read_with(|local| {
                     local.chunks(size).enumerate().try_for_each(|(t, part)| {
                         check(part, seq(w, per, t, i), i)
@@ -390,6 +453,7 @@ fn initiator_inner(
             }
             progress.tick();
         }
+        report.staging_ns = staging.take().map(Staging::take).unwrap_or_default();
         report.environment = environment(&*ep);
         oob.send_json(&report)?;
         let summary: TargetSummary = oob.recv_json()?;
