@@ -218,3 +218,37 @@ fn staged_vram_over_libfabric_tcp_on_a_gpu() {
     assert_eq!(s["samples"], 3);
     assert!(s["copy_gbps_p50"].as_f64().unwrap() > 0.0, "{s}");
 }
+
+#[test]
+fn pingpong_in_vram_runs_or_names_what_is_missing() {
+    let out = kvxfer()
+        .args([
+            "pingpong", "-p", "tcp", "-d", "lo", "-S", "64,4096", "-I", "20", "--verify",
+        ])
+        .args(["--initiator-seg", "VRAM", "--target-seg", "vram"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    if out.status.success() {
+        // A GPU and a provider with FI_HMEM: a real ping-pong in device memory.
+        assert!(gpu_usable(), "VRAM ran without a usable GPU: {err}");
+        return;
+    }
+    assert!(out.stdout.is_empty(), "results on a refusal");
+    let line = err
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains("--initiator-seg VRAM"), "{err}");
+    let named = if gpu_usable() {
+        line.contains("offers no FI_HMEM") && line.contains("--staging host")
+    } else if cfg!(feature = "cuda") {
+        line.contains("no CUDA driver") || line.contains("no CUDA device")
+    } else {
+        line.contains("built without the `cuda` feature")
+    };
+    assert!(named, "{err}");
+}

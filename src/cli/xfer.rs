@@ -214,6 +214,31 @@ pub struct XferArgs {
     output: OutputArgs,
 }
 
+/// Both sides' memory as the options give it; `--gpu` by default the launcher's local rank
+/// modulo the GPU count (looked up only when VRAM is asked for), else 0.
+pub fn mem_kinds(
+    initiator: SegArg,
+    target: SegArg,
+    gpu: Option<i32>,
+    vmm: bool,
+    staging: bool,
+) -> MemKinds {
+    let vram = [initiator, target].contains(&SegArg::Vram);
+    MemKinds {
+        initiator: initiator.into(),
+        target: target.into(),
+        gpu: gpu.unwrap_or_else(|| {
+            if vram {
+                kvxfer::topo::GpuListing::host().default_gpu()
+            } else {
+                0
+            }
+        }),
+        vmm,
+        staging,
+    }
+}
+
 /// Runs `kvxfer xfer`.
 pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
     if a.backend == BackendArg::Ucx {
@@ -249,20 +274,13 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         idle_before_timed: Duration::ZERO,
         rails: a.rails.clone(),
         stripe_threshold: a.stripe_threshold,
-        mem: MemKinds {
-            initiator: a.initiator_seg.into(),
-            target: a.target_seg.into(),
-            gpu: a.gpu.unwrap_or_else(|| {
-                let vram = [a.initiator_seg, a.target_seg].contains(&SegArg::Vram);
-                if vram {
-                    kvxfer::topo::GpuListing::host().default_gpu()
-                } else {
-                    0
-                }
-            }),
-            vmm: a.vmm,
-            staging: a.staging.is_some(),
-        },
+        mem: mem_kinds(
+            a.initiator_seg,
+            a.target_seg,
+            a.gpu,
+            a.vmm,
+            a.staging.is_some(),
+        ),
     };
     let sides = if a.listen.is_some() {
         Sides::Target

@@ -230,8 +230,8 @@ pub fn check_hmem(option: &str, spec: &EndpointSpec) -> Result<(), RunError> {
         Ok(info) if info.view().hmem() => Ok(()),
         Ok(_) | Err(FabricError::NoMatch { .. }) => Err(RunError::Config(format!(
             "{option}: libfabric provider {} here offers no FI_HMEM (device memory); use a \
-             libfabric built with it (the EFA installer's), or stage through host memory \
-             (--staging host)",
+             libfabric built with it (the EFA installer's), or have kvxfer xfer stage through \
+             host memory (--staging host)",
             spec.provider
         ))),
         Err(e) => Err(e.into()),
