@@ -4,44 +4,13 @@
 mod common;
 
 use common::*;
-use kvxfer::topo::fake::FakeSysfs;
+use kvxfer::topo::fake::{two_socket, FakeSysfs};
 
-/// One GPU behind a switch with efa0 (PIX); efa1 on another root port (PHB); eth0 on the
-/// second socket (SYS).
+/// The two-socket tree: GPU 0000:03:00.0 behind a switch with rdmap0 (PIX), rdmap1 a switch
+/// further down (PXB), rdmap2 on another host bridge of node 0 (NODE), rdmap3 on node 1 (SYS),
+/// eth0 on another root port (PHB); a second GPU on node 1.
 fn tree(dir: &std::path::Path) -> FakeSysfs {
-    let f = FakeSysfs::new(dir).unwrap();
-    let sw = ["0000:00:01.0", "0000:01:00.0"];
-    f.gpu(
-        "pci0000:00",
-        &[sw[0], sw[1], "0000:02:00.0", "0000:03:00.0"],
-        0,
-    )
-    .unwrap();
-    f.nic(
-        "infiniband",
-        "efa0",
-        "pci0000:00",
-        &[sw[0], sw[1], "0000:02:01.0", "0000:04:00.0"],
-        0,
-    )
-    .unwrap();
-    f.nic(
-        "infiniband",
-        "efa1",
-        "pci0000:00",
-        &["0000:00:02.0", "0000:05:00.0"],
-        0,
-    )
-    .unwrap();
-    f.nic(
-        "net",
-        "eth0",
-        "pci0000:80",
-        &["0000:80:01.0", "0000:81:00.0"],
-        1,
-    )
-    .unwrap();
-    f
+    two_socket(dir).unwrap()
 }
 
 #[test]
@@ -71,8 +40,14 @@ fn json_lists_the_gpu_and_its_distance_to_every_nic() {
             .unwrap()
     };
     assert_eq!(
-        (dist("efa0"), dist("efa1"), dist("eth0")),
-        ("PIX".into(), "PHB".into(), "SYS".into())
+        [
+            dist("rdmap0"),
+            dist("rdmap1"),
+            dist("rdmap2"),
+            dist("rdmap3"),
+            dist("eth0")
+        ],
+        ["PIX", "PXB", "NODE", "SYS", "PHB"]
     );
     let nics: Vec<&str> = v["nics"]
         .as_array()
@@ -80,7 +55,7 @@ fn json_lists_the_gpu_and_its_distance_to_every_nic() {
         .iter()
         .map(|n| n["name"].as_str().unwrap())
         .collect();
-    assert_eq!(nics, ["efa0", "efa1", "eth0"]);
+    assert_eq!(nics, ["rdmap0", "rdmap1", "rdmap2", "rdmap3", "eth0"]);
 }
 
 #[test]
@@ -99,7 +74,7 @@ fn text_shows_a_matrix_like_nvidia_smi_topo() {
         .find(|l| l.starts_with("GPU0 ") || l.starts_with("0000:03:00.0 "))
         .unwrap_or_else(|| panic!("no matrix row: {text}"));
     let cells: Vec<&str> = row.split_whitespace().skip(1).collect();
-    assert_eq!(cells, ["PIX", "PHB", "SYS"], "{text}");
+    assert_eq!(cells, ["PIX", "PXB", "NODE", "SYS", "PHB"], "{text}");
 }
 
 #[test]

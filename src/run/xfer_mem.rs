@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn rails_auto_in_vram_takes_the_nics_nearest_the_gpu() {
         let dir = tempfile::tempdir().unwrap();
-        let topo = Topology::scan(crate::topo::tests::two_socket(dir.path()).root());
+        let topo = Topology::scan(crate::topo::fake::two_socket(dir.path()).unwrap().root());
         let gpus = GpuListing::build(&topo, Err("no driver".into()));
         let offered: Vec<String> = ["rdmap0-rdm", "rdmap1-rdm", "rdmap2-rdm", "rdmap3-rdm"]
             .iter()

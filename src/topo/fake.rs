@@ -82,3 +82,65 @@ impl FakeSysfs {
         std::fs::create_dir_all(self.root.join("class/net").join(name))
     }
 }
+
+/// A two-socket host: GPU0 behind a switch with rdmap0 (PIX), rdmap1 behind a second switch
+/// below the same one (PXB), eth0 on another root port (PHB), rdmap2 on a second host bridge of
+/// node 0 (NODE), GPU1 and rdmap3 on node 1 (SYS from GPU0).
+pub fn two_socket(dir: &Path) -> io::Result<FakeSysfs> {
+    let f = FakeSysfs::new(dir)?;
+    let sw = ["0000:00:01.0", "0000:01:00.0"];
+    f.gpu(
+        "pci0000:00",
+        &[sw[0], sw[1], "0000:02:00.0", "0000:03:00.0"],
+        0,
+    )?;
+    f.nic(
+        "infiniband",
+        "rdmap0",
+        "pci0000:00",
+        &[sw[0], sw[1], "0000:02:01.0", "0000:04:00.0"],
+        0,
+    )?;
+    let nested = [
+        sw[0],
+        sw[1],
+        "0000:02:02.0",
+        "0000:05:00.0",
+        "0000:06:00.0",
+        "0000:07:00.0",
+    ];
+    f.nic("infiniband", "rdmap1", "pci0000:00", &nested, 0)?;
+    f.nic(
+        "net",
+        "eth0",
+        "pci0000:00",
+        &["0000:00:02.0", "0000:08:00.0"],
+        0,
+    )?;
+    f.nic(
+        "infiniband",
+        "rdmap2",
+        "pci0000:10",
+        &["0000:10:01.0", "0000:11:00.0"],
+        0,
+    )?;
+    f.gpu("pci0000:80", &["0000:80:01.0", "0000:81:00.0"], 1)?;
+    f.nic(
+        "infiniband",
+        "rdmap3",
+        "pci0000:80",
+        &["0000:80:02.0", "0000:82:00.0"],
+        1,
+    )?;
+    // Not GPUs: another vendor's display controller, an NVIDIA audio function.
+    f.pci("pci0000:00", &["0000:00:03.0"], "0x1234", "0x030000", 0)?;
+    f.pci(
+        "pci0000:80",
+        &["0000:80:01.0", "0000:81:00.1"],
+        "0x10de",
+        "0x040300",
+        1,
+    )?;
+    f.virtual_net("lo")?;
+    Ok(f)
+}

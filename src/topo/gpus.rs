@@ -167,12 +167,12 @@ pub fn driver_gpus() -> Result<Vec<DriverGpu>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topo::tests::two_socket;
+    use crate::topo::fake::two_socket;
 
     #[test]
     fn driver_devices_join_sysfs_by_bus_id_and_sysfs_only_gpus_stay_listed() {
         let dir = tempfile::tempdir().unwrap();
-        let topo = Topology::scan(two_socket(dir.path()).root());
+        let topo = Topology::scan(two_socket(dir.path()).unwrap().root());
         let driver = vec![DriverGpu {
             ordinal: 0,
             name: "NVIDIA H200".into(),
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn without_a_driver_sysfs_gpus_are_listed_by_bus_order_and_the_reason_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let topo = Topology::scan(two_socket(dir.path()).root());
+        let topo = Topology::scan(two_socket(dir.path()).unwrap().root());
         let l = GpuListing::build(&topo, Err("no CUDA driver".into()));
         assert_eq!(l.gpus.len(), 2);
         assert_eq!(l.by_ordinal(1).unwrap().pci_bus_id, "0000:81:00.0");

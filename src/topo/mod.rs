@@ -323,4 +323,4 @@ fn place_of(root: &Path, link: &Path) -> Option<PciPlace> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

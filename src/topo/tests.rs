@@ -1,81 +1,10 @@
-use super::fake::FakeSysfs;
+use super::fake::two_socket;
 use super::*;
-
-/// A two-socket host: GPU0 behind a switch with rdmap0 (PIX), rdmap1 behind a second switch
-/// below the same one (PXB), eth0 on another root port (PHB), rdmap2 on a second host bridge of
-/// node 0 (NODE), GPU1 and rdmap3 on node 1 (SYS from GPU0).
-pub(crate) fn two_socket(dir: &Path) -> FakeSysfs {
-    let f = FakeSysfs::new(dir).unwrap();
-    let sw = ["0000:00:01.0", "0000:01:00.0"];
-    f.gpu(
-        "pci0000:00",
-        &[sw[0], sw[1], "0000:02:00.0", "0000:03:00.0"],
-        0,
-    )
-    .unwrap();
-    f.nic(
-        "infiniband",
-        "rdmap0",
-        "pci0000:00",
-        &[sw[0], sw[1], "0000:02:01.0", "0000:04:00.0"],
-        0,
-    )
-    .unwrap();
-    let nested = [
-        sw[0],
-        sw[1],
-        "0000:02:02.0",
-        "0000:05:00.0",
-        "0000:06:00.0",
-        "0000:07:00.0",
-    ];
-    f.nic("infiniband", "rdmap1", "pci0000:00", &nested, 0)
-        .unwrap();
-    f.nic(
-        "net",
-        "eth0",
-        "pci0000:00",
-        &["0000:00:02.0", "0000:08:00.0"],
-        0,
-    )
-    .unwrap();
-    f.nic(
-        "infiniband",
-        "rdmap2",
-        "pci0000:10",
-        &["0000:10:01.0", "0000:11:00.0"],
-        0,
-    )
-    .unwrap();
-    f.gpu("pci0000:80", &["0000:80:01.0", "0000:81:00.0"], 1)
-        .unwrap();
-    f.nic(
-        "infiniband",
-        "rdmap3",
-        "pci0000:80",
-        &["0000:80:02.0", "0000:82:00.0"],
-        1,
-    )
-    .unwrap();
-    // Not GPUs: another vendor's display controller, an NVIDIA audio function.
-    f.pci("pci0000:00", &["0000:00:03.0"], "0x1234", "0x030000", 0)
-        .unwrap();
-    f.pci(
-        "pci0000:80",
-        &["0000:80:01.0", "0000:81:00.1"],
-        "0x10de",
-        "0x040300",
-        1,
-    )
-    .unwrap();
-    f.virtual_net("lo").unwrap();
-    f
-}
 
 #[test]
 fn gpus_and_nics_are_found_with_bus_ids_and_numa_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Topology::scan(two_socket(dir.path()).root());
+    let t = Topology::scan(two_socket(dir.path()).unwrap().root());
     let gpus: Vec<(&str, Option<i32>)> = t
         .gpus
         .iter()
@@ -104,7 +33,7 @@ fn gpus_and_nics_are_found_with_bus_ids_and_numa_nodes() {
 #[test]
 fn distances_follow_nvidia_smi_legend() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Topology::scan(two_socket(dir.path()).root());
+    let t = Topology::scan(two_socket(dir.path()).unwrap().root());
     let row = |g: usize| -> Vec<&str> {
         t.nics
             .iter()
@@ -141,7 +70,7 @@ fn unknown_numa_nodes_count_as_one_node() {
 #[test]
 fn nearest_domains_pick_the_gpus_switch_and_map_efa_domain_names() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Topology::scan(two_socket(dir.path()).root());
+    let t = Topology::scan(two_socket(dir.path()).unwrap().root());
     let domains: Vec<String> = ["rdmap3-rdm", "rdmap1-rdm", "rdmap0-rdm", "lo"]
         .iter()
         .map(|s| s.to_string())
@@ -177,7 +106,7 @@ fn bus_ids_from_cuda_match_sysfs_spelling() {
     assert_eq!(normalize_bus_id("1b:00.0"), None);
     assert_eq!(normalize_bus_id("zz:1b:00.0"), None);
     let dir = tempfile::tempdir().unwrap();
-    let t = Topology::scan(two_socket(dir.path()).root());
+    let t = Topology::scan(two_socket(dir.path()).unwrap().root());
     assert_eq!(t.gpu("00000000:81:00.0").unwrap().numa_node, Some(1));
 }
 
