@@ -209,6 +209,45 @@ impl Drop for DeviceInner {
     }
 }
 
+/// Host memory page-locked with cuMemHostRegister; unregistered on drop (before the memory
+/// is freed: [`HostBuffer`] drops its pin first).
+pub struct HostPin {
+    ptr: *mut u8,
+}
+
+// SAFETY: the pin is an address the driver knows; it is only passed back to the driver.
+unsafe impl Send for HostPin {}
+// SAFETY: as for Send; no method reads through the pointer.
+unsafe impl Sync for HostPin {}
+
+impl HostPin {
+    /// Page-locks `size` bytes at `ptr` for every context.
+    pub(crate) fn register(ptr: *mut u8, size: usize) -> Result<HostPin, MemError> {
+        // SAFETY: ptr..ptr+size is a live allocation the caller owns and keeps until this pin
+        // is dropped.
+        unsafe {
+            sys::cuMemHostRegister_v2(
+                ptr as *mut std::ffi::c_void,
+                size,
+                sys::CU_MEMHOSTREGISTER_PORTABLE,
+            )
+        }
+        .result()
+        .map_err(|e| driver_error("cuMemHostRegister", e))?;
+        Ok(HostPin { ptr })
+    }
+}
+
+impl Drop for HostPin {
+    fn drop(&mut self) {
+        // SAFETY: ptr was registered once, in register, and is unregistered once.
+        let r = unsafe { sys::cuMemHostUnregister(self.ptr as *mut std::ffi::c_void) }.result();
+        if let Err(e) = r {
+            crate::teardown::record(format!("cuMemHostUnregister failed: {}", describe(e)));
+        }
+    }
+}
+
 /// Device memory from cuMemAlloc or the virtual memory API, freed on drop; keeps its device's
 /// context alive.
 pub struct DeviceBuffer {

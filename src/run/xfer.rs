@@ -28,7 +28,7 @@ pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc,
     // With --reuse, every worker's regions are disjoint parts of one allocation.
     let mut shared: Option<std::vec::IntoIter<SharedRegion>> = if cfg.reuse {
         let all = workers * per;
-        let buf = cfg.mem.alloc(cfg.mem.network(cfg.mem.target), all * size)?;
+        let buf = cfg.mem.alloc_network(cfg.mem.target, all * size)?;
         let parts = SharedRegion::split(buf, all, size)
             .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?;
         Some(parts.into_iter())

@@ -70,6 +70,23 @@ impl MemKinds {
         }
     }
 
+    /// The memory the network moves for a side of `kind`: that kind, or under `--staging host`
+    /// for a VRAM side a host bounce buffer, page-locked with the CUDA driver.
+    pub fn alloc_network(&self, kind: SegKind, bytes: usize) -> Result<Allocation, RunError> {
+        if !(self.staging && kind == SegKind::Vram) {
+            return self.alloc(kind, bytes);
+        }
+        #[allow(unused_mut)]
+        let mut buf = HostBuffer::for_bulk(bytes)?;
+        #[cfg(feature = "cuda")]
+        {
+            // The device's context current, as cuMemHostRegister needs.
+            let _dev = crate::mem::cuda::CudaDevice::open(self.gpu)?;
+            buf.pin()?;
+        }
+        Ok(buf.into())
+    }
+
     #[cfg(feature = "cuda")]
     fn alloc_device(&self, bytes: usize) -> Result<Allocation, RunError> {
         let dev = crate::mem::cuda::CudaDevice::open(self.gpu)?;
@@ -128,6 +145,10 @@ fn config_vram(m: &mut serde_json::Map<String, serde_json::Value>, mem: &MemKind
     }
     if mem.staging {
         m.insert("staging".into(), json!("host"));
+        m.insert(
+            "staging_buffer".into(),
+            json!("host memory page-locked with cuMemHostRegister"),
+        );
     }
     m.insert("initiator_seg".into(), json!(mem.initiator.name()));
     m.insert("target_seg".into(), json!(mem.target.name()));

@@ -211,8 +211,8 @@ fn target_inner(
     let regions = match mem {
         TargetMem::Regions(r) => r,
         TargetMem::Allocate => {
-            let kind = cfg.mem.network(cfg.mem.target);
-            SharedRegion::split(cfg.mem.alloc(kind, per * size)?, per, size)
+            let net = cfg.mem.alloc_network(cfg.mem.target, per * size)?;
+            SharedRegion::split(net, per, size)
                 .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?
         }
     };
@@ -349,9 +349,9 @@ fn initiator_inner(
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
-    let kind = cfg.mem.network(cfg.mem.initiator);
     let mut staging = Staging::for_side(&cfg.mem, cfg.mem.initiator, 1, per * size)?;
-    let local = SharedRegion::split(cfg.mem.alloc(kind, per * size)?, 1, per * size)
+    let net = cfg.mem.alloc_network(cfg.mem.initiator, per * size)?;
+    let local = SharedRegion::split(net, 1, per * size)
         .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
     let local = local
         .into_iter()
