@@ -16,7 +16,7 @@ pub struct HostBuffer {
     layout: Layout,
     /// Page-locked for the CUDA driver (`pin`), undone before the memory is freed.
     #[cfg(feature = "cuda")]
-    pinned: Option<super::cuda::HostPin>,
+    pinned: Option<super::driver::HostPin>,
 }
 
 // SAFETY: the buffer is uniquely owned heap memory.
@@ -91,7 +91,7 @@ impl HostBuffer {
     pub fn pin(&mut self) -> Result<(), MemError> {
         if self.pinned.is_none() {
             let size = self.layout.size();
-            self.pinned = Some(super::cuda::HostPin::register(self.ptr.as_ptr(), size)?);
+            self.pinned = Some(super::driver::HostPin::register(self.ptr.as_ptr(), size)?);
         }
         Ok(())
     }

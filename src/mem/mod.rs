@@ -3,6 +3,8 @@
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(feature = "cuda")]
+mod driver;
 mod host;
 mod shared;
 

@@ -3,7 +3,8 @@
 
 use cudarc::driver::sys;
 
-use super::{driver_error, Backing, CudaDevice, DeviceBuffer};
+use super::{Backing, CudaDevice, DeviceBuffer};
+use crate::mem::driver::driver_error;
 use crate::mem::MemError;
 
 impl CudaDevice {
