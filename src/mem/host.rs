@@ -25,6 +25,16 @@ unsafe impl Send for HostBuffer {}
 unsafe impl Sync for HostBuffer {}
 
 impl HostBuffer {
+    fn from_parts(ptr: NonNull<u8>, len: usize, layout: Layout) -> HostBuffer {
+        HostBuffer {
+            ptr,
+            len,
+            layout,
+            #[cfg(feature = "cuda")]
+            pinned: None,
+        }
+    }
+
     /// Allocates `len` bytes (at least one page), page-aligned, every page touched.
     pub fn new(len: usize) -> Result<HostBuffer, MemError> {
         let size = len.max(1).div_ceil(PAGE) * PAGE;
@@ -38,13 +48,7 @@ impl HostBuffer {
             // SAFETY: off < size, inside the allocation.
             unsafe { ptr.as_ptr().add(off).write_volatile(0) };
         }
-        Ok(HostBuffer {
-            ptr,
-            len,
-            layout,
-            #[cfg(feature = "cuda")]
-            pinned: None,
-        })
+        Ok(HostBuffer::from_parts(ptr, len, layout))
     }
 
     /// Allocates `len` bytes aligned to 2 MiB and asks the kernel for transparent huge pages
@@ -65,13 +69,7 @@ impl HostBuffer {
             libc::madvise(ptr.as_ptr() as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
             std::ptr::write_bytes(ptr.as_ptr(), 0, size);
         }
-        Ok(HostBuffer {
-            ptr,
-            len,
-            layout,
-            #[cfg(feature = "cuda")]
-            pinned: None,
-        })
+        Ok(HostBuffer::from_parts(ptr, len, layout))
     }
 
     /// Allocates `len` bytes for bulk copies: huge pages from 2 MiB up (as UCX's allocator
