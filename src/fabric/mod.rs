@@ -9,6 +9,7 @@ mod endpoint;
 mod error;
 mod info;
 mod mr;
+mod path;
 mod rma;
 mod rma_channel;
 mod xfer;
@@ -25,7 +26,8 @@ pub use info::{
     available_providers, caps, mr_mode, runtime_version, EndpointType, Hints, Info, InfoList,
     InfoRef,
 };
-pub use mr::{MemoryRegion, RemoteRegion};
+pub use mr::{LocalSlice, LocalSliceMut, MemoryRegion, RemoteRegion, RemoteSlice};
+pub use path::{DataPath, Done};
 pub use rma::cq_flags;
 pub use rma_channel::{RmaChannel, RmaPingPongOp};
 pub use xfer::{ChunkOp, XferInitiatorEp, XferTargetEp};

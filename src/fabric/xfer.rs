@@ -57,7 +57,7 @@ impl Ctrl {
     /// Posts receive slot `i` (context token i + 1).
     fn post_recv(&mut self, conn: &Connection, i: usize, timeout: Duration) -> Result<()> {
         let desc = self.rx.desc();
-        let ptr = self.rx.buf_mut().as_mut_slice()[i * SLOT..].as_mut_ptr();
+        let ptr = self.rx.channel_buf_mut().as_mut_slice()[i * SLOT..].as_mut_ptr();
         let start = Instant::now();
         loop {
             // SAFETY: slot i lies in the registered rx buffer, owned by self; it is read only
@@ -91,7 +91,7 @@ impl Ctrl {
     }
 
     fn slot_message(&self, i: usize) -> (u64, u64) {
-        let b = &self.rx.buf().as_slice()[i * SLOT..(i + 1) * SLOT];
+        let b = &self.rx.channel_buf().as_slice()[i * SLOT..(i + 1) * SLOT];
         let word = |k: usize| u64::from_le_bytes(b[k * 8..k * 8 + 8].try_into().expect("8 bytes"));
         (word(0), word(1))
     }
@@ -105,7 +105,7 @@ impl Ctrl {
         b: u64,
         timeout: Duration,
     ) -> Result<()> {
-        let slot = &mut self.tx.buf_mut().as_mut_slice()[i * SLOT..(i + 1) * SLOT];
+        let slot = &mut self.tx.channel_buf_mut().as_mut_slice()[i * SLOT..(i + 1) * SLOT];
         slot[..8].copy_from_slice(&a.to_le_bytes());
         slot[8..].copy_from_slice(&b.to_le_bytes());
         let ptr = slot.as_ptr();
@@ -166,10 +166,10 @@ impl XferInitiatorEp {
         op: ChunkOp,
         timeout: Duration,
     ) -> Result<XferInitiatorEp> {
-        if transfers == 0 || transfers.checked_mul(stride) != Some(local.buf().len()) {
+        if transfers == 0 || transfers.checked_mul(stride) != Some(local.channel_buf().len()) {
             return Err(FabricError::Invalid(format!(
                 "a local buffer of {} bytes does not hold {transfers} transfers of {stride} bytes",
-                local.buf().len()
+                local.channel_buf().len()
             )));
         }
         local.bind_endpoint(&conn.ep, &conn.info)?;
@@ -230,7 +230,7 @@ impl XferInitiatorEp {
         let key = remote.key;
         let local_off = t * self.stride + offset;
         let desc = self.local.desc();
-        let ptr = self.local.buf_mut().as_mut_ptr();
+        let ptr = self.local.channel_buf_mut().as_mut_ptr();
         let token = ((transfer as u64) << 32 | chunk as u64) as *mut libc::c_void;
         let peer = self.conn.peer;
         // SAFETY: local_off + len <= transfers * stride = the registered buffer's length, and
@@ -321,7 +321,7 @@ impl XferInitiatorEp {
 
     /// The local buffer, while nothing is in flight (None otherwise).
     pub fn local_mut(&mut self) -> Option<&mut SharedRegion> {
-        (self.outstanding == 0).then(|| self.local.buf_mut())
+        (self.outstanding == 0).then(|| self.local.channel_buf_mut())
     }
 }
 
@@ -396,7 +396,7 @@ impl XferTargetEp {
                 "receives of the previous iteration are still posted".into(),
             ));
         }
-        let len = self.regions[0].buf().len();
+        let len = self.regions[0].channel_buf().len();
         if plan.iter().any(|&(off, l)| off + l > len) {
             return Err(FabricError::Invalid(
                 "a chunk lies outside its region".into(),
@@ -420,7 +420,7 @@ impl XferTargetEp {
                 }
                 let (off, len) = self.recv_plan[c];
                 let desc = self.regions[t].desc();
-                let ptr = self.regions[t].buf_mut().as_mut_ptr();
+                let ptr = self.regions[t].channel_buf_mut().as_mut_ptr();
                 let token = (DATA_BIT | chunk_tag(t as u32, c as u32)) as *mut libc::c_void;
                 let tag = chunk_tag(t as u32, c as u32);
                 // SAFETY: off + len lies inside region t (checked in arm_receives); the region
@@ -486,7 +486,7 @@ impl XferTargetEp {
 
     /// Region `i`, for checking or clearing between iterations (no transfer may be in flight).
     pub fn region_mut(&mut self, i: usize) -> Option<&mut SharedRegion> {
-        self.regions.get_mut(i).map(|r| r.buf_mut())
+        self.regions.get_mut(i).map(|r| r.channel_buf_mut())
     }
 
     /// Number of regions (transfers per iteration).

@@ -4,9 +4,11 @@
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod host;
+mod inflight;
 mod shared;
 
 pub use host::HostBuffer;
+pub use inflight::InFlight;
 pub use shared::{available_memory, SharedRegion};
 
 /// Where a buffer's memory lives, as registration needs to know.
@@ -39,6 +41,11 @@ pub unsafe trait Buffer: Send {
     }
     /// Where the memory lives.
     fn iface(&self) -> MemIface;
+    /// The in-flight count shared by every handle on these bytes (None: this value is the only
+    /// handle, and each registration keeps its own count).
+    fn in_flight(&self) -> Option<std::sync::Arc<InFlight>> {
+        None
+    }
 }
 
 /// A buffer whose payload the host fills and checks: host memory in place, device memory

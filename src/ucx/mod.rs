@@ -24,9 +24,9 @@ pub use context::{
     header_version, library_path, parse_resources, version, version_lacks, Context, Features,
     Resource,
 };
-pub use endpoint::{parse_lanes, Endpoint, RemoteKey};
+pub use endpoint::{parse_lanes, Endpoint, RemoteKey, RemoteMemory, RemoteSlice};
 pub use error::{status_string, Result, UcxError};
-pub use memory::{MemHandle, MemHandleRef, MemoryType};
+pub use memory::{MemHandle, MemHandleRef, MemoryType, UcxSlice, UcxSliceMut};
 pub use ops::{OpKind, OpTable};
 pub use worker::{RecvParams, Request, SendParams, Worker};
 

@@ -230,14 +230,14 @@ impl UcxXferInitiator {
                 // until every operation settled (Drop); the remote range inside the region
                 // the target offered for this transfer (its length was checked).
                 unsafe {
-                    let at = local.buf_mut().as_mut_ptr().add(at);
+                    let at = local.channel_buf_mut().as_mut_ptr().add(at);
                     self.ep.rma_status(rma, at, len, remote, rkey, memh)
                 }
             }
             UcxXferOp::TagSend => {
                 // SAFETY: as above, the local range stays valid until the send settles.
                 unsafe {
-                    let src = local.buf().as_ptr().add(at);
+                    let src = local.channel_buf().as_ptr().add(at);
                     self.ep.tag_send_status(src, len, tok, memh)
                 }
             }
@@ -355,7 +355,7 @@ impl UcxXferInitiator {
 
     /// The local buffer, while no chunk is in flight (None otherwise).
     pub fn local_mut(&mut self) -> Option<&mut [u8]> {
-        (self.data_inflight == 0).then(|| self.local[0].buf_mut().as_mut_slice())
+        (self.data_inflight == 0).then(|| self.local[0].channel_buf_mut().as_mut_slice())
     }
 
     /// The context and the endpoint, for recording what UCX chose.
@@ -460,8 +460,8 @@ impl UcxXferTarget {
             .iter()
             .map(|m| {
                 Ok(RemoteRegion {
-                    addr: m.buf().as_ptr() as u64,
-                    len: m.buf().len() as u64,
+                    addr: m.channel_buf().as_ptr() as u64,
+                    len: m.channel_buf().len() as u64,
                     rkey: base64::engine::general_purpose::STANDARD.encode(m.pack_rkey()?),
                 })
             })
@@ -472,8 +472,8 @@ impl UcxXferTarget {
     pub fn arm_receives(&mut self, plan: &[(usize, usize)]) -> Result<()> {
         for (t, m) in self.regions.iter_mut().enumerate() {
             let memh = Some(m.handle());
-            let base = m.buf_mut().as_mut_ptr();
-            let cap = m.buf().len();
+            let base = m.channel_buf_mut().as_mut_ptr();
+            let cap = m.channel_buf().len();
             for (c, &(off, len)) in plan.iter().enumerate() {
                 if off + len > cap {
                     return Err(UcxError::Invalid(format!(
@@ -538,7 +538,9 @@ impl UcxXferTarget {
 
     /// Region `i`, for filling and checking.
     pub fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
-        self.regions.get_mut(i).map(|m| m.buf_mut().as_mut_slice())
+        self.regions
+            .get_mut(i)
+            .map(|m| m.channel_buf_mut().as_mut_slice())
     }
 
     /// The context and the endpoint, for recording what UCX chose.
