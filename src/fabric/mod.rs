@@ -12,7 +12,6 @@ mod mr;
 mod path;
 mod rma;
 mod rma_channel;
-mod xfer;
 
 pub use channel::{LocalBuf, MsgChannel, MsgMode};
 pub use connect::{
@@ -30,7 +29,6 @@ pub use mr::{LocalSlice, LocalSliceMut, MemoryRegion, RemoteRegion, RemoteSlice}
 pub use path::{DataPath, Done};
 pub use rma::cq_flags;
 pub use rma_channel::{RmaChannel, RmaPingPongOp};
-pub use xfer::{ChunkOp, XferInitiatorEp, XferTargetEp};
 
 /// FI_ADDR_UNSPEC: no particular peer.
 pub fn addr_unspec() -> FiAddr {

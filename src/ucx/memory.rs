@@ -204,12 +204,12 @@ impl<B: Buffer> MemHandle<B> {
 
     /// The buffer for this layer's channels, which post through the `unsafe` calls with their
     /// own contracts and never through slices (so nothing is counted in flight).
-    pub(super) fn channel_buf(&self) -> &B {
+    pub(crate) fn channel_buf(&self) -> &B {
         &self.buf
     }
 
     /// As [`channel_buf`](Self::channel_buf), for writing.
-    pub(super) fn channel_buf_mut(&mut self) -> &mut B {
+    pub(crate) fn channel_buf_mut(&mut self) -> &mut B {
         &mut self.buf
     }
 

@@ -123,7 +123,7 @@ impl OpTable {
     /// As `track_holding`, for an operation whose buffers its caller keeps alive until every
     /// operation settled.
     #[inline]
-    pub(super) fn track(
+    pub(crate) fn track(
         &mut self,
         ptr: sys::ucs_status_ptr_t,
         token: u64,

@@ -12,13 +12,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::endpoint::RemoteKey;
-use super::endpoint::Rma;
-use super::error::{Result, UcxError};
-use super::memory::MemHandle;
-use super::ops::{OpKind, OpTable};
-use super::{Context, Endpoint, Features, Worker};
 use crate::mem::{Buffer, SharedRegion};
+use crate::ucx::{
+    Context, Endpoint, Features, MemHandle, OpKind, OpTable, RemoteKey, Result, Rma, UcxError,
+    Worker,
+};
 
 /// Swaps this side's worker address for the peer's, out of band (the caller's channel).
 pub type Exchange<'a> = dyn FnMut(&[u8]) -> std::result::Result<Vec<u8>, String> + 'a;

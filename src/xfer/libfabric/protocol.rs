@@ -4,12 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::connect::Connection;
-use super::cq::CqEntry;
-use super::error::{FabricError, Result};
-use super::info::caps;
-use super::mr::{MemoryRegion, RemoteRegion};
-use super::rma::cq_flags;
+use crate::fabric::{
+    caps, cq_flags, Connection, CqEntry, FabricError, MemoryRegion, RemoteRegion, Result,
+};
 use crate::mem::{Buffer, HostBuffer, SharedRegion};
 
 /// Bytes of one control message: transfer index and chunk count, two little-endian u64.

@@ -3,14 +3,14 @@
 
 use std::time::{Duration, Instant};
 
+pub mod protocol;
+
+use self::protocol::{ChunkOp, XferInitiatorEp, XferTargetEp};
 use super::{
     InitiatorEnd, Library, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError,
     XferInitiator, XferOp, XferTarget,
 };
-use crate::fabric::{
-    self, caps, ChunkOp, Connection, EndpointSpec, Exchange, MemoryRegion, Side, XferInitiatorEp,
-    XferTargetEp,
-};
+use crate::fabric::{self, caps, Connection, EndpointSpec, Exchange, MemoryRegion, Side};
 use crate::mem::SharedRegion;
 
 /// The libfabric call that carries `op`.

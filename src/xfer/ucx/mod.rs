@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
+pub mod protocol;
+
+use self::protocol::{
+    self as xfer, Exchange, UcxTargetEvent, UcxXferInitiator, UcxXferOp, UcxXferTarget,
+};
 use super::{
     InitiatorEnd, Library, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError,
     XferInitiator, XferOp, XferTarget,
 };
 use crate::mem::SharedRegion;
-use crate::ucx::xfer::{
-    self, Exchange, UcxTargetEvent, UcxXferInitiator, UcxXferOp, UcxXferTarget,
-};
 
 /// The UCX operation that carries `op`.
 pub fn ucx_op(op: XferOp) -> UcxXferOp {
