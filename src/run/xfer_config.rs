@@ -447,7 +447,7 @@ impl XferConfig {
             // UCX has no message size limit of its own (it fragments), and its transports are
             // checked when the context opens them.
             XferBackend::Ucx => {
-                if per > crate::xfer::ucx::protocol::MAX_TRANSFERS {
+                if per > crate::xfer::tag::MAX_TRANSFERS {
                     return bad("--concurrency is above what one UCX worker can tag");
                 }
                 if self.size.div_ceil(block) > u64::from(u32::MAX) {

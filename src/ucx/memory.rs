@@ -151,6 +151,16 @@ impl<B: Buffer> MemHandle<B> {
         })
     }
 
+    /// Length of the registered memory in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the registered memory is empty.
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() == 0
+    }
+
     /// Operations in flight on the buffer's bytes.
     pub fn in_flight(&self) -> u32 {
         self.in_flight.count()
@@ -204,12 +214,12 @@ impl<B: Buffer> MemHandle<B> {
 
     /// The buffer for this layer's channels, which post through the `unsafe` calls with their
     /// own contracts and never through slices (so nothing is counted in flight).
-    pub(crate) fn channel_buf(&self) -> &B {
+    pub(super) fn channel_buf(&self) -> &B {
         &self.buf
     }
 
     /// As [`channel_buf`](Self::channel_buf), for writing.
-    pub(crate) fn channel_buf_mut(&mut self) -> &mut B {
+    pub(super) fn channel_buf_mut(&mut self) -> &mut B {
         &mut self.buf
     }
 

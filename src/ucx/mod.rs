@@ -24,11 +24,10 @@ pub use context::{
     header_version, library_path, parse_resources, version, version_lacks, Context, Features,
     Resource,
 };
-pub(crate) use endpoint::Rma;
 pub use endpoint::{parse_lanes, Endpoint, RemoteKey, RemoteMemory, RemoteSlice};
 pub use error::{status_string, Result, UcxError};
 pub use memory::{MemHandle, MemHandleRef, MemoryType, UcxSlice, UcxSliceMut};
-pub use ops::{OpKind, OpTable};
+pub use ops::OpTable;
 pub use worker::{RecvParams, Request, SendParams, Worker};
 
 #[cfg(test)]

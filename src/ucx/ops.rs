@@ -53,7 +53,7 @@ impl Drop for Counted {
 
 /// How an operation's outcome is read when it completes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
+pub(crate) enum OpKind {
     /// A receive: its outcome is the received length.
     Recv,
     /// Anything else: its outcome is the length it was posted with.
@@ -118,20 +118,6 @@ impl OpTable {
             hold,
         });
         Ok(false)
-    }
-
-    /// As `track_holding`, for an operation whose buffers its caller keeps alive until every
-    /// operation settled.
-    #[inline]
-    pub(crate) fn track(
-        &mut self,
-        ptr: sys::ucs_status_ptr_t,
-        token: u64,
-        kind: OpKind,
-        len: usize,
-        what: &'static str,
-    ) -> Result<bool> {
-        self.track_holding(ptr, token, kind, len, what, Hold::Nothing)
     }
 
     /// Refuses an endpoint of another worker (its requests would never be progressed here).

@@ -6,6 +6,7 @@
 
 pub mod libfabric;
 pub mod rails;
+pub mod tag;
 pub mod ucx;
 
 use std::time::Duration;

@@ -113,7 +113,7 @@ impl InitiatorEnd for FabricInitiator {
         }
     }
     fn local_mut(&mut self) -> Option<&mut [u8]> {
-        self.ep.local_mut().map(|r| r.as_mut_slice())
+        self.ep.local_mut()
     }
     fn drain(&mut self) -> Result<(), XferError> {
         Ok(self.ep.drain()?)
@@ -126,8 +126,6 @@ impl InitiatorEnd for FabricInitiator {
 /// A target end: one registered region per transfer.
 pub struct FabricTarget {
     ep: XferTargetEp,
-    /// The safe layer's events of one poll, reused.
-    raw: Vec<(u32, Option<u64>)>,
 }
 
 impl FabricTarget {
@@ -141,28 +139,14 @@ impl FabricTarget {
         let access = caps::REMOTE_WRITE | caps::REMOTE_READ;
         let (conn, mrs, setup) = connect(spec, Side::Target, exchange, regions, access)?;
         let ep = XferTargetEp::new(conn, mrs, timeout)?;
-        Ok((
-            FabricTarget {
-                ep,
-                raw: Vec::with_capacity(64),
-            },
-            setup,
-        ))
+        Ok((FabricTarget { ep }, setup))
     }
 }
 
 impl XferTarget for FabricTarget {
     #[inline]
     fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), XferError> {
-        self.ep.poll(&mut self.raw)?;
-        out.extend(self.raw.drain(..).map(|(t, n)| match n {
-            None => TargetEvent::Data(t),
-            Some(chunks) => TargetEvent::Notify {
-                transfer: t,
-                chunks,
-            },
-        }));
-        Ok(())
+        Ok(self.ep.poll(out)?)
     }
     fn confirm(&mut self, tr: u32) -> Result<(), XferError> {
         Ok(self.ep.confirm(tr)?)
@@ -174,7 +158,7 @@ impl TargetEnd for FabricTarget {
         Ok(RegionOffer::Libfabric(self.ep.remote_regions()))
     }
     fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
-        self.ep.region_mut(i).map(|r| r.as_mut_slice())
+        self.ep.region_mut(i)
     }
     fn arm_receives(&mut self, plan: &[(usize, usize)]) -> Result<(), XferError> {
         Ok(self.ep.arm_receives(plan)?)

@@ -4,15 +4,15 @@
 
 use std::time::{Duration, Instant};
 
+use super::super::tag::{self, tag, Kind, MAX_TRANSFERS};
+use super::super::TargetEvent;
 use crate::fabric::{
-    caps, cq_flags, Connection, CqEntry, FabricError, MemoryRegion, RemoteRegion, Result,
+    caps, Connection, DataPath, Done, FabricError, MemoryRegion, RemoteRegion, Result,
 };
-use crate::mem::{Buffer, HostBuffer, SharedRegion};
+use crate::mem::{HostBuffer, SharedRegion};
 
 /// Bytes of one control message: transfer index and chunk count, two little-endian u64.
 const SLOT: usize = 16;
-/// Context token of control sends (chunk tokens are below it).
-const CTRL_TOKEN: u64 = u64::MAX - 1;
 
 /// The libfabric call that moves a transfer's chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,110 +21,120 @@ pub enum ChunkOp {
     WriteData,
     /// fi_read from the target's memory.
     Read,
-    /// fi_tsend into receives the target posts at each chunk's place (tag = transfer and
-    /// chunk); the target counts the receive completions.
+    /// fi_tsend into receives the target posts at each chunk's place (the chunk's tag); the
+    /// target counts the receive completions.
     TaggedSend,
 }
 
-/// Context tokens of data receives carry this bit (control slots are small numbers).
-const DATA_BIT: u64 = 1 << 63;
-
-/// The tag of chunk `chunk` of `transfer`.
-fn chunk_tag(transfer: u32, chunk: u32) -> u64 {
-    ((transfer as u64) << 32) | chunk as u64
-}
-
-/// Small registered slots for control messages, one per transfer each way.
+/// Registered control slots, one region per slot each way, so a slot's message is read while
+/// the other slots' receives stay posted.
 struct Ctrl {
-    tx: MemoryRegion<HostBuffer>,
-    rx: MemoryRegion<HostBuffer>,
-    slots: usize,
+    tx: Vec<MemoryRegion<HostBuffer>>,
+    rx: Vec<MemoryRegion<HostBuffer>>,
+    /// The kind of message the receive slots take.
+    rx_kind: Kind,
 }
 
 impl Ctrl {
-    fn new(conn: &Connection, slots: usize) -> Result<Ctrl> {
-        let alloc = |n| HostBuffer::new(n).map_err(|e| FabricError::Invalid(e.to_string()));
-        let tx = MemoryRegion::register(&conn.domain, alloc(slots * SLOT)?, caps::SEND)?;
-        let rx = MemoryRegion::register(&conn.domain, alloc(slots * SLOT)?, caps::RECV)?;
-        tx.bind_endpoint(&conn.ep, &conn.info)?;
-        rx.bind_endpoint(&conn.ep, &conn.info)?;
-        Ok(Ctrl { tx, rx, slots })
+    /// Registers `slots` slots each way and posts every receive slot.
+    fn new(path: &mut DataPath, slots: usize, rx_kind: Kind, timeout: Duration) -> Result<Ctrl> {
+        let conn = path.connection();
+        let slot = |access| -> Result<MemoryRegion<HostBuffer>> {
+            let buf = HostBuffer::new(SLOT).map_err(|e| FabricError::Invalid(e.to_string()))?;
+            let mr = MemoryRegion::register(&conn.domain, buf, access)?;
+            mr.bind_endpoint(&conn.ep, &conn.info)?;
+            Ok(mr)
+        };
+        let tx = (0..slots)
+            .map(|_| slot(caps::SEND))
+            .collect::<Result<_>>()?;
+        let rx = (0..slots)
+            .map(|_| slot(caps::RECV))
+            .collect::<Result<_>>()?;
+        let mut ctrl = Ctrl { tx, rx, rx_kind };
+        for i in 0..slots {
+            ctrl.post_recv(path, i, timeout)?;
+        }
+        Ok(ctrl)
     }
 
-    /// Posts receive slot `i` (context token i + 1).
-    fn post_recv(&mut self, conn: &Connection, i: usize, timeout: Duration) -> Result<()> {
-        let desc = self.rx.desc();
-        let ptr = self.rx.channel_buf_mut().as_mut_slice()[i * SLOT..].as_mut_ptr();
+    fn slots(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Posts receive slot `i` (token: the receive kind and the slot).
+    fn post_recv(&mut self, path: &mut DataPath, i: usize, timeout: Duration) -> Result<()> {
+        let token = tag(self.rx_kind, i as u32, 0);
         let start = Instant::now();
         loop {
-            // SAFETY: slot i lies in the registered rx buffer, owned by self; it is read only
-            // after its completion arrives (slot_message) and reposted after that.
-            let ok = unsafe {
-                conn.ep.recv(
-                    ptr,
-                    SLOT,
-                    desc,
-                    conn.peer,
-                    (i as u64 + 1) as *mut libc::c_void,
-                )?
-            };
-            if ok {
+            let slot = self.rx[i].slice_mut(0, SLOT).ok_or_else(slot_error)?;
+            if path.recv(slot, token)? {
                 return Ok(());
             }
             timed_out(start, timeout, "room to post a control receive")?;
         }
     }
 
-    /// The receive slot a completion's context token names.
-    fn slot_of(&self, token: u64) -> Result<usize> {
-        (token as usize)
-            .checked_sub(1)
-            .filter(|&s| s < self.slots)
-            .ok_or_else(|| {
-                FabricError::Invalid(format!(
+    /// The receive slot a completed control receive names, and its message.
+    fn message(&self, token: u64) -> Result<(usize, u64, u64)> {
+        let slot = match tag::split(token) {
+            Some((k, s, 0)) if k == self.rx_kind && (s as usize) < self.slots() => s as usize,
+            _ => {
+                return Err(FabricError::Invalid(format!(
                     "a receive completion with unknown context {token:#x}"
-                ))
-            })
+                )))
+            }
+        };
+        let b = self.rx[slot].buf().ok_or_else(slot_error)?.as_slice();
+        let word = |k: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[k * 8..k * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        Ok((slot, word(0), word(1)))
     }
 
-    fn slot_message(&self, i: usize) -> (u64, u64) {
-        let b = &self.rx.channel_buf().as_slice()[i * SLOT..(i + 1) * SLOT];
-        let word = |k: usize| u64::from_le_bytes(b[k * 8..k * 8 + 8].try_into().expect("8 bytes"));
-        (word(0), word(1))
-    }
-
-    /// Sends (a, b) from tx slot `i`; its completion carries CTRL_TOKEN.
+    /// Sends (a, b) of `kind` from tx slot `i`, once the slot's previous send completed;
+    /// transmit completions read meanwhile go to `spill`.
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
-        conn: &Connection,
+        path: &mut DataPath,
         i: usize,
-        a: u64,
-        b: u64,
+        kind: Kind,
+        (a, b): (u64, u64),
         timeout: Duration,
+        spill: &mut Vec<Done>,
     ) -> Result<()> {
-        let slot = &mut self.tx.channel_buf_mut().as_mut_slice()[i * SLOT..(i + 1) * SLOT];
+        let start = Instant::now();
+        let slot = loop {
+            if let Some(buf) = self.tx.get_mut(i).ok_or_else(slot_error)?.buf_mut() {
+                break buf.as_mut_slice();
+            }
+            path.poll_tx(spill)?;
+            timed_out(start, timeout, "a control slot to free")?;
+        };
         slot[..8].copy_from_slice(&a.to_le_bytes());
         slot[8..].copy_from_slice(&b.to_le_bytes());
-        let ptr = slot.as_ptr();
-        let desc = self.tx.desc();
-        let start = Instant::now();
+        let token = tag(kind, i as u32, 0);
         loop {
-            // SAFETY: slot i of the registered tx buffer is not written again before this
-            // send's completion is reaped (one message per slot per iteration; callers drain
-            // the transmit CQ before the next iteration).
-            let ok = unsafe {
-                conn.ep
-                    .send(ptr, SLOT, desc, conn.peer, CTRL_TOKEN as *mut libc::c_void)?
-            };
-            if ok {
+            let slot = self.tx[i].slice(0, SLOT).ok_or_else(slot_error)?;
+            if path.send(slot, token)? {
                 return Ok(());
             }
-            // Reap completions so the transmit queue drains.
-            let mut e = [CqEntry::default(); 8];
-            conn.txcq.read(&mut e)?;
+            path.poll_tx(spill)?;
             timed_out(start, timeout, "room to send a control message")?;
         }
     }
+
+    /// Whether a control send is still in flight.
+    fn sending(&self) -> bool {
+        self.tx.iter().any(|r| r.in_flight() > 0)
+    }
+}
+
+fn slot_error() -> FabricError {
+    FabricError::Invalid("no such control slot".into())
 }
 
 fn timed_out(start: Instant, timeout: Duration, what: &'static str) -> Result<()> {
@@ -139,17 +149,18 @@ fn timed_out(start: Instant, timeout: Duration, what: &'static str) -> Result<()
 
 /// The initiator's end: a registered local buffer and the target's regions, one per transfer.
 pub struct XferInitiatorEp {
-    conn: Connection,
+    // The path first: its endpoint closes before the regions it reaches are released.
+    path: DataPath,
     local: MemoryRegion<SharedRegion>,
     ctrl: Ctrl,
     remote: Vec<RemoteRegion>,
     op: ChunkOp,
-    /// Posted operations (chunks and control sends) whose completion is not yet reaped.
-    outstanding: usize,
     /// Chunks of transfer t start at t * stride in the local buffer.
     stride: usize,
     timeout: Duration,
-    entries: Vec<CqEntry>,
+    /// Completions of one poll, reused; completions read while sending control messages.
+    done: Vec<Done>,
+    spill: Vec<Done>,
 }
 
 impl XferInitiatorEp {
@@ -163,42 +174,43 @@ impl XferInitiatorEp {
         op: ChunkOp,
         timeout: Duration,
     ) -> Result<XferInitiatorEp> {
-        if transfers == 0 || transfers.checked_mul(stride) != Some(local.channel_buf().len()) {
+        if transfers == 0
+            || transfers > MAX_TRANSFERS
+            || transfers.checked_mul(stride) != Some(local.len())
+        {
             return Err(FabricError::Invalid(format!(
                 "a local buffer of {} bytes does not hold {transfers} transfers of {stride} bytes",
-                local.channel_buf().len()
+                local.len()
             )));
         }
         local.bind_endpoint(&conn.ep, &conn.info)?;
-        let mut ctrl = Ctrl::new(&conn, transfers)?;
-        for i in 0..transfers {
-            ctrl.post_recv(&conn, i, timeout)?;
-        }
+        let mut path = DataPath::new(conn);
+        let ctrl = Ctrl::new(&mut path, transfers, Kind::Confirm, timeout)?;
         Ok(XferInitiatorEp {
-            conn,
+            path,
             local,
             ctrl,
             remote: Vec::new(),
             op,
-            outstanding: 0,
             stride,
             timeout,
-            entries: vec![CqEntry::default(); 64],
+            done: Vec::with_capacity(64),
+            spill: Vec::new(),
         })
     }
 
     /// The connection underneath.
     pub fn connection(&self) -> &Connection {
-        &self.conn
+        self.path.connection()
     }
 
     /// Sets the target's regions, one per transfer (exchanged out of band).
     pub fn set_remote(&mut self, remote: Vec<RemoteRegion>) -> Result<()> {
-        if remote.len() != self.ctrl.slots || remote.iter().any(|r| r.len < self.stride as u64) {
+        if remote.len() != self.ctrl.slots() || remote.iter().any(|r| r.len < self.stride as u64) {
             return Err(FabricError::Invalid(format!(
                 "the target offered {} regions where {} of {} bytes are needed",
                 remote.len(),
-                self.ctrl.slots,
+                self.ctrl.slots(),
                 self.stride
             )));
         }
@@ -211,63 +223,46 @@ impl XferInitiatorEp {
     #[inline]
     pub fn post(&mut self, transfer: u32, chunk: u32, offset: usize, len: usize) -> Result<bool> {
         let t = transfer as usize;
-        let remote = self
-            .remote
-            .get(t)
-            .ok_or_else(|| FabricError::Invalid(format!("transfer {t} has no remote region")))?;
-        let raddr = remote
-            .at(offset as u64, len as u64)
-            .filter(|_| offset + len <= self.stride)
-            .ok_or_else(|| {
-                FabricError::Invalid(format!(
-                    "chunk {offset}+{len} outside a {}-byte region",
-                    self.stride
-                ))
-            })?;
-        let key = remote.key;
-        let local_off = t * self.stride + offset;
-        let desc = self.local.desc();
-        let ptr = self.local.channel_buf_mut().as_mut_ptr();
-        let token = ((transfer as u64) << 32 | chunk as u64) as *mut libc::c_void;
-        let peer = self.conn.peer;
-        // SAFETY: local_off + len <= transfers * stride = the registered buffer's length, and
-        // raddr..raddr+len lies in the peer's region (checked above). The buffer is owned by
-        // self and handed out (local_mut) only while no operation is outstanding.
-        let ok = unsafe {
-            let p = ptr.add(local_off);
-            match self.op {
-                ChunkOp::WriteData => self.conn.ep.writedata(
-                    p,
-                    len,
-                    desc,
-                    transfer as u64,
-                    peer,
-                    raddr,
-                    key,
-                    token,
-                )?,
-                ChunkOp::Read => self.conn.ep.read(p, len, desc, peer, raddr, key, token)?,
-                ChunkOp::TaggedSend => {
-                    let tag = chunk_tag(transfer, chunk);
-                    self.conn.ep.tsend(p, len, desc, peer, tag, token)?
-                }
-            }
+        let outside = || {
+            FabricError::Invalid(format!(
+                "chunk {offset}+{len} of transfer {t} outside its {}-byte region",
+                self.stride
+            ))
         };
-        if ok {
-            self.outstanding += 1;
+        let remote = self.remote.get(t).ok_or_else(outside)?;
+        if offset.checked_add(len).map_or(true, |end| end > self.stride) {
+            return Err(outside());
         }
-        Ok(ok)
+        let at = t * self.stride + offset;
+        let token = tag(Kind::Data, transfer, chunk);
+        match self.op {
+            ChunkOp::WriteData => {
+                let r = remote.slice(offset, len).ok_or_else(outside)?;
+                let l = self.local.slice(at, len).ok_or_else(outside)?;
+                self.path.write(l, r, Some(u64::from(transfer)), token)
+            }
+            ChunkOp::Read => {
+                let r = remote.slice(offset, len).ok_or_else(outside)?;
+                let l = self.local.slice_mut(at, len).ok_or_else(outside)?;
+                self.path.read(l, r, token)
+            }
+            ChunkOp::TaggedSend => {
+                let l = self.local.slice(at, len).ok_or_else(outside)?;
+                self.path.tsend(l, token, token)
+            }
+        }
     }
 
     /// Reaps local completions; appends the (transfer, chunk) of each finished chunk.
     #[inline]
     pub fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<()> {
-        let n = self.conn.txcq.read(&mut self.entries)?;
-        self.outstanding = self.outstanding.saturating_sub(n);
-        for e in &self.entries[..n] {
-            let token = e.op_context as u64;
-            if token != CTRL_TOKEN {
-                done.push(((token >> 32) as u32, token as u32));
+        self.done.append(&mut self.spill);
+        self.path.poll_tx(&mut self.done)?;
+        for d in self.done.drain(..) {
+            if let Done::Local { token, .. } = d {
+                if let Some((Kind::Data, t, c)) = tag::split(token) {
+                    done.push((t, c));
+                }
             }
         }
         Ok(())
@@ -280,28 +275,31 @@ impl XferInitiatorEp {
             ChunkOp::WriteData | ChunkOp::TaggedSend => chunks,
             ChunkOp::Read => 0,
         };
+        let msg = (u64::from(transfer), chunks);
+        let t = transfer as usize;
         self.ctrl.send(
-            &self.conn,
-            transfer as usize,
-            transfer as u64,
-            chunks,
+            &mut self.path,
+            t,
+            Kind::Notify,
+            msg,
             self.timeout,
-        )?;
-        self.outstanding += 1;
-        Ok(())
+            &mut self.spill,
+        )
     }
 
     /// Appends the transfers the target has confirmed since the last call.
     #[inline]
     pub fn poll_confirmed(&mut self, confirmed: &mut Vec<u32>) -> Result<()> {
-        let mut e = [CqEntry::default(); 8];
-        let n = self.conn.rxcq.read(&mut e)?;
-        for entry in &e[..n] {
-            let slot = self.ctrl.slot_of(entry.op_context as u64)?;
-            let (transfer, _) = self.ctrl.slot_message(slot);
-            self.ctrl.post_recv(&self.conn, slot, self.timeout)?;
-            confirmed.push(transfer as u32);
+        let mut rx = std::mem::take(&mut self.done);
+        self.path.poll_rx(&mut rx)?;
+        for d in rx.drain(..) {
+            if let Done::Local { token, .. } = d {
+                let (slot, transfer, _) = self.ctrl.message(token)?;
+                self.ctrl.post_recv(&mut self.path, slot, self.timeout)?;
+                confirmed.push(transfer as u32);
+            }
         }
+        self.done = rx;
         Ok(())
     }
 
@@ -309,26 +307,27 @@ impl XferInitiatorEp {
     pub fn drain(&mut self) -> Result<()> {
         let start = Instant::now();
         let mut sink = Vec::new();
-        while self.outstanding > 0 {
+        while self.local.in_flight() > 0 || self.ctrl.sending() {
             self.poll(&mut sink)?;
             timed_out(start, self.timeout, "outstanding completions")?;
         }
         Ok(())
     }
 
-    /// The local buffer, while nothing is in flight (None otherwise).
-    pub fn local_mut(&mut self) -> Option<&mut SharedRegion> {
-        (self.outstanding == 0).then(|| self.local.channel_buf_mut())
+    /// The local buffer, while nothing is in flight on it (None otherwise).
+    pub fn local_mut(&mut self) -> Option<&mut [u8]> {
+        self.local.buf_mut().map(|b| b.as_mut_slice())
     }
 }
 
 /// The target's end: registered regions, one per transfer, that the initiator writes or reads.
 pub struct XferTargetEp {
-    conn: Connection,
+    // The path first: its endpoint closes before the regions it reaches are released.
+    path: DataPath,
     regions: Vec<MemoryRegion<SharedRegion>>,
     ctrl: Ctrl,
     timeout: Duration,
-    entries: Vec<CqEntry>,
+    done: Vec<Done>,
     /// Send mode: the chunk plan, and per transfer the next chunk to post a receive for.
     recv_plan: Vec<(usize, usize)>,
     next_recv: Vec<usize>,
@@ -346,25 +345,24 @@ impl XferTargetEp {
         regions: Vec<MemoryRegion<SharedRegion>>,
         timeout: Duration,
     ) -> Result<XferTargetEp> {
-        if regions.is_empty() {
-            return Err(FabricError::Invalid(
-                "a target needs at least one region".into(),
-            ));
+        if regions.is_empty() || regions.len() > MAX_TRANSFERS {
+            return Err(FabricError::Invalid(format!(
+                "{} regions: between 1 and {MAX_TRANSFERS} expected",
+                regions.len()
+            )));
         }
         for r in &regions {
             r.bind_endpoint(&conn.ep, &conn.info)?;
         }
-        let mut ctrl = Ctrl::new(&conn, regions.len())?;
-        for i in 0..regions.len() {
-            ctrl.post_recv(&conn, i, timeout)?;
-        }
+        let mut path = DataPath::new(conn);
+        let ctrl = Ctrl::new(&mut path, regions.len(), Kind::Notify, timeout)?;
         let n = regions.len();
         Ok(XferTargetEp {
-            conn,
+            path,
             regions,
             ctrl,
             timeout,
-            entries: vec![CqEntry::default(); 64],
+            done: Vec::with_capacity(64),
             recv_plan: Vec::new(),
             next_recv: vec![0; n],
             recvs_posted: 0,
@@ -373,15 +371,13 @@ impl XferTargetEp {
 
     /// The connection underneath.
     pub fn connection(&self) -> &Connection {
-        &self.conn
+        self.path.connection()
     }
 
     /// How the initiator reaches each region.
     pub fn remote_regions(&self) -> Vec<RemoteRegion> {
-        self.regions
-            .iter()
-            .map(|r| r.remote(&self.conn.info))
-            .collect()
+        let info = &self.path.connection().info;
+        self.regions.iter().map(|r| r.remote(info)).collect()
     }
 
     /// Send mode: posts receives for an iteration's chunks (`plan`: offset and length of
@@ -393,8 +389,11 @@ impl XferTargetEp {
                 "receives of the previous iteration are still posted".into(),
             ));
         }
-        let len = self.regions[0].channel_buf().len();
-        if plan.iter().any(|&(off, l)| off + l > len) {
+        let len = self.regions[0].len();
+        if plan
+            .iter()
+            .any(|&(off, l)| off.checked_add(l).map_or(true, |end| end > len))
+        {
             return Err(FabricError::Invalid(
                 "a chunk lies outside its region".into(),
             ));
@@ -416,19 +415,11 @@ impl XferTargetEp {
                     continue;
                 }
                 let (off, len) = self.recv_plan[c];
-                let desc = self.regions[t].desc();
-                let ptr = self.regions[t].channel_buf_mut().as_mut_ptr();
-                let token = (DATA_BIT | chunk_tag(t as u32, c as u32)) as *mut libc::c_void;
-                let tag = chunk_tag(t as u32, c as u32);
-                // SAFETY: off + len lies inside region t (checked in arm_receives); the region
-                // is owned by self and read by the CPU only between iterations, after every
-                // receive of the iteration has completed (recvs_posted back to 0).
-                let ok = unsafe {
-                    self.conn
-                        .ep
-                        .trecv(ptr.add(off), len, desc, self.conn.peer, tag, 0, token)?
-                };
-                if !ok {
+                let token = tag(Kind::Data, t as u32, c as u32);
+                let slice = self.regions[t].slice_mut(off, len).ok_or_else(|| {
+                    FabricError::Invalid("a chunk lies outside its region".into())
+                })?;
+                if !self.path.trecv(slice, token, 0, token)? {
                     return Ok(());
                 }
                 self.next_recv[t] += 1;
@@ -439,51 +430,62 @@ impl XferTargetEp {
         Ok(())
     }
 
-    /// Reaps remote completions: (transfer, None) for a chunk that landed, (transfer,
-    /// Some(count)) for the initiator's notification.
+    /// Reaps remote completions: a chunk that landed, or the initiator's notification.
     #[inline]
-    pub fn poll(&mut self, out: &mut Vec<(u32, Option<u64>)>) -> Result<()> {
-        let n = self.conn.rxcq.read(&mut self.entries)?;
+    pub fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<()> {
+        self.path.poll_rx(&mut self.done)?;
         let mut repost = false;
-        for i in 0..n {
-            let e = self.entries[i];
-            let token = e.op_context as u64;
-            if e.flags & cq_flags::RECV != 0 && token & DATA_BIT != 0 {
-                self.recvs_posted -= 1;
-                repost = true;
-                out.push(((token >> 32) as u32 & 0x7fff_ffff, None));
-            } else if e.flags & cq_flags::RECV != 0 {
-                let slot = self.ctrl.slot_of(token)?;
-                let (transfer, count) = self.ctrl.slot_message(slot);
-                self.ctrl.post_recv(&self.conn, slot, self.timeout)?;
-                out.push((transfer as u32, Some(count)));
-            } else if e.flags & cq_flags::REMOTE_CQ_DATA != 0 {
-                out.push((e.data as u32, None));
+        for i in 0..self.done.len() {
+            match self.done[i] {
+                Done::RemoteData(transfer) => out.push(TargetEvent::Data(transfer as u32)),
+                Done::Local { token, .. } => match tag::split(token) {
+                    Some((Kind::Data, t, _)) => {
+                        self.recvs_posted -= 1;
+                        repost = true;
+                        out.push(TargetEvent::Data(t));
+                    }
+                    _ => {
+                        let (slot, transfer, chunks) = self.ctrl.message(token)?;
+                        self.ctrl.post_recv(&mut self.path, slot, self.timeout)?;
+                        out.push(TargetEvent::Notify {
+                            transfer: transfer as u32,
+                            chunks,
+                        });
+                    }
+                },
             }
         }
+        self.done.clear();
         if repost {
             self.post_pending()?;
         }
         // Reap our own control sends as they complete.
-        let mut tx = [CqEntry::default(); 8];
-        self.conn.txcq.read(&mut tx)?;
+        self.path.poll_tx(&mut self.done)?;
+        self.done.clear();
         Ok(())
     }
 
     /// Tells the initiator that `transfer` is complete here.
     pub fn confirm(&mut self, transfer: u32) -> Result<()> {
-        self.ctrl.send(
-            &self.conn,
+        let msg = (u64::from(transfer), 0);
+        let mut spill = std::mem::take(&mut self.done);
+        let sent = self.ctrl.send(
+            &mut self.path,
             transfer as usize,
-            transfer as u64,
-            0,
+            Kind::Confirm,
+            msg,
             self.timeout,
-        )
+            &mut spill,
+        );
+        spill.clear();
+        self.done = spill;
+        sent
     }
 
-    /// Region `i`, for checking or clearing between iterations (no transfer may be in flight).
-    pub fn region_mut(&mut self, i: usize) -> Option<&mut SharedRegion> {
-        self.regions.get_mut(i).map(|r| r.channel_buf_mut())
+    /// Region `i`, for checking or clearing between iterations (None while an operation is in
+    /// flight on it).
+    pub fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        self.regions.get_mut(i)?.buf_mut().map(|b| b.as_mut_slice())
     }
 
     /// Number of regions (transfers per iteration).

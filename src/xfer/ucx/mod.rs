@@ -5,31 +5,12 @@ use std::time::Duration;
 
 pub mod protocol;
 
-use self::protocol::{
-    self as xfer, Exchange, UcxTargetEvent, UcxXferInitiator, UcxXferOp, UcxXferTarget,
-};
+use self::protocol::{Exchange, UcxXferInitiator, UcxXferTarget};
 use super::{
     InitiatorEnd, Library, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError,
     XferInitiator, XferOp, XferTarget,
 };
 use crate::mem::SharedRegion;
-
-/// The UCX operation that carries `op`.
-pub fn ucx_op(op: XferOp) -> UcxXferOp {
-    match op {
-        XferOp::Write => UcxXferOp::Put,
-        XferOp::Read => UcxXferOp::Get,
-        XferOp::Send => UcxXferOp::TagSend,
-    }
-}
-
-fn setup(t: xfer::SetupTimes) -> SetupTimes {
-    SetupTimes {
-        connect_ns: t.connect_ns,
-        registration_first_ns: t.registration_first_ns,
-        registration_cached_ns: t.registration_cached_ns,
-    }
-}
 
 /// An initiator end: one mapped buffer holding every transfer back to back.
 pub struct UcxInitiator {
@@ -48,8 +29,8 @@ impl UcxInitiator {
         op: XferOp,
         timeout: Duration,
     ) -> Result<(UcxInitiator, SetupTimes), XferError> {
-        let (end, t) = UcxXferInitiator::new(local, transfers, size, ucx_op(op), exchange)?;
-        Ok((UcxInitiator { end, timeout }, setup(t)))
+        let (end, t) = UcxXferInitiator::new(local, transfers, size, op, exchange)?;
+        Ok((UcxInitiator { end, timeout }, t))
     }
 }
 
@@ -97,8 +78,6 @@ impl InitiatorEnd for UcxInitiator {
 /// A target end: one mapped region per transfer.
 pub struct UcxTarget {
     end: UcxXferTarget,
-    /// The safe layer's events of one poll, reused.
-    raw: Vec<UcxTargetEvent>,
 }
 
 impl UcxTarget {
@@ -109,25 +88,14 @@ impl UcxTarget {
         regions: Vec<SharedRegion>,
     ) -> Result<(UcxTarget, SetupTimes), XferError> {
         let (end, t) = UcxXferTarget::new(regions, exchange)?;
-        Ok((
-            UcxTarget {
-                end,
-                raw: Vec::with_capacity(64),
-            },
-            setup(t),
-        ))
+        Ok((UcxTarget { end }, t))
     }
 }
 
 impl XferTarget for UcxTarget {
     #[inline]
     fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), XferError> {
-        self.end.poll(&mut self.raw)?;
-        out.extend(self.raw.drain(..).map(|e| match e {
-            UcxTargetEvent::Data(t) => TargetEvent::Data(t),
-            UcxTargetEvent::Notify(transfer, chunks) => TargetEvent::Notify { transfer, chunks },
-        }));
-        Ok(())
+        Ok(self.end.poll(out)?)
     }
     fn confirm(&mut self, tr: u32) -> Result<(), XferError> {
         Ok(self.end.confirm(tr)?)
