@@ -19,7 +19,7 @@ pub use connect::{
 };
 pub use cq::{AddressVector, CmEvent, CompletionQueue, CqEntry, EventQueue};
 pub use domain::{Domain, Fabric};
-pub use endpoint::{bind, Endpoint, FiAddr, PassiveEndpoint};
+pub use endpoint::{bind, Enabled, Endpoint, FiAddr, Opened, PassiveEndpoint};
 pub use error::{strerror, FabricError, Result};
 pub use info::{
     available_providers, caps, mr_mode, runtime_version, EndpointType, Hints, Info, InfoList,
