@@ -11,7 +11,7 @@ use super::domain::{close_fid, Domain, DomainInner};
 use super::endpoint::Endpoint;
 use super::error::{check, Result};
 use super::info::{mr_mode, Info};
-use crate::mem::{Buffer, InFlight, MemIface};
+use crate::mem::{range_within, Buffer, InFlight, MemIface};
 
 /// Keys requested from providers that let the user choose (no FI_MR_PROV_KEY): unique in the
 /// process, so regions of one domain never collide. Providers with PROV_KEY ignore them.
@@ -93,11 +93,6 @@ impl LocalSliceMut<'_> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
-}
-
-/// Whether `offset..offset+len` lies inside `total` bytes.
-fn inside(offset: usize, len: usize, total: usize) -> bool {
-    offset.checked_add(len).is_some_and(|end| end <= total)
 }
 
 /// Registers `len` bytes at `ptr` (fi_mr_regattr); the caller keeps the memory alive.
@@ -185,7 +180,7 @@ impl<B: Buffer> MemoryRegion<B> {
     /// `len` bytes at `offset`, for a post that reads them (send, write); None outside the
     /// region.
     pub fn slice(&self, offset: usize, len: usize) -> Option<LocalSlice<'_>> {
-        inside(offset, len, self.buf.len()).then(|| LocalSlice {
+        range_within(offset, len, self.buf.len()).then(|| LocalSlice {
             ptr: self.buf.as_ptr().wrapping_add(offset),
             len,
             desc: self.desc(),
@@ -197,7 +192,7 @@ impl<B: Buffer> MemoryRegion<B> {
     /// `len` bytes at `offset`, for a post that writes them (receive, read); None outside the
     /// region.
     pub fn slice_mut(&mut self, offset: usize, len: usize) -> Option<LocalSliceMut<'_>> {
-        if !inside(offset, len, self.buf.len()) {
+        if !range_within(offset, len, self.buf.len()) {
             return None;
         }
         let desc = self.desc();

@@ -11,6 +11,12 @@ pub use host::HostBuffer;
 pub use inflight::InFlight;
 pub use shared::{available_memory, SharedRegion};
 
+/// Whether `offset..offset+len` lies inside `total` bytes (no overflow): the check of every
+/// slice of registered memory.
+pub fn range_within(offset: usize, len: usize, total: usize) -> bool {
+    offset.checked_add(len).is_some_and(|end| end <= total)
+}
+
 /// Where a buffer's memory lives, as registration needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemIface {

@@ -7,7 +7,7 @@ use ucx_sys as sys;
 
 use super::context::{Context, ContextInner};
 use super::error::{check, Result, UcxError};
-use crate::mem::{Buffer, InFlight, MemIface};
+use crate::mem::{range_within, Buffer, InFlight, MemIface};
 
 /// Where mapped memory lives, as UCX names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,11 +75,6 @@ pub struct UcxSliceMut<'m> {
     pub(super) in_flight: &'m Arc<InFlight>,
 }
 
-/// Whether `offset..offset+len` lies inside `total` bytes.
-fn inside(offset: usize, len: usize, total: usize) -> bool {
-    offset.checked_add(len).is_some_and(|end| end <= total)
-}
-
 // SAFETY: a memory handle belongs to the (thread-safe) context, not to a worker; it moves
 // between threads with its owner.
 unsafe impl<B: Buffer> Send for MemHandle<B> {}
@@ -127,7 +122,7 @@ impl<B: Buffer> MemHandle<B> {
 
     /// `len` bytes at `offset`, for an operation that reads them; None outside the buffer.
     pub fn slice(&self, offset: usize, len: usize) -> Option<UcxSlice<'_>> {
-        inside(offset, len, self.buf.len()).then(|| UcxSlice {
+        range_within(offset, len, self.buf.len()).then(|| UcxSlice {
             ptr: self.buf.as_ptr().wrapping_add(offset),
             len,
             memh: self.handle(),
@@ -138,7 +133,7 @@ impl<B: Buffer> MemHandle<B> {
 
     /// `len` bytes at `offset`, for an operation that writes them; None outside the buffer.
     pub fn slice_mut(&mut self, offset: usize, len: usize) -> Option<UcxSliceMut<'_>> {
-        if !inside(offset, len, self.buf.len()) {
+        if !range_within(offset, len, self.buf.len()) {
             return None;
         }
         let memh = self.handle();

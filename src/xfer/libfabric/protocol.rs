@@ -9,7 +9,7 @@ use super::super::TargetEvent;
 use crate::fabric::{
     caps, Connection, DataPath, Done, FabricError, MemoryRegion, RemoteRegion, Result,
 };
-use crate::mem::{HostBuffer, SharedRegion};
+use crate::mem::{range_within, HostBuffer, SharedRegion};
 
 /// Bytes of one control message: transfer index and chunk count, two little-endian u64.
 const SLOT: usize = 16;
@@ -230,7 +230,7 @@ impl XferInitiatorEp {
             ))
         };
         let remote = self.remote.get(t).ok_or_else(outside)?;
-        if offset.checked_add(len).map_or(true, |end| end > self.stride) {
+        if !range_within(offset, len, self.stride) {
             return Err(outside());
         }
         let at = t * self.stride + offset;
@@ -390,10 +390,7 @@ impl XferTargetEp {
             ));
         }
         let len = self.regions[0].len();
-        if plan
-            .iter()
-            .any(|&(off, l)| off.checked_add(l).map_or(true, |end| end > len))
-        {
+        if plan.iter().any(|&(off, l)| !range_within(off, l, len)) {
             return Err(FabricError::Invalid(
                 "a chunk lies outside its region".into(),
             ));

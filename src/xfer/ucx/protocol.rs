@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::tag::{self, tag, Kind, KIND_MASK, MAX_TRANSFERS};
 use super::super::{SetupTimes, TargetEvent, XferOp};
-use crate::mem::SharedRegion;
+use crate::mem::{range_within, SharedRegion};
 use crate::ucx::{
     Context, Endpoint, Features, MemHandle, OpTable, RemoteMemory, Result, UcxError, Worker,
 };
@@ -122,7 +122,9 @@ impl UcxXferInitiator {
         use crate::mem::Buffer;
         if transfers == 0
             || transfers > MAX_TRANSFERS
-            || transfers.checked_mul(size).map_or(true, |n| n > local.len())
+            || transfers
+                .checked_mul(size)
+                .map_or(true, |n| n > local.len())
         {
             return Err(UcxError::Invalid(format!(
                 "{transfers} transfers of {size} bytes do not fit the local buffer"
@@ -189,7 +191,7 @@ impl UcxXferInitiator {
                 "chunk {chunk} of transfer {transfer} lies outside the buffers"
             ))
         };
-        if t >= self.counts.len() || offset.checked_add(len).map_or(true, |e| e > self.size) {
+        if t >= self.counts.len() || !range_within(offset, len, self.size) {
             return Err(outside());
         }
         let at = t * self.size + offset;
