@@ -197,6 +197,8 @@ fn posted(call: &'static str, ret: isize) -> Result<bool> {
 /// until the operation's completion is read from the bound CQ; `desc` must be the descriptor
 /// of a region covering it (or NULL where the provider does not require local registration);
 /// `ctx` must stay valid until the completion. Inject calls copy the buffer before returning.
+/// The endpoint of a [`DataPath`](super::DataPath) takes posts only through it (the contexts of
+/// its completions name the path's own slots).
 impl Endpoint {
     /// fi_send.
     ///
