@@ -5,7 +5,10 @@
 use std::time::{Duration, Instant};
 
 use super::super::tag::{self, tag, Kind, MAX_TRANSFERS};
-use super::super::TargetEvent;
+use super::super::{
+    InitiatorEnd, Library, RegionOffer, TargetEnd, TargetEvent, XferError, XferInitiator,
+    XferTarget,
+};
 use crate::fabric::{
     caps, Connection, DataPath, Done, FabricError, MemoryRegion, RemoteRegion, Result,
 };
@@ -147,8 +150,9 @@ fn timed_out(start: Instant, timeout: Duration, what: &'static str) -> Result<()
     Ok(())
 }
 
-/// The initiator's end: a registered local buffer and the target's regions, one per transfer.
-pub struct XferInitiatorEp {
+/// The initiator's end: a registered local buffer holding every transfer back to back, and
+/// the target's regions, one per transfer.
+pub struct FabricInitiator {
     // The path first: its endpoint closes before the regions it reaches are released.
     path: DataPath,
     local: MemoryRegion<SharedRegion>,
@@ -163,7 +167,7 @@ pub struct XferInitiatorEp {
     spill: Vec<Done>,
 }
 
-impl XferInitiatorEp {
+impl FabricInitiator {
     /// Wraps a connection and a registered local buffer holding `transfers` regions of
     /// `stride` bytes; posts a control receive per transfer for the target's confirmations.
     pub fn new(
@@ -173,7 +177,7 @@ impl XferInitiatorEp {
         stride: usize,
         op: ChunkOp,
         timeout: Duration,
-    ) -> Result<XferInitiatorEp> {
+    ) -> Result<FabricInitiator> {
         if transfers == 0
             || transfers > MAX_TRANSFERS
             || transfers.checked_mul(stride) != Some(local.len())
@@ -186,7 +190,7 @@ impl XferInitiatorEp {
         local.bind_endpoint(&conn.ep, &conn.info)?;
         let mut path = DataPath::new(conn);
         let ctrl = Ctrl::new(&mut path, transfers, Kind::Confirm, timeout)?;
-        Ok(XferInitiatorEp {
+        Ok(FabricInitiator {
             path,
             local,
             ctrl,
@@ -205,7 +209,7 @@ impl XferInitiatorEp {
     }
 
     /// Sets the target's regions, one per transfer (exchanged out of band).
-    pub fn set_remote(&mut self, remote: Vec<RemoteRegion>) -> Result<()> {
+    pub fn set_regions(&mut self, remote: Vec<RemoteRegion>) -> Result<()> {
         if remote.len() != self.ctrl.slots() || remote.iter().any(|r| r.len < self.stride as u64) {
             return Err(FabricError::Invalid(format!(
                 "the target offered {} regions where {} of {} bytes are needed",
@@ -217,11 +221,19 @@ impl XferInitiatorEp {
         self.remote = remote;
         Ok(())
     }
+}
 
+impl XferInitiator for FabricInitiator {
     /// Posts chunk `chunk` of transfer `transfer`: `len` bytes at `offset` of the transfer's
     /// local and remote regions. Ok(false): the provider's queue is full, poll and retry.
     #[inline]
-    pub fn post(&mut self, transfer: u32, chunk: u32, offset: usize, len: usize) -> Result<bool> {
+    fn post(
+        &mut self,
+        transfer: u32,
+        chunk: u32,
+        offset: usize,
+        len: usize,
+    ) -> std::result::Result<bool, XferError> {
         let t = transfer as usize;
         let outside = || {
             FabricError::Invalid(format!(
@@ -231,7 +243,7 @@ impl XferInitiatorEp {
         };
         let remote = self.remote.get(t).ok_or_else(outside)?;
         if !range_within(offset, len, self.stride) {
-            return Err(outside());
+            return Err(outside().into());
         }
         let at = t * self.stride + offset;
         let token = tag(Kind::Data, transfer, chunk);
@@ -239,23 +251,23 @@ impl XferInitiatorEp {
             ChunkOp::WriteData => {
                 let r = remote.slice(offset, len).ok_or_else(outside)?;
                 let l = self.local.slice(at, len).ok_or_else(outside)?;
-                self.path.write(l, r, Some(u64::from(transfer)), token)
+                Ok(self.path.write(l, r, Some(u64::from(transfer)), token)?)
             }
             ChunkOp::Read => {
                 let r = remote.slice(offset, len).ok_or_else(outside)?;
                 let l = self.local.slice_mut(at, len).ok_or_else(outside)?;
-                self.path.read(l, r, token)
+                Ok(self.path.read(l, r, token)?)
             }
             ChunkOp::TaggedSend => {
                 let l = self.local.slice(at, len).ok_or_else(outside)?;
-                self.path.tsend(l, token, token)
+                Ok(self.path.tsend(l, token, token)?)
             }
         }
     }
 
     /// Reaps local completions; appends the (transfer, chunk) of each finished chunk.
     #[inline]
-    pub fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<()> {
+    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> std::result::Result<(), XferError> {
         self.done.append(&mut self.spill);
         self.path.poll_tx(&mut self.done)?;
         for d in self.done.drain(..) {
@@ -270,26 +282,26 @@ impl XferInitiatorEp {
 
     /// Tells the target that `transfer`'s `chunks` are complete here: it is to count that many
     /// remote completions for writes, none for reads (reads leave no trace on the target).
-    pub fn notify(&mut self, transfer: u32, chunks: u64) -> Result<()> {
+    fn notify(&mut self, transfer: u32, chunks: u64) -> std::result::Result<(), XferError> {
         let chunks = match self.op {
             ChunkOp::WriteData | ChunkOp::TaggedSend => chunks,
             ChunkOp::Read => 0,
         };
         let msg = (u64::from(transfer), chunks);
         let t = transfer as usize;
-        self.ctrl.send(
+        Ok(self.ctrl.send(
             &mut self.path,
             t,
             Kind::Notify,
             msg,
             self.timeout,
             &mut self.spill,
-        )
+        )?)
     }
 
     /// Appends the transfers the target has confirmed since the last call.
     #[inline]
-    pub fn poll_confirmed(&mut self, confirmed: &mut Vec<u32>) -> Result<()> {
+    fn poll_confirmed(&mut self, confirmed: &mut Vec<u32>) -> std::result::Result<(), XferError> {
         let mut rx = std::mem::take(&mut self.done);
         self.path.poll_rx(&mut rx)?;
         for d in rx.drain(..) {
@@ -302,9 +314,28 @@ impl XferInitiatorEp {
         self.done = rx;
         Ok(())
     }
+}
+
+impl InitiatorEnd for FabricInitiator {
+    fn set_remote(&mut self, offer: RegionOffer) -> std::result::Result<(), XferError> {
+        match offer {
+            RegionOffer::Libfabric(regions) => Ok(self.set_regions(regions)?),
+            RegionOffer::Ucx(_) => Err(XferError::Offer(
+                "a UCX offer reached a libfabric initiator".into(),
+            )),
+            RegionOffer::LibfabricRails(_) => Err(XferError::Offer(
+                "a multi-rail offer reached a one-rail initiator".into(),
+            )),
+        }
+    }
+
+    /// The local buffer, while nothing is in flight on it (None otherwise).
+    fn local_mut(&mut self) -> Option<&mut [u8]> {
+        self.local.buf_mut().map(|b| b.as_mut_slice())
+    }
 
     /// Reaps every outstanding completion (between iterations), up to the time-out.
-    pub fn drain(&mut self) -> Result<()> {
+    fn drain(&mut self) -> std::result::Result<(), XferError> {
         let start = Instant::now();
         let mut sink = Vec::new();
         while self.local.in_flight() > 0 || self.ctrl.sending() {
@@ -314,14 +345,13 @@ impl XferInitiatorEp {
         Ok(())
     }
 
-    /// The local buffer, while nothing is in flight on it (None otherwise).
-    pub fn local_mut(&mut self) -> Option<&mut [u8]> {
-        self.local.buf_mut().map(|b| b.as_mut_slice())
+    fn library(&self) -> Library<'_> {
+        Library::Libfabric(&self.path.connection().info)
     }
 }
 
 /// The target's end: registered regions, one per transfer, that the initiator writes or reads.
-pub struct XferTargetEp {
+pub struct FabricTarget {
     // The path first: its endpoint closes before the regions it reaches are released.
     path: DataPath,
     regions: Vec<MemoryRegion<SharedRegion>>,
@@ -338,13 +368,13 @@ pub struct XferTargetEp {
 /// Data receives a target keeps posted at most (providers buffer what arrives early).
 const MAX_POSTED_RECVS: usize = 256;
 
-impl XferTargetEp {
+impl FabricTarget {
     /// Wraps a connection and the registered regions; posts a control receive per transfer.
     pub fn new(
         conn: Connection,
         regions: Vec<MemoryRegion<SharedRegion>>,
         timeout: Duration,
-    ) -> Result<XferTargetEp> {
+    ) -> Result<FabricTarget> {
         if regions.is_empty() || regions.len() > MAX_TRANSFERS {
             return Err(FabricError::Invalid(format!(
                 "{} regions: between 1 and {MAX_TRANSFERS} expected",
@@ -357,7 +387,7 @@ impl XferTargetEp {
         let mut path = DataPath::new(conn);
         let ctrl = Ctrl::new(&mut path, regions.len(), Kind::Notify, timeout)?;
         let n = regions.len();
-        Ok(XferTargetEp {
+        Ok(FabricTarget {
             path,
             regions,
             ctrl,
@@ -372,32 +402,6 @@ impl XferTargetEp {
     /// The connection underneath.
     pub fn connection(&self) -> &Connection {
         self.path.connection()
-    }
-
-    /// How the initiator reaches each region.
-    pub fn remote_regions(&self) -> Vec<RemoteRegion> {
-        let info = &self.path.connection().info;
-        self.regions.iter().map(|r| r.remote(info)).collect()
-    }
-
-    /// Send mode: posts receives for an iteration's chunks (`plan`: offset and length of
-    /// each chunk of a transfer), as many as the provider takes up to a bound; the rest are
-    /// posted as earlier ones complete. Call before the iteration's barrier.
-    pub fn arm_receives(&mut self, plan: &[(usize, usize)]) -> Result<()> {
-        if self.recvs_posted != 0 {
-            return Err(FabricError::Invalid(
-                "receives of the previous iteration are still posted".into(),
-            ));
-        }
-        let len = self.regions[0].len();
-        if plan.iter().any(|&(off, l)| !range_within(off, l, len)) {
-            return Err(FabricError::Invalid(
-                "a chunk lies outside its region".into(),
-            ));
-        }
-        self.recv_plan = plan.to_vec();
-        self.next_recv.iter_mut().for_each(|n| *n = 0);
-        self.post_pending()
     }
 
     /// Posts receives round robin over the transfers while the bound and the provider allow.
@@ -427,9 +431,16 @@ impl XferTargetEp {
         Ok(())
     }
 
+    /// Number of regions (transfers per iteration).
+    pub fn regions(&self) -> usize {
+        self.regions.len()
+    }
+}
+
+impl XferTarget for FabricTarget {
     /// Reaps remote completions: a chunk that landed, or the initiator's notification.
     #[inline]
-    pub fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<()> {
+    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> std::result::Result<(), XferError> {
         self.path.poll_rx(&mut self.done)?;
         let mut repost = false;
         for i in 0..self.done.len() {
@@ -463,7 +474,7 @@ impl XferTargetEp {
     }
 
     /// Tells the initiator that `transfer` is complete here.
-    pub fn confirm(&mut self, transfer: u32) -> Result<()> {
+    fn confirm(&mut self, transfer: u32) -> std::result::Result<(), XferError> {
         let msg = (u64::from(transfer), 0);
         let mut spill = std::mem::take(&mut self.done);
         let sent = self.ctrl.send(
@@ -476,17 +487,40 @@ impl XferTargetEp {
         );
         spill.clear();
         self.done = spill;
-        sent
+        Ok(sent?)
+    }
+}
+
+impl TargetEnd for FabricTarget {
+    fn offer(&self) -> std::result::Result<RegionOffer, XferError> {
+        let info = &self.path.connection().info;
+        Ok(RegionOffer::Libfabric(
+            self.regions.iter().map(|r| r.remote(info)).collect(),
+        ))
     }
 
     /// Region `i`, for checking or clearing between iterations (None while an operation is in
     /// flight on it).
-    pub fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+    fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
         self.regions.get_mut(i)?.buf_mut().map(|b| b.as_mut_slice())
     }
 
-    /// Number of regions (transfers per iteration).
-    pub fn regions(&self) -> usize {
-        self.regions.len()
+    /// Send mode: posts receives for an iteration's chunks (`plan`: offset and length of
+    /// each chunk of a transfer), as many as the provider takes up to a bound; the rest are
+    /// posted as earlier ones complete. Call before the iteration's barrier.
+    fn arm_receives(&mut self, plan: &[(usize, usize)]) -> std::result::Result<(), XferError> {
+        if self.recvs_posted != 0 {
+            return Err(FabricError::Invalid(
+                "receives of the previous iteration are still posted".into(),
+            )
+            .into());
+        }
+        let len = self.regions[0].len();
+        if plan.iter().any(|&(off, l)| !range_within(off, l, len)) {
+            return Err(FabricError::Invalid("a chunk lies outside its region".into()).into());
+        }
+        self.recv_plan = plan.to_vec();
+        self.next_recv.iter_mut().for_each(|n| *n = 0);
+        Ok(self.post_pending()?)
     }
 }

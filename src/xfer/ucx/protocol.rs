@@ -13,7 +13,10 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::super::tag::{self, tag, Kind, KIND_MASK, MAX_TRANSFERS};
-use super::super::{SetupTimes, TargetEvent, XferOp};
+use super::super::{
+    InitiatorEnd, Library, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError,
+    XferInitiator, XferOp, XferTarget,
+};
 use crate::mem::{range_within, SharedRegion};
 use crate::ucx::{
     Context, Endpoint, Features, MemHandle, OpTable, RemoteMemory, Result, UcxError, Worker,
@@ -92,7 +95,7 @@ fn ctrl_message<const N: usize>(ops: &mut OpTable, token: u64, n: usize) -> Resu
 }
 
 /// The initiator's end of one worker.
-pub struct UcxXferInitiator {
+pub struct UcxInitiator {
     // Operations first: Drop settles them before the memory they reach can go.
     ops: OpTable,
     done: Vec<(u64, usize)>,
@@ -104,12 +107,14 @@ pub struct UcxXferInitiator {
     local: MemHandle<SharedRegion>,
     op: XferOp,
     size: usize,
+    /// How long drain waits for what is in flight.
+    timeout: Duration,
     ep: Endpoint,
     worker: Worker,
     ctx: Context,
 }
 
-impl UcxXferInitiator {
+impl UcxInitiator {
     /// Connects to the target's worker (its address swapped by `exchange`) and maps `local`,
     /// the initiator's buffer of `transfers` transfers of `size` bytes back to back.
     pub fn new(
@@ -117,8 +122,9 @@ impl UcxXferInitiator {
         transfers: usize,
         size: usize,
         op: XferOp,
+        timeout: Duration,
         exchange: &mut Exchange<'_>,
-    ) -> Result<(UcxXferInitiator, SetupTimes)> {
+    ) -> Result<(UcxInitiator, SetupTimes)> {
         use crate::mem::Buffer;
         if transfers == 0
             || transfers > MAX_TRANSFERS
@@ -135,7 +141,7 @@ impl UcxXferInitiator {
         let mut ops = OpTable::new(&worker);
         post_ctrl_recv(&mut ops, &worker, Kind::Confirm, 8)?;
         Ok((
-            UcxXferInitiator {
+            UcxInitiator {
                 ops,
                 done: Vec::with_capacity(64),
                 counts: vec![0; transfers],
@@ -145,6 +151,7 @@ impl UcxXferInitiator {
                 local: local.pop().expect("one local region"),
                 op,
                 size,
+                timeout,
                 ep,
                 worker,
                 ctx,
@@ -158,7 +165,7 @@ impl UcxXferInitiator {
     }
 
     /// Unpacks the target's regions, one per transfer.
-    pub fn set_remote(&mut self, regions: &[RemoteRegion]) -> Result<()> {
+    pub fn set_regions(&mut self, regions: &[RemoteRegion]) -> Result<()> {
         if regions.len() != self.counts.len() {
             return Err(UcxError::Invalid(format!(
                 "the target offers {} regions for {} transfers",
@@ -183,8 +190,27 @@ impl UcxXferInitiator {
         Ok(())
     }
 
+    fn send_notify(&mut self, transfer: u32) -> Result<()> {
+        let count = self.counts[transfer as usize];
+        let mut msg = [0u8; 16];
+        msg[..8].copy_from_slice(&u64::from(transfer).to_le_bytes());
+        msg[8..].copy_from_slice(&count.to_le_bytes());
+        let tok = tag(Kind::Notify, transfer, 0);
+        self.ops
+            .send_message(&self.ep, &msg, tok, tok, "notification")?;
+        Ok(())
+    }
+}
+
+impl XferInitiator for UcxInitiator {
     /// Posts chunk `chunk` of `transfer`: `len` bytes at `offset` of the transfer.
-    pub fn post(&mut self, transfer: u32, chunk: u32, offset: usize, len: usize) -> Result<()> {
+    fn post(
+        &mut self,
+        transfer: u32,
+        chunk: u32,
+        offset: usize,
+        len: usize,
+    ) -> std::result::Result<bool, XferError> {
         let t = transfer as usize;
         let outside = || {
             UcxError::Invalid(format!(
@@ -192,14 +218,14 @@ impl UcxXferInitiator {
             ))
         };
         if t >= self.counts.len() || !range_within(offset, len, self.size) {
-            return Err(outside());
+            return Err(outside().into());
         }
         let at = t * self.size + offset;
         let tok = tag(Kind::Data, transfer, chunk);
         let in_place = match self.op {
             XferOp::Write | XferOp::Read => {
                 let Some(remote) = self.remotes.get(t) else {
-                    return Err(UcxError::Invalid("no remote regions yet".into()));
+                    return Err(UcxError::Invalid("no remote regions yet".into()).into());
                 };
                 let r = remote.slice(offset, len).ok_or_else(outside)?;
                 if self.op == XferOp::Write {
@@ -218,12 +244,13 @@ impl UcxXferInitiator {
         if in_place {
             self.completed.push((transfer, chunk));
         }
-        Ok(())
+        // UCX queues what a transport cannot take now: a post is never refused.
+        Ok(true)
     }
 
     /// Appends the (transfer, chunk) of chunks completed locally since the last call; moves
     /// notifications and confirmations along.
-    pub fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<()> {
+    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> std::result::Result<(), XferError> {
         done.append(&mut self.completed);
         self.ops.poll(&mut self.done)?;
         let mut i = 0;
@@ -247,9 +274,9 @@ impl UcxXferInitiator {
 
     /// Tells the target that `transfer`'s `chunks` are complete here (after a flush for puts,
     /// whose data the target cannot count).
-    pub fn notify(&mut self, transfer: u32, chunks: u64) -> Result<()> {
+    fn notify(&mut self, transfer: u32, chunks: u64) -> std::result::Result<(), XferError> {
         let Some(count) = self.counts.get_mut(transfer as usize) else {
-            return Err(UcxError::Invalid(format!("no transfer {transfer}")));
+            return Err(UcxError::Invalid(format!("no transfer {transfer}")).into());
         };
         *count = match self.op {
             XferOp::Send => chunks,
@@ -258,28 +285,34 @@ impl UcxXferInitiator {
         if self.op == XferOp::Write && !self.ops.flush(&self.ep, tag(Kind::Flush, transfer, 0))? {
             return Ok(());
         }
-        self.send_notify(transfer)
-    }
-
-    fn send_notify(&mut self, transfer: u32) -> Result<()> {
-        let count = self.counts[transfer as usize];
-        let mut msg = [0u8; 16];
-        msg[..8].copy_from_slice(&u64::from(transfer).to_le_bytes());
-        msg[8..].copy_from_slice(&count.to_le_bytes());
-        let tok = tag(Kind::Notify, transfer, 0);
-        self.ops
-            .send_message(&self.ep, &msg, tok, tok, "notification")?;
-        Ok(())
+        Ok(self.send_notify(transfer)?)
     }
 
     /// Appends the transfers the target has confirmed since the last call.
-    pub fn poll_confirmed(&mut self, confirmed: &mut Vec<u32>) -> Result<()> {
+    fn poll_confirmed(&mut self, confirmed: &mut Vec<u32>) -> std::result::Result<(), XferError> {
         confirmed.append(&mut self.confirmed);
         Ok(())
     }
+}
+
+impl InitiatorEnd for UcxInitiator {
+    fn set_remote(&mut self, offer: RegionOffer) -> std::result::Result<(), XferError> {
+        match offer {
+            RegionOffer::Ucx(regions) => Ok(self.set_regions(&regions)?),
+            RegionOffer::Libfabric(_) | RegionOffer::LibfabricRails(_) => Err(XferError::Offer(
+                "a libfabric offer reached a UCX initiator".into(),
+            )),
+        }
+    }
+
+    /// The local buffer, while no operation is in flight on it (None otherwise).
+    fn local_mut(&mut self) -> Option<&mut [u8]> {
+        self.local.buf_mut().map(|b| b.as_mut_slice())
+    }
 
     /// Completes everything but the posted confirmation receive (between iterations).
-    pub fn drain(&mut self, timeout: Duration) -> Result<()> {
+    fn drain(&mut self) -> std::result::Result<(), XferError> {
+        let timeout = self.timeout;
         let start = Instant::now();
         let mut sink = Vec::new();
         while self.ops.len() > 1 || !self.completed.is_empty() {
@@ -288,41 +321,37 @@ impl UcxXferInitiator {
                 return Err(UcxError::Timeout {
                     what: "outstanding operations",
                     secs: timeout.as_secs_f64(),
-                });
+                }
+                .into());
             }
         }
         Ok(())
     }
 
-    /// The local buffer, while no operation is in flight on it (None otherwise).
-    pub fn local_mut(&mut self) -> Option<&mut [u8]> {
-        self.local.buf_mut().map(|b| b.as_mut_slice())
-    }
-
-    /// The context and the endpoint, for recording what UCX chose.
-    pub fn ucx(&self) -> (&Context, &Endpoint) {
-        (&self.ctx, &self.ep)
+    fn library(&self) -> Library<'_> {
+        Library::Ucx(&self.ctx, &self.ep)
     }
 }
 
 /// The target's end of one worker.
-pub struct UcxXferTarget {
+pub struct UcxTarget {
     // Operations first: Drop settles them before the memory they reach can go.
     ops: OpTable,
     done: Vec<(u64, usize)>,
     regions: Vec<MemHandle<SharedRegion>>,
     ep: Endpoint,
     worker: Worker,
-    ctx: Context,
+    /// Kept open while the worker and the mappings live.
+    _ctx: Context,
 }
 
-impl UcxXferTarget {
+impl UcxTarget {
     /// Connects to the initiator's worker (its address swapped by `exchange`) and maps the
     /// regions, one per transfer.
     pub fn new(
         regions: Vec<SharedRegion>,
         exchange: &mut Exchange<'_>,
-    ) -> Result<(UcxXferTarget, SetupTimes)> {
+    ) -> Result<(UcxTarget, SetupTimes)> {
         if regions.is_empty() || regions.len() > MAX_TRANSFERS {
             return Err(UcxError::Invalid(format!(
                 "{} regions: between 1 and {MAX_TRANSFERS} expected",
@@ -334,13 +363,13 @@ impl UcxXferTarget {
         let mut ops = OpTable::new(&worker);
         post_ctrl_recv(&mut ops, &worker, Kind::Notify, 16)?;
         Ok((
-            UcxXferTarget {
+            UcxTarget {
                 ops,
                 done: Vec::with_capacity(64),
                 regions,
                 ep,
                 worker,
-                ctx,
+                _ctx: ctx,
             },
             SetupTimes {
                 connect_ns,
@@ -351,7 +380,7 @@ impl UcxXferTarget {
     }
 
     /// The regions as the initiator reaches them.
-    pub fn offer(&self) -> Result<Vec<RemoteRegion>> {
+    pub fn regions_offered(&self) -> Result<Vec<RemoteRegion>> {
         self.regions
             .iter()
             .map(|m| {
@@ -364,26 +393,11 @@ impl UcxXferTarget {
             })
             .collect()
     }
+}
 
-    /// Posts a receive for every chunk of every transfer at its place (tagged sends).
-    pub fn arm_receives(&mut self, plan: &[(usize, usize)]) -> Result<()> {
-        for (t, m) in self.regions.iter_mut().enumerate() {
-            let cap = m.len();
-            for (c, &(off, len)) in plan.iter().enumerate() {
-                let Some(slice) = m.slice_mut(off, len) else {
-                    return Err(UcxError::Invalid(format!(
-                        "chunk {c} ({len} bytes at {off}) lies outside a {cap}-byte region"
-                    )));
-                };
-                let tok = tag(Kind::Data, t as u32, c as u32);
-                self.ops.tag_recv(&self.worker, slice, tok, u64::MAX, tok)?;
-            }
-        }
-        Ok(())
-    }
-
+impl XferTarget for UcxTarget {
     /// Appends what happened since the last call.
-    pub fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<()> {
+    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> std::result::Result<(), XferError> {
         self.ops.poll(&mut self.done)?;
         let mut i = 0;
         while i < self.done.len() {
@@ -407,9 +421,9 @@ impl UcxXferTarget {
     }
 
     /// Confirms a complete transfer to the initiator.
-    pub fn confirm(&mut self, transfer: u32) -> Result<()> {
+    fn confirm(&mut self, transfer: u32) -> std::result::Result<(), XferError> {
         if transfer as usize >= self.regions.len() {
-            return Err(UcxError::Invalid(format!("no transfer {transfer}")));
+            return Err(UcxError::Invalid(format!("no transfer {transfer}")).into());
         }
         let tok = tag(Kind::Confirm, transfer, 0);
         let msg = u64::from(transfer).to_le_bytes();
@@ -417,14 +431,33 @@ impl UcxXferTarget {
             .send_message(&self.ep, &msg, tok, tok, "confirmation")?;
         Ok(())
     }
+}
+
+impl TargetEnd for UcxTarget {
+    fn offer(&self) -> std::result::Result<RegionOffer, XferError> {
+        Ok(RegionOffer::Ucx(self.regions_offered()?))
+    }
 
     /// Region `i`, for filling and checking (None while an operation is in flight on it).
-    pub fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+    fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
         self.regions.get_mut(i)?.buf_mut().map(|b| b.as_mut_slice())
     }
 
-    /// The context and the endpoint, for recording what UCX chose.
-    pub fn ucx(&self) -> (&Context, &Endpoint) {
-        (&self.ctx, &self.ep)
+    /// Posts a receive for every chunk of every transfer at its place (tagged sends).
+    fn arm_receives(&mut self, plan: &[(usize, usize)]) -> std::result::Result<(), XferError> {
+        for (t, m) in self.regions.iter_mut().enumerate() {
+            let cap = m.len();
+            for (c, &(off, len)) in plan.iter().enumerate() {
+                let Some(slice) = m.slice_mut(off, len) else {
+                    return Err(UcxError::Invalid(format!(
+                        "chunk {c} ({len} bytes at {off}) lies outside a {cap}-byte region"
+                    ))
+                    .into());
+                };
+                let tok = tag(Kind::Data, t as u32, c as u32);
+                self.ops.tag_recv(&self.worker, slice, tok, u64::MAX, tok)?;
+            }
+        }
+        Ok(())
     }
 }
