@@ -45,14 +45,14 @@ impl LocalBuf {
 
     fn host(&self) -> &HostBuffer {
         match self {
-            LocalBuf::Registered(mr) => mr.buf(),
+            LocalBuf::Registered(mr) => mr.channel_buf(),
             LocalBuf::Plain(b) => b,
         }
     }
 
     fn host_mut(&mut self) -> &mut HostBuffer {
         match self {
-            LocalBuf::Registered(mr) => mr.buf_mut(),
+            LocalBuf::Registered(mr) => mr.channel_buf_mut(),
             LocalBuf::Plain(b) => b,
         }
     }

@@ -4,10 +4,18 @@
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod host;
+mod inflight;
 mod shared;
 
 pub use host::HostBuffer;
+pub use inflight::InFlight;
 pub use shared::{available_memory, SharedRegion};
+
+/// Whether `offset..offset+len` lies inside `total` bytes (no overflow): the check of every
+/// slice of registered memory.
+pub fn range_within(offset: usize, len: usize, total: usize) -> bool {
+    offset.checked_add(len).is_some_and(|end| end <= total)
+}
 
 /// Where a buffer's memory lives, as registration needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +47,11 @@ pub unsafe trait Buffer: Send {
     }
     /// Where the memory lives.
     fn iface(&self) -> MemIface;
+    /// The in-flight count shared by every handle on these bytes (None: this value is the only
+    /// handle, and each registration keeps its own count).
+    fn in_flight(&self) -> Option<std::sync::Arc<InFlight>> {
+        None
+    }
 }
 
 /// A buffer whose payload the host fills and checks: host memory in place, device memory

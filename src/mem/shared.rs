@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use super::{Buffer, HostBuffer, MemIface};
+use super::{Buffer, HostBuffer, InFlight, MemIface};
 
 /// A disjoint part of a shared host allocation; the allocation lives while any part does.
 pub struct SharedRegion {
     base: Arc<HostBuffer>,
     offset: usize,
     len: usize,
+    /// Operations in flight on this part, through any of its rail views.
+    in_flight: Arc<InFlight>,
 }
 
 impl SharedRegion {
@@ -27,6 +29,7 @@ impl SharedRegion {
                     base: Arc::clone(&base),
                     offset: i * part_len,
                     len: part_len,
+                    in_flight: Arc::default(),
                 })
                 .collect(),
         )
@@ -34,13 +37,15 @@ impl SharedRegion {
 
     /// Another handle on the same bytes, for registering them with a second rail (domain).
     ///
-    /// The rails' handles reach the same memory: a caller writes through one handle only,
-    /// and only while no rail has an operation on it in flight.
+    /// The rails' handles reach the same memory and share one in-flight count, so a region
+    /// registered over any of them hands out its bytes only while no rail has an operation on
+    /// them in flight; a caller writes through one handle only.
     pub(crate) fn rail_view(&self) -> SharedRegion {
         SharedRegion {
             base: Arc::clone(&self.base),
             offset: self.offset,
             len: self.len,
+            in_flight: Arc::clone(&self.in_flight),
         }
     }
 
@@ -67,17 +72,21 @@ impl SharedRegion {
 
 // SAFETY: the part lies inside an allocation the Arc keeps alive, which is never moved or resized.
 unsafe impl Buffer for SharedRegion {
+    // Pointers without a reference to the bytes: a rail view's operation may be writing them.
     fn as_ptr(&self) -> *const u8 {
-        self.as_slice().as_ptr()
+        self.base.as_ptr().wrapping_add(self.offset)
     }
     fn as_mut_ptr(&mut self) -> *mut u8 {
-        self.as_mut_slice().as_mut_ptr()
+        self.base.as_ptr().wrapping_add(self.offset) as *mut u8
     }
     fn len(&self) -> usize {
         self.len
     }
     fn iface(&self) -> MemIface {
         MemIface::System
+    }
+    fn in_flight(&self) -> Option<Arc<InFlight>> {
+        Some(Arc::clone(&self.in_flight))
     }
 }
 
