@@ -10,8 +10,10 @@
 # SIZES (default "55M 224M 672M"), KVXFER (binary; built if missing), NIXL_PYTHON (default the
 # test venv's python, where scripts/setup.sh --test installs NIXL). Busy-polling needs both
 # cores: run it on an idle machine.
-# PROCS=2 runs each tool as two processes (target, then initiator on 127.0.0.1), the layout
-# nixlbench uses, instead of one (default 1: kvxfer's two threads, NIXL's one-thread driver).
+# PROCS=2 (the default) runs each tool as two processes (target, then initiator on 127.0.0.1),
+# the layout nixlbench uses and the one a cluster run has. PROCS=1 runs each in one process:
+# kvxfer's initiator and target threads on two CPUs against NIXL's one-thread driver, where lo's
+# TCP reorders the segments kvxfer's two CPUs send and halves its 672M figure (see the counters).
 # CPUS=LIST confines both tools to those CPUs (taskset -c LIST), e.g. CPUS=0 to give kvxfer's
 # two threads the single CPU NIXL's one-process driver runs on.
 # Each round also prints the host's TCP counters over each run (retransmitted segments, SACK
@@ -41,7 +43,7 @@ bytes() { case "$1" in 55M) echo 57344000 ;; 224M) echo 234881024 ;; 672M) echo 
 # 4 MiB blocks; 55M (57,344,000 B) in 14 blocks of 4,096,000 B.
 block() { [ "$1" = 57344000 ] && echo 4096000 || echo 4194304; }
 
-procs="${PROCS:-1}"
+procs="${PROCS:-2}"
 case "$procs" in 1 | 2) ;; *) die "PROCS=$procs: 1 or 2" ;; esac
 pin=()
 if [ -n "${CPUS:-}" ]; then
