@@ -362,6 +362,11 @@ impl Group {
         }
     }
 
+    /// What `rank` published under `name`, if it did.
+    pub fn get(&self, name: &str, rank: usize) -> Result<Option<Vec<u8>>> {
+        Ok(self.etcd.get(&self.key(&format!("{name}/{rank}")))?)
+    }
+
     /// Waits until `rank` has published under `name`; returns its value. The rank dying or
     /// leaving ends the wait with its error.
     pub fn wait_key(&self, name: &str, rank: usize) -> Result<Vec<u8>> {
@@ -439,24 +444,22 @@ impl Group {
     /// Ranks that are gone: left with a reason, or dead (lease expired without leaving).
     fn gone(&self) -> Result<Vec<GroupError>> {
         let alive = self.ranks_under("rank/")?;
-        let mut out = Vec::new();
-        let mut left = vec![false; self.world];
-        for (r, v) in self.ranks_under("left/")? {
+        let left = self.ranks_under("left/")?;
+        // The dead first: a rank that left may only have given up because of them.
+        let mut out: Vec<GroupError> = (0..self.world)
+            .filter(|r| !left.iter().chain(&alive).any(|(a, _)| a == r))
+            .map(|r| GroupError::Dead {
+                rank: r,
+                host: self.members[r].clone(),
+            })
+            .collect();
+        for (r, v) in left {
             let l: Left = serde_json::from_slice(&v).unwrap_or_default();
-            left[r] = true;
             out.push(GroupError::Left {
                 rank: r,
                 host: self.members[r].clone(),
                 reason: l.reason,
             });
-        }
-        for (r, left) in left.iter().enumerate() {
-            if !left && !alive.iter().any(|(a, _)| *a == r) {
-                out.push(GroupError::Dead {
-                    rank: r,
-                    host: self.members[r].clone(),
-                });
-            }
         }
         Ok(out)
     }

@@ -194,6 +194,8 @@ pub struct XferArgs {
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
     #[command(flatten)]
+    group: super::etcd::GroupArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -238,6 +240,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
             gpu: a.gpu,
         },
     };
+    let group = a.group.spec(a.timeout)?;
     let sides = if a.listen.is_some() {
         Sides::Target
     } else if !a.peer.is_empty() {
@@ -292,7 +295,9 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
                         std::thread::sleep(Duration::from_millis(100));
                     }
                 });
-                let r = if sides == Sides::Initiator {
+                let r = if let Some(spec) = &group {
+                    xfer::run_group(&cfg, spec, &progress)
+                } else if sides == Sides::Initiator {
                     xfer::run_initiator_with(&cfg, &a.peer, &progress)
                 } else {
                     xfer::run_local_with(&cfg, &progress)

@@ -14,6 +14,7 @@ pub use super::xfer_config::{
     ConcurrencyMode, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan, XferProgress,
     DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD,
 };
+pub use super::xfer_group::run_group;
 use super::xfer_worker::{initiator_worker, target_worker, TargetMem, WorkerReport};
 use super::RunError;
 use crate::bootstrap::{Oob, OobListener};
@@ -77,6 +78,37 @@ pub fn run_initiator_with(
     peers: &[String],
     progress: &XferProgress,
 ) -> Result<ResultDoc, RunError> {
+    let (reports, error) = initiator_reports(cfg, peers, progress)?;
+    initiator_doc(cfg, reports, error)
+}
+
+/// The initiator side's document from its workers' reports: complete, or partial over the
+/// iterations every worker finished when `error` stopped it (the error alone when a worker
+/// measured nothing).
+pub(crate) fn initiator_doc(
+    cfg: &XferConfig,
+    reports: Vec<WorkerReport>,
+    error: Option<RunError>,
+) -> Result<ResultDoc, RunError> {
+    let plan = cfg.validate(Sides::Initiator)?;
+    let Some(e) = error else {
+        return Ok(super::xfer_report::build(cfg, &plan, "initiator", &reports));
+    };
+    if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
+        return Err(e);
+    }
+    let doc = super::xfer_report::build(cfg, &plan, "initiator", &reports);
+    super::conclude(doc, Err(e))
+}
+
+/// Runs the initiator side's workers against the targets at `peers`: the reports of the
+/// workers that finished and what the failed ones measured, with the error that names the
+/// cause when any failed.
+pub(crate) fn initiator_reports(
+    cfg: &XferConfig,
+    peers: &[String],
+    progress: &XferProgress,
+) -> Result<(Vec<WorkerReport>, Option<RunError>), RunError> {
     if peers.is_empty() {
         return Err(RunError::Config("no target given".into()));
     }
@@ -106,17 +138,11 @@ pub fn run_initiator_with(
         handles.push(h);
     }
     let (mut reports, error) = join_each(handles);
-    let Some(e) = error else {
-        return Ok(super::xfer_report::build(cfg, &plan, "initiator", &reports));
-    };
-    // The finished workers' reports and what the failed ones measured: a partial document
-    // over the iterations every worker completed.
-    reports.append(&mut kept.lock().unwrap_or_else(|p| p.into_inner()));
-    if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
-        return Err(e);
+    if error.is_some() {
+        // The finished workers' reports and what the failed ones measured.
+        reports.append(&mut kept.lock().unwrap_or_else(|p| p.into_inner()));
     }
-    let doc = super::xfer_report::build(cfg, &plan, "initiator", &reports);
-    super::conclude(doc, Err(e))
+    Ok((reports, error))
 }
 
 /// Runs both sides in this process over the loopback; returns the initiator's document.

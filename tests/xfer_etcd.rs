@@ -1,0 +1,280 @@
+//! `kvxfer xfer --etcd`: processes meeting through a real etcd server run many-to-one into
+//! rank 0, which writes the merged result; a killed initiator is named by every survivor.
+
+mod common;
+mod etcd_support;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_support::EtcdServer;
+use kvxfer::report::{ResultDoc, Status};
+use kvxfer::stats::decode_histogram;
+
+/// Starts rank `rank` of `world` (pinned through PMI_RANK/PMI_SIZE, as a launcher would) with
+/// `args`, its JSON in `dir/rRANK.json`; `prefix` runs it elsewhere (e.g. `ip netns exec`).
+pub fn spawn_rank(
+    prefix: &[&str],
+    url: &str,
+    group: &str,
+    rank: usize,
+    world: usize,
+    args: &[&str],
+    dir: &Path,
+) -> Child {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(common::kvxfer_path());
+            c
+        }
+        None => Command::new(common::kvxfer_path()),
+    };
+    cmd.env("PMI_RANK", rank.to_string())
+        .env("PMI_SIZE", world.to_string())
+        .args([
+            "xfer",
+            "--etcd",
+            url,
+            "--group",
+            group,
+            "--scheme",
+            "many-to-one",
+        ])
+        .args(args)
+        .arg("--json")
+        .arg(dir.join(format!("r{rank}.json")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn doc(dir: &Path, rank: usize) -> ResultDoc {
+    common::read_doc(&dir.join(format!("r{rank}.json")))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Checks rank 0's merged document: `ranks` initiator ranks of `per` workers each, every
+/// histogram sample kept (the merged count is the sum of the ranks' counts), the tiers and
+/// figures of one run with all the workers.
+pub fn assert_merged(d: &ResultDoc, ranks: usize, per: usize, size: u64, iterations: u64) {
+    assert_eq!(d.status, Status::Complete, "errors: {:?}", d.errors);
+    assert_eq!(d.config["concurrency"], (ranks * per) as u64);
+    assert_eq!(d.config["world"], (ranks + 1) as u64);
+    assert_eq!(d.config["scheme"], "many_to_one");
+    let r = &d.results[0];
+    assert_eq!(r.message_size, size);
+    assert_eq!(r.iterations, iterations);
+    let workers = r.extra["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), ranks * per);
+    let merged = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
+    assert_eq!(merged.len(), (ranks * per) as u64 * iterations);
+    assert_eq!(
+        r.extra["bytes_counted"],
+        (ranks * per) as u64 * size * iterations
+    );
+    assert!(r.extra["tier_count"].as_u64().unwrap() >= 1);
+    let members: usize = r.extra["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["members"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(members, ranks * per, "every worker in one tier");
+    let per_rank = r.extra["ranks"].as_array().unwrap();
+    assert_eq!(per_rank.len(), ranks);
+    let mut all_workers = Vec::new();
+    let mut count = 0;
+    let mut slowest_p50: f64 = 0.0;
+    for (k, e) in per_rank.iter().enumerate() {
+        assert_eq!(e["rank"], (k + 1) as u64, "{e}");
+        assert_eq!(e["status"], "complete", "{e}");
+        let h = decode_histogram(e["histogram"].as_str().unwrap()).unwrap();
+        assert_eq!(h.len(), per as u64 * iterations);
+        count += h.len();
+        slowest_p50 = slowest_p50.max(e["latency_us"]["p50"].as_f64().unwrap());
+        all_workers.extend(
+            e["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_u64().unwrap()),
+        );
+    }
+    assert_eq!(count, merged.len(), "merged exactly, not averaged");
+    all_workers.sort_unstable();
+    assert_eq!(all_workers, (0..(ranks * per) as u64).collect::<Vec<_>>());
+    // The merged max is the largest of any rank's samples, not a mean of them.
+    let max = r.latency_us.unwrap().max;
+    assert!(per_rank
+        .iter()
+        .all(|e| e["latency_us"]["max"].as_f64().unwrap() <= max + 1e-9));
+    assert!(slowest_p50 <= max);
+}
+
+/// The keys a run of `group` left in etcd, after a moment for the last leases to go.
+pub fn keys_left(etcd: &EtcdServer, group: &str) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let keys = etcd.keys(&format!("/kvxfer/{group}/"));
+        if keys.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return keys;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_initiator_ranks_into_rank_zero_merge_into_one_result() {
+    let test = "three_initiator_ranks_into_rank_zero_merge_into_one_result";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--world",
+        "4",
+        "--size",
+        "256K",
+        "-c",
+        "2",
+        "-I",
+        "6",
+        "-w",
+        "1",
+        "--domain",
+        "lo",
+        "--timeout",
+        "60",
+    ];
+    let children: Vec<Child> = (0..4)
+        .map(|r| spawn_rank(&[], &etcd.url, "m2o", r, 4, &args, dir.path()))
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (r, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {r}: {}", stderr(o));
+        assert!(
+            stderr(o).contains(&format!("rank {r} of 4")),
+            "{}",
+            stderr(o)
+        );
+    }
+    let merged = doc(dir.path(), 0);
+    assert_merged(&merged, 3, 2, 256 << 10, 6);
+    assert_eq!(merged.config["rank_source"], "pmi");
+    // Each initiator wrote its own figures, the same its entry in the merged result holds.
+    for r in 1..4 {
+        let own = doc(dir.path(), r);
+        assert_eq!(own.status, Status::Complete);
+        let entry = &merged.results[0].extra["ranks"][r - 1];
+        assert_eq!(
+            own.results[0].histogram.as_deref(),
+            entry["histogram"].as_str(),
+            "rank {r}"
+        );
+    }
+    assert_eq!(keys_left(&etcd, "m2o"), Vec::<String>::new());
+}
+
+#[test]
+fn a_rank_with_other_parameters_is_named_with_the_parameter() {
+    let test = "a_rank_with_other_parameters_is_named_with_the_parameter";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        "--world",
+        "2",
+        "-I",
+        "2",
+        "-w",
+        "1",
+        "--domain",
+        "lo",
+        "--timeout",
+        "20",
+    ];
+    let a: Vec<&str> = base.iter().copied().chain(["--size", "64K"]).collect();
+    let b: Vec<&str> = base.iter().copied().chain(["--size", "128K"]).collect();
+    let r0 = spawn_rank(&[], &etcd.url, "fp", 0, 2, &a, dir.path());
+    let r1 = spawn_rank(&[], &etcd.url, "fp", 1, 2, &b, dir.path());
+    let (o0, o1) = (
+        r0.wait_with_output().unwrap(),
+        r1.wait_with_output().unwrap(),
+    );
+    assert!(!o0.status.success() && !o1.status.success());
+    for o in [&o0, &o1] {
+        let e = stderr(o);
+        assert!(
+            e.contains("rank 1 was started with different parameters: size is 65536 on rank 0 but 131072 on rank 1"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn etcd_unreachable_at_start_is_one_line_naming_the_url() {
+    let url = format!("http://127.0.0.1:{}", common::free_port());
+    let start = Instant::now();
+    let o = common::kvxfer()
+        .args([
+            "xfer",
+            "--etcd",
+            &url,
+            "--world",
+            "2",
+            "--scheme",
+            "many-to-one",
+        ])
+        .args(["--size", "64K", "--domain", "lo"])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    let last = e.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("etcd at {url} is unreachable")),
+        "{e}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn group_runs_refuse_what_they_do_not_run() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--world", "1", "--scheme", "many-to-one"],
+            "--world 1 leaves no initiator",
+        ),
+        (&["--world", "2"], "--etcd runs --scheme many-to-one"),
+        (&["--scheme", "many-to-one"], "--etcd needs --world N"),
+    ];
+    for (args, want) in cases {
+        let o = common::kvxfer()
+            .env_remove("SLURM_PROCID")
+            .env_remove("OMPI_COMM_WORLD_RANK")
+            .env_remove("PMI_RANK")
+            .args(["xfer", "--etcd", "http://127.0.0.1:9"])
+            .args(args)
+            .args(["--size", "64K"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+}
