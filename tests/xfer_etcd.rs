@@ -278,3 +278,103 @@ fn group_runs_refuse_what_they_do_not_run() {
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept() {
+    let test = "a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough that the kill lands mid-run (thousands of iterations of 1M on the loopback).
+    let args = [
+        "--world",
+        "4",
+        "--size",
+        "1M",
+        "-c",
+        "1",
+        "-I",
+        "4000",
+        "-w",
+        "1",
+        "--domain",
+        "lo",
+        "--timeout",
+        "60",
+        "--etcd-ttl",
+        "2",
+    ];
+    let mut children: Vec<Option<Child>> = (0..4)
+        .map(|r| Some(spawn_rank(&[], &etcd.url, "kill", r, 4, &args, dir.path())))
+        .collect();
+    // Rank 0 publishes its address once every rank has joined; the transfers start soon after.
+    let start = Instant::now();
+    while !etcd
+        .keys("/kvxfer/kill/")
+        .iter()
+        .any(|k| k.ends_with("/target/0"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "rank 0 never published"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut victim = children[2].take().unwrap();
+    victim.kill().unwrap();
+    let killed_at = Instant::now();
+    let _ = victim.wait();
+    let outs: Vec<(usize, Output)> = children
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, c)| c.map(|c| (r, c.wait_with_output().unwrap())))
+        .collect();
+    let took = killed_at.elapsed();
+    let all: Vec<String> = outs
+        .iter()
+        .map(|(r, o)| format!("rank {r}: {}", stderr(o)))
+        .collect();
+    assert!(
+        took < Duration::from_secs(20),
+        "survivors took {took:?}: {all:#?}"
+    );
+    println!(
+        "every survivor ended {took:.1?} after the kill:\n{}",
+        all.join("")
+    );
+    for (r, o) in &outs {
+        let e = stderr(o);
+        assert!(!o.status.success(), "rank {r} must fail: {e}");
+        let last = e.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("rank 2 (") && last.contains("died: its etcd lease expired"),
+            "rank {r}: {e}"
+        );
+        assert!(last.contains("with status partial"), "rank {r}: {e}");
+    }
+    let merged = doc(dir.path(), 0);
+    assert_eq!(merged.status, Status::Partial, "{:?}", merged.errors);
+    assert!(merged.errors[0].message.contains("rank 2"));
+    let r = &merged.results[0];
+    assert!(r.iterations > 0 && r.iterations < 4000, "{}", r.iterations);
+    // The two survivors' workers, every sample of the iterations all of them finished.
+    assert_eq!(r.extra["workers"].as_array().unwrap().len(), 2);
+    let h = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
+    assert_eq!(h.len(), 2 * r.iterations);
+    let ranks = r.extra["ranks"].as_array().unwrap();
+    let status: Vec<&str> = ranks
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(status, ["partial", "lost", "partial"]);
+    for k in [1, 3] {
+        let own = doc(dir.path(), k);
+        assert_eq!(own.status, Status::Partial, "rank {k}");
+        assert!(own.results[0].iterations >= r.iterations, "rank {k}");
+    }
+    // Rank 0 removed the run's keys; only the dead rank's lease may linger a moment.
+    assert_eq!(keys_left(&etcd, "kill"), Vec::<String>::new());
+}

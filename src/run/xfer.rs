@@ -24,6 +24,16 @@ use crate::report::ResultDoc;
 /// Runs the target side: accepts `concurrency` workers (one in outstanding mode) on the
 /// listener, serves them, and returns the document of all their reports.
 pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc, RunError> {
+    run_target_with(cfg, listener, |_| {})
+}
+
+/// [`run_target`], handing the workers' barrier to `started` first: breaking it stops every
+/// worker at its next iteration (a group run does when a rank is gone).
+pub(crate) fn run_target_with(
+    cfg: &XferConfig,
+    listener: &OobListener,
+    started: impl FnOnce(Arc<TimedBarrier>),
+) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::Target)?;
     let (workers, per) = (plan.workers, plan.transfers_per_worker);
     let size = cfg.size as usize;
@@ -38,6 +48,7 @@ pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc,
         None
     };
     let barrier = Arc::new(TimedBarrier::new(workers));
+    started(barrier.clone());
     let mut handles = Vec::with_capacity(workers);
     for w in 0..workers {
         let oob = match listener.accept(&cfg.fingerprint(), cfg.timeout) {

@@ -5,18 +5,23 @@
 //! rank's own figures beside them. A rank that dies is named through its expired lease.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::xfer::{initiator_doc, initiator_reports, run_target};
+use super::sync::TimedBarrier;
+use super::xfer::{initiator_doc, initiator_reports, run_target_with};
 use super::xfer_config::{ConcurrencyMode, Scheme, Sides, XferConfig, XferProgress};
 use super::xfer_worker::WorkerReport;
 use super::RunError;
 use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec};
 use crate::bootstrap::{Fingerprint, OobListener};
 use crate::report::ResultDoc;
+
+/// How often rank 0 looks for ranks that are gone while the transfers run.
+const WATCH: Duration = Duration::from_millis(250);
 
 /// What an initiator rank publishes at the end: its workers' reports and why it stopped early.
 #[derive(Serialize, Deserialize)]
@@ -130,10 +135,7 @@ fn lead(cfg: &XferConfig, group: &Group, settle: Duration) -> Result<ResultDoc, 
         "kvxfer: rank 0 is the target of {} worker(s) on {addr}",
         tcfg.concurrency
     );
-    let cause = run_target(&tcfg, &listener)
-        .err()
-        .map(|e| blame(group, e, settle));
-    drop(listener);
+    let cause = serve(&tcfg, group, listener, settle)?;
     // Rank 0's own entry (none: the target's figures are the initiators').
     group.put("result", b"0")?;
     let parts = group.gather("result", true)?;
@@ -147,6 +149,44 @@ fn lead(cfg: &XferConfig, group: &Group, settle: Duration) -> Result<ResultDoc, 
     // The initiators revoke their leases once they see the results collected.
     group.wait_others_gone(settle)?;
     super::conclude(doc, cause.map_or(Ok(()), Err))
+}
+
+/// Runs the target in a thread while watching the group: a rank that dies or gives up stops
+/// every worker at its next iteration (a worker whose initiator died may wait on the fabric
+/// until the time-out; it is left behind). Returns what stopped the run early.
+fn serve(
+    tcfg: &XferConfig,
+    group: &Group,
+    listener: OobListener,
+    settle: Duration,
+) -> Result<Option<RunError>, RunError> {
+    let slot: Arc<Mutex<Option<Arc<TimedBarrier>>>> = Arc::default();
+    let (cfg, put) = (tcfg.clone(), slot.clone());
+    let target = std::thread::Builder::new()
+        .name("kvxfer-target".into())
+        .spawn(move || {
+            run_target_with(&cfg, &listener, |b| {
+                *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
+            })
+        })
+        .map_err(|source| RunError::Spawn {
+            what: "the target thread",
+            source,
+        })?;
+    loop {
+        if target.is_finished() {
+            let outcome = target.join().map_err(|_| RunError::Crashed("target"))?;
+            return Ok(outcome.err().map(|e| blame(group, e, settle)));
+        }
+        if let Some(gone) = group.first_gone()? {
+            eprintln!("kvxfer: rank 0: {gone}: stopping the run");
+            if let Some(b) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                b.break_all();
+            }
+            return Ok(Some(RunError::Group(gone)));
+        }
+        std::thread::sleep(WATCH);
+    }
 }
 
 /// Ranks 1..N-1: initiators into rank 0; publish what they measured.
