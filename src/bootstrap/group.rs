@@ -5,6 +5,7 @@
 //! Keys: `/kvxfer/GROUP/run` names the current run; everything of a run lives under
 //! `/kvxfer/GROUP/RUN-ID/` (`world`, `rank/R`, `left/R`, and what the ranks exchange).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -170,6 +171,8 @@ pub struct GroupSpec {
 pub struct Member {
     /// The host name.
     pub host: String,
+    /// The address it reaches etcd from (the one the other ranks reach it on).
+    pub addr: IpAddr,
     /// The process id.
     pub pid: u32,
 }
@@ -184,8 +187,10 @@ pub struct Group {
     world: usize,
     source: RankSource,
     timeout: Duration,
-    /// Every rank's `host pid N`, by rank.
+    /// Every rank's `host addr pid N`, by rank.
     members: Vec<String>,
+    /// This host's address toward etcd.
+    addr: IpAddr,
 }
 
 fn run_key(group: &str) -> String {
@@ -198,6 +203,24 @@ fn new_run_id() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{:x}-{:x}", nanos, std::process::id())
+}
+
+/// The local address this host uses toward `url`'s server (loopback when the server is
+/// local, or when the route cannot be found).
+fn address_toward(url: &str) -> IpAddr {
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let found = host.to_socket_addrs().ok().and_then(|mut a| a.next());
+    let local = found.and_then(|to| {
+        let any: SocketAddr = if to.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let s = UdpSocket::bind(any).ok()?;
+        s.connect(to).ok()?;
+        s.local_addr().ok().map(|a| a.ip())
+    });
+    local.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 fn hostname() -> String {
@@ -231,7 +254,9 @@ impl Group {
                 });
             }
         }
+        let addr = address_toward(&spec.url);
         let me = Member {
+            addr,
             host: hostname(),
             pid: std::process::id(),
         };
@@ -268,6 +293,7 @@ impl Group {
         };
         let members = wait_members(&etcd, &prefix, spec.world, spec.timeout)?;
         Ok(Group {
+            addr,
             members,
             etcd,
             group: spec.group.clone(),
@@ -305,7 +331,12 @@ impl Group {
         self.etcd.url()
     }
 
-    /// Every rank's `host pid N`, by rank.
+    /// This host's address toward the etcd server: the one other ranks reach it on.
+    pub fn address(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// Every rank's `host addr pid N`, by rank.
     pub fn members(&self) -> &[String] {
         &self.members
     }
@@ -531,7 +562,7 @@ fn ranks_under(etcd: &Etcd, base: &str, world: usize) -> Result<Vec<(usize, Vec<
 }
 
 /// Waits until all `world` ranks have claimed their key under `prefix/rank/`; returns each
-/// rank's `host pid N`.
+/// rank's `host addr pid N`.
 fn wait_members(etcd: &Etcd, prefix: &str, world: usize, timeout: Duration) -> Result<Vec<String>> {
     let start = Instant::now();
     let base = format!("{prefix}/rank/");
@@ -540,7 +571,7 @@ fn wait_members(etcd: &Etcd, prefix: &str, world: usize, timeout: Duration) -> R
         let mut members = vec![None; world];
         for (r, v) in got {
             let m = serde_json::from_slice::<Member>(&v)
-                .map(|m| format!("{} pid {}", m.host, m.pid))
+                .map(|m| format!("{} {} pid {}", m.host, m.addr, m.pid))
                 .unwrap_or_default();
             members[r] = Some(m);
         }

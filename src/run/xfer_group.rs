@@ -4,7 +4,7 @@
 //! document (the same figures and tiers as one process with all the workers), keeping each
 //! rank's own figures beside them. A rank that dies is named through its expired lease.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,24 +54,6 @@ fn check(cfg: &XferConfig, spec: &GroupSpec) -> Result<(), RunError> {
         return bad("--etcd runs --concurrency-mode endpoints (one worker per transfer)".into());
     }
     Ok(())
-}
-
-/// The local address this host uses toward `url`'s server: the one the other ranks reach it
-/// on (loopback when the server is local).
-fn address_toward(url: &str) -> IpAddr {
-    let host = url.trim_start_matches("http://").trim_end_matches('/');
-    let found = host.to_socket_addrs().ok().and_then(|mut a| a.next());
-    let local = found.and_then(|to| {
-        let any: SocketAddr = if to.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            "[::]:0".parse().ok()?
-        };
-        let s = UdpSocket::bind(any).ok()?;
-        s.connect(to).ok()?;
-        s.local_addr().ok().map(|a| a.ip())
-    });
-    local.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 /// Runs this process's part of a group run; rank 0 returns the merged document, the others
@@ -128,7 +110,7 @@ fn lead(cfg: &XferConfig, group: &Group, settle: Duration) -> Result<ResultDoc, 
     group.check_fingerprints(&fingerprint(cfg))?;
     let mut tcfg = cfg.clone();
     tcfg.concurrency = cfg.concurrency * (group.world() - 1);
-    let listener = OobListener::bind(SocketAddr::new(address_toward(group.url()), 0))?;
+    let listener = OobListener::bind(SocketAddr::new(group.address(), 0))?;
     let addr = listener.local_addr();
     group.put("target", addr.to_string().as_bytes())?;
     eprintln!(

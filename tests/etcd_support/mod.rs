@@ -2,10 +2,13 @@
 //! a temporary folder, stopped when dropped.
 #![allow(dead_code)]
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kvxfer::bootstrap::etcd::Etcd;
+use kvxfer::report::{ResultDoc, Status};
+use kvxfer::stats::decode_histogram;
 
 /// A running etcd server.
 pub struct EtcdServer {
@@ -93,5 +96,122 @@ impl Drop for EtcdServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Starts rank `rank` of `world` (pinned through PMI_RANK/PMI_SIZE, as a launcher would) with
+/// `args`, its JSON in `dir/rRANK.json`; `prefix` runs it elsewhere (e.g. `ip netns exec`).
+pub fn spawn_rank(
+    prefix: &[&str],
+    url: &str,
+    group: &str,
+    rank: usize,
+    world: usize,
+    args: &[&str],
+    dir: &Path,
+) -> Child {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(crate::common::kvxfer_path());
+            c
+        }
+        None => Command::new(crate::common::kvxfer_path()),
+    };
+    cmd.env("PMI_RANK", rank.to_string())
+        .env("PMI_SIZE", world.to_string())
+        .args([
+            "xfer",
+            "--etcd",
+            url,
+            "--group",
+            group,
+            "--scheme",
+            "many-to-one",
+        ])
+        .args(args)
+        .arg("--json")
+        .arg(dir.join(format!("r{rank}.json")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn doc(dir: &Path, rank: usize) -> ResultDoc {
+    crate::common::read_doc(&dir.join(format!("r{rank}.json")))
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Checks rank 0's merged document: `ranks` initiator ranks of `per` workers each, every
+/// histogram sample kept (the merged count is the sum of the ranks' counts), the tiers and
+/// figures of one run with all the workers.
+pub fn assert_merged(d: &ResultDoc, ranks: usize, per: usize, size: u64, iterations: u64) {
+    assert_eq!(d.status, Status::Complete, "errors: {:?}", d.errors);
+    assert_eq!(d.config["concurrency"], (ranks * per) as u64);
+    assert_eq!(d.config["world"], (ranks + 1) as u64);
+    assert_eq!(d.config["scheme"], "many_to_one");
+    let r = &d.results[0];
+    assert_eq!(r.message_size, size);
+    assert_eq!(r.iterations, iterations);
+    let workers = r.extra["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), ranks * per);
+    let merged = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
+    assert_eq!(merged.len(), (ranks * per) as u64 * iterations);
+    assert_eq!(
+        r.extra["bytes_counted"],
+        (ranks * per) as u64 * size * iterations
+    );
+    assert!(r.extra["tier_count"].as_u64().unwrap() >= 1);
+    let members: usize = r.extra["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["members"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(members, ranks * per, "every worker in one tier");
+    let per_rank = r.extra["ranks"].as_array().unwrap();
+    assert_eq!(per_rank.len(), ranks);
+    let mut all_workers = Vec::new();
+    let mut count = 0;
+    let mut slowest_p50: f64 = 0.0;
+    for (k, e) in per_rank.iter().enumerate() {
+        assert_eq!(e["rank"], (k + 1) as u64, "{e}");
+        assert_eq!(e["status"], "complete", "{e}");
+        let h = decode_histogram(e["histogram"].as_str().unwrap()).unwrap();
+        assert_eq!(h.len(), per as u64 * iterations);
+        count += h.len();
+        slowest_p50 = slowest_p50.max(e["latency_us"]["p50"].as_f64().unwrap());
+        all_workers.extend(
+            e["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_u64().unwrap()),
+        );
+    }
+    assert_eq!(count, merged.len(), "merged exactly, not averaged");
+    all_workers.sort_unstable();
+    assert_eq!(all_workers, (0..(ranks * per) as u64).collect::<Vec<_>>());
+    // The merged max is the largest of any rank's samples, not a mean of them.
+    let max = r.latency_us.unwrap().max;
+    assert!(per_rank
+        .iter()
+        .all(|e| e["latency_us"]["max"].as_f64().unwrap() <= max + 1e-9));
+    assert!(slowest_p50 <= max);
+}
+
+/// The keys a run of `group` left in etcd, after a moment for the last leases to go.
+pub fn keys_left(etcd: &EtcdServer, group: &str) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let keys = etcd.keys(&format!("/kvxfer/{group}/"));
+        if keys.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return keys;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
