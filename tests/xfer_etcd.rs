@@ -260,3 +260,113 @@ fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept()
     // Rank 0 removed the run's keys; only the dead rank's lease may linger a moment.
     assert_eq!(keys_left(&etcd, "kill"), Vec::<String>::new());
 }
+
+#[test]
+fn ucx_ranks_merge_the_same_way() {
+    let Some(etcd) = EtcdServer::start("ucx_ranks_merge_the_same_way") else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        "env",
+        "UCX_TLS=tcp",
+        "UCX_NET_DEVICES=lo",
+        "UCX_LOG_FILE=stderr",
+    ];
+    let args = [
+        "--world", "3", "-B", "ucx", "--size", "256K", "-c", "2", "-I", "4", "-w", "1",
+    ];
+    let outs: Vec<Output> = (0..3)
+        .map(|r| spawn_rank(&env, &etcd.url, "ucx", r, 3, &args, dir.path()))
+        .collect::<Vec<Child>>()
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (r, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {r}: {}", stderr(o));
+    }
+    let merged = doc(dir.path(), 0);
+    assert_eq!(merged.config["backend"], "ucx");
+    assert_merged(&merged, 2, 2, 256 << 10, 4);
+}
+
+#[test]
+fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
+    let test = "a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--world", "2", "--size", "1M", "-I", "1500", "-w", "1", "--domain", "lo",
+    ];
+    let first: Vec<Child> = (0..2)
+        .map(|r| spawn_rank(&[], &etcd.url, "busy", r, 2, &args, dir.path()))
+        .collect();
+    let start = Instant::now();
+    while !etcd
+        .keys("/kvxfer/busy/")
+        .iter()
+        .any(|k| k.ends_with("/target/0"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "rank 0 never published"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Another launch of the same group: ranks claimed in etcd, or given by a launcher.
+    let second = common::kvxfer()
+        .env_remove("PMI_RANK")
+        .env_remove("SLURM_PROCID")
+        .env_remove("OMPI_COMM_WORLD_RANK")
+        .args([
+            "xfer",
+            "--etcd",
+            &etcd.url,
+            "--group",
+            "busy",
+            "--scheme",
+            "many-to-one",
+        ])
+        .args(&args)
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let e = stderr(&second);
+    assert!(
+        e.contains("group \"busy\" already has all 2 ranks of run")
+            && e.contains("another run with this group is under way"),
+        "{e}"
+    );
+    let pinned = common::kvxfer()
+        .env("PMI_RANK", "1")
+        .env("PMI_SIZE", "2")
+        .args([
+            "xfer",
+            "--etcd",
+            &etcd.url,
+            "--group",
+            "busy",
+            "--scheme",
+            "many-to-one",
+        ])
+        .args(&args)
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert!(!pinned.status.success());
+    assert!(
+        stderr(&pinned).contains("rank 1 of group \"busy\" is already taken"),
+        "{}",
+        stderr(&pinned)
+    );
+    for (r, c) in first.into_iter().enumerate() {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "first run, rank {r}: {}", stderr(&o));
+    }
+    assert_eq!(doc(dir.path(), 0).status, Status::Complete);
+}
