@@ -331,7 +331,7 @@ fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
             "--scheme",
             "many-to-one",
         ])
-        .args(&args)
+        .args(args)
         .timeout(Duration::from_secs(30))
         .output()
         .unwrap();
@@ -354,7 +354,7 @@ fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
             "--scheme",
             "many-to-one",
         ])
-        .args(&args)
+        .args(args)
         .timeout(Duration::from_secs(30))
         .output()
         .unwrap();
