@@ -299,8 +299,9 @@ fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
     };
     let _g = common::fabric_lock();
     let dir = tempfile::tempdir().unwrap();
+    // The first run would last minutes; the refusals take a fraction of a second.
     let args = [
-        "--world", "2", "--size", "1M", "-I", "1500", "-w", "1", "--domain", "lo",
+        "--world", "2", "--size", "64K", "-I", "100000", "-w", "1", "--domain", "lo",
     ];
     let first: Vec<Child> = (0..2)
         .map(|r| spawn_rank(&[], &etcd.url, "busy", r, 2, &args, dir.path()))
@@ -332,6 +333,7 @@ fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
             "many-to-one",
         ])
         .args(args)
+        .args(["--timeout", "10"])
         .timeout(Duration::from_secs(30))
         .output()
         .unwrap();
@@ -355,6 +357,7 @@ fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
             "many-to-one",
         ])
         .args(args)
+        .args(["--timeout", "10"])
         .timeout(Duration::from_secs(30))
         .output()
         .unwrap();
@@ -364,9 +367,10 @@ fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
         "{}",
         stderr(&pinned)
     );
-    for (r, c) in first.into_iter().enumerate() {
-        let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "first run, rank {r}: {}", stderr(&o));
+    // The first run goes on undisturbed (stopped here: it would run for minutes).
+    for (r, mut c) in first.into_iter().enumerate() {
+        assert!(c.try_wait().unwrap().is_none(), "first run, rank {r} ended");
+        c.kill().unwrap();
+        let _ = c.wait();
     }
-    assert_eq!(doc(dir.path(), 0).status, Status::Complete);
 }
