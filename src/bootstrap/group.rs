@@ -191,6 +191,8 @@ pub struct Group {
     members: Vec<String>,
     /// This host's address toward etcd.
     addr: IpAddr,
+    /// Every rank's address toward etcd, by rank.
+    addrs: Vec<IpAddr>,
 }
 
 fn run_key(group: &str) -> String {
@@ -210,17 +212,21 @@ fn new_run_id() -> String {
 fn address_toward(url: &str) -> IpAddr {
     let host = url.trim_start_matches("http://").trim_end_matches('/');
     let found = host.to_socket_addrs().ok().and_then(|mut a| a.next());
-    let local = found.and_then(|to| {
-        let any: SocketAddr = if to.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let s = UdpSocket::bind(any).ok()?;
-        s.connect(to).ok()?;
-        s.local_addr().ok().map(|a| a.ip())
-    });
-    local.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    found
+        .and_then(route_source)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// The local address the kernel would send from to reach `to` (no packet is sent).
+fn route_source(to: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if to.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let s = UdpSocket::bind(any).ok()?;
+    s.connect(to).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
 }
 
 fn hostname() -> String {
@@ -291,9 +297,10 @@ impl Group {
                 (r, RankSource::Etcd)
             }
         };
-        let members = wait_members(&etcd, &prefix, spec.world, spec.timeout)?;
+        let (members, addrs) = wait_members(&etcd, &prefix, spec.world, spec.timeout)?;
         Ok(Group {
             addr,
+            addrs,
             members,
             etcd,
             group: spec.group.clone(),
@@ -334,6 +341,17 @@ impl Group {
     /// This host's address toward the etcd server: the one other ranks reach it on.
     pub fn address(&self) -> IpAddr {
         self.addr
+    }
+
+    /// This host's address on the route to `rank`'s (the one `rank` reaches it on, when etcd
+    /// runs on this host and the others reach it from outside).
+    pub fn address_toward_rank(&self, rank: usize) -> IpAddr {
+        match self.addrs.get(rank) {
+            Some(&to) if to != self.addr => {
+                route_source(SocketAddr::new(to, 9)).unwrap_or(self.addr)
+            }
+            _ => self.addr,
+        }
     }
 
     /// Every rank's `host addr pid N`, by rank.
@@ -562,22 +580,32 @@ fn ranks_under(etcd: &Etcd, base: &str, world: usize) -> Result<Vec<(usize, Vec<
 }
 
 /// Waits until all `world` ranks have claimed their key under `prefix/rank/`; returns each
-/// rank's `host addr pid N`.
-fn wait_members(etcd: &Etcd, prefix: &str, world: usize, timeout: Duration) -> Result<Vec<String>> {
+/// rank's `host addr pid N`, and its address.
+fn wait_members(
+    etcd: &Etcd,
+    prefix: &str,
+    world: usize,
+    timeout: Duration,
+) -> Result<(Vec<String>, Vec<IpAddr>)> {
     let start = Instant::now();
     let base = format!("{prefix}/rank/");
     loop {
-        let got = ranks_under(etcd, &base, world)?;
-        let mut members = vec![None; world];
-        for (r, v) in got {
-            let m = serde_json::from_slice::<Member>(&v)
-                .map(|m| format!("{} {} pid {}", m.host, m.addr, m.pid))
-                .unwrap_or_default();
+        let mut members: Vec<Option<Member>> = vec![None; world];
+        for (r, v) in ranks_under(etcd, &base, world)? {
+            let m = serde_json::from_slice::<Member>(&v).map_err(|e| GroupError::Value {
+                key: format!("{base}{r}"),
+                message: e.to_string(),
+            })?;
             members[r] = Some(m);
         }
         let missing: Vec<usize> = (0..world).filter(|&r| members[r].is_none()).collect();
         if missing.is_empty() {
-            return Ok(members.into_iter().flatten().collect());
+            let members: Vec<Member> = members.into_iter().flatten().collect();
+            let names = members
+                .iter()
+                .map(|m| format!("{} {} pid {}", m.host, m.addr, m.pid))
+                .collect();
+            return Ok((names, members.iter().map(|m| m.addr).collect()));
         }
         if start.elapsed() >= timeout {
             return Err(GroupError::Timeout {

@@ -105,12 +105,14 @@ fn blame(group: &Group, e: RunError, settle: Duration) -> RunError {
     }
 }
 
-/// Rank 0: the target of every initiator's workers, then the merged document.
+/// Rank 0: the target of every initiator's workers, then the merged document. It listens on
+/// its address toward rank 1 (its address toward etcd when etcd runs elsewhere; its address
+/// on the initiators' network when etcd runs here and is reached on 127.0.0.1).
 fn lead(cfg: &XferConfig, group: &Group, settle: Duration) -> Result<ResultDoc, RunError> {
     group.check_fingerprints(&fingerprint(cfg))?;
     let mut tcfg = cfg.clone();
     tcfg.concurrency = cfg.concurrency * (group.world() - 1);
-    let listener = OobListener::bind(SocketAddr::new(group.address(), 0))?;
+    let listener = OobListener::bind(SocketAddr::new(group.address_toward_rank(1), 0))?;
     let addr = listener.local_addr();
     group.put("target", addr.to_string().as_bytes())?;
     eprintln!(
