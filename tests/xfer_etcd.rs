@@ -7,7 +7,9 @@ mod etcd_support;
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
-use etcd_support::{assert_merged, doc, keys_left, spawn_rank, stderr, EtcdServer};
+use etcd_support::{
+    assert_merged, doc, keys_left, spawn_rank, stderr, wait_for_target, EtcdServer,
+};
 use kvxfer::report::Status;
 use kvxfer::stats::decode_histogram;
 
@@ -192,18 +194,7 @@ fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept()
         .map(|r| Some(spawn_rank(&[], &etcd.url, "kill", r, 4, &args, dir.path())))
         .collect();
     // Rank 0 publishes its address once every rank has joined; the transfers start soon after.
-    let start = Instant::now();
-    while !etcd
-        .keys("/kvxfer/kill/")
-        .iter()
-        .any(|k| k.ends_with("/target/0"))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "rank 0 never published"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_target(&etcd, "kill");
     std::thread::sleep(Duration::from_millis(2500));
     let mut victim = children[2].take().unwrap();
     victim.kill().unwrap();
@@ -306,66 +297,42 @@ fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
     let first: Vec<Child> = (0..2)
         .map(|r| spawn_rank(&[], &etcd.url, "busy", r, 2, &args, dir.path()))
         .collect();
-    let start = Instant::now();
-    while !etcd
-        .keys("/kvxfer/busy/")
-        .iter()
-        .any(|k| k.ends_with("/target/0"))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "rank 0 never published"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_target(&etcd, "busy");
     // Another launch of the same group: ranks claimed in etcd, or given by a launcher.
-    let second = common::kvxfer()
-        .env_remove("PMI_RANK")
-        .env_remove("SLURM_PROCID")
-        .env_remove("OMPI_COMM_WORLD_RANK")
-        .args([
-            "xfer",
-            "--etcd",
-            &etcd.url,
-            "--group",
-            "busy",
-            "--scheme",
-            "many-to-one",
-        ])
-        .args(args)
-        .args(["--timeout", "10"])
-        .timeout(Duration::from_secs(30))
-        .output()
-        .unwrap();
-    assert!(!second.status.success());
-    let e = stderr(&second);
+    let launch = |rank: Option<&str>| {
+        let mut c = common::kvxfer();
+        for v in [
+            "PMI_RANK",
+            "PMI_SIZE",
+            "SLURM_PROCID",
+            "OMPI_COMM_WORLD_RANK",
+        ] {
+            c.env_remove(v);
+        }
+        if let Some(r) = rank {
+            c.env("PMI_RANK", r).env("PMI_SIZE", "2");
+        }
+        let o = c
+            .args(["xfer", "--etcd", &etcd.url, "--group", "busy"])
+            .args(["--scheme", "many-to-one"])
+            .args(args)
+            .args(["--timeout", "10"])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        stderr(&o)
+    };
+    let e = launch(None);
     assert!(
         e.contains("group \"busy\" already has all 2 ranks of run")
             && e.contains("another run with this group is under way"),
         "{e}"
     );
-    let pinned = common::kvxfer()
-        .env("PMI_RANK", "1")
-        .env("PMI_SIZE", "2")
-        .args([
-            "xfer",
-            "--etcd",
-            &etcd.url,
-            "--group",
-            "busy",
-            "--scheme",
-            "many-to-one",
-        ])
-        .args(args)
-        .args(["--timeout", "10"])
-        .timeout(Duration::from_secs(30))
-        .output()
-        .unwrap();
-    assert!(!pinned.status.success());
+    let e = launch(Some("1"));
     assert!(
-        stderr(&pinned).contains("rank 1 of group \"busy\" is already taken"),
-        "{}",
-        stderr(&pinned)
+        e.contains("rank 1 of group \"busy\" is already taken"),
+        "{e}"
     );
     // The first run goes on undisturbed (stopped here: it would run for minutes).
     for (r, mut c) in first.into_iter().enumerate() {

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use etcd_support::{assert_merged, doc, keys_left, spawn_rank, stderr, EtcdServer};
+use etcd_support::{
+    assert_merged, doc, keys_left, spawn_rank, stderr, wait_for_target, EtcdServer,
+};
 use kvxfer::report::Status;
 
 /// Namespaces up for a test, down when dropped.
@@ -184,18 +186,7 @@ fn a_host_cut_off_mid_run_is_named_and_the_others_end_with_what_they_measured() 
         "2",
     ];
     let mut children = spawn_all(&hosts, &etcd.url, "cut", &place, &args, dir.path());
-    let start = Instant::now();
-    while !etcd
-        .keys("/kvxfer/cut/")
-        .iter()
-        .any(|k| k.ends_with("/target/0"))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "rank 0 never published"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_target(&etcd, "cut");
     std::thread::sleep(Duration::from_millis(2500));
     // Host 3 (rank 2) loses its link: no fabric, no control connection, no etcd.
     let o = hosts.script(&["link", &hosts.ns(3), "down"]);

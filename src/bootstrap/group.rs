@@ -490,8 +490,9 @@ impl Group {
         Ok(())
     }
 
-    /// Ranks that are gone: left with a reason, or dead (lease expired without leaving).
-    fn gone(&self) -> Result<Vec<GroupError>> {
+    /// Ranks that are gone: dead (lease expired without leaving) first, then those that left
+    /// with a reason.
+    pub fn gone(&self) -> Result<Vec<GroupError>> {
         let alive = self.ranks_under("rank/")?;
         let left = self.ranks_under("left/")?;
         // The dead first: a rank that left may only have given up because of them.

@@ -296,7 +296,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
                     }
                 });
                 let r = if let Some(spec) = &group {
-                    xfer::run_group(&cfg, spec, &progress)
+                    kvxfer::run::xfer_group::run_group(&cfg, spec, &progress)
                 } else if sides == Sides::Initiator {
                     xfer::run_initiator_with(&cfg, &a.peer, &progress)
                 } else {

@@ -14,7 +14,6 @@ pub use super::xfer_config::{
     ConcurrencyMode, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan, XferProgress,
     DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD,
 };
-pub use super::xfer_group::run_group;
 use super::xfer_worker::{initiator_worker, target_worker, TargetMem, WorkerReport};
 use super::RunError;
 use crate::bootstrap::{Oob, OobListener};
