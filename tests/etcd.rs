@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use etcd_support::EtcdServer;
 use kvxfer::bootstrap::etcd::{Etcd, EtcdError};
-use kvxfer::bootstrap::group::{self, Group, GroupError, GroupSpec, RankSource};
+use kvxfer::bootstrap::group::{self, Group, GroupError, GroupSpec};
+use kvxfer::bootstrap::launcher::RankSource;
 use kvxfer::bootstrap::Fingerprint;
 
 fn spec(url: &str, group: &str, world: usize) -> GroupSpec {

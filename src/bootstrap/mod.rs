@@ -3,6 +3,7 @@
 
 pub mod etcd;
 pub mod group;
+pub mod launcher;
 mod tcp;
 
 pub use tcp::{BootstrapError, Fingerprint, Oob, OobListener, DEFAULT_PORT};

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use kvxfer::bootstrap::group::{self, launcher_rank, GroupSpec};
+use kvxfer::bootstrap::group::{self, GroupSpec};
+use kvxfer::bootstrap::launcher::launcher_rank;
 
 /// The group options of `kvxfer xfer`.
 #[derive(Debug, Args)]
