@@ -54,6 +54,16 @@ fn endpoint(url: &str) -> Result<String> {
     Ok(format!("http://{rest}"))
 }
 
+/// The gRPC status's own message (e.g. "tcp connect error"), else the whole error.
+fn short(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) if !s.message().is_empty() => {
+            format!("{} ({:?})", s.message(), s.code())
+        }
+        e => e.to_string(),
+    }
+}
+
 impl Etcd {
     /// Connects to `url`, grants a lease of `ttl` and keeps it alive until [`Etcd::close`] or
     /// drop; each call gives up after `timeout`.
@@ -67,7 +77,7 @@ impl Etcd {
             .map_err(EtcdError::Runtime)?;
         let unreachable = |e: etcd_client::Error| EtcdError::Unreachable {
             url: url.to_string(),
-            message: e.to_string(),
+            message: short(&e),
         };
         let opts = ConnectOptions::new()
             .with_connect_timeout(timeout)
