@@ -50,7 +50,12 @@ impl Hosts {
             net: format!("10.{octet}.{}", pid % 250),
         };
         let o = hosts.script(&["up", &n.to_string(), &hosts.prefix]);
-        assert!(o.status.success(), "netns-hosts.sh up: {}", stderr(&o));
+        if !o.status.success() {
+            // Namespaces but no bridges or veth pairs (a container without NET_ADMIN).
+            let why = format!("scripts/netns-hosts.sh up failed: {}", stderr(&o).trim());
+            common::skip(test, &why);
+            return None;
+        }
         Some(hosts)
     }
 
