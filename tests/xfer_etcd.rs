@@ -8,7 +8,8 @@ use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use etcd_support::{
-    assert_merged, doc, keys_left, spawn_rank, stderr, wait_for_target, EtcdServer,
+    assert_merged, assert_names_dead, doc, keys_left, spawn_rank, stderr, wait_for_target,
+    EtcdServer,
 };
 use kvxfer::report::Status;
 use kvxfer::stats::decode_histogram;
@@ -219,14 +220,7 @@ fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept()
         all.join("")
     );
     for (r, o) in &outs {
-        let e = stderr(o);
-        assert!(!o.status.success(), "rank {r} must fail: {e}");
-        let last = e.lines().last().unwrap_or_default();
-        assert!(
-            last.contains("rank 2 (") && last.contains("died: its etcd lease expired"),
-            "rank {r}: {e}"
-        );
-        assert!(last.contains("with status partial"), "rank {r}: {e}");
+        assert_names_dead(*r, o, 2);
     }
     let merged = doc(dir.path(), 0);
     assert_eq!(merged.status, Status::Partial, "{:?}", merged.errors);

@@ -10,7 +10,8 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use etcd_support::{
-    assert_merged, doc, keys_left, spawn_rank, stderr, wait_for_target, EtcdServer,
+    assert_merged, assert_names_dead, doc, keys_left, spawn_rank, stderr, wait_for_target,
+    EtcdServer,
 };
 use kvxfer::report::Status;
 
@@ -205,14 +206,7 @@ fn a_host_cut_off_mid_run_is_named_and_the_others_end_with_what_they_measured() 
     let took = cut_at.elapsed();
     assert!(took < Duration::from_secs(12), "survivors took {took:?}");
     for (r, o) in survivors.iter().enumerate() {
-        let e = stderr(o);
-        assert!(!o.status.success(), "rank {r}: {e}");
-        let last = e.lines().last().unwrap_or_default();
-        assert!(
-            last.contains("rank 2 (") && last.contains("died"),
-            "rank {r}: {e}"
-        );
-        assert!(last.contains("with status partial"), "rank {r}: {e}");
+        assert_names_dead(r, o, 2);
     }
     let merged = doc(dir.path(), 0);
     assert_eq!(merged.status, Status::Partial);

@@ -232,3 +232,16 @@ pub fn wait_for_target(etcd: &EtcdServer, group: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Checks that rank `r` failed with one last line naming rank `dead` as dead and keeping what
+/// it measured with status partial.
+pub fn assert_names_dead(r: usize, o: &Output, dead: usize) {
+    let e = stderr(o);
+    assert!(!o.status.success(), "rank {r} must fail: {e}");
+    let last = e.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("rank {dead} (")) && last.contains("died: its etcd lease expired"),
+        "rank {r}: {e}"
+    );
+    assert!(last.contains("with status partial"), "rank {r}: {e}");
+}
