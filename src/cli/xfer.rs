@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use kvxfer::bootstrap::group::GroupSpec;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::report::{export, table, ResultDoc};
 use kvxfer::run::xfer::{
@@ -233,6 +234,8 @@ pub struct XferArgs {
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
     #[command(flatten)]
+    group: super::etcd::GroupArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -241,11 +244,12 @@ pub struct XferArgs {
 pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
     a.fabric.check()?;
     let cfg = config(&a);
+    let group = a.group.spec(a.timeout)?;
     let sides = sides(&a);
     a.output.check()?;
     let plan = cfg.validate(sides)?;
     announce(&cfg, &plan);
-    let mut doc = match measure(&a, &cfg, &plan, sides) {
+    let mut doc = match measure(&a, &cfg, &plan, sides, group.as_ref()) {
         Ok(d) => d,
         Err(e) => return a.output.fail(e, table::xfer),
     };
@@ -325,6 +329,7 @@ fn measure(
     cfg: &XferConfig,
     plan: &xfer::XferPlan,
     sides: Sides,
+    group: Option<&GroupSpec>,
 ) -> anyhow::Result<ResultDoc> {
     if sides == Sides::Target {
         let listen = a.listen.as_deref().unwrap_or_default();
@@ -350,7 +355,9 @@ fn measure(
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        let r = if sides == Sides::Initiator {
+        let r = if let Some(spec) = group {
+            kvxfer::run::xfer_group::run_group(cfg, spec, &progress)
+        } else if sides == Sides::Initiator {
             xfer::run_initiator_with(cfg, &a.peer, &progress)
         } else {
             xfer::run_local_with(cfg, &progress)
