@@ -8,7 +8,8 @@
 #   scripts/compare-backends.sh [ROUNDS]        (default 3)
 # Env: SIZE (default 64M), CONC (concurrency, default 1), OP (default send: UCX 1.13's tcp
 # transport emulates RMA, so write/read over tcp measure that emulation), ITERS (default 5),
-# KVXFER (binary; built if missing). Busy-polling needs both cores: run it on an idle machine.
+# KVXFER (the binary to measure, e.g. a release build of another commit; default
+# target/release/kvxfer, built if missing). Busy-polling needs both cores: run it on an idle machine.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,9 +24,10 @@ trap 'rm -rf "$tmp"' EXIT
 
 die() { echo "compare-backends.sh: $*" >&2; exit 1; }
 command -v python3 >/dev/null || die "python3 not found"
-if [ ! -x "$kvxfer" ]; then
+if [ -z "${KVXFER:-}" ] && [ ! -x "$kvxfer" ]; then
     (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
 fi
+[ -x "$kvxfer" ] || die "$kvxfer is not an executable"
 
 # run LABEL ENV... -- ARGS...: one local xfer; prints "GB/s p50_ms"
 run() {

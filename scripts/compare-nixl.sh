@@ -10,6 +10,16 @@
 # SIZES (default "55M 224M 672M"), KVXFER (binary; built if missing), NIXL_PYTHON (default the
 # test venv's python, where scripts/setup.sh --test installs NIXL). Busy-polling needs both
 # cores: run it on an idle machine.
+# PROCS=2 (the default) runs each tool as two processes (target, then initiator on 127.0.0.1),
+# the layout nixlbench uses and the one a cluster run has. PROCS=1 runs each in one process:
+# kvxfer's initiator and target threads on two CPUs against NIXL's one-thread driver, where lo's
+# TCP reorders the segments kvxfer's two CPUs send and halves its 672M figure (see the counters).
+# CPUS=LIST confines both tools to those CPUs (taskset -c LIST), e.g. CPUS=0 to give kvxfer's
+# two threads the single CPU NIXL's one-process driver runs on.
+# Each round also prints the host's TCP counters over each run (retransmitted segments, SACK
+# reordering events, out-of-order queueing): over lo they are zero unless the connection's
+# segments were sent from two CPUs and overtook each other. Host-wide counters: other loopback
+# traffic at the same time adds to them.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,22 +43,79 @@ bytes() { case "$1" in 55M) echo 57344000 ;; 224M) echo 234881024 ;; 672M) echo 
 # 4 MiB blocks; 55M (57,344,000 B) in 14 blocks of 4,096,000 B.
 block() { [ "$1" = 57344000 ] && echo 4096000 || echo 4194304; }
 
+procs="${PROCS:-2}"
+case "$procs" in 1 | 2) ;; *) die "PROCS=$procs: 1 or 2" ;; esac
+pin=()
+if [ -n "${CPUS:-}" ]; then
+    command -v taskset >/dev/null || die "CPUS needs taskset (util-linux)"
+    pin=(taskset -c "$CPUS")
+fi
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# tcp_counters: the host's TCP retransmission and reordering counters, one line.
+tcp_counters() {
+    python3 - <<'PY'
+def table(path):
+    out, lines = {}, open(path).read().splitlines()
+    for head, vals in zip(lines[::2], lines[1::2]):
+        for k, v in zip(head.split()[1:], vals.split()[1:]):
+            out[head.split()[0] + k] = v
+    return out
+t = {**table("/proc/net/snmp"), **table("/proc/net/netstat")}
+print(*(t.get(k, "0") for k in ("Tcp:RetransSegs", "TcpExt:TCPSACKReorder", "TcpExt:TCPOFOQueue")))
+PY
+}
+# tcp_delta BEFORE AFTER: "retrans R, reorder S, ofo O" between two tcp_counters lines.
+tcp_delta() {
+    local a=($1) b=($2)
+    echo "retrans $((b[0] - a[0])), reorder $((b[1] - a[1])), ofo $((b[2] - a[2]))"
+}
+
+# run_pair TARGET_CMD... -- INITIATOR_CMD...: the two sides as two processes; the target's
+# stderr in $tmp/terr, the initiator's stdout on ours.
+run_pair() {
+    local cut
+    for ((cut = 1; cut <= $#; cut++)); do [ "${!cut}" = -- ] && break; done
+    local tgt=("${@:1:cut-1}") ini=("${@:cut+1}") t rc=0
+    "${tgt[@]}" >/dev/null 2>"$tmp/terr" &
+    t=$!
+    "${ini[@]}" || rc=$?
+    wait "$t" || rc=$?
+    [ "$rc" = 0 ] || cat "$tmp/terr" >&2
+    return "$rc"
+}
+
 # one_kvxfer TLS BYTES BLOCK / one_nixl TLS BYTES BLOCK: GB/s of one run
 one_kvxfer() {
-    env UCX_TLS="$1" UCX_NET_DEVICES=lo UCX_LOG_FILE=stderr timeout 600 "$kvxfer" xfer \
-        --backend ucx --op write -s "$2" --block "$3" -I "$iters" -w "$warmup" --json "$tmp/k.json" \
-        >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; die "kvxfer xfer failed"; }
+    local run=(env UCX_TLS="$1" UCX_NET_DEVICES=lo UCX_LOG_FILE=stderr timeout 600 "${pin[@]}" "$kvxfer"
+        xfer --backend ucx --op write -s "$2" --block "$3" -I "$iters" -w "$warmup")
+    if [ "$procs" = 1 ]; then
+        "${run[@]}" --json "$tmp/k.json" >/dev/null 2>"$tmp/err"
+    else
+        local p
+        p=$(port)
+        run_pair "${run[@]}" --listen "127.0.0.1:$p" -- "${run[@]}" --peer "127.0.0.1:$p" \
+            --json "$tmp/k.json" >/dev/null 2>"$tmp/err"
+    fi || { cat "$tmp/err" >&2; die "kvxfer xfer failed"; }
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["bandwidth_gbps"])' "$tmp/k.json"
 }
 one_nixl() {
-    env UCX_TLS="$1" UCX_NET_DEVICES=lo UCX_LOG_FILE=stderr timeout 600 "$py" "$repo/scripts/nixl_xfer.py" \
-        --op_type WRITE --block_size "$3" --batch_size $(($2 / $3)) --num_iter "$iters" \
-        --warmup_iter "$warmup" >"$tmp/n.txt" 2>"$tmp/err" || { cat "$tmp/err" >&2; die "nixl_xfer.py failed"; }
+    local run=(env UCX_TLS="$1" UCX_NET_DEVICES=lo UCX_LOG_FILE=stderr timeout 600 "${pin[@]}" "$py"
+        "$repo/scripts/nixl_xfer.py" --op_type WRITE --block_size "$3" --batch_size $(($2 / $3))
+        --num_iter "$iters" --warmup_iter "$warmup")
+    if [ "$procs" = 1 ]; then
+        "${run[@]}" >"$tmp/n.txt" 2>"$tmp/err"
+    else
+        local p
+        p=$(port)
+        run_pair "${run[@]}" --listen "127.0.0.1:$p" -- "${run[@]}" --peer "127.0.0.1:$p" \
+            >"$tmp/n.txt" 2>"$tmp/err"
+    fi || { cat "$tmp/err" >&2; die "nixl_xfer.py failed"; }
     "$kvxfer" parse --tool nixlbench "$tmp/n.txt" --json "$tmp/n.json" >/dev/null 2>&1 || die "kvxfer parse of NIXL's table failed: $(cat "$tmp/n.txt")"
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["bandwidth_gbps"])' "$tmp/n.json"
 }
 
-echo "# $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg); $("$kvxfer" info --ucx 2>/dev/null | sed -n 1p)"
+echo "# $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg); $("$kvxfer" info --ucx 2>/dev/null | sed -n 1p); $procs process(es) per tool${CPUS:+; CPUs $CPUS}"
 for tls in ${TLS:-tcp tcp,cma}; do
     for size in ${SIZES:-55M 224M 672M}; do
         b=$(bytes "$size")
@@ -56,9 +123,12 @@ for tls in ${TLS:-tcp tcp,cma}; do
         echo "# UCX_TLS=$tls, $size WRITE in $((b / blk)) blocks of $blk B, $iters iterations, $rounds rounds"
         ks=() ns=()
         for ((i = 1; i <= rounds; i++)); do
+            c0=$(tcp_counters)
             k=$(one_kvxfer "$tls" "$b" "$blk")
+            c1=$(tcp_counters)
             n=$(one_nixl "$tls" "$b" "$blk")
-            echo "round $i  kvxfer GB/s: $k   NIXL GB/s: $n"
+            c2=$(tcp_counters)
+            echo "round $i  kvxfer GB/s: $k ($(tcp_delta "$c0" "$c1"))   NIXL GB/s: $n ($(tcp_delta "$c1" "$c2"))"
             ks+=("$k")
             ns+=("$n")
         done

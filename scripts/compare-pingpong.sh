@@ -9,6 +9,8 @@
 # Compared: kvxfer's p50 of the per-iteration half round trips and its usec/xfer (fi_pingpong's
 # arithmetic over the same timed iterations, after kvxfer's 10 warm-up iterations) against
 # fi_pingpong's usec/xfer (client side). Both run as two processes on 127.0.0.1.
+# Env: KVXFER (the binary to measure; default target/release/kvxfer, built if missing),
+# KVXFER_NO_RT (1: no real-time priority).
 set -euo pipefail
 
 provider=${1:-shm}
@@ -18,7 +20,8 @@ iters=${4:-20000}
 rounds=${5:-5}
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 kvxfer=${KVXFER:-$repo/target/release/kvxfer}
-[ -x "$kvxfer" ] || (cd "$repo" && cargo build --release --quiet)
+[ -n "${KVXFER:-}" ] || [ -x "$kvxfer" ] || (cd "$repo" && cargo build --release --quiet)
+[ -x "$kvxfer" ] || { echo "compare-pingpong: $kvxfer is not an executable" >&2; exit 1; }
 command -v fi_pingpong >/dev/null || { echo "fi_pingpong not found: bash scripts/setup.sh" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"; kill $(jobs -p) 2>/dev/null || true' EXIT

@@ -33,9 +33,10 @@ die() { echo "compare-ucx.sh: $*" >&2; exit 1; }
 perftest="${UCX_PERFTEST:-$repo/.cache/ucx/bin/ucx_perftest}"
 [ -x "$perftest" ] || die "$perftest not found (scripts/setup.sh installs UCX 1.22)"
 command -v python3 >/dev/null || die "python3 not found"
-if [ ! -x "$kvxfer" ]; then
+if [ -z "${KVXFER:-}" ] && [ ! -x "$kvxfer" ]; then
     (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
 fi
+[ -x "$kvxfer" ] || die "$kvxfer is not an executable"
 
 bytes() { # 672M -> 704643072
     python3 -c "import sys; s=sys.argv[1].upper(); m={'K':1<<10,'M':1<<20,'G':1<<30}

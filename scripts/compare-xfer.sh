@@ -4,6 +4,8 @@
 # latency of kvxfer rma-pingpong (write) vs kvxfer pingpong (messages) on the same provider.
 #
 # Usage: scripts/compare-xfer.sh [PROVIDER]   (default shm; ROUNDS=3 interleaved rounds)
+# Env: KVXFER (the binary to measure; default target/release/kvxfer, rebuilt first unless
+# BUILD=0; a KVXFER given is used as it is, never rebuilt), SIZE (672M), PORT (47611).
 # Measurements on a shared 2-core machine are noisy: run it on an idle machine and compare
 # ratios within one run, not figures across runs.
 set -euo pipefail
@@ -12,14 +14,16 @@ PROVIDER=${1:-shm}
 ROUNDS=${ROUNDS:-3}
 SIZE=${SIZE:-672M}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+if [[ -n ${KVXFER:-} ]]; then BUILD=0; fi
 KVXFER=${KVXFER:-$HERE/target/release/kvxfer}
 PORT=${PORT:-47611}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-if [[ ! -x $KVXFER || ${BUILD:-1} == 1 ]]; then
+if [[ ${BUILD:-1} == 1 ]]; then
     (cd "$HERE" && cargo build --release --quiet)
 fi
+[[ -x $KVXFER ]] || { echo "compare-xfer: $KVXFER is not an executable" >&2; exit 1; }
 command -v jq >/dev/null || { echo "compare-xfer: jq is required" >&2; exit 1; }
 
 # A figure from a result document, rounded to 3 decimals ("-" when absent).

@@ -27,8 +27,13 @@ done
 packages=(libfabric-dev libfabric-bin libclang-dev clang pkg-config libucx-dev ucx-utils python3 python3-pip)
 # Plots (kvxfer analyze): plotters finds a font through fontconfig and draws it with FreeType.
 packages+=(libfontconfig-dev libfreetype-dev fonts-dejavu-core)
+# xfer --etcd: the etcd client crate compiles etcd's gRPC protocol files with protoc, which
+# finds the well-known types (google/protobuf/*.proto) in libprotobuf-dev.
+packages+=(protobuf-compiler libprotobuf-dev)
 if [ "$want_tests" = 1 ]; then
     packages+=(python3 python3-venv iproute2)
+    # The etcd server the --etcd tests start on 127.0.0.1 (3.4 on Debian 12).
+    packages+=(etcd-server)
 fi
 
 missing=()

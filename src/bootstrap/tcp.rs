@@ -106,7 +106,7 @@ impl Fingerprint {
     }
 
     /// The first parameter that differs: (name, here, peer); the measurement (`bench`) first.
-    fn first_difference(&self, peer: &Fingerprint) -> Option<(String, String, String)> {
+    pub(crate) fn first_difference(&self, peer: &Fingerprint) -> Option<(String, String, String)> {
         let mut names: Vec<&String> = self.0.keys().chain(peer.0.keys()).collect();
         names.sort_by_key(|n| (n.as_str() != BENCH, n.as_str()));
         names.dedup();

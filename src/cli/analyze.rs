@@ -197,7 +197,7 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     });
     let md_dir = md_path.parent().unwrap_or(Path::new("")).to_path_buf();
     write(&md_path, markdown::markdown(&report, &md_dir).as_bytes())?;
-    print!("{}", markdown::summary(&report));
+    kvxfer::out!("{}", markdown::summary(&report));
     eprintln!(
         "kvxfer analyze: wrote {} and {}",
         a.out.display(),

@@ -232,15 +232,10 @@ impl OutputArgs {
         Ok(())
     }
 
-    /// Writes the JSON file, then records to MLflow; the file is written first, so a failed
-    /// recording loses nothing (`kvxfer record` catches up later). Without --json, a failed
-    /// recording leaves the document in `kvxfer-<bench>-<time>.json` in the current directory.
-    pub fn export(&self, doc: &mut ResultDoc) -> anyhow::Result<()> {
-        self.publish(doc, None)
-    }
-
-    /// The output pipeline: the terminal table (when given), the JSON file, then MLflow, each
-    /// an [`Exporter`], as [`export`](Self::export) says.
+    /// The output pipeline, each step an [`Exporter`]: the terminal table (when given), the
+    /// JSON file, then MLflow; the file is written before the recording, so a failed recording
+    /// loses nothing (`kvxfer record` catches up later). Without --json, a failed recording
+    /// leaves the document in `kvxfer-<bench>-<time>.json` in the current directory.
     pub fn publish(&self, doc: &mut ResultDoc, table: Option<&dyn Exporter>) -> anyhow::Result<()> {
         if self.pattern_id.is_some() {
             doc.pattern_id = self.pattern_id.clone();
@@ -293,7 +288,7 @@ impl OutputArgs {
             Err(e) => return Err(e),
         };
         if !doc.results.is_empty() {
-            print!("{}", table(&doc));
+            kvxfer::out!("{}", table(&doc));
         }
         if self.pattern_id.is_some() {
             doc.pattern_id = self.pattern_id.clone();

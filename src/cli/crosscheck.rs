@@ -38,9 +38,15 @@ pub fn run(a: CrosscheckArgs) -> anyhow::Result<ExitCode> {
     bytes.push(b'\n');
     write_atomic(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
-    println!(
+    kvxfer::outln!(
         "{:<40} {:<20} {:>10} {:>12} {:>12} {:>7} {:>5}  verdict",
-        "pattern", "metric", "bytes", "kvxfer", "reference", "ratio", "runs"
+        "pattern",
+        "metric",
+        "bytes",
+        "kvxfer",
+        "reference",
+        "ratio",
+        "runs"
     );
     for r in &report.rows {
         let verdict = match r.verdict {
@@ -48,7 +54,7 @@ pub fn run(a: CrosscheckArgs) -> anyhow::Result<ExitCode> {
             Verdict::Differ => "DIFFER",
             Verdict::NotComparable => "not comparable",
         };
-        println!(
+        kvxfer::outln!(
             "{:<40} {:<20} {:>10} {:>12} {:>12} {:>7} {:>5}  {verdict}{}",
             r.pattern,
             r.metric,

@@ -123,25 +123,25 @@ pub fn run(a: InfoArgs) -> anyhow::Result<ExitCode> {
             "libfabric_version": fabric::runtime_version(),
             "providers": entries,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        kvxfer::outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("libfabric {}", fabric::runtime_version());
+    kvxfer::outln!("libfabric {}", fabric::runtime_version());
     for e in &entries {
-        println!("provider: {}", e.provider);
-        println!("    fabric: {}", e.fabric);
-        println!("    domain: {}", e.domain);
-        println!("    version: {}", e.provider_version);
-        println!("    type: {}", e.endpoint_type);
-        println!("    protocol: {}", e.protocol);
+        kvxfer::outln!("provider: {}", e.provider);
+        kvxfer::outln!("    fabric: {}", e.fabric);
+        kvxfer::outln!("    domain: {}", e.domain);
+        kvxfer::outln!("    version: {}", e.provider_version);
+        kvxfer::outln!("    type: {}", e.endpoint_type);
+        kvxfer::outln!("    protocol: {}", e.protocol);
         if let Some(a) = &e.src_addr {
-            println!("    src_addr: {a}");
+            kvxfer::outln!("    src_addr: {a}");
         }
-        println!("    max_msg_size: {}", e.max_msg_size);
-        println!("    inject_size: {}", e.inject_size);
-        println!("    mr_mode: {}", join_or_none(&e.mr_mode));
-        println!("    hmem: {}", if e.hmem { "yes" } else { "no" });
-        println!("    caps: {}", join_or_none(&e.caps));
+        kvxfer::outln!("    max_msg_size: {}", e.max_msg_size);
+        kvxfer::outln!("    inject_size: {}", e.inject_size);
+        kvxfer::outln!("    mr_mode: {}", join_or_none(&e.mr_mode));
+        kvxfer::outln!("    hmem: {}", if e.hmem { "yes" } else { "no" });
+        kvxfer::outln!("    caps: {}", join_or_none(&e.caps));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -174,21 +174,21 @@ fn ucx_info(json: bool) -> anyhow::Result<ExitCode> {
             "filters": filters,
             "transports": resources,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        kvxfer::outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("UCX {version}");
-    println!("library: {}", library.as_deref().unwrap_or("unknown"));
-    println!("built against: UCX {} headers", ucx::header_version());
+    kvxfer::outln!("UCX {version}");
+    kvxfer::outln!("library: {}", library.as_deref().unwrap_or("unknown"));
+    kvxfer::outln!("built against: UCX {} headers", ucx::header_version());
     for l in &lacks {
-        println!("lacks: {l}");
+        kvxfer::outln!("lacks: {l}");
     }
     for (k, v) in &filters {
-        println!("# {k}={v}");
+        kvxfer::outln!("# {k}={v}");
     }
     for r in &resources {
-        println!("transport: {}", r.transport);
-        println!("    device: {}", r.device);
+        kvxfer::outln!("transport: {}", r.transport);
+        kvxfer::outln!("    device: {}", r.device);
     }
     Ok(ExitCode::SUCCESS)
 }

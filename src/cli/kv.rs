@@ -9,13 +9,14 @@ use clap::{Args, Subcommand};
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::model::kvbench::{self, AccessPattern, KvLayout, ModelConfig, NixlbenchOptions};
 use kvxfer::model::{self, KvDtype, KvGeometry};
+use kvxfer::report::export::Table;
 use kvxfer::report::kv as render;
 use kvxfer::run::kv_profile::{self, KvProfileConfig, ProfileEvent, Shape};
 use kvxfer::run::xfer::{ConcurrencyMode, Scheme, XferConfig};
 use kvxfer::units::human_size;
 
-use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs};
-use super::xfer::{BackendArg, XferOpArg};
+use super::common::{parse_listen, progress_bar, OutputArgs};
+use super::xfer::{FabricArgs, XferOpArg};
 
 /// `kvxfer kv` and its subcommands.
 #[derive(Debug, Args)]
@@ -201,18 +202,8 @@ struct ProfileArgs {
     /// Link rate of the theoretical time, 10^9 bytes/s [default: 4.4 on efa, else 2.9].
     #[arg(long)]
     link_gbps: Option<f64>,
-    /// Library that moves the bytes.
-    #[arg(short = 'B', long, value_enum, default_value = "libfabric")]
-    backend: BackendArg,
-    /// libfabric provider [default: tcp].
-    #[arg(short, long)]
-    provider: Option<String>,
-    /// libfabric endpoint type [default: rdm].
-    #[arg(short, long, value_enum)]
-    endpoint: Option<EndpointArg>,
-    /// libfabric domain (interface), e.g. lo.
-    #[arg(short, long)]
-    domain: Option<String>,
+    #[command(flatten)]
+    fabric: FabricArgs,
     /// RMA write, read, or send.
     #[arg(short = 'o', long, value_enum, default_value = "write")]
     op: XferOpArg,
@@ -254,9 +245,9 @@ fn size(a: SizeArgs) -> anyhow::Result<ExitCode> {
     let g = model::load(&a.model.model, a.model.kv_dtype)?;
     let t = model::size::table(&g, &a.tokens, &a.link_gbps)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&t)?);
+        kvxfer::outln!("{}", serde_json::to_string_pretty(&t)?);
     } else {
-        print!("{}", render::size_text(&t));
+        kvxfer::out!("{}", render::size_text(&t));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -291,12 +282,12 @@ fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     match a.format {
-        PlanFormat::Text => print!("{}", render::plan_text(&p, &file)),
-        PlanFormat::Json => println!(
+        PlanFormat::Text => kvxfer::out!("{}", render::plan_text(&p, &file)),
+        PlanFormat::Json => kvxfer::outln!(
             "{}",
             serde_json::to_string_pretty(&render::plan_json(&p, &file))?
         ),
-        PlanFormat::Csv => print!("{}", render::plan_csv(&p, &file, &c.model_quant_mode)),
+        PlanFormat::Csv => kvxfer::out!("{}", render::plan_csv(&p, &file, &c.model_quant_mode)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -305,23 +296,18 @@ fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
 fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
     // Outputs first: a run that could not keep its result is refused before anything is read.
     a.output.check()?;
-    if a.backend == BackendArg::Ucx && (a.provider.is_some() || a.domain.is_some()) {
-        anyhow::bail!(
-            "--provider and --domain choose a libfabric fabric; with --backend ucx, UCX_TLS and \
-             UCX_NET_DEVICES choose the transports (e.g. UCX_TLS=tcp UCX_NET_DEVICES=lo)"
-        );
-    }
+    a.fabric.check()?;
     // vLLM's default block: 16 tokens per page.
     let (g, c) = load(&a.model, &a.layout, 16)?;
-    let provider = a.provider.clone().unwrap_or_else(|| "tcp".into());
+    let provider = a.fabric.provider();
     let link_gbps = a
         .link_gbps
         .unwrap_or(if provider == "efa" { 4.4 } else { 2.9 });
     let base = XferConfig {
-        backend: a.backend.into(),
+        backend: a.fabric.backend.into(),
         provider,
-        endpoint: a.endpoint.unwrap_or(EndpointArg::Rdm).into(),
-        domain: a.domain.clone(),
+        endpoint: a.fabric.endpoint_type(),
+        domain: a.fabric.domain.clone(),
         op: a.op.into(),
         size: 1,
         block: None,
@@ -417,7 +403,7 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         doc.config
             .insert("model_config".into(), p.display().to_string().into());
     }
-    print!("{}", render::profile_text(&doc));
-    a.output.export(&mut doc)?;
+    a.output
+        .publish(&mut doc, Some(&Table(render::profile_text)))?;
     Ok(ExitCode::SUCCESS)
 }

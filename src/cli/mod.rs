@@ -3,6 +3,7 @@
 mod analyze;
 mod common;
 mod crosscheck;
+mod etcd;
 mod info;
 mod kv;
 mod memcpy;
@@ -63,6 +64,8 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// A plan's patterns on this node, L0 to L3, each result recorded, then the cross-check.
     Run(run_plan::RunArgs),
+    /// etcd upkeep for `xfer --etcd`: remove what a crashed run left.
+    Etcd(etcd::EtcdArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -83,5 +86,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Kv(a)) => kv::run(a),
         Some(Command::Analyze(a)) => analyze::run(a),
         Some(Command::Run(a)) => run_plan::run(a),
+        Some(Command::Etcd(a)) => etcd::run(a),
     }
 }

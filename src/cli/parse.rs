@@ -59,7 +59,7 @@ pub fn run(a: ParseArgs) -> anyhow::Result<ExitCode> {
                 out.display()
             );
         }
-        None => print!("{}", summary(&doc)),
+        None => kvxfer::out!("{}", summary(&doc)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -51,7 +51,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
             let files = plan::generate(&doc, &dir)?;
             // The error names the file it could not write.
             let written = plan::write_generated(&out, &files)?;
-            println!(
+            kvxfer::outln!(
                 "{} task definitions from {} written under {}",
                 written.len(),
                 plan.display(),
@@ -73,7 +73,7 @@ fn validate(path: &Path) -> anyhow::Result<ExitCode> {
                         .sum()
                 })
                 .unwrap_or(0);
-            println!("{}: valid, {n} patterns", path.display());
+            kvxfer::outln!("{}: valid, {n} patterns", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Err(PlanError::Invalid { path, problems }) => {

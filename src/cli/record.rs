@@ -92,7 +92,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
             .map(|(f, why)| json!({ "file": f, "reason": why }))
             .collect();
         let out = json!({ "experiment": cfg.experiment, "dry_run": true, "runs": runs, "skipped": skipped });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        kvxfer::outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -149,7 +149,7 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    println!(
+    kvxfer::outln!(
         "recorded={recorded} already_recorded={present} skipped={} experiment={}",
         skipped.len(),
         cfg.experiment

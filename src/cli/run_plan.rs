@@ -282,7 +282,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
                        "not_comparable": count(Verdict::NotComparable),
                        "unpaired": report.unpaired.len()},
     });
-    println!("{}", serde_json::to_string_pretty(&result)?);
+    kvxfer::outln!("{}", serde_json::to_string_pretty(&result)?);
     if let Some(r) = rec.as_ref().filter(|r| r.failed > 0) {
         eprintln!(
             "kvxfer run: {} result(s) not recorded; `kvxfer record --results {} --experiment {experiment}` records them",

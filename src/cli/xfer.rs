@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use kvxfer::bootstrap::group::GroupSpec;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
-use kvxfer::report::table;
+use kvxfer::report::{export, table, ResultDoc};
 use kvxfer::run::xfer::{
     self, ConcurrencyMode, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferProgress,
 };
@@ -34,6 +35,56 @@ pub enum BackendArg {
     Libfabric,
     /// UCX: UCX_TLS and UCX_NET_DEVICES choose the transports (tcp, posix, cma, ...).
     Ucx,
+}
+
+/// The libfabric options `xfer` and `kv profile` share, and the library choice they go with.
+#[derive(Debug, Args)]
+pub struct FabricArgs {
+    /// Library that moves the bytes (nixlbench's --backend): libfabric or UCX.
+    #[arg(short = 'B', long, value_enum, default_value = "libfabric")]
+    pub backend: BackendArg,
+    /// libfabric provider (tcp, shm, efa, ...) [default: tcp].
+    #[arg(short, long)]
+    pub provider: Option<String>,
+    /// libfabric endpoint type [default: rdm].
+    #[arg(short, long, value_enum)]
+    pub endpoint: Option<EndpointArg>,
+    /// libfabric domain (interface) to use, e.g. lo; by default the one holding the control
+    /// connection's address.
+    #[arg(short, long)]
+    pub domain: Option<String>,
+}
+
+impl FabricArgs {
+    /// Refuses a libfabric option given with `--backend ucx`, naming what chooses UCX's
+    /// transports instead.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.backend != BackendArg::Ucx {
+            return Ok(());
+        }
+        let given = [
+            self.provider.as_ref().map(|_| "--provider"),
+            self.endpoint.map(|_| "--endpoint"),
+            self.domain.as_ref().map(|_| "--domain"),
+        ];
+        if let Some(opt) = given.into_iter().flatten().next() {
+            anyhow::bail!(
+                "{opt} chooses a libfabric fabric; with --backend ucx, UCX_TLS and \
+                 UCX_NET_DEVICES choose the transports (e.g. UCX_TLS=tcp UCX_NET_DEVICES=lo)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The provider, tcp unless given.
+    pub fn provider(&self) -> String {
+        self.provider.clone().unwrap_or_else(|| "tcp".into())
+    }
+
+    /// The endpoint type, RDM unless given.
+    pub fn endpoint_type(&self) -> kvxfer::fabric::EndpointType {
+        self.endpoint.unwrap_or(EndpointArg::Rdm).into()
+    }
 }
 
 /// `--concurrency-mode`.
@@ -126,19 +177,8 @@ impl From<SegArg> for SegKind {
 /// Options of `kvxfer xfer`.
 #[derive(Debug, Args)]
 pub struct XferArgs {
-    /// Library that moves the bytes (nixlbench's --backend): libfabric or UCX.
-    #[arg(short = 'B', long, value_enum, default_value = "libfabric")]
-    backend: BackendArg,
-    /// libfabric provider (tcp, shm, efa, ...) [default: tcp].
-    #[arg(short, long)]
-    provider: Option<String>,
-    /// libfabric endpoint type [default: rdm].
-    #[arg(short, long, value_enum)]
-    endpoint: Option<EndpointArg>,
-    /// libfabric domain (interface) to use; by default the one holding the control
-    /// connection's address.
-    #[arg(short, long)]
-    domain: Option<String>,
+    #[command(flatten)]
+    fabric: FabricArgs,
     /// Bytes per transfer (binary suffixes: 55M, 224M, 672M).
     #[arg(short = 's', long, default_value = "55M", value_parser = parse_size)]
     size: u64,
@@ -211,6 +251,8 @@ pub struct XferArgs {
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
     #[command(flatten)]
+    group: super::etcd::GroupArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -239,26 +281,32 @@ pub fn mem_kinds(
     }
 }
 
-/// Runs `kvxfer xfer`.
+/// Runs `kvxfer xfer`: the configuration, a line on what runs, the run, then the table, the
+/// JSON file and MLflow.
 pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
-    if a.backend == BackendArg::Ucx {
-        let given = [
-            a.provider.as_ref().map(|_| "--provider"),
-            a.endpoint.map(|_| "--endpoint"),
-            a.domain.as_ref().map(|_| "--domain"),
-        ];
-        if let Some(opt) = given.into_iter().flatten().next() {
-            anyhow::bail!(
-                "{opt} chooses a libfabric fabric; with --backend ucx, UCX_TLS and \
-                 UCX_NET_DEVICES choose the transports (e.g. UCX_TLS=tcp UCX_NET_DEVICES=lo)"
-            );
-        }
-    }
-    let cfg = XferConfig {
-        backend: a.backend.into(),
-        provider: a.provider.clone().unwrap_or_else(|| "tcp".into()),
-        endpoint: a.endpoint.unwrap_or(EndpointArg::Rdm).into(),
-        domain: a.domain.clone(),
+    a.fabric.check()?;
+    let cfg = config(&a);
+    let group = a.group.spec(a.timeout)?;
+    let sides = sides(&a);
+    a.output.check()?;
+    let plan = cfg.validate(sides)?;
+    announce(&cfg, &plan);
+    let mut doc = match measure(&a, &cfg, &plan, sides, group.as_ref()) {
+        Ok(d) => d,
+        Err(e) => return a.output.fail(e, table::xfer),
+    };
+    a.output
+        .publish(&mut doc, Some(&export::Table(table::xfer)))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The run's configuration from the options.
+fn config(a: &XferArgs) -> XferConfig {
+    XferConfig {
+        backend: a.fabric.backend.into(),
+        provider: a.fabric.provider(),
+        endpoint: a.fabric.endpoint_type(),
+        domain: a.fabric.domain.clone(),
         op: a.op.into(),
         size: a.size,
         block: a.block,
@@ -281,16 +329,22 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
             a.vmm,
             a.staging.is_some(),
         ),
-    };
-    let sides = if a.listen.is_some() {
+    }
+}
+
+/// Which sides this process runs: the target (--listen), initiators (--peer), or both.
+fn sides(a: &XferArgs) -> Sides {
+    if a.listen.is_some() {
         Sides::Target
     } else if !a.peer.is_empty() {
         Sides::Initiator
     } else {
         Sides::Both
-    };
-    a.output.check()?;
-    let plan = cfg.validate(sides)?;
+    }
+}
+
+/// One line on stderr: what runs, over what, and the host memory it takes.
+fn announce(cfg: &XferConfig, plan: &xfer::XferPlan) {
     eprintln!(
         "kvxfer: xfer {} x {} over {} ({} chunks of {}, window {}); host memory: {} of {} available",
         cfg.concurrency,
@@ -310,48 +364,51 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
             .map(kvxfer::run::memory::approx)
             .unwrap_or_else(|| "an unknown amount".into())
     );
-    let doc = match sides {
-        Sides::Target => {
-            let listen = a.listen.as_deref().unwrap_or_default();
-            let addr: SocketAddr = parse_listen(listen, DEFAULT_PORT)?;
-            let listener = OobListener::bind(addr)?;
-            eprintln!(
-                "kvxfer: xfer target waiting for {} worker(s) on {}",
-                plan.workers,
-                listener.local_addr()
-            );
-            xfer::run_target(&cfg, &listener)
-        }
-        Sides::Initiator | Sides::Both => {
-            // Iterations of every worker, warm-up included, on a bar a watcher thread moves.
-            let total = plan.workers as u64 * (cfg.warmup + cfg.iterations);
-            let progress = XferProgress::default();
-            let bar = progress_bar(total, "xfer");
-            bar.enable_steady_tick(Duration::from_millis(250));
-            let done = std::sync::atomic::AtomicBool::new(false);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                        bar.set_position(progress.done());
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                });
-                let r = if sides == Sides::Initiator {
-                    xfer::run_initiator_with(&cfg, &a.peer, &progress)
-                } else {
-                    xfer::run_local_with(&cfg, &progress)
-                };
-                done.store(true, std::sync::atomic::Ordering::Relaxed);
-                bar.finish_and_clear();
-                r
-            })
-        }
-    };
-    let mut doc = match doc {
-        Ok(d) => d,
-        Err(e) => return a.output.fail(e.into(), table::xfer),
-    };
-    print!("{}", table::xfer(&doc));
-    a.output.export(&mut doc)?;
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs this process's sides: the target waits for its initiators; initiators (or both
+/// sides in one process) move a progress bar that a watcher thread updates.
+fn measure(
+    a: &XferArgs,
+    cfg: &XferConfig,
+    plan: &xfer::XferPlan,
+    sides: Sides,
+    group: Option<&GroupSpec>,
+) -> anyhow::Result<ResultDoc> {
+    if sides == Sides::Target {
+        let listen = a.listen.as_deref().unwrap_or_default();
+        let addr: SocketAddr = parse_listen(listen, DEFAULT_PORT)?;
+        let listener = OobListener::bind(addr)?;
+        eprintln!(
+            "kvxfer: xfer target waiting for {} worker(s) on {}",
+            plan.workers,
+            listener.local_addr()
+        );
+        return Ok(xfer::run_target(cfg, &listener)?);
+    }
+    // Iterations of every worker, warm-up included.
+    let total = plan.workers as u64 * (cfg.warmup + cfg.iterations);
+    let progress = XferProgress::default();
+    let bar = progress_bar(total, "xfer");
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let doc = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                bar.set_position(progress.done());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let r = if let Some(spec) = group {
+            kvxfer::run::xfer_group::run_group(cfg, spec, &progress)
+        } else if sides == Sides::Initiator {
+            xfer::run_initiator_with(cfg, &a.peer, &progress)
+        } else {
+            xfer::run_local_with(cfg, &progress)
+        };
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        bar.finish_and_clear();
+        r
+    });
+    Ok(doc?)
 }

@@ -55,14 +55,14 @@ impl<B: HostStaged> LocalBuf<B> {
 
     fn host(&self) -> &B {
         match self {
-            LocalBuf::Registered(mr) => mr.buf(),
+            LocalBuf::Registered(mr) => mr.channel_buf(),
             LocalBuf::Plain(b) => b,
         }
     }
 
     fn host_mut(&mut self) -> &mut B {
         match self {
-            LocalBuf::Registered(mr) => mr.buf_mut(),
+            LocalBuf::Registered(mr) => mr.channel_buf_mut(),
             LocalBuf::Plain(b) => b,
         }
     }

@@ -179,7 +179,7 @@ fn connect_rdm(info: Info, exchange: &mut Exchange<'_>) -> Result<Connection> {
     ep.bind_av(&av)?;
     ep.bind_cq(&txcq, bind::TRANSMIT)?;
     ep.bind_cq(&rxcq, bind::RECV)?;
-    ep.enable()?;
+    let ep = ep.enable()?;
     let peer_name = exchanged(exchange(&ep.name()?))?;
     let peer = av.insert(&peer_name)?;
     Ok(Connection {
@@ -226,7 +226,7 @@ fn connect_msg(
     ep.bind_eq(&eq)?;
     ep.bind_cq(&txcq, bind::TRANSMIT)?;
     ep.bind_cq(&rxcq, bind::RECV)?;
-    ep.enable()?;
+    let ep = ep.enable()?;
     let conn = Connection {
         ep,
         txcq,

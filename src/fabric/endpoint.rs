@@ -1,5 +1,6 @@
 //! Endpoints (RDM and MSG) and passive endpoints, with the data-path posts kvxfer's loops use.
 
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -40,8 +41,13 @@ fn getname(fid: *mut sys::fid, call: &'static str) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// A data endpoint, bound to its completion queues and address vector or event queue.
-pub struct Endpoint {
+/// An endpoint's state: opened, so it takes bindings (no posts yet).
+pub struct Opened;
+/// An endpoint's state: enabled, so it takes posts (no more bindings).
+pub struct Enabled;
+
+/// The handle and what it is bound to; closed once, when the endpoint goes.
+struct EpInner {
     raw: NonNull<sys::fid_ep>,
     _domain: Arc<DomainInner>,
     _cqs: Vec<Arc<CqInner>>,
@@ -49,19 +55,43 @@ pub struct Endpoint {
     _eq: Option<Arc<EqInner>>,
 }
 
-// SAFETY: an endpoint is driven by one thread at a time (FI_THREAD_DOMAIN or safer).
-unsafe impl Send for Endpoint {}
-
-impl Drop for Endpoint {
+impl Drop for EpInner {
     fn drop(&mut self) {
         // SAFETY: raw is live; CQs, AV and EQ it is bound to are held by this struct until after.
         close_fid(unsafe { &mut (*self.raw.as_ptr()).fid }, "endpoint");
     }
 }
 
-impl Endpoint {
+/// A data endpoint, bound to its completion queues and address vector or event queue.
+///
+/// The state is in the type: [`Endpoint::open`] gives an `Endpoint<Opened>`, which takes the
+/// bindings; [`enable`](Endpoint::enable) turns it into an `Endpoint<Enabled>` (the default),
+/// the only kind that connects, accepts and posts, so neither a post before fi_enable nor a
+/// binding after it can be written.
+pub struct Endpoint<S = Enabled> {
+    inner: EpInner,
+    _state: PhantomData<S>,
+}
+
+// SAFETY: an endpoint is driven by one thread at a time (FI_THREAD_DOMAIN or safer).
+unsafe impl<S> Send for Endpoint<S> {}
+
+impl<S> Endpoint<S> {
+    /// The endpoint's address as peers insert it (fi_getname).
+    pub fn name(&self) -> Result<Vec<u8>> {
+        // SAFETY: raw is live.
+        getname(unsafe { &mut (*self.inner.raw.as_ptr()).fid }, "fi_getname")
+    }
+
+    /// Raw handle, for calls nobody wrapped yet.
+    pub fn as_raw(&self) -> *mut sys::fid_ep {
+        self.inner.raw.as_ptr()
+    }
+}
+
+impl Endpoint<Opened> {
     /// Opens an endpoint (fi_endpoint) from an info entry, not yet bound or enabled.
-    pub fn open(domain: &Domain, info: &Info) -> Result<Endpoint> {
+    pub fn open(domain: &Domain, info: &Info) -> Result<Endpoint<Opened>> {
         let mut raw: *mut sys::fid_ep = std::ptr::null_mut();
         // SAFETY: domain and info are live; raw receives a handle we close in Drop.
         let ret = unsafe {
@@ -74,11 +104,14 @@ impl Endpoint {
         };
         check("fi_endpoint", ret)?;
         Ok(Endpoint {
-            raw: NonNull::new(raw).expect("fi_endpoint succeeded with NULL"),
-            _domain: domain.inner.clone(),
-            _cqs: Vec::new(),
-            _av: None,
-            _eq: None,
+            inner: EpInner {
+                raw: NonNull::new(raw).expect("fi_endpoint succeeded with NULL"),
+                _domain: domain.inner.clone(),
+                _cqs: Vec::new(),
+                _av: None,
+                _eq: None,
+            },
+            _state: PhantomData,
         })
     }
 
@@ -86,50 +119,48 @@ impl Endpoint {
     pub fn bind_cq(&mut self, cq: &CompletionQueue, flags: u64) -> Result<()> {
         // SAFETY: both handles are live; we keep the CQ alive as long as the endpoint.
         let ret =
-            unsafe { sys::fi_ep_bind(self.raw.as_ptr(), &mut (*cq.inner.raw.as_ptr()).fid, flags) };
+            unsafe { sys::fi_ep_bind(self.as_raw(), &mut (*cq.inner.raw.as_ptr()).fid, flags) };
         check("fi_ep_bind(cq)", ret)?;
-        self._cqs.push(cq.inner.clone());
+        self.inner._cqs.push(cq.inner.clone());
         Ok(())
     }
 
     /// Binds the address vector of an RDM endpoint.
     pub fn bind_av(&mut self, av: &AddressVector) -> Result<()> {
         // SAFETY: both handles are live; we keep the AV alive as long as the endpoint.
-        let ret =
-            unsafe { sys::fi_ep_bind(self.raw.as_ptr(), &mut (*av.inner.raw.as_ptr()).fid, 0) };
+        let ret = unsafe { sys::fi_ep_bind(self.as_raw(), &mut (*av.inner.raw.as_ptr()).fid, 0) };
         check("fi_ep_bind(av)", ret)?;
-        self._av = Some(av.inner.clone());
+        self.inner._av = Some(av.inner.clone());
         Ok(())
     }
 
     /// Binds the event queue of a MSG endpoint.
     pub fn bind_eq(&mut self, eq: &EventQueue) -> Result<()> {
         // SAFETY: both handles are live; we keep the EQ alive as long as the endpoint.
-        let ret =
-            unsafe { sys::fi_ep_bind(self.raw.as_ptr(), &mut (*eq.inner.raw.as_ptr()).fid, 0) };
+        let ret = unsafe { sys::fi_ep_bind(self.as_raw(), &mut (*eq.inner.raw.as_ptr()).fid, 0) };
         check("fi_ep_bind(eq)", ret)?;
-        self._eq = Some(eq.inner.clone());
+        self.inner._eq = Some(eq.inner.clone());
         Ok(())
     }
 
-    /// Enables the endpoint (fi_enable).
-    pub fn enable(&self) -> Result<()> {
+    /// Enables the endpoint (fi_enable): from here it takes posts, no more bindings.
+    pub fn enable(self) -> Result<Endpoint<Enabled>> {
         // SAFETY: raw is live.
-        check("fi_enable", unsafe { sys::fi_enable(self.raw.as_ptr()) })
+        check("fi_enable", unsafe { sys::fi_enable(self.as_raw()) })?;
+        Ok(Endpoint {
+            inner: self.inner,
+            _state: PhantomData,
+        })
     }
+}
 
-    /// The endpoint's address as peers insert it (fi_getname).
-    pub fn name(&self) -> Result<Vec<u8>> {
-        // SAFETY: raw is live.
-        getname(unsafe { &mut (*self.raw.as_ptr()).fid }, "fi_getname")
-    }
-
+impl Endpoint<Enabled> {
     /// Starts connecting a MSG endpoint to a passive endpoint's name.
     pub fn connect(&self, peer: &[u8]) -> Result<()> {
         // SAFETY: peer holds an address of the provider's format; raw is live.
         let ret = unsafe {
             sys::fi_connect(
-                self.raw.as_ptr(),
+                self.as_raw(),
                 peer.as_ptr() as *const libc::c_void,
                 std::ptr::null(),
                 0,
@@ -142,13 +173,8 @@ impl Endpoint {
     pub fn accept(&self) -> Result<()> {
         // SAFETY: raw is live.
         check("fi_accept", unsafe {
-            sys::fi_accept(self.raw.as_ptr(), std::ptr::null(), 0)
+            sys::fi_accept(self.as_raw(), std::ptr::null(), 0)
         })
-    }
-
-    /// Raw handle, for calls nobody wrapped yet.
-    pub fn as_raw(&self) -> *mut sys::fid_ep {
-        self.raw.as_ptr()
     }
 }
 
@@ -171,6 +197,8 @@ fn posted(call: &'static str, ret: isize) -> Result<bool> {
 /// until the operation's completion is read from the bound CQ; `desc` must be the descriptor
 /// of a region covering it (or NULL where the provider does not require local registration);
 /// `ctx` must stay valid until the completion. Inject calls copy the buffer before returning.
+/// The endpoint of a [`DataPath`](super::DataPath) takes posts only through it (the contexts of
+/// its completions name the path's own slots).
 impl Endpoint {
     /// fi_send.
     ///
@@ -188,7 +216,7 @@ impl Endpoint {
         posted(
             "fi_send",
             // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_send(self.raw.as_ptr(), buf as _, len, desc, dest, ctx) },
+            unsafe { sys::fi_send(self.as_raw(), buf as _, len, desc, dest, ctx) },
         )
     }
 
@@ -201,7 +229,7 @@ impl Endpoint {
         posted(
             "fi_inject",
             // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_inject(self.raw.as_ptr(), buf as _, len, dest) },
+            unsafe { sys::fi_inject(self.as_raw(), buf as _, len, dest) },
         )
     }
 
@@ -221,7 +249,7 @@ impl Endpoint {
         posted(
             "fi_recv",
             // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_recv(self.raw.as_ptr(), buf as _, len, desc, src, ctx) },
+            unsafe { sys::fi_recv(self.as_raw(), buf as _, len, desc, src, ctx) },
         )
     }
 
@@ -242,7 +270,7 @@ impl Endpoint {
         posted(
             "fi_tsend",
             // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_tsend(self.raw.as_ptr(), buf as _, len, desc, dest, tag, ctx) },
+            unsafe { sys::fi_tsend(self.as_raw(), buf as _, len, desc, dest, tag, ctx) },
         )
     }
 
@@ -261,7 +289,7 @@ impl Endpoint {
         posted(
             "fi_tinject",
             // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_tinject(self.raw.as_ptr(), buf as _, len, dest, tag) },
+            unsafe { sys::fi_tinject(self.as_raw(), buf as _, len, dest, tag) },
         )
     }
 
@@ -284,18 +312,7 @@ impl Endpoint {
         posted(
             "fi_trecv",
             // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe {
-                sys::fi_trecv(
-                    self.raw.as_ptr(),
-                    buf as _,
-                    len,
-                    desc,
-                    src,
-                    tag,
-                    ignore,
-                    ctx,
-                )
-            },
+            unsafe { sys::fi_trecv(self.as_raw(), buf as _, len, desc, src, tag, ignore, ctx) },
         )
     }
 }

@@ -9,9 +9,9 @@ mod endpoint;
 mod error;
 mod info;
 mod mr;
+mod path;
 mod rma;
 mod rma_channel;
-mod xfer;
 
 pub use channel::{LocalBuf, MsgChannel, MsgMode};
 pub use connect::{
@@ -19,16 +19,16 @@ pub use connect::{
 };
 pub use cq::{AddressVector, CmEvent, CompletionQueue, CqEntry, EventQueue};
 pub use domain::{Domain, Fabric};
-pub use endpoint::{bind, Endpoint, FiAddr, PassiveEndpoint};
+pub use endpoint::{bind, Enabled, Endpoint, FiAddr, Opened, PassiveEndpoint};
 pub use error::{strerror, FabricError, Result};
 pub use info::{
     available_providers, caps, mr_mode, runtime_version, EndpointType, Hints, Info, InfoList,
     InfoRef,
 };
-pub use mr::{MemoryRegion, RegMode, RemoteRegion};
+pub use mr::{LocalSlice, LocalSliceMut, MemoryRegion, RegMode, RemoteRegion, RemoteSlice};
+pub use path::{DataPath, Done};
 pub use rma::cq_flags;
 pub use rma_channel::{RmaChannel, RmaPingPongOp};
-pub use xfer::{ChunkOp, XferInitiatorEp, XferTargetEp};
 
 /// FI_ADDR_UNSPEC: no particular peer.
 pub fn addr_unspec() -> FiAddr {

@@ -11,7 +11,7 @@ use super::domain::{close_fid, Domain, DomainInner};
 use super::endpoint::Endpoint;
 use super::error::{check, Result};
 use super::info::{mr_mode, Info};
-use crate::mem::{Buffer, MemIface};
+use crate::mem::{range_within, Buffer, InFlight, MemIface};
 
 /// Keys requested from providers that let the user choose (no FI_MR_PROV_KEY): unique in the
 /// process, so regions of one domain never collide. Providers with PROV_KEY ignore them.
@@ -33,6 +33,65 @@ impl RemoteRegion {
     /// The address of byte `offset` of the region, if `offset + len` stays inside it.
     pub fn at(&self, offset: u64, len: u64) -> Option<u64> {
         (offset.checked_add(len)? <= self.len).then(|| self.addr + offset)
+    }
+
+    /// `len` bytes at `offset` of the region, if they lie inside the length it was offered with.
+    pub fn slice(&self, offset: usize, len: usize) -> Option<RemoteSlice> {
+        Some(RemoteSlice {
+            addr: self.at(offset as u64, len as u64)?,
+            key: self.key,
+            len,
+        })
+    }
+}
+
+/// A checked range of a peer's region: the address to pass, the key, the length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteSlice {
+    pub(super) addr: u64,
+    pub(super) key: u64,
+    pub(super) len: usize,
+}
+
+/// A bounds-checked range of a registered region that a post reads (sends, writes): pointer,
+/// length and descriptor, borrowed from the region.
+pub struct LocalSlice<'r> {
+    pub(super) ptr: *const u8,
+    pub(super) len: usize,
+    pub(super) desc: *mut libc::c_void,
+    pub(super) domain: &'r Arc<DomainInner>,
+    pub(super) in_flight: &'r Arc<InFlight>,
+}
+
+/// A bounds-checked range of a registered region that a post writes (receives, reads),
+/// borrowed mutably from the region so no CPU view of it lives meanwhile.
+pub struct LocalSliceMut<'r> {
+    pub(super) ptr: *mut u8,
+    pub(super) len: usize,
+    pub(super) desc: *mut libc::c_void,
+    pub(super) domain: &'r Arc<DomainInner>,
+    pub(super) in_flight: &'r Arc<InFlight>,
+}
+
+impl LocalSlice<'_> {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the slice is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl LocalSliceMut<'_> {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the slice is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -156,11 +215,18 @@ fn regattr(
 }
 
 /// A buffer registered with a domain (fi_mr_regattr).
+///
+/// Posts reach its bytes only through [`slice`](Self::slice) and
+/// [`slice_mut`](Self::slice_mut); a [`DataPath`](super::DataPath) counts each operation in
+/// flight until its completion is read, and meanwhile the CPU views ([`buf`](Self::buf),
+/// [`buf_mut`](Self::buf_mut)) are refused and dropping the region leaks the buffer instead of
+/// freeing memory the NIC may still touch.
 pub struct MemoryRegion<B: Buffer> {
     raw: NonNull<sys::fid_mr>,
     mode: RegMode,
-    buf: B,
-    _domain: Arc<DomainInner>,
+    buf: std::mem::ManuallyDrop<B>,
+    in_flight: Arc<InFlight>,
+    domain: Arc<DomainInner>,
 }
 
 // SAFETY: the region is a handle plus an owned buffer; it moves between threads with its owner.
@@ -168,8 +234,19 @@ unsafe impl<B: Buffer> Send for MemoryRegion<B> {}
 
 impl<B: Buffer> Drop for MemoryRegion<B> {
     fn drop(&mut self) {
+        if !self.in_flight.idle() {
+            // An operation may still reach these bytes: keeping the registration and the
+            // memory (a leak) is safe, freeing them is not.
+            crate::teardown::record(format!(
+                "a registered region was dropped with {} operation(s) in flight: leaked",
+                self.in_flight.count()
+            ));
+            return;
+        }
         // SAFETY: raw is live; closing it before `buf` drops keeps the NIC off freed memory.
         close_fid(unsafe { &mut (*self.raw.as_ptr()).fid }, "memory region");
+        // SAFETY: buf is dropped once, here, after its registration closed.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.buf) };
     }
 }
 
@@ -180,16 +257,60 @@ impl<B: Buffer> MemoryRegion<B> {
         Ok(MemoryRegion {
             raw,
             mode,
-            buf,
-            _domain: domain.inner.clone(),
+            in_flight: buf.in_flight().unwrap_or_default(),
+            buf: std::mem::ManuallyDrop::new(buf),
+            domain: domain.inner.clone(),
         })
+    }
+
+    /// `len` bytes at `offset`, for a post that reads them (send, write); None outside the
+    /// region.
+    pub fn slice(&self, offset: usize, len: usize) -> Option<LocalSlice<'_>> {
+        range_within(offset, len, self.buf.len()).then(|| LocalSlice {
+            ptr: self.buf.as_ptr().wrapping_add(offset),
+            len,
+            desc: self.desc(),
+            domain: &self.domain,
+            in_flight: &self.in_flight,
+        })
+    }
+
+    /// `len` bytes at `offset`, for a post that writes them (receive, read); None outside the
+    /// region.
+    pub fn slice_mut(&mut self, offset: usize, len: usize) -> Option<LocalSliceMut<'_>> {
+        if !range_within(offset, len, self.buf.len()) {
+            return None;
+        }
+        let desc = self.desc();
+        Some(LocalSliceMut {
+            ptr: self.buf.as_mut_ptr().wrapping_add(offset),
+            len,
+            desc,
+            domain: &self.domain,
+            in_flight: &self.in_flight,
+        })
+    }
+
+    /// Length of the registered memory in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the registered memory is empty.
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() == 0
+    }
+
+    /// Operations in flight on the region's bytes (through any registration of them).
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.count()
     }
 
     /// Registers the same memory a second time, closes that registration, and returns how long
     /// the registration took: the cost of a registration the provider may serve from its cache.
     pub fn time_reregistration(&mut self, domain: &Domain, access: u64) -> Result<Duration> {
         let start = Instant::now();
-        let (raw, _) = register_buffer(domain, &mut self.buf, access)?;
+        let (raw, _) = register_buffer(domain, &mut *self.buf, access)?;
         let took = start.elapsed();
         // SAFETY: raw was just opened and is closed once; self.buf outlives it.
         close_fid(unsafe { &mut (*raw.as_ptr()).fid }, "memory region");
@@ -239,13 +360,24 @@ impl<B: Buffer> MemoryRegion<B> {
         self.mode
     }
 
-    /// The registered buffer.
-    pub fn buf(&self) -> &B {
+    /// The registered buffer, while no operation is in flight on it (None otherwise).
+    pub fn buf(&self) -> Option<&B> {
+        self.in_flight.idle().then_some(&*self.buf)
+    }
+
+    /// The registered buffer, for writing, while no operation is in flight on it.
+    pub fn buf_mut(&mut self) -> Option<&mut B> {
+        self.in_flight.idle().then_some(&mut *self.buf)
+    }
+
+    /// The buffer for this layer's channels, which post through the `unsafe` calls with their
+    /// own contracts and never through slices (so nothing is counted in flight).
+    pub(super) fn channel_buf(&self) -> &B {
         &self.buf
     }
 
-    /// The registered buffer, for writing.
-    pub fn buf_mut(&mut self) -> &mut B {
+    /// As [`channel_buf`](Self::channel_buf), for writing.
+    pub(super) fn channel_buf_mut(&mut self) -> &mut B {
         &mut self.buf
     }
 
@@ -313,6 +445,6 @@ mod tests {
         let (info, d) = domain("shm");
         assert_ne!(info.view().mr_mode() & mr_mode::VIRT_ADDR, 0);
         let m = MemoryRegion::register(&d, HostBuffer::new(4096).unwrap(), access).unwrap();
-        assert_eq!(m.remote(&info).addr, m.buf().as_ptr() as u64);
+        assert_eq!(m.remote(&info).addr, m.buf().unwrap().as_ptr() as u64);
     }
 }

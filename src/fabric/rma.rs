@@ -35,7 +35,8 @@ fn posted(call: &'static str, ret: isize) -> Result<bool> {
 /// that region's descriptor, and must stay valid (and, for reads, untouched by the CPU) until
 /// the operation's completion is read from the transmit CQ. `raddr..raddr+len` must lie inside
 /// the peer's region of key `key`. `ctx` is returned in the completion and never dereferenced
-/// by kvxfer; providers that need FI_CONTEXT are not selected.
+/// by kvxfer; providers that need FI_CONTEXT are not selected. The endpoint of a
+/// [`DataPath`](super::DataPath) takes posts only through it.
 impl Endpoint {
     /// fi_write: `len` bytes from `buf` into the peer's memory at `raddr`.
     ///

@@ -121,13 +121,13 @@ impl RmaChannel {
             .ok_or_else(|| FabricError::Invalid("no remote region set".into()))?;
         let raddr = r
             .at(0, len as u64)
-            .filter(|_| len > 0 && len <= self.tx.buf().len())
+            .filter(|_| len > 0 && len <= self.tx.channel_buf().len())
             .ok_or_else(|| FabricError::Invalid(format!("{len} bytes do not fit the buffers")))?;
         if self.op == RmaPingPongOp::Write {
-            self.tx.buf_mut().as_mut_slice()[len - 1] = stamp;
+            self.tx.channel_buf_mut().as_mut_slice()[len - 1] = stamp;
         }
         let desc = self.tx.desc();
-        let ptr = self.tx.buf_mut().as_mut_ptr();
+        let ptr = self.tx.channel_buf_mut().as_mut_ptr();
         let start = Instant::now();
         if len <= self.inject_size {
             loop {
@@ -183,7 +183,7 @@ impl RmaChannel {
     pub fn set_last_byte(&mut self, len: usize, value: u8) {
         if let Some(b) = self
             .rx
-            .buf_mut()
+            .channel_buf_mut()
             .as_mut_slice()
             .get_mut(len.wrapping_sub(1))
         {
@@ -199,8 +199,12 @@ impl RmaChannel {
         let start = Instant::now();
         let mut spins = 0u32;
         let mut e = [CqEntry::default()];
-        let last = self.rx.buf().as_ptr().wrapping_add(len.wrapping_sub(1));
-        if len == 0 || len > self.rx.buf().len() {
+        let last = self
+            .rx
+            .channel_buf()
+            .as_ptr()
+            .wrapping_add(len.wrapping_sub(1));
+        if len == 0 || len > self.rx.channel_buf().len() {
             return Err(FabricError::Invalid(format!(
                 "{len} bytes do not fit the buffer"
             )));
@@ -240,7 +244,7 @@ impl RmaChannel {
             return Ok(());
         }
         let desc = self.ctrl.desc();
-        let ptr = self.ctrl.buf_mut().as_mut_ptr();
+        let ptr = self.ctrl.channel_buf_mut().as_mut_ptr();
         let start = Instant::now();
         // SAFETY: the control buffer is registered, owned by self, and not read or reposted
         // before this receive's completion (wait_done).
@@ -280,7 +284,7 @@ impl RmaChannel {
     /// Read mode, initiator: tells the target the reads of this size are over.
     pub fn send_done(&mut self) -> Result<()> {
         let desc = self.ctrl.desc();
-        let ptr = self.ctrl.buf().as_ptr();
+        let ptr = self.ctrl.channel_buf().as_ptr();
         let start = Instant::now();
         // SAFETY: the control buffer is registered and owned by self; the completion is
         // waited for before returning.
@@ -297,21 +301,21 @@ impl RmaChannel {
 
     /// The source buffer (written before a transfer; holds read data after one).
     pub fn tx_buf(&mut self) -> &mut [u8] {
-        self.tx.buf_mut().as_mut_slice()
+        self.tx.channel_buf_mut().as_mut_slice()
     }
 
     /// The source buffer, read-only (where reads landed).
     pub fn tx_view(&self) -> &[u8] {
-        self.tx.buf().as_slice()
+        self.tx.channel_buf().as_slice()
     }
 
     /// The receive buffer (what the peer wrote; what the peer reads).
     pub fn rx_buf(&self) -> &[u8] {
-        self.rx.buf().as_slice()
+        self.rx.channel_buf().as_slice()
     }
 
     /// The receive buffer, for filling before the peer reads it.
     pub fn rx_buf_mut(&mut self) -> &mut [u8] {
-        self.rx.buf_mut().as_mut_slice()
+        self.rx.channel_buf_mut().as_mut_slice()
     }
 }

@@ -6,10 +6,18 @@ pub mod cuda;
 #[cfg(feature = "cuda")]
 mod driver;
 mod host;
+mod inflight;
 mod shared;
 
 pub use host::HostBuffer;
+pub use inflight::InFlight;
 pub use shared::{available_memory, Allocation, SharedRegion};
+
+/// Whether `offset..offset+len` lies inside `total` bytes (no overflow): the check of every
+/// slice of registered memory.
+pub fn range_within(offset: usize, len: usize, total: usize) -> bool {
+    offset.checked_add(len).is_some_and(|end| end <= total)
+}
 
 /// Where a buffer's memory lives, as registration needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +53,11 @@ pub unsafe trait Buffer: Send {
     /// whose driver exports one); None otherwise.
     #[cfg(feature = "cuda")]
     fn dmabuf(&self) -> Option<cuda::Dmabuf> {
+        None
+    }
+    /// The in-flight count shared by every handle on these bytes (None: this value is the only
+    /// handle, and each registration keeps its own count).
+    fn in_flight(&self) -> Option<std::sync::Arc<InFlight>> {
         None
     }
 }

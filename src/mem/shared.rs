@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "cuda")]
 use super::cuda::DeviceBuffer;
-use super::{Buffer, HostBuffer, MemError, MemIface};
+use super::{Buffer, HostBuffer, InFlight, MemError, MemIface};
 
 /// The memory regions are cut from.
 pub enum Allocation {
@@ -62,6 +62,8 @@ pub struct SharedRegion {
     /// Host bytes the pattern passes through when the region is device memory.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     shadow: Option<HostBuffer>,
+    /// Operations in flight on this part, through any of its rail views.
+    in_flight: Arc<InFlight>,
 }
 
 impl SharedRegion {
@@ -85,6 +87,7 @@ impl SharedRegion {
                     offset: i * part_len,
                     len: part_len,
                     shadow: None,
+                    in_flight: Arc::default(),
                 })
                 .collect(),
         )
@@ -92,14 +95,16 @@ impl SharedRegion {
 
     /// Another handle on the same bytes, for registering them with a second rail (domain).
     ///
-    /// The rails' handles reach the same memory: a caller writes through one handle only,
-    /// and only while no rail has an operation on it in flight.
+    /// The rails' handles reach the same memory and share one in-flight count, so a region
+    /// registered over any of them hands out its bytes only while no rail has an operation on
+    /// them in flight; a caller writes through one handle only.
     pub(crate) fn rail_view(&self) -> SharedRegion {
         SharedRegion {
             base: Arc::clone(&self.base),
             offset: self.offset,
             len: self.len,
             shadow: None,
+            in_flight: Arc::clone(&self.in_flight),
         }
     }
 
@@ -240,6 +245,7 @@ fn shadow(slot: &mut Option<HostBuffer>, len: usize) -> Result<&mut [u8], MemErr
 
 // SAFETY: the part lies inside an allocation the Arc keeps alive, which is never moved or resized.
 unsafe impl Buffer for SharedRegion {
+    // Pointers without a reference to the bytes: a rail view's operation may be writing them.
     fn as_ptr(&self) -> *const u8 {
         // Device addresses are numbers the driver gives; wrapping_add computes one without
         // claiming host memory behind it.
@@ -257,6 +263,9 @@ unsafe impl Buffer for SharedRegion {
     #[cfg(feature = "cuda")]
     fn dmabuf(&self) -> Option<super::cuda::Dmabuf> {
         self.device()?.dmabuf(self.offset).ok()
+    }
+    fn in_flight(&self) -> Option<Arc<InFlight>> {
+        Some(Arc::clone(&self.in_flight))
     }
 }
 

@@ -205,7 +205,7 @@ impl Shell {
         if self.to_stderr {
             eprint!("{text}");
         } else {
-            print!("{text}");
+            crate::out!("{text}");
         }
     }
 }

@@ -38,7 +38,7 @@ pub struct Table<F: Fn(&ResultDoc) -> String>(pub F);
 
 impl<F: Fn(&ResultDoc) -> String> Exporter for Table<F> {
     fn export(&self, doc: &ResultDoc) -> Result<Option<String>, ExportError> {
-        print!("{}", (self.0)(doc));
+        crate::out!("{}", (self.0)(doc));
         Ok(None)
     }
 }

@@ -4,6 +4,7 @@ mod atomic;
 pub mod export;
 pub mod kv;
 pub mod schema;
+pub mod stdout;
 pub mod table;
 mod table_xfer;
 pub mod ucx_table;

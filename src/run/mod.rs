@@ -13,6 +13,7 @@ mod sync;
 pub mod ucx_perf;
 pub mod xfer;
 mod xfer_config;
+pub mod xfer_group;
 pub mod xfer_mem;
 mod xfer_report;
 pub mod xfer_staging;
@@ -31,6 +32,9 @@ pub enum RunError {
     /// The control channel failed.
     #[error(transparent)]
     Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    /// The group of processes meeting through etcd failed, or one of its ranks is gone.
+    #[error(transparent)]
+    Group(#[from] crate::bootstrap::group::GroupError),
     /// A transfer end failed outside the loop (set-up, region offer).
     #[error(transparent)]
     Xfer(crate::xfer::XferError),

@@ -22,6 +22,16 @@ use crate::report::ResultDoc;
 /// Runs the target side: accepts `concurrency` workers (one in outstanding mode) on the
 /// listener, serves them, and returns the document of all their reports.
 pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc, RunError> {
+    run_target_with(cfg, listener, |_| {})
+}
+
+/// [`run_target`], handing the workers' barrier to `started` first: breaking it stops every
+/// worker at its next iteration (a group run does when a rank is gone).
+pub(crate) fn run_target_with(
+    cfg: &XferConfig,
+    listener: &OobListener,
+    started: impl FnOnce(Arc<TimedBarrier>),
+) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::Target)?;
     let (workers, per) = (plan.workers, plan.transfers_per_worker);
     let size = cfg.size as usize;
@@ -36,6 +46,7 @@ pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc,
         None
     };
     let barrier = Arc::new(TimedBarrier::new(workers));
+    started(barrier.clone());
     let mut handles = Vec::with_capacity(workers);
     for w in 0..workers {
         let oob = match listener.accept(&cfg.fingerprint(), cfg.timeout) {
@@ -76,6 +87,37 @@ pub fn run_initiator_with(
     peers: &[String],
     progress: &XferProgress,
 ) -> Result<ResultDoc, RunError> {
+    let (reports, error) = initiator_reports(cfg, peers, progress)?;
+    initiator_doc(cfg, reports, error)
+}
+
+/// The initiator side's document from its workers' reports: complete, or partial over the
+/// iterations every worker finished when `error` stopped it (the error alone when a worker
+/// measured nothing).
+pub(crate) fn initiator_doc(
+    cfg: &XferConfig,
+    reports: Vec<WorkerReport>,
+    error: Option<RunError>,
+) -> Result<ResultDoc, RunError> {
+    let plan = cfg.validate(Sides::Initiator)?;
+    let Some(e) = error else {
+        return Ok(super::xfer_report::build(cfg, &plan, "initiator", &reports));
+    };
+    if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
+        return Err(e);
+    }
+    let doc = super::xfer_report::build(cfg, &plan, "initiator", &reports);
+    super::conclude(doc, Err(e))
+}
+
+/// Runs the initiator side's workers against the targets at `peers`: the reports of the
+/// workers that finished and what the failed ones measured, with the error that names the
+/// cause when any failed.
+pub(crate) fn initiator_reports(
+    cfg: &XferConfig,
+    peers: &[String],
+    progress: &XferProgress,
+) -> Result<(Vec<WorkerReport>, Option<RunError>), RunError> {
     if peers.is_empty() {
         return Err(RunError::Config("no target given".into()));
     }
@@ -105,17 +147,11 @@ pub fn run_initiator_with(
         handles.push(h);
     }
     let (mut reports, error) = join_each(handles);
-    let Some(e) = error else {
-        return Ok(super::xfer_report::build(cfg, &plan, "initiator", &reports));
-    };
-    // The finished workers' reports and what the failed ones measured: a partial document
-    // over the iterations every worker completed.
-    reports.append(&mut kept.lock().unwrap_or_else(|p| p.into_inner()));
-    if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
-        return Err(e);
+    if error.is_some() {
+        // The finished workers' reports and what the failed ones measured.
+        reports.append(&mut kept.lock().unwrap_or_else(|p| p.into_inner()));
     }
-    let doc = super::xfer_report::build(cfg, &plan, "initiator", &reports);
-    super::conclude(doc, Err(e))
+    Ok((reports, error))
 }
 
 /// Runs both sides in this process over the loopback; returns the initiator's document.

@@ -406,33 +406,69 @@ impl XferConfig {
     pub fn validate(&self, sides: Sides) -> Result<XferPlan, RunError> {
         self.check_rails()?;
         self.check_mem(sides)?;
-        let bad = |m: &str| Err(RunError::Config(m.to_string()));
-        if self.concurrency == 0 {
-            return bad("--concurrency must be at least 1");
-        }
-        if self.window == 0 {
-            return bad("--window must be at least 1");
-        }
-        if self.iterations == 0 {
-            return bad("--iterations must be at least 1");
-        }
-        if self.size == 0 {
-            return bad("--size must be at least 1 byte");
-        }
-        let block = match self.block {
-            Some(0) => return bad("--block must be at least 1 byte"),
-            Some(b) if b > self.size => {
-                return Err(RunError::Config(format!(
-                    "--block {} is larger than --size {}: a transfer is never cut into chunks \
-                     larger than itself",
-                    human_size(b),
-                    human_size(self.size)
-                )))
-            }
-            Some(b) => b,
-            None => DEFAULT_BLOCK.min(self.size),
-        };
+        self.check_counts()?;
+        let block = self.block_size()?;
         let (workers, per) = self.layout();
+        let (bytes, available) = self.check_memory(sides, workers, per)?;
+        let block = self.provider_block(block, per)?;
+        // Chunks and transfers are named by the tag layout both backends share.
+        if per > crate::xfer::tag::MAX_TRANSFERS {
+            return Err(RunError::Config(
+                "--concurrency is above what one endpoint can tag (2^24 transfers)".into(),
+            ));
+        }
+        if self.size.div_ceil(block) > u64::from(u32::MAX) {
+            return Err(RunError::Config(
+                "--block is too small: more than 2^32 chunks per transfer".into(),
+            ));
+        }
+        Ok(XferPlan {
+            block,
+            chunks: self.size.div_ceil(block),
+            workers,
+            transfers_per_worker: per,
+            bytes,
+            available,
+        })
+    }
+
+    /// Refuses a zero count or size.
+    fn check_counts(&self) -> Result<(), RunError> {
+        let zero = [
+            (self.concurrency == 0, "--concurrency must be at least 1"),
+            (self.window == 0, "--window must be at least 1"),
+            (self.iterations == 0, "--iterations must be at least 1"),
+            (self.size == 0, "--size must be at least 1 byte"),
+        ];
+        match zero.into_iter().find(|(bad, _)| *bad) {
+            Some((_, m)) => Err(RunError::Config(m.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// The chunk size asked for (--block, at most --size), or the default.
+    fn block_size(&self) -> Result<u64, RunError> {
+        match self.block {
+            Some(0) => Err(RunError::Config("--block must be at least 1 byte".into())),
+            Some(b) if b > self.size => Err(RunError::Config(format!(
+                "--block {} is larger than --size {}: a transfer is never cut into chunks \
+                 larger than itself",
+                human_size(b),
+                human_size(self.size)
+            ))),
+            Some(b) => Ok(b),
+            None => Ok(DEFAULT_BLOCK.min(self.size)),
+        }
+    }
+
+    /// The bytes this run takes (buffers and endpoints, on the sides this process runs) and
+    /// the host memory available, refusing a run that does not fit.
+    fn check_memory(
+        &self,
+        sides: Sides,
+        workers: usize,
+        per: usize,
+    ) -> Result<(u64, Option<u64>), RunError> {
         let transfers = (workers * per) as u64;
         let need = MemoryNeed {
             buffers: transfers.saturating_mul(self.size),
@@ -448,50 +484,35 @@ impl XferConfig {
         };
         let available = available_memory();
         need.check(available)?;
-        let bytes = need.total().unwrap_or(u64::MAX);
-        let block = match self.backend {
-            XferBackend::Libfabric => {
-                let info = select_info(&self.probe_spec())?;
-                let v = info.view();
-                if self.op == XferOp::Write && v.cq_data_size() < 4 {
-                    return Err(RunError::Config(format!(
-                        "provider {} carries {} bytes of remote CQ data; the write protocol \
-                         needs 4",
-                        self.provider,
-                        v.cq_data_size()
-                    )));
-                }
-                let rx_size = v.queue_sizes().1 as u64;
-                if per as u64 > rx_size {
-                    return Err(RunError::Config(format!(
-                        "--concurrency {per} in outstanding mode keeps {per} control receives \
-                         posted on one endpoint, but provider {}'s receive queue holds {rx_size}: \
-                         lower --concurrency or use --concurrency-mode endpoints",
-                        self.provider
-                    )));
-                }
-                block.min(v.max_msg_size() as u64).max(1)
-            }
-            // UCX has no message size limit of its own (it fragments), and its transports are
-            // checked when the context opens them.
-            XferBackend::Ucx => {
-                if per > crate::ucx::xfer::MAX_TRANSFERS {
-                    return bad("--concurrency is above what one UCX worker can tag");
-                }
-                if self.size.div_ceil(block) > u64::from(u32::MAX) {
-                    return bad("--block is too small: more than 2^32 chunks per transfer");
-                }
-                block
-            }
-        };
-        Ok(XferPlan {
-            block,
-            chunks: self.size.div_ceil(block),
-            workers,
-            transfers_per_worker: per,
-            bytes,
-            available,
-        })
+        Ok((need.total().unwrap_or(u64::MAX), available))
+    }
+
+    /// libfabric: the provider's remote CQ data and receive queue checked, the block capped at
+    /// its max_msg_size. UCX has no message size limit of its own (it fragments), and its
+    /// transports are checked when the context opens them.
+    fn provider_block(&self, block: u64, per: usize) -> Result<u64, RunError> {
+        if self.backend == XferBackend::Ucx {
+            return Ok(block);
+        }
+        let info = select_info(&self.probe_spec())?;
+        let v = info.view();
+        if self.op == XferOp::Write && v.cq_data_size() < 4 {
+            return Err(RunError::Config(format!(
+                "provider {} carries {} bytes of remote CQ data; the write protocol needs 4",
+                self.provider,
+                v.cq_data_size()
+            )));
+        }
+        let rx_size = v.queue_sizes().1 as u64;
+        if per as u64 > rx_size {
+            return Err(RunError::Config(format!(
+                "--concurrency {per} in outstanding mode keeps {per} control receives posted on \
+                 one endpoint, but provider {}'s receive queue holds {rx_size}: lower \
+                 --concurrency or use --concurrency-mode endpoints",
+                self.provider
+            )));
+        }
+        Ok(block.min(v.max_msg_size() as u64).max(1))
     }
 }
 

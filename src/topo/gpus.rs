@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{default_gpu, local_rank, normalize_bus_id, Distance, Nic, PciPlace, Topology};
+use super::{default_gpu, normalize_bus_id, Distance, Nic, PciPlace, Topology};
 
 /// One GPU as listed.
 #[derive(Debug, Clone, Serialize)]
@@ -137,7 +137,10 @@ impl GpuListing {
 
     /// The default `--gpu`: the launcher's local rank modulo the GPU count, else 0.
     pub fn default_gpu(&self) -> i32 {
-        default_gpu(local_rank(), self.gpus.len())
+        default_gpu(
+            crate::bootstrap::launcher::local_rank(|k| std::env::var(k).ok()),
+            self.gpus.len(),
+        )
     }
 }
 

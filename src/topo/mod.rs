@@ -255,14 +255,6 @@ pub fn normalize_bus_id(id: &str) -> Option<String> {
     ))
 }
 
-/// The launcher's local rank: LOCAL_RANK (torchrun), SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK,
-/// the first that is set and a number.
-pub fn local_rank() -> Option<u32> {
-    ["LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok()?.trim().parse().ok())
-}
-
 /// The default GPU for a process: its local rank modulo the GPU count, else 0.
 pub fn default_gpu(local_rank: Option<u32>, gpu_count: usize) -> i32 {
     match (local_rank, gpu_count) {

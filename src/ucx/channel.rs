@@ -177,16 +177,16 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
             .tx
             .get_mut(slot)
             .ok_or_else(|| bad_slot("send", slot))?;
-        if len > m.buf().len() {
-            return Err(too_long(len, m.buf().len()));
+        if len > m.channel_buf().len() {
+            return Err(too_long(len, m.channel_buf().len()));
         }
         if B::STAGED {
-            m.buf_mut().push(len).map_err(staging)?;
+            m.channel_buf_mut().push(len).map_err(staging)?;
         }
         let h = self.prereg.then(|| m.handle());
         // SAFETY: the slot is owned by self and outlives the request: requests are settled in
         // Drop before the slots are released.
-        let r = unsafe { self.ep.tag_send(m.buf().as_ptr(), len, DATA_TAG, h) }?;
+        let r = unsafe { self.ep.tag_send(m.channel_buf().as_ptr(), len, DATA_TAG, h) }?;
         self.sends.push_back(r);
         Ok(())
     }
@@ -206,17 +206,17 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
     #[inline]
     pub fn send(&mut self, len: usize) -> Result<()> {
         let m = &mut self.tx[0];
-        if len > m.buf().len() {
-            return Err(too_long(len, m.buf().len()));
+        if len > m.channel_buf().len() {
+            return Err(too_long(len, m.channel_buf().len()));
         }
         if B::STAGED {
-            m.buf_mut().push(len).map_err(staging)?;
+            m.channel_buf_mut().push(len).map_err(staging)?;
         }
         let params = &self.send_params;
         // SAFETY: slot 0 is owned by self and the request completes (or fails) before return.
         let pending = unsafe {
             self.ep
-                .tag_send_now(m.buf().as_ptr(), len, DATA_TAG, params)
+                .tag_send_now(m.channel_buf().as_ptr(), len, DATA_TAG, params)
         }?;
         if let Some(mut r) = pending {
             self.worker.wait(&mut r, self.timeout)?;
@@ -229,10 +229,10 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
     #[inline]
     pub fn recv(&mut self, len: usize) -> Result<usize> {
         let m = &mut self.rx[0];
-        if len > m.buf().len() {
-            return Err(too_long(len, m.buf().len()));
+        if len > m.channel_buf().len() {
+            return Err(too_long(len, m.channel_buf().len()));
         }
-        let ptr = m.buf_mut().as_mut_ptr();
+        let ptr = m.channel_buf_mut().as_mut_ptr();
         let params = &self.recv_params;
         // SAFETY: slot 0 is owned by self; the receive is waited for here, and a wait that
         // times out cancels and releases it before self (and the slot) can go.
@@ -245,7 +245,7 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
             .wait_status(st, Kind::Recv, 0, "tag receive", self.timeout)?;
         self.last_recv_slot = 0;
         if B::STAGED {
-            self.rx[0].buf_mut().pull(n).map_err(staging)?;
+            self.rx[0].channel_buf_mut().pull(n).map_err(staging)?;
         }
         Ok(n)
     }
@@ -257,11 +257,11 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
             .rx
             .get_mut(slot)
             .ok_or_else(|| bad_slot("receive", slot))?;
-        if len > m.buf().len() {
-            return Err(too_long(len, m.buf().len()));
+        if len > m.channel_buf().len() {
+            return Err(too_long(len, m.channel_buf().len()));
         }
         let h = self.prereg.then(|| m.handle());
-        let ptr = m.buf_mut().as_mut_ptr();
+        let ptr = m.channel_buf_mut().as_mut_ptr();
         // SAFETY: as in post_send, the slot outlives the request.
         let r = unsafe { self.worker.tag_recv(ptr, len, DATA_TAG, u64::MAX, h) }?;
         self.recvs.push_back((slot, r));
@@ -277,7 +277,7 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
         let n = self.worker.wait(&mut r, self.timeout)?;
         self.last_recv_slot = slot;
         if B::STAGED {
-            self.rx[slot].buf_mut().pull(n).map_err(staging)?;
+            self.rx[slot].channel_buf_mut().pull(n).map_err(staging)?;
         }
         Ok(n)
     }
@@ -337,13 +337,13 @@ impl<'a, B: HostStaged> TagChannel<'a, B> {
     /// Send slot `slot`, for writing a payload (its host staging copy for device memory,
     /// copied in by the next send of the slot).
     pub fn send_slot(&mut self, slot: usize) -> &mut [u8] {
-        self.tx[slot].buf_mut().host_mut()
+        self.tx[slot].channel_buf_mut().host_mut()
     }
 
     /// Receive slot `slot` (its host staging copy for device memory, copied out when a
     /// receive into it completes).
     pub fn recv_slot(&self, slot: usize) -> &[u8] {
-        self.rx[slot].buf().host()
+        self.rx[slot].channel_buf().host()
     }
 
     /// The receive slot of the last completed receive.

@@ -328,6 +328,51 @@ pub fn parse_lanes(info: &str) -> Vec<String> {
     out
 }
 
+/// A peer's mapped region as this endpoint reaches it: address, length and unpacked key.
+pub struct RemoteMemory {
+    addr: u64,
+    len: u64,
+    rkey: Rc<RemoteKey>,
+}
+
+/// A checked range of a peer's region: address, length and the key that covers it.
+pub struct RemoteSlice<'r> {
+    pub(super) addr: u64,
+    pub(super) len: usize,
+    pub(super) rkey: &'r Rc<RemoteKey>,
+}
+
+impl RemoteMemory {
+    /// Unpacks the key of `len` bytes at `addr` that the peer offered.
+    pub fn new(endpoint: &Endpoint, addr: u64, len: u64, packed: &[u8]) -> Result<RemoteMemory> {
+        Ok(RemoteMemory {
+            addr,
+            len,
+            rkey: Rc::new(RemoteKey::unpack(endpoint, packed)?),
+        })
+    }
+
+    /// Length in bytes, as offered.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the region is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `len` bytes at `offset`, if they lie inside the offered length.
+    pub fn slice(&self, offset: usize, len: usize) -> Option<RemoteSlice<'_>> {
+        let end = (offset as u64).checked_add(len as u64)?;
+        (end <= self.len).then(|| RemoteSlice {
+            addr: self.addr + offset as u64,
+            len,
+            rkey: &self.rkey,
+        })
+    }
+}
+
 /// A peer's remote key, unpacked on the endpoint that reaches it (ucp_ep_rkey_unpack).
 pub struct RemoteKey {
     pub(crate) raw: NonNull<sys::ucp_rkey>,

@@ -7,7 +7,7 @@ use ucx_sys as sys;
 
 use super::context::{Context, ContextInner};
 use super::error::{check, Result, UcxError};
-use crate::mem::{Buffer, MemIface};
+use crate::mem::{range_within, Buffer, InFlight, MemIface};
 
 /// Where mapped memory lives, as UCX names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +44,35 @@ pub struct MemHandleRef {
 
 /// A buffer mapped with a context (ucp_mem_map); owns the buffer, so it cannot move or vanish
 /// while UCX may touch it.
+///
+/// Operations reach its bytes through [`slice`](Self::slice) and [`slice_mut`](Self::slice_mut)
+/// posted on an [`OpTable`](super::OpTable), which counts each until it settles; meanwhile the
+/// CPU views are refused and dropping the handle leaks the buffer instead of freeing it.
 pub struct MemHandle<B: Buffer> {
     raw: NonNull<sys::ucp_mem>,
     memory_type: MemoryType,
-    buf: B,
+    buf: std::mem::ManuallyDrop<B>,
+    in_flight: Arc<InFlight>,
     context: Arc<ContextInner>,
+}
+
+/// A bounds-checked range of mapped memory that an operation reads (put, tagged send).
+pub struct UcxSlice<'m> {
+    pub(super) ptr: *const u8,
+    pub(super) len: usize,
+    pub(super) memh: MemHandleRef,
+    pub(super) context: &'m Arc<ContextInner>,
+    pub(super) in_flight: &'m Arc<InFlight>,
+}
+
+/// A bounds-checked range of mapped memory that an operation writes (get, tagged receive),
+/// borrowed mutably so no CPU view of it lives meanwhile.
+pub struct UcxSliceMut<'m> {
+    pub(super) ptr: *mut u8,
+    pub(super) len: usize,
+    pub(super) memh: MemHandleRef,
+    pub(super) context: &'m Arc<ContextInner>,
+    pub(super) in_flight: &'m Arc<InFlight>,
 }
 
 // SAFETY: a memory handle belongs to the (thread-safe) context, not to a worker; it moves
@@ -57,6 +81,15 @@ unsafe impl<B: Buffer> Send for MemHandle<B> {}
 
 impl<B: Buffer> Drop for MemHandle<B> {
     fn drop(&mut self) {
+        if !self.in_flight.idle() {
+            // An operation may still reach these bytes: keeping the mapping and the memory (a
+            // leak) is safe, freeing them is not.
+            crate::teardown::record(format!(
+                "mapped memory was dropped with {} UCX operation(s) in flight: leaked",
+                self.in_flight.count()
+            ));
+            return;
+        }
         // SAFETY: raw is a live mapping of this context, unmapped once, before `buf` drops.
         let status = unsafe { sys::ucp_mem_unmap(self.context.raw.as_ptr(), self.raw.as_ptr()) };
         if status != sys::UCS_OK as sys::ucs_status_t {
@@ -65,6 +98,8 @@ impl<B: Buffer> Drop for MemHandle<B> {
                 super::error::status_string(status)
             ));
         }
+        // SAFETY: buf is dropped once, here, after its mapping is gone.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.buf) };
     }
 }
 
@@ -79,9 +114,56 @@ impl<B: Buffer> MemHandle<B> {
         Ok(MemHandle {
             raw,
             memory_type,
-            buf,
+            in_flight: buf.in_flight().unwrap_or_default(),
+            buf: std::mem::ManuallyDrop::new(buf),
             context: context.inner.clone(),
         })
+    }
+
+    /// `len` bytes at `offset`, for an operation that reads them; None outside the buffer.
+    pub fn slice(&self, offset: usize, len: usize) -> Option<UcxSlice<'_>> {
+        range_within(offset, len, self.buf.len()).then(|| UcxSlice {
+            ptr: self.buf.as_ptr().wrapping_add(offset),
+            len,
+            memh: self.handle(),
+            context: &self.context,
+            in_flight: &self.in_flight,
+        })
+    }
+
+    /// `len` bytes at `offset`, for an operation that writes them; None outside the buffer.
+    pub fn slice_mut(&mut self, offset: usize, len: usize) -> Option<UcxSliceMut<'_>> {
+        if !range_within(offset, len, self.buf.len()) {
+            return None;
+        }
+        let memh = self.handle();
+        Some(UcxSliceMut {
+            ptr: self.buf.as_mut_ptr().wrapping_add(offset),
+            len,
+            memh,
+            context: &self.context,
+            in_flight: &self.in_flight,
+        })
+    }
+
+    /// Length of the registered memory in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the registered memory is empty.
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() == 0
+    }
+
+    /// Operations in flight on the buffer's bytes.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.count()
+    }
+
+    /// Start address and length, for the offer a peer reaches the memory by.
+    pub fn range(&self) -> (u64, usize) {
+        (self.buf.as_ptr() as u64, self.buf.len())
     }
 
     /// Maps the same memory a second time and unmaps it again; returns how long the mapping
@@ -115,13 +197,24 @@ impl<B: Buffer> MemHandle<B> {
         self.memory_type
     }
 
-    /// The mapped buffer.
-    pub fn buf(&self) -> &B {
+    /// The mapped buffer, while no operation is in flight on it (None otherwise).
+    pub fn buf(&self) -> Option<&B> {
+        self.in_flight.idle().then_some(&*self.buf)
+    }
+
+    /// The mapped buffer, for writing, while no operation is in flight on it.
+    pub fn buf_mut(&mut self) -> Option<&mut B> {
+        self.in_flight.idle().then_some(&mut *self.buf)
+    }
+
+    /// The buffer for this layer's channels, which post through the `unsafe` calls with their
+    /// own contracts and never through slices (so nothing is counted in flight).
+    pub(super) fn channel_buf(&self) -> &B {
         &self.buf
     }
 
-    /// The mapped buffer, for writing.
-    pub fn buf_mut(&mut self) -> &mut B {
+    /// As [`channel_buf`](Self::channel_buf), for writing.
+    pub(super) fn channel_buf_mut(&mut self) -> &mut B {
         &mut self.buf
     }
 

@@ -4,9 +4,10 @@
 //! a remote key its endpoint, a memory handle its context and its buffer.
 //!
 //! What `kvxfer ucx-perf` drives is [`TagChannel`] (tagged messages, a window of them in
-//! flight, an acknowledgement); what the UCX backend of `xfer` drives is [`xfer`] (put, get or
-//! tagged send per chunk over mapped memory and unpacked remote keys, with notifications and
-//! confirmations), whose operations an [`OpTable`] tracks without borrowing the worker.
+//! flight, an acknowledgement); what the UCX backend of `xfer` drives (`crate::xfer::ucx`:
+//! put, get or tagged send per chunk over mapped memory and unpacked remote keys, with
+//! notifications and confirmations) posts through an [`OpTable`], which tracks operations
+//! without borrowing the worker.
 #![warn(missing_docs)]
 
 mod capture;
@@ -17,17 +18,16 @@ mod error;
 mod memory;
 mod ops;
 mod worker;
-pub mod xfer;
 
 pub use channel::{SlotSpec, TagChannel};
 pub use context::{
     header_version, library_path, parse_resources, version, version_lacks, Context, Features,
     Resource,
 };
-pub use endpoint::{parse_lanes, Endpoint, RemoteKey};
+pub use endpoint::{parse_lanes, Endpoint, RemoteKey, RemoteMemory, RemoteSlice};
 pub use error::{status_string, Result, UcxError};
-pub use memory::{MemHandle, MemHandleRef, MemoryType};
-pub use ops::{OpKind, OpTable};
+pub use memory::{MemHandle, MemHandleRef, MemoryType, UcxSlice, UcxSliceMut};
+pub use ops::OpTable;
 pub use worker::{RecvParams, Request, SendParams, Worker};
 
 #[cfg(test)]

@@ -1,20 +1,59 @@
-//! Operations in flight that borrow nothing: raw requests under the caller's tokens, settled
-//! by polling. What a loop that owns its worker and its buffers in one place (xfer) keeps;
-//! [`super::Request`] is the borrowing form for loops that wait on each operation.
+//! Operations in flight that borrow nothing: requests under the caller's tokens, settled by
+//! polling. Posts take bounds-checked slices of mapped memory (or copy a small message into
+//! memory the table owns); each operation keeps what it reaches alive and counted in flight
+//! until it settles. [`super::Request`] is the borrowing form for loops that wait on each
+//! operation.
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ucx_sys as sys;
 
-use super::error::{request_error, Result};
+use super::endpoint::{Endpoint, RemoteKey, RemoteSlice, Rma};
+use super::error::{request_error, Result, UcxError};
+use super::memory::{MemHandleRef, UcxSlice, UcxSliceMut};
 use super::worker::{settle, Kind, Worker, WorkerInner};
+use crate::mem::InFlight;
+
+/// What an operation keeps until it settles.
+enum Hold {
+    /// Nothing (a flush).
+    Nothing,
+    /// Mapped memory, counted in flight, and the peer's key for RMA.
+    Region {
+        _count: Counted,
+        _rkey: Option<Rc<RemoteKey>>,
+    },
+    /// A message buffer the table owns (control messages).
+    Owned(Box<[u8]>),
+}
+
+impl Hold {
+    /// Counts the region in flight and keeps it.
+    fn region(in_flight: &Arc<InFlight>, rkey: Option<&Rc<RemoteKey>>) -> Hold {
+        in_flight.begin();
+        Hold::Region {
+            _count: Counted(Arc::clone(in_flight)),
+            _rkey: rkey.cloned(),
+        }
+    }
+}
+
+/// One operation counted in flight on a region; ends the count when dropped.
+struct Counted(Arc<InFlight>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
 
 /// How an operation's outcome is read when it completes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
+pub(crate) enum OpKind {
     /// A receive: its outcome is the received length.
     Recv,
     /// Anything else: its outcome is the length it was posted with.
@@ -27,11 +66,14 @@ struct Op {
     kind: Kind,
     len: usize,
     what: &'static str,
+    hold: Hold,
 }
 
 /// The requests of one worker still in flight, each with a token.
 pub struct OpTable {
     pending: Vec<Op>,
+    /// Owned receive buffers whose message arrived, by token, until taken.
+    arrived: Vec<(u64, Box<[u8]>)>,
     worker: Rc<WorkerInner>,
 }
 
@@ -40,20 +82,23 @@ impl OpTable {
     pub fn new(worker: &Worker) -> OpTable {
         OpTable {
             pending: Vec::with_capacity(64),
+            arrived: Vec::new(),
             worker: worker.inner.clone(),
         }
     }
 
     /// Takes what a `*_nbx` call of this worker returned: `Ok(true)` when it completed in
-    /// place, `Ok(false)` when it is now tracked under `token`, or the call's error.
+    /// place (`hold` is released now), `Ok(false)` when it is now tracked under `token`, or
+    /// the call's error.
     #[inline]
-    pub fn track(
+    fn track_holding(
         &mut self,
         ptr: sys::ucs_status_ptr_t,
         token: u64,
         kind: OpKind,
         len: usize,
         what: &'static str,
+        hold: Hold,
     ) -> Result<bool> {
         if sys::UCS_PTR_IS_ERR(ptr) {
             return Err(request_error(what, sys::UCS_PTR_STATUS(ptr)));
@@ -70,8 +115,201 @@ impl OpTable {
             },
             len,
             what,
+            hold,
         });
         Ok(false)
+    }
+
+    /// Refuses an endpoint of another worker (its requests would never be progressed here).
+    fn check_endpoint(&self, ep: &Endpoint) -> Result<()> {
+        if Rc::ptr_eq(&ep.inner.worker, &self.worker) {
+            Ok(())
+        } else {
+            Err(UcxError::Invalid(
+                "an endpoint of another worker posted on this table".into(),
+            ))
+        }
+    }
+
+    /// ucp_put_nbx of `local` into `remote`: Ok(true) completed in place, Ok(false) in flight
+    /// under `token`.
+    #[inline]
+    pub fn put(
+        &mut self,
+        ep: &Endpoint,
+        local: UcxSlice<'_>,
+        remote: RemoteSlice<'_>,
+        token: u64,
+    ) -> Result<bool> {
+        self.check_endpoint(ep)?;
+        self.check_context(local.context)?;
+        same_len(local.len, remote.len)?;
+        let hold = Hold::region(local.in_flight, Some(remote.rkey));
+        // SAFETY: local lies in mapped memory counted in flight (and kept) until the request
+        // settles; the remote range lies inside the peer's offered region, its key kept too.
+        let ptr = unsafe {
+            ep.rma_status(
+                Rma::Put,
+                local.ptr as *mut u8,
+                local.len,
+                remote.addr,
+                remote.rkey,
+                Some(local.memh),
+            )
+        };
+        self.track_holding(ptr, token, OpKind::Other, local.len, "put", hold)
+    }
+
+    /// ucp_get_nbx of `remote` into `local`.
+    #[inline]
+    pub fn get(
+        &mut self,
+        ep: &Endpoint,
+        local: UcxSliceMut<'_>,
+        remote: RemoteSlice<'_>,
+        token: u64,
+    ) -> Result<bool> {
+        self.check_endpoint(ep)?;
+        self.check_context(local.context)?;
+        same_len(local.len, remote.len)?;
+        let hold = Hold::region(local.in_flight, Some(remote.rkey));
+        // SAFETY: as in put; the memory was borrowed mutably for the post and is counted in
+        // flight after it, so no CPU view reads it while UCX writes.
+        let ptr = unsafe {
+            ep.rma_status(
+                Rma::Get,
+                local.ptr,
+                local.len,
+                remote.addr,
+                remote.rkey,
+                Some(local.memh),
+            )
+        };
+        self.track_holding(ptr, token, OpKind::Other, local.len, "get", hold)
+    }
+
+    /// ucp_tag_send_nbx of `local` under `tag`.
+    #[inline]
+    pub fn tag_send(
+        &mut self,
+        ep: &Endpoint,
+        local: UcxSlice<'_>,
+        tag: u64,
+        token: u64,
+    ) -> Result<bool> {
+        self.check_endpoint(ep)?;
+        self.check_context(local.context)?;
+        let hold = Hold::region(local.in_flight, None);
+        // SAFETY: as in put.
+        let ptr = unsafe { ep.tag_send_status(local.ptr, local.len, tag, Some(local.memh)) };
+        self.track_holding(ptr, token, OpKind::Other, local.len, "tag send", hold)
+    }
+
+    /// ucp_tag_recv_nbx into `local` of a message whose tag matches `tag` under `mask`.
+    #[inline]
+    pub fn tag_recv(
+        &mut self,
+        worker: &Worker,
+        local: UcxSliceMut<'_>,
+        tag: u64,
+        mask: u64,
+        token: u64,
+    ) -> Result<bool> {
+        self.check_worker(worker)?;
+        self.check_context(local.context)?;
+        let hold = Hold::region(local.in_flight, None);
+        // SAFETY: as in get.
+        let ptr =
+            unsafe { worker.tag_recv_status(local.ptr, local.len, tag, mask, Some(local.memh)) };
+        self.track_holding(ptr, token, OpKind::Recv, local.len, "tag receive", hold)
+    }
+
+    /// Sends a copy of `msg` under `tag` (a control message: the table owns the copy until
+    /// the send settles).
+    pub fn send_message(
+        &mut self,
+        ep: &Endpoint,
+        msg: &[u8],
+        tag: u64,
+        token: u64,
+        what: &'static str,
+    ) -> Result<bool> {
+        self.check_endpoint(ep)?;
+        let copy: Box<[u8]> = msg.into();
+        // SAFETY: the copy is moved into the operation (a box: its bytes do not move) and
+        // kept until the request settles.
+        let ptr = unsafe { ep.tag_send_status(copy.as_ptr(), copy.len(), tag, None) };
+        self.track_holding(
+            ptr,
+            token,
+            OpKind::Other,
+            copy.len(),
+            what,
+            Hold::Owned(copy),
+        )
+    }
+
+    /// Receives a message of up to `len` bytes whose tag matches `tag` under `mask` into memory
+    /// the table owns; [`message`](Self::message) hands it out once it arrived.
+    pub fn recv_message(
+        &mut self,
+        worker: &Worker,
+        len: usize,
+        tag: u64,
+        mask: u64,
+        token: u64,
+        what: &'static str,
+    ) -> Result<bool> {
+        self.check_worker(worker)?;
+        let mut buf: Box<[u8]> = vec![0u8; len].into();
+        // SAFETY: as in send_message, for writes.
+        let ptr = unsafe {
+            worker.tag_recv_status(buf.as_mut_ptr(), len, tag, mask, None::<MemHandleRef>)
+        };
+        self.track_holding(ptr, token, OpKind::Recv, len, what, Hold::Owned(buf))
+    }
+
+    /// The message a settled [`recv_message`](Self::recv_message) under `token` received.
+    pub fn message(&mut self, token: u64) -> Option<Box<[u8]>> {
+        let i = self.arrived.iter().position(|(t, _)| *t == token)?;
+        Some(self.arrived.swap_remove(i).1)
+    }
+
+    /// Starts a flush of `ep` (every operation issued on it completes, remotely for puts),
+    /// tracked under `token`; Ok(true) when it completed in place.
+    pub fn flush(&mut self, ep: &Endpoint, token: u64) -> Result<bool> {
+        self.check_endpoint(ep)?;
+        let ptr = ep.flush_status();
+        self.track_holding(
+            ptr,
+            token,
+            OpKind::Other,
+            0,
+            "endpoint flush",
+            Hold::Nothing,
+        )
+    }
+
+    /// Refuses memory mapped with another context than this worker's.
+    fn check_context(&self, context: &Arc<super::context::ContextInner>) -> Result<()> {
+        if Arc::ptr_eq(context, &self.worker.context) {
+            Ok(())
+        } else {
+            Err(UcxError::Invalid(
+                "a slice of memory mapped with another context".into(),
+            ))
+        }
+    }
+
+    /// Refuses another worker.
+    fn check_worker(&self, worker: &Worker) -> Result<()> {
+        if Rc::ptr_eq(&worker.inner, &self.worker) {
+            Ok(())
+        } else {
+            Err(UcxError::Invalid(
+                "a receive of another worker posted on this table".into(),
+            ))
+        }
     }
 
     /// Progresses the worker once and appends `(token, length)` of every operation that
@@ -90,9 +328,17 @@ impl OpTable {
             match unsafe { settle(op.ptr, op.kind, op.len, op.what) } {
                 None => i += 1,
                 Some(r) => {
-                    let op = self.pending.swap_remove(i);
+                    let mut op = self.pending.swap_remove(i);
                     match r {
-                        Ok(n) => out.push((op.token, n)),
+                        Ok(n) => {
+                            if let Hold::Owned(buf) = std::mem::replace(&mut op.hold, Hold::Nothing)
+                            {
+                                if op.kind == Kind::Recv {
+                                    self.arrived.push((op.token, buf));
+                                }
+                            }
+                            out.push((op.token, n))
+                        }
                         Err(e) => {
                             failed.get_or_insert(e);
                         }
@@ -135,14 +381,27 @@ impl OpTable {
     }
 }
 
+/// Refuses an RMA whose local and remote ranges differ in length.
+fn same_len(local: usize, remote: usize) -> Result<()> {
+    if local == remote {
+        Ok(())
+    } else {
+        Err(UcxError::Invalid(format!(
+            "an RMA of {local} local bytes into a {remote}-byte remote range"
+        )))
+    }
+}
+
 impl Drop for OpTable {
     fn drop(&mut self) {
         if !self.settle_all(Duration::from_secs(1)) {
-            // UCX still owns these requests; the worker's destruction releases them.
+            // UCX still owns these requests; the worker's destruction releases them. What
+            // they reach stays counted in flight and alive (leaked), never freed under UCX.
             crate::teardown::record(format!(
                 "{} UCX operations still in flight at exit",
                 self.pending.len()
             ));
+            std::mem::forget(std::mem::take(&mut self.pending));
         }
     }
 }

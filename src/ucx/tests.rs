@@ -97,13 +97,21 @@ fn put_through_an_unpacked_remote_key_lands_in_mapped_memory() {
     let ab = Endpoint::connect(&a, &b.address().unwrap()).unwrap();
     let rkey = RemoteKey::unpack(&ab, &packed).unwrap();
     let mut src = MemHandle::map(&ca, HostBuffer::new(256).unwrap()).unwrap();
-    for (i, x) in src.buf_mut().as_mut_slice().iter_mut().enumerate() {
+    for (i, x) in src.channel_buf_mut().as_mut_slice().iter_mut().enumerate() {
         *x = i as u8 ^ 0x5a;
     }
-    let remote = target.buf().as_ptr() as u64 + 1000;
+    let remote = target.channel_buf().as_ptr() as u64 + 1000;
     // SAFETY: src lives past the flush; the remote range is inside the mapped 4096 bytes.
-    let mut p =
-        unsafe { ab.put(src.buf().as_ptr(), 256, remote, &rkey, Some(src.handle())) }.unwrap();
+    let mut p = unsafe {
+        ab.put(
+            src.channel_buf().as_ptr(),
+            256,
+            remote,
+            &rkey,
+            Some(src.handle()),
+        )
+    }
+    .unwrap();
     drive(&[&a, &b], &mut p);
     // Flush needs the peer to progress when the put went through it: drive b meanwhile.
     let flushed = std::thread::scope(|_| {
@@ -119,17 +127,19 @@ fn put_through_an_unpacked_remote_key_lands_in_mapped_memory() {
         }
     });
     assert!(flushed);
-    let got = &target.buf().as_slice()[1000..1256];
+    let got = &target.channel_buf().as_slice()[1000..1256];
     assert!(got.iter().enumerate().all(|(i, &x)| x == i as u8 ^ 0x5a));
-    assert!(target.buf().as_slice()[..1000].iter().all(|&x| x == 0));
+    assert!(target.channel_buf().as_slice()[..1000]
+        .iter()
+        .all(|&x| x == 0));
     // And back: a get of the same range lands in a fresh local buffer.
     let mut back = MemHandle::map(&ca, HostBuffer::new(256).unwrap()).unwrap();
     let h = back.handle();
-    let dst = back.buf_mut().as_mut_ptr();
+    let dst = back.channel_buf_mut().as_mut_ptr();
     // SAFETY: back outlives the request, driven to completion here; the range is mapped.
     let mut g = unsafe { ab.get(dst, 256, remote, &rkey, Some(h)) }.unwrap();
     drive(&[&a, &b], &mut g);
-    assert_eq!(back.buf().as_slice(), got);
+    assert_eq!(back.channel_buf().as_slice(), got);
 }
 
 #[test]
@@ -177,4 +187,67 @@ fn versions_before_1_18_say_what_they_lack() {
     assert!(version_lacks("1.22.0").is_empty());
     assert!(version_lacks("2.0.1").is_empty());
     assert_eq!(version_lacks("garbage").len(), 1);
+}
+
+/// Polls `ops` (and `other`'s worker) until `want` operations settled; returns their tokens.
+fn settle_n(ops: &mut OpTable, other: &Worker, want: usize) -> Vec<u64> {
+    let (mut done, start) = (Vec::new(), Instant::now());
+    while done.len() < want {
+        ops.poll(&mut done).unwrap();
+        other.progress();
+        assert!(start.elapsed() < Duration::from_secs(10), "nothing settled");
+    }
+    done.into_iter().map(|(t, _)| t).collect()
+}
+
+#[test]
+fn table_posts_take_checked_slices_and_hold_them_until_settled() {
+    let ca = Context::new(Features::default()).unwrap();
+    let cb = Context::new(Features::default()).unwrap();
+    let a = Worker::new(&ca).unwrap();
+    let b = Worker::new(&cb).unwrap();
+    let ab = Endpoint::connect(&a, &b.address().unwrap()).unwrap();
+    let ba = Endpoint::connect(&b, &a.address().unwrap()).unwrap();
+    let target = MemHandle::map(&cb, HostBuffer::new(4096).unwrap()).unwrap();
+    let (addr, len) = target.range();
+    let remote = RemoteMemory::new(&ab, addr, len as u64, &target.pack_rkey().unwrap()).unwrap();
+    let mut src = MemHandle::map(&ca, HostBuffer::new(512).unwrap()).unwrap();
+    src.buf_mut().unwrap().as_mut_slice().fill(0xa5);
+
+    assert!(src.slice(256, 257).is_none() && src.slice(usize::MAX, 2).is_none());
+    assert!(remote.slice(4000, 97).is_none(), "past the offered length");
+    let mut ops = OpTable::new(&a);
+    // Lengths must agree; memory of another context is refused.
+    let r = remote.slice(0, 8).unwrap();
+    assert!(ops.put(&ab, src.slice(0, 9).unwrap(), r, 1).is_err());
+    let r = remote.slice(0, 8).unwrap();
+    assert!(ops.put(&ab, target.slice(0, 8).unwrap(), r, 1).is_err());
+    assert_eq!((ops.len(), src.in_flight()), (0, 0));
+
+    let r = remote.slice(1000, 512).unwrap();
+    let in_place = ops.put(&ab, src.slice(0, 512).unwrap(), r, 7).unwrap();
+    if !in_place {
+        assert!(src.buf_mut().is_none(), "a put in flight holds its source");
+        assert_eq!(settle_n(&mut ops, &b, 1), [7]);
+    }
+    assert!(ops.flush(&ab, 8).unwrap() || settle_n(&mut ops, &b, 1) == [8]);
+    assert_eq!(src.in_flight(), 0);
+    assert!(src.buf_mut().is_some());
+    let got = target.buf().unwrap().as_slice();
+    assert!(got[1000..1512].iter().all(|&x| x == 0xa5));
+    assert!(got[..1000].iter().all(|&x| x == 0));
+
+    // A control message from b lands in memory a's table owns.
+    let mut bops = OpTable::new(&b);
+    assert!(!ops.recv_message(&a, 16, 3, u64::MAX, 30, "note").unwrap());
+    let sent = bops
+        .send_message(&ba, &42u64.to_le_bytes(), 3, 31, "note")
+        .unwrap();
+    assert_eq!(settle_n(&mut ops, &b, 1), [30]);
+    let msg = ops.message(30).unwrap();
+    assert_eq!(&msg[..8], 42u64.to_le_bytes());
+    assert!(ops.message(30).is_none(), "handed out once");
+    if !sent {
+        assert_eq!(settle_n(&mut bops, &a, 1), [31]);
+    }
 }

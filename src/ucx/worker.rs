@@ -35,7 +35,7 @@ unsafe extern "C" fn recv_done(
 
 pub(crate) struct WorkerInner {
     pub(crate) raw: NonNull<sys::ucp_worker>,
-    _context: Arc<ContextInner>,
+    pub(crate) context: Arc<ContextInner>,
 }
 
 impl Drop for WorkerInner {
@@ -72,7 +72,7 @@ impl Worker {
         Ok(Worker {
             inner: Rc::new(WorkerInner {
                 raw: NonNull::new(raw).expect("ucp_worker_create succeeded with NULL"),
-                _context: context.inner.clone(),
+                context: context.inner.clone(),
             }),
         })
     }

@@ -6,6 +6,7 @@
 
 pub mod libfabric;
 pub mod rails;
+pub mod tag;
 pub mod ucx;
 
 use std::time::Duration;
@@ -73,7 +74,7 @@ pub enum RegionOffer {
     /// libfabric over several rails: each rail's regions, in rail order.
     LibfabricRails(Vec<Vec<crate::fabric::RemoteRegion>>),
     /// UCX: address, length and packed remote key of each mapped region.
-    Ucx(Vec<crate::ucx::xfer::RemoteRegion>),
+    Ucx(Vec<ucx::protocol::RemoteRegion>),
 }
 
 /// Errors of a transfer end.
@@ -192,7 +193,7 @@ mod tests {
 
     #[test]
     fn an_offer_names_its_backend_and_refuses_the_other_form() {
-        let offer = RegionOffer::Ucx(vec![crate::ucx::xfer::RemoteRegion {
+        let offer = RegionOffer::Ucx(vec![ucx::protocol::RemoteRegion {
             addr: 4096,
             len: 1 << 20,
             rkey: "AAE=".into(),

@@ -1,0 +1,230 @@
+//! The etcd group layer against a real etcd server: ranks claimed atomically, barriers,
+//! fingerprints compared across ranks, a full run refused, a dead rank named, keys removed.
+
+mod common;
+mod etcd_support;
+
+use std::time::{Duration, Instant};
+
+use etcd_support::EtcdServer;
+use kvxfer::bootstrap::etcd::{Etcd, EtcdError};
+use kvxfer::bootstrap::group::{self, Group, GroupError, GroupSpec};
+use kvxfer::bootstrap::launcher::RankSource;
+use kvxfer::bootstrap::Fingerprint;
+
+fn spec(url: &str, group: &str, world: usize) -> GroupSpec {
+    GroupSpec {
+        url: url.to_string(),
+        group: group.to_string(),
+        world,
+        rank: None,
+        ttl: Duration::from_secs(2),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+/// Joins `world` ranks of `group` from threads; returns them in rank order.
+fn join_all(url: &str, group: &str, world: usize) -> Vec<Group> {
+    let handles: Vec<_> = (0..world)
+        .map(|_| {
+            let s = spec(url, group, world);
+            std::thread::spawn(move || Group::join(&s))
+        })
+        .collect();
+    let mut groups: Vec<Group> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    groups.sort_by_key(|g| g.rank());
+    groups
+}
+
+#[test]
+fn ranks_are_claimed_once_each_and_a_full_run_refuses_more() {
+    let Some(etcd) = EtcdServer::start("ranks_are_claimed_once_each_and_a_full_run_refuses_more")
+    else {
+        return;
+    };
+    let groups = join_all(&etcd.url, "g1", 3);
+    let ranks: Vec<usize> = groups.iter().map(|g| g.rank()).collect();
+    assert_eq!(ranks, [0, 1, 2]);
+    assert!(groups.iter().all(|g| g.run_id() == groups[0].run_id()));
+    assert!(groups.iter().all(|g| g.source() == RankSource::Etcd));
+    assert_eq!(groups[0].members().len(), 3);
+    // A fourth process of the same group while the run lives is refused, quickly.
+    let mut s = spec(&etcd.url, "g1", 3);
+    s.timeout = Duration::from_secs(2);
+    let e = Group::join(&s).err().expect("refused");
+    assert!(matches!(e, GroupError::Full { world: 3, .. }), "{e}");
+    assert!(e.to_string().contains("another run with this group"), "{e}");
+    // Another world size for the same run is refused too.
+    let e = Group::join(&spec(&etcd.url, "g1", 4))
+        .err()
+        .expect("refused");
+    assert!(matches!(e, GroupError::World { ours: 4, .. }), "{e}");
+    // Barriers: every rank passes once all arrive.
+    let hs: Vec<_> = groups
+        .into_iter()
+        .map(|g| {
+            std::thread::spawn(move || {
+                g.barrier("b").unwrap();
+                g
+            })
+        })
+        .collect();
+    let groups: Vec<Group> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(!etcd.keys("/kvxfer/g1/").is_empty());
+    for g in groups {
+        g.finish(true).unwrap();
+    }
+    assert_eq!(etcd.keys("/kvxfer/g1/"), Vec::<String>::new());
+}
+
+#[test]
+fn launcher_ranks_are_claimed_and_a_taken_one_is_refused() {
+    let Some(etcd) = EtcdServer::start("launcher_ranks_are_claimed_and_a_taken_one_is_refused")
+    else {
+        return;
+    };
+    let handles: Vec<_> = [1usize, 0]
+        .into_iter()
+        .map(|r| {
+            let mut s = spec(&etcd.url, "g2", 2);
+            s.rank = Some((RankSource::Slurm, r));
+            std::thread::spawn(move || Group::join(&s))
+        })
+        .collect();
+    let groups: Vec<Group> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    assert_eq!(groups[0].rank(), 1);
+    assert_eq!(groups[1].rank(), 0);
+    assert_eq!(groups[0].source(), RankSource::Slurm);
+    let mut s = spec(&etcd.url, "g2", 2);
+    s.rank = Some((RankSource::Slurm, 1));
+    let e = Group::join(&s).err().expect("refused");
+    assert!(matches!(e, GroupError::RankTaken { rank: 1, .. }), "{e}");
+    for g in groups {
+        g.finish(true).unwrap();
+    }
+}
+
+#[test]
+fn a_fingerprint_mismatch_names_the_rank_and_the_parameter() {
+    let Some(etcd) = EtcdServer::start("a_fingerprint_mismatch_names_the_rank_and_the_parameter")
+    else {
+        return;
+    };
+    let groups = join_all(&etcd.url, "g3", 3);
+    let hs: Vec<_> = groups
+        .into_iter()
+        .map(|g| {
+            std::thread::spawn(move || {
+                let size = if g.rank() == 2 { "1024" } else { "4096" };
+                let fp = Fingerprint::default()
+                    .with("bench", "xfer")
+                    .with("size", size);
+                let r = g.check_fingerprints(&fp);
+                (g, r)
+            })
+        })
+        .collect();
+    // Every rank compares before any leaves (a rank that left would be named instead).
+    let done: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    for (g, r) in done {
+        let e = r.expect_err("mismatch found on every rank");
+        match &e {
+            GroupError::Mismatch {
+                rank,
+                param,
+                here,
+                there,
+                ..
+            } => {
+                assert_eq!((*rank, param.as_str()), (2, "size"), "{e}");
+                assert_eq!((here.as_str(), there.as_str()), ("4096", "1024"));
+            }
+            other => panic!("{other}"),
+        }
+        g.finish(true).unwrap();
+    }
+}
+
+#[test]
+fn a_rank_whose_lease_expires_is_named_dead_and_a_leaving_one_by_its_reason() {
+    let test = "a_rank_whose_lease_expires_is_named_dead_and_a_leaving_one_by_its_reason";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let mut groups = join_all(&etcd.url, "g4", 3);
+    let dead = groups.pop().unwrap();
+    // Dropped without finishing: its keep-alive stops, its lease expires after the TTL (2 s).
+    drop(dead);
+    let start = Instant::now();
+    let e = groups[0]
+        .wait_gone(Duration::from_secs(8))
+        .expect("noticed");
+    assert!(matches!(e, GroupError::Dead { rank: 2, .. }), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(e.to_string().contains("rank 2"), "{e}");
+    // A barrier with a dead rank ends at once with its name, not at the time-out.
+    let start = Instant::now();
+    let e = groups[0].barrier("after").unwrap_err();
+    assert!(matches!(e, GroupError::Dead { rank: 2, .. }), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    groups[1].leave("the target went away");
+    groups[0].put("survivors", b"here").unwrap();
+    let got = groups[0].gather("survivors", true).unwrap();
+    assert_eq!(got, vec![Some(b"here".to_vec()), None, None]);
+    let g1 = groups.pop().unwrap();
+    g1.finish(false).unwrap();
+    // Rank 1 left with a reason: named as such, not as dead; the dead rank comes first.
+    let gone: Vec<String> = groups[0]
+        .gone()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(gone.len(), 2, "{gone:?}");
+    assert!(gone[0].starts_with("rank 2 (") && gone[0].ends_with("died: its etcd lease expired"));
+    assert!(gone[1].starts_with("rank 1 (") && gone[1].ends_with("gave up: the target went away"));
+    groups.pop().unwrap().finish(true).unwrap();
+    assert_eq!(etcd.keys("/kvxfer/g4/"), Vec::<String>::new());
+}
+
+#[test]
+fn clean_removes_what_a_crashed_run_left() {
+    let Some(etcd) = EtcdServer::start("clean_removes_what_a_crashed_run_left") else {
+        return;
+    };
+    let c = Etcd::connect(&etcd.url, Duration::from_secs(5), Duration::from_secs(5)).unwrap();
+    c.put("/kvxfer/g5/run", b"r1", false).unwrap();
+    c.put("/kvxfer/g5/r1/left/0", b"{}", false).unwrap();
+    c.put("/kvxfer/g50/run", b"other", false).unwrap();
+    let n = group::clean(&etcd.url, "g5", Duration::from_secs(5)).unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(etcd.keys("/kvxfer/g5/"), Vec::<String>::new());
+    assert_eq!(etcd.keys("/kvxfer/g50/"), ["/kvxfer/g50/run"]);
+    c.close().unwrap();
+}
+
+#[test]
+fn an_unreachable_server_is_named_quickly() {
+    let url = format!("http://127.0.0.1:{}", common::free_port());
+    let start = Instant::now();
+    let e = Etcd::connect(&url, Duration::from_secs(3), Duration::from_secs(2))
+        .err()
+        .expect("nothing listens");
+    assert!(matches!(e, EtcdError::Unreachable { .. }), "{e}");
+    assert!(e.to_string().contains(&url), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -1,0 +1,337 @@
+//! `kvxfer xfer --etcd`: processes meeting through a real etcd server run many-to-one into
+//! rank 0, which writes the merged result; a killed initiator is named by every survivor.
+
+mod common;
+mod etcd_support;
+
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use etcd_support::{
+    assert_merged, assert_names_dead, doc, keys_left, spawn_rank, stderr, wait_for_target,
+    EtcdServer,
+};
+use kvxfer::report::Status;
+use kvxfer::stats::decode_histogram;
+
+#[test]
+fn three_initiator_ranks_into_rank_zero_merge_into_one_result() {
+    let test = "three_initiator_ranks_into_rank_zero_merge_into_one_result";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--world",
+        "4",
+        "--size",
+        "256K",
+        "-c",
+        "2",
+        "-I",
+        "6",
+        "-w",
+        "1",
+        "--domain",
+        "lo",
+        "--timeout",
+        "60",
+    ];
+    let children: Vec<Child> = (0..4)
+        .map(|r| spawn_rank(&[], &etcd.url, "m2o", r, 4, &args, dir.path()))
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (r, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {r}: {}", stderr(o));
+        assert!(
+            stderr(o).contains(&format!("rank {r} of 4")),
+            "{}",
+            stderr(o)
+        );
+    }
+    let merged = doc(dir.path(), 0);
+    assert_merged(&merged, 3, 2, 256 << 10, 6);
+    assert_eq!(merged.config["rank_source"], "pmi");
+    // Each initiator wrote its own figures, the same its entry in the merged result holds.
+    for r in 1..4 {
+        let own = doc(dir.path(), r);
+        assert_eq!(own.status, Status::Complete);
+        let entry = &merged.results[0].extra["ranks"][r - 1];
+        assert_eq!(
+            own.results[0].histogram.as_deref(),
+            entry["histogram"].as_str(),
+            "rank {r}"
+        );
+    }
+    assert_eq!(keys_left(&etcd, "m2o"), Vec::<String>::new());
+}
+
+#[test]
+fn a_rank_with_other_parameters_is_named_with_the_parameter() {
+    let test = "a_rank_with_other_parameters_is_named_with_the_parameter";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        "--world",
+        "2",
+        "-I",
+        "2",
+        "-w",
+        "1",
+        "--domain",
+        "lo",
+        "--timeout",
+        "20",
+    ];
+    let a: Vec<&str> = base.iter().copied().chain(["--size", "64K"]).collect();
+    let b: Vec<&str> = base.iter().copied().chain(["--size", "128K"]).collect();
+    let r0 = spawn_rank(&[], &etcd.url, "fp", 0, 2, &a, dir.path());
+    let r1 = spawn_rank(&[], &etcd.url, "fp", 1, 2, &b, dir.path());
+    let (o0, o1) = (
+        r0.wait_with_output().unwrap(),
+        r1.wait_with_output().unwrap(),
+    );
+    assert!(!o0.status.success() && !o1.status.success());
+    for o in [&o0, &o1] {
+        let e = stderr(o);
+        assert!(
+            e.contains("rank 1 was started with different parameters: size is 65536 on rank 0 but 131072 on rank 1"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn etcd_unreachable_at_start_is_one_line_naming_the_url() {
+    let url = format!("http://127.0.0.1:{}", common::free_port());
+    let start = Instant::now();
+    let o = common::kvxfer()
+        .args([
+            "xfer",
+            "--etcd",
+            &url,
+            "--world",
+            "2",
+            "--scheme",
+            "many-to-one",
+        ])
+        .args(["--size", "64K", "--domain", "lo"])
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    let last = e.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!("etcd at {url} is unreachable")),
+        "{e}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn group_runs_refuse_what_they_do_not_run() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--world", "1", "--scheme", "many-to-one"],
+            "--world 1 leaves no initiator",
+        ),
+        (&["--world", "2"], "--etcd runs --scheme many-to-one"),
+        (&["--scheme", "many-to-one"], "--etcd needs --world N"),
+    ];
+    for (args, want) in cases {
+        let o = common::kvxfer()
+            .env_remove("SLURM_PROCID")
+            .env_remove("OMPI_COMM_WORLD_RANK")
+            .env_remove("PMI_RANK")
+            .args(["xfer", "--etcd", "http://127.0.0.1:9"])
+            .args(args)
+            .args(["--size", "64K"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept() {
+    let test = "a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough that the kill lands mid-run (thousands of iterations of 1M on the loopback).
+    let args = [
+        "--world",
+        "4",
+        "--size",
+        "1M",
+        "-c",
+        "1",
+        "-I",
+        "4000",
+        "-w",
+        "1",
+        "--domain",
+        "lo",
+        "--timeout",
+        "60",
+        "--etcd-ttl",
+        "2",
+    ];
+    let mut children: Vec<Option<Child>> = (0..4)
+        .map(|r| Some(spawn_rank(&[], &etcd.url, "kill", r, 4, &args, dir.path())))
+        .collect();
+    // Rank 0 publishes its address once every rank has joined; the transfers start soon after.
+    wait_for_target(&etcd, "kill");
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut victim = children[2].take().unwrap();
+    victim.kill().unwrap();
+    let killed_at = Instant::now();
+    let _ = victim.wait();
+    let outs: Vec<(usize, Output)> = children
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, c)| c.map(|c| (r, c.wait_with_output().unwrap())))
+        .collect();
+    let took = killed_at.elapsed();
+    let all: Vec<String> = outs
+        .iter()
+        .map(|(r, o)| format!("rank {r}: {}", stderr(o)))
+        .collect();
+    assert!(
+        took < Duration::from_secs(20),
+        "survivors took {took:?}: {all:#?}"
+    );
+    println!(
+        "every survivor ended {took:.1?} after the kill:\n{}",
+        all.join("")
+    );
+    for (r, o) in &outs {
+        assert_names_dead(*r, o, 2);
+    }
+    let merged = doc(dir.path(), 0);
+    assert_eq!(merged.status, Status::Partial, "{:?}", merged.errors);
+    assert!(merged.errors[0].message.contains("rank 2"));
+    let r = &merged.results[0];
+    assert!(r.iterations > 0 && r.iterations < 4000, "{}", r.iterations);
+    // The two survivors' workers, every sample of the iterations all of them finished.
+    assert_eq!(r.extra["workers"].as_array().unwrap().len(), 2);
+    let h = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
+    assert_eq!(h.len(), 2 * r.iterations);
+    let ranks = r.extra["ranks"].as_array().unwrap();
+    let status: Vec<&str> = ranks
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(status, ["partial", "lost", "partial"]);
+    for k in [1, 3] {
+        let own = doc(dir.path(), k);
+        assert_eq!(own.status, Status::Partial, "rank {k}");
+        assert!(own.results[0].iterations >= r.iterations, "rank {k}");
+    }
+    // Rank 0 removed the run's keys; only the dead rank's lease may linger a moment.
+    assert_eq!(keys_left(&etcd, "kill"), Vec::<String>::new());
+}
+
+#[test]
+fn ucx_ranks_merge_the_same_way() {
+    let Some(etcd) = EtcdServer::start("ucx_ranks_merge_the_same_way") else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        "env",
+        "UCX_TLS=tcp",
+        "UCX_NET_DEVICES=lo",
+        "UCX_LOG_FILE=stderr",
+    ];
+    let args = [
+        "--world", "3", "-B", "ucx", "--size", "256K", "-c", "2", "-I", "4", "-w", "1",
+    ];
+    let outs: Vec<Output> = (0..3)
+        .map(|r| spawn_rank(&env, &etcd.url, "ucx", r, 3, &args, dir.path()))
+        .collect::<Vec<Child>>()
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (r, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {r}: {}", stderr(o));
+    }
+    let merged = doc(dir.path(), 0);
+    assert_eq!(merged.config["backend"], "ucx");
+    assert_merged(&merged, 2, 2, 256 << 10, 4);
+}
+
+#[test]
+fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
+    let test = "a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // The first run would last minutes; the refusals take a fraction of a second.
+    let args = [
+        "--world", "2", "--size", "64K", "-I", "100000", "-w", "1", "--domain", "lo",
+    ];
+    let first: Vec<Child> = (0..2)
+        .map(|r| spawn_rank(&[], &etcd.url, "busy", r, 2, &args, dir.path()))
+        .collect();
+    wait_for_target(&etcd, "busy");
+    // Another launch of the same group: ranks claimed in etcd, or given by a launcher.
+    let launch = |rank: Option<&str>| {
+        let mut c = common::kvxfer();
+        for v in [
+            "PMI_RANK",
+            "PMI_SIZE",
+            "SLURM_PROCID",
+            "OMPI_COMM_WORLD_RANK",
+        ] {
+            c.env_remove(v);
+        }
+        if let Some(r) = rank {
+            c.env("PMI_RANK", r).env("PMI_SIZE", "2");
+        }
+        let o = c
+            .args(["xfer", "--etcd", &etcd.url, "--group", "busy"])
+            .args(["--scheme", "many-to-one"])
+            .args(args)
+            .args(["--timeout", "10"])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        stderr(&o)
+    };
+    let e = launch(None);
+    assert!(
+        e.contains("group \"busy\" already has all 2 ranks of run")
+            && e.contains("another run with this group is under way"),
+        "{e}"
+    );
+    let e = launch(Some("1"));
+    assert!(
+        e.contains("rank 1 of group \"busy\" is already taken"),
+        "{e}"
+    );
+    // The first run goes on undisturbed (stopped here: it would run for minutes).
+    for (r, mut c) in first.into_iter().enumerate() {
+        assert!(c.try_wait().unwrap().is_none(), "first run, rank {r} ended");
+        c.kill().unwrap();
+        let _ = c.wait();
+    }
+}
