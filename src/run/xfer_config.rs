@@ -247,6 +247,14 @@ impl XferConfig {
                 .with("rails", r.name())
                 .with("stripe_threshold", self.stripe_threshold);
         }
+        // Both sides are told both segment types; the GPU ordinal may differ per process.
+        if self.mem.any_vram() {
+            f = f
+                .with("initiator_seg", self.mem.initiator.name())
+                .with("target_seg", self.mem.target.name())
+                .with("vmm", self.mem.vmm)
+                .with("staging", if self.mem.staging { "host" } else { "none" });
+        }
         f
     }
 
