@@ -13,6 +13,7 @@ pub mod report;
 pub mod run;
 pub mod stats;
 pub mod teardown;
+pub mod topo;
 pub mod ucx;
 pub mod units;
 pub mod xfer;

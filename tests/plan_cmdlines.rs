@@ -335,15 +335,14 @@ fn schemes_are_spelled_for_each_tool() {
         .iter()
         .find(|t| t["id"] == "kvxfer")
         .unwrap();
-    assert_eq!(k["skip_if"], "true");
+    // VRAM to VRAM: kvxfer's twin runs in VRAM too, skipped at run time without a GPU.
+    assert_eq!(k["skip_if"], "! kvxfer info --gpu --check");
+    let cmd = k["commands"][0].as_str().unwrap();
     assert!(
-        k["description"]
-            .as_str()
-            .unwrap()
-            .contains("this pattern is VRAM to VRAM"),
-        "{k}"
+        cmd.contains("--initiator-seg VRAM --target-seg VRAM"),
+        "{cmd}"
     );
-    // LIBFABRIC patterns: skipped for their VRAM only.
+    // LIBFABRIC patterns: the same twin over the provider.
     let (efa, _) = defs
         .iter()
         .find(|(g, _)| g.path == Path::new("pll-nixlbench-efa-55m-server.json"))
@@ -355,8 +354,8 @@ fn schemes_are_spelled_for_each_tool() {
         .iter()
         .find(|t| t["id"] == "kvxfer")
         .unwrap();
-    assert_eq!(
-        k["description"],
-        "skipped: kvxfer xfer moves host memory only so far; this pattern is VRAM to VRAM"
-    );
+    assert_eq!(k["skip_if"], "! kvxfer info --gpu --check");
+    let cmd = k["commands"][0].as_str().unwrap();
+    assert!(cmd.contains("--provider efa --endpoint rdm"), "{cmd}");
+    assert!(cmd.contains("--target-seg VRAM"), "{cmd}");
 }

@@ -155,7 +155,7 @@ fn stock_tools_get_their_real_option_names() {
         "--etcd_endpoints http://{{PEER_IP}}:2379",
         // kvxfer xfer's real flags; the iterations nixlbench really runs for a block over 1 MiB
         // (160 / 16, 32 / 16).
-        "kvxfer xfer --provider efa --endpoint rdm --size 704643072 --block 704643072 --concurrency 16 --scheme many-to-one --op write --iterations 10 --warmup 2 --timeout 300",
+        "kvxfer xfer --provider efa --endpoint rdm --size 704643072 --block 704643072 --concurrency 16 --scheme many-to-one --op write --initiator-seg VRAM --target-seg VRAM --iterations 10 --warmup 2 --timeout 300",
         "kvxfer parse --tool nixlbench",
         "kvxfer crosscheck /tmp/low-level-results --tolerance 0.1",
     ] {

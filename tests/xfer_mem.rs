@@ -1,13 +1,16 @@
-//! `kvxfer xfer --initiator-seg/--target-seg DRAM|VRAM --gpu N`: device memory refused before
-//! any connection with one line naming what is missing (the `cuda` feature, the driver or
-//! the device); a GPU host skips these by name.
+//! `kvxfer xfer --initiator-seg/--target-seg DRAM|VRAM --gpu N [--vmm]`: without a GPU, device
+//! memory is refused before any connection with one line naming what is missing (the `cuda`
+//! feature, the driver or the device); with one, UCX moves VRAM to VRAM (tcp + cuda_copy) and
+//! `--verify` checks it through host copies. Each side skips the other's tests by name.
 
 mod common;
+mod xfer_support;
 
 use std::time::Duration;
 
 use common::*;
 use predicates::prelude::*;
+use xfer_support::*;
 
 /// Runs xfer with `args`, expects failure, returns stderr.
 fn refused(args: &[&str]) -> String {
@@ -65,9 +68,187 @@ fn vram_without_a_gpu_ends_with_one_line_naming_what_is_missing() {
 fn dram_is_spelled_any_case_and_bad_kinds_or_gpus_are_refused() {
     let err = refused(&["--initiator-seg", "HBM"]);
     assert!(err.contains("invalid value 'HBM'"), "{err}");
+    let err = refused(&["--staging", "host"]);
+    assert!(err.contains("--staging host bounces VRAM"), "{err}");
+    let err = refused(&["--staging", "device"]);
+    assert!(err.contains("invalid value 'device'"), "{err}");
     let err = refused(&["--target-seg", "VRAM", "--gpu", "-2"]);
     assert!(err.contains("--gpu must be 0 or more"), "{err}");
     // DRAM in any case is accepted: the run is refused later for a bad size, not the kind.
     let err = refused(&["--initiator-seg", "dRaM", "--target-seg", "DRAM", "-I", "0"]);
     assert!(err.contains("--iterations must be at least 1"), "{err}");
+}
+
+/// Whether the CUDA driver opens a GPU for this kvxfer (`info --gpu --check`).
+fn gpu_usable() -> bool {
+    kvxfer()
+        .args(["info", "--gpu", "--check"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// One local UCX xfer over tcp + cuda_copy on lo with `args`, checked and returned.
+fn ucx_vram(name: &str, args: &[&str], size: u64) -> Option<kvxfer::report::ResultDoc> {
+    if !gpu_usable() {
+        skip(
+            name,
+            "no GPU the CUDA driver opens (kvxfer info --gpu --check)",
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("x.json");
+    let size_arg = size.to_string();
+    let mut all = vec![
+        "xfer", "-B", "ucx", "-s", &size_arg, "--verify", "-I", "3", "-w", "1",
+    ];
+    all.extend_from_slice(args);
+    std::env::set_var("UCX_TLS", "tcp,cuda_copy");
+    std::env::set_var("UCX_NET_DEVICES", "lo");
+    let doc = local(&all, &json);
+    assert_xfer_consistent(
+        &doc,
+        &Expect {
+            size,
+            iterations: 3,
+            warmup: 1,
+            transfers: 1,
+            verify: true,
+            op: "write",
+        },
+    );
+    assert!(
+        doc.config["verify_copies"]
+            .as_str()
+            .is_some_and(|v| v.contains("outside the timed span")),
+        "{:?}",
+        doc.config
+    );
+    Some(doc)
+}
+
+#[test]
+fn ucx_vram_to_vram_with_verify_on_a_gpu() {
+    let name = "ucx_vram_to_vram_with_verify_on_a_gpu";
+    let args = [
+        "--initiator-seg",
+        "VRAM",
+        "--target-seg",
+        "VRAM",
+        "--gpu",
+        "0",
+    ];
+    let Some(doc) = ucx_vram(name, &args, 64 << 20) else {
+        return;
+    };
+    assert_eq!(doc.config["mem"], "vram");
+    assert_eq!(doc.config["vram_alloc"], "cuMemAlloc");
+    let lanes = doc.environment.extra["ucx_endpoint_info"]
+        .as_str()
+        .unwrap_or("");
+    assert!(lanes.contains("cuda_copy"), "UCX's lanes: {lanes}");
+}
+
+#[test]
+fn ucx_vmm_memory_and_dram_to_vram_on_a_gpu() {
+    let name = "ucx_vmm_memory_and_dram_to_vram_on_a_gpu";
+    let args = ["--target-seg", "VRAM", "--vmm"];
+    let Some(doc) = ucx_vram(name, &args, 8 << 20) else {
+        return;
+    };
+    // One process runs both sides; its document is the initiator's, in DRAM.
+    assert_eq!(doc.config["mem"], "dram");
+    assert_eq!(doc.config["initiator_seg"], "DRAM");
+    assert_eq!(doc.config["target_seg"], "VRAM");
+    assert_eq!(doc.config["vram_alloc"], "cuMemCreate");
+}
+
+#[test]
+fn staged_vram_over_libfabric_tcp_on_a_gpu() {
+    let name = "staged_vram_over_libfabric_tcp_on_a_gpu";
+    if !gpu_usable() {
+        skip(
+            name,
+            "no GPU the CUDA driver opens (kvxfer info --gpu --check)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("x.json");
+    let args = [
+        "xfer",
+        "--provider",
+        "tcp",
+        "--domain",
+        "lo",
+        "-s",
+        "16M",
+        "--verify",
+        "-I",
+        "3",
+        "-w",
+        "1",
+        "--initiator-seg",
+        "VRAM",
+        "--target-seg",
+        "VRAM",
+        "--staging",
+        "host",
+    ];
+    let doc = local(&args, &json);
+    assert_xfer_consistent(
+        &doc,
+        &Expect {
+            size: 16 << 20,
+            iterations: 3,
+            warmup: 1,
+            transfers: 1,
+            verify: true,
+            op: "write",
+        },
+    );
+    assert_eq!(doc.config["staging"], "host");
+    assert_eq!(
+        doc.config["mem_registration"], "host",
+        "the network moved host memory"
+    );
+    let s = &doc.results[0].extra["staging"];
+    assert_eq!(s["direction"], "device_to_host");
+    assert_eq!(s["samples"], 3);
+    assert!(s["copy_gbps_p50"].as_f64().unwrap() > 0.0, "{s}");
+}
+
+#[test]
+fn pingpong_in_vram_runs_or_names_what_is_missing() {
+    let out = kvxfer()
+        .args([
+            "pingpong", "-p", "tcp", "-d", "lo", "-S", "64,4096", "-I", "20", "--verify",
+        ])
+        .args(["--initiator-seg", "VRAM", "--target-seg", "vram"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    if out.status.success() {
+        // A GPU and a provider with FI_HMEM: a real ping-pong in device memory.
+        assert!(gpu_usable(), "VRAM ran without a usable GPU: {err}");
+        return;
+    }
+    assert!(out.stdout.is_empty(), "results on a refusal");
+    let line = err
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains("--initiator-seg VRAM"), "{err}");
+    let named = if gpu_usable() {
+        line.contains("offers no FI_HMEM") && line.contains("--staging host")
+    } else if cfg!(feature = "cuda") {
+        line.contains("no CUDA driver") || line.contains("no CUDA device")
+    } else {
+        line.contains("built without the `cuda` feature")
+    };
+    assert!(named, "{err}");
 }

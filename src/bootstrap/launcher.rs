@@ -1,5 +1,5 @@
 //! Ranks a launcher gives: Slurm, Open MPI and PMI (MPICH, Intel MPI) set a rank and a world
-//! size in each process's environment.
+//! size in each process's environment; torchrun, Slurm and Open MPI a rank on the host too.
 
 /// A launcher's variables that are not numbers, or disagree with each other.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,15 @@ pub fn launcher_rank(
     Ok(None)
 }
 
+/// The local rank (on this host) a launcher gave this process, read through `var`:
+/// LOCAL_RANK (torchrun), SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK, the first that is set and
+/// a number; None otherwise.
+pub fn local_rank(var: impl Fn(&str) -> Option<String>) -> Option<u32> {
+    ["LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"]
+        .iter()
+        .find_map(|k| var(k)?.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +116,14 @@ mod tests {
         assert!(e.to_string().contains("SLURM_NTASKS is not"), "{e}");
         let e = launcher_rank(vars(&[("PMI_RANK", "2"), ("PMI_SIZE", "2")])).unwrap_err();
         assert!(e.to_string().contains("not below"), "{e}");
+    }
+
+    #[test]
+    fn local_ranks_come_from_torchrun_then_slurm_then_open_mpi() {
+        let env = [("SLURM_LOCALID", "2"), ("OMPI_COMM_WORLD_LOCAL_RANK", "1")];
+        assert_eq!(local_rank(vars(&env)), Some(2));
+        let env = [("LOCAL_RANK", "x"), ("OMPI_COMM_WORLD_LOCAL_RANK", " 3 ")];
+        assert_eq!(local_rank(vars(&env)), Some(3));
+        assert_eq!(local_rank(vars(&[("PMI_RANK", "1")])), None);
     }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use kvxfer::fabric::{self, EndpointType, Hints, InfoList};
+use kvxfer::topo::GpuListing;
 use kvxfer::ucx;
 use serde::Serialize;
 
@@ -24,6 +25,14 @@ pub struct InfoArgs {
     /// providers; UCX_TLS and UCX_NET_DEVICES narrow the list as they narrow a run.
     #[arg(long, conflicts_with_all = ["provider", "endpoint"])]
     ucx: bool,
+    /// List GPUs (name, memory, PCI bus id, NUMA node) and their PCIe distance to every NIC,
+    /// as `nvidia-smi topo -m` shows it (sysfs root: $KVXFER_SYSFS_ROOT, default /sys).
+    #[arg(long, conflicts_with_all = ["provider", "endpoint", "ucx"])]
+    gpu: bool,
+    /// With --gpu: print nothing on stdout; exit 0 when the CUDA driver opens a GPU, else 1
+    /// with one line saying why (plans skip their VRAM tasks by it).
+    #[arg(long, requires = "gpu")]
+    check: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -56,6 +65,9 @@ struct Entry {
 pub fn run(a: InfoArgs) -> anyhow::Result<ExitCode> {
     if a.ucx {
         return ucx_info(a.json);
+    }
+    if a.gpu {
+        return gpu_info(a.json, a.check);
     }
     let hints = Hints {
         provider: a.provider.clone(),
@@ -179,4 +191,102 @@ fn ucx_info(json: bool) -> anyhow::Result<ExitCode> {
         kvxfer::outln!("    device: {}", r.device);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `kvxfer info --gpu`: the GPUs, then a GPU x NIC matrix of PCIe distances.
+fn gpu_info(json: bool, check: bool) -> anyhow::Result<ExitCode> {
+    let l = GpuListing::host();
+    if check {
+        let usable = l.gpus.iter().filter(|g| g.ordinal.is_some()).count();
+        if usable > 0 {
+            eprintln!("kvxfer: {usable} GPU(s) usable through the CUDA driver");
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "kvxfer: no usable GPU: {} ({} NVIDIA PCI device(s) under {})",
+            l.driver_error
+                .as_deref()
+                .unwrap_or("the CUDA driver lists no device"),
+            l.gpus.len(),
+            kvxfer::topo::sysfs_root().display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if l.gpus.is_empty() {
+        eprintln!(
+            "kvxfer: no GPU found (sysfs {}: no NVIDIA PCI device; CUDA: {})",
+            kvxfer::topo::sysfs_root().display(),
+            l.driver_error.as_deref().unwrap_or("no device")
+        );
+    } else if let Some(e) = &l.driver_error {
+        eprintln!("kvxfer: GPUs from sysfs only (no names or memory): {e}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&l)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", gpu_text(&l));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text form of `info --gpu`.
+fn gpu_text(l: &GpuListing) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let dash = || "-".to_string();
+    let _ = writeln!(
+        out,
+        "{:<5} {:<28} {:>10}  {:<13} {:>4}",
+        "GPU", "name", "memory", "PCI bus id", "NUMA"
+    );
+    for g in &l.gpus {
+        let _ = writeln!(
+            out,
+            "{:<5} {:<28} {:>10}  {:<13} {:>4}",
+            g.ordinal.map_or_else(dash, |o| o.to_string()),
+            g.name.clone().unwrap_or_else(dash),
+            g.memory_bytes.map_or_else(dash, |b| format!(
+                "{:.1} GiB",
+                b as f64 / f64::from(1u32 << 30)
+            )),
+            g.pci_bus_id,
+            g.numa_node.map_or_else(dash, |n| n.to_string()),
+        );
+    }
+    if l.nics.is_empty() || l.affinity.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nGPU-to-NIC PCIe distance (PIX < PXB < PHB < NODE < SYS):"
+    );
+    let width = l
+        .nics
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = write!(out, "{:<14}", "");
+    for n in &l.nics {
+        let _ = write!(out, " {:<width$}", n.name);
+    }
+    out.push('\n');
+    for g in l.gpus.iter().filter(|g| g.place().is_some()) {
+        let label = match g.ordinal {
+            Some(o) => format!("GPU{o}"),
+            None => g.pci_bus_id.clone(),
+        };
+        let _ = write!(out, "{label:<14}");
+        for n in &l.nics {
+            let d = l
+                .affinity
+                .iter()
+                .find(|a| a.gpu == g.pci_bus_id && a.nic == n.name)
+                .map_or("-", |a| a.distance.name());
+            let _ = write!(out, " {d:<width$}");
+        }
+        out.push('\n');
+    }
+    out
 }

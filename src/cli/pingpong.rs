@@ -59,6 +59,16 @@ pub struct PingPongArgs {
     /// Never use fi_inject, even below the inject size.
     #[arg(long)]
     no_inject: bool,
+    /// The initiator's message buffers: DRAM (host) or VRAM (GPU; the provider needs FI_HMEM).
+    #[arg(long, value_enum, ignore_case = true, default_value = "dram")]
+    initiator_seg: super::xfer::SegArg,
+    /// The target's message buffers: DRAM (host) or VRAM (GPU).
+    #[arg(long, value_enum, ignore_case = true, default_value = "dram")]
+    target_seg: super::xfer::SegArg,
+    /// CUDA device that holds VRAM buffers (default: the launcher's local rank modulo the
+    /// GPU count, else 0).
+    #[arg(long, allow_negative_numbers = true)]
+    gpu: Option<i32>,
 }
 
 /// The ping-pong configuration the shared options describe (message mode, inject on).
@@ -74,6 +84,7 @@ pub fn base_config(a: &PairArgs) -> anyhow::Result<PingPongConfig> {
         verify: a.verify,
         inject: true,
         timeout: a.timeout,
+        mem: Default::default(),
     })
 }
 
@@ -112,5 +123,6 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
         ModeArg::Tagged => MsgMode::Tagged,
     };
     cfg.inject = !a.no_inject;
+    cfg.mem = super::xfer::mem_kinds(a.initiator_seg, a.target_seg, a.gpu, false, false);
     drive(&a.pair, &cfg, "pingpong", cfg.sizes.len())
 }

@@ -149,8 +149,15 @@ fn parse_size(s: &str) -> Result<u64, String> {
     kvxfer::units::parse_size(s).map_err(|e| e.to_string())
 }
 
+/// `--staging`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StagingArg {
+    /// A bounce through pinned host memory.
+    Host,
+}
+
 /// `--initiator-seg` / `--target-seg` (nixlbench's segment types, any case).
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SegArg {
     /// Host memory.
     Dram,
@@ -227,9 +234,19 @@ pub struct XferArgs {
     /// The target's memory: DRAM (host) or VRAM (GPU), as nixlbench's --target_seg_type.
     #[arg(long, value_enum, ignore_case = true, default_value = "dram")]
     target_seg: SegArg,
-    /// CUDA device that holds VRAM segments.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    gpu: i32,
+    /// CUDA device that holds VRAM segments (default: the launcher's local rank, LOCAL_RANK,
+    /// SLURM_LOCALID or OMPI_COMM_WORLD_LOCAL_RANK, modulo the GPU count; else 0).
+    #[arg(long, allow_negative_numbers = true)]
+    gpu: Option<i32>,
+    /// VRAM through the CUDA virtual memory API (cuMemCreate + cuMemMap, GPUDirect RDMA
+    /// capable) instead of cuMemAlloc, as nixlbench's --enable_vmm.
+    #[arg(long)]
+    vmm: bool,
+    /// Move VRAM sides' data through pinned host memory: copied device to host before sending
+    /// and host to device after receiving, each copy timed apart (results[0].extra.staging);
+    /// for providers without FI_HMEM or a UCX without CUDA.
+    #[arg(long, value_enum, value_name = "host")]
+    staging: Option<StagingArg>,
     /// Seconds to wait for peers, barriers and each transfer.
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
@@ -237,6 +254,31 @@ pub struct XferArgs {
     group: super::etcd::GroupArgs,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+/// Both sides' memory as the options give it; `--gpu` by default the launcher's local rank
+/// modulo the GPU count (looked up only when VRAM is asked for), else 0.
+pub fn mem_kinds(
+    initiator: SegArg,
+    target: SegArg,
+    gpu: Option<i32>,
+    vmm: bool,
+    staging: bool,
+) -> MemKinds {
+    let vram = [initiator, target].contains(&SegArg::Vram);
+    MemKinds {
+        initiator: initiator.into(),
+        target: target.into(),
+        gpu: gpu.unwrap_or_else(|| {
+            if vram {
+                kvxfer::topo::GpuListing::host().default_gpu()
+            } else {
+                0
+            }
+        }),
+        vmm,
+        staging,
+    }
 }
 
 /// Runs `kvxfer xfer`: the configuration, a line on what runs, the run, then the table, the
@@ -280,11 +322,13 @@ fn config(a: &XferArgs) -> XferConfig {
         idle_before_timed: Duration::ZERO,
         rails: a.rails.clone(),
         stripe_threshold: a.stripe_threshold,
-        mem: MemKinds {
-            initiator: a.initiator_seg.into(),
-            target: a.target_seg.into(),
-            gpu: a.gpu,
-        },
+        mem: mem_kinds(
+            a.initiator_seg,
+            a.target_seg,
+            a.gpu,
+            a.vmm,
+            a.staging.is_some(),
+        ),
     }
 }
 

@@ -7,24 +7,34 @@ use super::connect::Connection;
 use super::error::{FabricError, Result};
 use super::info::{caps, mr_mode};
 use super::mr::MemoryRegion;
-use crate::mem::{Buffer, HostBuffer};
+use crate::mem::{HostBuffer, HostStaged, MemIface};
 
 /// The tag kvxfer's tagged messages carry.
 const TAG: u64 = 0x6b76_7866; // "kvxf"
 
-/// A host buffer, registered when the provider requires local registration.
-pub enum LocalBuf {
+/// A message buffer (host memory, or device memory with a host staging copy), registered when
+/// the provider requires local registration or the memory is on a device.
+pub enum LocalBuf<B: HostStaged = HostBuffer> {
     /// Registered; its descriptor goes with every post.
-    Registered(MemoryRegion<HostBuffer>),
+    Registered(MemoryRegion<B>),
     /// Not registered (the provider does not need it); descriptor NULL.
-    Plain(HostBuffer),
+    Plain(B),
 }
 
-impl LocalBuf {
+impl LocalBuf<HostBuffer> {
     /// Allocates `len` bytes and registers them with `access` if the connection's provider needs it.
     pub fn new(conn: &Connection, len: usize, access: u64) -> Result<LocalBuf> {
         let buf = HostBuffer::new(len).map_err(|e| FabricError::Invalid(e.to_string()))?;
-        if conn.info.view().mr_mode() & (mr_mode::LOCAL | mr_mode::HMEM) != 0 {
+        LocalBuf::over(conn, buf, access)
+    }
+}
+
+impl<B: HostStaged> LocalBuf<B> {
+    /// Takes `buf`, registered with `access` where the provider needs it (always for device
+    /// memory).
+    pub fn over(conn: &Connection, buf: B, access: u64) -> Result<LocalBuf<B>> {
+        let device = buf.iface() != MemIface::System;
+        if device || conn.info.view().mr_mode() & (mr_mode::LOCAL | mr_mode::HMEM) != 0 {
             Ok(LocalBuf::Registered(MemoryRegion::register(
                 &conn.domain,
                 buf,
@@ -43,14 +53,14 @@ impl LocalBuf {
         }
     }
 
-    fn host(&self) -> &HostBuffer {
+    fn host(&self) -> &B {
         match self {
             LocalBuf::Registered(mr) => mr.channel_buf(),
             LocalBuf::Plain(b) => b,
         }
     }
 
-    fn host_mut(&mut self) -> &mut HostBuffer {
+    fn host_mut(&mut self) -> &mut B {
         match self {
             LocalBuf::Registered(mr) => mr.channel_buf_mut(),
             LocalBuf::Plain(b) => b,
@@ -69,17 +79,17 @@ pub enum MsgMode {
 
 /// A ping-pong style channel: sends wait for their completion (or are injected), one receive
 /// stays posted.
-pub struct MsgChannel {
+pub struct MsgChannel<B: HostStaged = HostBuffer> {
     conn: Connection,
-    tx: LocalBuf,
-    rx: LocalBuf,
+    tx: LocalBuf<B>,
+    rx: LocalBuf<B>,
     mode: MsgMode,
     inject_size: usize,
     timeout: Duration,
     recv_posted: bool,
 }
 
-impl MsgChannel {
+impl MsgChannel<HostBuffer> {
     /// Buffers of `max_size` bytes on a connection; `inject` uses fi_inject up to the inject size.
     pub fn new(
         conn: Connection,
@@ -88,9 +98,26 @@ impl MsgChannel {
         inject: bool,
         timeout: Duration,
     ) -> Result<MsgChannel> {
-        let tx = LocalBuf::new(&conn, max_size, caps::SEND)?;
-        let rx = LocalBuf::new(&conn, max_size, caps::RECV)?;
-        let inject_size = if inject {
+        let tx = HostBuffer::new(max_size).map_err(|e| FabricError::Invalid(e.to_string()))?;
+        let rx = HostBuffer::new(max_size).map_err(|e| FabricError::Invalid(e.to_string()))?;
+        MsgChannel::over(conn, tx, rx, mode, inject, timeout)
+    }
+}
+
+impl<B: HostStaged> MsgChannel<B> {
+    /// A channel over the given send and receive buffers (of equal length); device memory is
+    /// never injected (fi_inject copies host bytes).
+    pub fn over(
+        conn: Connection,
+        tx: B,
+        rx: B,
+        mode: MsgMode,
+        inject: bool,
+        timeout: Duration,
+    ) -> Result<MsgChannel<B>> {
+        let tx = LocalBuf::over(&conn, tx, caps::SEND)?;
+        let rx = LocalBuf::over(&conn, rx, caps::RECV)?;
+        let inject_size = if inject && !B::STAGED {
             conn.info.view().inject_size()
         } else {
             0
@@ -163,6 +190,8 @@ impl MsgChannel {
                 self.tx.host().len()
             )));
         }
+        // Device memory: the host staging copy, if written since, goes to the device first.
+        self.tx.host_mut().push(len).map_err(staging_error)?;
         let ptr = self.tx.host().as_ptr();
         let peer = self.conn.peer;
         if len <= self.inject_size {
@@ -218,6 +247,8 @@ impl MsgChannel {
             .rxcq
             .wait_one("a message from the peer", self.timeout)?;
         self.recv_posted = false;
+        // Device memory with a staging copy (--verify): the message comes to the host side.
+        self.rx.host_mut().pull(e.len).map_err(staging_error)?;
         Ok(e.len)
     }
 
@@ -227,17 +258,23 @@ impl MsgChannel {
         self.conn.txcq.read(&mut e).map(|_| ())
     }
 
-    /// The send buffer, to fill before [`send`](Self::send).
+    /// The send buffer (for device memory its host staging copy), to fill before
+    /// [`send`](Self::send).
     pub fn send_buf(&mut self) -> &mut [u8] {
-        self.tx.host_mut().as_mut_slice()
+        self.tx.host_mut().host_mut()
     }
 
-    /// The receive buffer while no receive is posted into it (empty otherwise).
+    /// The receive buffer (for device memory its host staging copy) while no receive is
+    /// posted into it (empty otherwise).
     pub fn received(&self) -> &[u8] {
         if self.recv_posted {
             &[]
         } else {
-            self.rx.host().as_slice()
+            self.rx.host().host()
         }
     }
+}
+
+fn staging_error(e: crate::mem::MemError) -> FabricError {
+    FabricError::Invalid(format!("copying a message between device and host: {e}"))
 }

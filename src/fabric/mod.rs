@@ -25,7 +25,7 @@ pub use info::{
     available_providers, caps, mr_mode, runtime_version, EndpointType, Hints, Info, InfoList,
     InfoRef,
 };
-pub use mr::{LocalSlice, LocalSliceMut, MemoryRegion, RemoteRegion, RemoteSlice};
+pub use mr::{LocalSlice, LocalSliceMut, MemoryRegion, RegMode, RemoteRegion, RemoteSlice};
 pub use path::{DataPath, Done};
 pub use rma::cq_flags;
 pub use rma_channel::{RmaChannel, RmaPingPongOp};

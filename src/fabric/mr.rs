@@ -95,13 +95,92 @@ impl LocalSliceMut<'_> {
     }
 }
 
-/// Registers `len` bytes at `ptr` (fi_mr_regattr); the caller keeps the memory alive.
+/// How a region was registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegMode {
+    /// Host memory (FI_HMEM_SYSTEM).
+    Host,
+    /// Device memory by address (FI_HMEM_CUDA and the device ordinal).
+    Hmem,
+    /// Device memory by dmabuf descriptor (FI_MR_DMABUF).
+    Dmabuf,
+}
+
+impl RegMode {
+    /// The name results carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegMode::Host => "host",
+            RegMode::Hmem => "hmem",
+            RegMode::Dmabuf => "dmabuf",
+        }
+    }
+}
+
+/// FI_MR_DMABUF (libfabric 1.20): `mr_iov` points at a [`FiMrDmabuf`] instead of an iovec.
+const FI_MR_DMABUF: u64 = 1 << 40;
+
+/// libfabric 1.20's `struct fi_mr_dmabuf` (the headers this builds against may predate it).
+#[repr(C)]
+struct FiMrDmabuf {
+    fd: libc::c_int,
+    offset: u64,
+    len: libc::size_t,
+    base_addr: *mut libc::c_void,
+}
+
+/// Whether the running libfabric knows FI_MR_DMABUF (1.20 and later).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn libfabric_has_dmabuf() -> bool {
+    // SAFETY: fi_version takes no arguments and returns a constant.
+    let v = unsafe { sys::fi_version() };
+    (v >> 16, v & 0xffff) >= (1, 20)
+}
+
+/// Registers `buf` (fi_mr_regattr): device memory by dmabuf where the running libfabric and
+/// the driver offer it and the provider takes it, by address otherwise.
+fn register_buffer<B: Buffer>(
+    domain: &Domain,
+    buf: &mut B,
+    access: u64,
+) -> Result<(NonNull<sys::fid_mr>, RegMode)> {
+    let (ptr, len, iface) = (buf.as_mut_ptr(), buf.len(), buf.iface());
+    if iface == MemIface::System {
+        return Ok((
+            regattr(domain, ptr, len, iface, access, None)?,
+            RegMode::Host,
+        ));
+    }
+    #[cfg(feature = "cuda")]
+    if libfabric_has_dmabuf() {
+        if let Some(d) = buf.dmabuf() {
+            let dmabuf = FiMrDmabuf {
+                fd: d.fd,
+                offset: d.offset,
+                len,
+                base_addr: d.base as usize as *mut libc::c_void,
+            };
+            // A provider without dmabuf support refuses; registration by address follows.
+            if let Ok(raw) = regattr(domain, ptr, len, iface, access, Some(&dmabuf)) {
+                return Ok((raw, RegMode::Dmabuf));
+            }
+        }
+    }
+    Ok((
+        regattr(domain, ptr, len, iface, access, None)?,
+        RegMode::Hmem,
+    ))
+}
+
+/// Registers `len` bytes at `ptr` (fi_mr_regattr), or the dmabuf range `dmabuf` describes;
+/// the caller keeps the memory alive.
 fn regattr(
     domain: &Domain,
     ptr: *mut u8,
     len: usize,
     iface: MemIface,
     access: u64,
+    dmabuf: Option<&FiMrDmabuf>,
 ) -> Result<NonNull<sys::fid_mr>> {
     let iov = libc::iovec {
         iov_base: ptr as *mut libc::c_void,
@@ -121,10 +200,16 @@ fn regattr(
             attr.device.cuda = dev;
         }
     }
+    let mut flags = 0;
+    if let Some(d) = dmabuf {
+        // The union's other member: same place, a pointer either way.
+        attr.mr_iov = d as *const FiMrDmabuf as *const sys::iovec;
+        flags = FI_MR_DMABUF;
+    }
     let mut raw: *mut sys::fid_mr = std::ptr::null_mut();
-    // SAFETY: attr points at iov, valid for the call; the caller keeps ptr..ptr+len alive for
-    // as long as the returned region is open.
-    let ret = unsafe { sys::fi_mr_regattr(domain.inner.raw.as_ptr(), &attr, 0, &mut raw) };
+    // SAFETY: attr points at iov or dmabuf, valid for the call; the caller keeps
+    // ptr..ptr+len alive for as long as the returned region is open.
+    let ret = unsafe { sys::fi_mr_regattr(domain.inner.raw.as_ptr(), &attr, flags, &mut raw) };
     check("fi_mr_regattr", ret)?;
     Ok(NonNull::new(raw).expect("fi_mr_regattr succeeded with NULL"))
 }
@@ -138,6 +223,7 @@ fn regattr(
 /// freeing memory the NIC may still touch.
 pub struct MemoryRegion<B: Buffer> {
     raw: NonNull<sys::fid_mr>,
+    mode: RegMode,
     buf: std::mem::ManuallyDrop<B>,
     in_flight: Arc<InFlight>,
     domain: Arc<DomainInner>,
@@ -167,10 +253,10 @@ impl<B: Buffer> Drop for MemoryRegion<B> {
 impl<B: Buffer> MemoryRegion<B> {
     /// Registers the whole buffer with the given access bits (`caps::SEND | caps::RECV | ...`).
     pub fn register(domain: &Domain, mut buf: B, access: u64) -> Result<Self> {
-        let (ptr, len, iface) = (buf.as_mut_ptr(), buf.len(), buf.iface());
-        let raw = regattr(domain, ptr, len, iface, access)?;
+        let (raw, mode) = register_buffer(domain, &mut buf, access)?;
         Ok(MemoryRegion {
             raw,
+            mode,
             in_flight: buf.in_flight().unwrap_or_default(),
             buf: std::mem::ManuallyDrop::new(buf),
             domain: domain.inner.clone(),
@@ -223,9 +309,8 @@ impl<B: Buffer> MemoryRegion<B> {
     /// Registers the same memory a second time, closes that registration, and returns how long
     /// the registration took: the cost of a registration the provider may serve from its cache.
     pub fn time_reregistration(&mut self, domain: &Domain, access: u64) -> Result<Duration> {
-        let (ptr, len, iface) = (self.buf.as_mut_ptr(), self.buf.len(), self.buf.iface());
         let start = Instant::now();
-        let raw = regattr(domain, ptr, len, iface, access)?;
+        let (raw, _) = register_buffer(domain, &mut *self.buf, access)?;
         let took = start.elapsed();
         // SAFETY: raw was just opened and is closed once; self.buf outlives it.
         close_fid(unsafe { &mut (*raw.as_ptr()).fid }, "memory region");
@@ -268,6 +353,11 @@ impl<B: Buffer> MemoryRegion<B> {
     pub fn key(&self) -> u64 {
         // SAFETY: raw is a live region.
         unsafe { sys::fi_mr_key(self.raw.as_ptr()) }
+    }
+
+    /// How the region was registered.
+    pub fn mode(&self) -> RegMode {
+        self.mode
     }
 
     /// The registered buffer, while no operation is in flight on it (None otherwise).
@@ -345,6 +435,7 @@ mod tests {
             0
         );
         let a = MemoryRegion::register(&d, HostBuffer::new(8192).unwrap(), access).unwrap();
+        assert_eq!(a.mode(), RegMode::Host);
         let mut b = MemoryRegion::register(&d, HostBuffer::new(4096).unwrap(), access).unwrap();
         assert_ne!(a.key(), b.key(), "two regions of one domain share a key");
         let ra = a.remote(&info);

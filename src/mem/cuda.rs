@@ -5,7 +5,12 @@ use std::sync::Arc;
 
 use cudarc::driver::{result as cu, sys};
 
+use super::driver::{describe, driver_error};
 use super::{Buffer, HostBuffer, HostStaged, MemError, MemIface};
+
+mod vmm;
+
+pub use vmm::Dmabuf;
 
 /// A CUDA device with its primary context retained, current on the thread that opened it.
 #[derive(Clone)]
@@ -26,44 +31,80 @@ unsafe impl Send for DeviceInner {}
 // SAFETY: as for Send: the inner holds no Rust-visible mutable state.
 unsafe impl Sync for DeviceInner {}
 
-fn driver_error(call: &'static str, e: cu::DriverError) -> MemError {
-    MemError::Cuda {
-        call,
-        message: describe(e),
-    }
-}
-
-fn describe(e: cu::DriverError) -> String {
-    match (e.error_name(), e.error_string()) {
-        (Ok(name), Ok(text)) => format!("{} ({})", text.to_string_lossy(), name.to_string_lossy()),
-        _ => format!("{:?}", e.0),
-    }
-}
-
 /// Whether the CUDA driver library can be loaded on this machine.
 pub fn driver_present() -> bool {
     // SAFETY: only tries to dlopen the driver's library names; nothing is called in it.
     unsafe { sys::is_culib_present() }
 }
 
+/// Loads and initialises the driver; returns how many devices it sees. `ordinal` is only named
+/// in the error when there are none.
+fn init(ordinal: i32) -> Result<i32, MemError> {
+    // Checked first: cudarc panics when a driver call finds no library.
+    if !driver_present() {
+        return Err(MemError::NoCudaDriver);
+    }
+    if let Err(e) = cu::init() {
+        if e.0 == sys::CUresult::CUDA_ERROR_NO_DEVICE {
+            return Err(MemError::NoCudaDevice {
+                device: ordinal,
+                count: 0,
+            });
+        }
+        return Err(driver_error("cuInit", e));
+    }
+    cu::device::get_count().map_err(|e| driver_error("cuDeviceGetCount", e))
+}
+
+/// A CUDA device as the driver describes it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceInfo {
+    /// The CUDA ordinal.
+    pub ordinal: i32,
+    /// The device's name.
+    pub name: String,
+    /// Total device memory in bytes.
+    pub memory_bytes: u64,
+    /// PCI bus id as the driver writes it (`00000000:18:00.0`).
+    pub pci_bus_id: String,
+}
+
+/// Every device the driver sees (none when there is no device; an error without a driver).
+pub fn devices() -> Result<Vec<DeviceInfo>, MemError> {
+    let count = match init(0) {
+        Ok(n) => n,
+        Err(MemError::NoCudaDevice { .. }) => 0,
+        Err(e) => return Err(e),
+    };
+    (0..count)
+        .map(|ordinal| {
+            let dev = cu::device::get(ordinal).map_err(|e| driver_error("cuDeviceGet", e))?;
+            let name = cu::device::get_name(dev).map_err(|e| driver_error("cuDeviceGetName", e))?;
+            // SAFETY: dev came from cuDeviceGet.
+            let memory = unsafe { cu::device::total_mem(dev) }
+                .map_err(|e| driver_error("cuDeviceTotalMem", e))?;
+            let mut bus = [0 as std::ffi::c_char; 32];
+            // SAFETY: the driver writes at most bus.len() bytes, NUL-terminated, into bus.
+            unsafe { sys::cuDeviceGetPCIBusId(bus.as_mut_ptr(), bus.len() as i32, dev) }
+                .result()
+                .map_err(|e| driver_error("cuDeviceGetPCIBusId", e))?;
+            // SAFETY: bus is NUL-terminated (zero-filled, and the driver terminates it).
+            let bus = unsafe { std::ffi::CStr::from_ptr(bus.as_ptr()) };
+            Ok(DeviceInfo {
+                ordinal,
+                name,
+                memory_bytes: memory as u64,
+                pci_bus_id: bus.to_string_lossy().into_owned(),
+            })
+        })
+        .collect()
+}
+
 impl CudaDevice {
     /// Loads the driver and opens device `ordinal`: retains its primary context and makes it
     /// current on this thread (UCX's CUDA transports use the current context).
     pub fn open(ordinal: i32) -> Result<CudaDevice, MemError> {
-        // Checked first: cudarc panics when a driver call finds no library.
-        if !driver_present() {
-            return Err(MemError::NoCudaDriver);
-        }
-        if let Err(e) = cu::init() {
-            if e.0 == sys::CUresult::CUDA_ERROR_NO_DEVICE {
-                return Err(MemError::NoCudaDevice {
-                    device: ordinal,
-                    count: 0,
-                });
-            }
-            return Err(driver_error("cuInit", e));
-        }
-        let count = cu::device::get_count().map_err(|e| driver_error("cuDeviceGetCount", e))?;
+        let count = init(ordinal)?;
         if ordinal < 0 || ordinal >= count {
             return Err(MemError::NoCudaDevice {
                 device: ordinal,
@@ -107,20 +148,36 @@ impl CudaDevice {
         self.make_current()?;
         let bytes = len.max(1);
         // SAFETY: the context is current; the memory is freed once, in DeviceBuffer's Drop.
-        let ptr = unsafe { cu::malloc_sync(bytes) }.map_err(|e| MemError::CudaOutOfMemory {
-            bytes,
-            device: self.ordinal(),
-            message: describe(e),
-        })?;
+        let ptr = unsafe { cu::malloc_sync(bytes) }.map_err(|e| self.oom(bytes, e))?;
         let buf = DeviceBuffer {
             ptr,
             len,
             device: self.inner.clone(),
+            backing: Backing::Malloc,
         };
-        // SAFETY: ptr is a live allocation of `bytes` bytes in the current context.
-        unsafe { cu::memset_d8_sync(ptr, 0, bytes) }.map_err(|e| driver_error("cuMemsetD8", e))?;
+        buf.zero(bytes)?;
         Ok(buf)
     }
+
+    fn oom(&self, bytes: usize, e: cu::DriverError) -> MemError {
+        MemError::CudaOutOfMemory {
+            bytes,
+            device: self.ordinal(),
+            message: describe(e),
+        }
+    }
+}
+
+/// How a device buffer's memory was obtained.
+enum Backing {
+    /// cuMemAlloc.
+    Malloc,
+    /// cuMemCreate mapped into a reserved range of `size` bytes.
+    Vmm {
+        handle: sys::CUmemGenericAllocationHandle,
+        size: usize,
+        mapped: bool,
+    },
 }
 
 impl DeviceInner {
@@ -139,44 +196,113 @@ impl Drop for DeviceInner {
     }
 }
 
-/// Device memory from cuMemAlloc, freed on drop; keeps its device's context alive.
+/// Device memory from cuMemAlloc or the virtual memory API, freed on drop; keeps its device's
+/// context alive.
 pub struct DeviceBuffer {
     ptr: sys::CUdeviceptr,
     len: usize,
     device: Arc<DeviceInner>,
+    backing: Backing,
 }
 
 impl DeviceBuffer {
+    fn zero(&self, bytes: usize) -> Result<(), MemError> {
+        // SAFETY: ptr is a live, mapped allocation of at least `bytes` bytes in the current
+        // context.
+        unsafe { cu::memset_d8_sync(self.ptr, 0, bytes) }.map_err(|e| driver_error("cuMemsetD8", e))
+    }
+
     /// Copies `src` to the start of the buffer (synchronous).
     pub fn copy_from_host(&mut self, src: &[u8]) -> Result<(), MemError> {
-        assert!(
-            src.len() <= self.len,
-            "copy past the end of a device buffer"
-        );
-        self.device.make_current()?;
-        // SAFETY: src.len() bytes fit the allocation, which is live; the copy is synchronous.
-        unsafe { cu::memcpy_htod_sync(self.ptr, src) }.map_err(|e| driver_error("cuMemcpyHtoD", e))
+        self.copy_from_host_at(0, src)
     }
 
     /// Copies the start of the buffer into `dst` (synchronous).
     pub fn copy_to_host(&self, dst: &mut [u8]) -> Result<(), MemError> {
-        assert!(
-            dst.len() <= self.len,
-            "copy past the end of a device buffer"
-        );
+        self.copy_to_host_at(0, dst)
+    }
+
+    /// Copies `src` to byte `offset` of the buffer (synchronous).
+    pub fn copy_from_host_at(&self, offset: usize, src: &[u8]) -> Result<(), MemError> {
+        self.check_range(offset, src.len())?;
         self.device.make_current()?;
-        // SAFETY: dst.len() bytes lie inside the live allocation; the copy is synchronous.
-        unsafe { cu::memcpy_dtoh_sync(dst, self.ptr) }.map_err(|e| driver_error("cuMemcpyDtoH", e))
+        // SAFETY: offset + src.len() bytes fit the live allocation; the copy is synchronous.
+        unsafe { cu::memcpy_htod_sync(self.ptr + offset as u64, src) }
+            .map_err(|e| driver_error("cuMemcpyHtoD", e))
+    }
+
+    /// Copies the buffer's bytes from `offset` into `dst` (synchronous).
+    pub fn copy_to_host_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), MemError> {
+        self.check_range(offset, dst.len())?;
+        self.device.make_current()?;
+        // SAFETY: offset + dst.len() bytes lie inside the live allocation; synchronous copy.
+        unsafe { cu::memcpy_dtoh_sync(dst, self.ptr + offset as u64) }
+            .map_err(|e| driver_error("cuMemcpyDtoH", e))
+    }
+
+    fn check_range(&self, offset: usize, len: usize) -> Result<(), MemError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(MemError::OutOfRange {
+                offset,
+                len,
+                size: self.len,
+            }),
+        }
+    }
+
+    /// The device ordinal.
+    pub fn ordinal(&self) -> i32 {
+        self.device.ordinal
+    }
+
+    /// Whether the memory came from the virtual memory API (`--vmm`).
+    pub fn is_vmm(&self) -> bool {
+        matches!(self.backing, Backing::Vmm { .. })
+    }
+
+    /// Makes the buffer's context current on the calling thread (UCX's CUDA transports use
+    /// the current context).
+    pub fn make_current(&self) -> Result<(), MemError> {
+        self.device.make_current()
     }
 }
 
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
-        let freed = self.device.make_current().and_then(|()| {
-            // SAFETY: ptr came from cuMemAlloc in this context and is freed once; whoever
-            // handed it to a NIC (a memory handle) owns this buffer and went first.
-            unsafe { cu::free_sync(self.ptr) }.map_err(|e| driver_error("cuMemFree", e))
-        });
+        let ptr = self.ptr;
+        let freed = self
+            .device
+            .make_current()
+            .and_then(|()| match self.backing {
+                Backing::Malloc => {
+                    // SAFETY: ptr came from cuMemAlloc in this context and is freed once;
+                    // whoever handed it to a NIC (a memory handle) owns this buffer and went
+                    // first.
+                    unsafe { cu::free_sync(ptr) }.map_err(|e| driver_error("cuMemFree", e))
+                }
+                Backing::Vmm {
+                    handle,
+                    size,
+                    mapped,
+                } => {
+                    // SAFETY: the range was reserved (and mapped when `mapped`) for this buffer
+                    // only; each is undone once, in reverse order.
+                    unsafe {
+                        if mapped {
+                            sys::cuMemUnmap(ptr, size)
+                                .result()
+                                .map_err(|e| driver_error("cuMemUnmap", e))?;
+                        }
+                        sys::cuMemAddressFree(ptr, size)
+                            .result()
+                            .map_err(|e| driver_error("cuMemAddressFree", e))?;
+                        sys::cuMemRelease(handle)
+                            .result()
+                            .map_err(|e| driver_error("cuMemRelease", e))
+                    }
+                }
+            });
         if let Err(e) = freed {
             crate::teardown::record(e.to_string());
         }
@@ -196,6 +322,9 @@ unsafe impl Buffer for DeviceBuffer {
     }
     fn iface(&self) -> MemIface {
         MemIface::Cuda(self.device.ordinal)
+    }
+    fn dmabuf(&self) -> Option<Dmabuf> {
+        DeviceBuffer::dmabuf(self, 0).ok()
     }
 }
 

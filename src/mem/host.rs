@@ -14,6 +14,9 @@ pub struct HostBuffer {
     ptr: NonNull<u8>,
     len: usize,
     layout: Layout,
+    /// Page-locked for the CUDA driver (`pin`), undone before the memory is freed.
+    #[cfg(feature = "cuda")]
+    pinned: Option<super::driver::HostPin>,
 }
 
 // SAFETY: the buffer is uniquely owned heap memory.
@@ -22,6 +25,16 @@ unsafe impl Send for HostBuffer {}
 unsafe impl Sync for HostBuffer {}
 
 impl HostBuffer {
+    fn from_parts(ptr: NonNull<u8>, len: usize, layout: Layout) -> HostBuffer {
+        HostBuffer {
+            ptr,
+            len,
+            layout,
+            #[cfg(feature = "cuda")]
+            pinned: None,
+        }
+    }
+
     /// Allocates `len` bytes (at least one page), page-aligned, every page touched.
     pub fn new(len: usize) -> Result<HostBuffer, MemError> {
         let size = len.max(1).div_ceil(PAGE) * PAGE;
@@ -35,7 +48,7 @@ impl HostBuffer {
             // SAFETY: off < size, inside the allocation.
             unsafe { ptr.as_ptr().add(off).write_volatile(0) };
         }
-        Ok(HostBuffer { ptr, len, layout })
+        Ok(HostBuffer::from_parts(ptr, len, layout))
     }
 
     /// Allocates `len` bytes aligned to 2 MiB and asks the kernel for transparent huge pages
@@ -56,7 +69,7 @@ impl HostBuffer {
             libc::madvise(ptr.as_ptr() as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
             std::ptr::write_bytes(ptr.as_ptr(), 0, size);
         }
-        Ok(HostBuffer { ptr, len, layout })
+        Ok(HostBuffer::from_parts(ptr, len, layout))
     }
 
     /// Allocates `len` bytes for bulk copies: huge pages from 2 MiB up (as UCX's allocator
@@ -67,6 +80,18 @@ impl HostBuffer {
         } else {
             HostBuffer::new(len)
         }
+    }
+
+    /// Page-locks the buffer with the CUDA driver (cuMemHostRegister, portable to every
+    /// context), so copies to and from a device run at full DMA speed; the context of the
+    /// device must be current.
+    #[cfg(feature = "cuda")]
+    pub fn pin(&mut self) -> Result<(), MemError> {
+        if self.pinned.is_none() {
+            let size = self.layout.size();
+            self.pinned = Some(super::driver::HostPin::register(self.ptr.as_ptr(), size)?);
+        }
+        Ok(())
     }
 
     /// The bytes.
@@ -84,6 +109,9 @@ impl HostBuffer {
 
 impl Drop for HostBuffer {
     fn drop(&mut self) {
+        // Unlocked before the memory goes back to the allocator.
+        #[cfg(feature = "cuda")]
+        drop(self.pinned.take());
         // SAFETY: allocated in new() with this layout.
         unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
     }

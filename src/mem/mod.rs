@@ -3,13 +3,15 @@
 
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(feature = "cuda")]
+mod driver;
 mod host;
 mod inflight;
 mod shared;
 
 pub use host::HostBuffer;
 pub use inflight::InFlight;
-pub use shared::{available_memory, SharedRegion};
+pub use shared::{available_memory, Allocation, SharedRegion};
 
 /// Whether `offset..offset+len` lies inside `total` bytes (no overflow): the check of every
 /// slice of registered memory.
@@ -47,6 +49,12 @@ pub unsafe trait Buffer: Send {
     }
     /// Where the memory lives.
     fn iface(&self) -> MemIface;
+    /// A dmabuf descriptor covering the memory, for registration by dmabuf (device memory
+    /// whose driver exports one); None otherwise.
+    #[cfg(feature = "cuda")]
+    fn dmabuf(&self) -> Option<cuda::Dmabuf> {
+        None
+    }
     /// The in-flight count shared by every handle on these bytes (None: this value is the only
     /// handle, and each registration keeps its own count).
     fn in_flight(&self) -> Option<std::sync::Arc<InFlight>> {
@@ -119,6 +127,24 @@ pub enum MemError {
         call: &'static str,
         /// The driver's text.
         message: String,
+    },
+    /// Memory that must be host memory (a staging bounce buffer) is not.
+    #[error("{what} is not host memory")]
+    NotHost {
+        /// What was expected in host memory.
+        what: &'static str,
+    },
+    /// A copy would reach past the end of a buffer.
+    #[error(
+        "a copy of {len} bytes at offset {offset} reaches past the end of a {size}-byte buffer"
+    )]
+    OutOfRange {
+        /// Offset asked for.
+        offset: usize,
+        /// Bytes asked for.
+        len: usize,
+        /// The buffer's length.
+        size: usize,
     },
     /// Device memory could not be allocated.
     #[error("cannot allocate {bytes} bytes on CUDA device {device}: {message}")]

@@ -16,6 +16,7 @@ mod xfer_config;
 pub mod xfer_group;
 pub mod xfer_mem;
 mod xfer_report;
+pub mod xfer_staging;
 mod xfer_worker;
 
 /// Errors of a run.

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use super::memory::{libfabric_endpoint_bytes, MemoryNeed};
 use super::pair::PairRun;
 pub use super::pair::{Progress, SideOutcome};
+use super::xfer_mem::{check_device, check_hmem, MemKinds, SegKind};
 use super::{environment, RunError};
 use crate::bench::pingpong::{run_size, FabtestsFigures, PingPongTransport, Role, SizeParams};
 use crate::bench::BenchError;
@@ -14,6 +15,7 @@ use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{
     self, caps, select_info, EndpointSpec, EndpointType, MsgChannel, MsgMode, Side,
 };
+use crate::mem::HostStaged;
 use crate::report::{ResultDoc, SizeResult};
 use crate::stats::{encode_histogram, LatencySummary};
 use crate::units::human_size;
@@ -41,6 +43,8 @@ pub struct PingPongConfig {
     pub inject: bool,
     /// Connection and completion time-out.
     pub timeout: Duration,
+    /// Each side's memory (`--initiator-seg` / `--target-seg`) and the GPU for VRAM.
+    pub mem: MemKinds,
 }
 
 impl PingPongConfig {
@@ -66,6 +70,8 @@ impl PingPongConfig {
             )
             .with("warmup", self.warmup)
             .with("verify", self.verify)
+            .with("initiator_seg", self.mem.initiator.name())
+            .with("target_seg", self.mem.target.name())
     }
 
     /// Timed iterations for one size.
@@ -99,15 +105,33 @@ impl PingPongConfig {
     }
 
     fn caps(&self) -> u64 {
-        match self.mode {
+        let base = match self.mode {
             MsgMode::Msg => caps::MSG,
             MsgMode::Tagged => caps::TAGGED,
+        };
+        if self.mem.any_vram() {
+            base | caps::HMEM
+        } else {
+            base
         }
     }
 
-    /// Checks the provider exists and every size fits its maximum message size, before any
-    /// connection is made.
+    /// Checks the provider exists and every size fits its maximum message size, and that
+    /// VRAM (on either side) has a device and a provider with FI_HMEM, before any connection
+    /// is made.
     pub fn validate(&self) -> Result<ProviderFacts, RunError> {
+        if let Some(option) = self.mem.vram_option(true, true) {
+            check_device(option, self.mem.gpu)?;
+            let probe = EndpointSpec {
+                provider: self.provider.clone(),
+                ep_type: self.endpoint,
+                caps: self.caps(),
+                local_ip: None,
+                domain: self.domain.clone(),
+                timeout: self.timeout,
+            };
+            check_hmem(option, &probe)?;
+        }
         self.validate_with_caps(self.caps())
     }
 
@@ -162,7 +186,7 @@ pub struct ProviderFacts {
     pub inject_size: u64,
 }
 
-impl PingPongTransport for MsgChannel {
+impl<B: HostStaged> PingPongTransport for MsgChannel<B> {
     #[inline]
     fn post_recv(&mut self) -> Result<(), BenchError> {
         Ok(MsgChannel::post_recv(self)?)
@@ -230,8 +254,64 @@ fn measure(
     doc.config = config_map(cfg, role);
     doc.environment = environment::with_fabric(&conn.info);
     let max = *cfg.sizes.iter().max().expect("validated: sizes not empty") as usize;
-    let outcome = (|| -> Result<(), RunError> {
-        let mut ch = MsgChannel::new(conn, max, cfg.mode, cfg.inject, cfg.timeout)?;
+    let kind = match role {
+        Role::Initiator => cfg.mem.initiator,
+        Role::Target => cfg.mem.target,
+    };
+    let outcome = match kind {
+        SegKind::Dram => MsgChannel::new(conn, max, cfg.mode, cfg.inject, cfg.timeout)
+            .map_err(RunError::from)
+            .and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch)),
+        SegKind::Vram => vram_channel(cfg, conn, max)
+            .and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch)),
+    };
+    Ok(SideOutcome {
+        doc: super::conclude(doc, outcome)?,
+    })
+}
+
+/// A channel over device memory on `cfg.mem.gpu`, with host staging copies for `--verify`.
+#[cfg(feature = "cuda")]
+fn vram_channel(
+    cfg: &PingPongConfig,
+    conn: fabric::Connection,
+    max: usize,
+) -> Result<MsgChannel<crate::mem::cuda::DeviceSlot>, RunError> {
+    use crate::mem::cuda::{CudaDevice, DeviceSlot};
+    let dev = CudaDevice::open(cfg.mem.gpu)?;
+    let tx = DeviceSlot::new(&dev, max, cfg.verify)?;
+    let rx = DeviceSlot::new(&dev, max, cfg.verify)?;
+    Ok(MsgChannel::over(
+        conn,
+        tx,
+        rx,
+        cfg.mode,
+        cfg.inject,
+        cfg.timeout,
+    )?)
+}
+
+/// Without the `cuda` feature VRAM was refused in validation; this names the feature again.
+#[cfg(not(feature = "cuda"))]
+fn vram_channel(
+    cfg: &PingPongConfig,
+    _conn: fabric::Connection,
+    _max: usize,
+) -> Result<MsgChannel, RunError> {
+    check_device("VRAM", cfg.mem.gpu)?;
+    unreachable!("check_device refuses VRAM without the cuda feature")
+}
+
+/// Every size of the run on channel `ch`, each a result of `doc`.
+fn sizes<B: HostStaged>(
+    cfg: &PingPongConfig,
+    role: Role,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+    doc: &mut ResultDoc,
+    mut ch: MsgChannel<B>,
+) -> Result<(), RunError> {
+    {
         let inject_size = ch.inject_size() as u64;
         ch.post_recv()?;
         for (i, &size) in cfg.sizes.iter().enumerate() {
@@ -261,10 +341,7 @@ fn measure(
             });
         }
         Ok(oob.barrier()?)
-    })();
-    Ok(SideOutcome {
-        doc: super::conclude(doc, outcome)?,
-    })
+    }
 }
 
 /// Leaves a channel whose loop failed open and allocated until the process ends: operations
@@ -332,5 +409,22 @@ pub(crate) fn config_map(cfg: &PingPongConfig, role: Role) -> Map<String, Value>
         }),
     );
     m.insert("latency".into(), json!("half round trip per iteration"));
+    if cfg.mem.any_vram() {
+        let side = match role {
+            Role::Initiator => "initiator",
+            Role::Target => "target",
+        };
+        super::xfer_mem::config_keys(&mut m, &cfg.mem, side, cfg.verify);
+        m.remove("vram_alloc");
+        if cfg.verify {
+            m.insert(
+                "verify_copies".into(),
+                json!(
+                    "pattern copied host to device before each send and device to host after \
+                       each receive, inside the timed loop"
+                ),
+            );
+        }
+    }
     m
 }

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::sync::TimedBarrier;
-use super::xfer_config::alloc;
 pub use super::xfer_config::{
     ConcurrencyMode, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan, XferProgress,
     DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD,
@@ -39,7 +38,7 @@ pub(crate) fn run_target_with(
     // With --reuse, every worker's regions are disjoint parts of one allocation.
     let mut shared: Option<std::vec::IntoIter<SharedRegion>> = if cfg.reuse {
         let all = workers * per;
-        let buf = alloc(all * size)?;
+        let buf = cfg.mem.alloc_network(cfg.mem.target, all * size)?;
         let parts = SharedRegion::split(buf, all, size)
             .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?;
         Some(parts.into_iter())

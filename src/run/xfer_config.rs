@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
-use super::xfer_mem::{check_device, check_hmem, MemKinds};
+use super::xfer_mem::{check_device, check_hmem, check_ucx_cuda, MemKinds};
 use super::RunError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
-use crate::mem::{available_memory, HostBuffer};
+use crate::mem::available_memory;
 use crate::units::human_size;
 use crate::xfer::XferOp;
 
@@ -247,6 +247,14 @@ impl XferConfig {
                 .with("rails", r.name())
                 .with("stripe_threshold", self.stripe_threshold);
         }
+        // Both sides are told both segment types; the GPU ordinal may differ per process.
+        if self.mem.any_vram() {
+            f = f
+                .with("initiator_seg", self.mem.initiator.name())
+                .with("target_seg", self.mem.target.name())
+                .with("vmm", self.mem.vmm)
+                .with("staging", if self.mem.staging { "host" } else { "none" });
+        }
         f
     }
 
@@ -259,9 +267,15 @@ impl XferConfig {
     }
 
     pub(crate) fn caps(&self) -> u64 {
-        match self.op {
+        let base = match self.op {
             XferOp::Send => caps::RMA | caps::MSG | caps::TAGGED,
             _ => caps::RMA | caps::MSG,
+        };
+        // Device memory is registered with FI_HMEM: the provider must offer it.
+        if self.mem.network_vram() {
+            base | caps::HMEM
+        } else {
+            base
         }
     }
 
@@ -295,7 +309,7 @@ impl XferConfig {
     }
 
     /// Refuses device memory with one line naming what is missing: the `cuda` feature, the
-    /// driver, the device, the provider's FI_HMEM, or (all present) the VRAM transfer path.
+    /// driver, the device, the provider's FI_HMEM, or UCX's CUDA support.
     fn check_mem(&self, sides: Sides) -> Result<(), RunError> {
         if self.mem.gpu < 0 {
             return Err(RunError::Config("--gpu must be 0 or more".into()));
@@ -306,16 +320,24 @@ impl XferConfig {
             Sides::Target => (false, true),
         };
         let Some(option) = self.mem.vram_option(initiator, target) else {
+            if self.mem.staging && !self.mem.any_vram() {
+                return Err(RunError::Config(
+                    "--staging host bounces VRAM through host memory: give --initiator-seg VRAM \
+                     or --target-seg VRAM"
+                        .into(),
+                ));
+            }
             return Ok(());
         };
         check_device(option, self.mem.gpu)?;
-        if self.backend == XferBackend::Libfabric {
-            check_hmem(option, &self.probe_spec())?;
+        if self.mem.staging {
+            // The network moves pinned host memory: no FI_HMEM or CUDA-aware UCX needed.
+            return Ok(());
         }
-        Err(RunError::Config(format!(
-            "{option}: device and provider are ready, but kvxfer xfer does not move GPU \
-             memory yet; use DRAM on both sides"
-        )))
+        match self.backend {
+            XferBackend::Libfabric => check_hmem(option, &self.probe_spec()),
+            XferBackend::Ucx => check_ucx_cuda(option),
+        }
     }
 
     /// The spec that finds the provider before any connection (no local address yet).
@@ -331,7 +353,12 @@ impl XferConfig {
     }
 
     /// One endpoint spec per rail, or None without `--rails`.
-    pub(crate) fn rail_specs(&self, oob: &Oob) -> Result<Option<Vec<EndpointSpec>>, RunError> {
+    /// `vram`: this side's memory is on the GPU (`auto` then takes the NICs nearest it).
+    pub(crate) fn rail_specs(
+        &self,
+        oob: &Oob,
+        vram: bool,
+    ) -> Result<Option<Vec<EndpointSpec>>, RunError> {
         let Some(rails) = &self.rails else {
             return Ok(None);
         };
@@ -355,13 +382,22 @@ impl XferConfig {
                     ..base.clone()
                 })
                 .collect(),
-            RailSpec::Auto => crate::fabric::domains_offered(&base)?
-                .into_iter()
-                .map(|d| EndpointSpec {
-                    domain: Some(d),
-                    ..base.clone()
-                })
-                .collect(),
+            RailSpec::Auto => {
+                let offered = crate::fabric::domains_offered(&base)?;
+                if vram {
+                    let topo = crate::topo::Topology::scan_host();
+                    let gpus = crate::topo::GpuListing::build(&topo, crate::topo::driver_gpus());
+                    super::xfer_mem::rails_near_gpu(&topo, &gpus, self.mem.gpu, offered)
+                } else {
+                    offered
+                }
+            }
+            .into_iter()
+            .map(|d| EndpointSpec {
+                domain: Some(d),
+                ..base.clone()
+            })
+            .collect(),
         };
         Ok(Some(specs))
     }
@@ -493,8 +529,4 @@ pub(crate) fn endpoint_name(e: EndpointType) -> &'static str {
         EndpointType::Rdm => "rdm",
         EndpointType::Msg => "msg",
     }
-}
-
-pub(crate) fn alloc(bytes: usize) -> Result<HostBuffer, RunError> {
-    Ok(HostBuffer::for_bulk(bytes)?)
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::environment;
 use super::xfer_config::{endpoint_name, XferBackend, XferConfig, XferPlan};
+use super::xfer_staging::{Direction, StagingFigures};
 use super::xfer_worker::WorkerReport;
 use crate::bench::xfer::IterSample;
 use crate::report::{ResultDoc, SizeResult, Status};
@@ -133,6 +134,9 @@ struct XferExtra {
     costs: Costs,
     verified_bytes: u64,
     busy_retries: u64,
+    /// `--staging host`: this side's copies between device and bounce buffer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    staging: Option<StagingFigures>,
     /// Per rail, summed over workers and timed iterations (only with `--rails`).
     #[serde(skip_serializing_if = "Option::is_none")]
     rails: Option<Vec<RailStats>>,
@@ -143,7 +147,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
     let mut doc = ResultDoc::new("kvxfer", "xfer", "L1");
-    doc.config = config_map(cfg, plan, side, reports.len());
+    doc.config = config_map(cfg, plan, side, &reports);
     doc.environment = reports
         .first()
         .map(|r| r.environment.clone())
@@ -194,6 +198,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
             .flat_map(|r| r.timed.iter().map(|s| s.busy_retries))
             .sum(),
         rails: rails(&reports),
+        staging: staging(cfg, side, &reports),
     };
     let extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,
@@ -218,6 +223,22 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
     };
     doc.finished_at = crate::report::schema::now_rfc3339();
     doc
+}
+
+/// The staging figures of this side (None unless staged).
+fn staging(cfg: &XferConfig, side: &str, reports: &[&WorkerReport]) -> Option<StagingFigures> {
+    let ns: Vec<u64> = reports
+        .iter()
+        .flat_map(|r| r.staging_ns.iter().copied())
+        .collect();
+    let sends = (side == "target") == (cfg.op == crate::xfer::XferOp::Read);
+    let direction = if sends {
+        Direction::DeviceToHost
+    } else {
+        Direction::HostToDevice
+    };
+    let per = cfg.layout().1;
+    StagingFigures::of(direction, per as u64 * cfg.size, &ns)
 }
 
 /// Every worker's per-rail counts, summed rail by rail (None without `--rails`).
@@ -354,7 +375,13 @@ fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Co
     }
 }
 
-fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> Map<String, Value> {
+fn config_map(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    side: &str,
+    reports: &[&WorkerReport],
+) -> Map<String, Value> {
+    let workers = reports.len();
     let mut m = Map::new();
     m.insert("backend".into(), json!(cfg.backend.name()));
     match cfg.backend {
@@ -372,7 +399,11 @@ fn config_map(cfg: &XferConfig, plan: &XferPlan, side: &str, workers: usize) -> 
         }
     }
     m.insert("op".into(), json!(cfg.op.name()));
-    m.insert("mem".into(), json!("dram"));
+    super::xfer_mem::config_keys(&mut m, &cfg.mem, side, cfg.verify);
+    if cfg.mem.any_vram() {
+        let reg = reports.iter().find_map(|r| r.registration.clone());
+        m.insert("mem_registration".into(), json!(reg));
+    }
     m.insert("scheme".into(), json!(cfg.scheme.name()));
     m.insert("concurrency".into(), json!(cfg.concurrency));
     m.insert("concurrency_mode".into(), json!(cfg.mode_name()));

@@ -74,6 +74,8 @@ fn reports() -> Vec<WorkerReport> {
             ],
             verified_bytes: 0,
             environment: Default::default(),
+            registration: None,
+            staging_ns: Vec::new(),
             rails: None,
         })
         .collect()

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::sync::TimedBarrier;
-use super::xfer_config::{alloc, XferBackend, XferConfig, XferPlan, XferProgress};
+use super::xfer_config::{XferBackend, XferConfig, XferPlan, XferProgress};
+use super::xfer_mem::SegKind;
+use super::xfer_staging::Staging;
 use super::RunError;
 use crate::bench::xfer::{
     plan_chunks, run_initiator_iteration, run_target_iteration, IterParams, IterSample,
@@ -59,6 +61,13 @@ pub struct WorkerReport {
     pub verified_bytes: u64,
     /// The fabric the worker ran on.
     pub environment: Environment,
+    /// `--staging host`: this side's copy time between device and bounce buffer per timed
+    /// iteration, ns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staging_ns: Vec<u64>,
+    /// How this side registered its memory (libfabric: host, hmem or dmabuf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<String>,
     /// Per rail, what the timed iterations carried (only with `--rails`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rails: Option<Vec<RailStats>>,
@@ -104,8 +113,9 @@ fn connect_initiator(
     transfers: usize,
 ) -> Result<(Box<dyn InitiatorEnd>, SetupTimes), RunError> {
     let (size, op, timeout) = (cfg.size as usize, cfg.op, cfg.timeout);
+    let vram = cfg.mem.initiator == SegKind::Vram;
     Ok(match cfg.backend {
-        XferBackend::Libfabric => match cfg.rail_specs(oob)? {
+        XferBackend::Libfabric => match cfg.rail_specs(oob, vram)? {
             Some(specs) => {
                 let threshold = cfg.stripe_threshold as usize;
                 let mut ex = exchange(oob);
@@ -136,8 +146,9 @@ fn connect_target(
     oob: &mut Oob,
     regions: Vec<SharedRegion>,
 ) -> Result<(Box<dyn TargetEnd>, SetupTimes), RunError> {
+    let vram = cfg.mem.target == SegKind::Vram;
     Ok(match cfg.backend {
-        XferBackend::Libfabric => match cfg.rail_specs(oob)? {
+        XferBackend::Libfabric => match cfg.rail_specs(oob, vram)? {
             Some(specs) => {
                 let mut ex = exchange(oob);
                 let (end, t) = RailedTarget::connect(&specs, &mut ex, regions, cfg.timeout)?;
@@ -199,9 +210,18 @@ fn target_inner(
     let size = cfg.size as usize;
     let regions = match mem {
         TargetMem::Regions(r) => r,
-        TargetMem::Allocate => SharedRegion::split(alloc(per * size)?, per, size)
-            .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?,
+        TargetMem::Allocate => {
+            let net = cfg.mem.alloc_network(cfg.mem.target, per * size)?;
+            SharedRegion::split(net, per, size)
+                .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?
+        }
     };
+    let mut staging = Staging::for_side(&cfg.mem, cfg.mem.target, per, size)?;
+    if let Some(r) = regions.first() {
+        // Device memory's context current on this worker's thread, as UCX's CUDA transports
+        // expect.
+        r.bind_thread()?;
+    }
     let (mut end, setup) = connect_target(cfg, oob, regions)?;
     oob.send_json(&Offer {
         worker: w,
@@ -215,13 +235,30 @@ fn target_inner(
         idle: 0,
     };
     for i in 0..cfg.warmup + cfg.iterations {
+        let timed = i >= cfg.warmup;
         if cfg.verify {
             for t in 0..per {
-                let r = adapter.end.region_mut(t).expect("one region per transfer");
-                match cfg.op {
+                let r = match staging.as_mut() {
+                    Some(s) => s.device_mut(t),
+                    None => adapter.end.region_mut(t),
+                };
+                let r = r.expect("one region per transfer");
+                r.fill_with(|r| match cfg.op {
                     XferOp::Write | XferOp::Send => r.fill(0),
                     XferOp::Read => pattern::fill(r, seq(w, per, t, i)),
-                }
+                })?;
+            }
+        }
+        if let Some(s) = staging.as_mut().filter(|_| cfg.op == XferOp::Read) {
+            let mut ns = 0;
+            for t in 0..per {
+                ns += s.out(
+                    t,
+                    adapter.end.region_mut(t).expect("one region per transfer"),
+                )?;
+            }
+            if timed {
+                s.record(ns);
             }
         }
         if cfg.op == XferOp::Send {
@@ -237,10 +274,26 @@ fn target_inner(
         oob.send_frame(b"")?;
         run_target_iteration(&mut adapter, per, cfg.timeout)
             .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
+        if let Some(s) = staging.as_mut().filter(|_| cfg.op != XferOp::Read) {
+            let mut ns = 0;
+            for t in 0..per {
+                ns += s.back(
+                    t,
+                    adapter.end.region_mut(t).expect("one region per transfer"),
+                )?;
+            }
+            if timed {
+                s.record(ns);
+            }
+        }
         if cfg.verify && cfg.op != XferOp::Read {
             for t in 0..per {
-                let r = adapter.end.region_mut(t).expect("one region per transfer");
-                check(r, seq(w, per, t, i), i)
+                let r = match staging.as_mut() {
+                    Some(s) => s.device_mut(t),
+                    None => adapter.end.region_mut(t),
+                };
+                let r = r.expect("one region per transfer");
+                r.read_with(|r| check(r, seq(w, per, t, i), i))?
                     .map_err(bench_err(format!("target worker {w}, transfer {t}")))?;
                 verified += size as u64;
             }
@@ -252,6 +305,8 @@ fn target_inner(
     })?;
     report.worker = w;
     report.verified_bytes += verified;
+    report.registration = setup.registration.map(String::from);
+    report.staging_ns = staging.map(Staging::take).unwrap_or_default();
     Ok(report)
 }
 
@@ -294,7 +349,9 @@ fn initiator_inner(
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
-    let local = SharedRegion::split(alloc(per * size)?, 1, per * size)
+    let mut staging = Staging::for_side(&cfg.mem, cfg.mem.initiator, 1, per * size)?;
+    let net = cfg.mem.alloc_network(cfg.mem.initiator, per * size)?;
+    let local = SharedRegion::split(net, 1, per * size)
         .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
     let local = local
         .into_iter()
@@ -324,19 +381,32 @@ fn initiator_inner(
         timed: Vec::with_capacity(cfg.iterations as usize),
         verified_bytes: 0,
         environment: environment(&*ep),
+        registration: setup.registration.map(String::from),
+        staging_ns: Vec::new(),
         rails: None,
     };
     let run = (|| -> Result<(), RunError> {
         for i in 0..cfg.warmup + cfg.iterations {
+            let timed = i >= cfg.warmup;
             if cfg.verify {
-                let local = ep
-                    .local_mut()
-                    .expect("nothing in flight between iterations");
-                for (t, part) in local.chunks_mut(size).enumerate() {
-                    match cfg.op {
-                        XferOp::Write | XferOp::Send => pattern::fill(part, seq(w, per, t, i)),
-                        XferOp::Read => part.fill(0),
+                let local = match staging.as_mut() {
+                    Some(s) => s.device_mut(0),
+                    None => ep.local_mut(),
+                };
+                let local = local.expect("nothing in flight between iterations");
+                local.fill_with(|local| {
+                    for (t, part) in local.chunks_mut(size).enumerate() {
+                        match cfg.op {
+                            XferOp::Write | XferOp::Send => pattern::fill(part, seq(w, per, t, i)),
+                            XferOp::Read => part.fill(0),
+                        }
                     }
+                })?;
+            }
+            if let Some(s) = staging.as_mut().filter(|_| cfg.op != XferOp::Read) {
+                let ns = s.out(0, ep.local_mut().expect("nothing in flight"))?;
+                if timed {
+                    s.record(ns);
                 }
             }
             if i >= cfg.warmup && !cfg.idle_before_timed.is_zero() {
@@ -351,13 +421,25 @@ fn initiator_inner(
                 .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
             ep.drain()
                 .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
-            if cfg.verify && cfg.op == XferOp::Read {
-                let local = ep.local_mut().expect("drained");
-                for (t, part) in local.chunks(size).enumerate() {
-                    check(part, seq(w, per, t, i), i)
-                        .map_err(bench_err(format!("worker {w}, transfer {t}")))?;
-                    report.verified_bytes += size as u64;
+            if let Some(s) = staging.as_mut().filter(|_| cfg.op == XferOp::Read) {
+                let ns = s.back(0, ep.local_mut().expect("drained"))?;
+                if timed {
+                    s.record(ns);
                 }
+            }
+            if cfg.verify && cfg.op == XferOp::Read {
+                let local = match staging.as_mut() {
+                    Some(s) => s.device_mut(0),
+                    None => ep.local_mut(),
+                };
+                let local = local.expect("drained");
+                local.read_with(|local| {
+                    local.chunks(size).enumerate().try_for_each(|(t, part)| {
+                        check(part, seq(w, per, t, i), i)
+                            .map_err(bench_err(format!("worker {w}, transfer {t}")))
+                    })
+                })??;
+                report.verified_bytes += (per * size) as u64;
             }
             if i == 0 {
                 report.cold = Some(sample.clone());
@@ -371,6 +453,7 @@ fn initiator_inner(
             }
             progress.tick();
         }
+        report.staging_ns = staging.take().map(Staging::take).unwrap_or_default();
         report.environment = environment(&*ep);
         oob.send_json(&report)?;
         let summary: TargetSummary = oob.recv_json()?;

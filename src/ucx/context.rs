@@ -122,6 +122,19 @@ impl Context {
         parse_resources(&self.print_info())
     }
 
+    /// Whether the context can map and move CUDA device memory (a UCX built with CUDA whose
+    /// cuda transports loaded: ucp_context_query's memory types).
+    pub fn supports_cuda(&self) -> Result<bool> {
+        let mut attr = sys::ucp_context_attr_t {
+            field_mask: sys::UCP_ATTR_FIELD_MEMORY_TYPES as u64,
+            ..Default::default()
+        };
+        // SAFETY: the context is live; attr is ours, and UCP fills the field asked for.
+        let status = unsafe { sys::ucp_context_query(self.inner.raw.as_ptr(), &mut attr) };
+        check("ucp_context_query", status)?;
+        Ok(attr.memory_types & (1u64 << sys::UCS_MEMORY_TYPE_CUDA) != 0)
+    }
+
     /// Raw handle, for calls nobody wrapped yet.
     pub fn as_raw(&self) -> sys::ucp_context_h {
         self.inner.raw.as_ptr()

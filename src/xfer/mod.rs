@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mem::SharedRegion;
+
 /// The operation that moves a transfer's chunks, whichever library carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XferOp {
@@ -58,6 +60,9 @@ pub struct SetupTimes {
     pub registration_first_ns: u64,
     /// Registering the same region again (a cache hit where the library caches).
     pub registration_cached_ns: u64,
+    /// How the regions were registered, where the library has a choice (libfabric: host,
+    /// hmem or dmabuf).
+    pub registration: Option<&'static str>,
 }
 
 /// The target's regions, one per transfer, in the form its backend reaches them.
@@ -161,7 +166,7 @@ pub trait InitiatorEnd: XferInitiator {
     /// Takes the target's region offer.
     fn set_remote(&mut self, offer: RegionOffer) -> Result<(), XferError>;
     /// The local buffer (every transfer back to back), while nothing is in flight.
-    fn local_mut(&mut self) -> Option<&mut [u8]>;
+    fn local_mut(&mut self) -> Option<&mut SharedRegion>;
     /// Completes what is still in flight (between iterations).
     fn drain(&mut self) -> Result<(), XferError>;
     /// The library this end runs on.
@@ -177,7 +182,7 @@ pub trait TargetEnd: XferTarget {
     /// The regions as the initiator reaches them.
     fn offer(&self) -> Result<RegionOffer, XferError>;
     /// Region `i`, for filling and checking.
-    fn region_mut(&mut self, i: usize) -> Option<&mut [u8]>;
+    fn region_mut(&mut self, i: usize) -> Option<&mut SharedRegion>;
     /// Posts the receives of a send-based iteration.
     fn arm_receives(&mut self, plan: &[(usize, usize)]) -> Result<(), XferError>;
 }

@@ -94,6 +94,7 @@ fn add_setup(a: &mut SetupTimes, b: SetupTimes) {
     a.connect_ns += b.connect_ns;
     a.registration_first_ns += b.registration_first_ns;
     a.registration_cached_ns += b.registration_cached_ns;
+    a.registration = a.registration.or(b.registration);
 }
 
 impl RailedInitiator {
@@ -193,7 +194,7 @@ impl InitiatorEnd for RailedInitiator {
         }
         Ok(())
     }
-    fn local_mut(&mut self) -> Option<&mut [u8]> {
+    fn local_mut(&mut self) -> Option<&mut SharedRegion> {
         // Every rail's handle reaches the same bytes: all must be idle.
         for rail in &mut self.rails[1..] {
             rail.local_mut()?;
@@ -298,7 +299,7 @@ impl TargetEnd for RailedTarget {
         }
         Ok(RegionOffer::LibfabricRails(per_rail))
     }
-    fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+    fn region_mut(&mut self, i: usize) -> Option<&mut SharedRegion> {
         self.rails[0].region_mut(i)
     }
     fn arm_receives(&mut self, _plan: &[(usize, usize)]) -> Result<(), XferError> {

@@ -44,6 +44,7 @@ fn connect(
         Some(m) => m.time_reregistration(&conn.domain, access)?.as_nanos() as u64,
         None => 0,
     };
+    let registration = mrs.first().map(|m| m.mode().name());
     Ok((
         conn,
         mrs,
@@ -51,6 +52,7 @@ fn connect(
             connect_ns,
             registration_first_ns: first_ns,
             registration_cached_ns: cached_ns,
+            registration,
         },
     ))
 }

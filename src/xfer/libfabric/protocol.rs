@@ -330,8 +330,8 @@ impl InitiatorEnd for FabricInitiator {
     }
 
     /// The local buffer, while nothing is in flight on it (None otherwise).
-    fn local_mut(&mut self) -> Option<&mut [u8]> {
-        self.local.buf_mut().map(|b| b.as_mut_slice())
+    fn local_mut(&mut self) -> Option<&mut SharedRegion> {
+        self.local.buf_mut()
     }
 
     /// Reaps every outstanding completion (between iterations), up to the time-out.
@@ -501,8 +501,8 @@ impl TargetEnd for FabricTarget {
 
     /// Region `i`, for checking or clearing between iterations (None while an operation is in
     /// flight on it).
-    fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
-        self.regions.get_mut(i)?.buf_mut().map(|b| b.as_mut_slice())
+    fn region_mut(&mut self, i: usize) -> Option<&mut SharedRegion> {
+        self.regions.get_mut(i)?.buf_mut()
     }
 
     /// Send mode: posts receives for an iteration's chunks (`plan`: offset and length of

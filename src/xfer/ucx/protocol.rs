@@ -160,6 +160,7 @@ impl UcxInitiator {
                 connect_ns,
                 registration_first_ns: first,
                 registration_cached_ns: cached,
+                registration: None,
             },
         ))
     }
@@ -306,8 +307,8 @@ impl InitiatorEnd for UcxInitiator {
     }
 
     /// The local buffer, while no operation is in flight on it (None otherwise).
-    fn local_mut(&mut self) -> Option<&mut [u8]> {
-        self.local.buf_mut().map(|b| b.as_mut_slice())
+    fn local_mut(&mut self) -> Option<&mut SharedRegion> {
+        self.local.buf_mut()
     }
 
     /// Completes everything but the posted confirmation receive (between iterations).
@@ -375,6 +376,7 @@ impl UcxTarget {
                 connect_ns,
                 registration_first_ns: first,
                 registration_cached_ns: cached,
+                registration: None,
             },
         ))
     }
@@ -439,8 +441,8 @@ impl TargetEnd for UcxTarget {
     }
 
     /// Region `i`, for filling and checking (None while an operation is in flight on it).
-    fn region_mut(&mut self, i: usize) -> Option<&mut [u8]> {
-        self.regions.get_mut(i)?.buf_mut().map(|b| b.as_mut_slice())
+    fn region_mut(&mut self, i: usize) -> Option<&mut SharedRegion> {
+        self.regions.get_mut(i)?.buf_mut()
     }
 
     /// Posts a receive for every chunk of every transfer at its place (tagged sends).
