@@ -100,7 +100,7 @@ impl Drop for EtcdServer {
 }
 
 /// Starts rank `rank` of `world` (pinned through PMI_RANK/PMI_SIZE, as a launcher would) with
-/// `args`, its JSON in `dir/rRANK.json`; `prefix` runs it elsewhere (e.g. `ip netns exec`).
+/// `args` (`--scheme many-to-one` unless they name one), its JSON in `dir/rRANK.json`; `prefix` runs it elsewhere (e.g. `ip netns exec`).
 pub fn spawn_rank(
     prefix: &[&str],
     url: &str,
@@ -120,16 +120,12 @@ pub fn spawn_rank(
     };
     cmd.env("PMI_RANK", rank.to_string())
         .env("PMI_SIZE", world.to_string())
-        .args([
-            "xfer",
-            "--etcd",
-            url,
-            "--group",
-            group,
-            "--scheme",
-            "many-to-one",
-        ])
-        .args(args)
+        .args(["xfer", "--etcd", url, "--group", group]);
+    // Many-to-one unless the test names a scheme.
+    if !args.contains(&"--scheme") {
+        cmd.args(["--scheme", "many-to-one"]);
+    }
+    cmd.args(args)
         .arg("--json")
         .arg(dir.join(format!("r{rank}.json")))
         .stdout(Stdio::piped())
