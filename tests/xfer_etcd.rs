@@ -503,3 +503,70 @@ fn one_to_many_spreads_rank_zeros_workers_over_every_other_rank() {
         assert_eq!(got, (0..n).collect::<Vec<u64>>(), "rank {t}");
     }
 }
+
+#[test]
+fn initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_measured() {
+    let test =
+        "initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_measured";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // Rank 0 stopped rather than killed: its sockets stay open, so only its lease tells.
+    let args = [
+        "--world",
+        "3",
+        "--size",
+        "1M",
+        "-c",
+        "1",
+        "-I",
+        "4000",
+        "-w",
+        "1",
+        "--domain",
+        "lo",
+        "--timeout",
+        "60",
+        "--etcd-ttl",
+        "2",
+    ];
+    let mut children: Vec<Child> = (0..3)
+        .map(|r| spawn_rank(&[], &etcd.url, "stop", r, 3, &args, dir.path()))
+        .collect();
+    wait_for_target(&etcd, "stop");
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = children[0].id().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let stopped_at = Instant::now();
+    let outs: Vec<Output> = children
+        .drain(1..)
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let took = stopped_at.elapsed();
+    let mut rank0 = children.pop().unwrap();
+    let _ = rank0.kill();
+    let _ = rank0.wait();
+    // The lease's 2 s, a watch, and the result kept: far below the 60 s on the fabric.
+    assert!(took < Duration::from_secs(12), "initiators took {took:?}");
+    for (k, o) in outs.iter().enumerate() {
+        assert_names_dead(k + 1, o, 0);
+        let own = doc(dir.path(), k + 1);
+        assert_eq!(own.status, Status::Partial, "rank {}", k + 1);
+        let r = &own.results[0];
+        assert!(r.iterations > 0 && r.iterations < 4000, "{}", r.iterations);
+        let h = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
+        assert_eq!(h.len(), r.iterations, "rank {}", k + 1);
+        assert!(
+            own.errors[0].message.contains("rank 0 ("),
+            "{:?}",
+            own.errors
+        );
+    }
+    println!("both initiators ended {took:.1?} after rank 0 stopped");
+}

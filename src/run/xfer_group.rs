@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::sync::TimedBarrier;
-use super::xfer::{initiator_doc, initiator_reports, run_target_with};
+use super::xfer::{initiator_doc, initiator_reports_watched, run_target_with};
 use super::xfer_config::{ConcurrencyMode, Sides, XferConfig, XferProgress};
 use super::xfer_scheme::Roles;
 use super::xfer_worker::WorkerReport;
@@ -96,6 +96,11 @@ pub fn run_group(
     );
     let settle = spec.ttl + Duration::from_secs(2);
     let r = run_rank(cfg, &roles, &group, progress, settle);
+    if r.as_ref().is_err_and(|e| cut_off(e.cause())) {
+        // Nothing more reaches etcd: the others see this rank's lease expire.
+        group.abandon();
+        return r;
+    }
     // A rank that fails on its own says why, so the others do not take it for dead.
     if let Err(e) = &r {
         if !matches!(e.cause(), RunError::Group(g) if gone_rank(g).is_some()) {
@@ -109,9 +114,17 @@ pub fn run_group(
     r
 }
 
+/// Whether `e` says this rank lost etcd.
+fn cut_off(e: &RunError) -> bool {
+    matches!(e, RunError::Group(GroupError::CutOff { .. }))
+}
+
 /// The error that names the cause of `e`: a rank that died or left within `settle` (a killed
 /// rank's lease expires only after its time-to-live), else `e` itself.
 fn blame(group: &Group, e: RunError, settle: Duration) -> RunError {
+    if matches!(e.cause(), RunError::Group(_)) {
+        return e;
+    }
     match group.wait_gone(settle) {
         Some(g) => {
             eprintln!("kvxfer: rank {}: {}", group.rank(), e.cause());
@@ -137,9 +150,18 @@ fn run_rank(
     } else {
         initiator_part(cfg, roles, group, progress, settle)?
     };
+    // Cut off from etcd: nothing to publish to or gather from.
+    if outcome.as_ref().is_err_and(|e| cut_off(e.cause())) {
+        return outcome;
+    }
     if me != 0 {
-        let bytes = serde_json::to_vec(&own).map_err(|e| RunError::Config(e.to_string()))?;
-        publish(group, &bytes)?;
+        // This rank's own document stays whatever becomes of its copy for rank 0.
+        let sent = serde_json::to_vec(&own)
+            .map_err(|e| RunError::Config(e.to_string()))
+            .and_then(|bytes| publish(group, &bytes));
+        if let Err(e) = sent {
+            eprintln!("kvxfer: rank {me}: warning: cannot publish the result for rank 0: {e}");
+        }
         // Rank 0 reads the results while this rank's lease keeps them; it going away ends this.
         if let Err(e) = group.wait_key("collected", 0) {
             eprintln!("kvxfer: rank {me}: {e}");
@@ -236,7 +258,7 @@ fn serve(
                 Err(e) => (None, Some(blame(group, e, settle))),
             });
         }
-        if let Some(gone) = group.first_gone()? {
+        if let Some(gone) = group.watch() {
             eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
             if let Some(b) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 b.break_all();
@@ -260,7 +282,12 @@ fn initiator_part(
         .into_iter()
         .map(|t| Ok(String::from_utf8_lossy(&group.wait_key("target", t)?).into_owned()))
         .collect::<Result<Vec<_>, RunError>>()?;
-    let (reports, error) = initiator_reports(cfg, &targets, progress)?;
+    let mut watch = || {
+        let gone = group.watch()?;
+        eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
+        Some(RunError::Group(gone))
+    };
+    let (reports, error) = initiator_reports_watched(cfg, &targets, progress, Some(&mut watch))?;
     let error = error.map(|e| blame(group, e, settle));
     let own = RankResult {
         reports: reports.clone(),
