@@ -9,8 +9,8 @@ use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use etcd_support::{
-    assert_merged, assert_names_dead, doc, keys_left, spawn_rank, stderr, wait_for_target,
-    EtcdServer,
+    assert_merged, assert_names_dead, doc, keys_left, spawn_rank, stderr, tier_members,
+    wait_for_target, EtcdServer,
 };
 use kvxfer::report::Status;
 use kvxfer::stats::decode_histogram;
@@ -172,6 +172,25 @@ fn group_runs_refuse_what_they_do_not_run() {
     }
 }
 
+/// A run long enough that a fault lands mid-run (thousands of iterations of 1M on the
+/// loopback), with a lease of 2 s.
+const LONG: [&str; 14] = [
+    "--size",
+    "1M",
+    "-c",
+    "1",
+    "-I",
+    "4000",
+    "-w",
+    "1",
+    "--domain",
+    "lo",
+    "--timeout",
+    "60",
+    "--etcd-ttl",
+    "2",
+];
+
 #[test]
 fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept() {
     let test = "a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept";
@@ -180,25 +199,7 @@ fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept()
     };
     let _g = common::fabric_lock();
     let dir = tempfile::tempdir().unwrap();
-    // Long enough that the kill lands mid-run (thousands of iterations of 1M on the loopback).
-    let args = [
-        "--world",
-        "4",
-        "--size",
-        "1M",
-        "-c",
-        "1",
-        "-I",
-        "4000",
-        "-w",
-        "1",
-        "--domain",
-        "lo",
-        "--timeout",
-        "60",
-        "--etcd-ttl",
-        "2",
-    ];
+    let args: Vec<&str> = ["--world", "4"].into_iter().chain(LONG).collect();
     let mut children: Vec<Option<Child>> = (0..4)
         .map(|r| Some(spawn_rank(&[], &etcd.url, "kill", r, 4, &args, dir.path())))
         .collect();
@@ -399,13 +400,7 @@ fn assert_scheme(d: &kvxfer::report::ResultDoc, scheme: &str, workers: u64, serv
     assert_eq!(merged.len(), workers * 6);
     assert_eq!(r.extra["bytes_counted"], workers * SIZE * 6);
     assert_eq!(r.extra["verified_bytes"], workers * SIZE * 7);
-    let members: usize = r.extra["tiers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["members"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(members as u64, workers, "every worker in one tier");
+    assert_eq!(tier_members(r) as u64, workers, "every worker in one tier");
     let ranks = r.extra["ranks"].as_array().unwrap();
     let count: u64 = ranks
         .iter()
@@ -514,24 +509,7 @@ fn initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_m
     let _g = common::fabric_lock();
     let dir = tempfile::tempdir().unwrap();
     // Rank 0 stopped rather than killed: its sockets stay open, so only its lease tells.
-    let args = [
-        "--world",
-        "3",
-        "--size",
-        "1M",
-        "-c",
-        "1",
-        "-I",
-        "4000",
-        "-w",
-        "1",
-        "--domain",
-        "lo",
-        "--timeout",
-        "60",
-        "--etcd-ttl",
-        "2",
-    ];
+    let args: Vec<&str> = ["--world", "3"].into_iter().chain(LONG).collect();
     let mut children: Vec<Child> = (0..3)
         .map(|r| spawn_rank(&[], &etcd.url, "stop", r, 3, &args, dir.path()))
         .collect();

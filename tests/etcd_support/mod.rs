@@ -162,13 +162,7 @@ pub fn assert_merged(d: &ResultDoc, ranks: usize, per: usize, size: u64, iterati
         (ranks * per) as u64 * size * iterations
     );
     assert!(r.extra["tier_count"].as_u64().unwrap() >= 1);
-    let members: usize = r.extra["tiers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["members"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(members, ranks * per, "every worker in one tier");
+    assert_eq!(tier_members(r), ranks * per, "every worker in one tier");
     let per_rank = r.extra["ranks"].as_array().unwrap();
     assert_eq!(per_rank.len(), ranks);
     let mut all_workers = Vec::new();
@@ -198,6 +192,16 @@ pub fn assert_merged(d: &ResultDoc, ranks: usize, per: usize, size: u64, iterati
         .iter()
         .all(|e| e["latency_us"]["max"].as_f64().unwrap() <= max + 1e-9));
     assert!(slowest_p50 <= max);
+}
+
+/// How many workers the tiers of result `r` hold together.
+pub fn tier_members(r: &kvxfer::report::SizeResult) -> usize {
+    r.extra["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["members"].as_array().unwrap().len())
+        .sum()
 }
 
 /// The keys a run of `group` left in etcd, after a moment for the last leases to go.
