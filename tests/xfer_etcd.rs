@@ -548,3 +548,60 @@ fn initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_m
     }
     println!("both initiators ended {took:.1?} after rank 0 stopped");
 }
+
+#[test]
+fn a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor() {
+    let test = "a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // 8M a transfer: pairs on the loopback finish 4000 iterations of 1M before the kill.
+    let args: Vec<&str> = ["--world", "4", "--scheme", "pairwise"]
+        .into_iter()
+        .chain(LONG.map(|a| if a == "1M" { "8M" } else { a }))
+        .collect();
+    let mut children: Vec<Option<Child>> = (0..4)
+        .map(|r| Some(spawn_rank(&[], &etcd.url, "pkill", r, 4, &args, dir.path())))
+        .collect();
+    wait_for_target(&etcd, "pkill");
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut victim = children[3].take().unwrap();
+    victim.kill().unwrap();
+    let killed_at = Instant::now();
+    let _ = victim.wait();
+    let outs: Vec<(usize, Output)> = children
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, c)| c.map(|c| (r, c.wait_with_output().unwrap())))
+        .collect();
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(12), "survivors took {took:?}");
+    // The initiators keep what they measured; the other target holds no samples of its own.
+    for (r, o) in &outs[..2] {
+        assert_names_dead(*r, o, 3);
+    }
+    let last = stderr(&outs[2].1);
+    assert!(
+        last.lines().last().unwrap_or_default().contains("rank 3 ("),
+        "{last}"
+    );
+    let merged = doc(dir.path(), 0);
+    assert_eq!(merged.status, Status::Partial, "{:?}", merged.errors);
+    let r = &merged.results[0];
+    assert!(r.iterations > 0 && r.iterations < 4000, "{}", r.iterations);
+    let h = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
+    assert_eq!(h.len(), 2 * r.iterations, "both pairs' samples");
+    let status = |k: &str| -> Vec<String> {
+        r.extra[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(status("ranks"), ["partial", "partial"]);
+    assert_eq!(status("targets"), ["partial", "lost"]);
+    println!("every survivor ended {took:.1?} after the kill");
+}
