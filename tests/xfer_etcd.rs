@@ -191,6 +191,34 @@ const LONG: [&str; 14] = [
     "2",
 ];
 
+/// Starts `world` ranks of `group` with `args`, kills rank `victim` 2.5 s after a target
+/// rank published its address (every rank joined; the transfers run), and returns every
+/// survivor's output with how long after the kill the last one ended.
+fn kill_mid_run(
+    etcd: &EtcdServer,
+    group: &str,
+    world: usize,
+    args: &[&str],
+    victim: usize,
+    dir: &std::path::Path,
+) -> (Vec<(usize, Output)>, Duration) {
+    let mut children: Vec<Option<Child>> = (0..world)
+        .map(|r| Some(spawn_rank(&[], &etcd.url, group, r, world, args, dir)))
+        .collect();
+    wait_for_target(etcd, group);
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut victim = children[victim].take().unwrap();
+    victim.kill().unwrap();
+    let killed_at = Instant::now();
+    let _ = victim.wait();
+    let outs = children
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, c)| c.map(|c| (r, c.wait_with_output().unwrap())))
+        .collect();
+    (outs, killed_at.elapsed())
+}
+
 #[test]
 fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept() {
     let test = "a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept";
@@ -200,22 +228,7 @@ fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept()
     let _g = common::fabric_lock();
     let dir = tempfile::tempdir().unwrap();
     let args: Vec<&str> = ["--world", "4"].into_iter().chain(LONG).collect();
-    let mut children: Vec<Option<Child>> = (0..4)
-        .map(|r| Some(spawn_rank(&[], &etcd.url, "kill", r, 4, &args, dir.path())))
-        .collect();
-    // Rank 0 publishes its address once every rank has joined; the transfers start soon after.
-    wait_for_target(&etcd, "kill");
-    std::thread::sleep(Duration::from_millis(2500));
-    let mut victim = children[2].take().unwrap();
-    victim.kill().unwrap();
-    let killed_at = Instant::now();
-    let _ = victim.wait();
-    let outs: Vec<(usize, Output)> = children
-        .into_iter()
-        .enumerate()
-        .filter_map(|(r, c)| c.map(|c| (r, c.wait_with_output().unwrap())))
-        .collect();
-    let took = killed_at.elapsed();
+    let (outs, took) = kill_mid_run(&etcd, "kill", 4, &args, 2, dir.path());
     let all: Vec<String> = outs
         .iter()
         .map(|(r, o)| format!("rank {r}: {}", stderr(o)))
@@ -562,21 +575,7 @@ fn a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor() {
         .into_iter()
         .chain(LONG.map(|a| if a == "1M" { "8M" } else { a }))
         .collect();
-    let mut children: Vec<Option<Child>> = (0..4)
-        .map(|r| Some(spawn_rank(&[], &etcd.url, "pkill", r, 4, &args, dir.path())))
-        .collect();
-    wait_for_target(&etcd, "pkill");
-    std::thread::sleep(Duration::from_millis(2500));
-    let mut victim = children[3].take().unwrap();
-    victim.kill().unwrap();
-    let killed_at = Instant::now();
-    let _ = victim.wait();
-    let outs: Vec<(usize, Output)> = children
-        .into_iter()
-        .enumerate()
-        .filter_map(|(r, c)| c.map(|c| (r, c.wait_with_output().unwrap())))
-        .collect();
-    let took = killed_at.elapsed();
+    let (outs, took) = kill_mid_run(&etcd, "pkill", 4, &args, 3, dir.path());
     assert!(took < Duration::from_secs(12), "survivors took {took:?}");
     // The initiators keep what they measured; the other target holds no samples of its own.
     for (r, o) in &outs[..2] {
