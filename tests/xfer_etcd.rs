@@ -1,5 +1,6 @@
 //! `kvxfer xfer --etcd`: processes meeting through a real etcd server run many-to-one into
-//! rank 0, which writes the merged result; a killed initiator is named by every survivor.
+//! rank 0, pairwise (rank r with r + N/2) or one-to-many (rank 0 into every other rank); rank 0
+//! writes the merged result; a killed initiator is named by every survivor.
 
 mod common;
 mod etcd_support;
@@ -8,8 +9,8 @@ use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use etcd_support::{
-    assert_merged, assert_names_dead, doc, keys_left, spawn_rank, stderr, wait_for_target,
-    EtcdServer,
+    assert_merged, assert_names_dead, doc, keys_left, spawn_rank, stderr, tier_members,
+    wait_for_target, EtcdServer,
 };
 use kvxfer::report::Status;
 use kvxfer::stats::decode_histogram;
@@ -141,12 +142,19 @@ fn etcd_unreachable_at_start_is_one_line_naming_the_url() {
 
 #[test]
 fn group_runs_refuse_what_they_do_not_run() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (
             &["--world", "1", "--scheme", "many-to-one"],
             "--world 1 leaves no initiator",
         ),
-        (&["--world", "2"], "--etcd runs --scheme many-to-one"),
+        (
+            &["--world", "3", "--scheme", "pairwise"],
+            "pairs rank r with rank r + N/2: --world 3 is odd",
+        ),
+        (
+            &["--world", "4", "--scheme", "one-to-many", "-c", "2"],
+            "--concurrency must be at least 3",
+        ),
         (&["--scheme", "many-to-one"], "--etcd needs --world N"),
     ];
     for (args, want) in cases {
@@ -164,6 +172,53 @@ fn group_runs_refuse_what_they_do_not_run() {
     }
 }
 
+/// A run long enough that a fault lands mid-run (thousands of iterations of 1M on the
+/// loopback), with a lease of 2 s.
+const LONG: [&str; 14] = [
+    "--size",
+    "1M",
+    "-c",
+    "1",
+    "-I",
+    "4000",
+    "-w",
+    "1",
+    "--domain",
+    "lo",
+    "--timeout",
+    "60",
+    "--etcd-ttl",
+    "2",
+];
+
+/// Starts `world` ranks of `group` with `args`, kills rank `victim` 2.5 s after a target
+/// rank published its address (every rank joined; the transfers run), and returns every
+/// survivor's output with how long after the kill the last one ended.
+fn kill_mid_run(
+    etcd: &EtcdServer,
+    group: &str,
+    world: usize,
+    args: &[&str],
+    victim: usize,
+    dir: &std::path::Path,
+) -> (Vec<(usize, Output)>, Duration) {
+    let mut children: Vec<Option<Child>> = (0..world)
+        .map(|r| Some(spawn_rank(&[], &etcd.url, group, r, world, args, dir)))
+        .collect();
+    wait_for_target(etcd, group);
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut victim = children[victim].take().unwrap();
+    victim.kill().unwrap();
+    let killed_at = Instant::now();
+    let _ = victim.wait();
+    let outs = children
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, c)| c.map(|c| (r, c.wait_with_output().unwrap())))
+        .collect();
+    (outs, killed_at.elapsed())
+}
+
 #[test]
 fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept() {
     let test = "a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept";
@@ -172,41 +227,8 @@ fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept()
     };
     let _g = common::fabric_lock();
     let dir = tempfile::tempdir().unwrap();
-    // Long enough that the kill lands mid-run (thousands of iterations of 1M on the loopback).
-    let args = [
-        "--world",
-        "4",
-        "--size",
-        "1M",
-        "-c",
-        "1",
-        "-I",
-        "4000",
-        "-w",
-        "1",
-        "--domain",
-        "lo",
-        "--timeout",
-        "60",
-        "--etcd-ttl",
-        "2",
-    ];
-    let mut children: Vec<Option<Child>> = (0..4)
-        .map(|r| Some(spawn_rank(&[], &etcd.url, "kill", r, 4, &args, dir.path())))
-        .collect();
-    // Rank 0 publishes its address once every rank has joined; the transfers start soon after.
-    wait_for_target(&etcd, "kill");
-    std::thread::sleep(Duration::from_millis(2500));
-    let mut victim = children[2].take().unwrap();
-    victim.kill().unwrap();
-    let killed_at = Instant::now();
-    let _ = victim.wait();
-    let outs: Vec<(usize, Output)> = children
-        .into_iter()
-        .enumerate()
-        .filter_map(|(r, c)| c.map(|c| (r, c.wait_with_output().unwrap())))
-        .collect();
-    let took = killed_at.elapsed();
+    let args: Vec<&str> = ["--world", "4"].into_iter().chain(LONG).collect();
+    let (outs, took) = kill_mid_run(&etcd, "kill", 4, &args, 2, dir.path());
     let all: Vec<String> = outs
         .iter()
         .map(|(r, o)| format!("rank {r}: {}", stderr(o)))
@@ -334,4 +356,251 @@ fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
         c.kill().unwrap();
         let _ = c.wait();
     }
+}
+
+/// Runs `world` ranks of `scheme` on the loopback (256K, `-c c`, 6 iterations, one warm-up,
+/// verified) and returns the directory of their documents.
+fn run_scheme(test: &str, scheme: &str, world: usize, c: usize) -> Option<tempfile::TempDir> {
+    let etcd = EtcdServer::start(test)?;
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let (w, c) = (world.to_string(), c.to_string());
+    let args = [
+        "--world",
+        &w,
+        "--scheme",
+        scheme,
+        "--size",
+        "256K",
+        "-c",
+        &c,
+        "-I",
+        "6",
+        "-w",
+        "1",
+        "--verify",
+        "--domain",
+        "lo",
+        "--timeout",
+        "60",
+    ];
+    let outs: Vec<Output> = (0..world)
+        .map(|r| spawn_rank(&[], &etcd.url, scheme, r, world, &args, dir.path()))
+        .collect::<Vec<Child>>()
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (r, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {r}: {}", stderr(o));
+    }
+    assert_eq!(keys_left(&etcd, scheme), Vec::<String>::new());
+    Some(dir)
+}
+
+const SIZE: u64 = 256 << 10;
+
+/// Checks the merged document of `workers` workers in all: every sample of every worker kept,
+/// the tiers over all of them, and each target rank's `(rank, workers served)`: the bytes it
+/// counted and verified itself (warm-up included) follow from its workers.
+fn assert_scheme(d: &kvxfer::report::ResultDoc, scheme: &str, workers: u64, served: &[(u64, u64)]) {
+    assert_eq!(d.status, Status::Complete, "errors: {:?}", d.errors);
+    assert_eq!(d.config["scheme"], scheme);
+    assert_eq!(d.config["concurrency"], workers);
+    let r = &d.results[0];
+    assert_eq!(r.iterations, 6);
+    assert_eq!(r.extra["workers"].as_array().unwrap().len() as u64, workers);
+    let merged = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
+    assert_eq!(merged.len(), workers * 6);
+    assert_eq!(r.extra["bytes_counted"], workers * SIZE * 6);
+    assert_eq!(r.extra["verified_bytes"], workers * SIZE * 7);
+    assert_eq!(tier_members(r) as u64, workers, "every worker in one tier");
+    let ranks = r.extra["ranks"].as_array().unwrap();
+    let count: u64 = ranks
+        .iter()
+        .map(|e| {
+            decode_histogram(e["histogram"].as_str().unwrap())
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(count, merged.len(), "merged exactly, not averaged");
+    let targets = r.extra["targets"].as_array().unwrap();
+    let got: Vec<(u64, u64)> = targets
+        .iter()
+        .map(|t| (t["rank"].as_u64().unwrap(), t["workers"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(got, served);
+    for (t, &(_, n)) in targets.iter().zip(served) {
+        assert_eq!(t["status"], "complete", "{t}");
+        assert_eq!(t["iterations"], 6, "{t}");
+        assert_eq!(t["bytes_counted"], n * SIZE * 6, "{t}");
+        assert_eq!(t["verified_bytes"], n * SIZE * 7, "{t}");
+    }
+}
+
+#[test]
+fn pairwise_ranks_pair_the_lower_half_with_the_upper_and_merge_at_rank_zero() {
+    let test = "pairwise_ranks_pair_the_lower_half_with_the_upper_and_merge_at_rank_zero";
+    let Some(dir) = run_scheme(test, "pairwise", 4, 2) else {
+        return;
+    };
+    let merged = doc(dir.path(), 0);
+    assert_scheme(&merged, "pairwise", 4, &[(2, 2), (3, 2)]);
+    assert_eq!(merged.config["role"], "initiator");
+    let ranks = merged.results[0].extra["ranks"].as_array().unwrap();
+    // Rank 0's workers (0, 1) into rank 2; rank 1's (2, 3) into rank 3.
+    let talk: Vec<(u64, Vec<u64>, Vec<u64>)> = ranks
+        .iter()
+        .map(|e| {
+            let v = |k: &str| -> Vec<u64> {
+                e[k].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap())
+                    .collect()
+            };
+            (e["rank"].as_u64().unwrap(), v("workers"), v("target_ranks"))
+        })
+        .collect();
+    assert_eq!(
+        talk,
+        [(0, vec![0, 1], vec![2, 2]), (1, vec![2, 3], vec![3, 3])]
+    );
+    // Rank 1 wrote its own figures (those in its entry); targets wrote what they served.
+    let own = doc(dir.path(), 1);
+    assert_eq!(own.status, Status::Complete);
+    assert_eq!(
+        own.results[0].histogram.as_deref(),
+        ranks[1]["histogram"].as_str()
+    );
+    for t in [2, 3] {
+        let served = doc(dir.path(), t);
+        assert_eq!(served.config["role"], "target", "rank {t}");
+        assert_eq!(served.results[0].extra["verified_bytes"], 2 * SIZE * 7);
+    }
+}
+
+#[test]
+fn one_to_many_spreads_rank_zeros_workers_over_every_other_rank() {
+    let test = "one_to_many_spreads_rank_zeros_workers_over_every_other_rank";
+    let Some(dir) = run_scheme(test, "one-to-many", 4, 5) else {
+        return;
+    };
+    let merged = doc(dir.path(), 0);
+    assert_scheme(&merged, "one_to_many", 5, &[(1, 2), (2, 2), (3, 1)]);
+    let ranks = merged.results[0].extra["ranks"].as_array().unwrap();
+    assert_eq!(ranks.len(), 1);
+    assert_eq!(ranks[0]["rank"], 0);
+    assert_eq!(ranks[0]["target_ranks"], serde_json::json!([1, 2, 3, 1, 2]));
+    // Each target numbered the workers it accepted 0..n: rank 0's workers met the ranks the
+    // scheme names, as many at each as that rank served.
+    let at: Vec<u64> = merged.results[0].extra["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["target_worker"].as_u64().unwrap())
+        .collect();
+    for (t, n) in [(1, 2), (2, 2), (3, 1)] {
+        let mut got: Vec<u64> = [1, 2, 3, 1, 2]
+            .iter()
+            .zip(&at)
+            .filter(|(&r, _)| r == t)
+            .map(|(_, &w)| w)
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..n).collect::<Vec<u64>>(), "rank {t}");
+    }
+}
+
+#[test]
+fn initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_measured() {
+    let test =
+        "initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_measured";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // Rank 0 stopped rather than killed: its sockets stay open, so only its lease tells.
+    let args: Vec<&str> = ["--world", "3"].into_iter().chain(LONG).collect();
+    let mut children: Vec<Child> = (0..3)
+        .map(|r| spawn_rank(&[], &etcd.url, "stop", r, 3, &args, dir.path()))
+        .collect();
+    wait_for_target(&etcd, "stop");
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = children[0].id().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let stopped_at = Instant::now();
+    let outs: Vec<Output> = children
+        .drain(1..)
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let took = stopped_at.elapsed();
+    let mut rank0 = children.pop().unwrap();
+    let _ = rank0.kill();
+    let _ = rank0.wait();
+    // The lease's 2 s, a watch, and the result kept: far below the 60 s on the fabric.
+    assert!(took < Duration::from_secs(12), "initiators took {took:?}");
+    for (k, o) in outs.iter().enumerate() {
+        assert_names_dead(k + 1, o, 0);
+        let own = doc(dir.path(), k + 1);
+        assert_eq!(own.status, Status::Partial, "rank {}", k + 1);
+        let r = &own.results[0];
+        assert!(r.iterations > 0 && r.iterations < 4000, "{}", r.iterations);
+        let h = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
+        assert_eq!(h.len(), r.iterations, "rank {}", k + 1);
+        assert!(
+            own.errors[0].message.contains("rank 0 ("),
+            "{:?}",
+            own.errors
+        );
+    }
+    println!("both initiators ended {took:.1?} after rank 0 stopped");
+}
+
+#[test]
+fn a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor() {
+    let test = "a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let _g = common::fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // 8M a transfer: pairs on the loopback finish 4000 iterations of 1M before the kill.
+    let args: Vec<&str> = ["--world", "4", "--scheme", "pairwise"]
+        .into_iter()
+        .chain(LONG.map(|a| if a == "1M" { "8M" } else { a }))
+        .collect();
+    let (outs, took) = kill_mid_run(&etcd, "pkill", 4, &args, 3, dir.path());
+    assert!(took < Duration::from_secs(12), "survivors took {took:?}");
+    // The initiators keep what they measured; the other target holds no samples of its own.
+    for (r, o) in &outs[..2] {
+        assert_names_dead(*r, o, 3);
+    }
+    let last = stderr(&outs[2].1);
+    assert!(
+        last.lines().last().unwrap_or_default().contains("rank 3 ("),
+        "{last}"
+    );
+    let merged = doc(dir.path(), 0);
+    assert_eq!(merged.status, Status::Partial, "{:?}", merged.errors);
+    let r = &merged.results[0];
+    assert!(r.iterations > 0 && r.iterations < 4000, "{}", r.iterations);
+    let h = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
+    assert_eq!(h.len(), 2 * r.iterations, "both pairs' samples");
+    let status = |k: &str| -> Vec<String> {
+        r.extra[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(status("ranks"), ["partial", "partial"]);
+    assert_eq!(status("targets"), ["partial", "lost"]);
+    println!("every survivor ended {took:.1?} after the kill");
 }

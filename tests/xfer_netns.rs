@@ -217,9 +217,29 @@ fn a_host_cut_off_mid_run_is_named_and_the_others_end_with_what_they_measured() 
         .map(|e| e["status"].as_str().unwrap())
         .collect();
     assert_eq!(status, ["partial", "lost"]);
-    // The cut-off rank itself would wait out its --timeout on the fabric: not awaited here.
-    let mut cut = cut;
-    let _ = cut.kill();
-    let _ = cut.wait();
-    println!("survivors ended {took:.1?} after the link went down");
+    // The cut-off rank ends too, well before its --timeout on the fabric: etcd stops
+    // answering it (one call's 5 s), and it keeps what it measured.
+    let cut = cut.wait_with_output().unwrap();
+    let cut_took = cut_at.elapsed();
+    let e = stderr(&cut);
+    assert!(!cut.status.success(), "{e}");
+    let last = e.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(&format!(
+            "rank 2 is cut off: etcd at {} stopped answering mid-run",
+            etcd.url
+        )) && last.contains("with status partial"),
+        "{e}"
+    );
+    println!("the cut-off rank said: {last}");
+    assert!(
+        cut_took < Duration::from_secs(10),
+        "the cut-off rank took {cut_took:?}"
+    );
+    let own = doc(dir.path(), 2);
+    assert_eq!(own.status, Status::Partial);
+    assert!(own.results[0].iterations > 0);
+    println!(
+        "survivors ended {took:.1?} after the link went down, the cut-off rank {cut_took:.1?}"
+    );
 }

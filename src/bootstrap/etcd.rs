@@ -35,6 +35,17 @@ pub enum EtcdError {
 
 type Result<T> = std::result::Result<T, EtcdError>;
 
+impl EtcdError {
+    /// What went wrong, without the URL.
+    pub fn reason(&self) -> String {
+        match self {
+            EtcdError::Unreachable { message, .. } => message.clone(),
+            EtcdError::Call { call, message, .. } => format!("{call}: {message}"),
+            e => e.to_string(),
+        }
+    }
+}
+
 /// A connection to one etcd server with this process's lease.
 pub struct Etcd {
     url: String,
@@ -131,7 +142,7 @@ impl Etcd {
         move |e| EtcdError::Call {
             url: self.url.clone(),
             call,
-            message: e.to_string(),
+            message: short(&e),
         }
     }
 
@@ -214,6 +225,12 @@ impl Etcd {
         let mut c = self.client.clone();
         let resp = self.rt.block_on(c.txn(txn)).map_err(self.call_err("txn"))?;
         Ok(resp.succeeded())
+    }
+
+    /// Stops the client without revoking the lease (the server is out of reach): the lease
+    /// expires after its time-to-live.
+    pub fn abandon(self) {
+        self.rt.shutdown_background();
     }
 
     /// Revokes this process's lease (its keys vanish) and stops the client.

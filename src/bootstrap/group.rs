@@ -71,6 +71,14 @@ pub enum GroupError {
         host: String,
         reason: String,
     },
+    /// etcd stopped answering this rank mid-run: it is cut off from the others (they see its
+    /// lease expire).
+    #[error("rank {rank} is cut off: etcd at {url} stopped answering mid-run ({message})")]
+    CutOff {
+        rank: usize,
+        url: String,
+        message: String,
+    },
     /// Ranks did not reach a meeting point in time.
     #[error("{what}: rank(s) {missing:?} did not arrive within {:.1} s", after.as_secs_f64())]
     Timeout {
@@ -460,6 +468,20 @@ impl Group {
         Ok(self.gone()?.into_iter().next())
     }
 
+    /// What ends a run early, looked up while it runs: the first rank that is gone, or this
+    /// rank cut off from etcd.
+    pub fn watch(&self) -> Option<GroupError> {
+        match self.first_gone() {
+            Ok(g) => g,
+            Err(GroupError::Etcd(e)) => Some(GroupError::CutOff {
+                rank: self.rank,
+                url: self.etcd.url().to_string(),
+                message: e.reason(),
+            }),
+            Err(e) => Some(e),
+        }
+    }
+
     /// Waits up to `within` for a rank to be found gone (a killed rank's lease expires only
     /// after its time-to-live); returns it, or None.
     pub fn wait_gone(&self, within: Duration) -> Option<GroupError> {
@@ -496,6 +518,12 @@ impl Group {
                 .delete_if(&run_key(&self.group), self.run_id.as_bytes())?;
         }
         Ok(self.etcd.close()?)
+    }
+
+    /// Ends this rank's part without a word to etcd (it stopped answering): nothing waits on
+    /// the server; the lease expires by itself.
+    pub fn abandon(self) {
+        self.etcd.abandon();
     }
 
     /// Whether this process's lease could not be kept alive (etcd went away).

@@ -12,7 +12,8 @@ use kvxfer::bootstrap::launcher::launcher_rank;
 #[derive(Debug, Args)]
 pub struct GroupArgs {
     /// Meet the other processes of the run through the etcd server at this URL
-    /// (http://HOST:2379): rank 0 is the target, ranks 1..N-1 initiators (many-to-one).
+    /// (http://HOST:2379); --scheme says who sends to whom: many-to-one (ranks 1..N-1 into
+    /// rank 0), pairwise (rank r into rank r + N/2), one-to-many (rank 0 into every other).
     #[arg(long, value_name = "URL", conflicts_with_all = ["listen", "peer"])]
     etcd: Option<String>,
     /// Processes in the run (with --etcd); a launcher's size (SLURM_NTASKS,

@@ -16,6 +16,7 @@ mod xfer_config;
 pub mod xfer_group;
 pub mod xfer_mem;
 mod xfer_report;
+mod xfer_scheme;
 pub mod xfer_staging;
 mod xfer_worker;
 

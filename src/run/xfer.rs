@@ -6,7 +6,8 @@
 //! `--concurrency N` and initiator processes whose concurrencies add up to N.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::sync::TimedBarrier;
 pub use super::xfer_config::{
@@ -118,11 +119,27 @@ pub(crate) fn initiator_reports(
     peers: &[String],
     progress: &XferProgress,
 ) -> Result<(Vec<WorkerReport>, Option<RunError>), RunError> {
+    initiator_reports_watched(cfg, peers, progress, None)
+}
+
+/// How often a watched run asks its watcher.
+const WATCH: Duration = Duration::from_millis(250);
+
+/// [`initiator_reports`], asking `watch` every quarter second while the workers run: when it
+/// names a cause, the run ends there with what every worker measured so far (a worker still
+/// waiting on the fabric or its target is left behind).
+pub(crate) fn initiator_reports_watched(
+    cfg: &XferConfig,
+    peers: &[String],
+    progress: &XferProgress,
+    watch: Option<&mut dyn FnMut() -> Option<RunError>>,
+) -> Result<(Vec<WorkerReport>, Option<RunError>), RunError> {
     if peers.is_empty() {
         return Err(RunError::Config("no target given".into()));
     }
     let plan = cfg.validate(Sides::Initiator)?;
-    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept: Arc<Vec<Mutex<Option<WorkerReport>>>> =
+        Arc::new((0..plan.workers).map(|_| Mutex::new(None)).collect());
     let mut handles = Vec::with_capacity(plan.workers);
     for w in 0..plan.workers {
         let peer = peers[w % peers.len()].clone();
@@ -133,12 +150,7 @@ pub(crate) fn initiator_reports(
             .name(format!("kvxfer-initiator-{w}"))
             .spawn(move || {
                 let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
-                let mut mine = None;
-                let r = initiator_worker(&cfg, &plan, w, oob, &progress, &mut mine);
-                if let Some(report) = mine {
-                    kept.lock().unwrap_or_else(|p| p.into_inner()).push(report);
-                }
-                r
+                initiator_worker(&cfg, &plan, w, oob, &progress, &kept[w])
             })
             .map_err(|source| RunError::Spawn {
                 what: "an initiator worker",
@@ -146,10 +158,29 @@ pub(crate) fn initiator_reports(
             })?;
         handles.push(h);
     }
+    let take = |w: usize| kept[w].lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(watch) = watch {
+        while !handles.iter().all(|h| h.is_finished()) {
+            if let Some(e) = watch() {
+                let mut reports = Vec::new();
+                for (w, h) in handles.into_iter().enumerate() {
+                    match h.is_finished().then(|| h.join()) {
+                        Some(Ok(Ok(r))) => reports.push(r),
+                        _ => reports.extend(take(w)),
+                    }
+                }
+                return Ok((reports, Some(e)));
+            }
+            std::thread::sleep(WATCH);
+        }
+    }
     let (mut reports, error) = join_each(handles);
     if error.is_some() {
-        // The finished workers' reports and what the failed ones measured.
-        reports.append(&mut kept.lock().unwrap_or_else(|p| p.into_inner()));
+        // What the failed workers measured, beside the finished workers' reports.
+        let done: Vec<usize> = reports.iter().map(|r| r.worker).collect();
+        for w in (0..plan.workers).filter(|w| !done.contains(w)) {
+            reports.extend(take(w));
+        }
     }
     Ok((reports, error))
 }

@@ -1,6 +1,6 @@
-//! `xfer --etcd`: N processes meet through etcd and run many-to-one: rank 0 is the target,
-//! ranks 1..N-1 are initiators with `concurrency` workers each. Rank 0 publishes its control
-//! address; every initiator publishes what its workers measured; rank 0 merges them into one
+//! `xfer --etcd`: N processes meet through etcd and run a scheme across ranks (many-to-one,
+//! pairwise, one-to-many: see `xfer_scheme`). Every target rank publishes its control
+//! address; every rank publishes what it measured or served; rank 0 merges them into one
 //! document (the same figures and tiers as one process with all the workers), keeping each
 //! rank's own figures beside them. A rank that dies is named through its expired lease.
 
@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::sync::TimedBarrier;
-use super::xfer::{initiator_doc, initiator_reports, run_target_with};
-use super::xfer_config::{ConcurrencyMode, Scheme, Sides, XferConfig, XferProgress};
+use super::xfer::{initiator_doc, initiator_reports_watched, run_target_with};
+use super::xfer_config::{ConcurrencyMode, Sides, XferConfig, XferProgress};
+use super::xfer_scheme::Roles;
 use super::xfer_worker::WorkerReport;
 use super::RunError;
 use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec};
@@ -23,11 +24,40 @@ use crate::report::ResultDoc;
 /// How often rank 0 looks for ranks that are gone while the transfers run.
 const WATCH: Duration = Duration::from_millis(250);
 
-/// What an initiator rank publishes at the end: its workers' reports and why it stopped early.
-#[derive(Serialize, Deserialize)]
+/// What a rank publishes at the end: an initiator rank its workers' reports, a target rank
+/// what it served; and why it stopped early.
+#[derive(Default, Serialize, Deserialize)]
 struct RankResult {
     reports: Vec<WorkerReport>,
+    #[serde(default)]
+    served: Option<Served>,
     error: Option<String>,
+}
+
+/// What a target rank served, from its own document.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+struct Served {
+    workers: usize,
+    iterations: u64,
+    bytes_counted: u64,
+    verified_bytes: u64,
+}
+
+impl Served {
+    fn of(doc: &ResultDoc) -> Option<Served> {
+        let r = doc.results.first()?;
+        let n = |k: &str| r.extra.get(k).and_then(Value::as_u64).unwrap_or(0);
+        Some(Served {
+            workers: r
+                .extra
+                .get("workers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len),
+            iterations: r.iterations,
+            bytes_counted: n("bytes_counted"),
+            verified_bytes: n("verified_bytes"),
+        })
+    }
 }
 
 /// The parameters every rank must share: the run's fingerprint and the workers per rank.
@@ -35,25 +65,15 @@ fn fingerprint(cfg: &XferConfig) -> Fingerprint {
     cfg.fingerprint().with("concurrency", cfg.concurrency)
 }
 
-/// Refuses what a group run does not do.
-fn check(cfg: &XferConfig, spec: &GroupSpec) -> Result<(), RunError> {
-    let bad = |m: String| Err(RunError::Config(m));
-    if spec.world < 2 {
-        return bad(format!(
-            "--world {} leaves no initiator: a group run needs a target (rank 0) and at least one initiator",
-            spec.world
-        ));
-    }
-    if cfg.scheme != Scheme::ManyToOne {
-        return bad(format!(
-            "--etcd runs --scheme many-to-one (ranks 1..N-1 into rank 0); {} across ranks is not built yet",
-            cfg.scheme.name().replace('_', "-")
-        ));
-    }
+/// The roles of the ranks, refusing what a group run does not do.
+fn check(cfg: &XferConfig, spec: &GroupSpec) -> Result<Roles, RunError> {
+    let roles = Roles::new(cfg.scheme, spec.world, cfg.concurrency).map_err(RunError::Config)?;
     if cfg.mode != ConcurrencyMode::Endpoints {
-        return bad("--etcd runs --concurrency-mode endpoints (one worker per transfer)".into());
+        return Err(RunError::Config(
+            "--etcd runs --concurrency-mode endpoints (one worker per transfer)".into(),
+        ));
     }
-    Ok(())
+    Ok(roles)
 }
 
 /// Runs this process's part of a group run; rank 0 returns the merged document, the others
@@ -63,7 +83,7 @@ pub fn run_group(
     spec: &GroupSpec,
     progress: &XferProgress,
 ) -> Result<ResultDoc, RunError> {
-    check(cfg, spec)?;
+    let roles = check(cfg, spec)?;
     cfg.validate(Sides::Initiator)?;
     let group = Group::join(spec)?;
     eprintln!(
@@ -75,11 +95,12 @@ pub fn run_group(
         group.source().name()
     );
     let settle = spec.ttl + Duration::from_secs(2);
-    let r = if group.rank() == 0 {
-        lead(cfg, &group, settle)
-    } else {
-        follow(cfg, &group, progress, settle)
-    };
+    let r = run_rank(cfg, &roles, &group, progress, settle);
+    if r.as_ref().is_err_and(|e| cut_off(e.cause())) {
+        // Nothing more reaches etcd: the others see this rank's lease expire.
+        group.abandon();
+        return r;
+    }
     // A rank that fails on its own says why, so the others do not take it for dead.
     if let Err(e) = &r {
         if !matches!(e.cause(), RunError::Group(g) if gone_rank(g).is_some()) {
@@ -93,9 +114,17 @@ pub fn run_group(
     r
 }
 
+/// Whether `e` says this rank lost etcd.
+fn cut_off(e: &RunError) -> bool {
+    matches!(e, RunError::Group(GroupError::CutOff { .. }))
+}
+
 /// The error that names the cause of `e`: a rank that died or left within `settle` (a killed
 /// rank's lease expires only after its time-to-live), else `e` itself.
 fn blame(group: &Group, e: RunError, settle: Duration) -> RunError {
+    if matches!(e.cause(), RunError::Group(_)) {
+        return e;
+    }
     match group.wait_gone(settle) {
         Some(g) => {
             eprintln!("kvxfer: rank {}: {}", group.rank(), e.cause());
@@ -105,45 +134,109 @@ fn blame(group: &Group, e: RunError, settle: Duration) -> RunError {
     }
 }
 
-/// Rank 0: the target of every initiator's workers, then the merged document. It listens on
-/// its address toward rank 1 (its address toward etcd when etcd runs elsewhere; its address
-/// on the initiators' network when etcd runs here and is reached on 127.0.0.1).
-fn lead(cfg: &XferConfig, group: &Group, settle: Duration) -> Result<ResultDoc, RunError> {
+/// This rank's part (target or initiator), then: rank 0 gathers every rank's result and
+/// writes the merged document; the others publish theirs and return their own document.
+fn run_rank(
+    cfg: &XferConfig,
+    roles: &Roles,
+    group: &Group,
+    progress: &XferProgress,
+    settle: Duration,
+) -> Result<ResultDoc, RunError> {
     group.check_fingerprints(&fingerprint(cfg))?;
-    let mut tcfg = cfg.clone();
-    tcfg.concurrency = cfg.concurrency * (group.world() - 1);
-    let listener = OobListener::bind(SocketAddr::new(group.address_toward_rank(1), 0))?;
-    let addr = listener.local_addr();
-    group.put("target", addr.to_string().as_bytes())?;
-    eprintln!(
-        "kvxfer: rank 0 is the target of {} worker(s) on {addr}",
-        tcfg.concurrency
-    );
-    let cause = serve(&tcfg, group, listener, settle)?;
-    // Rank 0's own entry (none: the target's figures are the initiators').
+    let me = group.rank();
+    let (own, outcome) = if roles.is_target(me) {
+        target_part(cfg, roles, group, settle)?
+    } else {
+        initiator_part(cfg, roles, group, progress, settle)?
+    };
+    // Cut off from etcd: nothing to publish to or gather from.
+    if outcome.as_ref().is_err_and(|e| cut_off(e.cause())) {
+        return outcome;
+    }
+    if me != 0 {
+        // This rank's own document stays whatever becomes of its copy for rank 0.
+        let sent = serde_json::to_vec(&own)
+            .map_err(|e| RunError::Config(e.to_string()))
+            .and_then(|bytes| publish(group, &bytes));
+        if let Err(e) = sent {
+            eprintln!("kvxfer: rank {me}: warning: cannot publish the result for rank 0: {e}");
+        }
+        // Rank 0 reads the results while this rank's lease keeps them; it going away ends this.
+        if let Err(e) = group.wait_key("collected", 0) {
+            eprintln!("kvxfer: rank {me}: {e}");
+        }
+        return outcome;
+    }
+    let cause = match outcome {
+        Ok(_) => None,
+        Err(RunError::Partial { error, .. }) => Some(*error),
+        Err(e) => Some(e),
+    };
+    // Rank 0's own entry is kept here, not published.
     group.put("result", b"0")?;
     let parts = group.gather("result", true)?;
-    let results = parts
+    let mut results = parts
         .iter()
         .enumerate()
         .map(|(r, n)| collect(group, r, n.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
+    results[0] = Some(own);
     group.put("collected", b"")?;
-    let doc = merge(cfg, &tcfg, group, &results)?;
-    // The initiators revoke their leases once they see the results collected.
+    let doc = merge(cfg, roles, group, &results)?;
+    // The other ranks revoke their leases once they see the results collected.
     group.wait_others_gone(settle)?;
     super::conclude(doc, cause.map_or(Ok(()), Err))
 }
 
+/// What one rank's part gives: what it publishes, and its own document (partial, or the error
+/// alone, when something stopped it early).
+type Part = (RankResult, Result<ResultDoc, RunError>);
+
+/// A target rank: serves the workers the scheme sends it, listening on its address toward
+/// one of its initiators (its address toward etcd when etcd runs elsewhere; its address on
+/// the initiators' network when etcd runs here and is reached on 127.0.0.1).
+fn target_part(
+    cfg: &XferConfig,
+    roles: &Roles,
+    group: &Group,
+    settle: Duration,
+) -> Result<Part, RunError> {
+    let me = group.rank();
+    let mut tcfg = cfg.clone();
+    tcfg.concurrency = roles.workers_at(me);
+    let toward = group.address_toward_rank(roles.initiator_of(me));
+    let listener = OobListener::bind(SocketAddr::new(toward, 0))?;
+    let addr = listener.local_addr();
+    group.put("target", addr.to_string().as_bytes())?;
+    eprintln!(
+        "kvxfer: rank {me} is the target of {} worker(s) on {addr}",
+        tcfg.concurrency
+    );
+    let (doc, cause) = serve(&tcfg, group, listener, settle)?;
+    let own = RankResult {
+        reports: Vec::new(),
+        served: doc.as_ref().and_then(Served::of),
+        error: cause.as_ref().map(|e| e.to_string()),
+    };
+    let outcome = match (doc, cause) {
+        (Some(d), c) => super::conclude(d, c.map_or(Ok(()), Err)),
+        (None, Some(c)) => Err(c),
+        (None, None) => Err(RunError::Crashed("target")),
+    };
+    Ok((own, outcome))
+}
+
 /// Runs the target in a thread while watching the group: a rank that dies or gives up stops
 /// every worker at its next iteration (a worker whose initiator died may wait on the fabric
-/// until the time-out; it is left behind). Returns what stopped the run early.
+/// until the time-out; it is left behind). Returns the target's document, when it finished,
+/// and what stopped the run early.
 fn serve(
     tcfg: &XferConfig,
     group: &Group,
     listener: OobListener,
     settle: Duration,
-) -> Result<Option<RunError>, RunError> {
+) -> Result<(Option<ResultDoc>, Option<RunError>), RunError> {
     let slot: Arc<Mutex<Option<Arc<TimedBarrier>>>> = Arc::default();
     let (cfg, put) = (tcfg.clone(), slot.clone());
     let target = std::thread::Builder::new()
@@ -160,41 +253,48 @@ fn serve(
     loop {
         if target.is_finished() {
             let outcome = target.join().map_err(|_| RunError::Crashed("target"))?;
-            return Ok(outcome.err().map(|e| blame(group, e, settle)));
+            return Ok(match outcome {
+                Ok(doc) => (Some(doc), None),
+                Err(e) => (None, Some(blame(group, e, settle))),
+            });
         }
-        if let Some(gone) = group.first_gone()? {
-            eprintln!("kvxfer: rank 0: {gone}: stopping the run");
+        if let Some(gone) = group.watch() {
+            eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
             if let Some(b) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 b.break_all();
             }
-            return Ok(Some(RunError::Group(gone)));
+            return Ok((None, Some(RunError::Group(gone))));
         }
         std::thread::sleep(WATCH);
     }
 }
 
-/// Ranks 1..N-1: initiators into rank 0; publish what they measured.
-fn follow(
+/// An initiator rank: its workers into the target ranks the scheme names (round robin).
+fn initiator_part(
     cfg: &XferConfig,
+    roles: &Roles,
     group: &Group,
     progress: &XferProgress,
     settle: Duration,
-) -> Result<ResultDoc, RunError> {
-    group.check_fingerprints(&fingerprint(cfg))?;
-    let target = String::from_utf8_lossy(&group.wait_key("target", 0)?).into_owned();
-    let (reports, error) = initiator_reports(cfg, &[target], progress)?;
+) -> Result<Part, RunError> {
+    let targets = roles
+        .targets_of(group.rank())
+        .into_iter()
+        .map(|t| Ok(String::from_utf8_lossy(&group.wait_key("target", t)?).into_owned()))
+        .collect::<Result<Vec<_>, RunError>>()?;
+    let mut watch = || {
+        let gone = group.watch()?;
+        eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
+        Some(RunError::Group(gone))
+    };
+    let (reports, error) = initiator_reports_watched(cfg, &targets, progress, Some(&mut watch))?;
     let error = error.map(|e| blame(group, e, settle));
-    let published = RankResult {
-        reports,
+    let own = RankResult {
+        reports: reports.clone(),
+        served: None,
         error: error.as_ref().map(|e| e.to_string()),
     };
-    let bytes = serde_json::to_vec(&published).map_err(|e| RunError::Config(e.to_string()))?;
-    publish(group, &bytes)?;
-    // Rank 0 reads the results while this rank's lease keeps them; it going away ends this.
-    if let Err(e) = group.wait_key("collected", 0) {
-        eprintln!("kvxfer: rank {}: {e}", group.rank());
-    }
-    initiator_doc(cfg, published.reports, error)
+    Ok((own, initiator_doc(cfg, reports, error)))
 }
 
 /// The largest value put at once (etcd refuses requests over 1.5 MiB by default).
@@ -211,7 +311,7 @@ fn publish(group: &Group, bytes: &[u8]) -> Result<(), RunError> {
 }
 
 /// Rank `r`'s result from its parts (`count` as published), None when it published none.
-fn collect(group: &Group, r: usize, count: Option<&[u8]>) -> Result<Option<Vec<u8>>, RunError> {
+fn collect(group: &Group, r: usize, count: Option<&[u8]>) -> Result<Option<RankResult>, RunError> {
     let Some(count) = count else { return Ok(None) };
     let bad = |message: String| {
         RunError::Group(GroupError::Value {
@@ -230,44 +330,63 @@ fn collect(group: &Group, r: usize, count: Option<&[u8]>) -> Result<Option<Vec<u
         let part = group.get(&format!("result-{k}"), r)?;
         out.extend(part.ok_or_else(|| bad(format!("part {k} of {n} is missing")))?);
     }
-    Ok(Some(out))
+    serde_json::from_slice(&out)
+        .map(Some)
+        .map_err(|e| bad(e.to_string()))
 }
 
-/// The merged document: every initiator rank's workers as one many-to-one run of `tcfg`
-/// (workers numbered rank by rank), with each rank's own figures in `extra.ranks`.
+/// The merged document: every initiator rank's workers as one run of the scheme with all of
+/// them (workers numbered rank by rank), each initiator rank's own figures in `extra.ranks`
+/// and what each target rank served in `extra.targets`.
 fn merge(
     cfg: &XferConfig,
-    tcfg: &XferConfig,
+    roles: &Roles,
     group: &Group,
-    results: &[Option<Vec<u8>>],
+    results: &[Option<RankResult>],
 ) -> Result<ResultDoc, RunError> {
     let rank_plan = cfg.validate(Sides::Initiator)?;
+    let host = |r: usize| group.members().get(r).cloned().unwrap_or_default();
     let mut all = Vec::new();
     let mut ranks = Vec::new();
-    for (r, bytes) in results.iter().enumerate().skip(1) {
-        let host = group.members().get(r).cloned().unwrap_or_default();
-        let offset = (r - 1) * cfg.concurrency;
-        let Some(bytes) = bytes else {
-            ranks.push(json!({"rank": r, "host": host, "status": "lost"}));
+    for r in roles.initiators() {
+        let offset = roles.offset(r);
+        let peers = roles.worker_targets(r);
+        let Some(got) = &results[r] else {
+            ranks
+                .push(json!({"rank": r, "host": host(r), "status": "lost", "target_ranks": peers}));
             continue;
         };
-        let got: RankResult = serde_json::from_slice(bytes).map_err(|e| {
-            RunError::Group(GroupError::Value {
-                key: format!("result/{r}"),
-                message: e.to_string(),
-            })
-        })?;
         let own = super::xfer_report::build(cfg, &rank_plan, "initiator", &got.reports);
-        ranks.push(rank_entry(r, &host, offset, &own, got.error));
-        all.extend(got.reports.into_iter().map(|mut w| {
+        ranks.push(rank_entry(
+            r,
+            &host(r),
+            offset,
+            &own,
+            got.error.clone(),
+            &peers,
+        ));
+        all.extend(got.reports.iter().cloned().map(|mut w| {
             w.worker += offset;
             w
         }));
     }
-    let plan = tcfg.validate(Sides::Target)?;
-    let mut doc = super::xfer_report::build(tcfg, &plan, "target", &all);
+    let targets: Vec<Value> = roles
+        .targets()
+        .into_iter()
+        .map(|t| target_entry(t, &host(t), results[t].as_ref()))
+        .collect();
+    // Rank 0's own plan (what its host held), with every initiator rank's workers.
+    let mut mcfg = cfg.clone();
+    mcfg.concurrency = roles.total_workers();
+    let (side, plan) = if roles.is_target(0) {
+        ("target", mcfg.validate(Sides::Target)?)
+    } else {
+        ("initiator", rank_plan)
+    };
+    let mut doc = super::xfer_report::build(&mcfg, &plan, side, &all);
     if let Some(res) = doc.results.first_mut() {
         res.extra.insert("ranks".into(), Value::Array(ranks));
+        res.extra.insert("targets".into(), Value::Array(targets));
     }
     let c = &mut doc.config;
     c.insert("etcd".into(), json!(group.url()));
@@ -279,13 +398,15 @@ fn merge(
     Ok(doc)
 }
 
-/// One initiator rank's own figures, from the document of its workers alone.
+/// One initiator rank's own figures, from the document of its workers alone, with the target
+/// rank of each of its workers.
 fn rank_entry(
     r: usize,
     host: &str,
     offset: usize,
     own: &ResultDoc,
     error: Option<String>,
+    peers: &[usize],
 ) -> Value {
     let res = own.results.first();
     let workers: Vec<usize> = res
@@ -304,10 +425,29 @@ fn rank_entry(
         "status": if error.is_some() { "partial" } else { "complete" },
         "error": error,
         "workers": workers,
+        "target_ranks": peers,
         "iterations": res.map(|x| x.iterations),
         "latency_us": res.and_then(|x| x.latency_us),
         "bandwidth_gbps": res.and_then(|x| x.bandwidth_gbps),
         "transfer_time_ms": res.and_then(|x| x.transfer_time_ms),
         "histogram": res.and_then(|x| x.histogram.clone()),
+    })
+}
+
+/// What target rank `t` served, as it published it (`lost` when it published nothing).
+fn target_entry(t: usize, host: &str, got: Option<&RankResult>) -> Value {
+    let Some(got) = got else {
+        return json!({"rank": t, "host": host, "status": "lost"});
+    };
+    let s = got.served;
+    json!({
+        "rank": t,
+        "host": host,
+        "status": if got.error.is_some() { "partial" } else { "complete" },
+        "error": got.error,
+        "workers": s.map(|s| s.workers),
+        "iterations": s.map(|s| s.iterations),
+        "bytes_counted": s.map(|s| s.bytes_counted),
+        "verified_bytes": s.map(|s| s.verified_bytes),
     })
 }

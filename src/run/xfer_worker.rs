@@ -1,6 +1,8 @@
 //! One worker of an xfer run on each side: connect, register, exchange regions, then per
 //! iteration prepare (verify), meet at the barrier, transfer, check.
 
+use std::sync::Mutex;
+
 use serde::{Deserialize, Serialize};
 
 use super::sync::TimedBarrier;
@@ -322,15 +324,16 @@ fn check(buf: &[u8], seq: u64, iteration: u64) -> Result<(), BenchError> {
     }
 }
 
-/// Runs one initiator worker against the target on `oob`; returns its report. When it fails
-/// after connecting, what it measured so far is left in `kept`.
+/// Runs one initiator worker against the target on `oob`; returns its report. From the
+/// connection on, `kept` holds what it measured so far (updated after every iteration, so a
+/// watcher can take it while the worker waits on the fabric).
 pub fn initiator_worker(
     cfg: &XferConfig,
     plan: &XferPlan,
     local_index: usize,
     mut oob: Oob,
     progress: &XferProgress,
-    kept: &mut Option<WorkerReport>,
+    kept: &Mutex<Option<WorkerReport>>,
 ) -> Result<WorkerReport, RunError> {
     let r = initiator_inner(cfg, plan, local_index, &mut oob, progress, kept);
     if let Err(e) = &r {
@@ -345,7 +348,7 @@ fn initiator_inner(
     local_index: usize,
     oob: &mut Oob,
     progress: &XferProgress,
-    kept: &mut Option<WorkerReport>,
+    kept: &Mutex<Option<WorkerReport>>,
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
@@ -385,6 +388,7 @@ fn initiator_inner(
         staging_ns: Vec::new(),
         rails: None,
     };
+    *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
     let run = (|| -> Result<(), RunError> {
         for i in 0..cfg.warmup + cfg.iterations {
             let timed = i >= cfg.warmup;
@@ -451,6 +455,7 @@ fn initiator_inner(
                     sum_rails(&mut report.rails, &now);
                 }
             }
+            keep(kept, &report);
             progress.tick();
         }
         report.staging_ns = staging.take().map(Staging::take).unwrap_or_default();
@@ -464,9 +469,21 @@ fn initiator_inner(
         Ok(()) => Ok(report),
         Err(e) => {
             report.environment = environment(&*ep);
-            *kept = Some(report);
+            *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
             Err(e)
         }
+    }
+}
+
+/// Brings the copy in `kept` up to `report` (one new sample at most per iteration).
+fn keep(kept: &Mutex<Option<WorkerReport>>, report: &WorkerReport) {
+    let mut k = kept.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(k) = k.as_mut() else { return };
+    k.cold.clone_from(&report.cold);
+    k.rails.clone_from(&report.rails);
+    k.verified_bytes = report.verified_bytes;
+    if let Some(s) = report.timed.get(k.timed.len()) {
+        k.timed.push(s.clone());
     }
 }
 

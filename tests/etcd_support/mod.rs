@@ -100,7 +100,7 @@ impl Drop for EtcdServer {
 }
 
 /// Starts rank `rank` of `world` (pinned through PMI_RANK/PMI_SIZE, as a launcher would) with
-/// `args`, its JSON in `dir/rRANK.json`; `prefix` runs it elsewhere (e.g. `ip netns exec`).
+/// `args` (`--scheme many-to-one` unless they name one), its JSON in `dir/rRANK.json`; `prefix` runs it elsewhere (e.g. `ip netns exec`).
 pub fn spawn_rank(
     prefix: &[&str],
     url: &str,
@@ -120,16 +120,12 @@ pub fn spawn_rank(
     };
     cmd.env("PMI_RANK", rank.to_string())
         .env("PMI_SIZE", world.to_string())
-        .args([
-            "xfer",
-            "--etcd",
-            url,
-            "--group",
-            group,
-            "--scheme",
-            "many-to-one",
-        ])
-        .args(args)
+        .args(["xfer", "--etcd", url, "--group", group]);
+    // Many-to-one unless the test names a scheme.
+    if !args.contains(&"--scheme") {
+        cmd.args(["--scheme", "many-to-one"]);
+    }
+    cmd.args(args)
         .arg("--json")
         .arg(dir.join(format!("r{rank}.json")))
         .stdout(Stdio::piped())
@@ -166,13 +162,7 @@ pub fn assert_merged(d: &ResultDoc, ranks: usize, per: usize, size: u64, iterati
         (ranks * per) as u64 * size * iterations
     );
     assert!(r.extra["tier_count"].as_u64().unwrap() >= 1);
-    let members: usize = r.extra["tiers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["members"].as_array().unwrap().len())
-        .sum();
-    assert_eq!(members, ranks * per, "every worker in one tier");
+    assert_eq!(tier_members(r), ranks * per, "every worker in one tier");
     let per_rank = r.extra["ranks"].as_array().unwrap();
     assert_eq!(per_rank.len(), ranks);
     let mut all_workers = Vec::new();
@@ -204,6 +194,16 @@ pub fn assert_merged(d: &ResultDoc, ranks: usize, per: usize, size: u64, iterati
     assert!(slowest_p50 <= max);
 }
 
+/// How many workers the tiers of result `r` hold together.
+pub fn tier_members(r: &kvxfer::report::SizeResult) -> usize {
+    r.extra["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["members"].as_array().unwrap().len())
+        .sum()
+}
+
 /// The keys a run of `group` left in etcd, after a moment for the last leases to go.
 pub fn keys_left(etcd: &EtcdServer, group: &str) -> Vec<String> {
     let start = Instant::now();
@@ -216,18 +216,18 @@ pub fn keys_left(etcd: &EtcdServer, group: &str) -> Vec<String> {
     }
 }
 
-/// Waits until rank 0 of `group` has published its address (every rank joined; the transfers
-/// start right after).
+/// Waits until a target rank of `group` has published its address (every rank joined; the
+/// transfers start right after).
 pub fn wait_for_target(etcd: &EtcdServer, group: &str) {
     let start = Instant::now();
     while !etcd
         .keys(&format!("/kvxfer/{group}/"))
         .iter()
-        .any(|k| k.ends_with("/target/0"))
+        .any(|k| k.contains("/target/"))
     {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "rank 0 never published"
+            "no target rank published"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
