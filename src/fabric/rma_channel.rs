@@ -67,7 +67,8 @@ impl RmaChannel<HostBuffer> {
 impl<B: HostStaged> RmaChannel<B> {
     /// Registers `tx` (the source of writes) and `rx` (what the peer writes into), of equal
     /// length, and a small control buffer on the connection. Device memory cannot be polled
-    /// for a last byte, so it takes writedata or read.
+    /// for a last byte, so it takes writedata or read, and is never injected (fi_inject_write
+    /// copies host bytes).
     pub fn over(
         conn: Connection,
         tx: B,
@@ -91,7 +92,7 @@ impl<B: HostStaged> RmaChannel<B> {
             mr.bind_endpoint(&conn.ep, &conn.info)?;
         }
         ctrl.bind_endpoint(&conn.ep, &conn.info)?;
-        let inject_size = if inject && op != RmaPingPongOp::Read {
+        let inject_size = if inject && op != RmaPingPongOp::Read && !B::STAGED {
             conn.info.view().inject_size()
         } else {
             0
