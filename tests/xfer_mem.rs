@@ -1,7 +1,8 @@
-//! `kvxfer xfer --initiator-seg/--target-seg DRAM|VRAM --gpu N [--vmm]`: without a GPU, device
-//! memory is refused before any connection with one line naming what is missing (the `cuda`
-//! feature, the driver or the device); with one, UCX moves VRAM to VRAM (tcp + cuda_copy) and
-//! `--verify` checks it through host copies. Each side skips the other's tests by name.
+//! `kvxfer xfer --initiator-seg/--target-seg DRAM|VRAM --gpu N [--vmm]`, and pingpong's and
+//! rma-pingpong's same options: without a GPU, device memory is refused before any connection
+//! with one line naming what is missing (the `cuda` feature, the driver or the device); with
+//! one, UCX moves VRAM to VRAM (tcp + cuda_copy) and `--verify` checks it through host copies.
+//! Each side skips the other's tests by name.
 
 mod common;
 mod xfer_support;
@@ -32,6 +33,19 @@ fn gpu_reachable() -> bool {
             .any(|p| std::path::Path::new(p).exists())
 }
 
+/// `err` is one line, for `option`, naming what this build misses for VRAM (the `cuda`
+/// feature, or the driver or device).
+fn assert_names_missing_gpu(err: &str, option: &str, args: &[&str]) {
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    assert!(err.contains(option), "{args:?}: {err}");
+    let named = if cfg!(feature = "cuda") {
+        err.contains("no CUDA driver") || err.contains("no CUDA device")
+    } else {
+        err.contains("built without the `cuda` feature")
+    };
+    assert!(named, "{args:?}: {err}");
+}
+
 #[test]
 fn vram_without_a_gpu_ends_with_one_line_naming_what_is_missing() {
     if gpu_reachable() {
@@ -52,15 +66,7 @@ fn vram_without_a_gpu_ends_with_one_line_naming_what_is_missing() {
             "--initiator-seg VRAM",
         ),
     ] {
-        let err = refused(&args);
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains(option), "{args:?}: {err}");
-        let named = if cfg!(feature = "cuda") {
-            err.contains("no CUDA driver") || err.contains("no CUDA device")
-        } else {
-            err.contains("built without the `cuda` feature")
-        };
-        assert!(named, "{args:?}: {err}");
+        assert_names_missing_gpu(&refused(&args), option, &args);
     }
 }
 
@@ -315,15 +321,7 @@ fn rma_pingpong_vram_refuses_byte_polling_and_names_what_is_missing() {
             "--target-seg VRAM",
         ),
     ] {
-        let err = rma_refused(&args);
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains(option), "{args:?}: {err}");
-        let named = if cfg!(feature = "cuda") {
-            err.contains("no CUDA driver") || err.contains("no CUDA device")
-        } else {
-            err.contains("built without the `cuda` feature")
-        };
-        assert!(named, "{args:?}: {err}");
+        assert_names_missing_gpu(&rma_refused(&args), option, &args);
     }
 }
 
