@@ -85,6 +85,18 @@ fn dram_is_spelled_any_case_and_bad_kinds_or_gpus_are_refused() {
     assert!(err.contains("--iterations must be at least 1"), "{err}");
 }
 
+/// Prints `test`'s SKIPPED line and returns true where no GPU is usable.
+fn skipped_without_gpu(test: &str) -> bool {
+    let none = !gpu_usable();
+    if none {
+        skip(
+            test,
+            "no GPU the CUDA driver opens (kvxfer info --gpu --check)",
+        );
+    }
+    none
+}
+
 /// Whether the CUDA driver opens a GPU for this kvxfer (`info --gpu --check`).
 fn gpu_usable() -> bool {
     kvxfer()
@@ -173,11 +185,7 @@ fn ucx_vmm_memory_and_dram_to_vram_on_a_gpu() {
 #[test]
 fn staged_vram_over_libfabric_tcp_on_a_gpu() {
     let name = "staged_vram_over_libfabric_tcp_on_a_gpu";
-    if !gpu_usable() {
-        skip(
-            name,
-            "no GPU the CUDA driver opens (kvxfer info --gpu --check)",
-        );
+    if skipped_without_gpu(name) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -328,11 +336,7 @@ fn rma_pingpong_vram_refuses_byte_polling_and_names_what_is_missing() {
 #[test]
 fn rma_pingpong_writedata_in_vram_on_a_gpu() {
     let name = "rma_pingpong_writedata_in_vram_on_a_gpu";
-    if !gpu_usable() {
-        skip(
-            name,
-            "no GPU the CUDA driver opens (kvxfer info --gpu --check)",
-        );
+    if skipped_without_gpu(name) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
