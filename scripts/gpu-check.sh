@@ -20,7 +20,9 @@
 #    672m-vram     UCX 672M over tcp, VRAM to VRAM  }
 #    pingpong      kvxfer pingpong in VRAM over libfabric tcp: runs where the provider offers
 #                  FI_HMEM, else its named refusal counts as the expected answer
-#    rma-pingpong  no VRAM path yet (reported SKIP, not counted)
+#    rma-pingpong  kvxfer rma-pingpong -o writedata in VRAM over libfabric tcp (arrival by remote
+#                  CQ data): runs where the provider offers FI_HMEM, else its named refusal
+#                  counts as the expected answer
 # Exit status: 0 when every row that ran passed, 1 without a GPU, 2 when the build fails,
 # 3 when a check failed. Env: UCX_NET_DEVICES (default lo), ITERS (5).
 set -uo pipefail
@@ -153,7 +155,15 @@ elif grep -q "offers no FI_HMEM" "$out/pingpong.txt"; then
 else
     fail pingpong "see $out/pingpong.txt"
 fi
-row rma-pingpong SKIP "kvxfer rma-pingpong has no VRAM path yet (not counted)"
+if run rma-pingpong "$out/rma-pingpong.txt" "$k" rma-pingpong -p tcp -d lo -o writedata \
+    -S 64,65536,1M -I 200 --verify --initiator-seg VRAM --target-seg VRAM \
+    --json "$out/rma-pingpong.json"; then
+    pass rma-pingpong "writedata 64 B p50 $(fig "$out/rma-pingpong.json" results.0.latency_us.p50) us, 1M p50 $(fig "$out/rma-pingpong.json" results.2.latency_us.p50) us"
+elif grep -q "offers no FI_HMEM" "$out/rma-pingpong.txt"; then
+    pass rma-pingpong "refused as expected: $(tail -n 1 "$out/rma-pingpong.txt" | cut -c1-90)"
+else
+    fail rma-pingpong "see $out/rma-pingpong.txt"
+fi
 
 echo
 printf '%-13s %-5s %s\n' check state figure

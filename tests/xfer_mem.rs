@@ -1,7 +1,8 @@
-//! `kvxfer xfer --initiator-seg/--target-seg DRAM|VRAM --gpu N [--vmm]`: without a GPU, device
-//! memory is refused before any connection with one line naming what is missing (the `cuda`
-//! feature, the driver or the device); with one, UCX moves VRAM to VRAM (tcp + cuda_copy) and
-//! `--verify` checks it through host copies. Each side skips the other's tests by name.
+//! `kvxfer xfer --initiator-seg/--target-seg DRAM|VRAM --gpu N [--vmm]`, and pingpong's and
+//! rma-pingpong's same options: without a GPU, device memory is refused before any connection
+//! with one line naming what is missing (the `cuda` feature, the driver or the device); with
+//! one, UCX moves VRAM to VRAM (tcp + cuda_copy) and `--verify` checks it through host copies.
+//! Each side skips the other's tests by name.
 
 mod common;
 mod xfer_support;
@@ -32,6 +33,19 @@ fn gpu_reachable() -> bool {
             .any(|p| std::path::Path::new(p).exists())
 }
 
+/// `err` is one line, for `option`, naming what this build misses for VRAM (the `cuda`
+/// feature, or the driver or device).
+fn assert_names_missing_gpu(err: &str, option: &str, args: &[&str]) {
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    assert!(err.contains(option), "{args:?}: {err}");
+    let named = if cfg!(feature = "cuda") {
+        err.contains("no CUDA driver") || err.contains("no CUDA device")
+    } else {
+        err.contains("built without the `cuda` feature")
+    };
+    assert!(named, "{args:?}: {err}");
+}
+
 #[test]
 fn vram_without_a_gpu_ends_with_one_line_naming_what_is_missing() {
     if gpu_reachable() {
@@ -52,15 +66,7 @@ fn vram_without_a_gpu_ends_with_one_line_naming_what_is_missing() {
             "--initiator-seg VRAM",
         ),
     ] {
-        let err = refused(&args);
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains(option), "{args:?}: {err}");
-        let named = if cfg!(feature = "cuda") {
-            err.contains("no CUDA driver") || err.contains("no CUDA device")
-        } else {
-            err.contains("built without the `cuda` feature")
-        };
-        assert!(named, "{args:?}: {err}");
+        assert_names_missing_gpu(&refused(&args), option, &args);
     }
 }
 
@@ -77,6 +83,18 @@ fn dram_is_spelled_any_case_and_bad_kinds_or_gpus_are_refused() {
     // DRAM in any case is accepted: the run is refused later for a bad size, not the kind.
     let err = refused(&["--initiator-seg", "dRaM", "--target-seg", "DRAM", "-I", "0"]);
     assert!(err.contains("--iterations must be at least 1"), "{err}");
+}
+
+/// Prints `test`'s SKIPPED line and returns true where no GPU is usable.
+fn skipped_without_gpu(test: &str) -> bool {
+    let none = !gpu_usable();
+    if none {
+        skip(
+            test,
+            "no GPU the CUDA driver opens (kvxfer info --gpu --check)",
+        );
+    }
+    none
 }
 
 /// Whether the CUDA driver opens a GPU for this kvxfer (`info --gpu --check`).
@@ -167,11 +185,7 @@ fn ucx_vmm_memory_and_dram_to_vram_on_a_gpu() {
 #[test]
 fn staged_vram_over_libfabric_tcp_on_a_gpu() {
     let name = "staged_vram_over_libfabric_tcp_on_a_gpu";
-    if !gpu_usable() {
-        skip(
-            name,
-            "no GPU the CUDA driver opens (kvxfer info --gpu --check)",
-        );
+    if skipped_without_gpu(name) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -251,4 +265,111 @@ fn pingpong_in_vram_runs_or_names_what_is_missing() {
         line.contains("built without the `cuda` feature")
     };
     assert!(named, "{err}");
+}
+
+/// Runs rma-pingpong over tcp on lo with `args`, expects failure, returns stderr.
+fn rma_refused(args: &[&str]) -> String {
+    let out = kvxfer()
+        .args(["rma-pingpong", "-p", "tcp", "-d", "lo", "-S", "64"])
+        .args(args)
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stdout(predicate::str::is_empty());
+    String::from_utf8_lossy(&out.get_output().stderr).to_string()
+}
+
+#[test]
+fn rma_pingpong_vram_refuses_byte_polling_and_names_what_is_missing() {
+    // Checked before any device: the same in both builds, with or without a GPU.
+    for args in [
+        vec!["--target-seg", "VRAM"],
+        vec![
+            "-o",
+            "write",
+            "--initiator-seg",
+            "vram",
+            "--target-seg",
+            "DRAM",
+        ],
+    ] {
+        let err = rma_refused(&args);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("polling the receive buffer's last byte"),
+            "{err}"
+        );
+        assert!(err.contains("use --op writedata"), "{err}");
+    }
+    // DRAM keeps write mode: refused here for the iterations, not the memory.
+    let err = rma_refused(&["-o", "write", "--initiator-seg", "DRAM", "-I", "0"]);
+    assert!(err.contains("--iterations must be at least 1"), "{err}");
+    let name = "rma_pingpong_vram_refuses_byte_polling_and_names_what_is_missing";
+    if gpu_reachable() {
+        skip(
+            name,
+            "a GPU device node is present: the missing-GPU lines do not apply",
+        );
+        return;
+    }
+    for (args, option) in [
+        (
+            vec![
+                "-o",
+                "writedata",
+                "--initiator-seg",
+                "VRAM",
+                "--target-seg",
+                "VRAM",
+            ],
+            "--initiator-seg VRAM",
+        ),
+        (
+            vec!["-o", "read", "--target-seg", "Vram"],
+            "--target-seg VRAM",
+        ),
+    ] {
+        assert_names_missing_gpu(&rma_refused(&args), option, &args);
+    }
+}
+
+#[test]
+fn rma_pingpong_writedata_in_vram_on_a_gpu() {
+    let name = "rma_pingpong_writedata_in_vram_on_a_gpu";
+    if skipped_without_gpu(name) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("rma.json");
+    let out = kvxfer()
+        .args(["rma-pingpong", "-p", "tcp", "-d", "lo", "-o", "writedata"])
+        .args(["-S", "64,4096,1M", "-I", "20", "--verify"])
+        .args(["--initiator-seg", "VRAM", "--target-seg", "VRAM"])
+        .arg("--json")
+        .arg(&json)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    if !out.status.success() {
+        // Debian's libfabric has no FI_HMEM: the named refusal is the answer there.
+        let line = err.trim_end().lines().last().unwrap_or_default();
+        assert!(
+            line.contains("offers no FI_HMEM") && line.contains("--initiator-seg VRAM"),
+            "{err}"
+        );
+        skip(
+            name,
+            "provider tcp here offers no FI_HMEM (refusal checked)",
+        );
+        return;
+    }
+    let doc: kvxfer::report::ResultDoc =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(doc.config["op"], "writedata");
+    assert_eq!(doc.config["mem"], "vram");
+    assert_eq!(doc.config["verify"], true);
+    let sizes: Vec<u64> = doc.results.iter().map(|r| r.message_size).collect();
+    assert_eq!(sizes, [64, 4096, 1 << 20]);
+    assert!(doc.results.iter().all(|r| r.iterations == 20), "{sizes:?}");
 }

@@ -59,6 +59,13 @@ pub struct PingPongArgs {
     /// Never use fi_inject, even below the inject size.
     #[arg(long)]
     no_inject: bool,
+    #[command(flatten)]
+    mem: SegArgs,
+}
+
+/// The memory options of `pingpong` and `rma-pingpong`.
+#[derive(Debug, Args)]
+pub struct SegArgs {
     /// The initiator's message buffers: DRAM (host) or VRAM (GPU; the provider needs FI_HMEM).
     #[arg(long, value_enum, ignore_case = true, default_value = "dram")]
     initiator_seg: super::xfer::SegArg,
@@ -69,6 +76,13 @@ pub struct PingPongArgs {
     /// GPU count, else 0).
     #[arg(long, allow_negative_numbers = true)]
     gpu: Option<i32>,
+}
+
+impl SegArgs {
+    /// Both sides' memory as the options give it (never staged, never --vmm).
+    pub fn kinds(&self) -> kvxfer::run::xfer_mem::MemKinds {
+        super::xfer::mem_kinds(self.initiator_seg, self.target_seg, self.gpu, false, false)
+    }
 }
 
 /// The ping-pong configuration the shared options describe (message mode, inject on).
@@ -123,6 +137,6 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
         ModeArg::Tagged => MsgMode::Tagged,
     };
     cfg.inject = !a.no_inject;
-    cfg.mem = super::xfer::mem_kinds(a.initiator_seg, a.target_seg, a.gpu, false, false);
+    cfg.mem = a.mem.kinds();
     drive(&a.pair, &cfg, "pingpong", cfg.sizes.len())
 }

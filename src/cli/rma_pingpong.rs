@@ -6,12 +6,12 @@ use clap::Args;
 use kvxfer::fabric::RmaPingPongOp;
 use kvxfer::run::rma_pingpong::RmaPingPongConfig;
 
-use super::pingpong::{base_config, drive, PairArgs};
+use super::pingpong::{base_config, drive, PairArgs, SegArgs};
 
 /// `--op`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum RmaOpArg {
-    /// fi_write; the receiver spins on the last byte.
+    /// fi_write; the receiver spins on the last byte (host memory only).
     Write,
     /// fi_writedata; the receiver waits for the remote CQ data.
     Writedata,
@@ -30,12 +30,15 @@ pub struct RmaPingPongArgs {
     /// Never inject writes (fi_inject_write), even below the inject size.
     #[arg(long)]
     no_inject: bool,
+    #[command(flatten)]
+    mem: SegArgs,
 }
 
 /// Runs `kvxfer rma-pingpong`.
 pub fn run(a: RmaPingPongArgs) -> anyhow::Result<ExitCode> {
     let mut base = base_config(&a.pair)?;
     base.inject = !a.no_inject;
+    base.mem = a.mem.kinds();
     let cfg = RmaPingPongConfig {
         base,
         op: match a.op {

@@ -9,7 +9,7 @@ use super::error::{FabricError, Result};
 use super::info::caps;
 use super::mr::{MemoryRegion, RemoteRegion};
 use super::rma::cq_flags;
-use crate::mem::{Buffer, HostBuffer};
+use crate::mem::{Buffer, HostBuffer, HostStaged, MemError};
 
 /// fi_rma_pingpong's `-o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,13 +25,14 @@ pub enum RmaPingPongOp {
 /// Bytes of the control buffer (the read mode's "done" message).
 const CTRL: usize = 64;
 
-/// Both buffers and the peer's region; every operation waits for its own completion.
-pub struct RmaChannel {
+/// Both buffers (host memory, or device memory with host staging copies for `--verify`) and
+/// the peer's region; every operation waits for its own completion.
+pub struct RmaChannel<B: HostStaged = HostBuffer> {
     conn: Connection,
     /// Source of writes, destination of reads.
-    tx: MemoryRegion<HostBuffer>,
+    tx: MemoryRegion<B>,
     /// What the peer writes into or reads from.
-    rx: MemoryRegion<HostBuffer>,
+    rx: MemoryRegion<B>,
     ctrl: MemoryRegion<HostBuffer>,
     remote: Option<RemoteRegion>,
     op: RmaPingPongOp,
@@ -45,7 +46,11 @@ fn host(len: usize) -> Result<HostBuffer> {
     HostBuffer::new(len).map_err(|e| FabricError::Invalid(e.to_string()))
 }
 
-impl RmaChannel {
+fn staging_error(e: MemError) -> FabricError {
+    FabricError::Invalid(format!("copying a message between device and host: {e}"))
+}
+
+impl RmaChannel<HostBuffer> {
     /// Registers two `max_size` buffers (and a small control buffer) on the connection;
     /// `inject` injects writes up to the provider's inject size, as fi_rma_pingpong does.
     pub fn new(
@@ -55,15 +60,39 @@ impl RmaChannel {
         inject: bool,
         timeout: Duration,
     ) -> Result<RmaChannel> {
+        RmaChannel::over(conn, host(max_size)?, host(max_size)?, op, inject, timeout)
+    }
+}
+
+impl<B: HostStaged> RmaChannel<B> {
+    /// Registers `tx` (the source of writes) and `rx` (what the peer writes into), of equal
+    /// length, and a small control buffer on the connection. Device memory cannot be polled
+    /// for a last byte, so it takes writedata or read, and is never injected (fi_inject_write
+    /// copies host bytes).
+    pub fn over(
+        conn: Connection,
+        tx: B,
+        rx: B,
+        op: RmaPingPongOp,
+        inject: bool,
+        timeout: Duration,
+    ) -> Result<RmaChannel<B>> {
+        if B::STAGED && op == RmaPingPongOp::Write {
+            return Err(FabricError::Invalid(
+                "write mode polls the receive buffer's last byte, which device memory cannot \
+                 be read for; use writedata"
+                    .into(),
+            ));
+        }
         let d = &conn.domain;
-        let tx = MemoryRegion::register(d, host(max_size)?, caps::WRITE | caps::READ)?;
-        let rx =
-            MemoryRegion::register(d, host(max_size)?, caps::REMOTE_WRITE | caps::REMOTE_READ)?;
+        let tx = MemoryRegion::register(d, tx, caps::WRITE | caps::READ)?;
+        let rx = MemoryRegion::register(d, rx, caps::REMOTE_WRITE | caps::REMOTE_READ)?;
         let ctrl = MemoryRegion::register(d, host(CTRL)?, caps::SEND | caps::RECV)?;
-        for mr in [&tx, &rx, &ctrl] {
+        for mr in [&tx, &rx] {
             mr.bind_endpoint(&conn.ep, &conn.info)?;
         }
-        let inject_size = if inject && op != RmaPingPongOp::Read {
+        ctrl.bind_endpoint(&conn.ep, &conn.info)?;
+        let inject_size = if inject && op != RmaPingPongOp::Read && !B::STAGED {
             conn.info.view().inject_size()
         } else {
             0
@@ -123,8 +152,14 @@ impl RmaChannel {
             .at(0, len as u64)
             .filter(|_| len > 0 && len <= self.tx.channel_buf().len())
             .ok_or_else(|| FabricError::Invalid(format!("{len} bytes do not fit the buffers")))?;
-        if self.op == RmaPingPongOp::Write {
-            self.tx.channel_buf_mut().as_mut_slice()[len - 1] = stamp;
+        match self.op {
+            // Host memory only (over() refuses write mode for device memory).
+            RmaPingPongOp::Write => self.tx.channel_buf_mut().host_mut()[len - 1] = stamp,
+            // Device memory: the host staging copy, if written since, goes to the device.
+            RmaPingPongOp::WriteData => {
+                self.tx.channel_buf_mut().push(len).map_err(staging_error)?
+            }
+            RmaPingPongOp::Read => {}
         }
         let desc = self.tx.desc();
         let ptr = self.tx.channel_buf_mut().as_mut_ptr();
@@ -175,16 +210,23 @@ impl RmaChannel {
             self.deadline_check(start, "room to post an RMA operation")?;
         }
         self.conn.txcq.wait_one("an RMA completion", self.timeout)?;
+        if self.op == RmaPingPongOp::Read {
+            // Device memory with a staging copy (--verify): what was read comes to the host.
+            self.tx.channel_buf_mut().pull(len).map_err(staging_error)?;
+        }
         Ok(())
     }
 
     /// Sets the last byte of a `len`-byte message in the receive buffer (the sentinel a write
     /// must overwrite). Call only while the peer cannot be writing.
     pub fn set_last_byte(&mut self, len: usize, value: u8) {
+        if B::STAGED {
+            return; // device memory is never polled (over() refuses write mode)
+        }
         if let Some(b) = self
             .rx
             .channel_buf_mut()
-            .as_mut_slice()
+            .host_mut()
             .get_mut(len.wrapping_sub(1))
         {
             *b = value;
@@ -211,6 +253,11 @@ impl RmaChannel {
         }
         loop {
             match self.op {
+                RmaPingPongOp::Write if B::STAGED => {
+                    return Err(FabricError::Invalid(
+                        "write mode cannot poll device memory".into(),
+                    ))
+                }
                 RmaPingPongOp::Write => {
                     // SAFETY: last lies inside the receive buffer (checked above); the peer's
                     // NIC may write it concurrently, hence the volatile read of one byte.
@@ -224,6 +271,8 @@ impl RmaChannel {
                     if self.conn.rxcq.read(&mut e)? == 1
                         && e[0].flags & cq_flags::REMOTE_CQ_DATA != 0
                     {
+                        // Device memory with a staging copy (--verify): the message to the host.
+                        self.rx.channel_buf_mut().pull(len).map_err(staging_error)?;
                         return Ok(e[0].data);
                     }
                 }
@@ -299,23 +348,32 @@ impl RmaChannel {
         Ok(())
     }
 
-    /// The source buffer (written before a transfer; holds read data after one).
+    /// The source buffer (written before a transfer; holds read data after one); for device
+    /// memory its host staging copy (empty without one).
     pub fn tx_buf(&mut self) -> &mut [u8] {
-        self.tx.channel_buf_mut().as_mut_slice()
+        self.tx.channel_buf_mut().host_mut()
     }
 
-    /// The source buffer, read-only (where reads landed).
+    /// The source buffer, read-only (where reads landed; for device memory the staging copy).
     pub fn tx_view(&self) -> &[u8] {
-        self.tx.channel_buf().as_slice()
+        self.tx.channel_buf().host()
     }
 
-    /// The receive buffer (what the peer wrote; what the peer reads).
+    /// The receive buffer (what the peer wrote; for device memory the staging copy).
     pub fn rx_buf(&self) -> &[u8] {
-        self.rx.channel_buf().as_slice()
+        self.rx.channel_buf().host()
     }
 
-    /// The receive buffer, for filling before the peer reads it.
+    /// The receive buffer, for filling before the peer reads it (then [`publish_rx`]).
+    ///
+    /// [`publish_rx`]: Self::publish_rx
     pub fn rx_buf_mut(&mut self) -> &mut [u8] {
-        self.rx.channel_buf_mut().as_mut_slice()
+        self.rx.channel_buf_mut().host_mut()
+    }
+
+    /// Makes the first `len` bytes written through [`rx_buf_mut`](Self::rx_buf_mut) what the
+    /// peer reads (a host-to-device copy for device memory).
+    pub fn publish_rx(&mut self, len: usize) -> Result<()> {
+        self.rx.channel_buf_mut().push(len).map_err(staging_error)
     }
 }

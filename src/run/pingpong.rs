@@ -120,19 +120,26 @@ impl PingPongConfig {
     /// VRAM (on either side) has a device and a provider with FI_HMEM, before any connection
     /// is made.
     pub fn validate(&self) -> Result<ProviderFacts, RunError> {
+        self.check_vram(self.caps())?;
+        self.validate_with_caps(self.caps())
+    }
+
+    /// With VRAM on either side: a device to hold it and a provider offering FI_HMEM for
+    /// endpoints with capabilities `caps`.
+    pub(crate) fn check_vram(&self, caps: u64) -> Result<(), RunError> {
         if let Some(option) = self.mem.vram_option(true, true) {
             check_device(option, self.mem.gpu)?;
             let probe = EndpointSpec {
                 provider: self.provider.clone(),
                 ep_type: self.endpoint,
-                caps: self.caps(),
+                caps,
                 local_ip: None,
                 domain: self.domain.clone(),
                 timeout: self.timeout,
             };
             check_hmem(option, &probe)?;
         }
-        self.validate_with_caps(self.caps())
+        Ok(())
     }
 
     /// [`validate`](Self::validate) for endpoints with capabilities `caps`.

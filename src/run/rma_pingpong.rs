@@ -8,12 +8,14 @@ use serde_json::json;
 use super::environment;
 use super::pair::PairRun;
 use super::pingpong::{config_map, size_result, PingPongConfig, Progress, SideOutcome};
+use super::xfer_mem::SegKind;
 use super::RunError;
 use crate::bench::pingpong::{run_size, PingPongTransport, Role, SizeParams, SizeSamples};
 use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
 use crate::fabric::{self, caps, EndpointSpec, RemoteRegion, RmaChannel, RmaPingPongOp, Side};
+use crate::mem::HostStaged;
 use crate::report::ResultDoc;
 use crate::units::human_size;
 
@@ -35,11 +37,30 @@ pub fn op_name(op: RmaPingPongOp) -> &'static str {
     }
 }
 
+impl RmaPingPongConfig {
+    /// The endpoints' capabilities: RMA and messages, FI_HMEM with VRAM on either side.
+    fn caps(&self) -> u64 {
+        if self.base.mem.any_vram() {
+            caps::RMA | caps::MSG | caps::HMEM
+        } else {
+            caps::RMA | caps::MSG
+        }
+    }
+}
+
 impl PairRun for RmaPingPongConfig {
     fn check(&self) -> Result<(), RunError> {
-        self.base
-            .validate_with_caps(caps::RMA | caps::MSG)
-            .map(|_| ())
+        if let Some(option) = self.base.mem.vram_option(true, true) {
+            if self.op == RmaPingPongOp::Write {
+                return Err(RunError::Config(format!(
+                    "{option}: --op write detects arrival by polling the receive buffer's last \
+                     byte, which device memory cannot be read for; use --op writedata (arrival \
+                     by remote CQ data)"
+                )));
+            }
+        }
+        self.base.check_vram(self.caps())?;
+        self.base.validate_with_caps(self.caps()).map(|_| ())
     }
     fn params(&self) -> Fingerprint {
         self.base
@@ -66,8 +87,8 @@ impl PairRun for RmaPingPongConfig {
 
 /// The write/writedata ping-pong over an RMA channel: each message's last byte (write) or
 /// remote CQ data (writedata) tells the receiver it has arrived.
-struct RmaPingPong {
-    ch: RmaChannel,
+struct RmaPingPong<B: HostStaged> {
+    ch: RmaChannel<B>,
     role: Role,
     writedata: bool,
     size: usize,
@@ -75,7 +96,7 @@ struct RmaPingPong {
     received: u64,
 }
 
-impl RmaPingPong {
+impl<B: HostStaged> RmaPingPong<B> {
     /// Sequence number of our n-th message of a size (the loop's numbering: initiator even).
     fn my_seq(&self, n: u64) -> u64 {
         match self.role {
@@ -89,14 +110,17 @@ impl RmaPingPong {
             Role::Target => 2 * n,
         }
     }
-    /// Arms the last byte for the next message: anything but what it will carry.
+    /// Arms the last byte for the next message (write mode): anything but what it will carry.
     fn arm(&mut self) {
+        if self.writedata {
+            return;
+        }
         let next = pattern::byte_at(self.peer_seq(self.received), self.size - 1);
         self.ch.set_last_byte(self.size, !next);
     }
 }
 
-impl PingPongTransport for RmaPingPong {
+impl<B: HostStaged> PingPongTransport for RmaPingPong<B> {
     fn prepare(&mut self, size: usize) -> Result<(), BenchError> {
         self.size = size;
         self.sent = 0;
@@ -137,9 +161,9 @@ impl PingPongTransport for RmaPingPong {
     }
 }
 
-struct Reader<'a>(&'a mut RmaChannel);
+struct Reader<'a, B: HostStaged>(&'a mut RmaChannel<B>);
 
-impl RmaReadTransport for Reader<'_> {
+impl<B: HostStaged> RmaReadTransport for Reader<'_, B> {
     #[inline]
     fn read(&mut self, len: usize) -> Result<(), BenchError> {
         Ok(self.0.transfer(len, 0, 0)?)
@@ -159,7 +183,66 @@ fn measure(
     let conn = connect(cfg, role, oob)?;
     let mut doc = result_doc(cfg, role, &conn);
     let max = *base.sizes.iter().max().expect("validated: sizes not empty") as usize;
-    let ch = RmaChannel::new(conn, max, cfg.op, base.inject, base.timeout)?;
+    let kind = match role {
+        Role::Initiator => base.mem.initiator,
+        Role::Target => base.mem.target,
+    };
+    let outcome = match kind {
+        SegKind::Dram => RmaChannel::new(conn, max, cfg.op, base.inject, base.timeout)
+            .map_err(RunError::from)
+            .and_then(|ch| run_channel(cfg, role, oob, progress, &mut doc, ch)),
+        SegKind::Vram => vram_channel(cfg, conn, max)
+            .and_then(|ch| run_channel(cfg, role, oob, progress, &mut doc, ch)),
+    };
+    Ok(SideOutcome {
+        doc: super::conclude(doc, outcome)?,
+    })
+}
+
+/// Two buffers of device memory on `cfg.base.mem.gpu` (with host staging copies for
+/// `--verify`) under an RMA channel.
+#[cfg(feature = "cuda")]
+fn vram_channel(
+    cfg: &RmaPingPongConfig,
+    conn: fabric::Connection,
+    max: usize,
+) -> Result<RmaChannel<crate::mem::cuda::DeviceSlot>, RunError> {
+    use crate::mem::cuda::{CudaDevice, DeviceSlot};
+    let base = &cfg.base;
+    let dev = CudaDevice::open(base.mem.gpu)?;
+    let tx = DeviceSlot::new(&dev, max, base.verify)?;
+    let rx = DeviceSlot::new(&dev, max, base.verify)?;
+    Ok(RmaChannel::over(
+        conn,
+        tx,
+        rx,
+        cfg.op,
+        base.inject,
+        base.timeout,
+    )?)
+}
+
+/// Without the `cuda` feature VRAM was refused in validation; this names the feature again.
+#[cfg(not(feature = "cuda"))]
+fn vram_channel(
+    cfg: &RmaPingPongConfig,
+    _conn: fabric::Connection,
+    _max: usize,
+) -> Result<RmaChannel, RunError> {
+    super::xfer_mem::check_device("VRAM", cfg.base.mem.gpu)?;
+    unreachable!("check_device refuses VRAM without the cuda feature")
+}
+
+/// Every size over channel `ch`, after trading regions with the peer.
+fn run_channel<B: HostStaged>(
+    cfg: &RmaPingPongConfig,
+    role: Role,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+    doc: &mut ResultDoc,
+    ch: RmaChannel<B>,
+) -> Result<(), RunError> {
+    let base = &cfg.base;
     let inject_size = ch.inject_size() as u64;
     doc.config.insert("inject".into(), json!(base.inject));
     let mut pp = RmaPingPong {
@@ -170,13 +253,11 @@ fn measure(
         sent: 0,
         received: 0,
     };
-    let outcome = measure_sizes(&mut pp, cfg, oob, inject_size, &mut doc, progress);
+    let outcome = measure_sizes(&mut pp, cfg, oob, inject_size, doc, progress);
     if outcome.is_err() {
         super::pingpong::abandon(pp);
     }
-    Ok(SideOutcome {
-        doc: super::conclude(doc, outcome)?,
-    })
+    outcome
 }
 
 /// Connects to the peer with RMA and message capabilities; writedata needs remote CQ data.
@@ -189,7 +270,7 @@ fn connect(
     let spec = EndpointSpec {
         provider: base.provider.clone(),
         ep_type: base.endpoint,
-        caps: caps::RMA | caps::MSG,
+        caps: cfg.caps(),
         local_ip: Some(oob.local_ip()?),
         domain: base.domain.clone(),
         timeout: base.timeout,
@@ -228,7 +309,10 @@ fn result_doc(cfg: &RmaPingPongConfig, role: Role, conn: &fabric::Connection) ->
 }
 
 /// Trades our buffer's region for the peer's, which the channel's writes and reads then target.
-fn exchange_regions(mut ch: RmaChannel, oob: &mut Oob) -> Result<RmaChannel, RunError> {
+fn exchange_regions<B: HostStaged>(
+    mut ch: RmaChannel<B>,
+    oob: &mut Oob,
+) -> Result<RmaChannel<B>, RunError> {
     let ours = serde_json::to_vec(&ch.local_region()).expect("a region serialises");
     let theirs: RemoteRegion = serde_json::from_slice(&oob.exchange(&ours)?)
         .map_err(|e| BootstrapError::Protocol(format!("the peer's region: {e}")))?;
@@ -237,8 +321,8 @@ fn exchange_regions(mut ch: RmaChannel, oob: &mut Oob) -> Result<RmaChannel, Run
 }
 
 /// Every size in turn, each one's samples added to `doc` (the read target measures nothing).
-fn measure_sizes(
-    pp: &mut RmaPingPong,
+fn measure_sizes<B: HostStaged>(
+    pp: &mut RmaPingPong<B>,
     cfg: &RmaPingPongConfig,
     oob: &mut Oob,
     inject_size: u64,
@@ -270,8 +354,8 @@ fn measure_sizes(
 }
 
 /// One size, both sides in step: the samples where this side measures, else None.
-fn measure_size(
-    pp: &mut RmaPingPong,
+fn measure_size<B: HostStaged>(
+    pp: &mut RmaPingPong<B>,
     op: RmaPingPongOp,
     oob: &mut Oob,
     p: &SizeParams,
@@ -289,6 +373,7 @@ fn measure_size(
         (RmaPingPongOp::Read, Role::Target) => {
             if p.verify {
                 pattern::fill(&mut pp.ch.rx_buf_mut()[..p.size], READ_SEQ);
+                pp.ch.publish_rx(p.size)?;
             }
             pp.ch.post_done()?;
             oob.barrier()?;
