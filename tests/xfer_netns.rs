@@ -183,7 +183,7 @@ fn a_host_cut_off_mid_run_is_named_and_the_others_end_with_what_they_measured() 
         "-c",
         "1",
         "-I",
-        "4000",
+        "100000",
         "-w",
         "1",
         "--timeout",
