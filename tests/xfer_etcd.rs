@@ -248,7 +248,11 @@ fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept()
     assert_eq!(merged.status, Status::Partial, "{:?}", merged.errors);
     assert!(merged.errors[0].message.contains("rank 2"));
     let r = &merged.results[0];
-    assert!(r.iterations > 0 && r.iterations < 100_000, "{}", r.iterations);
+    assert!(
+        r.iterations > 0 && r.iterations < 100_000,
+        "{}",
+        r.iterations
+    );
     // The two survivors' workers, every sample of the iterations all of them finished.
     assert_eq!(r.extra["workers"].as_array().unwrap().len(), 2);
     let h = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
@@ -550,7 +554,11 @@ fn initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_m
         let own = doc(dir.path(), k + 1);
         assert_eq!(own.status, Status::Partial, "rank {}", k + 1);
         let r = &own.results[0];
-        assert!(r.iterations > 0 && r.iterations < 100_000, "{}", r.iterations);
+        assert!(
+            r.iterations > 0 && r.iterations < 100_000,
+            "{}",
+            r.iterations
+        );
         let h = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
         assert_eq!(h.len(), r.iterations, "rank {}", k + 1);
         assert!(
@@ -589,7 +597,11 @@ fn a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor() {
     let merged = doc(dir.path(), 0);
     assert_eq!(merged.status, Status::Partial, "{:?}", merged.errors);
     let r = &merged.results[0];
-    assert!(r.iterations > 0 && r.iterations < 100_000, "{}", r.iterations);
+    assert!(
+        r.iterations > 0 && r.iterations < 100_000,
+        "{}",
+        r.iterations
+    );
     let h = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
     assert_eq!(h.len(), 2 * r.iterations, "both pairs' samples");
     let status = |k: &str| -> Vec<String> {
