@@ -72,6 +72,12 @@ fn tcp_put_get_and_send_verify_one_process() {
         assert!(doc.config.get("provider").is_none());
         assert!(doc.environment.provider.is_none());
         assert_eq!(transports(&doc), ["tcp/lo"], "{op}");
+        // The host's TCP counters over the timed iterations saw at least the data: 3 x 4 MiB
+        // in segments of at most lo's 64 KiB.
+        let tcp = &doc.results[0].extra["host_tcp"];
+        assert_eq!(tcp["host"], doc.environment.host.as_str(), "{op}");
+        let out = tcp["out_segs"].as_u64().unwrap();
+        assert!(out >= 3 * (4 << 20) / 65536, "{op}: {out} segments");
         assert!(doc
             .environment
             .ucx_version

@@ -46,6 +46,9 @@ pub fn xfer(doc: &ResultDoc) -> String {
         if let Some(c) = r.extra.get("costs") {
             costs_line(&mut out, c);
         }
+        if let Some(t) = r.extra.get("host_tcp") {
+            tcp_line(&mut out, t);
+        }
         if let Some(tiers) = r.extra.get("tiers").and_then(|v| v.as_array()) {
             tiers_table(&mut out, tiers);
         }
@@ -110,6 +113,29 @@ fn transfer_line(out: &mut String, doc: &ResultDoc, r: &SizeResult) {
             .get("initiator_side_us")
             .and_then(|v| v.get("p50"))
             .and_then(|v| v.as_f64())),
+    );
+}
+
+/// The host's TCP retransmissions and reordering over the timed iterations, when there were
+/// any (they explain slow iterations on a loopback or a TCP fabric).
+fn tcp_line(out: &mut String, t: &Value) {
+    let n = |k: &str| t.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    if n("retrans_segs") == 0 && n("reorder_events") == 0 && n("ofo_queued") == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "host TCP over the timed iterations (every connection of {}): {} of {} segments \
+         retransmitted ({} fast, {} timeouts, {} reported duplicate), {} reordering events, {} \
+         segments queued out of order",
+        t.get("host").and_then(|v| v.as_str()).unwrap_or("-"),
+        n("retrans_segs"),
+        n("out_segs"),
+        n("fast_retrans"),
+        n("timeouts"),
+        n("dsack_recv"),
+        n("reorder_events"),
+        n("ofo_queued"),
     );
 }
 
@@ -219,5 +245,34 @@ mod tests {
         assert_eq!(lines[3], "tiers: 2");
         assert!(lines[5].starts_with("1          357.100     323.600     389.000  0,2"));
         assert!(lines[6].ends_with("  1"));
+    }
+
+    #[test]
+    fn tcp_trouble_gets_a_line_and_a_clean_run_none() {
+        let mut doc = ResultDoc::new("kvxfer", "xfer", "L1");
+        let mut r = SizeResult {
+            message_size: 704_643_072,
+            ..Default::default()
+        };
+        let clean = json!({"host": "n1", "out_segs": 90_000, "retrans_segs": 0,
+            "fast_retrans": 0, "timeouts": 0, "reorder_events": 0, "ofo_queued": 0,
+            "dsack_recv": 0});
+        r.extra.insert("host_tcp".into(), clean);
+        doc.results.push(r.clone());
+        assert!(!xfer(&doc).contains("host TCP"));
+        r.extra.insert(
+            "host_tcp".into(),
+            json!({"host": "n1", "out_segs": 90_000, "retrans_segs": 52, "fast_retrans": 40,
+                "timeouts": 1, "reorder_events": 278, "ofo_queued": 317, "dsack_recv": 37}),
+        );
+        doc.results[0] = r;
+        let t = xfer(&doc);
+        let line = t.lines().find(|l| l.starts_with("host TCP")).unwrap();
+        assert_eq!(
+            line,
+            "host TCP over the timed iterations (every connection of n1): 52 of 90000 segments \
+             retransmitted (40 fast, 1 timeouts, 37 reported duplicate), 278 reordering events, \
+             317 segments queued out of order"
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod pair;
 pub mod pingpong;
 pub mod rma_pingpong;
 mod sync;
+mod tcp_stats;
 pub mod ucx_perf;
 pub mod xfer;
 mod xfer_config;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::environment;
+use super::tcp_stats::TcpCounters;
 use super::xfer_config::{endpoint_name, XferBackend, XferConfig, XferPlan};
 use super::xfer_staging::{Direction, StagingFigures};
 use super::xfer_worker::WorkerReport;
@@ -140,6 +141,19 @@ struct XferExtra {
     /// Per rail, summed over workers and timed iterations (only with `--rails`).
     #[serde(skip_serializing_if = "Option::is_none")]
     rails: Option<Vec<RailStats>>,
+    /// The host's TCP counters over the timed iterations, as the first initiator worker that
+    /// read them saw them (host-wide: every TCP connection of that host counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_tcp: Option<HostTcp>,
+}
+
+/// TCP counters of one host over the timed iterations.
+#[derive(Serialize)]
+struct HostTcp {
+    /// The host whose counters these are.
+    host: String,
+    #[serde(flatten)]
+    counters: TcpCounters,
 }
 
 /// Builds the document of one side from its workers' reports.
@@ -199,6 +213,12 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
             .sum(),
         rails: rails(&reports),
         staging: staging(cfg, side, &reports),
+        host_tcp: reports.iter().find_map(|r| {
+            r.tcp.map(|counters| HostTcp {
+                host: r.environment.host.clone(),
+                counters,
+            })
+        }),
     };
     let extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,

@@ -77,6 +77,7 @@ fn reports() -> Vec<WorkerReport> {
             registration: None,
             staging_ns: Vec::new(),
             rails: None,
+            tcp: None,
         })
         .collect()
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::sync::TimedBarrier;
+use super::tcp_stats::TcpCounters;
 use super::xfer_config::{XferBackend, XferConfig, XferPlan, XferProgress};
 use super::xfer_mem::SegKind;
 use super::xfer_staging::Staging;
@@ -73,6 +74,9 @@ pub struct WorkerReport {
     /// Per rail, what the timed iterations carried (only with `--rails`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rails: Option<Vec<RailStats>>,
+    /// The host's TCP counters over the timed iterations (the first initiator worker only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCounters>,
 }
 
 /// The target's offer: its worker index and its regions (in the backend's form), with its
@@ -387,7 +391,10 @@ fn initiator_inner(
         registration: setup.registration.map(String::from),
         staging_ns: Vec::new(),
         rails: None,
+        tcp: None,
     };
+    // Host-wide counters: one worker's reading covers every connection of the host.
+    let mut tcp_before = None;
     *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
     let run = (|| -> Result<(), RunError> {
         for i in 0..cfg.warmup + cfg.iterations {
@@ -415,6 +422,9 @@ fn initiator_inner(
             }
             if i >= cfg.warmup && !cfg.idle_before_timed.is_zero() {
                 std::thread::sleep(cfg.idle_before_timed);
+            }
+            if i == cfg.warmup && local_index == 0 {
+                tcp_before = TcpCounters::read();
             }
             oob.barrier()?;
             let mut adapter = Idle {
@@ -457,6 +467,9 @@ fn initiator_inner(
             }
             keep(kept, &report);
             progress.tick();
+        }
+        if let Some(before) = tcp_before {
+            report.tcp = TcpCounters::read().map(|now| now.since(&before));
         }
         report.staging_ns = staging.take().map(Staging::take).unwrap_or_default();
         report.environment = environment(&*ep);
