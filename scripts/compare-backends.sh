@@ -3,7 +3,8 @@
 # xfer over libfabric's tcp provider and over UCX's tcp transport (UCX_TLS=tcp,
 # UCX_NET_DEVICES=lo), interleaved (A B A B ...), same size, chunks, window, concurrency and op;
 # then the same over shared memory (libfabric shm against UCX posix,cma). Prints each round and
-# the median of the per-round ratios UCX / libfabric (aggregate GB/s, end-to-end p50).
+# the median of the per-round ratios UCX / libfabric (aggregate GB/s, end-to-end p50) with its
+# interval and verdict (scripts/ratios.py).
 #
 #   scripts/compare-backends.sh [ROUNDS]        (default 3)
 # Env: SIZE (default 64M), CONC (concurrency, default 1), OP (default send: UCX 1.13's tcp
@@ -49,26 +50,20 @@ PY
 case_() {
     local label=$1 fab=$2
     shift 2
-    local lf=() ux=()
+    local lf_bw=() lf_p50=() ux_bw=() ux_p50=()
     echo "# $label: $size x $conc, op $op, $iters iterations, $rounds rounds"
     for ((i = 1; i <= rounds; i++)); do
         # shellcheck disable=SC2086
         a=$(run -- $fab)
         b=$(run "$@" -- --backend ucx)
         echo "round $i  libfabric GB/s p50_ms: $a   UCX GB/s p50_ms: $b"
-        lf+=("$a")
-        ux+=("$b")
+        lf_bw+=("${a% *}") lf_p50+=("${a#* }")
+        ux_bw+=("${b% *}") ux_p50+=("${b#* }")
     done
-    python3 - "${lf[@]}" -- "${ux[@]}" <<'PY'
-import statistics, sys
-args = sys.argv[1:]
-cut = args.index("--")
-lf = [tuple(map(float, x.split())) for x in args[:cut]]
-ux = [tuple(map(float, x.split())) for x in args[cut + 1:]]
-bw = statistics.median(u[0] / l[0] for l, u in zip(lf, ux))
-lat = statistics.median(u[1] / l[1] for l, u in zip(lf, ux))
-print(f"UCX / libfabric: bandwidth {bw:.3f}, end-to-end p50 {lat:.3f} (median of per-round ratios)")
-PY
+    python3 "$repo/scripts/ratios.py" "$label: bandwidth" UCX libfabric GB/s higher \
+        -- "${ux_bw[@]}" -- "${lf_bw[@]}"
+    python3 "$repo/scripts/ratios.py" "$label: end-to-end p50" UCX libfabric ms lower \
+        -- "${ux_p50[@]}" -- "${lf_p50[@]}"
 }
 
 echo "# $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"

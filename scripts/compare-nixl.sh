@@ -3,7 +3,8 @@
 # loopback: `kvxfer xfer --backend ucx --op write` and scripts/nixl_xfer.py (NIXL 1.5.1, its
 # UCX 1.22, a descriptor list of size / block blocks, nixlbench's arithmetic) interleaved
 # (A B A B ...) at 55M, 224M and 672M, over UCX_TLS=tcp (lo) and tcp,cma. Prints each round and
-# the median of the per-round ratios kvxfer / NIXL of the bandwidth (10^9 B/s).
+# the median of the per-round ratios kvxfer / NIXL of the bandwidth (10^9 B/s) with its
+# distribution-free interval and verdict (scripts/ratios.py; 6 rounds or more reach 95 %).
 #
 #   scripts/compare-nixl.sh [ROUNDS]        (default 3)
 # Env: ITERS (timed transfers, default 10), WARMUP (default 2), TLS (default "tcp tcp,cma"),
@@ -132,15 +133,6 @@ for tls in ${TLS:-tcp tcp,cma}; do
             ks+=("$k")
             ns+=("$n")
         done
-        python3 - "$tls" "$size" "${ks[@]}" -- "${ns[@]}" <<'PY'
-import statistics, sys
-tls, size, *args = sys.argv[1:]
-cut = args.index("--")
-k = [float(x) for x in args[:cut]]
-n = [float(x) for x in args[cut + 1:]]
-r = statistics.median(a / b for a, b in zip(k, n))
-print(f"{tls} {size}: kvxfer / NIXL bandwidth {r:.3f} (median of per-round ratios; "
-      f"medians kvxfer {statistics.median(k):.3f}, NIXL {statistics.median(n):.3f} GB/s)")
-PY
+        python3 "$repo/scripts/ratios.py" "$tls $size" kvxfer NIXL GB/s higher -- "${ks[@]}" -- "${ns[@]}"
     done
 done

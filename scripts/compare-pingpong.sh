@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # kvxfer pingpong and Debian's fi_pingpong, interleaved (A B A B ...), on the same provider,
-# endpoint, size and iteration count over the loopback; prints each round and the ratio of the
-# medians. Run it on an idle machine: two busy-polling processes need both cores.
+# endpoint, size and iteration count over the loopback; prints each round, the medians, and the
+# median of the per-round ratios with its interval and verdict (scripts/ratios.py). Run it on
+# an idle machine: two busy-polling processes need both cores.
 #
 #   scripts/compare-pingpong.sh [PROVIDER] [ENDPOINT] [SIZE] [ITERATIONS] [ROUNDS]
 #   defaults:                    shm        rdm        64     20000        5
@@ -69,7 +70,9 @@ for r in $(seq 1 "$rounds"); do
 done
 mf=$(median <"$tmp/fi"); mp=$(median <"$tmp/p50"); mm=$(median <"$tmp/mean")
 printf "%-6s %18s %18.3f %18.3f\n" median "$mf" "$mp" "$mm"
-awk -v f="$mf" -v p="$mp" -v m="$mm" 'BEGIN {
-    printf "ratio kvxfer p50 / fi_pingpong usec/xfer:       %.3f\n", p / f
-    printf "ratio kvxfer usec/xfer / fi_pingpong usec/xfer: %.3f\n", m / f
-}'
+# Each kvxfer round is paired with the fi_pingpong round before it (the host's latency mode
+# changes for minutes at a time; a pair shares it).
+python3 "$repo/scripts/ratios.py" "p50 vs usec/xfer" kvxfer fi_pingpong us lower \
+    -- $(cat "$tmp/p50") -- $(cat "$tmp/fi")
+python3 "$repo/scripts/ratios.py" "usec/xfer vs usec/xfer" kvxfer fi_pingpong us lower \
+    -- $(cat "$tmp/mean") -- $(cat "$tmp/fi")

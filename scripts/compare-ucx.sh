@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # kvxfer ucx-perf against the ucx_perftest of the same UCX (the set-up's 1.22), side by side: the two tools run interleaved
 # (A B A B ...) on the same UCX transport, size and iteration count, each as a server and a
-# client on 127.0.0.1, and the script prints the median of each tool's figure and their ratio.
+# client on 127.0.0.1, and the script prints the median of each tool's figure and of the
+# per-round ratios, with its interval and verdict (scripts/ratios.py).
 #
 #   scripts/compare-ucx.sh [ROUNDS]      (default 5 rounds per case)
 #
@@ -84,8 +85,6 @@ print(r["latency_us"]["p50"] if sys.argv[2] == "tag_lat" else r["extra"]["bandwi
 PY
 }
 
-median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-
 # case LABEL TLS TEST SIZE ITERS WARMUP
 case_() {
     local label=$1 tls=$2 test=$3 size=$4 iters=$5 warmup=$6 ours=() theirs=()
@@ -97,24 +96,14 @@ case_() {
         ours+=("$(run_kvxfer "$test" "$size" "$iters" "$warmup")")
         theirs+=("$(run_ucx_perftest "$test" "$nbytes" "$iters")")
     done
-    local mo mt
-    mo=$(median "${ours[@]}")
-    mt=$(median "${theirs[@]}")
-    python3 - "$label" "$test" "$mo" "$mt" "${ours[*]}" "${theirs[*]}" <<'PY'
-import sys
-label, test, mo, mt, ours, theirs = sys.argv[1:]
-import statistics
-mo, mt = float(mo), float(mt)
-# Each kvxfer run is paired with the ucx_perftest run right after it: this host switches
-# between speed modes (shm 64 B at ~0.08, ~0.17 or ~0.6 us) for minutes at a time, and a pair
-# shares its mode where two medians over rounds may not.
-pairs = [float(a) / float(b) for a, b in zip(ours.split(), theirs.split())]
-unit = "us (p50)" if test == "tag_lat" else "MiB/s"
-better = "lower is better" if test == "tag_lat" else "higher is better"
-print(f"{label:<26} kvxfer {mo:>10.3f}  ucx_perftest {mt:>10.3f} {unit:<9} ratio kvxfer/ucx_perftest {statistics.median(pairs):.3f} ({better}; median of paired runs, ratio of medians {mo/mt:.3f})")
-print(f"{'':<26} kvxfer runs: {ours}")
-print(f"{'':<26} ucx_perftest runs: {theirs}")
-PY
+    local unit=MiB/s better=higher
+    [ "$test" = tag_lat ] && unit="us(p50)" better=lower
+    # Each kvxfer run is paired with the ucx_perftest run right after it: this host switches
+    # between speed modes for minutes at a time, and a pair shares its mode.
+    python3 "$repo/scripts/ratios.py" "$label" kvxfer ucx_perftest "$unit" "$better" \
+        -- "${ours[@]}" -- "${theirs[@]}"
+    echo "    kvxfer runs: ${ours[*]}"
+    echo "    ucx_perftest runs: ${theirs[*]}"
 }
 
 echo "# $rounds interleaved rounds per case; $(nproc) CPUs; load: $(cut -d' ' -f1-3 /proc/loadavg)"
