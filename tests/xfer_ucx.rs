@@ -88,6 +88,92 @@ fn tcp_put_get_and_send_verify_one_process() {
 }
 
 #[test]
+fn both_thread_layouts_verify_and_close_cleanly_in_one_process() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // pair (UCX's default): one thread drives both ends of each connection; side: the
+    // target's workers in threads of their own. Four workers into parts of one target
+    // allocation, every op checked byte for byte.
+    for (layout, op) in [
+        (None, "write"),
+        (Some("pair"), "read"),
+        (Some("pair"), "send"),
+        (Some("side"), "write"),
+        (Some("side"), "send"),
+    ] {
+        let json = dir.path().join(format!("{op}-{layout:?}.json"));
+        let mut args = vec![
+            "-s", "2M", "-b", "512K", "-c", "4", "--reuse", "-I", "2", "-w", "1", "--op", op,
+            "--verify",
+        ];
+        args.extend(layout.iter().flat_map(|l| ["--local-threads", *l]));
+        let out = ucx(&TCP)
+            .args(["xfer", "--backend", "ucx"])
+            .args(&args)
+            .args(["--timeout", "60", "--json"])
+            .arg(&json)
+            .timeout(Duration::from_secs(180))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{layout:?} {op}: {stderr}");
+        // Both ends of a pair close while the other's worker still progresses: no endpoint
+        // close times out or meets a reset. (In the side layout the two threads end on their
+        // own and one end's close now and then meets the other's reset: a warning.)
+        if layout != Some("side") {
+            assert!(
+                !stderr.contains("closing a UCX endpoint") && !stderr.contains("UCX  ERROR"),
+                "{layout:?} {op}: {stderr}"
+            );
+        }
+        let doc = read_doc(&json);
+        let e = Expect {
+            size: 2 << 20,
+            iterations: 2,
+            warmup: 1,
+            transfers: 4,
+            verify: true,
+            op,
+        };
+        assert_xfer_consistent(&doc, &e);
+        assert_eq!(
+            doc.config["local_threads"],
+            layout.unwrap_or("pair"),
+            "{op}"
+        );
+        // Every worker has its own pair (its target worker index is its own).
+        let workers = doc.results[0].extra["workers"].as_array().unwrap();
+        assert_eq!(workers.len(), 4, "{layout:?} {op}");
+    }
+}
+
+#[test]
+fn pair_layout_is_ucx_only_and_one_process_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("lf.json");
+    kvxfer()
+        .args([
+            "xfer", "-p", "tcp", "-d", "lo", "-s", "64K", "-I", "1", "-w", "0",
+        ])
+        .args(["--local-threads", "pair", "--json"])
+        .arg(&json)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "libfabric's connection set-up does not allow: use --local-threads side",
+        ));
+    assert!(!json.exists());
+    ucx(&TCP)
+        .args(["xfer", "--backend", "ucx", "--local-threads", "pair"])
+        .args(["--peer", "127.0.0.1:1"])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--local-threads"));
+}
+
+#[test]
 fn shared_memory_four_workers_into_one_target() {
     let _g = fabric_lock();
     let dir = tempfile::tempdir().unwrap();

@@ -164,6 +164,77 @@ pub struct TargetSample {
     pub chunks: Vec<u64>,
 }
 
+/// The target's count of one iteration: each transfer's chunks against its notification,
+/// confirmed once they match.
+#[derive(Debug)]
+pub struct TargetCount {
+    counted: Vec<u64>,
+    expected: Vec<Option<u64>>,
+    confirmed: Vec<bool>,
+    left: usize,
+}
+
+impl TargetCount {
+    /// A count of `transfers` transfers, none seen yet.
+    pub fn new(transfers: usize) -> TargetCount {
+        TargetCount {
+            counted: vec![0; transfers],
+            expected: vec![None; transfers],
+            confirmed: vec![false; transfers],
+            left: transfers,
+        }
+    }
+
+    /// Whether every transfer was confirmed.
+    pub fn done(&self) -> bool {
+        self.left == 0
+    }
+
+    /// Counts `events` (drained) and confirms through `t` each transfer now complete.
+    pub fn take<T: XferTarget + ?Sized>(
+        &mut self,
+        t: &mut T,
+        events: &mut Vec<TargetEvent>,
+    ) -> Result<(), BenchError> {
+        for ev in events.drain(..) {
+            let tr = match ev {
+                TargetEvent::Data(tr) => tr as usize,
+                TargetEvent::Notify { transfer, .. } => transfer as usize,
+            };
+            if tr >= self.counted.len() || self.confirmed[tr] {
+                return Err(BenchError::Invalid(format!(
+                    "an event for transfer {tr}, which is not expected now"
+                )));
+            }
+            match ev {
+                TargetEvent::Data(_) => self.counted[tr] += 1,
+                TargetEvent::Notify { chunks, .. } => self.expected[tr] = Some(chunks),
+            }
+            if let Some(e) = self.expected[tr] {
+                if self.counted[tr] > e {
+                    return Err(BenchError::Invalid(format!(
+                        "transfer {tr}: {} chunks arrived where {e} were announced",
+                        self.counted[tr]
+                    )));
+                }
+                if self.counted[tr] == e {
+                    t.confirm(tr as u32)?;
+                    self.confirmed[tr] = true;
+                    self.left -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What the iteration saw.
+    pub fn sample(self) -> TargetSample {
+        TargetSample {
+            chunks: self.counted,
+        }
+    }
+}
+
 /// Runs one iteration on the target: counts each transfer's chunks until its notification's
 /// count is reached, then confirms it.
 pub fn run_target_iteration<T: XferTarget>(
@@ -171,50 +242,20 @@ pub fn run_target_iteration<T: XferTarget>(
     transfers: usize,
     timeout: Duration,
 ) -> Result<TargetSample, BenchError> {
-    let mut counted = vec![0u64; transfers];
-    let mut expected: Vec<Option<u64>> = vec![None; transfers];
-    let mut confirmed = vec![false; transfers];
-    let mut left = transfers;
+    let mut count = TargetCount::new(transfers);
     let mut events = Vec::with_capacity(64);
     let mut spins = 0u32;
     let clock = LoopClock::new();
     let start = clock.now();
-    while left > 0 {
+    while !count.done() {
         t.poll(&mut events)?;
-        for ev in events.drain(..) {
-            let tr = match ev {
-                TargetEvent::Data(tr) => tr as usize,
-                TargetEvent::Notify { transfer, .. } => transfer as usize,
-            };
-            if tr >= transfers || confirmed[tr] {
-                return Err(BenchError::Invalid(format!(
-                    "an event for transfer {tr}, which is not expected now"
-                )));
-            }
-            match ev {
-                TargetEvent::Data(_) => counted[tr] += 1,
-                TargetEvent::Notify { chunks, .. } => expected[tr] = Some(chunks),
-            }
-            if let Some(e) = expected[tr] {
-                if counted[tr] > e {
-                    return Err(BenchError::Invalid(format!(
-                        "transfer {tr}: {} chunks arrived where {e} were announced",
-                        counted[tr]
-                    )));
-                }
-                if counted[tr] == e {
-                    t.confirm(tr as u32)?;
-                    confirmed[tr] = true;
-                    left -= 1;
-                }
-            }
-        }
+        count.take(t, &mut events)?;
         spins = spins.wrapping_add(1);
         if spins & 0x3ff == 0 && past(&clock, start, timeout) {
             return Err(timeout_error("the initiator's transfers", timeout));
         }
     }
-    Ok(TargetSample { chunks: counted })
+    Ok(count.sample())
 }
 
 #[cfg(test)]

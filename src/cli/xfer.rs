@@ -9,7 +9,8 @@ use kvxfer::bootstrap::group::GroupSpec;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::report::{export, table, ResultDoc};
 use kvxfer::run::xfer::{
-    self, ConcurrencyMode, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferProgress,
+    self, ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig,
+    XferProgress,
 };
 use kvxfer::run::xfer_mem::{MemKinds, SegKind};
 use kvxfer::units::human_size;
@@ -94,6 +95,24 @@ pub enum ModeArg {
     Endpoints,
     /// N transfers outstanding on one endpoint.
     Outstanding,
+}
+
+/// `--local-threads`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LocalThreadsArg {
+    /// One thread per worker drives both ends of its connection (UCX).
+    Pair,
+    /// The initiator's and the target's workers run in threads of their own.
+    Side,
+}
+
+impl From<LocalThreadsArg> for LocalThreads {
+    fn from(a: LocalThreadsArg) -> Self {
+        match a {
+            LocalThreadsArg::Pair => Self::Pair,
+            LocalThreadsArg::Side => Self::Side,
+        }
+    }
 }
 
 /// `--scheme`.
@@ -220,6 +239,11 @@ pub struct XferArgs {
     /// (workers are spread round robin).
     #[arg(long, value_name = "HOST[:PORT]")]
     peer: Vec<String>,
+    /// In one process: pair (one thread per worker drives both ends of its connection; UCX's
+    /// default: loopback TCP reorders a connection whose ends run on two CPUs) or side (the
+    /// target's workers in threads of their own; libfabric's only layout).
+    #[arg(long, value_enum, conflicts_with_all = ["listen", "peer", "etcd"])]
+    local_threads: Option<LocalThreadsArg>,
     /// Stripe over several libfabric rails: auto (every domain the provider offers), a count
     /// (on the loopback: 127.0.0.1, 127.0.0.2, ...), or domains (efa0,efa1).
     #[arg(long, value_name = "auto|N|DEV,DEV,...", value_parser = RailSpec::parse)]
@@ -404,7 +428,12 @@ fn measure(
         } else if sides == Sides::Initiator {
             xfer::run_initiator_with(cfg, &a.peer, &progress)
         } else {
-            xfer::run_local_with(cfg, &progress)
+            let threads = a.local_threads.map(Into::into);
+            xfer::run_local_in(
+                cfg,
+                threads.unwrap_or(LocalThreads::default_for(cfg.backend)),
+                &progress,
+            )
         };
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         bar.finish_and_clear();

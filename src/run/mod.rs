@@ -16,9 +16,11 @@ pub mod xfer;
 mod xfer_config;
 pub mod xfer_group;
 pub mod xfer_mem;
+mod xfer_pair;
 mod xfer_report;
 mod xfer_scheme;
 pub mod xfer_staging;
+mod xfer_target;
 mod xfer_worker;
 
 /// Errors of a run.

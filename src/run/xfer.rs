@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use super::sync::TimedBarrier;
 pub use super::xfer_config::{
-    ConcurrencyMode, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan, XferProgress,
-    DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD,
+    ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan,
+    XferProgress, DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD,
 };
-use super::xfer_worker::{initiator_worker, target_worker, TargetMem, WorkerReport};
+use super::xfer_pair::spawn_pairs;
+use super::xfer_target::target_worker;
+use super::xfer_worker::{initiator_worker, TargetMem, WorkerReport};
 use super::RunError;
 use crate::bootstrap::{Oob, OobListener};
 use crate::mem::SharedRegion;
@@ -35,17 +37,8 @@ pub(crate) fn run_target_with(
 ) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::Target)?;
     let (workers, per) = (plan.workers, plan.transfers_per_worker);
-    let size = cfg.size as usize;
     // With --reuse, every worker's regions are disjoint parts of one allocation.
-    let mut shared: Option<std::vec::IntoIter<SharedRegion>> = if cfg.reuse {
-        let all = workers * per;
-        let buf = cfg.mem.alloc_network(cfg.mem.target, all * size)?;
-        let parts = SharedRegion::split(buf, all, size)
-            .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?;
-        Some(parts.into_iter())
-    } else {
-        None
-    };
+    let mut shared = shared_target_regions(cfg, workers, per)?;
     let barrier = Arc::new(TimedBarrier::new(workers));
     started(barrier.clone());
     let mut handles = Vec::with_capacity(workers);
@@ -74,6 +67,22 @@ pub(crate) fn run_target_with(
     }
     let reports = join_all(handles)?;
     Ok(super::xfer_report::build(cfg, &plan, "target", &reports))
+}
+
+/// With `--reuse`, one allocation for every target worker's `per` regions, cut in parts.
+fn shared_target_regions(
+    cfg: &XferConfig,
+    workers: usize,
+    per: usize,
+) -> Result<Option<std::vec::IntoIter<SharedRegion>>, RunError> {
+    if !cfg.reuse {
+        return Ok(None);
+    }
+    let (all, size) = (workers * per, cfg.size as usize);
+    let buf = cfg.mem.alloc_network(cfg.mem.target, all * size)?;
+    let parts = SharedRegion::split(buf, all, size)
+        .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?;
+    Ok(Some(parts.into_iter()))
 }
 
 /// Runs the initiator side: `concurrency` workers (one in outstanding mode) against the
@@ -138,8 +147,7 @@ pub(crate) fn initiator_reports_watched(
         return Err(RunError::Config("no target given".into()));
     }
     let plan = cfg.validate(Sides::Initiator)?;
-    let kept: Arc<Vec<Mutex<Option<WorkerReport>>>> =
-        Arc::new((0..plan.workers).map(|_| Mutex::new(None)).collect());
+    let kept = kept_reports(&plan);
     let mut handles = Vec::with_capacity(plan.workers);
     for w in 0..plan.workers {
         let peer = peers[w % peers.len()].clone();
@@ -158,6 +166,26 @@ pub(crate) fn initiator_reports_watched(
             })?;
         handles.push(h);
     }
+    Ok(collect_reports(handles, &kept, watch))
+}
+
+/// One slot per worker for what it measured so far.
+pub(super) fn kept_reports(plan: &XferPlan) -> KeptReports {
+    Arc::new((0..plan.workers).map(|_| Mutex::new(None)).collect())
+}
+
+/// Per worker, what it measured so far (its report, updated after every iteration).
+pub(super) type KeptReports = Arc<Vec<Mutex<Option<WorkerReport>>>>;
+
+/// Waits for the initiator workers, asking `watch` every quarter second while they run: the
+/// reports of those that finished, what the others measured, and the error that names the
+/// cause when any failed (or when `watch` named one: the run ends there and a worker still
+/// waiting on the fabric or its target is left behind).
+fn collect_reports(
+    handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
+    kept: &KeptReports,
+    watch: Option<&mut dyn FnMut() -> Option<RunError>>,
+) -> (Vec<WorkerReport>, Option<RunError>) {
     let take = |w: usize| kept[w].lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(watch) = watch {
         while !handles.iter().all(|h| h.is_finished()) {
@@ -169,20 +197,21 @@ pub(crate) fn initiator_reports_watched(
                         _ => reports.extend(take(w)),
                     }
                 }
-                return Ok((reports, Some(e)));
+                return (reports, Some(e));
             }
             std::thread::sleep(WATCH);
         }
     }
+    let workers = handles.len();
     let (mut reports, error) = join_each(handles);
     if error.is_some() {
         // What the failed workers measured, beside the finished workers' reports.
         let done: Vec<usize> = reports.iter().map(|r| r.worker).collect();
-        for w in (0..plan.workers).filter(|w| !done.contains(w)) {
+        for w in (0..workers).filter(|w| !done.contains(w)) {
             reports.extend(take(w));
         }
     }
-    Ok((reports, error))
+    (reports, error)
 }
 
 /// Runs both sides in this process over the loopback; returns the initiator's document.
@@ -192,6 +221,36 @@ pub fn run_local(cfg: &XferConfig) -> Result<ResultDoc, RunError> {
 
 /// [`run_local`], counting the initiator's finished iterations in `progress`.
 pub fn run_local_with(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDoc, RunError> {
+    run_local_in(cfg, LocalThreads::default_for(cfg.backend), progress)
+}
+
+/// [`run_local_with`] in the thread layout `threads`, which the document's config records.
+pub fn run_local_in(
+    cfg: &XferConfig,
+    threads: LocalThreads,
+    progress: &XferProgress,
+) -> Result<ResultDoc, RunError> {
+    let tag = |mut doc: ResultDoc| {
+        doc.config
+            .insert("local_threads".into(), threads.name().into());
+        doc
+    };
+    let run = match threads {
+        LocalThreads::Side => run_local_sides(cfg, progress),
+        LocalThreads::Pair => run_local_pairs(cfg, progress),
+    };
+    match run {
+        Ok(doc) => Ok(tag(doc)),
+        Err(RunError::Partial { doc, error }) => Err(RunError::Partial {
+            doc: Box::new(tag(*doc)),
+            error,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Both sides in threads of their own: the target's behind a loopback control listener.
+fn run_local_sides(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDoc, RunError> {
     cfg.validate(Sides::Both)?;
     let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr().to_string();
@@ -205,6 +264,29 @@ pub fn run_local_with(cfg: &XferConfig, progress: &XferProgress) -> Result<Resul
         })?;
     let ours = run_initiator_with(cfg, &[addr], progress);
     super::join_local(ours, target)
+}
+
+/// One thread per worker, driving both ends of its connection.
+fn run_local_pairs(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDoc, RunError> {
+    let plan = cfg.validate(Sides::Both)?;
+    if cfg.backend != XferBackend::Ucx {
+        return Err(RunError::Config(
+            "--local-threads pair drives both ends of a connection from one thread, which \
+             libfabric's connection set-up does not allow: use --local-threads side"
+                .into(),
+        ));
+    }
+    let per = plan.transfers_per_worker;
+    let mems = match shared_target_regions(cfg, plan.workers, per)? {
+        Some(mut parts) => (0..plan.workers)
+            .map(|_| TargetMem::Regions(parts.by_ref().take(per).collect()))
+            .collect(),
+        None => Vec::new(),
+    };
+    let kept = kept_reports(&plan);
+    let handles = spawn_pairs(cfg, &plan, mems, progress, &kept)?;
+    let (reports, error) = collect_reports(handles, &kept, None);
+    initiator_doc(cfg, reports, error)
 }
 
 fn join_all(

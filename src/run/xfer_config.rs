@@ -93,6 +93,35 @@ impl XferBackend {
     }
 }
 
+/// How a one-process run lays out its threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalThreads {
+    /// One thread per worker drives both ends of its connection (UCX).
+    Pair,
+    /// The initiator's and the target's workers run in threads of their own.
+    Side,
+}
+
+impl LocalThreads {
+    /// The layout a one-process run of `backend` takes unless told: pair for UCX, whose
+    /// endpoints connect without a handshake; side for libfabric, whose connections need both
+    /// ends at once.
+    pub fn default_for(backend: XferBackend) -> LocalThreads {
+        match backend {
+            XferBackend::Ucx => LocalThreads::Pair,
+            XferBackend::Libfabric => LocalThreads::Side,
+        }
+    }
+
+    /// The name in results and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            LocalThreads::Pair => "pair",
+            LocalThreads::Side => "side",
+        }
+    }
+}
+
 /// Default size from which a transfer's chunks are spread evenly across rails: 128 KiB
 /// (NIXL's LIBFABRIC striping threshold).
 pub const DEFAULT_STRIPE_THRESHOLD: u64 = 128 << 10;

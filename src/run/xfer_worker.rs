@@ -5,17 +5,14 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::sync::TimedBarrier;
 use super::tcp_stats::TcpCounters;
 use super::xfer_config::{XferBackend, XferConfig, XferPlan, XferProgress};
 use super::xfer_mem::SegKind;
 use super::xfer_staging::Staging;
 use super::RunError;
-use crate::bench::xfer::{
-    plan_chunks, run_initiator_iteration, run_target_iteration, IterParams, IterSample,
-};
+use crate::bench::xfer::{run_initiator_iteration, IterParams, IterSample};
 use crate::bench::{pattern, BenchError};
-use crate::bootstrap::{BootstrapError, Oob};
+use crate::bootstrap::Oob;
 use crate::mem::SharedRegion;
 use crate::report::Environment;
 use crate::xfer::libfabric::{FabricInitiator, FabricTarget};
@@ -82,24 +79,26 @@ pub struct WorkerReport {
 /// The target's offer: its worker index and its regions (in the backend's form), with its
 /// registration costs.
 #[derive(Serialize, Deserialize)]
-struct Offer {
-    worker: usize,
-    regions: RegionOffer,
-    registration_first_ns: u64,
-    registration_cached_ns: u64,
+pub(super) struct Offer {
+    pub worker: usize,
+    pub regions: RegionOffer,
+    pub registration_first_ns: u64,
+    pub registration_cached_ns: u64,
 }
 
 /// What the target tells the initiator at the end.
 #[derive(Serialize, Deserialize)]
-struct TargetSummary {
-    verified_bytes: u64,
+pub(super) struct TargetSummary {
+    pub verified_bytes: u64,
 }
 
-fn seq(worker: usize, transfers: usize, t: usize, iteration: u64) -> u64 {
+/// The pattern's seed of transfer `t` of worker `worker` in iteration `iteration`.
+pub(super) fn seq(worker: usize, transfers: usize, t: usize, iteration: u64) -> u64 {
     (((worker * transfers + t) as u64) << 32) | iteration
 }
 
-fn bench_err<E: Into<BenchError>>(at: String) -> impl FnOnce(E) -> RunError {
+/// A benchmark error located at `at`.
+pub(super) fn bench_err<E: Into<BenchError>>(at: String) -> impl FnOnce(E) -> RunError {
     move |error| RunError::Bench {
         at,
         error: error.into(),
@@ -147,7 +146,7 @@ fn connect_initiator(
 }
 
 /// Connects a target end of `cfg`'s backend and registers `regions`.
-fn connect_target(
+pub(super) fn connect_target(
     cfg: &XferConfig,
     oob: &mut Oob,
     regions: Vec<SharedRegion>,
@@ -187,136 +186,8 @@ fn environment(end: &dyn InitiatorEnd) -> Environment {
     }
 }
 
-/// Serves one initiator worker on the target; returns that worker's report.
-pub fn target_worker(
-    cfg: &XferConfig,
-    plan: &XferPlan,
-    w: usize,
-    mut oob: Oob,
-    mem: TargetMem,
-    barrier: &TimedBarrier,
-) -> Result<WorkerReport, RunError> {
-    let r = target_inner(cfg, plan, w, &mut oob, mem, barrier);
-    if let Err(e) = &r {
-        barrier.break_all();
-        oob.report_failure(&e.to_string());
-    }
-    r
-}
-
-fn target_inner(
-    cfg: &XferConfig,
-    plan: &XferPlan,
-    w: usize,
-    oob: &mut Oob,
-    mem: TargetMem,
-    barrier: &TimedBarrier,
-) -> Result<WorkerReport, RunError> {
-    let per = plan.transfers_per_worker;
-    let size = cfg.size as usize;
-    let regions = match mem {
-        TargetMem::Regions(r) => r,
-        TargetMem::Allocate => {
-            let net = cfg.mem.alloc_network(cfg.mem.target, per * size)?;
-            SharedRegion::split(net, per, size)
-                .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?
-        }
-    };
-    let mut staging = Staging::for_side(&cfg.mem, cfg.mem.target, per, size)?;
-    if let Some(r) = regions.first() {
-        // Device memory's context current on this worker's thread, as UCX's CUDA transports
-        // expect.
-        r.bind_thread()?;
-    }
-    let (mut end, setup) = connect_target(cfg, oob, regions)?;
-    oob.send_json(&Offer {
-        worker: w,
-        regions: end.offer()?,
-        registration_first_ns: setup.registration_first_ns,
-        registration_cached_ns: setup.registration_cached_ns,
-    })?;
-    let mut verified = 0u64;
-    let mut adapter = Idle {
-        end: &mut *end,
-        idle: 0,
-    };
-    for i in 0..cfg.warmup + cfg.iterations {
-        let timed = i >= cfg.warmup;
-        if cfg.verify {
-            for t in 0..per {
-                let r = match staging.as_mut() {
-                    Some(s) => s.device_mut(t),
-                    None => adapter.end.region_mut(t),
-                };
-                let r = r.expect("one region per transfer");
-                r.fill_with(|r| match cfg.op {
-                    XferOp::Write | XferOp::Send => r.fill(0),
-                    XferOp::Read => pattern::fill(r, seq(w, per, t, i)),
-                })?;
-            }
-        }
-        if let Some(s) = staging.as_mut().filter(|_| cfg.op == XferOp::Read) {
-            let mut ns = 0;
-            for t in 0..per {
-                ns += s.out(
-                    t,
-                    adapter.end.region_mut(t).expect("one region per transfer"),
-                )?;
-            }
-            if timed {
-                s.record(ns);
-            }
-        }
-        if cfg.op == XferOp::Send {
-            adapter
-                .end
-                .arm_receives(&plan_chunks(size, plan.block as usize))?;
-        }
-        let got = oob.recv_frame()?;
-        if !got.is_empty() {
-            return Err(BootstrapError::PeerFailed(String::from_utf8_lossy(&got).into()).into());
-        }
-        barrier.wait(cfg.timeout)?;
-        oob.send_frame(b"")?;
-        run_target_iteration(&mut adapter, per, cfg.timeout)
-            .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
-        if let Some(s) = staging.as_mut().filter(|_| cfg.op != XferOp::Read) {
-            let mut ns = 0;
-            for t in 0..per {
-                ns += s.back(
-                    t,
-                    adapter.end.region_mut(t).expect("one region per transfer"),
-                )?;
-            }
-            if timed {
-                s.record(ns);
-            }
-        }
-        if cfg.verify && cfg.op != XferOp::Read {
-            for t in 0..per {
-                let r = match staging.as_mut() {
-                    Some(s) => s.device_mut(t),
-                    None => adapter.end.region_mut(t),
-                };
-                let r = r.expect("one region per transfer");
-                r.read_with(|r| check(r, seq(w, per, t, i), i))?
-                    .map_err(bench_err(format!("target worker {w}, transfer {t}")))?;
-                verified += size as u64;
-            }
-        }
-    }
-    let mut report: WorkerReport = oob.recv_json()?;
-    oob.send_json(&TargetSummary {
-        verified_bytes: verified,
-    })?;
-    report.worker = w;
-    report.verified_bytes += verified;
-    report.registration = setup.registration.map(String::from);
-    report.staging_ns = staging.map(Staging::take).unwrap_or_default();
-    Ok(report)
-}
-
-fn check(buf: &[u8], seq: u64, iteration: u64) -> Result<(), BenchError> {
+/// Checks `buf` against the pattern of `seq`.
+pub(super) fn check(buf: &[u8], seq: u64, iteration: u64) -> Result<(), BenchError> {
     match pattern::check(buf, seq) {
         None => Ok(()),
         Some((offset, expected, got)) => Err(BenchError::Verify {
@@ -325,6 +196,89 @@ fn check(buf: &[u8], seq: u64, iteration: u64) -> Result<(), BenchError> {
             expected,
             got,
         }),
+    }
+}
+
+/// How an initiator worker reaches its target: over the control connection (the target in
+/// another thread or process), or as the other end its own thread drives.
+pub(super) trait TargetLink {
+    /// Connects this worker's initiator end over `local` (`per` transfers) to the target and
+    /// gives it the target's regions; the target's index and registration costs.
+    fn connect(
+        &mut self,
+        cfg: &XferConfig,
+        local: SharedRegion,
+        per: usize,
+    ) -> Result<(Box<dyn InitiatorEnd>, SetupTimes, TargetFacts), RunError>;
+
+    /// Meets the target before iteration `i`, once its regions are ready.
+    fn meet(&mut self, i: u64) -> Result<(), RunError>;
+
+    /// Runs one iteration's transfers through `ep`.
+    fn transfer(
+        &mut self,
+        ep: &mut dyn InitiatorEnd,
+        p: &IterParams,
+    ) -> Result<IterSample, BenchError>;
+
+    /// After iteration `i`'s transfers: the target's own work on what arrived.
+    fn after(&mut self, i: u64) -> Result<(), RunError>;
+
+    /// Ends the run with this worker's `report`; the bytes the target verified.
+    fn finish(&mut self, report: &WorkerReport) -> Result<u64, RunError>;
+}
+
+/// What the initiator learns of its target when it connects.
+pub(super) struct TargetFacts {
+    /// The target's worker index.
+    pub worker: usize,
+    /// The target's first registration of its first region, ns.
+    pub registration_first_ns: u64,
+    /// The target's second registration of it, ns.
+    pub registration_cached_ns: u64,
+}
+
+/// The target at the other end of a control connection.
+struct OobLink<'a>(&'a mut Oob);
+
+impl TargetLink for OobLink<'_> {
+    fn connect(
+        &mut self,
+        cfg: &XferConfig,
+        local: SharedRegion,
+        per: usize,
+    ) -> Result<(Box<dyn InitiatorEnd>, SetupTimes, TargetFacts), RunError> {
+        let (mut ep, setup) = connect_initiator(cfg, self.0, local, per)?;
+        let offer: Offer = self.0.recv_json()?;
+        ep.set_remote(offer.regions)?;
+        let facts = TargetFacts {
+            worker: offer.worker,
+            registration_first_ns: offer.registration_first_ns,
+            registration_cached_ns: offer.registration_cached_ns,
+        };
+        Ok((ep, setup, facts))
+    }
+
+    fn meet(&mut self, _i: u64) -> Result<(), RunError> {
+        Ok(self.0.barrier()?)
+    }
+
+    fn transfer(
+        &mut self,
+        ep: &mut dyn InitiatorEnd,
+        p: &IterParams,
+    ) -> Result<IterSample, BenchError> {
+        run_initiator_iteration(&mut Idle::new(ep), p)
+    }
+
+    fn after(&mut self, _i: u64) -> Result<(), RunError> {
+        Ok(()) // the target checks in its own thread
+    }
+
+    fn finish(&mut self, report: &WorkerReport) -> Result<u64, RunError> {
+        self.0.send_json(report)?;
+        let summary: TargetSummary = self.0.recv_json()?;
+        Ok(summary.verified_bytes)
     }
 }
 
@@ -339,51 +293,46 @@ pub fn initiator_worker(
     progress: &XferProgress,
     kept: &Mutex<Option<WorkerReport>>,
 ) -> Result<WorkerReport, RunError> {
-    let r = initiator_inner(cfg, plan, local_index, &mut oob, progress, kept);
+    let r = initiator_run(
+        cfg,
+        plan,
+        local_index,
+        &mut OobLink(&mut oob),
+        progress,
+        kept,
+    );
     if let Err(e) = &r {
         oob.report_failure(&e.to_string());
     }
     r
 }
 
-fn initiator_inner(
+/// Runs one initiator worker against the target `link` reaches; returns its report, keeping
+/// what it measured so far in `kept`.
+pub(super) fn initiator_run(
     cfg: &XferConfig,
     plan: &XferPlan,
     local_index: usize,
-    oob: &mut Oob,
+    link: &mut dyn TargetLink,
     progress: &XferProgress,
     kept: &Mutex<Option<WorkerReport>>,
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
-    let mut staging = Staging::for_side(&cfg.mem, cfg.mem.initiator, 1, per * size)?;
     let net = cfg.mem.alloc_network(cfg.mem.initiator, per * size)?;
     let local = SharedRegion::split(net, 1, per * size)
+        .and_then(|v| v.into_iter().next())
         .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
-    let local = local
-        .into_iter()
-        .next()
-        .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
-    let (mut ep, setup) = connect_initiator(cfg, oob, local, per)?;
-    let offer: Offer = oob.recv_json()?;
-    ep.set_remote(offer.regions)?;
-    let w = offer.worker;
-    let params = IterParams {
-        size,
-        block: plan.block as usize,
-        window: cfg.window,
-        transfers: per,
-        timeout: cfg.timeout,
-    };
+    let (mut ep, setup, target) = link.connect(cfg, local, per)?;
     let mut report = WorkerReport {
         worker: local_index,
-        target_worker: w,
+        target_worker: target.worker,
         transfers: per,
         connect_ns: setup.connect_ns,
         registration_first_ns: setup.registration_first_ns,
         registration_cached_ns: setup.registration_cached_ns,
-        target_registration_first_ns: offer.registration_first_ns,
-        target_registration_cached_ns: offer.registration_cached_ns,
+        target_registration_first_ns: target.registration_first_ns,
+        target_registration_cached_ns: target.registration_cached_ns,
         cold: None,
         timed: Vec::with_capacity(cfg.iterations as usize),
         verified_bytes: 0,
@@ -393,98 +342,135 @@ fn initiator_inner(
         rails: None,
         tcp: None,
     };
-    // Host-wide counters: one worker's reading covers every connection of the host.
-    let mut tcp_before = None;
     *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
-    let run = (|| -> Result<(), RunError> {
+    let mut run = InitiatorRun {
+        cfg,
+        w: target.worker,
+        per,
+        params: IterParams {
+            size,
+            block: plan.block as usize,
+            window: cfg.window,
+            transfers: per,
+            timeout: cfg.timeout,
+        },
+        staging: Staging::for_side(&cfg.mem, cfg.mem.initiator, 1, per * size)?,
+        tcp_before: None,
+        first: local_index == 0,
+    };
+    let result = (|| -> Result<(), RunError> {
         for i in 0..cfg.warmup + cfg.iterations {
-            let timed = i >= cfg.warmup;
-            if cfg.verify {
-                let local = match staging.as_mut() {
-                    Some(s) => s.device_mut(0),
-                    None => ep.local_mut(),
-                };
-                let local = local.expect("nothing in flight between iterations");
-                local.fill_with(|local| {
-                    for (t, part) in local.chunks_mut(size).enumerate() {
-                        match cfg.op {
-                            XferOp::Write | XferOp::Send => pattern::fill(part, seq(w, per, t, i)),
-                            XferOp::Read => part.fill(0),
-                        }
-                    }
-                })?;
-            }
-            if let Some(s) = staging.as_mut().filter(|_| cfg.op != XferOp::Read) {
-                let ns = s.out(0, ep.local_mut().expect("nothing in flight"))?;
-                if timed {
-                    s.record(ns);
-                }
-            }
-            if i >= cfg.warmup && !cfg.idle_before_timed.is_zero() {
-                std::thread::sleep(cfg.idle_before_timed);
-            }
-            if i == cfg.warmup && local_index == 0 {
-                tcp_before = TcpCounters::read();
-            }
-            oob.barrier()?;
-            let mut adapter = Idle {
-                end: &mut *ep,
-                idle: 0,
-            };
-            let sample = run_initiator_iteration(&mut adapter, &params)
-                .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
-            ep.drain()
-                .map_err(bench_err(format!("worker {w}, iteration {i}")))?;
-            if let Some(s) = staging.as_mut().filter(|_| cfg.op == XferOp::Read) {
-                let ns = s.back(0, ep.local_mut().expect("drained"))?;
-                if timed {
-                    s.record(ns);
-                }
-            }
-            if cfg.verify && cfg.op == XferOp::Read {
-                let local = match staging.as_mut() {
-                    Some(s) => s.device_mut(0),
-                    None => ep.local_mut(),
-                };
-                let local = local.expect("drained");
-                local.read_with(|local| {
-                    local.chunks(size).enumerate().try_for_each(|(t, part)| {
-                        check(part, seq(w, per, t, i), i)
-                            .map_err(bench_err(format!("worker {w}, transfer {t}")))
-                    })
-                })??;
-                report.verified_bytes += (per * size) as u64;
-            }
-            if i == 0 {
-                report.cold = Some(sample.clone());
-            }
-            let rails = ep.take_rail_stats();
-            if i >= cfg.warmup {
-                report.timed.push(sample);
-                if let Some(now) = rails {
-                    sum_rails(&mut report.rails, &now);
-                }
-            }
+            run.iteration(&mut *ep, link, &mut report, i)?;
             keep(kept, &report);
             progress.tick();
         }
-        if let Some(before) = tcp_before {
+        if let Some(before) = run.tcp_before {
             report.tcp = TcpCounters::read().map(|now| now.since(&before));
         }
-        report.staging_ns = staging.take().map(Staging::take).unwrap_or_default();
+        report.staging_ns = run.staging.take().map(Staging::take).unwrap_or_default();
         report.environment = environment(&*ep);
-        oob.send_json(&report)?;
-        let summary: TargetSummary = oob.recv_json()?;
-        report.verified_bytes += summary.verified_bytes;
+        report.verified_bytes += link.finish(&report)?;
         Ok(())
     })();
-    match run {
+    match result {
         Ok(()) => Ok(report),
         Err(e) => {
             report.environment = environment(&*ep);
             *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
             Err(e)
         }
+    }
+}
+
+/// One initiator worker's iterations: what each prepares, runs and checks.
+struct InitiatorRun<'a> {
+    cfg: &'a XferConfig,
+    /// The target's worker index (the pattern's seed).
+    w: usize,
+    per: usize,
+    params: IterParams,
+    staging: Option<Staging>,
+    /// The host's TCP counters before the first timed iteration (the first worker only:
+    /// they are host-wide).
+    tcp_before: Option<TcpCounters>,
+    first: bool,
+}
+
+impl InitiatorRun<'_> {
+    /// Iteration `i`: fills and stages the buffer, meets the target, transfers, drains,
+    /// stages back and checks; its sample goes into `report`.
+    fn iteration(
+        &mut self,
+        ep: &mut dyn InitiatorEnd,
+        link: &mut dyn TargetLink,
+        report: &mut WorkerReport,
+        i: u64,
+    ) -> Result<(), RunError> {
+        let (cfg, w, per, size) = (self.cfg, self.w, self.per, self.cfg.size as usize);
+        let timed = i >= cfg.warmup;
+        if cfg.verify {
+            let local = match self.staging.as_mut() {
+                Some(s) => s.device_mut(0),
+                None => ep.local_mut(),
+            };
+            let local = local.expect("nothing in flight between iterations");
+            local.fill_with(|local| {
+                for (t, part) in local.chunks_mut(size).enumerate() {
+                    match cfg.op {
+                        XferOp::Write | XferOp::Send => pattern::fill(part, seq(w, per, t, i)),
+                        XferOp::Read => part.fill(0),
+                    }
+                }
+            })?;
+        }
+        if let Some(s) = self.staging.as_mut().filter(|_| cfg.op != XferOp::Read) {
+            let ns = s.out(0, ep.local_mut().expect("nothing in flight"))?;
+            if timed {
+                s.record(ns);
+            }
+        }
+        if timed && !cfg.idle_before_timed.is_zero() {
+            std::thread::sleep(cfg.idle_before_timed);
+        }
+        if i == cfg.warmup && self.first {
+            self.tcp_before = TcpCounters::read();
+        }
+        link.meet(i)?;
+        let at = || format!("worker {w}, iteration {i}");
+        let sample = link.transfer(ep, &self.params).map_err(bench_err(at()))?;
+        ep.drain().map_err(bench_err(at()))?;
+        link.after(i)?;
+        if let Some(s) = self.staging.as_mut().filter(|_| cfg.op == XferOp::Read) {
+            let ns = s.back(0, ep.local_mut().expect("drained"))?;
+            if timed {
+                s.record(ns);
+            }
+        }
+        if cfg.verify && cfg.op == XferOp::Read {
+            let local = match self.staging.as_mut() {
+                Some(s) => s.device_mut(0),
+                None => ep.local_mut(),
+            };
+            let local = local.expect("drained");
+            local.read_with(|local| {
+                local.chunks(size).enumerate().try_for_each(|(t, part)| {
+                    check(part, seq(w, per, t, i), i)
+                        .map_err(bench_err(format!("worker {w}, transfer {t}")))
+                })
+            })??;
+            report.verified_bytes += (per * size) as u64;
+        }
+        if i == 0 {
+            report.cold = Some(sample.clone());
+        }
+        let rails = ep.take_rail_stats();
+        if timed {
+            report.timed.push(sample);
+            if let Some(now) = rails {
+                sum_rails(&mut report.rails, &now);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -500,7 +486,8 @@ fn keep(kept: &Mutex<Option<WorkerReport>>, report: &WorkerReport) {
     }
 }
 
-fn idle_tick(idle: &mut u32, got: bool) {
+/// Counts an empty poll (`got` false) and yields the core after enough of them in a row.
+pub(super) fn idle_tick(idle: &mut u32, got: bool) {
     if got {
         *idle = 0;
     } else {
@@ -514,9 +501,16 @@ fn idle_tick(idle: &mut u32, got: bool) {
 
 /// An end with its idle count: many workers share few cores, so one that keeps finding
 /// nothing yields now and then.
-struct Idle<'a, E: ?Sized> {
-    end: &'a mut E,
+pub(super) struct Idle<'a, E: ?Sized> {
+    pub end: &'a mut E,
     idle: u32,
+}
+
+impl<'a, E: ?Sized> Idle<'a, E> {
+    /// `end`, not idle yet.
+    pub fn new(end: &'a mut E) -> Self {
+        Idle { end, idle: 0 }
+    }
 }
 
 impl<E: InitiatorEnd + ?Sized> XferInitiator for Idle<'_, E> {

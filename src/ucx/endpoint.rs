@@ -60,6 +60,7 @@ fn finish(
             sys::ucp_worker_progress(worker.raw.as_ptr());
             sys::ucp_request_check_status(req.as_ptr())
         };
+        worker.progress_companion();
         if status != sys::UCS_INPROGRESS as sys::ucs_status_t {
             // SAFETY: completed request, freed exactly once.
             unsafe { sys::ucp_request_free(req.as_ptr()) };

@@ -376,6 +376,7 @@ impl OpTable {
             // Cancelled operations end with an error status: expected here, not reported.
             let _ = self.poll(&mut sink);
             sink.clear();
+            self.worker.progress_companion();
         }
         self.pending.is_empty()
     }

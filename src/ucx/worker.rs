@@ -1,9 +1,10 @@
 //! The UCP worker (one per thread: it is created single-threaded) and request completion by
 //! busy-polling its progress.
 
+use std::cell::RefCell;
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use ucx_sys as sys;
@@ -36,6 +37,21 @@ unsafe extern "C" fn recv_done(
 pub(crate) struct WorkerInner {
     pub(crate) raw: NonNull<sys::ucp_worker>,
     pub(crate) context: Arc<ContextInner>,
+    /// The other worker this thread drives when it drives both ends of a connection: a
+    /// blocking wait on one end progresses the other too, or it would wait on an end that
+    /// nothing moves.
+    companion: RefCell<Weak<WorkerInner>>,
+}
+
+impl WorkerInner {
+    /// Progresses the companion worker once, if there is one (for blocking waits).
+    pub(crate) fn progress_companion(&self) {
+        if let Some(c) = self.companion.borrow().upgrade() {
+            // SAFETY: c is live (the upgrade holds it for the call) and belongs to this
+            // thread, as its companion does.
+            unsafe { sys::ucp_worker_progress(c.raw.as_ptr()) };
+        }
+    }
 }
 
 impl Drop for WorkerInner {
@@ -73,6 +89,7 @@ impl Worker {
             inner: Rc::new(WorkerInner {
                 raw: NonNull::new(raw).expect("ucp_worker_create succeeded with NULL"),
                 context: context.inner.clone(),
+                companion: RefCell::new(Weak::new()),
             }),
         })
     }
@@ -91,6 +108,13 @@ impl Worker {
             sys::ucp_worker_release_address(self.inner.raw.as_ptr(), addr);
             Ok(bytes)
         }
+    }
+
+    /// Makes this worker and `other` companions, both driven by this thread: a blocking wait
+    /// on either (an endpoint's close, a table's last operations) progresses both.
+    pub fn drive_with(&self, other: &Worker) {
+        *self.inner.companion.borrow_mut() = Rc::downgrade(&other.inner);
+        *other.inner.companion.borrow_mut() = Rc::downgrade(&self.inner);
     }
 
     /// Progresses communication once; returns whether anything happened.

@@ -98,6 +98,9 @@ pub enum XferError {
     /// The peer's offer does not fit this end (another backend, or too few regions).
     #[error("the target's region offer: {0}")]
     Offer(String),
+    /// The target end this thread also drives stopped the transfer (its own error says why).
+    #[error("the target end driven by the same thread stopped the transfer")]
+    PairedTarget,
 }
 
 impl From<crate::fabric::FabricError> for XferError {

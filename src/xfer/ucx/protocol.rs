@@ -36,18 +36,42 @@ pub struct RemoteRegion {
     pub rkey: String,
 }
 
-/// A context with tag matching and RMA, a worker, and an endpoint to the peer's worker whose
-/// address `exchange` swaps for ours.
-fn connect(exchange: &mut Exchange<'_>) -> Result<(Context, Worker, Endpoint, u64)> {
-    let ctx = Context::new(Features {
-        tag: true,
-        rma: true,
-    })?;
-    let worker = Worker::new(&ctx)?;
-    let t0 = Instant::now();
-    let peer = exchange(&worker.address()?).map_err(UcxError::Invalid)?;
-    let ep = Endpoint::connect(&worker, &peer)?;
-    Ok((ctx, worker, ep, t0.elapsed().as_nanos() as u64))
+/// A context with tag matching and RMA and its worker, before any endpoint: one end of a
+/// connection whose peer's address is still to come.
+pub struct UcxSide {
+    ctx: Context,
+    worker: Worker,
+}
+
+impl UcxSide {
+    /// Opens a context and a worker.
+    pub fn open() -> Result<UcxSide> {
+        let ctx = Context::new(Features {
+            tag: true,
+            rma: true,
+        })?;
+        let worker = Worker::new(&ctx)?;
+        Ok(UcxSide { ctx, worker })
+    }
+
+    /// Makes this side's worker and `other`'s companions: this thread drives both ends.
+    pub fn drive_with(&self, other: &UcxSide) {
+        self.worker.drive_with(&other.worker);
+    }
+
+    /// The worker's address, for the peer to connect to.
+    pub fn address(&self) -> Result<Vec<u8>> {
+        self.worker.address()
+    }
+
+    /// An endpoint to the peer's worker whose address `exchange` swaps for ours; the time the
+    /// exchange and the endpoint took.
+    fn connect(self, exchange: &mut Exchange<'_>) -> Result<(Context, Worker, Endpoint, u64)> {
+        let t0 = Instant::now();
+        let peer = exchange(&self.worker.address()?).map_err(UcxError::Invalid)?;
+        let ep = Endpoint::connect(&self.worker, &peer)?;
+        Ok((self.ctx, self.worker, ep, t0.elapsed().as_nanos() as u64))
+    }
 }
 
 /// Maps every region; returns them with the first mapping's time and a second mapping's.
@@ -115,9 +139,10 @@ pub struct UcxInitiator {
 }
 
 impl UcxInitiator {
-    /// Connects to the target's worker (its address swapped by `exchange`) and maps `local`,
-    /// the initiator's buffer of `transfers` transfers of `size` bytes back to back.
+    /// Connects `side` to the target's worker (its address swapped by `exchange`) and maps
+    /// `local`, the initiator's buffer of `transfers` transfers of `size` bytes back to back.
     pub fn new(
+        side: UcxSide,
         local: SharedRegion,
         transfers: usize,
         size: usize,
@@ -136,7 +161,7 @@ impl UcxInitiator {
                 "{transfers} transfers of {size} bytes do not fit the local buffer"
             )));
         }
-        let (ctx, worker, ep, connect_ns) = connect(exchange)?;
+        let (ctx, worker, ep, connect_ns) = side.connect(exchange)?;
         let (mut local, first, cached) = map_all(&ctx, vec![local])?;
         let mut ops = OpTable::new(&worker);
         post_ctrl_recv(&mut ops, &worker, Kind::Confirm, 8)?;
@@ -344,12 +369,16 @@ pub struct UcxTarget {
     worker: Worker,
     /// Kept open while the worker and the mappings live.
     _ctx: Context,
+    /// The worker of the initiator this thread also drives, kept until this end has closed
+    /// (its endpoint's close needs that worker alive and progressed).
+    _initiator_worker: Option<Worker>,
 }
 
 impl UcxTarget {
-    /// Connects to the initiator's worker (its address swapped by `exchange`) and maps the
-    /// regions, one per transfer.
+    /// Connects `side` to the initiator's worker (its address swapped by `exchange`) and maps
+    /// the regions, one per transfer.
     pub fn new(
+        side: UcxSide,
         regions: Vec<SharedRegion>,
         exchange: &mut Exchange<'_>,
     ) -> Result<(UcxTarget, SetupTimes)> {
@@ -359,7 +388,7 @@ impl UcxTarget {
                 regions.len()
             )));
         }
-        let (ctx, worker, ep, connect_ns) = connect(exchange)?;
+        let (ctx, worker, ep, connect_ns) = side.connect(exchange)?;
         let (regions, first, cached) = map_all(&ctx, regions)?;
         let mut ops = OpTable::new(&worker);
         post_ctrl_recv(&mut ops, &worker, Kind::Notify, 16)?;
@@ -371,6 +400,7 @@ impl UcxTarget {
                 ep,
                 worker,
                 _ctx: ctx,
+                _initiator_worker: None,
             },
             SetupTimes {
                 connect_ns,
@@ -379,6 +409,22 @@ impl UcxTarget {
                 registration: None,
             },
         ))
+    }
+
+    /// Keeps `initiator`'s worker alive until this end is gone: this thread drives both ends,
+    /// and the initiator (dropped first) must not take its worker with it while this end's
+    /// endpoint still has to close.
+    pub fn outlive(&mut self, initiator: &UcxInitiator) {
+        self._initiator_worker = Some(initiator.worker.clone());
+    }
+
+    /// Progresses the worker until it finds nothing to do, at most `limit` times.
+    pub fn progress_until_idle(&self, limit: u32) {
+        for _ in 0..limit {
+            if self.worker.progress() == 0 {
+                break;
+            }
+        }
     }
 
     /// The regions as the initiator reaches them.

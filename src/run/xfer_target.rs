@@ -1,0 +1,195 @@
+//! The target's side of an xfer worker: its regions, their preparation before each iteration
+//! (zeroed or filled for --verify, staged, receives armed) and their check after it, and the
+//! target worker that meets its initiator over the control connection.
+
+use super::sync::TimedBarrier;
+use super::xfer_config::{XferConfig, XferPlan};
+use super::xfer_staging::Staging;
+use super::xfer_worker::{
+    bench_err, check, connect_target, seq, Offer, TargetMem, TargetSummary, WorkerReport,
+};
+use super::RunError;
+use crate::bench::pattern;
+use crate::bench::xfer::{plan_chunks, run_target_iteration};
+use crate::bootstrap::{BootstrapError, Oob};
+use crate::mem::SharedRegion;
+use crate::xfer::{TargetEnd, XferOp};
+
+/// The regions of one target worker: its own, or its part of a shared allocation.
+pub(super) fn target_regions(
+    cfg: &XferConfig,
+    per: usize,
+    mem: TargetMem,
+) -> Result<Vec<SharedRegion>, RunError> {
+    let regions = match mem {
+        TargetMem::Regions(r) => r,
+        TargetMem::Allocate => {
+            let size = cfg.size as usize;
+            let net = cfg.mem.alloc_network(cfg.mem.target, per * size)?;
+            SharedRegion::split(net, per, size)
+                .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?
+        }
+    };
+    if let Some(r) = regions.first() {
+        // Device memory's context current on this worker's thread, as UCX's CUDA transports
+        // expect.
+        r.bind_thread()?;
+    }
+    Ok(regions)
+}
+
+/// One target worker's regions between iterations: what it prepares and checks.
+pub(super) struct TargetSide {
+    /// The worker's index (the pattern's seed).
+    pub w: usize,
+    /// Transfers per iteration.
+    pub per: usize,
+    /// Device memory's host bounce buffers (`--staging host`).
+    pub staging: Option<Staging>,
+    /// Bytes checked so far.
+    pub verified: u64,
+}
+
+impl TargetSide {
+    /// The side of worker `w` with `per` transfers.
+    pub fn new(cfg: &XferConfig, w: usize, per: usize) -> Result<TargetSide, RunError> {
+        let staging = Staging::for_side(&cfg.mem, cfg.mem.target, per, cfg.size as usize)?;
+        Ok(TargetSide {
+            w,
+            per,
+            staging,
+            verified: 0,
+        })
+    }
+
+    /// Before iteration `i`: zeroes (or, for reads, fills) the regions for --verify, stages
+    /// what a read takes, and arms the receives of tagged sends.
+    pub fn prepare(
+        &mut self,
+        cfg: &XferConfig,
+        plan: &XferPlan,
+        end: &mut dyn TargetEnd,
+        i: u64,
+    ) -> Result<(), RunError> {
+        let (w, per) = (self.w, self.per);
+        let timed = i >= cfg.warmup;
+        if cfg.verify {
+            for t in 0..per {
+                let r = match self.staging.as_mut() {
+                    Some(s) => s.device_mut(t),
+                    None => end.region_mut(t),
+                };
+                let r = r.expect("one region per transfer");
+                r.fill_with(|r| match cfg.op {
+                    XferOp::Write | XferOp::Send => r.fill(0),
+                    XferOp::Read => pattern::fill(r, seq(w, per, t, i)),
+                })?;
+            }
+        }
+        if let Some(s) = self.staging.as_mut().filter(|_| cfg.op == XferOp::Read) {
+            let mut ns = 0;
+            for t in 0..per {
+                ns += s.out(t, end.region_mut(t).expect("one region per transfer"))?;
+            }
+            if timed {
+                s.record(ns);
+            }
+        }
+        if cfg.op == XferOp::Send {
+            end.arm_receives(&plan_chunks(cfg.size as usize, plan.block as usize))?;
+        }
+        Ok(())
+    }
+
+    /// After iteration `i`: stages back what arrived and checks it for --verify.
+    pub fn finish(
+        &mut self,
+        cfg: &XferConfig,
+        end: &mut dyn TargetEnd,
+        i: u64,
+    ) -> Result<(), RunError> {
+        let (w, per) = (self.w, self.per);
+        if let Some(s) = self.staging.as_mut().filter(|_| cfg.op != XferOp::Read) {
+            let mut ns = 0;
+            for t in 0..per {
+                ns += s.back(t, end.region_mut(t).expect("one region per transfer"))?;
+            }
+            if i >= cfg.warmup {
+                s.record(ns);
+            }
+        }
+        if cfg.verify && cfg.op != XferOp::Read {
+            for t in 0..per {
+                let r = match self.staging.as_mut() {
+                    Some(s) => s.device_mut(t),
+                    None => end.region_mut(t),
+                };
+                let r = r.expect("one region per transfer");
+                r.read_with(|r| check(r, seq(w, per, t, i), i))?
+                    .map_err(bench_err(format!("target worker {w}, transfer {t}")))?;
+                self.verified += cfg.size;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs target worker `w` for the initiator on `oob`; returns the initiator's report with
+/// this side's figures.
+pub fn target_worker(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    w: usize,
+    mut oob: Oob,
+    mem: TargetMem,
+    barrier: &TimedBarrier,
+) -> Result<WorkerReport, RunError> {
+    let r = target_inner(cfg, plan, w, &mut oob, mem, barrier);
+    if let Err(e) = &r {
+        barrier.break_all();
+        oob.report_failure(&e.to_string());
+    }
+    r
+}
+
+fn target_inner(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    w: usize,
+    oob: &mut Oob,
+    mem: TargetMem,
+    barrier: &TimedBarrier,
+) -> Result<WorkerReport, RunError> {
+    let per = plan.transfers_per_worker;
+    let regions = target_regions(cfg, per, mem)?;
+    let mut side = TargetSide::new(cfg, w, per)?;
+    let (mut end, setup) = connect_target(cfg, oob, regions)?;
+    oob.send_json(&Offer {
+        worker: w,
+        regions: end.offer()?,
+        registration_first_ns: setup.registration_first_ns,
+        registration_cached_ns: setup.registration_cached_ns,
+    })?;
+    let mut adapter = super::xfer_worker::Idle::new(&mut *end);
+    for i in 0..cfg.warmup + cfg.iterations {
+        side.prepare(cfg, plan, adapter.end, i)?;
+        let got = oob.recv_frame()?;
+        if !got.is_empty() {
+            return Err(BootstrapError::PeerFailed(String::from_utf8_lossy(&got).into()).into());
+        }
+        barrier.wait(cfg.timeout)?;
+        oob.send_frame(b"")?;
+        run_target_iteration(&mut adapter, per, cfg.timeout)
+            .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
+        side.finish(cfg, adapter.end, i)?;
+    }
+    let mut report: WorkerReport = oob.recv_json()?;
+    oob.send_json(&TargetSummary {
+        verified_bytes: side.verified,
+    })?;
+    report.worker = w;
+    report.verified_bytes += side.verified;
+    report.registration = setup.registration.map(String::from);
+    report.staging_ns = side.staging.map(Staging::take).unwrap_or_default();
+    Ok(report)
+}
