@@ -5,12 +5,12 @@
 mod common;
 mod etcd_support;
 
-use std::process::{Child, Output};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use etcd_support::{
-    assert_merged, assert_names_dead, doc, keys_left, spawn_rank, stderr, tier_members,
-    wait_for_target, EtcdServer,
+    all_succeeded, assert_merged, assert_names_dead, stderr, tier_members, AfterFault, GroupRun,
+    RankArgs,
 };
 use kvxfer::report::Status;
 use kvxfer::stats::decode_histogram;
@@ -18,48 +18,24 @@ use kvxfer::stats::decode_histogram;
 #[test]
 fn three_initiator_ranks_into_rank_zero_merge_into_one_result() {
     let test = "three_initiator_ranks_into_rank_zero_merge_into_one_result";
-    let Some(etcd) = EtcdServer::start(test) else {
+    let Some(run) = GroupRun::start(test, "m2o") else {
         return;
     };
-    let _g = common::fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let args = [
-        "--world",
-        "4",
-        "--size",
-        "256K",
-        "-c",
-        "2",
-        "-I",
-        "6",
-        "-w",
-        "1",
-        "--domain",
-        "lo",
-        "--timeout",
-        "60",
-    ];
-    let children: Vec<Child> = (0..4)
-        .map(|r| spawn_rank(&[], &etcd.url, "m2o", r, 4, &args, dir.path()))
-        .collect();
-    let outs: Vec<Output> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let args = RankArgs::new("256K", 2, 6).world(4).lo(60);
+    let outs = all_succeeded(run.spawn_all(&[], 4, &args));
     for (r, o) in outs.iter().enumerate() {
-        assert!(o.status.success(), "rank {r}: {}", stderr(o));
         assert!(
             stderr(o).contains(&format!("rank {r} of 4")),
             "{}",
             stderr(o)
         );
     }
-    let merged = doc(dir.path(), 0);
+    let merged = run.doc(0);
     assert_merged(&merged, 3, 2, 256 << 10, 6);
     assert_eq!(merged.config["rank_source"], "pmi");
     // Each initiator wrote its own figures, the same its entry in the merged result holds.
     for r in 1..4 {
-        let own = doc(dir.path(), r);
+        let own = run.doc(r);
         assert_eq!(own.status, Status::Complete);
         let entry = &merged.results[0].extra["ranks"][r - 1];
         assert_eq!(
@@ -68,32 +44,18 @@ fn three_initiator_ranks_into_rank_zero_merge_into_one_result() {
             "rank {r}"
         );
     }
-    assert_eq!(keys_left(&etcd, "m2o"), Vec::<String>::new());
+    assert_eq!(run.keys_left(), Vec::<String>::new());
 }
 
 #[test]
 fn a_rank_with_other_parameters_is_named_with_the_parameter() {
     let test = "a_rank_with_other_parameters_is_named_with_the_parameter";
-    let Some(etcd) = EtcdServer::start(test) else {
+    let Some(run) = GroupRun::start(test, "fp") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let base = [
-        "--world",
-        "2",
-        "-I",
-        "2",
-        "-w",
-        "1",
-        "--domain",
-        "lo",
-        "--timeout",
-        "20",
-    ];
-    let a: Vec<&str> = base.iter().copied().chain(["--size", "64K"]).collect();
-    let b: Vec<&str> = base.iter().copied().chain(["--size", "128K"]).collect();
-    let r0 = spawn_rank(&[], &etcd.url, "fp", 0, 2, &a, dir.path());
-    let r1 = spawn_rank(&[], &etcd.url, "fp", 1, 2, &b, dir.path());
+    let args = |size| RankArgs::new(size, 1, 2).world(2).lo(20);
+    let r0 = run.spawn(&[], 0, 2, &args("64K"));
+    let r1 = run.spawn(&[], 1, 2, &args("128K"));
     let (o0, o1) = (
         r0.wait_with_output().unwrap(),
         r1.wait_with_output().unwrap(),
@@ -173,62 +135,34 @@ fn group_runs_refuse_what_they_do_not_run() {
 }
 
 /// A run long enough that a fault lands mid-run (an idle host moves 4000 iterations of 1M over
-/// the loopback in about 2 s, before the fault: so 100,000), with a lease of 2 s.
-const LONG: [&str; 14] = [
-    "--size",
-    "1M",
-    "-c",
-    "1",
-    "-I",
-    "100000",
-    "-w",
-    "1",
-    "--domain",
-    "lo",
-    "--timeout",
-    "60",
-    "--etcd-ttl",
-    "2",
-];
+/// the loopback in about 2 s, before the fault: so 100,000) of `world` ranks, transfers of
+/// `size`, with a lease of 2 s.
+fn long(world: usize, size: &str) -> RankArgs {
+    RankArgs::new(size, 1, 100_000)
+        .world(world)
+        .lo(60)
+        .with(&["--etcd-ttl", "2"])
+}
 
-/// Starts `world` ranks of `group` with `args`, kills rank `victim` 2.5 s after a target
-/// rank published its address (every rank joined; the transfers run), and returns every
-/// survivor's output with how long after the kill the last one ended.
-fn kill_mid_run(
-    etcd: &EtcdServer,
-    group: &str,
-    world: usize,
-    args: &[&str],
-    victim: usize,
-    dir: &std::path::Path,
-) -> (Vec<(usize, Output)>, Duration) {
-    let mut children: Vec<Option<Child>> = (0..world)
-        .map(|r| Some(spawn_rank(&[], &etcd.url, group, r, world, args, dir)))
-        .collect();
-    wait_for_target(etcd, group);
-    std::thread::sleep(Duration::from_millis(2500));
-    let mut victim = children[victim].take().unwrap();
-    victim.kill().unwrap();
-    let killed_at = Instant::now();
-    let _ = victim.wait();
-    let outs = children
-        .into_iter()
-        .enumerate()
-        .filter_map(|(r, c)| c.map(|c| (r, c.wait_with_output().unwrap())))
-        .collect();
-    (outs, killed_at.elapsed())
+/// Kills rank `victim` of the ranks `children` mid-run; see [`GroupRun::fault_mid_run`].
+fn kill_mid_run(run: &GroupRun, children: Vec<Child>, victim: usize) -> AfterFault {
+    let mut after = run.fault_mid_run(children, victim, |c| c.kill().unwrap());
+    let _ = after.victim.wait();
+    after
 }
 
 #[test]
 fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept() {
     let test = "a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept";
-    let Some(etcd) = EtcdServer::start(test) else {
+    let Some(run) = GroupRun::start(test, "kill") else {
         return;
     };
-    let _g = common::fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let args: Vec<&str> = ["--world", "4"].into_iter().chain(LONG).collect();
-    let (outs, took) = kill_mid_run(&etcd, "kill", 4, &args, 2, dir.path());
+    let children = run.spawn_all(&[], 4, &long(4, "1M"));
+    let AfterFault {
+        survivors: outs,
+        took,
+        ..
+    } = kill_mid_run(&run, children, 2);
     let all: Vec<String> = outs
         .iter()
         .map(|(r, o)| format!("rank {r}: {}", stderr(o)))
@@ -244,7 +178,7 @@ fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept()
     for (r, o) in &outs {
         assert_names_dead(*r, o, 2);
     }
-    let merged = doc(dir.path(), 0);
+    let merged = run.doc(0);
     assert_eq!(merged.status, Status::Partial, "{:?}", merged.errors);
     assert!(merged.errors[0].message.contains("rank 2"));
     let r = &merged.results[0];
@@ -264,40 +198,28 @@ fn a_killed_initiator_is_named_by_every_survivor_and_what_was_measured_is_kept()
         .collect();
     assert_eq!(status, ["partial", "lost", "partial"]);
     for k in [1, 3] {
-        let own = doc(dir.path(), k);
+        let own = run.doc(k);
         assert_eq!(own.status, Status::Partial, "rank {k}");
         assert!(own.results[0].iterations >= r.iterations, "rank {k}");
     }
     // Rank 0 removed the run's keys; only the dead rank's lease may linger a moment.
-    assert_eq!(keys_left(&etcd, "kill"), Vec::<String>::new());
+    assert_eq!(run.keys_left(), Vec::<String>::new());
 }
 
 #[test]
 fn ucx_ranks_merge_the_same_way() {
-    let Some(etcd) = EtcdServer::start("ucx_ranks_merge_the_same_way") else {
+    let Some(run) = GroupRun::start("ucx_ranks_merge_the_same_way", "ucx") else {
         return;
     };
-    let _g = common::fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
     let env = [
         "env",
         "UCX_TLS=tcp",
         "UCX_NET_DEVICES=lo",
         "UCX_LOG_FILE=stderr",
     ];
-    let args = [
-        "--world", "3", "-B", "ucx", "--size", "256K", "-c", "2", "-I", "4", "-w", "1",
-    ];
-    let outs: Vec<Output> = (0..3)
-        .map(|r| spawn_rank(&env, &etcd.url, "ucx", r, 3, &args, dir.path()))
-        .collect::<Vec<Child>>()
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    for (r, o) in outs.iter().enumerate() {
-        assert!(o.status.success(), "rank {r}: {}", stderr(o));
-    }
-    let merged = doc(dir.path(), 0);
+    let args = RankArgs::new("256K", 2, 4).world(3).with(&["-B", "ucx"]);
+    all_succeeded(run.spawn_all(&env, 3, &args));
+    let merged = run.doc(0);
     assert_eq!(merged.config["backend"], "ucx");
     assert_merged(&merged, 2, 2, 256 << 10, 4);
 }
@@ -305,19 +227,15 @@ fn ucx_ranks_merge_the_same_way() {
 #[test]
 fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
     let test = "a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on";
-    let Some(etcd) = EtcdServer::start(test) else {
+    let Some(run) = GroupRun::start(test, "busy") else {
         return;
     };
-    let _g = common::fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
     // The first run would last minutes; the refusals take a fraction of a second.
-    let args = [
-        "--world", "2", "--size", "64K", "-I", "100000", "-w", "1", "--domain", "lo",
-    ];
-    let first: Vec<Child> = (0..2)
-        .map(|r| spawn_rank(&[], &etcd.url, "busy", r, 2, &args, dir.path()))
-        .collect();
-    wait_for_target(&etcd, "busy");
+    let args = RankArgs::new("64K", 1, 100_000)
+        .world(2)
+        .with(&["--domain", "lo"]);
+    let first = run.spawn_all(&[], 2, &args);
+    run.wait_for_target();
     // Another launch of the same group: ranks claimed in etcd, or given by a launcher.
     let launch = |rank: Option<&str>| {
         let mut c = common::kvxfer();
@@ -333,9 +251,9 @@ fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
             c.env("PMI_RANK", r).env("PMI_SIZE", "2");
         }
         let o = c
-            .args(["xfer", "--etcd", &etcd.url, "--group", "busy"])
+            .args(["xfer", "--etcd", &run.etcd.url, "--group", "busy"])
             .args(["--scheme", "many-to-one"])
-            .args(args)
+            .args(args.as_strs())
             .args(["--timeout", "10"])
             .timeout(Duration::from_secs(30))
             .output()
@@ -363,42 +281,16 @@ fn a_second_run_of_a_busy_group_is_refused_and_the_first_goes_on() {
 }
 
 /// Runs `world` ranks of `scheme` on the loopback (256K, `-c c`, 6 iterations, one warm-up,
-/// verified) and returns the directory of their documents.
-fn run_scheme(test: &str, scheme: &str, world: usize, c: usize) -> Option<tempfile::TempDir> {
-    let etcd = EtcdServer::start(test)?;
-    let _g = common::fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let (w, c) = (world.to_string(), c.to_string());
-    let args = [
-        "--world",
-        &w,
-        "--scheme",
-        scheme,
-        "--size",
-        "256K",
-        "-c",
-        &c,
-        "-I",
-        "6",
-        "-w",
-        "1",
-        "--verify",
-        "--domain",
-        "lo",
-        "--timeout",
-        "60",
-    ];
-    let outs: Vec<Output> = (0..world)
-        .map(|r| spawn_rank(&[], &etcd.url, scheme, r, world, &args, dir.path()))
-        .collect::<Vec<Child>>()
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    for (r, o) in outs.iter().enumerate() {
-        assert!(o.status.success(), "rank {r}: {}", stderr(o));
-    }
-    assert_eq!(keys_left(&etcd, scheme), Vec::<String>::new());
-    Some(dir)
+/// verified) and returns the run, with their documents.
+fn run_scheme(test: &str, scheme: &'static str, world: usize, c: usize) -> Option<GroupRun> {
+    let run = GroupRun::start(test, scheme)?;
+    let args = RankArgs::new("256K", c, 6)
+        .world(world)
+        .with(&["--scheme", scheme, "--verify"])
+        .lo(60);
+    all_succeeded(run.spawn_all(&[], world, &args));
+    assert_eq!(run.keys_left(), Vec::<String>::new());
+    Some(run)
 }
 
 const SIZE: u64 = 256 << 10;
@@ -445,10 +337,10 @@ fn assert_scheme(d: &kvxfer::report::ResultDoc, scheme: &str, workers: u64, serv
 #[test]
 fn pairwise_ranks_pair_the_lower_half_with_the_upper_and_merge_at_rank_zero() {
     let test = "pairwise_ranks_pair_the_lower_half_with_the_upper_and_merge_at_rank_zero";
-    let Some(dir) = run_scheme(test, "pairwise", 4, 2) else {
+    let Some(run) = run_scheme(test, "pairwise", 4, 2) else {
         return;
     };
-    let merged = doc(dir.path(), 0);
+    let merged = run.doc(0);
     assert_scheme(&merged, "pairwise", 4, &[(2, 2), (3, 2)]);
     assert_eq!(merged.config["role"], "initiator");
     let ranks = merged.results[0].extra["ranks"].as_array().unwrap();
@@ -471,14 +363,14 @@ fn pairwise_ranks_pair_the_lower_half_with_the_upper_and_merge_at_rank_zero() {
         [(0, vec![0, 1], vec![2, 2]), (1, vec![2, 3], vec![3, 3])]
     );
     // Rank 1 wrote its own figures (those in its entry); targets wrote what they served.
-    let own = doc(dir.path(), 1);
+    let own = run.doc(1);
     assert_eq!(own.status, Status::Complete);
     assert_eq!(
         own.results[0].histogram.as_deref(),
         ranks[1]["histogram"].as_str()
     );
     for t in [2, 3] {
-        let served = doc(dir.path(), t);
+        let served = run.doc(t);
         assert_eq!(served.config["role"], "target", "rank {t}");
         assert_eq!(served.results[0].extra["verified_bytes"], 2 * SIZE * 7);
     }
@@ -487,10 +379,10 @@ fn pairwise_ranks_pair_the_lower_half_with_the_upper_and_merge_at_rank_zero() {
 #[test]
 fn one_to_many_spreads_rank_zeros_workers_over_every_other_rank() {
     let test = "one_to_many_spreads_rank_zeros_workers_over_every_other_rank";
-    let Some(dir) = run_scheme(test, "one-to-many", 4, 5) else {
+    let Some(run) = run_scheme(test, "one-to-many", 4, 5) else {
         return;
     };
-    let merged = doc(dir.path(), 0);
+    let merged = run.doc(0);
     assert_scheme(&merged, "one_to_many", 5, &[(1, 2), (2, 2), (3, 1)]);
     let ranks = merged.results[0].extra["ranks"].as_array().unwrap();
     assert_eq!(ranks.len(), 1);
@@ -520,39 +412,33 @@ fn one_to_many_spreads_rank_zeros_workers_over_every_other_rank() {
 fn initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_measured() {
     let test =
         "initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_measured";
-    let Some(etcd) = EtcdServer::start(test) else {
+    let Some(run) = GroupRun::start(test, "stop") else {
         return;
     };
-    let _g = common::fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
     // Rank 0 stopped rather than killed: its sockets stay open, so only its lease tells.
-    let args: Vec<&str> = ["--world", "3"].into_iter().chain(LONG).collect();
-    let mut children: Vec<Child> = (0..3)
-        .map(|r| spawn_rank(&[], &etcd.url, "stop", r, 3, &args, dir.path()))
-        .collect();
-    wait_for_target(&etcd, "stop");
-    std::thread::sleep(Duration::from_millis(2500));
-    let pid = children[0].id().to_string();
-    let stopped = std::process::Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    let stopped_at = Instant::now();
-    let outs: Vec<Output> = children
-        .drain(1..)
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    let took = stopped_at.elapsed();
-    let mut rank0 = children.pop().unwrap();
-    let _ = rank0.kill();
-    let _ = rank0.wait();
+    let children = run.spawn_all(&[], 3, &long(3, "1M"));
+    let stop = |c: &mut Child| {
+        let pid = c.id().to_string();
+        let stopped = std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+    };
+    let AfterFault {
+        survivors: outs,
+        took,
+        mut victim,
+        ..
+    } = run.fault_mid_run(children, 0, stop);
+    let _ = victim.kill();
+    let _ = victim.wait();
     // The lease's 2 s, a watch, and the result kept: far below the 60 s on the fabric.
     assert!(took < Duration::from_secs(12), "initiators took {took:?}");
-    for (k, o) in outs.iter().enumerate() {
-        assert_names_dead(k + 1, o, 0);
-        let own = doc(dir.path(), k + 1);
-        assert_eq!(own.status, Status::Partial, "rank {}", k + 1);
+    for (k, o) in &outs {
+        assert_names_dead(*k, o, 0);
+        let own = run.doc(*k);
+        assert_eq!(own.status, Status::Partial, "rank {k}");
         let r = &own.results[0];
         assert!(
             r.iterations > 0 && r.iterations < 100_000,
@@ -560,7 +446,7 @@ fn initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_m
             r.iterations
         );
         let h = decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
-        assert_eq!(h.len(), r.iterations, "rank {}", k + 1);
+        assert_eq!(h.len(), r.iterations, "rank {k}");
         assert!(
             own.errors[0].message.contains("rank 0 ("),
             "{:?}",
@@ -573,17 +459,17 @@ fn initiators_of_a_stopped_rank_zero_name_it_within_seconds_and_keep_what_they_m
 #[test]
 fn a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor() {
     let test = "a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor";
-    let Some(etcd) = EtcdServer::start(test) else {
+    let Some(run) = GroupRun::start(test, "pkill") else {
         return;
     };
-    let _g = common::fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
     // 8M a transfer: pairs on the loopback move 1M transfers faster than a fault can land.
-    let args: Vec<&str> = ["--world", "4", "--scheme", "pairwise"]
-        .into_iter()
-        .chain(LONG.map(|a| if a == "1M" { "8M" } else { a }))
-        .collect();
-    let (outs, took) = kill_mid_run(&etcd, "pkill", 4, &args, 3, dir.path());
+    let args = long(4, "8M").with(&["--scheme", "pairwise"]);
+    let children = run.spawn_all(&[], 4, &args);
+    let AfterFault {
+        survivors: outs,
+        took,
+        ..
+    } = kill_mid_run(&run, children, 3);
     assert!(took < Duration::from_secs(12), "survivors took {took:?}");
     // The initiators keep what they measured; the other target holds no samples of its own.
     for (r, o) in &outs[..2] {
@@ -594,7 +480,7 @@ fn a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor() {
         last.lines().last().unwrap_or_default().contains("rank 3 ("),
         "{last}"
     );
-    let merged = doc(dir.path(), 0);
+    let merged = run.doc(0);
     assert_eq!(merged.status, Status::Partial, "{:?}", merged.errors);
     let r = &merged.results[0];
     assert!(

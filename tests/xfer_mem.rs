@@ -13,10 +13,16 @@ use common::*;
 use predicates::prelude::*;
 use xfer_support::*;
 
-/// Runs xfer with `args`, expects failure, returns stderr.
-fn refused(args: &[&str]) -> String {
+/// xfer's options before a test's own.
+const XFER: &[&str] = &["xfer", "-s", "1M"];
+
+/// rma-pingpong's options before a test's own: tcp on lo, 64 bytes.
+const RMA: &[&str] = &["rma-pingpong", "-p", "tcp", "-d", "lo", "-S", "64"];
+
+/// Runs kvxfer with `cmd` then `args`, expects failure with nothing on stdout, returns stderr.
+fn refused_by(cmd: &[&str], args: &[&str]) -> String {
     let out = kvxfer()
-        .args(["xfer", "-s", "1M"])
+        .args(cmd)
         .args(args)
         .timeout(Duration::from_secs(30))
         .assert()
@@ -25,53 +31,65 @@ fn refused(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.get_output().stderr).to_string()
 }
 
-/// Whether the build can reach a GPU at all (then these refusals do not apply).
-fn gpu_reachable() -> bool {
-    cfg!(feature = "cuda")
+/// Prints `test`'s SKIPPED line and returns true where the build can reach a GPU at all
+/// (then the missing-GPU refusals do not apply).
+fn skipped_with_gpu(test: &str) -> bool {
+    let reachable = cfg!(feature = "cuda")
         && ["/dev/nvidia0", "/dev/nvidiactl"]
             .iter()
-            .any(|p| std::path::Path::new(p).exists())
+            .any(|p| std::path::Path::new(p).exists());
+    if reachable {
+        skip(
+            test,
+            "a GPU device node is present: the missing-GPU lines do not apply",
+        );
+    }
+    reachable
 }
 
-/// `err` is one line, for `option`, naming what this build misses for VRAM (the `cuda`
-/// feature, or the driver or device).
-fn assert_names_missing_gpu(err: &str, option: &str, args: &[&str]) {
-    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-    assert!(err.contains(option), "{args:?}: {err}");
-    let named = if cfg!(feature = "cuda") {
-        err.contains("no CUDA driver") || err.contains("no CUDA device")
+/// Whether `line` names what this build misses for VRAM: the `cuda` feature, or the driver
+/// or device.
+fn names_missing_gpu(line: &str) -> bool {
+    if cfg!(feature = "cuda") {
+        line.contains("no CUDA driver") || line.contains("no CUDA device")
     } else {
-        err.contains("built without the `cuda` feature")
-    };
-    assert!(named, "{args:?}: {err}");
+        line.contains("built without the `cuda` feature")
+    }
+}
+
+/// Each of `cases` (a test's options, the option named) run after `cmd` is refused with one
+/// line, for that option, naming what this build misses for VRAM.
+fn assert_each_names_missing_gpu(cmd: &[&str], cases: &[(&[&str], &str)]) {
+    for &(args, option) in cases {
+        let err = refused_by(cmd, args);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(option), "{args:?}: {err}");
+        assert!(names_missing_gpu(&err), "{args:?}: {err}");
+    }
 }
 
 #[test]
 fn vram_without_a_gpu_ends_with_one_line_naming_what_is_missing() {
-    if gpu_reachable() {
-        skip(
-            "vram_without_a_gpu_ends_with_one_line_naming_what_is_missing",
-            "a GPU device node is present",
-        );
+    if skipped_with_gpu("vram_without_a_gpu_ends_with_one_line_naming_what_is_missing") {
         return;
     }
-    for (args, option) in [
+    let cases: &[(&[&str], &str)] = &[
         (
-            vec!["--initiator-seg", "VRAM", "--target-seg", "VRAM"],
+            &["--initiator-seg", "VRAM", "--target-seg", "VRAM"],
             "--initiator-seg VRAM",
         ),
-        (vec!["--target-seg", "vram"], "--target-seg VRAM"),
+        (&["--target-seg", "vram"], "--target-seg VRAM"),
         (
-            vec!["-B", "ucx", "--initiator-seg", "Vram"],
+            &["-B", "ucx", "--initiator-seg", "Vram"],
             "--initiator-seg VRAM",
         ),
-    ] {
-        assert_names_missing_gpu(&refused(&args), option, &args);
-    }
+    ];
+    assert_each_names_missing_gpu(XFER, cases);
 }
 
 #[test]
 fn dram_is_spelled_any_case_and_bad_kinds_or_gpus_are_refused() {
+    let refused = |args: &[&str]| refused_by(XFER, args);
     let err = refused(&["--initiator-seg", "HBM"]);
     assert!(err.contains("invalid value 'HBM'"), "{err}");
     let err = refused(&["--staging", "host"]);
@@ -108,11 +126,7 @@ fn gpu_usable() -> bool {
 
 /// One local UCX xfer over tcp + cuda_copy on lo with `args`, checked and returned.
 fn ucx_vram(name: &str, args: &[&str], size: u64) -> Option<kvxfer::report::ResultDoc> {
-    if !gpu_usable() {
-        skip(
-            name,
-            "no GPU the CUDA driver opens (kvxfer info --gpu --check)",
-        );
+    if skipped_without_gpu(name) {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -259,28 +273,15 @@ fn pingpong_in_vram_runs_or_names_what_is_missing() {
     assert!(line.contains("--initiator-seg VRAM"), "{err}");
     let named = if gpu_usable() {
         line.contains("offers no FI_HMEM") && line.contains("--staging host")
-    } else if cfg!(feature = "cuda") {
-        line.contains("no CUDA driver") || line.contains("no CUDA device")
     } else {
-        line.contains("built without the `cuda` feature")
+        names_missing_gpu(&line)
     };
     assert!(named, "{err}");
 }
 
-/// Runs rma-pingpong over tcp on lo with `args`, expects failure, returns stderr.
-fn rma_refused(args: &[&str]) -> String {
-    let out = kvxfer()
-        .args(["rma-pingpong", "-p", "tcp", "-d", "lo", "-S", "64"])
-        .args(args)
-        .timeout(Duration::from_secs(30))
-        .assert()
-        .failure()
-        .stdout(predicate::str::is_empty());
-    String::from_utf8_lossy(&out.get_output().stderr).to_string()
-}
-
 #[test]
 fn rma_pingpong_vram_refuses_byte_polling_and_names_what_is_missing() {
+    let rma_refused = |args: &[&str]| refused_by(RMA, args);
     // Checked before any device: the same in both builds, with or without a GPU.
     for args in [
         vec!["--target-seg", "VRAM"],
@@ -304,17 +305,12 @@ fn rma_pingpong_vram_refuses_byte_polling_and_names_what_is_missing() {
     // DRAM keeps write mode: refused here for the iterations, not the memory.
     let err = rma_refused(&["-o", "write", "--initiator-seg", "DRAM", "-I", "0"]);
     assert!(err.contains("--iterations must be at least 1"), "{err}");
-    let name = "rma_pingpong_vram_refuses_byte_polling_and_names_what_is_missing";
-    if gpu_reachable() {
-        skip(
-            name,
-            "a GPU device node is present: the missing-GPU lines do not apply",
-        );
+    if skipped_with_gpu("rma_pingpong_vram_refuses_byte_polling_and_names_what_is_missing") {
         return;
     }
-    for (args, option) in [
+    let cases: &[(&[&str], &str)] = &[
         (
-            vec![
+            &[
                 "-o",
                 "writedata",
                 "--initiator-seg",
@@ -324,13 +320,9 @@ fn rma_pingpong_vram_refuses_byte_polling_and_names_what_is_missing() {
             ],
             "--initiator-seg VRAM",
         ),
-        (
-            vec!["-o", "read", "--target-seg", "Vram"],
-            "--target-seg VRAM",
-        ),
-    ] {
-        assert_names_missing_gpu(&rma_refused(&args), option, &args);
-    }
+        (&["-o", "read", "--target-seg", "Vram"], "--target-seg VRAM"),
+    ];
+    assert_each_names_missing_gpu(RMA, cases);
 }
 
 #[test]

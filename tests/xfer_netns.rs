@@ -7,12 +7,9 @@ mod etcd_support;
 
 use std::path::Path;
 use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use etcd_support::{
-    assert_merged, assert_names_dead, doc, keys_left, spawn_rank, stderr, wait_for_target,
-    EtcdServer,
-};
+use etcd_support::{all_succeeded, assert_merged, assert_names_dead, stderr, GroupRun, RankArgs};
 use kvxfer::report::Status;
 
 /// Namespaces up for a test, down when dropped.
@@ -86,15 +83,21 @@ impl Drop for Hosts {
     }
 }
 
+/// Brings up `n` hosts (see [`Hosts::up`]) and etcd on their bridge's address for `group`.
+fn hosts_and_etcd(
+    test: &str,
+    tag: &str,
+    octet: u8,
+    n: usize,
+    group: &'static str,
+) -> Option<(Hosts, GroupRun)> {
+    let hosts = Hosts::up(test, tag, octet, n)?;
+    let run = GroupRun::start_on(test, &format!("{}.254", hosts.net), group)?;
+    Some((hosts, run))
+}
+
 /// Starts every rank in its host's namespace (`place[r]` = host of rank r).
-fn spawn_all(
-    hosts: &Hosts,
-    url: &str,
-    group: &str,
-    place: &[usize],
-    args: &[&str],
-    dir: &Path,
-) -> Vec<Child> {
+fn spawn_all(hosts: &Hosts, run: &GroupRun, place: &[usize], args: &RankArgs) -> Vec<Child> {
     let world = place.len();
     place
         .iter()
@@ -102,7 +105,7 @@ fn spawn_all(
         .map(|(r, &k)| {
             let ns = hosts.ns(k);
             let prefix = ["ip", "netns", "exec", ns.as_str()];
-            spawn_rank(&prefix, url, group, r, world, args, dir)
+            run.spawn(&prefix, r, world, args)
         })
         .collect()
 }
@@ -110,41 +113,19 @@ fn spawn_all(
 #[test]
 fn four_initiators_in_three_namespaces_into_a_target_in_a_fourth() {
     let test = "four_initiators_in_three_namespaces_into_a_target_in_a_fourth";
-    let Some(hosts) = Hosts::up(test, "m", 204, 4) else {
+    let Some((hosts, run)) = hosts_and_etcd(test, "m", 204, 4, "hosts") else {
         return;
     };
-    let Some(etcd) = EtcdServer::start_on(test, &format!("{}.254", hosts.net)) else {
-        return;
-    };
-    let _g = common::fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
     // Rank 0 (the target) on host 1; ranks 1 and 2 on host 2, rank 3 on host 3, rank 4 on 4.
     let place = [1, 2, 2, 3, 4];
-    let args = [
-        "--size",
-        "2M",
-        "-c",
-        "1",
-        "-I",
-        "5",
-        "-w",
-        "1",
-        "--timeout",
-        "60",
-    ];
-    let outs: Vec<Output> = spawn_all(&hosts, &etcd.url, "hosts", &place, &args, dir.path())
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    for (r, o) in outs.iter().enumerate() {
-        assert!(o.status.success(), "rank {r}: {}", stderr(o));
-    }
+    let args = RankArgs::new("2M", 1, 5).with(&["--timeout", "60"]);
+    let outs = all_succeeded(spawn_all(&hosts, &run, &place, &args));
     let target = stderr(&outs[0]);
     assert!(
         target.contains(&format!("target of 4 worker(s) on {}:", hosts.addr(1))),
         "{target}"
     );
-    let merged = doc(dir.path(), 0);
+    let merged = run.doc(0);
     assert_merged(&merged, 4, 1, 2 << 20, 5);
     // Each initiator ran from its own host's address, over that host's interface.
     let ranks = merged.results[0].extra["ranks"].as_array().unwrap();
@@ -154,7 +135,7 @@ fn four_initiators_in_three_namespaces_into_a_target_in_a_fourth() {
         assert!(host.contains(&want), "rank {}: {host}", k + 1);
     }
     for (r, host) in place.iter().enumerate().skip(1) {
-        let own = doc(dir.path(), r);
+        let own = run.doc(r);
         assert_eq!(own.status, Status::Complete);
         let domain = own.environment.domain.clone().unwrap_or_default();
         assert!(
@@ -162,53 +143,30 @@ fn four_initiators_in_three_namespaces_into_a_target_in_a_fourth() {
             "rank {r}: {domain}"
         );
     }
-    assert_eq!(keys_left(&etcd, "hosts"), Vec::<String>::new());
+    assert_eq!(run.keys_left(), Vec::<String>::new());
 }
 
 #[test]
 fn a_host_cut_off_mid_run_is_named_and_the_others_end_with_what_they_measured() {
     let test = "a_host_cut_off_mid_run_is_named_and_the_others_end_with_what_they_measured";
-    let Some(hosts) = Hosts::up(test, "c", 205, 3) else {
+    let Some((hosts, run)) = hosts_and_etcd(test, "c", 205, 3, "cut") else {
         return;
     };
-    let Some(etcd) = EtcdServer::start_on(test, &format!("{}.254", hosts.net)) else {
-        return;
-    };
-    let _g = common::fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
     let place = [1, 2, 3];
-    let args = [
-        "--size",
-        "1M",
-        "-c",
-        "1",
-        "-I",
-        "100000",
-        "-w",
-        "1",
-        "--timeout",
-        "15",
-        "--etcd-ttl",
-        "2",
-    ];
-    let mut children = spawn_all(&hosts, &etcd.url, "cut", &place, &args, dir.path());
-    wait_for_target(&etcd, "cut");
-    std::thread::sleep(Duration::from_millis(2500));
+    let args = RankArgs::new("1M", 1, 100_000).with(&["--timeout", "15", "--etcd-ttl", "2"]);
+    let children = spawn_all(&hosts, &run, &place, &args);
     // Host 3 (rank 2) loses its link: no fabric, no control connection, no etcd.
-    let o = hosts.script(&["link", &hosts.ns(3), "down"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let cut_at = Instant::now();
-    let cut = children.pop().unwrap();
-    let survivors: Vec<Output> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    let took = cut_at.elapsed();
+    let link_down = |_: &mut Child| {
+        let o = hosts.script(&["link", &hosts.ns(3), "down"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let after = run.fault_mid_run(children, 2, link_down);
+    let (took, cut_at) = (after.took, after.at);
     assert!(took < Duration::from_secs(12), "survivors took {took:?}");
-    for (r, o) in survivors.iter().enumerate() {
-        assert_names_dead(r, o, 2);
+    for (r, o) in &after.survivors {
+        assert_names_dead(*r, o, 2);
     }
-    let merged = doc(dir.path(), 0);
+    let merged = run.doc(0);
     assert_eq!(merged.status, Status::Partial);
     assert!(merged.results[0].iterations > 0);
     let ranks = merged.results[0].extra["ranks"].as_array().unwrap();
@@ -219,7 +177,7 @@ fn a_host_cut_off_mid_run_is_named_and_the_others_end_with_what_they_measured() 
     assert_eq!(status, ["partial", "lost"]);
     // The cut-off rank ends too, well before its --timeout on the fabric: etcd stops
     // answering it (one call's 5 s), and it keeps what it measured.
-    let cut = cut.wait_with_output().unwrap();
+    let cut = after.victim.wait_with_output().unwrap();
     let cut_took = cut_at.elapsed();
     let e = stderr(&cut);
     assert!(!cut.status.success(), "{e}");
@@ -227,7 +185,7 @@ fn a_host_cut_off_mid_run_is_named_and_the_others_end_with_what_they_measured() 
     assert!(
         last.contains(&format!(
             "rank 2 is cut off: etcd at {} stopped answering mid-run",
-            etcd.url
+            run.etcd.url
         )) && last.contains("with status partial"),
         "{e}"
     );
@@ -236,7 +194,7 @@ fn a_host_cut_off_mid_run_is_named_and_the_others_end_with_what_they_measured() 
         cut_took < Duration::from_secs(10),
         "the cut-off rank took {cut_took:?}"
     );
-    let own = doc(dir.path(), 2);
+    let own = run.doc(2);
     assert_eq!(own.status, Status::Partial);
     assert!(own.results[0].iterations > 0);
     println!(

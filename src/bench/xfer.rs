@@ -49,17 +49,187 @@ pub struct IterSample {
     pub busy_retries: u64,
 }
 
-fn timeout_error(what: &'static str, timeout: Duration) -> BenchError {
-    BenchError::Timeout {
-        what,
-        after: timeout,
+/// Gives up a spinning loop once more than its time-out passed since it started, reading the
+/// clock only every 1024 spins.
+struct SpinLimit {
+    start: u64,
+    timeout: Duration,
+    spins: u32,
+}
+
+impl SpinLimit {
+    /// Counts from the clock's reading `start`.
+    fn new(start: u64, timeout: Duration) -> SpinLimit {
+        SpinLimit {
+            start,
+            timeout,
+            spins: 0,
+        }
+    }
+
+    /// Counts a spin; the loop's time-out, waiting for `what`, once the time is up.
+    #[inline]
+    fn spin(&mut self, clock: &LoopClock, what: &'static str) -> Result<(), BenchError> {
+        self.spins = self.spins.wrapping_add(1);
+        if self.spins & 0x3ff == 0
+            && u128::from(clock.nanos_between(self.start, clock.now())) > self.timeout.as_nanos()
+        {
+            return Err(BenchError::Timeout {
+                what,
+                after: self.timeout,
+            });
+        }
+        Ok(())
     }
 }
 
-/// Whether more than `timeout` passed since reading `start` of `clock`.
-#[inline]
-fn past(clock: &LoopClock, start: u64, timeout: Duration) -> bool {
-    u128::from(clock.nanos_between(start, clock.now())) > timeout.as_nanos()
+/// One transfer's progress on the initiator.
+#[derive(Debug, Clone, Copy, Default)]
+struct TransferState {
+    /// Chunks posted.
+    posted: usize,
+    /// Chunks completed locally.
+    done: usize,
+    /// First post to the last local completion, ns.
+    local_ns: u64,
+    /// First post to the target's confirmation, ns, once it came.
+    confirmed_ns: Option<u64>,
+}
+
+/// The initiator's side of one iteration: chunks posted round robin within the window, local
+/// completions counted (a transfer's last one notifies the target), confirmations taken.
+struct Initiation<'a> {
+    chunks: &'a [(usize, usize)],
+    window: usize,
+    clock: &'a LoopClock,
+    /// The clock's reading at the first post.
+    start: u64,
+    transfers: Vec<TransferState>,
+    unconfirmed: usize,
+    to_post: usize,
+    inflight: usize,
+    /// The transfer whose turn it is to post.
+    rr: usize,
+    post_ns: u64,
+    busy_retries: u64,
+}
+
+impl<'a> Initiation<'a> {
+    /// Nothing posted yet; the times count from now.
+    fn new(chunks: &'a [(usize, usize)], p: &IterParams, clock: &'a LoopClock) -> Self {
+        let transfers = vec![TransferState::default(); p.transfers];
+        Initiation {
+            chunks,
+            window: p.window,
+            clock,
+            start: clock.now(),
+            transfers,
+            unconfirmed: p.transfers,
+            to_post: p.transfers * chunks.len(),
+            inflight: 0,
+            rr: 0,
+            post_ns: 0,
+            busy_retries: 0,
+        }
+    }
+
+    /// Posts chunks round robin over the transfers that have some left, while the window
+    /// allows and the transport takes them.
+    #[inline]
+    fn post_window<T: XferInitiator>(&mut self, t: &mut T) -> Result<(), BenchError> {
+        let (n, nt) = (self.chunks.len(), self.transfers.len());
+        while self.inflight < self.window && self.to_post > 0 {
+            let tr = (0..nt)
+                .map(|k| (self.rr + k) % nt)
+                .find(|&k| self.transfers[k].posted < n)
+                .expect("to_post > 0 means some transfer has chunks left");
+            let c = self.transfers[tr].posted;
+            let (off, len) = self.chunks[c];
+            let a = self.clock.now();
+            let ok = t.post(tr as u32, c as u32, off, len)?;
+            self.post_ns += self.clock.nanos_between(a, self.clock.now());
+            if !ok {
+                self.busy_retries += 1;
+                return Ok(());
+            }
+            self.transfers[tr].posted += 1;
+            self.inflight += 1;
+            self.to_post -= 1;
+            self.rr = (tr + 1) % nt;
+        }
+        Ok(())
+    }
+
+    /// Takes the transport's local completions (through `completed`) and counts them; a
+    /// transfer's last one stamps its local time and notifies the target of its chunk count.
+    #[inline]
+    fn take_completions<T: XferInitiator>(
+        &mut self,
+        t: &mut T,
+        completed: &mut Vec<(u32, u32)>,
+    ) -> Result<(), BenchError> {
+        t.poll(completed)?;
+        let (n, clock, start) = (self.chunks.len(), self.clock, self.start);
+        for (tr, _chunk) in completed.drain(..) {
+            let s = match self.transfers.get_mut(tr as usize) {
+                Some(s) if s.done < s.posted => s,
+                _ => {
+                    return Err(BenchError::Invalid(format!(
+                        "a completion for transfer {tr} that was not posted"
+                    )))
+                }
+            };
+            self.inflight -= 1;
+            s.done += 1;
+            if s.done == n {
+                s.local_ns = clock.nanos_between(start, clock.now());
+                t.notify(tr, n as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the target's confirmations (through `confirmed`), each of a transfer complete
+    /// here, and stamps their times.
+    #[inline]
+    fn take_confirmations<T: XferInitiator>(
+        &mut self,
+        t: &mut T,
+        confirmed: &mut Vec<u32>,
+    ) -> Result<(), BenchError> {
+        t.poll_confirmed(confirmed)?;
+        let (n, clock, start) = (self.chunks.len(), self.clock, self.start);
+        for tr in confirmed.drain(..) {
+            match self.transfers.get_mut(tr as usize) {
+                Some(s) if s.confirmed_ns.is_none() && s.done == n => {
+                    s.confirmed_ns = Some(clock.nanos_between(start, clock.now()));
+                    self.unconfirmed -= 1;
+                }
+                _ => {
+                    return Err(BenchError::Invalid(format!(
+                        "the target confirmed transfer {tr} before it was complete"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The iteration's figures, with `prep_ns` spent planning the chunks.
+    fn sample(&self, prep_ns: u64) -> IterSample {
+        IterSample {
+            prep_ns,
+            post_ns: self.post_ns,
+            local_ns: self.transfers.iter().map(|s| s.local_ns).collect(),
+            confirmed_ns: self
+                .transfers
+                .iter()
+                .map(|s| s.confirmed_ns.unwrap_or(0))
+                .collect(),
+            chunks: self.chunks.len(),
+            busy_retries: self.busy_retries,
+        }
+    }
 }
 
 /// Runs one iteration: every transfer posted, completed, notified and confirmed.
@@ -76,85 +246,17 @@ pub fn run_initiator_iteration<T: XferInitiator>(
     let prep = clock.now();
     let chunks = plan_chunks(p.size, p.block);
     let prep_ns = clock.nanos_between(prep, clock.now());
-    let n = chunks.len();
-    let nt = p.transfers;
-    let mut next = vec![0usize; nt];
-    let mut done = vec![0usize; nt];
-    let mut local_ns = vec![0u64; nt];
-    let mut confirmed_ns: Vec<Option<u64>> = vec![None; nt];
-    let mut unconfirmed = nt;
-    let mut to_post = nt * n;
-    let mut inflight = 0usize;
-    let mut rr = 0usize;
-    let mut post_ns = 0u64;
-    let mut busy_retries = 0u64;
     let mut completed = Vec::with_capacity(64);
-    let mut confirmed = Vec::with_capacity(nt);
-    let mut spins = 0u32;
-    let start = clock.now();
-    while unconfirmed > 0 {
-        while inflight < p.window && to_post > 0 {
-            // Round robin over the transfers that still have chunks to post.
-            let tr = (0..nt)
-                .map(|k| (rr + k) % nt)
-                .find(|&k| next[k] < n)
-                .expect("to_post > 0 means some transfer has chunks left");
-            let (off, len) = chunks[next[tr]];
-            let a = clock.now();
-            let ok = t.post(tr as u32, next[tr] as u32, off, len)?;
-            post_ns += clock.nanos_between(a, clock.now());
-            if !ok {
-                busy_retries += 1;
-                break;
-            }
-            next[tr] += 1;
-            inflight += 1;
-            to_post -= 1;
-            rr = (tr + 1) % nt;
-        }
-        t.poll(&mut completed)?;
-        for (tr, _chunk) in completed.drain(..) {
-            let tr = tr as usize;
-            if tr >= nt || done[tr] >= next[tr] {
-                return Err(BenchError::Invalid(format!(
-                    "a completion for transfer {tr} that was not posted"
-                )));
-            }
-            inflight -= 1;
-            done[tr] += 1;
-            if done[tr] == n {
-                local_ns[tr] = clock.nanos_between(start, clock.now());
-                t.notify(tr as u32, n as u64)?;
-            }
-        }
-        t.poll_confirmed(&mut confirmed)?;
-        for tr in confirmed.drain(..) {
-            let tr = tr as usize;
-            match confirmed_ns.get_mut(tr) {
-                Some(slot @ None) if done[tr] == n => {
-                    *slot = Some(clock.nanos_between(start, clock.now()));
-                    unconfirmed -= 1;
-                }
-                _ => {
-                    return Err(BenchError::Invalid(format!(
-                        "the target confirmed transfer {tr} before it was complete"
-                    )))
-                }
-            }
-        }
-        spins = spins.wrapping_add(1);
-        if spins & 0x3ff == 0 && past(&clock, start, p.timeout) {
-            return Err(timeout_error("the transfers to complete", p.timeout));
-        }
+    let mut confirmed = Vec::with_capacity(p.transfers);
+    let mut it = Initiation::new(&chunks, p, &clock);
+    let mut limit = SpinLimit::new(it.start, p.timeout);
+    while it.unconfirmed > 0 {
+        it.post_window(t)?;
+        it.take_completions(t, &mut completed)?;
+        it.take_confirmations(t, &mut confirmed)?;
+        limit.spin(&clock, "the transfers to complete")?;
     }
-    Ok(IterSample {
-        prep_ns,
-        post_ns,
-        local_ns,
-        confirmed_ns: confirmed_ns.into_iter().map(|c| c.unwrap_or(0)).collect(),
-        chunks: n,
-        busy_retries,
-    })
+    Ok(it.sample(prep_ns))
 }
 
 /// What one iteration saw on the target: chunks counted per transfer.
@@ -244,16 +346,12 @@ pub fn run_target_iteration<T: XferTarget>(
 ) -> Result<TargetSample, BenchError> {
     let mut count = TargetCount::new(transfers);
     let mut events = Vec::with_capacity(64);
-    let mut spins = 0u32;
     let clock = LoopClock::new();
-    let start = clock.now();
+    let mut limit = SpinLimit::new(clock.now(), timeout);
     while !count.done() {
         t.poll(&mut events)?;
         count.take(t, &mut events)?;
-        spins = spins.wrapping_add(1);
-        if spins & 0x3ff == 0 && past(&clock, start, timeout) {
-            return Err(timeout_error("the initiator's transfers", timeout));
-        }
+        limit.spin(&clock, "the initiator's transfers")?;
     }
     Ok(count.sample())
 }

@@ -128,6 +128,67 @@ fn zero_window_is_refused() {
     assert!(run_initiator_iteration(&mut f, &params(10, 4, 0, 1)).is_err());
 }
 
+/// Takes every post, then completes and confirms what it is told to, posted or not.
+struct Stray {
+    complete: Vec<(u32, u32)>,
+    confirm: Vec<u32>,
+}
+
+impl XferInitiator for Stray {
+    fn post(&mut self, _: u32, _: u32, _: usize, _: usize) -> Result<bool, crate::xfer::XferError> {
+        Ok(true)
+    }
+    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), crate::xfer::XferError> {
+        done.append(&mut self.complete);
+        Ok(())
+    }
+    fn notify(&mut self, _: u32, _: u64) -> Result<(), crate::xfer::XferError> {
+        Ok(())
+    }
+    fn poll_confirmed(&mut self, out: &mut Vec<u32>) -> Result<(), crate::xfer::XferError> {
+        out.append(&mut self.confirm);
+        Ok(())
+    }
+}
+
+#[test]
+fn stray_completions_and_early_confirmations_are_refused_and_silence_times_out() {
+    let stray = |complete: Vec<(u32, u32)>, confirm: Vec<u32>| Stray { complete, confirm };
+    // One transfer of two 1-byte chunks with a window of one: only chunk 0 is posted at first.
+    let p = IterParams {
+        timeout: Duration::from_millis(50),
+        ..params(2, 1, 1, 1)
+    };
+    let cases = [
+        (
+            stray(vec![(3, 0)], vec![]),
+            "a completion for transfer 3 that was not posted",
+        ),
+        (
+            stray(vec![(0, 0), (0, 1)], vec![]),
+            "a completion for transfer 0 that was not posted",
+        ),
+        (
+            stray(vec![], vec![0]),
+            "the target confirmed transfer 0 before it was complete",
+        ),
+        (
+            stray(vec![(0, 0)], vec![0]),
+            "the target confirmed transfer 0 before it was complete",
+        ),
+    ];
+    for (mut t, want) in cases {
+        let e = run_initiator_iteration(&mut t, &p).unwrap_err();
+        assert!(matches!(&e, BenchError::Invalid(m) if m == want), "{e}");
+    }
+    let e = run_initiator_iteration(&mut stray(vec![], vec![]), &p).unwrap_err();
+    assert!(
+        matches!(e, BenchError::Timeout { what: "the transfers to complete", after }
+            if after == Duration::from_millis(50)),
+        "{e}"
+    );
+}
+
 /// A target fed from a script of events; records confirmations.
 struct Script {
     events: VecDeque<Vec<TargetEvent>>,

@@ -93,15 +93,28 @@ impl PingPongConfig {
         }
     }
 
-    fn spec(&self, oob: &Oob) -> Result<EndpointSpec, RunError> {
-        Ok(EndpointSpec {
+    /// The endpoints of this run with capabilities `caps`, bound to `local_ip` where given.
+    pub(crate) fn endpoint_spec(
+        &self,
+        caps: u64,
+        local_ip: Option<std::net::IpAddr>,
+    ) -> EndpointSpec {
+        EndpointSpec {
             provider: self.provider.clone(),
             ep_type: self.endpoint,
-            caps: self.caps(),
-            local_ip: Some(oob.local_ip()?),
+            caps,
+            local_ip,
             domain: self.domain.clone(),
             timeout: self.timeout,
-        })
+        }
+    }
+
+    /// The memory of the side `role` runs.
+    pub(crate) fn seg_of(&self, role: Role) -> SegKind {
+        match role {
+            Role::Initiator => self.mem.initiator,
+            Role::Target => self.mem.target,
+        }
     }
 
     fn caps(&self) -> u64 {
@@ -129,15 +142,7 @@ impl PingPongConfig {
     pub(crate) fn check_vram(&self, caps: u64) -> Result<(), RunError> {
         if let Some(option) = self.mem.vram_option(true, true) {
             check_device(option, self.mem.gpu)?;
-            let probe = EndpointSpec {
-                provider: self.provider.clone(),
-                ep_type: self.endpoint,
-                caps,
-                local_ip: None,
-                domain: self.domain.clone(),
-                timeout: self.timeout,
-            };
-            check_hmem(option, &probe)?;
+            check_hmem(option, &self.endpoint_spec(caps, None))?;
         }
         Ok(())
     }
@@ -150,14 +155,7 @@ impl PingPongConfig {
         if self.iterations == Some(0) {
             return Err(RunError::Config("--iterations must be at least 1".into()));
         }
-        let info = select_info(&EndpointSpec {
-            provider: self.provider.clone(),
-            ep_type: self.endpoint,
-            caps,
-            local_ip: None,
-            domain: self.domain.clone(),
-            timeout: self.timeout,
-        })?;
+        let info = select_info(&self.endpoint_spec(caps, None))?;
         let v = info.view();
         let facts = ProviderFacts {
             max_msg_size: v.max_msg_size() as u64,
@@ -249,27 +247,21 @@ fn measure(
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
-    let spec = cfg.spec(oob)?;
-    let side = match role {
-        Role::Initiator => Side::Initiator,
-        Role::Target => Side::Target,
-    };
-    let conn = fabric::connect(&spec, side, &mut |ours: &[u8]| {
+    let spec = cfg.endpoint_spec(cfg.caps(), Some(oob.local_ip()?));
+    let conn = fabric::connect(&spec, fabric_side(role), &mut |ours: &[u8]| {
         oob.exchange(ours).map_err(|e| e.to_string())
     })?;
     let mut doc = ResultDoc::new("kvxfer", "pingpong", "L0");
     doc.config = config_map(cfg, role);
     doc.environment = environment::with_fabric(&conn.info);
     let max = *cfg.sizes.iter().max().expect("validated: sizes not empty") as usize;
-    let kind = match role {
-        Role::Initiator => cfg.mem.initiator,
-        Role::Target => cfg.mem.target,
-    };
-    let outcome = match kind {
-        SegKind::Dram => MsgChannel::new(conn, max, cfg.mode, cfg.inject, cfg.timeout)
+    let (mode, inject, timeout) = (cfg.mode, cfg.inject, cfg.timeout);
+    let outcome = match cfg.seg_of(role) {
+        SegKind::Dram => MsgChannel::new(conn, max, mode, inject, timeout)
             .map_err(RunError::from)
             .and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch)),
-        SegKind::Vram => vram_channel(cfg, conn, max)
+        SegKind::Vram => vram_slots(cfg, max)
+            .and_then(|(tx, rx)| Ok(MsgChannel::over(conn, tx, rx, mode, inject, timeout)?))
             .and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch)),
     };
     Ok(SideOutcome {
@@ -277,34 +269,43 @@ fn measure(
     })
 }
 
-/// A channel over device memory on `cfg.mem.gpu`, with host staging copies for `--verify`.
+/// The fabric's name for the side `role` runs.
+pub(crate) fn fabric_side(role: Role) -> Side {
+    match role {
+        Role::Initiator => Side::Initiator,
+        Role::Target => Side::Target,
+    }
+}
+
+/// A side's message buffer in device memory.
 #[cfg(feature = "cuda")]
-fn vram_channel(
+pub(crate) type VramSlot = crate::mem::cuda::DeviceSlot;
+
+/// Without the `cuda` feature VRAM is refused before any buffer is made; a host buffer stands
+/// in for the type.
+#[cfg(not(feature = "cuda"))]
+pub(crate) type VramSlot = crate::mem::HostBuffer;
+
+/// A send and a receive buffer of `max` bytes in device memory on `cfg.mem.gpu`, with host
+/// staging copies for `--verify`.
+#[cfg(feature = "cuda")]
+pub(crate) fn vram_slots(
     cfg: &PingPongConfig,
-    conn: fabric::Connection,
     max: usize,
-) -> Result<MsgChannel<crate::mem::cuda::DeviceSlot>, RunError> {
+) -> Result<(VramSlot, VramSlot), RunError> {
     use crate::mem::cuda::{CudaDevice, DeviceSlot};
     let dev = CudaDevice::open(cfg.mem.gpu)?;
     let tx = DeviceSlot::new(&dev, max, cfg.verify)?;
     let rx = DeviceSlot::new(&dev, max, cfg.verify)?;
-    Ok(MsgChannel::over(
-        conn,
-        tx,
-        rx,
-        cfg.mode,
-        cfg.inject,
-        cfg.timeout,
-    )?)
+    Ok((tx, rx))
 }
 
 /// Without the `cuda` feature VRAM was refused in validation; this names the feature again.
 #[cfg(not(feature = "cuda"))]
-fn vram_channel(
+pub(crate) fn vram_slots(
     cfg: &PingPongConfig,
-    _conn: fabric::Connection,
     _max: usize,
-) -> Result<MsgChannel, RunError> {
+) -> Result<(VramSlot, VramSlot), RunError> {
     check_device("VRAM", cfg.mem.gpu)?;
     unreachable!("check_device refuses VRAM without the cuda feature")
 }

@@ -7,14 +7,16 @@ use serde_json::json;
 
 use super::environment;
 use super::pair::PairRun;
-use super::pingpong::{config_map, size_result, PingPongConfig, Progress, SideOutcome};
+use super::pingpong::{
+    config_map, fabric_side, size_result, vram_slots, PingPongConfig, Progress, SideOutcome,
+};
 use super::xfer_mem::SegKind;
 use super::RunError;
 use crate::bench::pingpong::{run_size, PingPongTransport, Role, SizeParams, SizeSamples};
 use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
-use crate::fabric::{self, caps, EndpointSpec, RemoteRegion, RmaChannel, RmaPingPongOp, Side};
+use crate::fabric::{self, caps, RemoteRegion, RmaChannel, RmaPingPongOp};
 use crate::mem::HostStaged;
 use crate::report::ResultDoc;
 use crate::units::human_size;
@@ -183,54 +185,18 @@ fn measure(
     let conn = connect(cfg, role, oob)?;
     let mut doc = result_doc(cfg, role, &conn);
     let max = *base.sizes.iter().max().expect("validated: sizes not empty") as usize;
-    let kind = match role {
-        Role::Initiator => base.mem.initiator,
-        Role::Target => base.mem.target,
-    };
-    let outcome = match kind {
-        SegKind::Dram => RmaChannel::new(conn, max, cfg.op, base.inject, base.timeout)
+    let (op, inject, timeout) = (cfg.op, base.inject, base.timeout);
+    let outcome = match base.seg_of(role) {
+        SegKind::Dram => RmaChannel::new(conn, max, op, inject, timeout)
             .map_err(RunError::from)
             .and_then(|ch| run_channel(cfg, role, oob, progress, &mut doc, ch)),
-        SegKind::Vram => vram_channel(cfg, conn, max)
+        SegKind::Vram => vram_slots(base, max)
+            .and_then(|(tx, rx)| Ok(RmaChannel::over(conn, tx, rx, op, inject, timeout)?))
             .and_then(|ch| run_channel(cfg, role, oob, progress, &mut doc, ch)),
     };
     Ok(SideOutcome {
         doc: super::conclude(doc, outcome)?,
     })
-}
-
-/// Two buffers of device memory on `cfg.base.mem.gpu` (with host staging copies for
-/// `--verify`) under an RMA channel.
-#[cfg(feature = "cuda")]
-fn vram_channel(
-    cfg: &RmaPingPongConfig,
-    conn: fabric::Connection,
-    max: usize,
-) -> Result<RmaChannel<crate::mem::cuda::DeviceSlot>, RunError> {
-    use crate::mem::cuda::{CudaDevice, DeviceSlot};
-    let base = &cfg.base;
-    let dev = CudaDevice::open(base.mem.gpu)?;
-    let tx = DeviceSlot::new(&dev, max, base.verify)?;
-    let rx = DeviceSlot::new(&dev, max, base.verify)?;
-    Ok(RmaChannel::over(
-        conn,
-        tx,
-        rx,
-        cfg.op,
-        base.inject,
-        base.timeout,
-    )?)
-}
-
-/// Without the `cuda` feature VRAM was refused in validation; this names the feature again.
-#[cfg(not(feature = "cuda"))]
-fn vram_channel(
-    cfg: &RmaPingPongConfig,
-    _conn: fabric::Connection,
-    _max: usize,
-) -> Result<RmaChannel, RunError> {
-    super::xfer_mem::check_device("VRAM", cfg.base.mem.gpu)?;
-    unreachable!("check_device refuses VRAM without the cuda feature")
 }
 
 /// Every size over channel `ch`, after trading regions with the peer.
@@ -267,19 +233,8 @@ fn connect(
     oob: &mut Oob,
 ) -> Result<fabric::Connection, RunError> {
     let base = &cfg.base;
-    let spec = EndpointSpec {
-        provider: base.provider.clone(),
-        ep_type: base.endpoint,
-        caps: cfg.caps(),
-        local_ip: Some(oob.local_ip()?),
-        domain: base.domain.clone(),
-        timeout: base.timeout,
-    };
-    let side = match role {
-        Role::Initiator => Side::Initiator,
-        Role::Target => Side::Target,
-    };
-    let conn = fabric::connect(&spec, side, &mut |ours: &[u8]| {
+    let spec = base.endpoint_spec(cfg.caps(), Some(oob.local_ip()?));
+    let conn = fabric::connect(&spec, fabric_side(role), &mut |ours: &[u8]| {
         oob.exchange(ours).map_err(|e| e.to_string())
     })?;
     if cfg.op == RmaPingPongOp::WriteData && conn.info.view().cq_data_size() < 4 {

@@ -101,6 +101,42 @@ pub enum XferError {
     /// The target end this thread also drives stopped the transfer (its own error says why).
     #[error("the target end driven by the same thread stopped the transfer")]
     PairedTarget,
+    /// A chunk the loop asked for does not fit the region of its transfer.
+    #[error(
+        "chunk {chunk} of transfer {transfer} ({len} bytes at {offset}) lies outside its \
+         {region}-byte region"
+    )]
+    ChunkOutside {
+        /// Transfer index.
+        transfer: u32,
+        /// Chunk index within the transfer.
+        chunk: u32,
+        /// Offset of the chunk within the transfer.
+        offset: usize,
+        /// Bytes of the chunk.
+        len: usize,
+        /// Bytes of the transfer's region.
+        region: usize,
+    },
+}
+
+impl XferError {
+    /// Chunk `chunk` of `transfer`, `len` bytes at `offset`, lies outside a `region`-byte region.
+    pub fn chunk_outside(
+        transfer: u32,
+        chunk: u32,
+        offset: usize,
+        len: usize,
+        region: usize,
+    ) -> XferError {
+        XferError::ChunkOutside {
+            transfer,
+            chunk,
+            offset,
+            len,
+            region,
+        }
+    }
 }
 
 impl From<crate::fabric::FabricError> for XferError {
@@ -189,6 +225,9 @@ pub trait TargetEnd: XferTarget {
     /// Posts the receives of a send-based iteration.
     fn arm_receives(&mut self, plan: &[(usize, usize)]) -> Result<(), XferError>;
 }
+
+#[cfg(test)]
+mod outside_tests;
 
 #[cfg(test)]
 mod tests {

@@ -2,8 +2,8 @@
 //! a temporary folder, stopped when dropped.
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use kvxfer::bootstrap::etcd::Etcd;
@@ -99,43 +99,191 @@ impl Drop for EtcdServer {
     }
 }
 
-/// Starts rank `rank` of `world` (pinned through PMI_RANK/PMI_SIZE, as a launcher would) with
-/// `args` (`--scheme many-to-one` unless they name one), its JSON in `dir/rRANK.json`; `prefix` runs it elsewhere (e.g. `ip netns exec`).
-pub fn spawn_rank(
-    prefix: &[&str],
-    url: &str,
-    group: &str,
-    rank: usize,
-    world: usize,
-    args: &[&str],
-    dir: &Path,
-) -> Child {
-    let mut cmd = match prefix.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(crate::common::kvxfer_path());
-            c
-        }
-        None => Command::new(crate::common::kvxfer_path()),
-    };
-    cmd.env("PMI_RANK", rank.to_string())
-        .env("PMI_SIZE", world.to_string())
-        .args(["xfer", "--etcd", url, "--group", group]);
-    // Many-to-one unless the test names a scheme.
-    if !args.contains(&"--scheme") {
-        cmd.args(["--scheme", "many-to-one"]);
+/// The options every rank of a group run takes, built up from the run's shape.
+#[derive(Debug, Clone)]
+pub struct RankArgs(Vec<String>);
+
+impl RankArgs {
+    /// `--size SIZE -c C -I ITERATIONS -w 1`: one warm-up iteration before the timed ones.
+    pub fn new(size: &str, c: usize, iterations: u64) -> RankArgs {
+        let (c, i) = (c.to_string(), iterations.to_string());
+        RankArgs(Vec::new()).with(&["--size", size, "-c", &c, "-I", &i, "-w", "1"])
     }
-    cmd.args(args)
-        .arg("--json")
-        .arg(dir.join(format!("r{rank}.json")))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+
+    /// Adds `more` as given.
+    pub fn with(mut self, more: &[&str]) -> RankArgs {
+        self.0.extend(more.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Adds `--world WORLD`.
+    pub fn world(self, world: usize) -> RankArgs {
+        self.with(&["--world", &world.to_string()])
+    }
+
+    /// On the loopback's domain (`--domain lo`), giving up after `secs` seconds.
+    pub fn lo(self, secs: u64) -> RankArgs {
+        self.with(&["--domain", "lo", "--timeout", &secs.to_string()])
+    }
+
+    /// The options, for a command line.
+    pub fn as_strs(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
 }
 
-pub fn doc(dir: &Path, rank: usize) -> ResultDoc {
-    crate::common::read_doc(&dir.join(format!("r{rank}.json")))
+/// One test's group run: a real etcd server, the fabric to this test alone, a group name and
+/// a folder for the ranks' documents.
+pub struct GroupRun {
+    /// The server the ranks meet at.
+    pub etcd: EtcdServer,
+    /// The group the ranks run under.
+    pub group: &'static str,
+    /// Where rank r writes `rR.json`.
+    pub dir: tempfile::TempDir,
+    _fabric: MutexGuard<'static, ()>,
+}
+
+impl GroupRun {
+    /// Starts etcd on 127.0.0.1 for `group`, or None (with a SKIPPED line naming `test`) when
+    /// the binary is missing.
+    pub fn start(test: &str, group: &'static str) -> Option<GroupRun> {
+        Self::start_on(test, "127.0.0.1", group)
+    }
+
+    /// Starts etcd on `ip` for `group`.
+    pub fn start_on(test: &str, ip: &str, group: &'static str) -> Option<GroupRun> {
+        let etcd = EtcdServer::start_on(test, ip)?;
+        Some(GroupRun {
+            etcd,
+            group,
+            dir: tempfile::tempdir().unwrap(),
+            _fabric: crate::common::fabric_lock(),
+        })
+    }
+
+    /// Starts rank `rank` of `world` (pinned through PMI_RANK/PMI_SIZE, as a launcher would)
+    /// with `args` (`--scheme many-to-one` unless they name one), its JSON in `rRANK.json`;
+    /// `prefix` runs it elsewhere (e.g. `ip netns exec`).
+    pub fn spawn(&self, prefix: &[&str], rank: usize, world: usize, args: &RankArgs) -> Child {
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(crate::common::kvxfer_path());
+                c
+            }
+            None => Command::new(crate::common::kvxfer_path()),
+        };
+        cmd.env("PMI_RANK", rank.to_string())
+            .env("PMI_SIZE", world.to_string())
+            .args(["xfer", "--etcd", &self.etcd.url, "--group", self.group]);
+        // Many-to-one unless the test names a scheme.
+        if !args.0.iter().any(|a| a == "--scheme") {
+            cmd.args(["--scheme", "many-to-one"]);
+        }
+        cmd.args(&args.0)
+            .arg("--json")
+            .arg(self.dir.path().join(format!("r{rank}.json")))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Starts every rank of `world`, each behind `prefix`.
+    pub fn spawn_all(&self, prefix: &[&str], world: usize, args: &RankArgs) -> Vec<Child> {
+        (0..world)
+            .map(|r| self.spawn(prefix, r, world, args))
+            .collect()
+    }
+
+    /// Rank `rank`'s result document.
+    pub fn doc(&self, rank: usize) -> ResultDoc {
+        crate::common::read_doc(&self.dir.path().join(format!("r{rank}.json")))
+    }
+
+    /// The keys the run left in etcd, after a moment for the last leases to go.
+    pub fn keys_left(&self) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let keys = self.etcd.keys(&format!("/kvxfer/{}/", self.group));
+            if keys.is_empty() || start.elapsed() > Duration::from_secs(5) {
+                return keys;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until a target rank has published its address (every rank joined; the transfers
+    /// start right after).
+    pub fn wait_for_target(&self) {
+        let start = Instant::now();
+        while !self
+            .etcd
+            .keys(&format!("/kvxfer/{}/", self.group))
+            .iter()
+            .any(|k| k.contains("/target/"))
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no target rank published"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Lets the started ranks `children` transfer for 2.5 s after every rank joined, hits rank
+    /// `victim` with `fault`, and waits for every other rank.
+    pub fn fault_mid_run(
+        &self,
+        mut children: Vec<Child>,
+        victim: usize,
+        fault: impl FnOnce(&mut Child),
+    ) -> AfterFault {
+        self.wait_for_target();
+        std::thread::sleep(Duration::from_millis(2500));
+        let mut hit = children.remove(victim);
+        fault(&mut hit);
+        let at = Instant::now();
+        let survivors = children
+            .into_iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let r = if k < victim { k } else { k + 1 };
+                (r, c.wait_with_output().unwrap())
+            })
+            .collect();
+        AfterFault {
+            survivors,
+            took: at.elapsed(),
+            victim: hit,
+            at,
+        }
+    }
+}
+
+/// What a run hit by a fault mid-run left.
+pub struct AfterFault {
+    /// Every other rank's output, with its rank, in rank order.
+    pub survivors: Vec<(usize, Output)>,
+    /// From the fault to the last survivor's end.
+    pub took: Duration,
+    /// The rank hit, still to be waited for.
+    pub victim: Child,
+    /// When the fault landed.
+    pub at: Instant,
+}
+
+/// Waits for every rank and checks that each succeeded; their outputs, in rank order.
+pub fn all_succeeded(children: Vec<Child>) -> Vec<Output> {
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (r, o) in outs.iter().enumerate() {
+        assert!(o.status.success(), "rank {r}: {}", stderr(o));
+    }
+    outs
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -202,35 +350,6 @@ pub fn tier_members(r: &kvxfer::report::SizeResult) -> usize {
         .iter()
         .map(|t| t["members"].as_array().unwrap().len())
         .sum()
-}
-
-/// The keys a run of `group` left in etcd, after a moment for the last leases to go.
-pub fn keys_left(etcd: &EtcdServer, group: &str) -> Vec<String> {
-    let start = Instant::now();
-    loop {
-        let keys = etcd.keys(&format!("/kvxfer/{group}/"));
-        if keys.is_empty() || start.elapsed() > Duration::from_secs(5) {
-            return keys;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until a target rank of `group` has published its address (every rank joined; the
-/// transfers start right after).
-pub fn wait_for_target(etcd: &EtcdServer, group: &str) {
-    let start = Instant::now();
-    while !etcd
-        .keys(&format!("/kvxfer/{group}/"))
-        .iter()
-        .any(|k| k.contains("/target/"))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no target rank published"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Checks that rank `r` failed with one last line naming rank `dead` as dead and keeping what

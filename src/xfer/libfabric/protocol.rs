@@ -235,15 +235,10 @@ impl XferInitiator for FabricInitiator {
         len: usize,
     ) -> std::result::Result<bool, XferError> {
         let t = transfer as usize;
-        let outside = || {
-            FabricError::Invalid(format!(
-                "chunk {offset}+{len} of transfer {t} outside its {}-byte region",
-                self.stride
-            ))
-        };
+        let outside = || XferError::chunk_outside(transfer, chunk, offset, len, self.stride);
         let remote = self.remote.get(t).ok_or_else(outside)?;
         if !range_within(offset, len, self.stride) {
-            return Err(outside().into());
+            return Err(outside());
         }
         let at = t * self.stride + offset;
         let token = tag(Kind::Data, transfer, chunk);
@@ -405,7 +400,7 @@ impl FabricTarget {
     }
 
     /// Posts receives round robin over the transfers while the bound and the provider allow.
-    fn post_pending(&mut self) -> Result<()> {
+    fn post_pending(&mut self) -> std::result::Result<(), XferError> {
         let chunks = self.recv_plan.len();
         let mut progressed = true;
         while progressed && self.recvs_posted < MAX_POSTED_RECVS {
@@ -417,9 +412,11 @@ impl FabricTarget {
                 }
                 let (off, len) = self.recv_plan[c];
                 let token = tag(Kind::Data, t as u32, c as u32);
-                let slice = self.regions[t].slice_mut(off, len).ok_or_else(|| {
-                    FabricError::Invalid("a chunk lies outside its region".into())
-                })?;
+                let region = &mut self.regions[t];
+                let cap = region.len();
+                let slice = region
+                    .slice_mut(off, len)
+                    .ok_or_else(|| XferError::chunk_outside(t as u32, c as u32, off, len, cap))?;
                 if !self.path.trecv(slice, token, 0, token)? {
                     return Ok(());
                 }
@@ -515,12 +512,13 @@ impl TargetEnd for FabricTarget {
             )
             .into());
         }
-        let len = self.regions[0].len();
-        if plan.iter().any(|&(off, l)| !range_within(off, l, len)) {
-            return Err(FabricError::Invalid("a chunk lies outside its region".into()).into());
+        let cap = self.regions[0].len();
+        if let Some(c) = plan.iter().position(|&(off, l)| !range_within(off, l, cap)) {
+            let (off, len) = plan[c];
+            return Err(XferError::chunk_outside(0, c as u32, off, len, cap));
         }
         self.recv_plan = plan.to_vec();
         self.next_recv.iter_mut().for_each(|n| *n = 0);
-        Ok(self.post_pending()?)
+        self.post_pending()
     }
 }

@@ -238,13 +238,9 @@ impl XferInitiator for UcxInitiator {
         len: usize,
     ) -> std::result::Result<bool, XferError> {
         let t = transfer as usize;
-        let outside = || {
-            UcxError::Invalid(format!(
-                "chunk {chunk} of transfer {transfer} lies outside the buffers"
-            ))
-        };
+        let outside = || XferError::chunk_outside(transfer, chunk, offset, len, self.size);
         if t >= self.counts.len() || !range_within(offset, len, self.size) {
-            return Err(outside().into());
+            return Err(outside());
         }
         let at = t * self.size + offset;
         let tok = tag(Kind::Data, transfer, chunk);
@@ -497,10 +493,7 @@ impl TargetEnd for UcxTarget {
             let cap = m.len();
             for (c, &(off, len)) in plan.iter().enumerate() {
                 let Some(slice) = m.slice_mut(off, len) else {
-                    return Err(UcxError::Invalid(format!(
-                        "chunk {c} ({len} bytes at {off}) lies outside a {cap}-byte region"
-                    ))
-                    .into());
+                    return Err(XferError::chunk_outside(t as u32, c as u32, off, len, cap));
                 };
                 let tok = tag(Kind::Data, t as u32, c as u32);
                 self.ops.tag_recv(&self.worker, slice, tok, u64::MAX, tok)?;
