@@ -170,8 +170,7 @@ pub(super) fn spawn_pairs(
     let barrier = Arc::new(TimedBarrier::new(plan.workers));
     let mut handles = Vec::with_capacity(plan.workers);
     for w in 0..plan.workers {
-        let (cfg, plan, progress, kept) =
-            (cfg.clone(), *plan, progress.clone(), kept.clone());
+        let (cfg, plan, progress, kept) = (cfg.clone(), *plan, progress.clone(), kept.clone());
         let barrier = barrier.clone();
         let mem = (!mems.is_empty()).then(|| mems.remove(0));
         let h = std::thread::Builder::new()
