@@ -12,11 +12,12 @@
 # test venv's python, where scripts/setup.sh --test installs NIXL). Busy-polling needs both
 # cores: run it on an idle machine.
 # PROCS=2 (the default) runs each tool as two processes (target, then initiator on 127.0.0.1),
-# the layout nixlbench uses and the one a cluster run has. PROCS=1 runs each in one process:
-# kvxfer's initiator and target threads on two CPUs against NIXL's one-thread driver, where lo's
-# TCP reorders the segments kvxfer's two CPUs send and halves its 672M figure (see the counters).
-# CPUS=LIST confines both tools to those CPUs (taskset -c LIST), e.g. CPUS=0 to give kvxfer's
-# two threads the single CPU NIXL's one-process driver runs on.
+# the layout nixlbench uses and the one a cluster run has. PROCS=1 runs each in one process,
+# both driving their two ends from one thread (kvxfer's --local-threads pair, its UCX default;
+# KVXFER_ARGS="--local-threads side" gives the target its own thread, where lo's TCP reorders
+# the segments of a connection driven from two CPUs and can halve the 672M figure).
+# CPUS=LIST confines both tools to those CPUs (taskset -c LIST). KVXFER_ARGS: more options for
+# kvxfer xfer (both processes).
 # Each round also prints the host's TCP counters over each run (retransmitted segments, SACK
 # reordering events, out-of-order queueing): over lo they are zero unless the connection's
 # segments were sent from two CPUs and overtook each other. Host-wide counters: other loopback
@@ -90,6 +91,8 @@ run_pair() {
 one_kvxfer() {
     local run=(env UCX_TLS="$1" UCX_NET_DEVICES=lo UCX_LOG_FILE=stderr timeout 600 "${pin[@]}" "$kvxfer"
         xfer --backend ucx --op write -s "$2" --block "$3" -I "$iters" -w "$warmup")
+    # shellcheck disable=SC2206
+    run+=(${KVXFER_ARGS:-})
     if [ "$procs" = 1 ]; then
         "${run[@]}" --json "$tmp/k.json" >/dev/null 2>"$tmp/err"
     else
