@@ -6,7 +6,7 @@
 //! `--concurrency N` and initiator processes whose concurrencies add up to N.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::sync::TimedBarrier;
@@ -16,7 +16,7 @@ pub use super::xfer_config::{
 };
 use super::xfer_pair::spawn_pairs;
 use super::xfer_target::target_worker;
-use super::xfer_worker::{initiator_worker, TargetMem, WorkerReport};
+use super::xfer_worker::{initiator_worker, kept_reports, KeptReports, TargetMem, WorkerReport};
 use super::RunError;
 use crate::bootstrap::{Oob, OobListener};
 use crate::mem::SharedRegion;
@@ -168,14 +168,6 @@ pub(crate) fn initiator_reports_watched(
     }
     Ok(collect_reports(handles, &kept, watch))
 }
-
-/// One slot per worker for what it measured so far.
-pub(super) fn kept_reports(plan: &XferPlan) -> KeptReports {
-    Arc::new((0..plan.workers).map(|_| Mutex::new(None)).collect())
-}
-
-/// Per worker, what it measured so far (its report, updated after every iteration).
-pub(super) type KeptReports = Arc<Vec<Mutex<Option<WorkerReport>>>>;
 
 /// Waits for the initiator workers, asking `watch` every quarter second while they run: the
 /// reports of those that finished, what the others measured, and the error that names the

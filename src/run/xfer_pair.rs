@@ -8,11 +8,10 @@
 use std::sync::Arc;
 
 use super::sync::TimedBarrier;
-use super::xfer::KeptReports;
 use super::xfer_config::{XferConfig, XferPlan, XferProgress};
 use super::xfer_target::{target_regions, TargetSide};
 use super::xfer_worker::{
-    idle_tick, initiator_run, TargetFacts, TargetLink, TargetMem, WorkerReport,
+    idle_tick, initiator_run, KeptReports, TargetFacts, TargetLink, TargetMem, WorkerReport,
 };
 use super::RunError;
 use crate::bench::xfer::{run_initiator_iteration, IterParams, IterSample, TargetCount};

@@ -76,6 +76,14 @@ pub struct WorkerReport {
     pub tcp: Option<TcpCounters>,
 }
 
+/// Per worker, what it measured so far (its report, updated after every iteration).
+pub(super) type KeptReports = std::sync::Arc<Vec<Mutex<Option<WorkerReport>>>>;
+
+/// One slot per worker of `plan` for what it measured so far.
+pub(super) fn kept_reports(plan: &XferPlan) -> KeptReports {
+    std::sync::Arc::new((0..plan.workers).map(|_| Mutex::new(None)).collect())
+}
+
 /// The target's offer: its worker index and its regions (in the backend's form), with its
 /// registration costs.
 #[derive(Serialize, Deserialize)]
