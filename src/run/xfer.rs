@@ -37,12 +37,11 @@ pub(crate) fn run_target_with(
 ) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::Target)?;
     let (workers, per) = (plan.workers, plan.transfers_per_worker);
-    // With --reuse, every worker's regions are disjoint parts of one allocation.
-    let mut shared = shared_target_regions(cfg, workers, per)?;
+    let mems = target_mems(cfg, workers, per)?;
     let barrier = Arc::new(TimedBarrier::new(workers));
     started(barrier.clone());
     let mut handles = Vec::with_capacity(workers);
-    for w in 0..workers {
+    for (w, mem) in mems.into_iter().enumerate() {
         let oob = match listener.accept(&cfg.fingerprint(), cfg.timeout) {
             Ok(o) => o,
             Err(e) => {
@@ -50,10 +49,6 @@ pub(crate) fn run_target_with(
                 let _ = join_all(handles);
                 return Err(e.into());
             }
-        };
-        let mem = match shared.as_mut() {
-            Some(parts) => TargetMem::Regions(parts.by_ref().take(per).collect()),
-            None => TargetMem::Allocate,
         };
         let (cfg, barrier) = (cfg.clone(), barrier.clone());
         let h = std::thread::Builder::new()
@@ -69,20 +64,20 @@ pub(crate) fn run_target_with(
     Ok(super::xfer_report::build(cfg, &plan, "target", &reports))
 }
 
-/// With `--reuse`, one allocation for every target worker's `per` regions, cut in parts.
-fn shared_target_regions(
-    cfg: &XferConfig,
-    workers: usize,
-    per: usize,
-) -> Result<Option<std::vec::IntoIter<SharedRegion>>, RunError> {
+/// Where each of `workers` target workers' `per` regions come from: with `--reuse`, disjoint
+/// parts of one allocation; otherwise each worker allocates its own.
+fn target_mems(cfg: &XferConfig, workers: usize, per: usize) -> Result<Vec<TargetMem>, RunError> {
     if !cfg.reuse {
-        return Ok(None);
+        return Ok((0..workers).map(|_| TargetMem::Allocate).collect());
     }
     let (all, size) = (workers * per, cfg.size as usize);
     let buf = cfg.mem.alloc_network(cfg.mem.target, all * size)?;
-    let parts = SharedRegion::split(buf, all, size)
-        .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?;
-    Ok(Some(parts.into_iter()))
+    let mut parts = SharedRegion::split(buf, all, size)
+        .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?
+        .into_iter();
+    Ok((0..workers)
+        .map(|_| TargetMem::Regions(parts.by_ref().take(per).collect()))
+        .collect())
 }
 
 /// Runs the initiator side: `concurrency` workers (one in outstanding mode) against the
@@ -268,13 +263,7 @@ fn run_local_pairs(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDo
                 .into(),
         ));
     }
-    let per = plan.transfers_per_worker;
-    let mems = match shared_target_regions(cfg, plan.workers, per)? {
-        Some(mut parts) => (0..plan.workers)
-            .map(|_| TargetMem::Regions(parts.by_ref().take(per).collect()))
-            .collect(),
-        None => Vec::new(),
-    };
+    let mems = target_mems(cfg, plan.workers, plan.transfers_per_worker)?;
     let kept = kept_reports(&plan);
     let handles = spawn_pairs(cfg, &plan, mems, progress, &kept)?;
     let (reports, error) = collect_reports(handles, &kept, None);

@@ -44,18 +44,15 @@ impl TargetLink for PairLink<'_> {
         local: SharedRegion,
         per: usize,
     ) -> Result<(Box<dyn InitiatorEnd>, SetupTimes, TargetFacts), RunError> {
-        let mem = self.mem.take().unwrap_or(TargetMem::Allocate);
+        let mem = self.mem.take().ok_or_else(|| {
+            RunError::Config("the paired target's regions were already connected".into())
+        })?;
         let regions = target_regions(cfg, per, mem)?;
         let ((mut ini, setup), (target, theirs)) =
             connect_pair(local, regions, cfg.size as usize, cfg.op, cfg.timeout)?;
         ini.set_remote(target.offer()?)?;
         self.target = Some(target);
-        let facts = TargetFacts {
-            worker: self.side.w,
-            registration_first_ns: theirs.registration_first_ns,
-            registration_cached_ns: theirs.registration_cached_ns,
-        };
-        Ok((Box::new(ini), setup, facts))
+        Ok((Box::new(ini), setup, TargetFacts::of(self.side.w, &theirs)))
     }
 
     fn meet(&mut self, i: u64) -> Result<(), RunError> {
@@ -156,22 +153,21 @@ impl XferInitiator for Both<'_> {
     }
 }
 
-/// Starts one thread per worker of `plan`, each driving both ends of its connection (the
-/// target's regions from `mems` in order, or its own); their handles, each giving the
-/// worker's report, with what it measured so far in `kept`.
+/// Starts one thread per worker of `plan`, each driving both ends of its connection (worker
+/// `w`'s target regions from `mems[w]`); their handles, each giving the worker's report, with
+/// what it measured so far in `kept`.
 pub(super) fn spawn_pairs(
     cfg: &XferConfig,
     plan: &XferPlan,
-    mut mems: Vec<TargetMem>,
+    mems: Vec<TargetMem>,
     progress: &XferProgress,
     kept: &KeptReports,
 ) -> Result<Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>, RunError> {
     let barrier = Arc::new(TimedBarrier::new(plan.workers));
     let mut handles = Vec::with_capacity(plan.workers);
-    for w in 0..plan.workers {
+    for (w, mem) in mems.into_iter().enumerate() {
         let (cfg, plan, progress, kept) = (cfg.clone(), *plan, progress.clone(), kept.clone());
         let barrier = barrier.clone();
-        let mem = (!mems.is_empty()).then(|| mems.remove(0));
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-pair-{w}"))
             .spawn(move || {
@@ -180,7 +176,7 @@ pub(super) fn spawn_pairs(
                         cfg: &cfg,
                         plan: &plan,
                         barrier: &barrier,
-                        mem,
+                        mem: Some(mem),
                         side,
                         target: None,
                     };

@@ -6,7 +6,8 @@ use super::sync::TimedBarrier;
 use super::xfer_config::{XferConfig, XferPlan};
 use super::xfer_staging::Staging;
 use super::xfer_worker::{
-    bench_err, check, connect_target, seq, Offer, TargetMem, TargetSummary, WorkerReport,
+    bench_err, check, connect_target, seq, Offer, TargetFacts, TargetMem, TargetSummary,
+    WorkerReport,
 };
 use super::RunError;
 use crate::bench::pattern;
@@ -165,10 +166,8 @@ fn target_inner(
     let mut side = TargetSide::new(cfg, w, per)?;
     let (mut end, setup) = connect_target(cfg, oob, regions)?;
     oob.send_json(&Offer {
-        worker: w,
+        facts: TargetFacts::of(w, &setup),
         regions: end.offer()?,
-        registration_first_ns: setup.registration_first_ns,
-        registration_cached_ns: setup.registration_cached_ns,
     })?;
     let mut adapter = super::xfer_worker::Idle::new(&mut *end);
     for i in 0..cfg.warmup + cfg.iterations {

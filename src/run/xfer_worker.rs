@@ -88,10 +88,9 @@ pub(super) fn kept_reports(plan: &XferPlan) -> KeptReports {
 /// registration costs.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Offer {
-    pub worker: usize,
+    #[serde(flatten)]
+    pub facts: TargetFacts,
     pub regions: RegionOffer,
-    pub registration_first_ns: u64,
-    pub registration_cached_ns: u64,
 }
 
 /// What the target tells the initiator at the end.
@@ -237,6 +236,7 @@ pub(super) trait TargetLink {
 }
 
 /// What the initiator learns of its target when it connects.
+#[derive(Serialize, Deserialize)]
 pub(super) struct TargetFacts {
     /// The target's worker index.
     pub worker: usize,
@@ -244,6 +244,17 @@ pub(super) struct TargetFacts {
     pub registration_first_ns: u64,
     /// The target's second registration of it, ns.
     pub registration_cached_ns: u64,
+}
+
+impl TargetFacts {
+    /// The facts of target worker `worker` whose set-up took `setup`.
+    pub fn of(worker: usize, setup: &SetupTimes) -> TargetFacts {
+        TargetFacts {
+            worker,
+            registration_first_ns: setup.registration_first_ns,
+            registration_cached_ns: setup.registration_cached_ns,
+        }
+    }
 }
 
 /// The target at the other end of a control connection.
@@ -259,12 +270,7 @@ impl TargetLink for OobLink<'_> {
         let (mut ep, setup) = connect_initiator(cfg, self.0, local, per)?;
         let offer: Offer = self.0.recv_json()?;
         ep.set_remote(offer.regions)?;
-        let facts = TargetFacts {
-            worker: offer.worker,
-            registration_first_ns: offer.registration_first_ns,
-            registration_cached_ns: offer.registration_cached_ns,
-        };
-        Ok((ep, setup, facts))
+        Ok((ep, setup, offer.facts))
     }
 
     fn meet(&mut self, _i: u64) -> Result<(), RunError> {
@@ -327,6 +333,7 @@ pub(super) fn initiator_run(
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
+    let staging = Staging::for_side(&cfg.mem, cfg.mem.initiator, 1, per * size)?;
     let net = cfg.mem.alloc_network(cfg.mem.initiator, per * size)?;
     let local = SharedRegion::split(net, 1, per * size)
         .and_then(|v| v.into_iter().next())
@@ -362,7 +369,7 @@ pub(super) fn initiator_run(
             transfers: per,
             timeout: cfg.timeout,
         },
-        staging: Staging::for_side(&cfg.mem, cfg.mem.initiator, 1, per * size)?,
+        staging,
         tcp_before: None,
         first: local_index == 0,
     };
