@@ -5,18 +5,33 @@
 //! targets (`peers`, round robin). Many-to-one in separate processes is one target with
 //! `--concurrency N` and initiator processes whose concurrencies add up to N.
 
+mod config;
+mod group;
+mod initiator;
+mod report;
+mod same_thread;
+mod scheme;
+pub mod staging;
+mod sync;
+mod target;
+mod tcp_stats;
+mod worker;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::sync::TimedBarrier;
-pub use super::xfer_config::{
+pub use self::config::{
     ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan,
     XferProgress, DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD,
 };
-use super::xfer_pair::spawn_pairs;
-use super::xfer_target::target_worker;
-use super::xfer_worker::{initiator_worker, kept_reports, KeptReports, TargetMem, WorkerReport};
+pub use self::group::run_group;
+use self::initiator::initiator_worker;
+use self::same_thread::spawn_pairs;
+use self::sync::TimedBarrier;
+use self::target::target_worker;
+use self::target::TargetMem;
+use self::worker::{kept_reports, KeptReports, WorkerReport};
 use super::RunError;
 use crate::bootstrap::{Oob, OobListener};
 use crate::mem::SharedRegion;
@@ -61,7 +76,7 @@ pub(crate) fn run_target_with(
         handles.push(h);
     }
     let reports = join_all(handles)?;
-    Ok(super::xfer_report::build(cfg, &plan, "target", &reports))
+    Ok(self::report::build(cfg, &plan, "target", &reports))
 }
 
 /// Where each of `workers` target workers' `per` regions come from: with `--reuse`, disjoint
@@ -106,12 +121,12 @@ pub(crate) fn initiator_doc(
 ) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::Initiator)?;
     let Some(e) = error else {
-        return Ok(super::xfer_report::build(cfg, &plan, "initiator", &reports));
+        return Ok(self::report::build(cfg, &plan, "initiator", &reports));
     };
     if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
         return Err(e);
     }
-    let doc = super::xfer_report::build(cfg, &plan, "initiator", &reports);
+    let doc = self::report::build(cfg, &plan, "initiator", &reports);
     super::conclude(doc, Err(e))
 }
 

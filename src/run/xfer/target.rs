@@ -2,18 +2,23 @@
 //! (zeroed or filled for --verify, staged, receives armed) and their check after it, and the
 //! target worker that meets its initiator over the control connection.
 
+use super::config::XferBackend;
+use super::config::{XferConfig, XferPlan};
+use super::staging::Staging;
 use super::sync::TimedBarrier;
-use super::xfer_config::{XferConfig, XferPlan};
-use super::xfer_staging::Staging;
-use super::xfer_worker::{
-    bench_err, check, connect_target, seq, Offer, TargetFacts, TargetMem, TargetSummary,
-    WorkerReport,
+use super::worker::{
+    bench_err, check, exchange, seq, Offer, TargetFacts, TargetSummary, WorkerReport,
 };
-use super::RunError;
 use crate::bench::pattern;
 use crate::bench::xfer::{plan_chunks, run_target_iteration};
 use crate::bootstrap::{BootstrapError, Oob};
 use crate::mem::SharedRegion;
+use crate::run::segments::SegKind;
+use crate::run::RunError;
+use crate::xfer::libfabric::FabricTarget;
+use crate::xfer::rails::RailedTarget;
+use crate::xfer::ucx::UcxTarget;
+use crate::xfer::SetupTimes;
 use crate::xfer::{TargetEnd, XferOp};
 
 /// The regions of one target worker: its own, or its part of a shared allocation.
@@ -169,7 +174,7 @@ fn target_inner(
         facts: TargetFacts::of(w, &setup),
         regions: end.offer()?,
     })?;
-    let mut adapter = super::xfer_worker::Idle::new(&mut *end);
+    let mut adapter = super::worker::Idle::new(&mut *end);
     for i in 0..cfg.warmup + cfg.iterations {
         side.prepare(cfg, plan, adapter.end, i)?;
         let got = oob.recv_frame()?;
@@ -191,4 +196,41 @@ fn target_inner(
     report.registration = setup.registration.map(String::from);
     report.staging_ns = side.staging.map(Staging::take).unwrap_or_default();
     Ok(report)
+}
+
+/// Where a target worker's regions come from.
+pub enum TargetMem {
+    /// Allocate its own.
+    Allocate,
+    /// Parts of a shared allocation (`--reuse`).
+    Regions(Vec<SharedRegion>),
+}
+
+/// Connects a target end of `cfg`'s backend and registers `regions`.
+pub(super) fn connect_target(
+    cfg: &XferConfig,
+    oob: &mut Oob,
+    regions: Vec<SharedRegion>,
+) -> Result<(Box<dyn TargetEnd>, SetupTimes), RunError> {
+    let vram = cfg.mem.target == SegKind::Vram;
+    Ok(match cfg.backend {
+        XferBackend::Libfabric => match cfg.rail_specs(oob, vram)? {
+            Some(specs) => {
+                let mut ex = exchange(oob);
+                let (end, t) = RailedTarget::connect(&specs, &mut ex, regions, cfg.timeout)?;
+                (Box::new(end), t)
+            }
+            None => {
+                let spec = cfg.spec(oob)?;
+                let mut ex = exchange(oob);
+                let (end, t) = FabricTarget::connect(&spec, &mut ex, regions, cfg.timeout)?;
+                (Box::new(end), t)
+            }
+        },
+        XferBackend::Ucx => {
+            let mut ex = exchange(oob);
+            let (end, t) = UcxTarget::connect(&mut ex, regions)?;
+            (Box::new(end), t)
+        }
+    })
 }
