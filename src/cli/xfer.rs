@@ -426,10 +426,10 @@ fn measure(
         let r = if let Some(spec) = group {
             kvxfer::run::xfer::run_group(cfg, spec, &progress)
         } else if sides == Sides::Initiator {
-            xfer::run_initiator_with(cfg, &a.peer, &progress)
+            xfer::run_initiator(cfg, &a.peer, &progress)
         } else {
             let threads = a.local_threads.map(Into::into);
-            xfer::run_local_in(
+            xfer::run_local(
                 cfg,
                 threads.unwrap_or(LocalThreads::default_for(cfg.backend)),
                 &progress,

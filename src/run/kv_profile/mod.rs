@@ -35,7 +35,13 @@ pub fn run_local(
     cfg: &KvProfileConfig,
     events: &mut dyn FnMut(ProfileEvent<'_>),
 ) -> Result<ResultDoc, RunError> {
-    drive(cfg, xfer::Sides::Both, events, |r| xfer::run_local(&r.cfg))
+    drive(cfg, xfer::Sides::Both, events, |r| {
+        xfer::run_local(
+            &r.cfg,
+            xfer::LocalThreads::default_for(r.cfg.backend),
+            &xfer::XferProgress::default(),
+        )
+    })
 }
 
 /// Runs the initiator side against the target at `peer`.
@@ -46,7 +52,7 @@ pub fn run_initiator(
 ) -> Result<ResultDoc, RunError> {
     let peers = [peer.to_string()];
     drive(cfg, xfer::Sides::Initiator, events, |r| {
-        xfer::run_initiator(&r.cfg, &peers)
+        xfer::run_initiator(&r.cfg, &peers, &xfer::XferProgress::default())
     })
 }
 

@@ -15,7 +15,7 @@ use super::config::{ConcurrencyMode, Sides, XferConfig, XferProgress};
 use super::scheme::Roles;
 use super::sync::TimedBarrier;
 use super::worker::WorkerReport;
-use super::{initiator_doc, initiator_reports_watched, run_target_with};
+use super::{initiator, target};
 use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec};
 use crate::bootstrap::{Fingerprint, OobListener};
 use crate::report::ResultDoc;
@@ -242,7 +242,7 @@ fn serve(
     let target = std::thread::Builder::new()
         .name("kvxfer-target".into())
         .spawn(move || {
-            run_target_with(&cfg, &listener, |b| {
+            target::serve(&cfg, &listener, |b| {
                 *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
             })
         })
@@ -287,14 +287,14 @@ fn initiator_part(
         eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
         Some(RunError::Group(gone))
     };
-    let (reports, error) = initiator_reports_watched(cfg, &targets, progress, Some(&mut watch))?;
+    let (reports, error) = initiator::reports(cfg, &targets, progress, Some(&mut watch))?;
     let error = error.map(|e| blame(group, e, settle));
     let own = RankResult {
         reports: reports.clone(),
         served: None,
         error: error.as_ref().map(|e| e.to_string()),
     };
-    Ok((own, initiator_doc(cfg, reports, error)))
+    Ok((own, initiator::doc(cfg, reports, error)))
 }
 
 /// The largest value put at once (etcd refuses requests over 1.5 MiB by default).

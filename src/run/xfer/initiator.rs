@@ -3,19 +3,21 @@
 //! initiator reaches its target (the control connection, or the end its own thread drives).
 
 use std::sync::Mutex;
+use std::time::Duration;
 
-use super::config::{XferBackend, XferConfig, XferPlan, XferProgress};
+use super::config::{Sides, XferBackend, XferConfig, XferPlan, XferProgress};
 use super::staging::Staging;
 use super::tcp_stats::TcpCounters;
 use super::worker::{
-    bench_err, check, exchange, seq, Idle, Offer, TargetFacts, TargetSummary, WorkerReport,
+    bench_err, check, exchange, join_each, kept_reports, seq, Idle, KeptReports, Offer,
+    TargetFacts, TargetSummary, WorkerReport,
 };
 use crate::bench::pattern;
 use crate::bench::xfer::{run_initiator_iteration, IterParams, IterSample};
 use crate::bench::BenchError;
 use crate::bootstrap::Oob;
 use crate::mem::SharedRegion;
-use crate::report::Environment;
+use crate::report::{Environment, ResultDoc};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::xfer::libfabric::FabricInitiator;
@@ -341,4 +343,100 @@ fn keep(kept: &Mutex<Option<WorkerReport>>, report: &WorkerReport) {
     if let Some(s) = report.timed.get(k.timed.len()) {
         k.timed.push(s.clone());
     }
+}
+
+/// The initiator side's document from its workers' reports: complete, or partial over the
+/// iterations every worker finished when `error` stopped it (the error alone when a worker
+/// measured nothing).
+pub(super) fn doc(
+    cfg: &XferConfig,
+    reports: Vec<WorkerReport>,
+    error: Option<RunError>,
+) -> Result<ResultDoc, RunError> {
+    let plan = cfg.validate(Sides::Initiator)?;
+    let Some(e) = error else {
+        return Ok(super::report::build(cfg, &plan, "initiator", &reports));
+    };
+    if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
+        return Err(e);
+    }
+    let doc = super::report::build(cfg, &plan, "initiator", &reports);
+    crate::run::conclude(doc, Err(e))
+}
+
+/// How often a watched run asks its watcher.
+const WATCH: Duration = Duration::from_millis(250);
+
+/// Runs the initiator side's workers against the targets at `peers`: the reports of the
+/// workers that finished and what the failed ones measured, with the error that names the
+/// cause when any failed. With `watch`, asks it every quarter second while the workers run:
+/// when it names a cause, the run ends there with what every worker measured so far (a worker
+/// still waiting on the fabric or its target is left behind).
+pub(super) fn reports(
+    cfg: &XferConfig,
+    peers: &[String],
+    progress: &XferProgress,
+    watch: Option<&mut dyn FnMut() -> Option<RunError>>,
+) -> Result<(Vec<WorkerReport>, Option<RunError>), RunError> {
+    if peers.is_empty() {
+        return Err(RunError::Config("no target given".into()));
+    }
+    let plan = cfg.validate(Sides::Initiator)?;
+    let kept = kept_reports(&plan);
+    let mut handles = Vec::with_capacity(plan.workers);
+    for w in 0..plan.workers {
+        let peer = peers[w % peers.len()].clone();
+        let cfg = cfg.clone();
+        let progress = progress.clone();
+        let kept = kept.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("kvxfer-initiator-{w}"))
+            .spawn(move || {
+                let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
+                initiator_worker(&cfg, &plan, w, oob, &progress, &kept[w])
+            })
+            .map_err(|source| RunError::Spawn {
+                what: "an initiator worker",
+                source,
+            })?;
+        handles.push(h);
+    }
+    Ok(collect(handles, &kept, watch))
+}
+
+/// Waits for the initiator workers, asking `watch` every quarter second while they run: the
+/// reports of those that finished, what the others measured, and the error that names the
+/// cause when any failed (or when `watch` named one: the run ends there and a worker still
+/// waiting on the fabric or its target is left behind).
+pub(super) fn collect(
+    handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
+    kept: &KeptReports,
+    watch: Option<&mut dyn FnMut() -> Option<RunError>>,
+) -> (Vec<WorkerReport>, Option<RunError>) {
+    let take = |w: usize| kept[w].lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(watch) = watch {
+        while !handles.iter().all(|h| h.is_finished()) {
+            if let Some(e) = watch() {
+                let mut reports = Vec::new();
+                for (w, h) in handles.into_iter().enumerate() {
+                    match h.is_finished().then(|| h.join()) {
+                        Some(Ok(Ok(r))) => reports.push(r),
+                        _ => reports.extend(take(w)),
+                    }
+                }
+                return (reports, Some(e));
+            }
+            std::thread::sleep(WATCH);
+        }
+    }
+    let workers = handles.len();
+    let (mut reports, error) = join_each(handles);
+    if error.is_some() {
+        // What the failed workers measured, beside the finished workers' reports.
+        let done: Vec<usize> = reports.iter().map(|r| r.worker).collect();
+        for w in (0..workers).filter(|w| !done.contains(w)) {
+            reports.extend(take(w));
+        }
+    }
+    (reports, error)
 }

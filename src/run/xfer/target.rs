@@ -3,16 +3,19 @@
 //! target worker that meets its initiator over the control connection.
 
 use super::config::XferBackend;
-use super::config::{XferConfig, XferPlan};
+use super::config::{Sides, XferConfig, XferPlan};
 use super::staging::Staging;
+use std::sync::Arc;
+
 use super::sync::TimedBarrier;
 use super::worker::{
-    bench_err, check, exchange, seq, Offer, TargetFacts, TargetSummary, WorkerReport,
+    bench_err, check, exchange, join_all, seq, Offer, TargetFacts, TargetSummary, WorkerReport,
 };
 use crate::bench::pattern;
 use crate::bench::xfer::{plan_chunks, run_target_iteration};
-use crate::bootstrap::{BootstrapError, Oob};
+use crate::bootstrap::{BootstrapError, Oob, OobListener};
 use crate::mem::SharedRegion;
+use crate::report::ResultDoc;
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::xfer::libfabric::FabricTarget;
@@ -233,4 +236,61 @@ pub(super) fn connect_target(
             (Box::new(end), t)
         }
     })
+}
+
+/// Serves the target side (see [`super::run_target`]), handing the workers' barrier to
+/// `started` first: breaking it stops every worker at its next iteration (a group run does when
+/// a rank is gone).
+pub(super) fn serve(
+    cfg: &XferConfig,
+    listener: &OobListener,
+    started: impl FnOnce(Arc<TimedBarrier>),
+) -> Result<ResultDoc, RunError> {
+    let plan = cfg.validate(Sides::Target)?;
+    let (workers, per) = (plan.workers, plan.transfers_per_worker);
+    let mems = target_mems(cfg, workers, per)?;
+    let barrier = Arc::new(TimedBarrier::new(workers));
+    started(barrier.clone());
+    let mut handles = Vec::with_capacity(workers);
+    for (w, mem) in mems.into_iter().enumerate() {
+        let oob = match listener.accept(&cfg.fingerprint(), cfg.timeout) {
+            Ok(o) => o,
+            Err(e) => {
+                barrier.break_all();
+                let _ = join_all(handles);
+                return Err(e.into());
+            }
+        };
+        let (cfg, barrier) = (cfg.clone(), barrier.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("kvxfer-target-{w}"))
+            .spawn(move || target_worker(&cfg, &plan, w, oob, mem, &barrier))
+            .map_err(|source| RunError::Spawn {
+                what: "a target worker",
+                source,
+            })?;
+        handles.push(h);
+    }
+    let reports = join_all(handles)?;
+    Ok(super::report::build(cfg, &plan, "target", &reports))
+}
+
+/// Where each of `workers` target workers' `per` regions come from: with `--reuse`, disjoint
+/// parts of one allocation; otherwise each worker allocates its own.
+pub(super) fn target_mems(
+    cfg: &XferConfig,
+    workers: usize,
+    per: usize,
+) -> Result<Vec<TargetMem>, RunError> {
+    if !cfg.reuse {
+        return Ok((0..workers).map(|_| TargetMem::Allocate).collect());
+    }
+    let (all, size) = (workers * per, cfg.size as usize);
+    let buf = cfg.mem.alloc_network(cfg.mem.target, all * size)?;
+    let mut parts = SharedRegion::split(buf, all, size)
+        .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?
+        .into_iter();
+    Ok((0..workers)
+        .map(|_| TargetMem::Regions(parts.by_ref().take(per).collect()))
+        .collect())
 }

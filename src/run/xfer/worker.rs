@@ -199,3 +199,38 @@ impl<E: TargetEnd + ?Sized> XferTarget for Idle<'_, E> {
         self.end.confirm(tr)
     }
 }
+
+/// Joins every worker: their reports, or the error that names the cause when any failed.
+pub(super) fn join_all(
+    handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
+) -> Result<Vec<WorkerReport>, RunError> {
+    let (reports, error) = join_each(handles);
+    match error {
+        Some(e) => Err(e),
+        None => Ok(reports),
+    }
+}
+
+/// Joins every worker: the reports of those that finished, and the error that names the
+/// cause when any failed.
+pub(super) fn join_each(
+    handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
+) -> (Vec<WorkerReport>, Option<RunError>) {
+    let mut reports = Vec::with_capacity(handles.len());
+    let mut errors = Vec::new();
+    for h in handles {
+        match h.join() {
+            Ok(Ok(r)) => reports.push(r),
+            Ok(Err(e)) => errors.push(e),
+            Err(_) => errors.push(RunError::Crashed("worker")),
+        }
+    }
+    // A worker's own failure names the cause; "another worker failed" and a peer that went
+    // away are its echoes.
+    let echo = |e: &RunError| matches!(e.cause(), RunError::Bootstrap(_) | RunError::Aborted);
+    let error = match errors.iter().position(|e| !echo(e)) {
+        Some(i) => Some(errors.swap_remove(i)),
+        None => errors.into_iter().next(),
+    };
+    (reports, error)
+}
