@@ -5,6 +5,7 @@ pub mod environment;
 pub mod kv_profile;
 pub mod memory;
 pub mod pingpong;
+pub mod plan;
 pub mod rma_pingpong;
 pub mod segments;
 pub mod two_sided;
