@@ -8,7 +8,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kvxfer::bench::xfer::{run_initiator_iteration, IterParams};
 use kvxfer::fabric::EndpointType;
-use kvxfer::run::xfer::{run_local, ConcurrencyMode, Scheme, XferConfig};
+use kvxfer::run::xfer::{
+    run_local, ConcurrencyMode, LocalThreads, Scheme, XferConfig, XferProgress,
+};
 use kvxfer::xfer::{XferError, XferInitiator, XferOp};
 
 /// Completes every chunk at the next poll and confirms every notified transfer at once.
@@ -92,7 +94,9 @@ fn loopback_runs(c: &mut Criterion) {
         let cfg = config(provider, size);
         g.throughput(Throughput::Bytes(size * 11));
         g.bench_with_input(BenchmarkId::new(provider, size), &cfg, |b, cfg| {
-            b.iter(|| black_box(run_local(cfg).unwrap()))
+            b.iter(|| {
+                black_box(run_local(cfg, LocalThreads::Side, &XferProgress::default()).unwrap())
+            })
         });
     }
     g.finish();

@@ -267,7 +267,9 @@ fn a_failure_keeps_the_prompt_lengths_done() {
 #[test]
 fn xfer_idles_before_each_timed_iteration() {
     use kvxfer::fabric::EndpointType;
-    use kvxfer::run::xfer::{run_local, ConcurrencyMode, Scheme, XferBackend, XferConfig};
+    use kvxfer::run::xfer::{
+        run_local, ConcurrencyMode, LocalThreads, Scheme, XferBackend, XferConfig, XferProgress,
+    };
     use kvxfer::xfer::XferOp;
     let _g = fabric_lock();
     let cfg = XferConfig {
@@ -293,7 +295,7 @@ fn xfer_idles_before_each_timed_iteration() {
         mem: Default::default(),
     };
     let t = std::time::Instant::now();
-    let doc = run_local(&cfg).unwrap();
+    let doc = run_local(&cfg, LocalThreads::Side, &XferProgress::default()).unwrap();
     // Three timed iterations, each after 600 ms of idle; the gap is not in the samples.
     assert!(
         t.elapsed() >= Duration::from_millis(1800),

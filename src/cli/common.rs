@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::report::export::{export_all, ExportError, Exporter, JsonFile};
 use kvxfer::report::ResultDoc;
-use kvxfer::run::pair::{self, PairRun, Progress, SideOutcome};
+use kvxfer::run::two_sided::{self, PairRun, Progress, SideOutcome};
 
 /// `--endpoint`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -137,11 +137,11 @@ pub fn run_pair<C: PairRun>(
             "kvxfer: {what} target waiting on {} ({waiting})",
             listener.local_addr()
         );
-        pair::run_target(cfg, &listener, &mut progress)
+        two_sided::run_target(cfg, &listener, &mut progress)
     } else if let Some(peer) = peer {
-        pair::run_initiator(cfg, peer, &mut progress)
+        two_sided::run_initiator(cfg, peer, &mut progress)
     } else {
-        pair::run_local(cfg, &mut progress)
+        two_sided::run_local(cfg, &mut progress)
     };
     bar.finish_and_clear();
     Ok(outcome?)

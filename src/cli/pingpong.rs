@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use kvxfer::fabric::MsgMode;
 use kvxfer::report::{export, table};
-use kvxfer::run::pair::PairRun;
 use kvxfer::run::pingpong::PingPongConfig;
+use kvxfer::run::two_sided::PairRun;
 
 use super::common::{parse_sizes, run_pair, EndpointArg, ModeArg, OutputArgs};
 
@@ -80,7 +80,7 @@ pub struct SegArgs {
 
 impl SegArgs {
     /// Both sides' memory as the options give it (never staged, never --vmm).
-    pub fn kinds(&self) -> kvxfer::run::xfer_mem::MemKinds {
+    pub fn kinds(&self) -> kvxfer::run::segments::MemKinds {
         super::xfer::mem_kinds(self.initiator_seg, self.target_seg, self.gpu, false, false)
     }
 }

@@ -47,7 +47,7 @@ pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
             let out = out.unwrap_or_else(|| {
                 PathBuf::from("task-definitions").join(doc["name"].as_str().unwrap_or("plan"))
             });
-            let dir = templates.unwrap_or_else(|| default_templates(&plan));
+            let dir = templates.unwrap_or_else(|| kvxfer::plan::default_templates(&plan));
             let files = plan::generate(&doc, &dir)?;
             // The error names the file it could not write.
             let written = plan::write_generated(&out, &files)?;
@@ -84,17 +84,5 @@ fn validate(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-/// `templates/` beside the plan's folder (plans/x.json -> templates/), else ./templates.
-pub(super) fn default_templates(plan: &Path) -> PathBuf {
-    let beside = plan
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("templates"));
-    match beside {
-        Some(d) if d.is_dir() => d,
-        _ => PathBuf::from("templates"),
     }
 }

@@ -10,7 +10,7 @@ use kvxfer::mlflow::{
     MapOptions, Outcome, RecordConfig, Recorder, RetryPolicy, RunPlan, DEFAULT_BYTES_PER_TOKEN,
     DEFAULT_EXPERIMENT,
 };
-use kvxfer::report::ResultDoc;
+use kvxfer::report::folder::{read_folder, ResultFile, Skipped};
 use serde_json::{json, Map, Value};
 
 /// Options of `kvxfer record`.
@@ -43,19 +43,6 @@ pub struct RecordArgs {
     /// Seconds one request to the server may take, its retries included.
     #[arg(long, default_value = "30", value_parser = super::common::parse_timeout)]
     timeout: Duration,
-}
-
-/// A file left out, with the reason.
-pub(super) type Skipped = (String, String);
-
-/// One result file read from the folder.
-pub(super) struct Loaded {
-    /// File name.
-    pub(super) name: String,
-    /// Its bytes, as recorded.
-    pub(super) bytes: Vec<u8>,
-    /// The parsed document.
-    pub(super) doc: ResultDoc,
 }
 
 /// Records every result file of the folder, or prints the plan with `--dry-run`.
@@ -157,34 +144,10 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads every `*.json` of `dir` (sorted by name); files that are not result documents are
-/// returned with the reason instead.
-pub(super) fn load_folder(dir: &Path) -> anyhow::Result<(Vec<Loaded>, Vec<Skipped>)> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("reading results folder {}", dir.display()))?;
-    let mut paths = Vec::new();
-    for e in entries {
-        let path = e
-            .with_context(|| format!("listing {}", dir.display()))?
-            .path();
-        if path.is_file() && path.extension().is_some_and(|x| x == "json") {
-            paths.push(path);
-        }
-    }
-    paths.sort();
-    let mut loaded = Vec::new();
-    let mut skipped = Vec::new();
-    for path in paths {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        match ResultDoc::from_json(&bytes) {
-            Ok(doc) => loaded.push(Loaded { name, bytes, doc }),
-            Err(why) => skipped.push((name, format!("not a kvxfer.result/v1 document: {why}"))),
-        }
-    }
+/// Reads every result document of `dir`, saying so when it holds none.
+fn load_folder(dir: &Path) -> anyhow::Result<(Vec<ResultFile>, Vec<Skipped>)> {
+    let (loaded, skipped) =
+        read_folder(dir).with_context(|| format!("reading results folder {}", dir.display()))?;
     if loaded.is_empty() && skipped.is_empty() {
         eprintln!("kvxfer record: no *.json file in {}", dir.display());
     }

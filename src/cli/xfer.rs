@@ -8,11 +8,11 @@ use clap::Args;
 use kvxfer::bootstrap::group::GroupSpec;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::report::{export, table, ResultDoc};
+use kvxfer::run::segments::{MemKinds, SegKind};
 use kvxfer::run::xfer::{
     self, ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig,
     XferProgress,
 };
-use kvxfer::run::xfer_mem::{MemKinds, SegKind};
 use kvxfer::units::human_size;
 use kvxfer::xfer::XferOp;
 
@@ -424,12 +424,12 @@ fn measure(
             }
         });
         let r = if let Some(spec) = group {
-            kvxfer::run::xfer_group::run_group(cfg, spec, &progress)
+            kvxfer::run::xfer::run_group(cfg, spec, &progress)
         } else if sides == Sides::Initiator {
-            xfer::run_initiator_with(cfg, &a.peer, &progress)
+            xfer::run_initiator(cfg, &a.peer, &progress)
         } else {
             let threads = a.local_threads.map(Into::into);
-            xfer::run_local_in(
+            xfer::run_local(
                 cfg,
                 threads.unwrap_or(LocalThreads::default_for(cfg.backend)),
                 &progress,

@@ -186,3 +186,15 @@ pub fn write_generated(out: &Path, files: &[Generated]) -> Result<Vec<PathBuf>, 
     }
     Ok(written)
 }
+
+/// `templates/` beside the plan's folder (plans/x.json -> templates/), else ./templates.
+pub fn default_templates(plan: &Path) -> PathBuf {
+    let beside = plan
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("templates"));
+    match beside {
+        Some(d) if d.is_dir() => d,
+        _ => PathBuf::from("templates"),
+    }
+}

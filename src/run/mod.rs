@@ -3,25 +3,14 @@
 
 pub mod environment;
 pub mod kv_profile;
-mod kv_profile_config;
-mod kv_profile_report;
 pub mod memory;
-pub mod pair;
 pub mod pingpong;
+pub mod plan;
 pub mod rma_pingpong;
-mod sync;
-mod tcp_stats;
+pub mod segments;
+pub mod two_sided;
 pub mod ucx_perf;
 pub mod xfer;
-mod xfer_config;
-pub mod xfer_group;
-pub mod xfer_mem;
-mod xfer_pair;
-mod xfer_report;
-mod xfer_scheme;
-pub mod xfer_staging;
-mod xfer_target;
-mod xfer_worker;
 
 /// Errors of a run.
 #[derive(Debug, thiserror::Error)]

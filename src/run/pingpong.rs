@@ -5,9 +5,9 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::memory::{libfabric_endpoint_bytes, MemoryNeed};
-use super::pair::PairRun;
-pub use super::pair::{Progress, SideOutcome};
-use super::xfer_mem::{check_device, check_hmem, MemKinds, SegKind};
+use super::segments::{check_device, check_hmem, MemKinds, SegKind};
+use super::two_sided::PairRun;
+pub use super::two_sided::{Progress, SideOutcome};
 use super::{environment, RunError};
 use crate::bench::pingpong::{run_size, FabtestsFigures, PingPongTransport, Role, SizeParams};
 use crate::bench::BenchError;
@@ -422,7 +422,7 @@ pub(crate) fn config_map(cfg: &PingPongConfig, role: Role) -> Map<String, Value>
             Role::Initiator => "initiator",
             Role::Target => "target",
         };
-        super::xfer_mem::config_keys(&mut m, &cfg.mem, side, cfg.verify);
+        super::segments::config_keys(&mut m, &cfg.mem, side, cfg.verify);
         m.remove("vram_alloc");
         if cfg.verify {
             m.insert(

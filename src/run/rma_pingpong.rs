@@ -6,11 +6,11 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::environment;
-use super::pair::PairRun;
 use super::pingpong::{
     config_map, fabric_side, size_result, vram_slots, PingPongConfig, Progress, SideOutcome,
 };
-use super::xfer_mem::SegKind;
+use super::segments::SegKind;
+use super::two_sided::PairRun;
 use super::RunError;
 use crate::bench::pingpong::{run_size, PingPongTransport, Role, SizeParams, SizeSamples};
 use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};

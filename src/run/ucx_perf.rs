@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::pair::{PairRun, Progress, SideOutcome};
+use super::two_sided::{PairRun, Progress, SideOutcome};
 use super::{environment, RunError};
 use crate::bench::pingpong::{self as pp, PingPongTransport, Role, SizeParams};
 use crate::bench::tag_bw::{self, BwFigures, BwParams, WindowTransport};

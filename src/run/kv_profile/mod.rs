@@ -3,12 +3,15 @@
 //! contiguous transfer. Every run is a fresh xfer run (new connection, new registration), so
 //! the cold transfer and the registration of each are a request's first.
 
-pub use super::kv_profile_config::{KvProfileConfig, ProfileRun, Shape};
-use super::kv_profile_report;
-use super::xfer;
-use super::RunError;
+mod config;
+mod report;
+
+pub use self::config::{KvProfileConfig, ProfileRun, Shape};
+
 use crate::bootstrap::OobListener;
 use crate::report::ResultDoc;
+use crate::run::xfer;
+use crate::run::RunError;
 
 /// What a profile tells its caller as it goes.
 #[derive(Debug)]
@@ -32,7 +35,13 @@ pub fn run_local(
     cfg: &KvProfileConfig,
     events: &mut dyn FnMut(ProfileEvent<'_>),
 ) -> Result<ResultDoc, RunError> {
-    drive(cfg, xfer::Sides::Both, events, |r| xfer::run_local(&r.cfg))
+    drive(cfg, xfer::Sides::Both, events, |r| {
+        xfer::run_local(
+            &r.cfg,
+            xfer::LocalThreads::default_for(r.cfg.backend),
+            &xfer::XferProgress::default(),
+        )
+    })
 }
 
 /// Runs the initiator side against the target at `peer`.
@@ -43,7 +52,7 @@ pub fn run_initiator(
 ) -> Result<ResultDoc, RunError> {
     let peers = [peer.to_string()];
     drive(cfg, xfer::Sides::Initiator, events, |r| {
-        xfer::run_initiator(&r.cfg, &peers)
+        xfer::run_initiator(&r.cfg, &peers, &xfer::XferProgress::default())
     })
 }
 
@@ -79,12 +88,10 @@ fn drive(
         done.push((r.clone(), doc));
         let length_done = runs.get(index + 1).map_or(true, |n| n.tokens != r.tokens);
         if length_done && index + 1 < runs.len() {
-            events(ProfileEvent::Checkpoint(&kv_profile_report::build(
-                cfg, &done,
-            )?));
+            events(ProfileEvent::Checkpoint(&report::build(cfg, &done)?));
         }
     }
-    kv_profile_report::build(cfg, &done)
+    report::build(cfg, &done)
 }
 
 #[cfg(test)]
@@ -130,7 +137,7 @@ mod tests {
                 timeout: Duration::from_secs(5),
                 idle_before_timed: Duration::ZERO,
                 rails: None,
-                stripe_threshold: crate::run::xfer_config::DEFAULT_STRIPE_THRESHOLD,
+                stripe_threshold: crate::run::xfer::DEFAULT_STRIPE_THRESHOLD,
                 mem: Default::default(),
             },
         }

@@ -2,18 +2,26 @@
 //! (zeroed or filled for --verify, staged, receives armed) and their check after it, and the
 //! target worker that meets its initiator over the control connection.
 
+use super::config::XferBackend;
+use super::config::{Sides, XferConfig, XferPlan};
+use super::staging::Staging;
+use std::sync::Arc;
+
 use super::sync::TimedBarrier;
-use super::xfer_config::{XferConfig, XferPlan};
-use super::xfer_staging::Staging;
-use super::xfer_worker::{
-    bench_err, check, connect_target, seq, Offer, TargetFacts, TargetMem, TargetSummary,
-    WorkerReport,
+use super::worker::{
+    bench_err, check, exchange, join_all, seq, Offer, TargetFacts, TargetSummary, WorkerReport,
 };
-use super::RunError;
 use crate::bench::pattern;
 use crate::bench::xfer::{plan_chunks, run_target_iteration};
-use crate::bootstrap::{BootstrapError, Oob};
+use crate::bootstrap::{BootstrapError, Oob, OobListener};
 use crate::mem::SharedRegion;
+use crate::report::ResultDoc;
+use crate::run::segments::SegKind;
+use crate::run::RunError;
+use crate::xfer::libfabric::FabricTarget;
+use crate::xfer::rails::RailedTarget;
+use crate::xfer::ucx::UcxTarget;
+use crate::xfer::SetupTimes;
 use crate::xfer::{TargetEnd, XferOp};
 
 /// The regions of one target worker: its own, or its part of a shared allocation.
@@ -169,7 +177,7 @@ fn target_inner(
         facts: TargetFacts::of(w, &setup),
         regions: end.offer()?,
     })?;
-    let mut adapter = super::xfer_worker::Idle::new(&mut *end);
+    let mut adapter = super::worker::Idle::new(&mut *end);
     for i in 0..cfg.warmup + cfg.iterations {
         side.prepare(cfg, plan, adapter.end, i)?;
         let got = oob.recv_frame()?;
@@ -191,4 +199,98 @@ fn target_inner(
     report.registration = setup.registration.map(String::from);
     report.staging_ns = side.staging.map(Staging::take).unwrap_or_default();
     Ok(report)
+}
+
+/// Where a target worker's regions come from.
+pub enum TargetMem {
+    /// Allocate its own.
+    Allocate,
+    /// Parts of a shared allocation (`--reuse`).
+    Regions(Vec<SharedRegion>),
+}
+
+/// Connects a target end of `cfg`'s backend and registers `regions`.
+pub(super) fn connect_target(
+    cfg: &XferConfig,
+    oob: &mut Oob,
+    regions: Vec<SharedRegion>,
+) -> Result<(Box<dyn TargetEnd>, SetupTimes), RunError> {
+    let vram = cfg.mem.target == SegKind::Vram;
+    Ok(match cfg.backend {
+        XferBackend::Libfabric => match cfg.rail_specs(oob, vram)? {
+            Some(specs) => {
+                let mut ex = exchange(oob);
+                let (end, t) = RailedTarget::connect(&specs, &mut ex, regions, cfg.timeout)?;
+                (Box::new(end), t)
+            }
+            None => {
+                let spec = cfg.spec(oob)?;
+                let mut ex = exchange(oob);
+                let (end, t) = FabricTarget::connect(&spec, &mut ex, regions, cfg.timeout)?;
+                (Box::new(end), t)
+            }
+        },
+        XferBackend::Ucx => {
+            let mut ex = exchange(oob);
+            let (end, t) = UcxTarget::connect(&mut ex, regions)?;
+            (Box::new(end), t)
+        }
+    })
+}
+
+/// Serves the target side (see [`super::run_target`]), handing the workers' barrier to
+/// `started` first: breaking it stops every worker at its next iteration (a group run does when
+/// a rank is gone).
+pub(super) fn serve(
+    cfg: &XferConfig,
+    listener: &OobListener,
+    started: impl FnOnce(Arc<TimedBarrier>),
+) -> Result<ResultDoc, RunError> {
+    let plan = cfg.validate(Sides::Target)?;
+    let (workers, per) = (plan.workers, plan.transfers_per_worker);
+    let mems = target_mems(cfg, workers, per)?;
+    let barrier = Arc::new(TimedBarrier::new(workers));
+    started(barrier.clone());
+    let mut handles = Vec::with_capacity(workers);
+    for (w, mem) in mems.into_iter().enumerate() {
+        let oob = match listener.accept(&cfg.fingerprint(), cfg.timeout) {
+            Ok(o) => o,
+            Err(e) => {
+                barrier.break_all();
+                let _ = join_all(handles);
+                return Err(e.into());
+            }
+        };
+        let (cfg, barrier) = (cfg.clone(), barrier.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("kvxfer-target-{w}"))
+            .spawn(move || target_worker(&cfg, &plan, w, oob, mem, &barrier))
+            .map_err(|source| RunError::Spawn {
+                what: "a target worker",
+                source,
+            })?;
+        handles.push(h);
+    }
+    let reports = join_all(handles)?;
+    Ok(super::report::build(cfg, &plan, "target", &reports))
+}
+
+/// Where each of `workers` target workers' `per` regions come from: with `--reuse`, disjoint
+/// parts of one allocation; otherwise each worker allocates its own.
+pub(super) fn target_mems(
+    cfg: &XferConfig,
+    workers: usize,
+    per: usize,
+) -> Result<Vec<TargetMem>, RunError> {
+    if !cfg.reuse {
+        return Ok((0..workers).map(|_| TargetMem::Allocate).collect());
+    }
+    let (all, size) = (workers * per, cfg.size as usize);
+    let buf = cfg.mem.alloc_network(cfg.mem.target, all * size)?;
+    let mut parts = SharedRegion::split(buf, all, size)
+        .ok_or_else(|| RunError::Config("cannot split the target buffer".into()))?
+        .into_iter();
+    Ok((0..workers)
+        .map(|_| TargetMem::Regions(parts.by_ref().take(per).collect()))
+        .collect())
 }

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::xfer_mem::{MemKinds, SegKind};
-use super::RunError;
 use crate::mem::{MemError, SharedRegion};
+use crate::run::segments::{MemKinds, SegKind};
+use crate::run::RunError;
 
 /// The device regions behind one worker's host bounce regions, and the copy times.
 pub struct Staging {

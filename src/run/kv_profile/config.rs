@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use super::xfer::XferConfig;
-use super::RunError;
 use crate::model::kvbench::KvLayout;
 use crate::model::{Attention, KvGeometry};
+use crate::run::xfer::XferConfig;
+use crate::run::RunError;
 
 /// What a profile is asked to do.
 #[derive(Debug, Clone)]

@@ -1,121 +1,29 @@
-//! One worker of an xfer run on each side: connect, register, exchange regions, then per
-//! iteration prepare (verify), meet at the barrier, transfer, check.
+//! The initiator's side of an xfer worker: connect, register, take the target's regions,
+//! then per iteration prepare (verify, stage), meet the target, transfer, check; and how an
+//! initiator reaches its target (the control connection, or the end its own thread drives).
 
 use std::sync::Mutex;
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
+use super::config::{Sides, XferBackend, XferConfig, XferPlan, XferProgress};
+use super::staging::Staging;
 use super::tcp_stats::TcpCounters;
-use super::xfer_config::{XferBackend, XferConfig, XferPlan, XferProgress};
-use super::xfer_mem::SegKind;
-use super::xfer_staging::Staging;
-use super::RunError;
+use super::worker::{
+    bench_err, check, exchange, join_each, kept_reports, seq, Idle, KeptReports, Offer,
+    TargetFacts, TargetSummary, WorkerReport,
+};
+use crate::bench::pattern;
 use crate::bench::xfer::{run_initiator_iteration, IterParams, IterSample};
-use crate::bench::{pattern, BenchError};
+use crate::bench::BenchError;
 use crate::bootstrap::Oob;
 use crate::mem::SharedRegion;
-use crate::report::Environment;
-use crate::xfer::libfabric::{FabricInitiator, FabricTarget};
-use crate::xfer::rails::{sum_rails, RailStats, RailedInitiator, RailedTarget};
-use crate::xfer::ucx::{UcxInitiator, UcxTarget};
-use crate::xfer::{
-    InitiatorEnd, Library, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError,
-    XferInitiator, XferOp, XferTarget,
-};
-
-/// Empty polls before a worker yields its core (many workers share few cores).
-const IDLE_POLLS_BEFORE_YIELD: u32 = 64;
-
-/// Where a target worker's regions come from.
-pub enum TargetMem {
-    /// Allocate its own.
-    Allocate,
-    /// Parts of a shared allocation (`--reuse`).
-    Regions(Vec<SharedRegion>),
-}
-
-/// What one worker measured, as the initiator reports it to the target and the result.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WorkerReport {
-    /// Worker index: the initiator's numbering in its document, the target's in the target's.
-    pub worker: usize,
-    /// The worker's index at its target.
-    pub target_worker: usize,
-    /// Transfers this worker drove per iteration.
-    pub transfers: usize,
-    /// Fabric connection set-up, ns.
-    pub connect_ns: u64,
-    /// Registering the initiator's buffer the first time, ns.
-    pub registration_first_ns: u64,
-    /// Registering the same buffer again (a cache hit where the provider caches), ns.
-    pub registration_cached_ns: u64,
-    /// The target's first registration of its first region, ns.
-    pub target_registration_first_ns: u64,
-    /// The target's second registration of it, ns.
-    pub target_registration_cached_ns: u64,
-    /// The first iteration after the connection was made (warm-up or not).
-    pub cold: Option<IterSample>,
-    /// The timed iterations.
-    pub timed: Vec<IterSample>,
-    /// Bytes checked at the destination (--verify).
-    pub verified_bytes: u64,
-    /// The fabric the worker ran on.
-    pub environment: Environment,
-    /// `--staging host`: this side's copy time between device and bounce buffer per timed
-    /// iteration, ns.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub staging_ns: Vec<u64>,
-    /// How this side registered its memory (libfabric: host, hmem or dmabuf).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registration: Option<String>,
-    /// Per rail, what the timed iterations carried (only with `--rails`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rails: Option<Vec<RailStats>>,
-    /// The host's TCP counters over the timed iterations (the first initiator worker only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<TcpCounters>,
-}
-
-/// Per worker, what it measured so far (its report, updated after every iteration).
-pub(super) type KeptReports = std::sync::Arc<Vec<Mutex<Option<WorkerReport>>>>;
-
-/// One slot per worker of `plan` for what it measured so far.
-pub(super) fn kept_reports(plan: &XferPlan) -> KeptReports {
-    std::sync::Arc::new((0..plan.workers).map(|_| Mutex::new(None)).collect())
-}
-
-/// The target's offer: its worker index and its regions (in the backend's form), with its
-/// registration costs.
-#[derive(Serialize, Deserialize)]
-pub(super) struct Offer {
-    #[serde(flatten)]
-    pub facts: TargetFacts,
-    pub regions: RegionOffer,
-}
-
-/// What the target tells the initiator at the end.
-#[derive(Serialize, Deserialize)]
-pub(super) struct TargetSummary {
-    pub verified_bytes: u64,
-}
-
-/// The pattern's seed of transfer `t` of worker `worker` in iteration `iteration`.
-pub(super) fn seq(worker: usize, transfers: usize, t: usize, iteration: u64) -> u64 {
-    (((worker * transfers + t) as u64) << 32) | iteration
-}
-
-/// A benchmark error located at `at`.
-pub(super) fn bench_err<E: Into<BenchError>>(at: String) -> impl FnOnce(E) -> RunError {
-    move |error| RunError::Bench {
-        at,
-        error: error.into(),
-    }
-}
-
-/// The exchange of the ends' addresses over `oob`.
-fn exchange(oob: &mut Oob) -> impl FnMut(&[u8]) -> Result<Vec<u8>, String> + '_ {
-    |ours: &[u8]| oob.exchange(ours).map_err(|e| e.to_string())
-}
+use crate::report::{Environment, ResultDoc};
+use crate::run::segments::SegKind;
+use crate::run::RunError;
+use crate::xfer::libfabric::FabricInitiator;
+use crate::xfer::rails::{sum_rails, RailedInitiator};
+use crate::xfer::ucx::UcxInitiator;
+use crate::xfer::{InitiatorEnd, Library, SetupTimes, XferOp};
 
 /// Connects an initiator end of `cfg`'s backend and registers `local`.
 fn connect_initiator(
@@ -152,57 +60,15 @@ fn connect_initiator(
     })
 }
 
-/// Connects a target end of `cfg`'s backend and registers `regions`.
-pub(super) fn connect_target(
-    cfg: &XferConfig,
-    oob: &mut Oob,
-    regions: Vec<SharedRegion>,
-) -> Result<(Box<dyn TargetEnd>, SetupTimes), RunError> {
-    let vram = cfg.mem.target == SegKind::Vram;
-    Ok(match cfg.backend {
-        XferBackend::Libfabric => match cfg.rail_specs(oob, vram)? {
-            Some(specs) => {
-                let mut ex = exchange(oob);
-                let (end, t) = RailedTarget::connect(&specs, &mut ex, regions, cfg.timeout)?;
-                (Box::new(end), t)
-            }
-            None => {
-                let spec = cfg.spec(oob)?;
-                let mut ex = exchange(oob);
-                let (end, t) = FabricTarget::connect(&spec, &mut ex, regions, cfg.timeout)?;
-                (Box::new(end), t)
-            }
-        },
-        XferBackend::Ucx => {
-            let mut ex = exchange(oob);
-            let (end, t) = UcxTarget::connect(&mut ex, regions)?;
-            (Box::new(end), t)
-        }
-    })
-}
-
 /// The environment of the library `end` runs on.
 fn environment(end: &dyn InitiatorEnd) -> Environment {
     match end.library() {
-        Library::Libfabric(info) => super::environment::with_fabric(info),
+        Library::Libfabric(info) => crate::run::environment::with_fabric(info),
         Library::Ucx(ctx, ep) => {
-            let mut env = super::environment::base();
-            super::environment::add_ucx(&mut env, ctx, ep);
+            let mut env = crate::run::environment::base();
+            crate::run::environment::add_ucx(&mut env, ctx, ep);
             env
         }
-    }
-}
-
-/// Checks `buf` against the pattern of `seq`.
-pub(super) fn check(buf: &[u8], seq: u64, iteration: u64) -> Result<(), BenchError> {
-    match pattern::check(buf, seq) {
-        None => Ok(()),
-        Some((offset, expected, got)) => Err(BenchError::Verify {
-            iteration,
-            offset,
-            expected,
-            got,
-        }),
     }
 }
 
@@ -233,28 +99,6 @@ pub(super) trait TargetLink {
 
     /// Ends the run with this worker's `report`; the bytes the target verified.
     fn finish(&mut self, report: &WorkerReport) -> Result<u64, RunError>;
-}
-
-/// What the initiator learns of its target when it connects.
-#[derive(Serialize, Deserialize)]
-pub(super) struct TargetFacts {
-    /// The target's worker index.
-    pub worker: usize,
-    /// The target's first registration of its first region, ns.
-    pub registration_first_ns: u64,
-    /// The target's second registration of it, ns.
-    pub registration_cached_ns: u64,
-}
-
-impl TargetFacts {
-    /// The facts of target worker `worker` whose set-up took `setup`.
-    pub fn of(worker: usize, setup: &SetupTimes) -> TargetFacts {
-        TargetFacts {
-            worker,
-            registration_first_ns: setup.registration_first_ns,
-            registration_cached_ns: setup.registration_cached_ns,
-        }
-    }
 }
 
 /// The target at the other end of a control connection.
@@ -501,63 +345,98 @@ fn keep(kept: &Mutex<Option<WorkerReport>>, report: &WorkerReport) {
     }
 }
 
-/// Counts an empty poll (`got` false) and yields the core after enough of them in a row.
-pub(super) fn idle_tick(idle: &mut u32, got: bool) {
-    if got {
-        *idle = 0;
-    } else {
-        *idle += 1;
-        if *idle >= IDLE_POLLS_BEFORE_YIELD {
-            *idle = 0;
-            std::thread::yield_now();
+/// The initiator side's document from its workers' reports: complete, or partial over the
+/// iterations every worker finished when `error` stopped it (the error alone when a worker
+/// measured nothing).
+pub(super) fn doc(
+    cfg: &XferConfig,
+    reports: Vec<WorkerReport>,
+    error: Option<RunError>,
+) -> Result<ResultDoc, RunError> {
+    let plan = cfg.validate(Sides::Initiator)?;
+    let Some(e) = error else {
+        return Ok(super::report::build(cfg, &plan, "initiator", &reports));
+    };
+    if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
+        return Err(e);
+    }
+    let doc = super::report::build(cfg, &plan, "initiator", &reports);
+    crate::run::conclude(doc, Err(e))
+}
+
+/// How often a watched run asks its watcher.
+const WATCH: Duration = Duration::from_millis(250);
+
+/// Runs the initiator side's workers against the targets at `peers`: the reports of the
+/// workers that finished and what the failed ones measured, with the error that names the
+/// cause when any failed. With `watch`, asks it every quarter second while the workers run:
+/// when it names a cause, the run ends there with what every worker measured so far (a worker
+/// still waiting on the fabric or its target is left behind).
+pub(super) fn reports(
+    cfg: &XferConfig,
+    peers: &[String],
+    progress: &XferProgress,
+    watch: Option<&mut dyn FnMut() -> Option<RunError>>,
+) -> Result<(Vec<WorkerReport>, Option<RunError>), RunError> {
+    if peers.is_empty() {
+        return Err(RunError::Config("no target given".into()));
+    }
+    let plan = cfg.validate(Sides::Initiator)?;
+    let kept = kept_reports(&plan);
+    let mut handles = Vec::with_capacity(plan.workers);
+    for w in 0..plan.workers {
+        let peer = peers[w % peers.len()].clone();
+        let cfg = cfg.clone();
+        let progress = progress.clone();
+        let kept = kept.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("kvxfer-initiator-{w}"))
+            .spawn(move || {
+                let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
+                initiator_worker(&cfg, &plan, w, oob, &progress, &kept[w])
+            })
+            .map_err(|source| RunError::Spawn {
+                what: "an initiator worker",
+                source,
+            })?;
+        handles.push(h);
+    }
+    Ok(collect(handles, &kept, watch))
+}
+
+/// Waits for the initiator workers, asking `watch` every quarter second while they run: the
+/// reports of those that finished, what the others measured, and the error that names the
+/// cause when any failed (or when `watch` named one: the run ends there and a worker still
+/// waiting on the fabric or its target is left behind).
+pub(super) fn collect(
+    handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
+    kept: &KeptReports,
+    watch: Option<&mut dyn FnMut() -> Option<RunError>>,
+) -> (Vec<WorkerReport>, Option<RunError>) {
+    let take = |w: usize| kept[w].lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(watch) = watch {
+        while !handles.iter().all(|h| h.is_finished()) {
+            if let Some(e) = watch() {
+                let mut reports = Vec::new();
+                for (w, h) in handles.into_iter().enumerate() {
+                    match h.is_finished().then(|| h.join()) {
+                        Some(Ok(Ok(r))) => reports.push(r),
+                        _ => reports.extend(take(w)),
+                    }
+                }
+                return (reports, Some(e));
+            }
+            std::thread::sleep(WATCH);
         }
     }
-}
-
-/// An end with its idle count: many workers share few cores, so one that keeps finding
-/// nothing yields now and then.
-pub(super) struct Idle<'a, E: ?Sized> {
-    pub end: &'a mut E,
-    idle: u32,
-}
-
-impl<'a, E: ?Sized> Idle<'a, E> {
-    /// `end`, not idle yet.
-    pub fn new(end: &'a mut E) -> Self {
-        Idle { end, idle: 0 }
+    let workers = handles.len();
+    let (mut reports, error) = join_each(handles);
+    if error.is_some() {
+        // What the failed workers measured, beside the finished workers' reports.
+        let done: Vec<usize> = reports.iter().map(|r| r.worker).collect();
+        for w in (0..workers).filter(|w| !done.contains(w)) {
+            reports.extend(take(w));
+        }
     }
-}
-
-impl<E: InitiatorEnd + ?Sized> XferInitiator for Idle<'_, E> {
-    #[inline]
-    fn post(&mut self, tr: u32, c: u32, off: usize, len: usize) -> Result<bool, XferError> {
-        self.end.post(tr, c, off, len)
-    }
-    #[inline]
-    fn poll(&mut self, done: &mut Vec<(u32, u32)>) -> Result<(), XferError> {
-        let before = done.len();
-        self.end.poll(done)?;
-        idle_tick(&mut self.idle, done.len() > before);
-        Ok(())
-    }
-    fn notify(&mut self, tr: u32, chunks: u64) -> Result<(), XferError> {
-        self.end.notify(tr, chunks)
-    }
-    #[inline]
-    fn poll_confirmed(&mut self, out: &mut Vec<u32>) -> Result<(), XferError> {
-        self.end.poll_confirmed(out)
-    }
-}
-
-impl<E: TargetEnd + ?Sized> XferTarget for Idle<'_, E> {
-    #[inline]
-    fn poll(&mut self, out: &mut Vec<TargetEvent>) -> Result<(), XferError> {
-        let before = out.len();
-        self.end.poll(out)?;
-        idle_tick(&mut self.idle, out.len() > before);
-        Ok(())
-    }
-    fn confirm(&mut self, tr: u32) -> Result<(), XferError> {
-        self.end.confirm(tr)
-    }
+    (reports, error)
 }

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
-use super::xfer_mem::{check_device, check_hmem, check_ucx_cuda, MemKinds};
-use super::RunError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
 use crate::mem::available_memory;
+use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
+use crate::run::segments::{check_device, check_hmem, check_ucx_cuda, MemKinds};
+use crate::run::RunError;
 use crate::units::human_size;
 use crate::xfer::XferOp;
 
@@ -416,7 +416,7 @@ impl XferConfig {
                 if vram {
                     let topo = crate::topo::Topology::scan_host();
                     let gpus = crate::topo::GpuListing::build(&topo, crate::topo::driver_gpus());
-                    super::xfer_mem::rails_near_gpu(&topo, &gpus, self.mem.gpu, offered)
+                    crate::run::segments::rails_near_gpu(&topo, &gpus, self.mem.gpu, offered)
                 } else {
                     offered
                 }

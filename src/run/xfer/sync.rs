@@ -4,7 +4,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::RunError;
+use crate::run::RunError;
 
 struct State {
     waiting: usize,

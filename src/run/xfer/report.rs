@@ -6,13 +6,13 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::environment;
+use super::config::{endpoint_name, XferBackend, XferConfig, XferPlan};
+use super::staging::{Direction, StagingFigures};
 use super::tcp_stats::TcpCounters;
-use super::xfer_config::{endpoint_name, XferBackend, XferConfig, XferPlan};
-use super::xfer_staging::{Direction, StagingFigures};
-use super::xfer_worker::WorkerReport;
+use super::worker::WorkerReport;
 use crate::bench::xfer::IterSample;
 use crate::report::{ResultDoc, SizeResult, Status};
+use crate::run::environment;
 use crate::stats::{detect_tiers, encode_histogram, new_histogram, LatencySummary};
 use crate::xfer::rails::{sum_rails, RailStats};
 use crate::xfer::XferOp;
@@ -419,7 +419,7 @@ fn config_map(
         }
     }
     m.insert("op".into(), json!(cfg.op.name()));
-    super::xfer_mem::config_keys(&mut m, &cfg.mem, side, cfg.verify);
+    crate::run::segments::config_keys(&mut m, &cfg.mem, side, cfg.verify);
     if cfg.mem.any_vram() {
         let reg = reports.iter().find_map(|r| r.registration.clone());
         m.insert("mem_registration".into(), json!(reg));
@@ -448,5 +448,4 @@ fn config_map(
 }
 
 #[cfg(test)]
-#[path = "xfer_report_tests.rs"]
 mod tests;

@@ -26,7 +26,7 @@ fn cfg(op: XferOp) -> XferConfig {
         timeout: Duration::from_secs(1),
         idle_before_timed: Duration::ZERO,
         rails: None,
-        stripe_threshold: crate::run::xfer_config::DEFAULT_STRIPE_THRESHOLD,
+        stripe_threshold: crate::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
     }
 }

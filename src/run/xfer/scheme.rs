@@ -7,7 +7,7 @@
 //! - one-to-many: rank 0 the initiator of ranks 1..N-1, its `concurrency` workers spread
 //!   round robin over them (worker w to rank 1 + w mod (N-1)).
 
-use super::xfer_config::Scheme;
+use super::config::Scheme;
 
 /// The roles of every rank of a group run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,15 +11,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::config::{ConcurrencyMode, Sides, XferConfig, XferProgress};
+use super::scheme::Roles;
 use super::sync::TimedBarrier;
-use super::xfer::{initiator_doc, initiator_reports_watched, run_target_with};
-use super::xfer_config::{ConcurrencyMode, Sides, XferConfig, XferProgress};
-use super::xfer_scheme::Roles;
-use super::xfer_worker::WorkerReport;
-use super::RunError;
+use super::worker::WorkerReport;
+use super::{initiator, target};
 use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec};
 use crate::bootstrap::{Fingerprint, OobListener};
 use crate::report::ResultDoc;
+use crate::run::RunError;
 
 /// How often rank 0 looks for ranks that are gone while the transfers run.
 const WATCH: Duration = Duration::from_millis(250);
@@ -186,7 +186,7 @@ fn run_rank(
     let doc = merge(cfg, roles, group, &results)?;
     // The other ranks revoke their leases once they see the results collected.
     group.wait_others_gone(settle)?;
-    super::conclude(doc, cause.map_or(Ok(()), Err))
+    crate::run::conclude(doc, cause.map_or(Ok(()), Err))
 }
 
 /// What one rank's part gives: what it publishes, and its own document (partial, or the error
@@ -220,7 +220,7 @@ fn target_part(
         error: cause.as_ref().map(|e| e.to_string()),
     };
     let outcome = match (doc, cause) {
-        (Some(d), c) => super::conclude(d, c.map_or(Ok(()), Err)),
+        (Some(d), c) => crate::run::conclude(d, c.map_or(Ok(()), Err)),
         (None, Some(c)) => Err(c),
         (None, None) => Err(RunError::Crashed("target")),
     };
@@ -242,7 +242,7 @@ fn serve(
     let target = std::thread::Builder::new()
         .name("kvxfer-target".into())
         .spawn(move || {
-            run_target_with(&cfg, &listener, |b| {
+            target::serve(&cfg, &listener, |b| {
                 *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
             })
         })
@@ -287,14 +287,14 @@ fn initiator_part(
         eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
         Some(RunError::Group(gone))
     };
-    let (reports, error) = initiator_reports_watched(cfg, &targets, progress, Some(&mut watch))?;
+    let (reports, error) = initiator::reports(cfg, &targets, progress, Some(&mut watch))?;
     let error = error.map(|e| blame(group, e, settle));
     let own = RankResult {
         reports: reports.clone(),
         served: None,
         error: error.as_ref().map(|e| e.to_string()),
     };
-    Ok((own, initiator_doc(cfg, reports, error)))
+    Ok((own, initiator::doc(cfg, reports, error)))
 }
 
 /// The largest value put at once (etcd refuses requests over 1.5 MiB by default).
@@ -356,7 +356,7 @@ fn merge(
                 .push(json!({"rank": r, "host": host(r), "status": "lost", "target_ranks": peers}));
             continue;
         };
-        let own = super::xfer_report::build(cfg, &rank_plan, "initiator", &got.reports);
+        let own = super::report::build(cfg, &rank_plan, "initiator", &got.reports);
         ranks.push(rank_entry(
             r,
             &host(r),
@@ -383,7 +383,7 @@ fn merge(
     } else {
         ("initiator", rank_plan)
     };
-    let mut doc = super::xfer_report::build(&mcfg, &plan, side, &all);
+    let mut doc = super::report::build(&mcfg, &plan, side, &all);
     if let Some(res) = doc.results.first_mut() {
         res.extra.insert("ranks".into(), Value::Array(ranks));
         res.extra.insert("targets".into(), Value::Array(targets));

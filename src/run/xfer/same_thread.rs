@@ -7,16 +7,16 @@
 
 use std::sync::Arc;
 
+use super::config::{XferConfig, XferPlan, XferProgress};
+use super::initiator::{initiator_run, TargetLink};
 use super::sync::TimedBarrier;
-use super::xfer_config::{XferConfig, XferPlan, XferProgress};
-use super::xfer_target::{target_regions, TargetSide};
-use super::xfer_worker::{
-    idle_tick, initiator_run, KeptReports, TargetFacts, TargetLink, TargetMem, WorkerReport,
-};
-use super::RunError;
+use super::target::TargetMem;
+use super::target::{target_regions, TargetSide};
+use super::worker::{idle_tick, KeptReports, TargetFacts, WorkerReport};
 use crate::bench::xfer::{run_initiator_iteration, IterParams, IterSample, TargetCount};
 use crate::bench::BenchError;
 use crate::mem::SharedRegion;
+use crate::run::RunError;
 use crate::xfer::ucx::{connect_pair, UcxTarget};
 use crate::xfer::{
     InitiatorEnd, SetupTimes, TargetEnd, TargetEvent, XferError, XferInitiator, XferTarget,

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::kv_profile_config::{KvProfileConfig, ProfileRun, Shape};
+use super::config::{KvProfileConfig, ProfileRun, Shape};
 use super::RunError;
 use crate::report::{ResultDoc, SizeResult, Status};
 

@@ -1,0 +1,110 @@
+//! `xfer`: KV-sized transfers by RMA, N workers at once, in one process or across several.
+//!
+//! Topology: a target process accepts one control connection per initiator worker (its
+//! `concurrency`); an initiator process opens `concurrency` workers against one or more
+//! targets (`peers`, round robin). Many-to-one in separate processes is one target with
+//! `--concurrency N` and initiator processes whose concurrencies add up to N.
+
+mod config;
+mod group;
+mod initiator;
+mod report;
+mod same_thread;
+mod scheme;
+pub mod staging;
+mod sync;
+mod target;
+mod tcp_stats;
+mod worker;
+
+use std::net::SocketAddr;
+
+pub use self::config::{
+    ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan,
+    XferProgress, DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD,
+};
+pub use self::group::run_group;
+use self::same_thread::spawn_pairs;
+use self::worker::kept_reports;
+use super::RunError;
+use crate::bootstrap::OobListener;
+use crate::report::ResultDoc;
+
+/// Runs the target side: accepts `concurrency` workers (one in outstanding mode) on the
+/// listener, serves them, and returns the document of all their reports.
+pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc, RunError> {
+    target::serve(cfg, listener, |_| {})
+}
+
+/// Runs the initiator side: `concurrency` workers (one in outstanding mode) against the
+/// targets at `peers`, round robin, counting finished iterations in `progress`; returns the
+/// document of its workers.
+pub fn run_initiator(
+    cfg: &XferConfig,
+    peers: &[String],
+    progress: &XferProgress,
+) -> Result<ResultDoc, RunError> {
+    let (reports, error) = initiator::reports(cfg, peers, progress, None)?;
+    initiator::doc(cfg, reports, error)
+}
+
+/// Runs both sides in this process over the loopback in the thread layout `threads` (which the
+/// document's config records), counting the initiator's finished iterations in `progress`;
+/// returns the initiator's document.
+pub fn run_local(
+    cfg: &XferConfig,
+    threads: LocalThreads,
+    progress: &XferProgress,
+) -> Result<ResultDoc, RunError> {
+    let tag = |mut doc: ResultDoc| {
+        doc.config
+            .insert("local_threads".into(), threads.name().into());
+        doc
+    };
+    let run = match threads {
+        LocalThreads::Side => run_local_sides(cfg, progress),
+        LocalThreads::Pair => run_local_pairs(cfg, progress),
+    };
+    match run {
+        Ok(doc) => Ok(tag(doc)),
+        Err(RunError::Partial { doc, error }) => Err(RunError::Partial {
+            doc: Box::new(tag(*doc)),
+            error,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Both sides in threads of their own: the target's behind a loopback control listener.
+fn run_local_sides(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDoc, RunError> {
+    cfg.validate(Sides::Both)?;
+    let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let addr = listener.local_addr().to_string();
+    let tcfg = cfg.clone();
+    let target = std::thread::Builder::new()
+        .name("kvxfer-target".into())
+        .spawn(move || run_target(&tcfg, &listener))
+        .map_err(|source| RunError::Spawn {
+            what: "the target thread",
+            source,
+        })?;
+    let ours = run_initiator(cfg, &[addr], progress);
+    super::join_local(ours, target)
+}
+
+/// One thread per worker, driving both ends of its connection.
+fn run_local_pairs(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDoc, RunError> {
+    let plan = cfg.validate(Sides::Both)?;
+    if cfg.backend != XferBackend::Ucx {
+        return Err(RunError::Config(
+            "--local-threads pair drives both ends of a connection from one thread, which \
+             libfabric's connection set-up does not allow: use --local-threads side"
+                .into(),
+        ));
+    }
+    let mems = target::target_mems(cfg, plan.workers, plan.transfers_per_worker)?;
+    let kept = kept_reports(&plan);
+    let handles = spawn_pairs(cfg, &plan, mems, progress, &kept)?;
+    let (reports, error) = initiator::collect(handles, &kept, None);
+    initiator::doc(cfg, reports, error)
+}
