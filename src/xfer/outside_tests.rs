@@ -6,9 +6,9 @@ use std::time::Duration;
 use super::libfabric::{FabricInitiator, FabricTarget};
 use super::ucx::{UcxInitiator, UcxTarget};
 use super::*;
-use crate::bootstrap::Exchange;
 use crate::fabric::{caps, EndpointSpec, EndpointType};
 use crate::mem::HostBuffer;
+use crate::peer::Exchange;
 
 const SIZE: usize = 64 << 10;
 const TIMEOUT: Duration = Duration::from_secs(10);
