@@ -187,5 +187,4 @@ pub(crate) fn ms(v: f64) -> String {
 }
 
 #[cfg(test)]
-#[path = "verdict_tests.rs"]
-mod verdict_tests;
+mod tests;

@@ -194,5 +194,4 @@ impl BwFigures {
 }
 
 #[cfg(test)]
-#[path = "tag_bw_tests.rs"]
 mod tests;
