@@ -253,18 +253,25 @@ fn l2_slow_start(inputs: &Inputs, s: &Settings) -> Sentence {
         let (n, v) = parts[0];
         format!("not the main cause: {n} is larger, {}", fig(v, "ms"))
     };
-    let host = if p.loopback {
-        "; on one host, not measured on the nodes"
-    } else {
-        ""
-    };
+    let mut notes = vec![p.pattern_id.clone().unwrap_or_else(|| p.source.clone())];
+    if let Some(idle) = prof.slow_start_ms.filter(|_| prof.cold_excess_ms.is_some()) {
+        notes.push(format!("after an idle gap {} more", fig(idle, "ms")));
+    }
+    if p.loopback {
+        notes.push("on one host, not measured on the nodes".into());
+    }
+    if p.size != bytes {
+        let ids = s.catalogue.profile_run("tcp", bytes, "").pattern_ids;
+        notes.push(format!("not the 12K cache: run {}", ids.join(", ")));
+        out.lacks(ids);
+    }
     out.text = format!(
         "With the L2 profile (kvxfer kv profile, KVBench's twin) separating TCP slow start, the \
-         first transfer of {} pays {} more than a warm one ({}{host}): {:.0} % of the {} its \
-         parts add beyond the theoretical {} at {} GB/s, {verdict}.",
+         first transfer of {} pays {} more than a warm one ({}): {:.0} % of the {} its parts \
+         add beyond the theoretical {} at {} GB/s, {verdict}.",
         bytes_label(p.size as f64),
         fig(extra, "ms"),
-        p.pattern_id.clone().unwrap_or_else(|| p.source.clone()),
+        notes.join("; "),
         100.0 * extra / gap.max(f64::MIN_POSITIVE),
         fig(gap, "ms"),
         fig(theoretical, "ms"),

@@ -155,10 +155,28 @@ fn the_slow_start_sentence_weighs_the_first_transfer_against_the_other_parts() {
     assert_eq!(s.figures["first_transfer_extra_ms"], 450.0);
     assert_eq!(s.figures["gap_parts_ms"], 600.0);
     assert!(s.text.contains("pays 450.0 ms more"), "{}", s.text);
+    assert!(
+        s.text.contains("after an idle gap 12.0 ms more"),
+        "{}",
+        s.text
+    );
+    assert!(s.on_nodes && s.to_run.is_empty(), "{:?}", s.to_run);
     assert!(s.text.contains("75 % of the 600.0 ms"), "{}", s.text);
     assert!(s.text.ends_with("the main cause."), "{}", s.text);
     let theoretical = KV12K as f64 / 2.9e9 * 1e3;
     assert!((s.figures["theoretical_ms"] - theoretical).abs() < 1e-9);
+    // A profile of another prompt length stands in, and says which to run.
+    let mut j = i.clone();
+    j.low[0].size = 256 * 57_344;
+    let s = &all(&j, &Settings::default())[1];
+    assert!(s.text.contains("first transfer of 14M"), "{}", s.text);
+    assert!(
+        s.text
+            .contains("not the 12K cache: run pll-kvbench-ucx-tcp-12k"),
+        "{}",
+        s.text
+    );
+    assert!(!s.on_nodes);
     i.low[0].profile.as_mut().unwrap().descriptors_ms = Some(900.0);
     let s = &all(&i, &Settings::default())[1];
     assert!(
