@@ -429,5 +429,4 @@ fn runs_present(ev: &ClaimEvidence<'_>) -> Award {
 }
 
 #[cfg(test)]
-#[path = "score_tests.rs"]
 mod tests;

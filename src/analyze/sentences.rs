@@ -388,5 +388,4 @@ fn ttft_split(inputs: &Inputs, s: &Settings, out: &mut Sentence) -> String {
 }
 
 #[cfg(test)]
-#[path = "sentences_tests.rs"]
 mod tests;

@@ -380,5 +380,4 @@ pub fn class_bytes_per_token(
 }
 
 #[cfg(test)]
-#[path = "kvbench_class_tests.rs"]
 mod tests;
