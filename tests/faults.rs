@@ -293,16 +293,64 @@ fn wait_listening(port: u16, limit: std::time::Duration) {
     }
 }
 
+/// Bytes the TCP sockets of process `pid` have sent and received, as `ss -tinp` reports them
+/// (the kernel's own per-socket counts); None where `ss` cannot tell.
+fn socket_bytes(pid: u32) -> Option<u64> {
+    let out = std::process::Command::new("ss")
+        .args(["-tinpH"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mine = format!("pid={pid},");
+    let mut total = 0;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if !line.contains(&mine) {
+            continue;
+        }
+        let info = lines.next().unwrap_or_default();
+        for field in info.split_whitespace() {
+            for key in ["bytes_sent:", "bytes_received:"] {
+                if let Some(v) = field.strip_prefix(key).and_then(|v| v.parse::<u64>().ok()) {
+                    total += v;
+                }
+            }
+        }
+    }
+    Some(total)
+}
+
+/// Waits until the initiator `pid` has moved `bytes` through its sockets: past its set-up and
+/// into the part of the run the fault must interrupt, however loaded the host is (a fixed
+/// sleep let a slow start end up with nothing measured). Where `ss` cannot tell, waits 4 s
+/// instead. False when it had not within 90 s.
+fn wait_moved(pid: u32, bytes: u64) -> bool {
+    let start = std::time::Instant::now();
+    if socket_bytes(pid).is_none() {
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        return true;
+    }
+    while socket_bytes(pid).is_some_and(|b| b < bytes) {
+        if start.elapsed() > std::time::Duration::from_secs(90) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
 /// Runs `ARGS --listen` (the target) and `ARGS --peer` (the initiator) with `--timeout T` and
-/// `--json`, both processes this test starts; `after` the initiator started, sends `signal`
-/// (STOP or KILL) to the target (`kill_target`) or to the initiator, and returns how the other
-/// side ended. The signalled process is killed afterwards.
+/// `--json`, both processes this test starts; once the initiator has moved `moved` bytes, sends
+/// `signal` (STOP or KILL) to the target (`kill_target`) or to the initiator, and returns how
+/// the other side ended and how long after the fault. The signalled process is killed
+/// afterwards.
 fn fault_run(
     env: &[(&str, &str)],
     args: &[&str],
     kill_target: bool,
     signal: &str,
-    after: std::time::Duration,
+    moved: u64,
     timeout_s: u64,
 ) -> Faulted {
     use std::process::Stdio;
@@ -325,14 +373,21 @@ fn fault_run(
     let (tjson, ijson) = (dir.path().join("t.json"), dir.path().join("i.json"));
     let target = side("--listen", format!("127.0.0.1:{port}"), &tjson);
     wait_listening(port, std::time::Duration::from_secs(60));
-    let start = std::time::Instant::now();
-    let initiator = side("--peer", format!("127.0.0.1:{port}"), &ijson);
+    let mut initiator = side("--peer", format!("127.0.0.1:{port}"), &ijson);
+    if !wait_moved(initiator.id(), moved) {
+        // Neither busy-polling process may outlive the failed test.
+        let _ = initiator.kill();
+        let mut target = target;
+        let _ = target.kill();
+        let _ = (initiator.wait(), target.wait());
+        panic!("{args:?}: the initiator moved fewer than {moved} bytes in 90 s");
+    }
     let (victim, survivor, json) = if kill_target {
         (target, initiator, ijson)
     } else {
         (initiator, target, tjson)
     };
-    std::thread::sleep(after);
+    let start = std::time::Instant::now();
     let pid = victim.id().to_string();
     let sent = std::process::Command::new("kill")
         .args([&format!("-{signal}"), &pid])
@@ -356,18 +411,18 @@ fn fault_target(
     env: &[(&str, &str)],
     args: &[&str],
     signal: &str,
-    after: std::time::Duration,
+    moved: u64,
     timeout_s: u64,
 ) -> Faulted {
-    fault_run(env, args, true, signal, after, timeout_s)
+    fault_run(env, args, true, signal, moved, timeout_s)
 }
 
-/// Checks a faulted initiator: ended within its time-out (plus set-up and a margin), one
+/// Checks a faulted initiator: ended within its time-out of the fault (plus a margin), one
 /// error line, non-zero exit, and a partial document holding what was measured.
-fn assert_partial(f: &Faulted, timeout_s: u64, after: std::time::Duration, what: &str) {
+fn assert_partial(f: &Faulted, timeout_s: u64, what: &str) {
     let err = no_panic(&f.out);
     assert!(!f.out.status.success(), "{what}: {err}");
-    let limit = after + std::time::Duration::from_secs(timeout_s + 6);
+    let limit = std::time::Duration::from_secs(timeout_s + 6);
     assert!(
         f.took < limit,
         "{what}: took {:?} (limit {limit:?}): {err}",
@@ -396,23 +451,28 @@ const PINGPONG_LONG: &[&str] = &[
 const XFER_LONG: &[&str] = &[
     "xfer", "--domain", "lo", "-s", "64K", "-I", "10000000", "-w", "1",
 ];
+/// What an initiator of the `*_LONG` runs has moved once its first size is done and its
+/// second started (pingpong, rma-pingpong, tag_lat: 16M; tag_bw: 64M), or, for xfer, once a
+/// few timed 64K iterations are.
+const PAST_FIRST_SIZE: u64 = 16 << 20;
+const PAST_FIRST_SIZE_BW: u64 = 64 << 20;
+const SOME_ITERATIONS: u64 = 64 << 14;
 
 // Cases 2 and 4: a target killed or stopped mid-run ends the initiator within --timeout,
 // with what was measured kept (pingpong: the sizes done; xfer: the iterations done).
 #[test]
 fn killed_or_stopped_targets_leave_partial_results_in_time() {
     let _g = fabric_lock();
-    let after = std::time::Duration::from_secs(4);
     for signal in ["KILL", "STOP"] {
-        let f = fault_target(&[], PINGPONG_LONG, signal, after, 5);
-        assert_partial(&f, 5, after, &format!("pingpong, target {signal}"));
+        let f = fault_target(&[], PINGPONG_LONG, signal, PAST_FIRST_SIZE, 5);
+        assert_partial(&f, 5, &format!("pingpong, target {signal}"));
         let doc = f.doc.unwrap();
         assert_eq!(doc.results.len(), 1);
         assert_eq!(doc.results[0].message_size, 64);
         assert_eq!(doc.results[0].iterations, 2000);
 
-        let f = fault_target(&[], XFER_LONG, signal, after, 5);
-        assert_partial(&f, 5, after, &format!("xfer, target {signal}"));
+        let f = fault_target(&[], XFER_LONG, signal, SOME_ITERATIONS, 5);
+        assert_partial(&f, 5, &format!("xfer, target {signal}"));
         let doc = f.doc.unwrap();
         assert!(doc.results[0].iterations < 10_000_000);
     }
@@ -468,21 +528,23 @@ const UCX_TCP: &[(&str, &str)] = &[("UCX_TLS", "tcp"), ("UCX_NET_DEVICES", "lo")
 
 /// A command's environment.
 type Env = &'static [(&'static str, &'static str)];
-/// A command's environment and arguments.
-type Case = (Env, &'static [&'static str]);
+/// A command's environment, its arguments, and what its initiator moves before the fault.
+type Case = (Env, &'static [&'static str], u64);
 
 // Cases 2 and 4 on rma-pingpong and ucx-perf: the same with their targets.
 #[test]
 fn rma_and_ucx_targets_killed_or_stopped_leave_partial_results_in_time() {
     let _g = fabric_lock();
-    let after = std::time::Duration::from_secs(4);
     for signal in ["KILL", "STOP"] {
-        let f = fault_target(&[], RMA_LONG, signal, after, 5);
-        assert_partial(&f, 5, after, &format!("rma-pingpong, target {signal}"));
+        let f = fault_target(&[], RMA_LONG, signal, PAST_FIRST_SIZE, 5);
+        assert_partial(&f, 5, &format!("rma-pingpong, target {signal}"));
         assert_eq!(f.doc.unwrap().results[0].message_size, 64);
-        for args in [UCX_LAT_LONG, UCX_BW_LONG] {
-            let f = fault_target(UCX_TCP, args, signal, after, 5);
-            assert_partial(&f, 5, after, &format!("{args:?}, target {signal}"));
+        for (args, moved) in [
+            (UCX_LAT_LONG, PAST_FIRST_SIZE),
+            (UCX_BW_LONG, PAST_FIRST_SIZE_BW),
+        ] {
+            let f = fault_target(UCX_TCP, args, signal, moved, 5);
+            assert_partial(&f, 5, &format!("{args:?}, target {signal}"));
             assert_eq!(f.doc.unwrap().results[0].message_size, 64);
         }
     }
@@ -493,21 +555,20 @@ fn rma_and_ucx_targets_killed_or_stopped_leave_partial_results_in_time() {
 #[test]
 fn killed_or_stopped_initiators_end_their_targets_in_time() {
     let _g = fabric_lock();
-    let after = std::time::Duration::from_secs(4);
     let cases: &[Case] = &[
-        (&[], PINGPONG_LONG),
-        (&[], RMA_LONG),
-        (&[], XFER_LONG),
-        (UCX_TCP, UCX_LAT_LONG),
-        (UCX_TCP, UCX_BW_LONG),
+        (&[], PINGPONG_LONG, PAST_FIRST_SIZE),
+        (&[], RMA_LONG, PAST_FIRST_SIZE),
+        (&[], XFER_LONG, SOME_ITERATIONS),
+        (UCX_TCP, UCX_LAT_LONG, PAST_FIRST_SIZE),
+        (UCX_TCP, UCX_BW_LONG, PAST_FIRST_SIZE_BW),
     ];
     for signal in ["KILL", "STOP"] {
-        for (env, args) in cases {
+        for (env, args, moved) in cases {
             let what = format!("{} target, initiator {signal}", args[0]);
-            let f = fault_run(env, args, false, signal, after, 5);
+            let f = fault_run(env, args, false, signal, *moved, 5);
             let err = no_panic(&f.out);
             assert!(!f.out.status.success(), "{what}: {err}");
-            let limit = after + std::time::Duration::from_secs(5 + 6);
+            let limit = std::time::Duration::from_secs(5 + 6);
             assert!(f.took < limit, "{what}: took {:?}: {err}", f.took);
             let last = err.lines().last().unwrap_or_default();
             assert!(last.starts_with("kvxfer: error: "), "{what}: {err}");
