@@ -764,7 +764,7 @@ fn messages_name_the_cause_once() {
     // pingpong meets an xfer target.
     let port = free_port();
     let target = std::process::Command::new(kvxfer_path())
-        .args(["xfer", "-s", "4K", "-I", "2", "--timeout", "20"])
+        .args(["xfer", "-s", "4K", "-I", "2", "--timeout", "4"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
