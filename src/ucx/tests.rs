@@ -146,10 +146,7 @@ fn put_through_an_unpacked_remote_key_lands_in_mapped_memory() {
 fn bad_input_is_an_error_not_a_crash() {
     let c = Context::new(Features::default()).unwrap();
     let w = Worker::new(&c).unwrap();
-    assert!(matches!(
-        Endpoint::connect(&w, &[]),
-        Err(UcxError::Peer(_))
-    ));
+    assert!(matches!(Endpoint::connect(&w, &[]), Err(UcxError::Peer(_))));
     assert!(matches!(
         Endpoint::connect(&w, &[0xff; 64]),
         Err(UcxError::Peer(_))
