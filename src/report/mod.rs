@@ -3,6 +3,7 @@
 mod atomic;
 pub mod export;
 pub mod kv;
+mod output;
 pub mod schema;
 pub mod stdout;
 pub mod table;
@@ -10,4 +11,5 @@ mod table_xfer;
 pub mod ucx_table;
 
 pub use atomic::write_atomic;
+pub use output::{destination, write_output, Destination, OutputError};
 pub use schema::{Environment, ErrorEntry, ResultDoc, SizeResult, Status, SCHEMA};

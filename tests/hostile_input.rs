@@ -1,0 +1,185 @@
+//! A hostile user (issue 29): `--json` paths that are links or special files, counts that
+//! overflow, and the smaller cases of item 14. Each test checks what happened to the files
+//! and the exit status, not only the message.
+
+mod common;
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// A 10-iteration loopback ping-pong of 64 bytes, with `--json PATH`.
+fn pingpong_json(path: &Path) -> std::process::Output {
+    kvxfer()
+        .args(["pingpong", "--domain", "lo", "--sizes", "64", "-I", "10"])
+        .args(["-w", "1", "--timeout", "20", "--json"])
+        .arg(path)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap()
+}
+
+/// The stderr, checked to hold no panic.
+fn stderr(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("panicked"), "panic: {err}");
+    err
+}
+
+// Item 4: a link to a file is written through (the link stays); a FIFO and a character
+// device are written as streams (they stay what they are); /dev/stdout carries the document.
+#[test]
+fn json_goes_through_links_and_into_streams_without_replacing_them() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.json");
+    std::fs::write(&real, "old").unwrap();
+    let link = dir.path().join("link.json");
+    std::os::unix::fs::symlink("real.json", &link).unwrap();
+    let out = pingpong_json(&link);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(read_doc(&real).results[0].iterations, 10);
+
+    let fifo = dir.path().join("r.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let out = pingpong_json(&fifo);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = kvxfer::report::ResultDoc::from_json(&reader.join().unwrap()).unwrap();
+    assert_eq!(got.results[0].iterations, 10);
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // A character device of its own (the null device's numbers), where mknod is allowed.
+    let dev = dir.path().join("mynull");
+    let mknod = std::process::Command::new("mknod")
+        .arg(&dev)
+        .args(["c", "1", "3"])
+        .output()
+        .unwrap();
+    if mknod.status.success() {
+        let out = pingpong_json(&dev);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let kind = std::fs::symlink_metadata(&dev).unwrap().file_type();
+        assert!(kind.is_char_device(), "replaced by {kind:?}");
+    } else {
+        skip(
+            "json_goes_through_links_and_into_streams (mknod)",
+            "mknod not permitted",
+        );
+    }
+
+    let out = pingpong_json(Path::new("/dev/stdout"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let start = stdout.find("{\n").expect("a JSON document on stdout");
+    let doc = kvxfer::report::ResultDoc::from_json(stdout[start..].as_bytes()).unwrap();
+    assert_eq!(doc.results[0].iterations, 10);
+}
+
+// Item 4: a socket is no place for a result: refused before anything is measured, left as it is.
+#[test]
+fn json_to_a_socket_is_refused_before_measuring() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("r.sock");
+    let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let out = pingpong_json(&sock);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty(), "measured first: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is a socket"), "{err}");
+    assert!(std::fs::symlink_metadata(&sock)
+        .unwrap()
+        .file_type()
+        .is_socket());
+}
+
+// Item 6: counts whose sum or product wraps are refused with exit 2 (clap) or 1 (the run's
+// check) and nothing measured; before, they gave exit 0 with made-up figures (or a false
+// "copy differs" from memcpy).
+#[test]
+fn counts_that_wrap_are_refused_and_nothing_is_measured() {
+    let max = u64::MAX.to_string();
+    let max2 = (u64::MAX - 2).to_string();
+    let cases: Vec<(Vec<&str>, i32)> = vec![
+        (
+            vec![
+                "pingpong",
+                "--domain",
+                "lo",
+                "--sizes",
+                "64",
+                "--iterations",
+                "5",
+                "--warmup",
+                &max,
+            ],
+            2,
+        ),
+        (vec!["memcpy", "-s", "1M", "-w", &max], 2),
+        (vec!["memcpy", "-s", "1M", "-w", &max2], 2),
+        (
+            vec![
+                "pingpong",
+                "--domain",
+                "lo",
+                "--sizes",
+                "64",
+                "--iterations",
+                &max,
+                "--warmup",
+                "1",
+            ],
+            2,
+        ),
+        (vec!["ucx-perf", "-t", "tag_lat", "-s", "64", "-n", &max], 2),
+        (vec!["xfer", "-s", "4K", "-w", &max], 2),
+        // Within the clap limits, but 10^12 round trips of 8 GiB count more bytes than 64 bits.
+        (
+            vec![
+                "pingpong",
+                "--domain",
+                "lo",
+                "--sizes",
+                "8G",
+                "-I",
+                "1000000000000",
+            ],
+            1,
+        ),
+    ];
+    for (args, code) in &cases {
+        let out = kvxfer()
+            .args(args)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed figures");
+        assert!(
+            err.contains("10^12") || err.contains("64-bit"),
+            "{args:?}: {err}"
+        );
+    }
+    // clap states the limits.
+    for cmd in ["pingpong", "memcpy", "ucx-perf", "xfer"] {
+        let out = kvxfer().args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("1 to 10^12"), "{cmd}: {help}");
+        assert!(help.contains("0 to 10^12"), "{cmd}: {help}");
+    }
+}
