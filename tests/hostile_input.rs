@@ -183,3 +183,94 @@ fn counts_that_wrap_are_refused_and_nothing_is_measured() {
         assert!(help.contains("0 to 10^12"), "{cmd}: {help}");
     }
 }
+
+// Item 8: model geometry whose products wrap, a head dimension that does not divide, and more
+// KV heads than attention heads are refused (exit 1, no table) from a HuggingFace config and
+// a KVBench YAML; before, `kv size` printed e.g. 448 bytes per token with exit 0.
+#[test]
+fn model_geometry_that_wraps_or_does_not_divide_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let hf = |extra: &str| {
+        format!(
+            r#"{{"num_hidden_layers": 28, "torch_dtype": "bfloat16", "hidden_size": 3584, {extra}}}"#
+        )
+    };
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "head_dim.json",
+            hf(
+                r#""num_attention_heads": 28, "num_key_value_heads": 4, "head_dim": 2305843009213693953"#,
+            ),
+        ),
+        (
+            "head_dim62.json",
+            hf(
+                r#""num_attention_heads": 28, "num_key_value_heads": 4, "head_dim": 4611686018427387904"#,
+            ),
+        ),
+        (
+            "layers.json",
+            r#"{"num_hidden_layers": 288230376151711745, "torch_dtype": "bfloat16",
+                "num_attention_heads": 28, "num_key_value_heads": 4, "head_dim": 128}"#
+                .to_string(),
+        ),
+        (
+            "five_heads.json",
+            hf(r#""num_attention_heads": 5, "num_key_value_heads": 5"#),
+        ),
+        (
+            "kv_heads.json",
+            hf(r#""num_attention_heads": 28, "num_key_value_heads": 100"#),
+        ),
+        (
+            "layers.yaml",
+            "model_name: x\nnum_layers: 288230376151711745\nnum_kv_heads: 8\n\
+             query_head_dimension: 128\n"
+                .to_string(),
+        ),
+        (
+            "rope.yaml",
+            "model_name: x\nnum_layers: 61\nrope_mla_dimension: 18446744073709551615\n\
+             mla_latent_vector_dimension: 512\n"
+                .to_string(),
+        ),
+        (
+            "kv_heads.yaml",
+            "model_name: x\nnum_layers: 32\nnum_query_heads_with_mha: 28\nnum_kv_heads: 100\n\
+             query_head_dimension: 128\n"
+                .to_string(),
+        ),
+    ];
+    for (name, text) in &cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        for cmd in [["kv", "size"], ["kv", "plan"]] {
+            let out = kvxfer()
+                .args(cmd)
+                .arg("--model")
+                .arg(&path)
+                .output()
+                .unwrap();
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{name} {cmd:?}: {err}");
+            assert!(out.stdout.is_empty(), "{name} {cmd:?}: printed a figure");
+            assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        }
+    }
+    // The same files with sound numbers pass.
+    let ok = dir.path().join("ok.json");
+    std::fs::write(
+        &ok,
+        hf(r#""num_attention_heads": 28, "num_key_value_heads": 4"#),
+    )
+    .unwrap();
+    let out = kvxfer()
+        .args(["kv", "size", "--model"])
+        .arg(&ok)
+        .args(["--tokens", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kv_bytes_per_token"], 57_344);
+}
