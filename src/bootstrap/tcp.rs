@@ -194,6 +194,8 @@ const FRAME_FAILURE: u8 = 1;
 /// A bound control port waiting for an initiator.
 pub struct OobListener {
     listener: TcpListener,
+    /// Connections accepted whose hello is still arriving.
+    pending: std::sync::Mutex<Vec<Pending>>,
 }
 
 impl OobListener {
@@ -206,7 +208,10 @@ impl OobListener {
         if let Ok(a) = listener.local_addr() {
             bound_here().push(a);
         }
-        Ok(OobListener { listener })
+        Ok(OobListener {
+            listener,
+            pending: std::sync::Mutex::new(Vec::new()),
+        })
     }
 
     /// The bound address.
@@ -220,9 +225,11 @@ impl OobListener {
     /// hello is read side by side: connections that present none within a few seconds (health
     /// checks, port scans) are dropped; an initiator of another protocol or with other
     /// parameters is told which, and refused; the wait goes on either way.
+    /// Connections whose hello is still arriving stay with the listener for its next accept
+    /// (a target of several workers accepts once per worker).
     pub fn accept(&self, ours: &Fingerprint, timeout: Duration) -> Result<Oob> {
         let start = Instant::now();
-        let mut pending: Vec<Pending> = Vec::new();
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let mut refused = Refused::default();
         self.listener.set_nonblocking(true)?;
         loop {
@@ -234,17 +241,21 @@ impl OobListener {
                     pending.push(p);
                 }
             }
-            for p in std::mem::take(&mut pending) {
-                match p.poll() {
-                    (Some(p), _) => pending.push(p),
-                    (None, Polled::Hello(stream, peer, body)) => {
+            let mut i = 0;
+            while i < pending.len() {
+                match pending[i].poll() {
+                    Polled::Waiting => i += 1,
+                    Polled::Gone => drop(pending.remove(i)),
+                    Polled::Ready => {
+                        let Some((stream, peer, body)) = pending.remove(i).into_hello() else {
+                            continue;
+                        };
                         match Self::judge(stream, &body, ours, timeout) {
                             Ok(Some(oob)) => return Ok(oob),
                             Ok(None) => {}
                             Err(e) => refused.note(peer, e),
                         }
                     }
-                    (None, _) => {}
                 }
             }
             if start.elapsed() > timeout {

@@ -25,13 +25,14 @@ pub(super) struct Pending {
 }
 
 /// What reading a pending connection gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Polled {
     /// More bytes are due.
     Waiting,
     /// The connection closed, sent something that is no hello frame, or took too long.
     Gone,
-    /// A whole hello frame: the stream (blocking again), the peer, the frame's body.
-    Hello(TcpStream, SocketAddr, Vec<u8>),
+    /// A whole hello frame is in ([`Pending::into_hello`]).
+    Ready,
 }
 
 impl Pending {
@@ -48,33 +49,32 @@ impl Pending {
     }
 
     /// Reads what has arrived, never more than the hello frame.
-    pub(super) fn poll(mut self) -> (Option<Pending>, Polled) {
+    pub(super) fn poll(&mut self) -> Polled {
         loop {
             let whole = 5 + self.body.unwrap_or(0);
             if self.buf.len() == whole {
                 if self.body.is_some() {
-                    return self.finish();
+                    return Polled::Ready;
                 }
                 match self.head() {
                     Some(len) => self.body = Some(len),
-                    None => return (None, Polled::Gone),
+                    None => return Polled::Gone,
                 }
                 continue;
             }
             let mut chunk = vec![0u8; whole - self.buf.len()];
             match self.stream.read(&mut chunk) {
-                Ok(0) => return (None, Polled::Gone),
+                Ok(0) => return Polled::Gone,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let gone = Instant::now() > self.deadline;
-                    return if gone {
-                        (None, Polled::Gone)
+                    return if Instant::now() > self.deadline {
+                        Polled::Gone
                     } else {
-                        (Some(self), Polled::Waiting)
+                        Polled::Waiting
                     };
                 }
-                Err(_) => return (None, Polled::Gone),
+                Err(_) => return Polled::Gone,
             }
         }
     }
@@ -86,11 +86,10 @@ impl Pending {
         (self.buf[0] == FRAME_DATA && len <= MAX_HELLO).then_some(len)
     }
 
-    fn finish(self) -> (Option<Pending>, Polled) {
-        if self.stream.set_nonblocking(false).is_err() {
-            return (None, Polled::Gone);
-        }
-        let body = self.buf[5..].to_vec();
-        (None, Polled::Hello(self.stream, self.peer, body))
+    /// A [`Ready`](Polled::Ready) connection: its stream (blocking again), its peer, the
+    /// hello's body; None when the stream cannot block again.
+    pub(super) fn into_hello(self) -> Option<(TcpStream, SocketAddr, Vec<u8>)> {
+        self.stream.set_nonblocking(false).ok()?;
+        Some((self.stream, self.peer, self.buf[5..].to_vec()))
     }
 }

@@ -325,3 +325,30 @@ fn an_initiator_of_another_protocol_is_told_so() {
         Some(BootstrapError::NoInitiator { .. })
     ));
 }
+
+#[test]
+fn initiators_waiting_together_are_each_served_by_successive_accepts() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().to_string();
+    // Four workers connect at once, as a target of --concurrency 4 sees them.
+    let workers: Vec<_> = (0..4u8)
+        .map(|w| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut o = Oob::connect(&addr, &fp(1), Duration::from_secs(10)).unwrap();
+                o.exchange(&[w]).unwrap()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let mut o = l.accept(&fp(1), Duration::from_secs(10)).unwrap();
+        seen.push(o.exchange(b"t").unwrap()[0]);
+    }
+    seen.sort();
+    assert_eq!(seen, [0, 1, 2, 3]);
+    for w in workers {
+        assert_eq!(w.join().unwrap(), b"t");
+    }
+}
