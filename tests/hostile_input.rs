@@ -274,3 +274,175 @@ fn model_geometry_that_wraps_or_does_not_divide_is_refused() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["kv_bytes_per_token"], 57_344);
 }
+
+/// A flat E2E record with these TTFT and TPOT means (ms).
+fn e2e_record(ttft: &str, tpot: &str) -> String {
+    format!(
+        r#"{{"backend": "tcp", "prompt_tokens": 4096, "concurrency": 1, "ttft_mean": {ttft}, "tpot_mean": {tpot}}}"#
+    )
+}
+
+/// Makes a FIFO at `p`.
+fn mkfifo(p: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(p)
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+/// A sparse file of `len` bytes (no disk used, nothing to read in it).
+fn sparse(p: &Path, len: u64) {
+    std::fs::File::create(p).unwrap().set_len(len).unwrap();
+}
+
+// Item 10: analyze reads each file of its folder once, follows no link out of it, never opens
+// a FIFO, and names every file it leaves out (too deep, too big, special, implausible); before,
+// `self -> .` counted each record seven times, `loop -> ..` read the sibling folder, and the
+// deep, big and FIFO files vanished without a word.
+#[test]
+fn analyze_reads_each_file_once_inside_its_folder_and_names_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e2e = tmp.path().join("e2e");
+    let sibling = tmp.path().join("sibling");
+    std::fs::create_dir_all(e2e.join("sub")).unwrap();
+    std::fs::create_dir_all(&sibling).unwrap();
+    std::fs::write(e2e.join("a.json"), e2e_record("100", "12")).unwrap();
+    std::fs::write(e2e.join("sub/b.json"), e2e_record("110", "12")).unwrap();
+    std::fs::write(sibling.join("c.json"), e2e_record("120", "12")).unwrap();
+    std::fs::write(e2e.join("neg.json"), e2e_record("100", "-5")).unwrap();
+    std::fs::write(e2e.join("huge.json"), e2e_record("1e308", "12")).unwrap();
+    std::os::unix::fs::symlink(".", e2e.join("self")).unwrap();
+    std::os::unix::fs::symlink("..", e2e.join("loop")).unwrap();
+    mkfifo(&e2e.join("f.run1.json"));
+    sparse(&e2e.join("big.json"), 300 << 20);
+    let mut deep = e2e.clone();
+    for i in 0..12 {
+        deep = deep.join(format!("d{i}"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("deep.json"), e2e_record("100", "12")).unwrap();
+
+    let out_json = tmp.path().join("out/report.json");
+    let out = kvxfer()
+        .arg("analyze")
+        .arg("--e2e-dir")
+        .arg(&e2e)
+        .arg("--no-plots")
+        .arg("--out")
+        .arg(&out_json)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_json).unwrap()).unwrap();
+    assert_eq!(report["e2e_records"], 2, "{err}");
+    let skipped: Vec<String> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{}: {}",
+                s["file"].as_str().unwrap(),
+                s["reason"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for (name, why) in [
+        ("self/", "already read"),
+        ("loop/", "outside"),
+        ("f.run1.json", "FIFO"),
+        ("big.json", "larger than"),
+        ("neg.json", "tpot mean of -5 ms"),
+        ("huge.json", "ttft mean of"),
+        ("d0/d1/d2/d3/d4/d5/d6/d7/d8/", "deeper than 8"),
+    ] {
+        assert!(
+            skipped
+                .iter()
+                .any(|s| s.starts_with(name) && s.contains(why)),
+            "{name} ({why}) not among {skipped:#?}"
+        );
+    }
+}
+
+// Item 10: crosscheck DIR neither waits on a FIFO named like a run nor reads a 300 MB file; both
+// are named in its report, which it writes.
+#[test]
+fn crosscheck_neither_waits_on_a_fifo_nor_reads_a_huge_file() {
+    let dir = tempfile::tempdir().unwrap();
+    mkfifo(&dir.path().join("p.run1.json"));
+    sparse(&dir.path().join("p.run2.json"), 300 << 20);
+    let start = std::time::Instant::now();
+    let out = kvxfer()
+        .arg("crosscheck")
+        .arg(dir.path())
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(start.elapsed() < Duration::from_secs(30), "{err}");
+    assert!(out.status.code().is_some(), "killed at the time-out: {err}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("crosscheck.json")).unwrap())
+            .unwrap();
+    let skipped = report["skipped"].to_string();
+    assert!(
+        skipped.contains("p.run1.json") && skipped.contains("FIFO"),
+        "{skipped}"
+    );
+    assert!(
+        skipped.contains("p.run2.json") && skipped.contains("larger than"),
+        "{skipped}"
+    );
+}
+
+// Item 10: analyze holds one input file at a time: six 40 MB files (each a JSON object with
+// one long string) peak far below the 240 MB they hold together.
+#[test]
+fn analyze_holds_one_big_file_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e2e = tmp.path().join("e2e");
+    std::fs::create_dir_all(&e2e).unwrap();
+    let body = format!(r#"{{"x": "{}"}}"#, "a".repeat(40 << 20));
+    for i in 0..6 {
+        std::fs::write(e2e.join(format!("big{i}.json")), &body).unwrap();
+    }
+    drop(body);
+    let child = std::process::Command::new(kvxfer_path())
+        .arg("analyze")
+        .arg("--e2e-dir")
+        .arg(&e2e)
+        .arg("--no-plots")
+        .arg("--out")
+        .arg(tmp.path().join("out/r.json"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The peak resident size (VmHWM) as /proc shows it, read until the process ends.
+    let mut child = child;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_mib = 0u64;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        let hwm = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        peak_mib = peak_mib.max(hwm / 1024);
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success());
+    assert!(peak_mib > 0, "no reading of the peak");
+    assert!(peak_mib < 200, "peak RSS {peak_mib} MiB");
+}

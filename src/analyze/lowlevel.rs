@@ -266,7 +266,8 @@ pub fn points(source: &str, doc: &ResultDoc) -> Vec<LowPoint> {
 pub fn load_dir(dir: &Path) -> Result<(Vec<LowPoint>, Vec<Skipped>), AnalyzeError> {
     let mut pts = Vec::new();
     let mut skipped = Vec::new();
-    for (name, bytes) in json_files(dir)? {
+    let mut files = json_files(dir)?;
+    for (name, bytes) in &mut files {
         match ResultDoc::from_json(&bytes) {
             Ok(doc) if doc.status == crate::report::Status::Failed => skipped.push(Skipped {
                 file: name,
@@ -279,6 +280,7 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<LowPoint>, Vec<Skipped>), AnalyzeErro
             }),
         }
     }
+    skipped.append(&mut files.skipped);
     Ok((pts, skipped))
 }
 

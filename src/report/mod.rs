@@ -2,6 +2,7 @@
 
 mod atomic;
 pub mod export;
+pub mod folder;
 pub mod kv;
 mod output;
 pub mod schema;
