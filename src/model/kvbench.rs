@@ -193,10 +193,21 @@ struct RawSystem {
 }
 
 fn yaml<T: for<'de> Deserialize<'de>>(text: &str, path: &str) -> Result<T, ModelError> {
+    // The library's user-facing wording, without snippets: its default text advises the
+    // programmer (parser options, Rust types), which is no help to whoever wrote the file.
+    let plain = serde_saphyr::render_options! {
+        formatter: &serde_saphyr::UserMessageFormatter,
+        snippets: serde_saphyr::SnippetMode::Off,
+    };
     serde_saphyr::from_str(text).map_err(|e| ModelError::Syntax {
         path: path.to_string(),
         format: "YAML",
-        message: e.to_string().lines().next().unwrap_or_default().to_string(),
+        message: e
+            .render_with_options(plain)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     })
 }
 

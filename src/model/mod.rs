@@ -23,12 +23,12 @@ pub enum ModelError {
         presets: Vec<&'static str>,
     },
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {err}")]
     Read {
         /// The file.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a source: an error chain prints it once).
+        err: std::io::Error,
     },
     /// A file is not valid JSON or YAML.
     #[error("{path} is not a valid {format} file: {message}")]
@@ -298,9 +298,9 @@ pub(crate) fn check_heads(
 }
 
 pub(crate) fn read(path: &Path) -> Result<String, ModelError> {
-    std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+    std::fs::read_to_string(path).map_err(|err| ModelError::Read {
         path: path.display().to_string(),
-        source,
+        err,
     })
 }
 

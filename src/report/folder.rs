@@ -58,24 +58,41 @@ pub fn json_files(dir: &Path, limits: Limits) -> std::io::Result<(Vec<Found>, Ve
 /// Reads a found file, at most `max_bytes`: opened without blocking and checked to be a
 /// regular file again (it may have changed since it was listed).
 pub fn read_found(f: &Found, max_bytes: u64) -> Result<Vec<u8>, String> {
+    read_regular(&f.path, max_bytes).map_err(|e| e.to_string())
+}
+
+/// Why [`read_regular`] read nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or read (NotFound among them).
+    #[error("unreadable: {0}")]
+    Io(#[from] std::io::Error),
+    /// A FIFO, socket or device: never read, so never waited on.
+    #[error("{0}")]
+    NotRegular(String),
+    /// Larger than the cap.
+    #[error("{0}")]
+    TooBig(String),
+}
+
+/// Reads the regular file at `path`, at most `max_bytes`; a FIFO, socket or device is refused
+/// without waiting on it (opened with O_NONBLOCK, its type checked on the open file).
+pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadError> {
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
-        .open(&f.path)
-        .map_err(|e| format!("unreadable: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("unreadable: {e}"))?;
+        .open(path)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(not_regular(&meta.file_type()));
+        return Err(ReadError::NotRegular(not_regular(&meta.file_type())));
     }
     if meta.len() > max_bytes {
-        return Err(too_big(meta.len(), max_bytes));
+        return Err(ReadError::TooBig(too_big(meta.len(), max_bytes)));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(max_bytes + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("unreadable: {e}"))?;
+    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max_bytes {
-        return Err(too_big(bytes.len() as u64, max_bytes));
+        return Err(ReadError::TooBig(too_big(bytes.len() as u64, max_bytes)));
     }
     Ok(bytes)
 }
