@@ -24,7 +24,7 @@ impl PeerName {
             FabricError::PeerName(format!(
                 "{} bytes{}, where provider {} ({}) names are {want}",
                 bytes.len(),
-                preview(&bytes),
+                crate::units::hex_preview(&bytes),
                 view.provider(),
                 view.addr_format_name(),
             ))
@@ -99,16 +99,6 @@ fn string_name(bytes: &[u8], ours: Option<&[u8]>) -> bool {
 fn scheme(name: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(name.split(|&b| b == 0).next()?).ok()?;
     text.find("://").map(|i| text[..i + 3].to_string())
-}
-
-/// The first bytes of a name, in hex, for the message.
-fn preview(bytes: &[u8]) -> String {
-    if bytes.is_empty() {
-        return String::new();
-    }
-    let hex: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let more = if bytes.len() > 8 { " ..." } else { "" };
-    format!(" ({}{more})", hex.join(" "))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub fn check_worker_address(bytes: &[u8]) -> Result<()> {
         UcxError::Peer(format!(
             "a UCX worker address of {} bytes{}: {what}",
             bytes.len(),
-            preview(bytes)
+            crate::units::hex_preview(bytes)
         ))
     };
     if bytes.is_empty() || bytes.len() > MAX_WORKER_ADDRESS {
@@ -76,7 +76,7 @@ pub fn check_packed_rkey(bytes: &[u8]) -> Result<()> {
         UcxError::Peer(format!(
             "a packed UCX remote key of {} bytes{}: {what}",
             bytes.len(),
-            preview(bytes)
+            crate::units::hex_preview(bytes)
         ))
     };
     if bytes.len() < 9 || bytes.len() > MAX_WORKER_ADDRESS {
@@ -101,16 +101,6 @@ pub fn check_packed_rkey(bytes: &[u8]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The first bytes, in hex, for the message.
-fn preview(bytes: &[u8]) -> String {
-    if bytes.is_empty() {
-        return String::new();
-    }
-    let hex: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let more = if bytes.len() > 8 { " ..." } else { "" };
-    format!(" ({}{more})", hex.join(" "))
 }
 
 #[cfg(test)]
