@@ -74,7 +74,8 @@ pub fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
 /// each), so a count plus a warm-up, or a count times a size, is checked, never wrapped.
 pub const MAX_COUNT: u64 = 1_000_000_000_000;
 
-/// clap value parser for timed iterations: a whole number from 1 to [`MAX_COUNT`].
+/// clap value parser for timed iterations: a whole number up to [`MAX_COUNT`]; 0 is left to
+/// each run's check, which says `--iterations must be at least 1` in the run's own terms.
 pub fn parse_iterations(s: &str) -> Result<u64, String> {
     parse_count(s, 1)
 }
@@ -84,13 +85,15 @@ pub fn parse_warmup(s: &str) -> Result<u64, String> {
     parse_count(s, 0)
 }
 
-fn parse_count(s: &str, min: u64) -> Result<u64, String> {
+/// A whole number at most [`MAX_COUNT`]; `least` is the smallest the option takes, for the
+/// message.
+fn parse_count(s: &str, least: u64) -> Result<u64, String> {
     let n: u64 = s
         .trim()
         .parse()
-        .map_err(|_| format!("{s:?} is not a whole number from {min} to 10^12"))?;
-    if n < min || n > MAX_COUNT {
-        return Err(format!("{n} is outside {min} to 10^12 ({MAX_COUNT})"));
+        .map_err(|_| format!("{s:?} is not a whole number from {least} to 10^12"))?;
+    if n > MAX_COUNT {
+        return Err(format!("{n} is outside {least} to 10^12 ({MAX_COUNT})"));
     }
     Ok(n)
 }

@@ -152,9 +152,8 @@ impl PingPongConfig {
         if self.sizes.is_empty() {
             return Err(RunError::Config("no message size given".into()));
         }
-        for &size in &self.sizes {
-            crate::bench::check_counts(size, self.iterations_for(size), self.warmup, 2)
-                .map_err(RunError::Config)?;
+        if self.iterations == Some(0) {
+            return Err(RunError::Config("--iterations must be at least 1".into()));
         }
         let info = select_info(&self.endpoint_spec(caps, None))?;
         let v = info.view();
@@ -169,6 +168,10 @@ impl PingPongConfig {
                 self.provider,
                 facts.max_msg_size
             )));
+        }
+        for &size in &self.sizes {
+            crate::bench::check_counts(size, self.iterations_for(size), self.warmup, 2)
+                .map_err(RunError::Config)?;
         }
         Ok(facts)
     }
