@@ -85,3 +85,124 @@ wait "$target"; echo "    target rc=$?"
 echo "== 11 parse"
 head -c 50000000 /dev/zero | tr '\0' 'x' >"$work/big.txt"
 run "parse a 50 MB file" "$kvxfer" parse --tool fi_pingpong "$work/big.txt"
+
+echo "== issue 29, round two"
+# A relay that forwards every control frame but one (frame INDEX going WAY, i2t or t2i),
+# which it replaces with HEX; it serves one connection.
+cat >"$work/mitm.py" <<'PY'
+import socket, struct, sys, threading
+lp, tp, way, idx, data = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), bytes.fromhex(sys.argv[5])
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', lp)); s.listen(1)
+c, _ = s.accept(); t = socket.create_connection(('127.0.0.1', tp))
+def rd(k, n):
+    b = b''
+    while len(b) < n:
+        x = k.recv(n - len(b))
+        if not x: raise EOFError
+        b += x
+    return b
+def pump(a, b, name):
+    i = 0
+    try:
+        while True:
+            h = rd(a, 5); body = rd(a, struct.unpack('>I', h[1:])[0]); i += 1
+            if name == way and i == idx:
+                h, body = bytes([0]) + struct.pack('>I', len(data)), data
+            b.sendall(h + body)
+    except Exception:
+        for k in (a, b):
+            try: k.shutdown(socket.SHUT_RDWR)
+            except OSError: pass
+threading.Thread(target=pump, args=(c, t, 'i2t'), daemon=True).start()
+pump(t, c, 't2i')
+PY
+# relayed NAME WAY HEX ENV... -- ARGS...: the target (ARGS --listen) in the foreground, the
+# initiator through the relay; reports the target.
+relayed() {
+  local name="$1" way="$2" hex="$3"; shift 3
+  local envs=(); while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
+  local port=$((40000 + RANDOM % 20000)) relay=$((40000 + RANDOM % 20000))
+  python3 "$work/mitm.py" "$relay" "$port" "$way" 2 "$hex" & local m=$!
+  ( sleep 1; env "${envs[@]}" "$kvxfer" "$@" --timeout 15 --peer "127.0.0.1:$relay" >/dev/null 2>&1 ) & local i=$!
+  run "$name" env "${envs[@]}" "$kvxfer" "$@" --timeout 15 --listen "127.0.0.1:$port"
+  wait "$i" 2>/dev/null; kill "$m" 2>/dev/null; wait "$m" 2>/dev/null
+}
+ff64=$(printf 'ff%.0s' $(seq 64))
+relayed "1 empty endpoint name (tcp target)" i2t "" LC_ALL=C -- pingpong --provider tcp --domain lo --sizes 64 -I 10
+relayed "1 0xff x64 UCX address (target)" i2t "$ff64" UCX_TLS=tcp UCX_NET_DEVICES=lo -- ucx-perf -t tag_lat -s 64 -n 10
+port=$((40000 + RANDOM % 20000))
+"$kvxfer" pingpong --domain lo --sizes 64 -I 100 --timeout 40 --listen "127.0.0.1:$port" >/dev/null 2>"$work/terr" &
+target=$!
+sleep 1
+python3 -c "import socket,sys,time
+k=[socket.create_connection(('127.0.0.1',$port)) for _ in range(6)]
+h=b'{\"proto\": 2}'; s=socket.create_connection(('127.0.0.1',$port)); s.sendall(bytes([0])+len(h).to_bytes(4,'big')+h)
+time.sleep(30)" &
+idle=$!
+sleep 0.5
+run "2 initiator after 6 idle + proto 2" "$kvxfer" pingpong --domain lo --sizes 64 -I 100 --timeout 20 --peer "127.0.0.1:$port"
+wait "$target"; echo "    target rc=$? ($(grep -c 'refused an initiator' "$work/terr") refusal line)"
+kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null
+echo '{}' >"$work/real.json"; ln -sf real.json "$work/link.json"
+run "4 --json through a symlink" "$kvxfer" pingpong --domain lo --sizes 64 -I 10 --json "$work/link.json"
+python3 -c "import json,os,sys; d=json.load(open(sys.argv[2])); print('    link.json is a link:', os.path.islink(sys.argv[1]), '| real.json:', d['status'], [r['iterations'] for r in d['results']])" "$work/link.json" "$work/real.json"
+mkfifo "$work/r.fifo"; (cat "$work/r.fifo" >"$work/from-fifo" &)
+run "4 --json into a FIFO" "$kvxfer" pingpong --domain lo --sizes 64 -I 10 --json "$work/r.fifo"
+echo "    r.fifo is $(stat -c %F "$work/r.fifo"), the reader got $(wc -c <"$work/from-fifo") bytes"
+run "4 --json /dev/stdout" "$kvxfer" pingpong --domain lo --sizes 64 -I 10 --json /dev/stdout
+echo "    stdout held $(grep -c '"schema": "kvxfer.result/v1"' "$work/out") document(s)"
+python3 -c "import socket; socket.socket(socket.AF_UNIX).bind('$work/r.sock')"
+run "4 --json a socket" "$kvxfer" pingpong --domain lo --sizes 64 -I 10 --json "$work/r.sock"
+run "6 pingpong --warmup 2^64-1" "$kvxfer" pingpong --domain lo --sizes 64 --iterations 5 --warmup 18446744073709551615
+run "6 memcpy -w 2^64-1" "$kvxfer" memcpy -s 1M -w 18446744073709551615
+run "6 pingpong -I 2^64-1 -w 1" "$kvxfer" pingpong --domain lo --sizes 64 --iterations 18446744073709551615 --warmup 1
+run "6 pingpong 8G x 10^12" "$kvxfer" pingpong --domain lo --sizes 8G -I 1000000000000
+echo '{"num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "head_dim": 2305843009213693953, "torch_dtype": "bfloat16"}' >"$work/hd.json"
+run "8 kv size head_dim 2^61+1" "$kvxfer" kv size --model "$work/hd.json"
+echo '{"num_hidden_layers": 28, "hidden_size": 3584, "num_attention_heads": 5, "torch_dtype": "bfloat16"}' >"$work/h5.json"
+run "8 kv size hidden 3584 / 5 heads" "$kvxfer" kv size --model "$work/h5.json"
+echo '{"num_hidden_layers": 28, "hidden_size": 3584, "num_attention_heads": 28, "num_key_value_heads": 100, "torch_dtype": "bfloat16"}' >"$work/kv100.json"
+run "8 kv size 100 KV of 28 heads" "$kvxfer" kv size --model "$work/kv100.json"
+printf 'model_name: x\nnum_layers: 288230376151711745\nnum_kv_heads: 8\nquery_head_dimension: 128\n' >"$work/l.yaml"
+run "8 kv size YAML layers 2^58+1" "$kvxfer" kv size --model "$work/l.yaml"
+mkdir -p "$work/e2e/sub" "$work/sibling"
+rec='{"backend": "tcp", "prompt_tokens": 4096, "concurrency": 1, "ttft_mean": 100, "tpot_mean": 12}'
+echo "$rec" >"$work/e2e/a.json"; echo "$rec" >"$work/e2e/sub/b.json"; echo "$rec" >"$work/sibling/c.json"
+echo '{"backend": "tcp", "prompt_tokens": 4096, "concurrency": 1, "ttft_mean": 100, "tpot_mean": -5}' >"$work/e2e/neg.json"
+ln -s . "$work/e2e/self"; ln -s .. "$work/e2e/loop"; mkfifo "$work/e2e/f.run1.json"
+truncate -s 300M "$work/e2e/big.json"
+run "10 analyze: self, loop, FIFO, 300M" timeout 60 "$kvxfer" analyze --e2e-dir "$work/e2e" --no-plots --out "$work/an/r.json"
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('    records', d['e2e_records'], 'skipped', [s['file'] for s in d['skipped']])" "$work/an/r.json"
+mkdir -p "$work/cc"; mkfifo "$work/cc/p.run1.json"; truncate -s 300M "$work/cc/p.run2.json"
+run "10 crosscheck: FIFO, 300M" timeout 60 "$kvxfer" crosscheck "$work/cc"
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('    skipped', [(s['file'], s['reason'][:24]) for s in d['skipped']])" "$work/cc/crosscheck.json"
+if command -v etcd >/dev/null; then
+  ep=$((40000 + RANDOM % 20000)); pp=$((40000 + RANDOM % 20000)); url="http://127.0.0.1:$ep"
+  etcd --name f --data-dir "$work/etcd" --listen-client-urls "$url" --advertise-client-urls "$url" \
+    --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
+    --initial-cluster "f=http://127.0.0.1:$pp" --log-level error >/dev/null 2>&1 &
+  etcd_pid=$!
+  sleep 2
+  "$kvxfer" xfer --etcd "$url" --world 2 --group a/b -s 64K -I 1000000 --domain lo --timeout 30 >/dev/null 2>&1 &
+  r0=$!
+  "$kvxfer" xfer --etcd "$url" --world 2 --group a/b -s 64K -I 1000000 --domain lo --timeout 30 >/dev/null 2>&1 &
+  r1=$!
+  sleep 4
+  run "11 etcd clean --group a (a/b runs)" "$kvxfer" etcd clean --etcd "$url" --group a
+  sleep 2; kill -0 "$r0" 2>/dev/null && kill -0 "$r1" 2>/dev/null && echo "    both a/b ranks still run" || echo "    an a/b rank ended"
+  run "11 etcd clean --group a/b (live)" "$kvxfer" etcd clean --etcd "$url" --group a/b
+  kill "$r0" "$r1" 2>/dev/null; wait "$r0" "$r1" 2>/dev/null
+  kill "$etcd_pid"; wait "$etcd_pid" 2>/dev/null
+else
+  echo "    (no etcd binary: item 11 not shown)"
+fi
+run "14 xfer --provider efa 672M x16" "$kvxfer" xfer --provider efa --size 672M --concurrency 16
+printf '\xff\xfe\x00bad' >"$work/bin.json"
+run "14 kv size of non-UTF-8" "$kvxfer" kv size --model "$work/bin.json"
+printf 'model_name: x\nnum_layers: 3\nnum_layers: 4\nnum_kv_heads: 8\nquery_head_dimension: 128\n' >"$work/dup.yaml"
+run "14 kv size YAML duplicate key" "$kvxfer" kv size --model "$work/dup.yaml"
+python3 -c "import json,sys; p=json.load(open(sys.argv[1])); p['common']['timeout_s']=1e30; json.dump(p, open(sys.argv[2],'w'))" "$repo/plans/loopback.json" "$work/p30.json"
+run "14 plan validate timeout_s 1e30" "$kvxfer" plan validate "$work/p30.json"
+echo "    $(grep -m1 'timeout_s' "$work/err" | cut -c1-150)"
+mkfifo "$work/state.fifo"
+run "14 task run --state FIFO" timeout 20 "$kvxfer" task run "$work/d.json" --state "$work/state.fifo"

@@ -106,6 +106,17 @@ pub fn cnt_str(v: u64) -> String {
     scaled(v, &[(1_000_000_000, 'b'), (1_000_000, 'm'), (1_000, 'k')])
 }
 
+/// The first bytes of a value a peer sent, in hex, for a message: ` (ff ff ff ...)`; empty
+/// for no bytes.
+pub fn hex_preview(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return String::new();
+    }
+    let hex: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let more = if bytes.len() > 8 { " ..." } else { "" };
+    format!(" ({}{more})", hex.join(" "))
+}
+
 /// A size for people: `64`, `1K`, `672M`, or `1536` when not a whole unit.
 pub fn human_size(v: u64) -> String {
     for (base, mag) in [(1u64 << 30, 'G'), (1 << 20, 'M'), (1 << 10, 'K')] {

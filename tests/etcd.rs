@@ -203,13 +203,76 @@ fn clean_removes_what_a_crashed_run_left() {
         return;
     };
     let c = Etcd::connect(&etcd.url, Duration::from_secs(5), Duration::from_secs(5)).unwrap();
-    c.put("/kvxfer/g5/run", b"r1", false).unwrap();
-    c.put("/kvxfer/g5/r1/left/0", b"{}", false).unwrap();
+    c.put("/kvxfer/g5/run", b"18a2b-3f", false).unwrap();
+    c.put("/kvxfer/g5/18a2b-3f/left/0", b"{}", false).unwrap();
     c.put("/kvxfer/g50/run", b"other", false).unwrap();
-    let n = group::clean(&etcd.url, "g5", Duration::from_secs(5)).unwrap();
+    let n = group::clean(&etcd.url, "g5", Duration::from_secs(5), false).unwrap();
     assert_eq!(n, 2);
     assert_eq!(etcd.keys("/kvxfer/g5/"), Vec::<String>::new());
     assert_eq!(etcd.keys("/kvxfer/g50/"), ["/kvxfer/g50/run"]);
+    c.close().unwrap();
+}
+
+// Issue 29, item 11: `etcd clean --group a` takes group a's own keys, never those of the
+// live group a/b (whose ranks go on), and refuses a run of a under way unless --force.
+#[test]
+fn clean_matches_its_group_exactly_and_spares_a_live_run() {
+    let Some(etcd) = EtcdServer::start("clean_matches_its_group_exactly_and_spares_a_live_run")
+    else {
+        return;
+    };
+    let clean = |group: &str, force: bool| {
+        let mut c = common::kvxfer();
+        c.args(["etcd", "clean", "--etcd", &etcd.url, "--group", group]);
+        if force {
+            c.arg("--force");
+        }
+        c.timeout(Duration::from_secs(30)).output().unwrap()
+    };
+    // Group a/b runs; group a left keys of a crashed run (no lease).
+    let nested = join_all(&etcd.url, "a/b", 2);
+    let c = Etcd::connect(&etcd.url, Duration::from_secs(5), Duration::from_secs(5)).unwrap();
+    c.put("/kvxfer/a/run", b"18a2b-3f", false).unwrap();
+    c.put("/kvxfer/a/18a2b-3f/left/0", b"{}", false).unwrap();
+    let before = etcd.keys("/kvxfer/a/b/");
+    let out = clean("a", false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(etcd.keys("/kvxfer/a/"), before, "a/b's keys are a/b's");
+    // a/b's ranks still meet.
+    let ts: Vec<_> = nested
+        .into_iter()
+        .map(|g| {
+            std::thread::spawn(move || {
+                g.barrier("after-clean").unwrap();
+                assert!(g.first_gone().unwrap().is_none());
+                g
+            })
+        })
+        .collect();
+    // Each leaves once both have looked.
+    let nested: Vec<Group> = ts.into_iter().map(|t| t.join().unwrap()).collect();
+    nested.into_iter().for_each(|g| g.finish(true).unwrap());
+    // A run of a under way is refused (its keys stay), then removed with --force.
+    let live = join_all(&etcd.url, "a", 1);
+    let held = etcd.keys("/kvxfer/a/");
+    assert!(!held.is_empty());
+    let out = clean("a", false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(etcd.keys("/kvxfer/a/"), held, "a live run lost keys");
+    let out = clean("a", true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(etcd.keys("/kvxfer/a/"), Vec::<String>::new());
+    live.into_iter().for_each(|g| g.abandon());
     c.close().unwrap();
 }
 

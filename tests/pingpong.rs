@@ -211,14 +211,21 @@ fn peer_with_other_parameters_is_refused_naming_the_parameter() {
         .stderr(predicate::str::contains(
             "iterations is 200 here but 100 on the peer",
         ));
-    let t = target.wait_with_output().unwrap();
-    assert!(!t.status.success());
-    assert!(
-        String::from_utf8_lossy(&t.stderr).contains("iterations is 100 here but 200 on the peer")
-    );
     assert!(
         start.elapsed() < Duration::from_secs(10),
         "refusal was not immediate"
+    );
+    // The target told it why and waits on: a matching initiator then runs with it.
+    kvxfer()
+        .args(["pingpong", "-p", "tcp", "-S", "64", "-I", "100"])
+        .args(["--timeout", "20", "--peer", &format!("127.0.0.1:{port}")])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .success();
+    let t = target.wait_with_output().unwrap();
+    assert!(t.status.success());
+    assert!(
+        String::from_utf8_lossy(&t.stderr).contains("iterations is 100 here but 200 on the peer")
     );
 }
 

@@ -225,5 +225,10 @@ fn op_mismatch_between_peers_is_refused() {
         .stderr(predicate::str::contains(
             "op is read here but write on the peer",
         ));
-    assert!(!target.wait_with_output().unwrap().status.success());
+    // The target refused it and waits on for a matching initiator.
+    let mut target = target;
+    assert!(target.try_wait().unwrap().is_none(), "the target ended");
+    target.kill().unwrap();
+    let t = target.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&t.stderr).contains("op is write here but read on the peer"));
 }

@@ -461,8 +461,11 @@ fn peer_with_other_parameters_is_refused_naming_the_parameter() {
         .stderr(predicate::str::contains(
             "outstanding is 32 here but 16 on the peer",
         ));
+    // The target refused it and waits on for a matching initiator.
+    let mut target = target;
+    assert!(target.try_wait().unwrap().is_none(), "the target ended");
+    target.kill().unwrap();
     let t = target.wait_with_output().unwrap();
-    assert!(!t.status.success());
     assert!(
         String::from_utf8_lossy(&t.stderr).contains("outstanding is 16 here but 32 on the peer")
     );

@@ -76,7 +76,52 @@ pub struct E2eRecord {
     pub proxy_kv_extract_ms: Option<f64>,
 }
 
+/// The longest latency a run can report, ms (a day): past it, a figure is corrupt.
+pub const MAX_LATENCY_MS: f64 = 86_400_000.0;
+
 impl E2eRecord {
+    /// Why no run could have produced this record (a negative time, a time past a day, a
+    /// negative rate), or None.
+    pub fn implausible(&self) -> Option<String> {
+        let dists = [
+            ("ttft", &self.ttft),
+            ("tpot", &self.tpot),
+            ("e2e", &self.e2e),
+        ];
+        for (what, d) in dists {
+            let figures = [
+                ("mean", d.mean),
+                ("p50", d.p50),
+                ("p95", d.p95),
+                ("p99", d.p99),
+            ];
+            let named = figures.into_iter().filter_map(|(n, v)| v.map(|v| (n, v)));
+            let raw = d.raw.iter().map(|&v| ("raw sample", v));
+            for (n, v) in named.chain(raw) {
+                if !(0.0..=MAX_LATENCY_MS).contains(&v) {
+                    return Some(format!(
+                        "{what} {n} of {v} ms: no run gives a time below 0 or above a day"
+                    ));
+                }
+            }
+        }
+        let times = [
+            ("proxy_prefill_time", self.proxy_prefill_ms),
+            ("proxy_kv_extract_time", self.proxy_kv_extract_ms),
+        ];
+        for (what, v) in times {
+            if let Some(v) = v.filter(|v| !(0.0..=MAX_LATENCY_MS).contains(v)) {
+                return Some(format!(
+                    "{what} of {v} ms: no run gives a time below 0 or above a day"
+                ));
+            }
+        }
+        match self.throughput_rps {
+            Some(r) if r < 0.0 => Some(format!("throughput_rps of {r}: a rate is not negative")),
+            _ => None,
+        }
+    }
+
     /// True for a disaggregated run over `backend`.
     pub fn is_disagg(&self, backend: &str) -> bool {
         self.mode == Some(Mode::Disaggregated) && self.backend.as_deref() == Some(backend)
@@ -281,18 +326,30 @@ pub fn parse_value(source: &str, v: &Value) -> Result<Vec<E2eRecord>, String> {
 pub fn load_dir(dir: &Path) -> Result<(Vec<E2eRecord>, Vec<Skipped>), AnalyzeError> {
     let mut recs = Vec::new();
     let mut skipped = Vec::new();
-    for (name, bytes) in json_files(dir)? {
+    let mut files = json_files(dir)?;
+    for (name, bytes) in &mut files {
         let parsed = serde_json::from_slice::<Value>(&bytes)
             .map_err(|e| format!("not JSON: {e}"))
             .and_then(|v| parse_value(&name, &v));
         match parsed {
-            Ok(r) => recs.extend(r),
+            Ok(r) => {
+                for rec in r {
+                    match rec.implausible() {
+                        None => recs.push(rec),
+                        Some(why) => skipped.push(Skipped {
+                            file: rec.source,
+                            reason: why,
+                        }),
+                    }
+                }
+            }
             Err(why) => skipped.push(Skipped {
                 file: name,
                 reason: why,
             }),
         }
     }
+    skipped.append(&mut files.skipped);
     Ok((recs, skipped))
 }
 

@@ -1,13 +1,19 @@
-//! Finding the JSON files of an input folder.
+//! Finding the JSON files of an input folder and reading them one at a time: no link out of
+//! the folder followed, each file read once, special files never opened, depth and size
+//! capped, and every file left out named (crate::report::folder).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
 use super::AnalyzeError;
+use crate::report::folder::{self, Found, Limits};
 
-/// Files larger than this are left out (no result file comes near it).
-const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Files larger than this are left out (no result file comes near it); one is held at a time.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Folder levels below the input folder that are read.
+const MAX_DEPTH: usize = 8;
 
 /// A file left out of the analysis, with the reason.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -18,43 +24,50 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Every `*.json` under `dir`, recursively, sorted by path: (path relative to `dir`, bytes).
-pub fn json_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, AnalyzeError> {
-    let mut paths = Vec::new();
-    walk(dir, &mut paths, 0)?;
-    paths.sort();
-    let mut out = Vec::new();
-    for p in paths {
-        let name = p
-            .strip_prefix(dir)
-            .unwrap_or(&p)
-            .to_string_lossy()
-            .into_owned();
-        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-        if len > MAX_FILE_BYTES {
-            continue;
-        }
-        let bytes = std::fs::read(&p).map_err(|e| AnalyzeError::Io {
-            path: p.clone(),
-            source: e,
-        })?;
-        out.push((name, bytes));
-    }
-    Ok(out)
+/// The `*.json` files under a folder, recursively, sorted by path, each read when the
+/// iteration reaches it: (path relative to the folder, bytes). Files that could not be
+/// read, and those left out by the walk, are in `skipped`.
+pub struct JsonFiles {
+    found: std::vec::IntoIter<Found>,
+    /// Files left out so far, with the reason.
+    pub skipped: Vec<Skipped>,
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), AnalyzeError> {
-    let io = |e| AnalyzeError::Io {
+impl Iterator for JsonFiles {
+    type Item = (String, Vec<u8>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for f in self.found.by_ref() {
+            match folder::read_found(&f, MAX_FILE_BYTES) {
+                Ok(bytes) => return Some((f.name, bytes)),
+                Err(reason) => self.skipped.push(Skipped {
+                    file: f.name,
+                    reason,
+                }),
+            }
+        }
+        None
+    }
+}
+
+/// Every `*.json` under `dir` (see [`JsonFiles`]); fails only when `dir` cannot be read.
+pub fn json_files(dir: &Path) -> Result<JsonFiles, AnalyzeError> {
+    let limits = Limits {
+        depth: MAX_DEPTH,
+        max_bytes: MAX_FILE_BYTES,
+    };
+    let (found, left) = folder::json_files(dir, limits).map_err(|e| AnalyzeError::Io {
         path: dir.to_path_buf(),
         source: e,
-    };
-    for e in std::fs::read_dir(dir).map_err(io)? {
-        let path = e.map_err(io)?.path();
-        if path.is_dir() && depth < 8 {
-            walk(&path, out, depth + 1)?;
-        } else if path.is_file() && path.extension().is_some_and(|x| x == "json") {
-            out.push(path);
-        }
-    }
-    Ok(())
+    })?;
+    Ok(JsonFiles {
+        found: found.into_iter(),
+        skipped: left
+            .into_iter()
+            .map(|l| Skipped {
+                file: l.name,
+                reason: l.reason,
+            })
+            .collect(),
+    })
 }

@@ -336,12 +336,14 @@ pub fn points_from_json(source: &str, bytes: &[u8]) -> Result<Vec<LowPoint>, Str
 pub fn load_dir(dir: &Path) -> Result<(Vec<LowPoint>, Vec<Skipped>), AnalyzeError> {
     let mut pts = Vec::new();
     let mut skipped = Vec::new();
-    for (name, bytes) in json_files(dir)? {
+    let mut files = json_files(dir)?;
+    for (name, bytes) in &mut files {
         match points_from_json(&name, &bytes) {
             Ok(p) => pts.extend(p),
             Err(reason) => skipped.push(Skipped { file: name, reason }),
         }
     }
+    skipped.append(&mut files.skipped);
     Ok((pts, skipped))
 }
 

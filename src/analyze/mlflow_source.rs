@@ -73,7 +73,13 @@ pub fn e2e_records(
             if r.phase.is_none() {
                 r.phase = exp.rsplit('-').next().map(str::to_string);
             }
-            recs.push(r);
+            match r.implausible() {
+                None => recs.push(r),
+                Some(reason) => skipped.push(Skipped {
+                    file: r.source,
+                    reason,
+                }),
+            }
         }
     }
     Ok((recs, skipped))

@@ -34,8 +34,9 @@ pub use lowlevel::{LowPoint, Transport};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnalyzeError {
-    /// A file or folder could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// A file or folder could not be read or written (the cause is the error's source, which
+    /// an error chain prints once).
+    #[error("{}", path.display())]
     Io {
         /// The path.
         path: PathBuf,

@@ -20,6 +20,7 @@ pub struct MemcpySamples {
 
 /// Copies `size` bytes from one buffer to another `warmup + iterations` times, timing each.
 pub fn run_memcpy(size: usize, iterations: u64, warmup: u64) -> Result<MemcpySamples, BenchError> {
+    super::check_counts(size as u64, iterations, warmup, 1).map_err(BenchError::Invalid)?;
     let alloc = |n| {
         HostBuffer::for_bulk(n).map_err(|e| BenchError::Invalid(format!("memcpy buffers: {e}")))
     };
@@ -58,5 +59,13 @@ mod tests {
         assert_eq!(s.size, 1 << 20);
         // A MiB cannot be copied in under 10 us on any machine this runs on (100 GB/s).
         assert!(s.copy_ns.min() >= 10_000, "{}", s.copy_ns.min());
+    }
+
+    #[test]
+    fn counts_that_wrap_are_refused_before_copying() {
+        for (iterations, warmup) in [(10, u64::MAX), (10, u64::MAX - 2), (0, 1)] {
+            let e = run_memcpy(1 << 10, iterations, warmup).unwrap_err();
+            assert!(matches!(e, BenchError::Invalid(_)), "{e}");
+        }
     }
 }

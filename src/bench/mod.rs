@@ -43,6 +43,29 @@ pub enum BenchError {
     Length { expected: usize, got: usize },
 }
 
+/// Checks that a loop's counts meet without wrapping: `warmup + iterations` round trips and
+/// `iterations x size x xfers` bytes counted must fit in 64 bits, and one iteration is timed.
+/// The error says which numbers and what they come to.
+pub fn check_counts(size: u64, iterations: u64, warmup: u64, xfers: u64) -> Result<(), String> {
+    if iterations == 0 {
+        return Err("--iterations must be at least 1".into());
+    }
+    if warmup.checked_add(iterations).is_none() {
+        return Err(format!(
+            "--warmup {warmup} plus --iterations {iterations} is more iterations than a \
+             64-bit count holds"
+        ));
+    }
+    let bytes = iterations as u128 * size as u128 * xfers as u128;
+    if bytes > u64::MAX as u128 {
+        return Err(format!(
+            "--iterations {iterations} of {size} bytes ({xfers} transfers each) counts {bytes} \
+             bytes, more than a 64-bit count holds"
+        ));
+    }
+    Ok(())
+}
+
 impl From<crate::fabric::FabricError> for BenchError {
     /// A libfabric time-out becomes the loop's own [`BenchError::Timeout`].
     fn from(e: crate::fabric::FabricError) -> BenchError {

@@ -65,6 +65,7 @@ pub fn run_size<T: PingPongTransport>(
 ) -> Result<SizeSamples, BenchError> {
     let mut hist = new_histogram();
     let mut recent = Recent::new(UCX_PERFTEST_WINDOW);
+    super::check_counts(p.size as u64, p.iterations, p.warmup, 2).map_err(BenchError::Invalid)?;
     let total = p.warmup + p.iterations;
     let mut timed_start = Instant::now();
     let clock = LoopClock::new();
@@ -175,7 +176,8 @@ impl FabtestsFigures {
     /// The figures with `xfers` transfers per iteration (fi_rma_pingpong's read: 1).
     pub fn with_xfers(size: u64, iterations: u64, elapsed_ns: u64, xfers: u64) -> FabtestsFigures {
         let us = elapsed_ns as f64 / 1000.0;
-        let bytes = iterations * size * xfers;
+        // run_size refuses counts whose bytes pass 64 bits (check_counts); no wrap here.
+        let bytes = iterations.saturating_mul(size).saturating_mul(xfers);
         let usec_per_xfer = us / iterations as f64 / xfers as f64;
         FabtestsFigures {
             usec_per_xfer,

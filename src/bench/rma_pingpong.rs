@@ -32,6 +32,7 @@ pub fn run_read_size<T: RmaReadTransport>(
     let mut prev = clock.now();
     // The clock is read once per iteration, so the samples add up to the elapsed time (a
     // --verify check is inside its iteration's sample, as in the ping-pong loop).
+    super::check_counts(p.size as u64, p.iterations, p.warmup, 1).map_err(BenchError::Invalid)?;
     for i in 0..p.warmup + p.iterations {
         if i == p.warmup {
             timed_start = Instant::now();

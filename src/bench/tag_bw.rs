@@ -182,7 +182,7 @@ impl BwFigures {
     /// `iterations` messages of `size` bytes in `elapsed_ns`.
     pub fn new(size: u64, iterations: u64, elapsed_ns: u64) -> BwFigures {
         let secs = elapsed_ns as f64 / 1e9;
-        let bytes = (size * iterations) as f64;
+        let bytes = size as f64 * iterations as f64;
         BwFigures {
             bytes_per_sec: bytes / secs,
             mib_per_sec: bytes / secs / (1u64 << 20) as f64,

@@ -207,6 +207,32 @@ impl Etcd {
             .collect())
     }
 
+    /// Every key under `prefix` with the lease it is bound to (0: none), in key order. A key
+    /// with a lease exists only while that lease lives.
+    pub fn keys_with_leases(&self, prefix: &str) -> Result<Vec<(String, i64)>> {
+        let mut c = self.client.clone();
+        let opts = GetOptions::new().with_prefix().with_keys_only();
+        let resp = self
+            .rt
+            .block_on(c.get(prefix, Some(opts)))
+            .map_err(self.call_err("get"))?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.lease()))
+            .collect())
+    }
+
+    /// Deletes `key`; returns whether it was there.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        let mut c = self.client.clone();
+        let resp = self
+            .rt
+            .block_on(c.delete(key, None))
+            .map_err(self.call_err("delete"))?;
+        Ok(resp.deleted() > 0)
+    }
+
     /// Deletes every key under `prefix`; returns how many there were.
     pub fn delete_prefix(&self, prefix: &str) -> Result<u64> {
         let mut c = self.client.clone();

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+mod hellos;
+use hellos::{Pending, Polled, MAX_PENDING};
+
 /// The control port a target listens on when none is given.
 pub const DEFAULT_PORT: u16 = 47590;
 
@@ -32,9 +35,13 @@ pub enum BootstrapError {
         secs: f64,
         last: String,
     },
-    /// No initiator arrived in time.
-    #[error("no kvxfer initiator connected to {addr} within {secs:.1} s")]
-    NoInitiator { addr: String, secs: f64 },
+    /// No initiator of our parameters arrived in time (`refused`: those that differed).
+    #[error("no kvxfer initiator connected to {addr} within {secs:.1} s{refused}")]
+    NoInitiator {
+        addr: String,
+        secs: f64,
+        refused: String,
+    },
     /// The peer was started with other parameters.
     #[error("the peer was started with different parameters: {param} is {here} here but {peer} on the peer")]
     Mismatch {
@@ -119,13 +126,18 @@ impl Fingerprint {
     }
 }
 
+/// An initiator's first frame; fields past `proto` default, so a hello of another protocol
+/// version is still read far enough to be told so.
 #[derive(Serialize, Deserialize)]
 struct Hello {
+    #[serde(default)]
     kvxfer: String,
     proto: u32,
+    #[serde(default)]
     params: Fingerprint,
 }
 
+/// The target's answer to a hello: ok, or the parameter (or protocol) that differs.
 #[derive(Serialize, Deserialize)]
 struct Verdict {
     ok: bool,
@@ -139,11 +151,31 @@ struct Verdict {
 
 const PROTO: u32 = 1;
 
+/// The verdict's parameter name when the control protocol itself differs.
+const PROTO_PARAM: &str = "control protocol";
+
+impl Verdict {
+    fn ok() -> Verdict {
+        Verdict {
+            ok: true,
+            param: String::new(),
+            target_value: String::new(),
+            initiator_value: String::new(),
+        }
+    }
+}
+
 /// The fingerprint parameter naming the measurement (the subcommand).
 const BENCH: &str = "bench";
 
-/// The error for a parameter that differs: another subcommand, or another option.
+/// The error for a parameter that differs: another subcommand, the control protocol, or
+/// another option.
 fn mismatch(param: String, here: String, peer: String) -> BootstrapError {
+    if param == PROTO_PARAM {
+        return BootstrapError::Protocol(format!(
+            "this side speaks version {here}, the peer {peer}: run one kvxfer release on both"
+        ));
+    }
     if param == BENCH {
         let cmd = |b: String| b.replace('_', "-");
         BootstrapError::OtherCommand {
@@ -162,6 +194,8 @@ const FRAME_FAILURE: u8 = 1;
 /// A bound control port waiting for an initiator.
 pub struct OobListener {
     listener: TcpListener,
+    /// Connections accepted whose hello is still arriving.
+    pending: std::sync::Mutex<Vec<Pending>>,
 }
 
 impl OobListener {
@@ -174,7 +208,10 @@ impl OobListener {
         if let Ok(a) = listener.local_addr() {
             bound_here().push(a);
         }
-        Ok(OobListener { listener })
+        Ok(OobListener {
+            listener,
+            pending: std::sync::Mutex::new(Vec::new()),
+        })
     }
 
     /// The bound address.
@@ -184,78 +221,127 @@ impl OobListener {
             .expect("a bound listener has an address")
     }
 
-    /// Waits up to `timeout` for an initiator and checks that its parameters equal ours.
-    /// Connections that do not present kvxfer's hello within a few seconds (health checks,
-    /// port scans) are dropped, and the wait goes on.
+    /// Waits up to `timeout` for an initiator whose parameters equal ours. Every connection's
+    /// hello is read side by side: connections that present none within a few seconds (health
+    /// checks, port scans) are dropped; an initiator of another protocol or with other
+    /// parameters is told which, and refused; the wait goes on either way.
+    /// Connections whose hello is still arriving stay with the listener for its next accept
+    /// (a target of several workers accepts once per worker).
     pub fn accept(&self, ours: &Fingerprint, timeout: Duration) -> Result<Oob> {
         let start = Instant::now();
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut refused = Refused::default();
+        self.listener.set_nonblocking(true)?;
         loop {
-            let stream = self.next_connection(start, timeout)?;
-            let left = timeout.saturating_sub(start.elapsed());
-            let mut oob = Oob::new(stream, timeout)?;
-            let hello = match oob.recv_json_by::<Hello>(Instant::now() + left.min(HELLO_TIMEOUT)) {
-                Ok(h) => h,
-                // Not a kvxfer initiator: forget it.
-                Err(BootstrapError::Io(_))
-                | Err(BootstrapError::Protocol(_))
-                | Err(BootstrapError::PeerFailed(_))
-                | Err(BootstrapError::Silent { .. }) => continue,
-                Err(e) => return Err(e),
-            };
-            return Self::judge(oob, hello, ours);
+            while let Some((stream, peer)) = self.next_connection()? {
+                if pending.len() == MAX_PENDING {
+                    pending.remove(0);
+                }
+                if let Ok(p) = Pending::new(stream, peer) {
+                    pending.push(p);
+                }
+            }
+            let mut i = 0;
+            while i < pending.len() {
+                match pending[i].poll() {
+                    Polled::Waiting => i += 1,
+                    Polled::Gone => drop(pending.remove(i)),
+                    Polled::Ready => {
+                        let Some((stream, peer, body)) = pending.remove(i).into_hello() else {
+                            continue;
+                        };
+                        match Self::judge(stream, &body, ours, timeout) {
+                            Ok(Some(oob)) => return Ok(oob),
+                            Ok(None) => {}
+                            Err(e) => refused.note(peer, e),
+                        }
+                    }
+                }
+            }
+            if start.elapsed() > timeout {
+                return Err(BootstrapError::NoInitiator {
+                    addr: self.local_addr().to_string(),
+                    secs: timeout.as_secs_f64(),
+                    refused: refused.summary(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
-    /// The next TCP connection, or [`BootstrapError::NoInitiator`] once `timeout` has passed
-    /// since `start`.
-    fn next_connection(&self, start: Instant, timeout: Duration) -> Result<TcpStream> {
-        self.listener.set_nonblocking(true)?;
+    /// The next TCP connection waiting, if any.
+    fn next_connection(&self) -> Result<Option<(TcpStream, SocketAddr)>> {
         loop {
             match self.listener.accept() {
-                Ok((s, _)) => {
-                    s.set_nonblocking(false)?;
-                    return Ok(s);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if start.elapsed() > timeout {
-                        return Err(BootstrapError::NoInitiator {
-                            addr: self.local_addr().to_string(),
-                            secs: timeout.as_secs_f64(),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                // A connection reset before it was accepted: wait for the next one.
+                Ok(c) => return Ok(Some(c)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                // A connection reset before it was accepted: take the next one.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {}
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
-    /// Compares a kvxfer initiator's hello with our parameters and tells it the verdict.
-    fn judge(mut oob: Oob, hello: Hello, ours: &Fingerprint) -> Result<Oob> {
-        if hello.proto != PROTO {
-            return Err(BootstrapError::Protocol(format!(
-                "protocol {} (kvxfer {}), this kvxfer speaks {PROTO}",
-                hello.proto, hello.kvxfer
-            )));
+    /// Reads a hello and tells its sender the verdict: the connection when it is a kvxfer
+    /// initiator of our protocol and parameters, None when it is no kvxfer hello (dropped),
+    /// the refusal when the protocol or a parameter differs (the initiator is told which).
+    fn judge(
+        stream: TcpStream,
+        body: &[u8],
+        ours: &Fingerprint,
+        timeout: Duration,
+    ) -> Result<Option<Oob>> {
+        let Ok(hello) = serde_json::from_slice::<Hello>(body) else {
+            return Ok(None);
+        };
+        let Ok(mut oob) = Oob::new(stream, timeout) else {
+            return Ok(None);
+        };
+        let differs = if hello.proto != PROTO {
+            let theirs = match hello.kvxfer.as_str() {
+                "" => hello.proto.to_string(),
+                v => format!("{} (kvxfer {v})", hello.proto),
+            };
+            Some((PROTO_PARAM.to_string(), PROTO.to_string(), theirs))
+        } else {
+            ours.first_difference(&hello.params)
+        };
+        let Some((param, here, peer)) = differs else {
+            // An initiator gone before its verdict is dropped like any stray connection.
+            return Ok(oob.send_json(&Verdict::ok()).is_ok().then_some(oob));
+        };
+        // A sender gone before the verdict is still refused for what it sent.
+        let _ = oob.send_json(&Verdict {
+            ok: false,
+            param: param.clone(),
+            target_value: here.clone(),
+            initiator_value: peer.clone(),
+        });
+        Err(mismatch(param, here, peer))
+    }
+}
+
+/// The initiators a target refused while it waited, for its warning and its time-out error.
+#[derive(Default)]
+struct Refused {
+    count: usize,
+    last: String,
+}
+
+impl Refused {
+    /// Notes one refusal, and says it on stderr (the target goes on waiting).
+    fn note(&mut self, peer: SocketAddr, e: BootstrapError) {
+        self.count += 1;
+        self.last = format!("{peer}: {e}");
+        eprintln!("kvxfer: warning: refused an initiator from {}", self.last);
+    }
+
+    fn summary(&self) -> String {
+        match self.count {
+            0 => String::new(),
+            1 => format!(" (refused one initiator, {})", self.last),
+            n => format!(" (refused {n} initiators, the last {})", self.last),
         }
-        if let Some((param, here, peer)) = ours.first_difference(&hello.params) {
-            oob.send_json(&Verdict {
-                ok: false,
-                param: param.clone(),
-                target_value: here.clone(),
-                initiator_value: peer.clone(),
-            })?;
-            return Err(mismatch(param, here, peer));
-        }
-        oob.send_json(&Verdict {
-            ok: true,
-            param: String::new(),
-            target_value: String::new(),
-            initiator_value: String::new(),
-        })?;
-        Ok(oob)
     }
 }
 

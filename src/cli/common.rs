@@ -70,6 +70,34 @@ pub fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+/// Most iterations, timed or untimed, any command takes (10^12: eleven days at a microsecond
+/// each), so a count plus a warm-up, or a count times a size, is checked, never wrapped.
+pub const MAX_COUNT: u64 = 1_000_000_000_000;
+
+/// clap value parser for timed iterations: a whole number up to [`MAX_COUNT`]; 0 is left to
+/// each run's check, which says `--iterations must be at least 1` in the run's own terms.
+pub fn parse_iterations(s: &str) -> Result<u64, String> {
+    parse_count(s, 1)
+}
+
+/// clap value parser for warm-up iterations: a whole number from 0 to [`MAX_COUNT`].
+pub fn parse_warmup(s: &str) -> Result<u64, String> {
+    parse_count(s, 0)
+}
+
+/// A whole number at most [`MAX_COUNT`]; `least` is the smallest the option takes, for the
+/// message.
+fn parse_count(s: &str, least: u64) -> Result<u64, String> {
+    let n: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number from {least} to 10^12"))?;
+    if n > MAX_COUNT {
+        return Err(format!("{n} is outside {least} to 10^12 ({MAX_COUNT})"));
+    }
+    Ok(n)
+}
+
 /// `[ADDR][:PORT]` for --listen: empty means all addresses on the default port.
 pub fn parse_listen(s: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
     let s = s.trim();
@@ -298,7 +326,7 @@ impl OutputArgs {
             _ => "failed",
         };
         let kept = match &self.json {
-            Some(p) => match kvxfer::report::write_atomic(p, &doc.to_json()) {
+            Some(p) => match kvxfer::report::write_output(p, &doc.to_json()) {
                 Ok(()) => format!(
                     "{} result(s) kept in {} with status {status}",
                     doc.results.len(),
@@ -316,34 +344,11 @@ impl OutputArgs {
     }
 }
 
-/// Fails unless a file can be created at `path` (its folder exists and takes new files).
+/// Fails unless a result can be written at `path`: a regular file (or a new one) whose folder
+/// takes new files, through any links, or a character device or FIFO.
 fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
-    if path.is_dir() {
-        anyhow::bail!("--json {}: is a directory, not a file", path.display());
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    if !dir.is_dir() {
-        anyhow::bail!("--json {}: no directory {}", path.display(), dir.display());
-    }
-    let probe = dir.join(format!(".kvxfer-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-    {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            Ok(())
-        }
-        Err(e) => anyhow::bail!(
-            "--json {}: cannot create files in {}: {e}",
-            path.display(),
-            dir.display()
-        ),
-    }
+    kvxfer::report::destination(path).map_err(|e| anyhow::anyhow!("--json {e}"))?;
+    Ok(())
 }
 
 /// Writes `doc` to `kvxfer-<bench>-<time>.json` in the current directory; says where, or why not.

@@ -71,17 +71,20 @@ enum EtcdCommand {
         /// The etcd server (http://HOST:2379).
         #[arg(long, value_name = "URL")]
         etcd: String,
-        /// The group whose keys go.
+        /// The group whose keys go (exactly this group: not `NAME/...` groups).
         #[arg(long, value_name = "NAME", default_value = "kvxfer")]
         group: String,
+        /// Remove the keys even of a run under way (keys bound to live leases).
+        #[arg(long)]
+        force: bool,
     },
 }
 
 /// Runs `kvxfer etcd`.
 pub fn run(a: EtcdArgs) -> anyhow::Result<ExitCode> {
     match a.command {
-        EtcdCommand::Clean { etcd, group } => {
-            let n = group::clean(&etcd, &group, Duration::from_secs(5))
+        EtcdCommand::Clean { etcd, group, force } => {
+            let n = group::clean(&etcd, &group, Duration::from_secs(5), force)
                 .with_context(|| format!("cleaning group {group:?}"))?;
             eprintln!("kvxfer: removed {n} key(s) of group {group:?} from {etcd}");
             Ok(ExitCode::SUCCESS)

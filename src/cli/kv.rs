@@ -211,11 +211,11 @@ struct ProfileArgs {
     /// Descriptors in flight.
     #[arg(short = 'W', long, default_value_t = 64)]
     window: usize,
-    /// Timed transfers per shape.
-    #[arg(short = 'I', long, default_value_t = 10)]
+    /// Timed transfers per shape, 1 to 10^12.
+    #[arg(short = 'I', long, default_value_t = 10, value_parser = super::common::parse_iterations)]
     iterations: u64,
-    /// Untimed transfers first (the first one is the cold transfer).
-    #[arg(short, long, default_value_t = 1)]
+    /// Untimed transfers first, 0 to 10^12 (the first one is the cold transfer).
+    #[arg(short, long, default_value_t = 1, value_parser = super::common::parse_warmup)]
     warmup: u64,
     /// Check every byte at the destination after every transfer.
     #[arg(long)]
@@ -371,6 +371,12 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     let bar = progress_bar(runs.len() as u64, "kv profile");
     let mut saved: anyhow::Result<()> = Ok(());
     let mut checkpointed = false;
+    // A stream (a FIFO, /dev/stdout) takes one document: the final one, no checkpoints.
+    let stream = a
+        .output
+        .json
+        .as_deref()
+        .is_some_and(|p| kvxfer::report::destination(p).is_ok_and(|d| d.is_stream()));
     let mut events = |e: ProfileEvent<'_>| match e {
         ProfileEvent::Starting { index, run, .. } => {
             bar.set_position(index as u64);
@@ -386,7 +392,7 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         }
         // The prompt lengths done so far reach the file now: a later failure keeps them.
         ProfileEvent::Checkpoint(doc) => {
-            if let (Some(path), Ok(())) = (&a.output.json, &saved) {
+            if let (Some(path), Ok(()), false) = (&a.output.json, &saved, stream) {
                 let mut doc = doc.clone();
                 doc.pattern_id = a.output.pattern_id.clone();
                 if let Some(p) = &a.layout.model_config {

@@ -19,11 +19,11 @@ pub struct MemcpyArgs {
     /// Bytes per copy.
     #[arg(short = 's', long, default_value = "672M", value_parser = |s: &str| kvxfer::units::parse_size(s).map_err(|e| e.to_string()))]
     size: u64,
-    /// Timed copies.
-    #[arg(short = 'I', long, default_value_t = 10)]
+    /// Timed copies, 1 to 10^12.
+    #[arg(short = 'I', long, default_value_t = 10, value_parser = super::common::parse_iterations)]
     iterations: u64,
-    /// Untimed copies first.
-    #[arg(short, long, default_value_t = 2)]
+    /// Untimed copies first, 0 to 10^12.
+    #[arg(short, long, default_value_t = 2, value_parser = super::common::parse_warmup)]
     warmup: u64,
     /// Write the kvxfer.result/v1 document here.
     #[arg(long, value_name = "FILE")]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use kvxfer::reference::{self, ParseOptions, Tool};
-use kvxfer::report::{write_atomic, ResultDoc};
+use kvxfer::report::{write_output, ResultDoc};
 
 /// Options of `kvxfer parse`.
 #[derive(Debug, Args)]
@@ -57,7 +57,7 @@ pub fn run(a: ParseArgs) -> anyhow::Result<ExitCode> {
     doc.environment.git_sha = env!("KVXFER_GIT_SHA").to_string();
     match &a.json {
         Some(out) => {
-            write_atomic(out, &doc.to_json())
+            write_output(out, &doc.to_json())
                 .with_context(|| format!("writing {}", out.display()))?;
             eprintln!(
                 "kvxfer: {} sizes of {} written to {}",

@@ -26,11 +26,13 @@ pub struct PairArgs {
     /// Message sizes: a comma-separated list with binary suffixes (1K = 1024), or `all`.
     #[arg(short = 'S', long, default_value = "64,1K,64K,1M,10M,100M", value_parser = parse_sizes)]
     pub sizes: std::vec::Vec<u64>,
-    /// Timed iterations per size [default: 10000 below 64K, 1000 below 1M, 100 from 1M].
-    #[arg(short = 'I', long)]
+    /// Timed iterations per size, 1 to 10^12 [default: 10000 below 64K, 1000 below 1M, 100
+    /// from 1M].
+    #[arg(short = 'I', long, value_parser = super::common::parse_iterations)]
     pub iterations: Option<u64>,
-    /// Untimed iterations before each size (0 reproduces fi_pingpong, which has none).
-    #[arg(short, long, default_value_t = 10)]
+    /// Untimed iterations before each size, 0 to 10^12 (0 reproduces fi_pingpong, which has
+    /// none).
+    #[arg(short, long, default_value_t = 10, value_parser = super::common::parse_warmup)]
     pub warmup: u64,
     /// Fill and check the payload of every message.
     #[arg(short = 'c', long)]

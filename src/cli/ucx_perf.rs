@@ -38,12 +38,12 @@ pub struct UcxPerfArgs {
     /// Message sizes: a comma-separated list with binary suffixes (1K = 1024).
     #[arg(short, long, default_value = "64", value_parser = parse_sizes)]
     sizes: std::vec::Vec<u64>,
-    /// Timed iterations per size (default by size: 10000 below 64K, 1000 below 1M, 100 below
-    /// 64M, 10 above).
-    #[arg(short = 'n', long)]
+    /// Timed iterations per size, 1 to 10^12 (default by size: 10000 below 64K, 1000 below
+    /// 1M, 100 below 64M, 10 above).
+    #[arg(short = 'n', long, value_parser = super::common::parse_iterations)]
     iterations: Option<u64>,
-    /// Untimed iterations before each size (default: a tenth of the iterations).
-    #[arg(short, long)]
+    /// Untimed iterations before each size, 0 to 10^12 (default: a tenth of the iterations).
+    #[arg(short, long, value_parser = super::common::parse_warmup)]
     warmup: Option<u64>,
     /// tag_bw: most sends outstanding at once (ucx_perftest's -O).
     #[arg(short = 'O', long, default_value_t = 32)]

@@ -221,11 +221,11 @@ pub struct XferArgs {
     /// Who sends to whom.
     #[arg(long, value_enum, default_value = "pairwise")]
     scheme: SchemeArg,
-    /// Timed iterations.
-    #[arg(short = 'I', long, default_value_t = 10)]
+    /// Timed iterations, 1 to 10^12.
+    #[arg(short = 'I', long, default_value_t = 10, value_parser = super::common::parse_iterations)]
     iterations: u64,
-    /// Untimed iterations first (the first one is reported as the cold transfer).
-    #[arg(short, long, default_value_t = 2)]
+    /// Untimed iterations first, 0 to 10^12 (the first one is reported as the cold transfer).
+    #[arg(short, long, default_value_t = 2, value_parser = super::common::parse_warmup)]
     warmup: u64,
     /// Check every byte at the destination after every iteration.
     #[arg(long)]

@@ -9,6 +9,7 @@ use super::domain::{Domain, Fabric};
 use super::endpoint::{bind, Endpoint, FiAddr, PassiveEndpoint};
 use super::error::{FabricError, Result};
 use super::info::{available_providers, mr_mode, EndpointType, Hints, Info, InfoList};
+use super::peer_name::PeerName;
 use crate::peer::{Exchange, Side};
 
 /// What endpoint to open.
@@ -169,7 +170,8 @@ fn connect_rdm(info: Info, exchange: &mut Exchange<'_>) -> Result<Connection> {
     ep.bind_cq(&txcq, bind::TRANSMIT)?;
     ep.bind_cq(&rxcq, bind::RECV)?;
     let ep = ep.enable()?;
-    let peer_name = exchanged(exchange(&ep.name()?))?;
+    let ours = ep.name()?;
+    let peer_name = PeerName::check(&info, Some(&ours), exchanged(exchange(&ours))?)?;
     let peer = av.insert(&peer_name)?;
     Ok(Connection {
         ep,
@@ -231,7 +233,7 @@ fn connect_msg(
     match side {
         Side::Target => conn.ep.accept()?,
         Side::Initiator => {
-            let pep_name = exchanged(exchange(&[]))?;
+            let pep_name = PeerName::check(&conn.info, None, exchanged(exchange(&[]))?)?;
             conn.ep.connect(&pep_name)?;
         }
     }

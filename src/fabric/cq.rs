@@ -10,6 +10,7 @@ use libfabric_sys as sys;
 use super::domain::{close_fid, Domain, DomainInner, Fabric, FabricInner};
 use super::error::{call_error, opened, FabricError, Result};
 use super::info::Info;
+use super::peer_name::PeerName;
 
 /// One completion: the context and flags of the operation, its length and remote CQ data.
 pub type CqEntry = sys::fi_cq_data_entry;
@@ -203,14 +204,15 @@ impl AddressVector {
         })
     }
 
-    /// Inserts one peer name (as fi_getname gave it) and returns its address handle.
-    pub fn insert(&self, name: &[u8]) -> Result<sys::fi_addr_t> {
+    /// Inserts one peer name (checked against the provider's form) and returns its handle.
+    pub fn insert(&self, name: &PeerName) -> Result<sys::fi_addr_t> {
         let mut addr: sys::fi_addr_t = 0;
-        // SAFETY: name holds a provider address; addr receives one handle.
+        // SAFETY: name holds an address of the provider's format and length (PeerName::check);
+        // addr receives one handle.
         let ret = unsafe {
             sys::fi_av_insert(
                 self.inner.raw.as_ptr(),
-                name.as_ptr() as *const libc::c_void,
+                name.as_bytes().as_ptr() as *const libc::c_void,
                 1,
                 &mut addr,
                 0,

@@ -10,6 +10,7 @@ use super::cq::{AddressVector, AvInner, CompletionQueue, CqInner, EqInner, Event
 use super::domain::{close_fid, Domain, DomainInner, Fabric, FabricInner};
 use super::error::{check, opened, posted, Result};
 use super::info::Info;
+use super::peer_name::PeerName;
 
 /// Peer address handle (fi_addr_t).
 pub type FiAddr = sys::fi_addr_t;
@@ -156,12 +157,13 @@ impl Endpoint<Opened> {
 
 impl Endpoint<Enabled> {
     /// Starts connecting a MSG endpoint to a passive endpoint's name.
-    pub fn connect(&self, peer: &[u8]) -> Result<()> {
-        // SAFETY: peer holds an address of the provider's format; raw is live.
+    pub fn connect(&self, peer: &PeerName) -> Result<()> {
+        // SAFETY: peer holds an address of the provider's format and length
+        // (PeerName::check); raw is live.
         let ret = unsafe {
             sys::fi_connect(
                 self.as_raw(),
-                peer.as_ptr() as *const libc::c_void,
+                peer.as_bytes().as_ptr() as *const libc::c_void,
                 std::ptr::null(),
                 0,
             )

@@ -37,6 +37,9 @@ pub enum FabricError {
         /// The providers this libfabric offers.
         available: String,
     },
+    /// A peer's endpoint name is not of the form this provider's names take.
+    #[error("the peer sent an endpoint name of {0}")]
+    PeerName(String),
     /// A value passed to the safe layer is out of range.
     #[error("{0}")]
     Invalid(String),

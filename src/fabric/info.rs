@@ -432,6 +432,16 @@ impl<'a> InfoRef<'a> {
         )
     }
 
+    /// The address format (FI_SOCKADDR_IN, FI_ADDR_STR, ...).
+    pub fn addr_format(&self) -> u32 {
+        self.raw.addr_format
+    }
+
+    /// Length of the local address the entry carries (0 when it carries none).
+    pub fn src_addrlen(&self) -> usize {
+        self.raw.src_addrlen
+    }
+
     /// Address format name.
     pub fn addr_format_name(&self) -> &'static str {
         match self.raw.addr_format {

@@ -10,6 +10,7 @@ mod error;
 mod info;
 mod mr;
 mod path;
+mod peer_name;
 mod rma;
 mod rma_channel;
 
@@ -25,6 +26,7 @@ pub use info::{
 };
 pub use mr::{LocalSlice, LocalSliceMut, MemoryRegion, RegMode, RemoteRegion, RemoteSlice};
 pub use path::{DataPath, Done};
+pub use peer_name::PeerName;
 pub use rma::cq_flags;
 pub use rma_channel::{RmaChannel, RmaPingPongOp};
 

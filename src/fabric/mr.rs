@@ -30,9 +30,11 @@ pub struct RemoteRegion {
 }
 
 impl RemoteRegion {
-    /// The address of byte `offset` of the region, if `offset + len` stays inside it.
+    /// The address of byte `offset` of the region, if `offset + len` stays inside it and the
+    /// address does not wrap.
     pub fn at(&self, offset: u64, len: u64) -> Option<u64> {
-        (offset.checked_add(len)? <= self.len).then(|| self.addr + offset)
+        (offset.checked_add(len)? <= self.len).then_some(())?;
+        self.addr.checked_add(offset)
     }
 
     /// `len` bytes at `offset` of the region, if they lie inside the length it was offered with.

@@ -47,14 +47,23 @@ pub fn parse(text: &str, path: &str, dtype: Option<KvDtype>) -> Result<KvGeometr
                     "the KV head count (no num_key_value_heads)",
                 )?,
             };
+            if let Some(heads) = f.opt("num_attention_heads")? {
+                super::check_heads(
+                    path,
+                    ("num_attention_heads", heads),
+                    ("num_key_value_heads", kv_heads),
+                )?;
+            }
             let head_dim = match f.opt("head_dim")? {
                 Some(d) => d,
                 None => {
                     let hidden = f.req("hidden_size", "the head dimension (no head_dim)")?;
                     let heads = f.req("num_attention_heads", "the head dimension (no head_dim)")?;
-                    if heads == 0 {
+                    if heads == 0 || hidden % heads != 0 {
                         return Err(ModelError::Invalid(format!(
-                            "{path}: num_attention_heads is 0"
+                            "{path}: hidden_size {hidden} is not a whole multiple of \
+                             num_attention_heads {heads}, so the head dimension is not \
+                             hidden_size / num_attention_heads: give head_dim"
                         )));
                     }
                     hidden / heads

@@ -79,24 +79,29 @@ impl KvLayout {
     /// MLA models, as KVBench has it), times the page size.
     pub fn io_size(&self, g: &KvGeometry) -> Result<u64, ModelError> {
         self.validate(g)?;
+        g.validate()?;
         let per_layer = g.bytes_per_token_per_layer();
+        let over = || {
+            ModelError::Invalid(format!(
+                "{}'s descriptor with --page-size {} is more bytes than 64 bits hold",
+                g.name, self.page_size
+            ))
+        };
+        let mul = |a: u64, b: u64| a.checked_mul(b).ok_or_else(over);
         let io = match (g.attention, self.access) {
             (Attention::Gqa { .. }, AccessPattern::Layer) => per_layer / self.tp,
             (Attention::Gqa { .. }, AccessPattern::Block) => {
-                (per_layer / self.tp) * g.layers / self.pp
+                mul(per_layer / self.tp, g.layers)? / self.pp
             }
             (Attention::Mla { .. }, AccessPattern::Layer) => {
-                return nonzero(per_layer * self.page_size / self.tp, g, self)
+                return nonzero(mul(per_layer, self.page_size)? / self.tp, g, self)
             }
             (Attention::Mla { .. }, AccessPattern::Block) => {
-                return nonzero(
-                    per_layer * g.layers.div_ceil(self.pp) * self.page_size / self.tp,
-                    g,
-                    self,
-                )
+                let stage = mul(per_layer, g.layers.div_ceil(self.pp))?;
+                return nonzero(mul(stage, self.page_size)? / self.tp, g, self);
             }
         };
-        nonzero(io * self.page_size, g, self)
+        nonzero(mul(io, self.page_size)?, g, self)
     }
 }
 
@@ -188,10 +193,21 @@ struct RawSystem {
 }
 
 fn yaml<T: for<'de> Deserialize<'de>>(text: &str, path: &str) -> Result<T, ModelError> {
+    // The library's user-facing wording, without snippets: its default text advises the
+    // programmer (parser options, Rust types), which is no help to whoever wrote the file.
+    let plain = serde_saphyr::render_options! {
+        formatter: &serde_saphyr::UserMessageFormatter,
+        snippets: serde_saphyr::SnippetMode::Off,
+    };
     serde_saphyr::from_str(text).map_err(|e| ModelError::Syntax {
         path: path.to_string(),
         format: "YAML",
-        message: e.to_string().lines().next().unwrap_or_default().to_string(),
+        message: e
+            .render_with_options(plain)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     })
 }
 
@@ -290,7 +306,11 @@ pub fn parse_model(
             .query_head_dimension
             .ok_or_else(|| missing("query_head_dimension", "the head dimension"))?;
         let kv_heads = match (m.num_kv_heads, m.num_query_heads_with_mha) {
-            (Some(k), _) => k,
+            (Some(k), Some(q)) => {
+                super::check_heads(path, ("num_query_heads_with_mha", q), ("num_kv_heads", k))?;
+                k
+            }
+            (Some(k), None) => k,
             (None, Some(q)) => {
                 let g = m.gqa_num_queries_in_group.ok_or_else(|| {
                     missing("gqa_num_queries_in_group", "the KV heads of a Llama model")

@@ -24,12 +24,12 @@ pub enum ModelError {
         presets: Vec<&'static str>,
     },
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {err}")]
     Read {
         /// The file.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a source: an error chain prints it once).
+        err: std::io::Error,
     },
     /// A file is not valid JSON or YAML.
     #[error("{path} is not a valid {format} file: {message}")]
@@ -148,24 +148,38 @@ pub struct KvGeometry {
 
 impl KvGeometry {
     /// Elements one layer caches per token (K and V together; MLA: latent + rope).
+    /// Saturates where [`validate`](Self::validate) would refuse the geometry.
     pub fn elements_per_layer(&self) -> u64 {
+        self.checked_elements_per_layer().unwrap_or(u64::MAX)
+    }
+
+    /// Bytes one layer caches per token (saturating, as above).
+    pub fn bytes_per_token_per_layer(&self) -> u64 {
+        self.checked_bytes_per_layer().unwrap_or(u64::MAX)
+    }
+
+    /// Bytes the whole model caches per token (saturating, as above).
+    pub fn bytes_per_token(&self) -> u64 {
+        self.checked_bytes_per_token().unwrap_or(u64::MAX)
+    }
+
+    fn checked_elements_per_layer(&self) -> Option<u64> {
         match self.attention {
-            Attention::Gqa { kv_heads, head_dim } => 2 * kv_heads * head_dim,
+            Attention::Gqa { kv_heads, head_dim } => kv_heads.checked_mul(head_dim)?.checked_mul(2),
             Attention::Mla {
                 rope_dim,
                 latent_dim,
-            } => rope_dim + latent_dim,
+            } => rope_dim.checked_add(latent_dim),
         }
     }
 
-    /// Bytes one layer caches per token.
-    pub fn bytes_per_token_per_layer(&self) -> u64 {
-        self.elements_per_layer() * self.dtype.bytes()
+    fn checked_bytes_per_layer(&self) -> Option<u64> {
+        self.checked_elements_per_layer()?
+            .checked_mul(self.dtype.bytes())
     }
 
-    /// Bytes the whole model caches per token.
-    pub fn bytes_per_token(&self) -> u64 {
-        self.layers * self.bytes_per_token_per_layer()
+    fn checked_bytes_per_token(&self) -> Option<u64> {
+        self.checked_bytes_per_layer()?.checked_mul(self.layers)
     }
 
     /// Bytes the cache of `tokens` tokens holds; None on overflow.
@@ -179,8 +193,31 @@ impl KvGeometry {
         self
     }
 
-    /// Checks that every dimension is at least 1.
+    /// Checks that every dimension is at least 1 and that bytes per token fit in 64 bits.
     pub fn validate(&self) -> Result<(), ModelError> {
+        self.validate_dims()?;
+        if self.checked_bytes_per_token().is_none() {
+            let per_layer = match self.attention {
+                Attention::Gqa { kv_heads, head_dim } => {
+                    format!("2 x {kv_heads} KV heads x head dim {head_dim}")
+                }
+                Attention::Mla {
+                    rope_dim,
+                    latent_dim,
+                } => format!("rope dim {rope_dim} + latent dim {latent_dim}"),
+            };
+            return Err(ModelError::Invalid(format!(
+                "model {}: {} layers x ({per_layer}) x {} bytes per element is more bytes per \
+                 token than 64 bits hold: check the model's numbers",
+                self.name,
+                self.layers,
+                self.dtype.bytes()
+            )));
+        }
+        Ok(())
+    }
+
+    fn validate_dims(&self) -> Result<(), ModelError> {
         let dims: &[(&str, u64)] = match self.attention {
             Attention::Gqa { kv_heads, head_dim } => &[
                 ("layers", self.layers),
@@ -238,10 +275,33 @@ fn load_as_given(spec: &str, dtype: Option<KvDtype>) -> Result<KvGeometry, Model
     }
 }
 
+/// Checks a model file's head counts: KV heads from 1 to the attention heads, and dividing
+/// them (each KV head serves a whole group of query heads).
+pub(crate) fn check_heads(
+    path: &str,
+    heads: (&str, u64),
+    kv_heads: (&str, u64),
+) -> Result<(), ModelError> {
+    let ((hn, h), (kn, k)) = (heads, kv_heads);
+    if k == 0 || h == 0 {
+        return Err(ModelError::Invalid(format!(
+            "{path}: {} is 0",
+            if h == 0 { hn } else { kn }
+        )));
+    }
+    if k > h || h % k != 0 {
+        return Err(ModelError::Invalid(format!(
+            "{path}: {kn} {k} does not divide {hn} {h} (each KV head serves a whole group of \
+             query heads)"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn read(path: &Path) -> Result<String, ModelError> {
-    std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+    std::fs::read_to_string(path).map_err(|err| ModelError::Read {
         path: path.display().to_string(),
-        source,
+        err,
     })
 }
 
@@ -285,6 +345,43 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(e.to_string().contains("qwen2.5-7b, llama-3.1-8b"), "{e}");
+    }
+
+    #[test]
+    fn every_preset_is_a_valid_geometry() {
+        for (name, ..) in PRESETS {
+            preset(name).unwrap().validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn products_past_64_bits_are_refused_not_wrapped() {
+        let mut g = preset("qwen2.5-7b").unwrap();
+        g.attention = Attention::Gqa {
+            kv_heads: 4,
+            head_dim: (1 << 61) + 1,
+        };
+        assert!(g.validate().is_err(), "wrapped to {}", g.bytes_per_token());
+        assert_eq!(g.bytes_per_token(), u64::MAX, "saturates, never wraps");
+        let mut g = preset("deepseek-r1").unwrap();
+        g.attention = Attention::Mla {
+            rope_dim: u64::MAX,
+            latent_dim: 512,
+        };
+        assert!(g.validate().is_err());
+        let mut g = preset("qwen2.5-7b").unwrap();
+        g.layers = (1 << 58) + 1;
+        assert!(g.validate().is_err());
+    }
+
+    #[test]
+    fn kv_heads_must_divide_the_attention_heads() {
+        let h = ("num_attention_heads", 28);
+        assert!(check_heads("c.json", h, ("num_key_value_heads", 4)).is_ok());
+        assert!(check_heads("c.json", h, ("num_key_value_heads", 28)).is_ok());
+        assert!(check_heads("c.json", h, ("num_key_value_heads", 100)).is_err());
+        assert!(check_heads("c.json", h, ("num_key_value_heads", 5)).is_err());
+        assert!(check_heads("c.json", h, ("num_key_value_heads", 0)).is_err());
     }
 
     #[test]

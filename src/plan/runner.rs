@@ -224,15 +224,34 @@ fn now_nanos() -> u128 {
         .unwrap_or(0)
 }
 
+/// Largest state file read (a state file holds a few lines per task).
+const MAX_STATE_BYTES: u64 = 16 << 20;
+
+/// The state file's path at the end of its links: it is read and rewritten, so a FIFO or a
+/// device (which would block the read or take no rewrite) is refused before any task runs.
+fn state_file(path: &Path) -> Result<PathBuf, PlanError> {
+    match crate::report::destination(path) {
+        Ok(crate::report::Destination::File(p)) => Ok(p),
+        Ok(crate::report::Destination::Stream(p)) => Err(PlanError::Run(format!(
+            "--state {}: {} is a FIFO, device or descriptor, not a file a state can be kept in",
+            path.display(),
+            p.display()
+        ))),
+        Err(e) => Err(PlanError::Run(format!("--state {e}"))),
+    }
+}
+
 fn load_state(path: &Path) -> Result<StateFile, PlanError> {
-    match std::fs::read(path) {
+    use crate::report::folder::{read_regular, ReadError};
+    match read_regular(path, MAX_STATE_BYTES) {
         Ok(b) => serde_json::from_slice(&b)
             .map_err(|e| PlanError::Run(format!("{}: not a task state file: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::new()),
-        Err(e) => Err(PlanError::Io {
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::new()),
+        Err(ReadError::Io(err)) => Err(PlanError::Io {
             path: path.to_path_buf(),
-            err: e,
+            err,
         }),
+        Err(e) => Err(PlanError::Run(format!("--state {}: {e}", path.display()))),
     }
 }
 
@@ -248,7 +267,7 @@ fn save_state(path: &Path, state: &StateFile) -> Result<(), PlanError> {
 /// Runs `def` on this host; stops at the first failing task.
 pub fn run(def: &TaskDefinition, opts: &RunOptions) -> Result<RunReport, PlanError> {
     def.check()?;
-    let state_path = opts.state.clone().unwrap_or_else(default_state_path);
+    let state_path = state_file(&opts.state.clone().unwrap_or_else(default_state_path))?;
     let mut state = load_state(&state_path)?;
     if opts.reset {
         state.remove(&def.name);

@@ -218,14 +218,14 @@ impl Checker {
             Some(d) if d.starts_with('/') => {}
             _ => self.err("$.common.output_dir", "must be an absolute path"),
         }
-        if !plan
-            .pointer("/common/timeout_s")
-            .and_then(Value::as_u64)
-            .is_some_and(|n| n >= 1)
-        {
+        let timeout = plan.pointer("/common/timeout_s");
+        if !timeout.and_then(Value::as_u64).is_some_and(|n| n >= 1) {
             self.err(
                 "$.common.timeout_s",
-                "must be an integer >= 1 (seconds per tool run)",
+                &format!(
+                    "must be an integer >= 1 (seconds per tool run){}",
+                    it_is(timeout)
+                ),
             );
         }
         if let Some(env) = plan.pointer("/common/env") {
@@ -244,7 +244,10 @@ impl Checker {
                     } else {
                         format!("an integer from {min} to {max}")
                     };
-                    self.err(&format!("$.common.{key}"), &format!("must be {range}"));
+                    self.err(
+                        &format!("$.common.{key}"),
+                        &format!("must be {range}{}", it_is(Some(x))),
+                    );
                 }
             }
         }
@@ -272,7 +275,7 @@ impl Checker {
             if n.as_u64().unwrap_or(0) == 0 {
                 self.err(
                     "$.kv_cache_reference.bytes_per_token",
-                    "must be a positive integer",
+                    &format!("must be a positive integer{}", it_is(Some(n))),
                 );
             }
         }
@@ -449,7 +452,11 @@ impl Checker {
             if !x.as_u64().is_some_and(|n| (1..=100).contains(&n)) {
                 self.err(
                     &format!("{path}.params.runs"),
-                    "must be an integer from 1 to 100 (alternating runs of kvxfer and the stock tool)",
+                    &format!(
+                        "must be an integer from 1 to 100 (alternating runs of kvxfer and the \
+                         stock tool){}",
+                        it_is(Some(x))
+                    ),
                 );
             }
         }
@@ -489,7 +496,11 @@ impl Checker {
                 ),
             };
             if !ok {
-                self.err(&at, &format!("must be {want}"));
+                let is = match kind {
+                    Kind::Int(_) => it_is(Some(x)),
+                    _ => String::new(),
+                };
+                self.err(&at, &format!("must be {want}{is}"));
             }
         }
         if tool == "kvxfer_xfer" {
@@ -498,6 +509,32 @@ impl Checker {
             }
         }
     }
+}
+
+/// What a value that should be a whole number is, for the message: `; it is 1e30, past the
+/// largest whole number (2^64 - 1)`, or `; it is missing`.
+fn it_is(x: Option<&Value>) -> String {
+    let Some(x) = x else {
+        return "; it is missing".into();
+    };
+    let what = match x {
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => format!("{u}"),
+            (None, Some(i), _) => format!("{i}, below 0"),
+            (None, None, Some(f)) if f.fract() != 0.0 => format!("{f}, not a whole number"),
+            (None, None, Some(f)) if f < 0.0 => format!("{f:e}, below 0"),
+            (None, None, Some(f)) => {
+                format!("{f:e}, past the largest whole number (2^64 - 1)")
+            }
+            _ => n.to_string(),
+        },
+        Value::String(t) => format!("the text {t:?}, not a number"),
+        Value::Bool(b) => format!("{b}, not a number"),
+        Value::Null => "null".into(),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
+    };
+    format!("; it is {what}")
 }
 
 /// What stops a kvxfer_xfer pattern's `twin` from running: NIXL's driver

@@ -7,10 +7,11 @@
 //! [.<size>].json` the stock tool's; every run of a pattern and side forms one group.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
+use crate::report::folder::{self, Limits};
 use crate::report::{ResultDoc, SizeResult};
 
 /// The verdict of one comparison.
@@ -95,6 +96,9 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// Largest result file read (a result document with its raw output stays far below).
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
 /// The report's own file, which the folder holds after a first run.
 pub const REPORT_FILE: &str = "crosscheck.json";
 
@@ -142,21 +146,24 @@ struct Side {
 
 /// Reads every result document in `dir` (other JSON files are left alone) and compares.
 pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    names.sort();
+    // The folder's own files only, one at a time, never a FIFO or a file past the cap.
+    let limits = Limits {
+        depth: 0,
+        max_bytes: MAX_FILE_BYTES,
+    };
+    let (found, left) = folder::json_files(dir, limits)?;
     let mut own: BTreeMap<String, Side> = BTreeMap::new();
     // Keyed by group, then reference tool.
     let mut refs: BTreeMap<(String, String), Side> = BTreeMap::new();
-    let mut skipped = Vec::new();
-    for p in names {
-        let name = p
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+    let mut skipped: Vec<Skipped> = left
+        .into_iter()
+        .map(|l| Skipped {
+            file: l.name,
+            reason: l.reason,
+        })
+        .collect();
+    for p in found {
+        let name = p.name.clone();
         if name == REPORT_FILE {
             continue;
         }
@@ -170,7 +177,14 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
             skip("not named <pattern>[.runN][.server][.ref[.SIZE]].json".into());
             continue;
         };
-        let mut doc = match ResultDoc::from_json(&std::fs::read(&p)?) {
+        let bytes = match folder::read_found(&p, MAX_FILE_BYTES) {
+            Ok(b) => b,
+            Err(why) => {
+                skip(why);
+                continue;
+            }
+        };
+        let mut doc = match ResultDoc::from_json(&bytes) {
             Ok(d) => d,
             Err(e) => {
                 skip(format!("not a kvxfer.result/v1 document: {e}"));

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{write_atomic, ResultDoc};
+use super::{write_output, ResultDoc};
 
 /// Why a result could not be exported.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +43,12 @@ impl<F: Fn(&ResultDoc) -> String> Exporter for Table<F> {
     }
 }
 
-/// A `kvxfer.result/v1` file, written atomically.
+/// A `kvxfer.result/v1` file, written atomically (or a stream, written in place).
 pub struct JsonFile(pub PathBuf);
 
 impl Exporter for JsonFile {
     fn export(&self, doc: &ResultDoc) -> Result<Option<String>, ExportError> {
-        write_atomic(&self.0, &doc.to_json()).map_err(|error| ExportError::Write {
+        write_output(&self.0, &doc.to_json()).map_err(|error| ExportError::Write {
             path: self.0.clone(),
             error,
         })?;

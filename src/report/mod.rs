@@ -4,9 +4,11 @@ mod atomic;
 pub mod export;
 pub mod folder;
 pub mod kv;
+mod output;
 pub mod schema;
 pub mod stdout;
 pub mod table;
 
 pub use atomic::write_atomic;
+pub use output::{destination, write_output, Destination, OutputError};
 pub use schema::{Environment, ErrorEntry, ResultDoc, SizeResult, Status, SCHEMA};

@@ -43,8 +43,9 @@ pub enum RunError {
     /// Memory for the run could not be allocated.
     #[error(transparent)]
     Alloc(#[from] crate::mem::MemError),
-    /// A thread of the run could not be started.
-    #[error("cannot start {what}: {source}")]
+    /// A thread of the run could not be started (the cause is the error's source, which an
+    /// error chain prints once).
+    #[error("cannot start {what}")]
     Spawn {
         /// Which thread.
         what: &'static str,

@@ -168,6 +168,10 @@ impl PingPongConfig {
                 facts.max_msg_size
             )));
         }
+        for &size in &self.sizes {
+            crate::bench::check_counts(size, self.iterations_for(size), self.warmup, 2)
+                .map_err(RunError::Config)?;
+        }
         Ok(facts)
     }
 }

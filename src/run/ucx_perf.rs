@@ -131,8 +131,9 @@ impl UcxPerfConfig {
         if self.sizes.is_empty() {
             return Err(RunError::Config("no message size given".into()));
         }
-        if self.iterations == Some(0) {
-            return Err(RunError::Config("--iterations must be at least 1".into()));
+        for &size in &self.sizes {
+            let (n, w) = (self.iterations_for(size), self.warmup_for(size));
+            crate::bench::check_counts(size, n, w, 2).map_err(RunError::Config)?;
         }
         if self.outstanding == 0 {
             return Err(RunError::Config("--outstanding must be at least 1".into()));

@@ -10,6 +10,7 @@ use ucx_sys as sys;
 use super::capture::capture;
 use super::error::{opened, request_error, Result, UcxError};
 use super::memory::MemHandleRef;
+use super::peer::{check_packed_rkey, check_worker_address};
 use super::worker::{op_param, Kind, Request, SendParams, Worker, WorkerInner};
 
 /// One-sided operation direction.
@@ -88,9 +89,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// Connects to the worker whose address (from [`Worker::address`]) the peer sent us.
     pub fn connect(worker: &Worker, peer_address: &[u8]) -> Result<Endpoint> {
-        if peer_address.is_empty() {
-            return Err(UcxError::Invalid("empty UCX worker address".into()));
-        }
+        check_worker_address(peer_address)?;
         let params = sys::ucp_ep_params_t {
             field_mask: (sys::UCP_EP_PARAM_FIELD_REMOTE_ADDRESS
                 | sys::UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE) as u64,
@@ -362,8 +361,9 @@ impl RemoteMemory {
     /// `len` bytes at `offset`, if they lie inside the offered length.
     pub fn slice(&self, offset: usize, len: usize) -> Option<RemoteSlice<'_>> {
         let end = (offset as u64).checked_add(len as u64)?;
-        (end <= self.len).then(|| RemoteSlice {
-            addr: self.addr + offset as u64,
+        (end <= self.len).then_some(())?;
+        Some(RemoteSlice {
+            addr: self.addr.checked_add(offset as u64)?,
             len,
             rkey: &self.rkey,
         })
@@ -386,9 +386,7 @@ impl Drop for RemoteKey {
 impl RemoteKey {
     /// Unpacks a key the peer packed with [`MemHandle::pack_rkey`].
     pub fn unpack(endpoint: &Endpoint, packed: &[u8]) -> Result<RemoteKey> {
-        if packed.is_empty() {
-            return Err(UcxError::Invalid("empty packed remote key".into()));
-        }
+        check_packed_rkey(packed)?;
         let mut raw: sys::ucp_rkey_h = std::ptr::null_mut();
         // SAFETY: the endpoint is live; packed is valid for the call; raw receives a key
         // destroyed in Drop.

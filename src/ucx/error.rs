@@ -45,6 +45,9 @@ pub enum UcxError {
         /// How long it waited, seconds.
         secs: f64,
     },
+    /// What a peer sent (a worker address, a remote key) is not of the form UCX writes.
+    #[error("the peer sent {0}")]
+    Peer(String),
     /// A value passed to the safe layer is out of range or unsupported.
     #[error("{0}")]
     Invalid(String),

@@ -17,6 +17,7 @@ mod endpoint;
 mod error;
 mod memory;
 mod ops;
+mod peer;
 mod worker;
 
 pub use channel::{SlotSpec, TagChannel};
@@ -28,6 +29,7 @@ pub use endpoint::{parse_lanes, Endpoint, RemoteKey, RemoteMemory, RemoteSlice};
 pub use error::{status_string, Result, UcxError};
 pub use memory::{MemHandle, MemHandleRef, MemoryType, UcxSlice, UcxSliceMut};
 pub use ops::OpTable;
+pub use peer::{check_packed_rkey, check_worker_address, MAX_WORKER_ADDRESS};
 pub use worker::{RecvParams, Request, SendParams, Worker};
 
 #[cfg(test)]

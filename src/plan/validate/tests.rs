@@ -158,10 +158,10 @@ fn optional_settings_are_checked() {
     assert_eq!(
         got,
         [
-            "$.common.peer_timeout_s: must be an integer >= 1",
-            "$.common.realtime_priority: must be an integer from 1 to 99",
+            "$.common.peer_timeout_s: must be an integer >= 1; it is 0",
+            "$.common.realtime_priority: must be an integer from 1 to 99; it is 100",
             "$.infrastructure.topology: must be one of two-node, one-host",
-            "$.layers[0].patterns[0].params.runs: must be an integer from 1 to 100 (alternating runs of kvxfer and the stock tool)",
+            "$.layers[0].patterns[0].params.runs: must be an integer from 1 to 100 (alternating runs of kvxfer and the stock tool); it is 0",
         ]
     );
     let mut q = minimal();
@@ -226,4 +226,27 @@ fn nixl_twin_needs_a_pairwise_ucx_transfer_of_equal_blocks() {
     let mut other = ok.clone();
     other["twin"] = json!("nixlbench");
     assert_eq!(probs(&other), [("twin", "must be nixl".to_string())]);
+}
+
+#[test]
+fn a_number_no_count_can_be_says_what_it_is() {
+    let mut p = minimal();
+    for (v, says) in [
+        (
+            json!(1e30),
+            "it is 1e30, past the largest whole number (2^64 - 1)",
+        ),
+        (json!(2.5), "it is 2.5, not a whole number"),
+        (json!(-3), "it is -3, below 0"),
+        (json!("30"), "it is the text \"30\", not a number"),
+    ] {
+        p["common"]["timeout_s"] = v;
+        let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(
+            got[0].starts_with("$.common.timeout_s: must be an integer >= 1"),
+            "{got:#?}"
+        );
+        assert!(got[0].ends_with(says), "{got:#?}");
+    }
 }

@@ -51,7 +51,11 @@ pub fn pingpong(doc: &ResultDoc) -> String {
                 r.extra
                     .get("bytes_counted")
                     .and_then(|v| v.as_u64())
-                    .unwrap_or(r.iterations * r.message_size * 2)
+                    .unwrap_or(
+                        r.iterations
+                            .saturating_mul(r.message_size)
+                            .saturating_mul(2)
+                    )
             ),
             extra_f64(r, "time_s").unwrap_or(f64::NAN),
             r.bandwidth_mbps.unwrap_or(f64::NAN),

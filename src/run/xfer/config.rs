@@ -445,8 +445,10 @@ impl XferConfig {
         self.check_counts()?;
         let block = self.block_size()?;
         let (workers, per) = self.layout();
-        let (bytes, available) = self.check_memory(sides, workers, per)?;
+        // The provider first: the cheaper, more basic fact (no EFA here says more than the
+        // memory an EFA run would take).
         let block = self.provider_block(block, per)?;
+        let (bytes, available) = self.check_memory(sides, workers, per)?;
         // Chunks and transfers are named by the tag layout both backends share.
         if per > crate::xfer::tag::MAX_TRANSFERS {
             return Err(RunError::Config(
