@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine or a used one: installs what is missing,
 # then builds and runs every test. Tests that need a server start their own on 127.0.0.1.
+#
+#   scripts/test.sh              every test but the slow group
+#   scripts/test.sh --slow       the same, then the slow group: tests marked
+#                                #[ignore = "slow group: ..."], the spec's full-size runs that
+#                                take minutes (CI runs this)
+#   scripts/test.sh [--slow] -- ARGS   ARGS passed to the test binaries instead of --show-output
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+slow=0
+if [ "${1:-}" = "--slow" ]; then slow=1; shift; fi
 bash scripts/setup.sh --test
 # The MLflow environment was just installed: its tests must run, not skip.
 export KVXFER_REQUIRE_MLFLOW=1
@@ -16,3 +24,7 @@ cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --features cuda --lib --test ucx_perf --test xfer_mem --no-fail-fast "$@"
 # No import circles between the modules of src/ (scripts/import_cycles.py prints any).
 python3 scripts/import_cycles.py
+if [ "$slow" = 1 ]; then
+    # The slow group alone (`--ignored` runs only the tests marked as ignored).
+    cargo test --workspace --all-targets --no-fail-fast "$@" --ignored
+fi

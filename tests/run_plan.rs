@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use common::{fabric_lock, free_port, kvxfer, kvxfer_path};
 
+
 const EXPERIMENT: &str = "low-level-network-loopback";
 
 fn installed(tool: &str) -> bool {
@@ -170,10 +171,27 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
     assert!(text.contains("recorded=0 "), "{text}");
     assert_eq!(hashes(&c).len(), docs.len());
 
-    // The cross-check ran over the whole folder.
+    // The cross-check ran over the whole folder, and every row it judged follows the
+    // comparator's rules (tests/loopback_plan.rs checks the shipped plan in full, in the slow
+    // group).
     let cc: Value =
         serde_json::from_slice(&std::fs::read(out.join("crosscheck.json")).unwrap()).unwrap();
     assert!(!cc["rows"].as_array().unwrap().is_empty());
+    let tolerance = cc["tolerance"].as_f64().unwrap();
+    let judged: Vec<&Value> = cc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["verdict"] == "agree" || r["verdict"] == "differ")
+        .collect();
+    let tools: BTreeSet<&str> = judged.iter().map(|r| r["tool"].as_str().unwrap()).collect();
+    assert!(
+        tools.contains("fi_pingpong") && tools.contains("ucx_perftest"),
+        "rows judged against both L0 and L3 twins: {tools:?}"
+    );
+    for r in judged {
+        common::assert_judged(r, tolerance);
+    }
     assert_eq!(
         v["crosscheck"]["agree"].as_u64().unwrap()
             + v["crosscheck"]["differ"].as_u64().unwrap()
