@@ -18,6 +18,22 @@ export KVXFER_REQUIRE_MLFLOW=1
 # Without arguments, what passing tests print is shown too: the SKIPPED lines (a test that needs
 # what this machine lacks says so by name) and the cross-check figures of the loopback plan.
 if [ $# -eq 0 ]; then set -- -- --show-output; fi
+# One MLflow server for the whole suite, started while the tests build (a start is 10-60 s of
+# Python imports): tests that only need a server use it, each in experiments of its own
+# (KVXFER_TEST_MLFLOW_URI); a test that stops its server starts its own.
+mlflow_dir="$(mktemp -d)"
+trap 'bash scripts/mlflow-server.sh stop --dir "$mlflow_dir" >/dev/null 2>&1 || true; rm -rf "$mlflow_dir"' EXIT
+bash scripts/mlflow-server.sh start --dir "$mlflow_dir" >"$mlflow_dir/start.out" 2>&1 &
+mlflow_start=$!
+cargo test --workspace --all-targets --no-run
+if wait "$mlflow_start"; then
+    KVXFER_TEST_MLFLOW_URI="$(sed -n 's/.*uri=\([^ ]*\).*/\1/p' "$mlflow_dir/start.out")"
+    export KVXFER_TEST_MLFLOW_URI
+    echo "test.sh: the suite's MLflow server: $(cat "$mlflow_dir/start.out")" >&2
+else
+    echo "test.sh: the suite's MLflow server did not start; each test starts its own:" >&2
+    cat "$mlflow_dir/start.out" >&2
+fi
 cargo test --workspace --all-targets --no-fail-fast "$@"
 # The CUDA build (cudarc loads libcuda at run time): it must keep compiling, and its tests run
 # here too; those that need a GPU skip by name.

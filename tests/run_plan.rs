@@ -16,8 +16,9 @@ use serde_json::Value;
 
 use common::{fabric_lock, free_port, kvxfer, kvxfer_path};
 
-
 const EXPERIMENT: &str = "low-level-network-loopback";
+/// The catch-up test's experiment: its own, as it may share the suite's server.
+const CATCH_UP: &str = "low-level-network-catch-up";
 
 fn installed(tool: &str) -> bool {
     std::env::var_os("PATH")
@@ -92,8 +93,8 @@ fn result_docs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-fn hashes(c: &Client) -> Vec<String> {
-    let Some(exp) = c.experiment_id(EXPERIMENT).unwrap() else {
+fn hashes(c: &Client, experiment: &str) -> Vec<String> {
+    let Some(exp) = c.experiment_id(experiment).unwrap() else {
         return Vec::new();
     };
     c.search_runs(&[exp], "")
@@ -110,7 +111,7 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
         println!("SKIPPED {name}: fi_pingpong or ucx_perftest not installed");
         return;
     }
-    let Some(server) = record_support::Server::start(name) else {
+    let Some(server) = record_support::Server::shared(name) else {
         return;
     };
     let _turn = fabric_lock();
@@ -152,7 +153,7 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
     let docs = result_docs(&out);
     assert!(docs.len() >= 20, "{} result documents", docs.len());
     let c = server.client();
-    let recorded = hashes(&c);
+    let recorded = hashes(&c, EXPERIMENT);
     assert_eq!(recorded.len(), docs.len(), "one run per result document");
     let distinct: BTreeSet<&String> = recorded.iter().collect();
     assert_eq!(distinct.len(), recorded.len(), "no document recorded twice");
@@ -169,7 +170,7 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("recorded=0 "), "{text}");
-    assert_eq!(hashes(&c).len(), docs.len());
+    assert_eq!(hashes(&c, EXPERIMENT).len(), docs.len());
 
     // The cross-check ran over the whole folder, and every row it judged follows the
     // comparator's rules (tests/loopback_plan.rs checks the shipped plan in full, in the slow
@@ -227,17 +228,17 @@ fn a_server_that_is_down_loses_nothing_and_record_catches_up() {
     assert_eq!(docs.len(), 1, "the result is kept");
     assert!(docs[0].0.starts_with("pll-lo-kvxfer-xfer-shm"));
 
-    let Some(server) = record_support::Server::start(name) else {
+    let Some(server) = record_support::Server::shared(name) else {
         return;
     };
     kvxfer()
         .args(["record", "--results"])
         .arg(&out)
-        .args(["--experiment", EXPERIMENT, "--mlflow-uri", &server.uri()])
+        .args(["--experiment", CATCH_UP, "--mlflow-uri", &server.uri()])
         .timeout(Duration::from_secs(300))
         .assert()
         .success();
-    assert_eq!(hashes(&server.client()).len(), 1);
+    assert_eq!(hashes(&server.client(), CATCH_UP).len(), 1);
 }
 
 #[test]
