@@ -470,8 +470,9 @@ fn a_measurement_records_directly_and_record_does_not_double_it() {
     // The file pingpong wrote is the content it recorded: `record` finds it already there.
     record(&server.uri(), dir.path()).success();
     let c = server.client();
+    // The suite's shared server holds other tests' runs in the default experiment: the run of
+    // this content must be there exactly once (a second one would carry the same hash).
     let runs = all_runs(&c);
-    assert_eq!(runs.len(), 1, "{runs:#?}");
     let bytes = std::fs::read(&json).unwrap();
     let run = run_of(&runs, &bytes);
     assert_eq!(run.data.tag("tool"), Some("kvxfer"));
