@@ -5,8 +5,9 @@
 #
 #   scripts/device-build.sh PROFILE ROOT link|copy
 #
-# PROFILE is a cargo profile (dev for scripts/gpu-check.sh, device for scripts/device-bundle.sh);
-# link makes symbolic links into target/, copy copies. Exit status 2 when the build fails.
+# PROFILE is a cargo profile (both scripts/gpu-check.sh and scripts/device-bundle.sh take
+# `device`: release code, thin LTO); link makes symbolic links into target/, copy copies.
+# Exit status 2 when the build fails.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ $# -ne 3 ] || { [ "$3" != link ] && [ "$3" != copy ]; }; then

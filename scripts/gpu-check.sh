@@ -4,8 +4,9 @@
 #
 #   scripts/gpu-check.sh [OUT_DIR]        (result files go to OUT_DIR, default a temporary one)
 #
-# 1. builds kvxfer and its device tests with `--features cuda` (debug build; scripts/setup.sh
-#    must have run): scripts/device-build.sh;
+# 1. builds kvxfer and its device tests with `--features cuda` in cargo profile `device`
+#    (release code with thin LTO: a debug build is too slow for the 672M rows' limits, and its
+#    figures mean little; scripts/setup.sh must have run): scripts/device-build.sh;
 # 2. runs scripts/device-check.sh on them: the one list of GPU checks, the same that the
 #    self-contained bundle runs on a host without a toolchain (.device/check.sh, made by
 #    scripts/device-bundle.sh). Its header says what each row checks and what OUT_DIR receives
@@ -21,5 +22,5 @@ root="$(mktemp -d)"
 trap 'rm -rf "$root"' EXIT
 
 echo "gpu-check: building kvxfer and its device tests with --features cuda" >&2
-bash "$repo/scripts/device-build.sh" dev "$root" link || exit 2
+bash "$repo/scripts/device-build.sh" device "$root" link || exit 2
 KVXFER_CHECK_ROOT="$root" bash "$repo/scripts/device-check.sh" "$out"

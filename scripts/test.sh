@@ -10,6 +10,9 @@ export KVXFER_REQUIRE_MLFLOW=1
 # Without arguments, what passing tests print is shown too: the SKIPPED lines (a test that needs
 # what this machine lacks says so by name) and the cross-check figures of the loopback plan.
 if [ $# -eq 0 ]; then set -- -- --show-output; fi
+# The self-contained GPU bundle .device/ (cargo profile `device`: release code, thin LTO), which
+# tests/device_bundle.rs checks without a GPU.
+bash scripts/device-bundle.sh
 cargo test --workspace --all-targets --no-fail-fast "$@"
 # The CUDA build (cudarc loads libcuda at run time): it must keep compiling, and its tests run
 # here too; those that need a GPU skip by name.

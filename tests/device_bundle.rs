@@ -36,6 +36,19 @@ const DRIVER: &[&str] = &["libcuda.so.1", "libnvidia-ml.so.1"];
 /// The rows that need no GPU: they must pass anywhere.
 const DRAM_ROWS: &[&str] = &["ucx-dram", "fi-dram"];
 
+/// How much longer than on a GPU host the rows may take here: a busy two-core host moves
+/// 672M over the loopback at a fraction of a GB/s.
+const SCALE: u64 = 3;
+
+/// The environment of the tests' check.sh runs: one iteration per transfer (enough to pass or
+/// fail) and every limit times [`SCALE`].
+fn light() -> Vec<String> {
+    vec![
+        "ITERS=1".to_string(),
+        format!("KVXFER_CHECK_LIMIT_SCALE={SCALE}"),
+    ]
+}
+
 /// One check.sh run at a time: each moves gigabytes over the loopback.
 static CHECK: Mutex<()> = Mutex::new(());
 
@@ -240,9 +253,69 @@ fn a_run_of_the_bundle_initialises_only_its_own_libraries_and_the_c_runtime() {
     }
 }
 
+#[test]
+fn the_bundled_device_tests_run_from_a_copy_and_skip_their_gpu_tests_by_name() {
+    let test = "the_bundled_device_tests_run_from_a_copy_and_skip_their_gpu_tests_by_name";
+    let Some(bundle) = bundle(test) else {
+        return;
+    };
+    if gpu_node_present(test) {
+        return;
+    }
+    let _one = CHECK.lock().unwrap_or_else(|p| p.into_inner());
+    let (_tmp, copy) = copy_of(&bundle);
+    let kvxfer = format!("CARGO_BIN_EXE_kvxfer={}", copy.join("bin/kvxfer").display());
+    for (exe, filter, skipped) in [
+        (
+            "lib",
+            "mem::cuda",
+            "SKIPPED mem::cuda::tests::device_round_trip_through_staging: no CUDA device",
+        ),
+        (
+            "xfer_mem",
+            "",
+            "SKIPPED ucx_vram_to_vram_with_verify_on_a_gpu: no GPU",
+        ),
+    ] {
+        let out = Command::new("env")
+            .args(["-i", "PATH=/usr/bin:/bin", &kvxfer])
+            .arg(copy.join("tests").join(exe))
+            .args([filter, "--nocapture"].iter().filter(|a| !a.is_empty()))
+            .current_dir("/")
+            .timeout(Duration::from_secs(300))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{exe}: {text}");
+        assert!(text.contains(skipped), "{exe}: {text}");
+        let passed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("test result: ok. "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|n| n.parse::<u32>().ok());
+        assert!(passed.is_some_and(|n| n >= 2), "{exe}: {text}");
+    }
+}
+
+/// Prints `test`'s SKIPPED line and returns true where a GPU device node is present (then the
+/// GPU rows and tests would run instead of skipping).
+fn gpu_node_present(test: &str) -> bool {
+    let present = ["/dev/nvidia0", "/dev/nvidiactl"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    if present {
+        common::skip(test, "a GPU device node is present: the GPU rows would run");
+    }
+    present
+}
+
 /// Runs the copy's check.sh into `out` from an empty environment plus `env`; returns the exit
 /// code, results.json, summary.md and the seconds it took.
-fn check(copy: &Path, out: &Path, env: &[&str]) -> (i32, Value, String, f64) {
+fn check(copy: &Path, out: &Path, env: &[String]) -> (i32, Value, String, f64) {
     let t0 = Instant::now();
     let run = Command::new("env")
         .args(["-i", "PATH=/usr/bin:/bin"])
@@ -319,18 +392,13 @@ fn check_without_a_gpu_passes_the_dram_rows_and_skips_each_gpu_row_saying_why() 
     let Some(bundle) = bundle(test) else {
         return;
     };
-    if ["/dev/nvidia0", "/dev/nvidiactl"]
-        .iter()
-        .any(|p| Path::new(p).exists())
-    {
-        common::skip(test, "a GPU device node is present: the GPU rows would run");
+    if gpu_node_present(test) {
         return;
     }
     let _one = CHECK.lock().unwrap_or_else(|p| p.into_inner());
     let (tmp, copy) = copy_of(&bundle);
     let out = tmp.path().join("out");
-    // Two iterations: enough to pass or fail, light on a busy two-core host.
-    let (code, results, summary, _) = check(&copy, &out, &["ITERS=2"]);
+    let (code, results, summary, _) = check(&copy, &out, &light());
     assert_eq!(code, 1, "exit status 1: no GPU\n{summary}");
     assert_eq!(results["exit_status"], 1);
     assert_eq!(results["gpu"], false);
@@ -403,9 +471,10 @@ fn hung_gpu_rows_are_stopped_at_their_limits_and_named() {
     let _one = CHECK.lock().unwrap_or_else(|p| p.into_inner());
     let (tmp, copy) = copy_of(&bundle);
     let out = tmp.path().join("out");
-    let limit = 4u64;
+    let limit = 3u64;
     let hook = format!("KVXFER_CHECK_TIMEOUT_S={limit}");
-    let env = ["ITERS=1", "KVXFER_CHECK_HANG=gpu", &hook];
+    let mut env = light();
+    env.extend(["KVXFER_CHECK_HANG=gpu".to_string(), hook]);
     let (code, results, summary, secs) = check(&copy, &out, &env);
     assert_eq!(code, 3, "exit status 3: a row timed out\n{summary}");
     // The worst case is the sum of the limits (each hung row's shortened to `limit`).
@@ -413,7 +482,7 @@ fn hung_gpu_rows_are_stopped_at_their_limits_and_named() {
     let bound: u64 = 10
         + listed
             .iter()
-            .map(|r| if r.1 { limit } else { r.2 })
+            .map(|r| if r.1 { limit } else { r.2 * SCALE })
             .sum::<u64>();
     assert!(secs < bound as f64 + 10.0, "{secs} s against {bound} s");
     let verdict = results["verdict"].as_str().unwrap();
