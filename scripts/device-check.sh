@@ -12,8 +12,8 @@
 # runs.tar.gz (each row's log and result documents): three files.
 #
 # A row needing a GPU reads "skipped" with the reason when the CUDA driver opens none
-# (kvxfer info --gpu --check); the others run anyway. A row past its limit is stopped (SIGTERM,
-# SIGKILL two seconds before the limit) and reads "timeout".
+# (kvxfer info --gpu --check); the others run anyway. A row past its limit is stopped (SIGTERM
+# two seconds before it, SIGKILL at it, to the row's whole process group) and reads "timeout".
 # Exit status: 0 every row passed; 1 no GPU: the GPU rows were skipped and every other row
 # passed; 2 bad use, or kvxfer missing or unable to start here (a glibc too old, say); 3 a row
 # failed or timed out.
@@ -298,198 +298,210 @@ run_row() {
     "row_${ROW//-/_}"
 }
 
-main() {
-    case "${1:-}" in
-        --list) list_rows; return 0 ;;
-        --row) shift; run_row "$@"; return ;;
-        --device-tests) printf '%s\n' "${DEVICE_TESTS[@]}" | cut -d' ' -f1; return 0 ;;
-        ""|-h|--help) sed -n '2,23p' "$self"; return 2 ;;
-    esac
-    local out="$1"
-    mkdir -p "$out" || return 2
-    out="$(cd "$out" && pwd)"
+# start OUT: OUT made absolute in OUT_DIR; kvxfer present and able to start here; WORK (a
+# scratch folder, the current one) and DOCS (the rows' logs and documents) made.
+start() {
+    mkdir -p "$1" || return 2
+    OUT_DIR="$(cd "$1" && pwd)"
     # A copy that lost its modes (carried through a tool that keeps none) still runs.
     [ -x "$K" ] || chmod +x "$root"/bin/* "$root"/tests/* 2>/dev/null
     if [ ! -x "$K" ]; then
         echo "check: no kvxfer at $K (KVXFER_CHECK_ROOT names the folder of bin/kvxfer)" >&2
         return 2
     fi
-    if ! "$K" --version >/dev/null 2>"${TMPDIR:-/tmp}/kvxfer-check-start.$$"; then
-        echo "check: kvxfer does not start on this host: $(head -n 1 "${TMPDIR:-/tmp}/kvxfer-check-start.$$")" >&2
-        rm -f "${TMPDIR:-/tmp}/kvxfer-check-start.$$"
+    WORK="$(mktemp -d)" || return 2
+    DOCS="$WORK/runs"
+    mkdir -p "$DOCS" && cd "$WORK" || return 2
+    if ! "$K" --version >/dev/null 2>"$WORK/start.txt"; then
+        echo "check: kvxfer does not start on this host: $(head -n 1 "$WORK/start.txt")" >&2
         return 2
     fi
-    rm -f "${TMPDIR:-/tmp}/kvxfer-check-start.$$"
-    local work
-    work="$(mktemp -d)" || return 2
-    local docs="$work/runs"
-    mkdir -p "$docs"
-    cd "$work" || return 2
+}
 
-    # The GPU probe: the reason a GPU row is skipped.
-    local gpu=0 reason=""
+# probe_gpu: GPU (1 where the CUDA driver opens a GPU) and REASON (the probe's line).
+probe_gpu() {
+    GPU=0
     if [ "${KVXFER_CHECK_HANG:-}" = gpu ]; then
-        gpu=1
-        reason="test hook KVXFER_CHECK_HANG=gpu: a GPU is taken as present"
-    elif timeout -k 2 $((PROBE_S - 2)) "$K" info --gpu --check >"$docs/gpu-probe.txt" 2>&1; then
-        gpu=1
-        reason="$(head -n 1 "$docs/gpu-probe.txt")"
+        GPU=1
+        REASON="test hook KVXFER_CHECK_HANG=gpu: a GPU is taken as present"
+    elif timeout -k 2 $((PROBE_S - 2)) "$K" info --gpu --check >"$DOCS/gpu-probe.txt" 2>&1; then
+        GPU=1
+        REASON="$(head -n 1 "$DOCS/gpu-probe.txt")"
     else
-        reason="$(head -n 1 "$docs/gpu-probe.txt")"
-        [ -n "$reason" ] || reason="kvxfer info --gpu --check did not answer within ${PROBE_S}s"
+        REASON="$(head -n 1 "$DOCS/gpu-probe.txt")"
+        [ -n "$REASON" ] || REASON="kvxfer info --gpu --check did not answer within ${PROBE_S}s"
     fi
-    echo "check: $reason" >&2
+    echo "check: $REASON" >&2
+}
 
-    local names=() states=() figs=() secs=() errs=() limits=() needs=()
+# run_rows: every row, each under its limit, into NAMES, NEEDS, LIMITS, STATES, FIGS, SECS,
+# ERRS (one entry per row).
+run_rows() {
+    NAMES=() NEEDS=() LIMITS=() STATES=() FIGS=() SECS=() ERRS=()
     local r name need limit t0 rc state fig err
-    local failed=0 skipped=0
     for r in "${ROWS[@]}"; do
         name=$(row_field "$r" 1)
         need=$(row_field "$r" 2)
-        limit=$(row_field "$r" 3)
-        limit=$((limit * ${KVXFER_CHECK_LIMIT_SCALE:-1}))
+        limit=$(($(row_field "$r" 3) * ${KVXFER_CHECK_LIMIT_SCALE:-1}))
         [ "$need" != gpu ] || [ -z "${KVXFER_CHECK_TIMEOUT_S:-}" ] || limit="$KVXFER_CHECK_TIMEOUT_S"
         fig="-"
         err=""
         t0=$(now_ms)
-        if [ "$need" = gpu ] && [ "$gpu" = 0 ]; then
+        if [ "$need" = gpu ] && [ "$GPU" = 0 ]; then
             state="skipped"
-            err="skipped: no GPU: $reason"
-            skipped=1
+            err="skipped: no GPU: $REASON"
         else
             echo "check: $name (limit ${limit}s)" >&2
-            timeout -k 2 $((limit > 2 ? limit - 2 : 1)) bash "$self" --row "$name" "$docs" \
-                </dev/null >"$docs/$name.log" 2>&1
+            # SIGTERM two seconds before the limit, SIGKILL at it, to the row's process group.
+            timeout -k 2 $((limit > 2 ? limit - 2 : 1)) bash "$self" --row "$name" "$DOCS" \
+                </dev/null >"$DOCS/$name.log" 2>&1
             rc=$?
             if [ "$rc" = 0 ]; then
                 state="pass"
-                [ -s "$docs/$name.figure" ] && fig="$(head -n 1 "$docs/$name.figure")"
+                [ -s "$DOCS/$name.figure" ] && fig="$(head -n 1 "$DOCS/$name.figure")"
             elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
                 state="timeout"
                 err="timed out: stopped after its limit of ${limit}s"
-                failed=1
             else
                 state="fail"
-                err="$(first_error "$docs/$name.log")"
+                err="$(first_error "$DOCS/$name.log")"
                 fig="see runs.tar.gz: $name.log"
-                failed=1
             fi
         fi
-        names+=("$name")
-        needs+=("$need")
-        limits+=("$limit")
-        states+=("$state")
-        figs+=("$fig")
         t0=$(($(now_ms) - t0))
-        secs+=("$((t0 / 1000)).$((t0 % 1000 / 100))")
-        errs+=("$err")
-        echo "check: $name: $state in ${secs[-1]}s${err:+: $err}" >&2
+        NAMES+=("$name") NEEDS+=("$need") LIMITS+=("$limit") STATES+=("$state")
+        FIGS+=("$fig") SECS+=("$((t0 / 1000)).$((t0 % 1000 / 100))") ERRS+=("$err")
+        echo "check: $name: $state in ${SECS[-1]}s${err:+: $err}" >&2
     done
+}
 
-    local status=0
-    if [ "$failed" = 1 ]; then
-        status=3
-    elif [ "$skipped" = 1 ]; then
-        status=1
+# judge: STATUS (the exit status) and VERDICT (what it means, naming the rows that failed).
+judge() {
+    local i bad=""
+    for i in "${!NAMES[@]}"; do
+        case "${STATES[$i]}" in fail | timeout) bad+="${NAMES[$i]} (${STATES[$i]}) " ;; esac
+    done
+    if [ -n "$bad" ]; then
+        STATUS=3
+        VERDICT="a row failed or timed out: ${bad% }"
+    elif [[ " ${STATES[*]} " == *" skipped "* ]]; then
+        STATUS=1
+        VERDICT="no GPU: the GPU rows were skipped, every other row passed"
+    else
+        STATUS=0
+        VERDICT="every row passed"
     fi
-    local verdict
-    case "$status" in
-        0) verdict="every row passed" ;;
-        1) verdict="no GPU: the GPU rows were skipped, every other row passed" ;;
-        3) verdict="a row failed or timed out: $(for i in "${!names[@]}"; do
-                   case "${states[$i]}" in fail | timeout) printf '%s (%s) ' "${names[$i]}" "${states[$i]}" ;; esac
-               done)" ;;
-    esac
+}
 
-    # The headline figures the rows recorded.
-    declare -A F=()
-    local k v f
-    for f in "$docs"/*.figures; do
+# load_figures: F, the headline figures the rows recorded, by key.
+load_figures() {
+    declare -gA F=()
+    local f k v
+    for f in "$DOCS"/*.figures; do
         [ -e "$f" ] || continue
         while read -r k v; do F[$k]="$v"; done <"$f"
     done
-    g() { printf '%s' "${F[$1]:--}"; }
+}
+# fig_of KEY: a headline figure, "-" when no row recorded it.
+fig_of() { printf '%s' "${F[$1]:--}"; }
+# shown I: what the tables show of row I: its figure when it passed, else its error.
+shown() { if [ "${STATES[$1]}" = pass ]; then printf '%s' "${FIGS[$1]}"; else printf '%s' "${ERRS[$1]}"; fi; }
 
-    {
-        echo "# kvxfer GPU check"
-        echo
-        echo "- host: $(uname -n), $(uname -m), kernel $(uname -r)"
-        echo "- kvxfer: $("$K" --version 2>/dev/null | head -n 1)"
-        echo "- GPU probe: $reason"
-        echo "- exit status $status: $verdict"
-        echo
-        echo "| check | state | figure | seconds |"
-        echo "|---|---|---|---|"
-        for i in "${!names[@]}"; do
-            f="${figs[$i]}"
-            [ "${states[$i]}" = pass ] || f="${errs[$i]}"
-            echo "| ${names[$i]} | ${states[$i]} | ${f//|/\\|} | ${secs[$i]} |"
-        done
-        echo
-        echo "## Figures"
-        echo
-        echo "- UCX over tcp, GB/s, VRAM to VRAM (tcp + cuda_copy) against DRAM to DRAM: 55M $(g ucx_vram_gbps_55M) / $(g ucx_dram_gbps_55M), 224M $(g ucx_vram_gbps_224M) / $(g ucx_dram_gbps_224M), 672M $(g ucx_vram_gbps_672M) / $(g ucx_dram_gbps_672M)"
-        echo "- 672M VRAM by cuMemAlloc $(g ucx_vram_gbps_672M) GB/s, by --vmm $(g ucx_vmm_gbps_672M) GB/s"
-        echo "- UCX registration of 672M in VRAM: cold $(g reg_vram_672M_cold_us) us, cached $(g reg_vram_672M_cached_us) us (target: $(g reg_vram_672M_target_cold_us), $(g reg_vram_672M_target_cached_us) us)"
-        echo "- staging copy 672M, p50: device to host $(g staging_device_to_host_gbps) GB/s, host to device $(g staging_host_to_device_gbps) GB/s (libfabric tcp DRAM 672M: $(g fi_dram_gbps_672M) GB/s)"
-        echo "- tag_lat in CUDA memory, p50: 8 B $(g tag_lat_cuda_p50_us_8B) us, 64 KiB $(g tag_lat_cuda_p50_us_64KiB) us; tag_bw 64M $(g tag_bw_cuda_gbps_64M) GB/s"
-        if [ -s "$docs/gpu-list.txt" ]; then
-            echo
-            echo "## GPUs (kvxfer info --gpu)"
-            echo
-            echo '```'
-            cat "$docs/gpu-list.txt"
-            echo '```'
-        fi
-        echo
-        echo "Each row's log and result documents: runs.tar.gz."
-    } >"$out/summary.md"
-
-    {
-        echo "{"
-        echo "  \"schema\": \"kvxfer.device-check/v1\","
-        echo "  \"host\": $(json_str "$(uname -n)"),"
-        echo "  \"kvxfer\": $(json_str "$("$K" --version 2>/dev/null | head -n 1)"),"
-        echo "  \"gpu\": $([ "$gpu" = 1 ] && echo true || echo false),"
-        echo "  \"gpu_probe\": $(json_str "$reason"),"
-        echo "  \"exit_status\": $status,"
-        echo "  \"verdict\": $(json_str "$verdict"),"
-        echo "  \"rows\": ["
-        for i in "${!names[@]}"; do
-            printf '    {"name": %s, "needs_gpu": %s, "status": %s, "figure": %s, "seconds": %s, "limit_s": %s, "error": %s}' \
-                "$(json_str "${names[$i]}")" "$([ "${needs[$i]}" = gpu ] && echo true || echo false)" \
-                "$(json_str "${states[$i]}")" "$(json_val "${figs[$i]}")" "${secs[$i]}" "${limits[$i]}" \
-                "$([ -n "${errs[$i]}" ] && json_str "${errs[$i]}" || echo null)"
-            [ "$i" -lt $((${#names[@]} - 1)) ] && echo "," || echo
-        done
-        echo "  ],"
-        echo "  \"figures\": {"
-        local keys n=0
-        keys=()
-        [ "${#F[@]}" -eq 0 ] || mapfile -t keys < <(printf '%s\n' "${!F[@]}" | sort)
-        for k in "${keys[@]}"; do
-            n=$((n + 1))
-            printf '    %s: %s' "$(json_str "$k")" "$(json_val "${F[$k]}")"
-            [ "$n" -lt "${#keys[@]}" ] && echo "," || echo
-        done
-        echo "  }"
-        echo "}"
-    } >"$out/results.json"
-
-    tar -czf "$out/runs.tar.gz" -C "$work" runs
-    cd / && rm -rf "$work"
-
+write_summary() {
+    local i f
+    echo "# kvxfer GPU check"
     echo
-    printf '%-13s %-8s %s\n' check state figure
-    for i in "${!names[@]}"; do
-        f="${figs[$i]}"
-        [ "${states[$i]}" = pass ] || f="${errs[$i]}"
-        printf '%-13s %-8s %s\n' "${names[$i]}" "${states[$i]}" "$f"
+    echo "- host: $(uname -n), $(uname -m), kernel $(uname -r)"
+    echo "- kvxfer: $("$K" --version 2>/dev/null | head -n 1)"
+    echo "- GPU probe: $REASON"
+    echo "- exit status $STATUS: $VERDICT"
+    echo
+    echo "| check | state | figure | seconds |"
+    echo "|---|---|---|---|"
+    for i in "${!NAMES[@]}"; do
+        f="$(shown "$i")"
+        echo "| ${NAMES[$i]} | ${STATES[$i]} | ${f//|/\\|} | ${SECS[$i]} |"
     done
     echo
-    sed -n '/^## Figures/,/^## GPUs/p' "$out/summary.md" | grep '^- '
-    echo "check: exit status $status: $verdict; summary.md, results.json, runs.tar.gz in $out" >&2
-    return "$status"
+    echo "## Figures"
+    echo
+    echo "- UCX over tcp, GB/s, VRAM to VRAM (tcp + cuda_copy) against DRAM to DRAM: 55M $(fig_of ucx_vram_gbps_55M) / $(fig_of ucx_dram_gbps_55M), 224M $(fig_of ucx_vram_gbps_224M) / $(fig_of ucx_dram_gbps_224M), 672M $(fig_of ucx_vram_gbps_672M) / $(fig_of ucx_dram_gbps_672M)"
+    echo "- 672M VRAM by cuMemAlloc $(fig_of ucx_vram_gbps_672M) GB/s, by --vmm $(fig_of ucx_vmm_gbps_672M) GB/s"
+    echo "- UCX registration of 672M in VRAM: cold $(fig_of reg_vram_672M_cold_us) us, cached $(fig_of reg_vram_672M_cached_us) us (target: $(fig_of reg_vram_672M_target_cold_us), $(fig_of reg_vram_672M_target_cached_us) us)"
+    echo "- staging copy 672M, p50: device to host $(fig_of staging_device_to_host_gbps) GB/s, host to device $(fig_of staging_host_to_device_gbps) GB/s (libfabric tcp DRAM 672M: $(fig_of fi_dram_gbps_672M) GB/s)"
+    echo "- tag_lat in CUDA memory, p50: 8 B $(fig_of tag_lat_cuda_p50_us_8B) us, 64 KiB $(fig_of tag_lat_cuda_p50_us_64KiB) us; tag_bw 64M $(fig_of tag_bw_cuda_gbps_64M) GB/s"
+    if [ -s "$DOCS/gpu-list.txt" ]; then
+        echo
+        echo "## GPUs (kvxfer info --gpu)"
+        echo
+        echo '```'
+        cat "$DOCS/gpu-list.txt"
+        echo '```'
+    fi
+    echo
+    echo "Each row's log and result documents: runs.tar.gz."
+}
+
+write_results() {
+    local i k n=0 keys=()
+    echo "{"
+    echo "  \"schema\": \"kvxfer.device-check/v1\","
+    echo "  \"host\": $(json_str "$(uname -n)"),"
+    echo "  \"kvxfer\": $(json_str "$("$K" --version 2>/dev/null | head -n 1)"),"
+    echo "  \"gpu\": $([ "$GPU" = 1 ] && echo true || echo false),"
+    echo "  \"gpu_probe\": $(json_str "$REASON"),"
+    echo "  \"exit_status\": $STATUS,"
+    echo "  \"verdict\": $(json_str "$VERDICT"),"
+    echo "  \"rows\": ["
+    for i in "${!NAMES[@]}"; do
+        printf '    {"name": %s, "needs_gpu": %s, "status": %s, "figure": %s, "seconds": %s, "limit_s": %s, "error": %s}' \
+            "$(json_str "${NAMES[$i]}")" "$([ "${NEEDS[$i]}" = gpu ] && echo true || echo false)" \
+            "$(json_str "${STATES[$i]}")" "$(json_val "${FIGS[$i]}")" "${SECS[$i]}" "${LIMITS[$i]}" \
+            "$([ -n "${ERRS[$i]}" ] && json_str "${ERRS[$i]}" || echo null)"
+        [ "$i" -lt $((${#NAMES[@]} - 1)) ] && echo "," || echo
+    done
+    echo "  ],"
+    echo "  \"figures\": {"
+    [ "${#F[@]}" -eq 0 ] || mapfile -t keys < <(printf '%s\n' "${!F[@]}" | sort)
+    for k in "${keys[@]}"; do
+        n=$((n + 1))
+        printf '    %s: %s' "$(json_str "$k")" "$(json_val "${F[$k]}")"
+        [ "$n" -lt "${#keys[@]}" ] && echo "," || echo
+    done
+    echo "  }"
+    echo "}"
+}
+
+print_table() {
+    local i
+    echo
+    printf '%-13s %-8s %s\n' check state figure
+    for i in "${!NAMES[@]}"; do
+        printf '%-13s %-8s %s\n' "${NAMES[$i]}" "${STATES[$i]}" "$(shown "$i")"
+    done
+    echo
+    sed -n '/^## Figures/,/^## GPUs/p' "$OUT_DIR/summary.md" | grep '^- '
+}
+
+main() {
+    case "${1:-}" in
+        --list) list_rows; return 0 ;;
+        --row) shift; run_row "$@"; return ;;
+        --device-tests) printf '%s\n' "${DEVICE_TESTS[@]}" | cut -d' ' -f1; return 0 ;;
+        "" | -h | --help) sed -n '2,/^set -uo pipefail/p' "$self" | sed '$d'; return 2 ;;
+    esac
+    start "$1" || return 2
+    probe_gpu
+    run_rows
+    judge
+    load_figures
+    write_summary >"$OUT_DIR/summary.md"
+    write_results >"$OUT_DIR/results.json"
+    tar -czf "$OUT_DIR/runs.tar.gz" -C "$WORK" runs
+    cd / && rm -rf "$WORK"
+    print_table
+    echo "check: exit status $STATUS: $VERDICT; summary.md, results.json, runs.tar.gz in $OUT_DIR" >&2
+    return "$STATUS"
 }
 
 main "$@"
