@@ -85,14 +85,22 @@ xfer() {
     shift
     "$K" xfer --iterations "$ITERS" --warmup 1 --json "$D/$name.json" "$@"
 }
-# refused_as_expected LOG: the run was refused because the provider lacks FI_HMEM (Debian's
-# libfabric): the expected answer of the libfabric VRAM rows there.
-refused_as_expected() {
-    if grep -q "offers no FI_HMEM" "$1"; then
-        figure "refused as expected: $(grep -m1 "offers no FI_HMEM" "$1" | cut -c1-100)"
-        return 0
+# hmem_run FIGURE CMD...: a libfabric VRAM run (its output in $ROW.txt, then the log). It
+# passes with the figure that the function FIGURE prints when it ran, or with the refusal when
+# the provider offers no FI_HMEM (Debian's libfabric): the expected answer there.
+hmem_run() {
+    local fig="$1"
+    shift
+    "$@" >"$D/$ROW.txt" 2>&1
+    local rc=$?
+    cat "$D/$ROW.txt"
+    if [ "$rc" = 0 ]; then
+        figure "$("$fig")"
+    elif grep -q "offers no FI_HMEM" "$D/$ROW.txt"; then
+        figure "refused as expected: $(grep -m1 "offers no FI_HMEM" "$D/$ROW.txt" | cut -c1-100)"
+    else
+        return 1
     fi
-    return 1
 }
 
 row_gpu_list() {
@@ -169,15 +177,13 @@ row_ucx_dram() {
     figure "GB/s: ${out[*]}; UCX $(val "$D/ucx-dram-672M.json" environment.ucx_version)"
 }
 
+
+fi_vram_figure() {
+    echo "$(val "$D/fi-vram.json" results.0.bandwidth_gbps) GB/s, registration $(val "$D/fi-vram.json" config.mem_registration)"
+}
 row_fi_vram() {
-    if xfer fi-vram --provider tcp --domain lo -s 16M --verify \
-        --initiator-seg VRAM --target-seg VRAM >"$D/fi-vram.txt" 2>&1; then
-        cat "$D/fi-vram.txt"
-        figure "$(val "$D/fi-vram.json" results.0.bandwidth_gbps) GB/s, registration $(val "$D/fi-vram.json" config.mem_registration)"
-        return 0
-    fi
-    cat "$D/fi-vram.txt"
-    refused_as_expected "$D/fi-vram.txt"
+    hmem_run fi_vram_figure xfer fi-vram --provider tcp --domain lo -s 16M --verify \
+        --initiator-seg VRAM --target-seg VRAM
 }
 
 row_fi_dram() {
@@ -218,28 +224,19 @@ row_tag_bw_cuda() {
     figure "64M $(val "$d" results.0.bandwidth_gbps) GB/s"
 }
 
-row_pingpong() {
-    local d="$D/pingpong.json"
-    if "$K" pingpong -p tcp -d lo -S 64,65536,1M -I 200 --verify \
-        --initiator-seg VRAM --target-seg VRAM --json "$d" >"$D/pingpong.txt" 2>&1; then
-        cat "$D/pingpong.txt"
-        figure "p50 64 B $(val "$d" results.0.latency_us.p50) us, 1M $(val "$d" results.2.latency_us.p50) us"
-        return 0
-    fi
-    cat "$D/pingpong.txt"
-    refused_as_expected "$D/pingpong.txt"
-}
 
+
+# pingpong_figure: the p50 latencies at 64 B and 1M of $ROW.json.
+pingpong_figure() {
+    echo "p50 64 B $(val "$D/$ROW.json" results.0.latency_us.p50) us, 1M $(val "$D/$ROW.json" results.2.latency_us.p50) us"
+}
+row_pingpong() {
+    hmem_run pingpong_figure "$K" pingpong -p tcp -d lo -S 64,65536,1M -I 200 --verify \
+        --initiator-seg VRAM --target-seg VRAM --json "$D/pingpong.json"
+}
 row_rma_pingpong() {
-    local d="$D/rma-pingpong.json"
-    if "$K" rma-pingpong -p tcp -d lo -o writedata -S 64,65536,1M -I 200 --verify \
-        --initiator-seg VRAM --target-seg VRAM --json "$d" >"$D/rma-pingpong.txt" 2>&1; then
-        cat "$D/rma-pingpong.txt"
-        figure "writedata p50 64 B $(val "$d" results.0.latency_us.p50) us, 1M $(val "$d" results.2.latency_us.p50) us"
-        return 0
-    fi
-    cat "$D/rma-pingpong.txt"
-    refused_as_expected "$D/rma-pingpong.txt"
+    hmem_run pingpong_figure "$K" rma-pingpong -p tcp -d lo -o writedata -S 64,65536,1M -I 200 \
+        --verify --initiator-seg VRAM --target-seg VRAM --json "$D/rma-pingpong.json"
 }
 
 # ---- the runner -------------------------------------------------------------------------
