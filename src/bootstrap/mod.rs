@@ -6,7 +6,7 @@ pub mod group;
 pub mod launcher;
 mod tcp;
 
-pub use tcp::{BootstrapError, Fingerprint, Oob, OobListener, DEFAULT_PORT};
+pub use tcp::{query_about, About, BootstrapError, Fingerprint, Oob, OobListener, DEFAULT_PORT};
 
 /// Out-of-band byte exchange: sends ours, returns the peer's (fabric addresses, UCX worker
 /// addresses).
