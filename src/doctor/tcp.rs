@@ -29,9 +29,7 @@ fn slow_start(c: &Ctx<'_>) -> Finding {
                 list(&affected, 3)
             )
         };
-        return Finding::ok(CHECK, evidence)
-            .with_action(meaning)
-            .about_if(c, affected);
+        return Finding::ok(CHECK, evidence).with_action(meaning);
     }
     if c.has_plan() && affected.is_empty() {
         return Finding::ok(
