@@ -146,9 +146,9 @@ pub(super) fn judge(probe: &Option<PeerProbe>) -> Finding {
         ),
         Outcome::NotKvxfer(e) => Finding::warn(
             CHECK,
-            format!("{t}: something listens but answers no version query ({e})"),
-            "an older kvxfer (without the query) or another program holds the port: check the \
-             peer's `kvxfer --version`",
+            format!("{t}: something listens but answers no version query within {secs:.1} s ({e})"),
+            "a kvxfer still setting up (check again), an older kvxfer without the query, or \
+             another program holds the port: compare the peer's `kvxfer --version`",
         ),
         Outcome::Kvxfer(a) => judge_about(t, a),
     }
