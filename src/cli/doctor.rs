@@ -55,7 +55,15 @@ pub fn table(r: &DoctorReport) -> String {
             let _ = writeln!(out, "{pad}{lead}: {}", f.action);
         }
         if let Some(ids) = f.patterns.as_ref().filter(|_| f.status >= Status::Warn) {
-            if !ids.is_empty() {
+            const SHOWN: usize = 8;
+            if ids.len() > SHOWN {
+                let more = ids.len() - SHOWN;
+                let _ = writeln!(
+                    out,
+                    "{pad}patterns: {} and {more} more",
+                    ids[..SHOWN].join(", ")
+                );
+            } else if !ids.is_empty() {
                 let _ = writeln!(out, "{pad}patterns: {}", ids.join(", "));
             }
         }

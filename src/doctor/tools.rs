@@ -23,7 +23,18 @@ pub(super) fn check(c: &Ctx<'_>) -> Vec<Finding> {
     if keys.is_empty() {
         return vec![Finding::ok("tools", "the chosen patterns run kvxfer alone")];
     }
-    keys.into_iter().map(|k| tool(c, k)).collect()
+    // Each tool asked at once: the versions come in the time of the slowest.
+    std::thread::scope(|s| {
+        let asks: Vec<_> = keys.iter().map(|k| s.spawn(|| tool(c, k))).collect();
+        asks.into_iter()
+            .zip(&keys)
+            .map(|(a, k)| {
+                a.join().unwrap_or_else(|_| {
+                    Finding::warn(&format!("tools.{k}"), "its check crashed", "")
+                })
+            })
+            .collect()
+    })
 }
 
 /// The first line of a tool's answer that reads like a version.
