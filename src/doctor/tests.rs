@@ -419,3 +419,161 @@ fn checks_that_cannot_apply_say_why_and_never_ok() {
     assert_eq!(find(&r, "libfabric.providers").status, Status::Fail);
     assert_eq!(find(&r, "efa.devices").status, Status::Fail);
 }
+
+#[test]
+fn ucx_without_srd_fails_its_patterns_with_the_tcp_fallback() {
+    let n = p5_node();
+    let mut facts = p5_facts(2);
+    if let Ok(u) = facts.ucx.as_mut() {
+        u.transports.retain(|t| t != "srd");
+    }
+    let r = run(&n, facts);
+    let u = find(&r, "ucx.transports");
+    assert_eq!(u.status, Status::Fail, "{u:#?}");
+    assert!(u.evidence.ends_with(": no srd"), "{}", u.evidence);
+    assert!(u.action.contains("UCX_TLS=tcp"), "{}", u.action);
+    let ids = u.patterns.as_ref().unwrap();
+    assert!(ids.iter().all(|i| i.contains("srd")), "{ids:?}");
+    assert_eq!(ids.len(), 7, "{ids:?}");
+}
+
+#[test]
+fn a_port_down_a_first_generation_device_and_fi_provider_are_named() {
+    let n = p5_node();
+    let ib = n.sysfs.join("class/infiniband");
+    std::fs::write(ib.join("rdmap5s0/ports/1/state"), "1: DOWN\n").unwrap();
+    let r = run(&n, p5_facts(2));
+    let p = find(&r, "efa.ports");
+    assert_eq!(p.status, Status::Fail);
+    assert!(
+        p.evidence.starts_with("not ACTIVE: rdmap5s0 1: DOWN"),
+        "{}",
+        p.evidence
+    );
+    // Generation 1 has no device RDMA: FI_EFA_USE_DEVICE_RDMA=1 (the plan's) stops efa.
+    for d in 0..8 {
+        std::fs::write(ib.join(format!("rdmap{d}s0/device/device")), "0xefa0\n").unwrap();
+    }
+    let r = run(&n, p5_facts(2));
+    assert_eq!(find(&r, "efa.rdma").status, Status::Warn);
+    let e = find(&r, "efa.env");
+    assert_eq!(e.status, Status::Fail, "{e:#?}");
+    assert!(
+        e.action
+            .starts_with("FI_EFA_USE_DEVICE_RDMA=1 on a device without RDMA read"),
+        "{}",
+        e.action
+    );
+    // FI_PROVIDER that leaves efa out hides it from every efa pattern.
+    let mut hidden = n.host.clone();
+    hidden.env.insert("FI_PROVIDER".into(), "tcp".into());
+    let o = DoctorOptions {
+        plan: Some(n.plan.clone()),
+        ..DoctorOptions::default()
+    };
+    let r = examine(&o, &hidden, &|| p5_facts(2));
+    let e = find(&r, "efa.env");
+    assert_eq!(e.status, Status::Fail);
+    assert!(
+        e.evidence.contains("FI_PROVIDER=tcp (environment)"),
+        "{}",
+        e.evidence
+    );
+    assert_eq!(e.action, "FI_PROVIDER=tcp hides efa: unset it");
+}
+
+#[test]
+fn a_gpu_whose_nics_sit_across_the_cpu_interconnect_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = crate::topo::fake::FakeSysfs::new(&dir.path().join("sys")).unwrap();
+    f.gpu("pci0000:00", &["0000:00:01.0", "0000:01:00.0"], 0)
+        .unwrap();
+    f.nic(
+        "infiniband",
+        "rdmap0s0",
+        "pci0000:80",
+        &["0000:80:01.0", "0000:81:00.0"],
+        1,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path()
+            .join("sys/class/infiniband/rdmap0s0/device/device"),
+        "0xefa2\n",
+    )
+    .unwrap();
+    let proc = FakeProc::new(&dir.path().join("proc")).unwrap();
+    let host = Host::under(f.root(), proc.root());
+    let r = examine(&DoctorOptions::default(), &host, &no_facts);
+    let g = find(&r, "gpu.nic");
+    assert_eq!(g.status, Status::Warn, "{g:#?}");
+    assert_eq!(
+        g.evidence,
+        "GPU 0000:01:00.0: rdmap0s0 (SYS, sysfs PCI tree)"
+    );
+    // No driver here: the module's absence fails the driver check (no plan: the node's).
+    assert_eq!(find(&r, "gpu.driver").status, Status::Fail);
+}
+
+#[test]
+fn missing_tools_and_etcd_starters_name_the_patterns_that_cannot_run() {
+    let n = p5_node();
+    let bin = PathBuf::from(n.host.var("PATH").unwrap());
+    std::fs::remove_file(bin.join("nixlbench")).unwrap();
+    std::fs::remove_file(bin.join("docker")).unwrap();
+    let r = run(&n, p5_facts(2));
+    let t = find(&r, "tools.nixlbench");
+    assert_eq!(t.status, Status::Fail);
+    assert_eq!(t.evidence, "nixlbench: not on PATH");
+    assert_eq!(t.patterns.as_ref().unwrap().len(), 12);
+    let e = find(&r, "etcd");
+    assert_eq!(e.status, Status::Fail, "{e:#?}");
+    assert!(
+        e.evidence
+            .ends_with("the plan cannot start it: docker is not on PATH"),
+        "{}",
+        e.evidence
+    );
+    // A twin's NIXL engine missing only skips the twin rounds.
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = plan("loopback.json", dir.path());
+    p["infrastructure"]["tools"]["nixl_python"] = "no/such/python".into();
+    let o = DoctorOptions {
+        plan: Some(p),
+        ..DoctorOptions::default()
+    };
+    let r = examine(&o, &n.host, &no_facts);
+    let t = find(&r, "tools.nixl_python");
+    assert_eq!(t.status, Status::Warn, "{t:#?}");
+    assert!(
+        t.action
+            .starts_with("the NIXL twin rounds of pll-lo-xfer-nixl-tcp-55m"),
+        "{}",
+        t.action
+    );
+}
+
+#[test]
+fn an_mtu_below_aws_jumbo_frames_warns_for_the_tcp_patterns() {
+    let n = p5_node();
+    std::fs::write(n.sysfs.join("class/net/ens32/mtu"), "1500\n").unwrap();
+    let r = run(&n, p5_facts(2));
+    let m = find(&r, "tcp.mtu");
+    assert_eq!(m.status, Status::Warn);
+    assert!(
+        m.action.contains("at 1500 TCP moves 6x the packets"),
+        "{}",
+        m.action
+    );
+    assert!(m
+        .patterns
+        .as_ref()
+        .unwrap()
+        .contains(&"pll-nixlbench-tcp-55m".to_string()));
+    assert!(!m
+        .patterns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|i| i.contains("-efa-")));
+}
