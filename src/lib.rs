@@ -8,6 +8,7 @@ pub mod fabric;
 pub mod mem;
 pub mod mlflow;
 pub mod model;
+pub mod peer;
 pub mod plan;
 pub mod reference;
 pub mod report;

@@ -281,7 +281,7 @@ fn team_layout_e2e_and_loopback_results_give_four_assessments_five_plots_and_a_r
     for s in [
         "E2E TTFT tcp (12288 tokens)",
         "E2E TTFT efa (12288 tokens)",
-        "network many-to-one tcp (1048576 B)",
+        "network many-to-one tcp (1M)",
     ] {
         assert!(deg.contains(&s.to_string()), "{deg:?}");
     }
@@ -289,13 +289,146 @@ fn team_layout_e2e_and_loopback_results_give_four_assessments_five_plots_and_a_r
     assert!(parts.contains(&"prefill".to_string()), "{parts:?}");
     assert_eq!(series(&v, "tpot-per-backend"), ["TPOT median over runs"]);
 
+    check_score_and_sentences(&v, low);
+
     let md = std::fs::read_to_string(res.path().join("correlation-report.md")).unwrap();
     assert!(md.contains("| tcp-incast |"));
+    assert!(md.starts_with("# E2E against low-level measurements"));
+    let said = md.find("## What the measurements say").unwrap();
+    assert!(said < md.find("## Measurement validity score").unwrap());
+    assert!(md.contains("| stock-twin | 5 |"), "the rubric is printed");
     assert!(
         md.contains("![token-gap-12k](plots/token-gap-12k.png)"),
         "{md}"
     );
     assert!(plots.join("tpot-per-backend.svg").is_file());
+}
+
+/// The p50 latency (us) at `size` of the loopback ping-pong result file.
+fn pingpong_p50(low: &Path, size: u64) -> f64 {
+    let doc: Value = serde_json::from_slice(&std::fs::read(low.join("r0.json")).unwrap()).unwrap();
+    doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["message_size"] == size)
+        .unwrap()["latency_us"]["p50"]
+        .as_f64()
+        .unwrap()
+}
+
+/// The score of the loopback data by the rubric, and the three sentences against the files.
+fn check_score_and_sentences(v: &Value, low: &Path) {
+    let val = &v["validity"];
+    let measured = val["measured"]["score"].as_u64().unwrap();
+    let baseline = val["baseline"]["score"].as_u64().unwrap();
+    assert!(measured > baseline, "{measured} vs {baseline}");
+    assert_eq!(val["rubric"].as_array().unwrap().len(), 5);
+    let claims = val["measured"]["claims"].as_array().unwrap();
+    assert_eq!(claims.len(), 4);
+    let sum: u64 = claims.iter().map(|c| c["score"].as_u64().unwrap()).sum();
+    assert_eq!(measured, sum);
+    let incast = claims
+        .iter()
+        .find(|c| c["analysis"] == "tcp-incast")
+        .unwrap();
+    let award = |c: &Value, id: &str| {
+        c["awards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["criterion"] == id)
+            .unwrap()
+            .clone()
+    };
+    // One host's loopback: 3 of 8; its figures traced to the result files.
+    let w = award(incast, "measured-where");
+    assert_eq!(w["points"], 3);
+    assert!(
+        w["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "r3.json"),
+        "{w}"
+    );
+    // No path record in today's results: not confirmed.
+    assert_eq!(award(incast, "path-confirmed")["points"], 0);
+    // Eight iterations: fewer than the 10 a median needs.
+    assert_eq!(award(incast, "samples")["points"], 0);
+    let sentences = v["sentences"].as_array().unwrap();
+    assert_eq!(sentences.len(), 3);
+    let l1 = sentences[0]["text"].as_str().unwrap();
+    assert!(
+        l1.contains("not measured directly yet") && l1.contains("pll-nixlbench-efa-672m"),
+        "{l1}"
+    );
+    // L0: shared memory on this host; its figure is the file's p50 at 64 B.
+    let l0 = &sentences[2];
+    let want = pingpong_p50(low, 64);
+    assert_eq!(l0["figures"]["latency_us_shm"].as_f64().unwrap(), want);
+    let text = l0["text"].as_str().unwrap();
+    assert!(text.contains(&format!("{want:.1} µs")), "{text}");
+    assert!(text.contains("not the nodes' EFA"), "{text}");
+    assert_eq!(l0["on_nodes"], false);
+}
+
+#[test]
+fn two_reports_compare_side_by_side() {
+    let e2e = tempfile::tempdir().unwrap();
+    write_e2e(e2e.path());
+    let (_, a, _, ra) = analyze(&["--e2e-dir", e2e.path().to_str().unwrap(), "--no-plots"]);
+    let (_, b, _, rb) = analyze(&[
+        "--e2e-dir",
+        e2e.path().to_str().unwrap(),
+        "--low-level-dir",
+        loopback().to_str().unwrap(),
+        "--no-plots",
+    ]);
+    let pa = ra.path().join("correlation-analysis.json");
+    let pb = rb.path().join("correlation-analysis.json");
+    let o = kvxfer()
+        .args(["analyze", "--compare"])
+        .arg(&pa)
+        .arg(&pb)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = String::from_utf8(o.stdout).unwrap();
+    let overall = format!(
+        "| overall | {} | {} |",
+        a["validity"]["measured"]["score"], b["validity"]["measured"]["score"]
+    );
+    assert!(md.contains(&overall), "{overall} missing from\n{md}");
+    let tg = |r: &Value| {
+        r["assessments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["analysis"] == "token-gap")
+            .unwrap()["key_metrics"]["ttft_ms_tcp"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        md.contains(&format!(
+            "| ttft_ms_tcp | {:.4} | {:.4} | 1.000 |",
+            tg(&a),
+            tg(&b)
+        )),
+        "{md}"
+    );
+    assert!(md.contains("| tcp-incast | "), "{md}");
+    // Not a report: one clear line.
+    let o = kvxfer()
+        .args(["analyze", "--compare"])
+        .arg(&pa)
+        .arg(e2e.path().join("phase14-flat.json"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not a kvxfer.correlation/v1 report"), "{err}");
 }
 
 #[test]

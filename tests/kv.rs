@@ -135,8 +135,10 @@ fn plan_reproduces_kvbench_example() {
     let dir = tempfile::tempdir().unwrap();
     let m = write(dir.path(), "model_llama_3_1_8b.yaml", LLAMA_8B_YAML);
     let c = write(dir.path(), "block-tp1-pp8.yaml", BLOCK_TP1_PP8);
+    // kvxfer's first line names the class KVBench loads the file as; then KVBench's own form.
     let want = format!(
-        "{rule}\nModel Config: {c}\nISL: 1000 tokens\nPage Size: 16\nRequests: 10\nTP: 1\nPP: 8\n\
+        "KVBench class: Llama3_1 (model_name llama3.1_8b)\n\
+         {rule}\nModel Config: {c}\nISL: 1000 tokens\nPage Size: 16\nRequests: 10\nTP: 1\nPP: 8\n\
          {rule}\nnixlbench \\\n    --max_batch_size 5000 \\\n    --max_block_size 131072 \\\n    \
          --start_batch_size 5000 \\\n    --start_block_size 131072 \\\n    \
          --total_buffer_size 655360000\n\n",
@@ -164,6 +166,7 @@ fn plan_reproduces_kvbench_example() {
     assert_eq!(p["backend"], "UCX");
     assert_eq!(p["config_file"], c.as_str());
     assert_eq!(p["kvxfer"]["kv_bytes_per_token"], 65_536);
+    assert_eq!(p["kvxfer"]["kvbench"]["class"], "Llama3_1");
     // The same example from the preset, with the config given as overrides.
     let v = json_out(&[
         "kv",
@@ -189,6 +192,12 @@ fn plan_reproduces_kvbench_example() {
     ]);
     assert_eq!(v[0]["start_block_size"], 131_072);
     assert_eq!(v[0]["start_batch_size"], 5_000);
+    // The preset's name routes to no class: it runs as Qwen3 (KV heads as given), renamed.
+    assert_eq!(v[0]["kvxfer"]["kvbench"]["class"], "Qwen3");
+    assert_eq!(
+        v[0]["kvxfer"]["kvbench"]["model_name"],
+        "qwen3-arch-llama-3.1-8b"
+    );
     let out = kvxfer()
         .args([
             "kv",
@@ -218,6 +227,7 @@ fn plan_reproduces_kvbench_example() {
     assert_eq!(col("max_block_size"), "131072");
     assert_eq!(col("model_strategy_pp_size"), "8");
     assert_eq!(col("model_system_access_pattern"), "block");
+    assert_eq!(col("kvbench_class"), "Llama3_1");
     let mut sorted = head.clone();
     sorted.sort();
     assert_eq!(head, sorted);

@@ -36,7 +36,8 @@ const NIXLBENCH_OPTIONS: &[&str] = &[
     "--runtime_type",
 ];
 
-/// KVBench profile's option names (its argparse; etcd spelled with a hyphen there).
+/// KVBench profile's option names (its click options in commands/args.py at ai-dynamo/nixl
+/// 8770b655; etcd with an underscore since 0.6.0), those the templates may use.
 const KVBENCH_OPTIONS: &[&str] = &[
     "--model",
     "--model_config",
@@ -48,9 +49,11 @@ const KVBENCH_OPTIONS: &[&str] = &[
     "--tp",
     "--pp",
     "--access_pattern",
+    "--source",
+    "--destination",
     "--initiator_seg_type",
     "--target_seg_type",
-    "--etcd-endpoints",
+    "--etcd_endpoints",
 ];
 
 fn root() -> PathBuf {
@@ -300,7 +303,12 @@ fn nixlbench_and_kvbench_lines_use_only_their_real_option_names() {
         "--model_config",
         "--isl",
         "--osl",
-        "--etcd-endpoints",
+        // What KVBench's profile cannot run without: --backend (it lower-cases it), and
+        // --source / --destination for UCX (their defaults raise "Invalid source").
+        "--backend",
+        "--source",
+        "--destination",
+        "--etcd_endpoints",
     ] {
         assert!(seen.1.contains(want), "{want}: {:?}", seen.1);
     }

@@ -224,8 +224,12 @@ fn stock_tools_get_their_real_option_names() {
     assert!(kvb.contains(
         "--isl 1000 --osl 128 --num_requests 1 --page_size 16 --tp 1 --pp 1 --access_pattern block"
     ));
+    // KVBench's own spelling (an underscore), its required --backend, and VRAM to VRAM by
+    // --source/--destination (which override the segment-type options).
     assert!(
-        kvb.contains("--etcd-endpoints http://127.0.0.1:2379"),
+        kvb.contains("--backend UCX --isl 1000")
+            && kvb
+                .contains("--source gpu --destination gpu --etcd_endpoints http://127.0.0.1:2379"),
         "{kvb}"
     );
     assert!(
@@ -308,64 +312,292 @@ fn a_broken_template_names_file_and_line() {
     );
 }
 
+/// KVBench's loader, as its source has it (ai-dynamo/nixl benchmark/kvbench at 8770b655,
+/// models/models.py and the classes; written down in templates/kvbench.json.jinja2): the
+/// substring of the lower-cased model_name tested in this order, the class's constructor
+/// arguments (exactly these keys), and the strategy key whose precision sizes the cache.
+const KVBENCH_CLASSES: &[(&str, &str, &[&str], &str)] = &[
+    (
+        "llama3.1",
+        "Llama3_1",
+        &[
+            "model_name",
+            "num_layers",
+            "num_query_heads_with_mha",
+            "query_head_dimension",
+            "gqa_num_queries_in_group",
+            "num_model_params",
+        ],
+        "model_quant_mode",
+    ),
+    (
+        "deepseek_r1",
+        "DeepSeekR1",
+        &[
+            "model_name",
+            "num_layers",
+            "num_query_heads",
+            "query_head_dimension",
+            "embedding_dimension",
+            "rope_mla_dimension",
+            "mla_latent_vector_dimension",
+            "num_model_params",
+        ],
+        "kvcache_quant_mode",
+    ),
+    (
+        "gpt_oss",
+        "GptOss",
+        &[
+            "model_name",
+            "num_layers",
+            "num_query_heads",
+            "num_kv_heads",
+            "query_head_dimension",
+            "num_model_params",
+        ],
+        "model_quant_mode",
+    ),
+    (
+        "qwen3",
+        "Qwen3",
+        &[
+            "model_name",
+            "num_layers",
+            "num_query_heads",
+            "num_kv_heads",
+            "query_head_dimension",
+            "num_model_params",
+        ],
+        "model_quant_mode",
+    ),
+];
+
+/// `key: value` lines of a flat YAML file, the nested config's keys as `section.key`.
+fn yaml_keys(text: &str) -> Vec<(String, String)> {
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let (k, v) = line.split_once(':').unwrap_or_else(|| panic!("{line:?}"));
+        let v = v.trim().to_string();
+        if line.starts_with("  ") {
+            out.push((format!("{section}.{}", k.trim()), v));
+        } else if v.is_empty() {
+            section = k.to_string();
+        } else {
+            out.push((k.to_string(), v));
+        }
+    }
+    out
+}
+
+/// KVBench's bytes per token for a class's fields and precision (models/*.py, utils.py).
+fn kvbench_bytes_per_token(class: &str, f: &dyn Fn(&str) -> u64, precision: &str) -> u64 {
+    let width = match precision {
+        "fp8" | "int8" => 1,
+        "fp16" | "bfloat16" => 2,
+        other => panic!("KVBench raises on precision {other:?}"),
+    };
+    let per_layer = match class {
+        "DeepSeekR1" => f("rope_mla_dimension") + f("mla_latent_vector_dimension"),
+        "Llama3_1" => {
+            f("num_query_heads_with_mha") / f("gqa_num_queries_in_group")
+                * f("query_head_dimension")
+                * 2
+        }
+        _ => f("num_kv_heads") * f("query_head_dimension") * 2,
+    };
+    f("num_layers") * per_layer * width
+}
+
 #[test]
-fn kvbench_model_files_hold_the_reference_model() {
+fn every_kvbench_pattern_writes_files_kvbench_loads_with_kvxfers_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = plan::load_plan(&root().join("plans/phase-low-level.json")).unwrap();
     p["common"]["output_dir"] = dir.path().display().to_string().into();
+    assert_eq!(plan::validate(&p), []);
     let files = plan::generate(&p, &root().join("templates")).unwrap();
-    let g = files
+    let kvbench: Vec<&Generated> = files
         .iter()
-        .find(|g| g.path == Path::new("client/pll-kvbench-ucx-tcp-12k-client.json"))
-        .unwrap();
-    let def = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
-    let task = def.tasks.iter().find(|t| t.id == "model-files").unwrap();
-    for c in &task.commands {
-        let ok = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(c)
-            .status()
+        .filter(|g| {
+            let d = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
+            d.tasks.iter().any(|t| t.id == "model-files")
+        })
+        .collect();
+    // Six patterns, a server and a client file each.
+    assert_eq!(kvbench.len(), 12);
+    for g in kvbench {
+        let def = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
+        let id = def.name.rsplit_once('-').unwrap().0.to_string();
+        let task = def.tasks.iter().find(|t| t.id == "model-files").unwrap();
+        for c in &task.commands {
+            let ok = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(c)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "{c}");
+        }
+        let model_path = dir.path().join(format!("{id}.model.yaml"));
+        let config_path = dir.path().join(format!("{id}.config.yaml"));
+        let model = yaml_keys(&std::fs::read_to_string(&model_path).unwrap());
+        let config = yaml_keys(&std::fs::read_to_string(&config_path).unwrap());
+        // The name routes to a class, by KVBench's order of tests.
+        let name = model
+            .iter()
+            .find(|(k, _)| k == "model_name")
+            .unwrap()
+            .1
+            .clone();
+        let (_, class, fields, quant) = KVBENCH_CLASSES
+            .iter()
+            .find(|(key, ..)| name.to_ascii_lowercase().contains(key))
+            .unwrap_or_else(|| panic!("{id}: KVBench raises on model_name {name}"));
+        assert_eq!(*class, "Qwen3", "{id}");
+        assert_eq!(name, "qwen3-arch-qwen2.5-7b", "{id}");
+        // Exactly the class's constructor arguments.
+        let keys: Vec<&str> = model.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, *fields, "{id}");
+        let f = |k: &str| -> u64 {
+            model
+                .iter()
+                .find(|(m, _)| m == k)
+                .unwrap()
+                .1
+                .parse()
+                .unwrap()
+        };
+        let cfg = |k: &str| config.iter().find(|(m, _)| m == k).unwrap().1.clone();
+        let per_token = kvbench_bytes_per_token(class, &f, &cfg(&format!("strategy.{quant}")));
+        let isl: u64 = cfg("runtime.isl").parse().unwrap();
+        // KVBench's bytes equal the reference's and the pattern's kv_bytes.
+        assert_eq!(per_token, 57_344, "{id}");
+        let kv_bytes = [
+            (1000, 57_344_000u64),
+            (4096, 234_881_024),
+            (12_288, 704_643_072),
+        ]
+        .iter()
+        .find(|(t, _)| *t == isl)
+        .unwrap()
+        .1;
+        assert_eq!(per_token * isl, kv_bytes, "{id}");
+        // The task says which class and why; KVBench's run does too.
+        assert!(
+            task.description
+                .starts_with("KVBench class Qwen3: KVBench has no class for qwen2.5-7b"),
+            "{}",
+            task.description
+        );
+        let run = def.tasks.iter().find(|t| t.id == "reference").unwrap();
+        assert!(run.description.contains("Qwen3"), "{}", run.description);
+        let parse = def
+            .tasks
+            .iter()
+            .find(|t| t.id == "parse-reference")
             .unwrap();
-        assert!(ok.success(), "{c}");
+        assert!(
+            parse.commands[0].contains(&format!("--kvbench-model {}", model_path.display())),
+            "{:?}",
+            parse.commands
+        );
+        // kvxfer reads the same files to the same bytes, and kv plan names the same class.
+        let out = Command::cargo_bin("kvxfer")
+            .unwrap()
+            .args(["kv", "plan", "--format", "json", "--model"])
+            .arg(&model_path)
+            .arg("--model-config")
+            .arg(&config_path)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v[0]["kvxfer"]["kv_bytes_per_token"], per_token);
+        assert_eq!(v[0]["kvxfer"]["kv_bytes_per_request"], kv_bytes);
+        assert_eq!(v[0]["kvxfer"]["kvbench"]["class"], *class);
+        assert_eq!(v[0]["kvxfer"]["kvbench"]["model_name"], name.as_str());
+        // block descriptors of 2,048 B x 28 layers x 16 tokens.
+        assert_eq!(v[0]["start_block_size"], 917_504);
+        assert_eq!(v[0]["start_batch_size"], isl.div_ceil(16));
     }
-    let model =
-        std::fs::read_to_string(dir.path().join("pll-kvbench-ucx-tcp-12k.model.yaml")).unwrap();
-    assert_eq!(
-        model,
-        "model_name: QWEN2_5_7B\nnum_layers: 28\nnum_query_heads: 28\nnum_kv_heads: 4\n\
-         query_head_dimension: 128\nnum_model_params: 7615616512\n"
-    );
-    let cfg =
-        std::fs::read_to_string(dir.path().join("pll-kvbench-ucx-tcp-12k.config.yaml")).unwrap();
-    assert!(
-        cfg.starts_with("strategy:\n  tp_size: 1\n  pp_size: 1\n"),
-        "{cfg}"
-    );
-    assert!(
-        cfg.contains("runtime:\n  isl: 12288\n  osl: 128\n  num_requests: 1\n"),
-        "{cfg}"
-    );
-    assert!(
-        cfg.contains("  access_pattern: block\n  page_size: 16\n"),
-        "{cfg}"
-    );
-    // kvxfer reads the same files as KVBench: 57,344 B/token (fp16), block descriptors of
-    // 2,048 B x 28 layers x 16 tokens, 704,643,072 / 917,504 of them.
+    // The same class from the preset the kvxfer_kv patterns name.
     let out = Command::cargo_bin("kvxfer")
         .unwrap()
-        .args(["kv", "plan", "--format", "json", "--model"])
-        .arg(dir.path().join("pll-kvbench-ucx-tcp-12k.model.yaml"))
-        .arg("--model-config")
-        .arg(dir.path().join("pll-kvbench-ucx-tcp-12k.config.yaml"))
+        .args(["kv", "plan", "--format", "json", "--model", "qwen2.5-7b"])
         .assert()
         .success()
         .get_output()
         .stdout
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(v[0]["kvxfer"]["kv_bytes_per_token"], 57_344);
-    assert_eq!(v[0]["start_block_size"], 917_504);
-    assert_eq!(v[0]["start_batch_size"], 768);
+    assert_eq!(v[0]["kvxfer"]["kvbench"]["class"], "Qwen3");
+    assert_eq!(
+        v[0]["kvxfer"]["kvbench"]["model_name"],
+        "qwen3-arch-qwen2.5-7b"
+    );
+}
+
+#[test]
+fn parsed_kvbench_results_say_which_class_ran_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.yaml");
+    std::fs::write(
+        &model,
+        "model_name: qwen3-arch-qwen2.5-7b\nnum_layers: 28\nnum_query_heads: 28\n\
+         num_kv_heads: 4\nquery_head_dimension: 128\nnum_model_params: 7615616512\n",
+    )
+    .unwrap();
+    let raw = dir.path().join("ref.txt");
+    std::fs::write(
+        &raw,
+        "Model Config: c.yaml\nISL: 1000 tokens\nPage Size: 16\nRequests: 1\nTP: 1\nPP: 1\n\
+         ================================================================================\n\
+         Block Size (B)      Batch Size     Avg Lat. (us)  B/W (MiB/Sec)  B/W (GiB/Sec)  B/W (GB/Sec)\n\
+         --------------------------------------------------------------------------------\n\
+         917504              63             40.5           3086.419753    3.014082       3.236345\n",
+    )
+    .unwrap();
+    let out = dir.path().join("ref.json");
+    Command::cargo_bin("kvxfer")
+        .unwrap()
+        .args(["parse", "--tool", "kvbench"])
+        .arg(&raw)
+        .arg("--json")
+        .arg(&out)
+        .arg("--kvbench-model")
+        .arg(&model)
+        .assert()
+        .success();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let extra = &v["results"][0]["extra"];
+    assert_eq!(extra["kvbench_class"], "Qwen3");
+    assert_eq!(extra["kvbench_model_name"], "qwen3-arch-qwen2.5-7b");
+    assert!(
+        extra["kvbench_class_why"]
+            .as_str()
+            .unwrap()
+            .contains("written for qwen2.5-7b"),
+        "{extra}"
+    );
+    // The old name: KVBench raises on it, and so does the parse, saying why.
+    std::fs::write(
+        &model,
+        "model_name: QWEN2_5_7B\nnum_layers: 28\nnum_query_heads: 28\nnum_kv_heads: 4\n\
+         query_head_dimension: 128\nnum_model_params: 7615616512\n",
+    )
+    .unwrap();
+    Command::cargo_bin("kvxfer")
+        .unwrap()
+        .args(["parse", "--tool", "kvbench"])
+        .arg(&raw)
+        .arg("--kvbench-model")
+        .arg(&model)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("routes to none of its classes"));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use super::AnalyzeError;
 use crate::report::{ResultDoc, SizeResult};
 
 /// The network a low-level figure was measured on, in the E2E backends' terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// AWS EFA (libfabric efa, UCX srd).
@@ -22,6 +22,7 @@ pub enum Transport {
     /// Shared memory on one host (libfabric shm, UCX posix/cma/sysv).
     Shm,
     /// Not recognised.
+    #[default]
     Other,
 }
 
@@ -77,8 +78,50 @@ impl KvProfile {
     }
 }
 
+/// Whether the payload went over the devices the run intended (a result's `path`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum PathCheck {
+    /// The result says its payload crossed the intended devices.
+    Confirmed {
+        /// The devices that carried it, as the result names them.
+        devices: Vec<String>,
+    },
+    /// The result says its payload crossed other devices than intended.
+    WrongPath {
+        /// The devices that carried it.
+        devices: Vec<String>,
+    },
+    /// The result does not say (no `path`, or a status this reader does not know).
+    #[default]
+    NotConfirmed,
+}
+
+impl PathCheck {
+    /// A result's `path` object: `status` (`confirmed`/`ok` or `wrong-path`) and `devices`.
+    pub fn from_value(v: Option<&Value>) -> PathCheck {
+        let Some(o) = v.and_then(Value::as_object) else {
+            return PathCheck::NotConfirmed;
+        };
+        let devices: Vec<String> = o
+            .get("devices")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match o.get("status").and_then(Value::as_str) {
+            Some("confirmed" | "ok") => PathCheck::Confirmed { devices },
+            Some("wrong-path" | "wrong_path") => PathCheck::WrongPath { devices },
+            _ => PathCheck::NotConfirmed,
+        }
+    }
+}
+
 /// One measured figure set: a document's result at one message size.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LowPoint {
     /// File (or MLflow run) it came from.
     pub source: String,
@@ -115,6 +158,10 @@ pub struct LowPoint {
     pub tier_centres_ms: Vec<f64>,
     /// L2 profile figures, when present.
     pub profile: Option<KvProfile>,
+    /// Timed iterations behind the figures (0 when the tool does not say).
+    pub samples: u64,
+    /// Whether the payload's path was confirmed on the intended devices.
+    pub path: PathCheck,
 }
 
 impl LowPoint {
@@ -256,9 +303,32 @@ pub fn points(source: &str, doc: &ResultDoc) -> Vec<LowPoint> {
                     .map(|a| a.iter().filter_map(|t| num(t.get("centre_ms"))).collect())
                     .unwrap_or_default(),
                 profile: profile_of(r),
+                samples: r.iterations,
+                path: PathCheck::from_value(r.extra.get("path")),
             }
         })
         .collect()
+}
+
+/// The points of one result document's bytes, with each result's `path` (which devices
+/// carried the payload) read from the document itself. Refused, with the reason: bytes that
+/// are no `kvxfer.result/v1` document, or a failed run.
+pub fn points_from_json(source: &str, bytes: &[u8]) -> Result<Vec<LowPoint>, String> {
+    let doc = ResultDoc::from_json(bytes)
+        .map_err(|why| format!("not a kvxfer.result/v1 document: {why}"))?;
+    if doc.status == crate::report::Status::Failed {
+        return Err("a failed run".into());
+    }
+    let mut pts = points(source, &doc);
+    // `results[].path` is read from the JSON: the typed result keeps no field of that name.
+    let raw: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    let paths = raw.get("results").and_then(Value::as_array);
+    for (p, r) in pts.iter_mut().zip(paths.into_iter().flatten()) {
+        if let Some(path) = r.get("path") {
+            p.path = PathCheck::from_value(Some(path));
+        }
+    }
+    Ok(pts)
 }
 
 /// Every point of the result documents under `dir` (recursively). Files that are not result
@@ -267,16 +337,9 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<LowPoint>, Vec<Skipped>), AnalyzeErro
     let mut pts = Vec::new();
     let mut skipped = Vec::new();
     for (name, bytes) in json_files(dir)? {
-        match ResultDoc::from_json(&bytes) {
-            Ok(doc) if doc.status == crate::report::Status::Failed => skipped.push(Skipped {
-                file: name,
-                reason: "a failed run".into(),
-            }),
-            Ok(doc) => pts.extend(points(&name, &doc)),
-            Err(why) => skipped.push(Skipped {
-                file: name,
-                reason: format!("not a kvxfer.result/v1 document: {why}"),
-            }),
+        match points_from_json(&name, &bytes) {
+            Ok(p) => pts.extend(p),
+            Err(reason) => skipped.push(Skipped { file: name, reason }),
         }
     }
     Ok((pts, skipped))

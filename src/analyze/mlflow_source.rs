@@ -8,7 +8,6 @@ use super::files::Skipped;
 use super::lowlevel::{self, LowPoint};
 use super::AnalyzeError;
 use crate::mlflow::{Client, Run};
-use crate::report::ResultDoc;
 
 /// The team's E2E experiments.
 pub const E2E_EXPERIMENTS: [&str; 2] = ["nixl-efa-tai-phase-14", "nixl-efa-tai-phase-15"];
@@ -129,8 +128,8 @@ pub fn low_points(
             continue;
         };
         let bytes = client.download_artifact(&run.info, &f.path)?;
-        match ResultDoc::from_json(&bytes) {
-            Ok(doc) => pts.extend(lowlevel::points(&src, &doc)),
+        match lowlevel::points_from_json(&src, &bytes) {
+            Ok(p) => pts.extend(p),
             Err(why) => skipped.push(Skipped {
                 file: src,
                 reason: format!("{}: {why}", f.path),

@@ -2,15 +2,21 @@
 //! report.
 
 pub mod assess;
+pub mod axis;
+pub mod compare;
 pub mod draw;
 pub mod e2e;
+pub mod evidence;
 pub mod files;
 pub mod incast;
 pub mod lowlevel;
 pub mod markdown;
 pub mod mlflow_source;
+pub mod palette;
 pub mod plots;
+pub mod score;
 pub mod select;
+pub mod sentences;
 pub mod staircase;
 pub mod token_gap;
 pub mod tpot;
@@ -121,6 +127,9 @@ pub struct Settings {
     pub observed_tiers: usize,
     /// The plan whose pattern ids name missing runs.
     pub catalogue: Catalogue,
+    /// Largest relative difference between kvxfer and its stock twin that counts as agreement
+    /// (the plan's `validation_targets.crosscheck_tolerance`).
+    pub crosscheck_tolerance: f64,
 }
 
 impl Default for Settings {
@@ -136,6 +145,7 @@ impl Default for Settings {
             observed_gap: 7.31,
             observed_tiers: 4,
             catalogue: Catalogue::default(),
+            crosscheck_tolerance: 0.1,
         }
     }
 }
@@ -187,5 +197,4 @@ pub(crate) fn ms(v: f64) -> String {
 }
 
 #[cfg(test)]
-#[path = "verdict_tests.rs"]
-mod verdict_tests;
+mod tests;

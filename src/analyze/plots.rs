@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::axis::{bytes_label, Units};
 use super::draw::{self, BarPlot, Chart, LinePlot, Series};
 use super::lowlevel::{LowPoint, Transport};
 use super::select::{self, median, BACKENDS};
@@ -59,19 +60,33 @@ fn by_series(
         .collect()
 }
 
+/// The distinct x values of the series: the sizes (or concurrencies) measured.
+fn measured_x(series: &[Series]) -> Vec<f64> {
+    let mut xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    xs
+}
+
 fn latency(inputs: &Inputs) -> Chart {
     let pts: Vec<&LowPoint> = inputs
         .low
         .iter()
         .filter(|p| p.layer == "L0" || p.bench == "tag_lat")
         .collect();
+    let series = by_series(&pts, |p| p.latency_p50_us.or(p.latency_mean_us), true);
     Chart::Lines(LinePlot {
         title: "Latency vs message size (L0 ping-pong, L3 tag_lat), per backend".into(),
         x_label: "message size (bytes, log scale)".into(),
         y_label: "latency p50 (µs, log scale)".into(),
         x_log: true,
         y_log: true,
-        series: by_series(&pts, |p| p.latency_p50_us.or(p.latency_mean_us), true),
+        x_units: Units::Bytes,
+        x_ticks: measured_x(&series),
+        series,
     })
 }
 
@@ -82,13 +97,16 @@ fn bandwidth(inputs: &Inputs) -> Chart {
         .filter(|p| p.layer == "L1" || p.bench == "tag_bw")
         .filter(|p| p.concurrency.unwrap_or(1) == 1 || p.scheme.as_deref() == Some("pairwise"))
         .collect();
+    let series = by_series(&pts, |p| p.bandwidth_gbps, false);
     Chart::Lines(LinePlot {
         title: "Bandwidth vs transfer size (L1 KV-sized transfers, L3 tag_bw), per backend".into(),
         x_label: "transfer size (bytes, log scale)".into(),
         y_label: "bandwidth (GB/s, 10^9 B/s)".into(),
         x_log: true,
         y_log: false,
-        series: by_series(&pts, |p| p.bandwidth_gbps, false),
+        x_units: Units::Bytes,
+        x_ticks: measured_x(&series),
+        series,
     })
 }
 
@@ -138,7 +156,11 @@ fn degradation(inputs: &Inputs) -> Chart {
     for t in [Transport::Efa, Transport::Tcp, Transport::Shm] {
         if let Some((size, line, marks)) = net_degradation(&inputs.low, t) {
             series.push(Series {
-                name: format!("network many-to-one {} ({size} B)", t.name()),
+                name: format!(
+                    "network many-to-one {} ({})",
+                    t.name(),
+                    bytes_label(size as f64)
+                ),
                 points: line,
                 marks_only: false,
             });
@@ -157,14 +179,33 @@ fn degradation(inputs: &Inputs) -> Chart {
         y_label: "time over c=1 (x)".into(),
         x_log: false,
         y_log: false,
+        x_units: Units::Plain,
+        x_ticks: measured_x(&series),
         series,
     })
 }
 
 fn decomposition(inputs: &Inputs, s: &Settings) -> Chart {
-    let bars = BACKENDS
+    let ds: Vec<token_gap::Decomposition> = BACKENDS
         .iter()
         .filter_map(|b| token_gap::decompose(inputs, s, b))
+        .collect();
+    // The title names the prompt lengths the data holds (12,000 and 12,288 both count as 12K).
+    let mut tokens: Vec<u64> = ds.iter().map(|d| d.tokens).collect();
+    tokens.dedup();
+    let at = match tokens.as_slice() {
+        [] => format!("{} tokens (no data)", s.gap_tokens),
+        [t] => format!("{t} tokens"),
+        many => format!(
+            "{} tokens",
+            many.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ),
+    };
+    let bars = ds
+        .into_iter()
         .map(|d| {
             (
                 format!("{} ({} tokens)", d.backend, d.tokens),
@@ -176,7 +217,7 @@ fn decomposition(inputs: &Inputs, s: &Settings) -> Chart {
         })
         .collect();
     Chart::Bars(BarPlot {
-        title: format!("TTFT at {} tokens, c=1, decomposed", s.gap_tokens),
+        title: format!("TTFT at {at}, c=1, decomposed"),
         y_label: "time (ms)".into(),
         bars,
     })

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::assess::{e2e_run, Assessment, Confidence, EvidenceType, Verdict};
+use super::assess::{e2e_run, Assessment, Confidence, EvidenceType, NeededRun, Verdict};
+use super::e2e::E2eRecord;
+use super::evidence::ClaimEvidence;
+use super::lowlevel::LowPoint;
 use super::select::{self, BACKENDS};
 use super::{ms, Inputs, Settings};
 
@@ -178,15 +181,108 @@ pub fn decompose(inputs: &Inputs, s: &Settings, backend: &str) -> Option<Decompo
     Some(d)
 }
 
+/// One backend's figures: its metrics, its sentence, and its verdict with confidence; the
+/// runs that would measure what is missing. The bool says whether the transfer was measured.
+fn judge_backend(
+    d: &Decomposition,
+    s: &Settings,
+    m: &mut BTreeMap<String, f64>,
+    needed: &mut Vec<NeededRun>,
+) -> (String, (Verdict, Confidence), bool) {
+    let b = d.backend.as_str();
+    let bytes = s.gap_tokens * s.bytes_per_token;
+    let k = |n: &str| format!("{n}_{b}");
+    m.insert(k("ttft_ms"), d.ttft_ms);
+    m.insert(k("prefill_ms"), d.prefill_ms);
+    m.insert(k("gap_ms"), d.gap_ms);
+    m.insert(k("theoretical_transfer_ms"), d.theoretical_ms);
+    m.insert(k("ttft_over_theoretical"), d.ratio());
+    m.insert(k("gap_over_theoretical"), d.gap_ms / d.theoretical_ms);
+    let mut line = format!(
+        "{b} at {} tokens: TTFT {} is {:.2}x the theoretical {} ({} B at {} GB/s; the team saw \
+         {:.2}x); prefill {} ({})",
+        d.tokens,
+        ms(d.ttft_ms),
+        d.ratio(),
+        ms(d.theoretical_ms),
+        d.kv_bytes,
+        s.rate_gbps(b).unwrap_or(f64::NAN),
+        s.observed_gap,
+        ms(d.prefill_ms),
+        d.prefill_source
+    );
+    let holds = (d.ratio() / s.observed_gap - 1.0).abs() <= 0.25;
+    let profile_run = |b| {
+        s.catalogue.profile_run(
+            b,
+            bytes,
+            "slow start, registration and per-descriptor cost apart",
+        )
+    };
+    let Some(t) = d.measured_transfer_ms else {
+        line.push_str(": the transfer itself is not measured");
+        needed.push(s.catalogue.incast_run(
+            b,
+            bytes,
+            1,
+            "the measured transfer time of the 12K KV-cache",
+        ));
+        needed.push(profile_run(b));
+        let v = if holds {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Contradicted
+        };
+        return (line, (v, Confidence::Low), false);
+    };
+    m.insert(k("measured_transfer_ms"), t);
+    line.push_str(&format!(", measured transfer {}", ms(t)));
+    // The L2 profile's own parts; registration alone comes from any xfer run.
+    let profiled =
+        d.slow_start_ms.is_some() || d.descriptors_ms.is_some() || d.protocol_ms.is_some();
+    for (n, x) in d.parts().iter().skip(1) {
+        line.push_str(&format!(", {n} {}", ms(*x)));
+        m.insert(k(&format!("{}_ms", slug(n))), *x);
+    }
+    if d.runtime_overhead_ms.is_some_and(|r| r < 0.0) {
+        line.push_str(
+            " (the measured parts exceed the gap: the low-level figures were not taken where \
+             the E2E ones were)",
+        );
+    }
+    if !profiled {
+        needed.push(profile_run(b));
+    }
+    let v = match (holds, profiled) {
+        (false, _) => (Verdict::Contradicted, Confidence::Low),
+        (true, true) => (Verdict::Supported, Confidence::High),
+        (true, false) => (Verdict::Supported, Confidence::Medium),
+    };
+    (line, v, true)
+}
+
+/// The claim names one ratio, not the backend: the backend that bears it out best decides.
+fn best(verdicts: &[(Verdict, Confidence)]) -> (Verdict, Confidence) {
+    let rank = |v: &Verdict| match v {
+        Verdict::Supported => 3,
+        Verdict::Inconclusive => 2,
+        Verdict::Contradicted => 1,
+        Verdict::InsufficientData => 0,
+    };
+    verdicts
+        .iter()
+        .max_by_key(|v| (rank(&v.0), v.1))
+        .copied()
+        .unwrap_or((Verdict::InsufficientData, Confidence::Low))
+}
+
 /// Judges "at 12K tokens, measured TTFT is 7.31x the theoretical transfer time".
 pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
     let mut m = BTreeMap::new();
     let mut needed = Vec::new();
     let mut text = Vec::new();
-    let mut verdicts: Vec<(Verdict, Confidence)> = Vec::new();
+    let mut verdicts = Vec::new();
     let mut evidence = EvidenceType::Inferred;
-    let bytes = s.gap_tokens * s.bytes_per_token;
-    let mut found = 0;
     for b in BACKENDS {
         let Some(d) = decompose(inputs, s, b) else {
             needed.push(e2e_run(
@@ -199,103 +295,22 @@ pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
             ));
             continue;
         };
-        found += 1;
-        let k = |n: &str| format!("{n}_{b}");
-        m.insert(k("ttft_ms"), d.ttft_ms);
-        m.insert(k("prefill_ms"), d.prefill_ms);
-        m.insert(k("gap_ms"), d.gap_ms);
-        m.insert(k("theoretical_transfer_ms"), d.theoretical_ms);
-        m.insert(k("ttft_over_theoretical"), d.ratio());
-        m.insert(k("gap_over_theoretical"), d.gap_ms / d.theoretical_ms);
-        let mut line = format!(
-            "{b} at {} tokens: TTFT {} is {:.2}x the theoretical {} ({} B at {} GB/s; the team \
-             saw {:.2}x); prefill {} ({})",
-            d.tokens,
-            ms(d.ttft_ms),
-            d.ratio(),
-            ms(d.theoretical_ms),
-            d.kv_bytes,
-            s.rate_gbps(b).unwrap_or(f64::NAN),
-            s.observed_gap,
-            ms(d.prefill_ms),
-            d.prefill_source
-        );
-        let ratio_holds = (d.ratio() / s.observed_gap - 1.0).abs() <= 0.25;
-        let v = match d.measured_transfer_ms {
-            Some(t) => {
-                m.insert(k("measured_transfer_ms"), t);
-                line.push_str(&format!(", measured transfer {}", ms(t)));
-                // The L2 profile's own parts; registration alone comes from any xfer run.
-                let profiled = d.slow_start_ms.is_some()
-                    || d.descriptors_ms.is_some()
-                    || d.protocol_ms.is_some();
-                for (n, x) in d.parts().iter().skip(1) {
-                    line.push_str(&format!(", {n} {}", ms(*x)));
-                    m.insert(k(&format!("{}_ms", slug(n))), *x);
-                }
-                if d.runtime_overhead_ms.is_some_and(|r| r < 0.0) {
-                    line.push_str(
-                        " (the measured parts exceed the gap: the low-level figures were not \
-                         taken where the E2E ones were)",
-                    );
-                }
-                if !profiled {
-                    needed.push(s.catalogue.profile_run(
-                        b,
-                        bytes,
-                        "slow start, registration and per-descriptor cost apart",
-                    ));
-                }
-                evidence = EvidenceType::Measured;
-                match (ratio_holds, profiled) {
-                    (false, _) => (Verdict::Contradicted, Confidence::Low),
-                    (true, true) => (Verdict::Supported, Confidence::High),
-                    (true, false) => (Verdict::Supported, Confidence::Medium),
-                }
-            }
-            None => {
-                line.push_str(": the transfer itself is not measured");
-                needed.push(s.catalogue.incast_run(
-                    b,
-                    bytes,
-                    1,
-                    "the measured transfer time of the 12K KV-cache",
-                ));
-                needed.push(s.catalogue.profile_run(
-                    b,
-                    bytes,
-                    "slow start, registration and per-descriptor cost apart",
-                ));
-                if ratio_holds {
-                    (Verdict::Inconclusive, Confidence::Low)
-                } else {
-                    (Verdict::Contradicted, Confidence::Low)
-                }
-            }
-        };
+        let (line, v, measured) = judge_backend(&d, s, &mut m, &mut needed);
+        if measured {
+            evidence = EvidenceType::Measured;
+        }
         text.push(line);
         verdicts.push(v);
     }
-    // The claim names one ratio, not the backend: the backend that bears it out best decides.
-    let rank = |v: &Verdict| match v {
-        Verdict::Supported => 3,
-        Verdict::Inconclusive => 2,
-        Verdict::Contradicted => 1,
-        Verdict::InsufficientData => 0,
-    };
-    let (best, after) = verdicts
-        .iter()
-        .max_by_key(|v| (rank(&v.0), v.1))
-        .copied()
-        .unwrap_or((Verdict::InsufficientData, Confidence::Low));
-    let explanation = if found == 0 {
+    let (verdict, after) = best(&verdicts);
+    let explanation = if text.is_empty() {
         "no disaggregated TTFT at 12K tokens, c=1, with a prefill estimate (a unified run or \
          --prefill-ms)"
             .to_string()
     } else {
         text.join("; ")
     };
-    let recommendation = match best {
+    let recommendation = match verdict {
         Verdict::Supported => "attack the largest part of the split first",
         Verdict::Contradicted => {
             "re-measure the 12K TTFT: the ratio the team saw is not in this data"
@@ -313,10 +328,69 @@ pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
         confidence_after: after,
         evidence_before: EvidenceType::Inferred,
         evidence_type: evidence,
-        verdict: best,
+        verdict,
         key_metrics: m,
         explanation,
         recommendation: recommendation.into(),
         needed,
     }
+}
+
+/// The low-level points a backend's decomposition rests on: the transfer of the 12K bytes and
+/// the L2 profile of them.
+fn decomposition_points<'a>(
+    inputs: &'a Inputs,
+    d: &Decomposition,
+) -> (Vec<&'a LowPoint>, Vec<&'a LowPoint>) {
+    let t = select::transport(&d.backend);
+    let transfer = select::transfers(&inputs.low, t, false)
+        .filter(|p| p.size == d.kv_bytes && p.concurrency.unwrap_or(1) == 1)
+        .filter(|p| p.transfer_time_ms.is_some() || p.latency_p50_us.is_some())
+        .collect();
+    let profile = select::transfers(&inputs.low, t, false)
+        .filter(|p| p.size == d.kv_bytes && p.profile.is_some())
+        .collect();
+    (transfer, profile)
+}
+
+/// What the claim rests on: per backend the 12K TTFT and its prefill estimate (E2E), the
+/// transfer of the 12K bytes and its L2 profile (medians: p50).
+pub fn evidence<'a>(inputs: &'a Inputs, s: &Settings) -> ClaimEvidence<'a> {
+    let mut ev = ClaimEvidence::at(0.5);
+    let bytes = s.gap_tokens * s.bytes_per_token;
+    for b in BACKENDS {
+        let d = decompose(inputs, s, b);
+        let recs: Vec<&E2eRecord> = match &d {
+            Some(d) => select::matching(&inputs.e2e, b, Some(d.tokens), Some(1))
+                .chain(select::matching(
+                    &inputs.e2e,
+                    "none",
+                    Some(d.tokens),
+                    Some(1),
+                ))
+                .collect(),
+            None => Vec::new(),
+        };
+        ev.e2e(
+            format!("TTFT over {b} at 12K tokens, c=1, and its prefill estimate"),
+            recs,
+        );
+        let (transfer, profile) = match &d {
+            Some(d) => decomposition_points(inputs, d),
+            None => (Vec::new(), Vec::new()),
+        };
+        let ids = s.catalogue.ids("nixlbench", b, Some(bytes), Some(1));
+        ev.low(
+            format!("the transfer of the 12K KV-cache over {b}"),
+            transfer,
+            ids,
+        );
+        let ids = s.catalogue.profile_run(b, bytes, "").pattern_ids;
+        ev.low(
+            format!("the L2 profile at 12K tokens over {b}"),
+            profile,
+            ids,
+        );
+    }
+    ev
 }

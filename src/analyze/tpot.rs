@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::assess::{e2e_run, Assessment, Confidence, EvidenceType, Verdict};
+use super::assess::{e2e_run, Assessment, Confidence, EvidenceType, NeededRun, Verdict};
+use super::e2e::E2eRecord;
+use super::evidence::ClaimEvidence;
+use super::lowlevel::LowPoint;
 use super::select::{self, BACKENDS};
 use super::{ms, Inputs, Settings};
 
@@ -49,18 +52,20 @@ pub fn matched(inputs: &Inputs) -> Option<TpotMatch> {
     })
 }
 
-/// Judges "TPOT does not depend on the backend".
-pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
-    let mut m = BTreeMap::new();
-    let mut needed = Vec::new();
-    let mut transfer_text = Vec::new();
-    let mut measured = 0;
+/// The KV transfer measured over each backend: metrics, one phrase per backend, how many
+/// backends are measured, and the runs that would measure the others.
+fn transfers(
+    inputs: &Inputs,
+    s: &Settings,
+    m: &mut BTreeMap<String, f64>,
+    needed: &mut Vec<NeededRun>,
+) -> (Vec<String>, usize) {
+    let mut text = Vec::new();
     for b in BACKENDS {
         match select::largest_transfer(&inputs.low, select::transport(b)) {
             Some((size, t)) => {
-                measured += 1;
                 m.insert(format!("kv_transfer_ms_{b}_{size}B"), t);
-                transfer_text.push(format!("{b}: {} for {size} B", ms(t)));
+                text.push(format!("{b}: {} for {size} B", ms(t)));
             }
             None => needed.push(s.catalogue.incast_run(
                 b,
@@ -70,8 +75,82 @@ pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
             )),
         }
     }
-    let tpot = matched(inputs);
-    let (verdict, after, evidence, explanation, recommendation) = match &tpot {
+    let measured = text.len();
+    (text, measured)
+}
+
+/// Verdict, confidence after, evidence type, explanation and recommendation.
+type Judgement = (Verdict, Confidence, EvidenceType, String, String);
+
+/// The judgement when both backends' TPOT is there: backend-independent within the tolerance,
+/// mechanism measured when both transfers are.
+fn judge_matched(
+    t: &TpotMatch,
+    s: &Settings,
+    transfer_text: &[String],
+    measured: usize,
+) -> Judgement {
+    let rel = t.relative_difference();
+    let base = format!(
+        "over {} matched points TPOT is {} on tcp and {} on efa, {:.1} % apart (tolerance \
+         {:.1} %)",
+        t.points,
+        ms(t.tpot_ms[0]),
+        ms(t.tpot_ms[1]),
+        rel * 100.0,
+        s.tpot_tolerance * 100.0
+    );
+    let transfers = if transfer_text.is_empty() {
+        "no KV transfer time measured yet".to_string()
+    } else {
+        format!("measured KV transfer times: {}", transfer_text.join(", "))
+    };
+    if rel > s.tpot_tolerance {
+        let evidence = if measured > 0 {
+            EvidenceType::Measured
+        } else {
+            EvidenceType::Inferred
+        };
+        return (
+            Verdict::Contradicted,
+            Confidence::Low,
+            evidence,
+            format!("{base}: TPOT depends on the backend; {transfers}"),
+            "look for KV transfers that overlap decode (chunked or layer-wise transfer) on the \
+             slower backend"
+                .into(),
+        );
+    }
+    if measured == BACKENDS.len() {
+        return (
+            Verdict::Supported,
+            Confidence::High,
+            EvidenceType::Measured,
+            format!(
+                "{base}; {transfers}: the transfer is paid once, inside TTFT, and decode steps \
+                 do not wait on the network"
+            ),
+            "treat backend choice as a TTFT question only".into(),
+        );
+    }
+    (
+        Verdict::Supported,
+        Confidence::Medium,
+        EvidenceType::Inferred,
+        format!(
+            "{base}; {transfers}; the transfer on the other backend is not measured, so the \
+             mechanism is still inferred"
+        ),
+        "run the listed L1 transfers to measure the KV transfer on both backends".into(),
+    )
+}
+
+/// Judges "TPOT does not depend on the backend".
+pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
+    let mut m = BTreeMap::new();
+    let mut needed = Vec::new();
+    let (transfer_text, measured) = transfers(inputs, s, &mut m, &mut needed);
+    let (verdict, after, evidence, explanation, recommendation) = match matched(inputs) {
         None => {
             for b in BACKENDS {
                 needed.push(e2e_run(
@@ -91,63 +170,11 @@ pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
             )
         }
         Some(t) => {
-            let rel = t.relative_difference();
             m.insert("tpot_ms_tcp".into(), t.tpot_ms[0]);
             m.insert("tpot_ms_efa".into(), t.tpot_ms[1]);
-            m.insert("tpot_relative_difference".into(), rel);
+            m.insert("tpot_relative_difference".into(), t.relative_difference());
             m.insert("matched_points".into(), t.points as f64);
-            let base = format!(
-                "over {} matched points TPOT is {} on tcp and {} on efa, {:.1} % apart \
-                 (tolerance {:.1} %)",
-                t.points,
-                ms(t.tpot_ms[0]),
-                ms(t.tpot_ms[1]),
-                rel * 100.0,
-                s.tpot_tolerance * 100.0
-            );
-            let transfers = if transfer_text.is_empty() {
-                "no KV transfer time measured yet".to_string()
-            } else {
-                format!("measured KV transfer times: {}", transfer_text.join(", "))
-            };
-            if rel > s.tpot_tolerance {
-                (
-                    Verdict::Contradicted,
-                    Confidence::Low,
-                    if measured > 0 {
-                        EvidenceType::Measured
-                    } else {
-                        EvidenceType::Inferred
-                    },
-                    format!("{base}: TPOT depends on the backend; {transfers}"),
-                    "look for KV transfers that overlap decode (chunked or layer-wise transfer) \
-                     on the slower backend"
-                        .to_string(),
-                )
-            } else if measured == BACKENDS.len() {
-                (
-                    Verdict::Supported,
-                    Confidence::High,
-                    EvidenceType::Measured,
-                    format!(
-                        "{base}; {transfers}: the transfer is paid once, inside TTFT, and \
-                         decode steps do not wait on the network"
-                    ),
-                    "treat backend choice as a TTFT question only".to_string(),
-                )
-            } else {
-                (
-                    Verdict::Supported,
-                    Confidence::Medium,
-                    EvidenceType::Inferred,
-                    format!(
-                        "{base}; {transfers}; the transfer on the other backend is not \
-                             measured, so the mechanism is still inferred"
-                    ),
-                    "run the listed L1 transfers to measure the KV transfer on both backends"
-                        .to_string(),
-                )
-            }
+            judge_matched(&t, s, &transfer_text, measured)
         }
     };
     Assessment {
@@ -165,4 +192,44 @@ pub fn assess(inputs: &Inputs, s: &Settings) -> Assessment {
         recommendation,
         needed,
     }
+}
+
+/// What the claim rests on: TPOT of both backends at matched points, and the KV transfer
+/// measured over each (its median time: p50).
+pub fn evidence<'a>(inputs: &'a Inputs, s: &Settings) -> ClaimEvidence<'a> {
+    let mut ev = ClaimEvidence::at(0.5);
+    let both: Vec<&E2eRecord> = inputs
+        .e2e
+        .iter()
+        .filter(|r| {
+            let (Some(t), Some(c)) = (r.prompt_tokens, r.concurrency) else {
+                return false;
+            };
+            BACKENDS.iter().any(|b| r.is_disagg(b))
+                && BACKENDS
+                    .iter()
+                    .all(|b| select::tpot(&inputs.e2e, b, t, c).is_some())
+        })
+        .collect();
+    ev.e2e(
+        "TPOT over tcp and efa at the same prompt length and concurrency",
+        both,
+    );
+    for b in BACKENDS {
+        let t = select::transport(b);
+        let pts: Vec<&LowPoint> = match select::largest_transfer(&inputs.low, t) {
+            Some((size, _)) => select::transfers(&inputs.low, t, false)
+                .filter(|p| p.size == size && p.transfer_time_ms.is_some())
+                .collect(),
+            None => Vec::new(),
+        };
+        let ids = s.catalogue.ids(
+            "nixlbench",
+            b,
+            Some(s.gap_tokens * s.bytes_per_token),
+            Some(1),
+        );
+        ev.low(format!("the KV transfer over {b}"), pts, ids);
+    }
+    ev
 }

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use crate::peer::Side;
+
 use hdrhistogram::Histogram;
 
 use super::clock::LoopClock;
@@ -26,15 +28,6 @@ pub trait PingPongTransport {
     fn prepare(&mut self, _size: usize) -> Result<(), BenchError> {
         Ok(())
     }
-}
-
-/// Which side of the ping-pong this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Sends first, times the round trips.
-    Initiator,
-    /// Answers each message.
-    Target,
 }
 
 /// One size's parameters.
@@ -67,7 +60,7 @@ pub struct SizeSamples {
 /// Runs one size. The transport must already have a receive posted; one stays posted after.
 pub fn run_size<T: PingPongTransport>(
     t: &mut T,
-    role: Role,
+    role: Side,
     p: &SizeParams,
 ) -> Result<SizeSamples, BenchError> {
     let mut hist = new_histogram();
@@ -92,7 +85,7 @@ pub fn run_size<T: PingPongTransport>(
             prev = clock.now();
         }
         match role {
-            Role::Initiator => {
+            Side::Initiator => {
                 if p.verify {
                     pattern::fill(&mut t.send_buf()[..p.size], 2 * i);
                 }
@@ -110,7 +103,7 @@ pub fn run_size<T: PingPongTransport>(
                 }
                 prev = now;
             }
-            Role::Target => {
+            Side::Target => {
                 let got = t.wait_recv()?;
                 check(t, p, got, 2 * i, i)?;
                 t.post_recv()?;
@@ -284,8 +277,8 @@ mod tests {
             warmup: 3,
             verify: true,
         };
-        let h = std::thread::spawn(move || run_size(&mut tgt, Role::Target, &p).map(|_| ()));
-        let s = run_size(&mut ini, Role::Initiator, &p).unwrap();
+        let h = std::thread::spawn(move || run_size(&mut tgt, Side::Target, &p).map(|_| ()));
+        let s = run_size(&mut ini, Side::Initiator, &p).unwrap();
         h.join().unwrap().unwrap();
         assert_eq!(s.latency_ns.len(), 20);
         assert_eq!(s.recent_ns.len(), 20);
@@ -311,8 +304,8 @@ mod tests {
             warmup: 0,
             verify: true,
         };
-        let h = std::thread::spawn(move || run_size(&mut tgt, Role::Target, &p).map(|_| ()));
-        let e = run_size(&mut ini, Role::Initiator, &p).err().unwrap();
+        let h = std::thread::spawn(move || run_size(&mut tgt, Side::Target, &p).map(|_| ()));
+        let e = run_size(&mut ini, Side::Initiator, &p).err().unwrap();
         assert!(
             matches!(
                 e,

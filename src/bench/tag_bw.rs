@@ -6,8 +6,8 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 
 use super::pattern;
-use super::pingpong::Role;
 use super::BenchError;
+use crate::peer::Side;
 use crate::stats::new_histogram;
 
 /// What a windowed stream needs from a transport. Sends and receives complete in posting
@@ -66,17 +66,17 @@ const TIMED_BASE: u64 = 1 << 40;
 /// Runs one size on either side.
 pub fn run_size<T: WindowTransport>(
     t: &mut T,
-    role: Role,
+    role: Side,
     p: &BwParams,
 ) -> Result<Option<BwSamples>, BenchError> {
     match role {
-        Role::Initiator => {
+        Side::Initiator => {
             if p.warmup > 0 {
                 send_phase(t, p, p.warmup, 0)?;
             }
             send_phase(t, p, p.iterations, TIMED_BASE).map(Some)
         }
-        Role::Target => {
+        Side::Target => {
             if p.warmup > 0 {
                 recv_phase(t, p, p.warmup, 0)?;
             }
@@ -194,5 +194,4 @@ impl BwFigures {
 }
 
 #[cfg(test)]
-#[path = "tag_bw_tests.rs"]
 mod tests;

@@ -357,5 +357,4 @@ pub fn run_target_iteration<T: XferTarget>(
 }
 
 #[cfg(test)]
-#[path = "xfer_tests.rs"]
 mod tests;

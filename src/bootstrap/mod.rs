@@ -7,7 +7,3 @@ pub mod launcher;
 mod tcp;
 
 pub use tcp::{query_about, About, BootstrapError, Fingerprint, Oob, OobListener, DEFAULT_PORT};
-
-/// Out-of-band byte exchange: sends ours, returns the peer's (fabric addresses, UCX worker
-/// addresses).
-pub type Exchange<'a> = dyn FnMut(&[u8]) -> std::result::Result<Vec<u8>, String> + 'a;

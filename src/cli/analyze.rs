@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Args;
 use kvxfer::analyze::markdown::{self, Report};
 use kvxfer::analyze::{
-    self, e2e, lowlevel, mlflow_source, plots, Analysis, Catalogue, Inputs, Settings,
+    self, e2e, lowlevel, mlflow_source, plots, score, sentences, Analysis, Catalogue, Inputs,
+    Settings,
 };
 use kvxfer::mlflow::{Client, RetryPolicy, DEFAULT_EXPERIMENT};
 use kvxfer::report::write_atomic;
@@ -57,6 +58,47 @@ pub struct AnalyzeArgs {
     /// Write no plots.
     #[arg(long)]
     no_plots: bool,
+    /// Compare two correlation reports (this command's --out files) side by side instead:
+    /// verdicts, confidences, key figures with their ratio B / A, and the validity scores.
+    #[arg(long, num_args = 2, value_names = ["A.json", "B.json"])]
+    compare: Vec<PathBuf>,
+}
+
+/// Reports larger than this are refused (a correlation report is a few hundred KiB).
+const MAX_REPORT_BYTES: u64 = 64 << 20;
+
+/// Reads one correlation report as JSON.
+fn read_report(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        meta.is_file() && meta.len() <= MAX_REPORT_BYTES,
+        "{} is not a correlation report (not a regular file of at most {} MiB)",
+        path.display(),
+        MAX_REPORT_BYTES >> 20
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+    anyhow::ensure!(
+        v["schema"] == "kvxfer.correlation/v1",
+        "{} is not a kvxfer.correlation/v1 report",
+        path.display()
+    );
+    Ok(v)
+}
+
+/// `--compare A B`: the two reports side by side on stdout (and in --report when given).
+fn compare(a: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    let (pa, pb) = (&a.compare[0], &a.compare[1]);
+    let md = kvxfer::analyze::compare::markdown(
+        &read_report(pa)?,
+        &read_report(pb)?,
+        (&pa.display().to_string(), &pb.display().to_string()),
+    );
+    if let Some(r) = &a.report {
+        write(r, md.as_bytes())?;
+    }
+    kvxfer::out!("{md}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An analysis name from the command line.
@@ -128,15 +170,8 @@ fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Runs the analyses and writes their outputs.
-pub fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        !a.e2e_dir.is_empty()
-            || !a.low_level_dir.is_empty()
-            || a.e2e_mlflow.is_some()
-            || a.low_level_mlflow.is_some(),
-        "nothing to analyse: give --e2e-dir, --low-level-dir, --e2e-mlflow or --low-level-mlflow"
-    );
+/// The analyses' settings: --prefill-ms, and the plan's pattern ids and tolerance.
+fn settings(a: &AnalyzeArgs) -> anyhow::Result<Settings> {
     if let Some(p) = a.prefill_ms {
         anyhow::ensure!(
             p.is_finite() && p >= 0.0,
@@ -151,7 +186,53 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         let plan =
             kvxfer::plan::load_plan(p).with_context(|| format!("reading plan {}", p.display()))?;
         settings.catalogue = Catalogue::from_plan(&plan);
+        if let Some(t) = plan
+            .pointer("/validation_targets/crosscheck_tolerance")
+            .and_then(serde_json::Value::as_f64)
+            .filter(|t| *t > 0.0)
+        {
+            settings.crosscheck_tolerance = t;
+        }
     }
+    Ok(settings)
+}
+
+/// Writes the JSON report and the Markdown beside it (or at --report); prints the summary.
+fn publish(a: &AnalyzeArgs, report: &Report) -> anyhow::Result<()> {
+    let mut json = serde_json::to_vec_pretty(report)?;
+    json.push(b'\n');
+    write(&a.out, &json)?;
+    let md_path = a.report.clone().unwrap_or_else(|| {
+        a.out
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join("correlation-report.md")
+    });
+    let md_dir = md_path.parent().unwrap_or(Path::new("")).to_path_buf();
+    write(&md_path, markdown::markdown(report, &md_dir).as_bytes())?;
+    kvxfer::out!("{}", markdown::summary(report));
+    eprintln!(
+        "kvxfer analyze: wrote {} and {}",
+        a.out.display(),
+        md_path.display()
+    );
+    Ok(())
+}
+
+/// Runs the analyses and writes their outputs.
+pub fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    if !a.compare.is_empty() {
+        return compare(&a);
+    }
+    anyhow::ensure!(
+        !a.e2e_dir.is_empty()
+            || !a.low_level_dir.is_empty()
+            || a.e2e_mlflow.is_some()
+            || a.low_level_mlflow.is_some(),
+        "nothing to analyse: give --e2e-dir, --low-level-dir, --e2e-mlflow or --low-level-mlflow \
+         (or --compare A.json B.json)"
+    );
+    let settings = settings(&a)?;
     let (inputs, sources) = gather(&a)?;
     for s in &inputs.skipped {
         eprintln!("kvxfer analyze: skipped {}: {}", s.file, s.reason);
@@ -161,10 +242,6 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     } else {
         a.analysis.iter().map(|x| x.0).collect()
     };
-    let assessments = chosen
-        .iter()
-        .map(|x| analyze::assess(*x, &inputs, &settings))
-        .collect();
     let plots = if a.no_plots {
         Vec::new()
     } else {
@@ -183,25 +260,14 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         e2e_records: inputs.e2e.len(),
         low_level_points: inputs.low.len(),
         skipped: inputs.skipped.clone(),
-        assessments,
+        sentences: sentences::all(&inputs, &settings),
+        validity: score::validity(&chosen, &inputs, &settings),
+        assessments: chosen
+            .iter()
+            .map(|x| analyze::assess(*x, &inputs, &settings))
+            .collect(),
         plots,
     };
-    let mut json = serde_json::to_vec_pretty(&report)?;
-    json.push(b'\n');
-    write(&a.out, &json)?;
-    let md_path = a.report.clone().unwrap_or_else(|| {
-        a.out
-            .parent()
-            .unwrap_or(Path::new(""))
-            .join("correlation-report.md")
-    });
-    let md_dir = md_path.parent().unwrap_or(Path::new("")).to_path_buf();
-    write(&md_path, markdown::markdown(&report, &md_dir).as_bytes())?;
-    kvxfer::out!("{}", markdown::summary(&report));
-    eprintln!(
-        "kvxfer analyze: wrote {} and {}",
-        a.out.display(),
-        md_path.display()
-    );
+    publish(&a, &report)?;
     Ok(ExitCode::SUCCESS)
 }

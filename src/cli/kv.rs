@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::model::kvbench::{self, AccessPattern, KvLayout, ModelConfig, NixlbenchOptions};
+use kvxfer::model::kvbench_class;
 use kvxfer::model::{self, KvDtype, KvGeometry};
 use kvxfer::report::export::Table;
 use kvxfer::report::kv as render;
@@ -275,6 +276,7 @@ fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
         warmup_iter: a.warmup_iter,
     };
     let p = kvbench::plan(&g, c.layout, c.workload, &opts)?;
+    let class = kvbench_class(&a.model.model, &g);
     let file = a
         .layout
         .model_config
@@ -282,14 +284,33 @@ fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     match a.format {
-        PlanFormat::Text => kvxfer::out!("{}", render::plan_text(&p, &file)),
+        PlanFormat::Text => kvxfer::out!("{}", render::plan_text(&p, &file, &class)),
         PlanFormat::Json => kvxfer::outln!(
             "{}",
-            serde_json::to_string_pretty(&render::plan_json(&p, &file))?
+            serde_json::to_string_pretty(&render::plan_json(&p, &file, &class))?
         ),
-        PlanFormat::Csv => kvxfer::out!("{}", render::plan_csv(&p, &file, &c.model_quant_mode)),
+        PlanFormat::Csv => kvxfer::out!(
+            "{}",
+            render::plan_csv(&p, &file, &c.model_quant_mode, &class)
+        ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The KVBench class of `kv plan`: a KVBench model file runs as the class its own name routes
+/// to (as KVBench loads it); any other model as the class `plan generate` writes it for.
+fn kvbench_class(spec: &str, g: &KvGeometry) -> render::ClassOutcome {
+    let path = std::path::Path::new(spec);
+    let yaml = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+    let choice = if yaml && path.is_file() {
+        kvbench_class::loaded_class(g)
+    } else {
+        kvbench_class::choose(g, None)
+    };
+    choice.map_err(|e| e.to_string())
 }
 
 /// The profile's configuration from its options: the model, its layout, and xfer's settings.

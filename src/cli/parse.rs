@@ -1,6 +1,6 @@
 //! `kvxfer parse`: a reference tool's printed output into a `kvxfer.result/v1` document.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -25,6 +25,10 @@ pub struct ParseArgs {
     /// Message size in bytes, for output that does not print it (ucx_perftest's client).
     #[arg(long)]
     message_size: Option<u64>,
+    /// The model file KVBench ran (kvbench only): the class it loads the file as, the name,
+    /// and why go into every result's `extra`.
+    #[arg(long, value_name = "FILE")]
+    kvbench_model: Option<PathBuf>,
 }
 
 fn parse_tool(s: &str) -> Result<Tool, String> {
@@ -46,6 +50,9 @@ pub fn run(a: ParseArgs) -> anyhow::Result<ExitCode> {
     };
     let mut doc = reference::parse(a.tool, &raw, &opts)
         .with_context(|| format!("parsing {} as {} output", a.raw.display(), a.tool))?;
+    if let Some(path) = &a.kvbench_model {
+        annotate_kvbench_class(&mut doc, a.tool, path)?;
+    }
     doc.environment.kvxfer_version = env!("CARGO_PKG_VERSION").to_string();
     doc.environment.git_sha = env!("KVXFER_GIT_SHA").to_string();
     match &a.json {
@@ -62,6 +69,28 @@ pub fn run(a: ParseArgs) -> anyhow::Result<ExitCode> {
         None => kvxfer::out!("{}", summary(&doc)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records in every result's `extra` the KVBench class the model file loads as
+/// (`kvbench_class`, `kvbench_model_name`, `kvbench_class_why`).
+fn annotate_kvbench_class(doc: &mut ResultDoc, tool: Tool, path: &Path) -> anyhow::Result<()> {
+    use kvxfer::model::kvbench_class::loaded_class;
+    anyhow::ensure!(
+        tool == Tool::Kvbench,
+        "--kvbench-model belongs to --tool kvbench, not {tool}"
+    );
+    let g = kvxfer::model::kvbench::load_model(path, None)
+        .with_context(|| format!("reading KVBench's model file {}", path.display()))?;
+    let c = loaded_class(&g).with_context(|| path.display().to_string())?;
+    for r in &mut doc.results {
+        r.extra
+            .insert("kvbench_class".into(), c.class.name().into());
+        r.extra
+            .insert("kvbench_model_name".into(), c.model_name.clone().into());
+        r.extra
+            .insert("kvbench_class_why".into(), c.why.clone().into());
+    }
+    Ok(())
 }
 
 /// Reads at most [`reference::MAX_RAW_INPUT`] bytes of tool output; more is an error.

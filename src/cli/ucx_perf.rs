@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kvxfer::report::{export, ucx_table};
+use kvxfer::report::{export, table};
 use kvxfer::run::ucx_perf::{MemoryKind, UcxPerfConfig, UcxTest};
 
 use super::common::{parse_sizes, run_pair, OutputArgs};
@@ -105,7 +105,7 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
     );
     let table = |d: &kvxfer::report::ResultDoc| {
         if a.listen.is_none() {
-            ucx_table::ucx_perf(d)
+            table::ucx_perf(d)
         } else {
             String::new()
         }
@@ -115,7 +115,7 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return a.output.fail(e, table),
     };
     // Only the initiator measures, as only ucx_perftest's client prints.
-    let terminal = export::Table(ucx_table::ucx_perf);
+    let terminal = export::Table(table::ucx_perf);
     if a.listen.is_some() {
         eprintln!("kvxfer: ucx-perf target done; the initiator reports the figures");
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use kvxfer::bootstrap::group::GroupSpec;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
+use kvxfer::peer::Side;
 use kvxfer::report::{export, table, ResultDoc};
 use kvxfer::run::segments::{MemKinds, SegKind};
 use kvxfer::run::xfer::{
@@ -359,9 +360,9 @@ fn config(a: &XferArgs) -> XferConfig {
 /// Which sides this process runs: the target (--listen), initiators (--peer), or both.
 fn sides(a: &XferArgs) -> Sides {
     if a.listen.is_some() {
-        Sides::Target
+        Sides::One(Side::Target)
     } else if !a.peer.is_empty() {
-        Sides::Initiator
+        Sides::One(Side::Initiator)
     } else {
         Sides::Both
     }
@@ -399,7 +400,7 @@ fn measure(
     sides: Sides,
     group: Option<&GroupSpec>,
 ) -> anyhow::Result<ResultDoc> {
-    if sides == Sides::Target {
+    if sides == Sides::One(Side::Target) {
         let listen = a.listen.as_deref().unwrap_or_default();
         let addr: SocketAddr = parse_listen(listen, DEFAULT_PORT)?;
         let listener = OobListener::bind(addr)?;
@@ -425,7 +426,7 @@ fn measure(
         });
         let r = if let Some(spec) = group {
             kvxfer::run::xfer::run_group(cfg, spec, &progress)
-        } else if sides == Sides::Initiator {
+        } else if sides == Sides::One(Side::Initiator) {
             xfer::run_initiator(cfg, &a.peer, &progress)
         } else {
             let threads = a.local_threads.map(Into::into);

@@ -9,15 +9,7 @@ use super::domain::{Domain, Fabric};
 use super::endpoint::{bind, Endpoint, FiAddr, PassiveEndpoint};
 use super::error::{FabricError, Result};
 use super::info::{available_providers, mr_mode, EndpointType, Hints, Info, InfoList};
-
-/// Which side of a connection this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// Listens (MSG: owns the passive endpoint).
-    Target,
-    /// Connects.
-    Initiator,
-}
+use crate::peer::{Exchange, Side};
 
 /// What endpoint to open.
 #[derive(Debug, Clone)]
@@ -149,9 +141,6 @@ pub struct Connection {
     _pep: Option<PassiveEndpoint>,
     _fabric: Fabric,
 }
-
-/// Swaps this side's endpoint address for the peer's, out of band (the caller's channel).
-pub type Exchange<'a> = dyn FnMut(&[u8]) -> std::result::Result<Vec<u8>, String> + 'a;
 
 fn exchanged(r: std::result::Result<Vec<u8>, String>) -> Result<Vec<u8>> {
     r.map_err(|e| FabricError::Invalid(format!("exchanging endpoint addresses: {e}")))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use libfabric_sys as sys;
 
 use super::domain::{close_fid, Domain, DomainInner, Fabric, FabricInner};
-use super::error::{call_error, check, FabricError, Result};
+use super::error::{call_error, opened, FabricError, Result};
 use super::info::Info;
 
 /// One completion: the context and flags of the operation, its length and remote CQ data.
@@ -55,10 +55,10 @@ impl CompletionQueue {
                 std::ptr::null_mut(),
             )
         };
-        check("fi_cq_open", ret)?;
+        let raw = opened("fi_cq_open", ret, raw)?;
         Ok(CompletionQueue {
             inner: Arc::new(CqInner {
-                raw: NonNull::new(raw).expect("fi_cq_open succeeded with NULL"),
+                raw,
                 _domain: domain.inner.clone(),
             }),
         })
@@ -194,10 +194,10 @@ impl AddressVector {
                 std::ptr::null_mut(),
             )
         };
-        check("fi_av_open", ret)?;
+        let raw = opened("fi_av_open", ret, raw)?;
         Ok(AddressVector {
             inner: Arc::new(AvInner {
-                raw: NonNull::new(raw).expect("fi_av_open succeeded with NULL"),
+                raw,
                 _domain: domain.inner.clone(),
             }),
         })
@@ -277,10 +277,10 @@ impl EventQueue {
                 std::ptr::null_mut(),
             )
         };
-        check("fi_eq_open", ret)?;
+        let raw = opened("fi_eq_open", ret, raw)?;
         Ok(EventQueue {
             inner: Arc::new(EqInner {
-                raw: NonNull::new(raw).expect("fi_eq_open succeeded with NULL"),
+                raw,
                 _fabric: fabric.inner.clone(),
             }),
         })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use libfabric_sys as sys;
 
-use super::error::{check, Result};
+use super::error::{opened, Result};
 use super::info::Info;
 
 /// Closes a fid, recording (never panicking on) a failure.
@@ -50,11 +50,9 @@ impl Fabric {
         // SAFETY: info is a valid fi_info; raw receives a handle we close in Drop.
         let ret =
             unsafe { sys::fi_fabric((*info.as_raw()).fabric_attr, &mut raw, std::ptr::null_mut()) };
-        check("fi_fabric", ret)?;
+        let raw = opened("fi_fabric", ret, raw)?;
         Ok(Fabric {
-            inner: Arc::new(FabricInner {
-                raw: NonNull::new(raw).expect("fi_fabric succeeded with NULL"),
-            }),
+            inner: Arc::new(FabricInner { raw }),
         })
     }
 
@@ -100,10 +98,10 @@ impl Domain {
                 std::ptr::null_mut(),
             )
         };
-        check("fi_domain", ret)?;
+        let raw = opened("fi_domain", ret, raw)?;
         Ok(Domain {
             inner: Arc::new(DomainInner {
-                raw: NonNull::new(raw).expect("fi_domain succeeded with NULL"),
+                raw,
                 _fabric: fabric.inner.clone(),
             }),
         })

@@ -8,7 +8,7 @@ use libfabric_sys as sys;
 
 use super::cq::{AddressVector, AvInner, CompletionQueue, CqInner, EqInner, EventQueue};
 use super::domain::{close_fid, Domain, DomainInner, Fabric, FabricInner};
-use super::error::{call_error, check, Result};
+use super::error::{check, opened, posted, Result};
 use super::info::Info;
 
 /// Peer address handle (fi_addr_t).
@@ -102,10 +102,10 @@ impl Endpoint<Opened> {
                 std::ptr::null_mut(),
             )
         };
-        check("fi_endpoint", ret)?;
+        let raw = opened("fi_endpoint", ret, raw)?;
         Ok(Endpoint {
             inner: EpInner {
-                raw: NonNull::new(raw).expect("fi_endpoint succeeded with NULL"),
+                raw,
                 _domain: domain.inner.clone(),
                 _cqs: Vec::new(),
                 _av: None,
@@ -175,18 +175,6 @@ impl Endpoint<Enabled> {
         check("fi_accept", unsafe {
             sys::fi_accept(self.as_raw(), std::ptr::null(), 0)
         })
-    }
-}
-
-/// Maps a post's return value: Ok(true) posted, Ok(false) queue full (retry after progress).
-#[inline]
-fn posted(call: &'static str, ret: isize) -> Result<bool> {
-    if ret == 0 {
-        Ok(true)
-    } else if ret == -(sys::FI_EAGAIN as isize) {
-        Ok(false)
-    } else {
-        Err(call_error(call, ret as i64))
     }
 }
 
@@ -347,9 +335,9 @@ impl PassiveEndpoint {
                 std::ptr::null_mut(),
             )
         };
-        check("fi_passive_ep", ret)?;
+        let raw = opened("fi_passive_ep", ret, raw)?;
         let mut pep = PassiveEndpoint {
-            raw: NonNull::new(raw).expect("fi_passive_ep succeeded with NULL"),
+            raw,
             _fabric: fabric.inner.clone(),
             _eq: None,
         };

@@ -1,6 +1,7 @@
 //! The fabric layer's error type.
 
 use std::ffi::CStr;
+use std::ptr::NonNull;
 
 /// An error from libfabric or from the safe layer's own checks.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,12 @@ pub enum FabricError {
     /// A value passed to the safe layer is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// A call that opens a handle reported success but wrote none.
+    #[error("{call} reported success but gave no handle")]
+    NoHandle {
+        /// The libfabric function.
+        call: &'static str,
+    },
     /// A busy-poll gave up waiting.
     #[error("timed out after {secs:.1} s waiting for {what}")]
     Timeout {
@@ -78,6 +85,30 @@ pub(crate) fn check(call: &'static str, ret: impl Into<i64>) -> Result<()> {
     Ok(())
 }
 
+/// Checks a call that opens a handle: the handle it wrote into `raw`, or the call's error (a
+/// NULL handle after a success is one too, never a panic).
+pub(crate) fn opened<T>(
+    call: &'static str,
+    ret: impl Into<i64>,
+    raw: *mut T,
+) -> Result<NonNull<T>> {
+    check(call, ret)?;
+    NonNull::new(raw).ok_or(FabricError::NoHandle { call })
+}
+
+/// Maps a post's return value: Ok(true) posted, Ok(false) the queue is full (FI_EAGAIN: retry
+/// after progress).
+#[inline]
+pub(crate) fn posted(call: &'static str, ret: isize) -> Result<bool> {
+    if ret == 0 {
+        Ok(true)
+    } else if ret == -(libfabric_sys::FI_EAGAIN as isize) {
+        Ok(false)
+    } else {
+        Err(call_error(call, ret as i64))
+    }
+}
+
 /// The error value for a negative libfabric return code.
 pub(crate) fn call_error(call: &'static str, ret: i64) -> FabricError {
     let code = ret.unsigned_abs() as i32;
@@ -85,5 +116,34 @@ pub(crate) fn call_error(call: &'static str, ret: i64) -> FabricError {
         call,
         code,
         message: strerror(code),
+    }
+}
+
+#[cfg(test)]
+mod opened_tests {
+    use super::*;
+
+    #[test]
+    fn an_opening_call_gives_its_handle_its_error_or_no_handle_never_a_panic() {
+        let mut x = 7u32;
+        let p: *mut u32 = &mut x;
+        assert_eq!(opened("fi_x_open", 0, p).unwrap().as_ptr(), p);
+        match opened::<u32>("fi_x_open", -(libfabric_sys::FI_ENOMEM as i64), p) {
+            Err(FabricError::Call { call, code, .. }) => {
+                assert_eq!((call, code), ("fi_x_open", libfabric_sys::FI_ENOMEM as i32))
+            }
+            other => panic!("{other:?}"),
+        }
+        match opened::<u32>("fi_x_open", 0, std::ptr::null_mut()) {
+            Err(FabricError::NoHandle { call }) => assert_eq!(call, "fi_x_open"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_post_is_posted_retried_or_failed() {
+        assert!(posted("fi_send", 0).unwrap());
+        assert!(!posted("fi_send", -(libfabric_sys::FI_EAGAIN as isize)).unwrap());
+        assert!(posted("fi_send", -(libfabric_sys::FI_EINVAL as isize)).is_err());
     }
 }

@@ -14,9 +14,7 @@ mod rma;
 mod rma_channel;
 
 pub use channel::{LocalBuf, MsgChannel, MsgMode};
-pub use connect::{
-    connect, domains_offered, select_info, Connection, EndpointSpec, Exchange, Side,
-};
+pub use connect::{connect, domains_offered, select_info, Connection, EndpointSpec};
 pub use cq::{AddressVector, CmEvent, CompletionQueue, CqEntry, EventQueue};
 pub use domain::{Domain, Fabric};
 pub use endpoint::{bind, Enabled, Endpoint, FiAddr, Opened, PassiveEndpoint};

@@ -9,7 +9,7 @@ use libfabric_sys as sys;
 
 use super::domain::{close_fid, Domain, DomainInner};
 use super::endpoint::Endpoint;
-use super::error::{check, Result};
+use super::error::{check, opened, Result};
 use super::info::{mr_mode, Info};
 use crate::mem::{range_within, Buffer, InFlight, MemIface};
 
@@ -210,8 +210,7 @@ fn regattr(
     // SAFETY: attr points at iov or dmabuf, valid for the call; the caller keeps
     // ptr..ptr+len alive for as long as the returned region is open.
     let ret = unsafe { sys::fi_mr_regattr(domain.inner.raw.as_ptr(), &attr, flags, &mut raw) };
-    check("fi_mr_regattr", ret)?;
-    Ok(NonNull::new(raw).expect("fi_mr_regattr succeeded with NULL"))
+    opened("fi_mr_regattr", ret, raw)
 }
 
 /// A buffer registered with a domain (fi_mr_regattr).

@@ -4,7 +4,7 @@
 use libfabric_sys as sys;
 
 use super::endpoint::{Endpoint, FiAddr};
-use super::error::{call_error, Result};
+use super::error::{posted, Result};
 
 /// Completion flags kvxfer looks at.
 pub mod cq_flags {
@@ -15,17 +15,6 @@ pub mod cq_flags {
     pub const REMOTE_WRITE: u64 = sys::FI_REMOTE_WRITE as u64;
     /// The entry carries remote CQ data.
     pub const REMOTE_CQ_DATA: u64 = sys::FI_REMOTE_CQ_DATA as u64;
-}
-
-#[inline]
-fn posted(call: &'static str, ret: isize) -> Result<bool> {
-    if ret == 0 {
-        Ok(true)
-    } else if ret == -(sys::FI_EAGAIN as isize) {
-        Ok(false)
-    } else {
-        Err(call_error(call, ret as i64))
-    }
 }
 
 /// RMA posts. Each returns Ok(false) when the provider asks to retry (FI_EAGAIN).

@@ -611,5 +611,4 @@ fn batches(run_id: &str, metrics: &[Metric], params: &[KeyValue], tags: &[KeyVal
 }
 
 #[cfg(test)]
-#[path = "client_tests.rs"]
 mod tests;

@@ -548,5 +548,4 @@ fn artifacts(
 }
 
 #[cfg(test)]
-#[path = "mapping_tests.rs"]
 mod tests;

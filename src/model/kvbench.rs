@@ -489,5 +489,4 @@ pub fn plain(v: &Value) -> String {
 }
 
 #[cfg(test)]
-#[path = "kvbench_tests.rs"]
 mod tests;

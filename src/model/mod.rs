@@ -3,6 +3,7 @@
 
 mod hf;
 pub mod kvbench;
+pub mod kvbench_class;
 mod presets;
 pub mod size;
 

@@ -1,6 +1,7 @@
 //! Experiment plans: validation, rendering into task definitions, and a local runner with the
 //! team's task-runner semantics.
 
+pub mod kvbench_model;
 pub mod render;
 pub mod runner;
 pub mod select;

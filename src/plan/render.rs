@@ -67,6 +67,16 @@ fn var_fn(name: String) -> Result<String, Error> {
     Ok(format!("{{{{{name}}}}}"))
 }
 
+/// `kvbench_model(plan.kv_cache_reference)`: the KVBench model file for the reference model
+/// (`class`, `model_name`, `why`, `fields` as `[key, value]` pairs in the class's order).
+fn kvbench_model_fn(kv: Value) -> Result<Value, Error> {
+    let kv = serde_json::to_value(&kv)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let file = super::kvbench_model::reference_model(&kv)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
+    Ok(Value::from_serialize(&file))
+}
+
 /// The environment over the template folder's `*.jinja2` files.
 pub fn environment(dir: &Path) -> Result<Environment<'static>, PlanError> {
     let mut env = Environment::new();
@@ -75,6 +85,7 @@ pub fn environment(dir: &Path) -> Result<Environment<'static>, PlanError> {
     env.set_keep_trailing_newline(true);
     env.add_filter("sh", sh_filter);
     env.add_function("var", var_fn);
+    env.add_function("kvbench_model", kvbench_model_fn);
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| PlanError::Io {
             path: dir.to_path_buf(),

@@ -187,6 +187,9 @@ pub fn validate(plan: &Value) -> Vec<Problem> {
         return v.problems;
     };
     v.check_layers(plan, layers, one_host);
+    for (path, message) in super::kvbench_model::problems(plan) {
+        v.err(&path, &message);
+    }
     v.problems
 }
 

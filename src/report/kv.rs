@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde_json::{json, Map, Value};
 
 use crate::model::kvbench::{plain, Plan};
+use crate::model::kvbench_class::ClassChoice;
 use crate::model::size::SizeTable;
 
 /// The section-7 table: tokens, bytes, MiB, theoretical ms per link, difference.
@@ -54,12 +55,35 @@ pub fn size_text(t: &SizeTable) -> String {
     out
 }
 
-/// KVBench's text form: the preamble between two rules, then the nixlbench command.
-pub fn plan_text(p: &Plan, config_file: &str) -> String {
+/// The KVBench class a plan's model runs as, or why it runs as none.
+pub type ClassOutcome = Result<ClassChoice, String>;
+
+fn class_line(c: &ClassOutcome) -> String {
+    match c {
+        Ok(c) => format!(
+            "KVBench class: {} (model_name {})",
+            c.class.name(),
+            c.model_name
+        ),
+        Err(why) => format!("KVBench class: none ({why})"),
+    }
+}
+
+fn class_json(c: &ClassOutcome) -> Value {
+    match c {
+        Ok(c) => json!({"class": c.class.name(), "model_name": c.model_name, "why": c.why}),
+        Err(why) => json!({"class": null, "model_name": null, "why": why}),
+    }
+}
+
+/// KVBench's text form (the preamble between two rules, then the nixlbench command), after a
+/// first line naming the KVBench class the model runs as.
+pub fn plan_text(p: &Plan, config_file: &str, class: &ClassOutcome) -> String {
     let rule = "=".repeat(80);
     format!(
-        "{rule}\nModel Config: {config_file}\nISL: {} tokens\nPage Size: {}\nRequests: {}\n\
+        "{}\n{rule}\nModel Config: {config_file}\nISL: {} tokens\nPage Size: {}\nRequests: {}\n\
          TP: {}\nPP: {}\n{rule}\n{}\n\n",
+        class_line(class),
         p.workload.isl,
         p.layout.page_size,
         p.workload.num_requests,
@@ -80,8 +104,8 @@ fn plan_object(p: &Plan, config_file: &str) -> Map<String, Value> {
 }
 
 /// KVBench's JSON form (an array of every nixlbench parameter, defaults included, with the
-/// config file), each object with kvxfer's arithmetic under `kvxfer`.
-pub fn plan_json(p: &Plan, config_file: &str) -> Value {
+/// config file), each object with kvxfer's arithmetic and the KVBench class under `kvxfer`.
+pub fn plan_json(p: &Plan, config_file: &str, class: &ClassOutcome) -> Value {
     let mut m = plan_object(p, config_file);
     m.insert(
         "kvxfer".into(),
@@ -94,6 +118,7 @@ pub fn plan_json(p: &Plan, config_file: &str) -> Value {
             "io_size": p.io_size,
             "batch_size": p.batch_size,
             "command": p.command_args(),
+            "kvbench": class_json(class),
         }),
     );
     Value::Array(vec![Value::Object(m)])
@@ -108,10 +133,19 @@ fn csv_field(s: &str) -> String {
 }
 
 /// KVBench's CSV form: every parameter, the config file, the model, and the model config
-/// under `model_strategy_`, `model_runtime_`, `model_system_`; columns sorted by name.
-pub fn plan_csv(p: &Plan, config_file: &str, model_quant_mode: &str) -> String {
+/// under `model_strategy_`, `model_runtime_`, `model_system_`, and kvxfer's `kvbench_class` and
+/// `kvbench_model_name`; columns sorted by name.
+pub fn plan_csv(
+    p: &Plan,
+    config_file: &str,
+    model_quant_mode: &str,
+    class: &ClassOutcome,
+) -> String {
     let mut m = plan_object(p, config_file);
     m.insert("model".into(), json!(p.model.name));
+    let c = class_json(class);
+    m.insert("kvbench_class".into(), c["class"].clone());
+    m.insert("kvbench_model_name".into(), c["model_name"].clone());
     let extra = [
         ("model_strategy_tp_size", json!(p.layout.tp)),
         ("model_strategy_pp_size", json!(p.layout.pp)),

@@ -7,8 +7,6 @@ pub mod kv;
 pub mod schema;
 pub mod stdout;
 pub mod table;
-mod table_xfer;
-pub mod ucx_table;
 
 pub use atomic::write_atomic;
 pub use schema::{Environment, ErrorEntry, ResultDoc, SizeResult, Status, SCHEMA};

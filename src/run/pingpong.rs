@@ -9,13 +9,12 @@ use super::segments::{check_device, check_hmem, MemKinds, SegKind};
 use super::two_sided::PairRun;
 pub use super::two_sided::{Progress, SideOutcome};
 use super::{environment, RunError};
-use crate::bench::pingpong::{run_size, FabtestsFigures, PingPongTransport, Role, SizeParams};
+use crate::bench::pingpong::{run_size, FabtestsFigures, PingPongTransport, SizeParams};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
-use crate::fabric::{
-    self, caps, select_info, EndpointSpec, EndpointType, MsgChannel, MsgMode, Side,
-};
+use crate::fabric::{self, caps, select_info, EndpointSpec, EndpointType, MsgChannel, MsgMode};
 use crate::mem::HostStaged;
+use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
 use crate::stats::{encode_histogram, LatencySummary};
 use crate::units::human_size;
@@ -110,10 +109,10 @@ impl PingPongConfig {
     }
 
     /// The memory of the side `role` runs.
-    pub(crate) fn seg_of(&self, role: Role) -> SegKind {
+    pub(crate) fn seg_of(&self, role: Side) -> SegKind {
         match role {
-            Role::Initiator => self.mem.initiator,
-            Role::Target => self.mem.target,
+            Side::Initiator => self.mem.initiator,
+            Side::Target => self.mem.target,
         }
     }
 
@@ -233,7 +232,7 @@ impl PairRun for PingPongConfig {
     }
     fn measure(
         &self,
-        role: Role,
+        role: Side,
         oob: &mut Oob,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<SideOutcome, RunError> {
@@ -243,12 +242,12 @@ impl PairRun for PingPongConfig {
 
 fn measure(
     cfg: &PingPongConfig,
-    role: Role,
+    role: Side,
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
     let spec = cfg.endpoint_spec(cfg.caps(), Some(oob.local_ip()?));
-    let conn = fabric::connect(&spec, fabric_side(role), &mut |ours: &[u8]| {
+    let conn = fabric::connect(&spec, role, &mut |ours: &[u8]| {
         oob.exchange(ours).map_err(|e| e.to_string())
     })?;
     let mut doc = ResultDoc::new("kvxfer", "pingpong", "L0");
@@ -267,14 +266,6 @@ fn measure(
     Ok(SideOutcome {
         doc: super::conclude(doc, outcome)?,
     })
-}
-
-/// The fabric's name for the side `role` runs.
-pub(crate) fn fabric_side(role: Role) -> Side {
-    match role {
-        Role::Initiator => Side::Initiator,
-        Role::Target => Side::Target,
-    }
 }
 
 /// A side's message buffer in device memory.
@@ -313,7 +304,7 @@ pub(crate) fn vram_slots(
 /// Every size of the run on channel `ch`, each a result of `doc`.
 fn sizes<B: HostStaged>(
     cfg: &PingPongConfig,
-    role: Role,
+    role: Side,
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
     doc: &mut ResultDoc,
@@ -390,7 +381,7 @@ pub(crate) fn size_result(
 }
 
 /// The configuration block of a ping-pong document.
-pub(crate) fn config_map(cfg: &PingPongConfig, role: Role) -> Map<String, Value> {
+pub(crate) fn config_map(cfg: &PingPongConfig, role: Side) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("provider".into(), json!(cfg.provider));
     m.insert("backend".into(), json!("libfabric"));
@@ -409,20 +400,10 @@ pub(crate) fn config_map(cfg: &PingPongConfig, role: Role) -> Map<String, Value>
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("inject".into(), json!(cfg.inject));
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
-    m.insert(
-        "role".into(),
-        json!(match role {
-            Role::Initiator => "initiator",
-            Role::Target => "target",
-        }),
-    );
+    m.insert("role".into(), json!(role.name()));
     m.insert("latency".into(), json!("half round trip per iteration"));
     if cfg.mem.any_vram() {
-        let side = match role {
-            Role::Initiator => "initiator",
-            Role::Target => "target",
-        };
-        super::segments::config_keys(&mut m, &cfg.mem, side, cfg.verify);
+        super::segments::config_keys(&mut m, &cfg.mem, role, cfg.verify);
         m.remove("vram_alloc");
         if cfg.verify {
             m.insert(

@@ -6,18 +6,17 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::environment;
-use super::pingpong::{
-    config_map, fabric_side, size_result, vram_slots, PingPongConfig, Progress, SideOutcome,
-};
+use super::pingpong::{config_map, size_result, vram_slots, PingPongConfig, Progress, SideOutcome};
 use super::segments::SegKind;
 use super::two_sided::PairRun;
 use super::RunError;
-use crate::bench::pingpong::{run_size, PingPongTransport, Role, SizeParams, SizeSamples};
+use crate::bench::pingpong::{run_size, PingPongTransport, SizeParams, SizeSamples};
 use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
 use crate::fabric::{self, caps, RemoteRegion, RmaChannel, RmaPingPongOp};
 use crate::mem::HostStaged;
+use crate::peer::Side;
 use crate::report::ResultDoc;
 use crate::units::human_size;
 
@@ -79,7 +78,7 @@ impl PairRun for RmaPingPongConfig {
     }
     fn measure(
         &self,
-        role: Role,
+        role: Side,
         oob: &mut Oob,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<SideOutcome, RunError> {
@@ -91,7 +90,7 @@ impl PairRun for RmaPingPongConfig {
 /// remote CQ data (writedata) tells the receiver it has arrived.
 struct RmaPingPong<B: HostStaged> {
     ch: RmaChannel<B>,
-    role: Role,
+    role: Side,
     writedata: bool,
     size: usize,
     sent: u64,
@@ -102,14 +101,14 @@ impl<B: HostStaged> RmaPingPong<B> {
     /// Sequence number of our n-th message of a size (the loop's numbering: initiator even).
     fn my_seq(&self, n: u64) -> u64 {
         match self.role {
-            Role::Initiator => 2 * n,
-            Role::Target => 2 * n + 1,
+            Side::Initiator => 2 * n,
+            Side::Target => 2 * n + 1,
         }
     }
     fn peer_seq(&self, n: u64) -> u64 {
         match self.role {
-            Role::Initiator => 2 * n + 1,
-            Role::Target => 2 * n,
+            Side::Initiator => 2 * n + 1,
+            Side::Target => 2 * n,
         }
     }
     /// Arms the last byte for the next message (write mode): anything but what it will carry.
@@ -177,7 +176,7 @@ impl<B: HostStaged> RmaReadTransport for Reader<'_, B> {
 
 fn measure(
     cfg: &RmaPingPongConfig,
-    role: Role,
+    role: Side,
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
@@ -202,7 +201,7 @@ fn measure(
 /// Every size over channel `ch`, after trading regions with the peer.
 fn run_channel<B: HostStaged>(
     cfg: &RmaPingPongConfig,
-    role: Role,
+    role: Side,
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
     doc: &mut ResultDoc,
@@ -229,12 +228,12 @@ fn run_channel<B: HostStaged>(
 /// Connects to the peer with RMA and message capabilities; writedata needs remote CQ data.
 fn connect(
     cfg: &RmaPingPongConfig,
-    role: Role,
+    role: Side,
     oob: &mut Oob,
 ) -> Result<fabric::Connection, RunError> {
     let base = &cfg.base;
     let spec = base.endpoint_spec(cfg.caps(), Some(oob.local_ip()?));
-    let conn = fabric::connect(&spec, fabric_side(role), &mut |ours: &[u8]| {
+    let conn = fabric::connect(&spec, role, &mut |ours: &[u8]| {
         oob.exchange(ours).map_err(|e| e.to_string())
     })?;
     if cfg.op == RmaPingPongOp::WriteData && conn.info.view().cq_data_size() < 4 {
@@ -247,7 +246,7 @@ fn connect(
 }
 
 /// The result document before any size: the run's configuration and the fabric's environment.
-fn result_doc(cfg: &RmaPingPongConfig, role: Role, conn: &fabric::Connection) -> ResultDoc {
+fn result_doc(cfg: &RmaPingPongConfig, role: Side, conn: &fabric::Connection) -> ResultDoc {
     let mut doc = ResultDoc::new("kvxfer", "rma_pingpong", "L0");
     doc.config = config_map(&cfg.base, role);
     doc.config.remove("mode");
@@ -325,7 +324,7 @@ fn measure_size<B: HostStaged>(
             oob.barrier()?;
             Ok(Some(run_size(pp, role, p).map_err(bench)?))
         }
-        (RmaPingPongOp::Read, Role::Target) => {
+        (RmaPingPongOp::Read, Side::Target) => {
             if p.verify {
                 pattern::fill(&mut pp.ch.rx_buf_mut()[..p.size], READ_SEQ);
                 pp.ch.publish_rx(p.size)?;
@@ -335,7 +334,7 @@ fn measure_size<B: HostStaged>(
             pp.ch.wait_done()?;
             Ok(None)
         }
-        (RmaPingPongOp::Read, Role::Initiator) => {
+        (RmaPingPongOp::Read, Side::Initiator) => {
             oob.barrier()?;
             let s = run_read_size(&mut Reader(&mut pp.ch), p).map_err(bench)?;
             pp.ch.send_done()?;

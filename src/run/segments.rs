@@ -4,6 +4,7 @@
 use super::RunError;
 use crate::fabric::{caps, select_info, EndpointSpec, FabricError};
 use crate::mem::{Allocation, HostBuffer};
+use crate::peer::Side;
 use crate::topo::{GpuListing, Topology};
 
 /// A side's segment type.
@@ -121,18 +122,13 @@ impl MemKinds {
 pub fn config_keys(
     m: &mut serde_json::Map<String, serde_json::Value>,
     mem: &MemKinds,
-    side: &str,
+    side: Side,
     verify: bool,
 ) {
     use serde_json::json;
     let mine = match side {
-        "target" => mem.target,
-        "initiator" => mem.initiator,
-        _ if mem.initiator == mem.target => mem.initiator,
-        _ => {
-            m.insert("mem".into(), json!("mixed"));
-            return config_vram(m, mem, verify);
-        }
+        Side::Target => mem.target,
+        Side::Initiator => mem.initiator,
     };
     m.insert("mem".into(), json!(mine.name().to_ascii_lowercase()));
     config_vram(m, mem, verify);
@@ -303,14 +299,14 @@ mod tests {
 
     #[test]
     fn vram_results_name_both_segments_the_allocator_and_where_verify_copies() {
-        let keys = |mem: &MemKinds, side: &str, verify: bool| {
+        let keys = |mem: &MemKinds, side: Side, verify: bool| {
             let mut m = serde_json::Map::new();
             config_keys(&mut m, mem, side, verify);
             serde_json::Value::Object(m)
         };
         let dram = MemKinds::default();
         assert_eq!(
-            keys(&dram, "both", true),
+            keys(&dram, Side::Target, true),
             serde_json::json!({"mem": "dram"})
         );
         let vram = MemKinds {
@@ -320,7 +316,7 @@ mod tests {
             vmm: true,
             staging: false,
         };
-        let t = keys(&vram, "target", true);
+        let t = keys(&vram, Side::Target, true);
         assert_eq!(t["mem"], "dram");
         assert_eq!(t["initiator_seg"], "VRAM");
         assert_eq!(t["target_seg"], "DRAM");
@@ -332,17 +328,16 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("outside the timed span"));
-        assert_eq!(keys(&vram, "initiator", false)["mem"], "vram");
-        assert!(keys(&vram, "initiator", false)
+        assert_eq!(keys(&vram, Side::Initiator, false)["mem"], "vram");
+        assert!(keys(&vram, Side::Initiator, false)
             .get("verify_copies")
             .is_none());
-        assert_eq!(keys(&vram, "both", false)["mem"], "mixed");
         assert!(t.get("staging").is_none());
         let staged = MemKinds {
             staging: true,
             ..vram
         };
-        assert_eq!(keys(&staged, "initiator", false)["staging"], "host");
+        assert_eq!(keys(&staged, Side::Initiator, false)["staging"], "host");
         assert!(staged.any_vram() && !staged.network_vram());
         assert_eq!(staged.network(SegKind::Vram), SegKind::Dram);
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::memory::MemoryNeed;
 use super::RunError;
-use crate::bench::pingpong::Role;
 use crate::bootstrap::{Fingerprint, Oob, OobListener};
+use crate::peer::Side;
 use crate::report::ResultDoc;
 
 /// Progress of a run, for a progress bar.
@@ -44,7 +44,7 @@ pub trait PairRun: Clone + Send + 'static {
     /// Measures one side over an established control connection.
     fn measure(
         &self,
-        role: Role,
+        role: Side,
         oob: &mut Oob,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<SideOutcome, RunError>;
@@ -59,7 +59,7 @@ pub fn run_target<C: PairRun>(
     cfg.check()?;
     cfg.memory().check_available()?;
     let mut oob = listener.accept(&cfg.params(), cfg.timeout())?;
-    side(cfg, Role::Target, &mut oob, progress)
+    side(cfg, Side::Target, &mut oob, progress)
 }
 
 /// Runs a pair's initiator side against a target at `HOST[:PORT]`.
@@ -71,7 +71,7 @@ pub fn run_initiator<C: PairRun>(
     cfg.check()?;
     cfg.memory().check_available()?;
     let mut oob = Oob::connect(peer, &cfg.params(), cfg.timeout())?;
-    side(cfg, Role::Initiator, &mut oob, progress)
+    side(cfg, Side::Initiator, &mut oob, progress)
 }
 
 /// Runs both sides of a pair in this process over the loopback; the initiator's outcome.
@@ -97,7 +97,7 @@ pub fn run_local<C: PairRun>(
 
 fn side<C: PairRun>(
     cfg: &C,
-    role: Role,
+    role: Side,
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {

@@ -7,11 +7,12 @@ use serde_json::{json, Map, Value};
 
 use super::two_sided::{PairRun, Progress, SideOutcome};
 use super::{environment, RunError};
-use crate::bench::pingpong::{self as pp, PingPongTransport, Role, SizeParams};
+use crate::bench::pingpong::{self as pp, PingPongTransport, SizeParams};
 use crate::bench::tag_bw::{self, BwFigures, BwParams, WindowTransport};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::mem::HostStaged;
+use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
 use crate::stats::{encode_histogram, LatencySummary, UCX_PERFTEST_WINDOW};
 use crate::ucx::{Context, Endpoint, Features, MemoryType, SlotSpec, TagChannel, Worker};
@@ -161,7 +162,7 @@ impl UcxPerfConfig {
         Ok(())
     }
 
-    fn slot_spec(&self, role: Role) -> SlotSpec {
+    fn slot_spec(&self, role: Side) -> SlotSpec {
         let max = *self.sizes.iter().max().expect("validated") as usize;
         let memory = match self.memory {
             MemoryKind::Host => MemoryType::Host,
@@ -181,8 +182,8 @@ impl UcxPerfConfig {
                 // Unverified streams reuse one buffer, as ucx_perftest does.
                 let slots = if self.verify { self.outstanding } else { 1 };
                 let (s, r) = match role {
-                    Role::Initiator => (max, 1),
-                    Role::Target => (1, max),
+                    Side::Initiator => (max, 1),
+                    Side::Target => (1, max),
                 };
                 SlotSpec {
                     send_slots: slots,
@@ -300,14 +301,14 @@ impl PairRun for UcxPerfConfig {
             }
         };
         super::memory::MemoryNeed {
-            buffers: side(Role::Initiator).max(side(Role::Target)),
+            buffers: side(Side::Initiator).max(side(Side::Target)),
             endpoints: 1,
             per_endpoint: super::memory::UCX_ENDPOINT_BYTES,
         }
     }
     fn measure(
         &self,
-        role: Role,
+        role: Side,
         oob: &mut Oob,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<SideOutcome, RunError> {
@@ -317,7 +318,7 @@ impl PairRun for UcxPerfConfig {
 
 fn measure(
     cfg: &UcxPerfConfig,
-    role: Role,
+    role: Side,
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
@@ -343,7 +344,7 @@ fn measure(
     doc.environment = environment::base();
     environment::set_ucx_runtime(&mut doc.environment);
     let spec = cfg.slot_spec(role);
-    let side = Side {
+    let side = SideSetup {
         cfg,
         role,
         ctx: &ctx,
@@ -378,14 +379,14 @@ fn measure(
 }
 
 /// One side's set-up, for running the sizes over a channel of either memory.
-struct Side<'s> {
+struct SideSetup<'s> {
     cfg: &'s UcxPerfConfig,
-    role: Role,
+    role: Side,
     ctx: &'s Context,
     ep: &'s Endpoint,
 }
 
-impl Side<'_> {
+impl SideSetup<'_> {
     fn run<B: HostStaged>(
         &self,
         mut ch: TagChannel<'_, B>,
@@ -520,7 +521,7 @@ fn bw_result(size: u64, iterations: u64, warmup: u64, s: Option<&tag_bw::BwSampl
     }
 }
 
-fn config_map(cfg: &UcxPerfConfig, role: Role) -> Map<String, Value> {
+fn config_map(cfg: &UcxPerfConfig, role: Side) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("backend".into(), json!("ucx"));
     m.insert("test_type".into(), json!(cfg.test.name()));
@@ -549,8 +550,8 @@ fn config_map(cfg: &UcxPerfConfig, role: Role) -> Map<String, Value> {
     m.insert(
         "role".into(),
         json!(match role {
-            Role::Initiator => "initiator",
-            Role::Target => "target",
+            Side::Initiator => "initiator",
+            Side::Target => "target",
         }),
     );
     m.insert(

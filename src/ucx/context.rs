@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ucx_sys as sys;
 
 use super::capture::capture;
-use super::error::{call_error, check, Result};
+use super::error::{check, opened, Result};
 
 pub(crate) struct ContextInner {
     pub(crate) raw: NonNull<sys::ucp_context>,
@@ -101,13 +101,9 @@ impl Context {
             sys::ucp_config_release(config);
             s
         };
-        if status != sys::UCS_OK as sys::ucs_status_t {
-            return Err(call_error("ucp_init", status, init_hint()));
-        }
+        let raw = opened("ucp_init", status, raw, init_hint)?;
         Ok(Context {
-            inner: Arc::new(ContextInner {
-                raw: NonNull::new(raw).expect("ucp_init succeeded with NULL"),
-            }),
+            inner: Arc::new(ContextInner { raw }),
         })
     }
 

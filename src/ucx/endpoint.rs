@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ucx_sys as sys;
 
 use super::capture::capture;
-use super::error::{call_error, check, request_error, Result, UcxError};
+use super::error::{opened, request_error, Result, UcxError};
 use super::memory::MemHandleRef;
 use super::worker::{op_param, Kind, Request, SendParams, Worker, WorkerInner};
 
@@ -102,18 +102,14 @@ impl Endpoint {
         // SAFETY: the worker is live; params point at the address bytes, valid for the call
         // (UCP copies what it needs); raw receives an endpoint closed in Drop.
         let status = unsafe { sys::ucp_ep_create(worker.inner.raw.as_ptr(), &params, &mut raw) };
-        if status != sys::UCS_OK as sys::ucs_status_t {
-            return Err(call_error(
-                "ucp_ep_create",
-                status,
-                "; the peer's transports may not reach this host's (compare UCX_TLS and \
-                 UCX_NET_DEVICES on both sides)"
-                    .into(),
-            ));
-        }
+        let raw = opened("ucp_ep_create", status, raw, || {
+            "; the peer's transports may not reach this host's (compare UCX_TLS and \
+             UCX_NET_DEVICES on both sides)"
+                .into()
+        })?;
         Ok(Endpoint {
             inner: Rc::new(EndpointInner {
-                raw: NonNull::new(raw).expect("ucp_ep_create succeeded with NULL"),
+                raw,
                 worker: worker.inner.clone(),
             }),
         })
@@ -403,9 +399,9 @@ impl RemoteKey {
                 &mut raw,
             )
         };
-        check("ucp_ep_rkey_unpack", status)?;
+        let raw = opened("ucp_ep_rkey_unpack", status, raw, String::new)?;
         Ok(RemoteKey {
-            raw: NonNull::new(raw).expect("ucp_ep_rkey_unpack succeeded with NULL"),
+            raw,
             _endpoint: endpoint.inner.clone(),
         })
     }

@@ -1,6 +1,7 @@
 //! The UCX layer's error type, carrying UCX's own status text.
 
 use std::ffi::CStr;
+use std::ptr::NonNull;
 
 use ucx_sys as sys;
 
@@ -29,6 +30,12 @@ pub enum UcxError {
         status: i32,
         /// ucs_status_string's text.
         message: String,
+    },
+    /// A call that opens a handle reported success but wrote none.
+    #[error("{call} reported success but gave no handle")]
+    NoHandle {
+        /// The UCP function.
+        call: &'static str,
     },
     /// A busy-poll gave up waiting.
     #[error("timed out after {secs:.1} s waiting for {what}")]
@@ -67,6 +74,20 @@ pub(crate) fn check(call: &'static str, status: sys::ucs_status_t) -> Result<()>
     }
 }
 
+/// Checks a call that opens a handle: the handle it wrote into `raw`, or the call's error with
+/// `hint` on what to do (a NULL handle after a success is an error too, never a panic).
+pub(crate) fn opened<T>(
+    call: &'static str,
+    status: sys::ucs_status_t,
+    raw: *mut T,
+    hint: impl FnOnce() -> String,
+) -> Result<NonNull<T>> {
+    if status != sys::UCS_OK as sys::ucs_status_t {
+        return Err(call_error(call, status, hint()));
+    }
+    NonNull::new(raw).ok_or(UcxError::NoHandle { call })
+}
+
 /// The error value of a failed call, with an optional hint on what to do.
 pub(crate) fn call_error(call: &'static str, status: sys::ucs_status_t, hint: String) -> UcxError {
     UcxError::Call {
@@ -83,5 +104,24 @@ pub(crate) fn request_error(op: &'static str, status: sys::ucs_status_t) -> UcxE
         op,
         status: status as i32,
         message: status_string(status),
+    }
+}
+
+#[cfg(test)]
+mod opened_tests {
+    use super::*;
+
+    #[test]
+    fn an_opening_call_gives_its_handle_its_hinted_error_or_no_handle() {
+        let mut x = 7u32;
+        let p: *mut u32 = &mut x;
+        let ok = sys::UCS_OK as sys::ucs_status_t;
+        assert_eq!(opened("ucp_x", ok, p, String::new).unwrap().as_ptr(), p);
+        let failed = sys::UCS_ERR_NO_MEMORY as sys::ucs_status_t;
+        let e = opened::<u32>("ucp_x", failed, p, || "; try less".into()).unwrap_err();
+        assert!(matches!(e, UcxError::Call { call: "ucp_x", .. }), "{e:?}");
+        assert!(e.to_string().ends_with("; try less"), "{e}");
+        let e = opened::<u32>("ucp_x", ok, std::ptr::null_mut(), String::new).unwrap_err();
+        assert!(matches!(e, UcxError::NoHandle { call: "ucp_x" }), "{e:?}");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ucx_sys as sys;
 
 use super::context::{Context, ContextInner};
-use super::error::{check, Result, UcxError};
+use super::error::{check, opened, Result, UcxError};
 use crate::mem::{range_within, Buffer, InFlight, MemIface};
 
 /// Where mapped memory lives, as UCX names it.
@@ -265,6 +265,5 @@ fn map_range(
     // SAFETY: the context is live; params describe memory the caller keeps valid while the
     // mapping lives; raw receives a mapping the caller releases.
     let status = unsafe { sys::ucp_mem_map(context.raw.as_ptr(), &params, &mut raw) };
-    check("ucp_mem_map", status)?;
-    Ok(NonNull::new(raw).expect("ucp_mem_map succeeded with NULL"))
+    opened("ucp_mem_map", status, raw, String::new)
 }

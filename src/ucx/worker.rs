@@ -11,7 +11,7 @@ use ucx_sys as sys;
 
 use super::capture::capture;
 use super::context::{Context, ContextInner};
-use super::error::{check, request_error, Result, UcxError};
+use super::error::{check, opened, request_error, Result, UcxError};
 use super::memory::MemHandleRef;
 use std::sync::Arc;
 
@@ -84,10 +84,10 @@ impl Worker {
         // in Drop.
         let status =
             unsafe { sys::ucp_worker_create(context.inner.raw.as_ptr(), &params, &mut raw) };
-        check("ucp_worker_create", status)?;
+        let raw = opened("ucp_worker_create", status, raw, String::new)?;
         Ok(Worker {
             inner: Rc::new(WorkerInner {
-                raw: NonNull::new(raw).expect("ucp_worker_create succeeded with NULL"),
+                raw,
                 context: context.inner.clone(),
                 companion: RefCell::new(Weak::new()),
             }),

@@ -227,45 +227,4 @@ pub trait TargetEnd: XferTarget {
 }
 
 #[cfg(test)]
-mod outside_tests;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_offer_names_its_backend_and_refuses_the_other_form() {
-        let offer = RegionOffer::Ucx(vec![ucx::protocol::RemoteRegion {
-            addr: 4096,
-            len: 1 << 20,
-            rkey: "AAE=".into(),
-        }]);
-        let json = serde_json::to_value(&offer).unwrap();
-        assert_eq!(json["backend"], "ucx");
-        assert_eq!(json["regions"][0]["len"], 1 << 20);
-        let back: RegionOffer = serde_json::from_value(json).unwrap();
-        assert_eq!(back, offer);
-        let fabric = serde_json::json!({"backend": "libfabric", "regions": [{"addr": 1}]});
-        assert!(serde_json::from_value::<RegionOffer>(fabric).is_err());
-    }
-
-    #[test]
-    fn a_timeout_of_either_library_is_the_transfers_own() {
-        let after = Duration::from_millis(2500);
-        for e in [
-            XferError::from(crate::fabric::FabricError::Timeout {
-                what: "completions",
-                secs: 2.5,
-            }),
-            XferError::from(crate::ucx::UcxError::Timeout {
-                what: "completions",
-                secs: 2.5,
-            }),
-        ] {
-            assert!(
-                matches!(e, XferError::Timeout { what: "completions", after: a } if a == after),
-                "{e:?}"
-            );
-        }
-    }
-}
+mod tests;

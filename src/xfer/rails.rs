@@ -12,8 +12,9 @@ use super::{
     InitiatorEnd, Library, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError,
     XferInitiator, XferOp, XferTarget,
 };
-use crate::fabric::{EndpointSpec, Exchange};
+use crate::fabric::EndpointSpec;
 use crate::mem::SharedRegion;
+use crate::peer::Exchange;
 
 /// What one rail carried over the timed iterations.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,9 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::fabric::{caps, connect, EndpointSpec, EndpointType, MemoryRegion, Side};
+use crate::fabric::{caps, connect, EndpointSpec, EndpointType, MemoryRegion};
 use crate::mem::{HostBuffer, SharedRegion};
+use crate::peer::Side;
 
 /// Two RDM connections of the tcp provider on 127.0.0.1, joined in two threads.
 fn pair() -> (DataPath, DataPath) {

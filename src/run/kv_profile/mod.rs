@@ -9,6 +9,7 @@ mod report;
 pub use self::config::{KvProfileConfig, ProfileRun, Shape};
 
 use crate::bootstrap::OobListener;
+use crate::peer::Side;
 use crate::report::ResultDoc;
 use crate::run::xfer;
 use crate::run::RunError;
@@ -51,7 +52,7 @@ pub fn run_initiator(
     events: &mut dyn FnMut(ProfileEvent<'_>),
 ) -> Result<ResultDoc, RunError> {
     let peers = [peer.to_string()];
-    drive(cfg, xfer::Sides::Initiator, events, |r| {
+    drive(cfg, xfer::Sides::One(Side::Initiator), events, |r| {
         xfer::run_initiator(&r.cfg, &peers, &xfer::XferProgress::default())
     })
 }
@@ -62,7 +63,7 @@ pub fn run_target(
     listener: &OobListener,
     events: &mut dyn FnMut(ProfileEvent<'_>),
 ) -> Result<ResultDoc, RunError> {
-    drive(cfg, xfer::Sides::Target, events, |r| {
+    drive(cfg, xfer::Sides::One(Side::Target), events, |r| {
         xfer::run_target(&r.cfg, listener)
     })
 }

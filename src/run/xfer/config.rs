@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
 use crate::mem::available_memory;
+use crate::peer::Side;
 use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
 use crate::run::segments::{check_device, check_hmem, check_ucx_cuda, MemKinds};
 use crate::run::RunError;
@@ -236,10 +237,8 @@ pub struct XferPlan {
 /// Which sides run in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sides {
-    /// Only the target.
-    Target,
-    /// Only the initiator.
-    Initiator,
+    /// One of them.
+    One(Side),
     /// Both (a local run).
     Both,
 }
@@ -345,8 +344,8 @@ impl XferConfig {
         }
         let (initiator, target) = match sides {
             Sides::Both => (true, true),
-            Sides::Initiator => (true, false),
-            Sides::Target => (false, true),
+            Sides::One(Side::Initiator) => (true, false),
+            Sides::One(Side::Target) => (false, true),
         };
         let Some(option) = self.mem.vram_option(initiator, target) else {
             if self.mem.staging && !self.mem.any_vram() {

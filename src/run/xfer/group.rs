@@ -18,6 +18,7 @@ use super::worker::WorkerReport;
 use super::{initiator, target};
 use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec};
 use crate::bootstrap::{Fingerprint, OobListener};
+use crate::peer::Side;
 use crate::report::ResultDoc;
 use crate::run::RunError;
 
@@ -84,7 +85,7 @@ pub fn run_group(
     progress: &XferProgress,
 ) -> Result<ResultDoc, RunError> {
     let roles = check(cfg, spec)?;
-    cfg.validate(Sides::Initiator)?;
+    cfg.validate(Sides::One(Side::Initiator))?;
     let group = Group::join(spec)?;
     eprintln!(
         "kvxfer: rank {} of {} in group {:?} (run {}, rank from {})",
@@ -344,7 +345,7 @@ fn merge(
     group: &Group,
     results: &[Option<RankResult>],
 ) -> Result<ResultDoc, RunError> {
-    let rank_plan = cfg.validate(Sides::Initiator)?;
+    let rank_plan = cfg.validate(Sides::One(Side::Initiator))?;
     let host = |r: usize| group.members().get(r).cloned().unwrap_or_default();
     let mut all = Vec::new();
     let mut ranks = Vec::new();
@@ -356,7 +357,7 @@ fn merge(
                 .push(json!({"rank": r, "host": host(r), "status": "lost", "target_ranks": peers}));
             continue;
         };
-        let own = super::report::build(cfg, &rank_plan, "initiator", &got.reports);
+        let own = super::report::build(cfg, &rank_plan, Side::Initiator, &got.reports);
         ranks.push(rank_entry(
             r,
             &host(r),
@@ -379,9 +380,9 @@ fn merge(
     let mut mcfg = cfg.clone();
     mcfg.concurrency = roles.total_workers();
     let (side, plan) = if roles.is_target(0) {
-        ("target", mcfg.validate(Sides::Target)?)
+        (Side::Target, mcfg.validate(Sides::One(Side::Target))?)
     } else {
-        ("initiator", rank_plan)
+        (Side::Initiator, rank_plan)
     };
     let mut doc = super::report::build(&mcfg, &plan, side, &all);
     if let Some(res) = doc.results.first_mut() {

@@ -17,6 +17,7 @@ use crate::bench::xfer::{run_initiator_iteration, IterParams, IterSample};
 use crate::bench::BenchError;
 use crate::bootstrap::Oob;
 use crate::mem::SharedRegion;
+use crate::peer::Side;
 use crate::report::{Environment, ResultDoc};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
@@ -353,14 +354,14 @@ pub(super) fn doc(
     reports: Vec<WorkerReport>,
     error: Option<RunError>,
 ) -> Result<ResultDoc, RunError> {
-    let plan = cfg.validate(Sides::Initiator)?;
+    let plan = cfg.validate(Sides::One(Side::Initiator))?;
     let Some(e) = error else {
-        return Ok(super::report::build(cfg, &plan, "initiator", &reports));
+        return Ok(super::report::build(cfg, &plan, Side::Initiator, &reports));
     };
     if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
         return Err(e);
     }
-    let doc = super::report::build(cfg, &plan, "initiator", &reports);
+    let doc = super::report::build(cfg, &plan, Side::Initiator, &reports);
     crate::run::conclude(doc, Err(e))
 }
 
@@ -381,7 +382,7 @@ pub(super) fn reports(
     if peers.is_empty() {
         return Err(RunError::Config("no target given".into()));
     }
-    let plan = cfg.validate(Sides::Initiator)?;
+    let plan = cfg.validate(Sides::One(Side::Initiator))?;
     let kept = kept_reports(&plan);
     let mut handles = Vec::with_capacity(plan.workers);
     for w in 0..plan.workers {

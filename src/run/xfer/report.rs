@@ -11,6 +11,7 @@ use super::staging::{Direction, StagingFigures};
 use super::tcp_stats::TcpCounters;
 use super::worker::WorkerReport;
 use crate::bench::xfer::IterSample;
+use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::run::environment;
 use crate::stats::{detect_tiers, encode_histogram, new_histogram, LatencySummary};
@@ -157,7 +158,7 @@ struct HostTcp {
 }
 
 /// Builds the document of one side from its workers' reports.
-pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerReport]) -> ResultDoc {
+pub fn build(cfg: &XferConfig, plan: &XferPlan, side: Side, reports: &[WorkerReport]) -> ResultDoc {
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
     let mut doc = ResultDoc::new("kvxfer", "xfer", "L1");
@@ -246,12 +247,12 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: &str, reports: &[WorkerRep
 }
 
 /// The staging figures of this side (None unless staged).
-fn staging(cfg: &XferConfig, side: &str, reports: &[&WorkerReport]) -> Option<StagingFigures> {
+fn staging(cfg: &XferConfig, side: Side, reports: &[&WorkerReport]) -> Option<StagingFigures> {
     let ns: Vec<u64> = reports
         .iter()
         .flat_map(|r| r.staging_ns.iter().copied())
         .collect();
-    let sends = (side == "target") == (cfg.op == crate::xfer::XferOp::Read);
+    let sends = (side == Side::Target) == (cfg.op == crate::xfer::XferOp::Read);
     let direction = if sends {
         Direction::DeviceToHost
     } else {
@@ -398,7 +399,7 @@ fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Co
 fn config_map(
     cfg: &XferConfig,
     plan: &XferPlan,
-    side: &str,
+    side: Side,
     reports: &[&WorkerReport],
 ) -> Map<String, Value> {
     let workers = reports.len();
@@ -442,7 +443,7 @@ fn config_map(
         m.insert("rails".into(), json!(r.name()));
         m.insert("stripe_threshold".into(), json!(cfg.stripe_threshold));
     }
-    m.insert("role".into(), json!(side));
+    m.insert("role".into(), json!(side.name()));
     m.insert("host_bytes".into(), json!(plan.bytes));
     m
 }

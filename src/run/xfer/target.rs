@@ -15,6 +15,7 @@ use crate::bench::pattern;
 use crate::bench::xfer::{plan_chunks, run_target_iteration};
 use crate::bootstrap::{BootstrapError, Oob, OobListener};
 use crate::mem::SharedRegion;
+use crate::peer::Side;
 use crate::report::ResultDoc;
 use crate::run::segments::SegKind;
 use crate::run::RunError;
@@ -246,7 +247,7 @@ pub(super) fn serve(
     listener: &OobListener,
     started: impl FnOnce(Arc<TimedBarrier>),
 ) -> Result<ResultDoc, RunError> {
-    let plan = cfg.validate(Sides::Target)?;
+    let plan = cfg.validate(Sides::One(Side::Target))?;
     let (workers, per) = (plan.workers, plan.transfers_per_worker);
     let mems = target_mems(cfg, workers, per)?;
     let barrier = Arc::new(TimedBarrier::new(workers));
@@ -272,7 +273,7 @@ pub(super) fn serve(
         handles.push(h);
     }
     let reports = join_all(handles)?;
-    Ok(super::report::build(cfg, &plan, "target", &reports))
+    Ok(super::report::build(cfg, &plan, Side::Target, &reports))
 }
 
 /// Where each of `workers` target workers' `per` regions come from: with `--reuse`, disjoint

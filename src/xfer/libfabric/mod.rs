@@ -7,8 +7,10 @@ pub mod protocol;
 
 pub use self::protocol::{ChunkOp, FabricInitiator, FabricTarget};
 use super::{SetupTimes, XferError, XferOp};
-use crate::fabric::{self, caps, Connection, EndpointSpec, Exchange, MemoryRegion, Side};
+use crate::fabric::{self, caps, Connection, EndpointSpec, MemoryRegion};
 use crate::mem::SharedRegion;
+use crate::peer::Exchange;
+use crate::peer::Side;
 
 /// The libfabric call that carries `op`.
 fn chunk_op(op: XferOp) -> ChunkOp {

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 pub mod protocol;
 
-use self::protocol::{Exchange, UcxSide};
+use self::protocol::UcxSide;
 pub use self::protocol::{UcxInitiator, UcxTarget};
 use super::{SetupTimes, XferError, XferOp};
 use crate::mem::SharedRegion;
+use crate::peer::Exchange;
 
 impl UcxInitiator {
     /// Connects to the target's worker (addresses swapped by `exchange`) and maps `local`

@@ -18,12 +18,10 @@ use super::super::{
     XferInitiator, XferOp, XferTarget,
 };
 use crate::mem::{range_within, SharedRegion};
+use crate::peer::Exchange;
 use crate::ucx::{
     Context, Endpoint, Features, MemHandle, OpTable, RemoteMemory, Result, UcxError, Worker,
 };
-
-/// Swaps this side's worker address for the peer's, out of band (the caller's channel).
-pub type Exchange<'a> = dyn FnMut(&[u8]) -> std::result::Result<Vec<u8>, String> + 'a;
 
 /// One target region as the initiator reaches it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

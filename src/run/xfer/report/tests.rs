@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::fabric::EndpointType;
+use crate::peer::Side;
 use crate::run::xfer::{ConcurrencyMode, Scheme};
 
 fn cfg(op: XferOp) -> XferConfig {
@@ -84,7 +85,7 @@ fn reports() -> Vec<WorkerReport> {
 
 #[test]
 fn bandwidth_spans_tiers_and_costs() {
-    let doc = build(&cfg(XferOp::Write), &plan(), "initiator", &reports());
+    let doc = build(&cfg(XferOp::Write), &plan(), Side::Initiator, &reports());
     let r = &doc.results[0];
     // Each iteration lasts until the slowest confirmation: 2.02 ms; 4 MB per iteration.
     let spans = r.extra["iteration_span_ms"].as_array().unwrap();
@@ -133,7 +134,7 @@ fn bandwidth_spans_tiers_and_costs() {
 
 #[test]
 fn reads_are_timed_by_local_completion_and_have_no_confirmed_figure() {
-    let doc = build(&cfg(XferOp::Read), &plan(), "initiator", &reports());
+    let doc = build(&cfg(XferOp::Read), &plan(), Side::Initiator, &reports());
     let r = &doc.results[0];
     assert!(r.extra.get("target_confirmed_us").is_none());
     assert!((r.latency_us.unwrap().min - 900.0).abs() < 1.0);
@@ -141,7 +142,7 @@ fn reads_are_timed_by_local_completion_and_have_no_confirmed_figure() {
 
 #[test]
 fn no_reports_give_a_failed_document_without_figures() {
-    let doc = build(&cfg(XferOp::Write), &plan(), "target", &[]);
+    let doc = build(&cfg(XferOp::Write), &plan(), Side::Target, &[]);
     assert_eq!(doc.status, Status::Failed);
     let r = &doc.results[0];
     assert!(r.bandwidth_gbps.is_none() && r.latency_us.is_none() && r.histogram.is_none());

@@ -48,6 +48,8 @@ fn xfer(t: Transport, size: u64, c: u64, ms: f64, gbps: f64, tiers: usize) -> Lo
         transfer_time_ms: Some(ms),
         tier_centres_ms: (1..=tiers).map(|k| k as f64 * ms).collect(),
         profile: None,
+        samples: 10,
+        path: Default::default(),
     }
 }
 
@@ -250,7 +252,35 @@ fn token_gap_splits_the_12k_ttft_and_moves_with_the_ratio() {
         (d.descriptors_ms, d.slow_start_ms),
         (Some(100.0), Some(7.0))
     );
+}
 
+/// TTFT at 12K over tcp at the team's 7.31x, unified prefill 1000 ms, a 300 ms transfer whose
+/// run gives only registration and the cold first transfer.
+fn gap_inputs() -> (Inputs, f64) {
+    let theoretical = KV12K as f64 / 2.9e9 * 1e3;
+    let ttft = 7.31 * theoretical;
+    let mut p = xfer(Transport::Tcp, KV12K, 1, 300.0, 2.3, 1);
+    p.profile = Some(KvProfile {
+        registration_ms: Some(50.0),
+        cold_excess_ms: Some(30.0),
+        ..KvProfile::default()
+    });
+    let i = Inputs {
+        e2e: vec![
+            rec("none", 12288, 1, 1000.0, 12.0),
+            rec("tcp", 12288, 1, ttft, 12.0),
+        ],
+        low: vec![p],
+        ..Inputs::default()
+    };
+    (i, theoretical)
+}
+
+#[test]
+fn token_gap_needs_the_profile_for_high_and_the_ratio_for_support() {
+    let s = Settings::default();
+    let (mut i, theoretical) = gap_inputs();
+    let ttft = 7.31 * theoretical;
     let with_prefill = Settings {
         prefill_ms: Some(400.0),
         ..Settings::default()
@@ -259,11 +289,6 @@ fn token_gap_splits_the_12k_ttft_and_moves_with_the_ratio() {
     assert!((d.gap_ms - (ttft - 400.0)).abs() < 1e-9);
 
     // Registration alone (any xfer run gives it) is not the L2 profile.
-    i.low[0].profile = Some(KvProfile {
-        registration_ms: Some(50.0),
-        cold_excess_ms: Some(30.0),
-        ..KvProfile::default()
-    });
     let a = token_gap::assess(&i, &s);
     assert_eq!(
         (a.verdict, a.confidence_after),

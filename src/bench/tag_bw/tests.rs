@@ -144,8 +144,8 @@ fn run_pair(
     mut tgt: Mem,
     p: BwParams,
 ) -> (Result<Option<BwSamples>, BenchError>, Mem) {
-    let h = std::thread::spawn(move || run_size(&mut tgt, Role::Target, &p).map(|_| ()));
-    let r = run_size(&mut ini, Role::Initiator, &p);
+    let h = std::thread::spawn(move || run_size(&mut tgt, Side::Target, &p).map(|_| ()));
+    let r = run_size(&mut ini, Side::Initiator, &p);
     let _ = h.join().unwrap();
     (r, ini)
 }
@@ -194,8 +194,8 @@ fn verified_payloads_pass_and_a_flipped_bit_is_caught() {
     // Message 3 + 17 is timed message 17; the receiver reports it, and the initiator, whose
     // messages are no longer taken, fails instead of waiting for ever.
     let (mut ini, mut tgt) = pair(8, Duration::ZERO, Duration::ZERO, Some(20));
-    let h = std::thread::spawn(move || run_size(&mut ini, Role::Initiator, &p).map(|_| ()));
-    let e = run_size(&mut tgt, Role::Target, &p)
+    let h = std::thread::spawn(move || run_size(&mut ini, Side::Initiator, &p).map(|_| ()));
+    let e = run_size(&mut tgt, Side::Target, &p)
         .map(|_| ())
         .unwrap_err();
     assert!(

@@ -6,7 +6,11 @@ use crate::units::{cnt_str, size_str};
 
 use super::ResultDoc;
 
-pub use super::table_xfer::xfer;
+mod ucx;
+mod xfer;
+
+pub use self::ucx::ucx_perf;
+pub use self::xfer::xfer;
 
 fn extra_f64(r: &super::SizeResult, key: &str) -> Option<f64> {
     r.extra.get(key).and_then(|v| v.as_f64())

@@ -1,4 +1,5 @@
-//! Both backends' ends refuse a chunk outside its transfer's region with the same error.
+//! The transfer vocabulary: offers name their backend; both backends' ends refuse a chunk
+//! outside its transfer's region with the same error.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Duration;
@@ -6,9 +7,9 @@ use std::time::Duration;
 use super::libfabric::{FabricInitiator, FabricTarget};
 use super::ucx::{UcxInitiator, UcxTarget};
 use super::*;
-use crate::bootstrap::Exchange;
 use crate::fabric::{caps, EndpointSpec, EndpointType};
 use crate::mem::HostBuffer;
+use crate::peer::Exchange;
 
 const SIZE: usize = 64 << 10;
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,4 +116,40 @@ fn libfabric_ends_refuse_a_chunk_outside_its_region() {
         |ex| FabricInitiator::connect(&spec, ex, local(), 2, SIZE, XferOp::Send, TIMEOUT),
         |ex| FabricTarget::connect(&spec, ex, regions(2, SIZE), TIMEOUT),
     );
+}
+
+#[test]
+fn an_offer_names_its_backend_and_refuses_the_other_form() {
+    let offer = RegionOffer::Ucx(vec![ucx::protocol::RemoteRegion {
+        addr: 4096,
+        len: 1 << 20,
+        rkey: "AAE=".into(),
+    }]);
+    let json = serde_json::to_value(&offer).unwrap();
+    assert_eq!(json["backend"], "ucx");
+    assert_eq!(json["regions"][0]["len"], 1 << 20);
+    let back: RegionOffer = serde_json::from_value(json).unwrap();
+    assert_eq!(back, offer);
+    let fabric = serde_json::json!({"backend": "libfabric", "regions": [{"addr": 1}]});
+    assert!(serde_json::from_value::<RegionOffer>(fabric).is_err());
+}
+
+#[test]
+fn a_timeout_of_either_library_is_the_transfers_own() {
+    let after = Duration::from_millis(2500);
+    for e in [
+        XferError::from(crate::fabric::FabricError::Timeout {
+            what: "completions",
+            secs: 2.5,
+        }),
+        XferError::from(crate::ucx::UcxError::Timeout {
+            what: "completions",
+            secs: 2.5,
+        }),
+    ] {
+        assert!(
+            matches!(e, XferError::Timeout { what: "completions", after: a } if a == after),
+            "{e:?}"
+        );
+    }
 }

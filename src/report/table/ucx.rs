@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{ResultDoc, SizeResult};
+use crate::report::{ResultDoc, SizeResult};
 use crate::stats::LatencySummary;
 
 const WIDTHS: [usize; 11] = [16, 14, 11, 9, 9, 12, 10, 11, 9, 9, 10];

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::{ResultDoc, SizeResult};
+use crate::report::{ResultDoc, SizeResult};
 
 fn f_or_dash(v: Option<&serde_json::Value>, digits: usize) -> String {
     v.and_then(|x| x.as_f64())
