@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use super::host::{kernel_version, major_minor, run_briefly};
-use super::{bytes, list, Ctx, Finding, PatternNeed};
+use super::{bytes, list, Ctx, Finding, Host, PatternNeed};
 use crate::topo::{Distance, GpuListing, Topology};
 
-pub(super) fn check(c: &Ctx<'_>) -> Vec<Finding> {
+/// Free and total memory of each GPU (`smi`: what [`smi_memory`] read).
+pub(super) fn check(c: &Ctx<'_>, smi: Option<Vec<SmiRow>>) -> Vec<Finding> {
     let topo = Topology::scan(&c.host.sysfs);
     let vram = c.ids(|n| n.vram);
     if topo.gpus.is_empty() {
@@ -29,7 +30,7 @@ pub(super) fn check(c: &Ctx<'_>) -> Vec<Finding> {
         return vec![f];
     }
     let listing = GpuListing::build(&topo, c.facts.gpus.clone());
-    let mut out = vec![driver(c, &listing), memory(c), gpudirect(c)];
+    let mut out = vec![driver(c, &listing), memory(c, smi), gpudirect(c)];
     out.extend(nearest_nics(c, &topo, &listing));
     out
 }
@@ -90,15 +91,21 @@ fn driver(c: &Ctx<'_>, l: &GpuListing) -> Finding {
     }
 }
 
-/// Free and total memory of each GPU from nvidia-smi: (bus id, total MiB, free MiB).
-fn smi_memory(c: &Ctx<'_>) -> Option<Vec<(String, u64, u64)>> {
-    let smi = c.host.which("nvidia-smi")?;
+/// One GPU as nvidia-smi tells it: (bus id, total MiB, free MiB).
+pub(crate) type SmiRow = (String, u64, u64);
+
+/// Free and total memory of each GPU from nvidia-smi, where sysfs shows NVIDIA GPUs.
+pub(crate) fn smi_memory(host: &Host) -> Option<Vec<SmiRow>> {
+    if Topology::scan(&host.sysfs).gpus.is_empty() {
+        return None;
+    }
+    let smi = host.which("nvidia-smi")?;
     let args = [
         "--query-gpu=pci.bus_id,memory.total,memory.free",
         "--format=csv,noheader,nounits",
     ];
-    let text = run_briefly(c.host, &smi, &args, Duration::from_secs(1))?;
-    let rows: Vec<(String, u64, u64)> = text
+    let text = run_briefly(host, &smi, &args, Duration::from_secs(1))?;
+    let rows: Vec<SmiRow> = text
         .lines()
         .filter_map(|l| {
             let mut f = l.split(',').map(str::trim);
@@ -112,10 +119,10 @@ fn smi_memory(c: &Ctx<'_>) -> Option<Vec<(String, u64, u64)>> {
     (!rows.is_empty()).then_some(rows)
 }
 
-fn memory(c: &Ctx<'_>) -> Finding {
+fn memory(c: &Ctx<'_>, smi: Option<Vec<SmiRow>>) -> Finding {
     const CHECK: &str = "gpu.memory";
     const MIB: u64 = 1 << 20;
-    let Some(rows) = smi_memory(c) else {
+    let Some(rows) = smi else {
         return Finding::warn(
             CHECK,
             "free GPU memory unknown (nvidia-smi not found or silent)",

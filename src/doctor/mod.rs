@@ -270,13 +270,26 @@ pub fn examine(
         .as_ref()
         .map(|p| PlanNeeds::of(p, &o.patterns))
         .unwrap_or_default();
-    let (facts, etcd_probe, peer_probe, sample) = std::thread::scope(|s| {
+    // What waits (the network, processes run, the CPU time watched) runs beside the libraries'
+    // questions: the whole takes about the longest of them.
+    let plan = o.plan.is_some();
+    let (facts, etcd_probe, peer_probe, sample, smi, tools) = std::thread::scope(|s| {
         let e = s.spawn(|| etcd::probe(o, &needs));
         let p = s.spawn(|| peer::probe(o, &needs));
         let n = s.spawn(|| noise::sample(host));
+        let g = s.spawn(|| gpu::smi_memory(host));
+        let t = s.spawn(|| tools::check(host, &needs, plan));
         let facts = gather();
-        let (e, p, n) = (e.join(), p.join(), n.join());
-        (facts, e.ok().flatten(), p.ok().flatten(), n.ok())
+        let (e, p, n, g) = (e.join(), p.join(), n.join(), g.join());
+        let t = t.join().unwrap_or_default();
+        (
+            facts,
+            e.ok().flatten(),
+            p.ok().flatten(),
+            n.ok(),
+            g.ok().flatten(),
+            t,
+        )
     });
     let ctx = Ctx {
         o,
@@ -287,12 +300,12 @@ pub fn examine(
     let mut findings = Vec::new();
     findings.extend(libraries::check(&ctx));
     findings.extend(efa::check(&ctx));
-    findings.extend(gpu::check(&ctx));
+    findings.extend(gpu::check(&ctx, smi));
     findings.extend(memory::check(&ctx));
     findings.extend(tcp::check(&ctx, peer::address(&peer_probe)));
     findings.push(etcd::judge(&ctx, etcd_probe));
     findings.push(peer::judge(&peer_probe));
-    findings.extend(tools::check(&ctx));
+    findings.extend(tools);
     findings.extend(noise::check(&ctx, sample.unwrap_or_default()));
     DoctorReport {
         plan: o

@@ -5,13 +5,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::host::run_briefly;
-use super::{list, Ctx, Finding};
+use super::{list, Finding, Host, PlanNeeds};
 
 /// The longest a tool may take to tell its version.
 const VERSION_LIMIT: Duration = Duration::from_millis(500);
 
-pub(super) fn check(c: &Ctx<'_>) -> Vec<Finding> {
-    if !c.has_plan() {
+/// The tools of `needs`' patterns on `host` (`plan`: a plan was given).
+pub(super) fn check(host: &Host, needs: &PlanNeeds, plan: bool) -> Vec<Finding> {
+    let c = &Tools { host, needs };
+    if !plan {
         return vec![Finding::skip(
             "tools",
             "no --plan: the reference tools a plan runs are checked with --plan",
@@ -37,6 +39,12 @@ pub(super) fn check(c: &Ctx<'_>) -> Vec<Finding> {
     })
 }
 
+/// What the tool checks read.
+struct Tools<'a> {
+    host: &'a Host,
+    needs: &'a PlanNeeds,
+}
+
 /// The first line of a tool's answer that reads like a version.
 fn version_line(text: &str) -> Option<String> {
     text.lines()
@@ -53,7 +61,7 @@ fn version_line(text: &str) -> Option<String> {
 
 /// A tool's version: its own `--version`, or for tools that have none, that of the library
 /// they run on (fi_info beside fabtests, ucx_info beside ucx_perftest).
-fn version(c: &Ctx<'_>, key: &str, exe: &Path) -> Option<String> {
+fn version(c: &Tools<'_>, key: &str, exe: &Path) -> Option<String> {
     let (helper, args): (&str, &[&str]) = match key {
         "fi_pingpong" | "fi_rma_pingpong" => ("fi_info", &["--version"]),
         "ucx_perftest" => ("ucx_info", &["-v"]),
@@ -88,9 +96,9 @@ fn install_hint(key: &str) -> &'static str {
     }
 }
 
-fn tool(c: &Ctx<'_>, key: &str) -> Finding {
+fn tool(c: &Tools<'_>, key: &str) -> Finding {
     let check = format!("tools.{key}");
-    let users = c.ids(|n| n.tools.iter().any(|t| t == key));
+    let users = c.needs.ids(|n| n.tools.iter().any(|t| t == key));
     let missing = |what: String| {
         // Without NIXL's engine a pattern's twin rounds are skipped (the template's skip_if);
         // without any other tool its task definition fails.
