@@ -69,7 +69,9 @@ fn every_pattern_of_every_layer_gives_a_valid_server_client_pair() {
                 }
             }
             let ids: Vec<&str> = def.tasks.iter().map(|t| t.id.as_str()).collect();
-            assert_eq!(ids[0], "prepare-output");
+            // The plan's first pattern runs the doctor first.
+            let start = usize::from(id == "pll-fi-pingpong-efa-default");
+            assert_eq!(ids[start], "prepare-output", "{ids:?}");
             let task = |name: &str| {
                 ids.iter()
                     .any(|i| *i == name || i.strip_prefix(name).is_some_and(|r| r == "-r1"))
@@ -203,6 +205,22 @@ fn stock_tools_get_their_real_option_names() {
     assert!(!efa.contains("main.py"), "{efa}");
     let fpp = text("client/pll-fi-pingpong-efa-default-client.json");
     assert!(fpp.contains("fi_pingpong -p efa -e rdm"), "{fpp}");
+    // The plan's first task: the doctor, with the plan's environment; the client asks its
+    // peer's control port. No other pattern runs it.
+    let first = |name: &str| -> String {
+        let g = files.iter().find(|g| g.path == Path::new(name)).unwrap();
+        let def = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
+        format!("{}: {}", def.tasks[0].id, def.tasks[0].commands.join("; "))
+    };
+    assert!(
+        first("client/pll-fi-pingpong-efa-default-client.json").starts_with(
+            "doctor: env FI_EFA_FORK_SAFE=1 FI_EFA_USE_DEVICE_RDMA=1 timeout 900 kvxfer doctor \
+         --provider efa --peer {{PEER_IP}}:47590 ||"
+        )
+    );
+    assert!(first("pll-fi-pingpong-efa-default-server.json")
+        .starts_with("doctor: env FI_EFA_FORK_SAFE=1 FI_EFA_USE_DEVICE_RDMA=1 timeout 900 kvxfer doctor --provider efa ||"));
+    assert!(first("pll-fi-pingpong-efa-tagged-server.json").starts_with("prepare-output: "));
     assert!(kvb.contains(
         "--isl 1000 --osl 128 --num_requests 1 --page_size 16 --tp 1 --pp 1 --access_pattern block"
     ));
