@@ -70,6 +70,17 @@ pub fn run_size<T: PingPongTransport>(
     role: Role,
     p: &SizeParams,
 ) -> Result<SizeSamples, BenchError> {
+    run_size_with(t, role, p, &mut || Ok(()))
+}
+
+/// [`run_size`], calling `at_timed` once between the last warm-up iteration and the first
+/// timed one, before the timed span's clock starts (a failure there ends the loop).
+pub fn run_size_with<T: PingPongTransport>(
+    t: &mut T,
+    role: Role,
+    p: &SizeParams,
+    at_timed: &mut dyn FnMut() -> Result<(), BenchError>,
+) -> Result<SizeSamples, BenchError> {
     let mut hist = new_histogram();
     let mut recent = Recent::new(UCX_PERFTEST_WINDOW);
     let total = p.warmup + p.iterations;
@@ -88,6 +99,7 @@ pub fn run_size<T: PingPongTransport>(
     // Message sequence numbers: the initiator's are even, the target's odd.
     for i in 0..total {
         if i == p.warmup {
+            at_timed()?;
             timed_start = Instant::now();
             prev = clock.now();
         }

@@ -277,6 +277,7 @@ fn status_name(doc: &ResultDoc) -> &'static str {
         crate::report::Status::Complete => "complete",
         crate::report::Status::Partial => "partial",
         crate::report::Status::Failed => "failed",
+        crate::report::Status::WrongPath => "wrong-path",
     }
 }
 

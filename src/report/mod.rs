@@ -4,6 +4,7 @@ mod atomic;
 pub mod export;
 pub mod folder;
 pub mod kv;
+pub mod path_lines;
 pub mod schema;
 pub mod stdout;
 pub mod table;

@@ -9,7 +9,9 @@ use super::segments::{check_device, check_hmem, MemKinds, SegKind};
 use super::two_sided::PairRun;
 pub use super::two_sided::{Progress, SideOutcome};
 use super::{environment, RunError};
-use crate::bench::pingpong::{run_size, FabtestsFigures, PingPongTransport, Role, SizeParams};
+use crate::bench::pingpong::{
+    run_size_with, FabtestsFigures, PingPongTransport, Role, SizeParams, SizeSamples,
+};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{
@@ -17,6 +19,7 @@ use crate::fabric::{
 };
 use crate::mem::HostStaged;
 use crate::report::{ResultDoc, SizeResult};
+use crate::run::path::{PairProbe, Payload};
 use crate::stats::{encode_histogram, LatencySummary};
 use crate::units::human_size;
 
@@ -322,6 +325,7 @@ fn sizes<B: HostStaged>(
     {
         let inject_size = ch.inject_size() as u64;
         ch.post_recv()?;
+        let mut probe = PairProbe::new(role_name(role));
         for (i, &size) in cfg.sizes.iter().enumerate() {
             oob.barrier()?;
             let p = SizeParams {
@@ -330,18 +334,19 @@ fn sizes<B: HostStaged>(
                 warmup: cfg.warmup,
                 verify: cfg.verify,
             };
-            let samples = match run_size(&mut ch, role, &p) {
+            let run = run_size_with(&mut ch, role, &p, &mut probe.hook(oob));
+            let samples = match run {
                 Ok(s) => s,
                 Err(error) => {
                     abandon(ch);
-                    return Err(RunError::Bench {
-                        at: format!("size {}", human_size(size)),
-                        error,
-                    });
+                    return Err(probe.failure(format!("size {}", human_size(size)), error));
                 }
             };
-            doc.results
-                .push(size_result(size, &samples, Some(size <= inject_size), 2));
+            let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
+            r.path = probe
+                .finish(oob, both_ways(size, &samples))?
+                .map(|p| p.to_value());
+            doc.results.push(r);
             progress(Progress {
                 done: i + 1,
                 total: cfg.sizes.len(),
@@ -349,6 +354,24 @@ fn sizes<B: HostStaged>(
             });
         }
         Ok(oob.barrier()?)
+    }
+}
+
+/// The side's name in results.
+pub(crate) fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Initiator => "initiator",
+        Role::Target => "target",
+    }
+}
+
+/// A ping-pong's payload on either side: a message of `size` each way per timed iteration.
+pub(crate) fn both_ways(size: u64, s: &SizeSamples) -> Payload {
+    let bytes = size * s.iterations;
+    Payload {
+        sent: bytes,
+        received: bytes,
+        timed_ns: Some(s.elapsed_ns),
     }
 }
 
@@ -385,6 +408,7 @@ pub(crate) fn size_result(
         bandwidth_mbps: Some(f.mb_per_sec),
         transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
         histogram: encode_histogram(&s.latency_ns).ok(),
+        path: None,
         extra,
     }
 }
@@ -409,19 +433,10 @@ pub(crate) fn config_map(cfg: &PingPongConfig, role: Role) -> Map<String, Value>
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("inject".into(), json!(cfg.inject));
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
-    m.insert(
-        "role".into(),
-        json!(match role {
-            Role::Initiator => "initiator",
-            Role::Target => "target",
-        }),
-    );
+    m.insert("role".into(), json!(role_name(role)));
     m.insert("latency".into(), json!("half round trip per iteration"));
     if cfg.mem.any_vram() {
-        let side = match role {
-            Role::Initiator => "initiator",
-            Role::Target => "target",
-        };
+        let side = role_name(role);
         super::segments::config_keys(&mut m, &cfg.mem, side, cfg.verify);
         m.remove("vram_alloc");
         if cfg.verify {
