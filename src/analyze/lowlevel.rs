@@ -94,8 +94,8 @@ pub struct LowPoint {
     pub backend: Option<String>,
     /// The network it ran on.
     pub transport: Transport,
-    /// Measured over the loopback interface (or shared memory): one host, not the nodes'
-    /// network.
+    /// Measured over the loopback interface (or shared memory), or its payload crossed no
+    /// network device but the loopback: one host, not the nodes' network.
     pub loopback: bool,
     /// `pairwise`, `manytoone`, ... (separators removed), when said.
     pub scheme: Option<String>,
@@ -180,6 +180,26 @@ fn loopback_of(doc: &ResultDoc, t: Transport) -> bool {
             .is_some_and(|p| p.starts_with("pll-lo-"))
 }
 
+/// True when a result's counters saw its payload cross no network device but the loopback
+/// (`path.kind` none or local).
+fn one_host_path(r: &SizeResult) -> bool {
+    let kind = r.path.as_ref().and_then(|p| p.get("kind")).and_then(Value::as_str);
+    matches!(kind, Some("none" | "local"))
+}
+
+/// Why a document is no evidence at all: a failed run, or one whose payload took another path
+/// than it asked for (`wrong-path`).
+pub(super) fn refused(doc: &ResultDoc) -> Option<&'static str> {
+    use crate::report::Status;
+    match doc.status {
+        Status::Failed => Some("a failed run"),
+        Status::WrongPath => {
+            Some("a wrong-path run: its payload did not take the path it asked for")
+        }
+        Status::Complete | Status::Partial => None,
+    }
+}
+
 fn concurrency_of(c: &Map<String, Value>) -> Option<u64> {
     ["concurrency", "num_threads", "workers"]
         .iter()
@@ -238,7 +258,7 @@ pub fn points(source: &str, doc: &ResultDoc) -> Vec<LowPoint> {
                 pattern_id: doc.pattern_id.clone(),
                 backend: backend.clone(),
                 transport,
-                loopback: loopback_of(doc, transport),
+                loopback: loopback_of(doc, transport) || one_host_path(r),
                 scheme: scheme.clone(),
                 concurrency: concurrency_of(c),
                 // A profile moves whole pages; the cache's exact bytes name its size.
@@ -268,11 +288,13 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<LowPoint>, Vec<Skipped>), AnalyzeErro
     let mut skipped = Vec::new();
     for (name, bytes) in json_files(dir)? {
         match ResultDoc::from_json(&bytes) {
-            Ok(doc) if doc.status == crate::report::Status::Failed => skipped.push(Skipped {
-                file: name,
-                reason: "a failed run".into(),
-            }),
-            Ok(doc) => pts.extend(points(&name, &doc)),
+            Ok(doc) => match refused(&doc) {
+                Some(why) => skipped.push(Skipped {
+                    file: name,
+                    reason: why.into(),
+                }),
+                None => pts.extend(points(&name, &doc)),
+            },
             Err(why) => skipped.push(Skipped {
                 file: name,
                 reason: format!("not a kvxfer.result/v1 document: {why}"),
@@ -359,5 +381,32 @@ mod tests {
         assert_eq!(points("n.json", &d)[0].transport, Transport::Shm);
         d.pattern_id = None;
         assert_eq!(points("n.json", &d)[0].transport, Transport::Other);
+    }
+
+    #[test]
+    fn a_payload_that_crossed_no_network_device_is_one_host_and_a_wrong_path_no_evidence() {
+        let mut d = ResultDoc::new("kvxfer", "xfer", "L1");
+        d.status = crate::report::Status::Complete;
+        d.config.insert("provider".into(), json!("efa"));
+        for kind in ["network", "none", "local"] {
+            d.results.push(SizeResult {
+                message_size: 1 << 20,
+                path: Some(json!({"kind": kind, "verdict": "-"})),
+                ..Default::default()
+            });
+        }
+        let p = points("x.json", &d);
+        let one_host: Vec<bool> = p.iter().map(|x| x.loopback).collect();
+        assert_eq!(one_host, [false, true, true]);
+        assert_eq!(p[1].transport, Transport::Efa);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ok.json"), d.to_json()).unwrap();
+        d.status = crate::report::Status::WrongPath;
+        std::fs::write(dir.path().join("wrong.json"), d.to_json()).unwrap();
+        let (pts, skipped) = load_dir(dir.path()).unwrap();
+        assert_eq!(pts.len(), 3);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].file.ends_with("wrong.json"));
+        assert!(skipped[0].reason.starts_with("a wrong-path run"), "{}", skipped[0].reason);
     }
 }

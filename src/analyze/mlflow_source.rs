@@ -130,7 +130,13 @@ pub fn low_points(
         };
         let bytes = client.download_artifact(&run.info, &f.path)?;
         match ResultDoc::from_json(&bytes) {
-            Ok(doc) => pts.extend(lowlevel::points(&src, &doc)),
+            Ok(doc) => match lowlevel::refused(&doc) {
+                Some(why) => skipped.push(Skipped {
+                    file: src,
+                    reason: why.into(),
+                }),
+                None => pts.extend(lowlevel::points(&src, &doc)),
+            },
             Err(why) => skipped.push(Skipped {
                 file: src,
                 reason: format!("{}: {why}", f.path),

@@ -204,6 +204,7 @@ fn view(role: &str, host: &str, kind: PathKind, carriers: &[&str]) -> SideView {
         line_rate_gbit_s: None,
         achieved_gbit_s: None,
         line_rate_fraction: None,
+        other_traffic_likely: false,
         devices,
         retransmissions: Vec::new(),
         tcp: None,

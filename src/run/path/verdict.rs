@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::view::{PathKind, SideView};
+use super::view::{PathKind, SideView, SHORT_RATIO};
 
 /// What `counters` says in every path: whose traffic the figures hold.
 pub const SCOPE: &str = "host-wide: every process's traffic on a device counts";
@@ -76,7 +76,9 @@ pub fn describe(v: &SideView) -> String {
             if let Some((f, rate)) = v.line_rate_fraction.zip(v.line_rate_gbit_s) {
                 s.push_str(&format!(", {:.0}% of {}", f * 100.0, rate_text(rate)));
             }
-            if v.notes.iter().any(|n| n.contains("other traffic")) {
+            if v.bytes_ratio.is_some_and(|r| r < SHORT_RATIO) {
+                s.push_str(" (less than the payload: the rest went elsewhere)");
+            } else if v.other_traffic_likely {
                 s.push_str(" (other traffic likely)");
             }
             s

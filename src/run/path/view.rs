@@ -14,6 +14,8 @@ pub const CARRIER_FRACTION: f64 = 0.05;
 const HEADER_BYTES: u64 = 100;
 /// Excess over payload and headers beyond which other traffic is likely.
 const OTHER_TRAFFIC_SLACK: f64 = 0.15;
+/// Carriers that moved less than this part of the payload did not carry all of it.
+pub const SHORT_RATIO: f64 = 0.9;
 
 /// What a side moved over its timed span.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -150,6 +152,8 @@ pub struct SideView {
     pub achieved_gbit_s: Option<f64>,
     /// `achieved_gbit_s` over `line_rate_gbit_s`.
     pub line_rate_fraction: Option<f64>,
+    /// The carriers moved more than the payload and its headers: other traffic shared them.
+    pub other_traffic_likely: bool,
     /// Every device found, carriers first.
     pub devices: Vec<DeviceMove>,
     /// Retransmission and loss counters that moved (the host's TCP counters as `tcp`).
@@ -402,10 +406,18 @@ impl SideView {
             })
             .sum();
         let allowed = total as f64 * (1.0 + OTHER_TRAFFIC_SLACK) + (packets * HEADER_BYTES) as f64;
-        if bytes.is_some_and(|b| b as f64 > allowed) {
+        let other_traffic_likely = bytes.is_some_and(|b| b as f64 > allowed);
+        if other_traffic_likely {
             notes.push(format!(
                 "the carriers moved {:.2}x the payload, more than its headers explain: other \
                  traffic on the same devices is likely (the counters are host-wide)",
+                ratio.unwrap_or(0.0)
+            ));
+        }
+        if ratio.is_some_and(|r| r < SHORT_RATIO) {
+            notes.push(format!(
+                "the carriers moved {:.2}x the payload, less than it: the rest moved through no \
+                 network device, or what they moved is other traffic",
                 ratio.unwrap_or(0.0)
             ));
         }
@@ -450,6 +462,7 @@ impl SideView {
             line_rate_gbit_s: line_rate,
             achieved_gbit_s: achieved,
             line_rate_fraction: achieved.zip(line_rate).map(|(a, l)| a / l),
+            other_traffic_likely,
             devices: moves,
             retransmissions,
             tcp,

@@ -294,6 +294,7 @@ fn a_payload_no_device_carried_and_other_traffic_on_a_carrier() {
     );
     let v = SideView::of("initiator", "h", &devs, &b, &a, sent(P));
     assert_eq!(v.kind, PathKind::Network);
+    assert!(v.other_traffic_likely);
     assert!(
         v.notes.iter().any(|n| n.contains("other traffic")),
         "{:?}",
