@@ -183,7 +183,11 @@ fn loopback_of(doc: &ResultDoc, t: Transport) -> bool {
 /// True when a result's counters saw its payload cross no network device but the loopback
 /// (`path.kind` none or local).
 fn one_host_path(r: &SizeResult) -> bool {
-    let kind = r.path.as_ref().and_then(|p| p.get("kind")).and_then(Value::as_str);
+    let kind = r
+        .path
+        .as_ref()
+        .and_then(|p| p.get("kind"))
+        .and_then(Value::as_str);
     matches!(kind, Some("none" | "local"))
 }
 
@@ -407,6 +411,10 @@ mod tests {
         assert_eq!(pts.len(), 3);
         assert_eq!(skipped.len(), 1);
         assert!(skipped[0].file.ends_with("wrong.json"));
-        assert!(skipped[0].reason.starts_with("a wrong-path run"), "{}", skipped[0].reason);
+        assert!(
+            skipped[0].reason.starts_with("a wrong-path run"),
+            "{}",
+            skipped[0].reason
+        );
     }
 }

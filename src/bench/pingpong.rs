@@ -222,6 +222,7 @@ mod tests {
         delay: Duration,
         corrupt_at: Option<u64>,
         sent: u64,
+        shared_sent: SentCounter,
     }
 
     impl PingPongTransport for MemTransport {
@@ -238,6 +239,9 @@ mod tests {
                 m[len / 2] ^= 0xff;
             }
             self.sent += 1;
+            self.shared_sent
+                .0
+                .store(self.sent, std::sync::atomic::Ordering::SeqCst);
             self.tx.lock().unwrap().push_back(m);
             Ok(())
         }
@@ -268,6 +272,22 @@ mod tests {
         }
     }
 
+    /// Messages a transport has sent so far, readable from its loop's hook.
+    #[derive(Clone)]
+    struct SentCounter(Arc<std::sync::atomic::AtomicU64>);
+
+    impl SentCounter {
+        fn get(&self) -> u64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl MemTransport {
+        fn sent_counter(&self) -> SentCounter {
+            self.shared_sent.clone()
+        }
+    }
+
     fn pair(delay: Duration, corrupt_at: Option<u64>) -> (MemTransport, MemTransport) {
         let a = Arc::new(Mutex::new(VecDeque::new()));
         let b = Arc::new(Mutex::new(VecDeque::new()));
@@ -280,6 +300,7 @@ mod tests {
             delay: d,
             corrupt_at: c,
             sent: 0,
+            shared_sent: SentCounter(Arc::default()),
         };
         (
             mk(&a, &b, Duration::ZERO, None),
@@ -312,6 +333,56 @@ mod tests {
         let sum_half: f64 = s.latency_ns.mean() * 20.0;
         let half_elapsed = s.elapsed_ns as f64 / 2.0;
         assert!((sum_half - half_elapsed).abs() / half_elapsed < 0.01);
+    }
+
+    #[test]
+    fn the_hook_runs_once_between_warm_up_and_timed_iterations_outside_the_clock() {
+        let (mut ini, mut tgt) = pair(Duration::ZERO, None);
+        let p = SizeParams {
+            size: 100,
+            iterations: 20,
+            warmup: 3,
+            verify: true,
+        };
+        // Each side's hook notes how many messages it had sent, then stalls 200 ms (a slow
+        // counter reading): none of it may show in a timed sample.
+        let hook = |sent: u64, calls: &mut Vec<u64>| {
+            calls.push(sent);
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(())
+        };
+        let h = std::thread::spawn(move || {
+            let mut calls = Vec::new();
+            let sent = tgt.sent_counter();
+            run_size_with(&mut tgt, Role::Target, &p, &mut || {
+                hook(sent.get(), &mut calls)
+            })
+            .map(|_| calls)
+        });
+        let mut calls = Vec::new();
+        let sent = ini.sent_counter();
+        let s = run_size_with(&mut ini, Role::Initiator, &p, &mut || {
+            hook(sent.get(), &mut calls)
+        })
+        .unwrap();
+        // Once each, after the three warm-up messages of each side.
+        assert_eq!(calls, [3]);
+        assert_eq!(h.join().unwrap().unwrap(), [3]);
+        assert_eq!(s.latency_ns.len(), 20);
+        assert!(
+            s.latency_ns.max() < 200_000_000,
+            "a timed sample holds the hook: {} ns",
+            s.latency_ns.max()
+        );
+        assert!(s.elapsed_ns < 200_000_000, "{}", s.elapsed_ns);
+        // A failing hook ends the loop with its error.
+        let (mut ini, _tgt) = pair(Duration::ZERO, None);
+        let p = SizeParams { warmup: 0, ..p };
+        let e = run_size_with(&mut ini, Role::Initiator, &p, &mut || {
+            Err(BenchError::Invalid("no counters".into()))
+        })
+        .unwrap_err();
+        assert!(matches!(e, BenchError::Invalid(m) if m == "no counters"));
     }
 
     #[test]

@@ -284,7 +284,11 @@ fn path_tags(doc: &ResultDoc) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     for (tag, key) in [("path", "verdict"), ("path_kind", "kind")] {
         let mut seen: Vec<&str> = Vec::new();
-        for v in doc.results.iter().filter_map(|r| r.path.as_ref()?.get(key)?.as_str()) {
+        for v in doc
+            .results
+            .iter()
+            .filter_map(|r| r.path.as_ref()?.get(key)?.as_str())
+        {
             if !seen.contains(&v) {
                 seen.push(v);
             }

@@ -223,14 +223,12 @@ fn target_inner(
         oob.send_frame(b"")?;
         run_target_iteration(&mut adapter, per, cfg.timeout)
             .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
-        if i + 1 == cfg.warmup + cfg.iterations {
-            gate.end();
-        }
         side.finish(cfg, adapter.end, i)?;
     }
+    // The initiator sends its report once its last timed iteration is over: the side reads
+    // after the last of its workers has it.
     let mut report: WorkerReport = oob.recv_json()?;
-    // Every worker of this side got through its last timed iteration together (they start
-    // each at the barrier): the side's view once the last of them has.
+    gate.end();
     let path = gate
         .wait_end(cfg.timeout)
         .then(|| gate.readings())
