@@ -322,9 +322,9 @@ impl OutputArgs {
 #[derive(Debug, clap::Args)]
 pub struct PathArgs {
     /// The path the payload must take: network (a device other than lo), local (lo, shared
-    /// memory or a copy on this host), or DEV[,DEV...] (these devices, each carrying part, and no
-    /// other; * matches any characters). Another path ends the run with status wrong-path and
-    /// exit status 1, the figures kept.
+    /// memory or a copy on this host), or DEV[,DEV...] (these devices and no other, each named
+    /// one carrying part; a name with * admits the devices it matches, e.g. rdmap*). Another
+    /// path ends the run with status wrong-path and exit status 1, the figures kept.
     #[arg(long, value_name = "network|local|DEV[,DEV...]", value_parser = ExpectPath::parse)]
     pub expect_path: Option<ExpectPath>,
 }

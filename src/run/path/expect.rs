@@ -14,7 +14,8 @@ pub enum ExpectPath {
     Network,
     /// This host alone: the loopback, shared memory or a copy.
     Local,
-    /// These devices, every one of them and no other (`*` in a name matches any characters).
+    /// These devices and no other: each named one carrying part; a name with `*` (matching
+    /// any characters) admits the devices it matches without asking each to carry.
     Devices(Vec<String>),
 }
 
@@ -58,7 +59,7 @@ impl ExpectPath {
             ExpectPath::Devices(want) => {
                 !v.carriers.is_empty()
                     && v.carriers.iter().all(|c| want.iter().any(|w| glob(w, c)))
-                    && want.iter().all(|w| v.carriers.iter().any(|c| glob(w, c)))
+                    && named(want).all(|w| v.carriers.iter().any(|c| c == w))
             }
         })
     }
@@ -78,10 +79,8 @@ impl ExpectPath {
             v.carriers.join(" and ")
         );
         if let ExpectPath::Devices(d) = self {
-            let idle: Vec<&str> = d
-                .iter()
-                .filter(|w| !v.carriers.iter().any(|c| glob(w, c)))
-                .map(String::as_str)
+            let idle: Vec<&str> = named(d)
+                .filter(|w| !v.carriers.iter().any(|c| c == w))
                 .collect();
             if !idle.is_empty() {
                 s.push_str(&format!(" ({} carried nothing)", idle.join(", ")));
@@ -89,6 +88,11 @@ impl ExpectPath {
         }
         s
     }
+}
+
+/// The plain device names of a list (those without `*`): each must carry part.
+fn named(list: &[String]) -> impl Iterator<Item = &str> {
+    list.iter().map(String::as_str).filter(|w| !w.contains('*'))
 }
 
 /// `pattern` matches `name`, a `*` standing for any run of characters.

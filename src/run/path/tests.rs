@@ -289,6 +289,21 @@ fn a_wrong_path_keeps_the_figures_and_says_what_carried_them() {
     assert!(judge(&mut d, &ExpectPath::parse("efa*").unwrap())
         .wrong
         .is_empty());
+    // A family of names admits its devices without asking each to carry; a device outside
+    // every family is a wrong path.
+    let families = ExpectPath::parse("rdmap*,efa*").unwrap();
+    assert!(judge(&mut d, &families).wrong.is_empty());
+    let mut d = doc_with(vec![view(
+        "initiator",
+        "a",
+        PathKind::Network,
+        &["efa0", "eth0"],
+    )]);
+    assert_eq!(
+        judge(&mut d, &families).wrong,
+        ["efa0 and eth0 carried it, not the requested rdmap*,efa*"]
+    );
+    let mut d = doc_with(vec![both.clone()]);
     assert!(judge(&mut d, &ExpectPath::Network).wrong.is_empty());
     let lo = view("initiator", "a", PathKind::Local, &["lo"]);
     let mut d = doc_with(vec![lo]);
