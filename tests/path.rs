@@ -260,35 +260,27 @@ fn no_timed_iteration_holds_a_counter_reading() {
     let stop = Arc::new(AtomicBool::new(false));
     let staller = stall(fifo, hold, stop.clone());
     let started = Instant::now();
+    let run = |args: &[&str], json: &Path| {
+        let out = kvxfer()
+            .env("KVXFER_SYSFS_ROOT", f.root())
+            .args(args)
+            .arg("--json")
+            .arg(json)
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+    };
     let xfer = dir.path().join("x.json");
-    let out = kvxfer()
-        .env("KVXFER_SYSFS_ROOT", f.root())
-        .args([
-            "xfer", "-s", "1M", "-I", "5", "-w", "1", "--domain", "lo", "--json",
-        ])
-        .arg(&xfer)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run(
+        &["xfer", "-s", "1M", "-I", "5", "-w", "1", "--domain", "lo"],
+        &xfer,
     );
     let ping = dir.path().join("p.json");
-    let out = kvxfer()
-        .env("KVXFER_SYSFS_ROOT", f.root())
-        .args([
-            "pingpong", "--sizes", "4K", "-I", "200", "-w", "10", "--json",
-        ])
-        .arg(&ping)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run(
+        &["pingpong", "--sizes", "4K", "-I", "200", "-w", "10"],
+        &ping,
     );
     stop.store(true, Ordering::Relaxed);
     let stalls = staller.join().unwrap();

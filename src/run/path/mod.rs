@@ -239,3 +239,5 @@ impl PairProbe {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod view_tests;

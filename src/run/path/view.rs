@@ -472,7 +472,3 @@ impl SideView {
         }
     }
 }
-
-#[cfg(test)]
-#[path = "view_tests.rs"]
-mod tests;

@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::*;
-use crate::run::counters::{HostCpu, ProcessCpu};
-use crate::run::path::verdict;
+use super::view::*;
+use super::{verdict, Snapshot};
+use crate::run::counters::{Device, DeviceClass, HostCpu, ProcessCpu, Reading, Unknown};
 
 fn net(name: &str, loopback: bool, speed_bps: Option<f64>) -> Device {
     Device {
