@@ -215,7 +215,8 @@ fn read_number(path: &Path, buf: &mut [u8; 64]) -> Reading {
             Ok(0) => break,
             Ok(k) => {
                 n += k;
-                if n == buf.len() {
+                // sysfs hands over an attribute in one read: a line ends it.
+                if n == buf.len() || buf[n - 1] == b'\n' {
                     break;
                 }
             }
