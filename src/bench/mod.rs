@@ -41,6 +41,9 @@ pub enum BenchError {
     /// A message arrived with the wrong length.
     #[error("received {got} bytes where {expected} were sent")]
     Length { expected: usize, got: usize },
+    /// A signal asked the process to stop between iterations.
+    #[error(transparent)]
+    Stopped(#[from] crate::stop::Stopped),
 }
 
 impl From<crate::fabric::FabricError> for BenchError {

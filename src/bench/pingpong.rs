@@ -80,6 +80,7 @@ pub fn run_size<T: PingPongTransport>(
     };
     // Message sequence numbers: the initiator's are even, the target's odd.
     for i in 0..total {
+        crate::stop::check()?;
         if i == p.warmup {
             timed_start = Instant::now();
             prev = clock.now();

@@ -33,6 +33,7 @@ pub fn run_read_size<T: RmaReadTransport>(
     // The clock is read once per iteration, so the samples add up to the elapsed time (a
     // --verify check is inside its iteration's sample, as in the ping-pong loop).
     for i in 0..p.warmup + p.iterations {
+        crate::stop::check()?;
         if i == p.warmup {
             timed_start = Instant::now();
             prev = clock.now();

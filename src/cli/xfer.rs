@@ -424,6 +424,9 @@ fn measure(
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
+        // The bar stops however the run ends, an unwinding panic included (the scope waits
+        // for it).
+        let _stop_bar = StopOnDrop(&done);
         let r = if let Some(spec) = group {
             kvxfer::run::xfer::run_group(cfg, spec, &progress)
         } else if sides == Sides::One(Side::Initiator) {
@@ -441,4 +444,13 @@ fn measure(
         r
     });
     Ok(doc?)
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -54,6 +54,9 @@ pub enum FabricError {
         /// How long it waited, seconds.
         secs: f64,
     },
+    /// A signal asked the process to stop while this waited.
+    #[error(transparent)]
+    Stopped(#[from] crate::stop::Stopped),
 }
 
 /// Result alias of the fabric layer.

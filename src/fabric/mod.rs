@@ -12,6 +12,7 @@ mod mr;
 mod path;
 mod rma;
 mod rma_channel;
+pub(crate) mod signals;
 
 pub use channel::{LocalBuf, MsgChannel, MsgMode};
 pub use connect::{connect, domains_offered, select_info, Connection, EndpointSpec};

@@ -228,23 +228,26 @@ fn target_part(
     Ok((own, outcome))
 }
 
-/// Runs the target in a thread while watching the group: a rank that dies or gives up stops
-/// every worker at its next iteration (a worker whose initiator died may wait on the fabric
-/// until the time-out; it is left behind). Returns the target's document, when it finished,
-/// and what stopped the run early.
+/// The target's barrier and served counts, once it has set up.
+type Started = Option<(Arc<TimedBarrier>, target::ServedCounts)>;
+
+/// Runs the target in a thread while watching the group: a rank that dies or gives up (or
+/// etcd going away) stops every worker at its next iteration (a worker whose initiator died
+/// may wait on the fabric until the time-out; it is left behind). Returns the target's
+/// document (when the run stops early, what it served so far) and what stopped it early.
 fn serve(
     tcfg: &XferConfig,
     group: &Group,
     listener: OobListener,
     settle: Duration,
 ) -> Result<(Option<ResultDoc>, Option<RunError>), RunError> {
-    let slot: Arc<Mutex<Option<Arc<TimedBarrier>>>> = Arc::default();
+    let slot: Arc<Mutex<Started>> = Arc::default();
     let (cfg, put) = (tcfg.clone(), slot.clone());
     let target = std::thread::Builder::new()
         .name("kvxfer-target".into())
         .spawn(move || {
-            target::serve(&cfg, &listener, |b| {
-                *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
+            target::serve(&cfg, &listener, |b, served| {
+                *put.lock().unwrap_or_else(|p| p.into_inner()) = Some((b, served));
             })
         })
         .map_err(|source| RunError::Spawn {
@@ -256,15 +259,25 @@ fn serve(
             let outcome = target.join().map_err(|_| RunError::Crashed("target"))?;
             return Ok(match outcome {
                 Ok(doc) => (Some(doc), None),
+                Err(RunError::Partial { doc, error }) => {
+                    // Its error is concluded again below, blamed on a rank if one is gone.
+                    let mut doc = *doc;
+                    doc.errors.clear();
+                    (Some(doc), Some(blame(group, *error, settle)))
+                }
                 Err(e) => (None, Some(blame(group, e, settle))),
             });
         }
         if let Some(gone) = group.watch() {
             eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
-            if let Some(b) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let started = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let doc = started.map(|(b, served)| {
                 b.break_all();
-            }
-            return Ok((None, Some(RunError::Group(gone))));
+                let plan = tcfg.validate(Sides::One(Side::Target));
+                plan.map(|plan| target::served_doc(tcfg, &plan, &served))
+            });
+            let doc = doc.transpose()?.filter(|d| !d.results.is_empty());
+            return Ok((doc, Some(RunError::Group(gone))));
         }
         std::thread::sleep(WATCH);
     }

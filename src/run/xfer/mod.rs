@@ -33,7 +33,7 @@ use crate::report::ResultDoc;
 /// Runs the target side: accepts `concurrency` workers (one in outstanding mode) on the
 /// listener, serves them, and returns the document of all their reports.
 pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc, RunError> {
-    target::serve(cfg, listener, |_| {})
+    target::serve(cfg, listener, |_, _| {})
 }
 
 /// Runs the initiator side: `concurrency` workers (one in outstanding mode) against the

@@ -5,7 +5,10 @@
 use super::config::XferBackend;
 use super::config::{Sides, XferConfig, XferPlan};
 use super::staging::Staging;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use serde_json::{json, Map};
 
 use super::sync::TimedBarrier;
 use super::worker::{
@@ -16,7 +19,7 @@ use crate::bench::xfer::{plan_chunks, run_target_iteration};
 use crate::bootstrap::{BootstrapError, Oob, OobListener};
 use crate::mem::SharedRegion;
 use crate::peer::Side;
-use crate::report::ResultDoc;
+use crate::report::{ResultDoc, SizeResult};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::xfer::libfabric::FabricTarget;
@@ -144,8 +147,47 @@ impl TargetSide {
     }
 }
 
+/// Iterations each target worker finished, warm-up included: what the target side can tell of
+/// a run that stops early (the timings come with the initiators' reports, at the end).
+pub(super) type ServedCounts = Arc<Vec<AtomicU64>>;
+
+/// The target side's document of a run that stopped early: per worker the timed iterations it
+/// served, and as the result the iterations every worker finished, without timings (none
+/// when no timed iteration was served).
+pub(super) fn served_doc(cfg: &XferConfig, plan: &XferPlan, counts: &[AtomicU64]) -> ResultDoc {
+    let timed: Vec<u64> = counts
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst).saturating_sub(cfg.warmup))
+        .collect();
+    let iterations = timed.iter().copied().min().unwrap_or(0);
+    let mut doc = super::report::build(cfg, plan, Side::Target, &[]);
+    doc.results.clear();
+    if iterations > 0 {
+        let transfers = (plan.workers * plan.transfers_per_worker) as u64;
+        let mut extra = Map::new();
+        extra.insert("served_iterations".into(), json!(timed));
+        extra.insert(
+            "bytes_counted".into(),
+            json!(transfers
+                .saturating_mul(cfg.size)
+                .saturating_mul(iterations)),
+        );
+        extra.insert(
+            "latency".into(),
+            json!("none: the initiators' timings reach the target with their reports at the end"),
+        );
+        doc.results.push(SizeResult {
+            message_size: cfg.size,
+            iterations,
+            extra,
+            ..Default::default()
+        });
+    }
+    doc
+}
+
 /// Runs target worker `w` for the initiator on `oob`; returns the initiator's report with
-/// this side's figures.
+/// this side's figures, counting the iterations it finished in `served`.
 pub fn target_worker(
     cfg: &XferConfig,
     plan: &XferPlan,
@@ -153,8 +195,9 @@ pub fn target_worker(
     mut oob: Oob,
     mem: TargetMem,
     barrier: &TimedBarrier,
+    served: &AtomicU64,
 ) -> Result<WorkerReport, RunError> {
-    let r = target_inner(cfg, plan, w, &mut oob, mem, barrier);
+    let r = target_inner(cfg, plan, w, &mut oob, mem, barrier, served);
     if let Err(e) = &r {
         barrier.break_all();
         oob.report_failure(&e.to_string());
@@ -169,6 +212,7 @@ fn target_inner(
     oob: &mut Oob,
     mem: TargetMem,
     barrier: &TimedBarrier,
+    served: &AtomicU64,
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let regions = target_regions(cfg, per, mem)?;
@@ -180,6 +224,7 @@ fn target_inner(
     })?;
     let mut adapter = super::worker::Idle::new(&mut *end);
     for i in 0..cfg.warmup + cfg.iterations {
+        crate::stop::check()?;
         side.prepare(cfg, plan, adapter.end, i)?;
         let got = oob.recv_frame()?;
         if !got.is_empty() {
@@ -190,6 +235,7 @@ fn target_inner(
         run_target_iteration(&mut adapter, per, cfg.timeout)
             .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
         side.finish(cfg, adapter.end, i)?;
+        served.fetch_add(1, Ordering::SeqCst);
     }
     let mut report: WorkerReport = oob.recv_json()?;
     oob.send_json(&TargetSummary {
@@ -239,40 +285,52 @@ pub(super) fn connect_target(
     })
 }
 
-/// Serves the target side (see [`super::run_target`]), handing the workers' barrier to
-/// `started` first: breaking it stops every worker at its next iteration (a group run does when
-/// a rank is gone).
+/// Serves the target side (see [`super::run_target`]), handing the workers' barrier and their
+/// served counts to `started` first: breaking the barrier stops every worker at its next
+/// iteration (a group run does when a rank is gone). A run that stops early after some
+/// iterations ends in [`RunError::Partial`] with what was served ([`served_doc`]).
 pub(super) fn serve(
     cfg: &XferConfig,
     listener: &OobListener,
-    started: impl FnOnce(Arc<TimedBarrier>),
+    started: impl FnOnce(Arc<TimedBarrier>, ServedCounts),
 ) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::One(Side::Target))?;
     let (workers, per) = (plan.workers, plan.transfers_per_worker);
     let mems = target_mems(cfg, workers, per)?;
     let barrier = Arc::new(TimedBarrier::new(workers));
-    started(barrier.clone());
+    let served: ServedCounts = Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
+    started(barrier.clone(), served.clone());
     let mut handles = Vec::with_capacity(workers);
+    let partial = |e: RunError| {
+        let doc = served_doc(cfg, &plan, &served);
+        match doc.results.is_empty() {
+            true => e,
+            false => match crate::run::conclude(doc, Err(e)) {
+                Err(p) => p,
+                Ok(_) => unreachable!("conclude of an error is an error"),
+            },
+        }
+    };
     for (w, mem) in mems.into_iter().enumerate() {
         let oob = match listener.accept(&cfg.fingerprint(), cfg.timeout) {
             Ok(o) => o,
             Err(e) => {
                 barrier.break_all();
                 let _ = join_all(handles);
-                return Err(e.into());
+                return Err(partial(e.into()));
             }
         };
-        let (cfg, barrier) = (cfg.clone(), barrier.clone());
+        let (cfg, barrier, served) = (cfg.clone(), barrier.clone(), served.clone());
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-target-{w}"))
-            .spawn(move || target_worker(&cfg, &plan, w, oob, mem, &barrier))
+            .spawn(move || target_worker(&cfg, &plan, w, oob, mem, &barrier, &served[w]))
             .map_err(|source| RunError::Spawn {
                 what: "a target worker",
                 source,
             })?;
         handles.push(h);
     }
-    let reports = join_all(handles)?;
+    let reports = join_all(handles).map_err(partial)?;
     Ok(super::report::build(cfg, &plan, Side::Target, &reports))
 }
 
