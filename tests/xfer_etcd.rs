@@ -544,3 +544,31 @@ fn etcd_going_away_leaves_every_rank_its_partial_result() {
     println!("served {}, measured {measured}", served.iterations);
     assert!(measured > 0 && measured < 100_000, "{measured}");
 }
+
+// Issue 29, item 7: a world that cannot meet is named in one short line, however large.
+#[test]
+fn ranks_that_never_come_are_summarised_in_one_short_line() {
+    let test = "ranks_that_never_come_are_summarised_in_one_short_line";
+    let Some(run) = GroupRun::start(test, "lonely") else {
+        return;
+    };
+    let out = common::kvxfer()
+        .args(["xfer", "--etcd", &run.etcd.url, "--group", run.group])
+        .args([
+            "--world",
+            "65536",
+            "--scheme",
+            "many-to-one",
+            "--timeout",
+            "3",
+        ])
+        .args(["-s", "4K", "-I", "2", "--domain", "lo"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(last.len() < 300, "{} bytes: {}", last.len(), &last[..300]);
+    assert!(last.contains("ranks 1-65535 (65535 ranks)"), "{last}");
+}

@@ -206,14 +206,14 @@ pub struct XferArgs {
     /// also capped at the provider's max_msg_size.
     #[arg(short = 'b', long, value_parser = parse_size)]
     block: Option<u64>,
-    /// Chunks in flight per worker.
-    #[arg(short = 'W', long, default_value_t = 16)]
+    /// Chunks in flight per worker (1 to 65536).
+    #[arg(short = 'W', long, default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=xfer::MAX_WINDOW as u64))]
     window: usize,
     /// RMA write (the target confirms by counting remote CQ data), RMA read, or send.
     #[arg(short = 'o', long, value_enum, default_value = "write")]
     op: XferOpArg,
-    /// Transfers at once: this process's workers (or outstanding transfers).
-    #[arg(short = 'c', long, default_value_t = 1)]
+    /// Transfers at once: this process's workers (or outstanding transfers), 1 to 2^24.
+    #[arg(short = 'c', long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=xfer::MAX_CONCURRENCY as u64))]
     concurrency: usize,
     /// A worker (endpoint + CQs) per transfer, or all transfers outstanding on one endpoint.
     #[arg(long, value_enum, default_value = "endpoints")]
@@ -221,11 +221,11 @@ pub struct XferArgs {
     /// Who sends to whom.
     #[arg(long, value_enum, default_value = "pairwise")]
     scheme: SchemeArg,
-    /// Timed iterations.
-    #[arg(short = 'I', long, default_value_t = 10)]
+    /// Timed iterations (1 to 10^9; their samples count in the memory check).
+    #[arg(short = 'I', long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=xfer::MAX_ITERATIONS))]
     iterations: u64,
-    /// Untimed iterations first (the first one is reported as the cold transfer).
-    #[arg(short, long, default_value_t = 2)]
+    /// Untimed iterations first (the first one is reported as the cold transfer), at most 10^9.
+    #[arg(short, long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=xfer::MAX_ITERATIONS))]
     warmup: u64,
     /// Check every byte at the destination after every iteration.
     #[arg(long)]
@@ -246,7 +246,7 @@ pub struct XferArgs {
     #[arg(long, value_enum, conflicts_with_all = ["listen", "peer", "etcd"])]
     local_threads: Option<LocalThreadsArg>,
     /// Stripe over several libfabric rails: auto (every domain the provider offers), a count
-    /// (on the loopback: 127.0.0.1, 127.0.0.2, ...), or domains (efa0,efa1).
+    /// (on the loopback: 127.0.0.1, 127.0.0.2, ...), or domains (efa0,efa1); at most 256.
     #[arg(long, value_name = "auto|N|DEV,DEV,...", value_parser = RailSpec::parse)]
     rails: Option<RailSpec>,
     /// Transfers of at least this size are split evenly across the rails; smaller ones go

@@ -37,6 +37,16 @@ pub enum FabricError {
         /// The providers this libfabric offers.
         available: String,
     },
+    /// The provider offers no domain of the name asked for.
+    #[error("provider {provider:?} has no domain {domain:?}; it offers: {offered}")]
+    NoDomain {
+        /// The provider.
+        provider: String,
+        /// The domain asked for.
+        domain: String,
+        /// The domains it offers, comma-separated.
+        offered: String,
+    },
     /// A value passed to the safe layer is out of range.
     #[error("{0}")]
     Invalid(String),

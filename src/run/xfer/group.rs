@@ -16,7 +16,7 @@ use super::scheme::Roles;
 use super::sync::TimedBarrier;
 use super::worker::WorkerReport;
 use super::{initiator, target};
-use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec};
+use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec, MAX_WORLD};
 use crate::bootstrap::{Fingerprint, OobListener};
 use crate::peer::Side;
 use crate::report::ResultDoc;
@@ -68,6 +68,12 @@ fn fingerprint(cfg: &XferConfig) -> Fingerprint {
 
 /// The roles of the ranks, refusing what a group run does not do.
 fn check(cfg: &XferConfig, spec: &GroupSpec) -> Result<Roles, RunError> {
+    if spec.world == 0 || spec.world > MAX_WORLD {
+        return Err(RunError::Config(format!(
+            "a group run takes 1 to {MAX_WORLD} processes, not {}",
+            spec.world
+        )));
+    }
     let roles = Roles::new(cfg.scheme, spec.world, cfg.concurrency).map_err(RunError::Config)?;
     if cfg.mode != ConcurrencyMode::Endpoints {
         return Err(RunError::Config(

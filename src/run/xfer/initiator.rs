@@ -194,7 +194,8 @@ pub(super) fn initiator_run(
         target_registration_first_ns: target.registration_first_ns,
         target_registration_cached_ns: target.registration_cached_ns,
         cold: None,
-        timed: Vec::with_capacity(cfg.iterations as usize),
+        // Grown as the samples come when there are many (the memory check counted them).
+        timed: Vec::with_capacity(cfg.iterations.min(1 << 16) as usize),
         verified_bytes: 0,
         environment: environment(&*ep),
         registration: setup.registration.map(String::from),
