@@ -336,3 +336,59 @@ fn a_second_signal_ends_task_run_and_its_commands_at_once() {
     });
     assert!(!alive, "the command's sleep {sleep} still runs");
 }
+
+#[test]
+fn kvxfer_run_stopped_mid_pattern_leaves_nothing_running() {
+    if !have("fi_pingpong") {
+        skip(
+            "kvxfer_run_stopped_mid_pattern_leaves_nothing_running",
+            "no fi_pingpong (Debian's libfabric-bin), which the loopback plan's L0 runs",
+        );
+        return;
+    }
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results");
+    let state = dir.path().join("state.json");
+    let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/loopback.json");
+    let log = dir.path().join("err");
+    let child = Command::new(kvxfer_path())
+        .args(["run", "--layer", "L0", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(&out)
+        .arg("--state")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    signal(child.id(), "TERM");
+    let (code, err, took) = finish(child, &log, Duration::from_secs(30));
+    let line = last_line(&err);
+    assert_eq!(code, Some(143), "{err}");
+    assert!(
+        took < Duration::from_secs(15),
+        "ended {took:?} after SIGTERM"
+    );
+    assert!(
+        line.starts_with("kvxfer: stopped by SIGTERM: plan "),
+        "{line}"
+    );
+    assert!(line.contains("was stopped"), "{line}");
+    // The task that ran is marked failed, none is left running, and so is no process.
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let statuses: Vec<&str> = v
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|tasks| tasks.as_object().unwrap().values())
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"failed"), "{statuses:?}");
+    assert!(!statuses.contains(&"running"), "{statuses:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let left = running_with(&out.display().to_string());
+    assert!(left.is_empty(), "left running: {left:?}");
+}

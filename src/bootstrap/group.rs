@@ -97,7 +97,7 @@ type Result<T> = std::result::Result<T, GroupError>;
 pub const MAX_WORLD: usize = 65536;
 
 /// Ranks as one short line however many there are: runs of consecutive ranks as ranges, the
-/// first few of them, then how many ranks in all (`rank(s) 1-3, 5 (4 ranks)`).
+/// first few of them, then how many ranks in all (`ranks 1-3, 5 (4 ranks)`).
 pub fn rank_list(ranks: &[usize]) -> String {
     const SHOWN: usize = 8;
     let mut runs: Vec<(usize, usize)> = Vec::new();
