@@ -14,6 +14,7 @@ pub mod reference;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod stop;
 pub mod teardown;
 pub mod topo;
 pub mod ucx;

@@ -104,6 +104,7 @@ impl CompletionQueue {
             }
             spins = spins.wrapping_add(1);
             if spins & 0xfff == 0 {
+                crate::stop::check()?;
                 let s = *start.get_or_insert_with(Instant::now);
                 if s.elapsed() > timeout {
                     return Err(FabricError::Timeout {
@@ -334,6 +335,7 @@ impl EventQueue {
             if ret < 0 && ret != -(sys::FI_EAGAIN as isize) {
                 return Err(call_error("fi_eq_read", ret as i64));
             }
+            crate::stop::check()?;
             if start.elapsed() > timeout {
                 return Err(FabricError::Timeout {
                     what: "a connection event",

@@ -13,6 +13,7 @@ mod path;
 mod peer_name;
 mod rma;
 mod rma_channel;
+pub(crate) mod signals;
 
 pub use channel::{LocalBuf, MsgChannel, MsgMode};
 pub use connect::{connect, domains_offered, select_info, Connection, EndpointSpec};

@@ -131,6 +131,7 @@ impl<B: HostStaged> RmaChannel<B> {
     }
 
     fn deadline_check(&self, start: Instant, what: &'static str) -> Result<()> {
+        crate::stop::check()?;
         if start.elapsed() > self.timeout {
             return Err(FabricError::Timeout {
                 what,

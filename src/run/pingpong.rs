@@ -235,6 +235,7 @@ impl PairRun for PingPongConfig {
             buffers: max.saturating_mul(2),
             endpoints: 1,
             per_endpoint: libfabric_endpoint_bytes(&self.provider),
+            ..MemoryNeed::default()
         }
     }
     fn measure(

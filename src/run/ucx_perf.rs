@@ -306,6 +306,7 @@ impl PairRun for UcxPerfConfig {
             buffers: side(Side::Initiator).max(side(Side::Target)),
             endpoints: 1,
             per_endpoint: super::memory::UCX_ENDPOINT_BYTES,
+            ..super::memory::MemoryNeed::default()
         }
     }
     fn measure(

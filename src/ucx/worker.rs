@@ -206,6 +206,7 @@ impl Worker {
             spins = spins.wrapping_add(1);
             // Reading the clock costs more than a progress call: look at it now and then.
             if spins % 1024 == 0 {
+                crate::stop::check()?;
                 let s = *start.get_or_insert_with(Instant::now);
                 if s.elapsed() > timeout {
                     return Err(UcxError::Timeout {
@@ -248,12 +249,14 @@ impl Worker {
             spins = spins.wrapping_add(1);
             if spins % 1024 == 0 {
                 let s = *start.get_or_insert_with(Instant::now);
-                if s.elapsed() > timeout {
+                let stopped = crate::stop::check();
+                if s.elapsed() > timeout || stopped.is_err() {
                     // SAFETY: p is live and unreleased; cancel, then hand it back to UCX.
                     unsafe {
                         sys::ucp_request_cancel(self.inner.raw.as_ptr(), p.as_ptr());
                         sys::ucp_request_free(p.as_ptr());
                     }
+                    stopped?;
                     return Err(UcxError::Timeout {
                         what: op,
                         secs: timeout.as_secs_f64(),
