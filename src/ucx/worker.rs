@@ -301,6 +301,15 @@ impl SendParams {
     pub fn new(memh: Option<MemHandleRef>) -> SendParams {
         SendParams(op_param(memh))
     }
+
+    /// These parameters for `memh`, rebuilt only when it differs from the one they carry.
+    #[inline]
+    pub(crate) fn for_memh(&mut self, memh: Option<MemHandleRef>) -> &SendParams {
+        if memh_of(&self.0) != memh.map(|m| m.raw) {
+            *self = SendParams::new(memh);
+        }
+        self
+    }
 }
 
 /// Parameters of tagged receives, built once (see [`SendParams`]); the completion callback
@@ -316,6 +325,21 @@ impl RecvParams {
         param.cb.recv = Some(recv_done);
         RecvParams(param)
     }
+
+    /// These parameters for `memh`, rebuilt only when it differs from the one they carry.
+    #[inline]
+    pub(crate) fn for_memh(&mut self, memh: Option<MemHandleRef>) -> &RecvParams {
+        if memh_of(&self.0) != memh.map(|m| m.raw) {
+            *self = RecvParams::new(memh);
+        }
+        self
+    }
+}
+
+/// The memory handle a request's parameters carry, if any.
+#[inline]
+fn memh_of(param: &sys::ucp_request_param_t) -> Option<sys::ucp_mem_h> {
+    (param.op_attr_mask & sys::UCP_OP_ATTR_FIELD_MEMH != 0).then_some(param.memh)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
