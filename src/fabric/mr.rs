@@ -370,17 +370,6 @@ impl<B: Buffer> MemoryRegion<B> {
         self.in_flight.idle().then_some(&mut *self.buf)
     }
 
-    /// The buffer for this layer's channels, which post through the `unsafe` calls with their
-    /// own contracts and never through slices (so nothing is counted in flight).
-    pub(super) fn channel_buf(&self) -> &B {
-        &self.buf
-    }
-
-    /// As [`channel_buf`](Self::channel_buf), for writing.
-    pub(super) fn channel_buf_mut(&mut self) -> &mut B {
-        &mut self.buf
-    }
-
     /// Byte `offset` of host memory, read as it is now even while the NIC may be writing it
     /// (a peer's RMA write landing, which a receiver may poll for as its arrival); None outside
     /// the region or for device memory.

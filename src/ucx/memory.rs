@@ -224,17 +224,6 @@ impl<B: Buffer> MemHandle<B> {
         self.in_flight.idle().then_some(&mut *self.buf)
     }
 
-    /// The buffer for this layer's channels, which post through the `unsafe` calls with their
-    /// own contracts and never through slices (so nothing is counted in flight).
-    pub(super) fn channel_buf(&self) -> &B {
-        &self.buf
-    }
-
-    /// As [`channel_buf`](Self::channel_buf), for writing.
-    pub(super) fn channel_buf_mut(&mut self) -> &mut B {
-        &mut self.buf
-    }
-
     /// The remote key a peer unpacks to reach this memory with put/get.
     pub fn pack_rkey(&self) -> Result<Vec<u8>> {
         let mut ptr: *mut libc::c_void = std::ptr::null_mut();

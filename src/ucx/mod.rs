@@ -3,15 +3,14 @@
 //! Ownership enforces UCX's release order: a worker holds its context, an endpoint its worker,
 //! a remote key its endpoint, a memory handle its context and its buffer.
 //!
-//! What `kvxfer ucx-perf` drives is [`TagChannel`] (tagged messages, a window of them in
-//! flight, an acknowledgement); what the UCX backend of `xfer` drives (`crate::xfer::ucx`:
-//! put, get or tagged send per chunk over mapped memory and unpacked remote keys, with
-//! notifications and confirmations) posts through an [`OpTable`], which tracks operations
-//! without borrowing the worker.
+//! Every operation is posted through an [`OpTable`]: bounds-checked slices of mapped memory
+//! (or messages the table copies), tracked under the caller's tokens without borrowing the
+//! worker, each holding what it reaches until it settles. The UCX backend of `xfer`
+//! (`crate::xfer::ucx`) and the tag channel of `kvxfer ucx-perf` (`crate::channel`) post
+//! through it.
 #![warn(missing_docs)]
 
 mod capture;
-mod channel;
 mod context;
 mod endpoint;
 mod error;
@@ -19,7 +18,6 @@ mod memory;
 mod ops;
 mod worker;
 
-pub use channel::{SlotSpec, TagChannel};
 pub use context::{
     header_version, library_path, parse_resources, version, version_lacks, Context, Features,
     Resource,
@@ -28,7 +26,7 @@ pub use endpoint::{parse_lanes, Endpoint, RemoteKey, RemoteMemory, RemoteSlice};
 pub use error::{status_string, Result, UcxError};
 pub use memory::{MemHandle, MemHandleRef, MemoryType, UcxSlice, UcxSliceMut};
 pub use ops::OpTable;
-pub use worker::{RecvParams, Request, SendParams, Worker};
+pub use worker::Worker;
 
 #[cfg(test)]
 mod tests;
