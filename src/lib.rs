@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod bench;
 pub mod bootstrap;
 pub mod doctor;
+pub mod channel;
 pub mod fabric;
 pub mod mem;
 pub mod mlflow;
