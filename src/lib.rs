@@ -3,8 +3,8 @@
 pub mod analyze;
 pub mod bench;
 pub mod bootstrap;
-pub mod doctor;
 pub mod channel;
+pub mod doctor;
 pub mod fabric;
 pub mod mem;
 pub mod mlflow;
