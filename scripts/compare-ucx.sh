@@ -51,10 +51,10 @@ run_ucx_perftest() {
     local test=$1 size=$2 iters=$3 p out
     for _ in 1 2 3; do
         p=$(port)
-        timeout 120 "$perftest" -p "$p" >/dev/null 2>&1 &
+        timeout -k 5 120 "$perftest" -p "$p" >/dev/null 2>&1 &
         local srv=$!
         sleep 0.5
-        out=$(timeout 120 "$perftest" 127.0.0.1 -p "$p" -t "$test" -s "$size" -n "$iters" 2>&1 || true)
+        out=$(timeout -k 5 120 "$perftest" 127.0.0.1 -p "$p" -t "$test" -s "$size" -n "$iters" 2>&1 || true)
         wait "$srv" 2>/dev/null || true
         local final
         final=$(grep -E '^ *Final:' <<<"$out" || true)
