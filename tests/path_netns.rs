@@ -66,6 +66,27 @@ impl Hosts {
             skip(test, "cannot join namespaces by veth pairs (no NET_ADMIN?)");
             return None;
         }
+        // A veth end is offered by libfabric's tcp provider only once it is running (carrier
+        // up, a moment after `link set up`): a run started before that finds only lo.
+        let running = |ns: &str, dev: &str| {
+            Command::new("ip")
+                .args(["-n", ns, "-o", "link", "show", "dev", dev])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("state UP"))
+        };
+        let all_up = || {
+            links
+                .iter()
+                .all(|(ea, eb)| running(&h.a, ea) && running(&h.b, eb))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !all_up() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{test}: veth pairs not running after 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Some(h)
     }
 
@@ -180,8 +201,12 @@ fn a_veth_pair_carries_tcp_between_namespaces_and_lo_inside_one() {
         .chain(["--peer", &listen, "--expect-path", "kva0"])
         .collect();
     let (i, t) = pair_run(&h, (&h.b, &h.a), &[], (&target, &ini), dir.path());
-    assert!(i.status.success(), "{}", text(&i));
-    assert!(t.status.success(), "{}", text(&t));
+    assert!(
+        i.status.success() && t.status.success(),
+        "initiator: {}\ntarget: {}",
+        text(&i),
+        text(&t)
+    );
     let doc = read_doc(&dir.path().join("i.json"));
     assert_eq!(doc.status, Status::Complete);
     // Each side names its own end of the pair, in the initiator's result.
@@ -324,8 +349,12 @@ fn two_veth_pairs_as_two_rails_carry_half_each() {
         .chain(["--peer", &listen, "--expect-path", "kvr0,kvr1"])
         .collect();
     let (i, t) = pair_run(&h, (&h.b, &h.a), &[], (&target, &ini), dir.path());
-    assert!(i.status.success(), "{}", text(&i));
-    assert!(t.status.success(), "{}", text(&t));
+    assert!(
+        i.status.success() && t.status.success(),
+        "initiator: {}\ntarget: {}",
+        text(&i),
+        text(&t)
+    );
     let doc = read_doc(&dir.path().join("i.json"));
     for k in 0..2 {
         let side = &path(&doc)["sides"][k];
