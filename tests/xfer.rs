@@ -252,6 +252,45 @@ fn tcp_two_processes_verify() {
 }
 
 #[test]
+fn both_sides_of_a_many_worker_run_name_workers_and_tiers_alike() {
+    let _g = fabric_lock();
+    let e = Expect {
+        size: 1 << 20,
+        iterations: 3,
+        warmup: 1,
+        transfers: 4,
+        verify: false,
+        op: "write",
+    };
+    let (idoc, tdoc) = two_processes_consistent(
+        &[],
+        &[
+            "xfer", "-p", "tcp", "-s", "1M", "-c", "4", "-I", "3", "-w", "1",
+        ],
+        &e,
+    );
+    // The target accepts the four workers in whatever order they connect; both documents
+    // still number them as the initiator does, so the same figures give the same tiers.
+    let (i, t) = (&idoc.results[0].extra, &tdoc.results[0].extra);
+    assert_eq!(i["workers"], t["workers"]);
+    assert_eq!(i["tiers"], t["tiers"]);
+    let mut members: Vec<u64> = t["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| {
+            t["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_u64().unwrap())
+        })
+        .collect();
+    members.sort_unstable();
+    assert_eq!(members, vec![0, 1, 2, 3]);
+}
+
+#[test]
 fn shm_672m_two_processes() {
     let _g = fabric_lock();
     let e = Expect {
