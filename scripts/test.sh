@@ -25,6 +25,9 @@ mlflow_dir="$(mktemp -d)"
 trap 'bash scripts/mlflow-server.sh stop --dir "$mlflow_dir" >/dev/null 2>&1 || true; rm -rf "$mlflow_dir"' EXIT
 bash scripts/mlflow-server.sh start --dir "$mlflow_dir" >"$mlflow_dir/start.out" 2>&1 &
 mlflow_start=$!
+# The self-contained GPU bundle .device/ (cargo profile `device`: release code, thin LTO), which
+# tests/device_bundle.rs checks without a GPU.
+bash scripts/device-bundle.sh
 cargo test --workspace --all-targets --no-run
 if wait "$mlflow_start"; then
     KVXFER_TEST_MLFLOW_URI="$(sed -n 's/.*uri=\([^ ]*\).*/\1/p' "$mlflow_dir/start.out")"

@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod bench;
 pub mod bootstrap;
+pub mod doctor;
 pub mod fabric;
 pub mod mem;
 pub mod mlflow;

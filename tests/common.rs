@@ -34,6 +34,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The shipped loopback plan with its results in `dir/results`, free control and reference
+/// ports and this kvxfer, changed by `edit`, written to `dir/plan.json`: (plan, results).
+pub fn loopback_plan(
+    dir: &Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut p = kvxfer::plan::load_plan(&root.join("plans/loopback.json")).unwrap();
+    edit(&mut p);
+    let out = dir.join("results");
+    p["common"]["output_dir"] = out.display().to_string().into();
+    p["common"]["control_port"] = free_port().into();
+    p["common"]["reference_port"] = free_port().into();
+    p["infrastructure"]["tools"]["kvxfer"] = kvxfer_path().display().to_string().into();
+    let f = dir.join("plan.json");
+    std::fs::write(&f, serde_json::to_vec_pretty(&p).unwrap()).unwrap();
+    (f, out)
+}
+
 /// Reads a result document.
 pub fn read_doc(path: &Path) -> ResultDoc {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

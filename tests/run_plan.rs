@@ -14,7 +14,7 @@ use kvxfer::mlflow::Client;
 use kvxfer::report::ResultDoc;
 use serde_json::Value;
 
-use common::{fabric_lock, free_port, kvxfer, kvxfer_path};
+use common::{fabric_lock, free_port, kvxfer};
 
 const EXPERIMENT: &str = "low-level-network-loopback";
 /// The catch-up test's experiment: its own, as it may share the suite's server.
@@ -27,33 +27,26 @@ fn installed(tool: &str) -> bool {
 
 /// The shipped loopback plan with free ports, this kvxfer and a results folder of the test's.
 fn plan(dir: &Path) -> (PathBuf, PathBuf) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut p = kvxfer::plan::load_plan(&root.join("plans/loopback.json")).unwrap();
-    // The NIXL twins at 224M and 672M take minutes and run in tests/loopback_plan.rs already:
-    // this test keeps the 55M pair of each transport, so every tool and layer still runs.
-    for layer in p["layers"].as_array_mut().unwrap() {
-        layer["patterns"].as_array_mut().unwrap().retain(|pat| {
-            let id = pat["id"].as_str().unwrap();
-            !id.contains("-nixl-") || id.ends_with("-55m")
-        });
-    }
-    // Two rounds of each pattern are enough to show each result recorded once; the loopback
-    // plan's seven rounds of latency are judged in tests/loopback_plan.rs.
-    for layer in p["layers"].as_array_mut().unwrap() {
-        for pat in layer["patterns"].as_array_mut().unwrap() {
-            if pat["params"].get("runs").is_some() {
-                pat["params"]["runs"] = 2.into();
+    common::loopback_plan(dir, |p| {
+        // The NIXL twins at 224M and 672M take minutes and run in tests/loopback_plan.rs
+        // already: this test keeps the 55M pair of each transport, so every tool and layer
+        // still runs.
+        for layer in p["layers"].as_array_mut().unwrap() {
+            layer["patterns"].as_array_mut().unwrap().retain(|pat| {
+                let id = pat["id"].as_str().unwrap();
+                !id.contains("-nixl-") || id.ends_with("-55m")
+            });
+        }
+        // Two rounds of each pattern are enough to show each result recorded once; the
+        // loopback plan's seven rounds of latency are judged in tests/loopback_plan.rs.
+        for layer in p["layers"].as_array_mut().unwrap() {
+            for pat in layer["patterns"].as_array_mut().unwrap() {
+                if pat["params"].get("runs").is_some() {
+                    pat["params"]["runs"] = 2.into();
+                }
             }
         }
-    }
-    let out = dir.join("results");
-    p["common"]["output_dir"] = out.display().to_string().into();
-    p["common"]["control_port"] = free_port().into();
-    p["common"]["reference_port"] = free_port().into();
-    p["infrastructure"]["tools"]["kvxfer"] = kvxfer_path().display().to_string().into();
-    let f = dir.join("plan.json");
-    std::fs::write(&f, serde_json::to_vec_pretty(&p).unwrap()).unwrap();
-    (f, out)
+    })
 }
 
 /// Runs `kvxfer run`; returns (success, stdout JSON, stderr).

@@ -63,6 +63,17 @@ pub fn run_size<T: PingPongTransport>(
     role: Side,
     p: &SizeParams,
 ) -> Result<SizeSamples, BenchError> {
+    run_size_with(t, role, p, &mut || Ok(()))
+}
+
+/// [`run_size`], calling `at_timed` once between the last warm-up iteration and the first
+/// timed one, before the timed span's clock starts (a failure there ends the loop).
+pub fn run_size_with<T: PingPongTransport>(
+    t: &mut T,
+    role: Side,
+    p: &SizeParams,
+    at_timed: &mut dyn FnMut() -> Result<(), BenchError>,
+) -> Result<SizeSamples, BenchError> {
     let mut hist = new_histogram();
     let mut recent = Recent::new(UCX_PERFTEST_WINDOW);
     super::check_counts(p.size as u64, p.iterations, p.warmup, 2).map_err(BenchError::Invalid)?;
@@ -82,6 +93,7 @@ pub fn run_size<T: PingPongTransport>(
     // Message sequence numbers: the initiator's are even, the target's odd.
     for i in 0..total {
         if i == p.warmup {
+            at_timed()?;
             timed_start = Instant::now();
             prev = clock.now();
         }
@@ -205,6 +217,7 @@ mod tests {
         delay: Duration,
         corrupt_at: Option<u64>,
         sent: u64,
+        shared_sent: SentCounter,
     }
 
     impl PingPongTransport for MemTransport {
@@ -221,6 +234,9 @@ mod tests {
                 m[len / 2] ^= 0xff;
             }
             self.sent += 1;
+            self.shared_sent
+                .0
+                .store(self.sent, std::sync::atomic::Ordering::SeqCst);
             self.tx.lock().unwrap().push_back(m);
             Ok(())
         }
@@ -251,6 +267,22 @@ mod tests {
         }
     }
 
+    /// Messages a transport has sent so far, readable from its loop's hook.
+    #[derive(Clone)]
+    struct SentCounter(Arc<std::sync::atomic::AtomicU64>);
+
+    impl SentCounter {
+        fn get(&self) -> u64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl MemTransport {
+        fn sent_counter(&self) -> SentCounter {
+            self.shared_sent.clone()
+        }
+    }
+
     fn pair(delay: Duration, corrupt_at: Option<u64>) -> (MemTransport, MemTransport) {
         let a = Arc::new(Mutex::new(VecDeque::new()));
         let b = Arc::new(Mutex::new(VecDeque::new()));
@@ -263,6 +295,7 @@ mod tests {
             delay: d,
             corrupt_at: c,
             sent: 0,
+            shared_sent: SentCounter(Arc::default()),
         };
         (
             mk(&a, &b, Duration::ZERO, None),
@@ -295,6 +328,56 @@ mod tests {
         let sum_half: f64 = s.latency_ns.mean() * 20.0;
         let half_elapsed = s.elapsed_ns as f64 / 2.0;
         assert!((sum_half - half_elapsed).abs() / half_elapsed < 0.01);
+    }
+
+    #[test]
+    fn the_hook_runs_once_between_warm_up_and_timed_iterations_outside_the_clock() {
+        let (mut ini, mut tgt) = pair(Duration::ZERO, None);
+        let p = SizeParams {
+            size: 100,
+            iterations: 20,
+            warmup: 3,
+            verify: true,
+        };
+        // Each side's hook notes how many messages it had sent, then stalls 200 ms (a slow
+        // counter reading): none of it may show in a timed sample.
+        let hook = |sent: u64, calls: &mut Vec<u64>| {
+            calls.push(sent);
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(())
+        };
+        let h = std::thread::spawn(move || {
+            let mut calls = Vec::new();
+            let sent = tgt.sent_counter();
+            run_size_with(&mut tgt, Side::Target, &p, &mut || {
+                hook(sent.get(), &mut calls)
+            })
+            .map(|_| calls)
+        });
+        let mut calls = Vec::new();
+        let sent = ini.sent_counter();
+        let s = run_size_with(&mut ini, Side::Initiator, &p, &mut || {
+            hook(sent.get(), &mut calls)
+        })
+        .unwrap();
+        // Once each, after the three warm-up messages of each side.
+        assert_eq!(calls, [3]);
+        assert_eq!(h.join().unwrap().unwrap(), [3]);
+        assert_eq!(s.latency_ns.len(), 20);
+        assert!(
+            s.latency_ns.max() < 200_000_000,
+            "a timed sample holds the hook: {} ns",
+            s.latency_ns.max()
+        );
+        assert!(s.elapsed_ns < 200_000_000, "{}", s.elapsed_ns);
+        // A failing hook ends the loop with its error.
+        let (mut ini, _tgt) = pair(Duration::ZERO, None);
+        let p = SizeParams { warmup: 0, ..p };
+        let e = run_size_with(&mut ini, Side::Initiator, &p, &mut || {
+            Err(BenchError::Invalid("no counters".into()))
+        })
+        .unwrap_err();
+        assert!(matches!(e, BenchError::Invalid(m) if m == "no counters"));
     }
 
     #[test]

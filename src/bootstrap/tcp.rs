@@ -137,6 +137,55 @@ struct Hello {
     params: Fingerprint,
 }
 
+/// A connection that only asks what the listening kvxfer is (`kvxfer doctor --peer`); a
+/// listener answers with [`About`] and waits on. Older listeners drop it as not a hello.
+#[derive(Serialize, Deserialize)]
+struct Query {
+    query: String,
+}
+
+const ABOUT: &str = "about";
+
+/// What a kvxfer says of itself when asked on its control port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct About {
+    /// Its version (`0.1.0`).
+    pub kvxfer: String,
+    /// The commit it was built from.
+    pub git_sha: String,
+    /// Its build features (`cuda`).
+    pub features: Vec<String>,
+    /// The control protocol it speaks.
+    pub proto: u32,
+}
+
+impl About {
+    /// This kvxfer.
+    pub fn this() -> About {
+        About {
+            kvxfer: env!("CARGO_PKG_VERSION").to_string(),
+            git_sha: env!("KVXFER_GIT_SHA").to_string(),
+            features: env!("KVXFER_FEATURES")
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            proto: PROTO,
+        }
+    }
+}
+
+/// Asks the kvxfer listening at `addr` what it is, all within `timeout`.
+pub fn query_about(addr: SocketAddr, timeout: Duration) -> Result<About> {
+    let deadline = Instant::now() + timeout;
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    let mut oob = Oob::new(stream, timeout)?;
+    oob.send_json(&Query {
+        query: ABOUT.to_string(),
+    })?;
+    oob.recv_json_by(deadline)
+}
+
 /// The target's answer to a hello: ok, or the parameter (or protocol) that differs.
 #[derive(Serialize, Deserialize)]
 struct Verdict {
@@ -292,6 +341,12 @@ impl OobListener {
         timeout: Duration,
     ) -> Result<Option<Oob>> {
         let Ok(hello) = serde_json::from_slice::<Hello>(body) else {
+            if serde_json::from_slice::<Query>(body).is_ok_and(|q| q.query == ABOUT) {
+                // Asked what we are (`kvxfer doctor --peer`): say it, and wait on.
+                if let Ok(mut oob) = Oob::new(stream, timeout) {
+                    let _ = oob.send_json(&About::this());
+                }
+            }
             return Ok(None);
         };
         let Ok(mut oob) = Oob::new(stream, timeout) else {
@@ -504,13 +559,7 @@ impl Oob {
     }
 
     fn recv_json_by<T: for<'de> Deserialize<'de>>(&mut self, deadline: Instant) -> Result<T> {
-        let bytes = self.recv_frame_by(deadline)?;
-        serde_json::from_slice(&bytes).map_err(|e| match std::str::from_utf8(&bytes) {
-            Ok(text) if !text.trim_start().starts_with(['{', '[', '"']) => {
-                BootstrapError::PeerFailed(text.to_string())
-            }
-            _ => BootstrapError::Protocol(e.to_string()),
-        })
+        parse_json(&self.recv_frame_by(deadline)?)
     }
 
     /// Sends our bytes and returns the peer's (both sides call this).
@@ -530,6 +579,16 @@ impl Oob {
         let msg = if message.is_empty() { "error" } else { message };
         let _ = self.write_frame(FRAME_FAILURE, msg.as_bytes());
     }
+}
+
+/// A JSON frame's value; plain text is the peer's failure report.
+fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| match std::str::from_utf8(bytes) {
+        Ok(text) if !text.trim_start().starts_with(['{', '[', '"']) => {
+            BootstrapError::PeerFailed(text.to_string())
+        }
+        _ => BootstrapError::Protocol(e.to_string()),
+    })
 }
 
 /// Fills `buf` from `stream`, failing with `TimedOut` once `deadline` has passed.

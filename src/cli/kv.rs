@@ -16,7 +16,7 @@ use kvxfer::run::kv_profile::{self, KvProfileConfig, ProfileEvent, Shape};
 use kvxfer::run::xfer::{ConcurrencyMode, Scheme, Sides, XferConfig};
 use kvxfer::units::human_size;
 
-use super::common::{parse_listen, progress_bar, OutputArgs};
+use super::common::{parse_listen, progress_bar, OutputArgs, PathArgs};
 use super::xfer::{FabricArgs, XferOpArg};
 
 /// `kvxfer kv` and its subcommands.
@@ -230,6 +230,8 @@ struct ProfileArgs {
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
     #[command(flatten)]
+    path: PathArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -438,7 +440,8 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         doc.config
             .insert("model_config".into(), p.display().to_string().into());
     }
+    let judged = a.path.judge(&mut doc);
     a.output
         .publish(&mut doc, Some(&Table(render::profile_text)))?;
-    Ok(ExitCode::SUCCESS)
+    a.path.exit(judged, &a.output)
 }

@@ -3,6 +3,7 @@
 mod analyze;
 mod common;
 mod crosscheck;
+mod doctor;
 mod etcd;
 mod info;
 mod kv;
@@ -66,6 +67,8 @@ enum Command {
     Run(run_plan::RunArgs),
     /// etcd upkeep for `xfer --etcd`: remove what a crashed run left.
     Etcd(etcd::EtcdArgs),
+    /// The node checked before measuring: each check ok, warn, fail or skip, with what to do.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -87,5 +90,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Analyze(a)) => analyze::run(a),
         Some(Command::Run(a)) => run_plan::run(a),
         Some(Command::Etcd(a)) => etcd::run(a),
+        Some(Command::Doctor(a)) => doctor::run(a),
     }
 }

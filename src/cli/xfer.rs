@@ -17,7 +17,7 @@ use kvxfer::run::xfer::{
 use kvxfer::units::human_size;
 use kvxfer::xfer::XferOp;
 
-use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs};
+use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs, PathArgs};
 
 /// `--op`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -278,6 +278,8 @@ pub struct XferArgs {
     #[command(flatten)]
     group: super::etcd::GroupArgs,
     #[command(flatten)]
+    path: PathArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -320,9 +322,10 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         Ok(d) => d,
         Err(e) => return a.output.fail(e, table::xfer),
     };
+    let judged = a.path.judge(&mut doc);
     a.output
         .publish(&mut doc, Some(&export::Table(table::xfer)))?;
-    Ok(ExitCode::SUCCESS)
+    a.path.exit(judged, &a.output)
 }
 
 /// The run's configuration from the options.

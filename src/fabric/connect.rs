@@ -55,16 +55,24 @@ pub fn select_info(spec: &EndpointSpec) -> Result<Info> {
         return first.to_owned();
     }
     // A named domain: its entry on the control connection's address family and address when
-    // it has one (lo offers 127.0.0.1 and ::1), else its first.
-    if spec.domain.is_some() {
+    // it has one (lo offers 127.0.0.1 and ::1), else its first. Providers that list every
+    // interface whatever the hints name (tcp;ofi_rxm) are held to the named one's entries.
+    if let Some(name) = &spec.domain {
         let want = spec.local_ip;
-        return any
+        let named: Vec<_> = any.iter().filter(|e| e.domain_name() == *name).collect();
+        let pool = if named.is_empty() {
+            any.iter().collect()
+        } else {
+            named
+        };
+        return pool
             .iter()
             .find(|e| e.src_addr().map(|a| a.ip()) == want)
             .or_else(|| {
-                any.iter()
+                pool.iter()
                     .find(|e| e.src_addr().map(|a| a.is_ipv4()) == want.map(|w| w.is_ipv4()))
             })
+            .copied()
             .unwrap_or(first)
             .to_owned();
     }

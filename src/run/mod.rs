@@ -1,9 +1,11 @@
 //! Runs: set-up objects built from a configuration, a loop driven over them, a result document
 //! made from the samples. The CLI calls these; they print nothing.
 
+pub mod counters;
 pub mod environment;
 pub mod kv_profile;
 pub mod memory;
+pub mod path;
 pub mod pingpong;
 pub mod plan;
 pub mod rma_pingpong;

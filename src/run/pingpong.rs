@@ -9,13 +9,16 @@ use super::segments::{check_device, check_hmem, MemKinds, SegKind};
 use super::two_sided::PairRun;
 pub use super::two_sided::{Progress, SideOutcome};
 use super::{environment, RunError};
-use crate::bench::pingpong::{run_size, FabtestsFigures, PingPongTransport, SizeParams};
+use crate::bench::pingpong::{
+    run_size_with, FabtestsFigures, PingPongTransport, SizeParams, SizeSamples,
+};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{self, caps, select_info, EndpointSpec, EndpointType, MsgChannel, MsgMode};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
+use crate::run::path::{PairProbe, Payload};
 use crate::stats::{encode_histogram, LatencySummary};
 use crate::units::human_size;
 
@@ -317,6 +320,7 @@ fn sizes<B: HostStaged>(
     {
         let inject_size = ch.inject_size() as u64;
         ch.post_recv()?;
+        let mut probe = PairProbe::new(role.name());
         for (i, &size) in cfg.sizes.iter().enumerate() {
             oob.barrier()?;
             let p = SizeParams {
@@ -325,18 +329,19 @@ fn sizes<B: HostStaged>(
                 warmup: cfg.warmup,
                 verify: cfg.verify,
             };
-            let samples = match run_size(&mut ch, role, &p) {
+            let run = run_size_with(&mut ch, role, &p, &mut probe.hook(oob));
+            let samples = match run {
                 Ok(s) => s,
                 Err(error) => {
                     abandon(ch);
-                    return Err(RunError::Bench {
-                        at: format!("size {}", human_size(size)),
-                        error,
-                    });
+                    return Err(probe.failure(format!("size {}", human_size(size)), error));
                 }
             };
-            doc.results
-                .push(size_result(size, &samples, Some(size <= inject_size), 2));
+            let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
+            r.path = probe
+                .finish(oob, both_ways(size, &samples))?
+                .map(|p| p.to_value());
+            doc.results.push(r);
             progress(Progress {
                 done: i + 1,
                 total: cfg.sizes.len(),
@@ -344,6 +349,16 @@ fn sizes<B: HostStaged>(
             });
         }
         Ok(oob.barrier()?)
+    }
+}
+
+/// A ping-pong's payload on either side: a message of `size` each way per timed iteration.
+pub(crate) fn both_ways(size: u64, s: &SizeSamples) -> Payload {
+    let bytes = size * s.iterations;
+    Payload {
+        sent: bytes,
+        received: bytes,
+        timed_ns: Some(s.elapsed_ns),
     }
 }
 
@@ -380,6 +395,7 @@ pub(crate) fn size_result(
         bandwidth_mbps: Some(f.mb_per_sec),
         transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
         histogram: encode_histogram(&s.latency_ns).ok(),
+        path: None,
         extra,
     }
 }

@@ -6,11 +6,14 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::environment;
-use super::pingpong::{config_map, size_result, vram_slots, PingPongConfig, Progress, SideOutcome};
+use super::path::{PairProbe, PathReport, Payload};
+use super::pingpong::{
+    both_ways, config_map, size_result, vram_slots, PingPongConfig, Progress, SideOutcome,
+};
 use super::segments::SegKind;
 use super::two_sided::PairRun;
 use super::RunError;
-use crate::bench::pingpong::{run_size, PingPongTransport, SizeParams, SizeSamples};
+use crate::bench::pingpong::{run_size_with, PingPongTransport, SizeParams, SizeSamples};
 use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
@@ -284,6 +287,12 @@ fn measure_sizes<B: HostStaged>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), RunError> {
     let base = &cfg.base;
+    let mut probe = PairProbe::new(pp.role.name());
+    if cfg.op == RmaPingPongOp::Read {
+        probe = probe.with_note(
+            "the span includes the warm-up reads (the target does not see the timed ones start)",
+        );
+    }
     for (i, &size) in base.sizes.iter().enumerate() {
         let p = SizeParams {
             size: size as usize,
@@ -292,10 +301,13 @@ fn measure_sizes<B: HostStaged>(
             verify: base.verify,
         };
         // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
-        if let Some(s) = measure_size(pp, cfg.op, oob, &p)? {
+        let (samples, path) = measure_size(pp, cfg.op, oob, &p, &mut probe)?;
+        if let Some(s) = samples {
             let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
             let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
-            doc.results.push(size_result(size, &s, injected, xfers));
+            let mut r = size_result(size, &s, injected, xfers);
+            r.path = path.map(|p| p.to_value());
+            doc.results.push(r);
         }
         progress(Progress {
             done: i + 1,
@@ -307,22 +319,28 @@ fn measure_sizes<B: HostStaged>(
     Ok(())
 }
 
-/// One size, both sides in step: the samples where this side measures, else None.
+/// One size, both sides in step: the samples where this side measures (else None), and the
+/// devices that carried its payload.
 fn measure_size<B: HostStaged>(
     pp: &mut RmaPingPong<B>,
     op: RmaPingPongOp,
     oob: &mut Oob,
     p: &SizeParams,
-) -> Result<Option<SizeSamples>, RunError> {
-    let bench = |error| RunError::Bench {
-        at: format!("size {}", human_size(p.size as u64)),
-        error,
-    };
+    probe: &mut PairProbe,
+) -> Result<(Option<SizeSamples>, Option<PathReport>), RunError> {
+    let at = || format!("size {}", human_size(p.size as u64));
+    let bench = |error| RunError::Bench { at: at(), error };
+    // The reads' target waits on the fabric through the warm-up and the timed reads alike:
+    // both sides' spans hold them all.
+    let all_reads = (p.warmup + p.iterations) * p.size as u64;
     match (op, pp.role) {
         (RmaPingPongOp::Write | RmaPingPongOp::WriteData, role) => {
             pp.prepare(p.size).map_err(bench)?;
             oob.barrier()?;
-            Ok(Some(run_size(pp, role, p).map_err(bench)?))
+            let run = run_size_with(pp, role, p, &mut probe.hook(oob));
+            let s = run.map_err(|e| probe.failure(at(), e))?;
+            let path = probe.finish(oob, both_ways(p.size as u64, &s))?;
+            Ok((Some(s), path))
         }
         (RmaPingPongOp::Read, Side::Target) => {
             if p.verify {
@@ -330,15 +348,27 @@ fn measure_size<B: HostStaged>(
                 pp.ch.publish_rx(p.size)?;
             }
             pp.ch.post_done()?;
+            probe.start(oob)?;
             oob.barrier()?;
             pp.ch.wait_done()?;
-            Ok(None)
+            let sent = Payload {
+                sent: all_reads,
+                received: 0,
+                timed_ns: None,
+            };
+            Ok((None, probe.finish(oob, sent)?))
         }
         (RmaPingPongOp::Read, Side::Initiator) => {
+            probe.start(oob)?;
             oob.barrier()?;
             let s = run_read_size(&mut Reader(&mut pp.ch), p).map_err(bench)?;
             pp.ch.send_done()?;
-            Ok(Some(s))
+            let got = Payload {
+                sent: 0,
+                received: all_reads,
+                timed_ns: None,
+            };
+            Ok((Some(s), probe.finish(oob, got)?))
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use super::path::{PairProbe, Payload};
 use super::two_sided::{PairRun, Progress, SideOutcome};
 use super::{environment, RunError};
 use crate::bench::pingpong::{self as pp, PingPongTransport, SizeParams};
@@ -397,6 +398,7 @@ impl SideSetup<'_> {
     ) -> Result<(), RunError> {
         let (cfg, role) = (self.cfg, self.role);
         let max = *cfg.sizes.iter().max().expect("validated") as usize;
+        let mut probe = PairProbe::new(role.name());
         for (i, &size) in cfg.sizes.iter().enumerate() {
             oob.barrier()?;
             let at = || format!("size {}", human_size(size));
@@ -415,12 +417,15 @@ impl SideSetup<'_> {
                         warmup,
                         verify: cfg.verify,
                     };
-                    let s = pp::run_size(&mut t, role, &p)
-                        .map_err(|error| RunError::Bench { at: at(), error })?;
+                    let run = pp::run_size_with(&mut t, role, &p, &mut probe.hook(oob));
+                    let s = run.map_err(|e| probe.failure(at(), e))?;
                     // Nothing is left posted (the last receive is only due); settle anything
                     // anyway.
                     ch.cancel_receives();
-                    lat_result(size, warmup, &s)
+                    let path = probe.finish(oob, super::pingpong::both_ways(size, &s))?;
+                    let mut r = lat_result(size, warmup, &s);
+                    r.path = path.map(|p| p.to_value());
+                    r
                 }
                 UcxTest::TagBw => {
                     let p = BwParams {
@@ -430,9 +435,18 @@ impl SideSetup<'_> {
                         window: cfg.outstanding,
                         verify: cfg.verify,
                     };
-                    let s = tag_bw::run_size(&mut ch, role, &p)
-                        .map_err(|error| RunError::Bench { at: at(), error })?;
-                    bw_result(size, iterations, warmup, s.as_ref())
+                    let run = tag_bw::run_size_with(&mut ch, role, &p, &mut probe.hook(oob));
+                    let s = run.map_err(|e| probe.failure(at(), e))?;
+                    let bytes = size * iterations;
+                    let payload = Payload {
+                        sent: if role == Side::Initiator { bytes } else { 0 },
+                        received: if role == Side::Initiator { 0 } else { bytes },
+                        timed_ns: s.as_ref().map(|s| s.elapsed_ns),
+                    };
+                    let path = probe.finish(oob, payload)?;
+                    let mut r = bw_result(size, iterations, warmup, s.as_ref());
+                    r.path = path.map(|p| p.to_value());
+                    r
                 }
             };
             doc.results.push(r);
@@ -482,6 +496,7 @@ fn lat_result(size: u64, warmup: u64, s: &pp::SizeSamples) -> SizeResult {
         bandwidth_mbps: Some(bytes_per_sec / 1e6),
         transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
         histogram: encode_histogram(&s.latency_ns).ok(),
+        path: None,
         extra,
     }
 }
@@ -518,6 +533,7 @@ fn bw_result(size: u64, iterations: u64, warmup: u64, s: Option<&tag_bw::BwSampl
         bandwidth_mbps: Some(f.bytes_per_sec / 1e6),
         transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
         histogram: None,
+        path: None,
         extra,
     }
 }

@@ -313,6 +313,15 @@ pub fn assert_merged(d: &ResultDoc, ranks: usize, per: usize, size: u64, iterati
     assert_eq!(tier_members(r), ranks * per, "every worker in one tier");
     let per_rank = r.extra["ranks"].as_array().unwrap();
     assert_eq!(per_rank.len(), ranks);
+    // Every rank's view of the devices that carried its payload, rank 0's (the target's) first.
+    let sides = r.path.as_ref().expect("a path")["sides"]
+        .as_array()
+        .unwrap();
+    let roles: Vec<&str> = sides.iter().map(|s| s["role"].as_str().unwrap()).collect();
+    let want: Vec<String> = (0..=ranks)
+        .map(|k| format!("rank {k} ({})", if k == 0 { "target" } else { "initiator" }))
+        .collect();
+    assert_eq!(roles, want);
     let mut all_workers = Vec::new();
     let mut count = 0;
     let mut slowest_p50: f64 = 0.0;

@@ -66,6 +66,7 @@ pub fn pingpong(doc: &ResultDoc) -> String {
             us_or_dash(lat.map(|l| l.max)),
         );
     }
+    out.push_str(&super::path_lines::summary(doc));
     out
 }
 

@@ -41,6 +41,19 @@ fn rail_address(ip: std::net::IpAddr, r: usize) -> std::net::IpAddr {
     }
 }
 
+/// `base` on domain `domain`, bound to that domain's own address where the provider addresses
+/// its endpoints by IP (each rail then leaves through its own interface).
+fn on_domain(base: &EndpointSpec, domain: &str) -> Result<EndpointSpec, RunError> {
+    let mut spec = EndpointSpec {
+        domain: Some(domain.to_string()),
+        ..base.clone()
+    };
+    if let Some(addr) = crate::fabric::select_info(&spec)?.view().src_addr() {
+        spec.local_ip = Some(addr.ip());
+    }
+    Ok(spec)
+}
+
 /// Default largest chunk: 4 MiB (or the size, when smaller).
 pub const DEFAULT_BLOCK: u64 = 4 << 20;
 
@@ -405,11 +418,8 @@ impl XferConfig {
                 .collect(),
             RailSpec::Domains(d) => d
                 .iter()
-                .map(|d| EndpointSpec {
-                    domain: Some(d.clone()),
-                    ..base.clone()
-                })
-                .collect(),
+                .map(|d| on_domain(&base, d))
+                .collect::<Result<_, _>>()?,
             RailSpec::Auto => {
                 let offered = crate::fabric::domains_offered(&base)?;
                 if vram {
@@ -420,12 +430,9 @@ impl XferConfig {
                     offered
                 }
             }
-            .into_iter()
-            .map(|d| EndpointSpec {
-                domain: Some(d),
-                ..base.clone()
-            })
-            .collect(),
+            .iter()
+            .map(|d| on_domain(&base, d))
+            .collect::<Result<_, _>>()?,
         };
         Ok(Some(specs))
     }

@@ -2,12 +2,11 @@
 //! then per iteration prepare (verify, stage), meet the target, transfer, check; and how an
 //! initiator reaches its target (the control connection, or the end its own thread drives).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::config::{Sides, XferBackend, XferConfig, XferPlan, XferProgress};
 use super::staging::Staging;
-use super::tcp_stats::TcpCounters;
 use super::worker::{
     bench_err, check, exchange, join_each, kept_reports, seq, Idle, KeptReports, Offer,
     TargetFacts, TargetSummary, WorkerReport,
@@ -19,6 +18,7 @@ use crate::bootstrap::Oob;
 use crate::mem::SharedRegion;
 use crate::peer::Side;
 use crate::report::{Environment, ResultDoc};
+use crate::run::path::{Probe, SpanGate, SpanReadings};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::xfer::libfabric::FabricInitiator;
@@ -98,8 +98,8 @@ pub(super) trait TargetLink {
     /// After iteration `i`'s transfers: the target's own work on what arrived.
     fn after(&mut self, i: u64) -> Result<(), RunError>;
 
-    /// Ends the run with this worker's `report`; the bytes the target verified.
-    fn finish(&mut self, report: &WorkerReport) -> Result<u64, RunError>;
+    /// Ends the run with this worker's `report`, adding what the target verified and saw.
+    fn finish(&mut self, report: &mut WorkerReport) -> Result<(), RunError>;
 }
 
 /// The target at the other end of a control connection.
@@ -134,32 +134,36 @@ impl TargetLink for OobLink<'_> {
         Ok(()) // the target checks in its own thread
     }
 
-    fn finish(&mut self, report: &WorkerReport) -> Result<u64, RunError> {
-        self.0.send_json(report)?;
+    fn finish(&mut self, report: &mut WorkerReport) -> Result<(), RunError> {
+        self.0.send_json(&*report)?;
         let summary: TargetSummary = self.0.recv_json()?;
-        Ok(summary.verified_bytes)
+        report.verified_bytes += summary.verified_bytes;
+        report.target_path = summary.path;
+        Ok(())
     }
 }
 
-/// Runs one initiator worker against the target on `oob`; returns its report. From the
-/// connection on, `kept` holds what it measured so far (updated after every iteration, so a
-/// watcher can take it while the worker waits on the fabric).
-pub fn initiator_worker(
+/// What an initiator worker shares with the side's other workers: the progress count, the
+/// gate of the counter readings around the timed span, and its slot for what it measured.
+pub(super) struct Shared<'a> {
+    /// Finished iterations.
+    pub progress: &'a XferProgress,
+    /// The side's counter readings.
+    pub gate: &'a SpanGate,
+    /// What it measured so far (updated after every iteration, so a watcher can take it while
+    /// the worker waits on the fabric).
+    pub kept: &'a Mutex<Option<WorkerReport>>,
+}
+
+/// Runs one initiator worker against the target on `oob`; returns its report.
+pub(super) fn initiator_worker(
     cfg: &XferConfig,
     plan: &XferPlan,
     local_index: usize,
     mut oob: Oob,
-    progress: &XferProgress,
-    kept: &Mutex<Option<WorkerReport>>,
+    shared: &Shared<'_>,
 ) -> Result<WorkerReport, RunError> {
-    let r = initiator_run(
-        cfg,
-        plan,
-        local_index,
-        &mut OobLink(&mut oob),
-        progress,
-        kept,
-    );
+    let r = initiator_run(cfg, plan, local_index, &mut OobLink(&mut oob), shared);
     if let Err(e) = &r {
         oob.report_failure(&e.to_string());
     }
@@ -167,15 +171,29 @@ pub fn initiator_worker(
 }
 
 /// Runs one initiator worker against the target `link` reaches; returns its report, keeping
-/// what it measured so far in `kept`.
+/// what it measured so far in `shared.kept`. A failed worker abandons the side's gate.
 pub(super) fn initiator_run(
     cfg: &XferConfig,
     plan: &XferPlan,
     local_index: usize,
     link: &mut dyn TargetLink,
-    progress: &XferProgress,
-    kept: &Mutex<Option<WorkerReport>>,
+    shared: &Shared<'_>,
 ) -> Result<WorkerReport, RunError> {
+    let r = initiator_steps(cfg, plan, local_index, link, shared);
+    if r.is_err() {
+        shared.gate.abandon();
+    }
+    r
+}
+
+fn initiator_steps(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    local_index: usize,
+    link: &mut dyn TargetLink,
+    shared: &Shared<'_>,
+) -> Result<WorkerReport, RunError> {
+    let (progress, kept) = (shared.progress, shared.kept);
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
     let staging = Staging::for_side(&cfg.mem, cfg.mem.initiator, 1, per * size)?;
@@ -200,7 +218,7 @@ pub(super) fn initiator_run(
         registration: setup.registration.map(String::from),
         staging_ns: Vec::new(),
         rails: None,
-        tcp: None,
+        target_path: None,
     };
     *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
     let mut run = InitiatorRun {
@@ -215,8 +233,7 @@ pub(super) fn initiator_run(
             timeout: cfg.timeout,
         },
         staging,
-        tcp_before: None,
-        first: local_index == 0,
+        gate: shared.gate,
     };
     let result = (|| -> Result<(), RunError> {
         for i in 0..cfg.warmup + cfg.iterations {
@@ -224,12 +241,10 @@ pub(super) fn initiator_run(
             keep(kept, &report);
             progress.tick();
         }
-        if let Some(before) = run.tcp_before {
-            report.tcp = TcpCounters::read().map(|now| now.since(&before));
-        }
+        shared.gate.end();
         report.staging_ns = run.staging.take().map(Staging::take).unwrap_or_default();
         report.environment = environment(&*ep);
-        report.verified_bytes += link.finish(&report)?;
+        link.finish(&mut report)?;
         Ok(())
     })();
     match result {
@@ -250,10 +265,8 @@ struct InitiatorRun<'a> {
     per: usize,
     params: IterParams,
     staging: Option<Staging>,
-    /// The host's TCP counters before the first timed iteration (the first worker only:
-    /// they are host-wide).
-    tcp_before: Option<TcpCounters>,
-    first: bool,
+    /// The side's counter readings around the timed span.
+    gate: &'a SpanGate,
 }
 
 impl InitiatorRun<'_> {
@@ -292,8 +305,9 @@ impl InitiatorRun<'_> {
         if timed && !cfg.idle_before_timed.is_zero() {
             std::thread::sleep(cfg.idle_before_timed);
         }
-        if i == cfg.warmup && self.first {
-            self.tcp_before = TcpCounters::read();
+        if i == cfg.warmup {
+            // Before this worker's first timed iteration, nothing of it in flight.
+            self.gate.start();
         }
         link.meet(i)?;
         let at = || format!("worker {w}, iteration {i}");
@@ -346,22 +360,33 @@ fn keep(kept: &Mutex<Option<WorkerReport>>, report: &WorkerReport) {
     }
 }
 
+/// What the initiator side's workers gave: their reports, the error that stopped them, and
+/// the counter readings around the timed span (when every worker got through it).
+pub(super) struct Collected {
+    pub reports: Vec<WorkerReport>,
+    pub error: Option<RunError>,
+    pub span: Option<SpanReadings>,
+}
+
 /// The initiator side's document from its workers' reports: complete, or partial over the
-/// iterations every worker finished when `error` stopped it (the error alone when a worker
+/// iterations every worker finished when the error stopped it (the error alone when a worker
 /// measured nothing).
-pub(super) fn doc(
-    cfg: &XferConfig,
-    reports: Vec<WorkerReport>,
-    error: Option<RunError>,
-) -> Result<ResultDoc, RunError> {
+pub(super) fn doc(cfg: &XferConfig, got: Collected) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::One(Side::Initiator))?;
-    let Some(e) = error else {
-        return Ok(super::report::build(cfg, &plan, Side::Initiator, &reports));
+    let (reports, span) = (got.reports, got.span.as_ref());
+    let Some(e) = got.error else {
+        return Ok(super::report::build(
+            cfg,
+            &plan,
+            Side::Initiator,
+            &reports,
+            span,
+        ));
     };
     if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
         return Err(e);
     }
-    let doc = super::report::build(cfg, &plan, Side::Initiator, &reports);
+    let doc = super::report::build(cfg, &plan, Side::Initiator, &reports, span);
     crate::run::conclude(doc, Err(e))
 }
 
@@ -378,23 +403,30 @@ pub(super) fn reports(
     peers: &[String],
     progress: &XferProgress,
     watch: Option<&mut dyn FnMut() -> Option<RunError>>,
-) -> Result<(Vec<WorkerReport>, Option<RunError>), RunError> {
+) -> Result<Collected, RunError> {
     if peers.is_empty() {
         return Err(RunError::Config("no target given".into()));
     }
     let plan = cfg.validate(Sides::One(Side::Initiator))?;
     let kept = kept_reports(&plan);
+    let gate = Arc::new(SpanGate::new(Probe::host(), plan.workers));
     let mut handles = Vec::with_capacity(plan.workers);
     for w in 0..plan.workers {
         let peer = peers[w % peers.len()].clone();
         let cfg = cfg.clone();
         let progress = progress.clone();
-        let kept = kept.clone();
+        let (kept, gate) = (kept.clone(), gate.clone());
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-initiator-{w}"))
             .spawn(move || {
-                let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
-                initiator_worker(&cfg, &plan, w, oob, &progress, &kept[w])
+                let shared = Shared {
+                    progress: &progress,
+                    gate: &gate,
+                    kept: &kept[w],
+                };
+                let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout);
+                let oob = oob.inspect_err(|_| gate.abandon())?;
+                initiator_worker(&cfg, &plan, w, oob, &shared)
             })
             .map_err(|source| RunError::Spawn {
                 what: "an initiator worker",
@@ -402,7 +434,7 @@ pub(super) fn reports(
             })?;
         handles.push(h);
     }
-    Ok(collect(handles, &kept, watch))
+    Ok(collect(handles, &kept, &gate, watch))
 }
 
 /// Waits for the initiator workers, asking `watch` every quarter second while they run: the
@@ -412,8 +444,9 @@ pub(super) fn reports(
 pub(super) fn collect(
     handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
     kept: &KeptReports,
+    gate: &SpanGate,
     watch: Option<&mut dyn FnMut() -> Option<RunError>>,
-) -> (Vec<WorkerReport>, Option<RunError>) {
+) -> Collected {
     let take = |w: usize| kept[w].lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(watch) = watch {
         while !handles.iter().all(|h| h.is_finished()) {
@@ -425,7 +458,11 @@ pub(super) fn collect(
                         _ => reports.extend(take(w)),
                     }
                 }
-                return (reports, Some(e));
+                return Collected {
+                    reports,
+                    error: Some(e),
+                    span: gate.readings(),
+                };
             }
             std::thread::sleep(WATCH);
         }
@@ -439,5 +476,9 @@ pub(super) fn collect(
             reports.extend(take(w));
         }
     }
-    (reports, error)
+    Collected {
+        reports,
+        error,
+        span: gate.readings(),
+    }
 }

@@ -14,10 +14,10 @@ mod scheme;
 pub mod staging;
 mod sync;
 mod target;
-mod tcp_stats;
 mod worker;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub use self::config::{
     ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan,
@@ -29,6 +29,7 @@ use self::worker::kept_reports;
 use super::RunError;
 use crate::bootstrap::OobListener;
 use crate::report::ResultDoc;
+use crate::run::path::{Probe, SpanGate};
 
 /// Runs the target side: accepts `concurrency` workers (one in outstanding mode) on the
 /// listener, serves them, and returns the document of all their reports.
@@ -44,8 +45,8 @@ pub fn run_initiator(
     peers: &[String],
     progress: &XferProgress,
 ) -> Result<ResultDoc, RunError> {
-    let (reports, error) = initiator::reports(cfg, peers, progress, None)?;
-    initiator::doc(cfg, reports, error)
+    let got = initiator::reports(cfg, peers, progress, None)?;
+    initiator::doc(cfg, got)
 }
 
 /// Runs both sides in this process over the loopback in the thread layout `threads` (which the
@@ -104,7 +105,8 @@ fn run_local_pairs(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDo
     }
     let mems = target::target_mems(cfg, plan.workers, plan.transfers_per_worker)?;
     let kept = kept_reports(&plan);
-    let handles = spawn_pairs(cfg, &plan, mems, progress, &kept)?;
-    let (reports, error) = initiator::collect(handles, &kept, None);
-    initiator::doc(cfg, reports, error)
+    let gate = Arc::new(SpanGate::new(Probe::host(), plan.workers));
+    let handles = spawn_pairs(cfg, &plan, mems, progress, &kept, &gate)?;
+    let got = initiator::collect(handles, &kept, &gate, None);
+    initiator::doc(cfg, got)
 }

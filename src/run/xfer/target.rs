@@ -17,6 +17,7 @@ use crate::bootstrap::{BootstrapError, Oob, OobListener};
 use crate::mem::SharedRegion;
 use crate::peer::Side;
 use crate::report::ResultDoc;
+use crate::run::path::{Payload, Probe, SpanGate};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::xfer::libfabric::FabricTarget;
@@ -144,22 +145,51 @@ impl TargetSide {
     }
 }
 
+/// What the target side's workers share: the barrier each iteration starts at, and the gate of
+/// the counter readings around the timed span.
+pub(super) struct TargetShared {
+    pub barrier: TimedBarrier,
+    pub gate: SpanGate,
+}
+
+impl TargetShared {
+    /// Stops every worker at its next iteration's start; nobody waits for the counters.
+    pub fn stop_all(&self) {
+        self.barrier.break_all();
+        self.gate.abandon();
+    }
+}
+
 /// Runs target worker `w` for the initiator on `oob`; returns the initiator's report with
 /// this side's figures.
-pub fn target_worker(
+pub(super) fn target_worker(
     cfg: &XferConfig,
     plan: &XferPlan,
     w: usize,
     mut oob: Oob,
     mem: TargetMem,
-    barrier: &TimedBarrier,
+    shared: &TargetShared,
 ) -> Result<WorkerReport, RunError> {
-    let r = target_inner(cfg, plan, w, &mut oob, mem, barrier);
+    let r = target_inner(cfg, plan, w, &mut oob, mem, shared);
     if let Err(e) = &r {
-        barrier.break_all();
+        shared.stop_all();
         oob.report_failure(&e.to_string());
     }
     r
+}
+
+/// The payload of the whole target side of `plan` over its timed iterations.
+fn side_payload(cfg: &XferConfig, plan: &XferPlan) -> Payload {
+    let bytes = (plan.workers * plan.transfers_per_worker) as u64 * cfg.size * cfg.iterations;
+    let (sent, received) = match cfg.op {
+        XferOp::Read => (bytes, 0),
+        XferOp::Write | XferOp::Send => (0, bytes),
+    };
+    Payload {
+        sent,
+        received,
+        timed_ns: None,
+    }
 }
 
 fn target_inner(
@@ -168,8 +198,9 @@ fn target_inner(
     w: usize,
     oob: &mut Oob,
     mem: TargetMem,
-    barrier: &TimedBarrier,
+    shared: &TargetShared,
 ) -> Result<WorkerReport, RunError> {
+    let (barrier, gate) = (&shared.barrier, &shared.gate);
     let per = plan.transfers_per_worker;
     let regions = target_regions(cfg, per, mem)?;
     let mut side = TargetSide::new(cfg, w, per)?;
@@ -185,15 +216,28 @@ fn target_inner(
         if !got.is_empty() {
             return Err(BootstrapError::PeerFailed(String::from_utf8_lossy(&got).into()).into());
         }
+        if i == cfg.warmup {
+            // The initiator finished its warm-up; nothing of this side is in flight.
+            gate.start();
+        }
         barrier.wait(cfg.timeout)?;
         oob.send_frame(b"")?;
         run_target_iteration(&mut adapter, per, cfg.timeout)
             .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
         side.finish(cfg, adapter.end, i)?;
     }
+    // The initiator sends its report once its last timed iteration is over: the side reads
+    // after the last of its workers has it.
     let mut report: WorkerReport = oob.recv_json()?;
+    gate.end();
+    let path = gate
+        .wait_end(cfg.timeout)
+        .then(|| gate.readings())
+        .flatten()
+        .map(|s| s.view("target", side_payload(cfg, plan)));
     oob.send_json(&TargetSummary {
         verified_bytes: side.verified,
+        path,
     })?;
     // `worker` stays the initiator's numbering, so both sides label workers (and tiers) alike.
     report.target_worker = w;
@@ -240,33 +284,36 @@ pub(super) fn connect_target(
     })
 }
 
-/// Serves the target side (see [`super::run_target`]), handing the workers' barrier to
-/// `started` first: breaking it stops every worker at its next iteration (a group run does when
-/// a rank is gone).
+/// Serves the target side (see [`super::run_target`]), handing what the workers share to
+/// `started` first: [`TargetShared::stop_all`] stops every worker at its next iteration (a group
+/// run does when a rank is gone).
 pub(super) fn serve(
     cfg: &XferConfig,
     listener: &OobListener,
-    started: impl FnOnce(Arc<TimedBarrier>),
+    started: impl FnOnce(Arc<TargetShared>),
 ) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::One(Side::Target))?;
     let (workers, per) = (plan.workers, plan.transfers_per_worker);
     let mems = target_mems(cfg, workers, per)?;
-    let barrier = Arc::new(TimedBarrier::new(workers));
-    started(barrier.clone());
+    let shared = Arc::new(TargetShared {
+        barrier: TimedBarrier::new(workers),
+        gate: SpanGate::new(Probe::host(), workers),
+    });
+    started(shared.clone());
     let mut handles = Vec::with_capacity(workers);
     for (w, mem) in mems.into_iter().enumerate() {
         let oob = match listener.accept(&cfg.fingerprint(), cfg.timeout) {
             Ok(o) => o,
             Err(e) => {
-                barrier.break_all();
+                shared.stop_all();
                 let _ = join_all(handles);
                 return Err(e.into());
             }
         };
-        let (cfg, barrier) = (cfg.clone(), barrier.clone());
+        let (cfg, shared) = (cfg.clone(), shared.clone());
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-target-{w}"))
-            .spawn(move || target_worker(&cfg, &plan, w, oob, mem, &barrier))
+            .spawn(move || target_worker(&cfg, &plan, w, oob, mem, &shared))
             .map_err(|source| RunError::Spawn {
                 what: "a target worker",
                 source,
@@ -275,7 +322,9 @@ pub(super) fn serve(
     }
     let mut reports = join_all(handles)?;
     initiator_numbering_or_own(&mut reports);
-    Ok(super::report::build(cfg, &plan, Side::Target, &reports))
+    let span = shared.gate.readings();
+    let doc = super::report::build(cfg, &plan, Side::Target, &reports, span.as_ref());
+    Ok(doc)
 }
 
 /// Keeps the initiator's worker numbers where they name every worker once (one initiator

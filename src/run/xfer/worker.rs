@@ -7,11 +7,11 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::config::XferPlan;
-use super::tcp_stats::TcpCounters;
 use crate::bench::xfer::IterSample;
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::Oob;
 use crate::report::Environment;
+use crate::run::path::SideView;
 use crate::run::RunError;
 use crate::xfer::rails::RailStats;
 use crate::xfer::{
@@ -60,9 +60,10 @@ pub struct WorkerReport {
     /// Per rail, what the timed iterations carried (only with `--rails`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rails: Option<Vec<RailStats>>,
-    /// The host's TCP counters over the timed iterations (the first initiator worker only).
+    /// The target side's view of the devices that carried the payload, as its summary
+    /// carried it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<TcpCounters>,
+    pub target_path: Option<SideView>,
 }
 
 /// Per worker, what it measured so far (its report, updated after every iteration).
@@ -86,6 +87,10 @@ pub(super) struct Offer {
 #[derive(Serialize, Deserialize)]
 pub(super) struct TargetSummary {
     pub verified_bytes: u64,
+    /// The target side's view of the devices that carried the payload (None when its counters
+    /// were not read through).
+    #[serde(default)]
+    pub path: Option<SideView>,
 }
 
 /// The pattern's seed of transfer `t` of worker `worker` in iteration `iteration`.

@@ -78,14 +78,20 @@ fn reports() -> Vec<WorkerReport> {
             registration: None,
             staging_ns: Vec::new(),
             rails: None,
-            tcp: None,
+            target_path: None,
         })
         .collect()
 }
 
 #[test]
 fn bandwidth_spans_tiers_and_costs() {
-    let doc = build(&cfg(XferOp::Write), &plan(), Side::Initiator, &reports());
+    let doc = build(
+        &cfg(XferOp::Write),
+        &plan(),
+        Side::Initiator,
+        &reports(),
+        None,
+    );
     let r = &doc.results[0];
     // Each iteration lasts until the slowest confirmation: 2.02 ms; 4 MB per iteration.
     let spans = r.extra["iteration_span_ms"].as_array().unwrap();
@@ -134,7 +140,13 @@ fn bandwidth_spans_tiers_and_costs() {
 
 #[test]
 fn reads_are_timed_by_local_completion_and_have_no_confirmed_figure() {
-    let doc = build(&cfg(XferOp::Read), &plan(), Side::Initiator, &reports());
+    let doc = build(
+        &cfg(XferOp::Read),
+        &plan(),
+        Side::Initiator,
+        &reports(),
+        None,
+    );
     let r = &doc.results[0];
     assert!(r.extra.get("target_confirmed_us").is_none());
     assert!((r.latency_us.unwrap().min - 900.0).abs() < 1.0);
@@ -142,7 +154,7 @@ fn reads_are_timed_by_local_completion_and_have_no_confirmed_figure() {
 
 #[test]
 fn no_reports_give_a_failed_document_without_figures() {
-    let doc = build(&cfg(XferOp::Write), &plan(), Side::Target, &[]);
+    let doc = build(&cfg(XferOp::Write), &plan(), Side::Target, &[], None);
     assert_eq!(doc.status, Status::Failed);
     let r = &doc.results[0];
     assert!(r.bandwidth_gbps.is_none() && r.latency_us.is_none() && r.histogram.is_none());
