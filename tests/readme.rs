@@ -1,7 +1,8 @@
 //! README.md's examples as tests: every `kvxfer` command line of its fenced shell blocks parses
 //! with kvxfer's own command-line definition (subcommands, flags and values; nothing runs), the
 //! repository files they name exist, and the blocks marked `sh runnable` run as written on the
-//! loopback. Short flags keep one meaning across subcommands, except where they mirror a stock
+//! loopback, each line ending with the exit status its comment announces (`# exit 1: ...`),
+//! else 0. Short flags keep one meaning across subcommands, except where they mirror a stock
 //! tool's and the help says so.
 
 mod common;
@@ -161,12 +162,13 @@ fn runnable_examples_run_as_written() {
                 took.as_secs_f64(),
                 line.text
             );
-            if !out.status.success() {
+            if out.status.code() != Some(line.expect) {
                 failures.push(format!(
-                    "README.md:{}: {} exited {:?}: {}",
+                    "README.md:{}: {} exited {:?}, not {} as the README says: {}",
                     line.line,
                     line.text,
                     out.status.code(),
+                    line.expect,
                     String::from_utf8_lossy(&out.stderr)
                 ));
                 continue;

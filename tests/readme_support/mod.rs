@@ -19,6 +19,8 @@ pub struct Line {
     pub line: usize,
     /// The text, continuations joined, trailing comment dropped.
     pub text: String,
+    /// The exit status its comment announces (`# exit 1: ...`), else 0.
+    pub expect: i32,
 }
 
 /// Languages whose blocks hold shell commands.
@@ -73,7 +75,7 @@ fn commands(lines: &[(usize, String)]) -> Vec<Line> {
     let mut out = Vec::new();
     let mut cur: Option<Line> = None;
     for (n, raw) in lines {
-        let text = strip_comment(raw);
+        let (text, comment) = split_comment(raw);
         let (body, more) = match text.trim_end().strip_suffix('\\') {
             Some(b) => (b.to_string(), true),
             None => (text.trim_end().to_string(), false),
@@ -81,7 +83,11 @@ fn commands(lines: &[(usize, String)]) -> Vec<Line> {
         let line = cur.get_or_insert_with(|| Line {
             line: *n,
             text: String::new(),
+            expect: 0,
         });
+        if let Some(code) = comment.as_deref().and_then(announced_exit) {
+            line.expect = code;
+        }
         if !line.text.is_empty() {
             line.text.push(' ');
         }
@@ -97,19 +103,29 @@ fn commands(lines: &[(usize, String)]) -> Vec<Line> {
     out
 }
 
-/// The line without its shell comment (a `#` that starts a word outside quotes).
-fn strip_comment(s: &str) -> String {
+/// The line without its shell comment (a `#` that starts a word outside quotes), and the
+/// comment's text.
+fn split_comment(s: &str) -> (String, Option<String>) {
     let (mut quote, mut prev_space) = (None, true);
     for (i, c) in s.char_indices() {
         match (quote, c) {
             (None, '\'' | '"') => quote = Some(c),
             (Some(q), _) if c == q => quote = None,
-            (None, '#') if prev_space => return s[..i].to_string(),
+            (None, '#') if prev_space => {
+                return (s[..i].to_string(), Some(s[i + 1..].trim().to_string()))
+            }
             _ => {}
         }
         prev_space = c.is_whitespace();
     }
-    s.to_string()
+    (s.to_string(), None)
+}
+
+/// The exit status a comment announces: `exit N` at its start.
+fn announced_exit(comment: &str) -> Option<i32> {
+    let rest = comment.strip_prefix("exit ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// A word or an operator of a shell line.
@@ -195,7 +211,7 @@ mod tests {
 
     #[test]
     fn splits_blocks_lines_and_invocations() {
-        let md = "text\n```sh runnable\nA=1 kvxfer -s 1M \\\n  --verify  # note\n\n\
+        let md = "text\n```sh runnable\nA=1 kvxfer -s 1M \\\n  --verify  # exit 1: refused\n\n\
                   x | kvxfer parse --tool nixlbench -\n```\n```json\n{\"a\": 1}\n```\n\
                   ```sh\ncargo run --release -- plan generate 'p q.json'\ncargo run --release\n```\n";
         let b = blocks(md);
@@ -203,6 +219,8 @@ mod tests {
         assert!(b[0].runnable && !b[1].runnable);
         assert_eq!(b[0].commands[0].text, "A=1 kvxfer -s 1M --verify");
         assert_eq!(b[0].commands[0].line, 3);
+        assert_eq!(b[0].commands[0].expect, 1);
+        assert_eq!(b[0].commands[1].expect, 0);
         assert_eq!(
             kvxfer_args(&b[0].commands[0].text),
             [["-s", "1M", "--verify"]]
