@@ -92,6 +92,7 @@ pub fn run_size_with<T: PingPongTransport>(
     };
     // Message sequence numbers: the initiator's are even, the target's odd.
     for i in 0..total {
+        crate::stop::check()?;
         if i == p.warmup {
             at_timed()?;
             timed_start = Instant::now();

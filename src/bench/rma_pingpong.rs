@@ -34,6 +34,7 @@ pub fn run_read_size<T: RmaReadTransport>(
     // --verify check is inside its iteration's sample, as in the ping-pong loop).
     super::check_counts(p.size as u64, p.iterations, p.warmup, 1).map_err(BenchError::Invalid)?;
     for i in 0..p.warmup + p.iterations {
+        crate::stop::check()?;
         if i == p.warmup {
             timed_start = Instant::now();
             prev = clock.now();

@@ -112,6 +112,7 @@ fn send_phase<T: WindowTransport>(
     let start = Instant::now();
     let mut prev = start;
     for i in 0..n {
+        crate::stop::check()?;
         if outstanding >= p.window.max(1) {
             t.complete_send()?;
             outstanding -= 1;
@@ -147,6 +148,7 @@ fn recv_phase<T: WindowTransport>(
     let slots = t.slots().max(1) as u64;
     let (mut posted, mut done) = (0u64, 0u64);
     while done < n {
+        crate::stop::check()?;
         while posted < n && posted - done < p.window.max(1) as u64 {
             t.post_recv((posted % slots) as usize, p.size)?;
             posted += 1;

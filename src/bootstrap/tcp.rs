@@ -68,6 +68,9 @@ pub enum BootstrapError {
     /// The peer address could not be resolved.
     #[error("cannot resolve {0:?}")]
     Resolve(String),
+    /// A signal asked the process to stop while it waited.
+    #[error(transparent)]
+    Stopped(#[from] crate::stop::Stopped),
 }
 
 type Result<T> = std::result::Result<T, BootstrapError>;
@@ -314,6 +317,7 @@ impl OobListener {
                     refused: refused.summary(),
                 });
             }
+            crate::stop::check()?;
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -434,6 +438,7 @@ impl Oob {
         let start = Instant::now();
         let mut last = String::from("no attempt");
         let stream = loop {
+            crate::stop::check()?;
             let remaining = timeout.saturating_sub(start.elapsed());
             if remaining.is_zero() {
                 return Err(BootstrapError::Unreachable {
@@ -591,7 +596,11 @@ fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
     })
 }
 
-/// Fills `buf` from `stream`, failing with `TimedOut` once `deadline` has passed.
+/// Longest single wait of a read: how soon a signal's request to stop is seen.
+const READ_SLICE: Duration = Duration::from_millis(200);
+
+/// Fills `buf` from `stream`, failing with `TimedOut` once `deadline` has passed, or with
+/// `Interrupted` carrying [`crate::stop::Stopped`] once a signal asked the process to stop.
 fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
     let mut got = 0;
     while got < buf.len() {
@@ -599,11 +608,20 @@ fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> s
         if left.is_zero() {
             return Err(std::io::ErrorKind::TimedOut.into());
         }
-        stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        if let Err(s) = crate::stop::check() {
+            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, s));
+        }
+        stream.set_read_timeout(Some(left.clamp(Duration::from_millis(1), READ_SLICE)))?;
         match stream.read(&mut buf[got..]) {
             Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e),
         }
     }
@@ -613,6 +631,12 @@ fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> s
 /// A failed read, as what it says about the peer (`secs`: the time-out waited;
 /// `in_process`: the peer is this process's own target side).
 fn gone(e: std::io::Error, secs: f64, in_process: bool) -> BootstrapError {
+    if let Some(s) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<crate::stop::Stopped>())
+    {
+        return BootstrapError::Stopped(*s);
+    }
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof => {
             BootstrapError::PeerFailed("the peer closed the control connection".into())

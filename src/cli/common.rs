@@ -310,14 +310,17 @@ impl OutputArgs {
 impl OutputArgs {
     /// Ends a failed run: when the run had set up, prints what was measured (`table`), writes
     /// it with its status (partial or failed) and error to --json, and returns the error,
-    /// saying where the measurements are. A partial document is not sent to MLflow.
+    /// saying where the measurements are (a run a signal stopped: only where they are, or that
+    /// none were). A partial document is not sent to MLflow.
     pub fn fail(
         &self,
         e: anyhow::Error,
         table: impl Fn(&kvxfer::report::ResultDoc) -> String,
     ) -> anyhow::Result<std::process::ExitCode> {
+        let stopped = kvxfer::stop::requested().is_some();
         let (mut doc, error) = match e.downcast::<kvxfer::run::RunError>() {
             Ok(kvxfer::run::RunError::Partial { doc, error }) => (doc, error),
+            Ok(_) if stopped => anyhow::bail!("nothing was measured"),
             Ok(other) => return Err(other.into()),
             Err(e) => return Err(e),
         };
@@ -346,7 +349,10 @@ impl OutputArgs {
                 doc.results.len()
             ),
         };
-        Err(anyhow::anyhow!("{error} ({kept})"))
+        match stopped {
+            true => Err(anyhow::anyhow!("{kept}")),
+            false => Err(anyhow::anyhow!("{error} ({kept})")),
+        }
     }
 }
 

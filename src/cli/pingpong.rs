@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kvxfer::fabric::MsgMode;
+use kvxfer::channel::MsgMode;
 use kvxfer::report::{export, table};
 use kvxfer::run::pingpong::PingPongConfig;
 use kvxfer::run::two_sided::PairRun;

@@ -50,6 +50,17 @@ pub fn select_info(spec: &EndpointSpec) -> Result<Info> {
         ),
         available: providers_offered(),
     })?;
+    // A named domain the provider does not offer is refused (some providers answer a domain
+    // hint they cannot match with their other domains).
+    if let Some(d) = &spec.domain {
+        if !any.iter().any(|e| &e.domain_name() == d) {
+            return Err(FabricError::NoDomain {
+                provider: spec.provider.clone(),
+                domain: d.clone(),
+                offered: domains_offered(spec)?.join(", "),
+            });
+        }
+    }
     // Providers without IP addresses (shm) take the first entry.
     if first.src_addr().is_none() {
         return first.to_owned();
@@ -57,22 +68,15 @@ pub fn select_info(spec: &EndpointSpec) -> Result<Info> {
     // A named domain: its entry on the control connection's address family and address when
     // it has one (lo offers 127.0.0.1 and ::1), else its first. Providers that list every
     // interface whatever the hints name (tcp;ofi_rxm) are held to the named one's entries.
-    if let Some(name) = &spec.domain {
+    if let Some(d) = &spec.domain {
         let want = spec.local_ip;
-        let named: Vec<_> = any.iter().filter(|e| e.domain_name() == *name).collect();
-        let pool = if named.is_empty() {
-            any.iter().collect()
-        } else {
-            named
-        };
-        return pool
-            .iter()
+        let named = || any.iter().filter(|e| &e.domain_name() == d);
+        return named()
             .find(|e| e.src_addr().map(|a| a.ip()) == want)
             .or_else(|| {
-                pool.iter()
-                    .find(|e| e.src_addr().map(|a| a.is_ipv4()) == want.map(|w| w.is_ipv4()))
+                named().find(|e| e.src_addr().map(|a| a.is_ipv4()) == want.map(|w| w.is_ipv4()))
             })
-            .copied()
+            .or_else(|| named().next())
             .unwrap_or(first)
             .to_owned();
     }

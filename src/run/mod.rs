@@ -64,6 +64,9 @@ pub enum RunError {
     /// the cause).
     #[error("another worker failed")]
     Aborted,
+    /// A signal asked the process to stop before the run finished.
+    #[error(transparent)]
+    Stopped(#[from] crate::stop::Stopped),
     /// A thread of the run panicked.
     #[error("the {0} side of the run crashed")]
     Crashed(&'static str),
@@ -101,7 +104,8 @@ impl RunError {
 }
 
 /// Closes a run's document: complete when `outcome` is Ok; otherwise partial (or failed when
-/// it holds no result), the error recorded in it, and returned inside [`RunError::Partial`].
+/// it holds no result), the error recorded in it (or the signal that stopped the run), and
+/// returned inside [`RunError::Partial`].
 pub(crate) fn conclude(
     mut doc: crate::report::ResultDoc,
     outcome: Result<(), RunError>,
@@ -119,9 +123,14 @@ pub(crate) fn conclude(
             } else {
                 Status::Partial
             };
+            // A signal's request to stop is the cause, whatever the wait it cut short said.
+            let message = match crate::stop::requested() {
+                Some(s) => crate::stop::Stopped(s).to_string(),
+                None => error.to_string(),
+            };
             doc.errors.push(ErrorEntry {
                 at: "run".into(),
-                message: error.to_string(),
+                message,
             });
             Err(RunError::Partial {
                 doc: Box::new(doc),

@@ -14,7 +14,8 @@ use crate::bench::pingpong::{
 };
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
-use crate::fabric::{self, caps, select_info, EndpointSpec, EndpointType, MsgChannel, MsgMode};
+use crate::channel::{MsgChannel, MsgMode};
+use crate::fabric::{self, caps, select_info, EndpointSpec, EndpointType};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
@@ -235,6 +236,7 @@ impl PairRun for PingPongConfig {
             buffers: max.saturating_mul(2),
             endpoints: 1,
             per_endpoint: libfabric_endpoint_bytes(&self.provider),
+            ..MemoryNeed::default()
         }
     }
     fn measure(

@@ -43,6 +43,19 @@ pub enum PlanRunError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// A signal stopped the run during pattern `pattern` (its tasks were passed the signal,
+    /// waited for and marked failed); nothing after it ran, was recorded or cross-checked.
+    #[error("pattern {pattern} ({done} of {of}) was stopped; the results so far are in {results}")]
+    Stopped {
+        /// The pattern that was running.
+        pattern: String,
+        /// Its position, 1-based.
+        done: usize,
+        /// Patterns in all.
+        of: usize,
+        /// The results folder.
+        results: String,
+    },
 }
 
 /// What `kvxfer run` was asked for.
@@ -380,10 +393,13 @@ fn run_pattern(
         }
         Err(e) => {
             let error = e.to_string();
-            events(PlanEvent::Failed {
-                id: &s.id,
-                error: &error,
-            });
+            // A stopped run says so once, as it ends.
+            if !matches!(e, PlanError::Stopped { .. }) {
+                events(PlanEvent::Failed {
+                    id: &s.id,
+                    error: &error,
+                });
+            }
             failures.insert(s.id.clone());
             json!({"status": "failed", "error": error})
         }
@@ -472,6 +488,14 @@ pub fn run_plan(
         let outcome = run_pattern(s, &opts, &mut failed, events);
         if let Some(d) = &checked {
             doctor::attach(&out, &s.id, d);
+        }
+        if crate::stop::requested().is_some() {
+            return Err(PlanRunError::Stopped {
+                pattern: s.id.clone(),
+                done: index + 1,
+                of: chosen.len(),
+                results: out.display().to_string(),
+            });
         }
         // Whatever the pattern left (a failed pattern may have partial results) is recorded.
         if let Some(r) = rec.as_mut() {

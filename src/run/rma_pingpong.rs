@@ -17,7 +17,8 @@ use crate::bench::pingpong::{run_size_with, PingPongTransport, SizeParams, SizeS
 use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
-use crate::fabric::{self, caps, RemoteRegion, RmaChannel, RmaPingPongOp};
+use crate::channel::{RmaChannel, RmaPingPongOp};
+use crate::fabric::{self, caps, RemoteRegion};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::ResultDoc;

@@ -12,11 +12,12 @@ use crate::bench::pingpong::{self as pp, PingPongTransport, SizeParams};
 use crate::bench::tag_bw::{self, BwFigures, BwParams, WindowTransport};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
+use crate::channel::{SlotSpec, TagChannel};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
 use crate::stats::{encode_histogram, LatencySummary, UCX_PERFTEST_WINDOW};
-use crate::ucx::{Context, Endpoint, Features, MemoryType, SlotSpec, TagChannel, Worker};
+use crate::ucx::{Context, Endpoint, Features, MemoryType, Worker};
 use crate::units::human_size;
 
 /// Which ucx_perftest test.
@@ -306,6 +307,7 @@ impl PairRun for UcxPerfConfig {
             buffers: side(Side::Initiator).max(side(Side::Target)),
             endpoints: 1,
             per_endpoint: super::memory::UCX_ENDPOINT_BYTES,
+            ..super::memory::MemoryNeed::default()
         }
     }
     fn measure(
@@ -421,7 +423,7 @@ impl SideSetup<'_> {
                     let s = run.map_err(|e| probe.failure(at(), e))?;
                     // Nothing is left posted (the last receive is only due); settle anything
                     // anyway.
-                    ch.cancel_receives();
+                    ch.settle();
                     let path = probe.finish(oob, super::pingpong::both_ways(size, &s))?;
                     let mut r = lat_result(size, warmup, &s);
                     r.path = path.map(|p| p.to_value());

@@ -83,6 +83,12 @@ impl EtcdServer {
         panic!("etcd at {} did not become ready within 20 s", self.url);
     }
 
+    /// Kills the server mid-run (its data stays until the server is dropped).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Every key under `prefix`.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let c = Etcd::connect(&self.url, Duration::from_secs(2), Duration::from_secs(5)).unwrap();

@@ -16,7 +16,7 @@ use super::scheme::Roles;
 use super::target::TargetShared;
 use super::worker::WorkerReport;
 use super::{initiator, target};
-use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec};
+use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec, MAX_WORLD};
 use crate::bootstrap::{Fingerprint, OobListener};
 use crate::peer::Side;
 use crate::report::ResultDoc;
@@ -72,6 +72,12 @@ fn fingerprint(cfg: &XferConfig) -> Fingerprint {
 
 /// The roles of the ranks, refusing what a group run does not do.
 fn check(cfg: &XferConfig, spec: &GroupSpec) -> Result<Roles, RunError> {
+    if spec.world == 0 || spec.world > MAX_WORLD {
+        return Err(RunError::Config(format!(
+            "a group run takes 1 to {MAX_WORLD} processes, not {}",
+            spec.world
+        )));
+    }
     let roles = Roles::new(cfg.scheme, spec.world, cfg.concurrency).map_err(RunError::Config)?;
     if cfg.mode != ConcurrencyMode::Endpoints {
         return Err(RunError::Config(
@@ -265,10 +271,10 @@ fn target_part(
     Ok((own, outcome))
 }
 
-/// Runs the target in a thread while watching the group: a rank that dies or gives up stops
-/// every worker at its next iteration (a worker whose initiator died may wait on the fabric
-/// until the time-out; it is left behind). Returns the target's document, when it finished,
-/// and what stopped the run early.
+/// Runs the target in a thread while watching the group: a rank that dies or gives up (or
+/// etcd going away) stops every worker at its next iteration (a worker whose initiator died
+/// may wait on the fabric until the time-out; it is left behind). Returns the target's
+/// document (when the run stops early, what it served so far) and what stopped it early.
 fn serve(
     tcfg: &XferConfig,
     group: &Group,
@@ -280,8 +286,8 @@ fn serve(
     let target = std::thread::Builder::new()
         .name("kvxfer-target".into())
         .spawn(move || {
-            target::serve(&cfg, &listener, |b| {
-                *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
+            target::serve(&cfg, &listener, |shared| {
+                *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(shared);
             })
         })
         .map_err(|source| RunError::Spawn {
@@ -293,15 +299,25 @@ fn serve(
             let outcome = target.join().map_err(|_| RunError::Crashed("target"))?;
             return Ok(match outcome {
                 Ok(doc) => (Some(doc), None),
+                Err(RunError::Partial { doc, error }) => {
+                    // Its error is concluded again below, blamed on a rank if one is gone.
+                    let mut doc = *doc;
+                    doc.errors.clear();
+                    (Some(doc), Some(blame(group, *error, settle)))
+                }
                 Err(e) => (None, Some(blame(group, e, settle))),
             });
         }
         if let Some(gone) = group.watch() {
             eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
-            if let Some(b) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                b.stop_all();
-            }
-            return Ok((None, Some(RunError::Group(gone))));
+            let started = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let doc = started.map(|shared| {
+                shared.stop_all();
+                let plan = tcfg.validate(Sides::One(Side::Target));
+                plan.map(|plan| target::served_doc(tcfg, &plan, &shared.served))
+            });
+            let doc = doc.transpose()?.filter(|d| !d.results.is_empty());
+            return Ok((doc, Some(RunError::Group(gone))));
         }
         std::thread::sleep(WATCH);
     }

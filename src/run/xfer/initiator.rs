@@ -212,7 +212,8 @@ fn initiator_steps(
         target_registration_first_ns: target.registration_first_ns,
         target_registration_cached_ns: target.registration_cached_ns,
         cold: None,
-        timed: Vec::with_capacity(cfg.iterations as usize),
+        // Grown as the samples come when there are many (the memory check counted them).
+        timed: Vec::with_capacity(cfg.iterations.min(1 << 16) as usize),
         verified_bytes: 0,
         environment: environment(&*ep),
         registration: setup.registration.map(String::from),
@@ -237,6 +238,7 @@ fn initiator_steps(
     };
     let result = (|| -> Result<(), RunError> {
         for i in 0..cfg.warmup + cfg.iterations {
+            crate::stop::check()?;
             run.iteration(&mut *ep, link, &mut report, i)?;
             keep(kept, &report);
             progress.tick();
@@ -393,6 +395,13 @@ pub(super) fn doc(cfg: &XferConfig, got: Collected) -> Result<ResultDoc, RunErro
 /// How often a watched run asks its watcher.
 const WATCH: Duration = Duration::from_millis(250);
 
+/// How often the workers are looked at while they run.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How long workers have, after a signal asked the run to stop, to stop by themselves before
+/// the run ends without the ones still waiting.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs the initiator side's workers against the targets at `peers`: the reports of the
 /// workers that finished and what the failed ones measured, with the error that names the
 /// cause when any failed. With `watch`, asks it every quarter second while the workers run:
@@ -439,33 +448,43 @@ pub(super) fn reports(
 
 /// Waits for the initiator workers, asking `watch` every quarter second while they run: the
 /// reports of those that finished, what the others measured, and the error that names the
-/// cause when any failed (or when `watch` named one: the run ends there and a worker still
-/// waiting on the fabric or its target is left behind).
+/// cause when any failed (or when `watch` named one, or a signal asked the run to stop and
+/// some worker did not within [`STOP_GRACE`]: the run ends there and a worker still waiting on
+/// the fabric or its target is left behind).
 pub(super) fn collect(
     handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
     kept: &KeptReports,
     gate: &SpanGate,
-    watch: Option<&mut dyn FnMut() -> Option<RunError>>,
+    mut watch: Option<&mut dyn FnMut() -> Option<RunError>>,
 ) -> Collected {
     let take = |w: usize| kept[w].lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(watch) = watch {
-        while !handles.iter().all(|h| h.is_finished()) {
-            if let Some(e) = watch() {
-                let mut reports = Vec::new();
-                for (w, h) in handles.into_iter().enumerate() {
-                    match h.is_finished().then(|| h.join()) {
-                        Some(Ok(Ok(r))) => reports.push(r),
-                        _ => reports.extend(take(w)),
-                    }
-                }
-                return Collected {
-                    reports,
-                    error: Some(e),
-                    span: gate.readings(),
-                };
-            }
-            std::thread::sleep(WATCH);
+    let (mut watched, mut stopped_at) = (std::time::Instant::now(), None);
+    while !handles.iter().all(|h| h.is_finished()) {
+        let mut cause = None;
+        if let Some(w) = watch.as_mut().filter(|_| watched.elapsed() >= WATCH) {
+            watched = std::time::Instant::now();
+            cause = w();
         }
+        if let (None, Some(s)) = (&cause, crate::stop::requested()) {
+            let at = *stopped_at.get_or_insert_with(std::time::Instant::now);
+            cause =
+                (at.elapsed() > STOP_GRACE).then_some(RunError::Stopped(crate::stop::Stopped(s)));
+        }
+        if let Some(e) = cause {
+            let mut reports = Vec::new();
+            for (w, h) in handles.into_iter().enumerate() {
+                match h.is_finished().then(|| h.join()) {
+                    Some(Ok(Ok(r))) => reports.push(r),
+                    _ => reports.extend(take(w)),
+                }
+            }
+            return Collected {
+                reports,
+                error: Some(e),
+                span: gate.readings(),
+            };
+        }
+        std::thread::sleep(POLL);
     }
     let workers = handles.len();
     let (mut reports, error) = join_each(handles);

@@ -20,8 +20,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use self::config::{
-    ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan,
-    XferProgress, DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD,
+    sample_bytes, ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig,
+    XferPlan, XferProgress, DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD, MAX_CONCURRENCY,
+    MAX_ITERATIONS, MAX_RAILS, MAX_WINDOW,
 };
 pub use self::group::run_group;
 use self::same_thread::spawn_pairs;

@@ -5,7 +5,10 @@
 use super::config::XferBackend;
 use super::config::{Sides, XferConfig, XferPlan};
 use super::staging::Staging;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use serde_json::{json, Map};
 
 use super::sync::TimedBarrier;
 use super::worker::{
@@ -16,7 +19,7 @@ use crate::bench::xfer::{plan_chunks, run_target_iteration};
 use crate::bootstrap::{BootstrapError, Oob, OobListener};
 use crate::mem::SharedRegion;
 use crate::peer::Side;
-use crate::report::ResultDoc;
+use crate::report::{ResultDoc, SizeResult};
 use crate::run::path::{Payload, Probe, SpanGate};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
@@ -145,11 +148,13 @@ impl TargetSide {
     }
 }
 
-/// What the target side's workers share: the barrier each iteration starts at, and the gate of
-/// the counter readings around the timed span.
+/// What the target side's workers share: the barrier each iteration starts at, the gate of the
+/// counter readings around the timed span, and the iterations each worker served.
 pub(super) struct TargetShared {
     pub barrier: TimedBarrier,
     pub gate: SpanGate,
+    /// Iterations each worker finished, warm-up included.
+    pub served: ServedCounts,
 }
 
 impl TargetShared {
@@ -160,8 +165,47 @@ impl TargetShared {
     }
 }
 
+/// Iterations each target worker finished, warm-up included: what the target side can tell of
+/// a run that stops early (the timings come with the initiators' reports, at the end).
+pub(super) type ServedCounts = Vec<AtomicU64>;
+
+/// The target side's document of a run that stopped early: per worker the timed iterations it
+/// served, and as the result the iterations every worker finished, without timings (none
+/// when no timed iteration was served).
+pub(super) fn served_doc(cfg: &XferConfig, plan: &XferPlan, counts: &[AtomicU64]) -> ResultDoc {
+    let timed: Vec<u64> = counts
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst).saturating_sub(cfg.warmup))
+        .collect();
+    let iterations = timed.iter().copied().min().unwrap_or(0);
+    let mut doc = super::report::build(cfg, plan, Side::Target, &[], None);
+    doc.results.clear();
+    if iterations > 0 {
+        let transfers = (plan.workers * plan.transfers_per_worker) as u64;
+        let mut extra = Map::new();
+        extra.insert("served_iterations".into(), json!(timed));
+        extra.insert(
+            "bytes_counted".into(),
+            json!(transfers
+                .saturating_mul(cfg.size)
+                .saturating_mul(iterations)),
+        );
+        extra.insert(
+            "latency".into(),
+            json!("none: the initiators' timings reach the target with their reports at the end"),
+        );
+        doc.results.push(SizeResult {
+            message_size: cfg.size,
+            iterations,
+            extra,
+            ..Default::default()
+        });
+    }
+    doc
+}
+
 /// Runs target worker `w` for the initiator on `oob`; returns the initiator's report with
-/// this side's figures.
+/// this side's figures, counting the iterations it finished in `shared.served`.
 pub(super) fn target_worker(
     cfg: &XferConfig,
     plan: &XferPlan,
@@ -211,6 +255,7 @@ fn target_inner(
     })?;
     let mut adapter = super::worker::Idle::new(&mut *end);
     for i in 0..cfg.warmup + cfg.iterations {
+        crate::stop::check()?;
         side.prepare(cfg, plan, adapter.end, i)?;
         let got = oob.recv_frame()?;
         if !got.is_empty() {
@@ -225,6 +270,7 @@ fn target_inner(
         run_target_iteration(&mut adapter, per, cfg.timeout)
             .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
         side.finish(cfg, adapter.end, i)?;
+        shared.served[w].fetch_add(1, Ordering::SeqCst);
     }
     // The initiator sends its report once its last timed iteration is over: the side reads
     // after the last of its workers has it.
@@ -298,16 +344,27 @@ pub(super) fn serve(
     let shared = Arc::new(TargetShared {
         barrier: TimedBarrier::new(workers),
         gate: SpanGate::new(Probe::host(), workers),
+        served: (0..workers).map(|_| AtomicU64::new(0)).collect(),
     });
     started(shared.clone());
     let mut handles = Vec::with_capacity(workers);
+    let partial = |e: RunError| {
+        let doc = served_doc(cfg, &plan, &shared.served);
+        match doc.results.is_empty() {
+            true => e,
+            false => match crate::run::conclude(doc, Err(e)) {
+                Err(p) => p,
+                Ok(_) => unreachable!("conclude of an error is an error"),
+            },
+        }
+    };
     for (w, mem) in mems.into_iter().enumerate() {
         let oob = match listener.accept(&cfg.fingerprint(), cfg.timeout) {
             Ok(o) => o,
             Err(e) => {
                 shared.stop_all();
                 let _ = join_all(handles);
-                return Err(e.into());
+                return Err(partial(e.into()));
             }
         };
         let (cfg, shared) = (cfg.clone(), shared.clone());
@@ -320,7 +377,7 @@ pub(super) fn serve(
             })?;
         handles.push(h);
     }
-    let mut reports = join_all(handles)?;
+    let mut reports = join_all(handles).map_err(partial)?;
     initiator_numbering_or_own(&mut reports);
     let span = shared.gate.readings();
     let doc = super::report::build(cfg, &plan, Side::Target, &reports, span.as_ref());
