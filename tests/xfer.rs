@@ -273,21 +273,8 @@ fn both_sides_of_a_many_worker_run_name_workers_and_tiers_alike() {
     // still number them as the initiator does, so the same figures give the same tiers.
     let (i, t) = (&idoc.results[0].extra, &tdoc.results[0].extra);
     assert_eq!(i["workers"], t["workers"]);
+    // (two_processes_consistent has checked that the tiers partition the four transfers.)
     assert_eq!(i["tiers"], t["tiers"]);
-    let mut members: Vec<u64> = t["tiers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|t| {
-            t["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m.as_u64().unwrap())
-        })
-        .collect();
-    members.sort_unstable();
-    assert_eq!(members, vec![0, 1, 2, 3]);
 }
 
 #[test]
