@@ -36,7 +36,7 @@ run() {
     while [ "$1" != "--" ]; do envs+=("$1"); shift; done
     shift
     args=("$@")
-    env -u UCX_TLS -u UCX_NET_DEVICES UCX_LOG_FILE=stderr "${envs[@]}" timeout 600 "$kvxfer" xfer \
+    env -u UCX_TLS -u UCX_NET_DEVICES UCX_LOG_FILE=stderr "${envs[@]}" timeout -k 5 600 "$kvxfer" xfer \
         "${args[@]}" -s "$size" -c "$conc" --op "$op" -I "$iters" -w 1 --json "$tmp/r.json" \
         >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; die "kvxfer xfer ${args[*]} failed"; }
     python3 - "$tmp/r.json" <<'PY'

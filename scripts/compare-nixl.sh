@@ -89,7 +89,7 @@ run_pair() {
 
 # one_kvxfer TLS BYTES BLOCK / one_nixl TLS BYTES BLOCK: GB/s of one run
 one_kvxfer() {
-    local run=(env UCX_TLS="$1" UCX_NET_DEVICES=lo UCX_LOG_FILE=stderr timeout 600 "${pin[@]}" "$kvxfer"
+    local run=(env UCX_TLS="$1" UCX_NET_DEVICES=lo UCX_LOG_FILE=stderr timeout -k 5 600 "${pin[@]}" "$kvxfer"
         xfer --backend ucx --op write -s "$2" --block "$3" -I "$iters" -w "$warmup")
     # shellcheck disable=SC2206
     run+=(${KVXFER_ARGS:-})
@@ -104,7 +104,7 @@ one_kvxfer() {
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["bandwidth_gbps"])' "$tmp/k.json"
 }
 one_nixl() {
-    local run=(env UCX_TLS="$1" UCX_NET_DEVICES=lo UCX_LOG_FILE=stderr timeout 600 "${pin[@]}" "$py"
+    local run=(env UCX_TLS="$1" UCX_NET_DEVICES=lo UCX_LOG_FILE=stderr timeout -k 5 600 "${pin[@]}" "$py"
         "$repo/scripts/nixl_xfer.py" --op_type WRITE --block_size "$3" --batch_size $(($2 / $3))
         --num_iter "$iters" --warmup_iter "$warmup")
     if [ "$procs" = 1 ]; then

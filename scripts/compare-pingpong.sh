@@ -38,10 +38,10 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 
 fi_round() {
     local p; p=$(port)
-    "${rt[@]}" timeout 120 fi_pingpong -p "$provider" -e "$endpoint" "${domain[@]}" -I "$iters" -S "$size" -B "$p" >/dev/null 2>&1 &
+    "${rt[@]}" timeout -k 5 120 fi_pingpong -p "$provider" -e "$endpoint" "${domain[@]}" -I "$iters" -S "$size" -B "$p" >/dev/null 2>&1 &
     local srv=$!
     sleep 0.3
-    "${rt[@]}" timeout 120 fi_pingpong -p "$provider" -e "$endpoint" "${domain[@]}" -I "$iters" -S "$size" -P "$p" 127.0.0.1 >"$tmp/fi.out"
+    "${rt[@]}" timeout -k 5 120 fi_pingpong -p "$provider" -e "$endpoint" "${domain[@]}" -I "$iters" -S "$size" -P "$p" 127.0.0.1 >"$tmp/fi.out"
     wait $srv
     # The data row: its 7th column is usec/xfer.
     awk 'NR==2 {print $7}' "$tmp/fi.out"

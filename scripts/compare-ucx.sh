@@ -61,11 +61,11 @@ run_ucx_perftest() {
     local test=$1 size=$2 iters=$3 p out
     for _ in 1 2 3; do
         p=$(port)
-        timeout 120 "$perftest" -p "$p" >/dev/null 2>&1 &
+        timeout -k 5 120 "$perftest" -p "$p" >/dev/null 2>&1 &
         local srv=$!
         sleep 0.5
         # Children run in the background and are waited for, so a stop reaches them at once.
-        timeout 120 "$perftest" 127.0.0.1 -p "$p" -t "$test" -s "$size" -n "$iters" \
+        timeout -k 5 120 "$perftest" 127.0.0.1 -p "$p" -t "$test" -s "$size" -n "$iters" \
             >"$tmp/perftest.out" 2>&1 &
         wait $! || true
         out=$(cat "$tmp/perftest.out")

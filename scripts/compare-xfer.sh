@@ -33,10 +33,10 @@ fig() { jq -r "($1) // \"-\" | if type == \"number\" then (. * 1000 | round / 10
 fi_pingpong_mbps() {
     if ! command -v fi_pingpong >/dev/null; then echo "-"; return; fi
     local out="$work/fipp.txt"
-    timeout 120 fi_pingpong -p "$PROVIDER" -e rdm -S 67108864 -I 20 -B "$PORT" >/dev/null 2>&1 &
+    timeout -k 5 120 fi_pingpong -p "$PROVIDER" -e rdm -S 67108864 -I 20 -B "$PORT" >/dev/null 2>&1 &
     local srv=$!
     sleep 0.3
-    if timeout 120 fi_pingpong -p "$PROVIDER" -e rdm -S 67108864 -I 20 -P "$PORT" 127.0.0.1 >"$out" 2>&1; then
+    if timeout -k 5 120 fi_pingpong -p "$PROVIDER" -e rdm -S 67108864 -I 20 -P "$PORT" 127.0.0.1 >"$out" 2>&1; then
         awk '$1 == "64m" {print $6}' "$out"
     else
         echo "-"

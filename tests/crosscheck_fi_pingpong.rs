@@ -19,7 +19,7 @@ fn fi_pingpong_usec(rt: &[String], provider: &str, endpoint: &str, size: &str, i
         args.extend(["-d", "lo"]);
     }
     let server = prefixed(rt, "timeout")
-        .args(["60", "fi_pingpong"])
+        .args(["-k", "5", "60", "fi_pingpong"])
         .args(&args)
         .args(["-B", &port])
         .stdout(Stdio::null())
@@ -28,7 +28,7 @@ fn fi_pingpong_usec(rt: &[String], provider: &str, endpoint: &str, size: &str, i
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let out = prefixed(rt, "timeout")
-        .args(["60", "fi_pingpong"])
+        .args(["-k", "5", "60", "fi_pingpong"])
         .args(&args)
         .args(["-P", &port, "127.0.0.1"])
         .output()
@@ -62,7 +62,7 @@ fn kvxfer_usec(
         .spawn()
         .unwrap();
     let ini = prefixed(rt, "timeout")
-        .arg("60")
+        .args(["-k", "5", "60"])
         .arg(kvxfer_path())
         .args(common)
         .args(["--peer", &format!("127.0.0.1:{port}"), "--json"])

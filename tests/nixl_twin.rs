@@ -40,7 +40,7 @@ fn nixl_python(test: &str) -> Option<PathBuf> {
 
 fn run(py: &Path, args: &[&str]) -> std::process::Child {
     Command::new("timeout")
-        .arg("60")
+        .args(["-k", "5", "60"])
         .arg(py)
         .arg(driver())
         .args(args)

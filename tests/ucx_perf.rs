@@ -253,7 +253,7 @@ fn run_ucx_perftest(args: &[&str], size: u64) -> Option<ResultDoc> {
     for _attempt in 0..3 {
         let port = free_port().to_string();
         let server = Std::new("timeout")
-            .arg("60")
+            .args(["-k", "5", "60"])
             .arg(&bin)
             .args(["-p", &port])
             .envs(TCP)
@@ -263,7 +263,7 @@ fn run_ucx_perftest(args: &[&str], size: u64) -> Option<ResultDoc> {
             .unwrap();
         std::thread::sleep(Duration::from_millis(500));
         let client = Std::new("timeout")
-            .arg("60")
+            .args(["-k", "5", "60"])
             .arg(&bin)
             .args(["127.0.0.1", "-p", &port])
             .args(args)

@@ -377,7 +377,7 @@ fn bad_input_is_refused_before_any_connection() {
         (vec!["-s", "0"], "size"),
         (vec!["-I", "0"], "--iterations must be at least 1"),
     ] {
-        let start = Instant::now();
+        // Refused with nothing measured: one error line, no table on stdout.
         kvxfer()
             .args(["xfer", "-p", "tcp"])
             .args(&args)
@@ -386,7 +386,6 @@ fn bad_input_is_refused_before_any_connection() {
             .failure()
             .stderr(predicate::str::contains(what))
             .stdout(predicate::str::is_empty());
-        assert!(start.elapsed() < Duration::from_secs(10), "{args:?} slow");
     }
 }
 

@@ -413,7 +413,7 @@ fn a_target_whose_initiator_dies_mid_run_fails_within_its_timeout() {
     let spawn = |wrap: bool, side: &[&str]| {
         let mut c = if wrap {
             let mut c = std::process::Command::new("timeout");
-            c.arg("30").arg(kvxfer_path());
+            c.args(["-k", "5", "30"]).arg(kvxfer_path());
             c
         } else {
             std::process::Command::new(kvxfer_path())

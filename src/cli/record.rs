@@ -51,36 +51,10 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
     for (name, why) in &skipped {
         eprintln!("kvxfer record: skipped {name}: {why}");
     }
-    let cfg = RecordConfig {
-        tracking_uri: a.mlflow_uri.clone().unwrap_or_default(),
-        experiment: a.experiment.clone(),
-        map: MapOptions {
-            instance_type: a.instance_type.clone(),
-            bytes_per_token: a.bytes_per_token,
-        },
-        retry: RetryPolicy {
-            attempts: a.retries,
-            initial_backoff: Duration::from_millis(a.retry_backoff_ms),
-            max_backoff: Duration::from_secs(8).max(Duration::from_millis(a.retry_backoff_ms)),
-            deadline: a.timeout,
-        },
-    };
+    let cfg = record_config(&a);
     let now = chrono::Utc::now();
     if a.dry_run {
-        let runs: Vec<Value> = loaded
-            .iter()
-            .map(|l| {
-                let plan = kvxfer::mlflow::plan_run(&l.doc, &l.bytes, &l.name, &cfg.map, now);
-                plan_json(&l.name, &plan)
-            })
-            .collect();
-        let skipped: Vec<Value> = skipped
-            .iter()
-            .map(|(f, why)| json!({ "file": f, "reason": why }))
-            .collect();
-        let out = json!({ "experiment": cfg.experiment, "dry_run": true, "runs": runs, "skipped": skipped });
-        kvxfer::outln!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(ExitCode::SUCCESS);
+        return dry_run(&cfg, &loaded, &skipped);
     }
 
     let recorder = Recorder::connect(&cfg).with_context(|| {
@@ -110,21 +84,21 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
                 replaced,
             } => {
                 recorded += 1;
-                eprintln!(
-                    "kvxfer record: [{}/{}] {} -> run {run_name} ({run_id})",
-                    i + 1,
+                progress(
+                    i,
                     loaded.len(),
-                    l.name
+                    &l.name,
+                    &format!("-> run {run_name} ({run_id})"),
                 );
                 replaced
             }
             Outcome::AlreadyRecorded { run_id, replaced } => {
                 present += 1;
-                eprintln!(
-                    "kvxfer record: [{}/{}] {} already recorded (run {run_id})",
-                    i + 1,
+                progress(
+                    i,
                     loaded.len(),
-                    l.name
+                    &l.name,
+                    &format!("already recorded (run {run_id})"),
                 );
                 replaced
             }
@@ -142,6 +116,53 @@ pub fn run(a: RecordArgs) -> anyhow::Result<ExitCode> {
         cfg.experiment
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where and how `kvxfer record` records, from its options.
+fn record_config(a: &RecordArgs) -> RecordConfig {
+    RecordConfig {
+        tracking_uri: a.mlflow_uri.clone().unwrap_or_default(),
+        experiment: a.experiment.clone(),
+        map: MapOptions {
+            instance_type: a.instance_type.clone(),
+            bytes_per_token: a.bytes_per_token,
+        },
+        retry: RetryPolicy {
+            attempts: a.retries,
+            initial_backoff: Duration::from_millis(a.retry_backoff_ms),
+            max_backoff: Duration::from_secs(8).max(Duration::from_millis(a.retry_backoff_ms)),
+            deadline: a.timeout,
+        },
+    }
+}
+
+/// Prints the runs `record` would make, contacting nothing.
+fn dry_run(
+    cfg: &RecordConfig,
+    loaded: &[ResultFile],
+    skipped: &[Skipped],
+) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    let runs: Vec<Value> = loaded
+        .iter()
+        .map(|l| {
+            let plan = kvxfer::mlflow::plan_run(&l.doc, &l.bytes, &l.name, &cfg.map, now);
+            plan_json(&l.name, &plan)
+        })
+        .collect();
+    let skipped: Vec<Value> = skipped
+        .iter()
+        .map(|(f, why)| json!({ "file": f, "reason": why }))
+        .collect();
+    let out =
+        json!({ "experiment": cfg.experiment, "dry_run": true, "runs": runs, "skipped": skipped });
+    kvxfer::outln!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of progress: file `i` of `n`, and what became of it.
+fn progress(i: usize, n: usize, name: &str, what: &str) {
+    eprintln!("kvxfer record: [{}/{n}] {name} {what}", i + 1);
 }
 
 /// Reads every result document of `dir`, saying so when it holds none.

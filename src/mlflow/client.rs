@@ -503,31 +503,7 @@ impl Client {
                 break;
             }
             let within = Some(left.max(Duration::from_millis(1)));
-            let sent = match call {
-                Call::Get(query) => self
-                    .agent
-                    .get(&url)
-                    .config()
-                    .timeout_global(within)
-                    .build()
-                    .query_pairs(query.iter().copied())
-                    .call(),
-                Call::PostJson(v) => self
-                    .agent
-                    .post(&url)
-                    .config()
-                    .timeout_global(within)
-                    .build()
-                    .send_json(v),
-                Call::PutBytes(b) => self
-                    .agent
-                    .put(&url)
-                    .config()
-                    .timeout_global(within)
-                    .build()
-                    .content_type("application/octet-stream")
-                    .send(b),
-            };
+            let sent = self.send(&url, call, within);
             let mut answer = match sent {
                 Ok(a) => a,
                 Err(e) => {
@@ -575,6 +551,40 @@ impl Client {
             reason: format!("no answer within {} s", self.retry.deadline.as_secs_f64()),
             attempts: 0,
         }))
+    }
+
+    /// One try of `call` at `url`, ending by `within`.
+    fn send(
+        &self,
+        url: &str,
+        call: Call<'_>,
+        within: Option<Duration>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        match call {
+            Call::Get(query) => self
+                .agent
+                .get(url)
+                .config()
+                .timeout_global(within)
+                .build()
+                .query_pairs(query.iter().copied())
+                .call(),
+            Call::PostJson(v) => self
+                .agent
+                .post(url)
+                .config()
+                .timeout_global(within)
+                .build()
+                .send_json(v),
+            Call::PutBytes(b) => self
+                .agent
+                .put(url)
+                .config()
+                .timeout_global(within)
+                .build()
+                .content_type("application/octet-stream")
+                .send(b),
+        }
     }
 }
 

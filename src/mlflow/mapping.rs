@@ -219,32 +219,10 @@ pub fn plan_run(
     if let Some(i) = instance.filter(|i| !i.is_empty()) {
         tag("instance_type", &i);
     }
-    let own_tokens: Option<Vec<String>> = doc
-        .results
-        .iter()
-        .map(|r| {
-            r.extra
-                .get("tokens")
-                .and_then(Value::as_u64)
-                .map(|t| t.to_string())
-        })
-        .collect();
-    if matches!(doc.layer.as_str(), "L1" | "L2") && !doc.results.is_empty() {
-        if let Some(t) = own_tokens.filter(|_| fam == Family::Kv) {
-            tag("kv_cache_equivalent_tokens", &t.join(","));
-        } else if opts.bytes_per_token == 0 {
-            notes.push("bytes per token is 0: kv_cache_equivalent_tokens left out".into());
-        } else {
-            let tokens: Vec<String> = distinct_sizes(&doc.results)
-                .iter()
-                .map(|s| {
-                    ((*s as f64) / opts.bytes_per_token as f64)
-                        .round()
-                        .to_string()
-                })
-                .collect();
-            tag("kv_cache_equivalent_tokens", &tokens.join(","));
-        }
+    match kv_tokens(doc, fam, opts) {
+        Ok(Some(t)) => tag("kv_cache_equivalent_tokens", &t),
+        Ok(None) => {}
+        Err(note) => notes.push(note),
     }
     for (k, v) in [
         ("host", &doc.environment.host),
@@ -277,6 +255,40 @@ pub fn plan_run(
         notes,
         content_hash: hash,
     }
+}
+
+/// The `kv_cache_equivalent_tokens` tag of an L1/L2 document: a profile's own token counts,
+/// else each distinct size over the bytes per token; None for other layers, Err (a note)
+/// when the bytes per token are 0.
+fn kv_tokens(doc: &ResultDoc, fam: Family, opts: &MapOptions) -> Result<Option<String>, String> {
+    if !matches!(doc.layer.as_str(), "L1" | "L2") || doc.results.is_empty() {
+        return Ok(None);
+    }
+    let own: Option<Vec<String>> = doc
+        .results
+        .iter()
+        .map(|r| {
+            r.extra
+                .get("tokens")
+                .and_then(Value::as_u64)
+                .map(|t| t.to_string())
+        })
+        .collect();
+    if let Some(t) = own.filter(|_| fam == Family::Kv) {
+        return Ok(Some(t.join(",")));
+    }
+    if opts.bytes_per_token == 0 {
+        return Err("bytes per token is 0: kv_cache_equivalent_tokens left out".into());
+    }
+    let tokens: Vec<String> = distinct_sizes(&doc.results)
+        .iter()
+        .map(|s| {
+            ((*s as f64) / opts.bytes_per_token as f64)
+                .round()
+                .to_string()
+        })
+        .collect();
+    Ok(Some(tokens.join(",")))
 }
 
 /// `path` and `path_kind`: the results' distinct verdicts and kinds, in order.
@@ -429,18 +441,15 @@ fn kv_part(r: &SizeResult, group: &str, key: &str) -> Option<f64> {
     r.extra.get(group)?.get(key)?.as_f64()
 }
 
-fn metrics(
-    doc: &ResultDoc,
-    fam: Family,
-    ts: i64,
-    notes: &mut Vec<String>,
-) -> (Vec<Metric>, Vec<String>) {
+/// The metrics a family records, each named and picked from a result, and whether every
+/// name carries the message size even where the document holds one result.
+fn family_metrics(fam: Family) -> (Vec<(&'static str, Pick)>, bool) {
     let p50: Pick = |r| r.latency_us.map(|l| l.p50);
     let p95: Pick = |r| r.latency_us.map(|l| l.p95);
     let p99: Pick = |r| r.latency_us.map(|l| l.p99);
     let mean: Pick = |r| r.latency_us.map(|l| l.mean);
     let xfer_ms: Pick = |r| r.transfer_time_ms;
-    let (names, always_suffix): (Vec<(&str, Pick)>, bool) = match fam {
+    match fam {
         Family::Pingpong => (
             vec![
                 ("latency_us", mean),
@@ -512,8 +521,16 @@ fn metrics(
             ],
             true,
         ),
-    };
-    let mut names = names;
+    }
+}
+
+fn metrics(
+    doc: &ResultDoc,
+    fam: Family,
+    ts: i64,
+    notes: &mut Vec<String>,
+) -> (Vec<Metric>, Vec<String>) {
+    let (mut names, always_suffix) = family_metrics(fam);
     names.push(("path_bytes_ratio", |r| path_num(r, "bytes_ratio")));
     names.push(("line_rate_fraction", |r| path_num(r, "line_rate_fraction")));
     let suffix = always_suffix || doc.results.len() > 1;

@@ -314,22 +314,57 @@ fn save_state(path: &Path, state: &StateFile) -> Result<(), PlanError> {
     })
 }
 
-/// Runs `def` on this host; stops at the first failing task.
-pub fn run(def: &TaskDefinition, opts: &RunOptions) -> Result<RunReport, PlanError> {
-    def.check()?;
-    let state_path = state_file(&opts.state.clone().unwrap_or_else(default_state_path))?;
-    let mut state = load_state(&state_path)?;
-    if opts.reset {
-        state.remove(&def.name);
-    }
-    let start =
-        match &opts.from {
-            None => 0,
-            Some(id) => def.tasks.iter().position(|t| &t.id == id).ok_or_else(|| {
-                PlanError::Run(format!("--from {id}: no such task in {}", def.name))
-            })?,
+/// Runs task `id`'s commands in order, marking it running, then failed or succeeded.
+fn run_task(
+    shell: &mut Shell,
+    id: &str,
+    cmds: &[String],
+    mut mark: impl FnMut(TaskStatus) -> Result<(), PlanError>,
+) -> Result<(), PlanError> {
+    mark(TaskStatus::Running)?;
+    for c in cmds {
+        let ran = shell.run(c, false);
+        if let Some(signal) = crate::stop::requested() {
+            mark(TaskStatus::Failed)?;
+            return Err(PlanError::Stopped {
+                task: id.to_string(),
+                signal,
+            });
+        }
+        let rc = match ran {
+            Ok(rc) => rc,
+            Err(e) => {
+                mark(TaskStatus::Failed)?;
+                return Err(e);
+            }
         };
-    // Expand everything before running anything: an unset variable fails early.
+        if rc != 0 {
+            mark(TaskStatus::Failed)?;
+            return Err(PlanError::Run(format!(
+                "task {id} failed: exit status {rc} from: {c}"
+            )));
+        }
+    }
+    mark(TaskStatus::Success)
+}
+
+/// Where a run starts: the first task, or the one `--from` names.
+fn start_index(def: &TaskDefinition, from: Option<&str>) -> Result<usize, PlanError> {
+    match from {
+        None => Ok(0),
+        Some(id) => def
+            .tasks
+            .iter()
+            .position(|t| t.id == id)
+            .ok_or_else(|| PlanError::Run(format!("--from {id}: no such task in {}", def.name))),
+    }
+}
+
+/// A task's commands and its skip test, variables expanded.
+type Expanded = (Vec<String>, Option<String>);
+
+/// Every task's commands and skip test with the definition's variables expanded.
+fn expand_all(def: &TaskDefinition) -> Result<Vec<Expanded>, PlanError> {
     let mut expanded = Vec::new();
     for t in &def.tasks {
         let ex = |s: &String| {
@@ -339,6 +374,20 @@ pub fn run(def: &TaskDefinition, opts: &RunOptions) -> Result<RunReport, PlanErr
         let skip = t.skip_if.as_ref().map(ex).transpose()?;
         expanded.push((cmds, skip));
     }
+    Ok(expanded)
+}
+
+/// Runs `def` on this host; stops at the first failing task.
+pub fn run(def: &TaskDefinition, opts: &RunOptions) -> Result<RunReport, PlanError> {
+    def.check()?;
+    let state_path = state_file(&opts.state.clone().unwrap_or_else(default_state_path))?;
+    let mut state = load_state(&state_path)?;
+    if opts.reset {
+        state.remove(&def.name);
+    }
+    let start = start_index(def, opts.from.as_deref())?;
+    // Expand everything before running anything: an unset variable fails early.
+    let expanded = expand_all(def)?;
     let mut shell = Shell::start(opts.output_to_stderr)?;
     let mut report = RunReport {
         outcomes: Vec::new(),
@@ -386,32 +435,9 @@ pub fn run(def: &TaskDefinition, opts: &RunOptions) -> Result<RunReport, PlanErr
             }
         }
         eprintln!("kvxfer task: [{}] {}", t.id, t.name);
-        set(&mut state, &t.id, TaskStatus::Running, false)?;
-        for c in cmds {
-            let ran = shell.run(c, false);
-            if let Some(signal) = crate::stop::requested() {
-                set(&mut state, &t.id, TaskStatus::Failed, false)?;
-                return Err(PlanError::Stopped {
-                    task: t.id.clone(),
-                    signal,
-                });
-            }
-            let rc = match ran {
-                Ok(rc) => rc,
-                Err(e) => {
-                    set(&mut state, &t.id, TaskStatus::Failed, false)?;
-                    return Err(e);
-                }
-            };
-            if rc != 0 {
-                set(&mut state, &t.id, TaskStatus::Failed, false)?;
-                return Err(PlanError::Run(format!(
-                    "task {} failed: exit status {rc} from: {c}",
-                    t.id
-                )));
-            }
-        }
-        set(&mut state, &t.id, TaskStatus::Success, false)?;
+        run_task(&mut shell, &t.id, cmds, |status| {
+            set(&mut state, &t.id, status, false)
+        })?;
         report.outcomes.push((t.id.clone(), "ran"));
     }
     Ok(report)
