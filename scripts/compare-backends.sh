@@ -6,7 +6,7 @@
 # the median of the per-round ratios UCX / libfabric (aggregate GB/s, end-to-end p50) with its
 # interval and verdict (scripts/ratios.py).
 #
-#   scripts/compare-backends.sh [ROUNDS]        (default 3)
+#   scripts/compare-backends.sh [ROUNDS]        (default 5, the fewest that give a verdict)
 # Env: SIZE (default 64M), CONC (concurrency, default 1), OP (default send: UCX 1.13's tcp
 # transport emulates RMA, so write/read over tcp measure that emulation), ITERS (default 5),
 # KVXFER (the binary to measure, e.g. a release build of another commit; default
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-rounds="${1:-3}"
+rounds="${1:-5}"
 kvxfer="${KVXFER:-$repo/target/release/kvxfer}"
 size="${SIZE:-64M}"
 conc="${CONC:-1}"

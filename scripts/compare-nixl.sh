@@ -6,7 +6,7 @@
 # the median of the per-round ratios kvxfer / NIXL of the bandwidth (10^9 B/s) with its
 # distribution-free interval and verdict (scripts/ratios.py; 6 rounds or more reach 95 %).
 #
-#   scripts/compare-nixl.sh [ROUNDS]        (default 3)
+#   scripts/compare-nixl.sh [ROUNDS]        (default 5, the fewest that give a verdict)
 # Env: ITERS (timed transfers, default 10), WARMUP (default 2), TLS (default "tcp tcp,cma"),
 # SIZES (default "55M 224M 672M"), KVXFER (binary; built if missing), NIXL_PYTHON (default the
 # test venv's python, where scripts/setup.sh --test installs NIXL). Busy-polling needs both
@@ -25,7 +25,7 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-rounds="${1:-3}"
+rounds="${1:-5}"
 kvxfer="${KVXFER:-$repo/target/release/kvxfer}"
 py="${NIXL_PYTHON:-$repo/.cache/mlflow-venv/bin/python}"
 iters="${ITERS:-10}"

@@ -4,7 +4,8 @@
 # client on 127.0.0.1, and the script prints the median of each tool's figure and of the
 # per-round ratios, with its interval and verdict (scripts/ratios.py).
 #
-#   scripts/compare-ucx.sh [ROUNDS]      (default 5 rounds per case)
+#   scripts/compare-ucx.sh [ROUNDS]      (default 5 rounds per case; with the defaults it runs
+#                                         several minutes: CASES=lat-tcp for one case)
 #
 # Cases: 64-byte tag_lat over UCX_TLS=tcp (UCX_NET_DEVICES=lo) and over UCX_TLS=posix, and
 # 672M tag_bw over tcp. The ratio printed is the median of per-round ratios (each kvxfer run
@@ -28,7 +29,16 @@ lat_iters="${LAT_ITERS:-20000}"
 bw_iters="${BW_ITERS:-10}"
 bw_size="${BW_SIZE:-672M}"
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+# Stopped (Ctrl-C, kill): end the background servers and wait for every child before the
+# folder they write into goes.
+cleanup() {
+    local j
+    for j in $(jobs -p); do kill "$j" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 die() { echo "compare-ucx.sh: $*" >&2; exit 1; }
 perftest="${UCX_PERFTEST:-$repo/.cache/ucx/bin/ucx_perftest}"
@@ -54,7 +64,11 @@ run_ucx_perftest() {
         timeout -k 5 120 "$perftest" -p "$p" >/dev/null 2>&1 &
         local srv=$!
         sleep 0.5
-        out=$(timeout -k 5 120 "$perftest" 127.0.0.1 -p "$p" -t "$test" -s "$size" -n "$iters" 2>&1 || true)
+        # Children run in the background and are waited for, so a stop reaches them at once.
+        timeout -k 5 120 "$perftest" 127.0.0.1 -p "$p" -t "$test" -s "$size" -n "$iters" \
+            >"$tmp/perftest.out" 2>&1 &
+        wait $! || true
+        out=$(cat "$tmp/perftest.out")
         wait "$srv" 2>/dev/null || true
         local final
         final=$(grep -E '^ *Final:' <<<"$out" || true)
@@ -75,8 +89,8 @@ run_kvxfer() {
     local args=(ucx-perf -t "$test" -s "$size" -n "$iters" -w "$warmup" --timeout 120)
     timeout 180 "$kvxfer" "${args[@]}" --listen "127.0.0.1:$p" >/dev/null 2>"$tmp/target.err" &
     local tgt=$!
-    timeout 180 "$kvxfer" "${args[@]}" --peer "127.0.0.1:$p" --json "$tmp/k.json" >/dev/null \
-        || { cat "$tmp/target.err" >&2; die "kvxfer $test failed"; }
+    timeout 180 "$kvxfer" "${args[@]}" --peer "127.0.0.1:$p" --json "$tmp/k.json" >/dev/null &
+    wait $! || { cat "$tmp/target.err" >&2; die "kvxfer $test failed"; }
     wait "$tgt" || die "kvxfer target failed: $(cat "$tmp/target.err")"
     python3 - "$tmp/k.json" "$test" <<'PY'
 import json, sys
@@ -93,8 +107,11 @@ case_() {
     local nbytes
     nbytes=$(bytes "$size")
     for ((i = 1; i <= rounds; i++)); do
-        ours+=("$(run_kvxfer "$test" "$size" "$iters" "$warmup")")
-        theirs+=("$(run_ucx_perftest "$test" "$nbytes" "$iters")")
+        # Called in this shell, not in $(...), so that the stop trap sees their children.
+        run_kvxfer "$test" "$size" "$iters" "$warmup" >"$tmp/ours"
+        run_ucx_perftest "$test" "$nbytes" "$iters" >"$tmp/theirs"
+        ours+=("$(cat "$tmp/ours")")
+        theirs+=("$(cat "$tmp/theirs")")
     done
     local unit=MiB/s better=higher
     [ "$test" = tag_lat ] && unit="us(p50)" better=lower

@@ -51,9 +51,16 @@ def load_nixl():
             missing.append(f"{name}: {e}")
         finally:
             sys.stdout = stdout
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    venv = os.path.join(repo, ".cache", "mlflow-venv")
+    python = os.path.join(venv, "bin", "python")
+    if os.access(python, os.X_OK) and os.path.realpath(sys.prefix) != os.path.realpath(venv):
+        # Started by another python (the system's): the set-up installs NIXL into the test venv.
+        os.execv(python, [python, os.path.abspath(__file__)] + sys.argv[1:])
     print(
-        f"nixl_xfer.py: NIXL's Python API is not installed ({'; '.join(missing)}); "
-        "install it with scripts/setup.sh --test (pip nixl-cu12 --no-deps, numpy)",
+        f"nixl_xfer.py: NIXL's Python API is not installed ({'; '.join(missing)}) for "
+        f"{sys.executable}; install it with scripts/setup.sh --test (pip nixl-cu12 --no-deps, "
+        "numpy into .cache/mlflow-venv, which this script runs under when it exists)",
         file=sys.stderr,
     )
     sys.exit(NOT_INSTALLED)

@@ -252,6 +252,32 @@ fn tcp_two_processes_verify() {
 }
 
 #[test]
+fn both_sides_of_a_many_worker_run_name_workers_and_tiers_alike() {
+    let _g = fabric_lock();
+    let e = Expect {
+        size: 1 << 20,
+        iterations: 3,
+        warmup: 1,
+        transfers: 4,
+        verify: false,
+        op: "write",
+    };
+    let (idoc, tdoc) = two_processes_consistent(
+        &[],
+        &[
+            "xfer", "-p", "tcp", "-s", "1M", "-c", "4", "-I", "3", "-w", "1",
+        ],
+        &e,
+    );
+    // The target accepts the four workers in whatever order they connect; both documents
+    // still number them as the initiator does, so the same figures give the same tiers.
+    let (i, t) = (&idoc.results[0].extra, &tdoc.results[0].extra);
+    assert_eq!(i["workers"], t["workers"]);
+    // (two_processes_consistent has checked that the tiers partition the four transfers.)
+    assert_eq!(i["tiers"], t["tiers"]);
+}
+
+#[test]
 fn shm_672m_two_processes() {
     let _g = fabric_lock();
     let e = Expect {

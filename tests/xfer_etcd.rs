@@ -33,10 +33,17 @@ fn three_initiator_ranks_into_rank_zero_merge_into_one_result() {
     let merged = run.doc(0);
     assert_merged(&merged, 3, 2, 256 << 10, 6);
     assert_eq!(merged.config["rank_source"], "pmi");
+    assert_eq!(merged.config["rank"], 0);
     // Each initiator wrote its own figures, the same its entry in the merged result holds.
     for r in 1..4 {
         let own = run.doc(r);
         assert_eq!(own.status, Status::Complete);
+        // Each file says which rank of which run and group wrote it.
+        assert_eq!(own.config["rank"], r, "rank {r}");
+        assert_eq!(own.config["world"], 4, "rank {r}");
+        assert_eq!(own.config["group"], merged.config["group"], "rank {r}");
+        assert_eq!(own.config["run_id"], merged.config["run_id"], "rank {r}");
+        assert!(own.config["run_id"].as_str().is_some_and(|s| !s.is_empty()));
         let entry = &merged.results[0].extra["ranks"][r - 1];
         assert_eq!(
             own.results[0].histogram.as_deref(),

@@ -43,8 +43,8 @@ pub enum AnalyzeError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The MLflow server could not be read.
-    #[error("MLflow: {0}")]
+    /// The MLflow server could not be read (its error says so; an error chain prints it once).
+    #[error(transparent)]
     Mlflow(#[from] crate::mlflow::MlflowError),
     /// A plot could not be drawn.
     #[error("plot {name}: {message}")]

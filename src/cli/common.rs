@@ -162,6 +162,10 @@ pub fn run_pair<C: PairRun>(
     };
     let outcome = if let Some(listen) = listen {
         let addr = parse_listen(listen, DEFAULT_PORT)?;
+        // The provider and the memory first: a target that cannot run says so before it
+        // says it waits.
+        cfg.check()?;
+        cfg.memory().check_available()?;
         let listener = OobListener::bind(addr)?;
         eprintln!(
             "kvxfer: {what} target waiting on {} ({waiting})",

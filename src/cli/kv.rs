@@ -13,7 +13,7 @@ use kvxfer::model::{self, KvDtype, KvGeometry};
 use kvxfer::report::export::Table;
 use kvxfer::report::kv as render;
 use kvxfer::run::kv_profile::{self, KvProfileConfig, ProfileEvent, Shape};
-use kvxfer::run::xfer::{ConcurrencyMode, Scheme, XferConfig};
+use kvxfer::run::xfer::{ConcurrencyMode, Scheme, Sides, XferConfig};
 use kvxfer::units::human_size;
 
 use super::common::{parse_listen, progress_bar, OutputArgs, PathArgs};
@@ -408,6 +408,14 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let doc = if let Some(listen) = &a.listen {
+        // The provider and the memory first: a target that cannot run says so before it says
+        // it waits.
+        if let Some(first) = runs.first() {
+            first
+                .cfg
+                .validate(Sides::One(kvxfer::peer::Side::Target))
+                .context("kv profile")?;
+        }
         let listener = OobListener::bind(parse_listen(listen, DEFAULT_PORT)?)?;
         eprintln!(
             "kvxfer: kv profile target waiting on {}",

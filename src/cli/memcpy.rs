@@ -1,7 +1,6 @@
 //! `kvxfer memcpy`: a single-thread copy of `--size` bytes, the one-core limit that the
 //! transfers are compared with.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -25,9 +24,8 @@ pub struct MemcpyArgs {
     /// Untimed copies first, 0 to 10^12.
     #[arg(short, long, default_value_t = 2, value_parser = super::common::parse_warmup)]
     warmup: u64,
-    /// Write the kvxfer.result/v1 document here.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    output: super::common::OutputArgs,
 }
 
 /// Runs `kvxfer memcpy`.
@@ -35,6 +33,7 @@ pub fn run(a: MemcpyArgs) -> anyhow::Result<ExitCode> {
     if a.iterations == 0 || a.size == 0 {
         anyhow::bail!("--size and --iterations must be at least 1");
     }
+    a.output.check()?;
     let need = a.size.saturating_mul(2);
     if let Some(avail) = available_memory() {
         if need > avail {
@@ -86,10 +85,7 @@ pub fn run(a: MemcpyArgs) -> anyhow::Result<ExitCode> {
         gbps(h.min())
     );
     let terminal = export::Table(|_: &ResultDoc| line.clone());
-    let json = a.json.clone().map(export::JsonFile);
-    let mut exporters: Vec<&dyn export::Exporter> = vec![&terminal];
-    exporters.extend(json.as_ref().map(|j| j as &dyn export::Exporter));
-    export::export_all(&exporters, &doc, &mut |l| eprintln!("kvxfer: {l}"))?;
+    a.output.publish(&mut doc, Some(&terminal))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -115,7 +111,10 @@ fn keep_stopped(
         message: kvxfer::stop::Stopped(signal).to_string(),
     });
     let measured = format!("{done} of {} timed copies measured", a.iterations);
-    match &a.json {
+    if a.output.pattern_id.is_some() {
+        doc.pattern_id = a.output.pattern_id.clone();
+    }
+    match &a.output.json {
         Some(p) => {
             kvxfer::report::write_atomic(p, &doc.to_json())
                 .with_context(|| format!("writing {}", p.display()))?;

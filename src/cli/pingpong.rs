@@ -14,27 +14,30 @@ use super::common::{parse_sizes, run_pair, EndpointArg, ModeArg, OutputArgs, Pat
 /// Options shared by `pingpong` and `rma-pingpong`.
 #[derive(Debug, Args)]
 pub struct PairArgs {
-    /// libfabric provider (tcp, shm, udp, efa, ...).
+    /// libfabric provider (tcp, shm, udp, efa, ...) (fi_pingpong's -p).
     #[arg(short, long, default_value = "tcp")]
     pub provider: String,
-    /// Endpoint type.
+    /// Endpoint type (fi_pingpong's -e).
     #[arg(short, long, value_enum, default_value = "rdm")]
     pub endpoint: EndpointArg,
-    /// Domain (interface) to use; by default the one holding the control connection's address.
+    /// Domain (interface) to use; by default the one holding the control connection's address
+    /// (fi_pingpong's -d).
     #[arg(short, long)]
     pub domain: Option<String>,
-    /// Message sizes: a comma-separated list with binary suffixes (1K = 1024), or `all`.
+    /// Message sizes: a comma-separated list with binary suffixes (1K = 1024), or `all`
+    /// (fi_pingpong's -S).
     #[arg(short = 'S', long, default_value = "64,1K,64K,1M,10M,100M", value_parser = parse_sizes)]
     pub sizes: std::vec::Vec<u64>,
-    /// Timed iterations per size, 1 to 10^12 [default: 10000 below 64K, 1000 below 1M, 100
-    /// from 1M].
+    /// Timed iterations per size, 1 to 10^12 (fi_pingpong's -I) [default: 10000 below 64K, 1000
+    /// below 1M, 100 from 1M].
     #[arg(short = 'I', long, value_parser = super::common::parse_iterations)]
     pub iterations: Option<u64>,
     /// Untimed iterations before each size, 0 to 10^12 (0 reproduces fi_pingpong, which has
     /// none).
     #[arg(short, long, default_value_t = 10, value_parser = super::common::parse_warmup)]
     pub warmup: u64,
-    /// Fill and check the payload of every message.
+    /// Fill and check the payload of every message (fi_pingpong's -c; elsewhere -c is
+    /// --concurrency).
     #[arg(short = 'c', long)]
     pub verify: bool,
     /// Be the target: listen for the initiator on [ADDR][:PORT] (default 0.0.0.0:47590).
@@ -57,7 +60,7 @@ pub struct PairArgs {
 pub struct PingPongArgs {
     #[command(flatten)]
     pair: PairArgs,
-    /// Send/receive (msg) or tagged send/receive.
+    /// Send/receive (msg) or tagged send/receive (fi_pingpong's -m).
     #[arg(short, long, value_enum, default_value = "msg")]
     mode: ModeArg,
     /// Never use fi_inject, even below the inject size.

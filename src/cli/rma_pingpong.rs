@@ -24,7 +24,7 @@ pub enum RmaOpArg {
 pub struct RmaPingPongArgs {
     #[command(flatten)]
     pair: PairArgs,
-    /// The RMA operation (fi_rma_pingpong -o).
+    /// The RMA operation (fi_rma_pingpong's -o).
     #[arg(short, long, value_enum, default_value = "write")]
     op: RmaOpArg,
     /// Never inject writes (fi_inject_write), even below the inject size.

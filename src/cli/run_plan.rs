@@ -41,7 +41,8 @@ pub struct RunArgs {
     /// pattern runs afresh and its result files are overwritten.
     #[arg(long)]
     resume: bool,
-    /// Task state file (default /tmp/task-state-<hostname>.json).
+    /// Task state file (default /tmp/task-state-<hostname>.json, shared by every run and user
+    /// of this host: give each concurrent run its own).
     #[arg(long)]
     state: Option<PathBuf>,
     /// Start without `kvxfer doctor`'s checks (which otherwise refuse a plan whose patterns

@@ -27,7 +27,8 @@ enum TaskCommand {
         /// Forget this definition's recorded progress first.
         #[arg(long)]
         reset: bool,
-        /// State file (default /tmp/task-state-<hostname>.json).
+        /// State file (default /tmp/task-state-<hostname>.json, shared by every run and user of
+        /// this host: give each concurrent run its own).
         #[arg(long)]
         state: Option<PathBuf>,
     },

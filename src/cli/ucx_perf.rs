@@ -35,14 +35,16 @@ pub struct UcxPerfArgs {
     /// The test (ucx_perftest's -t).
     #[arg(short, long, value_enum)]
     test: TestArg,
-    /// Message sizes: a comma-separated list with binary suffixes (1K = 1024).
+    /// Message sizes: a comma-separated list with binary suffixes (1K = 1024) (ucx_perftest's
+    /// -s).
     #[arg(short, long, default_value = "64", value_parser = parse_sizes)]
     sizes: std::vec::Vec<u64>,
-    /// Timed iterations per size, 1 to 10^12 (default by size: 10000 below 64K, 1000 below
+    /// Timed iterations per size, 1 to 10^12 (ucx_perftest's -n; default by size: 10000 below 64K, 1000 below
     /// 1M, 100 below 64M, 10 above).
     #[arg(short = 'n', long, value_parser = super::common::parse_iterations)]
     iterations: Option<u64>,
-    /// Untimed iterations before each size, 0 to 10^12 (default: a tenth of the iterations).
+    /// Untimed iterations before each size, 0 to 10^12 (ucx_perftest's -w; default: a tenth of
+    /// the iterations).
     #[arg(short, long, value_parser = super::common::parse_warmup)]
     warmup: Option<u64>,
     /// tag_bw: most sends outstanding at once (ucx_perftest's -O).
@@ -54,8 +56,9 @@ pub struct UcxPerfArgs {
     /// The CUDA device of --memory cuda (its ordinal, as the driver counts them).
     #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(i32).range(0..))]
     device: i32,
-    /// Fill and check the payload of every message.
-    #[arg(short = 'c', long)]
+    /// Fill and check the payload of every message (no short flag: ucx_perftest's -c is CPU
+    /// affinity, kvxfer's is --concurrency).
+    #[arg(long)]
     verify: bool,
     /// Pass the buffers' memory handles with every send and receive (ucx_perftest's -z);
     /// without it UCX looks the registration up itself, as ucx_perftest does by default.

@@ -106,7 +106,7 @@ pub fn run_group(
         group.source().name()
     );
     let settle = spec.ttl + Duration::from_secs(2);
-    let r = run_rank(cfg, &roles, &group, progress, settle);
+    let r = stamped(run_rank(cfg, &roles, &group, progress, settle), cfg, &group);
     if r.as_ref().is_err_and(|e| cut_off(e.cause())) {
         // Nothing more reaches etcd: the others see this rank's lease expire.
         group.abandon();
@@ -123,6 +123,36 @@ pub fn run_group(
         eprintln!("kvxfer: warning: leaving the group: {e}");
     }
     r
+}
+
+/// A rank's document (its own, or rank 0's merged one) with the group's keys in its config, so
+/// that a file says which run, group and rank wrote it.
+fn stamped(
+    outcome: Result<ResultDoc, RunError>,
+    cfg: &XferConfig,
+    group: &Group,
+) -> Result<ResultDoc, RunError> {
+    let stamp = |doc: &mut ResultDoc| {
+        let c = &mut doc.config;
+        c.insert("etcd".into(), json!(group.url()));
+        c.insert("group".into(), json!(group.name()));
+        c.insert("run_id".into(), json!(group.run_id()));
+        c.insert("world".into(), json!(group.world()));
+        c.insert("rank".into(), json!(group.rank()));
+        c.insert("rank_source".into(), json!(group.source().name()));
+        c.insert("concurrency_per_rank".into(), json!(cfg.concurrency));
+    };
+    match outcome {
+        Ok(mut doc) => {
+            stamp(&mut doc);
+            Ok(doc)
+        }
+        Err(RunError::Partial { mut doc, error }) => {
+            stamp(&mut doc);
+            Err(RunError::Partial { doc, error })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether `e` says this rank lost etcd.
@@ -444,13 +474,6 @@ fn merge(
         res.extra.insert("targets".into(), Value::Array(targets));
         res.path = merged_path(roles, results).map(|p| p.to_value());
     }
-    let c = &mut doc.config;
-    c.insert("etcd".into(), json!(group.url()));
-    c.insert("group".into(), json!(group.name()));
-    c.insert("run_id".into(), json!(group.run_id()));
-    c.insert("world".into(), json!(group.world()));
-    c.insert("rank_source".into(), json!(group.source().name()));
-    c.insert("concurrency_per_rank".into(), json!(cfg.concurrency));
     Ok(doc)
 }
 

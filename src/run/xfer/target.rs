@@ -285,7 +285,8 @@ fn target_inner(
         verified_bytes: side.verified,
         path,
     })?;
-    report.worker = w;
+    // `worker` stays the initiator's numbering, so both sides label workers (and tiers) alike.
+    report.target_worker = w;
     report.verified_bytes += side.verified;
     report.registration = setup.registration.map(String::from);
     report.staging_ns = side.staging.map(Staging::take).unwrap_or_default();
@@ -376,10 +377,22 @@ pub(super) fn serve(
             })?;
         handles.push(h);
     }
-    let reports = join_all(handles).map_err(partial)?;
+    let mut reports = join_all(handles).map_err(partial)?;
+    initiator_numbering_or_own(&mut reports);
     let span = shared.gate.readings();
     let doc = super::report::build(cfg, &plan, Side::Target, &reports, span.as_ref());
     Ok(doc)
+}
+
+/// Keeps the initiator's worker numbers where they name every worker once (one initiator
+/// process); several initiator processes number theirs alike, so then the target's own order.
+fn initiator_numbering_or_own(reports: &mut [WorkerReport]) {
+    let mut seen = std::collections::BTreeSet::new();
+    if !reports.iter().all(|r| seen.insert(r.worker)) {
+        for r in reports.iter_mut() {
+            r.worker = r.target_worker;
+        }
+    }
 }
 
 /// Where each of `workers` target workers' `per` regions come from: with `--reuse`, disjoint

@@ -25,7 +25,8 @@ const IDLE_POLLS_BEFORE_YIELD: u32 = 64;
 /// What one worker measured, as the initiator reports it to the target and the result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerReport {
-    /// Worker index: the initiator's numbering in its document, the target's in the target's.
+    /// Worker index: the initiator's numbering on both sides (the target's own order where
+    /// several initiator processes number theirs alike).
     pub worker: usize,
     /// The worker's index at its target.
     pub target_worker: usize,
