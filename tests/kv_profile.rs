@@ -70,8 +70,14 @@ fn assert_profile(doc: &ResultDoc, tokens: &[u64], io: u64, gaps: &[u64], iterat
         // bytes / 2.9e9 B/s (tcp's default link rate), in ms
         assert!((x("theoretical_ms") - bytes as f64 / 2.9e6).abs() < 1e-9);
         if let Some(&g) = gaps.last() {
-            let after = e["slow_start"][gaps.len() - 1]["p50_us"].as_f64().unwrap();
-            assert!((x("slow_start_ms") - (after - l.p50) / 1e3).abs() < 1e-9);
+            // Slow start counts only where its interval lies above 0, and never negative.
+            let over = &e["slow_start"][gaps.len() - 1]["over_back_to_back"];
+            let cost = over["cost_us"].as_f64().unwrap();
+            assert!((x("slow_start_ms") - cost / 1e3).abs() < 1e-9);
+            assert!(x("slow_start_ms") >= 0.0);
+            let iv = over["interval_us"].as_array().unwrap();
+            let lo = iv[0].as_f64().unwrap();
+            assert_eq!(cost > 0.0, lo > 0.0, "{over}");
             assert!(d["measured_is"]
                 .as_str()
                 .unwrap()
@@ -284,7 +290,7 @@ fn xfer_idles_before_each_timed_iteration() {
         concurrency: 1,
         mode: ConcurrencyMode::Endpoints,
         scheme: Scheme::Pairwise,
-        iterations: 3,
+        iterations: kvxfer::stats::Count::Fixed(3),
         warmup: 1,
         verify: false,
         reuse: false,
@@ -293,6 +299,7 @@ fn xfer_idles_before_each_timed_iteration() {
         rails: None,
         stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
+        open: None,
     };
     let t = std::time::Instant::now();
     let doc = run_local(&cfg, LocalThreads::Side, &XferProgress::default()).unwrap();

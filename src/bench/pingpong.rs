@@ -8,8 +8,11 @@ use crate::peer::Side;
 use hdrhistogram::Histogram;
 
 use super::clock::LoopClock;
+use super::pace::{run_batches, Pace};
 use super::{pattern, BenchError};
-use crate::stats::{new_histogram, Recent, UCX_PERFTEST_WINDOW};
+use crate::stats::{new_histogram, Recent, StoppedBy, UCX_PERFTEST_WINDOW};
+#[cfg(test)]
+use std::time::Duration;
 
 /// What a ping-pong loop needs from a transport.
 pub trait PingPongTransport {
@@ -35,9 +38,7 @@ pub trait PingPongTransport {
 pub struct SizeParams {
     /// Message size in bytes.
     pub size: usize,
-    /// Timed iterations.
-    pub iterations: u64,
-    /// Untimed iterations before them.
+    /// Untimed iterations before the timed ones.
     pub warmup: u64,
     /// Fill and check the payload of every message.
     pub verify: bool,
@@ -49,59 +50,108 @@ pub struct SizeSamples {
     /// Latency per timed iteration, nanoseconds: half round trips for ping-pongs, full round
     /// trips for RMA reads.
     pub latency_ns: Histogram<u64>,
-    /// Wall time of the timed iterations, nanoseconds (fi_pingpong's "time").
+    /// Wall time of the timed iterations, nanoseconds (fi_pingpong's "time"): the sum of the
+    /// batches' spans, without the decisions between them.
     pub elapsed_ns: u64,
     /// Timed iterations.
     pub iterations: u64,
     /// The last 2048 samples of `latency_ns`, in order (ucx_perftest's percentile window).
     pub recent_ns: Recent,
+    /// What ended the timed iterations.
+    pub stopped_by: StoppedBy,
 }
 
-/// Runs one size. The transport must already have a receive posted; one stays posted after.
+/// The samples of one size as they are recorded.
+pub struct Recorder {
+    /// Latency per timed iteration, nanoseconds.
+    pub hist: Histogram<u64>,
+    /// The last samples, in order.
+    pub recent: Recent,
+}
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    /// Nothing recorded yet.
+    pub fn new() -> Recorder {
+        Recorder {
+            hist: new_histogram(),
+            recent: Recent::new(UCX_PERFTEST_WINDOW),
+        }
+    }
+
+    /// Records one sample of `ns` nanoseconds (1 ns floor: the histogram's lower bound).
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        let ns = ns.max(1);
+        self.hist.saturating_record(ns);
+        self.recent.push(ns);
+    }
+
+    /// The samples, after `iterations` timed iterations in `elapsed_ns` ended by `stopped_by`.
+    pub fn samples(self, iterations: u64, elapsed_ns: u64, stopped_by: StoppedBy) -> SizeSamples {
+        SizeSamples {
+            latency_ns: self.hist,
+            elapsed_ns,
+            iterations,
+            recent_ns: self.recent,
+            stopped_by,
+        }
+    }
+}
+
+/// Runs one size: the warm-up, then timed batches as `pace` decides. The transport must already
+/// have a receive posted; one stays posted after.
 pub fn run_size<T: PingPongTransport>(
     t: &mut T,
     role: Side,
     p: &SizeParams,
+    pace: &mut dyn Pace,
 ) -> Result<SizeSamples, BenchError> {
-    let mut hist = new_histogram();
-    let mut recent = Recent::new(UCX_PERFTEST_WINDOW);
-    super::check_counts(p.size as u64, p.iterations, p.warmup, 2).map_err(BenchError::Invalid)?;
-    let total = p.warmup + p.iterations;
-    let mut timed_start = Instant::now();
+    iterations(t, role, p, 0..p.warmup, None)?;
+    run_batches(p.warmup, p.size as u64, 2, pace, &mut |range, rec| {
+        iterations(t, role, p, range, Some(rec))
+    })
+}
+
+/// Runs iterations `range` (messages numbered by iteration, so numbering continues across
+/// calls); with `rec`, timed: each half round trip recorded, and the wall time returned.
+fn iterations<T: PingPongTransport>(
+    t: &mut T,
+    role: Side,
+    p: &SizeParams,
+    range: std::ops::Range<u64>,
+    mut rec: Option<&mut Recorder>,
+) -> Result<u64, BenchError> {
     let clock = LoopClock::new();
+    // The timed span of a batch: from here to the end of its last iteration.
+    let start = Instant::now();
     let mut prev = clock.now();
     // The initiator's sample of iteration i is recorded in iteration i + 1, after its ping
     // left: the bookkeeping then overlaps the message's flight instead of delaying the ping.
     let mut pending: Option<u64> = None;
-    let mut record = |rtt_ticks: u64| {
-        // Half a round trip; 1 ns floor keeps the histogram's lower bound.
-        let half = (clock.ticks_to_nanos(rtt_ticks) / 2).max(1);
-        hist.saturating_record(half);
-        recent.push(half);
-    };
     // Message sequence numbers: the initiator's are even, the target's odd.
-    for i in 0..total {
-        if i == p.warmup {
-            timed_start = Instant::now();
-            prev = clock.now();
-        }
+    for i in range {
         match role {
             Side::Initiator => {
                 if p.verify {
                     pattern::fill(&mut t.send_buf()[..p.size], 2 * i);
                 }
                 t.send(p.size)?;
-                if let Some(half) = pending.take() {
-                    record(half);
+                if let (Some(rtt), Some(rec)) = (pending.take(), rec.as_deref_mut()) {
+                    // Half a round trip.
+                    rec.record(clock.ticks_to_nanos(rtt) / 2);
                 }
                 let got = t.wait_recv()?;
                 let now = clock.now();
                 check(t, p, got, 2 * i + 1, i)?;
                 t.post_recv()?;
-                if i >= p.warmup {
-                    // Converted to nanoseconds when recorded, while the next ping flies.
-                    pending = Some(now.saturating_sub(prev));
-                }
+                // Converted to nanoseconds when recorded, while the next ping flies.
+                pending = Some(now.saturating_sub(prev));
                 prev = now;
             }
             Side::Target => {
@@ -115,16 +165,11 @@ pub fn run_size<T: PingPongTransport>(
             }
         }
     }
-    let elapsed_ns = timed_start.elapsed().as_nanos() as u64;
-    if let Some(half) = pending {
-        record(half);
+    let elapsed_ns = start.elapsed().as_nanos() as u64;
+    if let (Some(rtt), Some(rec)) = (pending, rec) {
+        rec.record(clock.ticks_to_nanos(rtt) / 2);
     }
-    Ok(SizeSamples {
-        latency_ns: hist,
-        elapsed_ns,
-        iterations: p.iterations,
-        recent_ns: recent,
-    })
+    Ok(elapsed_ns)
 }
 
 #[inline]
@@ -193,7 +238,6 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
 
     /// An in-memory transport: two queues between two threads, with an optional delay per send.
     struct MemTransport {
@@ -251,6 +295,10 @@ mod tests {
         }
     }
 
+    fn fixed(n: u64) -> crate::stats::Pacer {
+        crate::stats::Pacer::new(crate::stats::Count::Fixed(n))
+    }
+
     fn pair(delay: Duration, corrupt_at: Option<u64>) -> (MemTransport, MemTransport) {
         let a = Arc::new(Mutex::new(VecDeque::new()));
         let b = Arc::new(Mutex::new(VecDeque::new()));
@@ -275,15 +323,17 @@ mod tests {
         let (mut ini, mut tgt) = pair(Duration::from_millis(2), None);
         let p = SizeParams {
             size: 100,
-            iterations: 20,
             warmup: 3,
             verify: true,
         };
-        let h = std::thread::spawn(move || run_size(&mut tgt, Side::Target, &p).map(|_| ()));
-        let s = run_size(&mut ini, Side::Initiator, &p).unwrap();
+        let h = std::thread::spawn(move || {
+            run_size(&mut tgt, Side::Target, &p, &mut fixed(20)).map(|_| ())
+        });
+        let s = run_size(&mut ini, Side::Initiator, &p, &mut fixed(20)).unwrap();
         h.join().unwrap().unwrap();
         assert_eq!(s.latency_ns.len(), 20);
         assert_eq!(s.recent_ns.len(), 20);
+        assert_eq!((s.iterations, s.stopped_by), (20, StoppedBy::Fixed));
         assert!(s.recent_ns.percentile(50.0).unwrap() >= 1_000_000);
         // The target sleeps 2 ms before each reply: every half round trip is >= 1 ms.
         assert!(
@@ -302,12 +352,15 @@ mod tests {
         let (mut ini, mut tgt) = pair(Duration::ZERO, Some(4));
         let p = SizeParams {
             size: 64,
-            iterations: 10,
             warmup: 0,
             verify: true,
         };
-        let h = std::thread::spawn(move || run_size(&mut tgt, Side::Target, &p).map(|_| ()));
-        let e = run_size(&mut ini, Side::Initiator, &p).err().unwrap();
+        let h = std::thread::spawn(move || {
+            run_size(&mut tgt, Side::Target, &p, &mut fixed(10)).map(|_| ())
+        });
+        let e = run_size(&mut ini, Side::Initiator, &p, &mut fixed(10))
+            .err()
+            .unwrap();
         assert!(
             matches!(
                 e,

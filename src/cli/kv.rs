@@ -14,6 +14,7 @@ use kvxfer::report::export::Table;
 use kvxfer::report::kv as render;
 use kvxfer::run::kv_profile::{self, KvProfileConfig, ProfileEvent, Shape};
 use kvxfer::run::xfer::{ConcurrencyMode, Scheme, XferConfig};
+use kvxfer::stats::Count;
 use kvxfer::units::human_size;
 
 use super::common::{parse_listen, progress_bar, OutputArgs};
@@ -211,9 +212,12 @@ struct ProfileArgs {
     /// Descriptors in flight.
     #[arg(short = 'W', long, default_value_t = 64)]
     window: usize,
-    /// Timed transfers per shape, 1 to 10^12.
-    #[arg(short = 'I', long, default_value_t = 10, value_parser = super::common::parse_iterations)]
-    iterations: u64,
+    /// Timed transfers per shape, 1 to 10^12, or auto: until the median is known to
+    /// --precision [default: 10].
+    #[arg(short = 'I', long, value_parser = super::count::parse_iterations)]
+    iterations: Option<super::count::IterationsArg>,
+    #[command(flatten)]
+    pacing: super::count::PacingArgs,
     /// Untimed transfers first, 0 to 10^12 (the first one is the cold transfer).
     #[arg(short, long, default_value_t = 1, value_parser = super::common::parse_warmup)]
     warmup: u64,
@@ -336,7 +340,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         concurrency: 1,
         mode: ConcurrencyMode::Endpoints,
         scheme: Scheme::Pairwise,
-        iterations: a.iterations,
+        iterations: a.pacing.count(a.iterations)?.unwrap_or(Count::Fixed(10)),
         warmup: a.warmup,
         verify: a.verify,
         reuse: false,
@@ -345,6 +349,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         rails: None,
         stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
+        open: None,
     };
     Ok(KvProfileConfig {
         model: g,

@@ -4,6 +4,7 @@
 pub mod environment;
 pub mod kv_profile;
 pub mod memory;
+pub mod pace;
 pub mod pingpong;
 pub mod plan;
 pub mod rma_pingpong;
@@ -89,6 +90,18 @@ impl From<crate::xfer::XferError> for RunError {
 }
 
 impl RunError {
+    /// A loop's failure at `at`; the control connection's own failure (the peer gone, or its
+    /// reported failure) stays the bootstrap's error.
+    pub fn bench(at: impl Into<String>, error: crate::bench::BenchError) -> RunError {
+        match error {
+            crate::bench::BenchError::Control(b) => RunError::Bootstrap(b),
+            error => RunError::Bench {
+                at: at.into(),
+                error,
+            },
+        }
+    }
+
     /// The cause, looking through [`RunError::Partial`].
     pub fn cause(&self) -> &RunError {
         match self {

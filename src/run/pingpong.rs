@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::memory::{libfabric_endpoint_bytes, MemoryNeed};
+use super::pace::two_sided;
 use super::segments::{check_device, check_hmem, MemKinds, SegKind};
 use super::two_sided::PairRun;
 pub use super::two_sided::{Progress, SideOutcome};
@@ -16,7 +17,7 @@ use crate::fabric::{self, caps, select_info, EndpointSpec, EndpointType, MsgChan
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
-use crate::stats::{encode_histogram, LatencySummary};
+use crate::stats::{encode_histogram, Count, LatencySummary, Precision};
 use crate::units::human_size;
 
 /// Everything a ping-pong run is asked to do.
@@ -33,7 +34,7 @@ pub struct PingPongConfig {
     /// Message sizes in bytes.
     pub sizes: Vec<u64>,
     /// Timed iterations per size; None: by size, as fabtests chooses (see [`default_iterations`]).
-    pub iterations: Option<u64>,
+    pub iterations: Option<Count>,
     /// Untimed iterations before them.
     pub warmup: u64,
     /// Check every payload.
@@ -65,7 +66,7 @@ impl PingPongConfig {
             .with(
                 "iterations",
                 self.iterations
-                    .map_or_else(|| "by size".to_string(), |n| n.to_string()),
+                    .map_or_else(|| "by size".to_string(), |n| n.name()),
             )
             .with("warmup", self.warmup)
             .with("verify", self.verify)
@@ -74,8 +75,9 @@ impl PingPongConfig {
     }
 
     /// Timed iterations for one size.
-    pub fn iterations_for(&self, size: u64) -> u64 {
-        self.iterations.unwrap_or_else(|| default_iterations(size))
+    pub fn iterations_for(&self, size: u64) -> Count {
+        self.iterations
+            .unwrap_or_else(|| Count::Fixed(default_iterations(size)))
     }
 
     fn endpoint_name(&self) -> &'static str {
@@ -151,8 +153,8 @@ impl PingPongConfig {
         if self.sizes.is_empty() {
             return Err(RunError::Config("no message size given".into()));
         }
-        if self.iterations == Some(0) {
-            return Err(RunError::Config("--iterations must be at least 1".into()));
+        if let Some(c) = &self.iterations {
+            c.check().map_err(RunError::Config)?;
         }
         let info = select_info(&self.endpoint_spec(caps, None))?;
         let v = info.view();
@@ -169,8 +171,9 @@ impl PingPongConfig {
             )));
         }
         for &size in &self.sizes {
-            crate::bench::check_counts(size, self.iterations_for(size), self.warmup, 2)
-                .map_err(RunError::Config)?;
+            if let Count::Fixed(n) = self.iterations_for(size) {
+                crate::bench::check_counts(size, n, self.warmup, 2).map_err(RunError::Config)?;
+            }
         }
         Ok(facts)
     }
@@ -321,22 +324,20 @@ fn sizes<B: HostStaged>(
             oob.barrier()?;
             let p = SizeParams {
                 size: size as usize,
-                iterations: cfg.iterations_for(size),
                 warmup: cfg.warmup,
                 verify: cfg.verify,
             };
-            let samples = match run_size(&mut ch, role, &p) {
+            let count = cfg.iterations_for(size);
+            let samples = match run_size(&mut ch, role, &p, &mut *two_sided(role, count, oob)) {
                 Ok(s) => s,
                 Err(error) => {
                     abandon(ch);
-                    return Err(RunError::Bench {
-                        at: format!("size {}", human_size(size)),
-                        error,
-                    });
+                    return Err(RunError::bench(format!("size {}", human_size(size)), error));
                 }
             };
-            doc.results
-                .push(size_result(size, &samples, Some(size <= inject_size), 2));
+            let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
+            add_precision(&mut r, &samples, &count, role);
+            doc.results.push(r);
             progress(Progress {
                 done: i + 1,
                 total: cfg.sizes.len(),
@@ -384,6 +385,22 @@ pub(crate) fn size_result(
     }
 }
 
+/// The result's `extra.precision` from the samples of the side that measured them.
+pub(crate) fn add_precision(
+    r: &mut SizeResult,
+    s: &crate::bench::pingpong::SizeSamples,
+    count: &Count,
+    role: Side,
+) {
+    if role == Side::Target && s.latency_ns.is_empty() {
+        return;
+    }
+    let p = Precision::of(&s.latency_ns, s.stopped_by, Precision::target_of(count));
+    if let Ok(v) = serde_json::to_value(p) {
+        r.extra.insert("precision".into(), v);
+    }
+}
+
 /// The configuration block of a ping-pong document.
 pub(crate) fn config_map(cfg: &PingPongConfig, role: Side) -> Map<String, Value> {
     let mut m = Map::new();
@@ -396,7 +413,8 @@ pub(crate) fn config_map(cfg: &PingPongConfig, role: Side) -> Map<String, Value>
     m.insert(
         "iterations".into(),
         match cfg.iterations {
-            Some(n) => json!(n),
+            Some(Count::Fixed(n)) => json!(n),
+            Some(c) => json!(c.name()),
             None => json!("by size: 10000 below 64K, 1000 below 1M, 100 from 1M"),
         },
     );

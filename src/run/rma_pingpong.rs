@@ -6,18 +6,23 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::environment;
-use super::pingpong::{config_map, size_result, vram_slots, PingPongConfig, Progress, SideOutcome};
+use super::pace::two_sided;
+use super::pingpong::{
+    add_precision, config_map, size_result, vram_slots, PingPongConfig, Progress, SideOutcome,
+};
 use super::segments::SegKind;
 use super::two_sided::PairRun;
 use super::RunError;
-use crate::bench::pingpong::{run_size, PingPongTransport, SizeParams, SizeSamples};
-use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
+use crate::bench::pace::{decode_batch, encode_batch, run_batches};
+use crate::bench::pingpong::{run_size, PingPongTransport, Recorder, SizeParams, SizeSamples};
+use crate::bench::rma_pingpong::{run_read_batch, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
 use crate::fabric::{self, caps, RemoteRegion, RmaChannel, RmaPingPongOp};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::ResultDoc;
+use crate::stats::{Count, Pacer};
 use crate::units::human_size;
 
 /// An RMA ping-pong run: the ping-pong parameters (mode and inject unused) and the operation.
@@ -287,15 +292,17 @@ fn measure_sizes<B: HostStaged>(
     for (i, &size) in base.sizes.iter().enumerate() {
         let p = SizeParams {
             size: size as usize,
-            iterations: base.iterations_for(size),
             warmup: base.warmup,
             verify: base.verify,
         };
+        let count = base.iterations_for(size);
         // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
-        if let Some(s) = measure_size(pp, cfg.op, oob, &p)? {
+        if let Some(s) = measure_size(pp, cfg.op, oob, &p, count)? {
             let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
             let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
-            doc.results.push(size_result(size, &s, injected, xfers));
+            let mut r = size_result(size, &s, injected, xfers);
+            add_precision(&mut r, &s, &count, pp.role);
+            doc.results.push(r);
         }
         progress(Progress {
             done: i + 1,
@@ -313,32 +320,72 @@ fn measure_size<B: HostStaged>(
     op: RmaPingPongOp,
     oob: &mut Oob,
     p: &SizeParams,
+    count: Count,
 ) -> Result<Option<SizeSamples>, RunError> {
-    let bench = |error| RunError::Bench {
-        at: format!("size {}", human_size(p.size as u64)),
-        error,
-    };
+    let bench = |error| RunError::bench(format!("size {}", human_size(p.size as u64)), error);
     match (op, pp.role) {
         (RmaPingPongOp::Write | RmaPingPongOp::WriteData, role) => {
             pp.prepare(p.size).map_err(bench)?;
             oob.barrier()?;
-            Ok(Some(run_size(pp, role, p).map_err(bench)?))
+            let mut pace = two_sided(role, count, oob);
+            Ok(Some(run_size(pp, role, p, &mut *pace).map_err(bench)?))
         }
         (RmaPingPongOp::Read, Side::Target) => {
             if p.verify {
                 pattern::fill(&mut pp.ch.rx_buf_mut()[..p.size], READ_SEQ);
                 pp.ch.publish_rx(p.size)?;
             }
-            pp.ch.post_done()?;
-            oob.barrier()?;
-            pp.ch.wait_done()?;
-            Ok(None)
+            // Each batch (the warm-up first) is announced; the target serves the reads until
+            // the initiator says the batch is done.
+            loop {
+                let (n, _) = decode_batch(&oob.recv_frame()?).map_err(bench)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                pp.ch.post_done()?;
+                oob.barrier()?;
+                pp.ch.wait_done()?;
+            }
         }
-        (RmaPingPongOp::Read, Side::Initiator) => {
-            oob.barrier()?;
-            let s = run_read_size(&mut Reader(&mut pp.ch), p).map_err(bench)?;
-            pp.ch.send_done()?;
-            Ok(Some(s))
-        }
+        (RmaPingPongOp::Read, Side::Initiator) => read_initiator(pp, oob, p, count).map(Some),
     }
+}
+
+/// The read initiator's side of a size: the warm-up and each timed batch announced to the
+/// target, which serves the reads until this side's done message.
+fn read_initiator<B: HostStaged>(
+    pp: &mut RmaPingPong<B>,
+    oob: &mut Oob,
+    p: &SizeParams,
+    count: Count,
+) -> Result<SizeSamples, RunError> {
+    let bench = |error| RunError::bench(format!("size {}", human_size(p.size as u64)), error);
+    let batch = |pp: &mut RmaPingPong<B>,
+                     oob: &mut Oob,
+                     range: std::ops::Range<u64>,
+                     rec: Option<&mut Recorder>|
+     -> Result<u64, RunError> {
+        oob.send_frame(&encode_batch(range.end - range.start, None))?;
+        oob.barrier()?;
+        let ns = run_read_batch(&mut Reader(&mut pp.ch), p, range, rec).map_err(bench)?;
+        pp.ch.send_done()?;
+        Ok(ns)
+    };
+    if p.warmup > 0 {
+        batch(pp, oob, 0..p.warmup, None)?;
+    }
+    let mut pacer = Pacer::new(count);
+    let mut failed = None;
+    let samples = run_batches(p.warmup, p.size as u64, 1, &mut pacer, &mut |range, rec| {
+        batch(pp, oob, range, Some(rec)).map_err(|e| {
+            failed = Some(e);
+            BenchError::Invalid("the batch failed".into())
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let samples = samples.map_err(bench)?;
+    oob.send_frame(&encode_batch(0, Some(samples.stopped_by)))?;
+    Ok(samples)
 }

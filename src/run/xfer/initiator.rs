@@ -2,15 +2,16 @@
 //! then per iteration prepare (verify, stage), meet the target, transfer, check; and how an
 //! initiator reaches its target (the control connection, or the end its own thread drives).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::config::{Sides, XferBackend, XferConfig, XferPlan, XferProgress};
+use super::pace::SharedPace;
 use super::staging::Staging;
 use super::tcp_stats::TcpCounters;
 use super::worker::{
     bench_err, check, exchange, join_each, kept_reports, seq, Idle, KeptReports, Offer,
-    TargetFacts, TargetSummary, WorkerReport,
+    TargetFacts, TargetSummary, WorkerReport, CLOSE_SESSION, OPEN_SESSION,
 };
 use crate::bench::pattern;
 use crate::bench::xfer::{run_initiator_iteration, IterParams, IterSample};
@@ -21,6 +22,7 @@ use crate::peer::Side;
 use crate::report::{Environment, ResultDoc};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
+use crate::stats::StoppedBy;
 use crate::xfer::libfabric::FabricInitiator;
 use crate::xfer::rails::{sum_rails, RailedInitiator};
 use crate::xfer::ucx::UcxInitiator;
@@ -100,6 +102,12 @@ pub(super) trait TargetLink {
 
     /// Ends the run with this worker's `report`; the bytes the target verified.
     fn finish(&mut self, report: &WorkerReport) -> Result<u64, RunError>;
+
+    /// Opens an open-loop session: returns once the target serves it.
+    fn open_session(&mut self) -> Result<(), RunError>;
+
+    /// Closes the open-loop session (every transfer of it confirmed).
+    fn close_session(&mut self) -> Result<(), RunError>;
 }
 
 /// The target at the other end of a control connection.
@@ -139,18 +147,32 @@ impl TargetLink for OobLink<'_> {
         let summary: TargetSummary = self.0.recv_json()?;
         Ok(summary.verified_bytes)
     }
+
+    fn open_session(&mut self) -> Result<(), RunError> {
+        self.0.send_frame(OPEN_SESSION)?;
+        self.0.recv_frame()?;
+        Ok(())
+    }
+
+    fn close_session(&mut self) -> Result<(), RunError> {
+        self.0.send_frame(CLOSE_SESSION)?;
+        self.0.recv_frame()?;
+        Ok(())
+    }
 }
 
-/// Runs one initiator worker against the target on `oob`; returns its report. From the
-/// connection on, `kept` holds what it measured so far (updated after every iteration, so a
-/// watcher can take it while the worker waits on the fabric).
-pub fn initiator_worker(
+/// Runs one initiator worker against the target on `oob`, its iterations as `pace` decides for
+/// all the process's workers; returns its report. From the connection on, `kept` holds what it
+/// measured so far (updated after every iteration, so a watcher can take it while the worker
+/// waits on the fabric).
+pub(super) fn initiator_worker(
     cfg: &XferConfig,
     plan: &XferPlan,
     local_index: usize,
     mut oob: Oob,
     progress: &XferProgress,
     kept: &Mutex<Option<WorkerReport>>,
+    pace: &SharedPace,
 ) -> Result<WorkerReport, RunError> {
     let r = initiator_run(
         cfg,
@@ -159,6 +181,7 @@ pub fn initiator_worker(
         &mut OobLink(&mut oob),
         progress,
         kept,
+        pace,
     );
     if let Err(e) = &r {
         oob.report_failure(&e.to_string());
@@ -175,6 +198,7 @@ pub(super) fn initiator_run(
     link: &mut dyn TargetLink,
     progress: &XferProgress,
     kept: &Mutex<Option<WorkerReport>>,
+    pace: &SharedPace,
 ) -> Result<WorkerReport, RunError> {
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
@@ -194,13 +218,15 @@ pub(super) fn initiator_run(
         target_registration_first_ns: target.registration_first_ns,
         target_registration_cached_ns: target.registration_cached_ns,
         cold: None,
-        timed: Vec::with_capacity(cfg.iterations as usize),
+        timed: Vec::with_capacity(cfg.iterations.fixed().unwrap_or(0).min(1 << 16) as usize),
         verified_bytes: 0,
         environment: environment(&*ep),
         registration: setup.registration.map(String::from),
         staging_ns: Vec::new(),
         rails: None,
         tcp: None,
+        stopped_by: None,
+        open: Vec::new(),
     };
     *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
     let mut run = InitiatorRun {
@@ -219,11 +245,20 @@ pub(super) fn initiator_run(
         first: local_index == 0,
     };
     let result = (|| -> Result<(), RunError> {
-        for i in 0..cfg.warmup + cfg.iterations {
+        report.open = super::open_loop::sessions(cfg, plan, local_index, &mut *ep, link)?;
+        let mut i = 0;
+        while cfg.open.is_none() && pace.begin(i) {
             run.iteration(&mut *ep, link, &mut report, i)?;
+            let timed = report.timed.last().filter(|_| i >= cfg.warmup);
+            let e2e: Vec<u64> = timed.map_or_else(Vec::new, |s| {
+                (0..per).map(|t| super::report::e2e(cfg.op, s, t)).collect()
+            });
+            pace.end(i, &e2e);
             keep(kept, &report);
             progress.tick();
+            i += 1;
         }
+        report.stopped_by = Some(pace.stopped_by()).filter(|s| *s != StoppedBy::Fixed);
         if let Some(before) = run.tcp_before {
             report.tcp = TcpCounters::read().map(|now| now.since(&before));
         }
@@ -384,17 +419,18 @@ pub(super) fn reports(
     }
     let plan = cfg.validate(Sides::One(Side::Initiator))?;
     let kept = kept_reports(&plan);
+    let pace = Arc::new(SharedPace::new(cfg.iterations, cfg.warmup));
     let mut handles = Vec::with_capacity(plan.workers);
     for w in 0..plan.workers {
         let peer = peers[w % peers.len()].clone();
         let cfg = cfg.clone();
         let progress = progress.clone();
-        let kept = kept.clone();
+        let (kept, pace) = (kept.clone(), pace.clone());
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-initiator-{w}"))
             .spawn(move || {
                 let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
-                initiator_worker(&cfg, &plan, w, oob, &progress, &kept[w])
+                initiator_worker(&cfg, &plan, w, oob, &progress, &kept[w], &pace)
             })
             .map_err(|source| RunError::Spawn {
                 what: "an initiator worker",

@@ -8,6 +8,9 @@
 mod config;
 mod group;
 mod initiator;
+mod open_loop;
+mod open_report;
+mod pace;
 mod report;
 mod same_thread;
 mod scheme;
@@ -20,8 +23,8 @@ mod worker;
 use std::net::SocketAddr;
 
 pub use self::config::{
-    ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig, XferPlan,
-    XferProgress, DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD,
+    ConcurrencyMode, LocalThreads, OpenLoop, RailSpec, Scheme, Sides, XferBackend, XferConfig,
+    XferPlan, XferProgress, DEFAULT_BLOCK, DEFAULT_MAX_OUTSTANDING, DEFAULT_STRIPE_THRESHOLD,
 };
 pub use self::group::run_group;
 use self::same_thread::spawn_pairs;
@@ -95,6 +98,9 @@ fn run_local_sides(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDo
 /// One thread per worker, driving both ends of its connection.
 fn run_local_pairs(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::Both)?;
+    if cfg.open.is_some() {
+        return Err(same_thread::open_loop_refused());
+    }
     if cfg.backend != XferBackend::Ucx {
         return Err(RunError::Config(
             "--local-threads pair drives both ends of a connection from one thread, which \

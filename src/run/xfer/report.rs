@@ -14,7 +14,9 @@ use crate::bench::xfer::IterSample;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::run::environment;
-use crate::stats::{detect_tiers, encode_histogram, new_histogram, LatencySummary};
+use crate::stats::{
+    detect_tiers, encode_histogram, new_histogram, Count, LatencySummary, Precision, StoppedBy,
+};
 use crate::xfer::rails::{sum_rails, RailStats};
 use crate::xfer::XferOp;
 
@@ -23,7 +25,7 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// End-to-end time of transfer `t` in a sample: the target's confirmation for writes and
 /// sends, the
 /// local completion for reads (the initiator holds the data then).
-fn e2e(op: XferOp, s: &IterSample, t: usize) -> u64 {
+pub(super) fn e2e(op: XferOp, s: &IterSample, t: usize) -> u64 {
     match op {
         XferOp::Write | XferOp::Send => s.confirmed_ns[t],
         XferOp::Read => s.local_ns[t],
@@ -159,6 +161,9 @@ struct HostTcp {
 
 /// Builds the document of one side from its workers' reports.
 pub fn build(cfg: &XferConfig, plan: &XferPlan, side: Side, reports: &[WorkerReport]) -> ResultDoc {
+    if cfg.open.is_some() {
+        return super::open_report::build(cfg, plan, side, reports);
+    }
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
     let mut doc = ResultDoc::new("kvxfer", "xfer", "L1");
@@ -173,7 +178,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: Side, reports: &[WorkerRep
         .map(|r| r.timed.len())
         .min()
         .unwrap_or(0)
-        .min(cfg.iterations as usize);
+        .min(usize::try_from(cfg.iterations.at_most()).unwrap_or(usize::MAX));
     let streams = streams(cfg.op, &reports, iterations);
     let e2e_hist = hist_of(streams.iter().flat_map(|s| s.e2e_ns.iter().copied()));
     let local_hist = hist_of(streams.iter().flat_map(|s| s.local_ns.iter().copied()));
@@ -221,10 +226,20 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: Side, reports: &[WorkerRep
             })
         }),
     };
-    let extra = match serde_json::to_value(&extra) {
+    let mut extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    if !e2e_hist.is_empty() {
+        let stopped_by = reports
+            .iter()
+            .find_map(|r| r.stopped_by)
+            .unwrap_or(StoppedBy::Fixed);
+        let p = Precision::of(&e2e_hist, stopped_by, Precision::target_of(&cfg.iterations));
+        if let Ok(v) = serde_json::to_value(p) {
+            extra.insert("precision".into(), v);
+        }
+    }
     doc.results.push(SizeResult {
         message_size: cfg.size,
         iterations: iterations as u64,
@@ -396,7 +411,7 @@ fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Co
     }
 }
 
-fn config_map(
+pub(super) fn config_map(
     cfg: &XferConfig,
     plan: &XferPlan,
     side: Side,
@@ -434,7 +449,13 @@ fn config_map(
     m.insert("block_asked".into(), json!(cfg.block));
     m.insert("chunks".into(), json!(plan.chunks));
     m.insert("window".into(), json!(cfg.window));
-    m.insert("iterations".into(), json!(cfg.iterations));
+    m.insert(
+        "iterations".into(),
+        match cfg.iterations {
+            Count::Fixed(n) => json!(n),
+            c => json!(c.name()),
+        },
+    );
     m.insert("warmup".into(), json!(cfg.warmup));
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("reuse".into(), json!(cfg.reuse));

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::config::{XferConfig, XferPlan, XferProgress};
 use super::initiator::{initiator_run, TargetLink};
+use super::pace::SharedPace;
 use super::sync::TimedBarrier;
 use super::target::TargetMem;
 use super::target::{target_regions, TargetSide};
@@ -100,6 +101,23 @@ impl TargetLink for PairLink<'_> {
     fn finish(&mut self, _report: &WorkerReport) -> Result<u64, RunError> {
         Ok(self.side.verified)
     }
+
+    fn open_session(&mut self) -> Result<(), RunError> {
+        Err(open_loop_refused())
+    }
+
+    fn close_session(&mut self) -> Result<(), RunError> {
+        Err(open_loop_refused())
+    }
+}
+
+/// Open-loop runs need the target to progress on its own while the initiator waits for
+/// arrivals: not one thread driving both ends.
+pub(super) fn open_loop_refused() -> RunError {
+    RunError::Config(
+        "--arrival needs the target's workers in threads of their own: --local-threads side"
+            .into(),
+    )
 }
 
 /// The most progress calls the target gets per poll: it stops earlier once it finds nothing
@@ -164,10 +182,11 @@ pub(super) fn spawn_pairs(
     kept: &KeptReports,
 ) -> Result<Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>, RunError> {
     let barrier = Arc::new(TimedBarrier::new(plan.workers));
+    let pace = Arc::new(SharedPace::new(cfg.iterations, cfg.warmup));
     let mut handles = Vec::with_capacity(plan.workers);
     for (w, mem) in mems.into_iter().enumerate() {
         let (cfg, plan, progress, kept) = (cfg.clone(), *plan, progress.clone(), kept.clone());
-        let barrier = barrier.clone();
+        let (barrier, pace) = (barrier.clone(), pace.clone());
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-pair-{w}"))
             .spawn(move || {
@@ -180,7 +199,7 @@ pub(super) fn spawn_pairs(
                         side,
                         target: None,
                     };
-                    initiator_run(&cfg, &plan, w, &mut link, &progress, &kept[w])
+                    initiator_run(&cfg, &plan, w, &mut link, &progress, &kept[w], &pace)
                 });
                 if r.is_err() {
                     // The other pairs stop at the next iteration's start instead of waiting.

@@ -20,7 +20,7 @@ fn cfg(op: XferOp) -> XferConfig {
         concurrency: 4,
         mode: ConcurrencyMode::Endpoints,
         scheme: Scheme::ManyToOne,
-        iterations: 2,
+        iterations: crate::stats::Count::Fixed(2),
         warmup: 1,
         verify: false,
         reuse: false,
@@ -29,6 +29,7 @@ fn cfg(op: XferOp) -> XferConfig {
         rails: None,
         stripe_threshold: crate::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
+        open: None,
     }
 }
 
@@ -79,6 +80,8 @@ fn reports() -> Vec<WorkerReport> {
             staging_ns: Vec::new(),
             rails: None,
             tcp: None,
+            stopped_by: None,
+            open: Vec::new(),
         })
         .collect()
 }
