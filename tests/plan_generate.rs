@@ -199,7 +199,7 @@ fn stock_tools_get_their_real_option_names() {
     assert!(kvb.contains("UCX_TLS=srd timeout 900 kvxfer kv profile --backend ucx --model /tmp/low-level-results/pll-kvbench-ucx-srd-1k.model.yaml --model-config /tmp/low-level-results/pll-kvbench-ucx-srd-1k.config.yaml --tokens 1000 --timeout 300 --pattern-id pll-kvbench-ucx-srd-1k --json /tmp/low-level-results/pll-kvbench-ucx-srd-1k.server.json --listen :47590"), "{kvb}");
     // On EFA, kvxfer's own profile over libfabric (KVBench has no LIBFABRIC path).
     let efa = text("client/pll-kvbench-efa-4k-client.json");
-    assert!(efa.contains("kvxfer kv profile --model qwen2.5-7b --tokens 4096 --page-size 16 --tp 1 --pp 1 --access-pattern block --idle-ms 0,100,1000 --link-gbps 4.4 --provider efa --endpoint rdm --iterations 20 --warmup 2 --timeout 300 --pattern-id pll-kvbench-efa-4k --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-kvbench-efa-4k.run1.json"), "{efa}");
+    assert!(efa.contains("kvxfer kv profile --model qwen2.5-7b --tokens 4096 --page-size 16 --tp 1 --pp 1 --access-pattern block --idle-ms 0,100,1000 --link-gbps 4.4 --provider efa --endpoint rdm --iterations auto --warmup 2 --timeout 300 --pattern-id pll-kvbench-efa-4k --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-kvbench-efa-4k.run1.json"), "{efa}");
     assert!(!efa.contains("main.py"), "{efa}");
     let fpp = text("client/pll-fi-pingpong-efa-default-client.json");
     assert!(fpp.contains("fi_pingpong -p efa -e rdm"), "{fpp}");

@@ -45,6 +45,8 @@ enum Kind {
     Int(u64),
     /// A non-empty list of integers of at least 1.
     Sizes,
+    /// A count of at least 1, or `auto` (until the median is known to a precision).
+    Count,
 }
 
 /// The parameters each tool's patterns need (kvxfer_xfer's depend on its `backend`).
@@ -62,7 +64,7 @@ fn params_of(
             ("size", Int(1)),
             ("concurrency", Int(1)),
             ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
-            ("iterations", Int(1)),
+            ("iterations", Count),
             ("warmup", Int(0)),
         ],
         "fi_pingpong" => &[
@@ -104,7 +106,7 @@ fn params_of(
             ("size", Int(1)),
             ("concurrency", Int(1)),
             ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
-            ("iterations", Int(1)),
+            ("iterations", Count),
             ("warmup", Int(0)),
         ],
         "kvxfer_kv" if ucx => &[
@@ -116,7 +118,7 @@ fn params_of(
             ("tp", Int(1)),
             ("pp", Int(1)),
             ("access_pattern", OneOf(&["block", "layer"])),
-            ("iterations", Int(1)),
+            ("iterations", Count),
             ("warmup", Int(0)),
         ],
         "kvxfer_kv" => &[
@@ -128,7 +130,7 @@ fn params_of(
             ("tp", Int(1)),
             ("pp", Int(1)),
             ("access_pattern", OneOf(&["block", "layer"])),
-            ("iterations", Int(1)),
+            ("iterations", Count),
             ("warmup", Int(0)),
         ],
         "kvbench" => &[
@@ -488,6 +490,10 @@ impl Checker {
                     x.as_u64().is_some_and(|n| n >= *min),
                     format!("an integer >= {min}"),
                 ),
+                Kind::Count => (
+                    x.as_u64().is_some_and(|n| n >= 1) || x.as_str() == Some("auto"),
+                    "an integer >= 1 or \"auto\"".to_string(),
+                ),
                 Kind::Sizes => (
                     x.as_array().is_some_and(|a| {
                         !a.is_empty() && a.iter().all(|n| n.as_u64().is_some_and(|n| n >= 1))
@@ -497,7 +503,7 @@ impl Checker {
             };
             if !ok {
                 let is = match kind {
-                    Kind::Int(_) => it_is(Some(x)),
+                    Kind::Int(_) | Kind::Count => it_is(Some(x)),
                     _ => String::new(),
                 };
                 self.err(&at, &format!("must be {want}{is}"));
@@ -562,6 +568,12 @@ fn twin_problems(params: &serde_json::Map<String, Value>) -> Vec<(&'static str, 
         out.push((
             "scheme",
             "the nixl twin runs one pairwise transfer (concurrency 1)".into(),
+        ));
+    }
+    if params.get("iterations").and_then(Value::as_str) == Some("auto") {
+        out.push((
+            "iterations",
+            "the nixl twin runs a fixed count: give an integer (auto is for kvxfer alone)".into(),
         ));
     }
     let size = params.get("size").and_then(Value::as_u64).unwrap_or(0);

@@ -185,6 +185,18 @@ fn kvxfer_kv_patterns_need_their_model_and_layout() {
                    "tokens": 1000, "page_size": 16, "tp": 1, "pp": 1,
                    "access_pattern": "block", "iterations": 20, "warmup": 2}});
     assert_eq!(validate(&p), []);
+    p["layers"][0]["patterns"][0]["params"]["iterations"] = json!("auto");
+    assert_eq!(validate(&p), []);
+    p["layers"][0]["patterns"][0]["params"]["iterations"] = json!("some");
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "$.layers[0].patterns[0].params.iterations: must be an integer >= 1 or \"auto\"; \
+          it is the text \"some\", not a number"
+        ]
+    );
+    p["layers"][0]["patterns"][0]["params"]["iterations"] = json!(20);
     let pat = &mut p["layers"][0]["patterns"][0]["params"];
     pat.as_object_mut().unwrap().remove("tokens");
     pat["access_pattern"] = json!("diagonal");
@@ -223,6 +235,12 @@ fn nixl_twin_needs_a_pairwise_ucx_transfer_of_equal_blocks() {
     bad["block"] = json!(4000000);
     let keys: Vec<&str> = probs(&bad).iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, ["backend", "op", "scheme", "block"]);
+    let mut auto = ok.clone();
+    auto["iterations"] = json!("auto");
+    let keys: Vec<&str> = probs(&auto).iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, ["iterations"]);
+    auto.as_object_mut().unwrap().remove("twin");
+    assert!(probs(&auto).is_empty());
     let mut other = ok.clone();
     other["twin"] = json!("nixlbench");
     assert_eq!(probs(&other), [("twin", "must be nixl".to_string())]);
