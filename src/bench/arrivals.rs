@@ -116,9 +116,18 @@ mod tests {
             parse_arrival("poisson:100"),
             Ok((ArrivalKind::Poisson, Some(100.0)))
         );
-        assert_eq!(parse_arrival("fixed:2.5"), Ok((ArrivalKind::Fixed, Some(2.5))));
+        assert_eq!(
+            parse_arrival("fixed:2.5"),
+            Ok((ArrivalKind::Fixed, Some(2.5)))
+        );
         assert_eq!(parse_arrival("poisson"), Ok((ArrivalKind::Poisson, None)));
-        for bad in ["uniform:3", "poisson:0", "fixed:-1", "poisson:x", "fixed:inf"] {
+        for bad in [
+            "uniform:3",
+            "poisson:0",
+            "fixed:-1",
+            "poisson:x",
+            "fixed:inf",
+        ] {
             assert!(parse_arrival(bad).is_err(), "{bad}");
         }
     }

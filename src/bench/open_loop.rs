@@ -295,14 +295,23 @@ pub fn run_open_loop<T: XferInitiator, C: OpenClock>(
                 after: p.timeout,
             });
         }
-        clock.idle(if arrivals.open { arrivals.next } else { u64::MAX }, busy);
+        clock.idle(
+            if arrivals.open {
+                arrivals.next
+            } else {
+                u64::MAX
+            },
+            busy,
+        );
     }
     out.end_ns = clock.now();
     Ok(out)
 }
 
 fn unexpected(what: &str, tr: u32) -> BenchError {
-    BenchError::Invalid(format!("{what} for transfer slot {tr}, which holds no such transfer"))
+    BenchError::Invalid(format!(
+        "{what} for transfer slot {tr}, which holds no such transfer"
+    ))
 }
 
 #[cfg(test)]

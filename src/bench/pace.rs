@@ -41,8 +41,7 @@ pub fn run_batches(
 pub trait Pace {
     /// The next batch's timed iterations, given the samples so far and the time the timed
     /// iterations took; 0 ends the loop.
-    fn next_batch(&mut self, samples: &Histogram<u64>, timed: Duration)
-        -> Result<u64, BenchError>;
+    fn next_batch(&mut self, samples: &Histogram<u64>, timed: Duration) -> Result<u64, BenchError>;
     /// What ended the loop, once it ended (the deciding side's reason; a side that is told
     /// learns it with the last batch).
     fn stopped_by(&self) -> Option<StoppedBy>;
@@ -51,11 +50,7 @@ pub trait Pace {
 /// A pace decided here and told to no one: a side that runs alone (reads), or both sides of a
 /// fixed count, which each know it.
 impl Pace for Pacer {
-    fn next_batch(
-        &mut self,
-        samples: &Histogram<u64>,
-        timed: Duration,
-    ) -> Result<u64, BenchError> {
+    fn next_batch(&mut self, samples: &Histogram<u64>, timed: Duration) -> Result<u64, BenchError> {
         Ok(self.next(samples, timed))
     }
     fn stopped_by(&self) -> Option<StoppedBy> {
@@ -76,7 +71,10 @@ pub fn encode_batch(n: u64, stopped: Option<StoppedBy>) -> Vec<u8> {
 /// A batch decision as [`encode_batch`] wrote it.
 pub fn decode_batch(bytes: &[u8]) -> Result<(u64, Option<StoppedBy>), BenchError> {
     let bad = || BenchError::Invalid(format!("a batch decision of {} bytes", bytes.len()));
-    let head: [u8; 8] = bytes.get(..8).and_then(|h| h.try_into().ok()).ok_or_else(bad)?;
+    let head: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(bad)?;
     let n = u64::from_be_bytes(head);
     if n > 0 {
         return Ok((n, None));

@@ -131,12 +131,17 @@ mod tests {
         let e = p.count(Some(IterationsArg::Count(10))).unwrap_err();
         assert!(e.to_string().contains("--precision paces"), "{e}");
         let c = p.count(Some(IterationsArg::Auto)).unwrap().unwrap();
-        assert!(matches!(c, Count::Auto(a) if a.precision_pct == 0.5 && a.max_iterations == 1_000_000));
+        assert!(
+            matches!(c, Count::Auto(a) if a.precision_pct == 0.5 && a.max_iterations == 1_000_000)
+        );
         let d = PacingArgs {
             duration: Some(Duration::from_secs(3)),
             ..PacingArgs::default()
         };
-        assert_eq!(d.count(None).unwrap(), Some(Count::Duration(Duration::from_secs(3))));
+        assert_eq!(
+            d.count(None).unwrap(),
+            Some(Count::Duration(Duration::from_secs(3)))
+        );
         assert_eq!(PacingArgs::default().count(None).unwrap(), None);
         let bad = PacingArgs {
             precision: Some(0.0),

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use kvxfer::bench::arrivals::{parse_arrival, parse_rate, ArrivalKind};
 use kvxfer::bootstrap::group::GroupSpec;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::peer::Side;
 use kvxfer::report::{export, table, ResultDoc};
 use kvxfer::run::segments::{MemKinds, SegKind};
-use kvxfer::bench::arrivals::{parse_arrival, parse_rate, ArrivalKind};
 use kvxfer::run::xfer::{
     self, ConcurrencyMode, LocalThreads, OpenLoop, RailSpec, Scheme, Sides, XferBackend,
     XferConfig, XferProgress, DEFAULT_MAX_OUTSTANDING,
@@ -452,7 +452,10 @@ fn measure(
         return Ok(xfer::run_target(cfg, &listener)?);
     }
     // Iterations of every worker, warm-up included (the most an auto run may take).
-    let most = cfg.iterations.at_most().min(kvxfer::stats::DEFAULT_MAX_ITERATIONS);
+    let most = cfg
+        .iterations
+        .at_most()
+        .min(kvxfer::stats::DEFAULT_MAX_ITERATIONS);
     let total = (plan.workers as u64).saturating_mul(cfg.warmup.saturating_add(most));
     let progress = XferProgress::default();
     let bar = progress_bar(total, "xfer");

@@ -19,11 +19,7 @@ pub struct Leader<'a> {
 }
 
 impl Pace for Leader<'_> {
-    fn next_batch(
-        &mut self,
-        samples: &Histogram<u64>,
-        timed: Duration,
-    ) -> Result<u64, BenchError> {
+    fn next_batch(&mut self, samples: &Histogram<u64>, timed: Duration) -> Result<u64, BenchError> {
         let n = self.pacer.next(samples, timed);
         self.oob
             .send_frame(&encode_batch(n, self.pacer.stopped_by()))

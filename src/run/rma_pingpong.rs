@@ -361,9 +361,9 @@ fn read_initiator<B: HostStaged>(
 ) -> Result<SizeSamples, RunError> {
     let bench = |error| RunError::bench(format!("size {}", human_size(p.size as u64)), error);
     let batch = |pp: &mut RmaPingPong<B>,
-                     oob: &mut Oob,
-                     range: std::ops::Range<u64>,
-                     rec: Option<&mut Recorder>|
+                 oob: &mut Oob,
+                 range: std::ops::Range<u64>,
+                 rec: Option<&mut Recorder>|
      -> Result<u64, RunError> {
         oob.send_frame(&encode_batch(range.end - range.start, None))?;
         oob.barrier()?;

@@ -194,7 +194,10 @@ mod tests {
         assert_eq!(r.high, 368);
         assert!(quantile_ranks(10, 0.99, LEVEL).is_none());
         let r = quantile_ranks(10_000, 0.99, LEVEL).unwrap();
-        assert!(r.low < 9_900 && r.high > 9_900 && r.coverage >= LEVEL, "{r:?}");
+        assert!(
+            r.low < 9_900 && r.high > 9_900 && r.coverage >= LEVEL,
+            "{r:?}"
+        );
         // About 1.96 standard deviations (9.95 samples) either side.
         assert!((9_878..=9_882).contains(&r.low), "{r:?}");
         assert!((9_919..=9_922).contains(&r.high), "{r:?}");

@@ -131,7 +131,8 @@ mod tests {
 
     fn spread(h: &mut Histogram<u64>, n: u64, centre: u64, width: u64) {
         for i in 0..n {
-            h.record(centre - width / 2 + (i * 7919) % width.max(1)).unwrap();
+            h.record(centre - width / 2 + (i * 7919) % width.max(1))
+                .unwrap();
         }
     }
 

@@ -83,9 +83,10 @@ impl Count {
     pub fn check(&self) -> Result<(), String> {
         match self {
             Count::Fixed(0) => Err("--iterations must be at least 1".into()),
-            Count::Auto(a) if !(a.precision_pct > 0.0 && a.precision_pct < 100.0) => Err(
-                format!("--precision {}: a percentage above 0 and below 100", a.precision_pct),
-            ),
+            Count::Auto(a) if !(a.precision_pct > 0.0 && a.precision_pct < 100.0) => Err(format!(
+                "--precision {}: a percentage above 0 and below 100",
+                a.precision_pct
+            )),
             Count::Auto(a) if a.max_iterations < 2 => {
                 Err("--max-iterations must be at least 2 for an interval".into())
             }

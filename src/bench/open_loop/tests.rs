@@ -99,11 +99,21 @@ fn latency_counts_from_the_scheduled_arrival() {
         .map(|k| Arrived(k * MS, 2 * k * MS, 2 * (k + 1) * MS, 2 * (k + 1) * MS))
         .collect();
     assert_eq!(o.transfers, want);
-    let corrected: Vec<u64> = o.transfers.iter().map(|a| a.confirmed() - a.scheduled()).collect();
+    let corrected: Vec<u64> = o
+        .transfers
+        .iter()
+        .map(|a| a.confirmed() - a.scheduled())
+        .collect();
     assert_eq!(corrected, [2 * MS, 3 * MS, 4 * MS, 5 * MS, 6 * MS]);
-    assert!(o.transfers.iter().all(|a| a.confirmed() - a.posted() == 2 * MS));
+    assert!(o
+        .transfers
+        .iter()
+        .all(|a| a.confirmed() - a.posted() == 2 * MS));
     assert_eq!((o.arrivals, o.dropped), (5, 0));
-    assert_eq!((o.first_arrival_ns, o.last_arrival_ns, o.end_ns), (0, 4 * MS, 10 * MS));
+    assert_eq!(
+        (o.first_arrival_ns, o.last_arrival_ns, o.end_ns),
+        (0, 4 * MS, 10 * MS)
+    );
 }
 
 #[test]
@@ -149,5 +159,8 @@ fn warm_up_arrivals_are_served_but_not_recorded() {
     let scheduled: Vec<u64> = o.transfers.iter().map(Arrived::scheduled).collect();
     assert_eq!(scheduled, [3 * MS, 4 * MS, 5 * MS, 6 * MS]);
     // Three chunks, all posted at once (window 4), each 0.5 ms.
-    assert!(o.transfers.iter().all(|a| a.confirmed() - a.scheduled() == MS / 2));
+    assert!(o
+        .transfers
+        .iter()
+        .all(|a| a.confirmed() - a.scheduled() == MS / 2));
 }

@@ -32,7 +32,11 @@ pub fn range_str(lo_us: f64, hi_us: f64) -> String {
 /// One result's precision line, when it carries `extra.precision` and a median.
 pub fn precision_line(r: &SizeResult) -> Option<String> {
     let p = Precision::from_extra(&r.extra)?;
-    let p50 = r.latency_us.as_ref().map(|l| l.p50).filter(|v| v.is_finite())?;
+    let p50 = r
+        .latency_us
+        .as_ref()
+        .map(|l| l.p50)
+        .filter(|v| v.is_finite())?;
     let hw = p
         .half_width_pct
         .map_or_else(|| "+-? %".to_string(), |h| format!("+-{h:.1} %"));

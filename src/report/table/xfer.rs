@@ -65,7 +65,12 @@ pub fn xfer(doc: &ResultDoc) -> String {
 /// An open-loop rate: offered, arrived and achieved, drops, and the three latencies.
 fn open_loop_lines(out: &mut String, r: &SizeResult) {
     let f = |k: &str| r.extra.get(k).and_then(Value::as_f64);
-    let q = |k: &str, p: &str| r.extra.get(k).and_then(|v| v.get(p)).and_then(Value::as_f64);
+    let q = |k: &str, p: &str| {
+        r.extra
+            .get(k)
+            .and_then(|v| v.get(p))
+            .and_then(Value::as_f64)
+    };
     let overloaded = r.extra.get("overloaded").and_then(Value::as_bool) == Some(true);
     let _ = writeln!(
         out,
@@ -89,8 +94,15 @@ fn open_loop_lines(out: &mut String, r: &SizeResult) {
         ms(q("queueing_us", "p99")),
     );
     if let Some(qs) = r.extra.get("queueing_by_quarter").and_then(Value::as_array) {
-        let means: Vec<String> = qs.iter().map(|x| ms(x.get("mean_us").and_then(Value::as_f64))).collect();
-        let _ = writeln!(out, "  queueing ms by quarter of the run (mean): {}", means.join(" "));
+        let means: Vec<String> = qs
+            .iter()
+            .map(|x| ms(x.get("mean_us").and_then(Value::as_f64)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  queueing ms by quarter of the run (mean): {}",
+            means.join(" ")
+        );
     }
     if let Some(k) = r.extra.get("sweep") {
         let _ = writeln!(

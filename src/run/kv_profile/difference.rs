@@ -106,7 +106,12 @@ mod tests {
         assert_eq!(d.interval_us, Some([-40_000.0, 13_000.0]));
         assert_eq!(d.verdict, "none measured (+-26.50 ms)");
         assert_eq!(d.cost_us, 0.0);
-        let d = Difference::of_medians(42_000.0, Some([41_000.0, 43_000.0]), 30_000.0, Some([29_500.0, 30_500.0]));
+        let d = Difference::of_medians(
+            42_000.0,
+            Some([41_000.0, 43_000.0]),
+            30_000.0,
+            Some([29_500.0, 30_500.0]),
+        );
         assert_eq!(d.interval_us, Some([10_500.0, 13_500.0]));
         assert_eq!(d.verdict, "12.00 ms (+-1.50 ms)");
         assert_eq!(d.cost_us, 12_000.0);
@@ -122,7 +127,11 @@ mod tests {
         assert_eq!(d.us, 180.0);
         assert_eq!(d.interval_us, Some([100.0, 300.0]));
         assert!((d.coverage.unwrap() - 0.96875).abs() < 1e-12);
-        assert!(d.verdict.starts_with("0.18 ms (+-0.10 ms)"), "{}", d.verdict);
+        assert!(
+            d.verdict.starts_with("0.18 ms (+-0.10 ms)"),
+            "{}",
+            d.verdict
+        );
         assert!(Difference::of_runs(&[]).is_none());
     }
 }

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use super::config::{KvProfileConfig, ProfileRun, Shape};
 use super::difference::Difference;
 use super::RunError;
-use crate::stats::Precision;
 use crate::report::{ResultDoc, SizeResult, Status};
+use crate::stats::Precision;
 
 /// The figures of one xfer run that the profile uses, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -328,13 +328,17 @@ fn gather(
 fn parts(l: &Length) -> Vec<(&'static str, Value)> {
     let (f0, fc) = (&l.f0, &l.fc);
     let extra_descs = f0.chunks.saturating_sub(fc.chunks);
-    let difference = Difference::of_medians(f0.p50_us, f0.p50_interval_us, fc.p50_us, fc.p50_interval_us);
+    let difference =
+        Difference::of_medians(f0.p50_us, f0.p50_interval_us, fc.p50_us, fc.p50_interval_us);
     let per_descriptor_us = (extra_descs > 0).then(|| difference.cost_us / extra_descs as f64);
     let cold_extra = f0
         .first_us
         .map(|c| Difference::of_sample(c, f0.p50_us, f0.p50_interval_us));
     vec![
-        ("transfer_us", json!({"p50": f0.p50_us, "p99": f0.p99_us, "p50_interval_us": f0.p50_interval_us})),
+        (
+            "transfer_us",
+            json!({"p50": f0.p50_us, "p99": f0.p99_us, "p50_interval_us": f0.p50_interval_us}),
+        ),
         (
             "cold_warm",
             json!({
@@ -497,11 +501,20 @@ mod tests {
             cold_extra: Some(Difference::new(-3_000.0, Some([-9_000.0, 2_000.0]), None)),
         });
         assert_eq!(d.slow_start_ms, 0.0);
-        assert_eq!(d.slow_start_is.as_deref(), Some("none measured (+-26.50 ms)"));
+        assert_eq!(
+            d.slow_start_is.as_deref(),
+            Some("none measured (+-26.50 ms)")
+        );
         assert_eq!(d.per_descriptor_ms, 0.0);
-        assert!(d.per_descriptor_is.starts_with("none measured"), "{}", d.per_descriptor_is);
+        assert!(
+            d.per_descriptor_is.starts_with("none measured"),
+            "{}",
+            d.per_descriptor_is
+        );
         assert_eq!(d.measured_ms, 54.0);
-        assert!(d.measured_is.contains("no slow start measured after 1000 ms idle"));
+        assert!(d
+            .measured_is
+            .contains("no slow start measured after 1000 ms idle"));
         assert_eq!(d.cold_connection_extra_ms, Some(0.0));
         let sum = d.theoretical_ms + d.registration_ms + d.remainder_ms;
         assert!((sum - d.measured_ms).abs() < 1e-9);

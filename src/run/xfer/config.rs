@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bench::arrivals::ArrivalKind;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
 use crate::mem::available_memory;
@@ -12,7 +13,6 @@ use crate::peer::Side;
 use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
 use crate::run::segments::{check_device, check_hmem, check_ucx_cuda, MemKinds};
 use crate::run::RunError;
-use crate::bench::arrivals::ArrivalKind;
 use crate::stats::Count;
 use crate::units::human_size;
 use crate::xfer::XferOp;

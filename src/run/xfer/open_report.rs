@@ -13,9 +13,7 @@ use crate::bench::open_loop::Arrived;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::run::environment;
-use crate::stats::{
-    encode_histogram, new_histogram, Count, LatencySummary, Precision, StoppedBy,
-};
+use crate::stats::{encode_histogram, new_histogram, Count, LatencySummary, Precision, StoppedBy};
 use crate::xfer::XferOp;
 
 /// Achieved below this share of the arrivals' rate (or any drop) is `overloaded`.
@@ -49,7 +47,8 @@ impl Times {
             let e = end(op, a);
             t.corrected
                 .saturating_record(e.saturating_sub(a.scheduled()).max(1));
-            t.service.saturating_record(e.saturating_sub(a.posted()).max(1));
+            t.service
+                .saturating_record(e.saturating_sub(a.posted()).max(1));
             t.queueing
                 .saturating_record(a.posted().saturating_sub(a.scheduled()).max(1));
         }
@@ -83,7 +82,12 @@ fn initiator(op: XferOp, r: &WorkerReport, s: &OpenSession) -> Initiator {
     let o = &s.outcome;
     let last_end = o.transfers.iter().map(|a| end(op, a)).max().unwrap_or(0);
     let arrived = (o.arrivals >= 2)
-        .then(|| per_s((o.arrivals - 1) as f64, o.last_arrival_ns - o.first_arrival_ns))
+        .then(|| {
+            per_s(
+                (o.arrivals - 1) as f64,
+                o.last_arrival_ns - o.first_arrival_ns,
+            )
+        })
         .flatten();
     let completed = o.transfers.len() as u64;
     let achieved = per_s(
@@ -142,7 +146,11 @@ fn by_quarter(all: &[&Arrived]) -> Vec<Value> {
 }
 
 /// One rate's result over every worker's session `k`.
-fn session_result(cfg: &XferConfig, rate: f64, sessions: &[(&WorkerReport, &OpenSession)]) -> SizeResult {
+fn session_result(
+    cfg: &XferConfig,
+    rate: f64,
+    sessions: &[(&WorkerReport, &OpenSession)],
+) -> SizeResult {
     let op = cfg.op;
     let all: Vec<&Arrived> = sessions
         .iter()
@@ -163,7 +171,10 @@ fn session_result(cfg: &XferConfig, rate: f64, sessions: &[(&WorkerReport, &Open
     let mut put = |k: &str, v: Value| {
         extra.insert(k.into(), v);
     };
-    put("arrival", json!(sessions.first().map(|(_, s)| s.arrival.clone())));
+    put(
+        "arrival",
+        json!(sessions.first().map(|(_, s)| s.arrival.clone())),
+    );
     put(
         "latency",
         json!("from each transfer's scheduled arrival to its end (corrected for coordinated omission)"),
@@ -172,15 +183,36 @@ fn session_result(cfg: &XferConfig, rate: f64, sessions: &[(&WorkerReport, &Open
     put("arrived_per_s", json!(sum(&|i| i.arrived_per_s)));
     put("achieved_per_s", json!(achieved));
     put("overloaded", json!(initiators.iter().any(|i| i.overloaded)));
-    put("arrivals", json!(initiators.iter().map(|i| i.arrivals).sum::<u64>()));
-    put("dropped", json!(initiators.iter().map(|i| i.dropped).sum::<u64>()));
-    put("max_outstanding", json!(cfg.open.as_ref().map(|o| o.max_outstanding)));
+    put(
+        "arrivals",
+        json!(initiators.iter().map(|i| i.arrivals).sum::<u64>()),
+    );
+    put(
+        "dropped",
+        json!(initiators.iter().map(|i| i.dropped).sum::<u64>()),
+    );
+    put(
+        "max_outstanding",
+        json!(cfg.open.as_ref().map(|o| o.max_outstanding)),
+    );
     put("corrected_p99_us", json!(p99(&t.corrected)));
     put("uncorrected_p99_us", json!(p99(&t.service)));
-    put("service_us", json!(LatencySummary::from_histogram(&t.service)));
-    put("queueing_us", json!(LatencySummary::from_histogram(&t.queueing)));
-    put("service_histogram", json!(encode_histogram(&t.service).ok()));
-    put("queueing_histogram", json!(encode_histogram(&t.queueing).ok()));
+    put(
+        "service_us",
+        json!(LatencySummary::from_histogram(&t.service)),
+    );
+    put(
+        "queueing_us",
+        json!(LatencySummary::from_histogram(&t.queueing)),
+    );
+    put(
+        "service_histogram",
+        json!(encode_histogram(&t.service).ok()),
+    );
+    put(
+        "queueing_histogram",
+        json!(encode_histogram(&t.queueing).ok()),
+    );
     put("queueing_by_quarter", json!(by_quarter(&all)));
     put("initiators", json!(initiators));
     if !t.corrected.is_empty() {

@@ -81,9 +81,7 @@ impl SharedPace {
             return;
         }
         let timed = s.timed_since.map_or(Duration::ZERO, |t| t.elapsed());
-        let State {
-            pacer, samples, ..
-        } = &mut *s;
+        let State { pacer, samples, .. } = &mut *s;
         let n = pacer.next(samples, timed);
         if n == 0 {
             s.stop_at = Some(s.started.map_or(i + 1, |m| m.max(i) + 1));

@@ -115,8 +115,7 @@ impl TargetLink for PairLink<'_> {
 /// arrivals: not one thread driving both ends.
 pub(super) fn open_loop_refused() -> RunError {
     RunError::Config(
-        "--arrival needs the target's workers in threads of their own: --local-threads side"
-            .into(),
+        "--arrival needs the target's workers in threads of their own: --local-threads side".into(),
     )
 }
 

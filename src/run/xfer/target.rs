@@ -193,9 +193,8 @@ fn target_inner(
         }
         if !got.is_empty() {
             barrier.leave();
-            break serde_json::from_slice(&got).map_err(|e| {
-                BootstrapError::Protocol(format!("the initiator's report: {e}"))
-            })?;
+            break serde_json::from_slice(&got)
+                .map_err(|e| BootstrapError::Protocol(format!("the initiator's report: {e}")))?;
         }
         side.prepare(cfg, plan, adapter.end, i)?;
         barrier.wait(cfg.timeout)?;
