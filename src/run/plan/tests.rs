@@ -66,8 +66,23 @@ fn a_pattern_runs_its_tasks_and_the_folder_is_cross_checked() {
     // The stub's result has no stock twin: one unpaired entry, and the report on disk.
     assert_eq!(report.crosscheck.unpaired, 1);
     assert!(Path::new(&report.crosscheck.file).is_file());
-    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(seen[0].starts_with("Pattern { index: 0, of: 1"), "{seen:?}");
+    assert!(
+        seen[1].starts_with("Finished { id: \"pll-lo-kv-profile-tcp\", seconds: "),
+        "{seen:?}"
+    );
+    // The wall times add up to at most the total, and the report is kept beside the results.
+    assert!(
+        p.seconds > 0.0 && p.seconds <= report.total_seconds,
+        "{report:?}"
+    );
+    let kept: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(&report.results_dir).join(RUN_REPORT)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept["patterns"][0]["pattern"], "pll-lo-kv-profile-tcp");
+    assert_eq!(kept["total_seconds"], report.total_seconds);
 }
 
 #[test]
