@@ -9,6 +9,7 @@ pub mod pace;
 pub mod pattern;
 pub mod pingpong;
 pub mod rma_pingpong;
+pub mod samples;
 pub mod tag_bw;
 pub mod xfer;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::pingpong::{Recorder, SizeSamples};
+use super::samples::{Recorder, SizeSamples};
 use super::BenchError;
 use crate::stats::{Pacer, StoppedBy};
 

@@ -5,12 +5,10 @@ use std::time::Instant;
 
 use crate::peer::Side;
 
-use hdrhistogram::Histogram;
-
 use super::clock::LoopClock;
 use super::pace::{run_batches, Pace};
+pub use super::samples::{Recorder, SizeSamples};
 use super::{pattern, BenchError};
-use crate::stats::{new_histogram, Recent, StoppedBy, UCX_PERFTEST_WINDOW};
 #[cfg(test)]
 use std::time::Duration;
 
@@ -42,66 +40,6 @@ pub struct SizeParams {
     pub warmup: u64,
     /// Fill and check the payload of every message.
     pub verify: bool,
-}
-
-/// What one size measured.
-#[derive(Debug)]
-pub struct SizeSamples {
-    /// Latency per timed iteration, nanoseconds: half round trips for ping-pongs, full round
-    /// trips for RMA reads.
-    pub latency_ns: Histogram<u64>,
-    /// Wall time of the timed iterations, nanoseconds (fi_pingpong's "time"): the sum of the
-    /// batches' spans, without the decisions between them.
-    pub elapsed_ns: u64,
-    /// Timed iterations.
-    pub iterations: u64,
-    /// The last 2048 samples of `latency_ns`, in order (ucx_perftest's percentile window).
-    pub recent_ns: Recent,
-    /// What ended the timed iterations.
-    pub stopped_by: StoppedBy,
-}
-
-/// The samples of one size as they are recorded.
-pub struct Recorder {
-    /// Latency per timed iteration, nanoseconds.
-    pub hist: Histogram<u64>,
-    /// The last samples, in order.
-    pub recent: Recent,
-}
-
-impl Default for Recorder {
-    fn default() -> Recorder {
-        Recorder::new()
-    }
-}
-
-impl Recorder {
-    /// Nothing recorded yet.
-    pub fn new() -> Recorder {
-        Recorder {
-            hist: new_histogram(),
-            recent: Recent::new(UCX_PERFTEST_WINDOW),
-        }
-    }
-
-    /// Records one sample of `ns` nanoseconds (1 ns floor: the histogram's lower bound).
-    #[inline]
-    pub fn record(&mut self, ns: u64) {
-        let ns = ns.max(1);
-        self.hist.saturating_record(ns);
-        self.recent.push(ns);
-    }
-
-    /// The samples, after `iterations` timed iterations in `elapsed_ns` ended by `stopped_by`.
-    pub fn samples(self, iterations: u64, elapsed_ns: u64, stopped_by: StoppedBy) -> SizeSamples {
-        SizeSamples {
-            latency_ns: self.hist,
-            elapsed_ns,
-            iterations,
-            recent_ns: self.recent,
-            stopped_by,
-        }
-    }
 }
 
 /// Runs one size: the warm-up, then timed batches as `pace` decides. The transport must already
@@ -236,6 +174,7 @@ impl FabtestsFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::StoppedBy;
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
 

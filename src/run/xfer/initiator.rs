@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::config::{Sides, XferBackend, XferConfig, XferPlan, XferProgress};
+use super::link::TargetLink;
 use super::pace::SharedPace;
 use super::staging::Staging;
 use super::tcp_stats::TcpCounters;
@@ -73,41 +74,6 @@ fn environment(end: &dyn InitiatorEnd) -> Environment {
             env
         }
     }
-}
-
-/// How an initiator worker reaches its target: over the control connection (the target in
-/// another thread or process), or as the other end its own thread drives.
-pub(super) trait TargetLink {
-    /// Connects this worker's initiator end over `local` (`per` transfers) to the target and
-    /// gives it the target's regions; the target's index and registration costs.
-    fn connect(
-        &mut self,
-        cfg: &XferConfig,
-        local: SharedRegion,
-        per: usize,
-    ) -> Result<(Box<dyn InitiatorEnd>, SetupTimes, TargetFacts), RunError>;
-
-    /// Meets the target before iteration `i`, once its regions are ready.
-    fn meet(&mut self, i: u64) -> Result<(), RunError>;
-
-    /// Runs one iteration's transfers through `ep`.
-    fn transfer(
-        &mut self,
-        ep: &mut dyn InitiatorEnd,
-        p: &IterParams,
-    ) -> Result<IterSample, BenchError>;
-
-    /// After iteration `i`'s transfers: the target's own work on what arrived.
-    fn after(&mut self, i: u64) -> Result<(), RunError>;
-
-    /// Ends the run with this worker's `report`; the bytes the target verified.
-    fn finish(&mut self, report: &WorkerReport) -> Result<u64, RunError>;
-
-    /// Opens an open-loop session: returns once the target serves it.
-    fn open_session(&mut self) -> Result<(), RunError>;
-
-    /// Closes the open-loop session (every transfer of it confirmed).
-    fn close_session(&mut self) -> Result<(), RunError>;
 }
 
 /// The target at the other end of a control connection.

@@ -6,8 +6,10 @@
 //! `--concurrency N` and initiator processes whose concurrencies add up to N.
 
 mod config;
+mod config_block;
 mod group;
 mod initiator;
+mod link;
 mod open_loop;
 mod open_report;
 mod pace;

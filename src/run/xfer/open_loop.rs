@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::config::{XferConfig, XferPlan};
-use super::initiator::TargetLink;
+use super::link::TargetLink;
 use super::worker::{bench_err, Idle, OpenSession};
 use crate::bench::arrivals::Schedule;
 use crate::bench::open_loop::{run_open_loop, ArrivalLimit, OpenParams, RealClock};

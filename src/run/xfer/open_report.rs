@@ -274,7 +274,7 @@ pub(super) fn build(
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
     let mut doc = ResultDoc::new("kvxfer", "xfer", "L1");
-    doc.config = super::report::config_map(cfg, plan, side, &reports);
+    doc.config = super::config_block::config_map(cfg, plan, side, &reports);
     if let Some(o) = &cfg.open {
         doc.config.insert("arrival".into(), json!(o.kind.name()));
         doc.config.insert("rates_per_s".into(), json!(o.rates));

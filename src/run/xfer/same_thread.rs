@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use super::config::{XferConfig, XferPlan, XferProgress};
-use super::initiator::{initiator_run, TargetLink};
+use super::initiator::initiator_run;
+use super::link::TargetLink;
 use super::pace::SharedPace;
 use super::sync::TimedBarrier;
 use super::target::TargetMem;

@@ -6,6 +6,7 @@ use super::*;
 use crate::fabric::EndpointType;
 use crate::peer::Side;
 use crate::run::xfer::{ConcurrencyMode, Scheme};
+use serde_json::json;
 
 fn cfg(op: XferOp) -> XferConfig {
     XferConfig {
