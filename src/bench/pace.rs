@@ -9,6 +9,9 @@ use super::samples::{Recorder, SizeSamples};
 use super::BenchError;
 use crate::stats::{Pacer, StoppedBy};
 
+/// One batch of iterations: records their samples, returns their wall time in ns.
+pub type Batch<'a> = dyn FnMut(std::ops::Range<u64>, &mut Recorder) -> Result<u64, BenchError> + 'a;
+
 /// Runs the timed batches `pace` decides, numbered on from iteration `first`, each through
 /// `batch` (which records its samples and returns its wall time, ns); checks that the counts of
 /// `size`-byte iterations of `xfers` transfers stay countable. The samples and what ended them.
@@ -17,7 +20,7 @@ pub fn run_batches(
     size: u64,
     xfers: u64,
     pace: &mut dyn Pace,
-    batch: &mut dyn FnMut(std::ops::Range<u64>, &mut Recorder) -> Result<u64, BenchError>,
+    batch: &mut Batch<'_>,
 ) -> Result<SizeSamples, BenchError> {
     let mut rec = Recorder::new();
     let (mut next, mut elapsed_ns) = (first, 0u64);
