@@ -35,6 +35,19 @@ fn assert_profile(doc: &ResultDoc, tokens: &[u64], io: u64, gaps: &[u64], iterat
         assert_eq!(r.extra["kv_cache_size_bytes"], cache);
         assert_eq!(r.iterations, iterations);
         let e = &r.extra;
+        // Its precision: the back-to-back run's median interval, of the same iterations.
+        assert_eq!(e["precision"]["iterations"], iterations, "{e:?}");
+        assert_eq!(e["precision"]["stopped_by"], "fixed", "{e:?}");
+        let iv = &e["precision"]["p50_interval_us"];
+        let l50 = r.latency_us.unwrap().p50;
+        assert!(
+            iv[0].as_f64().unwrap() <= l50 && l50 <= iv[1].as_f64().unwrap(),
+            "{e:?}"
+        );
+        assert_eq!(
+            e["per_descriptor"]["contiguous_precision"]["iterations"], iterations,
+            "{e:?}"
+        );
         assert_eq!(e["tokens"], t);
         assert_eq!(e["descriptors"], bytes.div_ceil(io));
         let l = r.latency_us.unwrap();
@@ -51,7 +64,26 @@ fn assert_profile(doc: &ResultDoc, tokens: &[u64], io: u64, gaps: &[u64], iterat
             - pd["contiguous_p50_us"].as_f64().unwrap();
         let n = (pd["descriptors"].as_u64().unwrap() - pd["contiguous_chunks"].as_u64().unwrap())
             as f64;
-        assert!((pd["per_descriptor_us"].as_f64().unwrap() - diff / n).abs() < 1e-6);
+        // The difference with its interval; a cost only where the interval lies above 0.
+        let dd = &pd["difference"];
+        assert!((dd["us"].as_f64().unwrap() - diff).abs() < 1e-6, "{dd}");
+        let above = dd["interval_us"][0].as_f64().is_some_and(|lo| lo > 0.0);
+        let cost = dd["cost_us"].as_f64().unwrap();
+        assert_eq!(
+            cost,
+            if above {
+                dd["us"].as_f64().unwrap()
+            } else {
+                0.0
+            },
+            "{dd}"
+        );
+        assert_eq!(
+            dd["verdict"].as_str().unwrap().starts_with("none measured"),
+            !above,
+            "{dd}"
+        );
+        assert!((pd["per_descriptor_us"].as_f64().unwrap() - cost / n).abs() < 1e-6);
         let got: Vec<u64> = e["slow_start"]
             .as_array()
             .unwrap()

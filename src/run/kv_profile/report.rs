@@ -430,6 +430,15 @@ fn token_result(
     for (k, v) in parts(&l) {
         extra.insert(k.into(), v);
     }
+    // The result's median is the back-to-back descriptor list's: its precision block with it;
+    // the contiguous transfer's beside the per-descriptor difference it enters.
+    if let Some(p) = base.extra.get("precision") {
+        extra.insert("precision".into(), p.clone());
+    }
+    let contiguous = dc.results.first().and_then(|r| r.extra.get("precision"));
+    if let (Some(p), Some(Value::Object(pd))) = (contiguous, extra.get_mut("per_descriptor")) {
+        pd.insert("contiguous_precision".into(), p.clone());
+    }
     extra.insert("verified_bytes".into(), json!(l.verified));
     extra.insert("decomposition".into(), json!(decomposition));
     extra.insert(
