@@ -619,6 +619,16 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
         "{ucx}"
     );
     assert!(ucx.contains("kvxfer info --ucx"), "{ucx}");
+    // Patterns without a stock twin run auto counts within a time that fits the command's.
+    assert!(
+        ucx.contains("--iterations auto --max-time 10s --warmup 2"),
+        "{ucx}"
+    );
+    let kv = commands(&files[11]).join("\n");
+    assert!(
+        kv.contains("--iterations auto --max-time 5s --warmup 1"),
+        "{kv}"
+    );
     assert!(!ucx.contains("$KVXFER_RT kvxfer xfer"), "{ucx}");
     assert!(!ucx.contains("nixl_xfer.py"), "{ucx}");
     // xfer's NIXL twin: the same transfer as size / block descriptors, UCX_TLS alike, skipped

@@ -185,8 +185,47 @@ fn kvxfer_kv_patterns_need_their_model_and_layout() {
                    "tokens": 1000, "page_size": 16, "tp": 1, "pp": 1,
                    "access_pattern": "block", "iterations": 20, "warmup": 2}});
     assert_eq!(validate(&p), []);
+    // Two runs (back to back, contiguous) of up to 60 s fit a command's 900 s.
+    p["common"]["timeout_s"] = json!(900);
     p["layers"][0]["patterns"][0]["params"]["iterations"] = json!("auto");
     assert_eq!(validate(&p), []);
+    p["layers"][0]["patterns"][0]["params"]["precision_pct"] = json!(2.5);
+    p["layers"][0]["patterns"][0]["params"]["max_time_s"] = json!(10);
+    assert_eq!(validate(&p), []);
+    p["layers"][0]["patterns"][0]["params"]["max_time_s"] = json!(0);
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert_eq!(
+        got,
+        ["$.layers[0].patterns[0].params.max_time_s: must be an integer from 1 to 3600; it is 0"]
+    );
+    p["layers"][0]["patterns"][0]["params"]["max_time_s"] = json!(10);
+    p["layers"][0]["patterns"][0]["params"]["iterations"] = json!(20);
+    let got: Vec<String> = validate(&p).iter().map(|x| x.path.clone()).collect();
+    assert_eq!(
+        got,
+        [
+            "$.layers[0].patterns[0].params.precision_pct",
+            "$.layers[0].patterns[0].params.max_time_s"
+        ]
+    );
+    // The runs auto may time must fit the command's timeout: three shapes of 10 s here.
+    p["common"]["timeout_s"] = json!(30);
+    p["layers"][0]["patterns"][0]["params"]["iterations"] = json!("auto");
+    p["layers"][0]["patterns"][0]["params"]["idle_ms"] = json!([0, 100]);
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert_eq!(
+        got,
+        ["$.layers[0].patterns[0].params.max_time_s: auto may time 3 run(s) of up to 10 s here, \
+          past common.timeout_s (30 s) that ends the command: give a smaller max_time_s"]
+    );
+    p["layers"][0]["patterns"][0]["params"]["max_time_s"] = json!(9);
+    assert_eq!(validate(&p), []);
+    for k in ["precision_pct", "max_time_s"] {
+        p["layers"][0]["patterns"][0]["params"]
+            .as_object_mut()
+            .unwrap()
+            .remove(k);
+    }
     p["layers"][0]["patterns"][0]["params"]["iterations"] = json!("some");
     let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
     assert_eq!(
