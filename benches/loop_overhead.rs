@@ -1,5 +1,5 @@
 //! What the ping-pong loop itself costs per iteration, apart from the fabric: the clock read
-//! (the OS monotonic clock and the loop's TSC clock),
+//! (the OS monotonic clock and the loop's TSC clock), the check for a request to stop,
 //! the histogram record and an empty completion-queue poll (on the shm provider).
 
 use std::hint::black_box;
@@ -24,6 +24,10 @@ fn overhead(c: &mut Criterion) {
     g.bench_function("clock_now", |b| b.iter(|| black_box(Instant::now())));
     let clock = LoopClock::new();
     g.bench_function("loop_clock_now", |b| b.iter(|| black_box(clock.now())));
+    // The check every loop makes per iteration for a signal's request to stop.
+    g.bench_function("stop_requested", |b| {
+        b.iter(|| black_box(kvxfer::stop::requested()))
+    });
 
     let mut h = new_histogram();
     let mut v: u64 = 180;

@@ -15,7 +15,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work" || exit 1
 
-# run NAME CMD...: runs CMD, prints status, wall time and stderr's last line.
+# run NAME CMD...: runs CMD, prints status, wall time and stderr's last line (of those
+# matching $LINES: error lines unless set).
 run() {
   local name="$1"; shift
   local t0 t1 rc
@@ -24,7 +25,7 @@ run() {
   rc=$?
   t1=$(date +%s.%N)
   printf '%-34s rc=%-3s %6.1f s  %s\n' "$name" "$rc" "$(echo "$t1 - $t0" | bc)" \
-    "$(tr '\r' '\n' <"$work/err" | grep -v '^\s*$' | grep -E '^(kvxfer: )?error' | tail -1 | cut -c1-160)"
+    "$(tr '\r' '\n' <"$work/err" | grep -v '^\s*$' | grep -E "${LINES:-^(kvxfer: )?error}" | tail -1 | cut -c1-160)"
 }
 
 # faulted NAME SIGNAL ARGS...: a target (ARGS --listen), then an initiator (ARGS --peer,
@@ -206,3 +207,88 @@ run "14 plan validate timeout_s 1e30" "$kvxfer" plan validate "$work/p30.json"
 echo "    $(grep -m1 'timeout_s' "$work/err" | cut -c1-150)"
 mkfifo "$work/state.fifo"
 run "14 task run --state FIFO" timeout 20 "$kvxfer" task run "$work/d.json" --state "$work/state.fifo"
+# Issue 29, items 3, 5, 7, 9 and 12: as run(), the last line being any kvxfer or clap line.
+run_line() { LINES='^(kvxfer|error)' run "$@"; }
+
+# signalled NAME SIGNAL AFTER JSON CMD...: runs CMD, sends SIGNAL after AFTER seconds, then
+# reports as run_line does, the seconds from the signal to the end, and JSON's status.
+signalled() {
+  local name="$1" sig="$2" after="$3" json="$4"; shift 4
+  rm -f "$json"
+  "$@" >"$work/out" 2>"$work/err" &
+  local pid=$! t0 t1 rc
+  sleep "$after"
+  t0=$(date +%s.%N)
+  kill "-$sig" "$pid"
+  wait "$pid"
+  rc=$?
+  t1=$(date +%s.%N)
+  printf '%-34s rc=%-3s %6.1f s  %s\n' "$name" "$rc" "$(echo "$t1 - $t0" | bc)" \
+    "$(tr '\r' '\n' <"$work/err" | grep -E '^kvxfer' | tail -1 | cut -c1-160)"
+  [ -f "$json" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); \
+print('    json: status', d['status'], 'results', [(r['message_size'], r.get('iterations')) for r in d['results']])" "$json"
+}
+
+echo "== 29.3 signals: stopped, partial result kept, 130/143 (wall time: signal to end)"
+signalled "pingpong, SIGINT" INT 6 "$work/p.json" "$kvxfer" pingpong --domain lo \
+  --sizes 64,1K,4K,64K,256K,8M --iterations 3000 --json "$work/p.json"
+signalled "xfer, SIGTERM" TERM 6 "$work/x.json" "$kvxfer" xfer -s 1M -I 1000000 --domain lo \
+  --json "$work/x.json"
+signalled "memcpy, SIGINT" INT 3 "$work/m.json" "$kvxfer" memcpy -s 16M -I 100000000 \
+  --json "$work/m.json"
+printf '{"name":"s","description":"","variables":{},"tasks":[{"id":"a","name":"a","commands":["timeout 900 %s xfer -s 1M -I 1000000 --domain lo --json %s"]}]}' \
+  "$kvxfer" "$work/t.json" >"$work/s.json"
+signalled "task run (timeout 900 xfer), TERM" TERM 8 "$work/t.json" "$kvxfer" task run \
+  "$work/s.json" --state "$work/sstate.json"
+python3 -c "import json,sys; print('    task a:', json.load(open(sys.argv[1]))['s']['a']['status'])" "$work/sstate.json"
+sleep 1
+echo "    left running: $(pgrep -fc "$work/t.json" || true)"
+echo "== 29.5 memory: rails and samples in the estimate, counts bounded"
+if [ -x /usr/bin/time ]; then
+  /usr/bin/time -f '    peak RSS %M KiB' "$kvxfer" xfer -s 1M -I 2 --rails 40 --timeout 60 2>&1 >/dev/null |
+    grep -E 'host memory|peak RSS' | sed -e 's/.*host memory/    estimate: host memory/'
+fi
+run_line "xfer --rails 300" "$kvxfer" xfer -s 1M -I 2 --rails 300 --timeout 15
+run_line "xfer -I 1000000000" "$kvxfer" xfer -s 64K -I 1000000000 --domain lo
+run_line "xfer -I 2^64-1" "$kvxfer" xfer -s 64K -I 18446744073709551615 --domain lo
+echo "== 29.7 --world bounded, missing ranks summarised, panics end the process"
+run_line "xfer --world 2^64-1" "$kvxfer" xfer --etcd http://127.0.0.1:9 \
+  --world 18446744073709551615 --group g
+if command -v etcd >/dev/null; then
+  eport=$((40000 + RANDOM % 10000))
+  etcd --name f --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$eport" \
+    --advertise-client-urls "http://127.0.0.1:$eport" --listen-peer-urls "http://127.0.0.1:$((eport + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((eport + 1))" \
+    --initial-cluster "f=http://127.0.0.1:$((eport + 1))" --log-level error >/dev/null 2>&1 &
+  etcd_pid=$!
+  sleep 3
+  run_line "xfer --world 65536 (etcd)" "$kvxfer" xfer --etcd "http://127.0.0.1:$eport" \
+    --world 65536 --group lonely --scheme many-to-one --timeout 3 -s 4K --domain lo
+  echo "    line length: $(tail -1 "$work/err" | wc -c) bytes"
+  echo "== 29.12 etcd killed mid-run: both ranks end, both keep a partial result"
+  for r in 0 1; do
+    PMI_RANK=$r PMI_SIZE=2 "$kvxfer" xfer --etcd "http://127.0.0.1:$eport" --group gone \
+      --scheme many-to-one -s 1M -I 100000 -w 1 --domain lo --timeout 60 --etcd-ttl 2 \
+      --json "$work/g$r.json" >/dev/null 2>"$work/g$r.err" &
+    eval "rank$r=\$!"
+  done
+  sleep 8
+  kill "$etcd_pid"; wait "$etcd_pid" 2>/dev/null
+  t0=$(date +%s.%N)
+  for r in 0 1; do
+    eval "wait \$rank$r"; rc=$?
+    printf '%-34s rc=%-3s %6.1f s  %s\n' "rank $r after etcd died" "$rc" \
+      "$(echo "$(date +%s.%N) - $t0" | bc)" "$(grep -E '^kvxfer' "$work/g$r.err" | tail -1 | cut -c1-160)"
+    [ -f "$work/g$r.json" ] && python3 -c "import json,sys; d=json.load(open(sys.argv[1])); \
+print('    json: status', d['status'], 'role', d['config'].get('role'), 'iterations', [r.get('iterations') for r in d['results']])" "$work/g$r.json"
+  done
+else
+  echo "    (no etcd: rows 29.7 etcd and 29.12 skipped)"
+fi
+echo "== 29.9 names checked before measuring"
+run_line "xfer -d nosuch0" "$kvxfer" xfer -s 4K -I 2 -d nosuch0 --json "$work/n.json"
+run_line "xfer --rails nosuch0,nosuch1" "$kvxfer" xfer -s 4K -I 2 --rails nosuch0,nosuch1
+run_line "--mlflow-uri http://127.0.0.1:99999" "$kvxfer" pingpong --domain lo --sizes 64 -I 10 \
+  --mlflow-uri http://127.0.0.1:99999
+run_line "--mlflow-uri 'http://exa mple.com'" "$kvxfer" pingpong --domain lo --sizes 64 -I 10 \
+  --mlflow-uri "http://exa mple.com"

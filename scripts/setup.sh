@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what kvxfer needs on Debian 12, idempotently: only missing packages are installed.
 #
-#   scripts/setup.sh          build and run dependencies (libfabric, UCX, clang for bindgen)
+#   scripts/setup.sh          build and run dependencies (libfabric, UCX, clang for bindgen,
+#                             patchelf for the GPU bundle)
 #   scripts/setup.sh --test   also what the test suite uses (reference tools, python3-venv,
 #                             the MLflow virtual environment, NIXL's engine in it)
 #
@@ -17,7 +18,7 @@ want_tests=0
 for a in "$@"; do
     case "$a" in
         --test) want_tests=1 ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
     esac
 done
@@ -30,6 +31,8 @@ packages+=(libfontconfig-dev libfreetype-dev fonts-dejavu-core)
 # xfer --etcd: the etcd client crate compiles etcd's gRPC protocol files with protoc, which
 # finds the well-known types (google/protobuf/*.proto) in libprotobuf-dev.
 packages+=(protobuf-compiler libprotobuf-dev)
+# The GPU bundle (scripts/device-bundle.sh): patchelf points the bundled libraries at each other.
+packages+=(patchelf)
 if [ "$want_tests" = 1 ]; then
     packages+=(python3 python3-venv iproute2)
     # The etcd server the --etcd tests start on 127.0.0.1 (3.4 on Debian 12).

@@ -1,18 +1,49 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine or a used one: installs what is missing,
 # then builds and runs every test. Tests that need a server start their own on 127.0.0.1.
+#
+#   scripts/test.sh              every test but the slow group
+#   scripts/test.sh --slow       the same, then the slow group: tests marked
+#                                #[ignore = "slow group: ..."], the spec's full-size runs that
+#                                take minutes (CI runs this)
+#   scripts/test.sh [--slow] -- ARGS   ARGS passed to the test binaries instead of --show-output
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+slow=0
+if [ "${1:-}" = "--slow" ]; then slow=1; shift; fi
 bash scripts/setup.sh --test
 # The MLflow environment was just installed: its tests must run, not skip.
 export KVXFER_REQUIRE_MLFLOW=1
 # Without arguments, what passing tests print is shown too: the SKIPPED lines (a test that needs
 # what this machine lacks says so by name) and the cross-check figures of the loopback plan.
 if [ $# -eq 0 ]; then set -- -- --show-output; fi
+# One MLflow server for the whole suite, started while the tests build (a start is 10-60 s of
+# Python imports): tests that only need a server use it, each in experiments of its own
+# (KVXFER_TEST_MLFLOW_URI); a test that stops its server starts its own.
+mlflow_dir="$(mktemp -d)"
+trap 'bash scripts/mlflow-server.sh stop --dir "$mlflow_dir" >/dev/null 2>&1 || true; rm -rf "$mlflow_dir"' EXIT
+bash scripts/mlflow-server.sh start --dir "$mlflow_dir" >"$mlflow_dir/start.out" 2>&1 &
+mlflow_start=$!
+# The self-contained GPU bundle .device/ (cargo profile `device`: release code, thin LTO), which
+# tests/device_bundle.rs checks without a GPU.
+bash scripts/device-bundle.sh
+cargo test --workspace --all-targets --no-run
+if wait "$mlflow_start"; then
+    KVXFER_TEST_MLFLOW_URI="$(sed -n 's/.*uri=\([^ ]*\).*/\1/p' "$mlflow_dir/start.out")"
+    export KVXFER_TEST_MLFLOW_URI
+    echo "test.sh: the suite's MLflow server: $(cat "$mlflow_dir/start.out")" >&2
+else
+    echo "test.sh: the suite's MLflow server did not start; each test starts its own:" >&2
+    cat "$mlflow_dir/start.out" >&2
+fi
 cargo test --workspace --all-targets --no-fail-fast "$@"
 # The CUDA build (cudarc loads libcuda at run time): it must keep compiling, and its tests run
 # here too; those that need a GPU skip by name.
 cargo test --features cuda --lib --test ucx_perf --test xfer_mem --no-fail-fast "$@"
 # No import circles between the modules of src/ (scripts/import_cycles.py prints any).
 python3 scripts/import_cycles.py
+if [ "$slow" = 1 ]; then
+    # The slow group alone (`--ignored` runs only the tests marked as ignored).
+    cargo test --workspace --all-targets --no-fail-fast "$@" --ignored
+fi

@@ -3,6 +3,8 @@
 pub mod analyze;
 pub mod bench;
 pub mod bootstrap;
+pub mod channel;
+pub mod doctor;
 pub mod fabric;
 pub mod mem;
 pub mod mlflow;
@@ -13,6 +15,7 @@ pub mod reference;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod stop;
 pub mod teardown;
 pub mod topo;
 pub mod ucx;

@@ -510,7 +510,7 @@ fn bad_input_gives_one_clear_line() {
 #[test]
 fn e2e_and_low_level_runs_are_read_from_a_real_mlflow_server() {
     let Some(server) =
-        record_support::Server::start("e2e_and_low_level_runs_are_read_from_a_real_mlflow_server")
+        record_support::Server::shared("e2e_and_low_level_runs_are_read_from_a_real_mlflow_server")
     else {
         return;
     };

@@ -69,7 +69,9 @@ fn every_pattern_of_every_layer_gives_a_valid_server_client_pair() {
                 }
             }
             let ids: Vec<&str> = def.tasks.iter().map(|t| t.id.as_str()).collect();
-            assert_eq!(ids[0], "prepare-output");
+            // The plan's first pattern runs the doctor first.
+            let start = usize::from(id == "pll-fi-pingpong-efa-default");
+            assert_eq!(ids[start], "prepare-output", "{ids:?}");
             let task = |name: &str| {
                 ids.iter()
                     .any(|i| *i == name || i.strip_prefix(name).is_some_and(|r| r == "-r1"))
@@ -178,8 +180,8 @@ fn stock_tools_get_their_real_option_names() {
     // bounded; the stock tool meets its peer on another port.
     let fis = text("pll-fi-pingpong-efa-tagged-server.json");
     for (t, want) in [
-        (&fi, "timeout 900 kvxfer pingpong --provider efa --endpoint rdm --mode tagged --sizes 64,1024,65536,1048576,10485760,104857600 --iterations 1000 --warmup 10 --timeout 300 --pattern-id pll-fi-pingpong-efa-tagged --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.json"),
-        (&fis, "kvxfer pingpong --provider efa --endpoint rdm --mode tagged --sizes 64,1024,65536,1048576,10485760,104857600 --iterations 1000 --warmup 10 --timeout 300 --pattern-id pll-fi-pingpong-efa-tagged --listen :47590 --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.json"),
+        (&fi, "timeout 900 kvxfer pingpong --provider efa --endpoint rdm --mode tagged --sizes 64,1024,65536,1048576,10485760,104857600 --iterations 1000 --warmup 10 --timeout 300 --expect-path 'rdmap*,efa*' --pattern-id pll-fi-pingpong-efa-tagged --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.json"),
+        (&fis, "kvxfer pingpong --provider efa --endpoint rdm --mode tagged --sizes 64,1024,65536,1048576,10485760,104857600 --iterations 1000 --warmup 10 --timeout 300 --expect-path 'rdmap*,efa*' --pattern-id pll-fi-pingpong-efa-tagged --listen :47590 --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.json"),
         (&fis, "fi_pingpong -p efa -e rdm -m tagged -I 1000 -S \"$s\" -B 47592; done ) > /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.ref.txt"),
         (&fis, "kvxfer parse --tool fi_pingpong /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.ref.txt --json /tmp/low-level-results/pll-fi-pingpong-efa-tagged.run1.server.ref.json"),
     ] {
@@ -192,17 +194,33 @@ fn stock_tools_get_their_real_option_names() {
     );
     let ucx = text("client/pll-ucx-perftest-tcp-host-tag-bw-client.json");
     assert!(ucx.contains("UCX_TLS=tcp timeout 900 ucx_perftest -p 47592 -t tag_bw -s \"$s\" -n 20 -w 2 -m host {{PEER_IP}}"), "{ucx}");
-    assert!(ucx.contains("kvxfer ucx-perf --test tag_bw --sizes 57344000,234881024,704643072 --iterations 20 --warmup 2 --memory host --timeout 300 --pattern-id pll-ucx-perftest-tcp-host-tag-bw --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-ucx-perftest-tcp-host-tag-bw.run1.json"), "{ucx}");
+    assert!(ucx.contains("kvxfer ucx-perf --test tag_bw --sizes 57344000,234881024,704643072 --iterations 20 --warmup 2 --memory host --timeout 300 --expect-path 'eth*,ens*,enp*' --pattern-id pll-ucx-perftest-tcp-host-tag-bw --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-ucx-perftest-tcp-host-tag-bw.run1.json"), "{ucx}");
     let kvb = text("pll-kvbench-ucx-srd-1k-server.json");
     assert!(kvb.contains("main.py profile --model"), "{kvb}");
     // KVBench's twin: kvxfer kv profile over UCX reading the same model and config files.
-    assert!(kvb.contains("UCX_TLS=srd timeout 900 kvxfer kv profile --backend ucx --model /tmp/low-level-results/pll-kvbench-ucx-srd-1k.model.yaml --model-config /tmp/low-level-results/pll-kvbench-ucx-srd-1k.config.yaml --tokens 1000 --timeout 300 --pattern-id pll-kvbench-ucx-srd-1k --json /tmp/low-level-results/pll-kvbench-ucx-srd-1k.server.json --listen :47590"), "{kvb}");
+    assert!(kvb.contains("UCX_TLS=srd timeout 900 kvxfer kv profile --backend ucx --model /tmp/low-level-results/pll-kvbench-ucx-srd-1k.model.yaml --model-config /tmp/low-level-results/pll-kvbench-ucx-srd-1k.config.yaml --tokens 1000 --timeout 300 --expect-path 'rdmap*,efa*' --pattern-id pll-kvbench-ucx-srd-1k --json /tmp/low-level-results/pll-kvbench-ucx-srd-1k.server.json --listen :47590"), "{kvb}");
     // On EFA, kvxfer's own profile over libfabric (KVBench has no LIBFABRIC path).
     let efa = text("client/pll-kvbench-efa-4k-client.json");
-    assert!(efa.contains("kvxfer kv profile --model qwen2.5-7b --tokens 4096 --page-size 16 --tp 1 --pp 1 --access-pattern block --idle-ms 0,100,1000 --link-gbps 4.4 --provider efa --endpoint rdm --iterations auto --warmup 2 --timeout 300 --pattern-id pll-kvbench-efa-4k --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-kvbench-efa-4k.run1.json"), "{efa}");
+    assert!(efa.contains("kvxfer kv profile --model qwen2.5-7b --tokens 4096 --page-size 16 --tp 1 --pp 1 --access-pattern block --idle-ms 0,100,1000 --link-gbps 4.4 --provider efa --endpoint rdm --iterations auto --warmup 2 --timeout 300 --expect-path 'rdmap*,efa*' --pattern-id pll-kvbench-efa-4k --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-kvbench-efa-4k.run1.json"), "{efa}");
     assert!(!efa.contains("main.py"), "{efa}");
     let fpp = text("client/pll-fi-pingpong-efa-default-client.json");
     assert!(fpp.contains("fi_pingpong -p efa -e rdm"), "{fpp}");
+    // The plan's first task: the doctor, with the plan's environment; the client asks its
+    // peer's control port. No other pattern runs it.
+    let first = |name: &str| -> String {
+        let g = files.iter().find(|g| g.path == Path::new(name)).unwrap();
+        let def = TaskDefinition::from_json(std::str::from_utf8(&g.bytes).unwrap()).unwrap();
+        format!("{}: {}", def.tasks[0].id, def.tasks[0].commands.join("; "))
+    };
+    assert!(
+        first("client/pll-fi-pingpong-efa-default-client.json").starts_with(
+            "doctor: env FI_EFA_FORK_SAFE=1 FI_EFA_USE_DEVICE_RDMA=1 timeout 900 kvxfer doctor \
+         --provider efa --peer {{PEER_IP}}:47590 ||"
+        )
+    );
+    assert!(first("pll-fi-pingpong-efa-default-server.json")
+        .starts_with("doctor: env FI_EFA_FORK_SAFE=1 FI_EFA_USE_DEVICE_RDMA=1 timeout 900 kvxfer doctor --provider efa ||"));
+    assert!(first("pll-fi-pingpong-efa-tagged-server.json").starts_with("prepare-output: "));
     assert!(kvb.contains(
         "--isl 1000 --osl 128 --num_requests 1 --page_size 16 --tp 1 --pp 1 --access_pattern block"
     ));
@@ -673,7 +691,7 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
     let all = commands(&files[0]).join("\n");
     for want in [
         // kvxfer: both sides in one process, no warm-up like fi_pingpong, under the priority.
-        "timeout 30 $KVXFER_RT kvxfer pingpong --provider tcp --endpoint msg --mode msg --sizes 64,1024 --iterations 10000 --warmup 0 --domain lo --timeout 20 --pattern-id pll-lo-fi-pingpong-tcp-msg --json /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.json",
+        "timeout 30 $KVXFER_RT kvxfer pingpong --provider tcp --endpoint msg --mode msg --sizes 64,1024 --iterations 10000 --warmup 0 --domain lo --timeout 20 --expect-path local --pattern-id pll-lo-fi-pingpong-tcp-msg --json /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.json",
         // fi_pingpong: the server in the background, the client retried while it lives, waited.
         "fi_pingpong -p tcp -e msg -m msg -I 10000 -d lo -S \"$s\" -B 47601 >> /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.server.ref.txt 2>&1 & srv=$!",
         "fi_pingpong -p tcp -e msg -m msg -I 10000 -d lo -S \"$s\" -P 47601 127.0.0.1 > /tmp/kvxfer-loopback/pll-lo-fi-pingpong-tcp-msg.run3.ref.last 2>&1; then ok=1; break; fi; kill -0 \"$srv\"",

@@ -16,11 +16,19 @@ use kvxfer::mlflow::{self, Client, RecordConfig, Run, CONTENT_HASH_TAG};
 use kvxfer::report::{write_atomic, ResultDoc};
 use record_support::{big_doc, quick_retry, realistic_docs, write_docs, Server};
 
+/// The experiment of the folder test: its own, as it may share the suite's server.
+const FOLDER_EXPERIMENT: &str = "record-a-folder-once";
+
 fn record(uri: &str, dir: &Path) -> assert_cmd::assert::Assert {
+    record_into(uri, dir, mlflow::DEFAULT_EXPERIMENT)
+}
+
+fn record_into(uri: &str, dir: &Path, experiment: &str) -> assert_cmd::assert::Assert {
     Command::cargo_bin("kvxfer")
         .unwrap()
         .args(["record", "--results"])
         .arg(dir)
+        .args(["--experiment", experiment])
         .args(["--mlflow-uri", uri, "--instance-type", "p5.48xlarge"])
         .args(["--retries", "2", "--retry-backoff-ms", "20"])
         .timeout(Duration::from_secs(300))
@@ -28,8 +36,12 @@ fn record(uri: &str, dir: &Path) -> assert_cmd::assert::Assert {
 }
 
 fn all_runs(c: &Client) -> Vec<Run> {
+    runs_of(c, mlflow::DEFAULT_EXPERIMENT)
+}
+
+fn runs_of(c: &Client, experiment: &str) -> Vec<Run> {
     let exp = c
-        .experiment_id(mlflow::DEFAULT_EXPERIMENT)
+        .experiment_id(experiment)
         .unwrap()
         .expect("experiment exists");
     c.search_runs(&[exp], "").unwrap()
@@ -116,7 +128,7 @@ fn assert_recorded(c: &Client, runs: &[Run], dir: &Path, name: &str) -> Run {
 
 #[test]
 fn records_a_folder_once_with_every_value_and_artifact() {
-    let Some(server) = Server::start("records_a_folder_once_with_every_value_and_artifact") else {
+    let Some(server) = Server::shared("records_a_folder_once_with_every_value_and_artifact") else {
         return;
     };
     let results = tempfile::tempdir().unwrap();
@@ -127,7 +139,7 @@ fn records_a_folder_once_with_every_value_and_artifact() {
     std::fs::write(results.path().join("README.txt"), b"not json").unwrap();
 
     let t = Instant::now();
-    let out = record(&server.uri(), results.path()).success();
+    let out = record_into(&server.uri(), results.path(), FOLDER_EXPERIMENT).success();
     eprintln!(
         "first record of 5 files: {:.1} s",
         t.elapsed().as_secs_f64()
@@ -137,7 +149,7 @@ fn records_a_folder_once_with_every_value_and_artifact() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stdout.trim(),
-        "recorded=5 already_recorded=0 skipped=1 experiment=low-level-network"
+        "recorded=5 already_recorded=0 skipped=1 experiment=record-a-folder-once"
     );
     assert!(
         stderr.contains("skipped notes.json: not a kvxfer.result/v1 document"),
@@ -145,7 +157,7 @@ fn records_a_folder_once_with_every_value_and_artifact() {
     );
 
     let c = server.client();
-    let runs = all_runs(&c);
+    let runs = runs_of(&c, FOLDER_EXPERIMENT);
     assert_eq!(runs.len(), 5);
     for (name, _) in &docs {
         assert_recorded(&c, &runs, results.path(), name);
@@ -200,18 +212,19 @@ fn records_a_folder_once_with_every_value_and_artifact() {
     assert_eq!(l2.data.param("kv_cache_size_bytes"), Some("234881024"));
 
     // Twice: nothing doubled.
-    let again = record(&server.uri(), results.path()).success();
+    let again = record_into(&server.uri(), results.path(), FOLDER_EXPERIMENT).success();
     let stdout = String::from_utf8_lossy(&again.get_output().stdout).into_owned();
     assert_eq!(
         stdout.trim(),
-        "recorded=0 already_recorded=5 skipped=1 experiment=low-level-network"
+        "recorded=0 already_recorded=5 skipped=1 experiment=record-a-folder-once"
     );
-    assert_eq!(all_runs(&c).len(), 5);
+    assert_eq!(runs_of(&c, FOLDER_EXPERIMENT).len(), 5);
 
     // The library entry point: a document recorded directly, then seen as recorded by the CLI.
     let mut direct = realistic_docs().remove(1).1;
     direct.pattern_id = Some("direct".into());
     let mut cfg = RecordConfig::new(&server.uri());
+    cfg.experiment = FOLDER_EXPERIMENT.into();
     cfg.retry = quick_retry();
     let outcome = mlflow::record_doc(&cfg, &direct, "direct.json").unwrap();
     assert!(
@@ -219,20 +232,17 @@ fn records_a_folder_once_with_every_value_and_artifact() {
         "{outcome:?}"
     );
     write_atomic(&results.path().join("direct.json"), &direct.to_json()).unwrap();
-    let third = record(&server.uri(), results.path()).success();
+    let third = record_into(&server.uri(), results.path(), FOLDER_EXPERIMENT).success();
     let stdout = String::from_utf8_lossy(&third.get_output().stdout).into_owned();
     assert!(
         stdout.starts_with("recorded=0 already_recorded=6 "),
         "{stdout}"
     );
-    let runs = all_runs(&c);
+    let runs = runs_of(&c, FOLDER_EXPERIMENT);
     assert_eq!(runs.len(), 6);
 
     // Paging: six runs two at a time are the same six runs.
-    let exp = c
-        .experiment_id(mlflow::DEFAULT_EXPERIMENT)
-        .unwrap()
-        .unwrap();
+    let exp = c.experiment_id(FOLDER_EXPERIMENT).unwrap().unwrap();
     let paged = c
         .search_runs_paged(std::slice::from_ref(&exp), "", 2)
         .unwrap();
@@ -251,7 +261,7 @@ fn records_a_folder_once_with_every_value_and_artifact() {
 
 #[test]
 fn get_or_create_experiment_is_race_safe() {
-    let Some(server) = Server::start("get_or_create_experiment_is_race_safe") else {
+    let Some(server) = Server::shared("get_or_create_experiment_is_race_safe") else {
         return;
     };
     let uri = server.uri();
@@ -440,7 +450,7 @@ fn dry_run_prints_the_runs_and_contacts_nothing() {
 #[test]
 fn a_measurement_records_directly_and_record_does_not_double_it() {
     let Some(server) =
-        Server::start("a_measurement_records_directly_and_record_does_not_double_it")
+        Server::shared("a_measurement_records_directly_and_record_does_not_double_it")
     else {
         return;
     };
@@ -460,8 +470,9 @@ fn a_measurement_records_directly_and_record_does_not_double_it() {
     // The file pingpong wrote is the content it recorded: `record` finds it already there.
     record(&server.uri(), dir.path()).success();
     let c = server.client();
+    // The suite's shared server holds other tests' runs in the default experiment: the run of
+    // this content must be there exactly once (a second one would carry the same hash).
     let runs = all_runs(&c);
-    assert_eq!(runs.len(), 1, "{runs:#?}");
     let bytes = std::fs::read(&json).unwrap();
     let run = run_of(&runs, &bytes);
     assert_eq!(run.data.tag("tool"), Some("kvxfer"));

@@ -18,9 +18,15 @@ const UCX_TCP: [(&str, &str); 3] = [
     ("UCX_LOG_FILE", "stderr"),
 ];
 
-/// Maps whose keys are data (environment variable names), not schema: their children are not
-/// key paths.
-const FREE_MAPS: [&str; 1] = ["environment.env"];
+/// Maps whose keys are data (environment variable names, counter names), and lists whose
+/// entries come and go with what the host did (the devices that carried a payload, the
+/// retransmission counters that moved): their children are not key paths.
+const FREE_MAPS: [&str; 4] = [
+    "environment.env",
+    "results[].path.devices[]",
+    "results[].path.sides[].retransmissions[]",
+    "results[].path.sides[].devices[].counters",
+];
 
 /// Every key path of `v` under `prefix`: objects add `.key`, arrays add `[]` (the union over
 /// their elements).

@@ -14,9 +14,11 @@ use kvxfer::mlflow::Client;
 use kvxfer::report::ResultDoc;
 use serde_json::Value;
 
-use common::{fabric_lock, free_port, kvxfer, kvxfer_path};
+use common::{fabric_lock, free_port, kvxfer};
 
 const EXPERIMENT: &str = "low-level-network-loopback";
+/// The catch-up test's experiment: its own, as it may share the suite's server.
+const CATCH_UP: &str = "low-level-network-catch-up";
 
 fn installed(tool: &str) -> bool {
     std::env::var_os("PATH")
@@ -25,33 +27,26 @@ fn installed(tool: &str) -> bool {
 
 /// The shipped loopback plan with free ports, this kvxfer and a results folder of the test's.
 fn plan(dir: &Path) -> (PathBuf, PathBuf) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut p = kvxfer::plan::load_plan(&root.join("plans/loopback.json")).unwrap();
-    // The NIXL twins at 224M and 672M take minutes and run in tests/loopback_plan.rs already:
-    // this test keeps the 55M pair of each transport, so every tool and layer still runs.
-    for layer in p["layers"].as_array_mut().unwrap() {
-        layer["patterns"].as_array_mut().unwrap().retain(|pat| {
-            let id = pat["id"].as_str().unwrap();
-            !id.contains("-nixl-") || id.ends_with("-55m")
-        });
-    }
-    // Two rounds of each pattern are enough to show each result recorded once; the loopback
-    // plan's seven rounds of latency are judged in tests/loopback_plan.rs.
-    for layer in p["layers"].as_array_mut().unwrap() {
-        for pat in layer["patterns"].as_array_mut().unwrap() {
-            if pat["params"].get("runs").is_some() {
-                pat["params"]["runs"] = 2.into();
+    common::loopback_plan(dir, |p| {
+        // The NIXL twins at 224M and 672M take minutes and run in tests/loopback_plan.rs
+        // already: this test keeps the 55M pair of each transport, so every tool and layer
+        // still runs.
+        for layer in p["layers"].as_array_mut().unwrap() {
+            layer["patterns"].as_array_mut().unwrap().retain(|pat| {
+                let id = pat["id"].as_str().unwrap();
+                !id.contains("-nixl-") || id.ends_with("-55m")
+            });
+        }
+        // Two rounds of each pattern are enough to show each result recorded once; the
+        // loopback plan's seven rounds of latency are judged in tests/loopback_plan.rs.
+        for layer in p["layers"].as_array_mut().unwrap() {
+            for pat in layer["patterns"].as_array_mut().unwrap() {
+                if pat["params"].get("runs").is_some() {
+                    pat["params"]["runs"] = 2.into();
+                }
             }
         }
-    }
-    let out = dir.join("results");
-    p["common"]["output_dir"] = out.display().to_string().into();
-    p["common"]["control_port"] = free_port().into();
-    p["common"]["reference_port"] = free_port().into();
-    p["infrastructure"]["tools"]["kvxfer"] = kvxfer_path().display().to_string().into();
-    let f = dir.join("plan.json");
-    std::fs::write(&f, serde_json::to_vec_pretty(&p).unwrap()).unwrap();
-    (f, out)
+    })
 }
 
 /// Runs `kvxfer run`; returns (success, stdout JSON, stderr).
@@ -91,8 +86,8 @@ fn result_docs(dir: &Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-fn hashes(c: &Client) -> Vec<String> {
-    let Some(exp) = c.experiment_id(EXPERIMENT).unwrap() else {
+fn hashes(c: &Client, experiment: &str) -> Vec<String> {
+    let Some(exp) = c.experiment_id(experiment).unwrap() else {
         return Vec::new();
     };
     c.search_runs(&[exp], "")
@@ -109,7 +104,7 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
         println!("SKIPPED {name}: fi_pingpong or ucx_perftest not installed");
         return;
     }
-    let Some(server) = record_support::Server::start(name) else {
+    let Some(server) = record_support::Server::shared(name) else {
         return;
     };
     let _turn = fabric_lock();
@@ -151,7 +146,7 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
     let docs = result_docs(&out);
     assert!(docs.len() >= 20, "{} result documents", docs.len());
     let c = server.client();
-    let recorded = hashes(&c);
+    let recorded = hashes(&c, EXPERIMENT);
     assert_eq!(recorded.len(), docs.len(), "one run per result document");
     let distinct: BTreeSet<&String> = recorded.iter().collect();
     assert_eq!(distinct.len(), recorded.len(), "no document recorded twice");
@@ -168,12 +163,29 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("recorded=0 "), "{text}");
-    assert_eq!(hashes(&c).len(), docs.len());
+    assert_eq!(hashes(&c, EXPERIMENT).len(), docs.len());
 
-    // The cross-check ran over the whole folder.
+    // The cross-check ran over the whole folder, and every row it judged follows the
+    // comparator's rules (tests/loopback_plan.rs checks the shipped plan in full, in the slow
+    // group).
     let cc: Value =
         serde_json::from_slice(&std::fs::read(out.join("crosscheck.json")).unwrap()).unwrap();
     assert!(!cc["rows"].as_array().unwrap().is_empty());
+    let tolerance = cc["tolerance"].as_f64().unwrap();
+    let judged: Vec<&Value> = cc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["verdict"] == "agree" || r["verdict"] == "differ")
+        .collect();
+    let tools: BTreeSet<&str> = judged.iter().map(|r| r["tool"].as_str().unwrap()).collect();
+    assert!(
+        tools.contains("fi_pingpong") && tools.contains("ucx_perftest"),
+        "rows judged against both L0 and L3 twins: {tools:?}"
+    );
+    for r in judged {
+        common::assert_judged(r, tolerance);
+    }
     assert_eq!(
         v["crosscheck"]["agree"].as_u64().unwrap()
             + v["crosscheck"]["differ"].as_u64().unwrap()
@@ -209,17 +221,17 @@ fn a_server_that_is_down_loses_nothing_and_record_catches_up() {
     assert_eq!(docs.len(), 1, "the result is kept");
     assert!(docs[0].0.starts_with("pll-lo-kvxfer-xfer-shm"));
 
-    let Some(server) = record_support::Server::start(name) else {
+    let Some(server) = record_support::Server::shared(name) else {
         return;
     };
     kvxfer()
         .args(["record", "--results"])
         .arg(&out)
-        .args(["--experiment", EXPERIMENT, "--mlflow-uri", &server.uri()])
+        .args(["--experiment", CATCH_UP, "--mlflow-uri", &server.uri()])
         .timeout(Duration::from_secs(300))
         .assert()
         .success();
-    assert_eq!(hashes(&server.client()).len(), 1);
+    assert_eq!(hashes(&server.client(), CATCH_UP).len(), 1);
 }
 
 #[test]

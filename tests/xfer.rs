@@ -343,8 +343,9 @@ fn many_to_one_with_initiators_in_separate_processes() {
 #[test]
 fn bad_input_is_refused_before_any_connection() {
     for (args, what) in [
-        (vec!["-c", "0"], "--concurrency must be at least 1"),
-        (vec!["-W", "0"], "--window must be at least 1"),
+        // Counts out of their range: refused before measuring, with the range or the bound.
+        (vec!["-c", "0"], "0 is not in 1..=16777216"),
+        (vec!["-W", "0"], "0 is not in 1..=65536"),
         (vec!["-s", "1M", "-b", "2M"], "is larger than --size 1M"),
         (vec!["-s", "4000G"], "of host memory"),
         (vec!["-s", "0"], "size"),

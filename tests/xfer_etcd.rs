@@ -502,3 +502,73 @@ fn a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor() {
     assert_eq!(status("targets"), ["partial", "lost"]);
     println!("every survivor ended {took:.1?} after the kill");
 }
+
+// Issue 29, item 12: etcd going away mid-run ends both ranks promptly, and each keeps what it
+// finished: the initiator its iterations, the target rank (rank 0 here) the iterations it
+// served.
+#[test]
+fn etcd_going_away_leaves_every_rank_its_partial_result() {
+    let test = "etcd_going_away_leaves_every_rank_its_partial_result";
+    let Some(mut run) = GroupRun::start(test, "etcdgone") else {
+        return;
+    };
+    let children = run.spawn_all(&[], 2, &long(2, "1M"));
+    run.wait_for_target();
+    std::thread::sleep(Duration::from_millis(2500));
+    run.etcd.kill();
+    let at = Instant::now();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let took = at.elapsed();
+    let all: Vec<String> = outs.iter().map(stderr).collect();
+    assert!(took < Duration::from_secs(30), "{took:?}: {all:#?}");
+    for (r, o) in outs.iter().enumerate() {
+        assert_eq!(o.status.code(), Some(1), "rank {r}: {}", stderr(o));
+    }
+    // Rank 1 may hear of it first from its target, which stopped serving.
+    assert!(stderr(&outs[0]).contains("cut off"), "{}", stderr(&outs[0]));
+    let target = run.doc(0);
+    assert_eq!(target.status, Status::Partial, "{:?}", target.errors);
+    assert_eq!(target.config["role"], "target");
+    let served = &target.results[0];
+    assert!(served.iterations > 0 && served.iterations < 100_000);
+    assert_eq!(served.extra["served_iterations"][0], served.iterations);
+    assert_eq!(served.extra["bytes_counted"], served.iterations * (1 << 20));
+    let initiator = run.doc(1);
+    assert_eq!(initiator.status, Status::Partial, "{:?}", initiator.errors);
+    let measured = initiator.results[0].iterations;
+    // The same run seen from both ends, each counted when that rank found etcd gone (a watch
+    // of a quarter second each: some hundreds of iterations apart).
+    println!("served {}, measured {measured}", served.iterations);
+    assert!(measured > 0 && measured < 100_000, "{measured}");
+}
+
+// Issue 29, item 7: a world that cannot meet is named in one short line, however large.
+#[test]
+fn ranks_that_never_come_are_summarised_in_one_short_line() {
+    let test = "ranks_that_never_come_are_summarised_in_one_short_line";
+    let Some(run) = GroupRun::start(test, "lonely") else {
+        return;
+    };
+    let out = common::kvxfer()
+        .args(["xfer", "--etcd", &run.etcd.url, "--group", run.group])
+        .args([
+            "--world",
+            "65536",
+            "--scheme",
+            "many-to-one",
+            "--timeout",
+            "3",
+        ])
+        .args(["-s", "4K", "-I", "2", "--domain", "lo"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(last.len() < 300, "{} bytes: {}", last.len(), &last[..300]);
+    assert!(last.contains("ranks 1-65535 (65535 ranks)"), "{last}");
+}

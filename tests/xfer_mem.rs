@@ -100,7 +100,10 @@ fn dram_is_spelled_any_case_and_bad_kinds_or_gpus_are_refused() {
     assert!(err.contains("--gpu must be 0 or more"), "{err}");
     // DRAM in any case is accepted: the run is refused later for a bad size, not the kind.
     let err = refused(&["--initiator-seg", "dRaM", "--target-seg", "DRAM", "-I", "0"]);
-    assert!(err.contains("--iterations must be at least 1"), "{err}");
+    assert!(
+        err.contains("'--iterations <ITERATIONS>': 0 is not in 1..="),
+        "{err}"
+    );
 }
 
 /// Prints `test`'s SKIPPED line and returns true where no GPU is usable.

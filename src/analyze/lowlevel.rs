@@ -98,7 +98,8 @@ pub enum PathCheck {
 }
 
 impl PathCheck {
-    /// A result's `path` object: `status` (`confirmed`/`ok` or `wrong-path`) and `devices`.
+    /// A result's `path` report: confirmed where its payload took the path it was asked to
+    /// take (`as_expected` true), wrong-path where not, not confirmed where nothing was asked.
     pub fn from_value(v: Option<&Value>) -> PathCheck {
         let Some(o) = v.and_then(Value::as_object) else {
             return PathCheck::NotConfirmed;
@@ -108,14 +109,14 @@ impl PathCheck {
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
-                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .filter_map(|d| d.get("name").unwrap_or(d).as_str().map(str::to_string))
                     .collect()
             })
             .unwrap_or_default();
-        match o.get("status").and_then(Value::as_str) {
-            Some("confirmed" | "ok") => PathCheck::Confirmed { devices },
-            Some("wrong-path" | "wrong_path") => PathCheck::WrongPath { devices },
-            _ => PathCheck::NotConfirmed,
+        match o.get("as_expected").and_then(Value::as_bool) {
+            Some(true) => PathCheck::Confirmed { devices },
+            Some(false) => PathCheck::WrongPath { devices },
+            None => PathCheck::NotConfirmed,
         }
     }
 }
@@ -137,8 +138,8 @@ pub struct LowPoint {
     pub backend: Option<String>,
     /// The network it ran on.
     pub transport: Transport,
-    /// Measured over the loopback interface (or shared memory): one host, not the nodes'
-    /// network.
+    /// Measured over the loopback interface (or shared memory), or its payload crossed no
+    /// network device but the loopback: one host, not the nodes' network.
     pub loopback: bool,
     /// `pairwise`, `manytoone`, ... (separators removed), when said.
     pub scheme: Option<String>,
@@ -227,6 +228,30 @@ fn loopback_of(doc: &ResultDoc, t: Transport) -> bool {
             .is_some_and(|p| p.starts_with("pll-lo-"))
 }
 
+/// True when a result's counters saw its payload cross no network device but the loopback
+/// (`path.kind` none or local).
+fn one_host_path(r: &SizeResult) -> bool {
+    let kind = r
+        .path
+        .as_ref()
+        .and_then(|p| p.get("kind"))
+        .and_then(Value::as_str);
+    matches!(kind, Some("none" | "local"))
+}
+
+/// Why a document is no evidence at all: a failed run, or one whose payload took another path
+/// than it asked for (`wrong-path`).
+pub(super) fn refused(doc: &ResultDoc) -> Option<&'static str> {
+    use crate::report::Status;
+    match doc.status {
+        Status::Failed => Some("a failed run"),
+        Status::WrongPath => {
+            Some("a wrong-path run: its payload did not take the path it asked for")
+        }
+        Status::Complete | Status::Partial => None,
+    }
+}
+
 fn concurrency_of(c: &Map<String, Value>) -> Option<u64> {
     ["concurrency", "num_threads", "workers"]
         .iter()
@@ -285,7 +310,7 @@ pub fn points(source: &str, doc: &ResultDoc) -> Vec<LowPoint> {
                 pattern_id: doc.pattern_id.clone(),
                 backend: backend.clone(),
                 transport,
-                loopback: loopback_of(doc, transport),
+                loopback: loopback_of(doc, transport) || one_host_path(r),
                 scheme: scheme.clone(),
                 concurrency: concurrency_of(c),
                 // A profile moves whole pages; the cache's exact bytes name its size.
@@ -304,31 +329,21 @@ pub fn points(source: &str, doc: &ResultDoc) -> Vec<LowPoint> {
                     .unwrap_or_default(),
                 profile: profile_of(r),
                 samples: r.iterations,
-                path: PathCheck::from_value(r.extra.get("path")),
+                path: PathCheck::from_value(r.path.as_ref()),
             }
         })
         .collect()
 }
 
-/// The points of one result document's bytes, with each result's `path` (which devices
-/// carried the payload) read from the document itself. Refused, with the reason: bytes that
-/// are no `kvxfer.result/v1` document, or a failed run.
+/// The points of one result document's bytes. Refused, with the reason: bytes that are no
+/// `kvxfer.result/v1` document, a failed run, or a wrong-path run (see [`refused`]).
 pub fn points_from_json(source: &str, bytes: &[u8]) -> Result<Vec<LowPoint>, String> {
     let doc = ResultDoc::from_json(bytes)
         .map_err(|why| format!("not a kvxfer.result/v1 document: {why}"))?;
-    if doc.status == crate::report::Status::Failed {
-        return Err("a failed run".into());
+    match refused(&doc) {
+        Some(why) => Err(why.into()),
+        None => Ok(points(source, &doc)),
     }
-    let mut pts = points(source, &doc);
-    // `results[].path` is read from the JSON: the typed result keeps no field of that name.
-    let raw: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-    let paths = raw.get("results").and_then(Value::as_array);
-    for (p, r) in pts.iter_mut().zip(paths.into_iter().flatten()) {
-        if let Some(path) = r.get("path") {
-            p.path = PathCheck::from_value(Some(path));
-        }
-    }
-    Ok(pts)
 }
 
 /// Every point of the result documents under `dir` (recursively). Files that are not result
@@ -424,5 +439,36 @@ mod tests {
         assert_eq!(points("n.json", &d)[0].transport, Transport::Shm);
         d.pattern_id = None;
         assert_eq!(points("n.json", &d)[0].transport, Transport::Other);
+    }
+
+    #[test]
+    fn a_payload_that_crossed_no_network_device_is_one_host_and_a_wrong_path_no_evidence() {
+        let mut d = ResultDoc::new("kvxfer", "xfer", "L1");
+        d.status = crate::report::Status::Complete;
+        d.config.insert("provider".into(), json!("efa"));
+        for kind in ["network", "none", "local"] {
+            d.results.push(SizeResult {
+                message_size: 1 << 20,
+                path: Some(json!({"kind": kind, "verdict": "-"})),
+                ..Default::default()
+            });
+        }
+        let p = points("x.json", &d);
+        let one_host: Vec<bool> = p.iter().map(|x| x.loopback).collect();
+        assert_eq!(one_host, [false, true, true]);
+        assert_eq!(p[1].transport, Transport::Efa);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ok.json"), d.to_json()).unwrap();
+        d.status = crate::report::Status::WrongPath;
+        std::fs::write(dir.path().join("wrong.json"), d.to_json()).unwrap();
+        let (pts, skipped) = load_dir(dir.path()).unwrap();
+        assert_eq!(pts.len(), 3);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].file.ends_with("wrong.json"));
+        assert!(
+            skipped[0].reason.starts_with("a wrong-path run"),
+            "{}",
+            skipped[0].reason
+        );
     }
 }

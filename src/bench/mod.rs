@@ -49,6 +49,9 @@ pub enum BenchError {
     /// A message arrived with the wrong length.
     #[error("received {got} bytes where {expected} were sent")]
     Length { expected: usize, got: usize },
+    /// A signal asked the process to stop between iterations.
+    #[error(transparent)]
+    Stopped(#[from] crate::stop::Stopped),
 }
 
 /// Checks that a loop's counts meet without wrapping: `warmup + iterations` round trips and

@@ -50,7 +50,39 @@ pub fn run_size<T: PingPongTransport>(
     p: &SizeParams,
     pace: &mut dyn Pace,
 ) -> Result<SizeSamples, BenchError> {
-    iterations(t, role, p, 0..p.warmup, None)?;
+    run_size_with(t, role, p, pace, &mut || Ok(()))
+}
+
+/// [`run_size`], calling `at_timed` once between the last warm-up iteration and the first
+/// timed one, before the timed span's clock starts (a failure there ends the loop).
+pub fn run_size_with<T: PingPongTransport>(
+    t: &mut T,
+    role: Side,
+    p: &SizeParams,
+    pace: &mut dyn Pace,
+    at_timed: &mut dyn FnMut() -> Result<(), BenchError>,
+) -> Result<SizeSamples, BenchError> {
+    warm_up(t, role, p)?;
+    at_timed()?;
+    run_timed(t, role, p, pace)
+}
+
+/// The warm-up iterations of one size (a receive posted before and after).
+pub fn warm_up<T: PingPongTransport>(
+    t: &mut T,
+    role: Side,
+    p: &SizeParams,
+) -> Result<(), BenchError> {
+    iterations(t, role, p, 0..p.warmup, None).map(|_| ())
+}
+
+/// The timed batches of one size after its warm-up, as `pace` decides.
+pub fn run_timed<T: PingPongTransport>(
+    t: &mut T,
+    role: Side,
+    p: &SizeParams,
+    pace: &mut dyn Pace,
+) -> Result<SizeSamples, BenchError> {
     run_batches(p.warmup, p.size as u64, 2, pace, &mut |range, rec| {
         iterations(t, role, p, range, Some(rec))
     })
@@ -74,6 +106,7 @@ fn iterations<T: PingPongTransport>(
     let mut pending: Option<u64> = None;
     // Message sequence numbers: the initiator's are even, the target's odd.
     for i in range {
+        crate::stop::check()?;
         match role {
             Side::Initiator => {
                 if p.verify {
@@ -188,6 +221,7 @@ mod tests {
         delay: Duration,
         corrupt_at: Option<u64>,
         sent: u64,
+        shared_sent: SentCounter,
     }
 
     impl PingPongTransport for MemTransport {
@@ -204,6 +238,9 @@ mod tests {
                 m[len / 2] ^= 0xff;
             }
             self.sent += 1;
+            self.shared_sent
+                .0
+                .store(self.sent, std::sync::atomic::Ordering::SeqCst);
             self.tx.lock().unwrap().push_back(m);
             Ok(())
         }
@@ -238,6 +275,22 @@ mod tests {
         crate::stats::Pacer::new(crate::stats::Count::Fixed(n))
     }
 
+    /// Messages a transport has sent so far, readable from its loop's hook.
+    #[derive(Clone)]
+    struct SentCounter(Arc<std::sync::atomic::AtomicU64>);
+
+    impl SentCounter {
+        fn get(&self) -> u64 {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl MemTransport {
+        fn sent_counter(&self) -> SentCounter {
+            self.shared_sent.clone()
+        }
+    }
+
     fn pair(delay: Duration, corrupt_at: Option<u64>) -> (MemTransport, MemTransport) {
         let a = Arc::new(Mutex::new(VecDeque::new()));
         let b = Arc::new(Mutex::new(VecDeque::new()));
@@ -250,6 +303,7 @@ mod tests {
             delay: d,
             corrupt_at: c,
             sent: 0,
+            shared_sent: SentCounter(Arc::default()),
         };
         (
             mk(&a, &b, Duration::ZERO, None),
@@ -284,6 +338,55 @@ mod tests {
         let sum_half: f64 = s.latency_ns.mean() * 20.0;
         let half_elapsed = s.elapsed_ns as f64 / 2.0;
         assert!((sum_half - half_elapsed).abs() / half_elapsed < 0.01);
+    }
+
+    #[test]
+    fn the_hook_runs_once_between_warm_up_and_timed_iterations_outside_the_clock() {
+        let (mut ini, mut tgt) = pair(Duration::ZERO, None);
+        let p = SizeParams {
+            size: 100,
+            warmup: 3,
+            verify: true,
+        };
+        // Each side's hook notes how many messages it had sent, then stalls 200 ms (a slow
+        // counter reading): none of it may show in a timed sample.
+        let hook = |sent: u64, calls: &mut Vec<u64>| {
+            calls.push(sent);
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(())
+        };
+        let h = std::thread::spawn(move || {
+            let mut calls = Vec::new();
+            let sent = tgt.sent_counter();
+            run_size_with(&mut tgt, Side::Target, &p, &mut fixed(20), &mut || {
+                hook(sent.get(), &mut calls)
+            })
+            .map(|_| calls)
+        });
+        let mut calls = Vec::new();
+        let sent = ini.sent_counter();
+        let s = run_size_with(&mut ini, Side::Initiator, &p, &mut fixed(20), &mut || {
+            hook(sent.get(), &mut calls)
+        })
+        .unwrap();
+        // Once each, after the three warm-up messages of each side.
+        assert_eq!(calls, [3]);
+        assert_eq!(h.join().unwrap().unwrap(), [3]);
+        assert_eq!(s.latency_ns.len(), 20);
+        assert!(
+            s.latency_ns.max() < 200_000_000,
+            "a timed sample holds the hook: {} ns",
+            s.latency_ns.max()
+        );
+        assert!(s.elapsed_ns < 200_000_000, "{}", s.elapsed_ns);
+        // A failing hook ends the loop with its error.
+        let (mut ini, _tgt) = pair(Duration::ZERO, None);
+        let p = SizeParams { warmup: 0, ..p };
+        let e = run_size_with(&mut ini, Side::Initiator, &p, &mut fixed(20), &mut || {
+            Err(BenchError::Invalid("no counters".into()))
+        })
+        .unwrap_err();
+        assert!(matches!(e, BenchError::Invalid(m) if m == "no counters"));
     }
 
     #[test]

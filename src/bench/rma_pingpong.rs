@@ -34,6 +34,7 @@ pub fn run_read_batch<T: RmaReadTransport>(
     // The clock is read once per iteration, so the samples add up to the elapsed time (a
     // --verify check is inside its iteration's sample, as in the ping-pong loop).
     for i in range {
+        crate::stop::check()?;
         t.read(p.size)?;
         if p.verify {
             if let Some((offset, expected, got)) = pattern::check(&t.read_buf()[..p.size], READ_SEQ)

@@ -69,17 +69,30 @@ pub fn run_size<T: WindowTransport>(
     role: Side,
     p: &BwParams,
 ) -> Result<Option<BwSamples>, BenchError> {
+    run_size_with(t, role, p, &mut || Ok(()))
+}
+
+/// [`run_size`], calling `at_timed` once between the warm-up phase and the timed one (a
+/// failure there ends the loop).
+pub fn run_size_with<T: WindowTransport>(
+    t: &mut T,
+    role: Side,
+    p: &BwParams,
+    at_timed: &mut dyn FnMut() -> Result<(), BenchError>,
+) -> Result<Option<BwSamples>, BenchError> {
     match role {
         Side::Initiator => {
             if p.warmup > 0 {
                 send_phase(t, p, p.warmup, 0)?;
             }
+            at_timed()?;
             send_phase(t, p, p.iterations, TIMED_BASE).map(Some)
         }
         Side::Target => {
             if p.warmup > 0 {
                 recv_phase(t, p, p.warmup, 0)?;
             }
+            at_timed()?;
             recv_phase(t, p, p.iterations, TIMED_BASE)?;
             Ok(None)
         }
@@ -99,6 +112,7 @@ fn send_phase<T: WindowTransport>(
     let start = Instant::now();
     let mut prev = start;
     for i in 0..n {
+        crate::stop::check()?;
         if outstanding >= p.window.max(1) {
             t.complete_send()?;
             outstanding -= 1;
@@ -134,6 +148,7 @@ fn recv_phase<T: WindowTransport>(
     let slots = t.slots().max(1) as u64;
     let (mut posted, mut done) = (0u64, 0u64);
     while done < n {
+        crate::stop::check()?;
         while posted < n && posted - done < p.window.max(1) as u64 {
             t.post_recv((posted % slots) as usize, p.size)?;
             posted += 1;

@@ -67,13 +67,16 @@ impl SpinLimit {
         }
     }
 
-    /// Counts a spin; the loop's time-out, waiting for `what`, once the time is up.
+    /// Counts a spin; the loop's time-out, waiting for `what`, once the time is up, and
+    /// [`crate::stop::Stopped`] once a signal asked the process to stop.
     #[inline]
     fn spin(&mut self, clock: &LoopClock, what: &'static str) -> Result<(), BenchError> {
         self.spins = self.spins.wrapping_add(1);
-        if self.spins & 0x3ff == 0
-            && u128::from(clock.nanos_between(self.start, clock.now())) > self.timeout.as_nanos()
-        {
+        if self.spins & 0x3ff != 0 {
+            return Ok(());
+        }
+        crate::stop::check()?;
+        if u128::from(clock.nanos_between(self.start, clock.now())) > self.timeout.as_nanos() {
             return Err(BenchError::Timeout {
                 what,
                 after: self.timeout,

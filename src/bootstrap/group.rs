@@ -83,7 +83,7 @@ pub enum GroupError {
         message: String,
     },
     /// Ranks did not reach a meeting point in time.
-    #[error("{what}: rank(s) {missing:?} did not arrive within {:.1} s", after.as_secs_f64())]
+    #[error("{what}: {} did not arrive within {:.1} s", rank_list(missing), after.as_secs_f64())]
     Timeout {
         what: String,
         missing: Vec<usize>,
@@ -95,6 +95,40 @@ pub enum GroupError {
 }
 
 type Result<T> = std::result::Result<T, GroupError>;
+
+/// The most processes a group run takes.
+pub const MAX_WORLD: usize = 65536;
+
+/// Ranks as one short line however many there are: runs of consecutive ranks as ranges, the
+/// first few of them, then how many ranks in all (`ranks 1-3, 5 (4 ranks)`).
+pub fn rank_list(ranks: &[usize]) -> String {
+    const SHOWN: usize = 8;
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &r in ranks {
+        match runs.last_mut() {
+            Some((_, end)) if r == *end + 1 => *end = r,
+            _ => runs.push((r, r)),
+        }
+    }
+    let text = |&(a, b): &(usize, usize)| match b - a {
+        0 => a.to_string(),
+        _ => format!("{a}-{b}"),
+    };
+    let mut out = runs
+        .iter()
+        .take(SHOWN)
+        .map(text)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if runs.len() > SHOWN {
+        out.push_str(", ...");
+    }
+    match ranks.len() {
+        1 => format!("rank {out}"),
+        n if runs.len() > 1 || n > 2 => format!("ranks {out} ({n} ranks)"),
+        _ => format!("ranks {out}"),
+    }
+}
 
 /// How a process joins a group.
 #[derive(Debug, Clone)]
@@ -659,4 +693,32 @@ pub fn gone_rank(e: &GroupError) -> Option<usize> {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Left {
     reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_lists_stay_short_however_many_ranks() {
+        assert_eq!(rank_list(&[3]), "rank 3");
+        assert_eq!(rank_list(&[1, 2]), "ranks 1-2");
+        assert_eq!(rank_list(&[1, 2, 3, 5]), "ranks 1-3, 5 (4 ranks)");
+        let many: Vec<usize> = (1..1_000_000).collect();
+        assert_eq!(rank_list(&many), "ranks 1-999999 (999999 ranks)");
+        let sparse: Vec<usize> = (0..1_000_000).step_by(2).collect();
+        let line = rank_list(&sparse);
+        assert!(line.len() < 80, "{line}");
+        assert!(
+            line.starts_with("ranks 0, 2, 4, 6, 8, 10, 12, 14, ..."),
+            "{line}"
+        );
+        assert!(line.ends_with("(500000 ranks)"), "{line}");
+        let e = GroupError::Timeout {
+            what: "meeting".into(),
+            missing: many,
+            after: Duration::from_secs(2),
+        };
+        assert!(e.to_string().len() < 100, "{e}");
+    }
 }

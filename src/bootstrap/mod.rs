@@ -6,4 +6,4 @@ pub mod group;
 pub mod launcher;
 mod tcp;
 
-pub use tcp::{BootstrapError, Fingerprint, Oob, OobListener, DEFAULT_PORT};
+pub use tcp::{query_about, About, BootstrapError, Fingerprint, Oob, OobListener, DEFAULT_PORT};

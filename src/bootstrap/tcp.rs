@@ -68,6 +68,9 @@ pub enum BootstrapError {
     /// The peer address could not be resolved.
     #[error("cannot resolve {0:?}")]
     Resolve(String),
+    /// A signal asked the process to stop while it waited.
+    #[error(transparent)]
+    Stopped(#[from] crate::stop::Stopped),
 }
 
 type Result<T> = std::result::Result<T, BootstrapError>;
@@ -135,6 +138,55 @@ struct Hello {
     proto: u32,
     #[serde(default)]
     params: Fingerprint,
+}
+
+/// A connection that only asks what the listening kvxfer is (`kvxfer doctor --peer`); a
+/// listener answers with [`About`] and waits on. Older listeners drop it as not a hello.
+#[derive(Serialize, Deserialize)]
+struct Query {
+    query: String,
+}
+
+const ABOUT: &str = "about";
+
+/// What a kvxfer says of itself when asked on its control port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct About {
+    /// Its version (`0.1.0`).
+    pub kvxfer: String,
+    /// The commit it was built from.
+    pub git_sha: String,
+    /// Its build features (`cuda`).
+    pub features: Vec<String>,
+    /// The control protocol it speaks.
+    pub proto: u32,
+}
+
+impl About {
+    /// This kvxfer.
+    pub fn this() -> About {
+        About {
+            kvxfer: env!("CARGO_PKG_VERSION").to_string(),
+            git_sha: env!("KVXFER_GIT_SHA").to_string(),
+            features: env!("KVXFER_FEATURES")
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            proto: PROTO,
+        }
+    }
+}
+
+/// Asks the kvxfer listening at `addr` what it is, all within `timeout`.
+pub fn query_about(addr: SocketAddr, timeout: Duration) -> Result<About> {
+    let deadline = Instant::now() + timeout;
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    let mut oob = Oob::new(stream, timeout)?;
+    oob.send_json(&Query {
+        query: ABOUT.to_string(),
+    })?;
+    oob.recv_json_by(deadline)
 }
 
 /// The target's answer to a hello: ok, or the parameter (or protocol) that differs.
@@ -265,6 +317,7 @@ impl OobListener {
                     refused: refused.summary(),
                 });
             }
+            crate::stop::check()?;
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -292,6 +345,12 @@ impl OobListener {
         timeout: Duration,
     ) -> Result<Option<Oob>> {
         let Ok(hello) = serde_json::from_slice::<Hello>(body) else {
+            if serde_json::from_slice::<Query>(body).is_ok_and(|q| q.query == ABOUT) {
+                // Asked what we are (`kvxfer doctor --peer`): say it, and wait on.
+                if let Ok(mut oob) = Oob::new(stream, timeout) {
+                    let _ = oob.send_json(&About::this());
+                }
+            }
             return Ok(None);
         };
         let Ok(mut oob) = Oob::new(stream, timeout) else {
@@ -379,6 +438,7 @@ impl Oob {
         let start = Instant::now();
         let mut last = String::from("no attempt");
         let stream = loop {
+            crate::stop::check()?;
             let remaining = timeout.saturating_sub(start.elapsed());
             if remaining.is_zero() {
                 return Err(BootstrapError::Unreachable {
@@ -522,13 +582,7 @@ impl Oob {
     }
 
     fn recv_json_by<T: for<'de> Deserialize<'de>>(&mut self, deadline: Instant) -> Result<T> {
-        let bytes = self.recv_frame_by(deadline)?;
-        serde_json::from_slice(&bytes).map_err(|e| match std::str::from_utf8(&bytes) {
-            Ok(text) if !text.trim_start().starts_with(['{', '[', '"']) => {
-                BootstrapError::PeerFailed(text.to_string())
-            }
-            _ => BootstrapError::Protocol(e.to_string()),
-        })
+        parse_json(&self.recv_frame_by(deadline)?)
     }
 
     /// Sends our bytes and returns the peer's (both sides call this).
@@ -550,7 +604,21 @@ impl Oob {
     }
 }
 
-/// Fills `buf` from `stream`, failing with `TimedOut` once `deadline` has passed.
+/// A JSON frame's value; plain text is the peer's failure report.
+fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| match std::str::from_utf8(bytes) {
+        Ok(text) if !text.trim_start().starts_with(['{', '[', '"']) => {
+            BootstrapError::PeerFailed(text.to_string())
+        }
+        _ => BootstrapError::Protocol(e.to_string()),
+    })
+}
+
+/// Longest single wait of a read: how soon a signal's request to stop is seen.
+const READ_SLICE: Duration = Duration::from_millis(200);
+
+/// Fills `buf` from `stream`, failing with `TimedOut` once `deadline` has passed, or with
+/// `Interrupted` carrying [`crate::stop::Stopped`] once a signal asked the process to stop.
 fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
     let mut got = 0;
     while got < buf.len() {
@@ -558,11 +626,20 @@ fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> s
         if left.is_zero() {
             return Err(std::io::ErrorKind::TimedOut.into());
         }
-        stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        if let Err(s) = crate::stop::check() {
+            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, s));
+        }
+        stream.set_read_timeout(Some(left.clamp(Duration::from_millis(1), READ_SLICE)))?;
         match stream.read(&mut buf[got..]) {
             Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e),
         }
     }
@@ -572,6 +649,12 @@ fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> s
 /// A failed read, as what it says about the peer (`secs`: the time-out waited;
 /// `in_process`: the peer is this process's own target side).
 fn gone(e: std::io::Error, secs: f64, in_process: bool) -> BootstrapError {
+    if let Some(s) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<crate::stop::Stopped>())
+    {
+        return BootstrapError::Stopped(*s);
+    }
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof => {
             BootstrapError::PeerFailed("the peer closed the control connection".into())

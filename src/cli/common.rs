@@ -6,7 +6,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::report::export::{export_all, ExportError, Exporter, JsonFile};
 use kvxfer::report::ResultDoc;
+use kvxfer::run::path::{ExpectPath, Judgement};
 use kvxfer::run::two_sided::{self, PairRun, Progress, SideOutcome};
+use std::process::ExitCode;
 
 /// `--endpoint`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -304,14 +306,17 @@ impl OutputArgs {
 impl OutputArgs {
     /// Ends a failed run: when the run had set up, prints what was measured (`table`), writes
     /// it with its status (partial or failed) and error to --json, and returns the error,
-    /// saying where the measurements are. A partial document is not sent to MLflow.
+    /// saying where the measurements are (a run a signal stopped: only where they are, or that
+    /// none were). A partial document is not sent to MLflow.
     pub fn fail(
         &self,
         e: anyhow::Error,
         table: impl Fn(&kvxfer::report::ResultDoc) -> String,
     ) -> anyhow::Result<std::process::ExitCode> {
+        let stopped = kvxfer::stop::requested().is_some();
         let (mut doc, error) = match e.downcast::<kvxfer::run::RunError>() {
             Ok(kvxfer::run::RunError::Partial { doc, error }) => (doc, error),
+            Ok(_) if stopped => anyhow::bail!("nothing was measured"),
             Ok(other) => return Err(other.into()),
             Err(e) => return Err(e),
         };
@@ -340,7 +345,54 @@ impl OutputArgs {
                 doc.results.len()
             ),
         };
-        Err(anyhow::anyhow!("{error} ({kept})"))
+        match stopped {
+            true => Err(anyhow::anyhow!("{kept}")),
+            false => Err(anyhow::anyhow!("{error} ({kept})")),
+        }
+    }
+}
+
+/// `--expect-path`, shared by the measurement subcommands.
+#[derive(Debug, clap::Args)]
+pub struct PathArgs {
+    /// The path the payload must take: network (a device other than lo), local (lo, shared
+    /// memory or a copy on this host), or DEV[,DEV...] (these devices and no other, each named
+    /// one carrying part; a name with * admits the devices it matches, e.g. rdmap*). Another
+    /// path ends the run with status wrong-path and exit status 1, the figures kept.
+    #[arg(long, value_name = "network|local|DEV[,DEV...]", value_parser = ExpectPath::parse)]
+    pub expect_path: Option<ExpectPath>,
+}
+
+impl PathArgs {
+    /// Checks the document's paths against `--expect-path`, before it is published.
+    pub fn judge(&self, doc: &mut ResultDoc) -> Option<Judgement> {
+        let expect = self.expect_path.as_ref()?;
+        let j = kvxfer::run::path::judge(doc, expect);
+        if j.unchecked > 0 {
+            eprintln!(
+                "kvxfer: warning: --expect-path {}: {} result(s) not checked: their counters \
+                 cannot tell where the payload went",
+                expect.name(),
+                j.unchecked
+            );
+        }
+        Some(j)
+    }
+
+    /// The exit status after publishing: success, or exit status 1 naming what carried the
+    /// payload instead of the requested path.
+    pub fn exit(&self, judged: Option<Judgement>, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+        let Some(first) = judged.as_ref().and_then(|j| j.wrong.first()) else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let kept = match &output.json {
+            Some(p) => format!(
+                "the figures are kept in {} with status wrong-path",
+                p.display()
+            ),
+            None => "the figures are kept; use --json to write them".into(),
+        };
+        anyhow::bail!("wrong path: {first} ({kept})")
     }
 }
 

@@ -16,9 +16,9 @@ pub struct GroupArgs {
     /// rank 0), pairwise (rank r into rank r + N/2), one-to-many (rank 0 into every other).
     #[arg(long, value_name = "URL", conflicts_with_all = ["listen", "peer"])]
     etcd: Option<String>,
-    /// Processes in the run (with --etcd); a launcher's size (SLURM_NTASKS,
+    /// Processes in the run (with --etcd), 1 to 65536; a launcher's size (SLURM_NTASKS,
     /// OMPI_COMM_WORLD_SIZE, PMI_SIZE) when not given.
-    #[arg(long, value_name = "N", requires = "etcd")]
+    #[arg(long, value_name = "N", requires = "etcd", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=group::MAX_WORLD as u64))]
     world: Option<usize>,
     /// The run's key prefix under /kvxfer in etcd (runs of one group at a time).
     #[arg(long, value_name = "NAME", default_value = "kvxfer", requires = "etcd")]

@@ -17,7 +17,7 @@ use kvxfer::run::xfer::{ConcurrencyMode, Scheme, XferConfig};
 use kvxfer::stats::Count;
 use kvxfer::units::human_size;
 
-use super::common::{parse_listen, progress_bar, OutputArgs};
+use super::common::{parse_listen, progress_bar, OutputArgs, PathArgs};
 use super::xfer::{FabricArgs, XferOpArg};
 
 /// `kvxfer kv` and its subcommands.
@@ -234,6 +234,8 @@ struct ProfileArgs {
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
     #[command(flatten)]
+    path: PathArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -435,7 +437,8 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
         doc.config
             .insert("model_config".into(), p.display().to_string().into());
     }
+    let judged = a.path.judge(&mut doc);
     a.output
         .publish(&mut doc, Some(&Table(render::profile_text)))?;
-    Ok(ExitCode::SUCCESS)
+    a.path.exit(judged, &a.output)
 }

@@ -49,6 +49,7 @@ pub fn run(a: MemcpyArgs) -> anyhow::Result<ExitCode> {
     let size = usize::try_from(a.size).context("--size does not fit this machine")?;
     let s = run_memcpy(size, a.iterations, a.warmup)?;
     let h = &s.copy_ns;
+    let stopped = kvxfer::stop::requested();
     let gbps = |ns: u64| a.size as f64 / ns as f64;
     let mut doc = ResultDoc::new("kvxfer", "memcpy", "L1");
     doc.config.insert("size".into(), json!(a.size));
@@ -58,7 +59,7 @@ pub fn run(a: MemcpyArgs) -> anyhow::Result<ExitCode> {
     doc.environment = kvxfer::run::environment::base();
     let mut r = SizeResult {
         message_size: a.size,
-        iterations: a.iterations,
+        iterations: h.len(),
         latency_us: LatencySummary::from_histogram(h),
         bandwidth_gbps: Some(gbps(h.value_at_quantile(0.5))),
         bandwidth_mbps: Some(gbps(h.value_at_quantile(0.5)) * 1e3),
@@ -73,6 +74,9 @@ pub fn run(a: MemcpyArgs) -> anyhow::Result<ExitCode> {
     );
     doc.results.push(r);
     doc.status = Status::Complete;
+    if let Some(signal) = stopped {
+        return keep_stopped(doc, &a, signal);
+    }
     let line = format!(
         "memcpy {} one thread: median {:.3} ms = {:.2} GB/s ({:.2} GiB/s), best {:.2} GB/s\n",
         human_size(a.size),
@@ -87,4 +91,36 @@ pub fn run(a: MemcpyArgs) -> anyhow::Result<ExitCode> {
     exporters.extend(json.as_ref().map(|j| j as &dyn export::Exporter));
     export::export_all(&exporters, &doc, &mut |l| eprintln!("kvxfer: {l}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ends a run a signal stopped: the copies timed so far (none: status failed) written to
+/// --json with status partial; the error says how many.
+fn keep_stopped(
+    mut doc: ResultDoc,
+    a: &MemcpyArgs,
+    signal: kvxfer::stop::Signal,
+) -> anyhow::Result<ExitCode> {
+    let done = doc.results.first().map_or(0, |r| r.iterations);
+    if done == 0 {
+        doc.results.clear();
+    }
+    let (status, name) = if done == 0 {
+        (Status::Failed, "failed")
+    } else {
+        (Status::Partial, "partial")
+    };
+    doc.status = status;
+    doc.errors.push(kvxfer::report::ErrorEntry {
+        at: "run".into(),
+        message: kvxfer::stop::Stopped(signal).to_string(),
+    });
+    let measured = format!("{done} of {} timed copies measured", a.iterations);
+    match &a.json {
+        Some(p) => {
+            kvxfer::report::write_atomic(p, &doc.to_json())
+                .with_context(|| format!("writing {}", p.display()))?;
+            anyhow::bail!("{measured}, kept in {} with status {name}", p.display())
+        }
+        None => anyhow::bail!("{measured}; use --json to keep them"),
+    }
 }

@@ -4,12 +4,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use kvxfer::fabric::MsgMode;
+use kvxfer::channel::MsgMode;
 use kvxfer::report::{export, table};
 use kvxfer::run::pingpong::PingPongConfig;
 use kvxfer::run::two_sided::PairRun;
 
-use super::common::{parse_sizes, run_pair, EndpointArg, ModeArg, OutputArgs};
+use super::common::{parse_sizes, run_pair, EndpointArg, ModeArg, OutputArgs, PathArgs};
 
 /// Options shared by `pingpong` and `rma-pingpong`.
 #[derive(Debug, Args)]
@@ -48,6 +48,8 @@ pub struct PairArgs {
     /// Seconds to wait for the peer and for each completion.
     #[arg(long, default_value = "30", value_parser = super::common::parse_timeout)]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub path: PathArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -128,9 +130,10 @@ pub fn drive<C: PairRun>(
         Ok(o) => o.doc,
         Err(e) => return a.output.fail(e, table::pingpong),
     };
+    let judged = a.path.judge(&mut doc);
     a.output
         .publish(&mut doc, Some(&export::Table(table::pingpong)))?;
-    Ok(ExitCode::SUCCESS)
+    a.path.exit(judged, &a.output)
 }
 
 /// Runs `kvxfer pingpong`.

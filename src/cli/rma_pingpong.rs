@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use kvxfer::fabric::RmaPingPongOp;
+use kvxfer::channel::RmaPingPongOp;
 use kvxfer::run::rma_pingpong::RmaPingPongConfig;
 
 use super::pingpong::{base_config, drive, PairArgs, SegArgs};

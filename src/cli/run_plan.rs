@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// Task state file (default /tmp/task-state-<hostname>.json).
     #[arg(long)]
     state: Option<PathBuf>,
+    /// Start without `kvxfer doctor`'s checks (which otherwise refuse a plan whose patterns
+    /// need a failed check, and go into each result document).
+    #[arg(long)]
+    no_doctor: bool,
 }
 
 /// The `--role` values.
@@ -60,6 +64,12 @@ pub enum RoleArg {
 /// Prints one line of the run's progress on stderr.
 fn show(e: PlanEvent<'_>) {
     match e {
+        PlanEvent::Doctor { report } => {
+            eprint!(
+                "kvxfer run: the doctor's checks of this node\n{}",
+                super::doctor::table(report)
+            )
+        }
         PlanEvent::Pattern {
             index,
             of,
@@ -129,6 +139,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         resume: a.resume,
         state: a.state,
         kvxfer: std::env::current_exe().ok(),
+        no_doctor: a.no_doctor,
     };
     let report =
         run_plan(&opts, &mut show).with_context(|| format!("plan {}", a.plan.display()))?;

@@ -7,7 +7,7 @@ use clap::Args;
 use kvxfer::report::{export, table};
 use kvxfer::run::ucx_perf::{MemoryKind, UcxPerfConfig, UcxTest};
 
-use super::common::{parse_sizes, run_pair, OutputArgs};
+use super::common::{parse_sizes, run_pair, OutputArgs, PathArgs};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum TestArg {
@@ -74,6 +74,8 @@ pub struct UcxPerfArgs {
     #[arg(long, default_value = "30", value_parser = super::common::parse_timeout)]
     timeout: Duration,
     #[command(flatten)]
+    path: PathArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -126,6 +128,7 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         .listen
         .is_none()
         .then_some(&terminal as &dyn export::Exporter);
+    let judged = a.path.judge(&mut doc);
     a.output.publish(&mut doc, table)?;
-    Ok(ExitCode::SUCCESS)
+    a.path.exit(judged, &a.output)
 }

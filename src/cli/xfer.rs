@@ -19,7 +19,7 @@ use kvxfer::stats::Count;
 use kvxfer::units::human_size;
 use kvxfer::xfer::XferOp;
 
-use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs};
+use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs, PathArgs};
 
 /// `--op`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -208,14 +208,14 @@ pub struct XferArgs {
     /// also capped at the provider's max_msg_size.
     #[arg(short = 'b', long, value_parser = parse_size)]
     block: Option<u64>,
-    /// Chunks in flight per worker.
-    #[arg(short = 'W', long, default_value_t = 16)]
+    /// Chunks in flight per worker (1 to 65536).
+    #[arg(short = 'W', long, default_value_t = 16, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=xfer::MAX_WINDOW as u64))]
     window: usize,
     /// RMA write (the target confirms by counting remote CQ data), RMA read, or send.
     #[arg(short = 'o', long, value_enum, default_value = "write")]
     op: XferOpArg,
-    /// Transfers at once: this process's workers (or outstanding transfers).
-    #[arg(short = 'c', long, default_value_t = 1)]
+    /// Transfers at once: this process's workers (or outstanding transfers), 1 to 2^24.
+    #[arg(short = 'c', long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=xfer::MAX_CONCURRENCY as u64))]
     concurrency: usize,
     /// A worker (endpoint + CQs) per transfer, or all transfers outstanding on one endpoint.
     #[arg(long, value_enum, default_value = "endpoints")]
@@ -251,7 +251,7 @@ pub struct XferArgs {
     #[arg(long, value_enum, conflicts_with_all = ["listen", "peer", "etcd"])]
     local_threads: Option<LocalThreadsArg>,
     /// Stripe over several libfabric rails: auto (every domain the provider offers), a count
-    /// (on the loopback: 127.0.0.1, 127.0.0.2, ...), or domains (efa0,efa1).
+    /// (on the loopback: 127.0.0.1, 127.0.0.2, ...), or domains (efa0,efa1); at most 256.
     #[arg(long, value_name = "auto|N|DEV,DEV,...", value_parser = RailSpec::parse)]
     rails: Option<RailSpec>,
     /// Transfers of at least this size are split evenly across the rails; smaller ones go
@@ -296,6 +296,8 @@ pub struct XferArgs {
     #[command(flatten)]
     group: super::etcd::GroupArgs,
     #[command(flatten)]
+    path: PathArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -338,9 +340,10 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
         Ok(d) => d,
         Err(e) => return a.output.fail(e, table::xfer),
     };
+    let judged = a.path.judge(&mut doc);
     a.output
         .publish(&mut doc, Some(&export::Table(table::xfer)))?;
-    Ok(ExitCode::SUCCESS)
+    a.path.exit(judged, &a.output)
 }
 
 /// The run's configuration from the options.
@@ -468,6 +471,9 @@ fn measure(
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
+        // The bar stops however the run ends, an unwinding panic included (the scope waits
+        // for it).
+        let _stop_bar = StopOnDrop(&done);
         let r = if let Some(spec) = group {
             kvxfer::run::xfer::run_group(cfg, spec, &progress)
         } else if sides == Sides::One(Side::Initiator) {
@@ -486,4 +492,13 @@ fn measure(
         r
     });
     Ok(doc?)
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -50,21 +50,33 @@ pub fn select_info(spec: &EndpointSpec) -> Result<Info> {
         ),
         available: providers_offered(),
     })?;
+    // A named domain the provider does not offer is refused (some providers answer a domain
+    // hint they cannot match with their other domains).
+    if let Some(d) = &spec.domain {
+        if !any.iter().any(|e| &e.domain_name() == d) {
+            return Err(FabricError::NoDomain {
+                provider: spec.provider.clone(),
+                domain: d.clone(),
+                offered: domains_offered(spec)?.join(", "),
+            });
+        }
+    }
     // Providers without IP addresses (shm) take the first entry.
     if first.src_addr().is_none() {
         return first.to_owned();
     }
     // A named domain: its entry on the control connection's address family and address when
-    // it has one (lo offers 127.0.0.1 and ::1), else its first.
-    if spec.domain.is_some() {
+    // it has one (lo offers 127.0.0.1 and ::1), else its first. Providers that list every
+    // interface whatever the hints name (tcp;ofi_rxm) are held to the named one's entries.
+    if let Some(d) = &spec.domain {
         let want = spec.local_ip;
-        return any
-            .iter()
+        let named = || any.iter().filter(|e| &e.domain_name() == d);
+        return named()
             .find(|e| e.src_addr().map(|a| a.ip()) == want)
             .or_else(|| {
-                any.iter()
-                    .find(|e| e.src_addr().map(|a| a.is_ipv4()) == want.map(|w| w.is_ipv4()))
+                named().find(|e| e.src_addr().map(|a| a.is_ipv4()) == want.map(|w| w.is_ipv4()))
             })
+            .or_else(|| named().next())
             .unwrap_or(first)
             .to_owned();
     }

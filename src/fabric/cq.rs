@@ -90,31 +90,6 @@ impl CompletionQueue {
         Err(call_error("fi_cq_read", ret as i64))
     }
 
-    /// Busy-polls until one completion arrives or `deadline` passes.
-    ///
-    /// The clock is read only every few thousand empty polls, so the hot path is the read.
-    #[inline]
-    pub fn wait_one(&self, what: &'static str, timeout: Duration) -> Result<CqEntry> {
-        let mut entry = [CqEntry::default()];
-        let mut spins: u32 = 0;
-        let mut start: Option<Instant> = None;
-        loop {
-            if self.read(&mut entry)? == 1 {
-                return Ok(entry[0]);
-            }
-            spins = spins.wrapping_add(1);
-            if spins & 0xfff == 0 {
-                let s = *start.get_or_insert_with(Instant::now);
-                if s.elapsed() > timeout {
-                    return Err(FabricError::Timeout {
-                        what,
-                        secs: timeout.as_secs_f64(),
-                    });
-                }
-            }
-        }
-    }
-
     fn read_error(&self) -> FabricError {
         let mut err = sys::fi_cq_err_entry::default();
         // SAFETY: err is a valid, zeroed error entry (err_data NULL: the provider uses its own).
@@ -334,6 +309,7 @@ impl EventQueue {
             if ret < 0 && ret != -(sys::FI_EAGAIN as isize) {
                 return Err(call_error("fi_eq_read", ret as i64));
             }
+            crate::stop::check()?;
             if start.elapsed() > timeout {
                 return Err(FabricError::Timeout {
                     what: "a connection event",

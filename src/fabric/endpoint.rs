@@ -1,4 +1,5 @@
-//! Endpoints (RDM and MSG) and passive endpoints, with the data-path posts kvxfer's loops use.
+//! Endpoints (RDM and MSG) and passive endpoints; their posts go through
+//! [`DataPath`](super::DataPath).
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -8,7 +9,7 @@ use libfabric_sys as sys;
 
 use super::cq::{AddressVector, AvInner, CompletionQueue, CqInner, EqInner, EventQueue};
 use super::domain::{close_fid, Domain, DomainInner, Fabric, FabricInner};
-use super::error::{check, opened, posted, Result};
+use super::error::{check, opened, Result};
 use super::info::Info;
 use super::peer_name::PeerName;
 
@@ -177,133 +178,6 @@ impl Endpoint<Enabled> {
         check("fi_accept", unsafe {
             sys::fi_accept(self.as_raw(), std::ptr::null(), 0)
         })
-    }
-}
-
-/// Data-path posts. Each returns Ok(false) when the provider asks to retry (FI_EAGAIN).
-///
-/// # Safety (all posts)
-/// `buf..buf+len` must stay valid, and not be written (sends) or read (receives) by the CPU,
-/// until the operation's completion is read from the bound CQ; `desc` must be the descriptor
-/// of a region covering it (or NULL where the provider does not require local registration);
-/// `ctx` must stay valid until the completion. Inject calls copy the buffer before returning.
-/// The endpoint of a [`DataPath`](super::DataPath) takes posts only through it (the contexts of
-/// its completions name the path's own slots).
-impl Endpoint {
-    /// fi_send.
-    ///
-    /// # Safety
-    /// See the section above.
-    #[inline]
-    pub unsafe fn send(
-        &self,
-        buf: *const u8,
-        len: usize,
-        desc: *mut libc::c_void,
-        dest: FiAddr,
-        ctx: *mut libc::c_void,
-    ) -> Result<bool> {
-        posted(
-            "fi_send",
-            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_send(self.as_raw(), buf as _, len, desc, dest, ctx) },
-        )
-    }
-
-    /// fi_inject: no completion, the buffer is reusable on return.
-    ///
-    /// # Safety
-    /// `buf..buf+len` must be readable for the call.
-    #[inline]
-    pub unsafe fn inject(&self, buf: *const u8, len: usize, dest: FiAddr) -> Result<bool> {
-        posted(
-            "fi_inject",
-            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_inject(self.as_raw(), buf as _, len, dest) },
-        )
-    }
-
-    /// fi_recv.
-    ///
-    /// # Safety
-    /// See the section above.
-    #[inline]
-    pub unsafe fn recv(
-        &self,
-        buf: *mut u8,
-        len: usize,
-        desc: *mut libc::c_void,
-        src: FiAddr,
-        ctx: *mut libc::c_void,
-    ) -> Result<bool> {
-        posted(
-            "fi_recv",
-            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_recv(self.as_raw(), buf as _, len, desc, src, ctx) },
-        )
-    }
-
-    /// fi_tsend.
-    ///
-    /// # Safety
-    /// See the section above.
-    #[inline]
-    pub unsafe fn tsend(
-        &self,
-        buf: *const u8,
-        len: usize,
-        desc: *mut libc::c_void,
-        dest: FiAddr,
-        tag: u64,
-        ctx: *mut libc::c_void,
-    ) -> Result<bool> {
-        posted(
-            "fi_tsend",
-            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_tsend(self.as_raw(), buf as _, len, desc, dest, tag, ctx) },
-        )
-    }
-
-    /// fi_tinject.
-    ///
-    /// # Safety
-    /// `buf..buf+len` must be readable for the call.
-    #[inline]
-    pub unsafe fn tinject(
-        &self,
-        buf: *const u8,
-        len: usize,
-        dest: FiAddr,
-        tag: u64,
-    ) -> Result<bool> {
-        posted(
-            "fi_tinject",
-            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_tinject(self.as_raw(), buf as _, len, dest, tag) },
-        )
-    }
-
-    /// fi_trecv.
-    ///
-    /// # Safety
-    /// See the section above.
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn trecv(
-        &self,
-        buf: *mut u8,
-        len: usize,
-        desc: *mut libc::c_void,
-        src: FiAddr,
-        tag: u64,
-        ignore: u64,
-        ctx: *mut libc::c_void,
-    ) -> Result<bool> {
-        posted(
-            "fi_trecv",
-            // SAFETY: the caller keeps this fn's # Safety contract for the buffer.
-            unsafe { sys::fi_trecv(self.as_raw(), buf as _, len, desc, src, tag, ignore, ctx) },
-        )
     }
 }
 

@@ -40,6 +40,16 @@ pub enum FabricError {
     /// A peer's endpoint name is not of the form this provider's names take.
     #[error("the peer sent an endpoint name of {0}")]
     PeerName(String),
+    /// The provider offers no domain of the name asked for.
+    #[error("provider {provider:?} has no domain {domain:?}; it offers: {offered}")]
+    NoDomain {
+        /// The provider.
+        provider: String,
+        /// The domain asked for.
+        domain: String,
+        /// The domains it offers, comma-separated.
+        offered: String,
+    },
     /// A value passed to the safe layer is out of range.
     #[error("{0}")]
     Invalid(String),
@@ -57,6 +67,9 @@ pub enum FabricError {
         /// How long it waited, seconds.
         secs: f64,
     },
+    /// A signal asked the process to stop while this waited.
+    #[error(transparent)]
+    Stopped(#[from] crate::stop::Stopped),
 }
 
 /// Result alias of the fabric layer.

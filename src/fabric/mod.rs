@@ -1,7 +1,7 @@
-//! The safe libfabric layer: every `unsafe` call into libfabric lives under this module.
+//! The safe libfabric layer: every `unsafe` call into libfabric lives under this module, and
+//! every operation is posted through a [`DataPath`].
 #![warn(missing_docs)]
 
-mod channel;
 mod connect;
 mod cq;
 mod domain;
@@ -11,10 +11,8 @@ mod info;
 mod mr;
 mod path;
 mod peer_name;
-mod rma;
-mod rma_channel;
+pub(crate) mod signals;
 
-pub use channel::{LocalBuf, MsgChannel, MsgMode};
 pub use connect::{connect, domains_offered, select_info, Connection, EndpointSpec};
 pub use cq::{AddressVector, CmEvent, CompletionQueue, CqEntry, EventQueue};
 pub use domain::{Domain, Fabric};
@@ -27,8 +25,6 @@ pub use info::{
 pub use mr::{LocalSlice, LocalSliceMut, MemoryRegion, RegMode, RemoteRegion, RemoteSlice};
 pub use path::{DataPath, Done};
 pub use peer_name::PeerName;
-pub use rma::cq_flags;
-pub use rma_channel::{RmaChannel, RmaPingPongOp};
 
 /// FI_ADDR_UNSPEC: no particular peer.
 pub fn addr_unspec() -> FiAddr {

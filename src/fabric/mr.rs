@@ -57,6 +57,7 @@ pub struct RemoteSlice {
 
 /// A bounds-checked range of a registered region that a post reads (sends, writes): pointer,
 /// length and descriptor, borrowed from the region.
+#[derive(Clone, Copy)]
 pub struct LocalSlice<'r> {
     pub(super) ptr: *const u8,
     pub(super) len: usize,
@@ -371,15 +372,21 @@ impl<B: Buffer> MemoryRegion<B> {
         self.in_flight.idle().then_some(&mut *self.buf)
     }
 
-    /// The buffer for this layer's channels, which post through the `unsafe` calls with their
-    /// own contracts and never through slices (so nothing is counted in flight).
-    pub(super) fn channel_buf(&self) -> &B {
-        &self.buf
-    }
-
-    /// As [`channel_buf`](Self::channel_buf), for writing.
-    pub(super) fn channel_buf_mut(&mut self) -> &mut B {
-        &mut self.buf
+    /// Byte `offset` of host memory, read as it is now even while the NIC may be writing it
+    /// (a peer's RMA write landing, which a receiver may poll for as its arrival); None outside
+    /// the region or for device memory.
+    #[inline]
+    pub fn read_volatile(&self, offset: usize) -> Option<u8> {
+        if offset >= self.buf.len() || self.buf.iface() != MemIface::System {
+            return None;
+        }
+        // SAFETY: offset lies inside the buffer (checked), which the region owns and keeps
+        // alive and in place for as long as &self lives; the memory is host memory (checked),
+        // so the CPU can address it. The read is volatile because a peer's RMA write may store
+        // to this byte at any moment: the compiler must read memory on every call, and one
+        // byte cannot be torn. Only a copy of the byte leaves; no reference to memory the NIC
+        // writes is made.
+        Some(unsafe { self.buf.as_ptr().add(offset).read_volatile() })
     }
 
     /// Raw handle, for calls nobody wrapped yet.

@@ -11,7 +11,7 @@ mod shared;
 
 pub use host::HostBuffer;
 pub use inflight::InFlight;
-pub use shared::{available_memory, Allocation, SharedRegion};
+pub use shared::{available_memory, parse_mem_available, Allocation, SharedRegion};
 
 /// Whether `offset..offset+len` lies inside `total` bytes (no overflow): the check of every
 /// slice of registered memory.

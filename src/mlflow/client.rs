@@ -199,19 +199,70 @@ enum Call<'a> {
     PutBytes(&'a [u8]),
 }
 
+/// Checks an http(s) URL as far as can be told without a connection: the scheme, no space or
+/// control character, a host that is an IP address (v6 in brackets) or a host name, and a
+/// port from 1 to 65535 when one is given.
+fn check_uri(uri: &str) -> Result<(), String> {
+    let rest = uri
+        .strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"))
+        .ok_or("it does not start with http:// or https://")?;
+    if let Some(c) = uri.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("it holds {c:?}"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // user:password@ may precede the host.
+    let hostport = authority.rsplit('@').next().unwrap_or_default();
+    let (host, port) = match hostport.strip_prefix('[') {
+        Some(v6) => {
+            let (ip, after) = v6.split_once(']').ok_or("an IPv6 host lacks its ']'")?;
+            ip.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
+            match after {
+                "" => ("", None),
+                p => (
+                    "",
+                    Some(p.strip_prefix(':').ok_or("junk after the IPv6 host")?),
+                ),
+            }
+        }
+        None => match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        },
+    };
+    if hostport.is_empty() || (host.is_empty() && !hostport.starts_with('[')) {
+        return Err("it names no host".into());
+    }
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let host_ok = host.len() <= 253 && host.split('.').all(label);
+    if !host.is_empty() && !host_ok {
+        return Err(format!("{host:?} is not a host name or IP address"));
+    }
+    if let Some(p) = port {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => {}
+            _ => return Err(format!("port {p:?} is not from 1 to 65535")),
+        }
+    }
+    Ok(())
+}
+
 impl Client {
     /// A client for the server at `uri` (`http://host:port`, an optional path prefix allowed).
     pub fn new(uri: &str, retry: RetryPolicy) -> Result<Client, MlflowError> {
         let base = uri.trim().trim_end_matches('/').to_string();
-        let rest = base
-            .strip_prefix("http://")
-            .or_else(|| base.strip_prefix("https://"));
-        let valid = matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/'));
-        if !valid {
-            return Err(MlflowError::BadUri {
-                uri: uri.to_string(),
-            });
-        }
+        check_uri(&base).map_err(|reason| MlflowError::BadUri {
+            uri: uri.to_string(),
+            reason,
+        })?;
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))

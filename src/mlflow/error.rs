@@ -4,11 +4,13 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MlflowError {
-    /// The tracking URI is not an http(s) URL.
-    #[error("MLflow tracking URI {uri:?} is not an http:// or https:// URL")]
+    /// The tracking URI is not an http(s) URL with a valid host and port.
+    #[error("MLflow tracking URI {uri:?} is not a usable http:// or https:// URL: {reason}")]
     BadUri {
         /// The URI as given.
         uri: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The server could not be reached (refused, reset, timed out), even after retrying.
     #[error("MLflow server at {base} is unreachable ({reason}) after {attempts} attempt(s)")]

@@ -18,6 +18,10 @@
 //!   `transport`; metrics `latency_us` (the mean), `latency_p50_us`, `latency_p99_us`,
 //!   `bandwidth_gbps`.
 //!
+//! Every family also gets, where the result says which devices carried its payload, the
+//! metrics `path_bytes_ratio` and `line_rate_fraction` and the tags `path` (the verdict; the
+//! distinct verdicts of several results joined by ` | `) and `path_kind`.
+//!
 //! Outside pingpong, a document with several results gets its metric names suffixed `_{size}`.
 //! Every other `config` entry is logged as a param under its own (sanitised) name. A figure
 //! absent from the document is absent from MLflow; a non-finite one is not sent as a metric but
@@ -251,6 +255,9 @@ pub fn plan_run(
             tag(k, v);
         }
     }
+    for (k, v) in path_tags(doc) {
+        tag(k, &v);
+    }
     tag(CONTENT_HASH_TAG, &hash);
     tag("kvxfer_source_file", file_name);
     if !nonfinite.is_empty() {
@@ -272,11 +279,38 @@ pub fn plan_run(
     }
 }
 
+/// `path` and `path_kind`: the results' distinct verdicts and kinds, in order.
+fn path_tags(doc: &ResultDoc) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (tag, key) in [("path", "verdict"), ("path_kind", "kind")] {
+        let mut seen: Vec<&str> = Vec::new();
+        for v in doc
+            .results
+            .iter()
+            .filter_map(|r| r.path.as_ref()?.get(key)?.as_str())
+        {
+            if !seen.contains(&v) {
+                seen.push(v);
+            }
+        }
+        if !seen.is_empty() {
+            out.push((tag, seen.join(" | ")));
+        }
+    }
+    out
+}
+
+/// A number of a result's `path`.
+fn path_num(r: &SizeResult, key: &str) -> Option<f64> {
+    r.path.as_ref()?.get(key)?.as_f64()
+}
+
 fn status_name(doc: &ResultDoc) -> &'static str {
     match doc.status {
         crate::report::Status::Complete => "complete",
         crate::report::Status::Partial => "partial",
         crate::report::Status::Failed => "failed",
+        crate::report::Status::WrongPath => "wrong-path",
     }
 }
 
@@ -479,6 +513,9 @@ fn metrics(
             true,
         ),
     };
+    let mut names = names;
+    names.push(("path_bytes_ratio", |r| path_num(r, "bytes_ratio")));
+    names.push(("line_rate_fraction", |r| path_num(r, "line_rate_fraction")));
     let suffix = always_suffix || doc.results.len() > 1;
     let mut out = Vec::new();
     let mut nonfinite = Vec::new();

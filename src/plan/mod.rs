@@ -61,6 +61,15 @@ pub enum PlanError {
     /// Running a task definition failed.
     #[error("{0}")]
     Run(String),
+    /// A signal stopped the run: passed to the task's commands, waited for, the task marked
+    /// failed.
+    #[error("task {task}: its commands were passed {signal} and ended; the task is marked failed")]
+    Stopped {
+        /// The task that was running.
+        task: String,
+        /// The signal.
+        signal: crate::stop::Signal,
+    },
 }
 
 /// Reads a JSON file, naming the file, line and column of a syntax error.

@@ -4,8 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -133,13 +137,15 @@ fn is_host(s: &str) -> bool {
         })
 }
 
-/// One shell for the whole definition.
+/// One shell for the whole definition, leading a process group of its own: a signal that
+/// stops the run reaches it (and every group started below it) once, from [`StopWatch`].
 struct Shell {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     marker: String,
     to_stderr: bool,
+    _watch: StopWatch,
 }
 
 impl Shell {
@@ -148,17 +154,20 @@ impl Shell {
             .args(["--noprofile", "--norc"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .process_group(0)
             .spawn()
             .map_err(|e| PlanError::Run(format!("cannot start bash: {e}")))?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
         let marker = format!("__kvxfer_task_rc_{}_{}", std::process::id(), now_nanos());
+        let watch = StopWatch::start(child.id() as i32);
         Ok(Shell {
             child,
             stdin,
             stdout,
             marker,
             to_stderr,
+            _watch: watch,
         })
     }
 
@@ -214,6 +223,47 @@ impl Drop for Shell {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Passes a signal's request to stop on to the shell's process group and the groups below it
+/// (`timeout` leads one of its own), once; a second signal kills them (see [`crate::stop`]).
+struct StopWatch {
+    done: Arc<AtomicBool>,
+    /// Registered while the shell lives, so that a second signal kills its group.
+    _group: Arc<crate::stop::ChildGroup>,
+}
+
+impl StopWatch {
+    /// How often the watcher looks for a request to stop.
+    const POLL: Duration = Duration::from_millis(50);
+
+    fn start(pgid: i32) -> StopWatch {
+        let done = Arc::new(AtomicBool::new(false));
+        let group = Arc::new(crate::stop::ChildGroup::register(pgid));
+        let (seen, forward) = (done.clone(), group.clone());
+        // Without the thread a signal still stops the run, only later: at the command's end.
+        let _ = std::thread::Builder::new()
+            .name("kvxfer-task-stop".into())
+            .spawn(move || {
+                while !seen.load(Ordering::SeqCst) {
+                    if let Some(s) = crate::stop::requested() {
+                        forward.forward(s);
+                        break;
+                    }
+                    std::thread::sleep(Self::POLL);
+                }
+            });
+        StopWatch {
+            done,
+            _group: group,
+        }
+    }
+}
+
+impl Drop for StopWatch {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
     }
 }
 
@@ -305,6 +355,12 @@ pub fn run(def: &TaskDefinition, opts: &RunOptions) -> Result<RunReport, PlanErr
         save_state(&state_path, state)
     };
     for (t, (cmds, skip)) in def.tasks.iter().zip(&expanded).skip(start) {
+        if let Some(signal) = crate::stop::requested() {
+            return Err(PlanError::Stopped {
+                task: t.id.clone(),
+                signal,
+            });
+        }
         let done = state
             .get(&def.name)
             .and_then(|m| m.get(&t.id))
@@ -332,7 +388,15 @@ pub fn run(def: &TaskDefinition, opts: &RunOptions) -> Result<RunReport, PlanErr
         eprintln!("kvxfer task: [{}] {}", t.id, t.name);
         set(&mut state, &t.id, TaskStatus::Running, false)?;
         for c in cmds {
-            let rc = match shell.run(c, false) {
+            let ran = shell.run(c, false);
+            if let Some(signal) = crate::stop::requested() {
+                set(&mut state, &t.id, TaskStatus::Failed, false)?;
+                return Err(PlanError::Stopped {
+                    task: t.id.clone(),
+                    signal,
+                });
+            }
+            let rc = match ran {
                 Ok(rc) => rc,
                 Err(e) => {
                     set(&mut state, &t.id, TaskStatus::Failed, false)?;

@@ -509,6 +509,19 @@ impl Checker {
                 );
             }
         }
+        if let Some(x) = params.get("expect_path") {
+            let ok = x.as_str().is_some_and(|s| {
+                !s.is_empty()
+                    && !s.contains(char::is_whitespace)
+                    && !s.split(',').any(str::is_empty)
+            });
+            if !ok {
+                self.err(
+                    &format!("{path}.params.expect_path"),
+                    "must be network, local or DEV[,DEV...] (kvxfer's --expect-path)",
+                );
+            }
+        }
         for (name, kind) in params_of(tool, params) {
             let at = format!("{path}.params.{name}");
             let value = params.get(*name);

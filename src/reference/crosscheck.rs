@@ -144,74 +144,91 @@ struct Side {
     docs: Vec<ResultDoc>,
 }
 
-/// Reads every result document in `dir` (other JSON files are left alone) and compares.
-pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
-    // The folder's own files only, one at a time, never a FIFO or a file past the cap.
-    let limits = Limits {
-        depth: 0,
-        max_bytes: MAX_FILE_BYTES,
-    };
-    let (found, left) = folder::json_files(dir, limits)?;
-    let mut own: BTreeMap<String, Side> = BTreeMap::new();
-    // Keyed by group, then reference tool.
-    let mut refs: BTreeMap<(String, String), Side> = BTreeMap::new();
-    let mut skipped: Vec<Skipped> = left
-        .into_iter()
-        .map(|l| Skipped {
-            file: l.name,
-            reason: l.reason,
-        })
-        .collect();
-    for p in found {
-        let name = p.name.clone();
-        if name == REPORT_FILE {
-            continue;
+/// The result documents of a folder, sorted into kvxfer's (by group) and the stock tools' (by
+/// group and tool), with every file left out and why.
+#[derive(Default)]
+struct Sorted {
+    own: BTreeMap<String, Side>,
+    refs: BTreeMap<(String, String), Side>,
+    skipped: Vec<Skipped>,
+}
+
+impl Sorted {
+    /// Reads the folder's own files, one at a time, never a FIFO or a file past the cap.
+    fn read(dir: &Path) -> std::io::Result<Sorted> {
+        let limits = Limits {
+            depth: 0,
+            max_bytes: MAX_FILE_BYTES,
+        };
+        let (found, left) = folder::json_files(dir, limits)?;
+        let mut sorted = Sorted {
+            skipped: left
+                .into_iter()
+                .map(|l| Skipped {
+                    file: l.name,
+                    reason: l.reason,
+                })
+                .collect(),
+            ..Sorted::default()
+        };
+        for p in found.iter().filter(|p| p.name != REPORT_FILE) {
+            if let Err(reason) = sorted.take(p) {
+                sorted.skipped.push(Skipped {
+                    file: p.name.clone(),
+                    reason,
+                });
+            }
         }
-        let mut skip = |reason: String| {
-            skipped.push(Skipped {
-                file: name.clone(),
-                reason,
-            })
-        };
-        let Some(f) = file_name(&name) else {
-            skip("not named <pattern>[.runN][.server][.ref[.SIZE]].json".into());
-            continue;
-        };
-        let bytes = match folder::read_found(&p, MAX_FILE_BYTES) {
-            Ok(b) => b,
-            Err(why) => {
-                skip(why);
-                continue;
-            }
-        };
-        let mut doc = match ResultDoc::from_json(&bytes) {
-            Ok(d) => d,
-            Err(e) => {
-                skip(format!("not a kvxfer.result/v1 document: {e}"));
-                continue;
-            }
-        };
+        Ok(sorted)
+    }
+
+    /// Reads one file into its side, or says why it is left out.
+    fn take(&mut self, p: &folder::Found) -> Result<(), String> {
+        let f =
+            file_name(&p.name).ok_or("not named <pattern>[.runN][.server][.ref[.SIZE]].json")?;
+        let bytes = folder::read_found(p, MAX_FILE_BYTES)?;
+        let mut doc = ResultDoc::from_json(&bytes)
+            .map_err(|e| format!("not a kvxfer.result/v1 document: {e}"))?;
         if doc.tool == "nixlbench" {
             per_transfer(&mut doc);
         }
         let side = match (f.is_ref, doc.tool == "kvxfer") {
-            (false, true) => own.entry(f.group).or_default(),
-            (true, false) => refs.entry((f.group, doc.tool.clone())).or_default(),
+            (false, true) => self.own.entry(f.group).or_default(),
+            (true, false) => self.refs.entry((f.group, doc.tool.clone())).or_default(),
             (true, true) => {
-                skip("named as a stock tool's result (.ref) but holds kvxfer's".into());
-                continue;
+                return Err("named as a stock tool's result (.ref) but holds kvxfer's".into())
             }
             (false, false) => {
-                skip(format!(
+                return Err(format!(
                     "holds {}'s result but is not named as a stock tool's (.ref)",
                     doc.tool
-                ));
-                continue;
+                ))
             }
         };
-        side.files.push(name);
+        side.files.push(p.name.clone());
         side.docs.push(doc);
+        Ok(())
     }
+}
+
+/// Why a kvxfer result of `bench` has no stock twin beside it.
+fn no_twin(bench: Option<&str>) -> String {
+    match bench {
+        Some("xfer") => "no stock-tool result beside it: the twin of kvxfer xfer is nixlbench, \
+                         which needs an etcd server and a NIXL build (GPU memory, EFA or UCX); a \
+                         loopback host has neither"
+            .into(),
+        Some("kv_profile") => "no stock-tool result beside it: the twin of kvxfer kv profile is \
+                               KVBench, which drives nixlbench (an etcd server and a NIXL build) \
+                               and cannot drive libfabric"
+            .into(),
+        _ => "no stock-tool result beside it".into(),
+    }
+}
+
+/// Reads every result document in `dir` (other JSON files are left alone) and compares.
+pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
+    let Sorted { own, refs, skipped } = Sorted::read(dir)?;
     let mut report = Report {
         schema: "kvxfer.crosscheck/v2",
         tolerance,
@@ -246,17 +263,7 @@ pub fn crosscheck_dir(dir: &Path, tolerance: f64) -> std::io::Result<Report> {
             pattern: group.clone(),
             tool: "kvxfer".into(),
             files: k.files.clone(),
-            reason: match k.docs.first().map(|d| d.bench.as_str()) {
-                Some("xfer") => "no stock-tool result beside it: the twin of kvxfer xfer is \
-                                 nixlbench, which needs an etcd server and a NIXL build (GPU \
-                                 memory, EFA or UCX); a loopback host has neither"
-                    .into(),
-                Some("kv_profile") => "no stock-tool result beside it: the twin of kvxfer kv \
-                                       profile is KVBench, which drives nixlbench (an etcd \
-                                       server and a NIXL build) and cannot drive libfabric"
-                    .into(),
-                _ => "no stock-tool result beside it".into(),
-            },
+            reason: no_twin(k.docs.first().map(|d| d.bench.as_str())),
         });
     }
     Ok(report)
@@ -511,49 +518,51 @@ pub fn compare(pattern: &str, own: &[ResultDoc], refs: &[ResultDoc], tolerance: 
                 kvxfer_runs,
                 reference_runs,
             };
-            let blocking = not_comparable(own, first, m.name);
-            match (kv, rf) {
-                _ if !measured => row.reason = Some("kvxfer did not measure this size".into()),
-                (Some(a), Some(b)) if b > 0.0 => {
-                    let ratio =
-                        paired_ratio(&row.kvxfer_runs, &row.reference_runs).unwrap_or(a / b);
-                    row.ratio = Some(ratio);
-                    if blocking.is_some() {
-                        row.reason = blocking;
-                    } else {
-                        row.verdict = if (ratio - 1.0).abs() <= tolerance {
-                            Verdict::Agree
-                        } else {
-                            Verdict::Differ
-                        };
-                        row.reason = caveat(own, first, m.name);
-                    }
-                }
-                (None, _) => row.reason = Some(format!("kvxfer's result has no {}", m.name)),
-                (_, None) if m.name == "latency_us.p50" && first.tool == "ucx_perftest" => {
-                    row.reason = Some(
-                        "ucx_perftest prints no median over all iterations, only its percentile \
-                         of the last 2048 (compared as extra.ucx_perftest_percentile_us)"
-                            .into(),
-                    )
-                }
-                (_, None) if m.name == "latency_us.p50" => {
-                    row.reason = Some(format!(
-                        "{} prints no median, only a mean over the run",
-                        first.tool
-                    ))
-                }
-                (_, None) => row.reason = Some(format!("{} does not print it", first.tool)),
-                (_, Some(b)) => {
-                    row.reason = Some(format!(
-                        "the reference figure is {b}, not positive: no ratio is taken"
-                    ))
-                }
+            if measured {
+                judge(&mut row, own, first, tolerance);
+            } else {
+                row.reason = Some("kvxfer did not measure this size".into());
             }
             rows.push(row);
         }
     }
     rows
+}
+
+/// Takes `row`'s ratio and verdict where both figures are there and comparable, else says why
+/// not; `reference` is the stock tool's first document.
+fn judge(row: &mut Row, own: &[ResultDoc], reference: &ResultDoc, tolerance: f64) {
+    let (name, tool) = (row.metric.as_str(), reference.tool.as_str());
+    row.reason = match (row.kvxfer, row.reference) {
+        (Some(a), Some(b)) if b > 0.0 => {
+            let ratio = paired_ratio(&row.kvxfer_runs, &row.reference_runs).unwrap_or(a / b);
+            row.ratio = Some(ratio);
+            match not_comparable(own, reference, name) {
+                Some(why) => Some(why),
+                None => {
+                    row.verdict = if (ratio - 1.0).abs() <= tolerance {
+                        Verdict::Agree
+                    } else {
+                        Verdict::Differ
+                    };
+                    caveat(own, reference, name)
+                }
+            }
+        }
+        (None, _) => Some(format!("kvxfer's result has no {name}")),
+        (_, None) if name == "latency_us.p50" && tool == "ucx_perftest" => Some(
+            "ucx_perftest prints no median over all iterations, only its percentile of the \
+             last 2048 (compared as extra.ucx_perftest_percentile_us)"
+                .into(),
+        ),
+        (_, None) if name == "latency_us.p50" => {
+            Some(format!("{tool} prints no median, only a mean over the run"))
+        }
+        (_, None) => Some(format!("{tool} does not print it")),
+        (_, Some(b)) => Some(format!(
+            "the reference figure is {b}, not positive: no ratio is taken"
+        )),
+    };
 }
 
 #[cfg(test)]

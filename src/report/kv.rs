@@ -307,5 +307,11 @@ pub fn profile_text(doc: &crate::report::ResultDoc) -> String {
             verdict(&["cold_warm", "cold_extra", "verdict"]),
         );
     }
+    for r in doc.results.iter().filter(|r| r.path.is_some()) {
+        let tokens = r.extra.get("tokens").and_then(Value::as_u64).unwrap_or(0);
+        for line in super::path_lines::lines(r).lines() {
+            let _ = writeln!(out, "{tokens:>7}: {line}");
+        }
+    }
     out
 }

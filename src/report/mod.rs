@@ -5,6 +5,7 @@ pub mod export;
 pub mod folder;
 pub mod kv;
 mod output;
+pub mod path_lines;
 pub mod schema;
 pub mod stdout;
 pub mod table;

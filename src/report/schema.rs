@@ -21,6 +21,10 @@ pub enum Status {
     Partial,
     /// Nothing usable was measured.
     Failed,
+    /// Every measurement was taken, but the payload did not take the path `--expect-path`
+    /// asked for: the figures are kept, and are not evidence for that path.
+    #[serde(rename = "wrong-path")]
+    WrongPath,
 }
 
 /// Where and with what a result was measured.
@@ -90,6 +94,11 @@ pub struct SizeResult {
     /// Base64 HDR V2 (deflate) histogram of nanosecond samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<String>,
+    /// Which devices carried the payload, as the kernel's counters saw it over the timed
+    /// iterations (`verdict`, `kind`, `devices`, `bytes_ratio`, `line_rate_fraction`, each
+    /// side's view); absent where nothing read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Value>,
     /// Bench-specific figures (the reference tool's own numbers, compatibility figures, ...).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,

@@ -6,15 +6,12 @@ use crate::report::Environment;
 
 /// Build metadata and host facts, before any fabric is known.
 pub fn base() -> Environment {
+    let build = crate::bootstrap::About::this();
     let mut env = Environment {
         host: hostname(),
-        kvxfer_version: env!("CARGO_PKG_VERSION").to_string(),
-        git_sha: env!("KVXFER_GIT_SHA").to_string(),
-        features: env!("KVXFER_FEATURES")
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
+        kvxfer_version: build.kvxfer,
+        git_sha: build.git_sha,
+        features: build.features,
         env: fabric_variables(),
         ..Default::default()
     };

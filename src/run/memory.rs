@@ -23,15 +23,18 @@ pub fn libfabric_endpoint_bytes(provider: &str) -> u64 {
 /// Host bytes one UCX worker and endpoint hold, rounded up from the figures measured here.
 pub const UCX_ENDPOINT_BYTES: u64 = 4 * MIB;
 
-/// What a run will hold: buffers and per-endpoint costs, for the error message.
+/// What a run will hold: buffers, per-endpoint costs and the samples it keeps, for the error
+/// message.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MemoryNeed {
     /// Buffer bytes (messages, transfers, regions).
     pub buffers: u64,
-    /// Endpoints (one per worker and side).
+    /// Endpoints (one per worker, rail and side).
     pub endpoints: u64,
     /// Host bytes each endpoint holds.
     pub per_endpoint: u64,
+    /// Bytes of the per-iteration samples kept until the document is written.
+    pub samples: u64,
 }
 
 impl MemoryNeed {
@@ -40,6 +43,7 @@ impl MemoryNeed {
         self.endpoints
             .checked_mul(self.per_endpoint)
             .and_then(|e| e.checked_add(self.buffers))
+            .and_then(|e| e.checked_add(self.samples))
     }
 
     /// Twice this: both sides of a run in one process.
@@ -48,6 +52,7 @@ impl MemoryNeed {
             buffers: self.buffers.saturating_mul(2),
             endpoints: self.endpoints.saturating_mul(2),
             per_endpoint: self.per_endpoint,
+            samples: self.samples.saturating_mul(2),
         }
     }
 
@@ -59,12 +64,16 @@ impl MemoryNeed {
         match available {
             Some(avail) if total > avail => Err(RunError::Config(format!(
                 "this run needs about {} of host memory ({} of buffers, {} endpoint(s) of about \
-                 {} each) but only {} is available: lower the size or the concurrency, or run \
-                 the sides on different hosts",
+                 {} each{}) but only {} is available: lower the size, the concurrency, the \
+                 rails or the iterations, or run the sides on different hosts",
                 approx(total),
                 approx(self.buffers),
                 self.endpoints,
                 approx(self.per_endpoint),
+                match self.samples {
+                    0 => String::new(),
+                    s => format!(", {} of per-iteration samples", approx(s)),
+                },
                 approx(avail)
             ))),
             _ => Ok(()),
@@ -97,6 +106,7 @@ mod tests {
             buffers: 4096 * 1000,
             endpoints: 1000,
             per_endpoint: libfabric_endpoint_bytes("tcp"),
+            samples: 0,
         };
         assert_eq!(need.total(), Some(4096 * 1000 + 1000 * 96 * MIB));
         let e = need.check(Some(8 << 30)).unwrap_err().to_string();
@@ -111,6 +121,7 @@ mod tests {
             buffers: u64::MAX,
             endpoints: 1,
             per_endpoint: 1,
+            samples: 0,
         };
         assert!(huge.check(Some(1)).is_err());
         assert_eq!(libfabric_endpoint_bytes("shm"), 8 * MIB);

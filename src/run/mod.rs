@@ -1,10 +1,12 @@
 //! Runs: set-up objects built from a configuration, a loop driven over them, a result document
 //! made from the samples. The CLI calls these; they print nothing.
 
+pub mod counters;
 pub mod environment;
 pub mod kv_profile;
 pub mod memory;
 pub mod pace;
+pub mod path;
 pub mod pingpong;
 pub mod plan;
 pub mod rma_pingpong;
@@ -63,6 +65,9 @@ pub enum RunError {
     /// the cause).
     #[error("another worker failed")]
     Aborted,
+    /// A signal asked the process to stop before the run finished.
+    #[error(transparent)]
+    Stopped(#[from] crate::stop::Stopped),
     /// A thread of the run panicked.
     #[error("the {0} side of the run crashed")]
     Crashed(&'static str),
@@ -102,6 +107,15 @@ impl RunError {
         }
     }
 
+    /// A loop's failure whose cause is the control connection, as the bootstrap's error
+    /// ([`RunError::bench`]); any other error as it is.
+    pub fn control_first(self) -> RunError {
+        match self {
+            RunError::Bench { at, error } => RunError::bench(at, error),
+            e => e,
+        }
+    }
+
     /// The cause, looking through [`RunError::Partial`].
     pub fn cause(&self) -> &RunError {
         match self {
@@ -112,7 +126,8 @@ impl RunError {
 }
 
 /// Closes a run's document: complete when `outcome` is Ok; otherwise partial (or failed when
-/// it holds no result), the error recorded in it, and returned inside [`RunError::Partial`].
+/// it holds no result), the error recorded in it (or the signal that stopped the run), and
+/// returned inside [`RunError::Partial`].
 pub(crate) fn conclude(
     mut doc: crate::report::ResultDoc,
     outcome: Result<(), RunError>,
@@ -130,9 +145,14 @@ pub(crate) fn conclude(
             } else {
                 Status::Partial
             };
+            // A signal's request to stop is the cause, whatever the wait it cut short said.
+            let message = match crate::stop::requested() {
+                Some(s) => crate::stop::Stopped(s).to_string(),
+                None => error.to_string(),
+            };
             doc.errors.push(ErrorEntry {
                 at: "run".into(),
-                message: error.to_string(),
+                message,
             });
             Err(RunError::Partial {
                 doc: Box::new(doc),

@@ -10,13 +10,17 @@ use super::segments::{check_device, check_hmem, MemKinds, SegKind};
 use super::two_sided::PairRun;
 pub use super::two_sided::{Progress, SideOutcome};
 use super::{environment, RunError};
-use crate::bench::pingpong::{run_size, FabtestsFigures, PingPongTransport, SizeParams};
+use crate::bench::pingpong::{
+    run_timed, warm_up, FabtestsFigures, PingPongTransport, SizeParams, SizeSamples,
+};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
-use crate::fabric::{self, caps, select_info, EndpointSpec, EndpointType, MsgChannel, MsgMode};
+use crate::channel::{MsgChannel, MsgMode};
+use crate::fabric::{self, caps, select_info, EndpointSpec, EndpointType};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
+use crate::run::path::{PairProbe, Payload};
 use crate::stats::{encode_histogram, Count, LatencySummary, Precision};
 use crate::units::human_size;
 
@@ -235,6 +239,7 @@ impl PairRun for PingPongConfig {
             buffers: max.saturating_mul(2),
             endpoints: 1,
             per_endpoint: libfabric_endpoint_bytes(&self.provider),
+            ..MemoryNeed::default()
         }
     }
     fn measure(
@@ -320,6 +325,7 @@ fn sizes<B: HostStaged>(
     {
         let inject_size = ch.inject_size() as u64;
         ch.post_recv()?;
+        let mut probe = PairProbe::new(role.name());
         for (i, &size) in cfg.sizes.iter().enumerate() {
             oob.barrier()?;
             let p = SizeParams {
@@ -328,15 +334,22 @@ fn sizes<B: HostStaged>(
                 verify: cfg.verify,
             };
             let count = cfg.iterations_for(size);
-            let samples = match run_size(&mut ch, role, &p, &mut *two_sided(role, count, oob)) {
+            let run = warm_up(&mut ch, role, &p)
+                .and_then(|()| probe.hook(oob)())
+                .and_then(|()| run_timed(&mut ch, role, &p, &mut *two_sided(role, count, oob)));
+            let samples = match run {
                 Ok(s) => s,
                 Err(error) => {
                     abandon(ch);
-                    return Err(RunError::bench(format!("size {}", human_size(size)), error));
+                    let at = format!("size {}", human_size(size));
+                    return Err(probe.failure(at, error).control_first());
                 }
             };
             let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
             add_precision(&mut r, &samples, &count, role);
+            r.path = probe
+                .finish(oob, both_ways(size, &samples))?
+                .map(|p| p.to_value());
             doc.results.push(r);
             progress(Progress {
                 done: i + 1,
@@ -345,6 +358,16 @@ fn sizes<B: HostStaged>(
             });
         }
         Ok(oob.barrier()?)
+    }
+}
+
+/// A ping-pong's payload on either side: a message of `size` each way per timed iteration.
+pub(crate) fn both_ways(size: u64, s: &SizeSamples) -> Payload {
+    let bytes = size * s.iterations;
+    Payload {
+        sent: bytes,
+        received: bytes,
+        timed_ns: Some(s.elapsed_ns),
     }
 }
 
@@ -381,6 +404,7 @@ pub(crate) fn size_result(
         bandwidth_mbps: Some(f.mb_per_sec),
         transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
         histogram: encode_histogram(&s.latency_ns).ok(),
+        path: None,
         extra,
     }
 }

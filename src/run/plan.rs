@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::doctor::DoctorReport;
 use crate::mlflow::{Outcome, RecordConfig, Recorder, RetryPolicy, DEFAULT_EXPERIMENT};
 use crate::plan::runner::{self, RunOptions};
 use crate::plan::select::{self, Role, Selected};
@@ -17,6 +18,8 @@ use crate::plan::PlanError;
 use crate::reference::crosscheck::{self, Verdict};
 use crate::report::folder::read_folder;
 use crate::report::write_atomic;
+
+mod doctor;
 
 /// Errors of a plan run that stop it before or after its patterns (a failing pattern does not:
 /// it is named in the report).
@@ -29,6 +32,9 @@ pub enum PlanRunError {
     /// The options cannot run.
     #[error("{0}")]
     Config(String),
+    /// The doctor failed checks the chosen patterns need (each named with its patterns).
+    #[error("the doctor failed check(s) the plan's patterns need: {0}; fix them (the table above says how), leave those patterns out (--pattern, --layer), or run with --no-doctor")]
+    Doctor(String),
     /// A file or folder of the run could not be read or written.
     #[error("{what}: {source}")]
     Io {
@@ -36,6 +42,19 @@ pub enum PlanRunError {
         what: String,
         /// Why it failed.
         source: std::io::Error,
+    },
+    /// A signal stopped the run during pattern `pattern` (its tasks were passed the signal,
+    /// waited for and marked failed); nothing after it ran, was recorded or cross-checked.
+    #[error("pattern {pattern} ({done} of {of}) was stopped; the results so far are in {results}")]
+    Stopped {
+        /// The pattern that was running.
+        pattern: String,
+        /// Its position, 1-based.
+        done: usize,
+        /// Patterns in all.
+        of: usize,
+        /// The results folder.
+        results: String,
     },
 }
 
@@ -65,12 +84,19 @@ pub struct PlanRunOptions {
     /// Where the kvxfer running the plan lives: the plan's `kvxfer` tool when it names
     /// plain `kvxfer`.
     pub kvxfer: Option<PathBuf>,
+    /// Run no doctor before the patterns (and refuse nothing).
+    pub no_doctor: bool,
 }
 
 /// What happens during a plan run, for the caller to show.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PlanEvent<'a> {
+    /// The doctor checked the node before any pattern.
+    Doctor {
+        /// Its findings.
+        report: &'a DoctorReport,
+    },
     /// Pattern `index` (0-based) of `of` starts, `elapsed` into the run.
     Pattern {
         /// Its position.
@@ -163,6 +189,21 @@ pub struct CrosscheckSummary {
     pub unpaired: usize,
 }
 
+/// The doctor's verdicts before the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorSummary {
+    /// Checks ok.
+    pub ok: usize,
+    /// Checks that warned (named with their patterns in the result documents).
+    pub warn: usize,
+    /// Checks that failed (none the chosen patterns need, or the run was refused).
+    pub fail: usize,
+    /// Checks that cannot apply here.
+    pub skip: usize,
+    /// Its wall time, seconds.
+    pub seconds: f64,
+}
+
 /// What a plan run did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanRunReport {
@@ -180,6 +221,8 @@ pub struct PlanRunReport {
     pub mlflow: Option<RecordingSummary>,
     /// The cross-check of the results folder.
     pub crosscheck: CrosscheckSummary,
+    /// The doctor's run before the patterns; None with `--no-doctor`.
+    pub doctor: Option<DoctorSummary>,
 }
 
 /// Records result files to MLflow, connecting again after a failure; nothing is lost while
@@ -359,10 +402,13 @@ fn run_pattern(
         }
         Err(e) => {
             let error = e.to_string();
-            events(PlanEvent::Failed {
-                id: &s.id,
-                error: &error,
-            });
+            // A stopped run says so once, as it ends.
+            if !matches!(e, PlanError::Stopped { .. }) {
+                events(PlanEvent::Failed {
+                    id: &s.id,
+                    error: &error,
+                });
+            }
             failures.insert(s.id.clone());
             json!({"status": "failed", "error": error})
         }
@@ -404,6 +450,16 @@ pub fn run_plan(
     events: &mut dyn FnMut(PlanEvent<'_>),
 ) -> Result<PlanRunReport, PlanRunError> {
     let (plan, out, chosen) = chosen(o)?;
+    let checked = if o.no_doctor {
+        None
+    } else {
+        let report = doctor::check(&plan, &chosen, o);
+        events(PlanEvent::Doctor { report: &report });
+        if let Some(refused) = doctor::refusal(&report, &chosen) {
+            return Err(refused);
+        }
+        Some(report)
+    };
     std::fs::create_dir_all(&out).map_err(|source| PlanRunError::Io {
         what: format!("creating {}", out.display()),
         source,
@@ -439,6 +495,17 @@ pub fn run_plan(
         });
         let t = Instant::now();
         let outcome = run_pattern(s, &opts, &mut failed, events);
+        if let Some(d) = &checked {
+            doctor::attach(&out, &s.id, d);
+        }
+        if crate::stop::requested().is_some() {
+            return Err(PlanRunError::Stopped {
+                pattern: s.id.clone(),
+                done: index + 1,
+                of: chosen.len(),
+                results: out.display().to_string(),
+            });
+        }
         // Whatever the pattern left (a failed pattern may have partial results) is recorded.
         if let Some(r) = rec.as_mut() {
             r.pattern(&out, &s.id, events);
@@ -462,6 +529,7 @@ pub fn run_plan(
         total_seconds: started.elapsed().as_secs_f64(),
         mlflow: rec.map(|r| r.summary),
         crosscheck,
+        doctor: checked.as_ref().map(doctor::summary),
     };
     // Beside the results, for `kvxfer plan estimate` to learn each pattern's wall time.
     let file = out.join(RUN_REPORT);

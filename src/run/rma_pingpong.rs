@@ -7,18 +7,23 @@ use serde_json::json;
 
 use super::environment;
 use super::pace::two_sided;
+use super::path::{PairProbe, PathReport, Payload};
 use super::pingpong::{
-    add_precision, config_map, size_result, vram_slots, PingPongConfig, Progress, SideOutcome,
+    add_precision, both_ways, config_map, size_result, vram_slots, PingPongConfig, Progress,
+    SideOutcome,
 };
 use super::segments::SegKind;
 use super::two_sided::PairRun;
 use super::RunError;
 use crate::bench::pace::{decode_batch, encode_batch, run_batches};
-use crate::bench::pingpong::{run_size, PingPongTransport, Recorder, SizeParams, SizeSamples};
+use crate::bench::pingpong::{
+    run_timed, warm_up, PingPongTransport, Recorder, SizeParams, SizeSamples,
+};
 use crate::bench::rma_pingpong::{run_read_batch, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
-use crate::fabric::{self, caps, RemoteRegion, RmaChannel, RmaPingPongOp};
+use crate::channel::{RmaChannel, RmaPingPongOp};
+use crate::fabric::{self, caps, RemoteRegion};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::ResultDoc;
@@ -289,6 +294,12 @@ fn measure_sizes<B: HostStaged>(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), RunError> {
     let base = &cfg.base;
+    let mut probe = PairProbe::new(pp.role.name());
+    if cfg.op == RmaPingPongOp::Read {
+        probe = probe.with_note(
+            "the span includes the warm-up reads (the target does not see the timed ones start)",
+        );
+    }
     for (i, &size) in base.sizes.iter().enumerate() {
         let p = SizeParams {
             size: size as usize,
@@ -297,11 +308,13 @@ fn measure_sizes<B: HostStaged>(
         };
         let count = base.iterations_for(size);
         // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
-        if let Some(s) = measure_size(pp, cfg.op, oob, &p, count)? {
+        let (samples, path) = measure_size(pp, cfg.op, oob, &p, count, &mut probe)?;
+        if let Some(s) = samples {
             let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
             let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
             let mut r = size_result(size, &s, injected, xfers);
             add_precision(&mut r, &s, &count, pp.role);
+            r.path = path.map(|p| p.to_value());
             doc.results.push(r);
         }
         progress(Progress {
@@ -314,40 +327,65 @@ fn measure_sizes<B: HostStaged>(
     Ok(())
 }
 
-/// One size, both sides in step: the samples where this side measures, else None.
+/// One size, both sides in step: the samples where this side measures (else None), and the
+/// devices that carried its payload.
 fn measure_size<B: HostStaged>(
     pp: &mut RmaPingPong<B>,
     op: RmaPingPongOp,
     oob: &mut Oob,
     p: &SizeParams,
     count: Count,
-) -> Result<Option<SizeSamples>, RunError> {
-    let bench = |error| RunError::bench(format!("size {}", human_size(p.size as u64)), error);
+    probe: &mut PairProbe,
+) -> Result<(Option<SizeSamples>, Option<PathReport>), RunError> {
+    let at = || format!("size {}", human_size(p.size as u64));
+    let bench = |error| RunError::bench(at(), error);
     match (op, pp.role) {
         (RmaPingPongOp::Write | RmaPingPongOp::WriteData, role) => {
             pp.prepare(p.size).map_err(bench)?;
             oob.barrier()?;
-            let mut pace = two_sided(role, count, oob);
-            Ok(Some(run_size(pp, role, p, &mut *pace).map_err(bench)?))
+            let run = warm_up(pp, role, p)
+                .and_then(|()| probe.hook(oob)())
+                .and_then(|()| run_timed(pp, role, p, &mut *two_sided(role, count, oob)));
+            let s = run.map_err(|e| probe.failure(at(), e).control_first())?;
+            let path = probe.finish(oob, both_ways(p.size as u64, &s))?;
+            Ok((Some(s), path))
         }
         (RmaPingPongOp::Read, Side::Target) => {
             if p.verify {
                 pattern::fill(&mut pp.ch.rx_buf_mut()[..p.size], READ_SEQ);
                 pp.ch.publish_rx(p.size)?;
             }
+            probe.start(oob)?;
             // Each batch (the warm-up first) is announced; the target serves the reads until
-            // the initiator says the batch is done.
+            // the initiator says the batch is done. Its span holds them all.
+            let mut reads = 0u64;
             loop {
                 let (n, _) = decode_batch(&oob.recv_frame()?).map_err(bench)?;
                 if n == 0 {
-                    return Ok(None);
+                    break;
                 }
+                reads = reads.saturating_add(n);
                 pp.ch.post_done()?;
                 oob.barrier()?;
                 pp.ch.wait_done()?;
             }
+            let sent = Payload {
+                sent: reads.saturating_mul(p.size as u64),
+                received: 0,
+                timed_ns: None,
+            };
+            Ok((None, probe.finish(oob, sent)?))
         }
-        (RmaPingPongOp::Read, Side::Initiator) => read_initiator(pp, oob, p, count).map(Some),
+        (RmaPingPongOp::Read, Side::Initiator) => {
+            probe.start(oob)?;
+            let s = read_initiator(pp, oob, p, count)?;
+            let got = Payload {
+                sent: 0,
+                received: (p.warmup + s.iterations).saturating_mul(p.size as u64),
+                timed_ns: None,
+            };
+            Ok((Some(s), probe.finish(oob, got)?))
+        }
     }
 }
 

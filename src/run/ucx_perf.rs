@@ -6,17 +6,19 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::pace::two_sided;
+use super::path::{PairProbe, Payload};
 use super::two_sided::{PairRun, Progress, SideOutcome};
 use super::{environment, RunError};
 use crate::bench::pingpong::{self as pp, PingPongTransport, SizeParams};
 use crate::bench::tag_bw::{self, BwFigures, BwParams, WindowTransport};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
+use crate::channel::{SlotSpec, TagChannel};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
 use crate::stats::{encode_histogram, Count, LatencySummary, UCX_PERFTEST_WINDOW};
-use crate::ucx::{Context, Endpoint, Features, MemoryType, SlotSpec, TagChannel, Worker};
+use crate::ucx::{Context, Endpoint, Features, MemoryType, Worker};
 use crate::units::human_size;
 
 /// Which ucx_perftest test.
@@ -327,6 +329,7 @@ impl PairRun for UcxPerfConfig {
             buffers: side(Side::Initiator).max(side(Side::Target)),
             endpoints: 1,
             per_endpoint: super::memory::UCX_ENDPOINT_BYTES,
+            ..super::memory::MemoryNeed::default()
         }
     }
     fn measure(
@@ -419,6 +422,7 @@ impl SideSetup<'_> {
     ) -> Result<(), RunError> {
         let (cfg, role) = (self.cfg, self.role);
         let max = *cfg.sizes.iter().max().expect("validated") as usize;
+        let mut probe = PairProbe::new(role.name());
         for (i, &size) in cfg.sizes.iter().enumerate() {
             oob.barrier()?;
             let at = || format!("size {}", human_size(size));
@@ -436,14 +440,19 @@ impl SideSetup<'_> {
                         warmup,
                         verify: cfg.verify,
                     };
-                    let mut pace = two_sided(role, count, oob);
-                    let s = pp::run_size(&mut t, role, &p, &mut *pace)
-                        .map_err(|error| RunError::bench(at(), error))?;
+                    let run = pp::warm_up(&mut t, role, &p)
+                        .and_then(|()| probe.hook(oob)())
+                        .and_then(|()| {
+                            pp::run_timed(&mut t, role, &p, &mut *two_sided(role, count, oob))
+                        });
+                    let s = run.map_err(|e| probe.failure(at(), e).control_first())?;
                     // Nothing is left posted (the last receive is only due); settle anything
                     // anyway.
-                    ch.cancel_receives();
+                    ch.settle();
+                    let path = probe.finish(oob, super::pingpong::both_ways(size, &s))?;
                     let mut r = lat_result(size, warmup, &s);
                     super::pingpong::add_precision(&mut r, &s, &count, role);
+                    r.path = path.map(|p| p.to_value());
                     r
                 }
                 UcxTest::TagBw => {
@@ -455,9 +464,18 @@ impl SideSetup<'_> {
                         window: cfg.outstanding,
                         verify: cfg.verify,
                     };
-                    let s = tag_bw::run_size(&mut ch, role, &p)
-                        .map_err(|error| RunError::Bench { at: at(), error })?;
-                    bw_result(size, iterations, warmup, s.as_ref())
+                    let run = tag_bw::run_size_with(&mut ch, role, &p, &mut probe.hook(oob));
+                    let s = run.map_err(|e| probe.failure(at(), e))?;
+                    let bytes = size * iterations;
+                    let payload = Payload {
+                        sent: if role == Side::Initiator { bytes } else { 0 },
+                        received: if role == Side::Initiator { 0 } else { bytes },
+                        timed_ns: s.as_ref().map(|s| s.elapsed_ns),
+                    };
+                    let path = probe.finish(oob, payload)?;
+                    let mut r = bw_result(size, iterations, warmup, s.as_ref());
+                    r.path = path.map(|p| p.to_value());
+                    r
                 }
             };
             doc.results.push(r);
@@ -507,6 +525,7 @@ fn lat_result(size: u64, warmup: u64, s: &pp::SizeSamples) -> SizeResult {
         bandwidth_mbps: Some(bytes_per_sec / 1e6),
         transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
         histogram: encode_histogram(&s.latency_ns).ok(),
+        path: None,
         extra,
     }
 }
@@ -543,6 +562,7 @@ fn bw_result(size: u64, iterations: u64, warmup: u64, s: Option<&tag_bw::BwSampl
         bandwidth_mbps: Some(f.bytes_per_sec / 1e6),
         transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
         histogram: None,
+        path: None,
         extra,
     }
 }

@@ -81,6 +81,60 @@ impl FakeSysfs {
     pub fn virtual_net(&self, name: &str) -> io::Result<()> {
         std::fs::create_dir_all(self.root.join("class/net").join(name))
     }
+
+    /// Gives interface `name` its traffic counters (`statistics/tx_bytes`, ...) and, when
+    /// `speed_mbps` is given, its line rate.
+    pub fn net_counters(
+        &self,
+        name: &str,
+        counters: &[(&str, u64)],
+        speed_mbps: Option<u64>,
+    ) -> io::Result<()> {
+        let dir = self.root.join("class/net").join(name);
+        std::fs::create_dir_all(dir.join("statistics"))?;
+        for (c, v) in counters {
+            write_counter(&dir.join("statistics").join(c), *v)?;
+        }
+        if let Some(s) = speed_mbps {
+            std::fs::write(dir.join("speed"), format!("{s}\n"))?;
+        }
+        Ok(())
+    }
+
+    /// Gives port `port` of RDMA device `name` its `rate` ("100 Gb/sec (4X EDR)") and hardware
+    /// counters; returns the port's folder.
+    pub fn rdma_port(
+        &self,
+        name: &str,
+        port: u32,
+        rate: &str,
+        hw_counters: &[(&str, u64)],
+    ) -> io::Result<PathBuf> {
+        let dir = self
+            .root
+            .join("class/infiniband")
+            .join(name)
+            .join("ports")
+            .join(port.to_string());
+        std::fs::create_dir_all(dir.join("hw_counters"))?;
+        std::fs::write(dir.join("rate"), format!("{rate}\n"))?;
+        for (c, v) in hw_counters {
+            write_counter(&dir.join("hw_counters").join(c), *v)?;
+        }
+        Ok(dir)
+    }
+}
+
+/// Writes a counter file as the kernel shows it, replacing it whole (a reader never sees half
+/// a number; the hidden file it renames is no counter to one listing the folder).
+pub fn write_counter(path: &Path, value: u64) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.new"));
+    std::fs::write(&tmp, format!("{value}\n"))?;
+    std::fs::rename(tmp, path)
 }
 
 /// A two-socket host: GPU0 behind a switch with rdmap0 (PIX), rdmap1 behind a second switch

@@ -2,7 +2,8 @@
 //! terms `nvidia-smi topo -m` uses (PIX, PXB, PHB, NODE, SYS).
 //!
 //! The sysfs root is `/sys`, or `$KVXFER_SYSFS_ROOT` (tests build a fake tree in a temporary
-//! folder). Nothing here fails: a missing folder or file means fewer devices or an unknown field.
+//! folder); the procfs root, `/proc` or `$KVXFER_PROC_ROOT`, the same way. Nothing here fails: a
+//! missing folder or file means fewer devices or an unknown field.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,16 @@ pub fn sysfs_root() -> PathBuf {
     std::env::var_os(SYSFS_ENV)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/sys"))
+}
+
+/// The environment variable that moves the procfs root, as [`SYSFS_ENV`] moves sysfs.
+pub const PROC_ENV: &str = "KVXFER_PROC_ROOT";
+
+/// The procfs root this process reads.
+pub fn proc_root() -> PathBuf {
+    std::env::var_os(PROC_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/proc"))
 }
 
 /// How far apart two PCI devices are, nearest first (`nvidia-smi topo -m`'s legend).

@@ -11,7 +11,7 @@ use super::capture::capture;
 use super::error::{opened, request_error, Result, UcxError};
 use super::memory::MemHandleRef;
 use super::peer::{check_packed_rkey, check_worker_address};
-use super::worker::{op_param, Kind, Request, SendParams, Worker, WorkerInner};
+use super::worker::{op_param, SendParams, Worker, WorkerInner};
 
 /// One-sided operation direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,70 +114,14 @@ impl Endpoint {
         })
     }
 
-    /// Sends `len` bytes at `buf` with `tag`.
+    /// Sends `len` bytes at `buf` with `tag`; returns UCX's status pointer as is (NULL: the
+    /// send completed in place).
     ///
     /// # Safety
-    /// `buf` must be valid for reads of `len` bytes until the request completes, or, if the
-    /// request is dropped unfinished, until this endpoint is closed.
-    #[inline]
-    pub unsafe fn tag_send(
-        &self,
-        buf: *const u8,
-        len: usize,
-        tag: u64,
-        memh: Option<MemHandleRef>,
-    ) -> Result<Request<'_>> {
-        // SAFETY: forwarded contract.
-        let ptr = unsafe { self.tag_send_status(buf, len, tag, memh) };
-        Request::from_status_ptr(ptr, &self.inner.worker, Kind::Send, len, "tag send")
-    }
-
-    /// Sends `len` bytes at `buf` with `tag`; `None` when UCX completed the send in place
-    /// (the eager path of small messages), else the request still in flight.
-    ///
-    /// The latency loop's send: the common case returns without building a request, so no
-    /// store of the request's fields has to wait behind the message's own stores.
-    ///
-    /// # Safety
-    /// As [`Endpoint::tag_send`].
-    #[inline]
-    pub unsafe fn tag_send_now(
-        &self,
-        buf: *const u8,
-        len: usize,
-        tag: u64,
-        params: &SendParams,
-    ) -> Result<Option<Request<'_>>> {
-        // SAFETY: forwarded contract.
-        let ptr = unsafe { self.tag_send_with(buf, len, tag, params) };
-        if ptr.is_null() {
-            return Ok(None);
-        }
-        Request::from_status_ptr(ptr, &self.inner.worker, Kind::Send, len, "tag send").map(Some)
-    }
-
-    /// Posts the send and returns UCX's status pointer as is.
-    ///
-    /// # Safety
-    /// As [`Endpoint::tag_send`].
+    /// `buf` must be valid for reads of `len` bytes until the request completes, or, if it is
+    /// never settled, until this endpoint is closed.
     #[inline(always)]
-    pub(crate) unsafe fn tag_send_status(
-        &self,
-        buf: *const u8,
-        len: usize,
-        tag: u64,
-        memh: Option<MemHandleRef>,
-    ) -> sys::ucs_status_ptr_t {
-        // SAFETY: forwarded contract.
-        unsafe { self.tag_send_with(buf, len, tag, &SendParams::new(memh)) }
-    }
-
-    /// [`Endpoint::tag_send_status`] with parameters built beforehand.
-    ///
-    /// # Safety
-    /// As [`Endpoint::tag_send`].
-    #[inline(always)]
-    pub(crate) unsafe fn tag_send_with(
+    pub(super) unsafe fn tag_send_with(
         &self,
         buf: *const u8,
         len: usize,
@@ -197,50 +141,13 @@ impl Endpoint {
         }
     }
 
-    /// Writes `len` bytes at `buf` to `remote_addr` in the peer's memory that `rkey` covers.
-    ///
-    /// # Safety
-    /// `buf` must be valid for reads of `len` bytes until the request (or a later flush)
-    /// completes; `remote_addr..+len` must lie inside the peer's mapped region.
-    pub unsafe fn put(
-        &self,
-        buf: *const u8,
-        len: usize,
-        remote_addr: u64,
-        rkey: &RemoteKey,
-        memh: Option<MemHandleRef>,
-    ) -> Result<Request<'_>> {
-        // SAFETY: forwarded contract (a put only reads buf).
-        let ptr =
-            unsafe { self.rma_status(Rma::Put, buf as *mut u8, len, remote_addr, rkey, memh) };
-        Request::from_status_ptr(ptr, &self.inner.worker, Kind::Other, len, "put")
-    }
-
-    /// Reads `len` bytes at `remote_addr` in the peer's memory that `rkey` covers into `buf`.
-    ///
-    /// # Safety
-    /// `buf` must be valid for writes of `len` bytes until the request completes;
-    /// `remote_addr..+len` must lie inside the peer's mapped region.
-    pub unsafe fn get(
-        &self,
-        buf: *mut u8,
-        len: usize,
-        remote_addr: u64,
-        rkey: &RemoteKey,
-        memh: Option<MemHandleRef>,
-    ) -> Result<Request<'_>> {
-        // SAFETY: forwarded contract.
-        let ptr = unsafe { self.rma_status(Rma::Get, buf, len, remote_addr, rkey, memh) };
-        Request::from_status_ptr(ptr, &self.inner.worker, Kind::Other, len, "get")
-    }
-
     /// A put (from `buf`) or a get (into `buf`), returning UCX's status pointer as is.
     ///
     /// # Safety
-    /// As [`Endpoint::put`] or [`Endpoint::get`]: `buf` valid for reads (put) or writes (get)
-    /// of `len` bytes until the operation completes; the remote range inside the peer's region.
+    /// `buf` valid for reads (put) or writes (get) of `len` bytes until the operation
+    /// completes; `remote_addr..+len` inside the peer's region that `rkey` covers.
     #[inline]
-    pub(crate) unsafe fn rma_status(
+    pub(super) unsafe fn rma_status(
         &self,
         op: Rma,
         buf: *mut u8,
@@ -267,7 +174,7 @@ impl Endpoint {
 
     /// Starts a flush of this endpoint (every operation issued so far completes, remotely for
     /// puts); returns UCX's status pointer as is.
-    pub(crate) fn flush_status(&self) -> sys::ucs_status_ptr_t {
+    pub(super) fn flush_status(&self) -> sys::ucs_status_ptr_t {
         let param = sys::ucp_request_param_t::default();
         // SAFETY: the endpoint is live; param valid for the call.
         unsafe { sys::ucp_ep_flush_nbx(self.inner.raw.as_ptr(), &param) }

@@ -51,6 +51,9 @@ pub enum UcxError {
     /// A value passed to the safe layer is out of range or unsupported.
     #[error("{0}")]
     Invalid(String),
+    /// A signal asked the process to stop while this waited.
+    #[error(transparent)]
+    Stopped(#[from] crate::stop::Stopped),
 }
 
 /// Result alias of the UCX layer.

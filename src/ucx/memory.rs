@@ -60,7 +60,8 @@ pub struct MemHandle<B: Buffer> {
 pub struct UcxSlice<'m> {
     pub(super) ptr: *const u8,
     pub(super) len: usize,
-    pub(super) memh: MemHandleRef,
+    /// The mapping's handle, passed with the operation (None: UCX looks the memory up).
+    pub(super) memh: Option<MemHandleRef>,
     pub(super) context: &'m Arc<ContextInner>,
     pub(super) in_flight: &'m Arc<InFlight>,
 }
@@ -70,9 +71,25 @@ pub struct UcxSlice<'m> {
 pub struct UcxSliceMut<'m> {
     pub(super) ptr: *mut u8,
     pub(super) len: usize,
-    pub(super) memh: MemHandleRef,
+    /// As [`UcxSlice`]'s.
+    pub(super) memh: Option<MemHandleRef>,
     pub(super) context: &'m Arc<ContextInner>,
     pub(super) in_flight: &'m Arc<InFlight>,
+}
+
+impl UcxSlice<'_> {
+    /// The same range, posted without its memory handle: UCX finds (and caches) the
+    /// registration itself, as ucx_perftest does without -z.
+    pub fn without_handle(self) -> Self {
+        UcxSlice { memh: None, ..self }
+    }
+}
+
+impl UcxSliceMut<'_> {
+    /// As [`UcxSlice::without_handle`].
+    pub fn without_handle(self) -> Self {
+        UcxSliceMut { memh: None, ..self }
+    }
 }
 
 // SAFETY: a memory handle belongs to the (thread-safe) context, not to a worker; it moves
@@ -125,7 +142,7 @@ impl<B: Buffer> MemHandle<B> {
         range_within(offset, len, self.buf.len()).then(|| UcxSlice {
             ptr: self.buf.as_ptr().wrapping_add(offset),
             len,
-            memh: self.handle(),
+            memh: Some(self.handle()),
             context: &self.context,
             in_flight: &self.in_flight,
         })
@@ -136,7 +153,7 @@ impl<B: Buffer> MemHandle<B> {
         if !range_within(offset, len, self.buf.len()) {
             return None;
         }
-        let memh = self.handle();
+        let memh = Some(self.handle());
         Some(UcxSliceMut {
             ptr: self.buf.as_mut_ptr().wrapping_add(offset),
             len,
@@ -205,17 +222,6 @@ impl<B: Buffer> MemHandle<B> {
     /// The mapped buffer, for writing, while no operation is in flight on it.
     pub fn buf_mut(&mut self) -> Option<&mut B> {
         self.in_flight.idle().then_some(&mut *self.buf)
-    }
-
-    /// The buffer for this layer's channels, which post through the `unsafe` calls with their
-    /// own contracts and never through slices (so nothing is counted in flight).
-    pub(super) fn channel_buf(&self) -> &B {
-        &self.buf
-    }
-
-    /// As [`channel_buf`](Self::channel_buf), for writing.
-    pub(super) fn channel_buf_mut(&mut self) -> &mut B {
-        &mut self.buf
     }
 
     /// The remote key a peer unpacks to reach this memory with put/get.

@@ -3,15 +3,14 @@
 //! Ownership enforces UCX's release order: a worker holds its context, an endpoint its worker,
 //! a remote key its endpoint, a memory handle its context and its buffer.
 //!
-//! What `kvxfer ucx-perf` drives is [`TagChannel`] (tagged messages, a window of them in
-//! flight, an acknowledgement); what the UCX backend of `xfer` drives (`crate::xfer::ucx`:
-//! put, get or tagged send per chunk over mapped memory and unpacked remote keys, with
-//! notifications and confirmations) posts through an [`OpTable`], which tracks operations
-//! without borrowing the worker.
+//! Every operation is posted through an [`OpTable`]: bounds-checked slices of mapped memory
+//! (or messages the table copies), tracked under the caller's tokens without borrowing the
+//! worker, each holding what it reaches until it settles. The UCX backend of `xfer`
+//! (`crate::xfer::ucx`) and the tag channel of `kvxfer ucx-perf` (`crate::channel`) post
+//! through it.
 #![warn(missing_docs)]
 
 mod capture;
-mod channel;
 mod context;
 mod endpoint;
 mod error;
@@ -20,7 +19,6 @@ mod ops;
 mod peer;
 mod worker;
 
-pub use channel::{SlotSpec, TagChannel};
 pub use context::{
     header_version, library_path, parse_resources, version, version_lacks, Context, Features,
     Resource,
@@ -30,7 +28,7 @@ pub use error::{status_string, Result, UcxError};
 pub use memory::{MemHandle, MemHandleRef, MemoryType, UcxSlice, UcxSliceMut};
 pub use ops::OpTable;
 pub use peer::{check_packed_rkey, check_worker_address, MAX_WORKER_ADDRESS};
-pub use worker::{RecvParams, Request, SendParams, Worker};
+pub use worker::Worker;
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,7 @@
 //! Operations in flight that borrow nothing: requests under the caller's tokens, settled by
-//! polling. Posts take bounds-checked slices of mapped memory (or copy a small message into
-//! memory the table owns); each operation keeps what it reaches alive and counted in flight
-//! until it settles. [`super::Request`] is the borrowing form for loops that wait on each
-//! operation.
+//! polling; kvxfer's one way to post UCX operations. Posts take bounds-checked slices of
+//! mapped memory (or copy a small message into memory the table owns); each operation keeps
+//! what it reaches alive and counted in flight until it settles.
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
@@ -14,8 +13,8 @@ use ucx_sys as sys;
 
 use super::endpoint::{Endpoint, RemoteKey, RemoteSlice, Rma};
 use super::error::{request_error, Result, UcxError};
-use super::memory::{MemHandleRef, UcxSlice, UcxSliceMut};
-use super::worker::{settle, Kind, Worker, WorkerInner};
+use super::memory::{UcxSlice, UcxSliceMut};
+use super::worker::{settle, Kind, RecvParams, SendParams, Worker, WorkerInner};
 use crate::mem::InFlight;
 
 /// What an operation keeps until it settles.
@@ -32,14 +31,24 @@ enum Hold {
 }
 
 impl Hold {
-    /// Counts the region in flight and keeps it.
+    /// Keeps a region whose count the post began (and the peer's key, for RMA).
     fn region(in_flight: &Arc<InFlight>, rkey: Option<&Rc<RemoteKey>>) -> Hold {
-        in_flight.begin();
         Hold::Region {
             _count: Counted(Arc::clone(in_flight)),
             _rkey: rkey.cloned(),
         }
     }
+}
+
+/// Ends the count a post began on a region unless the operation stays in flight
+/// (`tracked` is Ok(false)): one that completed in place or failed reaches the memory no more;
+/// one in flight ends its count when it settles (its [`Hold`] drops).
+#[inline]
+fn unless_in_flight(in_flight: &InFlight, tracked: Result<bool>) -> Result<bool> {
+    if !matches!(tracked, Ok(false)) {
+        in_flight.end();
+    }
+    tracked
 }
 
 /// One operation counted in flight on a region; ends the count when dropped.
@@ -75,6 +84,10 @@ pub struct OpTable {
     /// Owned receive buffers whose message arrived, by token, until taken.
     arrived: Vec<(u64, Box<[u8]>)>,
     worker: Rc<WorkerInner>,
+    // The parameters of the last send and receive, reused while the memory handle stays the
+    // same: rewriting the ~120 bytes for every post puts stores in front of the message's own.
+    send_params: SendParams,
+    recv_params: RecvParams,
 }
 
 impl OpTable {
@@ -84,11 +97,13 @@ impl OpTable {
             pending: Vec::with_capacity(64),
             arrived: Vec::new(),
             worker: worker.inner.clone(),
+            send_params: SendParams::new(None),
+            recv_params: RecvParams::new(None),
         }
     }
 
     /// Takes what a `*_nbx` call of this worker returned: `Ok(true)` when it completed in
-    /// place (`hold` is released now), `Ok(false)` when it is now tracked under `token`, or
+    /// place, `Ok(false)` when it is now tracked under `token` holding what `hold` makes, or
     /// the call's error.
     #[inline]
     fn track_holding(
@@ -98,7 +113,7 @@ impl OpTable {
         kind: OpKind,
         len: usize,
         what: &'static str,
-        hold: Hold,
+        hold: impl FnOnce() -> Hold,
     ) -> Result<bool> {
         if sys::UCS_PTR_IS_ERR(ptr) {
             return Err(request_error(what, sys::UCS_PTR_STATUS(ptr)));
@@ -115,7 +130,7 @@ impl OpTable {
             },
             len,
             what,
-            hold,
+            hold: hold(),
         });
         Ok(false)
     }
@@ -144,7 +159,7 @@ impl OpTable {
         self.check_endpoint(ep)?;
         self.check_context(local.context)?;
         same_len(local.len, remote.len)?;
-        let hold = Hold::region(local.in_flight, Some(remote.rkey));
+        local.in_flight.begin();
         // SAFETY: local lies in mapped memory counted in flight (and kept) until the request
         // settles; the remote range lies inside the peer's offered region, its key kept too.
         let ptr = unsafe {
@@ -154,10 +169,12 @@ impl OpTable {
                 local.len,
                 remote.addr,
                 remote.rkey,
-                Some(local.memh),
+                local.memh,
             )
         };
-        self.track_holding(ptr, token, OpKind::Other, local.len, "put", hold)
+        let hold = || Hold::region(local.in_flight, Some(remote.rkey));
+        let tracked = self.track_holding(ptr, token, OpKind::Other, local.len, "put", hold);
+        unless_in_flight(local.in_flight, tracked)
     }
 
     /// ucp_get_nbx of `remote` into `local`.
@@ -172,9 +189,9 @@ impl OpTable {
         self.check_endpoint(ep)?;
         self.check_context(local.context)?;
         same_len(local.len, remote.len)?;
-        let hold = Hold::region(local.in_flight, Some(remote.rkey));
+        local.in_flight.begin();
         // SAFETY: as in put; the memory was borrowed mutably for the post and is counted in
-        // flight after it, so no CPU view reads it while UCX writes.
+        // flight from before it, so no CPU view reads it while UCX writes.
         let ptr = unsafe {
             ep.rma_status(
                 Rma::Get,
@@ -182,10 +199,12 @@ impl OpTable {
                 local.len,
                 remote.addr,
                 remote.rkey,
-                Some(local.memh),
+                local.memh,
             )
         };
-        self.track_holding(ptr, token, OpKind::Other, local.len, "get", hold)
+        let hold = || Hold::region(local.in_flight, Some(remote.rkey));
+        let tracked = self.track_holding(ptr, token, OpKind::Other, local.len, "get", hold);
+        unless_in_flight(local.in_flight, tracked)
     }
 
     /// ucp_tag_send_nbx of `local` under `tag`.
@@ -199,10 +218,13 @@ impl OpTable {
     ) -> Result<bool> {
         self.check_endpoint(ep)?;
         self.check_context(local.context)?;
-        let hold = Hold::region(local.in_flight, None);
+        local.in_flight.begin();
+        let params = self.send_params.for_memh(local.memh);
         // SAFETY: as in put.
-        let ptr = unsafe { ep.tag_send_status(local.ptr, local.len, tag, Some(local.memh)) };
-        self.track_holding(ptr, token, OpKind::Other, local.len, "tag send", hold)
+        let ptr = unsafe { ep.tag_send_with(local.ptr, local.len, tag, params) };
+        let hold = || Hold::region(local.in_flight, None);
+        let tracked = self.track_holding(ptr, token, OpKind::Other, local.len, "tag send", hold);
+        unless_in_flight(local.in_flight, tracked)
     }
 
     /// ucp_tag_recv_nbx into `local` of a message whose tag matches `tag` under `mask`.
@@ -217,11 +239,13 @@ impl OpTable {
     ) -> Result<bool> {
         self.check_worker(worker)?;
         self.check_context(local.context)?;
-        let hold = Hold::region(local.in_flight, None);
+        local.in_flight.begin();
+        let params = self.recv_params.for_memh(local.memh);
         // SAFETY: as in get.
-        let ptr =
-            unsafe { worker.tag_recv_status(local.ptr, local.len, tag, mask, Some(local.memh)) };
-        self.track_holding(ptr, token, OpKind::Recv, local.len, "tag receive", hold)
+        let ptr = unsafe { worker.tag_recv_with(local.ptr, local.len, tag, mask, params) };
+        let hold = || Hold::region(local.in_flight, None);
+        let tracked = self.track_holding(ptr, token, OpKind::Recv, local.len, "tag receive", hold);
+        unless_in_flight(local.in_flight, tracked)
     }
 
     /// Sends a copy of `msg` under `tag` (a control message: the table owns the copy until
@@ -236,17 +260,12 @@ impl OpTable {
     ) -> Result<bool> {
         self.check_endpoint(ep)?;
         let copy: Box<[u8]> = msg.into();
+        let params = self.send_params.for_memh(None);
         // SAFETY: the copy is moved into the operation (a box: its bytes do not move) and
         // kept until the request settles.
-        let ptr = unsafe { ep.tag_send_status(copy.as_ptr(), copy.len(), tag, None) };
-        self.track_holding(
-            ptr,
-            token,
-            OpKind::Other,
-            copy.len(),
-            what,
-            Hold::Owned(copy),
-        )
+        let ptr = unsafe { ep.tag_send_with(copy.as_ptr(), copy.len(), tag, params) };
+        let len = copy.len();
+        self.track_holding(ptr, token, OpKind::Other, len, what, || Hold::Owned(copy))
     }
 
     /// Receives a message of up to `len` bytes whose tag matches `tag` under `mask` into memory
@@ -262,11 +281,10 @@ impl OpTable {
     ) -> Result<bool> {
         self.check_worker(worker)?;
         let mut buf: Box<[u8]> = vec![0u8; len].into();
+        let params = self.recv_params.for_memh(None);
         // SAFETY: as in send_message, for writes.
-        let ptr = unsafe {
-            worker.tag_recv_status(buf.as_mut_ptr(), len, tag, mask, None::<MemHandleRef>)
-        };
-        self.track_holding(ptr, token, OpKind::Recv, len, what, Hold::Owned(buf))
+        let ptr = unsafe { worker.tag_recv_with(buf.as_mut_ptr(), len, tag, mask, params) };
+        self.track_holding(ptr, token, OpKind::Recv, len, what, || Hold::Owned(buf))
     }
 
     /// The message a settled [`recv_message`](Self::recv_message) under `token` received.
@@ -280,14 +298,9 @@ impl OpTable {
     pub fn flush(&mut self, ep: &Endpoint, token: u64) -> Result<bool> {
         self.check_endpoint(ep)?;
         let ptr = ep.flush_status();
-        self.track_holding(
-            ptr,
-            token,
-            OpKind::Other,
-            0,
-            "endpoint flush",
-            Hold::Nothing,
-        )
+        self.track_holding(ptr, token, OpKind::Other, 0, "endpoint flush", || {
+            Hold::Nothing
+        })
     }
 
     /// Refuses memory mapped with another context than this worker's.

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::mem::{Buffer, HostBuffer};
+use crate::mem::HostBuffer;
 
 fn pair() -> (Worker, Worker, Endpoint, Endpoint) {
     let ca = Context::new(Features::default()).unwrap();
@@ -15,36 +15,65 @@ fn pair() -> (Worker, Worker, Endpoint, Endpoint) {
     (a, b, ab, ba)
 }
 
-/// Progresses both workers until `req` completes.
-fn drive(workers: &[&Worker], req: &mut Request<'_>) -> usize {
-    let start = Instant::now();
+/// Polls `ops` (and `other`'s worker) until the operation of `token` settled; its length.
+fn settle_token(ops: &mut OpTable, other: &Worker, token: u64) -> usize {
+    let (mut done, start) = (Vec::new(), Instant::now());
     loop {
-        if let Some(n) = req.test().unwrap() {
+        ops.poll(&mut done).unwrap();
+        other.progress();
+        if let Some(&(_, n)) = done.iter().find(|(t, _)| *t == token) {
             return n;
-        }
-        for w in workers {
-            w.progress();
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "request never completed"
+            "operation {token} never settled"
         );
     }
 }
 
+/// Maps `len` bytes of host memory with `ctx`.
+fn mapped(ctx: &Context, len: usize) -> MemHandle<HostBuffer> {
+    MemHandle::map(ctx, HostBuffer::new(len).unwrap()).unwrap()
+}
+
 #[test]
 fn tagged_messages_arrive_intact_with_their_length() {
-    let (a, b, ab, _ba) = pair();
-    for len in [1usize, 64, 100_000] {
-        let src: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
-        let mut dst = vec![0u8; len + 10];
-        // SAFETY: both buffers outlive the requests, which are driven to completion here.
-        let mut r = unsafe { b.tag_recv(dst.as_mut_ptr(), dst.len(), 5, u64::MAX, None) }.unwrap();
-        // SAFETY: as above.
-        let mut s = unsafe { ab.tag_send(src.as_ptr(), len, 5, None) }.unwrap();
-        drive(&[&a, &b], &mut s);
-        assert_eq!(drive(&[&a, &b], &mut r), len);
-        assert_eq!(&dst[..len], &src[..]);
+    let (ca, cb) = (
+        Context::new(Features::default()).unwrap(),
+        Context::new(Features::default()).unwrap(),
+    );
+    let a = Worker::new(&ca).unwrap();
+    let b = Worker::new(&cb).unwrap();
+    let ab = Endpoint::connect(&a, &b.address().unwrap()).unwrap();
+    let (mut aops, mut bops) = (OpTable::new(&a), OpTable::new(&b));
+    for (i, len) in [1usize, 64, 100_000].into_iter().enumerate() {
+        let mut src = mapped(&ca, len);
+        for (k, x) in src.buf_mut().unwrap().as_mut_slice().iter_mut().enumerate() {
+            *x = (k * 7 % 251) as u8;
+        }
+        let mut dst = mapped(&cb, len + 10);
+        // With and without the memory handles (ucx_perftest's -z and its default).
+        let token = 10 * i as u64;
+        let local = dst.slice_mut(0, len + 10).unwrap();
+        let local = if i == 1 {
+            local.without_handle()
+        } else {
+            local
+        };
+        assert!(!bops.tag_recv(&b, local, 5, u64::MAX, token).unwrap());
+        assert!(dst.buf().is_none(), "a posted receive holds its slot");
+        let local = src.slice(0, len).unwrap();
+        let local = if i == 1 {
+            local.without_handle()
+        } else {
+            local
+        };
+        if !aops.tag_send(&ab, local, 5, token + 1).unwrap() {
+            settle_token(&mut aops, &b, token + 1);
+        }
+        assert_eq!(settle_token(&mut bops, &a, token), len);
+        let got = &dst.buf().unwrap().as_slice()[..len];
+        assert_eq!(got, src.buf().unwrap().as_slice());
     }
     assert!(!ab.transports().is_empty(), "{}", ab.print_info());
 }
@@ -52,94 +81,71 @@ fn tagged_messages_arrive_intact_with_their_length() {
 #[test]
 fn a_receive_with_another_tag_does_not_match() {
     let (a, b, ab, _ba) = pair();
-    let src = [1u8; 8];
+    let mut bops = OpTable::new(&b);
     let mut dst = [0u8; 8];
-    // SAFETY: buffers outlive the requests; the unmatched receive is cancelled on drop.
-    let mut r = unsafe { b.tag_recv(dst.as_mut_ptr(), 8, 1, u64::MAX, None) }.unwrap();
-    // SAFETY: as above.
-    let mut s = unsafe { ab.tag_send(src.as_ptr(), 8, 2, None) }.unwrap();
-    drive(&[&a, &b], &mut s);
+    assert!(!bops.recv_message(&b, 8, 1, u64::MAX, 1, "one").unwrap());
+    let mut aops = OpTable::new(&a);
+    if !aops.send_message(&ab, &[1u8; 8], 2, 2, "two").unwrap() {
+        settle_token(&mut aops, &b, 2);
+    }
+    let mut done = Vec::new();
     for _ in 0..1000 {
         a.progress();
-        b.progress();
+        bops.poll(&mut done).unwrap();
     }
-    assert_eq!(r.test().unwrap(), None);
-    drop(r);
-    assert_eq!(dst, [0u8; 8]);
+    assert!(done.is_empty(), "{done:?}");
+    assert!(
+        bops.settle_all(Duration::from_secs(5)),
+        "the receive cancels"
+    );
+    assert!(bops.message(1).is_none());
     // The message waits for its own tag.
-    // SAFETY: dst outlives the request, driven to completion here.
-    let mut r2 = unsafe { b.tag_recv(dst.as_mut_ptr(), 8, 2, u64::MAX, None) }.unwrap();
-    assert_eq!(drive(&[&a, &b], &mut r2), 8);
+    assert!(!bops.recv_message(&b, 8, 2, u64::MAX, 3, "two").unwrap());
+    assert_eq!(settle_token(&mut bops, &a, 3), 8);
+    dst.copy_from_slice(&bops.message(3).unwrap());
     assert_eq!(dst, [1u8; 8]);
 }
 
 #[test]
-fn waiting_for_a_message_that_never_comes_times_out() {
-    let (_a, b, _ab, _ba) = pair();
-    let mut dst = [0u8; 8];
-    // SAFETY: dst outlives the request, which is cancelled on drop.
-    let mut r = unsafe { b.tag_recv(dst.as_mut_ptr(), 8, 9, u64::MAX, None) }.unwrap();
-    let start = Instant::now();
-    let e = b.wait(&mut r, Duration::from_millis(200)).unwrap_err();
-    assert!(matches!(e, UcxError::Timeout { .. }), "{e}");
-    assert!(start.elapsed() < Duration::from_secs(3));
-}
-
-#[test]
-fn put_through_an_unpacked_remote_key_lands_in_mapped_memory() {
+fn put_and_get_through_an_unpacked_remote_key_reach_mapped_memory() {
     let ca = Context::new(Features::default()).unwrap();
     let cb = Context::new(Features::default()).unwrap();
     let a = Worker::new(&ca).unwrap();
     let b = Worker::new(&cb).unwrap();
-    let target = MemHandle::map(&cb, HostBuffer::new(4096).unwrap()).unwrap();
+    let target = mapped(&cb, 4096);
     assert_eq!(target.memory_type(), MemoryType::Host);
-    let packed = target.pack_rkey().unwrap();
     let ab = Endpoint::connect(&a, &b.address().unwrap()).unwrap();
-    let rkey = RemoteKey::unpack(&ab, &packed).unwrap();
-    let mut src = MemHandle::map(&ca, HostBuffer::new(256).unwrap()).unwrap();
-    for (i, x) in src.channel_buf_mut().as_mut_slice().iter_mut().enumerate() {
+    let (addr, len) = target.range();
+    let remote = RemoteMemory::new(&ab, addr, len as u64, &target.pack_rkey().unwrap()).unwrap();
+    let mut src = mapped(&ca, 256);
+    for (i, x) in src.buf_mut().unwrap().as_mut_slice().iter_mut().enumerate() {
         *x = i as u8 ^ 0x5a;
     }
-    let remote = target.channel_buf().as_ptr() as u64 + 1000;
-    // SAFETY: src lives past the flush; the remote range is inside the mapped 4096 bytes.
-    let mut p = unsafe {
-        ab.put(
-            src.channel_buf().as_ptr(),
-            256,
-            remote,
-            &rkey,
-            Some(src.handle()),
-        )
+    let mut ops = OpTable::new(&a);
+    let r = remote.slice(1000, 256).unwrap();
+    if !ops.put(&ab, src.slice(0, 256).unwrap(), r, 1).unwrap() {
+        settle_token(&mut ops, &b, 1);
     }
-    .unwrap();
-    drive(&[&a, &b], &mut p);
-    // Flush needs the peer to progress when the put went through it: drive b meanwhile.
-    let flushed = std::thread::scope(|_| {
-        let start = Instant::now();
-        loop {
-            b.progress();
-            if ab.flush(Duration::from_millis(50)).is_ok() {
-                break true;
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                break false;
-            }
-        }
-    });
-    assert!(flushed);
-    let got = &target.channel_buf().as_slice()[1000..1256];
+    // The flush needs the peer to progress when the put went through it.
+    if !ops.flush(&ab, 2).unwrap() {
+        settle_token(&mut ops, &b, 2);
+    }
+    let got = &target.buf().unwrap().as_slice()[1000..1256];
     assert!(got.iter().enumerate().all(|(i, &x)| x == i as u8 ^ 0x5a));
-    assert!(target.channel_buf().as_slice()[..1000]
+    assert!(target.buf().unwrap().as_slice()[..1000]
         .iter()
         .all(|&x| x == 0));
     // And back: a get of the same range lands in a fresh local buffer.
-    let mut back = MemHandle::map(&ca, HostBuffer::new(256).unwrap()).unwrap();
-    let h = back.handle();
-    let dst = back.channel_buf_mut().as_mut_ptr();
-    // SAFETY: back outlives the request, driven to completion here; the range is mapped.
-    let mut g = unsafe { ab.get(dst, 256, remote, &rkey, Some(h)) }.unwrap();
-    drive(&[&a, &b], &mut g);
-    assert_eq!(back.channel_buf().as_slice(), got);
+    let mut back = mapped(&ca, 256);
+    let r = remote.slice(1000, 256).unwrap();
+    if !ops.get(&ab, back.slice_mut(0, 256).unwrap(), r, 3).unwrap() {
+        assert!(
+            back.buf().is_none(),
+            "a get in flight holds its destination"
+        );
+        settle_token(&mut ops, &b, 3);
+    }
+    assert_eq!(back.buf().unwrap().as_slice(), got);
 }
 
 #[test]

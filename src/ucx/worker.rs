@@ -1,17 +1,16 @@
-//! The UCP worker (one per thread: it is created single-threaded) and request completion by
-//! busy-polling its progress.
+//! The UCP worker (one per thread: it is created single-threaded), the parameters of the
+//! requests posted on it, and the check that settles a request.
 
 use std::cell::RefCell;
 use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::rc::{Rc, Weak};
-use std::time::{Duration, Instant};
 
 use ucx_sys as sys;
 
 use super::capture::capture;
 use super::context::{Context, ContextInner};
-use super::error::{check, opened, request_error, Result, UcxError};
+use super::error::{check, opened, request_error, Result};
 use super::memory::MemHandleRef;
 use std::sync::Arc;
 
@@ -125,49 +124,14 @@ impl Worker {
     }
 
     /// Posts a tagged receive of up to `len` bytes at `buf` for messages whose tag matches
-    /// `tag` under `mask`.
-    ///
-    /// # Safety
-    /// `buf` must be valid for writes of `len` bytes until the request completes, or, if the
-    /// request is dropped unfinished (which cancels it), until this worker is destroyed.
-    #[inline]
-    pub unsafe fn tag_recv(
-        &self,
-        buf: *mut u8,
-        len: usize,
-        tag: u64,
-        mask: u64,
-        memh: Option<MemHandleRef>,
-    ) -> Result<Request<'_>> {
-        // SAFETY: forwarded contract.
-        let ptr = unsafe { self.tag_recv_status(buf, len, tag, mask, memh) };
-        Request::from_status_ptr(ptr, &self.inner, Kind::Recv, 0, "tag receive")
-    }
-
-    /// [`Worker::tag_recv`], returning UCX's status pointer as is (never NULL: receives do not
+    /// `tag` under `mask`; returns UCX's status pointer as is (never NULL: receives do not
     /// complete in place, so their length is always recorded).
     ///
     /// # Safety
-    /// As [`Worker::tag_recv`].
-    #[inline]
-    pub(crate) unsafe fn tag_recv_status(
-        &self,
-        buf: *mut u8,
-        len: usize,
-        tag: u64,
-        mask: u64,
-        memh: Option<MemHandleRef>,
-    ) -> sys::ucs_status_ptr_t {
-        // SAFETY: forwarded contract.
-        unsafe { self.tag_recv_with(buf, len, tag, mask, &RecvParams::new(memh)) }
-    }
-
-    /// [`Worker::tag_recv_status`] with parameters built beforehand.
-    ///
-    /// # Safety
-    /// As [`Worker::tag_recv`].
+    /// `buf` must be valid for writes of `len` bytes until the request completes, and no CPU
+    /// view of it may live meanwhile.
     #[inline(always)]
-    pub(crate) unsafe fn tag_recv_with(
+    pub(super) unsafe fn tag_recv_with(
         &self,
         buf: *mut u8,
         len: usize,
@@ -186,80 +150,6 @@ impl Worker {
                 mask,
                 &params.0,
             )
-        }
-    }
-
-    /// Busy-polls the worker until `req` completes; returns its length in bytes (received, or
-    /// sent). Gives up after `timeout`.
-    #[inline]
-    pub fn wait(&self, req: &mut Request<'_>, timeout: Duration) -> Result<usize> {
-        if let Some(n) = req.test()? {
-            return Ok(n);
-        }
-        let mut spins: u32 = 0;
-        let mut start: Option<Instant> = None;
-        loop {
-            self.progress();
-            if let Some(n) = req.test()? {
-                return Ok(n);
-            }
-            spins = spins.wrapping_add(1);
-            // Reading the clock costs more than a progress call: look at it now and then.
-            if spins % 1024 == 0 {
-                let s = *start.get_or_insert_with(Instant::now);
-                if s.elapsed() > timeout {
-                    return Err(UcxError::Timeout {
-                        what: req.op,
-                        secs: timeout.as_secs_f64(),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Busy-polls the worker until the operation a `*_nbx` call returned (`ptr`) completes;
-    /// returns its outcome as [`Request::test`] would. Builds no [`Request`]: the latency
-    /// loop's receive, where moving one through the stack stalled behind the send's stores.
-    /// On time-out the operation is cancelled and released.
-    #[inline]
-    pub(crate) fn wait_status(
-        &self,
-        ptr: sys::ucs_status_ptr_t,
-        kind: Kind,
-        len: usize,
-        op: &'static str,
-        timeout: Duration,
-    ) -> Result<usize> {
-        if sys::UCS_PTR_IS_ERR(ptr) {
-            return Err(request_error(op, sys::UCS_PTR_STATUS(ptr)));
-        }
-        let Some(p) = NonNull::new(ptr) else {
-            return Ok(len);
-        };
-        let mut spins: u32 = 0;
-        let mut start: Option<Instant> = None;
-        loop {
-            self.progress();
-            // SAFETY: p is a live request of this worker, not freed yet; once settled it is
-            // freed and we return without touching it again.
-            if let Some(r) = unsafe { settle(p, kind, len, op) } {
-                return r;
-            }
-            spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
-                let s = *start.get_or_insert_with(Instant::now);
-                if s.elapsed() > timeout {
-                    // SAFETY: p is live and unreleased; cancel, then hand it back to UCX.
-                    unsafe {
-                        sys::ucp_request_cancel(self.inner.raw.as_ptr(), p.as_ptr());
-                        sys::ucp_request_free(p.as_ptr());
-                    }
-                    return Err(UcxError::Timeout {
-                        what: op,
-                        secs: timeout.as_secs_f64(),
-                    });
-                }
-            }
         }
     }
 
@@ -291,106 +181,65 @@ pub(crate) fn op_param(memh: Option<MemHandleRef>) -> sys::ucp_request_param_t {
     param
 }
 
-/// Parameters of sends, built once: a latency loop reuses them rather than writing the ~120
-/// bytes of a `ucp_request_param_t` on every call (stores that queue behind the message's own).
+/// The memory handle a request's parameters carry, if any.
+#[inline]
+fn memh_of(param: &sys::ucp_request_param_t) -> Option<sys::ucp_mem_h> {
+    (param.op_attr_mask & sys::UCP_OP_ATTR_FIELD_MEMH != 0).then_some(param.memh)
+}
+
+/// Parameters of sends, built once and reused while the memory handle stays the same: a
+/// latency loop then does not write the ~120 bytes of a `ucp_request_param_t` on every call
+/// (stores that queue behind the message's own).
 #[derive(Clone, Copy)]
-pub struct SendParams(pub(crate) sys::ucp_request_param_t);
+pub(super) struct SendParams(pub(super) sys::ucp_request_param_t);
 
 impl SendParams {
     /// Contiguous bytes, with the buffer's memory handle when there is one.
-    pub fn new(memh: Option<MemHandleRef>) -> SendParams {
+    pub(super) fn new(memh: Option<MemHandleRef>) -> SendParams {
         SendParams(op_param(memh))
+    }
+
+    /// These parameters for `memh`, rebuilt only when it differs from the one they carry.
+    #[inline]
+    pub(super) fn for_memh(&mut self, memh: Option<MemHandleRef>) -> &SendParams {
+        if memh_of(&self.0) != memh.map(|m| m.raw) {
+            *self = SendParams::new(memh);
+        }
+        self
     }
 }
 
-/// Parameters of tagged receives, built once (see [`SendParams`]); the completion callback
-/// records the received length.
+/// Parameters of tagged receives (see [`SendParams`]); the completion callback records the
+/// received length.
 #[derive(Clone, Copy)]
-pub struct RecvParams(pub(crate) sys::ucp_request_param_t);
+pub(super) struct RecvParams(pub(super) sys::ucp_request_param_t);
 
 impl RecvParams {
     /// Contiguous bytes, with the buffer's memory handle when there is one.
-    pub fn new(memh: Option<MemHandleRef>) -> RecvParams {
+    pub(super) fn new(memh: Option<MemHandleRef>) -> RecvParams {
         let mut param = op_param(memh);
         param.op_attr_mask |= sys::UCP_OP_ATTR_FIELD_CALLBACK | sys::UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
         param.cb.recv = Some(recv_done);
         RecvParams(param)
     }
+
+    /// These parameters for `memh`, rebuilt only when it differs from the one they carry.
+    #[inline]
+    pub(super) fn for_memh(&mut self, memh: Option<MemHandleRef>) -> &RecvParams {
+        if memh_of(&self.0) != memh.map(|m| m.raw) {
+            *self = RecvParams::new(memh);
+        }
+        self
+    }
 }
 
+/// How a request's outcome is read: receives report the received length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    Send,
+    /// A tagged receive.
     Recv,
+    /// Anything else: its outcome is the length it was posted with.
     Other,
-}
-
-enum State {
-    Done(usize),
-    Pending(NonNull<c_void>),
-}
-
-/// An operation in flight (or already complete) on a worker.
-pub struct Request<'w> {
-    state: State,
-    kind: Kind,
-    len: usize,
-    op: &'static str,
-    worker: &'w WorkerInner,
-}
-
-impl<'w> Request<'w> {
-    /// Interprets what a `*_nbx` call returned: NULL (done), an error, or a request.
-    #[inline]
-    pub(crate) fn from_status_ptr(
-        ptr: sys::ucs_status_ptr_t,
-        worker: &'w WorkerInner,
-        kind: Kind,
-        len: usize,
-        op: &'static str,
-    ) -> Result<Request<'w>> {
-        if sys::UCS_PTR_IS_ERR(ptr) {
-            return Err(request_error(op, sys::UCS_PTR_STATUS(ptr)));
-        }
-        let state = match NonNull::new(ptr) {
-            None => State::Done(len),
-            Some(p) => State::Pending(p),
-        };
-        Ok(Request {
-            state,
-            kind,
-            len,
-            op,
-            worker,
-        })
-    }
-
-    /// Asks UCX to cancel the request if it is still in flight (receives stop matching; the
-    /// request then completes with a cancellation status).
-    pub fn cancel(&mut self) {
-        if let State::Pending(p) = self.state {
-            // SAFETY: p is a live request of this (live, borrowed) worker.
-            unsafe { sys::ucp_request_cancel(self.worker.raw.as_ptr(), p.as_ptr()) };
-        }
-    }
-
-    /// Checks for completion without progressing: Some(length) once complete.
-    #[inline]
-    pub fn test(&mut self) -> Result<Option<usize>> {
-        let p = match self.state {
-            State::Done(n) => return Ok(Some(n)),
-            State::Pending(p) => p,
-        };
-        // SAFETY: p is a live request of this worker, not freed yet; once settled it is
-        // forgotten (state Done) so it is never touched again.
-        match unsafe { settle(p, self.kind, self.len, self.op) } {
-            None => Ok(None),
-            Some(r) => {
-                self.state = State::Done(*r.as_ref().unwrap_or(&self.len));
-                r.map(Some)
-            }
-        }
-    }
 }
 
 /// Checks a request without progressing; once it completed, frees it and returns its
@@ -424,17 +273,4 @@ pub(crate) unsafe fn settle(
         return Some(Err(request_error(op, status)));
     }
     Some(Ok(len))
-}
-
-impl Drop for Request<'_> {
-    fn drop(&mut self) {
-        if let State::Pending(p) = self.state {
-            // SAFETY: p is a live request of a live worker (the borrow proves it); cancelling
-            // then freeing lets UCX release it when it finishes.
-            unsafe {
-                sys::ucp_request_cancel(self.worker.raw.as_ptr(), p.as_ptr());
-                sys::ucp_request_free(p.as_ptr());
-            }
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! The one tag layout of every backend's chunks and control messages: the kind in the top
 //! byte, the transfer in the next 24 bits, the chunk in the low 32. libfabric carries it as
-//! the tag of tagged sends and the token of each operation, UCX as the tag of every message.
+//! the tag of tagged sends and the token of each operation, UCX as the tag of every message;
+//! the ping-pong and tag channels (`crate::channel`) tag their messages with it too.
 
 /// Most transfers one end can drive (24 bits of the tag).
 pub const MAX_TRANSFERS: usize = 1 << 24;
@@ -25,8 +26,8 @@ pub enum Kind {
 /// The tag of `kind` for chunk `chunk` of `transfer` (the transfer's top 8 bits are dropped:
 /// ends refuse more than [`MAX_TRANSFERS`]).
 #[inline]
-pub fn tag(kind: Kind, transfer: u32, chunk: u32) -> u64 {
-    (kind as u64) << 56 | (u64::from(transfer) & 0xff_ffff) << 32 | u64::from(chunk)
+pub const fn tag(kind: Kind, transfer: u32, chunk: u32) -> u64 {
+    (kind as u64) << 56 | (transfer as u64 & 0xff_ffff) << 32 | chunk as u64
 }
 
 /// Kind, transfer and chunk of a tag; None for a kind no end sends.

@@ -83,6 +83,12 @@ impl EtcdServer {
         panic!("etcd at {} did not become ready within 20 s", self.url);
     }
 
+    /// Kills the server mid-run (its data stays until the server is dropped).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Every key under `prefix`.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let c = Etcd::connect(&self.url, Duration::from_secs(2), Duration::from_secs(5)).unwrap();
@@ -313,6 +319,15 @@ pub fn assert_merged(d: &ResultDoc, ranks: usize, per: usize, size: u64, iterati
     assert_eq!(tier_members(r), ranks * per, "every worker in one tier");
     let per_rank = r.extra["ranks"].as_array().unwrap();
     assert_eq!(per_rank.len(), ranks);
+    // Every rank's view of the devices that carried its payload, rank 0's (the target's) first.
+    let sides = r.path.as_ref().expect("a path")["sides"]
+        .as_array()
+        .unwrap();
+    let roles: Vec<&str> = sides.iter().map(|s| s["role"].as_str().unwrap()).collect();
+    let want: Vec<String> = (0..=ranks)
+        .map(|k| format!("rank {k} ({})", if k == 0 { "target" } else { "initiator" }))
+        .collect();
+    assert_eq!(roles, want);
     let mut all_workers = Vec::new();
     let mut count = 0;
     let mut slowest_p50: f64 = 0.0;

@@ -20,14 +20,33 @@ pub fn venv() -> PathBuf {
         .unwrap_or_else(|| Path::new(REPO).join(".cache/mlflow-venv"))
 }
 
-/// A server of our own, stopped when dropped.
+/// The environment variable naming an MLflow server that `scripts/test.sh` started for the
+/// whole suite (one start instead of one per test: a start costs 10-60 s of Python imports).
+pub const SHARED_URI: &str = "KVXFER_TEST_MLFLOW_URI";
+
+/// A server: the suite's shared one, or one of our own, stopped when dropped.
 pub struct Server {
-    dir: tempfile::TempDir,
+    /// Our own server's folder; None for the shared one.
+    dir: Option<tempfile::TempDir>,
     port: u16,
 }
 
 impl Server {
-    /// Starts a server, or prints SKIPPED for `test` and returns None when mlflow is missing.
+    /// The suite's shared server (`KVXFER_TEST_MLFLOW_URI`), else one of our own (see
+    /// [`Server::start`]). A test on it keeps to experiments of its own.
+    pub fn shared(test: &str) -> Option<Server> {
+        let port = std::env::var(SHARED_URI).ok().and_then(|u| {
+            u.strip_prefix("http://127.0.0.1:")
+                .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        });
+        match port {
+            Some(port) => Some(Server { dir: None, port }),
+            None => Server::start(test),
+        }
+    }
+
+    /// Starts a server of our own, or prints SKIPPED for `test` and returns None when mlflow
+    /// is missing.
     pub fn start(test: &str) -> Option<Server> {
         if !venv().join("bin/mlflow").exists() {
             let line = format!(
@@ -46,7 +65,7 @@ impl Server {
             .expect("a free port")
             .port();
         let s = Server {
-            dir: tempfile::tempdir().unwrap(),
+            dir: Some(tempfile::tempdir().unwrap()),
             port,
         };
         s.up();
@@ -59,11 +78,15 @@ impl Server {
     }
 
     fn script(&self, args: &[&str]) -> String {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("only a server of the test's own is started or stopped");
         let out = Process::new("bash")
             .arg(Path::new(REPO).join("scripts/mlflow-server.sh"))
             .args(args)
             .arg("--dir")
-            .arg(self.dir.path())
+            .arg(dir.path())
             .output()
             .expect("bash runs");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -101,10 +124,11 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let Some(dir) = &self.dir else { return };
         let _ = Process::new("bash")
             .arg(Path::new(REPO).join("scripts/mlflow-server.sh"))
             .args(["stop", "--dir"])
-            .arg(self.dir.path())
+            .arg(dir.path())
             .output();
     }
 }

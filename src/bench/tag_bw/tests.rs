@@ -227,3 +227,39 @@ fn ucx_perftest_units() {
     // The two bandwidth units differ by exactly 2^20 / 10^9.
     assert!((f.gb_per_sec / f.mib_per_sec - 1_048_576.0 / 1e9).abs() < 1e-15);
 }
+
+#[test]
+fn the_hook_runs_between_the_phases_outside_the_timed_stream() {
+    let (mut ini, mut tgt) = pair(1, Duration::ZERO, Duration::ZERO, None);
+    let p = BwParams {
+        size: 200,
+        iterations: 30,
+        warmup: 5,
+        window: 4,
+        verify: true,
+    };
+    // The receiver notes what it had taken when its hook ran; the sender's hook stalls 200 ms
+    // (a slow counter reading), which its timed stream must not hold.
+    let h = std::thread::spawn(move || {
+        let mut at = Vec::new();
+        let taken = tgt.taken_by_us.clone();
+        run_size_with(&mut tgt, Side::Target, &p, &mut || {
+            at.push(taken.load(Ordering::SeqCst));
+            Ok(())
+        })
+        .map(|_| at)
+    });
+    let mut at = Vec::new();
+    let s = run_size_with(&mut ini, Side::Initiator, &p, &mut || {
+        at.push(0);
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    // Once on each side; the receiver had taken the five warm-up messages.
+    assert_eq!(at.len(), 1);
+    assert_eq!(h.join().unwrap().unwrap(), [5]);
+    assert_eq!(ini.sent, 35);
+    assert!(s.elapsed_ns < 200_000_000, "{}", s.elapsed_ns);
+}

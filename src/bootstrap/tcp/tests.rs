@@ -352,3 +352,36 @@ fn initiators_waiting_together_are_each_served_by_successive_accepts() {
         assert_eq!(w.join().unwrap(), b"t");
     }
 }
+
+#[test]
+fn a_version_query_is_answered_and_the_target_waits_on_for_its_initiator() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr();
+    let t = std::thread::spawn(move || {
+        let mut o = l.accept(&fp(10), Duration::from_secs(10)).unwrap();
+        o.exchange(b"target").unwrap()
+    });
+    let about = query_about(addr, Duration::from_secs(2)).unwrap();
+    assert_eq!(about, About::this());
+    assert_eq!(about.kvxfer, env!("CARGO_PKG_VERSION"));
+    assert_eq!(about.proto, PROTO);
+    // Asked twice: still listening, and the real initiator after the queries is accepted.
+    assert_eq!(query_about(addr, Duration::from_secs(2)).unwrap(), about);
+    let mut o = Oob::connect(&addr.to_string(), &fp(10), Duration::from_secs(5)).unwrap();
+    assert_eq!(o.exchange(b"initiator").unwrap(), b"target");
+    assert_eq!(t.join().unwrap(), b"initiator");
+}
+
+#[test]
+fn a_version_query_to_a_silent_port_ends_at_its_time_out() {
+    // Bound and never accepting: the kernel completes the handshake, nobody answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let start = Instant::now();
+    let e = query_about(silent.local_addr().unwrap(), Duration::from_millis(300)).unwrap_err();
+    assert!(matches!(e, BootstrapError::Silent { .. }), "{e:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}

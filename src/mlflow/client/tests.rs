@@ -60,7 +60,30 @@ fn uris_are_checked() {
             .base(),
         "https://mlflow.example/prefix"
     );
-    for bad in ["", "127.0.0.1:5000", "ftp://x", "http://", "http:///x"] {
+    for good in [
+        "http://[::1]:5000",
+        "https://user:pw@mlflow.example:443/prefix?x=1",
+        "http://mlflow_server",
+    ] {
+        assert!(Client::new(good, RetryPolicy::default()).is_ok(), "{good}");
+    }
+    for bad in [
+        "",
+        "127.0.0.1:5000",
+        "ftp://x",
+        "http://",
+        "http:///x",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:0",
+        "http://127.0.0.1:",
+        "http://exa mple.com",
+        "http://exa\tmple.com",
+        "http://-bad.example",
+        "http://a..b",
+        "http://[::1",
+        "http://[zz]:80",
+        "http://host:port",
+    ] {
         assert!(
             matches!(
                 Client::new(bad, RetryPolicy::default()),

@@ -370,3 +370,46 @@ fn hash_is_sha256_hex() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }
+
+#[test]
+fn the_path_becomes_two_metrics_and_its_verdict_a_tag() {
+    let mut d = doc("kvxfer", "xfer", "L1");
+    d.results.push(SizeResult {
+        message_size: 1 << 20,
+        bandwidth_gbps: Some(40.0),
+        path: Some(
+            serde_json::json!({"verdict": "efa0 50% efa1 50%, 1.01x, 80% of 200 Gb/s",
+            "kind": "network", "bytes_ratio": 1.01, "line_rate_fraction": 0.8}),
+        ),
+        ..Default::default()
+    });
+    let p = plan_run(&d, &d.to_json(), "x.json", &MapOptions::default(), now());
+    assert_eq!(metric(&p, "path_bytes_ratio"), Some(1.01));
+    assert_eq!(metric(&p, "line_rate_fraction"), Some(0.8));
+    assert_eq!(
+        tag(&p, "path"),
+        Some("efa0 50% efa1 50%, 1.01x, 80% of 200 Gb/s")
+    );
+    assert_eq!(tag(&p, "path_kind"), Some("network"));
+    // A pingpong's sizes: suffixed metrics; one verdict for sizes alike, a wrong-path status.
+    let mut d = doc("kvxfer", "pingpong", "L0");
+    d.status = Status::WrongPath;
+    for size in [64u64, 4096] {
+        d.results.push(SizeResult {
+            message_size: size,
+            path: Some(
+                serde_json::json!({"verdict": "lo carried it, not the requested network",
+                "kind": "local", "bytes_ratio": 2.5, "line_rate_fraction": null}),
+            ),
+            ..Default::default()
+        });
+    }
+    let p = plan_run(&d, &d.to_json(), "x.json", &MapOptions::default(), now());
+    assert_eq!(metric(&p, "path_bytes_ratio_64"), Some(2.5));
+    assert_eq!(metric(&p, "line_rate_fraction_64"), None);
+    assert_eq!(
+        tag(&p, "path"),
+        Some("lo carried it, not the requested network")
+    );
+    assert_eq!(tag(&p, "status"), Some("wrong-path"));
+}

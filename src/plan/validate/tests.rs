@@ -149,7 +149,18 @@ fn optional_settings_are_checked() {
     p["common"]["peer_timeout_s"] = json!(30);
     p["common"]["realtime_priority"] = json!(1);
     p["layers"][0]["patterns"][0]["params"]["runs"] = json!(5);
+    p["layers"][0]["patterns"][0]["params"]["expect_path"] = json!("rdmap*,efa*");
     assert_eq!(validate(&p), []);
+    for bad in [json!(""), json!("efa0,,efa1"), json!("eth 0"), json!(3)] {
+        let mut q = p.clone();
+        q["layers"][0]["patterns"][0]["params"]["expect_path"] = bad;
+        let got: Vec<String> = validate(&q).iter().map(|x| x.to_string()).collect();
+        assert_eq!(
+            got,
+            ["$.layers[0].patterns[0].params.expect_path: must be network, local or DEV[,DEV...] \
+              (kvxfer's --expect-path)"]
+        );
+    }
     p["infrastructure"]["topology"] = json!("three-node");
     p["common"]["peer_timeout_s"] = json!(0);
     p["common"]["realtime_priority"] = json!(100);

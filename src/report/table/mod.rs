@@ -69,6 +69,7 @@ pub fn pingpong(doc: &ResultDoc) -> String {
         );
     }
     out.push_str(&precision_lines(doc));
+    out.push_str(&super::path_lines::summary(doc));
     out
 }
 

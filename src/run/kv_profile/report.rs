@@ -9,6 +9,7 @@ use super::config::{KvProfileConfig, ProfileRun, Shape};
 use super::difference::Difference;
 use super::RunError;
 use crate::report::{ResultDoc, SizeResult, Status};
+use crate::run::path::PathReport;
 use crate::stats::Precision;
 
 /// The figures of one xfer run that the profile uses, in microseconds.
@@ -453,8 +454,35 @@ fn token_result(
         bandwidth_mbps: base.bandwidth_mbps,
         transfer_time_ms: base.transfer_time_ms,
         histogram: base.histogram,
+        path: length_path(tokens, runs, base.path),
         extra,
     })
+}
+
+/// A prompt length's path: the back-to-back run's (`back_to_back`), its verdict naming every
+/// other run of the length whose payload took another path.
+fn length_path(
+    tokens: u64,
+    runs: &[(ProfileRun, ResultDoc)],
+    back_to_back: Option<Value>,
+) -> Option<Value> {
+    let mut p = PathReport::from_value(back_to_back.as_ref()?)?;
+    for (r, d) in runs.iter().filter(|(r, _)| r.tokens == tokens) {
+        let other = d.results.first().and_then(|x| x.path.as_ref());
+        let Some(o) = other.and_then(PathReport::from_value) else {
+            continue;
+        };
+        let names = |a: &PathReport| a.devices.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+        if o.kind != p.kind || names(&o) != names(&p) {
+            let run = match r.shape {
+                Shape::Contiguous => "contiguous".to_string(),
+                Shape::Descriptors { idle_ms } => format!("descriptors after {idle_ms} ms idle"),
+            };
+            p.verdict
+                .push_str(&format!("; the {run} run: {}", o.verdict));
+        }
+    }
+    Some(p.to_value())
 }
 
 #[cfg(test)]

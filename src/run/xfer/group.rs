@@ -13,13 +13,14 @@ use serde_json::{json, Value};
 
 use super::config::{ConcurrencyMode, Sides, XferConfig, XferProgress};
 use super::scheme::Roles;
-use super::sync::TimedBarrier;
+use super::target::TargetShared;
 use super::worker::WorkerReport;
 use super::{initiator, target};
-use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec};
+use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec, MAX_WORLD};
 use crate::bootstrap::{Fingerprint, OobListener};
 use crate::peer::Side;
 use crate::report::ResultDoc;
+use crate::run::path::{PathReport, SideView};
 use crate::run::RunError;
 
 /// How often rank 0 looks for ranks that are gone while the transfers run.
@@ -33,6 +34,9 @@ struct RankResult {
     #[serde(default)]
     served: Option<Served>,
     error: Option<String>,
+    /// This rank's view of the devices that carried its payload.
+    #[serde(default)]
+    path: Option<SideView>,
 }
 
 /// What a target rank served, from its own document.
@@ -68,6 +72,12 @@ fn fingerprint(cfg: &XferConfig) -> Fingerprint {
 
 /// The roles of the ranks, refusing what a group run does not do.
 fn check(cfg: &XferConfig, spec: &GroupSpec) -> Result<Roles, RunError> {
+    if spec.world == 0 || spec.world > MAX_WORLD {
+        return Err(RunError::Config(format!(
+            "a group run takes 1 to {MAX_WORLD} processes, not {}",
+            spec.world
+        )));
+    }
     let roles = Roles::new(cfg.scheme, spec.world, cfg.concurrency).map_err(RunError::Config)?;
     if cfg.mode != ConcurrencyMode::Endpoints {
         return Err(RunError::Config(
@@ -215,36 +225,39 @@ fn target_part(
         tcfg.concurrency
     );
     let (doc, cause) = serve(&tcfg, group, listener, settle)?;
-    let own = RankResult {
-        reports: Vec::new(),
-        served: doc.as_ref().and_then(Served::of),
-        error: cause.as_ref().map(|e| e.to_string()),
-    };
+    let served = doc.as_ref().and_then(Served::of);
+    let error = cause.as_ref().map(|e| e.to_string());
     let outcome = match (doc, cause) {
         (Some(d), c) => crate::run::conclude(d, c.map_or(Ok(()), Err)),
         (None, Some(c)) => Err(c),
         (None, None) => Err(RunError::Crashed("target")),
     };
+    let own = RankResult {
+        reports: Vec::new(),
+        served,
+        error,
+        path: own_view(&outcome),
+    };
     Ok((own, outcome))
 }
 
-/// Runs the target in a thread while watching the group: a rank that dies or gives up stops
-/// every worker at its next iteration (a worker whose initiator died may wait on the fabric
-/// until the time-out; it is left behind). Returns the target's document, when it finished,
-/// and what stopped the run early.
+/// Runs the target in a thread while watching the group: a rank that dies or gives up (or
+/// etcd going away) stops every worker at its next iteration (a worker whose initiator died
+/// may wait on the fabric until the time-out; it is left behind). Returns the target's
+/// document (when the run stops early, what it served so far) and what stopped it early.
 fn serve(
     tcfg: &XferConfig,
     group: &Group,
     listener: OobListener,
     settle: Duration,
 ) -> Result<(Option<ResultDoc>, Option<RunError>), RunError> {
-    let slot: Arc<Mutex<Option<Arc<TimedBarrier>>>> = Arc::default();
+    let slot: Arc<Mutex<Option<Arc<TargetShared>>>> = Arc::default();
     let (cfg, put) = (tcfg.clone(), slot.clone());
     let target = std::thread::Builder::new()
         .name("kvxfer-target".into())
         .spawn(move || {
-            target::serve(&cfg, &listener, |b| {
-                *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(b);
+            target::serve(&cfg, &listener, |shared| {
+                *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(shared);
             })
         })
         .map_err(|source| RunError::Spawn {
@@ -256,15 +269,25 @@ fn serve(
             let outcome = target.join().map_err(|_| RunError::Crashed("target"))?;
             return Ok(match outcome {
                 Ok(doc) => (Some(doc), None),
+                Err(RunError::Partial { doc, error }) => {
+                    // Its error is concluded again below, blamed on a rank if one is gone.
+                    let mut doc = *doc;
+                    doc.errors.clear();
+                    (Some(doc), Some(blame(group, *error, settle)))
+                }
                 Err(e) => (None, Some(blame(group, e, settle))),
             });
         }
         if let Some(gone) = group.watch() {
             eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
-            if let Some(b) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                b.break_all();
-            }
-            return Ok((None, Some(RunError::Group(gone))));
+            let started = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let doc = started.map(|shared| {
+                shared.stop_all();
+                let plan = tcfg.validate(Sides::One(Side::Target));
+                plan.map(|plan| target::served_doc(tcfg, &plan, &shared.served))
+            });
+            let doc = doc.transpose()?.filter(|d| !d.results.is_empty());
+            return Ok((doc, Some(RunError::Group(gone))));
         }
         std::thread::sleep(WATCH);
     }
@@ -288,14 +311,45 @@ fn initiator_part(
         eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
         Some(RunError::Group(gone))
     };
-    let (reports, error) = initiator::reports(cfg, &targets, progress, Some(&mut watch))?;
-    let error = error.map(|e| blame(group, e, settle));
+    let mut got = initiator::reports(cfg, &targets, progress, Some(&mut watch))?;
+    got.error = got.error.map(|e| blame(group, e, settle));
+    let reports = got.reports.clone();
+    let error = got.error.as_ref().map(|e| e.to_string());
+    let doc = initiator::doc(cfg, got);
     let own = RankResult {
-        reports: reports.clone(),
+        reports,
         served: None,
-        error: error.as_ref().map(|e| e.to_string()),
+        error,
+        path: own_view(&doc),
     };
-    Ok((own, initiator::doc(cfg, reports, error)))
+    Ok((own, doc))
+}
+
+/// A rank's own view of its path: its document's first result's first side.
+fn own_view(doc: &Result<ResultDoc, RunError>) -> Option<SideView> {
+    let doc = match doc {
+        Ok(d) => d,
+        Err(RunError::Partial { doc, .. }) => doc,
+        Err(_) => return None,
+    };
+    let path = doc.results.first()?.path.as_ref()?;
+    PathReport::from_value(path)?.sides.into_iter().next()
+}
+
+/// Every rank's view (rank 0's first), each named for its rank, as the merged result's path.
+fn merged_path(roles: &Roles, results: &[Option<RankResult>]) -> Option<PathReport> {
+    let mut views = results.iter().enumerate().filter_map(|(r, got)| {
+        let mut v = got.as_ref()?.path.clone()?;
+        let role = if roles.is_target(r) {
+            "target"
+        } else {
+            "initiator"
+        };
+        v.role = format!("rank {r} ({role})");
+        Some(v)
+    });
+    let own = views.next()?;
+    Some(PathReport::of(own, views.collect()))
 }
 
 /// The largest value put at once (etcd refuses requests over 1.5 MiB by default).
@@ -357,7 +411,7 @@ fn merge(
                 .push(json!({"rank": r, "host": host(r), "status": "lost", "target_ranks": peers}));
             continue;
         };
-        let own = super::report::build(cfg, &rank_plan, Side::Initiator, &got.reports);
+        let own = super::report::build(cfg, &rank_plan, Side::Initiator, &got.reports, None);
         ranks.push(rank_entry(
             r,
             &host(r),
@@ -384,10 +438,11 @@ fn merge(
     } else {
         (Side::Initiator, rank_plan)
     };
-    let mut doc = super::report::build(&mcfg, &plan, side, &all);
+    let mut doc = super::report::build(&mcfg, &plan, side, &all, None);
     if let Some(res) = doc.results.first_mut() {
         res.extra.insert("ranks".into(), Value::Array(ranks));
         res.extra.insert("targets".into(), Value::Array(targets));
+        res.path = merged_path(roles, results).map(|p| p.to_value());
     }
     let c = &mut doc.config;
     c.insert("etcd".into(), json!(group.url()));

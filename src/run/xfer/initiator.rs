@@ -9,7 +9,6 @@ use super::config::{Sides, XferBackend, XferConfig, XferPlan, XferProgress};
 use super::link::TargetLink;
 use super::pace::SharedPace;
 use super::staging::Staging;
-use super::tcp_stats::TcpCounters;
 use super::worker::{
     bench_err, check, exchange, join_each, kept_reports, seq, Idle, KeptReports, Offer,
     TargetFacts, TargetSummary, WorkerReport, CLOSE_SESSION, OPEN_SESSION,
@@ -21,6 +20,7 @@ use crate::bootstrap::Oob;
 use crate::mem::SharedRegion;
 use crate::peer::Side;
 use crate::report::{Environment, ResultDoc};
+use crate::run::path::{Probe, SpanGate, SpanReadings};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::stats::StoppedBy;
@@ -108,10 +108,12 @@ impl TargetLink for OobLink<'_> {
         Ok(()) // the target checks in its own thread
     }
 
-    fn finish(&mut self, report: &WorkerReport) -> Result<u64, RunError> {
-        self.0.send_json(report)?;
+    fn finish(&mut self, report: &mut WorkerReport) -> Result<(), RunError> {
+        self.0.send_json(&*report)?;
         let summary: TargetSummary = self.0.recv_json()?;
-        Ok(summary.verified_bytes)
+        report.verified_bytes += summary.verified_bytes;
+        report.target_path = summary.path;
+        Ok(())
     }
 
     fn open_session(&mut self) -> Result<(), RunError> {
@@ -127,28 +129,30 @@ impl TargetLink for OobLink<'_> {
     }
 }
 
-/// Runs one initiator worker against the target on `oob`, its iterations as `pace` decides for
-/// all the process's workers; returns its report. From the connection on, `kept` holds what it
-/// measured so far (updated after every iteration, so a watcher can take it while the worker
-/// waits on the fabric).
+/// What an initiator worker shares with the side's other workers: the progress count, the
+/// gate of the counter readings around the timed span, its slot for what it measured, and the
+/// pace of the iterations.
+pub(super) struct Shared<'a> {
+    /// Finished iterations.
+    pub progress: &'a XferProgress,
+    /// The side's counter readings.
+    pub gate: &'a SpanGate,
+    /// What it measured so far (updated after every iteration, so a watcher can take it while
+    /// the worker waits on the fabric).
+    pub kept: &'a Mutex<Option<WorkerReport>>,
+    /// The iterations of all the process's workers, decided together.
+    pub pace: &'a SharedPace,
+}
+
+/// Runs one initiator worker against the target on `oob`; returns its report.
 pub(super) fn initiator_worker(
     cfg: &XferConfig,
     plan: &XferPlan,
     local_index: usize,
     mut oob: Oob,
-    progress: &XferProgress,
-    kept: &Mutex<Option<WorkerReport>>,
-    pace: &SharedPace,
+    shared: &Shared<'_>,
 ) -> Result<WorkerReport, RunError> {
-    let r = initiator_run(
-        cfg,
-        plan,
-        local_index,
-        &mut OobLink(&mut oob),
-        progress,
-        kept,
-        pace,
-    );
+    let r = initiator_run(cfg, plan, local_index, &mut OobLink(&mut oob), shared);
     if let Err(e) = &r {
         oob.report_failure(&e.to_string());
     }
@@ -156,16 +160,29 @@ pub(super) fn initiator_worker(
 }
 
 /// Runs one initiator worker against the target `link` reaches; returns its report, keeping
-/// what it measured so far in `kept`.
+/// what it measured so far in `shared.kept`. A failed worker abandons the side's gate.
 pub(super) fn initiator_run(
     cfg: &XferConfig,
     plan: &XferPlan,
     local_index: usize,
     link: &mut dyn TargetLink,
-    progress: &XferProgress,
-    kept: &Mutex<Option<WorkerReport>>,
-    pace: &SharedPace,
+    shared: &Shared<'_>,
 ) -> Result<WorkerReport, RunError> {
+    let r = initiator_steps(cfg, plan, local_index, link, shared);
+    if r.is_err() {
+        shared.gate.abandon();
+    }
+    r
+}
+
+fn initiator_steps(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    local_index: usize,
+    link: &mut dyn TargetLink,
+    shared: &Shared<'_>,
+) -> Result<WorkerReport, RunError> {
+    let (progress, kept) = (shared.progress, shared.kept);
     let per = plan.transfers_per_worker;
     let size = cfg.size as usize;
     let staging = Staging::for_side(&cfg.mem, cfg.mem.initiator, 1, per * size)?;
@@ -190,7 +207,7 @@ pub(super) fn initiator_run(
         registration: setup.registration.map(String::from),
         staging_ns: Vec::new(),
         rails: None,
-        tcp: None,
+        target_path: None,
         stopped_by: None,
         open: Vec::new(),
     };
@@ -207,30 +224,32 @@ pub(super) fn initiator_run(
             timeout: cfg.timeout,
         },
         staging,
-        tcp_before: None,
-        first: local_index == 0,
+        gate: shared.gate,
     };
     let result = (|| -> Result<(), RunError> {
         report.open = super::open_loop::sessions(cfg, plan, local_index, &mut *ep, link)?;
         let mut i = 0;
-        while cfg.open.is_none() && pace.begin(i) {
+        while cfg.open.is_none() && shared.pace.begin(i) {
+            crate::stop::check()?;
             run.iteration(&mut *ep, link, &mut report, i)?;
             let timed = report.timed.last().filter(|_| i >= cfg.warmup);
             let e2e: Vec<u64> = timed.map_or_else(Vec::new, |s| {
                 (0..per).map(|t| super::report::e2e(cfg.op, s, t)).collect()
             });
-            pace.end(i, &e2e);
+            shared.pace.end(i, &e2e);
             keep(kept, &report);
             progress.tick();
             i += 1;
         }
-        report.stopped_by = Some(pace.stopped_by()).filter(|s| *s != StoppedBy::Fixed);
-        if let Some(before) = run.tcp_before {
-            report.tcp = TcpCounters::read().map(|now| now.since(&before));
+        report.stopped_by = Some(shared.pace.stopped_by()).filter(|s| *s != StoppedBy::Fixed);
+        // Open-loop sessions are not spanned: nobody waits for a reading after them.
+        match cfg.open {
+            Some(_) => shared.gate.abandon(),
+            None => shared.gate.end(),
         }
         report.staging_ns = run.staging.take().map(Staging::take).unwrap_or_default();
         report.environment = environment(&*ep);
-        report.verified_bytes += link.finish(&report)?;
+        link.finish(&mut report)?;
         Ok(())
     })();
     match result {
@@ -251,10 +270,8 @@ struct InitiatorRun<'a> {
     per: usize,
     params: IterParams,
     staging: Option<Staging>,
-    /// The host's TCP counters before the first timed iteration (the first worker only:
-    /// they are host-wide).
-    tcp_before: Option<TcpCounters>,
-    first: bool,
+    /// The side's counter readings around the timed span.
+    gate: &'a SpanGate,
 }
 
 impl InitiatorRun<'_> {
@@ -293,8 +310,9 @@ impl InitiatorRun<'_> {
         if timed && !cfg.idle_before_timed.is_zero() {
             std::thread::sleep(cfg.idle_before_timed);
         }
-        if i == cfg.warmup && self.first {
-            self.tcp_before = TcpCounters::read();
+        if i == cfg.warmup {
+            // Before this worker's first timed iteration, nothing of it in flight.
+            self.gate.start();
         }
         link.meet(i)?;
         let at = || format!("worker {w}, iteration {i}");
@@ -347,27 +365,45 @@ fn keep(kept: &Mutex<Option<WorkerReport>>, report: &WorkerReport) {
     }
 }
 
+/// What the initiator side's workers gave: their reports, the error that stopped them, and
+/// the counter readings around the timed span (when every worker got through it).
+pub(super) struct Collected {
+    pub reports: Vec<WorkerReport>,
+    pub error: Option<RunError>,
+    pub span: Option<SpanReadings>,
+}
+
 /// The initiator side's document from its workers' reports: complete, or partial over the
-/// iterations every worker finished when `error` stopped it (the error alone when a worker
+/// iterations every worker finished when the error stopped it (the error alone when a worker
 /// measured nothing).
-pub(super) fn doc(
-    cfg: &XferConfig,
-    reports: Vec<WorkerReport>,
-    error: Option<RunError>,
-) -> Result<ResultDoc, RunError> {
+pub(super) fn doc(cfg: &XferConfig, got: Collected) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::One(Side::Initiator))?;
-    let Some(e) = error else {
-        return Ok(super::report::build(cfg, &plan, Side::Initiator, &reports));
+    let (reports, span) = (got.reports, got.span.as_ref());
+    let Some(e) = got.error else {
+        return Ok(super::report::build(
+            cfg,
+            &plan,
+            Side::Initiator,
+            &reports,
+            span,
+        ));
     };
     if reports.is_empty() || reports.iter().any(|r| r.timed.is_empty()) {
         return Err(e);
     }
-    let doc = super::report::build(cfg, &plan, Side::Initiator, &reports);
+    let doc = super::report::build(cfg, &plan, Side::Initiator, &reports, span);
     crate::run::conclude(doc, Err(e))
 }
 
 /// How often a watched run asks its watcher.
 const WATCH: Duration = Duration::from_millis(250);
+
+/// How often the workers are looked at while they run.
+const POLL: Duration = Duration::from_millis(20);
+
+/// How long workers have, after a signal asked the run to stop, to stop by themselves before
+/// the run ends without the ones still waiting.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the initiator side's workers against the targets at `peers`: the reports of the
 /// workers that finished and what the failed ones measured, with the error that names the
@@ -379,24 +415,32 @@ pub(super) fn reports(
     peers: &[String],
     progress: &XferProgress,
     watch: Option<&mut dyn FnMut() -> Option<RunError>>,
-) -> Result<(Vec<WorkerReport>, Option<RunError>), RunError> {
+) -> Result<Collected, RunError> {
     if peers.is_empty() {
         return Err(RunError::Config("no target given".into()));
     }
     let plan = cfg.validate(Sides::One(Side::Initiator))?;
     let kept = kept_reports(&plan);
     let pace = Arc::new(SharedPace::new(cfg.iterations, cfg.warmup));
+    let gate = Arc::new(SpanGate::new(Probe::host(), plan.workers));
     let mut handles = Vec::with_capacity(plan.workers);
     for w in 0..plan.workers {
         let peer = peers[w % peers.len()].clone();
         let cfg = cfg.clone();
         let progress = progress.clone();
-        let (kept, pace) = (kept.clone(), pace.clone());
+        let (kept, gate, pace) = (kept.clone(), gate.clone(), pace.clone());
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-initiator-{w}"))
             .spawn(move || {
-                let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout)?;
-                initiator_worker(&cfg, &plan, w, oob, &progress, &kept[w], &pace)
+                let shared = Shared {
+                    progress: &progress,
+                    gate: &gate,
+                    kept: &kept[w],
+                    pace: &pace,
+                };
+                let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout);
+                let oob = oob.inspect_err(|_| gate.abandon())?;
+                initiator_worker(&cfg, &plan, w, oob, &shared)
             })
             .map_err(|source| RunError::Spawn {
                 what: "an initiator worker",
@@ -404,33 +448,48 @@ pub(super) fn reports(
             })?;
         handles.push(h);
     }
-    Ok(collect(handles, &kept, watch))
+    Ok(collect(handles, &kept, &gate, watch))
 }
 
 /// Waits for the initiator workers, asking `watch` every quarter second while they run: the
 /// reports of those that finished, what the others measured, and the error that names the
-/// cause when any failed (or when `watch` named one: the run ends there and a worker still
-/// waiting on the fabric or its target is left behind).
+/// cause when any failed (or when `watch` named one, or a signal asked the run to stop and
+/// some worker did not within [`STOP_GRACE`]: the run ends there and a worker still waiting on
+/// the fabric or its target is left behind).
 pub(super) fn collect(
     handles: Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>,
     kept: &KeptReports,
-    watch: Option<&mut dyn FnMut() -> Option<RunError>>,
-) -> (Vec<WorkerReport>, Option<RunError>) {
+    gate: &SpanGate,
+    mut watch: Option<&mut dyn FnMut() -> Option<RunError>>,
+) -> Collected {
     let take = |w: usize| kept[w].lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(watch) = watch {
-        while !handles.iter().all(|h| h.is_finished()) {
-            if let Some(e) = watch() {
-                let mut reports = Vec::new();
-                for (w, h) in handles.into_iter().enumerate() {
-                    match h.is_finished().then(|| h.join()) {
-                        Some(Ok(Ok(r))) => reports.push(r),
-                        _ => reports.extend(take(w)),
-                    }
-                }
-                return (reports, Some(e));
-            }
-            std::thread::sleep(WATCH);
+    let (mut watched, mut stopped_at) = (std::time::Instant::now(), None);
+    while !handles.iter().all(|h| h.is_finished()) {
+        let mut cause = None;
+        if let Some(w) = watch.as_mut().filter(|_| watched.elapsed() >= WATCH) {
+            watched = std::time::Instant::now();
+            cause = w();
         }
+        if let (None, Some(s)) = (&cause, crate::stop::requested()) {
+            let at = *stopped_at.get_or_insert_with(std::time::Instant::now);
+            cause =
+                (at.elapsed() > STOP_GRACE).then_some(RunError::Stopped(crate::stop::Stopped(s)));
+        }
+        if let Some(e) = cause {
+            let mut reports = Vec::new();
+            for (w, h) in handles.into_iter().enumerate() {
+                match h.is_finished().then(|| h.join()) {
+                    Some(Ok(Ok(r))) => reports.push(r),
+                    _ => reports.extend(take(w)),
+                }
+            }
+            return Collected {
+                reports,
+                error: Some(e),
+                span: gate.readings(),
+            };
+        }
+        std::thread::sleep(POLL);
     }
     let workers = handles.len();
     let (mut reports, error) = join_each(handles);
@@ -441,5 +500,9 @@ pub(super) fn collect(
             reports.extend(take(w));
         }
     }
-    (reports, error)
+    Collected {
+        reports,
+        error,
+        span: gate.readings(),
+    }
 }

@@ -34,8 +34,8 @@ pub(super) trait TargetLink {
     /// After iteration `i`'s transfers: the target's own work on what arrived.
     fn after(&mut self, i: u64) -> Result<(), RunError>;
 
-    /// Ends the run with this worker's `report`; the bytes the target verified.
-    fn finish(&mut self, report: &WorkerReport) -> Result<u64, RunError>;
+    /// Ends the run with this worker's `report`, adding what the target verified and saw.
+    fn finish(&mut self, report: &mut WorkerReport) -> Result<(), RunError>;
 
     /// Opens an open-loop session: returns once the target serves it.
     fn open_session(&mut self) -> Result<(), RunError>;

@@ -19,14 +19,15 @@ mod scheme;
 pub mod staging;
 mod sync;
 mod target;
-mod tcp_stats;
 mod worker;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub use self::config::{
-    ConcurrencyMode, LocalThreads, OpenLoop, RailSpec, Scheme, Sides, XferBackend, XferConfig,
-    XferPlan, XferProgress, DEFAULT_BLOCK, DEFAULT_MAX_OUTSTANDING, DEFAULT_STRIPE_THRESHOLD,
+    sample_bytes, ConcurrencyMode, LocalThreads, OpenLoop, RailSpec, Scheme, Sides, XferBackend,
+    XferConfig, XferPlan, XferProgress, DEFAULT_BLOCK, DEFAULT_MAX_OUTSTANDING,
+    DEFAULT_STRIPE_THRESHOLD, MAX_CONCURRENCY, MAX_ITERATIONS, MAX_RAILS, MAX_WINDOW,
 };
 pub use self::group::run_group;
 use self::same_thread::spawn_pairs;
@@ -34,6 +35,7 @@ use self::worker::kept_reports;
 use super::RunError;
 use crate::bootstrap::OobListener;
 use crate::report::ResultDoc;
+use crate::run::path::{Probe, SpanGate};
 
 /// Runs the target side: accepts `concurrency` workers (one in outstanding mode) on the
 /// listener, serves them, and returns the document of all their reports.
@@ -49,8 +51,8 @@ pub fn run_initiator(
     peers: &[String],
     progress: &XferProgress,
 ) -> Result<ResultDoc, RunError> {
-    let (reports, error) = initiator::reports(cfg, peers, progress, None)?;
-    initiator::doc(cfg, reports, error)
+    let got = initiator::reports(cfg, peers, progress, None)?;
+    initiator::doc(cfg, got)
 }
 
 /// Runs both sides in this process over the loopback in the thread layout `threads` (which the
@@ -112,7 +114,8 @@ fn run_local_pairs(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDo
     }
     let mems = target::target_mems(cfg, plan.workers, plan.transfers_per_worker)?;
     let kept = kept_reports(&plan);
-    let handles = spawn_pairs(cfg, &plan, mems, progress, &kept)?;
-    let (reports, error) = initiator::collect(handles, &kept, None);
-    initiator::doc(cfg, reports, error)
+    let gate = Arc::new(SpanGate::new(Probe::host(), plan.workers));
+    let handles = spawn_pairs(cfg, &plan, mems, progress, &kept, &gate)?;
+    let got = initiator::collect(handles, &kept, &gate, None);
+    initiator::doc(cfg, got)
 }

@@ -227,6 +227,7 @@ fn session_result(
         bandwidth_gbps: bps.map(|b| b / 1e9),
         bandwidth_mbps: bps.map(|b| b / 1e6),
         transfer_time_ms: (!t.corrected.is_empty()).then(|| t.corrected.mean() / 1e6),
+        path: None,
         histogram: (!t.corrected.is_empty())
             .then(|| encode_histogram(&t.corrected).ok())
             .flatten(),

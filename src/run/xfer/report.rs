@@ -9,12 +9,13 @@ use serde_json::{Map, Value};
 use super::config::{XferConfig, XferPlan};
 use super::config_block::config_map;
 use super::staging::{Direction, StagingFigures};
-use super::tcp_stats::TcpCounters;
 use super::worker::WorkerReport;
 use crate::bench::xfer::IterSample;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult, Status};
+use crate::run::counters::TcpCounters;
 use crate::run::environment;
+use crate::run::path::{PathReport, Payload, SideView, SpanReadings};
 use crate::stats::{
     detect_tiers, encode_histogram, new_histogram, LatencySummary, Precision, StoppedBy,
 };
@@ -160,8 +161,16 @@ struct HostTcp {
     counters: TcpCounters,
 }
 
-/// Builds the document of one side from its workers' reports.
-pub fn build(cfg: &XferConfig, plan: &XferPlan, side: Side, reports: &[WorkerReport]) -> ResultDoc {
+/// Builds the document of one side from its workers' reports, with the devices that carried
+/// the payload as `span`'s readings and the targets' views in the reports show them (not for
+/// open-loop runs, whose document is its own).
+pub fn build(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    side: Side,
+    reports: &[WorkerReport],
+    span: Option<&SpanReadings>,
+) -> ResultDoc {
     if cfg.open.is_some() {
         return super::open_report::build(cfg, plan, side, reports);
     }
@@ -194,6 +203,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: Side, reports: &[WorkerRep
     let bytes = streams.len() as u64 * cfg.size * iterations as u64;
     let bps = (span_total > 0).then(|| bytes as f64 / (span_total as f64 / 1e9));
     let tiers = tiers(plan, &streams);
+    let path = path(cfg, side, &reports, span, bytes, span_total);
     let extra = XferExtra {
         bandwidth_gibps: bps.map(|b| b / GIB),
         per_transfer_gbps: (!e2e_hist.is_empty()).then(|| cfg.size as f64 / e2e_hist.mean()),
@@ -220,9 +230,9 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: Side, reports: &[WorkerRep
             .sum(),
         rails: rails(&reports),
         staging: staging(cfg, side, &reports),
-        host_tcp: reports.iter().find_map(|r| {
-            r.tcp.map(|counters| HostTcp {
-                host: r.environment.host.clone(),
+        host_tcp: path.as_ref().and_then(|p| p.own()).and_then(|v| {
+            v.tcp.map(|counters| HostTcp {
+                host: v.host.clone(),
                 counters,
             })
         }),
@@ -251,6 +261,7 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: Side, reports: &[WorkerRep
         histogram: (!e2e_hist.is_empty())
             .then(|| encode_histogram(&e2e_hist).ok())
             .flatten(),
+        path: path.map(|p| p.to_value()),
         extra,
     });
     doc.status = if streams.is_empty() {
@@ -260,6 +271,32 @@ pub fn build(cfg: &XferConfig, plan: &XferPlan, side: Side, reports: &[WorkerRep
     };
     doc.finished_at = crate::report::schema::now_rfc3339();
     doc
+}
+
+/// The devices that carried this side's `bytes` over its timed iterations (`span_ns` of
+/// them), with the targets' own views after this side's.
+fn path(
+    cfg: &XferConfig,
+    side: Side,
+    reports: &[&WorkerReport],
+    span: Option<&SpanReadings>,
+    bytes: u64,
+    span_ns: u64,
+) -> Option<PathReport> {
+    let sends = (side == Side::Target) == (cfg.op == XferOp::Read);
+    let payload = Payload {
+        sent: if sends { bytes } else { 0 },
+        received: if sends { 0 } else { bytes },
+        timed_ns: (span_ns > 0).then_some(span_ns),
+    };
+    let own = span?.view(side.name(), payload);
+    let mut peers: Vec<SideView> = Vec::new();
+    for v in reports.iter().filter_map(|r| r.target_path.as_ref()) {
+        if !peers.contains(v) {
+            peers.push(v.clone());
+        }
+    }
+    Some(PathReport::of(own, peers))
 }
 
 /// The staging figures of this side (None unless staged).

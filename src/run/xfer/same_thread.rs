@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::config::{XferConfig, XferPlan, XferProgress};
-use super::initiator::initiator_run;
+use super::initiator::{initiator_run, Shared};
 use super::link::TargetLink;
 use super::pace::SharedPace;
 use super::sync::TimedBarrier;
@@ -18,6 +18,7 @@ use super::worker::{idle_tick, KeptReports, TargetFacts, WorkerReport};
 use crate::bench::xfer::{run_initiator_iteration, IterParams, IterSample, TargetCount};
 use crate::bench::BenchError;
 use crate::mem::SharedRegion;
+use crate::run::path::SpanGate;
 use crate::run::RunError;
 use crate::xfer::ucx::{connect_pair, UcxTarget};
 use crate::xfer::{
@@ -99,8 +100,9 @@ impl TargetLink for PairLink<'_> {
         self.side.finish(self.cfg, target, i)
     }
 
-    fn finish(&mut self, _report: &WorkerReport) -> Result<u64, RunError> {
-        Ok(self.side.verified)
+    fn finish(&mut self, report: &mut WorkerReport) -> Result<(), RunError> {
+        report.verified_bytes += self.side.verified;
+        Ok(())
     }
 
     fn open_session(&mut self) -> Result<(), RunError> {
@@ -173,20 +175,21 @@ impl XferInitiator for Both<'_> {
 
 /// Starts one thread per worker of `plan`, each driving both ends of its connection (worker
 /// `w`'s target regions from `mems[w]`); their handles, each giving the worker's report, with
-/// what it measured so far in `kept`.
+/// what it measured so far in `kept`, their counter readings through `gate`.
 pub(super) fn spawn_pairs(
     cfg: &XferConfig,
     plan: &XferPlan,
     mems: Vec<TargetMem>,
     progress: &XferProgress,
     kept: &KeptReports,
+    gate: &Arc<SpanGate>,
 ) -> Result<Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>, RunError> {
     let barrier = Arc::new(TimedBarrier::new(plan.workers));
     let pace = Arc::new(SharedPace::new(cfg.iterations, cfg.warmup));
     let mut handles = Vec::with_capacity(plan.workers);
     for (w, mem) in mems.into_iter().enumerate() {
         let (cfg, plan, progress, kept) = (cfg.clone(), *plan, progress.clone(), kept.clone());
-        let (barrier, pace) = (barrier.clone(), pace.clone());
+        let (barrier, gate, pace) = (barrier.clone(), gate.clone(), pace.clone());
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-pair-{w}"))
             .spawn(move || {
@@ -199,7 +202,13 @@ pub(super) fn spawn_pairs(
                         side,
                         target: None,
                     };
-                    initiator_run(&cfg, &plan, w, &mut link, &progress, &kept[w], &pace)
+                    let shared = Shared {
+                        progress: &progress,
+                        gate: &gate,
+                        kept: &kept[w],
+                        pace: &pace,
+                    };
+                    initiator_run(&cfg, &plan, w, &mut link, &shared)
                 });
                 if r.is_err() {
                     // The other pairs stop at the next iteration's start instead of waiting.

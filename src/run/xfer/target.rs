@@ -5,7 +5,10 @@
 use super::config::XferBackend;
 use super::config::{Sides, XferConfig, XferPlan};
 use super::staging::Staging;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use serde_json::{json, Map};
 
 use super::sync::TimedBarrier;
 use super::worker::{
@@ -18,7 +21,8 @@ use crate::bench::BenchError;
 use crate::bootstrap::{BootstrapError, Oob, OobListener};
 use crate::mem::SharedRegion;
 use crate::peer::Side;
-use crate::report::ResultDoc;
+use crate::report::{ResultDoc, SizeResult};
+use crate::run::path::{Payload, Probe, SpanGate};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::xfer::libfabric::FabricTarget;
@@ -146,22 +150,92 @@ impl TargetSide {
     }
 }
 
+/// What the target side's workers share: the barrier each iteration starts at, the gate of the
+/// counter readings around the timed span, and the iterations each worker served.
+pub(super) struct TargetShared {
+    pub barrier: TimedBarrier,
+    pub gate: SpanGate,
+    /// Iterations each worker finished, warm-up included.
+    pub served: ServedCounts,
+}
+
+impl TargetShared {
+    /// Stops every worker at its next iteration's start; nobody waits for the counters.
+    pub fn stop_all(&self) {
+        self.barrier.break_all();
+        self.gate.abandon();
+    }
+}
+
+/// Iterations each target worker finished, warm-up included: what the target side can tell of
+/// a run that stops early (the timings come with the initiators' reports, at the end).
+pub(super) type ServedCounts = Vec<AtomicU64>;
+
+/// The target side's document of a run that stopped early: per worker the timed iterations it
+/// served, and as the result the iterations every worker finished, without timings (none
+/// when no timed iteration was served).
+pub(super) fn served_doc(cfg: &XferConfig, plan: &XferPlan, counts: &[AtomicU64]) -> ResultDoc {
+    let timed: Vec<u64> = counts
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst).saturating_sub(cfg.warmup))
+        .collect();
+    let iterations = timed.iter().copied().min().unwrap_or(0);
+    let mut doc = super::report::build(cfg, plan, Side::Target, &[], None);
+    doc.results.clear();
+    if iterations > 0 {
+        let transfers = (plan.workers * plan.transfers_per_worker) as u64;
+        let mut extra = Map::new();
+        extra.insert("served_iterations".into(), json!(timed));
+        extra.insert(
+            "bytes_counted".into(),
+            json!(transfers
+                .saturating_mul(cfg.size)
+                .saturating_mul(iterations)),
+        );
+        extra.insert(
+            "latency".into(),
+            json!("none: the initiators' timings reach the target with their reports at the end"),
+        );
+        doc.results.push(SizeResult {
+            message_size: cfg.size,
+            iterations,
+            extra,
+            ..Default::default()
+        });
+    }
+    doc
+}
+
 /// Runs target worker `w` for the initiator on `oob`; returns the initiator's report with
-/// this side's figures.
-pub fn target_worker(
+/// this side's figures, counting the iterations it finished in `shared.served`.
+pub(super) fn target_worker(
     cfg: &XferConfig,
     plan: &XferPlan,
     w: usize,
     mut oob: Oob,
     mem: TargetMem,
-    barrier: &TimedBarrier,
+    shared: &TargetShared,
 ) -> Result<WorkerReport, RunError> {
-    let r = target_inner(cfg, plan, w, &mut oob, mem, barrier);
+    let r = target_inner(cfg, plan, w, &mut oob, mem, shared);
     if let Err(e) = &r {
-        barrier.break_all();
+        shared.stop_all();
         oob.report_failure(&e.to_string());
     }
     r
+}
+
+/// The payload of the whole target side of `plan` over `timed` iterations of each worker.
+fn side_payload(cfg: &XferConfig, plan: &XferPlan, timed: u64) -> Payload {
+    let bytes = (plan.workers * plan.transfers_per_worker) as u64 * cfg.size * timed;
+    let (sent, received) = match cfg.op {
+        XferOp::Read => (bytes, 0),
+        XferOp::Write | XferOp::Send => (0, bytes),
+    };
+    Payload {
+        sent,
+        received,
+        timed_ns: None,
+    }
 }
 
 fn target_inner(
@@ -170,8 +244,9 @@ fn target_inner(
     w: usize,
     oob: &mut Oob,
     mem: TargetMem,
-    barrier: &TimedBarrier,
+    shared: &TargetShared,
 ) -> Result<WorkerReport, RunError> {
+    let (barrier, gate) = (&shared.barrier, &shared.gate);
     let per = plan.transfers_per_worker;
     let regions = target_regions(cfg, per, mem)?;
     let mut side = TargetSide::new(cfg, w, per)?;
@@ -186,6 +261,7 @@ fn target_inner(
     // that go on wait for it no longer).
     let mut i = 0u64;
     let mut report: WorkerReport = loop {
+        crate::stop::check()?;
         let got = oob.recv_frame()?;
         if got == OPEN_SESSION {
             open_session(cfg, w, oob, &mut adapter, barrier)?;
@@ -197,15 +273,37 @@ fn target_inner(
                 .map_err(|e| BootstrapError::Protocol(format!("the initiator's report: {e}")))?;
         }
         side.prepare(cfg, plan, adapter.end, i)?;
+        if i == cfg.warmup {
+            // The initiator finished its warm-up; nothing of this side is in flight.
+            gate.start();
+        }
         barrier.wait(cfg.timeout)?;
         oob.send_frame(b"")?;
         run_target_iteration(&mut adapter, per, cfg.timeout)
             .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
         side.finish(cfg, adapter.end, i)?;
+        shared.served[w].fetch_add(1, Ordering::SeqCst);
         i += 1;
+    };
+    // The initiator sends its report once its last timed iteration is over: the side reads
+    // after the last of its workers has it. Open-loop sessions are not spanned.
+    let path = match cfg.open {
+        Some(_) => {
+            gate.abandon();
+            None
+        }
+        None => {
+            gate.end();
+            let timed = i.saturating_sub(cfg.warmup);
+            gate.wait_end(cfg.timeout)
+                .then(|| gate.readings())
+                .flatten()
+                .map(|s| s.view("target", side_payload(cfg, plan, timed)))
+        }
     };
     oob.send_json(&TargetSummary {
         verified_bytes: side.verified,
+        path,
     })?;
     report.worker = w;
     report.verified_bytes += side.verified;
@@ -279,41 +377,57 @@ pub(super) fn connect_target(
     })
 }
 
-/// Serves the target side (see [`super::run_target`]), handing the workers' barrier to
-/// `started` first: breaking it stops every worker at its next iteration (a group run does when
-/// a rank is gone).
+/// Serves the target side (see [`super::run_target`]), handing what the workers share to
+/// `started` first: [`TargetShared::stop_all`] stops every worker at its next iteration (a group
+/// run does when a rank is gone).
 pub(super) fn serve(
     cfg: &XferConfig,
     listener: &OobListener,
-    started: impl FnOnce(Arc<TimedBarrier>),
+    started: impl FnOnce(Arc<TargetShared>),
 ) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::One(Side::Target))?;
     let (workers, per) = (plan.workers, plan.transfers_per_worker);
     let mems = target_mems(cfg, workers, per)?;
-    let barrier = Arc::new(TimedBarrier::new(workers));
-    started(barrier.clone());
+    let shared = Arc::new(TargetShared {
+        barrier: TimedBarrier::new(workers),
+        gate: SpanGate::new(Probe::host(), workers),
+        served: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+    });
+    started(shared.clone());
     let mut handles = Vec::with_capacity(workers);
+    let partial = |e: RunError| {
+        let doc = served_doc(cfg, &plan, &shared.served);
+        match doc.results.is_empty() {
+            true => e,
+            false => match crate::run::conclude(doc, Err(e)) {
+                Err(p) => p,
+                Ok(_) => unreachable!("conclude of an error is an error"),
+            },
+        }
+    };
     for (w, mem) in mems.into_iter().enumerate() {
         let oob = match listener.accept(&cfg.fingerprint(), cfg.timeout) {
             Ok(o) => o,
             Err(e) => {
-                barrier.break_all();
+                shared.stop_all();
                 let _ = join_all(handles);
-                return Err(e.into());
+                return Err(partial(e.into()));
             }
         };
-        let (cfg, barrier) = (cfg.clone(), barrier.clone());
+        let (cfg, shared) = (cfg.clone(), shared.clone());
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-target-{w}"))
-            .spawn(move || target_worker(&cfg, &plan, w, oob, mem, &barrier))
+            .spawn(move || target_worker(&cfg, &plan, w, oob, mem, &shared))
             .map_err(|source| RunError::Spawn {
                 what: "a target worker",
                 source,
             })?;
         handles.push(h);
     }
-    let reports = join_all(handles)?;
-    Ok(super::report::build(cfg, &plan, Side::Target, &reports))
+    let reports = join_all(handles).map_err(partial)?;
+    let span = shared.gate.readings();
+    let doc = super::report::build(cfg, &plan, Side::Target, &reports, span.as_ref());
+    Ok(doc)
 }
 
 /// Where each of `workers` target workers' `per` regions come from: with `--reuse`, disjoint

@@ -7,12 +7,12 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::config::XferPlan;
-use super::tcp_stats::TcpCounters;
 use crate::bench::open_loop::OpenOutcome;
 use crate::bench::xfer::IterSample;
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::Oob;
 use crate::report::Environment;
+use crate::run::path::SideView;
 use crate::run::RunError;
 use crate::stats::StoppedBy;
 use crate::xfer::rails::RailStats;
@@ -61,9 +61,10 @@ pub struct WorkerReport {
     /// Per rail, what the timed iterations carried (only with `--rails`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rails: Option<Vec<RailStats>>,
-    /// The host's TCP counters over the timed iterations (the first initiator worker only).
+    /// The target side's view of the devices that carried the payload, as its summary
+    /// carried it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<TcpCounters>,
+    pub target_path: Option<SideView>,
     /// What ended the timed iterations (absent: a fixed count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<StoppedBy>,
@@ -112,6 +113,10 @@ pub(super) struct Offer {
 #[derive(Serialize, Deserialize)]
 pub(super) struct TargetSummary {
     pub verified_bytes: u64,
+    /// The target side's view of the devices that carried the payload (None when its counters
+    /// were not read through).
+    #[serde(default)]
+    pub path: Option<SideView>,
 }
 
 /// The pattern's seed of transfer `t` of worker `worker` in iteration `iteration`.

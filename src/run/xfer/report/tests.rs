@@ -80,7 +80,7 @@ fn reports() -> Vec<WorkerReport> {
             registration: None,
             staging_ns: Vec::new(),
             rails: None,
-            tcp: None,
+            target_path: None,
             stopped_by: None,
             open: Vec::new(),
         })
@@ -89,7 +89,13 @@ fn reports() -> Vec<WorkerReport> {
 
 #[test]
 fn bandwidth_spans_tiers_and_costs() {
-    let doc = build(&cfg(XferOp::Write), &plan(), Side::Initiator, &reports());
+    let doc = build(
+        &cfg(XferOp::Write),
+        &plan(),
+        Side::Initiator,
+        &reports(),
+        None,
+    );
     let r = &doc.results[0];
     // Each iteration lasts until the slowest confirmation: 2.02 ms; 4 MB per iteration.
     let spans = r.extra["iteration_span_ms"].as_array().unwrap();
@@ -138,7 +144,13 @@ fn bandwidth_spans_tiers_and_costs() {
 
 #[test]
 fn reads_are_timed_by_local_completion_and_have_no_confirmed_figure() {
-    let doc = build(&cfg(XferOp::Read), &plan(), Side::Initiator, &reports());
+    let doc = build(
+        &cfg(XferOp::Read),
+        &plan(),
+        Side::Initiator,
+        &reports(),
+        None,
+    );
     let r = &doc.results[0];
     assert!(r.extra.get("target_confirmed_us").is_none());
     assert!((r.latency_us.unwrap().min - 900.0).abs() < 1.0);
@@ -146,7 +158,7 @@ fn reads_are_timed_by_local_completion_and_have_no_confirmed_figure() {
 
 #[test]
 fn no_reports_give_a_failed_document_without_figures() {
-    let doc = build(&cfg(XferOp::Write), &plan(), Side::Target, &[]);
+    let doc = build(&cfg(XferOp::Write), &plan(), Side::Target, &[], None);
     assert_eq!(doc.status, Status::Failed);
     let r = &doc.results[0];
     assert!(r.bandwidth_gbps.is_none() && r.latency_us.is_none() && r.histogram.is_none());

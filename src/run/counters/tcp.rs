@@ -2,6 +2,7 @@
 //! on a loopback or a TCP fabric, retransmissions and reordering explain slow iterations.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,10 +27,10 @@ pub struct TcpCounters {
 }
 
 impl TcpCounters {
-    /// Reads this host's counters (None where /proc lacks them).
-    pub fn read() -> Option<TcpCounters> {
-        let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
-        let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    /// Reads the counters under the proc root `proc` (None where it lacks them).
+    pub fn read(proc: &Path) -> Option<TcpCounters> {
+        let snmp = std::fs::read_to_string(proc.join("net/snmp")).ok()?;
+        let netstat = std::fs::read_to_string(proc.join("net/netstat")).ok()?;
         TcpCounters::parse(&snmp, &netstat)
     }
 
@@ -136,8 +137,9 @@ IpExt: 0 0
     #[test]
     fn this_host_has_them() {
         // Linux exposes both files; every counter kvxfer names is there since Linux 3.x.
-        let c = TcpCounters::read().expect("/proc/net/snmp and /proc/net/netstat");
-        let later = TcpCounters::read().unwrap();
+        let proc = Path::new("/proc");
+        let c = TcpCounters::read(proc).expect("/proc/net/snmp and /proc/net/netstat");
+        let later = TcpCounters::read(proc).unwrap();
         assert!(later.out_segs >= c.out_segs);
     }
 }

@@ -1,0 +1,243 @@
+//! Which devices carried a run's payload: the kernel's counters read before the first and after
+//! the last timed iteration (never inside one), attributed to the devices whose counters moved,
+//! with what the span cost the CPU; each side's view, the verdict, and `--expect-path`.
+
+pub mod expect;
+pub mod verdict;
+pub mod view;
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+pub use self::expect::{judge, ExpectPath, Judgement};
+pub use self::verdict::{PathReport, SCOPE};
+pub use self::view::{PathKind, Payload, SideView};
+
+use crate::bench::BenchError;
+use crate::bootstrap::Oob;
+use crate::run::counters::{CounterReader, Snapshot};
+use crate::run::RunError;
+
+/// This host's counters and its name, found once for a run.
+#[derive(Clone)]
+pub struct Probe {
+    reader: Arc<CounterReader>,
+    host: String,
+}
+
+impl Probe {
+    /// The counters of the host this process runs on (the sysfs and proc roots the
+    /// environment sets).
+    pub fn host() -> Probe {
+        Probe::with(CounterReader::host(), &crate::run::environment::base().host)
+    }
+
+    /// The counters `reader` finds, on host `host`.
+    pub fn with(reader: CounterReader, host: &str) -> Probe {
+        Probe {
+            reader: Arc::new(reader),
+            host: host.to_string(),
+        }
+    }
+
+    /// Reads every counter once.
+    pub fn read(&self) -> Snapshot {
+        self.reader.read()
+    }
+
+    /// The view of side `role` over the span between `before` and `after`, for `payload`.
+    pub fn view(&self, role: &str, before: &Snapshot, after: &Snapshot, p: Payload) -> SideView {
+        SideView::of(role, &self.host, self.reader.devices(), before, after, p)
+    }
+}
+
+/// The two readings of a span, with the probe that took them.
+pub struct SpanReadings {
+    /// The host's counters.
+    pub probe: Probe,
+    /// Before the first timed iteration.
+    pub before: Snapshot,
+    /// After the last.
+    pub after: Snapshot,
+}
+
+impl SpanReadings {
+    /// The view of side `role` for `payload`.
+    pub fn view(&self, role: &str, payload: Payload) -> SideView {
+        self.probe.view(role, &self.before, &self.after, payload)
+    }
+}
+
+#[derive(Default)]
+struct GateState {
+    started: usize,
+    ended: usize,
+    before: Option<Snapshot>,
+    after: Option<Snapshot>,
+    abandoned: bool,
+}
+
+/// The readings around the timed span of a side whose workers run at once: the last worker to
+/// reach its first timed iteration reads before (the others wait for their peer at that
+/// iteration's start), the last to finish its last timed iteration reads after.
+pub struct SpanGate {
+    probe: Probe,
+    workers: usize,
+    state: Mutex<GateState>,
+    cv: Condvar,
+}
+
+impl SpanGate {
+    /// A gate for `workers` workers reading `probe`.
+    pub fn new(probe: Probe, workers: usize) -> SpanGate {
+        SpanGate {
+            probe,
+            workers,
+            state: Mutex::new(GateState::default()),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A worker is about to start its first timed iteration (none of its transfers in flight).
+    pub fn start(&self) {
+        let mut s = self.lock();
+        s.started += 1;
+        if s.started == self.workers {
+            s.before = Some(self.probe.read());
+        }
+    }
+
+    /// A worker finished its last timed iteration.
+    pub fn end(&self) {
+        let mut s = self.lock();
+        s.ended += 1;
+        if s.ended == self.workers && s.before.is_some() {
+            s.after = Some(self.probe.read());
+            self.cv.notify_all();
+        }
+    }
+
+    /// A worker failed: nobody waits for the reading after.
+    pub fn abandon(&self) {
+        let mut s = self.lock();
+        s.abandoned = true;
+        self.cv.notify_all();
+    }
+
+    /// Waits up to `timeout` for the reading after the span; false when it did not come.
+    pub fn wait_end(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        let mut s = self.lock();
+        while s.after.is_none() && !s.abandoned {
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return false;
+            }
+            s = self
+                .cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        s.after.is_some()
+    }
+
+    /// Both readings, once they were taken.
+    pub fn readings(&self) -> Option<SpanReadings> {
+        let s = self.lock();
+        Some(SpanReadings {
+            probe: self.probe.clone(),
+            before: s.before.clone()?,
+            after: s.after.clone()?,
+        })
+    }
+}
+
+/// A two-sided run's readings around each size's timed iterations: both sides meet over the
+/// control connection before they read (nothing of either side is in flight) and after (the
+/// peer starts its timed iterations only then), and trade their views at the end.
+pub struct PairProbe {
+    probe: Probe,
+    role: &'static str,
+    before: Option<Snapshot>,
+    note: Option<&'static str>,
+    failed: Option<RunError>,
+}
+
+impl PairProbe {
+    /// The probe of side `role` (`initiator`, `target`).
+    pub fn new(role: &'static str) -> PairProbe {
+        PairProbe {
+            probe: Probe::host(),
+            role,
+            before: None,
+            note: None,
+            failed: None,
+        }
+    }
+
+    /// Says `note` in every view this probe makes (what its span holds beyond the timed
+    /// iterations).
+    pub fn with_note(mut self, note: &'static str) -> PairProbe {
+        self.note = Some(note);
+        self
+    }
+
+    /// Before the first timed iteration: meet, read, meet.
+    pub fn start(&mut self, oob: &mut Oob) -> Result<(), RunError> {
+        oob.barrier()?;
+        self.before = Some(self.probe.read());
+        oob.barrier()?;
+        Ok(())
+    }
+
+    /// [`PairProbe::start`] as the hook a loop calls before its first timed iteration: its
+    /// error is kept for [`PairProbe::failure`], the loop told only that it must stop.
+    pub fn hook<'a>(&'a mut self, oob: &'a mut Oob) -> impl FnMut() -> Result<(), BenchError> + 'a {
+        move || {
+            self.start(oob).map_err(|e| {
+                let stop = BenchError::Invalid(format!("before the timed iterations: {e}"));
+                self.failed = Some(e);
+                stop
+            })
+        }
+    }
+
+    /// The error the hook met, when a loop stopped because of it; else the loop's `error` at
+    /// `at`.
+    pub fn failure(&mut self, at: String, error: BenchError) -> RunError {
+        self.failed.take().unwrap_or(RunError::Bench { at, error })
+    }
+
+    /// After the last timed iteration: meet (everything has arrived), read, trade views. The
+    /// path of this side's result, or None when [`PairProbe::start`] was not called.
+    pub fn finish(
+        &mut self,
+        oob: &mut Oob,
+        payload: Payload,
+    ) -> Result<Option<PathReport>, RunError> {
+        oob.barrier()?;
+        let after = self.probe.read();
+        let ours = self
+            .before
+            .take()
+            .map(|b| self.probe.view(self.role, &b, &after, payload))
+            .map(|mut v| {
+                v.notes.extend(self.note.map(String::from));
+                v
+            });
+        let bytes = serde_json::to_vec(&ours).unwrap_or_else(|_| b"null".to_vec());
+        let theirs: Option<SideView> =
+            serde_json::from_slice(&oob.exchange(&bytes)?).unwrap_or(None);
+        Ok(ours.map(|o| PathReport::of(o, theirs.into_iter().collect())))
+    }
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod view_tests;
