@@ -5,25 +5,40 @@ use super::*;
 use crate::fabric::Done;
 use crate::ucx::{Context, Endpoint, Features, MemoryType, UcxError, Worker};
 
+/// A spin's outcome in the test: the poll's own error, the time-out, or a stop request.
+#[derive(Debug, PartialEq)]
+enum Spun {
+    Broken,
+    Late,
+    Stopped,
+}
+
+impl From<crate::stop::Stopped> for Spun {
+    fn from(_: crate::stop::Stopped) -> Spun {
+        Spun::Stopped
+    }
+}
+
 #[test]
 fn spin_returns_the_first_value_and_gives_up_after_the_timeout() {
     let mut n = 0;
-    let got: Result<u32, &str> = spin(
+    let got: Result<u32, Spun> = spin(
         Duration::from_secs(5),
         || {
             n += 1;
             Ok((n == 3).then_some(n))
         },
-        || "late",
+        || Spun::Late,
     );
     assert_eq!(got, Ok(3));
     let start = Instant::now();
-    let never: Result<(), &str> = spin(Duration::from_millis(50), || Ok(None), || "late");
-    assert_eq!(never, Err("late"));
+    let never: Result<(), Spun> = spin(Duration::from_millis(50), || Ok(None), || Spun::Late);
+    assert_eq!(never, Err(Spun::Late));
     assert!(start.elapsed() >= Duration::from_millis(50));
     assert!(start.elapsed() < Duration::from_secs(5));
-    let failed: Result<(), &str> = spin(Duration::from_secs(5), || Err("broken"), || "late");
-    assert_eq!(failed, Err("broken"));
+    let failed: Result<(), Spun> =
+        spin(Duration::from_secs(5), || Err(Spun::Broken), || Spun::Late);
+    assert_eq!(failed, Err(Spun::Broken));
 }
 
 #[test]
