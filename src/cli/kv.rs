@@ -32,10 +32,10 @@ enum KvCommand {
     /// KV bytes per prompt length and the theoretical transfer time at each link rate.
     Size(SizeArgs),
     /// The nixlbench command KVBench's `plan` prints for a model and a model config.
-    Plan(PlanArgs),
+    Plan(Box<PlanArgs>),
     /// Transfers shaped like the model's cache: cold/warm, registration, per-descriptor cost,
     /// slow start after idle gaps, and the decomposition against the theoretical time.
-    Profile(ProfileArgs),
+    Profile(Box<ProfileArgs>),
 }
 
 /// The model and its element type.
@@ -243,8 +243,8 @@ struct ProfileArgs {
 pub fn run(a: KvArgs) -> anyhow::Result<ExitCode> {
     match a.command {
         KvCommand::Size(a) => size(a),
-        KvCommand::Plan(a) => plan(a),
-        KvCommand::Profile(a) => profile(a),
+        KvCommand::Plan(a) => plan(*a),
+        KvCommand::Profile(a) => profile(*a),
     }
 }
 
