@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use auto::auto_problems;
+
 /// One problem of a plan, at a JSON path such as `$.layers[1].patterns[0].params.sizes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -320,38 +322,10 @@ impl Checker {
         }
     }
 
-    /// An `auto` pattern's timed runs fit in `common.timeout_s`, which kills each command: each
-    /// run may take `max_time_s` (the default 60 s), and a kv profile makes one run per shape
-    /// (back to back, contiguous, each idle gap above 0).
+    /// An `auto` pattern's timed runs fit in `common.timeout_s` ([`auto::time_problem`]).
     fn check_auto_time(&mut self, plan: &Value, p: &Value, path: &str) {
-        let params = &p["params"];
-        if params["iterations"].as_str() != Some("auto") {
-            return;
-        }
-        let Some(limit) = plan.pointer("/common/timeout_s").and_then(Value::as_u64) else {
-            return;
-        };
-        let gaps = params["idle_ms"].as_array().map_or(0, |g| {
-            g.iter()
-                .filter(|x| x.as_u64().is_some_and(|n| n > 0))
-                .count()
-        });
-        let runs = match p["tool"].as_str() {
-            Some("kvxfer_kv") => 2 + gaps as u64,
-            _ => 1,
-        };
-        let (key, each) = match params["max_time_s"].as_u64() {
-            Some(s) => ("max_time_s", s),
-            None => ("iterations", crate::stats::DEFAULT_MAX_TIME.as_secs()),
-        };
-        if runs.saturating_mul(each) >= limit {
-            self.err(
-                &format!("{path}.params.{key}"),
-                &format!(
-                    "auto may time {runs} run(s) of up to {each} s here, past common.timeout_s \
-                     ({limit} s) that ends the command: give a smaller max_time_s"
-                ),
-            );
+        if let Some((key, message)) = auto::time_problem(plan, p) {
+            self.err(&format!("{path}.params.{key}"), &message);
         }
     }
 
@@ -639,30 +613,6 @@ fn twin_problems(params: &serde_json::Map<String, Value>) -> Vec<(&'static str, 
     out
 }
 
-/// The limits of an `auto` count: `precision_pct` (above 0, below 100) and `max_time_s` (1 to
-/// 3600), only beside `"iterations": "auto"`.
-fn auto_problems(params: &serde_json::Map<String, Value>) -> Vec<(&'static str, String)> {
-    let auto = params.get("iterations").and_then(Value::as_str) == Some("auto");
-    let mut out = Vec::new();
-    for key in ["precision_pct", "max_time_s"] {
-        let Some(x) = params.get(key) else { continue };
-        let ok = match key {
-            "precision_pct" => x.as_f64().is_some_and(|p| p > 0.0 && p < 100.0),
-            _ => x.as_u64().is_some_and(|s| (1..=3600).contains(&s)),
-        };
-        if !auto {
-            out.push((key, "paces \"iterations\": \"auto\" only".to_string()));
-        } else if !ok {
-            let want = match key {
-                "precision_pct" => "a number above 0 and below 100",
-                _ => "an integer from 1 to 3600",
-            };
-            out.push((key, format!("must be {want}{}", it_is(Some(x)))));
-        }
-    }
-    out
-}
-
 /// The `infrastructure.tools` entries a pattern of `tool` runs, beside kvxfer.
 fn tool_keys(tool: &str) -> &'static [&'static str] {
     match tool {
@@ -693,5 +643,6 @@ fn valid_id(id: &str) -> bool {
     })
 }
 
+mod auto;
 #[cfg(test)]
 mod tests;
