@@ -74,7 +74,7 @@ fn config(provider: &str, size: u64) -> XferConfig {
         concurrency: 1,
         mode: ConcurrencyMode::Endpoints,
         scheme: Scheme::Pairwise,
-        iterations: 10,
+        iterations: kvxfer::stats::Count::Fixed(10),
         warmup: 1,
         verify: false,
         reuse: false,
@@ -83,6 +83,7 @@ fn config(provider: &str, size: u64) -> XferConfig {
         rails: None,
         stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
+        open: None,
     }
 }
 

@@ -35,6 +35,19 @@ fn assert_profile(doc: &ResultDoc, tokens: &[u64], io: u64, gaps: &[u64], iterat
         assert_eq!(r.extra["kv_cache_size_bytes"], cache);
         assert_eq!(r.iterations, iterations);
         let e = &r.extra;
+        // Its precision: the back-to-back run's median interval, of the same iterations.
+        assert_eq!(e["precision"]["iterations"], iterations, "{e:?}");
+        assert_eq!(e["precision"]["stopped_by"], "fixed", "{e:?}");
+        let iv = &e["precision"]["p50_interval_us"];
+        let l50 = r.latency_us.unwrap().p50;
+        assert!(
+            iv[0].as_f64().unwrap() <= l50 && l50 <= iv[1].as_f64().unwrap(),
+            "{e:?}"
+        );
+        assert_eq!(
+            e["per_descriptor"]["contiguous_precision"]["iterations"], iterations,
+            "{e:?}"
+        );
         assert_eq!(e["tokens"], t);
         assert_eq!(e["descriptors"], bytes.div_ceil(io));
         let l = r.latency_us.unwrap();
@@ -51,7 +64,26 @@ fn assert_profile(doc: &ResultDoc, tokens: &[u64], io: u64, gaps: &[u64], iterat
             - pd["contiguous_p50_us"].as_f64().unwrap();
         let n = (pd["descriptors"].as_u64().unwrap() - pd["contiguous_chunks"].as_u64().unwrap())
             as f64;
-        assert!((pd["per_descriptor_us"].as_f64().unwrap() - diff / n).abs() < 1e-6);
+        // The difference with its interval; a cost only where the interval lies above 0.
+        let dd = &pd["difference"];
+        assert!((dd["us"].as_f64().unwrap() - diff).abs() < 1e-6, "{dd}");
+        let above = dd["interval_us"][0].as_f64().is_some_and(|lo| lo > 0.0);
+        let cost = dd["cost_us"].as_f64().unwrap();
+        assert_eq!(
+            cost,
+            if above {
+                dd["us"].as_f64().unwrap()
+            } else {
+                0.0
+            },
+            "{dd}"
+        );
+        assert_eq!(
+            dd["verdict"].as_str().unwrap().starts_with("none measured"),
+            !above,
+            "{dd}"
+        );
+        assert!((pd["per_descriptor_us"].as_f64().unwrap() - cost / n).abs() < 1e-6);
         let got: Vec<u64> = e["slow_start"]
             .as_array()
             .unwrap()
@@ -70,8 +102,14 @@ fn assert_profile(doc: &ResultDoc, tokens: &[u64], io: u64, gaps: &[u64], iterat
         // bytes / 2.9e9 B/s (tcp's default link rate), in ms
         assert!((x("theoretical_ms") - bytes as f64 / 2.9e6).abs() < 1e-9);
         if let Some(&g) = gaps.last() {
-            let after = e["slow_start"][gaps.len() - 1]["p50_us"].as_f64().unwrap();
-            assert!((x("slow_start_ms") - (after - l.p50) / 1e3).abs() < 1e-9);
+            // Slow start counts only where its interval lies above 0, and never negative.
+            let over = &e["slow_start"][gaps.len() - 1]["over_back_to_back"];
+            let cost = over["cost_us"].as_f64().unwrap();
+            assert!((x("slow_start_ms") - cost / 1e3).abs() < 1e-9);
+            assert!(x("slow_start_ms") >= 0.0);
+            let iv = over["interval_us"].as_array().unwrap();
+            let lo = iv[0].as_f64().unwrap();
+            assert_eq!(cost > 0.0, lo > 0.0, "{over}");
             assert!(d["measured_is"]
                 .as_str()
                 .unwrap()
@@ -284,7 +322,7 @@ fn xfer_idles_before_each_timed_iteration() {
         concurrency: 1,
         mode: ConcurrencyMode::Endpoints,
         scheme: Scheme::Pairwise,
-        iterations: 3,
+        iterations: kvxfer::stats::Count::Fixed(3),
         warmup: 1,
         verify: false,
         reuse: false,
@@ -293,6 +331,7 @@ fn xfer_idles_before_each_timed_iteration() {
         rails: None,
         stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
+        open: None,
     };
     let t = std::time::Instant::now();
     let doc = run_local(&cfg, LocalThreads::Side, &XferProgress::default()).unwrap();

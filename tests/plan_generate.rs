@@ -201,7 +201,7 @@ fn stock_tools_get_their_real_option_names() {
     assert!(kvb.contains("UCX_TLS=srd timeout -k 10 900 kvxfer kv profile --backend ucx --model /tmp/low-level-results/pll-kvbench-ucx-srd-1k.model.yaml --model-config /tmp/low-level-results/pll-kvbench-ucx-srd-1k.config.yaml --tokens 1000 --timeout 300 --expect-path 'rdmap*,efa*' --pattern-id pll-kvbench-ucx-srd-1k --json /tmp/low-level-results/pll-kvbench-ucx-srd-1k.server.json --listen :47590"), "{kvb}");
     // On EFA, kvxfer's own profile over libfabric (KVBench has no LIBFABRIC path).
     let efa = text("client/pll-kvbench-efa-4k-client.json");
-    assert!(efa.contains("kvxfer kv profile --model qwen2.5-7b --tokens 4096 --page-size 16 --tp 1 --pp 1 --access-pattern block --idle-ms 0,100,1000 --link-gbps 4.4 --provider efa --endpoint rdm --iterations 20 --warmup 2 --timeout 300 --expect-path 'rdmap*,efa*' --pattern-id pll-kvbench-efa-4k --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-kvbench-efa-4k.run1.json"), "{efa}");
+    assert!(efa.contains("kvxfer kv profile --model qwen2.5-7b --tokens 4096 --page-size 16 --tp 1 --pp 1 --access-pattern block --idle-ms 0,100,1000 --link-gbps 4.4 --provider efa --endpoint rdm --iterations auto --warmup 2 --timeout 300 --expect-path 'rdmap*,efa*' --pattern-id pll-kvbench-efa-4k --peer {{PEER_IP}}:47590 --json /tmp/low-level-results/pll-kvbench-efa-4k.run1.json"), "{efa}");
     assert!(!efa.contains("main.py"), "{efa}");
     let fpp = text("client/pll-fi-pingpong-efa-default-client.json");
     assert!(fpp.contains("fi_pingpong -p efa -e rdm"), "{fpp}");
@@ -637,6 +637,16 @@ fn a_one_host_plan_gives_one_definition_per_pattern() {
         "{ucx}"
     );
     assert!(ucx.contains("kvxfer info --ucx"), "{ucx}");
+    // Patterns without a stock twin run auto counts within a time that fits the command's.
+    assert!(
+        ucx.contains("--iterations auto --max-time 10s --warmup 2"),
+        "{ucx}"
+    );
+    let kv = commands(&files[11]).join("\n");
+    assert!(
+        kv.contains("--iterations auto --max-time 5s --warmup 1"),
+        "{kv}"
+    );
     assert!(!ucx.contains("$KVXFER_RT kvxfer xfer"), "{ucx}");
     assert!(!ucx.contains("nixl_xfer.py"), "{ucx}");
     // xfer's NIXL twin: the same transfer as size / block descriptors, UCX_TLS alike, skipped

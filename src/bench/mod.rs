@@ -1,11 +1,15 @@
 //! The measurement loops: each takes set-up objects and returns samples; none parses options
 //! or prints.
 
+pub mod arrivals;
 pub mod clock;
 pub mod memcpy;
+pub mod open_loop;
+pub mod pace;
 pub mod pattern;
 pub mod pingpong;
 pub mod rma_pingpong;
+pub mod samples;
 pub mod tag_bw;
 pub mod xfer;
 
@@ -38,6 +42,10 @@ pub enum BenchError {
     /// The loop was driven in a way it cannot measure, or the peer broke the protocol.
     #[error("{0}")]
     Invalid(String),
+    /// The control connection that paces the loop failed (or the peer reported its failure
+    /// over it).
+    #[error(transparent)]
+    Control(crate::bootstrap::BootstrapError),
     /// A message arrived with the wrong length.
     #[error("received {got} bytes where {expected} were sent")]
     Length { expected: usize, got: usize },

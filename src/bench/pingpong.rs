@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use crate::peer::Side;
 
-use hdrhistogram::Histogram;
-
 use super::clock::LoopClock;
+use super::pace::{run_batches, Pace};
+pub use super::samples::{Recorder, SizeSamples};
 use super::{pattern, BenchError};
-use crate::stats::{new_histogram, Recent, UCX_PERFTEST_WINDOW};
+#[cfg(test)]
+use std::time::Duration;
 
 /// What a ping-pong loop needs from a transport.
 pub trait PingPongTransport {
@@ -35,35 +36,21 @@ pub trait PingPongTransport {
 pub struct SizeParams {
     /// Message size in bytes.
     pub size: usize,
-    /// Timed iterations.
-    pub iterations: u64,
-    /// Untimed iterations before them.
+    /// Untimed iterations before the timed ones.
     pub warmup: u64,
     /// Fill and check the payload of every message.
     pub verify: bool,
 }
 
-/// What one size measured.
-#[derive(Debug)]
-pub struct SizeSamples {
-    /// Latency per timed iteration, nanoseconds: half round trips for ping-pongs, full round
-    /// trips for RMA reads.
-    pub latency_ns: Histogram<u64>,
-    /// Wall time of the timed iterations, nanoseconds (fi_pingpong's "time").
-    pub elapsed_ns: u64,
-    /// Timed iterations.
-    pub iterations: u64,
-    /// The last 2048 samples of `latency_ns`, in order (ucx_perftest's percentile window).
-    pub recent_ns: Recent,
-}
-
-/// Runs one size. The transport must already have a receive posted; one stays posted after.
+/// Runs one size: the warm-up, then timed batches as `pace` decides. The transport must already
+/// have a receive posted; one stays posted after.
 pub fn run_size<T: PingPongTransport>(
     t: &mut T,
     role: Side,
     p: &SizeParams,
+    pace: &mut dyn Pace,
 ) -> Result<SizeSamples, BenchError> {
-    run_size_with(t, role, p, &mut || Ok(()))
+    run_size_with(t, role, p, pace, &mut || Ok(()))
 }
 
 /// [`run_size`], calling `at_timed` once between the last warm-up iteration and the first
@@ -72,49 +59,70 @@ pub fn run_size_with<T: PingPongTransport>(
     t: &mut T,
     role: Side,
     p: &SizeParams,
+    pace: &mut dyn Pace,
     at_timed: &mut dyn FnMut() -> Result<(), BenchError>,
 ) -> Result<SizeSamples, BenchError> {
-    let mut hist = new_histogram();
-    let mut recent = Recent::new(UCX_PERFTEST_WINDOW);
-    super::check_counts(p.size as u64, p.iterations, p.warmup, 2).map_err(BenchError::Invalid)?;
-    let total = p.warmup + p.iterations;
-    let mut timed_start = Instant::now();
+    warm_up(t, role, p)?;
+    at_timed()?;
+    run_timed(t, role, p, pace)
+}
+
+/// The warm-up iterations of one size (a receive posted before and after).
+pub fn warm_up<T: PingPongTransport>(
+    t: &mut T,
+    role: Side,
+    p: &SizeParams,
+) -> Result<(), BenchError> {
+    iterations(t, role, p, 0..p.warmup, None).map(|_| ())
+}
+
+/// The timed batches of one size after its warm-up, as `pace` decides.
+pub fn run_timed<T: PingPongTransport>(
+    t: &mut T,
+    role: Side,
+    p: &SizeParams,
+    pace: &mut dyn Pace,
+) -> Result<SizeSamples, BenchError> {
+    run_batches(p.warmup, p.size as u64, 2, pace, &mut |range, rec| {
+        iterations(t, role, p, range, Some(rec))
+    })
+}
+
+/// Runs iterations `range` (messages numbered by iteration, so numbering continues across
+/// calls); with `rec`, timed: each half round trip recorded, and the wall time returned.
+fn iterations<T: PingPongTransport>(
+    t: &mut T,
+    role: Side,
+    p: &SizeParams,
+    range: std::ops::Range<u64>,
+    mut rec: Option<&mut Recorder>,
+) -> Result<u64, BenchError> {
     let clock = LoopClock::new();
+    // The timed span of a batch: from here to the end of its last iteration.
+    let start = Instant::now();
     let mut prev = clock.now();
     // The initiator's sample of iteration i is recorded in iteration i + 1, after its ping
     // left: the bookkeeping then overlaps the message's flight instead of delaying the ping.
     let mut pending: Option<u64> = None;
-    let mut record = |rtt_ticks: u64| {
-        // Half a round trip; 1 ns floor keeps the histogram's lower bound.
-        let half = (clock.ticks_to_nanos(rtt_ticks) / 2).max(1);
-        hist.saturating_record(half);
-        recent.push(half);
-    };
     // Message sequence numbers: the initiator's are even, the target's odd.
-    for i in 0..total {
+    for i in range {
         crate::stop::check()?;
-        if i == p.warmup {
-            at_timed()?;
-            timed_start = Instant::now();
-            prev = clock.now();
-        }
         match role {
             Side::Initiator => {
                 if p.verify {
                     pattern::fill(&mut t.send_buf()[..p.size], 2 * i);
                 }
                 t.send(p.size)?;
-                if let Some(half) = pending.take() {
-                    record(half);
+                if let (Some(rtt), Some(rec)) = (pending.take(), rec.as_deref_mut()) {
+                    // Half a round trip.
+                    rec.record(clock.ticks_to_nanos(rtt) / 2);
                 }
                 let got = t.wait_recv()?;
                 let now = clock.now();
                 check(t, p, got, 2 * i + 1, i)?;
                 t.post_recv()?;
-                if i >= p.warmup {
-                    // Converted to nanoseconds when recorded, while the next ping flies.
-                    pending = Some(now.saturating_sub(prev));
-                }
+                // Converted to nanoseconds when recorded, while the next ping flies.
+                pending = Some(now.saturating_sub(prev));
                 prev = now;
             }
             Side::Target => {
@@ -128,16 +136,11 @@ pub fn run_size_with<T: PingPongTransport>(
             }
         }
     }
-    let elapsed_ns = timed_start.elapsed().as_nanos() as u64;
-    if let Some(half) = pending {
-        record(half);
+    let elapsed_ns = start.elapsed().as_nanos() as u64;
+    if let (Some(rtt), Some(rec)) = (pending, rec) {
+        rec.record(clock.ticks_to_nanos(rtt) / 2);
     }
-    Ok(SizeSamples {
-        latency_ns: hist,
-        elapsed_ns,
-        iterations: p.iterations,
-        recent_ns: recent,
-    })
+    Ok(elapsed_ns)
 }
 
 #[inline]
@@ -204,9 +207,9 @@ impl FabtestsFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::StoppedBy;
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
 
     /// An in-memory transport: two queues between two threads, with an optional delay per send.
     struct MemTransport {
@@ -268,6 +271,10 @@ mod tests {
         }
     }
 
+    fn fixed(n: u64) -> crate::stats::Pacer {
+        crate::stats::Pacer::new(crate::stats::Count::Fixed(n))
+    }
+
     /// Messages a transport has sent so far, readable from its loop's hook.
     #[derive(Clone)]
     struct SentCounter(Arc<std::sync::atomic::AtomicU64>);
@@ -309,15 +316,17 @@ mod tests {
         let (mut ini, mut tgt) = pair(Duration::from_millis(2), None);
         let p = SizeParams {
             size: 100,
-            iterations: 20,
             warmup: 3,
             verify: true,
         };
-        let h = std::thread::spawn(move || run_size(&mut tgt, Side::Target, &p).map(|_| ()));
-        let s = run_size(&mut ini, Side::Initiator, &p).unwrap();
+        let h = std::thread::spawn(move || {
+            run_size(&mut tgt, Side::Target, &p, &mut fixed(20)).map(|_| ())
+        });
+        let s = run_size(&mut ini, Side::Initiator, &p, &mut fixed(20)).unwrap();
         h.join().unwrap().unwrap();
         assert_eq!(s.latency_ns.len(), 20);
         assert_eq!(s.recent_ns.len(), 20);
+        assert_eq!((s.iterations, s.stopped_by), (20, StoppedBy::Fixed));
         assert!(s.recent_ns.percentile(50.0).unwrap() >= 1_000_000);
         // The target sleeps 2 ms before each reply: every half round trip is >= 1 ms.
         assert!(
@@ -336,7 +345,6 @@ mod tests {
         let (mut ini, mut tgt) = pair(Duration::ZERO, None);
         let p = SizeParams {
             size: 100,
-            iterations: 20,
             warmup: 3,
             verify: true,
         };
@@ -350,14 +358,14 @@ mod tests {
         let h = std::thread::spawn(move || {
             let mut calls = Vec::new();
             let sent = tgt.sent_counter();
-            run_size_with(&mut tgt, Side::Target, &p, &mut || {
+            run_size_with(&mut tgt, Side::Target, &p, &mut fixed(20), &mut || {
                 hook(sent.get(), &mut calls)
             })
             .map(|_| calls)
         });
         let mut calls = Vec::new();
         let sent = ini.sent_counter();
-        let s = run_size_with(&mut ini, Side::Initiator, &p, &mut || {
+        let s = run_size_with(&mut ini, Side::Initiator, &p, &mut fixed(20), &mut || {
             hook(sent.get(), &mut calls)
         })
         .unwrap();
@@ -374,7 +382,7 @@ mod tests {
         // A failing hook ends the loop with its error.
         let (mut ini, _tgt) = pair(Duration::ZERO, None);
         let p = SizeParams { warmup: 0, ..p };
-        let e = run_size_with(&mut ini, Side::Initiator, &p, &mut || {
+        let e = run_size_with(&mut ini, Side::Initiator, &p, &mut fixed(20), &mut || {
             Err(BenchError::Invalid("no counters".into()))
         })
         .unwrap_err();
@@ -386,12 +394,15 @@ mod tests {
         let (mut ini, mut tgt) = pair(Duration::ZERO, Some(4));
         let p = SizeParams {
             size: 64,
-            iterations: 10,
             warmup: 0,
             verify: true,
         };
-        let h = std::thread::spawn(move || run_size(&mut tgt, Side::Target, &p).map(|_| ()));
-        let e = run_size(&mut ini, Side::Initiator, &p).err().unwrap();
+        let h = std::thread::spawn(move || {
+            run_size(&mut tgt, Side::Target, &p, &mut fixed(10)).map(|_| ())
+        });
+        let e = run_size(&mut ini, Side::Initiator, &p, &mut fixed(10))
+            .err()
+            .unwrap();
         assert!(
             matches!(
                 e,

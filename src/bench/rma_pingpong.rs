@@ -5,9 +5,8 @@
 use std::time::Instant;
 
 use super::clock::LoopClock;
-use super::pingpong::{SizeParams, SizeSamples};
+use super::pingpong::{Recorder, SizeParams};
 use super::{pattern, BenchError};
-use crate::stats::new_histogram;
 
 /// The pattern sequence number the target's buffer holds for `--verify` reads.
 pub const READ_SEQ: u64 = 0x5eed;
@@ -20,25 +19,22 @@ pub trait RmaReadTransport {
     fn read_buf(&self) -> &[u8];
 }
 
-/// Runs one size of reads; every sample is a full round trip.
-pub fn run_read_size<T: RmaReadTransport>(
+/// Runs reads `range` of one size (numbering continues across calls); with `rec`, timed: each
+/// full round trip recorded, and the wall time returned.
+pub fn run_read_batch<T: RmaReadTransport>(
     t: &mut T,
     p: &SizeParams,
-) -> Result<SizeSamples, BenchError> {
-    let mut hist = new_histogram();
-    let mut recent = crate::stats::Recent::new(crate::stats::UCX_PERFTEST_WINDOW);
-    let mut timed_start = Instant::now();
+    range: std::ops::Range<u64>,
+    mut rec: Option<&mut Recorder>,
+) -> Result<u64, BenchError> {
     let clock = LoopClock::new();
+    // The timed span of a batch: from here to the end of its last read.
+    let start = Instant::now();
     let mut prev = clock.now();
     // The clock is read once per iteration, so the samples add up to the elapsed time (a
     // --verify check is inside its iteration's sample, as in the ping-pong loop).
-    super::check_counts(p.size as u64, p.iterations, p.warmup, 1).map_err(BenchError::Invalid)?;
-    for i in 0..p.warmup + p.iterations {
+    for i in range {
         crate::stop::check()?;
-        if i == p.warmup {
-            timed_start = Instant::now();
-            prev = clock.now();
-        }
         t.read(p.size)?;
         if p.verify {
             if let Some((offset, expected, got)) = pattern::check(&t.read_buf()[..p.size], READ_SEQ)
@@ -52,19 +48,12 @@ pub fn run_read_size<T: RmaReadTransport>(
             }
         }
         let now = clock.now();
-        if i >= p.warmup {
-            let rtt = clock.nanos_between(prev, now).max(1);
-            hist.saturating_record(rtt);
-            recent.push(rtt);
+        if let Some(rec) = rec.as_deref_mut() {
+            rec.record(clock.nanos_between(prev, now));
         }
         prev = now;
     }
-    Ok(SizeSamples {
-        latency_ns: hist,
-        recent_ns: recent,
-        elapsed_ns: timed_start.elapsed().as_nanos() as u64,
-        iterations: p.iterations,
-    })
+    Ok(start.elapsed().as_nanos() as u64)
 }
 
 #[cfg(test)]
@@ -103,20 +92,21 @@ mod tests {
         };
         let p = SizeParams {
             size: 300,
-            iterations: 8,
             warmup: 2,
             verify: true,
         };
-        let s = run_read_size(&mut m, &p).unwrap();
+        run_read_batch(&mut m, &p, 0..2, None).unwrap();
+        let mut rec = Recorder::new();
+        let elapsed_ns = run_read_batch(&mut m, &p, 2..10, Some(&mut rec)).unwrap();
         assert_eq!(m.reads, 10);
-        assert_eq!(s.latency_ns.len(), 8);
+        assert_eq!(rec.hist.len(), 8);
         // Not halved: each read sleeps 1 ms, so every sample is at least 1 ms.
-        assert!(s.latency_ns.min() >= 1_000_000);
-        assert!(s.elapsed_ns >= 8_000_000);
-        let sum = s.latency_ns.mean() * 8.0;
-        assert!((sum - s.elapsed_ns as f64).abs() / (s.elapsed_ns as f64) < 0.01);
+        assert!(rec.hist.min() >= 1_000_000);
+        assert!(elapsed_ns >= 8_000_000);
+        let sum = rec.hist.mean() * 8.0;
+        assert!((sum - elapsed_ns as f64).abs() / (elapsed_ns as f64) < 0.01);
         m.remote[299] ^= 0xff;
-        let e = run_read_size(&mut m, &p).unwrap_err();
+        let e = run_read_batch(&mut m, &p, 10..11, None).unwrap_err();
         assert!(matches!(e, BenchError::Verify { offset: 299, .. }), "{e}");
     }
 }

@@ -332,6 +332,22 @@ impl TargetCount {
         Ok(())
     }
 
+    /// Makes every confirmed transfer's slot ready for its next transfer (open-loop runs reuse
+    /// a slot once the initiator has its confirmation); how many there were.
+    pub fn reopen_confirmed(&mut self) -> u64 {
+        let mut n = 0;
+        for tr in 0..self.confirmed.len() {
+            if self.confirmed[tr] {
+                self.confirmed[tr] = false;
+                self.counted[tr] = 0;
+                self.expected[tr] = None;
+                self.left += 1;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// What the iteration saw.
     pub fn sample(self) -> TargetSample {
         TargetSample {
@@ -357,6 +373,47 @@ pub fn run_target_iteration<T: XferTarget>(
         limit.spin(&clock, "the initiator's transfers")?;
     }
     Ok(count.sample())
+}
+
+/// How often an open-loop target asks whether the session is over.
+const OPEN_CHECK: Duration = Duration::from_millis(1);
+
+/// Serves an open-loop session on the target: counts each slot's chunks against its
+/// notification, confirms it and makes the slot ready again, until `ended` (asked about once a
+/// millisecond) says the initiator closed the session. Gives up when nothing arrives for
+/// `timeout`. Returns the transfers confirmed.
+pub fn run_target_open<T: XferTarget>(
+    t: &mut T,
+    slots: usize,
+    timeout: Duration,
+    ended: &mut dyn FnMut() -> Result<bool, BenchError>,
+) -> Result<u64, BenchError> {
+    let mut count = TargetCount::new(slots);
+    let mut events = Vec::with_capacity(64);
+    let clock = LoopClock::new();
+    let (mut last_event, mut last_check) = (clock.now(), clock.now());
+    let mut confirmed = 0;
+    loop {
+        t.poll(&mut events)?;
+        let now = clock.now();
+        if !events.is_empty() {
+            last_event = now;
+            count.take(t, &mut events)?;
+            confirmed += count.reopen_confirmed();
+        }
+        if u128::from(clock.nanos_between(last_check, now)) >= OPEN_CHECK.as_nanos() {
+            last_check = now;
+            if ended()? {
+                return Ok(confirmed);
+            }
+            if u128::from(clock.nanos_between(last_event, now)) > timeout.as_nanos() {
+                return Err(BenchError::Timeout {
+                    what: "the initiator's open-loop transfers",
+                    after: timeout,
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -522,6 +522,24 @@ impl Oob {
         }
     }
 
+    /// A frame when one has begun to arrive (read whole, waiting at most the run's time-out),
+    /// else None at once; a peer that closed the connection or reported a failure is an error.
+    pub fn try_recv_frame(&mut self) -> Result<Option<Vec<u8>>> {
+        let mut b = [0u8; 1];
+        self.stream.set_nonblocking(true)?;
+        let peeked = self.stream.peek(&mut b);
+        self.stream.set_nonblocking(false)?;
+        match peeked {
+            Ok(0) => Err(BootstrapError::PeerFailed(
+                "the peer closed the control connection".into(),
+            )),
+            Ok(_) => self.recv_frame().map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Receives one frame of data, waiting at most the run's time-out; a failure the peer
     /// reported comes back as an error.
     pub fn recv_frame(&mut self) -> Result<Vec<u8>> {

@@ -14,6 +14,7 @@ use kvxfer::report::export::Table;
 use kvxfer::report::kv as render;
 use kvxfer::run::kv_profile::{self, KvProfileConfig, ProfileEvent, Shape};
 use kvxfer::run::xfer::{ConcurrencyMode, Scheme, Sides, XferConfig};
+use kvxfer::stats::Count;
 use kvxfer::units::human_size;
 
 use super::common::{parse_listen, progress_bar, OutputArgs, PathArgs};
@@ -31,10 +32,10 @@ enum KvCommand {
     /// KV bytes per prompt length and the theoretical transfer time at each link rate.
     Size(SizeArgs),
     /// The nixlbench command KVBench's `plan` prints for a model and a model config.
-    Plan(PlanArgs),
+    Plan(Box<PlanArgs>),
     /// Transfers shaped like the model's cache: cold/warm, registration, per-descriptor cost,
     /// slow start after idle gaps, and the decomposition against the theoretical time.
-    Profile(ProfileArgs),
+    Profile(Box<ProfileArgs>),
 }
 
 /// The model and its element type.
@@ -211,9 +212,12 @@ struct ProfileArgs {
     /// Descriptors in flight.
     #[arg(short = 'W', long, default_value_t = 64)]
     window: usize,
-    /// Timed transfers per shape, 1 to 10^12.
-    #[arg(short = 'I', long, default_value_t = 10, value_parser = super::common::parse_iterations)]
-    iterations: u64,
+    /// Timed transfers per shape, 1 to 10^12, or auto: until the median is known to
+    /// --precision [default: 10].
+    #[arg(short = 'I', long, value_parser = super::count::parse_iterations)]
+    iterations: Option<super::count::IterationsArg>,
+    #[command(flatten)]
+    pacing: super::count::PacingArgs,
     /// Untimed transfers first, 0 to 10^12 (the first one is the cold transfer).
     #[arg(short, long, default_value_t = 1, value_parser = super::common::parse_warmup)]
     warmup: u64,
@@ -239,8 +243,8 @@ struct ProfileArgs {
 pub fn run(a: KvArgs) -> anyhow::Result<ExitCode> {
     match a.command {
         KvCommand::Size(a) => size(a),
-        KvCommand::Plan(a) => plan(a),
-        KvCommand::Profile(a) => profile(a),
+        KvCommand::Plan(a) => plan(*a),
+        KvCommand::Profile(a) => profile(*a),
     }
 }
 
@@ -338,7 +342,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         concurrency: 1,
         mode: ConcurrencyMode::Endpoints,
         scheme: Scheme::Pairwise,
-        iterations: a.iterations,
+        iterations: a.pacing.count(a.iterations)?.unwrap_or(Count::Fixed(10)),
         warmup: a.warmup,
         verify: a.verify,
         reuse: false,
@@ -347,6 +351,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         rails: None,
         stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
+        open: None,
     };
     Ok(KvProfileConfig {
         model: g,

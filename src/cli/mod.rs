@@ -2,6 +2,7 @@
 
 mod analyze;
 mod common;
+mod count;
 mod crosscheck;
 mod doctor;
 mod etcd;

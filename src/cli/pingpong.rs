@@ -28,10 +28,12 @@ pub struct PairArgs {
     /// (fi_pingpong's -S).
     #[arg(short = 'S', long, default_value = "64,1K,64K,1M,10M,100M", value_parser = parse_sizes)]
     pub sizes: std::vec::Vec<u64>,
-    /// Timed iterations per size, 1 to 10^12 (fi_pingpong's -I) [default: 10000 below 64K, 1000
-    /// below 1M, 100 from 1M].
-    #[arg(short = 'I', long, value_parser = super::common::parse_iterations)]
-    pub iterations: Option<u64>,
+    /// Timed iterations per size, 1 to 10^12 (fi_pingpong's -I), or auto: in batches until the
+    /// median is known to --precision [default: 10000 below 64K, 1000 below 1M, 100 from 1M].
+    #[arg(short = 'I', long, value_parser = super::count::parse_iterations)]
+    pub iterations: Option<super::count::IterationsArg>,
+    #[command(flatten)]
+    pub pacing: super::count::PacingArgs,
     /// Untimed iterations before each size, 0 to 10^12 (0 reproduces fi_pingpong, which has
     /// none).
     #[arg(short, long, default_value_t = 10, value_parser = super::common::parse_warmup)]
@@ -100,7 +102,7 @@ pub fn base_config(a: &PairArgs) -> anyhow::Result<PingPongConfig> {
         mode: MsgMode::Msg,
         domain: a.domain.clone(),
         sizes: a.sizes.clone(),
-        iterations: a.iterations,
+        iterations: a.pacing.count(a.iterations)?,
         warmup: a.warmup,
         verify: a.verify,
         inject: true,

@@ -1,4 +1,5 @@
-//! `kvxfer plan validate|generate`: experiment plans into task definitions.
+//! `kvxfer plan validate|generate|estimate`: experiment plans into task definitions, and their
+//! wall time predicted.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,12 +33,21 @@ enum PlanCommand {
         #[arg(long)]
         templates: Option<PathBuf>,
     },
+    /// Predict a plan's wall time from its counts and the last results of its patterns.
+    Estimate {
+        /// The plan.
+        plan: PathBuf,
+        /// The results folder of an earlier run (default: the plan's common.output_dir).
+        #[arg(long)]
+        results: Option<PathBuf>,
+    },
 }
 
 /// Runs the subcommand.
 pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
     match a.command {
         PlanCommand::Validate { plan } => validate(&plan),
+        PlanCommand::Estimate { plan, results } => estimate(&plan, results),
         PlanCommand::Generate {
             plan,
             out,
@@ -60,6 +70,43 @@ pub fn run(a: PlanArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn estimate(path: &Path, results: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use kvxfer::run::plan::estimate::{estimate, Basis};
+    let doc = plan::load_plan(path)?;
+    let dir = match results {
+        Some(d) => d,
+        None => doc
+            .pointer("/common/output_dir")
+            .and_then(serde_json::Value::as_str)
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow::anyhow!("the plan has no common.output_dir; give --results"))?,
+    };
+    let e = estimate(&doc, &dir);
+    for p in &e.patterns {
+        let basis = match p.basis {
+            Basis::ResultsAndWallTime => "last results and wall time",
+            Basis::ResultsOnly => "last results (set-up not counted)",
+            Basis::WallTimeOnly => "last wall time",
+            Basis::Unknown => "no earlier result",
+        };
+        match p.seconds {
+            Some(s) => kvxfer::outln!("{} {:<40} {:>9.1} s  ({basis})", p.layer, p.pattern, s),
+            None => kvxfer::outln!("{} {:<40} {:>9} s  ({basis})", p.layer, p.pattern, "?"),
+        }
+    }
+    let unknown = match e.unknown {
+        0 => String::new(),
+        n => format!(", {n} pattern(s) without an earlier result not counted"),
+    };
+    kvxfer::outln!(
+        "total {:.1} s ({:.1} min) from {}{unknown}",
+        e.total_seconds,
+        e.total_seconds / 60.0,
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(path: &Path) -> anyhow::Result<ExitCode> {

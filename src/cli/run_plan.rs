@@ -84,6 +84,9 @@ fn show(e: PlanEvent<'_>) {
             s.tool,
             elapsed.as_secs_f64()
         ),
+        PlanEvent::Finished { id, seconds } => {
+            eprintln!("kvxfer run:   {id} took {seconds:.1} s")
+        }
         PlanEvent::Failed { id, error } => eprintln!("kvxfer run: {id} failed: {error}"),
         PlanEvent::Recorded {
             file,
@@ -142,6 +145,12 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let report =
         run_plan(&opts, &mut show).with_context(|| format!("plan {}", a.plan.display()))?;
     kvxfer::outln!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!(
+        "kvxfer run: {} pattern(s) in {:.1} s ({:.1} s of them in patterns)",
+        report.patterns.len(),
+        report.total_seconds,
+        report.patterns.iter().map(|p| p.seconds).sum::<f64>()
+    );
     if let Some(r) = report.mlflow.as_ref().filter(|r| r.not_recorded > 0) {
         eprintln!(
             "kvxfer run: {} result(s) not recorded; `kvxfer record --results {} --experiment {}` records them",

@@ -39,10 +39,13 @@ pub struct UcxPerfArgs {
     /// -s).
     #[arg(short, long, default_value = "64", value_parser = parse_sizes)]
     sizes: std::vec::Vec<u64>,
-    /// Timed iterations per size, 1 to 10^12 (ucx_perftest's -n; default by size: 10000 below 64K, 1000 below
-    /// 1M, 100 below 64M, 10 above).
-    #[arg(short = 'n', long, value_parser = super::common::parse_iterations)]
-    iterations: Option<u64>,
+    /// Timed iterations per size, 1 to 10^12 (ucx_perftest's -n), or auto (tag_lat: in batches
+    /// until the median is known to --precision) (default by size: 10000 below 64K, 1000
+    /// below 1M, 100 below 64M, 10 above).
+    #[arg(short = 'n', long, value_parser = super::count::parse_iterations)]
+    iterations: Option<super::count::IterationsArg>,
+    #[command(flatten)]
+    pacing: super::count::PacingArgs,
     /// Untimed iterations before each size, 0 to 10^12 (ucx_perftest's -w; default: a tenth of
     /// the iterations).
     #[arg(short, long, value_parser = super::common::parse_warmup)]
@@ -86,7 +89,7 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
             TestArg::TagBw => UcxTest::TagBw,
         },
         sizes: a.sizes.clone(),
-        iterations: a.iterations,
+        iterations: a.pacing.count(a.iterations)?,
         warmup: a.warmup,
         outstanding: a.outstanding,
         memory: match a.memory {

@@ -5,15 +5,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use kvxfer::bench::arrivals::{parse_arrival, parse_rate, ArrivalKind};
 use kvxfer::bootstrap::group::GroupSpec;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::peer::Side;
 use kvxfer::report::{export, table, ResultDoc};
 use kvxfer::run::segments::{MemKinds, SegKind};
 use kvxfer::run::xfer::{
-    self, ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig,
-    XferProgress,
+    self, ConcurrencyMode, LocalThreads, OpenLoop, RailSpec, Scheme, Sides, XferBackend,
+    XferConfig, XferProgress, DEFAULT_MAX_OUTSTANDING,
 };
+use kvxfer::stats::Count;
 use kvxfer::units::human_size;
 use kvxfer::xfer::XferOp;
 
@@ -221,9 +223,12 @@ pub struct XferArgs {
     /// Who sends to whom.
     #[arg(long, value_enum, default_value = "pairwise")]
     scheme: SchemeArg,
-    /// Timed iterations, 1 to 10^12.
-    #[arg(short = 'I', long, default_value_t = 10, value_parser = super::common::parse_iterations)]
-    iterations: u64,
+    /// Timed iterations, 1 to 10^12, or auto: in batches until the median is known to
+    /// --precision [default: 10].
+    #[arg(short = 'I', long, value_parser = super::count::parse_iterations)]
+    iterations: Option<super::count::IterationsArg>,
+    #[command(flatten)]
+    pacing: super::count::PacingArgs,
     /// Untimed iterations first, 0 to 10^12 (the first one is reported as the cold transfer).
     #[arg(short, long, default_value_t = 2, value_parser = super::common::parse_warmup)]
     warmup: u64,
@@ -272,6 +277,19 @@ pub struct XferArgs {
     /// for providers without FI_HMEM or a UCX without CUDA.
     #[arg(long, value_enum, value_name = "host")]
     staging: Option<StagingArg>,
+    /// Open loop: transfers arrive at this rate per initiator worker (poisson:RATE or
+    /// fixed:RATE, per second) whether or not earlier ones finished; --iterations counts the
+    /// arrivals (or --duration times them). Latency counts from each scheduled arrival.
+    #[arg(long, value_name = "poisson:RATE|fixed:RATE", value_parser = parse_arrival)]
+    arrival: Option<(ArrivalKind, Option<f64>)>,
+    /// Open loop: transfers outstanding per worker at most (each its own region); an arrival
+    /// that finds them all busy is counted as dropped [default: 8].
+    #[arg(long, value_name = "N", requires = "arrival")]
+    max_outstanding: Option<usize>,
+    /// Open loop: one session per rate, in this order (transfers per second per worker), and
+    /// the knee among them; --arrival gives the kind (poisson or fixed).
+    #[arg(long, value_name = "R1,R2,...", value_delimiter = ',', value_parser = parse_rate, requires = "arrival")]
+    sweep_rate: Vec<f64>,
     /// Seconds to wait for peers, barriers and each transfer.
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
@@ -312,7 +330,7 @@ pub fn mem_kinds(
 /// JSON file and MLflow.
 pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
     a.fabric.check()?;
-    let cfg = config(&a);
+    let cfg = config(&a)?;
     let group = a.group.spec(a.timeout)?;
     let sides = sides(&a);
     a.output.check()?;
@@ -329,8 +347,8 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The run's configuration from the options.
-fn config(a: &XferArgs) -> XferConfig {
-    XferConfig {
+fn config(a: &XferArgs) -> anyhow::Result<XferConfig> {
+    Ok(XferConfig {
         backend: a.fabric.backend.into(),
         provider: a.fabric.provider(),
         endpoint: a.fabric.endpoint_type(),
@@ -342,7 +360,7 @@ fn config(a: &XferArgs) -> XferConfig {
         concurrency: a.concurrency,
         mode: a.concurrency_mode.into(),
         scheme: a.scheme.into(),
-        iterations: a.iterations,
+        iterations: a.pacing.count(a.iterations)?.unwrap_or(Count::Fixed(10)),
         warmup: a.warmup,
         verify: a.verify,
         reuse: a.reuse,
@@ -357,7 +375,29 @@ fn config(a: &XferArgs) -> XferConfig {
             a.vmm,
             a.staging.is_some(),
         ),
-    }
+        open: open_loop(a)?,
+    })
+}
+
+/// The open-loop arrivals the options ask for.
+fn open_loop(a: &XferArgs) -> anyhow::Result<Option<OpenLoop>> {
+    let Some((kind, rate)) = a.arrival else {
+        return Ok(None);
+    };
+    let rates = match (rate, a.sweep_rate.is_empty()) {
+        (_, false) => a.sweep_rate.clone(),
+        (Some(r), true) => vec![r],
+        (None, true) => anyhow::bail!(
+            "--arrival {}: give its rate ({}:RATE) or --sweep-rate R1,R2,...",
+            kind.name(),
+            kind.name()
+        ),
+    };
+    Ok(Some(OpenLoop {
+        kind,
+        rates,
+        max_outstanding: a.max_outstanding.unwrap_or(DEFAULT_MAX_OUTSTANDING),
+    }))
 }
 
 /// Which sides this process runs: the target (--listen), initiators (--peer), or both.
@@ -414,8 +454,12 @@ fn measure(
         );
         return Ok(xfer::run_target(cfg, &listener)?);
     }
-    // Iterations of every worker, warm-up included.
-    let total = plan.workers as u64 * (cfg.warmup + cfg.iterations);
+    // Iterations of every worker, warm-up included (the most an auto run may take).
+    let most = cfg
+        .iterations
+        .at_most()
+        .min(kvxfer::stats::DEFAULT_MAX_ITERATIONS);
+    let total = (plan.workers as u64).saturating_mul(cfg.warmup.saturating_add(most));
     let progress = XferProgress::default();
     let bar = progress_bar(total, "xfer");
     bar.enable_steady_tick(Duration::from_millis(250));
@@ -435,12 +479,13 @@ fn measure(
         } else if sides == Sides::One(Side::Initiator) {
             xfer::run_initiator(cfg, &a.peer, &progress)
         } else {
+            // Open-loop targets progress on their own: a thread of their own.
+            let default = match cfg.open {
+                Some(_) => LocalThreads::Side,
+                None => LocalThreads::default_for(cfg.backend),
+            };
             let threads = a.local_threads.map(Into::into);
-            xfer::run_local(
-                cfg,
-                threads.unwrap_or(LocalThreads::default_for(cfg.backend)),
-                &progress,
-            )
+            xfer::run_local(cfg, threads.unwrap_or(default), &progress)
         };
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         bar.finish_and_clear();

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use auto::auto_problems;
+
 /// One problem of a plan, at a JSON path such as `$.layers[1].patterns[0].params.sizes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -45,6 +47,8 @@ enum Kind {
     Int(u64),
     /// A non-empty list of integers of at least 1.
     Sizes,
+    /// A count of at least 1, or `auto` (until the median is known to a precision).
+    Count,
 }
 
 /// The parameters each tool's patterns need (kvxfer_xfer's depend on its `backend`).
@@ -62,7 +66,7 @@ fn params_of(
             ("size", Int(1)),
             ("concurrency", Int(1)),
             ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
-            ("iterations", Int(1)),
+            ("iterations", Count),
             ("warmup", Int(0)),
         ],
         "fi_pingpong" => &[
@@ -104,7 +108,7 @@ fn params_of(
             ("size", Int(1)),
             ("concurrency", Int(1)),
             ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
-            ("iterations", Int(1)),
+            ("iterations", Count),
             ("warmup", Int(0)),
         ],
         "kvxfer_kv" if ucx => &[
@@ -116,7 +120,7 @@ fn params_of(
             ("tp", Int(1)),
             ("pp", Int(1)),
             ("access_pattern", OneOf(&["block", "layer"])),
-            ("iterations", Int(1)),
+            ("iterations", Count),
             ("warmup", Int(0)),
         ],
         "kvxfer_kv" => &[
@@ -128,7 +132,7 @@ fn params_of(
             ("tp", Int(1)),
             ("pp", Int(1)),
             ("access_pattern", OneOf(&["block", "layer"])),
-            ("iterations", Int(1)),
+            ("iterations", Count),
             ("warmup", Int(0)),
         ],
         "kvbench" => &[
@@ -308,12 +312,20 @@ impl Checker {
             for (pi, p) in patterns.iter().enumerate() {
                 let path = format!("{lp}.patterns[{pi}]");
                 self.pattern(p, &path, lid, &mut ids);
+                self.check_auto_time(plan, p, &path);
                 let tool = p.get("tool").and_then(Value::as_str).unwrap_or("");
                 for key in tool_keys(tool) {
                     self.tool_path(plan, key);
                 }
                 self.check_one_host(one_host, tool, &path);
             }
+        }
+    }
+
+    /// An `auto` pattern's timed runs fit in `common.timeout_s` ([`auto::time_problem`]).
+    fn check_auto_time(&mut self, plan: &Value, p: &Value, path: &str) {
+        if let Some((key, message)) = auto::time_problem(plan, p) {
+            self.err(&format!("{path}.params.{key}"), &message);
         }
     }
 
@@ -448,6 +460,9 @@ impl Checker {
             self.err(&format!("{path}.params"), "missing or not an object");
             return;
         };
+        for (key, message) in auto_problems(params) {
+            self.err(&format!("{path}.params.{key}"), &message);
+        }
         if let Some(x) = params.get("runs") {
             if !x.as_u64().is_some_and(|n| (1..=100).contains(&n)) {
                 self.err(
@@ -501,6 +516,10 @@ impl Checker {
                     x.as_u64().is_some_and(|n| n >= *min),
                     format!("an integer >= {min}"),
                 ),
+                Kind::Count => (
+                    x.as_u64().is_some_and(|n| n >= 1) || x.as_str() == Some("auto"),
+                    "an integer >= 1 or \"auto\"".to_string(),
+                ),
                 Kind::Sizes => (
                     x.as_array().is_some_and(|a| {
                         !a.is_empty() && a.iter().all(|n| n.as_u64().is_some_and(|n| n >= 1))
@@ -510,7 +529,7 @@ impl Checker {
             };
             if !ok {
                 let is = match kind {
-                    Kind::Int(_) => it_is(Some(x)),
+                    Kind::Int(_) | Kind::Count => it_is(Some(x)),
                     _ => String::new(),
                 };
                 self.err(&at, &format!("must be {want}{is}"));
@@ -577,6 +596,12 @@ fn twin_problems(params: &serde_json::Map<String, Value>) -> Vec<(&'static str, 
             "the nixl twin runs one pairwise transfer (concurrency 1)".into(),
         ));
     }
+    if params.get("iterations").and_then(Value::as_str) == Some("auto") {
+        out.push((
+            "iterations",
+            "the nixl twin runs a fixed count: give an integer (auto is for kvxfer alone)".into(),
+        ));
+    }
     let size = params.get("size").and_then(Value::as_u64).unwrap_or(0);
     match params.get("block").and_then(Value::as_u64) {
         Some(b) if b > 0 && size % b == 0 => {}
@@ -618,5 +643,6 @@ fn valid_id(id: &str) -> bool {
     })
 }
 
+mod auto;
 #[cfg(test)]
 mod tests;

@@ -292,6 +292,20 @@ pub fn profile_text(doc: &crate::report::ResultDoc) -> String {
             p("measured_ms"),
             p("cold_connection_extra_ms"),
         );
+        let verdict = |path: &[&str]| {
+            let mut v = &e;
+            for k in path {
+                v = &v[*k];
+            }
+            v.as_str().unwrap_or("-").to_string()
+        };
+        let _ = writeln!(
+            out,
+            "         slow start: {}; per descriptor: {}; cold connection: {}",
+            verdict(&["decomposition", "slow_start_is"]),
+            verdict(&["decomposition", "per_descriptor_is"]),
+            verdict(&["cold_warm", "cold_extra", "verdict"]),
+        );
     }
     for r in doc.results.iter().filter(|r| r.path.is_some()) {
         let tokens = r.extra.get("tokens").and_then(Value::as_u64).unwrap_or(0);

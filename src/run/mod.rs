@@ -5,6 +5,7 @@ pub mod counters;
 pub mod environment;
 pub mod kv_profile;
 pub mod memory;
+pub mod pace;
 pub mod path;
 pub mod pingpong;
 pub mod plan;
@@ -94,6 +95,27 @@ impl From<crate::xfer::XferError> for RunError {
 }
 
 impl RunError {
+    /// A loop's failure at `at`; the control connection's own failure (the peer gone, or its
+    /// reported failure) stays the bootstrap's error.
+    pub fn bench(at: impl Into<String>, error: crate::bench::BenchError) -> RunError {
+        match error {
+            crate::bench::BenchError::Control(b) => RunError::Bootstrap(b),
+            error => RunError::Bench {
+                at: at.into(),
+                error,
+            },
+        }
+    }
+
+    /// A loop's failure whose cause is the control connection, as the bootstrap's error
+    /// ([`RunError::bench`]); any other error as it is.
+    pub fn control_first(self) -> RunError {
+        match self {
+            RunError::Bench { at, error } => RunError::bench(at, error),
+            e => e,
+        }
+    }
+
     /// The cause, looking through [`RunError::Partial`].
     pub fn cause(&self) -> &RunError {
         match self {

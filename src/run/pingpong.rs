@@ -5,12 +5,13 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::memory::{libfabric_endpoint_bytes, MemoryNeed};
+use super::pace::two_sided;
 use super::segments::{check_device, check_hmem, MemKinds, SegKind};
 use super::two_sided::PairRun;
 pub use super::two_sided::{Progress, SideOutcome};
 use super::{environment, RunError};
 use crate::bench::pingpong::{
-    run_size_with, FabtestsFigures, PingPongTransport, SizeParams, SizeSamples,
+    run_timed, warm_up, FabtestsFigures, PingPongTransport, SizeParams, SizeSamples,
 };
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
@@ -20,7 +21,7 @@ use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
 use crate::run::path::{PairProbe, Payload};
-use crate::stats::{encode_histogram, LatencySummary};
+use crate::stats::{encode_histogram, Count, LatencySummary, Precision};
 use crate::units::human_size;
 
 /// Everything a ping-pong run is asked to do.
@@ -37,7 +38,7 @@ pub struct PingPongConfig {
     /// Message sizes in bytes.
     pub sizes: Vec<u64>,
     /// Timed iterations per size; None: by size, as fabtests chooses (see [`default_iterations`]).
-    pub iterations: Option<u64>,
+    pub iterations: Option<Count>,
     /// Untimed iterations before them.
     pub warmup: u64,
     /// Check every payload.
@@ -69,7 +70,7 @@ impl PingPongConfig {
             .with(
                 "iterations",
                 self.iterations
-                    .map_or_else(|| "by size".to_string(), |n| n.to_string()),
+                    .map_or_else(|| "by size".to_string(), |n| n.name()),
             )
             .with("warmup", self.warmup)
             .with("verify", self.verify)
@@ -78,8 +79,9 @@ impl PingPongConfig {
     }
 
     /// Timed iterations for one size.
-    pub fn iterations_for(&self, size: u64) -> u64 {
-        self.iterations.unwrap_or_else(|| default_iterations(size))
+    pub fn iterations_for(&self, size: u64) -> Count {
+        self.iterations
+            .unwrap_or_else(|| Count::Fixed(default_iterations(size)))
     }
 
     fn endpoint_name(&self) -> &'static str {
@@ -155,8 +157,8 @@ impl PingPongConfig {
         if self.sizes.is_empty() {
             return Err(RunError::Config("no message size given".into()));
         }
-        if self.iterations == Some(0) {
-            return Err(RunError::Config("--iterations must be at least 1".into()));
+        if let Some(c) = &self.iterations {
+            c.check().map_err(RunError::Config)?;
         }
         let info = select_info(&self.endpoint_spec(caps, None))?;
         let v = info.view();
@@ -173,8 +175,9 @@ impl PingPongConfig {
             )));
         }
         for &size in &self.sizes {
-            crate::bench::check_counts(size, self.iterations_for(size), self.warmup, 2)
-                .map_err(RunError::Config)?;
+            if let Count::Fixed(n) = self.iterations_for(size) {
+                crate::bench::check_counts(size, n, self.warmup, 2).map_err(RunError::Config)?;
+            }
         }
         Ok(facts)
     }
@@ -327,19 +330,23 @@ fn sizes<B: HostStaged>(
             oob.barrier()?;
             let p = SizeParams {
                 size: size as usize,
-                iterations: cfg.iterations_for(size),
                 warmup: cfg.warmup,
                 verify: cfg.verify,
             };
-            let run = run_size_with(&mut ch, role, &p, &mut probe.hook(oob));
+            let count = cfg.iterations_for(size);
+            let run = warm_up(&mut ch, role, &p)
+                .and_then(|()| probe.hook(oob)())
+                .and_then(|()| run_timed(&mut ch, role, &p, &mut *two_sided(role, count, oob)));
             let samples = match run {
                 Ok(s) => s,
                 Err(error) => {
                     abandon(ch);
-                    return Err(probe.failure(format!("size {}", human_size(size)), error));
+                    let at = format!("size {}", human_size(size));
+                    return Err(probe.failure(at, error).control_first());
                 }
             };
             let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
+            add_precision(&mut r, &samples, &count, role);
             r.path = probe
                 .finish(oob, both_ways(size, &samples))?
                 .map(|p| p.to_value());
@@ -402,6 +409,22 @@ pub(crate) fn size_result(
     }
 }
 
+/// The result's `extra.precision` from the samples of the side that measured them.
+pub(crate) fn add_precision(
+    r: &mut SizeResult,
+    s: &crate::bench::pingpong::SizeSamples,
+    count: &Count,
+    role: Side,
+) {
+    if role == Side::Target && s.latency_ns.is_empty() {
+        return;
+    }
+    let p = Precision::of(&s.latency_ns, s.stopped_by, Precision::target_of(count));
+    if let Ok(v) = serde_json::to_value(p) {
+        r.extra.insert("precision".into(), v);
+    }
+}
+
 /// The configuration block of a ping-pong document.
 pub(crate) fn config_map(cfg: &PingPongConfig, role: Side) -> Map<String, Value> {
     let mut m = Map::new();
@@ -414,7 +437,8 @@ pub(crate) fn config_map(cfg: &PingPongConfig, role: Side) -> Map<String, Value>
     m.insert(
         "iterations".into(),
         match cfg.iterations {
-            Some(n) => json!(n),
+            Some(Count::Fixed(n)) => json!(n),
+            Some(c) => json!(c.name()),
             None => json!("by size: 10000 below 64K, 1000 below 1M, 100 from 1M"),
         },
     );

@@ -108,6 +108,13 @@ pub enum PlanEvent<'a> {
         /// Time since the run started.
         elapsed: Duration,
     },
+    /// Pattern `id` ended (whatever its outcome) after `seconds` of wall time.
+    Finished {
+        /// The pattern's id.
+        id: &'a str,
+        /// Its wall time.
+        seconds: f64,
+    },
     /// A pattern failed (the run goes on).
     Failed {
         /// The pattern's id.
@@ -208,6 +215,8 @@ pub struct PlanRunReport {
     pub patterns: Vec<PatternOutcome>,
     /// The ids of the patterns that failed.
     pub failed: BTreeSet<String>,
+    /// Wall time of the whole run (its patterns and the cross-check), seconds.
+    pub total_seconds: f64,
     /// The MLflow recording, when asked for.
     pub mlflow: Option<RecordingSummary>,
     /// The cross-check of the results folder.
@@ -501,24 +510,42 @@ pub fn run_plan(
         if let Some(r) = rec.as_mut() {
             r.pattern(&out, &s.id, events);
         }
+        let seconds = t.elapsed().as_secs_f64();
+        events(PlanEvent::Finished { id: &s.id, seconds });
         patterns.push(PatternOutcome {
             layer: s.layer.clone(),
             pattern: s.id.clone(),
             tool: s.tool.clone(),
-            seconds: t.elapsed().as_secs_f64(),
+            seconds,
             outcome,
         });
     }
-    Ok(PlanRunReport {
+    let crosscheck = crosscheck_folder(&plan, &out)?;
+    let report = PlanRunReport {
         plan: o.plan.display().to_string(),
         results_dir: out.display().to_string(),
         patterns,
         failed,
+        total_seconds: started.elapsed().as_secs_f64(),
         mlflow: rec.map(|r| r.summary),
-        crosscheck: crosscheck_folder(&plan, &out)?,
+        crosscheck,
         doctor: checked.as_ref().map(doctor::summary),
-    })
+    };
+    // Beside the results, for `kvxfer plan estimate` to learn each pattern's wall time.
+    let file = out.join(RUN_REPORT);
+    let mut bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
+    bytes.push(b'\n');
+    write_atomic(&file, &bytes).map_err(|source| PlanRunError::Io {
+        what: format!("writing {}", file.display()),
+        source,
+    })?;
+    Ok(report)
 }
+
+/// The run's report in its results folder.
+pub const RUN_REPORT: &str = "plan-run.json";
+
+pub mod estimate;
 
 #[cfg(test)]
 mod tests;

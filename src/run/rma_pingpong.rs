@@ -6,15 +6,20 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::environment;
+use super::pace::two_sided;
 use super::path::{PairProbe, PathReport, Payload};
 use super::pingpong::{
-    both_ways, config_map, size_result, vram_slots, PingPongConfig, Progress, SideOutcome,
+    add_precision, both_ways, config_map, size_result, vram_slots, PingPongConfig, Progress,
+    SideOutcome,
 };
 use super::segments::SegKind;
 use super::two_sided::PairRun;
 use super::RunError;
-use crate::bench::pingpong::{run_size_with, PingPongTransport, SizeParams, SizeSamples};
-use crate::bench::rma_pingpong::{run_read_size, RmaReadTransport, READ_SEQ};
+use crate::bench::pace::{decode_batch, encode_batch, run_batches};
+use crate::bench::pingpong::{
+    run_timed, warm_up, PingPongTransport, Recorder, SizeParams, SizeSamples,
+};
+use crate::bench::rma_pingpong::{run_read_batch, RmaReadTransport, READ_SEQ};
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::{BootstrapError, Fingerprint, Oob};
 use crate::channel::{RmaChannel, RmaPingPongOp};
@@ -22,6 +27,7 @@ use crate::fabric::{self, caps, RemoteRegion};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::ResultDoc;
+use crate::stats::{Count, Pacer};
 use crate::units::human_size;
 
 /// An RMA ping-pong run: the ping-pong parameters (mode and inject unused) and the operation.
@@ -297,16 +303,17 @@ fn measure_sizes<B: HostStaged>(
     for (i, &size) in base.sizes.iter().enumerate() {
         let p = SizeParams {
             size: size as usize,
-            iterations: base.iterations_for(size),
             warmup: base.warmup,
             verify: base.verify,
         };
+        let count = base.iterations_for(size);
         // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
-        let (samples, path) = measure_size(pp, cfg.op, oob, &p, &mut probe)?;
+        let (samples, path) = measure_size(pp, cfg.op, oob, &p, count, &mut probe)?;
         if let Some(s) = samples {
             let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
             let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
             let mut r = size_result(size, &s, injected, xfers);
+            add_precision(&mut r, &s, &count, pp.role);
             r.path = path.map(|p| p.to_value());
             doc.results.push(r);
         }
@@ -327,19 +334,19 @@ fn measure_size<B: HostStaged>(
     op: RmaPingPongOp,
     oob: &mut Oob,
     p: &SizeParams,
+    count: Count,
     probe: &mut PairProbe,
 ) -> Result<(Option<SizeSamples>, Option<PathReport>), RunError> {
     let at = || format!("size {}", human_size(p.size as u64));
-    let bench = |error| RunError::Bench { at: at(), error };
-    // The reads' target waits on the fabric through the warm-up and the timed reads alike:
-    // both sides' spans hold them all.
-    let all_reads = (p.warmup + p.iterations) * p.size as u64;
+    let bench = |error| RunError::bench(at(), error);
     match (op, pp.role) {
         (RmaPingPongOp::Write | RmaPingPongOp::WriteData, role) => {
             pp.prepare(p.size).map_err(bench)?;
             oob.barrier()?;
-            let run = run_size_with(pp, role, p, &mut probe.hook(oob));
-            let s = run.map_err(|e| probe.failure(at(), e))?;
+            let run = warm_up(pp, role, p)
+                .and_then(|()| probe.hook(oob)())
+                .and_then(|()| run_timed(pp, role, p, &mut *two_sided(role, count, oob)));
+            let s = run.map_err(|e| probe.failure(at(), e).control_first())?;
             let path = probe.finish(oob, both_ways(p.size as u64, &s))?;
             Ok((Some(s), path))
         }
@@ -348,12 +355,22 @@ fn measure_size<B: HostStaged>(
                 pattern::fill(&mut pp.ch.rx_buf_mut()[..p.size], READ_SEQ);
                 pp.ch.publish_rx(p.size)?;
             }
-            pp.ch.post_done()?;
             probe.start(oob)?;
-            oob.barrier()?;
-            pp.ch.wait_done()?;
+            // Each batch (the warm-up first) is announced; the target serves the reads until
+            // the initiator says the batch is done. Its span holds them all.
+            let mut reads = 0u64;
+            loop {
+                let (n, _) = decode_batch(&oob.recv_frame()?).map_err(bench)?;
+                if n == 0 {
+                    break;
+                }
+                reads = reads.saturating_add(n);
+                pp.ch.post_done()?;
+                oob.barrier()?;
+                pp.ch.wait_done()?;
+            }
             let sent = Payload {
-                sent: all_reads,
+                sent: reads.saturating_mul(p.size as u64),
                 received: 0,
                 timed_ns: None,
             };
@@ -361,15 +378,52 @@ fn measure_size<B: HostStaged>(
         }
         (RmaPingPongOp::Read, Side::Initiator) => {
             probe.start(oob)?;
-            oob.barrier()?;
-            let s = run_read_size(&mut Reader(&mut pp.ch), p).map_err(bench)?;
-            pp.ch.send_done()?;
+            let s = read_initiator(pp, oob, p, count)?;
             let got = Payload {
                 sent: 0,
-                received: all_reads,
+                received: (p.warmup + s.iterations).saturating_mul(p.size as u64),
                 timed_ns: None,
             };
             Ok((Some(s), probe.finish(oob, got)?))
         }
     }
+}
+
+/// The read initiator's side of a size: the warm-up and each timed batch announced to the
+/// target, which serves the reads until this side's done message.
+fn read_initiator<B: HostStaged>(
+    pp: &mut RmaPingPong<B>,
+    oob: &mut Oob,
+    p: &SizeParams,
+    count: Count,
+) -> Result<SizeSamples, RunError> {
+    let bench = |error| RunError::bench(format!("size {}", human_size(p.size as u64)), error);
+    let batch = |pp: &mut RmaPingPong<B>,
+                 oob: &mut Oob,
+                 range: std::ops::Range<u64>,
+                 rec: Option<&mut Recorder>|
+     -> Result<u64, RunError> {
+        oob.send_frame(&encode_batch(range.end - range.start, None))?;
+        oob.barrier()?;
+        let ns = run_read_batch(&mut Reader(&mut pp.ch), p, range, rec).map_err(bench)?;
+        pp.ch.send_done()?;
+        Ok(ns)
+    };
+    if p.warmup > 0 {
+        batch(pp, oob, 0..p.warmup, None)?;
+    }
+    let mut pacer = Pacer::new(count);
+    let mut failed = None;
+    let samples = run_batches(p.warmup, p.size as u64, 1, &mut pacer, &mut |range, rec| {
+        batch(pp, oob, range, Some(rec)).map_err(|e| {
+            failed = Some(e);
+            BenchError::Invalid("the batch failed".into())
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let samples = samples.map_err(bench)?;
+    oob.send_frame(&encode_batch(0, Some(samples.stopped_by)))?;
+    Ok(samples)
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
+use super::pace::two_sided;
 use super::path::{PairProbe, Payload};
 use super::two_sided::{PairRun, Progress, SideOutcome};
 use super::{environment, RunError};
@@ -16,7 +17,7 @@ use crate::channel::{SlotSpec, TagChannel};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
-use crate::stats::{encode_histogram, LatencySummary, UCX_PERFTEST_WINDOW};
+use crate::stats::{encode_histogram, Count, LatencySummary, UCX_PERFTEST_WINDOW};
 use crate::ucx::{Context, Endpoint, Features, MemoryType, Worker};
 use crate::units::human_size;
 
@@ -66,7 +67,7 @@ pub struct UcxPerfConfig {
     /// Message sizes in bytes.
     pub sizes: Vec<u64>,
     /// Timed iterations per size; by size when absent (see [`default_iterations`]).
-    pub iterations: Option<u64>,
+    pub iterations: Option<Count>,
     /// Untimed iterations before them; a tenth of the iterations when absent.
     pub warmup: Option<u64>,
     /// tag_bw: most sends outstanding (ucx_perftest's -O).
@@ -100,6 +101,9 @@ impl UcxPerfConfig {
     /// The parameters both sides must share.
     pub fn fingerprint(&self) -> Fingerprint {
         let opt = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "auto".into());
+        let count = self
+            .iterations
+            .map_or_else(|| "by size".to_string(), |c| c.name());
         Fingerprint::default()
             .with("bench", "ucx-perf")
             .with("test", self.test.name())
@@ -111,7 +115,7 @@ impl UcxPerfConfig {
                     .collect::<Vec<_>>()
                     .join(","),
             )
-            .with("iterations", opt(self.iterations))
+            .with("iterations", count)
             .with("warmup", opt(self.warmup))
             .with("outstanding", self.outstanding)
             .with("memory", self.memory.name())
@@ -119,13 +123,19 @@ impl UcxPerfConfig {
             .with("prereg", self.prereg)
     }
 
-    fn iterations_for(&self, size: u64) -> u64 {
-        self.iterations.unwrap_or_else(|| default_iterations(size))
+    fn iterations_for(&self, size: u64) -> Count {
+        self.iterations
+            .unwrap_or_else(|| Count::Fixed(default_iterations(size)))
     }
 
+    /// A tenth of the timed iterations unless given (of the count by size when that is not
+    /// fixed).
     fn warmup_for(&self, size: u64) -> u64 {
-        self.warmup
-            .unwrap_or_else(|| (self.iterations_for(size) / 10).max(1))
+        let n = self
+            .iterations_for(size)
+            .fixed()
+            .unwrap_or_else(|| default_iterations(size));
+        self.warmup.unwrap_or_else(|| (n / 10).max(1))
     }
 
     /// Checks what can be checked before any connection.
@@ -133,9 +143,21 @@ impl UcxPerfConfig {
         if self.sizes.is_empty() {
             return Err(RunError::Config("no message size given".into()));
         }
+        if let Some(c) = &self.iterations {
+            c.check().map_err(RunError::Config)?;
+            if self.test == UcxTest::TagBw && c.fixed().is_none() {
+                return Err(RunError::Config(
+                    "tag_bw times one stream per size, not samples per iteration: give \
+                     --iterations a count (auto and --duration pace tag_lat)"
+                        .into(),
+                ));
+            }
+        }
         for &size in &self.sizes {
-            let (n, w) = (self.iterations_for(size), self.warmup_for(size));
-            crate::bench::check_counts(size, n, w, 2).map_err(RunError::Config)?;
+            if let Count::Fixed(n) = self.iterations_for(size) {
+                crate::bench::check_counts(size, n, self.warmup_for(size), 2)
+                    .map_err(RunError::Config)?;
+            }
         }
         if self.outstanding == 0 {
             return Err(RunError::Config("--outstanding must be at least 1".into()));
@@ -404,7 +426,7 @@ impl SideSetup<'_> {
         for (i, &size) in cfg.sizes.iter().enumerate() {
             oob.barrier()?;
             let at = || format!("size {}", human_size(size));
-            let iterations = cfg.iterations_for(size);
+            let count = cfg.iterations_for(size);
             let warmup = cfg.warmup_for(size);
             let r = match cfg.test {
                 UcxTest::TagLat => {
@@ -415,21 +437,26 @@ impl SideSetup<'_> {
                     };
                     let p = SizeParams {
                         size: size as usize,
-                        iterations,
                         warmup,
                         verify: cfg.verify,
                     };
-                    let run = pp::run_size_with(&mut t, role, &p, &mut probe.hook(oob));
-                    let s = run.map_err(|e| probe.failure(at(), e))?;
+                    let run = pp::warm_up(&mut t, role, &p)
+                        .and_then(|()| probe.hook(oob)())
+                        .and_then(|()| {
+                            pp::run_timed(&mut t, role, &p, &mut *two_sided(role, count, oob))
+                        });
+                    let s = run.map_err(|e| probe.failure(at(), e).control_first())?;
                     // Nothing is left posted (the last receive is only due); settle anything
                     // anyway.
                     ch.settle();
                     let path = probe.finish(oob, super::pingpong::both_ways(size, &s))?;
                     let mut r = lat_result(size, warmup, &s);
+                    super::pingpong::add_precision(&mut r, &s, &count, role);
                     r.path = path.map(|p| p.to_value());
                     r
                 }
                 UcxTest::TagBw => {
+                    let iterations = count.fixed().unwrap_or(0);
                     let p = BwParams {
                         size: size as usize,
                         iterations,
@@ -547,10 +574,11 @@ fn config_map(cfg: &UcxPerfConfig, role: Side) -> Map<String, Value> {
     m.insert("sizes".into(), json!(cfg.sizes));
     m.insert(
         "iterations".into(),
-        json!(cfg
-            .iterations
-            .map(Value::from)
-            .unwrap_or_else(|| "auto".into())),
+        match cfg.iterations {
+            Some(Count::Fixed(n)) => json!(n),
+            Some(c) => json!(c.name()),
+            None => json!("by size"),
+        },
     );
     m.insert(
         "warmup".into(),

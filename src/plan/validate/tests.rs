@@ -196,6 +196,57 @@ fn kvxfer_kv_patterns_need_their_model_and_layout() {
                    "tokens": 1000, "page_size": 16, "tp": 1, "pp": 1,
                    "access_pattern": "block", "iterations": 20, "warmup": 2}});
     assert_eq!(validate(&p), []);
+    // Two runs (back to back, contiguous) of up to 60 s fit a command's 900 s.
+    p["common"]["timeout_s"] = json!(900);
+    p["layers"][0]["patterns"][0]["params"]["iterations"] = json!("auto");
+    assert_eq!(validate(&p), []);
+    p["layers"][0]["patterns"][0]["params"]["precision_pct"] = json!(2.5);
+    p["layers"][0]["patterns"][0]["params"]["max_time_s"] = json!(10);
+    assert_eq!(validate(&p), []);
+    p["layers"][0]["patterns"][0]["params"]["max_time_s"] = json!(0);
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert_eq!(
+        got,
+        ["$.layers[0].patterns[0].params.max_time_s: must be an integer from 1 to 3600; it is 0"]
+    );
+    p["layers"][0]["patterns"][0]["params"]["max_time_s"] = json!(10);
+    p["layers"][0]["patterns"][0]["params"]["iterations"] = json!(20);
+    let got: Vec<String> = validate(&p).iter().map(|x| x.path.clone()).collect();
+    assert_eq!(
+        got,
+        [
+            "$.layers[0].patterns[0].params.precision_pct",
+            "$.layers[0].patterns[0].params.max_time_s"
+        ]
+    );
+    // The runs auto may time must fit the command's timeout: three shapes of 10 s here.
+    p["common"]["timeout_s"] = json!(30);
+    p["layers"][0]["patterns"][0]["params"]["iterations"] = json!("auto");
+    p["layers"][0]["patterns"][0]["params"]["idle_ms"] = json!([0, 100]);
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert_eq!(
+        got,
+        ["$.layers[0].patterns[0].params.max_time_s: auto may time 3 run(s) of up to 10 s here, \
+          past common.timeout_s (30 s) that ends the command: give a smaller max_time_s"]
+    );
+    p["layers"][0]["patterns"][0]["params"]["max_time_s"] = json!(9);
+    assert_eq!(validate(&p), []);
+    for k in ["precision_pct", "max_time_s"] {
+        p["layers"][0]["patterns"][0]["params"]
+            .as_object_mut()
+            .unwrap()
+            .remove(k);
+    }
+    p["layers"][0]["patterns"][0]["params"]["iterations"] = json!("some");
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "$.layers[0].patterns[0].params.iterations: must be an integer >= 1 or \"auto\"; \
+          it is the text \"some\", not a number"
+        ]
+    );
+    p["layers"][0]["patterns"][0]["params"]["iterations"] = json!(20);
     let pat = &mut p["layers"][0]["patterns"][0]["params"];
     pat.as_object_mut().unwrap().remove("tokens");
     pat["access_pattern"] = json!("diagonal");
@@ -234,6 +285,12 @@ fn nixl_twin_needs_a_pairwise_ucx_transfer_of_equal_blocks() {
     bad["block"] = json!(4000000);
     let keys: Vec<&str> = probs(&bad).iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, ["backend", "op", "scheme", "block"]);
+    let mut auto = ok.clone();
+    auto["iterations"] = json!("auto");
+    let keys: Vec<&str> = probs(&auto).iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, ["iterations"]);
+    auto.as_object_mut().unwrap().remove("twin");
+    assert!(probs(&auto).is_empty());
     let mut other = ok.clone();
     other["twin"] = json!("nixlbench");
     assert_eq!(probs(&other), [("twin", "must be nixl".to_string())]);

@@ -6,9 +6,11 @@ use crate::units::{cnt_str, size_str};
 
 use super::ResultDoc;
 
+mod precision;
 mod ucx;
 mod xfer;
 
+pub use self::precision::{precision_line, precision_lines, range_str, time_str};
 pub use self::ucx::ucx_perf;
 pub use self::xfer::xfer;
 
@@ -66,6 +68,7 @@ pub fn pingpong(doc: &ResultDoc) -> String {
             us_or_dash(lat.map(|l| l.max)),
         );
     }
+    out.push_str(&precision_lines(doc));
     out.push_str(&super::path_lines::summary(doc));
     out
 }

@@ -122,6 +122,7 @@ pub fn ucx_perf(doc: &ResultDoc) -> String {
     out.push_str(
         "  MiB/s = 2^20 bytes/s (what ucx_perftest prints as MB/s); GB/s = 10^9 bytes/s.\n",
     );
+    out.push_str(&super::precision_lines(doc));
     out.push_str(&crate::report::path_lines::summary(doc));
     out
 }

@@ -53,8 +53,66 @@ pub fn xfer(doc: &ResultDoc) -> String {
         if let Some(tiers) = r.extra.get("tiers").and_then(|v| v.as_array()) {
             tiers_table(&mut out, tiers);
         }
+        if r.extra.contains_key("arrived_per_s") {
+            open_loop_lines(&mut out, r);
+        }
+        if let Some(line) = super::precision_line(r) {
+            let _ = writeln!(out, "{line}");
+        }
     }
     out
+}
+
+/// An open-loop rate: offered, arrived and achieved, drops, and the three latencies.
+fn open_loop_lines(out: &mut String, r: &SizeResult) {
+    let f = |k: &str| r.extra.get(k).and_then(Value::as_f64);
+    let q = |k: &str, p: &str| {
+        r.extra
+            .get(k)
+            .and_then(|v| v.get(p))
+            .and_then(Value::as_f64)
+    };
+    let overloaded = r.extra.get("overloaded").and_then(Value::as_bool) == Some(true);
+    let _ = writeln!(
+        out,
+        "open loop: offered {} /s, arrived {} /s, achieved {} /s, {} of {} arrivals dropped{}",
+        f_or_dash(r.extra.get("offered_per_s"), 2),
+        f_or_dash(r.extra.get("arrived_per_s"), 2),
+        f_or_dash(r.extra.get("achieved_per_s"), 2),
+        f_or_dash(r.extra.get("dropped"), 0),
+        f_or_dash(r.extra.get("arrivals"), 0),
+        if overloaded { ": overloaded" } else { "" },
+    );
+    let _ = writeln!(
+        out,
+        "  ms p50/p99: corrected (from arrival) {}/{}; service (post to end) {}/{}; queueing \
+         {}/{}",
+        ms(r.latency_us.map(|l| l.p50)),
+        ms(f("corrected_p99_us")),
+        ms(q("service_us", "p50")),
+        ms(f("uncorrected_p99_us")),
+        ms(q("queueing_us", "p50")),
+        ms(q("queueing_us", "p99")),
+    );
+    if let Some(qs) = r.extra.get("queueing_by_quarter").and_then(Value::as_array) {
+        let means: Vec<String> = qs
+            .iter()
+            .map(|x| ms(x.get("mean_us").and_then(Value::as_f64)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  queueing ms by quarter of the run (mean): {}",
+            means.join(" ")
+        );
+    }
+    if let Some(k) = r.extra.get("sweep") {
+        let _ = writeln!(
+            out,
+            "  knee: {} /s (p99 within 2x the unloaded service time, {} ms)",
+            f_or_dash(k.get("knee_per_s"), 2),
+            ms(k.get("unloaded_service_p50_us").and_then(Value::as_f64)),
+        );
+    }
 }
 
 /// Microseconds as milliseconds with three decimals, or "-".

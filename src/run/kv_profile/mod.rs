@@ -4,9 +4,11 @@
 //! the cold transfer and the registration of each are a request's first.
 
 mod config;
+mod difference;
 mod report;
 
 pub use self::config::{KvProfileConfig, ProfileRun, Shape};
+pub use self::difference::Difference;
 
 use crate::bootstrap::OobListener;
 use crate::peer::Side;
@@ -131,7 +133,7 @@ mod tests {
                 concurrency: 4,
                 mode: ConcurrencyMode::Endpoints,
                 scheme: Scheme::Pairwise,
-                iterations: 3,
+                iterations: crate::stats::Count::Fixed(3),
                 warmup: 1,
                 verify: false,
                 reuse: false,
@@ -140,6 +142,7 @@ mod tests {
                 rails: None,
                 stripe_threshold: crate::run::xfer::DEFAULT_STRIPE_THRESHOLD,
                 mem: Default::default(),
+                open: None,
             },
         }
     }

@@ -6,9 +6,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::config::{KvProfileConfig, ProfileRun, Shape};
+use super::difference::Difference;
 use super::RunError;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::run::path::PathReport;
+use crate::stats::Precision;
 
 /// The figures of one xfer run that the profile uses, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -17,6 +19,8 @@ pub struct RunFigures {
     pub chunks: u64,
     /// Median end-to-end transfer time.
     pub p50_us: f64,
+    /// The median's 95 % interval, when the run reported one.
+    pub p50_interval_us: Option<[f64; 2]>,
     /// 99th percentile.
     pub p99_us: f64,
     /// The first transfer on the new connection.
@@ -52,6 +56,7 @@ fn figures(doc: &ResultDoc) -> Result<RunFigures, RunError> {
             .and_then(Value::as_u64)
             .unwrap_or(0),
         p50_us: lat.p50,
+        p50_interval_us: Precision::from_extra(&r.extra).and_then(|p| p.p50_interval_us),
         p99_us: lat.p99,
         first_us: cost("first_transfer_us"),
         registration_first_us: cost("registration_first_us"),
@@ -74,21 +79,29 @@ pub struct Decomposition {
     pub measured_is: String,
     /// Both ends registering the request's memory afresh.
     pub registration_ms: f64,
-    /// The descriptor list after the longest idle gap minus back to back (0 without gaps).
+    /// The descriptor list after the longest idle gap minus back to back, when its interval
+    /// lies above 0 (else 0: none measured; 0 without gaps).
     pub slow_start_ms: f64,
-    /// The descriptor list minus the same bytes as one contiguous transfer.
+    /// What the slow start's interval says (absent without gaps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_start_is: Option<String>,
+    /// The descriptor list minus the same bytes as one contiguous transfer, when its interval
+    /// lies above 0 (else 0).
     pub per_descriptor_ms: f64,
+    /// What the per-descriptor difference's interval says.
+    pub per_descriptor_is: String,
     /// The contiguous transfer minus the theoretical time: protocol, copies, the path's own
     /// rate; what the named parts leave.
     pub remainder_ms: f64,
     /// measured / theoretical.
     pub measured_over_theoretical: f64,
-    /// The first transfer on a new connection minus a warm one (beside the sum, not in it).
+    /// The first transfer on a new connection minus a warm one, when its interval lies above
+    /// 0 (beside the sum, not in it).
     pub cold_connection_extra_ms: Option<f64>,
 }
 
 /// The inputs of one prompt length's decomposition.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DecompositionInput {
     /// Bytes of the cache.
     pub bytes: u64,
@@ -96,43 +109,63 @@ pub struct DecompositionInput {
     pub link_gbps: f64,
     /// Both ends' registration of the request's memory, us.
     pub registration_us: f64,
-    /// Descriptor list, back to back, median us.
+    /// Descriptor list, back to back, median us, and its interval.
     pub descriptors_p50_us: f64,
+    /// The interval of `descriptors_p50_us`.
+    pub descriptors_interval_us: Option<[f64; 2]>,
     /// Contiguous, median us.
     pub contiguous_p50_us: f64,
-    /// (gap ms, median us) of the longest idle gap, if any.
-    pub longest_idle: Option<(u64, f64)>,
-    /// The cold transfer's extra over warm, us.
-    pub cold_extra_us: Option<f64>,
+    /// The interval of `contiguous_p50_us`.
+    pub contiguous_interval_us: Option<[f64; 2]>,
+    /// (gap ms, median us, its interval) of the longest idle gap, if any.
+    pub longest_idle: Option<(u64, f64, Option<[f64; 2]>)>,
+    /// The cold transfer's extra over warm.
+    pub cold_extra: Option<Difference>,
 }
 
-/// theoretical + registration + slow start + per descriptor + remainder = measured.
+/// theoretical + registration + slow start + per descriptor + remainder = measured; slow start
+/// and per descriptor count only where their intervals lie above 0.
 pub fn decompose(i: &DecompositionInput) -> Decomposition {
     let ms = |us: f64| us / 1e3;
     let theoretical_ms = crate::model::size::theoretical_ms(i.bytes, i.link_gbps);
-    let (after_idle_us, measured_is) = match i.longest_idle {
-        Some((g, us)) => (
-            us,
-            format!("registration per request + the descriptor list's p50 after {g} ms idle"),
+    let d0 = (i.descriptors_p50_us, i.descriptors_interval_us);
+    let slow = i
+        .longest_idle
+        .map(|(g, us, iv)| (g, Difference::of_medians(us, iv, d0.0, d0.1)));
+    let per_descriptor =
+        Difference::of_medians(d0.0, d0.1, i.contiguous_p50_us, i.contiguous_interval_us);
+    let slow_us = slow.as_ref().map_or(0.0, |(_, d)| d.cost_us);
+    let measured_is = match &slow {
+        Some((g, d)) if d.cost_us > 0.0 => {
+            format!("registration per request + the descriptor list's p50 after {g} ms idle")
+        }
+        Some((g, _)) => format!(
+            "registration per request + the descriptor list's p50 back to back (no slow start \
+             measured after {g} ms idle)"
         ),
-        None => (
-            i.descriptors_p50_us,
-            "registration per request + the descriptor list's p50 back to back".to_string(),
-        ),
+        None => "registration per request + the descriptor list's p50 back to back".to_string(),
     };
-    let measured_ms = ms(i.registration_us + after_idle_us);
-    let remainder_ms = ms(i.contiguous_p50_us) - theoretical_ms;
+    let measured_ms = ms(i.registration_us + d0.0 + slow_us);
+    let registration_ms = ms(i.registration_us);
+    let slow_start_ms = ms(slow_us);
+    let per_descriptor_ms = ms(per_descriptor.cost_us);
     Decomposition {
         link_gbps: i.link_gbps,
         theoretical_ms,
         measured_ms,
         measured_is,
-        registration_ms: ms(i.registration_us),
-        slow_start_ms: ms(after_idle_us - i.descriptors_p50_us),
-        per_descriptor_ms: ms(i.descriptors_p50_us - i.contiguous_p50_us),
-        remainder_ms,
+        registration_ms,
+        slow_start_ms,
+        slow_start_is: slow.map(|(_, d)| d.verdict),
+        per_descriptor_ms,
+        per_descriptor_is: per_descriptor.verdict,
+        remainder_ms: measured_ms
+            - theoretical_ms
+            - registration_ms
+            - slow_start_ms
+            - per_descriptor_ms,
         measured_over_theoretical: measured_ms / theoretical_ms,
-        cold_connection_extra_ms: i.cold_extra_us.map(ms),
+        cold_connection_extra_ms: i.cold_extra.as_ref().map(|d| ms(d.cost_us)),
     }
 }
 
@@ -243,6 +276,8 @@ struct Length {
     idle: Vec<(u64, RunFigures)>,
     /// Both ends' first registration, median over the runs.
     per_request_us: Option<f64>,
+    /// First registration minus the same memory again (the initiator's), over the runs.
+    registration_cold_extra: Option<Difference>,
     /// Bytes checked at the destination over all runs.
     verified: u64,
 }
@@ -277,24 +312,39 @@ fn gather(
         fc: figures(dc)?,
         idle,
         per_request_us: crate::stats::median(&per_request),
+        registration_cold_extra: Difference::of_runs(
+            &mine()
+                .filter_map(|(_, d)| figures(d).ok())
+                .filter_map(|f| Some(f.registration_first_us? - f.registration_cached_us?))
+                .collect::<Vec<f64>>(),
+        ),
         verified: mine()
             .filter_map(|(_, d)| d.results.first()?.extra.get("verified_bytes")?.as_u64())
             .sum(),
     })
 }
 
-/// cold_warm, registration, per_descriptor and slow_start of one length.
+/// cold_warm, registration, per_descriptor and slow_start of one length, each difference with
+/// its interval.
 fn parts(l: &Length) -> Vec<(&'static str, Value)> {
     let (f0, fc) = (&l.f0, &l.fc);
     let extra_descs = f0.chunks.saturating_sub(fc.chunks);
-    let per_descriptor_us = (extra_descs > 0).then(|| (f0.p50_us - fc.p50_us) / extra_descs as f64);
+    let difference =
+        Difference::of_medians(f0.p50_us, f0.p50_interval_us, fc.p50_us, fc.p50_interval_us);
+    let per_descriptor_us = (extra_descs > 0).then(|| difference.cost_us / extra_descs as f64);
+    let cold_extra = f0
+        .first_us
+        .map(|c| Difference::of_sample(c, f0.p50_us, f0.p50_interval_us));
     vec![
-        ("transfer_us", json!({"p50": f0.p50_us, "p99": f0.p99_us})),
+        (
+            "transfer_us",
+            json!({"p50": f0.p50_us, "p99": f0.p99_us, "p50_interval_us": f0.p50_interval_us}),
+        ),
         (
             "cold_warm",
             json!({
                 "cold_us": f0.first_us, "warm_p50_us": f0.p50_us,
-                "cold_extra_us": f0.first_us.map(|c| c - f0.p50_us),
+                "cold_extra": cold_extra,
                 "cold_over_warm": f0.first_us.map(|c| c / f0.p50_us),
             }),
         ),
@@ -305,6 +355,9 @@ fn parts(l: &Length) -> Vec<(&'static str, Value)> {
                 "cached_us": f0.registration_cached_us,
                 "target_cold_us": f0.target_registration_first_us,
                 "target_cached_us": f0.target_registration_cached_us,
+                "cold_extra": l.registration_cold_extra,
+                "cold_extra_is": "first registration minus the same memory again, median over \
+                    this prompt length's runs with its order-statistic interval",
                 "per_request_us": l.per_request_us,
                 "per_request_is": "median over this prompt length's runs of both ends' first \
                     registration of fresh memory of the request's size",
@@ -316,7 +369,7 @@ fn parts(l: &Length) -> Vec<(&'static str, Value)> {
                 "descriptor_list_p50_us": f0.p50_us, "descriptors": f0.chunks,
                 "contiguous_p50_us": fc.p50_us, "contiguous_p99_us": fc.p99_us,
                 "contiguous_chunks": fc.chunks,
-                "difference_us": f0.p50_us - fc.p50_us,
+                "difference": difference,
                 "per_descriptor_us": per_descriptor_us,
             }),
         ),
@@ -327,7 +380,9 @@ fn parts(l: &Length) -> Vec<(&'static str, Value)> {
                 .map(|(g, f)| {
                     json!({
                         "idle_ms": g, "p50_us": f.p50_us, "p99_us": f.p99_us,
-                        "over_back_to_back_us": f.p50_us - f0.p50_us,
+                        "p50_interval_us": f.p50_interval_us,
+                        "over_back_to_back": Difference::of_medians(
+                            f.p50_us, f.p50_interval_us, f0.p50_us, f0.p50_interval_us),
                         "ratio_to_back_to_back": f.p50_us / f0.p50_us,
                     })
                 })
@@ -350,9 +405,17 @@ fn token_result(
             link_gbps: cfg.link_gbps,
             registration_us: reg,
             descriptors_p50_us: l.f0.p50_us,
+            descriptors_interval_us: l.f0.p50_interval_us,
             contiguous_p50_us: l.fc.p50_us,
-            longest_idle: l.idle.last().map(|(g, f)| (*g, f.p50_us)),
-            cold_extra_us: l.f0.first_us.map(|c| c - l.f0.p50_us),
+            contiguous_interval_us: l.fc.p50_interval_us,
+            longest_idle: l
+                .idle
+                .last()
+                .map(|(g, f)| (*g, f.p50_us, f.p50_interval_us)),
+            cold_extra: l
+                .f0
+                .first_us
+                .map(|c| Difference::of_sample(c, l.f0.p50_us, l.f0.p50_interval_us)),
         })
     });
     let base = d0.results.first().cloned().ok_or_else(|| {
@@ -367,6 +430,15 @@ fn token_result(
     extra.insert("io_size".into(), json!(cfg.io_size()?.min(l.moved)));
     for (k, v) in parts(&l) {
         extra.insert(k.into(), v);
+    }
+    // The result's median is the back-to-back descriptor list's: its precision block with it;
+    // the contiguous transfer's beside the per-descriptor difference it enters.
+    if let Some(p) = base.extra.get("precision") {
+        extra.insert("precision".into(), p.clone());
+    }
+    let contiguous = dc.results.first().and_then(|r| r.extra.get("precision"));
+    if let (Some(p), Some(Value::Object(pd))) = (contiguous, extra.get_mut("per_descriptor")) {
+        pd.insert("contiguous_precision".into(), p.clone());
     }
     extra.insert("verified_bytes".into(), json!(l.verified));
     extra.insert("decomposition".into(), json!(decomposition));
@@ -424,9 +496,11 @@ mod tests {
             link_gbps: 2.9,
             registration_us: 1_500.0,
             descriptors_p50_us: 30_000.0,
+            descriptors_interval_us: Some([29_500.0, 30_400.0]),
             contiguous_p50_us: 25_000.0,
-            longest_idle: Some((1000, 42_000.0)),
-            cold_extra_us: Some(8_000.0),
+            contiguous_interval_us: Some([24_800.0, 25_300.0]),
+            longest_idle: Some((1000, 42_000.0, Some([41_000.0, 43_000.0]))),
+            cold_extra: Some(Difference::new(8_000.0, Some([7_000.0, 9_000.0]), None)),
         };
         let d = decompose(&i);
         // 57,344,000 B / 2.9e9 B/s = 19.774 ms
@@ -444,7 +518,43 @@ mod tests {
         assert!((sum - d.measured_ms).abs() < 1e-9);
         assert!((d.measured_over_theoretical - 43.5 / d.theoretical_ms).abs() < 1e-12);
         assert_eq!(d.cold_connection_extra_ms, Some(8.0));
-        assert!(d.measured_is.contains("1000 ms idle"));
+        assert!(d.measured_is.contains("after 1000 ms idle"));
+        assert_eq!(d.slow_start_is.as_deref(), Some("12.00 ms (+-1.45 ms)"));
+    }
+
+    #[test]
+    fn a_slow_start_within_the_noise_is_none_measured_and_adds_nothing() {
+        // After the idle gap the median was 23 ms lower, with intervals that overlap: no cost,
+        // and the measured time is the back-to-back one.
+        let d = decompose(&DecompositionInput {
+            bytes: 57_344_000,
+            link_gbps: 2.9,
+            registration_us: 1_000.0,
+            descriptors_p50_us: 53_000.0,
+            descriptors_interval_us: Some([28_000.0, 60_000.0]),
+            contiguous_p50_us: 54_000.0,
+            contiguous_interval_us: Some([50_000.0, 58_000.0]),
+            longest_idle: Some((1000, 30_000.0, Some([20_000.0, 41_000.0]))),
+            cold_extra: Some(Difference::new(-3_000.0, Some([-9_000.0, 2_000.0]), None)),
+        });
+        assert_eq!(d.slow_start_ms, 0.0);
+        assert_eq!(
+            d.slow_start_is.as_deref(),
+            Some("none measured (+-26.50 ms)")
+        );
+        assert_eq!(d.per_descriptor_ms, 0.0);
+        assert!(
+            d.per_descriptor_is.starts_with("none measured"),
+            "{}",
+            d.per_descriptor_is
+        );
+        assert_eq!(d.measured_ms, 54.0);
+        assert!(d
+            .measured_is
+            .contains("no slow start measured after 1000 ms idle"));
+        assert_eq!(d.cold_connection_extra_ms, Some(0.0));
+        let sum = d.theoretical_ms + d.registration_ms + d.remainder_ms;
+        assert!((sum - d.measured_ms).abs() < 1e-9);
     }
 
     #[test]
@@ -454,9 +564,11 @@ mod tests {
             link_gbps: 1.0,
             registration_us: 0.0,
             descriptors_p50_us: 3.0,
+            descriptors_interval_us: None,
             contiguous_p50_us: 2.0,
+            contiguous_interval_us: None,
             longest_idle: None,
-            cold_extra_us: None,
+            cold_extra: None,
         });
         assert_eq!(d.slow_start_ms, 0.0);
         assert_eq!(d.measured_ms, 0.003);

@@ -66,13 +66,29 @@ fn a_pattern_runs_its_tasks_and_the_folder_is_cross_checked() {
     // The stub's result has no stock twin: one unpaired entry, and the report on disk.
     assert_eq!(report.crosscheck.unpaired, 1);
     assert!(Path::new(&report.crosscheck.file).is_file());
-    // The doctor first, then the pattern; its result carries the findings that concern it.
-    assert_eq!(seen.len(), 2, "{seen:?}");
+    // The doctor first, then the pattern and its end; its result carries the findings that
+    // concern it.
+    assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(
         seen[0].starts_with("Doctor { report: DoctorReport { plan: Some(\"loopback\")"),
         "{seen:?}"
     );
     assert!(seen[1].starts_with("Pattern { index: 0, of: 1"), "{seen:?}");
+    assert!(
+        seen[2].starts_with("Finished { id: \"pll-lo-kv-profile-tcp\", seconds: "),
+        "{seen:?}"
+    );
+    // The wall times add up to at most the total, and the report is kept beside the results.
+    assert!(
+        p.seconds > 0.0 && p.seconds <= report.total_seconds,
+        "{report:?}"
+    );
+    let kept: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(&report.results_dir).join(RUN_REPORT)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(kept["patterns"][0]["pattern"], "pll-lo-kv-profile-tcp");
+    assert_eq!(kept["total_seconds"], report.total_seconds);
     assert_eq!(report.doctor.as_ref().map(|d| d.fail), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(
         &std::fs::read(Path::new(&report.results_dir).join("pll-lo-kv-profile-tcp.run1.json"))
@@ -96,7 +112,7 @@ fn with_no_doctor_nothing_is_checked_and_the_results_carry_no_findings() {
     o.no_doctor = true;
     let mut seen = Vec::new();
     let report = run_plan(&o, &mut |e| seen.push(format!("{e:?}"))).unwrap();
-    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(report.doctor.is_none());
     let doc: serde_json::Value = serde_json::from_slice(
         &std::fs::read(Path::new(&report.results_dir).join("pll-lo-kv-profile-tcp.run1.json"))

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bench::arrivals::ArrivalKind;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
 use crate::mem::available_memory;
@@ -12,6 +13,7 @@ use crate::peer::Side;
 use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
 use crate::run::segments::{check_device, check_hmem, check_ucx_cuda, MemKinds};
 use crate::run::RunError;
+use crate::stats::Count;
 use crate::units::human_size;
 use crate::xfer::XferOp;
 
@@ -204,6 +206,30 @@ impl RailSpec {
     }
 }
 
+/// Open-loop arrivals: transfers scheduled at their arrival times whatever earlier ones are
+/// doing, one session per rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenLoop {
+    /// Poisson or fixed gaps.
+    pub kind: ArrivalKind,
+    /// Transfers per second per initiator worker: one session each, in this order.
+    pub rates: Vec<f64>,
+    /// Transfers outstanding per worker at most (each its own region); arrivals beyond are
+    /// dropped.
+    pub max_outstanding: usize,
+}
+
+/// Default `--max-outstanding`.
+pub const DEFAULT_MAX_OUTSTANDING: usize = 8;
+
+impl OpenLoop {
+    /// The rates as the fingerprint and the configuration block spell them.
+    pub fn rates_name(&self) -> String {
+        let r: Vec<String> = self.rates.iter().map(|r| r.to_string()).collect();
+        r.join(",")
+    }
+}
+
 /// Everything an xfer run is asked to do.
 #[derive(Debug, Clone)]
 pub struct XferConfig {
@@ -229,9 +255,10 @@ pub struct XferConfig {
     pub mode: ConcurrencyMode,
     /// Scheme.
     pub scheme: Scheme,
-    /// Timed iterations.
-    pub iterations: u64,
-    /// Untimed iterations before them.
+    /// Timed iterations: a count, `auto` (until the median is known to a precision), or as
+    /// many as fit in a duration; in open-loop runs, the arrivals (a count or a duration).
+    pub iterations: Count,
+    /// Untimed iterations before them (open loop: arrivals scheduled and served, not recorded).
     pub warmup: u64,
     /// Check every byte at the destination after every iteration.
     pub verify: bool,
@@ -248,6 +275,8 @@ pub struct XferConfig {
     pub stripe_threshold: u64,
     /// Host or GPU memory on each side, and the GPU.
     pub mem: MemKinds,
+    /// Open-loop arrivals instead of iterations back to back.
+    pub open: Option<OpenLoop>,
 }
 
 /// Limits found before any connection, and what the run will allocate.
@@ -293,7 +322,7 @@ impl XferConfig {
             .with("window", self.window)
             .with("concurrency_mode", self.mode_name())
             .with("scheme", self.scheme.name())
-            .with("iterations", self.iterations)
+            .with("iterations", self.iterations.name())
             .with("warmup", self.warmup)
             .with("verify", self.verify)
             .with("reuse", self.reuse);
@@ -307,6 +336,12 @@ impl XferConfig {
             f = f
                 .with("rails", r.name())
                 .with("stripe_threshold", self.stripe_threshold);
+        }
+        if let Some(o) = &self.open {
+            f = f
+                .with("arrival", o.kind.name())
+                .with("rates", o.rates_name())
+                .with("max_outstanding", o.max_outstanding);
         }
         // Both sides are told both segment types; the GPU ordinal may differ per process.
         if self.mem.any_vram() {
@@ -457,16 +492,50 @@ impl XferConfig {
         Ok(Some(specs))
     }
 
-    /// (workers, transfers per worker) on one side.
+    /// (workers, transfers per worker) on one side; an open-loop worker has a slot per
+    /// outstanding transfer.
     pub fn layout(&self) -> (usize, usize) {
-        match self.mode {
-            ConcurrencyMode::Endpoints => (self.concurrency, 1),
-            ConcurrencyMode::Outstanding => (1, self.concurrency),
+        match (self.mode, &self.open) {
+            (_, Some(o)) => (self.concurrency, o.max_outstanding),
+            (ConcurrencyMode::Endpoints, None) => (self.concurrency, 1),
+            (ConcurrencyMode::Outstanding, None) => (1, self.concurrency),
         }
+    }
+
+    /// Refuses open-loop arrivals with what they cannot honour.
+    fn check_open(&self) -> Result<(), RunError> {
+        let Some(o) = &self.open else { return Ok(()) };
+        let refuse = |m: &str| Err(RunError::Config(m.to_string()));
+        if o.rates.is_empty() {
+            return refuse("--arrival needs a rate (poisson:RATE) or --sweep-rate R1,R2,...");
+        }
+        if o.max_outstanding == 0 {
+            return refuse("--max-outstanding must be at least 1");
+        }
+        if matches!(self.iterations, Count::Auto(_)) {
+            return refuse(
+                "--arrival schedules a count of arrivals (--iterations N) or a time \
+                 (--duration), not --iterations auto",
+            );
+        }
+        if self.mode != ConcurrencyMode::Endpoints {
+            return refuse(
+                "--arrival keeps --max-outstanding transfers per worker: use \
+                 --concurrency-mode endpoints (a worker per initiator)",
+            );
+        }
+        if self.op == XferOp::Send {
+            return refuse("--arrival moves data by RMA: use --op write or --op read");
+        }
+        if self.verify || self.mem.staging {
+            return refuse("--arrival reuses its slots as soon as they are confirmed: no --verify or --staging");
+        }
+        Ok(())
     }
 
     /// Checks the parameters, the provider and the memory, before anything is allocated.
     pub fn validate(&self, sides: Sides) -> Result<XferPlan, RunError> {
+        self.check_open()?;
         self.check_rails()?;
         self.check_mem(sides)?;
         self.check_counts()?;
@@ -503,11 +572,12 @@ impl XferConfig {
         let bad = [
             (self.concurrency == 0, "--concurrency must be at least 1"),
             (self.window == 0, "--window must be at least 1"),
-            (self.iterations == 0, "--iterations must be at least 1"),
             (self.size == 0, "--size must be at least 1 byte"),
             (
-                self.iterations > MAX_ITERATIONS || self.warmup > MAX_ITERATIONS,
-                "--iterations and --warmup are at most 1000000000 each",
+                self.iterations.fixed().is_some_and(|n| n > MAX_ITERATIONS)
+                    || matches!(self.iterations, Count::Auto(a) if a.max_iterations > MAX_ITERATIONS)
+                    || self.warmup > MAX_ITERATIONS,
+                "--iterations (--max-iterations) and --warmup are at most 1000000000 each",
             ),
             (
                 self.concurrency > MAX_CONCURRENCY,
@@ -515,10 +585,10 @@ impl XferConfig {
             ),
             (self.window > MAX_WINDOW, "--window is at most 65536"),
         ];
-        match bad.into_iter().find(|(bad, _)| *bad) {
-            Some((_, m)) => Err(RunError::Config(m.to_string())),
-            None => Ok(()),
+        if let Some((_, m)) = bad.into_iter().find(|(bad, _)| *bad) {
+            return Err(RunError::Config(m.to_string()));
         }
+        self.iterations.check().map_err(RunError::Config)
     }
 
     /// The chunk size asked for (--block, at most --size), or the default.
@@ -570,8 +640,14 @@ impl XferConfig {
         rails: u64,
     ) -> Result<(u64, Option<u64>), RunError> {
         let transfers = (workers as u64).saturating_mul(per as u64);
+        // An auto run's samples at most; a duration's are not known before it runs.
+        let iterations = match self.iterations {
+            Count::Fixed(n) => n,
+            Count::Auto(a) => a.max_iterations,
+            Count::Duration(_) => 0,
+        };
         let samples = |side| {
-            self.iterations
+            iterations
                 .saturating_mul(workers as u64)
                 .saturating_mul(sample_bytes(side, per))
         };

@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::config::{Sides, XferBackend, XferConfig, XferPlan, XferProgress};
+use super::link::TargetLink;
+use super::pace::SharedPace;
 use super::staging::Staging;
 use super::worker::{
     bench_err, check, exchange, join_each, kept_reports, seq, Idle, KeptReports, Offer,
-    TargetFacts, TargetSummary, WorkerReport,
+    TargetFacts, TargetSummary, WorkerReport, CLOSE_SESSION, OPEN_SESSION,
 };
 use crate::bench::pattern;
 use crate::bench::xfer::{run_initiator_iteration, IterParams, IterSample};
@@ -21,6 +23,7 @@ use crate::report::{Environment, ResultDoc};
 use crate::run::path::{Probe, SpanGate, SpanReadings};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
+use crate::stats::StoppedBy;
 use crate::xfer::libfabric::FabricInitiator;
 use crate::xfer::rails::{sum_rails, RailedInitiator};
 use crate::xfer::ucx::UcxInitiator;
@@ -73,35 +76,6 @@ fn environment(end: &dyn InitiatorEnd) -> Environment {
     }
 }
 
-/// How an initiator worker reaches its target: over the control connection (the target in
-/// another thread or process), or as the other end its own thread drives.
-pub(super) trait TargetLink {
-    /// Connects this worker's initiator end over `local` (`per` transfers) to the target and
-    /// gives it the target's regions; the target's index and registration costs.
-    fn connect(
-        &mut self,
-        cfg: &XferConfig,
-        local: SharedRegion,
-        per: usize,
-    ) -> Result<(Box<dyn InitiatorEnd>, SetupTimes, TargetFacts), RunError>;
-
-    /// Meets the target before iteration `i`, once its regions are ready.
-    fn meet(&mut self, i: u64) -> Result<(), RunError>;
-
-    /// Runs one iteration's transfers through `ep`.
-    fn transfer(
-        &mut self,
-        ep: &mut dyn InitiatorEnd,
-        p: &IterParams,
-    ) -> Result<IterSample, BenchError>;
-
-    /// After iteration `i`'s transfers: the target's own work on what arrived.
-    fn after(&mut self, i: u64) -> Result<(), RunError>;
-
-    /// Ends the run with this worker's `report`, adding what the target verified and saw.
-    fn finish(&mut self, report: &mut WorkerReport) -> Result<(), RunError>;
-}
-
 /// The target at the other end of a control connection.
 struct OobLink<'a>(&'a mut Oob);
 
@@ -141,10 +115,23 @@ impl TargetLink for OobLink<'_> {
         report.target_path = summary.path;
         Ok(())
     }
+
+    fn open_session(&mut self) -> Result<(), RunError> {
+        self.0.send_frame(OPEN_SESSION)?;
+        self.0.recv_frame()?;
+        Ok(())
+    }
+
+    fn close_session(&mut self) -> Result<(), RunError> {
+        self.0.send_frame(CLOSE_SESSION)?;
+        self.0.recv_frame()?;
+        Ok(())
+    }
 }
 
 /// What an initiator worker shares with the side's other workers: the progress count, the
-/// gate of the counter readings around the timed span, and its slot for what it measured.
+/// gate of the counter readings around the timed span, its slot for what it measured, and the
+/// pace of the iterations.
 pub(super) struct Shared<'a> {
     /// Finished iterations.
     pub progress: &'a XferProgress,
@@ -153,6 +140,8 @@ pub(super) struct Shared<'a> {
     /// What it measured so far (updated after every iteration, so a watcher can take it while
     /// the worker waits on the fabric).
     pub kept: &'a Mutex<Option<WorkerReport>>,
+    /// The iterations of all the process's workers, decided together.
+    pub pace: &'a SharedPace,
 }
 
 /// Runs one initiator worker against the target on `oob`; returns its report.
@@ -212,14 +201,15 @@ fn initiator_steps(
         target_registration_first_ns: target.registration_first_ns,
         target_registration_cached_ns: target.registration_cached_ns,
         cold: None,
-        // Grown as the samples come when there are many (the memory check counted them).
-        timed: Vec::with_capacity(cfg.iterations.min(1 << 16) as usize),
+        timed: Vec::with_capacity(cfg.iterations.fixed().unwrap_or(0).min(1 << 16) as usize),
         verified_bytes: 0,
         environment: environment(&*ep),
         registration: setup.registration.map(String::from),
         staging_ns: Vec::new(),
         rails: None,
         target_path: None,
+        stopped_by: None,
+        open: Vec::new(),
     };
     *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
     let mut run = InitiatorRun {
@@ -237,13 +227,26 @@ fn initiator_steps(
         gate: shared.gate,
     };
     let result = (|| -> Result<(), RunError> {
-        for i in 0..cfg.warmup + cfg.iterations {
+        report.open = super::open_loop::sessions(cfg, plan, local_index, &mut *ep, link)?;
+        let mut i = 0;
+        while cfg.open.is_none() && shared.pace.begin(i) {
             crate::stop::check()?;
             run.iteration(&mut *ep, link, &mut report, i)?;
+            let timed = report.timed.last().filter(|_| i >= cfg.warmup);
+            let e2e: Vec<u64> = timed.map_or_else(Vec::new, |s| {
+                (0..per).map(|t| super::report::e2e(cfg.op, s, t)).collect()
+            });
+            shared.pace.end(i, &e2e);
             keep(kept, &report);
             progress.tick();
+            i += 1;
         }
-        shared.gate.end();
+        report.stopped_by = Some(shared.pace.stopped_by()).filter(|s| *s != StoppedBy::Fixed);
+        // Open-loop sessions are not spanned: nobody waits for a reading after them.
+        match cfg.open {
+            Some(_) => shared.gate.abandon(),
+            None => shared.gate.end(),
+        }
         report.staging_ns = run.staging.take().map(Staging::take).unwrap_or_default();
         report.environment = environment(&*ep);
         link.finish(&mut report)?;
@@ -418,13 +421,14 @@ pub(super) fn reports(
     }
     let plan = cfg.validate(Sides::One(Side::Initiator))?;
     let kept = kept_reports(&plan);
+    let pace = Arc::new(SharedPace::new(cfg.iterations, cfg.warmup));
     let gate = Arc::new(SpanGate::new(Probe::host(), plan.workers));
     let mut handles = Vec::with_capacity(plan.workers);
     for w in 0..plan.workers {
         let peer = peers[w % peers.len()].clone();
         let cfg = cfg.clone();
         let progress = progress.clone();
-        let (kept, gate) = (kept.clone(), gate.clone());
+        let (kept, gate, pace) = (kept.clone(), gate.clone(), pace.clone());
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-initiator-{w}"))
             .spawn(move || {
@@ -432,6 +436,7 @@ pub(super) fn reports(
                     progress: &progress,
                     gate: &gate,
                     kept: &kept[w],
+                    pace: &pace,
                 };
                 let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout);
                 let oob = oob.inspect_err(|_| gate.abandon())?;

@@ -6,8 +6,13 @@
 //! `--concurrency N` and initiator processes whose concurrencies add up to N.
 
 mod config;
+mod config_block;
 mod group;
 mod initiator;
+mod link;
+mod open_loop;
+mod open_report;
+mod pace;
 mod report;
 mod same_thread;
 mod scheme;
@@ -20,9 +25,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use self::config::{
-    sample_bytes, ConcurrencyMode, LocalThreads, RailSpec, Scheme, Sides, XferBackend, XferConfig,
-    XferPlan, XferProgress, DEFAULT_BLOCK, DEFAULT_STRIPE_THRESHOLD, MAX_CONCURRENCY,
-    MAX_ITERATIONS, MAX_RAILS, MAX_WINDOW,
+    sample_bytes, ConcurrencyMode, LocalThreads, OpenLoop, RailSpec, Scheme, Sides, XferBackend,
+    XferConfig, XferPlan, XferProgress, DEFAULT_BLOCK, DEFAULT_MAX_OUTSTANDING,
+    DEFAULT_STRIPE_THRESHOLD, MAX_CONCURRENCY, MAX_ITERATIONS, MAX_RAILS, MAX_WINDOW,
 };
 pub use self::group::run_group;
 use self::same_thread::spawn_pairs;
@@ -97,6 +102,9 @@ fn run_local_sides(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDo
 /// One thread per worker, driving both ends of its connection.
 fn run_local_pairs(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::Both)?;
+    if cfg.open.is_some() {
+        return Err(same_thread::open_loop_refused());
+    }
     if cfg.backend != XferBackend::Ucx {
         return Err(RunError::Config(
             "--local-threads pair drives both ends of a connection from one thread, which \

@@ -4,9 +4,10 @@
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use super::config::{endpoint_name, XferBackend, XferConfig, XferPlan};
+use super::config::{XferConfig, XferPlan};
+use super::config_block::config_map;
 use super::staging::{Direction, StagingFigures};
 use super::worker::WorkerReport;
 use crate::bench::xfer::IterSample;
@@ -15,7 +16,9 @@ use crate::report::{ResultDoc, SizeResult, Status};
 use crate::run::counters::TcpCounters;
 use crate::run::environment;
 use crate::run::path::{PathReport, Payload, SideView, SpanReadings};
-use crate::stats::{detect_tiers, encode_histogram, new_histogram, LatencySummary};
+use crate::stats::{
+    detect_tiers, encode_histogram, new_histogram, LatencySummary, Precision, StoppedBy,
+};
 use crate::xfer::rails::{sum_rails, RailStats};
 use crate::xfer::XferOp;
 
@@ -24,7 +27,7 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// End-to-end time of transfer `t` in a sample: the target's confirmation for writes and
 /// sends, the
 /// local completion for reads (the initiator holds the data then).
-fn e2e(op: XferOp, s: &IterSample, t: usize) -> u64 {
+pub(super) fn e2e(op: XferOp, s: &IterSample, t: usize) -> u64 {
     match op {
         XferOp::Write | XferOp::Send => s.confirmed_ns[t],
         XferOp::Read => s.local_ns[t],
@@ -159,7 +162,8 @@ struct HostTcp {
 }
 
 /// Builds the document of one side from its workers' reports, with the devices that carried
-/// the payload as `span`'s readings and the targets' views in the reports show them.
+/// the payload as `span`'s readings and the targets' views in the reports show them (not for
+/// open-loop runs, whose document is its own).
 pub fn build(
     cfg: &XferConfig,
     plan: &XferPlan,
@@ -167,6 +171,9 @@ pub fn build(
     reports: &[WorkerReport],
     span: Option<&SpanReadings>,
 ) -> ResultDoc {
+    if cfg.open.is_some() {
+        return super::open_report::build(cfg, plan, side, reports);
+    }
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
     let mut doc = ResultDoc::new("kvxfer", "xfer", "L1");
@@ -181,7 +188,7 @@ pub fn build(
         .map(|r| r.timed.len())
         .min()
         .unwrap_or(0)
-        .min(cfg.iterations as usize);
+        .min(usize::try_from(cfg.iterations.at_most()).unwrap_or(usize::MAX));
     let streams = streams(cfg.op, &reports, iterations);
     let e2e_hist = hist_of(streams.iter().flat_map(|s| s.e2e_ns.iter().copied()));
     let local_hist = hist_of(streams.iter().flat_map(|s| s.local_ns.iter().copied()));
@@ -230,10 +237,20 @@ pub fn build(
             })
         }),
     };
-    let extra = match serde_json::to_value(&extra) {
+    let mut extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    if !e2e_hist.is_empty() {
+        let stopped_by = reports
+            .iter()
+            .find_map(|r| r.stopped_by)
+            .unwrap_or(StoppedBy::Fixed);
+        let p = Precision::of(&e2e_hist, stopped_by, Precision::target_of(&cfg.iterations));
+        if let Ok(v) = serde_json::to_value(p) {
+            extra.insert("precision".into(), v);
+        }
+    }
     doc.results.push(SizeResult {
         message_size: cfg.size,
         iterations: iterations as u64,
@@ -430,58 +447,6 @@ fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Co
         steady_state_p50_us: steady,
         first_over_steady: first.zip(steady).map(|(f, s)| f / s),
     }
-}
-
-fn config_map(
-    cfg: &XferConfig,
-    plan: &XferPlan,
-    side: Side,
-    reports: &[&WorkerReport],
-) -> Map<String, Value> {
-    let workers = reports.len();
-    let mut m = Map::new();
-    m.insert("backend".into(), json!(cfg.backend.name()));
-    match cfg.backend {
-        XferBackend::Libfabric => {
-            m.insert("provider".into(), json!(cfg.provider));
-            m.insert("endpoint".into(), json!(endpoint_name(cfg.endpoint)));
-            m.insert("domain".into(), json!(cfg.domain));
-        }
-        XferBackend::Ucx => {
-            // What UCX was asked for; what it chose is in environment.ucx_transports.
-            for var in ["UCX_TLS", "UCX_NET_DEVICES"] {
-                let v = std::env::var(var).ok();
-                m.insert(var.to_ascii_lowercase(), json!(v));
-            }
-        }
-    }
-    m.insert("op".into(), json!(cfg.op.name()));
-    crate::run::segments::config_keys(&mut m, &cfg.mem, side, cfg.verify);
-    if cfg.mem.any_vram() {
-        let reg = reports.iter().find_map(|r| r.registration.clone());
-        m.insert("mem_registration".into(), json!(reg));
-    }
-    m.insert("scheme".into(), json!(cfg.scheme.name()));
-    m.insert("concurrency".into(), json!(cfg.concurrency));
-    m.insert("concurrency_mode".into(), json!(cfg.mode_name()));
-    m.insert("workers".into(), json!(workers));
-    m.insert("size".into(), json!(cfg.size));
-    m.insert("block".into(), json!(plan.block));
-    m.insert("block_asked".into(), json!(cfg.block));
-    m.insert("chunks".into(), json!(plan.chunks));
-    m.insert("window".into(), json!(cfg.window));
-    m.insert("iterations".into(), json!(cfg.iterations));
-    m.insert("warmup".into(), json!(cfg.warmup));
-    m.insert("verify".into(), json!(cfg.verify));
-    m.insert("reuse".into(), json!(cfg.reuse));
-    m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
-    if let Some(r) = &cfg.rails {
-        m.insert("rails".into(), json!(r.name()));
-        m.insert("stripe_threshold".into(), json!(cfg.stripe_threshold));
-    }
-    m.insert("role".into(), json!(side.name()));
-    m.insert("host_bytes".into(), json!(plan.bytes));
-    m
 }
 
 #[cfg(test)]

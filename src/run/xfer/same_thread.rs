@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use super::config::{XferConfig, XferPlan, XferProgress};
-use super::initiator::{initiator_run, Shared, TargetLink};
+use super::initiator::{initiator_run, Shared};
+use super::link::TargetLink;
+use super::pace::SharedPace;
 use super::sync::TimedBarrier;
 use super::target::TargetMem;
 use super::target::{target_regions, TargetSide};
@@ -102,6 +104,22 @@ impl TargetLink for PairLink<'_> {
         report.verified_bytes += self.side.verified;
         Ok(())
     }
+
+    fn open_session(&mut self) -> Result<(), RunError> {
+        Err(open_loop_refused())
+    }
+
+    fn close_session(&mut self) -> Result<(), RunError> {
+        Err(open_loop_refused())
+    }
+}
+
+/// Open-loop runs need the target to progress on its own while the initiator waits for
+/// arrivals: not one thread driving both ends.
+pub(super) fn open_loop_refused() -> RunError {
+    RunError::Config(
+        "--arrival needs the target's workers in threads of their own: --local-threads side".into(),
+    )
 }
 
 /// The most progress calls the target gets per poll: it stops earlier once it finds nothing
@@ -167,10 +185,11 @@ pub(super) fn spawn_pairs(
     gate: &Arc<SpanGate>,
 ) -> Result<Vec<std::thread::JoinHandle<Result<WorkerReport, RunError>>>, RunError> {
     let barrier = Arc::new(TimedBarrier::new(plan.workers));
+    let pace = Arc::new(SharedPace::new(cfg.iterations, cfg.warmup));
     let mut handles = Vec::with_capacity(plan.workers);
     for (w, mem) in mems.into_iter().enumerate() {
         let (cfg, plan, progress, kept) = (cfg.clone(), *plan, progress.clone(), kept.clone());
-        let (barrier, gate) = (barrier.clone(), gate.clone());
+        let (barrier, gate, pace) = (barrier.clone(), gate.clone(), pace.clone());
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-pair-{w}"))
             .spawn(move || {
@@ -187,6 +206,7 @@ pub(super) fn spawn_pairs(
                         progress: &progress,
                         gate: &gate,
                         kept: &kept[w],
+                        pace: &pace,
                     };
                     initiator_run(&cfg, &plan, w, &mut link, &shared)
                 });

@@ -7,14 +7,24 @@ use std::time::{Duration, Instant};
 use crate::run::RunError;
 
 struct State {
+    /// Threads that still meet here.
+    n: usize,
     waiting: usize,
     generation: u64,
     broken: bool,
 }
 
-/// A reusable barrier for `n` threads with a time-out.
+impl State {
+    /// Lets every waiter go on.
+    fn release(&mut self, cv: &Condvar) {
+        self.waiting = 0;
+        self.generation += 1;
+        cv.notify_all();
+    }
+}
+
+/// A reusable barrier for `n` threads with a time-out; a thread that is done leaves it.
 pub struct TimedBarrier {
-    n: usize,
     state: Mutex<State>,
     cv: Condvar,
 }
@@ -23,8 +33,8 @@ impl TimedBarrier {
     /// A barrier for `n` threads.
     pub fn new(n: usize) -> TimedBarrier {
         TimedBarrier {
-            n,
             state: Mutex::new(State {
+                n,
                 waiting: 0,
                 generation: 0,
                 broken: false,
@@ -40,10 +50,8 @@ impl TimedBarrier {
             return Err(RunError::Aborted);
         }
         s.waiting += 1;
-        if s.waiting == self.n {
-            s.waiting = 0;
-            s.generation += 1;
-            self.cv.notify_all();
+        if s.waiting >= s.n {
+            s.release(&self.cv);
             return Ok(());
         }
         let gen = s.generation;
@@ -65,6 +73,15 @@ impl TimedBarrier {
             return Err(RunError::Aborted);
         }
         Ok(())
+    }
+
+    /// This thread meets here no more: the others no longer wait for it.
+    pub fn leave(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.n = s.n.saturating_sub(1);
+        if s.waiting > 0 && s.waiting >= s.n {
+            s.release(&self.cv);
+        }
     }
 
     /// Releases every waiter with an error, now and for later waits.
@@ -95,6 +112,25 @@ mod tests {
         for h in hs {
             h.join().unwrap();
         }
+    }
+
+    #[test]
+    fn a_thread_that_leaves_is_not_waited_for() {
+        let b = Arc::new(TimedBarrier::new(3));
+        let b2 = b.clone();
+        let waiter = std::thread::spawn(move || b2.wait(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(10));
+        // Of three, one leaves while one waits: the two left meet.
+        b.leave();
+        b.wait(Duration::from_secs(10)).unwrap();
+        waiter.join().unwrap().unwrap();
+        // A leave that completes a meeting releases the one waiting.
+        let c = Arc::new(TimedBarrier::new(2));
+        let c2 = c.clone();
+        let waiter = std::thread::spawn(move || c2.wait(Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(10));
+        c.leave();
+        waiter.join().unwrap().unwrap();
     }
 
     #[test]

@@ -12,10 +12,12 @@ use serde_json::{json, Map};
 
 use super::sync::TimedBarrier;
 use super::worker::{
-    bench_err, check, exchange, join_all, seq, Offer, TargetFacts, TargetSummary, WorkerReport,
+    bench_err, check, exchange, join_all, seq, Idle, Offer, TargetFacts, TargetSummary,
+    WorkerReport, CLOSE_SESSION, OPEN_SESSION,
 };
 use crate::bench::pattern;
-use crate::bench::xfer::{plan_chunks, run_target_iteration};
+use crate::bench::xfer::{plan_chunks, run_target_iteration, run_target_open};
+use crate::bench::BenchError;
 use crate::bootstrap::{BootstrapError, Oob, OobListener};
 use crate::mem::SharedRegion;
 use crate::peer::Side;
@@ -222,9 +224,9 @@ pub(super) fn target_worker(
     r
 }
 
-/// The payload of the whole target side of `plan` over its timed iterations.
-fn side_payload(cfg: &XferConfig, plan: &XferPlan) -> Payload {
-    let bytes = (plan.workers * plan.transfers_per_worker) as u64 * cfg.size * cfg.iterations;
+/// The payload of the whole target side of `plan` over `timed` iterations of each worker.
+fn side_payload(cfg: &XferConfig, plan: &XferPlan, timed: u64) -> Payload {
+    let bytes = (plan.workers * plan.transfers_per_worker) as u64 * cfg.size * timed;
     let (sent, received) = match cfg.op {
         XferOp::Read => (bytes, 0),
         XferOp::Write | XferOp::Send => (0, bytes),
@@ -253,14 +255,24 @@ fn target_inner(
         facts: TargetFacts::of(w, &setup),
         regions: end.offer()?,
     })?;
-    let mut adapter = super::worker::Idle::new(&mut *end);
-    for i in 0..cfg.warmup + cfg.iterations {
+    let mut adapter = Idle::new(&mut *end);
+    // The initiator decides how many iterations run: an empty frame starts the next one, its
+    // report ends the run (and this worker leaves the barrier, so the workers of initiators
+    // that go on wait for it no longer).
+    let mut i = 0u64;
+    let mut report: WorkerReport = loop {
         crate::stop::check()?;
-        side.prepare(cfg, plan, adapter.end, i)?;
         let got = oob.recv_frame()?;
-        if !got.is_empty() {
-            return Err(BootstrapError::PeerFailed(String::from_utf8_lossy(&got).into()).into());
+        if got == OPEN_SESSION {
+            open_session(cfg, w, oob, &mut adapter, barrier)?;
+            continue;
         }
+        if !got.is_empty() {
+            barrier.leave();
+            break serde_json::from_slice(&got)
+                .map_err(|e| BootstrapError::Protocol(format!("the initiator's report: {e}")))?;
+        }
+        side.prepare(cfg, plan, adapter.end, i)?;
         if i == cfg.warmup {
             // The initiator finished its warm-up; nothing of this side is in flight.
             gate.start();
@@ -271,16 +283,24 @@ fn target_inner(
             .map_err(bench_err(format!("target worker {w}, iteration {i}")))?;
         side.finish(cfg, adapter.end, i)?;
         shared.served[w].fetch_add(1, Ordering::SeqCst);
-    }
+        i += 1;
+    };
     // The initiator sends its report once its last timed iteration is over: the side reads
-    // after the last of its workers has it.
-    let mut report: WorkerReport = oob.recv_json()?;
-    gate.end();
-    let path = gate
-        .wait_end(cfg.timeout)
-        .then(|| gate.readings())
-        .flatten()
-        .map(|s| s.view("target", side_payload(cfg, plan)));
+    // after the last of its workers has it. Open-loop sessions are not spanned.
+    let path = match cfg.open {
+        Some(_) => {
+            gate.abandon();
+            None
+        }
+        None => {
+            gate.end();
+            let timed = i.saturating_sub(cfg.warmup);
+            gate.wait_end(cfg.timeout)
+                .then(|| gate.readings())
+                .flatten()
+                .map(|s| s.view("target", side_payload(cfg, plan, timed)))
+        }
+    };
     oob.send_json(&TargetSummary {
         verified_bytes: side.verified,
         path,
@@ -291,6 +311,34 @@ fn target_inner(
     report.registration = setup.registration.map(String::from);
     report.staging_ns = side.staging.map(Staging::take).unwrap_or_default();
     Ok(report)
+}
+
+/// Serves one open-loop session of target worker `w`: starts with every other worker (so every
+/// initiator's session starts together), then counts and confirms transfers until the
+/// initiator closes the session.
+fn open_session(
+    cfg: &XferConfig,
+    w: usize,
+    oob: &mut Oob,
+    end: &mut Idle<'_, dyn TargetEnd>,
+    barrier: &TimedBarrier,
+) -> Result<(), RunError> {
+    barrier.wait(cfg.timeout)?;
+    oob.send_frame(b"")?;
+    let (_, per) = cfg.layout();
+    let mut ended = || match oob.try_recv_frame() {
+        Ok(None) => Ok(false),
+        Ok(Some(f)) if f == CLOSE_SESSION => Ok(true),
+        Ok(Some(f)) => Err(BenchError::Invalid(format!(
+            "a control frame of {} bytes inside an open-loop session",
+            f.len()
+        ))),
+        Err(e) => Err(BenchError::Control(e)),
+    };
+    run_target_open(end, per, cfg.timeout, &mut ended)
+        .map_err(|e| RunError::bench(format!("target worker {w}, open-loop session"), e))?;
+    oob.send_frame(b"")?;
+    Ok(())
 }
 
 /// Where a target worker's regions come from.

@@ -7,12 +7,14 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::config::XferPlan;
+use crate::bench::open_loop::OpenOutcome;
 use crate::bench::xfer::IterSample;
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::Oob;
 use crate::report::Environment;
 use crate::run::path::SideView;
 use crate::run::RunError;
+use crate::stats::StoppedBy;
 use crate::xfer::rails::RailStats;
 use crate::xfer::{
     InitiatorEnd, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError, XferInitiator,
@@ -64,7 +66,32 @@ pub struct WorkerReport {
     /// carried it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_path: Option<SideView>,
+    /// What ended the timed iterations (absent: a fixed count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<StoppedBy>,
+    /// Open-loop runs: each session (rate) this worker drove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open: Vec<OpenSession>,
 }
+
+/// One open-loop session of a worker: its schedule and what it saw.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenSession {
+    /// `poisson` or `fixed`.
+    pub arrival: String,
+    /// Transfers per second offered.
+    pub rate_per_s: f64,
+    /// The schedule's seed (Poisson gaps).
+    pub seed: u64,
+    /// The transfers' times and counts.
+    pub outcome: OpenOutcome,
+}
+
+/// The control frame that opens an open-loop session (an empty frame starts an iteration; the
+/// initiator's report ends the run).
+pub(super) const OPEN_SESSION: &[u8] = b"open";
+/// The control frame that closes an open-loop session.
+pub(super) const CLOSE_SESSION: &[u8] = b"close";
 
 /// Per worker, what it measured so far (its report, updated after every iteration).
 pub(super) type KeptReports = std::sync::Arc<Vec<Mutex<Option<WorkerReport>>>>;

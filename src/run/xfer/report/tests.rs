@@ -6,6 +6,7 @@ use super::*;
 use crate::fabric::EndpointType;
 use crate::peer::Side;
 use crate::run::xfer::{ConcurrencyMode, Scheme};
+use serde_json::json;
 
 fn cfg(op: XferOp) -> XferConfig {
     XferConfig {
@@ -20,7 +21,7 @@ fn cfg(op: XferOp) -> XferConfig {
         concurrency: 4,
         mode: ConcurrencyMode::Endpoints,
         scheme: Scheme::ManyToOne,
-        iterations: 2,
+        iterations: crate::stats::Count::Fixed(2),
         warmup: 1,
         verify: false,
         reuse: false,
@@ -29,6 +30,7 @@ fn cfg(op: XferOp) -> XferConfig {
         rails: None,
         stripe_threshold: crate::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
+        open: None,
     }
 }
 
@@ -79,6 +81,8 @@ fn reports() -> Vec<WorkerReport> {
             staging_ns: Vec::new(),
             rails: None,
             target_path: None,
+            stopped_by: None,
+            open: Vec::new(),
         })
         .collect()
 }
