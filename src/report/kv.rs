@@ -185,31 +185,7 @@ fn f(v: &Value, path: &[&str], scale: f64, prec: usize) -> String {
 /// the descriptor list, each idle gap, and the decomposition.
 pub fn profile_text(doc: &crate::report::ResultDoc) -> String {
     let mut out = String::new();
-    let env = &doc.environment.extra;
-    let _ = writeln!(
-        out,
-        "kv profile {} ({} B/token, {} cache, {} pattern, page {}, tp {}, pp {}); \
-         tcp_slow_start_after_idle={} congestion={}",
-        doc.config.get("model").map(plain).unwrap_or_default(),
-        doc.config
-            .get("kv_bytes_per_token")
-            .map(plain)
-            .unwrap_or_default(),
-        doc.config.get("kv_dtype").map(plain).unwrap_or_default(),
-        doc.config
-            .get("access_pattern")
-            .map(plain)
-            .unwrap_or_default(),
-        doc.config.get("page_size").map(plain).unwrap_or_default(),
-        doc.config.get("tp").map(plain).unwrap_or_default(),
-        doc.config.get("pp").map(plain).unwrap_or_default(),
-        env.get("tcp_slow_start_after_idle")
-            .map(plain)
-            .unwrap_or_else(|| "?".into()),
-        env.get("tcp_congestion_control")
-            .map(plain)
-            .unwrap_or_else(|| "?".into()),
-    );
+    heading(&mut out, doc);
     let gaps: Vec<u64> = doc
         .results
         .first()
@@ -275,6 +251,47 @@ pub fn profile_text(doc: &crate::report::ResultDoc) -> String {
          request's fresh memory; contig: the same bytes as one transfer; desc: cost per extra \
          descriptor; idleN: p50 after N ms idle; x: measured / theoretical"
     );
+    decomposition(&mut out, doc);
+    for r in doc.results.iter().filter(|r| r.path.is_some()) {
+        let tokens = r.extra.get("tokens").and_then(Value::as_u64).unwrap_or(0);
+        for line in super::path_lines::lines(r).lines() {
+            let _ = writeln!(out, "{tokens:>7}: {line}");
+        }
+    }
+    out
+}
+
+/// The profile's first line: model, geometry and the host's TCP settings.
+fn heading(out: &mut String, doc: &crate::report::ResultDoc) {
+    let env = &doc.environment.extra;
+    let _ = writeln!(
+        out,
+        "kv profile {} ({} B/token, {} cache, {} pattern, page {}, tp {}, pp {}); \
+         tcp_slow_start_after_idle={} congestion={}",
+        doc.config.get("model").map(plain).unwrap_or_default(),
+        doc.config
+            .get("kv_bytes_per_token")
+            .map(plain)
+            .unwrap_or_default(),
+        doc.config.get("kv_dtype").map(plain).unwrap_or_default(),
+        doc.config
+            .get("access_pattern")
+            .map(plain)
+            .unwrap_or_default(),
+        doc.config.get("page_size").map(plain).unwrap_or_default(),
+        doc.config.get("tp").map(plain).unwrap_or_default(),
+        doc.config.get("pp").map(plain).unwrap_or_default(),
+        env.get("tcp_slow_start_after_idle")
+            .map(plain)
+            .unwrap_or_else(|| "?".into()),
+        env.get("tcp_congestion_control")
+            .map(plain)
+            .unwrap_or_else(|| "?".into()),
+    );
+}
+
+/// The decomposition of each shape's measured time, and the verdict on each difference.
+fn decomposition(out: &mut String, doc: &crate::report::ResultDoc) {
     let _ = writeln!(out, "decomposition (ms): theoretical + registration + slow start + per descriptor + remainder = measured");
     for r in &doc.results {
         let e = Value::Object(r.extra.clone());
@@ -307,11 +324,4 @@ pub fn profile_text(doc: &crate::report::ResultDoc) -> String {
             verdict(&["cold_warm", "cold_extra", "verdict"]),
         );
     }
-    for r in doc.results.iter().filter(|r| r.path.is_some()) {
-        let tokens = r.extra.get("tokens").and_then(Value::as_u64).unwrap_or(0);
-        for line in super::path_lines::lines(r).lines() {
-            let _ = writeln!(out, "{tokens:>7}: {line}");
-        }
-    }
-    out
 }

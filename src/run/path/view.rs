@@ -320,6 +320,144 @@ fn cpu_cost(before: &Snapshot, after: &Snapshot, payload: u64) -> CpuCost {
     }
 }
 
+/// Each device's move between `before` and `after`, its ratio of `total` and whether it
+/// carried the payload, with the carriers' shares; carriers first, each group by name.
+fn device_moves(
+    devices: &[Device],
+    before: &Snapshot,
+    after: &Snapshot,
+    total: u64,
+) -> (Vec<DeviceMove>, u64) {
+    let mut moves: Vec<DeviceMove> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, dev)| {
+            let none = Vec::new();
+            let b = before.devices.get(i).unwrap_or(&none);
+            let a = after.devices.get(i).unwrap_or(&none);
+            device_move(dev, b, a)
+        })
+        .collect();
+    for m in &mut moves {
+        m.ratio = m
+            .bytes
+            .filter(|_| total > 0)
+            .map(|b| b as f64 / total as f64);
+        m.carried = m.ratio.is_some_and(|r| r >= CARRIER_FRACTION);
+    }
+    let carried: u64 = moves
+        .iter()
+        .filter(|m| m.carried)
+        .filter_map(|m| m.bytes)
+        .sum();
+    for m in moves.iter_mut().filter(|m| m.carried) {
+        m.share = m
+            .bytes
+            .filter(|_| carried > 0)
+            .map(|b| b as f64 / carried as f64);
+    }
+    moves.sort_by(|a, b| b.carried.cmp(&a.carried).then_with(|| a.name.cmp(&b.name)));
+    (moves, carried)
+}
+
+/// What kind of path the moves show for `total` bytes, noting why where it is unknown.
+fn path_kind(moves: &[DeviceMove], total: u64, notes: &mut Vec<String>) -> PathKind {
+    let carriers: Vec<&DeviceMove> = moves.iter().filter(|m| m.carried).collect();
+    let blind: Vec<&str> = moves
+        .iter()
+        .filter(|m| m.bytes.is_none())
+        .map(|m| m.name.as_str())
+        .collect();
+    let kind = if total == 0 {
+        notes.push("no payload moved in the span: nothing to attribute".into());
+        PathKind::Unknown
+    } else if !carriers.is_empty() {
+        if carriers.iter().all(|m| m.loopback) {
+            PathKind::Local
+        } else {
+            PathKind::Network
+        }
+    } else if moves.is_empty() {
+        notes.push("no network device found in sysfs".into());
+        PathKind::Unknown
+    } else if !blind.is_empty() {
+        PathKind::Unknown
+    } else {
+        PathKind::None
+    };
+    if !blind.is_empty() {
+        notes.push(format!(
+            "traffic unknown on {} (counters unreadable: see devices[].unknown)",
+            blind.join(", ")
+        ));
+    }
+    kind
+}
+
+/// Whether the carriers moved more than the payload and its headers explain (other traffic
+/// likely), noting that or a ratio short of the payload.
+fn judge_ratio(
+    carriers: &[&DeviceMove],
+    total: u64,
+    ratio: Option<f64>,
+    bytes: Option<u64>,
+    notes: &mut Vec<String>,
+) -> bool {
+    let packets: u64 = carriers
+        .iter()
+        .map(|m| {
+            let p = m.tx_packets.unwrap_or(0);
+            if m.loopback {
+                p
+            } else {
+                p + m.rx_packets.unwrap_or(0)
+            }
+        })
+        .sum();
+    let allowed = total as f64 * (1.0 + OTHER_TRAFFIC_SLACK) + (packets * HEADER_BYTES) as f64;
+    let other_traffic_likely = bytes.is_some_and(|b| b as f64 > allowed);
+    if other_traffic_likely {
+        notes.push(format!(
+            "the carriers moved {:.2}x the payload, more than its headers explain: other \
+             traffic on the same devices is likely (the counters are host-wide)",
+            ratio.unwrap_or(0.0)
+        ));
+    }
+    if ratio.is_some_and(|r| r < SHORT_RATIO) {
+        notes.push(format!(
+            "the carriers moved {:.2}x the payload, less than it: the rest moved through no \
+             network device, or what they moved is other traffic",
+            ratio.unwrap_or(0.0)
+        ));
+    }
+    other_traffic_likely
+}
+
+/// Every retransmission counter that moved, the devices' and the host's TCP.
+fn retransmissions(moves: &[DeviceMove], tcp: Option<&TcpCounters>) -> Vec<Retransmission> {
+    let mut out: Vec<Retransmission> = moves
+        .iter()
+        .flat_map(|m| {
+            m.counters
+                .iter()
+                .filter(|(n, _)| is_retransmission(n))
+                .map(|(n, &c)| Retransmission {
+                    device: m.name.clone(),
+                    counter: n.clone(),
+                    count: c,
+                })
+        })
+        .collect();
+    if let Some(t) = tcp.filter(|t| t.retrans_segs > 0) {
+        out.push(Retransmission {
+            device: "tcp".into(),
+            counter: "RetransSegs".into(),
+            count: t.retrans_segs,
+        });
+    }
+    out
+}
+
 impl SideView {
     /// The view of side `role` on `host` from the readings `before` and `after` of the devices
     /// `devices` (in the order the readings hold them), for `payload`.
@@ -332,95 +470,13 @@ impl SideView {
         payload: Payload,
     ) -> SideView {
         let total = payload.total();
-        let mut moves: Vec<DeviceMove> = devices
-            .iter()
-            .enumerate()
-            .map(|(i, dev)| {
-                let none = Vec::new();
-                let b = before.devices.get(i).unwrap_or(&none);
-                let a = after.devices.get(i).unwrap_or(&none);
-                device_move(dev, b, a)
-            })
-            .collect();
-        for m in &mut moves {
-            m.ratio = m
-                .bytes
-                .filter(|_| total > 0)
-                .map(|b| b as f64 / total as f64);
-            m.carried = m.ratio.is_some_and(|r| r >= CARRIER_FRACTION);
-        }
-        let carried: u64 = moves
-            .iter()
-            .filter(|m| m.carried)
-            .filter_map(|m| m.bytes)
-            .sum();
-        for m in moves.iter_mut().filter(|m| m.carried) {
-            m.share = m
-                .bytes
-                .filter(|_| carried > 0)
-                .map(|b| b as f64 / carried as f64);
-        }
-        // Carriers first; each group by name.
-        moves.sort_by(|a, b| b.carried.cmp(&a.carried).then_with(|| a.name.cmp(&b.name)));
+        let (moves, carried) = device_moves(devices, before, after, total);
         let carriers: Vec<&DeviceMove> = moves.iter().filter(|m| m.carried).collect();
         let mut notes = Vec::new();
-        let blind: Vec<&str> = moves
-            .iter()
-            .filter(|m| m.bytes.is_none())
-            .map(|m| m.name.as_str())
-            .collect();
-        let kind = if total == 0 {
-            notes.push("no payload moved in the span: nothing to attribute".into());
-            PathKind::Unknown
-        } else if !carriers.is_empty() {
-            if carriers.iter().all(|m| m.loopback) {
-                PathKind::Local
-            } else {
-                PathKind::Network
-            }
-        } else if moves.is_empty() {
-            notes.push("no network device found in sysfs".into());
-            PathKind::Unknown
-        } else if !blind.is_empty() {
-            PathKind::Unknown
-        } else {
-            PathKind::None
-        };
-        if !blind.is_empty() {
-            notes.push(format!(
-                "traffic unknown on {} (counters unreadable: see devices[].unknown)",
-                blind.join(", ")
-            ));
-        }
+        let kind = path_kind(&moves, total, &mut notes);
         let bytes = (!carriers.is_empty()).then_some(carried);
         let ratio = bytes.filter(|_| total > 0).map(|b| b as f64 / total as f64);
-        let packets: u64 = carriers
-            .iter()
-            .map(|m| {
-                let p = m.tx_packets.unwrap_or(0);
-                if m.loopback {
-                    p
-                } else {
-                    p + m.rx_packets.unwrap_or(0)
-                }
-            })
-            .sum();
-        let allowed = total as f64 * (1.0 + OTHER_TRAFFIC_SLACK) + (packets * HEADER_BYTES) as f64;
-        let other_traffic_likely = bytes.is_some_and(|b| b as f64 > allowed);
-        if other_traffic_likely {
-            notes.push(format!(
-                "the carriers moved {:.2}x the payload, more than its headers explain: other \
-                 traffic on the same devices is likely (the counters are host-wide)",
-                ratio.unwrap_or(0.0)
-            ));
-        }
-        if ratio.is_some_and(|r| r < SHORT_RATIO) {
-            notes.push(format!(
-                "the carriers moved {:.2}x the payload, less than it: the rest moved through no \
-                 network device, or what they moved is other traffic",
-                ratio.unwrap_or(0.0)
-            ));
-        }
+        let other_traffic_likely = judge_ratio(&carriers, total, ratio, bytes, &mut notes);
         let rates: Vec<Option<f64>> = carriers.iter().map(|m| m.line_rate_gbit_s).collect();
         let line_rate = (!rates.is_empty() && rates.iter().all(Option::is_some))
             .then(|| rates.iter().flatten().sum::<f64>());
@@ -428,27 +484,9 @@ impl SideView {
         let timed_s = payload.timed_ns.map_or(span_s, |ns| ns as f64 / 1e9);
         let busier = payload.sent.max(payload.received);
         let achieved = (timed_s > 0.0 && busier > 0).then(|| busier as f64 * 8.0 / timed_s / 1e9);
-        let mut retransmissions: Vec<Retransmission> = moves
-            .iter()
-            .flat_map(|m| {
-                m.counters
-                    .iter()
-                    .filter(|(n, _)| is_retransmission(n))
-                    .map(|(n, &c)| Retransmission {
-                        device: m.name.clone(),
-                        counter: n.clone(),
-                        count: c,
-                    })
-            })
-            .collect();
         let tcp = before.tcp.zip(after.tcp).map(|(b, a)| a.since(&b));
-        if let Some(t) = tcp.filter(|t| t.retrans_segs > 0) {
-            retransmissions.push(Retransmission {
-                device: "tcp".into(),
-                counter: "RetransSegs".into(),
-                count: t.retrans_segs,
-            });
-        }
+        let retransmissions = retransmissions(&moves, tcp.as_ref());
+        let carriers = carriers.iter().map(|m| m.name.clone()).collect();
         SideView {
             role: role.to_string(),
             host: host.to_string(),
@@ -456,7 +494,7 @@ impl SideView {
             received_bytes: payload.received,
             span_s,
             kind,
-            carriers: carriers.iter().map(|m| m.name.clone()).collect(),
+            carriers,
             bytes,
             bytes_ratio: ratio,
             line_rate_gbit_s: line_rate,
