@@ -209,11 +209,31 @@ fn run_rank(
         }
         return outcome;
     }
-    let cause = match outcome {
-        Ok(_) => None,
-        Err(RunError::Partial { error, .. }) => Some(*error),
-        Err(e) => Some(e),
+    let (own_doc, cause) = match outcome {
+        Ok(d) => (Some(d), None),
+        Err(RunError::Partial { doc, error }) => (Some(*doc), Some(*error)),
+        Err(e) => (None, Some(e)),
     };
+    match gather(cfg, roles, group, own, settle) {
+        Ok(doc) => crate::run::conclude(doc, cause.map_or(Ok(()), Err)),
+        // etcd gone while rank 0 gathers (its initiators may have stopped first, so its own
+        // part ended without seeing etcd go): its own document is what is left.
+        Err(e) => match own_doc {
+            Some(doc) => crate::run::conclude(doc, Err(e)),
+            None => Err(cause.unwrap_or(e)),
+        },
+    }
+}
+
+/// Rank 0's gathering: every rank's result read (its own `own`), merged, and the other ranks
+/// waited for.
+fn gather(
+    cfg: &XferConfig,
+    roles: &Roles,
+    group: &Group,
+    own: RankResult,
+    settle: Duration,
+) -> Result<ResultDoc, RunError> {
     // Rank 0's own entry is kept here, not published.
     group.put("result", b"0")?;
     let parts = group.gather("result", true)?;
@@ -227,7 +247,7 @@ fn run_rank(
     let doc = merge(cfg, roles, group, &results)?;
     // The other ranks revoke their leases once they see the results collected.
     group.wait_others_gone(settle)?;
-    crate::run::conclude(doc, cause.map_or(Ok(()), Err))
+    Ok(doc)
 }
 
 /// What one rank's part gives: what it publishes, and its own document (partial, or the error
