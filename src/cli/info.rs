@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use kvxfer::fabric::{self, EndpointType, Hints, InfoList};
+use kvxfer::fabric::{self, EndpointType, Hints, InfoList, InfoRef};
 use kvxfer::topo::GpuListing;
 use kvxfer::ucx;
 use serde::Serialize;
@@ -91,33 +91,7 @@ pub fn run(a: InfoArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default(),
         );
     }
-    let entries: Vec<Entry> = list
-        .iter()
-        .map(|e| {
-            let (tx, rx) = e.queue_sizes();
-            Entry {
-                provider: e.provider(),
-                provider_version: e.provider_version(),
-                fabric: e.fabric_name(),
-                domain: e.domain_name(),
-                endpoint_type: e.ep_type_name().to_string(),
-                protocol: e.protocol(),
-                addr_format: e.addr_format_name().to_string(),
-                src_addr: e.src_addr().map(|s| s.to_string()),
-                caps: e.caps_names(),
-                mr_mode: fabric::mr_mode::names(e.mr_mode())
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-                max_msg_size: e.max_msg_size(),
-                inject_size: e.inject_size(),
-                cq_data_size: e.cq_data_size(),
-                tx_size: tx,
-                rx_size: rx,
-                hmem: e.hmem(),
-            }
-        })
-        .collect();
+    let entries: Vec<Entry> = list.iter().map(entry).collect();
     if a.json {
         let doc = serde_json::json!({
             "libfabric_version": fabric::runtime_version(),
@@ -126,8 +100,40 @@ pub fn run(a: InfoArgs) -> anyhow::Result<ExitCode> {
         kvxfer::outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
+    print_entries(&entries);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One provider entry as `info` shows it.
+fn entry(e: InfoRef<'_>) -> Entry {
+    let (tx, rx) = e.queue_sizes();
+    Entry {
+        provider: e.provider(),
+        provider_version: e.provider_version(),
+        fabric: e.fabric_name(),
+        domain: e.domain_name(),
+        endpoint_type: e.ep_type_name().to_string(),
+        protocol: e.protocol(),
+        addr_format: e.addr_format_name().to_string(),
+        src_addr: e.src_addr().map(|s| s.to_string()),
+        caps: e.caps_names(),
+        mr_mode: fabric::mr_mode::names(e.mr_mode())
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        max_msg_size: e.max_msg_size(),
+        inject_size: e.inject_size(),
+        cq_data_size: e.cq_data_size(),
+        tx_size: tx,
+        rx_size: rx,
+        hmem: e.hmem(),
+    }
+}
+
+/// The entries as `fi_info` prints them.
+fn print_entries(entries: &[Entry]) {
     kvxfer::outln!("libfabric {}", fabric::runtime_version());
-    for e in &entries {
+    for e in entries {
         kvxfer::outln!("provider: {}", e.provider);
         kvxfer::outln!("    fabric: {}", e.fabric);
         kvxfer::outln!("    domain: {}", e.domain);
@@ -143,7 +149,6 @@ pub fn run(a: InfoArgs) -> anyhow::Result<ExitCode> {
         kvxfer::outln!("    hmem: {}", if e.hmem { "yes" } else { "no" });
         kvxfer::outln!("    caps: {}", join_or_none(&e.caps));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn join_or_none(v: &[String]) -> String {
