@@ -363,7 +363,16 @@ fn kvxfer_run_stopped_mid_pattern_leaves_nothing_running() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(8));
+    // Stopped mid-task: once a measuring round (a task `*-rN`, seconds long) is running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !round_running(&state) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no round running after 90 s: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     signal(child.id(), "TERM");
     let (code, err, took) = finish(child, &log, Duration::from_secs(30));
     let line = last_line(&err);
@@ -391,4 +400,27 @@ fn kvxfer_run_stopped_mid_pattern_leaves_nothing_running() {
     std::thread::sleep(Duration::from_millis(500));
     let left = running_with(&out.display().to_string());
     assert!(left.is_empty(), "left running: {left:?}");
+}
+
+/// Whether the task state file at `state` shows a measuring round (`*-rN`) running.
+fn round_running(state: &std::path::Path) -> bool {
+    let Ok(bytes) = std::fs::read(state) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    v.as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .any(|tasks| {
+            tasks.as_object().is_some_and(|t| {
+                t.iter().any(|(id, s)| {
+                    let round = id.rsplit_once("-r").is_some_and(|(_, n)| {
+                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                    });
+                    round && s["status"] == "running"
+                })
+            })
+        })
 }
