@@ -35,6 +35,8 @@ fn commands(port: u16, out: &Path) -> (String, String) {
                 q["block_size"] = (1 << 20).into();
                 q["num_iter"] = 4.into();
                 q["warmup_iter"] = 1.into();
+                // One host: the payload takes lo, not the eth*/ens*/enp* the phase plan expects.
+                q["expect_path"] = "local".into();
             }
         }
     }
