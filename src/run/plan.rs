@@ -450,29 +450,12 @@ pub fn run_plan(
     events: &mut dyn FnMut(PlanEvent<'_>),
 ) -> Result<PlanRunReport, PlanRunError> {
     let (plan, out, chosen) = chosen(o)?;
-    let checked = if o.no_doctor {
-        None
-    } else {
-        let report = doctor::check(&plan, &chosen, o);
-        events(PlanEvent::Doctor { report: &report });
-        if let Some(refused) = doctor::refusal(&report, &chosen) {
-            return Err(refused);
-        }
-        Some(report)
-    };
+    let checked = check_node(&plan, &chosen, o, events)?;
     std::fs::create_dir_all(&out).map_err(|source| PlanRunError::Io {
         what: format!("creating {}", out.display()),
         source,
     })?;
-    let experiment = o
-        .experiment
-        .clone()
-        .or_else(|| {
-            plan.pointer("/common/mlflow_experiment")?
-                .as_str()
-                .map(String::from)
-        })
-        .unwrap_or_else(|| DEFAULT_EXPERIMENT.to_string());
+    let experiment = experiment_of(o, &plan);
     let mut rec = o
         .mlflow_uri
         .as_deref()
@@ -531,15 +514,51 @@ pub fn run_plan(
         crosscheck,
         doctor: checked.as_ref().map(doctor::summary),
     };
-    // Beside the results, for `kvxfer plan estimate` to learn each pattern's wall time.
+    write_report(&out, &report)?;
+    Ok(report)
+}
+
+/// The doctor's report on the node for the chosen patterns, or a refusal where a pattern
+/// needs a check that failed; None with `--no-doctor`.
+fn check_node(
+    plan: &Value,
+    chosen: &[Selected],
+    o: &PlanRunOptions,
+    events: &mut dyn FnMut(PlanEvent<'_>),
+) -> Result<Option<DoctorReport>, PlanRunError> {
+    if o.no_doctor {
+        return Ok(None);
+    }
+    let report = doctor::check(plan, chosen, o);
+    events(PlanEvent::Doctor { report: &report });
+    match doctor::refusal(&report, chosen) {
+        Some(refused) => Err(refused),
+        None => Ok(Some(report)),
+    }
+}
+
+/// The MLflow experiment: the option's, the plan's `common.mlflow_experiment`, or the default.
+fn experiment_of(o: &PlanRunOptions, plan: &Value) -> String {
+    o.experiment
+        .clone()
+        .or_else(|| {
+            plan.pointer("/common/mlflow_experiment")?
+                .as_str()
+                .map(String::from)
+        })
+        .unwrap_or_else(|| DEFAULT_EXPERIMENT.to_string())
+}
+
+/// Writes the run's report beside the results, for `kvxfer plan estimate` to learn each
+/// pattern's wall time.
+fn write_report(out: &Path, report: &PlanRunReport) -> Result<(), PlanRunError> {
     let file = out.join(RUN_REPORT);
-    let mut bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
+    let mut bytes = serde_json::to_vec_pretty(report).unwrap_or_default();
     bytes.push(b'\n');
     write_atomic(&file, &bytes).map_err(|source| PlanRunError::Io {
         what: format!("writing {}", file.display()),
         source,
-    })?;
-    Ok(report)
+    })
 }
 
 /// The run's report in its results folder.
