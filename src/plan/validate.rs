@@ -51,114 +51,62 @@ enum Kind {
     Count,
 }
 
+impl Kind {
+    /// What `x` must be, with what it is, where it is not of this kind; None where it is.
+    fn refuses(&self, x: &Value) -> Option<String> {
+        let (ok, want) = match self {
+            Kind::OneOf(allowed) => (
+                x.as_str().is_some_and(|s| allowed.contains(&s)),
+                format!("one of {}", allowed.join(", ")),
+            ),
+            Kind::Text => (
+                x.as_str().is_some_and(|s| !s.is_empty()),
+                "a non-empty string".to_string(),
+            ),
+            Kind::Int(min) => (
+                x.as_u64().is_some_and(|n| n >= *min),
+                format!("an integer >= {min}"),
+            ),
+            Kind::Count => (
+                x.as_u64().is_some_and(|n| n >= 1) || x.as_str() == Some("auto"),
+                "an integer >= 1 or \"auto\"".to_string(),
+            ),
+            Kind::Sizes => (
+                x.as_array().is_some_and(|a| {
+                    !a.is_empty() && a.iter().all(|n| n.as_u64().is_some_and(|n| n >= 1))
+                }),
+                "a non-empty list of positive integers".to_string(),
+            ),
+        };
+        if ok {
+            return None;
+        }
+        let is = match self {
+            Kind::Int(_) | Kind::Count => it_is(Some(x)),
+            _ => String::new(),
+        };
+        Some(format!("{want}{is}"))
+    }
+}
+
+mod tool_params;
+
 /// The parameters each tool's patterns need (kvxfer_xfer's depend on its `backend`).
 fn params_of(
     tool: &str,
     params: &serde_json::Map<String, Value>,
 ) -> &'static [(&'static str, Kind)] {
-    use Kind::*;
     let ucx = params.get("backend").and_then(Value::as_str) == Some("ucx");
     match tool {
-        "kvxfer_xfer" if ucx => &[
-            ("backend", OneOf(&["libfabric", "ucx"])),
-            ("ucx_tls", Text),
-            ("op", OneOf(&["write", "read", "send"])),
-            ("size", Int(1)),
-            ("concurrency", Int(1)),
-            ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
-            ("iterations", Count),
-            ("warmup", Int(0)),
-        ],
-        "fi_pingpong" => &[
-            ("provider", Text),
-            ("endpoint", OneOf(&["rdm", "msg"])),
-            ("mode", OneOf(&["msg", "tagged"])),
-            ("sizes", Sizes),
-            ("iterations", Int(1)),
-            ("warmup", Int(0)),
-        ],
-        "fi_rma_pingpong" => &[
-            ("provider", Text),
-            ("endpoint", OneOf(&["rdm", "msg"])),
-            ("op", OneOf(&["write", "writedata", "read"])),
-            ("sizes", Sizes),
-            ("iterations", Int(1)),
-            ("warmup", Int(0)),
-        ],
-        "nixlbench" => &[
-            ("backend", OneOf(&["UCX", "LIBFABRIC"])),
-            ("transport", Text),
-            ("initiator_seg_type", OneOf(&["DRAM", "VRAM"])),
-            ("target_seg_type", OneOf(&["DRAM", "VRAM"])),
-            (
-                "scheme",
-                OneOf(&["pairwise", "manytoone", "onetomany", "tp"]),
-            ),
-            ("op_type", OneOf(&["READ", "WRITE"])),
-            ("block_size", Int(1)),
-            ("batch_size", Int(1)),
-            ("num_iter", Int(1)),
-            ("warmup_iter", Int(0)),
-            ("concurrency", Int(1)),
-        ],
-        "kvxfer_xfer" => &[
-            ("provider", Text),
-            ("endpoint", OneOf(&["rdm", "msg"])),
-            ("op", OneOf(&["write", "read", "send"])),
-            ("size", Int(1)),
-            ("concurrency", Int(1)),
-            ("scheme", OneOf(&["pairwise", "many-to-one", "one-to-many"])),
-            ("iterations", Count),
-            ("warmup", Int(0)),
-        ],
-        "kvxfer_kv" if ucx => &[
-            ("backend", OneOf(&["libfabric", "ucx"])),
-            ("ucx_tls", Text),
-            ("model", Text),
-            ("tokens", Int(1)),
-            ("page_size", Int(1)),
-            ("tp", Int(1)),
-            ("pp", Int(1)),
-            ("access_pattern", OneOf(&["block", "layer"])),
-            ("iterations", Count),
-            ("warmup", Int(0)),
-        ],
-        "kvxfer_kv" => &[
-            ("provider", Text),
-            ("endpoint", OneOf(&["rdm", "msg"])),
-            ("model", Text),
-            ("tokens", Int(1)),
-            ("page_size", Int(1)),
-            ("tp", Int(1)),
-            ("pp", Int(1)),
-            ("access_pattern", OneOf(&["block", "layer"])),
-            ("iterations", Count),
-            ("warmup", Int(0)),
-        ],
-        "kvbench" => &[
-            ("backend", OneOf(&["UCX"])),
-            ("ucx_tls", Text),
-            ("isl", Int(1)),
-            ("num_requests", Int(1)),
-            ("page_size", Int(1)),
-            ("tp", Int(1)),
-            ("pp", Int(1)),
-            ("access_pattern", OneOf(&["block", "layer"])),
-            ("kv_bytes", Int(1)),
-            ("osl", Int(1)),
-            ("model_quant_mode", Text),
-            ("kvcache_quant_mode", Text),
-            ("hardware", Text),
-            ("serving_backend", Text),
-        ],
-        "ucx_perftest" => &[
-            ("test", OneOf(&["tag_lat", "tag_bw"])),
-            ("ucx_tls", Text),
-            ("mem", OneOf(&["host", "cuda"])),
-            ("sizes", Sizes),
-            ("iterations", Int(1)),
-            ("warmup", Int(0)),
-        ],
+        "kvxfer_xfer" if ucx => tool_params::KVXFER_XFER_UCX,
+        "fi_pingpong" => tool_params::FI_PINGPONG,
+        "fi_rma_pingpong" => tool_params::FI_RMA_PINGPONG,
+        "nixlbench" => tool_params::NIXLBENCH,
+        "kvxfer_xfer" => tool_params::KVXFER_XFER,
+        "kvxfer_kv" if ucx => tool_params::KVXFER_KV_UCX,
+        "kvxfer_kv" => tool_params::KVXFER_KV,
+        "kvbench" => tool_params::KVBENCH,
+        "ucx_perftest" => tool_params::UCX_PERFTEST,
         _ => &[],
     }
 }
@@ -425,36 +373,11 @@ impl Checker {
         if let Some(env) = p.get("env") {
             self.env(env, &format!("{path}.env"));
         }
-        match p.get("id").and_then(Value::as_str) {
-            Some(id) if valid_id(id) => {
-                if !ids.insert(id.to_string()) {
-                    self.err(
-                        &format!("{path}.id"),
-                        &format!("duplicate pattern id {id:?}"),
-                    );
-                }
-            }
-            _ => self.err(
-                &format!("{path}.id"),
-                "must start with pll- and hold only a-z, 0-9 and -",
-            ),
-        }
+        self.pattern_id(p, path, ids);
         self.text(p, path, "description");
         let tool = p.get("tool").and_then(Value::as_str).unwrap_or("");
-        match TOOLS.iter().find(|(t, _)| *t == tool) {
-            None => {
-                let names: Vec<_> = TOOLS.iter().map(|(t, _)| *t).collect();
-                self.err(
-                    &format!("{path}.tool"),
-                    &format!("must be one of {}", names.join(", ")),
-                );
-                return;
-            }
-            Some((_, l)) if *l != layer => self.err(
-                &format!("{path}.tool"),
-                &format!("{tool} belongs to layer {l}, not {layer}"),
-            ),
-            Some(_) => {}
+        if !self.pattern_tool(tool, path, layer) {
+            return;
         }
         let Some(params) = p.get("params").and_then(Value::as_object) else {
             self.err(&format!("{path}.params"), "missing or not an object");
@@ -503,36 +426,8 @@ impl Checker {
                 self.err(&at, "missing");
                 continue;
             };
-            let (ok, want) = match kind {
-                Kind::OneOf(allowed) => (
-                    x.as_str().is_some_and(|s| allowed.contains(&s)),
-                    format!("one of {}", allowed.join(", ")),
-                ),
-                Kind::Text => (
-                    x.as_str().is_some_and(|s| !s.is_empty()),
-                    "a non-empty string".to_string(),
-                ),
-                Kind::Int(min) => (
-                    x.as_u64().is_some_and(|n| n >= *min),
-                    format!("an integer >= {min}"),
-                ),
-                Kind::Count => (
-                    x.as_u64().is_some_and(|n| n >= 1) || x.as_str() == Some("auto"),
-                    "an integer >= 1 or \"auto\"".to_string(),
-                ),
-                Kind::Sizes => (
-                    x.as_array().is_some_and(|a| {
-                        !a.is_empty() && a.iter().all(|n| n.as_u64().is_some_and(|n| n >= 1))
-                    }),
-                    "a non-empty list of positive integers".to_string(),
-                ),
-            };
-            if !ok {
-                let is = match kind {
-                    Kind::Int(_) | Kind::Count => it_is(Some(x)),
-                    _ => String::new(),
-                };
-                self.err(&at, &format!("must be {want}{is}"));
+            if let Some(want) = kind.refuses(x) {
+                self.err(&at, &format!("must be {want}"));
             }
         }
         if tool == "kvxfer_xfer" {
@@ -540,6 +435,45 @@ impl Checker {
                 self.err(&format!("{path}.params.{key}"), &message);
             }
         }
+    }
+
+    /// Checks a pattern's id: well formed and not seen before in the plan.
+    fn pattern_id(&mut self, p: &Value, path: &str, ids: &mut BTreeSet<String>) {
+        match p.get("id").and_then(Value::as_str) {
+            Some(id) if valid_id(id) => {
+                if !ids.insert(id.to_string()) {
+                    self.err(
+                        &format!("{path}.id"),
+                        &format!("duplicate pattern id {id:?}"),
+                    );
+                }
+            }
+            _ => self.err(
+                &format!("{path}.id"),
+                "must start with pll- and hold only a-z, 0-9 and -",
+            ),
+        }
+    }
+
+    /// Checks a pattern's tool belongs to its layer; false when the tool is unknown (nothing
+    /// more of the pattern can be checked).
+    fn pattern_tool(&mut self, tool: &str, path: &str, layer: &str) -> bool {
+        match TOOLS.iter().find(|(t, _)| *t == tool) {
+            None => {
+                let names: Vec<_> = TOOLS.iter().map(|(t, _)| *t).collect();
+                self.err(
+                    &format!("{path}.tool"),
+                    &format!("must be one of {}", names.join(", ")),
+                );
+                return false;
+            }
+            Some((_, l)) if *l != layer => self.err(
+                &format!("{path}.tool"),
+                &format!("{tool} belongs to layer {l}, not {layer}"),
+            ),
+            Some(_) => {}
+        }
+        true
     }
 }
 
