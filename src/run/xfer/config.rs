@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bench::arrivals::ArrivalKind;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
 use crate::mem::available_memory;
@@ -16,6 +15,11 @@ use crate::run::RunError;
 use crate::stats::Count;
 use crate::units::human_size;
 use crate::xfer::XferOp;
+
+pub use super::choices::{
+    ConcurrencyMode, LocalThreads, OpenLoop, RailSpec, Scheme, XferBackend,
+    DEFAULT_MAX_OUTSTANDING, MAX_RAILS,
+};
 
 /// Counts the iterations the initiator's workers have finished, for a progress display.
 #[derive(Debug, Clone, Default)]
@@ -59,85 +63,6 @@ fn on_domain(base: &EndpointSpec, domain: &str) -> Result<EndpointSpec, RunError
 /// Default largest chunk: 4 MiB (or the size, when smaller).
 pub const DEFAULT_BLOCK: u64 = 4 << 20;
 
-/// How N concurrent transfers are carried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConcurrencyMode {
-    /// One worker per transfer, each with its own endpoint and completion queues.
-    Endpoints,
-    /// One worker, N transfers outstanding on its one endpoint.
-    Outstanding,
-}
-
-/// Who sends to whom (recorded; on one host every scheme runs over the same loopback).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// Worker i of the initiator pairs with worker i of the target.
-    Pairwise,
-    /// N initiators into one target (incast).
-    ManyToOne,
-    /// One initiator into N targets.
-    OneToMany,
-}
-
-impl Scheme {
-    /// The name in results (nixlbench spells them without separators).
-    pub fn name(self) -> &'static str {
-        match self {
-            Scheme::Pairwise => "pairwise",
-            Scheme::ManyToOne => "many_to_one",
-            Scheme::OneToMany => "one_to_many",
-        }
-    }
-}
-
-/// Which library moves the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XferBackend {
-    /// libfabric RMA (EFA, tcp, shm, ...), with remote CQ data for writes.
-    Libfabric,
-    /// UCX put/get/tagged send (UCX_TLS and UCX_NET_DEVICES choose the transports).
-    Ucx,
-}
-
-impl XferBackend {
-    /// The name in results.
-    pub fn name(self) -> &'static str {
-        match self {
-            XferBackend::Libfabric => "libfabric",
-            XferBackend::Ucx => "ucx",
-        }
-    }
-}
-
-/// How a one-process run lays out its threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalThreads {
-    /// One thread per worker drives both ends of its connection (UCX).
-    Pair,
-    /// The initiator's and the target's workers run in threads of their own.
-    Side,
-}
-
-impl LocalThreads {
-    /// The layout a one-process run of `backend` takes unless told: pair for UCX, whose
-    /// endpoints connect without a handshake; side for libfabric, whose connections need both
-    /// ends at once.
-    pub fn default_for(backend: XferBackend) -> LocalThreads {
-        match backend {
-            XferBackend::Ucx => LocalThreads::Pair,
-            XferBackend::Libfabric => LocalThreads::Side,
-        }
-    }
-
-    /// The name in results and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            LocalThreads::Pair => "pair",
-            LocalThreads::Side => "side",
-        }
-    }
-}
-
 /// Default size from which a transfer's chunks are spread evenly across rails: 128 KiB
 /// (NIXL's LIBFABRIC striping threshold).
 pub const DEFAULT_STRIPE_THRESHOLD: u64 = 128 << 10;
@@ -151,84 +76,6 @@ pub const MAX_CONCURRENCY: usize = 1 << 24;
 
 /// The most chunks in flight per worker.
 pub const MAX_WINDOW: usize = 1 << 16;
-
-/// The most rails a worker stripes over.
-pub const MAX_RAILS: usize = 256;
-
-/// Which rails (libfabric endpoints) a worker stripes over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RailSpec {
-    /// Every domain the provider offers.
-    Auto,
-    /// This many rails: on a loopback control address, 127.0.0.1, 127.0.0.2, ...; elsewhere
-    /// endpoints of their own on the one domain.
-    Count(usize),
-    /// One rail per named domain.
-    Domains(Vec<String>),
-}
-
-impl RailSpec {
-    /// Parses `auto`, a count, or a comma-separated list of domains.
-    pub fn parse(s: &str) -> Result<RailSpec, String> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("auto") {
-            return Ok(RailSpec::Auto);
-        }
-        if let Ok(n) = s.parse::<usize>() {
-            return match n {
-                0 => Err("--rails must be at least 1".into()),
-                n if n > MAX_RAILS => Err(format!("--rails {n}: at most {MAX_RAILS} rails")),
-                n => Ok(RailSpec::Count(n)),
-            };
-        }
-        let domains: Vec<String> = s.split(',').map(|d| d.trim().to_string()).collect();
-        if domains.iter().any(|d| d.is_empty()) {
-            return Err(format!(
-                "--rails {s:?}: expected auto, a count, or dev,dev,..."
-            ));
-        }
-        if domains.len() > MAX_RAILS {
-            return Err(format!(
-                "--rails: {} domains, at most {MAX_RAILS} rails",
-                domains.len()
-            ));
-        }
-        Ok(RailSpec::Domains(domains))
-    }
-
-    /// The form in results and fingerprints.
-    pub fn name(&self) -> String {
-        match self {
-            RailSpec::Auto => "auto".into(),
-            RailSpec::Count(n) => n.to_string(),
-            RailSpec::Domains(d) => d.join(","),
-        }
-    }
-}
-
-/// Open-loop arrivals: transfers scheduled at their arrival times whatever earlier ones are
-/// doing, one session per rate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpenLoop {
-    /// Poisson or fixed gaps.
-    pub kind: ArrivalKind,
-    /// Transfers per second per initiator worker: one session each, in this order.
-    pub rates: Vec<f64>,
-    /// Transfers outstanding per worker at most (each its own region); arrivals beyond are
-    /// dropped.
-    pub max_outstanding: usize,
-}
-
-/// Default `--max-outstanding`.
-pub const DEFAULT_MAX_OUTSTANDING: usize = 8;
-
-impl OpenLoop {
-    /// The rates as the fingerprint and the configuration block spell them.
-    pub fn rates_name(&self) -> String {
-        let r: Vec<String> = self.rates.iter().map(|r| r.to_string()).collect();
-        r.join(",")
-    }
-}
 
 /// Everything an xfer run is asked to do.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 //! targets (`peers`, round robin). Many-to-one in separate processes is one target with
 //! `--concurrency N` and initiator processes whose concurrencies add up to N.
 
+mod choices;
 mod config;
 mod config_block;
 mod group;
