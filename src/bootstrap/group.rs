@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::etcd::{Etcd, EtcdError};
+use super::etcd::Etcd;
 use super::launcher::RankSource;
 use super::Fingerprint;
 
@@ -23,76 +23,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a wait looks at etcd again.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Errors of a group.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GroupError {
-    /// etcd failed.
-    #[error(transparent)]
-    Etcd(#[from] EtcdError),
-    /// Every rank of the current run is taken: another run of this group is under way.
-    #[error("group {group:?} already has all {world} ranks of run {run} (another run with this group is under way): wait for it to end, or use another --group")]
-    Full {
-        group: String,
-        run: String,
-        world: usize,
-    },
-    /// The launcher's rank is already claimed in the current run.
-    #[error("rank {rank} of group {group:?} is already taken in run {run} (another run with this group is under way, or the launcher gave two processes one rank)")]
-    RankTaken {
-        group: String,
-        run: String,
-        rank: usize,
-    },
-    /// `etcd clean` found keys of the group bound to live leases: a run is under way.
-    #[error("group {group:?} has a run under way ({keys} key(s) bound to live leases): its ranks would lose their keys; wait for it to end, or pass --force")]
-    Live { group: String, keys: usize },
-    /// The run was started with another world size.
-    #[error("group {group:?}: run {run} has --world {theirs}, this process {ours}")]
-    World {
-        group: String,
-        run: String,
-        ours: usize,
-        theirs: String,
-    },
-    /// A rank was started with other parameters.
-    #[error("rank {rank} was started with different parameters: {param} is {here} on rank {me} but {there} on rank {rank}")]
-    Mismatch {
-        me: usize,
-        rank: usize,
-        param: String,
-        here: String,
-        there: String,
-    },
-    /// A rank died: its lease expired without its leaving the run.
-    #[error("rank {rank} ({host}) died: its etcd lease expired")]
-    Dead { rank: usize, host: String },
-    /// A rank left the run on an error of its own.
-    #[error("rank {rank} ({host}) gave up: {reason}")]
-    Left {
-        rank: usize,
-        host: String,
-        reason: String,
-    },
-    /// etcd stopped answering this rank mid-run: it is cut off from the others (they see its
-    /// lease expire).
-    #[error("rank {rank} is cut off: etcd at {url} stopped answering mid-run ({message})")]
-    CutOff {
-        rank: usize,
-        url: String,
-        message: String,
-    },
-    /// Ranks did not reach a meeting point in time.
-    #[error("{what}: {} did not arrive within {:.1} s", rank_list(missing), after.as_secs_f64())]
-    Timeout {
-        what: String,
-        missing: Vec<usize>,
-        after: Duration,
-    },
-    /// A value in etcd is not what kvxfer wrote.
-    #[error("{key}: {message}")]
-    Value { key: String, message: String },
-}
+mod clean;
+mod error;
+
+pub use clean::clean;
+pub use error::GroupError;
 
 type Result<T> = std::result::Result<T, GroupError>;
 
@@ -617,67 +552,6 @@ fn wait_members(
             });
         }
         std::thread::sleep(POLL);
-    }
-}
-
-/// Removes the keys of `group` itself (what a crashed run left): its `run` key and the keys
-/// of its runs, never those of a group whose name merely starts `GROUP/` (`a/b` for `a`).
-/// Keys bound to a live lease mean a run is under way: refused unless `force`. Returns how
-/// many keys went.
-pub fn clean(url: &str, group: &str, timeout: Duration, force: bool) -> Result<u64> {
-    let etcd = Etcd::connect(url, Duration::from_secs(5), timeout)?;
-    let r = clean_with(&etcd, group, force);
-    let _ = etcd.close();
-    r
-}
-
-fn clean_with(etcd: &Etcd, group: &str, force: bool) -> Result<u64> {
-    let base = format!("{ROOT}/{group}/");
-    let own: Vec<(String, i64)> = etcd
-        .keys_with_leases(&base)?
-        .into_iter()
-        .filter(|(k, _)| own_key(&k[base.len()..]))
-        .collect();
-    let live = own.iter().filter(|(_, lease)| *lease != 0).count();
-    if live > 0 && !force {
-        return Err(GroupError::Live {
-            group: group.to_string(),
-            keys: live,
-        });
-    }
-    let mut n = 0;
-    for (k, _) in &own {
-        n += u64::from(etcd.delete(k)?);
-    }
-    Ok(n)
-}
-
-/// Whether a key below `/kvxfer/GROUP/` (`rest`) is the group's own: its `run` key, or a key
-/// of one of its runs (`RUN-ID/...`, a run id being `HEX-HEX` as [`new_run_id`] makes them).
-fn own_key(rest: &str) -> bool {
-    let first = rest.split('/').next().unwrap_or_default();
-    rest == "run" || (rest.len() > first.len() && is_run_id(first))
-}
-
-fn is_run_id(s: &str) -> bool {
-    let hex = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_hexdigit());
-    s.split_once('-').is_some_and(|(a, b)| hex(a) && hex(b))
-}
-
-#[cfg(test)]
-mod clean_tests {
-    use super::*;
-
-    #[test]
-    fn a_group_owns_its_run_key_and_its_runs_not_nested_groups() {
-        assert!(own_key("run"));
-        assert!(own_key("18a2b-3f/rank/0"));
-        assert!(own_key("18a2b-3f/world"));
-        assert!(!own_key("b/run"), "group a/b's run key");
-        assert!(!own_key("b/18a2b-3f/rank/0"), "group a/b's run");
-        assert!(!own_key("18a2b-3f"), "a bare id is no run's key");
-        assert!(!own_key("run/x"));
-        assert!(is_run_id(&new_run_id()));
     }
 }
 
