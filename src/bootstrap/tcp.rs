@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+mod about;
+mod error;
 mod hellos;
+pub use about::{query_about, About};
+use about::{Query, ABOUT};
+pub use error::BootstrapError;
 use hellos::{Pending, Polled, MAX_PENDING};
 
 /// The control port a target listens on when none is given.
@@ -21,74 +26,7 @@ const MAX_FRAME: usize = 1 << 20;
 /// (a health check or a port scan) and waits on.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Errors of the control channel.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BootstrapError {
-    /// The control port could not be bound.
-    #[error("cannot listen on {addr}: {err}")]
-    Listen { addr: String, err: std::io::Error },
-    /// The peer did not answer in time.
-    #[error("no kvxfer target answered at {peer} within {secs:.1} s (last error: {last})")]
-    Unreachable {
-        peer: String,
-        secs: f64,
-        last: String,
-    },
-    /// No initiator of our parameters arrived in time (`refused`: those that differed).
-    #[error("no kvxfer initiator connected to {addr} within {secs:.1} s{refused}")]
-    NoInitiator {
-        addr: String,
-        secs: f64,
-        refused: String,
-    },
-    /// The peer was started with other parameters.
-    #[error("the peer was started with different parameters: {param} is {here} here but {peer} on the peer")]
-    Mismatch {
-        param: String,
-        here: String,
-        peer: String,
-    },
-    /// The peer runs another measurement (another subcommand).
-    #[error("the peer runs `kvxfer {peer}`, this side `kvxfer {here}`: start both sides with the same subcommand and options")]
-    OtherCommand { here: String, peer: String },
-    /// The peer is not a kvxfer of a compatible version.
-    #[error("the peer does not speak kvxfer's control protocol: {0}")]
-    Protocol(String),
-    /// The peer reported an error and gave up.
-    #[error("the peer failed: {0}")]
-    PeerFailed(String),
-    /// The peer sent nothing for the whole time-out (stopped, hung or cut off; or, in a
-    /// one-process run, this process's own target side still setting up).
-    #[error("{}", silent_text(*secs, *in_process))]
-    Silent { secs: f64, in_process: bool },
-    /// The connection failed (the OS error in the message only, so it prints once).
-    #[error("control connection: {0}")]
-    Io(std::io::Error),
-    /// The peer address could not be resolved.
-    #[error("cannot resolve {0:?}")]
-    Resolve(String),
-    /// A signal asked the process to stop while it waited.
-    #[error(transparent)]
-    Stopped(#[from] crate::stop::Stopped),
-}
-
 type Result<T> = std::result::Result<T, BootstrapError>;
-
-fn silent_text(secs: f64, in_process: bool) -> String {
-    if in_process {
-        format!(
-            "the target side of this one-process run sent nothing on the control connection \
-             for {secs:.1} s (--timeout): its set-up took longer than that on this host; raise \
-             --timeout or lower --concurrency"
-        )
-    } else {
-        format!(
-            "the peer sent nothing on the control connection for {secs:.1} s (--timeout): it \
-             stopped, hung or was cut off"
-        )
-    }
-}
 
 /// Control ports bound by this process, so that a connection to one is known to be a
 /// one-process run (its peer is not another host).
@@ -96,12 +34,6 @@ static BOUND_HERE: std::sync::Mutex<Vec<SocketAddr>> = std::sync::Mutex::new(Vec
 
 fn bound_here() -> std::sync::MutexGuard<'static, Vec<SocketAddr>> {
     BOUND_HERE.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl From<std::io::Error> for BootstrapError {
-    fn from(e: std::io::Error) -> Self {
-        BootstrapError::Io(e)
-    }
 }
 
 /// The parameters two sides must agree on, by name.
@@ -138,55 +70,6 @@ struct Hello {
     proto: u32,
     #[serde(default)]
     params: Fingerprint,
-}
-
-/// A connection that only asks what the listening kvxfer is (`kvxfer doctor --peer`); a
-/// listener answers with [`About`] and waits on. Older listeners drop it as not a hello.
-#[derive(Serialize, Deserialize)]
-struct Query {
-    query: String,
-}
-
-const ABOUT: &str = "about";
-
-/// What a kvxfer says of itself when asked on its control port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct About {
-    /// Its version (`0.1.0`).
-    pub kvxfer: String,
-    /// The commit it was built from.
-    pub git_sha: String,
-    /// Its build features (`cuda`).
-    pub features: Vec<String>,
-    /// The control protocol it speaks.
-    pub proto: u32,
-}
-
-impl About {
-    /// This kvxfer.
-    pub fn this() -> About {
-        About {
-            kvxfer: env!("CARGO_PKG_VERSION").to_string(),
-            git_sha: env!("KVXFER_GIT_SHA").to_string(),
-            features: env!("KVXFER_FEATURES")
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-            proto: PROTO,
-        }
-    }
-}
-
-/// Asks the kvxfer listening at `addr` what it is, all within `timeout`.
-pub fn query_about(addr: SocketAddr, timeout: Duration) -> Result<About> {
-    let deadline = Instant::now() + timeout;
-    let stream = TcpStream::connect_timeout(&addr, timeout)?;
-    let mut oob = Oob::new(stream, timeout)?;
-    oob.send_json(&Query {
-        query: ABOUT.to_string(),
-    })?;
-    oob.recv_json_by(deadline)
 }
 
 /// The target's answer to a hello: ok, or the parameter (or protocol) that differs.
