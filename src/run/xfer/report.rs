@@ -180,25 +180,12 @@ pub fn build(
     doc.config = config_map(cfg, plan, side, &reports);
     doc.environment = reports
         .first()
-        .map(|r| r.environment.clone())
-        .unwrap_or_else(environment::base);
-    // Iterations every worker finished: all of them, unless the run stopped early.
-    let iterations = reports
-        .iter()
-        .map(|r| r.timed.len())
-        .min()
-        .unwrap_or(0)
-        .min(usize::try_from(cfg.iterations.at_most()).unwrap_or(usize::MAX));
+        .map_or_else(environment::base, |r| r.environment.clone());
+    let iterations = finished_by_all(cfg, &reports);
     let streams = streams(cfg.op, &reports, iterations);
     let e2e_hist = hist_of(streams.iter().flat_map(|s| s.e2e_ns.iter().copied()));
     let local_hist = hist_of(streams.iter().flat_map(|s| s.local_ns.iter().copied()));
-    // An iteration lasts until its slowest transfer is confirmed (all start at one barrier).
-    let spans: Vec<u64> = (0..iterations)
-        .map(|i| {
-            let ends = streams.iter().filter_map(|s| s.e2e_ns.get(i));
-            ends.copied().max().unwrap_or(0)
-        })
-        .collect();
+    let spans = iteration_spans(&streams, iterations);
     let span_total: u64 = spans.iter().sum();
     let bytes = streams.len() as u64 * cfg.size * iterations as u64;
     let bps = (span_total > 0).then(|| bytes as f64 / (span_total as f64 / 1e9));
@@ -224,32 +211,17 @@ pub fn build(
         nixlbench: nixlbench(plan, &reports, &spans, iterations, bps),
         costs: costs(cfg.op, &reports, &e2e_hist),
         verified_bytes: reports.iter().map(|r| r.verified_bytes).sum(),
-        busy_retries: reports
-            .iter()
-            .flat_map(|r| r.timed.iter().map(|s| s.busy_retries))
-            .sum(),
+        busy_retries: busy_retries(&reports),
         rails: rails(&reports),
         staging: staging(cfg, side, &reports),
-        host_tcp: path.as_ref().and_then(|p| p.own()).and_then(|v| {
-            v.tcp.map(|counters| HostTcp {
-                host: v.host.clone(),
-                counters,
-            })
-        }),
+        host_tcp: host_tcp(path.as_ref()),
     };
     let mut extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    if !e2e_hist.is_empty() {
-        let stopped_by = reports
-            .iter()
-            .find_map(|r| r.stopped_by)
-            .unwrap_or(StoppedBy::Fixed);
-        let p = Precision::of(&e2e_hist, stopped_by, Precision::target_of(&cfg.iterations));
-        if let Ok(v) = serde_json::to_value(p) {
-            extra.insert("precision".into(), v);
-        }
+    if let Some(v) = precision(cfg, &reports, &e2e_hist) {
+        extra.insert("precision".into(), v);
     }
     doc.results.push(SizeResult {
         message_size: cfg.size,
@@ -271,6 +243,56 @@ pub fn build(
     };
     doc.finished_at = crate::report::schema::now_rfc3339();
     doc
+}
+
+/// This host's TCP counters over the span, from this side's own path view.
+fn host_tcp(path: Option<&PathReport>) -> Option<HostTcp> {
+    let v = path?.own()?;
+    v.tcp.map(|counters| HostTcp {
+        host: v.host.clone(),
+        counters,
+    })
+}
+
+/// Posts the provider refused for want of room, over every timed iteration.
+fn busy_retries(reports: &[&WorkerReport]) -> u64 {
+    reports
+        .iter()
+        .flat_map(|r| r.timed.iter().map(|s| s.busy_retries))
+        .sum()
+}
+
+/// Iterations every worker finished: all of them, unless the run stopped early.
+fn finished_by_all(cfg: &XferConfig, reports: &[&WorkerReport]) -> usize {
+    reports
+        .iter()
+        .map(|r| r.timed.len())
+        .min()
+        .unwrap_or(0)
+        .min(usize::try_from(cfg.iterations.at_most()).unwrap_or(usize::MAX))
+}
+
+/// Each iteration's span: until its slowest transfer is confirmed (all start at one barrier).
+fn iteration_spans(streams: &[Stream], iterations: usize) -> Vec<u64> {
+    (0..iterations)
+        .map(|i| {
+            let ends = streams.iter().filter_map(|s| s.e2e_ns.get(i));
+            ends.copied().max().unwrap_or(0)
+        })
+        .collect()
+}
+
+/// The precision block of the per-transfer latencies (none when nothing was timed).
+fn precision(cfg: &XferConfig, reports: &[&WorkerReport], e2e: &Histogram<u64>) -> Option<Value> {
+    if e2e.is_empty() {
+        return None;
+    }
+    let stopped_by = reports
+        .iter()
+        .find_map(|r| r.stopped_by)
+        .unwrap_or(StoppedBy::Fixed);
+    let p = Precision::of(e2e, stopped_by, Precision::target_of(&cfg.iterations));
+    serde_json::to_value(p).ok()
 }
 
 /// The devices that carried this side's `bytes` over its timed iterations (`span_ns` of
