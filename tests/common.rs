@@ -109,15 +109,23 @@ pub fn assert_pingpong_consistent(doc: &ResultDoc, sizes: &[u64], iterations: u6
         let mbps = r.bandwidth_mbps.unwrap();
         assert!((mbps - bytes / time_s / 1e6).abs() <= mbps * 1e-9, "{mbps}");
         assert!((r.bandwidth_gbps.unwrap() * 1000.0 - mbps).abs() <= mbps * 1e-9);
-        // The mean of the half round trips is the fi_pingpong figure (within histogram precision).
-        assert!(
-            (l.mean - usec).abs() <= usec * 0.02 + 0.01,
-            "mean {} vs {usec}",
-            l.mean
-        );
+        // The mean of the half round trips is the fi_pingpong figure.
+        assert_samples_make_the_figure(l.mean, usec);
         let h = kvxfer::stats::decode_histogram(r.histogram.as_ref().unwrap()).unwrap();
         assert_eq!(h.len(), iterations);
     }
+}
+
+/// Checks that the mean of a run's samples is its whole-run figure (time over iterations),
+/// less the loop's own time between samples (a clock read and a histogram record; on a loaded
+/// 2-core host a preemption there took 4 % and 19 % of the figure). Never above it (within
+/// histogram precision), and not half or double it: a round trip left unhalved, or halved
+/// twice, fails either bound.
+pub fn assert_samples_make_the_figure(mean: f64, figure: f64) {
+    assert!(
+        mean <= figure * 1.02 + 0.01 && mean >= figure * 0.6,
+        "mean of the samples {mean} vs the run's figure {figure}"
+    );
 }
 
 /// Reports a skipped test by name with its reason, past the harness's output capture.

@@ -31,11 +31,7 @@ fn assert_rma_consistent(doc: &ResultDoc, op: &str, sizes: &[u64], iterations: u
         let l = r.latency_us.unwrap();
         assert!(l.min > 0.0 && l.min <= l.p50 && l.p50 <= l.p99 && l.p99 <= l.max);
         // Each sample is the figure's unit: the mean of the samples is usec/xfer.
-        assert!(
-            (l.mean - usec).abs() <= usec * 0.02 + 0.01,
-            "mean {} vs {usec}",
-            l.mean
-        );
+        assert_samples_make_the_figure(l.mean, usec);
     }
 }
 
