@@ -99,19 +99,23 @@ pub fn select_info(spec: &EndpointSpec) -> Result<Info> {
                 spec.provider,
                 spec.ep_type.fi_name()
             ),
-            available: any
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{} on {}",
-                        e.domain_name(),
-                        e.src_addr().map(|a| a.ip().to_string()).unwrap_or_default()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
+            available: domains_and_addresses(&any),
         }),
     }
+}
+
+/// Each entry of `list` as `DOMAIN on ADDRESS`, comma-separated: what a refusal offers.
+fn domains_and_addresses(list: &InfoList) -> String {
+    list.iter()
+        .map(|e| {
+            format!(
+                "{} on {}",
+                e.domain_name(),
+                e.src_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The distinct domains `spec`'s provider offers for its endpoint type and capabilities, in
