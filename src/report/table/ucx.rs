@@ -41,6 +41,27 @@ pub fn ucx_perf(doc: &ResultDoc) -> String {
     let bw = doc.bench == "tag_bw";
     let mut out = String::new();
     rule(&mut out);
+    header(&mut out, bw);
+    rule(&mut out);
+    for r in &doc.results {
+        row(&mut out, r, bw);
+    }
+    out.push_str(if bw {
+        "* ucx_perftest's percentile is not computed for tag_bw; bandwidth runs to the receiver's \
+         acknowledgement.\n"
+    } else {
+        "* ucx_perftest's figure: the median of the last 2048 iterations; p50/p99/max cover all.\n"
+    });
+    out.push_str(
+        "  MiB/s = 2^20 bytes/s (what ucx_perftest prints as MB/s); GB/s = 10^9 bytes/s.\n",
+    );
+    out.push_str(&super::precision_lines(doc));
+    out.push_str(&crate::report::path_lines::summary(doc));
+    out
+}
+
+/// The two header lines: the column groups, then each column's name.
+fn header(out: &mut String, bw: bool) {
     let what = if bw {
         "overhead (usec)"
     } else {
@@ -63,7 +84,7 @@ pub fn ucx_perf(doc: &ResultDoc) -> String {
     }
     out.push('\n');
     cells(
-        &mut out,
+        out,
         &[
             "size (B)",
             "# iterations",
@@ -78,53 +99,42 @@ pub fn ucx_perf(doc: &ResultDoc) -> String {
             "max",
         ],
     );
-    rule(&mut out);
-    for r in &doc.results {
-        let spread: Option<LatencySummary> = if bw {
-            r.extra
-                .get("overhead_us")
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-        } else {
-            r.latency_us
-        };
-        let overall = if bw {
-            extra(r, "overall_overhead_us")
-        } else {
-            extra(r, "overall_latency_us")
-        };
-        let vals = [
-            r.iterations.to_string(),
-            f(extra(r, "ucx_perftest_percentile_us"), 3),
-            f(spread.map(|l| l.mean), 3),
-            f(overall, 3),
-            f(extra(r, "bandwidth_mib_s"), 2),
-            f(r.bandwidth_gbps, 3),
-            f(extra(r, "msg_per_sec").map(f64::round), 0),
-            f(spread.map(|l| l.p50), 3),
-            f(spread.map(|l| l.p99), 3),
-            f(spread.map(|l| l.max), 3),
-        ];
-        // Each figure ends where its column's right border is, as in ucx_perftest's rows.
-        let w0 = WIDTHS[0] + 1;
-        let _ = write!(out, "{:<w0$}", format!("Final: {}", r.message_size));
-        for (v, w) in vals.iter().zip(&WIDTHS[1..]) {
-            let _ = write!(out, "{v:>w$} ");
-        }
-        out.truncate(out.trim_end().len());
-        out.push('\n');
-    }
-    out.push_str(if bw {
-        "* ucx_perftest's percentile is not computed for tag_bw; bandwidth runs to the receiver's \
-         acknowledgement.\n"
+}
+
+/// One size's row, each figure ending at its column's right border as ucx_perftest's rows do.
+fn row(out: &mut String, r: &SizeResult, bw: bool) {
+    let spread: Option<LatencySummary> = if bw {
+        r.extra
+            .get("overhead_us")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
     } else {
-        "* ucx_perftest's figure: the median of the last 2048 iterations; p50/p99/max cover all.\n"
-    });
-    out.push_str(
-        "  MiB/s = 2^20 bytes/s (what ucx_perftest prints as MB/s); GB/s = 10^9 bytes/s.\n",
-    );
-    out.push_str(&super::precision_lines(doc));
-    out.push_str(&crate::report::path_lines::summary(doc));
-    out
+        r.latency_us
+    };
+    let overall = if bw {
+        extra(r, "overall_overhead_us")
+    } else {
+        extra(r, "overall_latency_us")
+    };
+    let vals = [
+        r.iterations.to_string(),
+        f(extra(r, "ucx_perftest_percentile_us"), 3),
+        f(spread.map(|l| l.mean), 3),
+        f(overall, 3),
+        f(extra(r, "bandwidth_mib_s"), 2),
+        f(r.bandwidth_gbps, 3),
+        f(extra(r, "msg_per_sec").map(f64::round), 0),
+        f(spread.map(|l| l.p50), 3),
+        f(spread.map(|l| l.p99), 3),
+        f(spread.map(|l| l.max), 3),
+    ];
+    // Each figure ends where its column's right border is, as in ucx_perftest's rows.
+    let w0 = WIDTHS[0] + 1;
+    let _ = write!(out, "{:<w0$}", format!("Final: {}", r.message_size));
+    for (v, w) in vals.iter().zip(&WIDTHS[1..]) {
+        let _ = write!(out, "{v:>w$} ");
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
 }
 
 #[cfg(test)]
