@@ -38,39 +38,7 @@ pub fn parse(text: &str, path: &str, dtype: Option<KvDtype>) -> Result<KvGeometr
             latent_dim,
         },
         (Some(_), None) => return Err(f.missing("qk_rope_head_dim", "an MLA model's RoPE key")),
-        _ => {
-            // Without num_key_value_heads a model has one KV head per query head (MHA).
-            let kv_heads = match f.opt("num_key_value_heads")? {
-                Some(k) => k,
-                None => f.req(
-                    "num_attention_heads",
-                    "the KV head count (no num_key_value_heads)",
-                )?,
-            };
-            if let Some(heads) = f.opt("num_attention_heads")? {
-                super::check_heads(
-                    path,
-                    ("num_attention_heads", heads),
-                    ("num_key_value_heads", kv_heads),
-                )?;
-            }
-            let head_dim = match f.opt("head_dim")? {
-                Some(d) => d,
-                None => {
-                    let hidden = f.req("hidden_size", "the head dimension (no head_dim)")?;
-                    let heads = f.req("num_attention_heads", "the head dimension (no head_dim)")?;
-                    if heads == 0 || hidden % heads != 0 {
-                        return Err(ModelError::Invalid(format!(
-                            "{path}: hidden_size {hidden} is not a whole multiple of \
-                             num_attention_heads {heads}, so the head dimension is not \
-                             hidden_size / num_attention_heads: give head_dim"
-                        )));
-                    }
-                    hidden / heads
-                }
-            };
-            Attention::Gqa { kv_heads, head_dim }
-        }
+        _ => gqa(&f, path)?,
     };
     let given = cfg
         .get("torch_dtype")
@@ -103,6 +71,42 @@ pub fn parse(text: &str, path: &str, dtype: Option<KvDtype>) -> Result<KvGeometr
         attention,
         dtype,
     })
+}
+
+/// A GQA (or MHA) model's attention: its KV heads and head dimension, checked against its
+/// query heads.
+fn gqa(f: &Fields<'_>, path: &str) -> Result<Attention, ModelError> {
+    // Without num_key_value_heads a model has one KV head per query head (MHA).
+    let kv_heads = match f.opt("num_key_value_heads")? {
+        Some(k) => k,
+        None => f.req(
+            "num_attention_heads",
+            "the KV head count (no num_key_value_heads)",
+        )?,
+    };
+    if let Some(heads) = f.opt("num_attention_heads")? {
+        super::check_heads(
+            path,
+            ("num_attention_heads", heads),
+            ("num_key_value_heads", kv_heads),
+        )?;
+    }
+    let head_dim = match f.opt("head_dim")? {
+        Some(d) => d,
+        None => {
+            let hidden = f.req("hidden_size", "the head dimension (no head_dim)")?;
+            let heads = f.req("num_attention_heads", "the head dimension (no head_dim)")?;
+            if heads == 0 || hidden % heads != 0 {
+                return Err(ModelError::Invalid(format!(
+                    "{path}: hidden_size {hidden} is not a whole multiple of \
+                     num_attention_heads {heads}, so the head dimension is not \
+                     hidden_size / num_attention_heads: give head_dim"
+                )));
+            }
+            hidden / heads
+        }
+    };
+    Ok(Attention::Gqa { kv_heads, head_dim })
 }
 
 struct Fields<'a> {
