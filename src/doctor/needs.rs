@@ -232,30 +232,7 @@ fn pattern_need(p: &Value, common: &BTreeMap<String, String>, bytes_per_token: u
             }
             need.etcd = params.get("etcd").is_some();
         }
-        "nixlbench" => {
-            need.bytes = num(params, "block_size", 0)
-                .saturating_mul(num(params, "batch_size", 1))
-                .saturating_mul(num(params, "concurrency", 1));
-            match params["backend"].as_str() {
-                Some("UCX") => {
-                    need.ucx = Some(
-                        params["transport"]
-                            .as_str()
-                            .map(transports)
-                            .unwrap_or_default(),
-                    )
-                }
-                _ => {
-                    need.providers = params["transport"]
-                        .as_str()
-                        .map(str::to_string)
-                        .into_iter()
-                        .collect()
-                }
-            }
-            need.tools = vec![tool.clone()];
-            need.etcd = true;
-        }
+        "nixlbench" => nixlbench_need(&mut need, params),
         "kvbench" => {
             need.bytes = params["kv_bytes"]
                 .as_u64()
@@ -276,6 +253,33 @@ fn pattern_need(p: &Value, common: &BTreeMap<String, String>, bytes_per_token: u
     }
     need.tool = tool;
     need
+}
+
+/// What a nixlbench pattern needs: its bytes, its UCX transports or libfabric provider, the
+/// tool and etcd.
+fn nixlbench_need(need: &mut PatternNeed, params: &Value) {
+    need.bytes = num(params, "block_size", 0)
+        .saturating_mul(num(params, "batch_size", 1))
+        .saturating_mul(num(params, "concurrency", 1));
+    match params["backend"].as_str() {
+        Some("UCX") => {
+            need.ucx = Some(
+                params["transport"]
+                    .as_str()
+                    .map(transports)
+                    .unwrap_or_default(),
+            )
+        }
+        _ => {
+            need.providers = params["transport"]
+                .as_str()
+                .map(str::to_string)
+                .into_iter()
+                .collect()
+        }
+    }
+    need.tools = vec!["nixlbench".into()];
+    need.etcd = true;
 }
 
 #[cfg(test)]
