@@ -162,7 +162,6 @@ fn session_result(
         initiators.iter().map(f).sum::<Option<f64>>()
     };
     let achieved = sum(&|i| i.achieved_per_s);
-    let p99 = |h: &Histogram<u64>| (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1e3);
     let stopped_by = match cfg.iterations {
         Count::Duration(_) => StoppedBy::Duration,
         _ => StoppedBy::Fixed,
@@ -195,24 +194,7 @@ fn session_result(
         "max_outstanding",
         json!(cfg.open.as_ref().map(|o| o.max_outstanding)),
     );
-    put("corrected_p99_us", json!(p99(&t.corrected)));
-    put("uncorrected_p99_us", json!(p99(&t.service)));
-    put(
-        "service_us",
-        json!(LatencySummary::from_histogram(&t.service)),
-    );
-    put(
-        "queueing_us",
-        json!(LatencySummary::from_histogram(&t.queueing)),
-    );
-    put(
-        "service_histogram",
-        json!(encode_histogram(&t.service).ok()),
-    );
-    put(
-        "queueing_histogram",
-        json!(encode_histogram(&t.queueing).ok()),
-    );
+    times_extra(&mut put, &t);
     put("queueing_by_quarter", json!(by_quarter(&all)));
     put("initiators", json!(initiators));
     if !t.corrected.is_empty() {
@@ -233,6 +215,30 @@ fn session_result(
             .flatten(),
         extra,
     }
+}
+
+/// The figures of a session's times: the corrected and uncorrected p99, and the service and
+/// queueing times as summaries and histograms.
+fn times_extra(put: &mut dyn FnMut(&str, Value), t: &Times) {
+    let p99 = |h: &Histogram<u64>| (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1e3);
+    put("corrected_p99_us", json!(p99(&t.corrected)));
+    put("uncorrected_p99_us", json!(p99(&t.service)));
+    put(
+        "service_us",
+        json!(LatencySummary::from_histogram(&t.service)),
+    );
+    put(
+        "queueing_us",
+        json!(LatencySummary::from_histogram(&t.queueing)),
+    );
+    put(
+        "service_histogram",
+        json!(encode_histogram(&t.service).ok()),
+    );
+    put(
+        "queueing_histogram",
+        json!(encode_histogram(&t.queueing).ok()),
+    );
 }
 
 /// The knee of a sweep: the unloaded service time (the median service time at the lowest
