@@ -191,26 +191,7 @@ fn initiator_steps(
         .and_then(|v| v.into_iter().next())
         .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
     let (mut ep, setup, target) = link.connect(cfg, local, per)?;
-    let mut report = WorkerReport {
-        worker: local_index,
-        target_worker: target.worker,
-        transfers: per,
-        connect_ns: setup.connect_ns,
-        registration_first_ns: setup.registration_first_ns,
-        registration_cached_ns: setup.registration_cached_ns,
-        target_registration_first_ns: target.registration_first_ns,
-        target_registration_cached_ns: target.registration_cached_ns,
-        cold: None,
-        timed: Vec::with_capacity(cfg.iterations.fixed().unwrap_or(0).min(1 << 16) as usize),
-        verified_bytes: 0,
-        environment: environment(&*ep),
-        registration: setup.registration.map(String::from),
-        staging_ns: Vec::new(),
-        rails: None,
-        target_path: None,
-        stopped_by: None,
-        open: Vec::new(),
-    };
+    let mut report = first_report(cfg, local_index, per, &setup, &target, environment(&*ep));
     *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
     let mut run = InitiatorRun {
         cfg,
@@ -259,6 +240,38 @@ fn initiator_steps(
             *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
             Err(e)
         }
+    }
+}
+
+/// Worker `local_index`'s report before its first iteration: its connection's set-up
+/// figures and the target's (`per` transfers each iteration), on a host described by `env`.
+fn first_report(
+    cfg: &XferConfig,
+    local_index: usize,
+    per: usize,
+    setup: &SetupTimes,
+    target: &TargetFacts,
+    env: Environment,
+) -> WorkerReport {
+    WorkerReport {
+        worker: local_index,
+        target_worker: target.worker,
+        transfers: per,
+        connect_ns: setup.connect_ns,
+        registration_first_ns: setup.registration_first_ns,
+        registration_cached_ns: setup.registration_cached_ns,
+        target_registration_first_ns: target.registration_first_ns,
+        target_registration_cached_ns: target.registration_cached_ns,
+        cold: None,
+        timed: Vec::with_capacity(cfg.iterations.fixed().unwrap_or(0).min(1 << 16) as usize),
+        verified_bytes: 0,
+        environment: env,
+        registration: setup.registration.map(String::from),
+        staging_ns: Vec::new(),
+        rails: None,
+        target_path: None,
+        stopped_by: None,
+        open: Vec::new(),
     }
 }
 
