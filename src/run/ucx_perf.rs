@@ -384,7 +384,7 @@ fn measure(
             doc.environment.gpu.push(device.name().to_string());
             doc.environment
                 .extra
-                .insert("cuda_device".into(), json!(device.ordinal()));
+                .insert("cuda_device".into(), serde_json::json!(device.ordinal()));
             TagChannel::on_device(&ctx, &worker, &ep, spec, &device, cfg.timeout)
                 .map_err(RunError::from)
                 .and_then(|ch| side.run(ch, oob, &mut doc, progress))
