@@ -207,79 +207,19 @@ pub fn run_open_loop<T: XferInitiator, C: OpenClock>(
     let mut last_progress = clock.now();
     loop {
         let mut progressed = false;
-        t.poll(&mut completed)?;
-        let now = clock.now();
-        for (tr, _) in completed.drain(..) {
-            let a = match slots.get_mut(tr as usize).and_then(Option::as_mut) {
-                Some(a) if a.done < a.posted => a,
-                _ => return Err(unexpected("a completion", tr)),
-            };
-            a.done += 1;
-            inflight -= 1;
-            if a.done == n {
-                a.local = Some(now);
-                t.notify(tr, n as u64)?;
-            }
-            progressed = true;
-        }
-        t.poll_confirmed(&mut confirmed)?;
-        let now = clock.now();
-        for tr in confirmed.drain(..) {
-            let a = match slots.get_mut(tr as usize).map(Option::take) {
-                Some(Some(a)) if a.local.is_some() => a,
-                _ => return Err(unexpected("a confirmation", tr)),
-            };
-            if a.recorded {
-                let local = a.local.unwrap_or(now);
-                out.transfers
-                    .push(Arrived(a.scheduled, a.posted_at, local, now));
-            }
-            progressed = true;
-        }
-        while let Some((at, recorded)) = arrivals.due(clock.now(), p) {
-            match slots.iter().position(Option::is_none) {
-                Some(k) => {
-                    slots[k] = Some(Active {
-                        recorded,
-                        scheduled: at,
-                        posted_at: 0,
-                        posted: 0,
-                        done: 0,
-                        local: None,
-                    });
-                    fifo.push_back(k);
-                }
-                None if recorded => out.dropped += 1,
-                None => {}
-            }
-            if recorded {
-                if out.arrivals == 0 {
-                    out.first_arrival_ns = at;
-                }
-                out.arrivals += 1;
-                out.last_arrival_ns = at;
-            }
-            progressed = true;
-        }
-        while inflight < p.window {
-            let Some(&k) = fifo.front() else { break };
-            let a = slots[k].as_mut().expect("a queued slot holds its transfer");
-            let (off, len) = chunks[a.posted];
-            let at = clock.now();
-            if !t.post(k as u32, a.posted as u32, off, len)? {
-                out.busy_retries += 1;
-                break;
-            }
-            if a.posted == 0 {
-                a.posted_at = at;
-            }
-            a.posted += 1;
-            inflight += 1;
-            if a.posted == n {
-                fifo.pop_front();
-            }
-            progressed = true;
-        }
+        progressed |= complete(t, clock, &mut completed, &mut slots, &mut inflight, n)?;
+        progressed |= confirm(t, clock, &mut confirmed, &mut slots, &mut out)?;
+        progressed |= admit(&mut arrivals, clock, p, &mut slots, &mut fifo, &mut out);
+        progressed |= post_ready(
+            t,
+            clock,
+            &chunks,
+            &mut slots,
+            &mut fifo,
+            &mut inflight,
+            p.window,
+            &mut out,
+        )?;
         if !arrivals.open && slots.iter().all(Option::is_none) {
             break;
         }
@@ -306,6 +246,138 @@ pub fn run_open_loop<T: XferInitiator, C: OpenClock>(
     }
     out.end_ns = clock.now();
     Ok(out)
+}
+
+/// Reads the local completions: each counts toward its transfer's chunks, and a transfer
+/// whose `n` chunks are done notifies the target; true when any came.
+fn complete<T: XferInitiator, C: OpenClock>(
+    t: &mut T,
+    clock: &C,
+    completed: &mut Vec<(u32, u32)>,
+    slots: &mut [Option<Active>],
+    inflight: &mut usize,
+    n: usize,
+) -> Result<bool, BenchError> {
+    let mut any = false;
+    t.poll(completed)?;
+    let now = clock.now();
+    for (tr, _) in completed.drain(..) {
+        let a = match slots.get_mut(tr as usize).and_then(Option::as_mut) {
+            Some(a) if a.done < a.posted => a,
+            _ => return Err(unexpected("a completion", tr)),
+        };
+        a.done += 1;
+        *inflight -= 1;
+        if a.done == n {
+            a.local = Some(now);
+            t.notify(tr, n as u64)?;
+        }
+        any = true;
+    }
+    Ok(any)
+}
+
+/// Reads the target's confirmations: each ends its transfer, freeing its slot, and a recorded
+/// one joins the outcome; true when any came.
+fn confirm<T: XferInitiator, C: OpenClock>(
+    t: &mut T,
+    clock: &C,
+    confirmed: &mut Vec<u32>,
+    slots: &mut [Option<Active>],
+    out: &mut OpenOutcome,
+) -> Result<bool, BenchError> {
+    let mut any = false;
+    t.poll_confirmed(confirmed)?;
+    let now = clock.now();
+    for tr in confirmed.drain(..) {
+        let a = match slots.get_mut(tr as usize).map(Option::take) {
+            Some(Some(a)) if a.local.is_some() => a,
+            _ => return Err(unexpected("a confirmation", tr)),
+        };
+        if a.recorded {
+            let local = a.local.unwrap_or(now);
+            out.transfers
+                .push(Arrived(a.scheduled, a.posted_at, local, now));
+        }
+        any = true;
+    }
+    Ok(any)
+}
+
+/// Takes every arrival due into a free slot (queued for posting), counting the recorded ones
+/// and dropping those that find no slot; true when any arrived.
+fn admit<C: OpenClock>(
+    arrivals: &mut Arrivals<'_>,
+    clock: &C,
+    p: &OpenParams,
+    slots: &mut [Option<Active>],
+    fifo: &mut VecDeque<usize>,
+    out: &mut OpenOutcome,
+) -> bool {
+    let mut admitted = false;
+    while let Some((at, recorded)) = arrivals.due(clock.now(), p) {
+        match slots.iter().position(Option::is_none) {
+            Some(k) => {
+                slots[k] = Some(Active {
+                    recorded,
+                    scheduled: at,
+                    posted_at: 0,
+                    posted: 0,
+                    done: 0,
+                    local: None,
+                });
+                fifo.push_back(k);
+            }
+            None if recorded => out.dropped += 1,
+            None => {}
+        }
+        if recorded {
+            if out.arrivals == 0 {
+                out.first_arrival_ns = at;
+            }
+            out.arrivals += 1;
+            out.last_arrival_ns = at;
+        }
+        admitted = true;
+    }
+    admitted
+}
+
+/// Posts the queued transfers' chunks in arrival order while the window has room and the
+/// provider takes them; true when any was posted.
+#[allow(clippy::too_many_arguments)]
+fn post_ready<T: XferInitiator, C: OpenClock>(
+    t: &mut T,
+    clock: &C,
+    chunks: &[(usize, usize)],
+    slots: &mut [Option<Active>],
+    fifo: &mut VecDeque<usize>,
+    inflight: &mut usize,
+    window: usize,
+    out: &mut OpenOutcome,
+) -> Result<bool, BenchError> {
+    let mut posted = false;
+    let n = chunks.len();
+    while *inflight < window {
+        let Some(&k) = fifo.front() else { break };
+        let a = slots[k].as_mut().expect("a queued slot holds its transfer");
+        let (off, len) = chunks[a.posted];
+        let at = clock.now();
+        if !t.post(k as u32, a.posted as u32, off, len)? {
+            out.busy_retries += 1;
+            break;
+        }
+        if a.posted == 0 {
+            a.posted_at = at;
+        }
+        a.posted += 1;
+        *inflight += 1;
+        if a.posted == n {
+            fifo.pop_front();
+        }
+        posted = true;
+    }
+    Ok(posted)
 }
 
 fn unexpected(what: &str, tr: u32) -> BenchError {
