@@ -364,6 +364,15 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
     })
 }
 
+/// How the progress line names a run's shape.
+fn shape_name(shape: Shape) -> String {
+    match shape {
+        Shape::Descriptors { idle_ms: 0 } => "descriptor list".to_string(),
+        Shape::Descriptors { idle_ms } => format!("after {idle_ms} ms idle"),
+        Shape::Contiguous => "contiguous".to_string(),
+    }
+}
+
 fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     let cfg = profile_config(&a)?;
     let runs = cfg.runs()?;
@@ -387,15 +396,7 @@ fn profile(a: ProfileArgs) -> anyhow::Result<ExitCode> {
     let mut events = |e: ProfileEvent<'_>| match e {
         ProfileEvent::Starting { index, run, .. } => {
             bar.set_position(index as u64);
-            bar.set_message(format!(
-                "{} tokens, {}",
-                run.tokens,
-                match run.shape {
-                    Shape::Descriptors { idle_ms: 0 } => "descriptor list".to_string(),
-                    Shape::Descriptors { idle_ms } => format!("after {idle_ms} ms idle"),
-                    Shape::Contiguous => "contiguous".to_string(),
-                }
-            ));
+            bar.set_message(format!("{} tokens, {}", run.tokens, shape_name(run.shape)));
         }
         // The prompt lengths done so far reach the file now: a later failure keeps them.
         ProfileEvent::Checkpoint(doc) => {
