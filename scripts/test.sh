@@ -3,10 +3,13 @@
 # then builds and runs every test. Tests that need a server start their own on 127.0.0.1.
 #
 #   scripts/test.sh              every test but the slow group
-#   scripts/test.sh --slow       the same, then the slow group: tests marked
-#                                #[ignore = "slow group: ..."], the spec's full-size runs that
-#                                take minutes (CI runs this)
+#   scripts/test.sh --slow       the same, then the GPU bundle .device/ and the slow group: tests
+#                                marked #[ignore = "slow group: ..."], the spec's full-size runs
+#                                and the bundle's checks, minutes each (CI runs this)
 #   scripts/test.sh [--slow] -- ARGS   ARGS passed to the test binaries instead of --show-output
+#
+# The test targets run a few at a time (scripts/run-tests.py; TEST_JOBS, default 3), each
+# printed whole when it ends, then the slowest ten; tests that busy-poll still take turns.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -25,9 +28,6 @@ mlflow_dir="$(mktemp -d)"
 trap 'bash scripts/mlflow-server.sh stop --dir "$mlflow_dir" >/dev/null 2>&1 || true; rm -rf "$mlflow_dir"' EXIT
 bash scripts/mlflow-server.sh start --dir "$mlflow_dir" >"$mlflow_dir/start.out" 2>&1 &
 mlflow_start=$!
-# The self-contained GPU bundle .device/ (cargo profile `device`: release code, thin LTO), which
-# tests/device_bundle.rs checks without a GPU.
-bash scripts/device-bundle.sh
 cargo test --workspace --all-targets --no-run
 if wait "$mlflow_start"; then
     KVXFER_TEST_MLFLOW_URI="$(sed -n 's/.*uri=\([^ ]*\).*/\1/p' "$mlflow_dir/start.out")"
@@ -37,13 +37,20 @@ else
     echo "test.sh: the suite's MLflow server did not start; each test starts its own:" >&2
     cat "$mlflow_dir/start.out" >&2
 fi
-cargo test --workspace --all-targets --no-fail-fast "$@"
+# "$@" starts with the `--` that ends the options of a cargo test command line.
+[ "${1:-}" = "--" ] && shift
+status=0
+python3 scripts/run-tests.py --jobs "${TEST_JOBS:-3}" -- "$@" || status=1
 # The CUDA build (cudarc loads libcuda at run time): it must keep compiling, and its tests run
 # here too; those that need a GPU skip by name.
-cargo test --features cuda --lib --test ucx_perf --test xfer_mem --no-fail-fast "$@"
+cargo test --features cuda --lib --test ucx_perf --test xfer_mem --no-fail-fast -- "$@" || status=1
 # No import circles between the modules of src/ (scripts/import_cycles.py prints any).
-python3 scripts/import_cycles.py
+python3 scripts/import_cycles.py || status=1
 if [ "$slow" = 1 ]; then
-    # The slow group alone (`--ignored` runs only the tests marked as ignored).
-    cargo test --workspace --all-targets --no-fail-fast "$@" --ignored
+    # The self-contained GPU bundle .device/ (cargo profile `device`: release code, thin LTO),
+    # which tests/device_bundle.rs checks without a GPU, then the slow group alone (`--ignored`
+    # runs only the tests marked as ignored).
+    bash scripts/device-bundle.sh
+    python3 scripts/run-tests.py --jobs 2 --ignored -- "$@" || status=1
 fi
+exit "$status"

@@ -10,9 +10,64 @@ use kvxfer::report::ResultDoc;
 
 static FABRIC: Mutex<()> = Mutex::new(());
 
-/// Serialises tests that busy-poll: two cores cannot run several ping-pongs at once.
-pub fn fabric_lock() -> MutexGuard<'static, ()> {
-    FABRIC.lock().unwrap_or_else(|p| p.into_inner())
+/// A turn of [`fabric_lock`]: this process's mutex and the lock file shared by every test
+/// process, both held until dropped.
+pub struct FabricTurn {
+    _file: nix::fcntl::Flock<std::fs::File>,
+    _here: MutexGuard<'static, ()>,
+    asked: std::time::Instant,
+    got: std::time::Instant,
+}
+
+/// With KVXFER_TEST_FABRIC_LOG=FILE (scripts/run-tests.py sets it), each turn appends a line
+/// `TEST<TAB>HELD_S<TAB>WAITED_S` there: the suite's wall time cannot fall below the sum of
+/// the turns, so this is where the time of the tests that busy-poll is found.
+impl Drop for FabricTurn {
+    fn drop(&mut self) {
+        let Some(log) = std::env::var_os("KVXFER_TEST_FABRIC_LOG") else {
+            return;
+        };
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        let line = format!(
+            "{}::{test}\t{:.2}\t{:.2}\n",
+            env!("CARGO_CRATE_NAME"),
+            self.got.elapsed().as_secs_f64(),
+            (self.got - self.asked).as_secs_f64()
+        );
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Serialises tests that busy-poll, across test binaries too (scripts/run-tests.py runs
+/// several at once): two cores cannot run several ping-pongs at once.
+pub fn fabric_lock() -> FabricTurn {
+    let asked = std::time::Instant::now();
+    let here = FABRIC.lock().unwrap_or_else(|p| p.into_inner());
+    let path = std::env::temp_dir().join("kvxfer-tests-fabric.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("lock {}: {e}", path.display()));
+    FabricTurn {
+        _file: file,
+        _here: here,
+        asked,
+        got: std::time::Instant::now(),
+    }
 }
 
 /// The kvxfer binary under test.

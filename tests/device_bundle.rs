@@ -2,8 +2,9 @@
 //! a GPU: its executables and libraries load nothing from outside it but the C runtime (and the
 //! NVIDIA driver, absent here); its check.sh, run from a copy in an empty environment, passes the
 //! DRAM rows with the bundled libraries and skips every GPU row naming why; hung GPU rows are
-//! stopped at their limits and named. The tests that need the bundle skip by name without it
-//! (scripts/test.sh builds it first).
+//! stopped at their limits and named. They are the slow group's (`scripts/test.sh --slow` builds
+//! the bundle, minutes of release compilation, then runs them); without a bundle they skip by
+//! name.
 
 mod common;
 
@@ -152,6 +153,7 @@ fn outside_libraries(file: &Path, inside: &Path) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "slow group: checks the GPU bundle .device/, which scripts/test.sh --slow builds (minutes)"]
 fn every_file_of_the_bundle_loads_nothing_from_outside_it_but_the_c_runtime() {
     let test = "every_file_of_the_bundle_loads_nothing_from_outside_it_but_the_c_runtime";
     let Some(bundle) = bundle(test) else {
@@ -208,6 +210,7 @@ fn loaded_by(copy: &Path, args: &[&str]) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "slow group: checks the GPU bundle .device/, which scripts/test.sh --slow builds (minutes)"]
 fn a_run_of_the_bundle_initialises_only_its_own_libraries_and_the_c_runtime() {
     let test = "a_run_of_the_bundle_initialises_only_its_own_libraries_and_the_c_runtime";
     let Some(bundle) = bundle(test) else {
@@ -254,6 +257,7 @@ fn a_run_of_the_bundle_initialises_only_its_own_libraries_and_the_c_runtime() {
 }
 
 #[test]
+#[ignore = "slow group: checks the GPU bundle .device/, which scripts/test.sh --slow builds (minutes)"]
 fn the_bundled_device_tests_run_from_a_copy_and_skip_their_gpu_tests_by_name() {
     let test = "the_bundled_device_tests_run_from_a_copy_and_skip_their_gpu_tests_by_name";
     let Some(bundle) = bundle(test) else {
@@ -371,6 +375,7 @@ fn listed_rows(script: &Path) -> (Vec<(String, bool, u64)>, u64) {
 }
 
 #[test]
+#[ignore = "slow group: checks the GPU bundle .device/, which scripts/test.sh --slow builds (minutes)"]
 fn check_without_a_gpu_passes_the_dram_rows_and_skips_each_gpu_row_saying_why() {
     let test = "check_without_a_gpu_passes_the_dram_rows_and_skips_each_gpu_row_saying_why";
     let Some(bundle) = bundle(test) else {
@@ -447,6 +452,7 @@ fn check_without_a_gpu_passes_the_dram_rows_and_skips_each_gpu_row_saying_why() 
 }
 
 #[test]
+#[ignore = "slow group: checks the GPU bundle .device/, which scripts/test.sh --slow builds (minutes)"]
 fn hung_gpu_rows_are_stopped_at_their_limits_and_named() {
     let test = "hung_gpu_rows_are_stopped_at_their_limits_and_named";
     let Some(bundle) = bundle(test) else {

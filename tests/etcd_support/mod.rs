@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use kvxfer::bootstrap::etcd::Etcd;
@@ -147,7 +146,7 @@ pub struct GroupRun {
     pub group: &'static str,
     /// Where rank r writes `rR.json`.
     pub dir: tempfile::TempDir,
-    _fabric: MutexGuard<'static, ()>,
+    _fabric: crate::common::FabricTurn,
 }
 
 impl GroupRun {
