@@ -361,8 +361,6 @@ fn peers_with_different_idle_gaps_are_refused() {
             "1",
             "--provider",
             "tcp",
-            "--timeout",
-            "20",
             "--idle-ms",
         ]
         .into_iter()
@@ -370,9 +368,11 @@ fn peers_with_different_idle_gaps_are_refused() {
         .chain([idle.to_string()])
         .collect::<Vec<_>>()
     };
+    // The target refuses the idle run and goes on waiting for a matching initiator until its
+    // --timeout: a short one, since none comes.
     let target = std::process::Command::new(kvxfer_path())
         .args(args("0,100"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--timeout", "3", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -380,13 +380,18 @@ fn peers_with_different_idle_gaps_are_refused() {
     // The back-to-back and contiguous runs agree; the idle run's parameters do not.
     kvxfer()
         .args(args("0,200"))
-        .args(["--peer", &format!("127.0.0.1:{port}")])
+        .args(["--timeout", "20", "--peer", &format!("127.0.0.1:{port}")])
         .timeout(Duration::from_secs(120))
         .assert()
         .failure()
         .stderr(predicate::str::contains("idle_ms"));
     let t = target.wait_with_output().unwrap();
     assert!(!t.status.success());
+    let err = String::from_utf8_lossy(&t.stderr);
+    assert!(
+        err.contains("refused one initiator") && err.contains("idle_ms is 100 here but 200"),
+        "{err}"
+    );
 }
 
 #[test]

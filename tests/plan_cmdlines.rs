@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use kvxfer::plan::{self, Generated, TaskDefinition};
+use kvxfer::plan::{self, Generated, Task, TaskDefinition};
 use serde_json::Value;
 
 const KVXFER: &str = env!("CARGO_BIN_EXE_kvxfer");
@@ -165,82 +166,39 @@ fn every_kvxfer_command_line_passes_the_real_argument_parser() {
     let chmod = Command::new("chmod").arg("+x").arg(&stub).status().unwrap();
     assert!(chmod.success());
     let tool = stub.to_str().unwrap();
-    let record = dir.path().join("argv");
-    let mut parsed = BTreeSet::new();
-    let mut skipped = BTreeSet::new();
-    let mut shapes = BTreeSet::new();
+    let mut defs = Vec::new();
     for (plan_name, two_node) in [
         ("phase-low-level.json", true),
         ("loopback.json", false),
         ("loopback.json", true),
     ] {
-        for (g, def) in generate(plan_name, tool, two_node) {
-            let at = |t: &str| format!("{} {}", g.path.display(), t);
-            for t in &def.tasks {
-                for cmd in &t.commands {
-                    for (sub, flags) in invocations(cmd, tool) {
-                        let Some(text) = help(sub) else {
-                            // A subcommand this kvxfer lacks: only behind its skip test.
-                            let skip = t.skip_if.as_deref().unwrap_or("");
-                            assert!(
-                                skip.contains(&format!("{tool} {sub} --help")),
-                                "{}",
-                                at(&t.id)
-                            );
-                            skipped.insert(sub.to_string());
-                            continue;
-                        };
-                        for f in flags {
-                            let name = f.split('=').next().unwrap();
-                            assert!(
-                                text.contains(name),
-                                "{}: {name} not in kvxfer {sub} --help",
-                                at(&t.id)
-                            );
-                        }
-                    }
-                }
-                // The measurement itself: the real parser reads every word, then the run
-                // stops at its first check, the --json file, put in a missing folder here.
-                let Some(sub) =
-                    t.id.starts_with("kvxfer")
-                        .then(|| t.name.trim_start_matches("kvxfer "))
-                else {
-                    continue;
-                };
-                if help(sub).is_none() {
-                    continue;
-                }
-                assert_eq!(t.commands.len(), 1, "{}", at(&t.id));
-                let mut argv = argv_of(&t.commands[0], &record);
-                let words = sub.split_whitespace().count();
-                assert_eq!(argv[..words].join(" "), sub, "{}", at(&t.id));
-                // Rounds of a pattern differ only in their file names: parse one of them.
-                if !shapes.insert(argv.iter().map(|w| without_round(w)).collect::<Vec<_>>()) {
-                    continue;
-                }
-                assert!(
-                    argv.iter().any(|w| w == "--timeout"),
-                    "{}: no --timeout",
-                    at(&t.id)
-                );
-                let i = argv
-                    .iter()
-                    .position(|w| w == "--json")
-                    .unwrap_or_else(|| panic!("{}: no --json", at(&t.id)));
-                argv[i + 1] = "/nonexistent-kvxfer-folder/r.json".into();
-                let out = Command::new(KVXFER).args(&argv).output().unwrap();
-                let err = String::from_utf8_lossy(&out.stderr);
-                assert_eq!(out.status.code(), Some(1), "{}: {argv:?}\n{err}", at(&t.id));
-                assert!(
-                    err.contains("--json /nonexistent-kvxfer-folder/r.json: no directory"),
-                    "{}: {argv:?}\n{err}",
-                    at(&t.id)
-                );
-                parsed.insert(sub.to_string());
-            }
-        }
+        defs.extend(generate(plan_name, tool, two_node));
     }
+    let tasks: Vec<(String, &Task)> = defs
+        .iter()
+        .flat_map(|(g, def)| {
+            def.tasks
+                .iter()
+                .map(move |t| (format!("{} {}", g.path.display(), t.id), t))
+        })
+        .collect();
+    // Each check spawns a shell and often kvxfer, and mostly waits on them: a few at a time.
+    let seen = Mutex::new(Seen::default());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for worker in 0..6 {
+            let record = dir.path().join(format!("argv{worker}"));
+            let (tasks, seen, next) = (&tasks, &seen, &next);
+            s.spawn(move || {
+                while let Some((at, t)) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    check_task(t, at, tool, &record, seen);
+                }
+            });
+        }
+    });
+    let Seen {
+        parsed, skipped, ..
+    } = seen.into_inner().unwrap();
     // rma-pingpong's lines go through the parser where the binary has it, else they are skipped.
     let mut want: BTreeSet<String> = ["kv profile", "pingpong", "ucx-perf", "xfer"]
         .map(String::from)
@@ -254,6 +212,76 @@ fn every_kvxfer_command_line_passes_the_real_argument_parser() {
         parsed, want,
         "every measuring subcommand of the templates went through the parser"
     );
+}
+
+/// What the checks of [`check_task`] have met so far.
+#[derive(Default)]
+struct Seen {
+    /// The subcommands whose lines went through the real parser.
+    parsed: BTreeSet<String>,
+    /// The subcommands this kvxfer lacks, met behind their skip tests.
+    skipped: BTreeSet<String>,
+    /// The argument lists parsed, round numbers taken out.
+    shapes: BTreeSet<Vec<String>>,
+}
+
+/// Checks task `t` (named `at` in messages): the flags of every kvxfer invocation in its
+/// --help, and a measurement's words through the real parser, which must stop at the --json
+/// file put in a missing folder.
+fn check_task(t: &Task, at: &str, tool: &str, record: &Path, seen: &Mutex<Seen>) {
+    let lock = || seen.lock().unwrap_or_else(|e| e.into_inner());
+    for cmd in &t.commands {
+        for (sub, flags) in invocations(cmd, tool) {
+            let Some(text) = help(sub) else {
+                // A subcommand this kvxfer lacks: only behind its skip test.
+                let skip = t.skip_if.as_deref().unwrap_or("");
+                assert!(skip.contains(&format!("{tool} {sub} --help")), "{at}");
+                lock().skipped.insert(sub.to_string());
+                continue;
+            };
+            for f in flags {
+                let name = f.split('=').next().unwrap();
+                assert!(
+                    text.contains(name),
+                    "{at}: {name} not in kvxfer {sub} --help"
+                );
+            }
+        }
+    }
+    // The measurement itself: the real parser reads every word, then the run stops at its
+    // first check, the --json file, put in a missing folder here.
+    let Some(sub) =
+        t.id.starts_with("kvxfer")
+            .then(|| t.name.trim_start_matches("kvxfer "))
+    else {
+        return;
+    };
+    if help(sub).is_none() {
+        return;
+    }
+    assert_eq!(t.commands.len(), 1, "{at}");
+    let mut argv = argv_of(&t.commands[0], record);
+    let words = sub.split_whitespace().count();
+    assert_eq!(argv[..words].join(" "), sub, "{at}");
+    // Rounds of a pattern differ only in their file names: parse one of them.
+    let shape = argv.iter().map(|w| without_round(w)).collect::<Vec<_>>();
+    if !lock().shapes.insert(shape) {
+        return;
+    }
+    assert!(argv.iter().any(|w| w == "--timeout"), "{at}: no --timeout");
+    let i = argv
+        .iter()
+        .position(|w| w == "--json")
+        .unwrap_or_else(|| panic!("{at}: no --json"));
+    argv[i + 1] = "/nonexistent-kvxfer-folder/r.json".into();
+    let out = Command::new(KVXFER).args(&argv).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{at}: {argv:?}\n{err}");
+    assert!(
+        err.contains("--json /nonexistent-kvxfer-folder/r.json: no directory"),
+        "{at}: {argv:?}\n{err}"
+    );
+    lock().parsed.insert(sub.to_string());
 }
 
 #[test]

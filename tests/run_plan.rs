@@ -38,11 +38,19 @@ fn plan(dir: &Path) -> (PathBuf, PathBuf) {
             });
         }
         // Two rounds of each pattern are enough to show each result recorded once; the
-        // loopback plan's seven rounds of latency are judged in tests/loopback_plan.rs.
+        // loopback plan's seven rounds of latency are judged in tests/loopback_plan.rs. So is
+        // its precision: the `auto` patterns (up to 10 s a round until +-1 %) take a few fixed
+        // iterations here.
         for layer in p["layers"].as_array_mut().unwrap() {
             for pat in layer["patterns"].as_array_mut().unwrap() {
-                if pat["params"].get("runs").is_some() {
-                    pat["params"]["runs"] = 2.into();
+                let params = pat["params"].as_object_mut().unwrap();
+                if params.contains_key("runs") {
+                    params.insert("runs".into(), 2.into());
+                }
+                if params.get("iterations").is_some_and(|i| i == "auto") {
+                    params.insert("iterations".into(), 5.into());
+                    params.remove("max_time_s");
+                    params.remove("precision_pct");
                 }
             }
         }
@@ -130,6 +138,11 @@ fn loopback_plan_runs_end_to_end_and_every_result_is_recorded_exactly_once() {
     sorted.sort();
     assert_eq!(layers, sorted, "L0, L1, L2, L3 order");
     for (k, p) in pats.iter().enumerate() {
+        println!(
+            "{name}: {} {:.1} s",
+            p["pattern"].as_str().unwrap(),
+            p["seconds"].as_f64().unwrap()
+        );
         let line = format!(
             "kvxfer run: [{}/{planned}] {} {}",
             k + 1,
