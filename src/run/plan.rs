@@ -550,10 +550,17 @@ fn experiment_of(o: &PlanRunOptions, plan: &Value) -> String {
 }
 
 /// Writes the run's report beside the results, for `kvxfer plan estimate` to learn each
-/// pattern's wall time.
+/// pattern's wall time. The patterns an earlier report of the folder holds and this run did
+/// not run (a `--pattern` run) are kept under `earlier_patterns`, so no wall time is lost.
 fn write_report(out: &Path, report: &PlanRunReport) -> Result<(), PlanRunError> {
     let file = out.join(RUN_REPORT);
-    let mut bytes = serde_json::to_vec_pretty(report).unwrap_or_default();
+    let mut doc = serde_json::to_value(report).unwrap_or_default();
+    let ran: BTreeSet<&str> = report.patterns.iter().map(|p| p.pattern.as_str()).collect();
+    let earlier = earlier_patterns(&file, &ran);
+    if !earlier.is_empty() {
+        doc[EARLIER] = Value::Array(earlier);
+    }
+    let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     bytes.push(b'\n');
     write_atomic(&file, &bytes).map_err(|source| PlanRunError::Io {
         what: format!("writing {}", file.display()),
@@ -563,6 +570,34 @@ fn write_report(out: &Path, report: &PlanRunReport) -> Result<(), PlanRunError> 
 
 /// The run's report in its results folder.
 pub const RUN_REPORT: &str = "plan-run.json";
+
+/// The key of a report's patterns kept from earlier runs of the same folder.
+pub const EARLIER: &str = "earlier_patterns";
+
+/// The pattern entries of the report `file` already holds (its own and those it kept), the
+/// newest of each id, but for the patterns in `ran`; none where it is missing or unreadable.
+fn earlier_patterns(file: &Path, ran: &BTreeSet<&str>) -> Vec<Value> {
+    let Some(old) = std::fs::read(file)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    else {
+        return Vec::new();
+    };
+    let mut seen = BTreeSet::new();
+    let mut kept = Vec::new();
+    for p in ["patterns", EARLIER]
+        .into_iter()
+        .flat_map(|k| old[k].as_array().into_iter().flatten())
+    {
+        let Some(id) = p["pattern"].as_str() else {
+            continue;
+        };
+        if !ran.contains(id) && seen.insert(id.to_string()) {
+            kept.push(p.clone());
+        }
+    }
+    kept
+}
 
 pub mod estimate;
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::RUN_REPORT;
+use super::{EARLIER, RUN_REPORT};
 use crate::report::folder::read_folder;
 use crate::report::{ResultDoc, SizeResult};
 
@@ -92,21 +92,27 @@ fn measured(docs: &[&ResultDoc], params: &Value) -> Option<(f64, f64)> {
     any.then_some((last, planned))
 }
 
-/// Each pattern's wall time in the last `kvxfer run` report of `dir`.
-fn last_wall_times(dir: &Path) -> BTreeMap<String, f64> {
+/// Each pattern's wall time in the last `kvxfer run` report of `dir`: the patterns it ran, and
+/// those it kept from earlier runs of the folder.
+pub(super) fn last_wall_times(dir: &Path) -> BTreeMap<String, f64> {
     let Ok(bytes) = std::fs::read(dir.join(RUN_REPORT)) else {
         return BTreeMap::new();
     };
     let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
         return BTreeMap::new();
     };
-    v["patterns"]
-        .as_array()
+    let mut walls = BTreeMap::new();
+    // The report's own patterns first: an id kept from earlier runs never replaces them.
+    for p in ["patterns", EARLIER]
         .into_iter()
-        .flatten()
+        .flat_map(|k| v[k].as_array().into_iter().flatten())
         .filter(|p| p["outcome"]["status"] == "ok")
-        .filter_map(|p| Some((p["pattern"].as_str()?.to_string(), p["seconds"].as_f64()?)))
-        .collect()
+    {
+        if let (Some(id), Some(s)) = (p["pattern"].as_str(), p["seconds"].as_f64()) {
+            walls.entry(id.to_string()).or_insert(s);
+        }
+    }
+    walls
 }
 
 /// One pattern's estimate from its results and its last wall time.

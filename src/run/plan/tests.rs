@@ -188,3 +188,54 @@ fn options_that_cannot_run_are_refused_before_any_pattern() {
     o.plan = dir.path().join("missing.json");
     refused(o, "missing.json");
 }
+
+#[test]
+fn a_pattern_run_keeps_the_wall_times_of_the_patterns_it_did_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), &stub(dir.path(), 0));
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    let entry =
+        |id: &str, s: f64| json!({"pattern": id, "seconds": s, "outcome": {"status": "ok"}});
+    // An earlier full run's report: the pattern about to run again and two others, one of
+    // them kept there from a run before it.
+    std::fs::write(
+        results.join(RUN_REPORT),
+        serde_json::to_vec(&json!({
+            "patterns": [entry("pll-lo-kv-profile-tcp", 99.0), entry("pll-lo-fi-pingpong-shm-rdm", 4.0)],
+            EARLIER: [entry("pll-lo-xfer-nixl-tcp-55m", 7.0), entry("pll-lo-fi-pingpong-shm-rdm", 1.0)],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let report = run_plan(&o, &mut |_| {}).unwrap();
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(results.join(RUN_REPORT)).unwrap()).unwrap();
+    assert_eq!(kept["patterns"].as_array().unwrap().len(), 1);
+    assert_eq!(kept["patterns"][0]["pattern"], "pll-lo-kv-profile-tcp");
+    // The newest entry of each pattern this run did not run, and none of the one it ran.
+    let earlier: Vec<(&str, f64)> = kept[EARLIER]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["pattern"].as_str().unwrap(),
+                p["seconds"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        earlier,
+        [
+            ("pll-lo-fi-pingpong-shm-rdm", 4.0),
+            ("pll-lo-xfer-nixl-tcp-55m", 7.0)
+        ]
+    );
+    // plan estimate reads both: this run's time for the pattern it ran, the kept ones for
+    // the others.
+    let walls = estimate::last_wall_times(&results);
+    assert_eq!(walls["pll-lo-kv-profile-tcp"], report.patterns[0].seconds);
+    assert_eq!(walls["pll-lo-fi-pingpong-shm-rdm"], 4.0);
+    assert_eq!(walls["pll-lo-xfer-nixl-tcp-55m"], 7.0);
+}
