@@ -223,6 +223,61 @@ fn a_payload_no_device_carried_is_a_wrong_path_for_network_and_right_for_local()
     assert_eq!(out.status.code(), Some(1));
 }
 
+// Open-loop arrivals: the side reads its counters once before its first session and once
+// after its last, and its result names the devices that carried what every session moved.
+#[test]
+fn open_loop_runs_name_the_devices_that_carried_them() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let f = efa_host(dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = advance(f.root().to_path_buf(), stop.clone());
+    let json = dir.path().join("open.json");
+    let size = 1u64 << 20;
+    let out = kvxfer()
+        .env("KVXFER_SYSFS_ROOT", f.root())
+        .args(["xfer", "-s", "1M", "-I", "40", "-w", "2", "--domain", "lo"])
+        .args([
+            "--arrival",
+            "fixed:400",
+            "--expect-path",
+            "efa0,efa1,efa2,efa3",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = read_doc(&json);
+    assert_eq!(doc.config["open_loop"], true);
+    let p = path(&doc);
+    assert_eq!(p["as_expected"], true, "{p}");
+    let own = &p["sides"][0];
+    assert_eq!(own["role"], "initiator", "{own}");
+    assert_eq!(
+        own["carriers"],
+        serde_json::json!(["efa0", "efa1", "efa2", "efa3"])
+    );
+    // The payload is what the session moved: its 40 recorded arrivals less the dropped ones,
+    // and the served warm-up transfers (2 at most).
+    let dropped = doc.results[0].extra["dropped"].as_u64().unwrap();
+    let sent = own["sent_bytes"].as_u64().unwrap();
+    assert_eq!(sent % size, 0, "{own}");
+    assert!(
+        (40 - dropped) * size <= sent && sent <= 42 * size,
+        "{sent} B sent, {dropped} dropped"
+    );
+    assert!(stdout.contains("path: efa0 "), "{stdout}");
+}
+
 /// Holds every reading of `fifo` (a counter file) for `hold`, until `stop`; the stalls.
 fn stall(fifo: PathBuf, hold: Duration, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
     use std::io::Write;

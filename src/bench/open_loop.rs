@@ -128,6 +128,9 @@ pub struct OpenOutcome {
     pub end_ns: u64,
     /// Post attempts the transport refused (queue full).
     pub busy_retries: u64,
+    /// Transfers the target confirmed, warm-up ones included: what the session moved.
+    #[serde(default)]
+    pub completed: u64,
 }
 
 /// A transfer in a slot.
@@ -299,6 +302,7 @@ fn confirm<T: XferInitiator, C: OpenClock>(
             out.transfers
                 .push(Arrived(a.scheduled, a.posted_at, local, now));
         }
+        out.completed += 1;
         any = true;
     }
     Ok(any)

@@ -108,6 +108,27 @@ impl SpanGate {
         s.started += 1;
         if s.started == self.workers {
             s.before = Some(self.probe.read());
+            self.cv.notify_all();
+        }
+    }
+
+    /// [`SpanGate::start`], then waits up to `timeout` until every worker has started and
+    /// the reading before is taken (or a worker gave up): for workers that would otherwise
+    /// send before it, such as open-loop sessions, which meet nowhere else.
+    pub fn start_and_wait(&self, timeout: Duration) {
+        self.start();
+        let start = Instant::now();
+        let mut s = self.lock();
+        while s.before.is_none() && !s.abandoned {
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return;
+            }
+            s = self
+                .cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 

@@ -208,6 +208,10 @@ fn initiator_steps(
         gate: shared.gate,
     };
     let result = (|| -> Result<(), RunError> {
+        if cfg.open.is_some() {
+            // The side reads its counters once every worker is here, before any session.
+            shared.gate.start_and_wait(cfg.timeout);
+        }
         report.open = super::open_loop::sessions(cfg, plan, local_index, &mut *ep, link)?;
         let mut i = 0;
         while cfg.open.is_none() && shared.pace.begin(i) {
@@ -223,11 +227,7 @@ fn initiator_steps(
             i += 1;
         }
         report.stopped_by = Some(shared.pace.stopped_by()).filter(|s| *s != StoppedBy::Fixed);
-        // Open-loop sessions are not spanned: nobody waits for a reading after them.
-        match cfg.open {
-            Some(_) => shared.gate.abandon(),
-            None => shared.gate.end(),
-        }
+        shared.gate.end();
         report.staging_ns = run.staging.take().map(Staging::take).unwrap_or_default();
         report.environment = environment(&*ep);
         link.finish(&mut report)?;

@@ -13,6 +13,7 @@ use crate::bench::open_loop::Arrived;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::run::environment;
+use crate::run::path::SpanReadings;
 use crate::stats::{encode_histogram, new_histogram, Count, LatencySummary, Precision, StoppedBy};
 use crate::xfer::XferOp;
 
@@ -277,6 +278,7 @@ pub(super) fn build(
     plan: &XferPlan,
     side: Side,
     reports: &[WorkerReport],
+    span: Option<&SpanReadings>,
 ) -> ResultDoc {
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
@@ -302,6 +304,17 @@ pub(super) fn build(
         if !sessions.is_empty() {
             doc.results.push(session_result(cfg, rate, &sessions));
         }
+    }
+    // One reading spans every session (and rate) of the run: each result carries it, with the
+    // bytes every session moved, warm-up transfers included.
+    let moved: u64 = reports
+        .iter()
+        .flat_map(|r| r.open.iter())
+        .map(|s| s.outcome.completed * cfg.size)
+        .sum();
+    let path = super::report::path(cfg, side, &reports, span, moved, 0).map(|p| p.to_value());
+    for r in &mut doc.results {
+        r.path.clone_from(&path);
     }
     if rates.len() > 1 {
         let k = knee(&doc.results);

@@ -162,8 +162,8 @@ struct HostTcp {
 }
 
 /// Builds the document of one side from its workers' reports, with the devices that carried
-/// the payload as `span`'s readings and the targets' views in the reports show them (not for
-/// open-loop runs, whose document is its own).
+/// the payload as `span`'s readings and the targets' views in the reports show them (open-loop
+/// runs have a document of their own, with this side's view alone).
 pub fn build(
     cfg: &XferConfig,
     plan: &XferPlan,
@@ -172,7 +172,7 @@ pub fn build(
     span: Option<&SpanReadings>,
 ) -> ResultDoc {
     if cfg.open.is_some() {
-        return super::open_report::build(cfg, plan, side, reports);
+        return super::open_report::build(cfg, plan, side, reports, span);
     }
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
@@ -297,7 +297,7 @@ fn precision(cfg: &XferConfig, reports: &[&WorkerReport], e2e: &Histogram<u64>) 
 
 /// The devices that carried this side's `bytes` over its timed iterations (`span_ns` of
 /// them), with the targets' own views after this side's.
-fn path(
+pub(super) fn path(
     cfg: &XferConfig,
     side: Side,
     reports: &[&WorkerReport],
