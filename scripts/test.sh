@@ -15,7 +15,17 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 slow=0
 if [ "${1:-}" = "--slow" ]; then slow=1; shift; fi
+# Each step's wall time, printed as it ends and summed up at the end.
+started=$SECONDS
+mark=$SECONDS
+steps=()
+step() {
+    steps+=("$(printf '%6d s  %s' $((SECONDS - mark)) "$1")")
+    echo "test.sh: $1 in $((SECONDS - mark)) s" >&2
+    mark=$SECONDS
+}
 bash scripts/setup.sh --test
+step "set-up"
 # The MLflow environment was just installed: its tests must run, not skip.
 export KVXFER_REQUIRE_MLFLOW=1
 # Without arguments, what passing tests print is shown too: the SKIPPED lines (a test that needs
@@ -29,6 +39,7 @@ trap 'bash scripts/mlflow-server.sh stop --dir "$mlflow_dir" >/dev/null 2>&1 || 
 bash scripts/mlflow-server.sh start --dir "$mlflow_dir" >"$mlflow_dir/start.out" 2>&1 &
 mlflow_start=$!
 cargo test --workspace --all-targets --no-run
+step "test build"
 if wait "$mlflow_start"; then
     KVXFER_TEST_MLFLOW_URI="$(sed -n 's/.*uri=\([^ ]*\).*/\1/p' "$mlflow_dir/start.out")"
     export KVXFER_TEST_MLFLOW_URI
@@ -41,9 +52,11 @@ fi
 [ "${1:-}" = "--" ] && shift
 status=0
 python3 scripts/run-tests.py --jobs "${TEST_JOBS:-3}" -- "$@" || status=1
+step "test targets"
 # The CUDA build (cudarc loads libcuda at run time): it must keep compiling, and its tests run
 # here too; those that need a GPU skip by name.
 cargo test --features cuda --lib --test ucx_perf --test xfer_mem --no-fail-fast -- "$@" || status=1
+step "CUDA build and its tests"
 # No import circles between the modules of src/ (scripts/import_cycles.py prints any).
 python3 scripts/import_cycles.py || status=1
 if [ "$slow" = 1 ]; then
@@ -51,6 +64,10 @@ if [ "$slow" = 1 ]; then
     # which tests/device_bundle.rs checks without a GPU, then the slow group alone (`--ignored`
     # runs only the tests marked as ignored).
     bash scripts/device-bundle.sh
+    step "GPU bundle"
     python3 scripts/run-tests.py --jobs 2 --ignored -- "$@" || status=1
+    step "slow group"
 fi
+echo "test.sh: $((SECONDS - started)) s in all (exit $status):" >&2
+printf '%s\n' "${steps[@]}" >&2
 exit "$status"
