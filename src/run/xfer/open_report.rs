@@ -13,7 +13,6 @@ use crate::bench::open_loop::Arrived;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::run::environment;
-use crate::run::path::SpanReadings;
 use crate::stats::{encode_histogram, new_histogram, Count, LatencySummary, Precision, StoppedBy};
 use crate::xfer::XferOp;
 
@@ -272,13 +271,24 @@ fn knee(results: &[SizeResult]) -> Value {
     })
 }
 
-/// Builds the document of one side of an open-loop run from its workers' reports.
+/// The payload bytes every session of `reports` moved, warm-up transfers included: what the
+/// one reading around the run's sessions spans.
+pub(super) fn moved(cfg: &XferConfig, reports: &[WorkerReport]) -> u64 {
+    reports
+        .iter()
+        .flat_map(|r| r.open.iter())
+        .map(|s| s.outcome.completed * cfg.size)
+        .sum()
+}
+
+/// Builds the document of one side of an open-loop run from its workers' reports; `path` (the
+/// devices that carried what [`moved`] counts) goes on each result.
 pub(super) fn build(
     cfg: &XferConfig,
     plan: &XferPlan,
     side: Side,
     reports: &[WorkerReport],
-    span: Option<&SpanReadings>,
+    path: Option<Value>,
 ) -> ResultDoc {
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
@@ -305,14 +315,7 @@ pub(super) fn build(
             doc.results.push(session_result(cfg, rate, &sessions));
         }
     }
-    // One reading spans every session (and rate) of the run: each result carries it, with the
-    // bytes every session moved, warm-up transfers included.
-    let moved: u64 = reports
-        .iter()
-        .flat_map(|r| r.open.iter())
-        .map(|s| s.outcome.completed * cfg.size)
-        .sum();
-    let path = super::report::path(cfg, side, &reports, span, moved, 0).map(|p| p.to_value());
+    // One reading spans every session (and rate) of the run: each result carries its view.
     for r in &mut doc.results {
         r.path.clone_from(&path);
     }

@@ -172,7 +172,10 @@ pub fn build(
     span: Option<&SpanReadings>,
 ) -> ResultDoc {
     if cfg.open.is_some() {
-        return super::open_report::build(cfg, plan, side, reports, span);
+        let refs: Vec<&WorkerReport> = reports.iter().collect();
+        let moved = super::open_report::moved(cfg, reports);
+        let path = path(cfg, side, &refs, span, moved, 0).map(|p| p.to_value());
+        return super::open_report::build(cfg, plan, side, reports, path);
     }
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
@@ -297,7 +300,7 @@ fn precision(cfg: &XferConfig, reports: &[&WorkerReport], e2e: &Histogram<u64>) 
 
 /// The devices that carried this side's `bytes` over its timed iterations (`span_ns` of
 /// them), with the targets' own views after this side's.
-pub(super) fn path(
+fn path(
     cfg: &XferConfig,
     side: Side,
     reports: &[&WorkerReport],
