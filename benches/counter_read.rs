@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kvxfer::run::counters::{CounterReader, Roots};
+use kvxfer::run::path::counters::{CounterReader, Roots};
 use kvxfer::topo::fake::FakeSysfs;
 
 /// EFA's port counters (the driver's names), each present on every device of the fake host.

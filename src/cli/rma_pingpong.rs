@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use kvxfer::channel::RmaPingPongOp;
-use kvxfer::run::rma_pingpong::RmaPingPongConfig;
+use kvxfer::run::pingpong::rma::RmaPingPongConfig;
 
 use super::pingpong::{base_config, drive, PairArgs, SegArgs};
 

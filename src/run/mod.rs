@@ -1,7 +1,6 @@
 //! Runs: set-up objects built from a configuration, a loop driven over them, a result document
 //! made from the samples. The CLI calls these; they print nothing.
 
-pub mod counters;
 pub mod environment;
 pub mod kv_profile;
 pub mod memory;
@@ -9,7 +8,6 @@ pub mod pace;
 pub mod path;
 pub mod pingpong;
 pub mod plan;
-pub mod rma_pingpong;
 pub mod segments;
 pub mod two_sided;
 pub mod ucx_perf;

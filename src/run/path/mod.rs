@@ -2,6 +2,7 @@
 //! the last timed iteration (never inside one), attributed to the devices whose counters moved,
 //! with what the span cost the CPU; each side's view, the verdict, and `--expect-path`.
 
+pub mod counters;
 pub mod expect;
 pub mod verdict;
 pub mod view;
@@ -15,7 +16,7 @@ pub use self::view::{PathKind, Payload, SideView};
 
 use crate::bench::BenchError;
 use crate::bootstrap::Oob;
-use crate::run::counters::{CounterReader, Snapshot};
+use crate::run::path::counters::{CounterReader, Snapshot};
 use crate::run::RunError;
 
 /// This host's counters and its name, found once for a run.

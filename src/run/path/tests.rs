@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::report::{ResultDoc, SizeResult, Status};
-use crate::run::counters::Roots;
+use crate::run::path::counters::Roots;
 use crate::topo::fake::{write_counter, FakeSysfs};
 
 /// A host with lo and four EFA devices of 100 Gb/s, one of them (efa3) with a counter that
@@ -176,7 +176,7 @@ fn view(role: &str, host: &str, kind: PathKind, carriers: &[&str]) -> SideView {
         .iter()
         .map(|c| view::DeviceMove {
             name: c.to_string(),
-            class: crate::run::counters::DeviceClass::Net,
+            class: crate::run::path::counters::DeviceClass::Net,
             loopback: *c == "lo",
             tx_bytes: Some(1 << 20),
             rx_bytes: Some(0),

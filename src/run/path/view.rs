@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::counters::{Device, DeviceClass, Reading, Snapshot, TcpCounters, Unknown};
+use crate::run::path::counters::{Device, DeviceClass, Reading, Snapshot, TcpCounters, Unknown};
 
 /// A device carried part of the payload when it moved at least this fraction of it.
 pub const CARRIER_FRACTION: f64 = 0.05;

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use super::view::*;
 use super::{verdict, Snapshot};
-use crate::run::counters::{Device, DeviceClass, HostCpu, ProcessCpu, Reading, Unknown};
+use crate::run::path::counters::{Device, DeviceClass, HostCpu, ProcessCpu, Reading, Unknown};
 
 fn net(name: &str, loopback: bool, speed_bps: Option<f64>) -> Device {
     Device {

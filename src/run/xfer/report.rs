@@ -13,8 +13,8 @@ use super::worker::WorkerReport;
 use crate::bench::xfer::IterSample;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult, Status};
-use crate::run::counters::TcpCounters;
 use crate::run::environment;
+use crate::run::path::counters::TcpCounters;
 use crate::run::path::{PathReport, Payload, SideView, SpanReadings};
 use crate::stats::{
     detect_tiers, encode_histogram, new_histogram, LatencySummary, Precision, StoppedBy,

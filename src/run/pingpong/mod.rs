@@ -1,15 +1,11 @@
 //! `pingpong`: fi_pingpong's measurement, in one process over the loopback or across two.
 
+pub mod rma;
+
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::memory::{libfabric_endpoint_bytes, MemoryNeed};
-use super::pace::two_sided;
-use super::segments::{check_device, check_hmem, MemKinds, SegKind};
-use super::two_sided::PairRun;
-pub use super::two_sided::{Progress, SideOutcome};
-use super::{environment, RunError};
 use crate::bench::pingpong::{
     run_timed, warm_up, FabtestsFigures, PingPongTransport, SizeParams, SizeSamples,
 };
@@ -20,7 +16,13 @@ use crate::fabric::{self, caps, select_info, EndpointSpec, EndpointType};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
+use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed};
+use crate::run::pace::two_sided;
 use crate::run::path::{PairProbe, Payload};
+use crate::run::segments::{check_device, check_hmem, MemKinds, SegKind};
+use crate::run::two_sided::PairRun;
+pub use crate::run::two_sided::{Progress, SideOutcome};
+use crate::run::{environment, RunError};
 use crate::stats::{encode_histogram, Count, LatencySummary, Precision};
 use crate::units::human_size;
 
@@ -276,7 +278,7 @@ fn measure(
             .and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch)),
     };
     Ok(SideOutcome {
-        doc: super::conclude(doc, outcome)?,
+        doc: crate::run::conclude(doc, outcome)?,
     })
 }
 
@@ -449,7 +451,7 @@ pub(crate) fn config_map(cfg: &PingPongConfig, role: Side) -> Map<String, Value>
     m.insert("role".into(), json!(role.name()));
     m.insert("latency".into(), json!("half round trip per iteration"));
     if cfg.mem.any_vram() {
-        super::segments::config_keys(&mut m, &cfg.mem, role, cfg.verify);
+        crate::run::segments::config_keys(&mut m, &cfg.mem, role, cfg.verify);
         m.remove("vram_alloc");
         if cfg.verify {
             m.insert(

@@ -1,20 +1,14 @@
 //! `rma-pingpong`: fi_rma_pingpong's measurement (write, writedata, read), in one process over
-//! the loopback or across two, on the orchestration of [`super::pingpong`].
+//! the loopback or across two, on the orchestration of [`super`] (the ping-pong module).
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::environment;
-use super::pace::two_sided;
-use super::path::{PairProbe, PathReport, Payload};
-use super::pingpong::{
+use super::{
     add_precision, both_ways, config_map, size_result, vram_slots, PingPongConfig, Progress,
     SideOutcome,
 };
-use super::segments::SegKind;
-use super::two_sided::PairRun;
-use super::RunError;
 use crate::bench::pace::{decode_batch, encode_batch, run_batches};
 use crate::bench::pingpong::{
     run_timed, warm_up, PingPongTransport, Recorder, SizeParams, SizeSamples,
@@ -27,6 +21,12 @@ use crate::fabric::{self, caps, RemoteRegion};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::ResultDoc;
+use crate::run::environment;
+use crate::run::pace::two_sided;
+use crate::run::path::{PairProbe, PathReport, Payload};
+use crate::run::segments::SegKind;
+use crate::run::two_sided::PairRun;
+use crate::run::RunError;
 use crate::stats::{Count, Pacer};
 use crate::units::human_size;
 
@@ -82,7 +82,7 @@ impl PairRun for RmaPingPongConfig {
     fn timeout(&self) -> Duration {
         self.base.timeout
     }
-    fn memory(&self) -> super::memory::MemoryNeed {
+    fn memory(&self) -> crate::run::memory::MemoryNeed {
         // The write source and the region the peer writes into, of the largest size.
         self.base.memory()
     }
@@ -204,7 +204,7 @@ fn measure(
             .and_then(|ch| run_channel(cfg, role, oob, progress, &mut doc, ch)),
     };
     Ok(SideOutcome {
-        doc: super::conclude(doc, outcome)?,
+        doc: crate::run::conclude(doc, outcome)?,
     })
 }
 
@@ -230,7 +230,7 @@ fn run_channel<B: HostStaged>(
     };
     let outcome = measure_sizes(&mut pp, cfg, oob, inject_size, doc, progress);
     if outcome.is_err() {
-        super::pingpong::abandon(pp);
+        super::abandon(pp);
     }
     outcome
 }
