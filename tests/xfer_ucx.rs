@@ -361,18 +361,22 @@ fn unknown_transport_in_ucx_tls_is_reported() {
 fn a_libfabric_initiator_is_refused_by_a_ucx_target() {
     let _g = fabric_lock();
     let port = free_port();
-    let common = ["xfer", "-s", "1M", "-I", "1", "--timeout", "10"];
+    let common = ["xfer", "-s", "1M", "-I", "1"];
+    // The target refuses the initiator and waits on for another until its --timeout: a short
+    // one, since none comes.
     let target = std::process::Command::new(kvxfer_path())
         .envs(TCP)
         .args(common)
-        .args(["--backend", "ucx", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--timeout", "3", "--backend", "ucx"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let ini = kvxfer()
         .args(common)
-        .args(["-p", "tcp", "--peer", &format!("127.0.0.1:{port}")])
+        .args(["--timeout", "10", "-p", "tcp"])
+        .args(["--peer", &format!("127.0.0.1:{port}")])
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
