@@ -65,7 +65,7 @@ fn bundle(test: &str) -> Option<PathBuf> {
     }
     common::skip(
         test,
-        "no .device/ bundle here (bash scripts/device-bundle.sh builds it; scripts/test.sh does)",
+        "no .device/ bundle here (bash scripts/device-bundle.sh builds it; scripts/test.sh --slow does)",
     );
     None
 }
