@@ -118,12 +118,21 @@ impl SpanGate {
     /// send before it, such as open-loop sessions, which meet nowhere else.
     pub fn start_and_wait(&self, timeout: Duration) {
         self.start();
+        drop(self.wait_for(timeout, |s| s.before.is_some()));
+    }
+
+    /// The state once `done` holds of it or a worker gave up, or once `timeout` has passed.
+    fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&GateState) -> bool,
+    ) -> std::sync::MutexGuard<'_, GateState> {
         let start = Instant::now();
         let mut s = self.lock();
-        while s.before.is_none() && !s.abandoned {
+        while !done(&s) && !s.abandoned {
             let left = timeout.saturating_sub(start.elapsed());
             if left.is_zero() {
-                return;
+                break;
             }
             s = self
                 .cv
@@ -131,6 +140,7 @@ impl SpanGate {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        s
     }
 
     /// A worker finished its last timed iteration.
@@ -152,20 +162,9 @@ impl SpanGate {
 
     /// Waits up to `timeout` for the reading after the span; false when it did not come.
     pub fn wait_end(&self, timeout: Duration) -> bool {
-        let start = Instant::now();
-        let mut s = self.lock();
-        while s.after.is_none() && !s.abandoned {
-            let left = timeout.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                return false;
-            }
-            s = self
-                .cv
-                .wait_timeout(s, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        s.after.is_some()
+        self.wait_for(timeout, |s| s.after.is_some())
+            .after
+            .is_some()
     }
 
     /// Both readings, once they were taken.
