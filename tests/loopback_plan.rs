@@ -11,7 +11,6 @@ mod common;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::assert_judged;
@@ -20,9 +19,6 @@ use kvxfer::report::ResultDoc;
 use serde_json::Value;
 
 const KVXFER: &str = env!("CARGO_BIN_EXE_kvxfer");
-
-/// Held by each test for its whole run.
-static TURN: Mutex<()> = Mutex::new(());
 
 fn installed(tool: &str) -> bool {
     std::env::var_os("PATH")
@@ -104,7 +100,7 @@ fn u64s(v: &Value) -> Vec<u64> {
 #[test]
 #[ignore = "slow group: the shipped loopback plan in full, minutes; scripts/test.sh --slow"]
 fn loopback_plan_runs_end_to_end_and_its_rows_follow_the_comparators_rules() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::fabric_lock();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let ucx_perftest = root.join(".cache/ucx/bin/ucx_perftest");
     if !installed("fi_pingpong") || !ucx_perftest.is_file() {
@@ -420,7 +416,7 @@ fn loopback_plan_runs_end_to_end_and_its_rows_follow_the_comparators_rules() {
 /// by side (PEER_IP = 127.0.0.1), ordered only by their own waits and retries.
 #[test]
 fn two_node_definitions_meet_each_other_in_order() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::fabric_lock();
     if !installed("fi_pingpong") {
         println!(
             "SKIPPED two_node_definitions_meet_each_other_in_order: fi_pingpong not installed"
@@ -511,7 +507,7 @@ fn hostile_plan_values_run_as_data_through_the_shipped_template() {
         println!("SKIPPED hostile_plan_values_run_as_data_through_the_shipped_template: fi_pingpong not installed");
         return;
     }
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = common::fabric_lock();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("x");

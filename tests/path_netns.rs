@@ -173,6 +173,9 @@ fn ratio(doc: &ResultDoc, k: usize) -> f64 {
 
 #[test]
 fn a_veth_pair_carries_tcp_between_namespaces_and_lo_inside_one() {
+    // The fabric to this test alone: its veths are devices of this host, and other tests
+    // read this host's counters to judge their paths.
+    let _turn = fabric_lock();
     let test = "a_veth_pair_carries_tcp_between_namespaces_and_lo_inside_one";
     let Some(h) = Hosts::up(test, "v", 231, &[("kva0", "kvb0")]) else {
         return;
@@ -242,6 +245,9 @@ fn a_veth_pair_carries_tcp_between_namespaces_and_lo_inside_one() {
 
 #[test]
 fn shared_memory_and_ucx_cma_cross_no_network_device() {
+    // The fabric to this test alone: its veths are devices of this host, and other tests
+    // read this host's counters to judge their paths.
+    let _turn = fabric_lock();
     let test = "shared_memory_and_ucx_cma_cross_no_network_device";
     let Some(h) = Hosts::up(test, "s", 232, &[("kva0", "kvb0")]) else {
         return;
@@ -320,6 +326,9 @@ fn assert_wrong_path_kept(doc: &ResultDoc, iterations: u64) {
 
 #[test]
 fn two_veth_pairs_as_two_rails_carry_half_each() {
+    // The fabric to this test alone: its veths are devices of this host, and other tests
+    // read this host's counters to judge their paths.
+    let _turn = fabric_lock();
     let test = "two_veth_pairs_as_two_rails_carry_half_each";
     let links = [("kvr0", "kvr0"), ("kvr1", "kvr1")];
     let Some(h) = Hosts::up(test, "r", 233, &links) else {
@@ -384,6 +393,9 @@ fn two_veth_pairs_as_two_rails_carry_half_each() {
 
 #[test]
 fn the_cpu_cost_of_672m_over_tcp_and_over_shm() {
+    // The fabric to this test alone: its veths are devices of this host, and other tests
+    // read this host's counters to judge their paths.
+    let _turn = fabric_lock();
     let test = "the_cpu_cost_of_672m_over_tcp_and_over_shm";
     let Some(h) = Hosts::up(test, "c", 234, &[("kva0", "kvb0")]) else {
         return;
