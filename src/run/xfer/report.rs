@@ -161,6 +161,21 @@ struct HostTcp {
     counters: TcpCounters,
 }
 
+/// An open-loop run's document, with the devices that carried every session's bytes as
+/// `span`'s readings show them (this side's view alone).
+fn open_doc(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    side: Side,
+    reports: &[WorkerReport],
+    span: Option<&SpanReadings>,
+) -> ResultDoc {
+    let refs: Vec<&WorkerReport> = reports.iter().collect();
+    let moved = super::open_report::moved(cfg, reports);
+    let path = path(cfg, side, &refs, span, moved, 0).map(|p| p.to_value());
+    super::open_report::build(cfg, plan, side, reports, path)
+}
+
 /// Builds the document of one side from its workers' reports, with the devices that carried
 /// the payload as `span`'s readings and the targets' views in the reports show them (open-loop
 /// runs have a document of their own, with this side's view alone).
@@ -172,10 +187,7 @@ pub fn build(
     span: Option<&SpanReadings>,
 ) -> ResultDoc {
     if cfg.open.is_some() {
-        let refs: Vec<&WorkerReport> = reports.iter().collect();
-        let moved = super::open_report::moved(cfg, reports);
-        let path = path(cfg, side, &refs, span, moved, 0).map(|p| p.to_value());
-        return super::open_report::build(cfg, plan, side, reports, path);
+        return open_doc(cfg, plan, side, reports, span);
     }
     let mut reports: Vec<&WorkerReport> = reports.iter().collect();
     reports.sort_by_key(|r| r.worker);
