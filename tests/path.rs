@@ -72,24 +72,35 @@ fn path(doc: &kvxfer::report::ResultDoc) -> &Value {
     doc.results[0].path.as_ref().expect("the result has a path")
 }
 
-#[test]
-fn a_fake_efa_host_splits_four_ways_with_its_line_rate_and_retransmissions() {
-    let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let f = efa_host(dir.path());
+/// Runs kvxfer `args` expecting efa0-efa3 as its path, `--json` into `json`, on a fake host of
+/// four EFA devices in `dir` whose counters [`advance`] meanwhile; its output and the
+/// counter steps taken.
+fn on_efa_host(dir: &Path, args: &[&str], json: &Path) -> (std::process::Output, u64) {
+    let f = efa_host(dir);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = advance(f.root().to_path_buf(), stop.clone());
-    let json = dir.path().join("x.json");
     let out = kvxfer()
         .env("KVXFER_SYSFS_ROOT", f.root())
-        .args(["xfer", "-s", "16M", "-I", "20", "-w", "1", "--domain", "lo"])
+        .args(args)
         .args(["--expect-path", "efa0,efa1,efa2,efa3", "--json"])
-        .arg(&json)
+        .arg(json)
         .timeout(Duration::from_secs(120))
         .output()
         .unwrap();
     stop.store(true, Ordering::Relaxed);
-    let steps = writer.join().unwrap();
+    (out, writer.join().unwrap())
+}
+
+#[test]
+fn a_fake_efa_host_splits_four_ways_with_its_line_rate_and_retransmissions() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("x.json");
+    let (out, steps) = on_efa_host(
+        dir.path(),
+        &["xfer", "-s", "16M", "-I", "20", "-w", "1", "--domain", "lo"],
+        &json,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -229,27 +240,25 @@ fn a_payload_no_device_carried_is_a_wrong_path_for_network_and_right_for_local()
 fn open_loop_runs_name_the_devices_that_carried_them() {
     let _g = fabric_lock();
     let dir = tempfile::tempdir().unwrap();
-    let f = efa_host(dir.path());
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = advance(f.root().to_path_buf(), stop.clone());
     let json = dir.path().join("open.json");
     let size = 1u64 << 20;
-    let out = kvxfer()
-        .env("KVXFER_SYSFS_ROOT", f.root())
-        .args(["xfer", "-s", "1M", "-I", "40", "-w", "2", "--domain", "lo"])
-        .args([
+    let (out, _) = on_efa_host(
+        dir.path(),
+        &[
+            "xfer",
+            "-s",
+            "1M",
+            "-I",
+            "40",
+            "-w",
+            "2",
+            "--domain",
+            "lo",
             "--arrival",
             "fixed:400",
-            "--expect-path",
-            "efa0,efa1,efa2,efa3",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+        ],
+        &json,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
