@@ -467,18 +467,22 @@ const FAULT_TIMEOUT_S: u64 = 3;
 #[test]
 fn killed_or_stopped_targets_leave_partial_results_in_time() {
     let _g = fabric_lock();
-    for (signal, f) in
-        both_signals(|s| fault_target(&[], PINGPONG_LONG, s, PAST_FIRST_SIZE, FAULT_TIMEOUT_S))
-    {
+    let cases: &[Case] = &[
+        (&[], PINGPONG_LONG, PAST_FIRST_SIZE),
+        (&[], XFER_LONG, SOME_ITERATIONS),
+    ];
+    let mut runs = every_case(cases, |(env, args, moved), s| {
+        fault_target(env, args, s, *moved, FAULT_TIMEOUT_S)
+    })
+    .into_iter();
+    for (signal, f) in runs.next().unwrap() {
         assert_partial(&f, FAULT_TIMEOUT_S, &format!("pingpong, target {signal}"));
         let doc = f.doc.unwrap();
         assert_eq!(doc.results.len(), 1);
         assert_eq!(doc.results[0].message_size, 64);
         assert_eq!(doc.results[0].iterations, 2000);
     }
-    for (signal, f) in
-        both_signals(|s| fault_target(&[], XFER_LONG, s, SOME_ITERATIONS, FAULT_TIMEOUT_S))
-    {
+    for (signal, f) in runs.next().unwrap() {
         assert_partial(&f, FAULT_TIMEOUT_S, &format!("xfer, target {signal}"));
         let doc = f.doc.unwrap();
         assert!(doc.results[0].iterations < 10_000_000);
@@ -492,6 +496,20 @@ fn both_signals(run: impl Fn(&'static str) -> Faulted + Sync) -> [(&'static str,
         let stop = s.spawn(|| run("STOP"));
         let kill = run("KILL");
         [("KILL", kill), ("STOP", stop.join().unwrap())]
+    })
+}
+
+/// [`both_signals`] for every case, all cases side by side too: per case, in order.
+fn every_case<C: Sync>(
+    cases: &[C],
+    run: impl Fn(&C, &'static str) -> Faulted + Sync,
+) -> Vec<[(&'static str, Faulted); 2]> {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = cases
+            .iter()
+            .map(|c| s.spawn(|| both_signals(|signal| run(c, signal))))
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
     })
 }
 
@@ -552,22 +570,16 @@ type Case = (Env, &'static [&'static str], u64);
 #[test]
 fn rma_and_ucx_targets_killed_or_stopped_leave_partial_results_in_time() {
     let _g = fabric_lock();
-    for (signal, f) in
-        both_signals(|s| fault_target(&[], RMA_LONG, s, PAST_FIRST_SIZE, FAULT_TIMEOUT_S))
-    {
-        assert_partial(
-            &f,
-            FAULT_TIMEOUT_S,
-            &format!("rma-pingpong, target {signal}"),
-        );
-        assert_eq!(f.doc.unwrap().results[0].message_size, 64);
-    }
-    for (args, moved) in [
-        (UCX_LAT_LONG, PAST_FIRST_SIZE),
-        (UCX_BW_LONG, PAST_FIRST_SIZE_BW),
-    ] {
-        for (signal, f) in both_signals(|s| fault_target(UCX_TCP, args, s, moved, FAULT_TIMEOUT_S))
-        {
+    let cases: &[Case] = &[
+        (&[], RMA_LONG, PAST_FIRST_SIZE),
+        (UCX_TCP, UCX_LAT_LONG, PAST_FIRST_SIZE),
+        (UCX_TCP, UCX_BW_LONG, PAST_FIRST_SIZE_BW),
+    ];
+    let runs = every_case(cases, |(env, args, moved), s| {
+        fault_target(env, args, s, *moved, FAULT_TIMEOUT_S)
+    });
+    for ((_, args, _), both) in cases.iter().zip(runs) {
+        for (signal, f) in both {
             assert_partial(&f, FAULT_TIMEOUT_S, &format!("{args:?}, target {signal}"));
             assert_eq!(f.doc.unwrap().results[0].message_size, 64);
         }
@@ -586,9 +598,11 @@ fn killed_or_stopped_initiators_end_their_targets_in_time() {
         (UCX_TCP, UCX_LAT_LONG, PAST_FIRST_SIZE),
         (UCX_TCP, UCX_BW_LONG, PAST_FIRST_SIZE_BW),
     ];
-    for (env, args, moved) in cases {
-        for (signal, f) in both_signals(|s| fault_run(env, args, false, s, *moved, FAULT_TIMEOUT_S))
-        {
+    let runs = every_case(cases, |(env, args, moved), s| {
+        fault_run(env, args, false, s, *moved, FAULT_TIMEOUT_S)
+    });
+    for ((_, args, _), both) in cases.iter().zip(runs) {
+        for (signal, f) in both {
             let what = format!("{} target, initiator {signal}", args[0]);
             let err = no_panic(&f.out);
             assert!(!f.out.status.success(), "{what}: {err}");
