@@ -114,7 +114,7 @@ fn sigint_keeps_the_pingpong_sizes_finished() {
     let sizes = [64u64, 128, 256, 512, 1024, 8 << 20];
     // The small sizes take milliseconds, the last one many seconds: the signal lands in it
     // (later tries wait longer on a slow host).
-    for wait in [4, 8, 16] {
+    for wait in [2, 4, 8, 16] {
         let _ = std::fs::remove_file(&json);
         let line = stopped(
             &[
@@ -163,7 +163,7 @@ fn sigterm_keeps_the_xfer_iterations_finished() {
     let _g = fabric_lock();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("x.json");
-    for wait in [5, 10, 20] {
+    for wait in [2, 5, 10, 20] {
         let line = stopped(
             &[
                 "xfer",
@@ -269,7 +269,7 @@ fn task_run_passes_sigterm_below_timeout_waits_and_marks_the_task_failed() {
     // A measurement that had not begun when the signal came keeps nothing (it says so, and
     // writes no result): on a busy host its set-up can outlast the first wait, so longer ones
     // follow, as for xfer alone above.
-    for wait in [8, 16, 30] {
+    for wait in [3, 8, 16, 30] {
         let dir = tempfile::tempdir().unwrap();
         let json = dir.path().join("t.json");
         // `timeout` leads a process group of its own, as in the plans' commands.
