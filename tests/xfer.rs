@@ -88,6 +88,29 @@ fn tcp_read_verify_one_process() {
     assert_xfer_consistent(&doc, &e);
 }
 
+// The initiator's report carries every timed sample to the target: at 12000 iterations it
+// passes the control connection's 1 MiB frame, and went as parts of a longer message.
+#[test]
+fn a_report_longer_than_a_control_frame_reaches_the_target() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let doc = local(
+        &[
+            "xfer", "-p", "tcp", "-d", "lo", "-s", "64", "-I", "12000", "-w", "1",
+        ],
+        &dir.path().join("r.json"),
+    );
+    let e = Expect {
+        size: 64,
+        iterations: 12000,
+        warmup: 1,
+        transfers: 1,
+        verify: false,
+        op: "write",
+    };
+    assert_xfer_consistent(&doc, &e);
+}
+
 #[test]
 fn shm_outstanding_on_one_endpoint_with_reuse() {
     let _g = fabric_lock();

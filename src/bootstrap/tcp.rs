@@ -19,8 +19,13 @@ use hellos::{Pending, Polled, MAX_PENDING};
 /// The control port a target listens on when none is given.
 pub const DEFAULT_PORT: u16 = 47590;
 
-/// Largest frame accepted: endpoint names and keys are small.
+/// Largest frame: a longer message goes as several (see [`FRAME_MORE`]).
 const MAX_FRAME: usize = 1 << 20;
+
+/// Largest message, its frames together: an initiator's report carries every timed
+/// iteration's sample (a `--duration` or `--iterations auto` run of small transfers holds
+/// millions). The receiver grows its buffer only as the bytes arrive.
+const MAX_MESSAGE: usize = 1 << 30;
 
 /// The longest a connection may take to present kvxfer's hello before the target drops it
 /// (a health check or a port scan) and waits on.
@@ -122,9 +127,12 @@ fn mismatch(param: String, here: String, peer: String) -> BootstrapError {
     }
 }
 
-/// Frame kinds: data, or the peer's failure message.
+/// Frame kinds: data (a whole message, or its last part), the peer's failure message, and a
+/// part of a longer message that frames of this kind continue until a data frame ends it.
+/// Only a message over [`MAX_FRAME`] is split, which a peer without this kind refused whole.
 const FRAME_DATA: u8 = 0;
 const FRAME_FAILURE: u8 = 1;
+const FRAME_MORE: u8 = 2;
 
 /// A bound control port waiting for an initiator.
 pub struct OobListener {
@@ -374,16 +382,28 @@ impl Oob {
         Ok(self.stream.local_addr()?.ip())
     }
 
+    /// Writes one message of `kind`: one frame, or parts of at most [`MAX_FRAME`] bytes.
     fn write_frame(&mut self, kind: u8, bytes: &[u8]) -> Result<()> {
-        let len = u32::try_from(bytes.len())
-            .ok()
-            .filter(|&l| l as usize <= MAX_FRAME)
-            .ok_or_else(|| BootstrapError::Protocol("frame too large".into()))?;
-        let mut head = [0u8; 5];
-        head[0] = kind;
-        head[1..].copy_from_slice(&len.to_be_bytes());
-        self.stream.write_all(&head)?;
-        self.stream.write_all(bytes)?;
+        if bytes.len() > MAX_MESSAGE {
+            return Err(BootstrapError::Protocol(format!(
+                "a message of {} bytes, over the limit of {MAX_MESSAGE}",
+                bytes.len()
+            )));
+        }
+        // An empty message is one empty frame.
+        let parts: Vec<&[u8]> = match bytes.is_empty() {
+            true => vec![bytes],
+            false => bytes.chunks(MAX_FRAME).collect(),
+        };
+        let last = parts.len() - 1;
+        for (i, part) in parts.into_iter().enumerate() {
+            let mut head = [0u8; 5];
+            head[0] = if i == last { kind } else { FRAME_MORE };
+            // At most MAX_FRAME bytes: fits in u32.
+            head[1..].copy_from_slice(&(part.len() as u32).to_be_bytes());
+            self.stream.write_all(&head)?;
+            self.stream.write_all(part)?;
+        }
         Ok(())
     }
 
@@ -433,20 +453,34 @@ impl Oob {
     /// trickle in.
     fn recv_frame_by(&mut self, deadline: Instant) -> Result<Vec<u8>> {
         let (secs, here) = (self.timeout.as_secs_f64(), self.in_process);
-        let mut head = [0u8; 5];
-        read_exact_by(&mut self.stream, &mut head, deadline).map_err(|e| gone(e, secs, here))?;
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if len > MAX_FRAME {
-            return Err(BootstrapError::Protocol(format!("frame of {len} bytes")));
-        }
-        let mut buf = vec![0u8; len];
-        read_exact_by(&mut self.stream, &mut buf, deadline).map_err(|e| gone(e, secs, here))?;
-        match head[0] {
-            FRAME_DATA => Ok(buf),
-            FRAME_FAILURE => Err(BootstrapError::PeerFailed(
-                String::from_utf8_lossy(&buf).into_owned(),
-            )),
-            k => Err(BootstrapError::Protocol(format!("unknown frame kind {k}"))),
+        let mut message = Vec::new();
+        loop {
+            let mut head = [0u8; 5];
+            read_exact_by(&mut self.stream, &mut head, deadline)
+                .map_err(|e| gone(e, secs, here))?;
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            if len > MAX_FRAME {
+                return Err(BootstrapError::Protocol(format!("frame of {len} bytes")));
+            }
+            if message.len() + len > MAX_MESSAGE {
+                return Err(BootstrapError::Protocol(format!(
+                    "a message of more than {MAX_MESSAGE} bytes"
+                )));
+            }
+            let start = message.len();
+            message.resize(start + len, 0);
+            read_exact_by(&mut self.stream, &mut message[start..], deadline)
+                .map_err(|e| gone(e, secs, here))?;
+            match head[0] {
+                FRAME_MORE => continue,
+                FRAME_DATA => return Ok(message),
+                FRAME_FAILURE => {
+                    return Err(BootstrapError::PeerFailed(
+                        String::from_utf8_lossy(&message).into_owned(),
+                    ))
+                }
+                k => return Err(BootstrapError::Protocol(format!("unknown frame kind {k}"))),
+            }
         }
     }
 

@@ -385,3 +385,50 @@ fn a_version_query_to_a_silent_port_ends_at_its_time_out() {
         start.elapsed()
     );
 }
+
+#[test]
+fn messages_longer_than_a_frame_arrive_whole_and_in_order() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().to_string();
+    // Three frames and a bit; each byte names its position, so a lost or reordered part shows.
+    let long: Vec<u8> = (0..3 * MAX_FRAME + 7).map(|i| (i % 251) as u8).collect();
+    let exact = vec![7u8; MAX_FRAME];
+    let sent = (long.clone(), exact.clone());
+    let t = std::thread::spawn(move || {
+        let mut o = l.accept(&fp(10), Duration::from_secs(5)).unwrap();
+        o.send_frame(&sent.0).unwrap();
+        o.send_frame(b"").unwrap();
+        o.send_frame(&sent.1).unwrap();
+        o.report_failure(&"x".repeat(MAX_FRAME + 1));
+    });
+    let mut o = Oob::connect(&addr, &fp(10), Duration::from_secs(5)).unwrap();
+    assert_eq!(o.recv_frame().unwrap(), long);
+    assert_eq!(o.recv_frame().unwrap(), b"");
+    assert_eq!(o.recv_frame().unwrap(), exact);
+    match o.recv_frame() {
+        Err(BootstrapError::PeerFailed(m)) => assert_eq!(m.len(), MAX_FRAME + 1),
+        other => panic!("{other:?}"),
+    }
+    t.join().unwrap();
+}
+
+#[test]
+fn a_frame_over_the_limit_is_refused_by_its_length_alone() {
+    let l = OobListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().to_string();
+    let t = std::thread::spawn(move || {
+        let mut o = l.accept(&fp(10), Duration::from_secs(5)).unwrap();
+        // A part of a longer message claiming more than a frame may hold: nothing follows.
+        let mut head = [FRAME_MORE, 0, 0, 0, 0];
+        head[1..].copy_from_slice(&(MAX_FRAME as u32 + 1).to_be_bytes());
+        o.stream.write_all(&head).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    let mut o = Oob::connect(&addr, &fp(10), Duration::from_secs(5)).unwrap();
+    let e = o.recv_frame().unwrap_err();
+    assert!(
+        matches!(&e, BootstrapError::Protocol(m) if m == &format!("frame of {} bytes", MAX_FRAME + 1)),
+        "{e}"
+    );
+    t.join().unwrap();
+}
