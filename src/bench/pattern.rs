@@ -71,7 +71,10 @@ mod tests {
         assert_eq!(byte_at(7, 4095), b[4095]);
         assert_eq!(byte_at(7, 300), b[300]);
         b[1234] ^= 1;
-        assert_eq!(check(&b, 7), Some((1234, byte_at(7, 1234), byte_at(7, 1234) ^ 1)));
+        assert_eq!(
+            check(&b, 7),
+            Some((1234, byte_at(7, 1234), byte_at(7, 1234) ^ 1))
+        );
     }
 
     #[test]

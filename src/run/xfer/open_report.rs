@@ -78,9 +78,22 @@ fn per_s(count: f64, span_ns: u64) -> Option<f64> {
     (span_ns > 0 && count > 0.0).then(|| count / (span_ns as f64 / 1e9))
 }
 
+/// Completions per second over the run's window: from the first arrival to the last
+/// completion, plus the mean gap between arrivals (each arrival owns the gap after it, so N
+/// completions at a low rate read the rate, not N/(N-1) of it; a burst of completions after
+/// drops reads what the window held, not the burst's own pace).
+fn completion_rate(
+    completed: u64,
+    first_arrival: u64,
+    last_end: u64,
+    mean_gap: f64,
+) -> Option<f64> {
+    let window_ns = last_end.saturating_sub(first_arrival) as f64 + mean_gap;
+    (completed > 0 && window_ns > 0.0).then(|| completed as f64 / (window_ns / 1e9))
+}
+
 fn initiator(op: XferOp, r: &WorkerReport, s: &OpenSession) -> Initiator {
     let o = &s.outcome;
-    let last_end = o.transfers.iter().map(|a| end(op, a)).max().unwrap_or(0);
     let arrived = (o.arrivals >= 2)
         .then(|| {
             per_s(
@@ -90,10 +103,12 @@ fn initiator(op: XferOp, r: &WorkerReport, s: &OpenSession) -> Initiator {
         })
         .flatten();
     let completed = o.transfers.len() as u64;
-    let achieved = per_s(
-        completed as f64,
-        last_end.saturating_sub(o.first_arrival_ns),
-    );
+    let mean_gap = match o.arrivals {
+        0 | 1 => 0.0,
+        n => (o.last_arrival_ns - o.first_arrival_ns) as f64 / (n - 1) as f64,
+    };
+    let last_end = o.transfers.iter().map(|a| end(op, a)).max().unwrap_or(0);
+    let achieved = completion_rate(completed, o.first_arrival_ns, last_end, mean_gap);
     let keeps_up = match (arrived.or(Some(s.rate_per_s)), achieved) {
         (Some(a), Some(b)) => b >= KEEPS_UP * a,
         _ => true,
@@ -363,6 +378,19 @@ mod tests {
         assert_eq!(k["unloaded_service_p50_us"], 100.0);
         let none = knee(&[result(10.0, 100.0, 201.0)]);
         assert!(none["knee_per_s"].is_null());
+    }
+
+    #[test]
+    fn the_completion_rate_gives_each_arrival_its_gap() {
+        // Five arrivals 200 ms apart from t = 1 s, each served in 1 ms: 5 in 1.001 s, not 5 in
+        // the 0.801 s from the first arrival to the last completion.
+        let r = completion_rate(5, 1_000_000_000, 1_801_000_000, 200e6).unwrap();
+        assert!((r - 5.0 / 1.001).abs() < 1e-9, "{r}");
+        // Six completions of 200 arrivals at 20000/s, the last 10 ms after the first arrival.
+        let r = completion_rate(6, 0, 10_000_000, 50e3).unwrap();
+        assert!((r - 6.0 / 0.01005).abs() < 1e-6, "{r}");
+        assert_eq!(completion_rate(0, 0, 10, 5.0), None);
+        assert_eq!(completion_rate(1, 10, 10, 0.0), None);
     }
 
     #[test]
