@@ -89,6 +89,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Gives a plan's `iterations: "auto"` patterns `n` fixed iterations instead (up to 10 s a
+/// round until +-1 %): for tests of what a run does, not of its precision, which the slow
+/// group's full loopback plan judges.
+pub fn fixed_iterations(plan: &mut serde_json::Value, n: u64) {
+    let layers = plan["layers"].as_array_mut().into_iter().flatten();
+    for pat in layers.flat_map(|l| l["patterns"].as_array_mut().into_iter().flatten()) {
+        let Some(params) = pat["params"].as_object_mut() else {
+            continue;
+        };
+        if params.get("iterations").is_some_and(|i| i == "auto") {
+            params.insert("iterations".into(), n.into());
+            params.remove("max_time_s");
+            params.remove("precision_pct");
+        }
+    }
+}
+
 /// The shipped loopback plan with its results in `dir/results`, free control and reference
 /// ports and this kvxfer, changed by `edit`, written to `dir/plan.json`: (plan, results).
 pub fn loopback_plan(

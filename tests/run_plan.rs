@@ -48,21 +48,16 @@ fn plan(dir: &Path) -> (PathBuf, PathBuf) {
         }
         // Two rounds of each pattern are enough to show each result recorded once; the
         // loopback plan's seven rounds of latency are judged in tests/loopback_plan.rs. So is
-        // its precision: the `auto` patterns (up to 10 s a round until +-1 %) take a few fixed
-        // iterations here.
+        // its precision: the `auto` patterns take a few fixed iterations here.
         for layer in p["layers"].as_array_mut().unwrap() {
             for pat in layer["patterns"].as_array_mut().unwrap() {
                 let params = pat["params"].as_object_mut().unwrap();
                 if params.contains_key("runs") {
                     params.insert("runs".into(), 2.into());
                 }
-                if params.get("iterations").is_some_and(|i| i == "auto") {
-                    params.insert("iterations".into(), 5.into());
-                    params.remove("max_time_s");
-                    params.remove("precision_pct");
-                }
             }
         }
+        common::fixed_iterations(p, 5);
     })
 }
 
