@@ -58,8 +58,9 @@ status=0
 # them on this 2-core host). These steps run without the hooks (UCX_MEM_MMAP_HOOK_MODE=none):
 # the UCX registration times kvxfer reports then differ from users' (a target's first
 # registration took 5 us, not 550 us: with the hooks, UCX sets its cache's malloc hooks up in
-# it), and no test here checks them; the slow group below runs UCX as users do. `reloc`, the other fast mode, deadlocks UCX 1.22 in kvxfer's
-# one-process ucx-perf (two threads in UCX's malloc hook set-up). A value set by the caller wins.
+# it), and no test here checks them; the slow group below runs UCX as users do. `reloc`, the
+# other fast mode, deadlocks UCX 1.22 in kvxfer's one-process ucx-perf (two threads in UCX's
+# malloc hook set-up). A value set by the caller wins.
 hooks_by_caller="${UCX_MEM_MMAP_HOOK_MODE+yes}"
 export UCX_MEM_MMAP_HOOK_MODE="${UCX_MEM_MMAP_HOOK_MODE-none}"
 echo "test.sh: UCX_MEM_MMAP_HOOK_MODE=$UCX_MEM_MMAP_HOOK_MODE for the test targets and the CUDA pass" >&2

@@ -73,9 +73,9 @@ fn path(doc: &kvxfer::report::ResultDoc) -> &Value {
 }
 
 /// Runs kvxfer `args` expecting efa0-efa3 as its path, `--json` into `json`, on a fake host of
-/// four EFA devices in `dir` whose counters [`advance`] meanwhile; its output and the
-/// counter steps taken.
-fn on_efa_host(dir: &Path, args: &[&str], json: &Path) -> (std::process::Output, u64) {
+/// four EFA devices in `dir` whose counters [`advance`] meanwhile; checks that it succeeded
+/// and returns its stdout and the counter steps taken.
+fn on_efa_host(dir: &Path, args: &[&str], json: &Path) -> (String, u64) {
     let f = efa_host(dir);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = advance(f.root().to_path_buf(), stop.clone());
@@ -88,7 +88,14 @@ fn on_efa_host(dir: &Path, args: &[&str], json: &Path) -> (std::process::Output,
         .output()
         .unwrap();
     stop.store(true, Ordering::Relaxed);
-    (out, writer.join().unwrap())
+    let steps = writer.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (stdout, steps)
 }
 
 #[test]
@@ -96,16 +103,10 @@ fn a_fake_efa_host_splits_four_ways_with_its_line_rate_and_retransmissions() {
     let _g = fabric_lock();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("x.json");
-    let (out, steps) = on_efa_host(
+    let (stdout, steps) = on_efa_host(
         dir.path(),
         &["xfer", "-s", "16M", "-I", "20", "-w", "1", "--domain", "lo"],
         &json,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let doc = read_doc(&json);
     assert_eq!(doc.status, Status::Complete);
@@ -242,7 +243,7 @@ fn open_loop_runs_name_the_devices_that_carried_them() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("open.json");
     let size = 1u64 << 20;
-    let (out, _) = on_efa_host(
+    let (stdout, _) = on_efa_host(
         dir.path(),
         &[
             "xfer",
@@ -258,12 +259,6 @@ fn open_loop_runs_name_the_devices_that_carried_them() {
             "fixed:400",
         ],
         &json,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let doc = read_doc(&json);
     assert_eq!(doc.config["open_loop"], true);

@@ -103,10 +103,8 @@ fn initiator(op: XferOp, r: &WorkerReport, s: &OpenSession) -> Initiator {
         })
         .flatten();
     let completed = o.transfers.len() as u64;
-    let mean_gap = match o.arrivals {
-        0 | 1 => 0.0,
-        n => (o.last_arrival_ns - o.first_arrival_ns) as f64 / (n - 1) as f64,
-    };
+    // The mean gap between arrivals, ns: the arrival rate's inverse.
+    let mean_gap = arrived.map_or(0.0, |r| 1e9 / r);
     let last_end = o.transfers.iter().map(|a| end(op, a)).max().unwrap_or(0);
     let achieved = completion_rate(completed, o.first_arrival_ns, last_end, mean_gap);
     let keeps_up = match (arrived.or(Some(s.rate_per_s)), achieved) {
