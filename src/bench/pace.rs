@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 
 use super::samples::{Recorder, SizeSamples};
 use super::BenchError;
-use crate::stats::{Pacer, StoppedBy};
+use crate::stats::{BlockInterval, Pacer, StoppedBy};
 
 /// One batch of iterations: records their samples, returns their wall time in ns.
 pub type Batch<'a> = dyn FnMut(std::ops::Range<u64>, &mut Recorder) -> Result<u64, BenchError> + 'a;
@@ -37,7 +37,9 @@ pub fn run_batches(
         next = end;
     }
     let stopped_by = pace.stopped_by().unwrap_or(StoppedBy::Fixed);
-    Ok(rec.samples(next - first, elapsed_ns, stopped_by))
+    let mut samples = rec.samples(next - first, elapsed_ns, stopped_by);
+    samples.blocks = pace.blocks();
+    Ok(samples)
 }
 
 /// The batches of one loop.
@@ -48,6 +50,10 @@ pub trait Pace {
     /// What ended the loop, once it ended (the deciding side's reason; a side that is told
     /// learns it with the last batch).
     fn stopped_by(&self) -> Option<StoppedBy>;
+    /// The median's interval over the loop's blocks (the deciding side's, once it has enough).
+    fn blocks(&self) -> Option<BlockInterval> {
+        None
+    }
 }
 
 /// A pace decided here and told to no one: a side that runs alone (reads), or both sides of a
@@ -58,6 +64,9 @@ impl Pace for Pacer {
     }
     fn stopped_by(&self) -> Option<StoppedBy> {
         Pacer::stopped_by(self)
+    }
+    fn blocks(&self) -> Option<BlockInterval> {
+        Pacer::blocks(self)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use hdrhistogram::Histogram;
 
-use crate::stats::{new_histogram, Recent, StoppedBy, UCX_PERFTEST_WINDOW};
+use crate::stats::{new_histogram, BlockInterval, Recent, StoppedBy, UCX_PERFTEST_WINDOW};
 
 /// What one size measured.
 #[derive(Debug)]
@@ -19,6 +19,8 @@ pub struct SizeSamples {
     pub recent_ns: Recent,
     /// What ended the timed iterations.
     pub stopped_by: StoppedBy,
+    /// The median's interval over the loop's blocks (batched counts, enough blocks).
+    pub blocks: Option<BlockInterval>,
 }
 
 /// The samples of one size as they are recorded.
@@ -60,6 +62,7 @@ impl Recorder {
             iterations,
             recent_ns: self.recent,
             stopped_by,
+            blocks: None,
         }
     }
 }

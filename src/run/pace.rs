@@ -10,7 +10,7 @@ use crate::bench::pace::{decode_batch, encode_batch, Pace};
 use crate::bench::BenchError;
 use crate::bootstrap::Oob;
 use crate::peer::Side;
-use crate::stats::{Count, Pacer, StoppedBy};
+use crate::stats::{BlockInterval, Count, Pacer, StoppedBy};
 
 /// The deciding side: every decision of its pacer goes to the peer.
 pub struct Leader<'a> {
@@ -28,6 +28,9 @@ impl Pace for Leader<'_> {
     }
     fn stopped_by(&self) -> Option<StoppedBy> {
         self.pacer.stopped_by()
+    }
+    fn blocks(&self) -> Option<BlockInterval> {
+        self.pacer.blocks()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Statistics over samples: HDR histograms, their summaries, sliding windows, tiers of
 //! completion times, order-statistic intervals, and the precision a run reached.
 
+mod blocks;
 mod interval;
 mod pacer;
 mod precision;
@@ -8,13 +9,14 @@ mod recent;
 mod summary;
 mod tiers;
 
+pub use blocks::{BlockInterval, Blocks, MIN_BLOCKS};
 pub use interval::{
     median_interval, median_ranks, nth_smallest, quantile_ranks, values_at, Ranks, LEVEL,
 };
 pub use pacer::{Pacer, FIRST_AUTO_BATCH, FIRST_DURATION_BATCH};
 pub use precision::{
-    median_half_width, AutoLimits, Count, P99Interval, Precision, StoppedBy,
-    DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_TIME, DEFAULT_PRECISION_PCT,
+    median_half_width, stated_interval, AutoLimits, Count, P99Interval, Precision, Stated,
+    StoppedBy, DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_TIME, DEFAULT_PRECISION_PCT,
 };
 pub use recent::{Recent, UCX_PERFTEST_WINDOW};
 pub use summary::{decode_histogram, encode_histogram, new_histogram, LatencySummary, StatsError};

@@ -1,36 +1,47 @@
 //! The batches of a run whose count is not fixed: after each, whether to go on and with how
-//! many iterations, from the samples so far and the time they took.
+//! many iterations, from the samples so far and the time they took. Such a run goes in blocks
+//! of equal iterations, one batch each, so that its precision also covers how the samples
+//! drifted during the run ([`Blocks`]).
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::precision::{median_half_width, AutoLimits, Count, StoppedBy};
-use super::LEVEL;
+use super::blocks::{BlockInterval, Blocks};
+use super::precision::{stated_interval, AutoLimits, Count, StoppedBy};
+use super::{median_ranks, LEVEL};
 
 /// The first batch of an auto run: enough samples for a 95 % interval of the median (6) many
 /// times over, few enough that a 50 ms transfer spends about a second on it.
 pub const FIRST_AUTO_BATCH: u64 = 24;
 /// The first batch of a duration run, from which the time per iteration is estimated.
 pub const FIRST_DURATION_BATCH: u64 = 4;
-/// A batch at most this many times the iterations done so far, so the estimate that sized it
-/// is checked again before it is trusted with much more.
-const GROWTH: u64 = 3;
 
 /// Decides the batches of one run.
 #[derive(Debug, Clone)]
 pub struct Pacer {
     count: Count,
     done: u64,
+    /// The last batch asked for.
+    last: u64,
+    /// The batches so far as blocks (auto and duration counts).
+    blocks: Option<Blocks>,
     stopped: Option<StoppedBy>,
 }
 
 impl Pacer {
     /// A run of `count`, nothing done yet.
     pub fn new(count: Count) -> Pacer {
+        let first = match count {
+            Count::Fixed(_) => None,
+            Count::Auto(_) => Some(FIRST_AUTO_BATCH),
+            Count::Duration(_) => Some(FIRST_DURATION_BATCH),
+        };
         Pacer {
             count,
             done: 0,
+            last: 0,
+            blocks: first.map(Blocks::new),
             stopped: None,
         }
     }
@@ -38,6 +49,11 @@ impl Pacer {
     /// What ended the run, once it ended.
     pub fn stopped_by(&self) -> Option<StoppedBy> {
         self.stopped
+    }
+
+    /// The median's interval over the run's blocks, once there are enough of them.
+    pub fn blocks(&self) -> Option<BlockInterval> {
+        self.blocks.as_ref().and_then(Blocks::interval)
     }
 
     /// Timed iterations asked for so far.
@@ -51,13 +67,22 @@ impl Pacer {
         if self.stopped.is_some() {
             return 0;
         }
+        if let Some(b) = self.blocks.as_mut().filter(|_| self.done > 0) {
+            b.push(h, self.last);
+        }
         let n = match self.count {
             Count::Fixed(n) => self.fixed(n),
             Count::Auto(a) => self.auto(&a, h, timed),
             Count::Duration(d) => self.duration(d, timed),
         };
         self.done = self.done.saturating_add(n);
+        self.last = n;
         n
+    }
+
+    /// The next block's iterations.
+    fn block(&self) -> u64 {
+        self.blocks.as_ref().map_or(1, Blocks::block_iterations)
     }
 
     fn stop(&mut self, why: StoppedBy) -> u64 {
@@ -74,11 +99,14 @@ impl Pacer {
 
     fn auto(&mut self, a: &AutoLimits, h: &Histogram<u64>, timed: Duration) -> u64 {
         if self.done == 0 {
-            return FIRST_AUTO_BATCH.min(a.max_iterations);
+            return self.block().min(a.max_iterations);
         }
-        let hw = median_half_width(h);
-        if let Some((pct, coverage)) = hw {
-            if coverage >= LEVEL && pct <= a.precision_pct {
+        // Precision is reached only once the blocks state their interval too.
+        let blocks = self.blocks();
+        if let Some(s) = blocks.and_then(|b| stated_interval(h, Some(&b))) {
+            let samples_reach_level =
+                median_ranks(h.len(), LEVEL).is_some_and(|r| r.coverage >= LEVEL);
+            if samples_reach_level && s.half_width_pct <= a.precision_pct {
                 return self.stop(StoppedBy::Precision);
             }
         }
@@ -88,29 +116,20 @@ impl Pacer {
         if timed >= a.max_time {
             return self.stop(StoppedBy::MaxTime);
         }
-        // The interval narrows as 1 / sqrt(n): the samples that would bring it to the target,
-        // a fifth more for luck, at least a quarter of those done, at most GROWTH times them.
-        let wanted = match hw {
-            Some((pct, _)) => {
-                let factor = (pct / a.precision_pct).powi(2) * 1.2;
-                ((self.done as f64 * factor) as u64).saturating_sub(self.done)
-            }
-            None => self.done,
-        };
-        let more = wanted
-            .clamp((self.done / 4).max(1), self.done.saturating_mul(GROWTH))
-            .min(a.max_iterations - self.done);
-        more.min(fit(self.done, timed, a.max_time))
+        // One block, or what is left of a limit (a shorter last batch is no block).
+        self.block()
+            .min(a.max_iterations - self.done)
+            .min(fit(self.done, timed, a.max_time))
     }
 
     fn duration(&mut self, d: Duration, timed: Duration) -> u64 {
-        if self.done == 0 {
-            return FIRST_DURATION_BATCH;
-        }
-        if timed >= d {
+        if self.done > 0 && timed >= d {
             return self.stop(StoppedBy::Duration);
         }
-        fit(self.done, timed, d).min(self.done.saturating_mul(GROWTH).max(1))
+        if self.done == 0 {
+            return self.block();
+        }
+        self.block().min(fit(self.done, timed, d))
     }
 }
 
@@ -127,7 +146,7 @@ fn fit(done: u64, timed: Duration, limit: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::new_histogram;
+    use crate::stats::{median_half_width, new_histogram};
 
     fn spread(h: &mut Histogram<u64>, n: u64, centre: u64, width: u64) {
         for i in 0..n {
@@ -148,21 +167,61 @@ mod tests {
         assert_eq!(p.done(), 100);
     }
 
+    /// Asks `p` for at most `batches` batches and runs them, batch `i`'s samples all at
+    /// `level(i)` ns and 1 us of wall time per iteration; the sizes asked for (0: it stopped).
+    fn drive(
+        p: &mut Pacer,
+        h: &mut Histogram<u64>,
+        batches: usize,
+        level: impl Fn(usize) -> u64,
+    ) -> Vec<u64> {
+        let mut asked = Vec::new();
+        for i in 0..batches {
+            let n = p.next(h, Duration::from_micros(p.done()));
+            asked.push(n);
+            if n == 0 {
+                break;
+            }
+            h.record_n(level(i), n).unwrap();
+        }
+        asked
+    }
+
     #[test]
-    fn auto_stops_at_the_precision() {
+    fn auto_stops_at_the_precision_once_ten_blocks_state_it() {
         let mut p = Pacer::new(Count::Auto(AutoLimits::default()));
         let mut h = new_histogram();
-        assert_eq!(p.next(&h, Duration::ZERO), FIRST_AUTO_BATCH);
-        // Samples spread +-50 % around 10 us: the interval is far wider than 1 %, so more
-        // come, at most three times those done.
-        spread(&mut h, FIRST_AUTO_BATCH, 10_000, 10_000);
-        let more = p.next(&h, Duration::from_millis(1));
-        assert_eq!(more, 3 * FIRST_AUTO_BATCH);
-        // Samples all within 0.5 % of each other: the interval is too.
-        let mut tight = new_histogram();
-        spread(&mut tight, 200, 100_000, 1_000);
-        assert_eq!(p.next(&tight, Duration::from_millis(2)), 0);
+        // Equal samples: the samples' interval is exact from the first batch, but the claim
+        // waits for ten blocks of FIRST_AUTO_BATCH, one batch each.
+        let asked = drive(&mut p, &mut h, 20, |_| 1000);
+        let mut want = vec![FIRST_AUTO_BATCH; 10];
+        want.push(0);
+        assert_eq!(asked, want);
         assert_eq!(p.stopped_by(), Some(StoppedBy::Precision));
+        let b = p.blocks().unwrap();
+        assert_eq!((b.count, b.iterations_each), (10, FIRST_AUTO_BATCH));
+        assert_eq!(b.p50_interval_us, [1.0, 1.0]);
+    }
+
+    #[test]
+    fn drift_between_blocks_keeps_an_auto_run_going_and_blocks_double() {
+        let mut p = Pacer::new(Count::Auto(AutoLimits::default()));
+        let mut h = new_histogram();
+        // Each block at one level, the levels 0.95, 1, 1.05 us in turn (exact in the histogram
+        // below 2048 ns): after ten blocks the samples' own interval is exact (the middle level
+        // holds the median), the blocks' is +-5 %, so the run goes on.
+        let levels = |i: usize| [950, 1000, 1050][i % 3];
+        let asked = drive(&mut p, &mut h, 11, levels);
+        assert_eq!(asked, vec![FIRST_AUTO_BATCH; 11]);
+        assert_eq!(median_half_width(&h).unwrap().0, 0.0);
+        let b = p.blocks().unwrap();
+        assert_eq!(b.p50_interval_us, [0.95, 1.05]);
+        assert_eq!(p.stopped_by(), None);
+        // The twentieth block merges pairs: the batch after it is a block of twice as many.
+        let asked = drive(&mut p, &mut h, 12, |i| levels(i + 11));
+        assert_eq!(asked[..9], [FIRST_AUTO_BATCH; 9]);
+        assert_eq!(asked[9..], [2 * FIRST_AUTO_BATCH; 3]);
+        assert_eq!(p.stopped_by(), None);
     }
 
     #[test]
@@ -195,12 +254,12 @@ mod tests {
         let h = new_histogram();
         let mut p = Pacer::new(Count::Duration(Duration::from_secs(10)));
         assert_eq!(p.next(&h, Duration::ZERO), FIRST_DURATION_BATCH);
-        // 4 in 1 ms: growth caps the next batch at 12.
-        assert_eq!(p.next(&h, Duration::from_millis(1)), 12);
-        // 16 in 8 s: 4 more fit in the 2 s left.
-        assert_eq!(p.next(&h, Duration::from_secs(8)), 4);
+        // One block at a time.
+        assert_eq!(p.next(&h, Duration::from_millis(1)), FIRST_DURATION_BATCH);
+        // 8 in 8 s: 2 more fit in the 2 s left.
+        assert_eq!(p.next(&h, Duration::from_secs(8)), 2);
         assert_eq!(p.next(&h, Duration::from_secs(10)), 0);
         assert_eq!(p.stopped_by(), Some(StoppedBy::Duration));
-        assert_eq!(p.done(), 20);
+        assert_eq!(p.done(), 10);
     }
 }

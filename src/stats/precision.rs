@@ -6,6 +6,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::blocks::BlockInterval;
 use super::interval::{median_ranks, quantile_ranks, values_at, LEVEL};
 
 /// Limits of a precision-driven run.
@@ -160,33 +161,81 @@ pub struct Precision {
     pub target_pct: Option<f64>,
     /// The p99's 95 % interval, or `too few samples for p99 (N)`.
     pub p99_interval_us: P99Interval,
+    /// The median's interval from the samples alone, microseconds, stated where the blocks'
+    /// interval is wider (`p50_interval_us` then spans both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_p50_interval_us: Option<[f64; 2]>,
+    /// The run's samples in blocks of equal iterations and the median's interval over their
+    /// medians (runs in batches: auto and duration counts, 10 blocks or more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<BlockInterval>,
 }
 
 /// The median's half-width in percent and its coverage from the histogram's samples, None
 /// with fewer than 2.
 pub fn median_half_width(h: &Histogram<u64>) -> Option<(f64, f64)> {
+    stated_interval(h, None).map(|s| (s.half_width_pct, s.coverage))
+}
+
+/// The median's interval a result states: the samples' own, widened to the blocks' where the
+/// blocks' is wider (either covers the median at its level, so both together do too).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stated {
+    /// Microseconds.
+    pub interval_us: [f64; 2],
+    /// The samples' own, microseconds.
+    pub samples_us: [f64; 2],
+    /// The farther end from the median, percent of the median.
+    pub half_width_pct: f64,
+    /// The coverage of the wider of the two.
+    pub coverage: f64,
+}
+
+/// The median's stated interval from the samples in `h` (ns) and the blocks' interval, None
+/// with fewer than 2 samples.
+pub fn stated_interval(h: &Histogram<u64>, blocks: Option<&BlockInterval>) -> Option<Stated> {
     let r = median_ranks(h.len(), LEVEL)?;
     let (lo, hi) = values_at(h, &r)?;
-    let p50 = h.value_at_quantile(0.5) as f64;
+    let p50 = h.value_at_quantile(0.5) as f64 / 1000.0;
     if p50 <= 0.0 {
         return None;
     }
-    let far = (p50 - lo as f64).max(hi as f64 - p50);
-    Some((100.0 * far / p50, r.coverage))
+    let samples_us = [lo as f64 / 1000.0, hi as f64 / 1000.0];
+    let (mut interval_us, mut coverage) = (samples_us, r.coverage);
+    if let Some(b) = blocks {
+        interval_us = [
+            interval_us[0].min(b.p50_interval_us[0]),
+            interval_us[1].max(b.p50_interval_us[1]),
+        ];
+        coverage = coverage.max(b.coverage);
+    }
+    let far = (p50 - interval_us[0]).max(interval_us[1] - p50);
+    Some(Stated {
+        interval_us,
+        samples_us,
+        half_width_pct: 100.0 * far / p50,
+        coverage,
+    })
 }
 
 impl Precision {
-    /// The precision of the samples in `h` (nanoseconds), ended by `stopped_by`.
-    pub fn of(h: &Histogram<u64>, stopped_by: StoppedBy, target_pct: Option<f64>) -> Precision {
+    /// The precision of the samples in `h` (nanoseconds) and of their `blocks`, ended by
+    /// `stopped_by`.
+    pub fn of(
+        h: &Histogram<u64>,
+        stopped_by: StoppedBy,
+        target_pct: Option<f64>,
+        blocks: Option<&BlockInterval>,
+    ) -> Precision {
         let us = |ns: u64| ns as f64 / 1000.0;
         let n = h.len();
-        let median = median_ranks(n, LEVEL).and_then(|r| values_at(h, &r));
         let p99 = quantile_ranks(n, 0.99, LEVEL).and_then(|r| values_at(h, &r));
-        let hw = median_half_width(h);
+        let stated = stated_interval(h, blocks);
+        let widened = stated.filter(|s| s.interval_us != s.samples_us);
         Precision {
-            p50_interval_us: median.map(|(lo, hi)| [us(lo), us(hi)]),
-            half_width_pct: hw.map(|x| x.0),
-            coverage: hw.map(|x| x.1),
+            p50_interval_us: stated.map(|s| s.interval_us),
+            half_width_pct: stated.map(|s| s.half_width_pct),
+            coverage: stated.map(|s| s.coverage),
             iterations: n,
             stopped_by,
             target_pct,
@@ -194,6 +243,8 @@ impl Precision {
                 Some((lo, hi)) => P99Interval::Interval([us(lo), us(hi)]),
                 None => P99Interval::TooFew(format!("too few samples for p99 ({n})")),
             },
+            samples_p50_interval_us: widened.map(|s| s.samples_us),
+            blocks: blocks.copied(),
         }
     }
 
@@ -222,7 +273,7 @@ mod tests {
         for v in 1..=100u64 {
             h.record(10 * v).unwrap(); // 10..1000 ns, each exact in the histogram
         }
-        let p = Precision::of(&h, StoppedBy::Fixed, None);
+        let p = Precision::of(&h, StoppedBy::Fixed, None, None);
         // Ranks 40 and 61 of 100: 400 ns and 610 ns around a median of 500 ns.
         assert_eq!(p.p50_interval_us, Some([0.4, 0.61]));
         assert!((p.half_width_pct.unwrap() - 22.0).abs() < 1e-9);

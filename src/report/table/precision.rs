@@ -1,5 +1,6 @@
 //! The line under a table that says how precise each result's median is:
-//! `64: p50 11.84 ms +-0.6 % (1234 iterations, stopped by precision; p99 12.10-12.90 ms)`.
+//! `64: p50 11.84 ms +-0.6 % (1234 iterations, stopped by precision; p99 12.10-12.90 ms)`, and
+//! for a run in blocks `... +-4.2 % (1287 iterations in 12 blocks, samples alone +-1.1 %, ...)`.
 
 use std::fmt::Write;
 
@@ -50,8 +51,17 @@ pub fn precision_line(r: &SizeResult) -> Option<String> {
         }
         P99Interval::TooFew(why) => why.clone(),
     };
+    let blocks = match (&p.blocks, &p.samples_p50_interval_us) {
+        (Some(b), Some([lo, hi])) => format!(
+            " in {} blocks, samples alone +-{:.1} %",
+            b.count,
+            100.0 * (p50 - lo).max(hi - p50) / p50
+        ),
+        (Some(b), None) => format!(" in {} blocks", b.count),
+        _ => String::new(),
+    };
     Some(format!(
-        "{}: p50 {} {hw}{coverage} ({} iterations, stopped by {}; {p99})",
+        "{}: p50 {} {hw}{coverage} ({} iterations{blocks}, stopped by {}; {p99})",
         crate::units::human_size(r.message_size),
         time_str(p50),
         p.iterations,
@@ -71,7 +81,7 @@ pub fn precision_lines(doc: &ResultDoc) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{new_histogram, LatencySummary, StoppedBy};
+    use crate::stats::{new_histogram, BlockInterval, LatencySummary, StoppedBy};
 
     #[test]
     fn the_line_names_the_median_its_half_width_and_the_stop() {
@@ -84,9 +94,9 @@ mod tests {
             latency_us: LatencySummary::from_histogram(&h),
             ..Default::default()
         };
-        let p = Precision::of(&h, StoppedBy::Precision, Some(1.0));
+        let p = Precision::of(&h, StoppedBy::Precision, Some(1.0), None);
         r.extra
-            .insert("precision".into(), serde_json::to_value(p).unwrap());
+            .insert("precision".into(), serde_json::to_value(&p).unwrap());
         let line = precision_line(&r).unwrap();
         // The histogram keeps 3 significant digits: 11.84 ms reads as 11.85.
         assert!(line.starts_with("56000K: p50 11.85 ms +-0.0 % "), "{line}");
@@ -95,6 +105,22 @@ mod tests {
             "{line}"
         );
         assert_eq!(range_str(800.0, 1200.0), "0.80-1.20 ms");
+        // Blocks whose medians spread wider than the samples' interval: the line states the
+        // wider one and the samples' own.
+        let blocks = BlockInterval {
+            count: 12,
+            iterations_each: 80,
+            p50_interval_us: [11_300.0, 12_400.0],
+            coverage: 0.96,
+        };
+        let p = Precision::of(&h, StoppedBy::MaxTime, Some(1.0), Some(&blocks));
+        r.extra
+            .insert("precision".into(), serde_json::to_value(&p).unwrap());
+        let line = precision_line(&r).unwrap();
+        assert!(
+            line.contains("+-4.7 % (1000 iterations in 12 blocks, samples alone +-0.0 %, stopped by max-time;"),
+            "{line}"
+        );
         r.extra.clear();
         assert!(precision_line(&r).is_none());
         assert_eq!(time_str(0.71), "0.71 us");

@@ -421,7 +421,12 @@ pub(crate) fn add_precision(
     if role == Side::Target && s.latency_ns.is_empty() {
         return;
     }
-    let p = Precision::of(&s.latency_ns, s.stopped_by, Precision::target_of(count));
+    let p = Precision::of(
+        &s.latency_ns,
+        s.stopped_by,
+        Precision::target_of(count),
+        s.blocks.as_ref(),
+    );
     if let Ok(v) = serde_json::to_value(p) {
         r.extra.insert("precision".into(), v);
     }

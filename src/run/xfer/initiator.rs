@@ -227,6 +227,7 @@ fn initiator_steps(
             i += 1;
         }
         report.stopped_by = Some(shared.pace.stopped_by()).filter(|s| *s != StoppedBy::Fixed);
+        report.blocks = shared.pace.blocks();
         shared.gate.end();
         report.staging_ns = run.staging.take().map(Staging::take).unwrap_or_default();
         report.environment = environment(&*ep);
@@ -271,6 +272,7 @@ fn first_report(
         rails: None,
         target_path: None,
         stopped_by: None,
+        blocks: None,
         open: Vec::new(),
     }
 }

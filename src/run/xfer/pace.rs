@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::stats::{new_histogram, Count, Pacer, StoppedBy};
+use crate::stats::{new_histogram, BlockInterval, Count, Pacer, StoppedBy};
 
 /// The shared decision.
 #[derive(Debug)]
@@ -90,6 +90,11 @@ impl SharedPace {
         }
     }
 
+    /// The median's interval over the run's blocks, once there are enough.
+    pub fn blocks(&self) -> Option<BlockInterval> {
+        self.lock().pacer.blocks()
+    }
+
     /// What ended the run (a fixed count until it ends otherwise).
     pub fn stopped_by(&self) -> StoppedBy {
         self.lock().pacer.stopped_by().unwrap_or(StoppedBy::Fixed)
@@ -119,7 +124,7 @@ mod tests {
     #[test]
     fn workers_stop_together_after_the_iterations_started() {
         // Three workers in step, each one iteration ahead of the last; the samples are all
-        // equal, so the first decision (after the first batch) stops the run.
+        // equal, so the decision after the tenth block (a batch each) stops the run.
         let p = SharedPace::new(Count::Auto(AutoLimits::default()), 1);
         let first_batch = crate::stats::FIRST_AUTO_BATCH;
         let mut ran = [0u64; 3];
@@ -144,7 +149,7 @@ mod tests {
         // others then ran the iterations up to the last one started, and no further.
         assert_eq!(p.stopped_by(), StoppedBy::Precision);
         let stop = ran[2];
-        assert!(stop > first_batch, "{ran:?}");
+        assert!(stop > 10 * first_batch, "{ran:?}");
         assert_eq!(ran, [stop; 3]);
     }
 }

@@ -306,7 +306,13 @@ fn precision(cfg: &XferConfig, reports: &[&WorkerReport], e2e: &Histogram<u64>) 
         .iter()
         .find_map(|r| r.stopped_by)
         .unwrap_or(StoppedBy::Fixed);
-    let p = Precision::of(e2e, stopped_by, Precision::target_of(&cfg.iterations));
+    // The workers of one process share one pace and so one blocks' interval; a result merged
+    // from processes whose intervals differ states its samples' interval alone.
+    let mut blocks = reports.iter().filter_map(|r| r.blocks);
+    let first = blocks.next();
+    let blocks = first.filter(|b| blocks.all(|o| o == *b));
+    let target = Precision::target_of(&cfg.iterations);
+    let p = Precision::of(e2e, stopped_by, target, blocks.as_ref());
     serde_json::to_value(p).ok()
 }
 

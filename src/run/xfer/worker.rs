@@ -14,7 +14,7 @@ use crate::bootstrap::Oob;
 use crate::report::Environment;
 use crate::run::path::SideView;
 use crate::run::RunError;
-use crate::stats::StoppedBy;
+use crate::stats::{BlockInterval, StoppedBy};
 use crate::xfer::rails::RailStats;
 use crate::xfer::{
     InitiatorEnd, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError, XferInitiator,
@@ -69,6 +69,9 @@ pub struct WorkerReport {
     /// What ended the timed iterations (absent: a fixed count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<StoppedBy>,
+    /// The median's interval over the timed iterations' blocks (batched counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<BlockInterval>,
     /// Open-loop runs: each session (rate) this worker drove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open: Vec<OpenSession>,

@@ -82,6 +82,7 @@ fn reports() -> Vec<WorkerReport> {
             rails: None,
             target_path: None,
             stopped_by: None,
+            blocks: None,
             open: Vec::new(),
         })
         .collect()
@@ -163,4 +164,31 @@ fn no_reports_give_a_failed_document_without_figures() {
     let r = &doc.results[0];
     assert!(r.bandwidth_gbps.is_none() && r.latency_us.is_none() && r.histogram.is_none());
     assert!(r.extra["costs"]["first_transfer_us"].is_null());
+}
+
+#[test]
+fn one_pace_states_its_blocks_and_paces_that_differ_state_the_samples_alone() {
+    // Blocks wider than the samples (which span 1 to 2.02 ms): the stated interval is theirs.
+    let b = crate::stats::BlockInterval {
+        count: 10,
+        iterations_each: 24,
+        p50_interval_us: [900.0, 3000.0],
+        coverage: 0.978,
+    };
+    let mut rs = reports();
+    for r in &mut rs {
+        r.blocks = Some(b);
+    }
+    let doc = build(&cfg(XferOp::Write), &plan(), Side::Initiator, &rs, None);
+    let p = &doc.results[0].extra["precision"];
+    assert_eq!(p["blocks"]["count"], 10, "{p}");
+    assert_eq!(p["p50_interval_us"], json!([900.0, 3000.0]), "{p}");
+    assert!(p["samples_p50_interval_us"].is_array(), "{p}");
+    // Workers of two processes whose blocks differ: no one interval over blocks holds.
+    rs[3].blocks = Some(crate::stats::BlockInterval { count: 11, ..b });
+    let doc = build(&cfg(XferOp::Write), &plan(), Side::Initiator, &rs, None);
+    let p = &doc.results[0].extra["precision"];
+    assert!(p.get("blocks").is_none(), "{p}");
+    assert!(p.get("samples_p50_interval_us").is_none(), "{p}");
+    assert!(p["p50_interval_us"][1].as_f64().unwrap() < 3000.0, "{p}");
 }
