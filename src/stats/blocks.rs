@@ -161,9 +161,12 @@ mod tests {
             b.push(&all, 100);
         }
         let iv = b.interval().unwrap();
-        let samples = crate::stats::median_half_width(&all).unwrap().0;
+        let r = median_ranks(all.len(), LEVEL).unwrap();
+        let (lo, hi) = crate::stats::values_at(&all, &r).unwrap();
         let p50 = all.value_at_quantile(0.5) as f64 / 1000.0;
-        let blocks = 100.0 * (iv.p50_interval_us[1] - p50).max(p50 - iv.p50_interval_us[0]) / p50;
+        let width = |lo: f64, hi: f64| 100.0 * (hi - p50).max(p50 - lo) / p50;
+        let samples = width(lo as f64 / 1000.0, hi as f64 / 1000.0);
+        let blocks = width(iv.p50_interval_us[0], iv.p50_interval_us[1]);
         assert!(samples < 2.0, "{samples}");
         assert!(blocks > 6.0, "{blocks}");
     }
