@@ -116,4 +116,6 @@ if tot["fixed"] and tot["auto"]:
     half = tot["auto"] <= tot["fixed"] / 2
     print(f"auto/fixed time {tot['auto'] / tot['fixed']:.2f}: {'at most' if half else 'more than'} half; "
           f"precision {'the same or better (or within the 1 % target)' if better else 'worse'} on every pattern")
+print("fixed counts run in one batch and state their samples' interval alone; auto runs go in blocks "
+      "and state it widened to the blocks' (the drift during the run), so auto's +-% is the stricter")
 EOF
