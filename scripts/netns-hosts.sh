@@ -60,6 +60,18 @@ case "$cmd" in
             ip -n "$ns" link set "$ns_end" up
             ip -n "$ns" link set lo up
         done
+        # A veth end carries traffic (and libfabric's tcp provider offers it) only once its
+        # carrier is up, a moment after `link set up`: wait for every end, at most 10 s.
+        for k in $(seq 1 "$n"); do
+            for try in $(seq 1 100); do
+                if ip -o link show "${prefix}${k}-v" | grep -q "state UP" &&
+                    ip -n "${prefix}${k}" -o link show "h${k}-eth" | grep -q "state UP"; then
+                    break
+                fi
+                [ "$try" -lt 100 ] || { echo "netns-hosts.sh: ${prefix}${k}'s veth is not up after 10 s" >&2; exit 1; }
+                sleep 0.1
+            done
+        done
         ;;
     down)
         for k in $(seq 1 "$n"); do
