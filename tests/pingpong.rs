@@ -110,6 +110,88 @@ fn shm_two_processes() {
     two_processes("shm", "rdm", "tagged");
 }
 
+/// Checks a `--rounds` document: every round's samples in each result, and a stated interval
+/// that holds every round's median.
+fn assert_rounds(doc: &kvxfer::report::ResultDoc, sizes: &[u64], rounds: u64, iterations: u64) {
+    assert_pingpong_consistent(doc, sizes, rounds * iterations);
+    assert_eq!(doc.config["rounds"], rounds);
+    for r in &doc.results {
+        let p = &r.extra["precision"];
+        let medians = p["rounds"]["p50_us"].as_array().unwrap();
+        assert_eq!(medians.len() as u64, rounds, "{p}");
+        let [lo, hi] = [0, 1].map(|i| p["p50_interval_us"][i].as_f64().unwrap());
+        let p50 = r.latency_us.unwrap().p50;
+        for m in medians.iter().map(|m| m.as_f64().unwrap()).chain([p50]) {
+            assert!(lo <= m && m <= hi, "{m} outside [{lo}, {hi}]: {p}");
+        }
+    }
+}
+
+#[test]
+fn rounds_run_on_fresh_endpoints_in_one_process_and_across_two() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    kvxfer()
+        .args([
+            "pingpong", "-p", "tcp", "-S", "64,64K", "-I", "40", "-w", "3",
+        ])
+        .args(["--verify", "--rounds", "3", "--timeout", "60", "--json"])
+        .arg(&json)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(120 iterations in 3 rounds"));
+    assert_rounds(&read_doc(&json), &[64, 65536], 3, 40);
+    let args = [
+        "pingpong", "-p", "shm", "-S", "1K", "-I", "30", "--rounds", "2",
+    ];
+    let (ini, t) = target_and_initiator(&args, dir.path());
+    assert!(
+        ini.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ini.stderr)
+    );
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    assert_rounds(&read_doc(&dir.path().join("i.json")), &[1024], 2, 30);
+    assert_eq!(read_doc(&dir.path().join("t.json")).config["rounds"], 2);
+}
+
+#[test]
+fn rounds_out_of_range_or_unlike_the_peers_are_refused() {
+    for bad in ["0", "1001", "x"] {
+        kvxfer()
+            .args(["pingpong", "-p", "tcp", "-S", "64", "--rounds", bad])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--rounds"));
+    }
+    // Both sides must run the same rounds: the initiator is told which differs.
+    let _g = fabric_lock();
+    let port = free_port();
+    let mut target = Std::new(kvxfer_path())
+        .args([
+            "pingpong", "-p", "tcp", "-S", "64", "-I", "20", "--rounds", "2",
+        ])
+        .args(["--timeout", "10", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    kvxfer()
+        .args([
+            "pingpong", "-p", "tcp", "-S", "64", "-I", "20", "--rounds", "3",
+        ])
+        .args(["--timeout", "10", "--peer", &format!("127.0.0.1:{port}")])
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "rounds is 3 here but 2 on the peer",
+        ));
+    let _ = target.kill();
+    let _ = target.wait();
+}
+
 #[test]
 fn unknown_provider_lists_available_ones() {
     kvxfer()

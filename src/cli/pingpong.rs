@@ -68,6 +68,10 @@ pub struct PingPongArgs {
     /// Never use fi_inject, even below the inject size.
     #[arg(long)]
     no_inject: bool,
+    /// Rounds per size, each on fresh endpoints and buffers, 1 to 1000: the median's interval
+    /// then spans the rounds' medians too, which move as much as separate runs' do.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    rounds: u64,
     #[command(flatten)]
     mem: SegArgs,
 }
@@ -108,6 +112,7 @@ pub fn base_config(a: &PairArgs) -> anyhow::Result<PingPongConfig> {
         inject: true,
         timeout: a.timeout,
         mem: Default::default(),
+        rounds: 1,
     })
 }
 
@@ -148,5 +153,6 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
     };
     cfg.inject = !a.no_inject;
     cfg.mem = a.mem.kinds();
+    cfg.rounds = a.rounds;
     drive(&a.pair, &cfg, "pingpong", cfg.sizes.len())
 }

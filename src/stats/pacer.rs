@@ -103,7 +103,8 @@ impl Pacer {
         }
         // Precision is reached only once the blocks state their interval too.
         let blocks = self.blocks();
-        if let Some(s) = blocks.and_then(|b| stated_interval(h, Some(&b))) {
+        if let Some(s) = blocks.and_then(|b| stated_interval(h, &[(b.p50_interval_us, b.coverage)]))
+        {
             let samples_reach_level =
                 median_ranks(h.len(), LEVEL).is_some_and(|r| r.coverage >= LEVEL);
             if samples_reach_level && s.half_width_pct <= a.precision_pct {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::blocks::BlockInterval;
 use super::interval::{median_ranks, quantile_ranks, values_at, LEVEL};
+use super::rounds::RoundsInterval;
 
 /// Limits of a precision-driven run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -169,16 +170,19 @@ pub struct Precision {
     /// medians (runs in batches: auto and duration counts, 10 blocks or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocks: Option<BlockInterval>,
+    /// The median's interval over the medians of rounds on fresh endpoints (`--rounds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<RoundsInterval>,
 }
 
 /// The median's half-width in percent and its coverage from the histogram's samples, None
 /// with fewer than 2.
 pub fn median_half_width(h: &Histogram<u64>) -> Option<(f64, f64)> {
-    stated_interval(h, None).map(|s| (s.half_width_pct, s.coverage))
+    stated_interval(h, &[]).map(|s| (s.half_width_pct, s.coverage))
 }
 
-/// The median's interval a result states: the samples' own, widened to the blocks' where the
-/// blocks' is wider (either covers the median at its level, so both together do too).
+/// The median's interval a result states: the samples' own, widened to the blocks' and the
+/// rounds' where those are wider (each covers the median at its level, so together they do).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stated {
     /// Microseconds.
@@ -187,13 +191,15 @@ pub struct Stated {
     pub samples_us: [f64; 2],
     /// The farther end from the median, percent of the median.
     pub half_width_pct: f64,
-    /// The coverage of the wider of the two.
+    /// The coverage of the interval of the widest scope: the rounds', else the blocks', else
+    /// the samples'.
     pub coverage: f64,
 }
 
-/// The median's stated interval from the samples in `h` (ns) and the blocks' interval, None
-/// with fewer than 2 samples.
-pub fn stated_interval(h: &Histogram<u64>, blocks: Option<&BlockInterval>) -> Option<Stated> {
+/// The median's stated interval from the samples in `h` (ns), widened to each of the `wider`
+/// intervals (microseconds, with their coverage), narrowest scope first (the blocks', then the
+/// rounds'); None with fewer than 2 samples.
+pub fn stated_interval(h: &Histogram<u64>, wider: &[([f64; 2], f64)]) -> Option<Stated> {
     let r = median_ranks(h.len(), LEVEL)?;
     let (lo, hi) = values_at(h, &r)?;
     let p50 = h.value_at_quantile(0.5) as f64 / 1000.0;
@@ -201,14 +207,13 @@ pub fn stated_interval(h: &Histogram<u64>, blocks: Option<&BlockInterval>) -> Op
         return None;
     }
     let samples_us = [lo as f64 / 1000.0, hi as f64 / 1000.0];
-    let (mut interval_us, mut coverage) = (samples_us, r.coverage);
-    if let Some(b) = blocks {
-        interval_us = [
-            interval_us[0].min(b.p50_interval_us[0]),
-            interval_us[1].max(b.p50_interval_us[1]),
-        ];
-        coverage = coverage.max(b.coverage);
+    let mut interval_us = samples_us;
+    for ([lo, hi], _) in wider {
+        interval_us = [interval_us[0].min(*lo), interval_us[1].max(*hi)];
     }
+    // The samples' coverage holds only if they are independent; the interval of the widest
+    // scope (the last) is the one whose premise the others do not contradict.
+    let coverage = wider.last().map_or(r.coverage, |w| w.1);
     let far = (p50 - interval_us[0]).max(interval_us[1] - p50);
     Some(Stated {
         interval_us,
@@ -219,18 +224,24 @@ pub fn stated_interval(h: &Histogram<u64>, blocks: Option<&BlockInterval>) -> Op
 }
 
 impl Precision {
-    /// The precision of the samples in `h` (nanoseconds) and of their `blocks`, ended by
-    /// `stopped_by`.
+    /// The precision of the samples in `h` (nanoseconds), of their `blocks` and of the
+    /// `rounds` they ran in, ended by `stopped_by`.
     pub fn of(
         h: &Histogram<u64>,
         stopped_by: StoppedBy,
         target_pct: Option<f64>,
         blocks: Option<&BlockInterval>,
+        rounds: Option<&RoundsInterval>,
     ) -> Precision {
         let us = |ns: u64| ns as f64 / 1000.0;
         let n = h.len();
         let p99 = quantile_ranks(n, 0.99, LEVEL).and_then(|r| values_at(h, &r));
-        let stated = stated_interval(h, blocks);
+        let wider: Vec<([f64; 2], f64)> = blocks
+            .map(|b| (b.p50_interval_us, b.coverage))
+            .into_iter()
+            .chain(rounds.map(|r| (r.p50_interval_us, r.coverage)))
+            .collect();
+        let stated = stated_interval(h, &wider);
         let widened = stated.filter(|s| s.interval_us != s.samples_us);
         Precision {
             p50_interval_us: stated.map(|s| s.interval_us),
@@ -245,6 +256,7 @@ impl Precision {
             },
             samples_p50_interval_us: widened.map(|s| s.samples_us),
             blocks: blocks.copied(),
+            rounds: rounds.cloned(),
         }
     }
 
@@ -273,7 +285,7 @@ mod tests {
         for v in 1..=100u64 {
             h.record(10 * v).unwrap(); // 10..1000 ns, each exact in the histogram
         }
-        let p = Precision::of(&h, StoppedBy::Fixed, None, None);
+        let p = Precision::of(&h, StoppedBy::Fixed, None, None, None);
         // Ranks 40 and 61 of 100: 400 ns and 610 ns around a median of 500 ns.
         assert_eq!(p.p50_interval_us, Some([0.4, 0.61]));
         assert!((p.half_width_pct.unwrap() - 22.0).abs() < 1e-9);

@@ -1,6 +1,7 @@
 //! The line under a table that says how precise each result's median is:
 //! `64: p50 11.84 ms +-0.6 % (1234 iterations, stopped by precision; p99 12.10-12.90 ms)`, and
-//! for a run in blocks `... +-4.2 % (1287 iterations in 12 blocks, samples alone +-1.1 %, ...)`.
+//! for a run in blocks or rounds `... +-4.2 % (1287 iterations in 12 blocks, samples alone
+//! +-1.1 %, ...)`.
 
 use std::fmt::Write;
 
@@ -51,17 +52,19 @@ pub fn precision_line(r: &SizeResult) -> Option<String> {
         }
         P99Interval::TooFew(why) => why.clone(),
     };
-    let blocks = match (&p.blocks, &p.samples_p50_interval_us) {
-        (Some(b), Some([lo, hi])) => format!(
-            " in {} blocks, samples alone +-{:.1} %",
-            b.count,
-            100.0 * (p50 - lo).max(hi - p50) / p50
-        ),
-        (Some(b), None) => format!(" in {} blocks", b.count),
-        _ => String::new(),
-    };
+    let mut within = String::new();
+    if let Some(r) = &p.rounds {
+        let _ = write!(within, " in {} rounds", r.p50_us.len());
+    }
+    if let Some(b) = &p.blocks {
+        let _ = write!(within, " in {} blocks", b.count);
+    }
+    if let Some([lo, hi]) = p.samples_p50_interval_us {
+        let hw = 100.0 * (p50 - lo).max(hi - p50) / p50;
+        let _ = write!(within, ", samples alone +-{hw:.1} %");
+    }
     Some(format!(
-        "{}: p50 {} {hw}{coverage} ({} iterations{blocks}, stopped by {}; {p99})",
+        "{}: p50 {} {hw}{coverage} ({} iterations{within}, stopped by {}; {p99})",
         crate::units::human_size(r.message_size),
         time_str(p50),
         p.iterations,
@@ -94,7 +97,7 @@ mod tests {
             latency_us: LatencySummary::from_histogram(&h),
             ..Default::default()
         };
-        let p = Precision::of(&h, StoppedBy::Precision, Some(1.0), None);
+        let p = Precision::of(&h, StoppedBy::Precision, Some(1.0), None, None);
         r.extra
             .insert("precision".into(), serde_json::to_value(&p).unwrap());
         let line = precision_line(&r).unwrap();
@@ -113,12 +116,22 @@ mod tests {
             p50_interval_us: [11_300.0, 12_400.0],
             coverage: 0.96,
         };
-        let p = Precision::of(&h, StoppedBy::MaxTime, Some(1.0), Some(&blocks));
+        let p = Precision::of(&h, StoppedBy::MaxTime, Some(1.0), Some(&blocks), None);
         r.extra
             .insert("precision".into(), serde_json::to_value(&p).unwrap());
         let line = precision_line(&r).unwrap();
         assert!(
             line.contains("+-4.7 % (1000 iterations in 12 blocks, samples alone +-0.0 %, stopped by max-time;"),
+            "{line}"
+        );
+        // Three rounds on fresh endpoints: their medians' range, and what it covers.
+        let rounds = crate::stats::RoundsInterval::of(&[11_000.0, 11_850.0, 13_000.0]).unwrap();
+        let p = Precision::of(&h, StoppedBy::Fixed, None, None, Some(&rounds));
+        r.extra
+            .insert("precision".into(), serde_json::to_value(&p).unwrap());
+        let line = precision_line(&r).unwrap();
+        assert!(
+            line.contains("+-9.7 %, 75 % interval (1000 iterations in 3 rounds, samples alone"),
             "{line}"
         );
         r.extra.clear();

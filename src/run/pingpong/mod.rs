@@ -51,7 +51,12 @@ pub struct PingPongConfig {
     pub timeout: Duration,
     /// Each side's memory (`--initiator-seg` / `--target-seg`) and the GPU for VRAM.
     pub mem: MemKinds,
+    /// Rounds per size, each on fresh endpoints and buffers (1: one channel for every size).
+    pub rounds: u64,
 }
+
+/// The most `--rounds`.
+pub const MAX_ROUNDS: u64 = 1000;
 
 impl PingPongConfig {
     /// The parameters both sides must share.
@@ -76,6 +81,7 @@ impl PingPongConfig {
             )
             .with("warmup", self.warmup)
             .with("verify", self.verify)
+            .with("rounds", self.rounds)
             .with("initiator_seg", self.mem.initiator.name())
             .with("target_seg", self.mem.target.name())
     }
@@ -161,6 +167,12 @@ impl PingPongConfig {
         }
         if let Some(c) = &self.iterations {
             c.check().map_err(RunError::Config)?;
+        }
+        if !(1..=MAX_ROUNDS).contains(&self.rounds) {
+            return Err(RunError::Config(format!(
+                "--rounds {}: 1 to {MAX_ROUNDS}",
+                self.rounds
+            )));
         }
         let info = select_info(&self.endpoint_spec(caps, None))?;
         let v = info.view();
@@ -261,21 +273,31 @@ fn measure(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
     let spec = cfg.endpoint_spec(cfg.caps(), Some(oob.local_ip()?));
-    let conn = fabric::connect(&spec, role, &mut |ours: &[u8]| {
-        oob.exchange(ours).map_err(|e| e.to_string())
-    })?;
+    let connect = |oob: &mut Oob| {
+        fabric::connect(&spec, role, &mut |ours: &[u8]| {
+            oob.exchange(ours).map_err(|e| e.to_string())
+        })
+    };
+    let conn = connect(oob)?;
     let mut doc = ResultDoc::new("kvxfer", "pingpong", "L0");
     doc.config = config_map(cfg, role);
     doc.environment = environment::with_fabric(&conn.info);
     let max = *cfg.sizes.iter().max().expect("validated: sizes not empty") as usize;
     let (mode, inject, timeout) = (cfg.mode, cfg.inject, cfg.timeout);
     let outcome = match cfg.seg_of(role) {
-        SegKind::Dram => MsgChannel::new(conn, max, mode, inject, timeout)
-            .map_err(RunError::from)
-            .and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch)),
-        SegKind::Vram => vram_slots(cfg, max)
-            .and_then(|(tx, rx)| Ok(MsgChannel::over(conn, tx, rx, mode, inject, timeout)?))
-            .and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch)),
+        SegKind::Dram => {
+            let open = |conn| Ok(MsgChannel::new(conn, max, mode, inject, timeout)?);
+            let mut again = |oob: &mut Oob| open(connect(oob)?);
+            open(conn).and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch, &mut again))
+        }
+        SegKind::Vram => {
+            let open = |conn| {
+                let (tx, rx) = vram_slots(cfg, max)?;
+                Ok(MsgChannel::over(conn, tx, rx, mode, inject, timeout)?)
+            };
+            let mut again = |oob: &mut Oob| open(connect(oob)?);
+            open(conn).and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch, &mut again))
+        }
     };
     Ok(SideOutcome {
         doc: crate::run::conclude(doc, outcome)?,
@@ -315,7 +337,11 @@ pub(crate) fn vram_slots(
     unreachable!("check_device refuses VRAM without the cuda feature")
 }
 
-/// Every size of the run on channel `ch`, each a result of `doc`.
+/// A fresh channel (new endpoints and buffers) for the next round.
+type Reopen<'a, B> = dyn FnMut(&mut Oob) -> Result<MsgChannel<B>, RunError> + 'a;
+
+/// Every size of the run on channel `ch`, each a result of `doc`; with rounds, each round of
+/// a size after the first on a fresh channel from `reopen`.
 fn sizes<B: HostStaged>(
     cfg: &PingPongConfig,
     role: Side,
@@ -323,44 +349,71 @@ fn sizes<B: HostStaged>(
     progress: &mut dyn FnMut(Progress),
     doc: &mut ResultDoc,
     mut ch: MsgChannel<B>,
+    reopen: &mut Reopen<'_, B>,
 ) -> Result<(), RunError> {
-    {
-        let inject_size = ch.inject_size() as u64;
-        ch.post_recv()?;
-        let mut probe = PairProbe::new(role.name());
-        for (i, &size) in cfg.sizes.iter().enumerate() {
+    let inject_size = ch.inject_size() as u64;
+    ch.post_recv()?;
+    let mut probe = PairProbe::new(role.name());
+    for (i, &size) in cfg.sizes.iter().enumerate() {
+        let p = SizeParams {
+            size: size as usize,
+            warmup: cfg.warmup,
+            verify: cfg.verify,
+        };
+        let count = cfg.iterations_for(size);
+        let mut rounds = Vec::new();
+        for round in 0..cfg.rounds {
+            if round > 0 {
+                // The old channel closes before the new one opens (a round's endpoints and
+                // buffers are its own).
+                drop(ch);
+                ch = reopen(oob)?;
+                ch.post_recv()?;
+            }
             oob.barrier()?;
-            let p = SizeParams {
-                size: size as usize,
-                warmup: cfg.warmup,
-                verify: cfg.verify,
-            };
-            let count = cfg.iterations_for(size);
+            // The path's counters span every round's timed iterations (read before the first
+            // round's, after the last round's).
             let run = warm_up(&mut ch, role, &p)
-                .and_then(|()| probe.hook(oob)())
+                .and_then(|()| {
+                    if round == 0 {
+                        probe.hook(oob)()
+                    } else {
+                        Ok(())
+                    }
+                })
                 .and_then(|()| run_timed(&mut ch, role, &p, &mut *two_sided(role, count, oob)));
-            let samples = match run {
-                Ok(s) => s,
+            match run {
+                Ok(s) => rounds.push(s),
                 Err(error) => {
                     abandon(ch);
                     let at = format!("size {}", human_size(size));
                     return Err(probe.failure(at, error).control_first());
                 }
-            };
-            let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
-            add_precision(&mut r, &samples, &count, role);
-            r.path = probe
-                .finish(oob, both_ways(size, &samples))?
-                .map(|p| p.to_value());
-            doc.results.push(r);
-            progress(Progress {
-                done: i + 1,
-                total: cfg.sizes.len(),
-                size,
-            });
+            }
         }
-        Ok(oob.barrier()?)
+        let several = rounds.len() > 1;
+        let samples = SizeSamples::merge(rounds).expect("at least one round");
+        let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
+        add_precision(&mut r, &samples, &count, role);
+        let mut payload = both_ways(size, &samples);
+        if several {
+            // Between the first round's timed iterations and the last round's, the later
+            // rounds' warm-ups and connections crossed too: their messages count, and no
+            // timed span covers them all.
+            let warm = size * cfg.warmup * (cfg.rounds - 1);
+            payload.sent += warm;
+            payload.received += warm;
+            payload.timed_ns = None;
+        }
+        r.path = probe.finish(oob, payload)?.map(|p| p.to_value());
+        doc.results.push(r);
+        progress(Progress {
+            done: i + 1,
+            total: cfg.sizes.len(),
+            size,
+        });
     }
+    Ok(oob.barrier()?)
 }
 
 /// A ping-pong's payload on either side: a message of `size` each way per timed iteration.
@@ -426,6 +479,7 @@ pub(crate) fn add_precision(
         s.stopped_by,
         Precision::target_of(count),
         s.blocks.as_ref(),
+        s.rounds.as_ref(),
     );
     if let Ok(v) = serde_json::to_value(p) {
         r.extra.insert("precision".into(), v);
@@ -450,6 +504,7 @@ pub(crate) fn config_map(cfg: &PingPongConfig, role: Side) -> Map<String, Value>
         },
     );
     m.insert("warmup".into(), json!(cfg.warmup));
+    m.insert("rounds".into(), json!(cfg.rounds));
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("inject".into(), json!(cfg.inject));
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));

@@ -211,7 +211,7 @@ fn session_result(
     put("queueing_by_quarter", json!(by_quarter(&all)));
     put("initiators", json!(initiators));
     if !t.corrected.is_empty() {
-        let p = Precision::of(&t.corrected, stopped_by, None, None);
+        let p = Precision::of(&t.corrected, stopped_by, None, None, None);
         put("precision", json!(p));
     }
     let bps = achieved.map(|a| a * cfg.size as f64);

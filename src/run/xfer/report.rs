@@ -312,7 +312,7 @@ fn precision(cfg: &XferConfig, reports: &[&WorkerReport], e2e: &Histogram<u64>) 
     let first = blocks.next();
     let blocks = first.filter(|b| blocks.all(|o| o == *b));
     let target = Precision::target_of(&cfg.iterations);
-    let p = Precision::of(e2e, stopped_by, target, blocks.as_ref());
+    let p = Precision::of(e2e, stopped_by, target, blocks.as_ref(), None);
     serde_json::to_value(p).ok()
 }
 
