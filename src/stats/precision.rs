@@ -115,6 +115,9 @@ pub enum StoppedBy {
     Fixed,
     /// `--duration` was up.
     Duration,
+    /// Every round reached the precision, but the interval over the rounds' medians is wider
+    /// than it: the rounds asked for ran out.
+    Rounds,
 }
 
 impl StoppedBy {
@@ -126,6 +129,7 @@ impl StoppedBy {
             StoppedBy::MaxTime => "max-time",
             StoppedBy::Fixed => "fixed",
             StoppedBy::Duration => "duration",
+            StoppedBy::Rounds => "rounds",
         }
     }
 }
@@ -242,6 +246,13 @@ impl Precision {
             .chain(rounds.map(|r| (r.p50_interval_us, r.coverage)))
             .collect();
         let stated = stated_interval(h, &wider);
+        // Precision is claimed only where the stated interval reached it.
+        let stopped_by = match (stopped_by, rounds, target_pct, stated) {
+            (StoppedBy::Precision, Some(_), Some(t), Some(s)) if s.half_width_pct > t => {
+                StoppedBy::Rounds
+            }
+            _ => stopped_by,
+        };
         let widened = stated.filter(|s| s.interval_us != s.samples_us);
         Precision {
             p50_interval_us: stated.map(|s| s.interval_us),

@@ -124,9 +124,10 @@ mod tests {
             line.contains("+-4.7 % (1000 iterations in 12 blocks, samples alone +-0.0 %, stopped by max-time;"),
             "{line}"
         );
-        // Three rounds on fresh endpoints: their medians' range, and what it covers.
+        // Three rounds on fresh endpoints, each of which reached its precision: their
+        // medians' range, what it covers, and that the rounds ran out before the target.
         let rounds = crate::stats::RoundsInterval::of(&[11_000.0, 11_850.0, 13_000.0]).unwrap();
-        let p = Precision::of(&h, StoppedBy::Fixed, None, None, Some(&rounds));
+        let p = Precision::of(&h, StoppedBy::Precision, Some(1.0), None, Some(&rounds));
         r.extra
             .insert("precision".into(), serde_json::to_value(&p).unwrap());
         let line = precision_line(&r).unwrap();
@@ -134,6 +135,11 @@ mod tests {
             line.contains("+-9.7 %, 75 % interval (1000 iterations in 3 rounds, samples alone"),
             "{line}"
         );
+        assert!(line.contains(", stopped by rounds;"), "{line}");
+        // Rounds that agree within the target keep the precision they reached.
+        let rounds = crate::stats::RoundsInterval::of(&[11_850.0, 11_855.0, 11_860.0]).unwrap();
+        let p = Precision::of(&h, StoppedBy::Precision, Some(1.0), None, Some(&rounds));
+        assert_eq!(p.stopped_by, StoppedBy::Precision);
         r.extra.clear();
         assert!(precision_line(&r).is_none());
         assert_eq!(time_str(0.71), "0.71 us");
