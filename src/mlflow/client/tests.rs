@@ -167,11 +167,28 @@ fn scripted_server(answers: Vec<(u16, &'static str)>) -> (String, std::thread::J
                     Ok(n) => head.extend_from_slice(&buf[..n]),
                 }
             }
+            // The request's body too: closing a socket with unread bytes sends a reset, which
+            // the client may see before the answer.
+            let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let end = text.find("\r\n\r\n").map_or(head.len(), |i| i + 4);
+            let want = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            let mut got = head.len() - end;
+            while got < want {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
             let _ = write!(
                 s,
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
+            let _ = s.shutdown(std::net::Shutdown::Write);
             served += 1;
         }
         served
