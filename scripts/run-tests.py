@@ -49,6 +49,9 @@ def targets():
                 sel = ["--bench", t["name"]]
             else:
                 continue
+            # The package too: a bare --lib in the workspace's root selects the root package's
+            # library, so each sys crate's slot ran kvxfer's unit tests again and its own never.
+            sel = ["-p", pkg["name"], *sel]
             label = os.path.relpath(t["src_path"], REPO)
             out.append((label, sel, t["src_path"]))
     return out
