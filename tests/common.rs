@@ -331,38 +331,3 @@ pub fn assert_judged(r: &serde_json::Value, tolerance: f64) {
         "unit slip: {r}"
     );
 }
-
-/// Waits (at most `within`) until `child`'s stderr, which must be piped, has said `needle`,
-/// then kills it; all it said. A refusing target prints after it has told its peer, so
-/// killing it as soon as the peer has failed can lose the line.
-pub fn kill_once_said(
-    mut child: std::process::Child,
-    needle: &str,
-    within: std::time::Duration,
-) -> String {
-    use std::io::Read;
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = err.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = std::time::Instant::now() + within;
-    let mut said = Vec::new();
-    while !String::from_utf8_lossy(&said).contains(needle) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(bytes) => said.extend(bytes),
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = reader.join();
-    said.extend(rx.try_iter().flatten());
-    String::from_utf8_lossy(&said).into_owned()
-}

@@ -460,14 +460,10 @@ fn peer_with_other_parameters_is_refused_naming_the_parameter() {
     // The target refused it and waits on for a matching initiator.
     let mut target = target;
     assert!(target.try_wait().unwrap().is_none(), "the target ended");
-    let said = kill_once_said(
-        target,
-        "outstanding is 16 here but 32 on the peer",
-        Duration::from_secs(10),
-    );
+    target.kill().unwrap();
+    let t = target.wait_with_output().unwrap();
     assert!(
-        said.contains("outstanding is 16 here but 32 on the peer"),
-        "{said}"
+        String::from_utf8_lossy(&t.stderr).contains("outstanding is 16 here but 32 on the peer")
     );
 }
 

@@ -193,10 +193,10 @@ impl OobListener {
                         let Some((stream, peer, body)) = pending.remove(i).into_hello() else {
                             continue;
                         };
-                        match Self::judge(stream, &body, ours, timeout) {
-                            Ok(Some(oob)) => return Ok(oob),
-                            Ok(None) => {}
-                            Err(e) => refused.note(peer, e),
+                        if let Some(oob) =
+                            Self::judge(stream, peer, &body, ours, timeout, &mut refused)
+                        {
+                            return Ok(oob);
                         }
                     }
                 }
@@ -227,14 +227,17 @@ impl OobListener {
     }
 
     /// Reads a hello and tells its sender the verdict: the connection when it is a kvxfer
-    /// initiator of our protocol and parameters, None when it is no kvxfer hello (dropped),
-    /// the refusal when the protocol or a parameter differs (the initiator is told which).
+    /// initiator of our protocol and parameters; None when it is no kvxfer hello (dropped) or
+    /// when the protocol or a parameter differs (noted in `refused`, and the initiator told
+    /// which).
     fn judge(
         stream: TcpStream,
+        peer: SocketAddr,
         body: &[u8],
         ours: &Fingerprint,
         timeout: Duration,
-    ) -> Result<Option<Oob>> {
+        refused: &mut Refused,
+    ) -> Option<Oob> {
         let Ok(hello) = serde_json::from_slice::<Hello>(body) else {
             if serde_json::from_slice::<Query>(body).is_ok_and(|q| q.query == ABOUT) {
                 // Asked what we are (`kvxfer doctor --peer`): say it, and wait on.
@@ -242,10 +245,10 @@ impl OobListener {
                     let _ = oob.send_json(&About::this());
                 }
             }
-            return Ok(None);
+            return None;
         };
         let Ok(mut oob) = Oob::new(stream, timeout) else {
-            return Ok(None);
+            return None;
         };
         let differs = if hello.proto != PROTO {
             let theirs = match hello.kvxfer.as_str() {
@@ -256,18 +259,21 @@ impl OobListener {
         } else {
             ours.first_difference(&hello.params)
         };
-        let Some((param, here, peer)) = differs else {
+        let Some((param, here, theirs)) = differs else {
             // An initiator gone before its verdict is dropped like any stray connection.
-            return Ok(oob.send_json(&Verdict::ok()).is_ok().then_some(oob));
+            return oob.send_json(&Verdict::ok()).is_ok().then_some(oob);
         };
+        // Said here before the initiator is told: whoever sees the initiator fail finds the
+        // target's line already written.
+        refused.note(peer, mismatch(param.clone(), here.clone(), theirs.clone()));
         // A sender gone before the verdict is still refused for what it sent.
         let _ = oob.send_json(&Verdict {
             ok: false,
-            param: param.clone(),
-            target_value: here.clone(),
-            initiator_value: peer.clone(),
+            param,
+            target_value: here,
+            initiator_value: theirs,
         });
-        Err(mismatch(param, here, peer))
+        None
     }
 }
 
