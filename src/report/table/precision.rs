@@ -97,10 +97,19 @@ mod tests {
             latency_us: LatencySummary::from_histogram(&h),
             ..Default::default()
         };
-        let p = Precision::of(&h, StoppedBy::Precision, Some(1.0), None, None);
-        r.extra
-            .insert("precision".into(), serde_json::to_value(&p).unwrap());
-        let line = precision_line(&r).unwrap();
+        // The line of `r` carrying precision `p`.
+        let mut line_of = |p: &Precision| {
+            r.extra
+                .insert("precision".into(), serde_json::to_value(p).unwrap());
+            precision_line(&r).unwrap()
+        };
+        let line = line_of(&Precision::of(
+            &h,
+            StoppedBy::Precision,
+            Some(1.0),
+            None,
+            None,
+        ));
         // The histogram keeps 3 significant digits: 11.84 ms reads as 11.85.
         assert!(line.starts_with("56000K: p50 11.85 ms +-0.0 % "), "{line}");
         assert!(
@@ -117,9 +126,7 @@ mod tests {
             coverage: 0.96,
         };
         let p = Precision::of(&h, StoppedBy::MaxTime, Some(1.0), Some(&blocks), None);
-        r.extra
-            .insert("precision".into(), serde_json::to_value(&p).unwrap());
-        let line = precision_line(&r).unwrap();
+        let line = line_of(&p);
         assert!(
             line.contains("+-4.7 % (1000 iterations in 12 blocks, samples alone +-0.0 %, stopped by max-time;"),
             "{line}"
@@ -128,9 +135,7 @@ mod tests {
         // medians' range, what it covers, and that the rounds ran out before the target.
         let rounds = crate::stats::RoundsInterval::of(&[11_000.0, 11_850.0, 13_000.0]).unwrap();
         let p = Precision::of(&h, StoppedBy::Precision, Some(1.0), None, Some(&rounds));
-        r.extra
-            .insert("precision".into(), serde_json::to_value(&p).unwrap());
-        let line = precision_line(&r).unwrap();
+        let line = line_of(&p);
         assert!(
             line.contains("+-9.7 %, 75 % interval (1000 iterations in 3 rounds, samples alone"),
             "{line}"

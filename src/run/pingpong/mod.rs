@@ -86,6 +86,15 @@ impl PingPongConfig {
             .with("target_seg", self.mem.target.name())
     }
 
+    /// The loop parameters of one size.
+    pub(crate) fn size_params(&self, size: u64) -> SizeParams {
+        SizeParams {
+            size: size as usize,
+            warmup: self.warmup,
+            verify: self.verify,
+        }
+    }
+
     /// Timed iterations for one size.
     pub fn iterations_for(&self, size: u64) -> Count {
         self.iterations
@@ -355,11 +364,7 @@ fn sizes<B: HostStaged>(
     ch.post_recv()?;
     let mut probe = PairProbe::new(role.name());
     for (i, &size) in cfg.sizes.iter().enumerate() {
-        let p = SizeParams {
-            size: size as usize,
-            warmup: cfg.warmup,
-            verify: cfg.verify,
-        };
+        let p = cfg.size_params(size);
         let count = cfg.iterations_for(size);
         let mut rounds = Vec::new();
         for round in 0..cfg.rounds {

@@ -301,11 +301,7 @@ fn measure_sizes<B: HostStaged>(
         );
     }
     for (i, &size) in base.sizes.iter().enumerate() {
-        let p = SizeParams {
-            size: size as usize,
-            warmup: base.warmup,
-            verify: base.verify,
-        };
+        let p = base.size_params(size);
         let count = base.iterations_for(size);
         // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
         let (samples, path) = measure_size(pp, cfg.op, oob, &p, count, &mut probe)?;
