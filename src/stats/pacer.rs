@@ -9,7 +9,6 @@ use hdrhistogram::Histogram;
 
 use super::blocks::{BlockInterval, Blocks};
 use super::precision::{stated_interval, AutoLimits, Count, StoppedBy};
-use super::{median_ranks, LEVEL};
 
 /// The first batch of an auto run: enough samples for a 95 % interval of the median (6) many
 /// times over, few enough that a 50 ms transfer spends about a second on it.
@@ -105,9 +104,9 @@ impl Pacer {
         let blocks = self.blocks();
         if let Some(s) = blocks.and_then(|b| stated_interval(h, &[(b.p50_interval_us, b.coverage)]))
         {
-            let samples_reach_level =
-                median_ranks(h.len(), LEVEL).is_some_and(|r| r.coverage >= LEVEL);
-            if samples_reach_level && s.half_width_pct <= a.precision_pct {
+            // Ten blocks of at least FIRST_AUTO_BATCH iterations hold 240 samples or more, so
+            // the samples' own interval has long reached its 95 % as well.
+            if s.half_width_pct <= a.precision_pct {
                 return self.stop(StoppedBy::Precision);
             }
         }
