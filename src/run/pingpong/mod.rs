@@ -396,12 +396,11 @@ fn sizes<B: HostStaged>(
                 }
             }
         }
-        let several = rounds.len() > 1;
         let samples = SizeSamples::merge(rounds).expect("at least one round");
         let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
         add_precision(&mut r, &samples, &count, role);
         let mut payload = both_ways(size, &samples);
-        if several {
+        if cfg.rounds > 1 {
             // Between the first round's timed iterations and the last round's, the later
             // rounds' warm-ups and connections crossed too: their messages count, and no
             // timed span covers them all.
