@@ -710,6 +710,14 @@ fn runs_larger_than_memory_are_refused_before_allocating() {
             )),
             &[],
         ),
+        // Rounds hold their own buffers: eight times the four, where the four alone fit.
+        (
+            words(format!(
+                "pingpong --domain lo -I 1 -w 0 --rounds 8 --sizes {}",
+                gib(avail / 16 + 1)
+            )),
+            &[],
+        ),
         (
             words(format!(
                 "rma-pingpong --domain lo -I 1 -w 0 --sizes {}",

@@ -141,7 +141,13 @@ fn rounds_run_on_fresh_endpoints_in_one_process_and_across_two() {
         .assert()
         .success()
         .stdout(predicate::str::contains("(120 iterations in 3 rounds"));
-    assert_rounds(&read_doc(&json), &[64, 65536], 3, 40);
+    let doc = read_doc(&json);
+    assert_rounds(&doc, &[64, 65536], 3, 40);
+    // The path is read over the first round's timed iterations: a span with its own time.
+    for r in &doc.results {
+        let side = &r.path.as_ref().expect("a path")["sides"][0];
+        assert!(side["achieved_gbit_s"].as_f64().unwrap() > 0.0, "{side}");
+    }
     let args = [
         "pingpong", "-p", "shm", "-S", "1K", "-I", "30", "--rounds", "2",
     ];
@@ -154,6 +160,38 @@ fn rounds_run_on_fresh_endpoints_in_one_process_and_across_two() {
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
     assert_rounds(&read_doc(&dir.path().join("i.json")), &[1024], 2, 30);
     assert_eq!(read_doc(&dir.path().join("t.json")).config["rounds"], 2);
+}
+
+#[test]
+fn rounds_pass_over_every_size_in_turn() {
+    use kvxfer::run::pingpong::PingPongConfig;
+    let _g = fabric_lock();
+    let cfg = PingPongConfig {
+        provider: "shm".into(),
+        endpoint: kvxfer::fabric::EndpointType::Rdm,
+        mode: kvxfer::channel::MsgMode::Msg,
+        domain: None,
+        sizes: vec![64, 4096],
+        iterations: Some(kvxfer::stats::Count::Fixed(20)),
+        warmup: 2,
+        verify: true,
+        inject: true,
+        timeout: Duration::from_secs(30),
+        mem: Default::default(),
+        rounds: 3,
+    };
+    let mut seen = Vec::new();
+    let out = kvxfer::run::two_sided::run_local(&cfg, &mut |p| {
+        seen.push((p.done, p.total, p.size));
+    })
+    .unwrap();
+    // The initiator's progress: round by round, each size in turn.
+    let sizes: Vec<u64> = seen.iter().map(|s| s.2).collect();
+    assert_eq!(sizes, [64, 4096, 64, 4096, 64, 4096]);
+    let done: Vec<usize> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(done, [1, 2, 3, 4, 5, 6]);
+    assert!(seen.iter().all(|s| s.1 == 6), "{seen:?}");
+    assert_rounds(&out.doc, &[64, 4096], 3, 20);
 }
 
 #[test]

@@ -159,6 +159,62 @@ fn sigint_keeps_the_pingpong_sizes_finished() {
 }
 
 #[test]
+fn sigint_keeps_the_pingpong_rounds_finished() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    // Each round takes seconds (its 8M size), the 64 B size milliseconds: once a round has
+    // finished, the signal lands in a later one (later tries wait longer on a slow host).
+    for wait in [2, 4, 8, 16] {
+        let _ = std::fs::remove_file(&json);
+        let args = [
+            "pingpong",
+            "--domain",
+            "lo",
+            "--sizes",
+            "64,8M",
+            "--iterations",
+            "500",
+            "--rounds",
+            "4",
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        let line = stopped(&args, "INT", Duration::from_secs(wait));
+        let doc = read_doc(&json);
+        println!("after {wait} s: {line}");
+        assert_ne!(doc.status, Status::Complete);
+        // The sizes each with the rounds it finished, in order: the first size as many as
+        // the last or one more, none all four.
+        let got: Vec<u64> = doc.results.iter().map(|r| r.message_size).collect();
+        assert_eq!(got, [64, 8 << 20][..got.len()]);
+        let rounds: Vec<u64> = doc
+            .results
+            .iter()
+            .map(|r| {
+                let p = &r.extra["precision"]["rounds"]["p50_us"];
+                p.as_array().map_or(1, |a| a.len() as u64)
+            })
+            .collect();
+        for (r, n) in doc.results.iter().zip(&rounds) {
+            assert_eq!(r.iterations, 500 * n);
+        }
+        assert!(
+            rounds.windows(2).all(|w| w[0] >= w[1] && w[0] - w[1] <= 1),
+            "{rounds:?}"
+        );
+        if rounds.first().is_some_and(|&n| n >= 2) {
+            // A round after the first had begun: the first round's every size is kept.
+            assert_eq!(doc.status, Status::Partial);
+            assert_eq!(got.len(), 2);
+            assert!(rounds[0] < 4, "{rounds:?}");
+            return;
+        }
+    }
+    panic!("no second round began within 16 s");
+}
+
+#[test]
 fn sigterm_keeps_the_xfer_iterations_finished() {
     let _g = fabric_lock();
     let dir = tempfile::tempdir().unwrap();

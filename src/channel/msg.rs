@@ -90,6 +90,14 @@ impl<B: HostStaged> MsgChannel<B> {
         })
     }
 
+    /// Closes the endpoint and the registrations and hands the send and receive buffers
+    /// back; a buffer an operation may still reach is left leaked instead (None).
+    pub fn into_buffers(self) -> (Option<B>, Option<B>) {
+        // The endpoint closes first: its posted receive no longer reaches the bytes.
+        drop(self.path);
+        (self.tx.into_buffer(), self.rx.into_buffer())
+    }
+
     /// The connection underneath.
     pub fn connection(&self) -> &Connection {
         self.path.connection()

@@ -157,6 +157,7 @@ pub fn run_pair<C: PairRun>(
     let bar = progress_bar(sizes as u64, what);
     bar.enable_steady_tick(std::time::Duration::from_millis(250));
     let mut progress = |p: Progress| {
+        bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
         bar.set_message(format!("size {} done", kvxfer::units::human_size(p.size)));
     };

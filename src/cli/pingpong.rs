@@ -68,8 +68,8 @@ pub struct PingPongArgs {
     /// Never use fi_inject, even below the inject size.
     #[arg(long)]
     no_inject: bool,
-    /// Rounds per size, each on fresh endpoints and buffers, 1 to 1000: the median's interval
-    /// then spans the rounds' medians too, which move as much as separate runs' do.
+    /// Rounds, 1 to 1000: passes over every size, each on fresh endpoints and buffers; a
+    /// size's median interval then spans its rounds' medians too, spread over the whole run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
     rounds: u64,
     #[command(flatten)]

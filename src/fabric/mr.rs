@@ -393,6 +393,29 @@ impl<B: Buffer> MemoryRegion<B> {
     pub fn as_raw(&self) -> *mut sys::fid_mr {
         self.raw.as_ptr()
     }
+
+    /// Closes the registration and hands the buffer back; None while an operation is still in
+    /// flight on it (the region is then dropped, which leaks the buffer).
+    pub fn into_buffer(self) -> Option<B> {
+        if !self.in_flight.idle() {
+            drop(self);
+            return None;
+        }
+        let mut region = std::mem::ManuallyDrop::new(self);
+        // SAFETY: raw is live and closed once, here, before its buffer leaves.
+        close_fid(unsafe { &mut (*region.raw.as_ptr()).fid }, "memory region");
+        // SAFETY: `region` is never dropped, so each field is moved out exactly once: the
+        // buffer to the caller, the two shared handles to be released here.
+        let (buf, in_flight, domain) = unsafe {
+            (
+                std::mem::ManuallyDrop::take(&mut region.buf),
+                std::ptr::read(&region.in_flight),
+                std::ptr::read(&region.domain),
+            )
+        };
+        drop((in_flight, domain));
+        Some(buf)
+    }
 }
 
 #[cfg(test)]
@@ -454,5 +477,24 @@ mod tests {
         assert_ne!(info.view().mr_mode() & mr_mode::VIRT_ADDR, 0);
         let m = MemoryRegion::register(&d, HostBuffer::new(4096).unwrap(), access).unwrap();
         assert_eq!(m.remote(&info).addr, m.buf().unwrap().as_ptr() as u64);
+    }
+
+    #[test]
+    fn a_region_hands_its_buffer_back_only_when_idle() {
+        let (_, d) = domain("shm");
+        let access = crate::fabric::caps::SEND | crate::fabric::caps::RECV;
+        let mut buf = HostBuffer::new(4096).unwrap();
+        buf.as_mut_slice()[7] = 42;
+        let at = buf.as_slice().as_ptr();
+        let region = MemoryRegion::register(&d, buf, access).unwrap();
+        let back = region
+            .into_buffer()
+            .expect("an idle region gives its buffer back");
+        assert_eq!((back.as_slice().as_ptr(), back.as_slice()[7]), (at, 42));
+        // The same bytes register again and come back again.
+        let again = MemoryRegion::register(&d, back, access).unwrap();
+        assert_eq!(again.into_buffer().unwrap().as_slice().as_ptr(), at);
+        // (With an operation in flight the region is dropped instead, which leaks the buffer
+        // and records it: the drop's own test covers that record, which every test shares.)
     }
 }

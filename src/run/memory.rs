@@ -65,7 +65,7 @@ impl MemoryNeed {
             Some(avail) if total > avail => Err(RunError::Config(format!(
                 "this run needs about {} of host memory ({} of buffers, {} endpoint(s) of about \
                  {} each{}) but only {} is available: lower the size, the concurrency, the \
-                 rails or the iterations, or run the sides on different hosts",
+                 rails, the rounds or the iterations, or run the sides on different hosts",
                 approx(total),
                 approx(self.buffers),
                 self.endpoints,

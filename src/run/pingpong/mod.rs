@@ -18,7 +18,7 @@ use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
 use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed};
 use crate::run::pace::two_sided;
-use crate::run::path::{PairProbe, Payload};
+use crate::run::path::{PairProbe, PathReport, Payload};
 use crate::run::segments::{check_device, check_hmem, MemKinds, SegKind};
 use crate::run::two_sided::PairRun;
 pub use crate::run::two_sided::{Progress, SideOutcome};
@@ -51,7 +51,8 @@ pub struct PingPongConfig {
     pub timeout: Duration,
     /// Each side's memory (`--initiator-seg` / `--target-seg`) and the GPU for VRAM.
     pub mem: MemKinds,
-    /// Rounds per size, each on fresh endpoints and buffers (1: one channel for every size).
+    /// Passes over every size, each on fresh endpoints and buffers (1: one channel for
+    /// every size).
     pub rounds: u64,
 }
 
@@ -256,10 +257,11 @@ impl PairRun for PingPongConfig {
         self.timeout
     }
     fn memory(&self) -> MemoryNeed {
-        // A send and a receive buffer of the largest size.
+        // A send and a receive buffer of the largest size, for each round (a round's buffers
+        // are held until the size's last round).
         let max = self.sizes.iter().copied().max().unwrap_or(0);
         MemoryNeed {
-            buffers: max.saturating_mul(2),
+            buffers: max.saturating_mul(2).saturating_mul(self.rounds),
             endpoints: 1,
             per_endpoint: libfabric_endpoint_bytes(&self.provider),
             ..MemoryNeed::default()
@@ -349,75 +351,121 @@ pub(crate) fn vram_slots(
 /// A fresh channel (new endpoints and buffers) for the next round.
 type Reopen<'a, B> = dyn FnMut(&mut Oob) -> Result<MsgChannel<B>, RunError> + 'a;
 
-/// Every size of the run on channel `ch`, each a result of `doc`; with rounds, each round of
-/// a size after the first on a fresh channel from `reopen`.
+/// Every size of the run on channel `ch`, each a result of `doc`. With rounds, each round
+/// runs every size in turn, each round after the first on a fresh channel from `reopen`, so
+/// that a size's rounds spread over the whole run: on a shared host the medians drift over
+/// seconds (at 1 MiB over shm here, 45.4 to 52.0 us over twenty rounds of one process), and
+/// rounds back to back would all sample one moment.
 fn sizes<B: HostStaged>(
     cfg: &PingPongConfig,
     role: Side,
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
     doc: &mut ResultDoc,
-    mut ch: MsgChannel<B>,
+    ch: MsgChannel<B>,
     reopen: &mut Reopen<'_, B>,
 ) -> Result<(), RunError> {
     let inject_size = ch.inject_size() as u64;
+    let mut m = Measured {
+        rounds: cfg.sizes.iter().map(|_| Vec::new()).collect(),
+        paths: cfg.sizes.iter().map(|_| None).collect(),
+    };
+    let outcome = run_rounds(cfg, role, oob, progress, ch, reopen, &mut m);
+    // What was measured is kept even when a later round failed.
+    for ((&size, rounds), path) in cfg.sizes.iter().zip(m.rounds).zip(m.paths) {
+        let Some(samples) = SizeSamples::merge(rounds) else {
+            break;
+        };
+        let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
+        add_precision(&mut r, &samples, &cfg.iterations_for(size), role);
+        r.path = path.map(|p| p.to_value());
+        doc.results.push(r);
+    }
+    outcome?;
+    Ok(oob.barrier()?)
+}
+
+/// What a run's rounds measured so far: per size, each round's samples, and the path read
+/// over the first round's timed iterations.
+struct Measured {
+    rounds: Vec<Vec<SizeSamples>>,
+    paths: Vec<Option<PathReport>>,
+}
+
+/// The rounds of a run, every size in each, into `m`.
+fn run_rounds<B: HostStaged>(
+    cfg: &PingPongConfig,
+    role: Side,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+    mut ch: MsgChannel<B>,
+    reopen: &mut Reopen<'_, B>,
+    m: &mut Measured,
+) -> Result<(), RunError> {
     ch.post_recv()?;
     let mut probe = PairProbe::new(role.name());
-    for (i, &size) in cfg.sizes.iter().enumerate() {
-        let p = cfg.size_params(size);
-        let count = cfg.iterations_for(size);
-        let mut rounds = Vec::new();
-        for round in 0..cfg.rounds {
-            if round > 0 {
-                // The old channel closes before the new one opens (a round's endpoints and
-                // buffers are its own).
-                drop(ch);
-                ch = reopen(oob)?;
-                ch.post_recv()?;
-            }
-            oob.barrier()?;
-            // The path's counters span every round's timed iterations (read before the first
-            // round's, after the last round's).
-            let run = warm_up(&mut ch, role, &p)
-                .and_then(|()| {
-                    if round == 0 {
-                        probe.hook(oob)()
-                    } else {
-                        Ok(())
-                    }
-                })
-                .and_then(|()| run_timed(&mut ch, role, &p, &mut *two_sided(role, count, oob)));
-            match run {
-                Ok(s) => rounds.push(s),
-                Err(error) => {
+    let total = cfg.sizes.len() * cfg.rounds as usize;
+    // The earlier rounds' buffers stay allocated until the run ends: each round's memory is
+    // its own, so the allocator cannot hand the next round the same pages (where a large
+    // message's buffers lie moved its median by 8 % between rounds here).
+    let mut held = Vec::new();
+    for round in 0..cfg.rounds as usize {
+        if round > 0 {
+            // The old endpoints close before the new ones open.
+            held.push(ch.into_buffers());
+            ch = reopen(oob)?;
+            ch.post_recv()?;
+        }
+        for (i, &size) in cfg.sizes.iter().enumerate() {
+            // The path's counters span the first round's timed iterations.
+            let first = round == 0;
+            let s = match one_size(&mut ch, cfg, role, oob, first.then_some(&mut probe), size) {
+                Ok(s) => s,
+                Err(e) => {
                     abandon(ch);
-                    let at = format!("size {}", human_size(size));
-                    return Err(probe.failure(at, error).control_first());
+                    return Err(e);
                 }
+            };
+            if first {
+                m.paths[i] = probe.finish(oob, both_ways(size, &s))?;
             }
+            m.rounds[i].push(s);
+            progress(Progress {
+                done: round * cfg.sizes.len() + i + 1,
+                total,
+                size,
+            });
         }
-        let samples = SizeSamples::merge(rounds).expect("at least one round");
-        let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
-        add_precision(&mut r, &samples, &count, role);
-        let mut payload = both_ways(size, &samples);
-        if cfg.rounds > 1 {
-            // Between the first round's timed iterations and the last round's, the later
-            // rounds' warm-ups and connections crossed too: their messages count, and no
-            // timed span covers them all.
-            let warm = size * cfg.warmup * (cfg.rounds - 1);
-            payload.sent += warm;
-            payload.received += warm;
-            payload.timed_ns = None;
-        }
-        r.path = probe.finish(oob, payload)?.map(|p| p.to_value());
-        doc.results.push(r);
-        progress(Progress {
-            done: i + 1,
-            total: cfg.sizes.len(),
-            size,
-        });
     }
-    Ok(oob.barrier()?)
+    Ok(())
+}
+
+/// One size's warm-up and timed iterations on `ch`, read by `probe` when given.
+fn one_size<B: HostStaged>(
+    ch: &mut MsgChannel<B>,
+    cfg: &PingPongConfig,
+    role: Side,
+    oob: &mut Oob,
+    mut probe: Option<&mut PairProbe>,
+    size: u64,
+) -> Result<SizeSamples, RunError> {
+    let p = cfg.size_params(size);
+    let count = cfg.iterations_for(size);
+    oob.barrier()?;
+    let run = warm_up(ch, role, &p)
+        .and_then(|()| match probe.as_deref_mut() {
+            Some(probe) => probe.hook(oob)(),
+            None => Ok(()),
+        })
+        .and_then(|()| run_timed(ch, role, &p, &mut *two_sided(role, count, oob)));
+    run.map_err(|error| {
+        let at = format!("size {}", human_size(size));
+        match probe {
+            Some(probe) => probe.failure(at, error),
+            None => RunError::Bench { at, error },
+        }
+        .control_first()
+    })
 }
 
 /// A ping-pong's payload on either side: a message of `size` each way per timed iteration.
