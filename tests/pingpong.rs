@@ -163,6 +163,58 @@ fn rounds_run_on_fresh_endpoints_in_one_process_and_across_two() {
 }
 
 #[test]
+fn auto_runs_six_rounds_unless_told_and_they_share_its_limits() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // A precision no round reaches: every round runs to its share of the time.
+    let auto = [
+        "pingpong",
+        "-p",
+        "shm",
+        "-S",
+        "64",
+        "-I",
+        "auto",
+        "--precision",
+        "0.01",
+        "--max-time",
+        "1200ms",
+    ];
+    let run = |extra: &[&str], name: &str| {
+        let json = dir.path().join(name);
+        kvxfer()
+            .args(auto)
+            .args(extra)
+            .arg("--json")
+            .arg(&json)
+            .timeout(Duration::from_secs(120))
+            .assert()
+            .success();
+        read_doc(&json)
+    };
+    let doc = run(&[], "six.json");
+    assert_eq!(doc.config["rounds"], 6);
+    let r = &doc.results[0];
+    let p = &r.extra["precision"];
+    assert_eq!(p["rounds"]["p50_us"].as_array().unwrap().len(), 6, "{p}");
+    assert_eq!(p["stopped_by"], "max-time", "{p}");
+    // 1.2 s is the size's: six rounds of 0.2 s of timed iterations (not six of 1.2 s).
+    let timed = r.extra["time_s"].as_f64().unwrap();
+    assert!((1.1..2.0).contains(&timed), "{timed} s timed in all");
+    let one = run(&["--rounds", "1"], "one.json");
+    assert_eq!(one.config["rounds"], 1);
+    assert!(one.results[0].extra["precision"].get("rounds").is_none());
+    // A fixed count keeps one round.
+    let json = dir.path().join("fixed.json");
+    kvxfer()
+        .args(["pingpong", "-p", "shm", "-S", "64", "-I", "50", "--json"])
+        .arg(&json)
+        .assert()
+        .success();
+    assert_eq!(read_doc(&json).config["rounds"], 1);
+}
+
+#[test]
 fn rounds_pass_over_every_size_in_turn() {
     use kvxfer::run::pingpong::PingPongConfig;
     let _g = fabric_lock();

@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::Args;
 use kvxfer::channel::MsgMode;
 use kvxfer::report::{export, table};
-use kvxfer::run::pingpong::PingPongConfig;
+use kvxfer::run::pingpong::{PingPongConfig, AUTO_ROUNDS};
 use kvxfer::run::two_sided::PairRun;
+use kvxfer::stats::Count;
 
 use super::common::{parse_sizes, run_pair, EndpointArg, ModeArg, OutputArgs, PathArgs};
 
@@ -69,9 +70,10 @@ pub struct PingPongArgs {
     #[arg(long)]
     no_inject: bool,
     /// Rounds, 1 to 1000: passes over every size, each on fresh endpoints and buffers; a
-    /// size's median interval then spans its rounds' medians too, spread over the whole run.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    rounds: u64,
+    /// size's median interval then spans its rounds' medians too, spread over the whole run
+    /// [default: 6 with --iterations auto, which share its limits; else 1]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    rounds: Option<u64>,
     #[command(flatten)]
     mem: SegArgs,
 }
@@ -153,6 +155,9 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
     };
     cfg.inject = !a.no_inject;
     cfg.mem = a.mem.kinds();
-    cfg.rounds = a.rounds;
+    cfg.rounds = a.rounds.unwrap_or(match cfg.iterations {
+        Some(Count::Auto(_)) => AUTO_ROUNDS,
+        _ => 1,
+    });
     drive(&a.pair, &cfg, "pingpong", cfg.sizes.len())
 }

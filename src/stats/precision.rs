@@ -21,6 +21,18 @@ pub struct AutoLimits {
     pub max_time: Duration,
 }
 
+impl AutoLimits {
+    /// Each of `parts` runs' share of these limits (the precision is each one's own).
+    pub fn shared_by(self, parts: u64) -> AutoLimits {
+        let parts = parts.max(1);
+        AutoLimits {
+            precision_pct: self.precision_pct,
+            max_iterations: (self.max_iterations / parts).max(1),
+            max_time: self.max_time / parts.min(u32::MAX as u64) as u32,
+        }
+    }
+}
+
 /// Default `--precision`: 1 %.
 pub const DEFAULT_PRECISION_PCT: f64 = 1.0;
 /// Default `--max-iterations` of an auto run.
@@ -289,6 +301,26 @@ impl Precision {
 mod tests {
     use super::*;
     use crate::stats::new_histogram;
+
+    #[test]
+    fn auto_limits_are_shared_and_the_precision_is_each_ones_own() {
+        let a = AutoLimits {
+            precision_pct: 1.5,
+            max_iterations: 1000,
+            max_time: Duration::from_secs(60),
+        };
+        let six = a.shared_by(6);
+        assert_eq!(six.precision_pct, 1.5);
+        assert_eq!(six.max_iterations, 166, "never more than the whole in all");
+        assert_eq!(six.max_time, Duration::from_secs(10));
+        assert_eq!(a.shared_by(1).max_iterations, 1000);
+        assert_eq!(a.shared_by(0).max_time, a.max_time, "no division by zero");
+        assert_eq!(
+            a.shared_by(5000).max_iterations,
+            1,
+            "at least one iteration each"
+        );
+    }
 
     #[test]
     fn precision_of_known_samples() {
