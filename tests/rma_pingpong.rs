@@ -228,3 +228,48 @@ fn op_mismatch_between_peers_is_refused() {
     let t = target.wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&t.stderr).contains("op is write here but read on the peer"));
 }
+
+#[test]
+fn rounds_run_every_op_on_fresh_channels_across_two_processes() {
+    let _g = fabric_lock();
+    for op in ["write", "writedata", "read"] {
+        let dir = tempfile::tempdir().unwrap();
+        let args = [
+            "rma-pingpong",
+            "-p",
+            "shm",
+            "-o",
+            op,
+            "-S",
+            "64,64K",
+            "-I",
+            "20",
+            "--verify",
+            "--rounds",
+            "3",
+        ];
+        let (ini, t) = target_and_initiator(&args, dir.path());
+        assert!(
+            ini.status.success(),
+            "{op}: {}",
+            String::from_utf8_lossy(&ini.stderr)
+        );
+        assert!(
+            t.status.success(),
+            "{op}: {}",
+            String::from_utf8_lossy(&t.stderr)
+        );
+        let doc = read_doc(&dir.path().join("i.json"));
+        assert_rma_consistent(&doc, op, &[64, 65536], 60);
+        assert_eq!(doc.config["rounds"], 3);
+        for r in &doc.results {
+            let p = &r.extra["precision"];
+            let medians = p["rounds"]["p50_us"].as_array().unwrap();
+            assert_eq!(medians.len(), 3, "{op}: {p}");
+            // The path was read over the first round.
+            assert!(r.path.is_some(), "{op}");
+        }
+        let tdoc = read_doc(&dir.path().join("t.json"));
+        assert_eq!(tdoc.results.len(), if op == "read" { 0 } else { 2 }, "{op}");
+    }
+}

@@ -135,6 +135,16 @@ impl<B: HostStaged> RmaChannel<B> {
         self.remote = Some(r);
     }
 
+    /// Closes the endpoint and the registrations and hands the write source and the region
+    /// the peer reaches back; a buffer an operation may still reach is left leaked instead
+    /// (None).
+    pub fn into_buffers(self) -> (Option<B>, Option<B>) {
+        // The endpoint closes first: no operation reaches the bytes after it.
+        drop(self.path);
+        drop(self.ctrl);
+        (self.tx.into_buffer(), self.rx.into_buffer())
+    }
+
     /// The connection underneath.
     pub fn connection(&self) -> &Connection {
         self.path.connection()

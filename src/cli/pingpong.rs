@@ -35,6 +35,11 @@ pub struct PairArgs {
     pub iterations: Option<super::count::IterationsArg>,
     #[command(flatten)]
     pub pacing: super::count::PacingArgs,
+    /// Rounds, 1 to 1000: passes over every size, each on fresh endpoints and buffers; a
+    /// size's median interval then spans its rounds' medians too, spread over the whole run
+    /// [default: 6 with --iterations auto, which share its limits; else 1]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub rounds: Option<u64>,
     /// Untimed iterations before each size, 0 to 10^12 (0 reproduces fi_pingpong, which has
     /// none).
     #[arg(short, long, default_value_t = 10, value_parser = super::common::parse_warmup)]
@@ -69,11 +74,6 @@ pub struct PingPongArgs {
     /// Never use fi_inject, even below the inject size.
     #[arg(long)]
     no_inject: bool,
-    /// Rounds, 1 to 1000: passes over every size, each on fresh endpoints and buffers; a
-    /// size's median interval then spans its rounds' medians too, spread over the whole run
-    /// [default: 6 with --iterations auto, which share its limits; else 1]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    rounds: Option<u64>,
     #[command(flatten)]
     mem: SegArgs,
 }
@@ -102,19 +102,23 @@ impl SegArgs {
 
 /// The ping-pong configuration the shared options describe (message mode, inject on).
 pub fn base_config(a: &PairArgs) -> anyhow::Result<PingPongConfig> {
+    let iterations = a.pacing.count(a.iterations)?;
     Ok(PingPongConfig {
         provider: a.provider.clone(),
         endpoint: a.endpoint.into(),
         mode: MsgMode::Msg,
         domain: a.domain.clone(),
         sizes: a.sizes.clone(),
-        iterations: a.pacing.count(a.iterations)?,
+        rounds: a.rounds.unwrap_or(match iterations {
+            Some(Count::Auto(_)) => AUTO_ROUNDS,
+            _ => 1,
+        }),
+        iterations,
         warmup: a.warmup,
         verify: a.verify,
         inject: true,
         timeout: a.timeout,
         mem: Default::default(),
-        rounds: 1,
     })
 }
 
@@ -155,9 +159,5 @@ pub fn run(a: PingPongArgs) -> anyhow::Result<ExitCode> {
     };
     cfg.inject = !a.no_inject;
     cfg.mem = a.mem.kinds();
-    cfg.rounds = a.rounds.unwrap_or(match cfg.iterations {
-        Some(Count::Auto(_)) => AUTO_ROUNDS,
-        _ => 1,
-    });
     drive(&a.pair, &cfg, "pingpong", cfg.sizes.len())
 }

@@ -187,6 +187,7 @@ pub struct PairProbe {
     before: Option<Snapshot>,
     note: Option<&'static str>,
     failed: Option<RunError>,
+    on: bool,
 }
 
 impl PairProbe {
@@ -198,6 +199,16 @@ impl PairProbe {
             before: None,
             note: None,
             failed: None,
+            on: true,
+        }
+    }
+
+    /// A probe that reads nothing and meets nobody (both sides must agree on it): for spans
+    /// another probe already witnessed, such as a run's later rounds.
+    pub fn off(role: &'static str) -> PairProbe {
+        PairProbe {
+            on: false,
+            ..PairProbe::new(role)
         }
     }
 
@@ -210,6 +221,9 @@ impl PairProbe {
 
     /// Before the first timed iteration: meet, read, meet.
     pub fn start(&mut self, oob: &mut Oob) -> Result<(), RunError> {
+        if !self.on {
+            return Ok(());
+        }
         oob.barrier()?;
         self.before = Some(self.probe.read());
         oob.barrier()?;
@@ -241,6 +255,9 @@ impl PairProbe {
         oob: &mut Oob,
         payload: Payload,
     ) -> Result<Option<PathReport>, RunError> {
+        if !self.on {
+            return Ok(None);
+        }
         oob.barrier()?;
         let after = self.probe.read();
         let ours = self

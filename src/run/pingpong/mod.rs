@@ -1,30 +1,32 @@
 //! `pingpong`: fi_pingpong's measurement, in one process over the loopback or across two.
 
+mod result;
 pub mod rma;
+mod rounds;
 
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::bench::pingpong::{
-    run_timed, warm_up, FabtestsFigures, PingPongTransport, SizeParams, SizeSamples,
-};
+use crate::bench::pingpong::{run_timed, warm_up, PingPongTransport, SizeParams, SizeSamples};
 use crate::bench::BenchError;
 use crate::bootstrap::{Fingerprint, Oob};
 use crate::channel::{MsgChannel, MsgMode};
 use crate::fabric::{self, caps, select_info, EndpointSpec, EndpointType};
 use crate::mem::HostStaged;
 use crate::peer::Side;
-use crate::report::{ResultDoc, SizeResult};
+use crate::report::ResultDoc;
 use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed};
 use crate::run::pace::two_sided;
-use crate::run::path::{PairProbe, PathReport, Payload};
+use crate::run::path::PairProbe;
 use crate::run::segments::{check_device, check_hmem, MemKinds, SegKind};
 use crate::run::two_sided::PairRun;
 pub use crate::run::two_sided::{Progress, SideOutcome};
 use crate::run::{environment, RunError};
-use crate::stats::{encode_histogram, Count, LatencySummary, Precision};
+use crate::stats::Count;
 use crate::units::human_size;
+pub(crate) use result::{add_precision, both_ways};
+use rounds::{run_rounds, Figures, Measured, Reopen, RoundChannel};
 
 /// Everything a ping-pong run is asked to do.
 #[derive(Debug, Clone)]
@@ -356,14 +358,15 @@ pub(crate) fn vram_slots(
     unreachable!("check_device refuses VRAM without the cuda feature")
 }
 
-/// A fresh channel (new endpoints and buffers) for the next round.
-type Reopen<'a, B> = dyn FnMut(&mut Oob) -> Result<MsgChannel<B>, RunError> + 'a;
+impl<B: HostStaged> RoundChannel for MsgChannel<B> {
+    type Held = (Option<B>, Option<B>);
+    fn retire(self) -> Self::Held {
+        self.into_buffers()
+    }
+}
 
-/// Every size of the run on channel `ch`, each a result of `doc`. With rounds, each round
-/// runs every size in turn, each round after the first on a fresh channel from `reopen`, so
-/// that a size's rounds spread over the whole run: on a shared host the medians drift over
-/// seconds (at 1 MiB over shm here, 45.4 to 52.0 us over twenty rounds of one process), and
-/// rounds back to back would all sample one moment.
+/// Every size of the run on channel `ch`, each a result of `doc`, in rounds (see
+/// [`rounds`]), each round after the first on a fresh channel from `reopen`.
 fn sizes<B: HostStaged>(
     cfg: &PingPongConfig,
     role: Side,
@@ -371,179 +374,54 @@ fn sizes<B: HostStaged>(
     progress: &mut dyn FnMut(Progress),
     doc: &mut ResultDoc,
     ch: MsgChannel<B>,
-    reopen: &mut Reopen<'_, B>,
+    reopen: &mut Reopen<'_, MsgChannel<B>>,
 ) -> Result<(), RunError> {
     let inject_size = ch.inject_size() as u64;
-    let mut m = Measured {
-        rounds: cfg.sizes.iter().map(|_| Vec::new()).collect(),
-        paths: cfg.sizes.iter().map(|_| None).collect(),
-    };
-    let outcome = run_rounds(cfg, role, oob, progress, ch, reopen, &mut m);
-    // What was measured is kept even when a later round failed.
-    for ((&size, rounds), path) in cfg.sizes.iter().zip(m.rounds).zip(m.paths) {
-        let Some(samples) = SizeSamples::merge(rounds) else {
-            break;
-        };
-        let mut r = size_result(size, &samples, Some(size <= inject_size), 2);
-        add_precision(&mut r, &samples, &cfg.iterations_for(size), role);
-        r.path = path.map(|p| p.to_value());
-        doc.results.push(r);
-    }
-    outcome?;
-    Ok(oob.barrier()?)
-}
-
-/// What a run's rounds measured so far: per size, each round's samples, and the path read
-/// over the first round's timed iterations.
-struct Measured {
-    rounds: Vec<Vec<SizeSamples>>,
-    paths: Vec<Option<PathReport>>,
-}
-
-/// The rounds of a run, every size in each, into `m`.
-fn run_rounds<B: HostStaged>(
-    cfg: &PingPongConfig,
-    role: Side,
-    oob: &mut Oob,
-    progress: &mut dyn FnMut(Progress),
-    mut ch: MsgChannel<B>,
-    reopen: &mut Reopen<'_, B>,
-    m: &mut Measured,
-) -> Result<(), RunError> {
-    ch.post_recv()?;
     let mut probe = PairProbe::new(role.name());
-    let total = cfg.sizes.len() * cfg.rounds as usize;
-    // The earlier rounds' buffers stay allocated until the run ends: each round's memory is
-    // its own, so the allocator cannot hand the next round the same pages (where a large
-    // message's buffers lie moved its median by 8 % between rounds here).
-    let mut held = Vec::new();
-    for round in 0..cfg.rounds as usize {
-        if round > 0 {
-            // The old endpoints close before the new ones open.
-            held.push(ch.into_buffers());
-            ch = reopen(oob)?;
-            ch.post_recv()?;
-        }
-        for (i, &size) in cfg.sizes.iter().enumerate() {
-            // The path's counters span the first round's timed iterations.
-            let first = round == 0;
-            let s = match one_size(&mut ch, cfg, role, oob, first.then_some(&mut probe), size) {
-                Ok(s) => s,
-                Err(e) => {
-                    abandon(ch);
-                    return Err(e);
-                }
-            };
-            if first {
-                m.paths[i] = probe.finish(oob, both_ways(size, &s))?;
-            }
-            m.rounds[i].push(s);
-            progress(Progress {
-                done: round * cfg.sizes.len() + i + 1,
-                total,
-                size,
-            });
-        }
-    }
+    let mut one = |ch: &mut MsgChannel<B>, oob: &mut Oob, size: u64, first: bool| {
+        // A fresh channel's receive is posted here (posting again is a no-op).
+        ch.post_recv()?;
+        // The path's counters span the first round's timed iterations.
+        let mut off = PairProbe::off(role.name());
+        let probe = if first { &mut probe } else { &mut off };
+        let s = one_size(ch, cfg, role, oob, probe, size)?;
+        let path = probe.finish(oob, both_ways(size, &s))?;
+        Ok((Some(s), path))
+    };
+    let mut m = Measured::new(&cfg.sizes, cfg.rounds);
+    let outcome = run_rounds(oob, progress, ch, reopen, &mut one, &mut m);
+    // What was measured is kept even when a later round failed.
+    m.into_results(role, doc, |size| Figures {
+        injected: Some(size <= inject_size),
+        xfers: 2,
+        count: cfg.iterations_for(size),
+    });
+    let ch = outcome?;
+    oob.barrier()?;
+    drop(ch);
     Ok(())
 }
 
-/// One size's warm-up and timed iterations on `ch`, read by `probe` when given.
+/// One size's warm-up and timed iterations on `ch`, read by `probe`.
 fn one_size<B: HostStaged>(
     ch: &mut MsgChannel<B>,
     cfg: &PingPongConfig,
     role: Side,
     oob: &mut Oob,
-    mut probe: Option<&mut PairProbe>,
+    probe: &mut PairProbe,
     size: u64,
 ) -> Result<SizeSamples, RunError> {
     let p = cfg.size_params(size);
     let count = cfg.iterations_for(size);
     oob.barrier()?;
     let run = warm_up(ch, role, &p)
-        .and_then(|()| match probe.as_deref_mut() {
-            Some(probe) => probe.hook(oob)(),
-            None => Ok(()),
-        })
+        .and_then(|()| probe.hook(oob)())
         .and_then(|()| run_timed(ch, role, &p, &mut *two_sided(role, count, oob)));
     run.map_err(|error| {
-        let at = format!("size {}", human_size(size));
-        match probe {
-            Some(probe) => probe.failure(at, error),
-            None => RunError::Bench { at, error },
-        }
-        .control_first()
+        probe
+            .failure(format!("size {}", human_size(size)), error)
+            .control_first()
     })
-}
-
-/// A ping-pong's payload on either side: a message of `size` each way per timed iteration.
-pub(crate) fn both_ways(size: u64, s: &SizeSamples) -> Payload {
-    let bytes = size * s.iterations;
-    Payload {
-        sent: bytes,
-        received: bytes,
-        timed_ns: Some(s.elapsed_ns),
-    }
-}
-
-/// Leaves a channel whose loop failed open and allocated until the process ends: operations
-/// may still be in flight on it (a peer stopped mid-message), libfabric 1.17's rxm can crash
-/// closing such an endpoint (seen on tcp;ofi_rxm, about one run in six), and the buffers must
-/// outlive what the provider still holds of them.
-pub(crate) fn abandon<T>(channel: T) {
-    std::mem::forget(channel);
-}
-
-/// One size's figures, fabtests' arithmetic with `xfers` transfers per iteration.
-pub(crate) fn size_result(
-    size: u64,
-    s: &crate::bench::pingpong::SizeSamples,
-    injected: Option<bool>,
-    xfers: u64,
-) -> SizeResult {
-    let f = FabtestsFigures::with_xfers(size, s.iterations, s.elapsed_ns, xfers);
-    let mut extra = Map::new();
-    extra.insert("time_s".into(), json!(s.elapsed_ns as f64 / 1e9));
-    extra.insert("usec_per_xfer".into(), json!(f.usec_per_xfer));
-    extra.insert("mb_per_sec".into(), json!(f.mb_per_sec));
-    extra.insert("mxfers_per_sec".into(), json!(f.mxfers_per_sec));
-    extra.insert("bytes_counted".into(), json!(f.bytes));
-    if let Some(injected) = injected {
-        extra.insert("injected".into(), json!(injected));
-    }
-    SizeResult {
-        message_size: size,
-        iterations: s.iterations,
-        latency_us: LatencySummary::from_histogram(&s.latency_ns),
-        bandwidth_gbps: Some(f.mb_per_sec / 1000.0),
-        bandwidth_mbps: Some(f.mb_per_sec),
-        transfer_time_ms: Some(s.elapsed_ns as f64 / 1e6),
-        histogram: encode_histogram(&s.latency_ns).ok(),
-        path: None,
-        extra,
-    }
-}
-
-/// The result's `extra.precision` from the samples of the side that measured them.
-pub(crate) fn add_precision(
-    r: &mut SizeResult,
-    s: &crate::bench::pingpong::SizeSamples,
-    count: &Count,
-    role: Side,
-) {
-    if role == Side::Target && s.latency_ns.is_empty() {
-        return;
-    }
-    let p = Precision::of(
-        &s.latency_ns,
-        s.stopped_by,
-        Precision::target_of(count),
-        s.blocks.as_ref(),
-        s.rounds.as_ref(),
-    );
-    if let Ok(v) = serde_json::to_value(p) {
-        r.extra.insert("precision".into(), v);
-    }
 }
 
 /// The configuration block of a ping-pong document.

@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{
-    add_precision, both_ways, config_map, size_result, vram_slots, PingPongConfig, Progress,
-    SideOutcome,
-};
+use super::{both_ways, config_map, vram_slots, PingPongConfig, Progress, SideOutcome};
 use crate::bench::pace::{decode_batch, encode_batch, run_batches};
 use crate::bench::pingpong::{
     run_timed, warm_up, PingPongTransport, Recorder, SizeParams, SizeSamples,
@@ -28,6 +25,8 @@ use crate::run::segments::SegKind;
 use crate::run::two_sided::PairRun;
 use crate::run::RunError;
 use crate::stats::{Count, Pacer};
+
+use super::rounds::{run_rounds, Figures, Measured, Reopen, RoundChannel};
 use crate::units::human_size;
 
 /// An RMA ping-pong run: the ping-pong parameters (mode and inject unused) and the operation.
@@ -193,46 +192,98 @@ fn measure(
     let base = &cfg.base;
     let conn = connect(cfg, role, oob)?;
     let mut doc = result_doc(cfg, role, &conn);
+    doc.config.insert("inject".into(), json!(base.inject));
     let max = *base.sizes.iter().max().expect("validated: sizes not empty") as usize;
     let (op, inject, timeout) = (cfg.op, base.inject, base.timeout);
     let outcome = match base.seg_of(role) {
-        SegKind::Dram => RmaChannel::new(conn, max, op, inject, timeout)
-            .map_err(RunError::from)
-            .and_then(|ch| run_channel(cfg, role, oob, progress, &mut doc, ch)),
-        SegKind::Vram => vram_slots(base, max)
-            .and_then(|(tx, rx)| Ok(RmaChannel::over(conn, tx, rx, op, inject, timeout)?))
-            .and_then(|ch| run_channel(cfg, role, oob, progress, &mut doc, ch)),
+        SegKind::Dram => {
+            let open = |conn, oob: &mut Oob| {
+                let ch = RmaChannel::new(conn, max, op, inject, timeout)?;
+                RmaPingPong::over(ch, cfg, role, oob)
+            };
+            let mut again = |oob: &mut Oob| open(connect(cfg, role, oob)?, oob);
+            open(conn, oob).and_then(|pp| sizes(cfg, oob, progress, &mut doc, pp, &mut again))
+        }
+        SegKind::Vram => {
+            let open = |conn, oob: &mut Oob| {
+                let (tx, rx) = vram_slots(base, max)?;
+                let ch = RmaChannel::over(conn, tx, rx, op, inject, timeout)?;
+                RmaPingPong::over(ch, cfg, role, oob)
+            };
+            let mut again = |oob: &mut Oob| open(connect(cfg, role, oob)?, oob);
+            open(conn, oob).and_then(|pp| sizes(cfg, oob, progress, &mut doc, pp, &mut again))
+        }
     };
     Ok(SideOutcome {
         doc: crate::run::conclude(doc, outcome)?,
     })
 }
 
-/// Every size over channel `ch`, after trading regions with the peer.
-fn run_channel<B: HostStaged>(
+impl<B: HostStaged> RmaPingPong<B> {
+    /// The ping-pong over channel `ch`, after trading regions with the peer.
+    fn over(
+        ch: RmaChannel<B>,
+        cfg: &RmaPingPongConfig,
+        role: Side,
+        oob: &mut Oob,
+    ) -> Result<RmaPingPong<B>, RunError> {
+        Ok(RmaPingPong {
+            ch: exchange_regions(ch, oob)?,
+            role,
+            writedata: cfg.op == RmaPingPongOp::WriteData,
+            size: 1,
+            sent: 0,
+            received: 0,
+        })
+    }
+}
+
+impl<B: HostStaged> RoundChannel for RmaPingPong<B> {
+    type Held = (Option<B>, Option<B>);
+    fn retire(self) -> Self::Held {
+        self.ch.into_buffers()
+    }
+}
+
+/// Every size of the run, each a result of `doc` where this side measures (the read target
+/// measures nothing), in rounds (see [`super::rounds`]), each round after the first on a fresh
+/// channel from `reopen`.
+fn sizes<B: HostStaged>(
     cfg: &RmaPingPongConfig,
-    role: Side,
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
     doc: &mut ResultDoc,
-    ch: RmaChannel<B>,
+    pp: RmaPingPong<B>,
+    reopen: &mut Reopen<'_, RmaPingPong<B>>,
 ) -> Result<(), RunError> {
-    let base = &cfg.base;
-    let inject_size = ch.inject_size() as u64;
-    doc.config.insert("inject".into(), json!(base.inject));
-    let mut pp = RmaPingPong {
-        ch: exchange_regions(ch, oob)?,
-        role,
-        writedata: cfg.op == RmaPingPongOp::WriteData,
-        size: 1,
-        sent: 0,
-        received: 0,
-    };
-    let outcome = measure_sizes(&mut pp, cfg, oob, inject_size, doc, progress);
-    if outcome.is_err() {
-        super::abandon(pp);
+    let (base, op, role) = (&cfg.base, cfg.op, pp.role);
+    let inject_size = pp.ch.inject_size() as u64;
+    let mut probe = PairProbe::new(role.name());
+    if op == RmaPingPongOp::Read {
+        probe = probe.with_note(
+            "the span includes the warm-up reads (the target does not see the timed ones start)",
+        );
     }
-    outcome
+    let mut one = |pp: &mut RmaPingPong<B>, oob: &mut Oob, size: u64, first: bool| {
+        let p = base.size_params(size);
+        // The path's counters span the first round's size.
+        let mut off = PairProbe::off(role.name());
+        let probe = if first { &mut probe } else { &mut off };
+        measure_size(pp, op, oob, &p, base.iterations_for(size), probe)
+    };
+    let mut m = Measured::new(&base.sizes, base.rounds);
+    let outcome = run_rounds(oob, progress, pp, reopen, &mut one, &mut m);
+    // What was measured is kept even when a later round failed. fi_rma_pingpong's read: only
+    // the initiator measures, one transfer per iteration.
+    m.into_results(role, doc, |size| Figures {
+        injected: (op != RmaPingPongOp::Read).then_some(size <= inject_size),
+        xfers: if op == RmaPingPongOp::Read { 1 } else { 2 },
+        count: base.iterations_for(size),
+    });
+    let pp = outcome?;
+    oob.barrier()?;
+    drop(pp);
+    Ok(())
 }
 
 /// Connects to the peer with RMA and message capabilities; writedata needs remote CQ data.
@@ -282,45 +333,6 @@ fn exchange_regions<B: HostStaged>(
         .map_err(|e| BootstrapError::Protocol(format!("the peer's region: {e}")))?;
     ch.set_remote(theirs);
     Ok(ch)
-}
-
-/// Every size in turn, each one's samples added to `doc` (the read target measures nothing).
-fn measure_sizes<B: HostStaged>(
-    pp: &mut RmaPingPong<B>,
-    cfg: &RmaPingPongConfig,
-    oob: &mut Oob,
-    inject_size: u64,
-    doc: &mut ResultDoc,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<(), RunError> {
-    let base = &cfg.base;
-    let mut probe = PairProbe::new(pp.role.name());
-    if cfg.op == RmaPingPongOp::Read {
-        probe = probe.with_note(
-            "the span includes the warm-up reads (the target does not see the timed ones start)",
-        );
-    }
-    for (i, &size) in base.sizes.iter().enumerate() {
-        let p = base.size_params(size);
-        let count = base.iterations_for(size);
-        // fi_rma_pingpong's read: only the initiator measures, one transfer per iteration.
-        let (samples, path) = measure_size(pp, cfg.op, oob, &p, count, &mut probe)?;
-        if let Some(s) = samples {
-            let xfers = if cfg.op == RmaPingPongOp::Read { 1 } else { 2 };
-            let injected = (cfg.op != RmaPingPongOp::Read).then_some(size <= inject_size);
-            let mut r = size_result(size, &s, injected, xfers);
-            add_precision(&mut r, &s, &count, pp.role);
-            r.path = path.map(|p| p.to_value());
-            doc.results.push(r);
-        }
-        progress(Progress {
-            done: i + 1,
-            total: base.sizes.len(),
-            size,
-        });
-    }
-    oob.barrier()?;
-    Ok(())
 }
 
 /// One size, both sides in step: the samples where this side measures (else None), and the

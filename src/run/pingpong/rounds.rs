@@ -1,0 +1,132 @@
+//! The rounds of a ping-pong run (pingpong and rma-pingpong): each round passes over every
+//! size, each round after the first on fresh endpoints and fresh buffers, and each size's
+//! rounds merge into one result.
+//!
+//! A size's rounds spread over the whole run because on a shared host the medians drift over
+//! seconds (at 1 MiB over shm here, 45.4 to 52.0 us over twenty rounds of one process), and
+//! rounds back to back would all sample one moment. The earlier rounds' buffers stay allocated
+//! until the run ends, so the allocator cannot hand a round another's pages: where a large
+//! message's buffers lie moved its median by 8 % between rounds here.
+
+use super::result::{abandon, add_precision, size_result};
+use crate::bench::pingpong::SizeSamples;
+use crate::bootstrap::Oob;
+use crate::peer::Side;
+use crate::report::ResultDoc;
+use crate::run::path::PathReport;
+use crate::run::two_sided::Progress;
+use crate::run::RunError;
+use crate::stats::Count;
+
+/// A channel a round runs on.
+pub(super) trait RoundChannel {
+    /// What stays allocated of a channel whose round is over (its buffers).
+    type Held;
+    /// Closes the endpoints and keeps the buffers.
+    fn retire(self) -> Self::Held;
+}
+
+/// One size of one round on a channel: its samples where this side measures, and the path
+/// read over it when asked (`true`: the first round).
+pub(super) type OneSize<'a, C> = dyn FnMut(
+        &mut C,
+        &mut Oob,
+        u64,
+        bool,
+    ) -> Result<(Option<SizeSamples>, Option<PathReport>), RunError>
+    + 'a;
+
+/// A fresh channel for the next round.
+pub(super) type Reopen<'a, C> = dyn FnMut(&mut Oob) -> Result<C, RunError> + 'a;
+
+/// What a run's rounds measured so far: per size, each round's samples, and the path read over
+/// the first round.
+pub(super) struct Measured {
+    sizes: Vec<u64>,
+    asked: u64,
+    rounds: Vec<Vec<SizeSamples>>,
+    paths: Vec<Option<PathReport>>,
+}
+
+/// How a size's result is figured: whether it was injected, the transfers per iteration, and
+/// the count each round ran to.
+pub(super) struct Figures {
+    pub injected: Option<bool>,
+    pub xfers: u64,
+    pub count: Count,
+}
+
+impl Measured {
+    /// Nothing yet, of `rounds` rounds over `sizes`.
+    pub(super) fn new(sizes: &[u64], rounds: u64) -> Measured {
+        Measured {
+            sizes: sizes.to_vec(),
+            asked: rounds,
+            rounds: sizes.iter().map(|_| Vec::new()).collect(),
+            paths: sizes.iter().map(|_| None).collect(),
+        }
+    }
+
+    /// Each size's rounds merged into a result of `doc`, in order, up to the first size with
+    /// none.
+    pub(super) fn into_results(
+        self,
+        role: Side,
+        doc: &mut ResultDoc,
+        figures: impl Fn(u64) -> Figures,
+    ) {
+        for ((size, rounds), path) in self.sizes.into_iter().zip(self.rounds).zip(self.paths) {
+            let Some(samples) = SizeSamples::merge(rounds) else {
+                break;
+            };
+            let f = figures(size);
+            let mut r = size_result(size, &samples, f.injected, f.xfers);
+            add_precision(&mut r, &samples, &f.count, role);
+            r.path = path.map(|p| p.to_value());
+            doc.results.push(r);
+        }
+    }
+}
+
+/// The rounds of a run, every size in each, into `m`; the last round's channel, which the
+/// caller closes after both sides are done. A channel whose size failed is abandoned (see
+/// [`abandon`]).
+pub(super) fn run_rounds<C: RoundChannel>(
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+    mut ch: C,
+    reopen: &mut Reopen<'_, C>,
+    one_size: &mut OneSize<'_, C>,
+    m: &mut Measured,
+) -> Result<C, RunError> {
+    let n = m.sizes.len();
+    let total = n * m.asked as usize;
+    let mut held = Vec::new();
+    for round in 0..m.asked as usize {
+        if round > 0 {
+            // The old endpoints close before the new ones open; the buffers stay.
+            held.push(ch.retire());
+            ch = reopen(oob)?;
+        }
+        for i in 0..n {
+            let (size, first) = (m.sizes[i], round == 0);
+            let (samples, path) = match one_size(&mut ch, oob, size, first) {
+                Ok(got) => got,
+                Err(e) => {
+                    abandon(ch);
+                    return Err(e);
+                }
+            };
+            if first {
+                m.paths[i] = path;
+            }
+            m.rounds[i].extend(samples);
+            progress(Progress {
+                done: round * n + i + 1,
+                total,
+                size,
+            });
+        }
+    }
+    Ok(ch)
+}
