@@ -51,8 +51,11 @@ pub(super) struct Measured {
 /// How a size's result is figured: whether it was injected, the transfers per iteration, and
 /// the count each round ran to.
 pub(super) struct Figures {
+    /// Whether the size was injected (None where injection does not apply).
     pub injected: Option<bool>,
+    /// Transfers per iteration.
     pub xfers: u64,
+    /// What each round ran to.
     pub count: Count,
 }
 
