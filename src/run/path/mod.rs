@@ -203,12 +203,16 @@ impl PairProbe {
         }
     }
 
-    /// A probe that reads nothing and meets nobody (both sides must agree on it): for spans
-    /// another probe already witnessed, such as a run's later rounds.
-    pub fn off(role: &'static str) -> PairProbe {
+    /// A probe of the same side that reads nothing and meets nobody (both sides must agree
+    /// on it): for spans this one already witnessed, such as a run's later rounds.
+    pub fn off(&self) -> PairProbe {
         PairProbe {
+            probe: self.probe.clone(),
+            role: self.role,
+            before: None,
+            note: None,
+            failed: None,
             on: false,
-            ..PairProbe::new(role)
         }
     }
 

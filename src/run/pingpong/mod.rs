@@ -268,7 +268,7 @@ impl PairRun for PingPongConfig {
     }
     fn memory(&self) -> MemoryNeed {
         // A send and a receive buffer of the largest size, for each round (a round's buffers
-        // are held until the size's last round).
+        // are held until the run ends).
         let max = self.sizes.iter().copied().max().unwrap_or(0);
         MemoryNeed {
             buffers: max.saturating_mul(2).saturating_mul(self.rounds),
@@ -378,28 +378,22 @@ fn sizes<B: HostStaged>(
 ) -> Result<(), RunError> {
     let inject_size = ch.inject_size() as u64;
     let mut probe = PairProbe::new(role.name());
-    let mut one = |ch: &mut MsgChannel<B>, oob: &mut Oob, size: u64, first: bool| {
+    let mut one = |ch: &mut MsgChannel<B>, oob: &mut Oob, size: u64, probe: &mut PairProbe| {
         // A fresh channel's receive is posted here (posting again is a no-op).
         ch.post_recv()?;
-        // The path's counters span the first round's timed iterations.
-        let mut off = PairProbe::off(role.name());
-        let probe = if first { &mut probe } else { &mut off };
         let s = one_size(ch, cfg, role, oob, probe, size)?;
         let path = probe.finish(oob, both_ways(size, &s))?;
         Ok((Some(s), path))
     };
     let mut m = Measured::new(&cfg.sizes, cfg.rounds);
-    let outcome = run_rounds(oob, progress, ch, reopen, &mut one, &mut m);
+    let outcome = run_rounds(oob, progress, ch, reopen, &mut one, &mut probe, &mut m);
     // What was measured is kept even when a later round failed.
     m.into_results(role, doc, |size| Figures {
         injected: Some(size <= inject_size),
         xfers: 2,
         count: cfg.iterations_for(size),
     });
-    let ch = outcome?;
-    oob.barrier()?;
-    drop(ch);
-    Ok(())
+    outcome
 }
 
 /// One size's warm-up and timed iterations on `ch`, read by `probe`.

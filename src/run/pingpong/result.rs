@@ -30,7 +30,7 @@ pub(crate) fn abandon<T>(channel: T) {
 /// One size's figures, fabtests' arithmetic with `xfers` transfers per iteration.
 pub(crate) fn size_result(
     size: u64,
-    s: &crate::bench::pingpong::SizeSamples,
+    s: &SizeSamples,
     injected: Option<bool>,
     xfers: u64,
 ) -> SizeResult {
@@ -58,12 +58,7 @@ pub(crate) fn size_result(
 }
 
 /// The result's `extra.precision` from the samples of the side that measured them.
-pub(crate) fn add_precision(
-    r: &mut SizeResult,
-    s: &crate::bench::pingpong::SizeSamples,
-    count: &Count,
-    role: Side,
-) {
+pub(crate) fn add_precision(r: &mut SizeResult, s: &SizeSamples, count: &Count, role: Side) {
     if role == Side::Target && s.latency_ns.is_empty() {
         return;
     }

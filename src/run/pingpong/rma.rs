@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::rounds::{run_rounds, Figures, Measured, Reopen, RoundChannel};
 use super::{both_ways, config_map, vram_slots, PingPongConfig, Progress, SideOutcome};
 use crate::bench::pace::{decode_batch, encode_batch, run_batches};
 use crate::bench::pingpong::{
@@ -25,8 +26,6 @@ use crate::run::segments::SegKind;
 use crate::run::two_sided::PairRun;
 use crate::run::RunError;
 use crate::stats::{Count, Pacer};
-
-use super::rounds::{run_rounds, Figures, Measured, Reopen, RoundChannel};
 use crate::units::human_size;
 
 /// An RMA ping-pong run: the ping-pong parameters (mode and inject unused) and the operation.
@@ -264,15 +263,12 @@ fn sizes<B: HostStaged>(
             "the span includes the warm-up reads (the target does not see the timed ones start)",
         );
     }
-    let mut one = |pp: &mut RmaPingPong<B>, oob: &mut Oob, size: u64, first: bool| {
+    let mut one = |pp: &mut RmaPingPong<B>, oob: &mut Oob, size: u64, probe: &mut PairProbe| {
         let p = base.size_params(size);
-        // The path's counters span the first round's size.
-        let mut off = PairProbe::off(role.name());
-        let probe = if first { &mut probe } else { &mut off };
         measure_size(pp, op, oob, &p, base.iterations_for(size), probe)
     };
     let mut m = Measured::new(&base.sizes, base.rounds);
-    let outcome = run_rounds(oob, progress, pp, reopen, &mut one, &mut m);
+    let outcome = run_rounds(oob, progress, pp, reopen, &mut one, &mut probe, &mut m);
     // What was measured is kept even when a later round failed. fi_rma_pingpong's read: only
     // the initiator measures, one transfer per iteration.
     m.into_results(role, doc, |size| Figures {
@@ -280,10 +276,7 @@ fn sizes<B: HostStaged>(
         xfers: if op == RmaPingPongOp::Read { 1 } else { 2 },
         count: base.iterations_for(size),
     });
-    let pp = outcome?;
-    oob.barrier()?;
-    drop(pp);
-    Ok(())
+    outcome
 }
 
 /// Connects to the peer with RMA and message capabilities; writedata needs remote CQ data.

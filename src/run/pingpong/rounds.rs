@@ -13,7 +13,7 @@ use crate::bench::pingpong::SizeSamples;
 use crate::bootstrap::Oob;
 use crate::peer::Side;
 use crate::report::ResultDoc;
-use crate::run::path::PathReport;
+use crate::run::path::{PairProbe, PathReport};
 use crate::run::two_sided::Progress;
 use crate::run::RunError;
 use crate::stats::Count;
@@ -26,13 +26,13 @@ pub(super) trait RoundChannel {
     fn retire(self) -> Self::Held;
 }
 
-/// One size of one round on a channel: its samples where this side measures, and the path
-/// read over it when asked (`true`: the first round).
+/// One size of one round on a channel, read by the probe given: its samples where this side
+/// measures, and the path the probe saw (None from a probe that is off).
 pub(super) type OneSize<'a, C> = dyn FnMut(
         &mut C,
         &mut Oob,
         u64,
-        bool,
+        &mut PairProbe,
     ) -> Result<(Option<SizeSamples>, Option<PathReport>), RunError>
     + 'a;
 
@@ -91,8 +91,9 @@ impl Measured {
     }
 }
 
-/// The rounds of a run, every size in each, into `m`; the last round's channel, which the
-/// caller closes after both sides are done. A channel whose size failed is abandoned (see
+/// The rounds of a run, every size in each, into `m`, the first round's sizes read by
+/// `probe` (the path's counters span them) and the later ones by no probe; the last channel
+/// closes once both sides are done. A channel whose size failed is abandoned (see
 /// [`abandon`]).
 pub(super) fn run_rounds<C: RoundChannel>(
     oob: &mut Oob,
@@ -100,10 +101,12 @@ pub(super) fn run_rounds<C: RoundChannel>(
     mut ch: C,
     reopen: &mut Reopen<'_, C>,
     one_size: &mut OneSize<'_, C>,
+    probe: &mut PairProbe,
     m: &mut Measured,
-) -> Result<C, RunError> {
+) -> Result<(), RunError> {
     let n = m.sizes.len();
     let total = n * m.asked as usize;
+    let mut off = probe.off();
     let mut held = Vec::new();
     for round in 0..m.asked as usize {
         if round > 0 {
@@ -111,16 +114,17 @@ pub(super) fn run_rounds<C: RoundChannel>(
             held.push(ch.retire());
             ch = reopen(oob)?;
         }
+        let probe = if round == 0 { &mut *probe } else { &mut off };
         for i in 0..n {
-            let (size, first) = (m.sizes[i], round == 0);
-            let (samples, path) = match one_size(&mut ch, oob, size, first) {
+            let size = m.sizes[i];
+            let (samples, path) = match one_size(&mut ch, oob, size, probe) {
                 Ok(got) => got,
                 Err(e) => {
                     abandon(ch);
                     return Err(e);
                 }
             };
-            if first {
+            if round == 0 {
                 m.paths[i] = path;
             }
             m.rounds[i].extend(samples);
@@ -131,5 +135,7 @@ pub(super) fn run_rounds<C: RoundChannel>(
             });
         }
     }
-    Ok(ch)
+    oob.barrier()?;
+    drop(ch);
+    Ok(())
 }
