@@ -112,7 +112,14 @@ fn tcp_read() {
 
 fn two_processes(provider: &str, op: &str) {
     let _g = fabric_lock();
+    two_processes_with(provider, op, 1);
+}
+
+/// A target and an initiator process, 64 B and 64 KiB, 20 iterations in each of `rounds`
+/// rounds, every payload checked: the initiator's document, once both sides' add up.
+fn two_processes_with(provider: &str, op: &str, rounds: u64) -> ResultDoc {
     let dir = tempfile::tempdir().unwrap();
+    let rounds_arg = rounds.to_string();
     let args = [
         "rma-pingpong",
         "-p",
@@ -124,19 +131,27 @@ fn two_processes(provider: &str, op: &str) {
         "-I",
         "20",
         "--verify",
+        "--rounds",
+        &rounds_arg,
     ];
     let (ini, t) = target_and_initiator(&args, dir.path());
     assert!(
         ini.status.success(),
-        "{}",
+        "{op}: {}",
         String::from_utf8_lossy(&ini.stderr)
     );
-    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-    assert_rma_consistent(&read_doc(&dir.path().join("i.json")), op, &[64, 65536], 20);
+    assert!(
+        t.status.success(),
+        "{op}: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let doc = read_doc(&dir.path().join("i.json"));
+    assert_rma_consistent(&doc, op, &[64, 65536], 20 * rounds);
     let tdoc = read_doc(&dir.path().join("t.json"));
     assert_eq!(tdoc.config["role"], "target");
     // Only the initiator measures reads, as fi_rma_pingpong's client alone prints.
-    assert_eq!(tdoc.results.len(), if op == "read" { 0 } else { 2 });
+    assert_eq!(tdoc.results.len(), if op == "read" { 0 } else { 2 }, "{op}");
+    doc
 }
 
 #[test]
@@ -233,34 +248,7 @@ fn op_mismatch_between_peers_is_refused() {
 fn rounds_run_every_op_on_fresh_channels_across_two_processes() {
     let _g = fabric_lock();
     for op in ["write", "writedata", "read"] {
-        let dir = tempfile::tempdir().unwrap();
-        let args = [
-            "rma-pingpong",
-            "-p",
-            "shm",
-            "-o",
-            op,
-            "-S",
-            "64,64K",
-            "-I",
-            "20",
-            "--verify",
-            "--rounds",
-            "3",
-        ];
-        let (ini, t) = target_and_initiator(&args, dir.path());
-        assert!(
-            ini.status.success(),
-            "{op}: {}",
-            String::from_utf8_lossy(&ini.stderr)
-        );
-        assert!(
-            t.status.success(),
-            "{op}: {}",
-            String::from_utf8_lossy(&t.stderr)
-        );
-        let doc = read_doc(&dir.path().join("i.json"));
-        assert_rma_consistent(&doc, op, &[64, 65536], 60);
+        let doc = two_processes_with("shm", op, 3);
         assert_eq!(doc.config["rounds"], 3);
         for r in &doc.results {
             let p = &r.extra["precision"];
@@ -269,7 +257,5 @@ fn rounds_run_every_op_on_fresh_channels_across_two_processes() {
             // The path was read over the first round.
             assert!(r.path.is_some(), "{op}");
         }
-        let tdoc = read_doc(&dir.path().join("t.json"));
-        assert_eq!(tdoc.results.len(), if op == "read" { 0 } else { 2 }, "{op}");
     }
 }
