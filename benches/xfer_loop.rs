@@ -84,6 +84,7 @@ fn config(provider: &str, size: u64) -> XferConfig {
         stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
         open: None,
+        rounds: 1,
     }
 }
 

@@ -332,6 +332,7 @@ fn xfer_idles_before_each_timed_iteration() {
         stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
         open: None,
+        rounds: 1,
     };
     let t = std::time::Instant::now();
     let doc = run_local(&cfg, LocalThreads::Side, &XferProgress::default()).unwrap();

@@ -275,6 +275,78 @@ fn tcp_two_processes_verify() {
 }
 
 #[test]
+fn rounds_run_the_session_again_and_both_sides_merge_them() {
+    let _g = fabric_lock();
+    let e = Expect {
+        size: 1 << 20,
+        iterations: 12,
+        // One warm-up iteration in each of the 3 rounds.
+        warmup: 3,
+        transfers: 2,
+        verify: true,
+        op: "write",
+    };
+    let (idoc, tdoc) = two_processes_consistent(
+        &[],
+        &[
+            "xfer", "-p", "tcp", "-s", "1M", "-c", "2", "-I", "4", "-w", "1", "--verify",
+            "--rounds", "3",
+        ],
+        &e,
+    );
+    for doc in [&idoc, &tdoc] {
+        assert_eq!(doc.config["rounds"], 3);
+        let r = &doc.results[0];
+        let p = &r.extra["precision"];
+        assert_eq!(p["rounds"]["p50_us"].as_array().unwrap().len(), 3, "{p}");
+        assert_eq!(p["iterations"], 24, "{p}");
+        // Every round's bytes checked, its warm-up too: 2 workers x (12 + 3) x 1 MiB.
+        assert_eq!(r.extra["verified_bytes"], 30u64 << 20);
+    }
+    // The loopback's counters span the first round: they carried its bytes, not a third of
+    // them (which every round's bytes against one round's counters would read).
+    let side = &idoc.results[0].path.as_ref().unwrap()["sides"][0];
+    let ratio = side["bytes_ratio"].as_f64().unwrap();
+    assert!(ratio >= 0.8, "{side}");
+}
+
+#[test]
+fn auto_runs_six_rounds_unless_told_and_they_share_its_limits() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    // A precision no round reaches: every round runs to its share of the time.
+    let auto = [
+        "xfer",
+        "-p",
+        "shm",
+        "-s",
+        "64K",
+        "-I",
+        "auto",
+        "--precision",
+        "0.01",
+        "--max-time",
+        "1200ms",
+    ];
+    let start = Instant::now();
+    let doc = local(&auto, &dir.path().join("six.json"));
+    let wall = start.elapsed();
+    assert_eq!(doc.config["rounds"], 6);
+    let p = &doc.results[0].extra["precision"];
+    assert_eq!(p["rounds"]["p50_us"].as_array().unwrap().len(), 6, "{p}");
+    assert_eq!(p["stopped_by"], "max-time", "{p}");
+    // 1.2 s is the run's, six rounds of 0.2 s: rounds that each took the whole 1.2 s would
+    // spend 7.2 s in timed iterations alone (the limit is on the clock, however busy the host).
+    assert!(wall < Duration::from_millis(7200), "{wall:?}");
+    let one = local(
+        &[&auto[..], &["--rounds", "1"]].concat(),
+        &dir.path().join("one.json"),
+    );
+    assert_eq!(one.config["rounds"], 1);
+    assert!(one.results[0].extra["precision"].get("rounds").is_none());
+}
+
+#[test]
 fn both_sides_of_a_many_worker_run_name_workers_and_tiers_alike() {
     let _g = fabric_lock();
     let e = Expect {
@@ -399,6 +471,22 @@ fn bad_input_is_refused_before_any_connection() {
         (vec!["-s", "4000G"], "of host memory"),
         (vec!["-s", "0"], "size"),
         (vec!["-I", "0"], "--iterations must be at least 1"),
+        (vec!["--rounds", "0"], "0 is not in 1..=1000"),
+        (
+            vec!["--rounds", "2", "--arrival", "fixed:10"],
+            "leave --rounds out with --arrival",
+        ),
+        (
+            vec![
+                "--rounds",
+                "2",
+                "--etcd",
+                "http://127.0.0.1:1",
+                "--world",
+                "2",
+            ],
+            "leave --rounds out with --etcd",
+        ),
     ] {
         // Refused with nothing measured: one error line, no table on stdout.
         kvxfer()

@@ -352,6 +352,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         stripe_threshold: kvxfer::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
         open: None,
+        rounds: 1,
     };
     Ok(KvProfileConfig {
         model: g,

@@ -15,7 +15,7 @@ use kvxfer::run::xfer::{
     self, ConcurrencyMode, LocalThreads, OpenLoop, RailSpec, Scheme, Sides, XferBackend,
     XferConfig, XferProgress, DEFAULT_MAX_OUTSTANDING,
 };
-use kvxfer::stats::Count;
+use kvxfer::stats::{Count, AUTO_ROUNDS};
 use kvxfer::units::human_size;
 use kvxfer::xfer::XferOp;
 
@@ -229,6 +229,11 @@ pub struct XferArgs {
     iterations: Option<super::count::IterationsArg>,
     #[command(flatten)]
     pacing: super::count::PacingArgs,
+    /// Rounds, 1 to 1000: the whole session again on fresh connections, endpoints and
+    /// buffers; the median's interval then spans the rounds' medians [default: 6 with
+    /// --iterations auto, which share its limits; else 1; always 1 with --arrival or --etcd]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    rounds: Option<u64>,
     /// Untimed iterations first, 0 to 10^12 (the first one is reported as the cold transfer).
     #[arg(short, long, default_value_t = 2, value_parser = super::common::parse_warmup)]
     warmup: u64,
@@ -330,8 +335,8 @@ pub fn mem_kinds(
 /// JSON file and MLflow.
 pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
     a.fabric.check()?;
-    let cfg = config(&a)?;
     let group = a.group.spec(a.timeout)?;
+    let cfg = config(&a, group.is_some())?;
     let sides = sides(&a);
     a.output.check()?;
     let plan = cfg.validate(sides)?;
@@ -346,8 +351,20 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
     a.path.exit(judged, &a.output)
 }
 
-/// The run's configuration from the options.
-fn config(a: &XferArgs) -> anyhow::Result<XferConfig> {
+/// The run's configuration from the options (`grouped`: an etcd group's rank).
+fn config(a: &XferArgs, grouped: bool) -> anyhow::Result<XferConfig> {
+    let iterations = a.pacing.count(a.iterations)?.unwrap_or(Count::Fixed(10));
+    if grouped && a.rounds.is_some_and(|r| r > 1) {
+        anyhow::bail!(
+            "--rounds repeats one process's sessions; an etcd group's ranks do not repeat \
+             theirs together: leave --rounds out with --etcd"
+        );
+    }
+    let rounds = match (a.rounds, iterations) {
+        (Some(r), _) => r,
+        (None, Count::Auto(_)) if !grouped && a.arrival.is_none() => AUTO_ROUNDS,
+        (None, _) => 1,
+    };
     Ok(XferConfig {
         backend: a.fabric.backend.into(),
         provider: a.fabric.provider(),
@@ -360,7 +377,7 @@ fn config(a: &XferArgs) -> anyhow::Result<XferConfig> {
         concurrency: a.concurrency,
         mode: a.concurrency_mode.into(),
         scheme: a.scheme.into(),
-        iterations: a.pacing.count(a.iterations)?.unwrap_or(Count::Fixed(10)),
+        iterations,
         warmup: a.warmup,
         verify: a.verify,
         reuse: a.reuse,
@@ -376,6 +393,7 @@ fn config(a: &XferArgs) -> anyhow::Result<XferConfig> {
             a.staging.is_some(),
         ),
         open: open_loop(a)?,
+        rounds,
     })
 }
 
@@ -459,7 +477,9 @@ fn measure(
         .iterations
         .at_most()
         .min(kvxfer::stats::DEFAULT_MAX_ITERATIONS);
-    let total = (plan.workers as u64).saturating_mul(cfg.warmup.saturating_add(most));
+    let total = (plan.workers as u64)
+        .saturating_mul(cfg.warmup.saturating_add(most))
+        .saturating_mul(cfg.rounds);
     let progress = XferProgress::default();
     let bar = progress_bar(total, "xfer");
     bar.enable_steady_tick(Duration::from_millis(250));

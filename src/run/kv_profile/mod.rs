@@ -143,6 +143,7 @@ mod tests {
                 stripe_threshold: crate::run::xfer::DEFAULT_STRIPE_THRESHOLD,
                 mem: Default::default(),
                 open: None,
+                rounds: 1,
             },
         }
     }

@@ -58,12 +58,7 @@ pub struct PingPongConfig {
     pub rounds: u64,
 }
 
-/// The most `--rounds`.
-pub const MAX_ROUNDS: u64 = 1000;
-
-/// `--rounds` of an `--iterations auto` run unless given: the fewest whose medians state a
-/// 95 % interval (their range covers 96.9 %).
-pub const AUTO_ROUNDS: u64 = 6;
+pub use crate::stats::{AUTO_ROUNDS, MAX_ROUNDS};
 
 impl PingPongConfig {
     /// The parameters both sides must share.

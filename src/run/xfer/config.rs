@@ -124,6 +124,9 @@ pub struct XferConfig {
     pub mem: MemKinds,
     /// Open-loop arrivals instead of iterations back to back.
     pub open: Option<OpenLoop>,
+    /// Sessions run one after another on fresh connections, endpoints and buffers, merged
+    /// into one result (1: one session).
+    pub rounds: u64,
 }
 
 /// Limits found before any connection, and what the run will allocate.
@@ -175,6 +178,9 @@ impl XferConfig {
             .with("reuse", self.reuse);
         if self.mode == ConcurrencyMode::Outstanding {
             f = f.with("outstanding", self.concurrency);
+        }
+        if self.rounds != 1 {
+            f = f.with("rounds", self.rounds);
         }
         if !self.idle_before_timed.is_zero() {
             f = f.with("idle_ms", self.idle_before_timed.as_millis());
@@ -383,6 +389,7 @@ impl XferConfig {
     /// Checks the parameters, the provider and the memory, before anything is allocated.
     pub fn validate(&self, sides: Sides) -> Result<XferPlan, RunError> {
         self.check_open()?;
+        self.check_rounds()?;
         self.check_rails()?;
         self.check_mem(sides)?;
         self.check_counts()?;

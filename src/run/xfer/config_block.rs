@@ -54,6 +54,7 @@ pub(super) fn config_map(
             c => json!(c.name()),
         },
     );
+    m.insert("rounds".into(), json!(cfg.rounds));
     m.insert("warmup".into(), json!(cfg.warmup));
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("reuse".into(), json!(cfg.reuse));

@@ -274,6 +274,7 @@ fn first_report(
         stopped_by: None,
         blocks: None,
         open: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 

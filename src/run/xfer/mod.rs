@@ -15,6 +15,7 @@ mod open_loop;
 mod open_report;
 mod pace;
 mod report;
+mod rounds;
 mod same_thread;
 mod scheme;
 pub mod staging;
@@ -39,8 +40,11 @@ use crate::report::ResultDoc;
 use crate::run::path::{Probe, SpanGate};
 
 /// Runs the target side: accepts `concurrency` workers (one in outstanding mode) on the
-/// listener, serves them, and returns the document of all their reports.
+/// listener, serves them (once per round), and returns the document of all their reports.
 pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc, RunError> {
+    if cfg.rounds > 1 {
+        return target::serve_rounds(cfg, listener);
+    }
     target::serve(cfg, listener, |_| {})
 }
 
@@ -52,7 +56,7 @@ pub fn run_initiator(
     peers: &[String],
     progress: &XferProgress,
 ) -> Result<ResultDoc, RunError> {
-    let got = initiator::reports(cfg, peers, progress, None)?;
+    let got = rounds::each(cfg, |c| initiator::reports(c, peers, progress, None))?;
     initiator::doc(cfg, got)
 }
 
@@ -113,10 +117,12 @@ fn run_local_pairs(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDo
                 .into(),
         ));
     }
-    let mems = target::target_mems(cfg, plan.workers, plan.transfers_per_worker)?;
-    let kept = kept_reports(&plan);
-    let gate = Arc::new(SpanGate::new(Probe::host(), plan.workers));
-    let handles = spawn_pairs(cfg, &plan, mems, progress, &kept, &gate)?;
-    let got = initiator::collect(handles, &kept, &gate, None);
+    let got = rounds::each(cfg, |cfg| {
+        let mems = target::target_mems(cfg, plan.workers, plan.transfers_per_worker)?;
+        let kept = kept_reports(&plan);
+        let gate = Arc::new(SpanGate::new(Probe::host(), plan.workers));
+        let handles = spawn_pairs(cfg, &plan, mems, progress, &kept, &gate)?;
+        Ok(initiator::collect(handles, &kept, &gate, None))
+    })?;
     initiator::doc(cfg, got)
 }

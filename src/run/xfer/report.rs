@@ -205,7 +205,11 @@ pub fn build(
     let bytes = streams.len() as u64 * cfg.size * iterations as u64;
     let bps = (span_total > 0).then(|| bytes as f64 / (span_total as f64 / 1e9));
     let tiers = tiers(plan, &streams);
-    let path = path(cfg, side, &reports, span, bytes, span_total);
+    // The counters span the first round alone where there were rounds.
+    let read = super::rounds::first_round(&reports).map_or(iterations, |n| n.min(iterations));
+    let read_bytes = streams.len() as u64 * cfg.size * read as u64;
+    let read_ns = spans.iter().take(read).sum();
+    let path = path(cfg, side, &reports, span, read_bytes, read_ns);
     let extra = XferExtra {
         bandwidth_gibps: bps.map(|b| b / GIB),
         per_transfer_gbps: (!e2e_hist.is_empty()).then(|| cfg.size as f64 / e2e_hist.mean()),
@@ -284,7 +288,10 @@ fn finished_by_all(cfg: &XferConfig, reports: &[&WorkerReport]) -> usize {
         .map(|r| r.timed.len())
         .min()
         .unwrap_or(0)
-        .min(usize::try_from(cfg.iterations.at_most()).unwrap_or(usize::MAX))
+        .min(
+            usize::try_from(cfg.iterations.at_most().saturating_mul(cfg.rounds))
+                .unwrap_or(usize::MAX),
+        )
 }
 
 /// Each iteration's span: until its slowest transfer is confirmed (all start at one barrier).
@@ -312,7 +319,9 @@ fn precision(cfg: &XferConfig, reports: &[&WorkerReport], e2e: &Histogram<u64>) 
     let first = blocks.next();
     let blocks = first.filter(|b| blocks.all(|o| o == *b));
     let target = Precision::target_of(&cfg.iterations);
-    let p = Precision::of(e2e, stopped_by, target, blocks.as_ref(), None);
+    let rounds = super::rounds::interval(cfg.op, reports);
+    let blocks = blocks.filter(|_| rounds.is_none());
+    let p = Precision::of(e2e, stopped_by, target, blocks.as_ref(), rounds.as_ref());
     serde_json::to_value(p).ok()
 }
 

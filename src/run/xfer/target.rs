@@ -22,7 +22,7 @@ use crate::bootstrap::{BootstrapError, Oob, OobListener};
 use crate::mem::SharedRegion;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
-use crate::run::path::{Payload, Probe, SpanGate};
+use crate::run::path::{Payload, Probe, SpanGate, SpanReadings};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::xfer::libfabric::FabricTarget;
@@ -387,6 +387,59 @@ pub(super) fn serve(
     started: impl FnOnce(Arc<TargetShared>),
 ) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::One(Side::Target))?;
+    let (reports, span) = serve_round(cfg, &plan, listener, started)?;
+    let doc = super::report::build(cfg, &plan, Side::Target, &reports, span.as_ref());
+    Ok(doc)
+}
+
+/// Serves `cfg`'s rounds on `listener`, one session after another, and returns the
+/// document of every round's reports merged (the path read over the first round). A round
+/// that fails ends the run with what the earlier rounds measured.
+pub(super) fn serve_rounds(
+    cfg: &XferConfig,
+    listener: &OobListener,
+) -> Result<ResultDoc, RunError> {
+    let plan = cfg.validate(Sides::One(Side::Target))?;
+    let round_cfg = cfg.for_round();
+    let (mut rounds, mut span, mut error) = (Vec::new(), None, None);
+    for r in 0..cfg.rounds {
+        let got = crate::stop::check()
+            .map_err(RunError::from)
+            .and_then(|()| serve_round(&round_cfg, &plan, listener, |_| {}));
+        match got {
+            Ok((reports, s)) => {
+                if r == 0 {
+                    span = s;
+                }
+                rounds.push(reports);
+            }
+            Err(e) if r == 0 => return Err(e),
+            Err(e) => {
+                error = Some(match e {
+                    RunError::Partial { error, .. } => *error,
+                    e => e,
+                });
+                break;
+            }
+        }
+    }
+    let reports = super::rounds::merge(rounds);
+    let doc = super::report::build(cfg, &plan, Side::Target, &reports, span.as_ref());
+    match error {
+        None => Ok(doc),
+        Some(e) => crate::run::conclude(doc, Err(e)),
+    }
+}
+
+/// Serves one session: accepts the workers, serves them, and returns their reports and the
+/// counter readings around the timed span; a failure carries what the workers served.
+fn serve_round(
+    cfg: &XferConfig,
+    plan: &XferPlan,
+    listener: &OobListener,
+    started: impl FnOnce(Arc<TargetShared>),
+) -> Result<(Vec<WorkerReport>, Option<SpanReadings>), RunError> {
+    let plan = *plan;
     let (workers, per) = (plan.workers, plan.transfers_per_worker);
     let mems = target_mems(cfg, workers, per)?;
     let shared = Arc::new(TargetShared {
@@ -427,9 +480,7 @@ pub(super) fn serve(
     }
     let mut reports = join_all(handles).map_err(partial)?;
     initiator_numbering_or_own(&mut reports);
-    let span = shared.gate.readings();
-    let doc = super::report::build(cfg, &plan, Side::Target, &reports, span.as_ref());
-    Ok(doc)
+    Ok((reports, shared.gate.readings()))
 }
 
 /// Keeps the initiator's worker numbers where they name every worker once (one initiator

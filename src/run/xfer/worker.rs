@@ -75,6 +75,9 @@ pub struct WorkerReport {
     /// Open-loop runs: each session (rate) this worker drove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open: Vec<OpenSession>,
+    /// `--rounds`: how many of `timed` each round gave, in order (empty: one session).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<usize>,
 }
 
 /// One open-loop session of a worker: its schedule and what it saw.

@@ -31,6 +31,7 @@ fn cfg(op: XferOp) -> XferConfig {
         stripe_threshold: crate::run::xfer::DEFAULT_STRIPE_THRESHOLD,
         mem: Default::default(),
         open: None,
+        rounds: 1,
     }
 }
 
@@ -84,6 +85,7 @@ fn reports() -> Vec<WorkerReport> {
             stopped_by: None,
             blocks: None,
             open: Vec::new(),
+            rounds: Vec::new(),
         })
         .collect()
 }
@@ -191,4 +193,94 @@ fn one_pace_states_its_blocks_and_paces_that_differ_state_the_samples_alone() {
     assert!(p.get("blocks").is_none(), "{p}");
     assert!(p.get("samples_p50_interval_us").is_none(), "{p}");
     assert!(p["p50_interval_us"][1].as_f64().unwrap() < 3000.0, "{p}");
+}
+
+/// `reports()` with every time scaled by `k`.
+fn scaled(k: f64) -> Vec<WorkerReport> {
+    let mut rs = reports();
+    for r in &mut rs {
+        for s in &mut r.timed {
+            s.local_ns
+                .iter_mut()
+                .for_each(|v| *v = (*v as f64 * k) as u64);
+            s.confirmed_ns
+                .iter_mut()
+                .for_each(|v| *v = (*v as f64 * k) as u64);
+        }
+    }
+    rs
+}
+
+#[test]
+fn rounds_merge_per_worker_and_state_the_interval_of_their_medians() {
+    use crate::stats::StoppedBy;
+    let first = reports();
+    let mut second = scaled(1.5);
+    // The second round's workers in another order, one stopped by a limit, one checked bytes.
+    second.reverse();
+    second[0].stopped_by = Some(StoppedBy::MaxTime);
+    second[1].verified_bytes = 7;
+    second[2].blocks = None;
+    let mut third = scaled(1.2);
+    third[3].stopped_by = Some(StoppedBy::Precision);
+    let merged = super::super::rounds::merge(vec![first, second, third]);
+    assert_eq!(merged.len(), 4);
+    for r in &merged {
+        assert_eq!(r.rounds, [2, 2, 2], "worker {}", r.worker);
+        assert_eq!(r.timed.len(), 6);
+        assert!(r.blocks.is_none());
+    }
+    // Worker 3 (first in the reversed second round) met a limit there: it sticks.
+    assert_eq!(merged[3].stopped_by, Some(StoppedBy::MaxTime));
+    assert_eq!(merged[2].verified_bytes, 7);
+    // Each worker's samples in round order: worker 1 finished at 2, 3 and 2.4 ms.
+    let w1: Vec<u64> = merged[1].timed.iter().map(|s| s.confirmed_ns[0]).collect();
+    assert_eq!(
+        w1,
+        [2_000_000, 2_000_000, 3_000_000, 3_000_000, 2_400_000, 2_400_000]
+    );
+    let c = XferConfig {
+        rounds: 3,
+        ..cfg(XferOp::Write)
+    };
+    let doc = build(&c, &plan(), Side::Initiator, &merged, None);
+    let r = &doc.results[0];
+    // Every round's iterations count, not just one round's fixed 2.
+    assert_eq!(r.iterations, 6);
+    let p = &r.extra["precision"];
+    // Round medians: 1.02 ms (lower middle of 1, 1, 1.02, 1.02, 2, 2, 2.02, 2.02), x1.5, x1.2.
+    let medians: Vec<f64> = p["rounds"]["p50_us"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(medians.len(), 3, "{p}");
+    for (m, want) in medians.iter().zip([1020.0, 1530.0, 1224.0]) {
+        assert!((m - want).abs() < 0.5, "{medians:?}");
+    }
+    // The stated interval spans the rounds' medians (3 rounds: their range).
+    let iv = &p["p50_interval_us"];
+    assert!(
+        iv[0].as_f64().unwrap() <= 1020.0 && iv[1].as_f64().unwrap() >= 1530.0,
+        "{p}"
+    );
+    assert_eq!(doc.config["rounds"], 3);
+    // One round is left as it is: no rounds in the result.
+    let one = super::super::rounds::merge(vec![reports()]);
+    assert!(one.iter().all(|r| r.rounds.is_empty()));
+    let doc = build(&cfg(XferOp::Write), &plan(), Side::Initiator, &one, None);
+    assert!(doc.results[0].extra["precision"].get("rounds").is_none());
+}
+
+#[test]
+fn a_worker_missing_from_a_round_counts_none_there() {
+    let mut second = reports();
+    second.truncate(3);
+    let mut third = reports();
+    third.retain(|r| r.worker != 1);
+    let merged = super::super::rounds::merge(vec![reports(), second, third]);
+    assert_eq!(merged[3].rounds, [2, 0, 2]);
+    assert_eq!(merged[1].rounds, [2, 2, 0]);
+    assert_eq!(merged[3].timed.len(), 4);
 }
