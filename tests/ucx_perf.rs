@@ -222,6 +222,52 @@ fn tag_lat_tcp_two_processes() {
 }
 
 #[test]
+fn tag_lat_rounds_merge_every_round_on_both_sides() {
+    let _g = fabric_lock();
+    let (doc, tdoc, out) = two_processes(
+        &TCP,
+        &[
+            "-t", "tag_lat", "-s", "64,64K", "-n", "100", "--rounds", "3", "--verify",
+        ],
+    );
+    // Every round's iterations, with ucx_perftest's arithmetic over all of them (the window:
+    // the last samples over the rounds in order).
+    assert_lat_consistent(&doc, &[64, 65536], 300);
+    for r in &doc.results {
+        let p = &r.extra["precision"];
+        assert_eq!(p["rounds"]["p50_us"].as_array().unwrap().len(), 3, "{p}");
+        assert_eq!(p["iterations"], 300, "{p}");
+    }
+    // The target ran the same rounds (it times nothing: ucx_perftest's server prints nothing).
+    assert_eq!(doc.config["rounds"], 3);
+    assert_eq!(tdoc.config["rounds"], 3);
+    let served: Vec<u64> = tdoc.results.iter().map(|r| r.iterations).collect();
+    assert_eq!(served, [300, 300]);
+    assert_eq!(transports(&doc), ["tcp/lo"]);
+    assert!(out.contains("Final: 65536 "));
+    // A fixed count keeps one round; auto runs six; tag_bw has no median to widen.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("auto.json");
+    ucx_cmd(&SHM)
+        .args(["ucx-perf", "-t", "tag_lat", "-s", "64", "-n", "auto"])
+        .args(["--precision", "0.01", "--max-time", "600ms", "--json"])
+        .arg(&json)
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    let adoc = read_doc(&json);
+    assert_eq!(adoc.config["rounds"], 6);
+    let p = &adoc.results[0].extra["precision"];
+    assert_eq!(p["rounds"]["p50_us"].as_array().unwrap().len(), 6, "{p}");
+    assert_eq!(p["stopped_by"], "max-time", "{p}");
+    ucx_cmd(&TCP)
+        .args(["ucx-perf", "-t", "tag_bw", "--rounds", "2"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--rounds applies to tag_lat"));
+}
+
+#[test]
 fn tag_bw_shared_memory_two_processes() {
     let _g = fabric_lock();
     let (doc, tdoc, _) = two_processes(

@@ -29,7 +29,7 @@ pub struct SizeSamples {
 
 impl SizeSamples {
     /// The samples of several rounds of one size as one: every sample, iteration and timed
-    /// nanosecond, the last round's window, a limit that stopped any round (else the last
+    /// nanosecond, the window of the last samples over the rounds in order, a limit that stopped any round (else the last
     /// round's reason), and the interval over the rounds' medians in place of any one round's
     /// blocks. One round is returned as it is; none gives None.
     pub fn merge(rounds: Vec<SizeSamples>) -> Option<SizeSamples> {
@@ -52,7 +52,7 @@ impl SizeSamples {
             let _ = all.latency_ns.add(&r.latency_ns);
             all.elapsed_ns = all.elapsed_ns.saturating_add(r.elapsed_ns);
             all.iterations = all.iterations.saturating_add(r.iterations);
-            all.recent_ns = r.recent_ns;
+            all.recent_ns.append(&r.recent_ns);
             all.stopped_by = r.stopped_by;
         }
         all.stopped_by = limit.unwrap_or(all.stopped_by);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use kvxfer::report::{export, table};
 use kvxfer::run::ucx_perf::{MemoryKind, UcxPerfConfig, UcxTest};
+use kvxfer::stats::{Count, AUTO_ROUNDS};
 
 use super::common::{parse_sizes, run_pair, OutputArgs, PathArgs};
 
@@ -46,6 +47,11 @@ pub struct UcxPerfArgs {
     iterations: Option<super::count::IterationsArg>,
     #[command(flatten)]
     pacing: super::count::PacingArgs,
+    /// tag_lat: rounds, 1 to 1000: passes over every size, each on a fresh worker, endpoint
+    /// and buffers; a size's median interval then spans its rounds' medians [default: 6 with
+    /// --iterations auto, which share its limits; else 1]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    rounds: Option<u64>,
     /// Untimed iterations before each size, 0 to 10^12 (ucx_perftest's -w; default: a tenth of
     /// the iterations).
     #[arg(short, long, value_parser = super::common::parse_warmup)]
@@ -83,13 +89,15 @@ pub struct UcxPerfArgs {
 }
 
 pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
+    let iterations = a.pacing.count(a.iterations)?;
+    let auto = matches!(iterations, Some(Count::Auto(_)));
     let cfg = UcxPerfConfig {
         test: match a.test {
             TestArg::TagLat => UcxTest::TagLat,
             TestArg::TagBw => UcxTest::TagBw,
         },
         sizes: a.sizes.clone(),
-        iterations: a.pacing.count(a.iterations)?,
+        iterations,
         warmup: a.warmup,
         outstanding: a.outstanding,
         memory: match a.memory {
@@ -100,6 +108,7 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         verify: a.verify,
         prereg: a.prereg,
         timeout: a.timeout,
+        rounds: a.rounds.unwrap_or(if auto { AUTO_ROUNDS } else { 1 }),
     };
     a.output.check()?;
     cfg.validate()?;
@@ -108,7 +117,7 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         a.listen.as_deref(),
         a.peer.as_deref(),
         "ucx-perf",
-        cfg.sizes.len(),
+        cfg.sizes.len() * cfg.rounds as usize,
         cfg.test.name(),
     );
     let table = |d: &kvxfer::report::ResultDoc| {

@@ -41,6 +41,26 @@ impl Recent {
         self.seen += 1;
     }
 
+    /// The held samples, oldest first.
+    pub fn in_order(&self) -> impl Iterator<Item = u64> + '_ {
+        let (first, then) = if self.buf.len() < self.cap {
+            (&self.buf[..], &[][..])
+        } else {
+            // Full: the oldest is the next to be overwritten.
+            let (newer, older) = self.buf.split_at(self.next);
+            (older, newer)
+        };
+        first.iter().chain(then).copied()
+    }
+
+    /// Records `later`'s held samples after these, oldest first: the last samples of the two
+    /// runs one after the other.
+    pub fn append(&mut self, later: &Recent) {
+        for v in later.in_order() {
+            self.push(v);
+        }
+    }
+
     /// Samples held (at most the capacity).
     pub fn len(&self) -> usize {
         self.buf.len()
@@ -81,6 +101,25 @@ mod tests {
         assert_eq!(r.percentile(100.0), Some(4));
         assert_eq!(r.percentile(0.0), Some(1));
         assert_eq!(r.percentile(101.0), None);
+    }
+
+    #[test]
+    fn appended_rounds_keep_the_last_samples_in_order() {
+        let mut a = Recent::new(4);
+        for v in [1, 2, 3, 4, 5, 6] {
+            a.push(v);
+        }
+        assert_eq!(a.in_order().collect::<Vec<_>>(), [3, 4, 5, 6]);
+        let mut b = Recent::new(4);
+        b.push(7);
+        let mut short = Recent::new(4);
+        short.push(10);
+        short.append(&b);
+        assert_eq!(short.in_order().collect::<Vec<_>>(), [10, 7]);
+        a.append(&b);
+        assert_eq!(a.in_order().collect::<Vec<_>>(), [4, 5, 6, 7]);
+        // The median of the window is of the last samples over both: 4, 5, 6, 7.
+        assert_eq!(a.percentile(50.0), Some(6));
     }
 
     #[test]

@@ -26,7 +26,8 @@ use crate::run::{environment, RunError};
 use crate::stats::Count;
 use crate::units::human_size;
 pub(crate) use result::{add_precision, both_ways};
-use rounds::{run_rounds, Figures, Measured, Reopen, RoundChannel};
+pub(crate) use rounds::Measured;
+use rounds::{run_rounds, Figures, Reopen, RoundChannel};
 
 /// Everything a ping-pong run is asked to do.
 #[derive(Debug, Clone)]

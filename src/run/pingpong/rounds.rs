@@ -41,7 +41,7 @@ pub(super) type Reopen<'a, C> = dyn FnMut(&mut Oob) -> Result<C, RunError> + 'a;
 
 /// What a run's rounds measured so far: per size, each round's samples, and the path read over
 /// the first round.
-pub(super) struct Measured {
+pub(crate) struct Measured {
     sizes: Vec<u64>,
     asked: u64,
     rounds: Vec<Vec<SizeSamples>>,
@@ -61,7 +61,7 @@ pub(super) struct Figures {
 
 impl Measured {
     /// Nothing yet, of `rounds` rounds over `sizes`.
-    pub(super) fn new(sizes: &[u64], rounds: u64) -> Measured {
+    pub(crate) fn new(sizes: &[u64], rounds: u64) -> Measured {
         Measured {
             sizes: sizes.to_vec(),
             asked: rounds,
@@ -78,16 +78,41 @@ impl Measured {
         doc: &mut ResultDoc,
         figures: impl Fn(u64) -> Figures,
     ) {
-        for ((size, rounds), path) in self.sizes.into_iter().zip(self.rounds).zip(self.paths) {
-            let Some(samples) = SizeSamples::merge(rounds) else {
-                break;
-            };
+        for (size, samples, path) in self.into_sizes() {
             let f = figures(size);
             let mut r = size_result(size, &samples, f.injected, f.xfers);
             add_precision(&mut r, &samples, &f.count, role);
             r.path = path.map(|p| p.to_value());
             doc.results.push(r);
         }
+    }
+
+    /// Size `i`'s samples of round `round` (none on a side that does not measure), and the
+    /// path read over it where that is the first round.
+    pub(crate) fn keep(
+        &mut self,
+        i: usize,
+        round: usize,
+        samples: Option<SizeSamples>,
+        path: Option<PathReport>,
+    ) {
+        if round == 0 {
+            self.paths[i] = path;
+        }
+        self.rounds[i].extend(samples);
+    }
+
+    /// Each size with its rounds merged and the path read over the first, in order, up to
+    /// the first size with none.
+    pub(crate) fn into_sizes(self) -> Vec<(u64, SizeSamples, Option<PathReport>)> {
+        let mut out = Vec::new();
+        for ((size, rounds), path) in self.sizes.into_iter().zip(self.rounds).zip(self.paths) {
+            let Some(samples) = SizeSamples::merge(rounds) else {
+                break;
+            };
+            out.push((size, samples, path));
+        }
+        out
     }
 }
 
@@ -124,10 +149,7 @@ pub(super) fn run_rounds<C: RoundChannel>(
                     return Err(e);
                 }
             };
-            if round == 0 {
-                m.paths[i] = path;
-            }
-            m.rounds[i].extend(samples);
+            m.keep(i, round, samples, path);
             progress(Progress {
                 done: round * n + i + 1,
                 total,

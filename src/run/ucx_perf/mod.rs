@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::pace::two_sided;
 use super::path::{PairProbe, Payload};
+use super::pingpong::Measured;
 use super::two_sided::{PairRun, Progress, SideOutcome};
 use super::{environment, RunError};
 use crate::bench::pingpong::{self as pp, PingPongTransport, SizeParams};
@@ -15,7 +16,7 @@ use crate::channel::{SlotSpec, TagChannel};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::ResultDoc;
-use crate::stats::Count;
+use crate::stats::{Count, MAX_ROUNDS};
 use crate::ucx::{Context, Endpoint, Features, MemoryType, Worker};
 use crate::units::human_size;
 
@@ -80,6 +81,9 @@ pub struct UcxPerfConfig {
     pub prereg: bool,
     /// Connection and completion time-out.
     pub timeout: Duration,
+    /// tag_lat: passes over every size, each on a fresh worker, endpoint and buffers, merged
+    /// per size (1: one pass).
+    pub rounds: u64,
 }
 
 /// Iterations when none are given: enough for a stable figure, few enough for big messages.
@@ -119,11 +123,17 @@ impl UcxPerfConfig {
             .with("memory", self.memory.name())
             .with("verify", self.verify)
             .with("prereg", self.prereg)
+            .with("rounds", self.rounds)
     }
 
+    /// Timed iterations of one size in one round: an auto run's limits are the size's, shared
+    /// by its rounds.
     fn iterations_for(&self, size: u64) -> Count {
-        self.iterations
-            .unwrap_or_else(|| Count::Fixed(default_iterations(size)))
+        match self.iterations {
+            Some(Count::Auto(a)) => Count::Auto(a.shared_by(self.rounds)),
+            Some(c) => c,
+            None => Count::Fixed(default_iterations(size)),
+        }
     }
 
     /// A tenth of the timed iterations unless given (of the count by size when that is not
@@ -156,6 +166,19 @@ impl UcxPerfConfig {
                 crate::bench::check_counts(size, n, self.warmup_for(size), 2)
                     .map_err(RunError::Config)?;
             }
+        }
+        if !(1..=MAX_ROUNDS).contains(&self.rounds) {
+            return Err(RunError::Config(format!(
+                "--rounds {}: 1 to {MAX_ROUNDS}",
+                self.rounds
+            )));
+        }
+        if self.rounds > 1 && self.test == UcxTest::TagBw {
+            return Err(RunError::Config(
+                "tag_bw times one stream per size, with no median to widen: --rounds applies \
+                 to tag_lat"
+                    .into(),
+            ));
         }
         if self.outstanding == 0 {
             return Err(RunError::Config("--outstanding must be at least 1".into()));
@@ -355,78 +378,133 @@ fn measure(
         ),
         MemoryKind::Host => None,
     };
+    #[cfg(not(feature = "cuda"))]
+    let device: Option<Device> = None;
     // Tag matching only, as ucx_perftest asks for its tag tests: RMA would add lanes to poll.
     let ctx = Context::new(Features {
         tag: true,
         rma: false,
     })?;
-    let worker = Worker::new(&ctx)?;
-    let peer = oob.exchange(&worker.address()?)?;
-    let ep = Endpoint::connect(&worker, &peer)?;
     let mut doc = ResultDoc::new("kvxfer", cfg.test.name(), "L3");
     doc.config = config_map(cfg, role);
     doc.environment = environment::base();
     environment::set_ucx_runtime(&mut doc.environment);
-    let spec = cfg.slot_spec(role);
-    let side = SideSetup {
-        cfg,
-        role,
-        ctx: &ctx,
-        ep: &ep,
-    };
-    let outcome = match cfg.memory {
-        MemoryKind::Host => TagChannel::new(&ctx, &worker, &ep, spec, cfg.timeout)
-            .map_err(RunError::from)
-            .and_then(|ch| side.run(ch, oob, &mut doc, progress)),
-        #[cfg(feature = "cuda")]
-        MemoryKind::Cuda => {
-            let device = device.expect("opened above");
-            doc.environment.gpu.push(device.name().to_string());
-            doc.environment
-                .extra
-                .insert("cuda_device".into(), serde_json::json!(device.ordinal()));
-            TagChannel::on_device(&ctx, &worker, &ep, spec, &device, cfg.timeout)
-                .map_err(RunError::from)
-                .and_then(|ch| side.run(ch, oob, &mut doc, progress))
+    let mut m = Measured::new(&cfg.sizes, cfg.rounds);
+    let mut probe = PairProbe::new(role.name());
+    let mut off = probe.off();
+    let (n, rounds) = (cfg.sizes.len(), cfg.rounds as usize);
+    let mut outcome = Ok(());
+    for round in 0..rounds {
+        let mut side = SideSetup {
+            cfg,
+            role,
+            round,
+            probe: if round == 0 { &mut probe } else { &mut off },
+            progress: &mut |i, size| {
+                progress(Progress {
+                    done: round * n + i + 1,
+                    total: n * rounds,
+                    size,
+                })
+            },
+        };
+        outcome = side.round(&ctx, device.as_ref(), oob, &mut doc, &mut m);
+        if outcome.is_err() {
+            break;
         }
-        #[cfg(not(feature = "cuda"))]
-        MemoryKind::Cuda => {
-            // validate() refuses this first; kept as an error, never a panic.
-            return Err(RunError::Config(
-                "--memory cuda needs a build with --features cuda".into(),
-            ));
-        }
-    };
+    }
+    for (size, s, path) in m.into_sizes() {
+        let mut r = lat_result(size, cfg.warmup_for(size), &s);
+        super::pingpong::add_precision(&mut r, &s, &cfg.iterations_for(size), role);
+        r.path = path.map(|p| p.to_value());
+        doc.results.push(r);
+    }
     Ok(SideOutcome {
         doc: super::conclude(doc, outcome)?,
     })
 }
 
-/// One side's set-up, for running the sizes over a channel of either memory.
+/// The device of a `--memory cuda` run (none in a build without CUDA).
+#[cfg(feature = "cuda")]
+type Device = crate::mem::cuda::CudaDevice;
+/// The device of a `--memory cuda` run (none in a build without CUDA).
+#[cfg(not(feature = "cuda"))]
+type Device = std::convert::Infallible;
+
+/// One side's round: which it is, the probe that reads it (the run's in the first round, one
+/// that is off in the later ones), and where its sizes' progress goes.
 struct SideSetup<'s> {
     cfg: &'s UcxPerfConfig,
     role: Side,
-    ctx: &'s Context,
-    ep: &'s Endpoint,
+    round: usize,
+    probe: &'s mut PairProbe,
+    progress: &'s mut dyn FnMut(usize, u64),
 }
 
 impl SideSetup<'_> {
-    fn run<B: HostStaged>(
-        &self,
+    /// One pass over every size on a fresh worker, endpoint and channel in `ctx`: tag_lat's
+    /// samples and paths into `m`, tag_bw's results into `doc`; the first round names the
+    /// transports UCX settled on.
+    fn round(
+        &mut self,
+        ctx: &Context,
+        device: Option<&Device>,
+        oob: &mut Oob,
+        doc: &mut ResultDoc,
+        m: &mut Measured,
+    ) -> Result<(), RunError> {
+        let worker = Worker::new(ctx)?;
+        let peer = oob.exchange(&worker.address()?)?;
+        let ep = Endpoint::connect(&worker, &peer)?;
+        let spec = self.cfg.slot_spec(self.role);
+        let timeout = self.cfg.timeout;
+        match (self.cfg.memory, device) {
+            (MemoryKind::Host, _) => {
+                let ch = TagChannel::new(ctx, &worker, &ep, spec, timeout)?;
+                self.sizes(ch, oob, doc, m)?;
+            }
+            #[cfg(feature = "cuda")]
+            (MemoryKind::Cuda, Some(device)) => {
+                if self.round == 0 {
+                    doc.environment.gpu.push(device.name().to_string());
+                    doc.environment
+                        .extra
+                        .insert("cuda_device".into(), serde_json::json!(device.ordinal()));
+                }
+                let ch = TagChannel::on_device(ctx, &worker, &ep, spec, device, timeout)?;
+                self.sizes(ch, oob, doc, m)?;
+            }
+            (MemoryKind::Cuda, _) => {
+                // validate() refuses this first; kept as an error, never a panic.
+                return Err(RunError::Config(
+                    "--memory cuda needs a build with --features cuda".into(),
+                ));
+            }
+        }
+        if self.round == 0 {
+            // After traffic, the endpoint's lanes are the transports UCX settled on.
+            environment::add_ucx(&mut doc.environment, ctx, &ep);
+        }
+        Ok(())
+    }
+
+    /// Every size on `ch`; the channel closes once both sides are done.
+    fn sizes<B: HostStaged>(
+        &mut self,
         mut ch: TagChannel<'_, B>,
         oob: &mut Oob,
         doc: &mut ResultDoc,
-        progress: &mut dyn FnMut(Progress),
+        m: &mut Measured,
     ) -> Result<(), RunError> {
         let (cfg, role) = (self.cfg, self.role);
         let max = *cfg.sizes.iter().max().expect("validated") as usize;
-        let mut probe = PairProbe::new(role.name());
         for (i, &size) in cfg.sizes.iter().enumerate() {
             oob.barrier()?;
             let at = || format!("size {}", human_size(size));
             let count = cfg.iterations_for(size);
             let warmup = cfg.warmup_for(size);
-            let r = match cfg.test {
+            let probe = &mut *self.probe;
+            match cfg.test {
                 UcxTest::TagLat => {
                     let mut t = Lat {
                         ch: &mut ch,
@@ -448,10 +526,7 @@ impl SideSetup<'_> {
                     // anyway.
                     ch.settle();
                     let path = probe.finish(oob, super::pingpong::both_ways(size, &s))?;
-                    let mut r = lat_result(size, warmup, &s);
-                    super::pingpong::add_precision(&mut r, &s, &count, role);
-                    r.path = path.map(|p| p.to_value());
-                    r
+                    m.keep(i, self.round, Some(s), path);
                 }
                 UcxTest::TagBw => {
                     let iterations = count.fixed().unwrap_or(0);
@@ -473,18 +548,11 @@ impl SideSetup<'_> {
                     let path = probe.finish(oob, payload)?;
                     let mut r = bw_result(size, iterations, warmup, s.as_ref());
                     r.path = path.map(|p| p.to_value());
-                    r
+                    doc.results.push(r);
                 }
-            };
-            doc.results.push(r);
-            progress(Progress {
-                done: i + 1,
-                total: cfg.sizes.len(),
-                size,
-            });
+            }
+            (self.progress)(i, size);
         }
-        // After traffic, the endpoint's lanes are the transports UCX settled on.
-        environment::add_ucx(&mut doc.environment, self.ctx, self.ep);
         oob.barrier()?;
         drop(ch);
         Ok(())
