@@ -10,7 +10,7 @@ use super::link::TargetLink;
 use super::pace::SharedPace;
 use super::staging::Staging;
 use super::worker::{
-    bench_err, check, exchange, join_each, kept_reports, seq, Idle, KeptReports, Offer,
+    bench_err, check, exchange, join_each, kept_reports, seq, Collected, Idle, KeptReports, Offer,
     TargetFacts, TargetSummary, WorkerReport, CLOSE_SESSION, OPEN_SESSION,
 };
 use crate::bench::pattern;
@@ -20,7 +20,7 @@ use crate::bootstrap::Oob;
 use crate::mem::SharedRegion;
 use crate::peer::Side;
 use crate::report::{Environment, ResultDoc};
-use crate::run::path::{Probe, SpanGate, SpanReadings};
+use crate::run::path::{Probe, SpanGate};
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::stats::StoppedBy;
@@ -219,7 +219,7 @@ fn initiator_steps(
             run.iteration(&mut *ep, link, &mut report, i)?;
             let timed = report.timed.last().filter(|_| i >= cfg.warmup);
             let e2e: Vec<u64> = timed.map_or_else(Vec::new, |s| {
-                (0..per).map(|t| super::report::e2e(cfg.op, s, t)).collect()
+                (0..per).map(|t| super::worker::e2e(cfg.op, s, t)).collect()
             });
             shared.pace.end(i, &e2e);
             keep(kept, &report);
@@ -379,14 +379,6 @@ fn keep(kept: &Mutex<Option<WorkerReport>>, report: &WorkerReport) {
     if let Some(s) = report.timed.get(k.timed.len()) {
         k.timed.push(s.clone());
     }
-}
-
-/// What the initiator side's workers gave: their reports, the error that stopped them, and
-/// the counter readings around the timed span (when every worker got through it).
-pub(super) struct Collected {
-    pub reports: Vec<WorkerReport>,
-    pub error: Option<RunError>,
-    pub span: Option<SpanReadings>,
 }
 
 /// The initiator side's document from its workers' reports: complete, or partial over the

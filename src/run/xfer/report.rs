@@ -9,8 +9,7 @@ use serde_json::{Map, Value};
 use super::config::{XferConfig, XferPlan};
 use super::config_block::config_map;
 use super::staging::{Direction, StagingFigures};
-use super::worker::WorkerReport;
-use crate::bench::xfer::IterSample;
+use super::worker::{e2e, WorkerReport};
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::run::environment;
@@ -23,16 +22,6 @@ use crate::xfer::rails::{sum_rails, RailStats};
 use crate::xfer::XferOp;
 
 const GIB: f64 = (1u64 << 30) as f64;
-
-/// End-to-end time of transfer `t` in a sample: the target's confirmation for writes and
-/// sends, the
-/// local completion for reads (the initiator holds the data then).
-pub(super) fn e2e(op: XferOp, s: &IterSample, t: usize) -> u64 {
-    match op {
-        XferOp::Write | XferOp::Send => s.confirmed_ns[t],
-        XferOp::Read => s.local_ns[t],
-    }
-}
 
 fn hist_of(values: impl Iterator<Item = u64>) -> Histogram<u64> {
     let mut h = new_histogram();

@@ -7,9 +7,7 @@
 //! interval (see `run/pingpong/rounds.rs`). Rounds in one run sample several.
 
 use super::config::XferConfig;
-use super::initiator::Collected;
-use super::report::e2e;
-use super::worker::WorkerReport;
+use super::worker::{e2e, Collected, WorkerReport};
 use crate::run::RunError;
 use crate::stats::{Count, RoundsInterval, StoppedBy, MAX_ROUNDS};
 use crate::xfer::rails::sum_rails;

@@ -12,7 +12,7 @@ use serde_json::{json, Map};
 
 use super::sync::TimedBarrier;
 use super::worker::{
-    bench_err, check, exchange, join_all, seq, Idle, Offer, TargetFacts, TargetSummary,
+    bench_err, check, exchange, join_all, seq, Collected, Idle, Offer, TargetFacts, TargetSummary,
     WorkerReport, CLOSE_SESSION, OPEN_SESSION,
 };
 use crate::bench::pattern;
@@ -400,33 +400,19 @@ pub(super) fn serve_rounds(
     listener: &OobListener,
 ) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::One(Side::Target))?;
-    let round_cfg = cfg.for_round();
-    let (mut rounds, mut span, mut error) = (Vec::new(), None, None);
-    for r in 0..cfg.rounds {
-        let got = crate::stop::check()
-            .map_err(RunError::from)
-            .and_then(|()| serve_round(&round_cfg, &plan, listener, |_| {}));
-        match got {
-            Ok((reports, s)) => {
-                if r == 0 {
-                    span = s;
-                }
-                rounds.push(reports);
-            }
-            Err(e) if r == 0 => return Err(e),
-            Err(e) => {
-                error = Some(match e {
-                    RunError::Partial { error, .. } => *error,
-                    e => e,
-                });
-                break;
-            }
-        }
-    }
-    let reports = super::rounds::merge(rounds);
-    let doc = super::report::build(cfg, &plan, Side::Target, &reports, span.as_ref());
-    match error {
+    let got = super::rounds::each(cfg, |round_cfg| {
+        let (reports, span) = serve_round(round_cfg, &plan, listener, |_| {})?;
+        Ok(Collected {
+            reports,
+            error: None,
+            span,
+        })
+    })?;
+    let doc = super::report::build(cfg, &plan, Side::Target, &got.reports, got.span.as_ref());
+    match got.error {
         None => Ok(doc),
+        // A later round's own partial document is superseded by the merged one.
+        Some(RunError::Partial { error, .. }) => crate::run::conclude(doc, Err(*error)),
         Some(e) => crate::run::conclude(doc, Err(e)),
     }
 }

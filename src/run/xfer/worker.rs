@@ -12,14 +12,31 @@ use crate::bench::xfer::IterSample;
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::Oob;
 use crate::report::Environment;
-use crate::run::path::SideView;
+use crate::run::path::{SideView, SpanReadings};
 use crate::run::RunError;
 use crate::stats::{BlockInterval, StoppedBy};
 use crate::xfer::rails::RailStats;
 use crate::xfer::{
     InitiatorEnd, RegionOffer, SetupTimes, TargetEnd, TargetEvent, XferError, XferInitiator,
-    XferTarget,
+    XferOp, XferTarget,
 };
+
+/// End-to-end time of transfer `t` in a sample: the target's confirmation for writes and
+/// sends, the local completion for reads (the initiator holds the data then).
+pub(super) fn e2e(op: XferOp, s: &IterSample, t: usize) -> u64 {
+    match op {
+        XferOp::Write | XferOp::Send => s.confirmed_ns[t],
+        XferOp::Read => s.local_ns[t],
+    }
+}
+
+/// What one side's workers gave: their reports, the error that stopped them, and the counter
+/// readings around the timed span (when every worker got through it).
+pub(super) struct Collected {
+    pub reports: Vec<WorkerReport>,
+    pub error: Option<RunError>,
+    pub span: Option<SpanReadings>,
+}
 
 /// Empty polls before a worker yields its core (many workers share few cores).
 const IDLE_POLLS_BEFORE_YIELD: u32 = 64;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::bench::xfer::IterSample;
 use crate::fabric::EndpointType;
 use crate::peer::Side;
 use crate::run::xfer::{ConcurrencyMode, Scheme};
