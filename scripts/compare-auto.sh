@@ -131,5 +131,7 @@ if tot["fixed"] and fixed_timed is not None:
           f"{setup:.1f} s (start, connections, warm-up) auto pays too"
           + (", so no auto run can take at most half the time" if setup > tot["fixed"] / 2 else ""))
 print("fixed counts run in one batch and state their samples' interval alone; auto runs go in blocks "
-      "and state it widened to the blocks' (the drift during the run), so auto's +-% is the stricter")
+      "(and, on xfer, pingpong and ucx-perf, in 6 rounds on fresh connections) and state it widened "
+      "to the blocks' and the rounds' (the drift during the run, the spread between connections), "
+      "so auto's +-% is the stricter")
 EOF
