@@ -37,16 +37,20 @@ bash scripts/device-build.sh device "$new" copy
 cp scripts/device-check.sh "$new/check.sh"
 chmod +x "$new/check.sh"
 
-# UCX: the folder kvxfer's libucp comes from, and its modules (dlopened, so ldd shows none);
+# UCX: the folder of the libucp kvxfer loads (at run time, when a command needs UCX, so ldd
+# shows none: `kvxfer info --ucx` names it), libucp itself, and UCX's modules (dlopened too);
 # ucx_perftest's own module is left out.
-ucx_lib=$(ldd "$new/bin/kvxfer" | sed -n 's/^[[:space:]]*libucp\.so[.0-9]* => \(.*\)\/libucp\.so.*/\1/p')
-if [ -z "$ucx_lib" ]; then
-    echo "device-bundle: kvxfer loads no libucp (ldd $new/bin/kvxfer)" >&2
+ucx_lib=$("$new/bin/kvxfer" info --ucx --json 2>/dev/null |
+    sed -n 's/^[[:space:]]*"ucx_library": "\(.*\)\/libucp\.so[.0-9]*",\{0,1\}$/\1/p')
+if [ -z "$ucx_lib" ] || [ ! -e "$ucx_lib/libucp.so.0" ]; then
+    echo "device-bundle: kvxfer names no libucp.so.0 it loads ($new/bin/kvxfer info --ucx)" >&2
     exit 2
 fi
 # Where each copied library came from: before its rpath is fixed, ldd looks at the original,
 # whose $ORIGIN-relative rpath finds what ships beside it (a UCX module its CUDA runtime).
 declare -A src=()
+cp -L "$ucx_lib/libucp.so.0" "$new/lib/libucp.so.0"
+src["$new/lib/libucp.so.0"]="$ucx_lib/libucp.so.0"
 for m in "$ucx_lib"/ucx/lib*.so.[0-9]*; do
     base=$(basename "$m")
     case "$base" in libucx_perftest*) continue ;; esac

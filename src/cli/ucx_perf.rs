@@ -89,6 +89,8 @@ pub struct UcxPerfArgs {
 }
 
 pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
+    // First thing: UCX's memory hooks in place before any buffer, as ucx_perftest has them.
+    kvxfer::ucx::load()?;
     let iterations = a.pacing.count(a.iterations)?;
     let auto = matches!(iterations, Some(Count::Auto(_)));
     let cfg = UcxPerfConfig {

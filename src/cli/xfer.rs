@@ -61,11 +61,12 @@ pub struct FabricArgs {
 
 impl FabricArgs {
     /// Refuses a libfabric option given with `--backend ucx`, naming what chooses UCX's
-    /// transports instead.
+    /// transports instead; loads UCX for a UCX run, before any buffer is allocated.
     pub fn check(&self) -> anyhow::Result<()> {
         if self.backend != BackendArg::Ucx {
             return Ok(());
         }
+        kvxfer::ucx::load()?;
         let given = [
             self.provider.as_ref().map(|_| "--provider"),
             self.endpoint.map(|_| "--endpoint"),

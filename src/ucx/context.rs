@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ucx_sys as sys;
 
 use super::capture::capture;
-use super::error::{check, opened, Result};
+use super::error::{check, opened, Result, UcxError};
 
 pub(crate) struct ContextInner {
     pub(crate) raw: NonNull<sys::ucp_context>,
@@ -23,7 +23,7 @@ impl Drop for ContextInner {
     fn drop(&mut self) {
         // SAFETY: raw is a live context; every worker and memory handle holds an Arc of this,
         // so none is left when it drops.
-        unsafe { sys::ucp_cleanup(self.raw.as_ptr()) };
+        unsafe { sys::api().ucp_cleanup(self.raw.as_ptr()) };
     }
 }
 
@@ -68,11 +68,12 @@ impl Context {
     /// Creates a context with the given features, configured from the `UCX_*` environment
     /// (UCX_TLS, UCX_NET_DEVICES, ...), as ucx_perftest does.
     pub fn new(features: Features) -> Result<Context> {
+        load()?;
         let mut config: *mut sys::ucp_config_t = std::ptr::null_mut();
         // SAFETY: NULL prefix and file mean "UCX_ environment"; config receives a handle
         // released below.
         let status =
-            unsafe { sys::ucp_config_read(std::ptr::null(), std::ptr::null(), &mut config) };
+            unsafe { sys::api().ucp_config_read(std::ptr::null(), std::ptr::null(), &mut config) };
         check("ucp_config_read", status)?;
         let mut f: u64 = 0;
         if features.tag {
@@ -98,7 +99,7 @@ impl Context {
         // Drop; config is released right after, as UCP copies what it needs.
         let status = unsafe {
             let s = sys::ucp_init(&params, config, &mut raw);
-            sys::ucp_config_release(config);
+            sys::api().ucp_config_release(config);
             s
         };
         let raw = opened("ucp_init", status, raw, init_hint)?;
@@ -110,7 +111,7 @@ impl Context {
     /// UCP's own description of the context (components, memory domains, resources).
     pub fn print_info(&self) -> String {
         // SAFETY: the context is live; the stream is valid for the call.
-        capture(|f| unsafe { sys::ucp_context_print_info(self.inner.raw.as_ptr(), f as _) })
+        capture(|f| unsafe { sys::api().ucp_context_print_info(self.inner.raw.as_ptr(), f as _) })
     }
 
     /// The transports and devices this context may use, after UCX_TLS and UCX_NET_DEVICES.
@@ -126,7 +127,7 @@ impl Context {
             ..Default::default()
         };
         // SAFETY: the context is live; attr is ours, and UCP fills the field asked for.
-        let status = unsafe { sys::ucp_context_query(self.inner.raw.as_ptr(), &mut attr) };
+        let status = unsafe { sys::api().ucp_context_query(self.inner.raw.as_ptr(), &mut attr) };
         check("ucp_context_query", status)?;
         Ok(attr.memory_types & (1u64 << sys::UCS_MEMORY_TYPE_CUDA) != 0)
     }
@@ -155,14 +156,23 @@ fn init_hint() -> String {
 
 /// UCX's version at run time (`1.13.1`).
 pub fn version() -> String {
+    let Ok(lib) = sys::load() else {
+        return String::new();
+    };
     // SAFETY: returns a pointer to a static NUL-terminated string.
     unsafe {
-        let p = sys::ucp_get_version_string();
+        let p = lib.ucp_get_version_string();
         if p.is_null() {
             return String::new();
         }
         CStr::from_ptr(p).to_string_lossy().into_owned()
     }
+}
+
+/// Loads UCX (once): a command that uses it loads it first thing, so its memory hooks are in
+/// place before any buffer is allocated, as when UCX was linked.
+pub fn load() -> Result<()> {
+    sys::load().map(|_| ()).map_err(UcxError::Load)
 }
 
 /// The UCX API version of the headers kvxfer was built against (`1.22`).
@@ -172,8 +182,9 @@ pub fn header_version() -> String {
 
 /// The file of the UCP library loaded at run time (`/usr/lib/x86_64-linux-gnu/libucp.so.0`).
 pub fn library_path() -> Option<String> {
+    let lib = sys::load().ok()?;
     let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
-    let addr = sys::ucp_get_version_string as *const libc::c_void;
+    let addr = lib.ucp_get_version_string as *const libc::c_void;
     // SAFETY: dladdr only reads the address and fills `info`; on success dli_fname points to a
     // NUL-terminated path owned by the loader, valid while the library stays loaded (for good).
     unsafe {

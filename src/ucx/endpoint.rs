@@ -34,7 +34,7 @@ impl Drop for EndpointInner {
         let param = sys::ucp_request_param_t::default();
         // SAFETY: raw is a live endpoint of a live worker (we hold an Rc of it); remote keys
         // hold an Rc of this, so none is left.
-        let ptr = unsafe { sys::ucp_ep_close_nbx(self.raw.as_ptr(), &param) };
+        let ptr = unsafe { sys::api().ucp_ep_close_nbx(self.raw.as_ptr(), &param) };
         if let Err(e) = finish(&self.worker, ptr, Duration::from_secs(2), "endpoint close") {
             crate::teardown::record(format!("closing a UCX endpoint: {e}"));
         }
@@ -58,13 +58,13 @@ fn finish(
     loop {
         // SAFETY: worker and request are live; the request is freed once, below.
         let status = unsafe {
-            sys::ucp_worker_progress(worker.raw.as_ptr());
-            sys::ucp_request_check_status(req.as_ptr())
+            sys::api().ucp_worker_progress(worker.raw.as_ptr());
+            sys::api().ucp_request_check_status(req.as_ptr())
         };
         worker.progress_companion();
         if status != sys::UCS_INPROGRESS as sys::ucs_status_t {
             // SAFETY: completed request, freed exactly once.
-            unsafe { sys::ucp_request_free(req.as_ptr()) };
+            unsafe { sys::api().ucp_request_free(req.as_ptr()) };
             if status == sys::UCS_OK as sys::ucs_status_t {
                 return Ok(());
             }
@@ -72,7 +72,7 @@ fn finish(
         }
         if start.elapsed() > timeout {
             // SAFETY: freeing an unfinished request hands it back to UCX for release.
-            unsafe { sys::ucp_request_free(req.as_ptr()) };
+            unsafe { sys::api().ucp_request_free(req.as_ptr()) };
             return Err(UcxError::Timeout {
                 what: op,
                 secs: timeout.as_secs_f64(),
@@ -100,7 +100,8 @@ impl Endpoint {
         let mut raw: sys::ucp_ep_h = std::ptr::null_mut();
         // SAFETY: the worker is live; params point at the address bytes, valid for the call
         // (UCP copies what it needs); raw receives an endpoint closed in Drop.
-        let status = unsafe { sys::ucp_ep_create(worker.inner.raw.as_ptr(), &params, &mut raw) };
+        let status =
+            unsafe { sys::api().ucp_ep_create(worker.inner.raw.as_ptr(), &params, &mut raw) };
         let raw = opened("ucp_ep_create", status, raw, || {
             "; the peer's transports may not reach this host's (compare UCX_TLS and \
              UCX_NET_DEVICES on both sides)"
@@ -131,7 +132,7 @@ impl Endpoint {
         // SAFETY: the endpoint is live; buf per the caller's contract; params valid for the
         // call.
         unsafe {
-            sys::ucp_tag_send_nbx(
+            sys::api().ucp_tag_send_nbx(
                 self.inner.raw.as_ptr(),
                 buf as *const c_void,
                 len,
@@ -163,10 +164,10 @@ impl Endpoint {
         unsafe {
             match op {
                 Rma::Put => {
-                    sys::ucp_put_nbx(ep, buf as *const c_void, len, remote_addr, rkey, &param)
+                    sys::api().ucp_put_nbx(ep, buf as *const c_void, len, remote_addr, rkey, &param)
                 }
                 Rma::Get => {
-                    sys::ucp_get_nbx(ep, buf as *mut c_void, len, remote_addr, rkey, &param)
+                    sys::api().ucp_get_nbx(ep, buf as *mut c_void, len, remote_addr, rkey, &param)
                 }
             }
         }
@@ -177,7 +178,7 @@ impl Endpoint {
     pub(super) fn flush_status(&self) -> sys::ucs_status_ptr_t {
         let param = sys::ucp_request_param_t::default();
         // SAFETY: the endpoint is live; param valid for the call.
-        unsafe { sys::ucp_ep_flush_nbx(self.inner.raw.as_ptr(), &param) }
+        unsafe { sys::api().ucp_ep_flush_nbx(self.inner.raw.as_ptr(), &param) }
     }
 
     /// Completes every operation issued on this endpoint (remotely, for puts).
@@ -189,7 +190,7 @@ impl Endpoint {
     /// UCP's description of the endpoint: its lanes (transport/device each) and protocols.
     pub fn print_info(&self) -> String {
         // SAFETY: the endpoint is live; the stream is valid for the call.
-        capture(|f| unsafe { sys::ucp_ep_print_info(self.inner.raw.as_ptr(), f as _) })
+        capture(|f| unsafe { sys::api().ucp_ep_print_info(self.inner.raw.as_ptr(), f as _) })
     }
 
     /// The transports this endpoint uses, one `transport/device` per lane (`tcp/lo`).
@@ -286,7 +287,7 @@ pub struct RemoteKey {
 impl Drop for RemoteKey {
     fn drop(&mut self) {
         // SAFETY: raw is a live rkey; the endpoint it was unpacked on is kept alive by our Rc.
-        unsafe { sys::ucp_rkey_destroy(self.raw.as_ptr()) };
+        unsafe { sys::api().ucp_rkey_destroy(self.raw.as_ptr()) };
     }
 }
 
@@ -298,7 +299,7 @@ impl RemoteKey {
         // SAFETY: the endpoint is live; packed is valid for the call; raw receives a key
         // destroyed in Drop.
         let status = unsafe {
-            sys::ucp_ep_rkey_unpack(
+            sys::api().ucp_ep_rkey_unpack(
                 endpoint.inner.raw.as_ptr(),
                 packed.as_ptr() as *const libc::c_void,
                 &mut raw,

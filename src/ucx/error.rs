@@ -9,6 +9,9 @@ use ucx_sys as sys;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UcxError {
+    /// libucp could not be loaded (absent, or lacking a function kvxfer calls).
+    #[error("{0}")]
+    Load(&'static str),
     /// A UCX call returned an error status.
     #[error("{call} failed: {message} (status {status}){hint}")]
     Call {
@@ -61,9 +64,12 @@ pub type Result<T> = std::result::Result<T, UcxError>;
 
 /// UCX's text for a status code.
 pub fn status_string(status: sys::ucs_status_t) -> String {
+    let Ok(lib) = sys::load() else {
+        return format!("status {status}");
+    };
     // SAFETY: ucs_status_string returns a pointer to a static NUL-terminated string for any value.
     unsafe {
-        let p = sys::ucs_status_string(status);
+        let p = lib.ucs_status_string(status);
         if p.is_null() {
             return format!("status {status}");
         }

@@ -108,7 +108,8 @@ impl<B: Buffer> Drop for MemHandle<B> {
             return;
         }
         // SAFETY: raw is a live mapping of this context, unmapped once, before `buf` drops.
-        let status = unsafe { sys::ucp_mem_unmap(self.context.raw.as_ptr(), self.raw.as_ptr()) };
+        let status =
+            unsafe { sys::api().ucp_mem_unmap(self.context.raw.as_ptr(), self.raw.as_ptr()) };
         if status != sys::UCS_OK as sys::ucs_status_t {
             crate::teardown::record(format!(
                 "ucp_mem_unmap failed: {}",
@@ -195,7 +196,7 @@ impl<B: Buffer> MemHandle<B> {
         )?;
         let took = start.elapsed();
         // SAFETY: raw is the mapping just made, unmapped once; the buffer stays mapped by self.
-        let status = unsafe { sys::ucp_mem_unmap(self.context.raw.as_ptr(), raw.as_ptr()) };
+        let status = unsafe { sys::api().ucp_mem_unmap(self.context.raw.as_ptr(), raw.as_ptr()) };
         check("ucp_mem_unmap", status)?;
         Ok(took)
     }
@@ -232,7 +233,7 @@ impl<B: Buffer> MemHandle<B> {
         unsafe {
             check(
                 "ucp_rkey_pack",
-                sys::ucp_rkey_pack(
+                sys::api().ucp_rkey_pack(
                     self.context.raw.as_ptr(),
                     self.raw.as_ptr(),
                     &mut ptr,
@@ -240,7 +241,7 @@ impl<B: Buffer> MemHandle<B> {
                 ),
             )?;
             let bytes = std::slice::from_raw_parts(ptr as *const u8, len).to_vec();
-            sys::ucp_rkey_buffer_release(ptr);
+            sys::api().ucp_rkey_buffer_release(ptr);
             Ok(bytes)
         }
     }
@@ -270,6 +271,6 @@ fn map_range(
     let mut raw: sys::ucp_mem_h = std::ptr::null_mut();
     // SAFETY: the context is live; params describe memory the caller keeps valid while the
     // mapping lives; raw receives a mapping the caller releases.
-    let status = unsafe { sys::ucp_mem_map(context.raw.as_ptr(), &params, &mut raw) };
+    let status = unsafe { sys::api().ucp_mem_map(context.raw.as_ptr(), &params, &mut raw) };
     opened("ucp_mem_map", status, raw, String::new)
 }

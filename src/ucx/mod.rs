@@ -20,7 +20,7 @@ mod peer;
 mod worker;
 
 pub use context::{
-    header_version, library_path, parse_resources, version, version_lacks, Context, Features,
+    header_version, library_path, load, parse_resources, version, version_lacks, Context, Features,
     Resource,
 };
 pub use endpoint::{parse_lanes, Endpoint, RemoteKey, RemoteMemory, RemoteSlice};

@@ -331,7 +331,7 @@ impl OpTable {
     #[inline]
     pub fn poll(&mut self, out: &mut Vec<(u64, usize)>) -> Result<()> {
         // SAFETY: the worker is live (we hold an Rc of it) and used from this thread only.
-        unsafe { sys::ucp_worker_progress(self.worker.raw.as_ptr()) };
+        unsafe { sys::api().ucp_worker_progress(self.worker.raw.as_ptr()) };
         let mut i = 0;
         let mut failed = None;
         while i < self.pending.len() {
@@ -381,7 +381,7 @@ impl OpTable {
         for op in &self.pending {
             // SAFETY: op.ptr is a live request of this live worker; cancelling a request that
             // already completed is harmless.
-            unsafe { sys::ucp_request_cancel(self.worker.raw.as_ptr(), op.ptr.as_ptr()) };
+            unsafe { sys::api().ucp_request_cancel(self.worker.raw.as_ptr(), op.ptr.as_ptr()) };
         }
         let start = Instant::now();
         let mut sink = Vec::new();

@@ -48,7 +48,7 @@ impl WorkerInner {
         if let Some(c) = self.companion.borrow().upgrade() {
             // SAFETY: c is live (the upgrade holds it for the call) and belongs to this
             // thread, as its companion does.
-            unsafe { sys::ucp_worker_progress(c.raw.as_ptr()) };
+            unsafe { sys::api().ucp_worker_progress(c.raw.as_ptr()) };
         }
     }
 }
@@ -57,7 +57,7 @@ impl Drop for WorkerInner {
     fn drop(&mut self) {
         // SAFETY: raw is a live worker; endpoints and requests hold an Rc of (or borrow) this,
         // so none is left when it drops.
-        unsafe { sys::ucp_worker_destroy(self.raw.as_ptr()) };
+        unsafe { sys::api().ucp_worker_destroy(self.raw.as_ptr()) };
     }
 }
 
@@ -82,7 +82,7 @@ impl Worker {
         // SAFETY: context is live; params valid for the call; raw receives a worker destroyed
         // in Drop.
         let status =
-            unsafe { sys::ucp_worker_create(context.inner.raw.as_ptr(), &params, &mut raw) };
+            unsafe { sys::api().ucp_worker_create(context.inner.raw.as_ptr(), &params, &mut raw) };
         let raw = opened("ucp_worker_create", status, raw, String::new)?;
         Ok(Worker {
             inner: Rc::new(WorkerInner {
@@ -101,10 +101,10 @@ impl Worker {
         unsafe {
             check(
                 "ucp_worker_get_address",
-                sys::ucp_worker_get_address(self.inner.raw.as_ptr(), &mut addr, &mut len),
+                sys::api().ucp_worker_get_address(self.inner.raw.as_ptr(), &mut addr, &mut len),
             )?;
             let bytes = std::slice::from_raw_parts(addr as *const u8, len).to_vec();
-            sys::ucp_worker_release_address(self.inner.raw.as_ptr(), addr);
+            sys::api().ucp_worker_release_address(self.inner.raw.as_ptr(), addr);
             Ok(bytes)
         }
     }
@@ -120,7 +120,7 @@ impl Worker {
     #[inline]
     pub fn progress(&self) -> u32 {
         // SAFETY: the worker is live and used from its own thread only (the type is !Send).
-        unsafe { sys::ucp_worker_progress(self.inner.raw.as_ptr()) }
+        unsafe { sys::api().ucp_worker_progress(self.inner.raw.as_ptr()) }
     }
 
     /// Posts a tagged receive of up to `len` bytes at `buf` for messages whose tag matches
@@ -142,7 +142,7 @@ impl Worker {
         // SAFETY: the worker is live; buf per the caller's contract; params valid for the
         // call; recv_done only writes into the request's private space.
         unsafe {
-            sys::ucp_tag_recv_nbx(
+            sys::api().ucp_tag_recv_nbx(
                 self.inner.raw.as_ptr(),
                 buf as *mut c_void,
                 len,
@@ -156,7 +156,7 @@ impl Worker {
     /// UCP's own description of the worker.
     pub fn print_info(&self) -> String {
         // SAFETY: the worker is live; the stream is valid for the call.
-        capture(|f| unsafe { sys::ucp_worker_print_info(self.inner.raw.as_ptr(), f as _) })
+        capture(|f| unsafe { sys::api().ucp_worker_print_info(self.inner.raw.as_ptr(), f as _) })
     }
 
     /// Raw handle, for calls nobody wrapped yet.
@@ -256,7 +256,7 @@ pub(crate) unsafe fn settle(
     op: &'static str,
 ) -> Option<Result<usize>> {
     // SAFETY: per this function's contract.
-    let status = unsafe { sys::ucp_request_check_status(p.as_ptr()) };
+    let status = unsafe { sys::api().ucp_request_check_status(p.as_ptr()) };
     if status == sys::UCS_INPROGRESS as sys::ucs_status_t {
         return None;
     }
@@ -268,7 +268,7 @@ pub(crate) unsafe fn settle(
         len
     };
     // SAFETY: the request completed; freed exactly once here.
-    unsafe { sys::ucp_request_free(p.as_ptr()) };
+    unsafe { sys::api().ucp_request_free(p.as_ptr()) };
     if status != sys::UCS_OK as sys::ucs_status_t {
         return Some(Err(request_error(op, status)));
     }

@@ -1,9 +1,9 @@
 //! Finds UCX ($UCX_DIR, then the set-up's copy in `.cache/ucx`, then pkg-config `ucx`) and
 //! generates bindings for its UCP API.
 //!
-//! The library folder goes to dependents as `DEP_UCX_LIBDIR` (`links = "ucx"`): a dependency's
-//! link arguments never reach the final binary, so the top crate's build script embeds the
-//! rpath from it.
+//! The library is not linked: the bindings load it at run time. Its folder goes to dependents
+//! as `DEP_UCX_LIBDIR` (`links = "ucx"`): a dependency's link arguments never reach the final
+//! binary, so the top crate's build script embeds the rpath (where the loader looks) from it.
 
 use build_support::{bindgen, fail, Found, Layout};
 use std::env;
@@ -62,17 +62,21 @@ fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     let found = find().unwrap_or_else(|why| fail(&why));
     build_support::record(&found);
-    build_support::link(&found);
+    // Not linked: kvxfer loads libucp when a command first needs UCX (see lib.rs). The
+    // rpath lets this crate's own tests find the same library.
     if let Some(libdir) = &found.libdir {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", libdir.display());
         println!("cargo:libdir={}", libdir.display());
     }
     let here = build_support::manifest_dir();
     let builder = bindgen::Builder::default()
         .header(here.join("wrapper.h").to_string_lossy())
-        .allowlist_function("ucp_.*|ucs_status_string|ucs_memory_type_names")
+        .allowlist_function("ucp_.*|ucs_status_string")
         .allowlist_type("ucp_.*|ucs_status_t|ucs_status_ptr_t|ucs_memory_type.*")
         .allowlist_var("UCP_.*|UCS_.*")
         .blocklist_function("ucp_init")
+        .dynamic_library_name("Ucp")
+        .dynamic_link_require_all(true)
         .default_enum_style(bindgen::EnumVariation::Consts)
         .prepend_enum_name(false)
         .derive_default(true)
