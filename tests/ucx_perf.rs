@@ -557,6 +557,51 @@ fn bad_options_are_refused_before_any_connection() {
         .stderr(predicate::str::contains("tag_lat"));
 }
 
+/// The libraries whose initialisers ran in `kvxfer ARGS` (the loader's own account).
+fn initialised(args: &[&str]) -> Vec<String> {
+    let out = ucx_cmd(&SHM)
+        .env("LD_DEBUG", "libs")
+        .args(args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kvxfer {args:?}: {err}");
+    err.lines()
+        .filter_map(|l| {
+            l.split_once("calling init: ")
+                .map(|(_, p)| p.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn ucx_is_loaded_only_by_the_commands_that_use_it() {
+    let _g = fabric_lock();
+    // A libfabric run and a plain command: no UCX, none of its start-up.
+    for args in [
+        &["--version"][..],
+        &["pingpong", "-p", "shm", "-S", "64", "-I", "20"],
+    ] {
+        let libs = initialised(args);
+        assert!(
+            !libs.is_empty(),
+            "the loader's account of {args:?} is empty"
+        );
+        assert!(
+            !libs
+                .iter()
+                .any(|l| l.contains("libucp") || l.contains("libucs")),
+            "{args:?}: {libs:?}"
+        );
+    }
+    // A UCX run loads the UCX the build found, through the rpath.
+    let libs = initialised(&["ucx-perf", "-t", "tag_lat", "-s", "64", "-n", "20"]);
+    let ucp = libs.iter().find(|l| l.ends_with("libucp.so.0"));
+    let ucp = ucp.unwrap_or_else(|| panic!("no libucp in {libs:?}"));
+    assert!(ucp.starts_with(env!("KVXFER_UCX_LIBDIR")), "{ucp}");
+}
+
 #[test]
 fn info_lists_ucx_transports_and_devices() {
     // The UCX loaded is the one ucx-sys linked (the rpath, no LD_LIBRARY_PATH); the set-up's
