@@ -22,6 +22,42 @@ const LAYOUT: Layout = Layout {
     libs: &["ucp", "uct", "ucs"],
 };
 
+/// Every UCX function kvxfer calls (UCX 1.10 has them all).
+const FUNCTIONS: &[&str] = &[
+    "ucp_cleanup",
+    "ucp_config_read",
+    "ucp_config_release",
+    "ucp_context_print_info",
+    "ucp_context_query",
+    "ucp_ep_close_nbx",
+    "ucp_ep_create",
+    "ucp_ep_flush_nbx",
+    "ucp_ep_print_info",
+    "ucp_ep_rkey_unpack",
+    "ucp_get_nbx",
+    "ucp_get_version",
+    "ucp_get_version_string",
+    "ucp_init_version",
+    "ucp_mem_map",
+    "ucp_mem_unmap",
+    "ucp_put_nbx",
+    "ucp_request_cancel",
+    "ucp_request_check_status",
+    "ucp_request_free",
+    "ucp_rkey_buffer_release",
+    "ucp_rkey_destroy",
+    "ucp_rkey_pack",
+    "ucp_tag_recv_nbx",
+    "ucp_tag_send_nbx",
+    "ucp_worker_create",
+    "ucp_worker_destroy",
+    "ucp_worker_get_address",
+    "ucp_worker_print_info",
+    "ucp_worker_progress",
+    "ucp_worker_release_address",
+    "ucs_status_string",
+];
+
 /// The copy scripts/setup.sh unpacks from the libucx-cu12 wheel: `<workspace>/.cache/ucx/libucx`.
 fn setup_copy() -> PathBuf {
     let root = build_support::manifest_dir().join("../..");
@@ -71,7 +107,10 @@ fn main() {
     let here = build_support::manifest_dir();
     let builder = bindgen::Builder::default()
         .header(here.join("wrapper.h").to_string_lossy())
-        .allowlist_function("ucp_.*|ucs_status_string")
+        // The functions kvxfer calls, by name: the loader requires each one, so a library
+        // from another UCX release loads as long as it has these (ucp_.* would also require
+        // what only newer releases add, such as 1.22's ucp_rkey_compare).
+        .allowlist_function(FUNCTIONS.join("|"))
         .allowlist_type("ucp_.*|ucs_status_t|ucs_status_ptr_t|ucs_memory_type.*")
         .allowlist_var("UCP_.*|UCS_.*")
         .blocklist_function("ucp_init")
