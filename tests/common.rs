@@ -331,3 +331,16 @@ pub fn assert_judged(r: &serde_json::Value, tolerance: f64) {
         "unit slip: {r}"
     );
 }
+
+/// The libraries whose initialisers ran in a command run with `LD_DEBUG=libs` that ended
+/// successfully (the loader's own account, on its stderr `err`), as the loader names them.
+pub fn initialised_libraries(args: &[&str], out: &std::process::Output) -> Vec<String> {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kvxfer {args:?}: {err}");
+    err.lines()
+        .filter_map(|l| {
+            l.split_once("calling init: ")
+                .map(|(_, p)| p.trim().to_string())
+        })
+        .collect()
+}

@@ -202,10 +202,9 @@ fn loaded_by(copy: &Path, args: &[&str]) -> Vec<String> {
         .timeout(Duration::from_secs(120))
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kvxfer {args:?}: {err}");
-    err.lines()
-        .filter_map(|l| l.split_once("calling init: ").map(|(_, p)| real(p.trim())))
+    common::initialised_libraries(args, &out)
+        .iter()
+        .map(|p| real(p))
         .collect()
 }
 

@@ -565,14 +565,7 @@ fn initialised(args: &[&str]) -> Vec<String> {
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "kvxfer {args:?}: {err}");
-    err.lines()
-        .filter_map(|l| {
-            l.split_once("calling init: ")
-                .map(|(_, p)| p.trim().to_string())
-        })
-        .collect()
+    initialised_libraries(args, &out)
 }
 
 #[test]
