@@ -194,11 +194,7 @@ pub fn build(
     let bytes = streams.len() as u64 * cfg.size * iterations as u64;
     let bps = (span_total > 0).then(|| bytes as f64 / (span_total as f64 / 1e9));
     let tiers = tiers(plan, &streams);
-    // The counters span the first round alone where there were rounds.
-    let read = super::rounds::first_round(&reports).map_or(iterations, |n| n.min(iterations));
-    let read_bytes = streams.len() as u64 * cfg.size * read as u64;
-    let read_ns = spans.iter().take(read).sum();
-    let path = path(cfg, side, &reports, span, read_bytes, read_ns);
+    let path = read_path(cfg, side, &reports, span, streams.len(), &spans);
     let extra = XferExtra {
         bandwidth_gibps: bps.map(|b| b / GIB),
         per_transfer_gbps: (!e2e_hist.is_empty()).then(|| cfg.size as f64 / e2e_hist.mean()),
@@ -312,6 +308,23 @@ fn precision(cfg: &XferConfig, reports: &[&WorkerReport], e2e: &Histogram<u64>) 
     let blocks = blocks.filter(|_| rounds.is_none());
     let p = Precision::of(e2e, stopped_by, target, blocks.as_ref(), rounds.as_ref());
     serde_json::to_value(p).ok()
+}
+
+/// The devices that carried the payload of `transfers` streams over the iterations the
+/// counters spanned (`spans`: every iteration's): the first round's where there were rounds,
+/// else all of them.
+fn read_path(
+    cfg: &XferConfig,
+    side: Side,
+    reports: &[&WorkerReport],
+    span: Option<&SpanReadings>,
+    transfers: usize,
+    spans: &[u64],
+) -> Option<PathReport> {
+    let all = spans.len();
+    let read = super::rounds::first_round(reports).map_or(all, |n| n.min(all));
+    let bytes = transfers as u64 * cfg.size * read as u64;
+    path(cfg, side, reports, span, bytes, spans[..read].iter().sum())
 }
 
 /// The devices that carried this side's `bytes` over its timed iterations (`span_ns` of
