@@ -20,7 +20,7 @@ pub use precision::{
     StoppedBy, DEFAULT_MAX_ITERATIONS, DEFAULT_MAX_TIME, DEFAULT_PRECISION_PCT,
 };
 pub use recent::{Recent, UCX_PERFTEST_WINDOW};
-pub use rounds::{RoundsInterval, AUTO_ROUNDS, MAX_ROUNDS};
+pub use rounds::{check_rounds, RoundsInterval, AUTO_ROUNDS, MAX_ROUNDS};
 pub use summary::{decode_histogram, encode_histogram, new_histogram, LatencySummary, StatsError};
 pub use tiers::{detect_tiers, Tier};
 

@@ -62,6 +62,15 @@ pub enum Count {
 }
 
 impl Count {
+    /// What each of `rounds` rounds runs to: an auto count's limits shared by them (the
+    /// precision each one's own); a fixed count or a duration is each round's.
+    pub fn per_round(self, rounds: u64) -> Count {
+        match self {
+            Count::Auto(a) => Count::Auto(a.shared_by(rounds)),
+            c => c,
+        }
+    }
+
     /// The form in fingerprints and configuration blocks: `N`, `auto (+-P %, ...)`, `30s`.
     pub fn name(&self) -> String {
         match self {

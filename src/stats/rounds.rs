@@ -14,6 +14,15 @@ pub const MAX_ROUNDS: u64 = 1000;
 /// 95 % interval (their range covers 96.9 %).
 pub const AUTO_ROUNDS: u64 = 6;
 
+/// Refuses a round count outside 1 to [`MAX_ROUNDS`].
+pub fn check_rounds(rounds: u64) -> Result<(), String> {
+    if (1..=MAX_ROUNDS).contains(&rounds) {
+        Ok(())
+    } else {
+        Err(format!("--rounds {rounds}: 1 to {MAX_ROUNDS}"))
+    }
+}
+
 /// The median's interval over the medians of a run's rounds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundsInterval {

@@ -102,8 +102,7 @@ impl PingPongConfig {
     /// by its rounds.
     pub fn iterations_for(&self, size: u64) -> Count {
         match self.iterations {
-            Some(Count::Auto(a)) => Count::Auto(a.shared_by(self.rounds)),
-            Some(c) => c,
+            Some(c) => c.per_round(self.rounds),
             None => Count::Fixed(default_iterations(size)),
         }
     }
@@ -184,12 +183,7 @@ impl PingPongConfig {
         if let Some(c) = &self.iterations {
             c.check().map_err(RunError::Config)?;
         }
-        if !(1..=MAX_ROUNDS).contains(&self.rounds) {
-            return Err(RunError::Config(format!(
-                "--rounds {}: 1 to {MAX_ROUNDS}",
-                self.rounds
-            )));
-        }
+        crate::stats::check_rounds(self.rounds).map_err(RunError::Config)?;
         let info = select_info(&self.endpoint_spec(caps, None))?;
         let v = info.view();
         let facts = ProviderFacts {

@@ -16,7 +16,7 @@ use crate::channel::{SlotSpec, TagChannel};
 use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::ResultDoc;
-use crate::stats::{Count, MAX_ROUNDS};
+use crate::stats::Count;
 use crate::ucx::{Context, Endpoint, Features, MemoryType, Worker};
 use crate::units::human_size;
 
@@ -130,8 +130,7 @@ impl UcxPerfConfig {
     /// by its rounds.
     fn iterations_for(&self, size: u64) -> Count {
         match self.iterations {
-            Some(Count::Auto(a)) => Count::Auto(a.shared_by(self.rounds)),
-            Some(c) => c,
+            Some(c) => c.per_round(self.rounds),
             None => Count::Fixed(default_iterations(size)),
         }
     }
@@ -167,12 +166,7 @@ impl UcxPerfConfig {
                     .map_err(RunError::Config)?;
             }
         }
-        if !(1..=MAX_ROUNDS).contains(&self.rounds) {
-            return Err(RunError::Config(format!(
-                "--rounds {}: 1 to {MAX_ROUNDS}",
-                self.rounds
-            )));
-        }
+        crate::stats::check_rounds(self.rounds).map_err(RunError::Config)?;
         if self.rounds > 1 && self.test == UcxTest::TagBw {
             return Err(RunError::Config(
                 "tag_bw times one stream per size, with no median to widen: --rounds applies \

@@ -9,7 +9,7 @@
 use super::config::XferConfig;
 use super::worker::{e2e, Collected, WorkerReport};
 use crate::run::RunError;
-use crate::stats::{Count, RoundsInterval, StoppedBy, MAX_ROUNDS};
+use crate::stats::{RoundsInterval, StoppedBy};
 use crate::xfer::rails::sum_rails;
 use crate::xfer::XferOp;
 
@@ -17,22 +17,16 @@ impl XferConfig {
     /// One round's configuration: an auto run's limits shared by its rounds (a fixed count or
     /// a duration stays each round's).
     pub(super) fn for_round(&self) -> XferConfig {
-        let mut c = self.clone();
-        if let Count::Auto(a) = self.iterations {
-            c.iterations = Count::Auto(a.shared_by(self.rounds));
+        XferConfig {
+            iterations: self.iterations.per_round(self.rounds),
+            ..self.clone()
         }
-        c
     }
 
     /// Refuses a round count out of range, and rounds of open-loop sessions (each is a
     /// schedule of its own already).
     pub(super) fn check_rounds(&self) -> Result<(), RunError> {
-        if !(1..=MAX_ROUNDS).contains(&self.rounds) {
-            return Err(RunError::Config(format!(
-                "--rounds {}: 1 to {MAX_ROUNDS}",
-                self.rounds
-            )));
-        }
+        crate::stats::check_rounds(self.rounds).map_err(RunError::Config)?;
         if self.rounds > 1 && self.open.is_some() {
             return Err(RunError::Config(
                 "--rounds repeats closed-loop sessions; an open-loop run's arrivals are its \
@@ -67,7 +61,11 @@ pub(super) fn each(
             Ok(got) => got,
             Err(e) if r == 0 => return Err(e),
             Err(e) => {
-                error = Some(e);
+                // A later round's own partial document gives way to the merged one.
+                error = Some(match e {
+                    RunError::Partial { error, .. } => *error,
+                    e => e,
+                });
                 break;
             }
         };

@@ -411,8 +411,6 @@ pub(super) fn serve_rounds(
     let doc = super::report::build(cfg, &plan, Side::Target, &got.reports, got.span.as_ref());
     match got.error {
         None => Ok(doc),
-        // A later round's own partial document is superseded by the merged one.
-        Some(RunError::Partial { error, .. }) => crate::run::conclude(doc, Err(*error)),
         Some(e) => crate::run::conclude(doc, Err(e)),
     }
 }
