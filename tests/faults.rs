@@ -324,20 +324,49 @@ fn socket_bytes(pid: u32) -> Option<u64> {
 /// Waits until the initiator `pid` has moved `bytes` through its sockets: past its set-up and
 /// into the part of the run the fault must interrupt, however loaded the host is (a fixed
 /// sleep let a slow start end up with nothing measured). Where `ss` cannot tell, waits 4 s
-/// instead. False when it had not within 90 s.
-fn wait_moved(pid: u32, bytes: u64) -> bool {
+/// instead. When it had not within 90 s: the bytes it had moved.
+fn wait_moved(pid: u32, bytes: u64) -> Result<(), u64> {
     let start = std::time::Instant::now();
     if socket_bytes(pid).is_none() {
         std::thread::sleep(std::time::Duration::from_secs(4));
-        return true;
+        return Ok(());
     }
-    while socket_bytes(pid).is_some_and(|b| b < bytes) {
-        if start.elapsed() > std::time::Duration::from_secs(90) {
-            return false;
+    loop {
+        match socket_bytes(pid) {
+            Some(b) if b < bytes => {
+                if start.elapsed() > std::time::Duration::from_secs(90) {
+                    return Err(b);
+                }
+            }
+            _ => return Ok(()),
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    true
+}
+
+/// How a side ended once killed, and the last lines it printed (for a failed test).
+fn last_words(name: &str, child: std::process::Child) -> String {
+    let mut child = child;
+    let running = matches!(child.try_wait(), Ok(None));
+    let _ = child.kill();
+    let Ok(out) = child.wait_with_output() else {
+        return format!("{name}: its output could not be read");
+    };
+    let tail = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(6)..].join("\n")
+    };
+    let state = if running {
+        "was still running".to_string()
+    } else {
+        format!("had ended ({})", out.status)
+    };
+    format!(
+        "{name} {state}; its stdout ends:\n{}\nits stderr ends:\n{}",
+        tail(&out.stdout),
+        tail(&out.stderr)
+    )
 }
 
 /// Runs `ARGS --listen` (the target) and `ARGS --peer` (the initiator) with `--timeout T` and
@@ -373,14 +402,14 @@ fn fault_run(
     let (tjson, ijson) = (dir.path().join("t.json"), dir.path().join("i.json"));
     let target = side("--listen", format!("127.0.0.1:{port}"), &tjson);
     wait_listening(port, std::time::Duration::from_secs(60));
-    let mut initiator = side("--peer", format!("127.0.0.1:{port}"), &ijson);
-    if !wait_moved(initiator.id(), moved) {
-        // Neither busy-polling process may outlive the failed test.
-        let _ = initiator.kill();
-        let mut target = target;
-        let _ = target.kill();
-        let _ = (initiator.wait(), target.wait());
-        panic!("{args:?}: the initiator moved fewer than {moved} bytes in 90 s");
+    let initiator = side("--peer", format!("127.0.0.1:{port}"), &ijson);
+    if let Err(seen) = wait_moved(initiator.id(), moved) {
+        // Neither busy-polling process may outlive the failed test; both say how far they got.
+        panic!(
+            "{args:?}: the initiator moved {seen} of {moved} bytes in 90 s\n{}\n{}",
+            last_words("the initiator", initiator),
+            last_words("the target", target)
+        );
     }
     let (victim, survivor, json) = if kill_target {
         (target, initiator, ijson)
