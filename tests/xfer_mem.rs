@@ -365,3 +365,93 @@ fn rma_pingpong_writedata_in_vram_on_a_gpu() {
     assert_eq!(sizes, [64, 4096, 1 << 20]);
     assert!(doc.results.iter().all(|r| r.iterations == 20), "{sizes:?}");
 }
+
+/// Runs kvxfer with `args` in a process whose transparent huge pages are switched off
+/// (prctl PR_SET_THP_DISABLE, inherited across exec); its stdout.
+fn without_huge_pages(args: &[&str]) -> String {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import ctypes, os, sys\n\
+             assert ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0) == 0\n\
+             os.execv(sys.argv[1], sys.argv[1:])",
+        ])
+        .arg(kvxfer_path())
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// Host buffers state how they are backed: with huge pages switched off for the process, both
+// sides' share is 0 % in the document and the table, and the doctor's probe warns that it got
+// none. (With them on, what the kernel grants depends on the host: only the range is checked.)
+#[test]
+fn host_buffers_state_their_huge_page_share() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let pct = |json: &std::path::Path| {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+        let c = &doc["results"][0]["extra"]["costs"];
+        let get = |k: &str| c[k].as_f64().unwrap_or_else(|| panic!("{k}: {c}"));
+        (
+            get("registration_huge_page_pct"),
+            get("target_registration_huge_page_pct"),
+        )
+    };
+    let off = dir.path().join("off.json");
+    let args = ["xfer", "-p", "tcp", "--domain", "lo", "-s", "8M", "-I", "3"];
+    let mut with_json: Vec<&str> = args.to_vec();
+    with_json.extend(["--json", off.to_str().unwrap()]);
+    let table = without_huge_pages(&with_json);
+    assert_eq!(pct(&off), (0.0, 0.0));
+    assert!(
+        table.contains("cached") && table.matches(", huge pages 0 %").count() == 2,
+        "{table}"
+    );
+    let on = dir.path().join("on.json");
+    kvxfer()
+        .args(args)
+        .args(["--json", on.to_str().unwrap()])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    let (i, t) = pct(&on);
+    assert!(
+        (0.0..=100.0).contains(&i) && (0.0..=100.0).contains(&t),
+        "{i} {t}"
+    );
+    let report = dir.path().join("doctor.json");
+    without_huge_pages(&["doctor", "--json", report.to_str().unwrap()]);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let h = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "memory.huge_pages")
+        .unwrap();
+    let never = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .is_ok_and(|t| t.contains("[never]"));
+    assert_eq!(h["status"], "warn", "{h}");
+    if !never {
+        assert!(
+            h["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("got 0 B in huge pages"),
+            "{h}"
+        );
+        assert!(
+            h["action"]
+                .as_str()
+                .unwrap()
+                .contains("the kernel gave none"),
+            "{h}"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::fabric::{self, caps, mr_mode, EndpointType, Hints, InfoList};
+use crate::mem::{Backing, HostBuffer};
 use crate::topo::DriverGpu;
 
 /// One fabric a provider offers for RDM endpoints.
@@ -53,7 +54,13 @@ pub struct Facts {
     pub ucx: Result<Ucx, String>,
     /// The CUDA driver's GPUs, or why there are none.
     pub gpus: Result<Vec<DriverGpu>, String>,
+    /// What the kernel gave a [`HUGE_PROBE`]-byte buffer that asked for transparent huge pages,
+    /// as kvxfer's large buffers ask; None where it could not be allocated or read.
+    pub huge_pages: Option<Backing>,
 }
+
+/// The bytes of the huge-page probe: two 2 MiB pages.
+pub const HUGE_PROBE: usize = 4 << 20;
 
 impl Facts {
     /// Asks libfabric, UCX and the CUDA driver of this process.
@@ -62,8 +69,16 @@ impl Facts {
             libfabric: libfabric(),
             ucx: ucx(),
             gpus: crate::topo::driver_gpus(),
+            huge_pages: huge_page_probe(),
         }
     }
+}
+
+/// Allocates [`HUGE_PROBE`] bytes the way xfer's buffers are (aligned, madvise, every page
+/// touched) and reads how the kernel backed them.
+fn huge_page_probe() -> Option<Backing> {
+    let buf = HostBuffer::with_huge_pages(HUGE_PROBE).ok()?;
+    crate::mem::backing_of(&buf)
 }
 
 /// The efa provider's RDM fabrics, asked with every mode bit and MR mode it may require.

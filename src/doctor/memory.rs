@@ -1,6 +1,7 @@
 //! Memory: the locked-memory limit against what the plan's largest pattern registers (size x
 //! concurrency x sides on this node), free memory against the same, and huge pages.
 
+use super::facts::HUGE_PROBE;
 use super::{bytes, Ctx, Finding, PatternNeed};
 
 pub(super) fn check(c: &Ctx<'_>) -> Vec<Finding> {
@@ -110,11 +111,11 @@ fn huge_pages(c: &Ctx<'_>) -> Finding {
             ),
         );
     };
-    let mode = text
-        .split_whitespace()
-        .find(|w| w.starts_with('['))
-        .map(|w| w.trim_matches(|ch| ch == '[' || ch == ']').to_string())
-        .unwrap_or(text.clone());
+    let mode = bracketed(&text);
+    let defrag = c
+        .host
+        .sys("kernel/mm/transparent_hugepage/defrag")
+        .map_or("?".into(), |t| bracketed(&t));
     let reserved = c
         .host
         .proc("meminfo")
@@ -124,17 +125,47 @@ fn huge_pages(c: &Ctx<'_>) -> Finding {
                 .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
         })
         .unwrap_or_else(|| "?".into());
+    let probe = match c.facts.huge_pages {
+        Some(b) => format!(
+            "a {} buffer asking for them got {} B in huge pages",
+            crate::run::memory::approx(HUGE_PROBE as u64),
+            b.huge_bytes
+        ),
+        None => "no probe (smaps unreadable)".into(),
+    };
     let evidence = format!(
-        "transparent huge pages {mode} ({}); {reserved} reserved huge pages (meminfo)",
+        "transparent huge pages {mode}, defrag {defrag} ({}); {probe}; {reserved} reserved huge \
+         pages (meminfo)",
         c.host.sys_path(thp_file).display()
     );
+    let fewer = "kvxfer's buffers from 2 MiB ask for huge pages (madvise): in 4 KiB pages they \
+                 take 512x more entries to register";
     if mode == "never" {
         return Finding::warn(
             CHECK,
             evidence,
-            "kvxfer's buffers from 2 MiB ask for huge pages (madvise): with never they take 4 KiB \
-             pages, 512x more to register; echo madvise > /sys/kernel/mm/transparent_hugepage/enabled",
+            format!("{fewer}; echo madvise > /sys/kernel/mm/transparent_hugepage/enabled"),
+        );
+    }
+    if c.facts.huge_pages.is_some_and(|b| b.huge_bytes == 0) {
+        return Finding::warn(
+            CHECK,
+            evidence,
+            format!(
+                "{fewer}, and the kernel gave none: free memory is fragmented or defrag forbids \
+                 compacting it; echo 1 > /proc/sys/vm/compact_memory, or echo madvise > \
+                 /sys/kernel/mm/transparent_hugepage/defrag"
+            ),
         );
     }
     Finding::ok(CHECK, evidence)
+}
+
+/// The word in brackets of a sysfs choice (`always [madvise] never` -> `madvise`), or the
+/// whole text.
+fn bracketed(text: &str) -> String {
+    text.split_whitespace()
+        .find(|w| w.starts_with('['))
+        .map(|w| w.trim_matches(|ch| ch == '[' || ch == ']').to_string())
+        .unwrap_or_else(|| text.to_string())
 }

@@ -17,6 +17,7 @@ pub(crate) fn no_facts() -> Facts {
         },
         ucx: Err("no UCX here".into()),
         gpus: Err("no driver".into()),
+        huge_pages: None,
     }
 }
 
@@ -60,6 +61,10 @@ fn p5_facts(gpus: usize) -> Facts {
                 pci_bus_id: format!("00000000:{:02x}:00.0", g * 0x10 + 3),
             })
             .collect()),
+        huge_pages: Some(crate::mem::Backing {
+            mapped_bytes: 4 << 20,
+            huge_bytes: 4 << 20,
+        }),
     }
 }
 
@@ -185,6 +190,7 @@ fn a_p5_like_node_with_four_efa_devices_per_gpu_passes() {
         "gpu.gpudirect",
         "memory.memlock",
         "memory.available",
+        "memory.huge_pages",
         "tcp.slow_start_after_idle",
         "tcp.mtu",
         "ucx.transports",
@@ -576,4 +582,45 @@ fn an_mtu_below_aws_jumbo_frames_warns_for_the_tcp_patterns() {
         .unwrap()
         .iter()
         .any(|i| i.contains("-efa-")));
+}
+
+#[test]
+fn huge_pages_asked_for_and_not_given_warn_with_the_probe_s_figure() {
+    let n = p5_node();
+    std::fs::write(
+        n.sysfs.join("kernel/mm/transparent_hugepage/defrag"),
+        "always defer defer+madvise madvise [never]\n",
+    )
+    .unwrap();
+    let mut facts = p5_facts(2);
+    facts.huge_pages = Some(crate::mem::Backing {
+        mapped_bytes: 4 << 20,
+        huge_bytes: 0,
+    });
+    let r = run(&n, facts.clone());
+    let h = find(&r, "memory.huge_pages");
+    assert_eq!(h.status, Status::Warn, "{h:#?}");
+    assert!(
+        h.evidence.contains("madvise, defrag never")
+            && h.evidence
+                .contains("a 4.0 MiB buffer asking for them got 0 B in huge pages"),
+        "{}",
+        h.evidence
+    );
+    assert!(h.action.contains("the kernel gave none"), "{}", h.action);
+    // One huge page of two is a host that gives them: no warning.
+    facts.huge_pages = Some(crate::mem::Backing {
+        mapped_bytes: 4 << 20,
+        huge_bytes: 2 << 20,
+    });
+    let h = run(&n, facts.clone()).findings;
+    let h = h.iter().find(|f| f.check == "memory.huge_pages").unwrap();
+    assert_eq!(h.status, Status::Ok, "{h:#?}");
+    assert!(h.evidence.contains("got 2097152 B"), "{}", h.evidence);
+    // No probe: the setting alone decides, and the evidence says the probe is missing.
+    facts.huge_pages = None;
+    let h = run(&n, facts).findings;
+    let h = h.iter().find(|f| f.check == "memory.huge_pages").unwrap();
+    assert_eq!(h.status, Status::Ok, "{h:#?}");
+    assert!(h.evidence.contains("no probe"), "{}", h.evidence);
 }

@@ -7,16 +7,27 @@ pub mod cuda;
 mod driver;
 mod host;
 mod inflight;
+mod pages;
 mod shared;
 
 pub use host::HostBuffer;
 pub use inflight::InFlight;
+pub use pages::{backing, parse_backing, Backing};
 pub use shared::{available_memory, parse_mem_available, Allocation, SharedRegion};
 
 /// Whether `offset..offset+len` lies inside `total` bytes (no overflow): the check of every
 /// slice of registered memory.
 pub fn range_within(offset: usize, len: usize, total: usize) -> bool {
     offset.checked_add(len).is_some_and(|end| end <= total)
+}
+
+/// How a buffer's memory is backed (huge pages or not); None for device memory or where the
+/// kernel does not say.
+pub fn backing_of(buf: &impl Buffer) -> Option<Backing> {
+    match buf.iface() {
+        MemIface::System => pages::backing(buf.as_ptr(), buf.len()),
+        MemIface::Cuda(_) => None,
+    }
 }
 
 /// Where a buffer's memory lives, as registration needs to know.

@@ -202,17 +202,26 @@ fn tcp_line(out: &mut String, t: &Value) {
 fn costs_line(out: &mut String, c: &Value) {
     let _ = writeln!(
         out,
-        "registration us: first {} cached {} (target: first {} cached {}); connect ms {}; \
+        "registration us: first {} cached {}{} (target: first {} cached {}{}); connect ms {}; \
          first transfer ms {} vs steady p50 ms {} (x{})",
         f_or_dash(c.get("registration_first_us"), 1),
         f_or_dash(c.get("registration_cached_us"), 1),
+        huge_pages(c.get("registration_huge_page_pct")),
         f_or_dash(c.get("target_registration_first_us"), 1),
         f_or_dash(c.get("target_registration_cached_us"), 1),
+        huge_pages(c.get("target_registration_huge_page_pct")),
         ms(c.get("connect_us").and_then(|v| v.as_f64())),
         ms(c.get("first_transfer_us").and_then(|v| v.as_f64())),
         ms(c.get("steady_state_p50_us").and_then(|v| v.as_f64())),
         f_or_dash(c.get("first_over_steady"), 2),
     );
+}
+
+/// `, huge pages 100 %`: the share of a side's buffer mappings in transparent huge pages,
+/// nothing where it is not known (device memory, an older document).
+fn huge_pages(pct: Option<&Value>) -> String {
+    pct.and_then(Value::as_f64)
+        .map_or(String::new(), |p| format!(", huge pages {p:.0} %"))
 }
 
 /// The latency tiers: each one's centre, range and member iterations.

@@ -263,6 +263,8 @@ fn first_report(
         registration_cached_ns: setup.registration_cached_ns,
         target_registration_first_ns: target.registration_first_ns,
         target_registration_cached_ns: target.registration_cached_ns,
+        pages: setup.pages,
+        target_pages: target.pages,
         cold: None,
         timed: Vec::with_capacity(cfg.iterations.fixed().unwrap_or(0).min(1 << 16) as usize),
         verified_bytes: 0,

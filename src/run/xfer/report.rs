@@ -10,6 +10,7 @@ use super::config::{XferConfig, XferPlan};
 use super::config_block::config_map;
 use super::staging::{Direction, StagingFigures};
 use super::worker::{e2e, WorkerReport};
+use crate::mem::Backing;
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult, Status};
 use crate::run::environment;
@@ -100,6 +101,10 @@ struct Costs {
     registration_cached_us: Option<f64>,
     target_registration_first_us: Option<f64>,
     target_registration_cached_us: Option<f64>,
+    /// The share of the initiator's buffer mappings in transparent huge pages, %.
+    registration_huge_page_pct: Option<f64>,
+    /// The same of the target's first region.
+    target_registration_huge_page_pct: Option<f64>,
     connect_us: Option<f64>,
     first_transfer_us: Option<f64>,
     steady_state_p50_us: Option<f64>,
@@ -490,12 +495,22 @@ fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Co
         })
         .collect();
     let first = mean(&cold);
+    let pct = |f: &dyn Fn(&WorkerReport) -> Option<Backing>| {
+        mean(
+            &reports
+                .iter()
+                .filter_map(|r| f(r)?.huge_pct())
+                .collect::<Vec<_>>(),
+        )
+    };
     let steady = (!e2e_hist.is_empty()).then(|| us(e2e_hist.value_at_quantile(0.5) as f64));
     Costs {
         registration_first_us: m(&|r| r.registration_first_ns),
         registration_cached_us: m(&|r| r.registration_cached_ns),
         target_registration_first_us: m(&|r| r.target_registration_first_ns),
         target_registration_cached_us: m(&|r| r.target_registration_cached_ns),
+        registration_huge_page_pct: pct(&|r| r.pages),
+        target_registration_huge_page_pct: pct(&|r| r.target_pages),
         connect_us: m(&|r| r.connect_ns),
         first_transfer_us: first,
         steady_state_p50_us: steady,

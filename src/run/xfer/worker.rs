@@ -11,6 +11,7 @@ use crate::bench::open_loop::OpenOutcome;
 use crate::bench::xfer::IterSample;
 use crate::bench::{pattern, BenchError};
 use crate::bootstrap::Oob;
+use crate::mem::Backing;
 use crate::report::Environment;
 use crate::run::path::{SideView, SpanReadings};
 use crate::run::RunError;
@@ -61,6 +62,12 @@ pub struct WorkerReport {
     pub target_registration_first_ns: u64,
     /// The target's second registration of it, ns.
     pub target_registration_cached_ns: u64,
+    /// How the initiator's buffer is backed (None: device memory).
+    #[serde(default)]
+    pub pages: Option<Backing>,
+    /// How the target's first region is backed (None: device memory, or an older target).
+    #[serde(default)]
+    pub target_pages: Option<Backing>,
     /// The first iteration after the connection was made (warm-up or not).
     pub cold: Option<IterSample>,
     /// The timed iterations.
@@ -182,6 +189,9 @@ pub(super) struct TargetFacts {
     pub registration_first_ns: u64,
     /// The target's second registration of it, ns.
     pub registration_cached_ns: u64,
+    /// How the target's first region is backed (None: device memory).
+    #[serde(default)]
+    pub pages: Option<Backing>,
 }
 
 impl TargetFacts {
@@ -191,6 +201,7 @@ impl TargetFacts {
             worker,
             registration_first_ns: setup.registration_first_ns,
             registration_cached_ns: setup.registration_cached_ns,
+            pages: setup.pages,
         }
     }
 }

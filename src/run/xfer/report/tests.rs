@@ -72,6 +72,12 @@ fn reports() -> Vec<WorkerReport> {
             registration_cached_ns: 4_000,
             target_registration_first_ns: 30_000,
             target_registration_cached_ns: 3_000,
+            // Half the initiators' buffers in huge pages; the target's regions unknown.
+            pages: Some(Backing {
+                mapped_bytes: 4 << 20,
+                huge_bytes: if w % 2 == 0 { 4 << 20 } else { 0 },
+            }),
+            target_pages: None,
             cold: Some(sample(9.0, 10.0)),
             timed: vec![
                 sample(finish[w] - 0.1, finish[w]),
@@ -128,6 +134,8 @@ fn bandwidth_spans_tiers_and_costs() {
     let c = &r.extra["costs"];
     assert!((c["registration_first_us"].as_f64().unwrap() - 40.0).abs() < 1e-9);
     assert!((c["registration_cached_us"].as_f64().unwrap() - 4.0).abs() < 1e-9);
+    assert_eq!(c["registration_huge_page_pct"], json!(50.0));
+    assert!(c["target_registration_huge_page_pct"].is_null());
     assert!((c["first_transfer_us"].as_f64().unwrap() - 10_000.0).abs() < 1e-6);
     let steady = c["steady_state_p50_us"].as_f64().unwrap();
     assert!((steady - 1020.0).abs() < 2.0, "{steady}");
