@@ -57,6 +57,11 @@ fn assert_profile(doc: &ResultDoc, tokens: &[u64], io: u64, gaps: &[u64], iterat
         for k in ["cold_us", "cached_us", "target_cold_us", "per_request_us"] {
             assert!(e["registration"][k].as_f64().unwrap() >= 0.0, "{k}");
         }
+        // Host memory on both ends: each states its huge-page share.
+        for k in ["huge_page_pct", "target_huge_page_pct"] {
+            let pct = e["registration"][k].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&pct), "{k}: {pct}");
+        }
         let pd = &e["per_descriptor"];
         assert_eq!(pd["descriptors"], e["descriptors"]);
         assert!(pd["contiguous_chunks"].as_u64().unwrap() < pd["descriptors"].as_u64().unwrap());

@@ -33,6 +33,10 @@ pub struct RunFigures {
     pub target_registration_first_us: Option<f64>,
     /// Target: again.
     pub target_registration_cached_us: Option<f64>,
+    /// Initiator: the share of its buffer's mappings in transparent huge pages, %.
+    pub huge_page_pct: Option<f64>,
+    /// Target: the same of its first region.
+    pub target_huge_page_pct: Option<f64>,
 }
 
 fn figures(doc: &ResultDoc) -> Result<RunFigures, RunError> {
@@ -63,6 +67,8 @@ fn figures(doc: &ResultDoc) -> Result<RunFigures, RunError> {
         registration_cached_us: cost("registration_cached_us"),
         target_registration_first_us: cost("target_registration_first_us"),
         target_registration_cached_us: cost("target_registration_cached_us"),
+        huge_page_pct: cost("registration_huge_page_pct"),
+        target_huge_page_pct: cost("target_registration_huge_page_pct"),
     })
 }
 
@@ -355,6 +361,8 @@ fn parts(l: &Length) -> Vec<(&'static str, Value)> {
                 "cached_us": f0.registration_cached_us,
                 "target_cold_us": f0.target_registration_first_us,
                 "target_cached_us": f0.target_registration_cached_us,
+                "huge_page_pct": f0.huge_page_pct,
+                "target_huge_page_pct": f0.target_huge_page_pct,
                 "cold_extra": l.registration_cold_extra,
                 "cold_extra_is": "first registration minus the same memory again, median over \
                     this prompt length's runs with its order-statistic interval",
