@@ -4,14 +4,20 @@ each run's median (p50), the 95 % interval its `precision` block states, what st
 how often the other runs' medians fall inside it.
 
   reruns.py RESULT.json RESULT.json ...      (kvxfer --json documents of the same command)
+  reruns.py --chance [RUNS] [ROUNDS]          (how many pairs hold by chance alone)
 
 Prints, per size, every run and two counts: the runs whose interval holds every other run's
 median, and the (interval, other run's median) pairs that hold. Intervals describe one run;
 medians that move between runs by more than the intervals allow show what a single run cannot
-see (the host's state when the run started, its endpoints' placement). Exit 1 on a document
-that cannot be read or has no precision block.
+see (the host's state when the run started, its endpoints' placement). Where every run
+states its rounds' medians (`precision.rounds`), a Kruskal-Wallis test of the rounds grouped by
+run says which: a small p (below 0.05) means the runs differ by more than the rounds within a
+run do, so the host moved between runs; a large one means the runs are alike and a miss is the
+intervals' own chance, whose size `--chance` simulates (and the per-size output states): another
+run's median is itself an estimate, so even alike runs miss each other's 95 % intervals. Exit 1 on a document that cannot be read or has no precision block.
 """
 import json
+import math
 import sys
 
 
@@ -36,7 +42,102 @@ def runs_of(paths):
     return out
 
 
+def chi2_sf(x, df):
+    """P(X > x) for X chi-square with df degrees of freedom (df >= 1)."""
+    if x <= 0:
+        return 1.0
+    h = x / 2
+    if df % 2 == 0:
+        term, total = 1.0, 1.0
+        for i in range(1, df // 2):
+            term *= h / i
+            total += term
+        return min(1.0, math.exp(-h) * total)
+    total = math.erfc(math.sqrt(h))
+    term = math.sqrt(h) * math.exp(-h) / math.gamma(1.5)
+    for k in range(1, (df - 1) // 2 + 1):
+        total += term
+        term *= h / (k + 0.5)
+    return min(1.0, total)
+
+
+def kruskal(groups):
+    """(H, df, p) of the Kruskal-Wallis test of `groups` (lists of numbers), corrected for
+    ties; None with fewer than two groups or all values equal."""
+    groups = [g for g in groups if g]
+    values = sorted(v for g in groups for v in g)
+    n = len(values)
+    if len(groups) < 2 or n < 3 or values[0] == values[-1]:
+        return None
+    ranks, ties, i = {}, 0.0, 0
+    while i < n:
+        j = i
+        while j + 1 < n and values[j + 1] == values[i]:
+            j += 1
+        ranks[values[i]] = (i + j) / 2 + 1
+        t = j - i + 1
+        ties += t ** 3 - t
+        i = j + 1
+    h = 12 / (n * (n + 1)) * sum(sum(ranks[v] for v in g) ** 2 / len(g) for g in groups)
+    h = (h - 3 * (n + 1)) / (1 - ties / (n ** 3 - n))
+    df = len(groups) - 1
+    return h, df, chi2_sf(h, df)
+
+
+def rounds_verdict(got):
+    """One line on whether the runs' rounds differ by run, or None without rounds."""
+    groups = [((p.get("rounds") or {}).get("p50_us") or []) for _, _, p in got]
+    if any(len(g) < 2 for g in groups):
+        return None
+    k = kruskal(groups)
+    if k is None:
+        return None
+    h, df, p = k
+    if p < 0.05:
+        what = ("the runs differ by more than their rounds do: the host moved between runs, "
+                "which no interval from one run covers")
+    else:
+        what = "no difference between runs shown: misses fit the intervals' own chance"
+    return (f"  rounds by run ({sum(map(len, groups))} rounds in {len(groups)} runs): "
+            f"Kruskal-Wallis H {h:.2f} on {df} df, p {p:.3g}; {what}")
+
+
+def chance(runs=5, rounds=6, trials=20000):
+    """Pairs held when every round comes from one distribution (no drift between runs): each
+    run's interval the order statistics of its rounds' medians that kvxfer states (95 %,
+    `ratios.interval`), its median the middle of them. Returns (mean pairs held, pairs in all,
+    share of samples where at least 4 in 5 held)."""
+    import random
+    import statistics
+    from ratios import interval
+    rng = random.Random(28)
+    total = runs * (runs - 1)
+    need = math.ceil(0.8 * total)
+    held_sum, enough = 0, 0
+    for _ in range(trials):
+        rs = [[rng.gauss(0, 1) for _ in range(rounds)] for _ in range(runs)]
+        meds = [statistics.median(r) for r in rs]
+        ivs = [interval(r)[:2] for r in rs]
+        held = sum(ivs[i][0] <= meds[j] <= ivs[i][1]
+                   for i in range(runs) for j in range(runs) if j != i)
+        held_sum += held
+        enough += held >= need
+    return held_sum / trials, total, enough / trials
+
+
 def main(paths):
+    if paths[:1] == ["--chance"]:
+        try:
+            runs, rounds = (int(a) for a in (paths[1:] + ["5", "6"][len(paths) - 1:])[:2])
+        except ValueError:
+            sys.exit("usage: reruns.py --chance [RUNS] [ROUNDS]")
+        if runs < 2 or rounds < 2:
+            sys.exit("reruns.py: --chance takes 2 runs or more of 2 rounds or more")
+        mean, total, share = chance(runs, rounds)
+        print(f"{runs} runs of {rounds} rounds, every round from one distribution: "
+              f"{mean:.1f} of {total} pairs hold on average; at least 4 in 5 in "
+              f"{100 * share:.0f} % of samples")
+        return
     if len(paths) < 2:
         sys.exit("usage: reruns.py RESULT.json RESULT.json ... (two runs or more)")
     runs = runs_of(paths)
@@ -62,6 +163,13 @@ def main(paths):
         print(f"size {size}: {held_all} of {len(got)} runs' intervals hold every other median; "
               f"{pairs} of {total} pairs hold; medians spread {spread:.1f} %")
         print("\n".join(lines))
+        verdict = rounds_verdict(got)
+        if verdict:
+            print(verdict)
+            rounds = min(len(p["rounds"]["p50_us"]) for _, _, p in got)
+            mean, total, share = chance(len(got), rounds, trials=5000)
+            print(f"  by chance alone ({rounds} rounds each, all alike): {mean:.1f} of {total} "
+                  f"pairs hold on average; at least 4 in 5 in {100 * share:.0f} % of samples")
 
 
 if __name__ == "__main__":

@@ -92,3 +92,85 @@ fn a_document_without_an_interval_or_too_few_runs_is_refused_with_one_line() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// A document whose median's interval spans its rounds' medians `rounds` (as a run of
+/// `--rounds` states it), with the middle round as its median.
+fn doc_with_rounds(dir: &Path, name: &str, rounds: &[f64]) -> PathBuf {
+    let mut sorted = rounds.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (lo, hi, p50) = (
+        sorted[0],
+        sorted[sorted.len() - 1],
+        sorted[sorted.len() / 2],
+    );
+    let path = doc(dir, name, p50, lo, hi);
+    let mut d: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    d["results"][0]["extra"]["precision"]["rounds"] =
+        json!({"p50_us": rounds, "p50_interval_us": [lo, hi], "coverage": 0.75});
+    std::fs::write(&path, d.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn rounds_grouped_by_run_say_whether_the_host_moved_between_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str, r: &[f64]| doc_with_rounds(dir.path(), name, r);
+    // Two runs whose rounds do not mix: ranks 1-3 and 4-6, so H = 12/42 x (6^2/3 + 15^2/3) -
+    // 21 = 3.857 on 1 degree of freedom, p = erfc(sqrt(3.857 / 2)) = 0.0495.
+    let out = reruns(&[d("a.json", &[1.0, 2.0, 3.0]), d("b.json", &[4.0, 5.0, 6.0])]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "rounds by run (6 rounds in 2 runs): Kruskal-Wallis H 3.86 on 1 df, p 0.0495; \
+             the runs differ by more than their rounds do"
+        ),
+        "{text}"
+    );
+    // Three runs whose rounds interleave (with a tie across runs): alike.
+    let out = reruns(&[
+        d("c.json", &[1.0, 4.0, 7.0]),
+        d("e.json", &[2.0, 5.0, 8.0]),
+        d("f.json", &[3.0, 4.0, 9.0]),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.contains("Kruskal-Wallis")).unwrap();
+    assert!(
+        line.contains("on 2 df") && line.contains("no difference between runs shown"),
+        "{line}"
+    );
+    assert!(
+        text.contains("by chance alone (3 rounds each, all alike): "),
+        "{text}"
+    );
+    // Without rounds in every document there is no such line.
+    let plain = doc(dir.path(), "plain.json", 5.0, 4.0, 6.0);
+    let out = reruns(&[d("g.json", &[1.0, 2.0, 3.0]), plain]);
+    assert!(!String::from_utf8(out.stdout).unwrap().contains("Kruskal"));
+}
+
+// Alike runs still miss each other's intervals: another run's median is itself an estimate.
+// Five runs of six rounds, each interval the range of its rounds (96.9 %): about 18 of 20
+// pairs hold on average, and 16 or more in most samples, not all.
+#[test]
+fn chance_alone_is_simulated_for_alike_runs() {
+    let out = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/reruns.py"))
+        .args(["--chance", "5", "6"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let nums: Vec<f64> = text
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // 5 runs, 6 rounds, mean held, 20 pairs, 4 in 5, share %.
+    assert_eq!(nums.len(), 7, "{text}");
+    assert!((17.0..19.0).contains(&nums[2]) && nums[3] == 20.0, "{text}");
+    assert!((75.0..95.0).contains(&nums[6]), "{text}");
+    let out = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/reruns.py"))
+        .args(["--chance", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
