@@ -396,8 +396,8 @@ fn host_buffers_state_their_huge_page_share() {
     let _g = fabric_lock();
     let dir = tempfile::tempdir().unwrap();
     let pct = |json: &std::path::Path| {
-        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
-        let c = &doc["results"][0]["extra"]["costs"];
+        let doc = read_doc(json);
+        let c = &doc.results[0].extra["costs"];
         let get = |k: &str| c[k].as_f64().unwrap_or_else(|| panic!("{k}: {c}"));
         (
             get("registration_huge_page_pct"),

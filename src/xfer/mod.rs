@@ -63,8 +63,6 @@ pub struct SetupTimes {
     /// How the regions were registered, where the library has a choice (libfabric: host,
     /// hmem or dmabuf).
     pub registration: Option<&'static str>,
-    /// How the first registered region's host memory is backed (None: device memory).
-    pub pages: Option<crate::mem::Backing>,
 }
 
 /// The target's regions, one per transfer, in the form its backend reaches them.

@@ -96,7 +96,6 @@ fn add_setup(a: &mut SetupTimes, b: SetupTimes) {
     a.registration_first_ns += b.registration_first_ns;
     a.registration_cached_ns += b.registration_cached_ns;
     a.registration = a.registration.or(b.registration);
-    a.pages = a.pages.or(b.pages);
 }
 
 impl RailedInitiator {

@@ -17,7 +17,7 @@ use crate::bench::pattern;
 use crate::bench::xfer::{run_initiator_iteration, IterParams, IterSample};
 use crate::bench::BenchError;
 use crate::bootstrap::Oob;
-use crate::mem::SharedRegion;
+use crate::mem::{Backing, SharedRegion};
 use crate::peer::Side;
 use crate::report::{Environment, ResultDoc};
 use crate::run::path::{Probe, SpanGate};
@@ -190,8 +190,11 @@ fn initiator_steps(
     let local = SharedRegion::split(net, 1, per * size)
         .and_then(|v| v.into_iter().next())
         .ok_or_else(|| RunError::Config("cannot allocate the initiator buffer".into()))?;
+    // Read once here, before any connection (a read of smaps walks every page the process maps).
+    let pages = crate::mem::backing_of(&local);
     let (mut ep, setup, target) = link.connect(cfg, local, per)?;
-    let mut report = first_report(cfg, local_index, per, &setup, &target, environment(&*ep));
+    let env = environment(&*ep);
+    let mut report = first_report(cfg, local_index, per, &setup, pages, &target, env);
     *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
     let mut run = InitiatorRun {
         cfg,
@@ -245,12 +248,14 @@ fn initiator_steps(
 }
 
 /// Worker `local_index`'s report before its first iteration: its connection's set-up
-/// figures and the target's (`per` transfers each iteration), on a host described by `env`.
+/// figures and its buffer's backing, and the target's (`per` transfers each iteration), on a
+/// host described by `env`.
 fn first_report(
     cfg: &XferConfig,
     local_index: usize,
     per: usize,
     setup: &SetupTimes,
+    pages: Option<Backing>,
     target: &TargetFacts,
     env: Environment,
 ) -> WorkerReport {
@@ -263,7 +268,7 @@ fn first_report(
         registration_cached_ns: setup.registration_cached_ns,
         target_registration_first_ns: target.registration_first_ns,
         target_registration_cached_ns: target.registration_cached_ns,
-        pages: setup.pages,
+        pages,
         target_pages: target.pages,
         cold: None,
         timed: Vec::with_capacity(cfg.iterations.fixed().unwrap_or(0).min(1 << 16) as usize),

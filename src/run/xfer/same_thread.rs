@@ -50,12 +50,16 @@ impl TargetLink for PairLink<'_> {
         let mem = self.mem.take().ok_or_else(|| {
             RunError::Config("the paired target's regions were already connected".into())
         })?;
-        let regions = target_regions(cfg, per, mem)?;
+        let (regions, pages) = target_regions(cfg, per, mem)?;
         let ((mut ini, setup), (target, theirs)) =
             connect_pair(local, regions, cfg.size as usize, cfg.op, cfg.timeout)?;
         ini.set_remote(target.offer()?)?;
         self.target = Some(target);
-        Ok((Box::new(ini), setup, TargetFacts::of(self.side.w, &theirs)))
+        Ok((
+            Box::new(ini),
+            setup,
+            TargetFacts::of(self.side.w, &theirs, pages),
+        ))
     }
 
     fn meet(&mut self, i: u64) -> Result<(), RunError> {

@@ -19,7 +19,7 @@ use crate::bench::pattern;
 use crate::bench::xfer::{plan_chunks, run_target_iteration, run_target_open};
 use crate::bench::BenchError;
 use crate::bootstrap::{BootstrapError, Oob, OobListener};
-use crate::mem::SharedRegion;
+use crate::mem::{Backing, SharedRegion};
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
 use crate::run::path::{Payload, Probe, SpanGate, SpanReadings};
@@ -31,12 +31,14 @@ use crate::xfer::ucx::UcxTarget;
 use crate::xfer::SetupTimes;
 use crate::xfer::{TargetEnd, XferOp};
 
-/// The regions of one target worker: its own, or its part of a shared allocation.
+/// The regions of one target worker (its own, or its part of a shared allocation), and how the
+/// first one's host memory is backed (read once here, before any connection: a read of smaps
+/// walks every page the process maps).
 pub(super) fn target_regions(
     cfg: &XferConfig,
     per: usize,
     mem: TargetMem,
-) -> Result<Vec<SharedRegion>, RunError> {
+) -> Result<(Vec<SharedRegion>, Option<Backing>), RunError> {
     let regions = match mem {
         TargetMem::Regions(r) => r,
         TargetMem::Allocate => {
@@ -51,7 +53,8 @@ pub(super) fn target_regions(
         // expect.
         r.bind_thread()?;
     }
-    Ok(regions)
+    let pages = regions.first().and_then(crate::mem::backing_of);
+    Ok((regions, pages))
 }
 
 /// One target worker's regions between iterations: what it prepares and checks.
@@ -248,11 +251,11 @@ fn target_inner(
 ) -> Result<WorkerReport, RunError> {
     let (barrier, gate) = (&shared.barrier, &shared.gate);
     let per = plan.transfers_per_worker;
-    let regions = target_regions(cfg, per, mem)?;
+    let (regions, pages) = target_regions(cfg, per, mem)?;
     let mut side = TargetSide::new(cfg, w, per)?;
     let (mut end, setup) = connect_target(cfg, oob, regions)?;
     oob.send_json(&Offer {
-        facts: TargetFacts::of(w, &setup),
+        facts: TargetFacts::of(w, &setup, pages),
         regions: end.offer()?,
     })?;
     let mut adapter = Idle::new(&mut *end);

@@ -195,13 +195,14 @@ pub(super) struct TargetFacts {
 }
 
 impl TargetFacts {
-    /// The facts of target worker `worker` whose set-up took `setup`.
-    pub fn of(worker: usize, setup: &SetupTimes) -> TargetFacts {
+    /// The facts of target worker `worker` whose set-up took `setup` and whose first region
+    /// is backed by `pages`.
+    pub fn of(worker: usize, setup: &SetupTimes, pages: Option<Backing>) -> TargetFacts {
         TargetFacts {
             worker,
             registration_first_ns: setup.registration_first_ns,
             registration_cached_ns: setup.registration_cached_ns,
-            pages: setup.pages,
+            pages,
         }
     }
 }

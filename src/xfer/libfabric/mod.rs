@@ -33,7 +33,6 @@ fn connect(
     let t0 = Instant::now();
     let conn = fabric::connect(spec, side, exchange)?;
     let connect_ns = t0.elapsed().as_nanos() as u64;
-    let pages = regions.first().and_then(crate::mem::backing_of);
     let mut mrs = Vec::with_capacity(regions.len());
     let mut first_ns = 0;
     for r in regions {
@@ -56,7 +55,6 @@ fn connect(
             registration_first_ns: first_ns,
             registration_cached_ns: cached_ns,
             registration,
-            pages,
         },
     ))
 }

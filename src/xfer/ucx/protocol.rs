@@ -160,7 +160,6 @@ impl UcxInitiator {
             )));
         }
         let (ctx, worker, ep, connect_ns) = side.connect(exchange)?;
-        let pages = crate::mem::backing_of(&local);
         let (mut local, first, cached) = map_all(&ctx, vec![local])?;
         let mut ops = OpTable::new(&worker);
         post_ctrl_recv(&mut ops, &worker, Kind::Confirm, 8)?;
@@ -185,7 +184,6 @@ impl UcxInitiator {
                 registration_first_ns: first,
                 registration_cached_ns: cached,
                 registration: None,
-                pages,
             },
         ))
     }
@@ -385,7 +383,6 @@ impl UcxTarget {
             )));
         }
         let (ctx, worker, ep, connect_ns) = side.connect(exchange)?;
-        let pages = regions.first().and_then(crate::mem::backing_of);
         let (regions, first, cached) = map_all(&ctx, regions)?;
         let mut ops = OpTable::new(&worker);
         post_ctrl_recv(&mut ops, &worker, Kind::Notify, 16)?;
@@ -404,7 +401,6 @@ impl UcxTarget {
                 registration_first_ns: first,
                 registration_cached_ns: cached,
                 registration: None,
-                pages,
             },
         ))
     }
