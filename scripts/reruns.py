@@ -13,12 +13,17 @@ see (the host's state when the run started, its endpoints' placement). Where eve
 states its rounds' medians (`precision.rounds`), a Kruskal-Wallis test of the rounds grouped by
 run says which: a small p (below 0.05) means the runs differ by more than the rounds within a
 run do, so the host moved between runs; a large one means the runs are alike and a miss is the
-intervals' own chance, whose size `--chance` simulates (and the per-size output states): another
-run's median is itself an estimate, so even alike runs miss each other's 95 % intervals. Exit 1 on a document that cannot be read or has no precision block.
+intervals' own chance. Another run's median is itself an estimate, so even alike runs miss
+each other's 95 % intervals: `--chance` simulates how often, and each size states it for its
+runs. Exit 1 on a document that cannot be read or has no precision block.
 """
 import json
 import math
+import random
+import statistics
 import sys
+
+from ratios import interval
 
 
 def runs_of(paths):
@@ -84,22 +89,26 @@ def kruskal(groups):
     return h, df, chi2_sf(h, df)
 
 
-def rounds_verdict(got):
-    """One line on whether the runs' rounds differ by run, or None without rounds."""
+def rounds_lines(got):
+    """Whether the runs' rounds differ by run, and what chance alone would give runs of as
+    many rounds: two lines, or none where a run states no rounds."""
     groups = [((p.get("rounds") or {}).get("p50_us") or []) for _, _, p in got]
     if any(len(g) < 2 for g in groups):
-        return None
+        return []
     k = kruskal(groups)
     if k is None:
-        return None
+        return []
     h, df, p = k
     if p < 0.05:
         what = ("the runs differ by more than their rounds do: the host moved between runs, "
                 "which no interval from one run covers")
     else:
         what = "no difference between runs shown: misses fit the intervals' own chance"
-    return (f"  rounds by run ({sum(map(len, groups))} rounds in {len(groups)} runs): "
-            f"Kruskal-Wallis H {h:.2f} on {df} df, p {p:.3g}; {what}")
+    rounds = min(map(len, groups))
+    return [f"  rounds by run ({sum(map(len, groups))} rounds in {len(groups)} runs): "
+            f"Kruskal-Wallis H {h:.2f} on {df} df, p {p:.3g}; {what}",
+            f"  by chance alone ({rounds} rounds each, all alike): "
+            + chance_text(len(groups), rounds, trials=5000)]
 
 
 def chance(runs=5, rounds=6, trials=20000):
@@ -107,9 +116,6 @@ def chance(runs=5, rounds=6, trials=20000):
     run's interval the order statistics of its rounds' medians that kvxfer states (95 %,
     `ratios.interval`), its median the middle of them. Returns (mean pairs held, pairs in all,
     share of samples where at least 4 in 5 held)."""
-    import random
-    import statistics
-    from ratios import interval
     rng = random.Random(28)
     total = runs * (runs - 1)
     need = math.ceil(0.8 * total)
@@ -125,18 +131,25 @@ def chance(runs=5, rounds=6, trials=20000):
     return held_sum / trials, total, enough / trials
 
 
+def chance_text(runs, rounds, trials=20000):
+    """`18.0 of 20 pairs hold on average; ...`: what [`chance`] found."""
+    mean, total, share = chance(runs, rounds, trials)
+    return (f"{mean:.1f} of {total} pairs hold on average; at least 4 in 5 in "
+            f"{100 * share:.0f} % of samples")
+
+
 def main(paths):
     if paths[:1] == ["--chance"]:
+        args = paths[1:]
         try:
-            runs, rounds = (int(a) for a in (paths[1:] + ["5", "6"][len(paths) - 1:])[:2])
+            runs = int(args[0]) if args else 5
+            rounds = int(args[1]) if len(args) > 1 else 6
         except ValueError:
             sys.exit("usage: reruns.py --chance [RUNS] [ROUNDS]")
         if runs < 2 or rounds < 2:
             sys.exit("reruns.py: --chance takes 2 runs or more of 2 rounds or more")
-        mean, total, share = chance(runs, rounds)
         print(f"{runs} runs of {rounds} rounds, every round from one distribution: "
-              f"{mean:.1f} of {total} pairs hold on average; at least 4 in 5 in "
-              f"{100 * share:.0f} % of samples")
+              + chance_text(runs, rounds))
         return
     if len(paths) < 2:
         sys.exit("usage: reruns.py RESULT.json RESULT.json ... (two runs or more)")
@@ -163,13 +176,8 @@ def main(paths):
         print(f"size {size}: {held_all} of {len(got)} runs' intervals hold every other median; "
               f"{pairs} of {total} pairs hold; medians spread {spread:.1f} %")
         print("\n".join(lines))
-        verdict = rounds_verdict(got)
-        if verdict:
-            print(verdict)
-            rounds = min(len(p["rounds"]["p50_us"]) for _, _, p in got)
-            mean, total, share = chance(len(got), rounds, trials=5000)
-            print(f"  by chance alone ({rounds} rounds each, all alike): {mean:.1f} of {total} "
-                  f"pairs hold on average; at least 4 in 5 in {100 * share:.0f} % of samples")
+        for line in rounds_lines(got):
+            print(line)
 
 
 if __name__ == "__main__":
