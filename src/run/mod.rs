@@ -8,6 +8,7 @@ pub mod pace;
 pub mod path;
 pub mod pingpong;
 pub mod plan;
+pub mod sched;
 pub mod segments;
 pub mod two_sided;
 pub mod ucx_perf;

@@ -7,10 +7,12 @@ use crate::units::{cnt_str, size_str};
 use super::ResultDoc;
 
 mod precision;
+mod sched;
 mod ucx;
 mod xfer;
 
 pub use self::precision::{precision_line, precision_lines, range_str, time_str};
+pub use self::sched::{scheduling_lines, scheduling_summary};
 pub use self::ucx::ucx_perf;
 pub use self::xfer::xfer;
 
@@ -70,6 +72,7 @@ pub fn pingpong(doc: &ResultDoc) -> String {
     }
     out.push_str(&precision_lines(doc));
     out.push_str(&super::path_lines::summary(doc));
+    out.push_str(&scheduling_summary(doc));
     out
 }
 

@@ -57,6 +57,7 @@ pub fn ucx_perf(doc: &ResultDoc) -> String {
     );
     out.push_str(&super::precision_lines(doc));
     out.push_str(&crate::report::path_lines::summary(doc));
+    out.push_str(&super::scheduling_summary(doc));
     out
 }
 

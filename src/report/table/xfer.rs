@@ -49,6 +49,9 @@ pub fn xfer(doc: &ResultDoc) -> String {
         if let Some(t) = r.extra.get("host_tcp") {
             tcp_line(&mut out, t);
         }
+        if let Some(s) = super::scheduling_lines(r) {
+            out.push_str(&s);
+        }
         out.push_str(&crate::report::path_lines::lines(r));
         if let Some(tiers) = r.extra.get("tiers").and_then(|v| v.as_array()) {
             tiers_table(&mut out, tiers);

@@ -17,6 +17,7 @@ pub use self::view::{PathKind, Payload, SideView};
 use crate::bench::BenchError;
 use crate::bootstrap::Oob;
 use crate::run::path::counters::{CounterReader, Snapshot};
+use crate::run::sched::SchedMark;
 use crate::run::RunError;
 
 /// This host's counters and its name, found once for a run.
@@ -188,6 +189,8 @@ pub struct PairProbe {
     note: Option<&'static str>,
     failed: Option<RunError>,
     on: bool,
+    /// This thread's scheduler counters at the start of the span.
+    sched_from: Option<SchedMark>,
 }
 
 impl PairProbe {
@@ -200,6 +203,7 @@ impl PairProbe {
             note: None,
             failed: None,
             on: true,
+            sched_from: None,
         }
     }
 
@@ -213,6 +217,7 @@ impl PairProbe {
             note: None,
             failed: None,
             on: false,
+            sched_from: None,
         }
     }
 
@@ -231,6 +236,7 @@ impl PairProbe {
         oob.barrier()?;
         self.before = Some(self.probe.read());
         oob.barrier()?;
+        self.sched_from = SchedMark::now();
         Ok(())
     }
 
@@ -262,6 +268,7 @@ impl PairProbe {
         if !self.on {
             return Ok(None);
         }
+        let sched = self.sched_from.take().and_then(|m| m.since());
         oob.barrier()?;
         let after = self.probe.read();
         let ours = self
@@ -270,6 +277,7 @@ impl PairProbe {
             .map(|b| self.probe.view(self.role, &b, &after, payload))
             .map(|mut v| {
                 v.notes.extend(self.note.map(String::from));
+                v.sched = sched;
                 v
             });
         let bytes = serde_json::to_vec(&ours).unwrap_or_else(|_| b"null".to_vec());

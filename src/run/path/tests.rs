@@ -211,6 +211,7 @@ fn view(role: &str, host: &str, kind: PathKind, carriers: &[&str]) -> SideView {
         cpu: Default::default(),
         read_us: vec![],
         notes: vec![],
+        sched: None,
     }
 }
 

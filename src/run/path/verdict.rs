@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::view::{PathKind, SideView, SHORT_RATIO};
+use crate::run::sched::{Scheduling, ThreadSched};
 
 /// What `counters` says in every path: whose traffic the figures hold.
 pub const SCOPE: &str = "host-wide: every process's traffic on a device counts";
@@ -149,6 +150,32 @@ impl PathReport {
     /// This side's view.
     pub fn own(&self) -> Option<&SideView> {
         self.sides.first()
+    }
+
+    /// Takes the sides' scheduler figures out of the report, as a result's `scheduling`
+    /// (None when no side carried any).
+    pub fn take_scheduling(&mut self) -> Option<Scheduling> {
+        let mut take = |role: &str| -> Vec<ThreadSched> {
+            self.sides
+                .iter_mut()
+                .filter(|s| s.role.contains(role))
+                .filter_map(|s| s.sched.take())
+                .collect()
+        };
+        let (initiator, target) = (take("initiator"), take("target"));
+        Scheduling::of(&initiator, &target)
+    }
+
+    /// Puts the report into `r` as its `path`, and the sides' scheduler figures as its
+    /// `extra.scheduling`.
+    pub fn attach(mut self, r: &mut crate::report::SizeResult) {
+        if let Some(s) = self
+            .take_scheduling()
+            .and_then(|s| serde_json::to_value(s).ok())
+        {
+            r.extra.insert("scheduling".into(), s);
+        }
+        r.path = Some(self.to_value());
     }
 
     /// The report as a result's `path`.

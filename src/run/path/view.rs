@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::run::path::counters::{Device, DeviceClass, Reading, Snapshot, TcpCounters, Unknown};
+use crate::run::sched::ThreadSched;
 
 /// A device carried part of the payload when it moved at least this fraction of it.
 pub const CARRIER_FRACTION: f64 = 0.05;
@@ -166,6 +167,10 @@ pub struct SideView {
     pub read_us: Vec<f64>,
     /// What the figures cannot say alone.
     pub notes: Vec<String>,
+    /// What the scheduler did to the thread that drove this side's loop over the span, on its
+    /// way to the result's `scheduling` (ping-pong sides, one thread each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sched: Option<ThreadSched>,
 }
 
 /// A counter's change over the span.
@@ -507,6 +512,7 @@ impl SideView {
             cpu: cpu_cost(before, after, total),
             read_us: vec![before.read_ns as f64 / 1e3, after.read_ns as f64 / 1e3],
             notes,
+            sched: None,
         }
     }
 }

@@ -82,7 +82,9 @@ impl Measured {
             let f = figures(size);
             let mut r = size_result(size, &samples, f.injected, f.xfers);
             add_precision(&mut r, &samples, &f.count, role);
-            r.path = path.map(|p| p.to_value());
+            if let Some(p) = path {
+                p.attach(&mut r);
+            }
             doc.results.push(r);
         }
     }

@@ -410,7 +410,9 @@ fn measure(
     for (size, s, path) in m.into_sizes() {
         let mut r = lat_result(size, cfg.warmup_for(size), &s);
         super::pingpong::add_precision(&mut r, &s, &cfg.iterations_for(size), role);
-        r.path = path.map(|p| p.to_value());
+        if let Some(p) = path {
+            p.attach(&mut r);
+        }
         doc.results.push(r);
     }
     Ok(SideOutcome {
@@ -541,7 +543,9 @@ impl SideSetup<'_> {
                     };
                     let path = probe.finish(oob, payload)?;
                     let mut r = bw_result(size, iterations, warmup, s.as_ref());
-                    r.path = path.map(|p| p.to_value());
+                    if let Some(p) = path {
+                        p.attach(&mut r);
+                    }
                     doc.results.push(r);
                 }
             }

@@ -21,6 +21,7 @@ use crate::mem::{Backing, SharedRegion};
 use crate::peer::Side;
 use crate::report::{Environment, ResultDoc};
 use crate::run::path::{Probe, SpanGate};
+use crate::run::sched::SchedMark;
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::stats::StoppedBy;
@@ -113,6 +114,7 @@ impl TargetLink for OobLink<'_> {
         let summary: TargetSummary = self.0.recv_json()?;
         report.verified_bytes += summary.verified_bytes;
         report.target_path = summary.path;
+        report.target_sched = summary.sched;
         Ok(())
     }
 
@@ -209,6 +211,7 @@ fn initiator_steps(
         },
         staging,
         gate: shared.gate,
+        sched_from: None,
     };
     let result = (|| -> Result<(), RunError> {
         if cfg.open.is_some() {
@@ -231,6 +234,7 @@ fn initiator_steps(
         }
         report.stopped_by = Some(shared.pace.stopped_by()).filter(|s| *s != StoppedBy::Fixed);
         report.blocks = shared.pace.blocks();
+        report.sched = run.sched_from.and_then(|m| m.since());
         shared.gate.end();
         report.staging_ns = run.staging.take().map(Staging::take).unwrap_or_default();
         report.environment = environment(&*ep);
@@ -282,6 +286,8 @@ fn first_report(
         blocks: None,
         open: Vec::new(),
         rounds: Vec::new(),
+        sched: None,
+        target_sched: None,
     }
 }
 
@@ -295,6 +301,8 @@ struct InitiatorRun<'a> {
     staging: Option<Staging>,
     /// The side's counter readings around the timed span.
     gate: &'a SpanGate,
+    /// This thread's scheduler counters at the start of its timed span.
+    sched_from: Option<SchedMark>,
 }
 
 impl InitiatorRun<'_> {
@@ -335,6 +343,7 @@ impl InitiatorRun<'_> {
         }
         if i == cfg.warmup {
             // Before this worker's first timed iteration, nothing of it in flight.
+            self.sched_from = SchedMark::now();
             self.gate.start();
         }
         link.meet(i)?;

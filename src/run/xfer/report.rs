@@ -16,6 +16,7 @@ use crate::report::{ResultDoc, SizeResult, Status};
 use crate::run::environment;
 use crate::run::path::counters::TcpCounters;
 use crate::run::path::{PathReport, Payload, SideView, SpanReadings};
+use crate::run::sched::Scheduling;
 use crate::stats::{
     detect_tiers, encode_histogram, new_histogram, LatencySummary, Precision, StoppedBy,
 };
@@ -144,6 +145,9 @@ struct XferExtra {
     /// read them saw them (host-wide: every TCP connection of that host counts).
     #[serde(skip_serializing_if = "Option::is_none")]
     host_tcp: Option<HostTcp>,
+    /// What the scheduler did to each side's worker threads over the timed span.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduling: Option<Scheduling>,
 }
 
 /// TCP counters of one host over the timed iterations.
@@ -224,6 +228,10 @@ pub fn build(
         rails: rails(&reports),
         staging: staging(cfg, side, &reports),
         host_tcp: host_tcp(path.as_ref()),
+        scheduling: Scheduling::of(
+            reports.iter().filter_map(|r| r.sched.as_ref()),
+            reports.iter().filter_map(|r| r.target_sched.as_ref()),
+        ),
     };
     let mut extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,

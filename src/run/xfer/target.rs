@@ -23,6 +23,7 @@ use crate::mem::{Backing, SharedRegion};
 use crate::peer::Side;
 use crate::report::{ResultDoc, SizeResult};
 use crate::run::path::{Payload, Probe, SpanGate, SpanReadings};
+use crate::run::sched::SchedMark;
 use crate::run::segments::SegKind;
 use crate::run::RunError;
 use crate::xfer::libfabric::FabricTarget;
@@ -263,6 +264,7 @@ fn target_inner(
     // report ends the run (and this worker leaves the barrier, so the workers of initiators
     // that go on wait for it no longer).
     let mut i = 0u64;
+    let mut sched_from = None;
     let mut report: WorkerReport = loop {
         crate::stop::check()?;
         let got = oob.recv_frame()?;
@@ -278,6 +280,7 @@ fn target_inner(
         side.prepare(cfg, plan, adapter.end, i)?;
         if i == cfg.warmup {
             // The initiator finished its warm-up; nothing of this side is in flight.
+            sched_from = SchedMark::now();
             gate.start();
         }
         barrier.wait(cfg.timeout)?;
@@ -288,6 +291,7 @@ fn target_inner(
         shared.served[w].fetch_add(1, Ordering::SeqCst);
         i += 1;
     };
+    let sched = sched_from.and_then(|m| m.since());
     // The initiator sends its report once its last timed iteration is over: the side reads
     // after the last of its workers has it. Open-loop sessions are not spanned.
     let path = match cfg.open {
@@ -307,7 +311,9 @@ fn target_inner(
     oob.send_json(&TargetSummary {
         verified_bytes: side.verified,
         path,
+        sched,
     })?;
+    report.target_sched = sched;
     // `worker` stays the initiator's numbering, so both sides label workers (and tiers) alike.
     report.target_worker = w;
     report.verified_bytes += side.verified;

@@ -14,6 +14,7 @@ use crate::bootstrap::Oob;
 use crate::mem::Backing;
 use crate::report::Environment;
 use crate::run::path::{SideView, SpanReadings};
+use crate::run::sched::ThreadSched;
 use crate::run::RunError;
 use crate::stats::{BlockInterval, StoppedBy};
 use crate::xfer::rails::RailStats;
@@ -102,6 +103,12 @@ pub struct WorkerReport {
     /// `--rounds`: how many of `timed` each round gave, in order (empty: one session).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<usize>,
+    /// What the scheduler did to this worker's thread over its timed span (every round's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sched: Option<ThreadSched>,
+    /// The same of the target worker's thread, as its summary carried it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_sched: Option<ThreadSched>,
 }
 
 /// One open-loop session of a worker: its schedule and what it saw.
@@ -148,6 +155,10 @@ pub(super) struct TargetSummary {
     /// were not read through).
     #[serde(default)]
     pub path: Option<SideView>,
+    /// What the scheduler did to the target worker's thread over its timed span (None: not
+    /// read, or an older target).
+    #[serde(default)]
+    pub sched: Option<ThreadSched>,
 }
 
 /// The pattern's seed of transfer `t` of worker `worker` in iteration `iteration`.

@@ -93,6 +93,17 @@ fn reports() -> Vec<WorkerReport> {
             blocks: None,
             open: Vec::new(),
             rounds: Vec::new(),
+            // Each initiator worker waited 10 ms of its 100 ms span, worker 3 went unread;
+            // the targets' threads were not read.
+            sched: (w != 3).then_some(crate::run::sched::ThreadSched {
+                span_ns: 100_000_000,
+                on_cpu_ns: 90_000_000,
+                waiting_ns: 10_000_000,
+                voluntary_switches: 0,
+                involuntary_switches: 7,
+                migrations: Some(w as u64),
+            }),
+            target_sched: None,
         })
         .collect()
 }
@@ -151,6 +162,14 @@ fn bandwidth_spans_tiers_and_costs() {
     assert_eq!(w1["worker"], 1);
     assert!((w1["latency_us"]["p50"].as_f64().unwrap() - 2000.0).abs() < 2.0);
     assert_eq!(w1["completion_ms"], json!([2.0, 2.0]));
+    // Scheduling: the three workers read, summed; no target side.
+    let s = &r.extra["scheduling"]["initiator"];
+    assert_eq!(s["workers"], 3);
+    assert_eq!(s["waiting_ms"], json!(30.0));
+    assert_eq!(s["waiting_pct"], json!(10.0));
+    assert_eq!(s["involuntary_switches"], 21);
+    assert_eq!(s["migrations"], 3);
+    assert!(r.extra["scheduling"].get("target").is_none());
     assert_eq!(doc.status, Status::Complete);
 }
 

@@ -1,0 +1,133 @@
+//! Each result's `scheduling`: how long each side's worker threads waited for a CPU over the
+//! timed span, read from the kernel's per-thread counters, crossing from the target to the
+//! initiator with the rest of its summary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Checks one side's block: `workers` threads read, figures that add up, and returns it.
+fn side<'a>(s: &'a Value, name: &str, workers: u64) -> &'a Value {
+    let v = &s[name];
+    assert_eq!(v["workers"], workers, "{name}: {s}");
+    let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{name}.{k}: {s}"));
+    let (span, on, wait) = (f("span_ms"), f("on_cpu_ms"), f("waiting_ms"));
+    assert!(span > 0.0, "{s}");
+    // A thread runs, waits for a CPU or sleeps: never more than its span (plus the scheduler
+    // tick either reading may lag, 10 ms per thread at the slowest HZ).
+    assert!(
+        on + wait <= span + 10.0 * 2.0 * workers as f64,
+        "{name}: {s}"
+    );
+    assert!((f("waiting_pct") - wait * 100.0 / span).abs() < 1e-6, "{s}");
+    assert_eq!(
+        v["worker_waiting_pct"].as_array().map(Vec::len),
+        Some(workers as usize),
+        "{s}"
+    );
+    v
+}
+
+#[test]
+fn xfer_states_both_sides_waits_across_two_processes() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "xfer", "-p", "tcp", "--domain", "lo", "-s", "1M", "-c", "2", "-I", "100", "--rounds", "2",
+    ];
+    let (ini, tgt) = target_and_initiator(&args, dir.path());
+    assert!(
+        ini.status.success() && tgt.status.success(),
+        "{ini:?} {tgt:?}"
+    );
+    for json in ["i.json", "t.json"] {
+        let doc = read_doc(&dir.path().join(json));
+        let s = &doc.results[0].extra["scheduling"];
+        side(s, "initiator", 2);
+        side(s, "target", 2);
+        assert!(s["host_cpus"].as_u64().unwrap() >= 1, "{s}");
+    }
+    let out = String::from_utf8_lossy(&ini.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("scheduling: waited for a CPU")
+                && l.contains("initiator 2 worker(s)")
+                && l.contains("target 2 worker(s)")),
+        "{out}"
+    );
+}
+
+#[test]
+fn on_one_cpu_both_sides_of_a_pair_wait_for_it() {
+    if !have("taskset") {
+        return skip("on_one_cpu_both_sides_of_a_pair_wait_for_it", "no taskset");
+    }
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("one.json");
+    let out = std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(kvxfer_path())
+        .args([
+            "xfer", "-p", "tcp", "--domain", "lo", "-s", "256K", "-I", "300",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let doc = read_doc(&json);
+    let s = &doc.results[0].extra["scheduling"];
+    // Two polling threads on one CPU: each is runnable while the other runs.
+    assert_eq!(s["host_cpus"], 1, "{s}");
+    for name in ["initiator", "target"] {
+        let v = side(s, name, 1);
+        assert!(v["waiting_ms"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(v["involuntary_switches"].as_u64().unwrap() > 0, "{s}");
+    }
+}
+
+#[test]
+fn pingpong_sides_state_theirs_per_size() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("pp.json");
+    let out = kvxfer()
+        .args([
+            "pingpong",
+            "-p",
+            "shm",
+            "--sizes",
+            "64,4k",
+            "--iterations",
+            "500",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let doc = read_doc(&json);
+    assert_eq!(doc.results.len(), 2);
+    for r in &doc.results {
+        let s = &r.extra["scheduling"];
+        side(s, "initiator", 1);
+        side(s, "target", 1);
+        // Carried in the result's `scheduling` alone, not again in its path's sides.
+        let sides = r.path.as_ref().unwrap()["sides"].as_array().unwrap();
+        assert!(sides.iter().all(|v| v.get("sched").is_none()), "{sides:?}");
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("\nscheduling (64): waited for a CPU"),
+        "{table}"
+    );
+    assert!(
+        table.contains("\nscheduling (4k): waited for a CPU"),
+        "{table}"
+    );
+}
