@@ -246,6 +246,64 @@ fn rounds_pass_over_every_size_in_turn() {
     assert_rounds(&out.doc, &[64, 4096], 3, 20);
 }
 
+/// Busy loops on every CPU while it lives (killed on drop): the load under which a side
+/// that closed its endpoint early crashed its peer.
+struct Load(Vec<std::process::Child>);
+
+impl Load {
+    fn on_every_cpu() -> Load {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let spin = |_| {
+            Std::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        Load((0..cpus).map(spin).collect())
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn shm_rounds_under_load_end_each_round_on_both_sides_before_closing() {
+    // An auto run's round ended for the initiator once the last reply arrived; it closed its
+    // endpoint while the target still progressed that reply's send, which in one process
+    // reaches the initiator's shared-memory region directly: a segfault in libfabric's shm
+    // (`pthread_spin_trylock`) in 8 of 12 loaded runs before both sides met first.
+    let _g = fabric_lock();
+    let _load = Load::on_every_cpu();
+    for run in 0..4 {
+        let out = kvxfer()
+            .args([
+                "pingpong",
+                "-p",
+                "shm",
+                "--sizes",
+                "64,64K",
+                "--iterations",
+                "auto",
+            ])
+            .args(["--precision", "1", "--max-time", "1s"])
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn rounds_out_of_range_or_unlike_the_peers_are_refused() {
     for bad in ["0", "1001", "x"] {

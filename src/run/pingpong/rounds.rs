@@ -137,7 +137,9 @@ pub(super) fn run_rounds<C: RoundChannel>(
     let mut held = Vec::new();
     for round in 0..m.asked as usize {
         if round > 0 {
-            // The old endpoints close before the new ones open; the buffers stay.
+            // Both sides are done with the round before either closes (as after the last):
+            // the old endpoints close before the new ones open; the buffers stay.
+            oob.barrier()?;
             held.push(ch.retire());
             ch = reopen(oob)?;
         }
