@@ -20,7 +20,9 @@
 //!
 //! Every family also gets, where the result says which devices carried its payload, the
 //! metrics `path_bytes_ratio` and `line_rate_fraction` and the tags `path` (the verdict; the
-//! distinct verdicts of several results joined by ` | `) and `path_kind`.
+//! distinct verdicts of several results joined by ` | `) and `path_kind`; where it says how
+//! long each side's measuring threads waited for a CPU, `initiator_cpu_wait_pct` and
+//! `target_cpu_wait_pct`.
 //!
 //! Outside pingpong, a document with several results gets its metric names suffixed `_{size}`.
 //! Every other `config` entry is logged as a param under its own (sanitised) name. A figure
@@ -315,6 +317,15 @@ fn path_tags(doc: &ResultDoc) -> Vec<(&'static str, String)> {
 /// A number of a result's `path`.
 fn path_num(r: &SizeResult, key: &str) -> Option<f64> {
     r.path.as_ref()?.get(key)?.as_f64()
+}
+
+/// The share of the timed span that side `side`'s measuring threads waited for a CPU, %.
+fn cpu_wait_pct(r: &SizeResult, side: &str) -> Option<f64> {
+    r.extra
+        .get("scheduling")?
+        .get(side)?
+        .get("waiting_pct")?
+        .as_f64()
 }
 
 fn status_name(doc: &ResultDoc) -> &'static str {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{path_num, Family, NONFINITE_TAG};
+use super::{cpu_wait_pct, path_num, Family, NONFINITE_TAG};
 use crate::mlflow::client::Metric;
 use crate::report::{ResultDoc, SizeResult};
 
@@ -114,6 +114,8 @@ pub(super) fn metrics(
     let (mut names, always_suffix) = family_metrics(fam);
     names.push(("path_bytes_ratio", |r| path_num(r, "bytes_ratio")));
     names.push(("line_rate_fraction", |r| path_num(r, "line_rate_fraction")));
+    names.push(("initiator_cpu_wait_pct", |r| cpu_wait_pct(r, "initiator")));
+    names.push(("target_cpu_wait_pct", |r| cpu_wait_pct(r, "target")));
     let suffix = always_suffix || doc.results.len() > 1;
     let mut out = Vec::new();
     let mut nonfinite = Vec::new();

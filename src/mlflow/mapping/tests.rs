@@ -372,8 +372,14 @@ fn hash_is_sha256_hex() {
 }
 
 #[test]
-fn the_path_becomes_two_metrics_and_its_verdict_a_tag() {
+fn the_path_and_the_cpu_waits_become_metrics_and_the_verdict_a_tag() {
     let mut d = doc("kvxfer", "xfer", "L1");
+    let mut extra = serde_json::Map::new();
+    // The initiator's threads waited a third of the span; the target's were not read.
+    extra.insert(
+        "scheduling".into(),
+        serde_json::json!({"initiator": {"waiting_pct": 33.5}, "host_cpus": 2}),
+    );
     d.results.push(SizeResult {
         message_size: 1 << 20,
         bandwidth_gbps: Some(40.0),
@@ -381,10 +387,13 @@ fn the_path_becomes_two_metrics_and_its_verdict_a_tag() {
             serde_json::json!({"verdict": "efa0 50% efa1 50%, 1.01x, 80% of 200 Gb/s",
             "kind": "network", "bytes_ratio": 1.01, "line_rate_fraction": 0.8}),
         ),
+        extra,
         ..Default::default()
     });
     let p = plan_run(&d, &d.to_json(), "x.json", &MapOptions::default(), now());
     assert_eq!(metric(&p, "path_bytes_ratio"), Some(1.01));
+    assert_eq!(metric(&p, "initiator_cpu_wait_pct"), Some(33.5));
+    assert_eq!(metric(&p, "target_cpu_wait_pct"), None);
     assert_eq!(metric(&p, "line_rate_fraction"), Some(0.8));
     assert_eq!(
         tag(&p, "path"),
