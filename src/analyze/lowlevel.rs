@@ -163,6 +163,10 @@ pub struct LowPoint {
     pub samples: u64,
     /// Whether the payload's path was confirmed on the intended devices.
     pub path: PathCheck,
+    /// The larger of the sides' shares of the timed span spent waiting for a CPU, %, when the
+    /// result says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_wait_pct: Option<f64>,
 }
 
 impl LowPoint {
@@ -330,6 +334,10 @@ pub fn points(source: &str, doc: &ResultDoc) -> Vec<LowPoint> {
                 profile: profile_of(r),
                 samples: r.iterations,
                 path: PathCheck::from_value(r.path.as_ref()),
+                cpu_wait_pct: ["initiator", "target"]
+                    .iter()
+                    .filter_map(|s| extra_num(&r.extra, &format!("scheduling.{s}.waiting_pct")))
+                    .reduce(f64::max),
             }
         })
         .collect()
@@ -380,7 +388,9 @@ mod tests {
             transfer_time_ms: Some(2.0),
             extra: json!({"tiers": [{"centre_ms": 1.0}, {"centre_ms": 3.5}],
                           "costs": {"registration_first_us": 1500.0,
-                                    "first_transfer_us": 5000.0, "steady_state_p50_us": 2000.0}})
+                                    "first_transfer_us": 5000.0, "steady_state_p50_us": 2000.0},
+                          "scheduling": {"initiator": {"waiting_pct": 12.5},
+                                         "target": {"waiting_pct": 40.0}, "host_cpus": 2}})
             .as_object()
             .unwrap()
             .clone(),
@@ -389,6 +399,7 @@ mod tests {
         let p = &points("x.json", &d)[0];
         assert_eq!(p.transport, Transport::Tcp);
         assert!(p.loopback);
+        assert_eq!(p.cpu_wait_pct, Some(40.0));
         assert_eq!(p.scheme.as_deref(), Some("manytoone"));
         assert_eq!(p.concurrency, Some(4));
         assert_eq!(p.tier_centres_ms, vec![1.0, 3.5]);

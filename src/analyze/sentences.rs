@@ -74,6 +74,14 @@ pub fn all(inputs: &Inputs, s: &Settings) -> Vec<Sentence> {
     ]
 }
 
+/// `its threads waited up to 45 % of the timed span for a CPU`, where any of `pts` waited
+/// enough to bend its latencies.
+fn cpu_wait(pts: &[&LowPoint]) -> Option<String> {
+    let worst = pts.iter().filter_map(|p| p.cpu_wait_pct).reduce(f64::max)?;
+    (worst >= crate::run::sched::WAITING_NOTABLE_PCT)
+        .then(|| format!("its threads waited up to {worst:.0} % of the timed span for a CPU"))
+}
+
 /// A figure with one decimal and its unit.
 fn fig(v: f64, unit: &str) -> String {
     format!("{v:.1} {unit}")
@@ -150,6 +158,7 @@ fn l1_transfer(inputs: &Inputs, s: &Settings) -> Sentence {
         if used.iter().any(|p| p.loopback) {
             detail.push("on one host, not measured on the nodes".into());
         }
+        detail.extend(cpu_wait(&used));
         out.rests_on(&used);
         if !tools.contains(&tool) {
             tools.push(tool);
@@ -260,6 +269,7 @@ fn l2_slow_start(inputs: &Inputs, s: &Settings) -> Sentence {
     if p.loopback {
         notes.push("on one host, not measured on the nodes".into());
     }
+    notes.extend(cpu_wait(&[p]));
     if p.size != bytes {
         let ids = s.catalogue.profile_run("tcp", bytes, "").pattern_ids;
         notes.push(format!("not the 12K cache: run {}", ids.join(", ")));
@@ -321,6 +331,7 @@ fn l0_latency(inputs: &Inputs, s: &Settings) -> Sentence {
                 detail.push("not the nodes' EFA".into());
                 out.lacks(s.catalogue.ids("fi_pingpong", "efa", None, None));
             }
+            detail.extend(cpu_wait(&used));
             out.rests_on(&used);
             format!(
                 "{tool} measures a pure network latency of {} ({})",

@@ -114,12 +114,17 @@ fn the_672m_sentence_takes_nixlbench_first_with_kvxfer_beside() {
     let mut j = i.clone();
     j.low.pop();
     j.low[0].loopback = true;
+    j.low[0].cpu_wait_pct = Some(45.2);
     let s = &all(&j, &Settings::default())[0];
     assert!(
-        s.text.contains("on one host, not measured on the nodes"),
+        s.text.contains("on one host, not measured on the nodes; its threads waited up to 45 % of the timed span for a CPU"),
         "{}",
         s.text
     );
+    // Below the notable share, nothing is said of it.
+    j.low[0].cpu_wait_pct = Some(4.9);
+    let s = &all(&j, &Settings::default())[0];
+    assert!(!s.text.contains("for a CPU"), "{}", s.text);
     assert!(
         s.text
             .contains("over TCP (UCX) it is not measured yet: run pll-nixlbench-tcp-672m"),
