@@ -85,6 +85,7 @@ fn config(provider: &str, size: u64) -> XferConfig {
         mem: Default::default(),
         open: None,
         rounds: 1,
+        cpus: Default::default(),
     }
 }
 

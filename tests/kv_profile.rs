@@ -338,6 +338,7 @@ fn xfer_idles_before_each_timed_iteration() {
         mem: Default::default(),
         open: None,
         rounds: 1,
+        cpus: Default::default(),
     };
     let t = std::time::Instant::now();
     let doc = run_local(&cfg, LocalThreads::Side, &XferProgress::default()).unwrap();

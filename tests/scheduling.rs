@@ -131,3 +131,54 @@ fn pingpong_sides_state_theirs_per_size() {
         "{table}"
     );
 }
+
+#[test]
+fn cpus_pin_every_worker_and_the_witness_sees_no_migration() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("pinned.json");
+    let out = kvxfer()
+        .args([
+            "xfer", "-p", "tcp", "--domain", "lo", "-s", "256K", "-I", "300",
+        ])
+        .args(["--cpus", "0", "--json"])
+        .arg(&json)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let doc = read_doc(&json);
+    assert_eq!(doc.config["cpus"], serde_json::json!([0]));
+    let s = &doc.results[0].extra["scheduling"];
+    for name in ["initiator", "target"] {
+        let v = side(s, name, 1);
+        // Pinned before the span began: no move within it; both on CPU 0, each waits.
+        if !v["migrations"].is_null() {
+            assert_eq!(v["migrations"], 0, "{s}");
+        }
+        assert!(v["waiting_ms"].as_f64().unwrap() > 0.0, "{s}");
+    }
+}
+
+#[test]
+fn cpus_outside_the_process_or_malformed_are_refused_in_one_line() {
+    let allowed = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let outside = (allowed + 64).to_string();
+    for (list, says) in [
+        (outside.as_str(), "is not among this process's CPUs"),
+        ("1-0", "is no range of CPUs"),
+        ("0,0", "named twice"),
+        ("zero", "is not a CPU number"),
+    ] {
+        let out = kvxfer()
+            .args([
+                "xfer", "-p", "tcp", "--domain", "lo", "-I", "2", "--cpus", list,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{list}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.lines().next().unwrap().contains(says), "{list}: {err}");
+        assert!(out.stdout.is_empty(), "{list}");
+    }
+}

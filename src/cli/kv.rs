@@ -353,6 +353,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         mem: Default::default(),
         open: None,
         rounds: 1,
+        cpus: Default::default(),
     };
     Ok(KvProfileConfig {
         model: g,

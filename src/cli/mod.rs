@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// KV-sized transfers by RMA (L1); the default when no subcommand is given.
-    Xfer(xfer::XferArgs),
+    Xfer(Box<xfer::XferArgs>),
     /// Providers, fabrics, domains and endpoint attributes libfabric offers here.
     Info(info::InfoArgs),
     /// fi_pingpong's latency measurement (L0): half round trips of messages, per size.
@@ -96,7 +96,7 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None => xfer::run(cli.xfer),
-        Some(Command::Xfer(a)) => xfer::run(a),
+        Some(Command::Xfer(a)) => xfer::run(*a),
         Some(Command::Info(a)) => info::run(a),
         Some(Command::Pingpong(a)) => pingpong::run(a),
         Some(Command::RmaPingpong(a)) => rma_pingpong::run(a),

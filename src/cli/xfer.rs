@@ -10,6 +10,7 @@ use kvxfer::bootstrap::group::GroupSpec;
 use kvxfer::bootstrap::{OobListener, DEFAULT_PORT};
 use kvxfer::peer::Side;
 use kvxfer::report::{export, table, ResultDoc};
+use kvxfer::run::sched::CpuPlan;
 use kvxfer::run::segments::{MemKinds, SegKind};
 use kvxfer::run::xfer::{
     self, ConcurrencyMode, LocalThreads, OpenLoop, RailSpec, Scheme, Sides, XferBackend,
@@ -235,6 +236,11 @@ pub struct XferArgs {
     /// --iterations auto, which share its limits; else 1; always 1 with --arrival or --etcd]
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     rounds: Option<u64>,
+    /// Pin each worker thread to one of these CPUs (e.g. 0-3,8), in turn: initiator workers
+    /// first, then a one-process run's target workers; each side of two processes uses its
+    /// own list
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    cpus: Option<CpuPlan>,
     /// Untimed iterations first, 0 to 10^12 (the first one is reported as the cold transfer).
     #[arg(short, long, default_value_t = 2, value_parser = super::common::parse_warmup)]
     warmup: u64,
@@ -395,7 +401,15 @@ fn config(a: &XferArgs, grouped: bool) -> anyhow::Result<XferConfig> {
         ),
         open: open_loop(a)?,
         rounds,
+        cpus: a.cpus.clone().unwrap_or_default(),
     })
+}
+
+/// `--cpus`: a list this process may run on.
+fn parse_cpus(text: &str) -> Result<CpuPlan, String> {
+    let plan = CpuPlan::parse(text)?;
+    plan.check_allowed()?;
+    Ok(plan)
 }
 
 /// The open-loop arrivals the options ask for.

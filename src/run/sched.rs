@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 /// What the scheduler did to one thread between two readings (or to several, summed).
@@ -185,6 +187,95 @@ impl Scheduling {
     }
 }
 
+/// Which CPU each worker thread of a side is pinned to (`--cpus`): worker `w` takes the
+/// list's entry `first + w`, wrapping round; an empty list pins nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuPlan {
+    /// The CPUs, in the order workers take them.
+    pub list: Vec<usize>,
+    /// The entry worker 0 takes (a one-process run's target starts after the initiator's).
+    pub first: usize,
+}
+
+impl CpuPlan {
+    /// A list such as `0-3,8,10-11` (each CPU once, in the order written).
+    pub fn parse(text: &str) -> Result<CpuPlan, String> {
+        let mut list: Vec<usize> = Vec::new();
+        for part in text.split(',').map(str::trim) {
+            let num = |s: &str| {
+                s.trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("{s:?} is not a CPU number"))
+            };
+            let (lo, hi) = match part.split_once('-') {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => (num(part)?, num(part)?),
+            };
+            if lo > hi || hi >= CpuSet::count() {
+                return Err(format!(
+                    "{part:?} is no range of CPUs 0 to {}",
+                    CpuSet::count() - 1
+                ));
+            }
+            for cpu in lo..=hi {
+                if list.contains(&cpu) {
+                    return Err(format!("CPU {cpu} is named twice"));
+                }
+                list.push(cpu);
+            }
+        }
+        Ok(CpuPlan { list, first: 0 })
+    }
+
+    /// Refuses a CPU this process may not run on, naming the ones it may.
+    pub fn check_allowed(&self) -> Result<(), String> {
+        if self.list.is_empty() {
+            return Ok(());
+        }
+        let allowed = sched_getaffinity(Pid::from_raw(0))
+            .map_err(|e| format!("cannot read this process's CPUs: {e}"))?;
+        let ok = |c: usize| allowed.is_set(c).unwrap_or(false);
+        match self.list.iter().find(|&&c| !ok(c)) {
+            None => Ok(()),
+            Some(c) => {
+                let mine: Vec<String> = (0..CpuSet::count())
+                    .filter(|&c| ok(c))
+                    .map(|c| c.to_string())
+                    .collect();
+                Err(format!(
+                    "CPU {c} is not among this process's CPUs ({})",
+                    mine.join(",")
+                ))
+            }
+        }
+    }
+
+    /// The same list for threads numbered on after `n` others.
+    pub fn after(&self, n: usize) -> CpuPlan {
+        CpuPlan {
+            list: self.list.clone(),
+            first: self.first + n,
+        }
+    }
+
+    /// The CPU of worker `w` (None: not pinned).
+    pub fn for_worker(&self, w: usize) -> Option<usize> {
+        (!self.list.is_empty()).then(|| self.list[(self.first + w) % self.list.len()])
+    }
+
+    /// Pins the calling thread, worker `w`, to its CPU (nothing without a list).
+    pub fn pin(&self, w: usize) -> Result<(), String> {
+        let Some(cpu) = self.for_worker(w) else {
+            return Ok(());
+        };
+        let mut set = CpuSet::new();
+        set.set(cpu)
+            .map_err(|e| format!("--cpus: CPU {cpu}: {e}"))?;
+        sched_setaffinity(Pid::from_raw(0), &set)
+            .map_err(|e| format!("--cpus: cannot pin worker {w} to CPU {cpu}: {e}"))
+    }
+}
+
 /// The waiting share above which a result says its latencies include the scheduler's turns, %.
 pub const WAITING_NOTABLE_PCT: f64 = 5.0;
 
@@ -253,6 +344,33 @@ mod tests {
             involuntary_switches: inv,
             migrations: mig,
         }
+    }
+
+    #[test]
+    fn a_cpu_list_parses_in_order_and_workers_take_it_in_turn() {
+        let p = CpuPlan::parse("2-4,0, 7").unwrap();
+        assert_eq!(p.list, [2, 3, 4, 0, 7]);
+        let got: Vec<Option<usize>> = (0..6).map(|w| p.for_worker(w)).collect();
+        assert_eq!(got, [2, 3, 4, 0, 7, 2].map(Some));
+        // A one-process run's target starts after the initiator's two workers.
+        assert_eq!(p.after(2).for_worker(0), Some(4));
+        assert_eq!(CpuPlan::default().for_worker(3), None);
+        for bad in ["", "x", "3-1", "1,1", "0-2,2", "-1", "99999"] {
+            let e = CpuPlan::parse(bad).unwrap_err();
+            assert!(e.contains("CPU"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_cpu_this_process_may_not_use_is_refused_by_name() {
+        let last = CpuSet::count() - 1;
+        let e = CpuPlan::parse(&last.to_string()).unwrap().check_allowed();
+        assert!(
+            e.as_ref()
+                .is_err_and(|e| e.contains(&format!("CPU {last} is not among"))),
+            "{e:?}"
+        );
+        assert_eq!(CpuPlan::parse("0").unwrap().check_allowed(), Ok(()));
     }
 
     #[test]

@@ -144,6 +144,7 @@ mod tests {
                 mem: Default::default(),
                 open: None,
                 rounds: 1,
+                cpus: Default::default(),
             },
         }
     }

@@ -10,6 +10,7 @@ use crate::fabric::{caps, select_info, EndpointSpec, EndpointType};
 use crate::mem::available_memory;
 use crate::peer::Side;
 use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
+use crate::run::sched::CpuPlan;
 use crate::run::segments::{check_device, check_hmem, check_ucx_cuda, MemKinds};
 use crate::run::RunError;
 use crate::stats::Count;
@@ -127,6 +128,8 @@ pub struct XferConfig {
     /// Sessions run one after another on fresh connections, endpoints and buffers, merged
     /// into one result (1: one session).
     pub rounds: u64,
+    /// The CPU each of this side's worker threads is pinned to (`--cpus`; empty: none).
+    pub cpus: CpuPlan,
 }
 
 /// Limits found before any connection, and what the run will allocate.

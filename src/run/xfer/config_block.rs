@@ -59,6 +59,10 @@ pub(super) fn config_map(
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("reuse".into(), json!(cfg.reuse));
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
+    if !cfg.cpus.list.is_empty() {
+        // Workers take them in turn; a one-process run's target goes on after the initiator.
+        m.insert("cpus".into(), json!(cfg.cpus.list));
+    }
     if let Some(r) = &cfg.rails {
         m.insert("rails".into(), json!(r.name()));
         m.insert("stripe_threshold".into(), json!(cfg.stripe_threshold));

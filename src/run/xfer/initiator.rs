@@ -462,6 +462,8 @@ pub(super) fn reports(
                     kept: &kept[w],
                     pace: &pace,
                 };
+                let pinned = cfg.cpus.pin(w).map_err(RunError::Config);
+                pinned.inspect_err(|_| gate.abandon())?;
                 let oob = Oob::connect(&peer, &cfg.fingerprint(), cfg.timeout);
                 let oob = oob.inspect_err(|_| gate.abandon())?;
                 initiator_worker(&cfg, &plan, w, oob, &shared)

@@ -89,10 +89,14 @@ pub fn run_local(
 
 /// Both sides in threads of their own: the target's behind a loopback control listener.
 fn run_local_sides(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDoc, RunError> {
-    cfg.validate(Sides::Both)?;
+    let plan = cfg.validate(Sides::Both)?;
     let listener = OobListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr().to_string();
-    let tcfg = cfg.clone();
+    // The target's workers take the CPUs after the initiator's.
+    let tcfg = XferConfig {
+        cpus: cfg.cpus.after(plan.workers),
+        ..cfg.clone()
+    };
     let target = std::thread::Builder::new()
         .name("kvxfer-target".into())
         .spawn(move || run_target(&tcfg, &listener))

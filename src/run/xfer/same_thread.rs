@@ -197,7 +197,10 @@ pub(super) fn spawn_pairs(
         let h = std::thread::Builder::new()
             .name(format!("kvxfer-pair-{w}"))
             .spawn(move || {
-                let r = TargetSide::new(&cfg, w, plan.transfers_per_worker).and_then(|side| {
+                let pinned = cfg.cpus.pin(w).map_err(RunError::Config);
+                let pinned = pinned.inspect_err(|_| gate.abandon());
+                let r = pinned.and_then(|()| TargetSide::new(&cfg, w, plan.transfers_per_worker));
+                let r = r.and_then(|side| {
                     let mut link = PairLink {
                         cfg: &cfg,
                         plan: &plan,

@@ -220,7 +220,11 @@ pub(super) fn target_worker(
     mem: TargetMem,
     shared: &TargetShared,
 ) -> Result<WorkerReport, RunError> {
-    let r = target_inner(cfg, plan, w, &mut oob, mem, shared);
+    let r = cfg
+        .cpus
+        .pin(w)
+        .map_err(RunError::Config)
+        .and_then(|()| target_inner(cfg, plan, w, &mut oob, mem, shared));
     if let Err(e) = &r {
         shared.stop_all();
         oob.report_failure(&e.to_string());

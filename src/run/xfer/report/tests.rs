@@ -33,6 +33,7 @@ fn cfg(op: XferOp) -> XferConfig {
         mem: Default::default(),
         open: None,
         rounds: 1,
+        cpus: Default::default(),
     }
 }
 
