@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::Value;
 
@@ -29,6 +27,25 @@ fn side<'a>(s: &'a Value, name: &str, workers: u64) -> &'a Value {
         "{s}"
     );
     v
+}
+
+/// Runs kvxfer `args` with `--json` under `prefix` (e.g. `taskset -c 0`; empty: none) and
+/// expects success; returns its stdout and document.
+fn measured(prefix: &[&str], args: &[&str]) -> (String, kvxfer::report::ResultDoc) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let prefix: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+    let out = prefixed(&prefix, kvxfer_path())
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        read_doc(&json),
+    )
 }
 
 #[test]
@@ -60,26 +77,18 @@ fn xfer_states_both_sides_waits_across_two_processes() {
     );
 }
 
+/// One process's xfer over tcp on lo: 256 KiB, 300 timed iterations.
+const XFER_LO: [&str; 9] = [
+    "xfer", "-p", "tcp", "--domain", "lo", "-s", "256K", "-I", "300",
+];
+
 #[test]
 fn on_one_cpu_both_sides_of_a_pair_wait_for_it() {
     if !have("taskset") {
         return skip("on_one_cpu_both_sides_of_a_pair_wait_for_it", "no taskset");
     }
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("one.json");
-    let out = std::process::Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(kvxfer_path())
-        .args([
-            "xfer", "-p", "tcp", "--domain", "lo", "-s", "256K", "-I", "300",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let doc = read_doc(&json);
+    let (_, doc) = measured(&["taskset", "-c", "0"], &XFER_LO);
     let s = &doc.results[0].extra["scheduling"];
     // Two polling threads on one CPU: each is runnable while the other runs.
     assert_eq!(s["host_cpus"], 1, "{s}");
@@ -93,25 +102,16 @@ fn on_one_cpu_both_sides_of_a_pair_wait_for_it() {
 #[test]
 fn pingpong_sides_state_theirs_per_size() {
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("pp.json");
-    let out = kvxfer()
-        .args([
-            "pingpong",
-            "-p",
-            "shm",
-            "--sizes",
-            "64,4k",
-            "--iterations",
-            "500",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let doc = read_doc(&json);
+    let args = [
+        "pingpong",
+        "-p",
+        "shm",
+        "--sizes",
+        "64,4k",
+        "--iterations",
+        "500",
+    ];
+    let (table, doc) = measured(&[], &args);
     assert_eq!(doc.results.len(), 2);
     for r in &doc.results {
         let s = &r.extra["scheduling"];
@@ -121,7 +121,6 @@ fn pingpong_sides_state_theirs_per_size() {
         let sides = r.path.as_ref().unwrap()["sides"].as_array().unwrap();
         assert!(sides.iter().all(|v| v.get("sched").is_none()), "{sides:?}");
     }
-    let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("\nscheduling (64): waited for a CPU"),
         "{table}"
@@ -135,19 +134,7 @@ fn pingpong_sides_state_theirs_per_size() {
 #[test]
 fn cpus_pin_every_worker_and_the_witness_sees_no_migration() {
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("pinned.json");
-    let out = kvxfer()
-        .args([
-            "xfer", "-p", "tcp", "--domain", "lo", "-s", "256K", "-I", "300",
-        ])
-        .args(["--cpus", "0", "--json"])
-        .arg(&json)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let doc = read_doc(&json);
+    let (_, doc) = measured(&[], &[&XFER_LO[..], &["--cpus", "0"]].concat());
     assert_eq!(doc.config["cpus"], serde_json::json!([0]));
     let s = &doc.results[0].extra["scheduling"];
     for name in ["initiator", "target"] {
