@@ -57,6 +57,12 @@ fn assert_profile(doc: &ResultDoc, tokens: &[u64], io: u64, gaps: &[u64], iterat
         for k in ["cold_us", "cached_us", "target_cold_us", "per_request_us"] {
             assert!(e["registration"][k].as_f64().unwrap() >= 0.0, "{k}");
         }
+        // The back-to-back run's threads: at least the initiator's read.
+        let ws = &e["scheduling"]["initiator"]["waiting_pct"];
+        assert!(
+            ws.as_f64().is_some_and(|w| (0.0..=100.0).contains(&w)),
+            "{e:?}"
+        );
         // Host memory on both ends: each states its huge-page share.
         for k in ["huge_page_pct", "target_huge_page_pct"] {
             let pct = e["registration"][k].as_f64().unwrap();

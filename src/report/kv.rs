@@ -254,7 +254,8 @@ pub fn profile_text(doc: &crate::report::ResultDoc) -> String {
     decomposition(&mut out, doc);
     for r in doc.results.iter().filter(|r| r.path.is_some()) {
         let tokens = r.extra.get("tokens").and_then(Value::as_u64).unwrap_or(0);
-        for line in super::path_lines::lines(r).lines() {
+        let sched = super::table::scheduling_lines(r).unwrap_or_default();
+        for line in super::path_lines::lines(r).lines().chain(sched.lines()) {
             let _ = writeln!(out, "{tokens:>7}: {line}");
         }
     }

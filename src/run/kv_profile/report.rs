@@ -444,6 +444,10 @@ fn token_result(
     if let Some(p) = base.extra.get("precision") {
         extra.insert("precision".into(), p.clone());
     }
+    // So is how long its threads waited for a CPU.
+    if let Some(s) = base.extra.get("scheduling") {
+        extra.insert("scheduling".into(), s.clone());
+    }
     let contiguous = dc.results.first().and_then(|r| r.extra.get("precision"));
     if let (Some(p), Some(Value::Object(pd))) = (contiguous, extra.get_mut("per_descriptor")) {
         pd.insert("contiguous_precision".into(), p.clone());
