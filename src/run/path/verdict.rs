@@ -154,7 +154,7 @@ impl PathReport {
 
     /// Takes the sides' scheduler figures out of the report, as a result's `scheduling`
     /// (None when no side carried any).
-    pub fn take_scheduling(&mut self) -> Option<Scheduling> {
+    fn take_scheduling(&mut self) -> Option<Scheduling> {
         let mut take = |role: &str| -> Vec<ThreadSched> {
             self.sides
                 .iter_mut()

@@ -228,10 +228,7 @@ pub fn build(
         rails: rails(&reports),
         staging: staging(cfg, side, &reports),
         host_tcp: host_tcp(path.as_ref()),
-        scheduling: Scheduling::of(
-            reports.iter().filter_map(|r| r.sched.as_ref()),
-            reports.iter().filter_map(|r| r.target_sched.as_ref()),
-        ),
+        scheduling: scheduling(&reports),
     };
     let mut extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,
@@ -240,19 +237,9 @@ pub fn build(
     if let Some(v) = precision(cfg, &reports, &e2e_hist) {
         extra.insert("precision".into(), v);
     }
-    doc.results.push(SizeResult {
-        message_size: cfg.size,
-        iterations: iterations as u64,
-        latency_us: LatencySummary::from_histogram(&e2e_hist),
-        bandwidth_gbps: bps.map(|b| b / 1e9),
-        bandwidth_mbps: bps.map(|b| b / 1e6),
-        transfer_time_ms: (!e2e_hist.is_empty()).then(|| e2e_hist.mean() / 1e6),
-        histogram: (!e2e_hist.is_empty())
-            .then(|| encode_histogram(&e2e_hist).ok())
-            .flatten(),
-        path: path.map(|p| p.to_value()),
-        extra,
-    });
+    let mut r = size_result(cfg.size, iterations as u64, &e2e_hist, bps, extra);
+    r.path = path.map(|p| p.to_value());
+    doc.results.push(r);
     doc.status = if streams.is_empty() {
         Status::Failed
     } else {
@@ -260,6 +247,38 @@ pub fn build(
     };
     doc.finished_at = crate::report::schema::now_rfc3339();
     doc
+}
+
+/// The result of `iterations` transfers of `size` bytes whose end-to-end times are `e2e`, at
+/// `bps` bytes per second over the iterations' spans, with `extra`.
+fn size_result(
+    size: u64,
+    iterations: u64,
+    e2e: &Histogram<u64>,
+    bps: Option<f64>,
+    extra: Map<String, Value>,
+) -> SizeResult {
+    SizeResult {
+        message_size: size,
+        iterations,
+        latency_us: LatencySummary::from_histogram(e2e),
+        bandwidth_gbps: bps.map(|b| b / 1e9),
+        bandwidth_mbps: bps.map(|b| b / 1e6),
+        transfer_time_ms: (!e2e.is_empty()).then(|| e2e.mean() / 1e6),
+        histogram: (!e2e.is_empty())
+            .then(|| encode_histogram(e2e).ok())
+            .flatten(),
+        path: None,
+        extra,
+    }
+}
+
+/// What the scheduler did to both sides' worker threads over the timed span.
+fn scheduling(reports: &[&WorkerReport]) -> Option<Scheduling> {
+    Scheduling::of(
+        reports.iter().filter_map(|r| r.sched.as_ref()),
+        reports.iter().filter_map(|r| r.target_sched.as_ref()),
+    )
 }
 
 /// This host's TCP counters over the span, from this side's own path view.
