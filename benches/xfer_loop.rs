@@ -78,6 +78,7 @@ fn config(provider: &str, size: u64) -> XferConfig {
         warmup: 1,
         verify: false,
         reuse: false,
+        cold_cache: false,
         timeout: Duration::from_secs(60),
         idle_before_timed: Duration::ZERO,
         rails: None,

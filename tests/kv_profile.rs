@@ -337,6 +337,7 @@ fn xfer_idles_before_each_timed_iteration() {
         warmup: 1,
         verify: false,
         reuse: false,
+        cold_cache: false,
         timeout: Duration::from_secs(30),
         idle_before_timed: Duration::from_millis(600),
         rails: None,

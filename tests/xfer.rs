@@ -275,6 +275,94 @@ fn tcp_two_processes_verify() {
 }
 
 #[test]
+fn cold_cache_evicts_on_both_sides_and_every_byte_still_arrives() {
+    let _g = fabric_lock();
+    let e = Expect {
+        size: 4 << 20,
+        iterations: 3,
+        warmup: 1,
+        transfers: 2,
+        verify: true,
+        op: "write",
+    };
+    let (idoc, tdoc) = two_processes_consistent(
+        &[],
+        &[
+            "xfer",
+            "-p",
+            "tcp",
+            "-s",
+            "4M",
+            "-c",
+            "2",
+            "-I",
+            "3",
+            "-w",
+            "1",
+            "--verify",
+            "--cold-cache",
+        ],
+        &e,
+    );
+    for doc in [&idoc, &tdoc] {
+        assert_eq!(doc.config["cold_cache"], true);
+        let c = &doc.results[0].extra["cache"];
+        assert_eq!(c["evicted_before_each"], true, "{c}");
+        // Both workers' transfers, one side's host bytes.
+        assert_eq!(c["host_payload_bytes"], 8u64 << 20, "{c}");
+        let llc = doc
+            .environment
+            .extra
+            .get("llc_bytes")
+            .and_then(|v| v.as_u64());
+        assert_eq!(c["llc_bytes"].as_u64(), llc, "{c}");
+        assert_eq!(c["fits_llc"].as_bool(), llc.map(|l| l >= 8 << 20), "{c}");
+    }
+    // Tagged sends evict before their receives are armed over the regions, in one process.
+    let dir = tempfile::tempdir().unwrap();
+    let doc = local(
+        &[
+            "xfer",
+            "-p",
+            "tcp",
+            "-s",
+            "1M",
+            "-b",
+            "256K",
+            "-o",
+            "send",
+            "-I",
+            "2",
+            "-w",
+            "1",
+            "--verify",
+            "--cold-cache",
+        ],
+        &dir.path().join("r.json"),
+    );
+    assert_eq!(doc.results[0].extra["verified_bytes"], 3u64 << 20);
+    assert_eq!(doc.results[0].extra["cache"]["evicted_before_each"], true);
+    // A target without --cold-cache is not the initiator's peer: it names the parameter.
+    let port = free_port();
+    let base = ["xfer", "-p", "tcp", "-s", "1M", "-I", "2", "--timeout", "3"];
+    let target = Std::new(kvxfer_path())
+        .args(base)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    kvxfer()
+        .args(base)
+        .args(["--cold-cache", "--peer", &format!("127.0.0.1:{port}")])
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("cold_cache"));
+    let _ = target.wait_with_output();
+}
+
+#[test]
 fn rounds_run_the_session_again_and_both_sides_merge_them() {
     let _g = fabric_lock();
     let e = Expect {
@@ -476,6 +564,10 @@ fn bad_input_is_refused_before_any_connection() {
         (
             vec!["--rounds", "2", "--arrival", "fixed:10"],
             "leave --rounds out with --arrival",
+        ),
+        (
+            vec!["--cold-cache", "--arrival", "fixed:10"],
+            "no --cold-cache",
         ),
         (
             vec![

@@ -346,6 +346,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         warmup: a.warmup,
         verify: a.verify,
         reuse: false,
+        cold_cache: false,
         timeout: a.timeout,
         idle_before_timed: Duration::ZERO,
         rails: None,

@@ -250,6 +250,10 @@ pub struct XferArgs {
     /// The target's regions are disjoint parts of one allocation.
     #[arg(long)]
     reuse: bool,
+    /// Evict each side's host buffers from the CPU caches before every iteration (outside
+    /// the timed span), so back-to-back transfers are not served from the last-level cache
+    #[arg(long)]
+    cold_cache: bool,
     /// Be the target: listen for initiator workers on [ADDR][:PORT] (default 0.0.0.0:47590).
     #[arg(long, value_name = "[ADDR][:PORT]", num_args = 0..=1, default_missing_value = "", conflicts_with = "peer")]
     listen: Option<String>,
@@ -388,6 +392,7 @@ fn config(a: &XferArgs, grouped: bool) -> anyhow::Result<XferConfig> {
         warmup: a.warmup,
         verify: a.verify,
         reuse: a.reuse,
+        cold_cache: a.cold_cache,
         timeout: a.timeout,
         idle_before_timed: Duration::ZERO,
         rails: a.rails.clone(),

@@ -1,6 +1,7 @@
 //! Buffers that the fabric reads and writes: host memory now, device memory behind `cuda`.
 #![warn(missing_docs)]
 
+pub mod cache;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 #[cfg(feature = "cuda")]

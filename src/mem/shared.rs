@@ -163,6 +163,12 @@ impl SharedRegion {
         }
     }
 
+    /// Evicts the region's bytes from every level of the CPU caches (`--cold-cache`); false
+    /// for device memory, which the CPU does not cache, and where this build cannot evict.
+    pub fn evict_from_cpu_caches(&self) -> bool {
+        self.as_slice().is_some_and(super::cache::evict)
+    }
+
     /// Copies the region's bytes into `dst` (its length at most the region's): a memcpy for
     /// host memory, a device-to-host copy for device memory.
     pub fn copy_out(&self, dst: &mut [u8]) -> Result<(), MemError> {

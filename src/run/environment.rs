@@ -23,6 +23,9 @@ pub fn base() -> Environment {
     if let Some(cpu) = cpu_model() {
         env.extra.insert("cpu".into(), cpu.into());
     }
+    // Always present, null where the kernel lists no caches, so documents keep one shape.
+    env.extra
+        .insert("llc_bytes".into(), crate::mem::cache::llc_bytes().into());
     env.extra.insert(
         "cpus".into(),
         std::thread::available_parallelism()

@@ -52,6 +52,9 @@ pub fn xfer(doc: &ResultDoc) -> String {
         if let Some(s) = super::scheduling_lines(r) {
             out.push_str(&s);
         }
+        if let Some(c) = r.extra.get("cache") {
+            cache_line(&mut out, c);
+        }
         out.push_str(&crate::report::path_lines::lines(r));
         if let Some(tiers) = r.extra.get("tiers").and_then(|v| v.as_array()) {
             tiers_table(&mut out, tiers);
@@ -220,6 +223,32 @@ fn costs_line(out: &mut String, c: &Value) {
     );
 }
 
+/// Where the host payload stood against the last-level cache: a line when it was evicted
+/// before every iteration, or when it fits and transfers back to back may run from the cache.
+fn cache_line(out: &mut String, c: &Value) {
+    let mib = |k: &str| {
+        c.get(k)
+            .and_then(Value::as_u64)
+            .map(|b| b as f64 / (1u64 << 20) as f64)
+    };
+    let payload = mib("host_payload_bytes").unwrap_or(0.0);
+    if c.get("evicted_before_each") == Some(&Value::Bool(true)) {
+        let _ = writeln!(
+            out,
+            "cache: each side evicted its host payload ({payload:.1} MiB) from the CPU caches \
+             before every iteration (--cold-cache)"
+        );
+    } else if c.get("fits_llc") == Some(&Value::Bool(true)) {
+        let _ = writeln!(
+            out,
+            "cache: a side's host payload ({payload:.1} MiB) fits in this host's {:.0} MiB \
+             last-level cache: transfers back to back may run from it, where one after a pause \
+             would not (--cold-cache evicts it before each iteration)",
+            mib("llc_bytes").unwrap_or(0.0)
+        );
+    }
+}
+
 /// `, huge pages 100 %`: the share of a side's buffer mappings in transparent huge pages,
 /// nothing where it is not known (device memory, an older document).
 fn huge_pages(pct: Option<&Value>) -> String {
@@ -345,5 +374,38 @@ mod tests {
              retransmitted (40 fast, 1 timeouts, 37 reported duplicate), 278 reordering events, \
              317 segments queued out of order"
         );
+    }
+
+    #[test]
+    fn the_cache_line_says_evicted_or_fits_and_nothing_otherwise() {
+        let line = |c: serde_json::Value| {
+            let mut out = String::new();
+            cache_line(&mut out, &c);
+            out
+        };
+        let evicted = line(
+            json!({"host_payload_bytes": 57_671_680, "llc_bytes": 503_316_480u64,
+                                  "fits_llc": true, "evicted_before_each": true}),
+        );
+        assert!(
+            evicted.starts_with("cache: each side evicted its host payload (55.0 MiB)"),
+            "{evicted}"
+        );
+        let fits = line(
+            json!({"host_payload_bytes": 57_671_680, "llc_bytes": 503_316_480u64,
+                               "fits_llc": true, "evicted_before_each": false}),
+        );
+        assert!(
+            fits.contains("(55.0 MiB) fits in this host's 480 MiB last-level cache"),
+            "{fits}"
+        );
+        for quiet in [
+            json!({"host_payload_bytes": 704_643_072u64, "llc_bytes": 503_316_480u64,
+                   "fits_llc": false, "evicted_before_each": false}),
+            json!({"host_payload_bytes": 1024, "llc_bytes": null, "fits_llc": null,
+                   "evicted_before_each": false}),
+        ] {
+            assert_eq!(line(quiet), "");
+        }
     }
 }

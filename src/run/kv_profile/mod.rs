@@ -137,6 +137,7 @@ mod tests {
                 warmup: 1,
                 verify: false,
                 reuse: false,
+                cold_cache: false,
                 timeout: Duration::from_secs(5),
                 idle_before_timed: Duration::ZERO,
                 rails: None,

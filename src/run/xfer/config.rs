@@ -11,7 +11,7 @@ use crate::mem::available_memory;
 use crate::peer::Side;
 use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed, UCX_ENDPOINT_BYTES};
 use crate::run::sched::CpuPlan;
-use crate::run::segments::{check_device, check_hmem, check_ucx_cuda, MemKinds};
+use crate::run::segments::{check_device, check_hmem, check_ucx_cuda, MemKinds, SegKind};
 use crate::run::RunError;
 use crate::stats::Count;
 use crate::units::human_size;
@@ -112,6 +112,9 @@ pub struct XferConfig {
     pub verify: bool,
     /// Target regions are disjoint parts of one allocation.
     pub reuse: bool,
+    /// Each side evicts its host regions from the CPU caches before every iteration, so
+    /// transfers back to back are not served from a cache a real request would find cold.
+    pub cold_cache: bool,
     /// Connection, barrier and completion time-out.
     pub timeout: Duration,
     /// The initiator sleeps this long before each timed iteration (zero: back to back), so
@@ -184,6 +187,9 @@ impl XferConfig {
         }
         if self.rounds != 1 {
             f = f.with("rounds", self.rounds);
+        }
+        if self.cold_cache {
+            f = f.with("cold_cache", true);
         }
         if !self.idle_before_timed.is_zero() {
             f = f.with("idle_ms", self.idle_before_timed.as_millis());
@@ -358,6 +364,26 @@ impl XferConfig {
         }
     }
 
+    /// Refuses `--cold-cache` where there is nothing this build can evict.
+    fn check_cold_cache(&self) -> Result<(), RunError> {
+        if !self.cold_cache {
+            return Ok(());
+        }
+        if !crate::mem::cache::CAN_EVICT {
+            return Err(RunError::Config(format!(
+                "--cold-cache evicts with x86_64's or aarch64's cache instructions; this build is for {}",
+                std::env::consts::ARCH
+            )));
+        }
+        if self.mem.initiator == SegKind::Vram && self.mem.target == SegKind::Vram {
+            return Err(RunError::Config(
+                "--cold-cache evicts host memory from the CPU caches, and both segments are VRAM"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses open-loop arrivals with what they cannot honour.
     fn check_open(&self) -> Result<(), RunError> {
         let Some(o) = &self.open else { return Ok(()) };
@@ -386,12 +412,18 @@ impl XferConfig {
         if self.verify || self.mem.staging {
             return refuse("--arrival reuses its slots as soon as they are confirmed: no --verify or --staging");
         }
+        if self.cold_cache {
+            return refuse(
+                "--arrival leaves the caches as the schedule's gaps leave them: no --cold-cache",
+            );
+        }
         Ok(())
     }
 
     /// Checks the parameters, the provider and the memory, before anything is allocated.
     pub fn validate(&self, sides: Sides) -> Result<XferPlan, RunError> {
         self.check_open()?;
+        self.check_cold_cache()?;
         self.check_rounds()?;
         self.check_rails()?;
         self.check_mem(sides)?;

@@ -58,6 +58,7 @@ pub(super) fn config_map(
     m.insert("warmup".into(), json!(cfg.warmup));
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("reuse".into(), json!(cfg.reuse));
+    m.insert("cold_cache".into(), json!(cfg.cold_cache));
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
     if !cfg.cpus.list.is_empty() {
         // Workers take them in turn; a one-process run's target goes on after the initiator.

@@ -338,6 +338,13 @@ impl InitiatorRun<'_> {
                 s.record(ns);
             }
         }
+        if cfg.cold_cache {
+            // Last, after the pattern and the staging copy have touched it.
+            let local = ep
+                .local_mut()
+                .expect("nothing in flight between iterations");
+            local.evict_from_cpu_caches();
+        }
         if timed && !cfg.idle_before_timed.is_zero() {
             std::thread::sleep(cfg.idle_before_timed);
         }

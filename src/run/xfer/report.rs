@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use self::cache::{cache_state, CacheState};
 use super::config::{XferConfig, XferPlan};
 use super::config_block::config_map;
 use super::staging::{Direction, StagingFigures};
@@ -148,6 +149,9 @@ struct XferExtra {
     /// What the scheduler did to each side's worker threads over the timed span.
     #[serde(skip_serializing_if = "Option::is_none")]
     scheduling: Option<Scheduling>,
+    /// The host payload against this host's last-level cache, and whether it was evicted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<CacheState>,
 }
 
 /// TCP counters of one host over the timed iterations.
@@ -229,6 +233,7 @@ pub fn build(
         staging: staging(cfg, side, &reports),
         host_tcp: host_tcp(path.as_ref()),
         scheduling: scheduling(&reports),
+        cache: cache_state(cfg, streams.len() as u64, crate::mem::cache::llc_bytes()),
     };
     let mut extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,
@@ -545,5 +550,6 @@ fn costs(op: XferOp, reports: &[&WorkerReport], e2e_hist: &Histogram<u64>) -> Co
     }
 }
 
+mod cache;
 #[cfg(test)]
 mod tests;

@@ -83,7 +83,8 @@ impl TargetSide {
     }
 
     /// Before iteration `i`: zeroes (or, for reads, fills) the regions for --verify, stages
-    /// what a read takes, and arms the receives of tagged sends.
+    /// what a read takes, evicts them from the CPU caches for --cold-cache, and arms the
+    /// receives of tagged sends.
     pub fn prepare(
         &mut self,
         cfg: &XferConfig,
@@ -113,6 +114,15 @@ impl TargetSide {
             }
             if timed {
                 s.record(ns);
+            }
+        }
+        if cfg.cold_cache {
+            // After the pattern and the staging copy have touched them, before receives are
+            // armed over them.
+            for t in 0..per {
+                end.region_mut(t)
+                    .expect("one region per transfer")
+                    .evict_from_cpu_caches();
             }
         }
         if cfg.op == XferOp::Send {

@@ -26,6 +26,7 @@ fn cfg(op: XferOp) -> XferConfig {
         warmup: 1,
         verify: false,
         reuse: false,
+        cold_cache: false,
         timeout: Duration::from_secs(1),
         idle_before_timed: Duration::ZERO,
         rails: None,
@@ -312,4 +313,39 @@ fn a_worker_missing_from_a_round_counts_none_there() {
     assert_eq!(merged[3].rounds, [2, 0, 2]);
     assert_eq!(merged[1].rounds, [2, 2, 0]);
     assert_eq!(merged[3].timed.len(), 4);
+}
+
+#[test]
+fn the_host_payload_is_set_against_the_last_level_cache() {
+    use crate::run::segments::SegKind;
+    // 4 transfers of 1 MB: 4 MB a side, against caches below, at and above it.
+    let c = cfg(XferOp::Write);
+    let at = |llc| cache_state(&c, 4, llc).unwrap();
+    assert_eq!(at(Some(3_999_999)).fits_llc, Some(false));
+    assert_eq!(at(Some(4_000_000)).fits_llc, Some(true));
+    let s = at(None);
+    assert_eq!(
+        (s.host_payload_bytes, s.fits_llc, s.evicted_before_each),
+        (4_000_000, None, false)
+    );
+    let cold = XferConfig {
+        cold_cache: true,
+        ..cfg(XferOp::Read)
+    };
+    assert!(
+        cache_state(&cold, 4, Some(1 << 30))
+            .unwrap()
+            .evicted_before_each
+    );
+    // One side in host memory still has a host payload; none in host memory has no block.
+    let mut vram = cfg(XferOp::Write);
+    vram.mem.initiator = SegKind::Vram;
+    assert!(cache_state(&vram, 4, Some(1 << 30)).is_some());
+    vram.mem.target = SegKind::Vram;
+    assert_eq!(cache_state(&vram, 4, Some(1 << 30)), None);
+    // The document carries it beside the other figures.
+    let doc = build(&c, &plan(), Side::Initiator, &reports(), None);
+    let block = &doc.results[0].extra["cache"];
+    assert_eq!(block["host_payload_bytes"], 4_000_000, "{block}");
+    assert_eq!(block["evicted_before_each"], false, "{block}");
 }
