@@ -63,6 +63,8 @@ fn assert_profile(doc: &ResultDoc, tokens: &[u64], io: u64, gaps: &[u64], iterat
             ws.as_f64().is_some_and(|w| (0.0..=100.0).contains(&w)),
             "{e:?}"
         );
+        // Its payload against the CPU caches: what one side moves per transfer.
+        assert_eq!(e["cache"]["host_payload_bytes"], bytes, "{e:?}");
         // Host memory on both ends: each states its huge-page share.
         for k in ["huge_page_pct", "target_huge_page_pct"] {
             let pct = e["registration"][k].as_f64().unwrap();
@@ -183,8 +185,9 @@ fn profile_libfabric_tcp_and_shm_verify() {
     let doc = read_doc(&j);
     assert_profile(&doc, &[32, 100], 32_768, &[250], 3);
     assert_eq!(doc.config["provider"], "tcp");
+    assert_eq!(doc.results[0].extra["cache"]["evicted_before_each"], false);
     let j = dir.path().join("shm.json");
-    profile(
+    let table = profile(
         &[],
         &[
             "--provider",
@@ -195,11 +198,24 @@ fn profile_libfabric_tcp_and_shm_verify() {
             "4",
             "--page-size",
             "4",
+            "--cold-cache",
         ],
         &j,
     );
     // block: 2,048 x 28 / 4 layers x 4 tokens
-    assert_profile(&read_doc(&j), &[32, 100], 57_344, &[250], 3);
+    let doc = read_doc(&j);
+    assert_profile(&doc, &[32, 100], 57_344, &[250], 3);
+    for r in &doc.results {
+        assert_eq!(
+            r.extra["cache"]["evicted_before_each"], true,
+            "{:?}",
+            r.extra
+        );
+    }
+    assert!(
+        table.contains("32: cache: each side evicted its host payload"),
+        "{table}"
+    );
 }
 
 #[test]

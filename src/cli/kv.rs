@@ -224,6 +224,10 @@ struct ProfileArgs {
     /// Check every byte at the destination after every transfer.
     #[arg(long)]
     verify: bool,
+    /// Evict each side's host buffers from the CPU caches before every transfer (outside the
+    /// timed span), so the idle gaps' slow start is not the cache cooling
+    #[arg(long)]
+    cold_cache: bool,
     /// Be the target: listen on [ADDR][:PORT] (default 0.0.0.0:47590).
     #[arg(long, value_name = "[ADDR][:PORT]", num_args = 0..=1, default_missing_value = "", conflicts_with = "peer")]
     listen: Option<String>,
@@ -346,7 +350,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         warmup: a.warmup,
         verify: a.verify,
         reuse: false,
-        cold_cache: false,
+        cold_cache: a.cold_cache,
         timeout: a.timeout,
         idle_before_timed: Duration::ZERO,
         rails: None,

@@ -14,7 +14,7 @@ mod xfer;
 pub use self::precision::{precision_line, precision_lines, range_str, time_str};
 pub use self::sched::{scheduling_lines, scheduling_summary};
 pub use self::ucx::ucx_perf;
-pub use self::xfer::xfer;
+pub use self::xfer::{cache_lines, xfer};
 
 fn extra_f64(r: &super::SizeResult, key: &str) -> Option<f64> {
     r.extra.get(key).and_then(|v| v.as_f64())

@@ -52,9 +52,7 @@ pub fn xfer(doc: &ResultDoc) -> String {
         if let Some(s) = super::scheduling_lines(r) {
             out.push_str(&s);
         }
-        if let Some(c) = r.extra.get("cache") {
-            cache_line(&mut out, c);
-        }
+        out.push_str(&cache_lines(r));
         out.push_str(&crate::report::path_lines::lines(r));
         if let Some(tiers) = r.extra.get("tiers").and_then(|v| v.as_array()) {
             tiers_table(&mut out, tiers);
@@ -223,8 +221,17 @@ fn costs_line(out: &mut String, c: &Value) {
     );
 }
 
-/// Where the host payload stood against the last-level cache: a line when it was evicted
-/// before every iteration, or when it fits and transfers back to back may run from the cache.
+/// Where a result's host payload stood against the last-level cache (`extra.cache`): a line
+/// when it was evicted before every iteration, or when it fits and transfers back to back may
+/// run from the cache; nothing otherwise.
+pub fn cache_lines(r: &SizeResult) -> String {
+    let mut out = String::new();
+    if let Some(c) = r.extra.get("cache") {
+        cache_line(&mut out, c);
+    }
+    out
+}
+
 fn cache_line(out: &mut String, c: &Value) {
     let mib = |k: &str| {
         c.get(k)

@@ -448,6 +448,11 @@ fn token_result(
     if let Some(s) = base.extra.get("scheduling") {
         extra.insert("scheduling".into(), s.clone());
     }
+    // And where its payload stood against the CPU caches: a payload the cache holds back to
+    // back, and loses over an idle gap, puts the cache's cooling into the slow start.
+    if let Some(c) = base.extra.get("cache") {
+        extra.insert("cache".into(), c.clone());
+    }
     let contiguous = dc.results.first().and_then(|r| r.extra.get("precision"));
     if let (Some(p), Some(Value::Object(pd))) = (contiguous, extra.get_mut("per_descriptor")) {
         pd.insert("contiguous_precision".into(), p.clone());
