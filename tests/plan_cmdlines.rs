@@ -68,7 +68,28 @@ fn generate(name: &str, tool: &str, two_node: bool) -> Vec<(Generated, TaskDefin
     if two_node {
         p["infrastructure"]["topology"] = "two-node".into();
     }
-    plan::generate(&p, &root().join("templates"))
+    generated(&p)
+}
+
+/// [`generate`] with every kvxfer xfer and kv profile pattern that has no NIXL twin given
+/// `"cold_cache": true`, one node.
+fn generate_cold(name: &str, tool: &str) -> Vec<(Generated, TaskDefinition)> {
+    let mut p = plan::load_plan(&root().join("plans").join(name)).unwrap();
+    p["infrastructure"]["tools"]["kvxfer"] = tool.into();
+    for layer in p["layers"].as_array_mut().unwrap() {
+        for pat in layer["patterns"].as_array_mut().unwrap() {
+            let ours = matches!(pat["tool"].as_str(), Some("kvxfer_xfer" | "kvxfer_kv"));
+            if ours && pat["params"].get("twin").is_none() {
+                pat["params"]["cold_cache"] = true.into();
+            }
+        }
+    }
+    generated(&p)
+}
+
+/// The definitions `p` generates, each read back as a task definition.
+fn generated(p: &Value) -> Vec<(Generated, TaskDefinition)> {
+    plan::generate(p, &root().join("templates"))
         .unwrap()
         .into_iter()
         .map(|g| {
@@ -174,6 +195,7 @@ fn every_kvxfer_command_line_passes_the_real_argument_parser() {
     ] {
         defs.extend(generate(plan_name, tool, two_node));
     }
+    defs.extend(generate_cold("loopback.json", tool));
     let tasks: Vec<(String, &Task)> = defs
         .iter()
         .flat_map(|(g, def)| {
@@ -197,8 +219,19 @@ fn every_kvxfer_command_line_passes_the_real_argument_parser() {
         }
     });
     let Seen {
-        parsed, skipped, ..
+        parsed,
+        skipped,
+        shapes,
     } = seen.into_inner().unwrap();
+    // The plans' cold_cache reached xfer's and kv profile's lines as --cold-cache.
+    for sub in ["xfer", "profile"] {
+        assert!(
+            shapes
+                .iter()
+                .any(|a| a.iter().any(|w| w == sub) && a.iter().any(|w| w == "--cold-cache")),
+            "no {sub} line with --cold-cache"
+        );
+    }
     // rma-pingpong's lines go through the parser where the binary has it, else they are skipped.
     let mut want: BTreeSet<String> = ["kv profile", "pingpong", "ucx-perf", "xfer"]
         .map(String::from)

@@ -406,6 +406,9 @@ impl Checker {
                 );
             }
         }
+        if let Some(message) = cold_cache_problem(tool, params) {
+            self.err(&format!("{path}.params.cold_cache"), &message);
+        }
         if let Some(x) = params.get("expect_path") {
             let ok = x.as_str().is_some_and(|s| {
                 !s.is_empty()
@@ -501,6 +504,24 @@ fn it_is(x: Option<&Value>) -> String {
         Value::Object(_) => "an object".into(),
     };
     format!("; it is {what}")
+}
+
+/// What is wrong with a pattern's `cold_cache` (kvxfer xfer and kv profile's `--cold-cache`):
+/// a boolean, on kvxfer's own patterns, not beside NIXL's twin (which does not evict).
+fn cold_cache_problem(tool: &str, params: &serde_json::Map<String, Value>) -> Option<String> {
+    let x = params.get("cold_cache")?;
+    if !matches!(tool, "kvxfer_xfer" | "kvxfer_kv") {
+        return Some(format!(
+            "is kvxfer xfer's and kv profile's --cold-cache; {tool} has no such option"
+        ));
+    }
+    if !x.is_boolean() {
+        return Some(format!("must be true or false; it is {x}"));
+    }
+    if x == &Value::Bool(true) && params.contains_key("twin") {
+        return Some("the nixl twin does not evict its buffers: leave cold_cache out".into());
+    }
+    None
 }
 
 /// What stops a kvxfer_xfer pattern's `twin` from running: NIXL's driver

@@ -231,6 +231,19 @@ fn kvxfer_kv_patterns_need_their_model_and_layout() {
     );
     p["layers"][0]["patterns"][0]["params"]["max_time_s"] = json!(9);
     assert_eq!(validate(&p), []);
+    // --cold-cache: a boolean.
+    p["layers"][0]["patterns"][0]["params"]["cold_cache"] = json!(true);
+    assert_eq!(validate(&p), []);
+    p["layers"][0]["patterns"][0]["params"]["cold_cache"] = json!("yes");
+    let got: Vec<String> = validate(&p).iter().map(|x| x.to_string()).collect();
+    assert_eq!(
+        got,
+        ["$.layers[0].patterns[0].params.cold_cache: must be true or false; it is \"yes\""]
+    );
+    p["layers"][0]["patterns"][0]["params"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cold_cache");
     for k in ["precision_pct", "max_time_s"] {
         p["layers"][0]["patterns"][0]["params"]
             .as_object_mut()
@@ -317,4 +330,24 @@ fn a_number_no_count_can_be_says_what_it_is() {
         );
         assert!(got[0].ends_with(says), "{got:#?}");
     }
+}
+
+#[test]
+fn cold_cache_is_a_boolean_of_kvxfer_patterns_without_a_nixl_twin() {
+    let problem = |tool: &str, v: Value| cold_cache_problem(tool, v.as_object().unwrap());
+    assert_eq!(problem("kvxfer_xfer", json!({"size": 1})), None);
+    assert_eq!(problem("kvxfer_xfer", json!({"cold_cache": true})), None);
+    assert_eq!(problem("kvxfer_kv", json!({"cold_cache": false})), None);
+    assert_eq!(
+        problem("kvxfer_xfer", json!({"cold_cache": 1})).as_deref(),
+        Some("must be true or false; it is 1")
+    );
+    let stock = problem("fi_pingpong", json!({"cold_cache": true})).unwrap();
+    assert!(stock.contains("fi_pingpong has no such option"), "{stock}");
+    let twin = problem("kvxfer_xfer", json!({"cold_cache": true, "twin": "nixl"})).unwrap();
+    assert!(twin.contains("nixl twin does not evict"), "{twin}");
+    assert_eq!(
+        problem("kvxfer_xfer", json!({"cold_cache": false, "twin": "nixl"})),
+        None
+    );
 }
