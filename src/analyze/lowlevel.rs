@@ -167,6 +167,11 @@ pub struct LowPoint {
     /// result says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_wait_pct: Option<f64>,
+    /// Whether the host payload fit in the last-level cache and was not evicted before each
+    /// transfer (`--cold-cache`), so transfers back to back may have run from the cache; None
+    /// where the result does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_warm: Option<bool>,
 }
 
 impl LowPoint {
@@ -338,9 +343,19 @@ pub fn points(source: &str, doc: &ResultDoc) -> Vec<LowPoint> {
                     .iter()
                     .filter_map(|s| extra_num(&r.extra, &format!("scheduling.{s}.waiting_pct")))
                     .reduce(f64::max),
+                cache_warm: cache_warm(&r.extra),
             }
         })
         .collect()
+}
+
+/// Whether a result's `cache` block says its payload fit in the last-level cache and stayed
+/// there between transfers.
+fn cache_warm(extra: &serde_json::Map<String, Value>) -> Option<bool> {
+    let c = extra.get("cache")?;
+    let fits = c.get("fits_llc")?.as_bool()?;
+    let evicted = c.get("evicted_before_each")?.as_bool()?;
+    Some(fits && !evicted)
 }
 
 /// The points of one result document's bytes. Refused, with the reason: bytes that are no
@@ -400,6 +415,8 @@ mod tests {
         assert_eq!(p.transport, Transport::Tcp);
         assert!(p.loopback);
         assert_eq!(p.cpu_wait_pct, Some(40.0));
+        // No cache block: nothing said either way.
+        assert_eq!(p.cache_warm, None);
         assert_eq!(p.scheme.as_deref(), Some("manytoone"));
         assert_eq!(p.concurrency, Some(4));
         assert_eq!(p.tier_centres_ms, vec![1.0, 3.5]);
@@ -420,7 +437,8 @@ mod tests {
             extra: json!({"tokens": 12288, "kv_cache_size_bytes": 704_643_072u64,
                 "decomposition": {"theoretical_ms": 160.1, "registration_ms": 12.0,
                     "slow_start_ms": 3.0, "per_descriptor_ms": 9.0, "remainder_ms": 30.9,
-                    "cold_connection_extra_ms": 40.0}})
+                    "cold_connection_extra_ms": 40.0},
+                "cache": {"fits_llc": true, "evicted_before_each": false}})
             .as_object()
             .unwrap()
             .clone(),
@@ -434,6 +452,21 @@ mod tests {
         assert_eq!(prof.descriptors_ms, Some(9.0));
         assert_eq!(prof.protocol_ms, Some(30.9));
         assert_eq!(prof.cold_excess_ms, Some(40.0));
+        assert_eq!(p.cache_warm, Some(true));
+        // Evicted before each transfer, or too large to fit: not warm.
+        for cache in [
+            json!({"fits_llc": true, "evicted_before_each": true}),
+            json!({"fits_llc": false, "evicted_before_each": false}),
+        ] {
+            d.results[0].extra.insert("cache".into(), cache);
+            assert_eq!(points("k.json", &d)[0].cache_warm, Some(false));
+        }
+        // A block without the answer (the cache's size unknown) says nothing.
+        d.results[0].extra.insert(
+            "cache".into(),
+            json!({"fits_llc": null, "evicted_before_each": false}),
+        );
+        assert_eq!(points("k.json", &d)[0].cache_warm, None);
     }
 
     #[test]

@@ -82,6 +82,16 @@ fn cpu_wait(pts: &[&LowPoint]) -> Option<String> {
         .then(|| format!("its threads waited up to {worst:.0} % of the timed span for a CPU"))
 }
 
+/// `its payload fit in the last-level cache ...`, where any of `pts` ran back to back with a
+/// payload the CPU's cache could hold.
+fn cache_warm(pts: &[&LowPoint]) -> Option<String> {
+    pts.iter().any(|p| p.cache_warm == Some(true)).then(|| {
+        "its payload fit in the last-level cache back to back, which a transfer after a pause \
+         does not find (--cold-cache evicts it)"
+            .to_string()
+    })
+}
+
 /// A figure with one decimal and its unit.
 fn fig(v: f64, unit: &str) -> String {
     format!("{v:.1} {unit}")
@@ -159,6 +169,7 @@ fn l1_transfer(inputs: &Inputs, s: &Settings) -> Sentence {
             detail.push("on one host, not measured on the nodes".into());
         }
         detail.extend(cpu_wait(&used));
+        detail.extend(cache_warm(&used));
         out.rests_on(&used);
         if !tools.contains(&tool) {
             tools.push(tool);
@@ -270,6 +281,7 @@ fn l2_slow_start(inputs: &Inputs, s: &Settings) -> Sentence {
         notes.push("on one host, not measured on the nodes".into());
     }
     notes.extend(cpu_wait(&[p]));
+    notes.extend(cache_warm(&[p]));
     if p.size != bytes {
         let ids = s.catalogue.profile_run("tcp", bytes, "").pattern_ids;
         notes.push(format!("not the 12K cache: run {}", ids.join(", ")));

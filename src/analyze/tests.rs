@@ -51,6 +51,7 @@ fn xfer(t: Transport, size: u64, c: u64, ms: f64, gbps: f64, tiers: usize) -> Lo
         samples: 10,
         path: Default::default(),
         cpu_wait_pct: None,
+        cache_warm: None,
     }
 }
 

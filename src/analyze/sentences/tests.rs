@@ -125,6 +125,19 @@ fn the_672m_sentence_takes_nixlbench_first_with_kvxfer_beside() {
     j.low[0].cpu_wait_pct = Some(4.9);
     let s = &all(&j, &Settings::default())[0];
     assert!(!s.text.contains("for a CPU"), "{}", s.text);
+    assert!(!s.text.contains("last-level cache"), "{}", s.text);
+    // A payload the cache held back to back is named; an evicted one (false) is not.
+    j.low[0].cache_warm = Some(true);
+    let s = &all(&j, &Settings::default())[0];
+    assert!(
+        s.text
+            .contains("its payload fit in the last-level cache back to back"),
+        "{}",
+        s.text
+    );
+    j.low[0].cache_warm = Some(false);
+    let s = &all(&j, &Settings::default())[0];
+    assert!(!s.text.contains("last-level cache"), "{}", s.text);
     assert!(
         s.text
             .contains("over TCP (UCX) it is not measured yet: run pll-nixlbench-tcp-672m"),
