@@ -89,6 +89,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `kvxfer ARGS --listen 127.0.0.1:PORT` started, its stderr kept for the test to read (a
+/// target that will refuse, or wait for, the initiator the test starts next).
+pub fn listening_target(args: &[&str], port: u16) -> std::process::Child {
+    std::process::Command::new(kvxfer_path())
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Gives a plan's `iterations: "auto"` patterns `n` fixed iterations instead (up to 10 s a
 /// round until +-1 %): for tests of what a run does, not of its precision, which the slow
 /// group's full loopback plan judges.

@@ -404,8 +404,8 @@ fn unreachable_peer_fails_within_timeout() {
 #[test]
 fn peer_with_other_parameters_is_refused_naming_the_parameter() {
     let port = free_port();
-    let target = Std::new(kvxfer_path())
-        .args([
+    let target = listening_target(
+        &[
             "pingpong",
             "-p",
             "tcp",
@@ -415,12 +415,9 @@ fn peer_with_other_parameters_is_refused_naming_the_parameter() {
             "100",
             "--timeout",
             "20",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        port,
+    );
     let start = Instant::now();
     kvxfer()
         .args([

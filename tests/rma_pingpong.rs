@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::{Command as Std, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -200,8 +199,8 @@ fn no_inject_posts_every_write_with_a_completion() {
 #[test]
 fn op_mismatch_between_peers_is_refused() {
     let port = free_port();
-    let target = Std::new(kvxfer_path())
-        .args([
+    let target = listening_target(
+        &[
             "rma-pingpong",
             "-p",
             "tcp",
@@ -211,12 +210,9 @@ fn op_mismatch_between_peers_is_refused() {
             "64",
             "--timeout",
             "20",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        port,
+    );
     kvxfer()
         .args([
             "rma-pingpong",

@@ -345,13 +345,7 @@ fn cold_cache_evicts_on_both_sides_and_every_byte_still_arrives() {
     // A target without --cold-cache is not the initiator's peer: it names the parameter.
     let port = free_port();
     let base = ["xfer", "-p", "tcp", "-s", "1M", "-I", "2", "--timeout", "3"];
-    let target = Std::new(kvxfer_path())
-        .args(base)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let target = listening_target(&base, port);
     kvxfer()
         .args(base)
         .args(["--cold-cache", "--peer", &format!("127.0.0.1:{port}")])
