@@ -306,8 +306,8 @@ struct InitiatorRun<'a> {
 }
 
 impl InitiatorRun<'_> {
-    /// Iteration `i`: fills and stages the buffer, meets the target, transfers, drains,
-    /// stages back and checks; its sample goes into `report`.
+    /// Iteration `i`: prepares the buffer, meets the target, transfers, drains, finishes;
+    /// its sample goes into `report`.
     fn iteration(
         &mut self,
         ep: &mut dyn InitiatorEnd,
@@ -315,8 +315,41 @@ impl InitiatorRun<'_> {
         report: &mut WorkerReport,
         i: u64,
     ) -> Result<(), RunError> {
-        let (cfg, w, per, size) = (self.cfg, self.w, self.per, self.cfg.size as usize);
+        let cfg = self.cfg;
         let timed = i >= cfg.warmup;
+        self.prepare(ep, i)?;
+        if timed && !cfg.idle_before_timed.is_zero() {
+            std::thread::sleep(cfg.idle_before_timed);
+        }
+        if i == cfg.warmup {
+            // Before this worker's first timed iteration, nothing of it in flight.
+            self.sched_from = SchedMark::now();
+            self.gate.start();
+        }
+        link.meet(i)?;
+        let w = self.w;
+        let at = || format!("worker {w}, iteration {i}");
+        let sample = link.transfer(ep, &self.params).map_err(bench_err(at()))?;
+        ep.drain().map_err(bench_err(at()))?;
+        link.after(i)?;
+        self.finish(ep, report, i)?;
+        if i == 0 {
+            report.cold = Some(sample.clone());
+        }
+        let rails = ep.take_rail_stats();
+        if timed {
+            report.timed.push(sample);
+            if let Some(now) = rails {
+                sum_rails(&mut report.rails, &now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Before iteration `i`: fills the buffer for --verify (zeroes it for reads), stages
+    /// what a write sends, and evicts it from the CPU caches for --cold-cache.
+    fn prepare(&mut self, ep: &mut dyn InitiatorEnd, i: u64) -> Result<(), RunError> {
+        let (cfg, w, per, size) = (self.cfg, self.w, self.per, self.cfg.size as usize);
         if cfg.verify {
             let local = match self.staging.as_mut() {
                 Some(s) => s.device_mut(0),
@@ -334,7 +367,7 @@ impl InitiatorRun<'_> {
         }
         if let Some(s) = self.staging.as_mut().filter(|_| cfg.op != XferOp::Read) {
             let ns = s.out(0, ep.local_mut().expect("nothing in flight"))?;
-            if timed {
+            if i >= cfg.warmup {
                 s.record(ns);
             }
         }
@@ -345,22 +378,20 @@ impl InitiatorRun<'_> {
                 .expect("nothing in flight between iterations");
             local.evict_from_cpu_caches();
         }
-        if timed && !cfg.idle_before_timed.is_zero() {
-            std::thread::sleep(cfg.idle_before_timed);
-        }
-        if i == cfg.warmup {
-            // Before this worker's first timed iteration, nothing of it in flight.
-            self.sched_from = SchedMark::now();
-            self.gate.start();
-        }
-        link.meet(i)?;
-        let at = || format!("worker {w}, iteration {i}");
-        let sample = link.transfer(ep, &self.params).map_err(bench_err(at()))?;
-        ep.drain().map_err(bench_err(at()))?;
-        link.after(i)?;
+        Ok(())
+    }
+
+    /// After iteration `i`: stages back what a read brought and checks it for --verify.
+    fn finish(
+        &mut self,
+        ep: &mut dyn InitiatorEnd,
+        report: &mut WorkerReport,
+        i: u64,
+    ) -> Result<(), RunError> {
+        let (cfg, w, per, size) = (self.cfg, self.w, self.per, self.cfg.size as usize);
         if let Some(s) = self.staging.as_mut().filter(|_| cfg.op == XferOp::Read) {
             let ns = s.back(0, ep.local_mut().expect("drained"))?;
-            if timed {
+            if i >= cfg.warmup {
                 s.record(ns);
             }
         }
@@ -377,16 +408,6 @@ impl InitiatorRun<'_> {
                 })
             })??;
             report.verified_bytes += (per * size) as u64;
-        }
-        if i == 0 {
-            report.cold = Some(sample.clone());
-        }
-        let rails = ep.take_rail_stats();
-        if timed {
-            report.timed.push(sample);
-            if let Some(now) = rails {
-                sum_rails(&mut report.rails, &now);
-            }
         }
         Ok(())
     }
