@@ -255,7 +255,7 @@ pub fn profile_text(doc: &crate::report::ResultDoc) -> String {
     for r in doc.results.iter().filter(|r| r.path.is_some()) {
         let tokens = r.extra.get("tokens").and_then(Value::as_u64).unwrap_or(0);
         let sched = super::table::scheduling_lines(r).unwrap_or_default();
-        let cache = super::table::cache_lines(r);
+        let cache = super::table::cache_lines(r).unwrap_or_default();
         let lines = super::path_lines::lines(r);
         for line in lines.lines().chain(sched.lines()).chain(cache.lines()) {
             let _ = writeln!(out, "{tokens:>7}: {line}");

@@ -52,7 +52,9 @@ pub fn xfer(doc: &ResultDoc) -> String {
         if let Some(s) = super::scheduling_lines(r) {
             out.push_str(&s);
         }
-        out.push_str(&cache_lines(r));
+        if let Some(c) = cache_lines(r) {
+            out.push_str(&c);
+        }
         out.push_str(&crate::report::path_lines::lines(r));
         if let Some(tiers) = r.extra.get("tiers").and_then(|v| v.as_array()) {
             tiers_table(&mut out, tiers);
@@ -223,13 +225,11 @@ fn costs_line(out: &mut String, c: &Value) {
 
 /// Where a result's host payload stood against the last-level cache (`extra.cache`): a line
 /// when it was evicted before every iteration, or when it fits and transfers back to back may
-/// run from the cache; nothing otherwise.
-pub fn cache_lines(r: &SizeResult) -> String {
+/// run from the cache; None otherwise.
+pub fn cache_lines(r: &SizeResult) -> Option<String> {
     let mut out = String::new();
-    if let Some(c) = r.extra.get("cache") {
-        cache_line(&mut out, c);
-    }
-    out
+    cache_line(&mut out, r.extra.get("cache")?);
+    (!out.is_empty()).then_some(out)
 }
 
 fn cache_line(out: &mut String, c: &Value) {

@@ -439,19 +439,15 @@ fn token_result(
     for (k, v) in parts(&l) {
         extra.insert(k.into(), v);
     }
-    // The result's median is the back-to-back descriptor list's: its precision block with it;
-    // the contiguous transfer's beside the per-descriptor difference it enters.
-    if let Some(p) = base.extra.get("precision") {
-        extra.insert("precision".into(), p.clone());
-    }
-    // So is how long its threads waited for a CPU.
-    if let Some(s) = base.extra.get("scheduling") {
-        extra.insert("scheduling".into(), s.clone());
-    }
-    // And where its payload stood against the CPU caches: a payload the cache holds back to
-    // back, and loses over an idle gap, puts the cache's cooling into the slow start.
-    if let Some(c) = base.extra.get("cache") {
-        extra.insert("cache".into(), c.clone());
+    // The result's median is the back-to-back descriptor list's: its precision block with it,
+    // how long its threads waited for a CPU, and where its payload stood against the CPU
+    // caches (a payload the cache holds back to back, and loses over an idle gap, puts the
+    // cache's cooling into the slow start); the contiguous transfer's precision beside the
+    // per-descriptor difference it enters.
+    for key in ["precision", "scheduling", "cache"] {
+        if let Some(v) = base.extra.get(key) {
+            extra.insert(key.into(), v.clone());
+        }
     }
     let contiguous = dc.results.first().and_then(|r| r.extra.get("precision"));
     if let (Some(p), Some(Value::Object(pd))) = (contiguous, extra.get_mut("per_descriptor")) {

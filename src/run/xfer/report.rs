@@ -233,7 +233,15 @@ pub fn build(
         staging: staging(cfg, side, &reports),
         host_tcp: host_tcp(path.as_ref()),
         scheduling: scheduling(&reports),
-        cache: cache_state(cfg, streams.len() as u64, crate::mem::cache::llc_bytes()),
+        // The document's own environment says how large the cache is: read once, not again.
+        cache: cache_state(
+            cfg,
+            streams.len() as u64,
+            doc.environment
+                .extra
+                .get("llc_bytes")
+                .and_then(Value::as_u64),
+        ),
     };
     let mut extra = match serde_json::to_value(&extra) {
         Ok(Value::Object(m)) => m,
