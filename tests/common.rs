@@ -143,6 +143,24 @@ pub fn read_doc(path: &Path) -> ResultDoc {
     ResultDoc::from_json(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Checks that each result's `scheduling` spans all its timed iterations, every round's: each
+/// side's thread was read over at least the time they took (`time_s`, summed over the rounds),
+/// where a span of the first round alone would be a share of it.
+pub fn assert_sched_spans_every_round(doc: &ResultDoc) {
+    for r in &doc.results {
+        let timed_ms = r.extra["time_s"].as_f64().expect("time_s") * 1e3;
+        let s = &r.extra["scheduling"];
+        for side in ["initiator", "target"] {
+            let span = s[side]["span_ms"].as_f64();
+            // The spans hold the timed iterations; 10 % spares the two clocks' readings.
+            assert!(
+                span.is_some_and(|ms| ms >= 0.9 * timed_ms),
+                "{side}: {span:?} ms read over {timed_ms} ms of timed iterations: {s}"
+            );
+        }
+    }
+}
+
 /// Whether a program is on PATH.
 pub fn have(program: &str) -> bool {
     std::process::Command::new("sh")

@@ -143,6 +143,7 @@ fn rounds_run_on_fresh_endpoints_in_one_process_and_across_two() {
         .stdout(predicate::str::contains("(120 iterations in 3 rounds"));
     let doc = read_doc(&json);
     assert_rounds(&doc, &[64, 65536], 3, 40);
+    assert_sched_spans_every_round(&doc);
     // The path is read over the first round's timed iterations: a span with its own time.
     for r in &doc.results {
         let side = &r.path.as_ref().expect("a path")["sides"][0];
@@ -158,7 +159,10 @@ fn rounds_run_on_fresh_endpoints_in_one_process_and_across_two() {
         String::from_utf8_lossy(&ini.stderr)
     );
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-    assert_rounds(&read_doc(&dir.path().join("i.json")), &[1024], 2, 30);
+    let doc = read_doc(&dir.path().join("i.json"));
+    assert_rounds(&doc, &[1024], 2, 30);
+    // The target's figures of its later round crossed to the initiator's document.
+    assert_sched_spans_every_round(&doc);
     assert_eq!(read_doc(&dir.path().join("t.json")).config["rounds"], 2);
 }
 

@@ -238,6 +238,7 @@ fn tag_lat_rounds_merge_every_round_on_both_sides() {
         assert_eq!(p["rounds"]["p50_us"].as_array().unwrap().len(), 3, "{p}");
         assert_eq!(p["iterations"], 300, "{p}");
     }
+    assert_sched_spans_every_round(&doc);
     // The target ran the same rounds (it times nothing: ucx_perftest's server prints nothing).
     assert_eq!(doc.config["rounds"], 3);
     assert_eq!(tdoc.config["rounds"], 3);

@@ -17,7 +17,7 @@ pub use self::view::{PathKind, Payload, SideView};
 use crate::bench::BenchError;
 use crate::bootstrap::Oob;
 use crate::run::path::counters::{CounterReader, Snapshot};
-use crate::run::sched::SchedMark;
+use crate::run::sched::{SchedMark, ThreadSched};
 use crate::run::RunError;
 
 /// This host's counters and its name, found once for a run.
@@ -191,6 +191,8 @@ pub struct PairProbe {
     on: bool,
     /// This thread's scheduler counters at the start of the span.
     sched_from: Option<SchedMark>,
+    /// An off probe's scheduler figures over the span it last finished, until taken.
+    unreported: Option<ThreadSched>,
 }
 
 impl PairProbe {
@@ -204,11 +206,13 @@ impl PairProbe {
             failed: None,
             on: true,
             sched_from: None,
+            unreported: None,
         }
     }
 
-    /// A probe of the same side that reads nothing and meets nobody (both sides must agree
-    /// on it): for spans this one already witnessed, such as a run's later rounds.
+    /// A probe of the same side that reads no counters and meets nobody (both sides must
+    /// agree on it): for spans this one already witnessed, such as a run's later rounds. It
+    /// still reads what the scheduler did to this thread, for [`PairProbe::take_sched`].
     pub fn off(&self) -> PairProbe {
         PairProbe {
             probe: self.probe.clone(),
@@ -218,7 +222,15 @@ impl PairProbe {
             failed: None,
             on: false,
             sched_from: None,
+            unreported: None,
         }
+    }
+
+    /// What the scheduler did to this thread over the span an off probe last finished (None
+    /// from a probe that is on, whose view carries it, or where the counters could not be
+    /// read).
+    pub fn take_sched(&mut self) -> Option<ThreadSched> {
+        self.unreported.take()
     }
 
     /// Says `note` in every view this probe makes (what its span holds beyond the timed
@@ -228,9 +240,11 @@ impl PairProbe {
         self
     }
 
-    /// Before the first timed iteration: meet, read, meet.
+    /// Before the first timed iteration: meet, read, meet (an off probe only marks this
+    /// thread's scheduler counters).
     pub fn start(&mut self, oob: &mut Oob) -> Result<(), RunError> {
         if !self.on {
+            self.sched_from = SchedMark::now();
             return Ok(());
         }
         oob.barrier()?;
@@ -265,10 +279,11 @@ impl PairProbe {
         oob: &mut Oob,
         payload: Payload,
     ) -> Result<Option<PathReport>, RunError> {
+        let sched = self.sched_from.take().and_then(|m| m.since());
         if !self.on {
+            self.unreported = sched;
             return Ok(None);
         }
-        let sched = self.sched_from.take().and_then(|m| m.since());
         oob.barrier()?;
         let after = self.probe.read();
         let ours = self

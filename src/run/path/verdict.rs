@@ -152,6 +152,18 @@ impl PathReport {
         self.sides.first()
     }
 
+    /// Adds what the scheduler did to this side's thread (`ours`) and to its pair peer's
+    /// (`theirs`, the second view) over more spans, such as a run's later rounds: a side whose
+    /// figures are missing from either states none.
+    pub fn add_sched(&mut self, ours: Option<ThreadSched>, theirs: Option<ThreadSched>) {
+        for (side, more) in self.sides.iter_mut().zip([ours, theirs]) {
+            side.sched = side.sched.zip(more).map(|(mut a, b)| {
+                a.add(&b);
+                a
+            });
+        }
+    }
+
     /// Takes the sides' scheduler figures out of the report, as a result's `scheduling`
     /// (None when no side carried any).
     fn take_scheduling(&mut self) -> Option<Scheduling> {

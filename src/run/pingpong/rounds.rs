@@ -14,6 +14,7 @@ use crate::bootstrap::Oob;
 use crate::peer::Side;
 use crate::report::ResultDoc;
 use crate::run::path::{PairProbe, PathReport};
+use crate::run::sched::ThreadSched;
 use crate::run::two_sided::Progress;
 use crate::run::RunError;
 use crate::stats::Count;
@@ -39,13 +40,38 @@ pub(super) type OneSize<'a, C> = dyn FnMut(
 /// A fresh channel for the next round.
 pub(super) type Reopen<'a, C> = dyn FnMut(&mut Oob) -> Result<C, RunError> + 'a;
 
-/// What a run's rounds measured so far: per size, each round's samples, and the path read over
-/// the first round.
+/// What a run's rounds measured so far: per size, each round's samples, the path read over
+/// the first round, and what the scheduler did to this side's thread over the later rounds.
 pub(crate) struct Measured {
     sizes: Vec<u64>,
     asked: u64,
     rounds: Vec<Vec<SizeSamples>>,
     paths: Vec<Option<PathReport>>,
+    later: Vec<LaterSched>,
+}
+
+/// One size's scheduler figures over the later rounds' timed spans, summed; `unread` once a
+/// round's could not be read (then none are stated).
+#[derive(Default)]
+struct LaterSched {
+    sum: Option<ThreadSched>,
+    unread: bool,
+}
+
+impl LaterSched {
+    /// Adds a round's figures (None: that round's could not be read).
+    fn add(&mut self, round: Option<ThreadSched>) {
+        match (round, &mut self.sum) {
+            (None, _) => self.unread = true,
+            (Some(r), Some(sum)) => sum.add(&r),
+            (Some(r), None) => self.sum = Some(r),
+        }
+    }
+
+    /// The sum, unless a round went unread.
+    fn stated(&self) -> Option<ThreadSched> {
+        self.sum.filter(|_| !self.unread)
+    }
 }
 
 /// How a size's result is figured: whether it was injected, the transfers per iteration, and
@@ -67,6 +93,7 @@ impl Measured {
             asked: rounds,
             rounds: sizes.iter().map(|_| Vec::new()).collect(),
             paths: sizes.iter().map(|_| None).collect(),
+            later: sizes.iter().map(|_| LaterSched::default()).collect(),
         }
     }
 
@@ -89,19 +116,43 @@ impl Measured {
         }
     }
 
-    /// Size `i`'s samples of round `round` (none on a side that does not measure), and the
-    /// path read over it where that is the first round.
+    /// Size `i`'s samples of round `round` (none on a side that does not measure), and what
+    /// `probe` read over it: the path where that is the first round, else what the scheduler
+    /// did to this thread.
     pub(crate) fn keep(
         &mut self,
         i: usize,
         round: usize,
         samples: Option<SizeSamples>,
         path: Option<PathReport>,
+        probe: &mut PairProbe,
     ) {
         if round == 0 {
             self.paths[i] = path;
+        } else {
+            self.later[i].add(probe.take_sched());
         }
         self.rounds[i].extend(samples);
+    }
+
+    /// After the last round, on both sides: trades the later rounds' scheduler figures with
+    /// the peer and adds both sides' to each size's path, whose `scheduling` then spans every
+    /// round as its samples do. A run that ended early skips this, and its figures span the
+    /// first round alone.
+    pub(crate) fn trade_sched(&mut self, oob: &mut Oob) -> Result<(), RunError> {
+        if self.asked <= 1 {
+            return Ok(());
+        }
+        let ours: Vec<Option<ThreadSched>> = self.later.iter().map(LaterSched::stated).collect();
+        let bytes = serde_json::to_vec(&ours).unwrap_or_else(|_| b"[]".to_vec());
+        let theirs: Vec<Option<ThreadSched>> =
+            serde_json::from_slice(&oob.exchange(&bytes)?).unwrap_or_default();
+        for (i, path) in self.paths.iter_mut().enumerate() {
+            if let Some(p) = path {
+                p.add_sched(ours[i], theirs.get(i).copied().flatten());
+            }
+        }
+        Ok(())
     }
 
     /// Each size with its rounds merged and the path read over the first, in order, up to
@@ -119,8 +170,8 @@ impl Measured {
 }
 
 /// The rounds of a run, every size in each, into `m`, the first round's sizes read by
-/// `probe` (the path's counters span them) and the later ones by no probe; the last channel
-/// closes once both sides are done. A channel whose size failed is abandoned (see
+/// `probe` (the path's counters span them) and the later ones by a probe that is off (what the
+/// scheduler did alone); the last channel closes once both sides are done. A channel whose size failed is abandoned (see
 /// [`abandon`]).
 pub(super) fn run_rounds<C: RoundChannel>(
     oob: &mut Oob,
@@ -153,7 +204,7 @@ pub(super) fn run_rounds<C: RoundChannel>(
                     return Err(e);
                 }
             };
-            m.keep(i, round, samples, path);
+            m.keep(i, round, samples, path, probe);
             progress(Progress {
                 done: round * n + i + 1,
                 total,
@@ -162,6 +213,37 @@ pub(super) fn run_rounds<C: RoundChannel>(
         }
     }
     oob.barrier()?;
+    m.trade_sched(oob)?;
     drop(ch);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sched(span_ns: u64, waiting_ns: u64) -> ThreadSched {
+        ThreadSched {
+            span_ns,
+            waiting_ns,
+            migrations: Some(1),
+            ..ThreadSched::default()
+        }
+    }
+
+    #[test]
+    fn later_rounds_sum_and_one_unread_round_states_none() {
+        let mut later = LaterSched::default();
+        assert_eq!(later.stated(), None);
+        later.add(Some(sched(100, 10)));
+        later.add(Some(sched(300, 30)));
+        let sum = later.stated().unwrap();
+        assert_eq!(
+            (sum.span_ns, sum.waiting_ns, sum.migrations),
+            (400, 40, Some(2))
+        );
+        later.add(None);
+        later.add(Some(sched(100, 10)));
+        assert_eq!(later.stated(), None);
+    }
 }

@@ -407,6 +407,9 @@ fn measure(
             break;
         }
     }
+    if outcome.is_ok() {
+        outcome = m.trade_sched(oob);
+    }
     for (size, s, path) in m.into_sizes() {
         let mut r = lat_result(size, cfg.warmup_for(size), &s);
         super::pingpong::add_precision(&mut r, &s, &cfg.iterations_for(size), role);
@@ -522,7 +525,7 @@ impl SideSetup<'_> {
                     // anyway.
                     ch.settle();
                     let path = probe.finish(oob, super::pingpong::both_ways(size, &s))?;
-                    m.keep(i, self.round, Some(s), path);
+                    m.keep(i, self.round, Some(s), path, probe);
                 }
                 UcxTest::TagBw => {
                     let iterations = count.fixed().unwrap_or(0);
