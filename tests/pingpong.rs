@@ -235,6 +235,7 @@ fn rounds_pass_over_every_size_in_turn() {
         timeout: Duration::from_secs(30),
         mem: Default::default(),
         rounds: 3,
+        cpus: Default::default(),
     };
     let mut seen = Vec::new();
     let out = kvxfer::run::two_sided::run_local(&cfg, &mut |p| {

@@ -147,6 +147,55 @@ fn cpus_pin_every_worker_and_the_witness_sees_no_migration() {
     }
 }
 
+/// Checks a ping-pong document pinned to `cpus` with `--cpus`: recorded, and neither side's
+/// thread moved over its timed spans.
+fn assert_pinned(doc: &kvxfer::report::ResultDoc, cpus: &[u64]) {
+    assert_eq!(doc.config["cpus"], serde_json::json!(cpus));
+    for r in &doc.results {
+        let s = &r.extra["scheduling"];
+        for name in ["initiator", "target"] {
+            let v = side(s, name, 1);
+            if !v["migrations"].is_null() {
+                assert_eq!(v["migrations"], 0, "{s}");
+            }
+        }
+    }
+}
+
+#[test]
+fn pingpong_cpus_pin_each_side_and_one_cpu_makes_them_take_turns() {
+    let _g = fabric_lock();
+    let base = [
+        "pingpong", "-p", "shm", "--sizes", "64,4k", "-I", "50", "-w", "2",
+    ];
+    // Both sides on CPU 0: the two polling threads take turns, each iteration a preemption,
+    // and each waits for the other about half the span (unpinned here: 0 %, no preemption).
+    let (_, doc) = measured(
+        &[],
+        &[&base[..], &["--cpus", "0", "--rounds", "2"]].concat(),
+    );
+    assert_pinned(&doc, &[0]);
+    for r in &doc.results {
+        let s = &r.extra["scheduling"];
+        for name in ["initiator", "target"] {
+            assert!(s[name]["waiting_pct"].as_f64().unwrap() > 20.0, "{s}");
+            assert!(
+                s[name]["involuntary_switches"].as_u64().unwrap() >= 50,
+                "{s}"
+            );
+        }
+    }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return skip(
+            "pingpong_cpus_pin_each_side_and_one_cpu_makes_them_take_turns (two CPUs)",
+            "one CPU",
+        );
+    }
+    // The initiator on the first CPU named, the target on the second.
+    let (_, doc) = measured(&[], &[&base[..], &["--cpus", "1,0"]].concat());
+    assert_pinned(&doc, &[1, 0]);
+}
+
 #[test]
 fn cpus_outside_the_process_or_malformed_are_refused_in_one_line() {
     let allowed = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -100,6 +100,32 @@ fn tag_lat_tcp_one_process() {
 }
 
 #[test]
+fn cpus_pin_both_sides_as_ucx_perftest_c_does() {
+    let _g = fabric_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    // Both sides on CPU 0: each thread waits while the other polls (unpinned: about 0 %).
+    ucx_cmd(&SHM)
+        .args([
+            "ucx-perf", "-t", "tag_lat", "-s", "64", "-n", "50", "--cpus", "0",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    let doc = read_doc(&json);
+    assert_eq!(doc.config["cpus"], serde_json::json!([0]));
+    let s = &doc.results[0].extra["scheduling"];
+    for side in ["initiator", "target"] {
+        assert!(s[side]["waiting_pct"].as_f64().unwrap() > 20.0, "{s}");
+        if !s[side]["migrations"].is_null() {
+            assert_eq!(s[side]["migrations"], 0, "{s}");
+        }
+    }
+}
+
+#[test]
 fn tag_lat_shared_memory_one_process() {
     let _g = fabric_lock();
     let dir = tempfile::tempdir().unwrap();

@@ -100,6 +100,13 @@ fn parse_count(s: &str, least: u64) -> Result<u64, String> {
     Ok(n)
 }
 
+/// `--cpus`: a list of CPUs this process may run on.
+pub fn parse_cpus(text: &str) -> Result<kvxfer::run::sched::CpuPlan, String> {
+    let plan = kvxfer::run::sched::CpuPlan::parse(text)?;
+    plan.check_allowed()?;
+    Ok(plan)
+}
+
 /// `[ADDR][:PORT]` for --listen: empty means all addresses on the default port.
 pub fn parse_listen(s: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
     let s = s.trim();

@@ -44,6 +44,10 @@ pub struct PairArgs {
     /// none).
     #[arg(short, long, default_value_t = 10, value_parser = super::common::parse_warmup)]
     pub warmup: u64,
+    /// Pin each side's thread to one of these CPUs (e.g. 2,3): the initiator's first, then a
+    /// one-process run's target; each side of two processes takes the first of its own list
+    #[arg(long, value_name = "LIST", value_parser = super::common::parse_cpus)]
+    pub cpus: Option<kvxfer::run::sched::CpuPlan>,
     /// Fill and check the payload of every message (fi_pingpong's -c; elsewhere -c is
     /// --concurrency).
     #[arg(short = 'c', long)]
@@ -119,6 +123,7 @@ pub fn base_config(a: &PairArgs) -> anyhow::Result<PingPongConfig> {
         inject: true,
         timeout: a.timeout,
         mem: Default::default(),
+        cpus: a.cpus.clone().unwrap_or_default(),
     })
 }
 

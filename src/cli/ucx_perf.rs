@@ -73,6 +73,10 @@ pub struct UcxPerfArgs {
     /// without it UCX looks the registration up itself, as ucx_perftest does by default.
     #[arg(short = 'z', long)]
     prereg: bool,
+    /// Pin each side's thread to one of these CPUs (ucx_perftest's -c), the initiator's first,
+    /// then a one-process run's target; each side of two processes takes the first of its own
+    #[arg(long, value_name = "LIST", value_parser = super::common::parse_cpus)]
+    cpus: Option<kvxfer::run::sched::CpuPlan>,
     /// Be the target: listen for the initiator on [ADDR][:PORT] (default 0.0.0.0:47590).
     #[arg(long, value_name = "[ADDR][:PORT]", num_args = 0..=1, default_missing_value = "", conflicts_with = "peer")]
     listen: Option<String>,
@@ -111,6 +115,7 @@ pub fn run(a: UcxPerfArgs) -> anyhow::Result<ExitCode> {
         prereg: a.prereg,
         timeout: a.timeout,
         rounds: a.rounds.unwrap_or(if auto { AUTO_ROUNDS } else { 1 }),
+        cpus: a.cpus.clone().unwrap_or_default(),
     };
     a.output.check()?;
     cfg.validate()?;

@@ -20,7 +20,7 @@ use kvxfer::stats::{Count, AUTO_ROUNDS};
 use kvxfer::units::human_size;
 use kvxfer::xfer::XferOp;
 
-use super::common::{parse_listen, progress_bar, EndpointArg, OutputArgs, PathArgs};
+use super::common::{parse_cpus, parse_listen, progress_bar, EndpointArg, OutputArgs, PathArgs};
 
 /// `--op`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -408,13 +408,6 @@ fn config(a: &XferArgs, grouped: bool) -> anyhow::Result<XferConfig> {
         rounds,
         cpus: a.cpus.clone().unwrap_or_default(),
     })
-}
-
-/// `--cpus`: a list this process may run on.
-fn parse_cpus(text: &str) -> Result<CpuPlan, String> {
-    let plan = CpuPlan::parse(text)?;
-    plan.check_allowed()?;
-    Ok(plan)
 }
 
 /// The open-loop arrivals the options ask for.

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::memory::MemoryNeed;
+use super::sched::CpuPlan;
 use super::RunError;
 use crate::bootstrap::{Fingerprint, Oob, OobListener};
 use crate::peer::Side;
@@ -37,6 +38,8 @@ pub trait PairRun: Clone + Send + 'static {
     fn params(&self) -> Fingerprint;
     /// Connection time-out.
     fn timeout(&self) -> Duration;
+    /// The CPUs the sides' measuring threads are pinned to (`--cpus`; empty: none).
+    fn cpus(&self) -> &CpuPlan;
     /// Host memory one side holds (buffers, endpoints); nothing unless the run says.
     fn memory(&self) -> MemoryNeed {
         MemoryNeed::default()
@@ -56,10 +59,21 @@ pub fn run_target<C: PairRun>(
     listener: &OobListener,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
+    serve(cfg, listener, progress, 0)
+}
+
+/// The target side, its thread pinned to the `--cpus` entry `slot` (a one-process run's
+/// target takes the one after the initiator's).
+fn serve<C: PairRun>(
+    cfg: &C,
+    listener: &OobListener,
+    progress: &mut dyn FnMut(Progress),
+    slot: usize,
+) -> Result<SideOutcome, RunError> {
     cfg.check()?;
     cfg.memory().check_available()?;
     let mut oob = listener.accept(&cfg.params(), cfg.timeout())?;
-    side(cfg, Side::Target, &mut oob, progress)
+    side(cfg, Side::Target, &mut oob, progress, slot)
 }
 
 /// Runs a pair's initiator side against a target at `HOST[:PORT]`.
@@ -71,7 +85,7 @@ pub fn run_initiator<C: PairRun>(
     cfg.check()?;
     cfg.memory().check_available()?;
     let mut oob = Oob::connect(peer, &cfg.params(), cfg.timeout())?;
-    side(cfg, Side::Initiator, &mut oob, progress)
+    side(cfg, Side::Initiator, &mut oob, progress, 0)
 }
 
 /// Runs both sides of a pair in this process over the loopback; the initiator's outcome.
@@ -86,7 +100,7 @@ pub fn run_local<C: PairRun>(
     let tcfg = cfg.clone();
     let target = std::thread::Builder::new()
         .name("kvxfer-target".into())
-        .spawn(move || run_target(&tcfg, &listener, &mut |_| {}))
+        .spawn(move || serve(&tcfg, &listener, &mut |_| {}, 1))
         .map_err(|source| RunError::Spawn {
             what: "the target thread",
             source,
@@ -95,13 +109,20 @@ pub fn run_local<C: PairRun>(
     super::join_local(ours, target)
 }
 
+/// Measures one side on this thread, pinned first to the `--cpus` entry `slot` (before any
+/// buffer is touched, so that its pages come from that CPU's node).
 fn side<C: PairRun>(
     cfg: &C,
     role: Side,
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
+    slot: usize,
 ) -> Result<SideOutcome, RunError> {
-    let result = cfg.measure(role, oob, progress);
+    let result = cfg
+        .cpus()
+        .pin(slot)
+        .map_err(RunError::Config)
+        .and_then(|()| cfg.measure(role, oob, progress));
     if let Err(e) = &result {
         oob.report_failure(&e.to_string());
     }

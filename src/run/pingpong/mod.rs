@@ -19,6 +19,7 @@ use crate::report::ResultDoc;
 use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed};
 use crate::run::pace::two_sided;
 use crate::run::path::PairProbe;
+use crate::run::sched::CpuPlan;
 use crate::run::segments::{check_device, check_hmem, MemKinds, SegKind};
 use crate::run::two_sided::PairRun;
 pub use crate::run::two_sided::{Progress, SideOutcome};
@@ -57,6 +58,9 @@ pub struct PingPongConfig {
     /// Passes over every size, each on fresh endpoints and buffers (1: one channel for
     /// every size).
     pub rounds: u64,
+    /// The CPUs each side's thread is pinned to, the initiator's first in one process
+    /// (`--cpus`; empty: none).
+    pub cpus: CpuPlan,
 }
 
 pub use crate::stats::{AUTO_ROUNDS, MAX_ROUNDS};
@@ -256,6 +260,9 @@ impl PairRun for PingPongConfig {
     fn timeout(&self) -> Duration {
         self.timeout
     }
+    fn cpus(&self) -> &CpuPlan {
+        &self.cpus
+    }
     fn memory(&self) -> MemoryNeed {
         // A send and a receive buffer of the largest size, for each round (a round's buffers
         // are held until the run ends).
@@ -427,6 +434,9 @@ pub(crate) fn config_map(cfg: &PingPongConfig, role: Side) -> Map<String, Value>
     );
     m.insert("warmup".into(), json!(cfg.warmup));
     m.insert("rounds".into(), json!(cfg.rounds));
+    if !cfg.cpus.list.is_empty() {
+        m.insert("cpus".into(), json!(cfg.cpus.list));
+    }
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("inject".into(), json!(cfg.inject));
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));

@@ -80,6 +80,9 @@ impl PairRun for RmaPingPongConfig {
     fn timeout(&self) -> Duration {
         self.base.timeout
     }
+    fn cpus(&self) -> &crate::run::sched::CpuPlan {
+        &self.base.cpus
+    }
     fn memory(&self) -> crate::run::memory::MemoryNeed {
         // The write source and the region the peer writes into, of the largest size.
         self.base.memory()

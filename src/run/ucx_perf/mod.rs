@@ -84,6 +84,9 @@ pub struct UcxPerfConfig {
     /// tag_lat: passes over every size, each on a fresh worker, endpoint and buffers, merged
     /// per size (1: one pass).
     pub rounds: u64,
+    /// The CPUs each side's thread is pinned to, the initiator's first in one process
+    /// (ucx_perftest's -c; empty: none).
+    pub cpus: crate::run::sched::CpuPlan,
 }
 
 /// Iterations when none are given: enough for a stable figure, few enough for big messages.
@@ -324,6 +327,9 @@ impl PairRun for UcxPerfConfig {
     }
     fn timeout(&self) -> Duration {
         self.timeout
+    }
+    fn cpus(&self) -> &crate::run::sched::CpuPlan {
+        &self.cpus
     }
     fn memory(&self) -> super::memory::MemoryNeed {
         // The larger side's slots in host memory (a CUDA run holds its buffers on the device;

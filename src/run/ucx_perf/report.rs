@@ -116,6 +116,9 @@ pub(super) fn config_map(cfg: &UcxPerfConfig, role: Side) -> Map<String, Value> 
     m.insert("verify".into(), json!(cfg.verify));
     m.insert("prereg".into(), json!(cfg.prereg));
     m.insert("rounds".into(), json!(cfg.rounds));
+    if !cfg.cpus.list.is_empty() {
+        m.insert("cpus".into(), json!(cfg.cpus.list));
+    }
     m.insert("timeout_s".into(), json!(cfg.timeout.as_secs_f64()));
     m.insert(
         "role".into(),
