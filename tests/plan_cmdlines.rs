@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use kvxfer::plan::{self, Generated, Task, TaskDefinition};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const KVXFER: &str = env!("CARGO_BIN_EXE_kvxfer");
 
@@ -71,21 +71,36 @@ fn generate(name: &str, tool: &str, two_node: bool) -> Vec<(Generated, TaskDefin
     generated(&p)
 }
 
-/// [`generate`] with every kvxfer xfer and kv profile pattern that has no NIXL twin given
-/// `"cold_cache": true`, one node.
-fn generate_cold(name: &str, tool: &str) -> Vec<(Generated, TaskDefinition)> {
+/// [`generate`] on one node with every pattern whose tool is among `tools` and that has no
+/// NIXL twin given `key`: `value`.
+fn generate_with(
+    name: &str,
+    tool: &str,
+    tools: &[&str],
+    key: &str,
+    value: Value,
+) -> Vec<(Generated, TaskDefinition)> {
     let mut p = plan::load_plan(&root().join("plans").join(name)).unwrap();
     p["infrastructure"]["tools"]["kvxfer"] = tool.into();
     for layer in p["layers"].as_array_mut().unwrap() {
         for pat in layer["patterns"].as_array_mut().unwrap() {
-            let ours = matches!(pat["tool"].as_str(), Some("kvxfer_xfer" | "kvxfer_kv"));
+            let ours = tools.contains(&pat["tool"].as_str().unwrap_or(""));
             if ours && pat["params"].get("twin").is_none() {
-                pat["params"]["cold_cache"] = true.into();
+                pat["params"][key] = value.clone();
             }
         }
     }
     generated(&p)
 }
+
+/// The tools a pattern's `cpus` pins.
+const PINNED: [&str; 5] = [
+    "kvxfer_xfer",
+    "kvxfer_kv",
+    "fi_pingpong",
+    "fi_rma_pingpong",
+    "ucx_perftest",
+];
 
 /// The definitions `p` generates, each read back as a task definition.
 fn generated(p: &Value) -> Vec<(Generated, TaskDefinition)> {
@@ -195,7 +210,21 @@ fn every_kvxfer_command_line_passes_the_real_argument_parser() {
     ] {
         defs.extend(generate(plan_name, tool, two_node));
     }
-    defs.extend(generate_cold("loopback.json", tool));
+    let ours = ["kvxfer_xfer", "kvxfer_kv"];
+    defs.extend(generate_with(
+        "loopback.json",
+        tool,
+        &ours,
+        "cold_cache",
+        true.into(),
+    ));
+    defs.extend(generate_with(
+        "loopback.json",
+        tool,
+        &PINNED,
+        "cpus",
+        json!([0]),
+    ));
     let tasks: Vec<(String, &Task)> = defs
         .iter()
         .flat_map(|(g, def)| {
@@ -230,6 +259,15 @@ fn every_kvxfer_command_line_passes_the_real_argument_parser() {
                 .iter()
                 .any(|a| a.iter().any(|w| w == sub) && a.iter().any(|w| w == "--cold-cache")),
             "no {sub} line with --cold-cache"
+        );
+    }
+    // The plans' cpus reached every measuring subcommand's line as --cpus.
+    for sub in ["xfer", "profile", "pingpong", "ucx-perf"] {
+        assert!(
+            shapes
+                .iter()
+                .any(|a| a.iter().any(|w| w == sub) && a.windows(2).any(|w| w == ["--cpus", "0"])),
+            "no {sub} line with --cpus 0"
         );
     }
     // rma-pingpong's lines go through the parser where the binary has it, else they are skipped.
@@ -373,6 +411,48 @@ fn nixlbench_and_kvbench_lines_use_only_their_real_option_names() {
     ] {
         assert!(seen.1.contains(want), "{want}: {:?}", seen.1);
     }
+}
+
+/// A pattern's `cpus` pins the stock tool's processes as kvxfer pins the same sides: on one
+/// host the client (initiator) on the first CPU and the server on the second, on two each on
+/// the first; and the tool check looks for taskset.
+#[test]
+fn cpus_pin_the_stock_tools_as_kvxfer_pins_the_same_sides() {
+    let stock = ["fi_pingpong", "ucx_perftest"];
+    let mut seen = 0;
+    for (g, def) in generate_with("loopback.json", "kvxfer", &stock, "cpus", json!([3, 2])) {
+        let cmds: Vec<&String> = def.tasks.iter().flat_map(|t| t.commands.iter()).collect();
+        let Some(reference) = cmds.iter().find(|c| c.contains(" -P ")) else {
+            continue;
+        };
+        seen += 1;
+        let at = g.path.display();
+        let client = &reference[..reference.find(" -P ").unwrap()];
+        let server = &reference[..reference.find(" & srv=").unwrap()];
+        assert!(client.contains("taskset -c 3 "), "{at}: {reference}");
+        assert!(
+            server.rfind("taskset -c 2 ") > server.rfind("taskset -c 3 "),
+            "{at}: {server}"
+        );
+        assert!(cmds.iter().any(|c| c.contains("--cpus 3,2")), "{at}");
+        assert!(cmds.iter().any(|c| c == &"command -v taskset"), "{at}");
+    }
+    assert!(seen >= 2, "{seen} one-host stock patterns");
+    // Two hosts: each side's process takes the first CPU.
+    let mut p = plan::load_plan(&root().join("plans/loopback.json")).unwrap();
+    p["layers"][0]["patterns"][0]["params"]["cpus"] = json!([3, 2]);
+    assert_eq!(p["layers"][0]["patterns"][0]["tool"], "fi_pingpong");
+    p["infrastructure"]["topology"] = "two-node".into();
+    let lines: Vec<String> = generated(&p)
+        .into_iter()
+        .filter(|(g, _)| g.path.to_string_lossy().contains("fi-pingpong-tcp-msg"))
+        .flat_map(|(_, d)| d.tasks.into_iter().flat_map(|t| t.commands))
+        .filter(|c| c.contains("fi_pingpong -p"))
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    assert!(lines
+        .iter()
+        .all(|c| c.contains("taskset -c 3 ") && !c.contains("taskset -c 2")));
 }
 
 /// The scheme names on each side of a many-to-one pattern: nixlbench's and kvxfer's.

@@ -228,6 +228,10 @@ struct ProfileArgs {
     /// timed span), so the idle gaps' slow start is not the cache cooling
     #[arg(long)]
     cold_cache: bool,
+    /// Pin the initiator's worker thread to the first of these CPUs and the target's to the
+    /// next (as xfer --cpus)
+    #[arg(long, value_name = "LIST", value_parser = super::common::parse_cpus)]
+    cpus: Option<kvxfer::run::sched::CpuPlan>,
     /// Be the target: listen on [ADDR][:PORT] (default 0.0.0.0:47590).
     #[arg(long, value_name = "[ADDR][:PORT]", num_args = 0..=1, default_missing_value = "", conflicts_with = "peer")]
     listen: Option<String>,
@@ -358,7 +362,7 @@ fn profile_config(a: &ProfileArgs) -> anyhow::Result<KvProfileConfig> {
         mem: Default::default(),
         open: None,
         rounds: 1,
-        cpus: Default::default(),
+        cpus: a.cpus.clone().unwrap_or_default(),
     };
     Ok(KvProfileConfig {
         model: g,

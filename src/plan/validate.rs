@@ -409,6 +409,9 @@ impl Checker {
         if let Some(message) = cold_cache_problem(tool, params) {
             self.err(&format!("{path}.params.cold_cache"), &message);
         }
+        if let Some(message) = cpus_problem(tool, params) {
+            self.err(&format!("{path}.params.cpus"), &message);
+        }
         if let Some(x) = params.get("expect_path") {
             let ok = x.as_str().is_some_and(|s| {
                 !s.is_empty()
@@ -520,6 +523,45 @@ fn cold_cache_problem(tool: &str, params: &serde_json::Map<String, Value>) -> Op
     }
     if x == &Value::Bool(true) && params.contains_key("twin") {
         return Some("the nixl twin does not evict its buffers: leave cold_cache out".into());
+    }
+    None
+}
+
+/// The highest CPU number a pattern's `cpus` may name.
+const MAX_PLAN_CPU: u64 = 4095;
+
+/// What is wrong with a pattern's `cpus` (kvxfer's `--cpus`, and `taskset -c` for the stock
+/// tool beside it): distinct CPU numbers, the initiator's first and, with both sides on one
+/// host, the target's next; on the patterns whose tools can be pinned alike.
+fn cpus_problem(tool: &str, params: &serde_json::Map<String, Value>) -> Option<String> {
+    let x = params.get("cpus")?;
+    if !matches!(
+        tool,
+        "kvxfer_xfer" | "kvxfer_kv" | "fi_pingpong" | "fi_rma_pingpong" | "ucx_perftest"
+    ) {
+        return Some(format!(
+            "pins kvxfer and the stock tool beside it alike; {tool} cannot be pinned: leave \
+             cpus out"
+        ));
+    }
+    if tool == "kvxfer_xfer" && params.contains_key("twin") {
+        return Some("the nixl twin is not pinned: leave cpus out".into());
+    }
+    let list: Option<Vec<u64>> = x
+        .as_array()
+        .and_then(|a| a.iter().map(Value::as_u64).collect());
+    let Some(list) = list.filter(|l| !l.is_empty()) else {
+        return Some(format!(
+            "must be a list of CPU numbers, e.g. [2, 3] (the initiator's first){}",
+            it_is(Some(x))
+        ));
+    };
+    if let Some(c) = list.iter().find(|&&c| c > MAX_PLAN_CPU) {
+        return Some(format!("CPU {c} is above {MAX_PLAN_CPU}"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(c) = list.iter().find(|&&c| !seen.insert(c)) {
+        return Some(format!("CPU {c} is named twice"));
     }
     None
 }

@@ -333,6 +333,35 @@ fn a_number_no_count_can_be_says_what_it_is() {
 }
 
 #[test]
+fn cpus_are_distinct_cpu_numbers_on_patterns_whose_tools_can_be_pinned() {
+    let problem = |tool: &str, v: Value| cpus_problem(tool, v.as_object().unwrap());
+    assert_eq!(problem("fi_pingpong", json!({})), None);
+    for tool in [
+        "kvxfer_xfer",
+        "kvxfer_kv",
+        "fi_pingpong",
+        "fi_rma_pingpong",
+        "ucx_perftest",
+    ] {
+        assert_eq!(problem(tool, json!({"cpus": [2, 3]})), None, "{tool}");
+    }
+    let said = |tool: &str, v: Value| problem(tool, v).unwrap_or_default();
+    assert!(said("nixlbench", json!({"cpus": [0]})).contains("nixlbench cannot be pinned"));
+    assert!(said("kvxfer_xfer", json!({"cpus": [0], "twin": "nixl"})).contains("nixl twin"));
+    assert!(said("fi_pingpong", json!({"cpus": "0-3"})).contains("list of CPU numbers"));
+    assert!(said("fi_pingpong", json!({"cpus": []})).contains("list of CPU numbers"));
+    assert!(said("fi_pingpong", json!({"cpus": [0, -1]})).contains("list of CPU numbers"));
+    assert_eq!(
+        said("fi_pingpong", json!({"cpus": [1, 0, 1]})),
+        "CPU 1 is named twice"
+    );
+    assert_eq!(
+        said("ucx_perftest", json!({"cpus": [4096]})),
+        "CPU 4096 is above 4095"
+    );
+}
+
+#[test]
 fn cold_cache_is_a_boolean_of_kvxfer_patterns_without_a_nixl_twin() {
     let problem = |tool: &str, v: Value| cold_cache_problem(tool, v.as_object().unwrap());
     assert_eq!(problem("kvxfer_xfer", json!({"size": 1})), None);
