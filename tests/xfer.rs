@@ -563,17 +563,6 @@ fn bad_input_is_refused_before_any_connection() {
             vec!["--cold-cache", "--arrival", "fixed:10"],
             "no --cold-cache",
         ),
-        (
-            vec![
-                "--rounds",
-                "2",
-                "--etcd",
-                "http://127.0.0.1:1",
-                "--world",
-                "2",
-            ],
-            "leave --rounds out with --etcd",
-        ),
     ] {
         // Refused with nothing measured: one error line, no table on stdout.
         kvxfer()

@@ -55,6 +55,47 @@ fn three_initiator_ranks_into_rank_zero_merge_into_one_result() {
 }
 
 #[test]
+fn group_rounds_meet_before_each_round_and_merge_every_rounds_samples() {
+    let test = "group_rounds_meet_before_each_round_and_merge_every_rounds_samples";
+    let Some(run) = GroupRun::start(test, "rounds") else {
+        return;
+    };
+    let args = RankArgs::new("64K", 1, 5)
+        .world(3)
+        .lo(60)
+        .with(&["--rounds", "3"]);
+    let outs = all_succeeded(run.spawn_all(&[], 3, &args));
+    // Every round's samples in the merged result, the median's interval over the rounds' own.
+    let merged = run.doc(0);
+    assert_merged(&merged, 2, 1, 64 << 10, 15);
+    assert_eq!(merged.config["rounds"], 3);
+    let r = &merged.results[0];
+    let p = &r.extra["precision"];
+    let medians = p["rounds"]["p50_us"].as_array().unwrap();
+    assert_eq!(medians.len(), 3, "{p}");
+    let [lo, hi] = [0, 1].map(|i| p["p50_interval_us"][i].as_f64().unwrap());
+    for m in medians.iter().map(|m| m.as_f64().unwrap()) {
+        assert!(lo <= m && m <= hi, "{m} outside [{lo}, {hi}]: {p}");
+    }
+    for e in r.extra["targets"].as_array().unwrap() {
+        assert_eq!(e["iterations"], 15, "every round served: {e}");
+    }
+    for rank in 1..3 {
+        let own = run.doc(rank);
+        assert_eq!(own.results[0].iterations, 15, "rank {rank}");
+        assert_eq!(
+            own.results[0].extra["precision"]["rounds"]["p50_us"]
+                .as_array()
+                .map(Vec::len),
+            Some(3),
+            "rank {rank}"
+        );
+    }
+    assert!(outs.iter().all(|o| !stderr(o).contains("warning")));
+    assert_eq!(run.keys_left(), Vec::<String>::new());
+}
+
+#[test]
 fn a_rank_with_other_parameters_is_named_with_the_parameter() {
     let test = "a_rank_with_other_parameters_is_named_with_the_parameter";
     let Some(run) = GroupRun::start(test, "fp") else {

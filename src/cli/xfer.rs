@@ -232,8 +232,9 @@ pub struct XferArgs {
     #[command(flatten)]
     pacing: super::count::PacingArgs,
     /// Rounds, 1 to 1000: the whole session again on fresh connections, endpoints and
-    /// buffers; the median's interval then spans the rounds' medians [default: 6 with
-    /// --iterations auto, which share its limits; else 1; always 1 with --arrival or --etcd]
+    /// buffers (an etcd group's ranks meet before each); the median's interval then spans the
+    /// rounds' medians [default: 6 with --iterations auto, which share its limits; else 1;
+    /// always 1 with --arrival]
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     rounds: Option<u64>,
     /// Pin each worker thread to one of these CPUs (e.g. 0-3,8), in turn: initiator workers
@@ -347,7 +348,7 @@ pub fn mem_kinds(
 pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
     a.fabric.check()?;
     let group = a.group.spec(a.timeout)?;
-    let cfg = config(&a, group.is_some())?;
+    let cfg = config(&a)?;
     let sides = sides(&a);
     a.output.check()?;
     let plan = cfg.validate(sides)?;
@@ -363,17 +364,11 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The run's configuration from the options (`grouped`: an etcd group's rank).
-fn config(a: &XferArgs, grouped: bool) -> anyhow::Result<XferConfig> {
+fn config(a: &XferArgs) -> anyhow::Result<XferConfig> {
     let iterations = a.pacing.count(a.iterations)?.unwrap_or(Count::Fixed(10));
-    if grouped && a.rounds.is_some_and(|r| r > 1) {
-        anyhow::bail!(
-            "--rounds repeats one process's sessions; an etcd group's ranks do not repeat \
-             theirs together: leave --rounds out with --etcd"
-        );
-    }
     let rounds = match (a.rounds, iterations) {
         (Some(r), _) => r,
-        (None, Count::Auto(_)) if !grouped && a.arrival.is_none() => AUTO_ROUNDS,
+        (None, Count::Auto(_)) if a.arrival.is_none() => AUTO_ROUNDS,
         (None, _) => 1,
     };
     Ok(XferConfig {

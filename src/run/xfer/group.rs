@@ -5,7 +5,7 @@
 //! rank's own figures beside them. A rank that dies is named through its expired lease.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -293,8 +293,10 @@ fn target_part(
 
 /// Runs the target in a thread while watching the group: a rank that dies or gives up (or
 /// etcd going away) stops every worker at its next iteration (a worker whose initiator died
-/// may wait on the fabric until the time-out; it is left behind). Returns the target's
-/// document (when the run stops early, what it served so far) and what stopped it early.
+/// may wait on the fabric until the time-out; it is left behind). Before each round after the
+/// first, the target waits while this thread meets the other ranks (see [`round_barrier`]).
+/// Returns the target's document (when the run stops early, what it served so far) and what
+/// stopped it early.
 fn serve(
     tcfg: &XferConfig,
     group: &Group,
@@ -303,30 +305,53 @@ fn serve(
 ) -> Result<(Option<ResultDoc>, Option<RunError>), RunError> {
     let slot: Arc<Mutex<Option<Arc<TargetShared>>>> = Arc::default();
     let (cfg, put) = (tcfg.clone(), slot.clone());
+    let (ready, ready_rx) = mpsc::channel::<u64>();
+    let (go_tx, go) = mpsc::channel::<bool>();
     let target = std::thread::Builder::new()
         .name("kvxfer-target".into())
         .spawn(move || {
-            target::serve(&cfg, &listener, |shared| {
-                *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(shared);
-            })
+            let started = |shared| *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(shared);
+            let between = |round: u64| {
+                let _ = ready.send(round);
+                match go.recv() {
+                    Ok(true) => Ok(()),
+                    _ => Err(RunError::Config(format!(
+                        "the group's ranks did not meet before round {}",
+                        round + 1
+                    ))),
+                }
+            };
+            target::serve(&cfg, &listener, started, between)
         })
         .map_err(|source| RunError::Spawn {
             what: "the target thread",
             source,
         })?;
+    // Why the ranks did not meet, which is what stopped the target then.
+    let mut unmet = None;
     loop {
         if target.is_finished() {
             let outcome = target.join().map_err(|_| RunError::Crashed("target"))?;
+            let mut cause = |e| match unmet.take() {
+                Some(g) => RunError::Group(g),
+                None => blame(group, e, settle),
+            };
             return Ok(match outcome {
                 Ok(doc) => (Some(doc), None),
                 Err(RunError::Partial { doc, error }) => {
                     // Its error is concluded again below, blamed on a rank if one is gone.
                     let mut doc = *doc;
                     doc.errors.clear();
-                    (Some(doc), Some(blame(group, *error, settle)))
+                    (Some(doc), Some(cause(*error)))
                 }
-                Err(e) => (None, Some(blame(group, e, settle))),
+                Err(e) => (None, Some(cause(e))),
             });
+        }
+        if let Ok(round) = ready_rx.try_recv() {
+            let met = round_barrier(group, round);
+            let _ = go_tx.send(met.is_ok());
+            unmet = met.err();
+            continue;
         }
         if let Some(gone) = group.watch() {
             eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
@@ -341,6 +366,12 @@ fn serve(
         }
         std::thread::sleep(WATCH);
     }
+}
+
+/// Every rank meets here before `round` (counted from 0; the first needs no meeting), so that
+/// each round's transfers start together as the first round's do.
+fn round_barrier(group: &Group, round: u64) -> Result<(), GroupError> {
+    group.barrier(&format!("round-{round}"))
 }
 
 /// An initiator rank: its workers into the target ranks the scheme names (round robin).
@@ -361,7 +392,14 @@ fn initiator_part(
         eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
         Some(RunError::Group(gone))
     };
-    let mut got = initiator::reports(cfg, &targets, progress, Some(&mut watch))?;
+    let mut round = 0;
+    let mut got = super::rounds::each(cfg, |round_cfg| {
+        if round > 0 {
+            round_barrier(group, round)?;
+        }
+        round += 1;
+        initiator::reports(round_cfg, &targets, progress, Some(&mut watch))
+    })?;
     got.error = got.error.map(|e| blame(group, e, settle));
     let reports = got.reports.clone();
     let error = got.error.as_ref().map(|e| e.to_string());

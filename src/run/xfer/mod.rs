@@ -42,10 +42,7 @@ use crate::run::path::{Probe, SpanGate};
 /// Runs the target side: accepts `concurrency` workers (one in outstanding mode) on the
 /// listener, serves them (once per round), and returns the document of all their reports.
 pub fn run_target(cfg: &XferConfig, listener: &OobListener) -> Result<ResultDoc, RunError> {
-    if cfg.rounds > 1 {
-        return target::serve_rounds(cfg, listener);
-    }
-    target::serve(cfg, listener, |_| {})
+    target::serve(cfg, listener, |_| {}, |_| Ok(()))
 }
 
 /// Runs the initiator side: `concurrency` workers (one in outstanding mode) against the

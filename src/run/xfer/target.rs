@@ -401,30 +401,26 @@ pub(super) fn connect_target(
     })
 }
 
-/// Serves the target side (see [`super::run_target`]), handing what the workers share to
-/// `started` first: [`TargetShared::stop_all`] stops every worker at its next iteration (a group
-/// run does when a rank is gone).
+/// Serves `cfg`'s rounds on `listener` (see [`super::run_target`]), one session after another,
+/// and returns the document of every round's reports merged (the path read over the first
+/// round). Each round first hands what its workers share to `started`
+/// ([`TargetShared::stop_all`] stops every worker at its next iteration: a group run does when
+/// a rank is gone), and every round after the first waits for `between(round)` (a group run's
+/// ranks meet there). A round that fails ends the run with what the earlier rounds measured.
 pub(super) fn serve(
     cfg: &XferConfig,
     listener: &OobListener,
-    started: impl FnOnce(Arc<TargetShared>),
+    mut started: impl FnMut(Arc<TargetShared>),
+    mut between: impl FnMut(u64) -> Result<(), RunError>,
 ) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::One(Side::Target))?;
-    let (reports, span) = serve_round(cfg, &plan, listener, started)?;
-    let doc = super::report::build(cfg, &plan, Side::Target, &reports, span.as_ref());
-    Ok(doc)
-}
-
-/// Serves `cfg`'s rounds on `listener`, one session after another, and returns the
-/// document of every round's reports merged (the path read over the first round). A round
-/// that fails ends the run with what the earlier rounds measured.
-pub(super) fn serve_rounds(
-    cfg: &XferConfig,
-    listener: &OobListener,
-) -> Result<ResultDoc, RunError> {
-    let plan = cfg.validate(Sides::One(Side::Target))?;
+    let mut round = 0;
     let got = super::rounds::each(cfg, |round_cfg| {
-        let (reports, span) = serve_round(round_cfg, &plan, listener, |_| {})?;
+        if round > 0 {
+            between(round)?;
+        }
+        round += 1;
+        let (reports, span) = serve_round(round_cfg, &plan, listener, &mut started)?;
         Ok(Collected {
             reports,
             error: None,
@@ -444,7 +440,7 @@ fn serve_round(
     cfg: &XferConfig,
     plan: &XferPlan,
     listener: &OobListener,
-    started: impl FnOnce(Arc<TargetShared>),
+    started: &mut impl FnMut(Arc<TargetShared>),
 ) -> Result<(Vec<WorkerReport>, Option<SpanReadings>), RunError> {
     let plan = *plan;
     let (workers, per) = (plan.workers, plan.transfers_per_worker);
