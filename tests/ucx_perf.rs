@@ -67,6 +67,23 @@ fn transports(doc: &ResultDoc) -> Vec<String> {
     serde_json::from_value(doc.environment.extra["ucx_transports"].clone()).unwrap()
 }
 
+/// Runs `ucx-perf ARGS --json` in one process under `env` and expects success; returns its
+/// stdout and document.
+fn one_process(env: &[(&str, &str)], args: &[&str]) -> (String, ResultDoc) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = ucx_cmd(env)
+        .arg("ucx-perf")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    (stdout, read_doc(&json))
+}
+
 #[test]
 fn tag_lat_tcp_one_process() {
     let _g = fabric_lock();
@@ -102,19 +119,11 @@ fn tag_lat_tcp_one_process() {
 #[test]
 fn cpus_pin_both_sides_as_ucx_perftest_c_does() {
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
     // Both sides on CPU 0: each thread waits while the other polls (unpinned: about 0 %).
-    ucx_cmd(&SHM)
-        .args([
-            "ucx-perf", "-t", "tag_lat", "-s", "64", "-n", "50", "--cpus", "0",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .timeout(Duration::from_secs(120))
-        .assert()
-        .success();
-    let doc = read_doc(&json);
+    let (_, doc) = one_process(
+        &SHM,
+        &["-t", "tag_lat", "-s", "64", "-n", "50", "--cpus", "0"],
+    );
     assert_eq!(doc.config["cpus"], serde_json::json!([0]));
     let s = &doc.results[0].extra["scheduling"];
     for side in ["initiator", "target"] {
@@ -128,18 +137,8 @@ fn cpus_pin_both_sides_as_ucx_perftest_c_does() {
 #[test]
 fn tag_lat_shared_memory_one_process() {
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    ucx_cmd(&SHM)
-        .args([
-            "ucx-perf", "-t", "tag_lat", "-s", "1,64,64K", "-n", "2500", "--verify",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .timeout(Duration::from_secs(120))
-        .assert()
-        .success();
-    let doc = read_doc(&json);
+    let args = ["-t", "tag_lat", "-s", "1,64,64K", "-n", "2500", "--verify"];
+    let (_, doc) = one_process(&SHM, &args);
     assert_lat_consistent(&doc, &[1, 64, 65536], 2500);
     let t = transports(&doc);
     assert!(t.contains(&"posix/memory".to_string()), "{t:?}");
@@ -173,19 +172,11 @@ fn assert_bw_consistent(doc: &ResultDoc, sizes: &[u64], iterations: u64, outstan
 #[test]
 fn tag_bw_tcp_one_process() {
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    ucx_cmd(&TCP)
-        .args([
-            "ucx-perf", "-t", "tag_bw", "-s", "1M", "-n", "64", "-w", "8", "-O", "8",
-        ])
-        .args(["--verify", "--json"])
-        .arg(&json)
-        .timeout(Duration::from_secs(120))
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("overhead (usec)"));
-    let doc = read_doc(&json);
+    let args = [
+        "-t", "tag_bw", "-s", "1M", "-n", "64", "-w", "8", "-O", "8", "--verify",
+    ];
+    let (out, doc) = one_process(&TCP, &args);
+    assert!(out.contains("overhead (usec)"), "{out}");
     assert_bw_consistent(&doc, &[1 << 20], 64, 8);
     assert_eq!(transports(&doc), ["tcp/lo"]);
 }
@@ -195,18 +186,11 @@ fn tag_bw_small_messages_overtake_their_receives_and_still_verify() {
     // Eager messages complete at the sender at once, so the receiver finds many of them
     // already waiting (UCX's unexpected queue): their lengths and payloads must still be right.
     let _g = fabric_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    ucx_cmd(&SHM)
-        .args([
-            "ucx-perf", "-t", "tag_bw", "-s", "1,64,8K", "-n", "3000", "-O", "16",
-        ])
-        .args(["--verify", "--json"])
-        .arg(&json)
-        .timeout(Duration::from_secs(120))
-        .assert()
-        .success();
-    assert_bw_consistent(&read_doc(&json), &[1, 64, 8192], 3000, 16);
+    let args = [
+        "-t", "tag_bw", "-s", "1,64,8K", "-n", "3000", "-O", "16", "--verify",
+    ];
+    let (_, doc) = one_process(&SHM, &args);
+    assert_bw_consistent(&doc, &[1, 64, 8192], 3000, 16);
 }
 
 fn two_processes(env: &[(&str, &str)], args: &[&str]) -> (ResultDoc, ResultDoc, String) {
