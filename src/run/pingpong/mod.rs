@@ -290,36 +290,51 @@ fn measure(
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SideOutcome, RunError> {
-    let spec = cfg.endpoint_spec(cfg.caps(), Some(oob.local_ip()?));
-    let connect = |oob: &mut Oob| {
-        fabric::connect(&spec, role, &mut |ours: &[u8]| {
-            oob.exchange(ours).map_err(|e| e.to_string())
-        })
-    };
-    let conn = connect(oob)?;
+    let conn = connect(cfg, role, oob)?;
     let mut doc = ResultDoc::new("kvxfer", "pingpong", "L0");
     doc.config = config_map(cfg, role);
     doc.environment = environment::with_fabric(&conn.info);
     let max = *cfg.sizes.iter().max().expect("validated: sizes not empty") as usize;
     let (mode, inject, timeout) = (cfg.mode, cfg.inject, cfg.timeout);
     let outcome = match cfg.seg_of(role) {
-        SegKind::Dram => {
-            let open = |conn| Ok(MsgChannel::new(conn, max, mode, inject, timeout)?);
-            let mut again = |oob: &mut Oob| open(connect(oob)?);
-            open(conn).and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch, &mut again))
-        }
-        SegKind::Vram => {
-            let open = |conn| {
-                let (tx, rx) = vram_slots(cfg, max)?;
-                Ok(MsgChannel::over(conn, tx, rx, mode, inject, timeout)?)
-            };
-            let mut again = |oob: &mut Oob| open(connect(oob)?);
-            open(conn).and_then(|ch| sizes(cfg, role, oob, progress, &mut doc, ch, &mut again))
-        }
+        SegKind::Dram => in_rounds(cfg, role, oob, progress, &mut doc, conn, |conn| {
+            Ok(MsgChannel::new(conn, max, mode, inject, timeout)?)
+        }),
+        SegKind::Vram => in_rounds(cfg, role, oob, progress, &mut doc, conn, |conn| {
+            let (tx, rx) = vram_slots(cfg, max)?;
+            Ok(MsgChannel::over(conn, tx, rx, mode, inject, timeout)?)
+        }),
     };
     Ok(SideOutcome {
         doc: crate::run::conclude(doc, outcome)?,
     })
+}
+
+/// This side's endpoint connected to the peer's, their addresses traded over `oob`.
+fn connect(
+    cfg: &PingPongConfig,
+    role: Side,
+    oob: &mut Oob,
+) -> Result<fabric::Connection, RunError> {
+    let spec = cfg.endpoint_spec(cfg.caps(), Some(oob.local_ip()?));
+    Ok(fabric::connect(&spec, role, &mut |ours: &[u8]| {
+        oob.exchange(ours).map_err(|e| e.to_string())
+    })?)
+}
+
+/// Every size of the run (see [`sizes`]) on channels `make` builds: the first over `conn`,
+/// each later round's over a fresh connection.
+fn in_rounds<B: HostStaged>(
+    cfg: &PingPongConfig,
+    role: Side,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+    doc: &mut ResultDoc,
+    conn: fabric::Connection,
+    make: impl Fn(fabric::Connection) -> Result<MsgChannel<B>, RunError>,
+) -> Result<(), RunError> {
+    let mut again = |oob: &mut Oob| make(connect(cfg, role, oob)?);
+    make(conn).and_then(|ch| sizes(cfg, role, oob, progress, doc, ch, &mut again))
 }
 
 /// A side's message buffer in device memory.

@@ -198,27 +198,33 @@ fn measure(
     let max = *base.sizes.iter().max().expect("validated: sizes not empty") as usize;
     let (op, inject, timeout) = (cfg.op, base.inject, base.timeout);
     let outcome = match base.seg_of(role) {
-        SegKind::Dram => {
-            let open = |conn, oob: &mut Oob| {
-                let ch = RmaChannel::new(conn, max, op, inject, timeout)?;
-                RmaPingPong::over(ch, cfg, role, oob)
-            };
-            let mut again = |oob: &mut Oob| open(connect(cfg, role, oob)?, oob);
-            open(conn, oob).and_then(|pp| sizes(cfg, oob, progress, &mut doc, pp, &mut again))
-        }
-        SegKind::Vram => {
-            let open = |conn, oob: &mut Oob| {
-                let (tx, rx) = vram_slots(base, max)?;
-                let ch = RmaChannel::over(conn, tx, rx, op, inject, timeout)?;
-                RmaPingPong::over(ch, cfg, role, oob)
-            };
-            let mut again = |oob: &mut Oob| open(connect(cfg, role, oob)?, oob);
-            open(conn, oob).and_then(|pp| sizes(cfg, oob, progress, &mut doc, pp, &mut again))
-        }
+        SegKind::Dram => in_rounds(cfg, role, oob, progress, &mut doc, conn, |conn| {
+            Ok(RmaChannel::new(conn, max, op, inject, timeout)?)
+        }),
+        SegKind::Vram => in_rounds(cfg, role, oob, progress, &mut doc, conn, |conn| {
+            let (tx, rx) = vram_slots(base, max)?;
+            Ok(RmaChannel::over(conn, tx, rx, op, inject, timeout)?)
+        }),
     };
     Ok(SideOutcome {
         doc: crate::run::conclude(doc, outcome)?,
     })
+}
+
+/// Every size of the run (see [`sizes`]) on channels `make` builds: the first over `conn`,
+/// each later round's over a fresh connection.
+fn in_rounds<B: HostStaged>(
+    cfg: &RmaPingPongConfig,
+    role: Side,
+    oob: &mut Oob,
+    progress: &mut dyn FnMut(Progress),
+    doc: &mut ResultDoc,
+    conn: fabric::Connection,
+    make: impl Fn(fabric::Connection) -> Result<RmaChannel<B>, RunError>,
+) -> Result<(), RunError> {
+    let open = |conn, oob: &mut Oob| RmaPingPong::over(make(conn)?, cfg, role, oob);
+    let mut again = |oob: &mut Oob| open(connect(cfg, role, oob)?, oob);
+    open(conn, oob).and_then(|pp| sizes(cfg, oob, progress, doc, pp, &mut again))
 }
 
 impl<B: HostStaged> RmaPingPong<B> {
