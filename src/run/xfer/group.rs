@@ -392,12 +392,8 @@ fn initiator_part(
         eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
         Some(RunError::Group(gone))
     };
-    let mut round = 0;
-    let mut got = super::rounds::each(cfg, |round_cfg| {
-        if round > 0 {
-            round_barrier(group, round)?;
-        }
-        round += 1;
+    let meet = |round| Ok(round_barrier(group, round)?);
+    let mut got = super::rounds::each(cfg, meet, |round_cfg| {
         initiator::reports(round_cfg, &targets, progress, Some(&mut watch))
     })?;
     got.error = got.error.map(|e| blame(group, e, settle));

@@ -53,7 +53,11 @@ pub fn run_initiator(
     peers: &[String],
     progress: &XferProgress,
 ) -> Result<ResultDoc, RunError> {
-    let got = rounds::each(cfg, |c| initiator::reports(c, peers, progress, None))?;
+    let got = rounds::each(
+        cfg,
+        |_| Ok(()),
+        |c| initiator::reports(c, peers, progress, None),
+    )?;
     initiator::doc(cfg, got)
 }
 
@@ -118,12 +122,16 @@ fn run_local_pairs(cfg: &XferConfig, progress: &XferProgress) -> Result<ResultDo
                 .into(),
         ));
     }
-    let got = rounds::each(cfg, |cfg| {
-        let mems = target::target_mems(cfg, plan.workers, plan.transfers_per_worker)?;
-        let kept = kept_reports(&plan);
-        let gate = Arc::new(SpanGate::new(Probe::host(), plan.workers));
-        let handles = spawn_pairs(cfg, &plan, mems, progress, &kept, &gate)?;
-        Ok(initiator::collect(handles, &kept, &gate, None))
-    })?;
+    let got = rounds::each(
+        cfg,
+        |_| Ok(()),
+        |cfg| {
+            let mems = target::target_mems(cfg, plan.workers, plan.transfers_per_worker)?;
+            let kept = kept_reports(&plan);
+            let gate = Arc::new(SpanGate::new(Probe::host(), plan.workers));
+            let handles = spawn_pairs(cfg, &plan, mems, progress, &kept, &gate)?;
+            Ok(initiator::collect(handles, &kept, &gate, None))
+        },
+    )?;
     initiator::doc(cfg, got)
 }

@@ -39,11 +39,14 @@ impl XferConfig {
     }
 }
 
-/// Runs `one` once per round of `cfg` with the round's configuration, and merges what the
-/// rounds collected; the counter readings are the first round's (the path is read over it).
-/// A round that fails ends the run with every earlier round's reports and its own.
+/// Runs `one` once per round of `cfg` with the round's configuration, each round after the
+/// first once `between(round)` lets it (an etcd group's ranks meet there; rounds count from
+/// 0), and merges what the rounds collected; the counter readings are the first round's (the
+/// path is read over it). A round that fails, or a `between` that refuses, ends the run with
+/// every earlier round's reports (and a failed round's own).
 pub(super) fn each(
     cfg: &XferConfig,
+    mut between: impl FnMut(u64) -> Result<(), RunError>,
     mut one: impl FnMut(&XferConfig) -> Result<Collected, RunError>,
 ) -> Result<Collected, RunError> {
     if cfg.rounds <= 1 {
@@ -54,7 +57,8 @@ pub(super) fn each(
     let mut span = None;
     let mut error = None;
     for r in 0..cfg.rounds {
-        if let Err(e) = crate::stop::check().map_err(RunError::from) {
+        let ready = crate::stop::check().map_err(RunError::from);
+        if let Err(e) = ready.and_then(|()| if r > 0 { between(r) } else { Ok(()) }) {
             error = Some(e);
             break;
         }

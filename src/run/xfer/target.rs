@@ -411,15 +411,10 @@ pub(super) fn serve(
     cfg: &XferConfig,
     listener: &OobListener,
     mut started: impl FnMut(Arc<TargetShared>),
-    mut between: impl FnMut(u64) -> Result<(), RunError>,
+    between: impl FnMut(u64) -> Result<(), RunError>,
 ) -> Result<ResultDoc, RunError> {
     let plan = cfg.validate(Sides::One(Side::Target))?;
-    let mut round = 0;
-    let got = super::rounds::each(cfg, |round_cfg| {
-        if round > 0 {
-            between(round)?;
-        }
-        round += 1;
+    let got = super::rounds::each(cfg, between, |round_cfg| {
         let (reports, span) = serve_round(round_cfg, &plan, listener, &mut started)?;
         Ok(Collected {
             reports,
