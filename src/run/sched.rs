@@ -104,6 +104,13 @@ impl ThreadSched {
             .map(|(a, b)| a.saturating_add(b));
     }
 
+    /// Two spans' figures of one thread summed, as two rounds' are (one unread: none to state).
+    pub fn sum(a: Option<ThreadSched>, b: Option<ThreadSched>) -> Option<ThreadSched> {
+        let (mut a, b) = (a?, b?);
+        a.add(&b);
+        Some(a)
+    }
+
     /// The share of the span spent runnable without a CPU, % (None for an empty span).
     pub fn waiting_pct(&self) -> Option<f64> {
         (self.span_ns > 0).then(|| self.waiting_ns as f64 * 100.0 / self.span_ns as f64)

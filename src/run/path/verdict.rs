@@ -157,10 +157,7 @@ impl PathReport {
     /// figures are missing from either states none.
     pub fn add_sched(&mut self, ours: Option<ThreadSched>, theirs: Option<ThreadSched>) {
         for (side, more) in self.sides.iter_mut().zip([ours, theirs]) {
-            side.sched = side.sched.zip(more).map(|(mut a, b)| {
-                a.add(&b);
-                a
-            });
+            side.sched = ThreadSched::sum(side.sched, more);
         }
     }
 

@@ -138,20 +138,13 @@ fn absorb(r: &mut WorkerReport, later: WorkerReport) {
     if let Some(now) = &later.rails {
         sum_rails(&mut r.rails, now);
     }
-    r.sched = sum_sched(r.sched, later.sched);
-    r.target_sched = sum_sched(r.target_sched, later.target_sched);
+    r.sched = ThreadSched::sum(r.sched, later.sched);
+    r.target_sched = ThreadSched::sum(r.target_sched, later.target_sched);
     let limit =
         |s: &Option<StoppedBy>| matches!(s, Some(StoppedBy::MaxTime | StoppedBy::MaxIterations));
     if !limit(&r.stopped_by) {
         r.stopped_by = later.stopped_by;
     }
-}
-
-/// Two rounds' scheduler figures of one thread summed (one unread round: none to state).
-fn sum_sched(a: Option<ThreadSched>, b: Option<ThreadSched>) -> Option<ThreadSched> {
-    let (mut a, b) = (a?, b?);
-    a.add(&b);
-    Some(a)
 }
 
 /// The median's interval over the rounds' medians of the per-transfer latencies (every
