@@ -363,7 +363,7 @@ pub fn run(a: XferArgs) -> anyhow::Result<ExitCode> {
     a.path.exit(judged, &a.output)
 }
 
-/// The run's configuration from the options (`grouped`: an etcd group's rank).
+/// The run's configuration from the options.
 fn config(a: &XferArgs) -> anyhow::Result<XferConfig> {
     let iterations = a.pacing.count(a.iterations)?.unwrap_or(Count::Fixed(10));
     let rounds = match (a.rounds, iterations) {

@@ -40,10 +40,6 @@ pub trait PairRun: Clone + Send + 'static {
     fn timeout(&self) -> Duration;
     /// The CPUs the sides' measuring threads are pinned to (`--cpus`; empty: none).
     fn cpus(&self) -> &CpuPlan;
-    /// Host memory one side holds (buffers, endpoints); nothing unless the run says.
-    fn memory(&self) -> MemoryNeed {
-        MemoryNeed::default()
-    }
     /// Measures one side over an established control connection.
     fn measure(
         &self,
@@ -51,6 +47,10 @@ pub trait PairRun: Clone + Send + 'static {
         oob: &mut Oob,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<SideOutcome, RunError>;
+    /// Host memory one side holds (buffers, endpoints); nothing unless the run says.
+    fn memory(&self) -> MemoryNeed {
+        MemoryNeed::default()
+    }
 }
 
 /// Runs a pair's target side on a bound control port.

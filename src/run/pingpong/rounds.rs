@@ -171,8 +171,8 @@ impl Measured {
 
 /// The rounds of a run, every size in each, into `m`, the first round's sizes read by
 /// `probe` (the path's counters span them) and the later ones by a probe that is off (what the
-/// scheduler did alone); the last channel closes once both sides are done. A channel whose size failed is abandoned (see
-/// [`abandon`]).
+/// scheduler did alone); the last channel closes once both sides are done. A channel whose
+/// size failed is abandoned (see [`abandon`]).
 pub(super) fn run_rounds<C: RoundChannel>(
     oob: &mut Oob,
     progress: &mut dyn FnMut(Progress),
