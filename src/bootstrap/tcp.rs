@@ -353,6 +353,10 @@ impl Oob {
             let mut connected = None;
             for a in &addrs {
                 match TcpStream::connect_timeout(a, remaining.min(Duration::from_secs(2))) {
+                    // Dropped, which frees the port for the target that is to bind it.
+                    Ok(s) if connected_to_itself(&s) => {
+                        last = format!("{a} answered with this very socket (nothing listens)")
+                    }
                     Ok(s) => {
                         connected = Some(s);
                         break;
@@ -602,6 +606,14 @@ fn with_default_port(peer: &str) -> String {
     } else {
         format!("{peer}:{DEFAULT_PORT}")
     }
+}
+
+/// Whether `s` is connected to itself: a connection to a local port in the ephemeral range
+/// where nothing listens yet can be given that very port as its source, and TCP's
+/// simultaneous open then joins the socket to itself (the default control port, 47590, lies
+/// in Linux's ephemeral range).
+fn connected_to_itself(s: &TcpStream) -> bool {
+    matches!((s.local_addr(), s.peer_addr()), (Ok(a), Ok(b)) if a == b)
 }
 
 #[cfg(test)]

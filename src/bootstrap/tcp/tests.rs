@@ -109,6 +109,35 @@ fn an_initiator_started_first_meets_a_target_that_binds_later() {
 }
 
 #[test]
+fn a_socket_joined_to_itself_is_told_from_a_connection() {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType};
+    use nix::sys::socket::{setsockopt, sockopt::ReuseAddr, SockaddrIn};
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // What an initiator retrying toward a port nobody listens on can be given: its own port
+    // as the source, and the simultaneous open joins the socket to itself.
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .unwrap();
+    setsockopt(&fd, ReuseAddr, &true).unwrap();
+    let here = SockaddrIn::new(127, 0, 0, 1, port);
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &here).unwrap();
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &here).unwrap();
+    let joined = TcpStream::from(fd);
+    assert!(connected_to_itself(&joined));
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let real = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    assert!(!connected_to_itself(&real));
+}
+
+#[test]
 fn unreachable_peer_fails_within_timeout() {
     // Bind then drop to find a port nobody listens on.
     let port = TcpListener::bind("127.0.0.1:0")
