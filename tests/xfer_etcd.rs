@@ -551,6 +551,47 @@ fn a_killed_target_rank_of_a_pairwise_run_is_named_by_every_survivor() {
     println!("every survivor ended {took:.1?} after the kill");
 }
 
+// A target rank whose initiator dies in a later round states every round it served, not the
+// current round's alone.
+#[test]
+fn a_target_rank_whose_initiator_dies_in_a_later_round_keeps_every_round_it_served() {
+    let test = "a_target_rank_whose_initiator_dies_in_a_later_round_keeps_every_round_it_served";
+    let Some(run) = GroupRun::start(test, "roundkill") else {
+        return;
+    };
+    const PER_ROUND: u64 = 50;
+    let args = RankArgs::new("64K", 1, PER_ROUND).world(2).lo(60).with(&[
+        "--rounds",
+        "1000",
+        "--etcd-ttl",
+        "2",
+    ]);
+    let mut children = run.spawn_all(&[], 2, &args);
+    // Rank 0, the target, meets the others before round 4 once it served rounds 1 to 3.
+    run.wait_for_key("/barrier/round-3/0");
+    let mut victim = children.remove(1);
+    victim.kill().unwrap();
+    let _ = victim.wait();
+    let out = children.remove(0).wait_with_output().unwrap();
+    assert_names_dead(0, &out, 1);
+    // Rank 0's document is the group's: its initiator rank is lost, its target rank states
+    // what it served.
+    let merged = run.doc(0);
+    assert_eq!(merged.status, Status::Partial, "{:?}", merged.errors);
+    let served = &merged.results[0].extra["targets"][0];
+    println!("served before the kill: {served}");
+    let n = served["iterations"].as_u64().unwrap();
+    assert!(
+        n >= 3 * PER_ROUND,
+        "rank 0 served 3 rounds of {PER_ROUND} and states {n}: {}",
+        stderr(&out)
+    );
+    assert!(n < 1000 * PER_ROUND);
+    assert_eq!(served["status"], "partial");
+    assert_eq!(served["workers"], 1);
+    assert_eq!(served["bytes_counted"], n * (64 << 10));
+}
+
 // Issue 29, item 12: etcd going away mid-run ends both ranks promptly, and each keeps what it
 // finished: the initiator its iterations, the target rank (rank 0 here) the iterations it
 // served.

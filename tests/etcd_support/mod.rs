@@ -222,16 +222,21 @@ impl GroupRun {
     /// Waits until a target rank has published its address (every rank joined; the transfers
     /// start right after).
     pub fn wait_for_target(&self) {
+        self.wait_for_key("/target/");
+    }
+
+    /// Waits until a key of the run holds `part` (at most 30 s).
+    pub fn wait_for_key(&self, part: &str) {
         let start = Instant::now();
         while !self
             .etcd
             .keys(&format!("/kvxfer/{}/", self.group))
             .iter()
-            .any(|k| k.contains("/target/"))
+            .any(|k| k.contains(part))
         {
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "no target rank published"
+                "no rank published a key with {part}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }

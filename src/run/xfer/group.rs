@@ -5,6 +5,7 @@
 //! rank's own figures beside them. A rank that dies is named through its expired lease.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -53,10 +54,10 @@ impl Served {
         let r = doc.results.first()?;
         let n = |k: &str| r.extra.get(k).and_then(Value::as_u64).unwrap_or(0);
         Some(Served {
-            workers: r
-                .extra
-                .get("workers")
-                .and_then(Value::as_array)
+            // A complete document lists its workers; one that stopped early, what each served.
+            workers: ["workers", "served_iterations"]
+                .iter()
+                .find_map(|k| r.extra.get(*k).and_then(Value::as_array))
                 .map_or(0, Vec::len),
             iterations: r.iterations,
             bytes_counted: n("bytes_counted"),
@@ -295,7 +296,7 @@ fn target_part(
 /// etcd going away) stops every worker at its next iteration (a worker whose initiator died
 /// may wait on the fabric until the time-out; it is left behind). Before each round after the
 /// first, the target waits while this thread meets the other ranks (see [`round_barrier`]).
-/// Returns the target's document (when the run stops early, what it served so far) and what
+/// Returns the target's document (when the run stops early, what its rounds served so far) and what
 /// stopped it early.
 fn serve(
     tcfg: &XferConfig,
@@ -303,14 +304,15 @@ fn serve(
     listener: OobListener,
     settle: Duration,
 ) -> Result<(Option<ResultDoc>, Option<RunError>), RunError> {
-    let slot: Arc<Mutex<Option<Arc<TargetShared>>>> = Arc::default();
+    // What every round started so far shares, in round order.
+    let slot: Arc<Mutex<Vec<Arc<TargetShared>>>> = Arc::default();
     let (cfg, put) = (tcfg.clone(), slot.clone());
     let (ready, ready_rx) = mpsc::channel::<u64>();
     let (go_tx, go) = mpsc::channel::<bool>();
     let target = std::thread::Builder::new()
         .name("kvxfer-target".into())
         .spawn(move || {
-            let started = |shared| *put.lock().unwrap_or_else(|p| p.into_inner()) = Some(shared);
+            let started = |shared| put.lock().unwrap_or_else(|p| p.into_inner()).push(shared);
             let between = |round: u64| {
                 let _ = ready.send(round);
                 match go.recv() {
@@ -355,13 +357,15 @@ fn serve(
         }
         if let Some(gone) = group.watch() {
             eprintln!("kvxfer: rank {}: {gone}: stopping the run", group.rank());
-            let started = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let doc = started.map(|shared| {
-                shared.stop_all();
-                let plan = tcfg.validate(Sides::One(Side::Target));
-                plan.map(|plan| target::served_doc(tcfg, &plan, &shared.served))
-            });
-            let doc = doc.transpose()?.filter(|d| !d.results.is_empty());
+            let rounds = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some(now) = rounds.last() else {
+                return Ok((None, Some(RunError::Group(gone))));
+            };
+            now.stop_all();
+            let plan = tcfg.validate(Sides::One(Side::Target))?;
+            let counts: Vec<&[AtomicU64]> = rounds.iter().map(|r| &r.served[..]).collect();
+            let doc = target::served_doc(tcfg, &plan, &counts);
+            let doc = Some(doc).filter(|d| !d.results.is_empty());
             return Ok((doc, Some(RunError::Group(gone))));
         }
         std::thread::sleep(WATCH);

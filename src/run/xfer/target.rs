@@ -185,14 +185,17 @@ impl TargetShared {
 /// a run that stops early (the timings come with the initiators' reports, at the end).
 pub(super) type ServedCounts = Vec<AtomicU64>;
 
-/// The target side's document of a run that stopped early: per worker the timed iterations it
-/// served, and as the result the iterations every worker finished, without timings (none
-/// when no timed iteration was served).
-pub(super) fn served_doc(cfg: &XferConfig, plan: &XferPlan, counts: &[AtomicU64]) -> ResultDoc {
-    let timed: Vec<u64> = counts
-        .iter()
-        .map(|c| c.load(Ordering::SeqCst).saturating_sub(cfg.warmup))
-        .collect();
+/// The target side's document of a run that stopped early, from the counts of every round it
+/// started (`rounds`, each with its own warm-up): per worker the timed iterations it served,
+/// and as the result the iterations every worker finished, without timings (none when no
+/// timed iteration was served).
+pub(super) fn served_doc(cfg: &XferConfig, plan: &XferPlan, rounds: &[&[AtomicU64]]) -> ResultDoc {
+    let mut timed = vec![0u64; plan.workers];
+    for counts in rounds {
+        for (t, c) in timed.iter_mut().zip(counts.iter()) {
+            *t = t.saturating_add(c.load(Ordering::SeqCst).saturating_sub(cfg.warmup));
+        }
+    }
     let iterations = timed.iter().copied().min().unwrap_or(0);
     let mut doc = super::report::build(cfg, plan, Side::Target, &[], None);
     doc.results.clear();
@@ -448,7 +451,7 @@ fn serve_round(
     started(shared.clone());
     let mut handles = Vec::with_capacity(workers);
     let partial = |e: RunError| {
-        let doc = served_doc(cfg, &plan, &shared.served);
+        let doc = served_doc(cfg, &plan, &[&shared.served]);
         match doc.results.is_empty() {
             true => e,
             false => match crate::run::conclude(doc, Err(e)) {
