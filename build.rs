@@ -10,13 +10,15 @@ fn git(args: &[&str]) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Embeds the folder of the UCX that ucx-sys linked (its `links` metadata) as an rpath of every
-/// binary, test and bench of kvxfer, so they load that UCX without LD_LIBRARY_PATH. A system
-/// folder needs none. `KVXFER_UCX_LIBDIR` keeps the folder (empty when pkg-config named none).
-fn ucx_rpath() {
-    println!("cargo:rerun-if-env-changed=DEP_UCX_LIBDIR");
-    let libdir = std::env::var("DEP_UCX_LIBDIR").unwrap_or_default();
-    println!("cargo:rustc-env=KVXFER_UCX_LIBDIR={libdir}");
+/// Embeds the folder of the library a -sys crate found (`links` metadata `DEP_<LINKS>_LIBDIR`:
+/// UCX, libfabric; both loaded at run time) as an rpath of every binary, test and bench of
+/// kvxfer, so they load that library without LD_LIBRARY_PATH. A system folder needs none.
+/// `KVXFER_<LINKS>_LIBDIR` keeps the folder (empty when none was named).
+fn dep_rpath(links: &str) {
+    let var = format!("DEP_{links}_LIBDIR");
+    println!("cargo:rerun-if-env-changed={var}");
+    let libdir = std::env::var(&var).unwrap_or_default();
+    println!("cargo:rustc-env=KVXFER_{links}_LIBDIR={libdir}");
     if libdir.is_empty() {
         return;
     }
@@ -42,7 +44,8 @@ fn main() {
         "cargo:rustc-env=KVXFER_PROFILE={}",
         std::env::var("PROFILE").unwrap_or_default()
     );
-    ucx_rpath();
+    dep_rpath("UCX");
+    dep_rpath("FABRIC");
     if let Some(head) = git(&["rev-parse", "--git-dir"]) {
         println!("cargo:rerun-if-changed={head}/HEAD");
         println!("cargo:rerun-if-changed={head}/index");

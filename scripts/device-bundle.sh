@@ -8,8 +8,8 @@
 #   tests/lib, tests/xfer_mem   the cuda build's device test executables, stripped
 #   lib/              every shared library these load except the C runtime and the NVIDIA
 #                     driver: UCX (libucp/uct/ucs/ucm, lib/ucx/ its modules, cuda among them),
-#                     libfabric and its dependencies, as ldd finds them; stripped, each with
-#                     an rpath of $ORIGIN, so nothing is looked up on the host
+#                     libfabric, and the dependencies of all, as ldd finds them; stripped,
+#                     each with an rpath of $ORIGIN, so nothing is looked up on the host
 #   check.sh          scripts/device-check.sh: every GPU check under its own time limit
 #   README            how to run it
 #
@@ -59,6 +59,17 @@ for m in "$ucx_lib"/ucx/lib*.so.[0-9]*; do
     cp -L "$m" "$new/lib/ucx/$base"
     src["$new/lib/ucx/$base"]="$m"
 done
+
+# libfabric: loaded at run time as well, when a command opens a fabric (`kvxfer info --json`
+# names the file); its dependencies follow in the closure below.
+fabric_lib=$("$new/bin/kvxfer" info --json 2>/dev/null |
+    sed -n 's/^[[:space:]]*"libfabric_library": "\(.*\)",\{0,1\}$/\1/p')
+if [ -z "$fabric_lib" ] || [ ! -e "$fabric_lib" ]; then
+    echo "device-bundle: kvxfer names no libfabric.so.1 it loads ($new/bin/kvxfer info --json)" >&2
+    exit 2
+fi
+cp -L "$fabric_lib" "$new/lib/libfabric.so.1"
+src["$new/lib/libfabric.so.1"]="$fabric_lib"
 
 elves() { # every ELF file of the bundle
     local f

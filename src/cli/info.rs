@@ -95,6 +95,7 @@ pub fn run(a: InfoArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let doc = serde_json::json!({
             "libfabric_version": fabric::runtime_version(),
+            "libfabric_library": fabric::library_path(),
             "providers": entries,
         });
         kvxfer::outln!("{}", serde_json::to_string_pretty(&doc)?);

@@ -137,6 +137,7 @@ pub fn drive<C: PairRun>(
 ) -> anyhow::Result<ExitCode> {
     let waiting = format!("{} {}", a.provider, a.endpoint.name());
     a.output.check()?;
+    kvxfer::fabric::load()?;
     let outcome = run_pair(
         cfg,
         a.listen.as_deref(),

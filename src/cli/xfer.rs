@@ -62,9 +62,11 @@ pub struct FabricArgs {
 
 impl FabricArgs {
     /// Refuses a libfabric option given with `--backend ucx`, naming what chooses UCX's
-    /// transports instead; loads UCX for a UCX run, before any buffer is allocated.
+    /// transports instead; loads the library of the run's backend first thing (UCX before any
+    /// buffer is allocated, libfabric before any set-up is timed).
     pub fn check(&self) -> anyhow::Result<()> {
         if self.backend != BackendArg::Ucx {
+            kvxfer::fabric::load()?;
             return Ok(());
         }
         kvxfer::ucx::load()?;

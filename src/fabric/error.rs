@@ -50,6 +50,9 @@ pub enum FabricError {
         /// The domains it offers, comma-separated.
         offered: String,
     },
+    /// libfabric could not be loaded (it is loaded on first use).
+    #[error("libfabric could not be loaded: {0}")]
+    NotLoaded(String),
     /// A value passed to the safe layer is out of range.
     #[error("{0}")]
     Invalid(String),

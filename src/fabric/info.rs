@@ -157,6 +157,8 @@ fn strdup(s: &str) -> Result<*mut libc::c_char> {
 
 impl RawHints {
     fn build(h: &Hints) -> Result<RawHints> {
+        // Every use of libfabric starts with hints: here it is loaded, or says why not.
+        load()?;
         // SAFETY: fi_allocinfo returns a zeroed fi_info with all attribute structs allocated.
         let raw = NonNull::new(unsafe { sys::fi_allocinfo() })
             .ok_or_else(|| FabricError::Invalid("fi_allocinfo returned NULL".into()))?;
@@ -521,9 +523,25 @@ pub fn available_providers() -> Vec<String> {
     names
 }
 
-/// The libfabric library version loaded at run time, "major.minor".
+/// Loads libfabric (once). A command that opens a fabric loads it first thing, so that the
+/// start-up of the libraries it links (Debian's PSM libraries sleep 0.2 s) lands in no timed
+/// span, such as a connection's set-up.
+pub fn load() -> Result<()> {
+    sys::load().map_err(FabricError::NotLoaded)
+}
+
+/// The libfabric library version loaded at run time, "major.minor" (loading it), or
+/// `not loaded (WHY)`.
 pub fn runtime_version() -> String {
+    if let Err(why) = sys::load() {
+        return format!("not loaded ({why})");
+    }
     // SAFETY: fi_version takes no arguments and returns a constant.
     let v = unsafe { sys::fi_version() };
     format!("{}.{}", v >> 16, v & 0xffff)
+}
+
+/// The file libfabric was loaded from (loading it; None where it could not be).
+pub fn library_path() -> Option<String> {
+    sys::library_path()
 }

@@ -19,8 +19,8 @@ pub use domain::{Domain, Fabric};
 pub use endpoint::{bind, Enabled, Endpoint, FiAddr, Opened, PassiveEndpoint};
 pub use error::{strerror, FabricError, Result};
 pub use info::{
-    available_providers, caps, mr_mode, runtime_version, EndpointType, Hints, Info, InfoList,
-    InfoRef,
+    available_providers, caps, library_path, load, mr_mode, runtime_version, EndpointType, Hints,
+    Info, InfoList, InfoRef,
 };
 pub use mr::{LocalSlice, LocalSliceMut, MemoryRegion, RegMode, RemoteRegion, RemoteSlice};
 pub use path::{DataPath, Done};

@@ -1,5 +1,6 @@
 //! Finds libfabric (pkg-config, then $LIBFABRIC_DIR, then /opt/amazon/efa), generates its
-//! bindings, compiles the shim for its static-inline API, and links libfabric once, after the shim.
+//! bindings, and compiles the shim for its static-inline API and its exported functions, which
+//! load libfabric on first use (the executable's run path names the folder it was found in).
 
 use build_support::{bindgen, fail, Found, Layout};
 use std::env;
@@ -9,8 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYOUT: Layout = Layout {
     header: "include/rdma/fabric.h",
     libdirs: &["lib", "lib64"],
-    marks: &["libfabric.so", "libfabric.a"],
-    libs: &["fabric"],
+    marks: &["libfabric.so.1", "libfabric.so"],
 };
 
 fn find() -> Result<Found, String> {
@@ -62,11 +62,14 @@ fn main() {
     cc.file(extern_c.with_extension("c"))
         .file(here.join("shim.c"))
         .include(&here)
+        .flag("-fvisibility=hidden")
         .warnings(false);
     for inc in &found.include {
         cc.include(inc);
     }
     cc.compile("kvxfer_fabric_shim");
-    // After the shim, whose symbols need libfabric: the linker resolves left to right.
-    build_support::link(&found);
+    // libfabric is loaded on first use (shim.c), from where the linker would have found it:
+    // the run path names its folder, and nothing links it.
+    build_support::run_path(&found);
+    println!("cargo:rustc-link-lib=dl");
 }

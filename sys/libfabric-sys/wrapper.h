@@ -13,3 +13,8 @@
 uint32_t kvxfer_fi_version(void);
 uint64_t kvxfer_fi_addr_unspec(void);
 uint64_t kvxfer_fi_key_notavail(void);
+
+/* libfabric loaded on first use (shim.c): NULL once loaded, else why it could not be; the file
+ * it was loaded from (loading it; "" where it could not be). */
+const char *kvxfer_fabric_load(void);
+const char *kvxfer_fabric_path(void);

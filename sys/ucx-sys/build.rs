@@ -19,7 +19,6 @@ const LAYOUT: Layout = Layout {
         "lib/aarch64-linux-gnu",
     ],
     marks: &["libucp.so"],
-    libs: &["ucp", "uct", "ucs"],
 };
 
 /// Every UCX function kvxfer calls (UCX 1.10 has them all).
@@ -98,12 +97,8 @@ fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     let found = find().unwrap_or_else(|why| fail(&why));
     build_support::record(&found);
-    // Not linked: kvxfer loads libucp when a command first needs UCX (see lib.rs). The
-    // rpath lets this crate's own tests find the same library.
-    if let Some(libdir) = &found.libdir {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", libdir.display());
-        println!("cargo:libdir={}", libdir.display());
-    }
+    // Not linked: kvxfer loads libucp when a command first needs UCX (see lib.rs).
+    build_support::run_path(&found);
     let here = build_support::manifest_dir();
     let builder = bindgen::Builder::default()
         .header(here.join("wrapper.h").to_string_lossy())

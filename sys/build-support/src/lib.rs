@@ -1,5 +1,6 @@
 //! What the build scripts of libfabric-sys and ucx-sys share: finding a C library (a prefix or
-//! pkg-config), emitting its link lines exactly once, generating its bindings, and recording
+//! pkg-config), naming its folder as the run path (both are loaded at run time, not linked),
+//! generating its bindings, and recording
 //! where it was found without a `cargo:warning` on every build.
 //!
 //! Where a library was found is written to `$OUT_DIR/found.txt`, exported to the crate as the
@@ -15,17 +16,13 @@ pub use bindgen;
 /// The environment variable that turns the "using ..." build message back on.
 pub const VERBOSE_VAR: &str = "KVXFER_SYS_VERBOSE";
 
-/// A C library: its headers, its library folder, the libraries to link, and how it was found.
+/// A C library: its headers, its library folder, and how it was found.
 #[derive(Debug, Clone)]
 pub struct Found {
     /// Folders holding its headers.
     pub include: Vec<PathBuf>,
     /// Folder holding its shared libraries (None when the linker's default path has them).
     pub libdir: Option<PathBuf>,
-    /// Every folder the linker searches for it (pkg-config may name more than one).
-    pub search: Vec<PathBuf>,
-    /// Library names to link (`fabric`, `ucp`, ...), each once.
-    pub libs: Vec<String>,
     /// How it was found, for people: "pkg-config libfabric 1.17.0".
     pub how: String,
 }
@@ -38,8 +35,6 @@ pub struct Layout<'a> {
     pub libdirs: &'a [&'a str],
     /// A file that marks the library folder (`libfabric.so`); any one of these will do.
     pub marks: &'a [&'a str],
-    /// Libraries to link.
-    pub libs: &'a [&'a str],
 }
 
 /// The library installed under `prefix` in `layout`, or None when the header or library is absent.
@@ -54,16 +49,14 @@ pub fn from_prefix(prefix: &Path, layout: &Layout, how: &str) -> Option<Found> {
         .find(|d| layout.marks.iter().any(|m| d.join(m).exists()))?;
     Some(Found {
         include: vec![prefix.join("include")],
-        libdir: Some(libdir.clone()),
-        search: vec![libdir],
-        libs: layout.libs.iter().map(|l| l.to_string()).collect(),
+        libdir: Some(libdir),
         how: format!("{how} ({})", prefix.display()),
     })
 }
 
 /// The library pkg-config knows as `name` (at least `min_version`), or None.
 ///
-/// pkg-config prints no cargo lines here: [`link`] emits them, once.
+/// pkg-config prints no cargo lines here: nothing is linked ([`run_path`] names the folder).
 pub fn from_pkg_config(name: &str, min_version: &str) -> Option<Found> {
     let lib = pkg_config::Config::new()
         .atleast_version(min_version)
@@ -73,26 +66,17 @@ pub fn from_pkg_config(name: &str, min_version: &str) -> Option<Found> {
     Some(Found {
         include: lib.include_paths,
         libdir: lib.link_paths.first().cloned(),
-        search: lib.link_paths,
-        libs: lib.libs,
         how: format!("pkg-config {name} {}", lib.version),
     })
 }
 
-/// Emits the search path, the rpath (for this crate's own tests) and each library once.
-pub fn link(found: &Found) {
-    for dir in &found.search {
-        println!("cargo:rustc-link-search=native={}", dir.display());
-    }
+/// For a library loaded at run time rather than linked: the rpath of this crate's own tests,
+/// and the folder as `links` metadata (`DEP_<LINKS>_LIBDIR`), from which kvxfer's build script
+/// gives every kvxfer binary the same rpath.
+pub fn run_path(found: &Found) {
     if let Some(dir) = &found.libdir {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
-    }
-    let mut seen: Vec<&str> = Vec::new();
-    for lib in &found.libs {
-        if !seen.contains(&lib.as_str()) {
-            println!("cargo:rustc-link-lib={lib}");
-            seen.push(lib);
-        }
+        println!("cargo:libdir={}", dir.display());
     }
 }
 

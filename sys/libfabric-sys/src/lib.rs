@@ -2,7 +2,8 @@
 //!
 //! The static-inline half of the API (`fi_domain`, `fi_send`, `fi_cq_read`, ...) is reached
 //! through a generated C shim whose symbols carry bindgen's `__extern` suffix; this crate
-//! re-exports them under their libfabric names. Use the safe layer in `kvxfer::fabric`.
+//! re-exports them under their libfabric names. libfabric itself is loaded on first use (see
+//! [`load`]). Use the safe layer in `kvxfer::fabric`.
 #![allow(
     non_upper_case_globals,
     non_camel_case_types,
@@ -32,4 +33,27 @@ pub fn fi_addr_unspec() -> fi_addr_t {
 pub fn fi_key_notavail() -> u64 {
     // SAFETY: returns a constant.
     unsafe { kvxfer_fi_key_notavail() }
+}
+
+/// Loads libfabric if it is not yet loaded (the first fabric call does too); why it could
+/// not be, as the loader said.
+pub fn load() -> Result<(), String> {
+    // SAFETY: takes no arguments; returns NULL or a static NUL-terminated string of the shim.
+    let why = unsafe { kvxfer_fabric_load() };
+    if why.is_null() {
+        return Ok(());
+    }
+    // SAFETY: non-NULL: the shim's static, NUL-terminated error text, never written again.
+    Err(unsafe { std::ffi::CStr::from_ptr(why) }
+        .to_string_lossy()
+        .into_owned())
+}
+
+/// The file libfabric was loaded from, loading it (None where it could not be, or where the
+/// loader does not say).
+pub fn library_path() -> Option<String> {
+    // SAFETY: loads once, then returns the shim's static NUL-terminated path, never written
+    // again.
+    let p = unsafe { std::ffi::CStr::from_ptr(kvxfer_fabric_path()) };
+    Some(p.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
 }
