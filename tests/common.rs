@@ -362,6 +362,21 @@ pub fn assert_judged(r: &serde_json::Value, tolerance: f64) {
     );
 }
 
+/// The libraries whose initialisers ran in `kvxfer ARGS`, with UCX's transports as `env` says
+/// (the loader's own account).
+pub fn initialised(env: &[(&str, &str)], args: &[&str]) -> Vec<String> {
+    let out = kvxfer()
+        .env_remove("UCX_TLS")
+        .env_remove("UCX_NET_DEVICES")
+        .envs(env.iter().copied())
+        .env("LD_DEBUG", "libs")
+        .args(args)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    initialised_libraries(args, &out)
+}
+
 /// The libraries whose initialisers ran in a command run with `LD_DEBUG=libs` that ended
 /// successfully (the loader's own account, on its stderr `err`), as the loader names them.
 pub fn initialised_libraries(args: &[&str], out: &std::process::Output) -> Vec<String> {

@@ -6,19 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fabric_lock, initialised_libraries, kvxfer, read_doc};
+use common::{fabric_lock, kvxfer, read_doc};
 
-/// The libraries whose initialisers ran in `kvxfer ARGS` (the loader's own account), UCX over
-/// shared memory.
+/// The libraries whose initialisers ran in `kvxfer ARGS`, UCX over shared memory.
 fn initialised(args: &[&str]) -> Vec<String> {
-    let out = kvxfer()
-        .env("LD_DEBUG", "libs")
-        .env("UCX_TLS", "posix,cma")
-        .args(args)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    initialised_libraries(args, &out)
+    common::initialised(&[("UCX_TLS", "posix,cma")], args)
 }
 
 /// libfabric, or a library only libfabric brings (PSM's, whose initialisers sleep 0.2 s here).

@@ -568,15 +568,9 @@ fn bad_options_are_refused_before_any_connection() {
         .stderr(predicate::str::contains("tag_lat"));
 }
 
-/// The libraries whose initialisers ran in `kvxfer ARGS` (the loader's own account).
+/// The libraries whose initialisers ran in `kvxfer ARGS` over shared memory.
 fn initialised(args: &[&str]) -> Vec<String> {
-    let out = ucx_cmd(&SHM)
-        .env("LD_DEBUG", "libs")
-        .args(args)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
-    initialised_libraries(args, &out)
+    common::initialised(&SHM, args)
 }
 
 #[test]
