@@ -296,8 +296,8 @@ fn target_part(
 /// etcd going away) stops every worker at its next iteration (a worker whose initiator died
 /// may wait on the fabric until the time-out; it is left behind). Before each round after the
 /// first, the target waits while this thread meets the other ranks (see [`round_barrier`]).
-/// Returns the target's document (when the run stops early, what its rounds served so far) and what
-/// stopped it early.
+/// Returns the target's document (when the run stops early, what its rounds served so far)
+/// and what stopped it early.
 fn serve(
     tcfg: &XferConfig,
     group: &Group,

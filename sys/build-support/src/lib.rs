@@ -1,7 +1,7 @@
 //! What the build scripts of libfabric-sys and ucx-sys share: finding a C library (a prefix or
 //! pkg-config), naming its folder as the run path (both are loaded at run time, not linked),
-//! generating its bindings, and recording
-//! where it was found without a `cargo:warning` on every build.
+//! generating its bindings, and recording where it was found without a `cargo:warning` on
+//! every build.
 //!
 //! Where a library was found is written to `$OUT_DIR/found.txt`, exported to the crate as the
 //! compile-time variable `<CRATE>_FOUND` (e.g. `LIBFABRIC_SYS_FOUND`), and printed as a cargo
