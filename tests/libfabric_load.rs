@@ -119,3 +119,57 @@ fn info_names_the_libfabric_it_loaded() {
     let version = doc["libfabric_version"].as_str().unwrap();
     assert!(version.starts_with("1."), "{version}");
 }
+
+#[test]
+fn a_libfabric_without_the_versions_the_build_bound_is_refused_naming_the_function() {
+    // A library of the right name whose functions carry only libfabric 1.0's symbol version:
+    // what an older libfabric than the build's looks like to kvxfer, which asks for the
+    // versions the build's own libfabric gives by default (the layout of struct fi_info its
+    // headers describe; 1.3 or later for fi_getinfo since libfabric 1.5).
+    if !common::have("cc") {
+        println!("SKIPPED a_libfabric_without_the_versions_...: no C compiler (cc) here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("fake.c");
+    let fns = [
+        "fi_getinfo",
+        "fi_freeinfo",
+        "fi_dupinfo",
+        "fi_fabric",
+        "fi_open",
+        "fi_strerror",
+        "fi_tostr",
+        "fi_version",
+    ];
+    let body: String = fns
+        .iter()
+        .map(|f| format!("int {f}(void) {{ return 0; }}\n"))
+        .collect();
+    std::fs::write(&src, body).unwrap();
+    let map = dir.path().join("fake.map");
+    std::fs::write(&map, "FABRIC_1.0 { global: fi_*; local: *; };\n").unwrap();
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC"])
+        .arg(format!("-Wl,--version-script={}", map.display()))
+        .arg("-o")
+        .arg(dir.path().join("libfabric.so.1"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let out = kvxfer()
+        .env("LD_LIBRARY_PATH", dir.path())
+        .args(["info", "-p", "tcp"])
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        err.contains("libfabric.so.1 has no fi_getinfo@FABRIC_1."),
+        "{err}"
+    );
+    assert!(
+        err.contains("older libfabric than kvxfer was built against"),
+        "{err}"
+    );
+}

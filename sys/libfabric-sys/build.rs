@@ -38,6 +38,57 @@ fn find() -> Result<Found, String> {
     })
 }
 
+/// The functions libfabric exports that the shim defines (shim.c binds each).
+const EXPORTED: [&str; 8] = [
+    "fi_getinfo",
+    "fi_freeinfo",
+    "fi_dupinfo",
+    "fi_fabric",
+    "fi_open",
+    "fi_strerror",
+    "fi_tostr",
+    "fi_version",
+];
+
+/// The shared library the build found: in its folder, else where the compiler's linker
+/// would look.
+fn library_file(found: &Found, cc: &cc::Build) -> Option<PathBuf> {
+    if let Some(dir) = &found.libdir {
+        let names = ["libfabric.so.1", "libfabric.so"];
+        return names.iter().map(|n| dir.join(n)).find(|p| p.exists());
+    }
+    let out = cc
+        .get_compiler()
+        .to_command()
+        .arg("-print-file-name=libfabric.so.1")
+        .output()
+        .ok()?;
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    (path.is_absolute() && path.exists()).then_some(path)
+}
+
+/// Each exported function's default version in `lib` (`fi_getinfo@@FABRIC_1.3`), the one a
+/// link against it would have bound: the layout of `struct fi_info` these headers describe.
+/// A newer libfabric keeps that version beside its own, so the shim asks for it by name.
+fn default_versions(lib: &Path) -> Result<Vec<(&'static str, String)>, String> {
+    let out = std::process::Command::new("readelf")
+        .args(["--dyn-syms", "--wide"])
+        .arg(lib)
+        .output()
+        .map_err(|e| format!("readelf: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut got = Vec::new();
+    for name in EXPORTED {
+        let prefix = format!("{name}@@");
+        let version = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&prefix))
+            .ok_or_else(|| format!("{} has no default version of {name}", lib.display()))?;
+        got.push((name, version.to_string()));
+    }
+    Ok(got)
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=shim.c");
@@ -66,6 +117,24 @@ fn main() {
         .warnings(false);
     for inc in &found.include {
         cc.include(inc);
+    }
+    let lib = library_file(&found, &cc).ok_or_else(|| {
+        format!(
+            "{}: no libfabric.so.1 to read its symbol versions from",
+            found.how
+        )
+    });
+    match lib.and_then(|l| default_versions(&l)) {
+        Ok(versions) => {
+            for (name, version) in versions {
+                cc.define(
+                    &format!("KVXFER_VER_{name}"),
+                    Some(format!("\"{version}\"").as_str()),
+                );
+            }
+        }
+        // Unversioned symbols (or no readelf): the shim takes each function's default.
+        Err(why) => println!("cargo:warning=libfabric-sys: {why}; binding default versions"),
     }
     cc.compile("kvxfer_fabric_shim");
     // libfabric is loaded on first use (shim.c), from where the linker would have found it:

@@ -39,15 +39,35 @@ static const char *(*p_strerror)(int);
 static char *(*p_tostr)(const void *, enum fi_type);
 static uint32_t (*p_version)(void);
 
-/* Finds `name` in the loaded library; false (with the reason kept) when it is missing. */
-static int bind(void **slot, const char *name) {
-    *slot = dlsym(lib, name);
+/* The version of each function that the libfabric the build found gives by default (build.rs
+ * reads them; fi_getinfo@@FABRIC_1.3 in 1.17): the layout of struct fi_info these headers
+ * describe, which a link would have bound. A newer libfabric keeps it beside its own default.
+ * NULL where the build could not read them: the loaded library's default. */
+#ifndef KVXFER_VER_fi_getinfo
+#define KVXFER_VER_fi_getinfo NULL
+#define KVXFER_VER_fi_freeinfo NULL
+#define KVXFER_VER_fi_dupinfo NULL
+#define KVXFER_VER_fi_fabric NULL
+#define KVXFER_VER_fi_open NULL
+#define KVXFER_VER_fi_strerror NULL
+#define KVXFER_VER_fi_tostr NULL
+#define KVXFER_VER_fi_version NULL
+#endif
+
+/* Finds `name` at `version` in the loaded library; false (with the reason kept) when it is
+ * missing. */
+static int find_symbol(void **slot, const char *name, const char *version) {
+    *slot = version != NULL ? dlvsym(lib, name, version) : dlsym(lib, name);
     if (*slot == NULL) {
-        snprintf(load_error, sizeof load_error, "%s has no %s", KVXFER_FABRIC_SONAME, name);
+        snprintf(load_error, sizeof load_error, "%s has no %s%s%s%s", KVXFER_FABRIC_SONAME, name,
+                 version != NULL ? "@" : "", version != NULL ? version : "",
+                 version != NULL ? " (an older libfabric than kvxfer was built against)" : "");
         return 0;
     }
     return 1;
 }
+
+#define FIND(slot, name) find_symbol((void **)&(slot), #name, KVXFER_VER_##name)
 
 static void load(void) {
     /* The initialisers of libraries libfabric links may take signals over (Debian's PSM
@@ -68,10 +88,10 @@ static void load(void) {
         snprintf(load_error, sizeof load_error, "%s", why ? why : "dlopen failed");
         return;
     }
-    if (!(bind((void **)&p_getinfo, "fi_getinfo") && bind((void **)&p_freeinfo, "fi_freeinfo") &&
-          bind((void **)&p_dupinfo, "fi_dupinfo") && bind((void **)&p_fabric, "fi_fabric") &&
-          bind((void **)&p_open, "fi_open") && bind((void **)&p_strerror, "fi_strerror") &&
-          bind((void **)&p_tostr, "fi_tostr") && bind((void **)&p_version, "fi_version"))) {
+    if (!(FIND(p_getinfo, fi_getinfo) && FIND(p_freeinfo, fi_freeinfo) &&
+          FIND(p_dupinfo, fi_dupinfo) && FIND(p_fabric, fi_fabric) && FIND(p_open, fi_open) &&
+          FIND(p_strerror, fi_strerror) && FIND(p_tostr, fi_tostr) &&
+          FIND(p_version, fi_version))) {
         lib = NULL;
         return;
     }
