@@ -48,6 +48,7 @@ pub fn xfer(doc: &ResultDoc) -> String {
         }
         if let Some(t) = r.extra.get("host_tcp") {
             tcp_line(&mut out, t);
+            out.push_str(&loopback_reorder_hint(r, t).unwrap_or_default());
         }
         if let Some(s) = super::scheduling_lines(r) {
             out.push_str(&s);
@@ -204,6 +205,29 @@ fn tcp_line(out: &mut String, t: &Value) {
     );
 }
 
+/// Under the host TCP line of a run on one host whose threads moved between CPUs: why segments
+/// were reordered at all. The loopback delivers each packet on the CPU that sent it, so a
+/// sending thread that moves can have its later segments delivered first; each reordering
+/// brings duplicate acknowledgements and a fast retransmission. Pinned workers move none.
+fn loopback_reorder_hint(r: &SizeResult, t: &Value) -> Option<String> {
+    let n = |k: &str| t.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let kind = r.path.as_ref().and_then(|p| p.get("kind"));
+    if n("reorder_events") + n("ofo_queued") == 0 || kind.and_then(Value::as_str) != Some("local") {
+        return None;
+    }
+    let s = r.extra.get("scheduling")?;
+    let moved: u64 = ["initiator", "target"]
+        .iter()
+        .filter_map(|k| s.get(*k)?.get("migrations")?.as_u64())
+        .sum();
+    (moved > 0).then(|| {
+        format!(
+            "  on one host, segments reorder when a sending thread moves to another CPU ({moved} \
+             migrations over the timed span); --cpus pins each worker to one\n"
+        )
+    })
+}
+
 /// Registration, connection and first-transfer costs against the steady state.
 fn costs_line(out: &mut String, c: &Value) {
     let _ = writeln!(
@@ -352,6 +376,41 @@ mod tests {
         assert_eq!(lines[3], "tiers: 2");
         assert!(lines[5].starts_with("1          357.100     323.600     389.000  0,2"));
         assert!(lines[6].ends_with("  1"));
+    }
+
+    #[test]
+    fn reordering_on_one_host_with_threads_that_moved_gets_a_hint_and_otherwise_none() {
+        let tcp = json!({"host": "vm", "out_segs": 255_405, "retrans_segs": 1537,
+            "fast_retrans": 1537, "timeouts": 0, "reorder_events": 3349, "ofo_queued": 2931,
+            "dsack_recv": 1310});
+        let hint = |kind: &str, moved: [u64; 2], tcp: &Value| {
+            let mut r = SizeResult {
+                path: Some(json!({"kind": kind})),
+                ..Default::default()
+            };
+            r.extra.insert(
+                "scheduling".into(),
+                json!({"initiator": {"migrations": moved[0]}, "target": {"migrations": moved[1]}}),
+            );
+            loopback_reorder_hint(&r, tcp)
+        };
+        assert_eq!(
+            hint("local", [36, 59], &tcp).as_deref(),
+            Some(
+                "  on one host, segments reorder when a sending thread moves to another CPU (95 \
+                 migrations over the timed span); --cpus pins each worker to one\n"
+            )
+        );
+        assert_eq!(hint("local", [0, 0], &tcp), None, "pinned: nothing moved");
+        assert_eq!(
+            hint("network", [36, 59], &tcp),
+            None,
+            "between hosts: another story"
+        );
+        let mut in_order = tcp.clone();
+        in_order["reorder_events"] = json!(0);
+        in_order["ofo_queued"] = json!(0);
+        assert_eq!(hint("local", [36, 59], &in_order), None);
     }
 
     #[test]
