@@ -56,6 +56,17 @@ fn broken_libfabric() -> tempfile::TempDir {
     dir
 }
 
+/// What `kvxfer info`, which needs libfabric, says on failing with `dir`'s `libfabric.so.1`
+/// first in LD_LIBRARY_PATH.
+fn info_fails_with(dir: &std::path::Path) -> String {
+    let out = kvxfer()
+        .env("LD_LIBRARY_PATH", dir)
+        .args(["info", "-p", "tcp"])
+        .assert()
+        .failure();
+    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+}
+
 #[test]
 fn commands_that_open_no_fabric_run_without_a_usable_libfabric() {
     let broken = broken_libfabric();
@@ -91,12 +102,7 @@ fn commands_that_open_no_fabric_run_without_a_usable_libfabric() {
 #[test]
 fn a_command_that_needs_libfabric_names_why_it_could_not_be_loaded() {
     let broken = broken_libfabric();
-    let out = kvxfer()
-        .env("LD_LIBRARY_PATH", broken.path())
-        .args(["info", "-p", "tcp"])
-        .assert()
-        .failure();
-    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let err = info_fails_with(broken.path());
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("libfabric could not be loaded"), "{err}");
     // The loader's own reason names the file it tried.
@@ -147,12 +153,7 @@ fn a_libfabric_without_the_versions_the_build_bound_is_refused_naming_the_functi
         .status()
         .unwrap();
     assert!(built.success());
-    let out = kvxfer()
-        .env("LD_LIBRARY_PATH", dir.path())
-        .args(["info", "-p", "tcp"])
-        .assert()
-        .failure();
-    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let err = info_fails_with(dir.path());
     assert!(
         err.contains("libfabric.so.1 has no fi_getinfo@FABRIC_1."),
         "{err}"
