@@ -97,21 +97,16 @@ impl CompletionQueue {
         if ret < 0 {
             return call_error("fi_cq_readerr", ret as i64);
         }
-        // SAFETY: fi_cq_strerror returns a NUL-terminated string owned by the provider.
-        let message = unsafe {
-            let p = sys::fi_cq_strerror(
-                self.inner.raw.as_ptr(),
-                err.prov_errno,
-                err.err_data,
-                std::ptr::null_mut(),
-                0,
-            );
-            if p.is_null() {
-                super::error::strerror(err.err)
-            } else {
-                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        let cq = self.inner.raw.as_ptr();
+        let message = super::error::completion_text(err.err, err.prov_errno, || {
+            // SAFETY: fi_cq_strerror returns NULL or a NUL-terminated string owned by the
+            // provider, copied out before the next call.
+            unsafe {
+                let p =
+                    sys::fi_cq_strerror(cq, err.prov_errno, err.err_data, std::ptr::null_mut(), 0);
+                (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
             }
-        };
+        });
         FabricError::Completion {
             op: if err.flags & (sys::FI_RECV as u64) != 0 {
                 "receive"

@@ -90,6 +90,21 @@ pub fn strerror(code: i32) -> String {
     }
 }
 
+/// The text of a failed completion: the provider's own for its errno, or libfabric's for the
+/// error code where the provider gave no errno (a provider's text for errno 0 reads "Success").
+pub(crate) fn completion_text(
+    code: i32,
+    prov_errno: i32,
+    provider_text: impl FnOnce() -> Option<String>,
+) -> String {
+    if prov_errno != 0 {
+        if let Some(text) = provider_text() {
+            return text;
+        }
+    }
+    strerror(code)
+}
+
 /// Turns a libfabric return value (0 or a negative code) into a Result.
 pub(crate) fn check(call: &'static str, ret: impl Into<i64>) -> Result<()> {
     let ret = ret.into();
@@ -157,6 +172,22 @@ mod opened_tests {
             Err(FabricError::NoHandle { call }) => assert_eq!(call, "fi_x_open"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_completion_without_a_provider_errno_reads_as_its_error_code() {
+        let enotconn = libfabric_sys::FI_ENOTCONN as i32;
+        let asked = std::cell::Cell::new(false);
+        let text = completion_text(enotconn, 0, || {
+            asked.set(true);
+            Some("Success".into())
+        });
+        assert!(!asked.get());
+        assert_eq!(text, strerror(enotconn));
+        assert_ne!(text, strerror(0));
+        let own = completion_text(enotconn, 107, || Some("the provider's".into()));
+        assert_eq!(own, "the provider's");
+        assert_eq!(completion_text(enotconn, 107, || None), strerror(enotconn));
     }
 
     #[test]
