@@ -25,9 +25,17 @@ fn spec(url: &str, group: &str, world: usize) -> GroupSpec {
 
 /// Joins `world` ranks of `group` from threads; returns them in rank order.
 fn join_all(url: &str, group: &str, world: usize) -> Vec<Group> {
+    join_all_waiting(url, group, world, spec(url, group, world).timeout)
+}
+
+/// [`join_all`] with each rank's time-out for the others.
+fn join_all_waiting(url: &str, group: &str, world: usize, timeout: Duration) -> Vec<Group> {
     let handles: Vec<_> = (0..world)
         .map(|_| {
-            let s = spec(url, group, world);
+            let s = GroupSpec {
+                timeout,
+                ..spec(url, group, world)
+            };
             std::thread::spawn(move || Group::join(&s))
         })
         .collect();
@@ -147,6 +155,59 @@ fn a_fingerprint_mismatch_names_the_rank_and_the_parameter() {
             }
             other => panic!("{other}"),
         }
+        g.finish(true).unwrap();
+    }
+}
+
+#[test]
+fn a_wait_lasts_while_any_rank_is_at_work_and_ends_when_none_is() {
+    let test = "a_wait_lasts_while_any_rank_is_at_work_and_ends_when_none_is";
+    let Some(etcd) = EtcdServer::start(test) else {
+        return;
+    };
+    let timeout = Duration::from_millis(1500);
+    let groups = join_all_waiting(&etcd.url, "g-patience", 3, timeout);
+    let measuring = Duration::from_secs(4);
+    std::thread::scope(|s| {
+        // Rank 2 works on its part for more than twice the time-out, then publishes; rank 1
+        // publishes at once and then waits for rank 0's word.
+        s.spawn(|| {
+            groups[2].working(|| std::thread::sleep(measuring));
+            groups[2].put("result", b"2").unwrap();
+        });
+        s.spawn(|| {
+            groups[1].put("result", b"1").unwrap();
+            assert_eq!(groups[1].wait_key("collected", 0).unwrap(), b"");
+        });
+        let start = Instant::now();
+        groups[0].put("result", b"0").unwrap();
+        let got = groups[0].gather("result", false).unwrap();
+        let took = start.elapsed();
+        assert_eq!(
+            got,
+            vec![
+                Some(b"0".to_vec()),
+                Some(b"1".to_vec()),
+                Some(b"2".to_vec())
+            ]
+        );
+        assert!(took >= measuring - Duration::from_millis(500), "{took:?}");
+        groups[0].put("collected", b"").unwrap();
+    });
+    // Nobody works any more: a wait ends a time-out after it began, naming who is missing.
+    let start = Instant::now();
+    let e = groups[0].wait_key("never", 1).unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        matches!(&e, GroupError::Timeout { missing, .. } if missing == &[1]),
+        "{e}"
+    );
+    assert!(took >= timeout && took < timeout * 4, "{took:?}");
+    assert!(
+        e.to_string().contains("in which no rank was at work"),
+        "{e}"
+    );
+    for g in groups {
         g.finish(true).unwrap();
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use etcd_support::{
     all_succeeded, assert_merged, assert_names_dead, stderr, tier_members, AfterFault, GroupRun,
-    RankArgs,
+    RankArgs, SlowCpu,
 };
 use kvxfer::report::Status;
 use kvxfer::stats::decode_histogram;
@@ -666,4 +666,46 @@ fn ranks_that_never_come_are_summarised_in_one_short_line() {
     let last = err.lines().last().unwrap();
     assert!(last.len() < 300, "{} bytes: {}", last.len(), &last[..300]);
     assert!(last.contains("ranks 1-65535 (65535 ranks)"), "{last}");
+}
+
+#[test]
+fn a_pair_that_ends_long_after_the_others_is_waited_for_while_it_works() {
+    let test = "a_pair_that_ends_long_after_the_others_is_waited_for_while_it_works";
+    let Some(run) = GroupRun::start(test, "slow-pair") else {
+        return;
+    };
+    // Ranks 1 and 3 (the second pair) get a fifth of a CPU: they measure for longer than
+    // the --timeout after the first pair is done, and every wait for them has to last.
+    let Some(slow) = SlowCpu::new(test, 20) else {
+        return;
+    };
+    let timeout_s = 4;
+    let iterations = 8000;
+    let args = RankArgs::new("64K", 1, iterations)
+        .world(4)
+        .lo(timeout_s)
+        .with(&["--scheme", "pairwise"]);
+    let slow_prefix = slow.prefix();
+    let slow_prefix: Vec<&str> = slow_prefix.iter().map(String::as_str).collect();
+    let children = (0..4)
+        .map(|r| {
+            let prefix: &[&str] = if r % 2 == 1 { &slow_prefix } else { &[] };
+            run.spawn(prefix, r, 4, &args)
+        })
+        .collect();
+    let outs = all_succeeded(children);
+    let merged = run.doc(0);
+    assert_eq!(merged.status, Status::Complete, "{}", stderr(&outs[0]));
+    let ranks = merged.results[0].extra["ranks"].as_array().unwrap();
+    for (k, entry) in ranks.iter().enumerate() {
+        assert_eq!(entry["rank"], k, "{entry}");
+        assert_eq!(entry["iterations"], iterations, "{entry}");
+        assert!(entry["error"].is_null(), "{entry}");
+    }
+    // The premise: the slow pair measured for longer than the time-out.
+    let slow_ms = ranks[1]["transfer_time_ms"].as_f64().unwrap() * iterations as f64;
+    assert!(
+        slow_ms > (timeout_s * 1000) as f64,
+        "the throttled pair measured for {slow_ms:.0} ms only: the test shows nothing"
+    );
 }

@@ -25,6 +25,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 mod clean;
 mod error;
+mod patience;
 
 pub use clean::clean;
 pub use error::GroupError;
@@ -78,7 +79,8 @@ pub struct GroupSpec {
     pub rank: Option<(RankSource, usize)>,
     /// Lease time-to-live: a dead rank is noticed this long after it died.
     pub ttl: Duration,
-    /// How long to wait for the other ranks at each meeting point.
+    /// How long to wait for the other ranks at each meeting point, counted from the last
+    /// sign that a rank still measures.
     pub timeout: Duration,
 }
 
@@ -109,6 +111,8 @@ pub struct Group {
     addr: IpAddr,
     /// Every rank's address toward etcd, by rank.
     addrs: Vec<IpAddr>,
+    /// This rank's beats while it works on its part (see [`patience`]).
+    beats: patience::Beats,
 }
 
 fn run_key(group: &str) -> String {
@@ -226,6 +230,7 @@ impl Group {
             world: spec.world,
             source,
             timeout: spec.timeout,
+            beats: patience::Beats::default(),
         })
     }
 
@@ -293,9 +298,10 @@ impl Group {
 
     /// Waits until every rank has published under `name`; returns the values by rank. A rank
     /// that died or left meanwhile ends the wait with its error; with `survivors`, such ranks
-    /// are None instead.
+    /// are None instead. The time-out counts from the last beat of a rank at work.
     pub fn gather(&self, name: &str, survivors: bool) -> Result<Vec<Option<Vec<u8>>>> {
-        let start = Instant::now();
+        let _waiting = self.beats.waiting();
+        let mut patience = patience::Patience::new(self.timeout);
         loop {
             let mut got: Vec<Option<Vec<u8>>> = vec![None; self.world];
             for (r, v) in self.ranks_under(&format!("{name}/"))? {
@@ -316,7 +322,7 @@ impl Group {
             if missing.is_empty() {
                 return Ok(got);
             }
-            if start.elapsed() >= self.timeout {
+            if patience.exhausted(self.beats_now()?) {
                 return Err(GroupError::Timeout {
                     what: format!("waiting for {name}"),
                     missing,
@@ -333,9 +339,11 @@ impl Group {
     }
 
     /// Waits until `rank` has published under `name`; returns its value. The rank dying or
-    /// leaving ends the wait with its error.
+    /// leaving ends the wait with its error; the time-out counts from the last beat of a rank
+    /// at work.
     pub fn wait_key(&self, name: &str, rank: usize) -> Result<Vec<u8>> {
-        let start = Instant::now();
+        let _waiting = self.beats.waiting();
+        let mut patience = patience::Patience::new(self.timeout);
         let key = self.key(&format!("{name}/{rank}"));
         loop {
             if let Some(v) = self.etcd.get(&key)? {
@@ -348,7 +356,7 @@ impl Group {
             {
                 return Err(g);
             }
-            if start.elapsed() >= self.timeout {
+            if patience.exhausted(self.beats_now()?) {
                 return Err(GroupError::Timeout {
                     what: format!("waiting for {name} of rank {rank}"),
                     missing: vec![rank],
@@ -431,6 +439,23 @@ impl Group {
     }
 
     /// The ranks with a key under `name/`, with its value.
+    /// Runs `work`, this rank's part of the run, telling the other ranks once a second that
+    /// it is still at it (except while it waits for them): their waits last while it does.
+    pub fn working<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        let beat = |n: u64| {
+            // A failed put shows as this rank cut off at its next watch.
+            let _ = self.put(patience::ALIVE, n.to_string().as_bytes());
+        };
+        self.beats.beating(beat, work)
+    }
+
+    /// Every rank's last beat, key and value, in key order.
+    fn beats_now(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .etcd
+            .get_prefix(&self.key(&format!("{}/", patience::ALIVE)))?)
+    }
+
     fn ranks_under(&self, name: &str) -> Result<Vec<(usize, Vec<u8>)>> {
         ranks_under(&self.etcd, &self.key(name), self.world)
     }

@@ -309,7 +309,8 @@ pub struct XferArgs {
     /// the knee among them; --arrival gives the kind (poisson or fixed).
     #[arg(long, value_name = "R1,R2,...", value_delimiter = ',', value_parser = parse_rate, requires = "arrival")]
     sweep_rate: Vec<f64>,
-    /// Seconds to wait for peers, barriers and each transfer.
+    /// Seconds to wait for peers, barriers and each transfer (in an etcd group, a wait for
+    /// other ranks lasts while any rank is still at work on its part).
     #[arg(long, default_value = "120", value_parser = super::common::parse_timeout)]
     timeout: Duration,
     #[command(flatten)]

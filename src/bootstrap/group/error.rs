@@ -64,8 +64,12 @@ pub enum GroupError {
         url: String,
         message: String,
     },
-    /// Ranks did not reach a meeting point in time.
-    #[error("{what}: {} did not arrive within {:.1} s", rank_list(missing), after.as_secs_f64())]
+    /// Ranks did not reach a meeting point in time (no rank at work meanwhile).
+    #[error(
+        "{what}: {} did not arrive within {:.1} s in which no rank was at work",
+        rank_list(missing),
+        after.as_secs_f64()
+    )]
     Timeout {
         what: String,
         missing: Vec<usize>,

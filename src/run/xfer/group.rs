@@ -187,11 +187,13 @@ fn run_rank(
 ) -> Result<ResultDoc, RunError> {
     group.check_fingerprints(&fingerprint(cfg))?;
     let me = group.rank();
-    let (own, outcome) = if roles.is_target(me) {
-        target_part(cfg, roles, group, settle)?
-    } else {
-        initiator_part(cfg, roles, group, progress, settle)?
-    };
+    let (own, outcome) = group.working(|| {
+        if roles.is_target(me) {
+            target_part(cfg, roles, group, settle)
+        } else {
+            initiator_part(cfg, roles, group, progress, settle)
+        }
+    })?;
     // Cut off from etcd: nothing to publish to or gather from.
     if outcome.as_ref().is_err_and(|e| cut_off(e.cause())) {
         return outcome;
