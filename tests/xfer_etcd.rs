@@ -709,3 +709,54 @@ fn a_pair_that_ends_long_after_the_others_is_waited_for_while_it_works() {
         "the throttled pair measured for {slow_ms:.0} ms only: the test shows nothing"
     );
 }
+
+#[test]
+fn a_rank_lost_after_rank_zero_finished_its_part_makes_the_merged_result_partial() {
+    use std::os::unix::process::ExitStatusExt;
+    let test = "a_rank_lost_after_rank_zero_finished_its_part_makes_the_merged_result_partial";
+    let Some(run) = GroupRun::start(test, "late-loss") else {
+        return;
+    };
+    // The second pair is slowed (as above), so that rank 0 is gathering, no longer watching
+    // its own transfers, when rank 1 is killed.
+    let Some(slow) = SlowCpu::new(test, 20) else {
+        return;
+    };
+    let args = RankArgs::new("64K", 1, 8000)
+        .world(4)
+        .lo(10)
+        .with(&["--scheme", "pairwise"]);
+    let slow_prefix = slow.prefix();
+    let slow_prefix: Vec<&str> = slow_prefix.iter().map(String::as_str).collect();
+    let mut children: Vec<Child> = (0..4)
+        .map(|r| {
+            let prefix: &[&str] = if r % 2 == 1 { &slow_prefix } else { &[] };
+            run.spawn(prefix, r, 4, &args)
+        })
+        .collect();
+    run.wait_for_key("/result/0");
+    let mut victim = children.remove(1);
+    victim.kill().unwrap();
+    let status = victim.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "rank 1 ended before it was killed"
+    );
+    let zero = children.remove(0).wait_with_output().unwrap();
+    let err = stderr(&zero);
+    assert!(!zero.status.success(), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("kvxfer: error: rank 1 (") && last.contains("died"),
+        "{err}"
+    );
+    let merged = run.doc(0);
+    assert_eq!(merged.status, Status::Partial, "{err}");
+    let ranks = &merged.results[0].extra["ranks"];
+    assert_eq!(ranks[0]["iterations"], 8000, "{ranks}");
+    assert_eq!(ranks[1]["status"], "lost", "{ranks}");
+    for c in children {
+        let _ = c.wait_with_output();
+    }
+}

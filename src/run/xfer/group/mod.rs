@@ -9,13 +9,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::config::{ConcurrencyMode, Sides, XferConfig, XferProgress};
 use super::scheme::Roles;
 use super::target::TargetShared;
-use super::worker::WorkerReport;
 use super::{initiator, target};
 use crate::bootstrap::group::{gone_rank, Group, GroupError, GroupSpec, MAX_WORLD};
 use crate::bootstrap::{Fingerprint, OobListener};
@@ -24,47 +22,12 @@ use crate::report::ResultDoc;
 use crate::run::path::{PathReport, SideView};
 use crate::run::RunError;
 
+mod merge;
+
+use merge::{merge, other_failure, RankResult, Served};
+
 /// How often rank 0 looks for ranks that are gone while the transfers run.
 const WATCH: Duration = Duration::from_millis(250);
-
-/// What a rank publishes at the end: an initiator rank its workers' reports, a target rank
-/// what it served; and why it stopped early.
-#[derive(Default, Serialize, Deserialize)]
-struct RankResult {
-    reports: Vec<WorkerReport>,
-    #[serde(default)]
-    served: Option<Served>,
-    error: Option<String>,
-    /// This rank's view of the devices that carried its payload.
-    #[serde(default)]
-    path: Option<SideView>,
-}
-
-/// What a target rank served, from its own document.
-#[derive(Clone, Copy, Serialize, Deserialize)]
-struct Served {
-    workers: usize,
-    iterations: u64,
-    bytes_counted: u64,
-    verified_bytes: u64,
-}
-
-impl Served {
-    fn of(doc: &ResultDoc) -> Option<Served> {
-        let r = doc.results.first()?;
-        let n = |k: &str| r.extra.get(k).and_then(Value::as_u64).unwrap_or(0);
-        Some(Served {
-            // A complete document lists its workers; one that stopped early, what each served.
-            workers: ["workers", "served_iterations"]
-                .iter()
-                .find_map(|k| r.extra.get(*k).and_then(Value::as_array))
-                .map_or(0, Vec::len),
-            iterations: r.iterations,
-            bytes_counted: n("bytes_counted"),
-            verified_bytes: n("verified_bytes"),
-        })
-    }
-}
 
 /// The parameters every rank must share: the run's fingerprint and the workers per rank.
 fn fingerprint(cfg: &XferConfig) -> Fingerprint {
@@ -218,7 +181,7 @@ fn run_rank(
         Err(e) => (None, Some(e)),
     };
     match gather(cfg, roles, group, own, settle) {
-        Ok(doc) => crate::run::conclude(doc, cause.map_or(Ok(()), Err)),
+        Ok((doc, failed)) => crate::run::conclude(doc, cause.or(failed).map_or(Ok(()), Err)),
         // etcd gone while rank 0 gathers (its initiators may have stopped first, so its own
         // part ended without seeing etcd go): its own document is what is left.
         Err(e) => match own_doc {
@@ -229,14 +192,15 @@ fn run_rank(
 }
 
 /// Rank 0's gathering: every rank's result read (its own `own`), merged, and the other ranks
-/// waited for.
+/// waited for; with the merged document, what went wrong on another rank (see
+/// [`other_failure`]).
 fn gather(
     cfg: &XferConfig,
     roles: &Roles,
     group: &Group,
     own: RankResult,
     settle: Duration,
-) -> Result<ResultDoc, RunError> {
+) -> Result<(ResultDoc, Option<RunError>), RunError> {
     // Rank 0's own entry is kept here, not published.
     group.put("result", b"0")?;
     let parts = group.gather("result", true)?;
@@ -248,9 +212,10 @@ fn gather(
     results[0] = Some(own);
     group.put("collected", b"")?;
     let doc = merge(cfg, roles, group, &results)?;
+    let failed = other_failure(roles, group, &results);
     // The other ranks revoke their leases once they see the results collected.
     group.wait_others_gone(settle)?;
-    Ok(doc)
+    Ok((doc, failed))
 }
 
 /// What one rank's part gives: what it publishes, and its own document (partial, or the error
@@ -426,22 +391,6 @@ fn own_view(doc: &Result<ResultDoc, RunError>) -> Option<SideView> {
     PathReport::from_value(path)?.sides.into_iter().next()
 }
 
-/// Every rank's view (rank 0's first), each named for its rank, as the merged result's path.
-fn merged_path(roles: &Roles, results: &[Option<RankResult>]) -> Option<PathReport> {
-    let mut views = results.iter().enumerate().filter_map(|(r, got)| {
-        let mut v = got.as_ref()?.path.clone()?;
-        let role = if roles.is_target(r) {
-            "target"
-        } else {
-            "initiator"
-        };
-        v.role = format!("rank {r} ({role})");
-        Some(v)
-    });
-    let own = views.next()?;
-    Some(PathReport::of(own, views.collect()))
-}
-
 /// The largest value put at once (etcd refuses requests over 1.5 MiB by default).
 const PART: usize = 1 << 20;
 
@@ -478,115 +427,4 @@ fn collect(group: &Group, r: usize, count: Option<&[u8]>) -> Result<Option<RankR
     serde_json::from_slice(&out)
         .map(Some)
         .map_err(|e| bad(e.to_string()))
-}
-
-/// The merged document: every initiator rank's workers as one run of the scheme with all of
-/// them (workers numbered rank by rank), each initiator rank's own figures in `extra.ranks`
-/// and what each target rank served in `extra.targets`.
-fn merge(
-    cfg: &XferConfig,
-    roles: &Roles,
-    group: &Group,
-    results: &[Option<RankResult>],
-) -> Result<ResultDoc, RunError> {
-    let rank_plan = cfg.validate(Sides::One(Side::Initiator))?;
-    let host = |r: usize| group.members().get(r).cloned().unwrap_or_default();
-    let mut all = Vec::new();
-    let mut ranks = Vec::new();
-    for r in roles.initiators() {
-        let offset = roles.offset(r);
-        let peers = roles.worker_targets(r);
-        let Some(got) = &results[r] else {
-            ranks
-                .push(json!({"rank": r, "host": host(r), "status": "lost", "target_ranks": peers}));
-            continue;
-        };
-        let own = super::report::build(cfg, &rank_plan, Side::Initiator, &got.reports, None);
-        ranks.push(rank_entry(
-            r,
-            &host(r),
-            offset,
-            &own,
-            got.error.clone(),
-            &peers,
-        ));
-        all.extend(got.reports.iter().cloned().map(|mut w| {
-            w.worker += offset;
-            w
-        }));
-    }
-    let targets: Vec<Value> = roles
-        .targets()
-        .into_iter()
-        .map(|t| target_entry(t, &host(t), results[t].as_ref()))
-        .collect();
-    // Rank 0's own plan (what its host held), with every initiator rank's workers.
-    let mut mcfg = cfg.clone();
-    mcfg.concurrency = roles.total_workers();
-    let (side, plan) = if roles.is_target(0) {
-        (Side::Target, mcfg.validate(Sides::One(Side::Target))?)
-    } else {
-        (Side::Initiator, rank_plan)
-    };
-    let mut doc = super::report::build(&mcfg, &plan, side, &all, None);
-    if let Some(res) = doc.results.first_mut() {
-        res.extra.insert("ranks".into(), Value::Array(ranks));
-        res.extra.insert("targets".into(), Value::Array(targets));
-        res.path = merged_path(roles, results).map(|p| p.to_value());
-    }
-    Ok(doc)
-}
-
-/// One initiator rank's own figures, from the document of its workers alone, with the target
-/// rank of each of its workers.
-fn rank_entry(
-    r: usize,
-    host: &str,
-    offset: usize,
-    own: &ResultDoc,
-    error: Option<String>,
-    peers: &[usize],
-) -> Value {
-    let res = own.results.first();
-    let workers: Vec<usize> = res
-        .and_then(|x| x.extra.get("workers"))
-        .and_then(Value::as_array)
-        .map(|ws| {
-            ws.iter()
-                .filter_map(|w| w.get("worker").and_then(Value::as_u64))
-                .map(|w| w as usize + offset)
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({
-        "rank": r,
-        "host": host,
-        "status": if error.is_some() { "partial" } else { "complete" },
-        "error": error,
-        "workers": workers,
-        "target_ranks": peers,
-        "iterations": res.map(|x| x.iterations),
-        "latency_us": res.and_then(|x| x.latency_us),
-        "bandwidth_gbps": res.and_then(|x| x.bandwidth_gbps),
-        "transfer_time_ms": res.and_then(|x| x.transfer_time_ms),
-        "histogram": res.and_then(|x| x.histogram.clone()),
-    })
-}
-
-/// What target rank `t` served, as it published it (`lost` when it published nothing).
-fn target_entry(t: usize, host: &str, got: Option<&RankResult>) -> Value {
-    let Some(got) = got else {
-        return json!({"rank": t, "host": host, "status": "lost"});
-    };
-    let s = got.served;
-    json!({
-        "rank": t,
-        "host": host,
-        "status": if got.error.is_some() { "partial" } else { "complete" },
-        "error": got.error,
-        "workers": s.map(|s| s.workers),
-        "iterations": s.map(|s| s.iterations),
-        "bytes_counted": s.map(|s| s.bytes_counted),
-        "verified_bytes": s.map(|s| s.verified_bytes),
-    })
 }
