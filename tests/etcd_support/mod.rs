@@ -384,63 +384,23 @@ pub fn assert_names_dead(r: usize, o: &Output, dead: usize) {
     assert!(last.contains("with status partial"), "rank {r}: {e}");
 }
 
-/// A cgroup (v1 `cpu`, or v2 with its cpu controller) whose processes get a share of one CPU:
-/// what makes one pair of a group run slower than the others. Removed when dropped (after its
-/// processes ended).
-pub struct SlowCpu {
-    dir: std::path::PathBuf,
-    tasks: &'static str,
-}
-
-impl SlowCpu {
-    /// A cgroup named for `test` held to `percent` of one CPU, or None (with a SKIPPED line
-    /// naming `test`) where this host offers no cpu controller to write to.
-    pub fn new(test: &str, percent: u32) -> Option<SlowCpu> {
-        let name = format!("kvxfer-test-{}", std::process::id());
-        let quota = percent * 1000;
-        let v1 = std::path::Path::new("/sys/fs/cgroup/cpu");
-        let (dir, tasks, limits) = if v1.join("cpu.cfs_quota_us").exists() {
-            let limits = vec![
-                ("cpu.cfs_period_us", "100000".to_string()),
-                ("cpu.cfs_quota_us", quota.to_string()),
-            ];
-            (v1.join(&name), "tasks", limits)
-        } else {
-            let limits = vec![("cpu.max", format!("{quota} 100000"))];
-            (
-                std::path::Path::new("/sys/fs/cgroup").join(&name),
-                "cgroup.procs",
-                limits,
-            )
-        };
-        let slow = SlowCpu { dir, tasks };
-        let made = std::fs::create_dir(&slow.dir).and_then(|()| {
-            limits
-                .iter()
-                .try_for_each(|(file, value)| std::fs::write(slow.dir.join(file), value))
-        });
-        match made {
-            Ok(()) => Some(slow),
-            Err(e) => {
-                crate::common::skip(
-                    test,
-                    &format!("no cgroup cpu controller to slow a rank ({e})"),
-                );
-                None
-            }
+/// Holds process `pid` back to a twentieth of its speed (stopped 950 ms of every second) until
+/// `done()` holds, checked once a second; then leaves it running. Its threads all run in the
+/// windows between, its etcd lease kept alive (the lease's time-to-live is longer than a
+/// stop).
+pub fn hold_back(pid: u32, done: impl Fn() -> bool) {
+    let signal = |s: &str| {
+        Command::new("kill")
+            .args([s, &pid.to_string()])
+            .status()
+            .is_ok_and(|st| st.success())
+    };
+    while !done() {
+        if !signal("-STOP") {
+            return;
         }
-    }
-
-    /// A command prefix for [`GroupRun::spawn`] that runs the command inside this cgroup.
-    pub fn prefix(&self) -> Vec<String> {
-        let tasks = self.dir.join(self.tasks);
-        let script = format!("echo $$ > '{}' && exec \"$@\"", tasks.display());
-        vec!["sh".into(), "-c".into(), script, "sh".into()]
-    }
-}
-
-impl Drop for SlowCpu {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
+        std::thread::sleep(Duration::from_millis(950));
+        signal("-CONT");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
