@@ -441,7 +441,7 @@ impl Group {
     /// The ranks with a key under `name/`, with its value.
     /// Runs `work`, this rank's part of the run, telling the other ranks once a second that
     /// it is still at it (except while it waits for them): their waits last while it does.
-    pub fn working<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+    pub fn working<T>(&self, work: impl FnOnce() -> T) -> T {
         let beat = |n: u64| {
             // A failed put shows as this rank cut off at its next watch.
             let _ = self.put(patience::ALIVE, n.to_string().as_bytes());

@@ -42,13 +42,9 @@ impl Beats {
 
     /// Runs `work`, calling `beat(n)` with n = 1, 2, ... from another thread at once and then
     /// once every [`BEAT_EVERY`] while `work` runs and no wait is open.
-    pub(super) fn beating<T: Send>(
-        &self,
-        beat: impl Fn(u64) + Sync,
-        work: impl FnOnce() -> T + Send,
-    ) -> T {
+    pub(super) fn beating<T>(&self, beat: impl Fn(u64) + Sync, work: impl FnOnce() -> T) -> T {
         self.working.store(true, Ordering::SeqCst);
-        let out = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             s.spawn(|| {
                 let mut n = 0;
                 let mut last: Option<Instant> = None;
@@ -62,12 +58,19 @@ impl Beats {
                     std::thread::sleep(STOP_CHECK);
                 }
             });
-            let out = work();
-            self.working.store(false, Ordering::SeqCst);
-            out
-        });
-        self.working.store(false, Ordering::SeqCst);
-        out
+            // Ends the beating however `work` ends (a panic too: the scope joins the thread).
+            let _over = Over(&self.working);
+            work()
+        })
+    }
+}
+
+/// Clears a flag when dropped.
+struct Over<'a>(&'a AtomicBool);
+
+impl Drop for Over<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -127,6 +130,16 @@ mod tests {
         assert_eq!(ns, [1, 2, 3], "{got:?}");
         let gap = got[2].1 - got[1].1;
         assert!(gap >= BEAT_EVERY * 2, "{gap:?}");
+    }
+
+    #[test]
+    fn work_that_panics_ends_its_beating_instead_of_hanging() {
+        let beats = Beats::default();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            beats.beating(|_| {}, || panic!("the work failed"))
+        }));
+        assert!(caught.is_err());
+        assert!(!beats.working.load(Ordering::SeqCst));
     }
 
     #[test]
