@@ -87,6 +87,12 @@ impl ThreadSched {
         }
     }
 
+    /// These figures less a `part` of their span (the same thread's, read within it).
+    pub fn less(&self, part: &ThreadSched) -> ThreadSched {
+        let span = std::time::Duration::from_nanos(self.span_ns.saturating_sub(part.span_ns));
+        self.minus(part, span)
+    }
+
     /// Adds `other` (another round of the same thread, or another thread).
     pub fn add(&mut self, other: &ThreadSched) {
         self.span_ns = self.span_ns.saturating_add(other.span_ns);
@@ -416,6 +422,22 @@ mod tests {
                 .migrations,
             None
         );
+    }
+
+    #[test]
+    fn a_part_of_a_span_comes_off_every_figure_and_the_span() {
+        let whole = t(1000, 600, 200, 9, Some(4));
+        let gaps = t(400, 100, 150, 2, Some(1));
+        let none_voluntary = |s: ThreadSched| ThreadSched {
+            voluntary_switches: 0,
+            ..s
+        };
+        assert_eq!(
+            whole.less(&gaps),
+            none_voluntary(t(600, 500, 50, 7, Some(3)))
+        );
+        // A part read larger than the whole (readings a tick apart) leaves zeros, not a wrap.
+        assert_eq!(gaps.less(&whole), none_voluntary(t(0, 0, 0, 0, Some(0))));
     }
 
     #[test]

@@ -193,6 +193,8 @@ pub struct PairProbe {
     sched_from: Option<SchedMark>,
     /// An off probe's scheduler figures over the span it last finished, until taken.
     unreported: Option<ThreadSched>,
+    /// What the span's scheduler figures leave out: the gaps between its batches.
+    gaps: Option<ThreadSched>,
 }
 
 impl PairProbe {
@@ -207,6 +209,7 @@ impl PairProbe {
             on: true,
             sched_from: None,
             unreported: None,
+            gaps: None,
         }
     }
 
@@ -223,6 +226,7 @@ impl PairProbe {
             on: false,
             sched_from: None,
             unreported: None,
+            gaps: None,
         }
     }
 
@@ -266,6 +270,23 @@ impl PairProbe {
         }
     }
 
+    /// The timed batches of one loop under this probe: its span started, then `run` with the
+    /// two-sided pace of side `role` and `count`; the gaps between the batches (the pacing,
+    /// the word to or from the peer) are left out of the span's scheduler figures.
+    pub fn timed<T>(
+        &mut self,
+        oob: &mut Oob,
+        role: crate::peer::Side,
+        count: crate::stats::Count,
+        run: impl FnOnce(&mut dyn crate::bench::pace::Pace) -> Result<T, BenchError>,
+    ) -> Result<T, BenchError> {
+        self.hook(oob)()?;
+        let mut pace = crate::run::pace::two_sided(role, count, oob);
+        let out = run(&mut pace);
+        self.gaps = pace.gaps();
+        out
+    }
+
     /// The error the hook met, when a loop stopped because of it; else the loop's `error` at
     /// `at`.
     pub fn failure(&mut self, at: String, error: BenchError) -> RunError {
@@ -279,7 +300,9 @@ impl PairProbe {
         oob: &mut Oob,
         payload: Payload,
     ) -> Result<Option<PathReport>, RunError> {
+        let gaps = self.gaps.take();
         let sched = self.sched_from.take().and_then(|m| m.since());
+        let sched = sched.map(|s| gaps.map_or(s, |g| s.less(&g)));
         if !self.on {
             self.unreported = sched;
             return Ok(None);

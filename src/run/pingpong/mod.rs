@@ -17,7 +17,6 @@ use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::ResultDoc;
 use crate::run::memory::{libfabric_endpoint_bytes, MemoryNeed};
-use crate::run::pace::two_sided;
 use crate::run::path::PairProbe;
 use crate::run::sched::CpuPlan;
 use crate::run::segments::{check_device, check_hmem, MemKinds, SegKind};
@@ -421,8 +420,7 @@ fn one_size<B: HostStaged>(
     let count = cfg.iterations_for(size);
     oob.barrier()?;
     let run = warm_up(ch, role, &p)
-        .and_then(|()| probe.hook(oob)())
-        .and_then(|()| run_timed(ch, role, &p, &mut *two_sided(role, count, oob)));
+        .and_then(|()| probe.timed(oob, role, count, |pace| run_timed(ch, role, &p, pace)));
     run.map_err(|error| {
         probe
             .failure(format!("size {}", human_size(size)), error)

@@ -20,7 +20,6 @@ use crate::mem::HostStaged;
 use crate::peer::Side;
 use crate::report::ResultDoc;
 use crate::run::environment;
-use crate::run::pace::two_sided;
 use crate::run::path::{PairProbe, PathReport, Payload};
 use crate::run::segments::SegKind;
 use crate::run::two_sided::PairRun;
@@ -354,8 +353,7 @@ fn measure_size<B: HostStaged>(
             pp.prepare(p.size).map_err(bench)?;
             oob.barrier()?;
             let run = warm_up(pp, role, p)
-                .and_then(|()| probe.hook(oob)())
-                .and_then(|()| run_timed(pp, role, p, &mut *two_sided(role, count, oob)));
+                .and_then(|()| probe.timed(oob, role, count, |pace| run_timed(pp, role, p, pace)));
             let s = run.map_err(|e| probe.failure(at(), e).control_first())?;
             let path = probe.finish(oob, both_ways(p.size as u64, &s))?;
             Ok((Some(s), path))

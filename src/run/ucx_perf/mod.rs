@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use super::pace::two_sided;
 use super::path::{PairProbe, Payload};
 use super::pingpong::Measured;
 use super::two_sided::{PairRun, Progress, SideOutcome};
@@ -521,11 +520,11 @@ impl SideSetup<'_> {
                         warmup,
                         verify: cfg.verify,
                     };
-                    let run = pp::warm_up(&mut t, role, &p)
-                        .and_then(|()| probe.hook(oob)())
-                        .and_then(|()| {
-                            pp::run_timed(&mut t, role, &p, &mut *two_sided(role, count, oob))
-                        });
+                    let run = pp::warm_up(&mut t, role, &p).and_then(|()| {
+                        probe.timed(oob, role, count, |pace| {
+                            pp::run_timed(&mut t, role, &p, pace)
+                        })
+                    });
                     let s = run.map_err(|e| probe.failure(at(), e).control_first())?;
                     // Nothing is left posted (the last receive is only due); settle anything
                     // anyway.
