@@ -80,7 +80,7 @@ pub struct GroupSpec {
     /// Lease time-to-live: a dead rank is noticed this long after it died.
     pub ttl: Duration,
     /// How long to wait for the other ranks at each meeting point, counted from the last
-    /// sign that a rank still measures.
+    /// beat of a rank at work.
     pub timeout: Duration,
 }
 
@@ -438,7 +438,6 @@ impl Group {
         Ok(out)
     }
 
-    /// The ranks with a key under `name/`, with its value.
     /// Runs `work`, this rank's part of the run, telling the other ranks once a second that
     /// it is still at it (except while it waits for them): their waits last while it does.
     pub fn working<T>(&self, work: impl FnOnce() -> T) -> T {
@@ -456,6 +455,7 @@ impl Group {
             .get_prefix(&self.key(&format!("{}/", patience::ALIVE)))?)
     }
 
+    /// The ranks with a key under `name/`, with its value.
     fn ranks_under(&self, name: &str) -> Result<Vec<(usize, Vec<u8>)>> {
         ranks_under(&self.etcd, &self.key(name), self.world)
     }
