@@ -54,6 +54,11 @@ impl Served {
     }
 }
 
+/// Rank `r`'s `host addr pid N`, as the group's members name it (empty for a rank it lacks).
+fn member(group: &Group, r: usize) -> String {
+    group.members().get(r).cloned().unwrap_or_default()
+}
+
 /// What makes the merged result partial though rank 0's own part went well: the first
 /// initiator rank that failed, else the first rank whose result never came (dead or left),
 /// else the first target rank that failed (its error often only echoes its initiator's).
@@ -62,7 +67,7 @@ pub(super) fn other_failure(
     group: &Group,
     results: &[Option<RankResult>],
 ) -> Option<RunError> {
-    let host = |r: usize| group.members().get(r).cloned().unwrap_or_default();
+    let host = |r: usize| member(group, r);
     let failed = |r: usize| {
         let reason = results[r].as_ref()?.error.clone()?;
         Some(GroupError::Left {
@@ -120,7 +125,7 @@ pub(super) fn merge(
     results: &[Option<RankResult>],
 ) -> Result<ResultDoc, RunError> {
     let rank_plan = cfg.validate(Sides::One(Side::Initiator))?;
-    let host = |r: usize| group.members().get(r).cloned().unwrap_or_default();
+    let host = |r: usize| member(group, r);
     let mut all = Vec::new();
     let mut ranks = Vec::new();
     for r in roles.initiators() {
