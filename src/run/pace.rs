@@ -63,10 +63,7 @@ pub fn two_sided<'a>(role: Side, count: Count, oob: &'a mut Oob) -> Gapped<'a> {
         }),
         Side::Target => Box::new(Follower { oob, stopped: None }),
     };
-    Gapped {
-        inner,
-        gaps: Some(ThreadSched::default()),
-    }
+    Gapped::new(inner)
 }
 
 /// A pace whose decisions, the gaps between a loop's batches (the pacing, the word to or
@@ -78,7 +75,15 @@ pub struct Gapped<'a> {
     gaps: Option<ThreadSched>,
 }
 
-impl Gapped<'_> {
+impl<'a> Gapped<'a> {
+    /// `inner`, its gaps read from now on.
+    fn new(inner: Box<dyn Pace + 'a>) -> Gapped<'a> {
+        Gapped {
+            inner,
+            gaps: Some(ThreadSched::default()),
+        }
+    }
+
     /// The gaps between the batches so far, summed (None where the counters could not be
     /// read).
     pub fn gaps(&self) -> Option<ThreadSched> {
@@ -129,10 +134,7 @@ mod tests {
             return;
         };
         let pause = Duration::from_millis(20);
-        let mut pace = Gapped {
-            inner: Box::new(Slow { pause, left: 3 }),
-            gaps: Some(ThreadSched::default()),
-        };
+        let mut pace = Gapped::new(Box::new(Slow { pause, left: 3 }));
         let h = crate::stats::new_histogram();
         let mut batches = Vec::new();
         loop {
